@@ -1,0 +1,5 @@
+"""``python -m fluidedge`` is the ``fluidedge`` command."""
+
+from fluidedge.cli import main
+
+main()

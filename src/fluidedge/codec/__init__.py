@@ -1,0 +1,1 @@
+"""Sans-I/O protocol codecs: bytes in, frozen dataclasses out."""

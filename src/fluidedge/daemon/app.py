@@ -1,0 +1,88 @@
+"""Build the FastAPI application from the enabled parts.
+
+Cross-cutting behaviour lives here, once: request validation errors answer 400 with a reason
+(never 422), fluidedge errors answer with their kind's status, ``/metrics`` concatenates the
+parts' Prometheus text, ``/healthz`` says the daemon is up, and every route of every part is
+guarded by the bearer token (see :mod:`fluidedge.daemon.auth`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+import fluidedge
+from fluidedge.daemon.auth import TokenGuard
+from fluidedge.daemon.config import DaemonConfig, resolve_token
+from fluidedge.daemon.part import DaemonContext, Part
+from fluidedge.daemon.registry import load_factory
+from fluidedge.daemon.store import Store
+from fluidedge.errors import FluidedgeError
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    reasons = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        reasons.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(reasons) or "invalid request"
+
+
+def build_context(config: DaemonConfig, store: Store | None = None) -> DaemonContext:
+    """Create the store and instantiate every enabled part (not started yet)."""
+    context = DaemonContext(config=config, store=store or Store(config.store_path))
+    for name, section in config.parts.items():
+        factory = load_factory(name)
+        context.parts[name] = factory(section, context)
+    return context
+
+
+def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
+    """The daemon's ASGI application for ``context`` (parts are started in its lifespan)."""
+    config = context.config
+    guard = TokenGuard(token or resolve_token(config.api), open_reads=config.api.open_reads)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        started: list[Part] = []
+        try:
+            for part in context.parts.values():
+                await part.start()
+                started.append(part)
+            yield
+        finally:
+            for part in reversed(started):
+                await part.stop()
+
+    app = FastAPI(
+        title="fluidedge",
+        version=fluidedge.__version__,
+        description="Superfluid mobile-edge node: traffic offloading and instance management.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": _validation_reason(exc)})
+
+    @app.exception_handler(FluidedgeError)
+    async def _domain_error(_request: Request, exc: FluidedgeError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+
+    @app.get("/healthz", tags=["daemon"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": fluidedge.__version__, "parts": list(context.parts)}
+
+    @app.get("/metrics", tags=["daemon"], response_class=PlainTextResponse)
+    def metrics() -> str:
+        return "".join(part.metrics() for part in context.parts.values())
+
+    for part in context.parts.values():
+        app.include_router(part.router(), dependencies=[Depends(guard)])
+    return app

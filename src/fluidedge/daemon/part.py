@@ -1,0 +1,45 @@
+"""What a product part implements to be hosted by the daemon.
+
+A part is built by a factory from its config table and the shared :class:`DaemonContext`; it
+contributes an :class:`fastapi.APIRouter`, and is started (restoring its declared state from the
+store) before the API accepts requests and stopped on shutdown. Parts may look each other up
+through the context (e.g. the measurement toolkit uses the instance manager).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fastapi import APIRouter
+
+from fluidedge.daemon.config import DaemonConfig
+from fluidedge.daemon.store import Store
+
+
+class Part(Protocol):
+    """A product part hosted by the daemon."""
+
+    name: str
+
+    def router(self) -> APIRouter: ...
+
+    async def start(self) -> None:
+        """Restore declared state from the store and start data/control planes."""
+
+    async def stop(self) -> None:
+        """Stop everything the part started (declared state stays in the store)."""
+
+    def metrics(self) -> str:
+        """Prometheus text exposition of the part's counters (may be empty)."""
+
+
+@dataclass
+class DaemonContext:
+    config: DaemonConfig
+    store: Store
+    parts: dict[str, Part] = field(default_factory=dict)
+
+
+PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

@@ -1,0 +1,53 @@
+"""The root of every error fluidedge raises on purpose.
+
+Each part has its own base that derives from :class:`FluidedgeError`; a part's errors may also
+derive from one of the *kinds* below, which tell the API which HTTP status answers them::
+
+    FluidedgeError
+    ├── InputError        400  the request or input is malformed (a reason is always given)
+    ├── NotFoundError     404  the named object does not exist
+    ├── ConflictError     409  the request clashes with existing state
+    ├── CapacityError     503  the host cannot take it now (pool, CPUs, memory)
+    └── SystemFailure     500  the kernel or an external tool failed underneath us
+
+Third-party errors (subprocess, netlink, sqlite) are mapped to these at the boundary where
+they are caught, so callers only ever handle fluidedge errors.
+"""
+
+from __future__ import annotations
+
+
+class FluidedgeError(Exception):
+    """Base of all deliberate fluidedge errors."""
+
+    http_status = 500
+
+
+class InputError(FluidedgeError):
+    """Malformed input: the message says which field and why."""
+
+    http_status = 400
+
+
+class NotFoundError(FluidedgeError):
+    """The named object does not exist."""
+
+    http_status = 404
+
+
+class ConflictError(FluidedgeError):
+    """The request conflicts with existing state (name or address in use...)."""
+
+    http_status = 409
+
+
+class CapacityError(FluidedgeError):
+    """The host cannot take the request now (capacity or pool exhausted)."""
+
+    http_status = 503
+
+
+class SystemFailure(FluidedgeError):
+    """A kernel call or external tool failed; the message carries its diagnostics."""
+
+    http_status = 500

@@ -1,0 +1,5 @@
+"""Thin adapters over the kernel and system tools: processes, namespaces, netlink.
+
+All I/O that touches the host lives under this package or in a part's own adapter module;
+everything else in fluidedge is pure and testable without root.
+"""

@@ -1,0 +1,103 @@
+"""Network namespaces: create, delete, list, and open sockets inside one.
+
+``setns(2)`` changes the namespace of the calling *thread* only, and a socket keeps the
+namespace it was created in. :func:`call_in_netns` uses both facts: it runs a function in a
+short-lived thread that has entered the namespace, so a daemon in the root namespace can own
+sockets (AF_PACKET, TUN, UDP) in a lab namespace without moving itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from fluidedge.errors import InputError, SystemFailure
+from fluidedge.linux.proc import run
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class NetnsError(SystemFailure):
+    """A namespace operation failed."""
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a safe namespace name, else raise :class:`InputError`."""
+    if not _NAME_RE.match(name):
+        raise InputError(f"invalid network namespace name {name!r}")
+    return name
+
+
+def exists(name: str) -> bool:
+    return (NETNS_DIR / validate_name(name)).exists()
+
+
+def create(name: str) -> None:
+    """Create namespace ``name`` with its loopback up (idempotent)."""
+    validate_name(name)
+    if not exists(name):
+        run(["ip", "netns", "add", name])
+    run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+
+def delete(name: str) -> None:
+    """Delete namespace ``name`` if it exists."""
+    if exists(name):
+        run(["ip", "netns", "delete", name])
+
+
+def list_names() -> list[str]:
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in NETNS_DIR.iterdir())
+
+
+def _setns(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NetnsError(f"setns({path}) failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
+    """Call ``fn`` with the calling context inside namespace ``name``; return its result.
+
+    With ``name=None`` ``fn`` runs in the current namespace. Sockets and file descriptors that
+    ``fn`` creates stay bound to ``name``'s namespace after it returns.
+    """
+    if name is None:
+        return fn()
+    path = NETNS_DIR / validate_name(name)
+    if not path.exists():
+        raise NetnsError(f"network namespace {name!r} does not exist")
+    box: dict[str, T] = {}
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _setns(path)
+            box["result"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name=f"netns-{name}")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return box["result"]

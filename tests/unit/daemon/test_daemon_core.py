@@ -1,0 +1,132 @@
+"""The daemon's shared ground: config, token guard, store migrations, error mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from fluidedge.daemon.app import create_app
+from fluidedge.daemon.config import parse_config, resolve_token
+from fluidedge.daemon.errors import ConfigError
+from fluidedge.daemon.part import DaemonContext
+from fluidedge.daemon.store import Store
+from fluidedge.errors import ConflictError
+
+TOKEN = "t" * 32
+
+
+class _Item(BaseModel):
+    name: str
+
+
+class _EchoPart:
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.get("/echo")
+        def read() -> dict[str, bool]:
+            return {"started": self.started}
+
+        @router.post("/echo")
+        def write(item: _Item) -> dict[str, str]:
+            if item.name == "taken":
+                raise ConflictError("name 'taken' is already used")
+            return {"name": item.name}
+
+        return router
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+    def metrics(self) -> str:
+        return "echo_up 1\n"
+
+
+def _client(tmp_path: Path) -> TestClient:
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    context = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    context.parts["echo"] = _EchoPart()
+    return TestClient(create_app(context))
+
+
+def test_defaults_are_secure() -> None:
+    config = parse_config({})
+    assert config.api.listen == "127.0.0.1"
+    assert config.api.token is None
+
+
+def test_bad_config_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="listen"):
+        parse_config({"api": {"listen": "not-an-ip"}})
+    with pytest.raises(ConfigError, match=r"\[tof\] must be a table"):
+        parse_config({"tof": 3})
+
+
+def test_token_file_is_created_private_and_reused(tmp_path: Path) -> None:
+    api = parse_config({"api": {"token_file": str(tmp_path / "tok")}}).api
+    first = resolve_token(api)
+    assert len(first) >= 32
+    assert (tmp_path / "tok").stat().st_mode & 0o777 == 0o600
+    assert resolve_token(api) == first
+
+
+def test_mutations_need_the_token_reads_do_not(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        assert client.get("/echo").json() == {"started": True}
+        assert client.post("/echo", json={"name": "a"}).status_code == 401
+        wrong = {"Authorization": "Bearer " + "x" * 32}
+        assert client.post("/echo", json={"name": "a"}, headers=wrong).status_code == 401
+        good = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.post("/echo", json={"name": "a"}, headers=good).json() == {"name": "a"}
+
+
+def test_errors_map_to_status_with_reason(tmp_path: Path) -> None:
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    with _client(tmp_path) as client:
+        bad = client.post("/echo", json={"nom": "a"}, headers=good)
+        assert bad.status_code == 400
+        assert "name" in bad.json()["detail"]
+        clash = client.post("/echo", json={"name": "taken"}, headers=good)
+        assert clash.status_code == 409
+        assert "already used" in clash.json()["detail"]
+        assert "echo_up 1" in client.get("/metrics").text
+
+
+def test_store_migrations_apply_once_and_keep_data(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    migrations = ["CREATE TABLE things (name TEXT PRIMARY KEY)"]
+    store = Store(path)
+    store.migrate("part", migrations)
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO things VALUES ('a')")
+    store.close()
+    again = Store(path)
+    again.migrate("part", [*migrations, "ALTER TABLE things ADD COLUMN size INTEGER"])
+    rows = again.query("SELECT name, size FROM things")
+    assert [tuple(r) for r in rows] == [("a", None)]
+
+
+def test_store_rolls_back_on_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+
+    def failing_write() -> None:
+        with store.transaction() as conn:
+            conn.execute("INSERT INTO things VALUES ('a')")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert store.query("SELECT * FROM things") == []
