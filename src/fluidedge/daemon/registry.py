@@ -16,7 +16,6 @@ from fluidedge.daemon.part import PartFactory
 PART_FACTORIES: dict[str, str] = {
     "instances": "fluidedge.instances.part:create_part",
     "tof": "fluidedge.tof.part:create_part",
-    "measure": "fluidedge.measure.part:create_part",
 }
 
 

@@ -1,0 +1,39 @@
+"""Errors of the codec package. Every decode failure says which header and which offset.
+
+::
+
+    CodecError (FluidedgeError, InputError)
+    ├── TruncatedError        the buffer ends before the header/field does
+    ├── MalformedError        a field holds a value the spec forbids (bad version, bad length...)
+    └── UnsupportedError      well-formed but not something we decode (e.g. unknown
+                              comprehension-required extension header)
+
+Decoders raise only these (never ``struct.error``, ``IndexError``, ``ValueError``...), whatever the
+input; fuzz tests hold them to it.
+"""
+
+from __future__ import annotations
+
+from fluidedge.errors import InputError
+
+
+class CodecError(InputError):
+    """A decode/encode failure at ``header`` and byte ``offset`` of the input buffer."""
+
+    def __init__(self, header: str, offset: int, reason: str) -> None:
+        self.header = header
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{header} at offset {offset}: {reason}")
+
+
+class TruncatedError(CodecError):
+    """The buffer is shorter than the header or its declared length."""
+
+
+class MalformedError(CodecError):
+    """A field's value violates the specification."""
+
+
+class UnsupportedError(CodecError):
+    """Well-formed input that this codec deliberately does not handle."""
