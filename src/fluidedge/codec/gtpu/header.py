@@ -1,0 +1,318 @@
+"""The GTP-U header (TS 29.281 §5): mandatory part, optional octets and extension chain.
+
+``decode_header`` is on the hot path of every packet the TOF and the benchmarks classify, so the
+plain G-PDU (flags ``0x30``: version 1, PT 1, no E/S/PN) takes a branch with one ``struct``
+call and no loop, and headers are built through the slot descriptors instead of the frozen
+dataclass ``__init__`` (which costs a guarded ``object.__setattr__`` per field). :func:`peek`
+does the same validation but returns a plain tuple, for classifiers that need no objects.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.gtpu import layouts
+from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK, ExtensionType
+from fluidedge.codec.gtpu.extensions import (
+    KNOWN_TYPES,
+    ExtensionHeader,
+    PduSessionContainer,
+    UnknownExtension,
+    decode_content,
+    encode_chain,
+)
+
+FLAG_E = 0x04
+FLAG_S = 0x02
+FLAG_PN = 0x01
+FLAG_SPARE = 0x08
+PLAIN_FLAGS = 0x30
+"""Version 1, PT 1, spare 0, no E/S/PN: the usual S1-U/N3 G-PDU."""
+
+_MANDATORY = layouts.HEADER.struct
+_OPTIONAL = layouts.OPTIONAL.struct
+_unpack_mandatory = _MANDATORY.unpack_from
+_unpack_optional = _OPTIONAL.unpack_from
+_pack_mandatory = _MANDATORY.pack
+_pack_optional = _OPTIONAL.pack
+
+
+@dataclass(frozen=True, slots=True)
+class GtpuHeader:
+    """A decoded GTP-U header.
+
+    ``sequence``/``npdu`` are ``None`` unless their flag (S/PN) is set. ``length`` and
+    ``header_size`` describe the wire form and are recomputed by the encoder, so they take no
+    part in equality. ``spare_flags`` keeps the octet-1 bits the other fields do not imply
+    (the spare bit ``0x08``, and ``0x04`` for an E flag followed by no extension header);
+    ``spare_optional`` keeps the four optional octets, with the ones whose flag is set zeroed,
+    when any of the others is non-zero (``b""`` otherwise), so re-encoding is byte-identical.
+    """
+
+    version: int = 1
+    protocol_type: int = 1
+    message_type: int = 255
+    length: int = field(default=0, compare=False)
+    teid: int = 0
+    sequence: int | None = None
+    npdu: int | None = None
+    extensions: tuple[ExtensionHeader, ...] = ()
+    header_size: int = field(default=0, compare=False)
+    """Octets from the start of the GTP-U header to the message body (T-PDU or IEs)."""
+    spare_flags: int = 0
+    spare_optional: bytes = b""
+
+    @property
+    def qfi(self) -> int | None:
+        """QFI of the first PDU Session Container, if any (what the TOF classifies on)."""
+        for ext in self.extensions:
+            if isinstance(ext, PduSessionContainer):
+                return ext.qfi
+        return None
+
+    @property
+    def body_length(self) -> int:
+        """Octets of the message body (``length`` minus optional octets and extensions)."""
+        return self.length + 8 - self.header_size
+
+
+# Build headers without the frozen __init__: each slot's descriptor sets it directly.
+_new = object.__new__
+_slot: dict[str, Any] = {name: getattr(GtpuHeader, name) for name in GtpuHeader.__slots__}
+_set_version = _slot["version"].__set__
+_set_pt = _slot["protocol_type"].__set__
+_set_type = _slot["message_type"].__set__
+_set_length = _slot["length"].__set__
+_set_teid = _slot["teid"].__set__
+_set_sequence = _slot["sequence"].__set__
+_set_npdu = _slot["npdu"].__set__
+_set_extensions = _slot["extensions"].__set__
+_set_header_size = _slot["header_size"].__set__
+_set_spare_flags = _slot["spare_flags"].__set__
+_set_spare_optional = _slot["spare_optional"].__set__
+
+
+def _plain_header(message_type: int, length: int, teid: int) -> GtpuHeader:
+    h: GtpuHeader = _new(GtpuHeader)
+    _set_version(h, 1)
+    _set_pt(h, 1)
+    _set_type(h, message_type)
+    _set_length(h, length)
+    _set_teid(h, teid)
+    _set_sequence(h, None)
+    _set_npdu(h, None)
+    _set_extensions(h, ())
+    _set_header_size(h, 8)
+    _set_spare_flags(h, 0)
+    _set_spare_optional(h, b"")
+    return h
+
+
+def _check_version(flags: int, offset: int) -> None:
+    if flags >> 5 != 1:
+        raise UnsupportedError("GTP-U header", offset, f"version {flags >> 5}, only 1 is GTP-U")
+    if not flags & 0x10:
+        raise UnsupportedError("GTP-U header", offset, "PT=0 is GTP' (charging), not GTP-U")
+
+
+def _walk_options(
+    buf: bytes | bytearray | memoryview, offset: int, flags: int, length: int, decode: bool
+) -> tuple[int | None, int | None, int, bytes, tuple[ExtensionHeader, ...], int]:
+    """Optional octets and extension chain of a header with some of E/S/PN set.
+
+    Returns ``(sequence, npdu, header_size, spare_optional, extensions, qfi)``; extension
+    headers are only built when ``decode`` (``qfi`` is found either way, -1 if none).
+    The walk stops at the end of the buffer (:class:`TruncatedError`) or of the message the
+    length field declares (:class:`MalformedError`), whichever comes first.
+    """
+    size = len(buf)
+    declared_end = offset + 8 + length
+    pos = offset + 8
+    if pos + 4 > size:
+        raise TruncatedError(
+            "GTP-U optional fields", pos, f"need 4 bytes, have {max(size - pos, 0)}"
+        )
+    if pos + 4 > declared_end:
+        raise MalformedError(
+            "GTP-U optional fields", pos, f"length field {length} leaves no room for them"
+        )
+    seq_raw, npdu_raw, next_type = _unpack_optional(buf, pos)
+    sequence = seq_raw if flags & FLAG_S else None
+    npdu = npdu_raw if flags & FLAG_PN else None
+    masked = (
+        (0 if flags & FLAG_S else seq_raw << 16)
+        | (0 if flags & FLAG_PN else npdu_raw << 8)
+        | (0 if flags & FLAG_E else next_type)
+    )
+    spare_optional = masked.to_bytes(4, "big") if masked else b""
+    pos += 4
+    extensions: list[ExtensionHeader] = []
+    qfi = -1
+    if flags & FLAG_E:
+        while next_type:
+            ext_type = next_type
+            if pos >= size:
+                raise TruncatedError(
+                    f"GTP-U extension header 0x{ext_type:02x}", pos, "buffer ends before it"
+                )
+            units = buf[pos]
+            if units == 0:
+                raise MalformedError(
+                    f"GTP-U extension header 0x{ext_type:02x}", pos, "length 0 is invalid"
+                )
+            end = pos + 4 * units
+            if end > size:
+                raise TruncatedError(
+                    f"GTP-U extension header 0x{ext_type:02x}",
+                    pos,
+                    f"length {units} needs {4 * units} bytes, have {size - pos}",
+                )
+            if end > declared_end:
+                raise MalformedError(
+                    f"GTP-U extension header 0x{ext_type:02x}",
+                    pos,
+                    f"runs {end - declared_end} bytes past the length field's end",
+                )
+            if ext_type not in KNOWN_TYPES:
+                if ext_type & COMPREHENSION_REQUIRED_MASK:
+                    raise UnsupportedError(
+                        f"GTP-U extension header 0x{ext_type:02x}",
+                        pos,
+                        "unknown type whose comprehension is required (TS 29.281 §5.2.1)",
+                    )
+                if decode:
+                    extensions.append(UnknownExtension(ext_type, bytes(buf[pos + 1 : end - 1])))
+            elif ext_type == ExtensionType.PDU_SESSION_CONTAINER and qfi < 0 and not decode:
+                qfi = buf[pos + 2] & 0x3F if buf[pos + 1] >> 4 <= 1 else -1
+            elif decode:
+                ext = decode_content(ext_type, bytes(buf[pos + 1 : end - 1]), pos)
+                if qfi < 0 and isinstance(ext, PduSessionContainer):
+                    qfi = ext.qfi
+                extensions.append(ext)
+            next_type = buf[end - 1]
+            pos = end
+    return sequence, npdu, pos - offset, spare_optional, tuple(extensions), qfi
+
+
+def _mandatory(buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, int, int, int]:
+    if offset < 0:
+        raise MalformedError("GTP-U header", offset, "negative offset")
+    if len(buf) - offset < 8:
+        raise TruncatedError(
+            "GTP-U header", offset, f"need 8 bytes, have {max(len(buf) - offset, 0)}"
+        )
+    flags, message_type, length, teid = _unpack_mandatory(buf, offset)
+    return flags, message_type, length, teid
+
+
+def decode_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuHeader:
+    """Decode the header at ``offset`` (mandatory part, options, whole extension chain).
+
+    Does not check that the body the length field announces is in the buffer (:func:`decode`
+    does); the optional part and extension headers must lie inside both the buffer and the
+    declared length. Raises only :class:`~fluidedge.codec.errors.CodecError` subclasses.
+    """
+    if offset >= 0 and len(buf) - offset >= 8:
+        flags, message_type, length, teid = _unpack_mandatory(buf, offset)
+        if flags == PLAIN_FLAGS:
+            return _plain_header(message_type, length, teid)
+    else:
+        flags, message_type, length, teid = _mandatory(buf, offset)
+    _check_version(flags, offset)
+    if not flags & 0x07:
+        h = _plain_header(message_type, length, teid)
+        _set_spare_flags(h, flags & FLAG_SPARE)
+        return h
+    sequence, npdu, header_size, spare_optional, extensions, _ = _walk_options(
+        buf, offset, flags, length, decode=True
+    )
+    h = _plain_header(message_type, length, teid)
+    _set_sequence(h, sequence)
+    _set_npdu(h, npdu)
+    _set_extensions(h, extensions)
+    _set_header_size(h, header_size)
+    _set_spare_flags(h, flags & FLAG_SPARE | (FLAG_E if flags & FLAG_E and not extensions else 0))
+    _set_spare_optional(h, spare_optional)
+    return h
+
+
+def peek(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int, int]:
+    """Classify a GTP-U message without building objects.
+
+    Returns ``(message_type, teid, body_offset, end, qfi)``: the body (T-PDU for a G-PDU)
+    is ``buf[body_offset:end]``, ``qfi`` is that of the first PDU Session Container or -1.
+    Validates exactly what :func:`decode_header` and the length check of :func:`decode` do
+    (extension contents other than the PDU Session Container's first two octets excepted).
+    """
+    if offset >= 0 and len(buf) - offset >= 8:
+        flags, message_type, length, teid = _unpack_mandatory(buf, offset)
+        if flags == PLAIN_FLAGS:
+            end = offset + 8 + length
+            if end > len(buf):
+                _raise_short_body(buf, offset, length, offset + 8)
+            return message_type, teid, offset + 8, end, -1
+    else:
+        flags, message_type, length, teid = _mandatory(buf, offset)
+    _check_version(flags, offset)
+    header_size = 8
+    qfi = -1
+    if flags & 0x07:
+        _, _, header_size, _, _, qfi = _walk_options(buf, offset, flags, length, decode=False)
+    end = offset + 8 + length
+    if end > len(buf):
+        _raise_short_body(buf, offset, length, offset + header_size)
+    return message_type, teid, offset + header_size, end, qfi
+
+
+def _raise_short_body(
+    buf: bytes | bytearray | memoryview, offset: int, length: int, body: int
+) -> None:
+    raise TruncatedError(
+        "GTP-U message body",
+        body,
+        f"length field says {length} bytes after the mandatory header, "
+        f"buffer holds {len(buf) - offset - 8}",
+    )
+
+
+def encode_header(header: GtpuHeader, message_type: int, body_length: int) -> bytes:
+    """Header octets (mandatory, optional, extension chain) for a body of ``body_length``.
+
+    Flags and the length field are computed from the fields; ``ValueError`` for values that
+    do not fit.
+    """
+    if header.version != 1 or header.protocol_type != 1:
+        raise ValueError("only GTPv1-U (version 1, PT 1) can be encoded")
+    if header.spare_flags & ~(FLAG_SPARE | FLAG_E):
+        raise ValueError("spare_flags may hold only 0x08 (spare) and 0x04 (empty E)")
+    first_type, chain = encode_chain(header.extensions)
+    flags = (
+        0x30
+        | header.spare_flags
+        | (FLAG_E if first_type else 0)
+        | (FLAG_S if header.sequence is not None else 0)
+        | (FLAG_PN if header.npdu is not None else 0)
+    )
+    try:
+        if flags & 0x07:
+            spare = header.spare_optional
+            if spare and len(spare) != 4:
+                raise ValueError("spare_optional must be empty or 4 octets")
+            seq_raw, npdu_raw, next_raw = _unpack_optional(spare) if spare else (0, 0, 0)
+            optional = _pack_optional(
+                seq_raw if header.sequence is None else header.sequence,
+                npdu_raw if header.npdu is None else header.npdu,
+                next_raw if not flags & FLAG_E else first_type,
+            )
+            optional += chain
+        else:
+            if header.spare_optional:
+                raise ValueError("spare_optional needs an E, S or PN flag")
+            optional = b""
+        length = len(optional) + body_length
+        return _pack_mandatory(flags, message_type, length, header.teid) + optional
+    except struct.error as exc:
+        raise ValueError(f"GTP-U header field out of range: {exc}") from exc

@@ -1,0 +1,451 @@
+"""GTP-U messages (TS 29.281 §7) and their information elements (§8): decode and encode.
+
+A G-PDU's T-PDU is returned as a ``memoryview`` slice of the input (zero-copy); signalling
+messages are rare and small, so their IEs are copied into ``bytes``/ints. IEs other than the
+ones a message's fields hold (Private Extension, unknown TLV types, repeats) are kept in
+``extra_ies`` in their order; the encoder writes all IEs sorted by type (the order TS 29.281
+§7.1 prescribes), so a decoded valid message re-encodes to the same octets.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Union
+
+from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
+from fluidedge.codec.gtpu.extensions import ExtensionHeader, UdpPortExtension
+from fluidedge.codec.gtpu.header import (
+    PLAIN_FLAGS,
+    GtpuHeader,
+    _plain_header,
+    _unpack_mandatory,
+    decode_header,
+    encode_header,
+)
+
+_U32 = struct.Struct("!I")
+_TLV = struct.Struct("!BH")
+
+
+@dataclass(frozen=True, slots=True)
+class InformationElement:
+    """One IE as on the wire: ``value`` without type and length octets."""
+
+    ie_type: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GPdu:
+    """G-PDU (255): a user packet (T-PDU) in a tunnel. ``payload`` is a view of the input."""
+
+    header: GtpuHeader
+    payload: memoryview | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EchoRequest:
+    """Echo Request (1, TS 29.281 §7.2.1). ``recovery`` is IE 14 if present."""
+
+    header: GtpuHeader
+    recovery: int | None = None
+    extra_ies: tuple[InformationElement, ...] = ()
+
+    @property
+    def private_extensions(self) -> tuple[bytes, ...]:
+        return _private(self.extra_ies)
+
+
+@dataclass(frozen=True, slots=True)
+class EchoResponse:
+    """Echo Response (2, TS 29.281 §7.2.2). Recovery (IE 14) is mandatory; its restart counter
+    is 0 for GTP-U."""
+
+    header: GtpuHeader
+    recovery: int | None = 0
+    extra_ies: tuple[InformationElement, ...] = ()
+
+    @property
+    def private_extensions(self) -> tuple[bytes, ...]:
+        return _private(self.extra_ies)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorIndication:
+    """Error Indication (26, TS 29.281 §7.3.1): the peer received a G-PDU for an unknown TEID.
+
+    ``teid_data_i`` (IE 16) is the TEID that was not found, ``peer_address`` (IE 133) the
+    address of the node sending this indication.
+    """
+
+    header: GtpuHeader
+    teid_data_i: int
+    peer_address: IPv4Address | IPv6Address
+    extra_ies: tuple[InformationElement, ...] = ()
+
+    @property
+    def private_extensions(self) -> tuple[bytes, ...]:
+        return _private(self.extra_ies)
+
+    @property
+    def udp_port(self) -> int | None:
+        """Source port of the offending G-PDU if the UDP Port extension header carries it."""
+        for ext in self.header.extensions:
+            if isinstance(ext, UdpPortExtension):
+                return ext.port
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SupportedExtensionHeadersNotification:
+    """Supported Extension Headers Notification (31, TS 29.281 §7.3.2), IE 141."""
+
+    header: GtpuHeader
+    extension_types: tuple[int, ...]
+    extra_ies: tuple[InformationElement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EndMarker:
+    """End Marker (254, TS 29.281 §7.3.3): last packet on a path before a handover switch."""
+
+    header: GtpuHeader
+    extra_ies: tuple[InformationElement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GenericMessage:
+    """A message type this codec does not interpret; its body is kept as is."""
+
+    header: GtpuHeader
+    body: bytes
+
+
+GtpuMessage = Union[  # noqa: UP007 - a runtime alias others import and isinstance against
+    GPdu,
+    EchoRequest,
+    EchoResponse,
+    ErrorIndication,
+    SupportedExtensionHeadersNotification,
+    EndMarker,
+    GenericMessage,
+]
+
+
+def _private(ies: tuple[InformationElement, ...]) -> tuple[bytes, ...]:
+    return tuple(ie.value for ie in ies if ie.ie_type == IEType.PRIVATE_EXTENSION)
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+_new = object.__new__
+_gpdu_slots: dict[str, Any] = {name: getattr(GPdu, name) for name in GPdu.__slots__}
+_set_gpdu_header = _gpdu_slots["header"].__set__
+_set_gpdu_payload = _gpdu_slots["payload"].__set__
+
+
+def _as_view(buf: bytes | bytearray | memoryview) -> memoryview:
+    """A flat byte view of ``buf`` whatever its format, or :class:`MalformedError`."""
+    try:
+        view = memoryview(buf)
+        if view.format not in ("B", "b", "c") or view.ndim != 1:
+            view = memoryview(view.tobytes())
+    except (TypeError, ValueError) as exc:
+        raise MalformedError("GTP-U header", 0, f"not a bytes-like buffer: {exc}") from None
+    return view
+
+
+def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
+    """Decode the GTP-U message at ``offset`` (trailing bytes after it are ignored).
+
+    The length field must fit in the buffer. Raises only
+    :class:`~fluidedge.codec.errors.CodecError` subclasses, whatever the input.
+    """
+    view = _as_view(buf)
+    size = len(view)
+    if offset >= 0 and size - offset >= 8:
+        flags, message_type, length, teid = _unpack_mandatory(view, offset)
+        if flags == PLAIN_FLAGS and message_type == 255:
+            end = offset + 8 + length
+            if end > size:
+                _short(size, offset, length, offset + 8)
+            msg: GPdu = _new(GPdu)
+            _set_gpdu_header(msg, _plain_header(255, length, teid))
+            _set_gpdu_payload(msg, view[offset + 8 : end])
+            return msg
+    header = decode_header(view, offset)
+    body_start = offset + header.header_size
+    end = offset + 8 + header.length
+    if end > size:
+        _short(size, offset, header.length, body_start)
+    if header.message_type == MessageType.G_PDU:
+        return GPdu(header, view[body_start:end])
+    return _decode_signalling(header, view, body_start, end)
+
+
+def _short(size: int, offset: int, length: int, body: int) -> None:
+    raise TruncatedError(
+        "GTP-U message body",
+        body,
+        f"length field says {length} bytes after the mandatory header, "
+        f"buffer holds {size - offset - 8}",
+    )
+
+
+def _decode_ies(view: memoryview, pos: int, end: int) -> list[tuple[int, int, bytes]]:
+    """``(offset, type, value)`` of every IE in ``view[pos:end]``."""
+    ies: list[tuple[int, int, bytes]] = []
+    while pos < end:
+        ie_type = view[pos]
+        name = f"GTP-U IE {ie_type}"
+        if ie_type in TV_IE_VALUE_LENGTHS:
+            start, stop = pos + 1, pos + 1 + TV_IE_VALUE_LENGTHS[ie_type]
+        elif ie_type == IEType.EXTENSION_HEADER_TYPE_LIST:
+            if pos + 2 > end:
+                raise MalformedError(name, pos, "length octet lies past the message end")
+            start = pos + 2
+            stop = start + view[pos + 1]
+        elif ie_type >= 128:
+            if pos + 3 > end:
+                raise MalformedError(name, pos, "length octets lie past the message end")
+            _, n = _TLV.unpack_from(view, pos)
+            start, stop = pos + 3, pos + 3 + n
+        else:
+            raise UnsupportedError(name, pos, "unknown TV type: its length cannot be known")
+        if stop > end:
+            raise MalformedError(name, pos, f"value runs {stop - end} bytes past the message end")
+        ies.append((pos, ie_type, bytes(view[start:stop])))
+        pos = stop
+    return ies
+
+
+def _decode_signalling(
+    header: GtpuHeader, view: memoryview, body_start: int, end: int
+) -> GtpuMessage:
+    mtype = header.message_type
+    if mtype not in (
+        MessageType.ECHO_REQUEST,
+        MessageType.ECHO_RESPONSE,
+        MessageType.ERROR_INDICATION,
+        MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION,
+        MessageType.END_MARKER,
+    ):
+        return GenericMessage(header, bytes(view[body_start:end]))
+    ies = _decode_ies(view, body_start, end)
+    extra: list[InformationElement] = []
+    if mtype in (MessageType.ECHO_REQUEST, MessageType.ECHO_RESPONSE):
+        recovery: int | None = None
+        for _, ie_type, value in ies:
+            if ie_type == IEType.RECOVERY and recovery is None:
+                recovery = value[0]
+            else:
+                extra.append(InformationElement(ie_type, value))
+        cls = EchoRequest if mtype == MessageType.ECHO_REQUEST else EchoResponse
+        return cls(header, recovery, tuple(extra))
+    if mtype == MessageType.ERROR_INDICATION:
+        teid: int | None = None
+        peer: IPv4Address | IPv6Address | None = None
+        for pos, ie_type, value in ies:
+            if ie_type == IEType.TEID_DATA_I and teid is None:
+                teid = _U32.unpack(value)[0]
+            elif ie_type == IEType.GTPU_PEER_ADDRESS and peer is None:
+                if len(value) == 4:
+                    peer = IPv4Address(value)
+                elif len(value) == 16:
+                    peer = IPv6Address(value)
+                else:
+                    raise MalformedError(
+                        "GTP-U IE 133 (GTP-U Peer Address)",
+                        pos,
+                        f"length {len(value)}, expected 4 (IPv4) or 16 (IPv6)",
+                    )
+            else:
+                extra.append(InformationElement(ie_type, value))
+        if teid is None or peer is None:
+            missing = "TEID Data I (16)" if teid is None else "GTP-U Peer Address (133)"
+            raise MalformedError(
+                "GTP-U Error Indication", body_start, f"mandatory IE {missing} is missing"
+            )
+        return ErrorIndication(header, teid, peer, tuple(extra))
+    if mtype == MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION:
+        types: tuple[int, ...] | None = None
+        for _, ie_type, value in ies:
+            if ie_type == IEType.EXTENSION_HEADER_TYPE_LIST and types is None:
+                types = tuple(value)
+            else:
+                extra.append(InformationElement(ie_type, value))
+        if types is None:
+            raise MalformedError(
+                "GTP-U Supported Extension Headers Notification",
+                body_start,
+                "mandatory IE Extension Header Type List (141) is missing",
+            )
+        return SupportedExtensionHeadersNotification(header, types, tuple(extra))
+    return EndMarker(header, tuple(InformationElement(t, v) for _, t, v in ies))
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def _encode_ie(ie_type: int, value: bytes) -> bytes:
+    if not 0 <= ie_type <= 255:
+        raise ValueError(f"IE type {ie_type} does not fit in an octet")
+    if ie_type in TV_IE_VALUE_LENGTHS:
+        if len(value) != TV_IE_VALUE_LENGTHS[ie_type]:
+            raise ValueError(f"IE {ie_type} takes {TV_IE_VALUE_LENGTHS[ie_type]} octets")
+        return bytes((ie_type,)) + value
+    if ie_type == IEType.EXTENSION_HEADER_TYPE_LIST:
+        if len(value) > 255:
+            raise ValueError("Extension Header Type List holds at most 255 types")
+        return bytes((ie_type, len(value))) + value
+    if ie_type < 128:
+        raise ValueError(f"IE type {ie_type} is an unknown TV type: its length is unknown")
+    if len(value) > 0xFFFF:
+        raise ValueError(f"IE {ie_type} value of {len(value)} octets exceeds 65535")
+    return _TLV.pack(ie_type, len(value)) + value
+
+
+def _encode_ies(known: list[tuple[int, bytes]], extra: tuple[InformationElement, ...]) -> bytes:
+    ies = known + [(ie.ie_type, bytes(ie.value)) for ie in extra]
+    ies.sort(key=lambda ie: ie[0])  # stable: the field's IE before repeats of its type
+    return b"".join(_encode_ie(t, v) for t, v in ies)
+
+
+def _message_type(msg: GtpuMessage) -> int:
+    if isinstance(msg, GenericMessage):
+        return msg.header.message_type
+    expected = _TYPES[type(msg)]
+    if msg.header.message_type != expected:
+        raise ValueError(
+            f"{type(msg).__name__} needs header.message_type={expected}, "
+            f"got {msg.header.message_type}"
+        )
+    return expected
+
+
+def _body(msg: GtpuMessage) -> bytes | memoryview:
+    if isinstance(msg, GPdu):
+        return msg.payload
+    if isinstance(msg, GenericMessage):
+        return msg.body
+    known: list[tuple[int, bytes]] = []
+    if isinstance(msg, EchoRequest | EchoResponse):
+        if msg.recovery is not None:
+            if not 0 <= msg.recovery <= 255:
+                raise ValueError(f"recovery={msg.recovery} does not fit in an octet")
+            known.append((IEType.RECOVERY, bytes((msg.recovery,))))
+    elif isinstance(msg, ErrorIndication):
+        if not 0 <= msg.teid_data_i <= 0xFFFFFFFF:
+            raise ValueError(f"teid_data_i={msg.teid_data_i} does not fit in 32 bits")
+        known.append((IEType.TEID_DATA_I, _U32.pack(msg.teid_data_i)))
+        known.append((IEType.GTPU_PEER_ADDRESS, msg.peer_address.packed))
+    elif isinstance(msg, SupportedExtensionHeadersNotification):
+        known.append((IEType.EXTENSION_HEADER_TYPE_LIST, bytes(msg.extension_types)))
+    return _encode_ies(known, msg.extra_ies)
+
+
+def encode(msg: GtpuMessage) -> bytes:
+    """Wire octets of ``msg``; flags and the length field are computed from the fields.
+
+    Raises ``ValueError`` if a field does not fit (a caller's bug, not an input error).
+    """
+    body = _body(msg)
+    return encode_header(msg.header, _message_type(msg), len(body)) + body
+
+
+_TYPES: dict[type, int] = {
+    GPdu: MessageType.G_PDU,
+    EchoRequest: MessageType.ECHO_REQUEST,
+    EchoResponse: MessageType.ECHO_RESPONSE,
+    ErrorIndication: MessageType.ERROR_INDICATION,
+    SupportedExtensionHeadersNotification: MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION,
+    EndMarker: MessageType.END_MARKER,
+}
+
+_GPDU_PLAIN = struct.Struct("!BBHI")
+
+
+def encode_gpdu(
+    teid: int,
+    payload: bytes | bytearray | memoryview,
+    *,
+    sequence: int | None = None,
+    npdu: int | None = None,
+    extensions: tuple[ExtensionHeader, ...] = (),
+) -> bytes:
+    """G-PDU octets: the emulators' and TOF's fast path (one ``struct`` call when plain)."""
+    if sequence is None and npdu is None and not extensions:
+        try:
+            return _GPDU_PLAIN.pack(PLAIN_FLAGS, 255, len(payload), teid) + payload
+        except struct.error as exc:
+            raise ValueError(f"G-PDU field out of range: {exc}") from exc
+    header = GtpuHeader(
+        message_type=MessageType.G_PDU,
+        teid=teid,
+        sequence=sequence,
+        npdu=npdu,
+        extensions=extensions,
+    )
+    return encode_header(header, MessageType.G_PDU, len(payload)) + payload
+
+
+def echo_request(sequence: int) -> bytes:
+    """Echo Request with S=1 and TEID 0, as TS 29.281 §5.1 and §7.2.1 require."""
+    return encode(EchoRequest(GtpuHeader(message_type=MessageType.ECHO_REQUEST, sequence=sequence)))
+
+
+def echo_response(request: EchoRequest, recovery: int = 0) -> bytes:
+    """Echo Response to ``request``: same sequence number, Recovery IE (restart counter 0)."""
+    seq = request.header.sequence if request.header.sequence is not None else 0
+    header = GtpuHeader(message_type=MessageType.ECHO_RESPONSE, sequence=seq)
+    return encode(EchoResponse(header, recovery))
+
+
+def error_indication(
+    teid: int,
+    peer: IPv4Address | IPv6Address,
+    *,
+    sequence: int = 0,
+    udp_port: int | None = None,
+) -> bytes:
+    """Error Indication for a G-PDU that arrived on unknown ``teid``; ``peer`` is our address.
+
+    TEID 0 and S=1 in the header (TS 29.281 §5.1); ``udp_port`` adds the UDP Port extension
+    header with the offending packet's source port (§7.3.1).
+    """
+    extensions: tuple[ExtensionHeader, ...] = (
+        (UdpPortExtension(udp_port),) if udp_port is not None else ()
+    )
+    header = GtpuHeader(
+        message_type=MessageType.ERROR_INDICATION, sequence=sequence, extensions=extensions
+    )
+    return encode(ErrorIndication(header, teid, peer))
+
+
+def end_marker(teid: int) -> bytes:
+    """End Marker on tunnel ``teid`` (TS 29.281 §7.3.3)."""
+    return encode(EndMarker(GtpuHeader(message_type=MessageType.END_MARKER, teid=teid)))
+
+
+__all__ = [
+    "CodecError",
+    "EchoRequest",
+    "EchoResponse",
+    "EndMarker",
+    "ErrorIndication",
+    "GPdu",
+    "GenericMessage",
+    "GtpuMessage",
+    "InformationElement",
+    "SupportedExtensionHeadersNotification",
+    "decode",
+    "echo_request",
+    "echo_response",
+    "encode",
+    "encode_gpdu",
+    "end_marker",
+    "error_indication",
+]
