@@ -1,0 +1,468 @@
+"""The whole frame the TOF sees: Ethernet -> IP -> UDP -> GTP-U -> inner IP packet.
+
+Two entry points give the same answer (property-tested):
+
+* :func:`decode_frame` is the full decoder. It returns a :class:`Frame` with every layer as a
+  frozen dataclass plus absolute offsets, and never raises: a frame that fails to decode comes
+  back with ``kind=MALFORMED``, the layers decoded so far and the :class:`CodecError` (header,
+  offset, reason).
+* :func:`classify` is the hot path. It returns a flat :class:`Classified` tuple with only what
+  the TOF decides on, and for the two common shapes (plain LTE G-PDU, and a 5G G-PDU with one
+  PDU Session Container; both over untagged Ethernet/IPv4 without options, inner IPv4 without
+  options) reads the whole stack with ONE precompiled ``struct`` unpack. Anything else (VLAN,
+  IPv6, options, extension chains, fragments, errors) falls back to ``decode_frame``.
+
+Classification, not errors, for what the TOF passes through: non-IP frames, IP that is not
+UDP to or from port 2152, and outer IP fragments. A frame is "ours to judge" (GTP_GPDU,
+GTP_OTHER or MALFORMED at the GTP-U layer or inside) only when it parses as UDP with port
+2152 on either side (destination for G-PDUs and requests; source for echo responses, which
+go back to the requester's port, TS 29.281 §4.4.2.1).
+
+Zero-copy: the inner packet is never copied; G-PDU payloads are memoryviews of the input and
+classification reports offsets (``inner_offset``/``inner_end``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+from fluidedge.codec import gtpu
+from fluidedge.codec.errors import CodecError, MalformedError
+from fluidedge.codec.gtpu import ExtensionHeader, GtpuHeader, GtpuMessage
+from fluidedge.codec.net import ethernet, inner, ipv4, ipv6, nat, udp
+from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader
+from fluidedge.codec.net.inner import InnerPacket
+from fluidedge.codec.net.ipv4 import IPv4Header
+from fluidedge.codec.net.ipv6 import IPv6Header
+from fluidedge.codec.net.udp import UdpHeader
+
+GTPU_PORT = 2152
+G_PDU = 255
+PDU_SESSION_CONTAINER = 0x85
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Kind(IntEnum):
+    """What a frame is, as far as the TOF is concerned."""
+
+    NON_IP = 0
+    """Not IPv4/IPv6 (ARP, LLDP, 802.3 LLC...): pass through."""
+    NON_GTP = 1
+    """IP, but not UDP with port 2152 on either side: pass through."""
+    FRAGMENT = 2
+    """An outer IP fragment: its GTP-U content cannot be judged alone; pass through."""
+    GTP_GPDU = 3
+    """A G-PDU (message type 255); inner_* describe the user packet (None if not IP)."""
+    GTP_OTHER = 4
+    """Any other GTP-U message (echo, error indication, end marker, ...)."""
+    MALFORMED = 5
+    """Decoding failed; ``error`` says which header, where, and why."""
+
+
+class Fault(NamedTuple):
+    """A decode failure as plain data (comparable, unlike exception objects)."""
+
+    error: str  # the CodecError subclass name
+    header: str
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.header} at offset {self.offset}: {self.reason}"
+
+    @classmethod
+    def of(cls, exc: CodecError) -> Fault:
+        return cls(type(exc).__name__, exc.header, exc.offset, exc.reason)
+
+
+class Classified(NamedTuple):
+    """The TOF's per-packet decision input. Addresses are packed bytes (4 or 16): cheap to
+    compare and hash. Absolute offsets index the frame that was classified."""
+
+    kind: int  # a Kind value
+    vlan: int | None  # outermost VLAN id
+    outer_src: bytes | None
+    outer_dst: bytes | None
+    src_port: int | None  # outer UDP ports
+    dst_port: int | None
+    udp_offset: int | None
+    message_type: int | None  # GTP-U
+    teid: int | None
+    qfi: int | None  # of the first PDU Session Container
+    inner_offset: int | None  # G-PDU payload (T-PDU) start ...
+    inner_end: int | None  # ... and end, per the GTP-U length field
+    inner_src: bytes | None
+    inner_dst: bytes | None
+    inner_proto: int | None  # after any IPv6 extension chain
+    inner_sport: int | None  # TCP/UDP
+    inner_dport: int | None
+    icmp_type: int | None  # ICMP/ICMPv6
+    icmp_id: int | None  # echo request/reply identifier
+    inner_fragment: bool
+    error: Fault | None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Every decoded layer of one frame, with absolute offsets (``None`` = not reached)."""
+
+    kind: Kind
+    ethernet: EthernetHeader | None = None
+    ip: IPv4Header | IPv6Header | None = None
+    udp: UdpHeader | None = None
+    gtpu: GtpuMessage | None = None
+    inner: InnerPacket | None = None
+    ip_offset: int | None = None
+    udp_offset: int | None = None
+    gtpu_offset: int | None = None
+    payload_offset: int | None = None
+    payload_end: int | None = None
+    error: CodecError | None = None
+
+    @property
+    def gtpu_header(self) -> GtpuHeader | None:
+        return self.gtpu.header if self.gtpu is not None else None
+
+    def classified(self) -> Classified:
+        """The flat classification of this frame (what :func:`classify` returns)."""
+        ip, u, pkt = self.ip, self.udp, self.inner
+        header = self.gtpu_header
+        return Classified(
+            int(self.kind),
+            self.ethernet.vlan if self.ethernet else None,
+            ip.source if ip else None,
+            ip.destination if ip else None,
+            u.source_port if u else None,
+            u.destination_port if u else None,
+            self.udp_offset if u else None,
+            header.message_type if header else None,
+            header.teid if header else None,
+            header.qfi if header else None,
+            self.payload_offset,
+            self.payload_end,
+            pkt.source if pkt else None,
+            pkt.destination if pkt else None,
+            pkt.protocol if pkt else None,
+            pkt.source_port if pkt else None,
+            pkt.destination_port if pkt else None,
+            pkt.icmp_type if pkt else None,
+            pkt.icmp_id if pkt else None,
+            pkt.fragment if pkt else False,
+            Fault.of(self.error) if self.error else None,
+        )
+
+
+def decode_frame(buf: Buffer) -> Frame:
+    """Decode every layer of an Ethernet frame. Never raises; see :class:`Frame`."""
+    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    eth: EthernetHeader | None = None
+    ip: IPv4Header | IPv6Header | None = None
+    u: UdpHeader | None = None
+    msg: GtpuMessage | None = None
+    pkt: InnerPacket | None = None
+    ip_off = udp_off = g_off = p_off = p_end = None
+    try:
+        eth = ethernet.decode(view)
+        ip_off = eth.header_size
+        if eth.ethertype == ETHERTYPE_IPV4:
+            ip = h4 = ipv4.decode(view, ip_off)
+            proto, l4, end = h4.protocol, ip_off + h4.header_size, ip_off + h4.total_length
+        elif eth.ethertype == ETHERTYPE_IPV6:
+            ip = h6 = ipv6.decode(view, ip_off)
+            proto, l4, end = h6.upper_protocol, h6.upper_offset, ip_off + h6.total_length
+        else:
+            return Frame(Kind.NON_IP, eth)
+        if ip.is_fragment:
+            return Frame(Kind.FRAGMENT, eth, ip, ip_offset=ip_off)
+        if proto != udp.PROTO_UDP:
+            return Frame(Kind.NON_GTP, eth, ip, ip_offset=ip_off)
+        u = udp.decode(view, l4, end)
+        udp_off = l4
+        if GTPU_PORT not in (u.destination_port, u.source_port):
+            return Frame(Kind.NON_GTP, eth, ip, u, ip_offset=ip_off, udp_offset=udp_off)
+        g_off = l4 + 8
+        msg = gtpu.decode(view[: l4 + u.length], g_off)
+        header = msg.header
+        if header.message_type != G_PDU:
+            return Frame(Kind.GTP_OTHER, eth, ip, u, msg, None, ip_off, udp_off, g_off)
+        p_off = g_off + header.header_size
+        p_end = g_off + 8 + header.length
+        if p_end > p_off and view[p_off] >> 4 in (4, 6):
+            pkt = inner.decode(view, p_off, p_end)
+        return Frame(Kind.GTP_GPDU, eth, ip, u, msg, pkt, ip_off, udp_off, g_off, p_off, p_end)
+    except CodecError as exc:
+        return Frame(
+            Kind.MALFORMED, eth, ip, u, msg, pkt, ip_off, udp_off, g_off, p_off, p_end, exc
+        )
+
+
+# --- the hot path ------------------------------------------------------------------------------
+# One struct for Ethernet(14) + IPv4 without options(20) + UDP(8) + plain GTP-U(8) + inner
+# IPv4 without options(20) + the first 4 octets of the transport header. "x" skips what the
+# classification does not need, so the tuple holds only the 20 fields below.
+_PLAIN = struct.Struct(
+    "!12xH"  # Ethernet: EtherType
+    "B xH 2xH xB 2x4s4s"  # IPv4: ver/IHL, total length, flags/fragment, protocol, src, dst
+    "HHH2x"  # UDP: ports, length
+    "BBHI"  # GTP-U: flags, type, length, TEID
+    "B xH 2xH xB 2x4s4s"  # inner IPv4
+    "HHH"  # TCP/UDP ports; or ICMP type/code, checksum, echo identifier
+)
+_PLAIN_SIZE = _PLAIN.size  # 76
+# The same with the 12-octet GTP-U header (E=1) and one 4-octet PDU Session Container.
+_PSC = struct.Struct(
+    "!12xH"
+    "B xH 2xH xB 2x4s4s"
+    "HHH2x"
+    "BBHI"
+    "2xxB"  # GTP-U optional: sequence, N-PDU (skipped), next extension type
+    "BBBB"  # extension: length, PDU type/flags, QFI octet, next type
+    "B xH 2xH xB 2x4s4s"
+    "HHH"
+)
+_PSC_SIZE = _PSC.size
+_unpack_plain = _PLAIN.unpack_from
+_unpack_psc = _PSC.unpack_from
+_new_classified = tuple.__new__
+_GPDU = int(Kind.GTP_GPDU)
+_MIN_L4 = {6: 20, 17: 8}
+
+
+def classify(frame: Buffer) -> Classified:
+    """Classify one Ethernet frame for the TOF; same result as ``decode_frame(f).classified()``.
+
+    Never raises: malformed frames come back with ``kind=MALFORMED`` and ``error`` set.
+    """
+    n = len(frame)
+    if n >= _PLAIN_SIZE:
+        (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
+         gflags, gtype, glen, teid,
+         ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2) = _unpack_plain(frame)  # fmt: skip
+        if (
+            et == 0x0800
+            and vihl == 0x45
+            and not frag & 0x3FFF
+            and proto == 17
+            and 14 + total <= n
+            and 20 + ulen <= total
+            and 16 + glen <= ulen
+            and gtype == 255
+            and (dport == 2152 or sport == 2152)
+        ):
+            if gflags == 0x30:
+                if ivihl == 0x45 and not ifrag & 0x3FFF and 20 <= itotal <= glen:
+                    return _inner4(
+                        sport, dport, osrc, odst, teid, None, 50, 50 + glen,
+                        itotal, iproto, isrc, idst, w0, w1, w2, frame,
+                    )  # fmt: skip
+            elif gflags == 0x34 and n >= _PSC_SIZE:
+                (_, _, _, _, _, _, _, _, _, _, _, _, _, _,
+                 next_type, elen, ptype, qfi, enext,
+                 ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
+                 ) = _unpack_psc(frame)  # fmt: skip
+                if (
+                    next_type == PDU_SESSION_CONTAINER
+                    and elen == 1
+                    and enext == 0
+                    and ptype >> 4 <= 1
+                    and _psc_plain(ptype, qfi)
+                    and ivihl == 0x45
+                    and not ifrag & 0x3FFF
+                    and 20 <= itotal <= glen - 8
+                ):
+                    return _inner4(
+                        sport, dport, osrc, odst, teid, qfi & 0x3F, 58, 50 + glen,
+                        itotal, iproto, isrc, idst, w0, w1, w2, frame,
+                    )  # fmt: skip
+    return decode_frame(frame).classified()
+
+
+def _psc_plain(ptype: int, qfi: int) -> bool:
+    """True if a 2-octet PDU Session Container has no flag that adds fields (TS 38.415 §5.5.2).
+
+    DL (type 0): octet 1 = type(4) QMP SNP MSNP spare; octet 2 = PPP RQI QFI(6).
+    UL (type 1): octet 1 = type(4) QMP DLDelay ULDelay SNP; octet 2 = N3N9Delay NewIE QFI(6).
+    Flags other than RQI would need more octets than a 1-unit container holds.
+    """
+    return not ptype & 0x0F and not qfi & 0x80 and (ptype >> 4 == 0 or not qfi & 0x40)
+
+
+def _inner4(  # noqa: PLR0917 - positional on purpose: the hot path avoids keyword binding
+    sport: int,
+    dport: int,
+    osrc: bytes,
+    odst: bytes,
+    teid: int,
+    qfi: int | None,
+    p_off: int,
+    p_end: int,
+    itotal: int,
+    iproto: int,
+    isrc: bytes,
+    idst: bytes,
+    w0: int,
+    w1: int,
+    w2: int,
+    frame: Buffer,
+) -> Classified:
+    """Finish the fast path: the inner transport part and the result tuple."""
+    need = _MIN_L4.get(iproto)
+    if need is not None:
+        if itotal - 20 < need:
+            return decode_frame(frame).classified()
+        return _new_classified(
+            Classified,
+            (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
+             isrc, idst, iproto, w0, w1, None, None, False, None),
+        )  # fmt: skip
+    if iproto == 1:
+        if itotal < 24:
+            return decode_frame(frame).classified()
+        itype = w0 >> 8
+        iid = None
+        if itype in (0, 8):  # echo reply/request: w2 is the identifier
+            if itotal < 28:
+                return decode_frame(frame).classified()
+            iid = w2
+        return _new_classified(
+            Classified,
+            (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
+             isrc, idst, 1, None, None, itype, iid, False, None),
+        )  # fmt: skip
+    return _new_classified(
+        Classified,
+        (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
+         isrc, idst, iproto, None, None, None, None, False, None),
+    )  # fmt: skip
+
+
+# --- encoders ----------------------------------------------------------------------------------
+
+
+def encapsulate(
+    outer_src: bytes,
+    outer_dst: bytes,
+    gtpu_message: Buffer,
+    *,
+    src_port: int = GTPU_PORT,
+    dst_port: int = GTPU_PORT,
+    udp_checksum: bool = True,
+    ttl: int = 64,
+    tos: int = 0,
+    identification: int = 0,
+    dont_fragment: bool = True,
+) -> bytes:
+    """IPv4 or IPv6 (by address length) + UDP around an encoded GTP-U message.
+
+    The IPv4 header checksum is always computed; the UDP checksum is computed unless
+    ``udp_checksum=False`` (IPv4 only: over IPv6 it is mandatory). For IPv6, ``ttl`` is the hop
+    limit and ``tos`` the traffic class.
+    """
+    datagram = udp.encode(
+        outer_src, outer_dst, src_port, dst_port, gtpu_message, with_checksum=udp_checksum
+    )
+    if len(outer_src) == 4:
+        return ipv4.encode(
+            outer_src,
+            outer_dst,
+            udp.PROTO_UDP,
+            datagram,
+            ttl=ttl,
+            tos=tos,
+            identification=identification,
+            dont_fragment=dont_fragment,
+        )
+    return ipv6.encode(
+        outer_src, outer_dst, udp.PROTO_UDP, datagram, hop_limit=ttl, traffic_class=tos
+    )
+
+
+def encapsulate_gpdu(
+    outer_src: bytes,
+    outer_dst: bytes,
+    teid: int,
+    inner_packet: Buffer,
+    *,
+    sequence: int | None = None,
+    npdu: int | None = None,
+    extensions: tuple[ExtensionHeader, ...] = (),
+    src_port: int = GTPU_PORT,
+    dst_port: int = GTPU_PORT,
+    udp_checksum: bool = True,
+    ttl: int = 64,
+    tos: int = 0,
+) -> bytes:
+    """A complete outer IP/UDP/GTP-U G-PDU carrying ``inner_packet``."""
+    message = gtpu.encode_gpdu(
+        teid,
+        inner_packet,
+        sequence=sequence,
+        npdu=npdu,
+        extensions=extensions,
+    )
+    return encapsulate(
+        outer_src,
+        outer_dst,
+        message,
+        src_port=src_port,
+        dst_port=dst_port,
+        udp_checksum=udp_checksum,
+        ttl=ttl,
+        tos=tos,
+    )
+
+
+def ethernet_frame(
+    destination: bytes,
+    source: bytes,
+    ip_packet: Buffer,
+    *,
+    vlans: tuple[ethernet.VlanTag, ...] = (),
+) -> bytes:
+    """Ethernet II framing; the EtherType follows the packet's IP version nibble."""
+    if not ip_packet or ip_packet[0] >> 4 not in (4, 6):
+        raise MalformedError("Ethernet", 14, "payload is not an IPv4 or IPv6 packet")
+    ethertype = ETHERTYPE_IPV4 if ip_packet[0] >> 4 == 4 else ETHERTYPE_IPV6
+    return ethernet.encode(destination, source, ethertype, ip_packet, vlans=vlans)
+
+
+def rewrite_inner(
+    frame: bytearray,
+    classified: Classified,
+    *,
+    source: bytes | None = None,
+    destination: bytes | None = None,
+    source_port: int | None = None,
+    destination_port: int | None = None,
+    icmp_id: int | None = None,
+) -> None:
+    """NAT the inner packet of a classified G-PDU in place, outer UDP checksum included.
+
+    The inner IPv4 header and transport checksums are updated incrementally (RFC 1624, see
+    :mod:`fluidedge.codec.net.nat`); so is the outer UDP checksum (left at 0 if it was 0).
+    """
+    if (
+        classified.kind != Kind.GTP_GPDU
+        or classified.inner_offset is None
+        or classified.udp_offset is None
+        or classified.inner_proto is None
+    ):
+        raise MalformedError(
+            "inner IP", classified.inner_offset or 0, "not a G-PDU carrying an IP packet"
+        )
+    d = nat.rewrite(
+        frame,
+        classified.inner_offset,
+        classified.inner_end,
+        source=source,
+        destination=destination,
+        source_port=source_port,
+        destination_port=destination_port,
+        icmp_id=icmp_id,
+    )
+    if d:
+        nat.patch_checksum(frame, classified.udp_offset + 6, d, zero_means_none=True)
