@@ -1,10 +1,139 @@
-"""Command-line interface of the tof part."""
+"""``fluidedge service add/list/update/delete`` and ``fluidedge tunnels``: the API, on the shell.
+
+They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file).
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated, Any
 
 import typer
 
 
+def _client() -> Any:
+    from fluidedge.daemon.client import Client
+
+    return Client()
+
+
+def _print_services(rows: list[dict[str, str]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "serviceIP", "applicationIP", title="services")
+    for row in rows:
+        table.add_row(row["name"], row["serviceIP"], row["applicationIP"])
+    Console().print(table)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the root fluidedge app (none yet)."""
-    del app
+    """Add ``service`` (sub-commands) and ``tunnels`` to the root app."""
+    service = typer.Typer(help="Offloaded services (the TOF Service API, seed §4.3.4.1).")
+    app.add_typer(service, name="service")
+
+    @service.command("list")
+    def list_command(as_json: JsonOpt = False) -> None:
+        """List all configured services."""
+        _print_services(_client().get("/service"), as_json)
+
+    @service.command("add")
+    def add_command(
+        name: Annotated[str, typer.Argument(help="Service name.")],
+        service_ip: Annotated[str, typer.Argument(help="IP the UEs address.")],
+        application_ip: Annotated[str, typer.Argument(help="IP of the edge application.")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Configure a new service: UE traffic to SERVICE_IP goes to APPLICATION_IP."""
+        body = {"name": name, "serviceIP": service_ip, "applicationIP": application_ip}
+        _print_services([_client().post("/service", body)], as_json)
+
+    @service.command("update")
+    def update_command(
+        name: Annotated[str, typer.Argument(help="Service to update.")],
+        service_ip: Annotated[str | None, typer.Option(help="New serviceIP.")] = None,
+        application_ip: Annotated[str | None, typer.Option(help="New applicationIP.")] = None,
+        new_name: Annotated[str | None, typer.Option(help="Rename the service.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Update a service (unspecified fields keep their value)."""
+        client = _client()
+        current = next((s for s in client.get("/service") if s["name"] == name), None)
+        if current is None:
+            raise typer.BadParameter(f"no service named {name!r}")
+        body = {
+            "name": new_name or current["name"],
+            "serviceIP": service_ip or current["serviceIP"],
+            "applicationIP": application_ip or current["applicationIP"],
+        }
+        _print_services([client.put(f"/service/{name}", body)], as_json)
+
+    @service.command("delete")
+    def delete_command(
+        name: Annotated[str, typer.Argument(help="Name or serviceIP of the service.")],
+    ) -> None:
+        """Delete a service by name or by service IP."""
+        deleted = _client().delete(f"/service/{name}")
+        typer.echo(f"deleted {deleted['name']} ({deleted['serviceIP']})")
+
+    @app.command("tunnels")
+    def tunnels_command(
+        as_json: JsonOpt = False,
+        purge: Annotated[bool, typer.Option(help="Forget all learned tunnels.")] = False,
+    ) -> None:
+        """Learned GTP-U bearers (eNB, SGW, UE, TEIDs, counters)."""
+        client = _client()
+        if purge:
+            typer.echo(f"purged {client.delete('/tunnels')['purged']} bearers")
+            return
+        rows = client.get("/tunnels")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+
+        Console().print(tunnels_table(rows))
+
+
+def tunnels_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of ``GET /tunnels`` rows (also used by the demo)."""
+    import time
+
+    from rich.table import Table
+
+    table = Table(
+        "UE",
+        "eNB",
+        "SGW",
+        "UL TEID",
+        "DL TEID",
+        "UL pkts",
+        "DL pkts",
+        "offload ↑/↓",
+        "idle",
+        title="tunnels",
+    )
+    now = time.time()
+    for t in sorted(rows, key=lambda r: (r["ue"], r["enb"])):
+
+        def teid(v: Any) -> str:
+            return "?" if v is None else f"0x{v:08x}"
+
+        table.add_row(
+            t["ue"],
+            t["enb"],
+            t["sgw"],
+            teid(t["uplinkTEID"]),
+            teid(t["downlinkTEID"]),
+            str(t["uplink"]["packets"]),
+            str(t["downlink"]["packets"]),
+            f"{t['offloaded']['up']}/{t['offloaded']['down']}",
+            f"{max(0.0, now - t['lastSeen']):.1f}s",
+        )
+    return table

@@ -1,0 +1,91 @@
+"""What a TOF data-plane backend implements, and how one is chosen.
+
+The control agent (:mod:`fluidedge.tof.part`) only talks to this interface, so the userspace
+reference backend (:mod:`fluidedge.tof.userspace`) and a faster one (e.g. OVS flows compiled
+from the same state) are interchangeable, chosen by ``backend = "..."`` in ``[tof]``. A backend
+must reproduce the behaviour of :class:`fluidedge.tof.pipeline.Pipeline` exactly; the
+pipeline's unit tests are its specification.
+
+Contract:
+
+- ``start()`` opens the ports; it raises :class:`~fluidedge.tof.errors.DataPlaneError` if it
+  cannot. ``stop()`` closes them and removes everything ``start()`` created.
+- ``apply(services)`` installs the complete service set atomically: when it returns, every
+  packet processed afterwards sees the new set (Figure 17 steps 2-5); when it raises, the old
+  set is still in force.
+- ``tunnels()``, ``stats()`` are consistent snapshots; ``purge()`` forgets learned tunnels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.errors import TofConfigError
+from fluidedge.tof.models import Service
+from fluidedge.tof.pipeline import Pipeline
+
+
+class Backend(Protocol):
+    """A TOF data plane."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def apply(self, services: Mapping[str, Service]) -> None: ...
+
+    def tunnels(self) -> list[dict[str, object]]: ...
+
+    def stats(self) -> dict[str, object]: ...
+
+    def purge(self) -> int: ...
+
+
+class NullBackend:
+    """No ports: the pipeline's state only (``backend = "none"``; API-only daemons and tests)."""
+
+    name = "none"
+
+    def __init__(self, config: TofConfig) -> None:
+        self.pipeline = Pipeline(config)
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def apply(self, services: Mapping[str, Service]) -> None:
+        self.pipeline.set_services(services)
+
+    def tunnels(self) -> list[dict[str, object]]:
+        return self.pipeline.tunnels()
+
+    def stats(self) -> dict[str, object]:
+        return self.pipeline.stats()
+
+    def purge(self) -> int:
+        return self.pipeline.purge_all()
+
+
+def create_backend(config: TofConfig) -> Backend:
+    """The backend named by ``config.backend``."""
+    if config.backend == "none":
+        return NullBackend(config)
+    if config.backend == "userspace":
+        from fluidedge.tof.userspace import UserspaceBackend  # noqa: PLC0415 - needs Linux
+
+        return UserspaceBackend(config)
+    if config.backend == "ovs":
+        try:
+            from fluidedge.tof.ovs import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+                create_ovs_backend,
+            )
+        except ImportError as exc:
+            raise TofConfigError("[tof] backend 'ovs' is not available in this build") from exc
+        return create_ovs_backend(config)  # type: ignore[no-any-return,unused-ignore]
+    raise TofConfigError(f"[tof] unknown backend {config.backend!r}")

@@ -1,0 +1,149 @@
+"""The declared services: conflict rules, persistence, and apply-before-commit (Figure 17).
+
+Every mutation computes the complete new service set, hands it to the data plane (``apply``) and
+only then commits it to SQLite and to memory, inside one store transaction: if the data plane
+refuses, the transaction rolls back and the previous set stays in force everywhere; if the
+commit fails after the data plane accepted, the previous set is re-applied. Mutations are
+serialised by a lock, so concurrent requests see each other's effects in some order and all
+persist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable, Mapping
+
+from fluidedge.daemon.store import Store
+from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
+from fluidedge.tof.models import Service
+
+MIGRATIONS = [
+    """
+    CREATE TABLE tof_service (
+        name TEXT PRIMARY KEY,
+        service_ip TEXT NOT NULL UNIQUE,
+        application_ip TEXT NOT NULL
+    )
+    """,
+]
+
+ApplyFn = Callable[[Mapping[str, Service]], None]
+
+
+def _canonical(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class ServiceCatalog:
+    """Services by name, backed by the store, mirrored to the data plane."""
+
+    def __init__(self, store: Store, apply: ApplyFn) -> None:
+        self._store = store
+        self._apply = apply
+        self._lock = threading.Lock()
+        store.migrate("tof", MIGRATIONS)
+        rows = store.query("SELECT name, service_ip, application_ip FROM tof_service")
+        self._services: dict[str, Service] = {
+            row["name"]: Service(row["name"], row["service_ip"], row["application_ip"])
+            for row in rows
+        }
+
+    def snapshot(self) -> dict[str, Service]:
+        return dict(self._services)
+
+    def all(self) -> list[Service]:
+        return sorted(self._services.values(), key=lambda s: s.name)
+
+    def find(self, name_or_ip: str) -> Service:
+        """The service named ``name_or_ip``, else the one whose serviceIP it is."""
+        services = self._services
+        found = services.get(name_or_ip)
+        if found is not None:
+            return found
+        ip = _canonical(name_or_ip)
+        for service in services.values():
+            if ip is not None and service.service_ip == ip:
+                return service
+        raise ServiceNotFound(f"no service named or with serviceIP {name_or_ip!r}")
+
+    def restore(self) -> None:
+        """Push the stored set to the data plane (daemon start)."""
+        with self._lock:
+            self._apply(dict(self._services))
+
+    def add(self, service: Service) -> Service:
+        with self._lock:
+            current = self._services
+            if service.name in current:
+                raise ServiceConflict(f"a service named {service.name!r} already exists")
+            self._check_ip_free(service, ignore=None)
+            new = {**current, service.name: service}
+            self._commit(
+                new,
+                [
+                    (
+                        "INSERT INTO tof_service (name, service_ip, application_ip) "
+                        "VALUES (?, ?, ?)",
+                        (service.name, service.service_ip, service.application_ip),
+                    )
+                ],
+            )
+            return service
+
+    def update(self, name: str, service: Service) -> Service:
+        with self._lock:
+            current = self._services
+            if name not in current:
+                raise ServiceNotFound(f"no service named {name!r}")
+            if service.name != name and service.name in current:
+                raise ServiceConflict(f"a service named {service.name!r} already exists")
+            self._check_ip_free(service, ignore=name)
+            new = {k: v for k, v in current.items() if k != name}
+            new[service.name] = service
+            self._commit(
+                new,
+                [
+                    ("DELETE FROM tof_service WHERE name = ?", (name,)),
+                    (
+                        "INSERT INTO tof_service (name, service_ip, application_ip) "
+                        "VALUES (?, ?, ?)",
+                        (service.name, service.service_ip, service.application_ip),
+                    ),
+                ],
+            )
+            return service
+
+    def delete(self, name_or_ip: str) -> Service:
+        with self._lock:
+            service = self.find(name_or_ip)
+            new = {k: v for k, v in self._services.items() if k != service.name}
+            self._commit(new, [("DELETE FROM tof_service WHERE name = ?", (service.name,))])
+            return service
+
+    def _check_ip_free(self, service: Service, ignore: str | None) -> None:
+        for other in self._services.values():
+            if other.name != ignore and other.service_ip == service.service_ip:
+                raise ServiceConflict(
+                    f"serviceIP {service.service_ip} is already used by service {other.name!r}"
+                )
+
+    def _commit(
+        self, new: dict[str, Service], statements: list[tuple[str, tuple[str, ...]]]
+    ) -> None:
+        old = self._services
+        applied = False
+        try:
+            with self._store.transaction() as conn:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+                self._apply(new)
+                applied = True
+        except BaseException:
+            if applied:
+                self._apply(old)
+            raise
+        self._services = new

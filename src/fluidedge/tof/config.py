@@ -1,0 +1,113 @@
+"""The ``[tof]`` configuration table.
+
+Two-adapter mode (the default and the one the seed recommends, §4.3): ``enb_interface`` faces
+the eNodeBs and ``sgw_interface`` the SGWs, so the direction of a G-PDU is the interface it came
+in on and the TOF also switches non-GTP traffic between them (§4.3.1). Single-adapter mode
+(``s1_interface``) cannot tell eNBs from SGWs, so ``enb_addresses`` and ``sgw_addresses`` must be
+pre-provisioned (§4.3); in two-adapter mode these lists, when given, restrict which peers the TOF
+learns tunnels from.
+
+Example::
+
+    [tof]
+    backend = "userspace"
+    netns = "lab-host"              # open the data-plane sockets in this namespace (optional)
+    enb_interface = "s1enb"
+    sgw_interface = "s1sgw"
+    apps_tun = "tofapps"            # TUN device toward the apps network
+    ue_pools = ["198.18.100.0/24"]  # routed into the TUN so app replies come back to us
+    pinger_target = "198.18.200.10"
+    pinger_interval = 0.2
+    idle_timeout = 300
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fluidedge.tof.errors import TofConfigError
+
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+
+
+def _ifname(value: str | None) -> str | None:
+    if value is not None and not _IFNAME.match(value):
+        raise ValueError(f"invalid interface name {value!r} (1-15 chars of A-Z a-z 0-9 _ . -)")
+    return value
+
+
+class TofConfig(BaseModel):
+    """Validated ``[tof]`` table (see the module docstring for an example)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["userspace", "ovs", "none"] = "userspace"
+    netns: str | None = None
+    enb_interface: str | None = "s1enb"
+    sgw_interface: str | None = "s1sgw"
+    s1_interface: str | None = None
+    enb_addresses: list[str] = Field(default_factory=list)
+    sgw_addresses: list[str] = Field(default_factory=list)
+    apps_tun: str = "tofapps"
+    ue_pools: list[str] = Field(default_factory=lambda: ["198.18.100.0/24"])
+    pinger_target: str = "198.18.200.10"
+    pinger_target6: str | None = None
+    pinger_interval: float = Field(default=0.2, gt=0, le=60)
+    pinger_give_up: float = Field(default=30.0, gt=0, le=3600)
+    idle_timeout: float = Field(default=300.0, gt=0, le=86400)
+    flow_timeout: float = Field(default=300.0, gt=0, le=86400)
+    queue_limit: int = Field(default=256, ge=0, le=65536)
+    queue_timeout: float = Field(default=3.0, gt=0, le=60)
+    max_tunnels: int = Field(default=100_000, ge=1)
+    max_flows: int = Field(default=1_000_000, ge=1)
+    batch: int = Field(default=64, ge=1, le=4096)
+
+    @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
+    @classmethod
+    def _check_ifname(cls, value: str | None) -> str | None:
+        return _ifname(value)
+
+    @field_validator("enb_addresses", "sgw_addresses")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(v)) for v in value]
+
+    @field_validator("ue_pools")
+    @classmethod
+    def _check_pools(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v, strict=True)) for v in value]
+
+    @field_validator("pinger_target", "pinger_target6")
+    @classmethod
+    def _check_target(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_address(value))
+
+    @model_validator(mode="after")
+    def _mode(self) -> TofConfig:
+        if self.s1_interface is not None:
+            if not (self.enb_addresses and self.sgw_addresses):
+                raise ValueError(
+                    "single-adapter mode (s1_interface) needs enb_addresses and sgw_addresses"
+                )
+            self.enb_interface = None
+            self.sgw_interface = None
+        elif self.enb_interface is None or self.sgw_interface is None:
+            raise ValueError("set enb_interface and sgw_interface, or s1_interface")
+        if set(self.enb_addresses) & set(self.sgw_addresses):
+            raise ValueError("an address cannot be both an eNB and an SGW")
+        return self
+
+    @property
+    def single_adapter(self) -> bool:
+        return self.s1_interface is not None
+
+
+def parse_tof_config(section: dict[str, Any]) -> TofConfig:
+    try:
+        return TofConfig(**section)
+    except ValidationError as exc:
+        raise TofConfigError(f"config [tof]: {exc}") from exc

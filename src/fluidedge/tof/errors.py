@@ -1,0 +1,35 @@
+"""Errors of the Traffic Offloading Function (tree in :mod:`fluidedge.tof`)."""
+
+from __future__ import annotations
+
+from fluidedge.errors import (
+    ConflictError,
+    FluidedgeError,
+    InputError,
+    NotFoundError,
+    SystemFailure,
+)
+
+
+class TofError(FluidedgeError):
+    """Base of TOF errors."""
+
+
+class TofConfigError(TofError, InputError):
+    """The ``[tof]`` configuration table is invalid."""
+
+
+class ServiceNotFound(TofError, NotFoundError):
+    """No service has that name (or service IP)."""
+
+
+class ServiceConflict(TofError, ConflictError):
+    """The name or service IP is already used by another service."""
+
+
+class ServiceInvalid(TofError, InputError):
+    """A service violates a rule the schema alone cannot express (e.g. mixed families)."""
+
+
+class DataPlaneError(TofError, SystemFailure):
+    """The data plane could not be started or could not apply a change."""

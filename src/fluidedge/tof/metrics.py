@@ -1,0 +1,73 @@
+"""Prometheus text exposition of the TOF's counters (served at the daemon's ``/metrics``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: Iterable[tuple[Mapping[str, object], float]]
+) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+        lines.append(f"{name}{{{label_text}}} {value}" if label_text else f"{name} {value}")
+    return lines
+
+
+def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
+    """The Prometheus text for one ``stats()`` and ``tunnels()`` snapshot."""
+    lines: list[str] = []
+    services: Mapping[str, Mapping[str, int]] = stats.get("services", {})
+    lines += _family(
+        "fluidedge_tof_service_packets_total",
+        "counter",
+        "Packets offloaded per service and direction.",
+        [
+            ({"service": n, "direction": d}, c[f"{d}Packets"])
+            for n, c in services.items()
+            for d in ("up", "down")
+        ],
+    )
+    lines += _family(
+        "fluidedge_tof_service_bytes_total",
+        "counter",
+        "Inner IP bytes offloaded per service and direction.",
+        [
+            ({"service": n, "direction": d}, c[f"{d}Bytes"])
+            for n, c in services.items()
+            for d in ("up", "down")
+        ],
+    )
+    for key, metric, text in (
+        ("counters", "fluidedge_tof_events_total", "Data-plane events by kind."),
+        ("drops", "fluidedge_tof_drops_total", "Packets dropped by reason."),
+        ("malformed", "fluidedge_tof_malformed_total", "Unparseable frames (passed) by reason."),
+        ("io", "fluidedge_tof_io_total", "Frames received/sent per port and I/O errors."),
+    ):
+        table: Mapping[str, int] = stats.get(key, {})
+        label = "kind" if key in ("counters", "io") else "reason"
+        lines += _family(metric, "counter", text, [({label: k}, v) for k, v in table.items()])
+    lines += _family(
+        "fluidedge_tof_bearers", "gauge", "Learned bearers.", [({}, stats.get("bearers", 0))]
+    )
+    lines += _family(
+        "fluidedge_tof_flows", "gauge", "Offloaded flows (NAT state).", [({}, stats["flows"])]
+    )
+    tunnel_samples: list[tuple[Mapping[str, object], float]] = []
+    for t in tunnels:
+        base = {"enb": t["enb"], "sgw": t["sgw"], "ue": t["ue"]}
+        tunnel_samples.append(({**base, "direction": "up"}, t["uplink"]["packets"]))
+        tunnel_samples.append(({**base, "direction": "down"}, t["downlink"]["packets"]))
+    lines += _family(
+        "fluidedge_tof_tunnel_packets_total",
+        "counter",
+        "G-PDUs seen per bearer and direction.",
+        tunnel_samples,
+    )
+    return "\n".join(lines) + "\n"

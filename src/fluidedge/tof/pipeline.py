@@ -1,0 +1,798 @@
+"""The TOF's packet logic as a pure pipeline: state + frame in, frames out (no I/O, no clock).
+
+A backend (userspace AF_PACKET/TUN, or a faster one) owns the ports and the clock and calls:
+
+- :meth:`Pipeline.from_s1` for every Ethernet frame received on the eNB side or the SGW side;
+- :meth:`Pipeline.from_apps` for every IP packet the apps network sends back (TUN);
+- :meth:`Pipeline.tick` a few times per second (Pinger, queue time-outs, idle purge).
+
+Each returns a list of ``(port, frame)`` to transmit, where ``port`` is :data:`ENB`, :data:`SGW`
+or :data:`APPS`. A pass-through frame is returned as the very object that came in, so its bytes
+cannot change (§4.3.1 "regular switch"; the bump in the wire is invisible).
+
+What happens to a frame (the GTP Filter of §4.3.2.1.1, then the UE-decapsulated path):
+
+1. Not IPv4/IPv6 + UDP to port 2152, or an outer fragment: switched to the other side.
+2. GTP-U that does not parse (bad version, GTP', truncated, broken extension chain): switched
+   unchanged and counted by reason — it is not ours to judge, the peers will.
+3. Echo, Supported Extension Headers: switched. End Marker and Error Indication: switched, and
+   the tunnel they name is forgotten (see :meth:`Pipeline._on_end_marker`).
+4. G-PDU: looked up by ``(outer source, outer destination, TEID)``; an unknown key is learned
+   (uplink: the SGW's TEID and the UE = inner source; downlink: the eNB's TEID and the UE =
+   inner destination), both directions of one UE between one eNB and one SGW forming a
+   :class:`Bearer`. Colliding TEIDs across peers are different keys.
+5. An uplink G-PDU whose inner destination is a service IP is decapsulated and NATed to the
+   application (flow state kept per 5-tuple) and goes to :data:`APPS`; everything else is
+   switched unchanged.
+6. The app's reply is reverse-NATed (source = service IP) and encapsulated with the bearer's
+   downlink TEID, outer source = SGW, outer destination = eNB, Ethernet and outer-IP details
+   copied from the downlink frames we saw, and sent to :data:`ENB`. Without a downlink TEID
+   yet, the reply is queued (bounded, timed out) and the Pinger (§4.3.2.2.4, Figure 16 steps
+   5-12) sends ICMP echo requests from the UE through the uplink tunnel until the SGW's reply
+   reveals the downlink TEID; those replies are swallowed, the queue is flushed and the Pinger
+   stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fluidedge.codec.errors import CodecError
+from fluidedge.codec.net import checksum as ck
+from fluidedge.codec.net import inner as inner_codec
+from fluidedge.codec.net import ipv4 as ipv4_codec
+from fluidedge.codec.net import ipv6 as ipv6_codec
+from fluidedge.codec.net import nat
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.models import Service
+
+ENB = 0
+SGW = 1
+APPS = 2
+PORT_NAMES = ("enb", "sgw", "apps")
+
+GTPU_PORT = 2152
+GTP_ECHO_REQUEST = 1
+GTP_ECHO_RESPONSE = 2
+GTP_ERROR_INDICATION = 26
+GTP_SUPPORTED_EXT = 31
+GTP_END_MARKER = 254
+GTP_GPDU = 255
+IE_RECOVERY = 14
+IE_TEID_DATA_I = 16
+IE_PEER_ADDRESS = 133
+
+PINGER_ID = 0xF1ED
+PINGER_MAGIC = b"fluidedge-pinger"
+
+Action = tuple[int, bytes]
+
+_H = struct.Struct("!H")
+_I = struct.Struct("!I")
+_GTP = struct.Struct("!BBHI")
+
+
+@dataclass(slots=True)
+class Bearer:
+    """One UE's tunnel pair between one eNB and one SGW (what the agent learns, Figure 16)."""
+
+    enb: bytes
+    sgw: bytes
+    ue: bytes
+    ul_teid: int | None = None
+    dl_teid: int | None = None
+    # Templates copied from the frames we saw: Ethernet header (with VLAN tags), outer IP
+    # TOS/TTL, UDP ports. Uplink ones build Pinger frames, downlink ones build app replies.
+    ul_eth: bytes = b""
+    ul_tos: int = 0
+    ul_ttl: int = 64
+    ul_sport: int = GTPU_PORT
+    dl_eth: bytes = b""
+    dl_tos: int = 0
+    dl_ttl: int = 64
+    dl_sport: int = GTPU_PORT
+    learned_at: float = 0.0
+    last_seen: float = 0.0
+    ul_packets: int = 0
+    ul_bytes: int = 0
+    dl_packets: int = 0
+    dl_bytes: int = 0
+    offloaded_up: int = 0
+    offloaded_down: int = 0
+    pinger_since: float | None = None
+    pinger_next: float = 0.0
+    pinger_sent: int = 0
+    pinger_seq: int = 0
+    queue: deque[tuple[float, bytes]] = field(default_factory=deque)
+
+    @property
+    def key(self) -> tuple[bytes, bytes, bytes]:
+        return (self.enb, self.sgw, self.ue)
+
+    def to_api(self) -> dict[str, object]:
+        return {
+            "enb": _ip_text(self.enb),
+            "sgw": _ip_text(self.sgw),
+            "ue": _ip_text(self.ue),
+            "uplinkTEID": self.ul_teid,
+            "downlinkTEID": self.dl_teid,
+            "learnedAt": self.learned_at,
+            "lastSeen": self.last_seen,
+            "uplink": {"packets": self.ul_packets, "bytes": self.ul_bytes},
+            "downlink": {"packets": self.dl_packets, "bytes": self.dl_bytes},
+            "offloaded": {"up": self.offloaded_up, "down": self.offloaded_down},
+            "pinger": {"active": self.pinger_since is not None, "sent": self.pinger_sent},
+            "queued": len(self.queue),
+        }
+
+
+@dataclass(slots=True)
+class Flow:
+    """NAT state of one offloaded flow, keyed by the app reply's 5-tuple."""
+
+    service: str
+    service_ip: bytes
+    application_ip: bytes
+    bearer: tuple[bytes, bytes, bytes]
+    last_seen: float
+
+
+@dataclass(slots=True)
+class ServiceCounters:
+    up_packets: int = 0
+    up_bytes: int = 0
+    down_packets: int = 0
+    down_bytes: int = 0
+
+    def to_api(self) -> dict[str, int]:
+        return {
+            "upPackets": self.up_packets,
+            "upBytes": self.up_bytes,
+            "downPackets": self.down_packets,
+            "downBytes": self.down_bytes,
+        }
+
+
+def _ip_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def _packed(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+class Pipeline:
+    """The TOF data plane's state machine (see the module docstring)."""
+
+    def __init__(self, config: TofConfig) -> None:
+        self.config = config
+        self.up: dict[bytes, Bearer] = {}  # (enb, sgw, TEID) -> bearer
+        self.down: dict[bytes, Bearer] = {}  # (sgw, enb, TEID) -> bearer
+        self.bearers: dict[tuple[bytes, bytes, bytes], Bearer] = {}
+        self.flows: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
+        self.pairs: dict[tuple[bytes, bytes], Flow] = {}  # (app, ue) -> last flow, for fragments
+        self.services: dict[bytes, tuple[str, bytes]] = {}  # serviceIP -> (name, applicationIP)
+        self.service_counters: dict[str, ServiceCounters] = {}
+        self.counters: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.enb_filter = frozenset(_packed(a) for a in config.enb_addresses)
+        self.sgw_filter = frozenset(_packed(a) for a in config.sgw_addresses)
+        self.pinger4 = _packed(config.pinger_target)
+        self.pinger6 = _packed(config.pinger_target6) if config.pinger_target6 else None
+        self._ip_id = 0
+        self._next_purge = 0.0
+
+    # ------------------------------------------------------------------ control
+
+    def set_services(self, services: Mapping[str, Service]) -> None:
+        """Install a complete service set (atomic: one assignment) and drop stale NAT flows."""
+        table = {
+            _packed(s.service_ip): (s.name, _packed(s.application_ip)) for s in services.values()
+        }
+        self.services = table
+        self.service_counters = {
+            name: self.service_counters.get(name, ServiceCounters()) for name in services
+        }
+        for key, flow in list(self.flows.items()):
+            if table.get(flow.service_ip) != (flow.service, flow.application_ip):
+                del self.flows[key]
+        for pair, flow in list(self.pairs.items()):
+            if table.get(flow.service_ip) != (flow.service, flow.application_ip):
+                del self.pairs[pair]
+
+    def purge_all(self) -> int:
+        """Forget every learned bearer and flow (they are re-learned from traffic)."""
+        n = len(self.bearers)
+        self.up.clear()
+        self.down.clear()
+        self.bearers.clear()
+        self.flows.clear()
+        self.pairs.clear()
+        self.counters["bearers_purged"] += n
+        return n
+
+    # ------------------------------------------------------------------ S1 side
+
+    def from_s1(self, frame: bytes, port: int, now: float) -> list[Action]:
+        """Handle one Ethernet frame received on the eNB side (``ENB``) or SGW side (``SGW``)."""
+        other = SGW if port == ENB else ENB
+        counters = self.counters
+        n = len(frame)
+        if n < 14:
+            self.malformed["ethernet_truncated"] += 1
+            return [(other, frame)]
+        etype = (frame[12] << 8) | frame[13]
+        off = 14
+        while etype in (0x8100, 0x88A8, 0x9100) and n >= off + 4:
+            etype = (frame[off + 2] << 8) | frame[off + 3]
+            off += 4
+        if etype == 0x0800:
+            if n < off + 20:
+                self.malformed["ipv4_truncated"] += 1
+                return [(other, frame)]
+            vihl = frame[off]
+            if frame[off + 9] != 17:
+                counters["switched_non_gtp"] += 1
+                return [(other, frame)]
+            ihl = (vihl & 15) * 4
+            if vihl >> 4 != 4 or ihl < 20:
+                self.malformed["ipv4_bad_header"] += 1
+                return [(other, frame)]
+            if (frame[off + 6] & 0x3F) or frame[off + 7]:
+                counters["switched_outer_fragment"] += 1
+                return [(other, frame)]
+            ip_end = off + ((frame[off + 2] << 8) | frame[off + 3])
+            src = frame[off + 12 : off + 16]
+            dst = frame[off + 16 : off + 20]
+            l4 = off + ihl
+        elif etype == 0x86DD:
+            if n < off + 40:
+                self.malformed["ipv6_truncated"] += 1
+                return [(other, frame)]
+            if frame[off + 6] != 17:  # extension headers in the outer packet: not S1-U here
+                counters["switched_non_gtp"] += 1
+                return [(other, frame)]
+            ip_end = off + 40 + ((frame[off + 4] << 8) | frame[off + 5])
+            src = frame[off + 8 : off + 24]
+            dst = frame[off + 24 : off + 40]
+            l4 = off + 40
+        else:
+            counters["switched_non_gtp"] += 1
+            return [(other, frame)]
+        if n < l4 + 8:
+            self.malformed["udp_truncated"] += 1
+            return [(other, frame)]
+        if ((frame[l4 + 2] << 8) | frame[l4 + 3]) != GTPU_PORT:
+            counters["switched_non_gtp"] += 1
+            return [(other, frame)]
+        if ip_end > n or ip_end < l4 + 8:
+            self.malformed["ip_length"] += 1
+            return [(other, frame)]
+        udp_end = l4 + ((frame[l4 + 4] << 8) | frame[l4 + 5])
+        if udp_end > ip_end or udp_end < l4 + 16:
+            self.malformed["udp_length"] += 1
+            return [(other, frame)]
+        g = l4 + 8
+        flags, mtype, glen, teid = _GTP.unpack_from(frame, g)
+        if flags & 0xF0 != 0x30:  # version 1 and PT=1 (GTP, not GTP')
+            self.malformed["gtpu_version"] += 1
+            return [(other, frame)]
+        gend = g + 8 + glen
+        if gend > udp_end:
+            self.malformed["gtpu_length"] += 1
+            return [(other, frame)]
+        payload = g + 8
+        if flags & 0x07:
+            payload = g + 12
+            if payload > gend:
+                self.malformed["gtpu_optional_truncated"] += 1
+                return [(other, frame)]
+            if flags & 0x04:
+                next_type = frame[g + 11]
+                while next_type:
+                    if payload >= gend:
+                        self.malformed["gtpu_extension_truncated"] += 1
+                        return [(other, frame)]
+                    ext_len = frame[payload] * 4
+                    if ext_len == 0 or payload + ext_len > gend:
+                        self.malformed["gtpu_extension_length"] += 1
+                        return [(other, frame)]
+                    next_type = frame[payload + ext_len - 1]
+                    payload += ext_len
+        if mtype != GTP_GPDU:
+            counters[f"gtpu_type_{mtype}"] += 1
+            if mtype == GTP_END_MARKER:
+                self._on_end_marker(src, dst, teid)
+            elif mtype == GTP_ERROR_INDICATION:
+                self._on_error_indication(frame, src, payload, gend)
+            return [(other, frame)]
+        if port == ENB:
+            return self._uplink(frame, src, dst, teid, off, l4, payload, gend, now)
+        return self._downlink(frame, src, dst, teid, off, l4, payload, gend, now)
+
+    def _uplink(  # noqa: PLR0917 - hot path: offsets, not an object per frame
+        self,
+        frame: bytes,
+        src: bytes,
+        dst: bytes,
+        teid: int,
+        ip_off: int,
+        l4: int,
+        payload: int,
+        gend: int,
+        now: float,
+    ) -> list[Action]:
+        bearer = self.up.get(src + dst + teid.to_bytes(4, "big"))
+        if bearer is None:
+            bearer = self._learn(frame, src, dst, teid, ip_off, l4, payload, gend, now, uplink=True)
+            if bearer is None:
+                return [(SGW, frame)]
+        bearer.last_seen = now
+        bearer.ul_packets += 1
+        bearer.ul_bytes += gend - payload
+        if not self.services:
+            return [(SGW, frame)]
+        version = frame[payload] >> 4 if payload < gend else 0
+        if version == 4 and gend - payload >= 20:
+            inner_dst = frame[payload + 16 : payload + 20]
+        elif version == 6 and gend - payload >= 40:
+            inner_dst = frame[payload + 24 : payload + 40]
+        else:
+            return [(SGW, frame)]
+        service = self.services.get(inner_dst)
+        if service is None:
+            return [(SGW, frame)]
+        return self._offload_up(frame, bearer, service, payload, gend, now)
+
+    def _downlink(  # noqa: PLR0917 - hot path: offsets, not an object per frame
+        self,
+        frame: bytes,
+        src: bytes,
+        dst: bytes,
+        teid: int,
+        ip_off: int,
+        l4: int,
+        payload: int,
+        gend: int,
+        now: float,
+    ) -> list[Action]:
+        bearer = self.down.get(src + dst + teid.to_bytes(4, "big"))
+        out: list[Action] = []
+        if bearer is None:
+            bearer = self._learn(
+                frame, src, dst, teid, ip_off, l4, payload, gend, now, uplink=False
+            )
+            if bearer is None:
+                return [(ENB, frame)]
+            out = self._flush_queue(bearer, now)
+        bearer.last_seen = now
+        bearer.dl_packets += 1
+        bearer.dl_bytes += gend - payload
+        if bearer.pinger_sent and self._is_pinger_reply(frame, payload, gend):
+            self.counters["pinger_replies_swallowed"] += 1
+            return out
+        out.append((ENB, frame))
+        return out
+
+    # ------------------------------------------------------------------ learning
+
+    def _learn(  # noqa: PLR0917 - hot path: offsets, not an object per frame
+        self,
+        frame: bytes,
+        src: bytes,
+        dst: bytes,
+        teid: int,
+        ip_off: int,
+        l4: int,
+        payload: int,
+        gend: int,
+        now: float,
+        *,
+        uplink: bool,
+    ) -> Bearer | None:
+        """The control agent's part of Figure 16: learn a tunnel from its first G-PDU."""
+        enb, sgw = (src, dst) if uplink else (dst, src)
+        if (self.enb_filter and enb not in self.enb_filter) or (
+            self.sgw_filter and sgw not in self.sgw_filter
+        ):
+            self.counters["not_learned_peer_not_provisioned"] += 1
+            return None
+        version = frame[payload] >> 4 if payload < gend else 0
+        if version == 4 and gend - payload >= 20:
+            at = payload + (12 if uplink else 16)
+            ue = frame[at : at + 4]
+        elif version == 6 and gend - payload >= 40:
+            at = payload + (8 if uplink else 24)
+            ue = frame[at : at + 16]
+        else:
+            self.counters["not_learned_inner_not_ip"] += 1
+            return None
+        key = (enb, sgw, ue)
+        bearer = self.bearers.get(key)
+        if bearer is None:
+            if len(self.bearers) >= self.config.max_tunnels:
+                self.drops["tunnel_table_full"] += 1
+                return None
+            bearer = Bearer(enb, sgw, ue, learned_at=now, last_seen=now)
+            self.bearers[key] = bearer
+            self.counters["bearers_learned"] += 1
+        tkey = src + dst + teid.to_bytes(4, "big")
+        eth = frame[:ip_off]
+        tos = (
+            frame[ip_off + 1]
+            if len(src) == 4
+            else ((frame[ip_off] & 15) << 4) | (frame[ip_off + 1] >> 4)
+        )
+        ttl = frame[ip_off + 8] if len(src) == 4 else frame[ip_off + 7]
+        sport = (frame[l4] << 8) | frame[l4 + 1]
+        if uplink:
+            if bearer.ul_teid is not None:
+                self.up.pop(src + dst + bearer.ul_teid.to_bytes(4, "big"), None)
+            bearer.ul_teid = teid
+            bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl, bearer.ul_sport = eth, tos, ttl, sport
+            self.up[tkey] = bearer
+            self.counters["tunnels_learned_uplink"] += 1
+        else:
+            if bearer.dl_teid is not None:
+                self.down.pop(src + dst + bearer.dl_teid.to_bytes(4, "big"), None)
+            bearer.dl_teid = teid
+            bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl, bearer.dl_sport = eth, tos, ttl, sport
+            self.down[tkey] = bearer
+            self.counters["tunnels_learned_downlink"] += 1
+            if bearer.pinger_since is not None:
+                bearer.pinger_since = None  # Figure 16 step 11: stop the Pinger
+                self.counters["pinger_stopped_learned"] += 1
+        return bearer
+
+    def _forget(self, bearer: Bearer, *, uplink: bool, downlink: bool, reason: str) -> None:
+        if uplink and bearer.ul_teid is not None:
+            self.up.pop(bearer.enb + bearer.sgw + bearer.ul_teid.to_bytes(4, "big"), None)
+            bearer.ul_teid = None
+        if downlink and bearer.dl_teid is not None:
+            self.down.pop(bearer.sgw + bearer.enb + bearer.dl_teid.to_bytes(4, "big"), None)
+            bearer.dl_teid = None
+        self.counters[f"tunnels_forgotten_{reason}"] += 1
+        if bearer.ul_teid is None and bearer.dl_teid is None:
+            self.bearers.pop(bearer.key, None)
+            if bearer.queue:
+                self.drops["queue_bearer_gone"] += len(bearer.queue)
+                bearer.queue.clear()
+
+    def _on_end_marker(self, src: bytes, dst: bytes, teid: int) -> None:
+        """End Marker (TS 29.281 §7.3.2): the tunnel it travels on carries no more G-PDUs.
+
+        We forget that one direction; the other stays. A later G-PDU on a new tunnel is
+        learned as usual, and offloaded replies wait (queue + Pinger) for the new downlink.
+        """
+        tkey = src + dst + teid.to_bytes(4, "big")
+        bearer = self.down.get(tkey)
+        if bearer is not None:
+            self._forget(bearer, uplink=False, downlink=True, reason="end_marker")
+        bearer = self.up.get(tkey)
+        if bearer is not None:
+            self._forget(bearer, uplink=True, downlink=False, reason="end_marker")
+
+    def _on_error_indication(self, frame: bytes, src: bytes, payload: int, gend: int) -> None:
+        """Error Indication (TS 29.281 §7.3.1): the sender ``src`` does not know TEID-I.
+
+        Every tunnel toward ``src`` with that TEID is dead on the peer: we forget it.
+        """
+        pos = payload
+        teid_i: int | None = None
+        while pos < gend:
+            ie = frame[pos]
+            if ie == IE_TEID_DATA_I and pos + 5 <= gend:
+                teid_i = _I.unpack_from(frame, pos + 1)[0]
+                pos += 5
+            elif ie == IE_RECOVERY:
+                pos += 2
+            elif ie >= 128 and pos + 3 <= gend:
+                pos += 3 + _H.unpack_from(frame, pos + 1)[0]
+            else:
+                break
+        if teid_i is None:
+            self.malformed["gtpu_error_indication_no_teid"] += 1
+            return
+        suffix = src + teid_i.to_bytes(4, "big")
+        for table, is_up in ((self.up, True), (self.down, False)):
+            for tkey, bearer in list(table.items()):
+                if tkey.endswith(suffix) and len(tkey) == 2 * len(src) + 4:
+                    self._forget(
+                        bearer, uplink=is_up, downlink=not is_up, reason="error_indication"
+                    )
+
+    # ------------------------------------------------------------------ offload
+
+    def _offload_up(  # noqa: PLR0917 - hot path: offsets, not an object per frame
+        self,
+        frame: bytes,
+        bearer: Bearer,
+        service: tuple[str, bytes],
+        payload: int,
+        gend: int,
+        now: float,
+    ) -> list[Action]:
+        name, app_ip = service
+        packet = bytearray(frame[payload:gend])
+        try:
+            inner = inner_codec.decode(packet)
+            if inner.end > len(packet):
+                raise CodecError("inner IP", 2, "length beyond G-PDU")
+            del packet[inner.end :]
+            service_ip = inner.destination
+            nat.rewrite(packet, destination=app_ip)
+        except CodecError as exc:
+            self.drops[f"offload_inner_{type(exc).__name__}"] += 1
+            return []
+        proto = inner.protocol
+        if inner.icmp_id is not None:
+            sport = dport = inner.icmp_id
+        else:
+            sport = inner.source_port or 0
+            dport = inner.destination_port or 0
+        rkey = (proto, app_ip, dport, inner.source, sport)
+        flow = self.flows.get(rkey)
+        if flow is None or flow.service_ip != service_ip or flow.bearer != bearer.key:
+            if len(self.flows) >= self.config.max_flows:
+                self.drops["flow_table_full"] += 1
+                return []
+            flow = Flow(name, service_ip, app_ip, bearer.key, now)
+            if not inner.fragment or inner.source_port is not None:
+                self.flows[rkey] = flow
+            self.pairs[(app_ip, inner.source)] = flow
+            self.counters["flows_created"] += 1
+        flow.last_seen = now
+        size = len(packet)
+        bearer.offloaded_up += 1
+        sc = self.service_counters.get(name)
+        if sc is not None:
+            sc.up_packets += 1
+            sc.up_bytes += size
+        if bearer.dl_teid is None and bearer.pinger_since is None:
+            self._start_pinger(bearer, now)
+        out: list[Action] = [(APPS, bytes(packet))]
+        if bearer.pinger_since is not None and now >= bearer.pinger_next:
+            out.extend(self._ping(bearer, now))
+        return out
+
+    def from_apps(self, packet: bytes, now: float) -> list[Action]:
+        """Handle one IP packet from the apps network: reverse NAT and encapsulate toward the UE."""
+        buf = bytearray(packet)
+        try:
+            inner = inner_codec.decode(buf)
+        except CodecError as exc:
+            self.drops[f"apps_{type(exc).__name__}"] += 1
+            return []
+        if inner.end < len(buf):
+            del buf[inner.end :]
+        if inner.icmp_id is not None:
+            sport = dport = inner.icmp_id
+        else:
+            sport = inner.source_port or 0
+            dport = inner.destination_port or 0
+        flow = self.flows.get((inner.protocol, inner.source, sport, inner.destination, dport))
+        if flow is None:
+            flow = self.pairs.get((inner.source, inner.destination))
+            if flow is None:
+                self.drops["apps_no_flow"] += 1
+                return []
+        if self.services.get(flow.service_ip) != (flow.service, flow.application_ip):
+            self.drops["apps_stale_flow"] += 1
+            return []
+        try:
+            nat.rewrite(buf, source=flow.service_ip)
+        except CodecError as exc:
+            self.drops[f"apps_{type(exc).__name__}"] += 1
+            return []
+        flow.last_seen = now
+        sc = self.service_counters.get(flow.service)
+        if sc is not None:
+            sc.down_packets += 1
+            sc.down_bytes += len(buf)
+        bearer = self.bearers.get(flow.bearer)
+        if bearer is None:
+            self.drops["apps_bearer_gone"] += 1
+            return []
+        if bearer.dl_teid is None or not bearer.dl_eth:
+            return self._enqueue(bearer, bytes(buf), now)
+        bearer.offloaded_down += 1
+        return [(ENB, self._encap_down(bearer, buf))]
+
+    def _enqueue(self, bearer: Bearer, packet: bytes, now: float) -> list[Action]:
+        if len(bearer.queue) >= self.config.queue_limit:
+            self.drops["queue_overflow"] += 1
+            return []
+        bearer.queue.append((now + self.config.queue_timeout, packet))
+        self.counters["queued_waiting_downlink_teid"] += 1
+        out: list[Action] = []
+        if bearer.pinger_since is None:
+            self._start_pinger(bearer, now)
+        if now >= bearer.pinger_next:
+            out.extend(self._ping(bearer, now))
+        return out
+
+    def _flush_queue(self, bearer: Bearer, now: float) -> list[Action]:
+        out: list[Action] = []
+        while bearer.queue:
+            deadline, packet = bearer.queue.popleft()
+            if deadline < now:
+                self.drops["queue_timeout"] += 1
+                continue
+            bearer.offloaded_down += 1
+            out.append((ENB, self._encap_down(bearer, packet)))
+            self.counters["queue_flushed"] += 1
+        return out
+
+    def _next_id(self) -> int:
+        self._ip_id = (self._ip_id + 1) & 0xFFFF
+        return self._ip_id
+
+    def _encap_down(self, bearer: Bearer, packet: bytes | bytearray) -> bytes:
+        """A G-PDU SGW -> eNB with the bearer's downlink TEID, like the SGW would send it."""
+        teid = bearer.dl_teid or 0
+        gtp = _GTP.pack(0x30, GTP_GPDU, len(packet), teid)
+        return _outer(
+            bearer.dl_eth,
+            bearer.sgw,
+            bearer.enb,
+            bearer.dl_sport,
+            gtp + bytes(packet),
+            tos=bearer.dl_tos,
+            ttl=bearer.dl_ttl,
+            ident=self._next_id(),
+        )
+
+    # ------------------------------------------------------------------ Pinger
+
+    def _start_pinger(self, bearer: Bearer, now: float) -> None:
+        if bearer.ul_teid is None or not bearer.ul_eth:
+            return  # no uplink tunnel to ping through (yet)
+        bearer.pinger_since = now
+        bearer.pinger_next = now
+        self.counters["pinger_started"] += 1
+
+    def _ping(self, bearer: Bearer, now: float) -> list[Action]:
+        """Figure 16 step 6: an ICMP echo request from the UE, through its uplink tunnel."""
+        if bearer.ul_teid is None:
+            return []
+        bearer.pinger_seq = (bearer.pinger_seq + 1) & 0xFFFF
+        bearer.pinger_next = now + self.config.pinger_interval
+        body = PINGER_MAGIC
+        if len(bearer.ue) == 4:
+            icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, PINGER_ID, bearer.pinger_seq) + body)
+            struct.pack_into("!H", icmp, 2, ck.checksum(icmp))
+            inner = ipv4_codec.encode(bearer.ue, self.pinger4, inner_codec.PROTO_ICMP, icmp, ttl=64)
+        else:
+            if self.pinger6 is None:
+                self.drops["pinger_no_ipv6_target"] += 1
+                return []
+            icmp = bytearray(struct.pack("!BBHHH", 128, 0, 0, PINGER_ID, bearer.pinger_seq) + body)
+            csum = ck.transport_checksum(bearer.ue, self.pinger6, inner_codec.PROTO_ICMPV6, icmp)
+            struct.pack_into("!H", icmp, 2, csum)
+            inner = ipv6_codec.encode(bearer.ue, self.pinger6, inner_codec.PROTO_ICMPV6, icmp)
+        gtp = _GTP.pack(0x30, GTP_GPDU, len(inner), bearer.ul_teid)
+        bearer.pinger_sent += 1
+        self.counters["pinger_requests_sent"] += 1
+        return [
+            (
+                SGW,
+                _outer(
+                    bearer.ul_eth,
+                    bearer.enb,
+                    bearer.sgw,
+                    bearer.ul_sport,
+                    gtp + inner,
+                    tos=bearer.ul_tos,
+                    ttl=bearer.ul_ttl,
+                    ident=self._next_id(),
+                ),
+            )
+        ]
+
+    def _is_pinger_reply(self, frame: bytes, payload: int, gend: int) -> bool:
+        version = frame[payload] >> 4 if payload < gend else 0
+        if version == 4 and gend - payload >= 28:
+            l4 = payload + (frame[payload] & 15) * 4
+            want_type, proto = 0, frame[payload + 9]
+            if proto != 1:
+                return False
+        elif version == 6 and gend - payload >= 48:
+            l4 = payload + 40
+            want_type, proto = 129, frame[payload + 6]
+            if proto != 58:
+                return False
+        else:
+            return False
+        return (
+            l4 + 8 + len(PINGER_MAGIC) <= gend
+            and frame[l4] == want_type
+            and ((frame[l4 + 4] << 8) | frame[l4 + 5]) == PINGER_ID
+            and frame[l4 + 8 : l4 + 8 + len(PINGER_MAGIC)] == PINGER_MAGIC
+        )
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now: float) -> list[Action]:
+        """Pinger retransmissions, queue time-outs and, once a second, the idle purge."""
+        out: list[Action] = []
+        give_up = self.config.pinger_give_up
+        for bearer in list(self.bearers.values()):
+            if bearer.pinger_since is not None:
+                if bearer.dl_teid is not None:
+                    bearer.pinger_since = None
+                elif now - bearer.pinger_since > give_up:
+                    bearer.pinger_since = None
+                    self.counters["pinger_gave_up"] += 1
+                elif now >= bearer.pinger_next:
+                    out.extend(self._ping(bearer, now))
+            queue = bearer.queue
+            while queue and queue[0][0] < now:
+                queue.popleft()
+                self.drops["queue_timeout"] += 1
+        if now >= self._next_purge:
+            self._next_purge = now + 1.0
+            self._purge(now)
+        return out
+
+    def _purge(self, now: float) -> None:
+        """§4.3.1 "auto-purge stale SGW/eNodeB tunnels after some configured idle time"."""
+        idle = now - self.config.idle_timeout
+        for bearer in list(self.bearers.values()):
+            if bearer.last_seen < idle and bearer.pinger_since is None:
+                self._forget(bearer, uplink=True, downlink=True, reason="idle")
+                self.bearers.pop(bearer.key, None)
+                self.counters["bearers_purged"] += 1
+        stale = now - self.config.flow_timeout
+        for key, flow in list(self.flows.items()):
+            if flow.last_seen < stale:
+                del self.flows[key]
+                self.counters["flows_expired"] += 1
+        for pair, flow in list(self.pairs.items()):
+            if flow.last_seen < stale:
+                del self.pairs[pair]
+
+    # ------------------------------------------------------------------ read-outs
+
+    def tunnels(self) -> list[dict[str, object]]:
+        return [b.to_api() for b in self.bearers.values()]
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "counters": dict(self.counters),
+            "drops": dict(self.drops),
+            "malformed": dict(self.malformed),
+            "services": {name: c.to_api() for name, c in self.service_counters.items()},
+            "bearers": len(self.bearers),
+            "flows": len(self.flows),
+            "queued": sum(len(b.queue) for b in self.bearers.values()),
+        }
+
+
+def _outer(
+    eth: bytes,
+    src: bytes,
+    dst: bytes,
+    sport: int,
+    udp_payload: bytes,
+    *,
+    tos: int,
+    ttl: int,
+    ident: int,
+) -> bytes:
+    """Ethernet + outer IP + UDP (to 2152) around a GTP-U message."""
+    ulen = 8 + len(udp_payload)
+    if len(src) == 4:
+        udp = struct.pack("!HHHH", sport, GTPU_PORT, ulen, 0)
+        ip = ipv4_codec.encode_header(
+            src, dst, 17, ulen, ttl=ttl, tos=tos, identification=ident, dont_fragment=False
+        )
+        return eth + ip + udp + udp_payload
+    udp_b = bytearray(struct.pack("!HHHH", sport, GTPU_PORT, ulen, 0) + udp_payload)
+    struct.pack_into("!H", udp_b, 6, ck.transport_checksum(src, dst, 17, udp_b) or 0xFFFF)
+    ip6 = struct.pack("!IHBB", (6 << 28) | (tos << 20), ulen, 17, ttl) + src + dst
+    return eth + ip6 + bytes(udp_b)

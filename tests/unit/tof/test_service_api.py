@@ -1,0 +1,192 @@
+"""The Service API (§4.3.4.1): shapes, codes, validation, persistence, apply-before-200."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fluidedge.daemon.app import create_app
+from fluidedge.daemon.config import parse_config
+from fluidedge.daemon.part import DaemonContext
+from fluidedge.daemon.store import Store
+from fluidedge.tof.backend import NullBackend
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.errors import DataPlaneError
+from fluidedge.tof.models import Service
+from fluidedge.tof.part import TofPart
+
+TOKEN = "s" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class RecordingBackend(NullBackend):
+    """The null backend, recording what was applied and able to refuse."""
+
+    def __init__(self) -> None:
+        super().__init__(TofConfig(backend="none"))
+        self.applied: list[dict[str, Service]] = []
+        self.fail = False
+
+    def apply(self, services: Mapping[str, Service]) -> None:
+        if self.fail:
+            raise DataPlaneError("injected failure")
+        super().apply(services)
+        self.applied.append(dict(services))
+
+
+def _make(tmp_path: Path, backend: RecordingBackend) -> TestClient:
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    ctx.parts["tof"] = TofPart(TofConfig(backend="none"), ctx, backend=backend)
+    return TestClient(create_app(ctx))
+
+
+@pytest.fixture
+def backend() -> RecordingBackend:
+    return RecordingBackend()
+
+
+@pytest.fixture
+def client(tmp_path: Path, backend: RecordingBackend) -> Iterator[TestClient]:
+    with _make(tmp_path, backend) as c:
+        yield c
+
+
+SVC = {"name": "video", "serviceIP": "198.18.50.1", "applicationIP": "198.19.0.10"}
+
+
+def test_post_list_put_delete_roundtrip(client: TestClient, backend: RecordingBackend) -> None:
+    assert client.get("/service").json() == []
+    r = client.post("/service", json=SVC, headers=AUTH)
+    assert r.status_code == 200
+    assert r.json() == SVC
+    assert client.get("/service").json() == [SVC]
+    assert backend.pipeline.services  # applied to the data plane before the 200
+    moved = {**SVC, "applicationIP": "198.19.0.11"}
+    r = client.put("/service/video", json=moved, headers=AUTH)
+    assert r.status_code == 200
+    assert r.json() == moved
+    assert backend.applied[-1]["video"].application_ip == "198.19.0.11"
+    assert client.delete("/service/video", headers=AUTH).status_code == 200
+    assert client.get("/service").json() == []
+    assert backend.applied[-1] == {}
+
+
+def test_delete_by_service_ip_and_404(client: TestClient) -> None:
+    client.post("/service", json=SVC, headers=AUTH)
+    assert client.delete("/service/198.18.50.2", headers=AUTH).status_code == 404
+    r = client.delete("/service/198.18.50.1", headers=AUTH)
+    assert r.status_code == 200
+    assert r.json()["name"] == "video"
+    assert client.delete("/service/video", headers=AUTH).status_code == 404
+
+
+def test_conflicts_are_409(client: TestClient) -> None:
+    assert client.post("/service", json=SVC, headers=AUTH).status_code == 200
+    same_name = {**SVC, "serviceIP": "198.18.50.2"}
+    same_ip = {**SVC, "name": "other"}
+    assert client.post("/service", json=same_name, headers=AUTH).status_code == 409
+    assert client.post("/service", json=same_ip, headers=AUTH).status_code == 409
+    other = {"name": "b", "serviceIP": "198.18.50.9", "applicationIP": "198.19.0.10"}
+    assert client.post("/service", json=other, headers=AUTH).status_code == 200
+    r = client.put("/service/b", json={**other, "serviceIP": "198.18.50.1"}, headers=AUTH)
+    assert r.status_code == 409
+    r = client.put("/service/b", json={**other, "name": "video"}, headers=AUTH)
+    assert r.status_code == 409
+    r = client.put("/service/nope", json=other, headers=AUTH)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**SVC, "serviceIP": "198.18.050.1"},
+        {**SVC, "serviceIP": "198.18.50.1/32"},
+        {**SVC, "serviceIP": "fe80::1%eth0"},
+        {**SVC, "serviceIP": "224.0.0.1"},
+        {**SVC, "serviceIP": "0.0.0.0"},
+        {**SVC, "serviceIP": "2001:db8::1"},  # mixed families
+        {**SVC, "applicationIP": "198.18.50.1"},  # equal
+        {**SVC, "name": "bad name"},
+        {**SVC, "name": "x" * 64},
+        {**SVC, "name": ""},
+        {**SVC, "name": 5},
+        {**SVC, "extra": 1},
+        {"name": "a", "serviceIP": "198.18.50.1"},
+        {**SVC, "serviceIp": "198.18.50.1"},
+    ],
+)
+def test_bad_requests_are_400_with_reason(client: TestClient, body: dict[str, object]) -> None:
+    r = client.post("/service", json=body, headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"]
+
+
+def test_ipv6_is_canonicalised(client: TestClient) -> None:
+    body = {"name": "v6", "serviceIP": "2001:DB8::0:1", "applicationIP": "fd00::10"}
+    r = client.post("/service", json=body, headers=AUTH)
+    assert r.status_code == 200
+    assert r.json()["serviceIP"] == "2001:db8::1"
+    assert client.delete("/service/2001:db8::1", headers=AUTH).status_code == 200
+
+
+def test_mutations_need_the_token(client: TestClient) -> None:
+    assert client.post("/service", json=SVC).status_code == 401
+    assert client.get("/service").status_code == 200  # reads open on loopback by default
+
+
+def test_data_plane_failure_keeps_previous_state(
+    client: TestClient, backend: RecordingBackend
+) -> None:
+    client.post("/service", json=SVC, headers=AUTH)
+    backend.fail = True
+    other = {"name": "b", "serviceIP": "198.18.50.9", "applicationIP": "198.19.0.10"}
+    assert client.post("/service", json=other, headers=AUTH).status_code == 500
+    assert client.delete("/service/video", headers=AUTH).status_code == 500
+    backend.fail = False
+    assert client.get("/service").json() == [SVC]
+
+
+def test_services_persist_across_restart(tmp_path: Path) -> None:
+    first = RecordingBackend()
+    with _make(tmp_path, first) as c:
+        c.post("/service", json=SVC, headers=AUTH)
+    second = RecordingBackend()
+    with _make(tmp_path, second) as c:
+        assert c.get("/service").json() == [SVC]
+        assert second.applied[0]["video"].service_ip == "198.18.50.1"  # restored at start
+
+
+def test_concurrent_posts_all_persist(client: TestClient, tmp_path: Path) -> None:
+    def post(i: int) -> int:
+        body = {"name": f"s{i}", "serviceIP": f"198.18.60.{i + 1}", "applicationIP": "198.19.0.10"}
+        return client.post("/service", json=body, headers=AUTH).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(post, range(100)))
+    assert codes == [200] * 100
+    assert len(client.get("/service").json()) == 100
+    rows = Store(tmp_path / "db.sqlite").query("SELECT COUNT(*) AS n FROM tof_service")
+    assert rows[0]["n"] == 100
+
+
+def test_tunnels_stats_metrics(client: TestClient) -> None:
+    client.post("/service", json=SVC, headers=AUTH)
+    assert client.get("/tunnels").json() == []
+    stats = client.get("/stats").json()
+    assert stats["services"]["video"]["upPackets"] == 0
+    text = client.get("/metrics").text
+    assert 'fluidedge_tof_service_packets_total{service="video",direction="up"} 0' in text
+    assert client.delete("/tunnels", headers=AUTH).json() == {"purged": 0}
+
+
+def test_openapi_has_the_seed_paths(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]["/service"]) == {"get", "post"}
+    assert set(spec["paths"]["/service/{name}"]) == {"put", "delete"}
+    responses = spec["paths"]["/service/{name}"]["put"]["responses"]
+    assert {"200", "400", "404", "409"} <= set(responses)
