@@ -1,0 +1,386 @@
+"""The lab description: TOML in, a validated model and its bearer table out (pure).
+
+The embedded default (``default.toml`` next to this module) is the topology of the issue; a
+user file replaces it wholesale. Bearers are derived here, not written in the file, so the
+colliding-TEID property holds by construction: each SGW allocates uplink TEIDs from the same
+base and each eNB allocates downlink TEIDs from the same base, unless a UE pins its own.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fluidedge.lab.errors import LabConfigError
+
+Mode = Literal["bridge", "tof", "routed"]
+MODES: tuple[Mode, ...] = ("bridge", "tof", "routed")
+
+_NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+# Namespace suffixes the topology itself uses; nodes may not take them.
+RESERVED_NAMES = frozenset({"ran", "core", "host", "pdn", "mme", "gen"})
+MAX_TEID = 0xFFFFFFFF
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabSection(_Model):
+    mode: Mode = "bridge"
+
+
+class S1Section(_Model):
+    subnet: IPv4Network = IPv4Network("198.18.0.0/24")
+    host_enb_side: IPv4Address = IPv4Address("198.18.0.1")
+    host_sgw_side: IPv4Address = IPv4Address("198.18.0.2")
+
+
+class GtpuSection(_Model):
+    uplink_teid_base: int = Field(default=0x1001, ge=1, le=MAX_TEID)
+    downlink_teid_base: int = Field(default=0x2001, ge=1, le=MAX_TEID)
+    echo_interval: float = Field(default=2.0, ge=0.0, le=3600.0)
+    pdu_session_container: bool = False
+    qfi: int = Field(default=9, ge=0, le=63)
+
+
+class PoolSection(_Model):
+    subnet: IPv4Network = IPv4Network("198.18.100.0/24")
+
+
+class PdnSection(_Model):
+    subnet: IPv4Network = IPv4Network("198.18.200.0/24")
+    address: IPv4Address = IPv4Address("198.18.200.10")
+    http_port: int = Field(default=80, ge=1, le=65535)
+    udp_echo_port: int = Field(default=7, ge=1, le=65535)
+
+
+class AppsSection(_Model):
+    subnet: IPv4Network = IPv4Network("198.19.0.0/24")
+    gateway: IPv4Address = IPv4Address("198.19.0.1")
+
+
+class AppSpec(_Model):
+    name: str
+    address: IPv4Address
+    http_port: int = Field(default=80, ge=1, le=65535)
+
+
+class MmeSpec(_Model):
+    name: str
+    address: IPv4Address
+    port: int = Field(default=36412, ge=1, le=65535)
+
+
+class EnbSpec(_Model):
+    name: str
+    address: IPv4Address
+    mme: str | None = None
+
+
+class SgwSpec(_Model):
+    name: str
+    address: IPv4Address
+    pdn_address: IPv4Address
+
+
+class UeSpec(_Model):
+    name: str
+    address: IPv4Address
+    enb: str
+    sgw: str
+    ul_teid: int | None = Field(default=None, ge=1, le=MAX_TEID)
+    dl_teid: int | None = Field(default=None, ge=1, le=MAX_TEID)
+    pdu_session_container: bool | None = None
+    qfi: int | None = Field(default=None, ge=0, le=63)
+
+
+class LabConfig(_Model):
+    """A whole lab description. Construct through :func:`load` / :func:`loads`."""
+
+    lab: LabSection = LabSection()
+    s1: S1Section = S1Section()
+    gtpu: GtpuSection = GtpuSection()
+    ue_pool: PoolSection = PoolSection()
+    pdn: PdnSection = PdnSection()
+    apps: AppsSection = AppsSection()
+    app: tuple[AppSpec, ...] = ()
+    mme: tuple[MmeSpec, ...] = ()
+    enb: tuple[EnbSpec, ...] = Field(min_length=1)
+    sgw: tuple[SgwSpec, ...] = Field(min_length=1)
+    ue: tuple[UeSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> LabConfig:
+        _check_names(self)
+        _check_addresses(self)
+        _check_references(self)
+        bearers(self)  # raises on TEID clashes within one peer
+        return self
+
+
+def _check_names(cfg: LabConfig) -> None:
+    seen: set[str] = set()
+    for kind, name in _all_nodes(cfg):
+        if not _NODE_NAME.match(name):
+            raise ValueError(
+                f"{kind} name {name!r}: must be 1-10 lowercase letters/digits, "
+                "starting with a letter"
+            )
+        if name in RESERVED_NAMES:
+            raise ValueError(f"{kind} name {name!r} is reserved by the lab topology")
+        if name in seen:
+            raise ValueError(f"{kind} name {name!r} is used twice")
+        seen.add(name)
+
+
+def _all_nodes(cfg: LabConfig) -> list[tuple[str, str]]:
+    return (
+        [("ue", u.name) for u in cfg.ue]
+        + [("enb", e.name) for e in cfg.enb]
+        + [("sgw", s.name) for s in cfg.sgw]
+        + [("mme", m.name) for m in cfg.mme]
+        + [("app", a.name) for a in cfg.app]
+    )
+
+
+def _check_addresses(cfg: LabConfig) -> None:
+    def inside(what: str, addr: IPv4Address, net: IPv4Network) -> None:
+        if addr not in net or addr in (net.network_address, net.broadcast_address):
+            raise ValueError(f"{what} {addr} is not a host address of {net}")
+
+    s1 = cfg.s1.subnet
+    used: dict[IPv4Address, str] = {}
+
+    def claim(what: str, addr: IPv4Address) -> None:
+        if addr in used:
+            raise ValueError(f"{what} {addr} is already used by {used[addr]}")
+        used[addr] = what
+
+    for what, addr in (
+        ("s1.host_enb_side", cfg.s1.host_enb_side),
+        ("s1.host_sgw_side", cfg.s1.host_sgw_side),
+    ):
+        inside(what, addr, s1)
+        claim(what, addr)
+    for e in cfg.enb:
+        inside(f"enb {e.name} address", e.address, s1)
+        claim(f"enb {e.name}", e.address)
+    for s in cfg.sgw:
+        inside(f"sgw {s.name} address", s.address, s1)
+        claim(f"sgw {s.name}", s.address)
+        inside(f"sgw {s.name} pdn_address", s.pdn_address, cfg.pdn.subnet)
+        claim(f"sgw {s.name} (pdn side)", s.pdn_address)
+    for m in cfg.mme:
+        inside(f"mme {m.name} address", m.address, s1)
+        claim(f"mme {m.name}", m.address)
+    inside("pdn.address", cfg.pdn.address, cfg.pdn.subnet)
+    claim("pdn", cfg.pdn.address)
+    inside("apps.gateway", cfg.apps.gateway, cfg.apps.subnet)
+    claim("apps gateway", cfg.apps.gateway)
+    for a in cfg.app:
+        inside(f"app {a.name} address", a.address, cfg.apps.subnet)
+        claim(f"app {a.name}", a.address)
+    for u in cfg.ue:
+        inside(f"ue {u.name} address", u.address, cfg.ue_pool.subnet)
+        claim(f"ue {u.name}", u.address)
+    nets = {
+        "s1.subnet": s1,
+        "ue_pool.subnet": cfg.ue_pool.subnet,
+        "pdn.subnet": cfg.pdn.subnet,
+        "apps.subnet": cfg.apps.subnet,
+    }
+    keys = list(nets)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if nets[first].overlaps(nets[second]):
+                raise ValueError(f"{first} {nets[first]} overlaps {second} {nets[second]}")
+
+
+def _check_references(cfg: LabConfig) -> None:
+    enbs = {e.name for e in cfg.enb}
+    sgws = {s.name for s in cfg.sgw}
+    mmes = {m.name for m in cfg.mme}
+    for e in cfg.enb:
+        if e.mme is not None and e.mme not in mmes:
+            raise ValueError(f"enb {e.name}: unknown mme {e.mme!r}")
+    for u in cfg.ue:
+        if u.enb not in enbs:
+            raise ValueError(f"ue {u.name}: unknown enb {u.enb!r}")
+        if u.sgw not in sgws:
+            raise ValueError(f"ue {u.name}: unknown sgw {u.sgw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """One UE's default bearer: the S1-U tunnel pair between its eNB and its SGW."""
+
+    ue: str
+    ue_address: IPv4Address
+    enb: str
+    enb_address: IPv4Address
+    sgw: str
+    sgw_address: IPv4Address
+    ul_teid: int  # allocated by the SGW: eNB -> SGW G-PDUs carry it
+    dl_teid: int  # allocated by the eNB: SGW -> eNB G-PDUs carry it
+    pdu_session_container: bool
+    qfi: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ue": self.ue,
+            "ue_address": str(self.ue_address),
+            "enb": self.enb,
+            "enb_address": str(self.enb_address),
+            "sgw": self.sgw,
+            "sgw_address": str(self.sgw_address),
+            "ul_teid": self.ul_teid,
+            "dl_teid": self.dl_teid,
+            "pdu_session_container": self.pdu_session_container,
+            "qfi": self.qfi,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> Bearer:
+        def addr(key: str) -> IPv4Address:
+            return IPv4Address(str(raw[key]))
+
+        def num(key: str) -> int:
+            value = raw[key]
+            if not isinstance(value, int):
+                raise LabConfigError(f"bearer field {key!r} must be an integer")
+            return value
+
+        return cls(
+            ue=str(raw["ue"]),
+            ue_address=addr("ue_address"),
+            enb=str(raw["enb"]),
+            enb_address=addr("enb_address"),
+            sgw=str(raw["sgw"]),
+            sgw_address=addr("sgw_address"),
+            ul_teid=num("ul_teid"),
+            dl_teid=num("dl_teid"),
+            pdu_session_container=bool(raw["pdu_session_container"]),
+            qfi=num("qfi"),
+        )
+
+
+def bearers(cfg: LabConfig) -> tuple[Bearer, ...]:
+    """Allocate TEIDs: per SGW (uplink) and per eNB (downlink), each from the same base."""
+    enb_addr = {e.name: e.address for e in cfg.enb}
+    sgw_addr = {s.name: s.address for s in cfg.sgw}
+    next_ul: dict[str, int] = {}
+    next_dl: dict[str, int] = {}
+    used_ul: dict[tuple[str, int], str] = {}
+    used_dl: dict[tuple[str, int], str] = {}
+    out: list[Bearer] = []
+    for u in cfg.ue:
+        ul = u.ul_teid
+        if ul is None:
+            ul = next_ul.get(u.sgw, cfg.gtpu.uplink_teid_base)
+            while (u.sgw, ul) in used_ul:
+                ul += 1
+        dl = u.dl_teid
+        if dl is None:
+            dl = next_dl.get(u.enb, cfg.gtpu.downlink_teid_base)
+            while (u.enb, dl) in used_dl:
+                dl += 1
+        if ul > MAX_TEID or dl > MAX_TEID:
+            raise ValueError(f"ue {u.name}: TEID allocation ran past 0xffffffff")
+        if (u.sgw, ul) in used_ul:
+            raise ValueError(
+                f"ue {u.name}: uplink TEID {ul:#x} already used at {u.sgw} "
+                f"by {used_ul[(u.sgw, ul)]}"
+            )
+        if (u.enb, dl) in used_dl:
+            raise ValueError(
+                f"ue {u.name}: downlink TEID {dl:#x} already used at {u.enb} "
+                f"by {used_dl[(u.enb, dl)]}"
+            )
+        used_ul[(u.sgw, ul)] = u.name
+        used_dl[(u.enb, dl)] = u.name
+        next_ul[u.sgw] = ul + 1
+        next_dl[u.enb] = dl + 1
+        pdu = cfg.gtpu.pdu_session_container
+        if u.pdu_session_container is not None:
+            pdu = u.pdu_session_container
+        out.append(
+            Bearer(
+                ue=u.name,
+                ue_address=u.address,
+                enb=u.enb,
+                enb_address=enb_addr[u.enb],
+                sgw=u.sgw,
+                sgw_address=sgw_addr[u.sgw],
+                ul_teid=ul,
+                dl_teid=dl,
+                pdu_session_container=pdu,
+                qfi=cfg.gtpu.qfi if u.qfi is None else u.qfi,
+            )
+        )
+    return tuple(out)
+
+
+def default_text() -> str:
+    """The embedded default description (TOML)."""
+    return resources.files("fluidedge.lab").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def loads(text: str, *, source: str = "<lab config>") -> LabConfig:
+    """Parse and validate a TOML description; errors name the source and the field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LabConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return LabConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise LabConfigError(f"{source}: {where}: {first['msg']}") from exc
+
+
+def load(path: Path | None = None) -> LabConfig:
+    """Load ``path``, or the embedded default when ``path`` is None."""
+    if path is None:
+        return loads(default_text(), source="default.toml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LabConfigError(f"cannot read lab config {path}: {exc.strerror}") from exc
+    return loads(text, source=str(path))
+
+
+def with_overrides(
+    cfg: LabConfig, *, mode: Mode | None = None, pdu_session_container: bool | None = None
+) -> LabConfig:
+    """A copy of ``cfg`` with the command-line overrides applied (re-validated)."""
+    raw = cfg.model_dump(mode="json")
+    if mode is not None:
+        raw["lab"]["mode"] = mode
+    if pdu_session_container is not None:
+        raw["gtpu"]["pdu_session_container"] = pdu_session_container
+    try:
+        return LabConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise LabConfigError(str(exc.errors()[0]["msg"])) from exc
+
+
+__all__ = [
+    "MODES",
+    "Bearer",
+    "LabConfig",
+    "Mode",
+    "bearers",
+    "default_text",
+    "load",
+    "loads",
+    "with_overrides",
+]

@@ -1,0 +1,88 @@
+"""The lab's servers: PDN host (HTTP, UDP echo), edge apps (HTTP), MME-like peers (TCP echo).
+
+Run as ``python -m fluidedge.lab.services SPEC.json`` inside a lab namespace. The HTTP body
+names the server (``pdn <addr>`` or ``edge-app <name> <addr>``) and the client address it saw,
+so a test can tell who answered and whether NAT happened on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ANY = "0.0.0.0"  # noqa: S104 - inside a lab namespace: the namespace is the boundary
+
+
+class _Http(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    body_prefix = ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Http
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        body = f"{self.server.body_prefix} client {self.client_address[0]} path {self.path}\n"
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        del format, args
+
+
+class _LineEcho(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+class _TcpEcho(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _udp_echo(sock: socket.socket) -> None:
+    while True:
+        data, peer = sock.recvfrom(65535)
+        sock.sendto(data, peer)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m fluidedge.lab.services SPEC.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[1]).read_text())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if spec.get("http_port"):
+        http = _Http((ANY, int(spec["http_port"])), _Handler)
+        http.body_prefix = str(spec["http_body"])
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+    if spec.get("udp_echo_port"):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((ANY, int(spec["udp_echo_port"])))
+        threading.Thread(target=_udp_echo, args=(udp,), daemon=True).start()
+    if spec.get("tcp_echo_port"):
+        tcp = _TcpEcho((ANY, int(spec["tcp_echo_port"])), _LineEcho)
+        threading.Thread(target=tcp.serve_forever, daemon=True).start()
+    Path(spec["ready_path"]).write_text("ready\n")
+    stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

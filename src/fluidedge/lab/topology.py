@@ -1,0 +1,386 @@
+"""From a lab description and a prefix to concrete names, addresses and ``ip`` batches (pure).
+
+Nothing here touches the system: :mod:`fluidedge.lab.build` executes the :class:`Plan`. Keeping
+the plan pure makes the topology reviewable (``fluidedge lab plan`` prints it) and testable
+without root.
+
+Interface names inside namespaces are short and fixed (namespaces isolate them); only the
+namespace names carry the prefix. Every veth is created inside a lab namespace with its peer
+placed directly into another lab namespace, so nothing of the lab ever exists in the root
+namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from fluidedge.lab.config import Bearer, LabConfig, Mode, bearers
+from fluidedge.lab.errors import LabConfigError
+
+# Fixed interface names (inside their namespaces).
+HOST_ENB_IF = "s1enb"  # host namespace, eNB side of the S1 segment
+HOST_SGW_IF = "s1sgw"  # host namespace, SGW side of the S1 segment
+HOST_BRIDGE = "br0"  # host namespace, joins the two S1 interfaces in bridge mode
+APPS_BRIDGE = "apps0"  # host namespace, the apps network
+S1_IF = "s1"  # eNB / SGW / MME side of their S1 link
+UE_IF = "eth0"  # inside a UE or app namespace
+TUN_IF = "tun0"  # eNB / SGW user-plane TUN device
+PDN_IF = "pdn"  # SGW side of its link to the PDN
+SEGMENT_BRIDGE = "br0"  # in the ran / core / pdn namespaces
+GEN_IF = "gen0"  # ran namespace: the traffic generator transmits here
+GEN_PORT = "gen1"  # ran namespace: its peer, a port of the ran bridge
+UE_GATEWAY = IPv4Address("169.254.0.1")  # each UE's default gateway (held by its eNB's UE port)
+UPLINK_TABLE = 100  # eNB routing table sending UE traffic into the TUN
+
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+def validate_prefix(prefix: str) -> str:
+    """A lab prefix is 1-12 lowercase letters/digits starting with a letter."""
+    if not _PREFIX.match(prefix):
+        raise LabConfigError(
+            f"invalid lab prefix {prefix!r}: 1-12 lowercase letters/digits, starting with a letter"
+        )
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """A long-running lab process: ``module`` is run with ``python -m`` inside ``netns``."""
+
+    name: str
+    netns: str
+    module: str
+    spec: dict[str, object]
+
+
+@dataclass
+class Plan:
+    """Everything ``up`` does, in order: namespaces, sysctls, ip batches, offloads, processes."""
+
+    namespaces: list[str] = field(default_factory=list)
+    sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    create: dict[str, list[str]] = field(default_factory=dict)
+    configure: dict[str, list[str]] = field(default_factory=dict)
+    tx_offload_off: list[tuple[str, str]] = field(default_factory=list)
+    processes: list[ProcessSpec] = field(default_factory=list)
+
+    def add_ns(self, name: str, sysctls: list[tuple[str, str]]) -> None:
+        self.namespaces.append(name)
+        self.sysctls[name] = sysctls
+        self.create[name] = []
+        self.configure[name] = []
+
+
+_QUIET = [
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+    ("net/ipv4/conf/all/rp_filter", "0"),
+    ("net/ipv4/conf/default/rp_filter", "0"),
+]
+_FORWARD = [*_QUIET, ("net/ipv4/ip_forward", "1")]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Names and addresses of one lab instance (config + prefix)."""
+
+    config: LabConfig
+    prefix: str
+
+    def ns(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    @property
+    def mode(self) -> Mode:
+        return self.config.lab.mode
+
+    @property
+    def host_ns(self) -> str:
+        return self.ns("host")
+
+    @property
+    def ran_ns(self) -> str:
+        return self.ns("ran")
+
+    @property
+    def core_ns(self) -> str:
+        return self.ns("core")
+
+    @property
+    def pdn_ns(self) -> str:
+        return self.ns("pdn")
+
+    @property
+    def mme_ns(self) -> str:
+        return self.ns("mme")
+
+    @property
+    def bearers(self) -> tuple[Bearer, ...]:
+        return bearers(self.config)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace of the lab, in creation order."""
+        cfg = self.config
+        names = [self.ran_ns, self.core_ns, self.host_ns, self.pdn_ns]
+        if cfg.mme:
+            names.append(self.mme_ns)
+        names += [self.ns(x.name) for x in cfg.enb]
+        names += [self.ns(x.name) for x in cfg.sgw]
+        names += [self.ns(x.name) for x in cfg.ue]
+        names += [self.ns(x.name) for x in cfg.app]
+        return names
+
+    def plan(self, python: str, run_dir: str) -> Plan:
+        """The full recipe; ``python`` runs the lab processes, ``run_dir`` holds their files."""
+        cfg = self.config
+        s1len = cfg.s1.subnet.prefixlen
+        plan = Plan()
+        ran, core, host, pdn = self.ran_ns, self.core_ns, self.host_ns, self.pdn_ns
+
+        # --- the S1 segment: ran bridge (eNB side) and core bridge (SGW side)
+        plan.add_ns(ran, _QUIET)
+        plan.create[ran] += [
+            f"link add name {SEGMENT_BRIDGE} type bridge",
+            f"link add name host type veth peer name {HOST_ENB_IF} netns {host}",
+            f"link add name {GEN_IF} type veth peer name {GEN_PORT}",
+        ]
+        plan.configure[ran] += [f"link set dev {SEGMENT_BRIDGE} up", f"link set dev {GEN_IF} up"]
+        ran_ports = ["host", GEN_PORT, *(e.name for e in cfg.enb)]
+        for port in ran_ports:
+            plan.configure[ran] += [
+                f"link set dev {port} master {SEGMENT_BRIDGE}",
+                f"link set dev {port} up",
+            ]
+
+        plan.add_ns(core, _QUIET)
+        plan.create[core] += [
+            f"link add name {SEGMENT_BRIDGE} type bridge",
+            f"link add name host type veth peer name {HOST_SGW_IF} netns {host}",
+        ]
+        plan.configure[core].append(f"link set dev {SEGMENT_BRIDGE} up")
+        core_ports = ["host", *(s.name for s in cfg.sgw)] + (["mme"] if cfg.mme else [])
+        for port in core_ports:
+            plan.configure[core] += [
+                f"link set dev {port} master {SEGMENT_BRIDGE}",
+                f"link set dev {port} up",
+            ]
+
+        # --- the fluidedge host: two S1 interfaces, the apps network
+        host_sysctls = list(_FORWARD)
+        if self.mode == "routed":
+            host_sysctls.append(("net/ipv4/conf/all/proxy_arp", "1"))
+        plan.add_ns(host, host_sysctls)
+        plan.create[host].append(f"link add name {APPS_BRIDGE} type bridge")
+        plan.configure[host] += [
+            f"link set dev {HOST_ENB_IF} up",
+            f"link set dev {HOST_SGW_IF} up",
+            f"link set dev {APPS_BRIDGE} up",
+            f"addr add {cfg.apps.gateway}/{cfg.apps.subnet.prefixlen} dev {APPS_BRIDGE}",
+        ]
+        plan.tx_offload_off += [(host, HOST_ENB_IF), (host, HOST_SGW_IF)]
+        if self.mode == "bridge":
+            plan.create[host].append(f"link add name {HOST_BRIDGE} type bridge")
+            plan.configure[host] += [
+                f"link set dev {HOST_ENB_IF} master {HOST_BRIDGE}",
+                f"link set dev {HOST_SGW_IF} master {HOST_BRIDGE}",
+                f"link set dev {HOST_BRIDGE} up",
+            ]
+        elif self.mode == "routed":
+            plan.configure[host] += [
+                f"addr add {cfg.s1.host_enb_side}/32 dev {HOST_ENB_IF}",
+                f"addr add {cfg.s1.host_sgw_side}/32 dev {HOST_SGW_IF}",
+            ]
+            plan.configure[host] += [f"route add {e.address}/32 dev {HOST_ENB_IF}" for e in cfg.enb]
+            plan.configure[host] += [f"route add {s.address}/32 dev {HOST_SGW_IF}" for s in cfg.sgw]
+            plan.configure[host] += [f"route add {m.address}/32 dev {HOST_SGW_IF}" for m in cfg.mme]
+        for app in cfg.app:
+            plan.create[host].append(
+                f"link add name {app.name} type veth peer name {UE_IF} netns {self.ns(app.name)}"
+            )
+            plan.configure[host] += [
+                f"link set dev {app.name} master {APPS_BRIDGE}",
+                f"link set dev {app.name} up",
+            ]
+
+        # --- PDN: a bridge holding the PDN host address, one port per SGW
+        plan.add_ns(pdn, _QUIET)
+        plan.create[pdn].append(f"link add name {SEGMENT_BRIDGE} type bridge")
+        plan.configure[pdn] += [
+            f"link set dev {SEGMENT_BRIDGE} up",
+            f"addr add {cfg.pdn.address}/{cfg.pdn.subnet.prefixlen} dev {SEGMENT_BRIDGE}",
+        ]
+        for s in cfg.sgw:
+            plan.configure[pdn] += [
+                f"link set dev {s.name} master {SEGMENT_BRIDGE}",
+                f"link set dev {s.name} up",
+            ]
+        sgw_pdn = {s.name: s.pdn_address for s in cfg.sgw}
+        plan.configure[pdn] += [
+            f"route add {b.ue_address}/32 via {sgw_pdn[b.sgw]}" for b in self.bearers
+        ]
+        plan.processes.append(
+            ProcessSpec(
+                name="pdn",
+                netns=pdn,
+                module="fluidedge.lab.services",
+                spec={
+                    "name": "pdn",
+                    "http_port": cfg.pdn.http_port,
+                    "http_body": f"pdn {cfg.pdn.address}",
+                    "udp_echo_port": cfg.pdn.udp_echo_port,
+                    "tcp_echo_port": None,
+                    "ready_path": f"{run_dir}/pdn.ready",
+                },
+            )
+        )
+
+        # --- MME-like peers (non-GTP control traffic across S1)
+        if cfg.mme:
+            mme = self.mme_ns
+            plan.add_ns(mme, _QUIET)
+            plan.create[mme].append(f"link add name {S1_IF} type veth peer name mme netns {core}")
+            plan.configure[mme].append(f"link set dev {S1_IF} up")
+            plan.configure[mme] += [f"addr add {m.address}/{s1len} dev {S1_IF}" for m in cfg.mme]
+            plan.tx_offload_off.append((mme, S1_IF))
+            ports = sorted({m.port for m in cfg.mme})
+            if len(ports) != 1:
+                raise LabConfigError("all mme peers must use the same port")
+            plan.processes.append(
+                ProcessSpec(
+                    name="mme",
+                    netns=mme,
+                    module="fluidedge.lab.services",
+                    spec={
+                        "name": "mme",
+                        "http_port": None,
+                        "http_body": "",
+                        "udp_echo_port": None,
+                        "tcp_echo_port": ports[0],
+                        "ready_path": f"{run_dir}/mme.ready",
+                    },
+                )
+            )
+
+        # --- eNBs: S1 port, one port per UE, the user-plane TUN
+        mme_by_name = {m.name: m for m in cfg.mme}
+        for e in cfg.enb:
+            ns = self.ns(e.name)
+            plan.add_ns(ns, _FORWARD)
+            plan.create[ns] += [
+                f"link add name {S1_IF} type veth peer name {e.name} netns {ran}",
+                f"tuntap add dev {TUN_IF} mode tun",
+            ]
+            plan.configure[ns] += [
+                f"link set dev {S1_IF} up",
+                f"addr add {e.address}/{s1len} dev {S1_IF}",
+                f"link set dev {TUN_IF} up",
+                f"route add default dev {TUN_IF} table {UPLINK_TABLE}",
+            ]
+            plan.tx_offload_off.append((ns, S1_IF))
+            mine = [b for b in self.bearers if b.enb == e.name]
+            for b in mine:
+                plan.create[ns].append(
+                    f"link add name {b.ue} type veth peer name {UE_IF} netns {self.ns(b.ue)}"
+                )
+                plan.configure[ns] += [
+                    f"link set dev {b.ue} up",
+                    f"addr add {UE_GATEWAY}/32 dev {b.ue}",
+                    f"route add {b.ue_address}/32 dev {b.ue}",
+                    f"rule add iif {b.ue} lookup {UPLINK_TABLE} priority {UPLINK_TABLE}",
+                ]
+            peer = mme_by_name.get(e.mme) if e.mme else None
+            plan.processes.append(
+                ProcessSpec(
+                    name=e.name,
+                    netns=ns,
+                    module="fluidedge.lab.node",
+                    spec={
+                        "role": "enb",
+                        "name": e.name,
+                        "address": str(e.address),
+                        "tun": TUN_IF,
+                        "bearers": [b.as_json() for b in mine],
+                        "echo_peers": sorted({str(b.sgw_address) for b in mine}),
+                        "echo_interval": cfg.gtpu.echo_interval,
+                        "mme": None if peer is None else [str(peer.address), peer.port],
+                        "stats_path": f"{run_dir}/{e.name}.stats.json",
+                    },
+                )
+            )
+
+        # --- SGWs: S1 port, PDN port, the user-plane TUN
+        for s in cfg.sgw:
+            ns = self.ns(s.name)
+            plan.add_ns(ns, _FORWARD)
+            plan.create[ns] += [
+                f"link add name {S1_IF} type veth peer name {s.name} netns {core}",
+                f"link add name {PDN_IF} type veth peer name {s.name} netns {pdn}",
+                f"tuntap add dev {TUN_IF} mode tun",
+            ]
+            plan.configure[ns] += [
+                f"link set dev {S1_IF} up",
+                f"addr add {s.address}/{s1len} dev {S1_IF}",
+                f"link set dev {PDN_IF} up",
+                f"addr add {s.pdn_address}/{cfg.pdn.subnet.prefixlen} dev {PDN_IF}",
+                f"link set dev {TUN_IF} up",
+                f"route add {cfg.ue_pool.subnet} dev {TUN_IF}",
+            ]
+            plan.tx_offload_off.append((ns, S1_IF))
+            mine = [b for b in self.bearers if b.sgw == s.name]
+            plan.processes.append(
+                ProcessSpec(
+                    name=s.name,
+                    netns=ns,
+                    module="fluidedge.lab.node",
+                    spec={
+                        "role": "sgw",
+                        "name": s.name,
+                        "address": str(s.address),
+                        "tun": TUN_IF,
+                        "bearers": [b.as_json() for b in mine],
+                        "echo_peers": [],
+                        "echo_interval": 0.0,
+                        "mme": None,
+                        "stats_path": f"{run_dir}/{s.name}.stats.json",
+                    },
+                )
+            )
+
+        # --- UEs: a /32 and a default route through their eNB
+        for u in cfg.ue:
+            ns = self.ns(u.name)
+            plan.add_ns(ns, _QUIET)
+            plan.configure[ns] += [
+                f"link set dev {UE_IF} up",
+                f"addr add {u.address}/32 dev {UE_IF}",
+                f"route add default via {UE_GATEWAY} dev {UE_IF} onlink",
+            ]
+
+        # --- edge apps on the apps network
+        for app in cfg.app:
+            ns = self.ns(app.name)
+            plan.add_ns(ns, _QUIET)
+            plan.configure[ns] += [
+                f"link set dev {UE_IF} up",
+                f"addr add {app.address}/{cfg.apps.subnet.prefixlen} dev {UE_IF}",
+                f"route add default via {cfg.apps.gateway} dev {UE_IF}",
+            ]
+            plan.processes.append(
+                ProcessSpec(
+                    name=app.name,
+                    netns=ns,
+                    module="fluidedge.lab.services",
+                    spec={
+                        "name": app.name,
+                        "http_port": app.http_port,
+                        "http_body": f"edge-app {app.name} {app.address}",
+                        "udp_echo_port": None,
+                        "tcp_echo_port": None,
+                        "ready_path": f"{run_dir}/{app.name}.ready",
+                    },
+                )
+            )
+        return plan
