@@ -1,1 +1,37 @@
-"""The instances part."""
+"""The superfluid instance manager: millisecond instances from a pool of prepared shells.
+
+An *instance* is an OCI container run by ``runc`` (real namespaces, cgroups, mounts, seccomp).
+What makes it superfluid is the split toolstack of the seed's LightVM (§5.4.3): a background
+*prepare* phase keeps, per template, a pool of *shells* (``runc create`` done, veths plugged into
+their networks, cgroups in place) and the *execute* phase of a request only does what is specific
+to it (addresses, assignment, limits, start), the VIM phases of §3 being timed one by one.
+
+Module map (pure policy first, I/O adapters last):
+
+- ``models``: API/request models and their validation.
+- ``builtin``: the templates the product ships (``idle``, ``httpd``).
+- ``bundle``: template -> OCI ``config.json`` (isolation defaults, seccomp deny-list).
+- ``placement``: CPU choice (spread/pack, affinity) and admission control.
+- ``timing``: per-phase timing and Prometheus histograms.
+- ``nl``: tiny rtnetlink encoder/decoder for the execute phase's address setting.
+- ``launcher``: the program a shell runs while it waits for its assignment.
+- ``runc``: the runc/cgroup adapter (create, fifo start, freezer, delete).
+- ``network``: bridges and veths (pyroute2).
+- ``persist``: SQLite tables of the part.
+- ``manager``: pools, prepare workers, execute phase, pause/resume, re-adoption.
+- ``api`` / ``part`` / ``cli``: REST routes, daemon part, command line.
+
+Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
+
+    InstancesError (FluidedgeError)
+    ├── TemplateNotFound (+ NotFoundError)        404
+    ├── InstanceNotFound (+ NotFoundError)        404
+    ├── NetworkNotFound (+ NotFoundError)         404
+    ├── InvalidRequest (+ InputError)             400  malformed name/address/spec
+    ├── NameInUse (+ ConflictError)               409
+    ├── AddressInUse (+ ConflictError)            409
+    ├── InUse (+ ConflictError)                   409  template/network still used
+    ├── WrongState (+ ConflictError)              409  e.g. resume of a running instance
+    ├── AdmissionRefused (+ CapacityError)        503  CPUs/memory would be overcommitted
+    └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
+"""

@@ -1,0 +1,106 @@
+"""REST routes of the instance manager (under ``/v1``).
+
+``POST /v1/instances`` stamps the request's arrival in a dependency (before body validation) so
+the ``accept`` phase of the timing breakdown covers validation, and runs the execute phase in
+the thread pool (a cold create or a readiness wait must not block the event loop).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from fluidedge.instances.manager import Manager
+from fluidedge.instances.models import (
+    InstanceRequest,
+    InstanceView,
+    NetworkSpec,
+    PoolStatus,
+    TemplateSpec,
+)
+
+
+def _arrival() -> float:
+    return time.perf_counter()
+
+
+def build_router(manager: Manager) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    # templates
+    @router.get("/templates", tags=["templates"])
+    def list_templates() -> list[TemplateSpec]:
+        return [manager.templates[name] for name in sorted(manager.templates)]
+
+    @router.post("/templates", tags=["templates"], status_code=status.HTTP_201_CREATED)
+    def create_template(spec: TemplateSpec) -> TemplateSpec:
+        return manager.create_template(spec)
+
+    @router.get("/templates/{name}", tags=["templates"])
+    def get_template(name: str) -> TemplateSpec:
+        return manager.get_template(name)
+
+    @router.delete("/templates/{name}", tags=["templates"], status_code=status.HTTP_204_NO_CONTENT)
+    def delete_template(name: str) -> Response:
+        manager.delete_template(name)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    # instances
+    @router.get("/instances", tags=["instances"])
+    def list_instances() -> list[InstanceView]:
+        return manager.list_instances()
+
+    @router.post("/instances", tags=["instances"], status_code=status.HTTP_201_CREATED)
+    async def create_instance(
+        request: InstanceRequest, arrived: float = Depends(_arrival)
+    ) -> InstanceView:
+        return await run_in_threadpool(manager.create_instance, request, arrived)
+
+    @router.get("/instances/{name}", tags=["instances"])
+    def get_instance(name: str) -> InstanceView:
+        return manager.get_instance(name).view()
+
+    @router.delete("/instances/{name}", tags=["instances"], status_code=status.HTTP_204_NO_CONTENT)
+    def delete_instance(name: str) -> Response:
+        manager.delete_instance(name)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/instances/{name}/pause", tags=["instances"])
+    def pause_instance(name: str) -> InstanceView:
+        return manager.pause(name)
+
+    @router.post("/instances/{name}/resume", tags=["instances"])
+    def resume_instance(name: str) -> InstanceView:
+        return manager.resume(name)
+
+    @router.get("/instances/{name}/logs", tags=["instances"], response_class=PlainTextResponse)
+    def instance_logs(name: str) -> str:
+        return manager.logs(name)
+
+    # pools
+    @router.get("/pools", tags=["pools"])
+    def pools() -> list[PoolStatus]:
+        return manager.pool_status()
+
+    # networks
+    @router.get("/networks", tags=["networks"])
+    def list_networks() -> list[NetworkSpec]:
+        return [manager.networks[name] for name in sorted(manager.networks)]
+
+    @router.post("/networks", tags=["networks"], status_code=status.HTTP_201_CREATED)
+    def create_network(spec: NetworkSpec) -> NetworkSpec:
+        return manager.create_network(spec)
+
+    @router.get("/networks/{name}", tags=["networks"])
+    def get_network(name: str) -> NetworkSpec:
+        return manager.get_network(name)
+
+    @router.delete("/networks/{name}", tags=["networks"], status_code=status.HTTP_204_NO_CONTENT)
+    def delete_network(name: str) -> Response:
+        manager.delete_network(name)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router

@@ -1,0 +1,56 @@
+"""Errors of the instances part (tree in the package docstring)."""
+
+from __future__ import annotations
+
+from fluidedge.errors import (
+    CapacityError,
+    ConflictError,
+    FluidedgeError,
+    InputError,
+    NotFoundError,
+    SystemFailure,
+)
+
+
+class InstancesError(FluidedgeError):
+    """Base of the instance manager's errors."""
+
+
+class TemplateNotFound(InstancesError, NotFoundError):
+    """No template has that name."""
+
+
+class InstanceNotFound(InstancesError, NotFoundError):
+    """No instance has that name."""
+
+
+class NetworkNotFound(InstancesError, NotFoundError):
+    """No network has that name."""
+
+
+class InvalidRequest(InstancesError, InputError):
+    """The request is malformed; the message says which field and why."""
+
+
+class NameInUse(InstancesError, ConflictError):
+    """An object with that name already exists."""
+
+
+class AddressInUse(InstancesError, ConflictError):
+    """The address is already held by another instance on that network."""
+
+
+class InUse(InstancesError, ConflictError):
+    """The object is still used (a template by instances, a network by templates)."""
+
+
+class WrongState(InstancesError, ConflictError):
+    """The instance is not in a state that allows the operation."""
+
+
+class AdmissionRefused(InstancesError, CapacityError):
+    """Admission control refused: CPUs or memory would be overcommitted beyond the limits."""
+
+
+class RuntimeFailure(InstancesError, SystemFailure):
+    """runc, a cgroup write or a netlink call failed underneath us."""

@@ -1,0 +1,1001 @@
+"""The instance manager: pools of prepared shells, the execute phase, pause/resume, re-adoption.
+
+Split toolstack (seed §5.4.3). The *prepare* phase runs in background worker threads and keeps,
+per template, ``pool.size`` shells: bundle written, ``runc create`` done (namespaces, cgroups,
+mounts, seccomp), veths created and plugged into their bridges with the peer in the shell's
+namespace and up, a netlink socket opened inside that namespace. The *execute* phase of a
+request (:meth:`Manager.create_instance`) only does what is specific to the instance: placement,
+taking a shell, writing the assignment and per-request limits, adding addresses, releasing the
+process, waiting for readiness, each phase timed (seed §3). An empty pool falls back to the
+*cold* path (the same prepare work inline), reported as ``path = "cold"``.
+
+Consistency: a shell's row is stored before ``runc create``; taking a shell turns its row into
+the instance's row in one transaction before the process is released. On start the manager
+re-adopts what the store and ``runc list`` agree on and destroys everything else it owns
+(private runc root, our cgroup paths, veths named in rows): no orphans, no duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluidedge.daemon.store import Store
+from fluidedge.instances import network, runc
+from fluidedge.instances.builtin import builtin_templates
+from fluidedge.instances.bundle import (
+    CFS_PERIOD_US,
+    LAUNCHER_IN_ROOT,
+    cpu_quota_us,
+    cpu_shares,
+    encode_assignment,
+    oci_config,
+)
+from fluidedge.instances.errors import (
+    AddressInUse,
+    InstanceNotFound,
+    InUse,
+    InvalidRequest,
+    NameInUse,
+    NetworkNotFound,
+    RuntimeFailure,
+    TemplateNotFound,
+    WrongState,
+)
+from fluidedge.instances.launcher import build_launcher
+from fluidedge.instances.models import (
+    InstanceRequest,
+    InstanceView,
+    InterfaceState,
+    NetworkSpec,
+    PoolStatus,
+    Resources,
+    TemplateSpec,
+    Timing,
+)
+from fluidedge.instances.nl import NetlinkSocket
+from fluidedge.instances.persist import Tables
+from fluidedge.instances.placement import (
+    Capacity,
+    Placed,
+    Request,
+    cpuset_text,
+    parse_cpuset,
+    place,
+)
+from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+
+
+class InstancesConfig(BaseModel):
+    """The ``[instances]`` table of the daemon config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path | None = None
+    runc: str = "runc"
+    cpus: str | None = Field(default=None, description="cpuset for instances, default: online")
+    cpu_overcommit: float = Field(default=4.0, gt=0)
+    memory_mb: int | None = Field(default=None, ge=16, description="default: 80% of MemTotal")
+    memory_overcommit: float = Field(default=1.0, gt=0)
+    placement: Literal["spread", "pack"] = "spread"
+    prepare_workers: int = Field(default=2, ge=1, le=16)
+    builtin_templates: bool = True
+    pool_scale: float = Field(default=1.0, ge=0, le=100, description="scales template pool sizes")
+    networks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+@dataclass
+class ShellIface:
+    name: str
+    network: str
+    host_ifname: str
+    netns: str | None
+    ifindex: int = 0
+
+
+@dataclass
+class Shell:
+    id: str
+    template: str
+    pid: int
+    directory: Path
+    ifaces: list[ShellIface]
+    state: str = "preparing"
+    nl: NetlinkSocket | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "template": self.template,
+            "state": self.state,
+            "pid": self.pid,
+            "directory": str(self.directory),
+            "ifaces": [vars(i) for i in self.ifaces],
+        }
+
+
+@dataclass
+class Instance:
+    name: str
+    id: str
+    template: str
+    state: str
+    pid: int | None
+    path: Literal["warm", "cold"]
+    cpus: tuple[int, ...]
+    resources: Resources
+    interfaces: list[InterfaceState]
+    labels: dict[str, str]
+    timing: dict[str, float]
+    created_at: float
+    directory: Path
+    shell_ifaces: list[ShellIface] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "template": self.template,
+            "state": self.state,
+            "pid": self.pid,
+            "path": self.path,
+            "cpus": list(self.cpus),
+            "resources": self.resources.model_dump(),
+            "interfaces": [i.model_dump() for i in self.interfaces],
+            "labels": self.labels,
+            "timing": self.timing,
+            "created_at": self.created_at,
+            "directory": str(self.directory),
+            "shell_ifaces": [vars(i) for i in self.shell_ifaces],
+        }
+
+    def view(self) -> InstanceView:
+        return InstanceView(
+            name=self.name,
+            id=self.id,
+            template=self.template,
+            state=self.state,
+            pid=self.pid,
+            path=self.path,
+            cpus=list(self.cpus),
+            resources=self.resources,
+            interfaces=self.interfaces,
+            labels=self.labels,
+            timing=Timing(**self.timing),
+            created_at=self.created_at,
+        )
+
+
+@dataclass
+class Pool:
+    ready: deque[Shell] = field(default_factory=deque)
+    preparing: int = 0
+    consumed: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    backoff_until: float = 0.0
+    filling: bool = False
+
+
+def _online_cpus() -> tuple[int, ...]:
+    try:
+        return parse_cpuset(Path("/sys/devices/system/cpu/online").read_text())
+    except OSError:
+        return tuple(range(os.cpu_count() or 1))
+
+
+def _mem_total_mb() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 1024
+
+
+def _listening(pid: int, port: int) -> bool:
+    want = f":{port:04X}"
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as handle:
+                next(handle, None)
+                for line in handle:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(want):
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def _probe(kind: str, pid: int, port: int | None, path: str | None) -> bool:
+    if kind == "tcp" and port is not None:
+        return _listening(pid, port)
+    if kind == "file" and path:
+        return os.path.exists(f"/proc/{pid}/root{path}")
+    return False
+
+
+class Manager:
+    """Pools, instances, networks and templates of one daemon."""
+
+    def __init__(self, config: InstancesConfig, store: Store, state_dir: Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.tables = Tables(store)
+        self.runc = runc.Runc(state_dir / "runc", config.runc)
+        self.rootfs = state_dir / "rootfs"
+        self.shell_root = state_dir / "shells"
+        self.capacity = Capacity(
+            cpus=parse_cpuset(config.cpus) if config.cpus else _online_cpus(),
+            memory_mb=config.memory_mb or int(_mem_total_mb() * 0.8),
+            cpu_overcommit=config.cpu_overcommit,
+            memory_overcommit=config.memory_overcommit,
+        )
+        self.templates: dict[str, TemplateSpec] = {}
+        self.builtin: set[str] = set()
+        self.networks: dict[str, NetworkSpec] = {}
+        self.managed_networks: set[str] = set()
+        self.instances: dict[str, Instance] = {}
+        self.pools: dict[str, Pool] = {}
+        self.addresses: dict[tuple[str, str], str] = {}
+        self.placed: dict[str, Placed] = {}
+        self.reserved_names: set[str] = set()
+        self.histograms = Histograms()
+        self.histograms.declare(
+            "fluidedge_instance_phase_seconds", "instance creation time per phase (seed §3)"
+        )
+        self.histograms.declare(
+            "fluidedge_instance_create_seconds", "instance creation time, request to ready"
+        )
+        self.histograms.declare("fluidedge_instance_pause_seconds", "pause/resume latency")
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._workers: list[threading.Thread] = []
+        self._stopping = False
+        self.bind_dirs: list[str] = []
+        self.launcher_kind = "c"
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.shell_root.mkdir(parents=True, exist_ok=True)
+        self._build_rootfs()
+        for spec_data, managed in self.tables.networks():
+            spec = NetworkSpec.model_validate(spec_data)
+            self.networks[spec.name] = spec
+            if managed:
+                self.managed_networks.add(spec.name)
+        for name, raw in self.config.networks.items():
+            spec = NetworkSpec.model_validate({"name": name, **raw})
+            if spec.name not in self.networks:
+                self.create_network(spec)
+            else:
+                self.networks[spec.name] = spec
+        for spec in self.networks.values():
+            with contextlib.suppress(RuntimeFailure):
+                if network.ensure_bridge(spec):
+                    self.managed_networks.add(spec.name)
+        for spec_data, is_builtin in self.tables.templates():
+            template = TemplateSpec.model_validate(spec_data)
+            self.templates[template.name] = template
+            if is_builtin:
+                self.builtin.add(template.name)
+        if self.config.builtin_templates:
+            for template in builtin_templates():
+                if template.name not in self.templates:
+                    self.templates[template.name] = template
+                    self.builtin.add(template.name)
+                    self.tables.put_template(template.name, template.model_dump(), True)
+        for name in self.templates:
+            self.pools.setdefault(name, Pool())
+        self._restore()
+        self._stopping = False
+        for index in range(self.config.prepare_workers):
+            worker = threading.Thread(
+                target=self._prepare_loop, name=f"fe-prepare-{index}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
+
+    def stop(self) -> None:
+        """Stop the prepare workers; shells and instances stay (re-adopted on next start)."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=120)
+        self._workers.clear()
+        with self._lock:
+            for pool in self.pools.values():
+                for shell in pool.ready:
+                    if shell.nl is not None:
+                        shell.nl.close()
+                        shell.nl = None
+        network.close_handles()
+
+    def purge(self) -> None:
+        """Stop, then destroy every instance, shell and managed bridge (tests, uninstall)."""
+        self.stop()
+        for name in list(self.instances):
+            with contextlib.suppress(Exception):
+                self.delete_instance(name)
+        with self._lock:
+            shells = [s for pool in self.pools.values() for s in pool.ready]
+            for pool in self.pools.values():
+                pool.ready.clear()
+        for shell in shells:
+            with contextlib.suppress(Exception):
+                self._destroy_shell(shell)
+        for name in list(self.managed_networks):
+            with contextlib.suppress(Exception):
+                network.delete_bridge(self.networks[name])
+        network.close_handles()
+
+    def _build_rootfs(self) -> None:
+        """The shared read-only root: mount points, host-dir symlinks, the launcher."""
+        launcher, self.launcher_kind = build_launcher(self.state_dir / "launcher")
+        root = self.rootfs
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("proc", "dev", "sys", "tmp", ".fe", "usr", "etc", "run", "var"):
+            (root / sub).mkdir(exist_ok=True)
+        binds = ["/usr", "/etc"]
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / top
+            target = root / top
+            if host.is_symlink():
+                if not target.is_symlink():
+                    if target.exists():
+                        target.rmdir()
+                    target.symlink_to(os.readlink(host))
+            elif host.is_dir():
+                target.mkdir(exist_ok=True)
+                binds.append(str(host))
+        self.bind_dirs = binds
+        dest = root / LAUNCHER_IN_ROOT.lstrip("/")
+        if not dest.exists() or dest.read_bytes() != launcher.read_bytes():
+            tmp = root / ".fe-launcher.tmp"
+            shutil.copyfile(launcher, tmp)
+            tmp.chmod(0o755)
+            os.replace(tmp, dest)
+
+    # ------------------------------------------------------------------ re-adoption
+    def _restore(self) -> None:
+        containers = {c["id"]: c for c in self.runc.list()}
+        known: set[str] = set()
+        for record in self.tables.instances():
+            known.add(record["id"])
+            inst = Instance(
+                name=record["name"],
+                id=record["id"],
+                template=record["template"],
+                state=record["state"],
+                pid=record.get("pid"),
+                path=record.get("path", "warm"),
+                cpus=tuple(record.get("cpus", [])),
+                resources=Resources.model_validate(record["resources"]),
+                interfaces=[InterfaceState.model_validate(i) for i in record["interfaces"]],
+                labels=record.get("labels", {}),
+                timing=record.get("timing", {}),
+                created_at=record.get("created_at", time.time()),
+                directory=Path(record["directory"]),
+                shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
+            )
+            found = containers.get(inst.id)
+            status = found.get("status") if found else None
+            if status in ("running", "paused"):
+                inst.pid = int(found["pid"]) if found else inst.pid
+                with contextlib.suppress(RuntimeFailure):
+                    inst.state = "paused" if runc.freezer_state(inst.id) == "FROZEN" else "running"
+            else:
+                # Crashed before release, or the workload died while we were away.
+                if status == "created":
+                    with contextlib.suppress(RuntimeFailure):
+                        self.runc.delete(inst.id)
+                inst.state = "exited"
+                inst.pid = None
+            self.instances[inst.name] = inst
+            self._reserve(inst)
+            self.tables.put_instance(inst.record())
+        for info in self.tables.shells():
+            known.add(info["id"])
+            shell = Shell(
+                id=info["id"],
+                template=info["template"],
+                pid=int(info.get("pid") or 0),
+                directory=Path(info["directory"]),
+                ifaces=[ShellIface(**i) for i in info.get("ifaces", [])],
+                state=info["state"],
+            )
+            found = containers.get(shell.id)
+            usable = (
+                shell.state == "ready"
+                and found is not None
+                and found.get("status") == "created"
+                and shell.template in self.templates
+            )
+            if usable:
+                try:
+                    shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
+                except OSError:
+                    usable = False
+            if usable:
+                self.pools.setdefault(shell.template, Pool()).ready.append(shell)
+            else:
+                self._destroy_shell(shell)
+        for container_id in containers:
+            if container_id not in known:
+                with contextlib.suppress(RuntimeFailure):
+                    self.runc.delete(container_id)
+        if self.shell_root.is_dir():
+            for directory in self.shell_root.iterdir():
+                if directory.name not in known:
+                    shutil.rmtree(directory, ignore_errors=True)
+
+    def _reserve(self, inst: Instance) -> None:
+        for iface in inst.interfaces:
+            for address in iface.addresses:
+                ip = str(ipaddress.ip_interface(address).ip)
+                self.addresses[(iface.network, ip)] = inst.name
+        if inst.state != "exited":
+            self.placed[inst.name] = Placed(
+                inst.name, inst.cpus, inst.resources.cpus, inst.resources.memory_mb, inst.labels
+            )
+
+    def _release(self, name: str) -> None:
+        for key in [k for k, owner in self.addresses.items() if owner == name]:
+            del self.addresses[key]
+        self.placed.pop(name, None)
+        self.reserved_names.discard(name)
+
+    # ------------------------------------------------------------------ prepare phase
+    def _target(self, template: TemplateSpec) -> int:
+        return round(template.pool.size * self.config.pool_scale)
+
+    def _next_job(self) -> TemplateSpec | None:
+        """The template whose pool needs a shell, if any (hysteresis: low-water -> target)."""
+        now = time.monotonic()
+        for name, template in self.templates.items():
+            pool = self.pools.setdefault(name, Pool())
+            target = self._target(template)
+            low = (
+                target if template.pool.low_water is None else min(template.pool.low_water, target)
+            )
+            have = len(pool.ready) + pool.preparing
+            if have >= target:
+                pool.filling = False
+                continue
+            if pool.backoff_until > now:
+                continue
+            if have < low and (template.pool.refill or pool.consumed == 0):
+                pool.filling = True
+            if pool.filling:
+                return template
+        return None
+
+    def _prepare_loop(self) -> None:
+        while True:
+            with self._lock:
+                template = None
+                while not self._stopping:
+                    template = self._next_job()
+                    if template is not None:
+                        self.pools[template.name].preparing += 1
+                        break
+                    self._wake.wait(timeout=0.5)
+                if self._stopping or template is None:
+                    return
+            shell: Shell | None = None
+            error: str | None = None
+            try:
+                shell = self._prepare_shell(template)
+            except Exception as exc:  # a failed prepare must never kill the worker
+                error = str(exc)
+            self._shell_prepared(template, shell, error)
+
+    def _shell_prepared(
+        self, template: TemplateSpec, shell: Shell | None, error: str | None
+    ) -> None:
+        with self._lock:
+            pool = self.pools.setdefault(template.name, Pool())
+            pool.preparing -= 1
+            wanted = template.name in self.templates
+            if shell is None:
+                pool.failures += 1
+                pool.last_error = error
+                pool.backoff_until = time.monotonic() + 1.0
+            elif wanted:
+                pool.ready.append(shell)
+            self._wake.notify_all()
+        if shell is not None and not wanted:  # template deleted meanwhile
+            self._destroy_shell(shell)
+
+    def _prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
+        """Everything common to every instance of ``template``: a created container, plugged."""
+        shell_id = "fe" + secrets.token_hex(5)
+        directory = self.shell_root / shell_id
+        ifaces = []
+        for index, spec in enumerate(template.interfaces):
+            net = self.networks.get(spec.network)
+            if net is None:
+                raise NetworkNotFound(f"template {template.name}: network {spec.network!r} is gone")
+            ifaces.append(ShellIface(spec.name, spec.network, f"{shell_id}i{index}", net.netns))
+        shell = Shell(shell_id, template.name, 0, directory, ifaces)
+        self.tables.put_shell(shell.info())
+        try:
+            bundle = directory / "bundle"
+            assign = directory / "assign"
+            bundle.mkdir(parents=True)
+            assign.mkdir()
+            config = oci_config(
+                template,
+                container_id=shell_id,
+                rootfs=self.rootfs,
+                assign_dir=assign,
+                bind_dirs=self.bind_dirs,
+            )
+            (bundle / "config.json").write_text(json.dumps(config))
+            shell.pid = self.runc.create(shell_id, bundle, directory / "log")
+            for iface in ifaces:
+                network.plug(self.networks[iface.network], iface.host_ifname, iface.name, shell.pid)
+            shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
+            shell.nl.link_up(1)
+            for iface in ifaces:
+                iface.ifindex = shell.nl.link_index(iface.name)
+                shell.nl.link_up(iface.ifindex)
+            shell.state = state
+            self.tables.put_shell(shell.info())
+        except Exception as exc:
+            self._destroy_shell(shell)
+            if isinstance(exc, RuntimeFailure | NetworkNotFound):
+                raise
+            raise RuntimeFailure(f"prepare {template.name}: {exc}") from exc
+        return shell
+
+    def _destroy_shell(self, shell: Shell) -> None:
+        if shell.nl is not None:
+            shell.nl.close()
+            shell.nl = None
+        self._destroy_container(shell.id, shell.ifaces, shell.directory)
+        self.tables.delete_shell(shell.id)
+
+    def _destroy_container(
+        self, container_id: str, ifaces: list[ShellIface], directory: Path
+    ) -> None:
+        errors = []
+        try:
+            self.runc.delete(container_id)
+        except RuntimeFailure as exc:
+            errors.append(str(exc))
+        for iface in ifaces:
+            try:
+                network.unplug(iface.netns, iface.host_ifname)
+            except RuntimeFailure as exc:
+                errors.append(str(exc))
+        shutil.rmtree(directory, ignore_errors=True)
+        if errors:
+            raise RuntimeFailure("; ".join(errors))
+
+    # ------------------------------------------------------------------ execute phase
+    def create_instance(
+        self, request: InstanceRequest, started: float | None = None
+    ) -> InstanceView:
+        timer = PhaseTimer(started)
+        with self._lock:
+            template = self.templates.get(request.template)
+            if template is None:
+                raise TemplateNotFound(f"template {request.template!r} does not exist")
+            if request.name in self.instances or request.name in self.reserved_names:
+                raise NameInUse(f"instance {request.name!r} already exists")
+            wanted = {iface.name: iface for iface in template.interfaces}
+            for ifname in request.interfaces:
+                if ifname not in wanted:
+                    raise InvalidRequest(
+                        f"interfaces.{ifname}: template {template.name} has no interface "
+                        f"{ifname!r} (has: {', '.join(wanted) or 'none'})"
+                    )
+            claims: list[tuple[str, str]] = []
+            for ifname, assignment in request.interfaces.items():
+                net = self.networks.get(wanted[ifname].network)
+                if net is None:
+                    raise NetworkNotFound(f"network {wanted[ifname].network!r} is gone")
+                for address in assignment.addresses:
+                    iface_addr = ipaddress.ip_interface(address)
+                    if net.subnet is not None and iface_addr.ip not in ipaddress.ip_network(
+                        net.subnet
+                    ):
+                        raise InvalidRequest(
+                            f"interfaces.{ifname}: {address} is outside network {net.name}'s "
+                            f"subnet {net.subnet}"
+                        )
+                    key = (net.name, str(iface_addr.ip))
+                    owner = self.addresses.get(key)
+                    if owner is not None or key in claims:
+                        raise AddressInUse(
+                            f"address {iface_addr.ip} is already used on network {net.name}"
+                            + (f" by instance {owner}" if owner else "")
+                        )
+                    claims.append(key)
+            resources = template.resources.model_copy(
+                update={k: v for k, v in request.resources.model_dump().items() if v is not None}
+            )
+            timer.mark("accept")
+            cpus = place(
+                Request(
+                    cpu_request=resources.cpus,
+                    memory_mb=resources.memory_mb,
+                    policy=request.placement or self.config.placement,
+                    affinity=request.affinity,
+                    anti_affinity=request.anti_affinity,
+                ),
+                list(self.placed.values()),
+                self.capacity,
+            )
+            self.reserved_names.add(request.name)
+            for key in claims:
+                self.addresses[key] = request.name
+            self.placed[request.name] = Placed(
+                request.name, cpus, resources.cpus, resources.memory_mb, request.labels
+            )
+            timer.mark("placement")
+            pool = self.pools.setdefault(template.name, Pool())
+            shell = None if request.cold or not pool.ready else pool.ready.popleft()
+            if shell is not None:
+                pool.consumed += 1
+                self._wake.notify_all()
+        try:
+            path: Literal["warm", "cold"] = "warm"
+            if shell is None:
+                path = "cold"
+                shell = self._prepare_shell(template, state="assigned")
+            timer.mark("shell")
+            return self._execute(request, template, shell, cpus, resources, path, timer)
+        except BaseException:
+            with self._lock:
+                self._release(request.name)
+                self.instances.pop(request.name, None)
+            if shell is not None:
+                with contextlib.suppress(Exception):
+                    self._destroy_shell(shell)
+                with contextlib.suppress(Exception):
+                    self.tables.delete_instance(request.name)
+            raise
+
+    def _execute(  # noqa: PLR0917 (one private call site)
+        self,
+        request: InstanceRequest,
+        template: TemplateSpec,
+        shell: Shell,
+        cpus: tuple[int, ...],
+        resources: Resources,
+        path: Literal["warm", "cold"],
+        timer: PhaseTimer,
+    ) -> InstanceView:
+        assign = shell.directory / "assign"
+        for rel, content in template.files.items():
+            target = assign / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content.replace("{name}", request.name))
+        env = {**template.env, **request.env, "FLUIDEDGE_INSTANCE": request.name}
+        argv = request.command or template.command
+        (assign / "assign").write_bytes(encode_assignment(argv, env))
+        self._apply_limits(shell.id, template.resources, resources, cpus)
+        interfaces = []
+        for iface in shell.ifaces:
+            assignment = request.interfaces.get(iface.name)
+            interfaces.append(
+                InterfaceState(
+                    name=iface.name,
+                    network=iface.network,
+                    host_ifname=iface.host_ifname,
+                    addresses=assignment.addresses if assignment else [],
+                    gateway=assignment.gateway if assignment else None,
+                )
+            )
+        inst = Instance(
+            name=request.name,
+            id=shell.id,
+            template=template.name,
+            state="running",
+            pid=shell.pid,
+            path=path,
+            cpus=cpus,
+            resources=resources,
+            interfaces=interfaces,
+            labels=request.labels,
+            timing={},
+            created_at=time.time(),
+            directory=shell.directory,
+            shell_ifaces=shell.ifaces,
+        )
+        self.tables.claim_shell(shell.id, inst.record())
+        timer.mark("config")
+        nl = shell.nl
+        try:
+            for iface, state in zip(shell.ifaces, interfaces, strict=True):
+                for address in state.addresses:
+                    if nl is None:
+                        raise RuntimeFailure("shell has no netlink socket")
+                    nl.add_address(iface.ifindex, address)
+                if state.gateway is not None and nl is not None:
+                    nl.add_default_route(iface.ifindex, state.gateway)
+        except OSError as exc:
+            raise RuntimeFailure(f"network of {request.name}: {exc}") from exc
+        finally:
+            if nl is not None:
+                nl.close()
+                shell.nl = None
+        timer.mark("network")
+        self.runc.start_fast(shell.id, shell.pid)
+        timer.mark("start")
+        if request.wait_ready:
+            self._wait_ready(template, shell.pid, request.name)
+        timer.mark("ready")
+        inst.timing = timer.milliseconds()
+        with self._lock:
+            self.instances[inst.name] = inst
+            self.reserved_names.discard(inst.name)
+        self.tables.put_instance(inst.record())
+        for phase in PHASES:
+            self.histograms.observe(
+                "fluidedge_instance_phase_seconds",
+                inst.timing[phase] / 1000,
+                phase=phase,
+                path=path,
+                template=template.name,
+            )
+        self.histograms.observe(
+            "fluidedge_instance_create_seconds",
+            inst.timing["total"] / 1000,
+            path=path,
+            template=template.name,
+        )
+        return inst.view()
+
+    def _apply_limits(
+        self, container_id: str, base: Resources, wanted: Resources, cpus: tuple[int, ...]
+    ) -> None:
+        runc.write_cgroup("cpuset", container_id, "cpuset.cpus", cpuset_text(cpus))
+        if wanted.cpus != base.cpus:
+            runc.write_cgroup("cpu", container_id, "cpu.shares", str(cpu_shares(wanted.cpus)))
+        if wanted.cpu_limit != base.cpu_limit:
+            quota = -1 if wanted.cpu_limit is None else cpu_quota_us(wanted.cpu_limit)
+            runc.write_cgroup("cpu", container_id, "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            runc.write_cgroup("cpu", container_id, "cpu.cfs_quota_us", str(quota))
+        if wanted.memory_mb != base.memory_mb:
+            limit = str(wanted.memory_mb * 1024 * 1024)
+            memsw = runc.cgroup_dir("memory", container_id) / "memory.memsw.limit_in_bytes"
+            order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+            if wanted.memory_mb < base.memory_mb:
+                order.reverse()
+            for knob in order:
+                if knob.startswith("memory.memsw") and not memsw.exists():
+                    continue
+                runc.write_cgroup("memory", container_id, knob, limit)
+        if wanted.pids != base.pids:
+            runc.write_cgroup("pids", container_id, "pids.max", str(wanted.pids))
+
+    def _wait_ready(self, template: TemplateSpec, pid: int, name: str) -> None:
+        check = template.readiness
+        if check.kind == "none":
+            return
+        deadline = time.monotonic() + check.timeout_s
+        delay = 0.0001
+        while True:
+            if check.kind == "started":
+                exe = runc.exe_of(pid)
+                if exe is None:
+                    raise RuntimeFailure(
+                        f"instance {name}: workload exited at start ({self.logs_tail(pid)})"
+                    )
+                if not exe.endswith("fe-launcher"):
+                    return
+            elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
+                raise RuntimeFailure(f"instance {name}: workload exited before it was ready")
+            elif _probe(check.kind, pid, check.port, check.path):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"instance {name}: not ready ({check.kind}) within {check.timeout_s} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
+
+    def logs_tail(self, pid: int) -> str:
+        del pid
+        return "see logs"
+
+    # ------------------------------------------------------------------ instance operations
+    def get_instance(self, name: str) -> Instance:
+        inst = self.instances.get(name)
+        if inst is None:
+            raise InstanceNotFound(f"instance {name!r} does not exist")
+        return inst
+
+    def list_instances(self) -> list[InstanceView]:
+        with self._lock:
+            items = list(self.instances.values())
+        return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
+
+    def pause(self, name: str) -> InstanceView:
+        inst = self.get_instance(name)
+        with inst.lock:
+            if inst.state != "running":
+                raise WrongState(f"instance {name} is {inst.state}, not running")
+            begin = time.perf_counter()
+            runc.freeze(inst.id)
+            self.histograms.observe(
+                "fluidedge_instance_pause_seconds", time.perf_counter() - begin, op="pause"
+            )
+            inst.state = "paused"
+            self.tables.put_instance(inst.record())
+        return inst.view()
+
+    def resume(self, name: str) -> InstanceView:
+        inst = self.get_instance(name)
+        with inst.lock:
+            if inst.state != "paused":
+                raise WrongState(f"instance {name} is {inst.state}, not paused")
+            begin = time.perf_counter()
+            runc.thaw(inst.id)
+            self.histograms.observe(
+                "fluidedge_instance_pause_seconds", time.perf_counter() - begin, op="resume"
+            )
+            inst.state = "running"
+            self.tables.put_instance(inst.record())
+        return inst.view()
+
+    def delete_instance(self, name: str) -> None:
+        inst = self.get_instance(name)
+        with inst.lock:
+            with contextlib.suppress(RuntimeFailure):
+                runc.thaw(inst.id, timeout=0.5)
+            self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
+            with self._lock:
+                self.instances.pop(name, None)
+                self._release(name)
+            self.tables.delete_instance(name)
+
+    def logs(self, name: str, limit: int = 65536) -> str:
+        inst = self.get_instance(name)
+        try:
+            with open(inst.directory / "log", "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - limit))
+                return handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ templates
+    def create_template(self, spec: TemplateSpec) -> TemplateSpec:
+        with self._lock:
+            if spec.name in self.templates:
+                raise NameInUse(f"template {spec.name!r} already exists")
+            for iface in spec.interfaces:
+                if iface.network not in self.networks:
+                    raise NetworkNotFound(
+                        f"interfaces.{iface.name}: network {iface.network!r} does not exist"
+                    )
+            self.tables.put_template(spec.name, spec.model_dump(), False)
+            self.templates[spec.name] = spec
+            self.pools.setdefault(spec.name, Pool())
+            self._wake.notify_all()
+        return spec
+
+    def get_template(self, name: str) -> TemplateSpec:
+        template = self.templates.get(name)
+        if template is None:
+            raise TemplateNotFound(f"template {name!r} does not exist")
+        return template
+
+    def delete_template(self, name: str) -> None:
+        with self._lock:
+            self.get_template(name)
+            users = sorted(i.name for i in self.instances.values() if i.template == name)
+            users += sorted(n for n in self.reserved_names if n not in users)
+            if users:
+                raise InUse(f"template {name} is used by instance(s): {', '.join(users[:10])}")
+            del self.templates[name]
+            self.builtin.discard(name)
+            pool = self.pools.pop(name, Pool())
+            shells = list(pool.ready)
+            self.tables.delete_template(name)
+        for shell in shells:
+            with contextlib.suppress(RuntimeFailure):
+                self._destroy_shell(shell)
+
+    def pool_status(self) -> list[PoolStatus]:
+        with self._lock:
+            return [
+                PoolStatus(
+                    template=name,
+                    target=self._target(self.templates[name]),
+                    ready=len(pool.ready),
+                    preparing=pool.preparing,
+                    consumed=pool.consumed,
+                    failures=pool.failures,
+                    last_error=pool.last_error,
+                )
+                for name, pool in sorted(self.pools.items())
+                if name in self.templates
+            ]
+
+    def wait_pools(self, timeout: float = 60.0) -> bool:
+        """Block until every pool is at its target (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while time.monotonic() < deadline:
+                if all(
+                    len(self.pools[n].ready) >= self._target(t) for n, t in self.templates.items()
+                ):
+                    return True
+                self._wake.wait(timeout=0.1)
+        return False
+
+    # ------------------------------------------------------------------ networks
+    def create_network(self, spec: NetworkSpec) -> NetworkSpec:
+        with self._lock:
+            if spec.name in self.networks:
+                raise NameInUse(f"network {spec.name!r} already exists")
+            for other in self.networks.values():
+                if other.bridge == spec.bridge and other.netns == spec.netns:
+                    raise NameInUse(f"bridge {spec.bridge} is already network {other.name}")
+            managed = network.ensure_bridge(spec)
+            self.networks[spec.name] = spec
+            if managed:
+                self.managed_networks.add(spec.name)
+            self.tables.put_network(spec.name, spec.model_dump(), managed)
+        return spec
+
+    def get_network(self, name: str) -> NetworkSpec:
+        spec = self.networks.get(name)
+        if spec is None:
+            raise NetworkNotFound(f"network {name!r} does not exist")
+        return spec
+
+    def delete_network(self, name: str) -> None:
+        with self._lock:
+            spec = self.get_network(name)
+            users = sorted(
+                t.name
+                for t in self.templates.values()
+                if any(i.network == name for i in t.interfaces)
+            )
+            if users:
+                raise InUse(f"network {name} is used by template(s): {', '.join(users)}")
+            if name in self.managed_networks:
+                network.delete_bridge(spec)
+                self.managed_networks.discard(name)
+            del self.networks[name]
+            self.tables.delete_network(name)
+
+    def metrics(self) -> str:
+        lines = []
+        with self._lock:
+            states: dict[str, int] = {}
+            for inst in self.instances.values():
+                states[inst.state] = states.get(inst.state, 0) + 1
+            pools = [(n, len(p.ready), p.preparing, p.consumed) for n, p in self.pools.items()]
+        lines.append("# TYPE fluidedge_instances gauge")
+        for state, count in sorted(states.items()):
+            lines.append(f'fluidedge_instances{{state="{state}"}} {count}')
+        lines.append("# TYPE fluidedge_pool_ready gauge")
+        for name, ready, _, _ in pools:
+            lines.append(f'fluidedge_pool_ready{{template="{name}"}} {ready}')
+        lines.append("# TYPE fluidedge_pool_consumed_total counter")
+        for name, _, _, consumed in pools:
+            lines.append(f'fluidedge_pool_consumed_total{{template="{name}"}} {consumed}')
+        return "\n".join(lines) + "\n" + self.histograms.render()

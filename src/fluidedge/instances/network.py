@@ -1,0 +1,132 @@
+"""Networks: Linux bridges (optionally inside a network namespace) and the shells' veths.
+
+Why a Linux bridge and not OVS: the kernel forwards between ports without a userspace datapath
+(this host has no OVS kernel module, so OVS would mean the slower netdev datapath for every
+instance packet), a bridge takes a thousand ports, and stateful per-port filtering for the later
+security-group work is available on it with nftables' ``bridge`` family + conntrack. A network
+may live in a given namespace (``netns``) so that it can be, e.g., the lab's apps bridge where
+the TOF's apps interface is: that is how an edge-app instance serves a TOF service.
+
+A shell's interface is a veth pair created in the bridge's namespace with its peer created
+directly inside the shell's network namespace (one netlink request), enslaved and set up during
+the prepare phase; the execute phase only adds addresses (see :mod:`fluidedge.instances.nl`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Any
+
+from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.models import NetworkSpec
+from fluidedge.linux import netns as netns_mod
+
+_handles: dict[str | None, Any] = {}
+_lock = threading.Lock()
+
+
+def _ipr(netns: str | None) -> Any:
+    """A cached pyroute2 IPRoute bound to ``netns`` (``None`` = the daemon's namespace)."""
+    from pyroute2 import IPRoute  # noqa: PLC0415 (heavy; only when a network is used)
+
+    handle = _handles.get(netns)
+    if handle is None:
+        handle = netns_mod.call_in_netns(netns, IPRoute)
+        _handles[netns] = handle
+    return handle
+
+
+def close_handles() -> None:
+    with _lock:
+        for handle in _handles.values():
+            with contextlib.suppress(Exception):
+                handle.close()
+        _handles.clear()
+
+
+def _index(ipr: Any, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return int(found[0]) if found else None
+
+
+def ensure_bridge(spec: NetworkSpec) -> bool:
+    """Create the bridge if missing and set it up; return True if we created it."""
+    if spec.netns is not None and not netns_mod.exists(spec.netns):
+        raise RuntimeFailure(f"network {spec.name}: namespace {spec.netns!r} does not exist")
+    with _lock:
+        try:
+            ipr = _ipr(spec.netns)
+            created = False
+            index = _index(ipr, spec.bridge)
+            if index is None:
+                ipr.link("add", ifname=spec.bridge, kind="bridge")
+                index = _index(ipr, spec.bridge)
+                created = True
+            ipr.link("set", index=index, state="up")
+            return created
+        except RuntimeFailure:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
+
+
+def delete_bridge(spec: NetworkSpec) -> None:
+    with _lock:
+        if spec.netns is not None and not netns_mod.exists(spec.netns):
+            return
+        try:
+            ipr = _ipr(spec.netns)
+            index = _index(ipr, spec.bridge)
+            if index is not None:
+                ipr.link("del", index=index)
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
+
+
+def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -> None:
+    """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns."""
+    with _lock:
+        try:
+            ipr = _ipr(spec.netns)
+            bridge = _index(ipr, spec.bridge)
+            if bridge is None:
+                raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge} is gone")
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link(
+                    "add",
+                    ifname=host_ifname,
+                    kind="veth",
+                    peer={"ifname": container_ifname, "net_ns_fd": fd},
+                )
+            finally:
+                os.close(fd)
+            index = _index(ipr, host_ifname)
+            ipr.link("set", index=index, master=bridge, state="up")
+        except RuntimeFailure:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(f"plug {host_ifname} into {spec.bridge}: {exc}") from exc
+
+
+def unplug(netns: str | None, host_ifname: str) -> None:
+    """Delete a shell's veth by its host end (the peer goes with it); absent is fine."""
+    with _lock:
+        if netns is not None and not netns_mod.exists(netns):
+            return
+        try:
+            ipr = _ipr(netns)
+            index = _index(ipr, host_ifname)
+            if index is not None:
+                ipr.link("del", index=index)
+        except Exception as exc:
+            raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
+
+
+def link_exists(netns: str | None, ifname: str) -> bool:
+    with _lock:
+        if netns is not None and not netns_mod.exists(netns):
+            return False
+        return _index(_ipr(netns), ifname) is not None

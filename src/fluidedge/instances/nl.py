@@ -1,0 +1,195 @@
+"""A tiny rtnetlink client for the execute phase: addresses, routes, link up, link lookup.
+
+Why not pyroute2 here: the execute phase must cost microseconds. Each shell keeps one raw
+``NETLINK_ROUTE`` socket created inside its network namespace during the prepare phase (a
+socket stays bound to the namespace it was created in), so setting an instance's addresses is
+one ``sendmsg`` + one ack per address, from the daemon, without entering the namespace.
+
+Encoding/decoding are pure functions (unit-tested); :class:`NetlinkSocket` is the thin I/O part.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import ipaddress
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+NLMSG_ERROR = 2
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_F_NODAD = 0x02
+IFLA_IFNAME = 3
+RTA_GATEWAY = 5
+RTA_OIF = 4
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RTN_UNICAST = 1
+IFF_UP = 0x1
+CLONE_NEWNET = 0x40000000
+
+_HDR = struct.Struct("=IHHII")
+_IFADDR = struct.Struct("=BBBBI")
+_IFINFO = struct.Struct("=BxHiII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+T = TypeVar("T")
+
+
+class NetlinkError(OSError):
+    """The kernel answered a request with an error."""
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    length = 4 + len(data)
+    return struct.pack("=HH", length, kind) + data + b"\0" * ((4 - length % 4) % 4)
+
+
+def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    return _HDR.pack(_HDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
+    """RTM_NEWADDR for ``address`` (``ip/prefix``) on ``ifindex`` (IPv6: no DAD wait)."""
+    iface = ipaddress.ip_interface(address)
+    family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+    flags = IFA_F_NODAD if iface.version == 6 else 0
+    packed = iface.ip.packed
+    body = _IFADDR.pack(family, iface.network.prefixlen, flags, 0, ifindex)
+    body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+    return _message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+
+
+def encode_default_route(seq: int, ifindex: int, gateway: str) -> bytes:
+    """RTM_NEWROUTE: default route via ``gateway`` out of ``ifindex``."""
+    gw = ipaddress.ip_address(gateway)
+    family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
+    body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, RTN_UNICAST, 0)
+    body += _attr(RTA_GATEWAY, gw.packed) + _attr(RTA_OIF, struct.pack("=I", ifindex))
+    return _message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+
+
+def encode_link_up(seq: int, ifindex: int) -> bytes:
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, IFF_UP, IFF_UP)
+    return _message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
+
+
+def encode_get_link(seq: int, ifname: str) -> bytes:
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, ifname.encode() + b"\0")
+    return _message(RTM_GETLINK, NLM_F_REQUEST, seq, body)
+
+
+def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
+    """Return ``(errno, ifindex)`` of the reply to ``seq`` in ``data``.
+
+    ``errno`` is 0 for an ack or a link message; ``ifindex`` is set for RTM_NEWLINK replies.
+    Raises :class:`ValueError` when ``data`` holds no reply to ``seq``.
+    """
+    offset = 0
+    while offset + _HDR.size <= len(data):
+        length, kind, _flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
+        if length < _HDR.size:
+            break
+        if msg_seq == seq:
+            if kind == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
+                return -code, None
+            if kind == RTM_NEWLINK:
+                _fam, _type, index, _flags2, _change = _IFINFO.unpack_from(data, offset + _HDR.size)
+                return 0, index
+        offset += (length + 3) & ~3
+    raise ValueError(f"no netlink reply for seq {seq}")
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a short-lived thread that entered the network namespace at ``path``."""
+    box: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box.append(fn())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="fe-netns")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return box[0]
+
+
+class NetlinkSocket:
+    """A NETLINK_ROUTE socket bound to the network namespace it was opened in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open_in(cls, netns_path: str) -> NetlinkSocket:
+        def make() -> socket.socket:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+            sock.bind((0, 0))
+            return sock
+
+        return cls(call_in_netns_path(netns_path, make))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _call(self, build: Callable[[int], bytes]) -> int | None:
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._sock.send(build(seq))
+            while True:
+                data = self._sock.recv(65536)
+                try:
+                    code, index = decode_reply(data, seq)
+                except ValueError:
+                    continue
+                if code:
+                    raise NetlinkError(code, os.strerror(code))
+                return index
+
+    def add_address(self, ifindex: int, address: str) -> None:
+        self._call(lambda seq: encode_add_address(seq, ifindex, address))
+
+    def add_default_route(self, ifindex: int, gateway: str) -> None:
+        self._call(lambda seq: encode_default_route(seq, ifindex, gateway))
+
+    def link_up(self, ifindex: int) -> None:
+        self._call(lambda seq: encode_link_up(seq, ifindex))
+
+    def link_index(self, ifname: str) -> int:
+        index = self._call(lambda seq: encode_get_link(seq, ifname))
+        if index is None:
+            raise NetlinkError(errno.ENODEV, f"no link {ifname}")
+        return index

@@ -1,0 +1,137 @@
+"""CPU placement and admission control: pure functions from state + request to a decision.
+
+Every instance is pinned (cpuset) to ``ceil(cpus)`` CPUs (at least one). The *load* of a CPU is
+the sum of the CPU requests of the instances pinned to it (an instance's request is split evenly
+over its CPUs). Policies:
+
+- ``spread``: least loaded CPUs first (latency: instances do not share a core if they need not).
+- ``pack``: most loaded CPUs that still fit first, so idle cores can sleep (seed §2.2.2.3).
+
+Affinity ``key=value`` restricts the choice to CPUs already used by instances carrying that
+label (when any exist); anti-affinity excludes them. Admission refuses a request when a CPU's
+load would exceed ``cpu_overcommit`` (1.0 = no overcommit) or committed memory would exceed
+``memory_mb * memory_overcommit``; the reason says which and by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fluidedge.instances.errors import AdmissionRefused
+
+Policy = Literal["spread", "pack"]
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Placed:
+    """An instance already holding resources."""
+
+    name: str
+    cpus: tuple[int, ...]
+    cpu_request: float
+    memory_mb: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: tuple[int, ...]
+    memory_mb: int
+    cpu_overcommit: float = 1.0
+    memory_overcommit: float = 1.0
+
+
+@dataclass(frozen=True)
+class Request:
+    cpu_request: float
+    memory_mb: int
+    policy: Policy = "spread"
+    affinity: Sequence[str] = ()
+    anti_affinity: Sequence[str] = ()
+
+
+def _matches(labels: Mapping[str, str], selectors: Iterable[str]) -> bool:
+    for selector in selectors:
+        key, _, value = selector.partition("=")
+        if labels.get(key) == value:
+            return True
+    return False
+
+
+def cpu_loads(placed: Iterable[Placed], cpus: Iterable[int]) -> dict[int, float]:
+    loads = dict.fromkeys(cpus, 0.0)
+    for item in placed:
+        if not item.cpus:
+            continue
+        share = item.cpu_request / len(item.cpus)
+        for cpu in item.cpus:
+            loads[cpu] = loads.get(cpu, 0.0) + share
+    return loads
+
+
+def place(request: Request, placed: Sequence[Placed], capacity: Capacity) -> tuple[int, ...]:
+    """Choose the CPUs for ``request`` or raise :class:`AdmissionRefused` with the reason."""
+    committed = sum(item.memory_mb for item in placed)
+    limit = capacity.memory_mb * capacity.memory_overcommit
+    if committed + request.memory_mb > limit + _EPS:
+        raise AdmissionRefused(
+            f"memory: {request.memory_mb} MiB requested but {committed} of {limit:.0f} MiB "
+            f"admissible are committed (memory_overcommit={capacity.memory_overcommit})"
+        )
+    width = max(1, math.ceil(request.cpu_request - _EPS))
+    if width > len(capacity.cpus):
+        raise AdmissionRefused(
+            f"cpu: {request.cpu_request} CPUs requested but the host has {len(capacity.cpus)}"
+        )
+    loads = cpu_loads(placed, capacity.cpus)
+    candidates = set(capacity.cpus)
+    if request.anti_affinity:
+        for item in placed:
+            if _matches(item.labels, request.anti_affinity):
+                candidates -= set(item.cpus)
+    if request.affinity:
+        near: set[int] = set()
+        for item in placed:
+            if _matches(item.labels, request.affinity):
+                near |= set(item.cpus)
+        if near:
+            candidates &= near
+    share = request.cpu_request / width
+    fitting = [cpu for cpu in candidates if loads[cpu] + share <= capacity.cpu_overcommit + _EPS]
+    if len(fitting) < width:
+        constraint = (
+            " under the affinity/anti-affinity constraints"
+            if request.affinity or request.anti_affinity
+            else ""
+        )
+        raise AdmissionRefused(
+            f"cpu: {width} CPU(s) with {share:.3f} free needed{constraint}, "
+            f"{len(fitting)} available (loads "
+            + ", ".join(f"cpu{c}={loads[c]:.3f}" for c in sorted(loads))
+            + f"; cpu_overcommit={capacity.cpu_overcommit})"
+        )
+    if request.policy == "pack":
+        fitting.sort(key=lambda cpu: (-loads[cpu], cpu))
+    else:
+        fitting.sort(key=lambda cpu: (loads[cpu], cpu))
+    return tuple(sorted(fitting[:width]))
+
+
+def cpuset_text(cpus: Iterable[int]) -> str:
+    """``cpuset.cpus`` syntax for a CPU list."""
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def parse_cpuset(text: str) -> tuple[int, ...]:
+    """Parse ``cpuset.cpus`` / ``/sys/devices/system/cpu/online`` syntax (``0-3,6``)."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return tuple(out)

@@ -1,0 +1,301 @@
+"""The runc and cgroup-v1 adapter: everything the part does to containers goes through here.
+
+A private runc root (``<state_dir>/runc``) keeps our containers apart from anybody else's.
+Fast paths bypass the runc binary where its work is a file operation:
+
+- *start*: a container in the ``created`` state is blocked in ``runc init`` opening
+  ``<root>/<id>/exec.fifo`` for writing; ``runc start`` only opens the fifo, reads it, waits for
+  the exec and removes it. :meth:`Runc.start_fast` does the same from Python (no ~9 ms Go binary).
+- *pause/resume*: writing the container's ``freezer.state`` (what ``runc pause`` does, minus the
+  binary start).
+- *per-request limits*: writing the container's cgroup files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from fluidedge.instances.bundle import cgroups_path
+from fluidedge.instances.errors import RuntimeFailure
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = (
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "systemd",
+)
+
+
+def cgroup_dir(controller: str, container_id: str) -> Path:
+    return CGROUP_ROOT / controller / cgroups_path(container_id).lstrip("/")
+
+
+def write_cgroup(controller: str, container_id: str, knob: str, value: str) -> None:
+    path = cgroup_dir(controller, container_id) / knob
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        raise RuntimeFailure(f"cgroup write {path}={value!r}: {exc.strerror}") from exc
+
+
+def read_cgroup(controller: str, container_id: str, knob: str) -> str:
+    path = cgroup_dir(controller, container_id) / knob
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise RuntimeFailure(f"cgroup read {path}: {exc.strerror}") from exc
+
+
+def leftover_cgroups(container_id: str) -> list[Path]:
+    """The cgroup directories of ``container_id`` that still exist (for cleanup and tests)."""
+    return [
+        cgroup_dir(c, container_id)
+        for c in CGROUP_CONTROLLERS
+        if cgroup_dir(c, container_id).exists()
+    ]
+
+
+def remove_cgroups(container_id: str) -> None:
+    """Remove leftover cgroup directories (only possible once they hold no process)."""
+    for path in leftover_cgroups(container_id):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def freeze(container_id: str, *, timeout: float = 2.0) -> None:
+    """Freeze every task of the container and wait until the kernel reports FROZEN."""
+    _freezer_set(container_id, "FROZEN", timeout)
+
+
+def thaw(container_id: str, *, timeout: float = 2.0) -> None:
+    _freezer_set(container_id, "THAWED", timeout)
+
+
+def freezer_state(container_id: str) -> str:
+    return read_cgroup("freezer", container_id, "freezer.state")
+
+
+def _freezer_set(container_id: str, state: str, timeout: float) -> None:
+    path = cgroup_dir("freezer", container_id) / "freezer.state"
+    deadline = time.monotonic() + timeout
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
+    try:
+        while True:
+            os.write(fd, state.encode())
+            current = os.pread(fd, 64, 0).decode().strip()
+            if current == state:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"freezer {container_id}: stuck in {current} (wanted {state})")
+            time.sleep(0.0002)
+    except OSError as exc:
+        raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runc:
+    """runc with a private state root."""
+
+    def __init__(self, root: Path, binary: str = "runc") -> None:
+        self.root = root
+        self.binary = binary
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def _run(self, *args: str, timeout: float = 30.0) -> str:
+        try:
+            result = subprocess.run(
+                self._argv(*args),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeFailure(f"runc {' '.join(args)}: {exc}") from exc
+        if result.returncode != 0:
+            raise RuntimeFailure(
+                f"runc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}"
+            )
+        return result.stdout
+
+    def create(self, container_id: str, bundle: Path, log_path: Path) -> int:
+        """``runc create``; the container's stdout/stderr go to ``log_path``. Returns its pid.
+
+        The container inherits runc's stdio, so runc must not get pipes (we would wait for
+        their EOF forever): it writes into the log file, and its own errors land there too.
+        """
+        pid_file = bundle / "pid"
+        with open(log_path, "ab") as log:
+            try:
+                result = subprocess.run(
+                    self._argv(
+                        "create", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id
+                    ),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    timeout=60,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise RuntimeFailure(f"runc create {container_id}: {exc}") from exc
+        if result.returncode != 0:
+            tail = _tail(log_path, 600)
+            raise RuntimeFailure(f"runc create {container_id} failed: {tail}")
+        try:
+            return int(pid_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise RuntimeFailure(f"runc create {container_id}: no pid file") from exc
+
+    def run_detached(self, container_id: str, bundle: Path, log_path: Path) -> int:
+        """``runc run -d`` (the baseline the benchmarks compare against)."""
+        pid_file = bundle / "pid"
+        with open(log_path, "ab") as log:
+            result = subprocess.run(
+                self._argv(
+                    "run", "-d", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                timeout=60,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise RuntimeFailure(f"runc run {container_id} failed: {_tail(log_path, 600)}")
+        return int(pid_file.read_text().strip())
+
+    def start_fast(self, container_id: str, pid: int, *, timeout: float = 5.0) -> None:
+        """What ``runc start`` does, without the binary: open + read exec.fifo, then remove it.
+
+        Returns once ``runc init`` has exec'd the shell's process (the fifo's write end is
+        close-on-exec, so EOF on our end means the exec happened).
+        """
+        fifo = self.root / container_id / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise RuntimeFailure(f"start {container_id}: {fifo}: {exc.strerror}") from exc
+        deadline = time.monotonic() + timeout
+        got = b""
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            while True:
+                events = poller.poll(50)
+                if events:
+                    try:
+                        chunk = os.read(fd, 16)
+                    except BlockingIOError:
+                        chunk = None
+                    if chunk:
+                        got += chunk
+                    elif chunk == b"" and got:
+                        break  # writer closed on exec
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(f"start {container_id}: runc init did not exec in time")
+                if not events and not pid_alive(pid):
+                    raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            fifo.unlink()
+
+    def start(self, container_id: str) -> None:
+        """``runc start`` through the binary (used for comparison only)."""
+        self._run("start", container_id)
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        """``runc state`` or ``None`` when the container does not exist."""
+        try:
+            out = self._run("state", container_id)
+        except RuntimeFailure as exc:
+            if "does not exist" in str(exc) or "not exist" in str(exc):
+                return None
+            raise
+        return dict(json.loads(out))
+
+    def list(self) -> list[dict[str, Any]]:
+        out = self._run("list", "--format", "json")
+        data = json.loads(out or "null")
+        return list(data or [])
+
+    def delete(self, container_id: str) -> None:
+        """``runc delete -f`` (kills, removes cgroups and state); absent is fine."""
+        try:
+            self._run("delete", "-f", container_id, timeout=30)
+        except RuntimeFailure as exc:
+            if "does not exist" not in str(exc) and "not exist" not in str(exc):
+                # Last resort: kill the cgroup's tasks, remove cgroups and state ourselves.
+                self._force_cleanup(container_id)
+                if (self.root / container_id).exists():
+                    raise
+        remove_cgroups(container_id)
+
+    def _force_cleanup(self, container_id: str) -> None:
+        procs = cgroup_dir("pids", container_id) / "cgroup.procs"
+        with contextlib.suppress(OSError):
+            thaw(container_id, timeout=0.5)
+        with contextlib.suppress(OSError):
+            for line in procs.read_text().split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(line), 9)
+        time.sleep(0.05)
+        remove_cgroups(container_id)
+        state_dir = self.root / container_id
+        if state_dir.exists():
+            for child in state_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    child.unlink()
+            with contextlib.suppress(OSError):
+                state_dir.rmdir()
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        data = path.read_bytes()[-limit:]
+    except OSError:
+        return "(no log)"
+    return data.decode(errors="replace").strip() or "(empty log)"
+
+
+def exe_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESRCH):
+            return None
+        return ""
