@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu import layouts
-from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK, ExtensionType
+from fluidedge.codec.gtpu._fastbuild import fast_constructor
+from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK
 from fluidedge.codec.gtpu.extensions import (
     KNOWN_TYPES,
     ExtensionHeader,
@@ -79,36 +79,30 @@ class GtpuHeader:
         return self.length + 8 - self.header_size
 
 
-# Build headers without the frozen __init__: each slot's descriptor sets it directly.
-_new = object.__new__
-_slot: dict[str, Any] = {name: getattr(GtpuHeader, name) for name in GtpuHeader.__slots__}
-_set_version = _slot["version"].__set__
-_set_pt = _slot["protocol_type"].__set__
-_set_type = _slot["message_type"].__set__
-_set_length = _slot["length"].__set__
-_set_teid = _slot["teid"].__set__
-_set_sequence = _slot["sequence"].__set__
-_set_npdu = _slot["npdu"].__set__
-_set_extensions = _slot["extensions"].__set__
-_set_header_size = _slot["header_size"].__set__
-_set_spare_flags = _slot["spare_flags"].__set__
-_set_spare_optional = _slot["spare_optional"].__set__
+_build_header = fast_constructor(GtpuHeader)
+"""Positional constructor of all 11 fields, skipping the frozen ``__init__`` (hot path)."""
 
 
 def _plain_header(message_type: int, length: int, teid: int) -> GtpuHeader:
-    h: GtpuHeader = _new(GtpuHeader)
-    _set_version(h, 1)
-    _set_pt(h, 1)
-    _set_type(h, message_type)
-    _set_length(h, length)
-    _set_teid(h, teid)
-    _set_sequence(h, None)
-    _set_npdu(h, None)
-    _set_extensions(h, ())
-    _set_header_size(h, 8)
-    _set_spare_flags(h, 0)
-    _set_spare_optional(h, b"")
-    return h
+    return _build_header(1, 1, message_type, length, teid, None, None, (), 8, 0, b"")
+
+
+def as_bytes_view(buf: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """``buf`` itself if it indexes as octets, else a flat byte copy (or MalformedError).
+
+    Exotic memoryviews (other formats, several dimensions, strides) would make ``len`` and
+    indexing count items rather than octets, so they are flattened first.
+    """
+    kind = type(buf)
+    if kind is bytes or kind is bytearray:
+        return buf
+    try:
+        view = memoryview(buf)
+        if view.itemsize != 1 or view.ndim != 1 or not view.c_contiguous or view.format != "B":
+            view = memoryview(view.tobytes())
+    except (TypeError, ValueError) as exc:
+        raise MalformedError("GTP-U header", 0, f"not a bytes-like buffer: {exc}") from None
+    return view
 
 
 def _check_version(flags: int, offset: int) -> None:
@@ -185,7 +179,7 @@ def _walk_options(
                     )
                 if decode:
                     extensions.append(UnknownExtension(ext_type, bytes(buf[pos + 1 : end - 1])))
-            elif ext_type == ExtensionType.PDU_SESSION_CONTAINER and qfi < 0 and not decode:
+            elif ext_type == 0x85 and qfi < 0 and not decode:  # PDU Session Container
                 qfi = buf[pos + 2] & 0x3F if buf[pos + 1] >> 4 <= 1 else -1
             elif decode:
                 ext = decode_content(ext_type, bytes(buf[pos + 1 : end - 1]), pos)
@@ -215,28 +209,36 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuH
     does); the optional part and extension headers must lie inside both the buffer and the
     declared length. Raises only :class:`~fluidedge.codec.errors.CodecError` subclasses.
     """
+    if type(buf) is not bytes:
+        buf = as_bytes_view(buf)
     if offset >= 0 and len(buf) - offset >= 8:
         flags, message_type, length, teid = _unpack_mandatory(buf, offset)
         if flags == PLAIN_FLAGS:
-            return _plain_header(message_type, length, teid)
+            return _build_header(1, 1, message_type, length, teid, None, None, (), 8, 0, b"")
     else:
         flags, message_type, length, teid = _mandatory(buf, offset)
     _check_version(flags, offset)
     if not flags & 0x07:
-        h = _plain_header(message_type, length, teid)
-        _set_spare_flags(h, flags & FLAG_SPARE)
-        return h
+        return _build_header(
+            1, 1, message_type, length, teid, None, None, (), 8, flags & FLAG_SPARE, b""
+        )
     sequence, npdu, header_size, spare_optional, extensions, _ = _walk_options(
         buf, offset, flags, length, decode=True
     )
-    h = _plain_header(message_type, length, teid)
-    _set_sequence(h, sequence)
-    _set_npdu(h, npdu)
-    _set_extensions(h, extensions)
-    _set_header_size(h, header_size)
-    _set_spare_flags(h, flags & FLAG_SPARE | (FLAG_E if flags & FLAG_E and not extensions else 0))
-    _set_spare_optional(h, spare_optional)
-    return h
+    spare_flags = flags & FLAG_SPARE | (FLAG_E if flags & FLAG_E and not extensions else 0)
+    return _build_header(
+        1,
+        1,
+        message_type,
+        length,
+        teid,
+        sequence,
+        npdu,
+        extensions,
+        header_size,
+        spare_flags,
+        spare_optional,
+    )
 
 
 def peek(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int, int]:
@@ -247,6 +249,8 @@ def peek(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int
     Validates exactly what :func:`decode_header` and the length check of :func:`decode` do
     (extension contents other than the PDU Session Container's first two octets excepted).
     """
+    if type(buf) is not bytes:
+        buf = as_bytes_view(buf)
     if offset >= 0 and len(buf) - offset >= 8:
         flags, message_type, length, teid = _unpack_mandatory(buf, offset)
         if flags == PLAIN_FLAGS:

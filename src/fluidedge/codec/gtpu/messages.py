@@ -12,16 +12,18 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Union
+from typing import Union
 
 from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.gtpu._fastbuild import fast_constructor
 from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
 from fluidedge.codec.gtpu.extensions import ExtensionHeader, UdpPortExtension
 from fluidedge.codec.gtpu.header import (
     PLAIN_FLAGS,
     GtpuHeader,
-    _plain_header,
+    _build_header,
     _unpack_mandatory,
+    as_bytes_view,
     decode_header,
     encode_header,
 )
@@ -141,21 +143,7 @@ def _private(ies: tuple[InformationElement, ...]) -> tuple[bytes, ...]:
 
 # --- decoding ------------------------------------------------------------------------------
 
-_new = object.__new__
-_gpdu_slots: dict[str, Any] = {name: getattr(GPdu, name) for name in GPdu.__slots__}
-_set_gpdu_header = _gpdu_slots["header"].__set__
-_set_gpdu_payload = _gpdu_slots["payload"].__set__
-
-
-def _as_view(buf: bytes | bytearray | memoryview) -> memoryview:
-    """A flat byte view of ``buf`` whatever its format, or :class:`MalformedError`."""
-    try:
-        view = memoryview(buf)
-        if view.format not in ("B", "b", "c") or view.ndim != 1:
-            view = memoryview(view.tobytes())
-    except (TypeError, ValueError) as exc:
-        raise MalformedError("GTP-U header", 0, f"not a bytes-like buffer: {exc}") from None
-    return view
+_build_gpdu = fast_constructor(GPdu)
 
 
 def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
@@ -164,26 +152,27 @@ def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
     The length field must fit in the buffer. Raises only
     :class:`~fluidedge.codec.errors.CodecError` subclasses, whatever the input.
     """
-    view = _as_view(buf)
-    size = len(view)
+    if type(buf) is not bytes:
+        buf = as_bytes_view(buf)
+    size = len(buf)
     if offset >= 0 and size - offset >= 8:
-        flags, message_type, length, teid = _unpack_mandatory(view, offset)
+        flags, message_type, length, teid = _unpack_mandatory(buf, offset)
         if flags == PLAIN_FLAGS and message_type == 255:
             end = offset + 8 + length
             if end > size:
                 _short(size, offset, length, offset + 8)
-            msg: GPdu = _new(GPdu)
-            _set_gpdu_header(msg, _plain_header(255, length, teid))
-            _set_gpdu_payload(msg, view[offset + 8 : end])
-            return msg
-    header = decode_header(view, offset)
+            return _build_gpdu(
+                _build_header(1, 1, 255, length, teid, None, None, (), 8, 0, b""),
+                memoryview(buf)[offset + 8 : end],
+            )
+    header = decode_header(buf, offset)
     body_start = offset + header.header_size
     end = offset + 8 + header.length
     if end > size:
         _short(size, offset, header.length, body_start)
-    if header.message_type == MessageType.G_PDU:
-        return GPdu(header, view[body_start:end])
-    return _decode_signalling(header, view, body_start, end)
+    if header.message_type == 255:  # G-PDU
+        return _build_gpdu(header, memoryview(buf)[body_start:end])
+    return _decode_signalling(header, memoryview(buf), body_start, end)
 
 
 def _short(size: int, offset: int, length: int, body: int) -> None:
