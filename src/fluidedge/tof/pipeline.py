@@ -41,12 +41,15 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
 from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import inner as inner_codec
 from fluidedge.codec.net import ipv4 as ipv4_codec
 from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
+from fluidedge.codec.net.ipv4 import IPv4Header
+from fluidedge.codec.stack import Classified, Kind, classify, decode_frame
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
 
@@ -71,8 +74,14 @@ PINGER_MAGIC = b"fluidedge-pinger"
 
 Action = tuple[int, bytes]
 
-_H = struct.Struct("!H")
-_I = struct.Struct("!I")
+_GPDU = int(Kind.GTP_GPDU)
+_OTHER = int(Kind.GTP_OTHER)
+_MALFORMED = int(Kind.MALFORMED)
+_SWITCHED = {
+    int(Kind.NON_IP): "switched_non_ip",
+    int(Kind.NON_GTP): "switched_non_gtp",
+    int(Kind.FRAGMENT): "switched_outer_fragment",
+}
 _GTP = struct.Struct("!BBHI")
 
 
@@ -221,159 +230,57 @@ class Pipeline:
     def from_s1(self, frame: bytes, port: int, now: float) -> list[Action]:
         """Handle one Ethernet frame received on the eNB side (``ENB``) or SGW side (``SGW``)."""
         other = SGW if port == ENB else ENB
-        counters = self.counters
-        n = len(frame)
-        if n < 14:
-            self.malformed["ethernet_truncated"] += 1
-            return [(other, frame)]
-        etype = (frame[12] << 8) | frame[13]
-        off = 14
-        while etype in (0x8100, 0x88A8, 0x9100) and n >= off + 4:
-            etype = (frame[off + 2] << 8) | frame[off + 3]
-            off += 4
-        if etype == 0x0800:
-            if n < off + 20:
-                self.malformed["ipv4_truncated"] += 1
+        c = classify(frame)
+        kind = c.kind
+        if kind == _GPDU:
+            if c.inner_src is None or c.inner_dst is None:
+                self.counters["switched_gpdu_not_ip"] += 1
                 return [(other, frame)]
-            vihl = frame[off]
-            if frame[off + 9] != 17:
-                counters["switched_non_gtp"] += 1
-                return [(other, frame)]
-            ihl = (vihl & 15) * 4
-            if vihl >> 4 != 4 or ihl < 20:
-                self.malformed["ipv4_bad_header"] += 1
-                return [(other, frame)]
-            if (frame[off + 6] & 0x3F) or frame[off + 7]:
-                counters["switched_outer_fragment"] += 1
-                return [(other, frame)]
-            ip_end = off + ((frame[off + 2] << 8) | frame[off + 3])
-            src = frame[off + 12 : off + 16]
-            dst = frame[off + 16 : off + 20]
-            l4 = off + ihl
-        elif etype == 0x86DD:
-            if n < off + 40:
-                self.malformed["ipv6_truncated"] += 1
-                return [(other, frame)]
-            if frame[off + 6] != 17:  # extension headers in the outer packet: not S1-U here
-                counters["switched_non_gtp"] += 1
-                return [(other, frame)]
-            ip_end = off + 40 + ((frame[off + 4] << 8) | frame[off + 5])
-            src = frame[off + 8 : off + 24]
-            dst = frame[off + 24 : off + 40]
-            l4 = off + 40
-        else:
-            counters["switched_non_gtp"] += 1
-            return [(other, frame)]
-        if n < l4 + 8:
-            self.malformed["udp_truncated"] += 1
-            return [(other, frame)]
-        if ((frame[l4 + 2] << 8) | frame[l4 + 3]) != GTPU_PORT:
-            counters["switched_non_gtp"] += 1
-            return [(other, frame)]
-        if ip_end > n or ip_end < l4 + 8:
-            self.malformed["ip_length"] += 1
-            return [(other, frame)]
-        udp_end = l4 + ((frame[l4 + 4] << 8) | frame[l4 + 5])
-        if udp_end > ip_end or udp_end < l4 + 16:
-            self.malformed["udp_length"] += 1
-            return [(other, frame)]
-        g = l4 + 8
-        flags, mtype, glen, teid = _GTP.unpack_from(frame, g)
-        if flags & 0xF0 != 0x30:  # version 1 and PT=1 (GTP, not GTP')
-            self.malformed["gtpu_version"] += 1
-            return [(other, frame)]
-        gend = g + 8 + glen
-        if gend > udp_end:
-            self.malformed["gtpu_length"] += 1
-            return [(other, frame)]
-        payload = g + 8
-        if flags & 0x07:
-            payload = g + 12
-            if payload > gend:
-                self.malformed["gtpu_optional_truncated"] += 1
-                return [(other, frame)]
-            if flags & 0x04:
-                next_type = frame[g + 11]
-                while next_type:
-                    if payload >= gend:
-                        self.malformed["gtpu_extension_truncated"] += 1
-                        return [(other, frame)]
-                    ext_len = frame[payload] * 4
-                    if ext_len == 0 or payload + ext_len > gend:
-                        self.malformed["gtpu_extension_length"] += 1
-                        return [(other, frame)]
-                    next_type = frame[payload + ext_len - 1]
-                    payload += ext_len
-        if mtype != GTP_GPDU:
-            counters[f"gtpu_type_{mtype}"] += 1
-            if mtype == GTP_END_MARKER:
-                self._on_end_marker(src, dst, teid)
+            if port == ENB:
+                return self._uplink(frame, c, now)
+            return self._downlink(frame, c, now)
+        if kind == _OTHER:
+            mtype = c.message_type
+            self.counters[f"gtpu_type_{mtype}"] += 1
+            if mtype == GTP_END_MARKER and c.outer_src and c.outer_dst and c.teid is not None:
+                self._on_end_marker(c.outer_src, c.outer_dst, c.teid)
             elif mtype == GTP_ERROR_INDICATION:
-                self._on_error_indication(frame, src, payload, gend)
+                self._on_error_indication(frame)
             return [(other, frame)]
-        if port == ENB:
-            return self._uplink(frame, src, dst, teid, off, l4, payload, gend, now)
-        return self._downlink(frame, src, dst, teid, off, l4, payload, gend, now)
+        if kind == _MALFORMED:
+            error = c.error
+            reason = f"{error.header}/{error.error}" if error else "unknown"
+            self.malformed[reason] += 1
+            return [(other, frame)]
+        self.counters[_SWITCHED[kind]] += 1
+        return [(other, frame)]
 
-    def _uplink(  # noqa: PLR0917 - hot path: offsets, not an object per frame
-        self,
-        frame: bytes,
-        src: bytes,
-        dst: bytes,
-        teid: int,
-        ip_off: int,
-        l4: int,
-        payload: int,
-        gend: int,
-        now: float,
-    ) -> list[Action]:
-        bearer = self.up.get(src + dst + teid.to_bytes(4, "big"))
+    def _uplink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+        bearer = self.up.get(c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big"))  # type: ignore[operator,union-attr]
         if bearer is None:
-            bearer = self._learn(frame, src, dst, teid, ip_off, l4, payload, gend, now, uplink=True)
+            bearer = self._learn(frame, c, now, uplink=True)
             if bearer is None:
                 return [(SGW, frame)]
         bearer.last_seen = now
         bearer.ul_packets += 1
-        bearer.ul_bytes += gend - payload
-        if not self.services:
-            return [(SGW, frame)]
-        version = frame[payload] >> 4 if payload < gend else 0
-        if version == 4 and gend - payload >= 20:
-            inner_dst = frame[payload + 16 : payload + 20]
-        elif version == 6 and gend - payload >= 40:
-            inner_dst = frame[payload + 24 : payload + 40]
-        else:
-            return [(SGW, frame)]
-        service = self.services.get(inner_dst)
+        bearer.ul_bytes += c.inner_end - c.inner_offset  # type: ignore[operator]
+        service = self.services.get(c.inner_dst) if self.services else None  # type: ignore[arg-type]
         if service is None:
             return [(SGW, frame)]
-        return self._offload_up(frame, bearer, service, payload, gend, now)
+        return self._offload_up(frame, c, bearer, service, now)
 
-    def _downlink(  # noqa: PLR0917 - hot path: offsets, not an object per frame
-        self,
-        frame: bytes,
-        src: bytes,
-        dst: bytes,
-        teid: int,
-        ip_off: int,
-        l4: int,
-        payload: int,
-        gend: int,
-        now: float,
-    ) -> list[Action]:
-        bearer = self.down.get(src + dst + teid.to_bytes(4, "big"))
+    def _downlink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+        bearer = self.down.get(c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big"))  # type: ignore[operator,union-attr]
         out: list[Action] = []
         if bearer is None:
-            bearer = self._learn(
-                frame, src, dst, teid, ip_off, l4, payload, gend, now, uplink=False
-            )
+            bearer = self._learn(frame, c, now, uplink=False)
             if bearer is None:
                 return [(ENB, frame)]
             out = self._flush_queue(bearer, now)
         bearer.last_seen = now
         bearer.dl_packets += 1
-        bearer.dl_bytes += gend - payload
-        if bearer.pinger_sent and self._is_pinger_reply(frame, payload, gend):
+        bearer.dl_bytes += c.inner_end - c.inner_offset  # type: ignore[operator]
+        if bearer.pinger_sent and c.icmp_id == PINGER_ID and self._is_pinger_reply(frame, c):
             self.counters["pinger_replies_swallowed"] += 1
             return out
         out.append((ENB, frame))
@@ -381,36 +288,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------ learning
 
-    def _learn(  # noqa: PLR0917 - hot path: offsets, not an object per frame
-        self,
-        frame: bytes,
-        src: bytes,
-        dst: bytes,
-        teid: int,
-        ip_off: int,
-        l4: int,
-        payload: int,
-        gend: int,
-        now: float,
-        *,
-        uplink: bool,
-    ) -> Bearer | None:
+    def _learn(self, frame: bytes, c: Classified, now: float, *, uplink: bool) -> Bearer | None:
         """The control agent's part of Figure 16: learn a tunnel from its first G-PDU."""
+        src, dst, teid = c.outer_src, c.outer_dst, c.teid
+        ue = c.inner_src if uplink else c.inner_dst
+        if src is None or dst is None or teid is None or ue is None:
+            return None
         enb, sgw = (src, dst) if uplink else (dst, src)
         if (self.enb_filter and enb not in self.enb_filter) or (
             self.sgw_filter and sgw not in self.sgw_filter
         ):
             self.counters["not_learned_peer_not_provisioned"] += 1
             return None
-        version = frame[payload] >> 4 if payload < gend else 0
-        if version == 4 and gend - payload >= 20:
-            at = payload + (12 if uplink else 16)
-            ue = frame[at : at + 4]
-        elif version == 6 and gend - payload >= 40:
-            at = payload + (8 if uplink else 24)
-            ue = frame[at : at + 16]
-        else:
-            self.counters["not_learned_inner_not_ip"] += 1
+        decoded = decode_frame(frame)
+        ip, ip_off = decoded.ip, decoded.ip_offset
+        if ip is None or ip_off is None or c.src_port is None:
             return None
         key = (enb, sgw, ue)
         bearer = self.bearers.get(key)
@@ -423,25 +315,24 @@ class Pipeline:
             self.counters["bearers_learned"] += 1
         tkey = src + dst + teid.to_bytes(4, "big")
         eth = frame[:ip_off]
-        tos = (
-            frame[ip_off + 1]
-            if len(src) == 4
-            else ((frame[ip_off] & 15) << 4) | (frame[ip_off + 1] >> 4)
-        )
-        ttl = frame[ip_off + 8] if len(src) == 4 else frame[ip_off + 7]
-        sport = (frame[l4] << 8) | frame[l4 + 1]
+        if isinstance(ip, IPv4Header):
+            tos, ttl = ip.tos, ip.ttl
+        else:
+            tos, ttl = ip.traffic_class, ip.hop_limit
         if uplink:
             if bearer.ul_teid is not None:
                 self.up.pop(src + dst + bearer.ul_teid.to_bytes(4, "big"), None)
             bearer.ul_teid = teid
-            bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl, bearer.ul_sport = eth, tos, ttl, sport
+            bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl = eth, tos, ttl
+            bearer.ul_sport = c.src_port
             self.up[tkey] = bearer
             self.counters["tunnels_learned_uplink"] += 1
         else:
             if bearer.dl_teid is not None:
                 self.down.pop(src + dst + bearer.dl_teid.to_bytes(4, "big"), None)
             bearer.dl_teid = teid
-            bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl, bearer.dl_sport = eth, tos, ttl, sport
+            bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl = eth, tos, ttl
+            bearer.dl_sport = c.src_port
             self.down[tkey] = bearer
             self.counters["tunnels_learned_downlink"] += 1
             if bearer.pinger_since is not None:
@@ -477,75 +368,57 @@ class Pipeline:
         if bearer is not None:
             self._forget(bearer, uplink=True, downlink=False, reason="end_marker")
 
-    def _on_error_indication(self, frame: bytes, src: bytes, payload: int, gend: int) -> None:
-        """Error Indication (TS 29.281 §7.3.1): the sender ``src`` does not know TEID-I.
+    def _on_error_indication(self, frame: bytes) -> None:
+        """Error Indication (TS 29.281 §7.3.1): its sender does not know TEID-I.
 
-        Every tunnel toward ``src`` with that TEID is dead on the peer: we forget it.
+        The sender is the GTP-U Peer Address IE (the destination of the G-PDU that triggered
+        it). Every tunnel toward that address with that TEID is dead on the peer: we forget it.
         """
-        pos = payload
-        teid_i: int | None = None
-        while pos < gend:
-            ie = frame[pos]
-            if ie == IE_TEID_DATA_I and pos + 5 <= gend:
-                teid_i = _I.unpack_from(frame, pos + 1)[0]
-                pos += 5
-            elif ie == IE_RECOVERY:
-                pos += 2
-            elif ie >= 128 and pos + 3 <= gend:
-                pos += 3 + _H.unpack_from(frame, pos + 1)[0]
-            else:
-                break
-        if teid_i is None:
-            self.malformed["gtpu_error_indication_no_teid"] += 1
+        msg = decode_frame(frame).gtpu
+        if not isinstance(msg, gtpu.ErrorIndication):
+            self.malformed["gtpu_error_indication_undecodable"] += 1
             return
-        suffix = src + teid_i.to_bytes(4, "big")
+        peer = msg.peer_address.packed
+        suffix = peer + msg.teid_data_i.to_bytes(4, "big")
         for table, is_up in ((self.up, True), (self.down, False)):
             for tkey, bearer in list(table.items()):
-                if tkey.endswith(suffix) and len(tkey) == 2 * len(src) + 4:
+                if tkey.endswith(suffix) and len(tkey) == 2 * len(peer) + 4:
                     self._forget(
                         bearer, uplink=is_up, downlink=not is_up, reason="error_indication"
                     )
 
     # ------------------------------------------------------------------ offload
 
-    def _offload_up(  # noqa: PLR0917 - hot path: offsets, not an object per frame
-        self,
-        frame: bytes,
-        bearer: Bearer,
-        service: tuple[str, bytes],
-        payload: int,
-        gend: int,
-        now: float,
+    def _offload_up(
+        self, frame: bytes, c: Classified, bearer: Bearer, service: tuple[str, bytes], now: float
     ) -> list[Action]:
+        """Decapsulate, DNAT serviceIP -> applicationIP, remember the flow, send to the apps."""
         name, app_ip = service
-        packet = bytearray(frame[payload:gend])
+        packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
-            inner = inner_codec.decode(packet)
-            if inner.end > len(packet):
-                raise CodecError("inner IP", 2, "length beyond G-PDU")
-            del packet[inner.end :]
-            service_ip = inner.destination
             nat.rewrite(packet, destination=app_ip)
         except CodecError as exc:
             self.drops[f"offload_inner_{type(exc).__name__}"] += 1
             return []
-        proto = inner.protocol
-        if inner.icmp_id is not None:
-            sport = dport = inner.icmp_id
+        service_ip, ue = c.inner_dst, c.inner_src
+        if service_ip is None or ue is None:
+            return []
+        if c.icmp_id is not None:
+            sport = dport = c.icmp_id
         else:
-            sport = inner.source_port or 0
-            dport = inner.destination_port or 0
-        rkey = (proto, app_ip, dport, inner.source, sport)
+            sport = c.inner_sport or 0
+            dport = c.inner_dport or 0
+        rkey = (c.inner_proto or 0, app_ip, dport, ue, sport)
         flow = self.flows.get(rkey)
         if flow is None or flow.service_ip != service_ip or flow.bearer != bearer.key:
             if len(self.flows) >= self.config.max_flows:
                 self.drops["flow_table_full"] += 1
                 return []
             flow = Flow(name, service_ip, app_ip, bearer.key, now)
-            if not inner.fragment or inner.source_port is not None:
+            if not c.inner_fragment or c.inner_sport is not None:
                 self.flows[rkey] = flow
-            self.pairs[(app_ip, inner.source)] = flow
             self.counters["flows_created"] += 1
+        self.pairs[(app_ip, ue)] = flow
         flow.last_seen = now
         size = len(packet)
         bearer.offloaded_up += 1
@@ -694,26 +567,19 @@ class Pipeline:
             )
         ]
 
-    def _is_pinger_reply(self, frame: bytes, payload: int, gend: int) -> bool:
-        version = frame[payload] >> 4 if payload < gend else 0
-        if version == 4 and gend - payload >= 28:
-            l4 = payload + (frame[payload] & 15) * 4
-            want_type, proto = 0, frame[payload + 9]
-            if proto != 1:
-                return False
-        elif version == 6 and gend - payload >= 48:
-            l4 = payload + 40
-            want_type, proto = 129, frame[payload + 6]
-            if proto != 58:
-                return False
+    def _is_pinger_reply(self, frame: bytes, c: Classified) -> bool:
+        """An echo reply to one of our requests: right type, our identifier and our magic."""
+        p = c.inner_offset
+        if p is None or c.inner_end is None:
+            return False
+        if c.inner_proto == inner_codec.PROTO_ICMP and c.icmp_type == 0:
+            l4 = p + (frame[p] & 15) * 4
+        elif c.inner_proto == inner_codec.PROTO_ICMPV6 and c.icmp_type == 129:
+            l4 = p + 40
         else:
             return False
-        return (
-            l4 + 8 + len(PINGER_MAGIC) <= gend
-            and frame[l4] == want_type
-            and ((frame[l4 + 4] << 8) | frame[l4 + 5]) == PINGER_ID
-            and frame[l4 + 8 : l4 + 8 + len(PINGER_MAGIC)] == PINGER_MAGIC
-        )
+        magic = frame[l4 + 8 : l4 + 8 + len(PINGER_MAGIC)]
+        return l4 + 8 + len(PINGER_MAGIC) <= c.inner_end and magic == PINGER_MAGIC
 
     # ------------------------------------------------------------------ timers
 

@@ -1,0 +1,309 @@
+"""The pure TOF pipeline on hand-built frames: every behaviour of the issue, without I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluidedge.codec import gtpu
+from fluidedge.codec.gtpu import PDU_TYPE_UL, PduSessionContainer
+from fluidedge.codec.net import checksum as ck
+from fluidedge.codec.net import ipv4, udp
+from fluidedge.codec.stack import Kind, classify, encapsulate, encapsulate_gpdu, ethernet_frame
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.models import Service
+from fluidedge.tof.pipeline import APPS, ENB, PINGER_ID, SGW, Pipeline
+
+MAC_ENB = bytes.fromhex("020000000001")
+MAC_SGW = bytes.fromhex("020000000002")
+ENB1 = ipaddress.IPv4Address("198.18.0.11").packed
+ENB2 = ipaddress.IPv4Address("198.18.0.12").packed
+SGW1 = ipaddress.IPv4Address("198.18.0.21").packed
+SGW2 = ipaddress.IPv4Address("198.18.0.22").packed
+UE1 = ipaddress.IPv4Address("198.18.100.1").packed
+UE2 = ipaddress.IPv4Address("198.18.100.2").packed
+PDN = ipaddress.IPv4Address("198.18.200.10").packed
+SVC_IP = ipaddress.IPv4Address("198.18.50.1").packed
+APP = ipaddress.IPv4Address("198.19.0.10").packed
+APP2 = ipaddress.IPv4Address("198.19.0.11").packed
+SERVICE = Service("web", "198.18.50.1", "198.19.0.10")
+
+
+def ip(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def udp_packet(src: bytes, dst: bytes, sport: int, dport: int, body: bytes = b"hello") -> bytes:
+    return ipv4.encode(src, dst, 17, udp.encode(src, dst, sport, dport, body))
+
+
+def gpdu(
+    src: bytes, dst: bytes, teid: int, inner: bytes, *, uplink: bool = True, **kw: object
+) -> bytes:
+    outer = encapsulate_gpdu(src, dst, teid, inner, udp_checksum=False, **kw)  # type: ignore[arg-type]
+    macs = (MAC_SGW, MAC_ENB) if uplink else (MAC_ENB, MAC_SGW)
+    return ethernet_frame(macs[0], macs[1], outer)
+
+
+def pipeline(**kw: object) -> Pipeline:
+    p = Pipeline(TofConfig(backend="none", **kw))  # type: ignore[arg-type]
+    return p
+
+
+def inner_of(frame: bytes) -> tuple[bytes, int]:
+    c = classify(frame)
+    assert c.kind == Kind.GTP_GPDU
+    assert c.inner_offset is not None
+    assert c.inner_end is not None
+    assert c.teid is not None
+    return frame[c.inner_offset : c.inner_end], c.teid
+
+
+def assert_checksums(packet: bytes) -> None:
+    assert ck.checksum(packet[:20]) == 0  # IPv4 header
+    if packet[9] == 17:
+        assert udp.checksum_ok(packet[12:16], packet[16:20], packet[20:])
+
+
+def test_non_gtp_and_malformed_pass_through_identical() -> None:
+    p = pipeline()
+    arp = MAC_SGW + MAC_ENB + b"\x08\x06" + bytes(28)
+    out = p.from_s1(arp, ENB, 0.0)
+    assert out == [(SGW, arp)]
+    assert out[0][1] is arp
+    plain = ethernet_frame(MAC_SGW, MAC_ENB, udp_packet(UE1, PDN, 1000, 53))
+    assert p.from_s1(plain, SGW, 0.0)[0][1] is plain
+    bad = bytearray(gpdu(ENB1, SGW1, 7, udp_packet(UE1, PDN, 1, 2)))
+    bad[42] = 0x50  # GTP version 2
+    frame = bytes(bad)
+    out = p.from_s1(frame, ENB, 0.0)
+    assert out[0][0] == SGW
+    assert out[0][1] is frame
+    assert sum(p.malformed.values()) == 1
+    assert p.bearers == {}
+    assert p.from_s1(b"\x01", ENB, 0.0)[0][1] == b"\x01"
+
+
+def test_learning_both_directions_and_colliding_teids() -> None:
+    p = pipeline()
+    up1 = gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, PDN, 1000, 80))
+    up2 = gpdu(ENB2, SGW2, 0x100, udp_packet(UE2, PDN, 1000, 80))  # same TEID, other peers
+    down1 = gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 80, 1000), uplink=False)
+    down2 = gpdu(SGW2, ENB2, 0x200, udp_packet(PDN, UE2, 80, 1000), uplink=False)
+    for frame, port in ((up1, ENB), (up2, ENB), (down1, SGW), (down2, SGW)):
+        out = p.from_s1(frame, port, 1.0)
+        assert len(out) == 1
+        assert out[0][1] is frame  # pass-through: same bytes
+    rows = {t["ue"]: t for t in p.tunnels()}
+    assert set(rows) == {"198.18.100.1", "198.18.100.2"}
+    assert rows["198.18.100.1"]["enb"] == "198.18.0.11"
+    assert rows["198.18.100.2"]["sgw"] == "198.18.0.22"
+    assert rows["198.18.100.1"]["uplinkTEID"] == 0x100
+    assert rows["198.18.100.2"]["downlinkTEID"] == 0x200
+    assert p.counters["bearers_learned"] == 2
+
+
+def offload_setup() -> tuple[Pipeline, bytes]:
+    p = pipeline(pinger_interval=0.5)
+    p.set_services({"web": SERVICE})
+    up = gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, SVC_IP, 40000, 8080, b"GET"))
+    return p, up
+
+
+def test_offload_nat_pinger_queue_and_reply() -> None:
+    p, up = offload_setup()
+    out = p.from_s1(up, ENB, 10.0)
+    ports = [port for port, _ in out]
+    assert ports == [APPS, SGW]  # decapsulated to the apps; a Pinger request up the tunnel
+    to_app = out[0][1]
+    assert to_app[16:20] == APP
+    assert to_app[12:16] == UE1
+    assert_checksums(to_app)
+    ping_inner, teid = inner_of(out[1][1])
+    assert teid == 0x100
+    assert ping_inner[12:16] == UE1
+    assert ping_inner[16:20] == PDN
+    assert ping_inner[20] == 8  # echo request
+    # The app answers before the downlink TEID is known: queued, nothing sent yet.
+    reply = udp_packet(APP, UE1, 8080, 40000, b"edge")
+    assert p.from_apps(reply, 10.1) == []
+    assert p.stats()["queued"] == 1
+    # Ticks keep pinging at the configured interval.
+    assert p.tick(10.2) == []
+    again = p.tick(10.6)
+    assert len(again) == 1
+    assert again[0][0] == SGW
+    # The SGW's echo reply arrives: the downlink TEID is learned, the queue flushed, the reply
+    # swallowed and the Pinger stopped.
+    echo_reply = bytearray(ping_inner)
+    echo_reply[12:16], echo_reply[16:20] = PDN, UE1
+    echo_reply[20] = 0
+    struct.pack_into("!H", echo_reply, 22, 0)
+    struct.pack_into("!H", echo_reply, 22, ck.checksum(echo_reply[20:]))
+    struct.pack_into("!H", echo_reply, 10, 0)
+    struct.pack_into("!H", echo_reply, 10, ck.checksum(echo_reply[:20]))
+    down = gpdu(SGW1, ENB1, 0x200, bytes(echo_reply), uplink=False)
+    out = p.from_s1(down, SGW, 10.7)
+    assert len(out) == 1
+    port, frame = out[0]
+    assert port == ENB
+    inner, teid = inner_of(frame)
+    assert teid == 0x200
+    assert frame[:6] == MAC_ENB  # Ethernet copied from the SGW's frames
+    c = classify(frame)
+    assert (c.outer_src, c.outer_dst) == (SGW1, ENB1)
+    assert inner[12:16] == SVC_IP  # reply source = service IP
+    assert inner[16:20] == UE1
+    assert_checksums(inner)
+    assert p.counters["pinger_replies_swallowed"] == 1
+    assert p.tick(20.0) == []  # Pinger stopped
+    # Later replies go straight out, and the counters say so.
+    out = p.from_apps(reply, 11.0)
+    assert [port for port, _ in out] == [ENB]
+    stats = p.stats()
+    assert stats["services"] == {
+        "web": {
+            "upPackets": 1,
+            "upBytes": len(to_app),
+            "downPackets": 2,
+            "downBytes": 2 * len(reply),
+        }
+    }
+    # Traffic to other destinations is untouched.
+    other = gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, PDN, 40000, 53))
+    assert p.from_s1(other, ENB, 11.0)[0][1] is other
+
+
+def test_pinger_not_needed_when_downlink_known() -> None:
+    p, up = offload_setup()
+    down = gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 53, 40000), uplink=False)
+    p.from_s1(down, SGW, 1.0)
+    out = p.from_s1(up, ENB, 1.0)
+    assert [port for port, _ in out] == [APPS]
+    assert p.counters["pinger_requests_sent"] == 0
+
+
+def test_queue_is_bounded_and_times_out() -> None:
+    p = pipeline(queue_limit=2, queue_timeout=1.0, pinger_interval=10)
+    p.set_services({"web": SERVICE})
+    p.from_s1(gpdu(ENB1, SGW1, 1, udp_packet(UE1, SVC_IP, 1, 2)), ENB, 0.0)
+    reply = udp_packet(APP, UE1, 2, 1)
+    for _ in range(3):
+        p.from_apps(reply, 0.0)
+    assert p.drops["queue_overflow"] == 1
+    p.tick(5.0)
+    assert p.drops["queue_timeout"] == 2
+    assert p.stats()["queued"] == 0
+
+
+def test_update_moves_flows_and_delete_restores_pdn_path() -> None:
+    p, up = offload_setup()
+    p.from_s1(gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 1, 1), uplink=False), SGW, 0.0)
+    p.from_s1(up, ENB, 1.0)
+    p.set_services({"web": Service("web", "198.18.50.1", "198.19.0.11")})
+    assert p.from_apps(udp_packet(APP, UE1, 8080, 40000), 1.1) == []
+    assert p.drops["apps_no_flow"] + p.drops["apps_stale_flow"] == 1
+    out = p.from_s1(up, ENB, 1.2)
+    assert out[0][0] == APPS
+    assert out[0][1][16:20] == APP2
+    p.set_services({})
+    assert p.from_s1(up, ENB, 1.3) == [(SGW, up)]
+
+
+def test_extension_header_uplink_is_offloaded() -> None:
+    p = pipeline()
+    p.set_services({"web": SERVICE})
+    inner = udp_packet(UE1, SVC_IP, 5, 6, b"5g")
+    psc = PduSessionContainer(pdu_type=PDU_TYPE_UL, qfi=9)
+    frame = gpdu(ENB1, SGW1, 0x300, inner, extensions=(psc,))
+    out = p.from_s1(frame, ENB, 0.0)
+    assert out[0][0] == APPS
+    assert out[0][1][16:20] == APP
+    assert_checksums(out[0][1])
+    other = gpdu(ENB1, SGW1, 0x300, udp_packet(UE1, PDN, 5, 6), extensions=(psc,))
+    assert p.from_s1(other, ENB, 0.0)[0][1] is other
+
+
+def test_end_marker_and_error_indication_forget_tunnels() -> None:
+    p = pipeline()
+    p.from_s1(gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, PDN, 1, 2)), ENB, 0.0)
+    p.from_s1(gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 2, 1), uplink=False), SGW, 0.0)
+    marker = ethernet_frame(MAC_ENB, MAC_SGW, encapsulate(SGW1, ENB1, gtpu.end_marker(0x200)))
+    out = p.from_s1(marker, SGW, 1.0)
+    assert out == [(ENB, marker)]
+    assert out[0][1] is marker
+    (row,) = p.tunnels()
+    assert row["downlinkTEID"] is None
+    assert row["uplinkTEID"] == 0x100
+    # The SGW says it does not know TEID 0x100: the uplink tunnel goes, and with it the bearer.
+    ei = gtpu.error_indication(0x100, ipaddress.IPv4Address(SGW1))
+    frame = ethernet_frame(MAC_ENB, MAC_SGW, encapsulate(SGW1, ENB1, ei))
+    assert p.from_s1(frame, SGW, 2.0)[0][1] is frame
+    assert p.tunnels() == []
+
+
+def test_echo_passes_through() -> None:
+    p = pipeline()
+    echo = ethernet_frame(MAC_SGW, MAC_ENB, encapsulate(ENB1, SGW1, gtpu.echo_request(1)))
+    assert p.from_s1(echo, ENB, 0.0) == [(SGW, echo)]
+    assert p.counters["gtpu_type_1"] == 1
+
+
+def test_idle_purge_and_relearn() -> None:
+    p = pipeline(idle_timeout=5)
+    up = gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, PDN, 1, 2))
+    p.from_s1(up, ENB, 0.0)
+    p.tick(3.0)
+    assert len(p.tunnels()) == 1
+    p.tick(6.0)
+    assert p.tunnels() == []
+    assert p.counters["bearers_purged"] == 1
+    p.from_s1(up, ENB, 7.0)
+    assert len(p.tunnels()) == 1
+
+
+def test_peer_filters_restrict_learning() -> None:
+    p = pipeline(enb_addresses=["198.18.0.12"])
+    up = gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, PDN, 1, 2))
+    assert p.from_s1(up, ENB, 0.0)[0][1] is up
+    assert p.tunnels() == []
+
+
+def test_ping_offload_uses_echo_id_as_port() -> None:
+    p, _ = offload_setup()
+    icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 77, 1) + b"x")
+    struct.pack_into("!H", icmp, 2, ck.checksum(icmp))
+    inner = ipv4.encode(UE1, SVC_IP, 1, bytes(icmp))
+    out = p.from_s1(gpdu(ENB1, SGW1, 0x100, inner), ENB, 0.0)
+    assert out[0][0] == APPS
+    p.from_s1(gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 1, 1), uplink=False), SGW, 0.1)
+    reply = bytearray(struct.pack("!BBHHH", 0, 0, 0, 77, 1) + b"x")
+    struct.pack_into("!H", reply, 2, ck.checksum(reply))
+    out = p.from_apps(ipv4.encode(APP, UE1, 1, bytes(reply)), 0.2)
+    assert [port for port, _ in out] == [ENB]
+    assert PINGER_ID != 77
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=200), st.sampled_from([ENB, SGW]))
+def test_random_frames_never_raise(frame: bytes, port: int) -> None:
+    p, up = offload_setup()
+    p.from_s1(up, ENB, 0.0)
+    out = p.from_s1(frame, port, 1.0)
+    assert all(isinstance(f, bytes) for _, f in out)
+    p.from_apps(frame, 1.0)
+    p.tick(2.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=42, max_value=120), st.integers(min_value=0, max_value=255))
+def test_corrupted_gtpu_frames_never_raise(pos: int, value: int) -> None:
+    p, up = offload_setup()
+    frame = bytearray(up)
+    if pos < len(frame):
+        frame[pos] = value
+    out = p.from_s1(bytes(frame), ENB, 0.0)
+    assert out
