@@ -220,6 +220,12 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
+def _still_starting(exe: str) -> bool:
+    """True while ``runc init`` (a cloned binary, seen as ``/`` or ``memfd:...``) or the
+    launcher still holds the process: the fifo's EOF comes just *before* runc init's exec."""
+    return exe in ("", "/") or "runc" in exe or exe.endswith("fe-launcher")
+
+
 def _probe(kind: str, pid: int, port: int | None, path: str | None) -> bool:
     if kind == "tcp" and port is not None:
         return _listening(pid, port)
@@ -800,7 +806,7 @@ class Manager:
                     raise RuntimeFailure(
                         f"instance {name}: workload exited at start ({self.logs_tail(pid)})"
                     )
-                if not exe.endswith("fe-launcher"):
+                if not _still_starting(exe):
                     return
             elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
                 raise RuntimeFailure(f"instance {name}: workload exited before it was ready")

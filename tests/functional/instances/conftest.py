@@ -1,0 +1,60 @@
+"""Fixtures for the instance manager's functional tests: real runc, cgroups, bridges, veths.
+
+Every manager made here is purged at teardown (instances, pooled shells, bridges), even when
+the test fails; names carry the test process's pid so parallel runs on this host do not clash.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluidedge.daemon.store import Store
+from fluidedge.instances.manager import InstancesConfig, Manager
+
+ManagerFactory = Callable[..., Manager]
+PREFIX = f"fb{os.getpid() % 100000}"
+
+
+def bridge_name(suffix: str) -> str:
+    """A bridge name unique to this test process (<= 15 chars)."""
+    return f"{PREFIX}{suffix}"[:15]
+
+
+def in_netns(pid: int, *argv: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (host binaries) inside the network namespace of process ``pid``."""
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def manager_factory(tmp_path: Path) -> Iterator[ManagerFactory]:
+    made: list[Manager] = []
+
+    def make(**config: Any) -> Manager:
+        index = len(made)
+        config.setdefault("pool_scale", 0.5)
+        manager = Manager(
+            InstancesConfig.model_validate(config),
+            Store(tmp_path / f"db{index}.sqlite"),
+            tmp_path / f"state{index}",
+        )
+        made.append(manager)
+        manager.start()
+        return manager
+
+    try:
+        yield make
+    finally:
+        for manager in made:
+            manager.purge()

@@ -1,0 +1,128 @@
+"""Pool refill, warm vs cold path, timing breakdown, rollback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fluidedge.instances import runc
+from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
+from fluidedge.instances.models import InstanceRequest
+from fluidedge.instances.timing import PHASES
+
+from .conftest import ManagerFactory
+
+pytestmark = pytest.mark.root
+
+
+def _containers(manager: object) -> set[str]:
+    return {c["id"] for c in manager.runc.list()}  # type: ignore[attr-defined]
+
+
+def test_pool_fills_and_refills_after_consumption(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory()
+    assert manager.wait_pools(60)
+    idle = next(p for p in manager.pool_status() if p.template == "idle")
+    assert idle.ready == idle.target == 2
+    shells_before = {s.id for s in manager.pools["idle"].ready}
+    view = manager.create_instance(InstanceRequest(name="a", template="idle"))
+    assert view.path == "warm"
+    assert view.id in shells_before
+    assert manager.wait_pools(60)
+    idle = next(p for p in manager.pool_status() if p.template == "idle")
+    assert (idle.ready, idle.consumed) == (2, 1)
+    assert view.id not in {s.id for s in manager.pools["idle"].ready}
+
+
+def test_warm_and_cold_paths_and_timing(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory()
+    assert manager.wait_pools(60)
+    warm = manager.create_instance(InstanceRequest(name="w", template="idle"))
+    cold = manager.create_instance(InstanceRequest(name="c", template="idle", cold=True))
+    assert (warm.path, cold.path) == ("warm", "cold")
+    for view in (warm, cold):
+        timing = view.timing.model_dump()
+        assert set(PHASES) <= set(timing)
+        assert timing["total"] == pytest.approx(sum(timing[p] for p in PHASES), abs=0.05)
+        assert view.state == "running"
+        assert runc.exe_of(view.pid or 0) is not None
+        assert not (runc.exe_of(view.pid or 0) or "").endswith("fe-launcher")
+    # The cold path pays the whole prepare work (runc create) in its shell phase.
+    assert cold.timing.shell > 5 * warm.timing.shell
+    assert cold.timing.shell > 5.0
+    state = manager.runc.state(warm.id)
+    assert state is not None
+    assert state["status"] == "running"
+
+
+def test_empty_pool_falls_back_to_cold(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    view = manager.create_instance(InstanceRequest(name="x", template="idle"))
+    assert view.path == "cold"
+    assert view.state == "running"
+
+
+def test_failed_start_rolls_back_everything(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory()
+    assert manager.wait_pools(60)
+    before = _containers(manager)
+    pooled = {s.id for s in manager.pools["idle"].ready}
+    with pytest.raises(RuntimeFailure, match="exited"):
+        manager.create_instance(
+            InstanceRequest(name="bad", template="idle", command=["/nonexistent"])
+        )
+    taken = pooled - {s.id for s in manager.pools["idle"].ready}
+    assert len(taken) == 1
+    (shell_id,) = taken
+    assert shell_id not in _containers(manager)
+    assert runc.leftover_cgroups(shell_id) == []
+    assert not (manager.shell_root / shell_id).exists()
+    assert "bad" not in manager.instances
+    assert manager.tables.instances() == []
+    # The name is free again, and the pool heals.
+    assert manager.create_instance(InstanceRequest(name="bad", template="idle")).state == "running"
+    assert manager.wait_pools(60)
+    assert before - _containers(manager) <= pooled
+
+
+def test_errors(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    with pytest.raises(TemplateNotFound):
+        manager.create_instance(InstanceRequest(name="x", template="nope"))
+    manager.create_instance(InstanceRequest(name="x", template="idle"))
+    with pytest.raises(NameInUse):
+        manager.create_instance(InstanceRequest(name="x", template="idle"))
+
+
+def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c; usleep 2000; done"
+    view = manager.create_instance(
+        InstanceRequest(name="ctr", template="idle", command=["/bin/busybox", "sh", "-c", script])
+    )
+    counter = f"/proc/{view.pid}/root/tmp/c"
+
+    def read() -> int:
+        with open(counter) as handle:
+            text = handle.read().strip()
+        return int(text or 0)
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if read() > 3:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    assert manager.pause("ctr").state == "paused"
+    assert runc.freezer_state(view.id) == "FROZEN"
+    frozen_value = read()
+    time.sleep(0.3)
+    assert read() == frozen_value
+    with open(f"/proc/{view.pid}/status") as handle:
+        assert "State:\tD" in handle.read() or runc.freezer_state(view.id) == "FROZEN"
+    assert manager.resume("ctr").state == "running"
+    time.sleep(0.3)
+    assert read() > frozen_value + 10
