@@ -1,0 +1,299 @@
+"""Multi-interface static addresses, placement policies, admission, isolation, resource abuse."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from typing import Any
+
+import pytest
+
+from fluidedge.instances import runc
+from fluidedge.instances.errors import AddressInUse, AdmissionRefused, InvalidRequest
+from fluidedge.instances.manager import Manager
+from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.instances.nl import call_in_netns_path
+from fluidedge.linux.proc import run
+
+from .conftest import ManagerFactory, bridge_name, in_netns
+
+pytestmark = pytest.mark.root
+
+
+def _two_nets(manager: Manager) -> None:
+    manager.create_network(
+        NetworkSpec(name="left", bridge=bridge_name("l"), subnet="198.18.10.0/24")
+    )
+    manager.create_network(NetworkSpec(name="right", bridge=bridge_name("r")))
+    manager.create_template(
+        TemplateSpec.model_validate(
+            {
+                "name": "web2",
+                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+                "files": {"www/index.html": "hello from {name}\n"},
+                "interfaces": [
+                    {"name": "eth0", "network": "left"},
+                    {"name": "eth1", "network": "right"},
+                ],
+                "readiness": {"kind": "tcp", "port": 8080},
+                "pool": {"size": 2},
+            }
+        )
+    )
+
+
+def _addrs(pid: int) -> str:
+    return in_netns(pid, "ip", "-br", "addr").stdout
+
+
+def test_multi_interface_static_addresses_and_reachability(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=1)
+    _two_nets(manager)
+    assert manager.wait_pools(60)
+    a = manager.create_instance(
+        InstanceRequest.model_validate(
+            {
+                "name": "a",
+                "template": "web2",
+                "interfaces": {
+                    "eth0": {"addresses": ["198.18.10.2/24"], "gateway": "198.18.10.1"},
+                    "eth1": {"addresses": ["198.18.20.2/24", "2001:db8:20::2/64"]},
+                },
+            }
+        )
+    )
+    b = manager.create_instance(
+        InstanceRequest.model_validate(
+            {
+                "name": "b",
+                "template": "web2",
+                "interfaces": {
+                    "eth0": {"addresses": ["198.18.10.3/24"]},
+                    "eth1": {"addresses": ["198.18.20.3/24", "2001:db8:20::3/64"]},
+                },
+            }
+        )
+    )
+    assert a.path == b.path == "warm"
+    text = _addrs(a.pid or 0)
+    assert "198.18.10.2/24" in text
+    assert "198.18.20.2/24" in text
+    assert "2001:db8:20::2/64" in text
+    assert "default via 198.18.10.1" in in_netns(a.pid or 0, "ip", "route").stdout
+    # Host ends sit on the right bridges.
+    masters = run(["ip", "-br", "link", "show", "master", bridge_name("r")]).stdout
+    assert a.interfaces[1].host_ifname in masters
+    assert b.interfaces[1].host_ifname in masters
+    # b reaches a's page over both networks (the page names the instance).
+    for target in ("198.18.10.2", "198.18.20.2", "[2001:db8:20::2]"):
+        got = in_netns(b.pid or 0, "busybox", "wget", "-q", "-O", "-", f"http://{target}:8080/")
+        assert got.stdout == "hello from a\n", (
+            target,
+            got.returncode,
+            got.stderr,
+            _addrs(b.pid or 0),
+        )
+    # Address in use -> conflict; outside the subnet -> bad request; nothing consumed.
+    ready = len(manager.pools["web2"].ready)
+    with pytest.raises(AddressInUse, match=r"198\.18\.10\.2 .* by instance a"):
+        manager.create_instance(
+            InstanceRequest.model_validate(
+                {
+                    "name": "c",
+                    "template": "web2",
+                    "interfaces": {"eth0": {"addresses": ["198.18.10.2/24"]}},
+                }
+            )
+        )
+    with pytest.raises(InvalidRequest, match="outside"):
+        manager.create_instance(
+            InstanceRequest.model_validate(
+                {
+                    "name": "c",
+                    "template": "web2",
+                    "interfaces": {"eth0": {"addresses": ["10.9.9.9/24"]}},
+                }
+            )
+        )
+    with pytest.raises(InvalidRequest, match="no interface"):
+        manager.create_instance(
+            InstanceRequest.model_validate(
+                {
+                    "name": "c",
+                    "template": "web2",
+                    "interfaces": {"eth7": {"addresses": ["198.18.10.9/24"]}},
+                }
+            )
+        )
+    assert len(manager.pools["web2"].ready) >= ready - 0
+    # Deleting releases the address and removes the veths.
+    host_ifs = [i.host_ifname for i in a.interfaces]
+    manager.delete_instance("a")
+    links = run(["ip", "-br", "link"]).stdout
+    assert not any(name in links for name in host_ifs)
+    again = manager.create_instance(
+        InstanceRequest.model_validate(
+            {
+                "name": "c",
+                "template": "web2",
+                "interfaces": {"eth0": {"addresses": ["198.18.10.2/24"]}},
+            }
+        )
+    )
+    assert again.state == "running"
+
+
+def test_isolation_processes_interfaces_privileges(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    _two_nets(manager)
+    a = manager.create_instance(InstanceRequest(name="a", template="web2"))
+    b = manager.create_instance(InstanceRequest(name="b", template="idle"))
+    # Own pid namespace: the instance's /proc shows only its own process(es).
+    pids = [p.name for p in (runc.Path(f"/proc/{b.pid}/root/proc")).iterdir() if p.name.isdigit()]
+    assert pids == ["1"]
+    # Own network namespace: only lo (+ its own interfaces), never the other instance's.
+    with open(f"/proc/{b.pid}/net/dev") as handle:
+        devs = handle.read()
+    assert "lo:" in devs
+    assert "eth0" not in devs
+    with open(f"/proc/{a.pid}/net/dev") as handle:
+        devs_a = handle.read()
+    assert "eth0" in devs_a
+    assert "eth1" in devs_a
+    for iface in a.interfaces:
+        assert iface.host_ifname not in devs_a
+    # Least privilege: no capabilities, no_new_privs, seccomp filter on.
+    with open(f"/proc/{b.pid}/status") as handle:
+        status = dict(line.split(":\t", 1) for line in handle.read().splitlines() if ":\t" in line)
+    assert status["CapEff"].strip() == "0000000000000000"
+    assert status["CapBnd"].strip() == "0000000000000000"
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+    # Read-only root, private writable /tmp.
+    probe = manager.create_instance(
+        InstanceRequest(
+            name="probe",
+            template="idle",
+            command=[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "touch /x 2>/tmp/err || echo rofs > /tmp/r; mount -t tmpfs t /mnt 2>>/tmp/err"
+                " || echo nomount >> /tmp/r; sleep 100",
+            ],
+        )
+    )
+    deadline = time.monotonic() + 5
+    result = ""
+    while time.monotonic() < deadline and "nomount" not in result:
+        try:
+            with open(f"/proc/{probe.pid}/root/tmp/r") as handle:
+                result = handle.read()
+        except OSError:
+            pass
+        time.sleep(0.02)
+    assert result.split() == ["rofs", "nomount"]
+
+
+def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0, cpus="0-1", cpu_overcommit=1.0, memory_mb=200)
+
+    def cpus_of(view: Any) -> str:
+        return runc.read_cgroup("cpuset", view.id, "cpuset.cpus")
+
+    def req(name: str, **extra: Any) -> InstanceRequest:
+        return InstanceRequest.model_validate(
+            {"name": name, "template": "idle", "resources": {"cpus": 0.3}, **extra}
+        )
+
+    p1 = manager.create_instance(req("p1", placement="pack"))
+    p2 = manager.create_instance(req("p2", placement="pack"))
+    assert p1.cpus == p2.cpus
+    assert cpus_of(p1) == cpus_of(p2) == str(p1.cpus[0])
+    s1 = manager.create_instance(req("s1", placement="spread"))
+    assert s1.cpus != p1.cpus
+    assert cpus_of(s1) == str(s1.cpus[0])
+    anti = manager.create_instance(req("anti", labels={"role": "x"}))
+    other = manager.create_instance(
+        req("other", placement="pack", anti_affinity=["role=x"], resources={"cpus": 0.1})
+    )
+    assert set(other.cpus).isdisjoint(anti.cpus)
+    near = manager.create_instance(req("near", affinity=["role=x"], resources={"cpus": 0.1}))
+    assert near.cpus == anti.cpus
+    # CPU admission: each CPU now carries >= 0.6; a 0.5 request does not fit anywhere.
+    before = {c["id"] for c in manager.runc.list()}
+    with pytest.raises(AdmissionRefused, match="cpu"):
+        manager.create_instance(req("big", resources={"cpus": 0.5}))
+    with pytest.raises(AdmissionRefused, match="memory"):
+        manager.create_instance(req("fat", resources={"cpus": 0.01, "memory_mb": 190}))
+    assert {c["id"] for c in manager.runc.list()} == before
+    assert "big" not in manager.instances
+    assert "fat" not in manager.instances
+    # Per-request memory limit is applied to the cgroup.
+    sized = manager.create_instance(req("sized", resources={"cpus": 0.01, "memory_mb": 20}))
+    assert runc.read_cgroup("memory", sized.id, "memory.limit_in_bytes") == str(20 * 1024 * 1024)
+
+
+def _http_get_in(pid: int, port: int) -> float:
+    def connect() -> socket.socket:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+    sock = call_in_netns_path(f"/proc/{pid}/ns/net", connect)
+    begin = time.perf_counter()
+    try:
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    finally:
+        sock.close()
+    assert b"fluidedge instance web" in data
+    return time.perf_counter() - begin
+
+
+@pytest.mark.slow
+def test_fork_bomb_and_memory_hog_are_contained(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    web = manager.create_instance(InstanceRequest(name="web", template="httpd"))
+    pid = web.pid or 0
+    baseline = [_http_get_in(pid, 8080) for _ in range(20)]
+    bomb = manager.create_instance(
+        InstanceRequest(
+            name="bomb",
+            template="idle",
+            command=["/bin/busybox", "sh", "-c", "f() { f | f & }; f; sleep 1000"],
+            resources={"pids": 16, "cpu_limit": 0.5},
+        )
+    )
+    hog = manager.create_instance(
+        InstanceRequest(
+            name="hog",
+            template="idle",
+            command=["/bin/busybox", "sh", "-c", "a=x; while true; do a=$a$a; done"],
+            resources={"memory_mb": 16, "pids": 8},
+        )
+    )
+    time.sleep(1.0)
+    during = [_http_get_in(pid, 8080) for _ in range(40)]
+    # The bomb hit its pids limit; the hog was OOM-killed inside its own cgroup.
+    assert int(runc.read_cgroup("pids", bomb.id, "pids.current")) <= 16
+    failcnt = runc.read_cgroup("pids", bomb.id, "pids.events")
+    assert "max" in failcnt
+    assert int(failcnt.split()[-1]) > 0
+    oom = dict(
+        line.split()
+        for line in runc.read_cgroup("memory", hog.id, "memory.oom_control").splitlines()
+    )
+    assert int(oom["oom_kill"]) > 0
+    # Stated bound: the other instance's HTTP service keeps answering, median under 50 ms.
+    assert statistics.median(during) < 0.05, (
+        statistics.median(baseline),
+        statistics.median(during),
+    )
+    # And the daemon still creates instances.
+    assert (
+        manager.create_instance(InstanceRequest(name="after", template="idle")).state == "running"
+    )
