@@ -65,6 +65,8 @@ class TofConfig(BaseModel):
     max_tunnels: int = Field(default=100_000, ge=1)
     max_flows: int = Field(default=1_000_000, ge=1)
     batch: int = Field(default=64, ge=1, le=4096)
+    s1_mtu: int = Field(default=1500, ge=576, le=9216)
+    mss_clamp: bool = True
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
     @classmethod

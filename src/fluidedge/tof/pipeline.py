@@ -195,6 +195,9 @@ class Pipeline:
         self.pinger6 = _packed(config.pinger_target6) if config.pinger_target6 else None
         self._ip_id = 0
         self._next_purge = 0.0
+        # Largest TCP MSS whose segment still fits one S1 frame once encapsulated (outer IPv4
+        # 20 + UDP 8 + GTP-U 16 with a PDU Session Container, inner IPv6 40 + TCP 20).
+        self._mss_limit = config.s1_mtu - 104 if config.mss_clamp else 0
 
     # ------------------------------------------------------------------ control
 
@@ -397,6 +400,8 @@ class Pipeline:
         packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
             nat.rewrite(packet, destination=app_ip)
+            if self._mss_limit and c.inner_proto == 6:
+                self._clamp_mss(packet)
         except CodecError as exc:
             self.drops[f"offload_inner_{type(exc).__name__}"] += 1
             return []
@@ -459,6 +464,8 @@ class Pipeline:
             return []
         try:
             nat.rewrite(buf, source=flow.service_ip)
+            if self._mss_limit and inner.protocol == 6:
+                self._clamp_mss(buf)
         except CodecError as exc:
             self.drops[f"apps_{type(exc).__name__}"] += 1
             return []
@@ -474,7 +481,7 @@ class Pipeline:
         if bearer.dl_teid is None or not bearer.dl_eth:
             return self._enqueue(bearer, bytes(buf), now)
         bearer.offloaded_down += 1
-        return [(ENB, self._encap_down(bearer, buf))]
+        return self._encap_down(bearer, buf)
 
     def _enqueue(self, bearer: Bearer, packet: bytes, now: float) -> list[Action]:
         if len(bearer.queue) >= self.config.queue_limit:
@@ -497,7 +504,7 @@ class Pipeline:
                 self.drops["queue_timeout"] += 1
                 continue
             bearer.offloaded_down += 1
-            out.append((ENB, self._encap_down(bearer, packet)))
+            out.extend(self._encap_down(bearer, packet))
             self.counters["queue_flushed"] += 1
         return out
 
@@ -505,11 +512,53 @@ class Pipeline:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         return self._ip_id
 
-    def _encap_down(self, bearer: Bearer, packet: bytes | bytearray) -> bytes:
-        """A G-PDU SGW -> eNB with the bearer's downlink TEID, like the SGW would send it."""
+    def _clamp_mss(self, packet: bytearray) -> None:
+        """Lower the MSS option of a TCP SYN so that offloaded segments fit the S1 MTU.
+
+        WHY: the UE and the app negotiate the MSS from their own 1500-byte MTUs, but every
+        segment crosses S1 inside 36-44 bytes of GTP-U encapsulation; without clamping, the
+        eNB and we would have to fragment the outer packets (routers do the same clamping).
+        """
+        version = packet[0] >> 4
+        l4 = (packet[0] & 15) * 4 if version == 4 else 40
+        if version == 6 and packet[6] != 6:
+            return
+        if len(packet) < l4 + 20 or not packet[l4 + 13] & 0x02:  # not a SYN
+            return
+        end = min(l4 + (packet[l4 + 12] >> 4) * 4, len(packet))
+        pos = l4 + 20
+        while pos < end:
+            kind = packet[pos]
+            if kind == 0:
+                return
+            if kind == 1:
+                pos += 1
+                continue
+            if pos + 1 >= end or packet[pos + 1] < 2:
+                return
+            if kind == 2 and packet[pos + 1] == 4 and pos + 4 <= end:
+                mss = (packet[pos + 2] << 8) | packet[pos + 3]
+                if mss > self._mss_limit:
+                    start = l4 + ((pos + 2 - l4) & ~1)
+                    stop = start + 4
+                    old = bytes(packet[start:stop])
+                    packet[pos + 2 : pos + 4] = self._mss_limit.to_bytes(2, "big")
+                    csum = (packet[l4 + 16] << 8) | packet[l4 + 17]
+                    csum = ck.update(csum, old, packet[start:stop])
+                    packet[l4 + 16 : l4 + 18] = csum.to_bytes(2, "big")
+                    self.counters["tcp_mss_clamped"] += 1
+                return
+            pos += packet[pos + 1]
+
+    def _encap_down(self, bearer: Bearer, packet: bytes | bytearray) -> list[Action]:
+        """A G-PDU SGW -> eNB with the bearer's downlink TEID, like the SGW would send it.
+
+        An outer packet above ``s1_mtu`` is fragmented (IPv4), as the SGW's own stack would.
+        """
         teid = bearer.dl_teid or 0
         gtp = _GTP.pack(0x30, GTP_GPDU, len(packet), teid)
-        return _outer(
+        ident = self._next_id()
+        frame = _outer(
             bearer.dl_eth,
             bearer.sgw,
             bearer.enb,
@@ -517,8 +566,34 @@ class Pipeline:
             gtp + bytes(packet),
             tos=bearer.dl_tos,
             ttl=bearer.dl_ttl,
-            ident=self._next_id(),
+            ident=ident,
         )
+        eth_len = len(bearer.dl_eth)
+        if len(frame) - eth_len <= self.config.s1_mtu:
+            return [(ENB, frame)]
+        if len(bearer.sgw) != 4:
+            self.drops["downlink_too_big_ipv6"] += 1
+            return []
+        self.counters["downlink_fragmented"] += 1
+        body = frame[eth_len + 20 :]
+        chunk = (self.config.s1_mtu - 20) & ~7
+        out: list[Action] = []
+        for offset in range(0, len(body), chunk):
+            piece = body[offset : offset + chunk]
+            more = offset + chunk < len(body)
+            header = ipv4_codec.encode_header(
+                bearer.sgw,
+                bearer.enb,
+                17,
+                len(piece),
+                ttl=bearer.dl_ttl,
+                tos=bearer.dl_tos,
+                identification=ident,
+                more_fragments=more,
+                fragment_offset=offset,
+            )
+            out.append((ENB, bearer.dl_eth + header + piece))
+        return out
 
     # ------------------------------------------------------------------ Pinger
 

@@ -307,3 +307,32 @@ def test_corrupted_gtpu_frames_never_raise(pos: int, value: int) -> None:
         frame[pos] = value
     out = p.from_s1(bytes(frame), ENB, 0.0)
     assert out
+
+
+def tcp_syn(src: bytes, dst: bytes, sport: int, dport: int, mss: int) -> bytes:
+    tcp = bytearray(struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 6 << 4, 0x02, 65535, 0, 0))
+    tcp += struct.pack("!BBH", 2, 4, mss)
+    csum = ck.transport_checksum(src, dst, 6, tcp)
+    struct.pack_into("!H", tcp, 16, csum)
+    return ipv4.encode(src, dst, 6, bytes(tcp))
+
+
+def test_mss_is_clamped_both_ways_and_big_replies_fragmented() -> None:
+    p, _ = offload_setup()
+    syn = tcp_syn(UE1, SVC_IP, 40000, 80, 1460)
+    out = p.from_s1(gpdu(ENB1, SGW1, 0x100, syn), ENB, 0.0)
+    to_app = out[0][1]
+    assert struct.unpack_from("!H", to_app, 42)[0] == 1500 - 104
+    assert ck.checksum(to_app[20:], ck.pseudo_header_sum(UE1, APP, 6, len(to_app) - 20)) == 0
+    p.from_s1(gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 1, 1), uplink=False), SGW, 0.1)
+    synack = tcp_syn(APP, UE1, 80, 40000, 1460)
+    (frame,) = [f for _, f in p.from_apps(synack, 0.2)]
+    inner, _ = inner_of(frame)
+    assert struct.unpack_from("!H", inner, 42)[0] == 1500 - 104
+    big = udp_packet(APP, UE1, 80, 40000, b"x" * 1472)
+    frags = p.from_apps(big, 0.3)
+    assert len(frags) == 2
+    assert all(len(f) - 14 <= 1500 for _, f in frags)
+    assert p.counters["downlink_fragmented"] == 1
+    reassembled = frags[0][1][34:] + frags[1][1][34:]
+    assert reassembled[16 + 12 : 16 + 16] == SVC_IP

@@ -1,0 +1,124 @@
+"""A lab in "tof" mode with a real ``fluidedge serve`` running the TOF on its host namespace."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fluidedge.daemon.client import Client
+from fluidedge.lab.config import LabConfig, default_text, loads
+from fluidedge.lab.lab import Lab
+from tests.fixtures.daemon import DaemonFactory, DaemonHandle
+
+_COUNTER = itertools.count()
+
+#: The default lab plus a second edge app (PUT moves a service to it) and a 5G UE (ue4 adds a
+#: PDU Session Container to its uplink G-PDUs: the extension-header case).
+EXTRA = """
+[[app]]
+name = "app2"
+address = "198.19.0.11"
+http_port = 80
+"""
+SERVICE_IP = "198.18.200.50"  # the PDN answers it too, so DELETE visibly restores the PDN path
+
+
+def lab_config() -> LabConfig:
+    text = default_text().replace(
+        'name = "ue4"\naddress = "198.18.100.4"\nenb = "enb2"\nsgw = "sgw2"\n',
+        'name = "ue4"\naddress = "198.18.100.4"\nenb = "enb2"\nsgw = "sgw2"\n'
+        "pdu_session_container = true\n",
+    )
+    if "pdu_session_container = true" not in text:
+        raise RuntimeError("default lab layout changed: cannot mark ue4 as 5G")
+    return loads(text + EXTRA)
+
+
+@dataclass
+class TofEnv:
+    lab: Lab
+    daemon: DaemonHandle
+    _client: Client | None = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.daemon.client()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def run(self, node: str, *argv: str, timeout: float = 30.0) -> tuple[int, str]:
+        result = self.lab.run(node, list(argv), timeout=timeout)
+        return result.returncode, result.stdout
+
+    def http(self, ue: str, address: str, timeout: float = 3.0) -> str:
+        code, out = self.run(ue, "curl", "-s", "-m", str(timeout), f"http://{address}/")
+        return out if code == 0 else f"<curl exit {code}>"
+
+    def ping(self, ue: str, address: str, count: int = 2) -> bool:
+        code, _ = self.run(ue, "ping", "-c", str(count), "-i", "0.2", "-W", "2", address)
+        return code == 0
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.client().get("/stats")
+        return result
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.client().get("/tunnels")
+        return result
+
+
+TofEnvFactory = Callable[..., TofEnv]
+
+
+@pytest.fixture
+def tof_env(daemon_factory: DaemonFactory) -> Iterator[TofEnvFactory]:
+    """``tof_env(**tof_overrides)``: lab up in tof mode + daemon with the TOF on its host."""
+    made: list[TofEnv] = []
+    labs: list[Lab] = []
+
+    def factory(**tof: Any) -> TofEnv:
+        prefix = f"tof{os.getpid() % 100000}{next(_COUNTER)}"
+        lab = Lab.up(lab_config(), prefix=prefix, mode="tof")
+        labs.append(lab)
+        section = {
+            "backend": "userspace",
+            "netns": lab.host_ns,
+            "enb_interface": lab.enb_side_if,
+            "sgw_interface": lab.sgw_side_if,
+            "apps_tun": "tofapps",
+            "ue_pools": ["198.18.100.0/24"],
+            "pinger_target": str(lab.pdn_address),
+            **tof,
+        }
+        daemon = daemon_factory(parts={"tof": section})
+        lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
+        env = TofEnv(lab, daemon)
+        made.append(env)
+        return env
+
+    try:
+        yield factory
+    finally:
+        for env in made:
+            env.close()
+            env.daemon.stop()
+        for lab in labs:
+            lab.down()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
