@@ -1,10 +1,117 @@
-"""Command-line interface of the measure part."""
+"""Command-line interface of the measurement toolkit.
+
+``fluidedge bench instantiate|density|dataplane|report`` and ``fluidedge analyze CAPTURE.pcap``.
+Every bench command writes a run directory (``--runs-dir``, default ``./runs``) and can be
+interrupted with Ctrl-C: what was measured is kept, outputs are written, exit code 130.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Measure fluidedge the way the seed measured VIMs and data planes (§3.4, §7, §8).",
+    no_args_is_help=True,
+)
+
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="where run directories are created", file_okay=False)
+]
+Url = Annotated[
+    str | None, typer.Option("--url", help="daemon URL (default: $FLUIDEDGE_URL or loopback)")
+]
+Token = Annotated[str | None, typer.Option("--token", help="API token (default: token file)")]
+Quiet = Annotated[bool, typer.Option("--no-progress", help="no progress bar")]
+EXIT_INTERRUPTED = 130
+
+
+def _client(url: str | None, token: str | None) -> Any:
+    from fluidedge.daemon.client import Client
+
+    return Client(url, token)
+
+
+@bench_app.command("instantiate")
+def instantiate(  # noqa: PLR0917 - typer maps options to parameters
+    template: Annotated[str, typer.Option("--template", "-t", help="template to instantiate")] = (
+        "idle"
+    ),
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="runs per variant")] = 100,
+    cold: Annotated[bool, typer.Option("--cold", help="also measure the cold path")] = False,
+    compare_runc: Annotated[
+        bool, typer.Option("--compare-runc", help="also measure `runc run` of the workload")
+    ] = False,
+    no_pool: Annotated[bool, typer.Option("--no-pool", help="skip the warm-pool variant")] = False,
+    pool_wait: Annotated[
+        float, typer.Option("--pool-wait", help="max seconds to wait for a quiet pool")
+    ] = 15.0,
+    runs_dir: RunsDir = Path("runs"),
+    url: Url = None,
+    token: Token = None,
+    no_progress: Quiet = False,
+) -> None:
+    """Replicated instantiations: per-phase mean/median/p99/95% CI, breakdown PNG, raw CSV."""
+    from fluidedge.measure.benches import run_instantiate
+
+    code = run_instantiate(
+        _client(url, token),
+        template=template,
+        runs=runs,
+        pool=not no_pool,
+        cold=cold,
+        compare_runc=compare_runc,
+        pool_wait_s=pool_wait,
+        runs_dir=runs_dir,
+        progress=not no_progress,
+    )
+    raise typer.Exit(code)
+
+
+def analyze(  # noqa: PLR0917 - typer maps options to parameters
+    capture: Annotated[
+        Path, typer.Argument(help="pcap of the API port (tcpdump -i lo port 8181 -w FILE)")
+    ],
+    api_port: Annotated[int, typer.Option("--api-port", help="the daemon's API port")] = 8181,
+    dataplane: Annotated[
+        Path | None,
+        typer.Option("--dataplane", help="capture to look for the instances' first packets"),
+    ] = None,
+    tolerance_ms: Annotated[
+        float, typer.Option("--tolerance-ms", help="max wire-minus-daemon difference accepted")
+    ] = 5.0,
+    ask_daemon: Annotated[
+        bool, typer.Option("--ask-daemon", help="GET timings the capture lacks from the daemon")
+    ] = False,
+    save: Annotated[
+        bool, typer.Option("--save", help="also write a run directory (CSV + JSON)")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="exit 1 unless wire and daemon agree")
+    ] = False,
+    runs_dir: RunsDir = Path("runs"),
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """The VIM message analyzer: per-request timings from a capture, checked against the daemon."""
+    from fluidedge.measure.benches import run_analyze
+
+    _, check = run_analyze(
+        capture,
+        api_port=api_port,
+        dataplane_path=dataplane,
+        api=_client(url, token) if ask_daemon else None,
+        tolerance_ms=tolerance_ms,
+        save_dir=runs_dir if save else None,
+    )
+    if strict and not check.agrees:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the root fluidedge app (none yet)."""
-    del app
+    """Add ``bench ...`` and ``analyze`` to the root fluidedge app."""
+    app.add_typer(bench_app, name="bench")
+    app.command("analyze")(analyze)

@@ -39,13 +39,13 @@ _PALETTE = (
 # The instance manager's phases in the order of the VIM model (seed §3, Figures 1-5).
 KNOWN_PHASES = (
     "accept",
-    "validate",
     "placement",
     "shell",
-    "configure",
+    "config",
     "network",
     "start",
     "ready",
+    "http",
 )
 SERIES_COLOURS = {
     "baseline": "#999999",
@@ -81,10 +81,10 @@ def _save(fig: Figure, path: Path) -> None:
 def phase_colours(phases: Sequence[str]) -> dict[str, str]:
     """A stable colour per phase: known phases keep theirs, others follow in order."""
     colours: dict[str, str] = {}
-    spare = iter(_PALETTE[len(KNOWN_PHASES) % len(_PALETTE) :] + _PALETTE)
+    spare = iter(_PALETTE[len(KNOWN_PHASES) :] + _PALETTE)
     for phase in phases:
         key = phase.lower()
-        hit = next((i for i, known in enumerate(KNOWN_PHASES) if key.startswith(known)), None)
+        hit = next((i for i, known in enumerate(KNOWN_PHASES) if key == known), None)
         if hit is not None:
             colours[phase] = _PALETTE[hit % len(_PALETTE)]
         else:
@@ -129,6 +129,7 @@ def _breakdown_chart(
     widest = 0.0
     for y, summary in zip(positions, summaries, strict=True):
         left = 0.0
+        reach = 0.0
         for name, phase in summary.phases.items():
             if phase.mean <= 0:
                 continue
@@ -144,6 +145,7 @@ def _breakdown_chart(
             )
             drawn.add(name)
             left += phase.mean
+            reach = max(reach, left + phase.ci_half_width)
             ax.errorbar(
                 left,
                 y,
@@ -154,7 +156,7 @@ def _breakdown_chart(
                 capsize=3,
             )
         total = summary.total
-        end = max(left, total.mean)
+        end = max(left, total.mean, reach)
         widest = max(widest, end)
         text = f"{total.mean:.2f}"
         if total.ci_low is not None:

@@ -1,0 +1,267 @@
+"""The bench commands' bodies: set up, replicate, write outputs, print, clean up.
+
+The CLI only parses options; everything here takes an API client object and a runs directory so
+that functional tests can drive it against a daemon they started. Return values are exit codes
+(0, or 130 when interrupted: outputs are still written).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fluidedge.daemon.client import ClientError
+from fluidedge.measure import analyzer, capture, machine, outputs, rundir
+from fluidedge.measure.analyzer import CrossCheck, Instantiation
+from fluidedge.measure.errors import BenchmarkFailure, CaptureError, MeasureInputError
+from fluidedge.measure.instantiate import (
+    VARIANT_COLD,
+    VARIANT_POOL,
+    VARIANT_RUNC,
+    Api,
+    InstantiateConfig,
+    daemon_trial,
+    default_prefix,
+)
+from fluidedge.measure.replicate import Failure, Outcome, Sample, replicate, summarize_samples
+from fluidedge.measure.runcbase import RuncBaseline
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130
+
+
+def _template(api: Api, name: str) -> dict[str, Any]:
+    try:
+        spec = api.get(f"/v1/templates/{name}")
+    except ClientError as exc:
+        if exc.status == 404:
+            raise MeasureInputError(f"unknown template {name!r}") from exc
+        raise
+    if not isinstance(spec, dict):
+        raise BenchmarkFailure(f"unexpected template answer: {spec!r}")
+    return spec
+
+
+def run_instantiate(
+    api: Api,
+    *,
+    template: str,
+    runs: int,
+    pool: bool = True,
+    cold: bool = False,
+    compare_runc: bool = False,
+    pool_wait_s: float = 15.0,
+    runs_dir: Path = rundir.DEFAULT_ROOT,
+    progress: bool = True,
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+    variants = [
+        v
+        for v, wanted in ((VARIANT_POOL, pool), (VARIANT_COLD, cold), (VARIANT_RUNC, compare_runc))
+        if wanted
+    ]
+    if not variants:
+        raise MeasureInputError("nothing to measure: give at least one variant")
+    spec = _template(api, template)
+    config = InstantiateConfig(
+        template=template,
+        runs=runs,
+        variants=tuple(variants),
+        name_prefix=default_prefix(),
+        pool_wait_s=pool_wait_s,
+    )
+    config.check()
+    run_dir = rundir.new_run_dir("instantiate", runs_dir)
+    config_doc = {
+        "template": template,
+        "runs": runs,
+        "variants": variants,
+        "pool_wait_s": pool_wait_s,
+        "template_spec": spec,
+        "daemon": getattr(api, "url", None),
+    }
+    rundir.write_json(run_dir / outputs.CONFIG_JSON, config_doc)
+    rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
+    console.print(
+        f"[bold]bench instantiate[/bold] {template}: {runs} runs x {variants} -> {run_dir}"
+    )
+
+    through_daemon = daemon_trial(api, config)
+    baseline: RuncBaseline | None = None
+    if compare_runc:
+        resources = spec.get("resources") or {}
+        baseline = RuncBaseline(
+            Path(tempfile.mkdtemp(prefix="fe-runc-base-")),
+            list(spec.get("command") or []),
+            memory_mb=int(resources.get("memory_mb", 32)),
+            pids=int(resources.get("pids", 64)),
+            prefix=f"{config.name_prefix}-rb",
+        )
+        baseline.setup()
+
+    samples: list[Sample] = []
+    failures: list[Failure] = []
+
+    def trial(variant: str, index: int) -> Sample:
+        if variant == VARIANT_RUNC and baseline is not None:
+            return baseline.trial(variant, index)
+        return through_daemon(variant, index)
+
+    def keep(sample: Sample) -> None:
+        samples.append(sample)
+        partial = Outcome(samples=samples, failures=failures, interrupted=True)
+        outputs.write_samples_csv(run_dir / outputs.RUNS_CSV, samples)
+        rundir.write_json(
+            run_dir / outputs.RESULTS_JSON, outputs.instantiate_results(config_doc, partial, [])
+        )
+
+    try:
+        outcome = replicate(
+            variants,
+            runs,
+            trial,
+            on_sample=keep,
+            on_failure=failures.append,
+            progress=progress,
+            title=f"instantiate {template}",
+        )
+    finally:
+        if baseline is not None:
+            baseline.close()
+    outcome.failures = failures
+    subtitle = f"{len(outcome.samples)} runs, {', '.join(variants)}"
+    if outcome.interrupted:
+        subtitle += " (interrupted)"
+    figures = outputs.write_breakdown(
+        run_dir, outcome, f"Instantiation time breakdown: template {template}", subtitle
+    )
+    outputs.write_samples_csv(run_dir / outputs.RUNS_CSV, outcome.samples)
+    results = outputs.instantiate_results(config_doc, outcome, figures)
+    rundir.write_json(run_dir / outputs.RESULTS_JSON, results)
+    if outcome.samples:
+        summaries = summarize_samples(outcome.samples)
+        console.print(outputs.summaries_table(summaries, f"instantiate {template} (ms)"))
+        outputs.print_ratio_lines(console, summaries)
+    for failure in outcome.failures:
+        console.print(f"[red]run {failure.variant}#{failure.run} failed:[/red] {failure.error}")
+    console.print(f"outputs: {run_dir}")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: partial results written[/yellow]")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def run_analyze(
+    capture_path: Path,
+    *,
+    api_port: int,
+    dataplane_path: Path | None = None,
+    api: Api | None = None,
+    tolerance_ms: float = 5.0,
+    save_dir: Path | None = None,
+    console: Console | None = None,
+) -> tuple[list[Instantiation], CrossCheck]:
+    """Analyse a capture of the API port; print per-request timings and the cross-check."""
+    console = console or Console()
+    try:
+        api_capture = capture.read_capture(capture_path.read_bytes())
+    except OSError as exc:
+        raise CaptureError(f"cannot read {capture_path}: {exc.strerror}") from exc
+    connections = analyzer.reassemble(capture.tcp_segments(api_capture, api_port), api_port)
+    exchanges = analyzer.exchanges(connections)
+    dataplane = api_capture.packets
+    if dataplane_path is not None:
+        try:
+            dataplane = capture.read_capture(dataplane_path.read_bytes()).packets
+        except OSError as exc:
+            raise CaptureError(f"cannot read {dataplane_path}: {exc.strerror}") from exc
+    items = analyzer.instantiations(exchanges, dataplane)
+    if api is not None:
+        items = [
+            item if item.daemon_total_ms is not None or not item.name else _fetch(api, item)
+            for item in items
+        ]
+    check = analyzer.cross_check(items, tolerance_ms)
+    console.print(
+        f"{capture_path}: {len(api_capture.packets)} IP packets ({api_capture.skipped} skipped), "
+        f"{len(connections)} connections to port {api_port}, {len(exchanges)} HTTP exchanges, "
+        f"{len(items)} instantiation requests"
+    )
+    console.print(_analyze_table(items))
+    if check.compared:
+        verdict = "[green]agree[/green]" if check.agrees else "[red]DISAGREE[/red]"
+        console.print(
+            f"wire vs daemon: {verdict} on {check.within}/{check.compared} requests "
+            f"(server time - daemon total: mean {check.mean_difference_ms:.3f} ms, "
+            f"min {check.min_difference_ms:.3f}, max {check.max_difference_ms:.3f}; "
+            f"tolerance -{analyzer.CLOCK_SLACK_MS}..+{tolerance_ms} ms)"
+        )
+    else:
+        console.print("no request carries the daemon's timing: nothing to cross-check")
+    if save_dir is not None:
+        run_dir = rundir.new_run_dir("analyze", save_dir)
+        rows = [item.as_dict() for item in items]
+        columns = [c for c in rows[0] if c != "daemon_phases_ms"] if rows else ["name"]
+        rundir.write_csv(run_dir / "requests.csv", columns, rows)
+        rundir.write_json(
+            run_dir / outputs.RESULTS_JSON,
+            {
+                "kind": "analyze",
+                "created": outputs.now_iso(),
+                "interrupted": False,
+                "config": {
+                    "capture": str(capture_path),
+                    "dataplane": str(dataplane_path) if dataplane_path else None,
+                    "api_port": api_port,
+                    "tolerance_ms": tolerance_ms,
+                },
+                "figures": [],
+                "raw": ["requests.csv"],
+                "cross_check": check.as_dict(),
+                "requests": rows,
+            },
+        )
+        rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
+        console.print(f"outputs: {run_dir}")
+    return items, check
+
+
+def _fetch(api: Api, item: Instantiation) -> Instantiation:
+    try:
+        view = api.get(f"/v1/instances/{item.name}")
+    except ClientError:
+        return item
+    return analyzer.with_daemon_timing(item, view)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _analyze_table(items: list[Instantiation]) -> Table:
+    table = Table(title="POST /v1/instances as captured (ms)", title_justify="left")
+    for column in ("#", "name", "status", "path", "wire", "server", "daemon", "diff", "1st pkt"):
+        table.add_column(
+            column,
+            justify="left" if column in ("name", "path") else "right",
+            no_wrap=column == "name",
+            min_width=12 if column == "name" else None,
+        )
+    for index, item in enumerate(items):
+        table.add_row(
+            str(index),
+            item.name or "?",
+            str(item.status) if item.status is not None else "-",
+            item.path or "-",
+            _fmt(item.wire_ms),
+            _fmt(item.server_ms),
+            _fmt(item.daemon_total_ms),
+            _fmt(item.difference_ms),
+            _fmt(item.first_packet_ms),
+        )
+    return table
