@@ -202,34 +202,33 @@ def decode_frame(buf: Buffer) -> Frame:
 
 # --- the hot path ------------------------------------------------------------------------------
 # One struct for Ethernet(14) + IPv4 without options(20) + UDP(8) + plain GTP-U(8) + inner
-# IPv4 without options(20) + the first 4 octets of the transport header. "x" skips what the
-# classification does not need, so the tuple holds only the 20 fields below.
+# IPv4 without options(20) + the first 6 octets of the transport header. "x" skips what the
+# classification does not need (the GTP-U flags octet is checked before unpacking).
 _PLAIN = struct.Struct(
     "!12xH"  # Ethernet: EtherType
     "B xH 2xH xB 2x4s4s"  # IPv4: ver/IHL, total length, flags/fragment, protocol, src, dst
     "HHH2x"  # UDP: ports, length
-    "BBHI"  # GTP-U: flags, type, length, TEID
+    "xBHI"  # GTP-U: (flags), type, length, TEID
     "B xH 2xH xB 2x4s4s"  # inner IPv4
     "HHH"  # TCP/UDP ports; or ICMP type/code, checksum, echo identifier
 )
-_PLAIN_SIZE = _PLAIN.size  # 76
 # The same with the 12-octet GTP-U header (E=1) and one 4-octet PDU Session Container.
 _PSC = struct.Struct(
     "!12xH"
     "B xH 2xH xB 2x4s4s"
     "HHH2x"
-    "BBHI"
-    "2xxB"  # GTP-U optional: sequence, N-PDU (skipped), next extension type
+    "xBHI"
+    "3xB"  # GTP-U optional: sequence, N-PDU (ignored: S=PN=0), next extension type
     "BBBB"  # extension: length, PDU type/flags, QFI octet, next type
     "B xH 2xH xB 2x4s4s"
     "HHH"
 )
-_PSC_SIZE = _PSC.size
+_PLAIN_SIZE = _PLAIN.size  # 76
+_PSC_SIZE = _PSC.size  # 84
 _unpack_plain = _PLAIN.unpack_from
 _unpack_psc = _PSC.unpack_from
 _new_classified = tuple.__new__
 _GPDU = int(Kind.GTP_GPDU)
-_MIN_L4 = {6: 20, 17: 8}
 
 
 def classify(frame: Buffer) -> Classified:
@@ -239,9 +238,36 @@ def classify(frame: Buffer) -> Classified:
     """
     n = len(frame)
     if n >= _PLAIN_SIZE:
-        (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
-         gflags, gtype, glen, teid,
-         ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2) = _unpack_plain(frame)  # fmt: skip
+        gflags = frame[42]
+        if gflags == 0x30:
+            (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
+             gtype, glen, teid,
+             ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
+             ) = _unpack_plain(frame)  # fmt: skip
+            qfi = None
+            p_off = 50
+            room = glen
+        elif gflags == 0x34 and n >= _PSC_SIZE:
+            (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
+             gtype, glen, teid, next_type, elen, ptype, qfi,  enext,
+             ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
+             ) = _unpack_psc(frame)  # fmt: skip
+            # One 4-octet PDU Session Container whose flags add no fields (TS 38.415 §5.5.2):
+            # DL octet 1 = type(4) QMP SNP MSNP spare, octet 2 = PPP RQI QFI(6);
+            # UL octet 1 = type(4) QMP DLDelay ULDelay SNP, octet 2 = N3N9Delay NewIE QFI(6).
+            if not (
+                next_type == PDU_SESSION_CONTAINER
+                and elen == 1
+                and enext == 0
+                and ptype in {0x00, 0x10}
+                and qfi < (0x80 if ptype == 0 else 0x40)
+            ):
+                return decode_frame(frame).classified()
+            qfi &= 0x3F
+            p_off = 58
+            room = glen - 8
+        else:
+            return decode_frame(frame).classified()
         if (
             et == 0x0800
             and vihl == 0x45
@@ -252,92 +278,33 @@ def classify(frame: Buffer) -> Classified:
             and 16 + glen <= ulen
             and gtype == 255
             and (dport == 2152 or sport == 2152)
+            and ivihl == 0x45
+            and not ifrag & 0x3FFF
+            and 20 <= itotal <= room
         ):
-            if gflags == 0x30:
-                if ivihl == 0x45 and not ifrag & 0x3FFF and 20 <= itotal <= glen:
-                    return _inner4(
-                        sport, dport, osrc, odst, teid, None, 50, 50 + glen,
-                        itotal, iproto, isrc, idst, w0, w1, w2, frame,
+            if iproto in {17, 6}:
+                if itotal >= (28 if iproto == 17 else 40):
+                    return _new_classified(
+                        Classified,
+                        (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
+                         50 + glen, isrc, idst, iproto, w0, w1, None, None, False, None),
                     )  # fmt: skip
-            elif gflags == 0x34 and n >= _PSC_SIZE:
-                (_, _, _, _, _, _, _, _, _, _, _, _, _, _,
-                 next_type, elen, ptype, qfi, enext,
-                 ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
-                 ) = _unpack_psc(frame)  # fmt: skip
-                if (
-                    next_type == PDU_SESSION_CONTAINER
-                    and elen == 1
-                    and enext == 0
-                    and ptype >> 4 <= 1
-                    and _psc_plain(ptype, qfi)
-                    and ivihl == 0x45
-                    and not ifrag & 0x3FFF
-                    and 20 <= itotal <= glen - 8
-                ):
-                    return _inner4(
-                        sport, dport, osrc, odst, teid, qfi & 0x3F, 58, 50 + glen,
-                        itotal, iproto, isrc, idst, w0, w1, w2, frame,
+            elif iproto == 1:
+                itype = w0 >> 8
+                if itotal >= (28 if itype in {0, 8} else 24):
+                    return _new_classified(
+                        Classified,
+                        (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
+                         50 + glen, isrc, idst, 1, None, None, itype,
+                         w2 if itype in {0, 8} else None, False, None),
                     )  # fmt: skip
+            else:
+                return _new_classified(
+                    Classified,
+                    (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
+                     50 + glen, isrc, idst, iproto, None, None, None, None, False, None),
+                )  # fmt: skip
     return decode_frame(frame).classified()
-
-
-def _psc_plain(ptype: int, qfi: int) -> bool:
-    """True if a 2-octet PDU Session Container has no flag that adds fields (TS 38.415 §5.5.2).
-
-    DL (type 0): octet 1 = type(4) QMP SNP MSNP spare; octet 2 = PPP RQI QFI(6).
-    UL (type 1): octet 1 = type(4) QMP DLDelay ULDelay SNP; octet 2 = N3N9Delay NewIE QFI(6).
-    Flags other than RQI would need more octets than a 1-unit container holds.
-    """
-    return not ptype & 0x0F and not qfi & 0x80 and (ptype >> 4 == 0 or not qfi & 0x40)
-
-
-def _inner4(  # noqa: PLR0917 - positional on purpose: the hot path avoids keyword binding
-    sport: int,
-    dport: int,
-    osrc: bytes,
-    odst: bytes,
-    teid: int,
-    qfi: int | None,
-    p_off: int,
-    p_end: int,
-    itotal: int,
-    iproto: int,
-    isrc: bytes,
-    idst: bytes,
-    w0: int,
-    w1: int,
-    w2: int,
-    frame: Buffer,
-) -> Classified:
-    """Finish the fast path: the inner transport part and the result tuple."""
-    need = _MIN_L4.get(iproto)
-    if need is not None:
-        if itotal - 20 < need:
-            return decode_frame(frame).classified()
-        return _new_classified(
-            Classified,
-            (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
-             isrc, idst, iproto, w0, w1, None, None, False, None),
-        )  # fmt: skip
-    if iproto == 1:
-        if itotal < 24:
-            return decode_frame(frame).classified()
-        itype = w0 >> 8
-        iid = None
-        if itype in (0, 8):  # echo reply/request: w2 is the identifier
-            if itotal < 28:
-                return decode_frame(frame).classified()
-            iid = w2
-        return _new_classified(
-            Classified,
-            (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
-             isrc, idst, 1, None, None, itype, iid, False, None),
-        )  # fmt: skip
-    return _new_classified(
-        Classified,
-        (_GPDU, None, osrc, odst, sport, dport, 34, G_PDU, teid, qfi, p_off, p_end,
-         isrc, idst, iproto, None, None, None, None, False, None),
-    )  # fmt: skip
 
 
 # --- encoders ----------------------------------------------------------------------------------
