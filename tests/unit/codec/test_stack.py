@@ -272,3 +272,14 @@ def test_udp_trailer_and_ethernet_padding() -> None:
     got = check_same(ethernet_frame(MAC2, MAC1, bytes(ip)) + b"\x00" * 10)
     assert got.kind == Kind.GTP_GPDU
     assert got.inner_sport == 7
+
+
+def test_icmpv6_in_ipv4_is_just_an_unknown_protocol() -> None:
+    """Found by bench/fuzz_stack.py: ICMP is read for IPv4 only, ICMPv6 for IPv6 only."""
+    raw = bytes.fromhex(
+        "0200000000020200000000010800450000400000400040112ad9d5470673bc7777a208680868002c5ef7"
+        "30ff001ccc5c2f3f4500001c00000000403a1617284b674692a6a2d991ed784bae23426580c034bab69a"
+        "e72d"
+    )
+    got = check_same(raw)
+    assert (got.kind, got.inner_proto, got.icmp_type) == (Kind.GTP_GPDU, 58, None)

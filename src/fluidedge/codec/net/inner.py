@@ -115,7 +115,9 @@ def decode(buf: Buffer, offset: int = 0, end: int | None = None) -> InnerPacket:
     else:
         raise MalformedError("inner IP", offset, f"version nibble {version}: not IPv4 or IPv6")
     sport = dport = itype = icode = iid = None
-    if first and proto in MIN_L4:
+    # ICMP belongs to IPv4 and ICMPv6 to IPv6; the other pairing is just an unknown protocol.
+    known = proto in MIN_L4 and proto != (PROTO_ICMPV6 if version == 4 else PROTO_ICMP)
+    if first and known:
         need = MIN_L4[proto]
         if pkt_end - l4 < need:
             raise TruncatedError(
