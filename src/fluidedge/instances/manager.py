@@ -187,6 +187,7 @@ class Pool:
     failures: int = 0
     last_error: str | None = None
     backoff_until: float = 0.0
+    last_consumed: float = 0.0
     filling: bool = False
 
 
@@ -485,6 +486,8 @@ class Manager:
                 continue
             if pool.backoff_until > now:
                 continue
+            if now - pool.last_consumed < template.pool.refill_delay_ms / 1000:
+                continue
             if have < low and (template.pool.refill or pool.consumed == 0):
                 pool.filling = True
             if pool.filling:
@@ -500,7 +503,7 @@ class Manager:
                     if template is not None:
                         self.pools[template.name].preparing += 1
                         break
-                    self._wake.wait(timeout=0.5)
+                    self._wake.wait(timeout=0.02)
                 if self._stopping or template is None:
                     return
             shell: Shell | None = None
@@ -660,7 +663,7 @@ class Manager:
             shell = None if request.cold or not pool.ready else pool.ready.popleft()
             if shell is not None:
                 pool.consumed += 1
-                self._wake.notify_all()
+                pool.last_consumed = time.monotonic()
         try:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
@@ -817,7 +820,7 @@ class Manager:
                     f"instance {name}: not ready ({check.kind}) within {check.timeout_s} s"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.005)
+            delay = min(delay * 2, 0.001)
 
     def logs_tail(self, pid: int) -> str:
         del pid
@@ -842,12 +845,11 @@ class Manager:
                 raise WrongState(f"instance {name} is {inst.state}, not running")
             begin = time.perf_counter()
             runc.freeze(inst.id)
-            self.histograms.observe(
-                "fluidedge_instance_pause_seconds", time.perf_counter() - begin, op="pause"
-            )
+            took = time.perf_counter() - begin
+            self.histograms.observe("fluidedge_instance_pause_seconds", took, op="pause")
             inst.state = "paused"
             self.tables.put_instance(inst.record())
-        return inst.view()
+        return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
     def resume(self, name: str) -> InstanceView:
         inst = self.get_instance(name)
@@ -856,12 +858,11 @@ class Manager:
                 raise WrongState(f"instance {name} is {inst.state}, not paused")
             begin = time.perf_counter()
             runc.thaw(inst.id)
-            self.histograms.observe(
-                "fluidedge_instance_pause_seconds", time.perf_counter() - begin, op="resume"
-            )
+            took = time.perf_counter() - begin
+            self.histograms.observe("fluidedge_instance_pause_seconds", took, op="resume")
             inst.state = "running"
             self.tables.put_instance(inst.record())
-        return inst.view()
+        return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)

@@ -122,6 +122,13 @@ class PoolPolicy(_Strict):
         default=None, ge=0, le=5000, description="refill when fewer are ready (default: size)"
     )
     refill: bool = Field(default=True, description="keep the pool full as shells are consumed")
+    refill_delay_ms: float = Field(
+        default=50,
+        ge=0,
+        le=60_000,
+        description="wait after a consumption before refilling, so the prepare work (runc "
+        "create is CPU-heavy) does not compete with the request being served",
+    )
 
 
 class TemplateSpec(_Strict):
@@ -292,6 +299,9 @@ class InstanceView(BaseModel):
     labels: dict[str, str]
     timing: Timing
     created_at: float
+    op_ms: float | None = Field(
+        default=None, description="duration of the pause/resume just done (freezer write)"
+    )
 
 
 class PoolStatus(BaseModel):

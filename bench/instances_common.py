@@ -1,0 +1,119 @@
+"""Shared helpers of the instance benchmarks: run a real daemon, talk to it, clean up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TOKEN = "bench-token-" + "0" * 24
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"p50 {pct(values, 50):8.2f}  p99 {pct(values, 99):8.2f}  "
+        f"mean {statistics.fmean(values):8.2f}  n={len(values)}"
+    )
+
+
+class BenchDaemon:
+    """``fluidedge serve`` in a subprocess with a private state dir; purged on close."""
+
+    def __init__(self, instances: dict[str, Any]) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="fe-bench-"))
+        self.port = free_port()
+        lines = [
+            f'state_dir = "{self.workdir / "state"}"',
+            "[api]",
+            f"port = {self.port}",
+            f'token = "{TOKEN}"',
+            "[instances]",
+        ]
+        for key, value in instances.items():
+            rendered = f'"{value}"' if isinstance(value, str) else repr(value)
+            lines.append(f"{key} = {rendered}")
+        self.config = self.workdir / "fluidedge.toml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.log = open(self.workdir / "daemon.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fluidedge",
+                "serve",
+                "-c",
+                str(self.config),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=120,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("daemon did not come up")
+
+    def wait_pool(self, template: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pool in self.http.get("/v1/pools").json():
+                if pool["template"] == template and pool["ready"] >= pool["target"]:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"pool {template} not full after {timeout}s")
+
+    def close(self) -> None:
+        for inst in self.http.get("/v1/instances").json():
+            self.http.delete(f"/v1/instances/{inst['name']}")
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+        self.http.close()
+        # Pooled shells survive a stop by design (re-adopted on restart): purge them.
+        from fluidedge.daemon.store import Store
+        from fluidedge.instances.manager import InstancesConfig, Manager
+
+        manager = Manager(
+            InstancesConfig(pool_scale=0, prepare_workers=1),
+            Store(self.workdir / "state" / "fluidedge.sqlite"),
+            self.workdir / "state" / "instances",
+        )
+        manager.start()
+        manager.purge()
+        self.log.close()
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPUs, {os.uname().release}"

@@ -1,0 +1,171 @@
+"""Instantiation and pause/resume latency: warm pool vs cold path vs plain ``runc run``.
+
+All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
+
+- warm: ``POST /v1/instances`` with the pool full (the seed's "unloaded conditions"), client
+  wall time request -> response, i.e. API request to workload running (``idle``) or to ready
+  (``httpd``: TCP port listening);
+- cold: the same request with ``cold: true`` (create + start inline);
+- baseline: ``runc run -d`` of the same bundle (same template config, process = the workload),
+  wall time until the workload has exec'd (idle) / listens (httpd);
+- pause/resume: API round trip and the in-daemon freezer write (``op_ms``).
+
+    .venv/bin/python bench/instances_latency.py [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fluidedge.instances import runc
+from fluidedge.instances.builtin import builtin_templates
+from fluidedge.instances.bundle import oci_config
+from fluidedge.instances.manager import _listening, _still_starting
+from instances_common import BenchDaemon, machine, pct, summary
+
+
+def api_runs(
+    daemon: BenchDaemon, template: str, runs: int, *, cold: bool
+) -> tuple[list[float], list[dict[str, float]]]:
+    wall: list[float] = []
+    timings: list[dict[str, float]] = []
+    for index in range(runs):
+        if not cold:
+            daemon.wait_pool(template)
+        name = f"{'c' if cold else 'w'}{template[:4]}{index}"
+        begin = time.perf_counter()
+        response = daemon.http.post(
+            "/v1/instances", json={"name": name, "template": template, "cold": cold}
+        )
+        wall.append((time.perf_counter() - begin) * 1000)
+        body = response.json()
+        if response.status_code != 201:
+            raise RuntimeError(f"create failed: {response.status_code} {body}")
+        expected = "cold" if cold else "warm"
+        if body["path"] != expected:
+            raise RuntimeError(f"expected {expected} path, got {body['path']}")
+        timings.append(body["timing"])
+        daemon.http.delete(f"/v1/instances/{name}")
+    return wall, timings
+
+
+def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]:
+    """``runc run -d`` of the same bundle, the workload as the process, same readiness."""
+    template = next(t for t in builtin_templates() if t.name == template_name)
+    rootfs = state / "instances" / "rootfs"
+    work = Path(tempfile.mkdtemp(prefix="fe-runc-"))
+    root = runc.Runc(work / "root")
+    out: list[float] = []
+    try:
+        for index in range(runs):
+            cid = f"ferun{index:04d}{template_name[:3]}"
+            bundle = work / cid
+            assign = bundle / "assign"
+            (assign / "www").mkdir(parents=True)
+            (assign / "www" / "index.html").write_text("baseline\n")
+            config = oci_config(
+                template,
+                container_id=cid,
+                rootfs=rootfs,
+                assign_dir=assign,
+                bind_dirs=["/usr", "/etc"],
+            )
+            config["process"]["args"] = list(template.command)
+            (bundle / "config.json").write_text(json.dumps(config))
+            begin = time.perf_counter()
+            pid = root.run_detached(cid, bundle, bundle / "log")
+            while True:
+                exe = runc.exe_of(pid)
+                if exe is None:
+                    raise RuntimeError(f"baseline {cid} exited: {(bundle / 'log').read_text()}")
+                ready = (
+                    _listening(pid, template.readiness.port or 0)
+                    if template.readiness.kind == "tcp"
+                    else not _still_starting(exe)
+                )
+                if ready:
+                    break
+                time.sleep(0.0001)
+            out.append((time.perf_counter() - begin) * 1000)
+            root.delete(cid)
+    finally:
+        for entry in root.list():
+            root.delete(entry["id"])
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
+    daemon.wait_pool("idle")
+    daemon.http.post("/v1/instances", json={"name": "pr", "template": "idle"}).raise_for_status()
+    out: dict[str, list[float]] = {
+        "pause_api": [],
+        "resume_api": [],
+        "pause_op": [],
+        "resume_op": [],
+    }
+    for _ in range(runs):
+        for op in ("pause", "resume"):
+            begin = time.perf_counter()
+            response = daemon.http.post(f"/v1/instances/pr/{op}")
+            out[f"{op}_api"].append((time.perf_counter() - begin) * 1000)
+            response.raise_for_status()
+            out[f"{op}_op"].append(float(response.json()["op_ms"]))
+    daemon.http.delete("/v1/instances/pr")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20 runs instead of 100")
+    parser.add_argument("--runs", type=int, default=None)
+    args = parser.parse_args()
+    runs = args.runs or (20 if args.quick else 100)
+    print(f"instances latency bench: {runs} runs per row, {machine()}")
+    daemon = BenchDaemon({"pool_scale": 1.0, "prepare_workers": 2, "cpu_overcommit": 50.0})
+    results: dict[str, list[float]] = {}
+    phases: dict[str, list[dict[str, float]]] = {}
+    try:
+        for template in ("idle", "httpd"):
+            daemon.wait_pool(template)
+            wall, timing = api_runs(daemon, template, runs, cold=False)
+            results[f"warm pool  {template:5s} (API)"] = wall
+            phases[f"warm {template}"] = timing
+            wall, timing = api_runs(daemon, template, runs, cold=True)
+            results[f"cold path  {template:5s} (API)"] = wall
+            phases[f"cold {template}"] = timing
+            results[f"runc run   {template:5s}      "] = runc_run_baseline(
+                daemon.workdir / "state", template, runs
+            )
+        pr = pause_resume(daemon, runs)
+    finally:
+        daemon.close()
+    print("\nAPI request -> workload running (idle) / ready (httpd), milliseconds")
+    for label, values in results.items():
+        print(f"  {label}  {summary(values)}")
+    for template in ("idle", "httpd"):
+        base = pct(results[f"runc run   {template:5s}      "], 50)
+        warm = pct(results[f"warm pool  {template:5s} (API)"], 50)
+        cold = pct(results[f"cold path  {template:5s} (API)"], 50)
+        ratio = f"runc run p50 / warm p50 = {base / warm:5.1f}x"
+        print(f"  {template}: {ratio} ; cold / warm = {cold / warm:5.1f}x")
+    print("\nserver-side phase breakdown, p50 ms")
+    print("              accept placement  shell  config network  start   ready   total")
+    for label, rows in phases.items():
+        cols = ["accept", "placement", "shell", "config", "network", "start", "ready", "total"]
+        print(f"  {label:11s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
+    print("\npause/resume, milliseconds")
+    for label, values in pr.items():
+        print(f"  {label:10s}  {summary(values)}")
+
+
+if __name__ == "__main__":
+    main()
