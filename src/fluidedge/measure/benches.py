@@ -8,6 +8,7 @@ that functional tests can drive it against a daemon they started. Return values 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fluidedge.daemon.client import ClientError
-from fluidedge.measure import analyzer, capture, machine, outputs, rundir
+from fluidedge.measure import analyzer, capture, density, machine, outputs, plots, rundir
 from fluidedge.measure.analyzer import CrossCheck, Instantiation
 from fluidedge.measure.errors import BenchmarkFailure, CaptureError, MeasureInputError
 from fluidedge.measure.instantiate import (
@@ -29,6 +30,7 @@ from fluidedge.measure.instantiate import (
 )
 from fluidedge.measure.replicate import Failure, Outcome, Sample, replicate, summarize_samples
 from fluidedge.measure.runcbase import RuncBaseline
+from fluidedge.measure.stats import percentile
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130
@@ -265,3 +267,122 @@ def _analyze_table(items: list[Instantiation]) -> Table:
             _fmt(item.first_packet_ms),
         )
     return table
+
+
+DENSITY_CSV = "creations.csv"
+DENSITY_PNG = "density.png"
+
+
+def run_density_bench(
+    api: Api,
+    *,
+    template: str,
+    max_instances: int,
+    step: int,
+    cold: bool = False,
+    pool_wait_s: float = 10.0,
+    runs_dir: Path = rundir.DEFAULT_ROOT,
+    progress: bool = True,
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+    spec = _template(api, template)
+    run_dir = rundir.new_run_dir("density", runs_dir)
+    config_doc = {
+        "template": template,
+        "max": max_instances,
+        "step": step,
+        "cold": cold,
+        "pool_wait_s": pool_wait_s,
+        "template_spec": spec,
+        "daemon": getattr(api, "url", None),
+    }
+    rundir.write_json(run_dir / outputs.CONFIG_JSON, config_doc)
+    rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
+    console.print(f"[bold]bench density[/bold] {template}: up to {max_instances}, step {step}")
+    created: list[density.Creation] = []
+
+    def keep(creation: density.Creation) -> None:
+        created.append(creation)
+        rundir.write_csv(run_dir / DENSITY_CSV, density.CSV_COLUMNS, (c.row() for c in created))
+
+    outcome = density.run_density(
+        api,
+        template=template,
+        max_instances=max_instances,
+        step=step,
+        name_prefix=default_prefix(),
+        memory_used=machine.memory_used_mib,
+        instance_memory=machine.memory_cgroup_bytes,
+        cold=cold,
+        pool_wait_s=pool_wait_s,
+        progress=progress,
+        on_creation=keep,
+    )
+    rundir.write_csv(
+        run_dir / DENSITY_CSV, density.CSV_COLUMNS, (c.row() for c in outcome.creations)
+    )
+    pts = density.points(outcome.creations, step) if outcome.creations else []
+    figures = []
+    if pts:
+        title = f"Density: creation latency and memory vs instances running ({template})"
+        raw = [(c.running_before, c.latency_ms) for c in outcome.creations]
+        plots.density_chart(pts, run_dir / DENSITY_PNG, title=title, raw=raw)
+        figures.append(DENSITY_PNG)
+    count = len(outcome.creations)
+    charged_end = outcome.instances_memory_end_mib
+    per_instance = charged_end / count if charged_end is not None and count else None
+    paths: dict[str, int] = {}
+    for creation in outcome.creations:
+        paths[creation.path] = paths.get(creation.path, 0) + 1
+    results = {
+        "kind": "density",
+        "created": outputs.now_iso(),
+        "interrupted": outcome.interrupted,
+        "failure": outcome.failure,
+        "config": config_doc,
+        "figures": figures,
+        "raw": [DENSITY_CSV],
+        "instances_created": count,
+        "memory_start_mib": outcome.memory_start_mib,
+        "memory_end_above_start_mib": outcome.memory_end_mib,
+        "instances_memory_end_mib": charged_end,
+        "memory_per_instance_kib": per_instance * 1024 if per_instance is not None else None,
+        "flatness_last_over_first": density.flatness(pts),
+        "paths_taken": paths,
+        "points": [asdict(p) for p in pts],
+        "delete_ms_median": (
+            percentile([c.delete_ms for c in outcome.creations if c.delete_ms is not None], 50)
+            if any(c.delete_ms is not None for c in outcome.creations)
+            else None
+        ),
+    }
+    rundir.write_json(run_dir / outputs.RESULTS_JSON, results)
+    table = Table(title=f"density {template}", title_justify="left")
+    for column in ("running", "median ms", "p99 ms", "mean ms", "host MiB", "instances MiB"):
+        table.add_column(column, justify="right")
+    for p in pts:
+        table.add_row(
+            str(p.running),
+            f"{p.latency_ms_median:.2f}",
+            f"{p.latency_ms_p99:.2f}",
+            f"{p.latency_ms_mean:.2f}",
+            f"{p.memory_mib:+.1f}",
+            "-" if p.instances_memory_mib is None else f"{p.instances_memory_mib:.1f}",
+        )
+    console.print(table)
+    if results["flatness_last_over_first"] is not None:
+        console.print(
+            f"last/first step median latency: {results['flatness_last_over_first']:.2f}x; "
+            f"paths: {paths}"
+        )
+    if per_instance is not None and charged_end is not None:
+        console.print(
+            f"memory charged to {count} instances' cgroups: {charged_end:.1f} MiB "
+            f"≈ {per_instance * 1024:.0f} KiB per instance; host memory in use "
+            f"{outcome.memory_end_mib:+.1f} MiB since start (shared host)"
+        )
+    if outcome.failure:
+        console.print(f"[red]stopped early:[/red] {outcome.failure}")
+    console.print(f"outputs: {run_dir}")
+    return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK

@@ -71,6 +71,41 @@ def instantiate(  # noqa: PLR0917 - typer maps options to parameters
     raise typer.Exit(code)
 
 
+@bench_app.command("density")
+def density_command(  # noqa: PLR0917 - typer maps options to parameters
+    template: Annotated[str, typer.Option("--template", "-t", help="template to pile up")] = (
+        "idle"
+    ),
+    max_instances: Annotated[
+        int, typer.Option("--max", min=1, help="instances to create in total")
+    ] = 100,
+    step: Annotated[int, typer.Option("--step", min=1, help="instances per plotted point")] = 10,
+    cold: Annotated[bool, typer.Option("--cold", help="create on the cold path")] = False,
+    pool_wait: Annotated[
+        float, typer.Option("--pool-wait", help="max seconds to wait for a quiet pool")
+    ] = 10.0,
+    runs_dir: RunsDir = Path("runs"),
+    url: Url = None,
+    token: Token = None,
+    no_progress: Quiet = False,
+) -> None:
+    """Creation latency and memory as a function of instances already running (line plot)."""
+    from fluidedge.measure.benches import run_density_bench
+
+    raise typer.Exit(
+        run_density_bench(
+            _client(url, token),
+            template=template,
+            max_instances=max_instances,
+            step=step,
+            cold=cold,
+            pool_wait_s=pool_wait,
+            runs_dir=runs_dir,
+            progress=not no_progress,
+        )
+    )
+
+
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
         Path, typer.Argument(help="pcap of the API port (tcpdump -i lo port 8181 -w FILE)")

@@ -65,6 +65,25 @@ def memory_used_mib() -> float:
     return (total - available) / 1024.0
 
 
+def memory_cgroup_bytes(
+    pid: int, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+) -> int | None:
+    """Memory charged to the cgroup of process ``pid`` (v1 ``memory`` or v2), None if unknown."""
+    text = _read(f"{proc_root}/{pid}/cgroup")
+    v2_path = None
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            value = _read(f"{cgroup_root}/memory{path}/memory.usage_in_bytes").strip()
+            return int(value) if value.isdigit() else None
+        if controllers == "":
+            v2_path = path
+    if v2_path is not None:
+        value = _read(f"{cgroup_root}{v2_path}/memory.current").strip()
+        return int(value) if value.isdigit() else None
+    return None
+
+
 def git_commit() -> str | None:
     root = Path(fluidedge.__file__).resolve().parents[2]
     if not (root / ".git").exists():

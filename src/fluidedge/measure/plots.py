@@ -199,6 +199,7 @@ class DensityPoint:
     latency_ms_p99: float
     latency_ms_mean: float
     memory_mib: float
+    instances_memory_mib: float | None = None
 
 
 def density_chart(
@@ -257,22 +258,38 @@ def _density_axes(
     top.set_ylim(bottom=0)
     top.legend(frameon=False, loc="lower right", ncol=3)
     top.set_title(title, loc="left")
-    bottom.plot(xs, [p.memory_mib for p in points], marker="s", color="#009E73")
-    bottom.set_ylabel("memory in use (MiB)\nabove the start")
+    bottom.plot(
+        xs,
+        [p.memory_mib for p in points],
+        marker="s",
+        color="#8C8C8C",
+        linestyle=":",
+        label="host: MemTotal - MemAvailable, above start (shared host: noisy)",
+    )
+    charged = [
+        (p.running, p.instances_memory_mib) for p in points if p.instances_memory_mib is not None
+    ]
+    if charged:
+        bottom.plot(
+            [c[0] for c in charged],
+            [c[1] for c in charged],
+            marker="o",
+            color="#55A868",
+            label="instances' memory cgroups (sum)",
+        )
+        last_x, last_y = charged[-1]
+        if last_x > 0 and last_y is not None:
+            bottom.text(
+                0.02,
+                0.95,
+                f"≈ {last_y * 1024 / last_x:.0f} KiB per idle instance (cgroup-charged)",
+                transform=bottom.transAxes,
+                va="top",
+                fontsize=9,
+            )
+    bottom.set_ylabel("memory (MiB)")
     bottom.set_xlabel("instances already running")
-    bottom.set_ylim(bottom=min(0.0, *(p.memory_mib for p in points)) if points else 0)
-    if len(points) >= 2 and points[-1].running > points[0].running:
-        slope = (points[-1].memory_mib - points[0].memory_mib) / (
-            points[-1].running - points[0].running
-        )
-        bottom.text(
-            0.02,
-            0.9,
-            f"≈ {slope * 1024:.0f} KiB per instance",
-            transform=bottom.transAxes,
-            va="top",
-            fontsize=9,
-        )
+    bottom.legend(frameon=False, loc="lower right", fontsize=8)
 
 
 def normalised_bars(

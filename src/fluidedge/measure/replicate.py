@@ -123,7 +123,7 @@ def replicate(
         raise MeasureInputError("no variant to run")
     outcome = Outcome()
     started = time.monotonic()
-    bar = _Bar(title, runs * len(variants), enabled=progress)
+    bar = ProgressBar(title, runs * len(variants), enabled=progress)
     try:
         with bar:
             for variant in variants:
@@ -152,8 +152,8 @@ def replicate(
     return outcome
 
 
-class _Bar:
-    """A rich progress bar, or nothing (tests, --quiet)."""
+class ProgressBar:
+    """A rich progress bar, or nothing (tests, --no-progress)."""
 
     def __init__(self, title: str, total: int, *, enabled: bool) -> None:
         self._progress: Any = None
@@ -162,7 +162,7 @@ class _Bar:
         self._total = total
         self._enabled = enabled
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self) -> ProgressBar:
         if self._enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
