@@ -106,6 +106,32 @@ def density_command(  # noqa: PLR0917 - typer maps options to parameters
     )
 
 
+@bench_app.command("report")
+def report_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html + data/")],
+    runs_dir: RunsDir = Path("runs"),
+    run: Annotated[
+        list[Path] | None,
+        typer.Option("--run", help="a run directory to include (default: latest of each kind)"),
+    ] = None,
+) -> None:
+    """One self-contained HTML report of the latest runs (figures embedded, raw data linked)."""
+    from fluidedge.measure import report, rundir
+    from fluidedge.measure.errors import MeasureInputError
+
+    if run:
+        chosen: dict[str, Path] = {}
+        for path in run:
+            results = path / "results.json"
+            if not results.exists():
+                raise MeasureInputError(f"{path} is not a run directory (no results.json)")
+            chosen[str(rundir.read_json(results).get("kind", path.name))] = path
+    else:
+        chosen = rundir.latest_runs(runs_dir)
+    path = report.build_report(out, chosen)
+    typer.echo(f"report: {path} ({', '.join(f'{k}: {v.name}' for k, v in chosen.items())})")
+
+
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
         Path, typer.Argument(help="pcap of the API port (tcpdump -i lo port 8181 -w FILE)")
