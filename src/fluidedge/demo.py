@@ -10,22 +10,18 @@ lab namespaces, temporary state), even on errors.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from fluidedge.tof.launch import TofDaemon
 
 DEMO_SERVICE_IP = "198.18.50.1"
 DEMO_SERVICE_NAME = "demo-edge"
@@ -43,12 +39,6 @@ class UeTraffic:
     last_edge: str = ""
     last_pdn: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _traffic(lab: Any, ue: UeTraffic, pdn: str, stop: threading.Event) -> None:
@@ -131,22 +121,19 @@ def _render(client: Any, ues: list[UeTraffic], started: float, lab_prefix: str) 
 
 def run_demo(duration: float | None, prefix: str, refresh: float = 0.5) -> int:
     """The demo; returns the exit code (0 when UEs got answers from the edge app)."""
-    import httpx
     from rich.console import Console
     from rich.live import Live
 
-    from fluidedge.daemon.client import Client
     from fluidedge.lab.lab import Lab
+    from fluidedge.tof.launch import TofDaemon, lab_tof_section
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)
-    workdir = Path(tempfile.mkdtemp(prefix="fluidedge-demo-"))
-    daemon: subprocess.Popen[bytes] | None = None
+    daemon: TofDaemon | None = None
     lab: Any = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    client: Client | None = None
     ues: list[UeTraffic] = []
     interrupted = False
 
@@ -157,37 +144,11 @@ def run_demo(duration: float | None, prefix: str, refresh: float = 0.5) -> int:
     try:
         console.print(f"[bold]Bringing the lab '{prefix}' up in tof mode...[/bold]")
         lab = Lab.up(prefix=prefix, mode="tof")
-        token = secrets.token_urlsafe(24)
-        port = _free_port()
         app_ip = str(next(iter(lab.apps.values())))
-        config = (
-            f'state_dir = "{workdir / "state"}"\n'
-            f'[api]\nport = {port}\ntoken = "{token}"\n'
-            f'[tof]\nnetns = "{lab.host_ns}"\nenb_interface = "{lab.enb_side_if}"\n'
-            f'sgw_interface = "{lab.sgw_side_if}"\npinger_target = "{lab.pdn_address}"\n'
-            f'ue_pools = ["{lab.config.ue_pool.subnet}"]\n'
-        )
-        (workdir / "fluidedge.toml").write_text(config)
-        console.print(f"Starting the fluidedge daemon (API http://127.0.0.1:{port}/docs)...")
-        log = (workdir / "daemon.log").open("wb")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "fluidedge", "serve",
-             "--config", str(workdir / "fluidedge.toml"), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            if daemon.poll() is not None:
-                raise RuntimeError(f"daemon exited:\n{(workdir / 'daemon.log').read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("daemon did not come up in 30 s")
-            time.sleep(0.1)
-        client = Client(url, token)
+        daemon = TofDaemon(lab_tof_section(lab))
+        console.print(f"Starting the fluidedge daemon (API {daemon.url}/docs)...")
+        daemon.start()
+        client = daemon.client
         service = {"name": DEMO_SERVICE_NAME, "serviceIP": DEMO_SERVICE_IP, "applicationIP": app_ip}
         client.post("/service", service)
         console.print(f"Registered service {DEMO_SERVICE_IP} -> edge app {app_ip}")
@@ -211,18 +172,10 @@ def run_demo(duration: float | None, prefix: str, refresh: float = 0.5) -> int:
         stop.set()
         for thread in threads:
             thread.join(timeout=6)
-        if client is not None:
-            client.close()
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        if daemon is not None:
+            daemon.cleanup()
         if lab is not None:
             lab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
         console.print("\n[bold]Demo torn down: daemon stopped, lab removed.[/bold]")
     edge = sum(u.edge_ok for u in ues)
     core = sum(u.pdn_ok for u in ues)
