@@ -1,0 +1,255 @@
+"""The instance manager inside a real daemon: API, restart and kill -9 re-adoption, density."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluidedge.daemon.client import ClientError
+from fluidedge.daemon.store import Store
+from fluidedge.instances import runc
+from fluidedge.instances.manager import InstancesConfig, Manager
+from fluidedge.linux.proc import run
+from tests.fixtures.daemon import DaemonHandle
+
+pytestmark = pytest.mark.root
+
+BRIDGE = f"fe2e{os.getpid() % 100000}"[:15]
+
+
+def _purge(handle: DaemonHandle) -> None:
+    state = Path(handle.config["state_dir"])
+    manager = Manager(
+        InstancesConfig(pool_scale=0, prepare_workers=1),
+        Store(state / "fluidedge.sqlite"),
+        state / "instances",
+    )
+    manager.start()
+    manager.purge()
+
+
+@pytest.fixture
+def inst_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHandle]:
+    handle = daemon_factory(
+        parts={
+            "instances": {
+                "pool_scale": 0.5,
+                "memory_mb": 2048,
+                "networks": {"apps": {"bridge": BRIDGE, "subnet": "198.18.30.0/24"}},
+            }
+        }
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        _purge(handle)
+
+
+def _runc_ids(handle: DaemonHandle) -> dict[str, str]:
+    root = runc.Runc(Path(handle.config["state_dir"]) / "instances" / "runc")
+    return {c["id"]: c["status"] for c in root.list()}
+
+
+def _wait_pools(client: Any, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pools = client.get("/v1/pools")
+        if all(p["ready"] >= p["target"] for p in pools):
+            return list(pools)
+        time.sleep(0.05)
+    raise AssertionError(f"pools not full: {pools}")
+
+
+WEB = {
+    "name": "web",
+    "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+    "files": {"www/index.html": "edge app {name}\n"},
+    "interfaces": [{"name": "eth0", "network": "apps"}],
+    "readiness": {"kind": "tcp", "port": 8080},
+    "pool": {"size": 2},
+}
+
+
+def test_restart_and_kill9_readopt_then_delete_cleans(inst_daemon: DaemonHandle) -> None:
+    client = inst_daemon.client()
+    client.post("/v1/templates", WEB)
+    _wait_pools(client)
+    made = client.post(
+        "/v1/instances",
+        {
+            "name": "app1",
+            "template": "web",
+            "interfaces": {"eth0": {"addresses": ["198.18.30.5/24"]}},
+        },
+    )
+    assert made["path"] == "warm"
+    assert set(made["timing"]) >= {
+        "accept",
+        "placement",
+        "shell",
+        "config",
+        "network",
+        "start",
+        "ready",
+    }
+    idle = client.post("/v1/instances", {"name": "idle1", "template": "idle"})
+    pools = _wait_pools(client)
+    before = _runc_ids(inst_daemon)
+    expected = 2 + sum(p["target"] for p in pools)
+    assert len(before) == expected
+
+    for crash in (False, True):
+        client.close()
+        if crash:
+            inst_daemon.kill9()
+            inst_daemon.start()
+        else:
+            inst_daemon.restart()
+        client = inst_daemon.client()
+        again = client.get("/v1/instances/app1")
+        assert (again["id"], again["pid"], again["state"]) == (made["id"], made["pid"], "running")
+        assert again["timing"] == made["timing"]
+        assert client.get("/v1/instances/idle1")["pid"] == idle["pid"]
+        # Re-adopted shells, none re-made (counters are per daemon run).
+        assert [(p["template"], p["ready"]) for p in _wait_pools(client)] == [
+            (p["template"], p["ready"]) for p in pools
+        ]
+        assert _runc_ids(inst_daemon) == before  # no orphans, no duplicates
+        # The address is still known to be taken.
+        with pytest.raises(ClientError) as taken:
+            client.post(
+                "/v1/instances",
+                {
+                    "name": "dup",
+                    "template": "web",
+                    "interfaces": {"eth0": {"addresses": ["198.18.30.5/24"]}},
+                },
+            )
+        assert taken.value.status == 409
+
+    # Pause survives a crash too, then DELETE cleans container, cgroups, veths, address.
+    client.post("/v1/instances/app1/pause")
+    client.close()
+    inst_daemon.kill9()
+    inst_daemon.start()
+    client = inst_daemon.client()
+    assert client.get("/v1/instances/app1")["state"] == "paused"
+    host_if = made["interfaces"][0]["host_ifname"]
+    assert host_if in run(["ip", "-br", "link"]).stdout
+    client.delete("/v1/instances/app1")
+    assert made["id"] not in _runc_ids(inst_daemon)
+    assert runc.leftover_cgroups(made["id"]) == []
+    assert host_if not in run(["ip", "-br", "link"]).stdout
+    with pytest.raises(ClientError) as gone:
+        client.get("/v1/instances/app1")
+    assert gone.value.status == 404
+    reuse = client.post(
+        "/v1/instances",
+        {
+            "name": "app2",
+            "template": "web",
+            "interfaces": {"eth0": {"addresses": ["198.18.30.5/24"]}},
+        },
+    )
+    assert reuse["state"] == "running"
+    client.close()
+
+
+def _status(call: Callable[[], Any]) -> tuple[int, str]:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.status, exc.detail
+    return 200, ""
+
+
+def test_api_errors_templates_logs_metrics(inst_daemon: DaemonHandle) -> None:
+    client = inst_daemon.client()
+    assert (
+        _status(lambda: client.post("/v1/instances", {"name": "x", "template": "nope"}))[0] == 404
+    )
+    code, why = _status(lambda: client.post("/v1/instances", {"name": "X!", "template": "idle"}))
+    assert (code, "name" in why) == (400, True)
+    code, why = _status(
+        lambda: client.post(
+            "/v1/instances",
+            {
+                "name": "x",
+                "template": "idle",
+                "interfaces": {"eth0": {"addresses": ["300.1.1.1/24"]}},
+            },
+        )
+    )
+    assert code == 400
+    assert "invalid address" in why
+    code, why = _status(
+        lambda: client.post(
+            "/v1/instances", {"name": "x", "template": "idle", "resources": {"memory_mb": 4096}}
+        )
+    )
+    assert code == 503
+    assert "memory" in why
+    code, why = _status(
+        lambda: client.post(
+            "/v1/templates",
+            {**WEB, "name": "w2", "interfaces": [{"name": "eth0", "network": "nope"}]},
+        )
+    )
+    assert code == 404
+    # Template in use cannot be deleted; logs; pause/resume state errors.
+    client.post(
+        "/v1/templates",
+        {
+            "name": "talker",
+            "command": ["/bin/busybox", "sh", "-c", "echo hello-$FLUIDEDGE_INSTANCE; sleep 1000"],
+            "pool": {"size": 1},
+        },
+    )
+    client.post("/v1/instances", {"name": "t1", "template": "talker"})
+    assert _status(lambda: client.delete("/v1/templates/talker"))[0] == 409
+    deadline = time.monotonic() + 5
+    while "hello-t1" not in client.get("/v1/instances/t1/logs") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "hello-t1" in client.get("/v1/instances/t1/logs")
+    assert _status(lambda: client.post("/v1/instances/t1/resume"))[0] == 409
+    paused = client.post("/v1/instances/t1/pause")
+    assert paused["state"] == "paused"
+    assert paused["op_ms"] < 100
+    assert _status(lambda: client.post("/v1/instances/t1/pause"))[0] == 409
+    client.post("/v1/instances/t1/resume")
+    client.delete("/v1/instances/t1")
+    client.delete("/v1/templates/talker")
+    assert "talker" not in {t["name"] for t in client.get("/v1/templates")}
+    assert _status(lambda: client.get("/v1/instances/t1"))[0] == 404
+    metrics = client.get("/metrics")
+    assert 'fluidedge_instance_phase_seconds_bucket{path="cold",phase="start"' in metrics
+    assert "fluidedge_instance_pause_seconds_count" in metrics
+    client.close()
+
+
+@pytest.mark.slow
+def test_density_thirty_idle_instances(inst_daemon: DaemonHandle) -> None:
+    client = inst_daemon.client()
+    _wait_pools(client)
+    names = [f"d{i}" for i in range(30)]
+    totals = []
+    for name in names:
+        view = client.post("/v1/instances", {"name": name, "template": "idle"})
+        totals.append(view["timing"]["total"])
+    listed = client.get("/v1/instances")
+    assert sorted(i["name"] for i in listed) == sorted(names)
+    assert all(i["state"] == "running" for i in listed)
+    pids = {i["pid"] for i in listed}
+    assert len(pids) == 30
+    assert all(runc.pid_alive(pid) for pid in pids)
+    for name in names:
+        client.delete(f"/v1/instances/{name}")
+    ids = {i["id"] for i in listed}
+    assert not ids & set(_runc_ids(inst_daemon))
+    client.close()
