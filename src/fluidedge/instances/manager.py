@@ -486,8 +486,9 @@ class Manager:
                 continue
             if pool.backoff_until > now:
                 continue
-            if now - pool.last_consumed < template.pool.refill_delay_ms / 1000:
-                continue
+            recent = now - pool.last_consumed < template.pool.refill_delay_ms / 1000
+            if recent and len(pool.ready) >= max(1, target // 2):
+                continue  # not urgent: let the request just served finish first
             if have < low and (template.pool.refill or pool.consumed == 0):
                 pool.filling = True
             if pool.filling:

@@ -1,0 +1,156 @@
+"""Density: N concurrent idle instances through the API; creation latency as the count grows.
+
+Creates ``--count`` instances of the built-in ``idle`` template one after the other (all stay
+running), against a real daemon whose prepare workers refill the pool in the background, and
+reports:
+
+- creation latency (API wall time and server total) of the 1st, 10th, 100th, 1000th... instance
+  and per-decile medians (LightVM's point: the curve must stay flat, within 1.5x);
+- memory overhead per idle instance: drop of MemAvailable divided by the count (the pool is
+  back to its size at both measurements), and the mean cgroup ``memory.usage_in_bytes``;
+- the cost of one pooled shell (RSS of a waiting ``runc init``).
+
+    .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fluidedge.instances import runc
+from instances_common import BenchDaemon, machine
+
+
+def mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="100 instances instead of 1000")
+    parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--pool", type=int, default=8, help="idle pool size")
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="do not wait for the pool to be full between creations (refill competes)",
+    )
+    args = parser.parse_args()
+    count = args.count or (100 if args.quick else 1000)
+    mode = "burst" if args.burst else "paced"
+    print(f"instances density bench: {count} idle instances, pool {args.pool}, {mode}")
+    print(f"machine: {machine()}")
+    daemon = BenchDaemon({"pool_scale": args.pool / 4, "prepare_workers": 2, "cpu_overcommit": 8.0})
+    wall: list[float] = []
+    server: list[float] = []
+    paths: list[str] = []
+    try:
+        daemon.wait_pool("idle")
+        daemon.wait_pool("httpd")
+        time.sleep(1.0)
+        mem_before = mem_available_mb()
+        state = daemon.workdir / "state" / "instances" / "runc"
+        shells = [c for c in runc.Runc(state).list() if c["status"] == "created"]
+        shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
+        begin_all = time.perf_counter()
+        for index in range(count):
+            # Paced (default): wait, untimed, until the pool is full again so that creation
+            # does not compete with the refill (the seed's "unloaded conditions"); burst: only
+            # until a shell is ready.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                pools = {p["template"]: p for p in daemon.http.get("/v1/pools").json()}
+                if pools["idle"]["ready"] >= (1 if args.burst else pools["idle"]["target"]):
+                    break
+                time.sleep(0.005)
+            begin = time.perf_counter()
+            response = daemon.http.post(
+                "/v1/instances", json={"name": f"n{index}", "template": "idle"}
+            )
+            wall.append((time.perf_counter() - begin) * 1000)
+            if response.status_code != 201:
+                print(f"instance {index + 1} refused: {response.status_code} {response.text}")
+                break
+            body = response.json()
+            server.append(body["timing"]["total"])
+            paths.append(body["path"])
+            if (index + 1) % 100 == 0:
+                print(f"  {index + 1} instances, last {wall[-1]:.2f} ms ({paths[-1]})", flush=True)
+        elapsed = time.perf_counter() - begin_all
+        daemon.wait_pool("idle")
+        time.sleep(1.0)
+        mem_after = mem_available_mb()
+        listed = daemon.http.get("/v1/instances").json()
+        running = [i for i in listed if i["state"] == "running" and runc.pid_alive(i["pid"])]
+        usage = [
+            int(runc.read_cgroup("memory", i["id"], "memory.usage_in_bytes")) / 2**20
+            for i in running[:200]
+        ]
+        inst_rss = statistics.fmean(rss_mb(i["pid"]) for i in running[:50])
+        made = len(server)
+        print(f"\ncreated {made} instances in {elapsed:.1f} s; {len(running)} running at the end")
+        print(f"paths: warm {paths.count('warm')}, cold {paths.count('cold')}")
+        print("\ncreation latency of the k-th instance, ms (API wall / server total)")
+        marks = [k for k in (1, 10, 100, 500, 1000, 2000, 5000) if k <= made]
+        for k in marks:
+            print(f"  #{k:<5d}  {wall[k - 1]:8.2f} / {server[k - 1]:8.2f}")
+        print("median per decile of the run, ms (API wall / server total)")
+        step = max(1, made // 10)
+        deciles = []
+        for start in range(0, made, step):
+            chunk_w = wall[start : start + step]
+            chunk_s = server[start : start + step]
+            deciles.append(statistics.median(chunk_w))
+            print(
+                f"  #{start + 1:>5d}-{start + len(chunk_w):<5d} "
+                f"{statistics.median(chunk_w):8.2f} / {statistics.median(chunk_s):8.2f}"
+            )
+        print(f"  max/min decile median ratio: {max(deciles) / min(deciles):.2f} (target <= 1.5)")
+        if made >= 100:
+            first = statistics.median(wall[:10])
+            hundredth = statistics.median(wall[95:105])
+            last = statistics.median(wall[-10:])
+            print(
+                "  median of 10 around 1st / 100th / last: "
+                f"{first:.2f} / {hundredth:.2f} / {last:.2f} ms, "
+                f"max ratio {max(first, hundredth, last) / min(first, hundredth, last):.2f}"
+            )
+        print("\nmemory")
+        print(
+            f"  MemAvailable drop: {mem_before - mem_after:.0f} MiB for {made} instances = "
+            f"{(mem_before - mem_after) / max(made, 1):.2f} MiB per idle instance (all-in)"
+        )
+        print(
+            f"  cgroup memory.usage per instance (mean of {len(usage)}): "
+            f"{statistics.fmean(usage):.2f} MiB"
+        )
+        print(f"  RSS of an idle instance's process: {inst_rss:.2f} MiB")
+        print(f"  RSS of a pooled shell (runc init waiting): {shell_rss:.2f} MiB")
+    finally:
+        begin = time.perf_counter()
+        names = [i["name"] for i in daemon.http.get("/v1/instances").json()]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: daemon.http.delete(f"/v1/instances/{n}"), names))
+        print(f"\ndeleted {len(names)} instances in {time.perf_counter() - begin:.1f} s")
+        daemon.close()
+
+
+if __name__ == "__main__":
+    main()
