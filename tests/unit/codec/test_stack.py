@@ -283,3 +283,23 @@ def test_icmpv6_in_ipv4_is_just_an_unknown_protocol() -> None:
     )
     got = check_same(raw)
     assert (got.kind, got.inner_proto, got.icmp_type) == (Kind.GTP_GPDU, 58, None)
+
+
+def test_fuzz_script_small_run() -> None:
+    """bench/fuzz_stack.py (the 100,000-case run) works and finds nothing in a short run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[3]
+    result = subprocess.run(
+        [sys.executable, str(root / "bench" / "fuzz_stack.py"), "--cases", "3000", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3,000 cases" in result.stdout
+    assert " 0 failures" in result.stdout
