@@ -1,10 +1,305 @@
-"""Command-line interface of the instances part."""
+"""``fluidedge instance|template|network ...`` and ``fluidedge pool``: the instance manager's CLI.
+
+They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file), except
+``fluidedge pool purge`` which works offline on a stopped daemon's state.
+"""
 
 from __future__ import annotations
 
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _client() -> Any:
+    from fluidedge.daemon.client import Client
+
+    return Client()
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} {item!r}: want KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _instances(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    _table(
+        "instances",
+        ["name", "template", "state", "path", "cpus", "addresses", "total ms"],
+        [
+            [
+                r["name"],
+                r["template"],
+                r["state"],
+                r["path"],
+                ",".join(str(c) for c in r["cpus"]),
+                " ".join(a for i in r["interfaces"] for a in i["addresses"]),
+                f"{r['timing']['total']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _register_instance(app: typer.Typer) -> None:
+    instance = typer.Typer(help="Superfluid instances (runc containers from prepared shells).")
+    app.add_typer(instance, name="instance")
+
+    @instance.command("run")
+    def run_command(  # noqa: PLR0917 (typer maps parameters to options)
+        template: Annotated[str, typer.Argument(help="Template to instantiate.")],
+        name: Annotated[str, typer.Argument(help="Instance name.")],
+        addr: Annotated[
+            list[str] | None, typer.Option(help="IFACE=ADDRESS/PREFIX (repeatable).")
+        ] = None,
+        gateway: Annotated[list[str] | None, typer.Option(help="IFACE=GATEWAY.")] = None,
+        env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")] = None,
+        label: Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")] = None,
+        affinity: Annotated[list[str] | None, typer.Option(help="Share CPUs with label.")] = None,
+        anti_affinity: Annotated[list[str] | None, typer.Option(help="Avoid label's CPUs.")] = None,
+        cpus: Annotated[float | None, typer.Option(help="CPU request.")] = None,
+        memory_mb: Annotated[int | None, typer.Option(help="Memory limit (MiB).")] = None,
+        placement: Annotated[str | None, typer.Option(help="spread or pack.")] = None,
+        cold: Annotated[bool, typer.Option(help="Skip the pool.")] = False,
+        no_wait: Annotated[bool, typer.Option(help="Do not wait for readiness.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create an instance of TEMPLATE named NAME; prints its per-phase timing."""
+        interfaces: dict[str, dict[str, Any]] = {}
+        for iface, address in _pairs(addr or [], "--addr").items():
+            interfaces.setdefault(iface, {"addresses": []})["addresses"].append(address)
+        for iface, gw in _pairs(gateway or [], "--gateway").items():
+            interfaces.setdefault(iface, {"addresses": []})["gateway"] = gw
+        resources = {
+            k: v for k, v in {"cpus": cpus, "memory_mb": memory_mb}.items() if v is not None
+        }
+        body: dict[str, Any] = {
+            "name": name,
+            "template": template,
+            "interfaces": interfaces,
+            "env": _pairs(env or [], "--env"),
+            "labels": _pairs(label or [], "--label"),
+            "affinity": affinity or [],
+            "anti_affinity": anti_affinity or [],
+            "resources": resources,
+            "cold": cold,
+            "wait_ready": not no_wait,
+        }
+        if placement:
+            body["placement"] = placement
+        view = _client().post("/v1/instances", body)
+        if as_json:
+            typer.echo(json.dumps(view, indent=2))
+            return
+        _instances([view], False)
+        typer.echo(
+            "timing (ms): "
+            + "  ".join(f"{phase}={value:.3f}" for phase, value in view["timing"].items())
+        )
+
+    @instance.command("ls")
+    def ls_command(as_json: JsonOpt = False) -> None:
+        """List instances."""
+        _instances(_client().get("/v1/instances"), as_json)
+
+    @instance.command("show")
+    def show_command(name: str) -> None:
+        """Show one instance (JSON, with its timing breakdown)."""
+        typer.echo(json.dumps(_client().get(f"/v1/instances/{name}"), indent=2))
+
+    @instance.command("rm")
+    def rm_command(names: Annotated[list[str], typer.Argument(help="Instances.")]) -> None:
+        """Delete instances (container, cgroups, veths, addresses)."""
+        client = _client()
+        for name in names:
+            client.delete(f"/v1/instances/{name}")
+            typer.echo(f"deleted {name}")
+
+    @instance.command("pause")
+    def pause_command(name: str) -> None:
+        """Freeze an instance (freezer cgroup)."""
+        view = _client().post(f"/v1/instances/{name}/pause")
+        typer.echo(f"{name} {view['state']} in {view['op_ms']:.3f} ms")
+
+    @instance.command("resume")
+    def resume_command(name: str) -> None:
+        """Thaw a paused instance."""
+        view = _client().post(f"/v1/instances/{name}/resume")
+        typer.echo(f"{name} {view['state']} in {view['op_ms']:.3f} ms")
+
+    @instance.command("logs")
+    def logs_command(name: str) -> None:
+        """Print an instance's stdout/stderr."""
+        typer.echo(_client().get(f"/v1/instances/{name}/logs"), nl=False)
+
+
+def _load_document(path: Path) -> Any:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    return json.loads(text)
+
+
+def _register_template(app: typer.Typer) -> None:
+    template = typer.Typer(help="Instance templates (what runs, resources, pool policy).")
+    app.add_typer(template, name="template")
+
+    @template.command("create")
+    def create_command(
+        path: Annotated[Path, typer.Argument(help="Template as JSON or TOML.", exists=True)],
+    ) -> None:
+        """Register a template from a file."""
+        spec = _client().post("/v1/templates", _load_document(path))
+        typer.echo(f"template {spec['name']} created")
+
+    @template.command("ls")
+    def ls_command(as_json: JsonOpt = False) -> None:
+        """List templates."""
+        rows = _client().get("/v1/templates")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        _table(
+            "templates",
+            ["name", "command", "cpus", "memory MiB", "pool", "interfaces"],
+            [
+                [
+                    r["name"],
+                    " ".join(r["command"])[:40],
+                    str(r["resources"]["cpus"]),
+                    str(r["resources"]["memory_mb"]),
+                    str(r["pool"]["size"]),
+                    " ".join(f"{i['name']}@{i['network']}" for i in r["interfaces"]),
+                ]
+                for r in rows
+            ],
+        )
+
+    @template.command("show")
+    def show_command(name: str) -> None:
+        """Show a template (JSON)."""
+        typer.echo(json.dumps(_client().get(f"/v1/templates/{name}"), indent=2))
+
+    @template.command("rm")
+    def rm_command(name: str) -> None:
+        """Delete a template (refused while instances use it)."""
+        _client().delete(f"/v1/templates/{name}")
+        typer.echo(f"template {name} deleted")
+
+
+def _register_network(app: typer.Typer) -> None:
+    network = typer.Typer(help="Instance networks (Linux bridges the daemon manages).")
+    app.add_typer(network, name="network")
+
+    @network.command("create")
+    def create_command(
+        name: str,
+        bridge: Annotated[str, typer.Option(help="Bridge name (created if missing).")],
+        netns: Annotated[str | None, typer.Option(help="Namespace of the bridge.")] = None,
+        subnet: Annotated[str | None, typer.Option(help="Addresses must be inside.")] = None,
+    ) -> None:
+        """Create (or adopt) a bridge as network NAME."""
+        body = {"name": name, "bridge": bridge, "netns": netns, "subnet": subnet}
+        _client().post("/v1/networks", body)
+        typer.echo(f"network {name} ready on bridge {bridge}")
+
+    @network.command("ls")
+    def ls_command() -> None:
+        """List networks."""
+        rows = _client().get("/v1/networks")
+        _table(
+            "networks",
+            ["name", "bridge", "netns", "subnet"],
+            [[r["name"], r["bridge"], r["netns"] or "-", r["subnet"] or "-"] for r in rows],
+        )
+
+    @network.command("rm")
+    def rm_command(name: str) -> None:
+        """Delete a network (refused while templates use it)."""
+        _client().delete(f"/v1/networks/{name}")
+        typer.echo(f"network {name} deleted")
+
+
+def _register_pool(app: typer.Typer) -> None:
+    pool = typer.Typer(
+        help="Pools of prepared shells: status, and offline purge.", invoke_without_command=True
+    )
+    app.add_typer(pool, name="pool")
+
+    @pool.callback()
+    def status_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """Show pool status per template (ready, in preparation, consumed)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        rows = _client().get("/v1/pools")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        _table(
+            "pools",
+            ["template", "target", "ready", "preparing", "consumed", "failures", "last error"],
+            [
+                [
+                    r["template"],
+                    str(r["target"]),
+                    str(r["ready"]),
+                    str(r["preparing"]),
+                    str(r["consumed"]),
+                    str(r["failures"]),
+                    (r["last_error"] or "")[:60],
+                ]
+                for r in rows
+            ],
+        )
+
+    @pool.command("purge")
+    def purge_command(
+        config: Annotated[Path, typer.Option("--config", "-c", help="The daemon's TOML config.")],
+    ) -> None:
+        """With the daemon STOPPED: destroy every instance, shell and managed bridge it owns."""
+        from fluidedge.daemon.config import load_config
+        from fluidedge.daemon.store import Store
+        from fluidedge.instances.manager import InstancesConfig, Manager
+
+        daemon = load_config(config)
+        section = dict(daemon.parts.get("instances", {}))
+        state_dir = Path(section.get("state_dir") or daemon.state_dir / "instances")
+        section.update(pool_scale=0, prepare_workers=1)
+        manager = Manager(
+            InstancesConfig.model_validate(section), Store(daemon.store_path), state_dir
+        )
+        manager.start()
+        count = len(manager.instances) + sum(len(p.ready) for p in manager.pools.values())
+        manager.purge()
+        typer.echo(f"purged {count} instances/shells under {state_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the root fluidedge app (none yet)."""
-    del app
+    """Add ``instance``, ``template``, ``network`` and ``pool`` to the root app."""
+    _register_instance(app)
+    _register_template(app)
+    _register_network(app)
+    _register_pool(app)
