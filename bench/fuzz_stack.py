@@ -29,6 +29,9 @@ INTERESTING = [0x00, 0x01, 0x04, 0x05, 0x06, 0x08, 0x11, 0x2C, 0x30, 0x32, 0x34,
                0x45, 0x46, 0x4F, 0x60, 0x81, 0x85, 0x86, 0xDD, 0xFF]  # fmt: skip
 
 
+LAYER_STARTS = [0, 12, 14, 18, 34, 38, 42, 46, 50, 54, 58, 62, 70, 78, 90]
+
+
 def seeds(rng: random.Random) -> list[bytes]:
     out = [
         bytes.fromhex(p.read_text()) for p in sorted((ROOT / "tests/fixtures/net").glob("*.hex"))
@@ -68,7 +71,12 @@ def mutate(rng: random.Random, frame: bytes, corpus: list[bytes]) -> bytes:
         if not buf:
             buf += rng.randbytes(rng.randrange(1, 100))
             continue
-        at = min(int(rng.expovariate(1 / 40)), len(buf) - 1)  # biased to the headers
+        # biased to header fields: a layer start (Ethernet, VLAN, IP, UDP, GTP-U, ext, inner,
+        # inner L4 in the common shapes) plus a few octets, sometimes anywhere
+        if rng.random() < 0.8:
+            at = min(rng.choice(LAYER_STARTS) + rng.randrange(12), len(buf) - 1)
+        else:
+            at = rng.randrange(len(buf))
         if op < 0.45:
             buf[at] = rng.choice(INTERESTING) if rng.random() < 0.5 else rng.randrange(256)
         elif op < 0.55:
