@@ -72,9 +72,13 @@ def scapy_parse(frames: Sequence[bytes]) -> int:
     hits = 0
     for f in frames:
         pkt = Ether(f)
-        inner = pkt.getlayer(UDP, 2)  # the inner transport header: forces full dissection
-        if inner is not None and pkt.getlayer(IP, 2).src and inner.sport:
-            hits += 1
+        # the inner IP and transport headers: forces the full dissection; read the 5-tuple
+        ip2 = pkt.getlayer(IP, 2)
+        udp2 = pkt.getlayer(UDP, 2)
+        if ip2 is not None and udp2 is not None:
+            five = (ip2.src, ip2.dst, ip2.proto, udp2.sport, udp2.dport)
+            if five[3]:
+                hits += 1
     return hits
 
 

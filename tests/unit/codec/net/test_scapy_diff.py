@@ -77,7 +77,7 @@ def scapy_frame(draw: st.DrawFn) -> tuple[Packet, dict[str, object]]:
     if draw(st.booleans()):
         isrc, idst = draw(v4), draw(v4)
         pkt = pkt / IP(src=isrc, dst=idst)
-        icmp = ICMP(type=8, id=draw(port))
+        icmp: Packet = ICMP(type=8, id=draw(port))
     else:
         isrc, idst = draw(v6), draw(v6)
         pkt = pkt / IPv6(src=isrc, dst=idst)
@@ -124,7 +124,7 @@ def scapy_checksums_agree(raw: bytes) -> int:
     pkt = Ether(raw)
     compared = 0
     depth = 0
-    layer = pkt
+    layer: Packet = pkt
     while layer and not isinstance(layer, Raw):
         attr = "chksum" if "chksum" in layer.fields else "cksum" if "cksum" in layer.fields else ""
         if attr and not isinstance(layer, GTP_U_Header):
