@@ -1,0 +1,580 @@
+"""The eBPF fast-path TOF backend: the kernel forwards, the agent decides.
+
+Data path (all in ``[tof] netns``):
+
+- ``s1_ingress`` (tc clsact, both S1 interfaces) switches every frame it can judge to the other
+  side with ``bpf_redirect`` (non-IP, non-GTP, and G-PDUs of tunnels the agent learned),
+  offloads uplink G-PDUs of established service flows (NAT + decapsulation, redirected into the
+  apps TUN's ingress, so the kernel routes them to the app exactly as the reference's TUN
+  writes are routed) and **punts** everything else to the agent: it redirects the frame into a
+  private veth pair whose ends the agent reads with AF_PACKET (eNB-side punts arrive on
+  ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). A per-CPU token bucket bounds punts; over the
+  rate a frame is switched unchanged (never lost, just not learned from).
+- ``apps_egress`` (tc clsact egress of the apps TUN) reverse-NATs and encapsulates app replies
+  of flows whose bearer has a known downlink TEID and redirects them out of the eNB interface;
+  any other reply stays on the TUN, where the agent reads it (queue + Pinger).
+- The agent runs the reference :class:`~fluidedge.tof.pipeline.Pipeline` on punted frames and
+  TUN reads, transmits its actions (AF_PACKET send-only sockets on the S1 interfaces, TUN
+  writes), and after every batch mirrors the pipeline's state into the maps
+  (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
+  program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
+  ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+
+Restart: ``start()`` first removes whatever a previous (possibly killed) instance left (clsact
+qdiscs on the S1 interfaces, the punt veth), then loads a fresh program and fresh maps; services
+come back from the store via :meth:`apply`, tunnels are re-learned from traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.errors import DataPlaneError
+from fluidedge.tof.fastpath import layout as L
+from fluidedge.tof.fastpath.build import object_path
+from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject, pin
+from fluidedge.tof.models import Service
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
+from fluidedge.tof.userspace import (
+    MAX_FRAME,
+    NO_VNET_HDR,
+    VNET_HDR_LEN,
+    _open_packet_socket,
+    _open_tun,
+)
+
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+TICK = 0.05
+FOLD_EVERY = 1.0
+# Not /sys/fs/bpf: `ip netns exec` remounts /sys, hiding it from `tc` run inside the namespace.
+BPFFS = Path("/run/fluidedge/bpffs")
+DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
+DEFAULT_PUNT_BURST = 2_000
+
+
+def _open_send_socket(ifname: str) -> socket.socket:
+    """AF_PACKET socket that only transmits (protocol 0: the kernel queues nothing to it)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.bind((ifname, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _ensure_bpffs() -> None:
+    if not os.path.ismount(BPFFS):
+        BPFFS.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "bpf", "bpf", str(BPFFS)])
+
+
+class FastPathBackend:
+    """tc/eBPF data plane around the reference pipeline (see the module docstring)."""
+
+    name = "fastpath"
+
+    def __init__(
+        self,
+        config: TofConfig,
+        *,
+        punt_rate: int = DEFAULT_PUNT_RATE,
+        punt_burst: int = DEFAULT_PUNT_BURST,
+    ) -> None:
+        if config.single_adapter or not config.enb_interface or not config.sgw_interface:
+            raise DataPlaneError(
+                "the fast path needs two S1 adapters (enb_interface, sgw_interface)"
+            )
+        self.config = config
+        self.punt_rate = punt_rate
+        self.punt_burst = punt_burst
+        self.pipeline = Pipeline(config)
+        self.enb_if = config.enb_interface
+        self.sgw_if = config.sgw_interface
+        self.punt0 = f"{config.apps_tun[:11]}pu0"
+        self.punt1 = f"{config.apps_tun[:11]}pu1"
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._rx: dict[int, socket.socket] = {}
+        self._tx: dict[int, socket.socket] = {}
+        self._tun: int | None = None
+        self._wake_r = self._wake_w = -1
+        self._obj: BpfObject | None = None
+        self._maps: dict[str, BpfMap] = {}
+        self._slots: dict[str, int] = {}
+        self._installed = L.Projection()
+        self._installed_services: dict[bytes, bytes] = {}
+        self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
+        self._snap_dl: dict[bytes, int] = {}
+        self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
+        self._generation: tuple[object, ...] = ()
+        self._next_fold = 0.0
+        self.io: Counter[str] = Counter()
+        self._mono_to_wall = time.time() - time.monotonic()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _run(self, *argv: str, check: bool = True) -> None:
+        run(netns_argv(self.config.netns, list(argv)), check=check)
+
+    def _ifindex(self, name: str) -> int:
+        return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
+
+    def _cleanup_kernel(self) -> None:
+        """Remove everything a (previous) instance attached or created; idempotent."""
+        for dev in (self.enb_if, self.sgw_if):
+            self._run("tc", "qdisc", "del", "dev", dev, "clsact", check=False)
+        self._run("ip", "link", "del", self.punt0, check=False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        try:
+            obj_file = object_path()
+            self._cleanup_kernel()
+            self._obj = BpfObject(obj_file)
+            maps = {
+                "cfg": (4, 4, False),
+                "stats": (4, 8, True),
+                "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
+                "services": (4, L.SERVICE_VAL.size, False),
+                "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
+                "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
+                "service_stats": (4, L.SERVICE_STATS.size, True),
+            }
+            for name, (ks, vs, percpu) in maps.items():
+                self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
+            self._setup_links()
+            self._open_ports()
+            self._write_cfg()
+            self._attach()
+        except (OSError, CommandError, DataPlaneError) as exc:
+            self._teardown()
+            raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
+        self._wake_r, self._wake_w = os.pipe()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="tof-fastpath", daemon=True)
+        self._thread.start()
+
+    def _setup_links(self) -> None:
+        config = self.config
+        for dev in (self.enb_if, self.sgw_if):
+            self._run("ip", "link", "set", dev, "up", "promisc", "on")
+            # No coalesced super-frames (they would exceed the other side's MTU), and complete
+            # checksums on transmit so offloaded replies leave with final bytes.
+            self._run("ethtool", "-K", dev, "gro", "off", "lro", "off", check=False)
+            self._run("ethtool", "-K", dev, "tx", "off", check=False)
+        self._run("ip", "link", "add", self.punt0, "type", "veth", "peer", "name", self.punt1)
+        for dev in (self.punt0, self.punt1):
+            self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
+            self._run("ip", "link", "set", dev, "up")
+        self._tun = call_in_netns(config.netns, lambda: _open_tun(config.apps_tun))
+        self._run("ip", "link", "set", config.apps_tun, "up")
+        for pool in config.ue_pools:
+            family = "-6" if ":" in pool else "-4"
+            self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
+        for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
+            self._run("sysctl", "-qw", key, check=False)
+
+    def _open_ports(self) -> None:
+        netns = self.config.netns
+        enb_if, sgw_if, p0, p1 = self.enb_if, self.sgw_if, self.punt0, self.punt1
+        # eNB-side punts are transmitted on pu0 and so arrive on pu1 (and vice versa).
+        self._rx[ENB] = call_in_netns(netns, lambda: _open_packet_socket(p1))
+        self._rx[SGW] = call_in_netns(netns, lambda: _open_packet_socket(p0))
+        self._tx[ENB] = call_in_netns(netns, lambda: _open_send_socket(enb_if))
+        self._tx[SGW] = call_in_netns(netns, lambda: _open_send_socket(sgw_if))
+
+    def _write_cfg(self) -> None:
+        cfg = self._maps["cfg"]
+        values = {
+            L.CFG_ENB_IF: self._ifindex(self.enb_if),
+            L.CFG_SGW_IF: self._ifindex(self.sgw_if),
+            L.CFG_PUNT_ENB_IF: self._ifindex(self.punt0),
+            L.CFG_PUNT_SGW_IF: self._ifindex(self.punt1),
+            L.CFG_TUN_IF: self._ifindex(self.config.apps_tun),
+            L.CFG_S1_MTU: self.config.s1_mtu,
+            L.CFG_PUNT_RATE: self.punt_rate,
+            L.CFG_PUNT_BURST: self.punt_burst,
+        }
+        for index, value in values.items():
+            cfg.update(L.U32.pack(index), L.U32.pack(value))
+
+    def _attach(self) -> None:
+        if self._obj is None:
+            raise DataPlaneError("fast path object not loaded")
+        _ensure_bpffs()
+        attach = [
+            (self.config.apps_tun, "egress", "apps_egress"),
+            (self.punt0, "ingress", "drop_all"),
+            (self.punt1, "ingress", "drop_all"),
+            (self.enb_if, "ingress", "s1_ingress"),
+            (self.sgw_if, "ingress", "s1_ingress"),
+        ]
+        with tempfile.TemporaryDirectory(dir=BPFFS, prefix="fluidedge-") as tmp:
+            for dev, hook, prog in attach:
+                pinned = Path(tmp) / f"{dev}-{hook}"
+                pin(self._obj.prog_fd(prog), pinned)
+                self._run("tc", "qdisc", "replace", "dev", dev, "clsact")
+                self._run(
+                    "tc", "filter", "replace", "dev", dev, hook, "pref", "1", "handle", "1",
+                    "bpf", "object-pinned", str(pinned), "da",
+                )  # fmt: skip
+                pinned.unlink()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._teardown()
+
+    def _teardown(self) -> None:
+        with contextlib.suppress(CommandError, DataPlaneError, OSError):
+            self._cleanup_kernel()
+        for sock in (*self._rx.values(), *self._tx.values()):
+            sock.close()
+        self._rx.clear()
+        self._tx.clear()
+        if self._tun is not None:
+            os.close(self._tun)  # the TUN, its clsact and its routes vanish with the fd
+            self._tun = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self._maps.clear()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._installed = L.Projection()
+        self._installed_services = {}
+
+    # ------------------------------------------------------------------ control
+
+    def apply(self, services: Mapping[str, Service]) -> None:
+        """Install a service set: BPF entries first (rolled back on failure), then the pipeline.
+
+        Each packet's decision reads one ``services`` entry and validates its flow against it
+        (application IP + slot), and a hash-map update replaces an entry in one RCU step, so a
+        packet sees a service's old or new mapping, never a mix.
+        """
+        with self._lock:
+            slots = dict(self._slots)
+            free = sorted(set(range(L.MAX_SERVICES)) - set(slots.values()))
+            for name in services:
+                if name not in slots:
+                    if not free:
+                        raise DataPlaneError("fast path: too many services")
+                    slots[name] = free.pop(0)
+            slots = {n: s for n, s in slots.items() if n in services}
+            desired: dict[bytes, bytes] = {}
+            for s in services.values():
+                sip, app = s.service_address.packed, s.application_address.packed
+                if len(sip) == 4:
+                    desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name])
+            if self._maps:
+                for slot in set(slots.values()) - set(self._slots.values()):
+                    self._reset_slot(slot)
+                upserts, deletes = L.diff(self._installed_services, desired)
+                done: list[bytes] = []
+                try:
+                    for key, value in upserts.items():
+                        self._maps["services"].update(key, value)
+                        done.append(key)
+                except BpfError:
+                    for key in done:
+                        old = self._installed_services.get(key)
+                        if old is None:
+                            self._maps["services"].delete(key)
+                        else:
+                            self._maps["services"].update(key, old)
+                    raise
+                for key in deletes:
+                    self._maps["services"].delete(key)
+                self._installed_services = desired
+            self._fold_services()
+            self.pipeline.set_services(services)
+            self._slots = slots
+            self._sync()
+
+    def _reset_slot(self, slot: int) -> None:
+        m = self._maps["service_stats"]
+        m.update(L.U32.pack(slot), bytes(L.SERVICE_STATS.size) * m.cpus)
+        self._snap_svc.pop(slot, None)
+
+    def tunnels(self) -> list[dict[str, object]]:
+        with self._lock:
+            self._fold()
+            rows = self.pipeline.tunnels()
+        for row in rows:
+            for key in ("learnedAt", "lastSeen"):
+                value = row[key]
+                if isinstance(value, float):
+                    row[key] = round(value + self._mono_to_wall, 3)
+        return rows
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            self._fold()
+            stats = self.pipeline.stats()
+            fast = self._fastpath_counters()
+        counters = stats.get("counters")
+        if isinstance(counters, dict):
+            for name in L.SHARED_COUNTERS:
+                if fast.get(name):
+                    counters[name] = counters.get(name, 0) + fast[name]
+        stats["fastpath"] = fast
+        stats["io"] = dict(self.io)
+        return stats
+
+    def purge(self) -> int:
+        with self._lock:
+            n = self.pipeline.purge_all()
+            self._sync()
+            return n
+
+    # ------------------------------------------------------------------ map mirroring
+
+    def _fastpath_counters(self) -> dict[str, int]:
+        m = self._maps.get("stats")
+        if m is None:
+            return {}
+        out = {}
+        for index, name in enumerate(L.STAT_NAMES):
+            out[name] = sum(L.U64.unpack(v)[0] for v in m.lookup_percpu(L.U32.pack(index)))
+        return out
+
+    def _sync(self) -> None:
+        """Make the maps equal to the pipeline's projection (only what changed is written)."""
+        if not self._maps:
+            return
+        want = L.project(self.pipeline, self._slots)
+        have = self._installed
+        tunnels = self._maps["tunnels"]
+        for key in have.tunnels - want.tunnels:
+            self._fold_tunnel(key)
+            tunnels.delete(key)
+            self._snap_tun.pop(key, None)
+        for key in want.tunnels - have.tunnels:
+            with contextlib.suppress(BpfError):  # already there: keep its counters
+                tunnels.update(key, bytes(L.TUNNEL_VAL.size), BPF_NOEXIST)
+            self._snap_tun.setdefault(key, (0, 0, 0))
+        # Flows before services' users: a new flow is only used once its entry exists.
+        upserts, deletes = L.diff(have.flows, want.flows)
+        for key in deletes:
+            self._fold_flow(key)
+            self._maps["flows"].delete(key)
+        for key, value in upserts.items():
+            self._maps["flows"].update(key, value)
+        upserts, deletes = L.diff(have.downlink, want.downlink)
+        for key in deletes:
+            self._fold_downlink(key)
+            self._maps["downlink"].delete(key)
+            self._snap_dl.pop(key, None)
+        for key, value in upserts.items():
+            if key in have.downlink:
+                self._fold_downlink(key)
+            self._maps["downlink"].update(key, value)
+            self._snap_dl[key] = 0
+        want.services = self._installed_services
+        self._installed = want
+        self._generation = self._pipeline_generation()
+
+    def _pipeline_generation(self) -> tuple[object, ...]:
+        p = self.pipeline
+        c = p.counters
+        return (
+            len(p.up),
+            len(p.down),
+            len(p.flows),
+            len(p.bearers),
+            c["tunnels_learned_uplink"],
+            c["tunnels_learned_downlink"],
+            c["flows_created"],
+            c["queue_flushed"],
+            sum(v for k, v in c.items() if k.startswith("tunnels_forgotten")),
+            sum(len(b.queue) for b in p.bearers.values()) if p.bearers else 0,
+        )
+
+    def _fold_tunnel(self, key: bytes) -> None:
+        raw = self._maps["tunnels"].lookup(key)
+        if raw is None:
+            return
+        packets, nbytes, last_ns, offloaded = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
+        p0, b0, o0 = self._snap_tun.get(key, (0, 0, 0))
+        self._snap_tun[key] = (packets, nbytes, offloaded)
+        bearer = self.pipeline.up.get(key)
+        uplink = bearer is not None
+        if bearer is None:
+            bearer = self.pipeline.down.get(key)
+        if bearer is None:
+            return
+        if uplink:
+            bearer.ul_packets += packets - p0
+            bearer.ul_bytes += nbytes - b0
+            bearer.offloaded_up += offloaded - o0
+        else:
+            bearer.dl_packets += packets - p0
+            bearer.dl_bytes += nbytes - b0
+        if last_ns:
+            bearer.last_seen = max(bearer.last_seen, last_ns / 1e9)
+
+    def _fold_flow(self, key: bytes) -> None:
+        raw = self._maps["flows"].lookup(key)
+        if raw is None:
+            return
+        last_ns = L.FLOW_VAL.unpack(raw[: L.FLOW_VAL.size])[4]
+        proto, _pad, app_port, ue_port, _pad2, app, ue = L.FLOW_KEY.unpack(key)
+        pkey = (proto, app, int.from_bytes(app_port, "big"), ue, int.from_bytes(ue_port, "big"))
+        flow = self.pipeline.flows.get(pkey)
+        if flow is not None and last_ns:
+            flow.last_seen = max(flow.last_seen, last_ns / 1e9)
+
+    def _fold_downlink(self, key: bytes) -> None:
+        raw = self._maps["downlink"].lookup(key)
+        if raw is None:
+            return
+        offloaded = L.DOWNLINK_VAL.unpack(raw[: L.DOWNLINK_VAL.size])[6]
+        delta = offloaded - self._snap_dl.get(key, 0)
+        self._snap_dl[key] = offloaded
+        bearer = self.pipeline.bearers.get((key[:4], key[4:8], key[8:12]))
+        if bearer is not None:
+            bearer.offloaded_down += delta
+
+    def _fold_services(self) -> None:
+        m = self._maps.get("service_stats")
+        if m is None:
+            return
+        for name, slot in self._slots.items():
+            totals = [0, 0, 0, 0]
+            for raw in m.lookup_percpu(L.U32.pack(slot)):
+                for i, v in enumerate(L.SERVICE_STATS.unpack(raw)):
+                    totals[i] += v
+            old = self._snap_svc.get(slot, (0, 0, 0, 0))
+            self._snap_svc[slot] = (totals[0], totals[1], totals[2], totals[3])
+            sc = self.pipeline.service_counters.get(name)
+            if sc is not None:
+                sc.up_packets += totals[0] - old[0]
+                sc.up_bytes += totals[1] - old[1]
+                sc.down_packets += totals[2] - old[2]
+                sc.down_bytes += totals[3] - old[3]
+
+    def _fold(self) -> None:
+        """Fold the program's counters and last-seen times into the pipeline."""
+        if not self._maps:
+            return
+        for key in self._installed.tunnels:
+            self._fold_tunnel(key)
+        for key in self._installed.flows:
+            self._fold_flow(key)
+        for key in self._installed.downlink:
+            self._fold_downlink(key)
+        self._fold_services()
+
+    # ------------------------------------------------------------------ data path
+
+    def _loop(self) -> None:
+        pipeline = self.pipeline
+        io = self.io
+        tun = self._tun
+        if tun is None:
+            return
+        poller = select.poll()
+        fd_port = {self._rx[ENB].fileno(): ENB, self._rx[SGW].fileno(): SGW, tun: APPS}
+        for fd in fd_port:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        buf = bytearray(MAX_FRAME)
+        view = memoryview(buf)
+        batch = self.config.batch
+        next_tick = 0.0
+        dontwait = socket.MSG_DONTWAIT
+        while self._running:
+            try:
+                ready = poller.poll(TICK * 1000)
+            except InterruptedError:
+                continue
+            with self._lock:
+                now = time.monotonic()
+                for fd, _event in ready:
+                    port = fd_port.get(fd)
+                    if port is None:
+                        continue
+                    for _ in range(batch):
+                        if port == APPS:
+                            try:
+                                packet = os.read(tun, MAX_FRAME)
+                            except BlockingIOError:
+                                break
+                            except OSError as exc:
+                                io[f"rx_error_apps_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+                                break
+                            io["rx_apps"] += 1
+                            self._send_all(pipeline.from_apps(packet, now), None)
+                            continue
+                        try:
+                            n = self._rx[port].recv_into(buf, MAX_FRAME, dontwait)
+                        except BlockingIOError:
+                            break
+                        except OSError as exc:
+                            io[f"rx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+                            break
+                        if n <= VNET_HDR_LEN:
+                            io["rx_runt"] += 1
+                            continue
+                        io["punt_enb" if port == ENB else "punt_sgw"] += 1
+                        vnet = bytes(view[:VNET_HDR_LEN])
+                        frame = bytes(view[VNET_HDR_LEN:n])
+                        self._send_all(pipeline.from_s1(frame, port, now), (frame, vnet))
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    if now >= self._next_fold:
+                        self._next_fold = now + FOLD_EVERY
+                        self._fold()
+                    self._send_all(pipeline.tick(now), None)
+                if self._pipeline_generation() != self._generation:
+                    try:
+                        self._sync()
+                    except BpfError as exc:
+                        io[f"sync_error_{type(exc).__name__}"] += 1
+
+    def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
+        io = self.io
+        for port, frame in actions:
+            try:
+                if port == APPS:
+                    if self._tun is not None:
+                        os.write(self._tun, frame)
+                        io["tx_apps"] += 1
+                    continue
+                vnet = original[1] if original is not None and frame is original[0] else NO_VNET_HDR
+                self._tx[port].sendmsg([vnet, frame])
+                io["tx_enb" if port == ENB else "tx_sgw"] += 1
+            except OSError as exc:
+                io[f"tx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+
+
+def create_fastpath_backend(config: TofConfig) -> FastPathBackend:
+    """Factory for ``backend = "fastpath"`` (see :func:`fluidedge.tof.backend.create_backend`)."""
+    return FastPathBackend(config)

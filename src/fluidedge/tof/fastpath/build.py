@@ -1,0 +1,64 @@
+"""Compile the fast path's eBPF program once per source version (cached by content hash).
+
+WHY at run time: the object must match the host's kernel headers and clang, which `scripts/setup`
+installs (``clang``, ``libbpf-dev``); compiling on first start keeps the wheel architecture-free.
+The cache key is the SHA-256 of the C source plus the clang version, so an edited program or a
+new compiler recompiles, and concurrent starts race harmlessly (write to a temp file, rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from fluidedge.linux.proc import CommandError, run
+from fluidedge.tof.errors import DataPlaneError
+
+SOURCE_NAME = "fastpath.bpf.c"
+DEFAULT_CACHE = Path(os.environ.get("FLUIDEDGE_BPF_CACHE", "/var/cache/fluidedge/bpf"))
+
+
+class BuildError(DataPlaneError):
+    """The eBPF program could not be compiled (clang or libbpf-dev missing?)."""
+
+
+def source() -> bytes:
+    return resources.files(__package__).joinpath(SOURCE_NAME).read_bytes()
+
+
+def _arch_include() -> list[str]:
+    """Debian keeps ``asm/`` headers under the multiarch triple directory."""
+    return [f"-I{p.parent}" for p in sorted(Path("/usr/include").glob("*-linux-gnu/asm"))]
+
+
+def _clang_version() -> str:
+    try:
+        return run(["clang", "--version"]).stdout.splitlines()[0]
+    except CommandError as exc:
+        raise BuildError(
+            f"clang is needed for the eBPF fast path ({exc}); run scripts/setup"
+        ) from exc
+
+
+def object_path(cache: Path = DEFAULT_CACHE) -> Path:
+    """The compiled object for the current source, compiling it if it is not cached yet."""
+    src = source()
+    digest = hashlib.sha256(src + _clang_version().encode()).hexdigest()[:16]
+    target = cache / f"fastpath-{digest}.o"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        c_file = Path(tmp) / SOURCE_NAME
+        c_file.write_bytes(src)
+        out = Path(tmp) / "fastpath.o"
+        argv = ["clang", "-O2", "-g", "-Wall", "-target", "bpf", *_arch_include()]
+        try:
+            run([*argv, "-c", str(c_file), "-o", str(out)], timeout=120)
+        except CommandError as exc:
+            raise BuildError(f"compiling the eBPF fast path failed: {exc}") from exc
+        os.replace(out, target)
+    return target

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fluidedge TOF fast path (tc clsact, direct action). Compiled by fluidedge.tof.fastpath.build
+ * with `clang -O2 -target bpf`; loaded and fed by the agent (fluidedge.tof.fastpath.backend).
+ *
+ * The agent's reference pipeline stays the authority; these maps are its projection:
+ *   tunnels  (outer src, outer dst, TEID)   -> counters     a learned G-PDU key
+ *   services serviceIP                      -> appIP, slot  registered services
+ *   flows    (proto, app, app port, ue, ue port) -> serviceIP, eNB, SGW, slot   NAT state
+ *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
+ * Anything not covered (unknown key, first packet of a flow, TCP SYN, fragments, IPv6, GTP-U
+ * signalling, extension chains > 4, Pinger replies, GSO) is punted: S1 frames are redirected
+ * to the punt veth the agent reads (token bucket per CPU; over the rate they are switched
+ * unchanged), app replies are left to the TUN the agent reads (TC_ACT_OK).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define GTPU_PORT 2152
+#define GTP_GPDU 255
+#define PINGER_ID 0xF1ED
+#define MAX_EXT 4
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define ENCAP_LEN (14 + 20 + 8 + 8)
+
+enum cfg_index {
+	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
+	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_MAX,
+};
+
+enum stat_index {
+	ST_SWITCHED_NON_IP, ST_SWITCHED_NON_GTP, ST_PASS_UP, ST_PASS_DOWN, ST_OFFLOAD_UP,
+	ST_OFFLOAD_DOWN, ST_PUNT_ENB, ST_PUNT_SGW, ST_PUNT_LIMITED, ST_APPS_TO_AGENT, ST_ERRORS,
+	ST_MAX,
+};
+
+struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
+struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; };
+struct service_val { __u32 app; __u32 slot; };
+struct flow_key { __u8 proto; __u8 pad; __u16 app_port; __u16 ue_port; __u16 pad2; __u32 app; __u32 ue; };
+struct flow_val { __u32 service; __u32 enb; __u32 sgw; __u32 slot; __u64 last_seen; };
+struct bearer_key { __u32 enb; __u32 sgw; __u32 ue; };
+struct downlink_val {
+	__u8 eth[14]; __u8 tos; __u8 ttl; __u16 sport; __u16 pad; __u32 teid; __u64 offloaded;
+};
+struct service_stats { __u64 up_packets; __u64 up_bytes; __u64 down_packets; __u64 down_bytes; };
+struct bucket { __u64 tokens; __u64 last; };
+
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
+	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, ST_MAX);
+	 __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
+	 __type(key, __u32); __type(value, struct bucket); } punt_bucket SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
+	 __type(key, __u32); __type(value, __u32); } ip_ident SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
+	 __type(key, struct tunnel_key); __type(value, struct tunnel_val); } tunnels SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
+	 __type(key, __u32); __type(value, struct service_val); } services SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 262144);
+	 __type(key, struct flow_key); __type(value, struct flow_val); } flows SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
+	 __type(key, struct bearer_key); __type(value, struct downlink_val); } downlink SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 4096);
+	 __type(key, __u32); __type(value, struct service_stats); } service_stats SEC(".maps");
+
+static __always_inline __u32 cfg_get(__u32 index)
+{
+	__u32 *v = bpf_map_lookup_elem(&cfg, &index);
+	return v ? *v : 0;
+}
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &index);
+	if (v)
+		*v += 1;
+}
+
+/* Per-CPU token bucket: tokens in units of 1e-9 packet, so no division on the hot path. */
+static __always_inline int punt_allowed(void)
+{
+	__u32 zero = 0;
+	struct bucket *b = bpf_map_lookup_elem(&punt_bucket, &zero);
+	__u64 rate = cfg_get(CFG_PUNT_RATE), burst = cfg_get(CFG_PUNT_BURST);
+	__u64 now = bpf_ktime_get_ns(), cap, tokens;
+
+	if (!b)
+		return 0;
+	if (rate == 0)
+		return 1;
+	cap = burst * 1000000000ULL;
+	tokens = b->tokens + (now - b->last) * rate;
+	if (tokens > cap || now < b->last)
+		tokens = cap;
+	b->last = now;
+	if (tokens < 1000000000ULL) {
+		b->tokens = tokens;
+		return 0;
+	}
+	b->tokens = tokens - 1000000000ULL;
+	return 1;
+}
+
+static __always_inline int switch_to(__u32 other)
+{
+	return bpf_redirect(other, 0);
+}
+
+static __always_inline int punt(int from_enb, __u32 other)
+{
+	if (!punt_allowed()) {
+		count(ST_PUNT_LIMITED);
+		return switch_to(other);
+	}
+	count(from_enb ? ST_PUNT_ENB : ST_PUNT_SGW);
+	return bpf_redirect(cfg_get(from_enb ? CFG_PUNT_ENB_IF : CFG_PUNT_SGW_IF), 0);
+}
+
+SEC("tc")
+int s1_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u32 enb_if = cfg_get(CFG_ENB_IF), sgw_if = cfg_get(CFG_SGW_IF);
+	int from_enb = skb->ingress_ifindex == enb_if;
+	__u32 other = from_enb ? sgw_if : enb_if;
+	struct ethhdr *eth = data;
+	struct iphdr *ip, *in;
+	__u8 *udp, *gtp, *l4;
+	__u32 off, ioff, inner_len;
+	__u16 tot, gtp_len;
+	__u8 flags;
+
+	if (!enb_if || !sgw_if || (!from_enb && skb->ingress_ifindex != sgw_if))
+		return TC_ACT_OK;
+	if ((void *)(eth + 1) > end)
+		return punt(from_enb, other);
+	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+		if (eth->h_proto == bpf_htons(ETH_P_IPV6) || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+		    eth->h_proto == bpf_htons(ETH_P_8021AD) || bpf_ntohs(eth->h_proto) < 0x600)
+			return punt(from_enb, other); /* the pipeline judges these shapes */
+		count(ST_SWITCHED_NON_IP);
+		return switch_to(other);
+	}
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
+		return punt(from_enb, other);
+	tot = bpf_ntohs(ip->tot_len);
+	if (ip->version != 4 || ip->ihl != 5 || tot < 20 || (void *)ip + tot > end)
+		return punt(from_enb, other);
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return punt(from_enb, other);
+	if (ip->protocol != IPPROTO_UDP) {
+		count(ST_SWITCHED_NON_GTP);
+		return switch_to(other);
+	}
+	udp = (void *)(ip + 1);
+	if ((void *)udp + 16 > end || tot < 36)
+		return punt(from_enb, other);
+	if (*(__u16 *)(udp + 0) != bpf_htons(GTPU_PORT) && *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT)) {
+		if (bpf_ntohs(*(__u16 *)(udp + 4)) != tot - 20)
+			return punt(from_enb, other);
+		count(ST_SWITCHED_NON_GTP);
+		return switch_to(other);
+	}
+	gtp = udp + 8;
+	flags = gtp[0];
+	gtp_len = bpf_ntohs(*(__u16 *)(gtp + 2));
+	if ((flags & 0xF0) != 0x30 || gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT) ||
+	    gtp_len + 8 + 8 + 20 != tot || skb->gso_size)
+		return punt(from_enb, other);
+	off = 14 + 20 + 8 + 8;
+	if (flags & 0x07) {
+		__u8 opt[4], len = 0, next;
+		if (bpf_skb_load_bytes(skb, off, opt, 4) < 0)
+			return punt(from_enb, other);
+		next = opt[3];
+		off += 4;
+		if (!(flags & 0x04) && next)
+			return punt(from_enb, other);
+		for (int i = 0; i < MAX_EXT; i++) {
+			if (!next)
+				break;
+			if (bpf_skb_load_bytes(skb, off & 0x7FF, &len, 1) < 0 || !len)
+				return punt(from_enb, other);
+			off = (off + len * 4) & 0xFFF;
+			if (bpf_skb_load_bytes(skb, (off - 1) & 0xFFF, &next, 1) < 0)
+				return punt(from_enb, other);
+		}
+		if (next)
+			return punt(from_enb, other);
+	}
+	ioff = off & 0xFFF;
+	struct iphdr inner;
+	__u8 l4b[20];
+	in = &inner;
+	if (bpf_skb_load_bytes(skb, ioff, &inner, 20) < 0)
+		return punt(from_enb, other);
+	inner_len = bpf_ntohs(in->tot_len);
+	if (in->version != 4 || in->ihl != 5 || inner_len < 20 || ioff + inner_len > 14 + tot)
+		return punt(from_enb, other);
+	__u32 l4_have = inner_len - 20;
+	if (l4_have > 20)
+		l4_have = 20;
+	__builtin_memset(l4b, 0, sizeof(l4b));
+	if (l4_have >= 20) {
+		if (bpf_skb_load_bytes(skb, ioff + 20, l4b, 20) < 0)
+			return punt(from_enb, other);
+	} else if (l4_have >= 8) {
+		if (bpf_skb_load_bytes(skb, ioff + 20, l4b, 8) < 0)
+			return punt(from_enb, other);
+	}
+
+	struct tunnel_key tk = { ip->saddr, ip->daddr, *(__u32 *)(gtp + 4) };
+	struct tunnel_val *tv = bpf_map_lookup_elem(&tunnels, &tk);
+	if (!tv)
+		return punt(from_enb, other); /* GTP Filter: unknown tunnel -> control agent */
+	l4 = l4b;
+
+	if (!from_enb) {
+		/* Downlink: a possible Pinger reply is the agent's to swallow. */
+		if (in->protocol == IPPROTO_ICMP) {
+			if (l4_have < 8)
+				return punt(from_enb, other);
+			if (l4[0] == 0 && *(__u16 *)(l4 + 4) == bpf_htons(PINGER_ID))
+				return punt(from_enb, other);
+		}
+		__sync_fetch_and_add(&tv->packets, 1);
+		__sync_fetch_and_add(&tv->bytes, inner_len);
+		tv->last_seen = bpf_ktime_get_ns();
+		count(ST_PASS_DOWN);
+		return switch_to(other);
+	}
+
+	__u32 sip = in->daddr, ue = in->saddr;
+	struct service_val *sv = bpf_map_lookup_elem(&services, &sip);
+	if (!sv) {
+		__sync_fetch_and_add(&tv->packets, 1);
+		__sync_fetch_and_add(&tv->bytes, inner_len);
+		tv->last_seen = bpf_ktime_get_ns();
+		count(ST_PASS_UP);
+		return switch_to(other);
+	}
+
+	/* Offload: an established flow to a service (its first packet made the agent create it). */
+	struct flow_key fk = {};
+	__u32 csum_off = 0, l4ip = ioff + 20;
+	__u64 flags_l4 = BPF_F_PSEUDO_HDR | 4;
+	if (in->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return punt(from_enb, other);
+	fk.proto = in->protocol;
+	if (in->protocol == IPPROTO_TCP) {
+		if (l4_have < 20 || (l4[13] & 0x02))
+			return punt(from_enb, other); /* SYN: MSS clamping is the agent's */
+		fk.ue_port = *(__u16 *)l4;
+		fk.app_port = *(__u16 *)(l4 + 2);
+		csum_off = l4ip + 16;
+	} else if (in->protocol == IPPROTO_UDP) {
+		if (l4_have < 8)
+			return punt(from_enb, other);
+		fk.ue_port = *(__u16 *)l4;
+		fk.app_port = *(__u16 *)(l4 + 2);
+		csum_off = l4ip + 6;
+		flags_l4 |= BPF_F_MARK_MANGLED_0;
+	} else if (in->protocol == IPPROTO_ICMP) {
+		if (l4_have < 8 || (l4[0] != 8 && l4[0] != 0))
+			return punt(from_enb, other);
+		fk.ue_port = fk.app_port = *(__u16 *)(l4 + 4);
+	} else {
+		return punt(from_enb, other);
+	}
+	fk.app = sv->app;
+	fk.ue = ue;
+	struct flow_val *fv = bpf_map_lookup_elem(&flows, &fk);
+	if (!fv || fv->service != sip || fv->enb != ip->saddr || fv->sgw != ip->daddr ||
+	    fv->slot != sv->slot)
+		return punt(from_enb, other);
+	__u32 app = sv->app, slot = sv->slot;
+	__u64 now = bpf_ktime_get_ns();
+	__sync_fetch_and_add(&tv->packets, 1);
+	__sync_fetch_and_add(&tv->bytes, inner_len);
+	__sync_fetch_and_add(&tv->offloaded, 1);
+	tv->last_seen = now;
+	fv->last_seen = now;
+	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
+	if (ss) {
+		ss->up_packets += 1;
+		ss->up_bytes += inner_len;
+	}
+	/* DNAT serviceIP -> applicationIP (RFC 1624 incremental checksums). */
+	if (bpf_l3_csum_replace(skb, ioff + 10, sip, app, 4) < 0)
+		goto error;
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, sip, app, flags_l4) < 0)
+		goto error;
+	if (bpf_skb_store_bytes(skb, ioff + 16, &app, 4, 0) < 0)
+		goto error;
+	/* Decapsulate: drop outer IPv4 + UDP + GTP-U (+ extensions), keep the MAC header. */
+	if (bpf_skb_adjust_room(skb, -(__s32)(ioff - 14), BPF_ADJ_ROOM_MAC, 0) < 0)
+		goto error;
+	if (bpf_skb_change_tail(skb, 14 + inner_len, 0) < 0)
+		goto error;
+	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+	count(ST_OFFLOAD_UP);
+	return bpf_redirect(cfg_get(CFG_TUN_IF), BPF_F_INGRESS);
+error:
+	count(ST_ERRORS);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int apps_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *in = data;
+	__u8 *l4;
+	__u32 csum_off = 0, len;
+	__u64 flags_l4 = BPF_F_PSEUDO_HDR | 4;
+	struct flow_key fk = {};
+
+	if ((void *)(in + 1) > end || skb->protocol != bpf_htons(ETH_P_IP) || skb->gso_size)
+		goto agent;
+	len = bpf_ntohs(in->tot_len);
+	if (in->version != 4 || in->ihl != 5 || len != skb->len ||
+	    (in->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		goto agent;
+	if (len + ENCAP_LEN - 14 > cfg_get(CFG_S1_MTU))
+		goto agent; /* the agent fragments the outer packet */
+	l4 = (__u8 *)(in + 1);
+	fk.proto = in->protocol;
+	if (in->protocol == IPPROTO_TCP) {
+		if (l4 + 20 > (__u8 *)end || (l4[13] & 0x02))
+			goto agent;
+		fk.app_port = *(__u16 *)l4;
+		fk.ue_port = *(__u16 *)(l4 + 2);
+		csum_off = 20 + 16;
+	} else if (in->protocol == IPPROTO_UDP) {
+		if (l4 + 8 > (__u8 *)end)
+			goto agent;
+		fk.app_port = *(__u16 *)l4;
+		fk.ue_port = *(__u16 *)(l4 + 2);
+		csum_off = 20 + 6;
+		flags_l4 |= BPF_F_MARK_MANGLED_0;
+	} else if (in->protocol == IPPROTO_ICMP) {
+		if (l4 + 8 > (__u8 *)end || (l4[0] != 0 && l4[0] != 8))
+			goto agent;
+		fk.app_port = fk.ue_port = *(__u16 *)(l4 + 4);
+	} else {
+		goto agent;
+	}
+	fk.app = in->saddr;
+	fk.ue = in->daddr;
+	struct flow_val *fv = bpf_map_lookup_elem(&flows, &fk);
+	if (!fv)
+		goto agent;
+	__u32 sip = fv->service, app = in->saddr;
+	struct service_val *sv = bpf_map_lookup_elem(&services, &sip);
+	if (!sv || sv->app != app || sv->slot != fv->slot)
+		goto agent; /* stale flow: the agent drops it, as the pipeline does */
+	struct bearer_key bk = { fv->enb, fv->sgw, in->daddr };
+	struct downlink_val *dv = bpf_map_lookup_elem(&downlink, &bk);
+	if (!dv)
+		goto agent; /* no downlink TEID yet: the agent queues and runs the Pinger */
+	__u32 slot = fv->slot, zero = 0;
+	fv->last_seen = bpf_ktime_get_ns();
+	__sync_fetch_and_add(&dv->offloaded, 1);
+	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
+	if (ss) {
+		ss->down_packets += 1;
+		ss->down_bytes += len;
+	}
+	/* Reverse NAT: source applicationIP -> serviceIP. */
+	if (bpf_l3_csum_replace(skb, 10, app, sip, 4) < 0)
+		goto error;
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, app, sip, flags_l4) < 0)
+		goto error;
+	if (bpf_skb_store_bytes(skb, 12, &sip, 4, 0) < 0)
+		goto error;
+
+	/* Encapsulate like the SGW: Ethernet (learned) + IPv4 + UDP (checksum 0) + GTP-U. */
+	struct iphdr iph = {};
+	struct {
+		__u16 sport, dport, ulen, ucsum;
+		__u8 gflags, gtype;
+		__u16 glen;
+		__u32 teid;
+	} ug = {};
+	__u32 *ident = bpf_map_lookup_elem(&ip_ident, &zero);
+	__u8 mac[14];
+	__builtin_memcpy(mac, dv->eth, 14);
+	iph.version = 4;
+	iph.ihl = 5;
+	iph.tos = dv->tos;
+	iph.tot_len = bpf_htons(len + 36);
+	if (ident) {
+		*ident += 1;
+		iph.id = bpf_htons((__u16)*ident);
+	}
+	iph.ttl = dv->ttl;
+	iph.protocol = IPPROTO_UDP;
+	iph.saddr = fv->sgw;
+	iph.daddr = fv->enb;
+	ug.sport = dv->sport;
+	ug.dport = bpf_htons(GTPU_PORT);
+	ug.ulen = bpf_htons(len + 16);
+	ug.gflags = 0x30;
+	ug.gtype = GTP_GPDU;
+	ug.glen = bpf_htons(len);
+	ug.teid = dv->teid;
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)&iph, 20, 0);
+	if (sum < 0)
+		goto error;
+	sum = (sum & 0xFFFF) + (sum >> 16);
+	sum = (sum & 0xFFFF) + (sum >> 16);
+	iph.check = ~sum & 0xFFFF;
+	if (bpf_skb_change_head(skb, ENCAP_LEN, 0) < 0)
+		goto error;
+	if (bpf_skb_store_bytes(skb, 0, mac, 14, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 14, &iph, 20, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 34, &ug, 16, 0) < 0)
+		goto error;
+	count(ST_OFFLOAD_DOWN);
+	return bpf_redirect(cfg_get(CFG_ENB_IF), 0);
+agent:
+	count(ST_APPS_TO_AGENT);
+	return TC_ACT_OK;
+error:
+	count(ST_ERRORS);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int drop_all(struct __sk_buff *skb)
+{
+	return TC_ACT_SHOT; /* punt veth ingress: the agent's AF_PACKET tap already has the frame */
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,173 @@
+"""A thin ctypes binding to the system libbpf (Debian ``libbpf1``): load, pin, map access.
+
+WHY ctypes and not a Python eBPF toolkit: libbpf is the kernel's own loader (BTF maps, CO-RE
+relocations), already on every Debian host with ``libbpf-dev``, and the agent needs only a
+dozen calls. Every call checks its result and raises :class:`BpfError` with ``errno`` text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+from fluidedge.tof.errors import DataPlaneError
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+
+class BpfError(DataPlaneError):
+    """A libbpf call failed (load, pin, map update...)."""
+
+
+def _load_lib() -> ctypes.CDLL:
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise BpfError(f"libbpf is not installed ({exc}); run scripts/setup") from exc
+    vp, cp, i, u32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32
+    sigs: dict[str, tuple[object, list[object]]] = {
+        "bpf_object__open_file": (vp, [cp, vp]),
+        "bpf_object__load": (i, [vp]),
+        "bpf_object__close": (None, [vp]),
+        "bpf_object__find_map_by_name": (vp, [vp, cp]),
+        "bpf_object__find_program_by_name": (vp, [vp, cp]),
+        "bpf_map__fd": (i, [vp]),
+        "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_program__fd": (i, [vp]),
+        "bpf_obj_pin": (i, [i, cp]),
+        "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
+        "bpf_map_lookup_elem": (i, [i, vp, vp]),
+        "bpf_map_delete_elem": (i, [i, vp]),
+        "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "libbpf_get_error": (ctypes.c_long, [vp]),
+        "libbpf_num_possible_cpus": (i, []),
+    }
+    for fname, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, fname)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def lib() -> ctypes.CDLL:
+    global _lib  # noqa: PLW0603 - one process-wide handle, loaded on first use
+    if _lib is None:
+        _lib = _load_lib()
+    return _lib
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        err = -rc if rc != -1 else ctypes.get_errno()
+        raise BpfError(f"{what}: {os.strerror(err)}")
+    return rc
+
+
+def possible_cpus() -> int:
+    return _check(lib().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")
+
+
+class BpfObject:
+    """A compiled eBPF object file opened, sized and loaded into the kernel."""
+
+    def __init__(self, path: Path, max_entries: dict[str, int] | None = None) -> None:
+        handle = lib().bpf_object__open_file(str(path).encode(), None)
+        if not handle or lib().libbpf_get_error(handle):
+            raise BpfError(f"cannot open eBPF object {path}")
+        self._obj: int | None = handle
+        try:
+            for name, size in (max_entries or {}).items():
+                _check(lib().bpf_map__set_max_entries(self._map(name), size), f"size map {name}")
+            _check(lib().bpf_object__load(handle), f"load eBPF object {path}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self, name: str) -> int:
+        ptr = lib().bpf_object__find_map_by_name(self._obj, name.encode())
+        if not ptr:
+            raise BpfError(f"eBPF object has no map {name!r}")
+        return int(ptr)
+
+    def map_fd(self, name: str) -> int:
+        return _check(lib().bpf_map__fd(self._map(name)), f"fd of map {name}")
+
+    def prog_fd(self, name: str) -> int:
+        ptr = lib().bpf_object__find_program_by_name(self._obj, name.encode())
+        if not ptr:
+            raise BpfError(f"eBPF object has no program {name!r}")
+        return _check(lib().bpf_program__fd(ptr), f"fd of program {name}")
+
+    def close(self) -> None:
+        """Release our references (attached programs and their maps stay alive)."""
+        if self._obj is not None:
+            lib().bpf_object__close(self._obj)
+            self._obj = None
+
+
+def pin(fd: int, path: Path) -> None:
+    _check(lib().bpf_obj_pin(fd, str(path).encode()), f"pin to {path}")
+
+
+class BpfMap:
+    """Fixed-size key/value access to one map by file descriptor."""
+
+    def __init__(self, fd: int, key_size: int, value_size: int, *, percpu: bool = False) -> None:
+        self.fd = fd
+        self.key_size = key_size
+        self.value_size = value_size
+        self.cpus = possible_cpus() if percpu else 1
+        # Per-CPU values are each rounded up to 8 bytes by the kernel.
+        self._stride = (value_size + 7) & ~7 if percpu else value_size
+
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        if len(key) != self.key_size or len(value) != self.value_size * self.cpus:
+            raise BpfError(f"map {self.fd}: wrong key/value size")
+        k = ctypes.create_string_buffer(key, self.key_size)
+        v = ctypes.create_string_buffer(value, len(value))
+        _check(lib().bpf_map_update_elem(self.fd, k, v, flags), "map update")
+
+    def lookup(self, key: bytes) -> bytes | None:
+        k = ctypes.create_string_buffer(key, self.key_size)
+        v = ctypes.create_string_buffer(self._stride * self.cpus)
+        if lib().bpf_map_lookup_elem(self.fd, k, v) != 0:
+            return None
+        return v.raw
+
+    def lookup_percpu(self, key: bytes) -> list[bytes]:
+        raw = self.lookup(key)
+        if raw is None:
+            return []
+        s = self._stride
+        return [raw[i * s : i * s + self.value_size] for i in range(self.cpus)]
+
+    def delete(self, key: bytes) -> bool:
+        k = ctypes.create_string_buffer(key, self.key_size)
+        return bool(lib().bpf_map_delete_elem(self.fd, k) == 0)
+
+    def keys(self) -> list[bytes]:
+        out: list[bytes] = []
+        cur = ctypes.create_string_buffer(self.key_size)
+        nxt = ctypes.create_string_buffer(self.key_size)
+        prev = None
+        while lib().bpf_map_get_next_key(self.fd, prev, nxt) == 0:
+            out.append(nxt.raw)
+            ctypes.memmove(cur, nxt, self.key_size)
+            prev = cur
+        return out
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        rows = []
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:
+                rows.append((key, value))
+        return rows
