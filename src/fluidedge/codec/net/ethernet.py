@@ -69,6 +69,8 @@ class EthernetHeader:
 
 def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> EthernetHeader:
     """Decode the Ethernet header (and VLAN tags) starting at ``offset``."""
+    if offset < 0:
+        raise MalformedError("Ethernet", offset, "negative offset")
     dst, src, ethertype = ETHERNET.unpack(buf, offset)
     pos = offset + ETHERNET.size
     tags: list[VlanTag] = []

@@ -92,6 +92,8 @@ def decode(buf: Buffer, offset: int = 0, end: int | None = None) -> InnerPacket:
     """Decode the inner IP packet at ``offset``; ``end`` is where the G-PDU payload ends."""
     if end is None:
         end = len(buf)
+    if offset < 0 or end > len(buf):
+        raise MalformedError("inner IP", offset, f"offset {offset} / end {end} outside the buffer")
     if end <= offset:
         raise TruncatedError("inner IP", offset, "empty payload")
     version = buf[offset] >> 4

@@ -88,6 +88,8 @@ def decode(buf: Buffer, offset: int = 0) -> IPv4Header:
 
     Bytes after ``total_length`` (Ethernet padding) are ignored, not an error.
     """
+    if offset < 0:
+        raise MalformedError("IPv4", offset, "negative offset")
     (vihl, tos, total, ident, frag, ttl, proto, csum, src, dst) = IPV4.unpack(buf, offset)
     if vihl >> 4 != 4:
         raise MalformedError("IPv4", offset, f"version {vihl >> 4}, expected 4")

@@ -127,6 +127,8 @@ def decode(buf: Buffer, offset: int = 0) -> IPv6Header:
 
     The payload length must fit in ``buf``; trailing bytes (Ethernet padding) are ignored.
     """
+    if offset < 0:
+        raise MalformedError("IPv6", offset, "negative offset")
     vcf, plen, nh, hops, src, dst = IPV6.unpack(buf, offset)
     if vcf >> 28 != 6:
         raise MalformedError("IPv6", offset, f"version {vcf >> 28}, expected 6")

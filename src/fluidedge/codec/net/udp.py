@@ -52,6 +52,8 @@ def decode(buf: Buffer, offset: int = 0, end: int | None = None) -> UdpHeader:
     """
     if end is None:
         end = len(buf)
+    if offset < 0 or end > len(buf):
+        raise MalformedError("UDP", offset, f"offset {offset} / end {end} outside the buffer")
     if end - offset < 8:
         raise TruncatedError("UDP", offset, f"need 8 bytes, have {max(end - offset, 0)}")
     sport, dport, length, csum = _HEADER.unpack_from(buf, offset)
