@@ -163,11 +163,16 @@ class Instance:
         }
 
     def view(self) -> InstanceView:
+        state = self.state
+        if state in ("running", "paused") and (
+            self.pid is None or not runc.process_running(self.pid)
+        ):
+            state = "exited"  # the workload ended on its own; DELETE still cleans up
         return InstanceView(
             name=self.name,
             id=self.id,
             template=self.template,
-            state=self.state,
+            state=state,
             pid=self.pid,
             path=self.path,
             cpus=list(self.cpus),

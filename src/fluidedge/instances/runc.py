@@ -122,6 +122,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_running(pid: int) -> bool:
+    """True if ``pid`` exists and is neither a zombie nor dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    state = stat.rpartition(")")[2].split()[:1]
+    return bool(state) and state[0] not in ("Z", "X")
+
+
 class Runc:
     """runc with a private state root."""
 

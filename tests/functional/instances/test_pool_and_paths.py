@@ -126,3 +126,22 @@ def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None
     assert manager.resume("ctr").state == "running"
     time.sleep(0.3)
     assert read() > frozen_value + 10
+
+
+def test_workload_that_ends_shows_exited_and_deletes_cleanly(
+    manager_factory: ManagerFactory,
+) -> None:
+    manager = manager_factory(pool_scale=0)
+    view = manager.create_instance(
+        InstanceRequest(
+            name="brief", template="idle", command=["/bin/busybox", "sh", "-c", "sleep 0.3"]
+        )
+    )
+    assert view.state == "running"
+    deadline = time.monotonic() + 5
+    while manager.get_instance("brief").view().state != "exited" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager.get_instance("brief").view().state == "exited"
+    manager.delete_instance("brief")
+    assert view.id not in _containers(manager)
+    assert runc.leftover_cgroups(view.id) == []

@@ -1,0 +1,118 @@
+"""An edge app instance created through the API serves a TOF service, end to end in the lab.
+
+Lab in "tof" mode + one daemon running both parts: the TOF on the lab's host namespace and the
+instance manager with a network on the lab's apps bridge (``apps0`` in ``<prefix>-host``). A UE
+behind an eNodeB fetches the service IP through its GTP-U tunnel; the TOF offloads it to the
+instance, whose page names it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+
+from fluidedge.lab.lab import Lab
+from tests.e2e.instances.test_daemon_instances import _purge
+from tests.fixtures.daemon import DaemonHandle
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+_COUNTER = itertools.count()
+SERVICE_IP = "198.18.50.1"
+APP_ADDRESS = "198.19.0.20"
+
+
+def test_instance_serves_a_tof_service(daemon_factory: Callable[..., DaemonHandle]) -> None:
+    prefix = f"ins{os.getpid() % 100000}{next(_COUNTER)}"
+    lab = Lab.up(prefix=prefix, mode="tof")
+    daemon: DaemonHandle | None = None
+    try:
+        daemon = daemon_factory(
+            parts={
+                "instances": {
+                    "pool_scale": 0.5,
+                    "networks": {
+                        "apps": {
+                            "bridge": lab.apps_bridge,
+                            "netns": lab.host_ns,
+                            "subnet": lab.apps_subnet,
+                        }
+                    },
+                },
+                "tof": {
+                    "backend": "userspace",
+                    "netns": lab.host_ns,
+                    "enb_interface": lab.enb_side_if,
+                    "sgw_interface": lab.sgw_side_if,
+                    "apps_tun": "tofapps",
+                    "ue_pools": ["198.18.100.0/24"],
+                    "pinger_target": str(lab.pdn_address),
+                },
+            }
+        )
+        client = daemon.client()
+        try:
+            client.post(
+                "/v1/templates",
+                {
+                    "name": "edge",
+                    "command": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/.fe/www"],
+                    "files": {"www/index.html": "edge instance {name}\n"},
+                    "capabilities": ["CAP_NET_BIND_SERVICE"],
+                    "interfaces": [{"name": "eth0", "network": "apps"}],
+                    "readiness": {"kind": "tcp", "port": 80},
+                    "pool": {"size": 2},
+                },
+            )
+            view = client.post(
+                "/v1/instances",
+                {
+                    "name": "edge1",
+                    "template": "edge",
+                    "interfaces": {
+                        "eth0": {
+                            "addresses": [f"{APP_ADDRESS}/24"],
+                            "gateway": str(lab.apps_gateway),
+                        }
+                    },
+                },
+            )
+            assert view["state"] == "running"
+            body = {"name": "edge", "serviceIP": SERVICE_IP, "applicationIP": APP_ADDRESS}
+            assert client.post("/service", body) == body
+            got = ""
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                result = lab.run("ue1", ["curl", "-s", "-m", "3", f"http://{SERVICE_IP}/"])
+                got = result.stdout
+                if "edge instance edge1" in got:
+                    break
+                time.sleep(0.5)
+            assert got == "edge instance edge1\n"
+            # Another UE on the other eNB gets the same instance; the instance can be paused
+            # (service stops answering) and resumed (answers again).
+            assert (
+                "edge instance edge1"
+                in lab.run("ue3", ["curl", "-s", "-m", "5", f"http://{SERVICE_IP}/"]).stdout
+            )
+            client.post("/v1/instances/edge1/pause")
+            paused = lab.run("ue1", ["curl", "-s", "-m", "1", f"http://{SERVICE_IP}/"])
+            assert paused.returncode != 0
+            client.post("/v1/instances/edge1/resume")
+            assert (
+                "edge instance edge1"
+                in lab.run("ue1", ["curl", "-s", "-m", "5", f"http://{SERVICE_IP}/"]).stdout
+            )
+            client.delete("/service/edge")
+            client.delete("/v1/instances/edge1")
+        finally:
+            client.close()
+    finally:
+        if daemon is not None:
+            daemon.stop()
+            _purge(daemon)
+        lab.down()
