@@ -38,6 +38,12 @@ _unpack_mandatory = _MANDATORY.unpack_from
 _unpack_optional = _OPTIONAL.unpack_from
 _pack_mandatory = _MANDATORY.pack
 _pack_optional = _OPTIONAL.pack
+N3_FLAGS = 0x34
+"""Version 1, PT 1, E=1: the usual N3 G-PDU carrying a PDU Session Container."""
+_unpack_n3 = struct.Struct("!3sBBBBB").unpack_from
+"""Octets 9-16 of an N3 G-PDU: sequence + N-PDU (3), next type, PSC length, octets 1-2, next."""
+_ZERO3 = bytes(3)
+_BARE_PSC: dict[int, tuple[ExtensionHeader, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +103,38 @@ def as_bytes_view(buf: bytes | bytearray | memoryview) -> bytes | bytearray | me
     if kind is bytes or kind is bytearray:
         return buf
     try:
+        if kind is memoryview:
+            flat = buf
+            if flat.format == "B" and flat.ndim == 1 and flat.c_contiguous:  # type: ignore[union-attr]
+                return buf
         view = memoryview(buf)
         if view.itemsize != 1 or view.ndim != 1 or not view.c_contiguous or view.format != "B":
             view = memoryview(view.tobytes())
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # not a buffer, or a released memoryview
         raise MalformedError("GTP-U header", 0, f"not a bytes-like buffer: {exc}") from None
     return view
+
+
+def _bare_psc(
+    buf: bytes | bytearray | memoryview, offset: int
+) -> tuple[ExtensionHeader, ...] | None:
+    """The extension tuple of the usual N3 shape, or None to take the general path.
+
+    That shape is: zero sequence/N-PDU octets, next type 0x85, one 4-octet PDU Session
+    Container with QFI (and RQI on DL) only, then no more extension headers. Such tuples are
+    immutable, so one per (octet 1, octet 2) value is kept and shared (at most a few hundred).
+    """
+    optional, next_type, units, o1, o2, after = _unpack_n3(buf, offset + 8)
+    if optional != _ZERO3 or next_type != 0x85 or units != 1 or after:
+        return None
+    key = o1 << 8 | o2
+    extensions = _BARE_PSC.get(key)
+    if extensions is None:
+        ext = decode_content(0x85, bytes((o1, o2)), offset + 12)
+        if not isinstance(ext, PduSessionContainer) or ext.new_ie_flag:
+            return None
+        extensions = _BARE_PSC[key] = (ext,)
+    return extensions
 
 
 def _check_version(flags: int, offset: int) -> None:
@@ -215,6 +247,12 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuH
         flags, message_type, length, teid = _unpack_mandatory(buf, offset)
         if flags == PLAIN_FLAGS:
             return _build_header(1, 1, message_type, length, teid, None, None, (), 8, 0, b"")
+        if flags == N3_FLAGS and length >= 8 and len(buf) - offset >= 16:
+            extensions = _bare_psc(buf, offset)
+            if extensions is not None:
+                return _build_header(
+                    1, 1, message_type, length, teid, None, None, extensions, 16, 0, b""
+                )
     else:
         flags, message_type, length, teid = _mandatory(buf, offset)
     _check_version(flags, offset)
@@ -258,6 +296,19 @@ def peek(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int
             if end > len(buf):
                 _raise_short_body(buf, offset, length, offset + 8)
             return message_type, teid, offset + 8, end, -1
+        if flags == N3_FLAGS and length >= 8 and len(buf) - offset >= 16:
+            optional, next_type, units, o1, o2, after = _unpack_n3(buf, offset + 8)
+            if (
+                optional == b"\x00\x00\x00"
+                and next_type == 0x85
+                and units == 1
+                and not after
+                and o1 < 0x20
+            ):
+                end = offset + 8 + length
+                if end > len(buf):
+                    _raise_short_body(buf, offset, length, offset + 16)
+                return message_type, teid, offset + 16, end, o2 & 0x3F
     else:
         flags, message_type, length, teid = _mandatory(buf, offset)
     _check_version(flags, offset)

@@ -17,7 +17,7 @@ from typing import Union
 from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu._fastbuild import fast_constructor
 from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
-from fluidedge.codec.gtpu.extensions import ExtensionHeader, UdpPortExtension
+from fluidedge.codec.gtpu.extensions import ExtensionHeader, PduSessionContainer, UdpPortExtension
 from fluidedge.codec.gtpu.header import (
     PLAIN_FLAGS,
     GtpuHeader,
@@ -184,28 +184,48 @@ def _short(size: int, offset: int, length: int, body: int) -> None:
     )
 
 
+# Plain ints: reading an IntEnum member costs ~0.1 µs on CPython 3.11.
+_RECOVERY = int(IEType.RECOVERY)
+_TEID_DATA_I = int(IEType.TEID_DATA_I)
+_PEER_ADDRESS = int(IEType.GTPU_PEER_ADDRESS)
+_EXT_TYPE_LIST = int(IEType.EXTENSION_HEADER_TYPE_LIST)
+_ECHO_REQUEST = int(MessageType.ECHO_REQUEST)
+_ECHO_RESPONSE = int(MessageType.ECHO_RESPONSE)
+_ERROR_INDICATION = int(MessageType.ERROR_INDICATION)
+_SUPPORTED_EXT = int(MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION)
+_TV_LENGTHS = {int(t): n for t, n in TV_IE_VALUE_LENGTHS.items()}
+
+
 def _decode_ies(view: memoryview, pos: int, end: int) -> list[tuple[int, int, bytes]]:
     """``(offset, type, value)`` of every IE in ``view[pos:end]``."""
     ies: list[tuple[int, int, bytes]] = []
     while pos < end:
         ie_type = view[pos]
-        name = f"GTP-U IE {ie_type}"
-        if ie_type in TV_IE_VALUE_LENGTHS:
-            start, stop = pos + 1, pos + 1 + TV_IE_VALUE_LENGTHS[ie_type]
-        elif ie_type == IEType.EXTENSION_HEADER_TYPE_LIST:
+        size = _TV_LENGTHS.get(ie_type)
+        if size is not None:
+            start, stop = pos + 1, pos + 1 + size
+        elif ie_type == _EXT_TYPE_LIST:
             if pos + 2 > end:
-                raise MalformedError(name, pos, "length octet lies past the message end")
+                raise MalformedError(
+                    f"GTP-U IE {ie_type}", pos, "length octet lies past the message end"
+                )
             start = pos + 2
             stop = start + view[pos + 1]
         elif ie_type >= 128:
             if pos + 3 > end:
-                raise MalformedError(name, pos, "length octets lie past the message end")
-            _, n = _TLV.unpack_from(view, pos)
-            start, stop = pos + 3, pos + 3 + n
+                raise MalformedError(
+                    f"GTP-U IE {ie_type}", pos, "length octets lie past the message end"
+                )
+            start = pos + 3
+            stop = start + (view[pos + 1] << 8 | view[pos + 2])
         else:
-            raise UnsupportedError(name, pos, "unknown TV type: its length cannot be known")
+            raise UnsupportedError(
+                f"GTP-U IE {ie_type}", pos, "unknown TV type: its length cannot be known"
+            )
         if stop > end:
-            raise MalformedError(name, pos, f"value runs {stop - end} bytes past the message end")
+            raise MalformedError(
+                f"GTP-U IE {ie_type}", pos, f"value runs {stop - end} bytes past the message end"
+            )
         ies.append((pos, ie_type, bytes(view[start:stop])))
         pos = stop
     return ies
@@ -215,54 +235,23 @@ def _decode_signalling(
     header: GtpuHeader, view: memoryview, body_start: int, end: int
 ) -> GtpuMessage:
     mtype = header.message_type
-    if mtype not in (
-        MessageType.ECHO_REQUEST,
-        MessageType.ECHO_RESPONSE,
-        MessageType.ERROR_INDICATION,
-        MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION,
-        MessageType.END_MARKER,
-    ):
-        return GenericMessage(header, bytes(view[body_start:end]))
-    ies = _decode_ies(view, body_start, end)
-    extra: list[InformationElement] = []
-    if mtype in (MessageType.ECHO_REQUEST, MessageType.ECHO_RESPONSE):
+    if mtype in (_ECHO_REQUEST, _ECHO_RESPONSE):
         recovery: int | None = None
-        for _, ie_type, value in ies:
-            if ie_type == IEType.RECOVERY and recovery is None:
+        extra: list[InformationElement] = []
+        for _, ie_type, value in _decode_ies(view, body_start, end):
+            if ie_type == _RECOVERY and recovery is None:
                 recovery = value[0]
             else:
                 extra.append(InformationElement(ie_type, value))
-        cls = EchoRequest if mtype == MessageType.ECHO_REQUEST else EchoResponse
+        cls = EchoRequest if mtype == _ECHO_REQUEST else EchoResponse
         return cls(header, recovery, tuple(extra))
-    if mtype == MessageType.ERROR_INDICATION:
-        teid: int | None = None
-        peer: IPv4Address | IPv6Address | None = None
-        for pos, ie_type, value in ies:
-            if ie_type == IEType.TEID_DATA_I and teid is None:
-                teid = _U32.unpack(value)[0]
-            elif ie_type == IEType.GTPU_PEER_ADDRESS and peer is None:
-                if len(value) == 4:
-                    peer = IPv4Address(value)
-                elif len(value) == 16:
-                    peer = IPv6Address(value)
-                else:
-                    raise MalformedError(
-                        "GTP-U IE 133 (GTP-U Peer Address)",
-                        pos,
-                        f"length {len(value)}, expected 4 (IPv4) or 16 (IPv6)",
-                    )
-            else:
-                extra.append(InformationElement(ie_type, value))
-        if teid is None or peer is None:
-            missing = "TEID Data I (16)" if teid is None else "GTP-U Peer Address (133)"
-            raise MalformedError(
-                "GTP-U Error Indication", body_start, f"mandatory IE {missing} is missing"
-            )
-        return ErrorIndication(header, teid, peer, tuple(extra))
-    if mtype == MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION:
+    if mtype == _ERROR_INDICATION:
+        return _decode_error_indication(header, view, body_start, end)
+    if mtype == _SUPPORTED_EXT:
         types: tuple[int, ...] | None = None
-        for _, ie_type, value in ies:
-            if ie_type == IEType.EXTENSION_HEADER_TYPE_LIST and types is None:
+        extra = []
+        for _, ie_type, value in _decode_ies(view, body_start, end):
+            if ie_type == _EXT_TYPE_LIST and types is None:
                 types = tuple(value)
             else:
                 extra.append(InformationElement(ie_type, value))
@@ -273,7 +262,40 @@ def _decode_signalling(
                 "mandatory IE Extension Header Type List (141) is missing",
             )
         return SupportedExtensionHeadersNotification(header, types, tuple(extra))
-    return EndMarker(header, tuple(InformationElement(t, v) for _, t, v in ies))
+    if mtype == 254:  # End Marker
+        ies = _decode_ies(view, body_start, end)
+        return EndMarker(header, tuple(InformationElement(t, v) for _, t, v in ies))
+    return GenericMessage(header, bytes(view[body_start:end]))
+
+
+def _decode_error_indication(
+    header: GtpuHeader, view: memoryview, body_start: int, end: int
+) -> ErrorIndication:
+    teid: int | None = None
+    peer: IPv4Address | IPv6Address | None = None
+    extra: list[InformationElement] = []
+    for pos, ie_type, value in _decode_ies(view, body_start, end):
+        if ie_type == _TEID_DATA_I and teid is None:
+            teid = _U32.unpack(value)[0]
+        elif ie_type == _PEER_ADDRESS and peer is None:
+            if len(value) == 4:
+                peer = IPv4Address(value)
+            elif len(value) == 16:
+                peer = IPv6Address(value)
+            else:
+                raise MalformedError(
+                    "GTP-U IE 133 (GTP-U Peer Address)",
+                    pos,
+                    f"length {len(value)}, expected 4 (IPv4) or 16 (IPv6)",
+                )
+        else:
+            extra.append(InformationElement(ie_type, value))
+    if teid is None or peer is None:
+        missing = "TEID Data I (16)" if teid is None else "GTP-U Peer Address (133)"
+        raise MalformedError(
+            "GTP-U Error Indication", body_start, f"mandatory IE {missing} is missing"
+        )
+    return ErrorIndication(header, teid, peer, tuple(extra))
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -355,6 +377,27 @@ _TYPES: dict[type, int] = {
 }
 
 _GPDU_PLAIN = struct.Struct("!BBHI")
+_GPDU_PSC = struct.Struct("!BBHIHBBBBBB")
+"""Mandatory + optional octets + one 4-octet PDU Session Container: the usual N3 G-PDU."""
+
+
+def _is_bare(psc: PduSessionContainer) -> bool:
+    """A DL/UL container with QFI (and RQI on DL) only: 4 octets with no padding."""
+    return (
+        psc.ppi is None
+        and psc.dl_sending_time_stamp is None
+        and psc.qfi_sequence_number is None
+        and psc.mbs_qfi_sequence_number is None
+        and psc.ul_time_stamps is None
+        and psc.dl_delay_result is None
+        and psc.ul_delay_result is None
+        and psc.n3n9_delay_result is None
+        and not psc.new_ie_flag
+        and not psc.spare_bits
+        and not psc.ppi_spare
+        and not psc.spare
+        and (psc.pdu_type == 0 or (psc.pdu_type == 1 and not psc.rqi))
+    )
 
 
 def encode_gpdu(
@@ -371,6 +414,21 @@ def encode_gpdu(
             return _GPDU_PLAIN.pack(PLAIN_FLAGS, 255, len(payload), teid) + payload
         except struct.error as exc:
             raise ValueError(f"G-PDU field out of range: {exc}") from exc
+    if sequence is None and npdu is None and len(extensions) == 1:
+        psc = extensions[0]
+        if type(psc) is PduSessionContainer and _is_bare(psc):
+            qfi, pdu_type = psc.qfi, psc.pdu_type
+            if 0 <= qfi < 64:
+                o2 = qfi | 0x40 if psc.rqi else qfi
+                try:
+                    return (
+                        _GPDU_PSC.pack(
+                            0x34, 255, len(payload) + 8, teid, 0, 0, 0x85, 1, pdu_type << 4, o2, 0
+                        )
+                        + payload
+                    )
+                except struct.error as exc:
+                    raise ValueError(f"G-PDU field out of range: {exc}") from exc
     header = GtpuHeader(
         message_type=MessageType.G_PDU,
         teid=teid,

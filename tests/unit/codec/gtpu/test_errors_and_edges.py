@@ -75,6 +75,14 @@ def test_non_buffers_raise_codec_errors(junk: object) -> None:
             fn(junk)  # type: ignore[arg-type]
 
 
+def test_released_memoryview_is_a_codec_error() -> None:
+    view = memoryview(load("s1u_gpdu_plain"))
+    view.release()
+    for fn in (decode, decode_header, peek):
+        with pytest.raises(MalformedError):
+            fn(view)
+
+
 def test_exotic_memoryviews_decode_like_bytes() -> None:
     wire = load("n3_ul_gpdu_psc_qfi9")
     expected = decode(wire)

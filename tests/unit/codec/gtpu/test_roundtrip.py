@@ -158,3 +158,26 @@ def test_encode_computes_length_and_flags_ignoring_stale_fields() -> None:
 def test_encode_rejects_values_that_do_not_fit(bad: GtpuMessage) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         encode(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(s.u(32), st.binary(max_size=100), st.integers(0, 1), s.u(6), st.booleans())
+def test_encode_gpdu_bare_psc_fast_path_matches_encode(
+    teid: int, payload: bytes, pdu_type: int, qfi: int, rqi: bool
+) -> None:
+    psc = s.PduSessionContainer(pdu_type, qfi, rqi=rqi and pdu_type == 0)
+    wire = encode_gpdu(teid, payload, extensions=(psc,))
+    assert wire == encode(GPdu(GtpuHeader(teid=teid, extensions=(psc,)), payload))
+    assert decode(wire) == GPdu(GtpuHeader(teid=teid, extensions=(psc,)), payload)
+
+
+def test_encode_gpdu_fast_paths_reject_out_of_range() -> None:
+    for bad in (
+        lambda: encode_gpdu(1 << 32, b""),
+        lambda: encode_gpdu(1 << 32, b"", extensions=(s.PduSessionContainer(1, 9),)),
+        lambda: encode_gpdu(1, b"", extensions=(s.PduSessionContainer(1, 64),)),
+        lambda: encode_gpdu(1, b"", extensions=(s.PduSessionContainer(1, -1),)),
+        lambda: encode_gpdu(1, bytes(65536)),
+    ):
+        with pytest.raises(ValueError):  # noqa: PT011 - range errors of several fields
+            bad()
