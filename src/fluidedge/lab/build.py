@@ -151,6 +151,8 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
         ],
         "configuring links",
     )
+    for ns, values in plan.late_sysctls.items():
+        _write_sysctls(ns, values)
     _run_all(
         [
             (["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"], None)

@@ -64,6 +64,7 @@ class Plan:
     sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     create: dict[str, list[str]] = field(default_factory=dict)
     configure: dict[str, list[str]] = field(default_factory=dict)
+    late_sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     tx_offload_off: list[tuple[str, str]] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
 
@@ -189,6 +190,10 @@ class Topology:
                 f"link set dev {HOST_BRIDGE} up",
             ]
         elif self.mode == "routed":
+            # Proxy ARP answers are delayed up to 0.8 s by default; a router answers at once.
+            plan.late_sysctls[host] = [
+                (f"net/ipv4/neigh/{dev}/proxy_delay", "0") for dev in (HOST_ENB_IF, HOST_SGW_IF)
+            ]
             plan.configure[host] += [
                 f"addr add {cfg.s1.host_enb_side}/32 dev {HOST_ENB_IF}",
                 f"addr add {cfg.s1.host_sgw_side}/32 dev {HOST_SGW_IF}",

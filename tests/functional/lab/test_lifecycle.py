@@ -1,0 +1,173 @@
+"""Lab life cycle on the real kernel: up, refuse twice, down leaves nothing, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fluidedge.lab import LabAlreadyUpError, LabNotUpError, build
+from fluidedge.lab.lab import Lab
+from fluidedge.lab.state import process_alive, state_path
+from fluidedge.linux import netns
+from tests.fixtures.lab import LabFactory, lab_leftovers, unique_prefix, wait_until
+
+pytestmark = pytest.mark.root
+
+
+def _ping(lab: Lab, ue: str, dst: str) -> bool:
+    return lab.run(ue, ["ping", "-c", "1", "-W", "1", dst]).returncode == 0
+
+
+def test_up_down_leaves_nothing_behind() -> None:
+    prefix = unique_prefix()
+    started = time.monotonic()
+    lab = Lab.up(prefix=prefix)
+    took_up = time.monotonic() - started
+    try:
+        assert all(netns.exists(ns) for ns in lab.namespaces)
+        assert len(lab.namespaces) == 14
+        assert all(p.alive for p in lab.processes())
+        assert _ping(lab, "ue1", str(lab.pdn_address))
+        # nothing of the lab in the root namespace
+        root_links = subprocess.run(
+            ["ip", "-j", "link"], capture_output=True, text=True, check=True
+        ).stdout
+        assert not any(n in json.loads(root_links) for n in ("s1enb", "s1sgw", "apps0"))
+        assert lab_leftovers(prefix), "the lab should be visible while up"
+    finally:
+        started = time.monotonic()
+        lab.down()
+        took_down = time.monotonic() - started
+    assert lab_leftovers(prefix) == []
+    assert took_up < 10
+    assert took_down < 10
+    assert build.down(prefix) == []  # idempotent
+
+
+def test_up_refuses_when_already_up(lab_factory: LabFactory) -> None:
+    lab = lab_factory()
+    with pytest.raises(LabAlreadyUpError, match="already up"):
+        Lab.up(prefix=lab.prefix)
+    assert all(p.alive for p in lab.processes())  # the refused attempt touched nothing
+    assert Lab.attach(lab.prefix).bearers == lab.bearers
+
+
+def test_attach_unknown_lab() -> None:
+    with pytest.raises(LabNotUpError):
+        Lab.attach(unique_prefix())
+
+
+def test_down_after_processes_crashed(lab_factory: LabFactory) -> None:
+    lab = lab_factory()
+    victims = lab.processes()[:3]
+    for p in victims:
+        os.kill(p.pid, signal.SIGKILL)
+    assert wait_until(lambda: not any(p.alive for p in Lab.attach(lab.prefix).processes()[:3]))
+    # a stray process someone started inside the lab is removed too
+    stray = subprocess.Popen(
+        lab.argv("ue2", ["sleep", "300"]), stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        lab.down()
+        assert stray.wait(timeout=5) != 0
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+    assert lab_leftovers(lab.prefix) == []
+
+
+def test_down_after_half_finished_up() -> None:
+    """`fluidedge lab up` killed -9 while it starts processes: `down` still removes all."""
+    prefix = unique_prefix()
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "fluidedge", "lab", "up", "--prefix", prefix],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def spawning() -> bool:
+            try:
+                return bool(json.loads(state_path(prefix).read_text())["processes"])
+            except (OSError, ValueError, KeyError):
+                return False
+
+        assert wait_until(spawning, timeout=20, period=0.005)
+        cli.kill()
+        cli.wait()
+        state = json.loads(state_path(prefix).read_text())
+        assert state["phase"] == "creating"
+        assert any(netns.exists(ns) for ns in state["namespaces"])
+        assert any(process_alive(p["pid"], p["start_time"]) for p in state["processes"])
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        removed = build.down(prefix)
+    assert any(item.startswith("namespace") for item in removed)
+    assert lab_leftovers(prefix) == []
+
+
+def test_cli_up_status_exec_down() -> None:
+    prefix = unique_prefix()
+    env = {**os.environ, "FLUIDEDGE_LAB_PREFIX": prefix}
+
+    def fe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fluidedge", "lab", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def ul_packets() -> int:
+        return int(
+            json.loads(fe("status", "--json").stdout)["nodes"]["enb2"]["bearers"]["ue3"][
+                "ul_packets"
+            ]
+        )
+
+    try:
+        up = fe("up")
+        assert up.returncode == 0, up.stderr
+        assert f"lab {prefix} up" in up.stdout
+        assert "0x1001" in up.stdout
+        assert "0x2001" in up.stdout
+        again = fe("up")
+        assert again.returncode == 1
+        assert "already up" in again.stderr
+        ping = fe("exec", "ue3", "--", "ping", "-c", "1", "-W", "2", "198.18.200.10")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        doc = json.loads(fe("status", "--json").stdout)
+        assert doc["phase"] == "up"
+        assert all(p["alive"] for p in doc["processes"])
+        assert wait_until(lambda: ul_packets() >= 1)
+        table = fe("status").stdout
+        assert "ue3" in table
+        assert "s1enb" in table
+    finally:
+        down = fe("down")
+    assert down.returncode == 0
+    assert lab_leftovers(prefix) == []
+
+
+@pytest.mark.parametrize("mode", ["tof", "routed"])
+def test_insertion_modes(lab_factory: LabFactory, mode: str) -> None:
+    lab = lab_factory(mode=mode)
+    links = json.loads(lab.run("host", ["ip", "-j", "link", "show"], check=True).stdout)
+    by_name = {link["ifname"]: link for link in links}
+    for dev in (lab.enb_side_if, lab.sgw_side_if):
+        assert "UP" in by_name[dev]["flags"]
+        assert "master" not in by_name[dev]  # unbridged in both modes
+    assert "br0" not in by_name
+    # tof: nothing forwards until a TOF does; routed: the kernel forwards
+    assert _ping(lab, "ue1", str(lab.pdn_address)) == (mode == "routed")
