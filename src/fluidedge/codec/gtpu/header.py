@@ -344,6 +344,8 @@ def encode_header(header: GtpuHeader, message_type: int, body_length: int) -> by
     if header.spare_flags & ~(FLAG_SPARE | FLAG_E):
         raise ValueError("spare_flags may hold only 0x08 (spare) and 0x04 (empty E)")
     first_type, chain = encode_chain(header.extensions)
+    if first_type and header.spare_flags & FLAG_E:
+        raise ValueError("spare_flags 0x04 means E=1 with no extension header, yet some follow")
     flags = (
         0x30
         | header.spare_flags

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Union
 
 from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
@@ -453,12 +453,13 @@ def echo_response(request: EchoRequest, recovery: int = 0) -> bytes:
 
 def error_indication(
     teid: int,
-    peer: IPv4Address | IPv6Address,
+    peer: IPv4Address | IPv6Address | str,
     *,
     sequence: int = 0,
     udp_port: int | None = None,
 ) -> bytes:
-    """Error Indication for a G-PDU that arrived on unknown ``teid``; ``peer`` is our address.
+    """Error Indication for a G-PDU that arrived on unknown ``teid``; ``peer`` is our address
+    (an address object or its text; ``ValueError`` if the text is not an address).
 
     TEID 0 and S=1 in the header (TS 29.281 §5.1); ``udp_port`` adds the UDP Port extension
     header with the offending packet's source port (§7.3.1).
@@ -469,7 +470,8 @@ def error_indication(
     header = GtpuHeader(
         message_type=MessageType.ERROR_INDICATION, sequence=sequence, extensions=extensions
     )
-    return encode(ErrorIndication(header, teid, peer))
+    address = ip_address(peer) if isinstance(peer, str) else peer
+    return encode(ErrorIndication(header, teid, address))
 
 
 def end_marker(teid: int) -> bytes:

@@ -206,6 +206,9 @@ def test_builders() -> None:
     assert isinstance(ei, ErrorIndication)
     assert (ei.teid_data_i, ei.peer_address, ei.udp_port) == (77, IPv6Address("2001:db8::7"), 40000)
     assert (ei.header.teid, ei.header.sequence) == (0, 3)
+    assert error_indication(77, "2001:db8::7", sequence=3, udp_port=40000) == encode(ei)
+    with pytest.raises(ValueError):  # noqa: PT011 - ipaddress's own message
+        error_indication(77, "not-an-address")
     assert decode(end_marker(5)) == EndMarker(GtpuHeader(message_type=254, teid=5))
     assert end_marker(5) == load("end_marker")[:4] + (5).to_bytes(4, "big")
 

@@ -149,6 +149,7 @@ def test_encode_computes_length_and_flags_ignoring_stale_fields() -> None:
         GPdu(GtpuHeader(extensions=(s.UnknownExtension(0, b"ab"),)), b""),
         GPdu(GtpuHeader(spare_optional=b"\x01\x00\x00\x00"), b""),
         GPdu(GtpuHeader(spare_flags=0x01), b""),
+        GPdu(GtpuHeader(spare_flags=0x04, extensions=(s.PdcpPduNumber(1),)), b""),
         GPdu(GtpuHeader(version=2), b""),
         GPdu(GtpuHeader(), bytes(70000)),
         EchoRequest(GtpuHeader(message_type=255)),
