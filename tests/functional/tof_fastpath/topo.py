@@ -95,9 +95,9 @@ def topology(tag: str = "") -> Iterator[Topo]:
             ip(ns, "link", "set", dev, "up")
             run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"])
         ip(t.host, "addr", "add", f"{APPS_GW}/24", "dev", "apps")
-        ip(t.host, "link", "set", "apps", "up")
+        ip(t.host, "link", "set", "apps", "address", "02:00:00:00:a0:01", "up")
         ip(t.app, "addr", "add", f"{APP_IP}/24", "dev", "eth0")
-        ip(t.app, "link", "set", "eth0", "up")
+        ip(t.app, "link", "set", "eth0", "address", "02:00:00:00:a0:02", "up")
         ip(t.app, "route", "add", "default", "via", APPS_GW)
         # The app's own replies are built by the test; keep the app kernel quiet otherwise.
         run(["ip", "netns", "exec", t.app, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"])

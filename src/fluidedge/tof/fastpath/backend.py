@@ -153,6 +153,7 @@ class FastPathBackend:
             maps = {
                 "cfg": (4, 4, False),
                 "stats": (4, 8, True),
+                "punt_reasons": (4, 8, True),
                 "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
                 "services": (4, L.SERVICE_VAL.size, False),
                 "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
@@ -363,6 +364,11 @@ class FastPathBackend:
         out = {}
         for index, name in enumerate(L.STAT_NAMES):
             out[name] = sum(L.U64.unpack(v)[0] for v in m.lookup_percpu(L.U32.pack(index)))
+        reasons = self._maps["punt_reasons"]
+        for index, name in enumerate(L.PUNT_REASONS):
+            n = sum(L.U64.unpack(v)[0] for v in reasons.lookup_percpu(L.U32.pack(index)))
+            if n:
+                out[f"punt_{name}"] = n
         return out
 
     def _sync(self) -> None:

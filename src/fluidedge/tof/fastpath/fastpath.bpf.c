@@ -40,6 +40,13 @@ enum stat_index {
 	ST_MAX,
 };
 
+/* Why a frame went to the agent (punt_reasons index; names in layout.PUNT_REASONS). */
+enum punt_reason {
+	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
+	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
+	P_NEW_FLOW, P_MAX,
+};
+
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
 struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; };
 struct service_val { __u32 app; __u32 slot; };
@@ -56,6 +63,8 @@ struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, ST_MAX);
 	 __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, P_MAX);
+	 __type(key, __u32); __type(value, __u64); } punt_reasons SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
 	 __type(key, __u32); __type(value, struct bucket); } punt_bucket SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
@@ -114,8 +123,11 @@ static __always_inline int switch_to(__u32 other)
 	return bpf_redirect(other, 0);
 }
 
-static __always_inline int punt(int from_enb, __u32 other)
+static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
 {
+	__u64 *why = bpf_map_lookup_elem(&punt_reasons, &reason);
+	if (why)
+		*why += 1;
 	if (!punt_allowed()) {
 		count(ST_PUNT_LIMITED);
 		return switch_to(other);
@@ -141,32 +153,32 @@ int s1_ingress(struct __sk_buff *skb)
 	if (!enb_if || !sgw_if || (!from_enb && skb->ingress_ifindex != sgw_if))
 		return TC_ACT_OK;
 	if ((void *)(eth + 1) > end)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_SHORT);
 	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
 		if (eth->h_proto == bpf_htons(ETH_P_IPV6) || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
 		    eth->h_proto == bpf_htons(ETH_P_8021AD) || bpf_ntohs(eth->h_proto) < 0x600)
-			return punt(from_enb, other); /* the pipeline judges these shapes */
+			return punt(from_enb, other, P_ETHERTYPE); /* the pipeline judges these shapes */
 		count(ST_SWITCHED_NON_IP);
 		return switch_to(other);
 	}
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > end)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_SHORT);
 	tot = bpf_ntohs(ip->tot_len);
 	if (ip->version != 4 || ip->ihl != 5 || tot < 20 || (void *)ip + tot > end)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_OUTER_IP);
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_OUTER_FRAGMENT);
 	if (ip->protocol != IPPROTO_UDP) {
 		count(ST_SWITCHED_NON_GTP);
 		return switch_to(other);
 	}
 	udp = (void *)(ip + 1);
 	if ((void *)udp + 16 > end || tot < 36)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_SHORT);
 	if (*(__u16 *)(udp + 0) != bpf_htons(GTPU_PORT) && *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT)) {
 		if (bpf_ntohs(*(__u16 *)(udp + 4)) != tot - 20)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_OUTER_UDP);
 		count(ST_SWITCHED_NON_GTP);
 		return switch_to(other);
 	}
@@ -175,62 +187,62 @@ int s1_ingress(struct __sk_buff *skb)
 	gtp_len = bpf_ntohs(*(__u16 *)(gtp + 2));
 	if ((flags & 0xF0) != 0x30 || gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT) ||
 	    gtp_len + 8 + 8 + 20 != tot || skb->gso_size)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_GTP_MESSAGE);
 	off = 14 + 20 + 8 + 8;
 	if (flags & 0x07) {
 		__u8 opt[4], len = 0, next;
 		if (bpf_skb_load_bytes(skb, off, opt, 4) < 0)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_EXTENSIONS);
 		next = opt[3];
 		off += 4;
 		if (!(flags & 0x04) && next)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_EXTENSIONS);
 		for (int i = 0; i < MAX_EXT; i++) {
 			if (!next)
 				break;
 			if (bpf_skb_load_bytes(skb, off & 0x7FF, &len, 1) < 0 || !len)
-				return punt(from_enb, other);
+				return punt(from_enb, other, P_EXTENSIONS);
 			off = (off + len * 4) & 0xFFF;
 			if (bpf_skb_load_bytes(skb, (off - 1) & 0xFFF, &next, 1) < 0)
-				return punt(from_enb, other);
+				return punt(from_enb, other, P_EXTENSIONS);
 		}
 		if (next)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_EXTENSIONS);
 	}
 	ioff = off & 0xFFF;
 	struct iphdr inner;
 	__u8 l4b[20];
 	in = &inner;
 	if (bpf_skb_load_bytes(skb, ioff, &inner, 20) < 0)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_INNER);
 	inner_len = bpf_ntohs(in->tot_len);
 	if (in->version != 4 || in->ihl != 5 || inner_len < 20 || ioff + inner_len > 14 + tot)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_INNER);
 	__u32 l4_have = inner_len - 20;
 	if (l4_have > 20)
 		l4_have = 20;
 	__builtin_memset(l4b, 0, sizeof(l4b));
 	if (l4_have >= 20) {
 		if (bpf_skb_load_bytes(skb, ioff + 20, l4b, 20) < 0)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_INNER);
 	} else if (l4_have >= 8) {
 		if (bpf_skb_load_bytes(skb, ioff + 20, l4b, 8) < 0)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_INNER);
 	}
 
 	struct tunnel_key tk = { ip->saddr, ip->daddr, *(__u32 *)(gtp + 4) };
 	struct tunnel_val *tv = bpf_map_lookup_elem(&tunnels, &tk);
 	if (!tv)
-		return punt(from_enb, other); /* GTP Filter: unknown tunnel -> control agent */
+		return punt(from_enb, other, P_UNKNOWN_TUNNEL); /* GTP Filter: unknown tunnel -> control agent */
 	l4 = l4b;
 
 	if (!from_enb) {
 		/* Downlink: a possible Pinger reply is the agent's to swallow. */
 		if (in->protocol == IPPROTO_ICMP) {
 			if (l4_have < 8)
-				return punt(from_enb, other);
+				return punt(from_enb, other, P_INNER);
 			if (l4[0] == 0 && *(__u16 *)(l4 + 4) == bpf_htons(PINGER_ID))
-				return punt(from_enb, other);
+				return punt(from_enb, other, P_PINGER_REPLY);
 		}
 		__sync_fetch_and_add(&tv->packets, 1);
 		__sync_fetch_and_add(&tv->bytes, inner_len);
@@ -254,34 +266,34 @@ int s1_ingress(struct __sk_buff *skb)
 	__u32 csum_off = 0, l4ip = ioff + 20;
 	__u64 flags_l4 = BPF_F_PSEUDO_HDR | 4;
 	if (in->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_INNER_FRAGMENT);
 	fk.proto = in->protocol;
 	if (in->protocol == IPPROTO_TCP) {
 		if (l4_have < 20 || (l4[13] & 0x02))
-			return punt(from_enb, other); /* SYN: MSS clamping is the agent's */
+			return punt(from_enb, other, P_TCP_SYN); /* SYN: MSS clamping is the agent's */
 		fk.ue_port = *(__u16 *)l4;
 		fk.app_port = *(__u16 *)(l4 + 2);
 		csum_off = l4ip + 16;
 	} else if (in->protocol == IPPROTO_UDP) {
 		if (l4_have < 8)
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_INNER);
 		fk.ue_port = *(__u16 *)l4;
 		fk.app_port = *(__u16 *)(l4 + 2);
 		csum_off = l4ip + 6;
 		flags_l4 |= BPF_F_MARK_MANGLED_0;
 	} else if (in->protocol == IPPROTO_ICMP) {
 		if (l4_have < 8 || (l4[0] != 8 && l4[0] != 0))
-			return punt(from_enb, other);
+			return punt(from_enb, other, P_INNER_PROTO);
 		fk.ue_port = fk.app_port = *(__u16 *)(l4 + 4);
 	} else {
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_INNER_PROTO);
 	}
 	fk.app = sv->app;
 	fk.ue = ue;
 	struct flow_val *fv = bpf_map_lookup_elem(&flows, &fk);
 	if (!fv || fv->service != sip || fv->enb != ip->saddr || fv->sgw != ip->daddr ||
 	    fv->slot != sv->slot)
-		return punt(from_enb, other);
+		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 app = sv->app, slot = sv->slot;
 	__u64 now = bpf_ktime_get_ns();
 	__sync_fetch_and_add(&tv->packets, 1);

@@ -35,6 +35,23 @@ STAT_NAMES = (
     "apps_to_agent",
     "errors",
 )
+# punt_reasons array indexes (enum punt_reason).
+PUNT_REASONS = (
+    "short_frame",
+    "ethertype",
+    "outer_ip_shape",
+    "outer_fragment",
+    "outer_udp_shape",
+    "gtp_not_gpdu",
+    "extension_chain",
+    "inner_shape",
+    "unknown_tunnel",
+    "pinger_reply",
+    "inner_fragment",
+    "tcp_syn",
+    "inner_protocol",
+    "new_flow",
+)
 # Counters the pipeline also keeps under the same name (merged into its ``counters``).
 SHARED_COUNTERS = ("switched_non_ip", "switched_non_gtp")
 
