@@ -190,7 +190,12 @@ def gen_cmd(
         int | None, typer.Option("--pps", help="Offered rate (packets/s); default: max.")
     ] = None,
     duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds per run.")] = 2.0,
-    tool: Annotated[str, typer.Option("--tool", help="trafgen or tcpreplay.")] = "trafgen",
+    tool: Annotated[
+        str,
+        typer.Option(
+            "--tool", help="auto (trafgen at max rate, tcpreplay when paced), trafgen, tcpreplay."
+        ),
+    ] = "auto",
 ) -> None:
     """Write GTP-U pcaps from the lab's bearers (plain, PDU Session Container; 64/256/1024/
     1518 bytes and iMIX) and, by default, offer each into the S1 segment from the eNB side."""

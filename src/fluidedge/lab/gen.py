@@ -60,7 +60,7 @@ GEN_TOS = 0x20  # DSCP CS1: marks generator frames so the far side counts only t
 SINK_TABLE = "fluidedge_gen"
 INNER_DPORT = 9  # discard
 WARM_UP = 0.3
-Tool = Literal["trafgen", "tcpreplay"]
+Tool = Literal["auto", "trafgen", "tcpreplay"]
 
 
 @dataclass(frozen=True)
@@ -192,13 +192,16 @@ class Generator:
         return [self.lab.ns(s) for s in self.lab.sgws]
 
     def _install_sinks(self) -> None:
-        for ns in self._sink_netns():
+        for name, address in self.lab.sgws.items():
+            ns = self.lab.ns(name)
             self._remove_sink(ns)
+            # Count only frames for this SGW: a bridge that has not learned a MAC yet floods.
             rules = (
                 f"table netdev {SINK_TABLE} {{\n"
                 f"  chain sink {{\n"
                 f"    type filter hook ingress device {self.lab.node_s1_if} priority -500;\n"
-                f"    ip dscp cs1 udp dport {GTPU_PORT} counter drop\n"
+                f"    ip daddr {address} ip dscp cs1 udp dport {GTPU_PORT} counter drop\n"
+                f"    ip dscp cs1 udp dport {GTPU_PORT} drop\n"
                 f"  }}\n"
                 f"}}\n"
             )
@@ -235,6 +238,7 @@ class Generator:
                 for expr in item.get("rule", {}).get("expr", []):
                     if "counter" in expr:
                         total += int(expr["counter"]["packets"])
+                        break
         return total
 
     def sent(self) -> int:
@@ -243,6 +247,10 @@ class Generator:
 
     def _tool_argv(self, pcap: Path, pps: int | None, tool: Tool) -> list[str]:
         dev = self.lab.gen_if
+        if tool == "auto":
+            # trafgen is the fastest at full rate, but its --rate sends once-a-second bursts;
+            # tcpreplay paces evenly.
+            tool = "trafgen" if pps is None else "tcpreplay"
         if tool == "trafgen":
             cfg = pcap.with_suffix(".trafgen")
             blocks = []
@@ -267,12 +275,13 @@ class Generator:
         *,
         pps: int | None = None,
         duration: float = 2.0,
-        tool: Tool = "trafgen",
+        tool: Tool = "auto",
     ) -> OfferResult:
         """Replay ``pcap`` in a loop into the S1 segment for ``duration`` s (``pps`` None = max).
 
         Returns frames sent, frames received at the SGWs, and the steady-state arrival rate
-        (measured after a short warm-up so tool start-up does not count).
+        (measured after a short warm-up so tool start-up does not count). ``tool="auto"``
+        uses trafgen at full rate and tcpreplay when paced (trafgen's pacing is bursty).
         """
         if duration <= 0:
             raise LabConfigError("duration must be positive")

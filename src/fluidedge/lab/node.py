@@ -271,7 +271,8 @@ class Node:
         threading.Thread(target=self.mme_loop, name="mme", daemon=True).start()
         self.write_stats()  # doubles as the readiness signal
         next_stats = time.monotonic() + STATS_PERIOD
-        next_echo = time.monotonic() + (self.echo_interval or 0)
+        # First echo at once: the answers also teach the S1 bridges where each SGW lives.
+        next_echo = time.monotonic()
         while not self.stop.is_set():
             for key, _ in sel.select(timeout=0.1):
                 if key.data == "tun":
