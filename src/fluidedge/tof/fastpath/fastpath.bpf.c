@@ -28,6 +28,7 @@
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define ENCAP_LEN (14 + 20 + 8 + 8)
+#define PULL_LEN 64
 
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
@@ -152,6 +153,14 @@ int s1_ingress(struct __sk_buff *skb)
 
 	if (!enb_if || !sgw_if || (!from_enb && skb->ingress_ifindex != sgw_if))
 		return TC_ACT_OK;
+	/* Frames from a TX ring (trafgen, AF_PACKET mmap) arrive with only the Ethernet header
+	 * linear: pull the outer headers in so they can be read directly. */
+	if (data + PULL_LEN > end && skb->len > end - data) {
+		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		eth = data;
+	}
 	if ((void *)(eth + 1) > end)
 		return punt(from_enb, other, P_SHORT);
 	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
@@ -165,7 +174,7 @@ int s1_ingress(struct __sk_buff *skb)
 	if ((void *)(ip + 1) > end)
 		return punt(from_enb, other, P_SHORT);
 	tot = bpf_ntohs(ip->tot_len);
-	if (ip->version != 4 || ip->ihl != 5 || tot < 20 || (void *)ip + tot > end)
+	if (ip->version != 4 || ip->ihl != 5 || tot < 20 || 14 + tot > skb->len)
 		return punt(from_enb, other, P_OUTER_IP);
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return punt(from_enb, other, P_OUTER_FRAGMENT);
@@ -336,6 +345,12 @@ int apps_egress(struct __sk_buff *skb)
 	__u64 flags_l4 = BPF_F_PSEUDO_HDR | 4;
 	struct flow_key fk = {};
 
+	if (data + PULL_LEN > end && skb->len > end - data) {
+		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		in = data;
+	}
 	if ((void *)(in + 1) > end || skb->protocol != bpf_htons(ETH_P_IP) || skb->gso_size)
 		goto agent;
 	len = bpf_ntohs(in->tot_len);
