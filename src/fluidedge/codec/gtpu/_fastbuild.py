@@ -19,6 +19,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def check_twin(twin: type, cls: type) -> None:
+    """Refuse to run with a hand-written twin whose slots drifted from ``cls``'s."""
+    if getattr(twin, "__slots__", None) != getattr(cls, "__slots__", ()):
+        raise RuntimeError(f"{twin.__name__} no longer matches the slots of {cls.__name__}")
+
+
 def fast_constructor(cls: type[T]) -> Callable[..., T]:
     """A positional constructor of ``cls`` (all fields, in order) that skips ``__init__``."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu import layouts
-from fluidedge.codec.gtpu._fastbuild import fast_constructor
+from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
 from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK
 from fluidedge.codec.gtpu.extensions import (
     KNOWN_TYPES,
@@ -85,12 +86,31 @@ class GtpuHeader:
         return self.length + 8 - self.header_size
 
 
+class _PlainHeaderTwin:
+    """Mutable twin of :class:`GtpuHeader` for the mandatory-only header (see ``_fastbuild``):
+    its constant fields are set in ``__init__``, saving the generic builder's argument
+    passing on the plain G-PDU path."""
+
+    # the same names in the same order: that is what makes ``__class__`` assignment legal
+    __slots__ = GtpuHeader.__slots__
+
+    def __init__(self, message_type: int, length: int, teid: int) -> None:
+        self.version = 1
+        self.protocol_type = 1
+        self.message_type = message_type
+        self.length = length
+        self.teid = teid
+        self.sequence = None
+        self.npdu = None
+        self.extensions = ()
+        self.header_size = 8
+        self.spare_flags = 0
+        self.spare_optional = b""
+
+
+check_twin(_PlainHeaderTwin, GtpuHeader)
 _build_header = fast_constructor(GtpuHeader)
 """Positional constructor of all 11 fields, skipping the frozen ``__init__`` (hot path)."""
-
-
-def _plain_header(message_type: int, length: int, teid: int) -> GtpuHeader:
-    return _build_header(1, 1, message_type, length, teid, None, None, (), 8, 0, b"")
 
 
 def as_bytes_view(buf: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
@@ -246,7 +266,9 @@ def decode_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuH
     if offset >= 0 and len(buf) - offset >= 8:
         flags, message_type, length, teid = _unpack_mandatory(buf, offset)
         if flags == PLAIN_FLAGS:
-            return _build_header(1, 1, message_type, length, teid, None, None, (), 8, 0, b"")
+            h: Any = _PlainHeaderTwin(message_type, length, teid)
+            h.__class__ = GtpuHeader
+            return h  # type: ignore[no-any-return]
         if flags == N3_FLAGS and length >= 8 and len(buf) - offset >= 16:
             extensions = _bare_psc(buf, offset)
             if extensions is not None:

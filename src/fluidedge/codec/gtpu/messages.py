@@ -12,16 +12,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Union
+from typing import Any, Union
 
 from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
-from fluidedge.codec.gtpu._fastbuild import fast_constructor
+from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
 from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
 from fluidedge.codec.gtpu.extensions import ExtensionHeader, PduSessionContainer, UdpPortExtension
 from fluidedge.codec.gtpu.header import (
     PLAIN_FLAGS,
     GtpuHeader,
-    _build_header,
+    _PlainHeaderTwin,
     _unpack_mandatory,
     as_bytes_view,
     decode_header,
@@ -143,6 +143,18 @@ def _private(ies: tuple[InformationElement, ...]) -> tuple[bytes, ...]:
 
 # --- decoding ------------------------------------------------------------------------------
 
+
+class _GPduTwin:
+    """Mutable twin of :class:`GPdu` for the decoder's hot path (see ``_fastbuild``)."""
+
+    __slots__ = GPdu.__slots__  # same names, same order
+
+    def __init__(self, header: GtpuHeader, payload: memoryview) -> None:
+        self.header = header
+        self.payload = payload
+
+
+check_twin(_GPduTwin, GPdu)
 _build_gpdu = fast_constructor(GPdu)
 
 
@@ -161,10 +173,11 @@ def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
             end = offset + 8 + length
             if end > size:
                 _short(size, offset, length, offset + 8)
-            return _build_gpdu(
-                _build_header(1, 1, 255, length, teid, None, None, (), 8, 0, b""),
-                memoryview(buf)[offset + 8 : end],
-            )
+            h: Any = _PlainHeaderTwin(255, length, teid)
+            h.__class__ = GtpuHeader
+            msg: Any = _GPduTwin(h, memoryview(buf)[offset + 8 : end])
+            msg.__class__ = GPdu
+            return msg  # type: ignore[no-any-return]
     header = decode_header(buf, offset)
     body_start = offset + header.header_size
     end = offset + 8 + header.length

@@ -128,6 +128,16 @@ def test_decoded_objects_are_genuine_frozen_instances() -> None:
         msg.payload = b""  # type: ignore[misc]
     assert hash(msg.header) == hash(GtpuHeader(teid=7, extensions=(s.PduSessionContainer(1, 9),)))
     assert repr(msg.header).startswith("GtpuHeader(")
+    plain = decode(encode_gpdu(9, b"y"))  # the S1-U path builds through other twins
+    assert type(plain) is GPdu
+    assert type(plain.header) is GtpuHeader
+    assert plain == GPdu(GtpuHeader(teid=9), b"y")
+    assert hash(plain.header) == hash(GtpuHeader(teid=9))
+    with pytest.raises(FrozenInstanceError):
+        plain.header.length = 0  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        plain.payload = b""  # type: ignore[misc]
+    assert not hasattr(plain.header, "__dict__")
 
 
 def test_encode_computes_length_and_flags_ignoring_stale_fields() -> None:
