@@ -61,6 +61,7 @@ SINK_TABLE = "fluidedge_gen"
 INNER_DPORT = 9  # discard
 WARM_UP = 0.3
 Tool = Literal["auto", "trafgen", "tcpreplay"]
+CountAt = Literal["sgw", "host"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class Generator:
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
+        self._host_base = 0
         self.src_mac = _mac_of(lab.ran_ns, lab.gen_if)
         if lab.mode == "routed":
             hop = _mac_of(lab.host_ns, lab.enb_side_if)
@@ -222,8 +224,12 @@ class Generator:
             check=False,
         )
 
-    def received(self) -> int:
-        """Generator frames counted so far at the SGWs' S1 ingress."""
+    def received(self, count_at: CountAt = "sgw") -> int:
+        """Generator frames counted so far at the SGWs' S1 ingress (``count_at="sgw"``), or
+        all frames received by the host's eNB-side S1 interface (``"host"``)."""
+        if count_at == "host":
+            c = interface_counters(self.lab.host_ns, [self.lab.enb_side_if])
+            return int(c.get(self.lab.enb_side_if, {}).get("rx_packets", 0)) - self._host_base
         total = 0
         for ns in self._sink_netns():
             result = subprocess.run(
@@ -276,22 +282,28 @@ class Generator:
         pps: int | None = None,
         duration: float = 2.0,
         tool: Tool = "auto",
+        count_at: CountAt = "sgw",
     ) -> OfferResult:
         """Replay ``pcap`` in a loop into the S1 segment for ``duration`` s (``pps`` None = max).
 
         Returns frames sent, frames received at the SGWs, and the steady-state arrival rate
         (measured after a short warm-up so tool start-up does not count). ``tool="auto"``
         uses trafgen at full rate and tcpreplay when paced (trafgen's pacing is bursty).
+        ``count_at="host"`` counts arrivals at the host's eNB-side interface instead (what a
+        TOF would be offered; the generator's ceiling when nothing forwards).
         """
         if duration <= 0:
             raise LabConfigError("duration must be positive")
         argv = self.lab.argv("ran", self._tool_argv(pcap, pps, tool))
         self._install_sinks()
+        self._host_base = 0
+        if count_at == "host":
+            self._host_base = self.received("host")
         with tempfile.TemporaryFile() as log:
-            return self._run_offer(argv, log, tool, duration)
+            return self._run_offer(argv, log, tool, duration, count_at)
 
     def _run_offer(
-        self, argv: list[str], log: IO[bytes], tool: str, duration: float
+        self, argv: list[str], log: IO[bytes], tool: str, duration: float, count_at: CountAt
     ) -> OfferResult:
         try:
             sent0 = self.sent()
@@ -309,13 +321,13 @@ class Generator:
                     log.seek(0)
                     out = log.read().decode(errors="replace")
                     raise LabSystemError(f"{tool} exited: {out.strip()[-500:]}")
-                r0, s0, t0 = self.received(), self.sent(), time.monotonic()
+                r0, s0, t0 = self.received(count_at), self.sent(), time.monotonic()
                 time.sleep(duration)
-                r1, s1, t1 = self.received(), self.sent(), time.monotonic()
+                r1, s1, t1 = self.received(count_at), self.sent(), time.monotonic()
             finally:
                 _stop_group(proc)
             time.sleep(0.1)  # let the last frames land
-            received, sent = self.received(), self.sent() - sent0
+            received, sent = self.received(count_at), self.sent() - sent0
         finally:
             for ns in self._sink_netns():
                 self._remove_sink(ns)
