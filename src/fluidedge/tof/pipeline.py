@@ -195,6 +195,7 @@ class Pipeline:
         self.pinger6 = _packed(config.pinger_target6) if config.pinger_target6 else None
         self._ip_id = 0
         self._next_purge = 0.0
+        self._deltas: dict[bytes, int] = {}
         # Largest TCP MSS whose segment still fits one S1 frame once encapsulated (outer IPv4
         # 20 + UDP 8 + GTP-U 16 with a PDU Session Container, inner IPv6 40 + TCP 20).
         self._mss_limit = config.s1_mtu - 104 if config.mss_clamp else 0
@@ -397,16 +398,20 @@ class Pipeline:
     ) -> list[Action]:
         """Decapsulate, DNAT serviceIP -> applicationIP, remember the flow, send to the apps."""
         name, app_ip = service
+        service_ip, ue = c.inner_dst, c.inner_src
+        if service_ip is None or ue is None:
+            return []
         packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
-            nat.rewrite(packet, destination=app_ip)
+            if len(ue) == 4 and not c.inner_fragment and (packet[0] >> 4) == 4:
+                del packet[(packet[2] << 8) | packet[3] :]  # link padding, if any
+                self._nat4(packet, 16, service_ip, app_ip, c.inner_proto or 0)
+            else:
+                nat.rewrite(packet, destination=app_ip)
             if self._mss_limit and c.inner_proto == 6:
                 self._clamp_mss(packet)
         except CodecError as exc:
             self.drops[f"offload_inner_{type(exc).__name__}"] += 1
-            return []
-        service_ip, ue = c.inner_dst, c.inner_src
-        if service_ip is None or ue is None:
             return []
         if c.icmp_id is not None:
             sport = dport = c.icmp_id
@@ -440,22 +445,43 @@ class Pipeline:
 
     def from_apps(self, packet: bytes, now: float) -> list[Action]:
         """Handle one IP packet from the apps network: reverse NAT and encapsulate toward the UE."""
-        buf = bytearray(packet)
-        try:
-            inner = inner_codec.decode(buf)
-        except CodecError as exc:
-            self.drops[f"apps_{type(exc).__name__}"] += 1
-            return []
-        if inner.end < len(buf):
-            del buf[inner.end :]
-        if inner.icmp_id is not None:
-            sport = dport = inner.icmp_id
+        n = len(packet)
+        fast = False
+        proto = sport = dport = 0
+        if n >= 20 and packet[0] >> 4 == 4:
+            # Fast path: an unfragmented IPv4 TCP/UDP/ICMP-echo packet, read in place.
+            ihl = (packet[0] & 15) * 4
+            total = (packet[2] << 8) | packet[3]
+            proto = packet[9]
+            if 20 <= ihl <= total <= n and not ((packet[6] & 0x3F) or packet[7]):
+                if (proto == 6 and total >= ihl + 20) or (proto == 17 and total >= ihl + 8):
+                    sport = (packet[ihl] << 8) | packet[ihl + 1]
+                    dport = (packet[ihl + 2] << 8) | packet[ihl + 3]
+                    fast = True
+                elif proto == 1 and total >= ihl + 8 and packet[ihl] in (0, 8):
+                    sport = dport = (packet[ihl + 4] << 8) | packet[ihl + 5]
+                    fast = True
+        if fast:
+            src, dst = packet[12:16], packet[16:20]
+            buf = bytearray(packet[:total])
         else:
-            sport = inner.source_port or 0
-            dport = inner.destination_port or 0
-        flow = self.flows.get((inner.protocol, inner.source, sport, inner.destination, dport))
+            buf = bytearray(packet)
+            try:
+                inner = inner_codec.decode(buf)
+            except CodecError as exc:
+                self.drops[f"apps_{type(exc).__name__}"] += 1
+                return []
+            if inner.end < len(buf):
+                del buf[inner.end :]
+            proto, src, dst = inner.protocol, inner.source, inner.destination
+            if inner.icmp_id is not None:
+                sport = dport = inner.icmp_id
+            else:
+                sport = inner.source_port or 0
+                dport = inner.destination_port or 0
+        flow = self.flows.get((proto, src, sport, dst, dport))
         if flow is None:
-            flow = self.pairs.get((inner.source, inner.destination))
+            flow = self.pairs.get((src, dst))
             if flow is None:
                 self.drops["apps_no_flow"] += 1
                 return []
@@ -463,8 +489,11 @@ class Pipeline:
             self.drops["apps_stale_flow"] += 1
             return []
         try:
-            nat.rewrite(buf, source=flow.service_ip)
-            if self._mss_limit and inner.protocol == 6:
+            if fast:
+                self._nat4(buf, 12, src, flow.service_ip, proto)
+            else:
+                nat.rewrite(buf, source=flow.service_ip)
+            if self._mss_limit and proto == 6:
                 self._clamp_mss(buf)
         except CodecError as exc:
             self.drops[f"apps_{type(exc).__name__}"] += 1
@@ -482,6 +511,36 @@ class Pipeline:
             return self._enqueue(bearer, bytes(buf), now)
         bearer.offloaded_down += 1
         return self._encap_down(bearer, buf)
+
+    def _nat4(self, packet: bytearray, at: int, old: bytes, new: bytes, proto: int) -> None:
+        """Rewrite the IPv4 address at ``at`` from ``old`` to ``new`` in an unfragmented packet.
+
+        The hot-path twin of :func:`fluidedge.codec.net.nat.rewrite` (which the unit tests hold
+        it to): the RFC 1624 delta of an address pair is computed once and cached, so a packet
+        costs three 16-bit patches (IP header, TCP/UDP pseudo-header; ICMP has none).
+        """
+        key = old + new
+        delta = self._deltas.get(key)
+        if delta is None:
+            delta = ck.delta(old, new)
+            if len(self._deltas) > 4096:
+                self._deltas.clear()
+            self._deltas[key] = delta
+        packet[at : at + 4] = new
+        packet[10:12] = _patched(packet[10], packet[11], delta).to_bytes(2, "big")
+        l4 = (packet[0] & 15) * 4
+        if proto == 6:
+            at = l4 + 16
+        elif proto == 17:
+            at = l4 + 6
+            if not (packet[at] or packet[at + 1]):
+                return  # IPv4 UDP without checksum stays without
+        else:
+            return
+        value = _patched(packet[at], packet[at + 1], delta)
+        if proto == 17 and value == 0:
+            value = 0xFFFF
+        packet[at : at + 2] = value.to_bytes(2, "big")
 
     def _enqueue(self, bearer: Bearer, packet: bytes, now: float) -> list[Action]:
         if len(bearer.queue) >= self.config.queue_limit:
@@ -712,6 +771,14 @@ class Pipeline:
             "flows": len(self.flows),
             "queued": sum(len(b.queue) for b in self.bearers.values()),
         }
+
+
+def _patched(hi: int, lo: int, delta: int) -> int:
+    """RFC 1624 eq. 3: the checksum ``hi:lo`` after data changed by one's-complement ``delta``."""
+    total = (~((hi << 8) | lo) & 0xFFFF) + delta
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def _outer(

@@ -336,3 +336,38 @@ def test_mss_is_clamped_both_ways_and_big_replies_fragmented() -> None:
     assert p.counters["downlink_fragmented"] == 1
     reassembled = frags[0][1][34:] + frags[1][1][34:]
     assert reassembled[16 + 12 : 16 + 16] == SVC_IP
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([1, 6, 17]),
+    st.binary(min_size=4, max_size=4),
+    st.binary(min_size=4, max_size=4),
+    st.binary(min_size=0, max_size=64),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fast_nat_matches_the_codec(  # noqa: PLR0917 - hypothesis arguments
+    proto: int, old: bytes, new: bytes, body: bytes, zero_udp: bool, source: bool
+) -> None:
+    from fluidedge.codec.net import nat
+
+    peer = ipaddress.IPv4Address("198.18.100.9").packed
+    src, dst = (old, peer) if source else (peer, old)
+    if proto == 17:
+        l4 = bytearray(udp.encode(src, dst, 1000, 2000, body, with_checksum=not zero_udp))
+    elif proto == 6:
+        l4 = bytearray(struct.pack("!HHIIBBHHH", 1000, 2000, 1, 2, 5 << 4, 0x10, 100, 0, 0) + body)
+        struct.pack_into("!H", l4, 16, ck.transport_checksum(src, dst, 6, l4))
+    else:
+        l4 = bytearray(struct.pack("!BBHHH", 8, 0, 0, 7, 1) + body)
+        struct.pack_into("!H", l4, 2, ck.checksum(l4))
+    packet = ipv4.encode(src, dst, proto, bytes(l4))
+    expected = bytearray(packet)
+    if source:
+        nat.rewrite(expected, source=new)
+    else:
+        nat.rewrite(expected, destination=new)
+    fast = bytearray(packet)
+    pipeline()._nat4(fast, 12 if source else 16, old, new, proto)
+    assert fast == expected
