@@ -1,10 +1,11 @@
 """The GTP-U header (TS 29.281 §5): mandatory part, optional octets and extension chain.
 
 ``decode_header`` is on the hot path of every packet the TOF and the benchmarks classify, so the
-plain G-PDU (flags ``0x30``: version 1, PT 1, no E/S/PN) takes a branch with one ``struct``
-call and no loop, and headers are built through the slot descriptors instead of the frozen
-dataclass ``__init__`` (which costs a guarded ``object.__setattr__`` per field). :func:`peek`
-does the same validation but returns a plain tuple, for classifiers that need no objects.
+plain G-PDU (flags ``0x30``: version 1, PT 1, no E/S/PN) and the usual N3 G-PDU (flags ``0x34``
+with one bare PDU Session Container) take branches with one ``struct`` call and no loop, and
+headers are built through mutable twins instead of the frozen dataclass ``__init__`` (see
+``_fastbuild``). :func:`peek` does the same validation but returns a plain tuple, for
+classifiers that need no objects.
 """
 
 from __future__ import annotations
@@ -320,13 +321,7 @@ def peek(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int
             return message_type, teid, offset + 8, end, -1
         if flags == N3_FLAGS and length >= 8 and len(buf) - offset >= 16:
             optional, next_type, units, o1, o2, after = _unpack_n3(buf, offset + 8)
-            if (
-                optional == b"\x00\x00\x00"
-                and next_type == 0x85
-                and units == 1
-                and not after
-                and o1 < 0x20
-            ):
+            if optional == _ZERO3 and next_type == 0x85 and units == 1 and not after and o1 < 0x20:
                 end = offset + 8 + length
                 if end > len(buf):
                     _raise_short_body(buf, offset, length, offset + 16)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Union
 
-from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
 from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
 from fluidedge.codec.gtpu.extensions import ExtensionHeader, PduSessionContainer, UdpPortExtension
@@ -493,7 +493,6 @@ def end_marker(teid: int) -> bytes:
 
 
 __all__ = [
-    "CodecError",
     "EchoRequest",
     "EchoResponse",
     "EndMarker",
