@@ -118,8 +118,8 @@ def _breakdown_chart(
             if name not in phases:
                 phases.append(name)
     colours = phase_colours(phases)
-    legend_rows = (len(phases) + 4) // 5
-    height = 1.6 + 0.7 * len(summaries) + 0.3 * legend_rows
+    legend_rows = _legend_rows(len(phases))
+    height = breakdown_height_in(len(summaries), len(phases))
     fig = _figure(BREAKDOWN_WIDTH_IN, height)
     ax = fig.subplots()
     labels = [s.variant for s in summaries]
@@ -190,6 +190,23 @@ def _breakdown_chart(
     return path
 
 
+def _legend_rows(phases: int) -> int:
+    return (phases + 4) // 5
+
+
+def breakdown_height_in(variants: int, phases: int) -> float:
+    """Figure height (inches) of a breakdown chart: grows with bars and legend rows."""
+    return 1.6 + 0.7 * variants + 0.3 * _legend_rows(phases)
+
+
+def breakdown_size_px(variants: int, phases: int) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG :func:`breakdown_chart` writes."""
+    return round(BREAKDOWN_WIDTH_IN * DPI), round(breakdown_height_in(variants, phases) * DPI)
+
+
+DENSITY_SIZE_IN = (8.0, 6.0)
+
+
 @dataclass(frozen=True, slots=True)
 class DensityPoint:
     """At ``running`` instances already up: creation latency stats and memory in use."""
@@ -211,7 +228,7 @@ def density_chart(
 ) -> Path:
     """Two stacked panels sharing x: creation latency (median, p99, raw dots), memory used."""
     with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.0, 6.0)
+        fig = _figure(*DENSITY_SIZE_IN)
         top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         _density_axes(top, bottom, points, title, raw)
         fig.tight_layout()
