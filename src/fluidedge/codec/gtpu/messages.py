@@ -42,7 +42,13 @@ class InformationElement:
 
 @dataclass(frozen=True, slots=True)
 class GPdu:
-    """G-PDU (255): a user packet (T-PDU) in a tunnel. ``payload`` is a view of the input."""
+    """G-PDU (255): a user packet (T-PDU) in a tunnel.
+
+    When decoded, ``payload`` is a ``memoryview`` of the input (zero-copy): it keeps the input
+    alive, follows later writes to a ``bytearray`` input, blocks resizing that bytearray while
+    it exists, and makes the message unhashable if the input is writable. ``bytes(payload)``
+    takes a copy when any of that matters.
+    """
 
     header: GtpuHeader
     payload: memoryview | bytes

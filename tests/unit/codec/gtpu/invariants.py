@@ -21,6 +21,14 @@ _PEEK_BLIND = (
 )
 
 
+_BODY_ONLY = (
+    "GTP-U message body",
+    "GTP-U IE",
+    "GTP-U Error Indication",
+    "GTP-U Supported Extension Headers Notification",
+)
+
+
 def ie_types(body: bytes) -> list[int]:
     """Types of the IEs in a body the decoder accepted (so it is well formed)."""
     types, pos = [], 0
@@ -83,4 +91,15 @@ def _check_error(exc: CodecError, data: bytes, offset: int) -> str:
         peek_error = peeked
     if peek_error is None:
         assert exc.header.startswith(_PEEK_BLIND), f"peek accepted what decode refused: {exc}"
+    header_error: CodecError | None = None
+    try:
+        decode_header(data, offset)
+    except CodecError as failed:
+        header_error = failed
+    if header_error is None:
+        # only the body (its presence, its IEs) is beyond decode_header's reach
+        assert exc.header.startswith(_BODY_ONLY), f"decode_header accepted, decode said {exc}"
+    else:
+        same = (type(header_error), header_error.header, header_error.offset)
+        assert same == (type(exc), exc.header, exc.offset), (header_error, exc)
     return type(exc).__name__
