@@ -604,6 +604,18 @@ class Manager:
             raise RuntimeFailure("; ".join(errors))
 
     # ------------------------------------------------------------------ execute phase
+    def is_quick(self, request: InstanceRequest) -> bool:
+        """Whether ``request`` will take a warm shell and wait at most for the exec."""
+        template = self.templates.get(request.template)
+        pool = self.pools.get(request.template)
+        return (
+            template is not None
+            and pool is not None
+            and bool(pool.ready)
+            and not request.cold
+            and (not request.wait_ready or template.readiness.kind in ("none", "started"))
+        )
+
     def create_instance(
         self, request: InstanceRequest, started: float | None = None
     ) -> InstanceView:

@@ -33,7 +33,9 @@ def _ipr(netns: str | None) -> Any:
 
     handle = _handles.get(netns)
     if handle is None:
-        handle = netns_mod.call_in_netns(netns, IPRoute)
+        # pyroute2 >= 0.9 opens its socket lazily from its own event-loop thread, so entering
+        # the namespace around the constructor is not enough: let pyroute2 do the setns.
+        handle = IPRoute() if netns is None else IPRoute(netns=netns)
         _handles[netns] = handle
     return handle
 

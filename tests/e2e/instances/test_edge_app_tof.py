@@ -92,6 +92,38 @@ def test_instance_serves_a_tof_service(daemon_factory: Callable[..., DaemonHandl
                 if "edge instance edge1" in got:
                     break
                 time.sleep(0.5)
+            if got != "edge instance edge1\n":
+                import subprocess
+
+                def sh(*argv: str) -> str:
+                    r = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+                    return r.stdout + r.stderr
+
+                pid = str(view["pid"])
+                print("DIAG inst addr", sh("nsenter", "-t", pid, "-n", "ip", "addr"))
+                print("DIAG inst route", sh("nsenter", "-t", pid, "-n", "ip", "route"))
+                print("DIAG host links", sh("ip", "-n", lab.host_ns, "-br", "link"))
+                print("DIAG host addr", sh("ip", "-n", lab.host_ns, "-br", "addr"))
+                print(
+                    "DIAG ping",
+                    sh("ip", "netns", "exec", lab.host_ns, "ping", "-c1", "-W1", APP_ADDRESS),
+                )
+                print(
+                    "DIAG curl",
+                    sh(
+                        "ip",
+                        "netns",
+                        "exec",
+                        lab.host_ns,
+                        "curl",
+                        "-s",
+                        "-m2",
+                        f"http://{APP_ADDRESS}/",
+                    ),
+                )
+                print("DIAG app1", lab.run("ue1", ["curl", "-s", "-m", "3", "http://198.18.50.1/"]))
+                print("DIAG services", client.get("/service"))
+                print("DIAG log", daemon.log()[-3000:])
             assert got == "edge instance edge1\n"
             # Another UE on the other eNB gets the same instance; the instance can be paused
             # (service stops answering) and resumed (answers again).
