@@ -16,6 +16,11 @@ smallest G-PDU, 82 B), 256, 1024, 1518 and the lab's iMIX. Latency is UE ping RT
 the PDN (pass-through) and to the service IP (offloaded both ways), through the lab's eNB/SGW
 emulators; "added" is the difference to the kernel run's RTT to the PDN. The machine has 2
 cores (trafgen takes one) and is shared: the figures are what this run measured.
+
+A second table ("direct") measures the backends' own capacity without the lab's RAN bridge and
+emulators: trafgen in an eNB namespace sends straight into ``s1enb`` of a minimal topology (the
+one the functional tests use) and the rate is read at the SGW (pass-through) or app
+(offloaded) interface; kernel = the host namespace IP-forwarding the same frames.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +51,7 @@ from fluidedge.tof.launch import lab_tof_section
 from fluidedge.tof.models import Service
 
 SERVICE_IP = "198.18.50.1"
+REPO = Path(__file__).resolve().parent.parent
 _RTT = re.compile(r"time=([0-9.]+) ms")
 
 
@@ -188,18 +196,125 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
     return run
 
 
+# --- direct: minimal topology, trafgen straight into s1enb ----------------------------------
+
+
+def _direct_frame(size: int, inner_dst: str, dst_mac: bytes) -> bytes:
+    from fluidedge.codec.net import ipv4, udp
+    from fluidedge.codec.stack import encapsulate_gpdu
+
+    enb, sgw = IPv4Address("198.18.0.11").packed, IPv4Address("198.18.0.21").packed
+    ue, dst = IPv4Address("198.18.100.1").packed, IPv4Address(inner_dst).packed
+    pad = max(0, size - 4 - 82)
+    inner = ipv4.encode(ue, dst, 17, udp.encode(ue, dst, 1000, 9, bytes(pad)))
+    outer = encapsulate_gpdu(enb, sgw, 0x100, inner, udp_checksum=False)
+    return dst_mac + bytes.fromhex("02000000e001") + b"\x08\x00" + outer
+
+
+def _trafgen_rate(ns: str, cfg_path: Path, frames: list[bytes], counter: tuple[str, str]) -> float:
+    """trafgen cycles through ``frames`` at full speed; the arrival rate at ``counter``."""
+    cfg_path.write_text("".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames))
+    argv = ["ip", "netns", "exec", ns, "trafgen", "-o", "s1", "-i", str(cfg_path), "-P", "1"]
+    proc = subprocess.Popen(
+        [*argv, "-q", "-n", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def rx() -> int:
+        path = f"/sys/class/net/{counter[1]}/statistics/rx_packets"
+        out = subprocess.run(
+            ["ip", "netns", "exec", counter[0], "cat", path],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout)
+
+    try:
+        time.sleep(1.0)
+        r0, t0 = rx(), time.monotonic()
+        time.sleep(DIRECT_SECONDS)
+        r1, t1 = rx(), time.monotonic()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=3)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    return (r1 - r0) / (t1 - t0)
+
+
+DIRECT_SECONDS = 3.0
+
+
+def measure_direct(mode: str, sizes: tuple[str, ...]) -> dict[str, float]:
+    sys.path.insert(0, str(REPO))
+    from tests.functional.tof_fastpath.topo import MAC_SGW, topology
+
+    from fluidedge.linux.proc import run
+
+    results: dict[str, float] = {}
+    with topology(f"b{mode[0]}") as t:
+        backend: _Backend | None = None
+        mac_sgw = MAC_SGW
+        if mode == "kernel":
+            h = ["ip", "-n", t.host]
+            run(["ip", "netns", "exec", t.host, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            run([*h, "addr", "add", "198.18.0.1/25", "dev", "s1enb"])
+            run([*h, "addr", "add", "198.18.0.129/25", "dev", "s1sgw"])
+            for dst in ("198.18.0.21/32", "198.18.50.1/32"):
+                run([*h, "route", "add", dst, "via", "198.18.0.130"])
+            run([*h, "neigh", "add", "198.18.0.130", "lladdr", MAC_SGW.hex(":"), "dev", "s1sgw"])
+            out = run(["ip", "netns", "exec", t.host, "cat", "/sys/class/net/s1enb/address"])
+            mac_sgw = bytes.fromhex(out.stdout.strip().replace(":", ""))
+        else:
+            config = TofConfig(netns=t.host, pinger_target="198.18.200.10", idle_timeout=600)
+            backend = BACKENDS[mode](config)
+            backend.start()
+            backend.apply({"bench": Service("bench", SERVICE_IP, "198.19.0.10")})
+        try:
+            fd, name = tempfile.mkstemp(prefix="fluidedge-bench-", suffix=".trafgen")
+            os.close(fd)
+            cfg = Path(name)
+            for size in sizes:
+                frame_sizes = IMIX_SEQUENCE if size == "imix" else (int(size),)
+                for kind, dst, where in (
+                    ("pass", "198.18.200.10", (t.sgw, "s1")),
+                    ("offload", SERVICE_IP, (t.app, "eth0")),
+                ):
+                    # The kernel baseline forwards both streams to the SGW side.
+                    counter = (t.sgw, "s1") if mode == "kernel" else where
+                    frames = [_direct_frame(fs, dst, mac_sgw) for fs in frame_sizes]
+                    for frame in sorted(set(frames)):
+                        t.send("enb", frame)  # learning / first packet of the flow
+                    time.sleep(0.3)
+                    results[f"{kind}_{size}_pps"] = _trafgen_rate(t.enb, cfg, frames, counter)
+            cfg.unlink(missing_ok=True)
+        finally:
+            if backend is not None:
+                backend.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short offers, two frame sizes")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--modes", default="kernel,userspace,fastpath")
+    parser.add_argument("--no-direct", action="store_true", help="skip the direct table")
+    parser.add_argument("--no-lab", action="store_true", help="skip the lab table")
     args = parser.parse_args()
     args.duration = 1.5 if args.quick else 3.0
     args.sizes = ("64", "1024") if args.quick else ("64", "256", "1024", "1518", "imix")
     args.pings = 100 if args.quick else 300
     modes = tuple(args.modes.split(","))
     base = f"fb{os.getpid() % 100000}"
-    runs = {m: measure(m, f"{base}{m[0]}", args) for m in modes}
+    runs = {m: Run(m) if args.no_lab else measure(m, f"{base}{m[0]}", args) for m in modes}
     if args.json:
         print(json.dumps({m: r.results for m, r in runs.items()}, indent=2))
         return
@@ -228,6 +343,18 @@ def main() -> None:
         base_key = key.replace("service", "pdn")
         added = fast.get(key, float("nan")) - kernel.get(base_key, float("nan"))
         print(line + f"   added {added:+.3f} ms")
+    if not args.no_direct:
+        direct = {m: measure_direct(m, args.sizes) for m in modes}
+        print(f"\ndirect (trafgen straight into s1enb, {DIRECT_SECONDS:.0f} s per cell)\n")
+        print(head + f"{'fast/kernel':>13}{'fast/user':>11}")
+        for kind in ("pass", "offload"):
+            for size in args.sizes:
+                key = f"{kind}_{size}_pps"
+                line = f"{key:<22}" + "".join(f"{direct[m].get(key, 0):>12,.0f}" for m in modes)
+                k = direct.get("kernel", {}).get(f"pass_{size}_pps") or float("nan")
+                u = direct.get("userspace", {}).get(key) or float("nan")
+                f = direct.get("fastpath", {}).get(key, float("nan"))
+                print(line + f"{f / k:>12.1%}{f / u:>10.1f}x")
     print(
         "\nfastpath: punted "
         f"{fast.get('punted', 0):.0f}, rate-limited {fast.get('punt_rate_limited', 0):.0f}, "

@@ -325,8 +325,8 @@ int s1_ingress(struct __sk_buff *skb)
 	/* Decapsulate: drop outer IPv4 + UDP + GTP-U (+ extensions), keep the MAC header. */
 	if (bpf_skb_adjust_room(skb, -(__s32)(ioff - 14), BPF_ADJ_ROOM_MAC, 0) < 0)
 		goto error;
-	if (bpf_skb_change_tail(skb, 14 + inner_len, 0) < 0)
-		goto error;
+	if (skb->len != 14 + inner_len && bpf_skb_change_tail(skb, 14 + inner_len, 0) < 0)
+		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 	count(ST_OFFLOAD_UP);
 	return bpf_redirect(cfg_get(CFG_TUN_IF), BPF_F_INGRESS);
