@@ -29,8 +29,8 @@ UE_IF = "eth0"  # inside a UE or app namespace
 TUN_IF = "tun0"  # eNB / SGW user-plane TUN device
 PDN_IF = "pdn"  # SGW side of its link to the PDN
 SEGMENT_BRIDGE = "br0"  # in the ran / core / pdn namespaces
-GEN_IF = "gen0"  # ran namespace: the traffic generator transmits here
-GEN_PORT = "gen1"  # ran namespace: its peer, a port of the ran bridge
+RAN_HOST_PORT = "host"  # ran namespace: the bridge port facing the host (peer of s1enb)
+GEN_IF = RAN_HOST_PORT  # the traffic generator transmits straight into the host's s1enb
 UE_GATEWAY = IPv4Address("169.254.0.1")  # each UE's default gateway (held by its eNB's UE port)
 UPLINK_TABLE = 100  # eNB routing table sending UE traffic into the TUN
 
@@ -145,11 +145,10 @@ class Topology:
         plan.add_ns(ran, _QUIET)
         plan.create[ran] += [
             f"link add name {SEGMENT_BRIDGE} type bridge",
-            f"link add name host type veth peer name {HOST_ENB_IF} netns {host}",
-            f"link add name {GEN_IF} type veth peer name {GEN_PORT}",
+            f"link add name {RAN_HOST_PORT} type veth peer name {HOST_ENB_IF} netns {host}",
         ]
-        plan.configure[ran] += [f"link set dev {SEGMENT_BRIDGE} up", f"link set dev {GEN_IF} up"]
-        ran_ports = ["host", GEN_PORT, *(e.name for e in cfg.enb)]
+        plan.configure[ran].append(f"link set dev {SEGMENT_BRIDGE} up")
+        ran_ports = [RAN_HOST_PORT, *(e.name for e in cfg.enb)]
         for port in ran_ports:
             plan.configure[ran] += [
                 f"link set dev {port} master {SEGMENT_BRIDGE}",
