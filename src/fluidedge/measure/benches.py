@@ -16,8 +16,18 @@ from rich.console import Console
 from rich.table import Table
 
 from fluidedge.daemon.client import ClientError
-from fluidedge.measure import analyzer, capture, density, machine, outputs, plots, rundir
+from fluidedge.measure import (
+    analyzer,
+    capture,
+    dataplane,
+    density,
+    machine,
+    outputs,
+    plots,
+    rundir,
+)
 from fluidedge.measure.analyzer import CrossCheck, Instantiation
+from fluidedge.measure.dataplane import TrafficSource
 from fluidedge.measure.errors import BenchmarkFailure, CaptureError, MeasureInputError
 from fluidedge.measure.instantiate import (
     VARIANT_COLD,
@@ -29,6 +39,7 @@ from fluidedge.measure.instantiate import (
     default_prefix,
 )
 from fluidedge.measure.replicate import Failure, Outcome, Sample, replicate, summarize_samples
+from fluidedge.measure.rfc2544 import SearchConfig, frame_size_bytes
 from fluidedge.measure.runcbase import RuncBaseline
 from fluidedge.measure.stats import percentile
 
@@ -386,3 +397,126 @@ def run_density_bench(
         console.print(f"[red]stopped early:[/red] {outcome.failure}")
     console.print(f"outputs: {run_dir}")
     return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
+
+
+DATAPLANE_CSV = "dataplane.csv"
+DATAPLANE_TRIALS_CSV = "trials.csv"
+
+
+def run_dataplane_bench(
+    source: TrafficSource,
+    *,
+    backend: str,
+    sizes: list[str],
+    scenarios: list[str],
+    search: SearchConfig,
+    runs_dir: Path = rundir.DEFAULT_ROOT,
+    console: Console | None = None,
+    describe_source: Any = None,
+) -> int:
+    console = console or Console()
+    for size in sizes:
+        frame_size_bytes(size)  # validates
+    run_dir = rundir.new_run_dir("dataplane", runs_dir)
+    config_doc: dict[str, Any] = {
+        "backend": backend,
+        "sizes": sizes,
+        "scenarios": scenarios,
+        "search": asdict(search),
+    }
+    rundir.write_json(run_dir / outputs.CONFIG_JSON, config_doc)
+    rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
+    console.print(f"[bold]bench dataplane[/bold] backend {backend}: {scenarios} x {sizes}")
+    trial_rows: list[dict[str, Any]] = []
+
+    def keep(cell: dataplane.Cell) -> None:
+        base = next(
+            (c for c in done if c.scenario == dataplane.BASELINE and c.size == cell.size), None
+        )
+        row = cell.row(base.search.throughput_pps if base else None)
+        console.print(
+            f"  {cell.scenario:12s} {cell.size:>5s}: {row['throughput_pps']:>12,.0f} pps"
+            + (f"  ({row['ratio_to_baseline']:.2f}x kernel)" if row["ratio_to_baseline"] else "")
+            + ("  [generator-limited]" if row["generator_limited"] else "")
+        )
+        for index, trial in enumerate(cell.search.trials):
+            trial_rows.append(
+                {
+                    "scenario": cell.scenario,
+                    "size": cell.size,
+                    "trial": index,
+                    "requested_pps": trial.requested_pps,
+                    "offered_pps": trial.offered_pps,
+                    "forwarded_pps": trial.forwarded_pps,
+                    "sent": trial.sent,
+                    "received": trial.received,
+                    "loss_ratio": trial.loss_ratio,
+                    "passed": trial.passed,
+                }
+            )
+        rundir.write_csv(run_dir / DATAPLANE_TRIALS_CSV, TRIAL_COLUMNS, trial_rows)
+
+    done: list[dataplane.Cell] = []
+
+    def on_cell(cell: dataplane.Cell) -> None:
+        done.append(cell)
+        keep(cell)
+
+    outcome = dataplane.run_dataplane(
+        source, sizes=sizes, scenarios=scenarios, config=search, on_cell=on_cell
+    )
+    table = outcome.table()
+    rundir.write_csv(run_dir / DATAPLANE_CSV, list(table[0]) if table else ["scenario"], table)
+    figures = dataplane.charts(
+        outcome, sizes, run_dir, f"Zero-loss throughput (RFC 2544), TOF backend {backend}"
+    )
+    if describe_source is not None:
+        config_doc["source"] = describe_source
+        rundir.write_json(run_dir / outputs.CONFIG_JSON, config_doc)
+    rundir.write_json(
+        run_dir / outputs.RESULTS_JSON,
+        {
+            "kind": "dataplane",
+            "created": outputs.now_iso(),
+            "interrupted": outcome.interrupted,
+            "config": config_doc,
+            "figures": figures,
+            "raw": [DATAPLANE_CSV, DATAPLANE_TRIALS_CSV],
+            "table": table,
+            "searches": [
+                {"scenario": c.scenario, "size": c.size, **c.search.as_dict()}
+                for c in outcome.cells
+            ],
+        },
+    )
+    out = Table(title=f"dataplane, backend {backend}", title_justify="left")
+    for column in ("frame", "scenario", "zero-loss pps", "Mbit/s", "vs kernel", "note"):
+        out.add_column(
+            column, justify="left" if column in ("frame", "scenario", "note") else "right"
+        )
+    for row in table:
+        out.add_row(
+            row["size"],
+            row["scenario"],
+            f"{row['throughput_pps']:,.0f}",
+            f"{row['throughput_mbps']:,.1f}",
+            "-" if row["ratio_to_baseline"] is None else f"{row['ratio_to_baseline']:.2f}",
+            "generator-limited" if row["generator_limited"] else "",
+        )
+    console.print(out)
+    console.print(f"outputs: {run_dir}")
+    return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
+
+
+TRIAL_COLUMNS = (
+    "scenario",
+    "size",
+    "trial",
+    "requested_pps",
+    "offered_pps",
+    "forwarded_pps",
+    "sent",
+    "received",
+    "loss_ratio",
+    "passed",
+)

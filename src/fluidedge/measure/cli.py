@@ -106,6 +106,56 @@ def density_command(  # noqa: PLR0917 - typer maps options to parameters
     )
 
 
+@bench_app.command("dataplane")
+def dataplane_command(  # noqa: PLR0917 - typer maps options to parameters
+    backend: Annotated[
+        str, typer.Option("--backend", "-b", help="TOF backend: userspace, ovs")
+    ] = "userspace",
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="comma-separated frame sizes and/or iMIX")
+    ] = "64,256,1024,1518,iMIX",
+    scenarios: Annotated[
+        str, typer.Option("--scenarios", help="kernel (baseline), passthrough, offloaded")
+    ] = "kernel,passthrough,offloaded",
+    max_rate: Annotated[
+        float, typer.Option("--max-rate", help="highest offered rate tried (pps)")
+    ] = 600_000.0,
+    duration: Annotated[float, typer.Option("--duration", help="seconds per trial")] = 1.0,
+    loss_tolerance: Annotated[
+        float, typer.Option("--loss-tolerance", help="accepted loss ratio (0 = RFC 2544)")
+    ] = 0.0,
+    resolution: Annotated[
+        float, typer.Option("--resolution", help="stop when the bracket is this narrow")
+    ] = 0.05,
+    max_trials: Annotated[int, typer.Option("--max-trials", help="per search")] = 12,
+    tool: Annotated[str, typer.Option("--tool", help="auto, trafgen, tcpreplay")] = "auto",
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """RFC 2544 zero-loss throughput per frame size, kernel forwarding as the baseline."""
+    from fluidedge.measure.benches import run_dataplane_bench
+    from fluidedge.measure.labsource import LabSource
+    from fluidedge.measure.rfc2544 import SearchConfig
+
+    search = SearchConfig(
+        max_rate_pps=max_rate,
+        duration_s=duration,
+        loss_tolerance=loss_tolerance,
+        resolution=resolution,
+        max_trials=max_trials,
+    )
+    with LabSource(backend=backend, tool=tool) as source:
+        code = run_dataplane_bench(
+            source,
+            backend=backend,
+            sizes=[s.strip() for s in sizes.split(",") if s.strip()],
+            scenarios=[s.strip() for s in scenarios.split(",") if s.strip()],
+            search=search,
+            runs_dir=runs_dir,
+            describe_source=source.described,
+        )
+    raise typer.Exit(code)
+
+
 @bench_app.command("report")
 def report_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html + data/")],

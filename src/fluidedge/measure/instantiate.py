@@ -147,11 +147,12 @@ def daemon_trial(api: Api, config: InstantiateConfig) -> Trial:
             variant,
             run,
             phases,
-            client_ms,
+            total + phases[HTTP_PHASE],  # the client's wait; never below the daemon's total
             {
                 "name": name,
                 "path": view.get("path") if isinstance(view, dict) else None,
                 "daemon_total_ms": total,
+                "client_ms": client_ms,
                 "delete_ms": delete_ms,
                 "pool_quiet": quiet,
             },

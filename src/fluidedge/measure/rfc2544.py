@@ -74,6 +74,7 @@ class Trial:
     duration_s: float
     loss_ratio: float
     passed: bool
+    latency_us: tuple[float, ...] = ()
 
     @property
     def offered_pps(self) -> float:
@@ -133,7 +134,12 @@ class SearchResult:
             "generator_limited": self.generator_limited,
             "converged": self.converged,
             "trials": [
-                {**asdict(t), "offered_pps": t.offered_pps, "forwarded_pps": t.forwarded_pps}
+                {
+                    **{k: v for k, v in asdict(t).items() if k != "latency_us"},
+                    "latency": latency_summary(t.latency_us),
+                    "offered_pps": t.offered_pps,
+                    "forwarded_pps": t.forwarded_pps,
+                }
                 for t in self.trials
             ],
         }
@@ -147,7 +153,14 @@ def _run_trial(offer: Offer, rate: float, config: SearchConfig) -> Trial:
     # More received than sent (duplicates, stray frames) is not loss.
     loss = max(0.0, loss)
     passed = result.sent > 0 and loss <= config.loss_tolerance
-    return Trial(rate, result.sent, result.received, result.duration_s, loss, passed)
+    return Trial(
+        rate, result.sent, result.received, result.duration_s, loss, passed, result.latency_us
+    )
+
+
+def _failed_at(trial: Trial) -> float:
+    offered = trial.offered_pps
+    return min(trial.requested_pps, offered) if offered > 0 else trial.requested_pps
 
 
 def zero_loss_search(offer: Offer, config: SearchConfig) -> SearchResult:
@@ -160,7 +173,9 @@ def zero_loss_search(offer: Offer, config: SearchConfig) -> SearchResult:
         result.best = first
         result.converged = True
         return result
-    low, high = 0.0, config.max_rate_pps
+    # A failed trial failed at the rate the generator really offered, which can be well below
+    # the requested one: bisect under that, not in a range the generator cannot produce.
+    low, high = 0.0, _failed_at(first)
     while len(result.trials) < config.max_trials:
         if high - low <= config.resolution * high:
             result.converged = True
@@ -175,7 +190,7 @@ def zero_loss_search(offer: Offer, config: SearchConfig) -> SearchResult:
             low = rate
             result.best = trial
         else:
-            high = rate
+            high = min(rate, _failed_at(trial))
     else:
         result.converged = high - low <= config.resolution * high
     return result

@@ -129,3 +129,15 @@ def test_latency_summary() -> None:
     assert summary["max_us"] == 40.0
     assert summary["median_us"] == 25.0
     assert rfc2544.latency_summary([]) is None
+
+
+def test_search_bisects_below_what_the_generator_really_offered() -> None:
+    # The device forwards 30 kpps; the generator tops out at 70 kpps whatever is asked.
+    device = FakeDevice(capacity=30_000.0, generator_max=70_000.0)
+    result = zero_loss_search(
+        device, SearchConfig(max_rate_pps=400_000.0, resolution=0.02, max_trials=12)
+    )
+    assert device.calls[1] == pytest.approx(35_000.0)  # half of 70k, not half of 400k
+    assert 0.97 * 30_000 <= result.throughput_pps <= 30_000
+    assert result.converged
+    assert not result.generator_limited

@@ -1,0 +1,111 @@
+"""The message analyzer on a capture this test records itself (tcpdump on lo, daemon's port).
+
+Tolerance stated here, for every request after the first one the daemon serves: the wire's
+server time (last request byte -> first response byte) minus the daemon's own total lies in
+[-0.5 ms, +30 ms], and its median over the requests is <= 10 ms. On this 2-core machine the
+difference is typically 1-2 ms (HTTP parsing, validation, JSON encoding, thread hand-off) and
+reaches 10-15 ms when other test suites load both cores; a daemon that left a phase out of its
+breakdown (a cold shell alone is 40-150 ms) would still fail.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from fluidedge.measure import benches
+from tests.fixtures.daemon import DaemonHandle
+
+pytestmark = pytest.mark.root
+TOLERANCE_MS = 30.0
+MEDIAN_TOLERANCE_MS = 10.0
+
+
+def _start_tcpdump(port: int, path: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        ["tcpdump", "-i", "lo", "-U", "-s", "0", "-n", "-w", str(path), f"tcp port {port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()  # "listening on lo, ..." once the capture is armed
+    assert "listening" in line, line
+    return process
+
+
+def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: Path) -> None:
+    pcap_path = tmp_path / "api.pcap"
+    client = instances_daemon.client()
+    # Warm-up, not captured: the daemon's first POST pays ~25 ms of lazy initialisation before
+    # its timer starts (seen by this very analyzer); the tolerance is for steady state.
+    client.post("/v1/instances", {"name": "an-warmup", "template": "idle"})
+    client.delete("/v1/instances/an-warmup")
+    tcpdump = _start_tcpdump(instances_daemon.port, pcap_path)
+    created: list[tuple[str, dict[str, object], float]] = []
+    try:
+        for index, cold in enumerate([False, False, False, True, True]):
+            name = f"an{index}-{'c' if cold else 'w'}"
+            started = time.perf_counter()
+            view = client.post("/v1/instances", {"name": name, "template": "idle", "cold": cold})
+            created.append((name, view, (time.perf_counter() - started) * 1000))
+            client.delete(f"/v1/instances/{name}")
+            time.sleep(0.2)  # let the pool refill: requests stay apart in the capture
+    finally:
+        client.close()
+        time.sleep(0.3)
+        tcpdump.send_signal(signal.SIGINT)
+        try:
+            tcpdump.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            tcpdump.kill()
+            tcpdump.wait()
+        if tcpdump.stderr is not None:
+            tcpdump.stderr.close()
+
+    items, check = benches.run_analyze(
+        pcap_path,
+        api_port=instances_daemon.port,
+        tolerance_ms=TOLERANCE_MS,
+        console=Console(file=io.StringIO(), width=150),
+    )
+    assert [i.name for i in items] == [name for name, _, _ in created]
+    assert [i.status for i in items] == [201] * 5
+    assert [i.path for i in items] == ["warm"] * 3 + ["cold"] * 2
+    for item, (_, view, client_ms) in zip(items, created, strict=True):
+        timing = view["timing"]
+        assert isinstance(timing, dict)
+        assert item.daemon_total_ms == timing["total"]
+        assert item.daemon_phases_ms["shell"] == timing["shell"]
+        assert item.wire_ms is not None
+        assert item.server_ms is not None
+        # the wire sees less than the client (which adds its own stack) and more than the daemon
+        assert item.server_ms <= item.wire_ms <= client_ms + 1.0
+        assert item.difference_ms is not None
+        assert -0.5 <= item.difference_ms <= TOLERANCE_MS, item
+    assert check.compared == 5
+    assert check.agrees
+    differences = sorted(i.difference_ms for i in items if i.difference_ms is not None)
+    assert differences[2] <= MEDIAN_TOLERANCE_MS, differences
+
+    # the CLI: same verdict, exit 0 with --strict, and a run directory with one row per request
+    result = subprocess.run(
+        [sys.executable, "-m", "fluidedge", "analyze", str(pcap_path),
+         "--api-port", str(instances_daemon.port), "--tolerance-ms", str(TOLERANCE_MS),
+         "--strict", "--save", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agree on 5/5" in result.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["requests"]) == 5
+    assert results["cross_check"]["agrees"] is True
