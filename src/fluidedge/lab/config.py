@@ -53,6 +53,9 @@ class GtpuSection(_Model):
 
 class PoolSection(_Model):
     subnet: IPv4Network = IPv4Network("198.18.100.0/24")
+    # UE-side MTU: leaves room for outer IPv4+UDP+GTP-U (+ a PDU Session Container) within the
+    # S1 MTU of 1500, so G-PDUs are never fragmented on S1 (operators use 1400-1450).
+    mtu: int = Field(default=1400, ge=576, le=1456)
 
 
 class PdnSection(_Model):

@@ -280,7 +280,7 @@ class Topology:
             plan.configure[ns] += [
                 f"link set dev {S1_IF} up",
                 f"addr add {e.address}/{s1len} dev {S1_IF}",
-                f"link set dev {TUN_IF} up",
+                f"link set dev {TUN_IF} mtu {cfg.ue_pool.mtu} up",
                 f"route add default dev {TUN_IF} table {UPLINK_TABLE}",
             ]
             plan.tx_offload_off.append((ns, S1_IF))
@@ -290,7 +290,7 @@ class Topology:
                     f"link add name {b.ue} type veth peer name {UE_IF} netns {self.ns(b.ue)}"
                 )
                 plan.configure[ns] += [
-                    f"link set dev {b.ue} up",
+                    f"link set dev {b.ue} mtu {cfg.ue_pool.mtu} up",
                     f"addr add {UE_GATEWAY}/32 dev {b.ue}",
                     f"route add {b.ue_address}/32 dev {b.ue}",
                     f"rule add iif {b.ue} lookup {UPLINK_TABLE} priority {UPLINK_TABLE}",
@@ -329,7 +329,7 @@ class Topology:
                 f"addr add {s.address}/{s1len} dev {S1_IF}",
                 f"link set dev {PDN_IF} up",
                 f"addr add {s.pdn_address}/{cfg.pdn.subnet.prefixlen} dev {PDN_IF}",
-                f"link set dev {TUN_IF} up",
+                f"link set dev {TUN_IF} mtu {cfg.ue_pool.mtu} up",
                 f"route add {cfg.ue_pool.subnet} dev {TUN_IF}",
             ]
             plan.tx_offload_off.append((ns, S1_IF))
@@ -358,7 +358,7 @@ class Topology:
             ns = self.ns(u.name)
             plan.add_ns(ns, _QUIET)
             plan.configure[ns] += [
-                f"link set dev {UE_IF} up",
+                f"link set dev {UE_IF} mtu {cfg.ue_pool.mtu} up",
                 f"addr add {u.address}/32 dev {UE_IF}",
                 f"route add default via {UE_GATEWAY} dev {UE_IF} onlink",
             ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
@@ -187,3 +188,46 @@ def test_status_tables_render(lab: Lab) -> None:
     assert f"{lab.bearer('ue1').ul_teid:#x}" in text
     assert "s1enb" in text
     assert "QFI 9" in text
+
+
+def test_full_size_packets_cross_unfragmented(lab: Lab, s1_capture: Callable[..., Capture]) -> None:
+    payload = lab.config.ue_pool.mtu - 28  # ICMP + IPv4 headers
+    cap = s1_capture(lab, "enb", ["udp", "port", "2152"])
+    with cap:
+        for ue in ("ue1", "ue4"):  # ue4 also carries a PDU Session Container
+            result = lab.run(
+                ue,
+                [
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "2",
+                    "-M",
+                    "do",
+                    "-s",
+                    str(payload),
+                    str(lab.pdn_address),
+                ],
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+    frames = dissect_pcap(cap.path)
+    assert len([f for f in frames if f.is_gpdu]) >= 4  # both ways, both UEs: all decode whole
+
+
+def test_ordinary_tools_work_from_a_ue(lab: Lab) -> None:
+    server = subprocess.Popen(
+        lab.argv("pdn", ["iperf3", "-s", "-1", "-p", "5201"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        result = lab.run("ue3", ["iperf3", "-c", str(lab.pdn_address), "-t", "1", "-J"], timeout=20)
+        assert result.returncode == 0, result.stdout[-500:]
+        received = json.loads(result.stdout)["end"]["sum_received"]["bytes"]
+        assert received > 100_000
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
