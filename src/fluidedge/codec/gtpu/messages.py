@@ -3,8 +3,9 @@
 A G-PDU's T-PDU is returned as a ``memoryview`` slice of the input (zero-copy); signalling
 messages are rare and small, so their IEs are copied into ``bytes``/ints. IEs other than the
 ones a message's fields hold (Private Extension, unknown TLV types, repeats) are kept in
-``extra_ies`` in their order; the encoder writes all IEs sorted by type (the order TS 29.281
-§7.1 prescribes), so a decoded valid message re-encodes to the same octets.
+``extra_ies``, sorted by type (stably); the encoder writes all IEs sorted by type (the order
+TS 29.281 §7.1 prescribes), so a decoded valid message re-encodes to the same octets, and one
+whose IEs arrived out of order decodes to the same value as its (sorted) re-encoding.
 """
 
 from __future__ import annotations
@@ -250,6 +251,18 @@ def _decode_ies(view: memoryview, pos: int, end: int) -> list[tuple[int, int, by
     return ies
 
 
+def _in_type_order(extra: list[InformationElement]) -> tuple[InformationElement, ...]:
+    """The kept IEs sorted by type (stably), the order the encoder writes them in: so that a
+    message whose IEs arrived out of order decodes to the same value as its re-encoding."""
+    if len(extra) > 1:
+        extra.sort(key=_ie_type)
+    return tuple(extra)
+
+
+def _ie_type(ie: InformationElement) -> int:
+    return ie.ie_type
+
+
 def _decode_signalling(
     header: GtpuHeader, view: memoryview, body_start: int, end: int
 ) -> GtpuMessage:
@@ -263,7 +276,7 @@ def _decode_signalling(
             else:
                 extra.append(InformationElement(ie_type, value))
         cls = EchoRequest if mtype == _ECHO_REQUEST else EchoResponse
-        return cls(header, recovery, tuple(extra))
+        return cls(header, recovery, _in_type_order(extra))
     if mtype == _ERROR_INDICATION:
         return _decode_error_indication(header, view, body_start, end)
     if mtype == _SUPPORTED_EXT:
@@ -280,10 +293,10 @@ def _decode_signalling(
                 body_start,
                 "mandatory IE Extension Header Type List (141) is missing",
             )
-        return SupportedExtensionHeadersNotification(header, types, tuple(extra))
+        return SupportedExtensionHeadersNotification(header, types, _in_type_order(extra))
     if mtype == 254:  # End Marker
         ies = _decode_ies(view, body_start, end)
-        return EndMarker(header, tuple(InformationElement(t, v) for _, t, v in ies))
+        return EndMarker(header, _in_type_order([InformationElement(t, v) for _, t, v in ies]))
     return GenericMessage(header, bytes(view[body_start:end]))
 
 
@@ -314,7 +327,7 @@ def _decode_error_indication(
         raise MalformedError(
             "GTP-U Error Indication", body_start, f"mandatory IE {missing} is missing"
         )
-    return ErrorIndication(header, teid, peer, tuple(extra))
+    return ErrorIndication(header, teid, peer, _in_type_order(extra))
 
 
 # --- encoding ------------------------------------------------------------------------------

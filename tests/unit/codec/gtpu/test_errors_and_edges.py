@@ -236,3 +236,20 @@ def test_constants_and_layouts() -> None:
     rows = [row for layout in layouts.ALL_LAYOUTS for row in layout.describe()]
     assert any("TS 29.281" in r or "§5" in r for r in rows)
     assert len(rows) == sum(len(layout.fields) for layout in layouts.ALL_LAYOUTS)
+
+
+@pytest.mark.parametrize(
+    "hexdata",
+    [
+        # found by bench/fuzz_gtpu.py --cases 1000000 --seed 7: IEs out of type order
+        "3202002100000000123400000e00ff00050001aabb0585001020010db8000000000000000000000001",
+        "3202001000000000123400000e00ff00050001aabb300ead",
+    ],
+)
+def test_out_of_order_ies_decode_to_their_sorted_value(hexdata: str) -> None:
+    msg = decode(bytes.fromhex(hexdata))
+    assert isinstance(msg, EchoResponse)
+    types = [ie.ie_type for ie in msg.extra_ies]
+    assert types == sorted(types)
+    assert decode(encode(msg)) == msg
+    assert encode(decode(encode(msg))) == encode(msg)
