@@ -119,6 +119,15 @@ def up(config: LabConfig, prefix: str, *, python: str | None = None) -> LabState
         config=config.model_dump(mode="json"),
         namespaces=list(plan.namespaces),
     )
+    try:  # creating the run directory is the lock: two concurrent `up`s cannot both pass
+        directory.mkdir(parents=True)
+    except FileExistsError as exc:
+        raise LabAlreadyUpError(
+            f"lab {prefix!r} is being brought up or was left half up ({directory} exists); "
+            f"run `fluidedge lab down --prefix {prefix}`"
+        ) from exc
+    except OSError as exc:
+        raise LabSystemError(f"cannot create {directory}: {exc.strerror}") from exc
     state.save()  # before the first namespace exists
     try:
         _execute(plan, state, directory, python or sys.executable)

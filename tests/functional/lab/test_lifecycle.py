@@ -171,3 +171,25 @@ def test_insertion_modes(lab_factory: LabFactory, mode: str) -> None:
     assert "br0" not in by_name
     # tof: nothing forwards until a TOF does; routed: the kernel forwards
     assert _ping(lab, "ue1", str(lab.pdn_address)) == (mode == "routed")
+
+
+def test_concurrent_ups_of_one_prefix_start_one_lab() -> None:
+    prefix = unique_prefix()
+    argv = [sys.executable, "-m", "fluidedge", "lab", "up", "--prefix", prefix]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+        assert sorted(code for code, _ in results) == [0, 1]
+        assert any("already up" in err or "being brought up" in err for _, err in results)
+        lab = Lab.attach(prefix)
+        assert all(p.alive for p in lab.processes())
+        assert _ping(lab, "ue4", str(lab.pdn_address))
+    finally:
+        for p in procs:
+            if p.stderr:
+                p.stderr.close()
+        build.down(prefix)
+    assert lab_leftovers(prefix) == []
