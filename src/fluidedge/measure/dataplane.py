@@ -145,6 +145,8 @@ def charts(outcome: DataplaneOutcome, sizes: Sequence[str], run_dir: Path, title
     kernel_text = ", ".join(
         f"{s}: {b / 1e6:.3f}" for s, b in zip(sizes, baseline, strict=True) if b
     )
+    if any(c is not None and c.search.generator_limited for c in base):
+        kernel_text += "\n(baseline limited by the generator: ratios are upper bounds)"
     plots.normalised_bars(
         list(sizes),
         series,

@@ -322,7 +322,7 @@ def normalised_bars(
 ) -> Path:
     """Grouped bars per category of each series divided by the baseline (seed §8, Fig. 39)."""
     with matplotlib.rc_context(_STYLE):
-        fig = _figure(max(6.5, 1.3 * len(categories) + 3), 4.2)
+        fig = _figure(*bars_size_in(len(categories)))
         ax = fig.subplots()
         _normalised_axes(
             ax,
@@ -391,6 +391,11 @@ def _normalised_axes(
     ax.set_ylim(0, top * 1.25)
     ax.grid(axis="x", visible=False)
     ax.legend(frameon=False, loc="upper left", ncol=len(names) + 1, fontsize=8.5)
+
+
+def bars_size_in(categories: int) -> tuple[float, float]:
+    """(width, height) in inches of a :func:`normalised_bars` figure."""
+    return max(6.5, 1.3 * categories + 3), 4.2
 
 
 def png_size(path: Path) -> tuple[int, int]:
