@@ -16,10 +16,31 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _client() -> Any:
-    from fluidedge.daemon.client import Client
+class _Api:
+    """One short-lived client per call (closed right away: no sockets left behind)."""
 
-    return Client()
+    @staticmethod
+    def _call(method: str, path: str, body: Any = None) -> Any:
+        from fluidedge.daemon.client import Client
+
+        client = Client()
+        try:
+            return client.request(method, path, body)
+        finally:
+            client.close()
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._call("POST", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self._call("DELETE", path)
+
+
+def _client() -> _Api:
+    return _Api()
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:

@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fluidedge.daemon.client import ClientError
-from fluidedge.daemon.store import Store
 from fluidedge.instances import runc
-from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.linux.proc import run
 from tests.fixtures.daemon import DaemonHandle
 
 pytestmark = pytest.mark.root
-
-BRIDGE = f"fe2e{os.getpid() % 100000}"[:15]
-
-
-def _purge(handle: DaemonHandle) -> None:
-    state = Path(handle.config["state_dir"])
-    manager = Manager(
-        InstancesConfig(pool_scale=0, prepare_workers=1),
-        Store(state / "fluidedge.sqlite"),
-        state / "instances",
-    )
-    manager.start()
-    manager.purge()
-
-
-@pytest.fixture
-def inst_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHandle]:
-    handle = daemon_factory(
-        parts={
-            "instances": {
-                "pool_scale": 0.5,
-                "memory_mb": 2048,
-                "networks": {"apps": {"bridge": BRIDGE, "subnet": "198.18.30.0/24"}},
-            }
-        }
-    )
-    try:
-        yield handle
-    finally:
-        handle.stop()
-        _purge(handle)
 
 
 def _runc_ids(handle: DaemonHandle) -> dict[str, str]:

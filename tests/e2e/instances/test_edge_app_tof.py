@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from fluidedge.lab.lab import Lab
-from tests.e2e.instances.test_daemon_instances import _purge
+from tests.e2e.instances.conftest import purge_daemon
 from tests.fixtures.daemon import DaemonHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -146,5 +146,5 @@ def test_instance_serves_a_tof_service(daemon_factory: Callable[..., DaemonHandl
     finally:
         if daemon is not None:
             daemon.stop()
-            _purge(daemon)
+            purge_daemon(daemon)
         lab.down()

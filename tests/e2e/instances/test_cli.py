@@ -1,0 +1,65 @@
+"""The instance manager CLI against a real daemon: run, ls, show, pause/resume, pool, purge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fluidedge.cli import app
+from fluidedge.instances import runc
+from tests.e2e.instances.conftest import BRIDGE
+from tests.fixtures.daemon import DaemonHandle
+
+pytestmark = pytest.mark.root
+
+
+def test_cli_round_trip_and_offline_purge(inst_daemon: DaemonHandle, tmp_path: Path) -> None:
+    runner = CliRunner(env={"FLUIDEDGE_URL": inst_daemon.url, "FLUIDEDGE_TOKEN": inst_daemon.token})
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    template = tmp_path / "web.json"
+    template.write_text(
+        json.dumps(
+            {
+                "name": "cliweb",
+                "command": [
+                    "/bin/busybox",
+                    "sh",
+                    "-c",
+                    "echo started $FLUIDEDGE_INSTANCE; sleep 999",
+                ],
+                "interfaces": [{"name": "eth0", "network": "apps"}],
+                "pool": {"size": 1},
+            }
+        )
+    )
+    assert "created" in cli("template", "create", str(template))
+    assert "cliweb" in cli("template", "ls")
+    out = cli("instance", "run", "cliweb", "c1", "--addr", "eth0=198.18.30.9/24", "--label", "a=b")
+    assert "timing (ms): accept=" in out
+    listed = json.loads(cli("instance", "ls", "--json"))
+    assert [(i["name"], i["interfaces"][0]["addresses"]) for i in listed] == [
+        ("c1", ["198.18.30.9/24"])
+    ]
+    assert "paused in" in cli("instance", "pause", "c1")
+    assert "running in" in cli("instance", "resume", "c1")
+    assert "cliweb" in cli("pool")
+    assert BRIDGE in cli("network", "ls")
+    shown = json.loads(cli("instance", "show", "c1"))
+    assert shown["labels"] == {"a": "b"}
+    bad = runner.invoke(app, ["instance", "run", "nope", "c2"])
+    assert bad.exit_code != 0
+    # Leave c1 running, stop the daemon, purge offline: nothing of ours survives.
+    inst_daemon.stop()
+    purged = cli("pool", "purge", "--config", str(inst_daemon.config_path))
+    assert "purged" in purged
+    root = runc.Runc(Path(inst_daemon.config["state_dir"]) / "instances" / "runc")
+    assert root.list() == []
+    assert runc.leftover_cgroups(shown["id"]) == []
