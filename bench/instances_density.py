@@ -52,12 +52,22 @@ def main() -> None:
         action="store_true",
         help="do not wait for the pool to be full between creations (refill competes)",
     )
+    parser.add_argument(
+        "--memory-overcommit", type=float, default=1.0, help="daemon memory_overcommit"
+    )
     args = parser.parse_args()
     count = args.count or (100 if args.quick else 1000)
     mode = "burst" if args.burst else "paced"
     print(f"instances density bench: {count} idle instances, pool {args.pool}, {mode}")
     print(f"machine: {machine()}")
-    daemon = BenchDaemon({"pool_scale": args.pool / 4, "prepare_workers": 2, "cpu_overcommit": 8.0})
+    daemon = BenchDaemon(
+        {
+            "pool_scale": args.pool / 4,
+            "prepare_workers": 2,
+            "cpu_overcommit": 8.0,
+            "memory_overcommit": args.memory_overcommit,
+        }
+    )
     wall: list[float] = []
     server: list[float] = []
     paths: list[str] = []
