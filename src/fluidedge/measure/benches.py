@@ -147,7 +147,8 @@ def run_instantiate(
         if baseline is not None:
             baseline.close()
     outcome.failures = failures
-    subtitle = f"{len(outcome.samples)} runs, {', '.join(variants)}"
+    per_variant = {v: sum(1 for s in outcome.samples if s.variant == v) for v in variants}
+    subtitle = ", ".join(f"{v}: {n} runs" for v, n in per_variant.items())
     if outcome.interrupted:
         subtitle += " (interrupted)"
     figures = outputs.write_breakdown(

@@ -156,6 +156,31 @@ def dataplane_command(  # noqa: PLR0917 - typer maps options to parameters
     raise typer.Exit(code)
 
 
+@bench_app.command("replot")
+def replot_command(
+    run_dir: Annotated[Path, typer.Argument(help="an instantiate run directory")],
+) -> None:
+    """Redraw an instantiate run's figures from its raw CSV (and update results.json)."""
+    from fluidedge.measure import outputs, rundir
+    from fluidedge.measure.errors import MeasureInputError
+    from fluidedge.measure.replicate import Outcome
+
+    results_path = run_dir / outputs.RESULTS_JSON
+    if not results_path.exists() or not (run_dir / outputs.RUNS_CSV).exists():
+        raise MeasureInputError(f"{run_dir} is not an instantiate run directory")
+    results = rundir.read_json(results_path)
+    samples = outputs.samples_from_csv(run_dir / outputs.RUNS_CSV)
+    outcome = Outcome(samples=samples, interrupted=bool(results.get("interrupted")))
+    template = results.get("config", {}).get("template", "?")
+    variants = list(dict.fromkeys(s.variant for s in samples))
+    subtitle = ", ".join(f"{v}: {sum(1 for s in samples if s.variant == v)} runs" for v in variants)
+    results["figures"] = outputs.write_breakdown(
+        run_dir, outcome, f"Instantiation time breakdown: template {template}", subtitle
+    )
+    rundir.write_json(results_path, results)
+    typer.echo(f"figures: {', '.join(results['figures'])}")
+
+
 @bench_app.command("report")
 def report_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for report.html + data/")],

@@ -35,6 +35,24 @@ def write_samples_csv(path: Path, samples: Sequence[Sample]) -> None:
     rundir.write_csv(path, csv_columns(phase_order(samples)), (sample_row(s) for s in samples))
 
 
+def samples_from_csv(path: Path) -> list[Sample]:
+    """Read back a ``runs.csv`` (to re-plot or re-summarise a run)."""
+    samples = []
+    for row in rundir.read_csv(path):
+        phases = {
+            key[: -len("_ms")]: float(value)
+            for key, value in row.items()
+            if key.endswith("_ms")
+            and key not in ("total_ms", "daemon_total_ms", "delete_ms")
+            and value not in ("", None)
+        }
+        meta = {"name": row.get("name", ""), "path": row.get("path", "")}
+        samples.append(
+            Sample(row["variant"], int(row["run"]), phases, float(row["total_ms"]), meta)
+        )
+    return samples
+
+
 def instantiate_results(
     config: dict[str, Any], outcome: Outcome, figures: list[str]
 ) -> dict[str, Any]:
@@ -93,9 +111,25 @@ def print_ratio_lines(console: Console, summaries: Sequence[VariantSummary]) -> 
             )
 
 
+ZOOM_PNG = "breakdown-zoom.png"
+ZOOM_FACTOR = 5.0
+
+
 def write_breakdown(run_dir: Path, outcome: Outcome, title: str, subtitle: str) -> list[str]:
+    """The breakdown chart; plus a zoom on the fastest variant when the others dwarf it."""
     if not outcome.samples:
         return []
-    plots.breakdown_chart(_summarize(outcome.samples), run_dir / BREAKDOWN_PNG, title=title,
-                          subtitle=subtitle)  # fmt: skip
-    return [BREAKDOWN_PNG]
+    summaries = _summarize(outcome.samples)
+    plots.breakdown_chart(summaries, run_dir / BREAKDOWN_PNG, title=title, subtitle=subtitle)
+    figures = [BREAKDOWN_PNG]
+    fastest = min(summaries, key=lambda s: s.total.mean)
+    slowest = max(summaries, key=lambda s: s.total.mean)
+    if fastest.total.mean > 0 and slowest.total.mean > ZOOM_FACTOR * fastest.total.mean:
+        plots.breakdown_chart(
+            [fastest],
+            run_dir / ZOOM_PNG,
+            title=f"{title}: {fastest.variant} only",
+            subtitle=f"{fastest.n} runs",
+        )
+        figures.append(ZOOM_PNG)
+    return figures

@@ -168,3 +168,20 @@ def test_dataplane_needs_sizes_and_valid_sizes(tmp_path: Path) -> None:
         benches.run_dataplane_bench(FakeDataplane(), backend="x", sizes=["12"],
                                     scenarios=["kernel"], search=config, runs_dir=tmp_path,
                                     console=_console())  # fmt: skip
+
+
+def test_runs_csv_reads_back_into_the_same_summaries(tmp_path: Path) -> None:
+    from fluidedge.measure import outputs
+    from fluidedge.measure.replicate import summarize_samples
+
+    api = FakeApi()
+    benches.run_instantiate(api, template="idle", runs=3, cold=True, runs_dir=tmp_path,
+                            progress=False, console=_console())  # fmt: skip
+    (run,) = [p for _, p in rundir.run_dirs(tmp_path)]
+    samples = outputs.samples_from_csv(run / "runs.csv")
+    results = json.loads((run / "results.json").read_text())
+    again = [s.as_dict() for s in summarize_samples(samples)]
+    for before, after in zip(results["variants"], again, strict=True):
+        assert after["total"]["mean"] == pytest.approx(before["total"]["mean"], abs=1e-5)
+        assert list(after["phases"]) == list(before["phases"])
+    assert "breakdown-zoom.png" in results["figures"]  # cold is > 5x the pool here
