@@ -160,15 +160,32 @@ def dataplane_command(  # noqa: PLR0917 - typer maps options to parameters
 def replot_command(
     run_dir: Annotated[Path, typer.Argument(help="an instantiate run directory")],
 ) -> None:
-    """Redraw an instantiate run's figures from its raw CSV (and update results.json)."""
-    from fluidedge.measure import outputs, rundir
+    """Redraw an instantiate or density run's figures from its raw data."""
+    from fluidedge.measure import outputs, plots, rundir
+    from fluidedge.measure.benches import DENSITY_CSV, DENSITY_PNG
     from fluidedge.measure.errors import MeasureInputError
     from fluidedge.measure.replicate import Outcome
 
     results_path = run_dir / outputs.RESULTS_JSON
-    if not results_path.exists() or not (run_dir / outputs.RUNS_CSV).exists():
-        raise MeasureInputError(f"{run_dir} is not an instantiate run directory")
+    if not results_path.exists():
+        raise MeasureInputError(f"{run_dir} is not a run directory (no results.json)")
     results = rundir.read_json(results_path)
+    if results.get("kind") == "density" and results.get("points"):
+        raw = [
+            (int(r["running_before"]), float(r["latency_ms"]))
+            for r in rundir.read_csv(run_dir / DENSITY_CSV)
+        ]
+        template = results.get("config", {}).get("template", "?")
+        plots.density_chart(
+            [plots.DensityPoint(**p) for p in results["points"]],
+            run_dir / DENSITY_PNG,
+            title=f"Density: creation latency and memory vs instances running ({template})",
+            raw=raw,
+        )
+        typer.echo(f"figures: {DENSITY_PNG}")
+        return
+    if results.get("kind") != "instantiate" or not (run_dir / outputs.RUNS_CSV).exists():
+        raise MeasureInputError(f"{run_dir}: only instantiate and density runs can be re-plotted")
     samples = outputs.samples_from_csv(run_dir / outputs.RUNS_CSV)
     outcome = Outcome(samples=samples, interrupted=bool(results.get("interrupted")))
     template = results.get("config", {}).get("template", "?")

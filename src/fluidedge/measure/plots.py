@@ -231,6 +231,7 @@ def density_chart(
         fig = _figure(*DENSITY_SIZE_IN)
         top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         _density_axes(top, bottom, points, title, raw)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold", fontsize=12)
         fig.tight_layout()
         _save(fig, path)
     return path
@@ -273,8 +274,7 @@ def _density_axes(
     )
     top.set_ylabel("creation latency (ms)")
     top.set_ylim(bottom=0)
-    top.legend(frameon=False, loc="lower right", ncol=3)
-    top.set_title(title, loc="left")
+    top.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=9)
     bottom.plot(
         xs,
         [p.memory_mib for p in points],
@@ -287,26 +287,22 @@ def _density_axes(
         (p.running, p.instances_memory_mib) for p in points if p.instances_memory_mib is not None
     ]
     if charged:
+        last_x, last_y = charged[-1]
+        each = (
+            f": ≈ {last_y * 1024 / last_x:.0f} KiB each"
+            if last_x > 0 and last_y is not None
+            else ""
+        )
         bottom.plot(
             [c[0] for c in charged],
             [c[1] for c in charged],
             marker="o",
             color="#55A868",
-            label="instances' memory cgroups (sum)",
+            label=f"instances' memory cgroups (sum){each}",
         )
-        last_x, last_y = charged[-1]
-        if last_x > 0 and last_y is not None:
-            bottom.text(
-                0.02,
-                0.95,
-                f"≈ {last_y * 1024 / last_x:.0f} KiB per idle instance (cgroup-charged)",
-                transform=bottom.transAxes,
-                va="top",
-                fontsize=9,
-            )
     bottom.set_ylabel("memory (MiB)")
     bottom.set_xlabel("instances already running")
-    bottom.legend(frameon=False, loc="lower right", fontsize=8)
+    bottom.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=1, fontsize=8)
 
 
 def normalised_bars(
