@@ -174,6 +174,17 @@ class Lab:
             self.argv(node, argv), capture_output=True, text=True, timeout=timeout, check=check
         )
 
+    def spawn(self, node: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in the background in ``node``'s namespace (e.g. a ping loop for the
+        demo). Stop it yourself; ``down`` kills whatever still runs in the lab anyway."""
+        return subprocess.Popen(
+            self.argv(node, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def processes(self) -> list[ProcessStatus]:
         return [
             ProcessStatus(p.name, p.netns, p.pid, process_alive(p.pid, p.start_time))
