@@ -119,6 +119,7 @@ class FastPathBackend:
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
+        self._next_slot = 0
         self._installed = L.Projection()
         self._installed_services: dict[bytes, bytes] = {}
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
@@ -270,6 +271,10 @@ class FastPathBackend:
             self._obj = None
         self._installed = L.Projection()
         self._installed_services = {}
+        self._snap_tun.clear()
+        self._snap_dl.clear()
+        self._snap_svc.clear()
+        self._generation = ()  # the next loop iteration re-installs the pipeline's state
 
     # ------------------------------------------------------------------ control
 
@@ -282,12 +287,20 @@ class FastPathBackend:
         """
         with self._lock:
             slots = dict(self._slots)
-            free = sorted(set(range(L.MAX_SERVICES)) - set(slots.values()))
+            used = set(slots.values())
             for name in services:
                 if name not in slots:
-                    if not free:
+                    # Round robin, so a slot freed by a deleted service is not handed to a new
+                    # one while flows stamped with it may still be in the kernel.
+                    for step in range(L.MAX_SERVICES):
+                        candidate = (self._next_slot + step) % L.MAX_SERVICES
+                        if candidate not in used:
+                            break
+                    else:
                         raise DataPlaneError("fast path: too many services")
-                    slots[name] = free.pop(0)
+                    slots[name] = candidate
+                    used.add(candidate)
+                    self._next_slot = (candidate + 1) % L.MAX_SERVICES
             slots = {n: s for n, s in slots.items() if n in services}
             desired: dict[bytes, bytes] = {}
             for s in services.values():
