@@ -154,7 +154,7 @@ def status_cmd(
         typer.echo(json.dumps(doc, indent=1, default=str))
         return
     if watch:
-        watch_fn(lab, renderer=render)
+        watch_fn(lab, renderer=render, console=_console())
         return
     _console().print(render(lab))
 

@@ -193,3 +193,44 @@ def test_concurrent_ups_of_one_prefix_start_one_lab() -> None:
                 p.stderr.close()
         build.down(prefix)
     assert lab_leftovers(prefix) == []
+
+
+def test_status_watch_stops_cleanly_on_ctrl_c(lab_factory: LabFactory) -> None:
+    lab = lab_factory()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fluidedge", "lab", "status", "--watch", "--prefix", lab.prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=10)
+    assert watcher.returncode == 0, err
+    assert "Traceback" not in err
+    assert "ue1" in out
+    assert all(p.alive for p in lab.processes())  # the lab is left running
+
+
+def test_watch_stops_on_event(lab_factory: LabFactory) -> None:
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from fluidedge.lab.live import watch
+
+    lab = lab_factory()
+    stop = threading.Event()
+    buffer = io.StringIO()
+    worker = threading.Thread(
+        target=watch,
+        args=(lab,),
+        kwargs={"console": Console(file=buffer, width=120), "period": 0.1, "stop": stop},
+    )
+    worker.start()
+    time.sleep(0.5)
+    stop.set()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert "0x1001" in buffer.getvalue()
