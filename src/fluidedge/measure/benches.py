@@ -438,7 +438,7 @@ def run_dataplane_bench(
         console.print(
             f"  {cell.scenario:12s} {cell.size:>5s}: {row['throughput_pps']:>12,.0f} pps"
             + (f"  ({row['ratio_to_baseline']:.2f}x kernel)" if row["ratio_to_baseline"] else "")
-            + ("  [generator-limited]" if row["generator_limited"] else "")
+            + ("  (generator-limited)" if row["generator_limited"] else "")
         )
         for index, trial in enumerate(cell.search.trials):
             trial_rows.append(
