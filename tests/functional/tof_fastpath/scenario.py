@@ -50,6 +50,7 @@ class Backend(Protocol):
     def apply(self, services: dict[str, Service]) -> None: ...
     def purge(self) -> int: ...
     def stats(self) -> dict[str, object]: ...
+    def tunnels(self) -> list[dict[str, object]]: ...
 
 
 def config(t: Topo) -> TofConfig:
@@ -94,8 +95,13 @@ def echo_reply_for(request_frame: bytes) -> bytes:
     return down(ENB2, 0x302, bytes(inner))
 
 
-def run_script(t: Topo, backend: Backend, gap: float = 0.15) -> list[tuple[str, Outputs]]:
-    """Run the script; return ``(step name, frames out per side)`` for every step."""
+def run_script(
+    t: Topo, backend: Backend, gap: float = 0.15, snapshot: dict[str, object] | None = None
+) -> list[tuple[str, Outputs]]:
+    """Run the script; return ``(step name, frames out per side)`` for every step.
+
+    ``snapshot`` receives ``tunnels()`` and ``stats()`` as they are just before the purge step.
+    """
     app_sock = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     app_sock.bind((APP_IP, APP_PORT))  # offloaded datagrams land here (no ICMP unreachable)
     # The app's replies are sent raw, so their IP identification is ours, not the kernel's
@@ -167,6 +173,9 @@ def run_script(t: Topo, backend: Backend, gap: float = 0.15) -> list[tuple[str, 
         end_marker = ethernet_frame(MAC_ENB, MAC_SGW, gtp_message(SGW1, ENB1, 254, 0x200))
         step("end-marker", inject("sgw", end_marker))
         step("relearn-down", inject("sgw", down(ENB1, 0x201, from_pdn)))
+        if snapshot is not None:
+            snapshot["tunnels"] = backend.tunnels()
+            snapshot["stats"] = backend.stats()
         backend.purge()
         step(
             "purged-up",
