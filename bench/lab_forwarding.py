@@ -8,8 +8,9 @@ eNB side and count what reaches the SGWs, with the fluidedge host namespace
 - ``routed``: kernel IP forwarding with proxy ARP between them,
 
 plus the generator ceiling: the same offer with the host's S1 interfaces unbridged, counted
-on arrival at the host's eNB-side interface (what the generator and the eNB-side bridge alone
-can push on this machine). Ratios are against the bridged figure measured in this run.
+on arrival at the host's eNB-side interface (what the generator alone can push into the host
+on this machine). The three labs are up together and measured back to back for every stream
+and repeat; ratios are between figures of this run.
 
     .venv/bin/python bench/lab_forwarding.py [--quick] [--json FILE]
 
@@ -29,21 +30,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fluidedge.lab.gen import Generator, Stream
+from fluidedge.lab.gen import Generator
 from fluidedge.lab.lab import Lab
 
-
-def measure(lab: Lab, streams: list[Stream], duration: float, reps: int) -> dict[str, float]:
-    gen = Generator(lab)
-    out: dict[str, float] = {}
-    for s in streams:
-        rates = []
-        for _ in range(reps):
-            count_at = "host" if lab.mode == "tof" else "sgw"
-            result = gen.offer(s.pcap, duration=duration, tool="trafgen", count_at=count_at)
-            rates.append(result.pps)
-        out[s.name] = statistics.median(rates)
-    return out
+MODES = ("tof", "bridge", "routed")
 
 
 def main() -> int:
@@ -52,18 +42,33 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     duration, reps = (1.0, 1) if args.quick else (2.0, 3)
-    prefix = f"b{os.getpid() % 100000}"
-    results: dict[str, dict[str, float]] = {}
-    streams: list[Stream] = []
-    for mode in ("tof", "bridge", "routed"):
-        lab = Lab.up(prefix=prefix, mode=mode)  # type: ignore[arg-type]
-        try:
-            all_streams = Generator(lab).write_streams()
-            streams = [s for s in all_streams if not (args.quick and s.name.startswith("psc"))]
-            time.sleep(0.3)  # first echo exchange teaches the bridges the SGW MACs
-            results[mode] = measure(lab, streams, duration, reps)
-        finally:
+    base = f"b{os.getpid() % 100000}"
+    labs: dict[str, Lab] = {}
+    rates: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
+    try:
+        # All three labs up at once, and the modes measured back to back for every stream and
+        # repeat, so that load drifting on the shared machine hits them alike.
+        for mode in MODES:
+            labs[mode] = Lab.up(prefix=f"{base}{mode[0]}", mode=mode)  # type: ignore[arg-type]
+        gens = {m: Generator(lab) for m, lab in labs.items()}
+        streams_by_mode = {m: {s.name: s for s in g.write_streams()} for m, g in gens.items()}
+        names = [n for n in streams_by_mode["tof"] if not (args.quick and n.startswith("psc"))]
+        time.sleep(0.3)  # the first echo exchange teaches the bridges the SGW MACs
+        for _ in range(reps):
+            for name in names:
+                for mode in MODES:
+                    result = gens[mode].offer(
+                        streams_by_mode[mode][name].pcap,
+                        duration=duration,
+                        tool="trafgen",
+                        count_at="host" if mode == "tof" else "sgw",
+                    )
+                    rates[mode].setdefault(name, []).append(result.pps)
+    finally:
+        for lab in labs.values():
             lab.down()
+    results = {m: {n: statistics.median(v) for n, v in by.items()} for m, by in rates.items()}
+    streams = [streams_by_mode["tof"][n] for n in names]
     console = Console(width=140)
     table = Table(
         title=f"Kernel forwarding of lab GTP-U streams, frames/s at the SGWs "
