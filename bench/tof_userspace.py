@@ -38,7 +38,7 @@ from fluidedge.lab.gen import WARM_UP, Generator, gpdu_frame
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import interface_counters
 from fluidedge.lab.packets import write_pcap
-from fluidedge.tof.launch import TofDaemon, lab_tof_section
+from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready
 
 SERVICE_IP = "198.18.50.1"
 _RTT = re.compile(r"time=([0-9.]+) ms")
@@ -98,6 +98,7 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
         if mode == "tof":
             daemon = TofDaemon(lab_tof_section(lab, idle_timeout=600))
             daemon.start()
+            wait_s1_ready(daemon.client, s1_pairs(lab))
             app = str(next(iter(lab.apps.values())))
             daemon.client.post(
                 "/service", {"name": "bench", "serviceIP": SERVICE_IP, "applicationIP": app}

@@ -125,7 +125,7 @@ def run_demo(duration: float | None, prefix: str, refresh: float = 0.5) -> int:
     from rich.live import Live
 
     from fluidedge.lab.lab import Lab
-    from fluidedge.tof.launch import TofDaemon, lab_tof_section
+    from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready
 
     console = Console()
     if not console.is_terminal:
@@ -149,6 +149,7 @@ def run_demo(duration: float | None, prefix: str, refresh: float = 0.5) -> int:
         console.print(f"Starting the fluidedge daemon (API {daemon.url}/docs)...")
         daemon.start()
         client = daemon.client
+        wait_s1_ready(client, s1_pairs(lab))
         service = {"name": DEMO_SERVICE_NAME, "serviceIP": DEMO_SERVICE_IP, "applicationIP": app_ip}
         client.post("/service", service)
         console.print(f"Registered service {DEMO_SERVICE_IP} -> edge app {app_ip}")

@@ -19,6 +19,9 @@ from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import encapsulate, encapsulate_gpdu, ethernet_frame
 
 BROADCAST = b"\xff" * 6
+#: A MAC nobody owns: bridges flood it to every port, hosts drop it (PACKET_OTHERHOST), so the
+#: frames exercise the TOF without reaching the peers' GTP-U stacks.
+UNKNOWN_UNICAST = bytes.fromhex("02f0ed000001")
 
 
 def _inner(src: bytes, dst: bytes, size: int) -> bytes:
@@ -33,7 +36,7 @@ def malformed_frames(
     ue: bytes,
     target: bytes,
     src_mac: bytes,
-    dst_mac: bytes = BROADCAST,
+    dst_mac: bytes = UNKNOWN_UNICAST,
     seed: int = 1,
 ) -> Iterator[bytes]:
     """``count`` broken frames from ``enb`` toward ``sgw`` (see the module docstring)."""

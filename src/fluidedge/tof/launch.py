@@ -55,6 +55,27 @@ def lab_tof_section(lab: Any, **overrides: object) -> dict[str, object]:
     }
 
 
+def s1_pairs(lab: Any) -> int:
+    """How many (eNB, SGW) pairs of the lab exchange GTP-U echoes."""
+    return len({(b.enb, b.sgw) for b in lab.bearers})
+
+
+def wait_s1_ready(client: Client, pairs: int, timeout: float = 10.0) -> bool:
+    """Wait until ``pairs`` Echo Responses crossed the TOF (both peers' ARP is resolved).
+
+    WHY: before the TOF starts, the lab's S1 segment is cut, so the eNBs' and SGWs' neighbour
+    entries for each other may be FAILED or still probing; the first user packets would then
+    wait for (or be dropped by) ARP. An echo answered through the TOF proves both sides resolved.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counters = client.get("/stats")["counters"]
+        if counters.get("gtpu_type_2", 0) >= pairs:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class TofDaemon:
     """``with TofDaemon(section) as d: d.client.post(...)``."""
 

@@ -211,6 +211,11 @@ class UserspaceBackend:
         batch = self.config.batch
         next_tick = 0.0
         dontwait = socket.MSG_DONTWAIT
+        from_s1, from_apps = pipeline.from_s1, pipeline.from_apps
+        send_all = self._send_all
+        socks = (enb, sgw)
+        rx_names = ("rx_enb", "rx_sgw")
+        tx_names = ("tx_enb", "tx_sgw")
         while self._running:
             try:
                 ready = poller.poll(TICK * 1000)
@@ -222,8 +227,8 @@ class UserspaceBackend:
                     port = fd_port.get(fd)
                     if port is None:
                         continue
-                    for _ in range(batch):
-                        if port == APPS:
+                    if port == APPS:
+                        for _ in range(batch):
                             try:
                                 packet = os.read(tun, MAX_FRAME)
                             except BlockingIOError:
@@ -232,9 +237,11 @@ class UserspaceBackend:
                                 io[f"rx_error_apps_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
                                 break
                             io["rx_apps"] += 1
-                            self._send_all(pipeline.from_apps(packet, now), None)
-                            continue
-                        sock = enb if port == ENB else sgw
+                            send_all(from_apps(packet, now), None)
+                        continue
+                    sock = socks[port]
+                    received = passed = 0
+                    for _ in range(batch):
                         try:
                             n = sock.recv_into(buf, MAX_FRAME, dontwait)
                         except BlockingIOError:
@@ -245,13 +252,26 @@ class UserspaceBackend:
                         if n <= VNET_HDR_LEN:
                             io["rx_runt"] += 1
                             continue
-                        io["rx_enb" if port == ENB else "rx_sgw"] += 1
-                        vnet = bytes(view[:VNET_HDR_LEN])
+                        received += 1
                         frame = bytes(view[VNET_HDR_LEN:n])
-                        self._send_all(pipeline.from_s1(frame, port, now), (frame, vnet))
+                        actions = from_s1(frame, port, now)
+                        if len(actions) == 1 and actions[0][1] is frame and actions[0][0] != APPS:
+                            # Pass-through: the received buffer (metadata + frame) goes out as is.
+                            out = actions[0][0]
+                            try:
+                                socks[out].send(view[:n])
+                                passed += 1
+                            except OSError as exc:
+                                io[f"tx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+                            continue
+                        send_all(actions, (frame, bytes(view[:VNET_HDR_LEN])))
+                    if received:
+                        io[rx_names[port]] += received
+                    if passed:
+                        io[tx_names[1 - port]] += passed
                 if now >= next_tick:
                     next_tick = now + TICK
-                    self._send_all(pipeline.tick(now), None)
+                    send_all(pipeline.tick(now), None)
 
     def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
         io = self.io

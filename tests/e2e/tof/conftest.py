@@ -14,6 +14,7 @@ import pytest
 from fluidedge.daemon.client import Client
 from fluidedge.lab.config import LabConfig, default_text, loads
 from fluidedge.lab.lab import Lab
+from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle
 
 _COUNTER = itertools.count()
@@ -103,6 +104,7 @@ def tof_env(daemon_factory: DaemonFactory) -> Iterator[TofEnvFactory]:
         lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
         env = TofEnv(lab, daemon)
         made.append(env)
+        assert wait_s1_ready(env.client(), s1_pairs(lab)), "no echo crossed the TOF"
         return env
 
     try:
