@@ -36,6 +36,7 @@ What happens to a frame (the GTP Filter of §4.3.2.1.1, then the UE-decapsulated
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from collections import Counter, deque
 from collections.abc import Mapping
@@ -74,6 +75,7 @@ PINGER_MAGIC = b"fluidedge-pinger"
 
 Action = tuple[int, bytes]
 
+_NUMBERS = re.compile(r" (0x[0-9a-fA-F]+|[0-9]+)\b")  # "IE 133" -> "IE": bounded label sets
 _GPDU = int(Kind.GTP_GPDU)
 _OTHER = int(Kind.GTP_OTHER)
 _MALFORMED = int(Kind.MALFORMED)
@@ -253,7 +255,7 @@ class Pipeline:
             return [(other, frame)]
         if kind == _MALFORMED:
             error = c.error
-            reason = f"{error.header}/{error.error}" if error else "unknown"
+            reason = f"{_NUMBERS.sub('', error.header)}/{error.error}" if error else "unknown"
             self.malformed[reason] += 1
             return [(other, frame)]
         self.counters[_SWITCHED[kind]] += 1
