@@ -157,19 +157,18 @@ def charts(outcome: DataplaneOutcome, sizes: Sequence[str], run_dir: Path, title
         annotations=notes,
     )
     figures.append(THROUGHPUT_PNG)
-    latency_base = [_avg_latency(c) for c in base]
-    if any(latency_base):
-        lat_series = {
-            scenario: [_avg_latency(outcome.cell(scenario, s)) for s in sizes]
-            for scenario in others
-        }
-        plots.normalised_bars(
+    latency = {
+        scenario: [_avg_latency(outcome.cell(scenario, s)) for s in sizes]
+        for scenario in dict.fromkeys(c.scenario for c in outcome.cells)
+    }
+    if any(v for values in latency.values() for v in values):
+        plots.grouped_bars(
             list(sizes),
-            lat_series,
-            latency_base,
+            latency,
             run_dir / LATENCY_PNG,
-            title="Average latency at the zero-loss rate, relative to kernel forwarding",
-            ylabel="latency / kernel forwarding (lower is better)",
+            title="Average one-way latency at the zero-loss rate\n(probes in the stream, "
+            "kernel timestamps; log scale)",
+            ylabel="latency (µs)",
         )
         figures.append(LATENCY_PNG)
     return figures

@@ -21,12 +21,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from fluidedge.lab.gen import Generator, Stream
+from fluidedge.lab.gen import WARM_UP, Generator, Stream, gpdu_frame
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.topology import UE_IF
 from fluidedge.measure.dataplane import BASELINE
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
-from fluidedge.measure.rfc2544 import IMIX_NAME, OfferResult
+from fluidedge.measure.probe import LatencyProbe
+from fluidedge.measure.rfc2544 import IMIX_NAME, OfferResult, frame_size_bytes
 from fluidedge.tof.backend import create_backend
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
@@ -50,8 +51,10 @@ class LabSource:
         prefix: str | None = None,
         tool: str = "auto",
         workdir: Path | None = None,
+        latency: bool = True,
     ) -> None:
         self.backend_name = backend
+        self.latency = latency
         self.prefix = prefix or f"mb{os.getpid() % 100000}"
         self.tool = tool
         self.workdir = workdir
@@ -145,7 +148,11 @@ class LabSource:
         app = next(iter(lab.apps)) if scenario == "offloaded" else None
         if app is not None:
             self._app_sink(lab, app, install=True)
+        probe = self._probe(lab, gen, size, app) if self.latency else None
+        latencies: tuple[float, ...] = ()
         try:
+            if probe is not None:
+                probe.start(delay_s=WARM_UP, duration_s=duration_s)
             result = gen.offer(
                 stream.pcap,
                 pps=max(1, int(rate_pps)),
@@ -154,12 +161,44 @@ class LabSource:
             )
             received = self._app_count(lab, app) if app is not None else result.received
         finally:
+            if probe is not None:
+                latencies = probe.stop()
             if app is not None:
                 self._app_sink(lab, app, install=False)
         # The lab reports totals over the whole offer (warm-up included) and the steady-state
         # send rate; express the duration so that sent / duration is that steady rate.
         duration = result.sent / result.offered_pps if result.offered_pps > 0 else duration_s
-        return OfferResult(sent=result.sent, received=received, duration_s=duration)
+        return OfferResult(
+            sent=result.sent, received=received, duration_s=duration, latency_us=latencies
+        )
+
+    def _probe(self, lab: Lab, gen: Generator, size: str, app: str | None) -> LatencyProbe:
+        """Probes on the first bearer, caught at its SGW (or at the edge app when offloading)."""
+        bearer = lab.bearers[0]
+        nominal = round(frame_size_bytes(size))
+
+        def make_frame(ident: int) -> bytes:
+            return gpdu_frame(
+                bearer,
+                size=nominal,
+                dst_mac=gen.dst_macs[bearer.sgw],
+                src_mac=gen.src_mac,
+                inner_dst=lab.pdn_address,
+                psc=False,
+                ident=ident,
+            )
+
+        if app is not None:
+            recv_ns, recv_if = lab.ns(app), UE_IF
+        else:
+            recv_ns, recv_if = lab.ns(bearer.sgw), lab.node_s1_if
+        return LatencyProbe(
+            send_netns=lab.ran_ns,
+            send_ifname=lab.gen_if,
+            recv_netns=recv_ns,
+            recv_ifname=recv_if,
+            make_frame=make_frame,
+        )
 
     def _app_sink(self, lab: Lab, app: str, *, install: bool) -> None:
         ns = lab.ns(app)

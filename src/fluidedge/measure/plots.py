@@ -389,6 +389,56 @@ def _normalised_axes(
     ax.legend(frameon=False, loc="upper left", ncol=len(names) + 1, fontsize=8.5)
 
 
+def grouped_bars(
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    path: Path,
+    *,
+    title: str,
+    ylabel: str,
+    log: bool = True,
+) -> Path:
+    """Absolute values per category and series (e.g. latency in µs), log scale by default."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(*bars_size_in(len(categories)))
+        ax = fig.subplots()
+        names = list(series)
+        width = 0.8 / max(1, len(names))
+        for index, name in enumerate(names):
+            values = [v if v is not None and v > 0 else 0.0 for v in series[name]]
+            xs = [c + (index - (len(names) - 1) / 2) * width for c in range(len(categories))]
+            colour = SERIES_COLOURS.get(name.lower(), _PALETTE[index % len(_PALETTE)])
+            bars = ax.bar(xs, values, width=width * 0.92, color=colour, label=name)
+            for bar, value in zip(bars, values, strict=True):
+                if value > 0:
+                    ax.annotate(
+                        f"{value:,.0f}" if value >= 10 else f"{value:.1f}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7.5,
+                    )
+        if log:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(categories)))
+        ax.set_xticklabels(categories)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("frame size")
+        ax.set_title(title, loc="left")
+        ax.grid(axis="x", visible=False)
+        ax.legend(frameon=False, loc="upper left", ncol=len(names), fontsize=8.5)
+        top = max([1.0] + [v for values in series.values() for v in values if v])
+        if log:
+            ax.set_ylim(top=top * 30)
+        else:
+            ax.set_ylim(0, top * 1.25)
+        fig.tight_layout()
+        _save(fig, path)
+    return path
+
+
 def bars_size_in(categories: int) -> tuple[float, float]:
     """(width, height) in inches of a :func:`normalised_bars` figure."""
     return max(6.5, 1.3 * categories + 3), 4.2

@@ -141,3 +141,15 @@ def test_search_bisects_below_what_the_generator_really_offered() -> None:
     assert 0.97 * 30_000 <= result.throughput_pps <= 30_000
     assert result.converged
     assert not result.generator_limited
+
+
+def test_probe_identification_is_read_from_the_first_ip_header() -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from fluidedge.measure.probe import PROBE_IDENT_BASE, ipv4_ident, probe_ident
+
+    frame = bytes(Ether() / IP(id=probe_ident(3)) / UDP())
+    assert ipv4_ident(frame) == PROBE_IDENT_BASE + 3
+    assert ipv4_ident(b"\x00" * 13) is None
+    assert probe_ident(65536 - PROBE_IDENT_BASE) == PROBE_IDENT_BASE  # wraps inside the range
