@@ -371,3 +371,41 @@ def test_fast_nat_matches_the_codec(  # noqa: PLR0917 - hypothesis arguments
     fast = bytearray(packet)
     pipeline()._nat4(fast, 12 if source else 16, old, new, proto)
     assert fast == expected
+
+
+def test_ipv6_inner_and_outer_offload() -> None:
+    from fluidedge.codec.net import ipv6
+
+    enb6 = ipaddress.IPv6Address("2001:db8:1::11").packed
+    sgw6 = ipaddress.IPv6Address("2001:db8:1::21").packed
+    ue6 = ipaddress.IPv6Address("2001:db8:100::1").packed
+    svc6 = ipaddress.IPv6Address("2001:db8:50::1").packed
+    app6 = ipaddress.IPv6Address("fd00::10").packed
+    p = pipeline(pinger_target6="2001:db8:200::10")
+    p.set_services({"v6": Service("v6", "2001:db8:50::1", "fd00::10")})
+
+    def udp6(src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+        return ipv6.encode(src, dst, 17, udp.encode(src, dst, sport, dport, b"six"))
+
+    def frame6(src: bytes, dst: bytes, teid: int, inner: bytes, macs: tuple[bytes, bytes]) -> bytes:
+        outer = encapsulate_gpdu(src, dst, teid, inner)
+        return ethernet_frame(macs[0], macs[1], outer)
+
+    up = frame6(enb6, sgw6, 0x10, udp6(ue6, svc6, 5000, 80), (MAC_SGW, MAC_ENB))
+    out = p.from_s1(up, ENB, 0.0)
+    assert out[0][0] == APPS
+    to_app = out[0][1]
+    assert to_app[24:40] == app6
+    assert udp.checksum_ok(to_app[8:24], to_app[24:40], to_app[40:])
+    ping_frame = out[1][1]
+    assert classify(ping_frame).teid == 0x10  # Pinger over the IPv6 uplink tunnel
+    down = frame6(sgw6, enb6, 0x20, udp6(svc6, ue6, 1, 1), (MAC_ENB, MAC_SGW))
+    p.from_s1(down, SGW, 0.1)
+    (reply,) = p.from_apps(udp6(app6, ue6, 80, 5000), 0.2)
+    c = classify(reply[1])
+    assert (c.outer_src, c.outer_dst, c.teid) == (sgw6, enb6, 0x20)
+    assert c.inner_src == svc6
+    inner, _ = inner_of(reply[1])
+    assert udp.checksum_ok(inner[8:24], inner[24:40], inner[40:])
+    # The outer IPv6 UDP checksum is mandatory and correct.
+    assert udp.checksum_ok(sgw6, enb6, reply[1][54:])
