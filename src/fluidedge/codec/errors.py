@@ -5,11 +5,13 @@
     CodecError (FluidedgeError, InputError)
     ├── TruncatedError        the buffer ends before the header/field does
     ├── MalformedError        a field holds a value the spec forbids (bad version, bad length...)
-    └── UnsupportedError      well-formed but not something we decode (e.g. unknown
-                              comprehension-required extension header)
+    ├── UnsupportedError      well-formed but not something we decode (e.g. unknown
+    │                         comprehension-required extension header)
+    └── EncodeError           an encoder was given a value that does not fit its field
+                              (also a ValueError: it is the caller's bug)
 
-Decoders raise only these (never ``struct.error``, ``IndexError``, ``ValueError``...), whatever the
-input; fuzz tests hold them to it.
+Decoders and encoders raise only these (never ``struct.error``, ``IndexError``...), whatever
+the input; fuzz tests hold them to it.
 """
 
 from __future__ import annotations
@@ -37,3 +39,16 @@ class MalformedError(CodecError):
 
 class UnsupportedError(CodecError):
     """Well-formed input that this codec deliberately does not handle."""
+
+
+class EncodeError(CodecError, ValueError):
+    """A value given to an encoder does not fit its field (a caller's bug, reported clearly).
+
+    Also a :class:`ValueError`, since it is one: the caller passed an out-of-range value.
+    """
+
+    def __init__(self, header: str, reason: str) -> None:
+        self.header = header
+        self.offset = -1
+        self.reason = reason
+        Exception.__init__(self, f"cannot encode {header}: {reason}")

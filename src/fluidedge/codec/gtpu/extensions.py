@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from fluidedge.codec.errors import MalformedError
+from fluidedge.codec.errors import EncodeError, MalformedError
 from fluidedge.codec.gtpu._fastbuild import fast_constructor
 from fluidedge.codec.gtpu.constants import ExtensionType
 
@@ -272,7 +272,7 @@ def _decode_pdu_session(content: bytes, offset: int) -> ExtensionHeader:
 
 def _check(value: int, bits: int, what: str) -> int:
     if not 0 <= value < (1 << bits):
-        raise ValueError(f"{what}={value} does not fit in {bits} bits")
+        raise EncodeError("GTP-U extension header", f"{what}={value} does not fit in {bits} bits")
     return value
 
 
@@ -287,7 +287,9 @@ def _encode_pdu_session(ext: PduSessionContainer) -> bytes:
             or ext.n3n9_delay_result is not None
             or ext.new_ie_flag
         ):
-            raise ValueError("UL-only field set on a DL PDU Session Container")
+            raise EncodeError(
+                "GTP-U extension header", "UL-only field set on a DL PDU Session Container"
+            )
         o1 = (
             (0x08 if ext.dl_sending_time_stamp is not None else 0)
             | (0x04 if ext.qfi_sequence_number is not None else 0)
@@ -299,7 +301,7 @@ def _encode_pdu_session(ext: PduSessionContainer) -> bytes:
         if ext.ppi is not None:
             out.append(_check(ext.ppi, 3, "ppi") << 5 | _check(ext.ppi_spare, 5, "ppi_spare"))
         elif ext.ppi_spare:
-            raise ValueError("ppi_spare needs a ppi")
+            raise EncodeError("GTP-U extension header", "ppi_spare needs a ppi")
         if ext.dl_sending_time_stamp is not None:
             out += _check(ext.dl_sending_time_stamp, 64, "time stamp").to_bytes(8, "big")
         if ext.qfi_sequence_number is not None:
@@ -315,7 +317,9 @@ def _encode_pdu_session(ext: PduSessionContainer) -> bytes:
             or ext.spare_bits
             or ext.ppi_spare
         ):
-            raise ValueError("DL-only field set on a UL PDU Session Container")
+            raise EncodeError(
+                "GTP-U extension header", "DL-only field set on a UL PDU Session Container"
+            )
         o1 = (
             0x10
             | (0x08 if ext.ul_time_stamps is not None else 0)
@@ -331,7 +335,9 @@ def _encode_pdu_session(ext: PduSessionContainer) -> bytes:
         out += bytes((o1, o2))
         if ext.ul_time_stamps is not None:
             if len(ext.ul_time_stamps) != 3:
-                raise ValueError("ul_time_stamps needs exactly 3 time stamps")
+                raise EncodeError(
+                    "GTP-U extension header", "ul_time_stamps needs exactly 3 time stamps"
+                )
             for stamp in ext.ul_time_stamps:
                 out += _check(stamp, 64, "time stamp").to_bytes(8, "big")
         for value, size, what in (
@@ -343,9 +349,10 @@ def _encode_pdu_session(ext: PduSessionContainer) -> bytes:
             if value is not None:
                 out += _check(value, 8 * size, what).to_bytes(size, "big")
     else:
-        raise ValueError(
+        raise EncodeError(
+            "GTP-U extension header",
             f"pdu_type={ext.pdu_type}: only DL (0) and UL (1) are defined; "
-            "carry other types as UnknownExtension(0x85, content)"
+            "carry other types as UnknownExtension(0x85, content)",
         )
     return bytes(out) + ext.spare
 
@@ -373,15 +380,23 @@ def encode_content(ext: ExtensionHeader) -> tuple[int, bytes]:
     elif isinstance(ext, RanContainer | UnknownExtension):
         ext_type = _check(ext.ext_type, 8, "ext_type")
         if ext_type == 0:
-            raise ValueError("extension type 0 means 'no more extension headers'")
+            raise EncodeError(
+                "GTP-U extension header", "extension type 0 means 'no more extension headers'"
+            )
         content = bytes(ext.content)
         if _pad_needed(len(content)):
-            raise ValueError(f"opaque extension content of {len(content)} octets: need 4n-2 octets")
+            raise EncodeError(
+                "GTP-U extension header",
+                f"opaque extension content of {len(content)} octets: need 4n-2 octets",
+            )
     else:
         raise TypeError(f"not a GTP-U extension header: {ext!r}")
     content += bytes(_pad_needed(len(content)))
     if len(content) > MAX_CONTENT:
-        raise ValueError(f"extension content of {len(content)} octets exceeds {MAX_CONTENT}")
+        raise EncodeError(
+            "GTP-U extension header",
+            f"extension content of {len(content)} octets exceeds {MAX_CONTENT}",
+        )
     return ext_type, content
 
 

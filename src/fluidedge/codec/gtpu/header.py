@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.errors import EncodeError, MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu import layouts
 from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
 from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK
@@ -357,12 +357,16 @@ def encode_header(header: GtpuHeader, message_type: int, body_length: int) -> by
     do not fit.
     """
     if header.version != 1 or header.protocol_type != 1:
-        raise ValueError("only GTPv1-U (version 1, PT 1) can be encoded")
+        raise EncodeError("GTP-U header", "only GTPv1-U (version 1, PT 1) can be encoded")
     if header.spare_flags & ~(FLAG_SPARE | FLAG_E):
-        raise ValueError("spare_flags may hold only 0x08 (spare) and 0x04 (empty E)")
+        raise EncodeError(
+            "GTP-U header", "spare_flags may hold only 0x08 (spare) and 0x04 (empty E)"
+        )
     first_type, chain = encode_chain(header.extensions)
     if first_type and header.spare_flags & FLAG_E:
-        raise ValueError("spare_flags 0x04 means E=1 with no extension header, yet some follow")
+        raise EncodeError(
+            "GTP-U header", "spare_flags 0x04 means E=1 with no extension header, yet some follow"
+        )
     flags = (
         0x30
         | header.spare_flags
@@ -374,7 +378,7 @@ def encode_header(header: GtpuHeader, message_type: int, body_length: int) -> by
         if flags & 0x07:
             spare = header.spare_optional
             if spare and len(spare) != 4:
-                raise ValueError("spare_optional must be empty or 4 octets")
+                raise EncodeError("GTP-U header", "spare_optional must be empty or 4 octets")
             seq_raw, npdu_raw, next_raw = _unpack_optional(spare) if spare else (0, 0, 0)
             optional = _pack_optional(
                 seq_raw if header.sequence is None else header.sequence,
@@ -384,9 +388,9 @@ def encode_header(header: GtpuHeader, message_type: int, body_length: int) -> by
             optional += chain
         else:
             if header.spare_optional:
-                raise ValueError("spare_optional needs an E, S or PN flag")
+                raise EncodeError("GTP-U header", "spare_optional needs an E, S or PN flag")
             optional = b""
         length = len(optional) + body_length
         return _pack_mandatory(flags, message_type, length, header.teid) + optional
     except struct.error as exc:
-        raise ValueError(f"GTP-U header field out of range: {exc}") from exc
+        raise EncodeError("GTP-U header", f"GTP-U header field out of range: {exc}") from exc

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Union
 
-from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.errors import EncodeError, MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
 from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
 from fluidedge.codec.gtpu.extensions import ExtensionHeader, PduSessionContainer, UdpPortExtension
@@ -335,19 +335,25 @@ def _decode_error_indication(
 
 def _encode_ie(ie_type: int, value: bytes) -> bytes:
     if not 0 <= ie_type <= 255:
-        raise ValueError(f"IE type {ie_type} does not fit in an octet")
+        raise EncodeError("GTP-U message", f"IE type {ie_type} does not fit in an octet")
     if ie_type in TV_IE_VALUE_LENGTHS:
         if len(value) != TV_IE_VALUE_LENGTHS[ie_type]:
-            raise ValueError(f"IE {ie_type} takes {TV_IE_VALUE_LENGTHS[ie_type]} octets")
+            raise EncodeError(
+                "GTP-U message", f"IE {ie_type} takes {TV_IE_VALUE_LENGTHS[ie_type]} octets"
+            )
         return bytes((ie_type,)) + value
     if ie_type == IEType.EXTENSION_HEADER_TYPE_LIST:
         if len(value) > 255:
-            raise ValueError("Extension Header Type List holds at most 255 types")
+            raise EncodeError("GTP-U message", "Extension Header Type List holds at most 255 types")
         return bytes((ie_type, len(value))) + value
     if ie_type < 128:
-        raise ValueError(f"IE type {ie_type} is an unknown TV type: its length is unknown")
+        raise EncodeError(
+            "GTP-U message", f"IE type {ie_type} is an unknown TV type: its length is unknown"
+        )
     if len(value) > 0xFFFF:
-        raise ValueError(f"IE {ie_type} value of {len(value)} octets exceeds 65535")
+        raise EncodeError(
+            "GTP-U message", f"IE {ie_type} value of {len(value)} octets exceeds 65535"
+        )
     return _TLV.pack(ie_type, len(value)) + value
 
 
@@ -362,9 +368,10 @@ def _message_type(msg: GtpuMessage) -> int:
         return msg.header.message_type
     expected = _TYPES[type(msg)]
     if msg.header.message_type != expected:
-        raise ValueError(
+        raise EncodeError(
+            "GTP-U message",
             f"{type(msg).__name__} needs header.message_type={expected}, "
-            f"got {msg.header.message_type}"
+            f"got {msg.header.message_type}",
         )
     return expected
 
@@ -378,11 +385,15 @@ def _body(msg: GtpuMessage) -> bytes | memoryview:
     if isinstance(msg, EchoRequest | EchoResponse):
         if msg.recovery is not None:
             if not 0 <= msg.recovery <= 255:
-                raise ValueError(f"recovery={msg.recovery} does not fit in an octet")
+                raise EncodeError(
+                    "GTP-U message", f"recovery={msg.recovery} does not fit in an octet"
+                )
             known.append((IEType.RECOVERY, bytes((msg.recovery,))))
     elif isinstance(msg, ErrorIndication):
         if not 0 <= msg.teid_data_i <= 0xFFFFFFFF:
-            raise ValueError(f"teid_data_i={msg.teid_data_i} does not fit in 32 bits")
+            raise EncodeError(
+                "GTP-U message", f"teid_data_i={msg.teid_data_i} does not fit in 32 bits"
+            )
         known.append((IEType.TEID_DATA_I, _U32.pack(msg.teid_data_i)))
         known.append((IEType.GTPU_PEER_ADDRESS, msg.peer_address.packed))
     elif isinstance(msg, SupportedExtensionHeadersNotification):
@@ -445,7 +456,7 @@ def encode_gpdu(
         try:
             return _GPDU_PLAIN.pack(PLAIN_FLAGS, 255, len(payload), teid) + payload
         except struct.error as exc:
-            raise ValueError(f"G-PDU field out of range: {exc}") from exc
+            raise EncodeError("GTP-U message", f"G-PDU field out of range: {exc}") from exc
     if sequence is None and npdu is None and len(extensions) == 1:
         psc = extensions[0]
         if type(psc) is PduSessionContainer and _is_bare(psc):
@@ -460,7 +471,7 @@ def encode_gpdu(
                         + payload
                     )
                 except struct.error as exc:
-                    raise ValueError(f"G-PDU field out of range: {exc}") from exc
+                    raise EncodeError("GTP-U message", f"G-PDU field out of range: {exc}") from exc
     header = GtpuHeader(
         message_type=MessageType.G_PDU,
         teid=teid,
