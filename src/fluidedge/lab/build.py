@@ -152,6 +152,9 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
         ],
         "creating links",
     )
+    for ns, values in plan.link_sysctls.items():
+        if values:
+            _write_sysctls(ns, values)
     _run_all(
         [
             (["ip", "-n", ns, "-batch", "-"], "\n".join(cmds) + "\n")
@@ -160,8 +163,14 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
         ],
         "configuring links",
     )
-    for ns, values in plan.late_sysctls.items():
-        _write_sysctls(ns, values)
+    _run_all(
+        [
+            (["ip", "-6", "-n", ns, "-batch", "-"], "\n".join(cmds) + "\n")
+            for ns, cmds in plan.configure6.items()
+            if cmds
+        ],
+        "configuring IPv6",
+    )
     _run_all(
         [
             (["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"], None)

@@ -154,7 +154,9 @@ def status_cmd(
         typer.echo(json.dumps(doc, indent=1, default=str))
         return
     if watch:
-        watch_fn(lab, renderer=render, console=_console())
+        console = _console()
+        console.print(f"watching lab {lab.prefix} (Ctrl-C to stop)")
+        watch_fn(lab, renderer=render, console=console)
         return
     _console().print(render(lab))
 
@@ -239,8 +241,14 @@ def plan_cmd(prefix: PrefixOpt = "fe", config: ConfigOpt = None, mode: ModeOpt =
         typer.echo(f"# namespace {ns}")
         for key, value in plan.sysctls[ns]:
             typer.echo(f"sysctl {key}={value}")
-        for line in plan.create[ns] + plan.configure[ns]:
+        for line in plan.create[ns]:
             typer.echo(f"ip -n {ns} {line}")
+        for key, value in plan.link_sysctls[ns]:
+            typer.echo(f"sysctl {key}={value}")
+        for line in plan.configure[ns]:
+            typer.echo(f"ip -n {ns} {line}")
+        for line in plan.configure6[ns]:
+            typer.echo(f"ip -6 -n {ns} {line}")
     for ns, dev in plan.tx_offload_off:
         typer.echo(f"ip netns exec {ns} ethtool -K {dev} tx off")
     for p in plan.processes:

@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Literal
 
@@ -55,12 +55,17 @@ class PoolSection(_Model):
     subnet: IPv4Network = IPv4Network("198.18.100.0/24")
     # UE-side MTU: leaves room for outer IPv4+UDP+GTP-U (+ a PDU Session Container) within the
     # S1 MTU of 1500, so G-PDUs are never fragmented on S1 (operators use 1400-1450).
-    mtu: int = Field(default=1400, ge=576, le=1456)
+    mtu: int = Field(default=1400, ge=1280, le=1456)
+    # Inner IPv6 (dual-stack UEs): a UE's IPv6 address has the same host index in this prefix
+    # as its IPv4 address in ``subnet``. Absent: IPv4 only. S1 itself stays IPv4.
+    subnet6: IPv6Network | None = None
 
 
 class PdnSection(_Model):
     subnet: IPv4Network = IPv4Network("198.18.200.0/24")
     address: IPv4Address = IPv4Address("198.18.200.10")
+    # Same host indexes as in ``subnet`` (PDN host, SGW PDN-side addresses).
+    subnet6: IPv6Network = IPv6Network("2001:db8:200::/64")
     http_port: int = Field(default=80, ge=1, le=65535)
     udp_echo_port: int = Field(default=7, ge=1, le=65535)
 
@@ -227,6 +232,7 @@ class Bearer:
 
     ue: str
     ue_address: IPv4Address
+    ue_address6: IPv6Address | None  # dual-stack UEs (``ue_pool.subnet6``), else None
     enb: str
     enb_address: IPv4Address
     sgw: str
@@ -240,6 +246,7 @@ class Bearer:
         return {
             "ue": self.ue,
             "ue_address": str(self.ue_address),
+            "ue_address6": None if self.ue_address6 is None else str(self.ue_address6),
             "enb": self.enb,
             "enb_address": str(self.enb_address),
             "sgw": self.sgw,
@@ -261,9 +268,11 @@ class Bearer:
                 raise LabConfigError(f"bearer field {key!r} must be an integer")
             return value
 
+        six = raw.get("ue_address6")
         return cls(
             ue=str(raw["ue"]),
             ue_address=addr("ue_address"),
+            ue_address6=None if six is None else IPv6Address(str(six)),
             enb=str(raw["enb"]),
             enb_address=addr("enb_address"),
             sgw=str(raw["sgw"]),
@@ -273,6 +282,15 @@ class Bearer:
             pdu_session_container=bool(raw["pdu_session_container"]),
             qfi=num("qfi"),
         )
+
+
+def ipv6_twin(
+    address: IPv4Address, subnet: IPv4Network, subnet6: IPv6Network | None
+) -> IPv6Address | None:
+    """The IPv6 address with ``address``'s host index in ``subnet6`` (None without one)."""
+    if subnet6 is None:
+        return None
+    return subnet6.network_address + (int(address) - int(subnet.network_address))
 
 
 def bearers(cfg: LabConfig) -> tuple[Bearer, ...]:
@@ -318,6 +336,7 @@ def bearers(cfg: LabConfig) -> tuple[Bearer, ...]:
             Bearer(
                 ue=u.name,
                 ue_address=u.address,
+                ue_address6=ipv6_twin(u.address, cfg.ue_pool.subnet, cfg.ue_pool.subnet6),
                 enb=u.enb,
                 enb_address=enb_addr[u.enb],
                 sgw=u.sgw,

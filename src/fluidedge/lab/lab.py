@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from fluidedge.lab import build
@@ -126,6 +126,16 @@ class Lab:
     @property
     def pdn_address(self) -> IPv4Address:
         return self.config.pdn.address
+
+    @property
+    def pdn_address6(self) -> IPv6Address | None:
+        """The PDN host's IPv6 address when UEs are dual-stack (``ue_pool.subnet6``)."""
+        return self.topology.pdn_address6 if self.topology.ipv6 else None
+
+    @property
+    def ues6(self) -> dict[str, IPv6Address]:
+        """IPv6 address of each dual-stack UE (empty when the lab is IPv4 only)."""
+        return {b.ue: b.ue_address6 for b in self.bearers if b.ue_address6 is not None}
 
     @property
     def pdn_http_port(self) -> int:

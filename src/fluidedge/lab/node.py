@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,8 @@ class Node:
                 extensions=exts,
             )
             self.by_address[b.ue_address] = b
+            if raw.get("ue_address6"):
+                self.by_address[IPv6Address(raw["ue_address6"]).packed] = b
             self.by_rx_teid[b.rx_teid] = b
             self.counters.bearers[b.ue] = BearerCounters()
         self.stop = threading.Event()
@@ -148,10 +150,14 @@ class Node:
     # --- packet paths ------------------------------------------------------------------
     def from_tun(self, packet: bytes) -> None:
         """A packet the kernel routed into the TUN: encapsulate toward the right peer."""
-        if len(packet) < 20 or packet[0] >> 4 != 4:
+        version = packet[0] >> 4 if packet else 0
+        if version == 4 and len(packet) >= 20:
+            key = packet[12:16] if self.role == "enb" else packet[16:20]
+        elif version == 6 and len(packet) >= 40:
+            key = packet[8:24] if self.role == "enb" else packet[24:40]
+        else:
             self.counters.tun_unroutable += 1
             return
-        key = packet[12:16] if self.role == "enb" else packet[16:20]
         bearer = self.by_address.get(key)
         if bearer is None:
             self.counters.tun_unroutable += 1

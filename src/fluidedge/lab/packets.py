@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from fluidedge.codec.errors import CodecError
@@ -122,8 +122,8 @@ class S1Frame:
     gtp_type: int | None = None  # GTP-U message type when UDP 2152 decodes
     teid: int | None = None
     qfi: int | None = None
-    inner_src: IPv4Address | None = None
-    inner_dst: IPv4Address | None = None
+    inner_src: IPv4Address | IPv6Address | None = None  # the tunnelled packet's addresses
+    inner_dst: IPv4Address | IPv6Address | None = None
     error_teid: int | None = None  # TEID Data I of an Error Indication
 
     @property
@@ -153,12 +153,15 @@ def dissect(frame: bytes) -> S1Frame:
         msg = decode(frame, l4 + 8)
     except CodecError:
         return base
-    inner_src = inner_dst = None
+    inner_src: IPv4Address | IPv6Address | None = None
+    inner_dst: IPv4Address | IPv6Address | None = None
     error_teid = None
     if isinstance(msg, GPdu):
         payload = bytes(msg.payload)
         if len(payload) >= 20 and payload[0] >> 4 == 4:
             inner_src, inner_dst = IPv4Address(payload[12:16]), IPv4Address(payload[16:20])
+        elif len(payload) >= 40 and payload[0] >> 4 == 6:
+            inner_src, inner_dst = IPv6Address(payload[8:24]), IPv6Address(payload[24:40])
     elif isinstance(msg, ErrorIndication):
         error_teid = msg.teid_data_i
     return S1Frame(

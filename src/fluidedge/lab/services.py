@@ -18,12 +18,29 @@ from pathlib import Path
 from typing import Any
 
 ANY = "0.0.0.0"  # noqa: S104 - inside a lab namespace: the namespace is the boundary
+ANY6 = "::"
+
+
+def _client(address: str) -> str:
+    """The client's address as it sent it (dual-stack sockets show IPv4 as ::ffff:a.b.c.d)."""
+    return address.removeprefix("::ffff:")
+
+
+def _dual_stack(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 
 
 class _Http(ThreadingHTTPServer):
+    """Serves IPv4 and IPv6 on one dual-stack socket when the namespace has IPv6."""
+
     daemon_threads = True
     allow_reuse_address = True
     body_prefix = ""
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            _dual_stack(self.socket)
+        super().server_bind()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -31,7 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
     def do_GET(self) -> None:
-        body = f"{self.server.body_prefix} client {self.client_address[0]} path {self.path}\n"
+        client = _client(str(self.client_address[0]))
+        body = f"{self.server.body_prefix} client {client} path {self.path}\n"
         data = body.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -68,13 +86,18 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    six = bool(spec.get("ipv6"))
     if spec.get("http_port"):
-        http = _Http((ANY, int(spec["http_port"])), _Handler)
+        if six:
+            _Http.address_family = socket.AF_INET6
+        http = _Http((ANY6 if six else ANY, int(spec["http_port"])), _Handler)
         http.body_prefix = str(spec["http_body"])
         threading.Thread(target=http.serve_forever, daemon=True).start()
     if spec.get("udp_echo_port"):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind((ANY, int(spec["udp_echo_port"])))
+        udp = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
+        if six:
+            _dual_stack(udp)
+        udp.bind((ANY6 if six else ANY, int(spec["udp_echo_port"])))
         threading.Thread(target=_udp_echo, args=(udp,), daemon=True).start()
     if spec.get("tcp_echo_port"):
         tcp = _TcpEcho((ANY, int(spec["tcp_echo_port"])), _LineEcho)

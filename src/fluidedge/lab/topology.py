@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
-from fluidedge.lab.config import Bearer, LabConfig, Mode, bearers
+from fluidedge.lab.config import Bearer, LabConfig, Mode, bearers, ipv6_twin
 from fluidedge.lab.errors import LabConfigError
 
 # Fixed interface names (inside their namespaces).
@@ -32,6 +32,7 @@ SEGMENT_BRIDGE = "br0"  # in the ran / core / pdn namespaces
 RAN_HOST_PORT = "host"  # ran namespace: the bridge port facing the host (peer of s1enb)
 GEN_IF = RAN_HOST_PORT  # the traffic generator transmits straight into the host's s1enb
 UE_GATEWAY = IPv4Address("169.254.0.1")  # each UE's default gateway (held by its eNB's UE port)
+UE_GATEWAY6 = IPv6Address("fe80::1")  # the same for IPv6
 UPLINK_TABLE = 100  # eNB routing table sending UE traffic into the TUN
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -64,7 +65,10 @@ class Plan:
     sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     create: dict[str, list[str]] = field(default_factory=dict)
     configure: dict[str, list[str]] = field(default_factory=dict)
-    late_sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # Per-interface sysctls, applied once every link exists and before any is configured.
+    link_sysctls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # IPv6 addresses, routes and rules (``ip -6 -batch``), after the IPv4 configuration.
+    configure6: dict[str, list[str]] = field(default_factory=dict)
     tx_offload_off: list[tuple[str, str]] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
 
@@ -73,6 +77,24 @@ class Plan:
         self.sysctls[name] = sysctls
         self.create[name] = []
         self.configure[name] = []
+        self.configure6[name] = []
+        self.link_sysctls[name] = []
+
+    def enable_ipv6(self, ns: str, *devs: str, forward: bool = False) -> None:
+        """IPv6 on ``devs`` only (namespaces start with it disabled everywhere, S1 included):
+        no DAD, RS or RA. Ethernet-like links keep a link-local address (neighbour discovery
+        for forwarded packets needs one); TUNs get none (they need no neighbour discovery)."""
+        if forward:
+            self.link_sysctls[ns].append(("net/ipv6/conf/all/forwarding", "1"))
+        for dev in devs:
+            base = f"net/ipv6/conf/{dev}"
+            self.link_sysctls[ns] += [
+                (f"{base}/addr_gen_mode", "1" if dev == TUN_IF else "0"),
+                (f"{base}/accept_dad", "0"),
+                (f"{base}/accept_ra", "0"),
+                (f"{base}/router_solicitations", "0"),
+                (f"{base}/disable_ipv6", "0"),
+            ]
 
 
 _QUIET = [
@@ -121,6 +143,24 @@ class Topology:
     @property
     def bearers(self) -> tuple[Bearer, ...]:
         return bearers(self.config)
+
+    @property
+    def ipv6(self) -> bool:
+        """Dual-stack UEs (inner IPv6 in the tunnels)? S1 itself is always IPv4."""
+        return self.config.ue_pool.subnet6 is not None
+
+    @property
+    def pdn_address6(self) -> IPv6Address:
+        pdn = self.config.pdn
+        return ipv6_twin(pdn.address, pdn.subnet, pdn.subnet6) or IPv6Address("::")
+
+    def sgw_pdn_address6(self, sgw: str) -> IPv6Address:
+        pdn = self.config.pdn
+        spec = next(s for s in self.config.sgw if s.name == sgw)
+        return ipv6_twin(spec.pdn_address, pdn.subnet, pdn.subnet6) or IPv6Address("::")
+
+    def ue_address6(self, ue: str) -> IPv6Address | None:
+        return next(b.ue_address6 for b in self.bearers if b.ue == ue)
 
     def namespaces(self) -> list[str]:
         """Every namespace of the lab, in creation order."""
@@ -190,7 +230,7 @@ class Topology:
             ]
         elif self.mode == "routed":
             # Proxy ARP answers are delayed up to 0.8 s by default; a router answers at once.
-            plan.late_sysctls[host] = [
+            plan.link_sysctls[host] += [
                 (f"net/ipv4/neigh/{dev}/proxy_delay", "0") for dev in (HOST_ENB_IF, HOST_SGW_IF)
             ]
             plan.configure[host] += [
@@ -225,6 +265,16 @@ class Topology:
         plan.configure[pdn] += [
             f"route add {b.ue_address}/32 via {sgw_pdn[b.sgw]}" for b in self.bearers
         ]
+        if self.ipv6:
+            plan.enable_ipv6(pdn, SEGMENT_BRIDGE)
+            plan.configure6[pdn].append(
+                f"addr add {self.pdn_address6}/{cfg.pdn.subnet6.prefixlen} "
+                f"dev {SEGMENT_BRIDGE} nodad"
+            )
+            plan.configure6[pdn] += [
+                f"route add {b.ue_address6}/128 via {self.sgw_pdn_address6(b.sgw)}"
+                for b in self.bearers
+            ]
         plan.processes.append(
             ProcessSpec(
                 name="pdn",
@@ -235,6 +285,7 @@ class Topology:
                     "http_port": cfg.pdn.http_port,
                     "http_body": f"pdn {cfg.pdn.address}",
                     "udp_echo_port": cfg.pdn.udp_echo_port,
+                    "ipv6": self.ipv6,
                     "tcp_echo_port": None,
                     "ready_path": f"{run_dir}/pdn.ready",
                 },
@@ -295,6 +346,16 @@ class Topology:
                     f"route add {b.ue_address}/32 dev {b.ue}",
                     f"rule add iif {b.ue} lookup {UPLINK_TABLE} priority {UPLINK_TABLE}",
                 ]
+                if self.ipv6:
+                    plan.enable_ipv6(ns, b.ue)
+                    plan.configure6[ns] += [
+                        f"addr add {UE_GATEWAY6}/64 dev {b.ue} nodad",
+                        f"route add {b.ue_address6}/128 dev {b.ue}",
+                        f"rule add iif {b.ue} lookup {UPLINK_TABLE} priority {UPLINK_TABLE}",
+                    ]
+            if self.ipv6:
+                plan.enable_ipv6(ns, TUN_IF, forward=True)
+                plan.configure6[ns].append(f"route add default dev {TUN_IF} table {UPLINK_TABLE}")
             peer = mme_by_name.get(e.mme) if e.mme else None
             plan.processes.append(
                 ProcessSpec(
@@ -332,6 +393,13 @@ class Topology:
                 f"link set dev {TUN_IF} mtu {cfg.ue_pool.mtu} up",
                 f"route add {cfg.ue_pool.subnet} dev {TUN_IF}",
             ]
+            if self.ipv6:
+                plan.enable_ipv6(ns, PDN_IF, TUN_IF, forward=True)
+                plan.configure6[ns] += [
+                    f"addr add {self.sgw_pdn_address6(s.name)}/{cfg.pdn.subnet6.prefixlen} "
+                    f"dev {PDN_IF} nodad",
+                    f"route add {cfg.ue_pool.subnet6} dev {TUN_IF}",
+                ]
             plan.tx_offload_off.append((ns, S1_IF))
             mine = [b for b in self.bearers if b.sgw == s.name]
             plan.processes.append(
@@ -362,6 +430,13 @@ class Topology:
                 f"addr add {u.address}/32 dev {UE_IF}",
                 f"route add default via {UE_GATEWAY} dev {UE_IF} onlink",
             ]
+            six = self.ue_address6(u.name)
+            if six is not None:
+                plan.enable_ipv6(ns, UE_IF)
+                plan.configure6[ns] += [
+                    f"addr add {six}/128 dev {UE_IF} nodad",
+                    f"route add default via {UE_GATEWAY6} dev {UE_IF}",
+                ]
 
         # --- edge apps on the apps network
         for app in cfg.app:

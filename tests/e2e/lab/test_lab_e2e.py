@@ -231,3 +231,29 @@ def test_ordinary_tools_work_from_a_ue(lab: Lab) -> None:
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+def test_dual_stack_ues_reach_the_pdn_over_ipv6(
+    lab: Lab, s1_capture: Callable[..., Capture]
+) -> None:
+    pdn6 = lab.pdn_address6
+    assert pdn6 is not None
+    assert len(lab.ues6) == len(lab.ues)
+    cap = s1_capture(lab, "enb", ["udp", "port", "2152"])
+    with cap:
+        for ue, six in lab.ues6.items():
+            ping = lab.run(ue, ["ping", "-6", "-c", "1", "-W", "2", str(pdn6)])
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            page = lab.run(ue, ["curl", "-s", "-m", "5", f"http://[{pdn6}]/{ue}"])
+            assert f"client {six} path /{ue}" in page.stdout
+    frames = [f for f in dissect_pcap(cap.path) if f.is_gpdu]
+    for b in lab.bearers:
+        up = [f for f in frames if f.inner_src == b.ue_address6 and f.inner_dst == pdn6]
+        down = [f for f in frames if f.inner_dst == b.ue_address6 and f.inner_src == pdn6]
+        assert {(f.src, f.dst, f.teid) for f in up} == {(b.enb_address, b.sgw_address, b.ul_teid)}
+        assert {(f.src, f.dst, f.teid) for f in down} == {(b.sgw_address, b.enb_address, b.dl_teid)}
+    # the S1 segment itself carries no IPv6 (outer headers are IPv4)
+    everything = s1_capture(lab, "sgw", ["ip6"])
+    with everything:
+        lab.run("ue2", ["ping", "-6", "-c", "1", "-W", "2", str(pdn6)])
+    assert dissect_pcap(everything.path) == []

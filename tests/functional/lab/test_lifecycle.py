@@ -203,7 +203,9 @@ def test_status_watch_stops_cleanly_on_ctrl_c(lab_factory: LabFactory) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    assert watcher.stdout is not None
+    assert "Ctrl-C to stop" in watcher.stdout.readline()  # started, even on a loaded machine
+    time.sleep(1.0)
     watcher.send_signal(signal.SIGINT)
     out, err = watcher.communicate(timeout=10)
     assert watcher.returncode == 0, err

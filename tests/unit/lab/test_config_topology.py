@@ -125,3 +125,17 @@ def test_generated_frames_have_the_size_and_tunnel(size: int, psc: bool, tmp_pat
     path = tmp_path / "x.pcap"
     write_pcap(path, [frame, frame])
     assert [f for _, f in read_pcap(path)] == [frame, frame]
+
+
+def test_ipv6_is_optional_and_mirrors_ipv4_host_indexes() -> None:
+    dual = load()
+    assert [str(b.ue_address6) for b in bearers(dual)][:2] == ["2001:db8:100::1", "2001:db8:100::2"]
+    topo = Topology(dual, "t1")
+    assert str(topo.pdn_address6) == "2001:db8:200::a"
+    assert any(topo.plan("/p", "/r").configure6.values())
+    text = default_text().replace('subnet6 = "2001:db8:100::/64"', "")
+    v4 = loads(text)
+    assert {b.ue_address6 for b in bearers(v4)} == {None}
+    plan = Topology(v4, "t1").plan("/p", "/r")
+    assert not any(plan.configure6.values())
+    assert not any(plan.link_sysctls.values())

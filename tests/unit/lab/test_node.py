@@ -130,3 +130,20 @@ def test_echo_is_answered_and_garbage_counted() -> None:
     assert to == ("198.18.0.21", 2152)
     node.from_udp(b"\x00\x01", ("198.18.0.21", 2152))
     assert node.counters.malformed == 1
+
+
+def test_enb_tunnels_inner_ipv6_by_source_address() -> None:
+    node = _node("enb", "enb1")
+    node.udp = FakeSocket()  # type: ignore[assignment]
+    b = bearers(load())[0]
+    assert b.ue_address6 is not None
+    packet = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + b.ue_address6.packed + bytes(16) + bytes(8)
+    node.from_tun(packet)
+    data, to = node.udp.sent[-1]  # type: ignore[attr-defined]
+    msg = decode(data)
+    assert isinstance(msg, GPdu)
+    assert (to, msg.header.teid, bytes(msg.payload)) == (
+        (str(b.sgw_address), 2152),
+        b.ul_teid,
+        packet,
+    )
