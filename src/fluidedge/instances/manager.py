@@ -71,9 +71,10 @@ from fluidedge.instances.placement import (
     Capacity,
     Placed,
     Request,
+    Usage,
     cpuset_text,
     parse_cpuset,
-    place,
+    place_with,
 )
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 
@@ -264,6 +265,7 @@ class Manager:
         self.pools: dict[str, Pool] = {}
         self.addresses: dict[tuple[str, str], str] = {}
         self.placed: dict[str, Placed] = {}
+        self.usage = Usage.of([], self.capacity.cpus)
         self.reserved_names: set[str] = set()
         self.histograms = Histograms()
         self.histograms.declare(
@@ -462,14 +464,22 @@ class Manager:
                 ip = str(ipaddress.ip_interface(address).ip)
                 self.addresses[(iface.network, ip)] = inst.name
         if inst.state != "exited":
-            self.placed[inst.name] = Placed(
-                inst.name, inst.cpus, inst.resources.cpus, inst.resources.memory_mb, inst.labels
+            self._hold(
+                Placed(
+                    inst.name, inst.cpus, inst.resources.cpus, inst.resources.memory_mb, inst.labels
+                )
             )
+
+    def _hold(self, item: Placed) -> None:
+        self.placed[item.name] = item
+        self.usage.add(item)
 
     def _release(self, name: str) -> None:
         for key in [k for k, owner in self.addresses.items() if owner == name]:
             del self.addresses[key]
-        self.placed.pop(name, None)
+        item = self.placed.pop(name, None)
+        if item is not None:
+            self.usage.remove(item)
         self.reserved_names.discard(name)
 
     # ------------------------------------------------------------------ prepare phase
@@ -659,7 +669,7 @@ class Manager:
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
             timer.mark("accept")
-            cpus = place(
+            cpus = place_with(
                 Request(
                     cpu_request=resources.cpus,
                     memory_mb=resources.memory_mb,
@@ -667,14 +677,14 @@ class Manager:
                     affinity=request.affinity,
                     anti_affinity=request.anti_affinity,
                 ),
-                list(self.placed.values()),
+                self.usage,
                 self.capacity,
             )
             self.reserved_names.add(request.name)
             for key in claims:
                 self.addresses[key] = request.name
-            self.placed[request.name] = Placed(
-                request.name, cpus, resources.cpus, resources.memory_mb, request.labels
+            self._hold(
+                Placed(request.name, cpus, resources.cpus, resources.memory_mb, request.labels)
             )
             timer.mark("placement")
             pool = self.pools.setdefault(template.name, Pool())

@@ -16,6 +16,7 @@ load would exceed ``cpu_overcommit`` (1.0 = no overcommit) or committed memory w
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -54,14 +55,6 @@ class Request:
     anti_affinity: Sequence[str] = ()
 
 
-def _matches(labels: Mapping[str, str], selectors: Iterable[str]) -> bool:
-    for selector in selectors:
-        key, _, value = selector.partition("=")
-        if labels.get(key) == value:
-            return True
-    return False
-
-
 def cpu_loads(placed: Iterable[Placed], cpus: Iterable[int]) -> dict[int, float]:
     loads = dict.fromkeys(cpus, 0.0)
     for item in placed:
@@ -73,9 +66,59 @@ def cpu_loads(placed: Iterable[Placed], cpus: Iterable[int]) -> dict[int, float]
     return loads
 
 
+@dataclass
+class Usage:
+    """Aggregates of what is placed, kept up to date incrementally by the manager.
+
+    Placement must not cost O(instances) per request (at 5,000 instances a scan costs ~10 ms in
+    CPython): loads per CPU, committed memory, and per ``key=value`` label the CPUs it occupies.
+    """
+
+    loads: dict[int, float] = field(default_factory=dict)
+    committed_mb: int = 0
+    by_label: dict[str, Counter[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, placed: Iterable[Placed], cpus: Iterable[int]) -> Usage:
+        usage = cls(loads=dict.fromkeys(cpus, 0.0))
+        for item in placed:
+            usage.add(item)
+        return usage
+
+    def _apply(self, item: Placed, sign: int) -> None:
+        self.committed_mb += sign * item.memory_mb
+        if item.cpus:
+            share = item.cpu_request / len(item.cpus)
+            for cpu in item.cpus:
+                self.loads[cpu] = max(0.0, self.loads.get(cpu, 0.0) + sign * share)
+        for key, value in item.labels.items():
+            counter = self.by_label.setdefault(f"{key}={value}", Counter())
+            for cpu in item.cpus:
+                counter[cpu] += sign
+                if counter[cpu] <= 0:
+                    del counter[cpu]
+
+    def add(self, item: Placed) -> None:
+        self._apply(item, 1)
+
+    def remove(self, item: Placed) -> None:
+        self._apply(item, -1)
+
+    def cpus_with(self, selectors: Iterable[str]) -> set[int]:
+        out: set[int] = set()
+        for selector in selectors:
+            out |= set(self.by_label.get(selector, Counter()))
+        return out
+
+
 def place(request: Request, placed: Sequence[Placed], capacity: Capacity) -> tuple[int, ...]:
     """Choose the CPUs for ``request`` or raise :class:`AdmissionRefused` with the reason."""
-    committed = sum(item.memory_mb for item in placed)
+    return place_with(request, Usage.of(placed, capacity.cpus), capacity)
+
+
+def place_with(request: Request, usage: Usage, capacity: Capacity) -> tuple[int, ...]:
+    """:func:`place` on precomputed :class:`Usage` (O(CPUs), not O(instances))."""
+    committed = usage.committed_mb
     limit = capacity.memory_mb * capacity.memory_overcommit
     if committed + request.memory_mb > limit + _EPS:
         raise AdmissionRefused(
@@ -87,17 +130,12 @@ def place(request: Request, placed: Sequence[Placed], capacity: Capacity) -> tup
         raise AdmissionRefused(
             f"cpu: {request.cpu_request} CPUs requested but the host has {len(capacity.cpus)}"
         )
-    loads = cpu_loads(placed, capacity.cpus)
+    loads = {cpu: usage.loads.get(cpu, 0.0) for cpu in capacity.cpus}
     candidates = set(capacity.cpus)
     if request.anti_affinity:
-        for item in placed:
-            if _matches(item.labels, request.anti_affinity):
-                candidates -= set(item.cpus)
+        candidates -= usage.cpus_with(request.anti_affinity)
     if request.affinity:
-        near: set[int] = set()
-        for item in placed:
-            if _matches(item.labels, request.affinity):
-                near |= set(item.cpus)
+        near = usage.cpus_with(request.affinity)
         if near:
             candidates &= near
     share = request.cpu_request / width

@@ -11,10 +11,12 @@ from fluidedge.instances.placement import (
     Capacity,
     Placed,
     Request,
+    Usage,
     cpu_loads,
     cpuset_text,
     parse_cpuset,
     place,
+    place_with,
 )
 
 CAP = Capacity(cpus=(0, 1, 2, 3), memory_mb=1000, cpu_overcommit=1.0)
@@ -86,3 +88,47 @@ def test_admitted_load_never_exceeds_overcommit(requests: list[float]) -> None:
             continue
         placed.append(Placed(f"i{index}", got, cpus, 1))
     assert max(cpu_loads(placed, CAP.cpus).values(), default=0) <= 1.0 + 1e-6
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.01, max_value=1.0),
+            st.sampled_from(["app=x", "app=y", "role=z"]),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
+def test_incremental_usage_matches_a_fresh_scan(ops: list[tuple[float, str, bool]]) -> None:
+    usage = Usage.of([], CAP.cpus)
+    placed: list[Placed] = []
+    for index, (cpus, label, remove) in enumerate(ops):
+        key, _, value = label.partition("=")
+        try:
+            got = place_with(Request(cpus, 1, "pack"), usage, CAP)
+        except AdmissionRefused:
+            continue
+        item = Placed(f"i{index}", got, cpus, 1, {key: value})
+        usage.add(item)
+        placed.append(item)
+        if remove and placed:
+            gone = placed.pop(0)
+            usage.remove(gone)
+    fresh = Usage.of(placed, CAP.cpus)
+    assert fresh.committed_mb == usage.committed_mb
+    for cpu in CAP.cpus:
+        assert abs(fresh.loads[cpu] - usage.loads[cpu]) < 1e-6
+    for selector in ("app=x", "app=y", "role=z"):
+        assert fresh.cpus_with([selector]) == usage.cpus_with([selector])
+
+
+def test_placement_cost_does_not_grow_with_instances() -> None:
+    import time
+
+    cap = Capacity(cpus=CAP.cpus, memory_mb=10**6)
+    usage = Usage.of([Placed(f"i{i}", (i % 4,), 0.0001, 1) for i in range(20000)], cap.cpus)
+    begin = time.perf_counter()
+    for _ in range(200):
+        place_with(Request(0.0001, 1), usage, cap)
+    assert (time.perf_counter() - begin) / 200 < 0.001  # a scan of 20k would take ~50 ms
