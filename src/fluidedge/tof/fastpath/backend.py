@@ -186,7 +186,8 @@ class FastPathBackend:
         self._run("ip", "link", "add", self.punt0, "type", "veth", "peer", "name", self.punt1)
         for dev in (self.punt0, self.punt1):
             self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
-            self._run("ip", "link", "set", dev, "up")
+            # Any S1 frame may be punted whole: a veth drops what exceeds its MTU.
+            self._run("ip", "link", "set", dev, "mtu", "65535", "up")
         self._tun = call_in_netns(config.netns, lambda: _open_tun(config.apps_tun))
         self._run("ip", "link", "set", config.apps_tun, "up")
         for pool in config.ue_pools:
@@ -250,6 +251,9 @@ class FastPathBackend:
             self._thread.join(timeout=5)
             self._thread = None
         self._teardown()
+        for dev in (self.enb_if, self.sgw_if):
+            with contextlib.suppress(CommandError):
+                self._run("ip", "link", "set", dev, "promisc", "off")
 
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
