@@ -31,7 +31,20 @@ MEDIAN_TOLERANCE_MS = 10.0
 
 def _start_tcpdump(port: int, path: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-s", "0", "-n", "-w", str(path), f"tcp port {port}"],
+        [
+            "tcpdump",
+            "-i",
+            "lo",
+            "-U",
+            "-B",
+            "8192",
+            "-s",
+            "0",
+            "-n",
+            "-w",
+            str(path),
+            f"tcp port {port}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -44,12 +57,14 @@ def _start_tcpdump(port: int, path: Path) -> subprocess.Popen[str]:
 
 def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: Path) -> None:
     pcap_path = tmp_path / "api.pcap"
-    client = instances_daemon.client()
+    warmup = instances_daemon.client()
     # Warm-up, not captured: the daemon's first POST pays ~25 ms of lazy initialisation before
     # its timer starts (seen by this very analyzer); the tolerance is for steady state.
-    client.post("/v1/instances", {"name": "an-warmup", "template": "idle"})
-    client.delete("/v1/instances/an-warmup")
+    warmup.post("/v1/instances", {"name": "an-warmup", "template": "idle"})
+    warmup.delete("/v1/instances/an-warmup")
+    warmup.close()
     tcpdump = _start_tcpdump(instances_daemon.port, pcap_path)
+    client = instances_daemon.client()  # a fresh connection: the capture sees its SYN
     created: list[tuple[str, dict[str, object], float]] = []
     try:
         for index, cold in enumerate([False, False, False, True, True]):
@@ -61,13 +76,14 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
             time.sleep(0.2)  # let the pool refill: requests stay apart in the capture
     finally:
         client.close()
-        time.sleep(0.3)
+        time.sleep(0.5)
         tcpdump.send_signal(signal.SIGINT)
         try:
             tcpdump.wait(timeout=10)
         except subprocess.TimeoutExpired:
             tcpdump.kill()
             tcpdump.wait()
+        tcpdump_report = tcpdump.stderr.read() if tcpdump.stderr is not None else ""
         if tcpdump.stderr is not None:
             tcpdump.stderr.close()
 
@@ -77,8 +93,9 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
         tolerance_ms=TOLERANCE_MS,
         console=Console(file=io.StringIO(), width=150),
     )
-    assert [i.name for i in items] == [name for name, _, _ in created]
-    assert [i.status for i in items] == [201] * 5
+    seen = [(i.name, i.status, i.wire_ms) for i in items]
+    assert [i.name for i in items] == [name for name, _, _ in created], (seen, tcpdump_report)
+    assert [i.status for i in items] == [201] * 5, (seen, tcpdump_report)
     assert [i.path for i in items] == ["warm"] * 3 + ["cold"] * 2
     for item, (_, view, client_ms) in zip(items, created, strict=True):
         timing = view["timing"]

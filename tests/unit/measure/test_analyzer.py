@@ -200,3 +200,17 @@ def test_daemon_timing_can_be_filled_later() -> None:
     assert filled.daemon_total_ms == 3.5
     assert filled.difference_ms == pytest.approx(0.5)
     assert analyzer.with_daemon_timing(item, None) is item
+
+
+def test_capture_started_mid_connection() -> None:
+    """No SYN in the capture (a keep-alive connection opened before tcpdump started)."""
+    conn = Conn(40004)
+    conn.cseq, conn.sseq = 4_294_967_000, 77  # and the client's sequence numbers wrap
+    for index in range(2):
+        head, body = _post(f"mid-{index}")
+        conn.add(10.0 * index + 1, True, head + body)
+        rhead, rbody = _response(f"mid-{index}", 1.0)
+        conn.add(10.0 * index + 3, False, rhead + rbody)
+    _, items = _analyse(conn.records)
+    assert [(i.name, i.status) for i in items] == [("mid-0", 201), ("mid-1", 201)]
+    assert items[1].server_ms == pytest.approx(2.0, abs=1e-3)
