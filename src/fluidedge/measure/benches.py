@@ -49,6 +49,14 @@ EXIT_INTERRUPTED = 130
 
 def _template(api: Api, name: str) -> dict[str, Any]:
     try:
+        health = api.get("/healthz")
+    except ClientError as exc:
+        raise BenchmarkFailure(str(exc)) from exc
+    if isinstance(health, dict) and "instances" not in (health.get("parts") or []):
+        raise MeasureInputError(
+            "the daemon runs without the instance manager: add an [instances] table to its config"
+        )
+    try:
         spec = api.get(f"/v1/templates/{name}")
     except ClientError as exc:
         if exc.status == 404:

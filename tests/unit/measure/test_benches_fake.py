@@ -31,10 +31,13 @@ class FakeApi:
         self.instances: dict[str, dict[str, Any]] = {}
         self.posts: list[dict[str, Any]] = []
         self.pool_ready = 2
+        self.parts = ["instances"]
 
     def get(self, path: str) -> Any:
         if path == "/v1/pools":
             return [{"template": "idle", "target": 2, "ready": self.pool_ready, "preparing": 0}]
+        if path == "/healthz":
+            return {"status": "ok", "parts": self.parts}
         if path == "/v1/templates/idle":
             return {"name": "idle", "command": ["/bin/true"], "resources": {"memory_mb": 8}}
         raise ClientError(404, f"no {path}")
@@ -109,8 +112,12 @@ def test_instantiate_and_density_outputs(tmp_path: Path) -> None:
     assert outcome.instances_memory_end_mib == 9.0
     assert density.flatness(pts) == pytest.approx(1.0, rel=0.5)
 
-    with pytest.raises(MeasureInputError):
+    with pytest.raises(MeasureInputError, match="unknown template"):
         benches.run_instantiate(api, template="nosuch", runs=1, runs_dir=tmp_path,
+                                progress=False, console=_console())  # fmt: skip
+    api.parts = ["tof"]
+    with pytest.raises(MeasureInputError, match=r"\[instances\]"):
+        benches.run_instantiate(api, template="idle", runs=1, runs_dir=tmp_path,
                                 progress=False, console=_console())  # fmt: skip
 
 
