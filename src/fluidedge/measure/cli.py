@@ -26,6 +26,10 @@ Url = Annotated[
 ]
 Token = Annotated[str | None, typer.Option("--token", help="API token (default: token file)")]
 Quiet = Annotated[bool, typer.Option("--no-progress", help="no progress bar")]
+Serve = Annotated[
+    Path | None,
+    typer.Option("--serve", help="start a daemon from this config for the run, stop it after"),
+]
 EXIT_INTERRUPTED = 130
 
 
@@ -33,6 +37,20 @@ def _client(url: str | None, token: str | None) -> Any:
     from fluidedge.daemon.client import Client
 
     return Client(url, token)
+
+
+def _with_api(url: str | None, token: str | None, serve: Path | None, body: Any) -> int:
+    """Run ``body(api)`` against the daemon at ``url``, or one started from ``serve``."""
+    if serve is not None:
+        from fluidedge.measure.served import served_daemon
+
+        with served_daemon(serve) as api:
+            return int(body(api))
+    api = _client(url, token)
+    try:
+        return int(body(api))
+    finally:
+        api.close()
 
 
 @bench_app.command("instantiate")
@@ -52,23 +70,26 @@ def instantiate(  # noqa: PLR0917 - typer maps options to parameters
     runs_dir: RunsDir = Path("runs"),
     url: Url = None,
     token: Token = None,
+    serve: Serve = None,
     no_progress: Quiet = False,
 ) -> None:
     """Replicated instantiations: per-phase mean/median/p99/95% CI, breakdown PNG, raw CSV."""
     from fluidedge.measure.benches import run_instantiate
 
-    code = run_instantiate(
-        _client(url, token),
-        template=template,
-        runs=runs,
-        pool=not no_pool,
-        cold=cold,
-        compare_runc=compare_runc,
-        pool_wait_s=pool_wait,
-        runs_dir=runs_dir,
-        progress=not no_progress,
-    )
-    raise typer.Exit(code)
+    def body(api: Any) -> int:
+        return run_instantiate(
+            api,
+            template=template,
+            runs=runs,
+            pool=not no_pool,
+            cold=cold,
+            compare_runc=compare_runc,
+            pool_wait_s=pool_wait,
+            runs_dir=runs_dir,
+            progress=not no_progress,
+        )
+
+    raise typer.Exit(_with_api(url, token, serve, body))
 
 
 @bench_app.command("density")
@@ -87,14 +108,15 @@ def density_command(  # noqa: PLR0917 - typer maps options to parameters
     runs_dir: RunsDir = Path("runs"),
     url: Url = None,
     token: Token = None,
+    serve: Serve = None,
     no_progress: Quiet = False,
 ) -> None:
     """Creation latency and memory as a function of instances already running (line plot)."""
     from fluidedge.measure.benches import run_density_bench
 
-    raise typer.Exit(
-        run_density_bench(
-            _client(url, token),
+    def body(api: Any) -> int:
+        return run_density_bench(
+            api,
             template=template,
             max_instances=max_instances,
             step=step,
@@ -103,7 +125,8 @@ def density_command(  # noqa: PLR0917 - typer maps options to parameters
             runs_dir=runs_dir,
             progress=not no_progress,
         )
-    )
+
+    raise typer.Exit(_with_api(url, token, serve, body))
 
 
 @bench_app.command("dataplane")

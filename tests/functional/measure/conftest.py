@@ -19,7 +19,11 @@ INSTANCES_SECTION: dict[str, Any] = {"pool_scale": 0.5}
 
 def purge_instances(handle: DaemonHandle) -> None:
     """After the daemon stopped: destroy the shells and instances it left for re-adoption."""
-    state_dir = Path(handle.config["state_dir"])
+    purge_state(Path(handle.config["state_dir"]))
+
+
+def purge_state(state_dir: Path) -> None:
+    """Destroy every shell and instance recorded under a stopped daemon's ``state_dir``."""
     manager = Manager(
         InstancesConfig.model_validate({**INSTANCES_SECTION, "pool_scale": 0}),
         Store(state_dir / "fluidedge.sqlite"),

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 from fluidedge.measure import benches, plots, report, rundir
 from fluidedge.measure.instantiate import HTTP_PHASE
-from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.daemon import TOKEN, DaemonHandle, _free_port, write_toml
+from tests.functional.measure.conftest import INSTANCES_SECTION, purge_state
 
 pytestmark = pytest.mark.root
 
@@ -139,3 +141,32 @@ def test_cli_instantiate_and_report(instances_daemon: DaemonHandle, tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 1
     assert "unknown template" in result.stderr
+
+
+def test_cli_serve_starts_and_stops_its_own_daemon(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    port = _free_port()
+    config = tmp_path / "fluidedge.toml"
+    config.write_text(
+        write_toml(
+            {
+                "state_dir": str(state_dir),
+                "api": {"listen": "127.0.0.1", "port": port, "token": TOKEN},
+                "instances": dict(INSTANCES_SECTION),
+            }
+        )
+    )
+    runs_dir = tmp_path / "runs"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "fluidedge", "bench", "density", "--max", "3", "--step", "1",
+             "--serve", str(config), "--runs-dir", str(runs_dir), "--no-progress"],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+    finally:
+        purge_state(state_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = [p for kind, p in rundir.run_dirs(runs_dir) if kind == "density"]
+    assert len(rundir.read_csv(run / "creations.csv")) == 3
+    with pytest.raises(httpx.HTTPError):  # the daemon is gone
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
