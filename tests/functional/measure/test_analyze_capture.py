@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fluidedge.measure import benches
+from fluidedge.measure import analyzer, benches, capture
+from fluidedge.measure.errors import CaptureError
 from tests.fixtures.daemon import DaemonHandle
 
 pytestmark = pytest.mark.root
@@ -55,6 +56,22 @@ def _start_tcpdump(port: int, path: Path) -> subprocess.Popen[str]:
     return process
 
 
+def _wait_for_answers(path: Path, port: int, expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            packets = capture.read_capture(path.read_bytes())
+        except (OSError, CaptureError):
+            continue
+        exchanges = analyzer.exchanges(
+            analyzer.reassemble(capture.tcp_segments(packets, port), port)
+        )
+        answered = [e for e in exchanges if e.status is not None]
+        if len(analyzer.instantiations(answered)) >= expected:
+            return
+
+
 def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: Path) -> None:
     pcap_path = tmp_path / "api.pcap"
     warmup = instances_daemon.client()
@@ -76,7 +93,9 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
             time.sleep(0.2)  # let the pool refill: requests stay apart in the capture
     finally:
         client.close()
-        time.sleep(0.5)
+        # tcpdump may lag behind on a loaded machine, and drops what it has not read when
+        # interrupted: stop it only once the file holds every answer (or after 15 s).
+        _wait_for_answers(pcap_path, instances_daemon.port, len(created), timeout=15.0)
         tcpdump.send_signal(signal.SIGINT)
         try:
             tcpdump.wait(timeout=10)
