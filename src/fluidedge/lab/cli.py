@@ -199,8 +199,8 @@ def gen_cmd(
         ),
     ] = "auto",
 ) -> None:
-    """Write GTP-U pcaps from the lab's bearers (plain, PDU Session Container; 64/256/1024/
-    1518 bytes and iMIX) and, by default, offer each into the S1 segment from the eNB side."""
+    """Write GTP-U pcaps from the bearers (plain, with PDU Session Container; 64, 256, 1024,
+    1518 bytes, iMIX) and, unless --no-offer, offer each into S1 and count what arrives."""
     from rich.table import Table
 
     from fluidedge.lab.gen import Generator
