@@ -37,6 +37,7 @@ CGROUP_CONTROLLERS = (
     "blkio",
     "pids",
     "systemd",
+    "unified",  # runc also makes a cgroup in the (hugetlb-only) cgroup2 mount of this host
 )
 
 
@@ -70,11 +71,22 @@ def leftover_cgroups(container_id: str) -> list[Path]:
     ]
 
 
-def remove_cgroups(container_id: str) -> None:
-    """Remove leftover cgroup directories (only possible once they hold no process)."""
-    for path in leftover_cgroups(container_id):
-        with contextlib.suppress(OSError):
-            path.rmdir()
+def remove_cgroups(container_id: str, *, timeout: float = 2.0) -> None:
+    """Remove leftover cgroup directories, retrying while the kernel says EBUSY.
+
+    A killed task keeps its cgroup busy until it is *reaped*; the container's init is reaped by
+    the host's pid 1 (runc create's child is orphaned), which may take a moment: without the
+    retry an empty cgroup directory could be left behind.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftover_cgroups(container_id)
+        for path in left:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        if not leftover_cgroups(container_id) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def freeze(container_id: str, *, timeout: float = 2.0) -> None:
