@@ -23,6 +23,7 @@ the TOF's data-plane thread the other; the figures are what this run measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -65,12 +66,25 @@ def ping_rtts(lab: Lab, ue: str, target: str, count: int) -> list[float]:
     return [float(m) for m in _RTT.findall(result.stdout)]
 
 
+def _kill_leftovers(ns: str) -> None:
+    """No generator may outlive its offer (it would load the next measurement)."""
+    argv = ["ip", "netns", "pids", ns]
+    pids = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    for pid in pids.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
 def offload_rate(lab: Lab, gen: Generator, pcap: Path, duration: float) -> tuple[float, float]:
     """Replay ``pcap`` (G-PDUs to the service) and count arrivals at the edge app: (pps, sent)."""
     app_ns = lab.ns(next(iter(lab.apps)))
     argv = lab.argv("ran", gen._tool_argv(pcap, None, "trafgen"))
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # trafgen forks workers: stop the whole group
     )
     try:
         time.sleep(WARM_UP + 0.5)  # + the Pinger/learning transient
@@ -80,12 +94,14 @@ def offload_rate(lab: Lab, gen: Generator, pcap: Path, duration: float) -> tuple
         r1 = interface_counters(app_ns, ["eth0"])["eth0"]["rx_packets"]
         s1, t1 = gen.sent(), time.monotonic()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _kill_leftovers(lab.ran_ns)
     return (r1 - r0) / (t1 - t0), (s1 - s0) / (t1 - t0)
 
 
@@ -121,9 +137,14 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
         streams = {s.name: s for s in gen.write_streams()}
         for size in args.sizes:
             stream = streams[f"plain-{size}"]
-            offer = gen.offer(stream.pcap, duration=args.duration)
-            run.results[f"pass_{size}_pps"] = offer.pps
-            run.results[f"pass_{size}_offered_pps"] = offer.offered_pps
+            offers = []
+            for _ in range(args.repeat):
+                offers.append(gen.offer(stream.pcap, duration=args.duration))
+                _kill_leftovers(lab.ran_ns)
+            best = max(offers, key=lambda o: o.pps)  # best-of: the machine is shared
+            run.results[f"pass_{size}_pps"] = best.pps
+            run.results[f"pass_{size}_offered_pps"] = best.offered_pps
+            run.results[f"pass_{size}_loss"] = best.loss
             if mode == "tof":
                 frames = []
                 for i in range(4):
@@ -141,7 +162,9 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
                         )
                 pcap = lab.run_dir / f"offload-{size}.pcap"
                 write_pcap(pcap, frames)
-                pps, offered = offload_rate(lab, gen, pcap, args.duration)
+                pps, offered = max(
+                    offload_rate(lab, gen, pcap, args.duration) for _ in range(args.repeat)
+                )
                 run.results[f"offload_{size}_pps"] = pps
                 run.results[f"offload_{size}_offered_pps"] = offered
         if daemon is not None:
@@ -161,7 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short offers, one frame size")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--repeat", type=int, default=None, help="offers per point (best-of)")
     args = parser.parse_args()
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     args.duration = 1.5 if args.quick else 4.0
     args.sizes = (256,) if args.quick else (64, 256, 1024)
     args.pings = 100 if args.quick else 500
@@ -173,7 +199,10 @@ def main() -> None:
     if args.json:
         print(json.dumps({m: r.results for m, r in runs.items()}, indent=2))
         return
-    print(f"\nTOF userspace backend vs kernel forwarding (same run, {time.ctime()})\n")
+    print(
+        f"\nTOF userspace backend vs kernel forwarding (same run, {time.ctime()}, "
+        f"{args.duration:g} s offers, best of {args.repeat})\n"
+    )
     print(f"{'metric':<28}" + "".join(f"{m:>14}" for m in modes) + f"{'tof/kernel':>12}")
     rows = [f"pass_{s}_pps" for s in args.sizes] + [f"offload_{s}_pps" for s in args.sizes]
     for key in rows:
