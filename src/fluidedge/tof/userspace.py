@@ -106,6 +106,7 @@ class UserspaceBackend:
         self._tun: int | None = None
         self._wake_r = self._wake_w = -1
         self.io: Counter[str] = Counter()
+        self.failure: str | None = None
         self._mono_to_wall = time.time() - time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
@@ -142,7 +143,7 @@ class UserspaceBackend:
             raise DataPlaneError(f"tof userspace data plane failed to start: {exc}") from exc
         self._wake_r, self._wake_w = os.pipe()
         self._running = True
-        self._thread = threading.Thread(target=self._loop, name="tof-dataplane", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tof-dataplane", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -187,6 +188,8 @@ class UserspaceBackend:
         with self._lock:
             stats = self.pipeline.stats()
         stats["io"] = dict(self.io)
+        alive = self._thread is not None and self._thread.is_alive()
+        stats["dataplane"] = "running" if alive else (self.failure or "stopped")
         return stats
 
     def purge(self) -> int:
@@ -194,6 +197,14 @@ class UserspaceBackend:
             return self.pipeline.purge_all()
 
     # ------------------------------------------------------------------ data path
+
+    def _run(self) -> None:
+        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``)."""
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            raise
 
     def _loop(self) -> None:
         pipeline = self.pipeline
@@ -237,7 +248,10 @@ class UserspaceBackend:
                                 io[f"rx_error_apps_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
                                 break
                             io["rx_apps"] += 1
-                            send_all(from_apps(packet, now), None)
+                            try:
+                                send_all(from_apps(packet, now), None)
+                            except Exception:  # never let one packet stop the plane
+                                io["pipeline_error_apps_dropped"] += 1
                         continue
                     sock = socks[port]
                     received = passed = 0
@@ -254,7 +268,11 @@ class UserspaceBackend:
                             continue
                         received += 1
                         frame = bytes(view[VNET_HDR_LEN:n])
-                        actions = from_s1(frame, port, now)
+                        try:
+                            actions = from_s1(frame, port, now)
+                        except Exception:  # never let one frame stop the plane
+                            io["pipeline_error_passed_through"] += 1
+                            actions = [(SGW if port == ENB else ENB, frame)]
                         if len(actions) == 1 and actions[0][1] is frame and actions[0][0] != APPS:
                             # Pass-through: the received buffer (metadata + frame) goes out as is.
                             out = actions[0][0]
@@ -271,7 +289,10 @@ class UserspaceBackend:
                         io[tx_names[1 - port]] += passed
                 if now >= next_tick:
                     next_tick = now + TICK
-                    send_all(pipeline.tick(now), None)
+                    try:
+                        send_all(pipeline.tick(now), None)
+                    except Exception:  # timers must keep running
+                        io["pipeline_error_tick"] += 1
 
     def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
         io = self.io

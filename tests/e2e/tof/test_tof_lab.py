@@ -234,5 +234,7 @@ def test_live_fuzz_keeps_the_data_plane_up(tof_env: TofEnvFactory) -> None:
     assert env.daemon.process is not None
     assert env.daemon.process.poll() is None
     assert [p.name for p in lab.processes() if not p.alive] == []
+    assert env.stats()["dataplane"] == "running"
+    assert not [k for k in env.stats()["io"] if k.startswith("pipeline_error")]
     assert env.ping("ue1", str(lab.pdn_address)), (env.stats(), env.tunnels())
     assert "edge-app app1" in env.http("ue1", "198.18.50.1")
