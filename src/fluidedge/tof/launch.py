@@ -2,7 +2,10 @@
 
 Tests use ``tests/fixtures/daemon.py``; this is the same idea for commands that are not tests:
 a throw-away state directory, a random loopback port and token, the TOF configured on the lab's
-host namespace, and a guaranteed stop (SIGTERM, then SIGKILL) and clean-up on exit.
+host namespace, optionally more parts (the demo adds ``[instances]`` with a network on the lab's
+apps bridge), and a guaranteed stop (SIGTERM, then SIGKILL) and clean-up on exit. The instance
+manager keeps its shells and instances over a graceful stop by design (a restart re-adopts
+them), so when that part is configured the clean-up also runs ``fluidedge pool purge``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,6 +47,20 @@ def _toml(value: object) -> str:
     return f'"{text}"'
 
 
+def _tables(prefix: str, table: Mapping[str, object]) -> list[str]:
+    """TOML lines for ``[prefix]`` and its nested tables (``[prefix.sub]``...)."""
+    lines = [f"[{prefix}]"]
+    nested: list[tuple[str, Mapping[str, object]]] = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            nested.append((f"{prefix}.{key}", value))
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    for name, sub in nested:
+        lines.extend(_tables(name, sub))
+    return lines
+
+
 def lab_tof_section(lab: Any, **overrides: object) -> dict[str, object]:
     """The ``[tof]`` table for a lab that is up in "tof" mode."""
     return {
@@ -53,6 +71,17 @@ def lab_tof_section(lab: Any, **overrides: object) -> dict[str, object]:
         "ue_pools": [str(lab.config.ue_pool.subnet)],
         **overrides,
     }
+
+
+def lab_instances_section(lab: Any, **overrides: object) -> dict[str, object]:
+    """The ``[instances]`` table with an ``apps`` network on the lab's apps bridge.
+
+    The bridge lives in the lab's host namespace and is adopted (not created, not deleted by a
+    purge): instances plugged into it sit next to the lab's static edge apps, where the TOF's
+    apps side reaches them.
+    """
+    network = {"bridge": lab.apps_bridge, "netns": lab.host_ns, "subnet": lab.apps_subnet}
+    return {"networks": {"apps": network}, **overrides}
 
 
 def s1_pairs(lab: Any) -> int:
@@ -79,19 +108,28 @@ def wait_s1_ready(client: Client, pairs: int, timeout: float = 10.0) -> bool:
 class TofDaemon:
     """``with TofDaemon(section) as d: d.client.post(...)``."""
 
-    def __init__(self, section: dict[str, object], *, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        section: dict[str, object],
+        *,
+        log_level: str = "warning",
+        parts: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="fluidedge-tof-"))
         self.port = _free_port()
         self.token = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = self.workdir / "state"
         lines = [
-            f"state_dir = {_toml(self.workdir / 'state')}",
+            f"state_dir = {_toml(self.state_dir)}",
             "[api]",
             f"port = {self.port}",
             f"token = {_toml(self.token)}",
-            "[tof]",
-            *(f"{k} = {_toml(v)}" for k, v in section.items()),
+            *_tables("tof", section),
         ]
+        self.parts = dict(parts or {})
+        for name, table in self.parts.items():
+            lines.extend(_tables(name, table))
         self.config_path = self.workdir / "fluidedge.toml"
         self.config_path.write_text("\n".join(lines) + "\n")
         self.log_path = self.workdir / "daemon.log"
@@ -136,8 +174,27 @@ class TofDaemon:
                 self.process.kill()
                 self.process.wait()
 
-    def cleanup(self) -> None:
+    def purge_instances(self) -> str:
+        """With the daemon stopped: destroy every instance and shell it owns (``pool purge``)."""
+        if "instances" not in self.parts:
+            return ""
+        result = subprocess.run(
+            [sys.executable, "-m", "fluidedge", "pool", "purge", "-c", str(self.config_path)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise DataPlaneError(
+                f"pool purge failed (state kept in {self.workdir}): {result.stdout}{result.stderr}"
+            )
+        return result.stdout.strip()
+
+    def cleanup(self, *, purge: bool = True) -> None:
+        """Stop, purge the instances part, remove the state. A failed purge keeps the state
+        directory (its runc root and store say what is left) and raises with its path.
+        ``purge=False`` when the caller already ran :meth:`purge_instances` itself."""
         self.stop()
+        if purge:
+            self.purge_instances()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> TofDaemon:
