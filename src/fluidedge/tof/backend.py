@@ -80,12 +80,10 @@ def create_backend(config: TofConfig) -> Backend:
         from fluidedge.tof.userspace import UserspaceBackend  # noqa: PLC0415 - needs Linux
 
         return UserspaceBackend(config)
-    if config.backend == "ovs":
-        try:
-            from fluidedge.tof.ovs import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-                create_ovs_backend,
-            )
-        except ImportError as exc:
-            raise TofConfigError("[tof] backend 'ovs' is not available in this build") from exc
-        return create_ovs_backend(config)  # type: ignore[no-any-return,unused-ignore]
+    if config.backend == "fastpath":
+        from fluidedge.tof.fastpath.backend import (  # noqa: PLC0415 - needs clang/bpf
+            create_fastpath_backend,
+        )
+
+        return create_fastpath_backend(config)
     raise TofConfigError(f"[tof] unknown backend {config.backend!r}")

@@ -45,7 +45,7 @@ class TofConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["userspace", "ovs", "none"] = "userspace"
+    backend: Literal["userspace", "fastpath", "none"] = "userspace"
     netns: str | None = None
     enb_interface: str | None = "s1enb"
     sgw_interface: str | None = "s1sgw"

@@ -80,9 +80,16 @@ class TofEnv:
 TofEnvFactory = Callable[..., TofEnv]
 
 
-@pytest.fixture
-def tof_env(daemon_factory: DaemonFactory) -> Iterator[TofEnvFactory]:
-    """``tof_env(**tof_overrides)``: lab up in tof mode + daemon with the TOF on its host."""
+@pytest.fixture(params=["userspace", "fastpath"])
+def tof_env(
+    daemon_factory: DaemonFactory, request: pytest.FixtureRequest
+) -> Iterator[TofEnvFactory]:
+    """``tof_env(**tof_overrides)``: lab up in tof mode + daemon with the TOF on its host.
+
+    Parametrised by data-plane backend: every TOF scenario runs on the userspace reference and
+    on the tc/eBPF fast path (same behaviour required).
+    """
+    backend: str = request.param
     made: list[TofEnv] = []
     labs: list[Lab] = []
 
@@ -91,7 +98,7 @@ def tof_env(daemon_factory: DaemonFactory) -> Iterator[TofEnvFactory]:
         lab = Lab.up(lab_config(), prefix=prefix, mode="tof")
         labs.append(lab)
         section = {
-            "backend": "userspace",
+            "backend": backend,
             "netns": lab.host_ns,
             "enb_interface": lab.enb_side_if,
             "sgw_interface": lab.sgw_side_if,

@@ -111,6 +111,7 @@ class FastPathBackend:
         self.punt1 = f"{config.apps_tun[:11]}pu1"
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.failure: str | None = None
         self._running = False
         self._rx: dict[int, socket.socket] = {}
         self._tx: dict[int, socket.socket] = {}
@@ -172,7 +173,7 @@ class FastPathBackend:
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._wake_r, self._wake_w = os.pipe()
         self._running = True
-        self._thread = threading.Thread(target=self._loop, name="tof-fastpath", daemon=True)
+        self._thread = threading.Thread(target=self._agent, name="tof-fastpath", daemon=True)
         self._thread.start()
 
     def _setup_links(self) -> None:
@@ -364,6 +365,8 @@ class FastPathBackend:
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
         stats["io"] = dict(self.io)
+        alive = self._thread is not None and self._thread.is_alive()
+        stats["dataplane"] = "running" if alive else (self.failure or "stopped")
         return stats
 
     def purge(self) -> int:
@@ -520,6 +523,14 @@ class FastPathBackend:
         self._fold_services()
 
     # ------------------------------------------------------------------ data path
+
+    def _agent(self) -> None:
+        """The agent thread (punted frames); if it ever dies, ``stats()`` says so."""
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            raise
 
     def _loop(self) -> None:
         pipeline = self.pipeline
