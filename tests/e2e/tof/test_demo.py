@@ -16,7 +16,17 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 def test_demo_offloads_and_leaves_nothing_behind() -> None:
     prefix = f"demo{os.getpid() % 100000}"
     result = subprocess.run(
-        [sys.executable, "-m", "fluidedge", "demo", "--duration", "4", "--prefix", prefix],
+        [
+            sys.executable,
+            "-m",
+            "fluidedge",
+            "demo",
+            "--duration",
+            "4",
+            "--prefix",
+            prefix,
+            "--static-app",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
