@@ -92,6 +92,7 @@ class Counters:
     unknown_teid: int = 0
     malformed: int = 0
     tun_unroutable: int = 0
+    send_errors: int = 0
     other_rx: int = 0
     mme_connected: bool = False
     mme_tx: int = 0
@@ -163,7 +164,8 @@ class Node:
             self.counters.tun_unroutable += 1
             return
         datagram = encode_gpdu(bearer.tx_teid, packet, extensions=bearer.extensions)
-        self.udp.sendto(datagram, (bearer.peer, GTPU_PORT))
+        if not self._send(datagram, (bearer.peer, GTPU_PORT)):
+            return
         self.counters.gtpu_tx += 1
         c = self.counters.bearers[bearer.ue]
         if self.role == "enb":
@@ -172,6 +174,19 @@ class Node:
         else:
             c.dl_packets += 1
             c.dl_bytes += len(packet)
+
+    def _send(self, datagram: bytes, address: tuple[str, int]) -> bool:
+        """Send on the GTP-U socket; an unreachable peer (e.g. a forged source) is counted.
+
+        A G-PDU may come from any address (fuzzers, misrouted peers); answering it must never
+        take the node down.
+        """
+        try:
+            self.udp.sendto(datagram, address)
+        except OSError:
+            self.counters.send_errors += 1
+            return False
+        return True
 
     def from_udp(self, datagram: bytes, sender: tuple[str, int]) -> None:
         """A datagram on port 2152: G-PDU, echo, error indication..."""
@@ -188,8 +203,8 @@ class Node:
                 reply = error_indication(
                     msg.header.teid, IPv4Address(self.address), udp_port=sender[1]
                 )
-                self.udp.sendto(reply, (sender[0], GTPU_PORT))
-                self.counters.error_indication_tx += 1
+                if self._send(reply, (sender[0], GTPU_PORT)):
+                    self.counters.error_indication_tx += 1
                 return
             payload = bytes(msg.payload)
             try:
@@ -206,8 +221,8 @@ class Node:
                 c.ul_bytes += len(payload)
         elif isinstance(msg, EchoRequest):
             self.counters.echo_request_rx += 1
-            self.udp.sendto(echo_response(msg), sender)
-            self.counters.echo_response_tx += 1
+            if self._send(echo_response(msg), sender):
+                self.counters.echo_response_tx += 1
         elif isinstance(msg, EchoResponse):
             self.counters.echo_response_rx += 1
         elif isinstance(msg, ErrorIndication):
@@ -218,8 +233,8 @@ class Node:
     def send_echo_requests(self) -> None:
         for peer in self.echo_peers:
             self.echo_seq = (self.echo_seq + 1) & 0xFFFF
-            self.udp.sendto(echo_request(self.echo_seq), (peer, GTPU_PORT))
-            self.counters.echo_request_tx += 1
+            if self._send(echo_request(self.echo_seq), (peer, GTPU_PORT)):
+                self.counters.echo_request_tx += 1
 
     # --- MME-like control connection ---------------------------------------------------
     def mme_loop(self) -> None:

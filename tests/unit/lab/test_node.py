@@ -147,3 +147,19 @@ def test_enb_tunnels_inner_ipv6_by_source_address() -> None:
         b.ul_teid,
         packet,
     )
+
+
+class UnreachableSocket:
+    def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        raise OSError(101, "Network is unreachable")
+
+
+def test_unreachable_sender_of_unknown_teid_is_counted_not_fatal() -> None:
+    node = _node("sgw", "sgw1")
+    node.udp = UnreachableSocket()  # type: ignore[assignment]
+    node.from_udp(encode_gpdu(0xDEAD, b"x" * 20), ("203.0.113.9", 2152))
+    node.from_udp(echo_request(5), ("203.0.113.9", 2152))
+    assert node.counters.unknown_teid == 1
+    assert node.counters.send_errors == 2
+    assert node.counters.error_indication_tx == 0
+    assert node.counters.echo_response_tx == 0
