@@ -94,7 +94,7 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
     _assert_nothing_left(prefix, out)
 
 
-def test_demo_interrupted_still_tears_everything_down() -> None:
+def test_demo_interrupted_twice_still_tears_everything_down() -> None:
     prefix = f"dmi{os.getpid() % 100000}"
     process = subprocess.Popen(
         _demo_argv(prefix),
@@ -112,6 +112,8 @@ def test_demo_interrupted_still_tears_everything_down() -> None:
                 break
         time.sleep(1)
         process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)  # an impatient second one: ignored while tearing down
         rest, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -120,4 +122,5 @@ def test_demo_interrupted_still_tears_everything_down() -> None:
     out = "".join(lines) + rest
     assert any(line.startswith("Registered service") for line in lines), out
     assert "Instance edge1 deleted" in out
+    assert "Demo torn down" in out
     _assert_nothing_left(prefix, out)
