@@ -65,7 +65,9 @@ class TofEnv:
         return out if code == 0 else f"<curl exit {code}>"
 
     def ping(self, ue: str, address: str, count: int = 2) -> bool:
-        code, _ = self.run(ue, "ping", "-c", str(count), "-i", "0.2", "-W", "2", address)
+        # -w: keep probing until `count` replies or the deadline, so a first echo lost while
+        # the TOF learns the bearer (or the machine is loaded) does not fail the check.
+        code, _ = self.run(ue, "ping", "-c", str(count), "-i", "0.2", "-W", "2", "-w", "6", address)
         return code == 0
 
     def stats(self) -> dict[str, Any]:
