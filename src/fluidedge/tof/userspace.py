@@ -25,149 +25,72 @@ batch makes :meth:`apply` atomic with respect to packets.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import os
-import select
-import socket
-import struct
-import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.linux.proc import CommandError
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.dataplane_common import (
+    MAX_FRAME,
+    TICK,
+    VNET_HDR_LEN,
+    DataPlaneBase,
+    errno_name,
+    open_packet_socket,
+)
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
-
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_VNET_HDR = 15
-PACKET_IGNORE_OUTGOING = 23
-TUNSETIFF = 0x400454CA
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
-VNET_HDR_LEN = 10
-NO_VNET_HDR = bytes(VNET_HDR_LEN)
-TICK = 0.05
-MAX_FRAME = 65536 + VNET_HDR_LEN
+from fluidedge.tof.pipeline import APPS, ENB, SGW
 
 
-def _open_packet_socket(ifname: str) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    try:
-        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind((ifname, ETH_P_ALL))
-        index = socket.if_nametoindex(ifname)
-        mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
-        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+class UserspaceBackend(DataPlaneBase):
+    """AF_PACKET + TUN data plane around :class:`Pipeline` (see the module docstring).
 
-
-def _open_tun(ifname: str) -> int:
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
-        fcntl.ioctl(fd, TUNSETIFF, ifr)
-        os.set_blocking(fd, False)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-class UserspaceBackend:
-    """AF_PACKET + TUN data plane around :class:`Pipeline` (see the module docstring)."""
+    The S1 sockets both receive and transmit (they are :attr:`_s1_tx`).
+    """
 
     name = "userspace"
+    thread_name = "tof-dataplane"
 
     def __init__(self, config: TofConfig) -> None:
         if config.single_adapter:
             raise DataPlaneError(
                 "the userspace backend needs two S1 adapters (enb_interface, sgw_interface)"
             )
-        self.config = config
-        self.pipeline = Pipeline(config)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._running = False
-        self._socks: dict[int, socket.socket] = {}
-        self._tun: int | None = None
-        self._wake_r = self._wake_w = -1
-        self.io: Counter[str] = Counter()
-        self.failure: str | None = None
-        self._mono_to_wall = time.time() - time.monotonic()
+        super().__init__(config)
 
     # ------------------------------------------------------------------ lifecycle
-
-    def _ip(self, *argv: str) -> None:
-        run(netns_argv(self.config.netns, ["ip", *argv]))
 
     def start(self) -> None:
         config = self.config
         enb_if, sgw_if = config.enb_interface or "", config.sgw_interface or ""
         try:
             for ifname in (enb_if, sgw_if):
-                self._ip("link", "set", ifname, "up")
+                self._run("ip", "link", "set", ifname, "up")
                 # Coalesced or segmented super-frames would exceed the other side's MTU.
                 with contextlib.suppress(CommandError):
-                    run(
-                        netns_argv(
-                            config.netns,
-                            ["ethtool", "-K", ifname, "gro", "off", "lro", "off"],
-                        )
-                    )
-            self._socks[ENB] = call_in_netns(config.netns, lambda: _open_packet_socket(enb_if))
-            self._socks[SGW] = call_in_netns(config.netns, lambda: _open_packet_socket(sgw_if))
-            self._tun = call_in_netns(config.netns, lambda: _open_tun(config.apps_tun))
-            self._ip("link", "set", config.apps_tun, "up")
-            for pool in config.ue_pools:
-                family = "-6" if ":" in pool else "-4"
-                self._ip(family, "route", "replace", pool, "dev", config.apps_tun)
+                    self._run("ethtool", "-K", ifname, "gro", "off", "lro", "off")
+            self._s1_tx[ENB] = call_in_netns(config.netns, lambda: open_packet_socket(enb_if))
+            self._s1_tx[SGW] = call_in_netns(config.netns, lambda: open_packet_socket(sgw_if))
+            self._open_apps_tun()
             if config.netns is not None:
-                for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
-                    run(netns_argv(config.netns, ["sysctl", "-qw", key]), check=False)
+                self._enable_forwarding()
         except (OSError, CommandError, DataPlaneError) as exc:
             self._close()
             raise DataPlaneError(f"tof userspace data plane failed to start: {exc}") from exc
-        self._wake_r, self._wake_w = os.pipe()
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name="tof-dataplane", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
-        self._running = False
-        if self._wake_w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._stop_thread()
         self._close()
 
     def _close(self) -> None:
-        for sock in self._socks.values():
+        for sock in self._s1_tx.values():
             sock.close()
-        self._socks.clear()
-        if self._tun is not None:
-            os.close(self._tun)  # a non-persistent TUN (and its routes) vanish with its fd
-            self._tun = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self._s1_tx.clear()
+        self._close_tun_and_wake()
 
     # ------------------------------------------------------------------ control
 
@@ -178,20 +101,12 @@ class UserspaceBackend:
     def tunnels(self) -> list[dict[str, object]]:
         with self._lock:
             rows = self.pipeline.tunnels()
-        for row in rows:
-            for key in ("learnedAt", "lastSeen"):
-                value = row[key]
-                if isinstance(value, float):
-                    row[key] = round(value + self._mono_to_wall, 3)
-        return rows
+        return self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
             stats = self.pipeline.stats()
-        stats["io"] = dict(self.io)
-        alive = self._thread is not None and self._thread.is_alive()
-        stats["dataplane"] = "running" if alive else (self.failure or "stopped")
-        return stats
+        return self._add_dataplane_state(stats)
 
     def purge(self) -> int:
         with self._lock:
@@ -199,25 +114,14 @@ class UserspaceBackend:
 
     # ------------------------------------------------------------------ data path
 
-    def _run(self) -> None:
-        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``)."""
-        try:
-            self._loop()
-        except BaseException as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-            raise
-
     def _loop(self) -> None:
         pipeline = self.pipeline
         io = self.io
-        enb, sgw, tun = self._socks[ENB], self._socks[SGW], self._tun
+        enb, sgw, tun = self._s1_tx[ENB], self._s1_tx[SGW], self._tun
         if tun is None:
             return
-        poller = select.poll()
         fd_port = {enb.fileno(): ENB, sgw.fileno(): SGW, tun: APPS}
-        for fd in fd_port:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller = self._poller(fd_port)
         batch = self.config.batch
         next_tick = 0.0
         from_s1, from_apps = pipeline.from_s1, pipeline.from_apps
@@ -232,7 +136,7 @@ class UserspaceBackend:
                 sent, failure = batches[out].flush()
                 io[tx_names[out]] += sent
                 if failure:
-                    io[f"tx_error_{errno.errorcode.get(failure, '?')}"] += 1
+                    io[f"tx_error_{errno_name(failure)}"] += 1
 
         while self._running:
             try:
@@ -247,14 +151,9 @@ class UserspaceBackend:
                         continue
                     if port == APPS:
                         for _ in range(batch):
-                            try:
-                                packet = os.read(tun, MAX_FRAME)
-                            except BlockingIOError:
+                            packet = self._read_tun(tun)
+                            if packet is None:
                                 break
-                            except OSError as exc:
-                                io[f"rx_error_apps_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
-                                break
-                            io["rx_apps"] += 1
                             try:
                                 send_all(from_apps(packet, now), None)
                             except Exception:  # never let one packet stop the plane
@@ -264,7 +163,7 @@ class UserspaceBackend:
                     try:
                         count = ring.receive()
                     except OSError as exc:
-                        io[f"rx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+                        io[f"rx_error_{errno_name(exc.errno)}"] += 1
                         continue
                     received = 0
                     for i in range(count):
@@ -297,20 +196,3 @@ class UserspaceBackend:
                         send_all(pipeline.tick(now), None)
                     except Exception:  # timers must keep running
                         io["pipeline_error_tick"] += 1
-
-    def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
-        io = self.io
-        for port, frame in actions:
-            try:
-                if port == APPS:
-                    if self._tun is not None:
-                        os.write(self._tun, frame)
-                        io["tx_apps"] += 1
-                    continue
-                sock = self._socks[port]
-                # The very frame we received goes out with its own checksum/GSO metadata.
-                vnet = original[1] if original is not None and frame is original[0] else NO_VNET_HDR
-                sock.sendmsg([vnet, frame])
-                io["tx_enb" if port == ENB else "tx_sgw"] += 1
-            except OSError as exc:
-                io[f"tx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1

@@ -28,37 +28,33 @@ come back from the store via :meth:`apply`, tunnels are re-learned from traffic.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import select
 import socket
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.linux.proc import CommandError, run
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.dataplane_common import (
+    MAX_FRAME,
+    PACKET_VNET_HDR,
+    SOL_PACKET,
+    TICK,
+    VNET_HDR_LEN,
+    DataPlaneBase,
+    errno_name,
+    open_packet_socket,
+)
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject, pin
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
-from fluidedge.tof.userspace import (
-    MAX_FRAME,
-    NO_VNET_HDR,
-    VNET_HDR_LEN,
-    _open_packet_socket,
-    _open_tun,
-)
+from fluidedge.tof.pipeline import APPS, ENB, SGW
 
-SOL_PACKET = 263
-PACKET_VNET_HDR = 15
-TICK = 0.05
 FOLD_EVERY = 1.0
 # Not /sys/fs/bpf: `ip netns exec` remounts /sys, hiding it from `tc` run inside the namespace.
 BPFFS = Path("/run/fluidedge/bpffs")
@@ -85,10 +81,14 @@ def _ensure_bpffs() -> None:
         run(["mount", "-t", "bpf", "bpf", str(BPFFS)])
 
 
-class FastPathBackend:
-    """tc/eBPF data plane around the reference pipeline (see the module docstring)."""
+class FastPathBackend(DataPlaneBase):
+    """tc/eBPF data plane around the reference pipeline (see the module docstring).
+
+    The agent receives punted frames on :attr:`_rx` and transmits on :attr:`_s1_tx`.
+    """
 
     name = "fastpath"
+    thread_name = "tof-fastpath"
 
     def __init__(
         self,
@@ -101,22 +101,14 @@ class FastPathBackend:
             raise DataPlaneError(
                 "the fast path needs two S1 adapters (enb_interface, sgw_interface)"
             )
-        self.config = config
+        super().__init__(config)
         self.punt_rate = punt_rate
         self.punt_burst = punt_burst
-        self.pipeline = Pipeline(config)
         self.enb_if = config.enb_interface
         self.sgw_if = config.sgw_interface
         self.punt0 = f"{config.apps_tun[:11]}pu0"
         self.punt1 = f"{config.apps_tun[:11]}pu1"
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.failure: str | None = None
-        self._running = False
         self._rx: dict[int, socket.socket] = {}
-        self._tx: dict[int, socket.socket] = {}
-        self._tun: int | None = None
-        self._wake_r = self._wake_w = -1
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
@@ -128,13 +120,8 @@ class FastPathBackend:
         self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
         self._generation: tuple[object, ...] = ()
         self._next_fold = 0.0
-        self.io: Counter[str] = Counter()
-        self._mono_to_wall = time.time() - time.monotonic()
 
     # ------------------------------------------------------------------ helpers
-
-    def _run(self, *argv: str, check: bool = True) -> None:
-        run(netns_argv(self.config.netns, list(argv)), check=check)
 
     def _ifindex(self, name: str) -> int:
         return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
@@ -171,13 +158,9 @@ class FastPathBackend:
         except (OSError, CommandError, DataPlaneError) as exc:
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
-        self._wake_r, self._wake_w = os.pipe()
-        self._running = True
-        self._thread = threading.Thread(target=self._agent, name="tof-fastpath", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def _setup_links(self) -> None:
-        config = self.config
         for dev in (self.enb_if, self.sgw_if):
             self._run("ip", "link", "set", dev, "up", "promisc", "on")
             # No coalesced super-frames (they would exceed the other side's MTU), and complete
@@ -189,22 +172,17 @@ class FastPathBackend:
             self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
             # Any S1 frame may be punted whole: a veth drops what exceeds its MTU.
             self._run("ip", "link", "set", dev, "mtu", "65535", "up")
-        self._tun = call_in_netns(config.netns, lambda: _open_tun(config.apps_tun))
-        self._run("ip", "link", "set", config.apps_tun, "up")
-        for pool in config.ue_pools:
-            family = "-6" if ":" in pool else "-4"
-            self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
-        for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
-            self._run("sysctl", "-qw", key, check=False)
+        self._open_apps_tun()
+        self._enable_forwarding()
 
     def _open_ports(self) -> None:
         netns = self.config.netns
         enb_if, sgw_if, p0, p1 = self.enb_if, self.sgw_if, self.punt0, self.punt1
         # eNB-side punts are transmitted on pu0 and so arrive on pu1 (and vice versa).
-        self._rx[ENB] = call_in_netns(netns, lambda: _open_packet_socket(p1))
-        self._rx[SGW] = call_in_netns(netns, lambda: _open_packet_socket(p0))
-        self._tx[ENB] = call_in_netns(netns, lambda: _open_send_socket(enb_if))
-        self._tx[SGW] = call_in_netns(netns, lambda: _open_send_socket(sgw_if))
+        self._rx[ENB] = call_in_netns(netns, lambda: open_packet_socket(p1))
+        self._rx[SGW] = call_in_netns(netns, lambda: open_packet_socket(p0))
+        self._s1_tx[ENB] = call_in_netns(netns, lambda: _open_send_socket(enb_if))
+        self._s1_tx[SGW] = call_in_netns(netns, lambda: _open_send_socket(sgw_if))
 
     def _write_cfg(self) -> None:
         cfg = self._maps["cfg"]
@@ -244,13 +222,7 @@ class FastPathBackend:
                 pinned.unlink()
 
     def stop(self) -> None:
-        self._running = False
-        if self._wake_w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._stop_thread()
         self._teardown()
         for dev in (self.enb_if, self.sgw_if):
             with contextlib.suppress(CommandError):
@@ -259,17 +231,11 @@ class FastPathBackend:
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel()
-        for sock in (*self._rx.values(), *self._tx.values()):
+        for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
         self._rx.clear()
-        self._tx.clear()
-        if self._tun is not None:
-            os.close(self._tun)  # the TUN, its clsact and its routes vanish with the fd
-            self._tun = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self._s1_tx.clear()
+        self._close_tun_and_wake()  # the TUN, its clsact and its routes vanish with the fd
         self._maps.clear()
         if self._obj is not None:
             self._obj.close()
@@ -346,12 +312,7 @@ class FastPathBackend:
         with self._lock:
             self._fold()
             rows = self.pipeline.tunnels()
-        for row in rows:
-            for key in ("learnedAt", "lastSeen"):
-                value = row[key]
-                if isinstance(value, float):
-                    row[key] = round(value + self._mono_to_wall, 3)
-        return rows
+        return self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
@@ -364,10 +325,7 @@ class FastPathBackend:
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
-        stats["io"] = dict(self.io)
-        alive = self._thread is not None and self._thread.is_alive()
-        stats["dataplane"] = "running" if alive else (self.failure or "stopped")
-        return stats
+        return self._add_dataplane_state(stats)
 
     def purge(self) -> int:
         with self._lock:
@@ -524,25 +482,14 @@ class FastPathBackend:
 
     # ------------------------------------------------------------------ data path
 
-    def _agent(self) -> None:
-        """The agent thread (punted frames); if it ever dies, ``stats()`` says so."""
-        try:
-            self._loop()
-        except BaseException as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-            raise
-
     def _loop(self) -> None:
         pipeline = self.pipeline
         io = self.io
         tun = self._tun
         if tun is None:
             return
-        poller = select.poll()
         fd_port = {self._rx[ENB].fileno(): ENB, self._rx[SGW].fileno(): SGW, tun: APPS}
-        for fd in fd_port:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller = self._poller(fd_port)
         buf = bytearray(MAX_FRAME)
         view = memoryview(buf)
         batch = self.config.batch
@@ -561,14 +508,9 @@ class FastPathBackend:
                         continue
                     for _ in range(batch):
                         if port == APPS:
-                            try:
-                                packet = os.read(tun, MAX_FRAME)
-                            except BlockingIOError:
+                            packet = self._read_tun(tun)
+                            if packet is None:
                                 break
-                            except OSError as exc:
-                                io[f"rx_error_apps_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
-                                break
-                            io["rx_apps"] += 1
                             self._send_all(pipeline.from_apps(packet, now), None)
                             continue
                         try:
@@ -576,7 +518,7 @@ class FastPathBackend:
                         except BlockingIOError:
                             break
                         except OSError as exc:
-                            io[f"rx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
+                            io[f"rx_error_{errno_name(exc.errno)}"] += 1
                             break
                         if n <= VNET_HDR_LEN:
                             io["rx_runt"] += 1
@@ -596,21 +538,6 @@ class FastPathBackend:
                         self._sync()
                     except BpfError as exc:
                         io[f"sync_error_{type(exc).__name__}"] += 1
-
-    def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
-        io = self.io
-        for port, frame in actions:
-            try:
-                if port == APPS:
-                    if self._tun is not None:
-                        os.write(self._tun, frame)
-                        io["tx_apps"] += 1
-                    continue
-                vnet = original[1] if original is not None and frame is original[0] else NO_VNET_HDR
-                self._tx[port].sendmsg([vnet, frame])
-                io["tx_enb" if port == ENB else "tx_sgw"] += 1
-            except OSError as exc:
-                io[f"tx_error_{errno.errorcode.get(exc.errno or 0, '?')}"] += 1
 
 
 def create_fastpath_backend(config: TofConfig) -> FastPathBackend:

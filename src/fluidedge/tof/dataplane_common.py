@@ -1,0 +1,219 @@
+"""What the two TOF data planes do the same way, kept in one place.
+
+Both the reference backend (:mod:`fluidedge.tof.userspace`) and the eBPF fast path
+(:mod:`fluidedge.tof.fastpath.backend`) run the same :class:`~fluidedge.tof.pipeline.Pipeline`
+in one thread inside ``[tof] netns``, read the apps TUN, transmit the pipeline's actions on
+AF_PACKET sockets with the received frame's virtio-net header, and report their I/O counters
+and thread state in ``/stats``. WHY one base: those parts were written twice and must not drift
+(a fix to how a dead thread is reported, or how a pass-through keeps its checksum metadata, is
+a fix for both). What differs (which sockets receive, what the kernel offloads) stays in each
+backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.proc import netns_argv, run
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.pipeline import APPS, ENB, Action, Pipeline
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_VNET_HDR = 15
+PACKET_IGNORE_OUTGOING = 23
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+VNET_HDR_LEN = 10
+NO_VNET_HDR = bytes(VNET_HDR_LEN)
+TICK = 0.05
+MAX_FRAME = 65536 + VNET_HDR_LEN
+
+
+def errno_name(code: int | None) -> str:
+    """Symbolic name of an errno for counter names (``EAGAIN``), ``?`` if unknown."""
+    return errno.errorcode.get(code or 0, "?")
+
+
+def open_packet_socket(ifname: str) -> socket.socket:
+    """AF_PACKET socket receiving every frame of ``ifname`` (promiscuous, with vnet headers,
+    never our own transmissions)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.bind((ifname, ETH_P_ALL))
+        index = socket.if_nametoindex(ifname)
+        mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_tun(ifname: str) -> int:
+    """Non-blocking fd of a new, non-persistent TUN device ``ifname`` (no packet info)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
+        fcntl.ioctl(fd, TUNSETIFF, ifr)
+        os.set_blocking(fd, False)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+class DataPlaneBase:
+    """State and helpers shared by the TOF backends: the pipeline and its lock, the apps TUN,
+    the data-plane thread (started, woken, joined, its failure recorded), I/O counters, and
+    sending the pipeline's actions.
+
+    Subclasses implement :meth:`_loop` (the thread's body) and fill :attr:`_s1_tx` (the sockets
+    that transmit on the eNB/SGW interfaces) when they start.
+    """
+
+    thread_name = "tof-dataplane"
+
+    def __init__(self, config: TofConfig) -> None:
+        self.config = config
+        self.pipeline = Pipeline(config)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._s1_tx: dict[int, socket.socket] = {}
+        self._tun: int | None = None
+        self._wake_r = self._wake_w = -1
+        self.io: Counter[str] = Counter()
+        self.failure: str | None = None
+        self._mono_to_wall = time.time() - time.monotonic()
+
+    # ------------------------------------------------------------------ set-up and teardown
+
+    def _run(self, *argv: str, check: bool = True) -> None:
+        """Run a command inside ``[tof] netns``."""
+        run(netns_argv(self.config.netns, list(argv)), check=check)
+
+    def _open_apps_tun(self) -> None:
+        """Open the apps TUN, bring it up and route the UE pools into it (replies come back)."""
+        config = self.config
+        self._tun = call_in_netns(config.netns, lambda: open_tun(config.apps_tun))
+        self._run("ip", "link", "set", config.apps_tun, "up")
+        for pool in config.ue_pools:
+            family = "-6" if ":" in pool else "-4"
+            self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
+
+    def _enable_forwarding(self) -> None:
+        for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
+            self._run("sysctl", "-qw", key, check=False)
+
+    def _start_thread(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        self._running = True
+        self._thread = threading.Thread(
+            target=self._thread_main, name=self.thread_name, daemon=True
+        )
+        self._thread.start()
+
+    def _stop_thread(self) -> None:
+        self._running = False
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _close_tun_and_wake(self) -> None:
+        if self._tun is not None:
+            os.close(self._tun)  # a non-persistent TUN (and its routes) vanish with its fd
+            self._tun = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    # ------------------------------------------------------------------ reporting
+
+    def _wall_clock(self, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        """Turn the pipeline's monotonic ``learnedAt``/``lastSeen`` into wall-clock seconds."""
+        for row in rows:
+            for key in ("learnedAt", "lastSeen"):
+                value = row[key]
+                if isinstance(value, float):
+                    row[key] = round(value + self._mono_to_wall, 3)
+        return rows
+
+    def _add_dataplane_state(self, stats: dict[str, object]) -> dict[str, object]:
+        """Add the I/O counters and the thread's state (or why it died) to ``stats``."""
+        stats["io"] = dict(self.io)
+        alive = self._thread is not None and self._thread.is_alive()
+        stats["dataplane"] = "running" if alive else (self.failure or "stopped")
+        return stats
+
+    # ------------------------------------------------------------------ data path
+
+    def _thread_main(self) -> None:
+        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``)."""
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def _poller(self, fd_port: dict[int, int]) -> select.poll:
+        """A poller for the port fds and the wake-up pipe (so :meth:`_stop_thread` is quick)."""
+        poller = select.poll()
+        for fd in fd_port:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        return poller
+
+    def _read_tun(self, tun: int) -> bytes | None:
+        """One packet from the apps TUN, counted; ``None`` when there is none (or an error,
+        counted too)."""
+        try:
+            packet = os.read(tun, MAX_FRAME)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self.io[f"rx_error_apps_{errno_name(exc.errno)}"] += 1
+            return None
+        self.io["rx_apps"] += 1
+        return packet
+
+    def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
+        """Transmit the pipeline's actions; ``original`` is the received (frame, vnet header)."""
+        io = self.io
+        for port, frame in actions:
+            try:
+                if port == APPS:
+                    if self._tun is not None:
+                        os.write(self._tun, frame)
+                        io["tx_apps"] += 1
+                    continue
+                # The very frame we received goes out with its own checksum/GSO metadata.
+                vnet = original[1] if original is not None and frame is original[0] else NO_VNET_HDR
+                self._s1_tx[port].sendmsg([vnet, frame])
+                io["tx_enb" if port == ENB else "tx_sgw"] += 1
+            except OSError as exc:
+                io[f"tx_error_{errno_name(exc.errno)}"] += 1
