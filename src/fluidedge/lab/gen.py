@@ -42,6 +42,7 @@ from fluidedge.lab.config import Bearer
 from fluidedge.lab.errors import LabConfigError, LabSystemError
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import interface_counters
+from fluidedge.lab.nftsink import install_sink, list_sink, remove_sink, rule_counters
 from fluidedge.lab.packets import (
     ETH_IPV4,
     GTPU_PORT,
@@ -216,31 +217,16 @@ class Generator:
             ns = self.lab.ns(name)
             self._remove_sink(ns)
             # Count only frames for this SGW: a bridge that has not learned a MAC yet floods.
-            rules = (
-                f"table netdev {SINK_TABLE} {{\n"
-                f"  chain sink {{\n"
-                f"    type filter hook ingress device {self.lab.node_s1_if} priority -500;\n"
-                f"    ip daddr {address} ip dscp cs1 udp dport {GTPU_PORT} counter drop\n"
-                f"    ip dscp cs1 udp dport {GTPU_PORT} drop\n"
-                f"  }}\n"
-                f"}}\n"
-            )
-            result = subprocess.run(
-                ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-                input=rules,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            rules = [
+                f"ip daddr {address} ip dscp cs1 udp dport {GTPU_PORT} counter drop",
+                f"ip dscp cs1 udp dport {GTPU_PORT} drop",
+            ]
+            result = install_sink(ns, SINK_TABLE, self.lab.node_s1_if, rules)
             if result.returncode != 0:
                 raise LabSystemError(f"nft sink in {ns}: {result.stderr.strip()}")
 
     def _remove_sink(self, ns: str) -> None:
-        subprocess.run(
-            ["ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", SINK_TABLE],
-            capture_output=True,
-            check=False,
-        )
+        remove_sink(ns, SINK_TABLE)
 
     def received(self, count_at: CountAt = "sgw") -> int:
         """Generator frames counted so far at the SGWs' S1 ingress (``count_at="sgw"``), or
@@ -250,19 +236,10 @@ class Generator:
             return int(c.get(self.lab.enb_side_if, {}).get("rx_packets", 0)) - self._host_base
         total = 0
         for ns in self._sink_netns():
-            result = subprocess.run(
-                ["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "netdev", SINK_TABLE],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            result = list_sink(ns, SINK_TABLE)
             if result.returncode != 0:
                 continue
-            for item in json.loads(result.stdout).get("nftables", []):
-                for expr in item.get("rule", {}).get("expr", []):
-                    if "counter" in expr:
-                        total += int(expr["counter"]["packets"])
-                        break
+            total += sum(rule_counters(result.stdout))
         return total
 
     def sent(self) -> int:

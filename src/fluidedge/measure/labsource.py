@@ -15,14 +15,13 @@ Only one lab is up at a time: switching scenario brings the previous lab down.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from fluidedge.lab.gen import WARM_UP, Generator, Stream, gpdu_frame
 from fluidedge.lab.lab import Lab
+from fluidedge.lab.nftsink import install_sink, list_sink, remove_sink, rule_counters
 from fluidedge.lab.topology import UE_IF
 from fluidedge.measure.dataplane import BASELINE
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
@@ -202,41 +201,16 @@ class LabSource:
 
     def _app_sink(self, lab: Lab, app: str, *, install: bool) -> None:
         ns = lab.ns(app)
-        subprocess.run(
-            ["ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", APP_SINK_TABLE],
-            capture_output=True,
-            check=False,
-        )
+        remove_sink(ns, APP_SINK_TABLE)
         if not install:
             return
-        rules = (
-            f"table netdev {APP_SINK_TABLE} {{\n"
-            f"  chain sink {{\n"
-            f"    type filter hook ingress device {UE_IF} priority -500;\n"
-            f"    udp dport {INNER_DPORT} counter drop\n"
-            f"  }}\n"
-            f"}}\n"
-        )
-        result = subprocess.run(
-            ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-            input=rules,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = install_sink(ns, APP_SINK_TABLE, UE_IF, [f"udp dport {INNER_DPORT} counter drop"])
         if result.returncode != 0:
             raise BenchmarkFailure(f"nft counter in {ns}: {result.stderr.strip()}")
 
     def _app_count(self, lab: Lab, app: str) -> int:
-        result = subprocess.run(
-            ["ip", "netns", "exec", lab.ns(app), "nft", "-j", "list", "table", "netdev",
-             APP_SINK_TABLE],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        result = list_sink(lab.ns(app), APP_SINK_TABLE)
         if result.returncode != 0:
             raise BenchmarkFailure(f"cannot read the app counter: {result.stderr.strip()}")
-        for item in json.loads(result.stdout).get("nftables", []):
-            for expr in item.get("rule", {}).get("expr", []):
-                if "counter" in expr:
-                    return int(expr["counter"]["packets"])
-        return 0
+        counts = rule_counters(result.stdout)
+        return counts[0] if counts else 0
