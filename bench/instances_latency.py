@@ -2,9 +2,11 @@
 
 All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
 
-- warm: ``POST /v1/instances`` with the pool full (the seed's "unloaded conditions"), client
-  wall time request -> response, i.e. API request to workload running (``idle``) or to ready
-  (``httpd``: TCP port listening);
+- warm: ``POST /v1/instances`` with every pool full and none preparing (the seed's "unloaded
+  conditions"), client wall time request -> response parsed, i.e. API request to workload
+  running (``idle``) or to ready (``httpd``: TCP port listening), over one kept-alive
+  connection of a lean ``http.client`` client; the ``(httpx)`` rows repeat the warm runs with
+  httpx (the CLI's client library) to show what a heavier client adds;
 - cold: the same request with ``cold: true`` (create + start inline);
 - baseline: ``runc run -d`` of the same bundle (same template config, process = the workload),
   wall time until the workload has exec'd (idle) / listens (httpd);
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,32 +32,52 @@ from fluidedge.instances import runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import oci_config
 from fluidedge.instances.manager import _listening, _still_starting
-from instances_common import BenchDaemon, machine, pct, summary
+from instances_common import BenchDaemon, LeanClient, machine, pct, summary
 
 
 def api_runs(
-    daemon: BenchDaemon, template: str, runs: int, *, cold: bool
+    daemon: BenchDaemon, template: str, runs: int, *, cold: bool, client: str = "lean"
 ) -> tuple[list[float], list[dict[str, float]]]:
+    """``runs`` creations, each timed from request sent to response parsed.
+
+    ``client`` is ``lean`` (:class:`LeanClient`, ``http.client`` keep-alive) or ``httpx`` (the
+    CLI's client library); both reuse one connection. Warm runs start with every pool full and
+    no shell in preparation (the seed's unloaded conditions).
+    """
     wall: list[float] = []
     timings: list[dict[str, float]] = []
-    for index in range(runs):
-        if not cold:
-            daemon.wait_pool(template)
-        name = f"{'c' if cold else 'w'}{template[:4]}{index}"
-        begin = time.perf_counter()
-        response = daemon.http.post(
-            "/v1/instances", json={"name": name, "template": template, "cold": cold}
-        )
-        wall.append((time.perf_counter() - begin) * 1000)
-        body = response.json()
-        if response.status_code != 201:
-            raise RuntimeError(f"create failed: {response.status_code} {body}")
-        expected = "cold" if cold else "warm"
-        if body["path"] != expected:
-            raise RuntimeError(f"expected {expected} path, got {body['path']}")
-        timings.append(body["timing"])
-        daemon.http.delete(f"/v1/instances/{name}")
+    lean = LeanClient(daemon.port)
+    try:
+        for index in range(runs):
+            if not cold:
+                daemon.wait_pools()
+            name = f"{'c' if cold else 'w'}{client[0]}{template[:4]}{index}"
+            payload = {"name": name, "template": template, "cold": cold}
+            if client == "lean":
+                lean.ping()
+                begin = time.perf_counter()
+                status, body = lean.post("/v1/instances", payload)
+                wall.append((time.perf_counter() - begin) * 1000)
+            else:
+                begin = time.perf_counter()
+                response = daemon.http.post("/v1/instances", json=payload)
+                body = response.json()
+                wall.append((time.perf_counter() - begin) * 1000)
+                status = response.status_code
+            if status != 201:
+                raise RuntimeError(f"create failed: {status} {body}")
+            _check(body, cold)
+            timings.append(body["timing"])
+            daemon.http.delete(f"/v1/instances/{name}")
+    finally:
+        lean.close()
     return wall, timings
+
+
+def _check(body: dict[str, Any], cold: bool) -> None:
+    expected = "cold" if cold else "warm"
+    if body["path"] != expected:
+        raise RuntimeError(f"expected {expected} path, got {body['path']}")
 
 
 def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]:
@@ -135,14 +158,16 @@ def main() -> None:
     phases: dict[str, list[dict[str, float]]] = {}
     try:
         for template in ("idle", "httpd"):
-            daemon.wait_pool(template)
+            daemon.wait_pools()
             wall, timing = api_runs(daemon, template, runs, cold=False)
-            results[f"warm pool  {template:5s} (API)"] = wall
+            results[f"warm pool  {template:5s} (API)       "] = wall
             phases[f"warm {template}"] = timing
+            wall, _ = api_runs(daemon, template, runs, cold=False, client="httpx")
+            results[f"warm pool  {template:5s} (API, httpx)"] = wall
             wall, timing = api_runs(daemon, template, runs, cold=True)
-            results[f"cold path  {template:5s} (API)"] = wall
+            results[f"cold path  {template:5s} (API)       "] = wall
             phases[f"cold {template}"] = timing
-            results[f"runc run   {template:5s}      "] = runc_run_baseline(
+            results[f"runc run   {template:5s}             "] = runc_run_baseline(
                 daemon.workdir / "state", template, runs
             )
         pr = pause_resume(daemon, runs)
@@ -152,9 +177,9 @@ def main() -> None:
     for label, values in results.items():
         print(f"  {label}  {summary(values)}")
     for template in ("idle", "httpd"):
-        base = pct(results[f"runc run   {template:5s}      "], 50)
-        warm = pct(results[f"warm pool  {template:5s} (API)"], 50)
-        cold = pct(results[f"cold path  {template:5s} (API)"], 50)
+        base = pct(results[f"runc run   {template:5s}             "], 50)
+        warm = pct(results[f"warm pool  {template:5s} (API)       "], 50)
+        cold = pct(results[f"cold path  {template:5s} (API)       "], 50)
         ratio = f"runc run p50 / warm p50 = {base / warm:5.1f}x"
         print(f"  {template}: {ratio} ; cold / warm = {cold / warm:5.1f}x")
     print("\nserver-side phase breakdown, p50 ms")

@@ -27,6 +27,16 @@ class InstancesPart:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.manager.start)
+        self.manager.warm_up()
+
+    def warm_up_requests(self) -> list[tuple[str, str, bytes]]:
+        """Harmless requests the daemon sends itself before listening (see daemon.app).
+
+        An empty body is rejected (400) after routing, auth, body parsing and validation of
+        ``POST /v1/instances``; the success path's own one-off costs are paid by
+        :meth:`Manager.warm_up` in :meth:`start`.
+        """
+        return [("POST", "/v1/instances", b"{}"), ("GET", "/v1/pools", b"")]
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.manager.stop)
