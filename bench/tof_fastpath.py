@@ -26,75 +26,26 @@ one the functional tests use) and the rate is read at the SGW (pass-through) or 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
 
+from _tof_common import SERVICE_IP, Run, offload_rate, percentile, ping_rtts, write_offload_pcap
 from fluidedge.lab.config import default_text, loads
-from fluidedge.lab.gen import IMIX_SEQUENCE, WARM_UP, Generator, gpdu_frame
+from fluidedge.lab.gen import IMIX_SEQUENCE, Generator, stop_group
 from fluidedge.lab.lab import Lab
-from fluidedge.lab.live import interface_counters
-from fluidedge.lab.packets import write_pcap
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.launch import lab_tof_section
 from fluidedge.tof.models import Service
 
-SERVICE_IP = "198.18.50.1"
 REPO = Path(__file__).resolve().parent.parent
-_RTT = re.compile(r"time=([0-9.]+) ms")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def ping_rtts(lab: Lab, ue: str, target: str, count: int) -> list[float]:
-    argv = ["ping", "-c", str(count), "-i", "0.01", "-W", "1", "-s", "56", target]
-    return [float(m) for m in _RTT.findall(lab.run(ue, argv, timeout=120).stdout)]
-
-
-def offload_rate(lab: Lab, gen: Generator, pcap: Path, duration: float) -> float:
-    """Replay ``pcap`` (G-PDUs to the service); the arrival rate at the edge app's interface."""
-    app_ns = lab.ns(next(iter(lab.apps)))
-    argv = lab.argv("ran", gen._tool_argv(pcap, None, "trafgen"))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        time.sleep(WARM_UP + 0.5)  # + flow learning
-        r0 = interface_counters(app_ns, ["eth0"])["eth0"]["rx_packets"]
-        t0 = time.monotonic()
-        time.sleep(duration)
-        r1 = interface_counters(app_ns, ["eth0"])["eth0"]["rx_packets"]
-        t1 = time.monotonic()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=3)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    return (r1 - r0) / (t1 - t0)
 
 
 class _Backend(Protocol):
@@ -122,12 +73,6 @@ BACKENDS: dict[str, Callable[[TofConfig], _Backend]] = {
 }
 
 
-@dataclass
-class Run:
-    mode: str
-    results: dict[str, float] = field(default_factory=dict)
-
-
 def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
     lab = Lab.up(loads(default_text()), prefix=prefix, mode="routed" if mode == "kernel" else "tof")
     backend: _Backend | None = None
@@ -143,13 +88,13 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
         for ue in lab.ues:  # warm the path: ARP, tunnel learning
             lab.run(ue, ["ping", "-c", "2", "-i", "0.1", "-W", "1", pdn])
         rtts = ping_rtts(lab, "ue1", pdn, args.pings)
-        run.results["rtt_pdn_p50_ms"] = _percentile(rtts, 0.5)
-        run.results["rtt_pdn_p99_ms"] = _percentile(rtts, 0.99)
+        run.results["rtt_pdn_p50_ms"] = percentile(rtts, 0.5)
+        run.results["rtt_pdn_p99_ms"] = percentile(rtts, 0.99)
         if mode != "kernel":
             lab.run("ue1", ["ping", "-c", "2", "-i", "0.1", "-W", "1", SERVICE_IP])
             rtts = ping_rtts(lab, "ue1", SERVICE_IP, args.pings)
-            run.results["rtt_service_p50_ms"] = _percentile(rtts, 0.5)
-            run.results["rtt_service_p99_ms"] = _percentile(rtts, 0.99)
+            run.results["rtt_service_p50_ms"] = percentile(rtts, 0.5)
+            run.results["rtt_service_p99_ms"] = percentile(rtts, 0.99)
         gen = Generator(lab)
         streams = {s.name: s for s in gen.write_streams()}
         for size in args.sizes:
@@ -158,27 +103,12 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
             sizes: tuple[int, ...] = IMIX_SEQUENCE
             if size != "imix":
                 sizes = (int(size),)
-            frames = [
-                gpdu_frame(
-                    b,
-                    size=s,
-                    dst_mac=gen.dst_macs[b.sgw],
-                    src_mac=gen.src_mac,
-                    inner_dst=IPv4Address(SERVICE_IP),
-                    psc=False,
-                    ident=i,
-                )
-                for i in range(4)
-                for s in sizes
-                for b in lab.bearers
-            ]
-            pcap = lab.run_dir / f"offload-{size}.pcap"
-            write_pcap(pcap, frames)
+            pcap = write_offload_pcap(lab, gen, size, sizes)
             if mode == "kernel":
                 # The kernel baseline for offload is the kernel forwarding the same frames.
                 run.results[f"offload_{size}_pps"] = gen.offer(pcap, duration=args.duration).pps
             else:
-                run.results[f"offload_{size}_pps"] = offload_rate(lab, gen, pcap, args.duration)
+                run.results[f"offload_{size}_pps"] = offload_rate(lab, gen, pcap, args.duration)[0]
         if backend is not None:
             stats = backend.stats()
             drops = stats.get("drops")
@@ -238,14 +168,7 @@ def _trafgen_rate(ns: str, cfg_path: Path, frames: list[bytes], counter: tuple[s
         time.sleep(DIRECT_SECONDS)
         r1, t1 = rx(), time.monotonic()
     finally:
-        for sig in (signal.SIGINT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=3)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc)
     return (r1 - r0) / (t1 - t0)
 
 

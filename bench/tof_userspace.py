@@ -23,86 +23,23 @@ the TOF's data-plane thread the other; the figures are what this run measured.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
 import time
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address
-from pathlib import Path
 
+from _tof_common import (
+    SERVICE_IP,
+    Run,
+    kill_leftovers,
+    offload_rate,
+    percentile,
+    ping_rtts,
+    write_offload_pcap,
+)
 from fluidedge.lab.config import default_text, loads
-from fluidedge.lab.gen import WARM_UP, Generator, gpdu_frame
+from fluidedge.lab.gen import Generator
 from fluidedge.lab.lab import Lab
-from fluidedge.lab.live import interface_counters
-from fluidedge.lab.packets import write_pcap
 from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready
-
-SERVICE_IP = "198.18.50.1"
-_RTT = re.compile(r"time=([0-9.]+) ms")
-
-
-@dataclass
-class Run:
-    mode: str
-    results: dict[str, float] = field(default_factory=dict)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def ping_rtts(lab: Lab, ue: str, target: str, count: int) -> list[float]:
-    result = lab.run(
-        ue, ["ping", "-c", str(count), "-i", "0.01", "-W", "1", "-s", "56", target], timeout=120
-    )
-    return [float(m) for m in _RTT.findall(result.stdout)]
-
-
-def _kill_leftovers(ns: str) -> None:
-    """No generator may outlive its offer (it would load the next measurement)."""
-    argv = ["ip", "netns", "pids", ns]
-    pids = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-    for pid in pids.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-
-
-def offload_rate(lab: Lab, gen: Generator, pcap: Path, duration: float) -> tuple[float, float]:
-    """Replay ``pcap`` (G-PDUs to the service) and count arrivals at the edge app: (pps, sent)."""
-    app_ns = lab.ns(next(iter(lab.apps)))
-    argv = lab.argv("ran", gen._tool_argv(pcap, None, "trafgen"))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # trafgen forks workers: stop the whole group
-    )
-    try:
-        time.sleep(WARM_UP + 0.5)  # + the Pinger/learning transient
-        r0 = interface_counters(app_ns, ["eth0"])["eth0"]["rx_packets"]
-        s0, t0 = gen.sent(), time.monotonic()
-        time.sleep(duration)
-        r1 = interface_counters(app_ns, ["eth0"])["eth0"]["rx_packets"]
-        s1, t1 = gen.sent(), time.monotonic()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=3)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        _kill_leftovers(lab.ran_ns)
-    return (r1 - r0) / (t1 - t0), (s1 - s0) / (t1 - t0)
 
 
 def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
@@ -124,14 +61,14 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
         for ue in lab.ues:
             lab.run(ue, ["ping", "-c", "2", "-i", "0.1", "-W", "1", pdn])
         rtts = ping_rtts(lab, "ue1", pdn, args.pings)
-        run.results["rtt_pdn_p50_ms"] = _percentile(rtts, 0.5)
-        run.results["rtt_pdn_p99_ms"] = _percentile(rtts, 0.99)
+        run.results["rtt_pdn_p50_ms"] = percentile(rtts, 0.5)
+        run.results["rtt_pdn_p99_ms"] = percentile(rtts, 0.99)
         run.results["rtt_pdn_lost"] = args.pings - len(rtts)
         if mode == "tof":
             lab.run("ue1", ["ping", "-c", "2", "-i", "0.1", "-W", "1", SERVICE_IP])
             rtts = ping_rtts(lab, "ue1", SERVICE_IP, args.pings)
-            run.results["rtt_service_p50_ms"] = _percentile(rtts, 0.5)
-            run.results["rtt_service_p99_ms"] = _percentile(rtts, 0.99)
+            run.results["rtt_service_p50_ms"] = percentile(rtts, 0.5)
+            run.results["rtt_service_p99_ms"] = percentile(rtts, 0.99)
             run.results["rtt_service_lost"] = args.pings - len(rtts)
         gen = Generator(lab)
         streams = {s.name: s for s in gen.write_streams()}
@@ -140,30 +77,16 @@ def measure(mode: str, prefix: str, args: argparse.Namespace) -> Run:
             offers = []
             for _ in range(args.repeat):
                 offers.append(gen.offer(stream.pcap, duration=args.duration))
-                _kill_leftovers(lab.ran_ns)
+                kill_leftovers(lab.ran_ns)
             best = max(offers, key=lambda o: o.pps)  # best-of: the machine is shared
             run.results[f"pass_{size}_pps"] = best.pps
             run.results[f"pass_{size}_offered_pps"] = best.offered_pps
             run.results[f"pass_{size}_loss"] = best.loss
             if mode == "tof":
-                frames = []
-                for i in range(4):
-                    for b in lab.bearers:
-                        frames.append(
-                            gpdu_frame(
-                                b,
-                                size=size,
-                                dst_mac=gen.dst_macs[b.sgw],
-                                src_mac=gen.src_mac,
-                                inner_dst=IPv4Address(SERVICE_IP),
-                                psc=False,
-                                ident=i,
-                            )
-                        )
-                pcap = lab.run_dir / f"offload-{size}.pcap"
-                write_pcap(pcap, frames)
+                pcap = write_offload_pcap(lab, gen, str(size), (size,))
                 pps, offered = max(
-                    offload_rate(lab, gen, pcap, args.duration) for _ in range(args.repeat)
+                    offload_rate(lab, gen, pcap, args.duration, reap_ran=True)
+                    for _ in range(args.repeat)
                 )
                 run.results[f"offload_{size}_pps"] = pps
                 run.results[f"offload_{size}_offered_pps"] = offered

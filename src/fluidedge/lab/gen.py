@@ -145,7 +145,7 @@ def _tool_count(output: str) -> int | None:
     return None
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGINT the tool's process group, then SIGKILL it if it lingers; reap the leader."""
     for sig in (signal.SIGINT, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
@@ -320,7 +320,7 @@ class Generator:
                 time.sleep(duration)
                 r1, s1, t1 = self.received(count_at), self.sent(), time.monotonic()
             finally:
-                _stop_group(proc)
+                stop_group(proc)
             time.sleep(0.1)  # let the last frames land
             received = self.received(count_at)
             log.seek(0)
