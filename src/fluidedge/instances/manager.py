@@ -3,10 +3,12 @@
 Split toolstack (seed §5.4.3). The *prepare* phase runs in background worker threads and keeps,
 per template, ``pool.size`` shells: bundle written, ``runc create`` done (namespaces, cgroups,
 mounts, seccomp), veths created and plugged into their bridges with the peer in the shell's
-namespace and up, a netlink socket opened inside that namespace. The *execute* phase of a
+namespace and up, a netlink socket opened inside that namespace, and the container started: its
+launcher blocks on the go FIFO ``/.fe/go``, so ``runc init``'s exec is not in the request path.
+The *execute* phase of a
 request (:meth:`Manager.create_instance`) only does what is specific to the instance: placement,
-taking a shell, writing the assignment and per-request limits, adding addresses, releasing the
-process, waiting for readiness, each phase timed (seed §3). An empty pool falls back to the
+taking a shell, writing the assignment and per-request limits, adding addresses, signalling the
+launcher, waiting for readiness, each phase timed (seed §3). An empty pool falls back to the
 *cold* path (the same prepare work inline), reported as ``path = "cold"``.
 
 Consistency: a shell's row is stored before ``runc create``; taking a shell turns its row into
@@ -54,7 +56,13 @@ from fluidedge.instances.errors import (
     TemplateNotFound,
     WrongState,
 )
-from fluidedge.instances.launcher import build_launcher
+from fluidedge.instances.launcher import (
+    GO_FIFO,
+    build_launcher,
+    launcher_waiting,
+    make_go_fifo,
+    signal_go,
+)
 from fluidedge.instances.models import (
     InstanceRequest,
     InstanceView,
@@ -409,6 +417,8 @@ class Manager:
             )
             found = containers.get(inst.id)
             status = found.get("status") if found else None
+            if status == "running" and found and launcher_waiting(int(found["pid"])):
+                status = "created"  # claimed, never released: same as a crash before release
             if status in ("running", "paused"):
                 inst.pid = int(found["pid"]) if found else inst.pid
                 with contextlib.suppress(RuntimeFailure):
@@ -434,10 +444,14 @@ class Manager:
                 state=info["state"],
             )
             found = containers.get(shell.id)
+            # A pooled shell is a running container whose launcher waits on its go FIFO.
             usable = (
                 shell.state == "ready"
                 and found is not None
-                and found.get("status") == "created"
+                and found.get("status") == "running"
+                and int(found.get("pid") or 0) == shell.pid
+                and launcher_waiting(shell.pid)
+                and (shell.directory / "assign" / GO_FIFO).exists()
                 and shell.template in self.templates
             )
             if usable:
@@ -548,7 +562,8 @@ class Manager:
             self._destroy_shell(shell)
 
     def _prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
-        """Everything common to every instance of ``template``: a created container, plugged."""
+        """Everything common to every instance of ``template``: a running container whose
+        launcher waits for its go signal, plugged."""
         shell_id = "fe" + secrets.token_hex(5)
         directory = self.shell_root / shell_id
         ifaces = []
@@ -564,6 +579,7 @@ class Manager:
             assign = directory / "assign"
             bundle.mkdir(parents=True)
             assign.mkdir()
+            make_go_fifo(assign)
             config = oci_config(
                 template,
                 container_id=shell_id,
@@ -580,6 +596,8 @@ class Manager:
             for iface in ifaces:
                 iface.ifindex = shell.nl.link_index(iface.name)
                 shell.nl.link_up(iface.ifindex)
+            # Release runc init now: it execs the launcher, which blocks on /.fe/go.
+            self.runc.start_fast(shell_id, shell.pid)
             shell.state = state
             self.tables.put_shell(shell.info())
         except Exception as exc:
@@ -812,7 +830,7 @@ class Manager:
                 nl.close()
                 shell.nl = None
         timer.mark("network")
-        self.runc.start_fast(shell.id, shell.pid)
+        signal_go(shell.directory / "assign" / GO_FIFO, shell.pid)
         timer.mark("start")
         if request.wait_ready:
             self._wait_ready(template, shell.pid, request.name)
@@ -878,7 +896,9 @@ class Manager:
                     raise RuntimeFailure(
                         f"instance {name}: workload exited at start ({self.logs_tail(pid)})"
                     )
-                if not _still_starting(exe):
+                if not _still_starting(exe) and (
+                    self.launcher_kind == "c" or not launcher_waiting(pid)
+                ):
                     return
             elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
                 raise RuntimeFailure(f"instance {name}: workload exited before it was ready")

@@ -124,6 +124,11 @@ def test_restart_and_kill9_readopt_then_delete_cleans(inst_daemon: DaemonHandle)
         },
     )
     assert reuse["state"] == "running"
+    # It came from a re-adopted shell whose launcher was waiting on its go FIFO across the
+    # kill -9, and the launcher has exec'd the workload.
+    assert reuse["path"] == "warm"
+    assert reuse["id"] in before
+    assert not (runc.exe_of(reuse["pid"]) or "").endswith("fe-launcher")
     client.close()
 
 
