@@ -120,18 +120,26 @@ def test_scapy_gpdu_decoded_by_us(
     assert encode(msg) == wire
 
 
-@EXAMPLES
-@given(s.u(32), _dl_shapes(), st.binary(min_size=20, max_size=60))
-def test_scapy_psc_dl_decoded_by_us(teid: int, f: dict[str, int], payload: bytes) -> None:
-    payload = b"\x45" + payload[1:]
+def _scapy_psc_gpdu(
+    teid: int, pdu_type: int, fields: dict[str, int], payload: bytes
+) -> tuple[bytes, GPdu]:
+    """A G-PDU with one PDU Session Container built by scapy, and our decoding of it."""
     pkt = (
         gtp.GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x85)
-        / gtp.GTPPDUSessionContainer(type=0, **f)
+        / gtp.GTPPDUSessionContainer(type=pdu_type, **fields)
         / Raw(payload)
     )
     wire = scapy_raw(pkt)
     msg = decode(wire)
     assert isinstance(msg, GPdu)
+    return wire, msg
+
+
+@EXAMPLES
+@given(s.u(32), _dl_shapes(), st.binary(min_size=20, max_size=60))
+def test_scapy_psc_dl_decoded_by_us(teid: int, f: dict[str, int], payload: bytes) -> None:
+    payload = b"\x45" + payload[1:]
+    wire, msg = _scapy_psc_gpdu(teid, 0, f, payload)
     (psc,) = msg.header.extensions
     assert psc == PduSessionContainer(
         0,
@@ -150,14 +158,7 @@ def test_scapy_psc_dl_decoded_by_us(teid: int, f: dict[str, int], payload: bytes
 @given(s.u(32), _ul_shapes(), st.binary(min_size=20, max_size=60))
 def test_scapy_psc_ul_decoded_by_us(teid: int, f: dict[str, int], payload: bytes) -> None:
     payload = b"\x45" + payload[1:]
-    pkt = (
-        gtp.GTP_U_Header(teid=teid, gtp_type=255, E=1, next_ex=0x85)
-        / gtp.GTPPDUSessionContainer(type=1, **f)
-        / Raw(payload)
-    )
-    wire = scapy_raw(pkt)
-    msg = decode(wire)
-    assert isinstance(msg, GPdu)
+    wire, msg = _scapy_psc_gpdu(teid, 1, f, payload)
     (psc,) = msg.header.extensions
     assert psc == PduSessionContainer(
         1,
