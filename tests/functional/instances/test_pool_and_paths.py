@@ -97,7 +97,11 @@ def test_errors(manager_factory: ManagerFactory) -> None:
 
 def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None:
     manager = manager_factory(pool_scale=0)
-    script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c; usleep 2000; done"
+    # Write-then-rename so a reader never sees the truncated file between two writes.
+    script = (
+        "i=0; while true; do i=$((i+1)); "
+        "echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; usleep 2000; done"
+    )
     view = manager.create_instance(
         InstanceRequest(name="ctr", template="idle", command=["/bin/busybox", "sh", "-c", script])
     )
@@ -105,8 +109,7 @@ def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None
 
     def read() -> int:
         with open(counter) as handle:
-            text = handle.read().strip()
-        return int(text or 0)
+            return int(handle.read().strip())
 
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
