@@ -63,15 +63,21 @@ class Topo:
     def collect(self, wait: float = 0.3) -> dict[str, list[bytes]]:
         """Everything that arrived at the eNB, SGW and app sides, after ``wait`` of quiet."""
         got: dict[str, list[bytes]] = {k: [] for k in self.socks}
+        # Each arrival restarts the quiet period (a loaded machine delays the agent's
+        # re-injections), up to a cap so a stream that never stops still returns.
+        cap = time.monotonic() + max(10.0, 10 * wait)
         deadline = time.monotonic() + wait
         while True:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = min(deadline, cap) - now
             if left <= 0:
                 return got
             ready, _, _ = select.select(list(self.socks.values()), [], [], left)
             for side, s in self.socks.items():
                 if s in ready:
                     got[side].extend(self.drain(side))
+            if ready:
+                deadline = time.monotonic() + wait
 
 
 def ip(ns: str, *argv: str) -> None:
