@@ -21,6 +21,21 @@ A second table ("direct") measures the backends' own capacity without the lab's 
 emulators: trafgen in an eNB namespace sends straight into ``s1enb`` of a minimal topology (the
 one the functional tests use) and the rate is read at the SGW (pass-through) or app
 (offloaded) interface; kernel = the host namespace IP-forwarding the same frames.
+
+A third table ("cpu") answers what the first two cannot on a 2-core machine whose generator
+saturates first: what each packet costs the host. trafgen offers the same 64 B frames at a
+steady, moderate rate (an inter-packet gap, ``--cpu-gap-us``: 10 µs asked gives
+about 35 kpps here, since each sleep overshoots; trafgen's ``--rate`` is not used because it
+sends line-rate bursts of a second's worth of packets), for three windows of a few seconds
+(medians reported; "offered" is what entered the host namespace in that window),
+and the machine's busy CPU time (``/proc/stat``: user, nice, system, irq, softirq, both
+cores; steal excluded) is read around it. A "sink" run (the same offer into the host
+namespace with forwarding off, where the kernel drops each frame on receipt) is subtracted,
+leaving the forwarding work alone; dividing by the packets delivered gives the CPU cost of one
+packet at this load, and "pps/core" is its inverse. Read it as efficiency at equal load, not as
+capacity: the userspace reference gets cheaper per packet when loaded (its recvmmsg/sendmmsg
+batches fill up), the kernel paths hardly do, so the ratios here are higher than the capacity
+ratios a faster generator would show.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,9 +189,70 @@ def _trafgen_rate(ns: str, cfg_path: Path, frames: list[bytes], counter: tuple[s
 
 
 DIRECT_SECONDS = 3.0
+CPU_SECONDS = 3.0
+CPU_WINDOWS = 3
 
 
-def measure_direct(mode: str, sizes: tuple[str, ...]) -> dict[str, float]:
+def _busy_seconds() -> float:
+    """CPU time the whole machine spent working (all cores), from ``/proc/stat``."""
+    with open("/proc/stat") as handle:
+        fields = handle.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_cost(
+    ns: str,
+    cfg_path: Path,
+    frames: list[bytes],
+    offered_at: tuple[str, str],
+    counter: tuple[str, str],
+    *,
+    gap_us: int,
+) -> tuple[float, float, float]:
+    """Offer ``frames`` one per ``gap_us``; (offered pps, delivered pps, busy cores).
+
+    Offered is read where the frames enter the host namespace, delivered at ``counter``; each
+    figure is the median of ``CPU_WINDOWS`` consecutive windows of one trafgen run.
+    """
+    cfg_path.write_text("".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames))
+    argv = ["ip", "netns", "exec", ns, "trafgen", "-o", "s1", "-i", str(cfg_path), "-P", "1"]
+    proc = subprocess.Popen(
+        [*argv, "-q", "-n", "0", "-t", f"{gap_us}us"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def rx(where: tuple[str, str]) -> int:
+        path = f"/sys/class/net/{where[1]}/statistics/rx_packets"
+        out = subprocess.run(
+            ["ip", "netns", "exec", where[0], "cat", path],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout)
+
+    offered: list[float] = []
+    delivered: list[float] = []
+    busy: list[float] = []
+    try:
+        time.sleep(1.0)
+        for _ in range(CPU_WINDOWS):
+            o0, r0, b0, t0 = rx(offered_at), rx(counter), _busy_seconds(), time.monotonic()
+            time.sleep(CPU_SECONDS)
+            b1, t1 = _busy_seconds(), time.monotonic()
+            o1, r1 = rx(offered_at), rx(counter)
+            offered.append((o1 - o0) / (t1 - t0))
+            delivered.append((r1 - r0) / (t1 - t0))
+            busy.append((b1 - b0) / (t1 - t0))
+    finally:
+        stop_group(proc)
+    return statistics.median(offered), statistics.median(delivered), statistics.median(busy)
+
+
+def measure_direct(mode: str, sizes: tuple[str, ...], cpu_gap: int) -> dict[str, float]:
     sys.path.insert(0, str(REPO))
     from tests.functional.tof_fastpath.topo import MAC_SGW, topology
 
@@ -185,6 +262,16 @@ def measure_direct(mode: str, sizes: tuple[str, ...]) -> dict[str, float]:
     with topology(f"b{mode[0]}") as t:
         backend: _Backend | None = None
         mac_sgw = MAC_SGW
+        fd, name = tempfile.mkstemp(prefix="fluidedge-bench-", suffix=".trafgen")
+        os.close(fd)
+        cfg = Path(name)
+        if mode == "kernel" and cpu_gap:
+            # The sink: the same offer, received by the host namespace and dropped there
+            # (forwarding off, no address): the generator's and the veth's own cost.
+            frame = _direct_frame(64, "198.18.200.10", MAC_SGW)
+            where = (t.host, "s1enb")
+            _, pps, cores = _cpu_cost(t.enb, cfg, [frame], where, where, gap_us=cpu_gap)
+            results["sink_cpu_pps"], results["sink_cpu_cores"] = pps, cores
         if mode == "kernel":
             h = ["ip", "-n", t.host]
             run(["ip", "netns", "exec", t.host, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
@@ -201,9 +288,6 @@ def measure_direct(mode: str, sizes: tuple[str, ...]) -> dict[str, float]:
             backend.start()
             backend.apply({"bench": Service("bench", SERVICE_IP, "198.19.0.10")})
         try:
-            fd, name = tempfile.mkstemp(prefix="fluidedge-bench-", suffix=".trafgen")
-            os.close(fd)
-            cfg = Path(name)
             for size in sizes:
                 frame_sizes = IMIX_SEQUENCE if size == "imix" else (int(size),)
                 for kind, dst, where in (
@@ -217,8 +301,14 @@ def measure_direct(mode: str, sizes: tuple[str, ...]) -> dict[str, float]:
                         t.send("enb", frame)  # learning / first packet of the flow
                     time.sleep(0.3)
                     results[f"{kind}_{size}_pps"] = _trafgen_rate(t.enb, cfg, frames, counter)
-            cfg.unlink(missing_ok=True)
+                    if cpu_gap and size == sizes[0]:
+                        offered, pps, cores = _cpu_cost(
+                            t.enb, cfg, frames, (t.host, "s1enb"), counter, gap_us=cpu_gap
+                        )
+                        results[f"{kind}_cpu_offered"] = offered
+                        results[f"{kind}_cpu_pps"], results[f"{kind}_cpu_cores"] = pps, cores
         finally:
+            cfg.unlink(missing_ok=True)
             if backend is not None:
                 backend.stop()
     return results
@@ -231,6 +321,9 @@ def main() -> None:
     parser.add_argument("--modes", default="kernel,userspace,fastpath")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct table")
     parser.add_argument("--no-lab", action="store_true", help="skip the lab table")
+    parser.add_argument(
+        "--cpu-gap-us", type=int, default=10, help="trafgen gap of the cpu table; 0 skips it"
+    )
     args = parser.parse_args()
     args.duration = 1.5 if args.quick else 3.0
     args.sizes = ("64", "1024") if args.quick else ("64", "256", "1024", "1518", "imix")
@@ -267,7 +360,7 @@ def main() -> None:
         added = fast.get(key, float("nan")) - kernel.get(base_key, float("nan"))
         print(line + f"   added {added:+.3f} ms")
     if not args.no_direct:
-        direct = {m: measure_direct(m, args.sizes) for m in modes}
+        direct = {m: measure_direct(m, args.sizes, args.cpu_gap_us) for m in modes}
         print(f"\ndirect (trafgen straight into s1enb, {DIRECT_SECONDS:.0f} s per cell)\n")
         print(head + f"{'fast/kernel':>13}{'fast/user':>11}")
         for kind in ("pass", "offload"):
@@ -278,11 +371,45 @@ def main() -> None:
                 u = direct.get("userspace", {}).get(key) or float("nan")
                 f = direct.get("fastpath", {}).get(key, float("nan"))
                 print(line + f"{f / k:>12.1%}{f / u:>10.1f}x")
+    if not args.no_direct and args.cpu_gap_us:
+        _print_cpu(direct, modes, args.cpu_gap_us)
     print(
         "\nfastpath: punted "
         f"{fast.get('punted', 0):.0f}, rate-limited {fast.get('punt_rate_limited', 0):.0f}, "
         f"drops {fast.get('drops', 0):.0f}; userspace drops {user.get('drops', 0):.0f}"
     )
+
+
+def _print_cpu(direct: dict[str, dict[str, float]], modes: tuple[str, ...], gap: int) -> None:
+    """CPU cost per forwarded packet, net of the sink, and the capacity it implies."""
+    sink = direct.get("kernel", {})
+    sink_cores = sink.get("sink_cpu_cores", float("nan"))
+    print(
+        f"\ncpu (64 B, trafgen gap {gap} us; medians of {CPU_WINDOWS} windows of "
+        f"{CPU_SECONDS:.0f} s; sink = generator + receive only: "
+        f"{sink.get('sink_cpu_pps', 0):,.0f} pps, {sink_cores:.3f} cores busy)\n"
+    )
+    print(
+        f"{'cell':<9}{'mode':<11}{'offered':>9}{'delivered':>11}{'busy':>7}{'net':>7}"
+        f"{'ns/pkt':>8}{'pps/core':>10}{'vs user':>9}{'vs kernel':>11}"
+    )
+    for kind in ("pass", "offload"):
+        cost: dict[str, float] = {}
+        for m in modes:
+            pps = direct[m].get(f"{kind}_cpu_pps", 0.0)
+            net = direct[m].get(f"{kind}_cpu_cores", float("nan")) - sink_cores
+            cost[m] = net / pps if pps > 0 and net > 0 else float("nan")
+        for m in modes:
+            offered = direct[m].get(f"{kind}_cpu_offered", 0.0)
+            pps = direct[m].get(f"{kind}_cpu_pps", 0.0)
+            cores = direct[m].get(f"{kind}_cpu_cores", float("nan"))
+            c = cost[m]
+            print(
+                f"{kind:<9}{m:<11}{offered:>9,.0f}{pps:>11,.0f}{cores:>7.3f}"
+                f"{cores - sink_cores:>7.3f}{c * 1e9:>8,.0f}{1 / c:>10,.0f}"
+                f"{cost.get('userspace', float('nan')) / c:>8.1f}x"
+                f"{cost.get('kernel', float('nan')) / c:>10.2f}x"
+            )
 
 
 if __name__ == "__main__":
