@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu-gap-us",
         type=int,
-        default=10,
+        default=0,
         help="trafgen gap of the cpu table (0: back to back); -1 skips it",
     )
     args = parser.parse_args()
