@@ -153,8 +153,9 @@ class LeanClient:
                 if attempt:
                     raise
 
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        self.conn.request("POST", path, body=json.dumps(body), headers=self.headers)
+    def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body)
+        self.conn.request("POST", path, body=data, headers=self.headers)
         response = self.conn.getresponse()
         return response.status, json.loads(response.read())
 

@@ -10,7 +10,8 @@ All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
 - cold: the same request with ``cold: true`` (create + start inline);
 - baseline: ``runc run -d`` of the same bundle (same template config, process = the workload),
   wall time until the workload has exec'd (idle) / listens (httpd);
-- pause/resume: API round trip and the in-daemon freezer write (``op_ms``).
+- pause/resume: API round trip (lean client, and httpx) and the in-daemon freezer write
+  (``op_ms``).
 
     .venv/bin/python bench/instances_latency.py [--quick] [--runs N]
 """
@@ -127,21 +128,40 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
 
 
 def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
+    """Pause then resume one idle instance ``runs`` times.
+
+    ``*_api`` rows: request sent to response parsed, through :class:`LeanClient` (the API's
+    cost); ``*_httpx``: the same through httpx (plus the client library's cost); ``*_op``: the
+    freezer write inside the daemon (the response's ``op_ms``).
+    """
     daemon.wait_pool("idle")
     daemon.http.post("/v1/instances", json={"name": "pr", "template": "idle"}).raise_for_status()
     out: dict[str, list[float]] = {
         "pause_api": [],
         "resume_api": [],
+        "pause_httpx": [],
+        "resume_httpx": [],
         "pause_op": [],
         "resume_op": [],
     }
-    for _ in range(runs):
-        for op in ("pause", "resume"):
-            begin = time.perf_counter()
-            response = daemon.http.post(f"/v1/instances/pr/{op}")
-            out[f"{op}_api"].append((time.perf_counter() - begin) * 1000)
-            response.raise_for_status()
-            out[f"{op}_op"].append(float(response.json()["op_ms"]))
+    lean = LeanClient(daemon.port)
+    try:
+        lean.ping()
+        for _ in range(runs):
+            for op in ("pause", "resume"):
+                begin = time.perf_counter()
+                status, body = lean.post(f"/v1/instances/pr/{op}")
+                out[f"{op}_api"].append((time.perf_counter() - begin) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"{op} failed: {status} {body}")
+                out[f"{op}_op"].append(float(body["op_ms"]))
+            for op in ("pause", "resume"):
+                begin = time.perf_counter()
+                response = daemon.http.post(f"/v1/instances/pr/{op}")
+                out[f"{op}_httpx"].append((time.perf_counter() - begin) * 1000)
+                response.raise_for_status()
+    finally:
+        lean.close()
     daemon.http.delete("/v1/instances/pr")
     return out
 
@@ -189,7 +209,7 @@ def main() -> None:
         print(f"  {label:11s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
     print("\npause/resume, milliseconds")
     for label, values in pr.items():
-        print(f"  {label:10s}  {summary(values)}")
+        print(f"  {label:12s}  {summary(values)}")
 
 
 if __name__ == "__main__":
