@@ -34,4 +34,5 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── WrongState (+ ConflictError)              409  e.g. resume of a running instance
     ├── AdmissionRefused (+ CapacityError)        503  CPUs/memory would be overcommitted
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
+        └── FreezerBusy                           500  freezer not settled in time
 """

@@ -4,6 +4,8 @@
 the ``accept`` phase of the timing breakdown covers validation, and runs the execute phase in
 the thread pool (a cold create or a readiness wait must not block the event loop), except
 when the request is *quick* (a warm shell is ready and readiness is at most "process started").
+Pause and resume run inline too, their freezer wait bounded to ``INLINE_FREEZER_WAIT``, and
+finish in the thread pool if the cgroup takes longer to settle.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
+from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
     InstanceRequest,
@@ -28,6 +31,17 @@ async def _arrival() -> float:
     # ``async`` so FastAPI calls it on the event loop: a plain function would be run in the
     # thread pool, stamping the arrival late and paying a thread hand-off on every request.
     return time.perf_counter()
+
+
+# How long a pause/resume may wait for the freezer on the event loop before the wait moves to
+# the thread pool (a task in uninterruptible sleep can keep a cgroup FREEZING for a while).
+INLINE_FREEZER_WAIT = 0.005
+
+
+def _json(view: InstanceView) -> Response:
+    # Serialise the validated view once (the schema still says InstanceView through
+    # ``response_model``), rather than dump, re-validate and encode it again.
+    return Response(content=view.model_dump_json(), media_type="application/json")
 
 
 def build_router(manager: Manager) -> APIRouter:
@@ -89,13 +103,22 @@ def build_router(manager: Manager) -> APIRouter:
         manager.delete_instance(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.post("/instances/{name}/pause", tags=["instances"])
-    def pause_instance(name: str) -> InstanceView:
-        return manager.pause(name)
+    @router.post("/instances/{name}/pause", tags=["instances"], response_model=InstanceView)
+    async def pause_instance(name: str) -> Response:
+        try:
+            # The freezer settles in ~0.15 ms: inline, bounded, cheaper than a thread hand-off.
+            view = manager.pause(name, timeout=INLINE_FREEZER_WAIT)
+        except FreezerBusy:
+            view = await run_in_threadpool(manager.pause, name)  # tasks slow to freeze
+        return _json(view)
 
-    @router.post("/instances/{name}/resume", tags=["instances"])
-    def resume_instance(name: str) -> InstanceView:
-        return manager.resume(name)
+    @router.post("/instances/{name}/resume", tags=["instances"], response_model=InstanceView)
+    async def resume_instance(name: str) -> Response:
+        try:
+            view = manager.resume(name, timeout=INLINE_FREEZER_WAIT)
+        except FreezerBusy:
+            view = await run_in_threadpool(manager.resume, name)
+        return _json(view)
 
     @router.get("/instances/{name}/logs", tags=["instances"], response_class=PlainTextResponse)
     def instance_logs(name: str) -> str:

@@ -54,3 +54,7 @@ class AdmissionRefused(InstancesError, CapacityError):
 
 class RuntimeFailure(InstancesError, SystemFailure):
     """runc, a cgroup write or a netlink call failed underneath us."""
+
+
+class FreezerBusy(RuntimeFailure):
+    """The freezer cgroup did not reach the wanted state within the wait asked for."""

@@ -927,26 +927,29 @@ class Manager:
             items = list(self.instances.values())
         return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
 
-    def pause(self, name: str) -> InstanceView:
+    def pause(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
+        """Freeze the instance; :class:`FreezerBusy` if the cgroup is not FROZEN in ``timeout``
+        (the instance stays "running" and the call may be repeated)."""
         inst = self.get_instance(name)
         with inst.lock:
             if inst.state != "running":
                 raise WrongState(f"instance {name} is {inst.state}, not running")
             begin = time.perf_counter()
-            runc.freeze(inst.id)
+            runc.freeze(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op="pause")
             inst.state = "paused"
             self.tables.put_instance(inst.record())
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
-    def resume(self, name: str) -> InstanceView:
+    def resume(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
+        """Thaw the instance; :class:`FreezerBusy` as for :meth:`pause`."""
         inst = self.get_instance(name)
         with inst.lock:
             if inst.state != "paused":
                 raise WrongState(f"instance {name} is {inst.state}, not paused")
             begin = time.perf_counter()
-            runc.thaw(inst.id)
+            runc.thaw(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op="resume")
             inst.state = "running"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fluidedge.instances.bundle import cgroups_path
-from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = (
@@ -89,12 +89,16 @@ def remove_cgroups(container_id: str, *, timeout: float = 2.0) -> None:
         time.sleep(0.01)
 
 
-def freeze(container_id: str, *, timeout: float = 2.0) -> None:
+# How long a freeze or thaw waits for the kernel to settle before giving up.
+FREEZER_TIMEOUT = 2.0
+
+
+def freeze(container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
     """Freeze every task of the container and wait until the kernel reports FROZEN."""
     _freezer_set(container_id, "FROZEN", timeout)
 
 
-def thaw(container_id: str, *, timeout: float = 2.0) -> None:
+def thaw(container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
     _freezer_set(container_id, "THAWED", timeout)
 
 
@@ -116,7 +120,7 @@ def _freezer_set(container_id: str, state: str, timeout: float) -> None:
             if current == state:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeFailure(f"freezer {container_id}: stuck in {current} (wanted {state})")
+                raise FreezerBusy(f"freezer {container_id}: stuck in {current} (wanted {state})")
             time.sleep(0.0002)
     except OSError as exc:
         raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
