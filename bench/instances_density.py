@@ -8,7 +8,7 @@ reports:
   and per-decile medians (LightVM's point: the curve must stay flat, within 1.5x);
 - memory overhead per idle instance: drop of MemAvailable divided by the count (the pool is
   back to its size at both measurements), and the mean cgroup ``memory.usage_in_bytes``;
-- the cost of one pooled shell (RSS of a waiting ``runc init``).
+- the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
 """
@@ -77,7 +77,9 @@ def main() -> None:
         time.sleep(1.0)
         mem_before = mem_available_mb()
         state = daemon.workdir / "state" / "instances" / "runc"
-        shells = [c for c in runc.Runc(state).list() if c["status"] == "created"]
+        # No instance exists yet: every container is a pooled shell (its launcher started in
+        # the prepare phase, waiting on its go FIFO).
+        shells = [c for c in runc.Runc(state).list() if c.get("pid")]
         shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
         begin_all = time.perf_counter()
         for index in range(count):
@@ -152,7 +154,7 @@ def main() -> None:
             f"{statistics.fmean(usage):.2f} MiB"
         )
         print(f"  RSS of an idle instance's process: {inst_rss:.2f} MiB")
-        print(f"  RSS of a pooled shell (runc init waiting): {shell_rss:.2f} MiB")
+        print(f"  RSS of a pooled shell (launcher waiting): {shell_rss:.2f} MiB")
     finally:
         begin = time.perf_counter()
         names = [i["name"] for i in daemon.http.get("/v1/instances").json()]
