@@ -1,4 +1,5 @@
-"""``fluidedge decode``: decode captured frames (pcap or hex) and print what the TOF would see.
+"""``fluidedge decode``: decode captured frames (pcap, pcapng or hex) and print what the TOF
+would see.
 
 Each frame gets one row; a frame that does not decode shows which header failed, at which
 offset and why, in its row (never a traceback). ``--json`` prints the same as JSON records,
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
     def decode_command(
         file: Annotated[
             Path | None,
-            typer.Argument(help="A classic pcap file (Ethernet link type).", show_default=False),
+            typer.Argument(
+                help="A pcap or pcapng file (Ethernet frames are decoded).", show_default=False
+            ),
         ] = None,
         hex_frames: Annotated[
             list[str] | None,
@@ -36,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from rich.text import Text
 
         from fluidedge.codec.errors import CodecError
-        from fluidedge.codec.pcap import LINKTYPE_ETHERNET, iter_records, read_header
+        from fluidedge.codec.pcap import LINKTYPE_ETHERNET, read_packets
         from fluidedge.codec.stack import decode_frame
         from fluidedge.codec.summary import TABLE_COLUMNS, all_layouts, frame_record, table_row
 
@@ -54,10 +57,21 @@ def register(app: typer.Typer) -> None:
                     data = file.read_bytes()
                 except OSError as exc:
                     _fail(f"cannot read {file}: {exc.strerror}")
-                info = read_header(data)
-                if info.linktype != LINKTYPE_ETHERNET:
-                    _fail(f"{file}: link type {info.linktype}; only Ethernet (1) is decoded")
-                frames.extend(r.data for r in iter_records(data))
+                other: set[int] = set()
+                for packet in read_packets(data):
+                    if packet.linktype == LINKTYPE_ETHERNET:
+                        frames.append(packet.data)
+                    else:
+                        other.add(packet.linktype)
+                if other and not frames:
+                    _fail(f"{file}: link type {min(other)}; only Ethernet (1) is decoded")
+                if other:
+                    kinds = ", ".join(map(str, sorted(other)))
+                    typer.secho(
+                        f"warning: {file}: skipped frames of link type {kinds} (not Ethernet)",
+                        err=True,
+                        fg=typer.colors.YELLOW,
+                    )
         except CodecError as exc:
             # a broken file: say where; frames before the damage were still collected
             if not frames:
@@ -70,7 +84,7 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 _fail(f"--hex {text[:40]!r}: not hexadecimal")
         if not frames:
-            _fail("nothing to decode: give a pcap FILE or --hex")
+            _fail("nothing to decode: give a capture FILE or --hex")
         records = [frame_record(i + 1, decode_frame(f), len(f)) for i, f in enumerate(frames)]
         if as_json:
             typer.echo(json.dumps(records, indent=2))

@@ -3,8 +3,10 @@
 Sans-I/O on purpose: callers read or write the file; this module only turns bytes into
 records and back. Both byte orders and both time resolutions (magic ``a1b2c3d4`` for
 microseconds, ``a1b23c4d`` for nanoseconds) are read; files are written little-endian with
-microseconds, which every tool (tcpdump, tshark, scapy, tcpreplay) reads. pcapng is not
-supported (it raises :class:`UnsupportedError` naming it).
+microseconds, which every tool (tcpdump, tshark, scapy, tcpreplay) reads.
+
+:func:`read_packets` also reads pcapng files (:mod:`fluidedge.codec.pcapng`, what Wireshark and
+dumpcap write), recognised by their first bytes: callers that take "a capture" use it.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ _MAX_RECORD = 0x40000  # 256 KiB: larger "captured lengths" are corrupt files
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One captured packet: timestamp in nanoseconds, the bytes, and the on-wire length."""
+    """One captured packet: timestamp in nanoseconds, the bytes, the on-wire length, and the
+    link type of the interface it was captured on."""
 
     timestamp_ns: int
     data: memoryview | bytes
     original_length: int
+    linktype: int = LINKTYPE_ETHERNET
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,9 @@ def read_header(data: bytes | bytearray | memoryview) -> PcapInfo:
         raise TruncatedError("pcap global header", 0, f"need 24 bytes, have {len(data)}")
     (magic_le,) = struct.unpack_from("<I", data, 0)
     if magic_le == _PCAPNG:
-        raise UnsupportedError("pcap global header", 0, "pcapng files are not supported")
+        raise UnsupportedError(
+            "pcap global header", 0, "a pcapng file: read it with read_packets()"
+        )
     for order in ("<", ">"):
         (magic,) = struct.unpack_from(order + "I", data, 0)
         if magic in (_MAGIC_USEC, _MAGIC_NSEC):
@@ -102,8 +108,18 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
             raise TruncatedError(
                 "pcap record", start, f"captured length {caplen}, {size - start} bytes left"
             )
-        yield Record(sec * 1_000_000_000 + frac * scale, view[start : start + caplen], origlen)
+        data_view = view[start : start + caplen]
+        yield Record(sec * 1_000_000_000 + frac * scale, data_view, origlen, info.linktype)
         pos = start + caplen
+
+
+def read_packets(data: bytes | bytearray | memoryview) -> Iterator[Record]:
+    """Records of a classic pcap or a pcapng file held in ``data``, told apart by the magic."""
+    if len(data) >= 4 and struct.unpack_from("<I", data, 0)[0] == _PCAPNG:
+        from fluidedge.codec import pcapng  # noqa: PLC0415 - pcapng imports this module
+
+        return pcapng.iter_records(data)
+    return iter_records(data)
 
 
 def build(

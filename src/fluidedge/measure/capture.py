@@ -10,6 +10,7 @@ counted and skipped: a capture is evidence, and one odd frame must not hide the 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,17 +126,20 @@ def _decode_ip(index: int, ts: int, linktype: int, data: memoryview) -> IpPacket
 
 
 def read_capture(data: bytes) -> Capture:
-    """Every IP packet of a pcap file held in ``data``."""
+    """Every IP packet of a pcap or pcapng file held in ``data``."""
     try:
-        info = pcap.read_header(data)
+        records = pcap.read_packets(data)
+        first = next(records, None)
     except CodecError as exc:
-        raise CaptureError(f"not a readable pcap file: {exc}") from exc
-    capture = Capture(linktype=info.linktype)
+        raise CaptureError(f"not a readable capture file: {exc}") from exc
+    capture = Capture(linktype=first.linktype if first else pcap.LINKTYPE_ETHERNET)
+    if first is None:
+        return capture
     try:
-        for index, record in enumerate(pcap.iter_records(data)):
+        for index, record in enumerate(itertools.chain((first,), records)):
             view = memoryview(record.data)
             try:
-                packet = _decode_ip(index, record.timestamp_ns, info.linktype, view)
+                packet = _decode_ip(index, record.timestamp_ns, record.linktype, view)
             except CodecError:
                 capture.skipped += 1
                 continue

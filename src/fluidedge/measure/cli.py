@@ -249,7 +249,8 @@ def report_command(
 
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
-        Path, typer.Argument(help="pcap of the API port (tcpdump -i lo port 8181 -w FILE)")
+        Path,
+        typer.Argument(help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE)"),
     ],
     api_port: Annotated[int, typer.Option("--api-port", help="the daemon's API port")] = 8181,
     dataplane: Annotated[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -72,6 +73,27 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path) -> None:
         assert result.exit_code == 1, argv
         assert result.exception is None or isinstance(result.exception, SystemExit), argv
         assert "fluidedge decode:" in result.output, argv
+
+
+def test_decode_pcapng_as_the_pcap(tmp_path: Path) -> None:
+    converted = tmp_path / "frames.pcapng"
+    subprocess.run(
+        ["editcap", "-F", "pcapng", str(FIXTURES / "frames.pcap"), str(converted)],
+        check=True,
+        capture_output=True,
+    )
+    want = runner.invoke(app, ["decode", str(FIXTURES / "frames.pcap"), "--json"])
+    got = runner.invoke(app, ["decode", str(converted), "--json"])
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output) == json.loads(want.output)
+
+
+def test_non_ethernet_capture_is_refused_with_its_link_type(tmp_path: Path) -> None:
+    path = tmp_path / "raw.pcap"
+    path.write_bytes(pcap.build([bytes(20)], linktype=101))
+    result = runner.invoke(app, ["decode", str(path)])
+    assert result.exit_code == 1
+    assert "link type 101" in result.output
 
 
 def test_truncated_pcap_keeps_the_frames_before_the_damage(tmp_path: Path) -> None:

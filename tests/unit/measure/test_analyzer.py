@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -183,6 +185,23 @@ def test_linux_cooked_capture() -> None:
     assert [(p.source, p.destination, p.protocol) for p in cap.packets] == [
         ("10.0.0.1", "10.0.0.2", 6)
     ]
+
+
+def test_pcapng_capture_reads_like_the_pcap_one(tmp_path: Path) -> None:
+    frames = [
+        bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=8080) / Raw(b"x" * n))
+        for n in (1, 100)
+    ]
+    classic = pcap.build(frames, start_ns=1_700_000_000_000_001_000)
+    (tmp_path / "c.pcap").write_bytes(classic)
+    subprocess.run(
+        ["editcap", "-F", "pcapng", str(tmp_path / "c.pcap"), str(tmp_path / "c.pcapng")],
+        check=True,
+        capture_output=True,
+    )
+    converted = capture.read_capture((tmp_path / "c.pcapng").read_bytes())
+    assert converted == capture.read_capture(classic)
+    assert len(converted.packets) == 2
 
 
 def test_garbage_is_skipped_or_refused() -> None:
