@@ -54,6 +54,8 @@ from fluidedge.codec.stack import Classified, Kind, classify, decode_frame
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
 
+_ICMP_PROTOS = (inner_codec.PROTO_ICMP, inner_codec.PROTO_ICMPV6)
+
 ENB = 0
 SGW = 1
 APPS = 2
@@ -410,6 +412,9 @@ class Pipeline:
                 self._nat4(packet, 16, service_ip, app_ip, c.inner_proto or 0)
             else:
                 nat.rewrite(packet, destination=app_ip)
+            if c.icmp_id is None and c.inner_proto in _ICMP_PROTOS:
+                # An ICMP error from the UE quotes the packet it got "from" the service IP.
+                nat.rewrite_icmp_error(packet, quoted_source=(service_ip, app_ip))
             if self._mss_limit and c.inner_proto == 6:
                 self._clamp_mss(packet)
         except CodecError as exc:
@@ -495,6 +500,10 @@ class Pipeline:
                 self._nat4(buf, 12, src, flow.service_ip, proto)
             else:
                 nat.rewrite(buf, source=flow.service_ip)
+                if proto in _ICMP_PROTOS:
+                    # An ICMP error from the app quotes the UE's packet to the application IP.
+                    quoted = (flow.application_ip, flow.service_ip)
+                    nat.rewrite_icmp_error(buf, quoted_destination=quoted)
             if self._mss_limit and proto == 6:
                 self._clamp_mss(buf)
         except CodecError as exc:

@@ -134,6 +134,9 @@ def run_script(
 
         return send
 
+    def app_raw(packet: bytes) -> Callable[[], None]:
+        return lambda: raw.sendto(packet, (str(ipaddress.ip_address(packet[16:20])), 0))
+
     try:
         to_pdn = inner_udp(UE1, PDN, 40000, 53, b"query")
         step("non-ip", inject("enb", MAC_SGW + MAC_ENB + b"\x88\xb5" + bytes(46)))
@@ -160,6 +163,11 @@ def run_script(
         step("offload", *[inject("enb", up(ENB1, 0x100, to_svc)) for _ in range(3)])
         step("offload-psc", inject("enb", up(ENB1, 0x100, to_svc, extensions=PSC)))
         step("reply", app_reply(UE1, 41000, b"edge-reply-1"), app_reply(UE1, 41000, b"r2"))
+        # ICMP errors both ways: their quotes are translated (the agent handles them).
+        quoted_up = inner_udp(UE1, APP, 41000, APP_PORT, b"to-edge")
+        step("icmp-error-down", app_raw(icmp_error(APP, UE1, quoted_up)))
+        quoted_down = inner_udp(P(SVC), UE1, APP_PORT, 41000, b"edge-reply-1")
+        step("icmp-error-up", inject("enb", up(ENB1, 0x100, icmp_error(UE1, P(SVC), quoted_down))))
         # Pinger: UE2 only talks to the service; its downlink TEID is unknown.
         ue2_svc = inner_udp(UE2, P(SVC), 42000, APP_PORT, b"ue2")
         got = step("pinger-start", inject("enb", up(ENB2, 0x301, ue2_svc)))
@@ -188,6 +196,13 @@ def run_script(
         app_sock.close()
         raw.close()
     return results
+
+
+def icmp_error(src: bytes, dst: bytes, quoted: bytes) -> bytes:
+    """ICMP port unreachable (RFC 792) from ``src`` to ``dst`` quoting ``quoted``."""
+    icmp = bytearray(struct.pack("!BBHI", 3, 3, 0, 0) + quoted)
+    struct.pack_into("!H", icmp, 2, ck.checksum(icmp))
+    return ipv4.encode(src, dst, 1, bytes(icmp), identification=0x7000)
 
 
 def normalise(side: str, frame: bytes) -> bytes | None:

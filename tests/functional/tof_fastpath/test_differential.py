@@ -8,7 +8,7 @@ import pytest
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.userspace import UserspaceBackend
 
-from .scenario import Backend, Outputs, config, normalise, run_script
+from .scenario import APP, Backend, Outputs, config, normalise, run_script
 from .topo import topology
 
 pytestmark = pytest.mark.root
@@ -76,5 +76,8 @@ def test_fastpath_output_is_byte_identical_to_reference() -> None:
     assert by_step["learn-up"]["sgw"]
     assert by_step["offload"]["app"]
     assert by_step["reply"]["enb"]
+    assert by_step["icmp-error-down"]["enb"]  # the app's error, quote translated, to the eNB
+    (error_up,) = [f for f in by_step["icmp-error-up"]["app"] if f[23] == 1]
+    assert error_up[14 + 20 + 8 + 12 : 14 + 20 + 8 + 16] == APP  # quoted source translated
     assert by_step["pinger-start"]["sgw"]
     assert by_step["pinger-reply"]["enb"]  # the queued reply, flushed; echo reply swallowed

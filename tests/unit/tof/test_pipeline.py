@@ -287,6 +287,32 @@ def test_ping_offload_uses_echo_id_as_port() -> None:
     assert PINGER_ID != 77
 
 
+def _icmp_error(src: bytes, dst: bytes, quoted: bytes) -> bytes:
+    icmp = bytearray(struct.pack("!BBHI", 3, 3, 0, 0) + quoted)
+    struct.pack_into("!H", icmp, 2, ck.checksum(icmp))
+    return ipv4.encode(src, dst, 1, bytes(icmp))
+
+
+def test_icmp_errors_quote_the_addresses_each_side_saw() -> None:
+    p, up = offload_setup()
+    p.from_s1(gpdu(SGW1, ENB1, 0x200, udp_packet(PDN, UE1, 1, 1), uplink=False), SGW, 9.9)
+    p.from_s1(up, ENB, 10.0)
+    # The app cannot be reached on that port: its error quotes the UE's datagram to the app.
+    sent_to_app = udp_packet(UE1, APP, 40000, 8080, b"GET")
+    out = p.from_apps(_icmp_error(APP, UE1, sent_to_app), 10.1)
+    assert [port for port, _ in out] == [ENB]
+    inner, teid = inner_of(out[0][1])
+    assert teid == 0x200
+    # The UE sees the error from the service IP, quoting its own datagram to the service IP.
+    assert inner == _icmp_error(SVC_IP, UE1, udp_packet(UE1, SVC_IP, 40000, 8080, b"GET"))
+    # The other way: the UE rejects the app's datagram (which it saw from the service IP).
+    seen_by_ue = udp_packet(SVC_IP, UE1, 8080, 40001, b"push")
+    out = p.from_s1(gpdu(ENB1, SGW1, 0x100, _icmp_error(UE1, SVC_IP, seen_by_ue)), ENB, 10.2)
+    assert [port for port, _ in out] == [APPS]
+    sent_by_app = udp_packet(APP, UE1, 8080, 40001, b"push")
+    assert out[0][1] == _icmp_error(UE1, APP, sent_by_app)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(min_size=0, max_size=200), st.sampled_from([ENB, SGW]))
 def test_random_frames_never_raise(frame: bytes, port: int) -> None:

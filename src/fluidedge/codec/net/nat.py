@@ -16,6 +16,12 @@ comes out 0 is sent as 0xFFFF (RFC 768). In a non-first fragment there is no tra
 so only addresses can change (the transport checksum, which covers the whole datagram, lives in
 the first fragment and is fixed there). The return value is the one's-complement delta of every
 byte changed, so the *outer* UDP checksum over the G-PDU can be patched in O(1) too.
+
+An ICMP error quotes the packet that caused it, and that quote carries the addresses the
+sender saw. A NAT must translate them too, or the receiver cannot match the error to its
+socket (RFC 5508 §7, REQ-4). :func:`rewrite_icmp_error` does that. It rewrites the quoted
+addresses and fixes the quoted IPv4 header checksum. It fixes the quoted TCP/UDP checksum when
+the quote holds it. It then patches the ICMP checksum with the delta of every byte changed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import inner as inner_mod
 
 _ADDR = {4: (12, 16, 4), 6: (8, 24, 16)}  # source offset, destination offset, size
+# Error types that quote the offending packet: RFC 792 (3, 4, 5, 11, 12) and RFC 4443 §3 (1-4).
+ICMP_ERROR_TYPES = {inner_mod.PROTO_ICMP: frozenset({3, 4, 5, 11, 12}),
+                    inner_mod.PROTO_ICMPV6: frozenset({1, 2, 3, 4})}  # fmt: skip
 
 
 def rewrite(
@@ -113,3 +122,63 @@ def _put(buf: bytearray, at: int, value: bytes) -> int:
     old = bytes(buf[at : at + len(value)])
     buf[at : at + len(value)] = value
     return ck.delta(old, value)
+
+
+def is_icmp_error(pkt: inner_mod.InnerPacket) -> bool:
+    """True if ``pkt`` is an ICMP or ICMPv6 error message (one that quotes a packet)."""
+    types = ICMP_ERROR_TYPES.get(pkt.protocol)
+    return types is not None and pkt.icmp_type in types and not pkt.fragment
+
+
+def rewrite_icmp_error(
+    buf: bytearray,
+    offset: int = 0,
+    end: int | None = None,
+    *,
+    quoted_source: tuple[bytes, bytes] | None = None,
+    quoted_destination: tuple[bytes, bytes] | None = None,
+) -> int:
+    """Translate the packet quoted by the ICMP error at ``buf[offset:end]``; return the delta.
+
+    ``quoted_source``/``quoted_destination`` are ``(old, new)`` pairs: an address is rewritten
+    only if the quote holds ``old`` there. A packet that is not an ICMP error, or whose quote
+    is too short to hold an IP header, is left unchanged (delta 0).
+    """
+    pkt = inner_mod.decode(buf, offset, end)
+    if not is_icmp_error(pkt):
+        return 0
+    quote = pkt.l4_offset + 8
+    stop = pkt.end
+    if stop - quote < 20 or buf[quote] >> 4 != pkt.version:
+        return 0
+    src_off, dst_off, size = _ADDR[pkt.version]
+    if pkt.version == 4:
+        header = (buf[quote] & 0x0F) * 4
+        proto = buf[quote + 9]
+        fragment = bool(((buf[quote + 6] & 0x1F) << 8) | buf[quote + 7])
+    else:
+        header, proto, fragment = 40, buf[quote + 6], False
+    if stop - quote < max(header, 40 if pkt.version == 6 else 20):
+        return 0
+    addr_delta = 0
+    for field_off, change in ((src_off, quoted_source), (dst_off, quoted_destination)):
+        if change is None:
+            continue
+        old, new = change
+        at = quote + field_off
+        if len(old) == size == len(new) and bytes(buf[at : at + size]) == old:
+            addr_delta = ck.add_delta(addr_delta, _put(buf, at, new))
+    if not addr_delta:
+        return 0
+    changed = addr_delta
+    if pkt.version == 4:
+        changed = ck.add_delta(changed, patch_checksum(buf, quote + 10, addr_delta))
+    if not fragment and proto in (inner_mod.PROTO_TCP, inner_mod.PROTO_UDP):
+        at = quote + header + inner_mod.CHECKSUM_OFFSET[proto]
+        if at + 2 <= stop:  # the quote may stop before the transport checksum
+            zero = proto == inner_mod.PROTO_UDP and pkt.version == 4
+            delta = patch_checksum(buf, at, addr_delta, zero_means_none=zero)
+            changed = ck.add_delta(changed, delta)
+    # The ICMP checksum covers the whole message, quote included.
+    icmp_delta = patch_checksum(buf, pkt.l4_offset + 2, changed)
+    return ck.add_delta(changed, icmp_delta)
