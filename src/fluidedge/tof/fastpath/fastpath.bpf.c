@@ -137,6 +137,52 @@ static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
 	return bpf_redirect(cfg_get(from_enb ? CFG_PUNT_ENB_IF : CFG_PUNT_SGW_IF), 0);
 }
 
+/*
+ * A decapsulated, NATed uplink packet (MAC header + inner IPv4) goes to the app. When the
+ * kernel's FIB and neighbour table know the way from the apps TUN (what the kernel itself would
+ * do with the packet after the TUN: route, TTL - 1, next hop's MACs), the program does it and
+ * sends it out of the apps interface directly. Otherwise (no route or neighbour yet, TTL
+ * expiring, too big for the MTU, forwarding off) it hands the packet to the TUN's ingress and
+ * the kernel routes it, resolving neighbours and sending ICMP errors as usual. The bytes the
+ * app receives are the same either way.
+ */
+static __always_inline int to_app(struct __sk_buff *skb)
+{
+	__u32 tun = cfg_get(CFG_TUN_IF);
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + 14;
+	struct bpf_fib_lookup fib = {};
+	__u16 old_word, new_word;
+	__u8 ttl;
+
+	if ((void *)(ip + 1) > end || ip->ttl <= 1)
+		return bpf_redirect(tun, BPF_F_INGRESS);
+	fib.family = 2; /* AF_INET */
+	fib.tos = ip->tos;
+	fib.l4_protocol = ip->protocol;
+	fib.tot_len = bpf_ntohs(ip->tot_len);
+	fib.ipv4_src = ip->saddr;
+	fib.ipv4_dst = ip->daddr;
+	fib.ifindex = tun;
+	old_word = *(__u16 *)((__u8 *)ip + 8); /* TTL and protocol */
+	ttl = ip->ttl - 1;
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+		return bpf_redirect(tun, BPF_F_INGRESS);
+	if (bpf_skb_store_bytes(skb, 14 + 8, &ttl, 1, 0) < 0)
+		return bpf_redirect(tun, BPF_F_INGRESS);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	ip = data + 14;
+	if ((void *)(ip + 1) > end)
+		return TC_ACT_SHOT;
+	new_word = *(__u16 *)((__u8 *)ip + 8);
+	if (bpf_l3_csum_replace(skb, 14 + 10, old_word, new_word, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
 SEC("tc")
 int s1_ingress(struct __sk_buff *skb)
 {
@@ -329,7 +375,7 @@ int s1_ingress(struct __sk_buff *skb)
 		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 	count(ST_OFFLOAD_UP);
-	return bpf_redirect(cfg_get(CFG_TUN_IF), BPF_F_INGRESS);
+	return to_app(skb);
 error:
 	count(ST_ERRORS);
 	return TC_ACT_SHOT;
