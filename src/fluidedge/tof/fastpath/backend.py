@@ -4,9 +4,11 @@ Data path (all in ``[tof] netns``):
 
 - ``s1_ingress`` (tc clsact, both S1 interfaces) switches every frame it can judge to the other
   side with ``bpf_redirect`` (non-IP, non-GTP, and G-PDUs of tunnels the agent learned),
-  offloads uplink G-PDUs of established service flows (NAT + decapsulation, redirected into the
-  apps TUN's ingress, so the kernel routes them to the app exactly as the reference's TUN
-  writes are routed) and **punts** everything else to the agent: it redirects the frame into a
+  offloads uplink G-PDUs of established service flows (NAT + decapsulation, then routed to the
+  app in the program with ``bpf_fib_lookup``: TTL - 1 and the next hop's MACs, out of the apps
+  interface, the same bytes the kernel's forwarding of a TUN write gives; when the FIB or the
+  neighbour table cannot answer, redirected into the apps TUN's ingress for the kernel to
+  route) and **punts** everything else to the agent: it redirects the frame into a
   private veth pair whose ends the agent reads with AF_PACKET (eNB-side punts arrive on
   ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). A per-CPU token bucket bounds punts; over the
   rate a frame is switched unchanged (never lost, just not learned from).
