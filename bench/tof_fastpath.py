@@ -157,32 +157,37 @@ def _direct_frame(size: int, inner_dst: str, dst_mac: bytes) -> bytes:
     return dst_mac + bytes.fromhex("02000000e001") + b"\x08\x00" + outer
 
 
-def _trafgen_rate(ns: str, cfg_path: Path, frames: list[bytes], counter: tuple[str, str]) -> float:
-    """trafgen cycles through ``frames`` at full speed; the arrival rate at ``counter``."""
+def _start_trafgen(
+    ns: str, cfg_path: Path, frames: list[bytes], *extra: str
+) -> subprocess.Popen[bytes]:
+    """trafgen in ``ns`` cycling through ``frames`` out of ``s1`` until stopped (its group)."""
     cfg_path.write_text("".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames))
     argv = ["ip", "netns", "exec", ns, "trafgen", "-o", "s1", "-i", str(cfg_path), "-P", "1"]
-    proc = subprocess.Popen(
-        [*argv, "-q", "-n", "0"],
+    return subprocess.Popen(
+        [*argv, "-q", "-n", "0", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
 
-    def rx() -> int:
-        path = f"/sys/class/net/{counter[1]}/statistics/rx_packets"
-        out = subprocess.run(
-            ["ip", "netns", "exec", counter[0], "cat", path],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return int(out.stdout)
 
+def _rx_packets(where: tuple[str, str]) -> int:
+    """The receive counter of interface ``where[1]`` in namespace ``where[0]``."""
+    path = f"/sys/class/net/{where[1]}/statistics/rx_packets"
+    out = subprocess.run(
+        ["ip", "netns", "exec", where[0], "cat", path], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
+
+
+def _trafgen_rate(ns: str, cfg_path: Path, frames: list[bytes], counter: tuple[str, str]) -> float:
+    """trafgen cycles through ``frames`` at full speed; the arrival rate at ``counter``."""
+    proc = _start_trafgen(ns, cfg_path, frames)
     try:
         time.sleep(1.0)
-        r0, t0 = rx(), time.monotonic()
+        r0, t0 = _rx_packets(counter), time.monotonic()
         time.sleep(DIRECT_SECONDS)
-        r1, t1 = rx(), time.monotonic()
+        r1, t1 = _rx_packets(counter), time.monotonic()
     finally:
         stop_group(proc)
     return (r1 - r0) / (t1 - t0)
@@ -215,35 +220,18 @@ def _cpu_cost(
     Offered is read where the frames enter the host namespace, delivered at ``counter``; each
     figure is the median of ``CPU_WINDOWS`` consecutive windows of one trafgen run.
     """
-    cfg_path.write_text("".join("{ " + ", ".join(f"0x{b:02x}" for b in f) + " }\n" for f in frames))
-    argv = ["ip", "netns", "exec", ns, "trafgen", "-o", "s1", "-i", str(cfg_path), "-P", "1"]
-    proc = subprocess.Popen(
-        [*argv, "-q", "-n", "0", "-t", f"{gap_us}us"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-    def rx(where: tuple[str, str]) -> int:
-        path = f"/sys/class/net/{where[1]}/statistics/rx_packets"
-        out = subprocess.run(
-            ["ip", "netns", "exec", where[0], "cat", path],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return int(out.stdout)
-
+    proc = _start_trafgen(ns, cfg_path, frames, "-t", f"{gap_us}us")
     offered: list[float] = []
     delivered: list[float] = []
     busy: list[float] = []
     try:
         time.sleep(1.0)
         for _ in range(CPU_WINDOWS):
-            o0, r0, b0, t0 = rx(offered_at), rx(counter), _busy_seconds(), time.monotonic()
+            o0, r0 = _rx_packets(offered_at), _rx_packets(counter)
+            b0, t0 = _busy_seconds(), time.monotonic()
             time.sleep(CPU_SECONDS)
             b1, t1 = _busy_seconds(), time.monotonic()
-            o1, r1 = rx(offered_at), rx(counter)
+            o1, r1 = _rx_packets(offered_at), _rx_packets(counter)
             offered.append((o1 - o0) / (t1 - t0))
             delivered.append((r1 - r0) / (t1 - t0))
             busy.append((b1 - b0) / (t1 - t0))
