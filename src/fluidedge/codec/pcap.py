@@ -45,7 +45,7 @@ RECORD_HEADER = Layout(
 LINKTYPE_ETHERNET = 1
 _MAGIC_USEC = 0xA1B2C3D4
 _MAGIC_NSEC = 0xA1B23C4D
-_PCAPNG = 0x0A0D0D0A
+PCAPNG_MAGIC = 0x0A0D0D0A
 _MAX_RECORD = 0x40000  # 256 KiB: larger "captured lengths" are corrupt files
 
 
@@ -73,7 +73,7 @@ def read_header(data: bytes | bytearray | memoryview) -> PcapInfo:
     if len(data) < 24:
         raise TruncatedError("pcap global header", 0, f"need 24 bytes, have {len(data)}")
     (magic_le,) = struct.unpack_from("<I", data, 0)
-    if magic_le == _PCAPNG:
+    if magic_le == PCAPNG_MAGIC:
         raise UnsupportedError(
             "pcap global header", 0, "a pcapng file: read it with read_packets()"
         )
@@ -115,11 +115,9 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
 
 def read_packets(data: bytes | bytearray | memoryview) -> Iterator[Record]:
     """Records of a classic pcap or a pcapng file held in ``data``, told apart by the magic."""
-    if len(data) >= 4 and struct.unpack_from("<I", data, 0)[0] == _PCAPNG:
-        from fluidedge.codec import pcapng  # noqa: PLC0415 - pcapng imports this module
+    from fluidedge.codec import pcapng  # noqa: PLC0415 - pcapng imports this module
 
-        return pcapng.iter_records(data)
-    return iter_records(data)
+    return pcapng.iter_records(data) if pcapng.is_pcapng(data) else iter_records(data)
 
 
 def build(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.fields import Field, Layout
-from fluidedge.codec.pcap import Record
+from fluidedge.codec.pcap import PCAPNG_MAGIC, Record
 
 SPEC = "draft-ietf-opsawg-pcapng"
 
@@ -83,7 +83,7 @@ OBSOLETE_PACKET = Layout(
     ),
 )
 
-MAGIC = 0x0A0D0D0A  # Section Header Block type; a palindrome, so read in any order
+MAGIC = PCAPNG_MAGIC  # Section Header Block type; a palindrome, so read in any order
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _IDB, _OPB, _SPB, _EPB = 1, 2, 3, 6
 _OPT_END, _IF_TSRESOL = 0, 9

@@ -158,7 +158,7 @@ def rewrite_icmp_error(
         fragment = bool(((buf[quote + 6] & 0x1F) << 8) | buf[quote + 7])
     else:
         header, proto, fragment = 40, buf[quote + 6], False
-    if stop - quote < max(header, 40 if pkt.version == 6 else 20):
+    if stop - quote < header:  # 20 bytes are already known to be there
         return 0
     addr_delta = 0
     for field_off, change in ((src_off, quoted_source), (dst_off, quoted_destination)):
