@@ -930,29 +930,25 @@ class Manager:
     def pause(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
         """Freeze the instance; :class:`FreezerBusy` if the cgroup is not FROZEN in ``timeout``
         (the instance stays "running" and the call may be repeated)."""
-        inst = self.get_instance(name)
-        with inst.lock:
-            if inst.state != "running":
-                raise WrongState(f"instance {name} is {inst.state}, not running")
-            begin = time.perf_counter()
-            runc.freeze(inst.id, timeout=timeout)
-            took = time.perf_counter() - begin
-            self.histograms.observe("fluidedge_instance_pause_seconds", took, op="pause")
-            inst.state = "paused"
-            self.tables.put_instance(inst.record())
-        return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
+        return self._freezer_transition(name, frozen=True, timeout=timeout)
 
     def resume(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
         """Thaw the instance; :class:`FreezerBusy` as for :meth:`pause`."""
+        return self._freezer_transition(name, frozen=False, timeout=timeout)
+
+    def _freezer_transition(self, name: str, *, frozen: bool, timeout: float) -> InstanceView:
+        before, after, op = (
+            ("running", "paused", "pause") if frozen else ("paused", "running", "resume")
+        )
         inst = self.get_instance(name)
         with inst.lock:
-            if inst.state != "paused":
-                raise WrongState(f"instance {name} is {inst.state}, not paused")
+            if inst.state != before:
+                raise WrongState(f"instance {name} is {inst.state}, not {before}")
             begin = time.perf_counter()
-            runc.thaw(inst.id, timeout=timeout)
+            (runc.freeze if frozen else runc.thaw)(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
-            self.histograms.observe("fluidedge_instance_pause_seconds", took, op="resume")
-            inst.state = "running"
+            self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
+            inst.state = after
             self.tables.put_instance(inst.record())
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
