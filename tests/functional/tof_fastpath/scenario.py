@@ -77,6 +77,12 @@ def down(enb: bytes, teid: int, inner: bytes) -> bytes:
     return ethernet_frame(MAC_ENB, MAC_SGW, outer)
 
 
+def learn_bearer(t: Topo) -> None:
+    """UE1's bearer through eNB1 (uplink TEID 0x100, downlink 0x200), learned both ways."""
+    t.send("enb", up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, b"learn")))
+    t.send("sgw", down(ENB1, 0x200, inner_udp(PDN, UE1, 53, 40000, b"learn")))
+
+
 def gtp_message(src: bytes, dst: bytes, mtype: int, teid: int, body: bytes = b"") -> bytes:
     msg = struct.pack("!BBHI", 0x32, mtype, len(body) + 4, teid) + b"\x00\x01\x00\x00" + body
     return encapsulate(src, dst, msg, udp_checksum=False)

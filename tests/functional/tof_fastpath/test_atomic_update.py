@@ -12,7 +12,7 @@ from fluidedge.codec.net import udp
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.models import Service
 
-from .scenario import ENB1, PDN, SVC, UE1, config, down, inner_udp, up
+from .scenario import ENB1, SVC, UE1, config, inner_udp, learn_bearer, up
 from .topo import APP_IP, ip, topology
 
 pytestmark = pytest.mark.root
@@ -29,8 +29,7 @@ def test_put_moves_the_flow_between_apps_without_a_mixed_packet() -> None:
         backend.start()
         try:
             backend.apply({"web": Service("web", SVC, APP_IP)})
-            t.send("enb", up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, b"learn")))
-            t.send("sgw", down(ENB1, 0x200, inner_udp(PDN, UE1, 53, 40000, b"learn")))
+            learn_bearer(t)
             t.collect(0.3)
             frames = [
                 up(ENB1, 0x100, inner_udp(UE1, SVC_PACKED, 41000, 7000, i.to_bytes(4, "big")))

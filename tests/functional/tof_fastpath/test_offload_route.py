@@ -12,7 +12,7 @@ from fluidedge.linux.proc import run
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.models import Service
 
-from .scenario import APP, APP_PORT, ENB1, PDN, SVC, UE1, P, config, down, inner_udp, up
+from .scenario import APP, APP_PORT, ENB1, SVC, UE1, P, config, inner_udp, learn_bearer, up
 from .topo import APP_IP, Topo, topology
 
 pytestmark = pytest.mark.root
@@ -51,8 +51,7 @@ def test_routed_by_the_program_or_by_the_kernel_same_bytes() -> None:
         backend.start()
         try:
             backend.apply({"web": Service("web", SVC, APP_IP)})
-            t.send("enb", up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, b"learn")))
-            t.send("sgw", down(ENB1, 0x200, inner_udp(PDN, UE1, 53, 40000, b"learn")))
+            learn_bearer(t)
             # The flow's first packet goes through the agent (and the TUN): the app's
             # neighbour entry exists afterwards.
             t.send("enb", up(ENB1, 0x100, inner_udp(UE1, P(SVC), 41000, APP_PORT, b"first")))

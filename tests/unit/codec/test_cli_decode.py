@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
+from tests.fixtures.captures import editcap_pcapng
 from typer.testing import CliRunner
 
 from fluidedge.cli import app
@@ -76,12 +76,7 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path) -> None:
 
 
 def test_decode_pcapng_as_the_pcap(tmp_path: Path) -> None:
-    converted = tmp_path / "frames.pcapng"
-    subprocess.run(
-        ["editcap", "-F", "pcapng", str(FIXTURES / "frames.pcap"), str(converted)],
-        check=True,
-        capture_output=True,
-    )
+    converted = editcap_pcapng((FIXTURES / "frames.pcap").read_bytes(), tmp_path)
     want = runner.invoke(app, ["decode", str(FIXTURES / "frames.pcap"), "--json"])
     got = runner.invoke(app, ["decode", str(converted), "--json"])
     assert got.exit_code == 0, got.output

@@ -4,7 +4,6 @@ resolutions, several interfaces and sections, skipped blocks, damage located."""
 from __future__ import annotations
 
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
+from tests.fixtures.captures import editcap_pcapng
 
 from fluidedge.codec import pcap, pcapng
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
@@ -49,13 +49,7 @@ def _epb(order: str, iface: int, ticks: int, data: bytes, original: int | None =
 
 def test_editcap_conversion_matches_the_classic_file(tmp_path: Path) -> None:
     classic = pcap.build(FRAMES, start_ns=1_700_000_000_123_456_000, step_ns=1_000)
-    (tmp_path / "in.pcap").write_bytes(classic)
-    subprocess.run(
-        ["editcap", "-F", "pcapng", str(tmp_path / "in.pcap"), str(tmp_path / "out.pcapng")],
-        check=True,
-        capture_output=True,
-    )
-    converted = (tmp_path / "out.pcapng").read_bytes()
+    converted = editcap_pcapng(classic, tmp_path).read_bytes()
     assert pcapng.is_pcapng(converted)
     ours = [(r.timestamp_ns, bytes(r.data), r.original_length, r.linktype) for r in
             pcap.read_packets(converted)]  # fmt: skip

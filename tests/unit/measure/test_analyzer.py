@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, Ether
 from scapy.packet import Raw
+from tests.fixtures.captures import editcap_pcapng
 
 from fluidedge.codec import pcap
 from fluidedge.measure import analyzer, capture
@@ -193,13 +193,7 @@ def test_pcapng_capture_reads_like_the_pcap_one(tmp_path: Path) -> None:
         for n in (1, 100)
     ]
     classic = pcap.build(frames, start_ns=1_700_000_000_000_001_000)
-    (tmp_path / "c.pcap").write_bytes(classic)
-    subprocess.run(
-        ["editcap", "-F", "pcapng", str(tmp_path / "c.pcap"), str(tmp_path / "c.pcapng")],
-        check=True,
-        capture_output=True,
-    )
-    converted = capture.read_capture((tmp_path / "c.pcapng").read_bytes())
+    converted = capture.read_capture(editcap_pcapng(classic, tmp_path).read_bytes())
     assert converted == capture.read_capture(classic)
     assert len(converted.packets) == 2
 
