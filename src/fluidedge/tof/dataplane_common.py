@@ -26,7 +26,7 @@ from collections import Counter
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import netns_argv, run
 from fluidedge.tof.config import TofConfig
-from fluidedge.tof.pipeline import APPS, ENB, Action, Pipeline
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -200,6 +200,33 @@ class DataPlaneBase:
             return None
         self.io["rx_apps"] += 1
         return packet
+
+    # The pipeline is tested never to raise on any input; these guards are the data plane's
+    # defence if it ever does: count it, and keep forwarding.
+
+    def _from_s1(self, frame: bytes, port: int, now: float) -> list[Action]:
+        """The pipeline's actions for an S1 frame; on a pipeline error, passed through."""
+        try:
+            return self.pipeline.from_s1(frame, port, now)
+        except Exception:  # never let one frame stop the plane
+            self.io["pipeline_error_passed_through"] += 1
+            return [(SGW if port == ENB else ENB, frame)]
+
+    def _from_apps(self, packet: bytes, now: float) -> list[Action]:
+        """The pipeline's actions for a packet from the apps; on a pipeline error, dropped."""
+        try:
+            return self.pipeline.from_apps(packet, now)
+        except Exception:  # never let one packet stop the plane
+            self.io["pipeline_error_apps_dropped"] += 1
+            return []
+
+    def _tick(self, now: float) -> list[Action]:
+        """The pipeline's timers (Pinger, queue, purge); on a pipeline error, nothing this tick."""
+        try:
+            return self.pipeline.tick(now)
+        except Exception:  # timers must keep running
+            self.io["pipeline_error_tick"] += 1
+            return []
 
     def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
         """Transmit the pipeline's actions; ``original`` is the received (frame, vnet header)."""

@@ -115,7 +115,6 @@ class UserspaceBackend(DataPlaneBase):
     # ------------------------------------------------------------------ data path
 
     def _loop(self) -> None:
-        pipeline = self.pipeline
         io = self.io
         enb, sgw, tun = self._s1_tx[ENB], self._s1_tx[SGW], self._tun
         if tun is None:
@@ -124,7 +123,7 @@ class UserspaceBackend(DataPlaneBase):
         poller = self._poller(fd_port)
         batch = self.config.batch
         next_tick = 0.0
-        from_s1, from_apps = pipeline.from_s1, pipeline.from_apps
+        from_s1, from_apps = self._from_s1, self._from_apps
         send_all = self._send_all
         rx_names = ("rx_enb", "rx_sgw")
         tx_names = ("tx_enb", "tx_sgw")
@@ -154,10 +153,7 @@ class UserspaceBackend(DataPlaneBase):
                             packet = self._read_tun(tun)
                             if packet is None:
                                 break
-                            try:
-                                send_all(from_apps(packet, now), None)
-                            except Exception:  # never let one packet stop the plane
-                                io["pipeline_error_apps_dropped"] += 1
+                            send_all(from_apps(packet, now), None)
                         continue
                     ring = rings[port]
                     try:
@@ -173,11 +169,7 @@ class UserspaceBackend(DataPlaneBase):
                             continue
                         received += 1
                         frame = ring.copy(i, VNET_HDR_LEN, n)
-                        try:
-                            actions = from_s1(frame, port, now)
-                        except Exception:  # never let one frame stop the plane
-                            io["pipeline_error_passed_through"] += 1
-                            actions = [(SGW if port == ENB else ENB, frame)]
+                        actions = from_s1(frame, port, now)
                         if len(actions) == 1 and actions[0][1] is frame and actions[0][0] != APPS:
                             # Pass-through: the received buffer (metadata + frame) goes out as
                             # is, batched with the others of this burst.
@@ -192,7 +184,4 @@ class UserspaceBackend(DataPlaneBase):
                         io[rx_names[port]] += received
                 if now >= next_tick:
                     next_tick = now + TICK
-                    try:
-                        send_all(pipeline.tick(now), None)
-                    except Exception:  # timers must keep running
-                        io["pipeline_error_tick"] += 1
+                    send_all(self._tick(now), None)

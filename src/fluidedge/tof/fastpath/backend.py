@@ -485,7 +485,6 @@ class FastPathBackend(DataPlaneBase):
     # ------------------------------------------------------------------ data path
 
     def _loop(self) -> None:
-        pipeline = self.pipeline
         io = self.io
         tun = self._tun
         if tun is None:
@@ -513,7 +512,7 @@ class FastPathBackend(DataPlaneBase):
                             packet = self._read_tun(tun)
                             if packet is None:
                                 break
-                            self._send_all(pipeline.from_apps(packet, now), None)
+                            self._send_all(self._from_apps(packet, now), None)
                             continue
                         try:
                             n = self._rx[port].recv_into(buf, MAX_FRAME, dontwait)
@@ -528,13 +527,13 @@ class FastPathBackend(DataPlaneBase):
                         io["punt_enb" if port == ENB else "punt_sgw"] += 1
                         vnet = bytes(view[:VNET_HDR_LEN])
                         frame = bytes(view[VNET_HDR_LEN:n])
-                        self._send_all(pipeline.from_s1(frame, port, now), (frame, vnet))
+                        self._send_all(self._from_s1(frame, port, now), (frame, vnet))
                 if now >= next_tick:
                     next_tick = now + TICK
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
                         self._fold()
-                    self._send_all(pipeline.tick(now), None)
+                    self._send_all(self._tick(now), None)
                 if self._pipeline_generation() != self._generation:
                     try:
                         self._sync()
