@@ -31,8 +31,11 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── NameInUse (+ ConflictError)               409
     ├── AddressInUse (+ ConflictError)            409
     ├── InUse (+ ConflictError)                   409  template/network still used
+    ├── NotABridge (+ ConflictError)              409  a network names a non-bridge interface
+    ├── ReadinessTimeout (+ DeadlineExceeded)     504  not ready within readiness.timeout_s
     ├── WrongState (+ ConflictError)              409  e.g. resume of a running instance
     ├── AdmissionRefused (+ CapacityError)        503  CPUs/memory would be overcommitted
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
+        ├── WorkloadFailed                        502  the workload exited before ready
         └── FreezerBusy                           500  freezer not settled in time
 """

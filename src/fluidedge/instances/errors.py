@@ -5,6 +5,7 @@ from __future__ import annotations
 from fluidedge.errors import (
     CapacityError,
     ConflictError,
+    DeadlineExceeded,
     FluidedgeError,
     InputError,
     NotFoundError,
@@ -44,6 +45,10 @@ class InUse(InstancesError, ConflictError):
     """The object is still used (a template by instances, a network by templates)."""
 
 
+class NotABridge(InstancesError, ConflictError):
+    """A network names an existing interface that is not a bridge (it is not adopted)."""
+
+
 class WrongState(InstancesError, ConflictError):
     """The instance is not in a state that allows the operation."""
 
@@ -54,6 +59,16 @@ class AdmissionRefused(InstancesError, CapacityError):
 
 class RuntimeFailure(InstancesError, SystemFailure):
     """runc, a cgroup write or a netlink call failed underneath us."""
+
+
+class ReadinessTimeout(InstancesError, DeadlineExceeded):
+    """The workload did not pass its readiness check within ``readiness.timeout_s``."""
+
+
+class WorkloadFailed(RuntimeFailure):
+    """The workload exited before it was ready (its own fault, not the host's): 502."""
+
+    http_status = 502
 
 
 class FreezerBusy(RuntimeFailure):

@@ -2,7 +2,10 @@
 
 Names are checked at the boundary (they end up in cgroup paths, file names and interface
 names); addresses are parsed with :mod:`ipaddress`. Every model forbids unknown fields so a typo
-in a request is a 400 with a reason, not a silently ignored option.
+in a request is a 400 with a reason, not a silently ignored option. Every free-form field has a
+size limit (``LIMITS``), stated in the OpenAPI schema and in the 400's reason when exceeded: a
+template is stored, kept in memory and written into every instance, so megabytes of description
+or env would cost on every request.
 """
 
 from __future__ import annotations
@@ -46,7 +49,39 @@ KNOWN_CAPABILITIES = frozenset(
     }
 )
 
+# Size limits of the free-form fields (characters, or entries for lists and maps).
+LIMITS = {
+    "description": 4096,
+    "args": 256,
+    "arg": 4096,
+    "env": 256,
+    "env_key": 256,
+    "env_value": 32768,
+    "files": 64,
+    "file_path": 255,
+    "file_content": 256 * 1024,
+    "labels": 64,
+    "label": 63,
+    "selectors": 32,
+}
+# Launcher-owned names in the assignment directory (/.fe): a template file must not shadow them.
+RESERVED_FILES = frozenset({"go", "assign"})
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case name, <= 32 chars")]
+_NoNul = r"^[^\x00]*$"
+Arg = Annotated[str, Field(max_length=LIMITS["arg"], pattern=_NoNul)]
+Command = Annotated[list[Arg], Field(min_length=1, max_length=LIMITS["args"])]
+# The key pattern is checked by _check_env (its reason is clearer); the schema states it too.
+EnvKey = Annotated[
+    str, Field(max_length=LIMITS["env_key"], json_schema_extra={"pattern": _ENV_KEY_RE.pattern})
+]
+EnvValue = Annotated[str, Field(max_length=LIMITS["env_value"], pattern=_NoNul)]
+Env = Annotated[dict[EnvKey, EnvValue], Field(max_length=LIMITS["env"])]
+LabelText = Annotated[str, Field(max_length=LIMITS["label"])]
+Labels = Annotated[dict[LabelText, LabelText], Field(max_length=LIMITS["labels"])]
+FilePath = Annotated[str, Field(max_length=LIMITS["file_path"])]
+FileContent = Annotated[str, Field(max_length=LIMITS["file_content"])]
+Selectors = Annotated[list[str], Field(max_length=LIMITS["selectors"])]
 IfName = Annotated[str, Field(pattern=IFNAME_PATTERN, description="interface name, <= 8 chars")]
 
 
@@ -135,11 +170,12 @@ class TemplateSpec(_Strict):
     """What an instance runs, and how many shells to keep prepared for it."""
 
     name: Name
-    description: str = ""
-    command: list[str]
-    env: dict[str, str] = Field(default_factory=dict)
-    files: dict[str, str] = Field(
+    description: str = Field(default="", max_length=LIMITS["description"])
+    command: Command
+    env: Env = Field(default_factory=dict)
+    files: dict[FilePath, FileContent] = Field(
         default_factory=dict,
+        max_length=LIMITS["files"],
         description="files written into /.fe/ at start; '{name}' is replaced by the instance name",
     )
     resources: Resources = Field(default_factory=Resources)
@@ -147,7 +183,7 @@ class TemplateSpec(_Strict):
     interfaces: list[InterfaceSpec] = Field(default_factory=list, max_length=8)
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod
@@ -165,6 +201,11 @@ class TemplateSpec(_Strict):
         for path in value:
             if not _FILE_RE.match(path) or ".." in path.split("/"):
                 raise ValueError(f"invalid file path {path!r} (relative, no '..')")
+            if path.split("/")[0] in RESERVED_FILES:
+                raise ValueError(
+                    f"file path {path!r} is reserved for the launcher "
+                    f"({', '.join(sorted(RESERVED_FILES))})"
+                )
         return value
 
     @field_validator("capabilities")
@@ -219,13 +260,13 @@ class InstanceRequest(_Strict):
 
     name: Name
     template: Name
-    interfaces: dict[str, InterfaceAssignment] = Field(default_factory=dict)
-    command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    interfaces: dict[str, InterfaceAssignment] = Field(default_factory=dict, max_length=8)
+    command: Command | None = None
+    env: Env = Field(default_factory=dict)
     resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
-    labels: dict[str, str] = Field(default_factory=dict)
-    affinity: list[str] = Field(default_factory=list, description="key=value: share CPUs with")
-    anti_affinity: list[str] = Field(default_factory=list, description="key=value: avoid CPUs of")
+    labels: Labels = Field(default_factory=dict)
+    affinity: Selectors = Field(default_factory=list, description="key=value: share CPUs with")
+    anti_affinity: Selectors = Field(default_factory=list, description="key=value: avoid CPUs of")
     placement: Literal["spread", "pack"] | None = None
     wait_ready: bool = True
     cold: bool = Field(default=False, description="skip the pool (measurements)")
