@@ -115,7 +115,7 @@ def build_router(manager: Manager) -> APIRouter:
         tags=["instances"],
         status_code=status.HTTP_201_CREATED,
         response_model=InstanceView,
-        responses=error_responses(404, 409, 502, 503, 504),
+        responses=error_responses(404, 409, 422, 504),
     )
     async def create_instance(
         request: InstanceRequest, arrived: float = Depends(_arrival)
@@ -183,7 +183,7 @@ def build_router(manager: Manager) -> APIRouter:
         "/networks",
         tags=["networks"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(409),
+        responses=error_responses(404, 409),
     )
     def create_network(spec: NetworkSpec) -> NetworkSpec:
         return manager.create_network(spec)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fluidedge.errors import (
-    CapacityError,
     ConflictError,
     DeadlineExceeded,
     FluidedgeError,
@@ -27,6 +26,10 @@ class InstanceNotFound(InstancesError, NotFoundError):
 
 class NetworkNotFound(InstancesError, NotFoundError):
     """No network has that name."""
+
+
+class NetnsNotFound(InstancesError, NotFoundError):
+    """A network names a network namespace that does not exist."""
 
 
 class InvalidRequest(InstancesError, InputError):
@@ -53,8 +56,12 @@ class WrongState(InstancesError, ConflictError):
     """The instance is not in a state that allows the operation."""
 
 
-class AdmissionRefused(InstancesError, CapacityError):
-    """Admission control refused: CPUs or memory would be overcommitted beyond the limits."""
+class AdmissionRefused(InstancesError, ConflictError):
+    """Admission control refused: CPUs or memory would be overcommitted beyond the limits.
+
+    409, not 503: the refusal follows from the resources already committed (deleting instances
+    makes room), and a 5xx would tell clients and monitoring that the daemon is failing.
+    """
 
 
 class RuntimeFailure(InstancesError, SystemFailure):
@@ -66,9 +73,11 @@ class ReadinessTimeout(InstancesError, DeadlineExceeded):
 
 
 class WorkloadFailed(RuntimeFailure):
-    """The workload exited before it was ready (its own fault, not the host's): 502."""
+    """The workload exited before it was ready: its own fault (a wrong command, a crash), not
+    the host's, so 422 (the request was understood, its instructions could not be carried out)
+    rather than a 5xx."""
 
-    http_status = 502
+    http_status = 422
 
 
 class FreezerBusy(RuntimeFailure):

@@ -986,6 +986,11 @@ class Manager:
                     raise NetworkNotFound(
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
+            duplicates = spec.duplicate_interfaces()
+            if duplicates:
+                raise InvalidRequest(
+                    f"interfaces: names must be unique ({', '.join(duplicates)} repeated)"
+                )
             self.tables.put_template(spec.name, spec.model_dump(), False)
             self.templates[spec.name] = spec
             self.pools.setdefault(spec.name, Pool())

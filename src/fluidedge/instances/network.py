@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from fluidedge.instances.errors import InvalidRequest, NotABridge, RuntimeFailure
+from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.linux import netns as netns_mod
 
@@ -61,7 +61,7 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
     would fail later.
     """
     if spec.netns is not None and not netns_mod.exists(spec.netns):
-        raise InvalidRequest(f"netns: network namespace {spec.netns!r} does not exist")
+        raise NetnsNotFound(f"netns: network namespace {spec.netns!r} does not exist")
     with _lock:
         try:
             ipr = _ipr(spec.netns)

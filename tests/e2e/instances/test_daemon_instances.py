@@ -165,7 +165,7 @@ def test_api_errors_templates_logs_metrics(inst_daemon: DaemonHandle) -> None:
             "/v1/instances", {"name": "x", "template": "idle", "resources": {"memory_mb": 4096}}
         )
     )
-    assert code == 503
+    assert code == 409
     assert "memory" in why
     code, why = _status(
         lambda: client.post(
