@@ -12,6 +12,7 @@ HTTPS daemon with a private CA, ``FLUIDEDGE_CA`` names the CA bundle to verify i
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,9 @@ class Client:
         token = token or _default_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         ca = os.environ.get("FLUIDEDGE_CA")
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         transport = httpx.HTTPTransport(
-            uds=str(socket_path) if socket_path else None, verify=ca or True
+            uds=str(socket_path) if socket_path else None, verify=verify
         )
         self._http = httpx.Client(
             base_url=base, headers=headers, timeout=timeout, transport=transport
