@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fluidedge.linux import netns
 from fluidedge.linux.netns import call_in_netns
 from tests.fixtures.daemon import TOKEN, DaemonFactory
 
@@ -124,25 +123,6 @@ def _certificate(directory: Path, address: str) -> tuple[Path, Path]:
         capture_output=True,
     )  # fmt: skip
     return cert, key
-
-
-@pytest.fixture
-def api_netns() -> Iterator[str]:
-    """A namespace with a veth pair (both ends inside) holding 192.0.2.1/24: an address off
-    loopback that no packet can leave the machine from."""
-    name = f"feapi{os.getpid() % 100000}"
-    netns.create(name)
-    try:
-        for argv in (
-            ["ip", "link", "add", "fe0", "type", "veth", "peer", "name", "fe1"],
-            ["ip", "addr", "add", "192.0.2.1/24", "dev", "fe0"],
-            ["ip", "link", "set", "fe0", "up"],
-            ["ip", "link", "set", "fe1", "up"],
-        ):
-            subprocess.run(["ip", "netns", "exec", name, *argv], check=True)
-        yield name
-    finally:
-        netns.delete(name)
 
 
 def test_off_loopback_needs_tls_then_serves_https(

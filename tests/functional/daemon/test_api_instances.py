@@ -6,30 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from fluidedge.daemon.store import Store
-from fluidedge.instances.manager import InstancesConfig, Manager
-from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
+from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.functional.daemon.conftest import purge_instances
 
 pytestmark = pytest.mark.root
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SUFFIX = os.getpid() % 100000
-
-
-def _purge(handle: DaemonHandle) -> None:
-    state = Path(handle.config["state_dir"])
-    manager = Manager(
-        InstancesConfig(pool_scale=0, prepare_workers=1, builtin_templates=False),
-        Store(state / "fluidedge.sqlite"),
-        state / "instances",
-    )
-    manager.start()
-    manager.purge()
 
 
 @pytest.fixture
@@ -42,7 +29,7 @@ def api(daemon_factory: DaemonFactory) -> Iterator[httpx.Client]:
             yield client
     finally:
         handle.stop()
-        _purge(handle)
+        purge_instances(handle)
 
 
 def _template(name: str, **fields: object) -> dict[str, object]:
