@@ -232,6 +232,7 @@ class Store:
             "store reset on request: problems=%s moved_aside=%s",
             "; ".join(problems),
             ", ".join(str(p) for p in self.moved_aside) or "-",
+            extra={"part": "daemon", "event": "store_reset", "ids": str(path)},
         )
 
     def _after_open(self, path: Path) -> None:
@@ -269,7 +270,11 @@ class Store:
                     "the daemon (it checks the store and refuses damage), and restore a "
                     "backup if the store is gone (fluidedge state restore)."
                 )
-                log.error("store unavailable: %s", self._unavailable)
+                log.error(
+                    "store unavailable: %s",
+                    self._unavailable,
+                    extra={"part": "daemon", "event": "store_unavailable", "ids": str(file)},
+                )
                 raise StoreUnavailable(self._unavailable)
 
     # ------------------------------------------------------------------ API
