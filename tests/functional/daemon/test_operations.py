@@ -33,7 +33,8 @@ def test_lock_is_exclusive_names_its_owner_and_is_private(tmp_path: Path) -> Non
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; "
-                "from fluidedge.daemon.lock import StateLock; StateLock(Path(sys.argv[1])).acquire()",
+                "from fluidedge.daemon.lock import StateLock; "
+                "StateLock(Path(sys.argv[1])).acquire()",
                 str(state),
             ],
             capture_output=True,

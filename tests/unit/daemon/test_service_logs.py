@@ -59,7 +59,8 @@ def test_log_records_carry_level_part_event_and_ids() -> None:
     assert fields_of(record)["part"] == "instances"
     line = logfmt(record)
     assert line == (
-        'level=warning part=instances event=orphan_found ids=fe0123456789 msg="orphan kept: \\"x\\""'
+        "level=warning part=instances event=orphan_found ids=fe0123456789 "
+        'msg="orphan kept: \\"x\\""'
     )
     assert "event=log" in logfmt(_record("plain"))
 
