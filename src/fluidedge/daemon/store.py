@@ -228,6 +228,7 @@ class Store:
                 + f"\n{RECOVERY}"
             )
         self.moved_aside = move_aside(path, "damaged")
+        marker.unlink(missing_ok=True)  # re-written for the new, empty store
         log.warning(
             "store reset on request: problems=%s moved_aside=%s",
             "; ".join(problems),

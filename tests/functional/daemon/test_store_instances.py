@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -180,7 +181,11 @@ def test_backup_restore_round_trip_readopts_and_keeps_later_workloads(
     assert orphans[late["id"]]["pid"] == late["pid"]
     assert runc.pid_alive(late["pid"])
     assert late["id"] in _cli(daemon, "pool", "orphans", "--json").stdout
-    assert f"fluidedge_orphans {len(orphans)}" in httpx.get(f"{daemon.url}/metrics").text
+    gauge = re.search(
+        r"^fluidedge_orphans ([0-9.]+)$", httpx.get(f"{daemon.url}/metrics").text, re.M
+    )
+    assert gauge is not None
+    assert float(gauge.group(1)) == len(orphans)
 
     purged = _cli(daemon, "pool", "purge", "--orphans")
     assert purged.returncode == 0, purged.stderr
