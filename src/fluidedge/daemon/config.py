@@ -18,7 +18,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -91,6 +91,9 @@ class DaemonConfig(BaseModel):
 
     state_dir: Path = DEFAULT_STATE_DIR
     store: Path | None = None
+    # "full": a 2xx means the change is on disk (fsync per commit); "normal": survives a
+    # daemon crash but not power loss (docs/daemon.md, Durability).
+    store_synchronous: Literal["full", "normal"] = "full"
     api: ApiConfig = Field(default_factory=ApiConfig)
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -114,7 +117,7 @@ class DaemonConfig(BaseModel):
         return self.state_dir / self.api.audit_log if self.api.audit_log else None
 
 
-_CORE_KEYS = {"state_dir", "store", "api"}
+_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api"}
 
 
 def parse_config(data: dict[str, Any]) -> DaemonConfig:

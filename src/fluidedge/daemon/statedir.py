@@ -48,11 +48,15 @@ def prepare(config: DaemonConfig) -> None:
 
 
 def private_files(config: DaemonConfig) -> None:
-    """Make the daemon's files under state_dir 0600 (the store's WAL and shm inherit its mode)."""
+    """Make the daemon's files 0600: every file directly under state_dir (store, its WAL and
+    shm, which later inherit its mode, token, lock, audit log...), and the store and token
+    wherever they are configured. Sub-directories belong to their parts."""
     store = config.store_path
     paths: list[Path] = [store, Path(f"{store}-wal"), Path(f"{store}-shm")]
     if config.api.token_file is not None:
         paths.append(config.api.token_file)
+    with os.scandir(config.state_dir) as entries:
+        paths += [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(path, 0o600)
