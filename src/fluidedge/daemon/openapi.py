@@ -3,11 +3,12 @@
 FastAPI documents 422 for validation errors; the daemon answers 400 with ``{"detail": reason}``
 (:mod:`fluidedge.daemon.app`). The edge (:mod:`fluidedge.daemon.edge`) answers 401 and 413 for
 every route (405 with ``Allow`` for methods a path does not have), and any write may meet a
-full disk (507) or a failure underneath (500). Rather than repeating that in each part, this
-pass rewrites the generated document once: 422 becomes 400, the cross-cutting statuses are
-added with the error model, the bearer scheme is declared and each operation says whether it
-needs it (mutations always; reads only with ``api.open_reads = false``). Statuses specific to
-a route (404, 409, 422, 504...) are declared by the route itself.
+full disk (507), a store refusing writes (503) or a failure underneath (500). Rather than
+repeating that in each part, this pass rewrites the generated document once: 422 becomes 400,
+the cross-cutting statuses are added with the error model, the bearer scheme is declared and
+each operation says whether it needs it (mutations always; reads only with
+``api.open_reads = false``). Statuses specific to a route (404, 409, 422, 504...) are declared
+by the route itself.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _TEXT = {
     422: "Understood, but could not be carried out (e.g. the workload exited before ready)",
     413: "Request body larger than api.max_body_bytes",
     500: "A failure underneath the daemon (kernel, tool, store); the reason says which",
-    503: "The host cannot take it now",
+    503: "The store refuses writes (its files were removed or replaced)",
     504: "A wait the request asked for ran out",
     507: "No space left under the state directory; nothing was stored",
 }
@@ -86,5 +87,6 @@ def rewrite(document: dict[str, Any], *, open_reads: bool) -> dict[str, Any]:
                 _add(responses, 413)
             if verb not in SAFE_METHODS:
                 _add(responses, 500)
+                _add(responses, 503)
                 _add(responses, 507)
     return document

@@ -184,7 +184,7 @@ def build_router(manager: Manager) -> APIRouter:
     def purge_orphans() -> dict[str, list[str]]:
         return {"purged": manager.purge_orphans()}
 
-    @router.delete("/orphans/{orphan_id}", tags=["pools"])
+    @router.delete("/orphans/{orphan_id}", tags=["pools"], responses=error_responses(404))
     def purge_orphan(orphan_id: str) -> dict[str, list[str]]:
         return {"purged": manager.purge_orphans([orphan_id])}
 
