@@ -159,7 +159,9 @@ class EdgeMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             warm_up = scope.get("fluidedge.warm_up", False)
             if not warm_up:
-                self.metrics.observe(method, template, status[0], seconds)
+                # Any token is a valid HTTP method: label unknown ones "OTHER" (bounded series).
+                label = method if method in _METHOD_ORDER else "OTHER"
+                self.metrics.observe(label, template, status[0], seconds)
             if mutating and self.audit is not None and not warm_up:
                 self.audit.record(
                     _peer(scope),
