@@ -67,6 +67,10 @@ class TofConfig(BaseModel):
     batch: int = Field(default=64, ge=1, le=4096)
     s1_mtu: int = Field(default=1500, ge=576, le=9216)
     mss_clamp: bool = True
+    event_log: int = Field(
+        default=1000, ge=1, le=100_000
+    )  # bearer events kept (GET /tunnels/events)
+    gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
     @classmethod
