@@ -35,7 +35,6 @@ from scapy.layers.l2 import Ether
 
 from fluidedge.codec.stack import Kind, classify, decode_frame
 
-
 SHAPES = ("lte", "lte-s", "5g", "5g-s")
 
 
@@ -45,9 +44,9 @@ def make_frames(shape: str, n: int) -> list[bytes]:
         seq = {"S": 1, "seq": i % 65536} if shape.endswith("-s") else {}
         gtp = GTP_U_Header(teid=0x1000 + i, **seq)
         if shape.startswith("5g"):
-            gtp = GTP_U_Header(
-                teid=0x1000 + i, E=1, next_ex=0x85, **seq
-            ) / GTPPDUSessionContainer(type=1, QFI=1 + i % 63)
+            gtp = GTP_U_Header(teid=0x1000 + i, E=1, next_ex=0x85, **seq) / GTPPDUSessionContainer(
+                type=1, QFI=1 + i % 63
+            )
         pkt = (
             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
             / IP(src="198.18.0.1", dst="198.18.0.2")
