@@ -13,8 +13,11 @@ cannot change (§4.3.1 "regular switch"; the bump in the wire is invisible).
 What happens to a frame (the GTP Filter of §4.3.2.1.1, then the UE-decapsulated path):
 
 1. Not IPv4/IPv6 + UDP to port 2152, or an outer fragment: switched to the other side.
-2. GTP-U that does not parse (bad version, GTP', truncated, broken extension chain): switched
-   unchanged and counted by reason — it is not ours to judge, the peers will.
+2. GTP-U that does not parse (bad version, GTP', truncated, broken extension chain, unknown
+   extension with comprehension bits 11): switched unchanged and counted by reason — it is not
+   ours to judge, the peers will. Unknown extensions an intermediate node forwards (bits 00,
+   01, 10; TS 29.281 §5.2.1) are G-PDUs like any other: learned, passed byte for byte; bits
+   10 are never offloaded (the endpoint must understand them and we do not).
 3. Echo, Supported Extension Headers: switched. End Marker and Error Indication: switched, and
    the tunnel they name is forgotten (see :meth:`Pipeline._on_end_marker`).
 4. G-PDU: looked up by ``(outer source, outer destination, TEID)``; an unknown key is learned
@@ -46,7 +49,6 @@ from dataclasses import dataclass, field
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
-from fluidedge.codec.gtpu.extensions import KNOWN_TYPES
 from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import inner as inner_codec
 from fluidedge.codec.net import ipv4 as ipv4_codec
@@ -82,9 +84,7 @@ PINGER_MAGIC = b"fluidedge-pinger"
 Action = tuple[int, bytes]
 
 GTPC_PORT = 2123
-_FLAG_E = 0x04
-_EXT_CLASS_ENDPOINT = 0x80  # TS 29.281 §5.2.1: MSBs 10 = the endpoint must comprehend it
-_EXT_CLASS_ALL = 0xC0  # MSBs 11 = every receiver must comprehend it
+_EXT_CLASS_ENDPOINT = 0x80  # TS 29.281 §5.2.1: comprehension bits 10, the endpoint's to read
 
 _NUMBERS = re.compile(r" (0x[0-9a-fA-F]+|[0-9]+)\b")  # "IE 133" -> "IE": bounded label sets
 _GPDU = int(Kind.GTP_GPDU)
@@ -291,11 +291,6 @@ class Pipeline:
                 self._on_error_indication(frame, now)
             return [(other, frame)]
         if kind == _MALFORMED:
-            forwardable = forwardable_gpdu(frame, c)
-            if forwardable is not None:
-                # TS 29.281 §5.2.1: an unknown extension an intermediate node forwards (MSBs
-                # 10, as codecs without that case report it): pass, learn, never offload.
-                return self._unknown_extension(frame, forwardable, port, now)
             error = c.error
             reason = f"{_NUMBERS.sub('', error.header)}/{error.error}" if error else "unknown"
             self.malformed[reason] += 1
@@ -304,21 +299,6 @@ class Pipeline:
             self.gtpc.on_frame(frame, c, port, now)
         self.counters[_SWITCHED[kind]] += 1
         return [(other, frame)]
-
-    def _unknown_extension(
-        self, frame: bytes, c: Classified, port: int, now: float
-    ) -> list[Action]:
-        """A G-PDU whose chain has an unknown type the endpoint must comprehend (MSBs 10).
-
-        The TOF is not that endpoint: the frame goes on byte for byte, its bearer is learned
-        and credited, and it is never offloaded.
-        """
-        self.counters["gpdu_unknown_extension_passed"] += 1
-        uplink = port == ENB
-        bearer = self._tunnel_bearer(frame, c, now, uplink=uplink)
-        if bearer is not None:
-            self._credit(bearer, c, now, uplink=uplink)
-        return [(SGW if uplink else ENB, frame)]
 
     def _tunnel_bearer(
         self, frame: bytes, c: Classified, now: float, *, uplink: bool
@@ -371,8 +351,10 @@ class Pipeline:
         service = self.services.get(c.inner_dst) if self.services else None  # type: ignore[arg-type]
         if service is None:
             return [(SGW, frame)]
-        if frame[c.udp_offset + 8] & _FLAG_E and not endpoint_may_act(frame, c.udp_offset + 8):  # type: ignore[operator]
-            # TS 29.281 §5.2.1: an extension the endpoint must comprehend, and we do not.
+        unknown = c.unknown_ext
+        if unknown is not None and unknown & _EXT_CLASS_ENDPOINT:
+            # TS 29.281 §5.2.1: an unknown extension with comprehension bits 10 must be
+            # understood by the endpoint. We are not that endpoint: forward it, do not offload.
             self.counters["offload_refused_unknown_extension"] += 1
             return [(SGW, frame)]
         return self._offload_up(frame, c, bearer, service, now)
@@ -1082,90 +1064,6 @@ class EventLog:
         for (event, reason), n in sorted(self.counts.items()):
             out.setdefault(event, {})[reason] = n
         return out
-
-
-def _ext_chain(frame: bytes, gtp: int) -> tuple[list[int], int] | None:
-    """The extension types of the GTP-U header at ``gtp`` and the payload offset, or ``None``
-    if the chain is broken (TS 29.281 §5.2: length in 4-octet units, next type last)."""
-    n = len(frame)
-    if gtp + 12 > n or not frame[gtp] & _FLAG_E:
-        return None
-    length_end = gtp + 8 + ((frame[gtp + 2] << 8) | frame[gtp + 3])
-    next_type = frame[gtp + 11]
-    pos = gtp + 12
-    types: list[int] = []
-    while next_type:
-        if pos >= min(n, length_end) or len(types) > 16:
-            return None
-        end = pos + 4 * frame[pos]
-        if end == pos or end > min(n, length_end):
-            return None
-        types.append(next_type)
-        next_type = frame[end - 1]
-        pos = end
-    return types, pos
-
-
-def endpoint_may_act(frame: bytes, gtp: int) -> bool:
-    """Whether the TOF, as the endpoint of an offloaded G-PDU, may act on its extension chain.
-
-    TS 29.281 §5.2.1: an unknown type with MSBs 00 or 01 may be ignored by an endpoint; MSBs
-    10 or 11 must be comprehended by it. Known types (``KNOWN_TYPES``) are comprehended.
-    """
-    chain = _ext_chain(frame, gtp)
-    if chain is None:
-        return False
-    return all(t in KNOWN_TYPES or not t & _EXT_CLASS_ENDPOINT for t in chain[0])
-
-
-def forwardable_gpdu(frame: bytes, c: Classified) -> Classified | None:
-    """A G-PDU the codec called malformed only for an unknown extension type with MSBs 10.
-
-    TS 29.281 §5.2.1: such a header must be forwarded by an intermediate node (only the
-    endpoint must comprehend it), so the frame is well-formed traffic: this returns its
-    classification (outer addresses, TEID, inner addresses) for learning, else ``None``.
-    Codecs that already report these frames as G-PDUs never get here.
-    """
-    error = c.error
-    if error is None or not error.header.startswith("GTP-U extension header"):
-        return None
-    decoded = decode_frame(frame)
-    ip, udp_off = decoded.ip, decoded.udp_offset
-    if ip is None or udp_off is None or decoded.udp is None:
-        return None
-    gtp = udp_off + 8
-    if len(frame) < gtp + 12 or frame[gtp] >> 5 != 1 or frame[gtp + 1] != GTP_GPDU:
-        return None
-    chain = _ext_chain(frame, gtp)
-    if chain is None:
-        return None
-    types, payload = chain
-    if any(t not in KNOWN_TYPES and t & _EXT_CLASS_ALL == _EXT_CLASS_ALL for t in types):
-        return None  # MSBs 11: every receiver must comprehend it; not ours to call well-formed
-    end = gtp + 8 + ((frame[gtp + 2] << 8) | frame[gtp + 3])
-    if end > len(frame) or payload >= end:
-        return None
-    try:
-        inner = inner_codec.decode(frame, payload, end)
-    except CodecError:
-        return None
-    teid = int.from_bytes(frame[gtp + 4 : gtp + 8], "big")
-    return c._replace(
-        kind=_GPDU,
-        outer_src=ip.source,
-        outer_dst=ip.destination,
-        src_port=decoded.udp.source_port,
-        dst_port=decoded.udp.destination_port,
-        udp_offset=udp_off,
-        message_type=GTP_GPDU,
-        teid=teid,
-        inner_offset=payload,
-        inner_end=end,
-        inner_src=inner.source,
-        inner_dst=inner.destination,
-        inner_proto=inner.protocol,
-        error=None,
-    )
 
 
 def _patched(hi: int, lo: int, delta: int) -> int:

@@ -321,8 +321,9 @@ def ext_frame(ext_type: int, dst: bytes = SVC_IP) -> bytes:
 
 
 def test_unknown_forwardable_extensions_pass_and_learn() -> None:
-    """TS 29.281 §5.2.1: MSBs 00/01 (endpoint may ignore) are offloaded; 10 (the endpoint must
-    comprehend) passes byte for byte and is learned; 11 passes, counted malformed, unlearned."""
+    """TS 29.281 §5.2.1: bits 00/01 (an endpoint may ignore them) are offloaded; 10 (the
+    endpoint must comprehend it) passes byte for byte and is learned; 11 passes, counted
+    malformed, unlearned."""
     for ext_type, offloaded in ((0x03, True), (0x43, True), (0x8F, False)):
         p = service_pipeline()
         frame = ext_frame(ext_type)
@@ -345,20 +346,10 @@ def test_unknown_forwardable_extensions_pass_and_learn() -> None:
     assert sum(p.malformed.values()) == 1
 
 
-def test_endpoint_required_extension_refused_when_codec_reports_gpdu() -> None:
-    """Codecs that report MSBs-10 unknowns as G-PDUs (codec-stream): still never offloaded."""
-    from fluidedge.tof import pipeline as pl
-
+def test_endpoint_required_extension_is_counted_not_offloaded() -> None:
     frame = ext_frame(0x8F)
-    c = classify(frame)
-    forwardable = pl.forwardable_gpdu(frame, c)
-    assert forwardable is not None
-    assert forwardable.teid == 0x33
-    assert forwardable.inner_src == UE1
-    assert forwardable.udp_offset is not None
-    assert not pl.endpoint_may_act(frame, forwardable.udp_offset + 8)
-    assert pl.endpoint_may_act(ext_frame(0x43), forwardable.udp_offset + 8)
+    assert classify(frame).unknown_ext == 0x8F
     p = service_pipeline()
-    out = p._uplink(frame, forwardable, 1.0)  # the G-PDU path, as a newer classify() takes
-    assert out == [(SGW, frame)]
+    assert p.from_s1(frame, ENB, 1.0) == [(SGW, frame)]
     assert p.counters["offload_refused_unknown_extension"] == 1
+    assert p.service_counters["web"].up_packets == 0
