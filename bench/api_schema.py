@@ -63,7 +63,7 @@ def main() -> int:
     netns.create(name)
     log = (work / "daemon.log").open("ab")
     daemon = subprocess.Popen(
-        ["ip", "netns", "exec", name, sys.executable, "-m", "fluidedge", "serve",
+        ["nsenter", f"--net=/run/netns/{name}", "--", sys.executable, "-m", "fluidedge", "serve",
          "-c", str(work / "fluidedge.toml"), "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

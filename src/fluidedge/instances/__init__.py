@@ -28,6 +28,7 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── InstanceNotFound (+ NotFoundError)        404
     ├── NetworkNotFound (+ NotFoundError)         404
     ├── NetnsNotFound (+ NotFoundError)           404  a network's netns does not exist
+    ├── InterfaceNotFound (+ NotFoundError)       404  an interface the template does not have
     ├── InvalidRequest (+ InputError)             400  malformed name/address/spec
     ├── NameInUse (+ ConflictError)               409
     ├── AddressInUse (+ ConflictError)            409

@@ -28,6 +28,10 @@ class NetworkNotFound(InstancesError, NotFoundError):
     """No network has that name."""
 
 
+class InterfaceNotFound(InstancesError, NotFoundError):
+    """An instance request assigns an interface its template does not have."""
+
+
 class NetnsNotFound(InstancesError, NotFoundError):
     """A network names a network namespace that does not exist."""
 

@@ -52,6 +52,7 @@ from fluidedge.instances.bundle import (
 from fluidedge.instances.errors import (
     AddressInUse,
     InstanceNotFound,
+    InterfaceNotFound,
     InUse,
     InvalidRequest,
     NameInUse,
@@ -773,7 +774,7 @@ class Manager:
             wanted = {iface.name: iface for iface in template.interfaces}
             for ifname in request.interfaces:
                 if ifname not in wanted:
-                    raise InvalidRequest(
+                    raise InterfaceNotFound(
                         f"interfaces.{ifname}: template {template.name} has no interface "
                         f"{ifname!r} (has: {', '.join(wanted) or 'none'})"
                     )

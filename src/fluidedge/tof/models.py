@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -54,9 +55,26 @@ ServiceName = Annotated[
     Field(min_length=1, max_length=63, pattern=NAME_PATTERN, examples=["video-cache"]),
     AfterValidator(_valid_name),
 ]
+# The schema describes IPv4, the seed's examples and the common case: a dotted quad that is not
+# multicast, 0.0.0.0 or 255.255.255.255 (what parse_unicast accepts), so that a generated
+# schema-valid request is a valid one. IPv6 is accepted too (same family on both sides), but
+# not described: the same-family rule and every IPv6 text form, stated in JSON Schema, make
+# schema-driven generators crawl.
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_UNICAST = rf"^(25[0-5]|24[0-9]|22[0-3]|2[01][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.{_OCTET}){{3}}$"
+IPV4_SCHEMA: JsonDict = {
+    "pattern": _IPV4_UNICAST,
+    "not": {"enum": ["0.0.0.0", "255.255.255.255"]},  # noqa: S104 (a value refused, not a bind)
+}
 IPText = Annotated[
     str,
-    Field(min_length=2, max_length=45, examples=["198.18.50.1"]),
+    Field(
+        min_length=2,
+        max_length=45,
+        examples=["198.18.50.1"],
+        description="a unicast IPv4 address (or IPv6, the same family on both sides)",
+        json_schema_extra=IPV4_SCHEMA,
+    ),
     AfterValidator(_canonical_ip),
 ]
 

@@ -40,6 +40,7 @@ def schemathesis_argv(url: str, *, examples: int, seed: int) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.timeout(1200)
 def test_schemathesis_all_checks_pass(api_netns: str, daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(PARTS, netns=api_netns)
     try:

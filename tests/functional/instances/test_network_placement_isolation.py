@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from fluidedge.instances import runc
-from fluidedge.instances.errors import AddressInUse, AdmissionRefused, InvalidRequest
+from fluidedge.instances.errors import (
+    AddressInUse,
+    AdmissionRefused,
+    InterfaceNotFound,
+    InvalidRequest,
+)
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.instances.nl import call_in_netns_path
@@ -116,7 +121,7 @@ def test_multi_interface_static_addresses_and_reachability(manager_factory: Mana
                 }
             )
         )
-    with pytest.raises(InvalidRequest, match="no interface"):
+    with pytest.raises(InterfaceNotFound, match="no interface"):
         manager.create_instance(
             InstanceRequest.model_validate(
                 {
