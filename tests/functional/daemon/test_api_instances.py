@@ -104,7 +104,12 @@ def test_readiness_timeout_is_504_and_workload_exit_422(api: httpx.Client) -> No
     assert timed_out.status_code == 504
     assert "not ready (tcp) within 0.5 s" in timed_out.json()["detail"]
     assert api.get("/v1/instances/s1").status_code == 404
-    dying = _template("dying", command=["/bin/busybox", "false"])
+    # A TCP readiness the workload never reaches: it exits first, whatever the host's load.
+    dying = _template(
+        "dying",
+        command=["/bin/busybox", "false"],
+        readiness={"kind": "tcp", "port": 9, "timeout_s": 30},
+    )
     assert api.post("/v1/templates", json=dying).status_code == 201
     exited = api.post("/v1/instances", json={"name": "d1", "template": "dying"})
     assert exited.status_code == 422
