@@ -7,7 +7,9 @@ that functional tests can drive it against a daemon they started. Return values 
 
 from __future__ import annotations
 
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -188,21 +190,34 @@ def run_analyze(
     save_dir: Path | None = None,
     console: Console | None = None,
 ) -> tuple[list[Instantiation], CrossCheck]:
-    """Analyse a capture of the API port; print per-request timings and the cross-check."""
+    """Analyse a capture of the API port; print per-request timings and the cross-check.
+
+    Both captures are streamed (constant memory whatever their size): only the API port's TCP
+    payload and a few timestamps per address (:class:`analyzer.FirstPackets`) are kept."""
     console = console or Console()
-    try:
-        api_capture = capture.read_capture(capture_path.read_bytes())
-    except OSError as exc:
-        raise CaptureError(f"cannot read {capture_path}: {exc.strerror}") from exc
-    connections = analyzer.reassemble(capture.tcp_segments(api_capture, api_port), api_port)
-    exchanges = analyzer.exchanges(connections)
-    dataplane = api_capture.packets
+    reassembler = analyzer.Reassembler(api_port)
+    first = analyzer.FirstPackets()
+    counts = capture.Counts()
+    same_file = dataplane_path is None
+    for packet in _stream(capture_path, counts):
+        if packet.protocol == capture.PROTO_TCP:
+            segment = capture.tcp_segment(packet)
+            is_request_data = (
+                segment is not None
+                and reassembler.add(segment)
+                and bool(segment.payload)
+                and segment.destination_port == api_port
+            )
+            if is_request_data and segment is not None:
+                first.mark(segment.timestamp_ns)
+        if same_file:
+            first.packet(packet.timestamp_ns, packet.source, packet.destination)
     if dataplane_path is not None:
-        try:
-            dataplane = capture.read_capture(dataplane_path.read_bytes()).packets
-        except OSError as exc:
-            raise CaptureError(f"cannot read {dataplane_path}: {exc.strerror}") from exc
-    items = analyzer.instantiations(exchanges, dataplane)
+        for packet in _stream(dataplane_path, capture.Counts()):
+            first.packet(packet.timestamp_ns, packet.source, packet.destination)
+    connections = reassembler.connections()
+    exchanges = analyzer.exchanges(connections)
+    items = analyzer.instantiations(exchanges, first_packets=first)
     if api is not None:
         items = [
             item if item.daemon_total_ms is not None or not item.name else _fetch(api, item)
@@ -210,7 +225,7 @@ def run_analyze(
         ]
     check = analyzer.cross_check(items, tolerance_ms)
     console.print(
-        f"{capture_path}: {len(api_capture.packets)} IP packets ({api_capture.skipped} skipped), "
+        f"{capture_path}: {counts.packets} IP packets ({counts.skipped} skipped), "
         f"{len(connections)} connections to port {api_port}, {len(exchanges)} HTTP exchanges, "
         f"{len(items)} instantiation requests"
     )
@@ -251,6 +266,24 @@ def run_analyze(
         rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
         console.print(f"outputs: {run_dir}")
     return items, check
+
+
+def _stream(path: Path, counts: capture.Counts) -> Iterator[capture.IpPacket]:
+    """The IP packets of the capture at ``path`` (``-``: standard input), streamed."""
+    if str(path) == "-":
+        yield from capture.stream_packets(sys.stdin.buffer, counts)
+    else:
+        try:
+            source = path.open("rb")
+        except OSError as exc:
+            raise CaptureError(f"cannot read {path}: {exc.strerror}") from exc
+        with source:
+            yield from capture.stream_packets(source, counts)
+    if counts.damage is not None:
+        Console(stderr=True).print(
+            f"[yellow]warning: {path}: {counts.damage} (the packets before it were analysed)"
+            "[/yellow]"
+        )
 
 
 def _fetch(api: Api, item: Instantiation) -> Instantiation:

@@ -250,7 +250,10 @@ def report_command(
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
         Path,
-        typer.Argument(help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE)"),
+        typer.Argument(
+            help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE), streamed; "
+            "- reads standard input"
+        ),
     ],
     api_port: Annotated[int, typer.Option("--api-port", help="the daemon's API port")] = 8181,
     dataplane: Annotated[

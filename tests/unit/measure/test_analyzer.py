@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, Ether
@@ -13,7 +21,7 @@ from scapy.packet import Raw
 from tests.fixtures.captures import editcap_pcapng
 
 from fluidedge.codec import pcap
-from fluidedge.measure import analyzer, capture
+from fluidedge.measure import analyzer, benches, capture
 from fluidedge.measure.errors import CaptureError
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -101,7 +109,60 @@ def _analyse(
     cap = capture.read_capture(data)
     conns = analyzer.reassemble(capture.tcp_segments(cap, PORT), PORT)
     exchanges = analyzer.exchanges(conns)
-    return exchanges, analyzer.instantiations(exchanges, cap.packets)
+    items = analyzer.instantiations(exchanges, cap.packets)
+    # the streaming path (what `fluidedge analyze` runs) gives the same, with bounded state
+    streamed = benches.run_analyze(
+        _file(data), api_port=PORT, console=Console(file=io.StringIO(), width=200)
+    )[0]
+    assert streamed == items
+    return exchanges, items
+
+
+_files = itertools.count()
+
+
+def _file(data: bytes) -> Path:
+    path = Path(tempfile.gettempdir()) / f"fe-analyze-{os.getpid()}-{next(_files)}.pcap"
+    path.write_bytes(data)
+    _CREATED.append(path)
+    return path
+
+
+_CREATED: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_files() -> Iterator[None]:
+    yield
+    while _CREATED:
+        _CREATED.pop().unlink(missing_ok=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 50), max_size=8),
+    st.lists(st.tuples(st.integers(0, 60), st.sampled_from("abc"), st.sampled_from("abc")),
+             max_size=40),
+)  # fmt: skip
+def test_first_packets_answers_exactly_for_every_mark(
+    marks: list[int], packets: list[tuple[int, str, str]]
+) -> None:
+    """Bounded state, same answer as keeping every packet (in capture-time order)."""
+    events = sorted([(t, 0, "", "") for t in marks] + [(t, 1, s, d) for t, s, d in packets])
+    first = analyzer.FirstPackets()
+    for t, kind, src, dst in events:
+        if kind == 0:
+            first.mark(t)
+        else:
+            first.packet(t, src, dst)
+    for mark in marks:
+        for addresses in (("a",), ("b", "c"), ("a", "b", "c"), ("z",)):
+            want = min(
+                (t for t, s, d in packets if t >= mark and {s, d} & set(addresses)), default=None
+            )
+            assert first.first_at_or_after(addresses, mark) == want
+    kept = sum(len(v) for v in first.seen.values())
+    assert kept <= 3 * (len(set(marks)) + 1)
 
 
 def test_post_timings_and_cross_check() -> None:
