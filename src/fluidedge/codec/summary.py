@@ -127,9 +127,69 @@ FIELDS: dict[str, Callable[[FrameContext], object]] = {
 Addresses are text, numbers decimal, ``None`` where a layer was not reached."""
 
 
+_MACS: dict[bytes, str] = {}
+
+
+def _mac_memo(raw: bytes) -> str:
+    text = _MACS.get(raw)
+    if text is None:
+        if len(_MACS) >= _TEXTS_MAX:
+            _MACS.clear()
+        text = _MACS[raw] = ethernet.mac_text(raw)
+    return text
+
+
 def record(x: FrameContext) -> dict[str, object]:
-    """A flat, JSON-serialisable record of one frame (every field of :data:`FIELDS`)."""
-    return {name: get(x) for name, get in FIELDS.items()}
+    """A flat, JSON-serialisable record of one frame: every field of :data:`FIELDS`, in its
+    order and with its values (tested), built in one go (``--json`` calls this per frame)."""
+    c = x.c
+    data = x.data
+    n = len(data)
+    if n >= 14 and (data[12] << 8 | data[13]) not in ethernet.VLAN_TPIDS:  # untagged
+        src_mac: str | None = _mac_memo(bytes(data[6:12]))
+        dst_mac: str | None = _mac_memo(bytes(data[0:6]))
+        vlans: list[int] = []
+        ethertype: int | None = data[12] << 8 | data[13]
+    else:
+        eth = x.eth
+        src_mac = _mac(eth.source) if eth else None
+        dst_mac = _mac(eth.destination) if eth else None
+        vlans = [t.vid for t in eth.vlans] if eth else []
+        ethertype = eth.ethertype if eth else None
+    mtype = c.message_type
+    e = c.error
+    return {
+        "frame": x.index,
+        "timestamp_ns": x.timestamp_ns,
+        "length": n,
+        "kind": KIND_NAMES[c.kind],
+        "src_mac": src_mac,
+        "dst_mac": dst_mac,
+        "vlans": vlans,
+        "ethertype": ethertype,
+        "outer_src": _text(c.outer_src),
+        "outer_dst": _text(c.outer_dst),
+        "udp_src_port": c.src_port,
+        "udp_dst_port": c.dst_port,
+        "gtpu_message_type": mtype,
+        "gtpu_message": None if mtype is None else GTPU_MESSAGE_NAMES.get(mtype),
+        "teid": c.teid,
+        "qfi": c.qfi,
+        "unknown_ext": c.unknown_ext,
+        "inner_offset": c.inner_offset,
+        "inner_end": c.inner_end,
+        "inner_src": _text(c.inner_src),
+        "inner_dst": _text(c.inner_dst),
+        "inner_protocol": c.inner_proto,
+        "inner_src_port": c.inner_sport,
+        "inner_dst_port": c.inner_dport,
+        "icmp_type": c.icmp_type,
+        "icmp_id": c.icmp_id,
+        "inner_fragment": c.inner_fragment,
+        "error": None
+        if e is None
+        else {"error": e.error, "header": e.header, "offset": e.offset, "reason": e.reason},
+    }
 
 
 Cell = Callable[[int, "int | None", Buffer, Classified], str]

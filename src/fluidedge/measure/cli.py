@@ -277,7 +277,7 @@ def analyze(  # noqa: PLR0917 - typer maps options to parameters
     token: Token = None,
 ) -> None:
     """The VIM message analyzer: per-request timings from a capture, checked against the daemon."""
-    from fluidedge.measure.benches import run_analyze
+    from fluidedge.measure.analyze import run_analyze
 
     _, check = run_analyze(
         capture,

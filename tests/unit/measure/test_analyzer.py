@@ -21,7 +21,7 @@ from scapy.packet import Raw
 from tests.fixtures.captures import editcap_pcapng
 
 from fluidedge.codec import pcap
-from fluidedge.measure import analyzer, benches, capture
+from fluidedge.measure import analyze, analyzer, capture
 from fluidedge.measure.errors import CaptureError
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -111,7 +111,7 @@ def _analyse(
     exchanges = analyzer.exchanges(conns)
     items = analyzer.instantiations(exchanges, cap.packets)
     # the streaming path (what `fluidedge analyze` runs) gives the same, with bounded state
-    streamed = benches.run_analyze(
+    streamed = analyze.run_analyze(
         _file(data), api_port=PORT, console=Console(file=io.StringIO(), width=200)
     )[0]
     assert streamed == items
