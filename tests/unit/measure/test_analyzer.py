@@ -288,3 +288,38 @@ def test_capture_started_mid_connection() -> None:
     _, items = _analyse(conn.records)
     assert [(i.name, i.status) for i in items] == [("mid-0", 201), ("mid-1", 201)]
     assert items[1].server_ms == pytest.approx(2.0, abs=1e-3)
+
+
+def test_analyze_command_reads_a_file_or_standard_input_alike() -> None:
+    from typer.testing import CliRunner
+
+    from fluidedge.cli import app
+
+    conn = Conn(40000)
+    conn.handshake(0.0)
+    head, body = _post("web-9")
+    conn.add(1.0, True, head + body)
+    rhead, rbody = _response("web-9", 3.0)
+    conn.add(5.0, False, rhead + rbody)
+    data = pcap.build(sorted(conn.records, key=lambda r: r.timestamp_ns))
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    from_file = runner.invoke(app, ["analyze", str(_file(data)), "--api-port", str(PORT)], env=env)
+    from_stdin = runner.invoke(app, ["analyze", "-", "--api-port", str(PORT)], input=data, env=env)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert "web-9" in from_file.stdout
+    assert "1 instantiation requests" in from_file.stdout
+    assert from_stdin.stdout.splitlines()[1:] == from_file.stdout.splitlines()[1:]
+
+
+def test_streamed_capture_cut_short_keeps_what_was_complete() -> None:
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80)) for _ in range(3)]
+    data = pcap.build(frames)[:-5]
+    counts = capture.Counts()
+    got = list(capture.stream_packets(io.BytesIO(data), counts))
+    assert len(got) == counts.packets == 2
+    assert counts.damage is not None
+    assert "pcap record" in counts.damage
+    with pytest.raises(CaptureError, match="not a readable capture"):
+        list(capture.stream_packets(io.BytesIO(b"garbage" * 10), capture.Counts()))
