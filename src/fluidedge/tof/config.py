@@ -67,6 +67,10 @@ class TofConfig(BaseModel):
     batch: int = Field(default=64, ge=1, le=4096)
     s1_mtu: int = Field(default=1500, ge=576, le=9216)
     mss_clamp: bool = True
+    # Fail-open (docs/tof.md): a tc program on the S1 interfaces switches S1 through unchanged
+    # while no agent runs (killed, crashed, stopped, restarting). False: stop() removes it and
+    # S1 is cut while the daemon is down.
+    fail_open: bool = True
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
     @classmethod
