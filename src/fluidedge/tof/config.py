@@ -71,6 +71,10 @@ class TofConfig(BaseModel):
     # while no agent runs (killed, crashed, stopped, restarting). False: stop() removes it and
     # S1 is cut while the daemon is down.
     fail_open: bool = True
+    event_log: int = Field(
+        default=1000, ge=1, le=100_000
+    )  # bearer events kept (GET /tunnels/events)
+    gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
     @classmethod

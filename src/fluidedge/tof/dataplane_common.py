@@ -160,6 +160,16 @@ class DataPlaneBase:
                     row[key] = round(value + self._mono_to_wall, 3)
         return rows
 
+    def events(self) -> list[dict[str, object]]:
+        """The pipeline's bearer event log, times in wall-clock seconds."""
+        with self._lock:
+            rows = self.pipeline.bearer_events()
+        for row in rows:
+            at = row["at"]
+            if isinstance(at, float):
+                row["at"] = round(at + self._mono_to_wall, 3)
+        return rows
+
     def _add_dataplane_state(self, stats: dict[str, object]) -> dict[str, object]:
         """Add the I/O counters and the thread's state (or why it died) to ``stats``."""
         stats["io"] = dict(self.io)

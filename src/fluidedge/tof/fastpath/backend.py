@@ -352,9 +352,16 @@ class FastPathBackend(DataPlaneBase):
             tunnels.delete(key)
             self._snap_tun.pop(key, None)
         for key in want.tunnels - have.tunnels:
+            value = L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key])
             with contextlib.suppress(BpfError):  # already there: keep its counters
-                tunnels.update(key, bytes(L.TUNNEL_VAL.size), BPF_NOEXIST)
+                tunnels.update(key, value, BPF_NOEXIST)
             self._snap_tun.setdefault(key, (0, 0, 0))
+        for key in want.tunnels & have.tunnels:
+            if want.tunnel_ues[key] != have.tunnel_ues.get(key):
+                # Same key, new bearer (TEID reuse): restart its counters with the new UE.
+                self._fold_tunnel(key)
+                tunnels.update(key, L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key]))
+                self._snap_tun[key] = (0, 0, 0)
         # Flows before services' users: a new flow is only used once its entry exists.
         upserts, deletes = L.diff(have.flows, want.flows)
         for key in deletes:
@@ -400,7 +407,7 @@ class FastPathBackend(DataPlaneBase):
         raw = self._maps["tunnels"].lookup(key)
         if raw is None:
             return
-        packets, nbytes, last_ns, offloaded = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
+        packets, nbytes, last_ns, offloaded, _ue = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
         p0, b0, o0 = self._snap_tun.get(key, (0, 0, 0))
         self._snap_tun[key] = (packets, nbytes, offloaded)
         bearer = self.pipeline.up.get(key)
