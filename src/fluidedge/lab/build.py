@@ -181,6 +181,14 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
     )
     for stage in sorted({spec.stage for spec in plan.processes}):
         _start_processes([p for p in plan.processes if p.stage == stage], state, directory, python)
+    _run_all(
+        [
+            (["ip", "-n", ns, "-batch", "-"], "\n".join(cmds) + "\n")
+            for ns, cmds in plan.finish.items()
+            if cmds
+        ],
+        "finishing",
+    )
 
 
 def _start_processes(

@@ -285,6 +285,9 @@ def plan_cmd(
         typer.echo(
             f"process {p.name} (stage {p.stage}): ip netns exec {p.netns} python -m {p.module}"
         )
+    for ns, cmds in plan.finish.items():
+        for line in cmds:
+            typer.echo(f"ip -n {ns} {line}  # once every process is ready")
 
 
 @lab_app.command("reattach")

@@ -72,6 +72,9 @@ class Plan:
     configure6: dict[str, list[str]] = field(default_factory=dict)
     tx_offload_off: list[tuple[str, str]] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
+    # ``ip -batch`` scripts run once every process is ready (the osmo flavour in tof mode
+    # attaches its UEs across a bridge, then cuts S1 for the TOF).
+    finish: dict[str, list[str]] = field(default_factory=dict)
 
     def add_ns(self, name: str, sysctls: list[tuple[str, str]]) -> None:
         self.namespaces.append(name)
@@ -232,7 +235,12 @@ class Topology:
             f"addr add {cfg.apps.gateway}/{cfg.apps.subnet.prefixlen} dev {APPS_BRIDGE}",
         ]
         plan.tx_offload_off += [(host, HOST_ENB_IF), (host, HOST_SGW_IF)]
-        if self.mode == "bridge":
+        # The osmo flavour's UEs attach (GTPv1-C) while `up` runs, before any TOF exists: in tof
+        # mode S1 is bridged until they are attached, then the bridge goes.
+        attach_bridged = self.osmo and self.mode == "tof"
+        if attach_bridged:
+            plan.finish[host] = [f"link del dev {HOST_BRIDGE}"]
+        if self.mode == "bridge" or attach_bridged:
             plan.create[host].append(f"link add name {HOST_BRIDGE} type bridge")
             plan.configure[host] += [
                 f"link set dev {HOST_ENB_IF} master {HOST_BRIDGE}",
