@@ -25,6 +25,7 @@ from collections import Counter
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import netns_argv, run
+from fluidedge.tof import apps_side
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
@@ -111,8 +112,10 @@ class DataPlaneBase:
         run(netns_argv(self.config.netns, list(argv)), check=check)
 
     def _open_apps_tun(self) -> None:
-        """Open the apps TUN, bring it up and route the UE pools into it (replies come back)."""
+        """Check or set up the apps side (:mod:`fluidedge.tof.apps_side`; refuses with what is
+        missing), open the apps TUN, bring it up and route the UE pools into it."""
         config = self.config
+        apps_side.prepare(config)
         self._tun = call_in_netns(config.netns, lambda: open_tun(config.apps_tun))
         self._run("ip", "link", "set", config.apps_tun, "up")
         for pool in config.ue_pools:

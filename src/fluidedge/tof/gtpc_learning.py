@@ -60,14 +60,23 @@ class _Pending:
     request_teid: int  # header TEID of the request (the responder's TEID-C, 0 on create)
 
 
+@dataclass(slots=True)
+class _Context:
+    """One PDP context: its bearers and the (control address, TEID-C) of both GSNs."""
+
+    nsapi: int
+    keys: list[tuple[bytes, bytes, bytes]]
+    sides: list[tuple[bytes, int]]
+
+
 class GtpcLearner:
     """The GTP-C half of the control agent (see the module docstring)."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.pending: OrderedDict[tuple[bytes, bytes, int], _Pending] = OrderedDict()
-        # (GSN control address, its TEID-C) -> {NSAPI: bearer keys}; one entry per side.
-        self.contexts: dict[tuple[bytes, int], dict[int, list[tuple[bytes, bytes, bytes]]]] = {}
+        # (GSN control address, its TEID-C) -> {NSAPI: context}; each context under both sides.
+        self.contexts: dict[tuple[bytes, int], dict[int, _Context]] = {}
 
     def clear(self) -> None:
         self.pending.clear()
@@ -90,8 +99,11 @@ class GtpcLearner:
             return
         counters[f"gtpc_type_{msg.message_type}"] += 1
         src, dst = c.outer_src, c.outer_dst
-        ip_offset = decode_frame(frame).ip_offset
-        eth = frame[:ip_offset] if ip_offset is not None else b""
+        if c.vlan is None and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+            eth = frame[:14]
+        else:
+            ip_offset = decode_frame(frame).ip_offset
+            eth = frame[:ip_offset] if ip_offset is not None else b""
         mtype = msg.message_type
         if mtype in (
             MessageType.CREATE_PDP_CONTEXT_REQUEST,
@@ -139,43 +151,61 @@ class GtpcLearner:
             self.pending.popitem(last=False)
             self.pipeline.counters["gtpc_request_unanswered"] += 1
 
+    def _register(self, ctx: _Context) -> None:
+        for side in ctx.sides:
+            self.contexts.setdefault(side, {})[ctx.nsapi] = ctx
+
+    def _unregister(self, ctx: _Context) -> None:
+        for side in ctx.sides:
+            table = self.contexts.get(side)
+            if table is not None and table.get(ctx.nsapi) is ctx:
+                del table[ctx.nsapi]
+                if not table:
+                    del self.contexts[side]
+
     def _on_accepted(
         self, request: _Pending, msg: gtpc.GtpcMessage, responder: bytes, eth: bytes, now: float
     ) -> None:
         p = self.pipeline
         addresses = msg.gsn_addresses
         ggsn_user = addresses[1] if len(addresses) > 1 else (addresses[0] if addresses else None)
-        ggsn_teid_c = msg.teid_control
+        nsapi = request.nsapi
+        if nsapi is None:
+            p.counters["gtpc_not_learned_incomplete"] += 1
+            return
+        old: _Context | None = None
         if request.kind == MessageType.CREATE_PDP_CONTEXT_REQUEST:
             eua = msg.end_user_address
             if eua is None or eua.ipv4 is None:
                 p.counters["gtpc_not_learned_no_ipv4_address"] += 1
                 return
+            if msg.teid_control is None or request.teid_control is None:
+                p.counters["gtpc_not_learned_incomplete"] += 1
+                return
             keys = [(request.user_address, ggsn_user, eua.ipv4)]
-            old_keys: list[tuple[bytes, bytes, bytes]] = []
+            olds: list[tuple[bytes, bytes, bytes] | None] = [None]
+            sides = [(responder, msg.teid_control), (request.control_address, request.teid_control)]
         else:
             # Update (§7.3.3): the context is the GGSN's (its TEID-C was the request's TEID).
-            nsapi = request.nsapi if request.nsapi is not None else -1
-            old_keys = self.contexts.get((responder, request.request_teid), {}).get(nsapi, [])
-            if not old_keys:
+            old = self.contexts.get((responder, request.request_teid), {}).get(nsapi)
+            if old is None:
                 p.counters["gtpc_update_unknown_context"] += 1
                 return
-            ggsn_teid_c = request.request_teid
             keys = [
-                (request.user_address or enb, ggsn_user or sgw, ue) for enb, sgw, ue in old_keys
+                (request.user_address or enb, ggsn_user or sgw, ue) for enb, sgw, ue in old.keys
             ]
-        if request.nsapi is None or ggsn_teid_c is None:
-            p.counters["gtpc_not_learned_incomplete"] += 1
-            return
+            olds = list(old.keys)
+            sides = list(old.sides)
+            if request.teid_control is not None:  # the SGSN side moved (new SGSN or TEID-C)
+                sides = [s for s in sides if s[0] == responder] + [
+                    (request.control_address, request.teid_control)
+                ]
         learned: list[tuple[bytes, bytes, bytes]] = []
-        olds: list[tuple[bytes, bytes, bytes] | None] = (
-            list(old_keys) if old_keys else [None] * len(keys)
-        )
-        for (enb, sgw, ue), old in zip(keys, olds, strict=True):
+        for (enb, sgw, ue), previous in zip(keys, olds, strict=True):
             if enb is None or sgw is None or len(enb) != len(sgw):
                 p.counters["gtpc_not_learned_incomplete"] += 1
                 continue
-            bearer = p.bearers.get(old) if old is not None else None
+            bearer = p.bearers.get(previous) if previous is not None else None
             ul_teid = msg.teid_data_i
             dl_teid = request.teid_data
             if bearer is not None and (bearer.enb, bearer.sgw) != (enb, sgw):
@@ -195,24 +225,13 @@ class GtpcLearner:
             )
             if bearer is not None:
                 learned.append(bearer.key)
+        if old is not None:
+            self._unregister(old)
         if not learned:
             return
-        sides = [(responder, ggsn_teid_c)]
-        if request.teid_control is not None:
-            sides.append((request.control_address, request.teid_control))
-        elif request.kind == MessageType.UPDATE_PDP_CONTEXT_REQUEST:
-            sides += [
-                side
-                for side, table in self.contexts.items()
-                if side[0] == request.control_address and old_keys in table.values()
-            ]
-        for side in sides:
-            self.contexts.setdefault(side, {})[request.nsapi] = learned
-        p.counters[
-            "gtpc_learned"
-            if request.kind == MessageType.CREATE_PDP_CONTEXT_REQUEST
-            else "gtpc_updated"
-        ] += 1
+        self._register(_Context(nsapi, learned, sides))
+        created = request.kind == MessageType.CREATE_PDP_CONTEXT_REQUEST
+        p.counters["gtpc_learned" if created else "gtpc_updated"] += 1
 
     def _on_delete(self, receiver: bytes, msg: gtpc.GtpcMessage, now: float) -> None:
         """Delete PDP Context Request (§7.3.5): its TEID is the receiver's TEID-C."""
@@ -222,22 +241,13 @@ class GtpcLearner:
             p.counters["gtpc_delete_unknown_context"] += 1
             return
         if msg.teardown or msg.nsapi is None:
-            nsapis = list(table)
+            doomed = list(table.values())
         else:
-            nsapis = [msg.nsapi] if msg.nsapi in table else []
-        for nsapi in nsapis:
-            for key in table.pop(nsapi, []):
+            doomed = [table[msg.nsapi]] if msg.nsapi in table else []
+        for ctx in doomed:
+            self._unregister(ctx)
+            for key in ctx.keys:
                 bearer = p.bearers.get(key)
                 if bearer is not None:
                     p.retire_bearer(bearer, "gtpc_delete", now)
-                # The other side's entry names the same bearers: forget them there too.
-                for side, other in list(self.contexts.items()):
-                    if other.get(nsapi) and key in other[nsapi]:
-                        other[nsapi] = [k for k in other[nsapi] if k != key]
-                        if not other[nsapi]:
-                            del other[nsapi]
-                        if not other:
-                            del self.contexts[side]
-        if not table:
-            self.contexts.pop((receiver, msg.teid), None)
         p.counters["gtpc_deleted"] += 1

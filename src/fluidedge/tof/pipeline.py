@@ -159,11 +159,12 @@ class Bearer:
         }
 
     def summary(self) -> dict[str, object]:
-        """The identity part of :meth:`to_api` (what an event names)."""
+        """The identity part of :meth:`to_api` (what an event names; addresses as raw bytes,
+        turned into text only when the log is read)."""
         return {
-            "enb": _ip_text(self.enb),
-            "sgw": _ip_text(self.sgw),
-            "ue": _ip_text(self.ue),
+            "enb": self.enb,
+            "sgw": self.sgw,
+            "ue": self.ue,
             "uplinkTEID": self.ul_teid,
             "downlinkTEID": self.dl_teid,
         }
@@ -420,14 +421,21 @@ class Pipeline:
         ):
             self.counters["not_learned_peer_not_provisioned"] += 1
             return None
-        decoded = decode_frame(frame)
-        ip, ip_off = decoded.ip, decoded.ip_offset
-        if ip is None or ip_off is None or c.src_port is None:
+        if c.src_port is None:
             return None
-        if isinstance(ip, IPv4Header):
-            tos, ttl = ip.tos, ip.ttl
+        if c.vlan is None and len(src) == 4 and frame[12:14] == b"\x08\x00":
+            ip_off = 14  # untagged IPv4: read TOS/TTL in place (classify checked the header)
+            tos, ttl = frame[15], frame[22]
         else:
-            tos, ttl = ip.traffic_class, ip.hop_limit
+            decoded = decode_frame(frame)
+            ip, ip_off_found = decoded.ip, decoded.ip_offset
+            if ip is None or ip_off_found is None:
+                return None
+            ip_off = ip_off_found
+            if isinstance(ip, IPv4Header):
+                tos, ttl = ip.tos, ip.ttl
+            else:
+                tos, ttl = ip.traffic_class, ip.hop_limit
         bearer = self._bearer_for(enb, sgw, ue, now, "user_plane")
         if bearer is None:
             return None
@@ -544,7 +552,7 @@ class Pipeline:
     def _retire(self, bearer: Bearer, reason: str, now: float, by: bytes | None = None) -> None:
         detail = bearer.summary()
         if by is not None:
-            detail["replacedBy"] = _ip_text(by)
+            detail["replacedBy"] = by
         self._forget(bearer, uplink=True, downlink=True, reason=reason)
         self.bearers.pop(bearer.key, None)
         self._drop_queue(bearer)
@@ -1057,7 +1065,11 @@ class EventLog:
         self.counts[(event, reason)] += 1
 
     def rows(self) -> list[dict[str, object]]:
-        return [dict(row) for row in self._rows]
+        """The events, oldest first, addresses as text."""
+        return [
+            {k: _ip_text(v) if isinstance(v, bytes) else v for k, v in row.items()}
+            for row in self._rows
+        ]
 
     def by_reason(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

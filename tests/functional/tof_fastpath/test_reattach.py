@@ -202,3 +202,46 @@ def test_reattach_with_teid_reuse(running: tuple[Topo, Backend, str]) -> None:
     finally:
         raw.close()
         sink.close()
+
+
+def test_service_at_the_application_address(running: tuple[Topo, Backend, str]) -> None:
+    """serviceIP == applicationIP: the app gets the UE's packets as sent (TTL aside), and its
+    replies reach the UE re-encapsulated, from the address the UE used."""
+    t, backend, kind = running
+    backend.apply({"here": Service("here", APP_IP, APP_IP)})
+    raw = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 255))
+    sink = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    sink.bind((APP_IP, APP_PORT))
+    try:
+        t.collect(0.3)
+        t.send("sgw", down(ENB1, 0x200, inner_udp(PDN, UE1, 53, 4000, b"pdn")))
+        assert len(t.collect(0.3)["enb"]) == 1  # learned before any uplink: no Pinger needed
+        sent = [inner_udp(UE1, APP, 4000 + i, APP_PORT, b"same-%d" % i) for i in range(4)]
+        at_app: list[bytes] = []
+        got: dict[str, list[bytes]] = {}
+        for rounds in (1, 2):  # first packets make the flows; then the kernel may offload
+            for packet in sent:
+                for _ in range(rounds):
+                    t.send("enb", up(ENB1, 0x100, packet))
+            got = t.collect(0.3)
+            at_app += [f[14:] for f in got["app"] if f[12:14] == b"\x08\x00" and f[23] == 17]
+            assert got["sgw"] == []  # nothing went to the core
+        expected = sent + [p for p in sent for _ in (0, 1)]
+        assert len(at_app) == len(expected)
+        for packet, received in zip(expected, at_app, strict=True):
+            # Only the TTL (forwarded once) and so the header checksum differ.
+            assert received[:8] + received[12:] == packet[:8] + packet[12:]
+            assert received[8] == packet[8] - 1
+        datagram = udp.encode(APP, UE1, APP_PORT, 4000, b"reply")
+        reply = ipv4.encode(APP, UE1, 17, datagram)
+        raw.sendto(reply, (str(ipaddress.ip_address(UE1)), 0))
+        delivered = gpdus(t.collect(0.3)["enb"])
+        assert [(teid, src, dst) for teid, src, dst, _p in delivered] == [(0x200, APP, UE1)]
+        assert delivered[0][3][20:] == datagram  # UDP header and payload untouched
+        if kind == "fastpath":
+            fast = backend.stats()["fastpath"]
+            assert isinstance(fast, dict)
+            assert fast["offloaded_uplink"] > 0
+    finally:
+        raw.close()
+        sink.close()
