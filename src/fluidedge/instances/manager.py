@@ -1031,6 +1031,7 @@ class Manager:
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)
+        self.tables.store.ensure_writable()  # never destroy what the store would still name
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
                 runc.thaw(inst.id, timeout=0.5)

@@ -250,3 +250,23 @@ def test_backup_restore_round_trip_readopts_and_keeps_later_workloads(
     assert names == {"svc0", "svc1", "svc2"}
     marker = json.loads((fresh.state_dir / "fluidedge.sqlite.created").read_text())
     assert marker["restored_from"] == str(backup)
+
+
+def test_store_removed_while_running_refuses_creates_and_deletes_and_keeps_workloads(
+    daemon_factory: DaemonFactory, daemons: list[DaemonHandle]
+) -> None:
+    daemon = daemon_factory({"instances": {"pool_scale": 0.5, "memory_mb": 2048}})
+    daemons.append(daemon)
+    with _http(daemon) as http:
+        made = http.post("/v1/instances", json={"name": "w1", "template": "idle"}).json()
+        for file in companions(daemon.store_path):
+            file.unlink()
+        refused = http.delete("/v1/instances/w1")
+        assert refused.status_code == 503
+        assert "was removed while the daemon ran" in refused.json()["detail"]
+        created = http.post("/v1/instances", json={"name": "w2", "template": "idle"})
+        assert created.status_code == 503
+        # The workload the store would still name was not destroyed; nothing half-made.
+        assert runc.pid_alive(made["pid"])
+        assert made["id"] in _runc_ids(daemon)
+        assert {i["name"] for i in http.get("/v1/instances").json()} == {"w1"}
