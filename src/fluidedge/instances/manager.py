@@ -484,6 +484,13 @@ class Manager:
             else:
                 self._destroy_shell(shell)
         self._find_orphans(containers, known)
+        log.info(
+            "re-adopted %d instance(s) and %d pooled shell(s); %d orphan(s) kept",
+            len(self.instances),
+            sum(len(p.ready) for p in self.pools.values()),
+            len(self.orphans),
+            extra={"part": "instances", "event": "readopted", "ids": ",".join(self.instances)},
+        )
 
     def _find_orphans(self, containers: dict[str, dict[str, Any]], known: set[str]) -> None:
         """Record (and log) what is ours but unknown to the store; destroy none of it."""
@@ -931,6 +938,17 @@ class Manager:
             path=path,
             template=template.name,
         )
+        log.info(
+            "instance %s created (%s, %.2f ms)",
+            inst.name,
+            path,
+            inst.timing["total"],
+            extra={
+                "part": "instances",
+                "event": "instance_created",
+                "ids": f"{inst.name},{inst.id}",
+            },
+        )
         return inst.view()
 
     def _apply_limits(
@@ -1040,6 +1058,11 @@ class Manager:
                 self.instances.pop(name, None)
                 self._release(name)
             self.tables.delete_instance(name)
+        log.info(
+            "instance %s deleted",
+            name,
+            extra={"part": "instances", "event": "instance_deleted", "ids": f"{name},{inst.id}"},
+        )
 
     def logs(self, name: str, limit: int = 65536) -> str:
         inst = self.get_instance(name)
