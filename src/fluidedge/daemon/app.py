@@ -83,7 +83,9 @@ def _receiver(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
 
 def build_context(config: DaemonConfig, store: Store | None = None) -> DaemonContext:
     """Create the store and instantiate every enabled part (not started yet)."""
-    context = DaemonContext(config=config, store=store or Store(config.store_path))
+    if store is None:
+        store = Store(config.store_path, synchronous=config.store_synchronous)
+    context = DaemonContext(config=config, store=store)
     for name, section in config.parts.items():
         factory = load_factory(name)
         context.parts[name] = factory(section, context)
@@ -111,6 +113,9 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
         finally:
             for part in reversed(started):
                 await part.stop()
+            # Fold the WAL into the database file: a stopped daemon leaves one self-contained
+            # file (uvicorn re-raises SIGTERM after this, so nothing later runs).
+            context.store.checkpoint()
 
     app = FastAPI(
         title="fluidedge",
@@ -130,7 +135,14 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["daemon"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": fluidedge.__version__, "parts": list(context.parts)}
+        # "degraded" when the store refuses writes (its files were removed or replaced).
+        refused = context.store.unavailable
+        return {
+            "status": "degraded" if refused else "ok",
+            "version": fluidedge.__version__,
+            "parts": list(context.parts),
+            "store": refused or "ok",
+        }
 
     @app.get("/metrics", tags=["daemon"], response_class=PlainTextResponse)
     def metrics() -> str:

@@ -15,7 +15,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,6 +46,9 @@ class DaemonConfig(BaseModel):
 
     state_dir: Path = DEFAULT_STATE_DIR
     store: Path | None = None
+    # "full": a 2xx means the change is on disk (fsync per commit); "normal": survives a
+    # daemon crash but not power loss (docs/daemon.md, Durability).
+    store_synchronous: Literal["full", "normal"] = "full"
     api: ApiConfig = ApiConfig()
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -54,7 +57,7 @@ class DaemonConfig(BaseModel):
         return self.store if self.store is not None else self.state_dir / "fluidedge.sqlite"
 
 
-_CORE_KEYS = {"state_dir", "store", "api"}
+_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api"}
 
 
 def parse_config(data: dict[str, Any]) -> DaemonConfig:

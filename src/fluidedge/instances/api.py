@@ -23,6 +23,7 @@ from fluidedge.instances.models import (
     InstanceRequest,
     InstanceView,
     NetworkSpec,
+    OrphanView,
     PoolStatus,
     TemplateSpec,
 )
@@ -126,6 +127,19 @@ def build_router(manager: Manager) -> APIRouter:
     @router.get("/pools", tags=["pools"])
     def pools() -> list[PoolStatus]:
         return manager.pool_status()
+
+    # orphans: ours, unknown to the store, kept until an operator removes them
+    @router.get("/orphans", tags=["pools"])
+    def list_orphans() -> list[OrphanView]:
+        return manager.list_orphans()
+
+    @router.delete("/orphans", tags=["pools"])
+    def purge_orphans() -> dict[str, list[str]]:
+        return {"purged": manager.purge_orphans()}
+
+    @router.delete("/orphans/{orphan_id}", tags=["pools"])
+    def purge_orphan(orphan_id: str) -> dict[str, list[str]]:
+        return {"purged": manager.purge_orphans([orphan_id])}
 
     # networks
     @router.get("/networks", tags=["networks"])

@@ -13,8 +13,11 @@ launcher, waiting for readiness, each phase timed (seed §3). An empty pool fall
 
 Consistency: a shell's row is stored before ``runc create``; taking a shell turns its row into
 the instance's row in one transaction before the process is released. On start the manager
-re-adopts what the store and ``runc list`` agree on and destroys everything else it owns
-(private runc root, our cgroup paths, veths named in rows): no orphans, no duplicates.
+re-adopts what the store and ``runc list`` agree on, and cleans up what the store names but
+never ran a workload (a shell that cannot be re-used, an instance claimed but never released).
+It never destroys what the store does not know, nor a shell row's container that runs a
+workload (a store restored from an older backup): those are orphans
+(:mod:`fluidedge.instances.orphans`), logged and kept until an operator purges them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -68,12 +72,14 @@ from fluidedge.instances.models import (
     InstanceView,
     InterfaceState,
     NetworkSpec,
+    OrphanView,
     PoolStatus,
     Resources,
     TemplateSpec,
     Timing,
 )
 from fluidedge.instances.nl import NetlinkSocket
+from fluidedge.instances.orphans import find_orphans
 from fluidedge.instances.persist import Tables
 from fluidedge.instances.placement import (
     Capacity,
@@ -85,6 +91,8 @@ from fluidedge.instances.placement import (
     place_with,
 )
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+
+log = logging.getLogger("fluidedge.instances")
 
 
 class InstancesConfig(BaseModel):
@@ -275,6 +283,7 @@ class Manager:
         self.placed: dict[str, Placed] = {}
         self.usage = Usage.of([], self.capacity.cpus)
         self.reserved_names: set[str] = set()
+        self.orphans: dict[str, OrphanView] = {}
         self.histograms = Histograms()
         self.histograms.declare(
             "fluidedge_instance_phase_seconds", "instance creation time per phase (seed §3)"
@@ -361,6 +370,8 @@ class Manager:
         for shell in shells:
             with contextlib.suppress(Exception):
                 self._destroy_shell(shell)
+        with contextlib.suppress(Exception):
+            self.purge_orphans()
         for name in list(self.managed_networks):
             with contextlib.suppress(Exception):
                 network.delete_bridge(self.networks[name])
@@ -461,16 +472,89 @@ class Manager:
                     usable = False
             if usable:
                 self.pools.setdefault(shell.template, Pool()).ready.append(shell)
+            elif (
+                found is not None
+                and found.get("status") in ("running", "paused")
+                and not launcher_waiting(int(found.get("pid") or 0))
+            ):
+                # A shell row, but its container runs a workload: the store is older than the
+                # claim (restored from a backup). Never destroy it: forget the row, report it.
+                self.tables.delete_shell(shell.id)
+                known.discard(shell.id)
             else:
                 self._destroy_shell(shell)
-        for container_id in containers:
-            if container_id not in known:
+        self._find_orphans(containers, known)
+        log.info(
+            "re-adopted %d instance(s) and %d pooled shell(s); %d orphan(s) kept",
+            len(self.instances),
+            sum(len(p.ready) for p in self.pools.values()),
+            len(self.orphans),
+            extra={"part": "instances", "event": "readopted", "ids": ",".join(self.instances)},
+        )
+
+    def _find_orphans(self, containers: dict[str, dict[str, Any]], known: set[str]) -> None:
+        """Record (and log) what is ours but unknown to the store; destroy none of it."""
+        known_veths = {i.host_ifname for x in self.instances.values() for i in x.interfaces}
+        known_veths |= {
+            i.host_ifname for p in self.pools.values() for x in p.ready for i in x.ifaces
+        }
+        ports: dict[str, list[str]] = {}
+        for spec in self.networks.values():
+            with contextlib.suppress(RuntimeFailure):
+                ports[spec.name] = network.bridge_ports(spec)
+        dirs = list(self.shell_root.iterdir()) if self.shell_root.is_dir() else []
+        self.orphans = find_orphans(containers, known, dirs, ports, known_veths)
+        for orphan in self.orphans.values():
+            log.warning(
+                "orphan kept: kind=%s id=%s status=%s pid=%s veths=%s reason=%s",
+                orphan.kind,
+                orphan.id,
+                orphan.status,
+                orphan.pid,
+                ",".join(orphan.veths) or "-",
+                orphan.reason,
+                extra={"part": "instances", "event": "orphan_found", "ids": orphan.id},
+            )
+
+    def list_orphans(self) -> list[OrphanView]:
+        with self._lock:
+            return sorted(self.orphans.values(), key=lambda o: o.id)
+
+    def purge_orphans(self, ids: list[str] | None = None) -> list[str]:
+        """Destroy orphans (all, or those named): their container, veths, cgroups, directory."""
+        with self._lock:
+            if ids is None:
+                chosen = list(self.orphans.values())
+            else:
+                missing = [i for i in ids if i not in self.orphans]
+                if missing:
+                    raise InstanceNotFound(f"no orphan named {', '.join(missing)}")
+                chosen = [self.orphans[i] for i in ids]
+        purged = []
+        for orphan in chosen:
+            netns_of = {spec.name: spec.netns for spec in self.networks.values()}
+            veths = [*orphan.veths, *([orphan.id] if orphan.kind == "veth" else [])]
+            if orphan.kind == "container":
                 with contextlib.suppress(RuntimeFailure):
-                    self.runc.delete(container_id)
-        if self.shell_root.is_dir():
-            for directory in self.shell_root.iterdir():
-                if directory.name not in known:
-                    shutil.rmtree(directory, ignore_errors=True)
+                    runc.thaw(orphan.id, timeout=0.5)
+                self.runc.delete(orphan.id)
+            for veth in veths:
+                for netns in set(netns_of.values()):
+                    network.unplug(netns, veth)
+            if orphan.kind != "veth":
+                runc.remove_cgroups(orphan.id)
+            if orphan.directory:
+                shutil.rmtree(orphan.directory, ignore_errors=True)
+            with self._lock:
+                self.orphans.pop(orphan.id, None)
+            log.warning(
+                "orphan purged: kind=%s id=%s",
+                orphan.kind,
+                orphan.id,
+                extra={"part": "instances", "event": "orphan_purged", "ids": orphan.id},
+            )
+            purged.append(orphan.id)
+        return purged
 
     def _reserve(self, inst: Instance) -> None:
         for iface in inst.interfaces:
@@ -854,6 +938,17 @@ class Manager:
             path=path,
             template=template.name,
         )
+        log.info(
+            "instance %s created (%s, %.2f ms)",
+            inst.name,
+            path,
+            inst.timing["total"],
+            extra={
+                "part": "instances",
+                "event": "instance_created",
+                "ids": f"{inst.name},{inst.id}",
+            },
+        )
         return inst.view()
 
     def _apply_limits(
@@ -954,6 +1049,7 @@ class Manager:
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)
+        self.tables.store.ensure_writable()  # never destroy what the store would still name
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
                 runc.thaw(inst.id, timeout=0.5)
@@ -962,6 +1058,11 @@ class Manager:
                 self.instances.pop(name, None)
                 self._release(name)
             self.tables.delete_instance(name)
+        log.info(
+            "instance %s deleted",
+            name,
+            extra={"part": "instances", "event": "instance_deleted", "ids": f"{name},{inst.id}"},
+        )
 
     def logs(self, name: str, limit: int = 65536) -> str:
         inst = self.get_instance(name)
@@ -1087,6 +1188,9 @@ class Manager:
         lines.append("# TYPE fluidedge_instances gauge")
         for state, count in sorted(states.items()):
             lines.append(f'fluidedge_instances{{state="{state}"}} {count}')
+        lines.append("# HELP fluidedge_orphans resources of ours the store does not know (kept)")
+        lines.append("# TYPE fluidedge_orphans gauge")
+        lines.append(f"fluidedge_orphans {len(self.orphans)}")
         lines.append("# TYPE fluidedge_pool_ready gauge")
         for name, ready, _, _ in pools:
             lines.append(f'fluidedge_pool_ready{{template="{name}"}} {ready}')

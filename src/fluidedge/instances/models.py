@@ -312,3 +312,17 @@ class PoolStatus(BaseModel):
     consumed: int
     failures: int
     last_error: str | None = None
+
+
+class OrphanView(BaseModel):
+    """Something of ours found at start that the store does not know (kept, not destroyed)."""
+
+    id: str = Field(description="container id, shell directory name, or veth name")
+    kind: Literal["container", "directory", "veth"]
+    reason: str
+    status: str | None = Field(default=None, description="runc status of a container")
+    pid: int | None = None
+    veths: list[str] = Field(default_factory=list)
+    cgroups: list[str] = Field(default_factory=list)
+    directory: str | None = None
+    found_at: float

@@ -132,3 +132,22 @@ def link_exists(netns: str | None, ifname: str) -> bool:
         if netns is not None and not netns_mod.exists(netns):
             return False
         return _index(_ipr(netns), ifname) is not None
+
+
+def bridge_ports(spec: NetworkSpec) -> list[str]:
+    """Names of the links plugged into the network's bridge (empty if it does not exist)."""
+    with _lock:
+        if spec.netns is not None and not netns_mod.exists(spec.netns):
+            return []
+        try:
+            ipr = _ipr(spec.netns)
+            bridge = _index(ipr, spec.bridge)
+            if bridge is None:
+                return []
+            return [
+                str(link.get_attr("IFLA_IFNAME"))
+                for link in ipr.get_links()
+                if link.get_attr("IFLA_MASTER") == bridge
+            ]
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: ports of {spec.bridge}: {exc}") from exc
