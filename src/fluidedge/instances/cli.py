@@ -1,6 +1,7 @@
 """``fluidedge instance|template|network ...`` and ``fluidedge pool``: the instance manager's CLI.
 
-They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file), except
+They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`), except
 ``fluidedge pool purge`` which works offline on a stopped daemon's state.
 """
 

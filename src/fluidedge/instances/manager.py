@@ -56,8 +56,10 @@ from fluidedge.instances.errors import (
     InvalidRequest,
     NameInUse,
     NetworkNotFound,
+    ReadinessTimeout,
     RuntimeFailure,
     TemplateNotFound,
+    WorkloadFailed,
     WrongState,
 )
 from fluidedge.instances.launcher import (
@@ -988,7 +990,7 @@ class Manager:
             if check.kind == "started":
                 exe = runc.exe_of(pid)
                 if exe is None:
-                    raise RuntimeFailure(
+                    raise WorkloadFailed(
                         f"instance {name}: workload exited at start ({self.logs_tail(pid)})"
                     )
                 if not _still_starting(exe) and (
@@ -996,11 +998,11 @@ class Manager:
                 ):
                     return
             elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
-                raise RuntimeFailure(f"instance {name}: workload exited before it was ready")
+                raise WorkloadFailed(f"instance {name}: workload exited before it was ready")
             elif _probe(check.kind, pid, check.port, check.path):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeFailure(
+                raise ReadinessTimeout(
                     f"instance {name}: not ready ({check.kind}) within {check.timeout_s} s"
                 )
             time.sleep(delay)
@@ -1085,6 +1087,11 @@ class Manager:
                     raise NetworkNotFound(
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
+            duplicates = spec.duplicate_interfaces()
+            if duplicates:
+                raise InvalidRequest(
+                    f"interfaces: names must be unique ({', '.join(duplicates)} repeated)"
+                )
             self.tables.put_template(spec.name, spec.model_dump(), False)
             self.templates[spec.name] = spec
             self.pools.setdefault(spec.name, Pool())
