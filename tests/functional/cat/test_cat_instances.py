@@ -22,7 +22,7 @@ from fluidedge.daemon.store import Store
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest
-from tests.fixtures.resctrl import SHAPES, FakeResctrl
+from tests.fixtures.resctrl import FakeResctrl, Shape
 
 pytestmark = pytest.mark.root
 
@@ -35,12 +35,8 @@ def managers(tmp_path: Path) -> Iterator[tuple[Manager, CatManager, FakeResctrl]
         store,
         tmp_path / "state",
     )
-    fs = FakeResctrl(
-        tmp_path / "resctrl",
-        SHAPES["12w-4c-mba-mon"].__class__(
-            ways=12, num_closids=4, mba=True, mon=True, cpus=os.cpu_count() or 2
-        ),
-    )
+    shape = Shape(ways=12, num_closids=4, mba=True, mon=True, cpus=os.cpu_count() or 2)
+    fs = FakeResctrl(tmp_path / "resctrl", shape)
 
     def pid_of(name: str) -> int | None:
         inst = instances.instances.get(name)
