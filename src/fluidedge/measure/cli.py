@@ -187,7 +187,7 @@ def noisy_command(  # noqa: PLR0917 - typer maps options to parameters
     probes: Annotated[int, typer.Option(help="latency probes per trial")] = 400,
     load_fraction: Annotated[
         float, typer.Option(help="latency load as a fraction of baseline throughput")
-    ] = 0.5,
+    ] = 0.4,
     rules: Annotated[int, typer.Option(help="vfw: nftables rules before the accept")] = 2000,
     routes: Annotated[int, typer.Option(help="vrouter: routes in its table")] = 8192,
     neighbour_mb: Annotated[int, typer.Option(help="cache walker buffer per process")] = 256,
