@@ -61,9 +61,9 @@ class Trial:
     scenario: str
     round: int
     throughput_kpps: float
-    lat_avg_us: float
-    lat_p99_us: float
-    lat_max_us: float
+    lat_avg_us: float | None  # None: no probe came back in this trial (all lost)
+    lat_p99_us: float | None
+    lat_max_us: float | None
     probes: int
     probes_sent: int
     neighbour_cpu_s: float = 0.0
@@ -72,10 +72,10 @@ class Trial:
         return asdict(self)
 
 
-def latency_stats(samples_us: Sequence[float]) -> tuple[float, float, float]:
-    """(average, p99, max) of one trial's probe latencies."""
+def latency_stats(samples_us: Sequence[float]) -> tuple[float, float, float] | None:
+    """(average, p99, max) of one trial's probe latencies; None if no probe came back."""
     if not samples_us:
-        raise MeasureInputError("no probe came back: no latency for this trial")
+        return None
     return (sum(samples_us) / len(samples_us), percentile(samples_us, 99.0), max(samples_us))
 
 
@@ -114,6 +114,10 @@ class Cell:
         }
 
 
+def _values(trials: Sequence[Trial], metric: str) -> list[float]:
+    return [float(v) for v in (getattr(x, metric) for x in trials) if v is not None]
+
+
 def summarise(trials: Sequence[Trial], scenarios: Sequence[str]) -> list[Cell]:
     """One cell per (target, scenario, metric); % change against that target's baseline."""
     cells: list[Cell] = []
@@ -125,14 +129,17 @@ def summarise(trials: Sequence[Trial], scenarios: Sequence[str]) -> list[Cell]:
             if not mine:
                 continue
             for metric in METRICS:
-                summary = summarize([float(getattr(x, metric)) for x in mine])
+                values = _values(mine, metric)
+                if not values:  # every probe of every trial lost: nothing to summarise
+                    continue
+                summary = summarize(values)
                 change: tuple[float, float | None] = (0.0, 0.0)
                 if scenario != "baseline":
-                    if not base_trials:
+                    base_values = _values(base_trials, metric)
+                    if not base_values:
                         change = (math.nan, None)
                     else:
-                        base = summarize([float(getattr(x, metric)) for x in base_trials])
-                        change = pct_change(summary, base)
+                        change = pct_change(summary, summarize(base_values))
                 cells.append(
                     Cell(
                         target,
@@ -167,7 +174,10 @@ def table_lines(cells: Sequence[Cell]) -> list[str]:
             keys.append((cell.target, cell.scenario))
     for target, scenario in keys:
         row = {c.metric: c for c in cells if (c.target, c.scenario) == (target, scenario)}
-        lines.append(f"{target:8} {scenario:14} " + " ".join(f"{fmt(row[m]):>31}" for m in METRICS))
+        lines.append(
+            f"{target:8} {scenario:14} "
+            + " ".join(f"{fmt(row[m]) if m in row else '-':>31}" for m in METRICS)
+        )
     return lines
 
 

@@ -540,7 +540,8 @@ class NoisyRig:
             samples, sent = self.latency(lat_s, load_pps, probes)
         finally:
             remove_sink(self.sink_ns, SINK_TABLE)
-        avg, p99, worst = latency_stats(samples)
+        stats = latency_stats(samples)
+        avg, p99, worst = stats if stats is not None else (None, None, None)
         busy = self.neighbour_cpu_s() - cpu0
         return Trial(target, scenario, rnd, kpps, avg, p99, worst, len(samples), sent, busy)
 
@@ -649,11 +650,7 @@ def run_noisy(
                         probes=probes,
                     )
                     trials.append(trial)
-                    log(
-                        f"{target:8} {scenario:10} round {rnd}: {trial.throughput_kpps:8.1f} kpps, "
-                        f"latency avg {trial.lat_avg_us:8.1f} p99 {trial.lat_p99_us:8.1f} "
-                        f"max {trial.lat_max_us:8.1f} us ({trial.probes}/{trial.probes_sent})"
-                    )
+                    log(_trial_line(trial))
                     cells = _write(run_dir, trials, scenarios, rig.cat_reason, loads)
     finally:
         rig.down()
@@ -688,3 +685,16 @@ def _write(
             "Noisy neighbour: target throughput and latency (95% CI; % vs baseline)",
         )
     return cells
+
+
+def _trial_line(trial: Trial) -> str:
+    def us(value: float | None) -> str:
+        return "       -" if value is None else f"{value:8.1f}"
+
+    return (
+        f"{trial.target:8} {trial.scenario:10} round {trial.round}: "
+        f"{trial.throughput_kpps:8.1f} kpps, latency avg {us(trial.lat_avg_us)} "
+        f"p99 {us(trial.lat_p99_us)} max {us(trial.lat_max_us)} us "
+        f"({trial.probes}/{trial.probes_sent} probes back; neighbour CPU "
+        f"{trial.neighbour_cpu_s:.2f} s)"
+    )
