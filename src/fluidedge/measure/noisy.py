@@ -215,11 +215,11 @@ def chart(cells: Sequence[Cell], scenarios: Sequence[str], path: Path, title: st
             bars = ax.bar(
                 xs, ys, width=width * 0.92, yerr=errs, capsize=3, color=colour, label=scenario
             )
-            for bar, label in zip(bars, labels, strict=True):
-                if label:
+            for bar, label, err in zip(bars, labels, errs, strict=True):
+                if label:  # above the whisker, so the two never overlap
                     ax.annotate(
                         label,
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height() + err),
                         xytext=(0, 3),
                         textcoords="offset points",
                         ha="center",
