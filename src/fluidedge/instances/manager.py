@@ -34,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +95,18 @@ from fluidedge.instances.placement import (
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 
 log = logging.getLogger("fluidedge.instances")
+
+
+class CosBinder(Protocol):
+    """What the CAT part offers instances (set as ``Manager.cos_binder`` when enabled)."""
+
+    def check(self, cos: str) -> tuple[int, ...] | None:
+        """Raise unless class ``cos`` exists; the CPUs it is bound to, if any."""
+
+    def bind(self, instance: str, cos: str, pid: int) -> None:
+        """Put the instance's tasks (at least ``pid``) into ``cos``."""
+
+    def unbind(self, instance: str) -> None: ...
 
 
 class InstancesConfig(BaseModel):
@@ -162,6 +174,7 @@ class Instance:
     directory: Path
     shell_ifaces: list[ShellIface] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cos: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -179,6 +192,7 @@ class Instance:
             "created_at": self.created_at,
             "directory": str(self.directory),
             "shell_ifaces": [vars(i) for i in self.shell_ifaces],
+            "cos": self.cos,
         }
 
     def view(self) -> InstanceView:
@@ -200,6 +214,7 @@ class Instance:
             labels=self.labels,
             timing=Timing(**self.timing),
             created_at=self.created_at,
+            cos=self.cos,
         )
 
 
@@ -300,6 +315,7 @@ class Manager:
         self._stopping = False
         self.bind_dirs: list[str] = []
         self.launcher_kind = "c"
+        self.cos_binder: CosBinder | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -427,6 +443,7 @@ class Manager:
                 created_at=record.get("created_at", time.time()),
                 directory=Path(record["directory"]),
                 shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
+                cos=record.get("cos"),
             )
             found = containers.get(inst.id)
             status = found.get("status") if found else None
@@ -809,6 +826,7 @@ class Manager:
             resources = template.resources.model_copy(
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
+            cos_cpus = self._cos_cpus(request.cos or template.cos)
             timer.mark("accept")
             cpus = place_with(
                 Request(
@@ -817,6 +835,7 @@ class Manager:
                     policy=request.placement or self.config.placement,
                     affinity=request.affinity,
                     anti_affinity=request.anti_affinity,
+                    cpus_allowed=cos_cpus,
                 ),
                 self.usage,
                 self.capacity,
@@ -841,6 +860,9 @@ class Manager:
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
+            if self.cos_binder is not None and (request.cos or template.cos):
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(request.name)
             with self._lock:
                 self._release(request.name)
                 self.instances.pop(request.name, None)
@@ -850,6 +872,15 @@ class Manager:
                 with contextlib.suppress(Exception):
                     self.tables.delete_instance(request.name)
             raise
+
+    def _cos_cpus(self, cos: str | None) -> frozenset[int] | None:
+        """Validate a requested class of service; the CPUs placement must stay within."""
+        if cos is None:
+            return None
+        if self.cos_binder is None:
+            raise InvalidRequest(f"cos: {cos!r} needs the [cat] part enabled in the daemon")
+        cpus = self.cos_binder.check(cos)
+        return None if cpus is None else frozenset(cpus)
 
     def _execute(  # noqa: PLR0917 (one private call site)
         self,
@@ -897,8 +928,13 @@ class Manager:
             created_at=time.time(),
             directory=shell.directory,
             shell_ifaces=shell.ifaces,
+            cos=request.cos or template.cos,
         )
         self.tables.claim_shell(shell.id, inst.record())
+        if inst.cos is not None and self.cos_binder is not None:
+            # The launcher joins the class before it execs the workload (same pid), so the
+            # workload and all it forks run in the class from their first instruction.
+            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
         timer.mark("config")
         nl = shell.nl
         try:
@@ -1056,6 +1092,9 @@ class Manager:
             with contextlib.suppress(RuntimeFailure):
                 runc.thaw(inst.id, timeout=0.5)
             self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
+            if inst.cos is not None and self.cos_binder is not None:
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(name)
             with self._lock:
                 self.instances.pop(name, None)
                 self._release(name)

@@ -295,6 +295,7 @@ class TemplateSpec(_Strict):
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
+    cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
 
     @field_validator("command")
     @classmethod
@@ -405,6 +406,9 @@ class InstanceRequest(_Strict):
     placement: Literal["spread", "pack"] | None = None
     wait_ready: bool = True
     cold: bool = Field(default=False, description="skip the pool (measurements)")
+    cos: Name | None = Field(
+        default=None, description="class of service (the [cat] part); default: the template's"
+    )
 
     @field_validator("command")
     @classmethod
@@ -488,6 +492,7 @@ class InstanceView(BaseModel):
     op_ms: float | None = Field(
         default=None, description="duration of the pause/resume just done (freezer write)"
     )
+    cos: str | None = Field(default=None, description="class of service (the [cat] part)")
 
 
 class PoolStatus(BaseModel):
