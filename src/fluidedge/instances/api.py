@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -121,6 +122,11 @@ def build_router(manager: Manager) -> APIRouter:
     @router.get("/instances/{name}/logs", tags=["instances"], response_class=PlainTextResponse)
     def instance_logs(name: str) -> str:
         return manager.logs(name)
+
+    @router.get("/stats", tags=["instances"])
+    def stats() -> dict[str, Any]:
+        """cgroup mode (v1, hybrid or v2) and parent, runtime, launcher kind, counts."""
+        return manager.stats()
 
     # pools
     @router.get("/pools", tags=["pools"])

@@ -89,11 +89,6 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 CFS_PERIOD_US = 100_000
 
 
-def cgroups_path(container_id: str) -> str:
-    """The cgroup (v1, every hierarchy) of a container: ``/fluidedge/<id>``."""
-    return f"/fluidedge/{container_id}"
-
-
 def seccomp_profile() -> dict[str, Any]:
     """Allow by default, EPERM for :data:`DENIED_SYSCALLS`."""
     return {
@@ -137,12 +132,14 @@ def oci_config(
     rootfs: Path,
     assign_dir: Path,
     bind_dirs: list[str],
+    cgroups_path: str,
 ) -> dict[str, Any]:
     """The ``config.json`` of a shell of ``template``.
 
     ``rootfs`` is the shared read-only root (mount points + the launcher); ``bind_dirs`` are the
     host directories bind-mounted read-only into it (``/usr``, ``/etc``...); ``assign_dir`` is
-    the shell's private assignment directory, seen as ``/.fe`` inside.
+    the shell's private assignment directory, seen as ``/.fe`` inside; ``cgroups_path`` comes
+    from the cgroup adapter (the same path in every v1 hierarchy, or the v2 one).
     """
     caps = list(template.capabilities)
     mounts: list[dict[str, Any]] = [
@@ -223,7 +220,7 @@ def oci_config(
         "hostname": container_id,
         "mounts": mounts,
         "linux": {
-            "cgroupsPath": cgroups_path(container_id),
+            "cgroupsPath": cgroups_path,
             "resources": linux_resources(template.resources),
             "namespaces": [
                 {"type": "pid"},

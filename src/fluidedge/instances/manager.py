@@ -35,13 +35,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.daemon.store import Store
-from fluidedge.instances import network, runc
+from fluidedge.instances import cgroups, network, runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (
-    CFS_PERIOD_US,
     LAUNCHER_IN_ROOT,
-    cpu_quota_us,
-    cpu_shares,
     encode_assignment,
     oci_config,
 )
@@ -94,6 +91,15 @@ class InstancesConfig(BaseModel):
 
     state_dir: Path | None = None
     runc: str = "runc"
+    cgroup_mode: Literal["auto", "v1", "v2"] = Field(
+        default="auto", description="cgroup hierarchy: auto-detected, or forced"
+    )
+    cgroup_parent: str | None = Field(
+        default=None,
+        pattern=r"^(/[A-Za-z0-9_.@:-]+)+$",
+        description="cgroup path instances go under (v2: a delegated subtree); "
+        "default /fluidedge, or <daemon's cgroup>/instances under systemd on v2",
+    )
     cpus: str | None = Field(default=None, description="cpuset for instances, default: online")
     cpu_overcommit: float = Field(default=4.0, gt=0)
     memory_mb: int | None = Field(default=None, ge=16, description="default: 80% of MemTotal")
@@ -256,7 +262,8 @@ class Manager:
         self.config = config
         self.state_dir = state_dir
         self.tables = Tables(store)
-        self.runc = runc.Runc(state_dir / "runc", config.runc)
+        self.cgroups = cgroups.detect(config.cgroup_mode, config.cgroup_parent)
+        self.runc = runc.Runc(state_dir / "runc", config.runc, self.cgroups)
         self.rootfs = state_dir / "rootfs"
         self.shell_root = state_dir / "shells"
         self.capacity = Capacity(
@@ -292,6 +299,7 @@ class Manager:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self.cgroups.prepare()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.shell_root.mkdir(parents=True, exist_ok=True)
         self._build_rootfs()
@@ -422,7 +430,7 @@ class Manager:
             if status in ("running", "paused"):
                 inst.pid = int(found["pid"]) if found else inst.pid
                 with contextlib.suppress(RuntimeFailure):
-                    inst.state = "paused" if runc.freezer_state(inst.id) == "FROZEN" else "running"
+                    inst.state = "paused" if self.cgroups.frozen(inst.id) else "running"
             else:
                 # Crashed before release, or the workload died while we were away.
                 if status == "created":
@@ -586,6 +594,7 @@ class Manager:
                 rootfs=self.rootfs,
                 assign_dir=assign,
                 bind_dirs=self.bind_dirs,
+                cgroups_path=self.cgroups.runc_path(shell_id),
             )
             (bundle / "config.json").write_text(json.dumps(config))
             shell.pid = self.runc.create(shell_id, bundle, directory / "log")
@@ -618,6 +627,9 @@ class Manager:
         self, container_id: str, ifaces: list[ShellIface], directory: Path
     ) -> None:
         errors = []
+        # Kill through the cgroup first (v2: cgroup.kill, atomic, frozen tasks included; v1:
+        # thaw + SIGKILL of each task): runc delete -f then only removes what is left.
+        self.cgroups.kill(container_id)
         try:
             self.runc.delete(container_id)
         except RuntimeFailure as exc:
@@ -859,25 +871,18 @@ class Manager:
     def _apply_limits(
         self, container_id: str, base: Resources, wanted: Resources, cpus: tuple[int, ...]
     ) -> None:
-        runc.write_cgroup("cpuset", container_id, "cpuset.cpus", cpuset_text(cpus))
+        cg = self.cgroups
+        cg.set_cpus(container_id, cpuset_text(cpus))
         if wanted.cpus != base.cpus:
-            runc.write_cgroup("cpu", container_id, "cpu.shares", str(cpu_shares(wanted.cpus)))
+            cg.set_cpu_weight(container_id, wanted.cpus)
         if wanted.cpu_limit != base.cpu_limit:
-            quota = -1 if wanted.cpu_limit is None else cpu_quota_us(wanted.cpu_limit)
-            runc.write_cgroup("cpu", container_id, "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            runc.write_cgroup("cpu", container_id, "cpu.cfs_quota_us", str(quota))
+            cg.set_cpu_limit(container_id, wanted.cpu_limit)
         if wanted.memory_mb != base.memory_mb:
-            limit = str(wanted.memory_mb * 1024 * 1024)
-            memsw = runc.cgroup_dir("memory", container_id) / "memory.memsw.limit_in_bytes"
-            order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
-            if wanted.memory_mb < base.memory_mb:
-                order.reverse()
-            for knob in order:
-                if knob.startswith("memory.memsw") and not memsw.exists():
-                    continue
-                runc.write_cgroup("memory", container_id, knob, limit)
+            cg.set_memory(
+                container_id, wanted.memory_mb, lowering=wanted.memory_mb < base.memory_mb
+            )
         if wanted.pids != base.pids:
-            runc.write_cgroup("pids", container_id, "pids.max", str(wanted.pids))
+            cg.set_pids(container_id, wanted.pids)
 
     def _wait_ready(self, template: TemplateSpec, pid: int, name: str) -> None:
         check = template.readiness
@@ -928,7 +933,7 @@ class Manager:
         return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
 
     def pause(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
-        """Freeze the instance; :class:`FreezerBusy` if the cgroup is not FROZEN in ``timeout``
+        """Freeze the instance; :class:`FreezerBusy` if the cgroup is not frozen in ``timeout``
         (the instance stays "running" and the call may be repeated)."""
         return self._freezer_transition(name, frozen=True, timeout=timeout)
 
@@ -945,7 +950,7 @@ class Manager:
             if inst.state != before:
                 raise WrongState(f"instance {name} is {inst.state}, not {before}")
             begin = time.perf_counter()
-            (runc.freeze if frozen else runc.thaw)(inst.id, timeout=timeout)
+            (self.cgroups.freeze if frozen else self.cgroups.thaw)(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
@@ -956,7 +961,7 @@ class Manager:
         inst = self.get_instance(name)
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
-                runc.thaw(inst.id, timeout=0.5)
+                self.cgroups.thaw(inst.id, timeout=0.5)
             self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
             with self._lock:
                 self.instances.pop(name, None)
@@ -1076,6 +1081,21 @@ class Manager:
                 self.managed_networks.discard(name)
             del self.networks[name]
             self.tables.delete_network(name)
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /v1/stats`` says: the host modes the manager runs in, and counts."""
+        with self._lock:
+            states: dict[str, int] = {}
+            for inst in self.instances.values():
+                states[inst.state] = states.get(inst.state, 0) + 1
+            shells = sum(len(p.ready) for p in self.pools.values())
+        return {
+            "cgroup": self.cgroups.describe(),
+            "runtime": {"binary": self.config.runc, "root": str(self.runc.root)},
+            "launcher": self.launcher_kind,
+            "instances": states,
+            "pooled_shells": shells,
+        }
 
     def metrics(self) -> str:
         lines = []

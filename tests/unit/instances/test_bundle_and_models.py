@@ -29,6 +29,7 @@ def _config(**overrides: object) -> dict[str, object]:
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
         bind_dirs=["/usr", "/etc"],
+        cgroups_path="/fluidedge/fe0123456789",
     )
 
 
