@@ -41,6 +41,7 @@ from fluidedge.instances.bundle import (
     LAUNCHER_IN_ROOT,
     encode_assignment,
     oci_config,
+    workload_env,
 )
 from fluidedge.instances.errors import (
     AddressInUse,
@@ -69,6 +70,7 @@ from fluidedge.instances.models import (
     Resources,
     TemplateSpec,
     Timing,
+    check_assignment,
 )
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.persist import Tables
@@ -81,6 +83,7 @@ from fluidedge.instances.placement import (
     parse_cpuset,
     place_with,
 )
+from fluidedge.instances.private import private_dir, write_private
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 
 
@@ -91,6 +94,9 @@ class InstancesConfig(BaseModel):
 
     state_dir: Path | None = None
     runc: str = "runc"
+    launcher: Literal["auto", "c", "sh"] = Field(
+        default="auto", description="shell launcher: static C (needs gcc) or busybox sh"
+    )
     cgroup_mode: Literal["auto", "v1", "v2"] = Field(
         default="auto", description="cgroup hierarchy: auto-detected, or forced"
     )
@@ -300,8 +306,8 @@ class Manager:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.cgroups.prepare()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.shell_root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir, parents=True)
+        private_dir(self.shell_root)
         self._build_rootfs()
         for spec_data, managed in self.tables.networks():
             spec = NetworkSpec.model_validate(spec_data)
@@ -376,7 +382,9 @@ class Manager:
 
     def _build_rootfs(self) -> None:
         """The shared read-only root: mount points, host-dir symlinks, the launcher."""
-        launcher, self.launcher_kind = build_launcher(self.state_dir / "launcher")
+        launcher, self.launcher_kind = build_launcher(
+            self.state_dir / "launcher", self.config.launcher
+        )
         root = self.rootfs
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("proc", "dev", "sys", "tmp", ".fe", "usr", "etc", "run", "var"):
@@ -585,8 +593,9 @@ class Manager:
         try:
             bundle = directory / "bundle"
             assign = directory / "assign"
-            bundle.mkdir(parents=True)
-            assign.mkdir()
+            private_dir(directory)
+            private_dir(bundle)
+            private_dir(assign)
             make_go_fifo(assign)
             config = oci_config(
                 template,
@@ -596,7 +605,7 @@ class Manager:
                 bind_dirs=self.bind_dirs,
                 cgroups_path=self.cgroups.runc_path(shell_id),
             )
-            (bundle / "config.json").write_text(json.dumps(config))
+            write_private(bundle / "config.json", json.dumps(config).encode())
             shell.pid = self.runc.create(shell_id, bundle, directory / "log")
             for iface in ifaces:
                 network.plug(self.networks[iface.network], iface.host_ifname, iface.name, shell.pid)
@@ -732,6 +741,13 @@ class Manager:
                             + (f" by instance {owner}" if owner else "")
                         )
                     claims.append(key)
+            try:  # the request alone was checked at the boundary; with the template's env too
+                check_assignment(
+                    request.command or template.command,
+                    workload_env(template.env, request.env, request.name),
+                )
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
             resources = template.resources.model_copy(
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
@@ -790,11 +806,12 @@ class Manager:
         assign = shell.directory / "assign"
         for rel, content in template.files.items():
             target = assign / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content.replace("{name}", request.name))
-        env = {**template.env, **request.env, "FLUIDEDGE_INSTANCE": request.name}
+            for parent in reversed(target.relative_to(assign).parents[:-1]):
+                private_dir(assign / parent)
+            write_private(target, content.replace("{name}", request.name).encode())
+        env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
-        (assign / "assign").write_bytes(encode_assignment(argv, env))
+        write_private(assign / "assign", encode_assignment(argv, env))
         self._apply_limits(shell.id, template.resources, resources, cpus)
         interfaces = []
         for iface in shell.ifaces:

@@ -95,7 +95,8 @@ class Runc:
         their EOF forever): it writes into the log file, and its own errors land there too.
         """
         pid_file = bundle / "pid"
-        with open(log_path, "ab") as log:
+        # the workload's output may hold what its environment holds: root-only, like the rest
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             try:
                 result = subprocess.run(
                     self._argv(

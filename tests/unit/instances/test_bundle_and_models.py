@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (
-    DENIED_SYSCALLS,
+    ALLOWED_SYSCALLS,
+    ALLOWED_SYSCALLS_32,
     LAUNCHER_IN_ROOT,
     cpu_quota_us,
     cpu_shares,
@@ -47,9 +48,24 @@ def test_least_privilege_defaults() -> None:
     assert {"pid", "network", "ipc", "uts", "mount"} <= kinds
     assert linux["resources"]["pids"]["limit"] == 64
     assert linux["resources"]["memory"]["limit"] == 32 * 1024 * 1024
-    denied = linux["seccomp"]["syscalls"][0]["names"]
-    for name in ("mount", "kexec_load", "init_module", "ptrace", "bpf", "unshare", "setns"):
-        assert name in denied
+    seccomp = linux["seccomp"]
+    assert (seccomp["defaultAction"], seccomp["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", 1)
+    allowed = {
+        name
+        for rule in seccomp["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
+        for name in rule["names"]
+    }
+    for name in ("read", "execve", "socket", "epoll_wait", "futex", "wait4", "rt_sigreturn"):
+        assert name in allowed
+    # What the attack run got through the old deny-list, and its friends, are not allowed.
+    for name in (
+        "mount", "umount2", "kexec_load", "init_module", "ptrace", "process_vm_readv", "bpf",
+        "unshare", "setns", "keyctl", "add_key", "io_uring_setup", "io_uring_enter",
+        "io_uring_register", "userfaultfd", "perf_event_open", "clone", "clone3", "personality",
+        "open_by_handle_at", "chroot", "pivot_root", "fsopen",
+    ):  # fmt: skip
+        assert name not in allowed, name
     mounts = {m["destination"]: m for m in config["mounts"]}  # type: ignore[union-attr]
     assert mounts["/tmp"]["type"] == "tmpfs"
     assert "ro" in mounts["/usr"]["options"]
@@ -68,8 +84,24 @@ def test_dangerous_capability_refused() -> None:
         TemplateSpec(name="t", command=["/bin/x"], capabilities=["CAP_SYS_ADMIN"])
 
 
-def test_denied_syscalls_are_unique_and_sorted_for_review() -> None:
-    assert list(DENIED_SYSCALLS) == sorted(set(DENIED_SYSCALLS))
+def test_allowed_syscalls_are_unique_and_sorted_for_review() -> None:
+    for names in (ALLOWED_SYSCALLS, ALLOWED_SYSCALLS_32):
+        assert list(names) == sorted(set(names))
+    assert not set(ALLOWED_SYSCALLS) & set(ALLOWED_SYSCALLS_32)
+
+
+def test_clone_only_without_namespace_flags_and_clone3_enosys() -> None:
+    rules = _config()["linux"]["seccomp"]["syscalls"]  # type: ignore[index]
+    (clone,) = [r for r in rules if r["names"] == ["clone"]]
+    assert clone["action"] == "SCMP_ACT_ALLOW"
+    (arg,) = clone["args"]
+    assert (arg["index"], arg["op"], arg["valueTwo"]) == (0, "SCMP_CMP_MASKED_EQ", 0)
+    # CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET... all in the mask
+    for flag in (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000):
+        assert arg["value"] & flag
+    assert not arg["value"] & 0x00000100  # CLONE_VM: threads stay possible
+    (clone3,) = [r for r in rules if r["names"] == ["clone3"]]
+    assert (clone3["action"], clone3["errnoRet"]) == ("SCMP_ACT_ERRNO", 38)
 
 
 def test_cpu_conversions() -> None:
