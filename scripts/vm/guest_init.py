@@ -53,6 +53,9 @@ def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
     with open("/proc/sys/kernel/hostname", "w") as handle:
         handle.write("fevm")
+    with open("/sys/fs/cgroup/cgroup.controllers") as handle:
+        controllers = handle.read().strip()
+    print(f"fe-vm: Linux {os.uname().release}, cgroup v2 at /sys/fs/cgroup ({controllers})")
     with open(f"{IO}/config.json") as handle:
         config = json.load(handle)
     for share in config.get("mounts", []):

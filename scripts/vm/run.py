@@ -100,6 +100,7 @@ def main(argv: list[str]) -> int:
             "env": {
                 "PYTHONPATH": str(REPO / "src"),
                 "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1",
                 "FLUIDEDGE_IN_VM": "1",
             },
             "mounts": mounts,

@@ -150,3 +150,21 @@ def test_builtin_templates_are_valid_and_distinct() -> None:
 def test_template_rejects_traversal_in_files() -> None:
     with pytest.raises(ValidationError, match="invalid file path"):
         TemplateSpec(name="t", command=["/bin/x"], files={"../etc/passwd": "x"})
+
+
+def test_assignment_limits_are_the_launchers() -> None:
+    from fluidedge.instances import launcher, models
+
+    argv, env = ["/bin/x", "a b"], {"K": "v", "E": ""}
+    assert models.assignment_size(argv, env) == len(encode_assignment(argv, env))
+    for number in (models.MAX_ASSIGNMENT_BYTES, models.MAX_ARGS, models.MAX_ENV):
+        assert str(number) in launcher.C_SOURCE
+    with pytest.raises(ValidationError, match=f"at most {models.MAX_ARGS} arguments"):
+        InstanceRequest(name="x", template="t", command=["/x"] * (models.MAX_ARGS + 1))
+    with pytest.raises(ValidationError, match="must not contain '='"):
+        InstanceRequest(name="x", template="t", command=["/a=b"])
+    with pytest.raises(ValidationError, match="at most 131071 bytes"):
+        TemplateSpec(name="t", command=["/x", "y" * 131_072])
+    # Just at the limit is fine.
+    room = models.MAX_ASSIGNMENT_BYTES - models.assignment_size(["/x", ""], {})
+    assert InstanceRequest(name="x", template="t", command=["/x", "y" * room]).command
