@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fluidedge.instances.models import Resources, TemplateSpec
+from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, bind_mounts, runtime_config
 
 LAUNCHER_IN_ROOT = "/.fe-launcher"
 ASSIGN_DIR_IN_ROOT = "/.fe"
@@ -200,15 +201,10 @@ def oci_config(
     the shell's private assignment directory, seen as ``/.fe`` inside; ``cgroups_path`` comes
     from the cgroup adapter (the same path in every v1 hierarchy, or the v2 one).
     """
-    caps = list(template.capabilities)
+    proc, dev, tmp = BASE_MOUNTS
     mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
-        },
+        proc,
+        dev,
         {
             "destination": "/dev/pts",
             "type": "devpts",
@@ -233,70 +229,29 @@ def oci_config(
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
-        {
-            "destination": "/tmp",  # noqa: S108 (private tmpfs)
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
-        },
-    ]
-    mounts.extend(
-        {
-            "destination": path,
-            "type": "bind",
-            "source": path,
-            "options": ["rbind", "ro", "nosuid", "nodev"],
-        }
-        for path in bind_dirs
-    )
-    mounts.append(
+        tmp,
+        *bind_mounts(bind_dirs, ["rbind", "ro", "nosuid", "nodev"]),
         {
             "destination": ASSIGN_DIR_IN_ROOT,
             "type": "bind",
             "source": str(assign_dir),
             "options": ["bind", "ro", "nosuid", "nodev"],
-        }
+        },
+    ]
+    return runtime_config(
+        args=[LAUNCHER_IN_ROOT],
+        hostname=container_id,
+        rootfs=str(rootfs),
+        mounts=mounts,
+        namespaces=["pid", "network", "ipc", "uts", "mount", "cgroup"],
+        cgroups_path=cgroups_path,
+        resources=linux_resources(template.resources),
+        capabilities=list(template.capabilities),
+        rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        seccomp=seccomp_profile(),
+        masked_paths=list(MASKED_PATHS),
+        readonly_paths=list(READONLY_PATHS),
     )
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": [LAUNCHER_IN_ROOT],
-            "env": [f"PATH={DEFAULT_PATH}"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": caps,
-                "effective": caps,
-                "permitted": caps,
-                "inheritable": caps,
-                "ambient": caps,
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": str(rootfs), "readonly": True},
-        "hostname": container_id,
-        "mounts": mounts,
-        "linux": {
-            "cgroupsPath": cgroups_path,
-            "resources": linux_resources(template.resources),
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "network"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-                {"type": "cgroup"},
-            ],
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-            "seccomp": seccomp_profile(),
-        },
-    }
-
-
-DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def workload_env(

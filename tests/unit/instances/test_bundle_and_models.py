@@ -168,3 +168,28 @@ def test_assignment_limits_are_the_launchers() -> None:
     # Just at the limit is fine.
     room = models.MAX_ASSIGNMENT_BYTES - models.assignment_size(["/x", ""], {})
     assert InstanceRequest(name="x", template="t", command=["/x", "y" * room]).command
+
+
+def test_runc_baseline_keeps_its_published_shape() -> None:
+    """The measure baseline is built by the same builder, in the shape its figures had."""
+    from fluidedge.measure.runcbase import bundle_config
+
+    config = bundle_config(
+        ["/bin/busybox", "sleep", "1"],
+        container_id="febase-1",
+        memory_mb=32,
+        pids=64,
+        binds=["/usr", "/etc"],
+        rootfs="/w/rootfs",
+    )
+    shell = _config()
+    assert config["ociVersion"] == shell["ociVersion"]
+    assert set(config) == set(shell)
+    linux = config["linux"]
+    assert linux["resources"] == {"memory": {"limit": 32 << 20}, "pids": {"limit": 64}}
+    assert "seccomp" not in linux
+    assert [ns["type"] for ns in linux["namespaces"]] == ["pid", "network", "ipc", "uts", "mount"]
+    assert linux["cgroupsPath"] == "/fluidedge-bench/febase-1"
+    assert config["process"]["args"] == ["/bin/busybox", "sleep", "1"]
+    assert all(v == [] for v in config["process"]["capabilities"].values())
+    assert [m["destination"] for m in config["mounts"]] == ["/proc", "/dev", "/tmp", "/usr", "/etc"]
