@@ -571,13 +571,13 @@ class Manager:
             veths = [*orphan.veths, *([orphan.id] if orphan.kind == "veth" else [])]
             if orphan.kind == "container":
                 with contextlib.suppress(RuntimeFailure):
-                    runc.thaw(orphan.id, timeout=0.5)
+                    self.cgroups.thaw(orphan.id, timeout=0.5)
                 self.runc.delete(orphan.id)
             for veth in veths:
                 for netns in set(netns_of.values()):
                     network.unplug(netns, veth)
             if orphan.kind != "veth":
-                runc.remove_cgroups(orphan.id)
+                self.cgroups.remove(orphan.id)
             if orphan.directory:
                 shutil.rmtree(orphan.directory, ignore_errors=True)
             with self._lock:
