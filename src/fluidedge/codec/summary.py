@@ -9,7 +9,6 @@ the ``--fields`` columns, so both always say the same; only the fields asked for
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from socket import AF_INET, AF_INET6, inet_ntop
 from types import ModuleType
@@ -30,10 +29,6 @@ GTPU_MESSAGE_NAMES = {
     254: "end-marker",
     255: "G-PDU",
 }
-
-
-def address(raw: bytes | None) -> str | None:
-    return None if raw is None else str(ipaddress.ip_address(raw))
 
 
 _TEXTS: dict[bytes, str] = {}
