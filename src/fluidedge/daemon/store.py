@@ -256,6 +256,12 @@ class Store:
         """Why writes are refused (the files were removed or replaced), or ``None``."""
         return self._unavailable
 
+    def ensure_writable(self) -> None:
+        """Raise :class:`StoreUnavailable` now if a write would be refused: for callers that
+        must not change the host (destroy a container) before a write that would fail."""
+        with self._lock:
+            self._check_files()
+
     def _check_files(self) -> None:
         if self._unavailable is not None:
             raise StoreUnavailable(self._unavailable)

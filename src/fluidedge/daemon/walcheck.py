@@ -48,10 +48,10 @@ class WalReport:
 
 def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
     """SQLite's WAL checksum (fileformat §4.3): over 32-bit words, pairwise, seeded."""
-    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
-    for i in range(0, len(words), 2):
-        s0 = (s0 + words[i] + s1) & _MASK
-        s1 = (s1 + words[i + 1] + s0) & _MASK
+    words = iter(struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data))
+    for first, second in zip(words, words, strict=True):
+        s0 = (s0 + first + s1) & _MASK
+        s1 = (s1 + second + s0) & _MASK
     return s0, s1
 
 

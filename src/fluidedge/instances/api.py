@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -169,6 +170,11 @@ def build_router(manager: Manager) -> APIRouter:
     )
     def instance_logs(name: str) -> str:
         return manager.logs(name)
+
+    @router.get("/stats", tags=["instances"])
+    def stats() -> dict[str, Any]:
+        """cgroup mode (v1, hybrid or v2) and parent, runtime, launcher kind, counts."""
+        return manager.stats()
 
     # pools
     @router.get("/pools", tags=["pools"])

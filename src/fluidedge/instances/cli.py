@@ -107,6 +107,7 @@ def _register_instance(app: typer.Typer) -> None:
         placement: Annotated[str | None, typer.Option(help="spread or pack.")] = None,
         cold: Annotated[bool, typer.Option(help="Skip the pool.")] = False,
         no_wait: Annotated[bool, typer.Option(help="Do not wait for readiness.")] = False,
+        cos: Annotated[str | None, typer.Option(help="Class of service (CAT).")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Create an instance of TEMPLATE named NAME; prints its per-phase timing."""
@@ -132,6 +133,8 @@ def _register_instance(app: typer.Typer) -> None:
         }
         if placement:
             body["placement"] = placement
+        if cos:
+            body["cos"] = cos
         view = _client().post("/v1/instances", body)
         if as_json:
             typer.echo(json.dumps(view, indent=2))

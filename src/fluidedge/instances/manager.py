@@ -34,20 +34,18 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.daemon.store import Store
-from fluidedge.instances import network, runc
+from fluidedge.instances import cgroups, network, runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (
-    CFS_PERIOD_US,
     LAUNCHER_IN_ROOT,
-    cpu_quota_us,
-    cpu_shares,
     encode_assignment,
     oci_config,
+    workload_env,
 )
 from fluidedge.instances.errors import (
     AddressInUse,
@@ -80,6 +78,7 @@ from fluidedge.instances.models import (
     Resources,
     TemplateSpec,
     Timing,
+    check_assignment,
 )
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.orphans import find_orphans
@@ -93,9 +92,22 @@ from fluidedge.instances.placement import (
     parse_cpuset,
     place_with,
 )
+from fluidedge.instances.private import private_dir, write_private
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 
 log = logging.getLogger("fluidedge.instances")
+
+
+class CosBinder(Protocol):
+    """What the CAT part offers instances (set as ``Manager.cos_binder`` when enabled)."""
+
+    def check(self, cos: str) -> tuple[int, ...] | None:
+        """Raise unless class ``cos`` exists; the CPUs it is bound to, if any."""
+
+    def bind(self, instance: str, cos: str, pid: int) -> None:
+        """Put the instance's tasks (at least ``pid``) into ``cos``."""
+
+    def unbind(self, instance: str) -> None: ...
 
 
 class InstancesConfig(BaseModel):
@@ -105,6 +117,18 @@ class InstancesConfig(BaseModel):
 
     state_dir: Path | None = None
     runc: str = "runc"
+    launcher: Literal["auto", "c", "sh"] = Field(
+        default="auto", description="shell launcher: static C (needs gcc) or busybox sh"
+    )
+    cgroup_mode: Literal["auto", "v1", "v2"] = Field(
+        default="auto", description="cgroup hierarchy: auto-detected, or forced"
+    )
+    cgroup_parent: str | None = Field(
+        default=None,
+        pattern=r"^(/[A-Za-z0-9_.@:-]+)+$",
+        description="cgroup path instances go under (v2: a delegated subtree); "
+        "default /fluidedge, or <daemon's cgroup>/instances under systemd on v2",
+    )
     cpus: str | None = Field(default=None, description="cpuset for instances, default: online")
     cpu_overcommit: float = Field(default=4.0, gt=0)
     memory_mb: int | None = Field(default=None, ge=16, description="default: 80% of MemTotal")
@@ -163,6 +187,7 @@ class Instance:
     directory: Path
     shell_ifaces: list[ShellIface] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cos: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -180,6 +205,7 @@ class Instance:
             "created_at": self.created_at,
             "directory": str(self.directory),
             "shell_ifaces": [vars(i) for i in self.shell_ifaces],
+            "cos": self.cos,
         }
 
     def view(self) -> InstanceView:
@@ -201,6 +227,7 @@ class Instance:
             labels=self.labels,
             timing=Timing(**self.timing),
             created_at=self.created_at,
+            cos=self.cos,
         )
 
 
@@ -267,7 +294,8 @@ class Manager:
         self.config = config
         self.state_dir = state_dir
         self.tables = Tables(store)
-        self.runc = runc.Runc(state_dir / "runc", config.runc)
+        self.cgroups = cgroups.detect(config.cgroup_mode, config.cgroup_parent)
+        self.runc = runc.Runc(state_dir / "runc", config.runc, self.cgroups)
         self.rootfs = state_dir / "rootfs"
         self.shell_root = state_dir / "shells"
         self.capacity = Capacity(
@@ -301,11 +329,13 @@ class Manager:
         self._stopping = False
         self.bind_dirs: list[str] = []
         self.launcher_kind = "c"
+        self.cos_binder: CosBinder | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.shell_root.mkdir(parents=True, exist_ok=True)
+        self.cgroups.prepare()
+        private_dir(self.state_dir, parents=True)
+        private_dir(self.shell_root)
         self._build_rootfs()
         for spec_data, managed in self.tables.networks():
             spec = NetworkSpec.model_validate(spec_data)
@@ -382,7 +412,9 @@ class Manager:
 
     def _build_rootfs(self) -> None:
         """The shared read-only root: mount points, host-dir symlinks, the launcher."""
-        launcher, self.launcher_kind = build_launcher(self.state_dir / "launcher")
+        launcher, self.launcher_kind = build_launcher(
+            self.state_dir / "launcher", self.config.launcher
+        )
         root = self.rootfs
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("proc", "dev", "sys", "tmp", ".fe", "usr", "etc", "run", "var"):
@@ -428,6 +460,7 @@ class Manager:
                 created_at=record.get("created_at", time.time()),
                 directory=Path(record["directory"]),
                 shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
+                cos=record.get("cos"),
             )
             found = containers.get(inst.id)
             status = found.get("status") if found else None
@@ -436,7 +469,7 @@ class Manager:
             if status in ("running", "paused"):
                 inst.pid = int(found["pid"]) if found else inst.pid
                 with contextlib.suppress(RuntimeFailure):
-                    inst.state = "paused" if runc.freezer_state(inst.id) == "FROZEN" else "running"
+                    inst.state = "paused" if self.cgroups.frozen(inst.id) else "running"
             else:
                 # Crashed before release, or the workload died while we were away.
                 if status == "created":
@@ -487,6 +520,13 @@ class Manager:
             else:
                 self._destroy_shell(shell)
         self._find_orphans(containers, known)
+        log.info(
+            "re-adopted %d instance(s) and %d pooled shell(s); %d orphan(s) kept",
+            len(self.instances),
+            sum(len(p.ready) for p in self.pools.values()),
+            len(self.orphans),
+            extra={"part": "instances", "event": "readopted", "ids": ",".join(self.instances)},
+        )
 
     def _find_orphans(self, containers: dict[str, dict[str, Any]], known: set[str]) -> None:
         """Record (and log) what is ours but unknown to the store; destroy none of it."""
@@ -532,13 +572,13 @@ class Manager:
             veths = [*orphan.veths, *([orphan.id] if orphan.kind == "veth" else [])]
             if orphan.kind == "container":
                 with contextlib.suppress(RuntimeFailure):
-                    runc.thaw(orphan.id, timeout=0.5)
+                    self.cgroups.thaw(orphan.id, timeout=0.5)
                 self.runc.delete(orphan.id)
             for veth in veths:
                 for netns in set(netns_of.values()):
                     network.unplug(netns, veth)
             if orphan.kind != "veth":
-                runc.remove_cgroups(orphan.id)
+                self.cgroups.remove(orphan.id)
             if orphan.directory:
                 shutil.rmtree(orphan.directory, ignore_errors=True)
             with self._lock:
@@ -657,8 +697,9 @@ class Manager:
         try:
             bundle = directory / "bundle"
             assign = directory / "assign"
-            bundle.mkdir(parents=True)
-            assign.mkdir()
+            private_dir(directory)
+            private_dir(bundle)
+            private_dir(assign)
             make_go_fifo(assign)
             config = oci_config(
                 template,
@@ -666,8 +707,9 @@ class Manager:
                 rootfs=self.rootfs,
                 assign_dir=assign,
                 bind_dirs=self.bind_dirs,
+                cgroups_path=self.cgroups.runc_path(shell_id),
             )
-            (bundle / "config.json").write_text(json.dumps(config))
+            write_private(bundle / "config.json", json.dumps(config).encode())
             shell.pid = self.runc.create(shell_id, bundle, directory / "log")
             for iface in ifaces:
                 network.plug(self.networks[iface.network], iface.host_ifname, iface.name, shell.pid)
@@ -698,6 +740,9 @@ class Manager:
         self, container_id: str, ifaces: list[ShellIface], directory: Path
     ) -> None:
         errors = []
+        # Kill through the cgroup first (v2: cgroup.kill, atomic, frozen tasks included; v1:
+        # thaw + SIGKILL of each task): runc delete -f then only removes what is left.
+        self.cgroups.kill(container_id)
         try:
             self.runc.delete(container_id)
         except RuntimeFailure as exc:
@@ -800,9 +845,17 @@ class Manager:
                             + (f" by instance {owner}" if owner else "")
                         )
                     claims.append(key)
+            try:  # the request alone was checked at the boundary; with the template's env too
+                check_assignment(
+                    request.command or template.command,
+                    workload_env(template.env, request.env, request.name),
+                )
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
             resources = template.resources.model_copy(
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
+            cos_cpus = self._cos_cpus(request.cos or template.cos)
             timer.mark("accept")
             cpus = place_with(
                 Request(
@@ -811,6 +864,7 @@ class Manager:
                     policy=request.placement or self.config.placement,
                     affinity=request.affinity,
                     anti_affinity=request.anti_affinity,
+                    cpus_allowed=cos_cpus,
                 ),
                 self.usage,
                 self.capacity,
@@ -835,6 +889,9 @@ class Manager:
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
+            if self.cos_binder is not None and (request.cos or template.cos):
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(request.name)
             with self._lock:
                 self._release(request.name)
                 self.instances.pop(request.name, None)
@@ -844,6 +901,15 @@ class Manager:
                 with contextlib.suppress(Exception):
                     self.tables.delete_instance(request.name)
             raise
+
+    def _cos_cpus(self, cos: str | None) -> frozenset[int] | None:
+        """Validate a requested class of service; the CPUs placement must stay within."""
+        if cos is None:
+            return None
+        if self.cos_binder is None:
+            raise InvalidRequest(f"cos: {cos!r} needs the [cat] part enabled in the daemon")
+        cpus = self.cos_binder.check(cos)
+        return None if cpus is None else frozenset(cpus)
 
     def _execute(  # noqa: PLR0917 (one private call site)
         self,
@@ -858,11 +924,12 @@ class Manager:
         assign = shell.directory / "assign"
         for rel, content in template.files.items():
             target = assign / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content.replace("{name}", request.name))
-        env = {**template.env, **request.env, "FLUIDEDGE_INSTANCE": request.name}
+            for parent in reversed(target.relative_to(assign).parents[:-1]):
+                private_dir(assign / parent)
+            write_private(target, content.replace("{name}", request.name).encode())
+        env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
-        (assign / "assign").write_bytes(encode_assignment(argv, env))
+        write_private(assign / "assign", encode_assignment(argv, env))
         self._apply_limits(shell.id, template.resources, resources, cpus)
         interfaces = []
         for iface in shell.ifaces:
@@ -891,8 +958,13 @@ class Manager:
             created_at=time.time(),
             directory=shell.directory,
             shell_ifaces=shell.ifaces,
+            cos=request.cos or template.cos,
         )
         self.tables.claim_shell(shell.id, inst.record())
+        if inst.cos is not None and self.cos_binder is not None:
+            # The launcher joins the class before it execs the workload (same pid), so the
+            # workload and all it forks run in the class from their first instruction.
+            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
         timer.mark("config")
         nl = shell.nl
         try:
@@ -934,30 +1006,34 @@ class Manager:
             path=path,
             template=template.name,
         )
+        log.info(
+            "instance %s created (%s, %.2f ms)",
+            inst.name,
+            path,
+            inst.timing["total"],
+            extra={
+                "part": "instances",
+                "event": "instance_created",
+                "ids": f"{inst.name},{inst.id}",
+            },
+        )
         return inst.view()
 
     def _apply_limits(
         self, container_id: str, base: Resources, wanted: Resources, cpus: tuple[int, ...]
     ) -> None:
-        runc.write_cgroup("cpuset", container_id, "cpuset.cpus", cpuset_text(cpus))
+        cg = self.cgroups
+        cg.set_cpus(container_id, cpuset_text(cpus))
         if wanted.cpus != base.cpus:
-            runc.write_cgroup("cpu", container_id, "cpu.shares", str(cpu_shares(wanted.cpus)))
+            cg.set_cpu_weight(container_id, wanted.cpus)
         if wanted.cpu_limit != base.cpu_limit:
-            quota = -1 if wanted.cpu_limit is None else cpu_quota_us(wanted.cpu_limit)
-            runc.write_cgroup("cpu", container_id, "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            runc.write_cgroup("cpu", container_id, "cpu.cfs_quota_us", str(quota))
+            cg.set_cpu_limit(container_id, wanted.cpu_limit)
         if wanted.memory_mb != base.memory_mb:
-            limit = str(wanted.memory_mb * 1024 * 1024)
-            memsw = runc.cgroup_dir("memory", container_id) / "memory.memsw.limit_in_bytes"
-            order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
-            if wanted.memory_mb < base.memory_mb:
-                order.reverse()
-            for knob in order:
-                if knob.startswith("memory.memsw") and not memsw.exists():
-                    continue
-                runc.write_cgroup("memory", container_id, knob, limit)
+            cg.set_memory(
+                container_id, wanted.memory_mb, lowering=wanted.memory_mb < base.memory_mb
+            )
         if wanted.pids != base.pids:
-            runc.write_cgroup("pids", container_id, "pids.max", str(wanted.pids))
+            cg.set_pids(container_id, wanted.pids)
 
     def _wait_ready(self, template: TemplateSpec, pid: int, name: str) -> None:
         check = template.readiness
@@ -1008,7 +1084,7 @@ class Manager:
         return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
 
     def pause(self, name: str, *, timeout: float = runc.FREEZER_TIMEOUT) -> InstanceView:
-        """Freeze the instance; :class:`FreezerBusy` if the cgroup is not FROZEN in ``timeout``
+        """Freeze the instance; :class:`FreezerBusy` if the cgroup is not frozen in ``timeout``
         (the instance stays "running" and the call may be repeated)."""
         return self._freezer_transition(name, frozen=True, timeout=timeout)
 
@@ -1025,7 +1101,7 @@ class Manager:
             if inst.state != before:
                 raise WrongState(f"instance {name} is {inst.state}, not {before}")
             begin = time.perf_counter()
-            (runc.freeze if frozen else runc.thaw)(inst.id, timeout=timeout)
+            (self.cgroups.freeze if frozen else self.cgroups.thaw)(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
@@ -1034,14 +1110,23 @@ class Manager:
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)
+        self.tables.store.ensure_writable()  # never destroy what the store would still name
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
-                runc.thaw(inst.id, timeout=0.5)
+                self.cgroups.thaw(inst.id, timeout=0.5)
             self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
+            if inst.cos is not None and self.cos_binder is not None:
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(name)
             with self._lock:
                 self.instances.pop(name, None)
                 self._release(name)
             self.tables.delete_instance(name)
+        log.info(
+            "instance %s deleted",
+            name,
+            extra={"part": "instances", "event": "instance_deleted", "ids": f"{name},{inst.id}"},
+        )
 
     def logs(self, name: str, limit: int = 65536) -> str:
         inst = self.get_instance(name)
@@ -1161,6 +1246,21 @@ class Manager:
                 self.managed_networks.discard(name)
             del self.networks[name]
             self.tables.delete_network(name)
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /v1/stats`` says: the host modes the manager runs in, and counts."""
+        with self._lock:
+            states: dict[str, int] = {}
+            for inst in self.instances.values():
+                states[inst.state] = states.get(inst.state, 0) + 1
+            shells = sum(len(p.ready) for p in self.pools.values())
+        return {
+            "cgroup": self.cgroups.describe(),
+            "runtime": {"binary": self.config.runc, "root": str(self.runc.root)},
+            "launcher": self.launcher_kind,
+            "instances": states,
+            "pooled_shells": shells,
+        }
 
     def metrics(self) -> str:
         lines = []

@@ -30,6 +30,15 @@ _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}=[A-Za-z0-9_.-]{0,63}$"
 _FILE_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# What the launcher takes (its C source is built from these numbers, see launcher.py): the
+# assignment file's size, arguments and environment entries. A request beyond them is a 400
+# naming the limit, never a silent truncation. The manager adds PATH (unless given) and
+# FLUIDEDGE_INSTANCE to the environment: ENV_RESERVED entries are kept for those.
+MAX_ASSIGNMENT_BYTES = 131071
+MAX_ARGS = 1023
+MAX_ENV = 1023
+ENV_RESERVED = 2
+
 KNOWN_CAPABILITIES = frozenset(
     {
         "CAP_CHOWN",
@@ -179,6 +188,8 @@ class _Strict(BaseModel):
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
+    if len(env) > MAX_ENV - ENV_RESERVED:
+        raise ValueError(f"at most {MAX_ENV - ENV_RESERVED} environment variables (got {len(env)})")
     for key, value in env.items():
         if not _ENV_KEY_RE.match(key):
             raise ValueError(f"invalid environment variable name {key!r}")
@@ -192,9 +203,33 @@ def _check_argv(argv: list[str]) -> list[str]:
         raise ValueError("command must not be empty")
     if not argv[0].startswith("/"):
         raise ValueError("command[0] must be an absolute path inside the instance")
+    if "=" in argv[0]:
+        raise ValueError("command[0] must not contain '='")
     if any("\0" in arg for arg in argv):
         raise ValueError("command arguments must not contain NUL bytes")
+    if len(argv) > MAX_ARGS:
+        raise ValueError(f"command: at most {MAX_ARGS} arguments (got {len(argv)})")
     return argv
+
+
+def assignment_size(argv: list[str], env: dict[str, str]) -> int:
+    """Bytes of the launcher's assignment file for ``argv`` and ``env`` (see
+    :func:`fluidedge.instances.bundle.encode_assignment`)."""
+    return (
+        len(str(len(argv)).encode())
+        + 1
+        + sum(len(a.encode()) + 1 for a in argv)
+        + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    )
+
+
+def check_assignment(argv: list[str], env: dict[str, str]) -> None:
+    """Raise ValueError when ``argv`` + ``env`` exceed what the launcher takes."""
+    if len(env) > MAX_ENV:
+        raise ValueError(f"env: at most {MAX_ENV} variables in all (got {len(env)})")
+    size = assignment_size(argv, env)
+    if size > MAX_ASSIGNMENT_BYTES:
+        raise ValueError(f"command + env: at most {MAX_ASSIGNMENT_BYTES} bytes in all (got {size})")
 
 
 def _check_labels(selectors: list[str]) -> list[str]:
@@ -295,6 +330,7 @@ class TemplateSpec(_Strict):
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
+    cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
 
     @field_validator("command")
     @classmethod
@@ -339,6 +375,11 @@ class TemplateSpec(_Strict):
         exist, so that a request naming unknown networks gets its 404 first)."""
         names = [iface.name for iface in self.interfaces]
         return sorted({name for name in names if names.count(name) > 1})
+
+    @model_validator(mode="after")
+    def _fits_launcher(self) -> TemplateSpec:
+        check_assignment(self.command, self.env)
+        return self
 
 
 class InterfaceAssignment(_Strict):
@@ -405,6 +446,9 @@ class InstanceRequest(_Strict):
     placement: Literal["spread", "pack"] | None = None
     wait_ready: bool = True
     cold: bool = Field(default=False, description="skip the pool (measurements)")
+    cos: Name | None = Field(
+        default=None, description="class of service (the [cat] part); default: the template's"
+    )
 
     @field_validator("command")
     @classmethod
@@ -420,6 +464,11 @@ class InstanceRequest(_Strict):
     @classmethod
     def _selectors(cls, value: list[str]) -> list[str]:
         return _check_labels(value)
+
+    @model_validator(mode="after")
+    def _fits_launcher(self) -> InstanceRequest:
+        check_assignment(self.command or ["/"], self.env)
+        return self
 
 
 class NetworkSpec(_Strict):
@@ -488,6 +537,7 @@ class InstanceView(BaseModel):
     op_ms: float | None = Field(
         default=None, description="duration of the pause/resume just done (freezer write)"
     )
+    cos: str | None = Field(default=None, description="class of service (the [cat] part)")
 
 
 class PoolStatus(BaseModel):

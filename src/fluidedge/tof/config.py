@@ -70,6 +70,10 @@ class TofConfig(BaseModel):
     batch: int = Field(default=64, ge=1, le=4096)
     s1_mtu: int = Field(default=1500, ge=576, le=9216)
     mss_clamp: bool = True
+    # Fail-open (docs/tof.md): a tc program on the S1 interfaces switches S1 through unchanged
+    # while no agent runs (killed, crashed, stopped, restarting). False: stop() removes it and
+    # S1 is cut while the daemon is down.
+    fail_open: bool = True
     event_log: int = Field(
         default=1000, ge=1, le=100_000
     )  # bearer events kept (GET /tunnels/events)

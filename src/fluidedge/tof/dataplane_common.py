@@ -183,11 +183,17 @@ class DataPlaneBase:
     # ------------------------------------------------------------------ data path
 
     def _thread_main(self) -> None:
-        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``)."""
+        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``), and the
+        apps TUN is closed: that is the kernel program's signal to fail open (switch S1
+        through unchanged, :mod:`fluidedge.tof.failopen`) instead of feeding a dead loop."""
         try:
             self._loop()
         except BaseException as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
+            if self._tun is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._tun)
+                self._tun = None
             raise
 
     def _loop(self) -> None:

@@ -167,6 +167,24 @@ def test_api_errors_templates_logs_metrics(inst_daemon: DaemonHandle) -> None:
     )
     assert code == 409
     assert "memory" in why
+    # Sizes beyond what the launcher takes: 400 naming the limit (never silently dropped).
+    code, why = _status(
+        lambda: client.post(
+            "/v1/instances",
+            {"name": "x", "template": "idle", "env": {f"V{i}": "1" for i in range(1100)}},
+        )
+    )
+    assert (code, "at most 1021 environment variables" in why) == (400, True)
+    code, why = _status(
+        lambda: client.post(
+            "/v1/instances",
+            {"name": "x", "template": "idle", "command": ["/bin/busybox", "x" * 140_000]},
+        )
+    )
+    assert (code, "at most 131071 bytes" in why) == (400, True)
+    stats = client.get("/v1/stats")
+    assert stats["cgroup"]["mode"] in ("v1", "hybrid", "v2")
+    assert stats["launcher"] == "c"
     code, why = _status(
         lambda: client.post(
             "/v1/templates",

@@ -17,6 +17,7 @@ import pytest
 from fluidedge.daemon.lock import StateDirLocked, StateLock
 from fluidedge.daemon.logs import JournalHandler
 from fluidedge.daemon.service import ServicePaths, install
+from fluidedge.daemon.store import Store, StoreDamaged
 from fluidedge.daemon.walcheck import check_wal
 
 
@@ -133,3 +134,23 @@ def test_journal_handler_sends_fields_to_a_datagram_socket(tmp_path: Path) -> No
     assert b"MESSAGE=store gone\n" in data
     assert b"PRIORITY=3\n" in data
     assert b"FLUIDEDGE_EVENT=store_unavailable\n" in data
+
+
+def test_store_from_a_newer_release_or_another_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = Store(path)
+    store.migrate("part", ["CREATE TABLE a (x)", "CREATE TABLE b (x)"])
+    store.close()
+    with pytest.raises(StoreDamaged, match="part part has schema version 2, this fluidedge knows"):
+        Store(path).migrate("part", ["CREATE TABLE a (x)"])
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=7")
+    conn.close()
+    with pytest.raises(StoreDamaged, match="store format 7 was written by a newer fluidedge"):
+        Store(path)
+    foreign = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE mine (x)")
+    conn.close()
+    with pytest.raises(StoreDamaged, match="not a fluidedge store"):
+        Store(foreign)

@@ -40,7 +40,7 @@ enum cfg_index {
 enum stat_index {
 	ST_SWITCHED_NON_IP, ST_SWITCHED_NON_GTP, ST_PASS_UP, ST_PASS_DOWN, ST_OFFLOAD_UP,
 	ST_OFFLOAD_DOWN, ST_PUNT_ENB, ST_PUNT_SGW, ST_PUNT_LIMITED, ST_APPS_TO_AGENT, ST_ERRORS,
-	ST_MAX,
+	ST_FAILOPEN, ST_MAX,
 };
 
 /* Why a frame went to the agent (punt_reasons index; names in layout.PUNT_REASONS). */
@@ -126,6 +126,18 @@ static __always_inline int switch_to(__u32 other)
 	return bpf_redirect(other, 0);
 }
 
+/*
+ * Fail-open (fluidedge.tof.failopen): the agent is alive while its apps TUN exists (the kernel
+ * unregisters a non-persistent TUN when the process holding it exits, or when a failed
+ * data-plane thread closes it). bpf_check_mtu() fails when the ifindex names no device.
+ */
+static __always_inline int agent_alive(struct __sk_buff *skb)
+{
+	__u32 tun = cfg_get(CFG_TUN_IF), mtu = 0;
+
+	return tun && bpf_check_mtu(skb, tun, &mtu, 0, 0) >= 0;
+}
+
 static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
 {
 	__u64 *why = bpf_map_lookup_elem(&punt_reasons, &reason);
@@ -201,6 +213,13 @@ int s1_ingress(struct __sk_buff *skb)
 
 	if (!enb_if || !sgw_if || (!from_enb && skb->ingress_ifindex != sgw_if))
 		return TC_ACT_OK;
+	/* No agent: nothing can be punted, learned or offloaded (the TUN, its routes and the
+	 * apps' way back are gone); switch everything unchanged, offloaded flows included, which
+	 * so fall back to the core path. */
+	if (!agent_alive(skb)) {
+		count(ST_FAILOPEN);
+		return switch_to(other);
+	}
 	/* Frames from a TX ring (trafgen, AF_PACKET mmap) arrive with only the Ethernet header
 	 * linear: pull the outer headers in so they can be read directly. */
 	if (data + PULL_LEN > end && skb->len > end - data) {

@@ -34,6 +34,7 @@ STAT_NAMES = (
     "punt_rate_limited",
     "apps_to_agent",
     "errors",
+    "failopen_switched",  # switched because no agent was alive (its counts go with the program)
 )
 # punt_reasons array indexes (enum punt_reason).
 PUNT_REASONS = (
