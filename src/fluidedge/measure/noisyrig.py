@@ -599,8 +599,9 @@ def run_noisy(
     neighbour_mb: int,
     targets: list[str],
     log: Callable[[str], None] = print,
-) -> tuple[Path, list[Cell]]:
-    """The whole experiment: the run directory (written after every trial) and the summary."""
+) -> tuple[Path, list[Cell], bool]:
+    """The whole experiment: the run directory (written after every trial), the summary, and
+    whether Ctrl-C cut it short (what was measured is kept)."""
     run_dir = new_run_dir("noisy", runs_dir)
     config = {
         "rounds": rounds,
@@ -626,6 +627,7 @@ def run_noisy(
     trials: list[Trial] = []
     cells: list[Cell] = []
     loads: dict[str, int] = {}
+    interrupted = False
     try:
         rig.up()
         scenarios = scenarios_for(list(MODELS), rig.cat is not None)
@@ -652,10 +654,12 @@ def run_noisy(
                     trials.append(trial)
                     log(_trial_line(trial))
                     cells = _write(run_dir, trials, scenarios, rig.cat_reason, loads)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         rig.down()
         shutil.rmtree(rig.workdir, ignore_errors=True)
-    return run_dir, cells
+    return run_dir, cells, interrupted
 
 
 def _write(
