@@ -679,6 +679,7 @@ def _write(
             "latency_load_pps": loads,
             "ci_note": CI_NOTE,
             "cells": [c.row() for c in cells],
+            "figures": ["noisy.png"] if cells else [],
         },
     )
     if cells:
