@@ -110,7 +110,10 @@ class CatManager:
         self.fs = fs
         self.proc = proc
         self.tables = Tables(store)
-        self.instance_pid = instance_pid or (lambda _name: None)
+        # Who knows an instance's live pid (the instance manager). Without it, the pid given
+        # at bind time is used, which only tests do: a remembered pid may be reused by an
+        # unrelated process once the instance is gone, and its tasks must never be moved.
+        self.instance_pid = instance_pid
         self.instance_tasks = instance_tasks
         self.support = Support(False, ("not probed yet",))
         self.host: HostInfo | None = None
@@ -447,7 +450,7 @@ class CatManager:
 
     def assign(self, instance: str, cos: str) -> InstanceCos:
         """``POST /v1/cat/classes/{cos}/instances``: move a running instance."""
-        pid = self.instance_pid(instance)
+        pid = self._live_pid(instance, None)
         if pid is None:
             raise CosNotFound(f"instance {instance!r} does not exist or is not running")
         self.bind(instance, cos, pid)
@@ -462,10 +465,16 @@ class CatManager:
             self.tables.delete_assignment(instance)
         if binding.mon_group:
             self._drop_mon_group(binding)
-        if move_tasks and self.support.supported and binding.pid is not None:
-            for tid in self.instance_tasks(binding.pid):
+        pid = self._live_pid(instance, binding.pid)
+        if move_tasks and self.support.supported and pid is not None:
+            for tid in self.instance_tasks(pid):
                 with contextlib.suppress(OSError):
                     self.fs.write("tasks", f"{tid}\n")
+
+    def _live_pid(self, instance: str, remembered: int | None) -> int | None:
+        if self.instance_pid is not None:
+            return self.instance_pid(instance)
+        return remembered
 
     def _drop_mon_group(self, binding: Binding) -> None:
         with contextlib.suppress(OSError):
@@ -502,7 +511,7 @@ class CatManager:
         return moved
 
     def _sync_one(self, binding: Binding) -> int:
-        pid = self.instance_pid(binding.instance) or binding.pid
+        pid = self._live_pid(binding.instance, binding.pid)
         if pid is None:
             return 0
         binding.pid = pid
@@ -535,7 +544,7 @@ class CatManager:
         binding = self.bindings.get(instance)
         if binding is None:
             raise CosNotFound(f"instance {instance!r} is not assigned to a class of service")
-        pid = self.instance_pid(instance) or binding.pid
+        pid = self._live_pid(instance, binding.pid)
         tids = self.instance_tasks(pid) if pid is not None else []
         present = set(self._read(_file(binding.cos, "tasks")).split())
         mon = f"{_rel(binding.cos)}/mon_groups/{instance}".lstrip("/")
