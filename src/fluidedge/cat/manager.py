@@ -53,6 +53,7 @@ from fluidedge.cat.layout import (
     parse_schemata,
     plan_class,
     preset,
+    schemata_line,
 )
 from fluidedge.cat.models import ClassView, CosSpec, InstanceCos, LayoutView, PresetRequest, Status
 from fluidedge.cat.persist import Tables
@@ -362,8 +363,33 @@ class CatManager:
             )
         # The default group first: shrinking it before the others grow keeps exclusive checks sane.
         specs.sort(key=lambda s: s.name != DEFAULT_GROUP)
-        views = self.apply(specs)
+        views = self.apply(specs, replace=request.replace)
         return LayoutView(model=model, rounding=ROUNDING, classes=views, ways=ways)
+
+    def reset(self) -> None:
+        """Undo everything declared: instances back to the default group, our classes removed,
+        the default group given every way (and all the bandwidth) back."""
+        host = self.require()
+        with self._lock:
+            for instance in list(self.bindings):
+                self.unbind(instance, move_tasks=True)
+            for name in [n for n in self.classes if n != DEFAULT_GROUP]:
+                if self.fs.exists(name):
+                    self._call(f"rmdir {name}", self.fs.rmdir, name)
+            full = "".join(
+                schemata_line(r, dict.fromkeys(c.domains, c.cbm_mask), hex_values=True)
+                for r, c in host.caches.items()
+            )
+            if host.mba is not None:
+                full += schemata_line(
+                    "MB", dict.fromkeys(host.mba.domains, host.mba.max_bandwidth), hex_values=False
+                )
+            if full:
+                self._call("schemata", self.fs.write, "schemata", full)
+            for name in list(self.classes):
+                self.tables.delete_class(name)
+            self.classes.clear()
+            self.notes.clear()
 
     def delete(self, name: str) -> None:
         self.require()

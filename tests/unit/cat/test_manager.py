@@ -268,3 +268,34 @@ def test_a_gone_instances_remembered_pid_is_never_synced(
     assert fs.read("vfw/tasks").split() == []
     alive["fw"] = True
     assert manager.sync() == 1
+
+
+def test_reset_gives_the_default_group_everything_back(
+    tmp_path: Path, make_manager: MakeManager, workload: subprocess.Popen[bytes]
+) -> None:
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-4c-mba-mon"])
+    manager = make_manager(
+        fs, instance_pid=lambda _n: workload.pid, instance_tasks=lambda pid: [pid]
+    )
+    manager.apply_preset("6-4-2", PresetRequest(names={"target": "vfw"}))
+    manager.apply([CosSpec(name="vfw", l3="3", mb=20)])
+    manager.bind("fw", "vfw", workload.pid)
+    manager.reset()
+    assert sorted(fs.groups) == [""]
+    assert fs.read("schemata").split() == ["L3:0=fff", "MB:0=100"]
+    assert str(workload.pid) in fs.read("tasks").split()
+    assert manager.classes == {}
+    assert manager.bindings == {}
+    assert manager.tables.classes() == []
+    assert manager.tables.assignments() == []
+
+
+def test_a_preset_with_replace_drops_the_previous_models_classes(
+    tmp_path: Path, make_manager: MakeManager
+) -> None:
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"])
+    manager = make_manager(fs)
+    manager.apply_preset("3-3-3-3", PresetRequest())
+    assert "target2" in fs.groups
+    manager.apply_preset("4-4-4", PresetRequest(replace=True))
+    assert sorted(fs.groups) == ["", "noisy", "target"]
