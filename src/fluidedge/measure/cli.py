@@ -299,7 +299,10 @@ def report_command(
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
         Path,
-        typer.Argument(help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE)"),
+        typer.Argument(
+            help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE), streamed; "
+            "- reads standard input"
+        ),
     ],
     api_port: Annotated[int, typer.Option("--api-port", help="the daemon's API port")] = 8181,
     dataplane: Annotated[
@@ -323,7 +326,7 @@ def analyze(  # noqa: PLR0917 - typer maps options to parameters
     token: Token = None,
 ) -> None:
     """The VIM message analyzer: per-request timings from a capture, checked against the daemon."""
-    from fluidedge.measure.benches import run_analyze
+    from fluidedge.measure.analyze import run_analyze
 
     _, check = run_analyze(
         capture,
