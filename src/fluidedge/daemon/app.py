@@ -143,4 +143,8 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
 
     for part in context.parts.values():
         app.include_router(part.router(), dependencies=[Depends(authorised)])
+    if config.gui.enabled:  # the web GUI under /ui (its own session login: fluidedge.gui)
+        from fluidedge.gui.routes import build_router as build_gui  # noqa: PLC0415 - jinja2
+
+        app.include_router(build_gui(context, bearer, config.gui))
     return app

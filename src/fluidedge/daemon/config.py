@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fluidedge.daemon.errors import ConfigError
+from fluidedge.gui.config import GuiConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/fluidedge")
 DEFAULT_PORT = 8181
@@ -47,6 +48,7 @@ class DaemonConfig(BaseModel):
     state_dir: Path = DEFAULT_STATE_DIR
     store: Path | None = None
     api: ApiConfig = ApiConfig()
+    gui: GuiConfig = GuiConfig()
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
@@ -54,7 +56,7 @@ class DaemonConfig(BaseModel):
         return self.store if self.store is not None else self.state_dir / "fluidedge.sqlite"
 
 
-_CORE_KEYS = {"state_dir", "store", "api"}
+_CORE_KEYS = {"state_dir", "store", "api", "gui"}
 
 
 def parse_config(data: dict[str, Any]) -> DaemonConfig:

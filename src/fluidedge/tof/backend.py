@@ -14,17 +14,18 @@ Contract:
   packet processed afterwards sees the new set (Figure 17 steps 2-5); when it raises, the old
   set is still in force.
 - ``tunnels()``, ``stats()`` are consistent snapshots; ``purge()`` forgets learned tunnels.
+- Optionally (:class:`PagedTunnels`), ``tunnel_page()``: one page of the tunnels, consistent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import Pipeline
+from fluidedge.tof.pipeline import Bearer, Pipeline
 
 
 class Backend(Protocol):
@@ -43,6 +44,14 @@ class Backend(Protocol):
     def stats(self) -> dict[str, object]: ...
 
     def purge(self) -> int: ...
+
+
+class PagedTunnels(Protocol):
+    """Optional: a page of the learned tunnels without building all of them (web GUI)."""
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]: ...
 
 
 class NullBackend:
@@ -64,6 +73,11 @@ class NullBackend:
 
     def tunnels(self) -> list[dict[str, object]]:
         return self.pipeline.tunnels()
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        return self.pipeline.tunnel_page(keep, offset, limit)
 
     def stats(self) -> dict[str, object]:
         return self.pipeline.stats()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
@@ -42,7 +42,7 @@ from fluidedge.tof.dataplane_common import (
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 
 class UserspaceBackend(DataPlaneBase):
@@ -102,6 +102,13 @@ class UserspaceBackend(DataPlaneBase):
         with self._lock:
             rows = self.pipeline.tunnels()
         return self._wall_clock(rows)
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        with self._lock:
+            total, rows = self.pipeline.tunnel_page(keep, offset, limit)
+        return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
