@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.lab",
     "tests.fixtures.daemon",
+    "tests.fixtures.browser",
 ]
