@@ -202,4 +202,4 @@ def idle_text(row: dict[str, Any], now: float) -> str:
     last = row.get("lastSeen")
     if not isinstance(last, int | float) or last > now + 1 or last < 1e9:
         return "-"  # a monotonic stamp (a backend without wall-clock conversion)
-    return f"{max(0.0, now - last):.1f} s"
+    return f"{max(0.0, now - last):.0f} s"

@@ -30,19 +30,24 @@ def parse_search(text: str) -> Keep | None:
             net = ipaddress.ip_network(term, strict=False)
         except ValueError as exc:
             raise GuiInputError(f"search: {exc}") from exc
-        lo, hi = int(net.network_address), int(net.broadcast_address)
-        size = 4 if net.version == 4 else 16
+        # Packed addresses of one family compare as bytes in numeric order: no conversion.
+        lo, hi = net.network_address.packed, net.broadcast_address.packed
+        size = len(lo)
 
-        def in_net(raw: bytes) -> bool:
-            return len(raw) == size and lo <= int.from_bytes(raw, "big") <= hi
+        def in_net(b: Bearer) -> bool:
+            return (
+                (len(b.ue) == size and lo <= b.ue <= hi)
+                or (len(b.enb) == size and lo <= b.enb <= hi)
+                or (len(b.sgw) == size and lo <= b.sgw <= hi)
+            )
 
-        return lambda b: in_net(b.ue) or in_net(b.enb) or in_net(b.sgw)
+        return in_net
     try:
         packed = ipaddress.ip_address(term).packed
     except ValueError:
         pass
     else:
-        return lambda b: packed in (b.ue, b.enb, b.sgw)
+        return lambda b: b.ue == packed or b.enb == packed or b.sgw == packed
     try:
         teid = int(term, 16) if term.lower().startswith("0x") else int(term, 10)
     except ValueError:
@@ -51,7 +56,7 @@ def parse_search(text: str) -> Keep | None:
         ) from None
     if not 0 <= teid <= 0xFFFFFFFF:
         raise GuiInputError("search: a TEID is a 32-bit number")
-    return lambda b: teid in (b.ul_teid, b.dl_teid)
+    return lambda b: b.ul_teid == teid or b.dl_teid == teid
 
 
 @dataclass(frozen=True)

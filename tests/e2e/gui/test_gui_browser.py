@@ -52,8 +52,10 @@ MIN_CONTRAST = """() => {
   const lum = c => { const v = c.slice(0, 3).map(x => { x /= 255;
       return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
     return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
-  const bg = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
-      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c; } return [255, 255, 255]; };
+  const bg = el => { for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c; }
+    return [255, 255, 255]; };
   let worst = 99, where = '';
   for (const el of document.querySelectorAll('h1,h2,th,td,a,button,label,p,span.v,dd')) {
     if (!el.textContent.trim() || !el.offsetParent) continue;
@@ -168,7 +170,9 @@ def test_wrong_token_is_refused_and_the_right_one_logs_in(env: GuiEnv) -> None:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{env.ui}/")
     session = [c for c in env.browser.cookies() if c["name"] == "fe_session"]
-    assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict"
+    assert session
+    assert session[0]["httpOnly"]
+    assert session[0]["sameSite"] == "Strict"
     assert TOKEN not in session[0]["value"]
     assert TOKEN not in page.content()
     assert page.evaluate("document.cookie") == ""  # HttpOnly: not readable by scripts
@@ -199,7 +203,8 @@ def test_responses_carry_a_content_security_policy(env: GuiEnv) -> None:
     page = _page(env)
     response = page.goto(f"{env.ui}/")
     csp = response.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "default-src 'none'" in csp
     assert "frame-ancestors 'none'" in csp
     # The policy is enforced: an inline script injected into the page does not run.
     blocked = page.evaluate(
@@ -231,7 +236,8 @@ def test_wrong_input_shows_the_api_reason_at_the_field(env: GuiEnv) -> None:
             {"name": "web", "serviceIP": "198.18.500.1", "applicationIP": "198.19.0.10"},
         )
     assert api.value.status == 400
-    assert shown and shown in api.value.detail  # the API's own reason, at the field
+    assert shown
+    assert shown in api.value.detail
     assert page.get_by_label("Service IP (what UEs address)").get_attribute("aria-invalid")
     assert page.get_by_label("Name").input_value() == "web"  # the input is kept
     _check_page(page, "tof-invalid")
@@ -368,7 +374,8 @@ def test_template_and_instance_lifecycle_with_its_breakdown_chart(env: GuiEnv) -
             },
         )
     assert api.value.status == 400
-    assert shown and shown in api.value.detail
+    assert shown
+    assert shown in api.value.detail
     _check_page(page, "instance-new")
     page.get_by_label("Addresses (with prefix length)").fill("198.19.0.30/24")
     page.get_by_label("Gateway").fill(str(env.lab.apps_gateway))

@@ -16,6 +16,13 @@
     };
     source.onerror = function () {
       if (state) state.textContent = "live: reconnecting";
+      // The browser retries a dropped stream by itself, but gives up on an error answer (a
+      // daemon restarting, a session that ended): then retry from here, a second later.
+      if (source.readyState === EventSource.CLOSED) {
+        window.setTimeout(function () {
+          connect(main);
+        }, 1000);
+      }
     };
     source.onmessage = function (event) {
       var changes;
