@@ -47,7 +47,8 @@ def parse_search(text: str) -> Keep | None:
     except ValueError:
         pass
     else:
-        return lambda b: b.ue == packed or b.enb == packed or b.sgw == packed
+        # ``or`` of comparisons, not ``in (tuple)``: no tuple per bearer (100,000 per search)
+        return lambda b: b.ue == packed or b.enb == packed or b.sgw == packed  # noqa: PLR1714
     try:
         teid = int(term, 16) if term.lower().startswith("0x") else int(term, 10)
     except ValueError:
@@ -56,7 +57,7 @@ def parse_search(text: str) -> Keep | None:
         ) from None
     if not 0 <= teid <= 0xFFFFFFFF:
         raise GuiInputError("search: a TEID is a 32-bit number")
-    return lambda b: b.ul_teid == teid or b.dl_teid == teid
+    return lambda b: b.ul_teid == teid or b.dl_teid == teid  # noqa: PLR1714
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,8 @@ from fluidedge.measure.report import render_results
 from fluidedge.tof.models import NewServiceModel
 
 PREFIX = "/ui"
-STREAM_LIFETIME_S = 15.0
-LIVE_DUTY = 4.0  # sleep at least this many times a live read's duration between reads  # an EventSource reconnects by itself; a daemon stop never waits long
+STREAM_LIFETIME_S = 15.0  # an EventSource reconnects by itself; a daemon stop never waits long
+LIVE_DUTY = 4.0  # sleep at least this many times a live read's duration between reads
 ASSETS = {"app.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
 RUN_FILES = {".png": "image/png", ".csv": "text/csv; charset=utf-8", ".json": "application/json"}
 NAV = (
