@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=15)
     parser.add_argument("--live", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--screenshot", type=Path, help="save the large table's first page here")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -259,6 +260,9 @@ def main() -> None:
                         "server": api_list(daemon.url, args.loads)
                     }
                     results[label]["live"] = live_latency(page, daemon, args.live)
+                    if label == "large" and args.screenshot is not None:
+                        page.goto(f"{daemon.url}/ui/tof/tunnels?page=2", wait_until="load")
+                        page.screenshot(path=str(args.screenshot))
             finally:
                 browser.close()
                 shutil.rmtree(profile, ignore_errors=True)
