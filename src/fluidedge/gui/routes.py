@@ -309,7 +309,7 @@ def build_router(context: DaemonContext, token: str, config: GuiConfig) -> APIRo
             yield "retry: 500\n\n"
             last: dict[str, str] = {}
             ends = time.monotonic() + STREAM_LIFETIME_S
-            while time.monotonic() < ends and sessions.get(sid) is not None:
+            while time.monotonic() < ends and sessions.get(sid, touch=False) is not None:
                 started = time.perf_counter()
                 values = await run_in_threadpool(read)
                 spent = time.perf_counter() - started

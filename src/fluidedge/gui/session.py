@@ -89,7 +89,9 @@ class Sessions:
             self._by_id[session.sid] = session
         return session
 
-    def get(self, sid: str | None) -> Session | None:
+    def get(self, sid: str | None, *, touch: bool = True) -> Session | None:
+        """The live session ``sid`` (its idle clock restarted unless ``touch=False``: an open
+        live stream alone does not keep a session alive)."""
         if not sid:
             return None
         with self._lock:
@@ -100,7 +102,8 @@ class Sessions:
             if now - session.last_seen > self.idle_s:
                 del self._by_id[sid]
                 return None
-            session.last_seen = now
+            if touch:
+                session.last_seen = now
             return session
 
     def drop(self, sid: str | None) -> None:
