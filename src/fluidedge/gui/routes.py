@@ -230,6 +230,7 @@ def build_router(context: DaemonContext, token: str, config: GuiConfig) -> APIRo
                 login_csrf=cookie,
                 errors={"token": "this token is not the daemon's API token"},
             )
+        sessions.drop(request.cookies.get(SESSION_COOKIE))  # a login never reuses a session
         session = sessions.create(principal)
         response = see("/")
         response.set_cookie(
