@@ -97,6 +97,19 @@ def domain_error(message: str, fields: Sequence[str]) -> dict[str, str]:
     return {_place(message, fields): message}
 
 
+def number(text: str) -> int | float | str:
+    """A numeric field's text as the JSON number the API takes (the request models are strict:
+    ``"8080"`` is not an integer there); text that is not a number is passed on unchanged, so
+    the model's own reason is shown."""
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def drop_empty(data: dict[str, Any]) -> dict[str, Any]:
     """Leave out optional fields the form left blank (the API's defaults then apply)."""
     return {k: v for k, v in data.items() if v not in ("", None, [], {})}

@@ -17,6 +17,7 @@ from fluidedge.gui.forms import (
     drop_empty,
     field_errors,
     lines,
+    number,
     pairs,
 )
 from fluidedge.gui.node import PartMissing
@@ -315,9 +316,11 @@ def instance_body(form: Form, template: Any) -> dict[str, Any]:
         gateway = form.get(f"interfaces.{iface.name}.gateway").strip()
         if addresses or gateway:
             interfaces[iface.name] = drop_empty({"addresses": addresses, "gateway": gateway})
-    resources = drop_empty(
-        {k: form.get(f"resources.{k}").strip() for k in ("cpus", "cpu_limit", "memory_mb", "pids")}
-    )
+    resources = {
+        k: number(form.get(f"resources.{k}"))
+        for k in ("cpus", "cpu_limit", "memory_mb", "pids")
+        if form.get(f"resources.{k}").strip()
+    }
     body: dict[str, Any] = {
         "name": form.get("name").strip(),
         "template": template.name,
@@ -342,7 +345,7 @@ def template_body(form: Form) -> dict[str, Any]:
     readiness = drop_empty(
         {
             "kind": form.get("readiness.kind"),
-            "port": form.get("readiness.port").strip(),
+            "port": number(form.get("readiness.port")),
             "path": form.get("readiness.path").strip(),
         }
     )
@@ -354,12 +357,14 @@ def template_body(form: Form) -> dict[str, Any]:
             "env": pairs(form.get("env")),
             "files": pairs(form.get("files")),
             "capabilities": form.data.get("capabilities", []),
-            "resources": drop_empty(
-                {k: form.get(f"resources.{k}").strip() for k in ("cpus", "memory_mb", "pids")}
-            ),
+            "resources": {
+                k: number(form.get(f"resources.{k}"))
+                for k in ("cpus", "memory_mb", "pids")
+                if form.get(f"resources.{k}").strip()
+            },
             "interfaces": interfaces,
             "readiness": readiness,
-            "pool": drop_empty({"size": form.get("pool.size").strip()}),
+            "pool": drop_empty({"size": number(form.get("pool.size"))}),
             "labels": pairs(form.get("labels")),
         }
     ) | {"command": lines(form.get("command"))}

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from fluidedge.gui import charts
 from fluidedge.gui.errors import GuiInputError
-from fluidedge.gui.forms import FORM, domain_error, field_errors, pairs, parse_form
+from fluidedge.gui.forms import FORM, domain_error, field_errors, number, pairs, parse_form
 from fluidedge.gui.query import clamp, page_number, parse_search
 from fluidedge.gui.scope import visible
 from fluidedge.gui.session import Authenticator, Principal, Sessions, same_secret
@@ -174,3 +174,9 @@ def test_breakdown_geometry_is_proportional_and_stacked() -> None:
     assert ends[-1] == pytest.approx(chart.label_w + chart.scale_w)
     assert [bar.label for bar in chart.bars] == list(charts.PHASES)
     assert chart.total_ms == 8.0
+
+
+def test_numeric_fields_become_json_numbers() -> None:
+    assert number(" 8080 ") == 8080
+    assert number("0.25") == 0.25
+    assert number("8k") == "8k"  # left for the model to refuse with its own reason
