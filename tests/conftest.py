@@ -12,4 +12,5 @@ settings.load_profile("fluidedge")
 pytest_plugins = [
     "tests.fixtures.lab",
     "tests.fixtures.daemon",
+    "tests.fixtures.browser",
 ]

@@ -50,6 +50,18 @@ PHASES = {  # the VIM instantiation phases of the API's timing breakdown (docs/i
 }
 
 
+def _gui_hint(daemon: TofDaemon) -> str:
+    """Where the web GUI is and how to log in: the token goes to a 0600 file, not the screen."""
+    token_file = daemon.workdir / "token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(daemon.token + "\n")
+    return (
+        f"Web GUI: [bold]{daemon.url}/ui/[/bold] (log in with the API token in {token_file}: "
+        f"cat it and paste it into the login page)"
+    )
+
+
 @dataclass
 class EdgeApp:
     """Where the demo service points, and how to recognise its answers."""
@@ -399,6 +411,7 @@ def run_demo(
         )
         daemon.start()
         client = daemon.client
+        console.print(_gui_hint(daemon))
         if static_app:
             name, address = next(iter(lab.apps.items()))
             app = EdgeApp(address=str(address), port=80, marker=f"edge-app {name} {address}")

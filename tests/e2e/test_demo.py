@@ -90,6 +90,7 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
     assert int(answered.group(2)) > 0
     assert int(answered.group(1)) == int(answered.group(2)), "an edge answer from elsewhere"
     assert "Instance edge1 deleted" in out
+    assert re.search(r"Web GUI: http://127\.0\.0\.1:\d+/ui/ \(log in with the API token in ", out)
     assert re.search(r"purged \d+ instances/shells", out), out
     _assert_nothing_left(prefix, out)
 

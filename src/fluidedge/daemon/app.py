@@ -109,7 +109,9 @@ def create_app(
     """
     config = context.config
     bearer = token or resolve_token(config.api)
-    guard = TokenGuard(bearer, open_reads=config.api.open_reads)
+    # The web GUI (/ui) authenticates its own requests: a session from a token login, CSRF.
+    gui_prefix = ("/ui",) if config.gui.enabled else ()
+    guard = TokenGuard(bearer, open_reads=config.api.open_reads, own_auth=gui_prefix)
     metrics = DaemonMetrics({name: part.metrics for name, part in context.parts.items()})
 
     @asynccontextmanager
@@ -170,6 +172,10 @@ def create_app(
 
     for part in context.parts.values():
         app.include_router(part.router())
+    if config.gui.enabled:  # the web GUI under /ui (its own session login: fluidedge.gui)
+        from fluidedge.gui.routes import build_router as build_gui  # noqa: PLC0415 - jinja2
+
+        app.include_router(build_gui(context, bearer, config.gui))
 
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -35,9 +35,12 @@ class Presented(Enum):
 class TokenGuard:
     """Decides whether a request may proceed, given its method, path and Authorization header."""
 
-    def __init__(self, token: str, *, open_reads: bool) -> None:
+    def __init__(self, token: str, *, open_reads: bool, own_auth: tuple[str, ...] = ()) -> None:
         self._token = token.encode()
         self.open_reads = open_reads
+        # Path prefixes that authenticate their own requests (the web GUI's session login and
+        # CSRF tokens, fluidedge.gui): a browser cannot send a bearer token.
+        self._own_auth = own_auth
 
     def presented(self, authorization: bytes | None) -> Presented:
         if not authorization:
@@ -51,6 +54,8 @@ class TokenGuard:
 
     def needs_token(self, method: str, path: str) -> bool:
         if path in PUBLIC_PATHS:
+            return False
+        if any(path == p or path.startswith(p + "/") for p in self._own_auth):
             return False
         return not (self.open_reads and method in SAFE_METHODS)
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from fluidedge.daemon.errors import ConfigError
+from fluidedge.gui.config import GuiConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/fluidedge")
 DEFAULT_PORT = 8181
@@ -95,6 +96,7 @@ class DaemonConfig(BaseModel):
     # daemon crash but not power loss (docs/daemon.md, Durability).
     store_synchronous: Literal["full", "normal"] = "full"
     api: ApiConfig = Field(default_factory=ApiConfig)
+    gui: GuiConfig = Field(default_factory=GuiConfig)
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -117,7 +119,7 @@ class DaemonConfig(BaseModel):
         return self.state_dir / self.api.audit_log if self.api.audit_log else None
 
 
-_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api"}
+_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api", "gui"}
 
 
 def parse_config(data: dict[str, Any]) -> DaemonConfig:

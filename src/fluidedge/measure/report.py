@@ -218,6 +218,13 @@ _KIND_RENDER = {
 }
 
 
+def render_results(kind: str, results: dict[str, Any]) -> tuple[str, str]:
+    """(title, HTML tables with every value escaped) of one run's ``results.json``; the web
+    GUI's Measurements page shows a run with these, as the report does."""
+    title, render = _KIND_RENDER.get(kind, (kind, lambda r: ""))
+    return title, render(results)
+
+
 def _section(kind: str, run: Path, out: Path) -> tuple[str, dict[str, Any] | None]:
     results = rundir.read_json(run / "results.json")
     machine_path = run / "machine.json"

@@ -15,17 +15,18 @@ Contract:
   set is still in force.
 - ``tunnels()``, ``stats()``, ``events()`` (the bounded bearer event log) are consistent
   snapshots; ``purge()`` forgets learned tunnels.
+- Optionally (:class:`PagedTunnels`), ``tunnel_page()``: one page of the tunnels, consistent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import Pipeline
+from fluidedge.tof.pipeline import Bearer, Pipeline
 
 
 class Backend(Protocol):
@@ -48,6 +49,14 @@ class Backend(Protocol):
     def purge(self) -> int: ...
 
 
+class PagedTunnels(Protocol):
+    """Optional: a page of the learned tunnels without building all of them (web GUI)."""
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]: ...
+
+
 class NullBackend:
     """No ports: the pipeline's state only (``backend = "none"``; API-only daemons and tests)."""
 
@@ -67,6 +76,11 @@ class NullBackend:
 
     def tunnels(self) -> list[dict[str, object]]:
         return self.pipeline.tunnels()
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        return self.pipeline.tunnel_page(keep, offset, limit)
 
     def stats(self) -> dict[str, object]:
         return self.pipeline.stats()

@@ -41,10 +41,11 @@ What happens to a frame (the GTP Filter of §4.3.2.1.1, then the UE-decapsulated
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import struct
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fluidedge.codec import gtpu
@@ -1008,6 +1009,18 @@ class Pipeline:
 
     def tunnels(self) -> list[dict[str, object]]:
         return [b.to_api() for b in self.bearers.values()]
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        """``(matches, rows)``: the bearers ``keep`` accepts (all when None), in learning order,
+        and the API view of only the ``limit`` of them from ``offset`` (a page of a large table
+        without building 100,000 dicts; the web GUI's tunnels page)."""
+        if keep is None:
+            page = itertools.islice(self.bearers.values(), offset, offset + limit)
+            return len(self.bearers), [b.to_api() for b in page]
+        matches = [b for b in self.bearers.values() if keep(b)]
+        return len(matches), [b.to_api() for b in matches[offset : offset + limit]]
 
     def bearer_events(self) -> list[dict[str, object]]:
         """The bounded event log, oldest first (``GET /tunnels/events``)."""

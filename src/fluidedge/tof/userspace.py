@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
@@ -50,7 +50,7 @@ from fluidedge.tof.failopen import Guard, detach, s1_program_attached
 from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 
 class UserspaceBackend(DataPlaneBase):
@@ -146,6 +146,13 @@ class UserspaceBackend(DataPlaneBase):
         with self._lock:
             rows = self.pipeline.tunnels()
         return self._wall_clock(rows)
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        with self._lock:
+            total, rows = self.pipeline.tunnel_page(keep, offset, limit)
+        return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:

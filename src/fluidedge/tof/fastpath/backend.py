@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
@@ -57,7 +57,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 FOLD_EVERY = 1.0
 DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
@@ -304,6 +304,14 @@ class FastPathBackend(DataPlaneBase):
             self._fold()
             rows = self.pipeline.tunnels()
         return self._wall_clock(rows)
+
+    def tunnel_page(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, object]]]:
+        with self._lock:
+            self._fold()
+            total, rows = self.pipeline.tunnel_page(keep, offset, limit)
+        return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
