@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fluidedge.instances import runc
+from fluidedge.instances.cgroups import detect
 from instances_common import BenchDaemon, machine
 
 
@@ -111,10 +112,8 @@ def main() -> None:
         mem_after = mem_available_mb()
         listed = daemon.http.get("/v1/instances").json()
         running = [i for i in listed if i["state"] == "running" and runc.pid_alive(i["pid"])]
-        usage = [
-            int(runc.read_cgroup("memory", i["id"], "memory.usage_in_bytes")) / 2**20
-            for i in running[:200]
-        ]
+        host_cgroups = detect()  # the daemon's default parent on this host
+        usage = [host_cgroups.memory_usage(i["id"]) / 2**20 for i in running[:200]]
         inst_rss = statistics.fmean(rss_mb(i["pid"]) for i in running[:50])
         made = len(server)
         print(f"\ncreated {made} instances in {elapsed:.1f} s; {len(running)} running at the end")

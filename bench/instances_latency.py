@@ -101,6 +101,7 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
                 rootfs=rootfs,
                 assign_dir=assign,
                 bind_dirs=["/usr", "/etc"],
+                cgroups_path=root.cgroups.runc_path(cid),
             )
             config["process"]["args"] = list(template.command)
             (bundle / "config.json").write_text(json.dumps(config))

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, BinaryIO
 
@@ -32,7 +32,8 @@ import typer
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from fluidedge.codec.summary import FrameContext
+    from fluidedge.codec.pcapstream import CaptureReader
+    from fluidedge.codec.stack import Buffer, Classified
 
 _FLUSH_EVERY = 512  # lines per write() to stdout
 _PROGRESS_EVERY = 8192  # frames per progress refresh
@@ -111,8 +112,7 @@ def register(app: typer.Typer) -> None:
 
         from fluidedge.codec.errors import CodecError
         from fluidedge.codec.filters import FilterError, parse_filter
-        from fluidedge.codec.stack import classify
-        from fluidedge.codec.summary import FIELDS, FrameContext, all_layouts
+        from fluidedge.codec.summary import FIELDS, all_layouts
 
         if layouts:
             console = Console(soft_wrap=True)
@@ -171,28 +171,17 @@ def register(app: typer.Typer) -> None:
         counter = _Progress(size) if show and reader is not None else None
 
         other: dict[int, int] = {}
-        decoded = shown = 0
+        pump = _Pump(writer, select if select.active else None, counter)
         failure: str | None = None
-        get = FrameContext
-        want = select if select.active else None
         try:
-            frames: Iterator[tuple[int, int | None, bytes | memoryview]] = iter(())
             if reader is not None:
-                frames = _ethernet_frames(reader.raw(), other)
-            frames = _chain(frames, hexes)
-            try:
-                for index, ts, data in frames:
-                    decoded += 1
-                    c = classify(data)
-                    if want is not None and not want(c):
-                        continue
-                    shown += 1
-                    writer.write(get(index, ts, data, c))
-                    if counter is not None and not decoded % _PROGRESS_EVERY:
-                        counter.update(reader.position if reader else 0, decoded)
-            except CodecError as exc:
-                name = "<stdin>" if file == "-" else file
-                failure = f"{name}: {exc} (after {decoded} frame(s))"
+                try:
+                    pump.run(reader, other)
+                except CodecError as exc:
+                    name = "<stdin>" if file == "-" else file
+                    failure = f"{name}: {exc} (after {pump.decoded} frame(s))"
+            if failure is None:
+                pump.run_hex(hexes, reader.records if reader is not None else 0)
             writer.close()
         except BrokenPipeError:
             # the reader of our output left (| head): stop quietly, like other filters
@@ -204,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 counter.stop()
             if source is not None and source is not sys.stdin.buffer:
                 source.close()
+        decoded, shown = pump.decoded, pump.shown
         if failure is not None:
             _fail(failure)
         if other:
@@ -221,32 +211,61 @@ def register(app: typer.Typer) -> None:
             writer.console.print(f"{decoded} frame(s){filtered}")
 
 
-def _ethernet_frames(
-    raw: Iterator[tuple[int, memoryview, int, int]], other: dict[int, int]
-) -> Iterator[tuple[int, int | None, bytes | memoryview]]:
-    """Numbered Ethernet frames (numbers count every record, like tshark's frame.number);
-    other link types are counted in ``other`` and skipped."""
-    for index, (ts, data, _original, linktype) in enumerate(raw, 1):
-        if linktype == 1:
-            yield index, ts, data
-        else:
-            other[linktype] = other.get(linktype, 0) + 1
+class _Pump:
+    """The per-frame loop: classify, filter, write; progress every few thousand frames."""
 
+    def __init__(
+        self,
+        writer: _Writer,
+        select: Callable[[Classified], bool] | None,
+        counter: _Progress | None,
+    ) -> None:
+        self.writer = writer
+        self.select = select
+        self.counter = counter
+        self.decoded = 0
+        self.shown = 0
 
-def _chain(
-    frames: Iterator[tuple[int, int | None, bytes | memoryview]], hexes: list[bytes]
-) -> Iterator[tuple[int, int | None, bytes | memoryview]]:
-    index = 0
-    for item in frames:
-        index = item[0]
-        yield item
-    for data in hexes:
-        index += 1
-        yield index, None, data
+    def run(self, reader: CaptureReader, other: dict[int, int]) -> None:
+        """Every record of ``reader``; numbers count every record (like tshark's
+        frame.number), other link types than Ethernet are counted in ``other`` and skipped."""
+        from fluidedge.codec.stack import classify
+
+        write = self.writer.write
+        select = self.select
+        counter = self.counter
+        decoded = shown = index = 0
+        try:
+            for ts, data, _original, linktype in reader.raw():
+                index += 1
+                if linktype != 1:
+                    other[linktype] = other.get(linktype, 0) + 1
+                    continue
+                decoded += 1
+                c = classify(data)
+                if select is not None and not select(c):
+                    continue
+                shown += 1
+                write(index, ts, data, c)
+                if counter is not None and not decoded % _PROGRESS_EVERY:
+                    counter.update(reader.position, decoded)
+        finally:
+            self.decoded += decoded
+            self.shown += shown
+
+    def run_hex(self, frames: list[bytes], after: int) -> None:
+        from fluidedge.codec.stack import classify
+
+        for index, data in enumerate(frames, after + 1):
+            self.decoded += 1
+            c = classify(data)
+            if self.select is None or self.select(c):
+                self.shown += 1
+                self.writer.write(index, None, data, c)
 
 
 class _Writer:
-    def write(self, x: FrameContext) -> None:
+    def write(self, index: int, ts: int | None, data: Buffer, c: Classified) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -276,37 +295,40 @@ class _LineWriter(_Writer):
 
 class _FieldsWriter(_LineWriter):
     def __init__(self, out: IO[str], names: list[str], *, header: bool) -> None:
-        from fluidedge.codec.summary import FIELDS, tsv_value
+        from fluidedge.codec.summary import cell
 
         super().__init__(out)
-        self.getters = [FIELDS[n] for n in names]
-        self.cell = tsv_value
+        self.cells = [cell(n) for n in names]
         if header:
             self.emit("\t".join(names) + "\n")
 
-    def write(self, x: FrameContext) -> None:
-        cell = self.cell
-        self.emit("\t".join([cell(get(x)) for get in self.getters]) + "\n")
+    def write(self, index: int, ts: int | None, data: Buffer, c: Classified) -> None:
+        lines = self.lines
+        lines.append("\t".join([f(index, ts, data, c) for f in self.cells]) + "\n")
+        if len(lines) >= _FLUSH_EVERY:
+            self.out.write("".join(lines))
+            lines.clear()
 
 
 class _JsonWriter(_LineWriter):
     def __init__(self, out: IO[str], *, pretty: bool) -> None:
-        from fluidedge.codec.summary import record
+        from fluidedge.codec.summary import FrameContext, record
 
         super().__init__(out)
         self.record = record
+        self.context = FrameContext
         self.pretty = pretty
         self.count = 0
         self.dumps: Callable[[object], str] = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False
         ).encode
 
-    def write(self, x: FrameContext) -> None:
+    def write(self, index: int, ts: int | None, data: Buffer, c: Classified) -> None:
+        rec = self.record(self.context(index, ts, data, c))
         if self.pretty:
-            text = json.dumps(self.record(x), indent=2)
-            self.emit(("[\n" if not self.count else ",\n") + text)
+            self.emit(("[\n" if not self.count else ",\n") + json.dumps(rec, indent=2))
         else:
-            self.emit(self.dumps(self.record(x)) + "\n")
+            self.emit(self.dumps(rec) + "\n")
         self.count += 1
 
     def close(self) -> None:
@@ -321,15 +343,16 @@ class _TableWriter(_Writer):
     def __init__(self, page_size: int) -> None:
         from rich.console import Console
 
-        from fluidedge.codec.summary import record
+        from fluidedge.codec.summary import FrameContext, record
 
         self.console = Console(soft_wrap=False)
         self.page_size = page_size
         self.rows: list[dict[str, object]] = []
         self.record = record
+        self.context = FrameContext
 
-    def write(self, x: FrameContext) -> None:
-        self.rows.append(self.record(x))
+    def write(self, index: int, ts: int | None, data: Buffer, c: Classified) -> None:
+        self.rows.append(self.record(self.context(index, ts, data, c)))
         if len(self.rows) >= self.page_size:
             self._page()
 

@@ -10,12 +10,15 @@ Module map (pure policy first, I/O adapters last):
 
 - ``models``: API/request models and their validation.
 - ``builtin``: the templates the product ships (``idle``, ``httpd``).
-- ``bundle``: template -> OCI ``config.json`` (isolation defaults, seccomp deny-list).
+- ``oci``: the one OCI runtime-config builder (shells here, the ``runc run`` baseline in measure).
+- ``bundle``: template -> OCI ``config.json`` (isolation defaults, allow-list seccomp profile).
 - ``placement``: CPU choice (spread/pack, affinity) and admission control.
 - ``timing``: per-phase timing and Prometheus histograms.
 - ``nl``: tiny rtnetlink encoder/decoder for the execute phase's address setting.
 - ``launcher``: the program a shell runs while it waits for its assignment.
-- ``runc``: the runc/cgroup adapter (create, fifo start, freezer, delete).
+- ``cgroups``: the cgroup adapter, v1/hybrid and v2 (limits, freezer, kill, readings).
+- ``private``: 0700 directories and 0600 files for the state directory.
+- ``runc``: the OCI runtime adapter, runc or crun (create, fifo start, state, list, delete).
 - ``network``: bridges and veths (pyroute2).
 - ``persist``: SQLite tables of the part.
 - ``manager``: pools, prepare workers, execute phase, pause/resume, re-adoption.
@@ -27,12 +30,16 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── TemplateNotFound (+ NotFoundError)        404
     ├── InstanceNotFound (+ NotFoundError)        404
     ├── NetworkNotFound (+ NotFoundError)         404
+    ├── NetnsNotFound (+ NotFoundError)           404  a network's netns does not exist
     ├── InvalidRequest (+ InputError)             400  malformed name/address/spec
     ├── NameInUse (+ ConflictError)               409
     ├── AddressInUse (+ ConflictError)            409
     ├── InUse (+ ConflictError)                   409  template/network still used
+    ├── NotABridge (+ ConflictError)              409  a network names a non-bridge interface
+    ├── ReadinessTimeout (+ DeadlineExceeded)     504  not ready within readiness.timeout_s
     ├── WrongState (+ ConflictError)              409  e.g. resume of a running instance
-    ├── AdmissionRefused (+ CapacityError)        503  CPUs/memory would be overcommitted
+    ├── AdmissionRefused (+ ConflictError)        409  CPUs/memory would be overcommitted
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
+        ├── WorkloadFailed                        422  the workload exited before ready
         └── FreezerBusy                           500  freezer not settled in time
 """

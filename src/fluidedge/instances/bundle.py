@@ -3,8 +3,9 @@
 Least privilege by default (seed §5.1's concerns about containers): every capability dropped
 except the template's, ``noNewPrivileges``, a read-only root made of host directories bind-mounted
 read-only, a private ``/tmp`` tmpfs, separate pid/net/ipc/uts/mount/cgroup namespaces, pids and
-memory limits, and a seccomp filter that denies the syscalls an NF or edge app never needs but an
-attacker loves (mounting, module loading, kexec, ptrace, bpf, namespace games, clock setting...).
+memory limits, and an allow-list seccomp filter (after Docker's default profile: what ordinary
+workloads call is allowed, the rest answers EPERM; no namespaces, mounts, io_uring, ptrace, bpf,
+keyring, module loading, kexec, clock setting...).
 
 The process is the shell *launcher* (fixed at ``runc create`` time), which reads its assignment
 from ``/.fe`` (a per-shell directory bind-mounted read-only) when the execute phase starts it.
@@ -16,61 +17,98 @@ from pathlib import Path
 from typing import Any
 
 from fluidedge.instances.models import Resources, TemplateSpec
+from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, bind_mounts, runtime_config
 
 LAUNCHER_IN_ROOT = "/.fe-launcher"
 ASSIGN_DIR_IN_ROOT = "/.fe"
 
-DENIED_SYSCALLS = (
-    "acct",
-    "add_key",
-    "adjtimex",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "personality",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "syslog",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "vhangup",
+# The allow-list (after Docker/Moby's default profile, ``profiles/seccomp/default.json``): what
+# ordinary workloads (shells, servers, language runtimes, NFs on sockets) call. Everything else
+# answers EPERM. Left out on purpose, though Docker allows some of them: namespaces and mounts
+# (unshare, setns, mount, umount2, pivot_root, the fs*-mount API, and clone with a CLONE_NEW*
+# flag, see CLONE_NS_FLAGS), io_uring_* (a large kernel surface with a history of escapes;
+# Docker dropped it too), ptrace, process_vm_*, kcmp and pidfd_getfd (reaching into another
+# process), bpf, perf_event_open, userfaultfd, keyctl/add_key/request_key, module loading,
+# kexec, reboot, swapon/off, clock/time setting, syslog, acct, quotactl, iopl/ioperm,
+# open_by_handle_at/name_to_handle_at, chroot, sethostname/setdomainname, vhangup, uselib,
+# personality other than the harmless values below, mbind/set_mempolicy/move_pages.
+ALLOWED_SYSCALLS = (
+    "accept", "accept4", "access", "alarm", "arch_prctl", "bind", "brk", "cachestat", "capget",
+    "capset", "chdir", "chmod", "chown", "clock_getres", "clock_gettime", "clock_nanosleep",
+    "close", "close_range", "connect", "copy_file_range", "creat", "dup", "dup2", "dup3",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
+    "eventfd", "eventfd2", "execve", "execveat", "exit", "exit_group", "faccessat", "faccessat2",
+    "fadvise64", "fallocate", "fchdir", "fchmod", "fchmodat", "fchmodat2", "fchown",
+    "fchownat", "fcntl", "fdatasync", "fgetxattr", "flistxattr", "flock", "fork",
+    "fremovexattr", "fsetxattr", "fstat", "fstatfs", "fsync", "ftruncate", "futex",
+    "futex_requeue", "futex_wait", "futex_waitv", "futex_wake", "futimesat", "get_robust_list",
+    "getcpu", "getcwd", "getdents", "getdents64", "getegid", "geteuid", "getgid", "getgroups",
+    "getitimer", "getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority",
+    "getrandom", "getresgid", "getresuid", "getrlimit", "getrusage", "getsid", "getsockname",
+    "getsockopt", "gettid", "gettimeofday", "getuid", "getxattr", "inotify_add_watch",
+    "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel", "io_destroy",
+    "io_getevents", "io_pgetevents", "io_setup", "io_submit", "ioctl", "ioprio_get",
+    "ioprio_set", "kill", "landlock_add_rule", "landlock_create_ruleset",
+    "landlock_restrict_self", "lchown", "lgetxattr", "link", "linkat", "listen", "listxattr",
+    "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat", "madvise", "membarrier",
+    "memfd_create", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock", "mlock2",
+    "mlockall", "mmap", "modify_ldt", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
+    "mq_timedreceive", "mq_timedsend", "mq_unlink", "mremap", "msgctl", "msgget", "msgrcv",
+    "msgsnd", "msync", "munlock", "munlockall", "munmap", "nanosleep", "newfstatat", "open",
+    "openat", "openat2", "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll", "prctl", "pread64", "preadv",
+    "preadv2", "prlimit64", "process_mrelease", "pselect6", "pwrite64", "pwritev", "pwritev2",
+    "read", "readahead", "readlink", "readlinkat", "readv", "recvfrom", "recvmmsg", "recvmsg",
+    "remap_file_pages", "removexattr", "rename", "renameat", "renameat2", "restart_syscall",
+    "rmdir", "rseq", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo",
+    "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_tgsigqueueinfo",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_getaffinity", "sched_getattr",
+    "sched_getparam", "sched_getscheduler", "sched_rr_get_interval", "sched_setaffinity",
+    "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select",
+    "semctl", "semget", "semop", "semtimedop", "sendfile", "sendmmsg", "sendmsg", "sendto",
+    "set_robust_list", "set_tid_address", "setfsgid", "setfsuid", "setgid", "setgroups",
+    "setitimer", "setpgid", "setpriority", "setregid", "setresgid", "setresuid", "setreuid",
+    "setrlimit", "setsid", "setsockopt", "setuid", "setxattr", "shmat", "shmctl", "shmdt",
+    "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4", "socket", "socketpair",
+    "splice", "stat", "statfs", "statx", "symlink", "symlinkat", "sync", "sync_file_range",
+    "syncfs", "sysinfo", "tee", "tgkill", "time", "timer_create", "timer_delete",
+    "timer_getoverrun", "timer_gettime", "timer_settime", "timerfd_create", "timerfd_gettime",
+    "timerfd_settime", "times", "tkill", "truncate", "umask", "uname", "unlink", "unlinkat",
+    "utime", "utimensat", "utimes", "vfork", "vmsplice", "wait4", "waitid", "write", "writev",
+)  # fmt: skip
+
+# The same calls' 32-bit (x86, x32) names, so a 32-bit binary runs like a 64-bit one.
+ALLOWED_SYSCALLS_32 = (
+    "_llseek", "_newselect", "chown32", "clock_getres_time64", "clock_gettime64",
+    "clock_nanosleep_time64", "fadvise64_64", "fchown32", "fcntl64", "fstat64", "fstatat64",
+    "fstatfs64", "ftruncate64", "futex_time64", "get_thread_area", "getegid32", "geteuid32",
+    "getgid32", "getgroups32", "getresgid32", "getresuid32", "getuid32", "io_pgetevents_time64",
+    "ipc", "lchown32", "lstat64", "mmap2", "mq_timedreceive_time64", "mq_timedsend_time64",
+    "ppoll_time64", "pselect6_time64", "recv", "recvmmsg_time64", "rt_sigtimedwait_time64",
+    "sched_rr_get_interval_time64", "semtimedop_time64", "send", "sendfile64",
+    "set_thread_area", "setfsgid32", "setfsuid32", "setgid32", "setgroups32", "setregid32",
+    "setresgid32", "setresuid32", "setreuid32", "setuid32", "sigprocmask", "sigreturn",
+    "socketcall", "stat64", "statfs64", "timer_gettime64", "timer_settime64",
+    "timerfd_gettime64", "timerfd_settime64", "truncate64", "ugetrlimit", "utimensat_time64",
+    "waitpid",
+)  # fmt: skip
+
+# clone(2) flags that make a new namespace: clone is allowed only with none of them (x86-64
+# passes the flags in the first argument). Same rule as Docker's profile without CAP_SYS_ADMIN.
+CLONE_NS_FLAGS = (
+    0x00020000  # CLONE_NEWNS
+    | 0x02000000  # CLONE_NEWCGROUP
+    | 0x04000000  # CLONE_NEWUTS
+    | 0x08000000  # CLONE_NEWIPC
+    | 0x10000000  # CLONE_NEWUSER
+    | 0x20000000  # CLONE_NEWPID
+    | 0x40000000  # CLONE_NEWNET
 )
+# personality(2) values a workload may set (Linux default, UNAME26, ADDR_NO_RANDOMIZE and the
+# query): the rest (READ_IMPLIES_EXEC...) weakens the process's own protections.
+PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+EPERM = 1
+ENOSYS = 38
 
 MASKED_PATHS = (
     "/proc/acpi",
@@ -89,18 +127,35 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 CFS_PERIOD_US = 100_000
 
 
-def cgroups_path(container_id: str) -> str:
-    """The cgroup (v1, every hierarchy) of a container: ``/fluidedge/<id>``."""
-    return f"/fluidedge/{container_id}"
-
-
 def seccomp_profile() -> dict[str, Any]:
-    """Allow by default, EPERM for :data:`DENIED_SYSCALLS`."""
+    """Deny by default (EPERM), allow :data:`ALLOWED_SYSCALLS`, clone without namespace flags,
+    harmless personalities; clone3 answers ENOSYS (its flags sit in a struct seccomp cannot
+    read, so libc falls back to clone, which the rule above checks)."""
     return {
-        "defaultAction": "SCMP_ACT_ALLOW",
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": EPERM,
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         "syscalls": [
-            {"names": list(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {
+                "names": [*ALLOWED_SYSCALLS, *ALLOWED_SYSCALLS_32],
+                "action": "SCMP_ACT_ALLOW",
+            },
+            {
+                "names": ["clone"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [
+                    {"index": 0, "value": CLONE_NS_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+                ],
+            },
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+            *(
+                {
+                    "names": ["personality"],
+                    "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}],
+                }
+                for value in PERSONALITY_ALLOWED
+            ),
         ],
     }
 
@@ -137,22 +192,19 @@ def oci_config(
     rootfs: Path,
     assign_dir: Path,
     bind_dirs: list[str],
+    cgroups_path: str,
 ) -> dict[str, Any]:
     """The ``config.json`` of a shell of ``template``.
 
     ``rootfs`` is the shared read-only root (mount points + the launcher); ``bind_dirs`` are the
     host directories bind-mounted read-only into it (``/usr``, ``/etc``...); ``assign_dir`` is
-    the shell's private assignment directory, seen as ``/.fe`` inside.
+    the shell's private assignment directory, seen as ``/.fe`` inside; ``cgroups_path`` comes
+    from the cgroup adapter (the same path in every v1 hierarchy, or the v2 one).
     """
-    caps = list(template.capabilities)
+    proc, dev, tmp = BASE_MOUNTS
     mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
-        },
+        proc,
+        dev,
         {
             "destination": "/dev/pts",
             "type": "devpts",
@@ -177,67 +229,37 @@ def oci_config(
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
-        {
-            "destination": "/tmp",  # noqa: S108 (private tmpfs)
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
-        },
-    ]
-    mounts.extend(
-        {
-            "destination": path,
-            "type": "bind",
-            "source": path,
-            "options": ["rbind", "ro", "nosuid", "nodev"],
-        }
-        for path in bind_dirs
-    )
-    mounts.append(
+        tmp,
+        *bind_mounts(bind_dirs, ["rbind", "ro", "nosuid", "nodev"]),
         {
             "destination": ASSIGN_DIR_IN_ROOT,
             "type": "bind",
             "source": str(assign_dir),
             "options": ["bind", "ro", "nosuid", "nodev"],
-        }
+        },
+    ]
+    return runtime_config(
+        args=[LAUNCHER_IN_ROOT],
+        hostname=container_id,
+        rootfs=str(rootfs),
+        mounts=mounts,
+        namespaces=["pid", "network", "ipc", "uts", "mount", "cgroup"],
+        cgroups_path=cgroups_path,
+        resources=linux_resources(template.resources),
+        capabilities=list(template.capabilities),
+        rlimits=[{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        seccomp=seccomp_profile(),
+        masked_paths=list(MASKED_PATHS),
+        readonly_paths=list(READONLY_PATHS),
     )
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": [LAUNCHER_IN_ROOT],
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": caps,
-                "effective": caps,
-                "permitted": caps,
-                "inheritable": caps,
-                "ambient": caps,
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": str(rootfs), "readonly": True},
-        "hostname": container_id,
-        "mounts": mounts,
-        "linux": {
-            "cgroupsPath": cgroups_path(container_id),
-            "resources": linux_resources(template.resources),
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "network"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-                {"type": "cgroup"},
-            ],
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-            "seccomp": seccomp_profile(),
-        },
-    }
+
+
+def workload_env(
+    template_env: dict[str, str], request_env: dict[str, str], name: str
+) -> dict[str, str]:
+    """The workload's whole environment (the launcher passes exactly this, C or sh): PATH unless
+    the template or request sets it, then the template's, the request's, and the instance name."""
+    return {"PATH": DEFAULT_PATH, **template_env, **request_env, "FLUIDEDGE_INSTANCE": name}
 
 
 def encode_assignment(argv: list[str], env: dict[str, str]) -> bytes:

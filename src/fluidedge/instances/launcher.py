@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.models import MAX_ARGS, MAX_ASSIGNMENT_BYTES, MAX_ENV
 from fluidedge.instances.runc import process_running
 from fluidedge.linux.proc import CommandError, run
 
@@ -73,14 +74,14 @@ def launcher_waiting(pid: int) -> bool:
     return LAUNCHER_ARG.encode() in args
 
 
-C_SOURCE = r"""
+_C_TEMPLATE = r"""
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-static char buf[131072];
+static char buf[@MAX_BYTES@ + 2]; /* one more byte read = too big */
 int main(void) {
-  static char *argv[1024], *envp[1024], *all[2048];
+  static char *argv[@MAX_ARGS@ + 1], *envp[@MAX_ENV@ + 1], *all[@MAX_ARGS@ + @MAX_ENV@ + 2];
   for (;;) { /* wait for the go byte; an open without a byte (EOF) is no signal */
     char go;
     int g = open("/.fe/go", O_RDONLY | O_CLOEXEC);
@@ -100,15 +101,19 @@ int main(void) {
   close(fd);
   buf[n] = 0;
   int c = 0;
-  for (char *p = buf; p < buf + n && c < 2047; p += strlen(p) + 1) all[c++] = p;
+  if (n > @MAX_BYTES@) { write(2, "fe-launcher: assignment too big\n", 32); return 114; }
+  for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
+    if (c == @MAX_ARGS@ + @MAX_ENV@ + 1) return 115; /* more items than the API allows */
+    all[c++] = p;
+  }
   if (c < 2) { write(2, "fe-launcher: empty assignment\n", 30); return 112; }
   int argc = 0;
   for (char *q = all[0]; *q >= '0' && *q <= '9'; q++) argc = argc * 10 + (*q - '0');
-  if (argc < 1 || argc >= c || argc > 1023) return 113;
+  if (argc < 1 || argc >= c || argc > @MAX_ARGS@ || c - 1 - argc > @MAX_ENV@) return 113;
   int i, e = 0;
   for (i = 0; i < argc; i++) argv[i] = all[1 + i];
   argv[argc] = 0;
-  for (i = 1 + argc; i < c && e < 1023; i++) envp[e++] = all[i];
+  for (i = 1 + argc; i < c; i++) envp[e++] = all[i];
   envp[e] = 0;
   execve(argv[0], argv, envp);
   write(2, "fe-launcher: execve failed\n", 27);
@@ -116,8 +121,18 @@ int main(void) {
 }
 """
 
+# The C launcher's limits are the API's (the request is refused with a 400 beyond them).
+C_SOURCE = (
+    _C_TEMPLATE.replace("@MAX_BYTES@", str(MAX_ASSIGNMENT_BYTES))
+    .replace("@MAX_ARGS@", str(MAX_ARGS))
+    .replace("@MAX_ENV@", str(MAX_ENV))
+)
+
 # Same contract in busybox sh: wait for a go line on the FIFO, then argc, argv..., env...
-# NUL-separated.
+# NUL-separated. The workload gets exactly the assignment's environment, like execve(envp) in
+# the C launcher: two passes put the env entries first, then the argv, behind ``env -i``
+# (nothing of the shell's own PATH, PWD or SHLVL leaks through; ``env`` takes the first word
+# without ``=`` as the program, hence the API refuses ``=`` in ``command[0]``).
 SH_SOURCE = """#!/bin/busybox sh
 [ -p /.fe/go ] || { echo "fe-launcher: no go fifo" >&2; exit 110; }
 until IFS= read -r _go < /.fe/go; do :; done
@@ -126,43 +141,78 @@ i=0
 n=0
 while IFS= read -r -d '' item; do
   if [ $i -eq 0 ]; then n=$item
-  elif [ $i -le $n ]; then set -- "$@" "$item"
-  else export "$item"
+  elif [ $i -gt $n ]; then set -- "$@" "$item"
   fi
   i=$((i+1))
 done < /.fe/assign
-exec "$@"
+i=0
+while IFS= read -r -d '' item; do
+  if [ $i -gt 0 ] && [ $i -le $n ]; then set -- "$@" "$item"; fi
+  i=$((i+1))
+done < /.fe/assign
+exec /bin/busybox env -i "$@"
 """
 
+# Compiled launchers of this process, by compiler and source: every manager's state directory
+# gets a copy without running gcc again (a test session makes dozens; under TCG in the VM tier
+# a static link takes seconds).
+_COMPILED: dict[tuple[str, str], bytes] = {}
 
-def build_launcher(directory: Path) -> tuple[Path, str]:
-    """Build (or reuse) the launcher in ``directory``; return its path and kind (c or sh)."""
-    directory.mkdir(parents=True, exist_ok=True)
+
+def _compiler() -> str | None:
+    return shutil.which("gcc") or shutil.which("cc")
+
+
+def _compile(gcc: str, source: Path) -> bytes | None:
+    key = (gcc, C_SOURCE)
+    if key not in _COMPILED:
+        tmp = source.with_name("fe-launcher.tmp")
+        try:
+            run([gcc, "-static", "-O2", "-s", "-o", str(tmp), str(source)], timeout=120)
+        except CommandError:
+            tmp.unlink(missing_ok=True)
+            return None
+        _COMPILED[key] = tmp.read_bytes()
+        tmp.unlink()
+    return _COMPILED[key]
+
+
+def build_launcher(directory: Path, kind: str = "auto") -> tuple[Path, str]:
+    """Build (or reuse) the launcher in ``directory``; return its path and kind (c or sh).
+
+    ``kind``: ``auto`` (C when a compiler works, else the busybox script), ``c`` (fail without
+    a compiler) or ``sh`` (the script, for tests and debugging). A script built earlier for lack
+    of a compiler is not reused once a compiler is there: ``auto`` retries the C build.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = directory / "fe-launcher"
     source = directory / "fe-launcher.c"
     kind_file = directory / "fe-launcher.kind"
-    if (
-        target.exists()
-        and kind_file.exists()
-        and source.exists()
-        and (source.read_text() == C_SOURCE or kind_file.read_text() == "sh")
-    ):
-        return target, kind_file.read_text()
+    gcc = _compiler() if kind != "sh" else None
+    if target.exists() and kind_file.exists() and source.exists():
+        built = kind_file.read_text()
+        current = source.read_text() == C_SOURCE
+        if built == "c" and current and kind in ("auto", "c"):
+            return target, "c"
+        if built == "sh" and target.read_text() == SH_SOURCE and (kind == "sh" or not gcc):
+            return target, "sh"
     source.write_text(C_SOURCE)
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    kind = "sh"
-    if gcc:
-        tmp = directory / "fe-launcher.tmp"
-        try:
-            run([gcc, "-static", "-O2", "-s", "-o", str(tmp), str(source)], timeout=120)
-            os.replace(tmp, target)
-            kind = "c"
-        except CommandError:
-            tmp.unlink(missing_ok=True)
-    if kind == "sh":
+    binary = _compile(gcc, source) if gcc else None
+    if binary is not None:
+        tmp = directory / "fe-launcher.new"
+        tmp.write_bytes(binary)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+        built = "c"
+    elif kind == "c":
+        raise RuntimeFailure("launcher = 'c' but no working C compiler (gcc, libc6-dev)")
+    else:
         if not Path("/bin/busybox").exists():
             raise RuntimeFailure("no C compiler and no /bin/busybox: cannot build the launcher")
-        target.write_text(SH_SOURCE)
-    target.chmod(0o755)
-    kind_file.write_text(kind)
-    return target, kind
+        tmp = directory / "fe-launcher.new"
+        tmp.write_text(SH_SOURCE)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+        built = "sh"
+    kind_file.write_text(built)
+    return target, built

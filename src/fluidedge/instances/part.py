@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -28,6 +29,15 @@ class InstancesPart:
     async def start(self) -> None:
         await asyncio.to_thread(self.manager.start)
         self.manager.warm_up()
+        cgroup = self.manager.cgroups.describe()
+        # uvicorn's error logger is the daemon's log stream
+        logging.getLogger("uvicorn.error").info(
+            "instances: cgroup %s under %s (controllers: %s), launcher %s",
+            cgroup["mode"],
+            cgroup["parent"],
+            " ".join(cgroup["controllers"]),
+            self.manager.launcher_kind,
+        )
 
     def warm_up_requests(self) -> list[tuple[str, str, bytes]]:
         """Harmless requests the daemon sends itself before listening (see daemon.app).

@@ -1,4 +1,4 @@
-"""The runc and cgroup-v1 adapter: everything the part does to containers goes through here.
+"""The runc adapter: everything the part does to containers goes through here.
 
 A private runc root (``<state_dir>/runc``) keeps our containers apart from anybody else's.
 Fast paths bypass the runc binary where its work is a file operation:
@@ -6,9 +6,8 @@ Fast paths bypass the runc binary where its work is a file operation:
 - *start*: a container in the ``created`` state is blocked in ``runc init`` opening
   ``<root>/<id>/exec.fifo`` for writing; ``runc start`` only opens the fifo, reads it, waits for
   the exec and removes it. :meth:`Runc.start_fast` does the same from Python (no ~9 ms Go binary).
-- *pause/resume*: writing the container's ``freezer.state`` (what ``runc pause`` does, minus the
-  binary start).
-- *per-request limits*: writing the container's cgroup files.
+- *pause/resume* and *per-request limits*: cgroup file writes, through the cgroup adapter
+  (:mod:`fluidedge.instances.cgroups`, v1 or v2), which also cleans up after a failed delete.
 """
 
 from __future__ import annotations
@@ -23,109 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fluidedge.instances.bundle import cgroups_path
-from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
+from fluidedge.instances import cgroups
+from fluidedge.instances.errors import RuntimeFailure
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-CGROUP_CONTROLLERS = (
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "memory",
-    "devices",
-    "freezer",
-    "blkio",
-    "pids",
-    "systemd",
-    "unified",  # runc also makes a cgroup in the (hugetlb-only) cgroup2 mount of this host
-)
-
-
-def cgroup_dir(controller: str, container_id: str) -> Path:
-    return CGROUP_ROOT / controller / cgroups_path(container_id).lstrip("/")
-
-
-def write_cgroup(controller: str, container_id: str, knob: str, value: str) -> None:
-    path = cgroup_dir(controller, container_id) / knob
-    try:
-        with open(path, "w") as handle:
-            handle.write(value)
-    except OSError as exc:
-        raise RuntimeFailure(f"cgroup write {path}={value!r}: {exc.strerror}") from exc
-
-
-def read_cgroup(controller: str, container_id: str, knob: str) -> str:
-    path = cgroup_dir(controller, container_id) / knob
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise RuntimeFailure(f"cgroup read {path}: {exc.strerror}") from exc
+# How long a freeze or thaw waits for the kernel to settle (re-exported for the manager's API).
+FREEZER_TIMEOUT = cgroups.FREEZER_TIMEOUT
 
 
 def leftover_cgroups(container_id: str) -> list[Path]:
-    """The cgroup directories of ``container_id`` that still exist (for cleanup and tests)."""
-    return [
-        cgroup_dir(c, container_id)
-        for c in CGROUP_CONTROLLERS
-        if cgroup_dir(c, container_id).exists()
-    ]
-
-
-def remove_cgroups(container_id: str, *, timeout: float = 2.0) -> None:
-    """Remove leftover cgroup directories, retrying while the kernel says EBUSY.
-
-    A killed task keeps its cgroup busy until it is *reaped*; the container's init is reaped by
-    the host's pid 1 (runc create's child is orphaned), which may take a moment: without the
-    retry an empty cgroup directory could be left behind.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        left = leftover_cgroups(container_id)
-        for path in left:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        if not leftover_cgroups(container_id) or time.monotonic() > deadline:
-            return
-        time.sleep(0.01)
-
-
-# How long a freeze or thaw waits for the kernel to settle before giving up.
-FREEZER_TIMEOUT = 2.0
-
-
-def freeze(container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
-    """Freeze every task of the container and wait until the kernel reports FROZEN."""
-    _freezer_set(container_id, "FROZEN", timeout)
-
-
-def thaw(container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
-    _freezer_set(container_id, "THAWED", timeout)
-
-
-def freezer_state(container_id: str) -> str:
-    return read_cgroup("freezer", container_id, "freezer.state")
-
-
-def _freezer_set(container_id: str, state: str, timeout: float) -> None:
-    path = cgroup_dir("freezer", container_id) / "freezer.state"
-    deadline = time.monotonic() + timeout
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError as exc:
-        raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
-    try:
-        while True:
-            os.write(fd, state.encode())
-            current = os.pread(fd, 64, 0).decode().strip()
-            if current == state:
-                return
-            if time.monotonic() > deadline:
-                raise FreezerBusy(f"freezer {container_id}: stuck in {current} (wanted {state})")
-            time.sleep(0.0002)
-    except OSError as exc:
-        raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
-    finally:
-        os.close(fd)
+    """The cgroup directories of ``container_id`` that still exist, under this host's default
+    parent (cleanup checks of tests, the demo and benchmarks that did not make the manager)."""
+    return cgroups.detect().leftover(container_id)
 
 
 def pid_alive(pid: int) -> bool:
@@ -152,9 +59,12 @@ def process_running(pid: int) -> bool:
 class Runc:
     """runc with a private state root."""
 
-    def __init__(self, root: Path, binary: str = "runc") -> None:
+    def __init__(
+        self, root: Path, binary: str = "runc", cgroup: cgroups.Cgroups | None = None
+    ) -> None:
         self.root = root
         self.binary = binary
+        self.cgroups = cgroup if cgroup is not None else cgroups.detect()
         root.mkdir(parents=True, exist_ok=True)
 
     def _argv(self, *args: str) -> list[str]:
@@ -185,7 +95,8 @@ class Runc:
         their EOF forever): it writes into the log file, and its own errors land there too.
         """
         pid_file = bundle / "pid"
-        with open(log_path, "ab") as log:
+        # the workload's output may hold what its environment holds: root-only, like the rest
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             try:
                 result = subprocess.run(
                     self._argv(
@@ -290,18 +201,11 @@ class Runc:
                 self._force_cleanup(container_id)
                 if (self.root / container_id).exists():
                     raise
-        remove_cgroups(container_id)
+        self.cgroups.remove(container_id)
 
     def _force_cleanup(self, container_id: str) -> None:
-        procs = cgroup_dir("pids", container_id) / "cgroup.procs"
-        with contextlib.suppress(OSError):
-            thaw(container_id, timeout=0.5)
-        with contextlib.suppress(OSError):
-            for line in procs.read_text().split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(line), 9)
-        time.sleep(0.05)
-        remove_cgroups(container_id)
+        self.cgroups.kill(container_id)
+        self.cgroups.remove(container_id)
         state_dir = self.root / container_id
         if state_dir.exists():
             for child in state_dir.iterdir():

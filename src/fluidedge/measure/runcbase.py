@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fluidedge.instances.oci import BASE_MOUNTS, bind_mounts, runtime_config
 from fluidedge.linux.proc import CommandError, run
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
 from fluidedge.measure.replicate import Sample
 
 HOST_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
 CGROUP_PARENT = "/fluidedge-bench"
-CGROUP_V1_ROOT = "/sys/fs/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
 PHASE_BUNDLE = "bundle"
 PHASE_RUN = "runc run"
 
@@ -39,57 +40,23 @@ def bundle_config(
     binds: list[str],
     rootfs: str,
 ) -> dict[str, Any]:
-    """The ``config.json`` of the baseline bundle (pure; tested without runc)."""
+    """The ``config.json`` of the baseline bundle (pure; tested without runc).
+
+    Built by the shared :func:`fluidedge.instances.oci.runtime_config`, in the shape the
+    published figures were measured with: no seccomp, no capabilities, memory and pids limits
+    only, no cgroup namespace.
+    """
     if not command or not command[0].startswith("/"):
         raise MeasureInputError("the baseline needs an absolute command path")
-    mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc"},
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
-        },
-        {
-            "destination": "/tmp",  # noqa: S108 - a private tmpfs inside the container
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
-        },
-    ]
-    mounts.extend(
-        {"destination": d, "type": "bind", "source": d, "options": ["rbind", "ro", "nosuid"]}
-        for d in binds
+    return runtime_config(
+        args=list(command),
+        hostname=container_id,
+        rootfs=rootfs,
+        mounts=[*BASE_MOUNTS, *bind_mounts(binds, ["rbind", "ro", "nosuid"])],
+        namespaces=["pid", "network", "ipc", "uts", "mount"],
+        cgroups_path=f"{CGROUP_PARENT}/{container_id}",
+        resources={"memory": {"limit": memory_mb * 1024 * 1024}, "pids": {"limit": pids}},
     )
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": list(command),
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "noNewPrivileges": True,
-            "capabilities": {"bounding": [], "effective": [], "permitted": [], "ambient": []},
-        },
-        "root": {"path": rootfs, "readonly": True},
-        "hostname": container_id,
-        "mounts": mounts,
-        "linux": {
-            "cgroupsPath": f"{CGROUP_PARENT}/{container_id}",
-            "resources": {
-                "memory": {"limit": memory_mb * 1024 * 1024},
-                "pids": {"limit": pids},
-            },
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "network"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-            ],
-        },
-    }
 
 
 class RuncBaseline:
@@ -196,6 +163,8 @@ class RuncBaseline:
             self._delete(container_id)
         shutil.rmtree(self.workdir, ignore_errors=True)
         # runc removes each container's cgroup, not the (now empty) parent it created.
-        for parent in Path(CGROUP_V1_ROOT).glob(f"*/{CGROUP_PARENT.strip('/')}"):
+        name = CGROUP_PARENT.strip("/")
+        root = Path(CGROUP_ROOT)
+        for parent in [*root.glob(f"*/{name}"), *root.glob(name)]:  # v1 hierarchies, or v2
             with contextlib.suppress(OSError):
                 parent.rmdir()

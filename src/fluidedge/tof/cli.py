@@ -1,6 +1,7 @@
 """``fluidedge service add/list/update/delete`` and ``fluidedge tunnels``: the API, on the shell.
 
-They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file).
+They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`).
 """
 
 from __future__ import annotations

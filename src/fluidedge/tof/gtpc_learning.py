@@ -141,7 +141,7 @@ class GtpcLearner:
                 return
             self._on_accepted(request, msg, src, eth, now)
         elif mtype == MessageType.DELETE_PDP_CONTEXT_REQUEST:
-            self._on_delete(dst, msg, now)
+            self._on_delete(src, dst, msg, now)
 
     def _expire(self, now: float) -> None:
         while self.pending:
@@ -195,14 +195,18 @@ class GtpcLearner:
                 (request.user_address or enb, ggsn_user or sgw, ue) for enb, sgw, ue in old.keys
             ]
             olds = list(old.keys)
-            sides = list(old.sides)
-            if request.teid_control is not None:  # the SGSN side moved (new SGSN or TEID-C)
-                sides = [s for s in sides if s[0] == responder] + [
-                    (request.control_address, request.teid_control)
-                ]
+            # The SGSN side is the requester now (an inter-SGSN update moves it), with its new
+            # TEID-C if it gave one, else the one it had.
+            ggsn_side = [side for side in old.sides if side[0] == responder]
+            sgsn_teid = request.teid_control
+            if sgsn_teid is None:
+                sgsn_teid = next((t for a, t in old.sides if a != responder), None)
+            sides = ggsn_side + (
+                [(request.control_address, sgsn_teid)] if sgsn_teid is not None else []
+            )
         learned: list[tuple[bytes, bytes, bytes]] = []
         for (enb, sgw, ue), previous in zip(keys, olds, strict=True):
-            if enb is None or sgw is None or len(enb) != len(sgw):
+            if enb is None or sgw is None or len(enb) != len(sgw) or len(enb) not in (4, 16):
                 p.counters["gtpc_not_learned_incomplete"] += 1
                 continue
             bearer = p.bearers.get(previous) if previous is not None else None
@@ -233,8 +237,9 @@ class GtpcLearner:
         created = request.kind == MessageType.CREATE_PDP_CONTEXT_REQUEST
         p.counters["gtpc_learned" if created else "gtpc_updated"] += 1
 
-    def _on_delete(self, receiver: bytes, msg: gtpc.GtpcMessage, now: float) -> None:
-        """Delete PDP Context Request (§7.3.5): its TEID is the receiver's TEID-C."""
+    def _on_delete(self, sender: bytes, receiver: bytes, msg: gtpc.GtpcMessage, now: float) -> None:
+        """Delete PDP Context Request (§7.3.5): its TEID is the receiver's TEID-C, and only the
+        context's other GSN may send it (a third party cannot tear down others' bearers)."""
         p = self.pipeline
         table = self.contexts.get((receiver, msg.teid))
         if not table:
@@ -244,6 +249,9 @@ class GtpcLearner:
             doomed = list(table.values())
         else:
             doomed = [table[msg.nsapi]] if msg.nsapi in table else []
+        if any(sender not in {side[0] for side in ctx.sides} for ctx in doomed):
+            p.counters["gtpc_delete_wrong_sender"] += 1
+            return
         for ctx in doomed:
             self._unregister(ctx)
             for key in ctx.keys:

@@ -200,7 +200,7 @@ def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> No
     manager = manager_factory(pool_scale=0, cpus="0-1", cpu_overcommit=1.0, memory_mb=200)
 
     def cpus_of(view: Any) -> str:
-        return runc.read_cgroup("cpuset", view.id, "cpuset.cpus")
+        return manager.cgroups.cpus(view.id)
 
     def req(name: str, **extra: Any) -> InstanceRequest:
         return InstanceRequest.model_validate(
@@ -232,7 +232,7 @@ def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> No
     assert "fat" not in manager.instances
     # Per-request memory limit is applied to the cgroup.
     sized = manager.create_instance(req("sized", resources={"cpus": 0.01, "memory_mb": 20}))
-    assert runc.read_cgroup("memory", sized.id, "memory.limit_in_bytes") == str(20 * 1024 * 1024)
+    assert manager.cgroups.memory_limit(sized.id) == 20 * 1024 * 1024
 
 
 def _http_get_in(pid: int, port: int) -> float:
@@ -279,15 +279,9 @@ def test_fork_bomb_and_memory_hog_are_contained(manager_factory: ManagerFactory)
     time.sleep(1.0)
     during = [_http_get_in(pid, 8080) for _ in range(40)]
     # The bomb hit its pids limit; the hog was OOM-killed inside its own cgroup.
-    assert int(runc.read_cgroup("pids", bomb.id, "pids.current")) <= 16
-    failcnt = runc.read_cgroup("pids", bomb.id, "pids.events")
-    assert "max" in failcnt
-    assert int(failcnt.split()[-1]) > 0
-    oom = dict(
-        line.split()
-        for line in runc.read_cgroup("memory", hog.id, "memory.oom_control").splitlines()
-    )
-    assert int(oom["oom_kill"]) > 0
+    assert manager.cgroups.pids_current(bomb.id) <= 16
+    assert manager.cgroups.pids_limit_hits(bomb.id) > 0
+    assert manager.cgroups.oom_kills(hog.id) > 0
     print(  # figures for the docs (pytest -s)
         f"httpd GET median: {statistics.median(baseline) * 1000:.2f} ms alone, "
         f"{statistics.median(during) * 1000:.2f} ms next to a fork bomb and a memory hog "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
-from fluidedge.instances import runc
+from fluidedge.instances import cgroups, runc
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import PHASES
@@ -76,7 +77,7 @@ def test_failed_start_rolls_back_everything(manager_factory: ManagerFactory) -> 
     assert len(taken) == 1
     (shell_id,) = taken
     assert shell_id not in _containers(manager)
-    assert runc.leftover_cgroups(shell_id) == []
+    assert manager.cgroups.leftover(shell_id) == []
     assert not (manager.shell_root / shell_id).exists()
     assert "bad" not in manager.instances
     assert manager.tables.instances() == []
@@ -120,15 +121,48 @@ def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None
             pass
         time.sleep(0.01)
     assert manager.pause("ctr").state == "paused"
-    assert runc.freezer_state(view.id) == "FROZEN"
+    assert manager.cgroups.frozen(view.id)
     frozen_value = read()
     time.sleep(0.3)
     assert read() == frozen_value
     with open(f"/proc/{view.pid}/status") as handle:
-        assert "State:\tD" in handle.read() or runc.freezer_state(view.id) == "FROZEN"
+        assert "State:\tD" in handle.read() or manager.cgroups.frozen(view.id)
     assert manager.resume("ctr").state == "running"
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # generous: the VM tier runs under TCG
+    while read() <= frozen_value + 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert read() > frozen_value + 10
+
+
+def test_cgroup_mode_reported_and_paused_delete_kills_everything(
+    manager_factory: ManagerFactory,
+) -> None:
+    manager = manager_factory(pool_scale=0)
+    kind = cgroups.mount_kind(Path("/proc/self/mountinfo").read_text())
+    stats = manager.stats()
+    assert stats["cgroup"]["mode"] == kind
+    assert stats["cgroup"]["mode"] == manager.cgroups.kind
+    # A workload with children, paused, then deleted: the cgroup kill (v2: cgroup.kill, which
+    # takes frozen tasks too) leaves no process, no cgroup, no container behind.
+    view = manager.create_instance(
+        InstanceRequest(
+            name="fam",
+            template="idle",
+            command=["/bin/busybox", "sh", "-c", "sleep 1000 & sleep 1000 & sleep 1000"],
+        )
+    )
+    deadline = time.monotonic() + 10
+    while manager.cgroups.pids_current(view.id) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert manager.cgroups.pids_current(view.id) >= 3
+    pids = manager.cgroups.procs(view.id)
+    assert view.pid in pids
+    manager.pause("fam")
+    assert manager.cgroups.frozen(view.id)
+    manager.delete_instance("fam")
+    assert manager.cgroups.leftover(view.id) == []
+    assert view.id not in _containers(manager)
+    assert not any(runc.process_running(pid) for pid in pids)
 
 
 def test_workload_that_ends_shows_exited_and_deletes_cleanly(
@@ -147,4 +181,4 @@ def test_workload_that_ends_shows_exited_and_deletes_cleanly(
     assert manager.get_instance("brief").view().state == "exited"
     manager.delete_instance("brief")
     assert view.id not in _containers(manager)
-    assert runc.leftover_cgroups(view.id) == []
+    assert manager.cgroups.leftover(view.id) == []

@@ -145,6 +145,11 @@ def test_file_stdin_pretty_and_a_real_pipe_give_the_same_records(tmp_path: Path)
     assert jsonl(from_stdin.stdout) == from_file
     assert jsonl(piped.stdout.decode()) == from_file
     assert len(from_file) == 12
+    assert from_stdin.stderr == ""  # no progress when stderr is not a terminal
+    assert piped.stderr == b""
+    forced = runner.invoke(app, ["decode", str(path), "--json", "--progress"])
+    assert forced.exit_code == 0, forced.output
+    assert jsonl(forced.stdout) == from_file  # the progress display never mixes into stdout
 
 
 def test_fields_are_the_json_records_values() -> None:

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (
-    DENIED_SYSCALLS,
+    ALLOWED_SYSCALLS,
+    ALLOWED_SYSCALLS_32,
     LAUNCHER_IN_ROOT,
     cpu_quota_us,
     cpu_shares,
@@ -29,6 +30,7 @@ def _config(**overrides: object) -> dict[str, object]:
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
         bind_dirs=["/usr", "/etc"],
+        cgroups_path="/fluidedge/fe0123456789",
     )
 
 
@@ -46,9 +48,24 @@ def test_least_privilege_defaults() -> None:
     assert {"pid", "network", "ipc", "uts", "mount"} <= kinds
     assert linux["resources"]["pids"]["limit"] == 64
     assert linux["resources"]["memory"]["limit"] == 32 * 1024 * 1024
-    denied = linux["seccomp"]["syscalls"][0]["names"]
-    for name in ("mount", "kexec_load", "init_module", "ptrace", "bpf", "unshare", "setns"):
-        assert name in denied
+    seccomp = linux["seccomp"]
+    assert (seccomp["defaultAction"], seccomp["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", 1)
+    allowed = {
+        name
+        for rule in seccomp["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
+        for name in rule["names"]
+    }
+    for name in ("read", "execve", "socket", "epoll_wait", "futex", "wait4", "rt_sigreturn"):
+        assert name in allowed
+    # What the attack run got through the old deny-list, and its friends, are not allowed.
+    for name in (
+        "mount", "umount2", "kexec_load", "init_module", "ptrace", "process_vm_readv", "bpf",
+        "unshare", "setns", "keyctl", "add_key", "io_uring_setup", "io_uring_enter",
+        "io_uring_register", "userfaultfd", "perf_event_open", "clone", "clone3", "personality",
+        "open_by_handle_at", "chroot", "pivot_root", "fsopen",
+    ):  # fmt: skip
+        assert name not in allowed, name
     mounts = {m["destination"]: m for m in config["mounts"]}  # type: ignore[union-attr]
     assert mounts["/tmp"]["type"] == "tmpfs"
     assert "ro" in mounts["/usr"]["options"]
@@ -67,8 +84,24 @@ def test_dangerous_capability_refused() -> None:
         TemplateSpec(name="t", command=["/bin/x"], capabilities=["CAP_SYS_ADMIN"])
 
 
-def test_denied_syscalls_are_unique_and_sorted_for_review() -> None:
-    assert list(DENIED_SYSCALLS) == sorted(set(DENIED_SYSCALLS))
+def test_allowed_syscalls_are_unique_and_sorted_for_review() -> None:
+    for names in (ALLOWED_SYSCALLS, ALLOWED_SYSCALLS_32):
+        assert list(names) == sorted(set(names))
+    assert not set(ALLOWED_SYSCALLS) & set(ALLOWED_SYSCALLS_32)
+
+
+def test_clone_only_without_namespace_flags_and_clone3_enosys() -> None:
+    rules = _config()["linux"]["seccomp"]["syscalls"]  # type: ignore[index]
+    (clone,) = [r for r in rules if r["names"] == ["clone"]]
+    assert clone["action"] == "SCMP_ACT_ALLOW"
+    (arg,) = clone["args"]
+    assert (arg["index"], arg["op"], arg["valueTwo"]) == (0, "SCMP_CMP_MASKED_EQ", 0)
+    # CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET... all in the mask
+    for flag in (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000):
+        assert arg["value"] & flag
+    assert not arg["value"] & 0x00000100  # CLONE_VM: threads stay possible
+    (clone3,) = [r for r in rules if r["names"] == ["clone3"]]
+    assert (clone3["action"], clone3["errnoRet"]) == ("SCMP_ACT_ERRNO", 38)
 
 
 def test_cpu_conversions() -> None:
@@ -117,3 +150,57 @@ def test_builtin_templates_are_valid_and_distinct() -> None:
 def test_template_rejects_traversal_in_files() -> None:
     with pytest.raises(ValidationError, match="invalid file path"):
         TemplateSpec(name="t", command=["/bin/x"], files={"../etc/passwd": "x"})
+
+
+def test_assignment_limits_are_the_launchers() -> None:
+    from fluidedge.instances import launcher, models
+
+    argv, env = ["/bin/x", "a b"], {"K": "v", "E": ""}
+    assert models.assignment_size(argv, env) == len(encode_assignment(argv, env))
+    for number in (models.MAX_ASSIGNMENT_BYTES, models.MAX_ARGS, models.MAX_ENV):
+        assert str(number) in launcher.C_SOURCE
+    # The API's per-field limits (models.LIMITS) sit inside the launcher's, which stay the
+    # backstop for the assignment's total size.
+    assert models.LIMITS["args"] <= models.MAX_ARGS
+    assert models.LIMITS["env"] <= models.MAX_ENV
+    with pytest.raises(ValidationError, match=f"at most {models.LIMITS['args']} items"):
+        InstanceRequest(name="x", template="t", command=["/x"] * (models.LIMITS["args"] + 1))
+    with pytest.raises(ValidationError, match="must not contain '='"):
+        InstanceRequest(name="x", template="t", command=["/a=b"])
+    chunk = "y" * models.LIMITS["arg"]
+    many = ["/x"] + [chunk] * (models.MAX_ASSIGNMENT_BYTES // len(chunk) + 1)
+    with pytest.raises(ValidationError, match=f"at most {models.MAX_ASSIGNMENT_BYTES} bytes"):
+        TemplateSpec(name="t", command=many)
+    # Just at the limit is fine.
+    argv = ["/x"]
+    while models.assignment_size([*argv, chunk], {}) <= models.MAX_ASSIGNMENT_BYTES:
+        argv.append(chunk)
+    room = models.MAX_ASSIGNMENT_BYTES - models.assignment_size([*argv, ""], {})
+    argv.append("y" * room)
+    assert models.assignment_size(argv, {}) == models.MAX_ASSIGNMENT_BYTES
+    assert InstanceRequest(name="x", template="t", command=argv).command
+
+
+def test_runc_baseline_keeps_its_published_shape() -> None:
+    """The measure baseline is built by the same builder, in the shape its figures had."""
+    from fluidedge.measure.runcbase import bundle_config
+
+    config = bundle_config(
+        ["/bin/busybox", "sleep", "1"],
+        container_id="febase-1",
+        memory_mb=32,
+        pids=64,
+        binds=["/usr", "/etc"],
+        rootfs="/w/rootfs",
+    )
+    shell = _config()
+    assert config["ociVersion"] == shell["ociVersion"]
+    assert set(config) == set(shell)
+    linux = config["linux"]
+    assert linux["resources"] == {"memory": {"limit": 32 << 20}, "pids": {"limit": 64}}
+    assert "seccomp" not in linux
+    assert [ns["type"] for ns in linux["namespaces"]] == ["pid", "network", "ipc", "uts", "mount"]
+    assert linux["cgroupsPath"] == "/fluidedge-bench/febase-1"
+    assert config["process"]["args"] == ["/bin/busybox", "sleep", "1"]
+    assert all(v == [] for v in config["process"]["capabilities"].values())
+    assert [m["destination"] for m in config["mounts"]] == ["/proc", "/dev", "/tmp", "/usr", "/etc"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.unit.tof.bearer_frames import (
     create_request,
     create_response,
@@ -15,6 +17,8 @@ from tests.unit.tof.test_pipeline import (
     APP,
     ENB1,
     ENB2,
+    MAC_ENB,
+    MAC_SGW,
     SERVICE,
     SGW1,
     SVC_IP,
@@ -26,6 +30,7 @@ from tests.unit.tof.test_pipeline import (
 )
 
 from fluidedge.codec.gtpc import GtpcMessage, IEType, InformationElement, MessageType
+from fluidedge.codec.stack import encapsulate, ethernet_frame
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
 
 
@@ -216,3 +221,65 @@ def test_user_plane_alone_still_learns() -> None:
     p = pipeline()
     p.from_s1(up_from(ENB1, SGW1, 0x21, UE1), ENB, 1.0)
     assert rows(p)["198.18.100.1"]["learnedFrom"] == "user_plane"
+
+
+def test_delete_from_a_third_party_is_ignored() -> None:
+    p = pipeline()
+    create(p, UE1, seq=1, dl=0x11, ul=0x21, sgsn_c=0x12, ggsn_c=0x22)
+    forged = gtpc_frame(ENB2, SGW1, delete_request(3, to_teid_c=0x22, nsapi=5), uplink=True)
+    assert p.from_s1(forged, ENB, 2.0) == [(SGW, forged)]
+    assert set(rows(p)) == {"198.18.100.1"}
+    assert p.counters["gtpc_delete_wrong_sender"] == 1
+
+
+def test_odd_gsn_addresses_learn_nothing_and_readouts_stay_valid() -> None:
+    p = pipeline()
+    odd = b"\x01\x02\x03\x04\x05"
+    req = create_request(1, dl_teid=0x11, teid_c=0x12, nsapi=5, sgsn=odd)
+    p.from_s1(gtpc_frame(ENB1, SGW1, req, uplink=True), ENB, 1.0)
+    resp = create_response(1, to_teid_c=0x12, ul_teid=0x21, teid_c=0x22, ue=UE1, ggsn=odd)
+    p.from_s1(gtpc_frame(SGW1, ENB1, resp, uplink=False), SGW, 1.0)
+    assert p.bearers == {}
+    assert p.counters["gtpc_not_learned_incomplete"] == 1
+    assert p.tunnels() == []
+    assert p.bearer_events() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120), st.sampled_from([ENB, SGW]))
+def test_any_gtpc_payload_passes_through_and_never_raises(payload: bytes, port: int) -> None:
+    p = pipeline()
+    src, dst = (ENB1, SGW1) if port == ENB else (SGW1, ENB1)
+    outer = encapsulate(src, dst, payload, src_port=2123, dst_port=2123)
+    frame = ethernet_frame(
+        MAC_SGW if port == ENB else MAC_ENB, MAC_ENB if port == ENB else MAC_SGW, outer
+    )
+    out = p.from_s1(frame, port, 1.0)
+    assert len(out) == 1
+    assert out[0][1] is frame
+    p.tunnels()
+    p.bearer_events()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 255), st.integers(0, 3))
+def test_corrupted_gtpc_exchanges_never_raise(at: int, value: int, which: int) -> None:
+    p = pipeline()
+    messages = [
+        (ENB1, SGW1, create_request(1, dl_teid=0x11, teid_c=0x12, nsapi=5, sgsn=ENB1), ENB),
+        (
+            SGW1,
+            ENB1,
+            create_response(1, to_teid_c=0x12, ul_teid=0x21, teid_c=0x22, ue=UE1, ggsn=SGW1),
+            SGW,
+        ),
+        (ENB1, SGW1, delete_request(2, to_teid_c=0x22, nsapi=5), ENB),
+    ]
+    for i, (src, dst, msg, port) in enumerate(messages):
+        frame = bytearray(gtpc_frame(src, dst, msg, uplink=port == ENB))
+        if i == which:
+            frame[42 + at % (len(frame) - 42)] = value
+        out = p.from_s1(bytes(frame), port, 1.0 + i)
+        assert len(out) == 1
+    p.tunnels()
+    p.bearer_events()

@@ -1,0 +1,103 @@
+"""PID 1 of the test VM (Debian's python3, after the initramfs's switch_root).
+
+Mounts what a pure cgroup-v2 host has (proc, sys, cgroup2 at /sys/fs/cgroup, tmpfs /tmp and
+/run, devpts, /dev/shm), the run's 9p shares at the paths the host gave, runs the payload with
+its output to the console and to ``/fe-io/output``, writes its exit status to ``/fe-io/rc`` and
+powers off. As PID 1 it also reaps every orphan (a container's init re-parents here, and an
+unreaped task keeps its cgroup busy), so it waits on all children, not only the payload.
+
+Reads ``/fe-io/config.json``: ``argv``, ``cwd``, ``env``, ``mounts`` ([{tag, path, readonly}]).
+Copied into the io share by ``scripts/vm/run.py`` on every run (no image rebuild to change it).
+"""
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import threading
+
+IO = "/fe-io"
+
+
+def mount(source: str, target: str, fstype: str, options: str = "") -> None:
+    os.makedirs(target, exist_ok=True)
+    argv = ["mount", "-t", fstype, *(["-o", options] if options else []), source, target]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        print(f"fe-vm: mount {target}: {result.stderr.strip()}", flush=True)
+
+
+def power_off() -> None:
+    os.sync()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
+
+
+def pump(stream, sinks) -> None:  # type: ignore[no-untyped-def]
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        for sink in sinks:
+            sink.write(chunk)
+            sink.flush()
+
+
+def main() -> int:
+    mount("proc", "/proc", "proc")
+    mount("sysfs", "/sys", "sysfs")
+    mount("cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate")
+    mount("tmpfs", "/tmp", "tmpfs", "mode=1777")
+    mount("tmpfs", "/run", "tmpfs", "mode=755")
+    mount("devpts", "/dev/pts", "devpts", "newinstance,ptmxmode=0666")
+    mount("tmpfs", "/dev/shm", "tmpfs", "mode=1777")
+    mount("tmpfs", "/var/tmp", "tmpfs", "mode=1777")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    with open("/proc/sys/kernel/hostname", "w") as handle:
+        handle.write("fevm")
+    with open("/sys/fs/cgroup/cgroup.controllers") as handle:
+        controllers = handle.read().strip()
+    print(f"fe-vm: Linux {os.uname().release}, cgroup v2 at /sys/fs/cgroup ({controllers})")
+    with open(f"{IO}/config.json") as handle:
+        config = json.load(handle)
+    for share in config.get("mounts", []):
+        options = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
+        mount(share["tag"], share["path"], "9p", options + (",ro" if share.get("readonly") else ""))
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        **config.get("env", {}),
+    }
+    output = open(f"{IO}/output", "wb")
+    console = sys.stdout.buffer
+    proc = subprocess.Popen(
+        config["argv"],
+        cwd=config.get("cwd", "/"),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    pumper = threading.Thread(target=pump, args=(proc.stdout, [output, console]), daemon=True)
+    pumper.start()
+    status = None
+    while status is None:  # reap everything; remember the payload's status
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        if pid == proc.pid:
+            status = os.waitstatus_to_exitcode(raw)
+    pumper.join(timeout=10)
+    output.close()
+    with open(f"{IO}/rc", "w") as handle:
+        handle.write(f"{status if status is not None else 255}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as exc:  # PID 1 must never exit: report, then power off
+        print(f"fe-vm: guest init failed: {exc!r}", flush=True)
+    power_off()

@@ -1,0 +1,539 @@
+"""The cgroup adapter: one interface, a cgroup-v1 (and hybrid) and a cgroup-v2 implementation.
+
+Why an adapter: the execute phase writes per-request limits, pause/resume freeze the
+instance, delete kills it and removes its cgroups, and re-adoption reads the freezer; those are
+file operations on the cgroup filesystem (cheaper than the runc binary), and they differ by
+hierarchy:
+
+========================  ===================================  ==================================
+operation                 v1 / hybrid (one dir per controller)  v2 (unified, one dir)
+========================  ===================================  ==================================
+CPUs                      ``cpuset/…/cpuset.cpus``              ``cpuset.cpus``
+CPU weight                ``cpu/…/cpu.shares``                  ``cpu.weight`` (runc's conversion)
+CPU cap                   ``cpu.cfs_quota_us`` + ``_period_us``  ``cpu.max`` ("quota period")
+memory                    ``memory.limit_in_bytes`` (+memsw)    ``memory.max`` (swap.max stays 0)
+pids                      ``pids/…/pids.max``                   ``pids.max``
+pause / resume            ``freezer.state`` FROZEN/THAWED       ``cgroup.freeze`` 1/0, confirmed
+                                                                by ``frozen 1/0`` in
+                                                                ``cgroup.events``
+kill everything           SIGKILL each pid of ``cgroup.procs``  ``cgroup.kill``
+========================  ===================================  ==================================
+
+The mode is detected from the mount at ``/sys/fs/cgroup`` (cgroup2 there = unified v2; a tmpfs
+of v1 hierarchies = v1, "hybrid" when a cgroup2 mount without controllers sits beside them) and
+can be forced in the config. Instances live under one *parent* path, the same in every
+hierarchy: ``/fluidedge`` by default. On v2 that parent must be a subtree we may manage: at the
+root of a host without systemd (or in a container with its own cgroup namespace) we create it;
+under systemd the daemon's unit needs ``Delegate=yes`` and the parent defaults to
+``<unit's cgroup>/instances``, the daemon moving itself into the leaf ``<unit's cgroup>/daemon``
+so that the unit's cgroup may enable controllers for its children (cgroup v2's
+no-internal-processes rule). runc is given the same path as ``cgroupsPath`` (cgroupfs driver).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from fluidedge.instances.bundle import CFS_PERIOD_US, cpu_quota_us, cpu_shares
+from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+DEFAULT_PARENT = "/fluidedge"
+# How long a freeze or thaw waits for the kernel to settle before giving up.
+FREEZER_TIMEOUT = 2.0
+# Controllers instances need on v2 (io, hugetlb... are used when present, not required).
+V2_REQUIRED = ("cpuset", "cpu", "memory", "pids")
+
+Mode = Literal["v1", "v2"]
+
+
+class Cgroups(Protocol):
+    """What the manager does to an instance's cgroups (v1 and v2 implement it)."""
+
+    mode: Mode
+    kind: str  # "v1", "hybrid" or "v2": what was found, for /stats and the logs
+    parent: str
+
+    def runc_path(self, container_id: str) -> str:
+        """The OCI ``linux.cgroupsPath`` (cgroupfs driver) of a container."""
+
+    def prepare(self) -> None:
+        """Make the parent usable (v2: delegation checks, controllers enabled)."""
+
+    def set_cpus(self, container_id: str, cpuset: str) -> None: ...
+
+    def set_cpu_weight(self, container_id: str, cpus: float) -> None: ...
+
+    def set_cpu_limit(self, container_id: str, cpu_limit: float | None) -> None: ...
+
+    def set_memory(self, container_id: str, memory_mb: int, *, lowering: bool) -> None: ...
+
+    def set_pids(self, container_id: str, pids: int) -> None: ...
+
+    def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None: ...
+
+    def thaw(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None: ...
+
+    def frozen(self, container_id: str) -> bool: ...
+
+    def kill(self, container_id: str) -> None:
+        """SIGKILL every task of the container's cgroup (last-resort cleanup)."""
+
+    def leftover(self, container_id: str) -> list[Path]:
+        """The container's cgroup directories that still exist."""
+
+    def remove(self, container_id: str, *, timeout: float = 2.0) -> None:
+        """Remove the container's cgroup directories, retrying while the kernel says EBUSY."""
+
+    # Readings (tests, benchmarks, re-adoption): one name per fact, whatever the hierarchy.
+    def cpus(self, container_id: str) -> str: ...
+
+    def memory_limit(self, container_id: str) -> int: ...
+
+    def memory_usage(self, container_id: str) -> int: ...
+
+    def pids_current(self, container_id: str) -> int: ...
+
+    def procs(self, container_id: str) -> list[int]:
+        """The pids in the container's cgroup (empty when it is gone)."""
+
+    def pids_limit_hits(self, container_id: str) -> int: ...
+
+    def oom_kills(self, container_id: str) -> int: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Mode, parent, controllers: what ``/v1/stats`` and the start-up log say."""
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        raise RuntimeFailure(f"cgroup write {path}={value!r}: {exc.strerror}") from exc
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise RuntimeFailure(f"cgroup read {path}: {exc.strerror}") from exc
+
+
+def _keyed(text: str) -> dict[str, str]:
+    """``key value`` lines (``*.events``, ``memory.oom_control``, ``cgroup.events``)."""
+    return dict(line.split(None, 1) for line in text.splitlines() if " " in line)
+
+
+def _pids(path: Path) -> list[int]:
+    try:
+        return [int(line) for line in path.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _rmdir_retry(paths: list[Path], timeout: float) -> None:
+    """rmdir, retrying on EBUSY: a killed task keeps its cgroup busy until it is reaped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        paths = [p for p in paths if p.exists()]
+        if not paths or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+def cpu_weight(cpus: float) -> int:
+    """cgroup v2 ``cpu.weight`` for a CPU request: runc's conversion of v1 shares (2..262144
+    onto 1..10000), so a template means the same on both hierarchies."""
+    shares = cpu_shares(cpus)
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+class CgroupsV1:
+    """cgroup v1 (and hybrid): one directory per controller, ``<parent>/<id>`` in each."""
+
+    mode: Mode = "v1"
+    CONTROLLERS = (
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "memory",
+        "devices",
+        "freezer",
+        "blkio",
+        "pids",
+        "systemd",
+        "unified",  # runc also makes a cgroup in the hybrid host's (controller-less) cgroup2
+    )
+
+    def __init__(self, parent: str = DEFAULT_PARENT, root: Path = CGROUP_ROOT, kind: str = "v1"):
+        self.parent = "/" + parent.strip("/")
+        self.root = root
+        self.kind = kind
+
+    def runc_path(self, container_id: str) -> str:
+        return f"{self.parent}/{container_id}"
+
+    def dir(self, controller: str, container_id: str) -> Path:
+        return self.root / controller / self.parent.lstrip("/") / container_id
+
+    def prepare(self) -> None:
+        missing = [c for c in ("cpuset", "cpu", "memory", "pids", "freezer") if not self._has(c)]
+        if missing:
+            raise RuntimeFailure(f"cgroup v1: controller(s) not mounted: {', '.join(missing)}")
+
+    def _has(self, controller: str) -> bool:
+        return (self.root / controller / "cgroup.procs").exists()
+
+    def set_cpus(self, container_id: str, cpuset: str) -> None:
+        _write(self.dir("cpuset", container_id) / "cpuset.cpus", cpuset)
+
+    def set_cpu_weight(self, container_id: str, cpus: float) -> None:
+        _write(self.dir("cpu", container_id) / "cpu.shares", str(cpu_shares(cpus)))
+
+    def set_cpu_limit(self, container_id: str, cpu_limit: float | None) -> None:
+        quota = -1 if cpu_limit is None else cpu_quota_us(cpu_limit)
+        _write(self.dir("cpu", container_id) / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+        _write(self.dir("cpu", container_id) / "cpu.cfs_quota_us", str(quota))
+
+    def set_memory(self, container_id: str, memory_mb: int, *, lowering: bool) -> None:
+        # memsw (memory+swap) must stay >= memory: raise it first, lower it last.
+        limit = str(memory_mb * 1024 * 1024)
+        base = self.dir("memory", container_id)
+        order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+        if lowering:
+            order.reverse()
+        for knob in order:
+            if knob.startswith("memory.memsw") and not (base / knob).exists():
+                continue
+            _write(base / knob, limit)
+
+    def set_pids(self, container_id: str, pids: int) -> None:
+        _write(self.dir("pids", container_id) / "pids.max", str(pids))
+
+    def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
+        self._freezer_set(container_id, "FROZEN", timeout)
+
+    def thaw(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
+        self._freezer_set(container_id, "THAWED", timeout)
+
+    def frozen(self, container_id: str) -> bool:
+        return _read(self.dir("freezer", container_id) / "freezer.state") == "FROZEN"
+
+    def _freezer_set(self, container_id: str, state: str, timeout: float) -> None:
+        path = self.dir("freezer", container_id) / "freezer.state"
+        deadline = time.monotonic() + timeout
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
+        try:
+            while True:
+                os.write(fd, state.encode())
+                current = os.pread(fd, 64, 0).decode().strip()
+                if current == state:
+                    return
+                if time.monotonic() > deadline:
+                    raise FreezerBusy(
+                        f"freezer {container_id}: stuck in {current} (wanted {state})"
+                    )
+                time.sleep(0.0002)
+        except OSError as exc:
+            raise RuntimeFailure(f"freezer {path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
+    def kill(self, container_id: str) -> None:
+        if not self.dir("freezer", container_id).exists():
+            return
+        with contextlib.suppress(RuntimeFailure):
+            self.thaw(container_id, timeout=0.5)  # a frozen task only dies once thawed
+        _kill_all(self.procs(container_id))
+
+    def procs(self, container_id: str) -> list[int]:
+        return _pids(self.dir("pids", container_id) / "cgroup.procs")
+
+    def leftover(self, container_id: str) -> list[Path]:
+        return [
+            self.dir(c, container_id)
+            for c in self.CONTROLLERS
+            if self.dir(c, container_id).exists()
+        ]
+
+    def remove(self, container_id: str, *, timeout: float = 2.0) -> None:
+        _rmdir_retry(self.leftover(container_id), timeout)
+
+    def cpus(self, container_id: str) -> str:
+        return _read(self.dir("cpuset", container_id) / "cpuset.cpus")
+
+    def memory_limit(self, container_id: str) -> int:
+        return int(_read(self.dir("memory", container_id) / "memory.limit_in_bytes"))
+
+    def memory_usage(self, container_id: str) -> int:
+        return int(_read(self.dir("memory", container_id) / "memory.usage_in_bytes"))
+
+    def pids_current(self, container_id: str) -> int:
+        return int(_read(self.dir("pids", container_id) / "pids.current"))
+
+    def pids_limit_hits(self, container_id: str) -> int:
+        return int(_keyed(_read(self.dir("pids", container_id) / "pids.events")).get("max", 0))
+
+    def oom_kills(self, container_id: str) -> int:
+        text = _read(self.dir("memory", container_id) / "memory.oom_control")
+        return int(_keyed(text).get("oom_kill", 0))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.kind,
+            "parent": self.parent,
+            "controllers": [c for c in self.CONTROLLERS if self._has(c)],
+            "freezer": "freezer.state",
+        }
+
+
+class CgroupsV2:
+    """cgroup v2 (unified): one directory ``<root><parent>/<id>`` with every controller."""
+
+    mode: Mode = "v2"
+    kind = "v2"
+
+    def __init__(self, parent: str = DEFAULT_PARENT, root: Path = CGROUP_ROOT) -> None:
+        self.parent = "/" + parent.strip("/")
+        self.root = root
+        self.moved_to: str | None = None  # where the daemon moved itself (systemd delegation)
+
+    def runc_path(self, container_id: str) -> str:
+        return f"{self.parent}/{container_id}"
+
+    def dir(self, container_id: str) -> Path:
+        return self.root / self.parent.lstrip("/") / container_id
+
+    @property
+    def parent_dir(self) -> Path:
+        return self.root / self.parent.lstrip("/")
+
+    def prepare(self) -> None:
+        """Create the parent and enable the controllers along the path from the root.
+
+        Every ancestor must offer the controllers in ``cgroup.controllers`` (delegated to us)
+        and may not hold processes itself once it enables them (no internal processes): when
+        the daemon sits in an ancestor (a systemd unit with ``Delegate=yes`` and the default
+        parent ``<unit>/instances``) it first moves itself into the leaf ``<that>/daemon``.
+        """
+        own = own_cgroup_v2()
+        parts = [p for p in self.parent.strip("/").split("/") if p]
+        current = self.root
+        for depth, name in enumerate(parts):
+            rel = "/" + "/".join(parts[:depth])
+            if rel.rstrip("/") == own.rstrip("/") and rel != "/":
+                self._leave(current)
+            available = _read(current / "cgroup.controllers").split()
+            missing = [c for c in V2_REQUIRED if c not in available]
+            if missing:
+                raise RuntimeFailure(
+                    f"cgroup v2: {current} does not offer {', '.join(missing)} (not delegated? "
+                    "under systemd give the daemon's unit Delegate=yes, or set "
+                    "[instances] cgroup_parent to a delegated subtree)"
+                )
+            self._enable(current, available)
+            current = current / name
+            try:
+                current.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
+        self._enable(current, _read(current / "cgroup.controllers").split())
+
+    def _enable(self, directory: Path, available: list[str]) -> None:
+        enabled = _read(directory / "cgroup.subtree_control").split()
+        wanted = [c for c in (*V2_REQUIRED, "io", "hugetlb") if c in available and c not in enabled]
+        if wanted:
+            _write(directory / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+
+    def _leave(self, directory: Path) -> None:
+        """Move this process into ``<directory>/daemon`` (it must not stay in an inner node)."""
+        leaf = directory / "daemon"
+        leaf.mkdir(exist_ok=True)
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+        self.moved_to = "/" + str(leaf.relative_to(self.root))
+
+    def set_cpus(self, container_id: str, cpuset: str) -> None:
+        _write(self.dir(container_id) / "cpuset.cpus", cpuset)
+
+    def set_cpu_weight(self, container_id: str, cpus: float) -> None:
+        _write(self.dir(container_id) / "cpu.weight", str(cpu_weight(cpus)))
+
+    def set_cpu_limit(self, container_id: str, cpu_limit: float | None) -> None:
+        quota = "max" if cpu_limit is None else str(cpu_quota_us(cpu_limit))
+        _write(self.dir(container_id) / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+
+    def set_memory(self, container_id: str, memory_mb: int, *, lowering: bool) -> None:
+        del lowering  # memory.swap.max is separate on v2 (runc set it to 0): no ordering
+        _write(self.dir(container_id) / "memory.max", str(memory_mb * 1024 * 1024))
+
+    def set_pids(self, container_id: str, pids: int) -> None:
+        _write(self.dir(container_id) / "pids.max", str(pids))
+
+    def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
+        self._freeze_set(container_id, True, timeout)
+
+    def thaw(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
+        self._freeze_set(container_id, False, timeout)
+
+    def frozen(self, container_id: str) -> bool:
+        return _keyed(_read(self.dir(container_id) / "cgroup.events")).get("frozen") == "1"
+
+    def _freeze_set(self, container_id: str, frozen: bool, timeout: float) -> None:
+        """Write ``cgroup.freeze``, then poll ``cgroup.events`` until ``frozen`` agrees (the
+        write only asks; the kernel reports completion there)."""
+        base = self.dir(container_id)
+        want = b"1" if frozen else b"0"
+        deadline = time.monotonic() + timeout
+        try:
+            with open(base / "cgroup.freeze", "wb", buffering=0) as control:
+                control.write(want)
+            events = os.open(base / "cgroup.events", os.O_RDONLY)
+        except OSError as exc:
+            raise RuntimeFailure(f"freeze {base}: {exc.strerror}") from exc
+        try:
+            while True:
+                text = os.pread(events, 256, 0)
+                if b"frozen " + want in text:
+                    return
+                if time.monotonic() > deadline:
+                    state = "frozen" if frozen else "thawed"
+                    raise FreezerBusy(f"freeze {container_id}: not {state} in {timeout} s")
+                time.sleep(0.0002)
+        except OSError as exc:
+            raise RuntimeFailure(f"freeze {base}: {exc.strerror}") from exc
+        finally:
+            os.close(events)
+
+    def kill(self, container_id: str) -> None:
+        base = self.dir(container_id)
+        if not base.exists():
+            return
+        if (base / "cgroup.kill").exists():  # Linux >= 5.14: atomic, frozen tasks included
+            with contextlib.suppress(RuntimeFailure):
+                _write(base / "cgroup.kill", "1")
+            return
+        with contextlib.suppress(RuntimeFailure):
+            self.thaw(container_id, timeout=0.5)
+        _kill_all(self.procs(container_id))
+
+    def procs(self, container_id: str) -> list[int]:
+        return _pids(self.dir(container_id) / "cgroup.procs")
+
+    def leftover(self, container_id: str) -> list[Path]:
+        return [self.dir(container_id)] if self.dir(container_id).exists() else []
+
+    def remove(self, container_id: str, *, timeout: float = 2.0) -> None:
+        _rmdir_retry(self.leftover(container_id), timeout)
+
+    def cpus(self, container_id: str) -> str:
+        return _read(self.dir(container_id) / "cpuset.cpus")
+
+    def memory_limit(self, container_id: str) -> int:
+        value = _read(self.dir(container_id) / "memory.max")
+        return -1 if value == "max" else int(value)
+
+    def memory_usage(self, container_id: str) -> int:
+        return int(_read(self.dir(container_id) / "memory.current"))
+
+    def pids_current(self, container_id: str) -> int:
+        return int(_read(self.dir(container_id) / "pids.current"))
+
+    def pids_limit_hits(self, container_id: str) -> int:
+        return int(_keyed(_read(self.dir(container_id) / "pids.events")).get("max", 0))
+
+    def oom_kills(self, container_id: str) -> int:
+        return int(_keyed(_read(self.dir(container_id) / "memory.events")).get("oom_kill", 0))
+
+    def describe(self) -> dict[str, Any]:
+        controllers = []
+        with contextlib.suppress(RuntimeFailure):
+            controllers = _read(self.parent_dir / "cgroup.subtree_control").split()
+        return {
+            "mode": "v2",
+            "parent": self.parent,
+            "controllers": controllers,
+            "freezer": "cgroup.freeze",
+            "daemon_cgroup": self.moved_to or own_cgroup_v2(),
+        }
+
+
+def mount_kind(mountinfo: str) -> str:
+    """``v2``, ``hybrid`` or ``v1`` from ``/proc/self/mountinfo`` (pure, unit-tested).
+
+    v2: a cgroup2 file system mounted at ``/sys/fs/cgroup`` itself. Hybrid: v1 hierarchies
+    with a cgroup2 mount beside them (``/sys/fs/cgroup/unified``). v1: v1 hierarchies only.
+    """
+    v1 = v2_beside = False
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, fstype = left.split(), right.split()[:1]
+        if len(fields) < 5 or not fstype:
+            continue
+        point = fields[4]
+        if fstype[0] == "cgroup2":
+            if point == str(CGROUP_ROOT):
+                return "v2"
+            if point.startswith(str(CGROUP_ROOT) + "/"):
+                v2_beside = True
+        elif fstype[0] == "cgroup" and point.startswith(str(CGROUP_ROOT) + "/"):
+            v1 = True
+    if v1:
+        return "hybrid" if v2_beside else "v1"
+    raise RuntimeFailure(f"no cgroup file system mounted under {CGROUP_ROOT}")
+
+
+def own_cgroup_v2(text: str | None = None) -> str:
+    """This process's cgroup in the unified hierarchy (the ``0::`` line of /proc/self/cgroup)."""
+    if text is None:
+        try:
+            text = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return "/"
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip() or "/"
+    return "/"
+
+
+def default_parent_v2(own: str) -> str:
+    """Where instances go on v2 when the config does not say: ``/fluidedge`` at the root (no
+    systemd, or a container's own cgroup namespace), else ``<own cgroup>/instances`` (a
+    systemd unit with ``Delegate=yes`` owns the subtree below its cgroup, nothing else)."""
+    own = own.rstrip("/")
+    if own in ("", "/") or own == DEFAULT_PARENT or own.startswith(DEFAULT_PARENT + "/"):
+        return DEFAULT_PARENT
+    return f"{own}/instances"
+
+
+def detect(mode: str = "auto", parent: str | None = None) -> CgroupsV1 | CgroupsV2:
+    """The adapter for this host (``mode`` ``auto``, ``v1`` or ``v2``; ``parent`` defaulted)."""
+    kind = mount_kind(Path("/proc/self/mountinfo").read_text())
+    if mode == "auto":
+        mode = "v2" if kind == "v2" else "v1"
+    if mode == "v2":
+        if kind != "v2":
+            raise RuntimeFailure(f"cgroup_mode v2 asked for, but this host is {kind}")
+        return CgroupsV2(parent or default_parent_v2(own_cgroup_v2()))
+    if kind == "v2":
+        raise RuntimeFailure("cgroup_mode v1 asked for, but this host is unified cgroup v2")
+    return CgroupsV1(parent or DEFAULT_PARENT, kind=kind)

@@ -1,0 +1,130 @@
+"""The cgroup adapter's pure parts and its file protocol against a tree laid out like the kernel's.
+
+The real hierarchies are exercised by the functional tests: v1/hybrid on these hosts, pure v2 in
+the VM tier (``scripts/vmtest``); here, what each implementation writes where, and detection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluidedge.instances import cgroups
+from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
+
+HYBRID = """\
+25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+27 25 0:25 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+"""
+V1 = "27 25 0:25 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+V2 = "30 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+
+
+def test_mount_kind() -> None:
+    assert cgroups.mount_kind(HYBRID) == "hybrid"
+    assert cgroups.mount_kind(V1) == "v1"
+    assert cgroups.mount_kind(V2 + HYBRID) == "v2"
+    with pytest.raises(RuntimeFailure, match="no cgroup"):
+        cgroups.mount_kind("1 0 8:1 / / rw - ext4 /dev/vda rw\n")
+
+
+def test_own_cgroup_and_default_parent() -> None:
+    assert cgroups.own_cgroup_v2("0::/\n") == "/"
+    assert cgroups.own_cgroup_v2("4:memory:/x\n0::/system.slice/fe.service\n") == (
+        "/system.slice/fe.service"
+    )
+    assert cgroups.default_parent_v2("/") == "/fluidedge"
+    assert cgroups.default_parent_v2("/fluidedge/daemon") == "/fluidedge"
+    # A systemd unit with Delegate=yes owns only the subtree below its own cgroup.
+    assert cgroups.default_parent_v2("/system.slice/fe.service") == (
+        "/system.slice/fe.service/instances"
+    )
+
+
+def test_cpu_weight_is_runc_conversion_of_shares() -> None:
+    assert cgroups.cpu_weight(1.0) == 1 + (1022 * 9999) // 262142  # 1024 shares -> 39
+    assert cgroups.cpu_weight(0.001) == 1  # kernel minimum share 2 -> weight 1
+    assert cgroups.cpu_weight(256) == 10000
+
+
+def _v2_tree(root: Path, cid: str) -> Path:
+    base = root / "fluidedge" / cid
+    base.mkdir(parents=True)
+    for name in ("cpuset.cpus", "cpu.weight", "cpu.max", "memory.max", "pids.max", "cgroup.freeze"):
+        (base / name).write_text("")
+    (base / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    (base / "pids.events").write_text("max 7\n")
+    (base / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n")
+    (base / "cgroup.procs").write_text("11\n12\n")
+    return base
+
+
+def test_v2_writes_unified_knobs(tmp_path: Path) -> None:
+    cg = cgroups.CgroupsV2("/fluidedge", root=tmp_path)
+    base = _v2_tree(tmp_path, "fe1")
+    assert cg.runc_path("fe1") == "/fluidedge/fe1"
+    cg.set_cpus("fe1", "0-1")
+    cg.set_cpu_weight("fe1", 0.5)
+    cg.set_cpu_limit("fe1", 0.25)
+    cg.set_memory("fe1", 20, lowering=True)
+    cg.set_pids("fe1", 16)
+    assert (base / "cpuset.cpus").read_text() == "0-1"
+    assert (base / "cpu.weight").read_text() == str(cgroups.cpu_weight(0.5))
+    assert (base / "cpu.max").read_text() == "25000 100000"
+    assert (base / "memory.max").read_text() == str(20 * 1024 * 1024)
+    assert (base / "pids.max").read_text() == "16"
+    cg.set_cpu_limit("fe1", None)
+    assert (base / "cpu.max").read_text() == "max 100000"
+    assert (cg.pids_limit_hits("fe1"), cg.oom_kills("fe1"), cg.procs("fe1")) == (7, 2, [11, 12])
+    assert cg.leftover("fe1") == [base]
+    assert cg.leftover("gone") == []
+
+
+def test_v2_freeze_waits_for_cgroup_events(tmp_path: Path) -> None:
+    cg = cgroups.CgroupsV2("/fluidedge", root=tmp_path)
+    base = _v2_tree(tmp_path, "fe1")
+    # The kernel reports completion in cgroup.events; until it says frozen 1, freeze waits.
+    with pytest.raises(FreezerBusy, match="not frozen"):
+        cg.freeze("fe1", timeout=0.01)
+    assert (base / "cgroup.freeze").read_text() == "1"
+    (base / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    cg.freeze("fe1", timeout=0.01)
+    assert cg.frozen("fe1")
+    with pytest.raises(FreezerBusy, match="not thawed"):
+        cg.thaw("fe1", timeout=0.01)
+    assert (base / "cgroup.freeze").read_text() == "0"
+
+
+def test_v1_writes_per_controller_knobs(tmp_path: Path) -> None:
+    cg = cgroups.CgroupsV1("/fluidedge", root=tmp_path, kind="hybrid")
+    files = {
+        "cpuset": ["cpuset.cpus"],
+        "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+        "memory": ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+        "pids": ["pids.max"],
+        "freezer": ["freezer.state"],
+    }
+    for controller, names in files.items():
+        base = tmp_path / controller / "fluidedge" / "fe1"
+        base.mkdir(parents=True)
+        for name in names:
+            (base / name).write_text("")
+    cg.set_cpus("fe1", "1")
+    cg.set_cpu_weight("fe1", 0.5)
+    cg.set_cpu_limit("fe1", 0.25)
+    cg.set_memory("fe1", 20, lowering=False)
+    cg.set_pids("fe1", 16)
+    read = {
+        name: (tmp_path / c / "fluidedge" / "fe1" / name).read_text()
+        for c, names in files.items()
+        for name in names
+    }
+    assert read["cpuset.cpus"] == "1"
+    assert read["cpu.shares"] == "512"
+    assert (read["cpu.cfs_quota_us"], read["cpu.cfs_period_us"]) == ("25000", "100000")
+    assert read["memory.limit_in_bytes"] == read["memory.memsw.limit_in_bytes"] == "20971520"
+    assert read["pids.max"] == "16"
+    assert len(cg.leftover("fe1")) == 5
+    assert cg.describe()["mode"] == "hybrid"
