@@ -62,6 +62,11 @@ def build_router(manager: CatManager) -> APIRouter:
     def apply_preset(model: str, request: PresetRequest) -> LayoutView:
         return manager.apply_preset(model, request)
 
+    @router.post("/reset")
+    def reset() -> list[ClassView]:
+        manager.reset()
+        return manager.list_classes()
+
     @router.get("/instances")
     def list_instances() -> list[InstanceCos]:
         return manager.list_instances()

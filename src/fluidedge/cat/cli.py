@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str, typer.Argument(help="11-1, 4-4-4, 3-3-3-3, 7-4-1 or 6-4-2.")],
         name: Annotated[list[str] | None, typer.Option(help="ROLE=CLASS (repeatable).")] = None,
         cpus: Annotated[list[str] | None, typer.Option(help="ROLE=CPUS (repeatable).")] = None,
+        replace: Annotated[bool, typer.Option(help="Drop classes not in the model.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Lay one of the seed's CoS models on this host's L3 (rest = default group)."""
@@ -119,9 +120,8 @@ def register(app: typer.Typer) -> None:
                 out[key] = value
             return out
 
-        view = _call(
-            "POST", f"/v1/cat/presets/{model}", {"names": pairs(name), "cpus": pairs(cpus)}
-        )
+        body = {"names": pairs(name), "cpus": pairs(cpus), "replace": replace}
+        view = _call("POST", f"/v1/cat/presets/{model}", body)
         if not as_json:
             typer.echo(f"model {view['model']}: ways {view['ways']}; rounding: {view['rounding']}")
         _classes(view["classes"], as_json)
@@ -134,6 +134,11 @@ def register(app: typer.Typer) -> None:
         """Apply several classes at once, all or none."""
         view = _call("POST", "/v1/cat/layout", json.loads(path.read_text()))
         _classes(view["classes"], as_json)
+
+    @cat.command("reset")
+    def reset_command(as_json: JsonOpt = False) -> None:
+        """Remove every class, instances back to the default group, which gets every way."""
+        _classes(_call("POST", "/v1/cat/reset"), as_json)
 
     @cat.command("assign")
     def assign_command(instance: str, cos: str) -> None:

@@ -53,6 +53,7 @@ from fluidedge.cat.layout import (
     parse_schemata,
     plan_class,
     preset,
+    schemata_line,
 )
 from fluidedge.cat.models import ClassView, CosSpec, InstanceCos, LayoutView, PresetRequest, Status
 from fluidedge.cat.persist import Tables
@@ -110,7 +111,10 @@ class CatManager:
         self.fs = fs
         self.proc = proc
         self.tables = Tables(store)
-        self.instance_pid = instance_pid or (lambda _name: None)
+        # Who knows an instance's live pid (the instance manager). Without it, the pid given
+        # at bind time is used, which only tests do: a remembered pid may be reused by an
+        # unrelated process once the instance is gone, and its tasks must never be moved.
+        self.instance_pid = instance_pid
         self.instance_tasks = instance_tasks
         self.support = Support(False, ("not probed yet",))
         self.host: HostInfo | None = None
@@ -359,8 +363,33 @@ class CatManager:
             )
         # The default group first: shrinking it before the others grow keeps exclusive checks sane.
         specs.sort(key=lambda s: s.name != DEFAULT_GROUP)
-        views = self.apply(specs)
+        views = self.apply(specs, replace=request.replace)
         return LayoutView(model=model, rounding=ROUNDING, classes=views, ways=ways)
+
+    def reset(self) -> None:
+        """Undo everything declared: instances back to the default group, our classes removed,
+        the default group given every way (and all the bandwidth) back."""
+        host = self.require()
+        with self._lock:
+            for instance in list(self.bindings):
+                self.unbind(instance, move_tasks=True)
+            for name in [n for n in self.classes if n != DEFAULT_GROUP]:
+                if self.fs.exists(name):
+                    self._call(f"rmdir {name}", self.fs.rmdir, name)
+            full = "".join(
+                schemata_line(r, dict.fromkeys(c.domains, c.cbm_mask), hex_values=True)
+                for r, c in host.caches.items()
+            )
+            if host.mba is not None:
+                full += schemata_line(
+                    "MB", dict.fromkeys(host.mba.domains, host.mba.max_bandwidth), hex_values=False
+                )
+            if full:
+                self._call("schemata", self.fs.write, "schemata", full)
+            for name in list(self.classes):
+                self.tables.delete_class(name)
+            self.classes.clear()
+            self.notes.clear()
 
     def delete(self, name: str) -> None:
         self.require()
@@ -447,7 +476,7 @@ class CatManager:
 
     def assign(self, instance: str, cos: str) -> InstanceCos:
         """``POST /v1/cat/classes/{cos}/instances``: move a running instance."""
-        pid = self.instance_pid(instance)
+        pid = self._live_pid(instance, None)
         if pid is None:
             raise CosNotFound(f"instance {instance!r} does not exist or is not running")
         self.bind(instance, cos, pid)
@@ -462,10 +491,16 @@ class CatManager:
             self.tables.delete_assignment(instance)
         if binding.mon_group:
             self._drop_mon_group(binding)
-        if move_tasks and self.support.supported and binding.pid is not None:
-            for tid in self.instance_tasks(binding.pid):
+        pid = self._live_pid(instance, binding.pid)
+        if move_tasks and self.support.supported and pid is not None:
+            for tid in self.instance_tasks(pid):
                 with contextlib.suppress(OSError):
                     self.fs.write("tasks", f"{tid}\n")
+
+    def _live_pid(self, instance: str, remembered: int | None) -> int | None:
+        if self.instance_pid is not None:
+            return self.instance_pid(instance)
+        return remembered
 
     def _drop_mon_group(self, binding: Binding) -> None:
         with contextlib.suppress(OSError):
@@ -502,7 +537,7 @@ class CatManager:
         return moved
 
     def _sync_one(self, binding: Binding) -> int:
-        pid = self.instance_pid(binding.instance) or binding.pid
+        pid = self._live_pid(binding.instance, binding.pid)
         if pid is None:
             return 0
         binding.pid = pid
@@ -535,7 +570,7 @@ class CatManager:
         binding = self.bindings.get(instance)
         if binding is None:
             raise CosNotFound(f"instance {instance!r} is not assigned to a class of service")
-        pid = self.instance_pid(instance) or binding.pid
+        pid = self._live_pid(instance, binding.pid)
         tids = self.instance_tasks(pid) if pid is not None else []
         present = set(self._read(_file(binding.cos, "tasks")).split())
         mon = f"{_rel(binding.cos)}/mon_groups/{instance}".lstrip("/")

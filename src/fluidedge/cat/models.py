@@ -89,6 +89,9 @@ class PresetRequest(_Strict):
         description="class name per role (noisy, target, target2; 'rest' is the default group)",
     )
     cpus: dict[str, str] = Field(default_factory=dict, description="CPU list per role")
+    replace: bool = Field(
+        default=False, description="also delete the classes declared before and not in the model"
+    )
 
     @field_validator("cpus")
     @classmethod

@@ -203,7 +203,7 @@ def noisy_command(  # noqa: PLR0917 - typer maps options to parameters
     if quick:
         rounds, throughput_s, latency_s, probes = 2, 0.6, 0.8, 100
         rules, routes, neighbour_mb = 200, 1024, 64
-    run_dir, cells = run_noisy(
+    run_dir, cells, interrupted = run_noisy(
         runs_dir=runs_dir,
         rounds=rounds,
         throughput_s=throughput_s,
@@ -216,12 +216,16 @@ def noisy_command(  # noqa: PLR0917 - typer maps options to parameters
         targets=[t.strip() for t in targets.split(",") if t.strip()],
         log=typer.echo,
     )
-    results = read_json(run_dir / "results.json")
-    typer.echo(f"\nCAT: {results['cat']}")
-    typer.echo(f"latency load (pps): {results['latency_load_pps']}; {results['ci_note']}")
-    for line in table_lines(cells):
-        typer.echo(line)
+    if (run_dir / "results.json").exists():
+        results = read_json(run_dir / "results.json")
+        typer.echo(f"\nCAT: {results['cat']}")
+        typer.echo(f"latency load (pps): {results['latency_load_pps']}; {results['ci_note']}")
+        for line in table_lines(cells):
+            typer.echo(line)
     typer.echo(f"\nrun directory: {run_dir}")
+    if interrupted:
+        typer.echo("interrupted: the rounds measured so far are kept")
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @bench_app.command("replot")

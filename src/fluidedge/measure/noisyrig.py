@@ -291,9 +291,13 @@ class NoisyRig:
             CatConfig(),
             Store(self.workdir / "cat.sqlite"),
             fs,
-            instance_pid=lambda n: self.manager.instances[n].pid,
+            instance_pid=self._pid_of,
         )
         self.cat.start()
+
+    def _pid_of(self, name: str) -> int | None:
+        inst = self.manager.instances.get(name)
+        return inst.pid if inst is not None and inst.state == "running" else None
 
     # ------------------------------------------------------------------ one target
     def _nsenter(self, pid: int) -> list[str]:
@@ -406,8 +410,11 @@ class NoisyRig:
             if "target" in roles:  # else the target's CPU stays in the default group ("rest")
                 names["target"] = "fe-target"
                 cpus["target"] = str(self.target_cpu)
-            self.cat.apply_preset(model, PresetRequest(names=names, cpus=cpus))
+            # replace: a class of the previous model (e.g. 3-3-3-3's target2) must not linger.
+            self.cat.apply_preset(model, PresetRequest(names=names, cpus=cpus, replace=True))
             self.cat.bind(pinned, "fe-noisy", self.manager.instances[pinned].pid or 0)
+        elif self.cat is not None and self.cat.classes:
+            self.cat.reset()  # the scenarios without CAT run on an unpartitioned cache
         time.sleep(0.3)  # let a thawed walker get going
 
     # ------------------------------------------------------------------ measurements
@@ -562,7 +569,7 @@ class NoisyRig:
     def down(self) -> None:
         if self.cat is not None:
             with contextlib.suppress(Exception):
-                self._reset_cat(self.cat)
+                self.cat.reset()
             self.cat.stop()
         if self.started:
             with contextlib.suppress(Exception):
@@ -572,18 +579,6 @@ class NoisyRig:
                 if netns.exists(ns):
                     netns.delete(ns)
         shutil.rmtree(self.workdir / "inst", ignore_errors=True)
-
-    @staticmethod
-    def _reset_cat(cat: CatManager) -> None:
-        """Remove the bench's classes and give the default group every way back."""
-        for binding in list(cat.bindings):
-            cat.unbind(binding, move_tasks=True)
-        for name in [n for n in cat.classes if n != "default"]:
-            cat.delete(name)
-        if cat.host is not None:
-            for cache in cat.host.caches.values():
-                masks = ";".join(f"{d}={cache.cbm_mask:x}" for d in cache.domains)
-                cat.fs.write("schemata", f"{cache.resource}:{masks}\n")
 
 
 def run_noisy(
@@ -599,8 +594,9 @@ def run_noisy(
     neighbour_mb: int,
     targets: list[str],
     log: Callable[[str], None] = print,
-) -> tuple[Path, list[Cell]]:
-    """The whole experiment: the run directory (written after every trial) and the summary."""
+) -> tuple[Path, list[Cell], bool]:
+    """The whole experiment: the run directory (written after every trial), the summary, and
+    whether Ctrl-C cut it short (what was measured is kept)."""
     run_dir = new_run_dir("noisy", runs_dir)
     config = {
         "rounds": rounds,
@@ -626,6 +622,7 @@ def run_noisy(
     trials: list[Trial] = []
     cells: list[Cell] = []
     loads: dict[str, int] = {}
+    interrupted = False
     try:
         rig.up()
         scenarios = scenarios_for(list(MODELS), rig.cat is not None)
@@ -652,10 +649,12 @@ def run_noisy(
                     trials.append(trial)
                     log(_trial_line(trial))
                     cells = _write(run_dir, trials, scenarios, rig.cat_reason, loads)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         rig.down()
         shutil.rmtree(rig.workdir, ignore_errors=True)
-    return run_dir, cells
+    return run_dir, cells, interrupted
 
 
 def _write(
@@ -675,6 +674,7 @@ def _write(
             "latency_load_pps": loads,
             "ci_note": CI_NOTE,
             "cells": [c.row() for c in cells],
+            "figures": ["noisy.png"] if cells else [],
         },
     )
     if cells:

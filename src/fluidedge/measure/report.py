@@ -187,11 +187,34 @@ def _analyze(results: dict[str, Any]) -> str:
     )
 
 
+def _noisy(results: dict[str, Any]) -> str:
+    rows = [
+        (
+            _e(c.get("target")),
+            _e(c.get("scenario")),
+            _e(c.get("metric")),
+            _num(c.get("n")),
+            _num(c.get("mean")),
+            f"{_num(c.get('ci_low'))} to {_num(c.get('ci_high'))}",
+            "-" if c.get("change_pct") is None else f"{_num(c.get('change_pct'))} %",
+            "-" if c.get("change_ci_pct") is None else f"± {_num(c.get('change_ci_pct'))}",
+        )
+        for c in results.get("cells", [])
+    ]
+    note = f"<p>CAT: {_e(results.get('cat'))}. {_e(results.get('ci_note'))}.</p>"
+    return note + _table(
+        ["target", "scenario", "metric", "n", "mean", "95% CI", "vs baseline", "CI of change"],
+        rows,
+        left=3,
+    )
+
+
 _KIND_RENDER = {
     "instantiate": ("Instantiation time breakdown (seed §3.4)", _instantiate),
     "density": ("Density (LightVM-style curves)", _density),
     "dataplane": ("Data plane: RFC 2544 zero-loss throughput and latency (§7, §8)", _dataplane),
     "analyze": ("Message analyzer: wire vs daemon", _analyze),
+    "noisy": ("Noisy neighbour: target throughput and latency (§7.6-7.8)", _noisy),
 }
 
 

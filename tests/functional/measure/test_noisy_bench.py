@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fluidedge.cat.layout import MODELS
+from fluidedge.cat.manager import CatConfig, CatManager
+from fluidedge.daemon.store import Store
 from fluidedge.linux import netns
+from fluidedge.measure.noisyrig import NoisyRig
+from tests.fixtures.resctrl import FakeResctrl, Shape
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -72,4 +78,40 @@ def test_quick_run_measures_every_scenario_and_cleans_up(tmp_path: Path) -> None
         else:
             assert busy > 0.1  # the walker ran during the trial
     assert (run_dir / "noisy.png").stat().st_size > 10_000
-    assert set(netns.list_names()) - before == set()
+    # The bench's namespaces (nn<pid>-gen/-sink/-br) are gone; other jobs' may come and go.
+    left = {n for n in set(netns.list_names()) - before if n.startswith("nn")}
+    assert left == set()
+
+
+def test_cat_scenarios_lay_each_model_on_an_emulated_resctrl(tmp_path: Path) -> None:
+    """This host has no RDT, so the bench's CoS scenarios are driven here on the emulation:
+    each model is laid (the previous one replaced), the pinned neighbour's real tasks join the
+    noisy class, the target's CPU its class, and the scenarios without CAT get the whole cache."""
+    rig = NoisyRig(workdir=tmp_path / "rig", rules=10, routes=16, neighbour_mb=16, log=print)
+    fs = FakeResctrl(tmp_path / "resctrl", Shape(ways=12, num_closids=16, cpus=os.cpu_count() or 2))
+    try:
+        rig.up()
+        rig.cat = CatManager(
+            CatConfig(mount=fs.root, sync_interval_s=60),
+            Store(tmp_path / "cat.sqlite"),
+            fs,
+            instance_pid=rig._pid_of,
+        )
+        rig.cat.start()
+        pinned = rig.manager.instances[f"{rig.p}-noisy-pinned"]
+        for model in MODELS:
+            rig.scenario(f"cat-{model}")
+            assert pinned.pid is not None
+            assert str(pinned.pid) in fs.read("fe-noisy/tasks").split()
+            roles = [role for role, _ in MODELS[model]]
+            expected = {"fe-noisy"} | ({"fe-target"} if "target" in roles else set())
+            expected |= {"target2"} if "target2" in roles else set()
+            assert set(fs.groups) - {""} == expected
+            if "target" in roles:
+                assert fs.read("fe-target/cpus_list").strip() == str(rig.target_cpu)
+        rig.scenario("baseline")
+        assert set(fs.groups) == {""}
+        assert fs.read("schemata").strip() == "L3:0=fff"
+    finally:
+        rig.down()
+    assert set(fs.groups) == {""}

@@ -56,6 +56,10 @@ def test_routes_answer_with_the_kernels_reasons(tmp_path: Path) -> None:
         assert client.delete("/v1/cat/classes/nope", headers=AUTH).status_code == 404
         assert client.delete("/v1/cat/classes/noisy", headers=AUTH).status_code == 204
         assert client.post("/v1/cat/classes", json={"name": "y", "l3": "f"}).status_code == 401
+        reset = client.post("/v1/cat/reset", headers=AUTH)
+        assert reset.status_code == 200
+        assert [c["name"] for c in reset.json()] == ["default"]
+        assert reset.json()[0]["schemata"]["L3"] == {"0": "fff"}
         assert "fluidedge_cat_supported 1" in client.get("/metrics").text
 
 

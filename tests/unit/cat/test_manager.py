@@ -246,3 +246,56 @@ def test_replace_drops_undeclared_classes_but_not_used_ones(
     with pytest.raises(OSError, match="Operation not permitted") as caught:
         fs.rmdir("info")
     assert caught.value.errno == errno.EPERM
+
+
+def test_a_gone_instances_remembered_pid_is_never_synced(
+    tmp_path: Path, make_manager: MakeManager, workload: subprocess.Popen[bytes]
+) -> None:
+    """Once the instance manager no longer knows the instance, its old pid may belong to an
+    unrelated process (pid reuse): the sync must not move that process into the class."""
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"])
+    alive = {"fw": True}
+    manager = make_manager(
+        fs,
+        instance_pid=lambda name: workload.pid if alive.get(name) else None,
+        instance_tasks=lambda pid: [pid],
+    )
+    manager.apply([CosSpec(name="vfw", l3="f0")])
+    manager.bind("fw", "vfw", workload.pid)
+    fs.write("tasks", f"{workload.pid}\n")  # someone moved it back to the default group
+    alive["fw"] = False  # the instance is gone; the pid now "belongs" to someone else
+    assert manager.sync() == 0
+    assert fs.read("vfw/tasks").split() == []
+    alive["fw"] = True
+    assert manager.sync() == 1
+
+
+def test_reset_gives_the_default_group_everything_back(
+    tmp_path: Path, make_manager: MakeManager, workload: subprocess.Popen[bytes]
+) -> None:
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-4c-mba-mon"])
+    manager = make_manager(
+        fs, instance_pid=lambda _n: workload.pid, instance_tasks=lambda pid: [pid]
+    )
+    manager.apply_preset("6-4-2", PresetRequest(names={"target": "vfw"}))
+    manager.apply([CosSpec(name="vfw", l3="3", mb=20)])
+    manager.bind("fw", "vfw", workload.pid)
+    manager.reset()
+    assert sorted(fs.groups) == [""]
+    assert fs.read("schemata").split() == ["L3:0=fff", "MB:0=100"]
+    assert str(workload.pid) in fs.read("tasks").split()
+    assert manager.classes == {}
+    assert manager.bindings == {}
+    assert manager.tables.classes() == []
+    assert manager.tables.assignments() == []
+
+
+def test_a_preset_with_replace_drops_the_previous_models_classes(
+    tmp_path: Path, make_manager: MakeManager
+) -> None:
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"])
+    manager = make_manager(fs)
+    manager.apply_preset("3-3-3-3", PresetRequest())
+    assert "target2" in fs.groups
+    manager.apply_preset("4-4-4", PresetRequest(replace=True))
+    assert sorted(fs.groups) == ["", "noisy", "target"]

@@ -86,3 +86,19 @@ def test_udp_frame_is_64_bytes_with_a_valid_ipv4_checksum() -> None:
         total = (total & 0xFFFF) + (total >> 16)
     assert total == 0xFFFF
     assert int.from_bytes(frame[18:20], "big") == 40001
+
+
+def test_bench_report_renders_a_noisy_run(tmp_path: Path) -> None:
+    from fluidedge.measure.noisyrig import _write
+    from fluidedge.measure.report import build_report
+    from fluidedge.measure.rundir import new_run_dir
+
+    run = new_run_dir("noisy", tmp_path / "runs")
+    trials = [_trial("baseline", 0, 100, 50), _trial("baseline", 1, 110, 60)]
+    trials += [_trial("neighbour", 0, 50, 120), _trial("neighbour", 1, 60, 130)]
+    _write(run, trials, ["baseline", "neighbour"], "not supported on this host: no RDT", {})
+    page = build_report(tmp_path / "out", {"noisy": run}).read_text()
+    assert "Noisy neighbour" in page
+    assert "not supported on this host: no RDT" in page
+    assert "data:image/png;base64," in page  # the figure is embedded
+    assert "-47.6" in page  # neighbour throughput vs baseline: 55 vs 105 kpps
