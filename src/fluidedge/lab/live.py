@@ -32,6 +32,7 @@ class Snapshot:
     nodes: dict[str, dict[str, Any]]
     interfaces: dict[str, dict[str, int]] = field(default_factory=dict)
     taken: float = field(default_factory=time.time)
+    flavour: str = "emulated"
 
 
 def interface_counters(ns: str, names: list[str] | None = None) -> dict[str, dict[str, int]]:
@@ -88,6 +89,7 @@ def snapshot(lab: Lab) -> Snapshot:
         processes=lab.processes(),
         nodes=node_stats(lab),
         interfaces=interfaces,
+        flavour=lab.flavour,
     )
 
 
@@ -163,7 +165,7 @@ def interface_table(lab: Lab, snap: Snapshot) -> Table:
 def namespace_line(snap: Snapshot) -> str:
     present = sum(1 for _, ok in snap.namespaces if ok)
     missing = [ns for ns, ok in snap.namespaces if not ok]
-    line = f"lab {snap.prefix}: phase {snap.phase}, mode {snap.mode}, "
+    line = f"lab {snap.prefix}: phase {snap.phase}, {snap.flavour}, mode {snap.mode}, "
     line += f"{present}/{len(snap.namespaces)} namespaces"
     if missing:
         line += f" (missing: {', '.join(missing)})"
