@@ -2,10 +2,16 @@
 
     .venv/bin/python bench/codec_bench.py [--quick] [--json]
 
-Two packet shapes, each a list of distinct frames (varied TEIDs, addresses and ports):
+Four packet shapes, each a list of distinct frames (varied TEIDs, addresses and ports):
 
-* ``lte``: Ethernet / IPv4 / UDP 2152 / GTP-U (no options) / IPv4 / UDP  (S1-U G-PDU)
-* ``5g``:  the same with a GTP-U PDU Session Container (UL, QFI)         (N3 G-PDU)
+* ``lte``:   Ethernet / IPv4 / UDP 2152 / GTP-U (no options) / IPv4 / UDP  (S1-U G-PDU)
+* ``lte-s``: the same with the S flag and a sequence number (what osmo-ggsn and most real
+  cores send: every G-PDU of a real capture looks like this)
+* ``5g``:    the same as ``lte`` with a GTP-U PDU Session Container (UL, QFI) (N3 G-PDU)
+* ``5g-s``:  ``5g`` with the S flag and a sequence number
+
+The last lines give the S-flagged shapes' classify rate as a fraction of their plain twins'
+(target: within 1.5x, i.e. a ratio >= 0.67; issue 10 §4).
 
 For each: packets/s of ``classify`` (the TOF's hot path), of ``decode_frame`` (the full decoder,
 every layer as objects), and of scapy ``Ether(raw)`` plus ``getlayer`` of the inner transport
@@ -29,13 +35,16 @@ from scapy.layers.l2 import Ether
 
 from fluidedge.codec.stack import Kind, classify, decode_frame
 
+SHAPES = ("lte", "lte-s", "5g", "5g-s")
+
 
 def make_frames(shape: str, n: int) -> list[bytes]:
     frames = []
     for i in range(n):
-        gtp = GTP_U_Header(teid=0x1000 + i)
-        if shape == "5g":
-            gtp = GTP_U_Header(teid=0x1000 + i, E=1, next_ex=0x85) / GTPPDUSessionContainer(
+        seq = {"S": 1, "seq": i % 65536} if shape.endswith("-s") else {}
+        gtp = GTP_U_Header(teid=0x1000 + i, **seq)
+        if shape.startswith("5g"):
+            gtp = GTP_U_Header(teid=0x1000 + i, E=1, next_ex=0x85, **seq) / GTPPDUSessionContainer(
                 type=1, QFI=1 + i % 63
             )
         pkt = (
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     # of a shared machine hits every measurement alike, and the best round of each is kept.
     tasks: dict[tuple[str, str], tuple[Callable[[Sequence[bytes]], int], Sequence[bytes]]] = {}
     frame_bytes = {}
-    for shape in ("lte", "5g"):
+    for shape in SHAPES:
         base = make_frames(shape, 1000)
         frame_bytes[shape] = len(base[0])
         for f in base[:50]:  # sanity: both decoders agree on what we measure
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, (fn, frames) in tasks.items():
             best[key] = min(best[key], timed(fn, frames))
     results = []
-    for shape in ("lte", "5g"):
+    for shape in SHAPES:
         pps = {
             m: len(tasks[shape, m][1]) / best[shape, m]
             for m in ("classify", "decode_frame", "scapy")
@@ -135,8 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                 "decode_frame_vs_scapy": pps["decode_frame"] / pps["scapy"],
             }
         )
+    by_shape = {r["shape"]: r for r in results}
+    s_ratios = {
+        f"{s}/{s[:-2]}": by_shape[s]["classify_pps"] / by_shape[s[:-2]]["classify_pps"]
+        for s in ("lte-s", "5g-s")
+    }
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"shapes": results, "s_flag_vs_plain": s_ratios}, indent=2))
         return 0
     print(f"python {platform.python_version()} on {platform.machine()}, pid {os.getpid()}, "
           f"best of {repeat}, one core")  # fmt: skip
@@ -148,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['shape']:<5} {r['frame_bytes']:>5} {r['classify_pps']:>12,.0f} "
               f"{r['decode_frame_pps']:>10,.0f} {r['scapy_pps']:>9,.0f} "
               f"{r['classify_vs_scapy']:>14.0f}x {r['decode_frame_vs_scapy']:>12.1f}x")  # fmt: skip
+    for name, ratio in s_ratios.items():
+        print(f"classify {name}: {ratio:.2f} of the plain rate (target >= 0.67, i.e. within 1.5x)")
     return 0
 
 

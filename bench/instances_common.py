@@ -44,19 +44,26 @@ def summary(values: list[float]) -> str:
 class BenchDaemon:
     """``fluidedge serve`` in a subprocess with a private state dir; purged on close."""
 
-    def __init__(self, instances: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        instances: dict[str, Any],
+        *,
+        top: dict[str, Any] | None = None,
+        tables: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """``top``: more top-level config keys; ``tables``: more part tables (e.g. tof)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="fe-bench-"))
         self.port = free_port()
-        lines = [
-            f'state_dir = "{self.workdir / "state"}"',
-            "[api]",
-            f"port = {self.port}",
-            f'token = "{TOKEN}"',
-            "[instances]",
-        ]
-        for key, value in instances.items():
-            rendered = f'"{value}"' if isinstance(value, str) else repr(value)
-            lines.append(f"{key} = {rendered}")
+
+        def rendered(value: Any) -> str:
+            return f'"{value}"' if isinstance(value, str) else repr(value)
+
+        lines = [f'state_dir = "{self.workdir / "state"}"']
+        lines += [f"{key} = {rendered(value)}" for key, value in (top or {}).items()]
+        lines += ["[api]", f"port = {self.port}", f'token = "{TOKEN}"']
+        for name, table in {"instances": instances, **(tables or {})}.items():
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {rendered(value)}" for key, value in table.items()]
         self.config = self.workdir / "fluidedge.toml"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = open(self.workdir / "daemon.log", "ab")  # noqa: SIM115

@@ -7,7 +7,9 @@ module, so this file only lists the parts.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +25,7 @@ _PART_CLIS = (
     "fluidedge.lab.cli",
     "fluidedge.tof.cli",
     "fluidedge.instances.cli",
+    "fluidedge.cat.cli",
     "fluidedge.measure.cli",
 )
 
@@ -49,8 +52,36 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    socket: Annotated[
+        Path | None,
+        typer.Option(
+            "--socket",
+            envvar="FLUIDEDGE_SOCKET",
+            help="The daemon's Unix socket (default: <state dir>/api.sock when present).",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar="FLUIDEDGE_URL", help="The daemon's URL (TCP or HTTPS)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="FLUIDEDGE_STATE_DIR",
+            help="The daemon's state directory: its socket and token (default /var/lib/fluidedge).",
+        ),
+    ] = None,
 ) -> None:
     """fluidedge command line."""
+    # The API clients of every part read these (fluidedge.daemon.client): set once, here.
+    for name, value in (
+        ("FLUIDEDGE_SOCKET", socket),
+        ("FLUIDEDGE_URL", url),
+        ("FLUIDEDGE_STATE_DIR", state_dir),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
 
 
 for _module in _PART_CLIS:

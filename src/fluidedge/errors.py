@@ -8,6 +8,8 @@ derive from one of the *kinds* below, which tell the API which HTTP status answe
     ├── NotFoundError     404  the named object does not exist
     ├── ConflictError     409  the request clashes with existing state
     ├── CapacityError     503  the host cannot take it now (pool, CPUs, memory)
+    ├── DeadlineExceeded  504  a wait the request asked for ran out (e.g. readiness)
+    ├── StorageFull       507  the disk under the state directory is full
     └── SystemFailure     500  the kernel or an external tool failed underneath us
 
 Third-party errors (subprocess, netlink, sqlite) are mapped to these at the boundary where
@@ -45,6 +47,18 @@ class CapacityError(FluidedgeError):
     """The host cannot take the request now (capacity or pool exhausted)."""
 
     http_status = 503
+
+
+class DeadlineExceeded(FluidedgeError):
+    """A wait the request asked for did not end in time (the message says what and how long)."""
+
+    http_status = 504
+
+
+class StorageFull(FluidedgeError):
+    """No space left where the daemon writes (store, state files); nothing was acknowledged."""
+
+    http_status = 507
 
 
 class SystemFailure(FluidedgeError):

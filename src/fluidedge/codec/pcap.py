@@ -46,7 +46,7 @@ LINKTYPE_ETHERNET = 1
 _MAGIC_USEC = 0xA1B2C3D4
 _MAGIC_NSEC = 0xA1B23C4D
 PCAPNG_MAGIC = 0x0A0D0D0A
-_MAX_RECORD = 0x40000  # 256 KiB: larger "captured lengths" are corrupt files
+MAX_RECORD = 0x40000  # 256 KiB: larger "captured lengths" are corrupt files
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
         if size - pos < 16:
             raise TruncatedError("pcap record header", pos, f"need 16 bytes, have {size - pos}")
         sec, frac, caplen, origlen = rec.unpack_from(view, pos)
-        if caplen > _MAX_RECORD:
+        if caplen > MAX_RECORD:
             raise MalformedError("pcap record header", pos + 8, f"captured length {caplen}")
         start = pos + 16
         if start + caplen > size:

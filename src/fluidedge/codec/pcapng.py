@@ -87,7 +87,7 @@ MAGIC = PCAPNG_MAGIC  # Section Header Block type; a palindrome, so read in any 
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _IDB, _OPB, _SPB, _EPB = 1, 2, 3, 6
 _OPT_END, _IF_TSRESOL = 0, 9
-_MAX_BLOCK = 0x1000000  # 16 MiB: larger blocks are corrupt files
+MAX_BLOCK = 0x1000000  # 16 MiB: larger blocks are corrupt files
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,25 +116,42 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
             raise TruncatedError("pcapng block header", pos, f"need 12 bytes, have {size - pos}")
         (block_type,) = struct.unpack_from(order + "I", view, pos)
         if block_type == MAGIC:
-            order = _section_order(view, pos)
+            order = section_order(view, pos)
             interfaces = []
         (block_type, length) = struct.unpack_from(order + "II", view, pos)
-        _check_length(view, pos, length, order)
-        body = view[pos + 8 : pos + length - 4]
-        if block_type == MAGIC:
-            _check_section(body, pos, order)
-        elif block_type == _IDB:
-            interfaces.append(_interface(body, pos, order))
-        elif block_type == _EPB:
-            yield _packet(body, pos, order, interfaces, layout=ENHANCED_PACKET, fmt="IIIII")
-        elif block_type == _OPB:
-            yield _packet(body, pos, order, interfaces, layout=OBSOLETE_PACKET, fmt="HHIIII")
-        elif block_type == _SPB:
-            yield _simple(body, pos, order, interfaces)
+        record = read_block(view, pos, length, block_type, order=order, interfaces=interfaces)
+        if record is not None:
+            yield record
         pos += length
 
 
-def _section_order(view: memoryview, pos: int) -> str:
+def read_block(
+    view: memoryview,
+    pos: int,
+    length: int,
+    block_type: int,
+    *,
+    order: str,
+    interfaces: list[Interface],
+) -> Record | None:
+    """Check and read the block at ``pos`` (its interfaces go into ``interfaces``); its packet
+    if it holds one. Shared with the streaming reader (:mod:`fluidedge.codec.pcapstream`)."""
+    _check_length(view, pos, length, order)
+    body = view[pos + 8 : pos + length - 4]
+    if block_type == MAGIC:
+        _check_section(body, pos, order)
+    elif block_type == _IDB:
+        interfaces.append(_interface(body, pos, order))
+    elif block_type == _EPB:
+        return _packet(body, pos, order, interfaces, layout=ENHANCED_PACKET, fmt="IIIII")
+    elif block_type == _OPB:
+        return _packet(body, pos, order, interfaces, layout=OBSOLETE_PACKET, fmt="HHIIII")
+    elif block_type == _SPB:
+        return _simple(body, pos, order, interfaces)
+    return None
+
+
+def section_order(view: memoryview, pos: int) -> str:
     if len(view) - pos < 12:
         raise TruncatedError(SECTION_HEADER.name, pos, "no byte-order magic")
     for order in ("<", ">"):
@@ -145,7 +162,7 @@ def _section_order(view: memoryview, pos: int) -> str:
 
 def _check_length(view: memoryview, pos: int, length: int, order: str) -> None:
     where = BLOCK_HEADER.name
-    if length < 12 or length % 4 or length > _MAX_BLOCK:
+    if length < 12 or length % 4 or length > MAX_BLOCK:
         raise MalformedError(where, pos + 4, f"block total length {length}")
     if pos + length > len(view):
         raise TruncatedError(where, pos, f"block of {length} bytes, {len(view) - pos} left")

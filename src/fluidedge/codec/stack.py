@@ -7,10 +7,22 @@ Two entry points give the same answer (property-tested):
   back with ``kind=MALFORMED``, the layers decoded so far and the :class:`CodecError` (header,
   offset, reason).
 * :func:`classify` is the hot path. It returns a flat :class:`Classified` tuple with only what
-  the TOF decides on, and for the two common shapes (plain LTE G-PDU, and a 5G G-PDU with one
-  PDU Session Container; both over untagged Ethernet/IPv4 without options, inner IPv4 without
-  options) reads the whole stack with ONE precompiled ``struct`` unpack. Anything else (VLAN,
-  IPv6, options, extension chains, fragments, errors) falls back to ``decode_frame``.
+  the TOF decides on, and for the common shapes reads the whole stack with ONE precompiled
+  ``struct`` unpack: a plain LTE G-PDU, one with a sequence number and/or N-PDU number (S/PN,
+  what osmo-ggsn and most real cores send), and a 5G G-PDU with one PDU Session Container
+  (with or without S/PN); all over untagged Ethernet/IPv4 without options, inner IPv4 without
+  options. Anything else (VLAN, IPv6, options, longer extension chains, fragments, errors)
+  falls back to ``decode_frame``.
+
+Both never raise, whatever the argument: something that is not a buffer (or a released
+memoryview) is a MALFORMED frame whose error names the Ethernet header at offset 0, and a
+memoryview of another format or shape is read as its octets (lengths and offsets count
+octets, not items).
+
+Unknown extension headers that an intermediate node forwards (comprehension bits ``00``,
+``01``, ``10``; TS 29.281 §5.2.1) are well-formed: the frame is a GTP_GPDU with its TEID and
+inner packet, and ``Classified.unknown_ext`` names the unknown type with the strictest
+comprehension bits. Unknown types with bits ``11`` make the frame MALFORMED (UnsupportedError).
 
 Classification, not errors, for what the TOF passes through: non-IP frames, IP that is not
 UDP to or from port 2152, and outer IP fragments. A frame is "ours to judge" (GTP_GPDU,
@@ -31,7 +43,7 @@ from typing import NamedTuple
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError, MalformedError
-from fluidedge.codec.gtpu import ExtensionHeader, GtpuHeader, GtpuMessage
+from fluidedge.codec.gtpu import ExtensionHeader, GtpuHeader, GtpuMessage, UnknownExtension
 from fluidedge.codec.net import ethernet, inner, ipv4, ipv6, nat, udp
 from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader
 from fluidedge.codec.net.inner import InnerPacket
@@ -104,6 +116,10 @@ class Classified(NamedTuple):
     icmp_id: int | None  # echo request/reply identifier
     inner_fragment: bool
     error: Fault | None
+    unknown_ext: int | None = None
+    """Type of an unknown extension header in the chain (comprehension bits 00/01/10), the one
+    with the strictest bits (first among equals); None if every extension is known. Bits 10
+    (0x80-0xBF) mean an endpoint must understand it: the TOF may forward, not terminate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +169,41 @@ class Frame:
             pkt.icmp_id if pkt else None,
             pkt.fragment if pkt else False,
             Fault.of(self.error) if self.error else None,
+            _strictest_unknown(header.extensions) if header and header.extensions else None,
         )
 
 
+def _strictest_unknown(extensions: tuple[ExtensionHeader, ...]) -> int | None:
+    found: int | None = None
+    for ext in extensions:
+        if isinstance(ext, UnknownExtension) and (found is None or ext.ext_type >> 6 > found >> 6):
+            found = ext.ext_type
+    return found
+
+
+def as_octets(buf: object) -> bytes | bytearray | memoryview:
+    """``buf`` as something whose ``len`` and indexing count octets; MalformedError naming the
+    Ethernet header at offset 0 when it is not a buffer (or a released memoryview)."""
+    kind = type(buf)
+    if kind is bytes or kind is bytearray:
+        return buf  # type: ignore[return-value]
+    try:
+        view = memoryview(buf)  # type: ignore[arg-type]
+        if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
+            view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+    except (TypeError, ValueError) as exc:
+        raise MalformedError("Ethernet", 0, f"not a bytes-like buffer: {exc}") from None
+    return view
+
+
 def decode_frame(buf: Buffer) -> Frame:
-    """Decode every layer of an Ethernet frame. Never raises; see :class:`Frame`."""
-    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    """Decode every layer of an Ethernet frame. Never raises, whatever ``buf`` is; see
+    :class:`Frame` (offsets count octets)."""
+    try:
+        octets = as_octets(buf)
+    except MalformedError as exc:
+        return Frame(Kind.MALFORMED, error=exc)
+    view = octets if isinstance(octets, memoryview) else memoryview(octets)
     eth: EthernetHeader | None = None
     ip: IPv4Header | IPv6Header | None = None
     u: UdpHeader | None = None
@@ -212,20 +257,33 @@ _PLAIN = struct.Struct(
     "B xH 2xH xB 2x4s4s"  # inner IPv4
     "HHH"  # TCP/UDP ports; or ICMP type/code, checksum, echo identifier
 )
-# The same with the 12-octet GTP-U header (E=1) and one 4-octet PDU Session Container.
+# The same with S and/or PN set, E clear (TS 29.281 §5.1): the 4 optional octets (sequence,
+# N-PDU number, next type) are present; none of them changes the classification.
+_SEQ = struct.Struct(
+    "!12xH"
+    "B xH 2xH xB 2x4s4s"
+    "HHH2x"
+    "xBHI"
+    "4x"  # GTP-U optional: sequence, N-PDU, next extension type (ignored: E=0)
+    "B xH 2xH xB 2x4s4s"
+    "HHH"
+)
+# The same with the 12-octet GTP-U header (E=1, any S/PN) and one 4-octet PDU Session Container.
 _PSC = struct.Struct(
     "!12xH"
     "B xH 2xH xB 2x4s4s"
     "HHH2x"
     "xBHI"
-    "3xB"  # GTP-U optional: sequence, N-PDU (ignored: S=PN=0), next extension type
+    "3xB"  # GTP-U optional: sequence, N-PDU (values not classified), next extension type
     "BBBB"  # extension: length, PDU type/flags, QFI octet, next type
     "B xH 2xH xB 2x4s4s"
     "HHH"
 )
 _PLAIN_SIZE = _PLAIN.size  # 76
+_SEQ_SIZE = _SEQ.size  # 80
 _PSC_SIZE = _PSC.size  # 84
 _unpack_plain = _PLAIN.unpack_from
+_unpack_seq = _SEQ.unpack_from
 _unpack_psc = _PSC.unpack_from
 _new_classified = tuple.__new__
 _GPDU = int(Kind.GTP_GPDU)
@@ -234,8 +292,15 @@ _GPDU = int(Kind.GTP_GPDU)
 def classify(frame: Buffer) -> Classified:
     """Classify one Ethernet frame for the TOF; same result as ``decode_frame(f).classified()``.
 
-    Never raises: malformed frames come back with ``kind=MALFORMED`` and ``error`` set.
+    Never raises, whatever ``frame`` is: malformed frames (and non-buffers) come back with
+    ``kind=MALFORMED`` and ``error`` set.
     """
+    kind = type(frame)
+    if kind is not bytes and kind is not bytearray:
+        try:
+            frame = as_octets(frame)
+        except MalformedError:
+            return decode_frame(frame).classified()
     n = len(frame)
     if n >= _PLAIN_SIZE:
         gflags = frame[42]
@@ -247,7 +312,15 @@ def classify(frame: Buffer) -> Classified:
             qfi = None
             p_off = 50
             room = glen
-        elif gflags == 0x34 and n >= _PSC_SIZE:
+        elif 0x31 <= gflags <= 0x33 and n >= _SEQ_SIZE:
+            (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
+             gtype, glen, teid,
+             ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
+             ) = _unpack_seq(frame)  # fmt: skip
+            qfi = None
+            p_off = 54
+            room = glen - 4
+        elif 0x34 <= gflags <= 0x37 and n >= _PSC_SIZE:
             (et, vihl, total, frag, proto, osrc, odst, sport, dport, ulen,
              gtype, glen, teid, next_type, elen, ptype, qfi,  enext,
              ivihl, itotal, ifrag, iproto, isrc, idst, w0, w1, w2,
@@ -287,7 +360,7 @@ def classify(frame: Buffer) -> Classified:
                     return _new_classified(
                         Classified,
                         (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
-                         50 + glen, isrc, idst, iproto, w0, w1, None, None, False, None),
+                         50 + glen, isrc, idst, iproto, w0, w1, None, None, False, None, None),
                     )  # fmt: skip
             elif iproto == 1:
                 itype = w0 >> 8
@@ -296,13 +369,13 @@ def classify(frame: Buffer) -> Classified:
                         Classified,
                         (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
                          50 + glen, isrc, idst, 1, None, None, itype,
-                         w2 if itype in {0, 8} else None, False, None),
+                         w2 if itype in {0, 8} else None, False, None, None),
                     )  # fmt: skip
             else:
                 return _new_classified(
                     Classified,
                     (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
-                     50 + glen, isrc, idst, iproto, None, None, None, None, False, None),
+                     50 + glen, isrc, idst, iproto, None, None, None, None, False, None, None),
                 )  # fmt: skip
     return decode_frame(frame).classified()
 

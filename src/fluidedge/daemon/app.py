@@ -1,9 +1,11 @@
 """Build the FastAPI application from the enabled parts.
 
 Cross-cutting behaviour lives here, once: request validation errors answer 400 with a reason
-(never 422), fluidedge errors answer with their kind's status, ``/metrics`` concatenates the
-parts' Prometheus text, ``/healthz`` says the daemon is up, and every route of every part is
-guarded by the bearer token (see :mod:`fluidedge.daemon.auth`).
+(never 422), fluidedge errors answer with their kind's status (507 when a full disk is
+underneath), ``/metrics`` is the ``prometheus_client`` exposition of the daemon and its parts
+(:mod:`fluidedge.daemon.metrics`), ``/healthz`` says the daemon is up, and every request goes
+through the edge middleware (:mod:`fluidedge.daemon.edge`: bearer token, methods, body limit,
+audit). The OpenAPI document is rewritten to say so (:mod:`fluidedge.daemon.openapi`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 
 import fluidedge
+from fluidedge.daemon import openapi
+from fluidedge.daemon.audit import AuditLog
 from fluidedge.daemon.auth import TokenGuard
 from fluidedge.daemon.config import DaemonConfig, resolve_token
+from fluidedge.daemon.edge import EdgeMiddleware, RouteMethods, error_detail, error_status
+from fluidedge.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from fluidedge.daemon.part import DaemonContext, Part
 from fluidedge.daemon.registry import load_factory
 from fluidedge.daemon.store import Store
@@ -66,6 +72,7 @@ async def _warm_up(app: FastAPI, token: str, requests: list[tuple[str, str, byte
             ],
             "client": ("127.0.0.1", 0),
             "server": ("127.0.0.1", 0),
+            "fluidedge.warm_up": True,
         }
         with contextlib.suppress(Exception):
             await app(scope, _receiver(body), send)
@@ -83,18 +90,27 @@ def _receiver(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
 
 def build_context(config: DaemonConfig, store: Store | None = None) -> DaemonContext:
     """Create the store and instantiate every enabled part (not started yet)."""
-    context = DaemonContext(config=config, store=store or Store(config.store_path))
+    if store is None:
+        store = Store(config.store_path, synchronous=config.store_synchronous)
+    context = DaemonContext(config=config, store=store)
     for name, section in config.parts.items():
         factory = load_factory(name)
         context.parts[name] = factory(section, context)
     return context
 
 
-def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
-    """The daemon's ASGI application for ``context`` (parts are started in its lifespan)."""
+def create_app(
+    context: DaemonContext, token: str | None = None, *, audit: AuditLog | None = None
+) -> FastAPI:
+    """The daemon's ASGI application for ``context`` (parts are started in its lifespan).
+
+    ``audit``: where mutating calls are recorded (the server opens it under state_dir; None
+    for in-process test apps).
+    """
     config = context.config
     bearer = token or resolve_token(config.api)
     guard = TokenGuard(bearer, open_reads=config.api.open_reads)
+    metrics = DaemonMetrics({name: part.metrics for name, part in context.parts.items()})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +127,9 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
         finally:
             for part in reversed(started):
                 await part.stop()
+            # Fold the WAL into the database file: a stopped daemon leaves one self-contained
+            # file (uvicorn re-raises SIGTERM after this, so nothing later runs).
+            context.store.checkpoint()
 
     app = FastAPI(
         title="fluidedge",
@@ -119,6 +138,7 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.metrics = metrics
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -126,21 +146,45 @@ def create_app(context: DaemonContext, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(FluidedgeError)
     async def _domain_error(_request: Request, exc: FluidedgeError) -> JSONResponse:
-        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+        return JSONResponse(status_code=error_status(exc), content={"detail": error_detail(exc)})
 
     @app.get("/healthz", tags=["daemon"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": fluidedge.__version__, "parts": list(context.parts)}
+        # "degraded" when the store refuses writes (its files were removed or replaced).
+        refused = context.store.unavailable
+        return {
+            "status": "degraded" if refused else "ok",
+            "version": fluidedge.__version__,
+            "parts": list(context.parts),
+            "store": refused or "ok",
+        }
 
-    @app.get("/metrics", tags=["daemon"], response_class=PlainTextResponse)
-    def metrics() -> str:
-        return "".join(part.metrics() for part in context.parts.values())
-
-    async def authorised(request: Request) -> None:
-        # An ``async`` wrapper: FastAPI runs a plain callable dependency in the thread pool,
-        # and that hand-off costs more than the token check on every request.
-        guard(request)
+    @app.get(
+        "/metrics",
+        tags=["daemon"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    )
+    def metrics_route() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     for part in context.parts.values():
-        app.include_router(part.router(), dependencies=[Depends(authorised)])
+        app.include_router(part.router())
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.rewrite(
+                FastAPI.openapi(app), open_reads=config.api.open_reads
+            )
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
+    app.add_middleware(
+        EdgeMiddleware,
+        guard=guard,
+        routes=RouteMethods(lambda: schema()["paths"], lambda: app.routes),
+        max_body_bytes=config.api.max_body_bytes,
+        metrics=metrics,
+        audit=audit,
+    )
     return app

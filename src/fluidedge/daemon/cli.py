@@ -1,4 +1,4 @@
-"""``fluidedge serve``: run the daemon."""
+"""``fluidedge serve``, ``fluidedge state backup|restore`` and ``fluidedge install-service``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,63 @@ from typing import Annotated
 
 import typer
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Daemon TOML config (default: /etc/fluidedge/fluidedge.toml if it exists).",
+    ),
+]
+
+SYSTEM_CONFIG = Path("/etc/fluidedge/fluidedge.toml")
+
+
+def _config_path(config: Path | None) -> Path | None:
+    if config is not None:
+        return config
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
+
+
+def _register_state(app: typer.Typer) -> None:
+    state = typer.Typer(help="The daemon's store: online backup, offline restore.")
+    app.add_typer(state, name="state")
+
+    @state.command("backup")
+    def backup_command(
+        file: Annotated[Path, typer.Argument(help="Backup file to write (mode 0600).")],
+        config: ConfigOpt = None,
+    ) -> None:
+        """Copy the store into FILE (SQLite online backup; safe while the daemon runs)."""
+        from fluidedge.daemon.config import load_config
+        from fluidedge.daemon.store import backup
+
+        daemon = load_config(_config_path(config))
+        backup(daemon.store_path, file)
+        typer.echo(f"backed up {daemon.store_path} to {file} ({file.stat().st_size} bytes)")
+
+    @state.command("restore")
+    def restore_command(
+        file: Annotated[Path, typer.Argument(help="A file written by `fluidedge state backup`.")],
+        config: ConfigOpt = None,
+    ) -> None:
+        """With the daemon STOPPED: replace its store by FILE (the current one is kept aside)."""
+        from fluidedge.daemon.config import load_config
+        from fluidedge.daemon.lock import StateLock
+        from fluidedge.daemon.store import restore
+
+        daemon = load_config(_config_path(config))
+        with StateLock(daemon.state_dir, "state restore"):
+            moved = restore(file, daemon.store_path)
+        typer.echo(f"restored {daemon.store_path} from {file}")
+        for path in moved:
+            typer.echo(f"previous store kept as {path}")
+        typer.echo(
+            "start the daemon: it serves the backup's state and re-adopts the instances it "
+            "names; workloads started after the backup are kept and listed by "
+            "`fluidedge pool orphans`"
+        )
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -14,9 +71,45 @@ def register(app: typer.Typer) -> None:
         config: Annotated[
             Path | None, typer.Option("--config", "-c", help="Daemon TOML config.")
         ] = None,
-        log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+        log_level: Annotated[str, typer.Option(help="Log level (uvicorn and fluidedge).")] = (
+            "info"
+        ),
+        reset_store: Annotated[
+            bool,
+            typer.Option(
+                "--reset-store",
+                help="If the store is damaged or missing, start EMPTY on purpose (the damaged "
+                "files are moved aside, not deleted). A healthy store is kept.",
+            ),
+        ] = False,
     ) -> None:
         """Run the fluidedge daemon (REST API, Swagger UI at /docs)."""
         from fluidedge.daemon.serve import serve
 
-        serve(config, log_level=log_level)
+        serve(config, log_level=log_level, reset_store=reset_store)
+
+    @app.command("install-service")
+    def install_service_command(
+        root: Annotated[
+            Path, typer.Option(help="Install under this root (packaging, tests).")
+        ] = Path("/"),
+        overwrite_config: Annotated[
+            bool, typer.Option(help="Replace an existing /etc/fluidedge/fluidedge.toml.")
+        ] = False,
+        print_unit: Annotated[
+            bool, typer.Option("--print", help="Print the unit instead of installing it.")
+        ] = False,
+    ) -> None:
+        """Install the systemd unit, a default config and the state directory."""
+        import sys
+
+        from fluidedge.daemon.service import ServicePaths, install, render_unit
+
+        if print_unit:
+            typer.echo(render_unit(sys.executable), nl=False)
+            return
+        for path in install(ServicePaths(root=root), overwrite_config=overwrite_config):
+            typer.echo(f"wrote {path}")
+        typer.echo("then: systemctl daemon-reload && systemctl enable --now fluidedge")
+
+    _register_state(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import FluidedgeError, InputError
+from fluidedge.errors import FluidedgeError, InputError, SystemFailure
 
 
 class DaemonError(FluidedgeError):
@@ -11,3 +11,7 @@ class DaemonError(FluidedgeError):
 
 class ConfigError(DaemonError, InputError):
     """The configuration is invalid; the message names the key."""
+
+
+class StateDirError(DaemonError, SystemFailure):
+    """The state directory cannot be used (missing rights, read-only, path too long)."""

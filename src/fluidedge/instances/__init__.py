@@ -30,12 +30,16 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── TemplateNotFound (+ NotFoundError)        404
     ├── InstanceNotFound (+ NotFoundError)        404
     ├── NetworkNotFound (+ NotFoundError)         404
+    ├── NetnsNotFound (+ NotFoundError)           404  a network's netns does not exist
     ├── InvalidRequest (+ InputError)             400  malformed name/address/spec
     ├── NameInUse (+ ConflictError)               409
     ├── AddressInUse (+ ConflictError)            409
     ├── InUse (+ ConflictError)                   409  template/network still used
+    ├── NotABridge (+ ConflictError)              409  a network names a non-bridge interface
+    ├── ReadinessTimeout (+ DeadlineExceeded)     504  not ready within readiness.timeout_s
     ├── WrongState (+ ConflictError)              409  e.g. resume of a running instance
-    ├── AdmissionRefused (+ CapacityError)        503  CPUs/memory would be overcommitted
+    ├── AdmissionRefused (+ ConflictError)        409  CPUs/memory would be overcommitted
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
+        ├── WorkloadFailed                        422  the workload exited before ready
         └── FreezerBusy                           500  freezer not settled in time
 """

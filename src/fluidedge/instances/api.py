@@ -6,6 +6,11 @@ the thread pool (a cold create or a readiness wait must not block the event loop
 when the request is *quick* (a warm shell is ready and readiness is at most "process started").
 Pause and resume run inline too, their freezer wait bounded to ``INLINE_FREEZER_WAIT``, and
 finish in the thread pool if the cgroup takes longer to settle.
+
+Template reads without the token (allowed by ``api.open_reads``) show ``env`` values and
+``files`` contents as ``<redacted>``: they may carry secrets. Each route declares the error
+statuses it can answer (the daemon adds the cross-cutting ones, see
+:mod:`fluidedge.daemon.openapi`).
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
+from fluidedge.daemon.auth import authenticated, redact_values
+from fluidedge.daemon.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
     InstanceRequest,
     InstanceView,
     NetworkSpec,
+    OrphanView,
     PoolStatus,
     TemplateSpec,
 )
@@ -59,23 +67,42 @@ async def _freezer_op(op: Callable[..., InstanceView], name: str) -> Response:
     return _json(view)
 
 
+def _shown(spec: TemplateSpec, request: Request) -> TemplateSpec:
+    """``spec`` as this reader may see it: secrets redacted without a valid token."""
+    if authenticated(request) or not (spec.env or spec.files):
+        return spec
+    return spec.model_copy(
+        update={"env": redact_values(spec.env), "files": redact_values(spec.files)}
+    )
+
+
 def build_router(manager: Manager) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     # templates
     @router.get("/templates", tags=["templates"])
-    def list_templates() -> list[TemplateSpec]:
-        return [manager.templates[name] for name in sorted(manager.templates)]
+    def list_templates(request: Request) -> list[TemplateSpec]:
+        return [_shown(manager.templates[name], request) for name in sorted(manager.templates)]
 
-    @router.post("/templates", tags=["templates"], status_code=status.HTTP_201_CREATED)
+    @router.post(
+        "/templates",
+        tags=["templates"],
+        status_code=status.HTTP_201_CREATED,
+        responses=error_responses(404, 409),
+    )
     def create_template(spec: TemplateSpec) -> TemplateSpec:
         return manager.create_template(spec)
 
-    @router.get("/templates/{name}", tags=["templates"])
-    def get_template(name: str) -> TemplateSpec:
-        return manager.get_template(name)
+    @router.get("/templates/{name}", tags=["templates"], responses=error_responses(404))
+    def get_template(name: str, request: Request) -> TemplateSpec:
+        return _shown(manager.get_template(name), request)
 
-    @router.delete("/templates/{name}", tags=["templates"], status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/templates/{name}",
+        tags=["templates"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(404, 409),
+    )
     def delete_template(name: str) -> Response:
         manager.delete_template(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -90,6 +117,7 @@ def build_router(manager: Manager) -> APIRouter:
         tags=["instances"],
         status_code=status.HTTP_201_CREATED,
         response_model=InstanceView,
+        responses=error_responses(404, 409, 422, 504),
     )
     async def create_instance(
         request: InstanceRequest, arrived: float = Depends(_arrival)
@@ -102,24 +130,44 @@ def build_router(manager: Manager) -> APIRouter:
             view = await run_in_threadpool(manager.create_instance, request, arrived)
         return _json(view, status.HTTP_201_CREATED)
 
-    @router.get("/instances/{name}", tags=["instances"])
+    @router.get("/instances/{name}", tags=["instances"], responses=error_responses(404))
     def get_instance(name: str) -> InstanceView:
         return manager.get_instance(name).view()
 
-    @router.delete("/instances/{name}", tags=["instances"], status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/instances/{name}",
+        tags=["instances"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(404),
+    )
     def delete_instance(name: str) -> Response:
         manager.delete_instance(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.post("/instances/{name}/pause", tags=["instances"], response_model=InstanceView)
+    @router.post(
+        "/instances/{name}/pause",
+        tags=["instances"],
+        response_model=InstanceView,
+        responses=error_responses(404, 409),
+    )
     async def pause_instance(name: str) -> Response:
         return await _freezer_op(manager.pause, name)
 
-    @router.post("/instances/{name}/resume", tags=["instances"], response_model=InstanceView)
+    @router.post(
+        "/instances/{name}/resume",
+        tags=["instances"],
+        response_model=InstanceView,
+        responses=error_responses(404, 409),
+    )
     async def resume_instance(name: str) -> Response:
         return await _freezer_op(manager.resume, name)
 
-    @router.get("/instances/{name}/logs", tags=["instances"], response_class=PlainTextResponse)
+    @router.get(
+        "/instances/{name}/logs",
+        tags=["instances"],
+        response_class=PlainTextResponse,
+        responses=error_responses(404),
+    )
     def instance_logs(name: str) -> str:
         return manager.logs(name)
 
@@ -133,20 +181,43 @@ def build_router(manager: Manager) -> APIRouter:
     def pools() -> list[PoolStatus]:
         return manager.pool_status()
 
+    # orphans: ours, unknown to the store, kept until an operator removes them
+    @router.get("/orphans", tags=["pools"])
+    def list_orphans() -> list[OrphanView]:
+        return manager.list_orphans()
+
+    @router.delete("/orphans", tags=["pools"])
+    def purge_orphans() -> dict[str, list[str]]:
+        return {"purged": manager.purge_orphans()}
+
+    @router.delete("/orphans/{orphan_id}", tags=["pools"], responses=error_responses(404))
+    def purge_orphan(orphan_id: str) -> dict[str, list[str]]:
+        return {"purged": manager.purge_orphans([orphan_id])}
+
     # networks
     @router.get("/networks", tags=["networks"])
     def list_networks() -> list[NetworkSpec]:
         return [manager.networks[name] for name in sorted(manager.networks)]
 
-    @router.post("/networks", tags=["networks"], status_code=status.HTTP_201_CREATED)
+    @router.post(
+        "/networks",
+        tags=["networks"],
+        status_code=status.HTTP_201_CREATED,
+        responses=error_responses(404, 409),
+    )
     def create_network(spec: NetworkSpec) -> NetworkSpec:
         return manager.create_network(spec)
 
-    @router.get("/networks/{name}", tags=["networks"])
+    @router.get("/networks/{name}", tags=["networks"], responses=error_responses(404))
     def get_network(name: str) -> NetworkSpec:
         return manager.get_network(name)
 
-    @router.delete("/networks/{name}", tags=["networks"], status_code=status.HTTP_204_NO_CONTENT)
+    @router.delete(
+        "/networks/{name}",
+        tags=["networks"],
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(404, 409),
+    )
     def delete_network(name: str) -> Response:
         manager.delete_network(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

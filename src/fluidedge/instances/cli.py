@@ -1,6 +1,7 @@
 """``fluidedge instance|template|network ...`` and ``fluidedge pool``: the instance manager's CLI.
 
-They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file), except
+They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`), except
 ``fluidedge pool purge`` which works offline on a stopped daemon's state.
 """
 
@@ -106,6 +107,7 @@ def _register_instance(app: typer.Typer) -> None:
         placement: Annotated[str | None, typer.Option(help="spread or pack.")] = None,
         cold: Annotated[bool, typer.Option(help="Skip the pool.")] = False,
         no_wait: Annotated[bool, typer.Option(help="Do not wait for readiness.")] = False,
+        cos: Annotated[str | None, typer.Option(help="Class of service (CAT).")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Create an instance of TEMPLATE named NAME; prints its per-phase timing."""
@@ -131,6 +133,8 @@ def _register_instance(app: typer.Typer) -> None:
         }
         if placement:
             body["placement"] = placement
+        if cos:
+            body["cos"] = cos
         view = _client().post("/v1/instances", body)
         if as_json:
             typer.echo(json.dumps(view, indent=2))
@@ -296,12 +300,60 @@ def _register_pool(app: typer.Typer) -> None:
             ],
         )
 
+    @pool.command("orphans")
+    def orphans_command(as_json: JsonOpt = False) -> None:
+        """Containers, directories and veths of ours that the store does not know (kept)."""
+        rows = _client().get("/v1/orphans")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        _table(
+            "orphans (fluidedge pool purge --orphans removes them)",
+            ["id", "kind", "status", "pid", "veths", "reason"],
+            [
+                [
+                    r["id"],
+                    r["kind"],
+                    r["status"] or "",
+                    str(r["pid"] or ""),
+                    " ".join(r["veths"]),
+                    r["reason"],
+                ]
+                for r in rows
+            ],
+        )
+
     @pool.command("purge")
     def purge_command(
-        config: Annotated[Path, typer.Option("--config", "-c", help="The daemon's TOML config.")],
+        config: Annotated[
+            Path | None,
+            typer.Option("--config", "-c", help="The daemon's TOML config (offline purge)."),
+        ] = None,
+        orphans: Annotated[
+            bool,
+            typer.Option(
+                "--orphans",
+                help="Destroy only the orphans (ours, unknown to the store) of the RUNNING "
+                "daemon; the ids listed by `fluidedge pool orphans`.",
+            ),
+        ] = False,
+        ids: Annotated[
+            list[str] | None, typer.Argument(help="With --orphans: only these ids.")
+        ] = None,
     ) -> None:
-        """With the daemon STOPPED: destroy every instance, shell and managed bridge it owns."""
+        """Destroy orphans (--orphans, daemon running), or, with the daemon STOPPED and
+        --config, every instance, shell, orphan and managed bridge it owns."""
+        if orphans:
+            if ids:
+                purged = [p for i in ids for p in _client().delete(f"/v1/orphans/{i}")["purged"]]
+            else:
+                purged = _client().delete("/v1/orphans")["purged"]
+            typer.echo(f"purged {len(purged)} orphan(s): {' '.join(purged) or '-'}")
+            return
+        if config is None:
+            raise typer.BadParameter("give --orphans (running daemon) or --config (stopped)")
         from fluidedge.daemon.config import load_config
+        from fluidedge.daemon.lock import StateLock
         from fluidedge.daemon.store import Store
         from fluidedge.instances.manager import InstancesConfig, Manager
 
@@ -309,13 +361,15 @@ def _register_pool(app: typer.Typer) -> None:
         section = dict(daemon.parts.get("instances", {}))
         state_dir = Path(section.get("state_dir") or daemon.state_dir / "instances")
         section.update(pool_scale=0, prepare_workers=1)
-        manager = Manager(
-            InstancesConfig.model_validate(section), Store(daemon.store_path), state_dir
-        )
-        manager.start()
-        count = len(manager.instances) + sum(len(p.ready) for p in manager.pools.values())
-        manager.purge()
-        typer.echo(f"purged {count} instances/shells under {state_dir}")
+        with StateLock(daemon.state_dir, "pool purge"):
+            manager = Manager(
+                InstancesConfig.model_validate(section), Store(daemon.store_path), state_dir
+            )
+            manager.start()
+            count = len(manager.instances) + sum(len(p.ready) for p in manager.pools.values())
+            count += len(manager.orphans)
+            manager.purge()
+        typer.echo(f"purged {count} instances/shells/orphans under {state_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fluidedge.errors import (
-    CapacityError,
     ConflictError,
+    DeadlineExceeded,
     FluidedgeError,
     InputError,
     NotFoundError,
@@ -28,6 +28,10 @@ class NetworkNotFound(InstancesError, NotFoundError):
     """No network has that name."""
 
 
+class NetnsNotFound(InstancesError, NotFoundError):
+    """A network names a network namespace that does not exist."""
+
+
 class InvalidRequest(InstancesError, InputError):
     """The request is malformed; the message says which field and why."""
 
@@ -44,16 +48,36 @@ class InUse(InstancesError, ConflictError):
     """The object is still used (a template by instances, a network by templates)."""
 
 
+class NotABridge(InstancesError, ConflictError):
+    """A network names an existing interface that is not a bridge (it is not adopted)."""
+
+
 class WrongState(InstancesError, ConflictError):
     """The instance is not in a state that allows the operation."""
 
 
-class AdmissionRefused(InstancesError, CapacityError):
-    """Admission control refused: CPUs or memory would be overcommitted beyond the limits."""
+class AdmissionRefused(InstancesError, ConflictError):
+    """Admission control refused: CPUs or memory would be overcommitted beyond the limits.
+
+    409, not 503: the refusal follows from the resources already committed (deleting instances
+    makes room), and a 5xx would tell clients and monitoring that the daemon is failing.
+    """
 
 
 class RuntimeFailure(InstancesError, SystemFailure):
     """runc, a cgroup write or a netlink call failed underneath us."""
+
+
+class ReadinessTimeout(InstancesError, DeadlineExceeded):
+    """The workload did not pass its readiness check within ``readiness.timeout_s``."""
+
+
+class WorkloadFailed(RuntimeFailure):
+    """The workload exited before it was ready: its own fault (a wrong command, a crash), not
+    the host's, so 422 (the request was understood, its instructions could not be carried out)
+    rather than a 5xx."""
+
+    http_status = 422
 
 
 class FreezerBusy(RuntimeFailure):

@@ -13,8 +13,11 @@ launcher, waiting for readiness, each phase timed (seed §3). An empty pool fall
 
 Consistency: a shell's row is stored before ``runc create``; taking a shell turns its row into
 the instance's row in one transaction before the process is released. On start the manager
-re-adopts what the store and ``runc list`` agree on and destroys everything else it owns
-(private runc root, our cgroup paths, veths named in rows): no orphans, no duplicates.
+re-adopts what the store and ``runc list`` agree on, and cleans up what the store names but
+never ran a workload (a shell that cannot be re-used, an instance claimed but never released).
+It never destroys what the store does not know, nor a shell row's container that runs a
+workload (a store restored from an older backup): those are orphans
+(:mod:`fluidedge.instances.orphans`), logged and kept until an operator purges them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -30,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,8 +54,10 @@ from fluidedge.instances.errors import (
     InvalidRequest,
     NameInUse,
     NetworkNotFound,
+    ReadinessTimeout,
     RuntimeFailure,
     TemplateNotFound,
+    WorkloadFailed,
     WrongState,
 )
 from fluidedge.instances.launcher import (
@@ -66,6 +72,7 @@ from fluidedge.instances.models import (
     InstanceView,
     InterfaceState,
     NetworkSpec,
+    OrphanView,
     PoolStatus,
     Resources,
     TemplateSpec,
@@ -73,6 +80,7 @@ from fluidedge.instances.models import (
     check_assignment,
 )
 from fluidedge.instances.nl import NetlinkSocket
+from fluidedge.instances.orphans import find_orphans
 from fluidedge.instances.persist import Tables
 from fluidedge.instances.placement import (
     Capacity,
@@ -85,6 +93,20 @@ from fluidedge.instances.placement import (
 )
 from fluidedge.instances.private import private_dir, write_private
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+
+log = logging.getLogger("fluidedge.instances")
+
+
+class CosBinder(Protocol):
+    """What the CAT part offers instances (set as ``Manager.cos_binder`` when enabled)."""
+
+    def check(self, cos: str) -> tuple[int, ...] | None:
+        """Raise unless class ``cos`` exists; the CPUs it is bound to, if any."""
+
+    def bind(self, instance: str, cos: str, pid: int) -> None:
+        """Put the instance's tasks (at least ``pid``) into ``cos``."""
+
+    def unbind(self, instance: str) -> None: ...
 
 
 class InstancesConfig(BaseModel):
@@ -167,6 +189,7 @@ class Instance:
     directory: Path
     shell_ifaces: list[ShellIface] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cos: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -184,6 +207,7 @@ class Instance:
             "created_at": self.created_at,
             "directory": str(self.directory),
             "shell_ifaces": [vars(i) for i in self.shell_ifaces],
+            "cos": self.cos,
         }
 
     def view(self) -> InstanceView:
@@ -205,6 +229,7 @@ class Instance:
             labels=self.labels,
             timing=Timing(**self.timing),
             created_at=self.created_at,
+            cos=self.cos,
         )
 
 
@@ -293,6 +318,7 @@ class Manager:
         self.placed: dict[str, Placed] = {}
         self.usage = Usage.of([], self.capacity.cpus)
         self.reserved_names: set[str] = set()
+        self.orphans: dict[str, OrphanView] = {}
         self.histograms = Histograms()
         self.histograms.declare(
             "fluidedge_instance_phase_seconds", "instance creation time per phase (seed §3)"
@@ -307,6 +333,7 @@ class Manager:
         self._stopping = False
         self.bind_dirs: list[str] = []
         self.launcher_kind = "c"
+        self.cos_binder: CosBinder | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -380,6 +407,8 @@ class Manager:
         for shell in shells:
             with contextlib.suppress(Exception):
                 self._destroy_shell(shell)
+        with contextlib.suppress(Exception):
+            self.purge_orphans()
         for name in list(self.managed_networks):
             with contextlib.suppress(Exception):
                 network.delete_bridge(self.networks[name])
@@ -435,6 +464,7 @@ class Manager:
                 created_at=record.get("created_at", time.time()),
                 directory=Path(record["directory"]),
                 shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
+                cos=record.get("cos"),
             )
             found = containers.get(inst.id)
             status = found.get("status") if found else None
@@ -482,16 +512,89 @@ class Manager:
                     usable = False
             if usable:
                 self.pools.setdefault(shell.template, Pool()).ready.append(shell)
+            elif (
+                found is not None
+                and found.get("status") in ("running", "paused")
+                and not launcher_waiting(int(found.get("pid") or 0))
+            ):
+                # A shell row, but its container runs a workload: the store is older than the
+                # claim (restored from a backup). Never destroy it: forget the row, report it.
+                self.tables.delete_shell(shell.id)
+                known.discard(shell.id)
             else:
                 self._destroy_shell(shell)
-        for container_id in containers:
-            if container_id not in known:
+        self._find_orphans(containers, known)
+        log.info(
+            "re-adopted %d instance(s) and %d pooled shell(s); %d orphan(s) kept",
+            len(self.instances),
+            sum(len(p.ready) for p in self.pools.values()),
+            len(self.orphans),
+            extra={"part": "instances", "event": "readopted", "ids": ",".join(self.instances)},
+        )
+
+    def _find_orphans(self, containers: dict[str, dict[str, Any]], known: set[str]) -> None:
+        """Record (and log) what is ours but unknown to the store; destroy none of it."""
+        known_veths = {i.host_ifname for x in self.instances.values() for i in x.interfaces}
+        known_veths |= {
+            i.host_ifname for p in self.pools.values() for x in p.ready for i in x.ifaces
+        }
+        ports: dict[str, list[str]] = {}
+        for spec in self.networks.values():
+            with contextlib.suppress(RuntimeFailure):
+                ports[spec.name] = network.bridge_ports(spec)
+        dirs = list(self.shell_root.iterdir()) if self.shell_root.is_dir() else []
+        self.orphans = find_orphans(containers, known, dirs, ports, known_veths)
+        for orphan in self.orphans.values():
+            log.warning(
+                "orphan kept: kind=%s id=%s status=%s pid=%s veths=%s reason=%s",
+                orphan.kind,
+                orphan.id,
+                orphan.status,
+                orphan.pid,
+                ",".join(orphan.veths) or "-",
+                orphan.reason,
+                extra={"part": "instances", "event": "orphan_found", "ids": orphan.id},
+            )
+
+    def list_orphans(self) -> list[OrphanView]:
+        with self._lock:
+            return sorted(self.orphans.values(), key=lambda o: o.id)
+
+    def purge_orphans(self, ids: list[str] | None = None) -> list[str]:
+        """Destroy orphans (all, or those named): their container, veths, cgroups, directory."""
+        with self._lock:
+            if ids is None:
+                chosen = list(self.orphans.values())
+            else:
+                missing = [i for i in ids if i not in self.orphans]
+                if missing:
+                    raise InstanceNotFound(f"no orphan named {', '.join(missing)}")
+                chosen = [self.orphans[i] for i in ids]
+        purged = []
+        for orphan in chosen:
+            netns_of = {spec.name: spec.netns for spec in self.networks.values()}
+            veths = [*orphan.veths, *([orphan.id] if orphan.kind == "veth" else [])]
+            if orphan.kind == "container":
                 with contextlib.suppress(RuntimeFailure):
-                    self.runc.delete(container_id)
-        if self.shell_root.is_dir():
-            for directory in self.shell_root.iterdir():
-                if directory.name not in known:
-                    shutil.rmtree(directory, ignore_errors=True)
+                    self.cgroups.thaw(orphan.id, timeout=0.5)
+                self.runc.delete(orphan.id)
+            for veth in veths:
+                for netns in set(netns_of.values()):
+                    network.unplug(netns, veth)
+            if orphan.kind != "veth":
+                self.cgroups.remove(orphan.id)
+            if orphan.directory:
+                shutil.rmtree(orphan.directory, ignore_errors=True)
+            with self._lock:
+                self.orphans.pop(orphan.id, None)
+            log.warning(
+                "orphan purged: kind=%s id=%s",
+                orphan.kind,
+                orphan.id,
+                extra={"part": "instances", "event": "orphan_purged", "ids": orphan.id},
+            )
+            purged.append(orphan.id)
+        return purged
 
     def _reserve(self, inst: Instance) -> None:
         for iface in inst.interfaces:
@@ -756,6 +859,7 @@ class Manager:
             resources = template.resources.model_copy(
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
+            cos_cpus = self._cos_cpus(request.cos or template.cos)
             timer.mark("accept")
             cpus = place_with(
                 Request(
@@ -764,6 +868,7 @@ class Manager:
                     policy=request.placement or self.config.placement,
                     affinity=request.affinity,
                     anti_affinity=request.anti_affinity,
+                    cpus_allowed=cos_cpus,
                 ),
                 self.usage,
                 self.capacity,
@@ -788,6 +893,9 @@ class Manager:
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
+            if self.cos_binder is not None and (request.cos or template.cos):
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(request.name)
             with self._lock:
                 self._release(request.name)
                 self.instances.pop(request.name, None)
@@ -797,6 +905,15 @@ class Manager:
                 with contextlib.suppress(Exception):
                     self.tables.delete_instance(request.name)
             raise
+
+    def _cos_cpus(self, cos: str | None) -> frozenset[int] | None:
+        """Validate a requested class of service; the CPUs placement must stay within."""
+        if cos is None:
+            return None
+        if self.cos_binder is None:
+            raise InvalidRequest(f"cos: {cos!r} needs the [cat] part enabled in the daemon")
+        cpus = self.cos_binder.check(cos)
+        return None if cpus is None else frozenset(cpus)
 
     def _execute(  # noqa: PLR0917 (one private call site)
         self,
@@ -845,8 +962,13 @@ class Manager:
             created_at=time.time(),
             directory=shell.directory,
             shell_ifaces=shell.ifaces,
+            cos=request.cos or template.cos,
         )
         self.tables.claim_shell(shell.id, inst.record())
+        if inst.cos is not None and self.cos_binder is not None:
+            # The launcher joins the class before it execs the workload (same pid), so the
+            # workload and all it forks run in the class from their first instruction.
+            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
         timer.mark("config")
         nl = shell.nl
         try:
@@ -888,6 +1010,17 @@ class Manager:
             path=path,
             template=template.name,
         )
+        log.info(
+            "instance %s created (%s, %.2f ms)",
+            inst.name,
+            path,
+            inst.timing["total"],
+            extra={
+                "part": "instances",
+                "event": "instance_created",
+                "ids": f"{inst.name},{inst.id}",
+            },
+        )
         return inst.view()
 
     def _apply_limits(
@@ -920,7 +1053,7 @@ class Manager:
             if check.kind == "started":
                 exe = runc.exe_of(pid)
                 if exe is None:
-                    raise RuntimeFailure(
+                    raise WorkloadFailed(
                         f"instance {name}: workload exited at start ({self.logs_tail(pid)})"
                     )
                 if not _still_starting(exe) and (
@@ -928,11 +1061,11 @@ class Manager:
                 ):
                     return
             elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
-                raise RuntimeFailure(f"instance {name}: workload exited before it was ready")
+                raise WorkloadFailed(f"instance {name}: workload exited before it was ready")
             elif _probe(check.kind, pid, check.port, check.path):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeFailure(
+                raise ReadinessTimeout(
                     f"instance {name}: not ready ({check.kind}) within {check.timeout_s} s"
                 )
             time.sleep(delay)
@@ -981,14 +1114,23 @@ class Manager:
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)
+        self.tables.store.ensure_writable()  # never destroy what the store would still name
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
                 self.cgroups.thaw(inst.id, timeout=0.5)
             self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
+            if inst.cos is not None and self.cos_binder is not None:
+                with contextlib.suppress(Exception):
+                    self.cos_binder.unbind(name)
             with self._lock:
                 self.instances.pop(name, None)
                 self._release(name)
             self.tables.delete_instance(name)
+        log.info(
+            "instance %s deleted",
+            name,
+            extra={"part": "instances", "event": "instance_deleted", "ids": f"{name},{inst.id}"},
+        )
 
     def logs(self, name: str, limit: int = 65536) -> str:
         inst = self.get_instance(name)
@@ -1011,6 +1153,11 @@ class Manager:
                     raise NetworkNotFound(
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
+            duplicates = spec.duplicate_interfaces()
+            if duplicates:
+                raise InvalidRequest(
+                    f"interfaces: names must be unique ({', '.join(duplicates)} repeated)"
+                )
             self.tables.put_template(spec.name, spec.model_dump(), False)
             self.templates[spec.name] = spec
             self.pools.setdefault(spec.name, Pool())
@@ -1133,6 +1280,9 @@ class Manager:
         lines.append("# TYPE fluidedge_instances gauge")
         for state, count in sorted(states.items()):
             lines.append(f'fluidedge_instances{{state="{state}"}} {count}')
+        lines.append("# HELP fluidedge_orphans resources of ours the store does not know (kept)")
+        lines.append("# TYPE fluidedge_orphans gauge")
+        lines.append(f"fluidedge_orphans {len(self.orphans)}")
         lines.append("# TYPE fluidedge_pool_ready gauge")
         for name, ready, _, _ in pools:
             lines.append(f'fluidedge_pool_ready{{template="{name}"}} {ready}')

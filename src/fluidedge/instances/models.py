@@ -2,16 +2,27 @@
 
 Names are checked at the boundary (they end up in cgroup paths, file names and interface
 names); addresses are parsed with :mod:`ipaddress`. Every model forbids unknown fields so a typo
-in a request is a 400 with a reason, not a silently ignored option.
+in a request is a 400 with a reason, not a silently ignored option. Every free-form field has a
+size limit (``LIMITS``), stated in the OpenAPI schema and in the 400's reason when exceeded: a
+template is stored, kept in memory and written into every instance, so megabytes of description
+or env would cost on every request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 IFNAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
@@ -55,12 +66,125 @@ KNOWN_CAPABILITIES = frozenset(
     }
 )
 
+# Size limits of the free-form fields (characters, or entries for lists and maps).
+LIMITS = {
+    "description": 4096,
+    "args": 256,
+    "arg": 4096,
+    "env": 256,
+    "env_key": 256,
+    "env_value": 32768,
+    "files": 64,
+    "file_path": 255,
+    "file_content": 256 * 1024,
+    "labels": 64,
+    "label": 63,
+    "selectors": 32,
+}
+# Launcher-owned names in the assignment directory (/.fe): a template file must not shadow them.
+RESERVED_FILES = frozenset({"go", "assign"})
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case name, <= 32 chars")]
-IfName = Annotated[str, Field(pattern=IFNAME_PATTERN, description="interface name, <= 8 chars")]
+_NoNul = r"^[^\x00]*$"
+Arg = Annotated[str, Field(max_length=LIMITS["arg"], pattern=_NoNul)]
+# command[0] must be absolute (checked by _check_argv); prefixItems states it in the schema.
+Command = Annotated[
+    list[Arg],
+    Field(
+        min_length=1,
+        max_length=LIMITS["args"],
+        json_schema_extra={
+            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00]*$", "maxLength": 4096}]
+        },
+    ),
+]
+# Addresses and networks (ipaddress checks them; these patterns state their shape in the schema:
+# IPv6 in its full form only, a subset of what is accepted).
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+_IPV6 = r"([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}"
+_IPV4_NET = rf"^{_IPV4}(/(3[0-2]|[12]?[0-9]))?$"
+_IPV6_NET = rf"^{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"
+# Key patterns are checked by the validators below (their reasons are clearer than a regex);
+# the schemas state them too, so that a generated schema-valid request is a valid one.
+EnvKey = Annotated[str, Field(max_length=LIMITS["env_key"])]
+EnvValue = Annotated[str, Field(max_length=LIMITS["env_value"], pattern=_NoNul)]
+Env = Annotated[
+    dict[EnvKey, EnvValue],
+    Field(max_length=LIMITS["env"]),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": LIMITS["env"],
+            "propertyNames": {"pattern": _ENV_KEY_RE.pattern, "maxLength": LIMITS["env_key"]},
+            "additionalProperties": {
+                "type": "string",
+                "pattern": _NoNul,
+                "maxLength": LIMITS["env_value"],
+            },
+        }
+    ),
+]
+LabelText = Annotated[str, Field(max_length=LIMITS["label"])]
+Labels = Annotated[dict[LabelText, LabelText], Field(max_length=LIMITS["labels"])]
+FilePath = Annotated[str, Field(max_length=LIMITS["file_path"])]
+FileContent = Annotated[str, Field(max_length=LIMITS["file_content"])]
+_FILE_SCHEMA_RE = r"^(?!(go|assign)(/|$))(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+Files = Annotated[
+    dict[FilePath, FileContent],
+    Field(max_length=LIMITS["files"]),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": LIMITS["files"],
+            "propertyNames": {"pattern": _FILE_SCHEMA_RE, "maxLength": LIMITS["file_path"]},
+            "additionalProperties": {"type": "string", "maxLength": LIMITS["file_content"]},
+        }
+    ),
+]
+Selectors = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"pattern": _LABEL_RE.pattern})]],
+    Field(max_length=LIMITS["selectors"]),
+]
+IfName = Annotated[
+    str,
+    Field(
+        pattern=IFNAME_PATTERN,
+        description="interface name, <= 8 chars, not 'lo'",
+        json_schema_extra={"not": {"const": "lo"}},
+    ),
+]
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# JSON has one number type: 5.0 is an integer to JSON Schema, and strict mode would refuse it.
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+
+
+def _bounds(low: int, high: int) -> tuple[Any, Any]:
+    """Constraints of a JSON integer in [low, high], its schema stated explicitly: with the
+    before-validator pydantic emits its own ``ge``/``le`` keywords in a union, not JSON Schema's."""
+    return Field(ge=low, le=high), WithJsonSchema(
+        {"type": "integer", "minimum": low, "maximum": high}
+    )
+
+
+_PORT, _PORT_SCHEMA = _bounds(1, 65535)
+_MEM, _MEM_SCHEMA = _bounds(4, 1 << 20)
+_PIDS, _PIDS_SCHEMA = _bounds(2, 1 << 16)
+_POOL, _POOL_SCHEMA = _bounds(0, 5000)
+Port = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
+MemoryMb = Annotated[JsonInt, _MEM, _MEM_SCHEMA]
+Pids = Annotated[JsonInt, _PIDS, _PIDS_SCHEMA]
+PoolSize = Annotated[JsonInt, _POOL, _POOL_SCHEMA]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON ``false`` is not a number, a number is not a string (no silent coercion).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_env(env: dict[str, str]) -> dict[str, str]:
@@ -120,15 +244,15 @@ class Resources(_Strict):
     cpu_limit: float | None = Field(
         default=None, gt=0, le=64, description="hard CPU cap via CFS quota (CPUs)"
     )
-    memory_mb: int = Field(default=32, ge=4, le=1 << 20, description="memory limit (MiB)")
-    pids: int = Field(default=64, ge=2, le=1 << 16, description="pids limit")
+    memory_mb: JsonInt = Field(default=32, ge=4, le=1 << 20, description="memory limit (MiB)")
+    pids: JsonInt = Field(default=64, ge=2, le=1 << 16, description="pids limit")
 
 
 class ResourceOverrides(_Strict):
     cpus: float | None = Field(default=None, gt=0, le=64)
     cpu_limit: float | None = Field(default=None, gt=0, le=64)
-    memory_mb: int | None = Field(default=None, ge=4, le=1 << 20)
-    pids: int | None = Field(default=None, ge=2, le=1 << 16)
+    memory_mb: MemoryMb | None = None
+    pids: Pids | None = None
 
 
 class InterfaceSpec(_Strict):
@@ -137,8 +261,27 @@ class InterfaceSpec(_Strict):
 
 
 class Readiness(_Strict):
+    # The model validator's rules, stated in the schema too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"kind": {"const": "tcp"}}, "required": ["kind"]},
+                    "then": {"required": ["port"], "properties": {"port": {"type": "integer"}}},
+                },
+                {
+                    "if": {"properties": {"kind": {"const": "file"}}, "required": ["kind"]},
+                    "then": {
+                        "required": ["path"],
+                        "properties": {"path": {"type": "string", "pattern": "^/"}},
+                    },
+                },
+            ]
+        }
+    )
+
     kind: Literal["none", "started", "tcp", "file"] = "started"
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Port | None = None
     path: str | None = Field(default=None, description="absolute path inside the instance")
     timeout_s: float = Field(default=5.0, gt=0, le=120)
 
@@ -152,9 +295,9 @@ class Readiness(_Strict):
 
 
 class PoolPolicy(_Strict):
-    size: int = Field(default=4, ge=0, le=5000, description="prepared shells to keep")
-    low_water: int | None = Field(
-        default=None, ge=0, le=5000, description="refill when fewer are ready (default: size)"
+    size: JsonInt = Field(default=4, ge=0, le=5000, description="prepared shells to keep")
+    low_water: PoolSize | None = Field(
+        default=None, description="refill when fewer are ready (default: size)"
     )
     refill: bool = Field(default=True, description="keep the pool full as shells are consumed")
     refill_delay_ms: float = Field(
@@ -170,19 +313,24 @@ class TemplateSpec(_Strict):
     """What an instance runs, and how many shells to keep prepared for it."""
 
     name: Name
-    description: str = ""
-    command: list[str]
-    env: dict[str, str] = Field(default_factory=dict)
-    files: dict[str, str] = Field(
+    description: str = Field(default="", max_length=LIMITS["description"])
+    command: Command
+    env: Env = Field(default_factory=dict)
+    files: Files = Field(
         default_factory=dict,
         description="files written into /.fe/ at start; '{name}' is replaced by the instance name",
     )
     resources: Resources = Field(default_factory=Resources)
-    capabilities: list[str] = Field(default_factory=list)
-    interfaces: list[InterfaceSpec] = Field(default_factory=list, max_length=8)
+    capabilities: list[
+        Annotated[str, Field(json_schema_extra={"enum": sorted(KNOWN_CAPABILITIES)})]
+    ] = Field(default_factory=list, max_length=len(KNOWN_CAPABILITIES))
+    interfaces: list[InterfaceSpec] = Field(
+        default_factory=list, max_length=8, json_schema_extra={"uniqueItems": True}
+    )
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
 
     @field_validator("command")
     @classmethod
@@ -200,6 +348,11 @@ class TemplateSpec(_Strict):
         for path in value:
             if not _FILE_RE.match(path) or ".." in path.split("/"):
                 raise ValueError(f"invalid file path {path!r} (relative, no '..')")
+            if path.split("/")[0] in RESERVED_FILES:
+                raise ValueError(
+                    f"file path {path!r} is reserved for the launcher "
+                    f"({', '.join(sorted(RESERVED_FILES))})"
+                )
         return value
 
     @field_validator("capabilities")
@@ -212,13 +365,16 @@ class TemplateSpec(_Strict):
 
     @field_validator("interfaces")
     @classmethod
-    def _unique_ifaces(cls, value: list[InterfaceSpec]) -> list[InterfaceSpec]:
-        names = [iface.name for iface in value]
-        if len(names) != len(set(names)):
-            raise ValueError("interface names must be unique")
-        if "lo" in names:
+    def _no_lo(cls, value: list[InterfaceSpec]) -> list[InterfaceSpec]:
+        if "lo" in [iface.name for iface in value]:
             raise ValueError("'lo' is reserved")
         return value
+
+    def duplicate_interfaces(self) -> list[str]:
+        """Interface names given more than once (checked by the manager, after the networks
+        exist, so that a request naming unknown networks gets its 404 first)."""
+        names = [iface.name for iface in self.interfaces]
+        return sorted({name for name in names if names.count(name) > 1})
 
     @model_validator(mode="after")
     def _fits_launcher(self) -> TemplateSpec:
@@ -227,8 +383,29 @@ class TemplateSpec(_Strict):
 
 
 class InterfaceAssignment(_Strict):
-    addresses: list[str] = Field(default_factory=list, max_length=8)
-    gateway: str | None = None
+    addresses: list[
+        Annotated[
+            str,
+            Field(
+                json_schema_extra={
+                    "anyOf": [
+                        {"pattern": _IPV4_NET.replace(")?$", ")$")},
+                        {"pattern": _IPV6_NET.replace(")?$", ")$")},
+                    ]
+                }
+            ),
+        ]
+    ] = Field(default_factory=list, max_length=8)
+    gateway: str | None = Field(
+        default=None,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": f"^{_IPV4}$"},
+                {"type": "string", "pattern": f"^{_IPV6}$"},
+                {"type": "null"},
+            ]
+        },
+    )
 
     @field_validator("addresses")
     @classmethod
@@ -259,16 +436,19 @@ class InstanceRequest(_Strict):
 
     name: Name
     template: Name
-    interfaces: dict[str, InterfaceAssignment] = Field(default_factory=dict)
-    command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    interfaces: dict[str, InterfaceAssignment] = Field(default_factory=dict, max_length=8)
+    command: Command | None = None
+    env: Env = Field(default_factory=dict)
     resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
-    labels: dict[str, str] = Field(default_factory=dict)
-    affinity: list[str] = Field(default_factory=list, description="key=value: share CPUs with")
-    anti_affinity: list[str] = Field(default_factory=list, description="key=value: avoid CPUs of")
+    labels: Labels = Field(default_factory=dict)
+    affinity: Selectors = Field(default_factory=list, description="key=value: share CPUs with")
+    anti_affinity: Selectors = Field(default_factory=list, description="key=value: avoid CPUs of")
     placement: Literal["spread", "pack"] | None = None
     wait_ready: bool = True
     cold: bool = Field(default=False, description="skip the pool (measurements)")
+    cos: Name | None = Field(
+        default=None, description="class of service (the [cat] part); default: the template's"
+    )
 
     @field_validator("command")
     @classmethod
@@ -297,7 +477,17 @@ class NetworkSpec(_Strict):
     name: Name
     bridge: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    subnet: str | None = Field(default=None, description="addresses must fall inside it")
+    subnet: str | None = Field(
+        default=None,
+        description="addresses must fall inside it",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": _IPV4_NET},
+                {"type": "string", "pattern": _IPV6_NET},
+                {"type": "null"},
+            ]
+        },
+    )
 
     @field_validator("subnet")
     @classmethod
@@ -347,6 +537,7 @@ class InstanceView(BaseModel):
     op_ms: float | None = Field(
         default=None, description="duration of the pause/resume just done (freezer write)"
     )
+    cos: str | None = Field(default=None, description="class of service (the [cat] part)")
 
 
 class PoolStatus(BaseModel):
@@ -357,3 +548,17 @@ class PoolStatus(BaseModel):
     consumed: int
     failures: int
     last_error: str | None = None
+
+
+class OrphanView(BaseModel):
+    """Something of ours found at start that the store does not know (kept, not destroyed)."""
+
+    id: str = Field(description="container id, shell directory name, or veth name")
+    kind: Literal["container", "directory", "veth"]
+    reason: str
+    status: str | None = Field(default=None, description="runc status of a container")
+    pid: int | None = None
+    veths: list[str] = Field(default_factory=list)
+    cgroups: list[str] = Field(default_factory=list)
+    directory: str | None = None
+    found_at: float

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.linux import netns as netns_mod
 
@@ -54,9 +54,14 @@ def _index(ipr: Any, ifname: str) -> int | None:
 
 
 def ensure_bridge(spec: NetworkSpec) -> bool:
-    """Create the bridge if missing and set it up; return True if we created it."""
+    """Create the bridge if missing and set it up; return True if we created it.
+
+    An existing interface of that name is adopted only if it is a bridge: anything else (a
+    veth, a dummy...) is refused before it is touched, since every instance plugged into it
+    would fail later.
+    """
     if spec.netns is not None and not netns_mod.exists(spec.netns):
-        raise RuntimeFailure(f"network {spec.name}: namespace {spec.netns!r} does not exist")
+        raise NetnsNotFound(f"netns: network namespace {spec.netns!r} does not exist")
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -66,9 +71,17 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
                 ipr.link("add", ifname=spec.bridge, kind="bridge")
                 index = _index(ipr, spec.bridge)
                 created = True
+            else:
+                kind = ipr.get_links(index)[0].get(("linkinfo", "kind"))
+                if kind != "bridge":
+                    where = f" in namespace {spec.netns}" if spec.netns else ""
+                    raise NotABridge(
+                        f"bridge: interface {spec.bridge}{where} exists and is "
+                        f"{'a ' + str(kind) if kind else 'not a bridge'}: not adopted"
+                    )
             ipr.link("set", index=index, state="up")
             return created
-        except RuntimeFailure:
+        except (RuntimeFailure, NotABridge):
             raise
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
@@ -132,3 +145,22 @@ def link_exists(netns: str | None, ifname: str) -> bool:
         if netns is not None and not netns_mod.exists(netns):
             return False
         return _index(_ipr(netns), ifname) is not None
+
+
+def bridge_ports(spec: NetworkSpec) -> list[str]:
+    """Names of the links plugged into the network's bridge (empty if it does not exist)."""
+    with _lock:
+        if spec.netns is not None and not netns_mod.exists(spec.netns):
+            return []
+        try:
+            ipr = _ipr(spec.netns)
+            bridge = _index(ipr, spec.bridge)
+            if bridge is None:
+                return []
+            return [
+                str(link.get_attr("IFLA_IFNAME"))
+                for link in ipr.get_links()
+                if link.get_attr("IFLA_MASTER") == bridge
+            ]
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: ports of {spec.bridge}: {exc}") from exc

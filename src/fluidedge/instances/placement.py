@@ -53,6 +53,7 @@ class Request:
     policy: Policy = "spread"
     affinity: Sequence[str] = ()
     anti_affinity: Sequence[str] = ()
+    cpus_allowed: frozenset[int] | None = None  # e.g. the CPUs of the class of service named
 
 
 def cpu_loads(placed: Iterable[Placed], cpus: Iterable[int]) -> dict[int, float]:
@@ -138,6 +139,8 @@ def place_with(request: Request, usage: Usage, capacity: Capacity) -> tuple[int,
         near = usage.cpus_with(request.affinity)
         if near:
             candidates &= near
+    if request.cpus_allowed is not None:
+        candidates &= request.cpus_allowed
     share = request.cpu_request / width
     fitting = [cpu for cpu in candidates if loads[cpu] + share <= capacity.cpu_overcommit + _EPS]
     if len(fitting) < width:
@@ -146,6 +149,9 @@ def place_with(request: Request, usage: Usage, capacity: Capacity) -> tuple[int,
             if request.affinity or request.anti_affinity
             else ""
         )
+        if request.cpus_allowed is not None:
+            constraint += f" within CPUs {cpuset_text(request.cpus_allowed)}"
+
         raise AdmissionRefused(
             f"cpu: {width} CPU(s) with {share:.3f} free needed{constraint}, "
             f"{len(fitting)} available (loads "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
 PHASES = ("accept", "placement", "shell", "config", "network", "start", "ready")
 BUCKETS_S = (
     0.0001,
@@ -51,53 +53,38 @@ class PhaseTimer:
         return out
 
 
-class Histogram:
-    """A Prometheus histogram (cumulative buckets, sum, count) for one label set."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS_S)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += 1
-        self.sum += seconds
-        for index, bound in enumerate(BUCKETS_S):
-            if seconds <= bound:
-                self.counts[index] += 1
-
-
 class Histograms:
-    """Histograms keyed by (metric, labels), rendered in the Prometheus text format."""
+    """Histograms keyed by metric name, label names taken from the first observation.
+
+    Backed by ``prometheus_client`` (a private registry per manager, so several managers in a
+    process do not clash); :meth:`render` gives the Prometheus text the part contributes to the
+    daemon's ``/metrics``.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._data: dict[str, dict[tuple[tuple[str, str], ...], Histogram]] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
         self._help: dict[str, str] = {}
+        self._metrics: dict[str, Histogram] = {}
 
     def declare(self, metric: str, help_text: str) -> None:
         self._help[metric] = help_text
-        self._data.setdefault(metric, {})
 
     def observe(self, metric: str, seconds: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._data.setdefault(metric, {})
-            series.setdefault(key, Histogram()).observe(seconds)
+        histogram = self._metrics.get(metric)
+        if histogram is None:
+            with self._lock:
+                histogram = self._metrics.get(metric)
+                if histogram is None:
+                    histogram = Histogram(
+                        metric,
+                        self._help.get(metric, metric),
+                        sorted(labels),
+                        buckets=BUCKETS_S,
+                        registry=self.registry,
+                    )
+                    self._metrics[metric] = histogram
+        (histogram.labels(**labels) if labels else histogram).observe(seconds)
 
     def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            for metric, series in self._data.items():
-                lines.append(f"# HELP {metric} {self._help.get(metric, metric)}")
-                lines.append(f"# TYPE {metric} histogram")
-                for key, hist in series.items():
-                    base = ",".join(f'{k}="{v}"' for k, v in key)
-                    sep = "," if base else ""
-                    for bound, count in zip(BUCKETS_S, hist.counts, strict=True):
-                        lines.append(f'{metric}_bucket{{{base}{sep}le="{bound}"}} {count}')
-                    lines.append(f'{metric}_bucket{{{base}{sep}le="+Inf"}} {hist.total}')
-                    labels = f"{{{base}}}" if base else ""
-                    lines.append(f"{metric}_sum{labels} {hist.sum:.6f}")
-                    lines.append(f"{metric}_count{labels} {hist.total}")
-        return "\n".join(lines) + ("\n" if lines else "")
+        return generate_latest(self.registry).decode()

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from fluidedge.lab.config import LabConfig
-from fluidedge.lab.errors import LabAlreadyUpError, LabNotUpError, LabSystemError
+from fluidedge.lab.errors import LabAlreadyUpError, LabConfigError, LabNotUpError, LabSystemError
 from fluidedge.lab.state import (
     LabState,
     ProcessRecord,
@@ -30,11 +30,12 @@ from fluidedge.lab.state import (
     process_start_time,
     run_dir,
 )
-from fluidedge.lab.topology import Plan, ProcessSpec, Topology, validate_prefix
+from fluidedge.lab.topology import Plan, ProcessSpec, Topology, sgsn_spec, validate_prefix
 from fluidedge.linux import netns
 
 READY_TIMEOUT = 15.0
 TERM_GRACE = 2.0
+DETACH_GRACE = 5.0  # an osmo UE's supervisor waits for the GGSN's Delete PDP Context Response
 
 # Children this Python process spawned, so ``down`` can reap them (no zombies in pytest).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -178,8 +179,24 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
         ],
         "turning tx checksum offload off",
     )
+    for stage in sorted({spec.stage for spec in plan.processes}):
+        _start_processes([p for p in plan.processes if p.stage == stage], state, directory, python)
+    _run_all(
+        [
+            (["ip", "-n", ns, "-batch", "-"], "\n".join(cmds) + "\n")
+            for ns, cmds in plan.finish.items()
+            if cmds
+        ],
+        "finishing",
+    )
+
+
+def _start_processes(
+    specs: list[ProcessSpec], state: LabState, directory: Path, python: str
+) -> None:
+    """Spawn ``specs`` (each recorded right after its spawn) and wait until all are ready."""
     procs: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
-    for spec in plan.processes:
+    for spec in specs:
         proc = _spawn(spec, directory, python)
         state.processes.append(
             ProcessRecord(
@@ -234,12 +251,12 @@ def _reap(pid: int) -> None:
             _children[pid] = child
 
 
-def _stop_processes(records: list[tuple[int, int | None]]) -> None:
-    """SIGTERM, wait up to TERM_GRACE, then SIGKILL; reap our own children."""
+def _stop_processes(records: list[tuple[int, int | None]], *, grace: float = TERM_GRACE) -> None:
+    """SIGTERM, wait up to ``grace``, then SIGKILL; reap our own children."""
     alive = [(pid, st) for pid, st in records if process_alive(pid, st)]
     for pid, _ in alive:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + TERM_GRACE
+    deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         for pid, _ in alive:
             if pid in _children and _children[pid].poll() is not None:
@@ -266,6 +283,10 @@ def down(prefix: str, *, force: bool = False) -> list[str]:
         pattern = re.compile(rf"^{re.escape(prefix)}-[a-z][a-z0-9]*$")
         namespaces += [n for n in netns.list_names() if pattern.match(n) and n not in namespaces]
     removed: list[str] = []
+    if state is not None and state.config.get("lab", {}).get("flavour") == "osmo":
+        # UEs first, while the GGSN still answers their Delete PDP Context Requests.
+        sgsns = {str(e["name"]) for e in state.config.get("enb", [])}
+        _stop_processes([(p.pid, p.start_time) for p in state.processes if p.name in sgsns])
     records = [(p.pid, p.start_time) for p in state.processes] if state else []
     _stop_processes(records)
     removed += [f"process {p.name} ({p.pid})" for p in (state.processes if state else [])]
@@ -285,6 +306,55 @@ def down(prefix: str, *, force: bool = False) -> list[str]:
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(f"state {directory}")
     return removed
+
+
+def reattach(prefix: str, ue: str, *, delete: bool = True, python: str | None = None) -> str:
+    """Detach ``ue`` of an osmo-flavour lab and attach it again; return its new address.
+
+    ``delete``: a clean detach (sgsnemu sends Delete PDP Context, the GGSN frees the context and
+    its TEID: the next attach typically gets both TEIDs again and the next pool address).
+    Without it, the "radio lost" case: sgsnemu is killed, the GGSN keeps the old context, and
+    the new attach gets a new uplink TEID and address while sgsnemu reuses downlink TEID 1.
+    Every attach uses a new IMSI. The new process is recorded right after it is spawned.
+    """
+    state = require(prefix)
+    topo = Topology(LabConfig.model_validate(state.config), prefix)
+    if not topo.osmo:
+        raise LabConfigError(f"lab {prefix!r}: re-attach needs the osmo flavour")
+    sgsn = next((u.enb for u in topo.config.ue if u.name == ue), None)
+    if sgsn is None:
+        raise LabConfigError(f"lab {prefix!r} has no UE {ue!r}")
+    directory = run_dir(prefix)
+    record = next(p for p in state.processes if p.name == sgsn)
+    child = _read_pid(directory / sgsn / "child.pid")
+    (directory / f"{sgsn}.ready").unlink(missing_ok=True)
+    if delete:
+        _stop_processes([(record.pid, record.start_time)], grace=DETACH_GRACE)
+    else:
+        if process_alive(record.pid, record.start_time):
+            _signal(record.pid, signal.SIGKILL)
+        _reap(record.pid)
+    deadline = time.monotonic() + READY_TIMEOUT  # sgsnemu dies with its supervisor
+    while child is not None and process_alive(child, None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    state.processes.remove(record)
+    state.attaches[ue] = state.attaches.get(ue, 0) + 1
+    state.save()
+    spec = ProcessSpec(
+        name=sgsn,
+        netns=record.netns,
+        module=record.argv[0],
+        spec=sgsn_spec(topo, sgsn, ue, str(directory), attach=state.attaches[ue]),
+    )
+    _start_processes([spec], state, directory, python or sys.executable)
+    return str(json.loads((directory / f"{sgsn}.ready").read_text())["address"])
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def require(prefix: str) -> LabState:

@@ -35,6 +35,15 @@ ModeOpt = Annotated[
     ),
 ]
 
+FlavourOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flavour",
+        "-f",
+        help="emulated (the lab's own eNBs/SGWs) or osmo (sgsnemu UEs + osmo-ggsn, real GTP).",
+    ),
+]
+
 
 def _console() -> Console:
     """A console wide enough for the lab tables even when output is not a terminal."""
@@ -62,11 +71,21 @@ def _mode(value: str | None) -> str | None:
     return value
 
 
+def _flavour(value: str | None) -> str | None:
+    from fluidedge.lab.config import FLAVOURS
+    from fluidedge.lab.errors import LabConfigError
+
+    if value is not None and value not in FLAVOURS:
+        raise LabConfigError(f"--flavour must be one of {', '.join(FLAVOURS)}, not {value!r}")
+    return value
+
+
 @lab_app.command("up")
 def up_cmd(
     prefix: PrefixOpt = "fe",
     config: ConfigOpt = None,
     mode: ModeOpt = None,
+    flavour: FlavourOpt = None,
     pdu_session_container: Annotated[
         bool | None,
         typer.Option(
@@ -87,11 +106,12 @@ def up_cmd(
         prefix=prefix,
         mode=_mode(mode),  # type: ignore[arg-type]
         pdu_session_container=pdu_session_container,
+        flavour=_flavour(flavour),  # type: ignore[arg-type]
     )
     took = time.monotonic() - started
     console = _console()
     console.print(
-        f"lab [bold]{lab.prefix}[/] up in {took:.2f}s: mode {lab.mode}, "
+        f"lab [bold]{lab.prefix}[/] up in {took:.2f}s: {lab.flavour}, mode {lab.mode}, "
         f"{len(lab.namespaces)} namespaces, {len(lab.processes())} processes"
     )
     console.print(
@@ -227,7 +247,12 @@ def gen_cmd(
 
 
 @lab_app.command("plan")
-def plan_cmd(prefix: PrefixOpt = "fe", config: ConfigOpt = None, mode: ModeOpt = None) -> None:
+def plan_cmd(
+    prefix: PrefixOpt = "fe",
+    config: ConfigOpt = None,
+    mode: ModeOpt = None,
+    flavour: FlavourOpt = None,
+) -> None:
     """Print what `up` would create (namespaces, ip batches, processes) without doing it."""
     import sys
 
@@ -235,7 +260,12 @@ def plan_cmd(prefix: PrefixOpt = "fe", config: ConfigOpt = None, mode: ModeOpt =
     from fluidedge.lab.state import run_dir
     from fluidedge.lab.topology import Topology, validate_prefix
 
-    cfg = with_overrides(load(config), mode=_mode(mode))  # type: ignore[arg-type]
+    flv = _flavour(flavour)
+    cfg = with_overrides(
+        load(config, flavour=flv),  # type: ignore[arg-type]
+        mode=_mode(mode),  # type: ignore[arg-type]
+        flavour=flv,  # type: ignore[arg-type]
+    )
     plan = Topology(cfg, validate_prefix(prefix)).plan(sys.executable, str(run_dir(prefix)))
     for ns in plan.namespaces:
         typer.echo(f"# namespace {ns}")
@@ -252,7 +282,33 @@ def plan_cmd(prefix: PrefixOpt = "fe", config: ConfigOpt = None, mode: ModeOpt =
     for ns, dev in plan.tx_offload_off:
         typer.echo(f"ip netns exec {ns} ethtool -K {dev} tx off")
     for p in plan.processes:
-        typer.echo(f"process {p.name}: ip netns exec {p.netns} python -m {p.module}")
+        typer.echo(
+            f"process {p.name} (stage {p.stage}): ip netns exec {p.netns} python -m {p.module}"
+        )
+    for ns, cmds in plan.finish.items():
+        for line in cmds:
+            typer.echo(f"ip -n {ns} {line}  # once every process is ready")
+
+
+@lab_app.command("reattach")
+def reattach_cmd(
+    ue: Annotated[str, typer.Argument(help="The UE to detach and attach again (ue1...).")],
+    prefix: PrefixOpt = "fe",
+    crash: Annotated[
+        bool,
+        typer.Option(
+            "--crash",
+            help="Kill its sgsnemu (no Delete PDP Context: the GGSN keeps the old context).",
+        ),
+    ] = False,
+) -> None:
+    """Osmo flavour: detach a UE (Delete PDP Context, or --crash) and attach it again."""
+    from fluidedge.lab.lab import Lab
+
+    lab = Lab.attach(prefix)
+    old = lab.ues.get(ue)
+    new = lab.reattach(ue, delete=not crash)
+    typer.echo(f"{ue}: {old} -> {new}")
 
 
 @lab_app.command("list")

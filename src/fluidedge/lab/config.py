@@ -22,6 +22,10 @@ from fluidedge.lab.errors import LabConfigError
 
 Mode = Literal["bridge", "tof", "routed"]
 MODES: tuple[Mode, ...] = ("bridge", "tof", "routed")
+# "emulated": the lab's own Python eNBs/SGWs on S1-U; "osmo": a real GTP stack (Gn/Gp), UEs
+# behind sgsnemu (one per SGSN node, the ``enb`` entries) and osmo-ggsn (the one ``sgw``).
+Flavour = Literal["emulated", "osmo"]
+FLAVOURS: tuple[Flavour, ...] = ("emulated", "osmo")
 
 _NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 # Namespace suffixes the topology itself uses; nodes may not take them.
@@ -35,6 +39,7 @@ class _Model(BaseModel):
 
 class LabSection(_Model):
     mode: Mode = "bridge"
+    flavour: Flavour = "emulated"
 
 
 class S1Section(_Model):
@@ -130,8 +135,38 @@ class LabConfig(_Model):
         _check_names(self)
         _check_addresses(self)
         _check_references(self)
+        if self.lab.flavour == "osmo":
+            _check_osmo(self)
         bearers(self)  # raises on TEID clashes within one peer
         return self
+
+
+def _check_osmo(cfg: LabConfig) -> None:
+    """What a real GTP stack can be: one GGSN, one sgsnemu (one UE) per SGSN node, IPv4."""
+    if len(cfg.sgw) != 1:
+        raise ValueError("osmo flavour: exactly one sgw entry (the GGSN)")
+    for e in cfg.enb:
+        mine = [u.name for u in cfg.ue if u.enb == e.name]
+        if len(mine) != 1:
+            raise ValueError(
+                f"osmo flavour: enb {e.name} (an SGSN) must serve exactly one ue, not {mine}"
+            )
+        if e.mme is not None:
+            raise ValueError(f"osmo flavour: enb {e.name}: no mme (sgsnemu speaks GTPv1-C)")
+    if cfg.mme:
+        raise ValueError("osmo flavour: no mme entries (the control plane is GTPv1-C)")
+    if cfg.ue_pool.subnet6 is not None:
+        raise ValueError("osmo flavour: ue_pool.subnet6 is not supported (IPv4 PDP contexts)")
+    for u in cfg.ue:
+        pinned = [k for k in ("ul_teid", "dl_teid", "pdu_session_container", "qfi")
+                  if getattr(u, k) is not None]  # fmt: skip
+        if pinned:
+            raise ValueError(
+                f"osmo flavour: ue {u.name}: {', '.join(pinned)} cannot be set "
+                "(the GGSN and sgsnemu allocate TEIDs; GTPv1-U has no PDU Session Container)"
+            )
+    if cfg.gtpu.pdu_session_container:
+        raise ValueError("osmo flavour: gtpu.pdu_session_container is not supported")
 
 
 def _check_names(cfg: LabConfig) -> None:
@@ -369,9 +404,16 @@ def loads(text: str, *, source: str = "<lab config>") -> LabConfig:
         raise LabConfigError(f"{source}: {where}: {first['msg']}") from exc
 
 
-def load(path: Path | None = None) -> LabConfig:
-    """Load ``path``, or the embedded default when ``path`` is None."""
+def osmo_text() -> str:
+    """The embedded default description of the osmo flavour (TOML)."""
+    return resources.files("fluidedge.lab").joinpath("osmo.toml").read_text(encoding="utf-8")
+
+
+def load(path: Path | None = None, *, flavour: Flavour | None = None) -> LabConfig:
+    """Load ``path``, or the embedded default (of ``flavour``) when ``path`` is None."""
     if path is None:
+        if flavour == "osmo":
+            return loads(osmo_text(), source="osmo.toml")
         return loads(default_text(), source="default.toml")
     try:
         text = path.read_text(encoding="utf-8")
@@ -381,12 +423,18 @@ def load(path: Path | None = None) -> LabConfig:
 
 
 def with_overrides(
-    cfg: LabConfig, *, mode: Mode | None = None, pdu_session_container: bool | None = None
+    cfg: LabConfig,
+    *,
+    mode: Mode | None = None,
+    pdu_session_container: bool | None = None,
+    flavour: Flavour | None = None,
 ) -> LabConfig:
     """A copy of ``cfg`` with the command-line overrides applied (re-validated)."""
     raw = cfg.model_dump(mode="json")
     if mode is not None:
         raw["lab"]["mode"] = mode
+    if flavour is not None:
+        raw["lab"]["flavour"] = flavour
     if pdu_session_container is not None:
         raw["gtpu"]["pdu_session_container"] = pdu_session_container
     try:
@@ -396,13 +444,16 @@ def with_overrides(
 
 
 __all__ = [
+    "FLAVOURS",
     "MODES",
     "Bearer",
+    "Flavour",
     "LabConfig",
     "Mode",
     "bearers",
     "default_text",
     "load",
     "loads",
+    "osmo_text",
     "with_overrides",
 ]

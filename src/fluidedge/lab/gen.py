@@ -164,6 +164,11 @@ class Generator:
     """Streams and offers for one lab."""
 
     def __init__(self, lab: Lab) -> None:
+        if lab.flavour != "emulated":
+            raise LabConfigError(
+                f"lab {lab.prefix!r}: the generator needs the emulated flavour (its counters "
+                "and TEID table); the osmo flavour's TEIDs are allocated at attach time"
+            )
         self.lab = lab
         self._host_base = 0
         self.src_mac = _mac_of(lab.ran_ns, lab.gen_if)

@@ -7,14 +7,15 @@ needs to know: namespace names, the host's S1 interfaces, addresses, bearers.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from fluidedge.lab import build
-from fluidedge.lab.config import Bearer, LabConfig, Mode, load, with_overrides
+from fluidedge.lab.config import Bearer, Flavour, LabConfig, Mode, load, with_overrides
 from fluidedge.lab.errors import LabConfigError
 from fluidedge.lab.state import LabState, process_alive, run_dir
 from fluidedge.lab.topology import (
@@ -54,10 +55,14 @@ class Lab:
         prefix: str = DEFAULT_PREFIX,
         mode: Mode | None = None,
         pdu_session_container: bool | None = None,
+        flavour: Flavour | None = None,
     ) -> Lab:
-        """Bring a lab up (the embedded default when ``config`` is None); refuse if up."""
-        cfg = config if isinstance(config, LabConfig) else load(config)
-        cfg = with_overrides(cfg, mode=mode, pdu_session_container=pdu_session_container)
+        """Bring a lab up (the embedded default of ``flavour`` when ``config`` is None); refuse
+        if up."""
+        cfg = config if isinstance(config, LabConfig) else load(config, flavour=flavour)
+        cfg = with_overrides(
+            cfg, mode=mode, pdu_session_container=pdu_session_container, flavour=flavour
+        )
         return cls(build.up(cfg, prefix))
 
     @classmethod
@@ -77,6 +82,10 @@ class Lab:
     @property
     def mode(self) -> Mode:
         return self.config.lab.mode
+
+    @property
+    def flavour(self) -> Flavour:
+        return self.config.lab.flavour
 
     @property
     def run_dir(self) -> Path:
@@ -147,7 +156,8 @@ class Lab:
 
     @property
     def ues(self) -> dict[str, IPv4Address]:
-        return {u.name: u.address for u in self.config.ue}
+        """Each UE's address (osmo flavour: the one the GGSN assigned at the latest attach)."""
+        return {b.ue: b.ue_address for b in self.bearers}
 
     @property
     def enbs(self) -> dict[str, IPv4Address]:
@@ -163,7 +173,29 @@ class Lab:
 
     @property
     def bearers(self) -> tuple[Bearer, ...]:
-        return self.topology.bearers
+        """The bearer table. Osmo flavour: UE addresses as attached now; TEIDs are 0 (the GGSN
+        and sgsnemu allocate them; the TOF's ``/tunnels`` shows them)."""
+        if not self.topology.osmo:
+            return self.topology.bearers
+        out = []
+        for b in self.topology.bearers:
+            address = self._attached_address(b.enb)
+            out.append(replace(b, ue_address=address or b.ue_address, ul_teid=0, dl_teid=0))
+        return tuple(out)
+
+    def _attached_address(self, sgsn: str) -> IPv4Address | None:
+        try:
+            raw = json.loads((self.run_dir / f"{sgsn}.ready").read_text())
+        except (OSError, ValueError):
+            return None
+        return IPv4Address(str(raw["address"]))
+
+    def reattach(self, ue: str, *, delete: bool = True) -> IPv4Address:
+        """Osmo flavour: detach ``ue`` (``delete``: Delete PDP Context; else its sgsnemu is
+        killed, as on radio loss) and attach it again; returns the new UE address."""
+        address = IPv4Address(build.reattach(self.prefix, ue, delete=delete))
+        self.state = build.require(self.prefix)
+        return address
 
     def bearer(self, ue: str) -> Bearer:
         for b in self.bearers:

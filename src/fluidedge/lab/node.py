@@ -11,7 +11,9 @@ spec (written by :mod:`fluidedge.lab.topology`) lists the node's bearers:
   to the PDN; packets the kernel routes into the TUN (toward the UE pool) are encapsulated with
   the downlink TEID of the bearer owning the destination UE, toward that bearer's eNB.
 
-Both answer Echo Requests and send an Error Indication for a G-PDU on an unknown TEID. The eNB
+SIGHUP makes a node re-read its bearers from the spec file: tests rewrite it to emulate a
+re-attach (the core handing out new or re-used TEIDs to other UEs). Both answer Echo Requests
+and send an Error Indication for a G-PDU on an unknown TEID. The eNB
 also sends Echo Requests to its SGWs and keeps a line-echo TCP connection to its MME-like peer,
 so that non-GTP traffic crosses the S1 segment. Counters go to a JSON stats file twice a second
 (the lab's ``status`` and live table read it); its first write also says "ready".
@@ -126,8 +128,21 @@ class Node:
         self.counters = Counters()
         self.by_address: dict[bytes, NodeBearer] = {}
         self.by_rx_teid: dict[int, NodeBearer] = {}
+        self.set_bearers(spec["bearers"])
+        self.spec_path: Path | None = None
+        self.reload = threading.Event()
+        self.reloads = 0
+        self.stop = threading.Event()
+        self.started = time.time()
+        self.echo_seq = 0
+
+    def set_bearers(self, bearers: list[dict[str, Any]]) -> None:
+        """Install the bearer table (at start, and on SIGHUP from the spec file: a re-attach,
+        new TEIDs or UEs, as a real core hands them out; counters of known UEs are kept)."""
+        by_address: dict[bytes, NodeBearer] = {}
+        by_rx_teid: dict[int, NodeBearer] = {}
         enb = self.role == "enb"
-        for raw in spec["bearers"]:
+        for raw in bearers:
             exts: tuple[PduSessionContainer, ...] = ()
             if enb and raw["pdu_session_container"]:
                 exts = (PduSessionContainer(pdu_type=PDU_TYPE_UL, qfi=int(raw["qfi"])),)
@@ -139,14 +154,12 @@ class Node:
                 rx_teid=int(raw["dl_teid"] if enb else raw["ul_teid"]),
                 extensions=exts,
             )
-            self.by_address[b.ue_address] = b
+            by_address[b.ue_address] = b
             if raw.get("ue_address6"):
-                self.by_address[IPv6Address(raw["ue_address6"]).packed] = b
-            self.by_rx_teid[b.rx_teid] = b
-            self.counters.bearers[b.ue] = BearerCounters()
-        self.stop = threading.Event()
-        self.started = time.time()
-        self.echo_seq = 0
+                by_address[IPv6Address(raw["ue_address6"]).packed] = b
+            by_rx_teid[b.rx_teid] = b
+            self.counters.bearers.setdefault(b.ue, BearerCounters())
+        self.by_address, self.by_rx_teid = by_address, by_rx_teid
 
     # --- packet paths ------------------------------------------------------------------
     def from_tun(self, packet: bytes) -> None:
@@ -273,6 +286,7 @@ class Node:
             "started": self.started,
             "updated": time.time(),
             "counters": {k: v for k, v in vars(c).items() if k != "bearers"},
+            "reloads": self.reloads,
             "bearers": {ue: vars(bc) for ue, bc in c.bearers.items()},
         }
         tmp = self.stats_path.with_suffix(".tmp")
@@ -312,6 +326,12 @@ class Node:
                         except OSError:  # e.g. ICMP port unreachable reported on the socket
                             continue
                         self.from_udp(datagram, sender)
+            if self.reload.is_set() and self.spec_path is not None:
+                self.reload.clear()
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    self.set_bearers(json.loads(self.spec_path.read_text())["bearers"])
+                    self.reloads += 1
+                self.write_stats()
             now = time.monotonic()
             if self.echo_interval and self.echo_peers and now >= next_echo:
                 with contextlib.suppress(OSError):
@@ -329,6 +349,8 @@ def main(argv: list[str]) -> int:
         return 2
     spec = json.loads(Path(argv[1]).read_text())
     node = Node(spec)
+    node.spec_path = Path(argv[1])
+    signal.signal(signal.SIGHUP, lambda *_: node.reload.set())  # re-read the bearers
     signal.signal(signal.SIGTERM, lambda *_: node.stop.set())
     signal.signal(signal.SIGINT, lambda *_: node.stop.set())
     node.run()

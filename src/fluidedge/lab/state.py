@@ -74,6 +74,7 @@ class LabState:
     phase: str = "creating"  # creating -> up
     created: float = field(default_factory=time.time)
     processes: list[ProcessRecord] = field(default_factory=list)
+    attaches: dict[str, int] = field(default_factory=dict)  # osmo flavour: re-attaches per UE
 
     def save(self) -> None:
         """Atomically write the record (the directory is created if needed)."""

@@ -55,6 +55,7 @@ class ProcessSpec:
     netns: str
     module: str
     spec: dict[str, object]
+    stage: int = 0  # started once every process of an earlier stage is ready
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Plan:
     configure6: dict[str, list[str]] = field(default_factory=dict)
     tx_offload_off: list[tuple[str, str]] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
+    # ``ip -batch`` scripts run once every process is ready (the osmo flavour in tof mode
+    # attaches its UEs across a bridge, then cuts S1 for the TOF).
+    finish: dict[str, list[str]] = field(default_factory=dict)
 
     def add_ns(self, name: str, sysctls: list[tuple[str, str]]) -> None:
         self.namespaces.append(name)
@@ -121,6 +125,11 @@ class Topology:
         return self.config.lab.mode
 
     @property
+    def osmo(self) -> bool:
+        """The osmo flavour (a real GTP stack) rather than the emulated S1-U nodes?"""
+        return self.config.lab.flavour == "osmo"
+
+    @property
     def host_ns(self) -> str:
         return self.ns("host")
 
@@ -166,6 +175,11 @@ class Topology:
         """Every namespace of the lab, in creation order."""
         cfg = self.config
         names = [self.ran_ns, self.core_ns, self.host_ns, self.pdn_ns]
+        if self.osmo:
+            names.append(self.ns(cfg.sgw[0].name))
+            for e in cfg.enb:
+                names += [self.ns(e.name), self.ns(next(u.name for u in cfg.ue if u.enb == e.name))]
+            return names + [self.ns(x.name) for x in cfg.app]
         if cfg.mme:
             names.append(self.mme_ns)
         names += [self.ns(x.name) for x in cfg.enb]
@@ -221,7 +235,12 @@ class Topology:
             f"addr add {cfg.apps.gateway}/{cfg.apps.subnet.prefixlen} dev {APPS_BRIDGE}",
         ]
         plan.tx_offload_off += [(host, HOST_ENB_IF), (host, HOST_SGW_IF)]
-        if self.mode == "bridge":
+        # The osmo flavour's UEs attach (GTPv1-C) while `up` runs, before any TOF exists: in tof
+        # mode S1 is bridged until they are attached, then the bridge goes.
+        attach_bridged = self.osmo and self.mode == "tof"
+        if attach_bridged:
+            plan.finish[host] = [f"link del dev {HOST_BRIDGE}"]
+        if self.mode == "bridge" or attach_bridged:
             plan.create[host].append(f"link add name {HOST_BRIDGE} type bridge")
             plan.configure[host] += [
                 f"link set dev {HOST_ENB_IF} master {HOST_BRIDGE}",
@@ -262,9 +281,14 @@ class Topology:
                 f"link set dev {s.name} up",
             ]
         sgw_pdn = {s.name: s.pdn_address for s in cfg.sgw}
-        plan.configure[pdn] += [
-            f"route add {b.ue_address}/32 via {sgw_pdn[b.sgw]}" for b in self.bearers
-        ]
+        if self.osmo:  # the GGSN hands out any pool address
+            plan.configure[pdn].append(
+                f"route add {cfg.ue_pool.subnet} via {cfg.sgw[0].pdn_address}"
+            )
+        else:
+            plan.configure[pdn] += [
+                f"route add {b.ue_address}/32 via {sgw_pdn[b.sgw]}" for b in self.bearers
+            ]
         if self.ipv6:
             plan.enable_ipv6(pdn, SEGMENT_BRIDGE)
             plan.configure6[pdn].append(
@@ -291,6 +315,11 @@ class Topology:
                 },
             )
         )
+
+        if self.osmo:
+            self._plan_osmo(plan, run_dir)
+            self._plan_apps(plan, run_dir)
+            return plan
 
         # --- MME-like peers (non-GTP control traffic across S1)
         if cfg.mme:
@@ -438,7 +467,12 @@ class Topology:
                     f"route add default via {UE_GATEWAY6} dev {UE_IF}",
                 ]
 
-        # --- edge apps on the apps network
+        self._plan_apps(plan, run_dir)
+        return plan
+
+    def _plan_apps(self, plan: Plan, run_dir: str) -> None:
+        """Edge apps on the apps network (the same in both flavours)."""
+        cfg = self.config
         for app in cfg.app:
             ns = self.ns(app.name)
             plan.add_ns(ns, _QUIET)
@@ -462,4 +496,100 @@ class Topology:
                     },
                 )
             )
-        return plan
+
+    def _plan_osmo(self, plan: Plan, run_dir: str) -> None:
+        """The osmo flavour's core and radio side: osmo-ggsn and one sgsnemu per UE.
+
+        The GGSN namespace holds the S1 (Gn) address, its TUN (created by osmo-ggsn) and the
+        PDN link; each SGSN namespace holds its S1 address and runs sgsnemu, which moves the
+        UE's TUN (with the address the GGSN assigned and a default route) into the UE's own
+        namespace. Processes start in stages (GGSN, then the UEs one by one), so the first
+        attach gives each UE the address the config names.
+        """
+        cfg = self.config
+        s1len = cfg.s1.subnet.prefixlen
+        ggsn = cfg.sgw[0]
+        gns = self.ns(ggsn.name)
+        plan.add_ns(gns, _FORWARD)
+        plan.create[gns] += [
+            f"link add name {S1_IF} type veth peer name {ggsn.name} netns {self.core_ns}",
+            f"link add name {PDN_IF} type veth peer name {ggsn.name} netns {self.pdn_ns}",
+        ]
+        plan.configure[gns] += [
+            "link set dev lo up",  # the GGSN's VTY and CTRL listen on 127.0.0.1 (this netns)
+            f"link set dev {S1_IF} up",
+            f"addr add {ggsn.address}/{s1len} dev {S1_IF}",
+            f"link set dev {PDN_IF} up",
+            f"addr add {ggsn.pdn_address}/{cfg.pdn.subnet.prefixlen} dev {PDN_IF}",
+        ]
+        plan.tx_offload_off.append((gns, S1_IF))
+        plan.processes.append(
+            ProcessSpec(
+                name=ggsn.name,
+                netns=gns,
+                module="fluidedge.lab.osmo",
+                spec={
+                    "role": "ggsn",
+                    "name": ggsn.name,
+                    "address": str(ggsn.address),
+                    "pool": str(cfg.ue_pool.subnet),
+                    "dns": str(cfg.pdn.address),
+                    "mtu": cfg.ue_pool.mtu,
+                    "tun": "tun4",
+                    "state_dir": f"{run_dir}/{ggsn.name}",
+                    "ready_path": f"{run_dir}/{ggsn.name}.ready",
+                },
+            )
+        )
+        for stage, e in enumerate(cfg.enb, start=1):
+            ue = next(u for u in cfg.ue if u.enb == e.name)
+            ns = self.ns(e.name)
+            plan.add_ns(ns, _QUIET)
+            plan.create[ns].append(
+                f"link add name {S1_IF} type veth peer name {e.name} netns {self.ran_ns}"
+            )
+            plan.configure[ns] += [
+                "link set dev lo up",
+                f"link set dev {S1_IF} up",
+                f"addr add {e.address}/{s1len} dev {S1_IF}",
+            ]
+            plan.tx_offload_off.append((ns, S1_IF))
+            plan.add_ns(self.ns(ue.name), _QUIET)
+            plan.configure[self.ns(ue.name)].append("link set dev lo up")
+            plan.processes.append(
+                ProcessSpec(
+                    name=e.name,
+                    netns=ns,
+                    module="fluidedge.lab.osmo",
+                    spec=sgsn_spec(self, e.name, ue.name, run_dir, attach=0),
+                    stage=stage,
+                )
+            )
+
+
+def imsi(index: int, attach: int) -> str:
+    """A distinct 15-digit IMSI per UE and attach (test network MCC 001, MNC 01)."""
+    return f"00101{index:04d}{attach:06d}"
+
+
+def sgsn_spec(
+    topo: Topology, sgsn: str, ue: str, run_dir: str, *, attach: int
+) -> dict[str, object]:
+    """What ``fluidedge.lab.osmo`` needs to run sgsnemu for ``ue`` (attach number ``attach``)."""
+    cfg = topo.config
+    index = [e.name for e in cfg.enb].index(sgsn) + 1
+    address = next(e.address for e in cfg.enb if e.name == sgsn)
+    return {
+        "role": "sgsn",
+        "name": sgsn,
+        "ue": ue,
+        "ue_netns": topo.ns(ue),
+        "address": str(address),
+        "ggsn": str(cfg.sgw[0].address),
+        "imsi": imsi(index, attach),
+        "attach": attach,
+        "mtu": cfg.ue_pool.mtu,
+        "tun": "tun0",
+        "state_dir": f"{run_dir}/{sgsn}",
+        "ready_path": f"{run_dir}/{sgsn}.ready",
+    }

@@ -21,6 +21,7 @@ Pure functions over decoded packets: no sockets, no files (the CLI reads the cap
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -103,32 +104,102 @@ def _assemble(direction: _Direction) -> Stream:
     return Stream(bytes(data), tuple(spans), complete)
 
 
-def reassemble(segments: Iterable[TcpSegment], server_port: int) -> list[Connection]:
-    """Group segments into connections to ``server_port`` and reassemble both directions."""
-    halves: dict[ConnKey, tuple[_Direction, _Direction]] = {}
-    order: list[ConnKey] = []
-    for segment in segments:
-        if segment.destination_port == server_port:
-            key = (segment.source, segment.source_port, segment.destination, server_port)
+class Reassembler:
+    """Segments in, one at a time (streaming); connections out at the end.
+
+    It keeps the payload of the segments to or from ``server_port`` only (the API's own
+    bytes, which the exchanges are cut from) and nothing of any other packet."""
+
+    def __init__(self, server_port: int) -> None:
+        self.server_port = server_port
+        self.halves: dict[ConnKey, tuple[_Direction, _Direction]] = {}
+
+    def add(self, segment: TcpSegment) -> bool:
+        """Take ``segment`` if it belongs to a connection to the server port; whether it did."""
+        port = self.server_port
+        if segment.destination_port == port:
+            key = (segment.source, segment.source_port, segment.destination, port)
             outbound = True
-        elif segment.source_port == server_port:
-            key = (segment.destination, segment.destination_port, segment.source, server_port)
+        elif segment.source_port == port:
+            key = (segment.destination, segment.destination_port, segment.source, port)
             outbound = False
         else:
-            continue
-        if key not in halves:
-            halves[key] = (_Direction(), _Direction())
-            order.append(key)
-        _add(halves[key][0 if outbound else 1], segment)
-    connections = []
-    for key in order:
-        to_server, to_client = halves[key]
-        connections.append(
-            Connection(
-                (key[0], key[1]), (key[2], key[3]), _assemble(to_server), _assemble(to_client)
-            )
+            return False
+        halves = self.halves.get(key)
+        if halves is None:
+            halves = self.halves[key] = (_Direction(), _Direction())
+        _add(halves[0 if outbound else 1], segment)
+        return True
+
+    def connections(self) -> list[Connection]:
+        """Every connection seen, in order of first appearance, both directions assembled."""
+        return [
+            Connection((k[0], k[1]), (k[2], k[3]), _assemble(up), _assemble(down))
+            for k, (up, down) in self.halves.items()
+        ]
+
+
+def reassemble(segments: Iterable[TcpSegment], server_port: int) -> list[Connection]:
+    """Group segments into connections to ``server_port`` and reassemble both directions."""
+    reassembler = Reassembler(server_port)
+    for segment in segments:
+        reassembler.add(segment)
+    return reassembler.connections()
+
+
+class FirstPackets:
+    """When each address was first seen after each API request began, in bounded state.
+
+    The analyzer asks "the first packet to or from these addresses at or after time T", where
+    T is the capture time of a request's first byte; the addresses are only known once the
+    response is parsed, long after the packets went by. Instead of keeping every packet, every
+    capture time of a request byte is a *mark* (:meth:`mark`), and a packet's time is kept for
+    an address only if no time is kept for it yet since the latest mark before that packet:
+    the first packet after any mark is always kept, so :meth:`first_at_or_after` answers
+    exactly for every mark. State: a few timestamps per address per request, whatever the
+    capture's size. Packets and marks must come in capture-time order, as a capture gives
+    them (a separate data-plane capture after the API one is fine: the marks are then all
+    known).
+    """
+
+    def __init__(self) -> None:
+        self.marks: list[int] = []
+        self.seen: dict[str, list[int]] = {}
+
+    def mark(self, timestamp_ns: int) -> None:
+        marks = self.marks
+        if not marks or timestamp_ns >= marks[-1]:
+            if not marks or timestamp_ns != marks[-1]:
+                marks.append(timestamp_ns)
+        else:
+            bisect.insort(marks, timestamp_ns)
+
+    def packet(self, timestamp_ns: int, source: str, destination: str) -> None:
+        marks = self.marks
+        if not marks or timestamp_ns < marks[0]:
+            return
+        latest = (
+            marks[-1]
+            if timestamp_ns >= marks[-1]
+            else marks[bisect.bisect_right(marks, timestamp_ns) - 1]
         )
-    return connections
+        for address in (source, destination):
+            kept = self.seen.get(address)
+            if kept is None:
+                self.seen[address] = [timestamp_ns]
+            elif kept[-1] < latest:
+                kept.append(timestamp_ns)
+
+    def first_at_or_after(self, addresses: Iterable[str], after_ns: int) -> int | None:
+        best: int | None = None
+        for address in addresses:
+            kept = self.seen.get(address)
+            if not kept:
+                continue
+            at = bisect.bisect_left(kept, after_ns)
+            if at < len(kept) and (best is None or kept[at] < best):
+                best = kept[at]
+        return best
 
 
 # --- HTTP/1.x ----------------------------------------------------------------------------------
@@ -375,10 +446,16 @@ def _first_packet(
 
 
 def instantiations(
-    all_exchanges: Iterable[Exchange], dataplane: Sequence[IpPacket] = ()
+    all_exchanges: Iterable[Exchange],
+    dataplane: Sequence[IpPacket] = (),
+    *,
+    first_packets: FirstPackets | None = None,
 ) -> list[Instantiation]:
-    """Every ``POST /v1/instances`` with wire timings and the daemon's breakdown."""
-    ordered_dp = sorted(dataplane, key=lambda p: p.timestamp_ns)
+    """Every ``POST /v1/instances`` with wire timings and the daemon's breakdown.
+
+    The instances' first packets come from ``first_packets`` (streaming) if given, else from
+    the ``dataplane`` packets."""
+    ordered_dp = sorted(dataplane, key=lambda p: p.timestamp_ns) if first_packets is None else []
     result = []
     for ex in all_exchanges:
         if ex.method != "POST" or ex.path.rstrip("/") != INSTANCES_PATH:
@@ -392,7 +469,10 @@ def instantiations(
             name = request["name"]
         total, phases = timing_of(view)
         addresses = _addresses(view)
-        first = _first_packet(ordered_dp, addresses, ex.request_first_ns)
+        if first_packets is not None:
+            first = first_packets.first_at_or_after(addresses, ex.request_first_ns)
+        else:
+            first = _first_packet(ordered_dp, addresses, ex.request_first_ns)
         result.append(
             Instantiation(
                 name=name,

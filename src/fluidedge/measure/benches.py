@@ -17,8 +17,6 @@ from rich.table import Table
 
 from fluidedge.daemon.client import ClientError
 from fluidedge.measure import (
-    analyzer,
-    capture,
     dataplane,
     density,
     machine,
@@ -26,9 +24,8 @@ from fluidedge.measure import (
     plots,
     rundir,
 )
-from fluidedge.measure.analyzer import CrossCheck, Instantiation
 from fluidedge.measure.dataplane import TrafficSource
-from fluidedge.measure.errors import BenchmarkFailure, CaptureError, MeasureInputError
+from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
 from fluidedge.measure.instantiate import (
     VARIANT_COLD,
     VARIANT_POOL,
@@ -176,117 +173,6 @@ def run_instantiate(
         console.print("[yellow]interrupted: partial results written[/yellow]")
         return EXIT_INTERRUPTED
     return EXIT_OK
-
-
-def run_analyze(
-    capture_path: Path,
-    *,
-    api_port: int,
-    dataplane_path: Path | None = None,
-    api: Api | None = None,
-    tolerance_ms: float = 5.0,
-    save_dir: Path | None = None,
-    console: Console | None = None,
-) -> tuple[list[Instantiation], CrossCheck]:
-    """Analyse a capture of the API port; print per-request timings and the cross-check."""
-    console = console or Console()
-    try:
-        api_capture = capture.read_capture(capture_path.read_bytes())
-    except OSError as exc:
-        raise CaptureError(f"cannot read {capture_path}: {exc.strerror}") from exc
-    connections = analyzer.reassemble(capture.tcp_segments(api_capture, api_port), api_port)
-    exchanges = analyzer.exchanges(connections)
-    dataplane = api_capture.packets
-    if dataplane_path is not None:
-        try:
-            dataplane = capture.read_capture(dataplane_path.read_bytes()).packets
-        except OSError as exc:
-            raise CaptureError(f"cannot read {dataplane_path}: {exc.strerror}") from exc
-    items = analyzer.instantiations(exchanges, dataplane)
-    if api is not None:
-        items = [
-            item if item.daemon_total_ms is not None or not item.name else _fetch(api, item)
-            for item in items
-        ]
-    check = analyzer.cross_check(items, tolerance_ms)
-    console.print(
-        f"{capture_path}: {len(api_capture.packets)} IP packets ({api_capture.skipped} skipped), "
-        f"{len(connections)} connections to port {api_port}, {len(exchanges)} HTTP exchanges, "
-        f"{len(items)} instantiation requests"
-    )
-    console.print(_analyze_table(items))
-    if check.compared:
-        verdict = "[green]agree[/green]" if check.agrees else "[red]DISAGREE[/red]"
-        console.print(
-            f"wire vs daemon: {verdict} on {check.within}/{check.compared} requests "
-            f"(server time - daemon total: mean {check.mean_difference_ms:.3f} ms, "
-            f"min {check.min_difference_ms:.3f}, max {check.max_difference_ms:.3f}; "
-            f"tolerance -{analyzer.CLOCK_SLACK_MS}..+{tolerance_ms} ms)"
-        )
-    else:
-        console.print("no request carries the daemon's timing: nothing to cross-check")
-    if save_dir is not None:
-        run_dir = rundir.new_run_dir("analyze", save_dir)
-        rows = [item.as_dict() for item in items]
-        columns = [c for c in rows[0] if c != "daemon_phases_ms"] if rows else ["name"]
-        rundir.write_csv(run_dir / "requests.csv", columns, rows)
-        rundir.write_json(
-            run_dir / outputs.RESULTS_JSON,
-            {
-                "kind": "analyze",
-                "created": outputs.now_iso(),
-                "interrupted": False,
-                "config": {
-                    "capture": str(capture_path),
-                    "dataplane": str(dataplane_path) if dataplane_path else None,
-                    "api_port": api_port,
-                    "tolerance_ms": tolerance_ms,
-                },
-                "figures": [],
-                "raw": ["requests.csv"],
-                "cross_check": check.as_dict(),
-                "requests": rows,
-            },
-        )
-        rundir.write_json(run_dir / outputs.MACHINE_JSON, machine.describe())
-        console.print(f"outputs: {run_dir}")
-    return items, check
-
-
-def _fetch(api: Api, item: Instantiation) -> Instantiation:
-    try:
-        view = api.get(f"/v1/instances/{item.name}")
-    except ClientError:
-        return item
-    return analyzer.with_daemon_timing(item, view)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _analyze_table(items: list[Instantiation]) -> Table:
-    table = Table(title="POST /v1/instances as captured (ms)", title_justify="left")
-    for column in ("#", "name", "status", "path", "wire", "server", "daemon", "diff", "1st pkt"):
-        table.add_column(
-            column,
-            justify="left" if column in ("name", "path") else "right",
-            no_wrap=column == "name",
-            min_width=12 if column == "name" else None,
-        )
-    for index, item in enumerate(items):
-        table.add_row(
-            str(index),
-            item.name or "?",
-            str(item.status) if item.status is not None else "-",
-            item.path or "-",
-            _fmt(item.wire_ms),
-            _fmt(item.server_ms),
-            _fmt(item.daemon_total_ms),
-            _fmt(item.difference_ms),
-            _fmt(item.first_packet_ms),
-        )
-    return table
 
 
 DENSITY_CSV = "creations.csv"

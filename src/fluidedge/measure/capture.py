@@ -1,10 +1,13 @@
 """Packets out of a capture file: link layer -> IP -> TCP, for the message analyzer.
 
-Reads classic pcap through :mod:`fluidedge.codec.pcap` and decodes Ethernet/IPv4/IPv6 with the
-codec's header decoders; only the TCP header (RFC 9293 §3.1) is decoded here, because the codec's
-frame decoder is GTP-U oriented. Link types: Ethernet (``tcpdump -i lo`` and veths), Linux
-cooked v1/v2 (``tcpdump -i any``), raw IP and BSD loopback. Packets that do not decode are
-counted and skipped: a capture is evidence, and one odd frame must not hide the rest.
+Reads pcap or pcapng through :mod:`fluidedge.codec.pcap` (a whole file in memory,
+:func:`read_capture`) or :mod:`fluidedge.codec.pcapstream` (a file or pipe streamed in
+constant memory, :func:`stream_packets`, what ``fluidedge analyze`` uses) and decodes
+Ethernet/IPv4/IPv6 with the codec's header decoders; only the TCP header (RFC 9293 §3.1) is
+decoded here, because the codec's frame decoder is GTP-U oriented. Link types: Ethernet
+(``tcpdump -i lo`` and veths), Linux cooked v1/v2 (``tcpdump -i any``), raw IP and BSD
+loopback. Packets that do not decode are counted and skipped: a capture is evidence, and one
+odd frame must not hide the rest.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from socket import AF_INET, AF_INET6, inet_ntop
+from typing import BinaryIO
 
 from fluidedge.codec import pcap
 from fluidedge.codec.errors import CodecError
 from fluidedge.codec.net import ethernet, ipv4, ipv6
+from fluidedge.codec.pcapstream import CaptureReader
 from fluidedge.measure.errors import CaptureError
 
 LINKTYPE_NULL = 0
@@ -152,6 +158,95 @@ def read_capture(data: bytes) -> Capture:
         if not capture.packets:
             raise CaptureError(f"capture unreadable: {exc}") from exc
     return capture
+
+
+@dataclass
+class Counts:
+    """What :func:`stream_packets` has seen: IP packets yielded, frames skipped (not IP, or
+    not decodable), the first record's link type, and the error that ended a damaged capture
+    after some packets (``None`` if it ended cleanly)."""
+
+    packets: int = 0
+    skipped: int = 0
+    linktype: int = LINKTYPE_ETHERNET
+    damage: str | None = None
+
+
+_ETH_IPV4 = struct.Struct("!12xHBxH2xHxB2x4s4s")  # EtherType, ver/IHL, length, frag, proto, addrs
+_ADDRESS_TEXT: dict[bytes, str] = {}
+
+
+def _text4(raw: bytes) -> str:
+    text = _ADDRESS_TEXT.get(raw)
+    if text is None:
+        if len(_ADDRESS_TEXT) >= 1 << 16:
+            _ADDRESS_TEXT.clear()
+        text = _ADDRESS_TEXT[raw] = inet_ntop(AF_INET, raw)
+    return text
+
+
+def _fast_ip(index: int, ts: int, linktype: int, data: memoryview) -> IpPacket | None:
+    """:func:`_decode_ip` for the streaming hot loop: untagged Ethernet + IPv4 without options
+    read with one ``struct`` call (the same checks as the codec's decoders), addresses through
+    a memo of ``inet_ntop``; anything else through the decoders."""
+    if linktype == LINKTYPE_ETHERNET and len(data) >= 34:
+        ethertype, vihl, total, frag, proto, src, dst = _ETH_IPV4.unpack_from(data)
+        if ethertype == ETHERTYPE_IPV4 and vihl == 0x45 and 20 <= total <= len(data) - 14:
+            if frag & 0x3FFF:
+                return None
+            return IpPacket(
+                index, ts, _text4(src), _text4(dst), proto, bytes(data[34 : 14 + total])
+            )
+    located = _ip_offset(linktype, data)
+    if located is None:
+        return None
+    ethertype, offset = located
+    if ethertype == ETHERTYPE_IPV4:
+        h4 = ipv4.decode(data, offset)
+        if h4.is_fragment:
+            return None
+        start, end, proto = offset + h4.header_size, offset + h4.total_length, h4.protocol
+        src, dst = inet_ntop(AF_INET, h4.source), inet_ntop(AF_INET, h4.destination)
+    elif ethertype == ETHERTYPE_IPV6:
+        h6 = ipv6.decode(data, offset)
+        if h6.is_fragment:
+            return None
+        start, end, proto = h6.upper_offset, offset + h6.total_length, h6.upper_protocol
+        src, dst = inet_ntop(AF_INET6, h6.source), inet_ntop(AF_INET6, h6.destination)
+    else:
+        return None
+    return IpPacket(index, ts, src, dst, proto, bytes(data[start:end]))
+
+
+def stream_packets(source: BinaryIO, counts: Counts) -> Iterator[IpPacket]:
+    """Every IP packet of the pcap or pcapng capture ``source`` streams, in constant memory.
+
+    Like :func:`read_capture`: undecodable frames are counted and skipped, and a capture cut
+    short keeps what was complete (``counts.damage`` says where it broke); a stream that is no
+    capture at all, or breaks before its first packet, is a :class:`CaptureError`.
+    """
+    reader = CaptureReader(source)
+    index = -1
+    try:
+        for index, (ts, data, _original, linktype) in enumerate(reader.raw()):
+            if index == 0:
+                counts.linktype = linktype
+            view = data if isinstance(data, memoryview) else memoryview(data)
+            try:
+                packet = _fast_ip(index, ts, linktype, view)
+            except CodecError:
+                packet = None
+            if packet is None:
+                counts.skipped += 1
+                continue
+            counts.packets += 1
+            yield packet
+    except CodecError as exc:
+        if index < 0:
+            raise CaptureError(f"not a readable capture file: {exc}") from exc
+        if not counts.packets:
+            raise CaptureError(f"capture unreadable: {exc}") from exc
+        counts.damage = str(exc)
 
 
 def tcp_segment(packet: IpPacket) -> TcpSegment | None:

@@ -179,6 +179,51 @@ def dataplane_command(  # noqa: PLR0917 - typer maps options to parameters
     raise typer.Exit(code)
 
 
+@bench_app.command("noisy")
+def noisy_command(  # noqa: PLR0917 - typer maps options to parameters
+    rounds: Annotated[int, typer.Option("--rounds", help="repetitions of every scenario")] = 5,
+    throughput_s: Annotated[float, typer.Option(help="seconds of flat-out load per trial")] = 2.0,
+    latency_s: Annotated[float, typer.Option(help="seconds of probed load per trial")] = 2.5,
+    probes: Annotated[int, typer.Option(help="latency probes per trial")] = 400,
+    load_fraction: Annotated[
+        float, typer.Option(help="latency load as a fraction of baseline throughput")
+    ] = 0.4,
+    rules: Annotated[int, typer.Option(help="vfw: nftables rules before the accept")] = 2000,
+    routes: Annotated[int, typer.Option(help="vrouter: routes in its table")] = 8192,
+    neighbour_mb: Annotated[int, typer.Option(help="cache walker buffer per process")] = 256,
+    targets: Annotated[str, typer.Option(help="comma-separated: vfw, vrouter")] = "vfw,vrouter",
+    quick: Annotated[bool, typer.Option("--quick", help="a short run (functional tests)")] = False,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """The seed's noisy-neighbour experiment (§7.6-7.8): baseline, neighbour, pinned, CoS models."""
+    from fluidedge.measure.noisy import table_lines
+    from fluidedge.measure.noisyrig import run_noisy
+    from fluidedge.measure.rundir import read_json
+
+    if quick:
+        rounds, throughput_s, latency_s, probes = 2, 0.6, 0.8, 100
+        rules, routes, neighbour_mb = 200, 1024, 64
+    run_dir, cells = run_noisy(
+        runs_dir=runs_dir,
+        rounds=rounds,
+        throughput_s=throughput_s,
+        latency_s=latency_s,
+        probes=probes,
+        load_fraction=load_fraction,
+        rules=rules,
+        routes=routes,
+        neighbour_mb=neighbour_mb,
+        targets=[t.strip() for t in targets.split(",") if t.strip()],
+        log=typer.echo,
+    )
+    results = read_json(run_dir / "results.json")
+    typer.echo(f"\nCAT: {results['cat']}")
+    typer.echo(f"latency load (pps): {results['latency_load_pps']}; {results['ci_note']}")
+    for line in table_lines(cells):
+        typer.echo(line)
+    typer.echo(f"\nrun directory: {run_dir}")
+
+
 @bench_app.command("replot")
 def replot_command(
     run_dir: Annotated[Path, typer.Argument(help="an instantiate run directory")],
@@ -250,7 +295,10 @@ def report_command(
 def analyze(  # noqa: PLR0917 - typer maps options to parameters
     capture: Annotated[
         Path,
-        typer.Argument(help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE)"),
+        typer.Argument(
+            help="pcap or pcapng of the API port (tcpdump -i lo port 8181 -w FILE), streamed; "
+            "- reads standard input"
+        ),
     ],
     api_port: Annotated[int, typer.Option("--api-port", help="the daemon's API port")] = 8181,
     dataplane: Annotated[
@@ -274,7 +322,7 @@ def analyze(  # noqa: PLR0917 - typer maps options to parameters
     token: Token = None,
 ) -> None:
     """The VIM message analyzer: per-request timings from a capture, checked against the daemon."""
-    from fluidedge.measure.benches import run_analyze
+    from fluidedge.measure.analyze import run_analyze
 
     _, check = run_analyze(
         capture,

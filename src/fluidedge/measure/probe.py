@@ -15,6 +15,7 @@ simply have no sample (loss is what the throughput trial counts).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import select
 import socket
 import struct
@@ -40,6 +41,28 @@ def ipv4_ident(frame: bytes) -> int | None:
     if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00":
         return None
     return int(struct.unpack_from("!H", frame, 18)[0])
+
+
+SO_ATTACH_FILTER = 26
+# Classic BPF: accept IPv4 frames whose identification is a probe's, drop the rest in the
+# kernel. The receiving socket sees every frame of the load too; without this, a receiver
+# thread starved on a loaded host lets its buffer overflow with load frames and loses probes.
+_PROBE_FILTER = (
+    (0x28, 0, 0, 12),  # ldh [12]            ethertype
+    (0x15, 0, 3, 0x0800),  # jeq #0x800, else drop
+    (0x28, 0, 0, 18),  # ldh [18]            IPv4 identification
+    (0x35, 0, 1, PROBE_IDENT_BASE),  # jge #base, else drop
+    (0x06, 0, 0, 0x40000),  # ret #262144      accept
+    (0x06, 0, 0, 0),  # ret #0                drop
+)
+
+
+def attach_probe_filter(sock: socket.socket) -> None:
+    """Attach :data:`_PROBE_FILTER` to an AF_PACKET socket (``SO_ATTACH_FILTER``)."""
+    program = b"".join(struct.pack("HBBI", *insn) for insn in _PROBE_FILTER)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(_PROBE_FILTER), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 class LatencyProbe:
@@ -74,6 +97,7 @@ class LatencyProbe:
 
         def receiver() -> socket.socket:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            attach_probe_filter(sock)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind((self.recv_ifname, 0))

@@ -22,7 +22,7 @@ from typing import Any
 from fluidedge.measure.errors import MeasureInputError, NoRunsError
 
 DEFAULT_ROOT = Path("runs")
-KINDS = ("instantiate", "density", "dataplane", "analyze")
+KINDS = ("instantiate", "density", "dataplane", "analyze", "noisy")
 _NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6}(?:-\d+)?)-(?P<kind>[a-z]+)$")
 
 

@@ -4,7 +4,8 @@ Paths, field names and status codes are the seed's Swagger: ``/service`` (GET li
 create: 200/400/409), ``/service/{name}`` (PUT update: 200/400/404/409; DELETE by name *or*
 serviceIP: 200/404). Every mutation is applied to the data plane before the 200 is sent
 (Figure 17). Added: ``GET /tunnels`` (learned bearers), ``DELETE /tunnels`` (purge them; they
-are re-learned from traffic), ``GET /stats`` (counters per service, drop and malformed reasons).
+are re-learned from traffic), ``GET /tunnels/events`` (the bounded log of bearers learned and
+retired, with the reason), ``GET /stats`` (counters per service, drop and malformed reasons).
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ def build_router(catalog: ServiceCatalog, backend: Backend) -> APIRouter:
     @router.get("/tunnels", summary="Learned bearers: peers, UE, TEIDs, counters, last seen")
     def tunnels() -> list[dict[str, Any]]:
         return backend.tunnels()
+
+    @router.get(
+        "/tunnels/events",
+        summary="Bearer events, oldest first (bounded): learned, retired and why",
+    )
+    def tunnel_events() -> list[dict[str, Any]]:
+        return backend.events()
 
     @router.delete(
         "/tunnels",

@@ -13,7 +13,8 @@ Contract:
 - ``apply(services)`` installs the complete service set atomically: when it returns, every
   packet processed afterwards sees the new set (Figure 17 steps 2-5); when it raises, the old
   set is still in force.
-- ``tunnels()``, ``stats()`` are consistent snapshots; ``purge()`` forgets learned tunnels.
+- ``tunnels()``, ``stats()``, ``events()`` (the bounded bearer event log) are consistent
+  snapshots; ``purge()`` forgets learned tunnels.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Backend(Protocol):
 
     def stats(self) -> dict[str, object]: ...
 
+    def events(self) -> list[dict[str, object]]: ...
+
     def purge(self) -> int: ...
 
 
@@ -67,6 +70,9 @@ class NullBackend:
 
     def stats(self) -> dict[str, object]:
         return self.pipeline.stats()
+
+    def events(self) -> list[dict[str, object]]:
+        return self.pipeline.bearer_events()
 
     def purge(self) -> int:
         return self.pipeline.purge_all()

@@ -1,6 +1,7 @@
 """``fluidedge service add/list/update/delete`` and ``fluidedge tunnels``: the API, on the shell.
 
-They talk to a running daemon (``FLUIDEDGE_URL``, ``FLUIDEDGE_TOKEN`` or the token file).
+They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`).
 """
 
 from __future__ import annotations
@@ -86,11 +87,23 @@ def register(app: typer.Typer) -> None:
     def tunnels_command(
         as_json: JsonOpt = False,
         purge: Annotated[bool, typer.Option(help="Forget all learned tunnels.")] = False,
+        events: Annotated[
+            bool, typer.Option("--events", help="The bearer event log (learned, retired, why).")
+        ] = False,
     ) -> None:
         """Learned GTP-U bearers (eNB, SGW, UE, TEIDs, counters)."""
         client = _client()
         if purge:
             typer.echo(f"purged {client.delete('/tunnels')['purged']} bearers")
+            return
+        if events:
+            rows = client.get("/tunnels/events")
+            if as_json:
+                typer.echo(json.dumps(rows, indent=2))
+                return
+            from rich.console import Console
+
+            Console().print(events_table(rows))
             return
         rows = client.get("/tunnels")
         if as_json:
@@ -135,5 +148,35 @@ def tunnels_table(rows: list[dict[str, Any]]) -> Any:
             str(t["downlink"]["packets"]),
             f"{t['offloaded']['up']}/{t['offloaded']['down']}",
             f"{max(0.0, now - t['lastSeen']):.1f}s",
+        )
+    return table
+
+
+def events_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of ``GET /tunnels/events`` rows, oldest first."""
+    import time
+
+    from rich.table import Table
+
+    table = Table("#", "time", "event", "reason", "UE", "eNB", "SGW", "UL/DL TEID", "detail")
+    for e in rows:
+        at = e.get("at")
+        when = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(at, float) else "-"
+        teids = "/".join(
+            "?" if e.get(k) is None else f"0x{e[k]:08x}" for k in ("uplinkTEID", "downlinkTEID")
+        )
+        detail = f"replaced by {e['replacedBy']}" if e.get("replacedBy") else ""
+        if "bearers" in e:
+            detail = f"{e['bearers']} bearers"
+        table.add_row(
+            str(e.get("id", "")),
+            when,
+            str(e.get("event", "")),
+            str(e.get("reason", "")),
+            str(e.get("ue", "")),
+            str(e.get("enb", "")),
+            str(e.get("sgw", "")),
+            teids if "ue" in e else "",
+            detail,
         )
     return table

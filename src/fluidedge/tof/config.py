@@ -53,6 +53,9 @@ class TofConfig(BaseModel):
     enb_addresses: list[str] = Field(default_factory=list)
     sgw_addresses: list[str] = Field(default_factory=list)
     apps_tun: str = "tofapps"
+    apps_interface: str | None = None  # the apps network's interface (checked/set up at start)
+    apps_gateway: str | None = None  # its address the apps route the UE pools to, "a.b.c.d/nn"
+    apps_setup: Literal["auto", "check"] | None = None  # default: auto in netns, else check
     ue_pools: list[str] = Field(default_factory=lambda: ["198.18.100.0/24"])
     pinger_target: str = "198.18.200.10"
     pinger_target6: str | None = None
@@ -67,8 +70,16 @@ class TofConfig(BaseModel):
     batch: int = Field(default=64, ge=1, le=4096)
     s1_mtu: int = Field(default=1500, ge=576, le=9216)
     mss_clamp: bool = True
+    # Fail-open (docs/tof.md): a tc program on the S1 interfaces switches S1 through unchanged
+    # while no agent runs (killed, crashed, stopped, restarting). False: stop() removes it and
+    # S1 is cut while the daemon is down.
+    fail_open: bool = True
+    event_log: int = Field(
+        default=1000, ge=1, le=100_000
+    )  # bearer events kept (GET /tunnels/events)
+    gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
 
-    @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun")
+    @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun", "apps_interface")
     @classmethod
     def _check_ifname(cls, value: str | None) -> str | None:
         return _ifname(value)
@@ -77,6 +88,15 @@ class TofConfig(BaseModel):
     @classmethod
     def _check_addresses(cls, value: list[str]) -> list[str]:
         return [str(ipaddress.ip_address(v)) for v in value]
+
+    @field_validator("apps_gateway")
+    @classmethod
+    def _check_gateway(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "/" not in value:
+            raise ValueError("apps_gateway needs a prefix length, e.g. 198.19.0.1/24")
+        return str(ipaddress.ip_interface(value))
 
     @field_validator("ue_pools")
     @classmethod
@@ -99,6 +119,8 @@ class TofConfig(BaseModel):
             self.sgw_interface = None
         elif self.enb_interface is None or self.sgw_interface is None:
             raise ValueError("set enb_interface and sgw_interface, or s1_interface")
+        if self.apps_gateway is not None and self.apps_interface is None:
+            raise ValueError("apps_gateway needs apps_interface (the interface to put it on)")
         if set(self.enb_addresses) & set(self.sgw_addresses):
             raise ValueError("an address cannot be both an eNB and an SGW")
         return self

@@ -25,6 +25,7 @@ from collections import Counter
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import netns_argv, run
+from fluidedge.tof import apps_side
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
@@ -111,8 +112,10 @@ class DataPlaneBase:
         run(netns_argv(self.config.netns, list(argv)), check=check)
 
     def _open_apps_tun(self) -> None:
-        """Open the apps TUN, bring it up and route the UE pools into it (replies come back)."""
+        """Check or set up the apps side (:mod:`fluidedge.tof.apps_side`; refuses with what is
+        missing), open the apps TUN, bring it up and route the UE pools into it."""
         config = self.config
+        apps_side.prepare(config)
         self._tun = call_in_netns(config.netns, lambda: open_tun(config.apps_tun))
         self._run("ip", "link", "set", config.apps_tun, "up")
         for pool in config.ue_pools:
@@ -160,6 +163,16 @@ class DataPlaneBase:
                     row[key] = round(value + self._mono_to_wall, 3)
         return rows
 
+    def events(self) -> list[dict[str, object]]:
+        """The pipeline's bearer event log, times in wall-clock seconds."""
+        with self._lock:
+            rows = self.pipeline.bearer_events()
+        for row in rows:
+            at = row["at"]
+            if isinstance(at, float):
+                row["at"] = round(at + self._mono_to_wall, 3)
+        return rows
+
     def _add_dataplane_state(self, stats: dict[str, object]) -> dict[str, object]:
         """Add the I/O counters and the thread's state (or why it died) to ``stats``."""
         stats["io"] = dict(self.io)
@@ -170,11 +183,17 @@ class DataPlaneBase:
     # ------------------------------------------------------------------ data path
 
     def _thread_main(self) -> None:
-        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``)."""
+        """The data-plane thread; if it ever dies, ``stats()`` says so (``dataplane``), and the
+        apps TUN is closed: that is the kernel program's signal to fail open (switch S1
+        through unchanged, :mod:`fluidedge.tof.failopen`) instead of feeding a dead loop."""
         try:
             self._loop()
         except BaseException as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
+            if self._tun is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._tun)
+                self._tun = None
             raise
 
     def _loop(self) -> None:

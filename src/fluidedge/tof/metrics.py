@@ -53,6 +53,17 @@ def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
         table: Mapping[str, int] = stats.get(key, {})
         label = "kind" if key in ("counters", "io") else "reason"
         lines += _family(metric, "counter", text, [({label: k}, v) for k, v in table.items()])
+    events: Mapping[str, Mapping[str, int]] = stats.get("bearerEvents", {})
+    lines += _family(
+        "fluidedge_tof_bearer_events_total",
+        "counter",
+        "Bearer events (learned, retired, purged) by reason.",
+        [
+            ({"event": e, "reason": r}, n)
+            for e, reasons in events.items()
+            for r, n in reasons.items()
+        ],
+    )
     lines += _family(
         "fluidedge_tof_bearers", "gauge", "Learned bearers.", [({}, stats.get("bearers", 0))]
     )

@@ -3,7 +3,9 @@
 ``newService``/``service`` both carry ``name``, ``serviceIP`` and ``applicationIP`` (all
 required strings). We add what the Swagger leaves implicit: names use a safe charset and length,
 addresses are parsed strictly (no leading zeros, no zone index, no prefix), must be unicast, and
-the two addresses of a service must be of the same family and differ. Unknown fields are
+the two addresses of a service must be of the same family. They may be equal: the app answers
+at the address the UEs already use, and the TOF decapsulates and re-encapsulates without any
+address rewrite (operators often offload that way). Unknown fields are
 rejected so that a typo (``serviceIp``) is a 400, not a silently ignored field. Addresses are
 stored in their canonical text form so that ``2001:DB8::1`` and ``2001:db8::1`` are one key.
 """
@@ -69,13 +71,11 @@ class ServiceModel(BaseModel):
     applicationIP: IPText
 
     @model_validator(mode="after")
-    def _same_family_distinct(self) -> ServiceModel:
+    def _same_family(self) -> ServiceModel:
         service = ipaddress.ip_address(self.serviceIP)
         application = ipaddress.ip_address(self.applicationIP)
         if service.version != application.version:
             raise ValueError("serviceIP and applicationIP must be of the same IP version")
-        if service == application:
-            raise ValueError("serviceIP and applicationIP must differ")
         return self
 
     def to_service(self) -> Service:

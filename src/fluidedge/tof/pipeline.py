@@ -13,14 +13,19 @@ cannot change (§4.3.1 "regular switch"; the bump in the wire is invisible).
 What happens to a frame (the GTP Filter of §4.3.2.1.1, then the UE-decapsulated path):
 
 1. Not IPv4/IPv6 + UDP to port 2152, or an outer fragment: switched to the other side.
-2. GTP-U that does not parse (bad version, GTP', truncated, broken extension chain): switched
-   unchanged and counted by reason — it is not ours to judge, the peers will.
+2. GTP-U that does not parse (bad version, GTP', truncated, broken extension chain, unknown
+   extension with comprehension bits 11): switched unchanged and counted by reason — it is not
+   ours to judge, the peers will. Unknown extensions an intermediate node forwards (bits 00,
+   01, 10; TS 29.281 §5.2.1) are G-PDUs like any other: learned, passed byte for byte; bits
+   10 are never offloaded (the endpoint must understand them and we do not).
 3. Echo, Supported Extension Headers: switched. End Marker and Error Indication: switched, and
    the tunnel they name is forgotten (see :meth:`Pipeline._on_end_marker`).
 4. G-PDU: looked up by ``(outer source, outer destination, TEID)``; an unknown key is learned
    (uplink: the SGW's TEID and the UE = inner source; downlink: the eNB's TEID and the UE =
    inner destination), both directions of one UE between one eNB and one SGW forming a
-   :class:`Bearer`. Colliding TEIDs across peers are different keys.
+   :class:`Bearer`. Colliding TEIDs across peers are different keys. A key seen with another
+   inner UE address than its bearer's names a new bearer (re-attach with TEID reuse): the old
+   one is retired (an event with a reason), the new one learned (:meth:`Pipeline._retire`).
 5. An uplink G-PDU whose inner destination is a service IP is decapsulated and NATed to the
    application (flow state kept per 5-tuple) and goes to :data:`APPS`; everything else is
    switched unchanged.
@@ -52,6 +57,7 @@ from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import Classified, Kind, classify, decode_frame
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.models import Service
 
 _ICMP_PROTOS = (inner_codec.PROTO_ICMP, inner_codec.PROTO_ICMPV6)
@@ -76,6 +82,9 @@ PINGER_ID = 0xF1ED
 PINGER_MAGIC = b"fluidedge-pinger"
 
 Action = tuple[int, bytes]
+
+GTPC_PORT = 2123
+_EXT_CLASS_ENDPOINT = 0x80  # TS 29.281 §5.2.1: comprehension bits 10, the endpoint's to read
 
 _NUMBERS = re.compile(r" (0x[0-9a-fA-F]+|[0-9]+)\b")  # "IE 133" -> "IE": bounded label sets
 _GPDU = int(Kind.GTP_GPDU)
@@ -120,7 +129,9 @@ class Bearer:
     pinger_next: float = 0.0
     pinger_sent: int = 0
     pinger_seq: int = 0
+    pinger_replies: int = 0
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)
+    learned_from: str = "user_plane"  # or "gtpc"
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes]:
@@ -138,8 +149,24 @@ class Bearer:
             "uplink": {"packets": self.ul_packets, "bytes": self.ul_bytes},
             "downlink": {"packets": self.dl_packets, "bytes": self.dl_bytes},
             "offloaded": {"up": self.offloaded_up, "down": self.offloaded_down},
-            "pinger": {"active": self.pinger_since is not None, "sent": self.pinger_sent},
+            "pinger": {
+                "active": self.pinger_since is not None,
+                "sent": self.pinger_sent,
+                "replies": self.pinger_replies,
+            },
             "queued": len(self.queue),
+            "learnedFrom": self.learned_from,
+        }
+
+    def summary(self) -> dict[str, object]:
+        """The identity part of :meth:`to_api` (what an event names; addresses as raw bytes,
+        turned into text only when the log is read)."""
+        return {
+            "enb": self.enb,
+            "sgw": self.sgw,
+            "ue": self.ue,
+            "uplinkTEID": self.ul_teid,
+            "downlinkTEID": self.dl_teid,
         }
 
 
@@ -183,6 +210,8 @@ class Pipeline:
 
     def __init__(self, config: TofConfig) -> None:
         self.config = config
+        # Tunnel keys: outer source + outer destination + TEID (+ b"6" when the UE is IPv6, so
+        # a dual-stack bearer's two families never look like a UE change; see :func:`tunnel_key`).
         self.up: dict[bytes, Bearer] = {}  # (enb, sgw, TEID) -> bearer
         self.down: dict[bytes, Bearer] = {}  # (sgw, enb, TEID) -> bearer
         self.bearers: dict[tuple[bytes, bytes, bytes], Bearer] = {}
@@ -193,16 +222,19 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter()
+        self.events = EventLog(config.event_log)
         self.enb_filter = frozenset(_packed(a) for a in config.enb_addresses)
         self.sgw_filter = frozenset(_packed(a) for a in config.sgw_addresses)
         self.pinger4 = _packed(config.pinger_target)
         self.pinger6 = _packed(config.pinger_target6) if config.pinger_target6 else None
         self._ip_id = 0
         self._next_purge = 0.0
+        self._clock = 0.0  # the latest tick's time (for events without a packet)
         self._deltas: dict[bytes, int] = {}
         # Largest TCP MSS whose segment still fits one S1 frame once encapsulated (outer IPv4
         # 20 + UDP 8 + GTP-U 16 with a PDU Session Container, inner IPv6 40 + TCP 20).
         self._mss_limit = config.s1_mtu - 104 if config.mss_clamp else 0
+        self.gtpc = GtpcLearner(self)
 
     # ------------------------------------------------------------------ control
 
@@ -222,15 +254,19 @@ class Pipeline:
             if table.get(flow.service_ip) != (flow.service, flow.application_ip):
                 del self.pairs[pair]
 
-    def purge_all(self) -> int:
+    def purge_all(self, now: float | None = None) -> int:
         """Forget every learned bearer and flow (they are re-learned from traffic)."""
+        now = self._clock if now is None else now
         n = len(self.bearers)
         self.up.clear()
         self.down.clear()
         self.bearers.clear()
         self.flows.clear()
         self.pairs.clear()
+        self.gtpc.clear()
         self.counters["bearers_purged"] += n
+        self.counters["bearers_retired_purged"] += n
+        self.events.add(now, "purged", "api", {"bearers": n})
         return n
 
     # ------------------------------------------------------------------ S1 side
@@ -251,22 +287,63 @@ class Pipeline:
             mtype = c.message_type
             self.counters[f"gtpu_type_{mtype}"] += 1
             if mtype == GTP_END_MARKER and c.outer_src and c.outer_dst and c.teid is not None:
-                self._on_end_marker(c.outer_src, c.outer_dst, c.teid)
+                self._on_end_marker(c.outer_src, c.outer_dst, c.teid, now)
             elif mtype == GTP_ERROR_INDICATION:
-                self._on_error_indication(frame)
+                self._on_error_indication(frame, now)
             return [(other, frame)]
         if kind == _MALFORMED:
             error = c.error
             reason = f"{_NUMBERS.sub('', error.header)}/{error.error}" if error else "unknown"
             self.malformed[reason] += 1
             return [(other, frame)]
+        if kind == int(Kind.NON_GTP) and GTPC_PORT in (c.src_port, c.dst_port):
+            self.gtpc.on_frame(frame, c, port, now)
         self.counters[_SWITCHED[kind]] += 1
         return [(other, frame)]
 
-    def _uplink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
-        bearer = self.up.get(c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big"))  # type: ignore[operator,union-attr]
+    def _tunnel_bearer(
+        self, frame: bytes, c: Classified, now: float, *, uplink: bool
+    ) -> Bearer | None:
+        """The bearer a G-PDU's tunnel key names, checked against its inner UE address.
+
+        A key whose bearer has another UE means the peers re-used the TEID for a new bearer
+        (re-attach): the old bearer is retired and the new one learned from this frame.
+        """
+        ue = c.inner_src if uplink else c.inner_dst
+        table = self.up if uplink else self.down
+        bearer = table.get(tunnel_key(c.outer_src, c.outer_dst, c.teid, ue))  # type: ignore[arg-type]
+        if bearer is not None and bearer.ue != ue:
+            self._retire(
+                bearer,
+                "uplink_teid_reused" if uplink else "downlink_teid_reused",
+                now,
+                by=ue,
+            )
+            bearer = None
         if bearer is None:
-            bearer = self._learn(frame, c, now, uplink=True)
+            bearer = self._learn(frame, c, now, uplink=uplink)
+        return bearer
+
+    @staticmethod
+    def _credit(bearer: Bearer, c: Classified, now: float, *, uplink: bool) -> None:
+        """Count a user G-PDU on its bearer: the only thing that keeps a bearer alive."""
+        bearer.last_seen = now
+        size = c.inner_end - c.inner_offset  # type: ignore[operator]
+        if uplink:
+            bearer.ul_packets += 1
+            bearer.ul_bytes += size
+        else:
+            bearer.dl_packets += 1
+            bearer.dl_bytes += size
+
+    def _uplink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")  # type: ignore[operator,union-attr]
+        ue = c.inner_src
+        if len(ue) != 4:  # type: ignore[arg-type]
+            key += b"6"
+        bearer = self.up.get(key)
+        if bearer is None or bearer.ue != ue:
+            bearer = self._tunnel_bearer(frame, c, now, uplink=True)
             if bearer is None:
                 return [(SGW, frame)]
         bearer.last_seen = now
@@ -275,23 +352,59 @@ class Pipeline:
         service = self.services.get(c.inner_dst) if self.services else None  # type: ignore[arg-type]
         if service is None:
             return [(SGW, frame)]
+        unknown = c.unknown_ext
+        if unknown is not None and unknown & _EXT_CLASS_ENDPOINT:
+            # TS 29.281 §5.2.1: an unknown extension with comprehension bits 10 must be
+            # understood by the endpoint. We are not that endpoint: forward it, do not offload.
+            self.counters["offload_refused_unknown_extension"] += 1
+            return [(SGW, frame)]
         return self._offload_up(frame, c, bearer, service, now)
 
     def _downlink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
-        bearer = self.down.get(c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big"))  # type: ignore[operator,union-attr]
+        if c.icmp_id == PINGER_ID and self._is_pinger_reply(frame, c):
+            return self._pinger_reply(frame, c, now)
+        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")  # type: ignore[operator,union-attr]
+        ue = c.inner_dst
+        if len(ue) != 4:  # type: ignore[arg-type]
+            key += b"6"
+        bearer = self.down.get(key)
         out: list[Action] = []
-        if bearer is None:
-            bearer = self._learn(frame, c, now, uplink=False)
+        if bearer is None or bearer.ue != ue:
+            bearer = self._tunnel_bearer(frame, c, now, uplink=False)
             if bearer is None:
                 return [(ENB, frame)]
             out = self._flush_queue(bearer, now)
         bearer.last_seen = now
         bearer.dl_packets += 1
         bearer.dl_bytes += c.inner_end - c.inner_offset  # type: ignore[operator]
-        if bearer.pinger_sent and c.icmp_id == PINGER_ID and self._is_pinger_reply(frame, c):
-            self.counters["pinger_replies_swallowed"] += 1
-            return out
         out.append((ENB, frame))
+        return out
+
+    def _pinger_reply(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+        """An echo reply carrying the Pinger's identifier and magic.
+
+        It completes (downlink TEID) and is swallowed only by the bearer whose Pinger sent the
+        request it answers (same peers, its UE, one of its sequence numbers). It never counts as
+        user traffic, so it cannot keep any bearer alive; anyone else's is passed on untouched.
+        """
+        enb, sgw, ue = c.outer_dst, c.outer_src, c.inner_dst
+        bearer = self.bearers.get((enb, sgw, ue))  # type: ignore[arg-type]
+        seq = self._pinger_reply_seq(frame, c)
+        if bearer is None or not bearer.pinger_sent or not _pinged(bearer, seq):
+            self.counters["pinger_reply_not_ours_passed"] += 1
+            return [(ENB, frame)]
+        out: list[Action] = []
+        key = tunnel_key(c.outer_src, c.outer_dst, c.teid, ue)  # type: ignore[arg-type]
+        if self.down.get(key) is not bearer:
+            other = self.down.get(key)
+            if other is not None:
+                self._retire(other, "downlink_teid_reused", now, by=ue)
+            last_seen = bearer.last_seen
+            if self._learn(frame, c, now, uplink=False) is bearer:
+                out = self._flush_queue(bearer, now)
+            bearer.last_seen = last_seen  # learning from our own echo is not user traffic
+        bearer.pinger_replies += 1
+        self.counters["pinger_replies_swallowed"] += 1
         return out
 
     # ------------------------------------------------------------------ learning
@@ -308,75 +421,187 @@ class Pipeline:
         ):
             self.counters["not_learned_peer_not_provisioned"] += 1
             return None
-        decoded = decode_frame(frame)
-        ip, ip_off = decoded.ip, decoded.ip_offset
-        if ip is None or ip_off is None or c.src_port is None:
+        if c.src_port is None:
             return None
+        if c.vlan is None and len(src) == 4 and frame[12:14] == b"\x08\x00":
+            ip_off = 14  # untagged IPv4: read TOS/TTL in place (classify checked the header)
+            tos, ttl = frame[15], frame[22]
+        else:
+            decoded = decode_frame(frame)
+            ip, ip_off_found = decoded.ip, decoded.ip_offset
+            if ip is None or ip_off_found is None:
+                return None
+            ip_off = ip_off_found
+            if isinstance(ip, IPv4Header):
+                tos, ttl = ip.tos, ip.ttl
+            else:
+                tos, ttl = ip.traffic_class, ip.hop_limit
+        bearer = self._bearer_for(enb, sgw, ue, now, "user_plane")
+        if bearer is None:
+            return None
+        self._set_tunnel(
+            bearer, teid, uplink=uplink, eth=frame[:ip_off], tos=tos, ttl=ttl, sport=c.src_port
+        )
+        return bearer
+
+    def _bearer_for(
+        self, enb: bytes, sgw: bytes, ue: bytes, now: float, source: str
+    ) -> Bearer | None:
+        """The bearer of ``ue`` between these peers, created (and logged) if new."""
         key = (enb, sgw, ue)
         bearer = self.bearers.get(key)
         if bearer is None:
             if len(self.bearers) >= self.config.max_tunnels:
                 self.drops["tunnel_table_full"] += 1
                 return None
-            bearer = Bearer(enb, sgw, ue, learned_at=now, last_seen=now)
+            bearer = Bearer(enb, sgw, ue, learned_at=now, last_seen=now, learned_from=source)
             self.bearers[key] = bearer
             self.counters["bearers_learned"] += 1
-        tkey = src + dst + teid.to_bytes(4, "big")
-        eth = frame[:ip_off]
-        if isinstance(ip, IPv4Header):
-            tos, ttl = ip.tos, ip.ttl
-        else:
-            tos, ttl = ip.traffic_class, ip.hop_limit
-        if uplink:
-            if bearer.ul_teid is not None:
-                self.up.pop(src + dst + bearer.ul_teid.to_bytes(4, "big"), None)
-            bearer.ul_teid = teid
-            bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl = eth, tos, ttl
-            bearer.ul_sport = c.src_port
-            self.up[tkey] = bearer
-            self.counters["tunnels_learned_uplink"] += 1
-        else:
-            if bearer.dl_teid is not None:
-                self.down.pop(src + dst + bearer.dl_teid.to_bytes(4, "big"), None)
-            bearer.dl_teid = teid
-            bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl = eth, tos, ttl
-            bearer.dl_sport = c.src_port
-            self.down[tkey] = bearer
-            self.counters["tunnels_learned_downlink"] += 1
-            if bearer.pinger_since is not None:
-                bearer.pinger_since = None  # Figure 16 step 11: stop the Pinger
-                self.counters["pinger_stopped_learned"] += 1
+            self.counters[f"bearers_learned_{source}"] += 1
+            self.events.add(now, "learned", source, bearer.summary())
         return bearer
+
+    def _set_tunnel(
+        self,
+        bearer: Bearer,
+        teid: int,
+        *,
+        uplink: bool,
+        eth: bytes | None,
+        tos: int,
+        ttl: int,
+        sport: int,
+    ) -> None:
+        """Give ``bearer`` its uplink or downlink TEID (replacing an older one of its own)."""
+        if uplink:
+            src, dst = bearer.enb, bearer.sgw
+            if bearer.ul_teid is not None and bearer.ul_teid != teid:
+                self.up.pop(tunnel_key(src, dst, bearer.ul_teid, bearer.ue), None)
+                self.counters["tunnels_replaced_uplink"] += 1
+            bearer.ul_teid = teid
+            if eth is not None:
+                bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl = eth, tos, ttl
+            bearer.ul_sport = sport
+            self.up[tunnel_key(src, dst, teid, bearer.ue)] = bearer
+            self.counters["tunnels_learned_uplink"] += 1
+            return
+        src, dst = bearer.sgw, bearer.enb
+        if bearer.dl_teid is not None and bearer.dl_teid != teid:
+            self.down.pop(tunnel_key(src, dst, bearer.dl_teid, bearer.ue), None)
+            self.counters["tunnels_replaced_downlink"] += 1
+        bearer.dl_teid = teid
+        if eth is not None:
+            bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl = eth, tos, ttl
+        bearer.dl_sport = sport
+        self.down[tunnel_key(src, dst, teid, bearer.ue)] = bearer
+        self.counters["tunnels_learned_downlink"] += 1
+        if bearer.pinger_since is not None:
+            bearer.pinger_since = None  # Figure 16 step 11: stop the Pinger
+            self.counters["pinger_stopped_learned"] += 1
+
+    def install_bearer(
+        self,
+        enb: bytes,
+        sgw: bytes,
+        ue: bytes,
+        ul_teid: int | None,
+        dl_teid: int | None,
+        *,
+        now: float,
+        source: str = "gtpc",
+        ul_eth: bytes | None = None,
+        dl_eth: bytes | None = None,
+    ) -> Bearer | None:
+        """Learn a bearer the control plane announced (both TEIDs at once, no traffic needed).
+
+        A tunnel key that already names another UE's bearer retires that bearer first
+        (``<source>_replaced``). Frame templates are taken when the caller has them (a GTP-C
+        frame between the same two hosts); else the first G-PDU of each direction fills them.
+        """
+        for teid, uplink in ((ul_teid, True), (dl_teid, False)):
+            if teid is None:
+                continue
+            table = self.up if uplink else self.down
+            src, dst = (enb, sgw) if uplink else (sgw, enb)
+            other = table.get(tunnel_key(src, dst, teid, ue))
+            if other is not None and other.ue != ue:
+                self._retire(other, f"{source}_replaced", now, by=ue)
+        if self.enb_filter and enb not in self.enb_filter:
+            self.counters["not_learned_peer_not_provisioned"] += 1
+            return None
+        if self.sgw_filter and sgw not in self.sgw_filter:
+            self.counters["not_learned_peer_not_provisioned"] += 1
+            return None
+        bearer = self._bearer_for(enb, sgw, ue, now, source)
+        if bearer is None:
+            return None
+        if ul_teid is not None:
+            self._set_tunnel(
+                bearer, ul_teid, uplink=True, eth=ul_eth or None, tos=0, ttl=64, sport=GTPU_PORT
+            )
+        if dl_teid is not None:
+            self._set_tunnel(
+                bearer, dl_teid, uplink=False, eth=dl_eth or None, tos=0, ttl=64, sport=GTPU_PORT
+            )
+        return bearer
+
+    def retire_bearer(self, bearer: Bearer, reason: str, now: float) -> None:
+        """Forget ``bearer`` entirely (both directions), logged with ``reason``."""
+        self._retire(bearer, reason, now)
+
+    def _retire(self, bearer: Bearer, reason: str, now: float, by: bytes | None = None) -> None:
+        detail = bearer.summary()
+        if by is not None:
+            detail["replacedBy"] = by
+        self._forget(bearer, uplink=True, downlink=True, reason=reason)
+        self.bearers.pop(bearer.key, None)
+        self._drop_queue(bearer)
+        bearer.pinger_since = None
+        self.counters[f"bearers_retired_{reason}"] += 1
+        self.events.add(now, "retired", reason, detail)
+
+    def _drop_queue(self, bearer: Bearer) -> None:
+        if bearer.queue:
+            self.drops["queue_bearer_gone"] += len(bearer.queue)
+            bearer.queue.clear()
 
     def _forget(self, bearer: Bearer, *, uplink: bool, downlink: bool, reason: str) -> None:
         if uplink and bearer.ul_teid is not None:
-            self.up.pop(bearer.enb + bearer.sgw + bearer.ul_teid.to_bytes(4, "big"), None)
+            self.up.pop(tunnel_key(bearer.enb, bearer.sgw, bearer.ul_teid, bearer.ue), None)
             bearer.ul_teid = None
         if downlink and bearer.dl_teid is not None:
-            self.down.pop(bearer.sgw + bearer.enb + bearer.dl_teid.to_bytes(4, "big"), None)
+            self.down.pop(tunnel_key(bearer.sgw, bearer.enb, bearer.dl_teid, bearer.ue), None)
             bearer.dl_teid = None
         self.counters[f"tunnels_forgotten_{reason}"] += 1
         if bearer.ul_teid is None and bearer.dl_teid is None:
             self.bearers.pop(bearer.key, None)
-            if bearer.queue:
-                self.drops["queue_bearer_gone"] += len(bearer.queue)
-                bearer.queue.clear()
+            self._drop_queue(bearer)
 
-    def _on_end_marker(self, src: bytes, dst: bytes, teid: int) -> None:
+    def _forget_logged(
+        self, bearer: Bearer, now: float, *, uplink: bool, downlink: bool, reason: str
+    ) -> None:
+        """:meth:`_forget` one direction; when that was the bearer's last, it is retired."""
+        self._forget(bearer, uplink=uplink, downlink=downlink, reason=reason)
+        if self.bearers.get(bearer.key) is not bearer:
+            self.counters[f"bearers_retired_{reason}"] += 1
+            self.events.add(now, "retired", reason, bearer.summary())
+
+    def _on_end_marker(self, src: bytes, dst: bytes, teid: int, now: float) -> None:
         """End Marker (TS 29.281 §7.3.2): the tunnel it travels on carries no more G-PDUs.
 
         We forget that one direction; the other stays. A later G-PDU on a new tunnel is
         learned as usual, and offloaded replies wait (queue + Pinger) for the new downlink.
         """
         tkey = src + dst + teid.to_bytes(4, "big")
-        bearer = self.down.get(tkey)
-        if bearer is not None:
-            self._forget(bearer, uplink=False, downlink=True, reason="end_marker")
-        bearer = self.up.get(tkey)
-        if bearer is not None:
-            self._forget(bearer, uplink=True, downlink=False, reason="end_marker")
+        for key in (tkey, tkey + b"6"):
+            bearer = self.down.get(key)
+            if bearer is not None:
+                self._forget_logged(bearer, now, uplink=False, downlink=True, reason="end_marker")
+            bearer = self.up.get(key)
+            if bearer is not None:
+                self._forget_logged(bearer, now, uplink=True, downlink=False, reason="end_marker")
 
-    def _on_error_indication(self, frame: bytes) -> None:
+    def _on_error_indication(self, frame: bytes, now: float) -> None:
         """Error Indication (TS 29.281 §7.3.1): its sender does not know TEID-I.
 
         The sender is the GTP-U Peer Address IE (the destination of the G-PDU that triggered
@@ -388,11 +613,12 @@ class Pipeline:
             return
         peer = msg.peer_address.packed
         suffix = peer + msg.teid_data_i.to_bytes(4, "big")
+        size = 2 * len(peer) + 4
         for table, is_up in ((self.up, True), (self.down, False)):
             for tkey, bearer in list(table.items()):
-                if tkey.endswith(suffix) and len(tkey) == 2 * len(peer) + 4:
-                    self._forget(
-                        bearer, uplink=is_up, downlink=not is_up, reason="error_indication"
+                if tkey[size - len(suffix) : size] == suffix and len(tkey) in (size, size + 1):
+                    self._forget_logged(
+                        bearer, now, uplink=is_up, downlink=not is_up, reason="error_indication"
                     )
 
     # ------------------------------------------------------------------ offload
@@ -712,6 +938,13 @@ class Pipeline:
             )
         ]
 
+    @staticmethod
+    def _pinger_reply_seq(frame: bytes, c: Classified) -> int:
+        """The sequence number of an echo reply :meth:`_is_pinger_reply` accepted."""
+        p = c.inner_offset or 0
+        l4 = p + ((frame[p] & 15) * 4 if c.inner_proto == inner_codec.PROTO_ICMP else 40)
+        return (frame[l4 + 6] << 8) | frame[l4 + 7]
+
     def _is_pinger_reply(self, frame: bytes, c: Classified) -> bool:
         """An echo reply to one of our requests: right type, our identifier and our magic."""
         p = c.inner_offset
@@ -731,6 +964,7 @@ class Pipeline:
     def tick(self, now: float) -> list[Action]:
         """Pinger retransmissions, queue time-outs and, once a second, the idle purge."""
         out: list[Action] = []
+        self._clock = now
         give_up = self.config.pinger_give_up
         for bearer in list(self.bearers.values()):
             if bearer.pinger_since is not None:
@@ -751,12 +985,15 @@ class Pipeline:
         return out
 
     def _purge(self, now: float) -> None:
-        """§4.3.1 "auto-purge stale SGW/eNodeB tunnels after some configured idle time"."""
+        """§4.3.1 "auto-purge stale SGW/eNodeB tunnels after some configured idle time".
+
+        Idle means no user G-PDU on the S1 side: the Pinger, its replies and the apps' packets
+        do not count, so no state can keep itself alive (an active Pinger does not either).
+        """
         idle = now - self.config.idle_timeout
         for bearer in list(self.bearers.values()):
-            if bearer.last_seen < idle and bearer.pinger_since is None:
-                self._forget(bearer, uplink=True, downlink=True, reason="idle")
-                self.bearers.pop(bearer.key, None)
+            if bearer.last_seen < idle:
+                self._retire(bearer, "idle", now)
                 self.counters["bearers_purged"] += 1
         stale = now - self.config.flow_timeout
         for key, flow in list(self.flows.items()):
@@ -772,6 +1009,10 @@ class Pipeline:
     def tunnels(self) -> list[dict[str, object]]:
         return [b.to_api() for b in self.bearers.values()]
 
+    def bearer_events(self) -> list[dict[str, object]]:
+        """The bounded event log, oldest first (``GET /tunnels/events``)."""
+        return self.events.rows()
+
     def stats(self) -> dict[str, object]:
         return {
             "counters": dict(self.counters),
@@ -779,9 +1020,62 @@ class Pipeline:
             "malformed": dict(self.malformed),
             "services": {name: c.to_api() for name, c in self.service_counters.items()},
             "bearers": len(self.bearers),
+            "bearerEvents": self.events.by_reason(),
             "flows": len(self.flows),
             "queued": sum(len(b.queue) for b in self.bearers.values()),
         }
+
+
+def tunnel_key(src: bytes, dst: bytes, teid: int, ue: bytes) -> bytes:
+    """The lookup key of one tunnel direction: outer source + destination + TEID.
+
+    IPv6 UEs get a ``b"6"`` suffix: a dual-stack (IPv4v6) bearer carries both families on one
+    TEID, and each family's address is its own bearer, so a frame of the other family must not
+    look like a UE change. 12-octet keys (IPv4 peers, IPv4 UE) are what the fast path mirrors.
+    """
+    key = src + dst + teid.to_bytes(4, "big")
+    return key if len(ue) == 4 else key + b"6"
+
+
+def _pinged(bearer: Bearer, seq: int) -> bool:
+    """Whether ``seq`` is one of the sequence numbers ``bearer``'s Pinger has sent."""
+    return ((bearer.pinger_seq - seq) & 0xFFFF) < min(bearer.pinger_sent, 0x8000)
+
+
+class EventLog:
+    """Bearer events (learned, retired with a reason), bounded: the oldest are dropped.
+
+    Times are the pipeline's clock; counts by event and reason are kept for every event ever
+    logged, so ``/stats`` stays exact after the log wraps.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._rows: deque[dict[str, object]] = deque(maxlen=size)
+        self._next_id = 1
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.dropped = 0
+
+    def add(self, now: float, event: str, reason: str, detail: Mapping[str, object]) -> None:
+        if self._rows.maxlen and len(self._rows) == self._rows.maxlen:
+            self.dropped += 1
+        self._rows.append(
+            {"id": self._next_id, "at": now, "event": event, "reason": reason, **detail}
+        )
+        self._next_id += 1
+        self.counts[(event, reason)] += 1
+
+    def rows(self) -> list[dict[str, object]]:
+        """The events, oldest first, addresses as text."""
+        return [
+            {k: _ip_text(v) if isinstance(v, bytes) else v for k, v in row.items()}
+            for row in self._rows
+        ]
+
+    def by_reason(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (event, reason), n in sorted(self.counts.items()):
+            out.setdefault(event, {})[reason] = n
+        return out
 
 
 def _patched(hi: int, lo: int, delta: int) -> int:

@@ -20,11 +20,17 @@ with one ``recvmmsg`` (:mod:`fluidedge.tof.mmsg`), hand each to the pipeline, se
 pass-through frames of the burst with one ``sendmmsg`` straight from the receive buffers, send
 what else the pipeline returns, and run :meth:`Pipeline.tick` every 50 ms. A lock held per
 batch makes :meth:`apply` atomic with respect to packets.
+
+Fail-open (``[tof] fail_open``, on by default): once the ports and the TUN exist, a kernel guard
+(:class:`fluidedge.tof.failopen.Guard`) replaces whatever a previous agent left on the S1
+ingress; it switches S1 through unchanged whenever this process is gone (kill -9, crash, stop)
+and stays attached after :meth:`stop`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Mapping
 
@@ -40,6 +46,8 @@ from fluidedge.tof.dataplane_common import (
     open_packet_socket,
 )
 from fluidedge.tof.errors import DataPlaneError
+from fluidedge.tof.failopen import Guard, detach, s1_program_attached
+from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW
@@ -60,6 +68,7 @@ class UserspaceBackend(DataPlaneBase):
                 "the userspace backend needs two S1 adapters (enb_interface, sgw_interface)"
             )
         super().__init__(config)
+        self._guard: Guard | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -77,20 +86,55 @@ class UserspaceBackend(DataPlaneBase):
             self._open_apps_tun()
             if config.netns is not None:
                 self._enable_forwarding()
+            self._take_over(enb_if, sgw_if)
         except (OSError, CommandError, DataPlaneError) as exc:
             self._close()
             raise DataPlaneError(f"tof userspace data plane failed to start: {exc}") from exc
         self._start_thread()
 
+    def _take_over(self, enb_if: str, sgw_if: str) -> None:
+        """Swap in this agent's guard (or, without fail-open, remove a previous one).
+
+        A previous agent's program that was failing open has bridged the frames our sockets
+        buffered before the swap: they are discarded, not forwarded a second time.
+        """
+        netns = self.config.netns
+        if not self.config.fail_open:
+            for dev in (enb_if, sgw_if):
+                detach(netns, dev)
+            return
+        bridged = all(s1_program_attached(netns, dev) for dev in (enb_if, sgw_if))
+        self._guard = Guard(netns, enb_if, sgw_if, self.config.apps_tun)
+        try:
+            self._guard.attach()
+        except BpfError as exc:
+            raise DataPlaneError(
+                f"fail-open guard: {exc} (set [tof] fail_open = false to run without it)"
+            ) from exc
+        if bridged:
+            for sock in self._s1_tx.values():
+                while True:
+                    try:
+                        sock.recv(MAX_FRAME, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    self.io["rx_bridged_at_takeover"] += 1
+
     def stop(self) -> None:
         self._stop_thread()
-        self._close()
+        self._close()  # the TUN goes: the guard (if any) switches S1 from now on
+        if not self.config.fail_open:
+            for dev in (self.config.enb_interface or "", self.config.sgw_interface or ""):
+                with contextlib.suppress(CommandError):
+                    detach(self.config.netns, dev)
 
     def _close(self) -> None:
         for sock in self._s1_tx.values():
             sock.close()
         self._s1_tx.clear()
         self._close_tun_and_wake()
+        if self._guard is not None:
+            self._guard.close()
 
     # ------------------------------------------------------------------ control
 
@@ -106,6 +150,8 @@ class UserspaceBackend(DataPlaneBase):
     def stats(self) -> dict[str, object]:
         with self._lock:
             stats = self.pipeline.stats()
+        guard = self._guard.counters() if self._guard is not None else {}
+        stats["failOpen"] = {"enabled": self.config.fail_open, **guard}
         return self._add_dataplane_state(stats)
 
     def purge(self) -> int:

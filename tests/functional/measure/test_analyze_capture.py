@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fluidedge.measure import analyzer, benches, capture
+from fluidedge.measure import analyze, analyzer, capture
 from fluidedge.measure.errors import CaptureError
 from tests.fixtures.daemon import DaemonHandle
 
@@ -106,7 +106,7 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
         if tcpdump.stderr is not None:
             tcpdump.stderr.close()
 
-    items, check = benches.run_analyze(
+    items, check = analyze.run_analyze(
         pcap_path,
         api_port=instances_daemon.port,
         tolerance_ms=TOLERANCE_MS,

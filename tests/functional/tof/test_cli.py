@@ -42,4 +42,9 @@ def test_cli_mirrors_the_api(daemon_factory: DaemonFactory) -> None:
     assert "deleted web" in cli("service", "delete", "198.18.50.1").stdout
     assert json.loads(cli("tunnels", "--json").stdout) == []
     assert "purged 0" in cli("tunnels", "--purge").stdout
+    events = json.loads(cli("tunnels", "--events", "--json").stdout)
+    assert [(e["event"], e["reason"], e["bearers"]) for e in events] == [("purged", "api", 0)]
+    table = cli("tunnels", "--events").stdout
+    assert "purged" in table
+    assert "0 bearers" in table
     assert json.loads(cli("service", "list", "--json").stdout) == []

@@ -1,4 +1,5 @@
-"""Start/stop leave nothing behind; a restart after kill -9 replaces the old program cleanly."""
+"""Start/stop leave nothing behind (fail_open = false); a restart after kill -9 replaces the old
+program cleanly."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _passes_uplink(t: Topo, teid: int) -> int:
 
 def test_stop_removes_programs_punt_ports_and_tun() -> None:
     with topology("l") as t:
-        backend = FastPathBackend(config(t))
+        backend = FastPathBackend(config(t).model_copy(update={"fail_open": False}))
         backend.start()
         try:
             assert len(_filters(t, "s1enb")) == 1
@@ -77,8 +78,9 @@ def test_restart_after_kill_9_replaces_program_and_maps() -> None:
             proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
-        # The dead agent's program still forwards the tunnel it had learned.
+        # The dead agent's program switches everything, the tunnel it had learned and others.
         assert _passes_uplink(t, 0x100) == 3
+        assert _passes_uplink(t, 0x777) == 3
         backend = FastPathBackend(config(t))
         backend.start()
         try:
@@ -95,4 +97,5 @@ def test_restart_after_kill_9_replaces_program_and_maps() -> None:
             assert fast["passthrough_uplink"] >= 1  # relearned, then forwarded in the kernel
         finally:
             backend.stop()
-        assert _filters(t, "s1enb") == []
+        assert len(_filters(t, "s1enb")) == 1  # fail-open: left attached, switching S1
+        assert _passes_uplink(t, 0x777) == 3

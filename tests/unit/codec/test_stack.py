@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tests.unit.codec.net.packets import ICMP, ICMPV6, TCP, UDP, packet
 
 from fluidedge.codec.errors import CodecError
-from fluidedge.codec.gtpu import PduSessionContainer, encode_gpdu
+from fluidedge.codec.gtpu import ExtensionHeader, PduSessionContainer, UnknownExtension, encode_gpdu
 from fluidedge.codec.net import ethernet, ipv4, ipv6, udp
 from fluidedge.codec.net.ethernet import VlanTag
 from fluidedge.codec.stack import (
@@ -42,7 +42,7 @@ def gpdu_frame(draw: st.DrawFn) -> bytes:
                        draw(st.integers(0, 65535)), draw(st.binary(max_size=30)))  # fmt: skip
     outer6 = draw(st.sampled_from([False, False, False, True]))
     oa = A6 if outer6 else A4
-    exts: tuple[PduSessionContainer, ...] = ()
+    exts: tuple[ExtensionHeader, ...] = ()
     if draw(st.booleans()):
         exts = (
             PduSessionContainer(
@@ -51,12 +51,19 @@ def gpdu_frame(draw: st.DrawFn) -> bytes:
                 rqi=draw(st.booleans()),
             ),
         )
-        if exts[0].pdu_type == 1:
-            exts = (PduSessionContainer(pdu_type=1, qfi=exts[0].qfi),)
+        if exts[0].pdu_type == 1:  # the UL form has no RQI
+            exts = (PduSessionContainer(pdu_type=1, qfi=draw(st.integers(0, 63))),)
+    if draw(st.integers(0, 5)) == 0:  # an unknown type an intermediate node forwards (00/01/10)
+        unknown = UnknownExtension(draw(st.sampled_from([0x01, 0x41, 0xA0, 0xBE])), bytes(2))
+        exts = (unknown, *exts) if draw(st.booleans()) else (*exts, unknown)
+    # S and PN as real cores send them (osmo-ggsn always sets S)
+    sequence = draw(st.one_of(st.none(), st.integers(0, 0xFFFF)))
+    npdu = draw(st.one_of(st.none(), st.integers(0, 0xFF)))
     ports = draw(st.sampled_from([(2152, 2152), (40000, 2152), (2152, 40000)]))
     ip_packet = encapsulate_gpdu(
         draw(oa), draw(oa), draw(st.integers(0, 2**32 - 1)), inner, extensions=exts,
-        src_port=ports[0], dst_port=ports[1], udp_checksum=outer6 or draw(st.booleans()),
+        sequence=sequence, npdu=npdu, src_port=ports[0], dst_port=ports[1],
+        udp_checksum=outer6 or draw(st.booleans()),
     )  # fmt: skip
     vlans = (VlanTag(0x8100, 0, False, 5),) if draw(st.integers(0, 9)) == 0 else ()
     frame = ethernet_frame(MAC2, MAC1, ip_packet, vlans=vlans)
@@ -109,19 +116,27 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
     assert (got.kind == Kind.MALFORMED) == (got.error is not None)
 
 
-def test_fast_path_taken_for_plain_and_psc_gpdus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The two common shapes never reach the full decoder."""
+def test_fast_path_taken_for_plain_s_flagged_and_psc_gpdus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The common shapes (plain, S/PN-flagged, one PSC with or without S) never reach the full
+    decoder."""
     from fluidedge.codec import stack
 
     inner = packet(4, UDP, bytes(4), bytes(4), 1, 2, b"x")
-    plain = ethernet_frame(MAC2, MAC1, encapsulate_gpdu(bytes(4), bytes(4), 1, inner))
-    psc = ethernet_frame(
-        MAC2,
-        MAC1,
-        encapsulate_gpdu(
-            bytes(4), bytes(4), 1, inner, extensions=(PduSessionContainer(pdu_type=1, qfi=5),)
-        ),
-    )
+    psc = (PduSessionContainer(pdu_type=1, qfi=5),)
+    shapes = {
+        "plain": {},
+        "S": {"sequence": 7},
+        "PN": {"npdu": 3},
+        "S+PN": {"sequence": 7, "npdu": 3},
+        "PSC": {"extensions": psc},
+        "S+PSC": {"sequence": 9, "extensions": psc},
+    }
+    frames = {
+        name: ethernet_frame(MAC2, MAC1, encapsulate_gpdu(bytes(4), bytes(4), 1, inner, **kw))  # type: ignore[arg-type]
+        for name, kw in shapes.items()
+    }
     calls = []
     original = stack.decode_frame
 
@@ -130,9 +145,82 @@ def test_fast_path_taken_for_plain_and_psc_gpdus(monkeypatch: pytest.MonkeyPatch
         return original(buf)
 
     monkeypatch.setattr(stack, "decode_frame", spy)
-    assert stack.classify(plain).inner_sport == 1
-    assert stack.classify(psc).qfi == 5
+    for name, frame in frames.items():
+        got = stack.classify(frame)
+        assert (got.kind, got.inner_sport, got.teid) == (Kind.GTP_GPDU, 1, 1), name
+        assert got.qfi == (5 if "PSC" in name else None), name
+        assert got.inner_offset == 50 + (8 if "PSC" in name else 4 if name != "plain" else 0)
     assert calls == []
+    monkeypatch.setattr(stack, "decode_frame", original)
+    for frame in frames.values():
+        assert stack.classify(frame) == original(frame).classified()
+
+
+@pytest.mark.parametrize("ext_type", [0x01, 0x41, 0x80, 0xA0, 0xBF])
+def test_unknown_forwardable_extension_still_gives_teid_and_inner(ext_type: int) -> None:
+    """Comprehension bits 00/01/10 (TS 29.281 §5.2.1): forwarded by intermediate nodes, so a
+    G-PDU with its TEID and inner packet, the unknown type named in ``unknown_ext``."""
+    inner = packet(4, TCP, bytes([10, 45, 0, 3]), bytes([198, 18, 0, 9]), 40000, 80, b"")
+    exts = (UnknownExtension(0x41, b"\x00\x00"), UnknownExtension(ext_type, b"\xab\xcd"))
+    frame = ethernet_frame(
+        MAC2, MAC1, encapsulate_gpdu(bytes(4), bytes(4), 0x77, inner, sequence=1, extensions=exts)
+    )
+    got = check_same(frame)
+    assert (got.kind, got.error, got.teid, got.inner_dport) == (Kind.GTP_GPDU, None, 0x77, 80)
+    assert got.inner_src == bytes([10, 45, 0, 3])
+    assert got.unknown_ext == (ext_type if ext_type >> 6 >= 1 else 0x41)
+
+
+def test_unknown_extension_required_by_every_node_is_malformed() -> None:
+    inner = packet(4, UDP, bytes(4), bytes(4), 1, 2, b"x")
+    ok = encapsulate_gpdu(
+        bytes(4), bytes(4), 1, inner, extensions=(UnknownExtension(0xA1, b"\x00\x00"),)
+    )
+    frame = bytearray(ethernet_frame(MAC2, MAC1, ok))
+    assert frame[42 + 11] == 0xA1
+    frame[42 + 11] = 0xE1  # comprehension bits 11
+    got = check_same(bytes(frame))
+    assert got.kind == Kind.MALFORMED
+    assert got.error is not None
+    assert (got.error.error, got.error.header) == (
+        "UnsupportedError",
+        "GTP-U extension header 0xe1",
+    )
+    assert got.unknown_ext is None
+
+
+@pytest.mark.parametrize("junk", [None, 5, "text", 3.5, object(), [1, 2, 3]])
+def test_non_buffers_are_malformed_not_raised(junk: object) -> None:
+    for got in (classify(junk), decode_frame(junk).classified()):  # type: ignore[arg-type]
+        assert got.kind == Kind.MALFORMED
+        assert got.error is not None
+        assert (got.error.header, got.error.offset) == ("Ethernet", 0)
+        assert "not a bytes-like buffer" in got.error.reason
+
+
+def test_released_memoryview_is_malformed_not_raised() -> None:
+    view = memoryview(b"\x00" * 80)
+    view.release()
+    assert classify(view).kind == Kind.MALFORMED
+    assert decode_frame(view).kind == Kind.MALFORMED
+
+
+def test_memoryviews_of_other_formats_count_octets() -> None:
+    """An 'H' view of a frame has half as many items as octets: offsets must still be octets."""
+    inner = packet(4, UDP, bytes(4), bytes(4), 1, 2, b"xy")
+    frame = ethernet_frame(MAC2, MAC1, encapsulate_gpdu(bytes(4), bytes(4), 9, inner, sequence=1))
+    frame += bytes(len(frame) % 2)  # an even length, so that it casts to 16-bit items
+    want = classify(frame)
+    assert want.kind == Kind.GTP_GPDU
+    for view in (
+        memoryview(frame).cast("H"),
+        memoryview(frame).cast("B", (2, len(frame) // 2)),
+        memoryview(frame).cast("c"),
+        memoryview(frame).cast("b"),
+        memoryview(bytes(x for b in frame for x in (b, 0)))[::2],  # strided, not contiguous
+    ):
+        assert classify(view) == want
+        assert decode_frame(view).classified() == want
 
 
 # --- encoders: encode -> decode round trips ----------------------------------------------------

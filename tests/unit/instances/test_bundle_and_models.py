@@ -159,15 +159,26 @@ def test_assignment_limits_are_the_launchers() -> None:
     assert models.assignment_size(argv, env) == len(encode_assignment(argv, env))
     for number in (models.MAX_ASSIGNMENT_BYTES, models.MAX_ARGS, models.MAX_ENV):
         assert str(number) in launcher.C_SOURCE
-    with pytest.raises(ValidationError, match=f"at most {models.MAX_ARGS} arguments"):
-        InstanceRequest(name="x", template="t", command=["/x"] * (models.MAX_ARGS + 1))
+    # The API's per-field limits (models.LIMITS) sit inside the launcher's, which stay the
+    # backstop for the assignment's total size.
+    assert models.LIMITS["args"] <= models.MAX_ARGS
+    assert models.LIMITS["env"] <= models.MAX_ENV
+    with pytest.raises(ValidationError, match=f"at most {models.LIMITS['args']} items"):
+        InstanceRequest(name="x", template="t", command=["/x"] * (models.LIMITS["args"] + 1))
     with pytest.raises(ValidationError, match="must not contain '='"):
         InstanceRequest(name="x", template="t", command=["/a=b"])
-    with pytest.raises(ValidationError, match="at most 131071 bytes"):
-        TemplateSpec(name="t", command=["/x", "y" * 131_072])
+    chunk = "y" * models.LIMITS["arg"]
+    many = ["/x"] + [chunk] * (models.MAX_ASSIGNMENT_BYTES // len(chunk) + 1)
+    with pytest.raises(ValidationError, match=f"at most {models.MAX_ASSIGNMENT_BYTES} bytes"):
+        TemplateSpec(name="t", command=many)
     # Just at the limit is fine.
-    room = models.MAX_ASSIGNMENT_BYTES - models.assignment_size(["/x", ""], {})
-    assert InstanceRequest(name="x", template="t", command=["/x", "y" * room]).command
+    argv = ["/x"]
+    while models.assignment_size([*argv, chunk], {}) <= models.MAX_ASSIGNMENT_BYTES:
+        argv.append(chunk)
+    room = models.MAX_ASSIGNMENT_BYTES - models.assignment_size([*argv, ""], {})
+    argv.append("y" * room)
+    assert models.assignment_size(argv, {}) == models.MAX_ASSIGNMENT_BYTES
+    assert InstanceRequest(name="x", template="t", command=argv).command
 
 
 def test_runc_baseline_keeps_its_published_shape() -> None:

@@ -59,7 +59,9 @@ def test_histogram_text_is_cumulative() -> None:
     hist.observe("m_seconds", 0.0003, phase="start")
     hist.observe("m_seconds", 0.002, phase="start")
     text = hist.render()
-    assert 'm_seconds_bucket{phase="start",le="0.0005"} 1' in text
-    assert 'm_seconds_bucket{phase="start",le="0.0025"} 2' in text
-    assert 'm_seconds_bucket{phase="start",le="+Inf"} 2' in text
-    assert 'm_seconds_count{phase="start"} 2' in text
+    assert "# TYPE m_seconds histogram" in text
+    assert 'm_seconds_bucket{le="0.00025",phase="start"} 0.0' in text
+    assert 'm_seconds_bucket{le="0.0005",phase="start"} 1.0' in text
+    assert 'm_seconds_bucket{le="0.0025",phase="start"} 2.0' in text
+    assert 'm_seconds_bucket{le="+Inf",phase="start"} 2.0' in text
+    assert 'm_seconds_count{phase="start"} 2.0' in text

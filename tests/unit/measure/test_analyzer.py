@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, Ether
@@ -13,7 +21,7 @@ from scapy.packet import Raw
 from tests.fixtures.captures import editcap_pcapng
 
 from fluidedge.codec import pcap
-from fluidedge.measure import analyzer, capture
+from fluidedge.measure import analyze, analyzer, capture
 from fluidedge.measure.errors import CaptureError
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -101,7 +109,60 @@ def _analyse(
     cap = capture.read_capture(data)
     conns = analyzer.reassemble(capture.tcp_segments(cap, PORT), PORT)
     exchanges = analyzer.exchanges(conns)
-    return exchanges, analyzer.instantiations(exchanges, cap.packets)
+    items = analyzer.instantiations(exchanges, cap.packets)
+    # the streaming path (what `fluidedge analyze` runs) gives the same, with bounded state
+    streamed = analyze.run_analyze(
+        _file(data), api_port=PORT, console=Console(file=io.StringIO(), width=200)
+    )[0]
+    assert streamed == items
+    return exchanges, items
+
+
+_files = itertools.count()
+
+
+def _file(data: bytes) -> Path:
+    path = Path(tempfile.gettempdir()) / f"fe-analyze-{os.getpid()}-{next(_files)}.pcap"
+    path.write_bytes(data)
+    _CREATED.append(path)
+    return path
+
+
+_CREATED: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_files() -> Iterator[None]:
+    yield
+    while _CREATED:
+        _CREATED.pop().unlink(missing_ok=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 50), max_size=8),
+    st.lists(st.tuples(st.integers(0, 60), st.sampled_from("abc"), st.sampled_from("abc")),
+             max_size=40),
+)  # fmt: skip
+def test_first_packets_answers_exactly_for_every_mark(
+    marks: list[int], packets: list[tuple[int, str, str]]
+) -> None:
+    """Bounded state, same answer as keeping every packet (in capture-time order)."""
+    events = sorted([(t, 0, "", "") for t in marks] + [(t, 1, s, d) for t, s, d in packets])
+    first = analyzer.FirstPackets()
+    for t, kind, src, dst in events:
+        if kind == 0:
+            first.mark(t)
+        else:
+            first.packet(t, src, dst)
+    for mark in marks:
+        for addresses in (("a",), ("b", "c"), ("a", "b", "c"), ("z",)):
+            want = min(
+                (t for t, s, d in packets if t >= mark and {s, d} & set(addresses)), default=None
+            )
+            assert first.first_at_or_after(addresses, mark) == want
+    kept = sum(len(v) for v in first.seen.values())
+    assert kept <= 3 * (len(set(marks)) + 1)
 
 
 def test_post_timings_and_cross_check() -> None:
@@ -227,3 +288,38 @@ def test_capture_started_mid_connection() -> None:
     _, items = _analyse(conn.records)
     assert [(i.name, i.status) for i in items] == [("mid-0", 201), ("mid-1", 201)]
     assert items[1].server_ms == pytest.approx(2.0, abs=1e-3)
+
+
+def test_analyze_command_reads_a_file_or_standard_input_alike() -> None:
+    from typer.testing import CliRunner
+
+    from fluidedge.cli import app
+
+    conn = Conn(40000)
+    conn.handshake(0.0)
+    head, body = _post("web-9")
+    conn.add(1.0, True, head + body)
+    rhead, rbody = _response("web-9", 3.0)
+    conn.add(5.0, False, rhead + rbody)
+    data = pcap.build(sorted(conn.records, key=lambda r: r.timestamp_ns))
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    from_file = runner.invoke(app, ["analyze", str(_file(data)), "--api-port", str(PORT)], env=env)
+    from_stdin = runner.invoke(app, ["analyze", "-", "--api-port", str(PORT)], input=data, env=env)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert "web-9" in from_file.stdout
+    assert "1 instantiation requests" in from_file.stdout
+    assert from_stdin.stdout.splitlines()[1:] == from_file.stdout.splitlines()[1:]
+
+
+def test_streamed_capture_cut_short_keeps_what_was_complete() -> None:
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80)) for _ in range(3)]
+    data = pcap.build(frames)[:-5]
+    counts = capture.Counts()
+    got = list(capture.stream_packets(io.BytesIO(data), counts))
+    assert len(got) == counts.packets == 2
+    assert counts.damage is not None
+    assert "pcap record" in counts.damage
+    with pytest.raises(CaptureError, match="not a readable capture"):
+        list(capture.stream_packets(io.BytesIO(b"garbage" * 10), capture.Counts()))

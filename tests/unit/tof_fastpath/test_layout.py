@@ -37,7 +37,7 @@ def frame(
 def test_struct_sizes_match_the_c_program() -> None:
     src = build.source().decode()
     assert "struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };" in src
-    assert L.TUNNEL_VAL.size == 32
+    assert L.TUNNEL_VAL.size == 40
     assert L.SERVICE_VAL.size == 8
     assert L.FLOW_KEY.size == 16
     assert L.FLOW_VAL.size == 24

@@ -46,7 +46,18 @@ class ExtensionType(IntEnum):
 
 
 COMPREHENSION_REQUIRED_MASK = 0x80
-"""Types with the top bit set (``10``/``11``) must be understood (TS 29.281 §5.2.1)."""
+"""Types with the top bit set (``10``/``11``) must be understood by the endpoint receiver
+(TS 29.281 §5.2.1)."""
+
+COMPREHENSION_BITS = 0xC0
+"""The two comprehension bits of an extension type (TS 29.281 §5.2.1, Table 5.2.1-1)."""
+
+COMPREHENSION_BY_ALL = 0xC0
+"""Comprehension bits ``11``: every node, intermediate ones too, must understand the type.
+
+The codec rejects only these when it does not know them: ``00``/``01``/``10`` are forwarded by
+intermediate nodes (the TOF is one on S1-U) and decode to
+:class:`~fluidedge.codec.gtpu.UnknownExtension`."""
 
 
 class IEType(IntEnum):

@@ -17,7 +17,7 @@ from typing import Any
 from fluidedge.codec.errors import EncodeError, MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu import layouts
 from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
-from fluidedge.codec.gtpu.constants import COMPREHENSION_REQUIRED_MASK
+from fluidedge.codec.gtpu.constants import COMPREHENSION_BITS, COMPREHENSION_BY_ALL
 from fluidedge.codec.gtpu.extensions import (
     KNOWN_TYPES,
     ExtensionHeader,
@@ -224,11 +224,12 @@ def _walk_options(
                     f"runs {end - declared_end} bytes past the length field's end",
                 )
             if ext_type not in KNOWN_TYPES:
-                if ext_type & COMPREHENSION_REQUIRED_MASK:
+                if ext_type & COMPREHENSION_BITS == COMPREHENSION_BY_ALL:
                     raise UnsupportedError(
                         f"GTP-U extension header 0x{ext_type:02x}",
                         pos,
-                        "unknown type whose comprehension is required (TS 29.281 §5.2.1)",
+                        "unknown type whose comprehension is required by every node, "
+                        "intermediate ones too (TS 29.281 §5.2.1)",
                     )
                 if decode:
                     extensions.append(UnknownExtension(ext_type, bytes(buf[pos + 1 : end - 1])))

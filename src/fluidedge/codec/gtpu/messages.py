@@ -71,7 +71,8 @@ class EchoRequest:
 @dataclass(frozen=True, slots=True)
 class EchoResponse:
     """Echo Response (2, TS 29.281 §7.2.2). Recovery (IE 14) is mandatory; its restart counter
-    is 0 for GTP-U."""
+    is 0 for GTP-U. A response without it does not decode (MalformedError) and ``recovery=None``
+    does not encode (EncodeError), like the other messages' missing mandatory IEs."""
 
     header: GtpuHeader
     recovery: int | None = 0
@@ -275,8 +276,13 @@ def _decode_signalling(
                 recovery = value[0]
             else:
                 extra.append(InformationElement(ie_type, value))
-        cls = EchoRequest if mtype == _ECHO_REQUEST else EchoResponse
-        return cls(header, recovery, _in_type_order(extra))
+        if mtype == _ECHO_REQUEST:
+            return EchoRequest(header, recovery, _in_type_order(extra))
+        if recovery is None:
+            raise MalformedError(
+                "GTP-U Echo Response", body_start, "mandatory IE Recovery (14) is missing"
+            )
+        return EchoResponse(header, recovery, _in_type_order(extra))
     if mtype == _ERROR_INDICATION:
         return _decode_error_indication(header, view, body_start, end)
     if mtype == _SUPPORTED_EXT:
@@ -383,6 +389,10 @@ def _body(msg: GtpuMessage) -> bytes | memoryview:
         return msg.body
     known: list[tuple[int, bytes]] = []
     if isinstance(msg, EchoRequest | EchoResponse):
+        if msg.recovery is None and isinstance(msg, EchoResponse):
+            raise EncodeError(
+                "GTP-U message", "Echo Response needs its Recovery IE (recovery=None)"
+            )
         if msg.recovery is not None:
             if not 0 <= msg.recovery <= 255:
                 raise EncodeError(

@@ -22,23 +22,24 @@ Data path (all in ``[tof] netns``):
   program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
   ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
 
-Restart: ``start()`` first removes whatever a previous (possibly killed) instance left (clsact
-qdiscs on the S1 interfaces, the punt veth), then loads a fresh program and fresh maps; services
-come back from the store via :meth:`apply`, tunnels are re-learned from traffic.
+Fail-open and restart (:mod:`fluidedge.tof.failopen`): ``s1_ingress`` switches every frame
+unchanged while the agent's apps TUN does not exist, so a killed, crashed or stopped agent
+leaves a working wire (offloaded flows fall back to the core path). ``start()`` removes the
+previous instance's punt veth, builds its own ports and TUN, and only then replaces the S1
+programs (``tc filter replace``): the previous program keeps the wire up until that instant.
+Fresh maps; services come back from the store via :meth:`apply`, tunnels are re-learned from
+traffic. ``stop()`` leaves the S1 programs attached (failing open) unless ``fail_open = false``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.linux.proc import CommandError, run
+from fluidedge.linux.proc import CommandError
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -51,15 +52,14 @@ from fluidedge.tof.dataplane_common import (
     open_packet_socket,
 )
 from fluidedge.tof.errors import DataPlaneError
+from fluidedge.tof.failopen import S1_PREF, attach, detach
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
-from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject, pin
+from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW
 
 FOLD_EVERY = 1.0
-# Not /sys/fs/bpf: `ip netns exec` remounts /sys, hiding it from `tc` run inside the namespace.
-BPFFS = Path("/run/fluidedge/bpffs")
 DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
 DEFAULT_PUNT_BURST = 2_000
 
@@ -75,12 +75,6 @@ def _open_send_socket(ifname: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _ensure_bpffs() -> None:
-    if not os.path.ismount(BPFFS):
-        BPFFS.mkdir(parents=True, exist_ok=True)
-        run(["mount", "-t", "bpf", "bpf", str(BPFFS)])
 
 
 class FastPathBackend(DataPlaneBase):
@@ -128,10 +122,12 @@ class FastPathBackend(DataPlaneBase):
     def _ifindex(self, name: str) -> int:
         return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
 
-    def _cleanup_kernel(self) -> None:
-        """Remove everything a (previous) instance attached or created; idempotent."""
-        for dev in (self.enb_if, self.sgw_if):
-            self._run("tc", "qdisc", "del", "dev", dev, "clsact", check=False)
+    def _cleanup_kernel(self, *, s1: bool) -> None:
+        """Remove what a (previous) instance created: the punt veth, and with ``s1`` the S1
+        programs too (without it they stay, failing open); idempotent."""
+        if s1:
+            for dev in (self.enb_if, self.sgw_if):
+                detach(self.config.netns, dev)
         self._run("ip", "link", "del", self.punt0, check=False)
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,7 +135,8 @@ class FastPathBackend(DataPlaneBase):
     def start(self) -> None:
         try:
             obj_file = object_path()
-            self._cleanup_kernel()
+            # The S1 programs of a previous instance stay until ours replace them.
+            self._cleanup_kernel(s1=not self.config.fail_open)
             self._obj = BpfObject(obj_file)
             maps = {
                 "cfg": (4, 4, False),
@@ -204,35 +201,27 @@ class FastPathBackend(DataPlaneBase):
     def _attach(self) -> None:
         if self._obj is None:
             raise DataPlaneError("fast path object not loaded")
-        _ensure_bpffs()
-        attach = [
+        programs = [
             (self.config.apps_tun, "egress", "apps_egress"),
             (self.punt0, "ingress", "drop_all"),
             (self.punt1, "ingress", "drop_all"),
-            (self.enb_if, "ingress", "s1_ingress"),
+            (self.enb_if, "ingress", "s1_ingress"),  # replaces a previous agent's program
             (self.sgw_if, "ingress", "s1_ingress"),
         ]
-        with tempfile.TemporaryDirectory(dir=BPFFS, prefix="fluidedge-") as tmp:
-            for dev, hook, prog in attach:
-                pinned = Path(tmp) / f"{dev}-{hook}"
-                pin(self._obj.prog_fd(prog), pinned)
-                self._run("tc", "qdisc", "replace", "dev", dev, "clsact")
-                self._run(
-                    "tc", "filter", "replace", "dev", dev, hook, "pref", "1", "handle", "1",
-                    "bpf", "object-pinned", str(pinned), "da",
-                )  # fmt: skip
-                pinned.unlink()
+        for dev, hook, prog in programs:
+            attach(self.config.netns, dev, hook, self._obj.prog_fd(prog), pref=S1_PREF)
 
     def stop(self) -> None:
         self._stop_thread()
         self._teardown()
-        for dev in (self.enb_if, self.sgw_if):
-            with contextlib.suppress(CommandError):
-                self._run("ip", "link", "set", dev, "promisc", "off")
+        if not self.config.fail_open:  # else the NICs must keep receiving the peers' frames
+            for dev in (self.enb_if, self.sgw_if):
+                with contextlib.suppress(CommandError):
+                    self._run("ip", "link", "set", dev, "promisc", "off")
 
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
-            self._cleanup_kernel()
+            self._cleanup_kernel(s1=not self.config.fail_open)
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
         self._rx.clear()
@@ -363,9 +352,16 @@ class FastPathBackend(DataPlaneBase):
             tunnels.delete(key)
             self._snap_tun.pop(key, None)
         for key in want.tunnels - have.tunnels:
+            value = L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key])
             with contextlib.suppress(BpfError):  # already there: keep its counters
-                tunnels.update(key, bytes(L.TUNNEL_VAL.size), BPF_NOEXIST)
+                tunnels.update(key, value, BPF_NOEXIST)
             self._snap_tun.setdefault(key, (0, 0, 0))
+        for key in want.tunnels & have.tunnels:
+            if want.tunnel_ues[key] != have.tunnel_ues.get(key):
+                # Same key, new bearer (TEID reuse): restart its counters with the new UE.
+                self._fold_tunnel(key)
+                tunnels.update(key, L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key]))
+                self._snap_tun[key] = (0, 0, 0)
         # Flows before services' users: a new flow is only used once its entry exists.
         upserts, deletes = L.diff(have.flows, want.flows)
         for key in deletes:
@@ -411,7 +407,7 @@ class FastPathBackend(DataPlaneBase):
         raw = self._maps["tunnels"].lookup(key)
         if raw is None:
             return
-        packets, nbytes, last_ns, offloaded = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
+        packets, nbytes, last_ns, offloaded, _ue = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
         p0, b0, o0 = self._snap_tun.get(key, (0, 0, 0))
         self._snap_tun[key] = (packets, nbytes, offloaded)
         bearer = self.pipeline.up.get(key)

@@ -25,8 +25,8 @@ class BuildError(DataPlaneError):
     """The eBPF program could not be compiled (clang or libbpf-dev missing?)."""
 
 
-def source() -> bytes:
-    return resources.files(__package__).joinpath(SOURCE_NAME).read_bytes()
+def source(name: str = SOURCE_NAME) -> bytes:
+    return resources.files(__package__).joinpath(name).read_bytes()
 
 
 def _arch_include() -> list[str]:
@@ -43,22 +43,24 @@ def _clang_version() -> str:
         ) from exc
 
 
-def object_path(cache: Path = DEFAULT_CACHE) -> Path:
-    """The compiled object for the current source, compiling it if it is not cached yet."""
-    src = source()
+def object_path(cache: Path = DEFAULT_CACHE, name: str = SOURCE_NAME) -> Path:
+    """The compiled object for the current source ``name`` (the fast path's, or the fail-open
+    guard's ``guard.bpf.c``), compiling it if it is not cached yet."""
+    src = source(name)
+    stem = name.removesuffix(".bpf.c")
     digest = hashlib.sha256(src + _clang_version().encode()).hexdigest()[:16]
-    target = cache / f"fastpath-{digest}.o"
+    target = cache / f"{stem}-{digest}.o"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        c_file = Path(tmp) / SOURCE_NAME
+        c_file = Path(tmp) / name
         c_file.write_bytes(src)
-        out = Path(tmp) / "fastpath.o"
+        out = Path(tmp) / f"{stem}.o"
         argv = ["clang", "-O2", "-g", "-Wall", "-target", "bpf", *_arch_include()]
         try:
             run([*argv, "-c", str(c_file), "-o", str(out)], timeout=120)
         except CommandError as exc:
-            raise BuildError(f"compiling the eBPF fast path failed: {exc}") from exc
+            raise BuildError(f"compiling the eBPF program {name} failed: {exc}") from exc
         os.replace(out, target)
     return target

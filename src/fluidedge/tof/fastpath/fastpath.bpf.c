@@ -4,7 +4,7 @@
  * with `clang -O2 -target bpf`; loaded and fed by the agent (fluidedge.tof.fastpath.backend).
  *
  * The agent's reference pipeline stays the authority; these maps are its projection:
- *   tunnels  (outer src, outer dst, TEID)   -> counters     a learned G-PDU key
+ *   tunnels  (outer src, outer dst, TEID)   -> counters, UE  a learned G-PDU key and its UE
  *   services serviceIP                      -> appIP, slot  registered services
  *   flows    (proto, app, app port, ue, ue port) -> serviceIP, eNB, SGW, slot   NAT state
  *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
@@ -22,6 +22,8 @@
 #include <bpf/bpf_helpers.h>
 
 #define GTPU_PORT 2152
+#define GTPC_PORT 2123
+#define EXT_PSC 0x85
 #define GTP_GPDU 255
 #define PINGER_ID 0xF1ED
 #define MAX_EXT 4
@@ -38,18 +40,18 @@ enum cfg_index {
 enum stat_index {
 	ST_SWITCHED_NON_IP, ST_SWITCHED_NON_GTP, ST_PASS_UP, ST_PASS_DOWN, ST_OFFLOAD_UP,
 	ST_OFFLOAD_DOWN, ST_PUNT_ENB, ST_PUNT_SGW, ST_PUNT_LIMITED, ST_APPS_TO_AGENT, ST_ERRORS,
-	ST_MAX,
+	ST_FAILOPEN, ST_MAX,
 };
 
 /* Why a frame went to the agent (punt_reasons index; names in layout.PUNT_REASONS). */
 enum punt_reason {
 	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
 	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
-	P_NEW_FLOW, P_MAX,
+	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_MAX,
 };
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
-struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; };
+struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; __u32 ue; __u32 pad; };
 struct service_val { __u32 app; __u32 slot; };
 struct flow_key { __u8 proto; __u8 pad; __u16 app_port; __u16 ue_port; __u16 pad2; __u32 app; __u32 ue; };
 struct flow_val { __u32 service; __u32 enb; __u32 sgw; __u32 slot; __u64 last_seen; };
@@ -124,6 +126,18 @@ static __always_inline int switch_to(__u32 other)
 	return bpf_redirect(other, 0);
 }
 
+/*
+ * Fail-open (fluidedge.tof.failopen): the agent is alive while its apps TUN exists (the kernel
+ * unregisters a non-persistent TUN when the process holding it exits, or when a failed
+ * data-plane thread closes it). bpf_check_mtu() fails when the ifindex names no device.
+ */
+static __always_inline int agent_alive(struct __sk_buff *skb)
+{
+	__u32 tun = cfg_get(CFG_TUN_IF), mtu = 0;
+
+	return tun && bpf_check_mtu(skb, tun, &mtu, 0, 0) >= 0;
+}
+
 static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
 {
 	__u64 *why = bpf_map_lookup_elem(&punt_reasons, &reason);
@@ -195,10 +209,17 @@ int s1_ingress(struct __sk_buff *skb)
 	__u8 *udp, *gtp, *l4;
 	__u32 off, ioff, inner_len;
 	__u16 tot, gtp_len;
-	__u8 flags;
+	__u8 flags, ext_endpoint = 0;
 
 	if (!enb_if || !sgw_if || (!from_enb && skb->ingress_ifindex != sgw_if))
 		return TC_ACT_OK;
+	/* No agent: nothing can be punted, learned or offloaded (the TUN, its routes and the
+	 * apps' way back are gone); switch everything unchanged, offloaded flows included, which
+	 * so fall back to the core path. */
+	if (!agent_alive(skb)) {
+		count(ST_FAILOPEN);
+		return switch_to(other);
+	}
 	/* Frames from a TX ring (trafgen, AF_PACKET mmap) arrive with only the Ethernet header
 	 * linear: pull the outer headers in so they can be read directly. */
 	if (data + PULL_LEN > end && skb->len > end - data) {
@@ -232,6 +253,9 @@ int s1_ingress(struct __sk_buff *skb)
 	if ((void *)udp + 16 > end || tot < 36)
 		return punt(from_enb, other, P_SHORT);
 	if (*(__u16 *)(udp + 0) != bpf_htons(GTPU_PORT) && *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT)) {
+		/* GTPv1-C: the agent learns and forgets bearers from it (then passes it on). */
+		if (*(__u16 *)(udp + 0) == bpf_htons(GTPC_PORT) || *(__u16 *)(udp + 2) == bpf_htons(GTPC_PORT))
+			return punt(from_enb, other, P_GTPC);
 		if (bpf_ntohs(*(__u16 *)(udp + 4)) != tot - 20)
 			return punt(from_enb, other, P_OUTER_UDP);
 		count(ST_SWITCHED_NON_GTP);
@@ -255,6 +279,9 @@ int s1_ingress(struct __sk_buff *skb)
 		for (int i = 0; i < MAX_EXT; i++) {
 			if (!next)
 				break;
+			/* TS 29.281 §5.2.1 bits 10: the endpoint must read it; only the agent may offload */
+			if ((next & 0xC0) == 0x80 && next != EXT_PSC)
+				ext_endpoint = 1;
 			if (bpf_skb_load_bytes(skb, off & 0x7FF, &len, 1) < 0 || !len)
 				return punt(from_enb, other, P_EXTENSIONS);
 			off = (off + len * 4) & 0xFFF;
@@ -289,6 +316,9 @@ int s1_ingress(struct __sk_buff *skb)
 	struct tunnel_val *tv = bpf_map_lookup_elem(&tunnels, &tk);
 	if (!tv)
 		return punt(from_enb, other, P_UNKNOWN_TUNNEL); /* GTP Filter: unknown tunnel -> control agent */
+	/* The key names another UE than its bearer's: TEID reuse (re-attach), the agent decides. */
+	if (tv->ue && tv->ue != (from_enb ? in->saddr : in->daddr))
+		return punt(from_enb, other, P_UE_CHANGED);
 	l4 = l4b;
 
 	if (!from_enb) {
@@ -315,6 +345,8 @@ int s1_ingress(struct __sk_buff *skb)
 		count(ST_PASS_UP);
 		return switch_to(other);
 	}
+	if (ext_endpoint)
+		return punt(from_enb, other, P_EXTENSIONS);
 
 	/* Offload: an established flow to a service (its first packet made the agent create it). */
 	struct flow_key fk = {};

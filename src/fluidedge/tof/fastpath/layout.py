@@ -34,6 +34,7 @@ STAT_NAMES = (
     "punt_rate_limited",
     "apps_to_agent",
     "errors",
+    "failopen_switched",  # switched because no agent was alive (its counts go with the program)
 )
 # punt_reasons array indexes (enum punt_reason).
 PUNT_REASONS = (
@@ -51,13 +52,15 @@ PUNT_REASONS = (
     "tcp_syn",
     "inner_protocol",
     "new_flow",
+    "ue_changed",  # a learned key carrying another inner UE (TEID reuse): the agent decides
+    "gtpc",  # GTPv1-C (UDP 2123): the agent learns/forgets bearers from it, then passes it
 )
 # Counters the pipeline also keeps under the same name (merged into its ``counters``).
 SHARED_COUNTERS = ("switched_non_ip", "switched_non_gtp")
 
 U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
-TUNNEL_VAL = struct.Struct("=QQQQ")  # packets, bytes, last_seen ns, offloaded
+TUNNEL_VAL = struct.Struct("=QQQQ4s4x")  # packets, bytes, last_seen ns, offloaded, UE
 SERVICE_VAL = struct.Struct("=4sI")  # application IP, slot
 FLOW_KEY = struct.Struct("=BB2s2sH4s4s")  # proto, pad, app port, ue port, pad, app, ue
 FLOW_VAL = struct.Struct("=4s4s4sIQ")  # service IP, eNB, SGW, slot, last_seen ns
@@ -80,6 +83,7 @@ class Projection:
     """The contents the maps should have (values without the counters the program owns)."""
 
     tunnels: set[bytes] = field(default_factory=set)
+    tunnel_ues: dict[bytes, bytes] = field(default_factory=dict)  # key -> its bearer's UE
     services: dict[bytes, bytes] = field(default_factory=dict)
     flows: dict[bytes, bytes] = field(default_factory=dict)
     downlink: dict[bytes, bytes] = field(default_factory=dict)
@@ -89,7 +93,10 @@ def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
     """What the eBPF maps must hold for ``pipeline``'s current state (IPv4 entries only)."""
     out = Projection()
     for table in (pipeline.up, pipeline.down):
-        out.tunnels.update(k for k in table if len(k) == TUNNEL_KEY_SIZE)
+        for key, bearer in table.items():
+            if len(key) == TUNNEL_KEY_SIZE:
+                out.tunnels.add(key)
+                out.tunnel_ues[key] = bearer.ue
     for service_ip, (name, app_ip) in pipeline.services.items():
         slot = slots.get(name)
         if len(service_ip) == 4 and slot is not None:

@@ -17,6 +17,7 @@ _PEEK_BLIND = (
     "GTP-U Long PDCP PDU Number extension",
     "GTP-U IE",
     "GTP-U Error Indication",
+    "GTP-U Echo Response",
     "GTP-U Supported Extension Headers Notification",
 )
 
@@ -26,6 +27,7 @@ _BODY_ONLY = (
     "GTP-U IE",
     "GTP-U Error Indication",
     "GTP-U Supported Extension Headers Notification",
+    "GTP-U Echo Response",
 )
 
 

@@ -121,7 +121,8 @@ def pdu_session_ul(draw: st.DrawFn) -> PduSessionContainer:
 
 
 def unknown_extension() -> st.SearchStrategy[UnknownExtension]:
-    optional_types = st.integers(1, 0x7F).filter(lambda t: t not in KNOWN_EXT_TYPES)
+    # comprehension bits 00, 01 and 10: forwarded by intermediate nodes (TS 29.281 §5.2.1)
+    optional_types = st.integers(1, 0xBF).filter(lambda t: t not in KNOWN_EXT_TYPES)
     other_pdu_type = st.tuples(st.integers(2, 15), content_4n_minus_2()).map(
         lambda tc: UnknownExtension(0x85, bytes((tc[0] << 4 | tc[1][0] & 0x0F,)) + tc[1][1:])
     )
@@ -193,7 +194,7 @@ def echo_request() -> st.SearchStrategy[EchoRequest]:
 
 
 def echo_response() -> st.SearchStrategy[EchoResponse]:
-    return st.builds(EchoResponse, header(2), opt(8), extra_ies(frozenset({14})))
+    return st.builds(EchoResponse, header(2), u(8), extra_ies(frozenset({14})))
 
 
 def peer_address() -> st.SearchStrategy[IPv4Address | IPv6Address]:

@@ -7,7 +7,13 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError, UnsupportedError
+from fluidedge.codec.errors import (
+    CodecError,
+    EncodeError,
+    MalformedError,
+    TruncatedError,
+    UnsupportedError,
+)
 from fluidedge.codec.gtpu import (
     GTPU_PORT,
     EchoRequest,
@@ -134,6 +140,19 @@ def test_error_indication_needs_its_mandatory_ies() -> None:
         "321a000f 00000000 00000000 10 00000100 85 0003 c61200".replace(" ", "")
     )
     _raises(bad_len, MalformedError, "GTP-U IE 133 (GTP-U Peer Address)", 17)
+
+
+def test_echo_response_needs_its_recovery_ie() -> None:
+    """Recovery is mandatory in an Echo Response (TS 29.281 §7.2.2), optional in a request."""
+    bare = bytes.fromhex("32020004 00000000 12340000".replace(" ", ""))
+    err = _raises(bare, MalformedError, "GTP-U Echo Response", 12)
+    assert "Recovery (14)" in err.reason
+    private_only = bytes.fromhex("32020009 00000000 12340000 ff 0002 abcd".replace(" ", ""))
+    _raises(private_only, MalformedError, "GTP-U Echo Response", 12)
+    request = bytes.fromhex("32010004 00000000 12340000".replace(" ", ""))
+    assert isinstance(decode(request), EchoRequest)
+    with pytest.raises(EncodeError, match="Recovery"):
+        encode(EchoResponse(GtpuHeader(message_type=2, sequence=1), recovery=None))
 
 
 def test_supported_extension_headers_needs_its_list() -> None:

@@ -171,6 +171,11 @@ EXPECTED: dict[str, tuple[GtpuMessage, int, int]] = {
         44,
         24,
     ),
+    "unknown_endpoint_ext": (
+        GPdu(_h(255, 1, extensions=(UnknownExtension(0xA0, bytes.fromhex("abcd")),)), ICMP4),
+        36,
+        16,
+    ),
     "generic_message": (GenericMessage(_h(42, 7), bytes.fromhex("010203")), 3, 8),
     "psc_unknown_pdu_type": (
         GPdu(_h(255, 1, extensions=(UnknownExtension(0x85, bytes.fromhex("2009")),)), ICMP4),
@@ -186,7 +191,6 @@ EXPECTED: dict[str, tuple[GtpuMessage, int, int]] = {
 
 # name -> (error class, header named in the error, offset)
 REJECTED: dict[str, tuple[type[CodecError], str, int]] = {
-    "unknown_required_ext": (UnsupportedError, "GTP-U extension header 0xa0", 12),
     "unknown_required_ext_11": (UnsupportedError, "GTP-U extension header 0xe1", 16),
     "ext_length_zero": (MalformedError, "GTP-U extension header 0x85", 12),
     "ext_past_length_field": (MalformedError, "GTP-U extension header 0x85", 12),
@@ -251,9 +255,9 @@ def test_golden_rejected_with_header_and_offset(name: str) -> None:
 
 def test_unknown_required_ext_error_says_why() -> None:
     with pytest.raises(UnsupportedError) as info:
-        decode(load("unknown_required_ext"))
-    assert "0xa0" in str(info.value)
-    assert "offset 12" in str(info.value)
+        decode(load("unknown_required_ext_11"))
+    assert "0xe1" in str(info.value)
+    assert "offset 16" in str(info.value)
     assert "comprehension" in info.value.reason
 
 

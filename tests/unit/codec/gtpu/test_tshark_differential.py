@@ -125,7 +125,7 @@ def _random_extension(rng: random.Random) -> ExtensionHeader:
         return ServiceClassIndicator(rng.randrange(256))
     if kind == 6:
         return RanContainer(rng.choice([0x81, 0x83]), rng.randbytes(4 * rng.randrange(1, 4) - 2))
-    return UnknownExtension(rng.choice([0x01, 0x03, 0x41, 0x7F]), rng.randbytes(2))
+    return UnknownExtension(rng.choice([0x01, 0x03, 0x41, 0x7F, 0xA0, 0xBE]), rng.randbytes(2))
 
 
 def _header(rng: random.Random, mtype: int) -> GtpuHeader:

@@ -1,0 +1,106 @@
+"""A long schemathesis run against a real daemon: every check, no exclusion (issue 11 item 8).
+
+The CI test (tests/functional/daemon/test_schema.py) runs the same with a small budget. This
+one runs as long as asked, with the configuration the test uses
+(tests/functional/daemon/schemathesis.toml). The daemon (TOF with the null backend, instance
+manager with real runc, no built-in templates) runs in a private network namespace, so the
+bridges a generated request creates live and die there; everything is removed afterwards.
+
+    .venv/bin/python bench/api_schema.py [--examples 500] [--max-time SECONDS] [--seed N]
+
+Needs root (namespace, runc). Prints schemathesis's report; exits with its status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "tests" / "functional" / "daemon" / "schemathesis.toml"
+TOKEN = "bench-schema-token-" + "0" * 16
+
+
+def _healthy(socket_path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(socket_path))
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: fluidedge\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=500, help="max examples per operation")
+    parser.add_argument("--max-time", type=int, default=None, help="time budget (seconds)")
+    parser.add_argument("--seed", type=int, default=None, help="reproduce a run")
+    args = parser.parse_args()
+
+    from fluidedge.daemon.store import Store
+    from fluidedge.instances.manager import InstancesConfig, Manager
+    from fluidedge.linux import netns
+
+    work = Path(tempfile.mkdtemp(prefix="fe-schema-"))
+    state = work / "state"
+    name = f"feschema{os.getpid() % 100000}"
+    port = 8181
+    (work / "fluidedge.toml").write_text(
+        f'state_dir = "{state}"\n[api]\nport = {port}\ntoken = "{TOKEN}"\n'
+        f'socket = "{work / "api.sock"}"\n'
+        '[tof]\nbackend = "none"\n'
+        "[instances]\npool_scale = 0\nmemory_mb = 1024\nbuiltin_templates = false\n"
+    )
+    netns.create(name)
+    log = (work / "daemon.log").open("ab")
+    daemon = subprocess.Popen(
+        ["ip", "netns", "exec", name, sys.executable, "-m", "fluidedge", "serve",
+         "-c", str(work / "fluidedge.toml"), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(work / "api.sock"):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                print((work / "daemon.log").read_text(), file=sys.stderr)
+                return 2
+            time.sleep(0.1)
+        argv = [
+            str(Path(sys.executable).with_name("schemathesis")),
+            "--config-file", str(CONFIG),
+            "run", f"http://127.0.0.1:{port}/openapi.json",
+            "--checks", "all",
+            "--header", f"Authorization: Bearer {TOKEN}",
+            "--max-examples", str(args.examples),
+            "--workers", "1",
+        ]  # fmt: skip
+        if args.max_time is not None:
+            argv += ["--max-time", str(args.max_time)]
+        if args.seed is not None:
+            argv += ["--seed", str(args.seed)]
+        return subprocess.run(["ip", "netns", "exec", name, *argv], check=False).returncode
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+        manager = Manager(
+            InstancesConfig(pool_scale=0, prepare_workers=1, builtin_templates=False),
+            Store(state / "fluidedge.sqlite"),
+            state / "instances",
+        )
+        manager.start()
+        manager.purge()
+        netns.delete(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""What ``synchronous=FULL`` (a 2xx means on disk) costs against ``NORMAL`` (crash-safe only).
+
+Two real daemons run side by side, one per setting, with the instance manager and the TOF
+(``none`` backend: a service POST is validation + one store transaction). The runs alternate
+between them request by request, so the machine's noise hits both alike:
+
+- warm instance create: ``POST /v1/instances`` (template ``idle``) from a full pool, API round
+  trip through a keep-alive ``http.client`` connection, then DELETE (not timed) and a wait until
+  the pool is full again with nothing in preparation;
+- TOF service POST: ``POST /service`` round trip, then DELETE (not timed);
+- store commit: one ``Store.transaction()`` inserting a row, in process (the fsync alone).
+
+The state directories are on the file system of ``--dir`` (default: the system temp dir); a
+tmpfs would make fsync free, so the file system type is printed. Reports p50/p99 in ms per
+setting and the FULL/NORMAL ratio.
+
+    .venv/bin/python bench/store_durability.py [--creates 150] [--services 400] [--commits 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fluidedge.daemon.store import Store
+from instances_common import BenchDaemon, LeanClient, machine, pct
+
+SETTINGS = ("full", "normal")
+
+
+def fs_type(path: Path) -> str:
+    out = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or "?"
+
+
+def warm_creates(daemons: dict[str, BenchDaemon], runs: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    clients = {s: LeanClient(d.port) for s, d in daemons.items()}
+    try:
+        for run in range(runs):
+            order = SETTINGS if run % 2 == 0 else SETTINGS[::-1]
+            for setting in order:
+                daemon, client = daemons[setting], clients[setting]
+                daemon.wait_pools()
+                client.ping()
+                begin = time.perf_counter()
+                status, body = client.post("/v1/instances", {"name": "d1", "template": "idle"})
+                took = (time.perf_counter() - begin) * 1000
+                assert status == 201, body
+                assert body["path"] == "warm", body
+                times[setting].append(took)
+                daemon.http.delete("/v1/instances/d1").raise_for_status()
+    finally:
+        for client in clients.values():
+            client.close()
+    return times
+
+
+def service_posts(daemons: dict[str, BenchDaemon], runs: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    clients = {s: LeanClient(d.port) for s, d in daemons.items()}
+    body = {"name": "b1", "serviceIP": "198.18.70.1", "applicationIP": "198.19.70.1"}
+    try:
+        for run in range(runs):
+            order = SETTINGS if run % 2 == 0 else SETTINGS[::-1]
+            for setting in order:
+                client = clients[setting]
+                client.ping()
+                begin = time.perf_counter()
+                status, answer = client.post("/service", body)
+                took = (time.perf_counter() - begin) * 1000
+                assert status == 200, answer
+                times[setting].append(took)
+                daemons[setting].http.delete("/service/b1").raise_for_status()
+    finally:
+        for client in clients.values():
+            client.close()
+    return times
+
+
+def store_commits(directory: Path, runs: int) -> dict[str, list[float]]:
+    stores = {s: Store(directory / f"commit-{s}.sqlite", synchronous=s) for s in SETTINGS}
+    for store in stores.values():
+        store.migrate("bench", ["CREATE TABLE rows (n INTEGER)"])
+    times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    for run in range(runs):
+        order = SETTINGS if run % 2 == 0 else SETTINGS[::-1]
+        for setting in order:
+            begin = time.perf_counter()
+            with stores[setting].transaction() as conn:
+                conn.execute("INSERT INTO rows VALUES (?)", (run,))
+            times[setting].append((time.perf_counter() - begin) * 1000)
+    for store in stores.values():
+        store.close()
+    return times
+
+
+def row(label: str, times: dict[str, list[float]]) -> str:
+    full, normal = times["full"], times["normal"]
+    p50 = pct(full, 50) / pct(normal, 50)
+    p99 = pct(full, 99) / pct(normal, 99)
+    return (
+        f"{label:<24} {pct(full, 50):8.3f} {pct(full, 99):8.3f}   "
+        f"{pct(normal, 50):8.3f} {pct(normal, 99):8.3f}   {p50:6.2f}x {p99:6.2f}x  n={len(full)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=150)
+    parser.add_argument("--services", type=int, default=400)
+    parser.add_argument("--commits", type=int, default=400)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("store_durability: run as root (real runc containers)")
+    tempfile.tempdir = str(args.dir)
+    daemons = {
+        s: BenchDaemon(
+            {"pool_scale": 1, "memory_mb": 2048},
+            top={"store_synchronous": s},
+            tables={"tof": {"backend": "none"}},
+        )
+        for s in SETTINGS
+    }
+    try:
+        print(f"# store_durability: {machine()}, state on {fs_type(args.dir)} ({args.dir})")
+        print(
+            f"{'ms':<24} {'FULL p50':>8} {'p99':>8}   {'NORMAL p50':>8} {'p99':>8}   "
+            "FULL/NORMAL p50, p99"
+        )
+        print(row("store commit", store_commits(daemons["full"].workdir, args.commits)))
+        print(row("TOF service POST", service_posts(daemons, args.services)))
+        print(row("warm instance create", warm_creates(daemons, args.creates)))
+    finally:
+        for daemon in daemons.values():
+            daemon.close()
+
+
+if __name__ == "__main__":
+    main()

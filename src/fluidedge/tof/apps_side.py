@@ -1,0 +1,139 @@
+"""What the apps side needs before the TOF starts, set up or refused with exact reasons.
+
+Offloaded packets are written into the apps TUN and must be *forwarded* by the kernel to the
+app (and the app's replies forwarded back into the TUN), so IP forwarding must be on in
+``[tof] netns`` for every family of the UE pools. When the apps network is named
+(``apps_interface``), it must exist, be up and, if ``apps_gateway`` is given, carry that
+address (the apps route the UE pools to it). WHY a check at start: without these the TOF runs
+and offload silently black-holes, which operators only found by hand.
+
+``apps_setup`` decides: ``"auto"`` makes it so (sysctl, ``ip link set up``, ``ip addr add``);
+``"check"`` changes nothing and refuses to start with one line per missing item, each with the
+command that fixes it. Default: ``auto`` inside a namespace the TOF is given (``netns``),
+``check`` in the root namespace, whose host-wide settings the TOF must not change on its own.
+
+:func:`plan` is the pure policy (tested without a kernel); :func:`prepare` is the thin I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.errors import DataPlaneError
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """The apps side as found: forwarding per family, the interface and its addresses."""
+
+    forwarding4: bool
+    forwarding6: bool
+    interface_exists: bool = False
+    interface_up: bool = False
+    addresses: frozenset[str] = field(default_factory=frozenset)  # "198.19.0.1/24"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Commands that make the apps side ready, and what is missing (one line each)."""
+
+    commands: tuple[tuple[str, ...], ...]
+    missing: tuple[str, ...]
+    fatal: tuple[str, ...]  # missing items no command of ours can fix
+
+
+def mode(config: TofConfig) -> str:
+    """``auto`` or ``check`` (see the module docstring)."""
+    if config.apps_setup is not None:
+        return config.apps_setup
+    return "auto" if config.netns is not None else "check"
+
+
+def plan(config: TofConfig, observed: Observed) -> Plan:
+    """What to do (``auto``) or to refuse with (``check``) for ``observed`` (pure)."""
+    where = f"namespace {config.netns}" if config.netns else "the root namespace"
+    commands: list[tuple[str, ...]] = []
+    missing: list[str] = []
+    fatal: list[str] = []
+    families = {ipaddress.ip_network(p).version for p in config.ue_pools} or {4}
+    for version, on, key in (
+        (4, observed.forwarding4, "net.ipv4.ip_forward"),
+        (6, observed.forwarding6, "net.ipv6.conf.all.forwarding"),
+    ):
+        if version in families and not on:
+            commands.append(("sysctl", "-qw", f"{key}=1"))
+            missing.append(f"{key} is 0 in {where} (fix: sysctl -w {key}=1)")
+    dev = config.apps_interface
+    if dev is not None:
+        if not observed.interface_exists:
+            fatal.append(f"apps interface {dev} does not exist in {where}")
+        else:
+            if not observed.interface_up:
+                commands.append(("ip", "link", "set", dev, "up"))
+                missing.append(f"apps interface {dev} is down (fix: ip link set {dev} up)")
+            gateway = config.apps_gateway
+            if gateway is not None and gateway not in observed.addresses:
+                commands.append(("ip", "addr", "add", gateway, "dev", dev))
+                missing.append(
+                    f"apps interface {dev} lacks the gateway address {gateway} "
+                    f"(fix: ip addr add {gateway} dev {dev})"
+                )
+    return Plan(tuple(commands), tuple(missing), tuple(fatal))
+
+
+Runner = Callable[[Sequence[str]], str]
+
+
+def _runner(netns: str | None) -> Runner:
+    def go(argv: Sequence[str]) -> str:
+        return run(netns_argv(netns, list(argv))).stdout
+
+    return go
+
+
+def observe(config: TofConfig, runner: Runner) -> Observed:
+    """Read forwarding and the apps interface's state (``ip -j``) through ``runner``."""
+
+    def sysctl(key: str) -> bool:
+        try:
+            return runner(["sysctl", "-n", key]).strip() == "1"
+        except CommandError:
+            return False
+
+    exists = up = False
+    addresses: set[str] = set()
+    if config.apps_interface is not None:
+        try:
+            rows = json.loads(runner(["ip", "-j", "addr", "show", "dev", config.apps_interface]))
+        except (CommandError, ValueError):
+            rows = []
+        for row in rows:
+            exists = True
+            up = "UP" in row.get("flags", [])
+            for a in row.get("addr_info", []):
+                addresses.add(f"{a.get('local')}/{a.get('prefixlen')}")
+    return Observed(
+        sysctl("net.ipv4.ip_forward"),
+        sysctl("net.ipv6.conf.all.forwarding"),
+        exists,
+        up,
+        frozenset(addresses),
+    )
+
+
+def prepare(config: TofConfig, runner: Runner | None = None) -> Plan:
+    """Set up the apps side (``auto``) or raise :class:`DataPlaneError` saying what is missing."""
+    runner = runner or _runner(config.netns)
+    found = plan(config, observe(config, runner))
+    if found.fatal or (found.missing and mode(config) == "check"):
+        items = "; ".join((*found.fatal, *found.missing))
+        hint = "" if found.fatal else ' (or set apps_setup = "auto" to let the TOF do it)'
+        raise DataPlaneError(f"apps side not ready: {items}{hint}")
+    for argv in found.commands:
+        runner(argv)
+    return found

@@ -1,0 +1,136 @@
+"""Fail-open: S1 keeps flowing while no TOF agent runs (kill -9, crash, stop, restart).
+
+A bump in the wire must not cut the mobile network when its software dies. Both backends put a
+tc program on the ingress of the two S1 interfaces that survives the agent process (a tc filter
+holds its program and maps, not the process) and decides per frame whether the agent is alive:
+
+- userspace backend: the *guard* (``fastpath/guard.bpf.c``, loaded by :class:`Guard`). While
+  the agent lives, its AF_PACKET sockets forward S1 (they receive every frame before tc runs)
+  and the guard lets the frame continue into the stack, which drops it as not addressed to this
+  host; when the agent is gone it switches every frame to the other S1 interface unchanged.
+- fast path: ``s1_ingress`` makes the same check first and, with no agent, switches every frame
+  (nothing is punted to a dead agent or offloaded toward a TUN that no longer exists).
+
+Liveness is the agent's apps TUN: the kernel unregisters a non-persistent TUN the moment the
+process holding its fd exits, so "the TUN's ifindex still names a device" is an exact and
+immediate signal with no heartbeat to miss (``bpf_check_mtu`` looks the device up by index and
+fails when there is none). A data-plane thread that dies closes the TUN too. A new agent first
+creates its ports and TUN, then swaps the program atomically (``tc filter replace``, same
+preference and handle for both backends): there is no moment with neither.
+
+The S1 interfaces are set promiscuous as a device flag, not only through the sockets'
+membership (which goes with them): on a real NIC the program must keep receiving frames
+addressed to the peers' MACs after the agent is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import tempfile
+from pathlib import Path
+
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.tof.fastpath.build import object_path
+from fluidedge.tof.fastpath.libbpf import BpfMap, BpfObject, pin
+
+GUARD_SOURCE = "guard.bpf.c"
+# guard_cfg indexes (enum guard_cfg_index) and guard_stats indexes (enum guard_stat_index).
+G_ENB_IF, G_SGW_IF, G_TUN_IF = 0, 1, 2
+GS_AGENT, GS_SWITCHED = 0, 1
+# Not /sys/fs/bpf: `ip netns exec` remounts /sys, hiding it from `tc` run inside the namespace.
+BPFFS = Path("/run/fluidedge/bpffs")
+#: tc preference and handle of the S1 ingress program, the same for both backends, so a restart
+#: (with either backend) replaces the previous program instead of stacking a second one.
+S1_PREF = "1"
+S1_HANDLE = "1"
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+
+
+def _tc(netns: str | None, *argv: str, check: bool = True) -> str:
+    return run(netns_argv(netns, ["tc", *argv]), check=check).stdout
+
+
+def ensure_bpffs() -> None:
+    """A private bpffs for pinning programs while ``tc`` attaches them."""
+    if not os.path.ismount(BPFFS):
+        BPFFS.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "bpf", "bpf", str(BPFFS)])
+
+
+def attach(netns: str | None, dev: str, hook: str, prog_fd: int, *, pref: str = "1") -> None:
+    """Attach (or atomically replace) program ``prog_fd`` on ``dev``'s ``hook`` (clsact)."""
+    ensure_bpffs()
+    with tempfile.TemporaryDirectory(dir=BPFFS, prefix="fluidedge-") as tmp:
+        pinned = Path(tmp) / f"{dev}-{hook}"
+        pin(prog_fd, pinned)
+        _tc(netns, "qdisc", "replace", "dev", dev, "clsact")  # keeps existing filters
+        _tc(
+            netns, "filter", "replace", "dev", dev, hook, "pref", pref, "handle", S1_HANDLE,
+            "bpf", "object-pinned", str(pinned), "da",
+        )  # fmt: skip
+        pinned.unlink()
+
+
+def s1_program_attached(netns: str | None, dev: str) -> bool:
+    """Does ``dev`` already carry an S1 ingress program (a previous agent's, failing open)?"""
+    try:
+        text = _tc(netns, "filter", "show", "dev", dev, "ingress")
+    except CommandError:
+        return False
+    return f"pref {S1_PREF} bpf" in text
+
+
+def detach(netns: str | None, dev: str) -> None:
+    """Remove every tc program of ``dev`` (``fail_open = false``, or a clean-up)."""
+    _tc(netns, "qdisc", "del", "dev", dev, "clsact", check=False)
+
+
+class Guard:
+    """The userspace backend's guard: :meth:`attach` once the agent's TUN exists and its
+    sockets are open, before its loop starts."""
+
+    def __init__(self, netns: str | None, enb_if: str, sgw_if: str, tun: str) -> None:
+        self.netns = netns
+        self.enb_if, self.sgw_if, self.tun = enb_if, sgw_if, tun
+        self._obj: BpfObject | None = None
+        self._stats: BpfMap | None = None
+
+    def _ifindex(self, name: str) -> int:
+        return int(call_in_netns(self.netns, lambda: socket.if_nametoindex(name)))
+
+    def attach(self) -> None:
+        self._obj = BpfObject(object_path(name=GUARD_SOURCE))
+        cfg = BpfMap(self._obj.map_fd("guard_cfg"), 4, 4)
+        self._stats = BpfMap(self._obj.map_fd("guard_stats"), 4, 8, percpu=True)
+        for index, dev in ((G_ENB_IF, self.enb_if), (G_SGW_IF, self.sgw_if), (G_TUN_IF, self.tun)):
+            cfg.update(_u32(index), _u32(self._ifindex(dev)))
+        for dev in (self.enb_if, self.sgw_if):
+            run(netns_argv(self.netns, ["ip", "link", "set", dev, "promisc", "on"]))
+            attach(self.netns, dev, "ingress", self._obj.prog_fd("s1_guard"), pref=S1_PREF)
+
+    def counters(self) -> dict[str, int]:
+        """Frames the guard saw with the agent alive / switched itself (this guard only)."""
+        if self._stats is None:
+            return {}
+        out = {}
+        for index, name in ((GS_AGENT, "guard_agent_alive"), (GS_SWITCHED, "guard_switched")):
+            values = self._stats.lookup_percpu(_u32(index))
+            out[name] = sum(_U64.unpack(v[:8])[0] for v in values)
+        return out
+
+    def close(self) -> None:
+        """Drop our references; the attached program and its maps stay with the filters."""
+        self._stats = None
+        if self._obj is not None:
+            with contextlib.suppress(OSError):
+                self._obj.close()
+            self._obj = None
+
+
+def _u32(value: int) -> bytes:
+    return _U32.pack(value)

@@ -1,0 +1,112 @@
+"""Client errors of the instance manager's API are 4xx (or a documented 504) with a reason, on a
+real daemon with real runc; field size limits; template secrets redacted for anonymous reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.functional.daemon.conftest import purge_instances
+
+pytestmark = pytest.mark.root
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SUFFIX = os.getpid() % 100000
+
+
+@pytest.fixture
+def api(daemon_factory: DaemonFactory) -> Iterator[httpx.Client]:
+    handle = daemon_factory(
+        {"instances": {"pool_scale": 0, "memory_mb": 1024, "builtin_templates": False}}
+    )
+    try:
+        with httpx.Client(base_url=handle.url, headers=AUTH, timeout=60) as client:
+            yield client
+    finally:
+        handle.stop()
+        purge_instances(handle)
+
+
+def _template(name: str, **fields: object) -> dict[str, object]:
+    return {"name": name, "command": ["/bin/busybox", "sleep", "1000"], **fields}
+
+
+def test_networks_missing_netns_and_non_bridge_are_refused(api: httpx.Client) -> None:
+    missing = api.post("/v1/networks", json={"name": "n1", "bridge": "febr0", "netns": "fe-nope"})
+    assert missing.status_code == 404
+    assert "namespace 'fe-nope' does not exist" in missing.json()["detail"]
+    veth = f"feva{SUFFIX}"[:15]
+    subprocess.run(
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", f"fevb{SUFFIX}"[:15]],
+        check=True,
+    )
+    try:
+        refused = api.post("/v1/networks", json={"name": "n2", "bridge": veth})
+        assert refused.status_code == 409
+        assert f"{veth} exists and is a veth: not adopted" in refused.json()["detail"]
+        state = subprocess.run(
+            ["ip", "-o", "link", "show", veth], capture_output=True, text=True, check=True
+        ).stdout
+        assert "state DOWN" in state  # left untouched (not set up)
+        assert api.get("/v1/networks").json() == []
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=False)
+
+
+LIMIT_CASES: list[tuple[dict[str, object], str]] = [
+    ({"files": {"go": "x"}}, "reserved for the launcher"),
+    ({"files": {"assign/x": "x"}}, "reserved for the launcher"),
+    ({"description": "d" * 4097}, "at most 4096 characters"),
+    ({"env": {"BIG": "v" * 32769}}, "at most 32768 characters"),
+    ({"env": {f"K{i}": "v" for i in range(257)}}, "at most 256 items"),
+    ({"files": {f"f{i}": "x" for i in range(65)}}, "at most 64 items"),
+    ({"files": {"big": "x" * (256 * 1024 + 1)}}, "at most 262144 characters"),
+    ({"command": ["/bin/busybox", *["a"] * 256]}, "at most 256 items"),
+    ({"command": ["/bin/busybox", "a" * 4097]}, "at most 4096 characters"),
+    ({"labels": {"k": "v" * 64}}, "at most 63 characters"),
+]
+
+
+def test_template_field_limits(api: httpx.Client) -> None:
+    for fields, reason in LIMIT_CASES:
+        response = api.post("/v1/templates", json=_template("limits", **fields))
+        assert response.status_code == 400, fields.keys()
+        assert reason in response.json()["detail"], fields.keys()
+    assert api.get("/v1/templates").json() == []
+    # At the limits, accepted.
+    edge = _template("edge", description="d" * 4096, env={"BIG": "v" * 32768})
+    assert api.post("/v1/templates", json=edge).status_code == 201
+
+
+def test_template_secrets_are_redacted_without_the_token(api: httpx.Client) -> None:
+    spec = _template("secret", env={"PASSWORD": "hunter2"}, files={"key.pem": "PRIVATE"})
+    assert api.post("/v1/templates", json=spec).status_code == 201
+    anonymous = httpx.get(f"{str(api.base_url).rstrip('/')}/v1/templates/secret").json()
+    assert anonymous["env"] == {"PASSWORD": "<redacted>"}
+    assert anonymous["files"] == {"key.pem": "<redacted>"}
+    listed = httpx.get(f"{str(api.base_url).rstrip('/')}/v1/templates").json()
+    assert "hunter2" not in str(listed)
+    assert "PRIVATE" not in str(listed)
+    full = api.get("/v1/templates/secret").json()
+    assert full["env"] == {"PASSWORD": "hunter2"}
+    assert full["files"] == {"key.pem": "PRIVATE"}
+
+
+def test_readiness_timeout_is_504_and_workload_exit_422(api: httpx.Client) -> None:
+    slow = _template("slow", readiness={"kind": "tcp", "port": 9, "timeout_s": 0.5})
+    assert api.post("/v1/templates", json=slow).status_code == 201
+    timed_out = api.post("/v1/instances", json={"name": "s1", "template": "slow"})
+    assert timed_out.status_code == 504
+    assert "not ready (tcp) within 0.5 s" in timed_out.json()["detail"]
+    assert api.get("/v1/instances/s1").status_code == 404
+    dying = _template("dying", command=["/bin/busybox", "false"])
+    assert api.post("/v1/templates", json=dying).status_code == 201
+    exited = api.post("/v1/instances", json={"name": "d1", "template": "dying"})
+    assert exited.status_code == 422
+    assert "workload exited" in exited.json()["detail"]
+    assert api.get("/v1/instances").json() == []

@@ -1,0 +1,188 @@
+"""The edge's pure pieces: token policy, Allow table, status mapping, OpenAPI rewrite, config
+rules for TLS and the token path, the client's endpoint order, and the edge in process."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from fluidedge.daemon.app import create_app
+from fluidedge.daemon.auth import Presented, TokenGuard
+from fluidedge.daemon.client import endpoint
+from fluidedge.daemon.config import parse_config
+from fluidedge.daemon.edge import RouteMethods, error_detail, error_status
+from fluidedge.daemon.errors import ConfigError
+from fluidedge.daemon.openapi import rewrite
+from fluidedge.daemon.part import DaemonContext
+from fluidedge.daemon.store import Store, StoreError
+from fluidedge.errors import ConflictError, InputError, SystemFailure
+
+TOKEN = "e" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_token_guard_policy() -> None:
+    guard = TokenGuard(TOKEN, open_reads=True)
+    assert guard.presented(f"Bearer {TOKEN}".encode()) is Presented.TOKEN
+    assert guard.presented(f"bearer  {TOKEN}".encode()) is Presented.TOKEN
+    assert guard.presented(None) is Presented.NONE
+    assert guard.presented(b"Basic abc") is Presented.INVALID
+    assert guard.presented(b"Bearer " + b"f" * 32) is Presented.INVALID
+    assert not guard.needs_token("GET", "/service")
+    assert guard.needs_token("POST", "/service")
+    closed = TokenGuard(TOKEN, open_reads=False)
+    assert closed.needs_token("GET", "/metrics")
+    assert closed.needs_token("OPTIONS", "/docs")
+    assert not closed.needs_token("GET", "/healthz")
+
+
+def test_allow_table_unions_every_route_of_a_path() -> None:
+    paths = {"/service": {"get": {}, "post": {}}, "/service/{name}": {"put": {}, "delete": {}}}
+    table = RouteMethods(lambda: paths, list)
+    assert table.allow("/service") == "GET, HEAD, POST, OPTIONS"
+    assert table.allow("/service/a.b") == "PUT, DELETE, OPTIONS"
+    assert table.allow("/service/a/b") is None
+    assert table.allow("/other") is None
+
+
+def _caused(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+def test_error_status_finds_a_full_disk_underneath() -> None:
+    wrapped = _caused(SystemFailure("write failed"), OSError(errno.ENOSPC, "No space left"))
+    assert error_status(wrapped) == 507
+    assert "no space left" in error_detail(wrapped)
+    full = sqlite3.OperationalError("database or disk is full")
+    assert error_status(StoreError("commit")) == 500
+    assert error_status(_caused(StoreError("store: commit failed"), full)) == 507
+    # A client error stays a client error even with a full disk somewhere in its history.
+    assert error_status(_caused(InputError("bad"), OSError(errno.ENOSPC, "full"))) == 400
+    assert error_status(RuntimeError("x")) == 500
+    assert error_detail(RuntimeError("x")) == "internal error: RuntimeError: x"
+
+
+def test_openapi_rewrite_replaces_422_and_marks_security() -> None:
+    validation = {"content": {"application/json": {"schema": {"$ref": "#/x/HTTPValidationError"}}}}
+    document = {
+        "paths": {
+            "/a": {
+                "get": {"responses": {"200": {}}},
+                "post": {
+                    "requestBody": {},
+                    "responses": {"200": {}, "422": validation},
+                },
+            },
+            "/w": {"post": {"responses": {"201": {}, "422": {"description": "workload"}}}},
+            "/healthz": {"get": {"responses": {"200": {}}}},
+        }
+    }
+    spec = rewrite(document, open_reads=False)
+    post = spec["paths"]["/a"]["post"]
+    assert "422" not in post["responses"]
+    assert {"400", "401", "413", "500", "503", "507"} <= set(post["responses"])
+    assert post["security"] == [{"bearer": []}]
+    assert spec["paths"]["/a"]["get"]["security"] == [{"bearer": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+    assert spec["paths"]["/w"]["post"]["responses"]["422"] == {"description": "workload"}
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    opened = rewrite({"paths": {"/a": {"get": {"responses": {"200": {}}}}}}, open_reads=True)
+    assert opened["paths"]["/a"]["get"]["security"] == []
+
+
+def test_config_tls_off_loopback_and_token_in_state_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not loopback: set api\.tls_cert"):
+        parse_config({"api": {"listen": "192.0.2.1"}})
+    with pytest.raises(ConfigError, match="go together"):
+        parse_config({"api": {"tls_cert": "/c.pem"}})
+    assert parse_config({"api": {"listen": "0.0.0.0", "allow_plain_http": True}}).api.listen
+    tls = parse_config({"api": {"listen": "::", "tls_cert": "/c", "tls_key": "/k"}}).api
+    assert tls.tls
+    assert not tls.loopback
+    config = parse_config({"state_dir": str(tmp_path)})
+    assert config.api.token_file == tmp_path / "token"
+    assert config.socket_path == tmp_path / "api.sock"
+    assert parse_config({"state_dir": str(tmp_path), "api": {"socket": ""}}).socket_path is None
+    # The default of one config does not leak into another.
+    assert parse_config({}).api.token_file == Path("/var/lib/fluidedge/token")
+
+
+def test_client_endpoint_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLUIDEDGE_SOCKET", "FLUIDEDGE_URL", "FLUIDEDGE_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLUIDEDGE_STATE_DIR", str(tmp_path))
+    assert endpoint() == ("http://127.0.0.1:8181", None)
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "api.sock"))
+        assert endpoint() == ("http://fluidedge", tmp_path / "api.sock")
+        monkeypatch.setenv("FLUIDEDGE_URL", "http://127.0.0.1:9")
+        assert endpoint() == ("http://127.0.0.1:9", None)
+        monkeypatch.setenv("FLUIDEDGE_SOCKET", "/run/x.sock")
+        assert endpoint() == ("http://fluidedge", Path("/run/x.sock"))
+        assert endpoint(url="https://h:1") == ("https://h:1", None)
+        assert endpoint(socket="/s") == ("http://fluidedge", Path("/s"))
+
+
+class _Item(BaseModel):
+    name: str
+
+
+class _Part:
+    name = "item"
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/item")
+        def create(item: _Item) -> dict[str, str]:
+            if item.name == "taken":
+                raise ConflictError("taken")
+            if item.name == "full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return {"name": item.name}
+
+        @router.get("/item/{name}")
+        def read(name: str) -> dict[str, str]:
+            return {"name": name}
+
+        return router
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def metrics(self) -> str:
+        return "# TYPE item_things gauge\nitem_things 2\n"
+
+
+def test_edge_in_process(tmp_path: Path) -> None:
+    config = parse_config(
+        {"state_dir": str(tmp_path), "api": {"token": TOKEN, "max_body_bytes": 1024}}
+    )
+    context = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    context.parts["item"] = _Part()
+    with TestClient(create_app(context), raise_server_exceptions=False) as client:
+        assert client.post("/item", json={"name": "a"}, headers=AUTH).json() == {"name": "a"}
+        assert client.post("/item", json={"name": "a"}).status_code == 401
+        full = client.post("/item", json={"name": "full"}, headers=AUTH)
+        assert full.status_code == 507
+        assert "no space left" in full.json()["detail"]
+        assert client.post("/item", json={"name": "taken"}, headers=AUTH).status_code == 409
+        big = client.post("/item", content=b"{" + b" " * 2000 + b"}", headers=AUTH)
+        assert big.status_code == 413
+        assert client.options("/item/x").headers["allow"] == "GET, HEAD, OPTIONS"
+        assert client.delete("/item/x", headers=AUTH).status_code == 405
+        metrics = client.get("/metrics").text
+        assert "item_things 2.0" in metrics
+        assert 'fluidedge_part_metrics_up{part="item"} 1.0' in metrics
