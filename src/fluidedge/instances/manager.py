@@ -116,7 +116,10 @@ class InstancesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state_dir: Path | None = None
-    runc: str = "runc"
+    runtime: Literal["runc", "crun"] = Field(
+        default="runc", description="OCI runtime (crun needs pure v1 or v2, not hybrid)"
+    )
+    runtime_path: str | None = Field(default=None, description="its binary (default: on PATH)")
     launcher: Literal["auto", "c", "sh"] = Field(
         default="auto", description="shell launcher: static C (needs gcc) or busybox sh"
     )
@@ -274,9 +277,9 @@ def _listening(pid: int, port: int) -> bool:
 
 
 def _still_starting(exe: str) -> bool:
-    """True while ``runc init`` (a cloned binary, seen as ``/`` or ``memfd:...``) or the
-    launcher still holds the process: the fifo's EOF comes just *before* runc init's exec."""
-    return exe in ("", "/") or "runc" in exe or exe.endswith("fe-launcher")
+    """True while ``runc init`` (a cloned binary, seen as ``/`` or ``memfd:...``), crun's init or
+    the launcher still holds the process: the fifo's EOF comes just *before* runc init's exec."""
+    return exe in ("", "/") or "runc" in exe or "crun" in exe or exe.endswith("fe-launcher")
 
 
 def _probe(kind: str, pid: int, port: int | None, path: str | None) -> bool:
@@ -295,7 +298,9 @@ class Manager:
         self.state_dir = state_dir
         self.tables = Tables(store)
         self.cgroups = cgroups.detect(config.cgroup_mode, config.cgroup_parent)
-        self.runc = runc.Runc(state_dir / "runc", config.runc, self.cgroups)
+        binary = config.runtime_path or config.runtime
+        runc.check_runtime(config.runtime, binary, self.cgroups.kind)
+        self.runc = runc.Runc(state_dir / config.runtime, binary, self.cgroups, config.runtime)
         self.rootfs = state_dir / "rootfs"
         self.shell_root = state_dir / "shells"
         self.capacity = Capacity(
@@ -1256,7 +1261,11 @@ class Manager:
             shells = sum(len(p.ready) for p in self.pools.values())
         return {
             "cgroup": self.cgroups.describe(),
-            "runtime": {"binary": self.config.runc, "root": str(self.runc.root)},
+            "runtime": {
+                "name": self.config.runtime,
+                "binary": self.runc.binary,
+                "root": str(self.runc.root),
+            },
             "launcher": self.launcher_kind,
             "instances": states,
             "pooled_shells": shells,

@@ -1,6 +1,13 @@
-"""The runc adapter: everything the part does to containers goes through here.
+"""The OCI runtime adapter (runc, or crun): everything the part does to containers goes here.
 
-A private runc root (``<state_dir>/runc``) keeps our containers apart from anybody else's.
+runc and crun take the same command line for what we use (``--root``, ``create --bundle
+--pid-file``, ``state``, ``list --format json``, ``delete -f``) and both start a created
+container through ``<root>/<id>/exec.fifo``; they differ in the words of "no such container",
+which :func:`_missing` knows. crun is faster (C, no Go runtime start) but refuses hybrid cgroup
+hosts: :func:`check_runtime` says so at start.
+
+A private runtime root (``<state_dir>/runc`` or ``<state_dir>/crun``) keeps our containers apart
+from anybody else's.
 Fast paths bypass the runc binary where its work is a file operation:
 
 - *start*: a container in the ``created`` state is blocked in ``runc init`` opening
@@ -17,6 +24,7 @@ import errno
 import json
 import os
 import select
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -56,14 +64,41 @@ def process_running(pid: int) -> bool:
     return bool(state) and state[0] not in ("Z", "X")
 
 
+RUNTIMES = ("runc", "crun")
+
+
+def check_runtime(kind: str, binary: str, cgroup_kind: str) -> None:
+    """Refuse a runtime that cannot work here, with the reason (a start-up error)."""
+    if kind not in RUNTIMES:
+        raise RuntimeFailure(f"unknown OCI runtime {kind!r} (have: {', '.join(RUNTIMES)})")
+    if kind == "crun" and cgroup_kind == "hybrid":
+        raise RuntimeFailure(
+            "crun refuses hybrid cgroup hosts (v1 controllers beside a cgroup2 mount); "
+            'use runtime = "runc" here'
+        )
+    if shutil.which(binary) is None:
+        raise RuntimeFailure(f"OCI runtime {binary!r} is not installed")
+
+
+def _missing(message: str) -> bool:
+    """Whether a runtime's error says the container does not exist (runc: "does not exist",
+    crun: "error opening file `<root>/<id>/status`: No such file or directory")."""
+    return "not exist" in message or "No such file or directory" in message
+
+
 class Runc:
-    """runc with a private state root."""
+    """An OCI runtime (runc or crun: same command line) with a private state root."""
 
     def __init__(
-        self, root: Path, binary: str = "runc", cgroup: cgroups.Cgroups | None = None
+        self,
+        root: Path,
+        binary: str = "runc",
+        cgroup: cgroups.Cgroups | None = None,
+        kind: str = "runc",
     ) -> None:
         self.root = root
         self.binary = binary
+        self.kind = kind
         self.cgroups = cgroup if cgroup is not None else cgroups.detect()
         root.mkdir(parents=True, exist_ok=True)
 
@@ -137,11 +172,49 @@ class Runc:
         return int(pid_file.read_text().strip())
 
     def start_fast(self, container_id: str, pid: int, *, timeout: float = 5.0) -> None:
-        """What ``runc start`` does, without the binary: open + read exec.fifo, then remove it.
+        """What ``runc start`` / ``crun start`` do, without the binary, through exec.fifo.
 
-        Returns once ``runc init`` has exec'd the shell's process (the fifo's write end is
-        close-on-exec, so EOF on our end means the exec happened).
+        Returns once the runtime's init has exec'd the shell's process.
         """
+        if self.kind == "crun":
+            self._start_fast_crun(container_id, pid, timeout)
+        else:
+            self._start_fast_runc(container_id, pid, timeout)
+
+    def _start_fast_crun(self, container_id: str, pid: int, timeout: float) -> None:
+        """crun's direction is the reverse of runc's: its init *reads* exec.fifo and execs
+        after one byte, so we write the byte (retrying while the init is not reading yet),
+        remove the fifo, and wait until the process is no longer crun."""
+        fifo = self.root / container_id / "exec.fifo"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise RuntimeFailure(f"start {container_id}: {fifo}: {exc.strerror}") from exc
+            if time.monotonic() > deadline or not pid_alive(pid):
+                raise RuntimeFailure(f"start {container_id}: crun init is not waiting")
+            time.sleep(0.0002)
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            raise RuntimeFailure(f"start {container_id}: {fifo}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            fifo.unlink()
+        while "crun" in (exe_of(pid) or "crun"):
+            if not pid_alive(pid):
+                raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"start {container_id}: crun init did not exec in time")
+            time.sleep(0.0002)
+
+    def _start_fast_runc(self, container_id: str, pid: int, timeout: float) -> None:
+        """runc's init writes exec.fifo and execs: open + read it until EOF (the write end is
+        close-on-exec, so EOF means the exec happened), then remove it."""
         fifo = self.root / container_id / "exec.fifo"
         try:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -181,7 +254,7 @@ class Runc:
         try:
             out = self._run("state", container_id)
         except RuntimeFailure as exc:
-            if "does not exist" in str(exc) or "not exist" in str(exc):
+            if _missing(str(exc)):
                 return None
             raise
         return dict(json.loads(out))
@@ -196,7 +269,7 @@ class Runc:
         try:
             self._run("delete", "-f", container_id, timeout=30)
         except RuntimeFailure as exc:
-            if "does not exist" not in str(exc) and "not exist" not in str(exc):
+            if not _missing(str(exc)):
                 # Last resort: kill the cgroup's tasks, remove cgroups and state ourselves.
                 self._force_cleanup(container_id)
                 if (self.root / container_id).exists():

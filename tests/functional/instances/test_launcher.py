@@ -12,7 +12,7 @@ import pytest
 
 from fluidedge.instances import launcher
 from fluidedge.instances.errors import InvalidRequest
-from fluidedge.instances.models import LIMITS, MAX_ENV, InstanceRequest
+from fluidedge.instances.models import LIMITS, MAX_ASSIGNMENT_BYTES, InstanceRequest
 
 from .conftest import ManagerFactory
 
@@ -84,15 +84,11 @@ def test_sizes_beyond_the_launcher_are_refused_not_dropped(
     manager_factory: ManagerFactory,
 ) -> None:
     manager = manager_factory(pool_scale=0)
-    # The API's per-field limits (models.LIMITS) sit inside the launcher's; the launcher's
-    # total size stays the backstop for what the fields add up to.
-    assert LIMITS["env"] < MAX_ENV - 2
-    with pytest.raises(ValueError, match=f"at most {LIMITS['env']} items"):
-        InstanceRequest(
-            name="big", template="idle", env={f"V{i}": "x" for i in range(LIMITS["env"] + 1)}
-        )
-    value = "x" * 30_000
-    with pytest.raises(ValueError, match="at most 131071 bytes"):
+    entries, value = LIMITS["env"], "x" * LIMITS["env_value"]
+    with pytest.raises(ValueError, match=f"at most {entries} items"):
+        InstanceRequest(name="big", template="idle", env={f"V{i}": "x" for i in range(entries + 1)})
+    # Every field within its own limit, the whole beyond what the launcher reads.
+    with pytest.raises(ValueError, match=f"at most {MAX_ASSIGNMENT_BYTES} bytes"):
         InstanceRequest(name="big", template="idle", env={f"V{i}": value for i in range(5)})
     # Within the request's own limit, but not with the template's environment added.
     template = manager.get_template("idle").model_copy(
@@ -100,7 +96,7 @@ def test_sizes_beyond_the_launcher_are_refused_not_dropped(
     )
     manager.create_template(template)
     request = InstanceRequest(name="big", template="envy", env={f"V{i}": value for i in range(2)})
-    with pytest.raises(InvalidRequest, match="at most 131071 bytes"):
+    with pytest.raises(InvalidRequest, match=f"at most {MAX_ASSIGNMENT_BYTES} bytes"):
         manager.create_instance(request)
     assert "big" not in manager.instances
     assert "big" not in manager.reserved_names

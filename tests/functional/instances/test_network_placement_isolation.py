@@ -281,9 +281,14 @@ def test_fork_bomb_and_memory_hog_are_contained(manager_factory: ManagerFactory)
             resources={"memory_mb": 16, "pids": 8},
         )
     )
-    time.sleep(1.0)
+    # Wait (deadline, no fixed sleep: a loaded host or the TCG VM is slow) until the bomb hit
+    # its pids limit and the hog was OOM-killed inside its own cgroup, then measure.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        manager.cgroups.pids_limit_hits(bomb.id) > 0 and manager.cgroups.oom_kills(hog.id) > 0
+    ):
+        time.sleep(0.05)
     during = [_http_get_in(pid, 8080) for _ in range(40)]
-    # The bomb hit its pids limit; the hog was OOM-killed inside its own cgroup.
     assert manager.cgroups.pids_current(bomb.id) <= 16
     assert manager.cgroups.pids_limit_hits(bomb.id) > 0
     assert manager.cgroups.oom_kills(hog.id) > 0

@@ -142,6 +142,8 @@ def test_cgroup_mode_reported_and_paused_delete_kills_everything(
     stats = manager.stats()
     assert stats["cgroup"]["mode"] == kind
     assert stats["cgroup"]["mode"] == manager.cgroups.kind
+    assert stats["runtime"]["name"] == manager.config.runtime
+    assert manager.runc.root.name == manager.config.runtime
     # A workload with children, paused, then deleted: the cgroup kill (v2: cgroup.kill, which
     # takes frozen tasks too) leaves no process, no cgroup, no container behind.
     view = manager.create_instance(

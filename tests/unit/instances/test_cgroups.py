@@ -128,3 +128,17 @@ def test_v1_writes_per_controller_knobs(tmp_path: Path) -> None:
     assert read["pids.max"] == "16"
     assert len(cg.leftover("fe1")) == 5
     assert cg.describe()["mode"] == "hybrid"
+
+
+def test_runtime_check_refuses_crun_on_hybrid_hosts() -> None:
+    from fluidedge.instances import runc
+
+    with pytest.raises(RuntimeFailure, match="crun refuses hybrid"):
+        runc.check_runtime("crun", "crun", "hybrid")
+    with pytest.raises(RuntimeFailure, match="unknown OCI runtime"):
+        runc.check_runtime("youki", "youki", "v2")
+    with pytest.raises(RuntimeFailure, match="not installed"):
+        runc.check_runtime("crun", "/nonexistent/crun", "v2")
+    assert runc._missing("container `x` does not exist")
+    assert runc._missing("error opening file `/r/x/status`: No such file or directory")
+    assert not runc._missing("permission denied")
