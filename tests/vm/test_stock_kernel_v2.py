@@ -2,9 +2,9 @@
 
 ``scripts/vmtest`` boots Debian's own kernel under QEMU (TCG: these hosts cannot run it with
 KVM), with cgroup2 mounted at ``/sys/fs/cgroup`` by the guest's init, and runs pytest there on
-this checkout (shared read-only over 9p). This test runs it as part of the suite so CI covers
-the v2 path for real: about 1.5 min to prepare the image once (cached in
-/var/cache/fluidedge-vm), then about 4 min per run on 2 cores.
+this checkout (shared read-only over 9p). This test runs it on demand (`scripts/test -m vm`;
+the default selection leaves it out, see docs/instances.md): about 1.5 min to prepare the
+image once (cached in /var/cache/fluidedge-vm), then about 4 min per run on 2 cores.
 
 The payload is ``tests/functional/instances``: the manager's cgroup, pool, pause/resume,
 network, placement, isolation, abuse and attack tests, the ones that touch the cgroup adapter;

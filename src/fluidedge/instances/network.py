@@ -15,6 +15,7 @@ the prepare phase; the execute phase only adds addresses (see :mod:`fluidedge.in
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from typing import Any
@@ -137,6 +138,10 @@ def unplug(netns: str | None, host_ifname: str) -> None:
             if index is not None:
                 ipr.link("del", index=index)
         except Exception as exc:
+            # The veth may vanish between the lookup and the delete: its peer died with the
+            # container's network namespace, which takes the pair with it. Gone is gone.
+            if getattr(exc, "code", None) == errno.ENODEV:
+                return
             raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
 
 
