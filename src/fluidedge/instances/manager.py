@@ -247,7 +247,7 @@ class Manager:
             shell: Shell | None = None
             error: str | None = None
             try:
-                shell = self._prepare_shell(template)
+                shell = self.prepare_shell(template)
             except Exception as exc:  # a failed prepare must never kill the worker
                 error = str(exc)
             self._shell_prepared(template, shell, error)
@@ -267,7 +267,7 @@ class Manager:
         if shell is not None and not kept:  # template deleted meanwhile
             self.destroy_shell(shell)
 
-    def _prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
+    def prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
         """Everything common to every instance of ``template``: a running container whose
         launcher waits for its go signal, plugged. Its row is stored before anything runs."""
         shell_id = "fe" + secrets.token_hex(5)
@@ -428,7 +428,7 @@ class Manager:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
                 path = "cold"
-                shell = self._prepare_shell(template, state="assigned")
+                shell = self.prepare_shell(template, state="assigned")
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
