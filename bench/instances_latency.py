@@ -32,8 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fluidedge.instances import runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import oci_config
-from fluidedge.instances.readiness import listening, still_starting
+from fluidedge.instances.readiness import listening
 from instances_common import BenchDaemon, LeanClient, machine, pct, summary
+
+
+def _exec_done(exe: str) -> bool:
+    """The baseline has no launcher to report its exec: ``runc run``'s init is a cloned runc
+    binary (seen as ``/`` or ``memfd:...``) until it execs the workload."""
+    return exe not in ("", "/") and "runc" not in exe and "memfd:" not in exe
 
 
 def api_runs(
@@ -114,7 +120,7 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
                 ready = (
                     listening(pid, template.readiness.port or 0)
                     if template.readiness.kind == "tcp"
-                    else not still_starting(exe)
+                    else _exec_done(exe)
                 )
                 if ready:
                     break

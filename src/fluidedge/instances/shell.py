@@ -25,7 +25,13 @@ from typing import Any, Protocol
 from fluidedge.instances import cgroups, network, runc
 from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, oci_config
 from fluidedge.instances.errors import RuntimeFailure
-from fluidedge.instances.launcher import GO_FIFO, build_launcher, make_go_fifo, signal_go
+from fluidedge.instances.launcher import (
+    GO_FIFO,
+    STARTED_FIFO,
+    build_launcher,
+    make_go_fifo,
+    signal_go,
+)
 from fluidedge.instances.models import (
     InterfaceState,
     NetworkSpec,
@@ -36,7 +42,7 @@ from fluidedge.instances.models import (
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.placement import cpuset_text
 from fluidedge.instances.private import private_dir, write_private
-from fluidedge.instances.readiness import wait_ready
+from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
 
 
@@ -69,10 +75,11 @@ class ShellIO(Protocol):
     def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
         """The network phase: addresses and default routes inside the shell's namespace."""
 
-    def release(self, shell: Shell) -> None:
-        """The start phase: let the launcher exec the workload."""
+    def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
+        """The start phase: let the launcher exec the workload; with ``watch``, the launcher's
+        report of its exec, to wait on."""
 
-    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
+    def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         """Return once the instance is ready (WorkloadFailed / ReadinessTimeout otherwise)."""
 
     def freeze(self, container_id: str, *, timeout: float) -> None: ...
@@ -226,11 +233,19 @@ class RuncShellIO:
         finally:
             shell.close()
 
-    def release(self, shell: Shell) -> None:
-        signal_go(shell.directory / "assign" / GO_FIFO, shell.pid)
+    def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
+        assign = shell.directory / "assign"
+        started = StartWatch.open(assign / STARTED_FIFO) if watch else None
+        try:
+            signal_go(assign / GO_FIFO, shell.pid)
+        except BaseException:
+            if started is not None:
+                started.close()
+            raise
+        return started
 
-    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
-        wait_ready(check, pid, name, self.launcher_kind)
+    def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
+        wait_ready(check, pid, name, watch)
 
     def freeze(self, container_id: str, *, timeout: float) -> None:
         self.cgroups.freeze(container_id, timeout=timeout)
