@@ -66,6 +66,7 @@ from fluidedge.instances.readiness import start_failure
 from fluidedge.instances.records import Instance, Shell, ShellIface
 from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+from fluidedge.instances.writer import Writer
 
 __all__ = ["CosBinder", "Instance", "InstancesConfig", "Manager", "Shell", "ShellIface"]
 
@@ -124,6 +125,7 @@ class Manager:
         self._workers: list[threading.Thread] = []
         self._stopping = False
         self.cos_binder: CosBinder | None = None
+        self.writer = Writer()
 
     # ------------------------------------------------------------------ the runc adapter
     def runc_io(self) -> RuncShellIO:
@@ -167,6 +169,7 @@ class Manager:
         for worker in self._workers:
             worker.join(timeout=120)
         self._workers.clear()
+        self.writer.flush()
         with self.lock:
             for shells in self.pools.values():
                 for shell in shells.ready:
@@ -472,9 +475,7 @@ class Manager:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
         env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
-        self.io.configure(
-            shell, files, encode_assignment(argv, env), template.resources, resources, cpus
-        )
+        encoded = encode_assignment(argv, env)
         interfaces = []
         for iface in shell.ifaces:
             assignment = request.interfaces.get(iface.name)
@@ -504,14 +505,23 @@ class Manager:
             shell_ifaces=shell.ifaces,
             cos=request.cos or template.cos,
         )
-        self.tables.claim_shell(shell.id, inst.record())
-        if inst.cos is not None and self.cos_binder is not None:
-            # The launcher joins the class before it execs the workload (same pid), so the
-            # workload and all it forks run in the class from their first instruction.
-            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
+        # The claim commits on the writer thread while the files and limits are written; it
+        # is on disk before the launcher is released (see fluidedge.instances.writer).
+        claim = self.writer.submit(self.tables.claim_shell, shell.id, inst.record())
+        try:
+            self.io.configure(shell, files, encoded, template.resources, resources, cpus)
+            if inst.cos is not None and self.cos_binder is not None:
+                # The launcher joins the class before it execs the workload (same pid), so the
+                # workload and all it forks run in the class from their first instruction.
+                self.cos_binder.bind(inst.name, inst.cos, shell.pid)
+            timer.mark("config")
+            self.io.address(shell, interfaces)
+            timer.mark("network")
+        finally:
+            failed = claim.exception()  # waits: a rollback must come after the claim
+        if failed is not None:
+            raise failed
         timer.mark("config")
-        self.io.address(shell, interfaces)
-        timer.mark("network")
         watch = self.io.release(
             shell, watch=request.wait_ready and template.readiness.kind != "none"
         )
@@ -523,7 +533,7 @@ class Manager:
         with self.lock:
             self.instances[inst.name] = inst
             self.reserved_names.discard(inst.name)
-        self.tables.put_instance(inst.record())
+        self.writer.defer(self.tables.update_instance, inst.record())  # the timing only
         for phase in PHASES:
             self.histograms.observe(
                 "fluidedge_instance_phase_seconds",
@@ -589,7 +599,8 @@ class Manager:
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
-            self.tables.put_instance(inst.record())
+            # The freezer is the truth (re-adoption reads it): the row follows, off the path.
+            self.writer.defer(self.tables.update_instance, inst.record())
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
     def delete_instance(self, name: str) -> None:
