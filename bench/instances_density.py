@@ -11,7 +11,8 @@ reports:
 - the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
-        [--memory-overcommit X] [--store-synchronous normal] [--burst]
+        [--memory-overcommit X] [--store-synchronous normal] [--burst] [--workers N]
+        [--max-minutes M]
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def main() -> None:
         help="the daemon's store_synchronous (normal: no fsync per commit, so the shared "
         "disk's fsync latency does not mask how creation scales with the count)",
     )
+    parser.add_argument("--workers", type=int, default=2, help="daemon prepare_workers")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop creating after this long (then measure and clean up as usual): on a busy "
+        "host the refill (one runc create per instance) bounds the rate",
+    )
     args = parser.parse_args()
     count = args.count or (100 if args.quick else 1000)
     mode = "burst" if args.burst else "paced"
@@ -75,7 +84,7 @@ def main() -> None:
     daemon = BenchDaemon(
         {
             "pool_scale": args.pool / 4,
-            "prepare_workers": 2,
+            "prepare_workers": args.workers,
             "cpu_overcommit": 8.0,
             "memory_overcommit": args.memory_overcommit,
         },
@@ -95,7 +104,11 @@ def main() -> None:
         shells = [c for c in runc.Runc(state).list() if c.get("pid")]
         shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
         begin_all = time.perf_counter()
+        stop_at = None if args.max_minutes is None else time.monotonic() + args.max_minutes * 60
         for index in range(count):
+            if stop_at is not None and time.monotonic() > stop_at:
+                print(f"  stopped after {args.max_minutes} min: {index} instances created")
+                break
             # Paced (default): wait, untimed, until the pool is full again so that creation
             # does not compete with the refill (the seed's "unloaded conditions"); burst: only
             # until a shell is ready.

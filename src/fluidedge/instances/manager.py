@@ -237,12 +237,14 @@ class Manager:
         while True:
             with self.lock:
                 template = None
+                pin = 0
                 while not self._stopping:
                     template = pool.next_job(
                         self.templates, self.pools, self.config.pool_scale, time.monotonic()
                     )
                     if template is not None:
-                        pool.start_job(self.pools[template.name])
+                        pin = pool.pin_for(self.pools[template.name], self.capacity.cpus)
+                        pool.start_job(self.pools[template.name], pin)
                         break
                     self._wake.wait(timeout=0.02)
                 if self._stopping or template is None:
@@ -250,13 +252,13 @@ class Manager:
             shell: Shell | None = None
             error: str | None = None
             try:
-                shell = self.prepare_shell(template)
+                shell = self.prepare_shell(template, cpus=(pin,))
             except Exception as exc:  # a failed prepare must never kill the worker
                 error = str(exc)
-            self._shell_prepared(template, shell, error)
+            self._shell_prepared(template, shell, error, pin)
 
     def _shell_prepared(
-        self, template: TemplateSpec, shell: Shell | None, error: str | None
+        self, template: TemplateSpec, shell: Shell | None, error: str | None, pin: int
     ) -> None:
         with self.lock:
             kept = pool.finish_job(
@@ -265,14 +267,18 @@ class Manager:
                 error,
                 keep=template.name in self.templates,
                 now=time.monotonic(),
+                pin=pin,
             )
             self._wake.notify_all()
         if shell is not None and not kept:  # template deleted meanwhile
             self.destroy_shell(shell)
 
-    def prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
+    def prepare_shell(
+        self, template: TemplateSpec, *, state: str = "ready", cpus: tuple[int, ...] = ()
+    ) -> Shell:
         """Everything common to every instance of ``template``: a running container whose
-        launcher waits for its go signal, plugged. Its row is stored before anything runs."""
+        launcher waits for its go signal, plugged, pinned to ``cpus`` if given. Its row is
+        stored before anything runs."""
         shell_id = "fe" + secrets.token_hex(5)
         ifaces = []
         for index, spec in enumerate(template.interfaces):
@@ -280,7 +286,7 @@ class Manager:
             if net is None:
                 raise NetworkNotFound(f"template {template.name}: network {spec.network!r} is gone")
             ifaces.append(ShellIface(spec.name, spec.network, f"{shell_id}i{index}", net.netns))
-        shell = Shell(shell_id, template.name, 0, self.shell_root / shell_id, ifaces)
+        shell = Shell(shell_id, template.name, 0, self.shell_root / shell_id, ifaces, cpus=cpus)
         self.tables.put_shell(shell.info())
         try:
             self.io.build(shell, template, self.networks)
@@ -425,12 +431,13 @@ class Manager:
                 self.pools.setdefault(template.name, Pool()),
                 cold=request.cold,
                 now=time.monotonic(),
+                cpus=cpus,
             )
         try:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
                 path = "cold"
-                shell = self.prepare_shell(template, state="assigned")
+                shell = self.prepare_shell(template, state="assigned", cpus=cpus)
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
