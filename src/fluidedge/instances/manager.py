@@ -568,10 +568,6 @@ class Manager:
         )
         return inst.view()
 
-    def logs_tail(self, pid: int) -> str:
-        del pid
-        return "see logs"
-
     # ------------------------------------------------------------------ instance operations
     def get_instance(self, name: str) -> Instance:
         inst = self.instances.get(name)
