@@ -86,3 +86,7 @@ class WorkloadFailed(RuntimeFailure):
 
 class FreezerBusy(RuntimeFailure):
     """The freezer cgroup did not reach the wanted state within the wait asked for."""
+
+
+class ImageNotFound(InstancesError, NotFoundError):
+    """No image has that name."""
