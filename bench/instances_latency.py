@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fluidedge.instances import runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import oci_config
-from fluidedge.instances.manager import _listening, _still_starting
+from fluidedge.instances.readiness import listening, still_starting
 from instances_common import BenchDaemon, LeanClient, machine, pct, summary
 
 
@@ -112,9 +112,9 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
                 if exe is None:
                     raise RuntimeError(f"baseline {cid} exited: {(bundle / 'log').read_text()}")
                 ready = (
-                    _listening(pid, template.readiness.port or 0)
+                    listening(pid, template.readiness.port or 0)
                     if template.readiness.kind == "tcp"
-                    else not _still_starting(exe)
+                    else not still_starting(exe)
                 )
                 if ready:
                     break

@@ -21,7 +21,14 @@ Module map (pure policy first, I/O adapters last):
 - ``runc``: the OCI runtime adapter, runc or crun (create, fifo start, state, list, delete).
 - ``network``: bridges and veths (pyroute2).
 - ``persist``: SQLite tables of the part.
-- ``manager``: pools, prepare workers, execute phase, pause/resume, re-adoption.
+- ``config``: the ``[instances]`` config table and the host facts of its defaults.
+- ``records``: shells and instances, and their store rows.
+- ``pool``: the pure refill policy (which pool the next prepare worker fills).
+- ``readiness``: the readiness checks, against a deadline.
+- ``shell``: the containers' I/O (build, configure, address, release, destroy): the seam.
+- ``catalog``: templates and networks (CRUD, references between them).
+- ``reconcile``: re-adoption at start, orphans.
+- ``manager``: composes them: prepare workers, execute phase and its rollback, pause/resume.
 - ``api`` / ``part`` / ``cli``: REST routes, daemon part, command line.
 
 Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::

@@ -1,0 +1,148 @@
+"""Templates and networks: what instances may be made of, kept in memory and in the store.
+
+The catalog checks the references between them (a template's interfaces name networks; a
+network used by a template, or a template used by an instance, cannot be deleted) and owns the
+bridges it created (``managed``). Pools and instances are the manager's: it passes who uses a
+template when deleting one, and creates or drops the template's pool around these calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from fluidedge.instances import network
+from fluidedge.instances.builtin import builtin_templates
+from fluidedge.instances.errors import (
+    InUse,
+    InvalidRequest,
+    NameInUse,
+    NetworkNotFound,
+    RuntimeFailure,
+    TemplateNotFound,
+)
+from fluidedge.instances.models import NetworkSpec, TemplateSpec
+from fluidedge.instances.persist import Tables
+
+
+class Catalog:
+    """The templates and networks of one manager."""
+
+    def __init__(self, tables: Tables, lock: threading.RLock) -> None:
+        self.tables = tables
+        self._lock = lock
+        self.templates: dict[str, TemplateSpec] = {}
+        self.builtin: set[str] = set()
+        self.networks: dict[str, NetworkSpec] = {}
+        self.managed_networks: set[str] = set()
+
+    def load(self, configured: dict[str, dict[str, Any]], with_builtin: bool) -> None:
+        """Read the store, add the configured networks and the built-in templates, and make
+        sure every network's bridge exists."""
+        for spec_data, managed in self.tables.networks():
+            spec = NetworkSpec.model_validate(spec_data)
+            self.networks[spec.name] = spec
+            if managed:
+                self.managed_networks.add(spec.name)
+        for name, raw in configured.items():
+            spec = NetworkSpec.model_validate({"name": name, **raw})
+            if spec.name not in self.networks:
+                self.create_network(spec)
+            else:
+                self.networks[spec.name] = spec
+        for spec in self.networks.values():
+            with contextlib.suppress(RuntimeFailure):
+                if network.ensure_bridge(spec):
+                    self.managed_networks.add(spec.name)
+        for spec_data, is_builtin in self.tables.templates():
+            template = TemplateSpec.model_validate(spec_data)
+            self.templates[template.name] = template
+            if is_builtin:
+                self.builtin.add(template.name)
+        if with_builtin:
+            for template in builtin_templates():
+                if template.name not in self.templates:
+                    self.templates[template.name] = template
+                    self.builtin.add(template.name)
+                    self.tables.put_template(template.name, template.model_dump(), True)
+
+    # ------------------------------------------------------------------ templates
+    def create_template(self, spec: TemplateSpec) -> TemplateSpec:
+        with self._lock:
+            if spec.name in self.templates:
+                raise NameInUse(f"template {spec.name!r} already exists")
+            for iface in spec.interfaces:
+                if iface.network not in self.networks:
+                    raise NetworkNotFound(
+                        f"interfaces.{iface.name}: network {iface.network!r} does not exist"
+                    )
+            duplicates = spec.duplicate_interfaces()
+            if duplicates:
+                raise InvalidRequest(
+                    f"interfaces: names must be unique ({', '.join(duplicates)} repeated)"
+                )
+            self.tables.put_template(spec.name, spec.model_dump(), False)
+            self.templates[spec.name] = spec
+        return spec
+
+    def get_template(self, name: str) -> TemplateSpec:
+        template = self.templates.get(name)
+        if template is None:
+            raise TemplateNotFound(f"template {name!r} does not exist")
+        return template
+
+    def delete_template(self, name: str, users: Iterable[str]) -> None:
+        """Forget template ``name`` unless ``users`` (instances made of it) is non-empty."""
+        with self._lock:
+            self.get_template(name)
+            using = list(users)
+            if using:
+                raise InUse(f"template {name} is used by instance(s): {', '.join(using[:10])}")
+            del self.templates[name]
+            self.builtin.discard(name)
+            self.tables.delete_template(name)
+
+    # ------------------------------------------------------------------ networks
+    def create_network(self, spec: NetworkSpec) -> NetworkSpec:
+        with self._lock:
+            if spec.name in self.networks:
+                raise NameInUse(f"network {spec.name!r} already exists")
+            for other in self.networks.values():
+                if other.bridge == spec.bridge and other.netns == spec.netns:
+                    raise NameInUse(f"bridge {spec.bridge} is already network {other.name}")
+            managed = network.ensure_bridge(spec)
+            self.networks[spec.name] = spec
+            if managed:
+                self.managed_networks.add(spec.name)
+            self.tables.put_network(spec.name, spec.model_dump(), managed)
+        return spec
+
+    def get_network(self, name: str) -> NetworkSpec:
+        spec = self.networks.get(name)
+        if spec is None:
+            raise NetworkNotFound(f"network {name!r} does not exist")
+        return spec
+
+    def delete_network(self, name: str) -> None:
+        with self._lock:
+            spec = self.get_network(name)
+            users = sorted(
+                t.name
+                for t in self.templates.values()
+                if any(i.network == name for i in t.interfaces)
+            )
+            if users:
+                raise InUse(f"network {name} is used by template(s): {', '.join(users)}")
+            if name in self.managed_networks:
+                network.delete_bridge(spec)
+                self.managed_networks.discard(name)
+            del self.networks[name]
+            self.tables.delete_network(name)
+
+    def delete_managed_bridges(self) -> None:
+        """Remove the bridges this catalog created (purge)."""
+        for name in list(self.managed_networks):
+            with contextlib.suppress(Exception):
+                network.delete_bridge(self.networks[name])

@@ -1,0 +1,86 @@
+"""The ``[instances]`` config table and the host facts its defaults come from.
+
+Kept apart from the manager so that the daemon, the CLI and the benchmarks can read and
+validate a config without importing the machinery that acts on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluidedge.instances.placement import Capacity, parse_cpuset
+
+
+class CosBinder(Protocol):
+    """What the CAT part offers instances (set as ``Manager.cos_binder`` when enabled)."""
+
+    def check(self, cos: str) -> tuple[int, ...] | None:
+        """Raise unless class ``cos`` exists; the CPUs it is bound to, if any."""
+
+    def bind(self, instance: str, cos: str, pid: int) -> None:
+        """Put the instance's tasks (at least ``pid``) into ``cos``."""
+
+    def unbind(self, instance: str) -> None: ...
+
+
+class InstancesConfig(BaseModel):
+    """The ``[instances]`` table of the daemon config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path | None = None
+    runtime: Literal["runc", "crun"] = Field(
+        default="runc", description="OCI runtime (crun needs pure v1 or v2, not hybrid)"
+    )
+    runtime_path: str | None = Field(default=None, description="its binary (default: on PATH)")
+    launcher: Literal["auto", "c", "sh"] = Field(
+        default="auto", description="shell launcher: static C (needs gcc) or busybox sh"
+    )
+    cgroup_mode: Literal["auto", "v1", "v2"] = Field(
+        default="auto", description="cgroup hierarchy: auto-detected, or forced"
+    )
+    cgroup_parent: str | None = Field(
+        default=None,
+        pattern=r"^(/[A-Za-z0-9_.@:-]+)+$",
+        description="cgroup path instances go under (v2: a delegated subtree); "
+        "default /fluidedge, or <daemon's cgroup>/instances under systemd on v2",
+    )
+    cpus: str | None = Field(default=None, description="cpuset for instances, default: online")
+    cpu_overcommit: float = Field(default=4.0, gt=0)
+    memory_mb: int | None = Field(default=None, ge=16, description="default: 80% of MemTotal")
+    memory_overcommit: float = Field(default=1.0, gt=0)
+    placement: Literal["spread", "pack"] = "spread"
+    prepare_workers: int = Field(default=2, ge=1, le=16)
+    builtin_templates: bool = True
+    pool_scale: float = Field(default=1.0, ge=0, le=100, description="scales template pool sizes")
+    networks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def online_cpus() -> tuple[int, ...]:
+    try:
+        return parse_cpuset(Path("/sys/devices/system/cpu/online").read_text())
+    except OSError:
+        return tuple(range(os.cpu_count() or 1))
+
+
+def mem_total_mb() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 1024
+
+
+def capacity_of(config: InstancesConfig) -> Capacity:
+    """What placement may hand out: the configured cpuset and memory, or the host's."""
+    return Capacity(
+        cpus=parse_cpuset(config.cpus) if config.cpus else online_cpus(),
+        memory_mb=config.memory_mb or int(mem_total_mb() * 0.8),
+        cpu_overcommit=config.cpu_overcommit,
+        memory_overcommit=config.memory_overcommit,
+    )

@@ -1,0 +1,147 @@
+"""What the manager keeps per shell and per instance, and how it is stored.
+
+Plain data with their store records (``info``/``record``) and the constructors that read them
+back (re-adoption), so that every module of the manager speaks of the same things.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fluidedge.instances import runc
+from fluidedge.instances.models import InstanceView, InterfaceState, Resources, Timing
+from fluidedge.instances.nl import NetlinkSocket
+
+
+@dataclass
+class ShellIface:
+    name: str
+    network: str
+    host_ifname: str
+    netns: str | None
+    ifindex: int = 0
+
+
+@dataclass
+class Shell:
+    """A prepared container: its launcher waits on the go FIFO, its veths are plugged."""
+
+    id: str
+    template: str
+    pid: int
+    directory: Path
+    ifaces: list[ShellIface]
+    state: str = "preparing"
+    nl: NetlinkSocket | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "template": self.template,
+            "state": self.state,
+            "pid": self.pid,
+            "directory": str(self.directory),
+            "ifaces": [vars(i) for i in self.ifaces],
+        }
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Shell:
+        return cls(
+            id=info["id"],
+            template=info["template"],
+            pid=int(info.get("pid") or 0),
+            directory=Path(info["directory"]),
+            ifaces=[ShellIface(**i) for i in info.get("ifaces", [])],
+            state=info["state"],
+        )
+
+    def close(self) -> None:
+        """Drop the netlink socket held in the shell's namespace."""
+        if self.nl is not None:
+            self.nl.close()
+            self.nl = None
+
+
+@dataclass
+class Instance:
+    name: str
+    id: str
+    template: str
+    state: str
+    pid: int | None
+    path: Literal["warm", "cold"]
+    cpus: tuple[int, ...]
+    resources: Resources
+    interfaces: list[InterfaceState]
+    labels: dict[str, str]
+    timing: dict[str, float]
+    created_at: float
+    directory: Path
+    shell_ifaces: list[ShellIface] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cos: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "template": self.template,
+            "state": self.state,
+            "pid": self.pid,
+            "path": self.path,
+            "cpus": list(self.cpus),
+            "resources": self.resources.model_dump(),
+            "interfaces": [i.model_dump() for i in self.interfaces],
+            "labels": self.labels,
+            "timing": self.timing,
+            "created_at": self.created_at,
+            "directory": str(self.directory),
+            "shell_ifaces": [vars(i) for i in self.shell_ifaces],
+            "cos": self.cos,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Instance:
+        return cls(
+            name=record["name"],
+            id=record["id"],
+            template=record["template"],
+            state=record["state"],
+            pid=record.get("pid"),
+            path=record.get("path", "warm"),
+            cpus=tuple(record.get("cpus", [])),
+            resources=Resources.model_validate(record["resources"]),
+            interfaces=[InterfaceState.model_validate(i) for i in record["interfaces"]],
+            labels=record.get("labels", {}),
+            timing=record.get("timing", {}),
+            created_at=record.get("created_at", time.time()),
+            directory=Path(record["directory"]),
+            shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
+            cos=record.get("cos"),
+        )
+
+    def view(self) -> InstanceView:
+        state = self.state
+        if state in ("running", "paused") and (
+            self.pid is None or not runc.process_running(self.pid)
+        ):
+            state = "exited"  # the workload ended on its own; DELETE still cleans up
+        return InstanceView(
+            name=self.name,
+            id=self.id,
+            template=self.template,
+            state=state,
+            pid=self.pid,
+            path=self.path,
+            cpus=list(self.cpus),
+            resources=self.resources,
+            interfaces=self.interfaces,
+            labels=self.labels,
+            timing=Timing(**self.timing),
+            created_at=self.created_at,
+            cos=self.cos,
+        )

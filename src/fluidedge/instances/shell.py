@@ -1,0 +1,250 @@
+"""The shells' I/O: build a prepared container, configure and release it, destroy it.
+
+This is the seam between the manager's bookkeeping (pools, reservations, store rows, the
+rollback of a failed request) and the machine: :class:`ShellIO` says what the manager does to a
+container, :class:`RuncShellIO` does it with runc, cgroups, veths and netlink. The unit tests
+drive the manager through a recording double of :class:`ShellIO`; the functional tests run the
+same code paths on real containers.
+
+Prepare (:meth:`ShellIO.build`): bundle written, ``runc create`` done (namespaces, cgroups,
+mounts, seccomp), veths plugged into their bridges with the peer in the shell's namespace and
+up, a netlink socket opened inside that namespace, and the container started: its launcher
+blocks on the go FIFO ``/.fe/go``, so ``runc init``'s exec is not in the request path.
+Execute: :meth:`~ShellIO.configure` (assignment, per-request limits), :meth:`~ShellIO.address`
+(addresses, routes), :meth:`~ShellIO.release` (the go signal), :meth:`~ShellIO.wait_ready`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from fluidedge.instances import cgroups, network, runc
+from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, oci_config
+from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.launcher import GO_FIFO, build_launcher, make_go_fifo, signal_go
+from fluidedge.instances.models import (
+    InterfaceState,
+    NetworkSpec,
+    Readiness,
+    Resources,
+    TemplateSpec,
+)
+from fluidedge.instances.nl import NetlinkSocket
+from fluidedge.instances.placement import cpuset_text
+from fluidedge.instances.private import private_dir, write_private
+from fluidedge.instances.readiness import wait_ready
+from fluidedge.instances.records import Shell, ShellIface
+
+
+class ShellIO(Protocol):
+    """What the manager does to containers (the seam its unit tests replace)."""
+
+    launcher_kind: str
+
+    def setup(self) -> None:
+        """Make the host ready: cgroup parent, state directories, the shared root."""
+
+    def build(self, shell: Shell, template: TemplateSpec, networks: dict[str, NetworkSpec]) -> None:
+        """Turn ``shell`` (id, directory, ifaces chosen) into a running container whose
+        launcher waits for its go signal, plugged. Sets ``pid``, ``nl``, the ifindexes."""
+
+    def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
+        """Kill and remove a container, its veths, cgroups and directory (absent is fine)."""
+
+    def configure(  # noqa: PLR0917 (one call site)
+        self,
+        shell: Shell,
+        files: dict[str, str],
+        assignment: bytes,
+        base: Resources,
+        wanted: Resources,
+        cpus: tuple[int, ...],
+    ) -> None:
+        """The config phase: template files, the launcher's assignment, per-request limits."""
+
+    def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
+        """The network phase: addresses and default routes inside the shell's namespace."""
+
+    def release(self, shell: Shell) -> None:
+        """The start phase: let the launcher exec the workload."""
+
+    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
+        """Return once the instance is ready (WorkloadFailed / ReadinessTimeout otherwise)."""
+
+    def freeze(self, container_id: str, *, timeout: float) -> None: ...
+
+    def thaw(self, container_id: str, *, timeout: float) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """The host modes, for ``/stats``."""
+
+
+class RuncShellIO:
+    """:class:`ShellIO` with an OCI runtime (runc or crun), cgroups, veths and netlink."""
+
+    def __init__(
+        self, state_dir: Path, runtime: runc.Runc, cgroup: cgroups.Cgroups, launcher: str
+    ) -> None:
+        self.state_dir = state_dir
+        self.runc = runtime
+        self.cgroups = cgroup
+        self.launcher = launcher
+        self.rootfs = state_dir / "rootfs"
+        self.shell_root = state_dir / "shells"
+        self.bind_dirs: list[str] = []
+        self.launcher_kind = "c"
+
+    def setup(self) -> None:
+        self.cgroups.prepare()
+        private_dir(self.state_dir, parents=True)
+        private_dir(self.shell_root)
+        self._build_rootfs()
+
+    def _build_rootfs(self) -> None:
+        """The shared read-only root: mount points, host-dir symlinks, the launcher."""
+        launcher, self.launcher_kind = build_launcher(self.state_dir / "launcher", self.launcher)
+        root = self.rootfs
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("proc", "dev", "sys", "tmp", ".fe", "usr", "etc", "run", "var"):
+            (root / sub).mkdir(exist_ok=True)
+        binds = ["/usr", "/etc"]
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / top
+            target = root / top
+            if host.is_symlink():
+                if not target.is_symlink():
+                    if target.exists():
+                        target.rmdir()
+                    target.symlink_to(os.readlink(host))
+            elif host.is_dir():
+                target.mkdir(exist_ok=True)
+                binds.append(str(host))
+        self.bind_dirs = binds
+        dest = root / LAUNCHER_IN_ROOT.lstrip("/")
+        if not dest.exists() or dest.read_bytes() != launcher.read_bytes():
+            tmp = root / ".fe-launcher.tmp"
+            shutil.copyfile(launcher, tmp)
+            tmp.chmod(0o755)
+            os.replace(tmp, dest)
+
+    def build(self, shell: Shell, template: TemplateSpec, networks: dict[str, NetworkSpec]) -> None:
+        directory = shell.directory
+        bundle = directory / "bundle"
+        assign = directory / "assign"
+        private_dir(directory)
+        private_dir(bundle)
+        private_dir(assign)
+        make_go_fifo(assign)
+        config = oci_config(
+            template,
+            container_id=shell.id,
+            rootfs=self.rootfs,
+            assign_dir=assign,
+            bind_dirs=self.bind_dirs,
+            cgroups_path=self.cgroups.runc_path(shell.id),
+        )
+        write_private(bundle / "config.json", json.dumps(config).encode())
+        shell.pid = self.runc.create(shell.id, bundle, directory / "log")
+        for iface in shell.ifaces:
+            network.plug(networks[iface.network], iface.host_ifname, iface.name, shell.pid)
+        shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
+        shell.nl.link_up(1)
+        for iface in shell.ifaces:
+            iface.ifindex = shell.nl.link_index(iface.name)
+            shell.nl.link_up(iface.ifindex)
+        # Release runc init now: it execs the launcher, which blocks on /.fe/go.
+        self.runc.start_fast(shell.id, shell.pid)
+
+    def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
+        errors = []
+        # Kill through the cgroup first (v2: cgroup.kill, atomic, frozen tasks included; v1:
+        # thaw + SIGKILL of each task): runc delete -f then only removes what is left.
+        self.cgroups.kill(container_id)
+        try:
+            self.runc.delete(container_id)
+        except RuntimeFailure as exc:
+            errors.append(str(exc))
+        for iface in ifaces:
+            try:
+                network.unplug(iface.netns, iface.host_ifname)
+            except RuntimeFailure as exc:
+                errors.append(str(exc))
+        shutil.rmtree(directory, ignore_errors=True)
+        if errors:
+            raise RuntimeFailure("; ".join(errors))
+
+    def configure(  # noqa: PLR0917 (one call site)
+        self,
+        shell: Shell,
+        files: dict[str, str],
+        assignment: bytes,
+        base: Resources,
+        wanted: Resources,
+        cpus: tuple[int, ...],
+    ) -> None:
+        assign = shell.directory / "assign"
+        for rel, content in files.items():
+            target = assign / rel
+            for parent in reversed(target.relative_to(assign).parents[:-1]):
+                private_dir(assign / parent)
+            write_private(target, content.encode())
+        write_private(assign / "assign", assignment)
+        self._apply_limits(shell.id, base, wanted, cpus)
+
+    def _apply_limits(
+        self, container_id: str, base: Resources, wanted: Resources, cpus: tuple[int, ...]
+    ) -> None:
+        cg = self.cgroups
+        cg.set_cpus(container_id, cpuset_text(cpus))
+        if wanted.cpus != base.cpus:
+            cg.set_cpu_weight(container_id, wanted.cpus)
+        if wanted.cpu_limit != base.cpu_limit:
+            cg.set_cpu_limit(container_id, wanted.cpu_limit)
+        if wanted.memory_mb != base.memory_mb:
+            cg.set_memory(
+                container_id, wanted.memory_mb, lowering=wanted.memory_mb < base.memory_mb
+            )
+        if wanted.pids != base.pids:
+            cg.set_pids(container_id, wanted.pids)
+
+    def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
+        nl = shell.nl
+        try:
+            for iface, state in zip(shell.ifaces, interfaces, strict=True):
+                for address in state.addresses:
+                    if nl is None:
+                        raise RuntimeFailure("shell has no netlink socket")
+                    nl.add_address(iface.ifindex, address)
+                if state.gateway is not None and nl is not None:
+                    nl.add_default_route(iface.ifindex, state.gateway)
+        except OSError as exc:
+            raise RuntimeFailure(f"network of shell {shell.id}: {exc}") from exc
+        finally:
+            shell.close()
+
+    def release(self, shell: Shell) -> None:
+        signal_go(shell.directory / "assign" / GO_FIFO, shell.pid)
+
+    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
+        wait_ready(check, pid, name, self.launcher_kind)
+
+    def freeze(self, container_id: str, *, timeout: float) -> None:
+        self.cgroups.freeze(container_id, timeout=timeout)
+
+    def thaw(self, container_id: str, *, timeout: float) -> None:
+        self.cgroups.thaw(container_id, timeout=timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "cgroup": self.cgroups.describe(),
+            "runtime": {
+                "name": self.runc.kind,
+                "binary": self.runc.binary,
+                "root": str(self.runc.root),
+            },
+            "launcher": self.launcher_kind,
+        }

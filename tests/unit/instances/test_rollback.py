@@ -1,0 +1,235 @@
+"""A request that fails at any step of its execute phase is rolled back whole.
+
+The manager runs on a recording double of its containers' adapter (the
+:class:`~fluidedge.instances.shell.ShellIO` seam) and a real SQLite store; the functional tests
+(tests/functional/instances/test_pool_and_paths.py) run the same rollback on real runc
+containers through :class:`~fluidedge.instances.shell.RuncShellIO`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluidedge.daemon.store import Store
+from fluidedge.instances.config import InstancesConfig
+from fluidedge.instances.errors import (
+    AddressInUse,
+    ReadinessTimeout,
+    RuntimeFailure,
+    WorkloadFailed,
+)
+from fluidedge.instances.manager import Manager
+from fluidedge.instances.models import (
+    InstanceRequest,
+    InterfaceState,
+    NetworkSpec,
+    Readiness,
+    Resources,
+    TemplateSpec,
+)
+from fluidedge.instances.records import Shell, ShellIface
+
+STEPS = ("build", "configure", "address", "release", "wait_ready")
+
+
+class FakeIO:
+    """Records what the manager asks of containers; fails at ``fail_at`` (with ``error``)."""
+
+    launcher_kind = "c"
+
+    def __init__(self) -> None:
+        self.fail_at: str | None = None
+        self.error: BaseException = RuntimeFailure("injected")
+        self.built: list[str] = []
+        self.destroyed: list[str] = []
+        self.calls: list[tuple[str, str]] = []
+        self.next_pid = 1000
+
+    def _step(self, step: str, shell_id: str) -> None:
+        self.calls.append((step, shell_id))
+        if self.fail_at == step:
+            raise self.error
+
+    def setup(self) -> None:
+        raise AssertionError("not started in unit tests")
+
+    def build(self, shell: Shell, template: TemplateSpec, networks: dict[str, NetworkSpec]) -> None:
+        del template, networks
+        self._step("build", shell.id)
+        self.next_pid += 1
+        shell.pid = self.next_pid
+        self.built.append(shell.id)
+
+    def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
+        del ifaces, directory
+        self.destroyed.append(container_id)
+
+    def configure(  # noqa: PLR0917 (the protocol's signature)
+        self,
+        shell: Shell,
+        files: dict[str, str],
+        assignment: bytes,
+        base: Resources,
+        wanted: Resources,
+        cpus: tuple[int, ...],
+    ) -> None:
+        del files, assignment, base, wanted, cpus
+        self._step("configure", shell.id)
+
+    def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
+        del interfaces
+        self._step("address", shell.id)
+
+    def release(self, shell: Shell) -> None:
+        self._step("release", shell.id)
+
+    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
+        del check, pid, name
+        self._step("wait_ready", "")
+
+    def freeze(self, container_id: str, *, timeout: float) -> None:
+        del container_id, timeout
+
+    def thaw(self, container_id: str, *, timeout: float) -> None:
+        del container_id, timeout
+
+    def describe(self) -> dict[str, Any]:
+        return {"fake": True}
+
+
+class RecordingCos:
+    def __init__(self) -> None:
+        self.bound: list[str] = []
+        self.unbound: list[str] = []
+
+    def check(self, cos: str) -> tuple[int, ...] | None:
+        del cos
+        return None
+
+    def bind(self, instance: str, cos: str, pid: int) -> None:
+        del cos, pid
+        self.bound.append(instance)
+
+    def unbind(self, instance: str) -> None:
+        self.unbound.append(instance)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Manager, FakeIO]:
+    io = FakeIO()
+    config = InstancesConfig(cpus="0-1", memory_mb=1024, builtin_templates=False)
+    manager = Manager(config, Store(tmp_path / "db.sqlite"), tmp_path / "state", io=io)
+    # A network known to the catalog without a bridge behind it: the double plugs nothing.
+    manager.networks["lan"] = NetworkSpec(name="lan", bridge="unused0", subnet="10.9.0.0/24")
+    manager.create_template(
+        TemplateSpec.model_validate(
+            {
+                "name": "app",
+                "command": ["/bin/app"],
+                "interfaces": [{"name": "eth0", "network": "lan"}],
+                "resources": {"memory_mb": 64},
+                "pool": {"size": 2},
+            }
+        )
+    )
+    return manager, io
+
+
+def _request(name: str = "x", address: str = "10.9.0.5/24", **extra: Any) -> InstanceRequest:
+    return InstanceRequest.model_validate(
+        {
+            "name": name,
+            "template": "app",
+            "interfaces": {"eth0": {"addresses": [address]}},
+            **extra,
+        }
+    )
+
+
+def _nothing_held(manager: Manager, name: str) -> None:
+    assert name not in manager.instances
+    assert name not in manager.reserved_names
+    assert name not in manager.placed
+    assert manager.addresses == {}
+    assert manager.usage.committed_mb == 0
+    assert all(load == 0 for load in manager.usage.loads.values())
+    assert manager.tables.instances() == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("cold", [False, True])
+def test_failure_at_any_step_releases_everything(
+    setup: tuple[Manager, FakeIO], step: str, cold: bool
+) -> None:
+    manager, io = setup
+    pooled = [manager.prepare_shell(manager.templates["app"]) for _ in range(2)]
+    manager.pools["app"].ready.extend(pooled)
+    if cold or step == "build":  # a warm request builds nothing: build fails only cold
+        cold = True
+    io.fail_at = step
+    with pytest.raises(RuntimeFailure, match="injected"):
+        manager.create_instance(_request(cold=cold))
+    _nothing_held(manager, "x")
+    if cold:  # the shell made for the request (its build may be what failed)
+        (taken,) = {i for s, i in io.calls if s == "build"} - {s.id for s in pooled}
+    else:
+        taken = pooled[0].id
+    assert io.destroyed == [taken]
+    assert {s["id"] for s in manager.tables.shells()} == {s.id for s in manager.pools["app"].ready}
+    assert taken not in {s.id for s in manager.pools["app"].ready}
+    # the name and the address are free again
+    io.fail_at = None
+    view = manager.create_instance(_request(cold=cold))
+    assert view.state in ("running", "exited")
+    assert manager.addresses == {("lan", "10.9.0.5"): "x"}
+    assert [r["name"] for r in manager.tables.instances()] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "error", [WorkloadFailed("exited at start"), ReadinessTimeout("not ready"), KeyboardInterrupt()]
+)
+def test_readiness_failures_and_interrupts_roll_back_too(
+    setup: tuple[Manager, FakeIO], error: BaseException
+) -> None:
+    manager, io = setup
+    io.fail_at, io.error = "wait_ready", error
+    with pytest.raises(type(error)):
+        manager.create_instance(_request())
+    _nothing_held(manager, "x")
+    assert io.destroyed == io.built  # the cold shell made for it is gone
+
+
+def test_rejected_request_touches_no_shell(setup: tuple[Manager, FakeIO]) -> None:
+    manager, io = setup
+    manager.pools["app"].ready.append(manager.prepare_shell(manager.templates["app"]))
+    manager.create_instance(_request("a"))
+    with pytest.raises(AddressInUse):
+        manager.create_instance(_request("b"))
+    assert "b" not in manager.reserved_names
+    assert io.destroyed == []
+    assert manager.addresses == {("lan", "10.9.0.5"): "a"}
+
+
+def test_failure_unbinds_the_class_of_service(setup: tuple[Manager, FakeIO]) -> None:
+    manager, io = setup
+    cos = RecordingCos()
+    manager.cos_binder = cos
+    io.fail_at = "release"
+    with pytest.raises(RuntimeFailure):
+        manager.create_instance(_request(cos="gold"))
+    assert cos.bound == ["x"]
+    assert cos.unbound == ["x"]
+    _nothing_held(manager, "x")
+
+
+def test_failed_cold_build_leaves_no_shell_row(setup: tuple[Manager, FakeIO]) -> None:
+    manager, io = setup
+    io.fail_at = "build"
+    with pytest.raises(RuntimeFailure):
+        manager.create_instance(_request())
+    assert manager.tables.shells() == []
+    assert len(io.destroyed) == 1
+    _nothing_held(manager, "x")
