@@ -309,12 +309,49 @@ class PoolPolicy(_Strict):
     )
 
 
+class UsernsPolicy(_Strict):
+    """Whether the instance's root is an unprivileged host uid (a per-instance range) or host
+    root without capabilities. Opting out is an admin decision and needs its reason."""
+
+    enabled: bool = True
+    reason: str = Field(
+        default="", max_length=LIMITS["description"], description="why off (required then)"
+    )
+
+    @model_validator(mode="after")
+    def _reason(self) -> UsernsPolicy:
+        if not self.enabled and not self.reason.strip():
+            raise ValueError("userns.enabled = false needs a reason (it is recorded)")
+        return self
+
+
 class TemplateSpec(_Strict):
     """What an instance runs, and how many shells to keep prepared for it."""
 
     name: Name
     description: str = Field(default="", max_length=LIMITS["description"])
-    command: Command
+    image: Name = Field(
+        default="busybox",
+        description="the image whose root the instance runs on (see /v1/images); its "
+        "Entrypoint+Cmd, Env, WorkingDir, User and ExposedPorts fill what the template omits",
+    )
+    command: list[Arg] = Field(
+        default_factory=list,
+        max_length=LIMITS["args"],
+        description="argv (command[0] absolute); default: the image's Entrypoint + Cmd",
+    )
+    workdir: str | None = Field(
+        default=None, max_length=4096, pattern=r"^/[^\x00]*$", description="default: image's"
+    )
+    user: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,5}(:[0-9]{1,5})?$",
+        description="uid[:gid] inside the instance; default: the image's User",
+    )
+    ports: list[Annotated[int, Field(gt=0, lt=65536)]] = Field(
+        default_factory=list, max_length=64, description="TCP ports served (image's ExposedPorts)"
+    )
+    userns: UsernsPolicy = Field(default_factory=UsernsPolicy)
     env: Env = Field(default_factory=dict)
     files: Files = Field(
         default_factory=dict,
@@ -335,7 +372,14 @@ class TemplateSpec(_Strict):
     @field_validator("command")
     @classmethod
     def _command(cls, value: list[str]) -> list[str]:
-        return _check_argv(value)
+        return _check_argv(value) if value else value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and any(int(x) > 65535 for x in value.split(":")):
+            raise ValueError("user: ids must be below 65536 (the mapped range)")
+        return value
 
     @field_validator("env")
     @classmethod

@@ -31,7 +31,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fluidedge.daemon.store import Store
-from fluidedge.instances.errors import ImageNotFound, InUse, InvalidRequest, NameInUse, RuntimeFailure
+from fluidedge.instances.errors import (
+    ImageNotFound,
+    InUse,
+    InvalidRequest,
+    NameInUse,
+    RuntimeFailure,
+)
 from fluidedge.instances.images import tools
 from fluidedge.instances.images.config import (
     ImageConfig,
@@ -162,7 +168,7 @@ class ImageStore:
             raise ImageNotFound(f"image {name!r} does not exist")
         return view
 
-    def list(self) -> list[ImageView]:
+    def all(self) -> list[ImageView]:
         return [self.images[name] for name in sorted(self.images)]
 
     # ------------------------------------------------------------------ import / remove
@@ -185,7 +191,9 @@ class ImageStore:
             try:
                 tools.to_layout(request.format, source, request.ref, layout, scratch)
             except tools.ToolError as exc:
-                raise InvalidRequest(f"source: cannot read {request.format} {source}: {exc}") from exc
+                raise InvalidRequest(
+                    f"source: cannot read {request.format} {source}: {exc}"
+                ) from exc
             try:
                 config, diff_ids, digest = self._read_layout(layout)
             except ImageError as exc:
@@ -198,7 +206,7 @@ class ImageStore:
                     tools.unpack(layout, unpacked, self.image_base, self.range_size)
                 except tools.ToolError as exc:
                     raise InvalidRequest(f"source: cannot unpack {source}: {exc}") from exc
-                os.chmod(unpacked, 0o755)  # the root dir of each overlay shows this mode
+                os.chmod(unpacked, 0o755)  # noqa: S103 (inside the 0700 store: the image's /)
                 with contextlib.suppress(FileExistsError, OSError):
                     os.rename(unpacked, final)  # a concurrent import of the same layers won
                 if not final.is_dir():

@@ -95,5 +95,13 @@ def copy_image(src_fmt: Format, src: Path, src_ref: str | None, dst: str, scratc
     policy = scratch / "policy.json"
     policy.write_text(json.dumps(POLICY))
     _run(
-        ["skopeo", "--policy", str(policy), "copy", "--quiet", source_ref(src_fmt, src, src_ref), dst]
+        [
+            "skopeo",
+            "--policy",
+            str(policy),
+            "copy",
+            "--quiet",
+            source_ref(src_fmt, src, src_ref),
+            dst,
+        ]
     )
