@@ -309,9 +309,21 @@ class PoolPolicy(_Strict):
     )
 
 
+_REASON_RE = re.compile(r"\S")
+
+
 class UsernsPolicy(_Strict):
     """Whether the instance's root is an unprivileged host uid (a per-instance range) or host
     root without capabilities. Opting out is an admin decision and needs its reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]},
+            "then": {"required": ["reason"], "properties": {"reason": {"pattern": r"\S"}}},
+        },
+    )
 
     enabled: bool = True
     reason: str = Field(
@@ -320,7 +332,7 @@ class UsernsPolicy(_Strict):
 
     @model_validator(mode="after")
     def _reason(self) -> UsernsPolicy:
-        if not self.enabled and not self.reason.strip():
+        if not self.enabled and not _REASON_RE.search(self.reason):
             raise ValueError("userns.enabled = false needs a reason (it is recorded)")
         return self
 

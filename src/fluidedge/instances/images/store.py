@@ -34,7 +34,8 @@ from fluidedge.daemon.store import Store
 from fluidedge.instances.errors import (
     ImageNotFound,
     InUse,
-    InvalidRequest,
+    ImageSourceNotFound,
+    ImageUnusable,
     NameInUse,
     RuntimeFailure,
 )
@@ -60,7 +61,7 @@ MAX_PATH = 4096
 class ImageImport(BaseModel):
     """``POST /v1/images``: import a local image (a path on the daemon's host) under ``name``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="lower-case name, <= 32 chars")
     source: str = Field(
@@ -176,10 +177,14 @@ class ImageStore:
         """Import ``request.source``; 400 if it is not a runnable image, 409 if the name is
         taken. Blocks for as long as skopeo and umoci take (seconds): call it off the loop."""
         source = Path(request.source)
+        if not source.exists():
+            raise ImageSourceNotFound(f"source: {source} does not exist")
+        if source.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+            raise ImageUnusable(f"source: {source} is not an image (a kernel file)")
         if request.format == "oci" and not (source / "index.json").is_file():
-            raise InvalidRequest(f"source: {source} is not an OCI image layout (no index.json)")
+            raise ImageUnusable(f"source: {source} is not an OCI image layout (no index.json)")
         if request.format != "oci" and not source.is_file():
-            raise InvalidRequest(f"source: {source} is not a file")
+            raise ImageUnusable(f"source: {source} is not a file")
         with self._lock:
             if request.name in self.images or request.name in self._importing:
                 raise NameInUse(f"image {request.name!r} already exists")
@@ -191,13 +196,13 @@ class ImageStore:
             try:
                 tools.to_layout(request.format, source, request.ref, layout, scratch)
             except tools.ToolError as exc:
-                raise InvalidRequest(
+                raise ImageUnusable(
                     f"source: cannot read {request.format} {source}: {exc}"
                 ) from exc
             try:
                 config, diff_ids, digest = self._read_layout(layout)
             except ImageError as exc:
-                raise InvalidRequest(str(exc)) from exc
+                raise ImageUnusable(str(exc)) from exc
             chain = chain_id(diff_ids)
             final = self.root / "rootfs" / chain.removeprefix("sha256:")
             if not final.is_dir():
@@ -205,7 +210,7 @@ class ImageStore:
                 try:
                     tools.unpack(layout, unpacked, self.image_base, self.range_size)
                 except tools.ToolError as exc:
-                    raise InvalidRequest(f"source: cannot unpack {source}: {exc}") from exc
+                    raise ImageUnusable(f"source: cannot unpack {source}: {exc}") from exc
                 os.chmod(unpacked, 0o755)  # noqa: S103 (inside the 0700 store: the image's /)
                 with contextlib.suppress(FileExistsError, OSError):
                     os.rename(unpacked, final)  # a concurrent import of the same layers won
@@ -218,7 +223,7 @@ class ImageStore:
                     _regular_text(final, "etc/group"),
                 )
             except ImageError as exc:
-                raise InvalidRequest(f"image config: {exc}") from exc
+                raise ImageUnusable(f"image config: {exc}") from exc
             view = ImageView(
                 name=request.name,
                 digest=digest,
