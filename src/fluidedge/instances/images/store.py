@@ -33,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fluidedge.daemon.store import Store
 from fluidedge.instances.errors import (
     ImageNotFound,
-    InUse,
     ImageSourceNotFound,
     ImageUnusable,
+    InUse,
     NameInUse,
     RuntimeFailure,
 )
