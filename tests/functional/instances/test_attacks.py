@@ -6,8 +6,8 @@ user namespace (unshare and clone with CLONE_NEWUSER), io_uring, ptrace of a pro
 own and of the neighbour, mount, bpf, keyctl, raw and packet sockets, and reading the
 neighbour's assignment (which holds a secret in its environment) by every path it could know.
 It records each errno. Sanity checks prove the script runs the calls for real (its own
-assignment is readable, fork and threads work), so a denial is containment, not a broken probe. Runs on the host's cgroup v1 and, in the
-VM tier (``scripts/vmtest``), on pure v2.
+assignment is readable, fork and threads work), so a denial is containment, not a broken
+probe. Runs on the host's cgroup v1 and, in the VM tier (``scripts/vmtest``), on pure v2.
 
 Images and user namespaces (issue 12 §2, §3): an instance sees none of the host's files (not
 ``/etc/shadow``, not a world-readable file planted under ``/etc``), and its root is an
