@@ -13,6 +13,7 @@ The merged root directory takes the upper's owner and mode (container root, 0755
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -72,3 +73,5 @@ def unmount(merged_parent: Path) -> None:
         err = ctypes.get_errno()
         raise OverlayError(err, f"overlay unmount {merged}: {os.strerror(err)}")
     shutil.rmtree(merged_parent, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        merged_parent.parent.rmdir()  # the daemon's roots directory, once it is empty
