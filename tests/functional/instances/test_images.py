@@ -90,7 +90,9 @@ def test_instance_runs_the_image_as_its_user(
     assert manager.wait_pools(60)
     inst = manager.create_instance(InstanceRequest(name="web1", template="web"))
     assert inst.path == "warm"
-    got = in_netns(inst.pid or 0, "curl", "-s", f"http://127.0.0.1:{APP_PORT}/index.html")
+    got = in_netns(
+        inst.pid or 0, "busybox", "wget", "-q", "-O", "-", f"http://127.0.0.1:{APP_PORT}/index.html"
+    )
     assert got.stdout == APP_PAGE, got
     environ = Path(f"/proc/{inst.pid}/environ").read_bytes().split(b"\0")
     assert b"GREETING=hello from the image" in environ
