@@ -40,8 +40,14 @@ from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import oci_config
 from fluidedge.instances.images import overlay, tools, userns
 from fluidedge.instances.images.builtin import busybox_tree
-from fluidedge.instances.readiness import listening, still_starting
+from fluidedge.instances.readiness import listening
 from instances_common import BenchDaemon, LeanClient, machine, pct, summary
+
+
+def _exec_done(exe: str) -> bool:
+    """The baseline has no launcher to report its exec: ``runc run``'s init is a cloned runc
+    binary (seen as ``/`` or ``memfd:...``) until it execs the workload."""
+    return exe not in ("", "/") and "runc" not in exe and "memfd:" not in exe
 
 
 def api_runs(
@@ -133,7 +139,7 @@ def runc_run_baseline(daemon: BenchDaemon, template_name: str, runs: int) -> lis
                 ready = (
                     listening(pid, template.readiness.port or 0)
                     if template.readiness.kind == "tcp"
-                    else not still_starting(exe)
+                    else _exec_done(exe)
                 )
                 if ready:
                     break

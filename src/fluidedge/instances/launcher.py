@@ -27,14 +27,21 @@ from fluidedge.instances.runc import process_running
 from fluidedge.linux.proc import CommandError, run
 
 GO_FIFO = "go"  # in the shell's assignment directory, seen as /.fe/go inside
+# The launcher's report back: it opens /.fe/started for writing (close-on-exec) after the go
+# signal, so the manager, holding the read end, sees EOF the moment execve succeeds, or reads
+# START_FAILED + one errno byte when it fails (see fluidedge.instances.readiness).
+STARTED_FIFO = "started"
+START_FAILED = b"E"
 GO_BYTES = b"g\n"  # one byte for the C launcher, one line for busybox sh's ``read``
 LAUNCHER_ARG = "/.fe-launcher"
 
 
 def make_go_fifo(assign_dir: Path) -> Path:
-    """Create the shell's go FIFO (before ``runc create``: the launcher opens it at once)."""
+    """Create the shell's go FIFO (before ``runc create``: the launcher opens it at once) and
+    its started FIFO (the launcher's report of its ``execve``)."""
     path = assign_dir / GO_FIFO
     os.mkfifo(path, 0o600)
+    os.mkfifo(assign_dir / STARTED_FIFO, 0o600)
     return path
 
 
@@ -80,6 +87,13 @@ _C_TEMPLATE = r"""
 #include <string.h>
 #include <unistd.h>
 static char buf[@MAX_BYTES@ + 2]; /* one more byte read = too big */
+/* a failure before the exec: 'L' + exit code to the manager (if it waits), a line to stderr */
+#define FAIL(code, msg)                                          \
+  do {                                                           \
+    if (s >= 0) { char w[2] = {'L', (char)(code)}; write(s, w, 2); } \
+    write(2, msg, sizeof(msg) - 1);                              \
+    return code;                                                 \
+  } while (0)
 int main(void) {
   static char *argv[@MAX_ARGS@ + 1], *envp[@MAX_ENV@ + 1], *all[@MAX_ARGS@ + @MAX_ENV@ + 2];
   for (;;) { /* wait for the go byte; an open without a byte (EOF) is no signal */
@@ -94,28 +108,33 @@ int main(void) {
     close(g);
     if (k == 1) break;
   }
+  /* the manager holds the read end while it waits for readiness (ENXIO: nobody waits) */
+  int s = open("/.fe/started", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   int fd = open("/.fe/assign", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) { write(2, "fe-launcher: no assignment\n", 27); return 111; }
+  if (fd < 0) FAIL(111, "fe-launcher: no assignment\n");
   int n = 0, r;
   while (n < (int)sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0) n += r;
   close(fd);
   buf[n] = 0;
   int c = 0;
-  if (n > @MAX_BYTES@) { write(2, "fe-launcher: assignment too big\n", 32); return 114; }
+  if (n > @MAX_BYTES@) FAIL(114, "fe-launcher: assignment too big\n");
   for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
-    if (c == @MAX_ARGS@ + @MAX_ENV@ + 1) return 115; /* more items than the API allows */
+    if (c == @MAX_ARGS@ + @MAX_ENV@ + 1) FAIL(115, "fe-launcher: too many items\n");
     all[c++] = p;
   }
-  if (c < 2) { write(2, "fe-launcher: empty assignment\n", 30); return 112; }
+  if (c < 2) FAIL(112, "fe-launcher: empty assignment\n");
   int argc = 0;
   for (char *q = all[0]; *q >= '0' && *q <= '9'; q++) argc = argc * 10 + (*q - '0');
-  if (argc < 1 || argc >= c || argc > @MAX_ARGS@ || c - 1 - argc > @MAX_ENV@) return 113;
+  if (argc < 1 || argc >= c || argc > @MAX_ARGS@ || c - 1 - argc > @MAX_ENV@)
+    FAIL(113, "fe-launcher: bad assignment\n");
   int i, e = 0;
   for (i = 0; i < argc; i++) argv[i] = all[1 + i];
   argv[argc] = 0;
   for (i = 1 + argc; i < c; i++) envp[e++] = all[i];
   envp[e] = 0;
   execve(argv[0], argv, envp);
+  char why[2] = {'E', (char)errno}; /* success closed s (close-on-exec): the manager's EOF */
+  if (s >= 0) write(s, why, 2);
   write(2, "fe-launcher: execve failed\n", 27);
   return 127;
 }
@@ -136,6 +155,8 @@ C_SOURCE = (
 SH_SOURCE = """#!/bin/busybox sh
 [ -p /.fe/go ] || { echo "fe-launcher: no go fifo" >&2; exit 110; }
 until IFS= read -r _go < /.fe/go; do :; done
+# <> does not block without a reader; closed just before the exec below (the manager's EOF)
+[ -p /.fe/started ] && exec 3<>/.fe/started
 set --
 i=0
 n=0
@@ -150,7 +171,7 @@ while IFS= read -r -d '' item; do
   if [ $i -gt 0 ] && [ $i -le $n ]; then set -- "$@" "$item"; fi
   i=$((i+1))
 done < /.fe/assign
-exec /bin/busybox env -i "$@"
+exec /bin/busybox env -i "$@" 3>&-
 """
 
 # Compiled launchers of this process, by compiler and source: every manager's state directory

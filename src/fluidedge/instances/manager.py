@@ -65,7 +65,7 @@ from fluidedge.instances.models import (
 from fluidedge.instances.persist import Tables
 from fluidedge.instances.placement import Placed, Request, Usage, place_with
 from fluidedge.instances.pool import Pool
-from fluidedge.instances.readiness import still_starting
+from fluidedge.instances.readiness import start_failure
 from fluidedge.instances.records import Instance, Shell, ShellIface
 from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
@@ -317,8 +317,7 @@ class Manager:
                 self.usage,
                 self.capacity,
             )
-        exe = runc.exe_of(os.getpid())
-        still_starting(exe or "")
+        start_failure(b"")
         runc.process_running(os.getpid())
         timer.mark("accept")
         inst = Instance(
@@ -520,10 +519,12 @@ class Manager:
         timer.mark("config")
         self.io.address(shell, interfaces)
         timer.mark("network")
-        self.io.release(shell)
+        watch = self.io.release(
+            shell, watch=request.wait_ready and template.readiness.kind != "none"
+        )
         timer.mark("start")
         if request.wait_ready:
-            self.io.wait_ready(template.readiness, shell.pid, request.name)
+            self.io.wait_ready(template.readiness, shell.pid, request.name, watch)
         timer.mark("ready")
         inst.timing = timer.milliseconds()
         with self.lock:

@@ -82,7 +82,7 @@ LIMITS = {
     "selectors": 32,
 }
 # Launcher-owned names in the assignment directory (/.fe): a template file must not shadow them.
-RESERVED_FILES = frozenset({"go", "assign"})
+RESERVED_FILES = frozenset({"go", "assign", "started"})
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case name, <= 32 chars")]
 _NoNul = r"^[^\x00]*$"
@@ -129,7 +129,9 @@ LabelText = Annotated[str, Field(max_length=LIMITS["label"])]
 Labels = Annotated[dict[LabelText, LabelText], Field(max_length=LIMITS["labels"])]
 FilePath = Annotated[str, Field(max_length=LIMITS["file_path"])]
 FileContent = Annotated[str, Field(max_length=LIMITS["file_content"])]
-_FILE_SCHEMA_RE = r"^(?!(go|assign)(/|$))(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+_FILE_SCHEMA_RE = (
+    r"^(?!(go|assign|started)(/|$))(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+)
 Files = Annotated[
     dict[FilePath, FileContent],
     Field(max_length=LIMITS["files"]),

@@ -1,19 +1,40 @@
-"""When an instance is ready: the template's readiness check, polled against a deadline.
+"""When an instance is ready: its template's readiness spec, checked explicitly.
 
-Kinds: ``none`` (released is ready), ``started`` (the workload has replaced the launcher),
-``tcp`` (a socket listens on the port in the instance's namespace), ``file`` (a path exists in
-its root).
+Kinds (``TemplateSpec.readiness``):
+
+- ``none``: released is ready; nothing is waited for.
+- ``started``: the workload runs: the launcher's ``execve`` succeeded. The launcher reports it
+  itself through the shell's *started* FIFO (``/.fe/started``): the manager opens the read end
+  before the go signal (:meth:`StartWatch.open`), the launcher opens the write end close-on-exec
+  after it, so a successful ``execve`` closes it (EOF), while a failed one writes ``E`` and the
+  errno, and a launcher failure before that (a bad assignment) ``L`` and its exit code. No guess
+  from ``/proc/<pid>/exe`` about what the process is.
+- ``tcp``: started, then a socket listens on ``port`` in the instance's network namespace
+  (``/proc/<pid>/net/tcp{,6}``, no connectivity needed).
+- ``file``: started, then ``path`` exists in the instance's root (``/proc/<pid>/root``), a file
+  the workload writes when it is ready.
+
+Every kind fails with :class:`WorkloadFailed` (422) as soon as the process is gone (exited or a
+zombie) and with :class:`ReadinessTimeout` (504) after ``timeout_s``. A shell prepared by an
+older version has no started FIFO: its start is then recognised by its process no longer
+running the launcher (its command line).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import time
+from pathlib import Path
 
 from fluidedge.instances import runc
 from fluidedge.instances.errors import ReadinessTimeout, WorkloadFailed
-from fluidedge.instances.launcher import launcher_waiting
+from fluidedge.instances.launcher import START_FAILED, launcher_waiting
 from fluidedge.instances.models import Readiness
+
+# How often a blocked wait re-checks that the process still lives (a launcher killed before
+# it opened its end of the FIFO never closes it).
+_LIVENESS_S = 0.01
 
 
 def listening(pid: int, port: int) -> bool:
@@ -32,44 +53,107 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
-def still_starting(exe: str) -> bool:
-    """True while ``runc init`` (a cloned binary, seen as ``/`` or ``memfd:...``), crun's init or
-    the launcher still holds the process: the fifo's EOF comes just *before* runc init's exec."""
-    return exe in ("", "/") or "runc" in exe or "crun" in exe or exe.endswith("fe-launcher")
-
-
-def probe(kind: str, pid: int, port: int | None, path: str | None) -> bool:
-    if kind == "tcp" and port is not None:
-        return listening(pid, port)
-    if kind == "file" and path:
-        return os.path.exists(f"/proc/{pid}/root{path}")
+def probe(check: Readiness, pid: int) -> bool:
+    """The ``tcp`` or ``file`` condition, once."""
+    if check.kind == "tcp" and check.port is not None:
+        return listening(pid, check.port)
+    if check.kind == "file" and check.path:
+        return os.path.exists(f"/proc/{pid}/root{check.path}")
     return False
 
 
-def wait_ready(check: Readiness, pid: int, name: str, launcher_kind: str) -> None:
-    """Return once ``check`` holds for the instance's process ``pid``.
+def start_failure(report: bytes) -> str | None:
+    """What a launcher's report on the started FIFO says went wrong (None: nothing)."""
+    if len(report) >= 2 and report[:1] == START_FAILED:
+        return f"execve failed: {os.strerror(report[1])}"
+    if len(report) >= 2 and report[:1] == b"L":
+        return f"launcher failed (exit {report[1]}, see the instance's log)"
+    if report:
+        return f"unexpected launcher report {report[:8]!r}"
+    return None
 
-    :class:`WorkloadFailed` if the workload exits first, :class:`ReadinessTimeout` after
-    ``check.timeout_s``.
-    """
+
+class StartWatch:
+    """The read end of a shell's started FIFO, opened before its go signal."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, fifo: Path) -> StartWatch | None:
+        """None when the shell has no started FIFO (prepared by an older version)."""
+        try:
+            return cls(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        except FileNotFoundError:
+            return None
+
+    def wait(self, pid: int, name: str, deadline: float, kind: str) -> None:
+        """Return once the launcher has exec'd the workload."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP)
+        report = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            events = poller.poll(max(0, min(remaining, _LIVENESS_S)) * 1000)
+            if events:
+                try:
+                    chunk = os.read(self.fd, 16)
+                except BlockingIOError:
+                    chunk = None
+                if chunk:
+                    report += chunk
+                elif chunk == b"":  # every writer closed: exec'd, or failed and said why
+                    why = start_failure(report)
+                    if why is not None:
+                        raise WorkloadFailed(f"instance {name}: workload exited at start: {why}")
+                    return
+            elif not runc.process_running(pid):
+                raise WorkloadFailed(f"instance {name}: workload exited at start")
+            if remaining <= 0:
+                raise ReadinessTimeout(f"instance {name}: not ready ({kind}) within deadline")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def wait_ready(check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
+    """Return once ``check`` holds for the instance's process ``pid``; ``watch`` is the started
+    FIFO's read end opened before the go signal (closed here)."""
     if check.kind == "none":
+        if watch is not None:
+            watch.close()
         return
     begin = time.monotonic()
     deadline = begin + check.timeout_s
-    # Poll every 50-250 µs for the first 20 ms (an exec or a listen normally lands there,
-    # and a coarse step would add up to a whole step to the measured latency), then back
-    # off to 1 ms so a slow workload does not keep a core busy.
+    try:
+        if watch is not None:
+            try:
+                watch.wait(pid, name, deadline, check.kind)
+            except ReadinessTimeout:
+                raise ReadinessTimeout(
+                    f"instance {name}: not ready ({check.kind}) within {check.timeout_s} s"
+                ) from None
+    finally:
+        if watch is not None:
+            watch.close()
+    if check.kind == "started" and watch is not None:
+        return
+    # Poll every 50-250 µs for the first 20 ms (a listen normally lands there, and a coarse
+    # step would add up to a whole step to the measured latency), then back off to 1 ms so a
+    # slow workload does not keep a core busy.
     delay = 0.00005
     while True:
-        if check.kind == "started":
-            exe = runc.exe_of(pid)
-            if exe is None:
-                raise WorkloadFailed(f"instance {name}: workload exited at start (see logs)")
-            if not still_starting(exe) and (launcher_kind == "c" or not launcher_waiting(pid)):
-                return
-        elif not runc.pid_alive(pid) or runc.exe_of(pid) is None:
+        if not runc.process_running(pid):
             raise WorkloadFailed(f"instance {name}: workload exited before it was ready")
-        elif probe(check.kind, pid, check.port, check.path):
+        if check.kind == "started" or watch is None:
+            started = not launcher_waiting(pid)  # an older shell: no started FIFO
+            if started and check.kind == "started":
+                return
+        else:
+            started = True
+        if started and probe(check, pid):
             return
         if time.monotonic() > deadline:
             raise ReadinessTimeout(

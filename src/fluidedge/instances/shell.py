@@ -34,7 +34,13 @@ from fluidedge.instances.images.builtin import ensure_busybox
 from fluidedge.instances.images.store import ImageStore
 from fluidedge.instances.images.templates import user_ids
 from fluidedge.instances.images.tools import ToolError
-from fluidedge.instances.launcher import GO_FIFO, build_launcher, make_go_fifo, signal_go
+from fluidedge.instances.launcher import (
+    GO_FIFO,
+    STARTED_FIFO,
+    build_launcher,
+    make_go_fifo,
+    signal_go,
+)
 from fluidedge.instances.models import (
     InterfaceState,
     NetworkSpec,
@@ -45,7 +51,7 @@ from fluidedge.instances.models import (
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.placement import cpuset_text
 from fluidedge.instances.private import private_dir, write_private
-from fluidedge.instances.readiness import wait_ready
+from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
 
 
@@ -78,10 +84,11 @@ class ShellIO(Protocol):
     def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
         """The network phase: addresses and default routes inside the shell's namespace."""
 
-    def release(self, shell: Shell) -> None:
-        """The start phase: let the launcher exec the workload."""
+    def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
+        """The start phase: let the launcher exec the workload; with ``watch``, the launcher's
+        report of its exec, to wait on."""
 
-    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
+    def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         """Return once the instance is ready (WorkloadFailed / ReadinessTimeout otherwise)."""
 
     def freeze(self, container_id: str, *, timeout: float) -> None: ...
@@ -157,7 +164,7 @@ class RuncShellIO:
         base, inside = self._owner(template, shell)
         root = base if base is not None else 0
         owner = (root + inside[0], root + inside[1])
-        for path in (assign, assign / GO_FIFO):
+        for path in (assign, assign / GO_FIFO, assign / STARTED_FIFO):
             os.chown(path, *owner)
         lower = self.images.rootfs_of(template.image)
         try:
@@ -265,11 +272,19 @@ class RuncShellIO:
         finally:
             shell.close()
 
-    def release(self, shell: Shell) -> None:
-        signal_go(shell.directory / "assign" / GO_FIFO, shell.pid)
+    def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
+        assign = shell.directory / "assign"
+        started = StartWatch.open(assign / STARTED_FIFO) if watch else None
+        try:
+            signal_go(assign / GO_FIFO, shell.pid)
+        except BaseException:
+            if started is not None:
+                started.close()
+            raise
+        return started
 
-    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
-        wait_ready(check, pid, name, self.launcher_kind)
+    def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
+        wait_ready(check, pid, name, watch)
 
     def freeze(self, container_id: str, *, timeout: float) -> None:
         self.cgroups.freeze(container_id, timeout=timeout)

@@ -63,6 +63,7 @@ def test_networks_missing_netns_and_non_bridge_are_refused(api: httpx.Client) ->
 LIMIT_CASES: list[tuple[dict[str, object], str]] = [
     ({"files": {"go": "x"}}, "reserved for the launcher"),
     ({"files": {"assign/x": "x"}}, "reserved for the launcher"),
+    ({"files": {"started": "x"}}, "reserved for the launcher"),
     ({"description": "d" * 4097}, "at most 4096 characters"),
     ({"env": {"BIG": "v" * 32769}}, "at most 32768 characters"),
     ({"env": {f"K{i}": "v" for i in range(257)}}, "at most 256 items"),

@@ -32,6 +32,7 @@ from fluidedge.instances.models import (
     Resources,
     TemplateSpec,
 )
+from fluidedge.instances.readiness import StartWatch
 from fluidedge.instances.records import Shell, ShellIface
 
 STEPS = ("build", "configure", "address", "release", "wait_ready")
@@ -85,11 +86,13 @@ class FakeIO:
         del interfaces
         self._step("address", shell.id)
 
-    def release(self, shell: Shell) -> None:
+    def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
+        del watch
         self._step("release", shell.id)
+        return None
 
-    def wait_ready(self, check: Readiness, pid: int, name: str) -> None:
-        del check, pid, name
+    def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
+        del check, pid, name, watch
         self._step("wait_ready", "")
 
     def freeze(self, container_id: str, *, timeout: float) -> None:
