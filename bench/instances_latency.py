@@ -182,7 +182,7 @@ def image_templates(daemon: BenchDaemon) -> None:
         {
             "name": "rootidle",
             "image": "busybox",
-            "userns": {"enabled": False, "reason": "bench: the cost of a user namespace"},
+            "userns_opt_out": "bench: the cost of a user namespace",
             **common,
         },
     ):

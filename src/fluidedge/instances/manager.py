@@ -633,11 +633,11 @@ class Manager:
     # ------------------------------------------------------------------ templates, networks
     def create_template(self, spec: TemplateSpec) -> TemplateSpec:
         spec = apply_image(spec, self.images.get(spec.image))
-        if not spec.userns.enabled:
+        if spec.userns_opt_out is not None:
             log.warning(
                 "template %s runs without a user namespace: %s",
                 spec.name,
-                spec.userns.reason,
+                spec.userns_opt_out,
                 extra={"part": "instances", "event": "userns_opt_out", "ids": spec.name},
             )
         with self.lock:

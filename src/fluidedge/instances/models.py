@@ -311,32 +311,8 @@ class PoolPolicy(_Strict):
     )
 
 
-_REASON_RE = re.compile(r"\S")
-
-
-class UsernsPolicy(_Strict):
-    """Whether the instance's root is an unprivileged host uid (a per-instance range) or host
-    root without capabilities. Opting out is an admin decision and needs its reason."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "if": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]},
-            "then": {"required": ["reason"], "properties": {"reason": {"pattern": r"\S"}}},
-        },
-    )
-
-    enabled: bool = True
-    reason: str = Field(
-        default="", max_length=LIMITS["description"], description="why off (required then)"
-    )
-
-    @model_validator(mode="after")
-    def _reason(self) -> UsernsPolicy:
-        if not self.enabled and not _REASON_RE.search(self.reason):
-            raise ValueError("userns.enabled = false needs a reason (it is recorded)")
-        return self
+# A uid or gid the user namespace maps (0..65535), as a pattern so the schema states it.
+_ID = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
 
 
 class TemplateSpec(_Strict):
@@ -353,19 +329,28 @@ class TemplateSpec(_Strict):
         default_factory=list,
         max_length=LIMITS["args"],
         description="argv (command[0] absolute); default: the image's Entrypoint + Cmd",
+        json_schema_extra={
+            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00=]*$", "maxLength": 4096}]
+        },
     )
     workdir: str | None = Field(
         default=None, max_length=4096, pattern=r"^/[^\x00]*$", description="default: image's"
     )
     user: str | None = Field(
         default=None,
-        pattern=r"^[0-9]{1,5}(:[0-9]{1,5})?$",
+        pattern=rf"^{_ID}(:{_ID})?$",
         description="uid[:gid] inside the instance; default: the image's User",
     )
     ports: list[Annotated[int, Field(gt=0, lt=65536)]] = Field(
         default_factory=list, max_length=64, description="TCP ports served (image's ExposedPorts)"
     )
-    userns: UsernsPolicy = Field(default_factory=UsernsPolicy)
+    userns_opt_out: str | None = Field(
+        default=None,
+        max_length=LIMITS["description"],
+        pattern=r"^\s*\S[\s\S]*$",
+        description="admin only: run without a user namespace (container root = host root, "
+        "no capabilities); the value is the reason, recorded. Absent: a user namespace",
+    )
     env: Env = Field(default_factory=dict)
     files: Files = Field(
         default_factory=dict,
@@ -387,13 +372,6 @@ class TemplateSpec(_Strict):
     @classmethod
     def _command(cls, value: list[str]) -> list[str]:
         return _check_argv(value) if value else value
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and any(int(x) > 65535 for x in value.split(":")):
-            raise ValueError("user: ids must be below 65536 (the mapped range)")
-        return value
 
     @field_validator("env")
     @classmethod

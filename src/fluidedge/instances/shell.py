@@ -146,7 +146,7 @@ class RuncShellIO:
         """(host id of container root or None without a user namespace, the process's ids
         inside); takes a free id range for ``shell``."""
         inside = user_ids(template)
-        if not template.userns.enabled:
+        if template.userns_opt_out is not None:
             return None, inside
         with self._slots_lock:
             slot = userns.allocate(self._slots)

@@ -153,7 +153,7 @@ def test_images_over_http(api: httpx.Client, app_image: AppImage, tmp_path: Path
     assert api.get("/v1/images/app").status_code == 404
     opt_out = api.post(
         "/v1/templates",
-        json={**_template("root"), "userns": {"enabled": False}},
+        json={**_template("root"), "userns_opt_out": "  "},
     )
     assert opt_out.status_code == 400
-    assert "needs a reason" in opt_out.json()["detail"]
+    assert "userns_opt_out" in opt_out.json()["detail"]

@@ -243,11 +243,11 @@ def test_userns_opt_out_is_recorded_and_runs_as_host_root(
             {
                 "name": "legacy",
                 "command": ["/bin/sleep", "1000"],
-                "userns": {"enabled": False, "reason": "a legacy NF needs host uid 0"},
+                "userns_opt_out": "a legacy NF needs host uid 0",
             }
         )
     )
     assert "a legacy NF needs host uid 0" in caplog.text
-    assert manager.get_template("legacy").userns.reason == "a legacy NF needs host uid 0"
+    assert manager.get_template("legacy").userns_opt_out == "a legacy NF needs host uid 0"
     inst = manager.create_instance(InstanceRequest(name="legacy", template="legacy"))
     assert _host_ids(inst.pid or 0) == (0, 0)

@@ -227,15 +227,21 @@ def test_no_host_directory_and_root_mapped_to_its_range() -> None:
 
 
 def test_userns_opt_out_needs_a_reason_and_drops_the_mapping() -> None:
-    with pytest.raises(ValidationError, match="needs a reason"):
-        TemplateSpec.model_validate(
-            {"name": "t", "command": ["/bin/x"], "userns": {"enabled": False}}
-        )
+    for empty in ("", "   "):
+        with pytest.raises(ValidationError, match="userns_opt_out"):
+            TemplateSpec.model_validate(
+                {"name": "t", "command": ["/bin/x"], "userns_opt_out": empty}
+            )
+    for bad_user in ("65536", "0:70000", "-1", "root"):
+        with pytest.raises(ValidationError, match="user"):
+            TemplateSpec.model_validate({"name": "t", "command": ["/bin/x"], "user": bad_user})
+    for good_user in ("0", "65535:65535", "1000:0"):
+        TemplateSpec.model_validate({"name": "t", "command": ["/bin/x"], "user": good_user})
     template = TemplateSpec.model_validate(
         {
             "name": "t",
             "command": ["/bin/x"],
-            "userns": {"enabled": False, "reason": "needs host uid 0 for a legacy NF"},
+            "userns_opt_out": "needs host uid 0 for a legacy NF",
         }
     )
     config = oci_config(
