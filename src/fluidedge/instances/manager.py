@@ -633,6 +633,11 @@ class Manager:
     # ------------------------------------------------------------------ templates, networks
     def create_template(self, spec: TemplateSpec) -> TemplateSpec:
         spec = apply_image(spec, self.images.get(spec.image))
+        with self.lock:
+            self.images.get(spec.image)  # still there (removals hold this lock)
+            self.catalog.create_template(spec)
+            self.pools.setdefault(spec.name, Pool())
+            self._wake.notify_all()
         if spec.userns_opt_out is not None:
             log.warning(
                 "template %s runs without a user namespace: %s",
@@ -640,10 +645,6 @@ class Manager:
                 spec.userns_opt_out,
                 extra={"part": "instances", "event": "userns_opt_out", "ids": spec.name},
             )
-        with self.lock:
-            self.catalog.create_template(spec)
-            self.pools.setdefault(spec.name, Pool())
-            self._wake.notify_all()
         return spec
 
     def get_template(self, name: str) -> TemplateSpec:
@@ -669,7 +670,10 @@ class Manager:
         return [*(f"template {t}" for t in templates), *(f"instance {i}" for i in instances)]
 
     def remove_image(self, name: str) -> None:
-        self.images.remove(name, self.image_users)
+        """Remove image ``name`` unless used (409); under the manager's lock, so no template
+        naming it can be created between the check and the removal."""
+        with self.lock:
+            self.images.remove(name, self.image_users)
 
     def create_network(self, spec: NetworkSpec) -> NetworkSpec:
         return self.catalog.create_network(spec)
