@@ -341,7 +341,7 @@ class TemplateSpec(_Strict):
         pattern=rf"^{_ID}(:{_ID})?$",
         description="uid[:gid] inside the instance; default: the image's User",
     )
-    ports: list[Annotated[int, Field(gt=0, lt=65536)]] = Field(
+    ports: list[Port] = Field(
         default_factory=list, max_length=64, description="TCP ports served (image's ExposedPorts)"
     )
     userns_opt_out: str | None = Field(

@@ -68,6 +68,7 @@ class ImageImport(BaseModel):
         max_length=MAX_PATH,
         description="absolute path on the daemon's host: an OCI image layout directory, or an "
         "oci-archive / docker-archive tar file",
+        json_schema_extra={"pattern": r"^/[^:\x00]*$"},
     )
     format: Literal["oci", "oci-archive", "docker-archive"] = "oci"
     ref: str | None = Field(
