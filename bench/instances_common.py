@@ -95,6 +95,11 @@ class BenchDaemon:
                 time.sleep(0.05)
         raise RuntimeError("daemon did not come up")
 
+    @property
+    def socket(self) -> Path:
+        """The daemon's Unix socket (the default ``api.socket``)."""
+        return self.workdir / "state" / "api.sock"
+
     def wait_pools(self, timeout: float = 300) -> None:
         """Every pool full and nothing in preparation: no background work competes."""
         deadline = time.monotonic() + timeout
@@ -134,6 +139,20 @@ class BenchDaemon:
         self.log.close()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix socket (the daemon's ``state_dir/api.sock``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=120)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self.path))
+        self.sock = sock
+
+
 class LeanClient:
     """A minimal HTTP/1.1 keep-alive client (``http.client``) for the latency rows.
 
@@ -143,10 +162,15 @@ class LeanClient:
     through httpx next to them, so both are visible.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, unix: Path | None = None) -> None:
+        """Over TCP to ``port`` on loopback, or over the daemon's Unix socket ``unix``."""
         self.port = port
         self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.conn = (
+            UnixHTTPConnection(unix)
+            if unix is not None
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        )
 
     def ping(self) -> None:
         """A read on the kept-alive connection (reconnects if the server closed it idle)."""

@@ -11,6 +11,8 @@ reports:
 - the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
+        [--memory-overcommit X] [--store-synchronous normal] [--burst] [--workers N]
+        [--max-minutes M]
 """
 
 from __future__ import annotations
@@ -56,18 +58,37 @@ def main() -> None:
     parser.add_argument(
         "--memory-overcommit", type=float, default=1.0, help="daemon memory_overcommit"
     )
+    parser.add_argument(
+        "--store-synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="the daemon's store_synchronous (normal: no fsync per commit, so the shared "
+        "disk's fsync latency does not mask how creation scales with the count)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="daemon prepare_workers")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop creating after this long (then measure and clean up as usual): on a busy "
+        "host the refill (one runc create per instance) bounds the rate",
+    )
     args = parser.parse_args()
     count = args.count or (100 if args.quick else 1000)
     mode = "burst" if args.burst else "paced"
-    print(f"instances density bench: {count} idle instances, pool {args.pool}, {mode}")
+    print(
+        f"instances density bench: {count} idle instances, pool {args.pool}, {mode}, "
+        f"store_synchronous = {args.store_synchronous}"
+    )
     print(f"machine: {machine()}")
     daemon = BenchDaemon(
         {
             "pool_scale": args.pool / 4,
-            "prepare_workers": 2,
+            "prepare_workers": args.workers,
             "cpu_overcommit": 8.0,
             "memory_overcommit": args.memory_overcommit,
-        }
+        },
+        top={"store_synchronous": args.store_synchronous},
     )
     wall: list[float] = []
     server: list[float] = []
@@ -83,7 +104,11 @@ def main() -> None:
         shells = [c for c in runc.Runc(state).list() if c.get("pid")]
         shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
         begin_all = time.perf_counter()
+        stop_at = None if args.max_minutes is None else time.monotonic() + args.max_minutes * 60
         for index in range(count):
+            if stop_at is not None and time.monotonic() > stop_at:
+                print(f"  stopped after {args.max_minutes} min: {index} instances created")
+                break
             # Paced (default): wait, untimed, until the pool is full again so that creation
             # does not compete with the refill (the seed's "unloaded conditions"); burst: only
             # until a shell is ready.
@@ -104,7 +129,7 @@ def main() -> None:
             body = response.json()
             server.append(body["timing"]["total"])
             paths.append(body["path"])
-            if (index + 1) % 100 == 0:
+            if (index + 1) % (100 if count <= 2000 else 500) == 0:
                 print(f"  {index + 1} instances, last {wall[-1]:.2f} ms ({paths[-1]})", flush=True)
         elapsed = time.perf_counter() - begin_all
         daemon.wait_pool("idle")
@@ -119,7 +144,7 @@ def main() -> None:
         print(f"\ncreated {made} instances in {elapsed:.1f} s; {len(running)} running at the end")
         print(f"paths: warm {paths.count('warm')}, cold {paths.count('cold')}")
         print("\ncreation latency of the k-th instance, ms (API wall / server total)")
-        marks = [k for k in (1, 10, 100, 500, 1000, 2000, 5000) if k <= made]
+        marks = [k for k in (1, 10, 100, 500, 1000, 2000, 5000, 10000) if k <= made]
         for k in marks:
             print(f"  #{k:<5d}  {wall[k - 1]:8.2f} / {server[k - 1]:8.2f}")
         print("median per decile of the run, ms (API wall / server total)")
@@ -143,6 +168,16 @@ def main() -> None:
                 f"{first:.2f} / {hundredth:.2f} / {last:.2f} ms, "
                 f"max ratio {max(first, hundredth, last) / min(first, hundredth, last):.2f}"
             )
+        if made >= 1010:
+            around = [wall[:10], wall[995:1005], wall[-10:]]
+            around_s = [server[:10], server[995:1005], server[-10:]]
+            for label, rows in (("API wall", around), ("server total", around_s)):
+                meds = [statistics.median(r) for r in rows]
+                print(
+                    f"  {label}, median of 10 around 1st / 1,000th / last ({made}th): "
+                    + " / ".join(f"{m:.2f}" for m in meds)
+                    + f" ms, max ratio {max(meds) / min(meds):.2f} (target <= 1.5)"
+                )
         print("\nmemory")
         print(
             f"  MemAvailable drop: {mem_before - mem_after:.0f} MiB for {made} instances = "

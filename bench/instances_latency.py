@@ -18,7 +18,10 @@ All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
   skopeo), and ``rootidle``, the built-in image without a user namespace (the admin opt-out):
   warm API -> running, same run, lean client.
 
-    .venv/bin/python bench/instances_latency.py [--quick] [--runs N]
+    .venv/bin/python bench/instances_latency.py [--quick] [--runs N] [--store-synchronous normal]
+
+The ``(API, unix)`` rows are the lean client over the daemon's Unix socket (``state_dir/api.sock``,
+same token rules): no TCP stack in the round trip.
 """
 
 from __future__ import annotations
@@ -55,20 +58,21 @@ def api_runs(
 ) -> tuple[list[float], list[dict[str, float]]]:
     """``runs`` creations, each timed from request sent to response parsed.
 
-    ``client`` is ``lean`` (:class:`LeanClient`, ``http.client`` keep-alive) or ``httpx`` (the
-    CLI's client library); both reuse one connection. Warm runs start with every pool full and
+    ``client`` is ``lean`` (:class:`LeanClient`, ``http.client`` keep-alive over TCP), ``unix``
+    (the same over the daemon's Unix socket) or ``httpx`` (the CLI's client library, TCP); each
+    reuses one connection. Warm runs start with every pool full and
     no shell in preparation (the seed's unloaded conditions).
     """
     wall: list[float] = []
     timings: list[dict[str, float]] = []
-    lean = LeanClient(daemon.port)
+    lean = LeanClient(daemon.port, unix=daemon.socket if client == "unix" else None)
     try:
         for index in range(runs):
             if not cold:
                 daemon.wait_pools()
             name = f"{'c' if cold else 'w'}{client[0]}{template[:4]}{index}"
             payload = {"name": name, "template": template, "cold": cold}
-            if client == "lean":
+            if client in ("lean", "unix"):
                 lean.ping()
                 begin = time.perf_counter()
                 status, body = lean.post("/v1/instances", payload)
@@ -201,14 +205,18 @@ def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {
         "pause_api": [],
         "resume_api": [],
+        "pause_unix": [],
+        "resume_unix": [],
         "pause_httpx": [],
         "resume_httpx": [],
         "pause_op": [],
         "resume_op": [],
     }
     lean = LeanClient(daemon.port)
+    unix = LeanClient(daemon.port, unix=daemon.socket)
     try:
         lean.ping()
+        unix.ping()
         for _ in range(runs):
             for op in ("pause", "resume"):
                 begin = time.perf_counter()
@@ -219,11 +227,18 @@ def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
                 out[f"{op}_op"].append(float(body["op_ms"]))
             for op in ("pause", "resume"):
                 begin = time.perf_counter()
+                status, body = unix.post(f"/v1/instances/pr/{op}")
+                out[f"{op}_unix"].append((time.perf_counter() - begin) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"{op} failed: {status} {body}")
+            for op in ("pause", "resume"):
+                begin = time.perf_counter()
                 response = daemon.http.post(f"/v1/instances/pr/{op}")
                 out[f"{op}_httpx"].append((time.perf_counter() - begin) * 1000)
                 response.raise_for_status()
     finally:
         lean.close()
+        unix.close()
     daemon.http.delete("/v1/instances/pr")
     return out
 
@@ -232,10 +247,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="20 runs instead of 100")
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument(
+        "--store-synchronous",
+        choices=["full", "normal"],
+        default="full",
+        help="the daemon's store_synchronous (full: a 2xx survives power loss, the default)",
+    )
     args = parser.parse_args()
     runs = args.runs or (20 if args.quick else 100)
-    print(f"instances latency bench: {runs} runs per row, {machine()}")
-    daemon = BenchDaemon({"pool_scale": 1.0, "prepare_workers": 2, "cpu_overcommit": 50.0})
+    print(
+        f"instances latency bench: {runs} runs per row, {machine()}, "
+        f"store_synchronous = {args.store_synchronous}"
+    )
+    daemon = BenchDaemon(
+        {"pool_scale": 1.0, "prepare_workers": 2, "cpu_overcommit": 50.0},
+        top={"store_synchronous": args.store_synchronous},
+    )
     results: dict[str, list[float]] = {}
     phases: dict[str, list[dict[str, float]]] = {}
     try:
@@ -244,6 +271,10 @@ def main() -> None:
             wall, timing = api_runs(daemon, template, runs, cold=False)
             results[f"warm pool  {template:5s} (API)       "] = wall
             phases[f"warm {template}"] = timing
+            daemon.wait_pools()
+            wall, timing = api_runs(daemon, template, runs, cold=False, client="unix")
+            results[f"warm pool  {template:5s} (API, unix) "] = wall
+            phases[f"warm {template} unix"] = timing
             wall, _ = api_runs(daemon, template, runs, cold=False, client="httpx")
             results[f"warm pool  {template:5s} (API, httpx)"] = wall
             wall, timing = api_runs(daemon, template, runs, cold=True)
@@ -269,14 +300,15 @@ def main() -> None:
     for template in ("idle", "httpd"):
         base = pct(results[f"runc run   {template:5s}             "], 50)
         warm = pct(results[f"warm pool  {template:5s} (API)       "], 50)
+        unix = pct(results[f"warm pool  {template:5s} (API, unix) "], 50)
         cold = pct(results[f"cold path  {template:5s} (API)       "], 50)
-        ratio = f"runc run p50 / warm p50 = {base / warm:5.1f}x"
+        ratio = f"runc run p50 / warm p50 = {base / warm:5.1f}x (unix socket {base / unix:5.1f}x)"
         print(f"  {template}: {ratio} ; cold / warm = {cold / warm:5.1f}x")
     print("\nserver-side phase breakdown, p50 ms")
-    print("              accept placement  shell  config network  start   ready   total")
+    print("                   accept placement  shell  config network  start   ready   total")
     for label, rows in phases.items():
         cols = ["accept", "placement", "shell", "config", "network", "start", "ready", "total"]
-        print(f"  {label:11s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
+        print(f"  {label:16s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
     print("\nimages: warm API -> running, milliseconds (same run, interleaved)")
     labels = {
         "idle": "built-in busybox image, userns",

@@ -69,6 +69,7 @@ from fluidedge.instances.readiness import start_failure
 from fluidedge.instances.records import Instance, Shell, ShellIface
 from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+from fluidedge.instances.writer import Writer
 
 __all__ = ["CosBinder", "Instance", "InstancesConfig", "Manager", "Shell", "ShellIface"]
 
@@ -130,6 +131,7 @@ class Manager:
         self._workers: list[threading.Thread] = []
         self._stopping = False
         self.cos_binder: CosBinder | None = None
+        self.writer = Writer()
 
     # ------------------------------------------------------------------ the runc adapter
     def runc_io(self) -> RuncShellIO:
@@ -174,6 +176,7 @@ class Manager:
         for worker in self._workers:
             worker.join(timeout=120)
         self._workers.clear()
+        self.writer.flush()
         with self.lock:
             for shells in self.pools.values():
                 for shell in shells.ready:
@@ -241,12 +244,14 @@ class Manager:
         while True:
             with self.lock:
                 template = None
+                pin = 0
                 while not self._stopping:
                     template = pool.next_job(
                         self.templates, self.pools, self.config.pool_scale, time.monotonic()
                     )
                     if template is not None:
-                        pool.start_job(self.pools[template.name])
+                        pin = pool.pin_for(self.pools[template.name], self.capacity.cpus)
+                        pool.start_job(self.pools[template.name], pin)
                         break
                     self._wake.wait(timeout=0.02)
                 if self._stopping or template is None:
@@ -254,13 +259,13 @@ class Manager:
             shell: Shell | None = None
             error: str | None = None
             try:
-                shell = self.prepare_shell(template)
+                shell = self.prepare_shell(template, cpus=(pin,))
             except Exception as exc:  # a failed prepare must never kill the worker
                 error = str(exc)
-            self._shell_prepared(template, shell, error)
+            self._shell_prepared(template, shell, error, pin)
 
     def _shell_prepared(
-        self, template: TemplateSpec, shell: Shell | None, error: str | None
+        self, template: TemplateSpec, shell: Shell | None, error: str | None, pin: int
     ) -> None:
         with self.lock:
             kept = pool.finish_job(
@@ -269,14 +274,18 @@ class Manager:
                 error,
                 keep=template.name in self.templates,
                 now=time.monotonic(),
+                pin=pin,
             )
             self._wake.notify_all()
         if shell is not None and not kept:  # template deleted meanwhile
             self.destroy_shell(shell)
 
-    def prepare_shell(self, template: TemplateSpec, *, state: str = "ready") -> Shell:
+    def prepare_shell(
+        self, template: TemplateSpec, *, state: str = "ready", cpus: tuple[int, ...] = ()
+    ) -> Shell:
         """Everything common to every instance of ``template``: a running container whose
-        launcher waits for its go signal, plugged. Its row is stored before anything runs."""
+        launcher waits for its go signal, plugged, pinned to ``cpus`` if given. Its row is
+        stored before anything runs."""
         shell_id = "fe" + secrets.token_hex(5)
         ifaces = []
         for index, spec in enumerate(template.interfaces):
@@ -284,7 +293,7 @@ class Manager:
             if net is None:
                 raise NetworkNotFound(f"template {template.name}: network {spec.network!r} is gone")
             ifaces.append(ShellIface(spec.name, spec.network, f"{shell_id}i{index}", net.netns))
-        shell = Shell(shell_id, template.name, 0, self.shell_root / shell_id, ifaces)
+        shell = Shell(shell_id, template.name, 0, self.shell_root / shell_id, ifaces, cpus=cpus)
         self.tables.put_shell(shell.info())
         try:
             self.io.build(shell, template, self.networks)
@@ -429,12 +438,13 @@ class Manager:
                 self.pools.setdefault(template.name, Pool()),
                 cold=request.cold,
                 now=time.monotonic(),
+                cpus=cpus,
             )
         try:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
                 path = "cold"
-                shell = self.prepare_shell(template, state="assigned")
+                shell = self.prepare_shell(template, state="assigned", cpus=cpus)
             timer.mark("shell")
             return self._execute(request, template, shell, cpus, resources, path, timer)
         except BaseException:
@@ -479,9 +489,7 @@ class Manager:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
         env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
-        self.io.configure(
-            shell, files, encode_assignment(argv, env), template.resources, resources, cpus
-        )
+        encoded = encode_assignment(argv, env)
         interfaces = []
         for iface in shell.ifaces:
             assignment = request.interfaces.get(iface.name)
@@ -511,14 +519,23 @@ class Manager:
             shell_ifaces=shell.ifaces,
             cos=request.cos or template.cos,
         )
-        self.tables.claim_shell(shell.id, inst.record())
-        if inst.cos is not None and self.cos_binder is not None:
-            # The launcher joins the class before it execs the workload (same pid), so the
-            # workload and all it forks run in the class from their first instruction.
-            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
+        # The claim commits on the writer thread while the files and limits are written; it
+        # is on disk before the launcher is released (see fluidedge.instances.writer).
+        claim = self.writer.submit(self.tables.claim_shell, shell.id, inst.record())
+        try:
+            self.io.configure(shell, files, encoded, template.resources, resources, cpus)
+            if inst.cos is not None and self.cos_binder is not None:
+                # The launcher joins the class before it execs the workload (same pid), so the
+                # workload and all it forks run in the class from their first instruction.
+                self.cos_binder.bind(inst.name, inst.cos, shell.pid)
+            timer.mark("config")
+            self.io.address(shell, interfaces)
+            timer.mark("network")
+        finally:
+            failed = claim.exception()  # waits: a rollback must come after the claim
+        if failed is not None:
+            raise failed
         timer.mark("config")
-        self.io.address(shell, interfaces)
-        timer.mark("network")
         watch = self.io.release(
             shell, watch=request.wait_ready and template.readiness.kind != "none"
         )
@@ -530,7 +547,7 @@ class Manager:
         with self.lock:
             self.instances[inst.name] = inst
             self.reserved_names.discard(inst.name)
-        self.tables.put_instance(inst.record())
+        self.writer.defer(self.tables.update_instance, inst.record())  # the timing only
         for phase in PHASES:
             self.histograms.observe(
                 "fluidedge_instance_phase_seconds",
@@ -596,7 +613,8 @@ class Manager:
             took = time.perf_counter() - begin
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
-            self.tables.put_instance(inst.record())
+            # The freezer is the truth (re-adoption reads it): the row follows, off the path.
+            self.writer.defer(self.tables.update_instance, inst.record())
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
     def delete_instance(self, name: str) -> None:

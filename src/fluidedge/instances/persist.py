@@ -103,6 +103,15 @@ class Tables:
                 (record["name"], record["id"], json.dumps(record)),
             )
 
+    def update_instance(self, record: dict[str, Any]) -> None:
+        """Rewrite instance ``record`` if its row (same name *and* id) still exists: a late
+        follow-up write never resurrects a deleted instance nor overwrites a newer one."""
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE inst_instances SET record = ? WHERE name = ? AND id = ?",
+                (json.dumps(record), record["name"], record["id"]),
+            )
+
     def delete_instance(self, name: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM inst_instances WHERE name = ?", (name,))

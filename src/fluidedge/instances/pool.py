@@ -4,14 +4,17 @@ Each template keeps ``round(pool.size * pool_scale)`` prepared shells. Refilling
 hysteretic (once below ``low_water`` a pool fills up to its target, then rests), a failed
 prepare backs the pool off for :data:`BACKOFF_S`, and a pool that just served a request and is
 still at least half full waits ``refill_delay_ms`` so that ``runc create`` (CPU-heavy) does not
-compete with the request being served. No I/O and no clock of its own: the manager passes
+compete with the request being served. Shells are pinned ahead of time, each to the CPU least
+represented among the pool's shells (:func:`pin_for`), and a request takes a shell pinned to
+the CPUs placement chose if there is one (:func:`take`): its config phase then skips the
+``cpuset.cpus`` write (~0.2 ms on cgroup v1). No I/O and no clock of its own: the manager passes
 ``now`` (``time.monotonic()``), so the tests drive time.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fluidedge.instances.models import TemplateSpec
@@ -30,6 +33,7 @@ class Pool:
     backoff_until: float = 0.0
     last_consumed: float = 0.0
     filling: bool = False
+    pinning: list[int] = field(default_factory=list)  # CPUs of the shells in preparation
 
 
 def target(template: TemplateSpec, scale: float) -> int:
@@ -65,16 +69,34 @@ def next_job(
     return None
 
 
-def start_job(pool: Pool) -> None:
+def pin_for(pool: Pool, cpus: Sequence[int]) -> int:
+    """The CPU the next shell is pinned to: the one fewest ready or coming shells have (the
+    lowest on a tie)."""
+    have = Counter(cpu for shell in pool.ready for cpu in shell.cpus if len(shell.cpus) == 1)
+    have.update(pool.pinning)
+    return min(cpus, key=lambda cpu: (have[cpu], cpu))
+
+
+def start_job(pool: Pool, pin: int | None = None) -> None:
     pool.preparing += 1
+    if pin is not None:
+        pool.pinning.append(pin)
 
 
 def finish_job(
-    pool: Pool, shell: Shell | None, error: str | None, *, keep: bool, now: float
+    pool: Pool,
+    shell: Shell | None,
+    error: str | None,
+    *,
+    keep: bool,
+    now: float,
+    pin: int | None = None,
 ) -> bool:
     """Account for a finished prepare; True if ``shell`` joined the pool (else the caller
     destroys it: its template was deleted meanwhile, ``keep`` false)."""
     pool.preparing -= 1
+    if pin is not None and pin in pool.pinning:
+        pool.pinning.remove(pin)
     if shell is None:
         pool.failures += 1
         pool.last_error = error
@@ -86,12 +108,17 @@ def finish_job(
     return False
 
 
-def take(pool: Pool, *, cold: bool, now: float) -> Shell | None:
-    """A ready shell for a request (oldest first), or None: the request goes the cold path."""
+def take(pool: Pool, *, cold: bool, now: float, cpus: tuple[int, ...] = ()) -> Shell | None:
+    """A ready shell for a request, or None: the request goes the cold path. The oldest one
+    pinned to ``cpus`` if any, else the oldest."""
     if cold or not pool.ready:
         return None
     pool.consumed += 1
     pool.last_consumed = now
+    for shell in pool.ready:
+        if shell.cpus == cpus:
+            pool.ready.remove(shell)
+            return shell
     return pool.ready.popleft()
 
 

@@ -37,6 +37,7 @@ class Shell:
     ifaces: list[ShellIface]
     state: str = "preparing"
     nl: NetlinkSocket | None = None
+    cpus: tuple[int, ...] = ()  # its cpuset when pinned ahead of a request; () = inherited
 
     def info(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Shell:
             "pid": self.pid,
             "directory": str(self.directory),
             "ifaces": [vars(i) for i in self.ifaces],
+            "cpus": list(self.cpus),
         }
 
     @classmethod
@@ -57,6 +59,7 @@ class Shell:
             directory=Path(info["directory"]),
             ifaces=[ShellIface(**i) for i in info.get("ifaces", [])],
             state=info["state"],
+            cpus=tuple(info.get("cpus", ())),
         )
 
     def close(self) -> None:

@@ -181,6 +181,8 @@ class RuncShellIO:
             userns_base=base,
             user=inside,
         )
+        if shell.cpus:  # pinned ahead: a request placed on these CPUs skips the cpuset write
+            config["linux"]["resources"]["cpu"]["cpus"] = cpuset_text(shell.cpus)
         write_private(bundle / "config.json", json.dumps(config).encode())
         shell.pid = self.runc.create(shell.id, bundle, directory / "log")
         for iface in shell.ifaces:
@@ -239,13 +241,16 @@ class RuncShellIO:
             os.chown(target, *ids)
         write_private(assign / "assign", assignment)
         os.chown(assign / "assign", *ids)
-        self._apply_limits(shell.id, base, wanted, cpus)
+        self._apply_limits(shell, base, wanted, cpus)
 
     def _apply_limits(
-        self, container_id: str, base: Resources, wanted: Resources, cpus: tuple[int, ...]
+        self, shell: Shell, base: Resources, wanted: Resources, cpus: tuple[int, ...]
     ) -> None:
         cg = self.cgroups
-        cg.set_cpus(container_id, cpuset_text(cpus))
+        container_id = shell.id
+        if shell.cpus != cpus:
+            cg.set_cpus(container_id, cpuset_text(cpus))
+            shell.cpus = cpus
         if wanted.cpus != base.cpus:
             cg.set_cpu_weight(container_id, wanted.cpus)
         if wanted.cpu_limit != base.cpu_limit:

@@ -10,6 +10,7 @@ import pytest
 from fluidedge.instances import cgroups, runc
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
 from fluidedge.instances.models import InstanceRequest
+from fluidedge.instances.placement import parse_cpuset
 from fluidedge.instances.timing import PHASES
 
 from .conftest import ManagerFactory
@@ -184,3 +185,28 @@ def test_workload_that_ends_shows_exited_and_deletes_cleanly(
     manager.delete_instance("brief")
     assert view.id not in _containers(manager)
     assert manager.cgroups.leftover(view.id) == []
+
+
+def test_pooled_shells_are_pinned_and_warm_instances_get_their_placement(
+    manager_factory: ManagerFactory,
+) -> None:
+    manager = manager_factory(pool_scale=1.0, cpus="0-1")
+    assert manager.wait_pools(120)
+    shells = list(manager.pools["idle"].ready)
+    assert {s.cpus for s in shells} == {(0,), (1,)}  # spread over both CPUs
+    for shell in shells:
+        assert manager.cgroups.cpus(shell.id) == str(shell.cpus[0])
+    views = [
+        manager.create_instance(InstanceRequest(name=f"pin{i}", template="idle")) for i in range(3)
+    ]
+    views.append(
+        manager.create_instance(
+            InstanceRequest.model_validate(
+                {"name": "both", "template": "idle", "resources": {"cpus": 1.5}}
+            )
+        )
+    )
+    for view in views:
+        assert view.path == "warm"
+        assert parse_cpuset(manager.cgroups.cpus(view.id)) == tuple(view.cpus)
+    assert len(views[-1].cpus) == 2  # no shell is pinned to both: its cpuset was written

@@ -124,3 +124,35 @@ def test_templates_are_served_in_turn_when_one_is_full() -> None:
     assert job is not None
     assert job.name == "b"
     assert not pool.full(templates, pools, 1.0)
+
+
+def _pinned(n: int, cpu: int) -> Shell:
+    shell = _shell(n)
+    shell.cpus = (cpu,)
+    return shell
+
+
+def test_shells_are_pinned_to_the_least_represented_cpu() -> None:
+    p = Pool()
+    assert pool.pin_for(p, (0, 1)) == 0  # a tie: the lowest
+    pool.start_job(p, 0)
+    assert pool.pin_for(p, (0, 1)) == 1  # one is coming for CPU 0
+    pool.start_job(p, 1)
+    p.ready.extend([_pinned(1, 1), _pinned(2, 1)])
+    assert pool.pin_for(p, (0, 1)) == 0
+    assert pool.finish_job(p, _pinned(3, 0), None, keep=True, now=0.0, pin=0)
+    assert p.pinning == [1]
+    assert pool.pin_for(p, (0, 1)) == 0  # 0: one ready; 1: two ready and one coming
+
+
+def test_take_prefers_a_shell_pinned_to_the_placed_cpus() -> None:
+    p = Pool()
+    p.ready.extend([_pinned(1, 0), _pinned(2, 1), _pinned(3, 1)])
+    taken = pool.take(p, cold=False, now=0.0, cpus=(1,))
+    assert taken is not None
+    assert taken.id == _shell(2).id  # the oldest on CPU 1
+    taken = pool.take(p, cold=False, now=0.0, cpus=(0, 1))  # no shell has both: the oldest
+    assert taken is not None
+    assert taken.id == _shell(1).id
+    assert [s.id for s in p.ready] == [_shell(3).id]
+    assert p.consumed == 2

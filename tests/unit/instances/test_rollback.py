@@ -255,3 +255,18 @@ def test_failed_cold_build_leaves_no_shell_row(setup: tuple[Manager, FakeIO]) ->
     assert manager.tables.shells() == []
     assert len(io.destroyed) == 1
     _nothing_held(manager, "x")
+
+
+def test_follow_up_writes_never_resurrect_nor_overwrite(setup: tuple[Manager, FakeIO]) -> None:
+    manager, _ = setup
+    manager.create_instance(_request("a"))
+    manager.writer.flush()
+    (row,) = manager.tables.instances()
+    assert row["timing"]["total"] > 0  # the deferred timing update landed
+    manager.tables.update_instance({**row, "state": "paused"})
+    assert manager.tables.instances()[0]["state"] == "paused"
+    manager.tables.update_instance({**row, "id": "fe-other", "state": "running"})
+    assert manager.tables.instances()[0]["state"] == "paused"  # another instance's write
+    manager.delete_instance("a")
+    manager.tables.update_instance(row)  # late, after the delete
+    assert manager.tables.instances() == []
