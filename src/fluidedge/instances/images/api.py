@@ -30,7 +30,7 @@ def build_image_router(manager: Manager) -> APIRouter:
         "/images",
         tags=["images"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(409),
+        responses=error_responses(404, 409, 422),
     )
     async def import_image(request: ImageImport) -> ImageView:
         return await run_in_threadpool(manager.images.import_image, request)
