@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,15 @@ def test_userns_slots_are_disjoint_and_skip_the_image_range() -> None:
     with pytest.raises(ValueError, match="in use"):
         userns.allocate([1, 2], limit=2)
     assert userns.slot_base(base, userns.MAX_SLOTS) + userns.RANGE <= 1 << 31
+
+
+def test_import_of_an_unreachable_path_is_not_found(tmp_path: Path) -> None:
+    from fluidedge.daemon.store import Store
+    from fluidedge.instances.errors import ImageSourceNotFound
+    from fluidedge.instances.images.store import ImageStore
+
+    store = ImageStore(Store(tmp_path / "db.sqlite"), tmp_path / "images", 1 << 30, 65536)
+    store.load()
+    for source in ("/" + "0" * 4000, str(tmp_path / "missing"), "/etc/passwd/x"):
+        with pytest.raises(ImageSourceNotFound, match="does not exist"):
+            store.import_image(ImageImport(name="x", source=source))

@@ -178,8 +178,10 @@ class ImageStore:
         """Import ``request.source``; 400 if it is not a runnable image, 409 if the name is
         taken. Blocks for as long as skopeo and umoci take (seconds): call it off the loop."""
         source = Path(request.source)
-        if not source.exists():
-            raise ImageSourceNotFound(f"source: {source} does not exist")
+        try:
+            source.stat()
+        except OSError as exc:  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP, EACCES...
+            raise ImageSourceNotFound(f"source: {source} does not exist ({exc.strerror})") from exc
         if source.parts[1:2] in (("proc",), ("sys",), ("dev",)):
             raise ImageUnusable(f"source: {source} is not an image (a kernel file)")
         if request.format == "oci" and not (source / "index.json").is_file():
