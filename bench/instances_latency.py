@@ -11,7 +11,12 @@ All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
 - baseline: ``runc run -d`` of the same bundle (same template config, process = the workload),
   wall time until the workload has exec'd (idle) / listens (httpd);
 - pause/resume: API round trip (lean client, and httpx) and the in-daemon freezer write
-  (``op_ms``).
+  (``op_ms``);
+- images (issue 12): the built-in ``idle`` (the ``busybox`` image built at first start, a user
+  namespace per shell) against ``imgidle``, the same workload on an image *imported* through
+  ``POST /v1/images`` from a docker-archive built here (busybox-static + a page, with umoci and
+  skopeo), and ``rootidle``, the built-in image without a user namespace (the admin opt-out):
+  warm API -> running, same run, lean client.
 
     .venv/bin/python bench/instances_latency.py [--quick] [--runs N] [--store-synchronous normal]
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -35,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fluidedge.instances import runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import oci_config
+from fluidedge.instances.images import overlay, tools, userns
+from fluidedge.instances.images.builtin import busybox_tree
 from fluidedge.instances.readiness import listening
 from instances_common import BenchDaemon, LeanClient, machine, pct, summary
 
@@ -91,11 +99,18 @@ def _check(body: dict[str, Any], cold: bool) -> None:
         raise RuntimeError(f"expected {expected} path, got {body['path']}")
 
 
-def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]:
-    """``runc run -d`` of the same bundle, the workload as the process, same readiness."""
+def runc_run_baseline(daemon: BenchDaemon, template_name: str, runs: int) -> list[float]:
+    """``runc run -d`` of the same bundle, the workload as the process, same readiness: the
+    same image as overlay root (mounted before the clock starts, as a pooled shell's is) and
+    a user namespace of a range the daemon does not use."""
     template = next(t for t in builtin_templates() if t.name == template_name)
-    rootfs = state / "instances" / "rootfs"
+    image = daemon.http.get(f"/v1/images/{template.image}").json()
+    state = daemon.workdir / "state" / "instances"
+    lower = state / "images" / "rootfs" / image["rootfs"].removeprefix("sha256:")
+    base = userns.slot_base(userns.DEFAULT_BASE, userns.MAX_SLOTS)
     work = Path(tempfile.mkdtemp(prefix="fe-runc-"))
+    roots = work / "roots"
+    launcher = state / "launcher" / "fe-launcher"
     root = runc.Runc(work / "root")
     out: list[float] = []
     try:
@@ -105,13 +120,17 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
             assign = bundle / "assign"
             (assign / "www").mkdir(parents=True)
             (assign / "www" / "index.html").write_text("baseline\n")
+            for path in (assign, assign / "www", assign / "www" / "index.html"):
+                os.chown(path, base, base)
+            rootfs = overlay.mount(lower, bundle, roots / cid, (base, base))
             config = oci_config(
                 template,
                 container_id=cid,
                 rootfs=rootfs,
                 assign_dir=assign,
-                bind_dirs=["/usr", "/etc"],
+                launcher=launcher,
                 cgroups_path=root.cgroups.runc_path(cid),
+                userns_base=base,
             )
             config["process"]["args"] = list(template.command)
             (bundle / "config.json").write_text(json.dumps(config))
@@ -131,11 +150,47 @@ def runc_run_baseline(state: Path, template_name: str, runs: int) -> list[float]
                 time.sleep(0.0001)
             out.append((time.perf_counter() - begin) * 1000)
             root.delete(cid)
+            overlay.unmount(roots / cid)
     finally:
         for entry in root.list():
             root.delete(entry["id"])
+        for cid in os.listdir(roots) if roots.is_dir() else []:
+            overlay.unmount(roots / cid)
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+IMAGE_TEMPLATES = ("idle", "imgidle", "rootidle")
+
+
+def image_templates(daemon: BenchDaemon) -> None:
+    """Import a locally built image (docker-archive) and add ``imgidle`` (it) and ``rootidle``
+    (the built-in image, no user namespace): same command, resources and pool as ``idle``."""
+    idle = daemon.http.get("/v1/templates/idle").json()
+    work = Path(tempfile.mkdtemp(prefix="fe-img-"))
+    try:
+        tree = work / "tree"
+        busybox_tree(tree)
+        (tree / "srv").mkdir()
+        (tree / "srv" / "index.html").write_text("an imported image\n")
+        tools.build_layout(work / "layout", tree, "app", ["--config.cmd=/bin/sh"])
+        archive = work / "app.tar"
+        tools.copy_image("oci", work / "layout", "app", f"docker-archive:{archive}:app:1", work)
+        body = {"name": "app", "source": str(archive), "format": "docker-archive"}
+        daemon.http.post("/v1/images", json=body).raise_for_status()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    common = {k: idle[k] for k in ("command", "resources", "readiness", "pool")}
+    for spec in (
+        {"name": "imgidle", "image": "app", **common},
+        {
+            "name": "rootidle",
+            "image": "busybox",
+            "userns_opt_out": "bench: the cost of a user namespace",
+            **common,
+        },
+    ):
+        daemon.http.post("/v1/templates", json=spec).raise_for_status()
 
 
 def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
@@ -226,9 +281,17 @@ def main() -> None:
             results[f"cold path  {template:5s} (API)       "] = wall
             phases[f"cold {template}"] = timing
             results[f"runc run   {template:5s}             "] = runc_run_baseline(
-                daemon.workdir / "state", template, runs
+                daemon, template, runs
             )
         pr = pause_resume(daemon, runs)
+        image_templates(daemon)
+        images: dict[str, list[float]] = {name: [] for name in IMAGE_TEMPLATES}
+        for _ in range(5):  # interleaved, so drift in the host's load hits every row alike
+            for name in IMAGE_TEMPLATES:
+                daemon.wait_pools()
+                wall, timing = api_runs(daemon, name, max(1, runs // 5), cold=False)
+                images[name] += wall
+                phases.setdefault(f"warm {name}", []).extend(timing)
     finally:
         daemon.close()
     print("\nAPI request -> workload running (idle) / ready (httpd), milliseconds")
@@ -246,6 +309,17 @@ def main() -> None:
     for label, rows in phases.items():
         cols = ["accept", "placement", "shell", "config", "network", "start", "ready", "total"]
         print(f"  {label:16s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
+    print("\nimages: warm API -> running, milliseconds (same run, interleaved)")
+    labels = {
+        "idle": "built-in busybox image, userns",
+        "imgidle": "imported docker-archive, userns",
+        "rootidle": "built-in image, no userns (opt-out)",
+    }
+    for name in IMAGE_TEMPLATES:
+        print(f"  {name:8s} {labels[name]:36s} {summary(images[name])}")
+    idle_p50 = pct(images["idle"], 50)
+    for name in IMAGE_TEMPLATES[1:]:
+        print(f"  {name} p50 / idle p50 = {pct(images[name], 50) / idle_p50:5.2f}x")
     print("\npause/resume, milliseconds")
     for label, values in pr.items():
         print(f"  {label:12s}  {summary(values)}")

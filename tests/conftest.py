@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.lab",
     "tests.fixtures.daemon",
     "tests.fixtures.browser",
+    "tests.fixtures.images",
 ]

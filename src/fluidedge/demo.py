@@ -4,7 +4,8 @@ It shows the whole product on one machine: it brings the lab up with the S1 segm
 TOF ("tof" mode) and starts one fluidedge daemon running both parts, the TOF on the lab's host
 namespace and the instance manager with an ``apps`` network on the lab's apps bridge. Through the
 API it creates an HTTP edge app instance (the built-in ``httpd`` template plugged into that
-network, from the warm pool) with a static address, prints the instantiation's per-phase
+network, from the warm pool; it runs from the ``busybox`` image, nothing of the host's files)
+with a static address, prints the instantiation's per-phase
 breakdown, registers a demo service (a service IP the UEs use) mapped to the instance, and makes
 every UE browse both the service and the PDN while a live table shows the instance, the learned
 tunnels, the services and their counters, and what each UE got back (the instance's page names
@@ -240,8 +241,12 @@ def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.
         "description": "the built-in httpd on the lab's apps network (fluidedge demo)",
         "interfaces": [{"name": "eth0", "network": "apps"}],
     }
-    client.post("/v1/templates", spec)
-    console.print(f"Template {DEMO_TEMPLATE}: {' '.join(spec['command'])} (pool of shells)")
+    made = client.post("/v1/templates", spec)
+    image = client.get(f"/v1/images/{made['image']}")
+    console.print(
+        f"Template {DEMO_TEMPLATE}: {' '.join(made['command'])} from image {image['name']} "
+        f"(rootfs {image['rootfs'][:19]}, {image['size_bytes'] / 2**20:.1f} MiB; pool of shells)"
+    )
     # Wait until every pool is full and idle: the demo's shell is ready, and the background
     # prepare work (runc create is CPU-heavy) does not compete with the request being timed.
     deadline = time.monotonic() + pool_wait

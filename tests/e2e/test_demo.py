@@ -80,6 +80,11 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
     assert result.returncode == 0, out
     # The instance came from the warm pool, with its per-phase breakdown printed.
     assert "Instance edge1 running at 198.19.0.20 (from the warm pool)" in out
+    # The edge app runs from an image (issue 12 §2), not from the host's files.
+    flat = " ".join(out.split())  # the console wraps long lines
+    assert re.search(
+        r"Template edge-httpd: /bin/busybox httpd .* from image busybox \(rootfs sha256:", flat
+    ), out
     for phase in ("accept", "placement", "shell", "config", "network", "start", "ready"):
         assert re.search(rf"│ {phase}\s+│ \d+\.\d\d", out), phase
     # The live table showed it, and the UEs' edge answers came from it (its page names it).

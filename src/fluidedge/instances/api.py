@@ -26,6 +26,7 @@ from fastapi.responses import PlainTextResponse
 from fluidedge.daemon.auth import authenticated, redact_values
 from fluidedge.daemon.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
+from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
     InstanceRequest,
@@ -222,4 +223,5 @@ def build_router(manager: Manager) -> APIRouter:
         manager.delete_network(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
+    router.include_router(build_image_router(manager))
     return router

@@ -1,14 +1,17 @@
 """Template -> OCI runtime ``config.json``: the isolation defaults live here, as data.
 
 Least privilege by default (seed §5.1's concerns about containers): every capability dropped
-except the template's, ``noNewPrivileges``, a read-only root made of host directories bind-mounted
-read-only, a private ``/tmp`` tmpfs, separate pid/net/ipc/uts/mount/cgroup namespaces, pids and
+except the template's, ``noNewPrivileges``, a read-only root that is the template's image (an
+overlay, see :mod:`fluidedge.instances.images.overlay`; nothing of the host's filesystem), a
+private ``/tmp`` tmpfs, separate user (container root is an unprivileged host uid, see
+:mod:`fluidedge.instances.images.userns`), pid/net/ipc/uts/mount/cgroup namespaces, pids and
 memory limits, and an allow-list seccomp filter (after Docker's default profile: what ordinary
 workloads call is allowed, the rest answers EPERM; no namespaces, mounts, io_uring, ptrace, bpf,
 keyring, module loading, kexec, clock setting...).
 
-The process is the shell *launcher* (fixed at ``runc create`` time), which reads its assignment
-from ``/.fe`` (a per-shell directory bind-mounted read-only) when the execute phase starts it.
+The process is the shell *launcher* (fixed at ``runc create`` time, bind-mounted read-only at
+``/.fe-launcher`` from the state directory), which reads its assignment from ``/.fe`` (a
+per-shell directory bind-mounted read-only) when the execute phase starts it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fluidedge.instances.images.userns import mappings
 from fluidedge.instances.models import Resources, TemplateSpec
-from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, bind_mounts, runtime_config
+from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, runtime_config
 
 LAUNCHER_IN_ROOT = "/.fe-launcher"
 ASSIGN_DIR_IN_ROOT = "/.fe"
@@ -191,15 +195,19 @@ def oci_config(
     container_id: str,
     rootfs: Path,
     assign_dir: Path,
-    bind_dirs: list[str],
+    launcher: Path,
     cgroups_path: str,
+    userns_base: int | None,
+    user: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """The ``config.json`` of a shell of ``template``.
 
-    ``rootfs`` is the shared read-only root (mount points + the launcher); ``bind_dirs`` are the
-    host directories bind-mounted read-only into it (``/usr``, ``/etc``...); ``assign_dir`` is
-    the shell's private assignment directory, seen as ``/.fe`` inside; ``cgroups_path`` comes
-    from the cgroup adapter (the same path in every v1 hierarchy, or the v2 one).
+    ``rootfs`` is the shell's overlay root (its image, read-only); ``launcher`` the launcher
+    binary on the host, bind-mounted read-only; ``assign_dir`` the shell's private assignment
+    directory, seen as ``/.fe`` inside; ``cgroups_path`` comes from the cgroup adapter (the
+    same path in every v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of
+    container root (a new user namespace maps its 65536 ids from there), or None for no user
+    namespace (the admin's per-template opt-out). ``user``: uid/gid of the process inside.
     """
     proc, dev, tmp = BASE_MOUNTS
     mounts: list[dict[str, Any]] = [
@@ -230,7 +238,12 @@ def oci_config(
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
         tmp,
-        *bind_mounts(bind_dirs, ["rbind", "ro", "nosuid", "nodev"]),
+        {
+            "destination": LAUNCHER_IN_ROOT,
+            "type": "bind",
+            "source": str(launcher),
+            "options": ["bind", "ro", "nosuid", "nodev"],
+        },
         {
             "destination": ASSIGN_DIR_IN_ROOT,
             "type": "bind",
@@ -238,12 +251,15 @@ def oci_config(
             "options": ["bind", "ro", "nosuid", "nodev"],
         },
     ]
-    return runtime_config(
+    namespaces = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+    if userns_base is not None:
+        namespaces.append("user")
+    config = runtime_config(
         args=[LAUNCHER_IN_ROOT],
         hostname=container_id,
         rootfs=str(rootfs),
         mounts=mounts,
-        namespaces=["pid", "network", "ipc", "uts", "mount", "cgroup"],
+        namespaces=namespaces,
         cgroups_path=cgroups_path,
         resources=linux_resources(template.resources),
         capabilities=list(template.capabilities),
@@ -251,7 +267,13 @@ def oci_config(
         seccomp=seccomp_profile(),
         masked_paths=list(MASKED_PATHS),
         readonly_paths=list(READONLY_PATHS),
+        user=user,
+        cwd=template.workdir or "/",
     )
+    if userns_base is not None:
+        config["linux"]["uidMappings"] = mappings(userns_base)
+        config["linux"]["gidMappings"] = mappings(userns_base)
+    return config
 
 
 def workload_env(

@@ -235,6 +235,57 @@ def _register_template(app: typer.Typer) -> None:
         typer.echo(f"template {name} deleted")
 
 
+def _register_image(app: typer.Typer) -> None:
+    image = typer.Typer(help="OCI images instances run on (imported from local files only).")
+    app.add_typer(image, name="image")
+
+    @image.command("import")
+    def import_command(
+        source: Annotated[Path, typer.Argument(help="OCI layout directory or archive file.")],
+        name: Annotated[str, typer.Option("--name", help="Name to import it as.")],
+        fmt: Annotated[
+            str,
+            typer.Option(
+                "--format", help="oci (a layout directory), oci-archive or docker-archive."
+            ),
+        ] = "oci",
+        ref: Annotated[str | None, typer.Option("--ref", help="Tag inside it.")] = None,
+    ) -> None:
+        """Import an image (from `docker save`, `podman save`, `skopeo copy`, umoci...)."""
+        body = {"name": name, "source": str(source.resolve()), "format": fmt, "ref": ref}
+        view = _client().post("/v1/images", body)
+        typer.echo(f"image {view['name']} imported (rootfs {view['rootfs'][:19]})")
+
+    @image.command("ls")
+    def ls_command(as_json: JsonOpt = False) -> None:
+        """List images."""
+        rows = _client().get("/v1/images")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        _table(
+            "images",
+            ["name", "rootfs", "command", "user", "ports", "MiB"],
+            [
+                [
+                    r["name"],
+                    r["rootfs"][7:19],
+                    " ".join(r["config"]["entrypoint"] + r["config"]["cmd"])[:40],
+                    f"{r['uid']}:{r['gid']}",
+                    ",".join(str(p) for p in r["config"]["ports"]),
+                    f"{r['size_bytes'] / 2**20:.1f}",
+                ]
+                for r in rows
+            ],
+        )
+
+    @image.command("rm")
+    def rm_command(name: str) -> None:
+        """Remove an image (refused while templates or instances use it)."""
+        _client().delete(f"/v1/images/{name}")
+        typer.echo(f"image {name} removed")
+
+
 def _register_network(app: typer.Typer) -> None:
     network = typer.Typer(help="Instance networks (Linux bridges the daemon manages).")
     app.add_typer(network, name="network")
@@ -373,8 +424,9 @@ def _register_pool(app: typer.Typer) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``instance``, ``template``, ``network`` and ``pool`` to the root app."""
+    """Add ``instance``, ``template``, ``image``, ``network`` and ``pool`` to the root app."""
     _register_instance(app)
     _register_template(app)
+    _register_image(app)
     _register_network(app)
     _register_pool(app)

@@ -59,6 +59,12 @@ class InstancesConfig(BaseModel):
     builtin_templates: bool = True
     pool_scale: float = Field(default=1.0, ge=0, le=100, description="scales template pool sizes")
     networks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    userns_base: int = Field(
+        default=1 << 30,
+        ge=65536,
+        le=(1 << 31) - 65536 * 1024,
+        description="host uid/gid of the image range; instance ranges of 65536 ids follow it",
+    )
 
 
 def online_cpus() -> tuple[int, ...]:

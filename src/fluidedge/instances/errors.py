@@ -86,3 +86,19 @@ class WorkloadFailed(RuntimeFailure):
 
 class FreezerBusy(RuntimeFailure):
     """The freezer cgroup did not reach the wanted state within the wait asked for."""
+
+
+class ImageNotFound(InstancesError, NotFoundError):
+    """No image has that name."""
+
+
+class ImageSourceNotFound(InstancesError, NotFoundError):
+    """An import names a file or directory that does not exist on the daemon's host."""
+
+
+class ImageUnusable(InstancesError, InputError):
+    """The source exists but is not an image this host can run (not an image at all, another
+    architecture, ids beyond the mapped range...): 422, the request was understood but its
+    content cannot be used."""
+
+    http_status = 422

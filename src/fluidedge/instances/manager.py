@@ -48,6 +48,9 @@ from fluidedge.instances.errors import (
     TemplateNotFound,
     WrongState,
 )
+from fluidedge.instances.images import userns
+from fluidedge.instances.images.store import ImageStore
+from fluidedge.instances.images.templates import apply_image
 from fluidedge.instances.models import (
     InstanceRequest,
     InstanceView,
@@ -90,12 +93,15 @@ class Manager:
         self.config = config
         self.state_dir = state_dir
         self.tables = Tables(store)
+        self.images = ImageStore(store, state_dir / "images", config.userns_base, userns.RANGE)
         if io is None:
             cg = cgroups.detect(config.cgroup_mode, config.cgroup_parent)
             binary = config.runtime_path or config.runtime
             runc.check_runtime(config.runtime, binary, cg.kind)
             runtime = runc.Runc(state_dir / config.runtime, binary, cg, config.runtime)
-            io = RuncShellIO(state_dir, runtime, cg, config.launcher)
+            io = RuncShellIO(
+                state_dir, runtime, cg, config.launcher, self.images, config.userns_base
+            )
         self.io = io
         self.shell_root = state_dir / "shells"
         self.capacity = capacity_of(config)
@@ -148,6 +154,7 @@ class Manager:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        self.images.load()
         self.io.setup()
         self.catalog.load(self.config.networks, self.config.builtin_templates)
         for name in self.templates:
@@ -639,10 +646,19 @@ class Manager:
 
     # ------------------------------------------------------------------ templates, networks
     def create_template(self, spec: TemplateSpec) -> TemplateSpec:
+        spec = apply_image(spec, self.images.get(spec.image))
         with self.lock:
+            self.images.get(spec.image)  # still there (removals hold this lock)
             self.catalog.create_template(spec)
             self.pools.setdefault(spec.name, Pool())
             self._wake.notify_all()
+        if spec.userns_opt_out is not None:
+            log.warning(
+                "template %s runs without a user namespace: %s",
+                spec.name,
+                spec.userns_opt_out,
+                extra={"part": "instances", "event": "userns_opt_out", "ids": spec.name},
+            )
         return spec
 
     def get_template(self, name: str) -> TemplateSpec:
@@ -658,6 +674,20 @@ class Manager:
         for shell in shells:
             with contextlib.suppress(RuntimeFailure):
                 self.destroy_shell(shell)
+
+    # ------------------------------------------------------------------ images
+    def image_users(self, name: str) -> list[str]:
+        """Who uses image ``name``: templates naming it, and instances of those."""
+        with self.lock:
+            templates = sorted(t.name for t in self.templates.values() if t.image == name)
+            instances = sorted(i.name for i in self.instances.values() if i.template in templates)
+        return [*(f"template {t}" for t in templates), *(f"instance {i}" for i in instances)]
+
+    def remove_image(self, name: str) -> None:
+        """Remove image ``name`` unless used (409); under the manager's lock, so no template
+        naming it can be created between the check and the removal."""
+        with self.lock:
+            self.images.remove(name, self.image_users)
 
     def create_network(self, spec: NetworkSpec) -> NetworkSpec:
         return self.catalog.create_network(spec)

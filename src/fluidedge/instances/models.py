@@ -311,12 +311,46 @@ class PoolPolicy(_Strict):
     )
 
 
+# A uid or gid the user namespace maps (0..65535), as a pattern so the schema states it.
+_ID = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+
+
 class TemplateSpec(_Strict):
     """What an instance runs, and how many shells to keep prepared for it."""
 
     name: Name
     description: str = Field(default="", max_length=LIMITS["description"])
-    command: Command
+    image: Name = Field(
+        default="busybox",
+        description="the image whose root the instance runs on (see /v1/images); its "
+        "Entrypoint+Cmd, Env, WorkingDir, User and ExposedPorts fill what the template omits",
+    )
+    command: list[Arg] = Field(
+        default_factory=list,
+        max_length=LIMITS["args"],
+        description="argv (command[0] absolute); default: the image's Entrypoint + Cmd",
+        json_schema_extra={
+            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00=]*$", "maxLength": 4096}]
+        },
+    )
+    workdir: str | None = Field(
+        default=None, max_length=4096, pattern=r"^/[^\x00]*$", description="default: image's"
+    )
+    user: str | None = Field(
+        default=None,
+        pattern=rf"^{_ID}(:{_ID})?$",
+        description="uid[:gid] inside the instance; default: the image's User",
+    )
+    ports: list[Port] = Field(
+        default_factory=list, max_length=64, description="TCP ports served (image's ExposedPorts)"
+    )
+    userns_opt_out: str | None = Field(
+        default=None,
+        max_length=LIMITS["description"],
+        pattern=r"^\s*\S[\s\S]*$",
+        description="admin only: run without a user namespace (container root = host root, "
+        "no capabilities); the value is the reason, recorded. Absent: a user namespace",
+    )
     env: Env = Field(default_factory=dict)
     files: Files = Field(
         default_factory=dict,
@@ -337,7 +371,7 @@ class TemplateSpec(_Strict):
     @field_validator("command")
     @classmethod
     def _command(cls, value: list[str]) -> list[str]:
-        return _check_argv(value)
+        return _check_argv(value) if value else value
 
     @field_validator("env")
     @classmethod

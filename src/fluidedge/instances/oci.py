@@ -53,16 +53,19 @@ def runtime_config(
     seccomp: dict[str, Any] | None = None,
     masked_paths: list[str] | None = None,
     readonly_paths: list[str] | None = None,
+    user: tuple[int, int] = (0, 0),
+    cwd: str = "/",
 ) -> dict[str, Any]:
-    """An OCI runtime ``config.json`` (runc and crun read the same): uid 0, no terminal, cwd
-    ``/``, ``noNewPrivileges``, a read-only root, exactly ``capabilities`` in every set."""
+    """An OCI runtime ``config.json`` (runc and crun read the same): ``user`` (default uid 0),
+    no terminal, ``cwd`` (default ``/``), ``noNewPrivileges``, a read-only root, exactly
+    ``capabilities`` in every set."""
     caps = list(capabilities or [])
     process: dict[str, Any] = {
         "terminal": False,
-        "user": {"uid": 0, "gid": 0},
+        "user": {"uid": user[0], "gid": user[1]},
         "args": list(args),
         "env": list(env or [f"PATH={DEFAULT_PATH}"]),
-        "cwd": "/",
+        "cwd": cwd,
         "capabilities": {
             "bounding": caps,
             "effective": caps,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fluidedge.instances import network
 from fluidedge.instances.errors import InstanceNotFound, RuntimeFailure
+from fluidedge.instances.images import overlay
 from fluidedge.instances.launcher import GO_FIFO, launcher_waiting
 from fluidedge.instances.models import OrphanView
 from fluidedge.instances.nl import NetlinkSocket
@@ -178,6 +179,9 @@ def purge_orphans(mgr: Manager, ids: list[str] | None = None) -> list[str]:
                 network.unplug(netns, veth)
         if orphan.kind != "veth":
             io.cgroups.remove(orphan.id)
+        if orphan.kind != "veth":
+            with contextlib.suppress(OSError):
+                overlay.unmount(io.roots / orphan.id)  # its overlay root, if it had one
         if orphan.directory:
             shutil.rmtree(orphan.directory, ignore_errors=True)
         with mgr.lock:

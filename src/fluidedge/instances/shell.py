@@ -6,7 +6,9 @@ container, :class:`RuncShellIO` does it with runc, cgroups, veths and netlink. T
 drive the manager through a recording double of :class:`ShellIO`; the functional tests run the
 same code paths on real containers.
 
-Prepare (:meth:`ShellIO.build`): bundle written, ``runc create`` done (namespaces, cgroups,
+Prepare (:meth:`ShellIO.build`): a user-namespace id range taken, the overlay root mounted
+(the template's image below, a private upper; :mod:`fluidedge.instances.images.overlay`),
+bundle written, ``runc create`` done (namespaces, cgroups,
 mounts, seccomp), veths plugged into their bridges with the peer in the shell's namespace and
 up, a netlink socket opened inside that namespace, and the container started: its launcher
 blocks on the go FIFO ``/.fe/go``, so ``runc init``'s exec is not in the request path.
@@ -16,15 +18,22 @@ Execute: :meth:`~ShellIO.configure` (assignment, per-request limits), :meth:`~Sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 from fluidedge.instances import cgroups, network, runc
-from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, oci_config
+from fluidedge.instances.bundle import oci_config
 from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.images import overlay, userns
+from fluidedge.instances.images.builtin import ensure_busybox
+from fluidedge.instances.images.store import ImageStore
+from fluidedge.instances.images.templates import user_ids
+from fluidedge.instances.images.tools import ToolError
 from fluidedge.instances.launcher import (
     GO_FIFO,
     STARTED_FIFO,
@@ -93,50 +102,56 @@ class ShellIO(Protocol):
 class RuncShellIO:
     """:class:`ShellIO` with an OCI runtime (runc or crun), cgroups, veths and netlink."""
 
-    def __init__(
-        self, state_dir: Path, runtime: runc.Runc, cgroup: cgroups.Cgroups, launcher: str
+    def __init__(  # noqa: PLR0917
+        self,
+        state_dir: Path,
+        runtime: runc.Runc,
+        cgroup: cgroups.Cgroups,
+        launcher: str,
+        images: ImageStore,
+        userns_base: int = userns.DEFAULT_BASE,
     ) -> None:
         self.state_dir = state_dir
         self.runc = runtime
         self.cgroups = cgroup
         self.launcher = launcher
-        self.rootfs = state_dir / "rootfs"
+        self.images = images
+        self.userns_base = userns_base
         self.shell_root = state_dir / "shells"
-        self.bind_dirs: list[str] = []
+        self.roots = overlay.roots_dir(state_dir)
+        self.launcher_path = state_dir / "launcher"
         self.launcher_kind = "c"
+        self._slots: set[int] = set()
+        self._slots_lock = threading.Lock()
 
     def setup(self) -> None:
         self.cgroups.prepare()
         private_dir(self.state_dir, parents=True)
         private_dir(self.shell_root)
-        self._build_rootfs()
+        self.launcher_path, self.launcher_kind = build_launcher(
+            self.state_dir / "launcher", self.launcher
+        )
+        try:
+            ensure_busybox(self.images)
+        except ToolError as exc:
+            raise RuntimeFailure(f"built-in image: {exc}") from exc
+        # The id ranges still held: each shell's assignment directory is owned by its root.
+        for directory in self.shell_root.iterdir():
+            with contextlib.suppress(OSError):
+                slot = userns.slot_of(self.userns_base, (directory / "assign").stat().st_uid)
+                if slot >= 1:
+                    self._slots.add(slot)
 
-    def _build_rootfs(self) -> None:
-        """The shared read-only root: mount points, host-dir symlinks, the launcher."""
-        launcher, self.launcher_kind = build_launcher(self.state_dir / "launcher", self.launcher)
-        root = self.rootfs
-        root.mkdir(parents=True, exist_ok=True)
-        for sub in ("proc", "dev", "sys", "tmp", ".fe", "usr", "etc", "run", "var"):
-            (root / sub).mkdir(exist_ok=True)
-        binds = ["/usr", "/etc"]
-        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            host = Path("/") / top
-            target = root / top
-            if host.is_symlink():
-                if not target.is_symlink():
-                    if target.exists():
-                        target.rmdir()
-                    target.symlink_to(os.readlink(host))
-            elif host.is_dir():
-                target.mkdir(exist_ok=True)
-                binds.append(str(host))
-        self.bind_dirs = binds
-        dest = root / LAUNCHER_IN_ROOT.lstrip("/")
-        if not dest.exists() or dest.read_bytes() != launcher.read_bytes():
-            tmp = root / ".fe-launcher.tmp"
-            shutil.copyfile(launcher, tmp)
-            tmp.chmod(0o755)
-            os.replace(tmp, dest)
+    def _owner(self, template: TemplateSpec, shell: Shell) -> tuple[int | None, tuple[int, int]]:
+        """(host id of container root or None without a user namespace, the process's ids
+        inside); takes a free id range for ``shell``."""
+        inside = user_ids(template)
+        if template.userns_opt_out is not None:
+            return None, inside
+        with self._slots_lock:
+            slot = userns.allocate(self._slots)
+            self._slots.add(slot)
+        return userns.slot_base(self.userns_base, slot), inside
 
     def build(self, shell: Shell, template: TemplateSpec, networks: dict[str, NetworkSpec]) -> None:
         directory = shell.directory
@@ -146,13 +161,25 @@ class RuncShellIO:
         private_dir(bundle)
         private_dir(assign)
         make_go_fifo(assign)
+        base, inside = self._owner(template, shell)
+        root = base if base is not None else 0
+        owner = (root + inside[0], root + inside[1])
+        for path in (assign, assign / GO_FIFO, assign / STARTED_FIFO):
+            os.chown(path, *owner)
+        lower = self.images.rootfs_of(template.image)
+        try:
+            rootfs = overlay.mount(lower, directory, self.roots / shell.id, (root, root))
+        except OSError as exc:
+            raise RuntimeFailure(f"root of shell {shell.id}: {exc}") from exc
         config = oci_config(
             template,
             container_id=shell.id,
-            rootfs=self.rootfs,
+            rootfs=rootfs,
             assign_dir=assign,
-            bind_dirs=self.bind_dirs,
+            launcher=self.launcher_path,
             cgroups_path=self.cgroups.runc_path(shell.id),
+            userns_base=base,
+            user=inside,
         )
         if shell.cpus:  # pinned ahead: a request placed on these CPUs skips the cpuset write
             config["linux"]["resources"]["cpu"]["cpus"] = cpuset_text(shell.cpus)
@@ -182,6 +209,14 @@ class RuncShellIO:
                 network.unplug(iface.netns, iface.host_ifname)
             except RuntimeFailure as exc:
                 errors.append(str(exc))
+        try:
+            overlay.unmount(self.roots / container_id)
+        except OSError as exc:
+            errors.append(str(exc))
+        with contextlib.suppress(OSError):
+            slot = userns.slot_of(self.userns_base, (directory / "assign").stat().st_uid)
+            with self._slots_lock:
+                self._slots.discard(slot)
         shutil.rmtree(directory, ignore_errors=True)
         if errors:
             raise RuntimeFailure("; ".join(errors))
@@ -196,12 +231,16 @@ class RuncShellIO:
         cpus: tuple[int, ...],
     ) -> None:
         assign = shell.directory / "assign"
+        owner = os.stat(assign)  # its root's (or its user's) host ids, set at build
+        ids = (owner.st_uid, owner.st_gid)
         for rel, content in files.items():
             target = assign / rel
             for parent in reversed(target.relative_to(assign).parents[:-1]):
-                private_dir(assign / parent)
+                os.chown(private_dir(assign / parent), *ids)
             write_private(target, content.encode())
+            os.chown(target, *ids)
         write_private(assign / "assign", assignment)
+        os.chown(assign / "assign", *ids)
         self._apply_limits(shell, base, wanted, cpus)
 
     def _apply_limits(

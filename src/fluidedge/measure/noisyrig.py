@@ -44,6 +44,7 @@ from fluidedge.cat.models import PresetRequest
 from fluidedge.cat.tasks import instance_tasks
 from fluidedge.codec import pcap
 from fluidedge.daemon.store import Store
+from fluidedge.instances.images.hostpython import ensure_python
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.lab.gen import stop_group
@@ -229,6 +230,7 @@ class NoisyRig:
             TemplateSpec.model_validate(
                 {
                     "name": "noisy",
+                    "image": ensure_python(self.manager.images),  # the walker is Python
                     "command": ["/usr/bin/python3", "/.fe/walker.py", str(self.neighbour_mb), "2"],
                     "files": {"walker.py": WALKER},
                     "resources": {"cpus": 0.5, "memory_mb": 3 * self.neighbour_mb + 64},

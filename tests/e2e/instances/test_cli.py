@@ -1,4 +1,5 @@
-"""The instance manager CLI against a real daemon: run, ls, show, pause/resume, pool, purge."""
+"""The instance manager CLI against a real daemon: run, ls, show, pause/resume, pool, purge;
+image import, ls, rm."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fluidedge.cli import app
 from fluidedge.instances import runc
 from tests.e2e.instances.conftest import BRIDGE
 from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.images import APP_PORT, AppImage
 
 pytestmark = pytest.mark.root
 
@@ -63,3 +65,29 @@ def test_cli_round_trip_and_offline_purge(inst_daemon: DaemonHandle, tmp_path: P
     root = runc.Runc(Path(inst_daemon.config["state_dir"]) / "instances" / "runc")
     assert root.list() == []
     assert runc.leftover_cgroups(shown["id"]) == []
+
+
+def test_cli_images(inst_daemon: DaemonHandle, app_image: AppImage) -> None:
+    runner = CliRunner(env={"FLUIDEDGE_URL": inst_daemon.url, "FLUIDEDGE_TOKEN": inst_daemon.token})
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    out = cli(
+        "image", "import", str(app_image.docker_archive), "--name", "cliapp",
+        "--format", "docker-archive",
+    )  # fmt: skip
+    assert "image cliapp imported (rootfs sha256:" in out
+    listed = {i["name"]: i for i in json.loads(cli("image", "ls", "--json"))}
+    assert set(listed) >= {"busybox", "cliapp"}
+    assert listed["cliapp"]["config"]["ports"] == [APP_PORT]
+    assert "cliapp" in cli("image", "ls")
+    twice = runner.invoke(
+        app, ["image", "import", str(app_image.layout), "--name", "cliapp", "--ref", "app"]
+    )
+    assert twice.exit_code != 0
+    assert "409" in str(twice.exception)  # the CLI entry point prints it; here it is raised
+    assert "image cliapp removed" in cli("image", "rm", "cliapp")
+    assert "cliapp" not in cli("image", "ls", "--json")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.fixtures.images import APP_PORT, AppImage
 from tests.functional.daemon.conftest import purge_instances
 
 pytestmark = pytest.mark.root
@@ -116,3 +118,42 @@ def test_readiness_timeout_is_504_and_workload_exit_422(api: httpx.Client) -> No
     assert exited.status_code == 422
     assert "workload exited" in exited.json()["detail"]
     assert api.get("/v1/instances").json() == []
+
+
+def test_images_over_http(api: httpx.Client, app_image: AppImage, tmp_path: Path) -> None:
+    names = [image["name"] for image in api.get("/v1/images").json()]
+    assert names == ["busybox"]  # built at first start from busybox-static
+    made = api.post(
+        "/v1/images",
+        json={"name": "app", "source": str(app_image.oci_archive), "format": "oci-archive"},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["config"]["ports"] == [APP_PORT]
+    assert api.get("/v1/images/app").json()["rootfs"] == made.json()["rootfs"]
+    again = api.post("/v1/images", json={"name": "app", "source": str(app_image.layout)})
+    assert again.status_code == 409
+    missing = api.post("/v1/images", json={"name": "x", "source": str(tmp_path / "none")})
+    assert missing.status_code == 404
+    assert "does not exist" in missing.json()["detail"]
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"junk")
+    bad = api.post(
+        "/v1/images", json={"name": "x", "source": str(junk), "format": "docker-archive"}
+    )
+    assert bad.status_code == 422
+    assert "cannot read docker-archive" in bad.json()["detail"]
+    remote = api.post("/v1/images", json={"name": "x", "source": "docker://busybox"})
+    assert remote.status_code == 400  # only local paths: no transport can be named
+    assert api.post("/v1/templates", json={"name": "web", "image": "app"}).status_code == 201
+    used = api.delete("/v1/images/app")
+    assert used.status_code == 409
+    assert "used by template web" in used.json()["detail"]
+    assert api.delete("/v1/templates/web").status_code == 204
+    assert api.delete("/v1/images/app").status_code == 204
+    assert api.get("/v1/images/app").status_code == 404
+    opt_out = api.post(
+        "/v1/templates",
+        json={**_template("root"), "userns_opt_out": "  "},
+    )
+    assert opt_out.status_code == 400
+    assert "userns_opt_out" in opt_out.json()["detail"]

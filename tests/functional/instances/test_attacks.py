@@ -1,13 +1,18 @@
 """A hostile tenant against its neighbours: real containers, each attack asserting containment.
 
-The attacker is an instance running the host's ``python3`` (visible through the read-only
-``/usr``) with a script that tries, with raw syscalls through ctypes: a user namespace (unshare
-and clone with CLONE_NEWUSER), io_uring, ptrace of a process of its own and of the neighbour,
-mount, bpf, keyctl, raw and packet sockets, and reading the neighbour's assignment (which holds a
-secret in its environment) by every path it could know. It records each errno. Sanity checks
-prove the script runs the calls for real (its own assignment is readable, fork and threads
-work), so a denial is containment, not a broken probe. Runs on the host's cgroup v1 and, in the
-VM tier (``scripts/vmtest``), on pure v2.
+The attacker is an instance running ``python3`` (an image built from the host's python,
+``tests/fixtures/images.py``) with a script that tries, with raw syscalls through ctypes: a
+user namespace (unshare and clone with CLONE_NEWUSER), io_uring, ptrace of a process of its
+own and of the neighbour, mount, bpf, keyctl, raw and packet sockets, and reading the
+neighbour's assignment (which holds a secret in its environment) by every path it could know.
+It records each errno. Sanity checks prove the script runs the calls for real (its own
+assignment is readable, fork and threads work), so a denial is containment, not a broken
+probe. Runs on the host's cgroup v1 and, in the VM tier (``scripts/vmtest``), on pure v2.
+
+Images and user namespaces (issue 12 §2, §3): an instance sees none of the host's files (not
+``/etc/shadow``, not a world-readable file planted under ``/etc``), and its root is an
+unprivileged host uid of its own range (``uid_map``, the owner of what it creates, its
+``/proc/<pid>/status`` on the host), distinct from its neighbour's.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from fluidedge.instances.models import InstanceRequest
+from fluidedge.instances.images.store import ImageImport
+from fluidedge.instances.models import InstanceRequest, TemplateSpec
 
 from .conftest import ManagerFactory
 
@@ -90,8 +96,12 @@ def _results(pid: int, timeout: float = 60.0) -> dict[str, Any]:
     raise AssertionError(f"the attack script left no results (pid {pid})")
 
 
-def test_hostile_tenant_is_contained(manager_factory: ManagerFactory) -> None:
+def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_image: Path) -> None:
     manager = manager_factory(pool_scale=0)
+    manager.images.import_image(ImageImport(name="python", source=str(python_image), ref="python"))
+    manager.create_template(
+        TemplateSpec(name="probe", image="python", command=["/bin/busybox", "sleep", "1"])
+    )
     victim = manager.create_instance(
         InstanceRequest(name="victim", template="idle", env={"SECRET": "s3cr3t-token"})
     )
@@ -111,7 +121,7 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory) -> None:
     attacker = manager.create_instance(
         InstanceRequest(
             name="attacker",
-            template="idle",
+            template="probe",
             command=[
                 "/bin/busybox",
                 "sh",
@@ -150,3 +160,94 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory) -> None:
     # And the victim was not disturbed.
     assert manager.get_instance("victim").view().state == "running"
     assert os.path.exists(f"/proc/{victim.pid}")
+
+
+def _log_until(manager: Any, name: str, marker: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = str(manager.logs(name))
+        if marker in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never logged {marker!r}: {manager.logs(name)!r}")
+
+
+def test_host_files_are_not_in_an_instance(manager_factory: ManagerFactory) -> None:
+    planted = Path(f"/etc/fe-planted-{os.getpid()}")
+    planted.write_text("host-secret-planted\n")
+    os.chmod(planted, 0o644)  # world-readable on the host: only its absence protects it
+    try:
+        manager = manager_factory(pool_scale=0)
+        script = (
+            f"for f in /etc/shadow {planted} /etc/hostname /usr/bin/python3; do "
+            'if cat "$f" >/dev/null 2>&1; then echo "READ $f"; else echo "DENIED $f"; fi; '
+            "done; echo probe-done; sleep 1000"
+        )
+        inst = manager.create_instance(
+            InstanceRequest(name="reader", template="idle", command=["/bin/sh", "-c", script])
+        )
+        text = _log_until(manager, "reader", "probe-done")
+        for path in ("/etc/shadow", str(planted), "/etc/hostname", "/usr/bin/python3"):
+            assert f"DENIED {path}" in text, text
+        assert "READ" not in text
+        assert "host-secret-planted" not in text
+        # Its root is the busybox image's, seen from the host too.
+        root = Path(f"/proc/{inst.pid}/root")
+        assert not (root / "etc" / "shadow").exists()
+        assert not (root / planted.relative_to("/")).exists()
+        assert (root / "bin" / "busybox").exists()
+    finally:
+        planted.unlink()
+
+
+def _host_ids(pid: int) -> tuple[int, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    return int(fields["Uid"][0]), int(fields["Gid"][0])
+
+
+def test_container_root_is_not_host_root(manager_factory: ManagerFactory) -> None:
+    manager = manager_factory(pool_scale=0)
+    script = "cat /proc/self/uid_map; id -u; touch /tmp/made-inside; echo probe-done; sleep 1000"
+    one = manager.create_instance(
+        InstanceRequest(name="one", template="idle", command=["/bin/sh", "-c", script])
+    )
+    two = manager.create_instance(InstanceRequest(name="two", template="idle"))
+    text = _log_until(manager, "one", "probe-done")
+    inside, host, size = (int(x) for x in text.split("\n")[0].split())
+    assert (inside, size) == (0, 65536)
+    assert host >= 1 << 16  # an unprivileged range, not host root
+    assert text.split("\n")[1].strip() == "0"  # root inside...
+    assert _host_ids(one.pid or 0) == (host, host)  # ...an unprivileged uid outside
+    made = Path(f"/proc/{one.pid}/root/tmp/made-inside")
+    deadline = time.monotonic() + 10
+    while not made.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (made.stat().st_uid, made.stat().st_gid) == (host, host)
+    # The neighbour's root is another range: no uid in common.
+    other = _host_ids(two.pid or 0)[0]
+    assert abs(other - host) >= 65536
+    # Its assignment is owned by its own root, still 0600 (no one else reads it).
+    assign = manager.shell_root / one.id / "assign" / "assign"
+    assert (assign.stat().st_uid, stat.S_IMODE(assign.stat().st_mode)) == (host, 0o600)
+
+
+def test_userns_opt_out_is_recorded_and_runs_as_host_root(
+    manager_factory: ManagerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = manager_factory(pool_scale=0)
+    manager.create_template(
+        TemplateSpec.model_validate(
+            {
+                "name": "legacy",
+                "command": ["/bin/sleep", "1000"],
+                "userns_opt_out": "a legacy NF needs host uid 0",
+            }
+        )
+    )
+    assert "a legacy NF needs host uid 0" in caplog.text
+    assert manager.get_template("legacy").userns_opt_out == "a legacy NF needs host uid 0"
+    inst = manager.create_instance(InstanceRequest(name="legacy", template="legacy"))
+    assert _host_ids(inst.pid or 0) == (0, 0)

@@ -19,6 +19,8 @@ from fluidedge.instances.bundle import (
 )
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
 
+USERNS_BASE = (1 << 30) + 65536
+
 
 def _config(**overrides: object) -> dict[str, object]:
     template = TemplateSpec.model_validate(
@@ -29,8 +31,9 @@ def _config(**overrides: object) -> dict[str, object]:
         container_id="fe0123456789",
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
-        bind_dirs=["/usr", "/etc"],
+        launcher=Path("/s/launcher/fe-launcher"),
         cgroups_path="/fluidedge/fe0123456789",
+        userns_base=USERNS_BASE,
     )
 
 
@@ -68,7 +71,8 @@ def test_least_privilege_defaults() -> None:
         assert name not in allowed, name
     mounts = {m["destination"]: m for m in config["mounts"]}  # type: ignore[union-attr]
     assert mounts["/tmp"]["type"] == "tmpfs"
-    assert "ro" in mounts["/usr"]["options"]
+    assert "/usr" not in mounts
+    assert "/etc" not in mounts
     assert mounts["/.fe"]["source"] == "/s/assign"
     assert "ro" in mounts["/.fe"]["options"]
 
@@ -204,3 +208,74 @@ def test_runc_baseline_keeps_its_published_shape() -> None:
     assert config["process"]["args"] == ["/bin/busybox", "sleep", "1"]
     assert all(v == [] for v in config["process"]["capabilities"].values())
     assert [m["destination"] for m in config["mounts"]] == ["/proc", "/dev", "/tmp", "/usr", "/etc"]
+
+
+def test_no_host_directory_and_root_mapped_to_its_range() -> None:
+    config = _config()
+    mounts = config["mounts"]
+    assert isinstance(mounts, list)
+    binds = {m["destination"]: m["source"] for m in mounts if m["type"] == "bind"}
+    # Only the launcher and the shell's own assignment: nothing of the host's /usr, /etc...
+    assert binds == {LAUNCHER_IN_ROOT: "/s/launcher/fe-launcher", "/.fe": "/s/assign"}
+    assert all("ro" in m["options"] for m in mounts if m["type"] == "bind")
+    linux = config["linux"]
+    assert isinstance(linux, dict)
+    assert "user" in {ns["type"] for ns in linux["namespaces"]}
+    want = [{"containerID": 0, "hostID": USERNS_BASE, "size": 65536}]
+    assert linux["uidMappings"] == want
+    assert linux["gidMappings"] == want
+
+
+def test_userns_opt_out_needs_a_reason_and_drops_the_mapping() -> None:
+    for empty in ("", "   "):
+        with pytest.raises(ValidationError, match="userns_opt_out"):
+            TemplateSpec.model_validate(
+                {"name": "t", "command": ["/bin/x"], "userns_opt_out": empty}
+            )
+    for bad_user in ("65536", "0:70000", "-1", "root"):
+        with pytest.raises(ValidationError, match="user"):
+            TemplateSpec.model_validate({"name": "t", "command": ["/bin/x"], "user": bad_user})
+    for good_user in ("0", "65535:65535", "1000:0"):
+        TemplateSpec.model_validate({"name": "t", "command": ["/bin/x"], "user": good_user})
+    template = TemplateSpec.model_validate(
+        {
+            "name": "t",
+            "command": ["/bin/x"],
+            "userns_opt_out": "needs host uid 0 for a legacy NF",
+        }
+    )
+    config = oci_config(
+        template,
+        container_id="fe0123456789",
+        rootfs=Path("/r"),
+        assign_dir=Path("/s/assign"),
+        launcher=Path("/s/l"),
+        cgroups_path="/x",
+        userns_base=None,
+    )
+    linux = config["linux"]
+    assert "user" not in {ns["type"] for ns in linux["namespaces"]}
+    assert "uidMappings" not in linux
+
+
+def test_image_user_and_workdir_reach_the_process() -> None:
+    template = TemplateSpec.model_validate(
+        {"name": "t", "command": ["/bin/x"], "user": "1000:1001", "workdir": "/srv"}
+    )
+    config = oci_config(
+        template,
+        container_id="fe0123456789",
+        rootfs=Path("/r"),
+        assign_dir=Path("/s/assign"),
+        launcher=Path("/s/l"),
+        cgroups_path="/x",
+        userns_base=USERNS_BASE,
+        user=(1000, 1001),
+    )
+    process = config["process"]
+    assert process["user"] == {"uid": 1000, "gid": 1001}
+    assert process["cwd"] == "/srv"
+
+
+def test_builtin_templates_run_the_busybox_image() -> None:
+    assert {t.image for t in builtin_templates()} == {"busybox"}

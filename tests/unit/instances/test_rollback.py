@@ -21,6 +21,8 @@ from fluidedge.instances.errors import (
     RuntimeFailure,
     WorkloadFailed,
 )
+from fluidedge.instances.images.config import ImageConfig
+from fluidedge.instances.images.store import ImageView
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
     InstanceRequest,
@@ -120,11 +122,28 @@ class RecordingCos:
         self.unbound.append(instance)
 
 
+def fake_image(name: str) -> ImageView:
+    """A store record with no rootfs behind it (nothing here mounts one)."""
+    return ImageView(
+        name=name,
+        digest="sha256:" + "0" * 64,
+        rootfs="sha256:" + "1" * 64,
+        config=ImageConfig(cmd=["/bin/sh"]),
+        uid=0,
+        gid=0,
+        size_bytes=0,
+        format="oci",
+        imported_at=0.0,
+    )
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Manager, FakeIO]:
     io = FakeIO()
     config = InstancesConfig(cpus="0-1", memory_mb=1024, builtin_templates=False)
     manager = Manager(config, Store(tmp_path / "db.sqlite"), tmp_path / "state", io=io)
+    # The image store's record of the default image (the double mounts no root).
+    manager.images.images["busybox"] = fake_image("busybox")
     # A network known to the catalog without a bridge behind it: the double plugs nothing.
     manager.networks["lan"] = NetworkSpec(name="lan", bridge="unused0", subnet="10.9.0.0/24")
     manager.create_template(
