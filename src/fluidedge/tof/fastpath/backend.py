@@ -10,8 +10,9 @@ Data path (all in ``[tof] netns``):
   neighbour table cannot answer, redirected into the apps TUN's ingress for the kernel to
   route) and **punts** everything else to the agent: it redirects the frame into a
   private veth pair whose ends the agent reads with AF_PACKET (eNB-side punts arrive on
-  ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). A per-CPU token bucket bounds punts; over the
-  rate a frame is switched unchanged (never lost, just not learned from).
+  ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). Three global token buckets bound punts, one
+  per class (control messages, learning, data), so a data flood never starves End Markers or
+  learning; over its class's rate a frame is switched unchanged (never lost, not learned from).
 - ``apps_egress`` (tc clsact egress of the apps TUN) reverse-NATs and encapsulates app replies
   of flows whose bearer has a known downlink TEID and redirects them out of the eNB interface;
   any other reply stays on the TUN, where the agent reads it (queue + Pinger).
@@ -21,6 +22,10 @@ Data path (all in ``[tof] netns``):
   (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
   program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
   ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+- The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
+  refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
+  ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
+  find), and the write is retried every second until it fits.
 
 Fail-open and restart (:mod:`fluidedge.tof.failopen`): ``s1_ingress`` switches every frame
 unchanged while the agent's apps TUN does not exist, so a killed, crashed or stopped agent
@@ -34,6 +39,7 @@ traffic. ``stop()`` leaves the S1 programs attached (failing open) unless ``fail
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -60,8 +66,14 @@ from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 FOLD_EVERY = 1.0
-DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
+RETRY_EVERY = 1.0  # entries a full map refused are written again this often
+DEFAULT_PUNT_RATE = 20_000  # data punts per second (global, all CPUs)
 DEFAULT_PUNT_BURST = 2_000
+DEFAULT_CONTROL_RATE = 5_000  # GTP-U signalling, GTP-C, Pinger replies
+DEFAULT_CONTROL_BURST = 1_000
+DEFAULT_LEARN_RATE = 20_000  # unknown tunnels, re-used keys
+DEFAULT_LEARN_BURST = 2_000
+SIZED_MAPS = ("tunnels", "flows", "downlink")
 
 
 def _open_send_socket(ifname: str) -> socket.socket:
@@ -92,6 +104,11 @@ class FastPathBackend(DataPlaneBase):
         *,
         punt_rate: int = DEFAULT_PUNT_RATE,
         punt_burst: int = DEFAULT_PUNT_BURST,
+        control_rate: int = DEFAULT_CONTROL_RATE,
+        control_burst: int = DEFAULT_CONTROL_BURST,
+        learn_rate: int = DEFAULT_LEARN_RATE,
+        learn_burst: int = DEFAULT_LEARN_BURST,
+        map_entries: Mapping[str, int] | None = None,
     ) -> None:
         if config.single_adapter or not config.enb_interface or not config.sgw_interface:
             raise DataPlaneError(
@@ -100,6 +117,13 @@ class FastPathBackend(DataPlaneBase):
         super().__init__(config)
         self.punt_rate = punt_rate
         self.punt_burst = punt_burst
+        self.control_rate, self.control_burst = control_rate, control_burst
+        self.learn_rate, self.learn_burst = learn_rate, learn_burst
+        self.map_sizes = L.map_sizes(config.max_tunnels, config.max_flows, map_entries)
+        self._service_flags: dict[str, int] = {}
+        self._services: dict[str, Service] = {}
+        self._map_state = {name: L.MapState(self.map_sizes[name]) for name in SIZED_MAPS}
+        self._next_retry = 0.0
         self.enb_if = config.enb_interface
         self.sgw_if = config.sgw_interface
         self.punt0 = f"{config.apps_tun[:11]}pu0"
@@ -108,7 +132,7 @@ class FastPathBackend(DataPlaneBase):
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
-        self._next_slot = 0
+        self._slot_alloc = L.SlotAllocator(L.MAX_SERVICES)
         self._installed = L.Projection()
         self._installed_services: dict[bytes, bytes] = {}
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
@@ -137,7 +161,7 @@ class FastPathBackend(DataPlaneBase):
             obj_file = object_path()
             # The S1 programs of a previous instance stay until ours replace them.
             self._cleanup_kernel(s1=not self.config.fail_open)
-            self._obj = BpfObject(obj_file)
+            self._obj = BpfObject(obj_file, dict(self.map_sizes))
             maps = {
                 "cfg": (4, 4, False),
                 "stats": (4, 8, True),
@@ -194,6 +218,10 @@ class FastPathBackend(DataPlaneBase):
             L.CFG_S1_MTU: self.config.s1_mtu,
             L.CFG_PUNT_RATE: self.punt_rate,
             L.CFG_PUNT_BURST: self.punt_burst,
+            L.CFG_CONTROL_RATE: self.control_rate,
+            L.CFG_CONTROL_BURST: self.control_burst,
+            L.CFG_LEARN_RATE: self.learn_rate,
+            L.CFG_LEARN_BURST: self.learn_burst,
         }
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
@@ -233,6 +261,8 @@ class FastPathBackend(DataPlaneBase):
             self._obj = None
         self._installed = L.Projection()
         self._installed_services = {}
+        for state in self._map_state.values():
+            state.entries = state.waiting = 0
         self._snap_tun.clear()
         self._snap_dl.clear()
         self._snap_svc.clear()
@@ -248,27 +278,16 @@ class FastPathBackend(DataPlaneBase):
         packet sees a service's old or new mapping, never a mix.
         """
         with self._lock:
-            slots = dict(self._slots)
-            used = set(slots.values())
-            for name in services:
-                if name not in slots:
-                    # Round robin, so a slot freed by a deleted service is not handed to a new
-                    # one while flows stamped with it may still be in the kernel.
-                    for step in range(L.MAX_SERVICES):
-                        candidate = (self._next_slot + step) % L.MAX_SERVICES
-                        if candidate not in used:
-                            break
-                    else:
-                        raise DataPlaneError("fast path: too many services")
-                    slots[name] = candidate
-                    used.add(candidate)
-                    self._next_slot = (candidate + 1) % L.MAX_SERVICES
-            slots = {n: s for n, s in slots.items() if n in services}
+            try:
+                slots = self._slot_alloc.assign(self._slots, services)
+            except L.SlotsExhausted as exc:
+                raise DataPlaneError(f"fast path: {exc}") from exc
             desired: dict[bytes, bytes] = {}
             for s in services.values():
                 sip, app = s.service_address.packed, s.application_address.packed
                 if len(sip) == 4:
-                    desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name])
+                    flags = self._service_flags.get(s.name, 0)
+                    desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
             if self._maps:
                 for slot in set(slots.values()) - set(self._slots.values()):
                     self._reset_slot(slot)
@@ -291,8 +310,24 @@ class FastPathBackend(DataPlaneBase):
                 self._installed_services = desired
             self._fold_services()
             self.pipeline.set_services(services)
+            self._services = dict(services)
             self._slots = slots
             self._sync()
+
+    def set_service_flags(self, name: str, flags: int) -> None:
+        """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
+        service to the agent, e.g. while its instance is not ready; ``SERVICE_VIA_STACK``:
+        offloaded packets enter the kernel's routing and netfilter through the apps TUN, for a
+        host firewall such as security groups). Kept across :meth:`apply`; 0 clears."""
+        if flags & ~(L.SERVICE_PUNT | L.SERVICE_VIA_STACK):
+            raise DataPlaneError(f"fast path: unknown service flags {flags:#x}")
+        with self._lock:
+            if flags:
+                self._service_flags[name] = flags
+            else:
+                self._service_flags.pop(name, None)
+            if name in self._services:
+                self.apply(self._services)
 
     def _reset_slot(self, slot: int) -> None:
         m = self._maps["service_stats"]
@@ -324,7 +359,13 @@ class FastPathBackend(DataPlaneBase):
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
+        stats["fastpath_maps"] = self.map_report()
         return self._add_dataplane_state(stats)
+
+    def map_report(self) -> dict[str, dict[str, int | bool]]:
+        """Per sized map: capacity, entries, entries waiting for room, failed writes, full."""
+        with self._lock:
+            return {name: state.report() for name, state in self._map_state.items()}
 
     def purge(self) -> int:
         with self._lock:
@@ -348,48 +389,89 @@ class FastPathBackend(DataPlaneBase):
                 out[f"punt_{name}"] = n
         return out
 
+    def _put(self, name: str, key: bytes, value: bytes, flags: int = 0) -> bool:
+        """Write one entry; False (counted) when the map refuses it. A refused entry is not
+        recorded as installed, so the program keeps punting its traffic to the agent, and
+        the next sync (at the latest :data:`RETRY_EVERY` later) writes it again."""
+        try:
+            self._maps[name].update(key, value, flags)
+        except BpfError as exc:
+            if flags == BPF_NOEXIST and exc.errno == errno.EEXIST:
+                return True  # already there (keeps its counters)
+            state = self._map_state[name]
+            if exc.errno == errno.E2BIG:
+                state.full_failures += 1
+            else:
+                state.other_failures += 1
+            return False
+        return True
+
     def _sync(self) -> None:
         """Make the maps equal to the pipeline's projection (only what changed is written)."""
         if not self._maps:
             return
         want = L.project(self.pipeline, self._slots)
         have = self._installed
+        now_have = L.Projection(services=self._installed_services)
         tunnels = self._maps["tunnels"]
         for key in have.tunnels - want.tunnels:
             self._fold_tunnel(key)
             tunnels.delete(key)
             self._snap_tun.pop(key, None)
-        for key in want.tunnels - have.tunnels:
-            value = L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key])
-            with contextlib.suppress(BpfError):  # already there: keep its counters
-                tunnels.update(key, value, BPF_NOEXIST)
-            self._snap_tun.setdefault(key, (0, 0, 0))
-        for key in want.tunnels & have.tunnels:
-            if want.tunnel_ues[key] != have.tunnel_ues.get(key):
+        for key in want.tunnels:
+            ue = want.tunnel_ues[key]
+            if key not in have.tunnels:
+                value = L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)
+                if not self._put("tunnels", key, value, BPF_NOEXIST):
+                    continue
+                self._snap_tun.setdefault(key, (0, 0, 0))
+            elif ue != have.tunnel_ues.get(key):
                 # Same key, new bearer (TEID reuse): restart its counters with the new UE.
                 self._fold_tunnel(key)
-                tunnels.update(key, L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key]))
+                if not self._put("tunnels", key, L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)):
+                    tunnels.delete(key)  # never leave the old UE's entry in force
+                    self._snap_tun.pop(key, None)
+                    continue
                 self._snap_tun[key] = (0, 0, 0)
+            now_have.tunnels.add(key)
+            now_have.tunnel_ues[key] = ue
         # Flows before services' users: a new flow is only used once its entry exists.
         upserts, deletes = L.diff(have.flows, want.flows)
         for key in deletes:
             self._fold_flow(key)
             self._maps["flows"].delete(key)
+        now_have.flows = dict(want.flows)
         for key, value in upserts.items():
-            self._maps["flows"].update(key, value)
+            if not self._put("flows", key, value):
+                self._maps["flows"].delete(key)  # a changed flow must not keep its old value
+                del now_have.flows[key]
         upserts, deletes = L.diff(have.downlink, want.downlink)
         for key in deletes:
             self._fold_downlink(key)
             self._maps["downlink"].delete(key)
             self._snap_dl.pop(key, None)
+        now_have.downlink = dict(want.downlink)
         for key, value in upserts.items():
             if key in have.downlink:
                 self._fold_downlink(key)
-            self._maps["downlink"].update(key, value)
+            if not self._put("downlink", key, value):
+                self._maps["downlink"].delete(key)
+                self._snap_dl.pop(key, None)
+                del now_have.downlink[key]
+                continue
             self._snap_dl[key] = 0
-        want.services = self._installed_services
-        self._installed = want
+        for name, installed, wanted in (
+            ("tunnels", len(now_have.tunnels), len(want.tunnels)),
+            ("flows", len(now_have.flows), len(want.flows)),
+            ("downlink", len(now_have.downlink), len(want.downlink)),
+        ):
+            self._map_state[name].entries = installed
+            self._map_state[name].waiting = wanted - installed
+        self._installed = now_have
         self._generation = self._pipeline_generation()
+
+    def _needs_retry(self) -> bool:
+        return any(state.waiting for state in self._map_state.values())
 
     def _pipeline_generation(self) -> tuple[object, ...]:
         p = self.pipeline
@@ -538,7 +620,10 @@ class FastPathBackend(DataPlaneBase):
                         self._next_fold = now + FOLD_EVERY
                         self._fold()
                     self._send_all(self._tick(now), None)
-                if self._pipeline_generation() != self._generation:
+                retry = now >= self._next_retry and self._needs_retry()
+                if retry:
+                    self._next_retry = now + RETRY_EVERY
+                if retry or self._pipeline_generation() != self._generation:
                     try:
                         self._sync()
                     except BpfError as exc:

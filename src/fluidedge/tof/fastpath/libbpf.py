@@ -20,7 +20,11 @@ BPF_EXIST = 2
 
 
 class BpfError(DataPlaneError):
-    """A libbpf call failed (load, pin, map update...)."""
+    """A libbpf call failed (load, pin, map update...); ``errno`` says why (0 if unknown)."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 def _load_lib() -> ctypes.CDLL:
@@ -67,7 +71,7 @@ def lib() -> ctypes.CDLL:
 def _check(rc: int, what: str) -> int:
     if rc < 0:
         err = -rc if rc != -1 else ctypes.get_errno()
-        raise BpfError(f"{what}: {os.strerror(err)}")
+        raise BpfError(f"{what}: {os.strerror(err)}", err)
     return rc
 
 
