@@ -278,41 +278,44 @@ class FastPathBackend(DataPlaneBase):
         packet sees a service's old or new mapping, never a mix.
         """
         with self._lock:
+            self._apply_locked(services)
+
+    def _apply_locked(self, services: Mapping[str, Service]) -> None:
+        try:
+            slots = self._slot_alloc.assign(self._slots, services)
+        except L.SlotsExhausted as exc:
+            raise DataPlaneError(f"fast path: {exc}") from exc
+        desired: dict[bytes, bytes] = {}
+        for s in services.values():
+            sip, app = s.service_address.packed, s.application_address.packed
+            if len(sip) == 4:
+                flags = self._service_flags.get(s.name, 0)
+                desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
+        if self._maps:
+            for slot in set(slots.values()) - set(self._slots.values()):
+                self._reset_slot(slot)
+            upserts, deletes = L.diff(self._installed_services, desired)
+            done: list[bytes] = []
             try:
-                slots = self._slot_alloc.assign(self._slots, services)
-            except L.SlotsExhausted as exc:
-                raise DataPlaneError(f"fast path: {exc}") from exc
-            desired: dict[bytes, bytes] = {}
-            for s in services.values():
-                sip, app = s.service_address.packed, s.application_address.packed
-                if len(sip) == 4:
-                    flags = self._service_flags.get(s.name, 0)
-                    desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
-            if self._maps:
-                for slot in set(slots.values()) - set(self._slots.values()):
-                    self._reset_slot(slot)
-                upserts, deletes = L.diff(self._installed_services, desired)
-                done: list[bytes] = []
-                try:
-                    for key, value in upserts.items():
-                        self._maps["services"].update(key, value)
-                        done.append(key)
-                except BpfError:
-                    for key in done:
-                        old = self._installed_services.get(key)
-                        if old is None:
-                            self._maps["services"].delete(key)
-                        else:
-                            self._maps["services"].update(key, old)
-                    raise
-                for key in deletes:
-                    self._maps["services"].delete(key)
-                self._installed_services = desired
-            self._fold_services()
-            self.pipeline.set_services(services)
-            self._services = dict(services)
-            self._slots = slots
-            self._sync()
+                for key, value in upserts.items():
+                    self._maps["services"].update(key, value)
+                    done.append(key)
+            except BpfError:
+                for key in done:
+                    old = self._installed_services.get(key)
+                    if old is None:
+                        self._maps["services"].delete(key)
+                    else:
+                        self._maps["services"].update(key, old)
+                raise
+            for key in deletes:
+                self._maps["services"].delete(key)
+            self._installed_services = desired
+        self._fold_services()
+        self.pipeline.set_services(services)
+        self._services = dict(services)
+        self._slots = slots
+        self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
         """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
@@ -327,7 +330,7 @@ class FastPathBackend(DataPlaneBase):
             else:
                 self._service_flags.pop(name, None)
             if name in self._services:
-                self.apply(self._services)
+                self._apply_locked(self._services)  # rewrites that one entry (diff)
 
     def _reset_slot(self, slot: int) -> None:
         m = self._maps["service_stats"]
