@@ -43,6 +43,7 @@ import errno
 import socket
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
@@ -61,6 +62,7 @@ from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import S1_PREF, attach, detach
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
+from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
@@ -138,7 +140,9 @@ class FastPathBackend(DataPlaneBase):
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
         self._snap_dl: dict[bytes, int] = {}
         self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
-        self._generation: tuple[object, ...] = ()
+        self._dirty = track(self.pipeline)  # what changed since the last sync
+        # Keys (in dirty-set form) a full map refused: retried every RETRY_EVERY.
+        self._waiting: dict[str, set[Any]] = {name: set() for name in SIZED_MAPS}
         self._next_fold = 0.0
 
     # ------------------------------------------------------------------ helpers
@@ -266,7 +270,9 @@ class FastPathBackend(DataPlaneBase):
         self._snap_tun.clear()
         self._snap_dl.clear()
         self._snap_svc.clear()
-        self._generation = ()  # the next loop iteration re-installs the pipeline's state
+        for keys in self._waiting.values():
+            keys.clear()
+        self._dirty.full = True  # the next sync re-installs the pipeline's state
 
     # ------------------------------------------------------------------ control
 
@@ -315,7 +321,7 @@ class FastPathBackend(DataPlaneBase):
         self.pipeline.set_services(services)
         self._services = dict(services)
         self._slots = slots
-        self._sync()
+        self._sync(full=True)  # flows' validity depends on the service set
 
     def set_service_flags(self, name: str, flags: int) -> None:
         """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
@@ -409,92 +415,137 @@ class FastPathBackend(DataPlaneBase):
             return False
         return True
 
-    def _sync(self) -> None:
-        """Make the maps equal to the pipeline's projection (only what changed is written)."""
+    def _sync(self, *, full: bool = False) -> None:
+        """Make the maps equal to the pipeline's projection, writing only what changed.
+
+        Normally only the keys the pipeline touched since the last sync are re-projected
+        (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
+        sizes. After a purge, a service change or a restart, every installed and wanted key is.
+        """
         if not self._maps:
             return
-        want = L.project(self.pipeline, self._slots)
-        have = self._installed
-        now_have = L.Projection(services=self._installed_services)
-        tunnels = self._maps["tunnels"]
-        for key in have.tunnels - want.tunnels:
-            self._fold_tunnel(key)
-            tunnels.delete(key)
-            self._snap_tun.pop(key, None)
-        for key in want.tunnels:
-            ue = want.tunnel_ues[key]
-            if key not in have.tunnels:
-                value = L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)
-                if not self._put("tunnels", key, value, BPF_NOEXIST):
-                    continue
-                self._snap_tun.setdefault(key, (0, 0, 0))
-            elif ue != have.tunnel_ues.get(key):
-                # Same key, new bearer (TEID reuse): restart its counters with the new UE.
-                self._fold_tunnel(key)
-                if not self._put("tunnels", key, L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)):
-                    tunnels.delete(key)  # never leave the old UE's entry in force
-                    self._snap_tun.pop(key, None)
-                    continue
-                self._snap_tun[key] = (0, 0, 0)
-            now_have.tunnels.add(key)
-            now_have.tunnel_ues[key] = ue
+        p = self.pipeline
+        dirty = self._dirty
+        if full or dirty.full:
+            dirty.full = False
+            dirty.take()
+            inst = self._installed
+            tunnels = set(inst.tunnels) | set(p.up) | set(p.down)
+            flows: set[L.FlowPipelineKey] = {L.flow_pipeline_key(k) for k in inst.flows}
+            flows |= set(p.flows)
+            bearers = {(k[:4], k[4:8], k[8:12]) for k in inst.downlink} | set(p.bearers)
+        else:
+            tunnels, bearers, flows = dirty.take()
+        dirty.held = set()
+        for key in tunnels:
+            self._sync_tunnel(key, L.tunnel_entry(p, key))
         # Flows before services' users: a new flow is only used once its entry exists.
-        upserts, deletes = L.diff(have.flows, want.flows)
-        for key in deletes:
+        for pkey in flows:
+            self._sync_flow(pkey)
+        for bkey in bearers:
+            self._sync_downlink(bkey)
+        inst = self._installed
+        for name, entries in (
+            ("tunnels", len(inst.tunnels)),
+            ("flows", len(inst.flows)),
+            ("downlink", len(inst.downlink)),
+        ):
+            self._map_state[name].entries = entries
+            self._map_state[name].waiting = len(self._waiting[name])
+
+    def _sync_tunnel(self, key: bytes, ue: bytes | None) -> None:
+        inst, waiting = self._installed, self._waiting["tunnels"]
+        have = inst.tunnel_ues.get(key)
+        waiting.discard(key)
+        if ue is None:
+            if have is not None:
+                self._fold_tunnel(key)
+                self._maps["tunnels"].delete(key)
+                self._snap_tun.pop(key, None)
+                inst.tunnels.discard(key)
+                del inst.tunnel_ues[key]
+            return
+        if have == ue:
+            return
+        value = L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)
+        if have is None:
+            if not self._put("tunnels", key, value, BPF_NOEXIST):
+                waiting.add(key)
+                return
+            self._snap_tun.setdefault(key, (0, 0, 0))
+        else:
+            # Same key, new bearer (TEID reuse): restart its counters with the new UE.
+            self._fold_tunnel(key)
+            if not self._put("tunnels", key, value):
+                self._maps["tunnels"].delete(key)  # never leave the old UE's entry in force
+                self._snap_tun.pop(key, None)
+                inst.tunnels.discard(key)
+                del inst.tunnel_ues[key]
+                waiting.add(key)
+                return
+            self._snap_tun[key] = (0, 0, 0)
+        inst.tunnels.add(key)
+        inst.tunnel_ues[key] = ue
+
+    def _sync_flow(self, pkey: L.FlowPipelineKey) -> None:
+        inst, waiting = self._installed, self._waiting["flows"]
+        key, value = L.flow_entry(self.pipeline, pkey, self._slots)
+        if not key:
+            return  # IPv6: the agent's
+        have = inst.flows.get(key)
+        waiting.discard(pkey)
+        if value == have:
+            return
+        if value is None:
             self._fold_flow(key)
             self._maps["flows"].delete(key)
-        now_have.flows = dict(want.flows)
-        for key, value in upserts.items():
-            if not self._put("flows", key, value):
-                self._maps["flows"].delete(key)  # a changed flow must not keep its old value
-                del now_have.flows[key]
-        upserts, deletes = L.diff(have.downlink, want.downlink)
-        for key in deletes:
+            del inst.flows[key]
+            return
+        if not self._put("flows", key, value):
+            if have is not None:  # a changed flow must not keep its old value
+                self._maps["flows"].delete(key)
+                del inst.flows[key]
+            waiting.add(pkey)
+            return
+        inst.flows[key] = value
+
+    def _sync_downlink(self, bkey: L.BearerKey) -> None:
+        inst, waiting = self._installed, self._waiting["downlink"]
+        key = bkey[0] + bkey[1] + bkey[2]
+        value = L.downlink_entry(self.pipeline, bkey)
+        have = inst.downlink.get(key)
+        waiting.discard(bkey)
+        if value is None:
+            bearer = self.pipeline.bearers.get(bkey)
+            if bearer is not None and bearer.queue and bearer.dl_teid is not None:
+                self._dirty.held.add(bkey)  # written once its queue is flushed
+        if value == have:
+            return
+        if have is not None:
             self._fold_downlink(key)
+        if value is None:
             self._maps["downlink"].delete(key)
             self._snap_dl.pop(key, None)
-        now_have.downlink = dict(want.downlink)
-        for key, value in upserts.items():
-            if key in have.downlink:
-                self._fold_downlink(key)
-            if not self._put("downlink", key, value):
+            del inst.downlink[key]
+            return
+        if not self._put("downlink", key, value):
+            if have is not None:
                 self._maps["downlink"].delete(key)
                 self._snap_dl.pop(key, None)
-                del now_have.downlink[key]
-                continue
-            self._snap_dl[key] = 0
-        for name, installed, wanted in (
-            ("tunnels", len(now_have.tunnels), len(want.tunnels)),
-            ("flows", len(now_have.flows), len(want.flows)),
-            ("downlink", len(now_have.downlink), len(want.downlink)),
-        ):
-            self._map_state[name].entries = installed
-            self._map_state[name].waiting = wanted - installed
-        self._installed = now_have
-        self._generation = self._pipeline_generation()
+                del inst.downlink[key]
+            waiting.add(bkey)
+            return
+        inst.downlink[key] = value
+        self._snap_dl[key] = 0
 
     def _needs_retry(self) -> bool:
-        return any(state.waiting for state in self._map_state.values())
+        return any(self._waiting.values())
 
-    def _pipeline_generation(self) -> tuple[object, ...]:
-        p = self.pipeline
-        c = p.counters
-        return (
-            len(p.up),
-            len(p.down),
-            len(p.flows),
-            len(p.bearers),
-            c["tunnels_learned_uplink"],
-            c["tunnels_learned_downlink"],
-            c["flows_created"],
-            c["queue_flushed"],
-            sum(v for k, v in c.items() if k.startswith("tunnels_forgotten")),
-            # Queue activity (a bearer's downlink entry waits until its queue is flushed);
-            # monotonic counters, so this stays O(1) with many bearers.
-            c["queued_waiting_downlink_teid"],
-            p.drops["queue_timeout"],
-            p.drops["queue_overflow"],
-        )
+    def _retry_waiting(self) -> None:
+        """Queue the entries a full map refused for the next sync."""
+        self._dirty.tunnels |= self._waiting["tunnels"]
+        self._dirty.flows |= self._waiting["flows"]
+        self._dirty.bearers |= self._waiting["downlink"]
 
     def _fold_tunnel(self, key: bytes) -> None:
         raw = self._maps["tunnels"].lookup(key)
@@ -623,10 +674,10 @@ class FastPathBackend(DataPlaneBase):
                         self._next_fold = now + FOLD_EVERY
                         self._fold()
                     self._send_all(self._tick(now), None)
-                retry = now >= self._next_retry and self._needs_retry()
-                if retry:
+                if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY
-                if retry or self._pipeline_generation() != self._generation:
+                    self._retry_waiting()
+                if self._dirty.pending():
                     try:
                         self._sync()
                     except BpfError as exc:

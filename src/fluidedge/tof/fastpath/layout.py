@@ -198,44 +198,91 @@ class Projection:
     downlink: dict[bytes, bytes] = field(default_factory=dict)
 
 
+FlowPipelineKey = tuple[int, bytes, int, bytes, int]
+BearerKey = tuple[bytes, bytes, bytes]
+
+
+def flow_pipeline_key(key: bytes) -> FlowPipelineKey:
+    """The pipeline's flow key from a ``flows`` map key (the inverse of :func:`flow_key`)."""
+    proto, _pad, app_port, ue_port, _pad2, app, ue = FLOW_KEY.unpack(key)
+    return (proto, app, int.from_bytes(app_port, "big"), ue, int.from_bytes(ue_port, "big"))
+
+
+def tunnel_entry(pipeline: Pipeline, key: bytes) -> bytes | None:
+    """The UE the ``tunnels`` entry ``key`` must carry, or None: no entry."""
+    if len(key) != TUNNEL_KEY_SIZE:
+        return None
+    bearer = pipeline.down.get(key)
+    if bearer is None:
+        bearer = pipeline.up.get(key)
+    return None if bearer is None else bearer.ue
+
+
+def flow_entry(
+    pipeline: Pipeline, pkey: FlowPipelineKey, slots: Mapping[str, int]
+) -> tuple[bytes, bytes | None]:
+    """The ``flows`` map key of the pipeline's flow ``pkey`` and the value it must have."""
+    proto, app, app_port, ue, ue_port = pkey
+    key = flow_key(proto, app, app_port, ue, ue_port) if len(app) == 4 else b""
+    flow = pipeline.flows.get(pkey)
+    if flow is None or not key:
+        return key, None
+    slot = slots.get(flow.service)
+    if slot is None:
+        return key, None
+    if pipeline.services.get(flow.service_ip) != (flow.service, flow.application_ip):
+        return key, None
+    enb, sgw, _ue = flow.bearer
+    return key, FLOW_VAL.pack(flow.service_ip, enb, sgw, slot, 0)
+
+
+def downlink_entry(pipeline: Pipeline, bkey: BearerKey) -> bytes | None:
+    """The ``downlink`` value of bearer ``bkey`` (map key ``enb + sgw + ue``), or None."""
+    bearer = pipeline.bearers.get(bkey)
+    if (
+        bearer is None
+        or len(bearer.ue) != 4
+        or len(bearer.enb) != 4
+        or bearer.dl_teid is None
+        or len(bearer.dl_eth) != 14
+        or bearer.queue
+    ):
+        return None
+    return DOWNLINK_VAL.pack(
+        bearer.dl_eth,
+        bearer.dl_tos,
+        bearer.dl_ttl,
+        bearer.dl_sport.to_bytes(2, "big"),
+        0,
+        bearer.dl_teid.to_bytes(4, "big"),
+        0,
+    )
+
+
 def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
-    """What the eBPF maps must hold for ``pipeline``'s current state (IPv4 entries only)."""
+    """What the eBPF maps must hold for ``pipeline``'s current state (IPv4 entries only).
+
+    The union of the per-key projections (:func:`tunnel_entry`, :func:`flow_entry`,
+    :func:`downlink_entry`), which the incremental sync applies to changed keys only.
+    """
     out = Projection()
     for table in (pipeline.up, pipeline.down):
-        for key, bearer in table.items():
-            if len(key) == TUNNEL_KEY_SIZE:
+        for key in table:
+            ue = tunnel_entry(pipeline, key)
+            if ue is not None:
                 out.tunnels.add(key)
-                out.tunnel_ues[key] = bearer.ue
+                out.tunnel_ues[key] = ue
     for service_ip, (name, app_ip) in pipeline.services.items():
         slot = slots.get(name)
         if len(service_ip) == 4 and slot is not None:
             out.services[service_ip] = SERVICE_VAL.pack(app_ip, slot, 0)
-    for (proto, app, app_port, ue, ue_port), flow in pipeline.flows.items():
-        slot = slots.get(flow.service)
-        if len(app) != 4 or slot is None:
-            continue
-        if pipeline.services.get(flow.service_ip) != (flow.service, flow.application_ip):
-            continue
-        enb, sgw, _ue = flow.bearer
-        key = flow_key(proto, app, app_port, ue, ue_port)
-        out.flows[key] = FLOW_VAL.pack(flow.service_ip, enb, sgw, slot, 0)
-    for bearer in pipeline.bearers.values():
-        if (
-            len(bearer.ue) == 4
-            and len(bearer.enb) == 4
-            and bearer.dl_teid is not None
-            and len(bearer.dl_eth) == 14
-            and not bearer.queue
-        ):
-            value = DOWNLINK_VAL.pack(
-                bearer.dl_eth,
-                bearer.dl_tos,
-                bearer.dl_ttl,
-                bearer.dl_sport.to_bytes(2, "big"),
-                0,
-                bearer.dl_teid.to_bytes(4, "big"),
-                0,
-            )
+    for pkey in pipeline.flows:
+        key, value = flow_entry(pipeline, pkey, slots)
+        if value is not None:
+            out.flows[key] = value
+    for bkey, bearer in pipeline.bearers.items():
+        value = downlink_entry(pipeline, bkey)
+        if value is not None:
             out.downlink[bearer.enb + bearer.sgw + bearer.ue] = value
     return out
 
