@@ -169,3 +169,39 @@ def test_a_full_map_refuses_counts_and_takes_the_entry_once_room_is_made() -> No
     report = backend.map_report()["tunnels"]
     assert (report["entries"], report["waiting"], report["full"]) == (2, 0, False)
     assert_maps_match_projection(backend, maps)
+
+
+class CountingMap(FakeMap):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def lookup(self, key: bytes) -> bytes | None:
+        self.lookups += 1
+        return super().lookup(key)
+
+
+def test_the_periodic_fold_reads_only_entries_close_to_expiry() -> None:
+    backend = FastPathBackend(TofConfig(backend="none", idle_timeout=100.0))
+    tunnels = CountingMap()
+    backend._maps = {  # type: ignore[assignment]
+        "tunnels": tunnels,
+        "flows": FakeMap(),
+        "downlink": FakeMap(),
+        "services": FakeMap(),
+        "service_stats": FakeMap(value_size=L.SERVICE_STATS.size),
+    }
+    p = backend.pipeline
+    for i in range(50):
+        p.from_s1(bearer_frames(i)[0], ENB, 1000.0)  # fresh bearers
+    p.from_s1(bearer_frames(50)[0], ENB, 900.5)  # one about to be idle-purged at 1001
+    backend._sync()
+    old = p.bearers[(ip(1, 50), SGW_IP, ue_of(50))]
+    key = L.tunnel_key_of(old, uplink=True)
+    # The kernel forwarded its traffic recently: its entry has a newer last-seen.
+    tunnels.data[key] = L.TUNNEL_VAL.pack(5, 500, int(999.0 * 1e9), 0, ue_of(50))
+    backend._fold_due(1000.0)
+    assert tunnels.lookups == 1  # only the bearer close to its idle timeout was read
+    assert old.last_seen == 999.0
+    p.tick(1001.0)
+    assert (ip(1, 50), SGW_IP, ue_of(50)) in p.bearers  # kept: the kernel saw it

@@ -622,6 +622,31 @@ class FastPathBackend(DataPlaneBase):
             self._fold_downlink(key)
         self._fold_services()
 
+    def _fold_due(self, now: float) -> None:
+        """The periodic fold, at the cost of what it can change: the pipeline purges a bearer
+        idle for ``idle_timeout`` and expires a flow idle for ``flow_timeout``, so only those
+        close to it (by their last-seen time as the pipeline knows it) need the kernel's newer
+        last-seen before its next purge. Everything else is folded when the API reads it
+        (:meth:`tunnels`, :meth:`stats`), not every second (which cost O(N) map reads)."""
+        if not self._maps:
+            return
+        p, cfg = self.pipeline, self.config
+        margin = 2 * FOLD_EVERY
+        idle = now - cfg.idle_timeout + margin
+        for bearer in p.bearers.values():
+            if bearer.last_seen < idle:
+                if bearer.ul_teid is not None:
+                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=True))
+                if bearer.dl_teid is not None:
+                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=False))
+        stale = now - cfg.flow_timeout + margin
+        for pkey, flow in p.flows.items():
+            if flow.last_seen < stale:
+                key, _value = L.flow_entry(p, pkey, self._slots)
+                if key in self._installed.flows:
+                    self._fold_flow(key)
+        self._fold_services()
+
     # ------------------------------------------------------------------ data path
 
     def _loop(self) -> None:
@@ -672,7 +697,7 @@ class FastPathBackend(DataPlaneBase):
                     next_tick = now + TICK
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
-                        self._fold()
+                        self._fold_due(now)
                     self._send_all(self._tick(now), None)
                 if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY

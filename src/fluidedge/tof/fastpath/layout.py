@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fluidedge.tof.fastpath import cdefs
-from fluidedge.tof.pipeline import Pipeline
+from fluidedge.tof.pipeline import Bearer, Pipeline, tunnel_key
 
 # cfg array indexes, read from enum cfg_index (cdefs: the C file is the one source).
 _CFG = cdefs.enum("cfg_index")
@@ -206,6 +206,13 @@ def flow_pipeline_key(key: bytes) -> FlowPipelineKey:
     """The pipeline's flow key from a ``flows`` map key (the inverse of :func:`flow_key`)."""
     proto, _pad, app_port, ue_port, _pad2, app, ue = FLOW_KEY.unpack(key)
     return (proto, app, int.from_bytes(app_port, "big"), ue, int.from_bytes(ue_port, "big"))
+
+
+def tunnel_key_of(bearer: Bearer, *, uplink: bool) -> bytes:
+    """The ``tunnels`` key of ``bearer``'s uplink or downlink TEID (IPv4: src + dst + TEID)."""
+    teid = bearer.ul_teid if uplink else bearer.dl_teid
+    src, dst = (bearer.enb, bearer.sgw) if uplink else (bearer.sgw, bearer.enb)
+    return tunnel_key(src, dst, teid or 0, bearer.ue)
 
 
 def tunnel_entry(pipeline: Pipeline, key: bytes) -> bytes | None:
