@@ -422,10 +422,12 @@ class FastPathBackend(DataPlaneBase):
         (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
         sizes. After a purge, a service change or a restart, every installed and wanted key is.
         """
-        if not self._maps:
-            return
         p = self.pipeline
         dirty = self._dirty
+        if not self._maps:  # not started: the first sync after start() is a full one
+            dirty.take()
+            dirty.full = True
+            return
         if full or dirty.full:
             dirty.full = False
             dirty.take()
@@ -547,8 +549,9 @@ class FastPathBackend(DataPlaneBase):
         self._dirty.flows |= self._waiting["flows"]
         self._dirty.bearers |= self._waiting["downlink"]
 
-    def _fold_tunnel(self, key: bytes) -> None:
-        raw = self._maps["tunnels"].lookup(key)
+    def _fold_tunnel(self, key: bytes, raw: bytes | None = None) -> None:
+        if raw is None:
+            raw = self._maps["tunnels"].lookup(key)
         if raw is None:
             return
         packets, nbytes, last_ns, offloaded, _ue = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
@@ -581,8 +584,9 @@ class FastPathBackend(DataPlaneBase):
         if flow is not None and last_ns:
             flow.last_seen = max(flow.last_seen, last_ns / 1e9)
 
-    def _fold_downlink(self, key: bytes) -> None:
-        raw = self._maps["downlink"].lookup(key)
+    def _fold_downlink(self, key: bytes, raw: bytes | None = None) -> None:
+        if raw is None:
+            raw = self._maps["downlink"].lookup(key)
         if raw is None:
             return
         offloaded = L.DOWNLINK_VAL.unpack(raw[: L.DOWNLINK_VAL.size])[6]
@@ -611,15 +615,25 @@ class FastPathBackend(DataPlaneBase):
                 sc.down_bytes += totals[3] - old[3]
 
     def _fold(self) -> None:
-        """Fold the program's counters and last-seen times into the pipeline."""
+        """Fold the program's per-bearer and per-service counters into the pipeline (what the
+        API shows). Each map is read whole with batched lookups; flows' last-seen times are
+        not shown and are folded by :meth:`_fold_due` when they matter (expiry)."""
         if not self._maps:
             return
-        for key in self._installed.tunnels:
-            self._fold_tunnel(key)
-        for key in self._installed.flows:
-            self._fold_flow(key)
-        for key in self._installed.downlink:
-            self._fold_downlink(key)
+        for name, installed, fold in (
+            ("tunnels", self._installed.tunnels, self._fold_tunnel),
+            ("downlink", self._installed.downlink, self._fold_downlink),
+        ):
+            try:
+                entries = self._maps[name].lookup_all()
+            except BpfError:
+                for key in installed:
+                    fold(key, None)
+                continue
+            for key in installed:
+                raw = entries.get(key)
+                if raw is not None:
+                    fold(key, raw)
         self._fold_services()
 
     def _fold_due(self, now: float) -> None:
