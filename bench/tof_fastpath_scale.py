@@ -19,6 +19,10 @@ eNB ns -- host ns with the fast path -- SGW ns, + app ns), in one invocation:
   to the PDN; offload: to the service, flows established) straight into ``s1enb``, counted at
   the SGW / app interface over 3 s, reported with the ratio to the N = first size figure of the
   same run (goal: >= 0.9x at 100,000 bearers);
+* the same packet rates with the agent's lock held (no timers, no purge scans, no punts
+  served: none happen in these streams), and the agent thread's CPU use while idle: on a
+  2-core host the agent's per-tick scans of the pipeline compete with the generator and the
+  softirq that runs the program;
 * churn: 1,000 re-attaches (reused uplink TEID, new UE address) through the pipeline + sync,
   per second; afterwards the maps equal the pipeline's projection and a re-attached bearer's
   packet is switched by the kernel (pass-through counter +1), printed as "churn correct".
@@ -85,6 +89,24 @@ def memlock(fd: int) -> int:
             if line.startswith("memlock:"):
                 return int(line.split()[1])
     return 0
+
+
+def agent_cpu(backend: FastPathBackend, seconds: float = 3.0) -> float:
+    """CPU seconds per second the agent's thread uses while idle (its timers at this size)."""
+    thread = backend._thread
+    tid = thread.native_id if thread is not None else None
+    if tid is None:
+        return float("nan")
+    path = f"/proc/self/task/{tid}/stat"
+
+    def ticks() -> int:
+        with open(path) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    t0, c0 = time.monotonic(), ticks()
+    time.sleep(seconds)
+    return (ticks() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
 
 
 def learn(backend: FastPathBackend, first: int, count: int, now: float) -> None:
@@ -179,6 +201,14 @@ def measure(n: int, per: int, cfg: Path) -> dict[str, float]:
             ]
             out["pass_pps"] = _trafgen_rate(t.enb, cfg, pass_frames, (t.sgw, "s1"))
             out["offload_pps"] = _trafgen_rate(t.enb, cfg, off_frames, (t.app, "eth0"))
+            # The same with the agent held (its lock taken: no timers, no purge scans), to
+            # tell the kernel's own cost at this size from the agent's CPU on a 2-core host.
+            with backend._lock:
+                out["pass_pps_agent_held"] = _trafgen_rate(t.enb, cfg, pass_frames, (t.sgw, "s1"))
+                out["offload_pps_agent_held"] = _trafgen_rate(
+                    t.enb, cfg, off_frames, (t.app, "eth0")
+                )
+            out["agent_cpu_s_per_s"] = agent_cpu(backend)
             fast = backend.stats()["fastpath"]
             assert isinstance(fast, dict)
             out["punted"] = fast["punted_from_enb"] + fast["punted_from_sgw"]
@@ -235,6 +265,9 @@ def main() -> None:
         ("flows", "flows", "{:,.0f}"),
         ("pass_pps", "pass-through pps", "{:,.0f}"),
         ("offload_pps", "offload pps", "{:,.0f}"),
+        ("pass_pps_agent_held", "pass pps, agent held", "{:,.0f}"),
+        ("offload_pps_agent_held", "offload pps, agent held", "{:,.0f}"),
+        ("agent_cpu_s_per_s", "agent idle CPU (cores)", "{:.2f}"),
         ("learn_per_s", "agent learn bearers/s", "{:,.0f}"),
         ("reattach_per_s", "agent re-attaches/s", "{:,.0f}"),
         ("churn_correct", "churn correct (1=yes)", "{:.0f}"),
@@ -251,7 +284,13 @@ def main() -> None:
     for key, label, fmt in rows:
         cells = "".join(f"{fmt.format(results[n][key]):>16}" for n in sizes)
         print(f"{label:24}{cells}")
-    for key in ("pass_pps", "offload_pps", "sync_one_change_us"):
+    for key in (
+        "pass_pps",
+        "offload_pps",
+        "pass_pps_agent_held",
+        "offload_pps_agent_held",
+        "sync_one_change_us",
+    ):
         ratios = "".join(f"{results[n][key] / base[key]:>15.2f}x" for n in sizes)
         print(f"{key + ' / N=' + str(sizes[0]):24}{ratios}")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import random
+import struct
 
+from fluidedge.codec.stack import encapsulate, ethernet_frame
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
@@ -18,7 +20,7 @@ from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB, SGW
 
-from .test_layout import frame
+from .test_layout import MAC_A, MAC_B, frame
 
 SGW_IP = bytes([198, 18, 0, 21])
 
@@ -205,3 +207,27 @@ def test_the_periodic_fold_reads_only_entries_close_to_expiry() -> None:
     assert old.last_seen == 999.0
     p.tick(1001.0)
     assert (ip(1, 50), SGW_IP, ue_of(50)) in p.bearers  # kept: the kernel saw it
+
+
+def test_a_removed_keys_kernel_counters_go_to_the_bearer_it_counted_for() -> None:
+    backend, maps = backend_with_fake_maps()
+    p = backend.pipeline
+    up, down = bearer_frames(7)
+    p.from_s1(up, ENB, 1.0)
+    p.from_s1(down, SGW, 1.0)
+    backend._sync()
+    bearer = p.bearers[(ip(1, 7), SGW_IP, ue_of(7))]
+    dl_key = L.tunnel_key_of(bearer, uplink=False)
+    before = bearer.dl_packets
+    # The kernel switched 3 downlink packets since the last fold...
+    maps["tunnels"].data[dl_key] = L.TUNNEL_VAL.pack(3, 300, 0, 0, ue_of(7))
+    # ...then an End Marker makes the pipeline forget the downlink key.
+    msg = struct.pack("!BBHI", 0x32, 254, 4, 0x20000 + 7) + b"\x00\x01\x00\x00"
+    end_marker = ethernet_frame(
+        MAC_A, MAC_B, encapsulate(SGW_IP, ip(1, 7), msg, udp_checksum=False)
+    )
+    p.from_s1(end_marker, SGW, 2.0)
+    assert bearer.dl_teid is None
+    backend._sync()
+    assert dl_key not in maps["tunnels"].data
+    assert bearer.dl_packets == before + 3  # folded into the bearer, not lost

@@ -446,6 +446,7 @@ class FastPathBackend(DataPlaneBase):
             self._sync_flow(pkey)
         for bkey in bearers:
             self._sync_downlink(bkey)
+        dirty.replaced.clear()  # every key they name was folded above
         inst = self._installed
         for name, entries in (
             ("tunnels", len(inst.tunnels)),
@@ -557,12 +558,19 @@ class FastPathBackend(DataPlaneBase):
         packets, nbytes, last_ns, offloaded, _ue = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
         p0, b0, o0 = self._snap_tun.get(key, (0, 0, 0))
         self._snap_tun[key] = (packets, nbytes, offloaded)
-        bearer = self.pipeline.up.get(key)
-        uplink = bearer is not None
-        if bearer is None:
-            bearer = self.pipeline.down.get(key)
-        if bearer is None:
-            return
+        # The bearer the entry counted for: the one the key had at the last sync when the
+        # pipeline has since removed or re-assigned the key, else the key's current owner.
+        owner = self._dirty.replaced.get(key)
+        if owner is not None:
+            bearer, uplink = owner
+        else:
+            found = self.pipeline.up.get(key)
+            uplink = found is not None
+            if found is None:
+                found = self.pipeline.down.get(key)
+            if found is None:
+                return
+            bearer = found
         if uplink:
             bearer.ul_packets += packets - p0
             bearer.ul_bytes += nbytes - b0

@@ -89,6 +89,10 @@ class Dirty:
     bearers: set[tuple[bytes, bytes, bytes]] = field(default_factory=set)
     flows: set[tuple[int, bytes, int, bytes, int]] = field(default_factory=set)
     held: set[tuple[bytes, bytes, bytes]] = field(default_factory=set)  # waiting on a queue
+    # Tunnel keys removed or given to another bearer since the last sync -> the bearer (and
+    # direction, True = uplink) the kernel entry counted for, so its counters are folded into
+    # that bearer, not lost or credited to the key's new owner.
+    replaced: dict[bytes, tuple[Bearer, bool]] = field(default_factory=dict)
     full: bool = True  # the next sync projects everything (start, purge, service change)
 
     def take(
@@ -112,11 +116,16 @@ def track(pipeline: Pipeline) -> Dirty:
     def full() -> None:
         dirty.full = True
 
-    def tunnel(key: bytes, old: Bearer | None, new: Bearer | None) -> None:
-        dirty.tunnels.add(key)
-        for bearer in (old, new):
-            if bearer is not None:
-                dirty.bearers.add(bearer.key)
+    def tunnel(uplink: bool) -> Callable[[bytes, Bearer | None, Bearer | None], None]:
+        def changed(key: bytes, old: Bearer | None, new: Bearer | None) -> None:
+            dirty.tunnels.add(key)
+            if old is not None and old is not new:
+                dirty.replaced.setdefault(key, (old, uplink))  # the first: the installed one
+            for bearer in (old, new):
+                if bearer is not None:
+                    dirty.bearers.add(bearer.key)
+
+        return changed
 
     def bearer(key: tuple[bytes, bytes, bytes], _old: Bearer | None, _new: Bearer | None) -> None:
         dirty.bearers.add(key)
@@ -124,8 +133,8 @@ def track(pipeline: Pipeline) -> Dirty:
     def flow(key: tuple[int, bytes, int, bytes, int], _old: Flow | None, _new: Flow | None) -> None:
         dirty.flows.add(key)
 
-    pipeline.up = Tracked(pipeline.up, tunnel, full)
-    pipeline.down = Tracked(pipeline.down, tunnel, full)
+    pipeline.up = Tracked(pipeline.up, tunnel(True), full)
+    pipeline.down = Tracked(pipeline.down, tunnel(False), full)
     pipeline.bearers = Tracked(pipeline.bearers, bearer, full)
     pipeline.flows = Tracked(pipeline.flows, flow, full)
     return dirty
