@@ -439,13 +439,18 @@ class FastPathBackend(DataPlaneBase):
         else:
             tunnels, bearers, flows = dirty.take()
         dirty.held = set()
-        for key in tunnels:
-            self._sync_tunnel(key, L.tunnel_entry(p, key))
-        # Flows before services' users: a new flow is only used once its entry exists.
-        for pkey in flows:
-            self._sync_flow(pkey)
-        for bkey in bearers:
-            self._sync_downlink(bkey)
+        # Per map, removals first: a full map takes a waiting entry in the same sync as the
+        # removal that makes room for it.
+        tunnel_rows = sorted(((k, L.tunnel_entry(p, k)) for k in tunnels), key=_adds_last)
+        for key, ue in tunnel_rows:
+            self._sync_tunnel(key, ue)
+        flow_rows = [(pkey, L.flow_entry(p, pkey, self._slots)) for pkey in flows]
+        flow_rows.sort(key=lambda row: row[1][1] is not None)
+        for pkey, entry in flow_rows:
+            self._sync_flow(pkey, entry)
+        dl_rows = sorted(((b, L.downlink_entry(p, b)) for b in bearers), key=_adds_last)
+        for bkey, value in dl_rows:
+            self._sync_downlink(bkey, value)
         dirty.replaced.clear()  # every key they name was folded above
         inst = self._installed
         for name, entries in (
@@ -490,9 +495,9 @@ class FastPathBackend(DataPlaneBase):
         inst.tunnels.add(key)
         inst.tunnel_ues[key] = ue
 
-    def _sync_flow(self, pkey: L.FlowPipelineKey) -> None:
+    def _sync_flow(self, pkey: L.FlowPipelineKey, entry: tuple[bytes, bytes | None]) -> None:
         inst, waiting = self._installed, self._waiting["flows"]
-        key, value = L.flow_entry(self.pipeline, pkey, self._slots)
+        key, value = entry
         if not key:
             return  # IPv6: the agent's
         have = inst.flows.get(key)
@@ -512,10 +517,9 @@ class FastPathBackend(DataPlaneBase):
             return
         inst.flows[key] = value
 
-    def _sync_downlink(self, bkey: L.BearerKey) -> None:
+    def _sync_downlink(self, bkey: L.BearerKey, value: bytes | None) -> None:
         inst, waiting = self._installed, self._waiting["downlink"]
         key = bkey[0] + bkey[1] + bkey[2]
-        value = L.downlink_entry(self.pipeline, bkey)
         have = inst.downlink.get(key)
         waiting.discard(bkey)
         if value is None:
@@ -729,6 +733,11 @@ class FastPathBackend(DataPlaneBase):
                         self._sync()
                     except BpfError as exc:
                         io[f"sync_error_{type(exc).__name__}"] += 1
+
+
+def _adds_last(row: tuple[object, object]) -> bool:
+    """Sort key: rows whose entry goes away (None) before rows that write one."""
+    return row[1] is not None
 
 
 def create_fastpath_backend(config: TofConfig) -> FastPathBackend:
