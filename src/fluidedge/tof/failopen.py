@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import struct
 import tempfile
@@ -85,9 +86,35 @@ def s1_program_attached(netns: str | None, dev: str) -> bool:
     return f"pref {S1_PREF} bpf" in text
 
 
+OWN_PROGRAMS = ("s1_ingress", "s1_guard")  # the S1 programs a fluidedge agent attaches
+
+
+def own_s1_filter(show_text: str) -> bool:
+    """Does ``tc filter show dev X ingress`` list our S1 filter (pref/handle ours *and* one of
+    our programs), as opposed to another tool's filter that happens to use the same pref?"""
+    pattern = re.compile(
+        rf"\bpref {S1_PREF} bpf\b.*\bhandle 0x{int(S1_HANDLE):x}\b.*"
+        rf"\bname ({'|'.join(OWN_PROGRAMS)})\b"
+    )
+    return any(pattern.search(line) for line in show_text.splitlines())
+
+
 def detach(netns: str | None, dev: str) -> None:
-    """Remove every tc program of ``dev`` (``fail_open = false``, or a clean-up)."""
-    _tc(netns, "qdisc", "del", "dev", dev, "clsact", check=False)
+    """Remove our S1 filter from ``dev`` (``fail_open = false``, or a clean-up), and the clsact
+    qdisc only when no other filter is left on it: other tools' programs stay attached."""
+    try:
+        text = _tc(netns, "filter", "show", "dev", dev, "ingress")
+    except CommandError:
+        return  # no such device or no clsact
+    if own_s1_filter(text):
+        _tc(
+            netns, "filter", "del", "dev", dev, "ingress", "pref", S1_PREF,
+            "handle", S1_HANDLE, "bpf", check=False,
+        )  # fmt: skip
+    left = _tc(netns, "filter", "show", "dev", dev, "ingress", check=False)
+    left += _tc(netns, "filter", "show", "dev", dev, "egress", check=False)
+    if not left.strip():
+        _tc(netns, "qdisc", "del", "dev", dev, "clsact", check=False)
 
 
 class Guard:

@@ -70,6 +70,27 @@ def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
     lines += _family(
         "fluidedge_tof_flows", "gauge", "Offloaded flows (NAT state).", [({}, stats["flows"])]
     )
+    fast: Mapping[str, int] = stats.get("fastpath", {})
+    lines += _family(
+        "fluidedge_tof_fastpath_total",
+        "counter",
+        "Fast-path (kernel program) counters: forwarded, punted by reason, rate-limited.",
+        [({"kind": k}, v) for k, v in fast.items()],
+    )
+    maps: Mapping[str, Mapping[str, Any]] = stats.get("fastpath_maps", {})
+    for metric, key, kind, text in (
+        ("map_capacity", "capacity", "gauge", "Entries a fast-path map can hold."),
+        ("map_entries", "entries", "gauge", "Entries the agent installed in a fast-path map."),
+        ("map_waiting", "waiting", "gauge", "Entries a full map refused (on the slow path)."),
+        ("map_full", "full", "gauge", "1 while a fast-path map refuses entries (alarm)."),
+        ("map_full_failures_total", "fullFailures", "counter", "Writes refused: map full."),
+    ):
+        lines += _family(
+            f"fluidedge_tof_fastpath_{metric}",
+            kind,
+            text,
+            [({"map": name}, int(m[key])) for name, m in maps.items()],
+        )
     tunnel_samples: list[tuple[Mapping[str, object], float]] = []
     for t in tunnels:
         base = {"enb": t["enb"], "sgw": t["sgw"], "ue": t["ue"]}

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from fluidedge.codec.gtpu import PDU_TYPE_UL, PduSessionContainer
+from fluidedge.codec.gtpu import PDU_TYPE_UL, PduSessionContainer, UnknownExtension
 from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import encapsulate, encapsulate_gpdu, ethernet_frame
@@ -40,6 +40,10 @@ SVC = "198.18.50.1"
 APP = P(APP_IP)
 APP_PORT = 7000
 PSC = (PduSessionContainer(pdu_type=PDU_TYPE_UL, qfi=9),)
+# Extension chains the receiver may skip (comprehension not required, TS 29.281 §5.2.1): one
+# within the program's bound (MAX_EXT_BYTES = 256 after the mandatory header), one past it.
+CHAIN_SHORT = (UnknownExtension(0x20, bytes(4 * 20 - 2)), UnknownExtension(0x21, bytes(4 * 20 - 2)))
+CHAIN_LONG = (UnknownExtension(0x20, bytes(4 * 40 - 2)), UnknownExtension(0x21, bytes(4 * 40 - 2)))
 
 Outputs = dict[str, list[bytes]]
 
@@ -70,6 +74,13 @@ def inner_udp(src: bytes, dst: bytes, sport: int, dport: int, body: bytes) -> by
 def up(enb: bytes, teid: int, inner: bytes, **kw: object) -> bytes:
     outer = encapsulate_gpdu(enb, SGW1, teid, inner, udp_checksum=False, **kw)  # type: ignore[arg-type]
     return ethernet_frame(MAC_SGW, MAC_ENB, outer)
+
+
+def bad_udp_length(frame: bytes, delta: int = -2) -> bytes:
+    """``frame`` with its outer UDP length off by ``delta`` (IP and GTP-U lengths unchanged)."""
+    out = bytearray(frame)
+    struct.pack_into("!H", out, 38, struct.unpack_from("!H", out, 38)[0] + delta)
+    return bytes(out)
 
 
 def down(enb: bytes, teid: int, inner: bytes) -> bytes:
@@ -168,6 +179,18 @@ def run_script(
         step("offload-first", inject("enb", up(ENB1, 0x100, to_svc)))
         step("offload", *[inject("enb", up(ENB1, 0x100, to_svc)) for _ in range(3)])
         step("offload-psc", inject("enb", up(ENB1, 0x100, to_svc, extensions=PSC)))
+        # Bounded parsing: a chain within the bound is offloaded by the kernel, a longer one
+        # is the agent's; the output is the reference's either way.
+        step("offload-chain", inject("enb", up(ENB1, 0x100, to_svc, extensions=CHAIN_SHORT)))
+        step("long-chain", inject("enb", up(ENB1, 0x100, to_svc, extensions=CHAIN_LONG)))
+        step("long-chain-pass", inject("enb", up(ENB1, 0x100, to_pdn, extensions=CHAIN_LONG)))
+        # UDP length parity: what the pipeline calls malformed is never offloaded.
+        step(
+            "udp-length",
+            inject("enb", bad_udp_length(up(ENB1, 0x100, to_svc))),
+            inject("enb", bad_udp_length(up(ENB1, 0x100, to_svc), +2)),
+            inject("enb", bad_udp_length(up(ENB1, 0x100, to_pdn))),
+        )
         step("reply", app_reply(UE1, 41000, b"edge-reply-1"), app_reply(UE1, 41000, b"r2"))
         # ICMP errors both ways: their quotes are translated (the agent handles them).
         quoted_up = inner_udp(UE1, APP, 41000, APP_PORT, b"to-edge")

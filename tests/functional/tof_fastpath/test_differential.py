@@ -44,6 +44,9 @@ def _run(kind: str) -> tuple[list[tuple[str, Outputs]], tuple[list[dict[str, obj
         assert fast["offloaded_uplink"] > 0
         assert fast["offloaded_downlink"] > 0
         assert fast["errors"] == 0
+        # Past the parsing bound, and with a UDP length the pipeline rejects: the agent's.
+        assert fast["punt_extension_chain"] >= 2
+        assert fast["punt_outer_udp_length"] == 3
     return results, _counters(snapshot)
 
 

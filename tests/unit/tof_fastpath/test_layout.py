@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import re
+import struct
 from pathlib import Path
+
+import pytest
 
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import encapsulate_gpdu, ethernet_frame
 from fluidedge.tof.config import TofConfig
-from fluidedge.tof.fastpath import build
+from fluidedge.tof.fastpath import build, cdefs
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB, SGW, Pipeline
@@ -34,21 +36,73 @@ def frame(
     return ethernet_frame(MAC_B, MAC_A, encapsulate_gpdu(src, dst, teid, inner, udp_checksum=False))
 
 
-def test_struct_sizes_match_the_c_program() -> None:
-    src = build.source().decode()
-    assert "struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };" in src
-    assert L.TUNNEL_VAL.size == 40
-    assert L.SERVICE_VAL.size == 8
-    assert L.FLOW_KEY.size == 16
-    assert L.FLOW_VAL.size == 24
-    assert L.DOWNLINK_VAL.size == 32
-    assert L.SERVICE_STATS.size == 32
-    # The stats enum and the names the API shows have the same order and length.
-    enum = re.search(r"enum stat_index \{(.*?)\};", src, re.S)
-    assert enum is not None
-    names = [n.strip() for n in enum.group(1).replace("\n", " ").split(",") if n.strip()]
-    assert names[-1] == "ST_MAX"
-    assert len(names) - 1 == len(L.STAT_NAMES)
+def test_every_python_format_matches_its_c_struct_field_by_field() -> None:
+    # Offsets and sizes from the C declarations with C's alignment rules, against the
+    # Python formats: a field added, reordered or resized on one side only fails here.
+    for name, fmt in L.STRUCTS.items():
+        c_size, c_fields = cdefs.struct_fields(name)
+        py_size, py_fields = cdefs.python_fields(fmt)
+        assert py_size == c_size, name
+        assert [(f.offset, f.size) for f in py_fields] == [(f.offset, f.size) for f in c_fields], (
+            name
+        )
+    assert cdefs.struct_fields("tunnel_key")[0] == L.TUNNEL_KEY_SIZE
+    assert cdefs.struct_fields("bearer_key")[0] == L.BEARER_KEY_SIZE
+
+
+def test_indexes_come_from_the_c_enums() -> None:
+    cfg = cdefs.enum("cfg_index")
+    assert cfg["CFG_ENB_IF"] == L.CFG_ENB_IF
+    assert cfg["CFG_LEARN_BURST"] == L.CFG_LEARN_BURST
+    # Every rate is followed by its burst (the program reads rate_index + 1).
+    for rate in ("CFG_PUNT_RATE", "CFG_CONTROL_RATE", "CFG_LEARN_RATE"):
+        assert cfg[rate.replace("RATE", "BURST")] == cfg[rate] + 1
+    stats = cdefs.enum("stat_index")
+    assert set(L.STAT_API_NAMES) == set(stats) - {"ST_MAX"}
+    assert len(L.STAT_NAMES) == stats["ST_MAX"]
+    assert L.STAT_NAMES[stats["ST_FAILOPEN"]] == "failopen_switched"
+    # The per-class "limited" counters follow the class order (ST_LIMITED_CONTROL + class).
+    classes = cdefs.enum("budget_class")
+    for klass, index in classes.items():
+        if klass != "B_MAX":
+            assert stats[f"ST_LIMITED_{klass[2:]}"] == stats["ST_LIMITED_CONTROL"] + index
+    reasons = cdefs.enum("punt_reason")
+    assert set(L.PUNT_API_NAMES) == set(reasons) - {"P_MAX"}
+    assert L.PUNT_REASONS[reasons["P_OUTER_UDP_LENGTH"]] == "outer_udp_length"
+    assert cdefs.map_max_entries("service_stats") == L.MAX_SERVICES
+
+
+def test_the_c_reader_applies_alignment_and_enum_values() -> None:
+    text = """
+    /* a comment with struct x { __u64 nope; }; */
+    enum e { A, B = 5, C, // trailing
+             D = 0x10 };
+    struct s { __u8 a; __u32 b; __u16 c[3]; __u64 d; __u8 e; };
+    """
+    assert cdefs.enum("e", text) == {"A": 0, "B": 5, "C": 6, "D": 16}
+    size, fields = cdefs.struct_fields("s", text)
+    assert [(f.name, f.offset, f.size) for f in fields] == [
+        ("a", 0, 1), ("b", 4, 4), ("c", 8, 6), ("d", 16, 8), ("e", 24, 1),
+    ]  # fmt: skip
+    assert size == 32
+    # A Python format that forgets C's implicit padding is caught.
+    _, py = cdefs.python_fields(struct.Struct("=BIH"))
+    assert [(f.offset, f.size) for f in py] == [(0, 1), (1, 4), (5, 2)]
+    with pytest.raises(cdefs.LayoutError):
+        cdefs.struct_fields("missing", text)
+    with pytest.raises(cdefs.LayoutError):
+        cdefs.struct_fields("t", "struct t { float x; };")
+
+
+def test_map_sizes_follow_the_config() -> None:
+    assert L.map_sizes(100_000, 1_000_000) == {
+        "tunnels": 200_000,
+        "flows": 1_000_000,
+        "downlink": 100_000,
+    }
+    assert L.map_sizes(10, 10, {"tunnels": 3})["tunnels"] == 3
+    with pytest.raises(ValueError, match="services"):
+        L.map_sizes(10, 10, {"services": 3})
 
 
 def test_projection_follows_learning_offload_and_service_changes() -> None:
@@ -69,7 +123,7 @@ def test_projection_follows_learning_offload_and_service_changes() -> None:
     p.set_services({"web": Service("web", "198.18.50.1", "198.19.0.10")})
     p.from_s1(frame((ENB1, SGW1, 0x100), UE1, SVC, 41000, 8080), ENB, 1.2)
     proj = L.project(p, slots)
-    assert proj.services == {SVC: L.SERVICE_VAL.pack(APP, 3)}
+    assert proj.services == {SVC: L.SERVICE_VAL.pack(APP, 3, 0)}
     key = L.flow_key(17, APP, 8080, UE1, 41000)
     assert proj.flows == {key: L.FLOW_VAL.pack(SVC, ENB1, SGW1, 3, 0)}
     # A service without a slot (not applied to the maps yet) projects nothing.
@@ -109,11 +163,3 @@ def test_program_compiles_and_is_cached(tmp_path: Path) -> None:
     assert build.object_path(tmp_path) == first
     assert first.stat().st_mtime_ns == mtime  # not rebuilt
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temp files left
-
-
-def test_punt_reason_names_match_the_c_enum() -> None:
-    enum = re.search(r"enum punt_reason \{(.*?)\};", build.source().decode(), re.S)
-    assert enum is not None
-    names = [n.strip() for n in enum.group(1).replace("\n", " ").split(",") if n.strip()]
-    assert names[-1] == "P_MAX"
-    assert len(names) - 1 == len(L.PUNT_REASONS)

@@ -10,8 +10,9 @@ Data path (all in ``[tof] netns``):
   neighbour table cannot answer, redirected into the apps TUN's ingress for the kernel to
   route) and **punts** everything else to the agent: it redirects the frame into a
   private veth pair whose ends the agent reads with AF_PACKET (eNB-side punts arrive on
-  ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). A per-CPU token bucket bounds punts; over the
-  rate a frame is switched unchanged (never lost, just not learned from).
+  ``<tun>pu1``, SGW-side punts on ``<tun>pu0``). Three global token buckets bound punts, one
+  per class (control messages, learning, data), so a data flood never starves End Markers or
+  learning; over its class's rate a frame is switched unchanged (never lost, not learned from).
 - ``apps_egress`` (tc clsact egress of the apps TUN) reverse-NATs and encapsulates app replies
   of flows whose bearer has a known downlink TEID and redirects them out of the eNB interface;
   any other reply stays on the TUN, where the agent reads it (queue + Pinger).
@@ -21,6 +22,10 @@ Data path (all in ``[tof] netns``):
   (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
   program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
   ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+- The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
+  refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
+  ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
+  find), and the write is retried every second until it fits.
 
 Fail-open and restart (:mod:`fluidedge.tof.failopen`): ``s1_ingress`` switches every frame
 unchanged while the agent's apps TUN does not exist, so a killed, crashed or stopped agent
@@ -34,9 +39,11 @@ traffic. ``stop()`` leaves the S1 programs attached (failing open) unless ``fail
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
@@ -55,13 +62,20 @@ from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import S1_PREF, attach, detach
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
+from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 FOLD_EVERY = 1.0
-DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
+RETRY_EVERY = 1.0  # entries a full map refused are written again this often
+DEFAULT_PUNT_RATE = 20_000  # data punts per second (global, all CPUs)
 DEFAULT_PUNT_BURST = 2_000
+DEFAULT_CONTROL_RATE = 5_000  # GTP-U signalling, GTP-C, Pinger replies
+DEFAULT_CONTROL_BURST = 1_000
+DEFAULT_LEARN_RATE = 20_000  # unknown tunnels, re-used keys
+DEFAULT_LEARN_BURST = 2_000
+SIZED_MAPS = ("tunnels", "flows", "downlink")
 
 
 def _open_send_socket(ifname: str) -> socket.socket:
@@ -92,6 +106,11 @@ class FastPathBackend(DataPlaneBase):
         *,
         punt_rate: int = DEFAULT_PUNT_RATE,
         punt_burst: int = DEFAULT_PUNT_BURST,
+        control_rate: int = DEFAULT_CONTROL_RATE,
+        control_burst: int = DEFAULT_CONTROL_BURST,
+        learn_rate: int = DEFAULT_LEARN_RATE,
+        learn_burst: int = DEFAULT_LEARN_BURST,
+        map_entries: Mapping[str, int] | None = None,
     ) -> None:
         if config.single_adapter or not config.enb_interface or not config.sgw_interface:
             raise DataPlaneError(
@@ -100,6 +119,13 @@ class FastPathBackend(DataPlaneBase):
         super().__init__(config)
         self.punt_rate = punt_rate
         self.punt_burst = punt_burst
+        self.control_rate, self.control_burst = control_rate, control_burst
+        self.learn_rate, self.learn_burst = learn_rate, learn_burst
+        self.map_sizes = L.map_sizes(config.max_tunnels, config.max_flows, map_entries)
+        self._service_flags: dict[str, int] = {}
+        self._services: dict[str, Service] = {}
+        self._map_state = {name: L.MapState(self.map_sizes[name]) for name in SIZED_MAPS}
+        self._next_retry = 0.0
         self.enb_if = config.enb_interface
         self.sgw_if = config.sgw_interface
         self.punt0 = f"{config.apps_tun[:11]}pu0"
@@ -108,13 +134,15 @@ class FastPathBackend(DataPlaneBase):
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
-        self._next_slot = 0
+        self._slot_alloc = L.SlotAllocator(L.MAX_SERVICES)
         self._installed = L.Projection()
         self._installed_services: dict[bytes, bytes] = {}
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
         self._snap_dl: dict[bytes, int] = {}
         self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
-        self._generation: tuple[object, ...] = ()
+        self._dirty = track(self.pipeline)  # what changed since the last sync
+        # Keys (in dirty-set form) a full map refused: retried every RETRY_EVERY.
+        self._waiting: dict[str, set[Any]] = {name: set() for name in SIZED_MAPS}
         self._next_fold = 0.0
 
     # ------------------------------------------------------------------ helpers
@@ -137,7 +165,7 @@ class FastPathBackend(DataPlaneBase):
             obj_file = object_path()
             # The S1 programs of a previous instance stay until ours replace them.
             self._cleanup_kernel(s1=not self.config.fail_open)
-            self._obj = BpfObject(obj_file)
+            self._obj = BpfObject(obj_file, dict(self.map_sizes))
             maps = {
                 "cfg": (4, 4, False),
                 "stats": (4, 8, True),
@@ -194,6 +222,10 @@ class FastPathBackend(DataPlaneBase):
             L.CFG_S1_MTU: self.config.s1_mtu,
             L.CFG_PUNT_RATE: self.punt_rate,
             L.CFG_PUNT_BURST: self.punt_burst,
+            L.CFG_CONTROL_RATE: self.control_rate,
+            L.CFG_CONTROL_BURST: self.control_burst,
+            L.CFG_LEARN_RATE: self.learn_rate,
+            L.CFG_LEARN_BURST: self.learn_burst,
         }
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
@@ -233,10 +265,14 @@ class FastPathBackend(DataPlaneBase):
             self._obj = None
         self._installed = L.Projection()
         self._installed_services = {}
+        for state in self._map_state.values():
+            state.entries = state.waiting = 0
         self._snap_tun.clear()
         self._snap_dl.clear()
         self._snap_svc.clear()
-        self._generation = ()  # the next loop iteration re-installs the pipeline's state
+        for keys in self._waiting.values():
+            keys.clear()
+        self._dirty.full = True  # the next sync re-installs the pipeline's state
 
     # ------------------------------------------------------------------ control
 
@@ -248,51 +284,59 @@ class FastPathBackend(DataPlaneBase):
         packet sees a service's old or new mapping, never a mix.
         """
         with self._lock:
-            slots = dict(self._slots)
-            used = set(slots.values())
-            for name in services:
-                if name not in slots:
-                    # Round robin, so a slot freed by a deleted service is not handed to a new
-                    # one while flows stamped with it may still be in the kernel.
-                    for step in range(L.MAX_SERVICES):
-                        candidate = (self._next_slot + step) % L.MAX_SERVICES
-                        if candidate not in used:
-                            break
+            self._apply_locked(services)
+
+    def _apply_locked(self, services: Mapping[str, Service]) -> None:
+        try:
+            slots = self._slot_alloc.assign(self._slots, services)
+        except L.SlotsExhausted as exc:
+            raise DataPlaneError(f"fast path: {exc}") from exc
+        desired: dict[bytes, bytes] = {}
+        for s in services.values():
+            sip, app = s.service_address.packed, s.application_address.packed
+            if len(sip) == 4:
+                flags = self._service_flags.get(s.name, 0)
+                desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
+        if self._maps:
+            for slot in set(slots.values()) - set(self._slots.values()):
+                self._reset_slot(slot)
+            upserts, deletes = L.diff(self._installed_services, desired)
+            done: list[bytes] = []
+            try:
+                for key, value in upserts.items():
+                    self._maps["services"].update(key, value)
+                    done.append(key)
+            except BpfError:
+                for key in done:
+                    old = self._installed_services.get(key)
+                    if old is None:
+                        self._maps["services"].delete(key)
                     else:
-                        raise DataPlaneError("fast path: too many services")
-                    slots[name] = candidate
-                    used.add(candidate)
-                    self._next_slot = (candidate + 1) % L.MAX_SERVICES
-            slots = {n: s for n, s in slots.items() if n in services}
-            desired: dict[bytes, bytes] = {}
-            for s in services.values():
-                sip, app = s.service_address.packed, s.application_address.packed
-                if len(sip) == 4:
-                    desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name])
-            if self._maps:
-                for slot in set(slots.values()) - set(self._slots.values()):
-                    self._reset_slot(slot)
-                upserts, deletes = L.diff(self._installed_services, desired)
-                done: list[bytes] = []
-                try:
-                    for key, value in upserts.items():
-                        self._maps["services"].update(key, value)
-                        done.append(key)
-                except BpfError:
-                    for key in done:
-                        old = self._installed_services.get(key)
-                        if old is None:
-                            self._maps["services"].delete(key)
-                        else:
-                            self._maps["services"].update(key, old)
-                    raise
-                for key in deletes:
-                    self._maps["services"].delete(key)
-                self._installed_services = desired
-            self._fold_services()
-            self.pipeline.set_services(services)
-            self._slots = slots
-            self._sync()
+                        self._maps["services"].update(key, old)
+                raise
+            for key in deletes:
+                self._maps["services"].delete(key)
+            self._installed_services = desired
+        self._fold_services()
+        self.pipeline.set_services(services)
+        self._services = dict(services)
+        self._slots = slots
+        self._sync(full=True)  # flows' validity depends on the service set
+
+    def set_service_flags(self, name: str, flags: int) -> None:
+        """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
+        service to the agent, e.g. while its instance is not ready; ``SERVICE_VIA_STACK``:
+        offloaded packets enter the kernel's routing and netfilter through the apps TUN, for a
+        host firewall such as security groups). Kept across :meth:`apply`; 0 clears."""
+        if flags & ~(L.SERVICE_PUNT | L.SERVICE_VIA_STACK):
+            raise DataPlaneError(f"fast path: unknown service flags {flags:#x}")
+        with self._lock:
+            if flags:
+                self._service_flags[name] = flags
+            else:
+                self._service_flags.pop(name, None)
+            if name in self._services:
+                self._apply_locked(self._services)  # rewrites that one entry (diff)
 
     def _reset_slot(self, slot: int) -> None:
         m = self._maps["service_stats"]
@@ -324,7 +368,13 @@ class FastPathBackend(DataPlaneBase):
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
+        stats["fastpath_maps"] = self.map_report()
         return self._add_dataplane_state(stats)
+
+    def map_report(self) -> dict[str, dict[str, int | bool]]:
+        """Per sized map: capacity, entries, entries waiting for room, failed writes, full."""
+        with self._lock:
+            return {name: state.report() for name, state in self._map_state.items()}
 
     def purge(self) -> int:
         with self._lock:
@@ -348,82 +398,183 @@ class FastPathBackend(DataPlaneBase):
                 out[f"punt_{name}"] = n
         return out
 
-    def _sync(self) -> None:
-        """Make the maps equal to the pipeline's projection (only what changed is written)."""
-        if not self._maps:
+    def _put(self, name: str, key: bytes, value: bytes, flags: int = 0) -> bool:
+        """Write one entry; False (counted) when the map refuses it. A refused entry is not
+        recorded as installed, so the program keeps punting its traffic to the agent, and
+        the next sync (at the latest :data:`RETRY_EVERY` later) writes it again."""
+        try:
+            self._maps[name].update(key, value, flags)
+        except BpfError as exc:
+            if flags == BPF_NOEXIST and exc.errno == errno.EEXIST:
+                return True  # already there (keeps its counters)
+            state = self._map_state[name]
+            if exc.errno == errno.E2BIG:
+                state.full_failures += 1
+            else:
+                state.other_failures += 1
+            return False
+        return True
+
+    def _sync(self, *, full: bool = False) -> None:
+        """Make the maps equal to the pipeline's projection, writing only what changed.
+
+        Normally only the keys the pipeline touched since the last sync are re-projected
+        (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
+        sizes. After a purge, a service change or a restart, every installed and wanted key is.
+        """
+        p = self.pipeline
+        dirty = self._dirty
+        if not self._maps:  # not started: the first sync after start() is a full one
+            dirty.take()
+            dirty.full = True
             return
-        want = L.project(self.pipeline, self._slots)
-        have = self._installed
-        tunnels = self._maps["tunnels"]
-        for key in have.tunnels - want.tunnels:
-            self._fold_tunnel(key)
-            tunnels.delete(key)
-            self._snap_tun.pop(key, None)
-        for key in want.tunnels - have.tunnels:
-            value = L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key])
-            with contextlib.suppress(BpfError):  # already there: keep its counters
-                tunnels.update(key, value, BPF_NOEXIST)
-            self._snap_tun.setdefault(key, (0, 0, 0))
-        for key in want.tunnels & have.tunnels:
-            if want.tunnel_ues[key] != have.tunnel_ues.get(key):
-                # Same key, new bearer (TEID reuse): restart its counters with the new UE.
+        if full or dirty.full:
+            dirty.full = False
+            dirty.take()
+            inst = self._installed
+            tunnels = set(inst.tunnels) | set(p.up) | set(p.down)
+            flows: set[L.FlowPipelineKey] = {L.flow_pipeline_key(k) for k in inst.flows}
+            flows |= set(p.flows)
+            bearers = {(k[:4], k[4:8], k[8:12]) for k in inst.downlink} | set(p.bearers)
+        else:
+            tunnels, bearers, flows = dirty.take()
+        dirty.held = set()
+        # Per map, removals first: a full map takes a waiting entry in the same sync as the
+        # removal that makes room for it.
+        tunnel_rows = sorted(((k, L.tunnel_entry(p, k)) for k in tunnels), key=_adds_last)
+        for key, ue in tunnel_rows:
+            self._sync_tunnel(key, ue)
+        flow_rows = [(pkey, L.flow_entry(p, pkey, self._slots)) for pkey in flows]
+        flow_rows.sort(key=lambda row: row[1][1] is not None)
+        for pkey, entry in flow_rows:
+            self._sync_flow(pkey, entry)
+        dl_rows = sorted(((b, L.downlink_entry(p, b)) for b in bearers), key=_adds_last)
+        for bkey, value in dl_rows:
+            self._sync_downlink(bkey, value)
+        dirty.replaced.clear()  # every key they name was folded above
+        inst = self._installed
+        for name, entries in (
+            ("tunnels", len(inst.tunnels)),
+            ("flows", len(inst.flows)),
+            ("downlink", len(inst.downlink)),
+        ):
+            self._map_state[name].entries = entries
+            self._map_state[name].waiting = len(self._waiting[name])
+
+    def _sync_tunnel(self, key: bytes, ue: bytes | None) -> None:
+        inst, waiting = self._installed, self._waiting["tunnels"]
+        have = inst.tunnel_ues.get(key)
+        waiting.discard(key)
+        if ue is None:
+            if have is not None:
                 self._fold_tunnel(key)
-                tunnels.update(key, L.TUNNEL_VAL.pack(0, 0, 0, 0, want.tunnel_ues[key]))
-                self._snap_tun[key] = (0, 0, 0)
-        # Flows before services' users: a new flow is only used once its entry exists.
-        upserts, deletes = L.diff(have.flows, want.flows)
-        for key in deletes:
+                self._maps["tunnels"].delete(key)
+                self._snap_tun.pop(key, None)
+                inst.tunnels.discard(key)
+                del inst.tunnel_ues[key]
+            return
+        if have == ue:
+            return
+        value = L.TUNNEL_VAL.pack(0, 0, 0, 0, ue)
+        if have is None:
+            if not self._put("tunnels", key, value, BPF_NOEXIST):
+                waiting.add(key)
+                return
+            self._snap_tun.setdefault(key, (0, 0, 0))
+        else:
+            # Same key, new bearer (TEID reuse): restart its counters with the new UE.
+            self._fold_tunnel(key)
+            if not self._put("tunnels", key, value):
+                self._maps["tunnels"].delete(key)  # never leave the old UE's entry in force
+                self._snap_tun.pop(key, None)
+                inst.tunnels.discard(key)
+                del inst.tunnel_ues[key]
+                waiting.add(key)
+                return
+            self._snap_tun[key] = (0, 0, 0)
+        inst.tunnels.add(key)
+        inst.tunnel_ues[key] = ue
+
+    def _sync_flow(self, pkey: L.FlowPipelineKey, entry: tuple[bytes, bytes | None]) -> None:
+        inst, waiting = self._installed, self._waiting["flows"]
+        key, value = entry
+        if not key:
+            return  # IPv6: the agent's
+        have = inst.flows.get(key)
+        waiting.discard(pkey)
+        if value == have:
+            return
+        if value is None:
             self._fold_flow(key)
             self._maps["flows"].delete(key)
-        for key, value in upserts.items():
-            self._maps["flows"].update(key, value)
-        upserts, deletes = L.diff(have.downlink, want.downlink)
-        for key in deletes:
+            del inst.flows[key]
+            return
+        if not self._put("flows", key, value):
+            if have is not None:  # a changed flow must not keep its old value
+                self._maps["flows"].delete(key)
+                del inst.flows[key]
+            waiting.add(pkey)
+            return
+        inst.flows[key] = value
+
+    def _sync_downlink(self, bkey: L.BearerKey, value: bytes | None) -> None:
+        inst, waiting = self._installed, self._waiting["downlink"]
+        key = bkey[0] + bkey[1] + bkey[2]
+        have = inst.downlink.get(key)
+        waiting.discard(bkey)
+        if value is None:
+            bearer = self.pipeline.bearers.get(bkey)
+            if bearer is not None and bearer.queue and bearer.dl_teid is not None:
+                self._dirty.held.add(bkey)  # written once its queue is flushed
+        if value == have:
+            return
+        if have is not None:
             self._fold_downlink(key)
+        if value is None:
             self._maps["downlink"].delete(key)
             self._snap_dl.pop(key, None)
-        for key, value in upserts.items():
-            if key in have.downlink:
-                self._fold_downlink(key)
-            self._maps["downlink"].update(key, value)
-            self._snap_dl[key] = 0
-        want.services = self._installed_services
-        self._installed = want
-        self._generation = self._pipeline_generation()
+            del inst.downlink[key]
+            return
+        if not self._put("downlink", key, value):
+            if have is not None:
+                self._maps["downlink"].delete(key)
+                self._snap_dl.pop(key, None)
+                del inst.downlink[key]
+            waiting.add(bkey)
+            return
+        inst.downlink[key] = value
+        self._snap_dl[key] = 0
 
-    def _pipeline_generation(self) -> tuple[object, ...]:
-        p = self.pipeline
-        c = p.counters
-        return (
-            len(p.up),
-            len(p.down),
-            len(p.flows),
-            len(p.bearers),
-            c["tunnels_learned_uplink"],
-            c["tunnels_learned_downlink"],
-            c["flows_created"],
-            c["queue_flushed"],
-            sum(v for k, v in c.items() if k.startswith("tunnels_forgotten")),
-            # Queue activity (a bearer's downlink entry waits until its queue is flushed);
-            # monotonic counters, so this stays O(1) with many bearers.
-            c["queued_waiting_downlink_teid"],
-            p.drops["queue_timeout"],
-            p.drops["queue_overflow"],
-        )
+    def _needs_retry(self) -> bool:
+        return any(self._waiting.values())
 
-    def _fold_tunnel(self, key: bytes) -> None:
-        raw = self._maps["tunnels"].lookup(key)
+    def _retry_waiting(self) -> None:
+        """Queue the entries a full map refused for the next sync."""
+        self._dirty.tunnels |= self._waiting["tunnels"]
+        self._dirty.flows |= self._waiting["flows"]
+        self._dirty.bearers |= self._waiting["downlink"]
+
+    def _fold_tunnel(self, key: bytes, raw: bytes | None = None) -> None:
+        if raw is None:
+            raw = self._maps["tunnels"].lookup(key)
         if raw is None:
             return
         packets, nbytes, last_ns, offloaded, _ue = L.TUNNEL_VAL.unpack(raw[: L.TUNNEL_VAL.size])
         p0, b0, o0 = self._snap_tun.get(key, (0, 0, 0))
         self._snap_tun[key] = (packets, nbytes, offloaded)
-        bearer = self.pipeline.up.get(key)
-        uplink = bearer is not None
-        if bearer is None:
-            bearer = self.pipeline.down.get(key)
-        if bearer is None:
-            return
+        # The bearer the entry counted for: the one the key had at the last sync when the
+        # pipeline has since removed or re-assigned the key, else the key's current owner.
+        owner = self._dirty.replaced.get(key)
+        if owner is not None:
+            bearer, uplink = owner
+        else:
+            found = self.pipeline.up.get(key)
+            uplink = found is not None
+            if found is None:
+                found = self.pipeline.down.get(key)
+            if found is None:
+                return
+            bearer = found
         if uplink:
             bearer.ul_packets += packets - p0
             bearer.ul_bytes += nbytes - b0
@@ -445,8 +596,9 @@ class FastPathBackend(DataPlaneBase):
         if flow is not None and last_ns:
             flow.last_seen = max(flow.last_seen, last_ns / 1e9)
 
-    def _fold_downlink(self, key: bytes) -> None:
-        raw = self._maps["downlink"].lookup(key)
+    def _fold_downlink(self, key: bytes, raw: bytes | None = None) -> None:
+        if raw is None:
+            raw = self._maps["downlink"].lookup(key)
         if raw is None:
             return
         offloaded = L.DOWNLINK_VAL.unpack(raw[: L.DOWNLINK_VAL.size])[6]
@@ -475,15 +627,50 @@ class FastPathBackend(DataPlaneBase):
                 sc.down_bytes += totals[3] - old[3]
 
     def _fold(self) -> None:
-        """Fold the program's counters and last-seen times into the pipeline."""
+        """Fold the program's per-bearer and per-service counters into the pipeline (what the
+        API shows). Each map is read whole with batched lookups; flows' last-seen times are
+        not shown and are folded by :meth:`_fold_due` when they matter (expiry)."""
         if not self._maps:
             return
-        for key in self._installed.tunnels:
-            self._fold_tunnel(key)
-        for key in self._installed.flows:
-            self._fold_flow(key)
-        for key in self._installed.downlink:
-            self._fold_downlink(key)
+        for name, installed, fold in (
+            ("tunnels", self._installed.tunnels, self._fold_tunnel),
+            ("downlink", self._installed.downlink, self._fold_downlink),
+        ):
+            try:
+                entries = self._maps[name].lookup_all()
+            except BpfError:
+                for key in installed:
+                    fold(key, None)
+                continue
+            for key in installed:
+                raw = entries.get(key)
+                if raw is not None:
+                    fold(key, raw)
+        self._fold_services()
+
+    def _fold_due(self, now: float) -> None:
+        """The periodic fold, at the cost of what it can change: the pipeline purges a bearer
+        idle for ``idle_timeout`` and expires a flow idle for ``flow_timeout``, so only those
+        close to it (by their last-seen time as the pipeline knows it) need the kernel's newer
+        last-seen before its next purge. Everything else is folded when the API reads it
+        (:meth:`tunnels`, :meth:`stats`), not every second (which cost O(N) map reads)."""
+        if not self._maps:
+            return
+        p, cfg = self.pipeline, self.config
+        margin = 2 * FOLD_EVERY
+        idle = now - cfg.idle_timeout + margin
+        for bearer in p.bearers.values():
+            if bearer.last_seen < idle:
+                if bearer.ul_teid is not None:
+                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=True))
+                if bearer.dl_teid is not None:
+                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=False))
+        stale = now - cfg.flow_timeout + margin
+        for pkey, flow in p.flows.items():
+            if flow.last_seen < stale:
+                key, _value = L.flow_entry(p, pkey, self._slots)
+                if key in self._installed.flows:
+                    self._fold_flow(key)
         self._fold_services()
 
     # ------------------------------------------------------------------ data path
@@ -536,13 +723,21 @@ class FastPathBackend(DataPlaneBase):
                     next_tick = now + TICK
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
-                        self._fold()
+                        self._fold_due(now)
                     self._send_all(self._tick(now), None)
-                if self._pipeline_generation() != self._generation:
+                if now >= self._next_retry and self._needs_retry():
+                    self._next_retry = now + RETRY_EVERY
+                    self._retry_waiting()
+                if self._dirty.pending():
                     try:
                         self._sync()
                     except BpfError as exc:
                         io[f"sync_error_{type(exc).__name__}"] += 1
+
+
+def _adds_last(row: tuple[object, object]) -> bool:
+    """Sort key: rows whose entry goes away (None) before rows that write one."""
+    return row[1] is not None
 
 
 def create_fastpath_backend(config: TofConfig) -> FastPathBackend:

@@ -25,7 +25,14 @@ class BuildError(DataPlaneError):
     """The eBPF program could not be compiled (clang or libbpf-dev missing?)."""
 
 
+HEADERS = ("budget.h",)  # included by the programs; copied next to them and hashed with them
+
+
 def source(name: str = SOURCE_NAME) -> bytes:
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+def header(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
@@ -48,7 +55,10 @@ def object_path(cache: Path = DEFAULT_CACHE, name: str = SOURCE_NAME) -> Path:
     guard's ``guard.bpf.c``), compiling it if it is not cached yet."""
     src = source(name)
     stem = name.removesuffix(".bpf.c")
-    digest = hashlib.sha256(src + _clang_version().encode()).hexdigest()[:16]
+    headers = {h: header(h) for h in HEADERS}
+    digest = hashlib.sha256(
+        src + b"".join(headers.values()) + _clang_version().encode()
+    ).hexdigest()[:16]
     target = cache / f"{stem}-{digest}.o"
     if target.exists():
         return target
@@ -56,6 +66,8 @@ def object_path(cache: Path = DEFAULT_CACHE, name: str = SOURCE_NAME) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         c_file = Path(tmp) / name
         c_file.write_bytes(src)
+        for hname, text in headers.items():
+            (Path(tmp) / hname).write_bytes(text)
         out = Path(tmp) / f"{stem}.o"
         argv = ["clang", "-O2", "-g", "-Wall", "-target", "bpf", *_arch_include()]
         try:

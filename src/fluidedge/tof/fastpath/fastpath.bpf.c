@@ -9,9 +9,13 @@
  *   flows    (proto, app, app port, ue, ue port) -> serviceIP, eNB, SGW, slot   NAT state
  *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
  * Anything not covered (unknown key, first packet of a flow, TCP SYN, fragments, IPv6, GTP-U
- * signalling, extension chains > 4, Pinger replies, GSO) is punted: S1 frames are redirected
- * to the punt veth the agent reads (token bucket per CPU; over the rate they are switched
- * unchanged), app replies are left to the TUN the agent reads (TC_ACT_OK).
+ * signalling, extension chains > 4 or longer than MAX_EXT_BYTES, Pinger replies, GSO) is
+ * punted: S1 frames are redirected to the punt veth the agent reads (three global token buckets,
+ * one per budget class: control messages, learning, data; over its class's rate a frame is
+ * switched unchanged), app replies are left to the TUN the agent reads (TC_ACT_OK).
+ *
+ * layout.py reads the enums and structs of this file (one source for the layout): keep them
+ * one declaration per enum/struct, fields in plain C types.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -20,6 +24,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+#include "budget.h"
 
 #define GTPU_PORT 2152
 #define GTPC_PORT 2123
@@ -27,6 +32,10 @@
 #define GTP_GPDU 255
 #define PINGER_ID 0xF1ED
 #define MAX_EXT 4
+/* Bound of the GTP-U header + extension chain (bytes after the 8-byte mandatory header):
+ * anything longer is punted, never parsed at a wrapped offset. */
+#define MAX_EXT_BYTES 256
+#define GTP_OFF (14 + 20 + 8)
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define ENCAP_LEN (14 + 20 + 8 + 8)
@@ -34,25 +43,36 @@
 
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
-	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_MAX,
+	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_CONTROL_RATE, CFG_CONTROL_BURST, CFG_LEARN_RATE,
+	CFG_LEARN_BURST, CFG_MAX,
 };
 
 enum stat_index {
 	ST_SWITCHED_NON_IP, ST_SWITCHED_NON_GTP, ST_PASS_UP, ST_PASS_DOWN, ST_OFFLOAD_UP,
 	ST_OFFLOAD_DOWN, ST_PUNT_ENB, ST_PUNT_SGW, ST_PUNT_LIMITED, ST_APPS_TO_AGENT, ST_ERRORS,
-	ST_FAILOPEN, ST_MAX,
+	ST_FAILOPEN, ST_LIMITED_CONTROL, ST_LIMITED_LEARN, ST_LIMITED_DATA, ST_MAX,
 };
 
 /* Why a frame went to the agent (punt_reasons index; names in layout.PUNT_REASONS). */
 enum punt_reason {
 	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
 	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
-	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_MAX,
+	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT, P_MAX,
+};
+
+/* Punt budget classes (punt_budget index): control messages and learning are never starved by
+ * data punts (layout.BUDGET_CLASS maps every reason to its class). */
+enum budget_class { B_CONTROL, B_LEARN, B_DATA, B_MAX };
+
+/* service_val.flags */
+enum service_flag {
+	SVC_PUNT = 1,      /* every packet of the service goes to the agent (e.g. app not ready) */
+	SVC_VIA_STACK = 2, /* offloaded packets enter the kernel stack (routing + netfilter) */
 };
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
 struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; __u32 ue; __u32 pad; };
-struct service_val { __u32 app; __u32 slot; };
+struct service_val { __u32 app; __u32 slot; __u32 flags; };
 struct flow_key { __u8 proto; __u8 pad; __u16 app_port; __u16 ue_port; __u16 pad2; __u32 app; __u32 ue; };
 struct flow_val { __u32 service; __u32 enb; __u32 sgw; __u32 slot; __u64 last_seen; };
 struct bearer_key { __u32 enb; __u32 sgw; __u32 ue; };
@@ -60,7 +80,7 @@ struct downlink_val {
 	__u8 eth[14]; __u8 tos; __u8 ttl; __u16 sport; __u16 pad; __u32 teid; __u64 offloaded;
 };
 struct service_stats { __u64 up_packets; __u64 up_bytes; __u64 down_packets; __u64 down_bytes; };
-struct bucket { __u64 tokens; __u64 last; };
+struct bucket { struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; };
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
@@ -68,17 +88,18 @@ struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, ST_MAX);
 	 __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, P_MAX);
 	 __type(key, __u32); __type(value, __u64); } punt_reasons SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
-	 __type(key, __u32); __type(value, struct bucket); } punt_bucket SEC(".maps");
+/* Global (not per CPU): the agent is one thread, whatever the number of cores. */
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, B_MAX);
+	 __type(key, __u32); __type(value, struct bucket); } punt_budget SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
 	 __type(key, __u32); __type(value, __u32); } ip_ident SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct tunnel_key); __type(value, struct tunnel_val); } tunnels SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, __u32); __type(value, struct service_val); } services SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 262144);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 262144); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct flow_key); __type(value, struct flow_val); } flows SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct bearer_key); __type(value, struct downlink_val); } downlink SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 4096);
 	 __type(key, __u32); __type(value, struct service_stats); } service_stats SEC(".maps");
@@ -96,29 +117,38 @@ static __always_inline void count(__u32 index)
 		*v += 1;
 }
 
-/* Per-CPU token bucket: tokens in units of 1e-9 packet, so no division on the hot path. */
-static __always_inline int punt_allowed(void)
+static __always_inline __u32 budget_class(__u32 reason)
 {
-	__u32 zero = 0;
-	struct bucket *b = bpf_map_lookup_elem(&punt_bucket, &zero);
-	__u64 rate = cfg_get(CFG_PUNT_RATE), burst = cfg_get(CFG_PUNT_BURST);
-	__u64 now = bpf_ktime_get_ns(), cap, tokens;
+	switch (reason) {
+	case P_GTP_MESSAGE: /* echo, End Marker, Error Indication... */
+	case P_GTPC:
+	case P_PINGER_REPLY:
+		return B_CONTROL;
+	case P_UNKNOWN_TUNNEL:
+	case P_UE_CHANGED:
+		return B_LEARN;
+	default:
+		return B_DATA;
+	}
+}
+
+/* One global token bucket per budget class (budget.h), under the map value's spin lock. */
+static __always_inline int punt_allowed(__u32 klass)
+{
+	struct bucket *b = bpf_map_lookup_elem(&punt_budget, &klass);
+	__u32 rate_i = klass == B_CONTROL ? CFG_CONTROL_RATE :
+		       klass == B_LEARN	  ? CFG_LEARN_RATE :
+					    CFG_PUNT_RATE;
+	__u64 rate = cfg_get(rate_i), burst = cfg_get(rate_i + 1);
+	__u64 now = bpf_ktime_get_ns();
+	int ok;
 
 	if (!b)
 		return 0;
-	if (rate == 0)
-		return 1;
-	cap = burst * 1000000000ULL;
-	tokens = b->tokens + (now - b->last) * rate;
-	if (tokens > cap || now < b->last)
-		tokens = cap;
-	b->last = now;
-	if (tokens < 1000000000ULL) {
-		b->tokens = tokens;
-		return 0;
-	}
-	b->tokens = tokens - 1000000000ULL;
-	return 1;
+	bpf_spin_lock(&b->lock);
+	ok = budget_take(&b->tokens, &b->last, now, rate, burst);
+	bpf_spin_unlock(&b->lock);
+	return ok;
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -143,8 +173,10 @@ static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
 	__u64 *why = bpf_map_lookup_elem(&punt_reasons, &reason);
 	if (why)
 		*why += 1;
-	if (!punt_allowed()) {
+	__u32 klass = budget_class(reason);
+	if (!punt_allowed(klass)) {
 		count(ST_PUNT_LIMITED);
+		count(ST_LIMITED_CONTROL + klass);
 		return switch_to(other);
 	}
 	count(from_enb ? ST_PUNT_ENB : ST_PUNT_SGW);
@@ -160,7 +192,7 @@ static __always_inline int punt(int from_enb, __u32 other, __u32 reason)
  * the kernel routes it, resolving neighbours and sending ICMP errors as usual. The bytes the
  * app receives are the same either way.
  */
-static __always_inline int to_app(struct __sk_buff *skb)
+static __always_inline int to_app(struct __sk_buff *skb, __u32 svc_flags)
 {
 	__u32 tun = cfg_get(CFG_TUN_IF);
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
@@ -169,7 +201,9 @@ static __always_inline int to_app(struct __sk_buff *skb)
 	__u16 old_word, new_word;
 	__u8 ttl;
 
-	if ((void *)(ip + 1) > end || ip->ttl <= 1)
+	/* The policy hook: a service whose traffic the host must filter (security groups) has its
+	 * offloaded packets enter the stack through the TUN, so routing and netfilter see them. */
+	if ((svc_flags & SVC_VIA_STACK) || (void *)(ip + 1) > end || ip->ttl <= 1)
 		return bpf_redirect(tun, BPF_F_INGRESS);
 	fib.family = 2; /* AF_INET */
 	fib.tos = ip->tos;
@@ -267,7 +301,11 @@ int s1_ingress(struct __sk_buff *skb)
 	if ((flags & 0xF0) != 0x30 || gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT) ||
 	    gtp_len + 8 + 8 + 20 != tot || skb->gso_size)
 		return punt(from_enb, other, P_GTP_MESSAGE);
-	off = 14 + 20 + 8 + 8;
+	/* The pipeline's classify() holds the UDP length to the IP and GTP-U lengths; whatever it
+	 * might call malformed is its to judge. */
+	if (bpf_ntohs(*(__u16 *)(udp + 4)) != tot - 20)
+		return punt(from_enb, other, P_OUTER_UDP_LENGTH);
+	off = GTP_OFF + 8;
 	if (flags & 0x07) {
 		__u8 opt[4], len = 0, next;
 		if (bpf_skb_load_bytes(skb, off, opt, 4) < 0)
@@ -282,16 +320,23 @@ int s1_ingress(struct __sk_buff *skb)
 			/* TS 29.281 §5.2.1 bits 10: the endpoint must read it; only the agent may offload */
 			if ((next & 0xC0) == 0x80 && next != EXT_PSC)
 				ext_endpoint = 1;
-			if (bpf_skb_load_bytes(skb, off & 0x7FF, &len, 1) < 0 || !len)
+			/* Bounded, not masked: past the bound the agent parses it. */
+			if (off > GTP_OFF + MAX_EXT_BYTES)
 				return punt(from_enb, other, P_EXTENSIONS);
-			off = (off + len * 4) & 0xFFF;
-			if (bpf_skb_load_bytes(skb, (off - 1) & 0xFFF, &next, 1) < 0)
+			if (bpf_skb_load_bytes(skb, off, &len, 1) < 0 || !len)
+				return punt(from_enb, other, P_EXTENSIONS);
+			off += len * 4;
+			if (off > GTP_OFF + MAX_EXT_BYTES)
+				return punt(from_enb, other, P_EXTENSIONS);
+			if (bpf_skb_load_bytes(skb, off - 1, &next, 1) < 0)
 				return punt(from_enb, other, P_EXTENSIONS);
 		}
 		if (next)
 			return punt(from_enb, other, P_EXTENSIONS);
 	}
-	ioff = off & 0xFFF;
+	if (off > GTP_OFF + MAX_EXT_BYTES)
+		return punt(from_enb, other, P_EXTENSIONS);
+	ioff = off;
 	struct iphdr inner;
 	__u8 l4b[20];
 	in = &inner;
@@ -347,6 +392,8 @@ int s1_ingress(struct __sk_buff *skb)
 	}
 	if (ext_endpoint)
 		return punt(from_enb, other, P_EXTENSIONS);
+	if (sv->flags & SVC_PUNT)
+		return punt(from_enb, other, P_SERVICE_PUNT);
 
 	/* Offload: an established flow to a service (its first packet made the agent create it). */
 	struct flow_key fk = {};
@@ -381,7 +428,7 @@ int s1_ingress(struct __sk_buff *skb)
 	if (!fv || fv->service != sip || fv->enb != ip->saddr || fv->sgw != ip->daddr ||
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
-	__u32 app = sv->app, slot = sv->slot;
+	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
 	__u64 now = bpf_ktime_get_ns();
 	__sync_fetch_and_add(&tv->packets, 1);
 	__sync_fetch_and_add(&tv->bytes, inner_len);
@@ -407,7 +454,7 @@ int s1_ingress(struct __sk_buff *skb)
 		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 	count(ST_OFFLOAD_UP);
-	return to_app(skb);
+	return to_app(skb, svc_flags);
 error:
 	count(ST_ERRORS);
 	return TC_ACT_SHOT;
@@ -466,7 +513,7 @@ int apps_egress(struct __sk_buff *skb)
 		goto agent;
 	__u32 sip = fv->service, app = in->saddr;
 	struct service_val *sv = bpf_map_lookup_elem(&services, &sip);
-	if (!sv || sv->app != app || sv->slot != fv->slot)
+	if (!sv || sv->app != app || sv->slot != fv->slot || (sv->flags & SVC_PUNT))
 		goto agent; /* stale flow: the agent drops it, as the pipeline does */
 	struct bearer_key bk = { fv->enb, fv->sgw, in->daddr };
 	struct downlink_val *dv = bpf_map_lookup_elem(&downlink, &bk);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 from pathlib import Path
 
@@ -20,7 +21,11 @@ BPF_EXIST = 2
 
 
 class BpfError(DataPlaneError):
-    """A libbpf call failed (load, pin, map update...)."""
+    """A libbpf call failed (load, pin, map update...); ``errno`` says why (0 if unknown)."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 def _load_lib() -> ctypes.CDLL:
@@ -44,6 +49,7 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_delete_elem": (i, [i, vp]),
         "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "bpf_map_lookup_batch": (i, [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp]),
         "libbpf_get_error": (ctypes.c_long, [vp]),
         "libbpf_num_possible_cpus": (i, []),
     }
@@ -67,7 +73,7 @@ def lib() -> ctypes.CDLL:
 def _check(rc: int, what: str) -> int:
     if rc < 0:
         err = -rc if rc != -1 else ctypes.get_errno()
-        raise BpfError(f"{what}: {os.strerror(err)}")
+        raise BpfError(f"{what}: {os.strerror(err)}", err)
     return rc
 
 
@@ -163,6 +169,37 @@ class BpfMap:
             ctypes.memmove(cur, nxt, self.key_size)
             prev = cur
         return out
+
+    def lookup_all(self, chunk: int = 8192) -> dict[bytes, bytes]:
+        """Every entry, read ``chunk`` at a time (``BPF_MAP_LOOKUP_BATCH``: a few system
+        calls for the whole map instead of one per key). Values as :meth:`lookup` returns them.
+        """
+        value_len = self._stride * self.cpus
+        keys = ctypes.create_string_buffer(self.key_size * chunk)
+        values = ctypes.create_string_buffer(value_len * chunk)
+        cursor_in = ctypes.create_string_buffer(max(self.key_size, 8))
+        cursor_out = ctypes.create_string_buffer(max(self.key_size, 8))
+        count = ctypes.c_uint32()
+        out: dict[bytes, bytes] = {}
+        first = True
+        while True:
+            count.value = chunk
+            rc = lib().bpf_map_lookup_batch(
+                self.fd, None if first else cursor_in, cursor_out, keys, values, count, None
+            )
+            err = ctypes.get_errno() if rc < 0 else 0
+            n = count.value
+            if n:
+                kraw, vraw = keys.raw, values.raw
+                ks, vs = self.key_size, value_len
+                for i in range(n):
+                    out[kraw[i * ks : (i + 1) * ks]] = vraw[i * vs : (i + 1) * vs]
+            if rc < 0:
+                if err == errno.ENOENT or (rc == -errno.ENOENT):
+                    return out
+                raise BpfError(f"map batch lookup: {os.strerror(err or -rc)}", err or -rc)
+            ctypes.memmove(cursor_in, cursor_out, len(cursor_out))
+            first = False
 
     def items(self) -> list[tuple[bytes, bytes]]:
         rows = []

@@ -1,0 +1,227 @@
+"""The fast path at its limits: full maps, punt budgets under a flood, others' tc filters,
+per-service policy flags (issue 14 items 2, 4, 7, 8)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from fluidedge.codec.stack import ethernet_frame
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.proc import run
+from fluidedge.tof.fastpath import layout as L
+from fluidedge.tof.fastpath.backend import FastPathBackend
+from fluidedge.tof.metrics import render
+from fluidedge.tof.models import Service
+
+from .scenario import (
+    APP_PORT,
+    ENB1,
+    ENB2,
+    PDN,
+    SGW1,
+    SVC,
+    UE1,
+    UE2,
+    P,
+    bad_udp_length,
+    config,
+    gtp_message,
+    inner_udp,
+    learn_bearer,
+    up,
+)
+from .topo import APP_IP, MAC_ENB, MAC_SGW, Topo, topology
+
+pytestmark = pytest.mark.root
+
+
+def _fast(backend: FastPathBackend) -> dict[str, int]:
+    fast = backend.stats()["fastpath"]
+    assert isinstance(fast, dict)
+    return fast
+
+
+def _maps(backend: FastPathBackend) -> dict[str, dict[str, int | bool]]:
+    return backend.map_report()
+
+
+def _app_datagrams(got: dict[str, list[bytes]]) -> list[bytes]:
+    return [f for f in got["app"] if f[12:14] == b"\x08\x00" and f[23] == 17]
+
+
+def test_full_maps_are_counted_alarmed_served_by_the_agent_and_retried() -> None:
+    with topology("m") as t:
+        sink = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sink.bind((APP_IP, APP_PORT))
+        backend = FastPathBackend(config(t), map_entries={"tunnels": 2, "flows": 1})
+        backend.start()
+        try:
+            assert _maps(backend)["tunnels"]["capacity"] == 2
+            backend.apply(
+                {
+                    "one": Service("one", SVC, APP_IP),
+                    "two": Service("two", "198.18.50.2", APP_IP),
+                }
+            )
+            learn_bearer(t)  # UE1: uplink + downlink key, the tunnels map is full
+            t.collect(0.3)
+            # A second bearer does not fit: refused, counted, its traffic through the agent.
+            second = up(ENB2, 0x301, inner_udp(UE2, PDN, 40000, 53, b"ue2"))
+            t.send("enb", second)
+            assert t.collect(0.3)["sgw"] == [second]
+            report = _maps(backend)["tunnels"]
+            assert report["entries"] == 2
+            assert report["waiting"] == 1
+            assert report["full"] is True
+            assert int(report["fullFailures"]) >= 1
+            before = _fast(backend)
+            t.send("enb", second)
+            assert t.collect(0.3)["sgw"] == [second]  # not lost: the agent forwards it
+            after = _fast(backend)
+            assert after["punt_unknown_tunnel"] == before["punt_unknown_tunnel"] + 1
+            # Flows: the map holds one; the second service's flow stays with the agent.
+            flow1 = up(ENB1, 0x100, inner_udp(UE1, P(SVC), 41000, APP_PORT, b"f1"))
+            flow2 = up(ENB1, 0x100, inner_udp(UE1, P("198.18.50.2"), 41001, APP_PORT, b"f2"))
+            for frame in (flow1, flow2):
+                t.send("enb", frame)
+                assert len(_app_datagrams(t.collect(0.3))) == 1
+            assert _maps(backend)["flows"]["waiting"] == 1
+            before = _fast(backend)
+            t.send("enb", flow1)
+            t.send("enb", flow2)
+            assert len(_app_datagrams(t.collect(0.3))) == 2
+            after = _fast(backend)
+            assert after["offloaded_uplink"] == before["offloaded_uplink"] + 1  # flow 1 only
+            assert after["punt_new_flow"] == before["punt_new_flow"] + 1  # flow 2: agent
+            metrics = render(backend.stats(), backend.tunnels())
+            assert 'fluidedge_tof_fastpath_map_full{map="flows"} 1' in metrics
+            assert 'fluidedge_tof_fastpath_map_full{map="tunnels"} 1' in metrics
+            # Room again (service "one" and its flow go): the waiting flow is written.
+            backend.apply({"two": Service("two", "198.18.50.2", APP_IP)})
+            assert _maps(backend)["flows"]["waiting"] == 0
+            before = _fast(backend)
+            t.send("enb", flow2)
+            assert len(_app_datagrams(t.collect(0.3))) == 1
+            assert _fast(backend)["offloaded_uplink"] == before["offloaded_uplink"] + 1
+            metrics = render(backend.stats(), backend.tunnels())
+            assert 'fluidedge_tof_fastpath_map_full{map="flows"} 0' in metrics
+        finally:
+            backend.stop()
+            sink.close()
+
+
+def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() -> None:
+    with topology("b") as t:
+        backend = FastPathBackend(config(t), punt_rate=50, punt_burst=20)
+        backend.start()
+        try:
+            learn_bearer(t)
+            t.collect(0.3)
+            to_pdn = inner_udp(UE1, PDN, 40000, 53, b"flood")
+            flood = bad_udp_length(up(ENB1, 0x100, to_pdn))  # a data punt (the agent's call)
+            echo = ethernet_frame(MAC_SGW, MAC_ENB, gtp_message(ENB1, SGW1, 1, 0))
+            sent_echo = 0
+            for i in range(600):
+                t.send("enb", flood)
+                if i % 20 == 0:
+                    t.send("enb", echo)
+                    sent_echo += 1
+                if i == 300:  # a new bearer in the middle of the flood
+                    t.send("enb", up(ENB2, 0x301, inner_udp(UE2, PDN, 40000, 53, b"new")))
+            got = t.collect(1.0)["sgw"]
+            assert len(got) == 600 + sent_echo + 1  # nothing lost
+            stats = backend.stats()
+            fast, counters = stats["fastpath"], stats["counters"]
+            assert isinstance(fast, dict)
+            assert isinstance(counters, dict)
+            assert fast["punt_limited_data"] > 0  # the flood was limited...
+            assert fast["punt_limited_control"] == 0  # ...the echo requests were not
+            assert fast["punt_limited_learn"] == 0
+            assert counters["gtpu_type_1"] == sent_echo  # every one reached the pipeline
+            assert counters["tunnels_learned_uplink"] == 2  # UE1, then UE2 during the flood
+            # An End Marker after the flood still reaches the agent, which drops the key.
+            end_marker = ethernet_frame(MAC_ENB, MAC_SGW, gtp_message(SGW1, ENB1, 254, 0x200))
+            t.send("sgw", end_marker)
+            t.collect(0.3)
+            counters = backend.stats()["counters"]
+            assert isinstance(counters, dict)
+            assert counters["gtpu_type_254"] == 1
+        finally:
+            backend.stop()
+
+
+def _filters(t: Topo, dev: str) -> str:
+    return run(
+        ["ip", "netns", "exec", t.host, "tc", "filter", "show", "dev", dev, "ingress"]
+    ).stdout
+
+
+def test_cleanup_leaves_a_foreign_clsact_filter_in_place() -> None:
+    with topology("c") as t:
+        tc = ["ip", "netns", "exec", t.host, "tc"]
+        run([*tc, "qdisc", "add", "dev", "s1enb", "clsact"])
+        # Another tool's filter: a classic BPF classifier that matches nothing (harmless).
+        run([*tc, "filter", "add", "dev", "s1enb", "ingress", "pref", "200", "bpf",
+             "bytecode", "1,6 0 0 0,", "classid", "1:1"])  # fmt: skip
+        backend = FastPathBackend(config(t).model_copy(update={"fail_open": False}))
+        backend.start()
+        try:
+            assert "s1_ingress" in _filters(t, "s1enb")
+            assert "pref 200 bpf" in _filters(t, "s1enb")
+        finally:
+            backend.stop()
+        # Ours gone on both interfaces, the foreign one still attached and working.
+        assert "s1_ingress" not in _filters(t, "s1enb")
+        assert "pref 200 bpf" in _filters(t, "s1enb")
+        assert "s1_ingress" not in _filters(t, "s1sgw")
+        # A clsact qdisc we created and left empty is removed.
+        qdiscs = run([*tc, "qdisc", "show", "dev", "s1sgw"]).stdout
+        assert "clsact" not in qdiscs
+
+
+def test_service_flags_punt_or_send_through_the_stack() -> None:
+    with topology("f") as t:
+        sink = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sink.bind((APP_IP, APP_PORT))
+        backend = FastPathBackend(config(t))
+        backend.start()
+        try:
+            backend.apply({"web": Service("web", SVC, APP_IP)})
+            learn_bearer(t)
+            frame = up(ENB1, 0x100, inner_udp(UE1, P(SVC), 41000, APP_PORT, b"x"))
+            t.send("enb", frame)  # first packet: flow created by the agent
+            t.collect(0.3)
+
+            def burst(n: int = 10) -> tuple[int, dict[str, int], int]:
+                fwd0, fast0 = _forwarded(t), _fast(backend)
+                for _ in range(n):
+                    t.send("enb", frame)
+                got = len(_app_datagrams(t.collect(0.3)))
+                fast = _fast(backend)
+                delta = {k: fast.get(k, 0) - fast0.get(k, 0) for k in fast}
+                return got, delta, _forwarded(t) - fwd0
+
+            got, delta, forwarded = burst()
+            assert (got, delta["offloaded_uplink"], forwarded) == (10, 10, 0)  # program routes
+            backend.set_service_flags("web", L.SERVICE_VIA_STACK)
+            got, delta, forwarded = burst()
+            # Still decapsulated in the kernel, but routed by the stack (netfilter sees it).
+            assert (got, delta["offloaded_uplink"]) == (10, 10)
+            assert forwarded >= 10
+            backend.set_service_flags("web", L.SERVICE_PUNT)
+            got, delta, _ = burst()
+            assert (got, delta["offloaded_uplink"], delta["punt_service_punt"]) == (10, 0, 10)
+            backend.set_service_flags("web", 0)
+            got, delta, forwarded = burst()
+            assert (got, delta["offloaded_uplink"], forwarded) == (10, 10, 0)
+        finally:
+            backend.stop()
+            sink.close()
+
+
+def _forwarded(t: Topo) -> int:
+    out = run(["ip", "netns", "exec", t.host, "cat", "/proc/net/snmp"])
+    names, values = (line.split() for line in out.stdout.splitlines()[:2])
+    return int(values[names.index("ForwDatagrams")])
