@@ -141,6 +141,11 @@ class InstancesConfig(BaseModel):
     builtin_templates: bool = True
     pool_scale: float = Field(default=1.0, ge=0, le=100, description="scales template pool sizes")
     networks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ovs_datapath: Literal["netdev", "system", "auto"] = Field(
+        default="netdev",
+        description="datapath of ovs networks: userspace netdev, the kernel's (one per host), "
+        "or auto (kernel where the openvswitch module exists)",
+    )
 
 
 @dataclass
@@ -341,6 +346,7 @@ class Manager:
         self.cgroups.prepare()
         private_dir(self.state_dir, parents=True)
         private_dir(self.shell_root)
+        network.use_state_dir(self.state_dir, self.config.ovs_datapath)
         self._build_rootfs()
         for spec_data, managed in self.tables.networks():
             spec = NetworkSpec.model_validate(spec_data)

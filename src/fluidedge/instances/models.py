@@ -472,10 +472,16 @@ class InstanceRequest(_Strict):
 
 
 class NetworkSpec(_Strict):
-    """A switch the daemon manages: a Linux bridge, optionally inside a network namespace."""
+    """A switch the daemon manages: a Linux bridge or an Open vSwitch bridge, optionally
+    inside a network namespace."""
 
     name: Name
     bridge: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+    driver: Literal["linuxbridge", "ovs"] = Field(
+        default="linuxbridge",
+        description="linuxbridge: a Linux bridge (kernel forwarding); ovs: a bridge on "
+        "fluidedge's own Open vSwitch (userspace netdev datapath, or the kernel one)",
+    )
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     subnet: str | None = Field(
         default=None,
