@@ -63,6 +63,7 @@ class OvsLab:
 
     def host(self, name: str, network: str, mac: str, *addresses: str) -> Host:
         index = len(self.hosts)
+        name_key = f"{network}/{name}"
         ns = f"{PREFIX}n{index}"
         dev = f"{PREFIX}v{index}"
         netns_mod.create(ns)
@@ -78,7 +79,7 @@ class OvsLab:
         run(["ip", "link", "set", dev, "up"])
         self.vsctl.add_port(self.bridges[network], dev, {"fluidedge-network": network})
         host = Host(name, ns, dev, network, mac, list(addresses))
-        self.hosts[name] = host
+        self.hosts[name_key] = host
         return host
 
     # ------------------------------------------------------------------ traffic
@@ -95,6 +96,8 @@ class OvsLab:
         def make() -> socket.socket:
             s = socket.socket(family, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
             s.listen(64)
             return s
