@@ -1,4 +1,5 @@
-"""Fixtures of the security-group functional tests on Open vSwitch."""
+"""The security-group functional tests' fixtures: ``sg_lab`` (both renderers, see
+tests/fixtures/secgroups_net.py) and ``ovs_lab`` (Open vSwitch specifics, ovs_lab.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.secgroups_net import sg_lab
+
 from .ovs_lab import OvsLab
+
+__all__ = ["ovs_lab", "sg_lab"]
 
 
 @pytest.fixture
