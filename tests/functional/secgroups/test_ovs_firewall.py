@@ -21,8 +21,10 @@ from fluidedge.codec.net.checksum import transport_checksum
 from fluidedge.lab.packets import ethernet, ipv4, mac_bytes
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs.ofctl import Ofctl, conntrack
+from fluidedge.secgroups.driver import FirewallDriver
 from fluidedge.secgroups.model import AddressPair, Port, Rule, SecurityGroup, default_group
-from fluidedge.secgroups.ovs_driver import OvsFirewall, parse_conntrack
+from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.ovs_driver import OvsConntrack, OvsRenderer, parse_conntrack
 from tests.fixtures.secgroups_ref import Conn, expected
 
 from .ovs_lab import Host, OvsLab
@@ -86,14 +88,29 @@ def _four(lab: OvsLab, net: str = "net-a") -> dict[str, Host]:
 
 
 @contextlib.contextmanager
-def _firewall(lab: OvsLab, ports: list[Port], groups: list[SecurityGroup]) -> Iterator[OvsFirewall]:
-    fw = OvsFirewall(lab.daemons, lab.bridges)
+def _firewall(
+    lab: OvsLab, ports: list[Port], groups: list[SecurityGroup]
+) -> Iterator[FirewallDriver]:
+    renderer = OvsRenderer(lambda _netns: lab.daemons)
+    fw = FirewallDriver(renderer, OvsConntrack(lambda _netns: lab.daemons))
     with fw.defer_apply():
+        for network, bridge in lab.bridges.items():
+            fw.bind_network(Binding(network=network, bridge=bridge))
         for g in groups:
-            fw.update_security_group(g)
+            fw.set_group(g)
         for p in ports:
             fw.prepare_port_filter(p)
     yield fw
+
+
+def _deleted(fw: FirewallDriver) -> int:
+    assert isinstance(fw.conntrack, OvsConntrack)
+    return fw.conntrack.deleted
+
+
+def _flows(fw: FirewallDriver, bridge: str) -> int:
+    assert isinstance(fw.renderer, OvsRenderer)
+    return len(fw.renderer.flows(bridge))
 
 
 def test_traffic_matrix_matches_the_reference_evaluator(ovs_lab: OvsLab) -> None:
@@ -196,20 +213,17 @@ def test_stateful_reply_cut_on_removal_and_unrelated_change_keeps(ovs_lab: OvsLa
         client.settimeout(ALLOW_T)
         assert client.recv(16) == b"reply"
         zone = ZONES["net-a"]
-        assert any(
-            e.fields.get("dport") == "8080"
-            for e in parse_conntrack(conntrack(ovs_lab.daemons, zone))
-        )
+        assert any(e.dport == 8080 for e in parse_conntrack(conntrack(ovs_lab.daemons, zone)))
         # An unrelated change (a new rule on another port range) keeps the live stream.
         extra = Rule(id="x", direction="ingress", protocol=17, port_range_min=9999)
         fw.update_security_group_rules("web", (*WEB.rules, extra))
         assert _delivers(client, conn, ALLOW_T)
-        assert fw.cut_connections == 0
+        assert _deleted(fw) == 0
         # Removing the rule that allowed it cuts it: entry deleted, packets no longer pass.
         fw.update_security_group_rules("web", tuple(r for r in WEB.rules if r.id != "http"))
-        assert fw.cut_connections >= 1
+        assert _deleted(fw) >= 1
         assert not any(
-            e.fields.get("dport") == "8080" and e.fields.get("src") == a.ip4
+            e.dport == 8080 and str(e.src) == a.ip4
             for e in parse_conntrack(conntrack(ovs_lab.daemons, zone))
         )
         assert not _delivers(client, conn, DENY_T)
@@ -383,7 +397,7 @@ def test_overlapping_subnets_stay_isolated_by_zone(ovs_lab: OvsLab) -> None:
         ca, sa = _stream_pair(ovs_lab, net_a["a"], net_a["b"], 8085, 45000)
         cb, sb = _stream_pair(ovs_lab, net_b["a"], net_b["b"], 8085, 45000)
         entries = parse_conntrack(conntrack(ovs_lab.daemons))
-        zones = {e.zone for e in entries if e.fields.get("sport") == "45000"}
+        zones = {e.zone for e in entries if e.sport == 45000}
         assert zones == {10, 11}
         for sock in (ca, sa, cb, sb):
             sock.close()
@@ -408,12 +422,12 @@ def test_restart_replaces_the_table_without_duplicates_or_stale_flows(ovs_lab: O
     bridge = ovs_lab.bridges["net-a"]
     with _firewall(ovs_lab, ports, [default_group(), WEB]) as first:
         installed = sorted(Ofctl(ovs_lab.daemons, bridge).dump())
-        assert len(installed) == len(first.flows(bridge))
+        assert len(installed) == _flows(first, bridge)
     # Something stale appears (e.g. left by an older version), then the driver restarts.
     Ofctl(ovs_lab.daemons, bridge).bundle(["add table=72,priority=70,reg5=99,actions=drop"])
     with _firewall(ovs_lab, ports, [default_group(), WEB]) as again:
         after = sorted(Ofctl(ovs_lab.daemons, bridge).dump())
         assert after == installed
-        assert len(after) == len(again.flows(bridge))
+        assert len(after) == _flows(again, bridge)
         ovs_lab.tcp_server(hosts["b"], 8080)
         assert ovs_lab.tcp_connects(hosts["a"], hosts["b"].ip4, 8080, ALLOW_T)

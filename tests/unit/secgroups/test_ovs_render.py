@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group
-from fluidedge.secgroups.ovs_driver import denied_entries, parse_conntrack
+from fluidedge.secgroups.ovs_driver import flush_tuple, parse_conntrack
 from fluidedge.secgroups.ovs_render import Flow, diff, port_masks, render
+from fluidedge.secgroups.verdict import admits_new, owner_of
 
 ip = ipaddress.ip_address
 
@@ -204,7 +205,7 @@ def test_flows_per_port_for_a_typical_group() -> None:
     assert 40 < count < 200, count
 
 
-def test_conntrack_dump_parsing_and_denied_entries() -> None:
+def test_conntrack_dump_parsing_and_flush_tuples() -> None:
     lines = [
         "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=40000,dport=80),"
         "reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=40000),zone=10,"
@@ -214,27 +215,36 @@ def test_conntrack_dump_parsing_and_denied_entries() -> None:
         "protoinfo=(state=ESTABLISHED)",
         "icmp,orig=(src=10.0.0.1,dst=10.0.0.2,id=7,type=8,code=0),"
         "reply=(src=10.0.0.2,dst=10.0.0.1,id=7,type=0,code=0),zone=10",
-        "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1,dport=22),reply=(...),zone=11",
+        "tcp,orig=(src=fd00::1,dst=fd00::2,sport=1,dport=22),reply=(...),zone=11",
         "garbage",
+        "tcp,orig=(src=nonsense,dst=10.0.0.2,sport=1,dport=2),zone=10",
     ]
     entries = parse_conntrack(lines)
-    assert [e.protocol for e in entries] == [6, 6, 1, 6]
-    assert entries[0].tuple_text() == (
+    assert [(e.protocol, e.zone) for e in entries] == [(6, 10), (6, 10), (1, 10), (6, 11)]
+    assert flush_tuple(entries[0]) == (
         "ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.2,ct_nw_proto=6,ct_tp_src=40000,ct_tp_dst=80"
     )
-    assert entries[2].tuple_text() == (
+    assert flush_tuple(entries[2]) == (
         "ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.2,ct_nw_proto=1,icmp_type=8,icmp_code=0,icmp_id=7"
     )
+    assert flush_tuple(entries[3]).startswith("ct_ipv6_src=fd00::1,ct_ipv6_dst=fd00::2,")
     web = SecurityGroup(
         id="web",
-        rules=(
-            Rule(id="http", direction="ingress", protocol=6, port_range_min=80, port_range_max=80),
-        ),
+        rules=(Rule(id="http", direction="ingress", protocol=6, port_range_min=80),),
     )
     open_out = SecurityGroup(id="out", rules=(Rule(id="o", direction="egress"),))
     program = compile_program(
         [_port("a", 1, groups=("out",)), _port("b", 2, groups=("web",))], [web, open_out]
     )
-    denied = denied_entries(program, "net-a", entries)
-    # Port 80 stays; ssh and ping are cut; the other zone's entry is not this network's.
-    assert [(e.protocol, e.fields.get("dport")) for e in denied] == [(6, "22"), (1, None)]
+    # What the driver would cut: ssh and ping, not port 80.
+    denied = [
+        e
+        for e in entries[:3]
+        if not admits_new(
+            program,
+            owner_of(program, "net-a", e.src),
+            owner_of(program, "net-a", e.dst),
+            e.flow(),
+        )
+    ]
+    assert [(e.protocol, e.dport) for e in denied] == [(6, 22), (1, None)]
