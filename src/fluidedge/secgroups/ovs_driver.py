@@ -28,6 +28,7 @@ from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
+from fluidedge.secgroups.driver import Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -158,3 +159,70 @@ class OvsConntrack(Conntrack):
         except OvsError as exc:
             raise FilterFailure(f"ovs conntrack: {exc}") from exc
         self.deleted += 1
+
+
+def is_ovs_binding(binding: Binding) -> bool:
+    """Whether the network's bridge is a bridge of our Open vSwitch (the ``ovs`` driver)."""
+    from fluidedge.ovs import bridges  # noqa: PLC0415 (the registry only when asked)
+
+    try:
+        return binding.bridge in bridges.bridge_names(binding.netns)
+    except OvsError:
+        return False
+
+
+class SplitRenderer:
+    """One driver over both data planes: each network goes to the renderer of its switch
+    (Linux bridge: nftables; our Open vSwitch: OpenFlow), and :meth:`conntrack` gives the
+    matching connection tracker per zone (the kernel's, or the switch's own)."""
+
+    def __init__(
+        self,
+        linuxbridge: Renderer,
+        ovs: OvsRenderer,
+        is_ovs: Callable[[Binding], bool] = is_ovs_binding,
+    ) -> None:
+        self.linuxbridge = linuxbridge
+        self.ovs = ovs
+        self.is_ovs = is_ovs
+        self.kinds: dict[str, bool] = {}
+        self.ovs_zones: set[tuple[str | None, int]] = set()
+
+    def _pick(self, binding: Binding) -> Renderer:
+        ovs = self.kinds.get(binding.network)
+        if ovs is None:
+            ovs = self.kinds[binding.network] = self.is_ovs(binding)
+        return self.ovs if ovs else self.linuxbridge
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        renderer = self._pick(binding)
+        zone = program.zone_of(binding.network)
+        if renderer is self.ovs and zone is not None:
+            self.ovs_zones.add((binding.netns, zone))
+        return renderer.apply_network(program, binding)
+
+    def remove_network(self, binding: Binding) -> None:
+        self._pick(binding).remove_network(binding)
+        self.kinds.pop(binding.network, None)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return self._pick(binding).zone_netns(binding)
+
+    def conntrack(self, kernel: Conntrack) -> Conntrack:
+        return _SplitConntrack(self, kernel, OvsConntrack(self.ovs.switch_of))
+
+
+class _SplitConntrack(Conntrack):
+    def __init__(self, split: SplitRenderer, kernel: Conntrack, ovs: OvsConntrack) -> None:
+        self.split = split
+        self.kernel = kernel
+        self.ovs = ovs
+
+    def _of(self, netns: str | None, zone: int) -> Conntrack:
+        return self.ovs if (netns, zone) in self.split.ovs_zones else self.kernel
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        return self._of(netns, zone).entries(netns, zone)
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        self._of(netns, entry.zone).delete(netns, entry)

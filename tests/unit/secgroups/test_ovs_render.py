@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import compile_program
+from fluidedge.secgroups.conntrack import Conntrack, Entry
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group
-from fluidedge.secgroups.ovs_driver import flush_tuple, parse_conntrack
+from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer, flush_tuple, parse_conntrack
 from fluidedge.secgroups.ovs_render import Flow, diff, port_masks, render
 from fluidedge.secgroups.verdict import admits_new, owner_of
 
@@ -248,3 +250,49 @@ def test_conntrack_dump_parsing_and_flush_tuples() -> None:
         )
     ]
     assert [(e.protocol, e.dport) for e in denied] == [(6, 22), (1, None)]
+
+
+class _Recorder:
+    """A renderer/conntrack double: the real ones run in tests/functional/secgroups."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def apply_network(self, program: object, binding: Binding) -> bool:
+        self.calls.append(("apply", binding.network))
+        return True
+
+    def remove_network(self, binding: Binding) -> None:
+        self.calls.append(("remove", binding.network))
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return binding.netns
+
+
+def test_split_renderer_sends_each_network_to_its_switch() -> None:
+    lb = _Recorder()
+    ovs = OvsRenderer(lambda _netns: None)  # type: ignore[arg-type,return-value]
+    ovs_calls: list[str] = []
+    ovs.apply_network = lambda program, binding: bool(ovs_calls.append(binding.network)) or True  # type: ignore[method-assign]
+    split = SplitRenderer(lb, ovs, is_ovs=lambda b: b.bridge.startswith("ovs"))
+    a = _port("a", 1)
+    b = _port("b", 2, network="net-b", zone=11)
+    program = compile_program([a, b], [default_group()])
+    assert split.apply_network(program, Binding("net-a", "br0"))
+    assert split.apply_network(program, Binding("net-b", "ovsbr"))
+    assert lb.calls == [("apply", "net-a")]
+    assert ovs_calls == ["net-b"]
+    assert split.ovs_zones == {(None, 11)}
+    kernel = _KernelRecorder()
+    conntrack = split.conntrack(kernel)
+    assert conntrack.entries(None, 10) == []
+    assert kernel.asked == [(None, 10)]
+
+
+class _KernelRecorder(Conntrack):
+    def __init__(self) -> None:
+        self.asked: list[tuple[str | None, int]] = []
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        self.asked.append((netns, zone))
+        return []
