@@ -81,17 +81,9 @@ class Vsctl:
         """Plug interface ``port`` into ``bridge``; return its OpenFlow port number."""
         check_name(bridge)
         check_name(port)
-        self.run(
-            "--may-exist",
-            "add-port",
-            bridge,
-            port,
-            "--",
-            "set",
-            "Interface",
-            port,
-            *_ids("external_ids", external_ids),
-        )
+        ids = _ids("external_ids", external_ids)
+        extra = ["--", "set", "Interface", port, *ids] if ids else []
+        self.run("--may-exist", "add-port", bridge, port, *extra)
         return self.ofport(port)
 
     def del_port(self, port: str) -> None:

@@ -88,8 +88,15 @@ class OvsRenderer:
     def __init__(self, switch_of: SwitchOf) -> None:
         self.switch_of = switch_of
         self.installed: dict[str, list[ovs_render.Flow]] = {}
+        self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
 
-    def _ofports(self, daemons: OvsDaemons, bridge: str) -> dict[str, int]:
+    def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
+        """Device -> OpenFlow port of the bridge's ports; asked from OVSDB only when the set of
+        filtered devices changed (a rule change costs no query; a device that went and came
+        back may have a new port number, so any change of the set asks again)."""
+        cached = self._ofports_cache.get(bridge)
+        if cached is not None and cached[0] == frozenset(wanted):
+            return cached[1]
         vsctl = Vsctl(daemons)
         on_bridge = set(vsctl.ports(bridge))
         out = {}
@@ -97,12 +104,13 @@ class OvsRenderer:
             ofport = info["ofport"]
             if name in on_bridge and isinstance(ofport, int) and ofport > 0:
                 out[name] = ofport
+        self._ofports_cache[bridge] = (frozenset(wanted), out)
         return out
 
     def render(self, program: FilterProgram, binding: Binding) -> list[ovs_render.Flow]:
         daemons = self.switch_of(binding.netns)
-        ofports = self._ofports(daemons, binding.bridge)
         mine = {p.device for p in program.ports if p.network == binding.network}
+        ofports = self._ofports(daemons, binding.bridge, mine)
         return ovs_render.render(program, {d: n for d, n in ofports.items() if d in mine})
 
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
