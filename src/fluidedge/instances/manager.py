@@ -110,6 +110,19 @@ class CosBinder(Protocol):
     def unbind(self, instance: str) -> None: ...
 
 
+class PortHook(Protocol):
+    """What the security-group part offers instances (set as ``Manager.port_hook``)."""
+
+    def ports_up(self, inst: Instance, request: InstanceRequest, template: TemplateSpec) -> None:
+        """Filter the instance's interfaces (raises, changing nothing, if it cannot)."""
+
+    def ports_down(self, name: str) -> None:
+        """Drop the filters of instance ``name`` (absent: nothing to do)."""
+
+    def restored(self) -> None:
+        """The manager re-adopted its instances: filter them again."""
+
+
 class InstancesConfig(BaseModel):
     """The ``[instances]`` table of the daemon config."""
 
@@ -340,6 +353,9 @@ class Manager:
         self.bind_dirs: list[str] = []
         self.launcher_kind = "c"
         self.cos_binder: CosBinder | None = None
+        # The security-group part, when enabled: filters an instance's interfaces before its
+        # workload starts and drops the filters when it goes (see fluidedge.secgroups.part).
+        self.port_hook: PortHook | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -377,6 +393,8 @@ class Manager:
         for name in self.templates:
             self.pools.setdefault(name, Pool())
         self._restore()
+        if self.port_hook is not None:
+            self.port_hook.restored()
         self._stopping = False
         for index in range(self.config.prepare_workers):
             worker = threading.Thread(
@@ -903,6 +921,9 @@ class Manager:
             if self.cos_binder is not None and (request.cos or template.cos):
                 with contextlib.suppress(Exception):
                     self.cos_binder.unbind(request.name)
+            if self.port_hook is not None:
+                with contextlib.suppress(Exception):
+                    self.port_hook.ports_down(request.name)
             with self._lock:
                 self._release(request.name)
                 self.instances.pop(request.name, None)
@@ -992,6 +1013,8 @@ class Manager:
             if nl is not None:
                 nl.close()
                 shell.nl = None
+        if self.port_hook is not None:
+            self.port_hook.ports_up(inst, request, template)
         timer.mark("network")
         signal_go(shell.directory / "assign" / GO_FIFO, shell.pid)
         timer.mark("start")
@@ -1126,6 +1149,8 @@ class Manager:
             with contextlib.suppress(RuntimeFailure):
                 self.cgroups.thaw(inst.id, timeout=0.5)
             self._destroy_container(inst.id, inst.shell_ifaces, inst.directory)
+            if self.port_hook is not None:
+                self.port_hook.ports_down(name)
             if inst.cos is not None and self.cos_binder is not None:
                 with contextlib.suppress(Exception):
                     self.cos_binder.unbind(name)

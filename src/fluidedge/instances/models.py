@@ -258,6 +258,45 @@ class ResourceOverrides(_Strict):
 class InterfaceSpec(_Strict):
     name: IfName
     network: Name
+    security_groups: list[Name] | None = Field(
+        default=None,
+        max_length=16,
+        description="security groups of the interface (the [secgroups] part); "
+        "default: the tenant's default group",
+    )
+    port_security: bool = Field(
+        default=True,
+        description="false: the interface is not filtered at all (no groups, no pairs)",
+    )
+    allowed_address_pairs: list[
+        Annotated[
+            str,
+            Field(json_schema_extra={"anyOf": [{"pattern": _IPV4_NET}, {"pattern": _IPV6_NET}]}),
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=8,
+        description="extra prefixes the interface may send from (e.g. a shared VIP)",
+    )
+
+    @field_validator("allowed_address_pairs")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        out = []
+        for text in value:
+            try:
+                out.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"invalid allowed address pair {text!r}: {exc}") from exc
+        return out
+
+    @model_validator(mode="after")
+    def _unfiltered_has_no_groups(self) -> InterfaceSpec:
+        if not self.port_security and (self.security_groups or self.allowed_address_pairs):
+            raise ValueError(
+                "port_security: an unfiltered interface takes no security groups or pairs"
+            )
+        return self
 
 
 class Readiness(_Strict):
@@ -383,6 +422,11 @@ class TemplateSpec(_Strict):
 
 
 class InterfaceAssignment(_Strict):
+    security_groups: list[Name] | None = Field(
+        default=None,
+        max_length=16,
+        description="security groups of this instance's interface (overrides the template's)",
+    )
     addresses: list[
         Annotated[
             str,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -147,8 +148,17 @@ def delete_bridge(spec: NetworkSpec) -> None:
             raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
 
 
+def mac_for(host_ifname: str) -> str:
+    """The MAC of the instance end of veth ``host_ifname``: locally administered, unicast,
+    derived from the (unique) host-end name, so the security-group part knows the address a
+    port may send from without asking the instance's namespace."""
+    digest = hashlib.sha256(host_ifname.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -> None:
-    """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns."""
+    """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
+    with the MAC :func:`mac_for` gives."""
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -162,7 +172,11 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
                     "add",
                     ifname=host_ifname,
                     kind="veth",
-                    peer={"ifname": container_ifname, "net_ns_fd": fd},
+                    peer={
+                        "ifname": container_ifname,
+                        "net_ns_fd": fd,
+                        "address": mac_for(host_ifname),
+                    },
                 )
             finally:
                 os.close(fd)
