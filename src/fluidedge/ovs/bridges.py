@@ -12,12 +12,13 @@ The registry is per process (the daemon has one state directory); :func:`configu
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovs import tool
 from fluidedge.ovs.daemons import OvsDaemons, resolve_datapath
-from fluidedge.ovs.errors import OvsNotRunning
+from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 
@@ -77,11 +78,32 @@ def ensure_bridge(bridge: str, netns: str | None, network: str) -> bool:
         vsctl = Vsctl(daemons)
         created = bridge not in vsctl.bridges()
         vsctl.add_bridge(bridge, {"fluidedge-network": network})
-        tool.run(netns_argv(netns, ["ip", "link", "set", bridge, "up"]), {})
+        _wait_link_up(vsctl, bridge, netns)
         ofctl = Ofctl(daemons, bridge)
         if created or not ofctl.dump():
             ofctl.bundle([f"add {BASE_FLOW}"])
         return created
+
+
+def _wait_link_up(vsctl: Vsctl, bridge: str, netns: str | None, timeout: float = 10.0) -> None:
+    """Set the bridge's own (internal) interface up once vswitchd has created it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = tool.run(netns_argv(netns, ["ip", "link", "set", bridge, "up"]), {}, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            log = vsctl.daemons.log_dir / "ovs-vswitchd.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "ovs-netdev: creating tap device failed: Device or resource busy" in text:
+                where = f"namespace {netns}" if netns else "the host namespace"
+                raise OvsFailure(
+                    f"ovs: another Open vSwitch with the userspace datapath already runs in "
+                    f"{where} (its 'ovs-netdev' device is taken; one such switch per network "
+                    "namespace): put this network in a namespace of its own"
+                )
+            raise OvsFailure(f"ovs: bridge {bridge} did not appear: {done.stderr.strip()}")
+        time.sleep(0.05)
 
 
 def delete_bridge(bridge: str, netns: str | None) -> None:

@@ -1,7 +1,11 @@
 """Our own ``ovsdb-server`` + ``ovs-vswitchd``: start, adopt, stop, without systemd.
 
 One pair per network namespace (a userspace-datapath switch opens its ports with AF_PACKET in
-the namespace it runs in, so a network inside a namespace needs a vswitchd there). Everything
+the namespace it runs in, so a network inside a namespace needs a vswitchd there), and at
+most one userspace-datapath switch per namespace on the whole host: the netdev datapath owns a
+persistent tap named ``ovs-netdev`` there, which a second switch cannot open (tests therefore
+put their switches in namespaces of their own). :meth:`OvsDaemons.stop` exits with
+``--cleanup`` so the taps go with the switch. Everything
 lives under ``root`` (mode 0700): ``db/conf.db``, ``run/`` (sockets, pidfiles, each bridge's
 ``.mgmt`` socket), ``log/``. The daemons detach, so they outlive a restart of the fluidedge
 daemon: :meth:`OvsDaemons.start` adopts a running pair (pidfile + a live control socket)

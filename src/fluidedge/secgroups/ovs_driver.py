@@ -216,6 +216,12 @@ class SplitRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)
 
+    def installed_networks(self, netns: str | None) -> set[str]:
+        """Networks with nftables tables in ``netns`` (reconciled at start; an ovs network's
+        first install replaces its whole table, which reconciles it)."""
+        installed = getattr(self.linuxbridge, "installed_networks", None)
+        return set(installed(netns)) if installed is not None else set()
+
     def conntrack(self, kernel: Conntrack) -> Conntrack:
         return _SplitConntrack(self, kernel, OvsConntrack(self.ovs.switch_of))
 

@@ -17,10 +17,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fluidedge.daemon.part import DaemonContext
+from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.secgroups.api import build_router
+from fluidedge.secgroups.conntrack import Conntrack
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
 from fluidedge.secgroups.errors import InvalidSecgroup
 from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer
 from fluidedge.secgroups.persist import Tables
 from fluidedge.secgroups.service import SecgroupService
 
@@ -114,5 +117,9 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
         SecgroupsConfig.model_validate(section)
     except ValidationError as exc:
         raise InvalidSecgroup(f"config [secgroups]: {exc}") from exc
-    service = SecgroupService(Tables(ctx.store), FirewallDriver(NftRenderer()))
+    # Linux-bridge networks render to nftables, ovs networks to OpenFlow on our own switch.
+    split = SplitRenderer(NftRenderer(), OvsRenderer(ovs_bridges.switch))
+    service = SecgroupService(
+        Tables(ctx.store), FirewallDriver(split, split.conntrack(Conntrack()))
+    )
     return SecgroupsPart(service, ctx)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,6 +26,18 @@ from fluidedge.ovs.vsctl import Vsctl
 from .conftest import ManagerFactory, bridge_name, in_netns
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def ovs_ns() -> Iterator[str]:
+    """A namespace of its own for the test's switch: the userspace datapath allows one switch
+    per namespace on the host, and other test runs may use the host namespace's."""
+    ns = f"fbo{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        yield ns
+    finally:
+        netns_mod.delete(ns)
 
 
 def _web(manager: Manager, network: str, pool: int = 2) -> None:
@@ -67,13 +80,19 @@ def _fetch(pid: int, target: str) -> str:
 
 
 def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
-    manager_factory: ManagerFactory,
+    manager_factory: ManagerFactory, ovs_ns: str
 ) -> None:
     manager = manager_factory(pool_scale=1)
     bridge = bridge_name("o")
-    spec = manager.create_network(NetworkSpec(name="ovsnet", bridge=bridge, driver="ovs"))
+    spec = manager.create_network(
+        NetworkSpec(name="ovsnet", bridge=bridge, driver="ovs", netns=ovs_ns)
+    )
     assert spec.driver == "ovs"
-    switch = ovs_bridges.switch(None)
+    switch = ovs_bridges.switch(ovs_ns)
+    assert switch.root.name == f"ns-{ovs_ns}"
+    # The bridge's own interface is in the namespace, not here.
+    assert run(["ip", "-n", ovs_ns, "link", "show", bridge]).returncode == 0
+    assert run(["ip", "link", "show", bridge], check=False).returncode != 0
     assert switch.running()
     # Private directories under the manager's state dir, 0700; nothing under /var/run.
     assert switch.root.is_relative_to(manager.state_dir)
@@ -85,7 +104,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     a = _instance(manager, "a", "198.18.30.2/24", "2001:db8:30::2/64")
     b = _instance(manager, "b", "198.18.30.3/24", "2001:db8:30::3/64")
 
-    ports = ovs_bridges.ports(bridge, None)
+    ports = ovs_bridges.ports(bridge, ovs_ns)
     ifaces = Vsctl(switch).interfaces()
     inst_a = manager.instances["a"]
     host_a = inst_a.interfaces[0].host_ifname
@@ -98,7 +117,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     assert isinstance(ofport, int)
     assert ofport > 0
     # Not on any Linux bridge.
-    assert "master" not in run(["ip", "-d", "link", "show", host_a]).stdout.split()
+    assert "master" not in run(["ip", "-n", ovs_ns, "-d", "link", "show", host_a]).stdout.split()
     # Real traffic through ovs-vswitchd: TCP (over both families) and ICMP.
     assert _fetch(b, "198.18.30.2") == "hello from a\n"
     assert _fetch(a, "[2001:db8:30::3]") == "hello from b\n"
@@ -109,73 +128,49 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
 
     # Deleting an instance removes its OVS port with its veth.
     manager.delete_instance("a")
-    assert host_a not in ovs_bridges.ports(bridge, None)
+    assert host_a not in ovs_bridges.ports(bridge, ovs_ns)
     assert host_a not in Vsctl(switch).interfaces()
 
     manager.purge()
     assert not switch.running()
     assert not switch.root.exists()
-    assert run(["ip", "link", "show", bridge], check=False).returncode != 0
-
-
-def test_ovs_network_in_a_namespace_gets_its_own_switch(manager_factory: ManagerFactory) -> None:
-    ns = f"fbo{os.getpid() % 100000}"
-    netns_mod.create(ns)
-    try:
-        manager = manager_factory(pool_scale=1)
-        bridge = bridge_name("n")
-        manager.create_network(NetworkSpec(name="nsnet", bridge=bridge, driver="ovs", netns=ns))
-        switch = ovs_bridges.switch(ns)
-        assert switch.running()
-        assert switch.root.name == f"ns-{ns}"
-        # The bridge's internal port is in the namespace, not here.
-        assert run(["ip", "-n", ns, "link", "show", bridge]).returncode == 0
-        assert run(["ip", "link", "show", bridge], check=False).returncode != 0
-        _web(manager, "nsnet")
-        assert manager.wait_pools(60)
-        a = _instance(manager, "a", "198.18.31.2/24")
-        _instance(manager, "b", "198.18.31.3/24")
-        assert _fetch(a, "198.18.31.3") == "hello from b\n"
-        manager.purge()
-        assert not switch.running()
-    finally:
-        netns_mod.delete(ns)
+    assert run(["ip", "-n", ovs_ns, "link", "show", bridge], check=False).returncode != 0
+    assert run(["ip", "-n", ovs_ns, "link", "show", "ovs-netdev"], check=False).returncode != 0
 
 
 def test_an_interface_that_is_not_our_bridge_is_not_adopted(
-    manager_factory: ManagerFactory,
+    manager_factory: ManagerFactory, ovs_ns: str
 ) -> None:
     manager = manager_factory(pool_scale=0)
     name = bridge_name("x")
-    run(["ip", "link", "add", name, "type", "veth", "peer", "name", name[:-1] + "y"])
-    try:
-        with pytest.raises(NotABridge, match="not a bridge of fluidedge's Open vSwitch"):
-            manager.create_network(NetworkSpec(name="x", bridge=name, driver="ovs"))
-        assert "x" not in manager.networks
-    finally:
-        run(["ip", "link", "del", name], check=False)
+    run(["ip", "-n", ovs_ns, "link", "add", name, "type", "veth", "peer", "name", "y0"])
+    with pytest.raises(NotABridge, match="not a bridge of fluidedge's Open vSwitch"):
+        manager.create_network(NetworkSpec(name="x", bridge=name, driver="ovs", netns=ovs_ns))
+    assert "x" not in manager.networks
 
 
-def test_restart_adopts_the_running_switch_and_its_ports(manager_factory: ManagerFactory) -> None:
+def test_restart_adopts_the_running_switch_and_its_ports(
+    manager_factory: ManagerFactory, ovs_ns: str
+) -> None:
     """A daemon restart (stop + a new manager on the same state) keeps the switch: same pids,
     same ports, traffic still flows; nothing is started twice."""
     first = manager_factory(pool_scale=1)
     bridge = bridge_name("r")
-    first.create_network(NetworkSpec(name="rnet", bridge=bridge, driver="ovs"))
+    first.create_network(NetworkSpec(name="rnet", bridge=bridge, driver="ovs", netns=ovs_ns))
     _web(first, "rnet")
     assert first.wait_pools(60)
     a = _instance(first, "a", "198.18.32.2/24")
     b = _instance(first, "b", "198.18.32.3/24")
-    switch = ovs_bridges.switch(None)
+    switch = ovs_bridges.switch(ovs_ns)
     pids = switch.pids()
     first.stop()
     again = Manager(first.config, first.tables.store, first.state_dir)
     again.start()
     try:
-        assert ovs_bridges.switch(None).pids() == pids
+        assert ovs_bridges.switch(ovs_ns).pids() == pids
         expected = {i.host_ifname for x in again.instances.values() for i in x.interfaces}
         expected |= {i.host_ifname for p in again.pools.values() for s in p.ready for i in s.ifaces}
-        assert set(ovs_bridges.ports(bridge, None)) == expected
+        assert set(ovs_bridges.ports(bridge, ovs_ns)) == expected
         assert _fetch(a, "198.18.32.3") == "hello from b\n"
         assert b
     finally:

@@ -47,7 +47,10 @@ class Host:
 
 class OvsLab:
     def __init__(self, root: Path, datapath: str = "netdev") -> None:
-        self.daemons = OvsDaemons(root / "ovs", None, datapath)
+        # The switch runs in a namespace of its own: one userspace datapath per namespace.
+        self.switch = f"{PREFIX}sw"
+        netns_mod.create(self.switch)
+        self.daemons = OvsDaemons(root / "ovs", self.switch, datapath)
         self.daemons.start()
         self.vsctl = Vsctl(self.daemons)
         self.bridges: dict[str, str] = {}
@@ -67,16 +70,32 @@ class OvsLab:
         ns = f"{PREFIX}n{index}"
         dev = f"{PREFIX}v{index}"
         netns_mod.create(ns)
-        run(["ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        sw = self.switch
+        run(
+            [
+                "ip",
+                "-n",
+                sw,
+                "link",
+                "add",
+                dev,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            ]
+        )
         run(["ip", "-n", ns, "link", "set", "eth0", "address", mac])
-        for where, ifname in ((None, dev), (ns, "eth0")):
-            prefix = [] if where is None else ["ip", "netns", "exec", where]
-            run([*prefix, "ethtool", "-K", ifname, "tx", "off"])
+        for where, ifname in ((sw, dev), (ns, "eth0")):
+            run(["ip", "netns", "exec", where, "ethtool", "-K", ifname, "tx", "off"])
         for address in addresses:
             extra = ["nodad"] if ":" in address else []
             run(["ip", "-n", ns, "addr", "add", address, "dev", "eth0", *extra])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        run(["ip", "link", "set", dev, "up"])
+        run(["ip", "-n", sw, "link", "set", dev, "up"])
         self.vsctl.add_port(self.bridges[network], dev, {"fluidedge-network": network})
         host = Host(name, ns, dev, network, mac, list(addresses))
         self.hosts[name_key] = host
@@ -169,6 +188,6 @@ class OvsLab:
         for host in self.hosts.values():
             with contextlib.suppress(Exception):
                 self.vsctl.del_port(host.device)
-            run(["ip", "link", "del", host.device], check=False)
             netns_mod.delete(host.netns)
         self.daemons.destroy()
+        netns_mod.delete(self.switch)
