@@ -59,7 +59,10 @@ def pct(values: list[float], q: float) -> float:
 
 class Bench:
     def __init__(self, root: Path) -> None:
-        self.daemons = OvsDaemons(root, None, "netdev")
+        # The switch gets a namespace of its own (one userspace datapath per namespace).
+        self.switch = f"{PREFIX}sw"
+        netns_mod.create(self.switch)
+        self.daemons = OvsDaemons(root, self.switch, "netdev")
         self.daemons.start()
         self.vsctl = Vsctl(self.daemons)
         self.bridge = f"{PREFIX}br"
@@ -77,25 +80,26 @@ class Bench:
             ns = f"{PREFIX}n{index}"
             netns_mod.create(ns)
             self.namespaces.append(ns)
-            sh("ip", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", self.switch, "link", "add", dev, "type", "veth",
+               "peer", "name", "eth0", "netns", ns)  # fmt: skip
             sh("ip", "-n", ns, "link", "set", "eth0", "address", mac)
             sh("ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off")
             sh("ip", "-n", ns, "addr", "add", f"{addr}/16", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
         else:
-            sh("ip", "link", "add", dev, "type", "veth", "peer", "name", f"{PREFIX}p{index}")
-        sh("ethtool", "-K", dev, "tx", "off")
-        sh("ip", "link", "set", dev, "up")
+            sh("ip", "-n", self.switch, "link", "add", dev, "type", "veth",
+               "peer", "name", f"{PREFIX}p{index}")  # fmt: skip
+        sh("ip", "netns", "exec", self.switch, "ethtool", "-K", dev, "tx", "off")
+        sh("ip", "-n", self.switch, "link", "set", dev, "up")
         self.vsctl.add_port(self.bridge, dev, {})
         self.devices.append(dev)
         return dev, mac, addr
 
     def close(self) -> None:
-        for dev in self.devices:
-            sh("ip", "link", "del", dev, check=False)
         for ns in self.namespaces:
             netns_mod.delete(ns)
         self.daemons.destroy()
+        netns_mod.delete(self.switch)
 
 
 def driver_for(bench: Bench) -> FirewallDriver:
