@@ -89,6 +89,7 @@ class OvsRenderer:
         self.switch_of = switch_of
         self.installed: dict[str, list[ovs_render.Flow]] = {}
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
+        self._conj: dict[str, ovs_render.ConjIds] = {}
 
     def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
         """Device -> OpenFlow port of the bridge's ports; asked from OVSDB only when the set of
@@ -111,7 +112,8 @@ class OvsRenderer:
         daemons = self.switch_of(binding.netns)
         mine = {p.device for p in program.ports if p.network == binding.network}
         ofports = self._ofports(daemons, binding.bridge, mine)
-        return ovs_render.render(program, {d: n for d, n in ofports.items() if d in mine})
+        conj = self._conj.setdefault(binding.bridge, ovs_render.ConjIds())
+        return ovs_render.render(program, {d: n for d, n in ofports.items() if d in mine}, conj)
 
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
         try:

@@ -307,21 +307,39 @@ def _stateful(t: _Table, table: int, reg: str, accept_est: str) -> None:
         )
 
 
-class _Conj:
-    """Conjunction ids, assigned in rendering order (deterministic for a given program)."""
+class ConjIds:
+    """Conjunction ids that stay with their clause across renders.
+
+    An id depends on the (port, direction, clause, state) it stands for, not on the order of
+    rendering, so adding a remote-group rule to one port does not renumber every later port's
+    conjunctions (which would turn a one-port change into a bundle rewriting the table). Ids of
+    clauses gone from the last render are reused. Keep one per bridge (the renderer does).
+    """
 
     def __init__(self) -> None:
-        self.next = 1
+        self.ids: dict[tuple[object, ...], int] = {}
+        self.used: set[tuple[object, ...]] = set()
 
-    def take(self) -> int:
-        value = self.next
-        self.next += 1
-        return value
+    def take(self, key: tuple[object, ...]) -> int:
+        self.used.add(key)
+        found = self.ids.get(key)
+        if found is None:
+            taken = set(self.ids.values())
+            found = next(i for i in range(1, len(taken) + 2) if i not in taken)
+            self.ids[key] = found
+        return found
+
+    def start(self) -> None:
+        self.used = set()
+
+    def finish(self) -> None:
+        """Forget the ids of clauses the last render did not use."""
+        self.ids = {k: v for k, v in self.ids.items() if k in self.used}
 
 
 def _clauses(
     t: _Table,
-    conj: _Conj,
+    conj: ConjIds,
     p: PortFilter,
     direction: Direction,
     *,
@@ -348,7 +366,7 @@ def _clauses(
             members = sets.get(clause.remote_set)
             if members is None or not members.members:
                 continue  # an empty group admits nobody
-            cid = conj.take()
+            cid = conj.take((p.port, direction, clause.key(), state))
             for member in members.members:
                 t.add(
                     table,
@@ -361,13 +379,16 @@ def _clauses(
             t.add(table, P_CONJ, f"conj_id={cid},{_dl(clause.ethertype)}", action)
 
 
-def render(program: FilterProgram, ofports: Mapping[str, int]) -> list[Flow]:
+def render(
+    program: FilterProgram, ofports: Mapping[str, int], conj: ConjIds | None = None
+) -> list[Flow]:
     """The whole flow table of a bridge: ``ofports`` maps the devices on it to their OpenFlow
     port numbers; ports of ``program`` on other bridges (devices not in ``ofports``) are left
     out, as are devices of ``ofports`` that ``program`` does not name (they go through the
     classifier's default: unfiltered, but filtered ports' ingress still applies to them)."""
     t = _Table()
-    conj = _Conj()
+    conj = conj if conj is not None else ConjIds()
+    conj.start()
     _common(t)
     sets = {s.name: s for s in program.address_sets}
     for p in program.ports:
@@ -440,6 +461,7 @@ def render(program: FilterProgram, ofports: Mapping[str, int]) -> list[Flow]:
                 t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={icmp_type}", to_next)
             if p.allow_router_advertisements:
                 t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={ICMPV6_RA}", to_next)
+    conj.finish()
     return t.result()
 
 
