@@ -22,7 +22,7 @@ OPENFLOW = "OpenFlow15"
 
 
 def check_flow(text: str) -> str:
-    if not _FLOW.match(text):
+    if not _FLOW.fullmatch(text):
         raise OvsFailure(f"ovs: refusing malformed flow text {text!r}")
     return text
 

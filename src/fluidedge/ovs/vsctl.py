@@ -23,7 +23,7 @@ PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise OvsFailure(f"ovs: invalid bridge/port name {name!r}")
     return name
 
@@ -31,7 +31,7 @@ def check_name(name: str) -> str:
 def _ids(column: str, ids: Mapping[str, str]) -> list[str]:
     out = []
     for key, value in sorted(ids.items()):
-        if not _KEY.match(key) or not _VALUE.match(value):
+        if not _KEY.fullmatch(key) or not _VALUE.fullmatch(value):
             raise OvsFailure(f"ovs: invalid external_ids entry {key!r}={value!r}")
         out.append(f'{column}:"{key}"="{value}"')
     return out
