@@ -39,6 +39,7 @@ clause is not rendered, i.e. it allows nothing here, where nftables would allow 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -91,7 +92,7 @@ P_CLAUSE = 70
 P_CONJ = 69
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Flow:
     """One flow: ``(table, priority, match)`` is its identity, as OpenFlow's strict match."""
 
@@ -120,8 +121,13 @@ class Flow:
 
 def port_masks(low: int, high: int) -> list[str]:
     """``[low, high]`` as the fewest ``value/mask`` matches (aligned power-of-two blocks)."""
+    return list(_port_masks(low, high))
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_masks(low: int, high: int) -> tuple[str, ...]:
     if (low, high) == (1, 65535):
-        return []
+        return ()
     out: list[str] = []
     value = low
     while value <= high:
@@ -133,7 +139,7 @@ def port_masks(low: int, high: int) -> list[str]:
         else:
             out.append(f"0x{value:04x}/0x{(0xFFFF ^ (size - 1)):04x}")
         value += size
-    return out
+    return tuple(out)
 
 
 def _net(prefix: IPNetwork) -> str:
@@ -200,9 +206,10 @@ class _Table:
         self.flows[key] = actions
 
     def result(self) -> list[Flow]:
-        flows = [Flow(*key, actions) for key, actions in self.flows.items()]
-        flows += [Flow(*key, ",".join(sorted(acts))) for key, acts in self.conj.items()]
-        return sorted(flows)
+        items = list(self.flows.items())
+        items += [(key, ",".join(sorted(acts))) for key, acts in self.conj.items()]
+        items.sort(key=lambda item: item[0])
+        return [Flow(t, p, m, actions) for (t, p, m), actions in items]
 
 
 def _set_regs(ofport: int, zone: int, table: int) -> str:
@@ -472,11 +479,17 @@ def texts(flows: Iterable[Flow]) -> list[str]:
 def diff(old: Sequence[Flow], new: Sequence[Flow]) -> list[str]:
     """The flow-mods turning table ``old`` into ``new``: deletions (strict), then additions
     and changed actions (an ``add`` of an existing identity replaces its actions)."""
-    before = {f.key: f for f in old}
-    after = {f.key: f for f in new}
-    mods = [f"delete_strict {before[k].spec()}" for k in sorted(before.keys() - after.keys())]
-    mods += [f"add {f.text()}" for k, f in sorted(after.items()) if before.get(k) != f]
-    return mods
+    before = {(f.table, f.priority, f.match): f for f in old}
+    mods = []
+    seen = set()
+    for f in new:
+        key = (f.table, f.priority, f.match)
+        seen.add(key)
+        was = before.get(key)
+        if was is None or was.actions != f.actions:
+            mods.append(f"add {f.text()}")
+    gone = [f"delete_strict {before[k].spec()}" for k in sorted(before.keys() - seen)]
+    return gone + mods
 
 
 def flows_per_port(flows: Sequence[Flow], ofport: int) -> int:
