@@ -28,11 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fluidedge.secgroups.compiler import compile_program  # noqa: E402
-from fluidedge.secgroups.driver import FirewallDriver, NftRenderer  # noqa: E402
-from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group  # noqa: E402
-from fluidedge.secgroups.nft import render_network  # noqa: E402
-from tests.fixtures.secgroups_net import SgLab, run  # noqa: E402
+from tests.fixtures.secgroups_net import SgLab, run
+
+from fluidedge.secgroups.compiler import compile_program
+from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
+from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group
+from fluidedge.secgroups.nft import render_network
 
 GROUPS = 10
 RULES_PER_GROUP = 100
@@ -121,21 +122,24 @@ def change_latency(lab: SgLab, changes: int) -> tuple[list[float], list[float]]:
 def iperf(lab: SgLab, udp: bool) -> float:
     s, c = lab.hosts["s"], lab.hosts["c"]
     server = subprocess.Popen(
-        ["ip", "netns", "exec", s.netns, "iperf3", "-s", "-1", "-p", "5201"],
+        ["ip", "netns", "exec", s.netns, "iperf3", "-s", "-p", "5201"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        deadline = time.monotonic() + 30
+        while ":5201 " not in run("ip", "netns", "exec", s.netns, "ss", "-ltn").stdout:
+            if time.monotonic() > deadline:
+                raise SystemExit("iperf3 server did not start")
+            time.sleep(0.05)
         args = ["-u", "-l", "64", "-b", "0"] if udp else []
-        for _ in range(50):
-            done = subprocess.run(
-                ["ip", "netns", "exec", c.netns, "iperf3", "-c", s.v4, "-p", "5201", "-t", "3",
-                 "-J", *args],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            if done.returncode == 0:
-                break
-            time.sleep(0.1)  # the server is not listening yet
+        done = subprocess.run(
+            ["ip", "netns", "exec", c.netns, "iperf3", "-c", s.v4, "-p", "5201", "-t", "3",
+             "-J", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
         result = json.loads(done.stdout)
+        if "error" in result:
+            raise SystemExit(f"iperf3: {result['error']}")
         end = result["end"]
         if udp:
             return float(end["sum"]["packets"] - end["sum"]["lost_packets"]) / float(
@@ -143,6 +147,7 @@ def iperf(lab: SgLab, udp: bool) -> float:
             )
         return float(end["sum_received"]["bits_per_second"])
     finally:
+        server.kill()
         server.wait(timeout=30)
 
 
@@ -183,12 +188,14 @@ def per_port(groups: list[SecurityGroup]) -> str:
 
 
 def lab_binding() -> object:
-    from fluidedge.secgroups.nft import Binding  # noqa: PLC0415
+    from fluidedge.secgroups.nft import Binding
 
     return Binding("n", "br", None)
 
 
-def scenario(label: str, groups: list[SecurityGroup], fillers: int, changes: int) -> dict[str, float]:
+def scenario(
+    label: str, groups: list[SecurityGroup], fillers: int, changes: int
+) -> dict[str, float]:
     lab = SgLab("linuxbridge")
     try:
         setup(lab, groups, fillers)
@@ -247,7 +254,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=40)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--only-throughput", action="store_true")
     args = parser.parse_args()
+    if args.only_throughput:
+        throughput()
+        return
     base = scenario("baseline", big_groups(1, 10), 0, args.changes)
     big = scenario("1000 rules/100 ports", big_groups(GROUPS, RULES_PER_GROUP), PORTS - 2,
                    args.changes)  # fmt: skip
