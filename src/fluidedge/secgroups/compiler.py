@@ -138,7 +138,13 @@ class Clause:
             -1 if self.port_max is None else self.port_max,
             -1 if self.icmp_type is None else self.icmp_type,
             -1 if self.icmp_code is None else self.icmp_code,
-            "" if self.remote_prefix is None else str(self.remote_prefix),
+            (0, 0, 0)
+            if self.remote_prefix is None
+            else (
+                self.remote_prefix.version,
+                int(self.remote_prefix.network_address),
+                self.remote_prefix.prefixlen,
+            ),
             "" if self.remote_set is None else self.remote_set,
         )
 
@@ -272,6 +278,41 @@ def _merge(clauses: Iterable[Clause]) -> tuple[Clause, ...]:
     return tuple(merged[k] for k in sorted(merged))
 
 
+def _port_clauses(
+    port: Port,
+    by_group: Mapping[str, SecurityGroup],
+    members: Mapping[tuple[str, str], set[IPNetwork]],
+    sets: dict[str, AddressSet],
+) -> tuple[tuple[Clause, ...], ...]:
+    """(ingress, egress) clauses of a port's groups; adds the address sets they name."""
+    by_direction: dict[Direction, list[Clause]] = {"ingress": [], "egress": []}
+    for group_id in port.groups:
+        sg = by_group[group_id]
+        for rule in sg.rules:
+            remote = None
+            if rule.remote_group is not None:
+                if rule.remote_group not in by_group:
+                    raise InvalidSecgroup(
+                        f"remote_group: rule {sg.id}/{rule.id} names unknown group "
+                        f"{rule.remote_group!r}"
+                    )
+                remote = set_name(rule.remote_group, port.zone, rule.ethertype)
+                if remote not in sets:
+                    addrs = members.get((rule.remote_group, port.network), set())
+                    sets[remote] = AddressSet(
+                        name=remote,
+                        group=rule.remote_group,
+                        network=port.network,
+                        zone=port.zone,
+                        ethertype=rule.ethertype,
+                        members=tuple(
+                            sorted(a for a in addrs if ethertype_of(a) == rule.ethertype)
+                        ),
+                    )
+            by_direction[rule.direction].append(_clause(rule, f"{sg.id}/{rule.id}", remote))
+    return _merge(by_direction["ingress"]), _merge(by_direction["egress"])
+
+
 def compile_program(
     ports: Iterable[Port], groups: Mapping[str, SecurityGroup] | Iterable[SecurityGroup]
 ) -> FilterProgram:
@@ -306,6 +347,7 @@ def compile_program(
 
     sets: dict[str, AddressSet] = {}
     filters: list[PortFilter] = []
+    clause_cache: dict[tuple[tuple[str, ...], str], tuple[tuple[Clause, ...], ...]] = {}
     for port in port_list:
         if not port.port_security:
             filters.append(
@@ -319,31 +361,12 @@ def compile_program(
                 )
             )
             continue
-        by_direction: dict[Direction, list[Clause]] = {"ingress": [], "egress": []}
-        for group_id in port.groups:
-            sg = by_group[group_id]
-            for rule in sg.rules:
-                remote = None
-                if rule.remote_group is not None:
-                    if rule.remote_group not in by_group:
-                        raise InvalidSecgroup(
-                            f"remote_group: rule {sg.id}/{rule.id} names unknown group "
-                            f"{rule.remote_group!r}"
-                        )
-                    remote = set_name(rule.remote_group, port.zone, rule.ethertype)
-                    if remote not in sets:
-                        addrs = members.get((rule.remote_group, port.network), set())
-                        sets[remote] = AddressSet(
-                            name=remote,
-                            group=rule.remote_group,
-                            network=port.network,
-                            zone=port.zone,
-                            ethertype=rule.ethertype,
-                            members=tuple(
-                                sorted(a for a in addrs if ethertype_of(a) == rule.ethertype)
-                            ),
-                        )
-                by_direction[rule.direction].append(_clause(rule, f"{sg.id}/{rule.id}", remote))
+        # Ports with the same groups on the same network share their clauses: computed once.
+        shared = clause_cache.get((port.groups, port.network))
+        if shared is None:
+            shared = _port_clauses(port, by_group, members, sets)
+            clause_cache[(port.groups, port.network)] = shared
+        ingress, egress = shared
         filters.append(
             PortFilter(
                 port=port.id,
@@ -355,8 +378,8 @@ def compile_program(
                 allowed_sources=allowed_sources(port),
                 allow_dhcp_server=port.allow_dhcp_server,
                 allow_router_advertisements=port.allow_router_advertisements,
-                ingress=_merge(by_direction["ingress"]),
-                egress=_merge(by_direction["egress"]),
+                ingress=ingress,
+                egress=egress,
             )
         )
     return FilterProgram(

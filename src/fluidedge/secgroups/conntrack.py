@@ -11,8 +11,10 @@ import ipaddress
 import subprocess
 from dataclasses import dataclass
 
+from fluidedge.errors import FluidedgeError
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.model import IPAddress
+from fluidedge.secgroups.nft import run_in_netns
 from fluidedge.secgroups.verdict import Flow
 
 TIMEOUT_S = 30.0
@@ -111,12 +113,9 @@ class Conntrack:
 
     @staticmethod
     def _run(netns: str | None, argv: list[str], ok: tuple[int, ...]) -> str:
-        cmd = argv if netns is None else ["ip", "netns", "exec", netns, *argv]
         try:
-            done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            done = run_in_netns(netns, argv)
+        except (OSError, subprocess.TimeoutExpired, FluidedgeError) as exc:
             raise FilterFailure(f"conntrack: {exc}") from exc
         if done.returncode not in ok:
             raise FilterFailure(f"conntrack {argv[1]}: {done.stderr.strip()[:2000]}")

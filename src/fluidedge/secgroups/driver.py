@@ -32,10 +32,46 @@ from fluidedge.secgroups.compiler import FilterProgram, compile_program
 from fluidedge.secgroups.conntrack import Conntrack
 from fluidedge.secgroups.errors import FilterFailure, GroupNotFound
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup
-from fluidedge.secgroups.nft import MAX_TAG, Binding, Nft, render_network, render_removal
+from fluidedge.secgroups.nft import (
+    MAX_TAG,
+    Binding,
+    Nft,
+    Table,
+    build_tables,
+    render_diff,
+    render_full,
+    render_removal,
+)
 from fluidedge.secgroups.verdict import admits_new, owner_of
 
 log = logging.getLogger(__name__)
+
+
+def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
+    """Whether ``new`` may refuse a connection ``old`` admitted on ``network`` (a clause or a
+    set member went, or a port's filtering came on): only then are live connections checked,
+    so widening changes (the common case: a rule or a member added) cost no conntrack walk."""
+    old_sets = {s.name: set(s.members) for s in old.address_sets if s.network == network}
+    new_sets = {s.name: set(s.members) for s in new.address_sets if s.network == network}
+    for before in old.ports:
+        if before.network != network:
+            continue
+        after = new.port(before.port)
+        if after is None:
+            continue  # the port is gone, and its connections with it
+        if not after.port_security:
+            continue
+        if not before.port_security:
+            return True
+        for direction in ("ingress", "egress"):
+            kept = {c.key() for c in after.clauses(direction)}
+            for clause in before.clauses(direction):
+                if clause.key() not in kept:
+                    return True
+                name = clause.remote_set
+                if name is not None and not old_sets.get(name, set()) <= new_sets.get(name, set()):
+                    return True
+    return False
 
 
 class Renderer(Protocol):
@@ -56,7 +92,7 @@ class NftRenderer:
 
     nft: Nft = field(default_factory=Nft)
     _tags: dict[str, dict[str, int]] = field(default_factory=dict)
-    _applied: dict[str, str] = field(default_factory=dict)
+    _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
     _prepared: set[str | None] = field(default_factory=set)
 
     def tags(self, program: FilterProgram, network: str) -> dict[str, int]:
@@ -74,23 +110,42 @@ class NftRenderer:
             tags[device] = tag
         return dict(tags)
 
-    def render(self, program: FilterProgram, binding: Binding) -> str:
-        return render_network(program, binding, self.tags(program, binding.network))
+    def render(
+        self, program: FilterProgram, binding: Binding
+    ) -> tuple[str, tuple[Table, Table] | None]:
+        """The transaction that brings the network's tables to ``program`` (only what changed
+        since the last apply when the tables' skeleton is the same, else the whole tables),
+        and the tables it installs."""
+        tables = build_tables(program, binding, self.tags(program, binding.network))
+        if binding.network in self._installed:
+            old = self._installed[binding.network]
+            if old is not None and tables is not None:
+                diff = render_diff(old, tables)
+                if diff is not None:
+                    return diff, tables
+            elif old is None and tables is None:
+                return "", tables
+        return render_full(binding.network, tables), tables
 
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
-        text = self.render(program, binding)
-        if self._applied.get(binding.network) == text:
+        text, tables = self.render(program, binding)
+        if not text:
             return False
         if binding.netns not in self._prepared:
             self.nft.enable_bridge_conntrack(binding.netns)
             self._prepared.add(binding.netns)
-        self.nft.apply(binding.netns, text)
-        self._applied[binding.network] = text
+        try:
+            self.nft.apply(binding.netns, text)
+        except Exception:
+            # what is installed is unknown now: the next apply replaces the tables whole
+            self._installed.pop(binding.network, None)
+            raise
+        self._installed[binding.network] = tables
         return True
 
     def remove_network(self, binding: Binding) -> None:
         self.nft.apply(binding.netns, render_removal(binding.network))
-        self._applied.pop(binding.network, None)
+        self._installed.pop(binding.network, None)
         self._tags.pop(binding.network, None)
 
     def zone_netns(self, binding: Binding) -> str | None:
@@ -225,7 +280,7 @@ class FirewallDriver:
                 except Exception:
                     self._dirty.add(network)
                     raise
-                if changed and old is not None:
+                if changed and old is not None and narrowed(old, program, network):
                     self._cut(program, binding)
 
     def _cut(self, program: FilterProgram, binding: Binding) -> None:

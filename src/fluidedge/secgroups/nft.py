@@ -36,11 +36,15 @@ transaction: a reader never sees half a policy, nothing stale survives, and conn
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from fluidedge.errors import FluidedgeError
+from fluidedge.linux import netns as netns_mod
 from fluidedge.secgroups.compiler import (
     DHCPV4_CLIENT,
     DHCPV4_SERVER,
@@ -51,6 +55,7 @@ from fluidedge.secgroups.compiler import (
     Clause,
     FilterProgram,
     PortFilter,
+    SourceAllow,
 )
 from fluidedge.secgroups.errors import FilterFailure, InvalidSecgroup
 from fluidedge.secgroups.model import PROTO_ICMP, PROTO_ICMPV6, Direction, IPNetwork
@@ -77,17 +82,6 @@ def _collapse(nets: Sequence[IPNetwork]) -> list[IPNetwork]:
     v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
     v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
     return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
-
-
-def _elements(items: Sequence[str]) -> str:
-    return "elements = { " + ", ".join(items) + " }" if items else ""
-
-
-def _set(name: str, kind: str, items: Sequence[str]) -> list[str]:
-    body = [f"  set {name} {{", f"    type {kind}; flags interval;"]
-    if items:
-        body.append("    " + _elements(items))
-    return [*body, "  }"]
 
 
 # What a filtered port's chains see first: invalid packets go, and a new TCP connection must
@@ -127,134 +121,175 @@ def _clause_expr(clause: Clause, direction: Direction) -> str:
 def _na_rule(mac: str, prefix: ipaddress.IPv6Network) -> str:
     mask = int(prefix.netmask)
     value = int(prefix.network_address)
-    return f"    ether saddr {mac} @th,64,128 & 0x{mask:032x} == 0x{value:032x} accept"
+    return f"ether saddr {mac} @th,64,128 & 0x{mask:032x} == 0x{value:032x} accept"
 
 
-def _bridge_table(ports: Sequence[tuple[int, PortFilter]]) -> list[str]:
-    out: list[str] = []
+Sets = dict[str, tuple[str, str]]
+Chains = dict[str, tuple[str, tuple[str, ...]]]
+_SET4 = "type ether_addr . ipv4_addr; flags interval;"
+_SET6 = "type ether_addr . ipv6_addr; flags interval;"
+
+
+@functools.lru_cache(maxsize=8192)
+def _bridge_port(
+    tag: int, sources: tuple[SourceAllow, ...], dhcp_server: bool, router_adverts: bool
+) -> tuple[
+    tuple[tuple[str, tuple[str, str]], ...], tuple[tuple[str, tuple[str, tuple[str, ...]]], ...]
+]:
+    """One port's sets and chains in the bridge table (cached by what they depend on)."""
+    src4 = [(x.mac, x.prefix) for x in sources if x.prefix.version == 4]
+    src6 = [(x.mac, x.prefix) for x in sources if x.prefix.version == 6]
+    items4 = [
+        f"{mac} . {net}"
+        for mac in sorted({m for m, _ in src4})
+        for net in _collapse([n for m, n in src4 if m == mac])
+    ]
+    items6 = [
+        f"{mac} . {net}"
+        for mac in sorted({m for m, _ in src6})
+        for net in _collapse([n for m, n in src6 if m == mac])
+    ]
+    macs = ", ".join(sorted({x.mac for x in sources}))
+    sec = [
+        f"ether saddr != {{ {macs} }} drop",
+        # ARP: probes (sender 0.0.0.0) or (frame MAC, sender IP) and (sender MAC, sender IP)
+        # both one of the port's pairs.
+        "ether type arp arp saddr ip 0.0.0.0 accept",
+        f"ether type arp ether saddr . arp saddr ip != @p{tag}_src4 drop",
+        f"ether type arp arp saddr ether . arp saddr ip != @p{tag}_src4 drop",
+        "ether type arp accept",
+        # IPv4: DHCP discovery from 0.0.0.0, else the source must be the port's.
+        f"ether type ip ip saddr 0.0.0.0 udp sport {DHCPV4_CLIENT} "
+        f"udp dport {DHCPV4_SERVER} accept",
+        f"ether type ip ether saddr . ip saddr != @p{tag}_src4 drop",
+    ]
+    if not dhcp_server:
+        sec.append(f"ether type ip udp sport {DHCPV4_SERVER} drop")
+    sec.append("ether type ip accept")
+    unspec = ", ".join(str(t) for t in ICMPV6_UNSPEC_OK)
+    sec += [
+        f"ether type ip6 ip6 saddr :: icmpv6 type {{ {unspec} }} accept",
+        f"ether type ip6 ether saddr . ip6 saddr != @p{tag}_src6 drop",
+    ]
+    if not router_adverts:
+        sec.append("ether type ip6 icmpv6 type nd-router-advert drop")
+    if not dhcp_server:
+        sec.append(f"ether type ip6 udp sport {DHCPV6_SERVER} drop")
+    sec += [
+        f"ether type ip6 icmpv6 type nd-neighbor-advert jump p{tag}_na",
+        "ether type ip6 accept",
+        "drop",
+    ]
+    na = [_na_rule(mac, net) for mac, net in src6 if isinstance(net, ipaddress.IPv6Network)]
+    sets = (
+        (f"p{tag}_src4", (_SET4, ", ".join(items4))),
+        (f"p{tag}_src6", (_SET6, ", ".join(items6))),
+    )
+    chains = (
+        (f"p{tag}_sec", ("", tuple(sec))),
+        (f"p{tag}_na", ("", (*na, "drop"))),
+        (
+            f"p{tag}_out",
+            (
+                "",
+                (
+                    "ether type != { arp, ip, ip6 } drop",
+                    f"meta mark set meta mark and 0x0000ffff or 0x{tag << 16:08x}",
+                ),
+            ),
+        ),
+    )
+    return sets, chains
+
+
+def _bridge_table(ports: Sequence[tuple[int, PortFilter]]) -> tuple[Sets, Chains]:
+    sets: Sets = {}
+    chains: Chains = {}
     for tag, p in ports:
-        src4 = [(s.mac, s.prefix) for s in p.allowed_sources if s.prefix.version == 4]
-        src6 = [(s.mac, s.prefix) for s in p.allowed_sources if s.prefix.version == 6]
-        items4 = [
-            f"{mac} . {net}"
-            for mac in sorted({m for m, _ in src4})
-            for net in _collapse([n for m, n in src4 if m == mac])
-        ]
-        items6 = [
-            f"{mac} . {net}"
-            for mac in sorted({m for m, _ in src6})
-            for net in _collapse([n for m, n in src6 if m == mac])
-        ]
-        out += _set(f"p{tag}_src4", "ether_addr . ipv4_addr", items4)
-        out += _set(f"p{tag}_src6", "ether_addr . ipv6_addr", items6)
-        macs = ", ".join(p.macs())
-        sec = [
-            f"  chain p{tag}_sec {{",
-            f"    ether saddr != {{ {macs} }} drop",
-            # ARP: probes (sender 0.0.0.0) or (frame MAC, sender IP) and (sender MAC,
-            # sender IP) both one of the port's pairs.
-            "    ether type arp arp saddr ip 0.0.0.0 accept",
-            f"    ether type arp ether saddr . arp saddr ip != @p{tag}_src4 drop",
-            f"    ether type arp arp saddr ether . arp saddr ip != @p{tag}_src4 drop",
-            "    ether type arp accept",
-            # IPv4: DHCP discovery from 0.0.0.0, else the source must be the port's.
-            f"    ether type ip ip saddr 0.0.0.0 udp sport {DHCPV4_CLIENT} "
-            f"udp dport {DHCPV4_SERVER} accept",
-            f"    ether type ip ether saddr . ip saddr != @p{tag}_src4 drop",
-        ]
-        if not p.allow_dhcp_server:
-            sec.append(f"    ether type ip udp sport {DHCPV4_SERVER} drop")
-        sec.append("    ether type ip accept")
-        unspec = ", ".join(str(t) for t in ICMPV6_UNSPEC_OK)
-        sec += [
-            f"    ether type ip6 ip6 saddr :: icmpv6 type {{ {unspec} }} accept",
-            f"    ether type ip6 ether saddr . ip6 saddr != @p{tag}_src6 drop",
-        ]
-        if not p.allow_router_advertisements:
-            sec.append("    ether type ip6 icmpv6 type nd-router-advert drop")
-        if not p.allow_dhcp_server:
-            sec.append(f"    ether type ip6 udp sport {DHCPV6_SERVER} drop")
-        sec += [
-            f"    ether type ip6 icmpv6 type nd-neighbor-advert jump p{tag}_na",
-            "    ether type ip6 accept",
-            "    drop",
-            "  }",
-        ]
-        out += sec
-        out.append(f"  chain p{tag}_na {{")
-        for mac, net in src6:
-            if isinstance(net, ipaddress.IPv6Network):
-                out.append(_na_rule(mac, net))
-        out += ["    drop", "  }"]
-        out += [
-            f"  chain p{tag}_out {{",
-            "    ether type != { arp, ip, ip6 } drop",
-            f"    meta mark set meta mark and 0x0000ffff or 0x{tag << 16:08x}",
-            "  }",
-        ]
+        port_sets, port_chains = _bridge_port(
+            tag, p.allowed_sources, p.allow_dhcp_server, p.allow_router_advertisements
+        )
+        sets.update(port_sets)
+        chains.update(port_chains)
     if ports:
         marks = ", ".join(f'"{p.device}" : 0x{tag:08x}' for tag, p in ports)
         jumps = ", ".join(f'"{p.device}" : jump p{tag}_sec' for tag, p in ports)
         outs = ", ".join(f'"{p.device}" : jump p{tag}_out' for tag, p in ports)
-        out += [
-            "  chain pre {",
-            "    type filter hook prerouting priority -200; policy accept;",
-            f"    meta mark set iifname map {{ {marks} }}",
-            f"    iifname vmap {{ {jumps} }}",
-            "  }",
-            "  chain fe_fwd {",
-            "    type filter hook forward priority -200; policy accept;",
-            f"    oifname vmap {{ {outs} }}",
-            "  }",
-        ]
-    return out
+        chains["pre"] = (
+            "type filter hook prerouting priority -200; policy accept;",
+            (f"meta mark set iifname map {{ {marks} }}", f"iifname vmap {{ {jumps} }}"),
+        )
+        chains["fe_fwd"] = (
+            "type filter hook forward priority -200; policy accept;",
+            (f"oifname vmap {{ {outs} }}",),
+        )
+    return sets, chains
+
+
+_EG_HEAD = (
+    *(r.strip() for r in _NEW_ONLY),
+    f"udp sport {DHCPV4_CLIENT} udp dport {DHCPV4_SERVER} return",
+    f"udp sport {DHCPV6_CLIENT} udp dport {DHCPV6_SERVER} return",
+)
+_IN_HEAD = (
+    *(r.strip() for r in _NEW_ONLY),
+    f"udp sport {DHCPV4_SERVER} udp dport {DHCPV4_CLIENT} accept",
+    f"udp sport {DHCPV6_SERVER} udp dport {DHCPV6_CLIENT} accept",
+)
 
 
 def _inet_table(
     binding: Binding, zone: int, ports: Sequence[tuple[int, PortFilter]], sets: Sequence[AddressSet]
-) -> list[str]:
+) -> tuple[Sets, Chains]:
     br = binding.bridge
-    out: list[str] = []
-    for s in sets:
-        kind = "ipv4_addr" if s.ethertype == "IPv4" else "ipv6_addr"
-        out += _set(s.name, kind, [str(n) for n in _collapse(list(s.members))])
-    out += [
-        "  chain zpre {",
-        "    type filter hook prerouting priority -300; policy accept;",
-        f'    iifname "{br}" ct zone set {zone}',
-        "  }",
-        "  chain zout {",
-        "    type filter hook output priority -300; policy accept;",
-        f'    oifname "{br}" ct zone set {zone}',
-        "  }",
-    ]
+    out_sets: Sets = {}
+    for aset in sets:
+        kind = "ipv4_addr" if aset.ethertype == "IPv4" else "ipv6_addr"
+        out_sets[aset.name] = (
+            f"type {kind}; flags interval;",
+            ", ".join(str(n) for n in _collapse(list(aset.members))),
+        )
+    chains: Chains = {
+        "zpre": (
+            "type filter hook prerouting priority -300; policy accept;",
+            (f'iifname "{br}" ct zone set {zone}',),
+        ),
+        "zout": (
+            "type filter hook output priority -300; policy accept;",
+            (f'oifname "{br}" ct zone set {zone}',),
+        ),
+    }
+    # Ports with the same clauses (same groups) share one clause chain, named by a digest of
+    # its rules: 1,000 rules over 100 ports in 10 groups are 1,000 nft rules, not 10,000, and
+    # a chain's name stays the same while its content does (so updates can diff).
+    memo: dict[int, str | None] = {}
+
+    def shared(clauses: tuple[Clause, ...], direction: Direction) -> str | None:
+        key = id(clauses)
+        if key not in memo:
+            if not clauses:
+                memo[key] = None
+            else:
+                verdict = "accept" if direction == "ingress" else "goto net_in"
+                rules = tuple(f"{_clause_expr(c, direction)} {verdict}" for c in clauses)
+                digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:12]
+                name = f"c{'i' if direction == 'ingress' else 'e'}_{digest}"
+                chains[name] = ("", rules)
+                memo[key] = name
+        return memo[key]
+
     for tag, p in ports:
-        eg = [
-            f"  chain p{tag}_eg {{",
-            *_NEW_ONLY,
-            f"    udp sport {DHCPV4_CLIENT} udp dport {DHCPV4_SERVER} return",
-            f"    udp sport {DHCPV6_CLIENT} udp dport {DHCPV6_SERVER} return",
-        ]
-        eg += [f"    {_clause_expr(c, 'egress')} return" for c in p.egress]
-        out += [*eg, "    drop", "  }"]
-        ing = [
-            f"  chain p{tag}_in {{",
-            *_NEW_ONLY,
-            f"    udp sport {DHCPV4_SERVER} udp dport {DHCPV4_CLIENT} accept",
-            f"    udp sport {DHCPV6_SERVER} udp dport {DHCPV6_CLIENT} accept",
-        ]
-        ing += [f"    {_clause_expr(c, 'ingress')} accept" for c in p.ingress]
-        out += [*ing, "    drop", "  }"]
-    state = ["    ct state established,related,untracked accept"]
-    net = ["  chain net {", *state]
-    out_chain = ["  chain net_out {", *state]
+        eg, ing = shared(p.egress, "egress"), shared(p.ingress, "ingress")
+        chains[f"p{tag}_eg"] = ("", (*_EG_HEAD, *([f"jump {eg}"] if eg else []), "drop"))
+        chains[f"p{tag}_in"] = ("", (*_IN_HEAD, *([f"jump {ing}"] if ing else []), "drop"))
+    net = ["ct state established,related,untracked accept"]
+    net_in: list[str] = []
+    net_out = ["ct state established,related,untracked accept"]
     if ports:
         egs = ", ".join(f"0x{tag:08x} : jump p{tag}_eg" for tag, _ in ports)
         ins = ", ".join(f"0x{tag << 16:08x} : jump p{tag}_in" for tag, _ in ports)
-        net += [
-            f"    meta mark and 0x0000ffff vmap {{ {egs} }}",
-            f"    meta mark and 0xffff0000 vmap {{ {ins} }}",
-        ]
+        net.append(f"meta mark and 0x0000ffff vmap {{ {egs} }}")
+        net_in.append(f"meta mark and 0xffff0000 vmap {{ {ins} }}")
         # Host-originated traffic has no out-tag: its destination address names the port
         # (fixed addresses only; port security keeps another port from claiming them).
         for version, ip in ((4, "ip"), (6, "ip6")):
@@ -265,32 +300,60 @@ def _inet_table(
                         dests.setdefault(str(src.prefix.network_address), tag)
             if dests:
                 items = ", ".join(f"{a} : jump p{t}_in" for a, t in sorted(dests.items()))
-                out_chain.append(f"    {ip} daddr vmap {{ {items} }}")
-    out += [*net, "    accept", "  }", *out_chain, "    accept", "  }"]
-    out += [
-        "  chain fe_fwd {",
-        "    type filter hook forward priority 0; policy accept;",
-        f'    iifname "{br}" oifname "{br}" jump net',
-        "  }",
-        "  chain fe_in {",
-        "    type filter hook input priority 0; policy accept;",
-        f'    iifname "{br}" jump net',
-        "  }",
-        "  chain fe_out {",
-        "    type filter hook output priority 0; policy accept;",
-        f'    oifname "{br}" jump net_out',
-        "  }",
-    ]
-    return out
+                net_out.append(f"{ip} daddr vmap {{ {items} }}")
+    chains["net"] = ("", (*net, "goto net_in"))
+    chains["net_in"] = ("", (*net_in, "accept"))
+    chains["net_out"] = ("", (*net_out, "accept"))
+    chains["fe_fwd"] = (
+        "type filter hook forward priority 0; policy accept;",
+        (f'iifname "{br}" oifname "{br}" jump net',),
+    )
+    chains["fe_in"] = (
+        "type filter hook input priority 0; policy accept;",
+        (f'iifname "{br}" jump net',),
+    )
+    chains["fe_out"] = (
+        "type filter hook output priority 0; policy accept;",
+        (f'oifname "{br}" jump net_out',),
+    )
+    return out_sets, chains
 
 
-def render_network(program: FilterProgram, binding: Binding, tags: Mapping[str, int]) -> str:
-    """The ``nft -f`` text installing ``binding.network``'s part of ``program``.
+@dataclass(frozen=True)
+class Table:
+    """One table as data: sets (name -> (declaration, elements)) and chains (name -> (base
+    chain header or "", rules)), so two versions can be diffed into a small transaction."""
 
-    ``tags`` gives each filtered port's device a tag in 1..65535 (stable while the driver
-    lives, so a port keeps its chain names across updates).
-    """
+    family: str
+    name: str
+    sets: Mapping[str, tuple[str, str]]
+    chains: Mapping[str, tuple[str, tuple[str, ...]]]
+
+    def text(self) -> list[str]:
+        out = [f"table {self.family} {self.name} {{"]
+        for set_name, (decl, elements) in self.sets.items():
+            out += [f"  set {set_name} {{", f"    {decl}"]
+            if elements:
+                out.append(f"    elements = {{ {elements} }}")
+            out.append("  }")
+        for chain, (header, rules) in self.chains.items():
+            out.append(f"  chain {chain} {{")
+            if header:
+                out.append(f"    {header}")
+            out += [f"    {r}" for r in rules]
+            out.append("  }")
+        return [*out, "}"]
+
+
+def build_tables(
+    program: FilterProgram, binding: Binding, tags: Mapping[str, int]
+) -> tuple[Table, Table] | None:
+    """``binding.network``'s part of ``program`` as its two tables (None: no port, no
+    tables). ``tags`` gives each filtered port's device a tag in 1..65535 (stable while the
+    driver lives, so a port keeps its chain names across updates)."""
     zone = program.zone_of(binding.network)
+    if zone is None:
+        return None
     ports = sorted(
         (
             (tags[p.device], p)
@@ -304,18 +367,75 @@ def render_network(program: FilterProgram, binding: Binding, tags: Mapping[str, 
             raise InvalidSecgroup(f"tag: {tag} for {p.device} is outside 1..{MAX_TAG}")
     sets = [s for s in program.address_sets if s.network == binding.network]
     name = table_name(binding.network)
-    lines = [
-        f"table bridge {name} {{}}",
-        f"delete table bridge {name}",
-        f"table inet {name} {{}}",
-        f"delete table inet {name}",
-    ]
-    if zone is None:
-        # No port on this network: nothing to filter, the tables are just removed.
-        return "\n".join(lines) + "\n"
-    lines += [f"table bridge {name} {{", *_bridge_table(ports), "}"]
-    lines += [f"table inet {name} {{", *_inet_table(binding, zone, ports, sets), "}"]
+    return (
+        Table("bridge", name, *_bridge_table(ports)),
+        Table("inet", name, *_inet_table(binding, zone, ports, sets)),
+    )
+
+
+def render_full(network: str, tables: tuple[Table, Table] | None) -> str:
+    """Replace both tables whole (create-if-missing, delete, recreate) in one transaction."""
+    lines = render_removal(network).splitlines()
+    if tables is not None:
+        for table in tables:
+            lines += table.text()
     return "\n".join(lines) + "\n"
+
+
+def render_network(program: FilterProgram, binding: Binding, tags: Mapping[str, int]) -> str:
+    """The ``nft -f`` text installing ``binding.network``'s part of ``program`` whole."""
+    return render_full(binding.network, build_tables(program, binding, tags))
+
+
+def render_diff(old: tuple[Table, Table], new: tuple[Table, Table]) -> str | None:
+    """A transaction turning the installed ``old`` tables into ``new`` by touching only what
+    changed (None: a base chain changed, replace the tables whole; "": nothing changed).
+
+    Order inside the transaction: new sets and chains are declared first (rules may jump to
+    them), changed chains are flushed and refilled, chains and sets no rule names any more
+    are deleted last, changed sets are flushed and refilled.
+    """
+    out: list[str] = []
+    later: list[str] = []
+    for before, after in zip(old, new, strict=True):
+        where = f"{after.family} {after.name}"
+        for chain, (header, _) in after.chains.items():
+            seen = before.chains.get(chain)
+            if (seen is None and header) or (seen is not None and seen[0] != header):
+                return None
+        for chain in before.chains:
+            if before.chains[chain][0] and chain not in after.chains:
+                return None
+        for set_name, (decl, elements) in after.sets.items():
+            seen_set = before.sets.get(set_name)
+            if seen_set is None:
+                out.append(f"add set {where} {set_name} {{ {decl} }}")
+                if elements:
+                    out.append(f"add element {where} {set_name} {{ {elements} }}")
+            elif seen_set[0] != decl:
+                return None
+            elif seen_set[1] != elements:
+                later.append(f"flush set {where} {set_name}")
+                if elements:
+                    later.append(f"add element {where} {set_name} {{ {elements} }}")
+        for chain in after.chains:
+            if chain not in before.chains:
+                out.append(f"add chain {where} {chain}")
+        for chain, (_, rules) in after.chains.items():
+            seen_rules = before.chains.get(chain, ("", ()))[1]
+            if rules != seen_rules:
+                if chain in before.chains:
+                    out.append(f"flush chain {where} {chain}")
+                out += [f"add rule {where} {chain} {rule}" for rule in rules]
+        for chain in before.chains:
+            if chain not in after.chains:
+                later.insert(0, f"flush chain {where} {chain}")
+                later.append(f"delete chain {where} {chain}")
+        for set_name in before.sets:
+            if set_name not in after.sets:
+                later.append(f"delete set {where} {set_name}")
+    text = out + later
+    return "\n".join(text) + "\n" if text else ""
 
 
 def render_removal(network: str) -> str:
@@ -333,8 +453,18 @@ def render_removal(network: str) -> str:
     )
 
 
-def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    return argv if netns is None else ["ip", "netns", "exec", netns, *argv]
+def run_in_netns(
+    netns: str | None, argv: list[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` inside ``netns``: forked from a thread that entered the namespace (the
+    child inherits it), which saves ``ip netns exec``'s mount-namespace set-up per call."""
+
+    def call() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=NFT_TIMEOUT_S, check=False
+        )
+
+    return netns_mod.call_in_netns(netns, call)
 
 
 class Nft:
@@ -364,17 +494,9 @@ class Nft:
 
     @staticmethod
     def _run(netns: str | None, argv: list[str], stdin: str | None) -> str:
-        cmd = _in_netns(netns, argv)
         try:
-            done = subprocess.run(
-                cmd,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=NFT_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            done = run_in_netns(netns, argv, stdin)
+        except (OSError, subprocess.TimeoutExpired, FluidedgeError) as exc:
             raise FilterFailure(f"{argv[0]}: {exc}") from exc
         if done.returncode != 0:
             raise FilterFailure(f"{' '.join(argv[:3])}: {done.stderr.strip()[:2000]}")

@@ -4,6 +4,7 @@ installed tables reconciled (one pair per network, none left when the ports are 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from fluidedge.cli import app
 from fluidedge.daemon.client import Client, ClientError
 from fluidedge.daemon.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
@@ -188,9 +191,31 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
         assert _get(client, c1["pid"], app_ip) == "edge app app"
         assert _get(client, c2["pid"], app_ip) == "edge app app"
 
-    # a removed rule takes effect, and the port of a deleted instance goes
-    client.delete("/v1/security-groups/web/rules/http")
+    # the CLI: a rule removed takes effect, added back too; ports and groups listed
+    runner = CliRunner(env={"FLUIDEDGE_URL": sg_daemon.url, "FLUIDEDGE_TOKEN": sg_daemon.token})
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["secgroup", *args])
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    assert "deleted rule http" in cli("rule", "rm", "web", "http")
     assert _get(client, c1["pid"], app_ip) == ""
+    out = cli("rule", "add", "web", "--protocol", "tcp", "--port", "8080-8081",
+              "--remote-group", "clients", "--id", "http2")  # fmt: skip
+    assert "added rule http2" in out
+    assert _get(client, c1["pid"], app_ip) == "edge app app"
+    shown = json.loads(cli("show", "web", "--json"))
+    assert [(r["id"], r["port_range_min"], r["port_range_max"]) for r in shown["rules"]] == [
+        ("http2", 8080, 8081)
+    ]
+    ports = json.loads(cli("ports", "--json"))
+    assert sorted(p["instance"] for p in ports) == ["app", "c1", "c2"]
+    assert "c2/eth0: default" in cli("port-set", "c2", "eth0", "default")
+    assert _get(client, c2["pid"], app_ip) == ""
+    assert "clients" in cli("ls")
+
+    # the port of a deleted instance goes
     for name in ("app", "c1", "c2"):
         client.delete(f"/v1/instances/{name}")
     deadline = time.monotonic() + 10

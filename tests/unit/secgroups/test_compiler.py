@@ -264,3 +264,22 @@ def test_compiled_verdict_is_the_models(
                 ports,
             )
             assert admits_new(program, s, d, flow) == want, (s, d, conn)
+
+
+def test_narrowed_tells_widening_from_narrowing() -> None:
+    from fluidedge.secgroups.driver import narrowed
+
+    ssh = Rule(id="ssh", direction="ingress", protocol=6, port_range_min=22)
+    web = Rule(id="web", direction="ingress", protocol=6, port_range_min=80)
+    a, b = _port("a", 1, groups=("g",)), _port("b", 2, groups=("default",))
+    one = compile_program([a, b], [SecurityGroup(id="g", rules=(ssh,)), default_group()])
+    two = compile_program([a, b], [SecurityGroup(id="g", rules=(ssh, web)), default_group()])
+    assert not narrowed(one, two, "net-a")  # a rule added
+    assert narrowed(two, one, "net-a")  # a rule removed
+    fewer = compile_program([b], [default_group()])
+    more = compile_program([a, b, _port("c", 3, device="vc3")], [
+        SecurityGroup(id="g", rules=(ssh,)), default_group()])  # fmt: skip
+    assert not narrowed(one, more, "net-a")  # a member joined the default group's set
+    assert narrowed(more, one, "net-a")  # and left it
+    assert not narrowed(one, fewer, "net-a")  # a port gone: its connections went with it
+    assert not narrowed(one, two, "other")
