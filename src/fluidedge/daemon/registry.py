@@ -15,6 +15,7 @@ from fluidedge.daemon.part import PartFactory
 # name -> "module:function" of a PartFactory. Order is start order (stop is the reverse).
 PART_FACTORIES: dict[str, str] = {
     "instances": "fluidedge.instances.part:create_part",
+    "secgroups": "fluidedge.secgroups.part:create_part",
     "cat": "fluidedge.cat.part:create_part",
     "tof": "fluidedge.tof.part:create_part",
 }

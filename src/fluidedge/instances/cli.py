@@ -287,7 +287,9 @@ def _register_image(app: typer.Typer) -> None:
 
 
 def _register_network(app: typer.Typer) -> None:
-    network = typer.Typer(help="Instance networks (Linux bridges the daemon manages).")
+    network = typer.Typer(
+        help="Instance networks (Linux or Open vSwitch bridges the daemon manages)."
+    )
     app.add_typer(network, name="network")
 
     @network.command("create")
@@ -296,9 +298,18 @@ def _register_network(app: typer.Typer) -> None:
         bridge: Annotated[str, typer.Option(help="Bridge name (created if missing).")],
         netns: Annotated[str | None, typer.Option(help="Namespace of the bridge.")] = None,
         subnet: Annotated[str | None, typer.Option(help="Addresses must be inside.")] = None,
+        driver: Annotated[
+            str, typer.Option(help="linuxbridge (Linux bridge) or ovs (our Open vSwitch).")
+        ] = "linuxbridge",
     ) -> None:
         """Create (or adopt) a bridge as network NAME."""
-        body = {"name": name, "bridge": bridge, "netns": netns, "subnet": subnet}
+        body = {
+            "name": name,
+            "bridge": bridge,
+            "netns": netns,
+            "subnet": subnet,
+            "driver": driver,
+        }
         _client().post("/v1/networks", body)
         typer.echo(f"network {name} ready on bridge {bridge}")
 
@@ -308,8 +319,17 @@ def _register_network(app: typer.Typer) -> None:
         rows = _client().get("/v1/networks")
         _table(
             "networks",
-            ["name", "bridge", "netns", "subnet"],
-            [[r["name"], r["bridge"], r["netns"] or "-", r["subnet"] or "-"] for r in rows],
+            ["name", "driver", "bridge", "netns", "subnet"],
+            [
+                [
+                    r["name"],
+                    r.get("driver", "linuxbridge"),
+                    r["bridge"],
+                    r["netns"] or "-",
+                    r["subnet"] or "-",
+                ]
+                for r in rows
+            ],
         )
 
     @network.command("rm")

@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.instances.placement import Capacity, parse_cpuset
+
+if TYPE_CHECKING:
+    from fluidedge.instances.models import InstanceRequest, TemplateSpec
+    from fluidedge.instances.records import Instance
 
 
 class CosBinder(Protocol):
@@ -26,6 +30,19 @@ class CosBinder(Protocol):
         """Put the instance's tasks (at least ``pid``) into ``cos``."""
 
     def unbind(self, instance: str) -> None: ...
+
+
+class PortHook(Protocol):
+    """What the security-group part offers instances (set as ``Manager.port_hook``)."""
+
+    def ports_up(self, inst: Instance, request: InstanceRequest, template: TemplateSpec) -> None:
+        """Filter the instance's interfaces (raises, changing nothing, if it cannot)."""
+
+    def ports_down(self, name: str) -> None:
+        """Drop the filters of instance ``name`` (absent: nothing to do)."""
+
+    def restored(self) -> None:
+        """The manager re-adopted its instances: filter them again."""
 
 
 class InstancesConfig(BaseModel):
@@ -59,6 +76,11 @@ class InstancesConfig(BaseModel):
     builtin_templates: bool = True
     pool_scale: float = Field(default=1.0, ge=0, le=100, description="scales template pool sizes")
     networks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ovs_datapath: Literal["netdev", "system", "auto"] = Field(
+        default="netdev",
+        description="datapath of ovs networks: userspace netdev, the kernel's (one per host), "
+        "or auto (kernel where the openvswitch module exists)",
+    )
     userns_base: int = Field(
         default=1 << 30,
         ge=65536,

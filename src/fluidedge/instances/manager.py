@@ -36,7 +36,7 @@ from fluidedge.instances import cgroups, network, pool, reconcile, runc
 from fluidedge.instances.bundle import encode_assignment, workload_env
 from fluidedge.instances.catalog import Catalog
 from fluidedge.instances.cgroups import FREEZER_TIMEOUT
-from fluidedge.instances.config import CosBinder, InstancesConfig, capacity_of
+from fluidedge.instances.config import CosBinder, InstancesConfig, PortHook, capacity_of
 from fluidedge.instances.errors import (
     AddressInUse,
     InstanceNotFound,
@@ -71,7 +71,15 @@ from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 from fluidedge.instances.writer import Writer
 
-__all__ = ["CosBinder", "Instance", "InstancesConfig", "Manager", "Shell", "ShellIface"]
+__all__ = [
+    "CosBinder",
+    "Instance",
+    "InstancesConfig",
+    "Manager",
+    "PortHook",
+    "Shell",
+    "ShellIface",
+]
 
 log = logging.getLogger("fluidedge.instances")
 
@@ -131,6 +139,9 @@ class Manager:
         self._workers: list[threading.Thread] = []
         self._stopping = False
         self.cos_binder: CosBinder | None = None
+        # The security-group part, when enabled: filters an instance's interfaces before its
+        # workload starts and drops the filters when it goes (see fluidedge.secgroups.part).
+        self.port_hook: PortHook | None = None
         self.writer = Writer()
 
     # ------------------------------------------------------------------ the runc adapter
@@ -155,11 +166,14 @@ class Manager:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.images.load()
+        network.use_state_dir(self.state_dir, self.config.ovs_datapath)
         self.io.setup()
         self.catalog.load(self.config.networks, self.config.builtin_templates)
         for name in self.templates:
             self.pools.setdefault(name, Pool())
         reconcile.restore(self)
+        if self.port_hook is not None:
+            self.port_hook.restored()
         self._stopping = False
         for index in range(self.config.prepare_workers):
             worker = threading.Thread(
@@ -458,6 +472,9 @@ class Manager:
         if self.cos_binder is not None and (request.cos or template.cos):
             with contextlib.suppress(Exception):
                 self.cos_binder.unbind(request.name)
+        if self.port_hook is not None:
+            with contextlib.suppress(Exception):
+                self.port_hook.ports_down(request.name)
         with self.lock:
             self._release(request.name)
             self.instances.pop(request.name, None)
@@ -530,6 +547,8 @@ class Manager:
                 self.cos_binder.bind(inst.name, inst.cos, shell.pid)
             timer.mark("config")
             self.io.address(shell, interfaces)
+            if self.port_hook is not None:
+                self.port_hook.ports_up(inst, request, template)
             timer.mark("network")
         finally:
             failed = claim.exception()  # waits: a rollback must come after the claim
@@ -620,6 +639,8 @@ class Manager:
             with contextlib.suppress(RuntimeFailure):
                 self.io.thaw(inst.id, timeout=0.5)
             self.io.destroy(inst.id, inst.shell_ifaces, inst.directory)
+            if self.port_hook is not None:
+                self.port_hook.ports_down(name)
             if inst.cos is not None and self.cos_binder is not None:
                 with contextlib.suppress(Exception):
                     self.cos_binder.unbind(name)

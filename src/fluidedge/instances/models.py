@@ -260,6 +260,45 @@ class ResourceOverrides(_Strict):
 class InterfaceSpec(_Strict):
     name: IfName
     network: Name
+    security_groups: list[Name] | None = Field(
+        default=None,
+        max_length=16,
+        description="security groups of the interface (the [secgroups] part); "
+        "default: the tenant's default group",
+    )
+    port_security: bool = Field(
+        default=True,
+        description="false: the interface is not filtered at all (no groups, no pairs)",
+    )
+    allowed_address_pairs: list[
+        Annotated[
+            str,
+            Field(json_schema_extra={"anyOf": [{"pattern": _IPV4_NET}, {"pattern": _IPV6_NET}]}),
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=8,
+        description="extra prefixes the interface may send from (e.g. a shared VIP)",
+    )
+
+    @field_validator("allowed_address_pairs")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        out = []
+        for text in value:
+            try:
+                out.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"invalid allowed address pair {text!r}: {exc}") from exc
+        return out
+
+    @model_validator(mode="after")
+    def _unfiltered_has_no_groups(self) -> InterfaceSpec:
+        if not self.port_security and (self.security_groups or self.allowed_address_pairs):
+            raise ValueError(
+                "port_security: an unfiltered interface takes no security groups or pairs"
+            )
+        return self
 
 
 class Readiness(_Strict):
@@ -419,6 +458,11 @@ class TemplateSpec(_Strict):
 
 
 class InterfaceAssignment(_Strict):
+    security_groups: list[Name] | None = Field(
+        default=None,
+        max_length=16,
+        description="security groups of this instance's interface (overrides the template's)",
+    )
     addresses: list[
         Annotated[
             str,
@@ -508,10 +552,16 @@ class InstanceRequest(_Strict):
 
 
 class NetworkSpec(_Strict):
-    """A switch the daemon manages: a Linux bridge, optionally inside a network namespace."""
+    """A switch the daemon manages: a Linux bridge or an Open vSwitch bridge, optionally
+    inside a network namespace."""
 
     name: Name
     bridge: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+    driver: Literal["linuxbridge", "ovs"] = Field(
+        default="linuxbridge",
+        description="linuxbridge: a Linux bridge (kernel forwarding); ovs: a bridge on "
+        "fluidedge's own Open vSwitch (userspace netdev datapath, or the kernel one)",
+    )
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     subnet: str | None = Field(
         default=None,

@@ -1,4 +1,5 @@
-"""Networks: Linux bridges (optionally inside a network namespace) and the shells' veths.
+"""Networks: Linux bridges or Open vSwitch bridges (optionally inside a network namespace)
+and the shells' veths.
 
 Why a Linux bridge and not OVS: the kernel forwards between ports without a userspace datapath
 (this host has no OVS kernel module, so OVS would mean the slower netdev datapath for every
@@ -10,19 +11,31 @@ the TOF's apps interface is: that is how an edge-app instance serves a TOF servi
 A shell's interface is a veth pair created in the bridge's namespace with its peer created
 directly inside the shell's network namespace (one netlink request), enslaved and set up during
 the prepare phase; the execute phase only adds addresses (see :mod:`fluidedge.instances.nl`).
+
+A network's ``driver`` picks the switch: ``linuxbridge`` (the default, above) or ``ovs``, a
+bridge on fluidedge's own Open vSwitch (:mod:`fluidedge.ovs.bridges`: private ovsdb-server and
+ovs-vswitchd under the state directory, userspace ``netdev`` datapath here), the seed's §6
+design where security groups are OpenFlow tables with conntrack. On ``ovs`` the veth is the
+same; its host end becomes an OVS port (external_ids name the network and the interface) and
+TX checksum offload is turned off on both ends (the userspace datapath would forward TCP
+segments with checksums never computed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.linux import netns as netns_mod
+from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.ovs.errors import OvsError
 
 _handles: dict[str | None, Any] = {}
 _lock = threading.Lock()
@@ -39,6 +52,14 @@ def _ipr(netns: str | None) -> Any:
         handle = IPRoute() if netns is None else IPRoute(netns=netns)
         _handles[netns] = handle
     return handle
+
+
+def use_state_dir(state_dir: Path, ovs_datapath: str = "netdev") -> None:
+    """Where ``ovs`` networks keep their switches (``<state_dir>/ovs``), and their datapath."""
+    try:
+        ovs_bridges.configure(state_dir, ovs_datapath)
+    except OvsError as exc:
+        raise RuntimeFailure(f"ovs: {exc}") from exc
 
 
 def close_handles() -> None:
@@ -63,6 +84,8 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
     """
     if spec.netns is not None and not netns_mod.exists(spec.netns):
         raise NetnsNotFound(f"netns: network namespace {spec.netns!r} does not exist")
+    if spec.driver == "ovs":
+        return _ensure_ovs_bridge(spec)
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -88,9 +111,33 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
 
 
+def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
+    """The ``ovs`` driver's bridge: refuse a same-named interface that is not ours."""
+    with _lock:
+        try:
+            known = spec.bridge in ovs_bridges.bridge_names(spec.netns)
+            if not known and _index(_ipr(spec.netns), spec.bridge) is not None:
+                where = f" in namespace {spec.netns}" if spec.netns else ""
+                raise NotABridge(
+                    f"bridge: interface {spec.bridge}{where} exists and is not a bridge of "
+                    "fluidedge's Open vSwitch: not adopted"
+                )
+            return ovs_bridges.ensure_bridge(spec.bridge, spec.netns, spec.name)
+        except NotABridge:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: ovs bridge {spec.bridge}: {exc}") from exc
+
+
 def delete_bridge(spec: NetworkSpec) -> None:
     with _lock:
         if spec.netns is not None and not netns_mod.exists(spec.netns):
+            return
+        if spec.driver == "ovs":
+            try:
+                ovs_bridges.delete_bridge(spec.bridge, spec.netns)
+            except OvsError as exc:
+                raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
             return
         try:
             ipr = _ipr(spec.netns)
@@ -101,26 +148,51 @@ def delete_bridge(spec: NetworkSpec) -> None:
             raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
 
 
+def mac_for(host_ifname: str) -> str:
+    """The MAC of the instance end of veth ``host_ifname``: locally administered, unicast,
+    derived from the (unique) host-end name, so the security-group part knows the address a
+    port may send from without asking the instance's namespace."""
+    digest = hashlib.sha256(host_ifname.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -> None:
-    """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns."""
+    """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
+    with the MAC :func:`mac_for` gives."""
     with _lock:
         try:
             ipr = _ipr(spec.netns)
             bridge = _index(ipr, spec.bridge)
             if bridge is None:
                 raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge} is gone")
+            netns_path = f"/proc/{pid}/ns/net"
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 ipr.link(
                     "add",
                     ifname=host_ifname,
                     kind="veth",
-                    peer={"ifname": container_ifname, "net_ns_fd": fd},
+                    peer={
+                        "ifname": container_ifname,
+                        "net_ns_fd": fd,
+                        "address": mac_for(host_ifname),
+                    },
                 )
             finally:
                 os.close(fd)
             index = _index(ipr, host_ifname)
-            ipr.link("set", index=index, master=bridge, state="up")
+            if spec.driver == "ovs":
+                ipr.link("set", index=index, state="up")
+                ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
+                ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
+                ovs_bridges.add_port(
+                    spec.bridge,
+                    spec.netns,
+                    host_ifname,
+                    {"fluidedge-network": spec.name, "fluidedge-iface": container_ifname},
+                )
+            else:
+                ipr.link("set", index=index, master=bridge, state="up")
         except RuntimeFailure:
             raise
         except Exception as exc:
@@ -128,10 +200,17 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
 
 
 def unplug(netns: str | None, host_ifname: str) -> None:
-    """Delete a shell's veth by its host end (the peer goes with it); absent is fine."""
+    """Delete a shell's veth by its host end (the peer goes with it); absent is fine.
+
+    If our Open vSwitch in that namespace has a port of that name, it goes first (a port left
+    behind would be reopened by every later veth of the same name)."""
     with _lock:
         if netns is not None and not netns_mod.exists(netns):
             return
+        try:
+            ovs_bridges.del_port(netns, host_ifname)
+        except OvsError as exc:
+            raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
         try:
             ipr = _ipr(netns)
             index = _index(ipr, host_ifname)
@@ -157,6 +236,11 @@ def bridge_ports(spec: NetworkSpec) -> list[str]:
     with _lock:
         if spec.netns is not None and not netns_mod.exists(spec.netns):
             return []
+        if spec.driver == "ovs":
+            try:
+                return ovs_bridges.ports(spec.bridge, spec.netns)
+            except OvsError as exc:
+                raise RuntimeFailure(f"network {spec.name}: ports of {spec.bridge}: {exc}") from exc
         try:
             ipr = _ipr(spec.netns)
             bridge = _index(ipr, spec.bridge)

@@ -1,0 +1,159 @@
+"""What the instance networks' ``ovs`` driver calls: bridges and ports on our own switches.
+
+One switch (ovsdb-server + ovs-vswitchd, see :mod:`.daemons`) per network namespace, under
+``<state dir>/ovs/<namespace or "host">``, started on the first bridge and stopped (its
+directory removed) when its last bridge goes. A new bridge is ``fail_mode=secure`` with one
+flow, ``priority=0 actions=NORMAL`` in table 0 (a learning switch); the security-group
+renderer replaces the whole table atomically when it takes the bridge over.
+
+The registry is per process (the daemon has one state directory); :func:`configure` sets it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from fluidedge.linux.proc import netns_argv
+from fluidedge.ovs import tool
+from fluidedge.ovs.daemons import OvsDaemons, resolve_datapath
+from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
+
+BASE_FLOW = "table=0,priority=0,actions=NORMAL"
+
+_lock = threading.RLock()
+_base: Path | None = None
+_datapath = "netdev"
+_switches: dict[tuple[Path, str | None], OvsDaemons] = {}
+
+
+def configure(state_dir: Path, datapath: str = "netdev") -> None:
+    """Put this process's switches under ``state_dir/ovs``; ``datapath``: netdev/system/auto."""
+    global _base, _datapath  # noqa: PLW0603 (one registry per process, set at start)
+    with _lock:
+        _base = state_dir / "ovs"
+        _datapath = resolve_datapath(datapath)
+
+
+def _root(netns: str | None) -> Path:
+    if _base is None:
+        raise OvsNotRunning("ovs: no state directory configured for Open vSwitch networks")
+    return _base / (f"ns-{netns}" if netns else "host")
+
+
+def switch(netns: str | None, *, start: bool = False) -> OvsDaemons:
+    """The switch of namespace ``netns`` (started or adopted if ``start``)."""
+    with _lock:
+        root = _root(netns)
+        key = (root, netns)
+        daemons = _switches.get(key)
+        if daemons is None:
+            daemons = OvsDaemons(root, netns, _datapath)
+            _switches[key] = daemons
+        if start:
+            daemons.start()
+        return daemons
+
+
+def running_switch(netns: str | None) -> OvsDaemons | None:
+    """The switch of ``netns`` if it runs (nothing is started), else None."""
+    with _lock:
+        if _base is None:
+            return None
+        daemons = switch(netns)
+        return daemons if daemons.running() else None
+
+
+def ensure_bridge(bridge: str, netns: str | None, network: str) -> bool:
+    """Create bridge ``bridge`` (starting the switch if needed); True if it was created.
+
+    An existing bridge keeps its flows; one that has none (a vswitchd restarted underneath
+    us) gets the base flow back, so a plain network forwards again.
+    """
+    with _lock:
+        daemons = switch(netns, start=True)
+        vsctl = Vsctl(daemons)
+        created = bridge not in vsctl.bridges()
+        vsctl.add_bridge(bridge, {"fluidedge-network": network})
+        _wait_link_up(vsctl, bridge, netns)
+        ofctl = Ofctl(daemons, bridge)
+        if created or not ofctl.dump():
+            ofctl.bundle([f"add {BASE_FLOW}"])
+        return created
+
+
+def _wait_link_up(vsctl: Vsctl, bridge: str, netns: str | None, timeout: float = 10.0) -> None:
+    """Set the bridge's own (internal) interface up once vswitchd has created it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = tool.run(netns_argv(netns, ["ip", "link", "set", bridge, "up"]), {}, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            log = vsctl.daemons.log_dir / "ovs-vswitchd.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "ovs-netdev: creating tap device failed: Device or resource busy" in text:
+                where = f"namespace {netns}" if netns else "the host namespace"
+                raise OvsFailure(
+                    f"ovs: another Open vSwitch with the userspace datapath already runs in "
+                    f"{where} (its 'ovs-netdev' device is taken; one such switch per network "
+                    "namespace): put this network in a namespace of its own"
+                )
+            raise OvsFailure(f"ovs: bridge {bridge} did not appear: {done.stderr.strip()}")
+        time.sleep(0.05)
+
+
+def delete_bridge(bridge: str, netns: str | None) -> None:
+    """Delete the bridge; the switch stops (and its directory goes) with its last bridge."""
+    with _lock:
+        daemons = running_switch(netns)
+        if daemons is None:
+            return
+        vsctl = Vsctl(daemons)
+        vsctl.del_bridge(bridge)
+        if not vsctl.bridges():
+            daemons.destroy()
+
+
+def add_port(bridge: str, netns: str | None, port: str, external_ids: dict[str, str]) -> int:
+    """Plug existing interface ``port`` into ``bridge``; return its OpenFlow port number."""
+    daemons = running_switch(netns)
+    if daemons is None:
+        raise OvsNotRunning(f"ovs: no switch runs for bridge {bridge}")
+    return Vsctl(daemons).add_port(bridge, port, external_ids)
+
+
+def del_port(netns: str | None, port: str) -> None:
+    """Remove ``port`` from our switch in ``netns`` if it is there (nothing runs: nothing to do)."""
+    daemons = running_switch(netns)
+    if daemons is not None:
+        Vsctl(daemons).del_port(port)
+
+
+def bridge_names(netns: str | None) -> list[str]:
+    """Bridges of our switch in ``netns`` (none if it does not run)."""
+    daemons = running_switch(netns)
+    return Vsctl(daemons).bridges() if daemons is not None else []
+
+
+def ports(bridge: str, netns: str | None) -> list[str]:
+    daemons = running_switch(netns)
+    if daemons is None:
+        return []
+    vsctl = Vsctl(daemons)
+    return vsctl.ports(bridge) if bridge in vsctl.bridges() else []
+
+
+def disable_tx_offload(netns_path: str | None, netns: str | None, ifname: str) -> None:
+    """``ethtool -K <if> tx off``: the userspace datapath reads packets with AF_PACKET, and a
+    veth's TX checksum offload hands it TCP/UDP segments whose checksum was never computed
+    (ICMP works, TCP times out). ``netns_path`` (``/proc/<pid>/ns/net``) wins over ``netns``."""
+    argv = ["ethtool", "-K", ifname, "tx", "off"]
+    if netns_path is not None:
+        argv = ["nsenter", f"--net={netns_path}", "--", *argv]
+    else:
+        argv = netns_argv(netns, argv)
+    tool.run(argv, {})

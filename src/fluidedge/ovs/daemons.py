@@ -1,0 +1,231 @@
+"""Our own ``ovsdb-server`` + ``ovs-vswitchd``: start, adopt, stop, without systemd.
+
+One pair per network namespace (a userspace-datapath switch opens its ports with AF_PACKET in
+the namespace it runs in, so a network inside a namespace needs a vswitchd there), and at
+most one userspace-datapath switch per namespace on the whole host: the netdev datapath owns a
+persistent tap named ``ovs-netdev`` there, which a second switch cannot open (tests therefore
+put their switches in namespaces of their own). :meth:`OvsDaemons.stop` exits with
+``--cleanup`` so the taps go with the switch. Everything
+lives under ``root`` (mode 0700): ``db/conf.db``, ``run/`` (sockets, pidfiles, each bridge's
+``.mgmt`` socket), ``log/``. The daemons detach, so they outlive a restart of the fluidedge
+daemon: :meth:`OvsDaemons.start` adopts a running pair (pidfile + a live control socket)
+instead of starting a second one, and the bridges, ports and flows they hold stay in place.
+
+Datapath: ``netdev`` (userspace, works everywhere; these machines have no ``openvswitch``
+kernel module) or ``system`` (the kernel datapath). ``auto`` picks ``system`` when the module is
+loaded or loadable. The kernel datapath is one per host (``ovs-system``): only one switch
+started this way may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from fluidedge.linux.proc import netns_argv
+from fluidedge.ovs import tool
+from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+DATAPATHS = ("netdev", "system")
+
+
+def kernel_datapath_available() -> bool:
+    """True if the ``openvswitch`` kernel module is loaded or can be loaded here."""
+    if Path("/sys/module/openvswitch").is_dir():
+        return True
+    with contextlib.suppress(OvsFailure):
+        tool.run(["modprobe", "-q", "openvswitch"], {}, timeout=20.0)
+        return Path("/sys/module/openvswitch").is_dir()
+    return False
+
+
+def resolve_datapath(wanted: str) -> str:
+    """``netdev``/``system`` as given; ``auto`` = ``system`` where the module exists."""
+    if wanted == "auto":
+        return "system" if kernel_datapath_available() else "netdev"
+    if wanted not in DATAPATHS:
+        raise OvsFailure(f"datapath must be one of auto, {', '.join(DATAPATHS)}: {wanted!r}")
+    return wanted
+
+
+def _private(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+class OvsDaemons:
+    """The ovsdb-server/ovs-vswitchd pair under ``root``, in namespace ``netns``."""
+
+    def __init__(self, root: Path, netns: str | None = None, datapath: str = "netdev") -> None:
+        self.root = root
+        self.netns = netns
+        self.datapath = datapath
+        self.run_dir = root / "run"
+        self.db_dir = root / "db"
+        self.log_dir = root / "log"
+        self.db_file = self.db_dir / "conf.db"
+        self.db_sock = self.run_dir / "db.sock"
+        self.db_ctl = self.run_dir / "ovsdb-server.ctl"
+        self.vswitchd_ctl = self.run_dir / "ovs-vswitchd.ctl"
+        self.db_pidfile = self.run_dir / "ovsdb-server.pid"
+        self.vswitchd_pidfile = self.run_dir / "ovs-vswitchd.pid"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What every tool call carries so it talks to this switch and no other."""
+        return {
+            "OVS_RUNDIR": str(self.run_dir),
+            "OVS_DBDIR": str(self.db_dir),
+            "OVS_LOGDIR": str(self.log_dir),
+            "OVS_SYSCONFDIR": str(self.db_dir),
+        }
+
+    @property
+    def db(self) -> str:
+        return f"unix:{self.db_sock}"
+
+    def mgmt(self, bridge: str) -> str:
+        """The OpenFlow management socket of ``bridge`` (what ovs-ofctl connects to)."""
+        return f"unix:{self.run_dir / bridge}.mgmt"
+
+    # ------------------------------------------------------------------ state
+    def pids(self) -> tuple[int | None, int | None]:
+        return _alive(self.db_pidfile), _alive(self.vswitchd_pidfile)
+
+    def _answers(self, ctl: Path) -> bool:
+        if not ctl.exists():
+            return False
+        result = tool.run(
+            ["ovs-appctl", "-t", str(ctl), "version"], self.env, check=False, timeout=5.0
+        )
+        return result.returncode == 0
+
+    def running(self) -> bool:
+        """Both daemons alive and answering on their control sockets."""
+        db, vswitchd = self.pids()
+        return (
+            db is not None
+            and vswitchd is not None
+            and self._answers(self.db_ctl)
+            and self._answers(self.vswitchd_ctl)
+        )
+
+    def require(self) -> None:
+        if not self.running():
+            raise OvsNotRunning(f"ovs: the switch under {self.root} is not running")
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start the pair (or adopt a running one); return True if we started anything."""
+        if self.running():
+            return False
+        # A half-alive pair (one daemon died) is restarted whole: a vswitchd without its
+        # database would keep stale flows, a database without vswitchd forwards nothing.
+        self.stop()
+        for directory in (self.root, self.run_dir, self.db_dir, self.log_dir):
+            _private(directory)
+        if not self.db_file.exists():
+            tool.run(["ovsdb-tool", "create", str(self.db_file), str(SCHEMA)], self.env)
+        else:
+            converted = tool.run(
+                ["ovsdb-tool", "needs-conversion", str(self.db_file), str(SCHEMA)], self.env
+            )
+            if converted.stdout.strip() == "yes":
+                tool.run(["ovsdb-tool", "convert", str(self.db_file), str(SCHEMA)], self.env)
+        tool.run(
+            netns_argv(
+                self.netns,
+                [
+                    "ovsdb-server",
+                    str(self.db_file),
+                    f"--remote=punix:{self.db_sock}",
+                    f"--pidfile={self.db_pidfile}",
+                    f"--unixctl={self.db_ctl}",
+                    f"--log-file={self.log_dir / 'ovsdb-server.log'}",
+                    "--detach",
+                    "--no-chdir",
+                ],
+            ),
+            self.env,
+            timeout=timeout,
+        )
+        tool.run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"], self.env, timeout=timeout)
+        tool.run(
+            netns_argv(
+                self.netns,
+                [
+                    "ovs-vswitchd",
+                    self.db,
+                    f"--pidfile={self.vswitchd_pidfile}",
+                    f"--unixctl={self.vswitchd_ctl}",
+                    f"--log-file={self.log_dir / 'ovs-vswitchd.log'}",
+                    "--detach",
+                    "--no-chdir",
+                ],
+            ),
+            self.env,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.running():
+            if time.monotonic() > deadline:
+                raise OvsFailure(
+                    f"ovs: daemons under {self.root} did not come up within {timeout}s "
+                    f"(see {self.log_dir})"
+                )
+            time.sleep(0.05)
+        # --detach writes the pidfile before the database is writable; one synchronous
+        # transaction proves vswitchd has read its configuration.
+        tool.run(["ovs-vsctl", f"--db={self.db}", "--timeout=30", "show"], self.env)
+        return True
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop vswitchd (removing its datapath) then the database; absent is fine.
+
+        The database file stays (bridges and ports are declared state, restored on start);
+        :meth:`destroy` removes it too.
+        """
+        for ctl, pidfile, argv in (
+            (self.vswitchd_ctl, self.vswitchd_pidfile, ["exit", "--cleanup"]),
+            (self.db_ctl, self.db_pidfile, ["exit"]),
+        ):
+            pid = _alive(pidfile)
+            if pid is None:
+                continue
+            if ctl.exists():
+                tool.run(["ovs-appctl", "-t", str(ctl), *argv], self.env, check=False)
+            deadline = time.monotonic() + timeout
+            while _alive(pidfile) == pid and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if _alive(pidfile) == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            # A SIGKILLed daemon leaves its pidfile behind; it names a dead pid from now on.
+            with contextlib.suppress(FileNotFoundError):
+                pidfile.unlink()
+
+    def destroy(self) -> None:
+        """Stop and forget everything: database, logs, sockets."""
+        import shutil  # noqa: PLC0415 (only on teardown)
+
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

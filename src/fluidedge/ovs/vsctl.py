@@ -1,0 +1,121 @@
+"""``ovs-vsctl`` adapter: bridges and ports of one of our switches, by argv.
+
+Names and external_ids are validated here (OVSDB strings would take anything, but a name ends
+up as a Linux interface and in flow texts). Each call is one OVSDB transaction; vsctl waits
+until ovs-vswitchd has applied it, so a port's ``ofport`` is known when :meth:`add_port`
+returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from fluidedge.ovs import tool
+from fluidedge.ovs.daemons import OvsDaemons
+from fluidedge.ovs.errors import OvsFailure
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{0,255}$")
+PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise OvsFailure(f"ovs: invalid bridge/port name {name!r}")
+    return name
+
+
+def _ids(column: str, ids: Mapping[str, str]) -> list[str]:
+    out = []
+    for key, value in sorted(ids.items()):
+        if not _KEY.fullmatch(key) or not _VALUE.fullmatch(value):
+            raise OvsFailure(f"ovs: invalid external_ids entry {key!r}={value!r}")
+        out.append(f'{column}:"{key}"="{value}"')
+    return out
+
+
+class Vsctl:
+    """Bridges and ports of the switch ``daemons``."""
+
+    def __init__(self, daemons: OvsDaemons) -> None:
+        self.daemons = daemons
+
+    def run(self, *args: str) -> str:
+        argv = ["ovs-vsctl", f"--db={self.daemons.db}", "--timeout=30", *args]
+        return tool.run(argv, self.daemons.env, timeout=40.0).stdout
+
+    # ------------------------------------------------------------------ bridges
+    def add_bridge(self, name: str, external_ids: Mapping[str, str] | None = None) -> None:
+        """Create (or adopt) bridge ``name`` on the switch's datapath, ``fail_mode=secure``.
+
+        Secure: a bridge without flows forwards nothing. Standalone would fall back to a
+        learning switch whenever our flows are missing (e.g. right after a vswitchd restart),
+        i.e. to no filtering at all.
+        """
+        check_name(name)
+        self.run(
+            "--may-exist",
+            "add-br",
+            name,
+            "--",
+            "set",
+            "Bridge",
+            name,
+            f"datapath_type={self.daemons.datapath}",
+            f"protocols={PROTOCOLS}",
+            "fail_mode=secure",
+            *_ids("external_ids", external_ids or {}),
+        )
+
+    def del_bridge(self, name: str) -> None:
+        self.run("--if-exists", "del-br", check_name(name))
+
+    def bridges(self) -> list[str]:
+        return self.run("list-br").split()
+
+    # ------------------------------------------------------------------ ports
+    def add_port(self, bridge: str, port: str, external_ids: Mapping[str, str]) -> int:
+        """Plug interface ``port`` into ``bridge``; return its OpenFlow port number."""
+        check_name(bridge)
+        check_name(port)
+        ids = _ids("external_ids", external_ids)
+        extra = ["--", "set", "Interface", port, *ids] if ids else []
+        self.run("--may-exist", "add-port", bridge, port, *extra)
+        return self.ofport(port)
+
+    def del_port(self, port: str) -> None:
+        """Remove ``port`` from whichever bridge has it; absent is fine."""
+        self.run("--if-exists", "del-port", check_name(port))
+
+    def ofport(self, port: str) -> int:
+        value = self.run("get", "Interface", check_name(port), "ofport").strip()
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if number <= 0:
+            error = self.run("get", "Interface", port, "error").strip()
+            raise OvsFailure(f"ovs: port {port} has no OpenFlow port number: {error}")
+        return number
+
+    def ports(self, bridge: str) -> list[str]:
+        return self.run("list-ports", check_name(bridge)).split()
+
+    def interfaces(self) -> dict[str, dict[str, object]]:
+        """Every interface: name -> {ofport, external_ids, error} (one query)."""
+        text = self.run(
+            "--format=json", "--columns=name,ofport,external_ids,error", "list", "Interface"
+        )
+        data = json.loads(text)
+        out: dict[str, dict[str, object]] = {}
+        for name, ofport, ids, error in data.get("data", []):
+            pairs = ids[1] if isinstance(ids, list) and ids and ids[0] == "map" else []
+            out[str(name)] = {
+                "ofport": ofport if isinstance(ofport, int) else -1,
+                "external_ids": {str(k): str(v) for k, v in pairs},
+                "error": error if isinstance(error, str) else None,
+            }
+        return out

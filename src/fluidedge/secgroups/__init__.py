@@ -1,0 +1,20 @@
+"""Security groups: stateful per-port filtering with neutron's model (the seed's §6).
+
+A *security group* is a tenant's named set of rules; a *port* (an instance interface) names
+the groups that apply to it. Rules only allow: a new connection to or from a port is accepted
+iff a rule of one of its groups allows it, replies of an accepted connection always pass
+(conntrack), and port security stops a port sending from addresses that are not its own.
+
+Module map (pure policy first, I/O adapters last):
+
+- ``model``: groups, rules, ports; validated frozen dataclasses.
+- ``compiler``: the pure compiler from the model to the renderer-neutral IR (documented there).
+
+Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
+
+    SecgroupsError (FluidedgeError)
+    ├── InvalidSecgroup (+ InputError)     400  malformed group/rule/port
+    ├── GroupNotFound (+ NotFoundError)    404
+    ├── GroupInUse (+ ConflictError)       409  still used by ports or remote-group rules
+    └── FilterFailure (+ SystemFailure)    500  nft or conntrack failed underneath us
+"""

@@ -1,0 +1,316 @@
+"""The firewall driver: the seed's API (§6.1.1.1) over the compiler and a renderer.
+
+``prepare_port_filter`` / ``update_port_filter`` / ``remove_port_filter`` take ports,
+``update_security_group_rules`` / ``update_security_group_members`` take groups, and
+``defer_apply`` batches any number of calls into one apply (one ``nft -f`` transaction per
+network touched). Outside ``defer_apply`` every call applies at once.
+
+One deliberate difference from the seed's driver: there, a rule change reaches a port only at
+the port's next ``update_port_filter`` (the RPC layer decides which ports to update). Here the
+driver keeps the whole model and recompiles every network a change can affect, so a caller
+cannot forget a port; ``update_port_filter`` is still the call that changes a port.
+
+After each apply, the connections that the new program no longer admits are deleted from the
+network's conntrack zone (neutron does the same): their next packet is a new, non-SYN one and
+is dropped. Connections the program still admits are never touched, so unrelated changes do not
+disturb them.
+
+The renderer is behind the :class:`Renderer` protocol: :class:`NftRenderer` here, the OpenFlow
+renderer of the ``ovs`` network driver alongside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fluidedge.secgroups.compiler import FilterProgram, compile_program
+from fluidedge.secgroups.conntrack import Conntrack
+from fluidedge.secgroups.errors import FilterFailure, GroupNotFound
+from fluidedge.secgroups.model import Port, Rule, SecurityGroup
+from fluidedge.secgroups.nft import (
+    MAX_TAG,
+    Binding,
+    Nft,
+    Table,
+    build_tables,
+    render_diff,
+    render_full,
+    render_removal,
+)
+from fluidedge.secgroups.verdict import admits_new, owner_of
+
+log = logging.getLogger(__name__)
+
+
+def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
+    """Whether ``new`` may refuse a connection ``old`` admitted on ``network`` (a clause or a
+    set member went, or a port's filtering came on): only then are live connections checked,
+    so widening changes (the common case: a rule or a member added) cost no conntrack walk."""
+    old_sets = {s.name: set(s.members) for s in old.address_sets if s.network == network}
+    new_sets = {s.name: set(s.members) for s in new.address_sets if s.network == network}
+    for before in old.ports:
+        if before.network != network:
+            continue
+        after = new.port(before.port)
+        if after is None:
+            continue  # the port is gone, and its connections with it
+        if not after.port_security:
+            continue
+        if not before.port_security:
+            return True
+        for direction in ("ingress", "egress"):
+            kept = {c.key() for c in after.clauses(direction)}
+            for clause in before.clauses(direction):
+                if clause.key() not in kept:
+                    return True
+                name = clause.remote_set
+                if name is not None and not old_sets.get(name, set()) <= new_sets.get(name, set()):
+                    return True
+    return False
+
+
+class Renderer(Protocol):
+    """Installs one network's part of a program (atomically) and removes it."""
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        """Install; return False if nothing had to change."""
+
+    def remove_network(self, binding: Binding) -> None: ...
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        """The namespace whose conntrack holds the network's zone."""
+
+
+@dataclass
+class NftRenderer:
+    """The nftables renderer on Linux bridges (see :mod:`fluidedge.secgroups.nft`)."""
+
+    nft: Nft = field(default_factory=Nft)
+    _tags: dict[str, dict[str, int]] = field(default_factory=dict)
+    _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
+    _prepared: set[str | None] = field(default_factory=set)
+
+    def tags(self, program: FilterProgram, network: str) -> dict[str, int]:
+        """Stable tags (1..65535) for the network's filtered devices."""
+        tags = self._tags.setdefault(network, {})
+        devices = {p.device for p in program.ports if p.network == network and p.port_security}
+        for gone in set(tags) - devices:
+            del tags[gone]
+        used = set(tags.values())
+        free = (t for t in range(1, MAX_TAG + 1) if t not in used)
+        for device in sorted(devices - set(tags)):
+            tag = next(free, None)
+            if tag is None:
+                raise FilterFailure(f"network {network}: more than {MAX_TAG} filtered ports")
+            tags[device] = tag
+        return dict(tags)
+
+    def render(
+        self, program: FilterProgram, binding: Binding
+    ) -> tuple[str, tuple[Table, Table] | None]:
+        """The transaction that brings the network's tables to ``program`` (only what changed
+        since the last apply when the tables' skeleton is the same, else the whole tables),
+        and the tables it installs."""
+        tables = build_tables(program, binding, self.tags(program, binding.network))
+        if binding.network in self._installed:
+            old = self._installed[binding.network]
+            if old is not None and tables is not None:
+                diff = render_diff(old, tables)
+                if diff is not None:
+                    return diff, tables
+            elif old is None and tables is None:
+                return "", tables
+        return render_full(binding.network, tables), tables
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        text, tables = self.render(program, binding)
+        if not text:
+            return False
+        if binding.netns not in self._prepared:
+            self.nft.enable_bridge_conntrack(binding.netns)
+            self._prepared.add(binding.netns)
+        try:
+            self.nft.apply(binding.netns, text)
+        except Exception:
+            # what is installed is unknown now: the next apply replaces the tables whole
+            self._installed.pop(binding.network, None)
+            raise
+        self._installed[binding.network] = tables
+        return True
+
+    def remove_network(self, binding: Binding) -> None:
+        self.nft.apply(binding.netns, render_removal(binding.network))
+        self._installed.pop(binding.network, None)
+        self._tags.pop(binding.network, None)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return binding.netns
+
+    def installed_networks(self, netns: str | None) -> set[str]:
+        """Networks with tables in ``netns`` (for reconciliation at start)."""
+        from fluidedge.secgroups.nft import TABLE_PREFIX  # noqa: PLC0415
+
+        return {name[len(TABLE_PREFIX) :].replace("_", "-") for _, name in self.nft.tables(netns)}
+
+
+class FirewallDriver:
+    """The seed's firewall driver API; thread-safe (one lock around model and apply)."""
+
+    def __init__(self, renderer: Renderer, conntrack: Conntrack | None = None) -> None:
+        self.renderer = renderer
+        self.conntrack = conntrack if conntrack is not None else Conntrack()
+        self._ports: dict[str, Port] = {}
+        self._groups: dict[str, SecurityGroup] = {}
+        self._bindings: dict[str, Binding] = {}
+        self._program: FilterProgram | None = None
+        self._dirty: set[str] = set()
+        self._deferred = 0
+        self._lock = threading.RLock()
+
+    # -- networks -------------------------------------------------------------------------
+
+    def bind_network(self, binding: Binding) -> None:
+        with self._lock:
+            self._bindings[binding.network] = binding
+            self._mark({binding.network})
+
+    def unbind_network(self, network: str) -> None:
+        with self._lock:
+            binding = self._bindings.pop(network, None)
+            if binding is not None:
+                self.renderer.remove_network(binding)
+            self._dirty.discard(network)
+
+    # -- the seed's API ---------------------------------------------------------------------
+
+    def prepare_port_filter(self, port: Port) -> None:
+        """A new port's filter (idempotent: a port known already is updated)."""
+        self.update_port_filter(port)
+
+    def update_port_filter(self, port: Port) -> None:
+        with self._lock:
+            old = self._ports.get(port.id)
+            self._ports[port.id] = port
+            networks = {port.network} | ({old.network} if old else set())
+            self._mark(networks)
+
+    def remove_port_filter(self, port_id: str) -> None:
+        with self._lock:
+            old = self._ports.pop(port_id, None)
+            if old is not None:
+                self._mark({old.network})
+
+    def update_security_group_rules(self, group_id: str, rules: tuple[Rule, ...]) -> None:
+        """Replace a group's rules (the group is created, default tenant, if unknown)."""
+        with self._lock:
+            old = self._groups.get(group_id)
+            if old is None:
+                group = SecurityGroup(id=group_id, rules=rules)
+            else:
+                group = SecurityGroup(
+                    id=group_id, tenant=old.tenant, rules=rules, description=old.description
+                )
+            self.set_group(group)
+
+    def update_security_group_members(self, group_id: str) -> None:
+        """Refresh the address sets of ``group_id`` (members follow from the ports)."""
+        with self._lock:
+            self._mark(self._networks_referencing(group_id))
+
+    # -- model ------------------------------------------------------------------------------
+
+    def set_group(self, group: SecurityGroup) -> None:
+        with self._lock:
+            self._groups[group.id] = group
+            self._mark(self._networks_using(group.id) | self._networks_referencing(group.id))
+
+    def remove_group(self, group_id: str) -> None:
+        with self._lock:
+            if group_id not in self._groups:
+                raise GroupNotFound(f"security group {group_id!r} does not exist")
+            self._mark(self._networks_using(group_id) | self._networks_referencing(group_id))
+            del self._groups[group_id]
+
+    def ports(self) -> dict[str, Port]:
+        with self._lock:
+            return dict(self._ports)
+
+    def groups(self) -> dict[str, SecurityGroup]:
+        with self._lock:
+            return dict(self._groups)
+
+    @property
+    def program(self) -> FilterProgram | None:
+        return self._program
+
+    @contextlib.contextmanager
+    def defer_apply(self) -> Iterator[None]:
+        """Batch the calls made inside into one apply at the end (nesting allowed)."""
+        with self._lock:
+            self._deferred += 1
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+            if self._deferred == 0:
+                self.apply()
+
+    def apply(self) -> None:
+        """Compile, render the dirty networks, cut connections the new program refuses."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            try:
+                program = compile_program(self._ports.values(), self._groups)
+            except Exception:
+                self._dirty |= dirty
+                raise
+            old = self._program
+            self._program = program
+            for network in sorted(dirty):
+                binding = self._bindings.get(network)
+                if binding is None:
+                    continue
+                try:
+                    changed = self.renderer.apply_network(program, binding)
+                except Exception:
+                    self._dirty.add(network)
+                    raise
+                if changed and old is not None and narrowed(old, program, network):
+                    self._cut(program, binding)
+
+    def _cut(self, program: FilterProgram, binding: Binding) -> None:
+        zone = program.zone_of(binding.network)
+        if zone is None:
+            return
+        netns = self.renderer.zone_netns(binding)
+        for entry in self.conntrack.entries(netns, zone):
+            src = owner_of(program, binding.network, entry.src)
+            dst = owner_of(program, binding.network, entry.dst)
+            if (src or dst) and not admits_new(program, src, dst, entry.flow()):
+                log.info("secgroups: cutting %s (zone %d)", entry, zone)
+                self.conntrack.delete(netns, entry)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _mark(self, networks: set[str]) -> None:
+        self._dirty |= networks
+        if self._deferred == 0:
+            self.apply()
+
+    def _networks_using(self, group_id: str) -> set[str]:
+        return {p.network for p in self._ports.values() if group_id in p.groups}
+
+    def _networks_referencing(self, group_id: str) -> set[str]:
+        """Networks with a port whose groups name ``group_id`` as a remote group, plus the
+        networks of the group's members (their addresses are the set's contents)."""
+        referencing = {
+            g.id for g in self._groups.values() for r in g.rules if r.remote_group == group_id
+        }
+        return {
+            p.network for p in self._ports.values() if referencing & set(p.groups)
+        } | self._networks_using(group_id)

@@ -1,0 +1,244 @@
+"""The Open vSwitch side of the firewall driver: the OpenFlow renderer's installer and the
+userspace datapath's conntrack, behind the same :class:`~fluidedge.secgroups.driver.
+FirewallDriver` (the seed's §6 API) as the nftables renderer.
+
+:class:`OvsRenderer` renders a network's table (pure, :mod:`.ovs_render`) and installs the
+difference from what it installed last as one OpenFlow bundle (``ovs-ofctl --bundle``): a
+packet sees the old policy or the new one, never a mix. Its first install on a bridge (start,
+restart) replaces the whole table in one bundle instead (``replace-flows``), so nothing stale
+or duplicated survives a restart.
+
+:class:`OvsConntrack` lists and deletes connections of a zone in the switch's own connection
+tracker (``ovs-appctl dpctl/dump-conntrack`` / ``dpctl/flush-conntrack zone=N <tuple>``): on
+the userspace datapath the kernel's ``conntrack`` tool does not see them. The driver uses it to
+delete the connections a new program no longer admits, as neutron does; besides, such a
+connection's next packet finds no clause in the rules tables and marks it cut (``ct_mark``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+
+from fluidedge.ovs.daemons import OvsDaemons
+from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.ofctl import Ofctl, conntrack, flush_conntrack
+from fluidedge.ovs.vsctl import Vsctl
+from fluidedge.secgroups import ovs_render
+from fluidedge.secgroups.compiler import FilterProgram
+from fluidedge.secgroups.conntrack import Conntrack, Entry
+from fluidedge.secgroups.driver import Renderer
+from fluidedge.secgroups.errors import FilterFailure
+from fluidedge.secgroups.nft import Binding
+
+_LINE = re.compile(r"^(?P<proto>\w+),orig=\((?P<orig>[^)]*)\).*?zone=(?P<zone>\d+)")
+_PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136, "dccp": 33}
+
+SwitchOf = Callable[[str | None], OvsDaemons]
+
+
+def parse_conntrack(lines: Iterable[str]) -> list[Entry]:
+    """Entries of ``ovs-appctl dpctl/dump-conntrack`` (original direction; lines of unknown
+    protocols or without addresses are skipped). Pure."""
+    found = []
+    for line in lines:
+        m = _LINE.match(line.strip())
+        if m is None or m["proto"] not in _PROTOS:
+            continue
+        fields = dict(kv.split("=", 1) for kv in m["orig"].split(",") if "=" in kv)
+        try:
+            found.append(
+                Entry(
+                    zone=int(m["zone"]),
+                    protocol=_PROTOS[m["proto"]],
+                    src=ipaddress.ip_address(fields["src"]),
+                    dst=ipaddress.ip_address(fields["dst"]),
+                    sport=int(fields["sport"]) if "sport" in fields else None,
+                    dport=int(fields["dport"]) if "dport" in fields else None,
+                    icmp_type=int(fields["type"]) if "type" in fields else None,
+                    icmp_code=int(fields["code"]) if "code" in fields else None,
+                    icmp_id=int(fields["id"]) if "id" in fields else None,
+                )
+            )
+        except (KeyError, ValueError):
+            continue
+    return found
+
+
+def flush_tuple(entry: Entry) -> str:
+    """An entry's original tuple as ``dpctl/flush-conntrack`` takes it. Pure."""
+    ip = "ct_nw" if entry.src.version == 4 else "ct_ipv6"
+    parts = [f"{ip}_src={entry.src}", f"{ip}_dst={entry.dst}", f"ct_nw_proto={entry.protocol}"]
+    if entry.sport is not None and entry.dport is not None:
+        parts += [f"ct_tp_src={entry.sport}", f"ct_tp_dst={entry.dport}"]
+    for name, value in (
+        ("icmp_type", entry.icmp_type),
+        ("icmp_code", entry.icmp_code),
+        ("icmp_id", entry.icmp_id),
+    ):
+        if value is not None:
+            parts.append(f"{name}={value}")
+    return ",".join(parts)
+
+
+class OvsRenderer:
+    """Installs networks' tables on the bridges of our switches (``switch_of(netns)``)."""
+
+    def __init__(self, switch_of: SwitchOf) -> None:
+        self.switch_of = switch_of
+        self.installed: dict[str, list[ovs_render.Flow]] = {}
+        self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
+        self._conj: dict[str, ovs_render.ConjIds] = {}
+
+    def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
+        """Device -> OpenFlow port of the bridge's ports; asked from OVSDB only when the set of
+        filtered devices changed (a rule change costs no query; a device that went and came
+        back may have a new port number, so any change of the set asks again)."""
+        cached = self._ofports_cache.get(bridge)
+        if cached is not None and cached[0] == frozenset(wanted):
+            return cached[1]
+        vsctl = Vsctl(daemons)
+        on_bridge = set(vsctl.ports(bridge))
+        out = {}
+        for name, info in vsctl.interfaces().items():
+            ofport = info["ofport"]
+            if name in on_bridge and isinstance(ofport, int) and ofport > 0:
+                out[name] = ofport
+        self._ofports_cache[bridge] = (frozenset(wanted), out)
+        return out
+
+    def render(self, program: FilterProgram, binding: Binding) -> list[ovs_render.Flow]:
+        daemons = self.switch_of(binding.netns)
+        mine = {p.device for p in program.ports if p.network == binding.network}
+        ofports = self._ofports(daemons, binding.bridge, mine)
+        conj = self._conj.setdefault(binding.bridge, ovs_render.ConjIds())
+        return ovs_render.render(program, {d: n for d, n in ofports.items() if d in mine}, conj)
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        try:
+            daemons = self.switch_of(binding.netns)
+            flows = self.render(program, binding)
+            ofctl = Ofctl(daemons, binding.bridge)
+            old = self.installed.get(binding.bridge)
+            if old is None:
+                ofctl.replace(ovs_render.texts(flows))
+                changed = True
+            else:
+                changed = ofctl.bundle(ovs_render.diff(old, flows)) > 0
+        except OvsError as exc:
+            raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
+        self.installed[binding.bridge] = flows
+        return changed
+
+    def remove_network(self, binding: Binding) -> None:
+        """Back to a plain learning switch (the bridge may carry traffic unfiltered)."""
+        try:
+            Ofctl(self.switch_of(binding.netns), binding.bridge).replace(
+                ["table=0,priority=0,actions=NORMAL"]
+            )
+        except OvsError as exc:
+            raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
+        self.installed.pop(binding.bridge, None)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return binding.netns
+
+    def flows(self, bridge: str) -> list[ovs_render.Flow]:
+        return list(self.installed.get(bridge, []))
+
+
+class OvsConntrack(Conntrack):
+    """The connection tracker of our switch in a namespace (the driver's conntrack adapter,
+    in place of the kernel's ``conntrack`` tool)."""
+
+    def __init__(self, switch_of: SwitchOf) -> None:
+        self.switch_of = switch_of
+        self.deleted = 0
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        try:
+            lines = conntrack(self.switch_of(netns), zone)
+        except OvsError as exc:
+            raise FilterFailure(f"ovs conntrack: {exc}") from exc
+        return [e for e in parse_conntrack(lines) if e.zone == zone]
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        try:
+            flush_conntrack(self.switch_of(netns), entry.zone, flush_tuple(entry))
+        except OvsError as exc:
+            raise FilterFailure(f"ovs conntrack: {exc}") from exc
+        self.deleted += 1
+
+
+def is_ovs_binding(binding: Binding) -> bool:
+    """Whether the network's bridge is a bridge of our Open vSwitch (the ``ovs`` driver)."""
+    from fluidedge.ovs import bridges  # noqa: PLC0415 (the registry only when asked)
+
+    try:
+        return binding.bridge in bridges.bridge_names(binding.netns)
+    except OvsError:
+        return False
+
+
+class SplitRenderer:
+    """One driver over both data planes: each network goes to the renderer of its switch
+    (Linux bridge: nftables; our Open vSwitch: OpenFlow), and :meth:`conntrack` gives the
+    matching connection tracker per zone (the kernel's, or the switch's own)."""
+
+    def __init__(
+        self,
+        linuxbridge: Renderer,
+        ovs: OvsRenderer,
+        is_ovs: Callable[[Binding], bool] = is_ovs_binding,
+    ) -> None:
+        self.linuxbridge = linuxbridge
+        self.ovs = ovs
+        self.is_ovs = is_ovs
+        self.kinds: dict[str, bool] = {}
+        self.ovs_zones: set[tuple[str | None, int]] = set()
+
+    def _pick(self, binding: Binding) -> Renderer:
+        ovs = self.kinds.get(binding.network)
+        if ovs is None:
+            ovs = self.kinds[binding.network] = self.is_ovs(binding)
+        return self.ovs if ovs else self.linuxbridge
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        renderer = self._pick(binding)
+        zone = program.zone_of(binding.network)
+        if renderer is self.ovs and zone is not None:
+            self.ovs_zones.add((binding.netns, zone))
+        return renderer.apply_network(program, binding)
+
+    def remove_network(self, binding: Binding) -> None:
+        self._pick(binding).remove_network(binding)
+        self.kinds.pop(binding.network, None)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return self._pick(binding).zone_netns(binding)
+
+    def installed_networks(self, netns: str | None) -> set[str]:
+        """Networks with nftables tables in ``netns`` (reconciled at start; an ovs network's
+        first install replaces its whole table, which reconciles it)."""
+        installed = getattr(self.linuxbridge, "installed_networks", None)
+        return set(installed(netns)) if installed is not None else set()
+
+    def conntrack(self, kernel: Conntrack) -> Conntrack:
+        return _SplitConntrack(self, kernel, OvsConntrack(self.ovs.switch_of))
+
+
+class _SplitConntrack(Conntrack):
+    def __init__(self, split: SplitRenderer, kernel: Conntrack, ovs: OvsConntrack) -> None:
+        self.split = split
+        self.kernel = kernel
+        self.ovs = ovs
+
+    def _of(self, netns: str | None, zone: int) -> Conntrack:
+        return self.ovs if (netns, zone) in self.split.ovs_zones else self.kernel
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        return self._of(netns, zone).entries(netns, zone)
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        self._of(netns, entry.zone).delete(netns, entry)

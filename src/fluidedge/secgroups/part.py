@@ -1,0 +1,125 @@
+"""The security-group part (config table ``[secgroups]``).
+
+Enabled with the table (``[secgroups]`` is in the shipped daemon config: filtering on by
+default). It needs the ``[instances]`` part: at start it becomes the instance manager's port
+hook, so every instance interface is filtered before its workload runs. The part may start
+before or after the instances part: it restores the ports of whatever the manager has
+re-adopted, and the manager calls :meth:`restored` after its own re-adoption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fluidedge.daemon.part import DaemonContext
+from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.secgroups.api import build_router
+from fluidedge.secgroups.conntrack import Conntrack
+from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
+from fluidedge.secgroups.errors import InvalidSecgroup
+from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer
+from fluidedge.secgroups.persist import Tables
+from fluidedge.secgroups.service import SecgroupService
+
+log = logging.getLogger("fluidedge.secgroups")
+
+
+class SecgroupsConfig(BaseModel):
+    """The ``[secgroups]`` table (nothing to set yet: its presence enables the part)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ManagerNetworks:
+    """The instance manager's networks as the service sees them."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+
+    def binding(self, network: str) -> Binding | None:
+        spec = self.manager.networks.get(network)
+        if spec is None:
+            return None
+        return Binding(network=spec.name, bridge=spec.bridge, netns=spec.netns)
+
+    def netns_names(self) -> set[str | None]:
+        return {None} | {spec.netns for spec in self.manager.networks.values()}
+
+
+class SecgroupsPart:
+    name = "secgroups"
+
+    def __init__(self, service: SecgroupService, ctx: DaemonContext) -> None:
+        self.service = service
+        self.ctx = ctx
+        self._manager: Any = None
+
+    def router(self) -> APIRouter:
+        return build_router(self.service)
+
+    def _instances(self) -> Any:
+        part = self.ctx.parts.get("instances")
+        return getattr(part, "manager", None)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.service.load)
+        manager = self._instances()
+        if manager is None:
+            log.warning("secgroups: no [instances] part: nothing to filter")
+            return
+        self._manager = manager
+        self.service.networks = _ManagerNetworks(manager)
+        manager.port_hook = self
+        if manager.pools:  # the instances part started first (its pools exist from start)
+            await asyncio.to_thread(self.restored)
+
+    # the instance manager's PortHook
+    def ports_up(self, inst: Any, request: Any, template: Any) -> None:
+        self.service.ports_up(inst, request, template)
+
+    def ports_down(self, name: str) -> None:
+        self.service.ports_down(name)
+
+    def restored(self) -> None:
+        manager = self._manager
+        if manager is None:
+            return
+        networks = _ManagerNetworks(manager)
+        self.service.restore_ports(list(manager.instances.values()), networks.netns_names())
+
+    async def stop(self) -> None:
+        manager = self._manager
+        if manager is not None and getattr(manager, "port_hook", None) is self:
+            manager.port_hook = None
+
+    def metrics(self) -> str:
+        ports = self.service.list_ports()
+        program = self.service.driver.program
+        rules = program.rule_count() if program is not None else 0
+        return (
+            "# HELP fluidedge_secgroups_ports filtered instance interfaces\n"
+            "# TYPE fluidedge_secgroups_ports gauge\n"
+            f"fluidedge_secgroups_ports {sum(1 for p in ports if p.port_security)}\n"
+            "# HELP fluidedge_secgroups_clauses compiled accept clauses over all ports\n"
+            "# TYPE fluidedge_secgroups_clauses gauge\n"
+            f"fluidedge_secgroups_clauses {rules}\n"
+        )
+
+
+def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
+    try:
+        SecgroupsConfig.model_validate(section)
+    except ValidationError as exc:
+        raise InvalidSecgroup(f"config [secgroups]: {exc}") from exc
+    # Linux-bridge networks render to nftables, ovs networks to OpenFlow on our own switch.
+    split = SplitRenderer(NftRenderer(), OvsRenderer(ovs_bridges.switch))
+    service = SecgroupService(
+        Tables(ctx.store), FirewallDriver(split, split.conntrack(Conntrack()))
+    )
+    return SecgroupsPart(service, ctx)

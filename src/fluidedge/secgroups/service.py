@@ -1,0 +1,387 @@
+"""The security-group service: declared state (store), the API's operations, the instance hook.
+
+It owns the groups and each instance interface's settings, persists them, and drives the
+:class:`~fluidedge.secgroups.driver.FirewallDriver`. Each change is checked by compiling the
+would-be model first (a bad rule or an unknown group is a 400 that changes nothing), then
+stored, then applied in one ``defer_apply`` batch.
+
+Instances: the instance manager calls :meth:`ports_up` after an instance's addresses are set
+and *before* its workload starts (a hostile workload never runs unfiltered), :meth:`ports_down`
+when it goes, and :meth:`restored` after re-adopting instances at start, which restores every
+port and reconciles what is installed (tables of networks without ports are removed).
+
+Tenants: a group belongs to a tenant; each tenant has a default group (neutron's: ingress only
+from members, egress open), the default for interfaces that name none. Until the tenants part
+wires ownership in, everything belongs to :data:`~fluidedge.secgroups.model.DEFAULT_TENANT`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from fluidedge.secgroups.compiler import compile_program
+from fluidedge.secgroups.driver import FirewallDriver
+from fluidedge.secgroups.errors import GroupInUse, GroupNotFound, InvalidSecgroup
+from fluidedge.secgroups.model import (
+    DEFAULT_TENANT,
+    ZONE_MAX,
+    ZONE_MIN,
+    AddressPair,
+    Port,
+    Rule,
+    SecurityGroup,
+    default_group,
+)
+from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.persist import Tables
+
+log = logging.getLogger("fluidedge.secgroups")
+
+
+def default_group_id(tenant: str) -> str:
+    """The id of ``tenant``'s default group (group ids are global, hence the prefix)."""
+    return "default" if tenant == DEFAULT_TENANT else f"{tenant}-default"[:32]
+
+
+class NetworkLookup(Protocol):
+    """Where a network's bridge is (the instance manager's networks)."""
+
+    def binding(self, network: str) -> Binding | None: ...
+
+    def netns_names(self) -> set[str | None]: ...
+
+
+class SecgroupService:
+    def __init__(self, tables: Tables, driver: FirewallDriver) -> None:
+        self.tables = tables
+        self.driver = driver
+        self.networks: NetworkLookup | None = None
+        self._groups: dict[str, SecurityGroup] = {}
+        self._settings: dict[tuple[str, str], dict[str, Any]] = {}
+        self._zones: dict[str, int] = {}
+        self._lock = threading.RLock()
+
+    # -- start ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read groups, port settings and zones from the store; make the default group."""
+        with self._lock:
+            for doc in self.tables.groups():
+                group = SecurityGroup.from_json(doc)
+                self._groups[group.id] = group
+            self._settings = self.tables.ports()
+            self._zones = self.tables.zones()
+            self.ensure_default_group(DEFAULT_TENANT)
+            with self.driver.defer_apply():
+                for group in self._groups.values():
+                    self.driver.set_group(group)
+
+    def ensure_default_group(self, tenant: str) -> SecurityGroup:
+        with self._lock:
+            gid = default_group_id(tenant)
+            group = self._groups.get(gid)
+            if group is None:
+                group = default_group(tenant, gid)
+                self.tables.put_group(group.to_json())
+                self._groups[gid] = group
+                self.driver.set_group(group)
+            return group
+
+    def restore_ports(
+        self, instances: Iterable[Any], installed_netns: Iterable[str | None]
+    ) -> None:
+        """Filter every re-adopted instance again and reconcile installed tables: stored
+        settings of instances that are gone are dropped; tables of networks with no port
+        are removed (nothing stale, and one table per network: no duplicates)."""
+        with self._lock:
+            live: set[str] = set()
+            with self.driver.defer_apply():
+                for inst in instances:
+                    live.add(inst.name)
+                    ports = self._ports_of(inst, None, None)
+                    for port in ports:
+                        self._bind(port.network)
+                        self.driver.prepare_port_filter(port)
+            for instance, _ in list(self._settings):
+                if instance not in live:
+                    self.tables.delete_ports(instance)
+                    self._settings = {k: v for k, v in self._settings.items() if k[0] != instance}
+            self._reconcile(installed_netns)
+
+    def _reconcile(self, installed_netns: Iterable[str | None]) -> None:
+        renderer = self.driver.renderer
+        installed = getattr(renderer, "installed_networks", None)
+        if installed is None:
+            return
+        used = {p.network for p in self.driver.ports().values()}
+        for netns in installed_netns:
+            try:
+                present = installed(netns)
+            except Exception as exc:  # a namespace that went away: nothing installed there
+                log.warning("secgroups: cannot list tables in %s: %s", netns, exc)
+                continue
+            for network in sorted(present - used):
+                log.info("secgroups: removing stale tables of network %s", network)
+                renderer.remove_network(Binding(network=network, bridge="-", netns=netns))
+
+    # -- groups -----------------------------------------------------------------------------
+
+    def list_groups(self, tenant: str | None = None) -> list[SecurityGroup]:
+        with self._lock:
+            return [
+                g for _, g in sorted(self._groups.items()) if tenant is None or g.tenant == tenant
+            ]
+
+    def get_group(self, group_id: str) -> SecurityGroup:
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                raise GroupNotFound(f"security group {group_id!r} does not exist")
+            return group
+
+    def create_group(self, doc: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> SecurityGroup:
+        with self._lock:
+            group = self._parse_group(doc, tenant)
+            if group.id in self._groups:
+                raise GroupInUse(f"security group {group.id!r} already exists")
+            self._commit(group)
+            return group
+
+    def replace_group(self, group_id: str, doc: Mapping[str, Any]) -> SecurityGroup:
+        """PUT: the group's description and whole rule list (its id and tenant stay)."""
+        with self._lock:
+            old = self.get_group(group_id)
+            body = {**doc, "id": group_id, "tenant": old.tenant}
+            group = self._parse_group(body, old.tenant)
+            self._commit(group)
+            return group
+
+    def delete_group(self, group_id: str) -> None:
+        with self._lock:
+            group = self.get_group(group_id)
+            if group_id == default_group_id(group.tenant):
+                raise GroupInUse(f"{group_id!r} is tenant {group.tenant}'s default group")
+            users = sorted(p.id for p in self.driver.ports().values() if group_id in p.groups)
+            if users:
+                raise GroupInUse(f"security group {group_id!r} is used by ports {', '.join(users)}")
+            refs = sorted(
+                g.id
+                for g in self._groups.values()
+                if g.id != group_id and any(r.remote_group == group_id for r in g.rules)
+            )
+            if refs:
+                raise GroupInUse(
+                    f"security group {group_id!r} is the remote group of rules of {', '.join(refs)}"
+                )
+            self.tables.delete_group(group_id)
+            del self._groups[group_id]
+            self.driver.remove_group(group_id)
+
+    def add_rule(self, group_id: str, doc: Mapping[str, Any]) -> Rule:
+        with self._lock:
+            group = self.get_group(group_id)
+            body = dict(doc)
+            body.setdefault("id", "r-" + secrets.token_hex(4))
+            rule = Rule.from_json(body)
+            if group.rule(rule.id) is not None:
+                raise GroupInUse(f"rule {rule.id!r} already exists in {group_id!r}")
+            updated = SecurityGroup(
+                id=group.id,
+                tenant=group.tenant,
+                rules=(*group.rules, rule),
+                description=group.description,
+            )
+            self._commit(updated)
+            return rule
+
+    def delete_rule(self, group_id: str, rule_id: str) -> None:
+        with self._lock:
+            group = self.get_group(group_id)
+            if group.rule(rule_id) is None:
+                raise GroupNotFound(f"security group {group_id!r} has no rule {rule_id!r}")
+            updated = SecurityGroup(
+                id=group.id,
+                tenant=group.tenant,
+                rules=tuple(r for r in group.rules if r.id != rule_id),
+                description=group.description,
+            )
+            self._commit(updated)
+
+    def _parse_group(self, doc: Mapping[str, Any], tenant: str) -> SecurityGroup:
+        body = dict(doc)
+        body.setdefault("tenant", tenant)
+        rules = body.get("rules", [])
+        if not isinstance(rules, list):
+            raise InvalidSecgroup("rules: must be a list")
+        body["rules"] = [
+            {**r, "id": r.get("id") or f"r-{secrets.token_hex(4)}"} if isinstance(r, dict) else r
+            for r in rules
+        ]
+        for r in body["rules"]:
+            if not isinstance(r, dict):
+                raise InvalidSecgroup("rules: each rule must be an object")
+        return SecurityGroup.from_json(body)
+
+    def _commit(self, group: SecurityGroup) -> None:
+        """Check ``group`` against the whole model (remote groups exist, it compiles), store
+        it, apply it."""
+        groups = {**self._groups, group.id: group}
+        for rule in group.rules:
+            if rule.remote_group is not None and rule.remote_group not in groups:
+                raise InvalidSecgroup(
+                    f"remote_group: rule {rule.id} names unknown group {rule.remote_group!r}"
+                )
+            if rule.remote_group is not None and groups[rule.remote_group].tenant != group.tenant:
+                raise InvalidSecgroup(
+                    f"remote_group: {rule.remote_group!r} belongs to another tenant"
+                )
+        compile_program(self.driver.ports().values(), groups)
+        self.tables.put_group(group.to_json())
+        self._groups[group.id] = group
+        self.driver.set_group(group)
+
+    # -- ports ------------------------------------------------------------------------------
+
+    def list_ports(self) -> list[Port]:
+        return sorted(self.driver.ports().values(), key=lambda p: p.id)
+
+    def get_port(self, instance: str, ifname: str) -> Port:
+        port = self.driver.ports().get(f"{instance}.{ifname}")
+        if port is None:
+            raise GroupNotFound(f"instance {instance!r} has no filtered interface {ifname!r}")
+        return port
+
+    def set_port_groups(self, instance: str, ifname: str, groups: list[str]) -> Port:
+        with self._lock:
+            port = self.get_port(instance, ifname)
+            if not port.port_security:
+                raise InvalidSecgroup(f"security_groups: {instance}/{ifname} has port security off")
+            self._check_groups(groups, port.tenant)
+            updated = Port(**{**port.__dict__, "groups": tuple(groups)})
+            compile_program(
+                [*(p for p in self.driver.ports().values() if p.id != port.id), updated],
+                self._groups,
+            )
+            key = (instance, ifname)
+            setting = {**self._settings.get(key, {}), "security_groups": list(groups)}
+            docs = {k[1]: v for k, v in self._settings.items() if k[0] == instance}
+            docs[ifname] = setting
+            self.tables.put_ports(instance, docs)
+            self._settings[key] = setting
+            self.driver.update_port_filter(updated)
+            return updated
+
+    def _check_groups(self, groups: Iterable[str], tenant: str) -> None:
+        for gid in groups:
+            group = self._groups.get(gid)
+            if group is None or group.tenant != tenant:
+                raise InvalidSecgroup(f"security_groups: no group {gid!r} (tenant {tenant})")
+
+    # -- the instance manager's hook -------------------------------------------------------
+
+    def ports_up(self, inst: Any, request: Any, template: Any) -> None:
+        with self._lock:
+            ports = self._ports_of(inst, request, template)
+            docs = {
+                p.id.split(".", 1)[1]: {
+                    "security_groups": list(p.groups),
+                    "port_security": p.port_security,
+                    "allowed_address_pairs": [str(a.ip_prefix) for a in p.allowed_address_pairs],
+                }
+                for p in ports
+            }
+            compile_program(
+                [*(p for p in self.driver.ports().values() if p.id not in docs), *ports],
+                self._groups,
+            )
+            try:
+                with self.driver.defer_apply():
+                    for port in ports:
+                        self._bind(port.network)
+                        self.driver.prepare_port_filter(port)
+                self.tables.put_ports(inst.name, docs)
+            except Exception:
+                with self.driver.defer_apply():
+                    for port in ports:
+                        self.driver.remove_port_filter(port.id)
+                raise
+            for ifname, doc in docs.items():
+                self._settings[(inst.name, ifname)] = doc
+
+    def ports_down(self, name: str) -> None:
+        with self._lock:
+            with self.driver.defer_apply():
+                for port_id in [p for p in self.driver.ports() if p.split(".", 1)[0] == name]:
+                    self.driver.remove_port_filter(port_id)
+            self.tables.delete_ports(name)
+            self._settings = {k: v for k, v in self._settings.items() if k[0] != name}
+
+    def _ports_of(self, inst: Any, request: Any, template: Any) -> list[Port]:
+        """The ports of an instance: settings from the request/template at create, from the
+        store at restore (an instance the store has nothing for gets its tenant's default)."""
+        from fluidedge.instances.network import mac_for  # noqa: PLC0415
+
+        tenant = getattr(inst, "tenant", None) or DEFAULT_TENANT
+        specs = {i.name: i for i in template.interfaces} if template is not None else {}
+        ports = []
+        for state in inst.interfaces:
+            stored = self._settings.get((inst.name, state.name))
+            spec = specs.get(state.name)
+            assignment = request.interfaces.get(state.name) if request is not None else None
+            if spec is not None:
+                secure = spec.port_security
+                pairs = list(spec.allowed_address_pairs)
+                groups = spec.security_groups
+                if assignment is not None and assignment.security_groups is not None:
+                    groups = assignment.security_groups
+            elif stored is not None:
+                secure = bool(stored.get("port_security", True))
+                pairs = list(stored.get("allowed_address_pairs", []))
+                groups = stored.get("security_groups")
+            else:
+                secure, pairs, groups = True, [], None
+            if not secure:
+                groups = []
+            elif groups is None:
+                groups = [self.ensure_default_group(tenant).id]
+            self._check_groups(groups, tenant)
+            ports.append(
+                Port(
+                    id=f"{inst.name}.{state.name}",
+                    device=state.host_ifname,
+                    network=state.network,
+                    zone=self._zone(state.network),
+                    mac=mac_for(state.host_ifname),
+                    fixed_ips=tuple(ipaddress.ip_interface(a).ip for a in state.addresses),
+                    allowed_address_pairs=tuple(
+                        AddressPair(ipaddress.ip_network(p, strict=False)) for p in pairs
+                    ),
+                    port_security=secure,
+                    groups=tuple(groups),
+                    tenant=tenant,
+                )
+            )
+        return ports
+
+    def _zone(self, network: str) -> int:
+        zone = self._zones.get(network)
+        if zone is None:
+            used = set(self._zones.values())
+            zone = next((z for z in range(ZONE_MIN + 99, ZONE_MAX + 1) if z not in used), None)
+            if zone is None:
+                raise InvalidSecgroup("zone: every conntrack zone is taken")
+            self.tables.put_zone(network, zone)
+            self._zones[network] = zone
+        return zone
+
+    def _bind(self, network: str) -> None:
+        if self.networks is None:
+            return
+        binding = self.networks.binding(network)
+        if binding is not None:
+            self.driver.bind_network(binding)

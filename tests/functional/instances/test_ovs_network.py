@@ -1,0 +1,178 @@
+"""Instance networks on the ``ovs`` driver: our own ovsdb-server/ovs-vswitchd, real traffic.
+
+Two instances on an Open vSwitch bridge (userspace netdev datapath) reach each other over TCP
+(an HTTP fetch), UDP-free ICMP and IPv6; their veths are OVS ports carrying external_ids; a
+network inside a namespace gets a switch of its own there; deleting everything stops the
+daemons and leaves no port, bridge or directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from fluidedge.instances.errors import NotABridge
+from fluidedge.instances.manager import Manager
+from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.proc import run
+from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
+
+from .conftest import ManagerFactory, bridge_name, in_netns
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def ovs_ns() -> Iterator[str]:
+    """A namespace of its own for the test's switch: the userspace datapath allows one switch
+    per namespace on the host, and other test runs may use the host namespace's."""
+    ns = f"fbo{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        yield ns
+    finally:
+        netns_mod.delete(ns)
+
+
+def _web(manager: Manager, network: str, pool: int = 2) -> None:
+    manager.create_template(
+        TemplateSpec.model_validate(
+            {
+                "name": "web",
+                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+                "files": {"www/index.html": "hello from {name}\n"},
+                "interfaces": [{"name": "eth0", "network": network}],
+                "readiness": {"kind": "tcp", "port": 8080},
+                "pool": {"size": pool},
+            }
+        )
+    )
+
+
+def _instance(manager: Manager, name: str, *addresses: str) -> int:
+    inst = manager.create_instance(
+        InstanceRequest.model_validate(
+            {
+                "name": name,
+                "template": "web",
+                "interfaces": {"eth0": {"addresses": list(addresses)}},
+            }
+        )
+    )
+    assert inst.pid is not None
+    return inst.pid
+
+
+def _fetch(pid: int, target: str) -> str:
+    """GET the peer's page, retrying while the switch learns the neighbours (first packets)."""
+    deadline = time.monotonic() + 20
+    argv = ("curl", "-s", "-g", "--max-time", "3", f"http://{target}:8080/")
+    got = in_netns(pid, *argv)
+    while got.returncode != 0 and time.monotonic() < deadline:
+        got = in_netns(pid, *argv)
+    return got.stdout
+
+
+def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
+    manager_factory: ManagerFactory, ovs_ns: str
+) -> None:
+    manager = manager_factory(pool_scale=1)
+    bridge = bridge_name("o")
+    spec = manager.create_network(
+        NetworkSpec(name="ovsnet", bridge=bridge, driver="ovs", netns=ovs_ns)
+    )
+    assert spec.driver == "ovs"
+    switch = ovs_bridges.switch(ovs_ns)
+    assert switch.root.name == f"ns-{ovs_ns}"
+    # The bridge's own interface is in the namespace, not here.
+    assert run(["ip", "-n", ovs_ns, "link", "show", bridge]).returncode == 0
+    assert run(["ip", "link", "show", bridge], check=False).returncode != 0
+    assert switch.running()
+    # Private directories under the manager's state dir, 0700; nothing under /var/run.
+    assert switch.root.is_relative_to(manager.state_dir)
+    assert oct(switch.root.stat().st_mode & 0o777) == "0o700"
+    assert Vsctl(switch).run("get", "Bridge", bridge, "datapath_type").strip() == "netdev"
+    assert Vsctl(switch).run("get", "Bridge", bridge, "fail_mode").strip() == "secure"
+    _web(manager, "ovsnet")
+    assert manager.wait_pools(60)
+    a = _instance(manager, "a", "198.18.30.2/24", "2001:db8:30::2/64")
+    b = _instance(manager, "b", "198.18.30.3/24", "2001:db8:30::3/64")
+
+    ports = ovs_bridges.ports(bridge, ovs_ns)
+    ifaces = Vsctl(switch).interfaces()
+    inst_a = manager.instances["a"]
+    host_a = inst_a.interfaces[0].host_ifname
+    assert host_a in ports
+    assert ifaces[host_a]["external_ids"] == {
+        "fluidedge-iface": "eth0",
+        "fluidedge-network": "ovsnet",
+    }
+    ofport = ifaces[host_a]["ofport"]
+    assert isinstance(ofport, int)
+    assert ofport > 0
+    # Not on any Linux bridge.
+    assert "master" not in run(["ip", "-n", ovs_ns, "-d", "link", "show", host_a]).stdout.split()
+    # Real traffic through ovs-vswitchd: TCP (over both families) and ICMP.
+    assert _fetch(b, "198.18.30.2") == "hello from a\n"
+    assert _fetch(a, "[2001:db8:30::3]") == "hello from b\n"
+    assert in_netns(a, "ping", "-c", "1", "-W", "2", "198.18.30.3").returncode == 0
+    # The datapath carried it: the base flow counted packets.
+    stats = Ofctl(switch, bridge).dump_with_stats()
+    assert any("n_packets=0" not in flow and "NORMAL" in flow for flow in stats), stats
+
+    # Deleting an instance removes its OVS port with its veth.
+    manager.delete_instance("a")
+    assert host_a not in ovs_bridges.ports(bridge, ovs_ns)
+    assert host_a not in Vsctl(switch).interfaces()
+
+    manager.purge()
+    assert not switch.running()
+    assert not switch.root.exists()
+    assert run(["ip", "-n", ovs_ns, "link", "show", bridge], check=False).returncode != 0
+    assert run(["ip", "-n", ovs_ns, "link", "show", "ovs-netdev"], check=False).returncode != 0
+
+
+def test_an_interface_that_is_not_our_bridge_is_not_adopted(
+    manager_factory: ManagerFactory, ovs_ns: str
+) -> None:
+    manager = manager_factory(pool_scale=0)
+    name = bridge_name("x")
+    run(["ip", "-n", ovs_ns, "link", "add", name, "type", "veth", "peer", "name", "y0"])
+    with pytest.raises(NotABridge, match="not a bridge of fluidedge's Open vSwitch"):
+        manager.create_network(NetworkSpec(name="x", bridge=name, driver="ovs", netns=ovs_ns))
+    assert "x" not in manager.networks
+
+
+def test_restart_adopts_the_running_switch_and_its_ports(
+    manager_factory: ManagerFactory, ovs_ns: str
+) -> None:
+    """A daemon restart (stop + a new manager on the same state) keeps the switch: same pids,
+    same ports, traffic still flows; nothing is started twice."""
+    first = manager_factory(pool_scale=1)
+    bridge = bridge_name("r")
+    first.create_network(NetworkSpec(name="rnet", bridge=bridge, driver="ovs", netns=ovs_ns))
+    _web(first, "rnet")
+    assert first.wait_pools(60)
+    a = _instance(first, "a", "198.18.32.2/24")
+    b = _instance(first, "b", "198.18.32.3/24")
+    switch = ovs_bridges.switch(ovs_ns)
+    pids = switch.pids()
+    first.stop()
+    again = Manager(first.config, first.tables.store, first.state_dir)
+    again.start()
+    try:
+        assert ovs_bridges.switch(ovs_ns).pids() == pids
+        expected = {i.host_ifname for x in again.instances.values() for i in x.interfaces}
+        expected |= {i.host_ifname for p in again.pools.values() for s in p.ready for i in s.ifaces}
+        assert set(ovs_bridges.ports(bridge, ovs_ns)) == expected
+        assert _fetch(a, "198.18.32.3") == "hello from b\n"
+        assert b
+    finally:
+        again.purge()
+        first.purge()
