@@ -25,6 +25,7 @@ _PART_CLIS = (
     "fluidedge.lab.cli",
     "fluidedge.tof.cli",
     "fluidedge.instances.cli",
+    "fluidedge.tenants.cli",
     "fluidedge.cat.cli",
     "fluidedge.measure.cli",
 )
