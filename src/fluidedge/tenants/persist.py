@@ -39,7 +39,9 @@ class Tables:
     def put_tenant(self, record: dict[str, Any]) -> None:
         with self.store.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO tenants (name, record) VALUES (?, ?)",
+                # an upsert: REPLACE would delete the row first, cascading to its tokens
+                "INSERT INTO tenants (name, record) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
                 (record["name"], json.dumps(record)),
             )
 
@@ -73,6 +75,7 @@ class Tables:
                 conn.execute("DELETE FROM tenant_owners WHERE kind = ? AND name = ?", (kind, name))
             else:
                 conn.execute(
-                    "INSERT OR REPLACE INTO tenant_owners (kind, name, tenant) VALUES (?, ?, ?)",
+                    "INSERT INTO tenant_owners (kind, name, tenant) VALUES (?, ?, ?) "
+                    "ON CONFLICT (kind, name) DO UPDATE SET tenant = excluded.tenant",
                     (kind, name, tenant),
                 )
