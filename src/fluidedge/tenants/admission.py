@@ -6,7 +6,7 @@ so that two concurrent requests cannot both take the last of a quota.
 
 What is checked, in order (each refusal says which limit, what is used and what was asked):
 
-1. one instance's pids limit is at most ``max_pids_per_instance`` and the host's budget (400);
+1. one instance's pids limit is at most ``max_pids_per_instance`` and the host's budget (403);
 2. the pids limits of all instances, this one included, fit the host's budget:
    ``pid_max * (1 - pids_reserved_fraction) * pids_overcommit`` (409);
 3. for a tenant: its template's capabilities are in its quota's (403), and its instances,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import ConflictError, FluidedgeError, InputError, NotFoundError
+from fluidedge.errors import ConflictError, FluidedgeError, NotFoundError
 
 
 class TenantsError(FluidedgeError):
@@ -36,5 +36,6 @@ class QuotaExceeded(TenantsError, ConflictError):
     """
 
 
-class LimitExceeded(TenantsError, InputError):
-    """A single request asks more than any one instance may have (a host bound): 400."""
+class LimitExceeded(Forbidden):
+    """A single request asks more than any one instance may have on this host (a policy of
+    the host's configuration, not a malformed request: 403, like a refused capability)."""

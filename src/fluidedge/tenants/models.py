@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fluidedge.instances.models import KNOWN_CAPABILITIES
+from fluidedge.instances.models import KNOWN_CAPABILITIES, JsonInt
 
 TENANT_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 TenantName = Annotated[
@@ -31,12 +31,12 @@ class _Strict(BaseModel):
 class Quota(_Strict):
     """What one tenant's instances may hold at once, in all (checked at admission)."""
 
-    instances: int = Field(default=16, ge=0, le=100_000, description="instances at once")
+    instances: JsonInt = Field(default=16, ge=0, le=100_000, description="instances at once")
     cpus: float = Field(
         default=4.0, ge=0, le=1024, description="sum of the instances' CPU caps (cpu_limit)"
     )
-    memory_mb: int = Field(default=4096, ge=0, le=1 << 30, description="sum of memory limits")
-    pids: int = Field(default=2048, ge=0, le=1 << 22, description="sum of pids limits")
+    memory_mb: JsonInt = Field(default=4096, ge=0, le=1 << 30, description="sum of memory limits")
+    pids: JsonInt = Field(default=2048, ge=0, le=1 << 22, description="sum of pids limits")
     capabilities: list[
         Annotated[str, Field(json_schema_extra={"enum": sorted(KNOWN_CAPABILITIES)})]
     ] = Field(

@@ -293,7 +293,7 @@ def test_host_pid_budget_refuses_overcommit(daemon_factory: DaemonFactory) -> No
         big = api.admin.post(
             "/v1/instances", json=_instance("big-0", "idle", resources={"pids": 65536})
         )
-        assert big.status_code == 400
+        assert big.status_code == 403
         assert (
             f"resources.pids: 65536 is above the per-instance limit {budget}"
             in big.json()["detail"]

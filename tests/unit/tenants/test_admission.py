@@ -126,27 +126,31 @@ def test_concurrent_requests_never_exceed_the_quota() -> None:
     admission = Admission(CONFIG, list, lambda: PID_MAX)
     quota = Quota(instances=3)
     admitted: list[str] = []
+    refused: list[str] = []
     barrier = threading.Barrier(8)
     release = threading.Event()
+    decided = threading.Condition()
 
     def request(i: int) -> None:
         barrier.wait()
         try:
             with admission.admit(f"acme-{i}", Demand(0.1, 8, 8), ("acme", quota, [])):
-                admitted.append(f"acme-{i}")
-                release.wait(10)
+                with decided:
+                    admitted.append(f"acme-{i}")
+                    decided.notify_all()
+                release.wait(30)  # hold the quota until every request was decided
         except QuotaExceeded:
-            pass
+            with decided:
+                refused.append(f"acme-{i}")
+                decided.notify_all()
 
     threads = [threading.Thread(target=request, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
-    deadline = threading.Event()
-    for _ in range(1000):
-        if len(admitted) == 3:
-            break
-        deadline.wait(0.01)
+    with decided:
+        decided.wait_for(lambda: len(admitted) + len(refused) == 8, timeout=30)
     release.set()
     for thread in threads:
         thread.join()
-    assert len(admitted) == 3
+    assert (len(admitted), len(refused)) == (3, 5)
+    assert admission.usage("acme").instances == 0
