@@ -24,10 +24,12 @@ class InstancesPart:
     def __init__(self, manager: Manager, context: DaemonContext | None = None) -> None:
         self.manager = manager
         self.context = context
+        self.scoped: Scoped | None = None  # tenants' scoping and admission (the GUI uses it)
 
     def router(self) -> APIRouter:
         tenants = self.context.tenants if self.context is not None else None
-        return build_router(self.manager, Scoped(self.manager, tenants))
+        self.scoped = Scoped(self.manager, tenants)
+        return build_router(self.manager, self.scoped)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.manager.start)

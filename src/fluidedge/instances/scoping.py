@@ -194,7 +194,7 @@ class Scoped:
             raise TemplateNotFound(f"template {request.template!r} does not exist")
         overrides = {k: v for k, v in request.resources.model_dump().items() if v is not None}
         resources = template.resources.model_copy(update=overrides)
-        cap = cpu_cap(resources, self.config.default_cpu_limit, tenant=owner is not None)
+        cap = cpu_cap(resources, self.config.default_cpu_limit or None, tenant=owner is not None)
         if cap != resources.cpu_limit:
             resources = resources.model_copy(update={"cpu_limit": cap})
             request = request.model_copy(

@@ -33,10 +33,10 @@ class AdmissionConfig(BaseModel):
         description="1.0: the pids limits can never exhaust pid_max together; more admits "
         "more (a limit is a cap, most instances use a few pids)",
     )
-    default_cpu_limit: float | None = Field(
+    default_cpu_limit: float = Field(
         default=1.0,
-        gt=0,
+        ge=0,
         le=64,
         description="CPU cap (CFS quota, in CPUs) of an instance that names none; at least "
-        "its CPU request. None: uncapped",
+        "its CPU request. 0: uncapped (a tenant's instance is capped at its request then)",
     )
