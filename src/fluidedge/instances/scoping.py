@@ -10,6 +10,7 @@ with ``<tenant>-`` so that they never collide with another tenant's.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,8 @@ from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, InstanceView, NetworkSpec, TemplateSpec
 from fluidedge.tenants.admission import (
     Admission,
-    Demand,
+    Ledger,
+    Totals,
     check_capabilities,
     cpu_cap,
     demand_of,
@@ -50,9 +52,16 @@ class Scoped:
         self.tenants = tenants
         self.scope = Scope(tenants) if tenants is not None else None
         self.config = tenants.config if tenants is not None else AdmissionConfig()
+        self._ledger = Ledger()
+        self._ledger_lock = threading.Lock()
         self.admission = Admission(self.config, self._committed)
         if tenants is not None:
             tenants.usage = self.admission.usage
+            tenants.resource_exists.update(
+                instance=lambda n: n in manager.instances or n in manager.reserved_names,
+                template=lambda n: n in manager.templates,
+                network=lambda n: n in manager.networks,
+            )
 
     # ------------------------------------------------------------------ who sees what
     @staticmethod
@@ -101,6 +110,9 @@ class Scoped:
     def delete(self, kind: str, who: Principal, name: str, remove: Callable[[str], None]) -> None:
         self.require_change(kind, who, name)
         remove(name)
+        if kind == "instance":
+            with self._ledger_lock:
+                self._ledger.remove(name)
         if self.scope is not None:
             self.scope.deleted(kind, name)
 
@@ -170,10 +182,21 @@ class Scoped:
             return self.manager.create_network(spec)
 
     # ------------------------------------------------------------------ admission
-    def _committed(self) -> list[tuple[str | None, Demand]]:
-        # list() of a dict's values runs under the GIL without yielding: no lock needed.
-        instances = list(self.manager.instances.values())
-        return [(self.owner("instance", i.name), demand_of(i.resources)) for i in instances]
+    def _committed(self) -> dict[str | None, Totals]:
+        """What the instances hold per owner: the ledger, kept by the creates and deletes
+        made here, rebuilt from the manager when it disagrees on the count (instances
+        restored at start, or removed elsewhere: the GUI, a workload that failed)."""
+        with self._ledger_lock:
+            if len(self._ledger.held) != len(self.manager.instances):
+                # list() of a dict's values runs under the GIL without yielding.
+                instances = list(self.manager.instances.values())
+                self._ledger.reset(
+                    [
+                        (i.name, self.owner("instance", i.name), demand_of(i.resources))
+                        for i in instances
+                    ]
+                )
+            return {owner: Totals(**vars(t)) for owner, t in self._ledger.totals.items()}
 
     @contextmanager
     def admit_instance(
@@ -204,8 +227,11 @@ class Scoped:
         if owner is not None:
             tenant = (owner, self._quota(owner), template.capabilities)
         exists = request.name in self.manager.instances
+        demand = demand_of(resources)
         with (
-            self.admission.admit(request.name, demand_of(resources), tenant),
+            self.admission.admit(request.name, demand, tenant),
             self._creating("instance", request.name, owner, exists=exists),
         ):
             yield request
+            with self._ledger_lock:
+                self._ledger.add(request.name, owner, demand)

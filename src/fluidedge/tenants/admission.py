@@ -157,12 +157,62 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-Committed = Callable[[], list[tuple[str | None, Demand]]]
+@dataclass
+class Totals:
+    """What a set of instances holds (mutable: kept up to date one instance at a time)."""
+
+    instances: int = 0
+    cpus: float = 0.0
+    memory_mb: int = 0
+    pids: int = 0
+
+    def add(self, demand: Demand, sign: int = 1) -> None:
+        self.instances += sign
+        self.cpus += sign * demand.cpus
+        self.memory_mb += sign * demand.memory_mb
+        self.pids += sign * demand.pids
+
+    def usage(self) -> Usage:
+        return Usage(
+            instances=self.instances,
+            cpus=round(self.cpus, 6),
+            memory_mb=self.memory_mb,
+            pids=self.pids,
+        )
+
+
+class Ledger:
+    """What the instances hold, per owner (None: the admin), kept incrementally: O(1) per
+    admission rather than a walk over every instance (10,000 idle instances on a node)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str | None, Demand]] = {}
+        self.totals: dict[str | None, Totals] = {}
+
+    def add(self, name: str, owner: str | None, demand: Demand) -> None:
+        self.remove(name)
+        self.held[name] = (owner, demand)
+        self.totals.setdefault(owner, Totals()).add(demand)
+
+    def remove(self, name: str) -> None:
+        entry = self.held.pop(name, None)
+        if entry is not None:
+            self.totals[entry[0]].add(entry[1], -1)
+
+    def reset(self, entries: list[tuple[str, str | None, Demand]]) -> None:
+        self.held.clear()
+        self.totals.clear()
+        for name, owner, demand in entries:
+            self.add(name, owner, demand)
+
+
+# What the existing instances hold, per owner: a fresh copy at each call.
+Committed = Callable[[], dict[str | None, Totals]]
 
 
 class Admission:
-    """Admits instance requests against ``committed()`` (the instances that exist, with
-    their owners) plus the requests admitted and still being created."""
+    """Admits instance requests against ``committed()`` (what the existing instances hold,
+    per owner) plus the requests admitted and still being created."""
 
     def __init__(
         self,
@@ -176,10 +226,24 @@ class Admission:
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[str | None, Demand]] = {}
 
+    def _held(self, skip: str | None = None) -> dict[str | None, Totals]:
+        held = self._committed()  # a copy: ours to add the pending requests to
+        for name, (owner, demand) in list(self._pending.items()):
+            if name != skip:
+                held.setdefault(owner, Totals()).add(demand)
+        return held
+
     def usage(self, tenant: str | None = None) -> Usage:
         """What ``tenant``'s instances hold (None: every instance on the host)."""
-        held = self._committed() + list(self._pending.values())
-        return usage_of([d for owner, d in held if tenant is None or owner == tenant])
+        held = self._held()
+        if tenant is not None:
+            return held.get(tenant, Totals()).usage()
+        return Totals(
+            instances=sum(t.instances for t in held.values()),
+            cpus=sum(t.cpus for t in held.values()),
+            memory_mb=sum(t.memory_mb for t in held.values()),
+            pids=sum(t.pids for t in held.values()),
+        ).usage()
 
     @contextmanager
     def admit(
@@ -190,17 +254,17 @@ class Admission:
     ) -> Iterator[None]:
         """Hold ``demand`` for request ``name`` while it is created (refused: raises)."""
         with self._lock:
-            held = self._committed() + [v for k, v in self._pending.items() if k != name]
+            held = self._held(skip=name)
             owner = tenant[0] if tenant else None
             tenant_demand = None
             if tenant is not None:
-                mine = [d for who, d in held if who == owner]
-                tenant_demand = TenantDemand(tenant[0], tenant[1], usage_of(mine), tenant[2])
+                mine = held.get(owner, Totals()).usage()
+                tenant_demand = TenantDemand(tenant[0], tenant[1], mine, tenant[2])
             check(
                 demand,
                 config=self.config,
                 host_pid_max=self._pid_max(),
-                host_pids=sum(d.pids for _, d in held),
+                host_pids=sum(t.pids for t in held.values()),
                 tenant=tenant_demand,
             )
             self._pending[name] = (owner, demand)

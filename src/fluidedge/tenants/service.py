@@ -46,6 +46,9 @@ class TenantService:
         # What a tenant's instances hold now: set by the instances part's routes (which own
         # the admission control); None without that part.
         self.usage: Callable[[str], Usage] | None = None
+        # Per resource kind, whether a name still exists (registered by the parts): an
+        # ownership row whose resource went away behind our back does not hold up a delete.
+        self.resource_exists: dict[str, Callable[[str], bool]] = {}
 
     # ------------------------------------------------------------------ tenants
     def names(self) -> list[str]:
@@ -93,6 +96,10 @@ class TenantService:
         """Remove tenant ``name`` and revoke its tokens; refused while it owns resources."""
         with self._lock:
             self.record(name)
+            for kind, names in self.owned(name):
+                exists = self.resource_exists.get(kind)
+                for stale in [n for n in names if exists is not None and not exists(n)]:
+                    self.set_owner(kind, stale, None)
             owned = self.owned(name)
             if owned:
                 what = "; ".join(f"{kind}: {', '.join(names[:10])}" for kind, names in owned)

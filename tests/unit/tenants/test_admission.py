@@ -11,7 +11,9 @@ from fluidedge.instances.models import Resources
 from fluidedge.tenants.admission import (
     Admission,
     Demand,
+    Ledger,
     TenantDemand,
+    Totals,
     check,
     cpu_cap,
     demand_of,
@@ -102,9 +104,28 @@ def test_usage_sums_demands() -> None:
     assert usage_of(demands) == Usage(instances=3, cpus=1.5, memory_mb=48, pids=24)
 
 
+def ledger_copy(ledger: Ledger) -> dict[str | None, Totals]:
+    return {owner: Totals(**vars(t)) for owner, t in ledger.totals.items()}
+
+
+def test_ledger_keeps_totals_per_owner() -> None:
+    ledger = Ledger()
+    ledger.add("a", "acme", Demand(0.5, 16, 8))
+    ledger.add("b", "acme", Demand(1.0, 32, 8))
+    ledger.add("c", None, Demand(1.0, 8, 100))
+    ledger.add("b", "acme", Demand(1.0, 32, 8))  # added twice: counted once
+    assert ledger.totals["acme"].usage() == Usage(instances=2, cpus=1.5, memory_mb=48, pids=16)
+    ledger.remove("a")
+    ledger.remove("gone")
+    assert ledger.totals["acme"].usage() == Usage(instances=1, cpus=1.0, memory_mb=32, pids=8)
+    ledger.reset([("x", "beta", Demand(0.1, 4, 2))])
+    assert set(ledger.totals) == {"beta"}
+
+
 def test_admission_holds_pending_requests_against_the_quota() -> None:
-    committed: list[tuple[str | None, Demand]] = [("acme", Demand(0.5, 8, 8))]
-    admission = Admission(CONFIG, lambda: list(committed), lambda: PID_MAX)
+    ledger = Ledger()
+    ledger.add("acme-a", "acme", Demand(0.5, 8, 8))
+    admission = Admission(CONFIG, lambda: ledger_copy(ledger), lambda: PID_MAX)
     quota = Quota(instances=2)
     with admission.admit("acme-b", Demand(0.5, 8, 8), ("acme", quota, [])):
         # a second request while the first is still being created: the quota is full
@@ -123,7 +144,7 @@ def test_admission_holds_pending_requests_against_the_quota() -> None:
 
 
 def test_concurrent_requests_never_exceed_the_quota() -> None:
-    admission = Admission(CONFIG, list, lambda: PID_MAX)
+    admission = Admission(CONFIG, dict, lambda: PID_MAX)
     quota = Quota(instances=3)
     admitted: list[str] = []
     refused: list[str] = []

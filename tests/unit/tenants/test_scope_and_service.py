@@ -142,3 +142,15 @@ def test_tenant_lifecycle_errors(service: TenantService) -> None:
     assert service.resolve(token.token) is None
     with pytest.raises(TenantNotFound):
         service.quota("acme")
+
+
+def test_a_row_whose_resource_is_gone_does_not_hold_up_a_delete(service: TenantService) -> None:
+    live = {"beta-a"}
+    service.resource_exists["instance"] = live.__contains__
+    service.set_owner("instance", "beta-a", "beta")
+    service.set_owner("instance", "beta-gone", "beta")
+    with pytest.raises(TenantInUse, match=r"instance: beta-a\)"):
+        service.delete("beta")
+    live.clear()
+    service.delete("beta")
+    assert service.owner("instance", "beta-a") is None
