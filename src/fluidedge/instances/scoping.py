@@ -154,6 +154,7 @@ class Scoped:
             )
         if owner is not None:
             check_capabilities(owner, self._quota(owner), spec.capabilities)
+            _no_cos(spec.cos)
             actor = Principal("tenant", owner)
             for iface in spec.interfaces:
                 if not can_see(actor, self.owner("network", iface.network)):
@@ -225,6 +226,7 @@ class Scoped:
             )
         tenant = None
         if owner is not None:
+            _no_cos(request.cos)
             tenant = (owner, self._quota(owner), template.capabilities)
         exists = request.name in self.manager.instances
         demand = demand_of(resources)
@@ -235,3 +237,10 @@ class Scoped:
             yield request
             with self._ledger_lock:
                 self._ledger.add(request.name, owner, demand)
+
+
+def _no_cos(cos: str | None) -> None:
+    """Classes of service (cache ways, the [cat] part) are the host's to hand out: a tenant
+    cannot name one (the admin may put a tenant's instance in one)."""
+    if cos is not None:
+        raise Forbidden(f"cos: classes of service are the admin's; a tenant cannot name {cos!r}")

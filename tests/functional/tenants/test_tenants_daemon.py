@@ -240,6 +240,9 @@ def test_quotas_are_refused_with_their_reason(daemon: DaemonHandle) -> None:
         caps = tenant.post("/v1/templates", json=_template("q-cap", capabilities=["CAP_NET_ADMIN"]))
         assert caps.status_code == 403
         assert "CAP_NET_ADMIN are outside tenant q's quota" in caps.json()["detail"]
+        cos = tenant.post("/v1/templates", json=_template("q-cos", cos="gold"))
+        assert cos.status_code == 403
+        assert "classes of service are the admin's" in cos.json()["detail"]
         spec = _template("q-t", resources={"cpus": 0.1, "memory_mb": 32, "pids": 16})
         assert tenant.post("/v1/templates", json=spec).status_code == 201
         first = tenant.post("/v1/instances", json=_instance("q-1", "q-t"))
