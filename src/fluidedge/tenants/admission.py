@@ -19,6 +19,7 @@ least its CPU request); a tenant's instance is capped even when the default is o
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,12 +34,21 @@ PID_MAX_PATH = Path("/proc/sys/kernel/pid_max")
 PID_MAX_FALLBACK = 32768  # the kernel's default, when /proc cannot say
 
 
+PID_MAX_TTL = 1.0  # seconds a read of pid_max is reused (an operator may raise it live)
+_pid_max_cache: list[float] = [0.0, -PID_MAX_TTL - 1]  # value, monotonic time read
+
+
 def pid_max() -> int:
-    """The host's ``kernel.pid_max`` (read at each admission: an operator may raise it)."""
-    try:
-        return int(PID_MAX_PATH.read_text())
-    except (OSError, ValueError):
-        return PID_MAX_FALLBACK
+    """The host's ``kernel.pid_max``, re-read at most once a second (reading /proc costs
+    more than the rest of an admission)."""
+    now = time.monotonic()
+    if now - _pid_max_cache[1] > PID_MAX_TTL:
+        try:
+            value = int(PID_MAX_PATH.read_text())
+        except (OSError, ValueError):
+            value = PID_MAX_FALLBACK
+        _pid_max_cache[:] = [value, now]
+    return int(_pid_max_cache[0])
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Host limits hold for every instance, the admin's included: today one request could ask for
 65,536 pids (above a 32,768 ``pid_max``) and two of them were admitted. ``pid_max`` is read
-from the kernel at each admission (:func:`fluidedge.tenants.admission.pid_max`).
+from the kernel, at most once a second (:func:`fluidedge.tenants.admission.pid_max`).
 """
 
 from __future__ import annotations
