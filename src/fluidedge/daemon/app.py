@@ -30,6 +30,8 @@ from fluidedge.daemon.part import DaemonContext, Part
 from fluidedge.daemon.registry import load_factory
 from fluidedge.daemon.store import Store
 from fluidedge.errors import FluidedgeError
+from fluidedge.tenants.api import build_router as build_tenants_router
+from fluidedge.tenants.service import TenantService
 
 
 def _validation_reason(exc: RequestValidationError) -> str:
@@ -93,6 +95,8 @@ def build_context(config: DaemonConfig, store: Store | None = None) -> DaemonCon
     if store is None:
         store = Store(config.store_path, synchronous=config.store_synchronous)
     context = DaemonContext(config=config, store=store)
+    # Before the parts: their routes scope by ownership, and admission reads the quotas.
+    context.tenants = TenantService(store, config.admission)
     for name, section in config.parts.items():
         factory = load_factory(name)
         context.parts[name] = factory(section, context)
@@ -111,7 +115,14 @@ def create_app(
     bearer = token or resolve_token(config.api)
     # The web GUI (/ui) authenticates its own requests: a session from a token login, CSRF.
     gui_prefix = ("/ui",) if config.gui.enabled else ()
-    guard = TokenGuard(bearer, open_reads=config.api.open_reads, own_auth=gui_prefix)
+    if context.tenants is None:
+        context.tenants = TenantService(context.store, config.admission)
+    guard = TokenGuard(
+        bearer,
+        open_reads=config.api.open_reads,
+        own_auth=gui_prefix,
+        tenant_resolver=context.tenants.resolve,
+    )
     metrics = DaemonMetrics({name: part.metrics for name, part in context.parts.items()})
 
     @asynccontextmanager
@@ -170,6 +181,7 @@ def create_app(
     def metrics_route() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    app.include_router(build_tenants_router(context))
     for part in context.parts.values():
         app.include_router(part.router())
     if config.gui.enabled:  # the web GUI under /ui (its own session login: fluidedge.gui)

@@ -1,7 +1,8 @@
 """The audit log: one JSON line per mutating call (who, what, result), rotated by size.
 
 Who: the peer (``ip:port``, or ``unix`` for the Unix socket) and what it presented (``token``,
-``none`` or ``invalid-token``; the token itself is never written). What: method, path and the
+``none``, ``tenant-token`` with the ``tenant`` named, or ``invalid-token``; a token itself is never
+written, a tenant token created or revoked is named by its ``token_id``). What: method, path and the
 ``name`` of the object in a JSON body when there is one. Result: the HTTP status and the time
 taken. Refused calls (401, 400, 413...) are logged too: an audit log is most useful for what
 was refused. Files are created 0600 (they name the objects of the node); rotation keeps
@@ -63,6 +64,8 @@ class AuditLog:
         name: str | None,
         status: int,
         seconds: float,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
@@ -75,6 +78,8 @@ class AuditLog:
         }
         if name is not None:
             entry["name"] = name
+        if extra:
+            entry.update({k: v for k, v in extra.items() if k not in entry})
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         with self._lock:
             try:

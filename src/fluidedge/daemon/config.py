@@ -31,6 +31,7 @@ from pydantic import (
 
 from fluidedge.daemon.errors import ConfigError
 from fluidedge.gui.config import GuiConfig
+from fluidedge.tenants.config import AdmissionConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/fluidedge")
 DEFAULT_PORT = 8181
@@ -97,6 +98,7 @@ class DaemonConfig(BaseModel):
     store_synchronous: Literal["full", "normal"] = "full"
     api: ApiConfig = Field(default_factory=ApiConfig)
     gui: GuiConfig = Field(default_factory=GuiConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -119,7 +121,7 @@ class DaemonConfig(BaseModel):
         return self.state_dir / self.api.audit_log if self.api.audit_log else None
 
 
-_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api", "gui"}
+_CORE_KEYS = {"state_dir", "store", "store_synchronous", "api", "gui", "admission"}
 
 
 def parse_config(data: dict[str, Any]) -> DaemonConfig:

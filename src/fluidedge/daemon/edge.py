@@ -30,7 +30,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from fluidedge.daemon.audit import AuditLog, body_name
-from fluidedge.daemon.auth import SAFE_METHODS, STATE_KEY, Presented, TokenGuard
+from fluidedge.daemon.auth import SAFE_METHODS, STATE_KEY, TENANT_KEY, Presented, TokenGuard
 from fluidedge.daemon.metrics import DaemonMetrics
 from fluidedge.errors import FluidedgeError, StorageFull
 
@@ -43,6 +43,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _log = logging.getLogger("fluidedge.daemon")
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _ALLOW_CACHE_SIZE = 4096
+# Routes may add fields to their audit record (e.g. the id of a token just created):
+# ``request.scope["state"][AUDIT_KEY] = {...}``.
+AUDIT_KEY = "fluidedge.audit"
 
 
 async def send_json(
@@ -163,14 +166,19 @@ class EdgeMiddleware:
                 label = method if method in _METHOD_ORDER else "OTHER"
                 self.metrics.observe(label, template, status[0], seconds)
             if mutating and self.audit is not None and not warm_up:
+                state = scope.get("state", {})
+                extra = dict(state.get(AUDIT_KEY, {}))
+                if state.get(TENANT_KEY):
+                    extra["tenant"] = state[TENANT_KEY]
                 self.audit.record(
                     _peer(scope),
-                    scope.get("state", {}).get("fluidedge.presented", Presented.NONE.value),
+                    state.get("fluidedge.presented", Presented.NONE.value),
                     method,
                     path,
                     body_name(b"".join(captured)),
                     status[0],
                     seconds,
+                    extra=extra or None,
                 )
 
     async def _handle(  # noqa: PLR0917 (private, one call site)
@@ -184,11 +192,18 @@ class EdgeMiddleware:
         captured: list[bytes],
     ) -> None:
         headers = dict(scope["headers"])
-        presented = self.guard.presented(headers.get(b"authorization"))
+        presented, tenant = self.guard.identify(headers.get(b"authorization"))
         state = scope.setdefault("state", {})
         state[STATE_KEY] = presented is Presented.TOKEN
         state["fluidedge.presented"] = presented.value
-        if presented is not Presented.TOKEN and self.guard.needs_token(method, path):
+        if tenant is not None:
+            state[TENANT_KEY] = tenant
+            if not self.guard.tenant_may(method, path):
+                await send_json(
+                    send, 403, f"{method} {path} needs the admin token (tenant token of {tenant})"
+                )
+                return
+        elif presented is not Presented.TOKEN and self.guard.needs_token(method, path):
             why = "missing" if presented is Presented.NONE else "invalid"
             await send_json(
                 send,

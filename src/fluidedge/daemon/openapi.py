@@ -8,7 +8,8 @@ repeating that in each part, this pass rewrites the generated document once: 422
 the cross-cutting statuses are added with the error model, the bearer scheme is declared and
 each operation says whether it needs it (mutations always; reads only with
 ``api.open_reads = false``). Statuses specific to a route (404, 409, 422, 504...) are declared
-by the route itself.
+by the route itself. Every route but ``/healthz`` may answer 403 to a tenant token (see
+:mod:`fluidedge.daemon.auth`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _REF = {"$ref": "#/components/schemas/Error"}
 _TEXT = {
     400: "Bad request: the reason names the field",
     401: "Missing or invalid bearer token",
+    403: "The token may not do this (a tenant token on an admin route, a read-only built-in, "
+    "a capability outside the tenant's quota)",
     404: "Not found",
     409: "Conflict with existing state",
     422: "Understood, but could not be carried out (e.g. the workload exited before ready)",
@@ -83,6 +86,8 @@ def rewrite(document: dict[str, Any], *, open_reads: bool) -> dict[str, Any]:
                 _add(responses, 401)
             else:
                 operation["security"] = []
+            if path not in PUBLIC_PATHS:  # a tenant token off its routes (fluidedge.tenants)
+                _add(responses, 403)
             if "requestBody" in operation:
                 _add(responses, 413)
             if verb not in SAFE_METHODS:

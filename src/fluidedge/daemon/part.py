@@ -16,6 +16,7 @@ from fastapi import APIRouter
 
 from fluidedge.daemon.config import DaemonConfig
 from fluidedge.daemon.store import Store
+from fluidedge.tenants.service import TenantService
 
 
 class Part(Protocol):
@@ -40,6 +41,8 @@ class DaemonContext:
     config: DaemonConfig
     store: Store
     parts: dict[str, Part] = field(default_factory=dict)
+    # Tenants, their tokens and who owns what (fluidedge.tenants); built by build_context.
+    tenants: TenantService | None = None
 
 
 PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

@@ -32,6 +32,7 @@ from fluidedge.instances.models import (
     NetworkSpec,
     TemplateSpec,
 )
+from fluidedge.tenants.scope import ADMIN
 
 
 def add_routes(router: APIRouter, ui: Ui) -> None:
@@ -91,7 +92,13 @@ def add_routes(router: APIRouter, ui: Ui) -> None:
         try:
             body = instance_body(form, template)
             req = InstanceRequest.model_validate(body)
-            view = await call(manager.create_instance, req, time.perf_counter())
+            # The host's admission (pids bounds, default CPU cap) holds for the GUI too.
+            scoped = getattr(node.context.parts.get("instances"), "scoped", None)
+            if scoped is None:
+                view = await call(manager.create_instance, req, time.perf_counter())
+            else:
+                with scoped.admit_instance(ADMIN, req, None) as checked:
+                    view = await call(manager.create_instance, checked, time.perf_counter())
         except GuiInputError as exc:
             return render_new(request, form, template, {FORM: str(exc)}, 400)
         except (ValidationError, FluidedgeError) as exc:

@@ -8,7 +8,13 @@ Pause and resume run inline too, their freezer wait bounded to ``INLINE_FREEZER_
 finish in the thread pool if the cgroup takes longer to settle.
 
 Template reads without the token (allowed by ``api.open_reads``) show ``env`` values and
-``files`` contents as ``<redacted>``: they may carry secrets. Each route declares the error
+``files`` contents as ``<redacted>``: they may carry secrets.
+
+Tenants (:mod:`fluidedge.tenants`): every route scopes by ownership (a tenant sees its own
+instances, templates and networks, and the built-in templates read-only; another tenant's is
+a 404), and ``POST /v1/instances`` goes through admission control (tenant quota, host pids,
+default CPU cap: :mod:`fluidedge.tenants.admission`) before the manager sees it. The admin
+may create for a tenant with ``?tenant=NAME``. Each route declares the error
 statuses it can answer (the daemon adds the cross-cutting ones, see
 :mod:`fluidedge.daemon.openapi`).
 """
@@ -19,11 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from fluidedge.daemon.auth import authenticated, redact_values
+from fluidedge.daemon.auth import redact_values
 from fluidedge.daemon.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.images.api import build_image_router
@@ -36,6 +42,7 @@ from fluidedge.instances.models import (
     PoolStatus,
     TemplateSpec,
 )
+from fluidedge.instances.scoping import Scoped
 
 
 async def _arrival() -> float:
@@ -68,71 +75,92 @@ async def _freezer_op(op: Callable[..., InstanceView], name: str) -> Response:
     return _json(view)
 
 
-def _shown(spec: TemplateSpec, request: Request) -> TemplateSpec:
-    """``spec`` as this reader may see it: secrets redacted without a valid token."""
-    if authenticated(request) or not (spec.env or spec.files):
+def _shown(spec: TemplateSpec, unredacted: bool) -> TemplateSpec:
+    """``spec`` as this reader may see it: secrets redacted unless ``unredacted``."""
+    if unredacted or not (spec.env or spec.files):
         return spec
     return spec.model_copy(
         update={"env": redact_values(spec.env), "files": redact_values(spec.files)}
     )
 
 
-def build_router(manager: Manager) -> APIRouter:
+TenantParam = Query(
+    default=None,
+    pattern=r"^[a-z][a-z0-9]{0,7}$",
+    description="admin only: the tenant that will own the new resource",
+)
+
+
+def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    sc = scoped or Scoped(manager, None)
 
     # templates
     @router.get("/templates", tags=["templates"])
     def list_templates(request: Request) -> list[TemplateSpec]:
-        return [_shown(manager.templates[name], request) for name in sorted(manager.templates)]
+        who = sc.who(request)
+        names = sc.templates_visible(who, sorted(manager.templates))
+        return [_shown(manager.templates[n], sc.unredacted(who, request, n)) for n in names]
 
     @router.post(
         "/templates",
         tags=["templates"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
     )
-    def create_template(spec: TemplateSpec) -> TemplateSpec:
-        return manager.create_template(spec)
+    def create_template(
+        spec: TemplateSpec, request: Request, tenant: str | None = TenantParam
+    ) -> TemplateSpec:
+        return sc.create_template(sc.who(request), spec, tenant)
 
     @router.get("/templates/{name}", tags=["templates"], responses=error_responses(404))
     def get_template(name: str, request: Request) -> TemplateSpec:
-        return _shown(manager.get_template(name), request)
+        who = sc.who(request)
+        sc.require_template(who, name)
+        return _shown(manager.get_template(name), sc.unredacted(who, request, name))
 
     @router.delete(
         "/templates/{name}",
         tags=["templates"],
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
     )
-    def delete_template(name: str) -> Response:
-        manager.delete_template(name)
+    def delete_template(name: str, request: Request) -> Response:
+        sc.delete("template", sc.who(request), name, manager.delete_template)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # instances
     @router.get("/instances", tags=["instances"])
-    def list_instances() -> list[InstanceView]:
-        return manager.list_instances()
+    def list_instances(request: Request) -> list[InstanceView]:
+        return sc.visible_views(sc.who(request), manager.list_instances())
 
     @router.post(
         "/instances",
         tags=["instances"],
         status_code=status.HTTP_201_CREATED,
         response_model=InstanceView,
-        responses=error_responses(404, 409, 422, 504),
+        responses=error_responses(403, 404, 409, 422, 504),
     )
     async def create_instance(
-        request: InstanceRequest, arrived: float = Depends(_arrival)
+        request: InstanceRequest,
+        http: Request,
+        arrived: float = Depends(_arrival),
+        tenant: str | None = TenantParam,
     ) -> Response:
-        if manager.is_quick(request):
-            # Warm shell + no network wait: a few hundred µs of work, cheaper inline than the
-            # thread-pool hand-off (which costs more than the work itself on a busy host).
-            view = manager.create_instance(request, arrived)
-        else:
-            view = await run_in_threadpool(manager.create_instance, request, arrived)
+        admitted = sc.admit_instance(sc.who(http), request, tenant)
+        with admitted as checked:
+            if manager.is_quick(checked):
+                # Warm shell + no network wait: a few hundred µs of work, cheaper inline than
+                # the thread-pool hand-off (which costs more than the work itself on a busy
+                # host).
+                view = manager.create_instance(checked, arrived)
+            else:
+                view = await run_in_threadpool(manager.create_instance, checked, arrived)
         return _json(view, status.HTTP_201_CREATED)
 
     @router.get("/instances/{name}", tags=["instances"], responses=error_responses(404))
-    def get_instance(name: str) -> InstanceView:
+    def get_instance(name: str, request: Request) -> InstanceView:
+        sc.require("instance", sc.who(request), name)
         return manager.get_instance(name).view()
 
     @router.delete(
@@ -141,8 +169,8 @@ def build_router(manager: Manager) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         responses=error_responses(404),
     )
-    def delete_instance(name: str) -> Response:
-        manager.delete_instance(name)
+    def delete_instance(name: str, request: Request) -> Response:
+        sc.delete("instance", sc.who(request), name, manager.delete_instance)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
@@ -151,7 +179,8 @@ def build_router(manager: Manager) -> APIRouter:
         response_model=InstanceView,
         responses=error_responses(404, 409),
     )
-    async def pause_instance(name: str) -> Response:
+    async def pause_instance(name: str, request: Request) -> Response:
+        sc.require_change("instance", sc.who(request), name)
         return await _freezer_op(manager.pause, name)
 
     @router.post(
@@ -160,7 +189,8 @@ def build_router(manager: Manager) -> APIRouter:
         response_model=InstanceView,
         responses=error_responses(404, 409),
     )
-    async def resume_instance(name: str) -> Response:
+    async def resume_instance(name: str, request: Request) -> Response:
+        sc.require_change("instance", sc.who(request), name)
         return await _freezer_op(manager.resume, name)
 
     @router.get(
@@ -169,7 +199,8 @@ def build_router(manager: Manager) -> APIRouter:
         response_class=PlainTextResponse,
         responses=error_responses(404),
     )
-    def instance_logs(name: str) -> str:
+    def instance_logs(name: str, request: Request) -> str:
+        sc.require("instance", sc.who(request), name)
         return manager.logs(name)
 
     @router.get("/stats", tags=["instances"])
@@ -179,8 +210,9 @@ def build_router(manager: Manager) -> APIRouter:
 
     # pools
     @router.get("/pools", tags=["pools"])
-    def pools() -> list[PoolStatus]:
-        return manager.pool_status()
+    def pools(request: Request) -> list[PoolStatus]:
+        who = sc.who(request)
+        return [p for p in manager.pool_status() if sc.templates_visible(who, [p.template])]
 
     # orphans: ours, unknown to the store, kept until an operator removes them
     @router.get("/orphans", tags=["pools"])
@@ -197,30 +229,34 @@ def build_router(manager: Manager) -> APIRouter:
 
     # networks
     @router.get("/networks", tags=["networks"])
-    def list_networks() -> list[NetworkSpec]:
-        return [manager.networks[name] for name in sorted(manager.networks)]
+    def list_networks(request: Request) -> list[NetworkSpec]:
+        names = sc.visible(sc.who(request), "network", sorted(manager.networks))
+        return [manager.networks[name] for name in names]
 
     @router.post(
         "/networks",
         tags=["networks"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
     )
-    def create_network(spec: NetworkSpec) -> NetworkSpec:
-        return manager.create_network(spec)
+    def create_network(
+        spec: NetworkSpec, request: Request, tenant: str | None = TenantParam
+    ) -> NetworkSpec:
+        return sc.create_network(sc.who(request), spec, tenant)
 
     @router.get("/networks/{name}", tags=["networks"], responses=error_responses(404))
-    def get_network(name: str) -> NetworkSpec:
+    def get_network(name: str, request: Request) -> NetworkSpec:
+        sc.require("network", sc.who(request), name)
         return manager.get_network(name)
 
     @router.delete(
         "/networks/{name}",
         tags=["networks"],
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
     )
-    def delete_network(name: str) -> Response:
-        manager.delete_network(name)
+    def delete_network(name: str, request: Request) -> Response:
+        sc.delete("network", sc.who(request), name, manager.delete_network)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.include_router(build_image_router(manager))

@@ -87,14 +87,14 @@ RESERVED_FILES = frozenset({"go", "assign", "started"})
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case name, <= 32 chars")]
 _NoNul = r"^[^\x00]*$"
 Arg = Annotated[str, Field(max_length=LIMITS["arg"], pattern=_NoNul)]
-# command[0] must be absolute (checked by _check_argv); prefixItems states it in the schema.
+# command[0] must be absolute, without '=' (checked by _check_argv); prefixItems states it.
 Command = Annotated[
     list[Arg],
     Field(
         min_length=1,
         max_length=LIMITS["args"],
         json_schema_extra={
-            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00]*$", "maxLength": 4096}]
+            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00=]*$", "maxLength": 4096}]
         },
     ),
 ]

@@ -13,6 +13,7 @@ from fluidedge.daemon.part import DaemonContext
 from fluidedge.instances.api import build_router
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
+from fluidedge.instances.scoping import Scoped
 
 
 class InstancesPart:
@@ -20,11 +21,15 @@ class InstancesPart:
 
     name = "instances"
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Manager, context: DaemonContext | None = None) -> None:
         self.manager = manager
+        self.context = context
+        self.scoped: Scoped | None = None  # tenants' scoping and admission (the GUI uses it)
 
     def router(self) -> APIRouter:
-        return build_router(self.manager)
+        tenants = self.context.tenants if self.context is not None else None
+        self.scoped = Scoped(self.manager, tenants)
+        return build_router(self.manager, self.scoped)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.manager.start)
@@ -61,4 +66,4 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> InstancesPart:
     except ValidationError as exc:
         raise InvalidRequest(f"config [instances]: {exc}") from exc
     state_dir = config.state_dir or ctx.config.state_dir / "instances"
-    return InstancesPart(Manager(config, ctx.store, state_dir))
+    return InstancesPart(Manager(config, ctx.store, state_dir), ctx)

@@ -1,0 +1,174 @@
+"""Tenants, their tokens and the ownership of resources: in memory, written through to the store.
+
+Everything is read once at start (:meth:`TenantService.__init__`), so a daemon restart restores
+tenants, tokens and ownership; requests are served from memory (resolving a token is a dict
+lookup and one hash). Each change is written to the store before it is applied in memory: a
+change the store refuses leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fluidedge.daemon.store import Store
+from fluidedge.tenants import tokens
+from fluidedge.tenants.config import AdmissionConfig
+from fluidedge.tenants.errors import TenantExists, TenantInUse, TenantNotFound
+from fluidedge.tenants.models import (
+    Quota,
+    TenantCreate,
+    TenantUpdate,
+    TokenCreated,
+    TokenView,
+    Usage,
+)
+from fluidedge.tenants.persist import Tables
+
+
+class TenantService:
+    """The node's tenants (thread-safe; one per daemon, in :class:`DaemonContext`)."""
+
+    def __init__(self, store: Store, config: AdmissionConfig | None = None) -> None:
+        self.config = config or AdmissionConfig()
+        self.tables = Tables(store)
+        self._lock = threading.RLock()
+        self._tenants: dict[str, dict[str, Any]] = {r["name"]: r for r in self.tables.tenants()}
+        self._tokens: dict[str, tuple[TokenView, str]] = {
+            record["id"]: (TokenView.model_validate(record), digest)
+            for record, digest in self.tables.tokens()
+        }
+        self._owners: dict[tuple[str, str], str] = {
+            (kind, name): tenant for kind, name, tenant in self.tables.owners()
+        }
+        # What a tenant's instances hold now: set by the instances part's routes (which own
+        # the admission control); None without that part.
+        self.usage: Callable[[str], Usage] | None = None
+        # Per resource kind, whether a name still exists (registered by the parts): an
+        # ownership row whose resource went away behind our back does not hold up a delete.
+        self.resource_exists: dict[str, Callable[[str], bool]] = {}
+
+    # ------------------------------------------------------------------ tenants
+    def names(self) -> list[str]:
+        return sorted(self._tenants)
+
+    def exists(self, name: str) -> bool:
+        return name in self._tenants
+
+    def record(self, name: str) -> dict[str, Any]:
+        record = self._tenants.get(name)
+        if record is None:
+            raise TenantNotFound(f"tenant {name!r} does not exist")
+        return record
+
+    def quota(self, name: str) -> Quota:
+        return Quota.model_validate(self.record(name)["quota"])
+
+    def create(self, spec: TenantCreate) -> dict[str, Any]:
+        with self._lock:
+            if spec.name in self._tenants:
+                raise TenantExists(f"tenant {spec.name!r} already exists")
+            quota = spec.quota or self.config.default_quota
+            record = {
+                "name": spec.name,
+                "description": spec.description,
+                "quota": quota.model_dump(),
+                "created_at": time.time(),
+            }
+            self.tables.put_tenant(record)
+            self._tenants[spec.name] = record
+            return record
+
+    def update(self, name: str, change: TenantUpdate) -> dict[str, Any]:
+        with self._lock:
+            record = dict(self.record(name))
+            if change.description is not None:
+                record["description"] = change.description
+            if change.quota is not None:
+                record["quota"] = change.quota.model_dump()
+            self.tables.put_tenant(record)
+            self._tenants[name] = record
+            return record
+
+    def delete(self, name: str) -> None:
+        """Remove tenant ``name`` and revoke its tokens; refused while it owns resources."""
+        with self._lock:
+            self.record(name)
+            for kind, names in self.owned(name):
+                exists = self.resource_exists.get(kind)
+                for stale in [n for n in names if exists is not None and not exists(n)]:
+                    self.set_owner(kind, stale, None)
+            owned = self.owned(name)
+            if owned:
+                what = "; ".join(f"{kind}: {', '.join(names[:10])}" for kind, names in owned)
+                raise TenantInUse(f"tenant {name} still owns resources ({what}): delete them first")
+            self.tables.delete_tenant(name)
+            del self._tenants[name]
+            for token_id in [i for i, (v, _) in self._tokens.items() if v.tenant == name]:
+                del self._tokens[token_id]
+
+    # ------------------------------------------------------------------ tokens
+    def create_token(self, tenant: str, description: str = "") -> TokenCreated:
+        with self._lock:
+            self.record(tenant)
+            token_id, token, digest = tokens.new_token()
+            view = TokenView(
+                id=token_id, tenant=tenant, description=description, created_at=time.time()
+            )
+            self.tables.put_token(view.model_dump(), digest)
+            self._tokens[token_id] = (view, digest)
+            return TokenCreated(**view.model_dump(), token=token)
+
+    def list_tokens(self, tenant: str) -> list[TokenView]:
+        self.record(tenant)
+        views = [view for view, _ in self._tokens.values() if view.tenant == tenant]
+        return sorted(views, key=lambda v: (v.created_at, v.id))
+
+    def token_count(self, tenant: str) -> int:
+        return sum(1 for view, _ in self._tokens.values() if view.tenant == tenant)
+
+    def delete_token(self, tenant: str, token_id: str) -> None:
+        with self._lock:
+            entry = self._tokens.get(token_id)
+            if entry is None or entry[0].tenant != tenant:
+                raise TenantNotFound(f"tenant {tenant!r} has no token {token_id!r}")
+            self.tables.delete_token(token_id)
+            del self._tokens[token_id]
+
+    def resolve(self, token: str) -> str | None:
+        """The tenant a bearer token belongs to, or None (unknown, revoked, malformed)."""
+        parsed = tokens.parse(token)
+        if parsed is None:
+            return None
+        entry = self._tokens.get(parsed[0])
+        if entry is None or not tokens.matches(parsed[1], entry[1]):
+            return None
+        return entry[0].tenant
+
+    # ------------------------------------------------------------------ ownership
+    def owner(self, kind: str, name: str) -> str | None:
+        """The tenant owning resource ``kind``/``name``; None: the admin's."""
+        return self._owners.get((kind, name))
+
+    def set_owner(self, kind: str, name: str, tenant: str | None) -> None:
+        with self._lock:
+            if tenant is not None:
+                self.record(tenant)
+            if self._owners.get((kind, name)) == tenant:
+                return
+            self.tables.set_owner(kind, name, tenant)
+            if tenant is None:
+                self._owners.pop((kind, name), None)
+            else:
+                self._owners[(kind, name)] = tenant
+
+    def owned(self, tenant: str, kinds: Iterable[str] | None = None) -> list[tuple[str, list[str]]]:
+        """``(kind, names)`` of what ``tenant`` owns, kinds sorted, empty kinds left out."""
+        wanted = set(kinds) if kinds is not None else None
+        found: dict[str, list[str]] = {}
+        for (kind, name), owner in list(self._owners.items()):
+            if owner == tenant and (wanted is None or kind in wanted):
+                found.setdefault(kind, []).append(name)
+        return [(kind, sorted(names)) for kind, names in sorted(found.items())]

@@ -1,0 +1,323 @@
+"""Tenants on a real daemon with real runc: two tenants' isolation (404s, filtered lists),
+admin-only routes, quotas and the host's pid budget refused with their reasons, the default CPU
+cap in the instance's cgroup, and tenants, tokens and ownership restored by a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fluidedge.instances.bundle import cpu_quota_us
+from fluidedge.tenants.admission import pid_max
+from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
+from tests.functional.daemon.conftest import purge_instances
+
+pytestmark = pytest.mark.root
+
+SUFFIX = os.getpid() % 10000
+INSTANCES = {"instances": {"pool_scale": 0, "memory_mb": 1024}}
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class Api:
+    """One client per principal on one daemon."""
+
+    def __init__(self, handle: DaemonHandle) -> None:
+        self.handle = handle
+        self.clients: list[httpx.Client] = []
+        self.admin = self.client(TOKEN)
+        self.anonymous = self.client(None)
+
+    def client(self, token: str | None) -> httpx.Client:
+        client = httpx.Client(base_url=self.handle.url, headers=_bearer(token), timeout=60)
+        self.clients.append(client)
+        return client
+
+    def tenant(self, name: str, **quota: Any) -> httpx.Client:
+        body: dict[str, Any] = {"name": name}
+        if quota:
+            body["quota"] = quota
+        assert self.admin.post("/v1/tenants", json=body).status_code == 201
+        created = self.admin.post(f"/v1/tenants/{name}/tokens", json={"description": "t"})
+        assert created.status_code == 201
+        return self.client(created.json()["token"])
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def daemon(daemon_factory: DaemonFactory) -> Iterator[DaemonHandle]:
+    handle = daemon_factory(INSTANCES)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        purge_instances(handle)
+
+
+def _template(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "command": ["/bin/busybox", "sleep", "1000"], **fields}
+
+
+def _instance(name: str, template: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "template": template, **fields}
+
+
+def _names(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return sorted(item["name"] for item in response.json())
+
+
+def _not_found(response: httpx.Response, what: str) -> None:
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == f"{what} does not exist"
+
+
+def test_two_tenants_see_and_change_only_their_own(daemon: DaemonHandle) -> None:
+    api = Api(daemon)
+    try:
+        acme, beta = api.tenant("acme"), api.tenant("beta")
+        bridge = f"acme{SUFFIX}"
+        made = acme.post("/v1/networks", json={"name": "acme-net", "bridge": bridge})
+        assert made.status_code == 201, made.text
+        assert acme.post("/v1/templates", json=_template("acme-t")).status_code == 201
+        wired = _template("acme-tn", interfaces=[{"name": "eth0", "network": "acme-net"}])
+        assert acme.post("/v1/templates", json=wired).status_code == 201
+        created = acme.post("/v1/instances", json=_instance("acme-a", "acme-t"))
+        assert created.status_code == 201, created.text
+        made = beta.post("/v1/instances", json=_instance("beta-b", "idle", cold=True))
+        assert made.status_code == 201, made.text
+
+        # lists: each its own (and the built-in templates); the admin all; anonymous none
+        assert _names(acme.get("/v1/instances")) == ["acme-a"]
+        assert _names(beta.get("/v1/instances")) == ["beta-b"]
+        assert _names(api.admin.get("/v1/instances")) == ["acme-a", "beta-b"]
+        assert _names(api.anonymous.get("/v1/instances")) == []
+        assert _names(beta.get("/v1/templates")) == ["httpd", "idle"]
+        assert _names(acme.get("/v1/templates")) == ["acme-t", "acme-tn", "httpd", "idle"]
+        assert _names(api.anonymous.get("/v1/templates")) == ["httpd", "idle"]
+        assert _names(beta.get("/v1/networks")) == []
+        assert _names(api.anonymous.get("/v1/networks")) == []
+        assert _names(api.admin.get("/v1/networks")) == ["acme-net"]
+
+        # another tenant's resource does not exist: get, change, delete, logs
+        for client in (beta, api.anonymous):
+            _not_found(client.get("/v1/instances/acme-a"), "instance 'acme-a'")
+            _not_found(client.get("/v1/templates/acme-t"), "template 'acme-t'")
+            _not_found(client.get("/v1/networks/acme-net"), "network 'acme-net'")
+        _not_found(beta.get("/v1/instances/acme-a/logs"), "instance 'acme-a'")
+        _not_found(beta.post("/v1/instances/acme-a/pause"), "instance 'acme-a'")
+        _not_found(beta.post("/v1/instances/acme-a/resume"), "instance 'acme-a'")
+        _not_found(beta.delete("/v1/instances/acme-a"), "instance 'acme-a'")
+        _not_found(beta.delete("/v1/templates/acme-t"), "template 'acme-t'")
+        _not_found(beta.delete("/v1/networks/acme-net"), "network 'acme-net'")
+        _not_found(acme.delete("/v1/instances/beta-b"), "instance 'beta-b'")
+        # ... nor can it be used: another tenant's template or network
+        _not_found(
+            beta.post("/v1/instances", json=_instance("beta-x", "acme-t")), "template 'acme-t'"
+        )
+        stolen = _template("beta-t", interfaces=[{"name": "eth0", "network": "acme-net"}])
+        _not_found(beta.post("/v1/templates", json=stolen), "interfaces.eth0: network 'acme-net'")
+        # names: a tenant's start with its name (so that they never collide with another's)
+        named = beta.post("/v1/instances", json=_instance("acme-b", "idle"))
+        assert named.status_code == 403
+        assert "start with 'beta-'" in named.json()["detail"]
+        other = beta.post("/v1/networks", json={"name": "beta-n", "bridge": bridge})
+        assert other.status_code == 403  # a bridge outside its own names
+        # built-in templates: usable and readable by every tenant, changed by none
+        assert beta.get("/v1/templates/idle").status_code == 200
+        refused = beta.delete("/v1/templates/idle")
+        assert refused.status_code == 403
+        assert "read-only" in refused.json()["detail"]
+        # the instance is untouched: still running, still acme's
+        assert acme.get("/v1/instances/acme-a").json()["state"] == "running"
+        assert acme.post("/v1/instances/acme-a/pause").json()["state"] == "paused"
+        assert acme.post("/v1/instances/acme-a/resume").json()["state"] == "running"
+
+        # the admin's routes refuse a tenant token (403), and /v1/tenants anonymous reads (401)
+        for method, path in (
+            ("GET", "/v1/tenants"),
+            ("POST", "/v1/tenants"),
+            ("GET", "/v1/tenants/acme"),
+            ("POST", "/v1/tenants/acme/tokens"),
+            ("GET", "/v1/pools"),
+            ("GET", "/v1/stats"),
+            ("GET", "/v1/orphans"),
+            ("DELETE", "/v1/orphans"),
+            ("GET", "/metrics"),
+        ):
+            answer = acme.request(method, path)
+            assert answer.status_code == 403, (method, path, answer.text)
+            assert "needs the admin token" in answer.json()["detail"]
+        assert api.anonymous.get("/v1/tenants").status_code == 401
+        assert acme.get("/v1/whoami").json()["tenant"] == "acme"
+        assert api.admin.get("/v1/whoami").json() == {
+            "principal": "admin",
+            "tenant": None,
+            "quota": None,
+            "usage": None,
+        }
+        view = api.admin.get("/v1/tenants/acme").json()
+        assert view["owns"] == {
+            "instances": ["acme-a"],
+            "templates": ["acme-t", "acme-tn"],
+            "networks": ["acme-net"],
+            "other": {},
+        }
+        assert view["usage"]["instances"] == 1
+        assert view["tokens"] == 1
+
+        # a restart restores tenants, their tokens and who owns what
+        daemon.restart()
+        assert _names(acme.get("/v1/instances")) == ["acme-a"]
+        assert _names(beta.get("/v1/instances")) == ["beta-b"]
+        _not_found(beta.get("/v1/instances/acme-a"), "instance 'acme-a'")
+        assert _names(api.admin.get("/v1/tenants")) == ["acme", "beta"]
+
+        # a revoked token is refused; the tenant cannot go while it owns resources
+        token_id = api.admin.get("/v1/tenants/beta/tokens").json()[0]["id"]
+        assert api.admin.delete(f"/v1/tenants/beta/tokens/{token_id}").status_code == 204
+        assert beta.delete("/v1/instances/beta-b").status_code == 401
+        assert _names(beta.get("/v1/instances")) == []  # an anonymous read (api.open_reads)
+        busy = api.admin.delete("/v1/tenants/beta")
+        assert busy.status_code == 409
+        assert "beta-b" in busy.json()["detail"]
+        assert api.admin.delete("/v1/instances/beta-b").status_code == 204
+        assert api.admin.delete("/v1/tenants/beta").status_code == 204
+
+        for path in ("/v1/instances/acme-a", "/v1/templates/acme-tn", "/v1/templates/acme-t"):
+            assert acme.delete(path).status_code == 204
+        assert acme.delete("/v1/networks/acme-net").status_code == 204
+        assert not Path(f"/sys/class/net/{bridge}").exists()
+
+        # the audit log names the tenant of tenant-token calls and token ids, never a token
+        audit = (daemon.state_dir / "audit.log").read_text()
+        entries = [json.loads(line) for line in audit.splitlines()]
+        made_token = [e for e in entries if e["path"] == "/v1/tenants/acme/tokens"]
+        assert made_token[0]["status"] == 201
+        assert len(made_token[0]["token_id"]) == 12
+        revoked = [e for e in entries if e["path"].endswith(f"/tokens/{token_id}")]
+        assert revoked[0]["token_id"] == token_id
+        by_acme = [e for e in entries if e.get("tenant") == "acme"]
+        assert {"auth": "tenant-token", "path": "/v1/instances", "status": 201}.items() <= next(
+            e for e in by_acme if e["path"] == "/v1/instances"
+        ).items()
+        assert "fet_" not in audit
+    finally:
+        api.close()
+
+
+def _cpu_quota(pid: int) -> int:
+    """The CFS quota (µs) of ``pid``'s cgroup (v1 ``cpu`` controller or v2 ``cpu.max``)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            cpu_max = Path(f"/sys/fs/cgroup{path}/cpu.max")
+            if cpu_max.exists():
+                quota = cpu_max.read_text().split()[0]
+                return -1 if quota == "max" else int(quota)
+        elif "cpu" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/{controllers}{path}/cpu.cfs_quota_us").read_text())
+    raise AssertionError(f"no cpu cgroup for {pid}")
+
+
+def test_quotas_are_refused_with_their_reason(daemon: DaemonHandle) -> None:
+    api = Api(daemon)
+    try:
+        quota = {"instances": 1, "cpus": 2.0, "memory_mb": 64, "pids": 100}
+        tenant = api.tenant("q", **quota)
+        caps = tenant.post("/v1/templates", json=_template("q-cap", capabilities=["CAP_NET_ADMIN"]))
+        assert caps.status_code == 403
+        assert "CAP_NET_ADMIN are outside tenant q's quota" in caps.json()["detail"]
+        cos = tenant.post("/v1/templates", json=_template("q-cos", cos="gold"))
+        assert cos.status_code == 403
+        assert "classes of service are the admin's" in cos.json()["detail"]
+        spec = _template("q-t", resources={"cpus": 0.1, "memory_mb": 32, "pids": 16})
+        assert tenant.post("/v1/templates", json=spec).status_code == 201
+        first = tenant.post("/v1/instances", json=_instance("q-1", "q-t"))
+        assert first.status_code == 201, first.text
+        # every instance gets a CPU cap by default, in its cgroup too
+        view = first.json()
+        assert view["resources"]["cpu_limit"] == 1.0
+        assert _cpu_quota(view["pid"]) == cpu_quota_us(1.0)
+
+        second = tenant.post("/v1/instances", json=_instance("q-2", "q-t"))
+        assert second.status_code == 409
+        assert second.json()["detail"] == "quota of tenant q: instances 1 used + 1 asked > 1"
+        quota["instances"] = 5
+        assert api.admin.patch("/v1/tenants/q", json={"quota": quota}).status_code == 200
+        for overrides, reason in (
+            ({"memory_mb": 64}, "memory_mb 32 used + 64 asked > 64"),
+            ({"pids": 90}, "pids 16 used + 90 asked > 100"),
+            ({"cpu_limit": 1.5}, "cpus 1 used + 1.5 asked > 2"),
+        ):
+            refused = tenant.post(
+                "/v1/instances", json=_instance("q-2", "q-t", resources=overrides)
+            )
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["detail"] == f"quota of tenant q: {reason}"
+        assert _names(api.admin.get("/v1/instances")) == ["q-1"]  # nothing half-made
+        usage = tenant.get("/v1/whoami").json()["usage"]
+        assert usage == {"instances": 1, "cpus": 1.0, "memory_mb": 32, "pids": 16}
+        fits = tenant.post(
+            "/v1/instances", json=_instance("q-2", "q-t", resources={"cpu_limit": 0.5})
+        )
+        assert fits.status_code == 201, fits.text
+        # an admin's instance is not the tenant's usage, and the admin may create for it
+        for_q = api.admin.post("/v1/instances?tenant=q", json=_instance("q-3", "q-t"))
+        assert for_q.status_code == 409  # the admin's create for q counts against q's quota
+        assert "cpus 1.5 used + 1 asked > 2" in for_q.json()["detail"]
+    finally:
+        api.close()
+
+
+def test_host_pid_budget_refuses_overcommit(daemon_factory: DaemonFactory) -> None:
+    host_max = pid_max()
+    # a budget of about 40,000 pids whatever this host's pid_max (at most 75 % of it)
+    fraction = max(0.25, 1 - 40000 / host_max)
+    budget = int(host_max * (1 - fraction))
+    handle = daemon_factory(
+        INSTANCES,
+        admission={"max_pids_per_instance": 65536, "pids_reserved_fraction": fraction},
+    )
+    api = Api(handle)
+    try:
+        big = api.admin.post(
+            "/v1/instances", json=_instance("big-0", "idle", resources={"pids": 65536})
+        )
+        assert big.status_code == 403
+        assert (
+            f"resources.pids: 65536 is above the per-instance limit {budget}"
+            in big.json()["detail"]
+        )
+        half = budget // 2 + 1
+        first = api.admin.post(
+            "/v1/instances", json=_instance("big-1", "idle", resources={"pids": half})
+        )
+        assert first.status_code == 201, first.text
+        second = api.admin.post(
+            "/v1/instances", json=_instance("big-2", "idle", resources={"pids": half})
+        )
+        assert second.status_code == 409
+        assert f"would exceed the host's budget of {budget}" in second.json()["detail"]
+        assert _names(api.admin.get("/v1/instances")) == ["big-1"]
+        assert api.admin.delete("/v1/instances/big-1").status_code == 204
+        again = api.admin.post(
+            "/v1/instances", json=_instance("big-2", "idle", resources={"pids": half})
+        )
+        assert again.status_code == 201, again.text  # the budget is given back on delete
+    finally:
+        api.close()
+        handle.stop()
+        purge_instances(handle)
