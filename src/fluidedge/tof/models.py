@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
+
+from fluidedge.superfluid.model import OnDemand, OnDemandModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -79,25 +81,48 @@ IPText = Annotated[
 ]
 
 
-class ServiceModel(BaseModel):
-    """A service: traffic to ``serviceIP`` from UEs is offloaded to ``applicationIP``."""
+_ONE_TARGET: JsonDict = {
+    "oneOf": [
+        {"required": ["applicationIP"], "not": {"required": ["onDemand"]}},
+        {"required": ["onDemand"], "not": {"required": ["applicationIP"]}},
+    ]
+}
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="service")
+
+class ServiceModel(BaseModel):
+    """A service: traffic to ``serviceIP`` from UEs is offloaded to ``applicationIP``, or, with
+    ``onDemand`` instead, to instances of a template created on demand (docs/superfluid.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, title="service", json_schema_extra=_ONE_TARGET
+    )
 
     name: ServiceName
     serviceIP: IPText  # field names are the seed's Swagger
-    applicationIP: IPText
+    applicationIP: IPText | None = None
+    onDemand: OnDemandModel | None = None
 
     @model_validator(mode="after")
     def _same_family(self) -> ServiceModel:
         service = ipaddress.ip_address(self.serviceIP)
-        application = ipaddress.ip_address(self.applicationIP)
+        if (self.applicationIP is None) == (self.onDemand is None):
+            raise ValueError("give exactly one of applicationIP and onDemand")
+        if self.onDemand is not None:
+            pool = ipaddress.ip_network(self.onDemand.addressPool)
+            if pool.version != service.version:
+                raise ValueError(
+                    "serviceIP and onDemand.addressPool must be of the same IP version"
+                )
+            return self
+        application = ipaddress.ip_address(self.applicationIP or "")
         if service.version != application.version:
             raise ValueError("serviceIP and applicationIP must be of the same IP version")
         return self
 
     def to_service(self) -> Service:
-        return Service(self.name, self.serviceIP, self.applicationIP)
+        if self.onDemand is not None:
+            return Service(self.name, self.serviceIP, "", self.onDemand.to_ondemand())
+        return Service(self.name, self.serviceIP, self.applicationIP or "")
 
 
 class NewServiceModel(ServiceModel):
@@ -112,9 +137,16 @@ class Service:
 
     name: str
     service_ip: str
-    application_ip: str
+    application_ip: str  # "" for an on-demand service
+    ondemand: OnDemand | None = None
 
-    def to_api(self) -> dict[str, str]:
+    def to_api(self) -> dict[str, Any]:
+        if self.ondemand is not None:
+            return {
+                "name": self.name,
+                "serviceIP": self.service_ip,
+                "onDemand": self.ondemand.to_api(),
+            }
         return {
             "name": self.name,
             "serviceIP": self.service_ip,

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
+from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -50,10 +51,10 @@ from fluidedge.tof.failopen import Guard, detach, s1_program_attached
 from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Bearer
 
 
-class UserspaceBackend(DataPlaneBase):
+class UserspaceBackend(OnDemandControl, DataPlaneBase):
     """AF_PACKET + TUN data plane around :class:`Pipeline` (see the module docstring).
 
     The S1 sockets both receive and transmit (they are :attr:`_s1_tx`).
@@ -141,6 +142,10 @@ class UserspaceBackend(DataPlaneBase):
     def apply(self, services: Mapping[str, Service]) -> None:
         with self._lock:
             self.pipeline.set_services(services)
+
+    def _send_released(self, actions: list[Action]) -> None:
+        """On-demand packets released by the controller (lock held): sent like any others."""
+        self._send_all(actions, None)
 
     def tunnels(self) -> list[dict[str, object]]:
         with self._lock:
