@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +80,19 @@ class Env:
     def view(self, instance: str) -> dict[str, Any]:
         result: dict[str, Any] = self.client.get(f"/v1/instances/{instance}")
         return result
+
+    def cli(self, *args: str) -> str:
+        env = {**os.environ, "FLUIDEDGE_URL": self.daemon.url, "FLUIDEDGE_TOKEN": self.daemon.token}
+        result = subprocess.run(
+            [sys.executable, "-m", "fluidedge", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
     def reconnect(self) -> None:
         self.client.close()

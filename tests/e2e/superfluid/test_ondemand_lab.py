@@ -3,6 +3,7 @@ real instances from the warm pool (runc, freezer cgroups), real captures (issue 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
@@ -73,6 +74,13 @@ def test_first_request_answered_by_a_fresh_instance_nothing_lost(
     assert second != first
     assert {i["ue"] for i in env.instances("web")} == {ue1, str(lab.ues["ue3"])}
     assert env.events("web")["created"] == 2
+    shown = env.cli("service", "show", "web", "--json")
+    assert [(i["instance"], i["ue"], i["state"]) for i in json.loads(shown)["instances"]] == [
+        (i["instance"], i["ue"], "running") for i in env.instances("web")
+    ]
+    table = env.cli("service", "show", "web")
+    assert first in table
+    assert "per-ue" in table
     metrics = env.client.get("/metrics")
     assert sample(metrics, "fluidedge_superfluid_events_total", service="web", event="created") == 2
     assert sample(metrics, "fluidedge_superfluid_first_packet_seconds_count", service="web") == 2
