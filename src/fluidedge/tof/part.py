@@ -47,11 +47,19 @@ class TofPart:
         self.catalog = ServiceCatalog(ctx.store, self._apply)
         self.catalog.check = self._check
         self.controller: Controller | None = None
+        self.inactive = 0  # stored on-demand services this daemon cannot run
 
     def _apply(self, services: Mapping[str, Service]) -> None:
+        if self.controller is None:
+            # Stored on-demand services stay declared but inactive where nothing can create
+            # their instances (no [instances] part, or the fast path): their traffic goes to
+            # the core as if they did not exist, and /stats says how many were left out.
+            active = {n: s for n, s in services.items() if s.ondemand is None}
+            self.inactive = len(services) - len(active)
+            self.backend.apply(active)
+            return
         self.backend.apply(services)
-        if self.controller is not None:
-            self.controller.services_changed(services)
+        self.controller.services_changed(services)
 
     def _check(self, service: Service) -> None:
         if service.ondemand is None:
@@ -91,10 +99,10 @@ class TofPart:
             controller = self._make_controller()
             if controller is not None:
                 controller.attach()
+                self.controller = controller
             self.catalog.restore()
             if controller is not None:
                 await asyncio.to_thread(controller.start, self.catalog.snapshot())
-                self.controller = controller
         except BaseException:
             await asyncio.to_thread(self.backend.stop)
             raise
@@ -102,6 +110,7 @@ class TofPart:
     async def stop(self) -> None:
         if self.controller is not None:
             await asyncio.to_thread(self.controller.stop)
+            self.controller = None
         await asyncio.to_thread(self.backend.stop)
 
     def metrics(self) -> str:

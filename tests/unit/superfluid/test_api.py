@@ -97,3 +97,16 @@ def test_on_demand_spec_persists_in_the_catalog(tmp_path: Path) -> None:
     assert restored.ondemand is not None
     assert restored.ondemand.per_ue
     assert restored.to_api()["onDemand"] == {**ONDEMAND["onDemand"], "interface": "eth0"}
+
+
+def test_stored_on_demand_service_is_inactive_without_instance_manager(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    ServiceCatalog(store, lambda _s: None).add(
+        NewServiceModel.model_validate(ONDEMAND).to_service()
+    )
+    store.close()
+    backend = RecordingBackend()
+    with _make(tmp_path, backend) as client:
+        assert [s["name"] for s in client.get("/service").json()] == ["web"]
+        assert backend.applied == [{}]  # declared, kept, not run: nothing can create instances
+        assert backend.pipeline.services == {}
