@@ -303,13 +303,14 @@ class Controller:
             elif existing.state == "paused":
                 self._resume(service, ue)
             return  # "creating": its creator releases the queue
-        wait = self._take_token()
-        if wait is None:
+        granted = self._take_token()
+        if granted is None:
             with self._lock:
                 self.records.pop(key, None)
             self._refuse(service, ue, "rate")
             return
         with record.lock:
+            record.created_at = granted + self._mono_to_wall  # the rate bound's instant
             try:
                 self._instantiate(spec, record)
             except FluidedgeError as exc:
@@ -330,15 +331,17 @@ class Controller:
             )
 
     def _take_token(self) -> float | None:
-        """Wait for the creation rate to allow one more (None: not within the queue timeout)."""
+        """Wait for the creation rate to allow one more: the instant (monotonic) it was
+        granted, or None when that would be beyond the queue timeout (refused)."""
         with self._bucket_lock:
-            wait = self.bucket.take(time.monotonic())
+            now = time.monotonic()
+            wait = self.bucket.take(now)
             if wait > self.queue_timeout:
                 self.bucket.give_back()
                 return None
         if wait > 0:
             self._stop.wait(wait)
-        return wait
+        return now + wait
 
     def _instantiate(self, spec: OnDemand, record: Record) -> None:
         template = self.manager.get_template(spec.template)

@@ -13,7 +13,8 @@ from fluidedge.superfluid.model import OnDemand
 
 @dataclass(slots=True)
 class TokenBucket:
-    """At most ``rate`` creations per second on average, ``burst`` at once (node-wide).
+    """At most ``burst`` creations at once and ``rate`` per second on average, node-wide: in
+    any window of ``w`` seconds at most ``burst + rate * w`` grants (GCRA, virtual scheduling).
 
     WHY: a flood of new UEs under ``per-ue`` must not turn into a flood of cold ``runc create``
     calls that starve the node; the pool refills at its own pace, and this bounds how fast we
@@ -22,23 +23,21 @@ class TokenBucket:
 
     rate: float
     burst: int
-    tokens: float = -1.0
-    stamp: float = 0.0
+    tat: float = float("-inf")  # theoretical arrival time of the next grant
+    _undo: float = float("-inf")
 
     def take(self, now: float) -> float:
-        """Take a token: 0.0 if one was available, else the seconds until one will be (the
-        token is then reserved: the caller waits that long, or calls :meth:`give_back`)."""
-        if self.tokens < 0:
-            self.tokens, self.stamp = float(self.burst), now
-        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= 1.0
-        if self.tokens >= 0:
-            return 0.0
-        return -self.tokens / self.rate
+        """Reserve the next grant: 0.0 if it is now, else the seconds until it (the caller
+        waits that long, or calls :meth:`give_back` at once to cancel the reservation)."""
+        interval = 1.0 / self.rate
+        grant = max(now, self.tat - (self.burst - 1) * interval)
+        self._undo = self.tat
+        self.tat = max(self.tat, grant) + interval
+        return grant - now
 
     def give_back(self) -> None:
-        self.tokens += 1.0
+        """Cancel the reservation just made (call right after :meth:`take`, same lock)."""
+        self.tat = self._undo
 
 
 def admit(spec: OnDemand, live: int) -> str | None:

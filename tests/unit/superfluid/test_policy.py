@@ -57,3 +57,18 @@ def test_instances_invalidated_only_by_what_they_are() -> None:
     assert policy.needs_new_instances(spec(), spec(template="other"))
     assert policy.needs_new_instances(spec(), None)
     assert not policy.needs_new_instances(None, spec())
+
+
+def test_token_bucket_grants_never_exceed_burst_plus_rate() -> None:
+    import random
+
+    rng = random.Random(7)
+    bucket = policy.TokenBucket(rate=10.0, burst=3)
+    now, grants = 0.0, []
+    for _ in range(300):
+        now += rng.choice([0.0, 0.0, 0.01, 0.05, 0.3, 1.0])
+        grants.append(now + bucket.take(now))
+    grants.sort()
+    for i in range(len(grants)):
+        for j in range(i + 3, min(len(grants), i + 40)):
+            assert grants[j] - grants[i] >= (j - i + 1 - 3) / 10.0 - 1e-9
