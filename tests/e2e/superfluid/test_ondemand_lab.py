@@ -103,6 +103,7 @@ def test_idle_pause_resume_delete_recreate(env: Env) -> None:
     )
     name = _answered_by(env.http("ue2", SERVICE_IP))
     view = env.view(name)
+    [record] = env.instances("idle")
     # T1 without traffic: paused, frozen by the kernel, no CPU time spent
     wait_for(lambda: env.instances("idle")[0]["state"] == "paused", 15, "the pause after T1")
     assert env.view(name)["state"] == "paused"
@@ -123,6 +124,8 @@ def test_idle_pause_resume_delete_recreate(env: Env) -> None:
     # the next request creates a new one
     again = _answered_by(env.http("ue2", SERVICE_IP))
     assert again != name
+    # ... at the address the deleted one had (the host's stale neighbour entry is forgotten)
+    assert env.instances("idle")[0]["address"] == record["address"]
     assert env.events("idle")["created"] == 2
 
 
