@@ -156,8 +156,24 @@ def resume(lab: Lab, client: Client, n: int) -> dict[str, list[float]]:
         c, b, _ = _curl(lab, "ue1", "198.18.50.2")
         out["res_c"].append(c)
         out["res_b"].append(b)
+    _wait(
+        lambda: client.get("/service/resume/instances")["instances"][0]["state"] == "paused",
+        30,
+        "the pause",
+    )
+    name = client.get("/service/resume/instances")["instances"][0]["instance"]
+    out["paused_rss_kib"] = [_rss_kib(int(client.get(f"/v1/instances/{name}")["pid"]))]
     client.delete("/service/resume")
     return out
+
+
+def _rss_kib(pid: int) -> float:
+    """What a paused instance keeps resident: its process's RSS (the freezer frees none)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    return float("nan")
 
 
 def arrival(lab: Lab, client: Client, ues: int, rate: float) -> tuple[float, int, int]:
@@ -243,6 +259,7 @@ def main() -> None:
     added50 = p(rs["res_c"], 0.5) - base_c
     added99 = p(rs["res_c"], 0.99) - p(fr["run_c"], 0.99)
     print(f"\nresume-on-traffic added latency: p50 {added50:+.2f} ms, p99 {added99:+.2f} ms")
+    print(f"a paused instance keeps resident: {rs['paused_rss_kib'][0]:.0f} KiB (VmRSS)")
     print(f"\nper-ue arrivals, {args.ues} new UEs per rate (pool of 8; default [tof] bounds)")
     print(f"{'arrivals/s':>11}{'created/s':>11}{'queue drops':>13}{'answered':>10}")
     for rate, per_s, drops, answered in sweep:
