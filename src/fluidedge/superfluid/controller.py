@@ -40,7 +40,7 @@ from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import Histograms
 from fluidedge.superfluid import policy
-from fluidedge.superfluid.errors import OnDemandInvalid
+from fluidedge.superfluid.errors import OnDemandTargetMissing
 from fluidedge.superfluid.model import OnDemand
 from fluidedge.superfluid.neigh import NeighbourFlusher
 from fluidedge.superfluid.plane import OnDemandPlane
@@ -227,10 +227,10 @@ class Controller:
         try:
             template = self.manager.get_template(spec.template)
         except FluidedgeError as exc:
-            raise OnDemandInvalid(f"onDemand.template: {exc}") from exc
+            raise OnDemandTargetMissing(f"onDemand.template: {exc}") from exc
         names = [i.name for i in template.interfaces]
         if spec.interface not in names:
-            raise OnDemandInvalid(
+            raise OnDemandTargetMissing(
                 f"onDemand.interface: template {spec.template} has no interface "
                 f"{spec.interface!r} (has: {', '.join(names) or 'none'})"
             )
@@ -323,13 +323,13 @@ class Controller:
                 self._refuse(service, ue, "create_failed")
                 return
             record.state = "running"
+            self.counters[(service, "created")] += 1  # counted before the answer can leave
             # Release first, then persist: the queued packets do not wait for an fsync (a
             # crash in between leaves a labelled instance without a row: deleted at start).
             waited = self.plane.ondemand_ready(
                 service, key[1], ipaddress.ip_address(record.address).packed
             )
             self._save(record)
-        self.counters[(service, "created")] += 1
         if waited is not None:
             self.histograms.observe(
                 "fluidedge_superfluid_first_packet_seconds", waited, service=service
@@ -406,6 +406,8 @@ class Controller:
                     log.info("superfluid: early thaw of %s: %s", record.instance, exc)
             waited = None
             if thawed:
+                if record.state == "paused":
+                    self.counters[(service, "resumed")] += 1
                 waited = self.plane.ondemand_ready(
                     service, key[1], ipaddress.ip_address(record.address).packed
                 )
@@ -420,11 +422,11 @@ class Controller:
                 record.state = "running"
                 record.paused_at = None
             if not thawed:
+                self.counters[(service, "resumed")] += 1
                 waited = self.plane.ondemand_ready(
                     service, key[1], ipaddress.ip_address(record.address).packed
                 )
             self._save(record)  # after the release (see _create)
-        self.counters[(service, "resumed")] += 1
         if waited is not None:
             self.histograms.observe("fluidedge_superfluid_resume_seconds", waited, service=service)
 
@@ -437,10 +439,10 @@ class Controller:
         with record.lock:
             self.plane.ondemand_forget(service, ue, force=True)
             self._delete_instance(record.instance)
+            self.counters[(service, "deleted")] += 1
             with self._lock:
                 self.records.pop(key, None)
             self._forget_row(service, _ue_text(ue))
-        self.counters[(service, "deleted")] += 1
 
     # ------------------------------------------------------------------ idle
 
@@ -480,20 +482,20 @@ class Controller:
                 log.warning("superfluid: pausing %s failed: %s", record.instance, exc)
                 self.plane.ondemand_ready(*key, ipaddress.ip_address(record.address).packed)
                 return
+            self.counters[(key[0], "paused")] += 1
             record.state = "paused"
             record.paused_at = time.monotonic()
             self._save(record)
-        self.counters[(key[0], "paused")] += 1
 
     def _delete(self, key: Key, record: Record) -> None:
         with record.lock:
             if record.state != "paused" or not self.plane.ondemand_forget(*key):
                 return
             self._delete_instance(record.instance)
+            self.counters[(key[0], "deleted")] += 1
             with self._lock:
                 self.records.pop(key, None)
             self._forget_row(key[0], _ue_text(key[1]))
-        self.counters[(key[0], "deleted")] += 1
 
     # ------------------------------------------------------------------ store and manager
 

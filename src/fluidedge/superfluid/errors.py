@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import CapacityError, FluidedgeError, InputError
+from fluidedge.errors import CapacityError, FluidedgeError, InputError, NotFoundError
 
 
 class SuperfluidError(FluidedgeError):
@@ -11,6 +11,11 @@ class SuperfluidError(FluidedgeError):
 
 class OnDemandInvalid(SuperfluidError, InputError):
     """An on-demand service names something that cannot work (template, backend, addresses)."""
+
+
+class OnDemandTargetMissing(SuperfluidError, NotFoundError):
+    """The template (or its interface) an on-demand service names does not exist (404, as
+    ``POST /v1/instances`` answers for a missing template)."""
 
 
 class Refused(SuperfluidError, CapacityError):

@@ -22,6 +22,9 @@ IFNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 MAX_POOL_HOSTS = 65536
 
 Policy = Literal["shared", "per-ue"]
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+_IPV4_POOL = rf"^{_OCTET}(\.{_OCTET}){{3}}/(1[6-9]|2[0-9]|3[0-2])$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,13 @@ class OnDemand:
         return cls(**json.loads(text))
 
     def pool_hosts(self) -> list[str]:
+        """The pool's usable addresses (never the gateway)."""
         network = ipaddress.ip_network(self.address_pool)
         if network.num_addresses <= 2:  # /31, /32 (and v6 /127, /128): every address
-            return [str(a) for a in network]
-        return [str(a) for a in network.hosts()]
+            hosts = [str(a) for a in network]
+        else:
+            hosts = [str(a) for a in network.hosts()]
+        return [h for h in hosts if h != self.gateway]
 
 
 class OnDemandModel(BaseModel):
@@ -88,26 +94,35 @@ class OnDemandModel(BaseModel):
         min_length=3,
         max_length=49,
         examples=["198.19.0.64/26"],
-        description="addresses the instances get (a network; its hosts are used)",
+        description="addresses the instances get (a network, /16 or longer for IPv4; its "
+        "hosts are used; host bits are ignored)",
+        json_schema_extra={"pattern": _IPV4_POOL},
     )
     interface: Annotated[str, Field(pattern=IFNAME_PATTERN)] = "eth0"
-    gateway: str | None = Field(default=None, max_length=45)
+    gateway: str | None = Field(
+        default=None,
+        max_length=45,
+        examples=["198.19.0.1"],
+        description="the instances' default route (never handed out from the pool)",
+        json_schema_extra={"pattern": _IPV4},
+    )
 
+    # The schema states what it can (IPv4 described; IPv6 accepted, as for serviceIP), so a
+    # schema-valid request is a valid one; the rest is resolved, not refused: host bits are
+    # dropped, the gateway is never allocated, and instances beyond the pool's size are
+    # refused at run time (``refused_address_pool``, counted).
     @model_validator(mode="after")
     def _check(self) -> OnDemandModel:
+        if "/" not in self.addressPool:
+            raise ValueError("addressPool: a network with its prefix length, e.g. 198.19.0.64/26")
         try:
-            network = ipaddress.ip_network(self.addressPool, strict=True)
+            network = ipaddress.ip_network(self.addressPool, strict=False)
         except ValueError as exc:
             raise ValueError(f"addressPool: {exc}") from exc
         self.addressPool = str(network)
         hosts = network.num_addresses if network.num_addresses <= 2 else network.num_addresses - 2
         if hosts > MAX_POOL_HOSTS:
             raise ValueError(f"addressPool: at most {MAX_POOL_HOSTS} addresses")
-        if self.policy == "per-ue" and hosts < self.maxInstances:
-            raise ValueError(
-                f"addressPool {network} has {hosts} address(es), fewer than maxInstances "
-                f"({self.maxInstances})"
-            )
         if self.gateway is not None:
             try:
                 gateway = ipaddress.ip_address(self.gateway)
@@ -115,8 +130,6 @@ class OnDemandModel(BaseModel):
                 raise ValueError(f"gateway: {exc}") from exc
             if gateway.version != network.version:
                 raise ValueError("gateway and addressPool must be of the same IP version")
-            if gateway in network:
-                raise ValueError(f"gateway {gateway} is inside addressPool {network}")
             self.gateway = str(gateway)
         return self
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ def lab(module_lab_factory: Callable[..., Lab]) -> Lab:
 
 @pytest.fixture
 def env(lab: Lab, daemon_factory: DaemonFactory, tmp_path: Path) -> Iterator[Env]:
+    with make_env(lab, daemon_factory, "userspace") as made:
+        yield made
+
+
+@contextmanager
+def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str) -> Iterator[Env]:
+    """A daemon with both parts on ``lab`` (TOF ``backend``), the edge template, S1 ready."""
     daemon = daemon_factory(
         parts={
             "instances": {
@@ -131,7 +139,7 @@ def env(lab: Lab, daemon_factory: DaemonFactory, tmp_path: Path) -> Iterator[Env
                 },
             },
             "tof": {
-                "backend": "userspace",
+                "backend": backend,
                 "netns": lab.host_ns,
                 "enb_interface": lab.enb_side_if,
                 "sgw_interface": lab.sgw_side_if,

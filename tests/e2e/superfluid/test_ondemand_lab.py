@@ -13,7 +13,15 @@ import pytest
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.packets import dissect, read_pcap
-from tests.e2e.superfluid.conftest import Env, cpu_ticks, frozen, service_body, wait_for
+from tests.e2e.superfluid.conftest import (
+    Env,
+    cpu_ticks,
+    frozen,
+    make_env,
+    service_body,
+    wait_for,
+)
+from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.prom import sample
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -156,3 +164,22 @@ def test_restart_restores_instances_and_idle_timers(env: Env, how: str) -> None:
         15,
         "the restored instance to be paused after T1",
     )
+
+
+def test_fast_path_punts_on_demand_services_to_the_agent(
+    lab: Lab, daemon_factory: DaemonFactory
+) -> None:
+    """On the fast path the kernel knows the service without an application IP: no flow
+    matches, every packet is punted to the agent, whose pipeline holds and releases them."""
+    with make_env(lab, daemon_factory, "fastpath") as env:
+        env.client.post("/service", service_body("fp", SERVICE_IP, lab, "per-ue", idlePause=1.0))
+        first = _answered_by(env.http("ue1", SERVICE_IP))
+        assert _answered_by(env.http("ue3", SERVICE_IP)) != first
+        assert _answered_by(env.http("ue1", SERVICE_IP)) == first
+        stats = env.client.get("/stats")
+        assert stats["backend"] == "fastpath"
+        assert stats["onDemand"]["counters"]["demand_create"] == 2
+        assert stats["onDemand"]["drops"] == {}
+        wait_for(lambda: {i["state"] for i in env.instances("fp")} == {"paused"}, 15, "both paused")
+        assert _answered_by(env.http("ue1", SERVICE_IP)) == first
+        assert env.events("fp")["resumed"] >= 1

@@ -55,9 +55,9 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(maxInstances=0), "maxInstances"),
         (_with(idlePause=0), "idlePause"),
         (_with(idleDelete=-1), "idleDelete"),
-        (_with(addressPool="198.19.0.65/29"), "host bits set"),
-        (_with(addressPool="198.19.0.64/30"), "fewer than maxInstances"),
-        (_with(gateway="198.19.0.66"), "inside addressPool"),
+        (_with(addressPool="198.19.0.64"), "addressPool"),
+        (_with(addressPool="10.0.0.0/8"), "at most 65536 addresses"),
+        (_with(gateway="198.19.0.256"), "gateway"),
         (_with(gateway="2001:db8::1"), "same IP version"),
         (_with(template="bad name!"), "template"),
         (_with(interface="x" * 20), "interface"),
@@ -110,3 +110,11 @@ def test_stored_on_demand_service_is_inactive_without_instance_manager(tmp_path:
         assert [s["name"] for s in client.get("/service").json()] == ["web"]
         assert backend.applied == [{}]  # declared, kept, not run: nothing can create instances
         assert backend.pipeline.services == {}
+
+
+def test_pool_resolved_not_refused() -> None:
+    body = _with(addressPool="198.19.0.65/30", gateway="198.19.0.66")
+    spec = NewServiceModel.model_validate(body).to_service().ondemand
+    assert spec is not None
+    assert spec.address_pool == "198.19.0.64/30"  # host bits dropped
+    assert spec.pool_hosts() == ["198.19.0.65"]  # the gateway is never handed out
