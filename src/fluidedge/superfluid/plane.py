@@ -3,8 +3,9 @@
 The controller runs in its own threads; the data plane in its thread. Every call takes the
 backend's lock (the one held per packet batch), so a binding changes between two batches,
 never in the middle of one, and the packets a ``ready`` releases are sent before any later
-packet of the same flow is processed. Mixed into the backends that implement on-demand
-services (userspace, none); the fast path refuses them (docs/superfluid.md).
+packet of the same flow is processed. Mixed into every backend: userspace and none run the
+pipeline on every frame; the fast path's kernel punts on-demand services to its agent (they
+have no application IP in its service map), whose pipeline is this one (docs/superfluid.md).
 """
 
 from __future__ import annotations

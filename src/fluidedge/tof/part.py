@@ -5,10 +5,11 @@ stored services into it, before the API accepts requests; learned tunnels are re
 traffic within a packet of each bearer.
 
 On-demand services (docs/superfluid.md) need the instance manager of the same daemon
-(``[instances]``, started before this part) and a backend that queues first packets (userspace,
-none): then a :class:`~fluidedge.superfluid.controller.Controller` is attached between them and
-restores the stored on-demand instances after the services; otherwise such services are
-refused with a 400 saying why.
+(``[instances]``, started before this part) and a backend that offers the control calls of
+:mod:`fluidedge.superfluid.plane` (all three do): then a
+:class:`~fluidedge.superfluid.controller.Controller` is attached between them and restores
+the stored on-demand instances after the services; otherwise such services are refused with
+a 400 saying why.
 """
 
 from __future__ import annotations
