@@ -37,14 +37,17 @@ class OnDemandPlane(Protocol):
 
 
 class OnDemandControl:
-    """Implementation over ``self.pipeline`` guarded by ``self._lock``; subclasses send the
-    released packets with :meth:`_send_released` (default: nowhere)."""
+    """Implementation over ``self.pipeline`` guarded by ``self._lock``."""
 
     pipeline: Pipeline
     _lock: threading.Lock
 
     def _send_released(self, actions: list[Action]) -> None:
-        del actions
+        """Send what a release produced: the data plane's own sender when it has one
+        (:class:`~fluidedge.tof.dataplane_common.DataPlaneBase`), else nowhere (``none``)."""
+        send = getattr(self, "_send_all", None)
+        if send is not None:
+            send(actions, None)
 
     def set_demand_sink(self, sink: DemandSink | None) -> None:
         with self._lock:

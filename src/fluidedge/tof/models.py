@@ -121,7 +121,10 @@ class ServiceModel(BaseModel):
 
     def to_service(self) -> Service:
         if self.onDemand is not None:
-            return Service(self.name, self.serviceIP, "", self.onDemand.to_ondemand())
+            # No application IP: the unspecified address of the family, which a data plane
+            # that reads it (the fast path's kernel map) never matches (docs/superfluid.md).
+            unspecified = "0.0.0.0" if "." in self.serviceIP else "::"  # noqa: S104
+            return Service(self.name, self.serviceIP, unspecified, self.onDemand.to_ondemand())
         return Service(self.name, self.serviceIP, self.applicationIP or "")
 
 
@@ -137,7 +140,7 @@ class Service:
 
     name: str
     service_ip: str
-    application_ip: str  # "" for an on-demand service
+    application_ip: str  # 0.0.0.0 or :: for an on-demand service
     ondemand: OnDemand | None = None
 
     def to_api(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from fluidedge.tof.failopen import Guard, detach, s1_program_attached
 from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Bearer
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 
 class UserspaceBackend(OnDemandControl, DataPlaneBase):
@@ -142,10 +142,6 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
     def apply(self, services: Mapping[str, Service]) -> None:
         with self._lock:
             self.pipeline.set_services(services)
-
-    def _send_released(self, actions: list[Action]) -> None:
-        """On-demand packets released by the controller (lock held): sent like any others."""
-        self._send_all(actions, None)
 
     def tunnels(self) -> list[dict[str, object]]:
         with self._lock:

@@ -115,7 +115,7 @@ def spec(**kw: Any) -> OnDemand:
 
 
 def service(**kw: Any) -> dict[str, Service]:
-    return {"web": Service("web", "198.18.50.1", "", spec(**kw))}
+    return {"web": Service("web", "198.18.50.1", "0.0.0.0", spec(**kw))}
 
 
 def make(tmp_path: Path, manager: FakeManager | None = None, **kw: Any) -> Controller:
@@ -220,16 +220,16 @@ def test_restore_keeps_pause_time_drops_gone_and_deletes_unrecorded(tmp_path: Pa
 def test_check_names_the_missing_template_and_interface(tmp_path: Path) -> None:
     c = make(tmp_path)
     with pytest.raises(OnDemandTargetMissing, match="template 'nope'"):
-        c.check(Service("x", "198.18.50.2", "", spec(template="nope")))
+        c.check(Service("x", "198.18.50.2", "0.0.0.0", spec(template="nope")))
     with pytest.raises(OnDemandTargetMissing, match="no interface 'eth9'"):
-        c.check(Service("x", "198.18.50.2", "", spec(interface="eth9")))
+        c.check(Service("x", "198.18.50.2", "0.0.0.0", spec(interface="eth9")))
 
 
 def test_changed_template_reaps_instances(tmp_path: Path) -> None:
     manager = FakeManager()
     c = make(tmp_path, manager)
     c._create("web", UE1)
-    c.services_changed({"web": Service("web", "198.18.50.1", "", spec(template="other"))})
+    c.services_changed({"web": Service("web", "198.18.50.1", "0.0.0.0", spec(template="other"))})
     item = c._demands.get_nowait()
     assert item is not None
     c._reap(item[0], item[1])

@@ -24,7 +24,7 @@ from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
 
 SPEC = OnDemand("edge", "per-ue", 4, 30.0, 300.0, "198.19.0.64/29")
-ONDEMAND = Service("web", "198.18.50.1", "", SPEC)
+ONDEMAND = Service("web", "198.18.50.1", "0.0.0.0", SPEC)
 APP_A = ipaddress.IPv4Address("198.19.0.65").packed
 
 

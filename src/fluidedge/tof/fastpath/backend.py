@@ -58,7 +58,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Bearer
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 FOLD_EVERY = 1.0
 DEFAULT_PUNT_RATE = 20_000  # punted frames per second per CPU
@@ -78,7 +78,7 @@ def _open_send_socket(ifname: str) -> socket.socket:
     return sock
 
 
-class FastPathBackend(OnDemandControl, DataPlaneBase):
+class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superfluid.md
     """tc/eBPF data plane around the reference pipeline (see the module docstring).
 
     The agent receives punted frames on :attr:`_rx` and transmits on :attr:`_s1_tx`.
@@ -267,10 +267,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):
             slots = {n: s for n, s in slots.items() if n in services}
             desired: dict[bytes, bytes] = {}
             for s in services.values():
-                sip = s.service_address.packed
-                # On-demand (superfluid/plane.py): no application IP in the kernel, so no flow
-                # matches and every packet of the service is punted to the agent's pipeline.
-                app = bytes(4) if s.ondemand is not None else s.application_address.packed
+                sip, app = s.service_address.packed, s.application_address.packed
                 if len(sip) == 4:
                     desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name])
             if self._maps:
@@ -316,10 +313,6 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):
             self._fold()
             total, rows = self.pipeline.tunnel_page(keep, offset, limit)
         return total, self._wall_clock(rows)
-
-    def _send_released(self, actions: list[Action]) -> None:
-        """On-demand packets released by the superfluid controller (lock held)."""
-        self._send_all(actions, None)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
