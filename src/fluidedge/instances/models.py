@@ -94,7 +94,7 @@ Command = Annotated[
         min_length=1,
         max_length=LIMITS["args"],
         json_schema_extra={
-            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00]*$", "maxLength": 4096}]
+            "prefixItems": [{"type": "string", "pattern": r"^/[^\x00=]*$", "maxLength": 4096}]
         },
     ),
 ]

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fluidedge.instances.models import JsonInt  # 1.0 is an integer in JSON (schema-valid)
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 IFNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 MAX_POOL_HOSTS = 65536
@@ -87,7 +89,7 @@ class OnDemandModel(BaseModel):
 
     template: Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
     policy: Policy = "shared"
-    maxInstances: int = Field(default=16, ge=1, le=1024)
+    maxInstances: JsonInt = Field(default=16, ge=1, le=1024)
     idlePause: float = Field(default=30.0, gt=0, le=86400)
     idleDelete: float = Field(default=300.0, ge=0, le=7 * 86400)
     addressPool: str = Field(

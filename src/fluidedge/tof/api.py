@@ -33,7 +33,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "Bad Request",
         401: "Missing or invalid bearer token",
-        404: "Not found",
+        404: "Not found (also: the template an onDemand service names)",
         409: "Conflict",
         500: "The data plane failed to apply the change (previous state kept)",
     }
@@ -97,7 +97,10 @@ def build_router(
         response_model=ServiceModel,
         response_model_exclude_none=True,
         summary="Configure a new service",
-        responses={200: {"description": "Service configured"}, **_errors(400, 401, 409, 500)},
+        responses={
+            200: {"description": "Service configured"},
+            **_errors(400, 401, 404, 409, 500),
+        },
     )
     def add_service(service: NewServiceModel) -> ServiceModel:
         return _model(catalog.add(service.to_service()))

@@ -81,10 +81,16 @@ IPText = Annotated[
 ]
 
 
+# Exactly one of the two, non-null (an explicit null counts as absent, as the model treats it).
+_HAS_APP: JsonDict = {
+    "required": ["applicationIP"],
+    "properties": {"applicationIP": {"type": "string"}},
+}
+_HAS_ONDEMAND: JsonDict = {"required": ["onDemand"], "properties": {"onDemand": {"type": "object"}}}
 _ONE_TARGET: JsonDict = {
     "oneOf": [
-        {"required": ["applicationIP"], "not": {"required": ["onDemand"]}},
-        {"required": ["onDemand"], "not": {"required": ["applicationIP"]}},
+        {**_HAS_APP, "not": _HAS_ONDEMAND},
+        {**_HAS_ONDEMAND, "not": _HAS_APP},
     ]
 }
 
