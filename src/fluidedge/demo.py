@@ -39,6 +39,10 @@ DEMO_SERVICE_NAME = "demo-edge"
 DEMO_TEMPLATE = "edge-httpd"
 DEMO_INSTANCE = "edge1"
 DEMO_HOST_INDEX = 20  # the instance's address: the 20th host of the lab's apps subnet
+ON_DEMAND_POOL_START = 64  # --on-demand: instances take the apps subnet's .64/28
+ON_DEMAND_POOL_PREFIX = 28
+ON_DEMAND_PAUSE = 5.0  # s idle before an on-demand instance is paused (T1)
+ON_DEMAND_DELETE = 20.0  # s paused before it is deleted (T2)
 PHASES = {  # the VIM instantiation phases of the API's timing breakdown (docs/instances.md)
     "accept": "request validated: template, name, address checks",
     "placement": "CPU choice and admission control",
@@ -72,6 +76,7 @@ class EdgeApp:
     marker: str  # a reply from this app contains it
     instance: str | None = None  # the instance's name (None: the lab's static app)
     view: dict[str, Any] = field(default_factory=dict)  # POST /v1/instances answer
+    on_demand: bool = False  # instances created per UE on its first packet
 
     @property
     def url_suffix(self) -> str:
@@ -163,7 +168,9 @@ def _render(
         services = client.get("/service")
         tunnels = client.get("/tunnels")
         stats = client.get("/stats")
-        instances: tuple[Any, ...] = _instances_table(client) if app.instance else ()
+        instances: tuple[Any, ...] = (
+            _instances_table(client) if app.instance or app.on_demand else ()
+        )
     except Exception as exc:
         return Panel(f"daemon not answering: {exc}")
     svc = Table("service", "serviceIP", "applicationIP", "↑ pkts", "↓ pkts", title="services")
@@ -172,7 +179,7 @@ def _render(
         svc.add_row(
             s["name"],
             s["serviceIP"],
-            s["applicationIP"],
+            s.get("applicationIP") or f"on demand ({s['onDemand']['policy']})",
             str(c.get("upPackets", 0)),
             str(c.get("downPackets", 0)),
         )
@@ -198,6 +205,8 @@ def _render(
     line = "  ".join(f"{k}={counters.get(k, 0)}" for k in keys)
     drops = sum(stats["drops"].values())
     target = f"instance '{app.instance}'" if app.instance else "the lab's app1"
+    if app.on_demand:
+        target = "instances created on demand"
     header = (
         f"fluidedge demo — lab '{lab_prefix}' with the TOF in the S1 segment; service "
         f"{DEMO_SERVICE_IP} -> {target} {app.address}{app.url_suffix} "
@@ -224,23 +233,21 @@ def _instance_address(lab: Any) -> ipaddress.IPv4Interface:
     raise typer.BadParameter(f"no free address in the lab's apps subnet {subnet}")
 
 
-def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.0) -> EdgeApp:
-    """The built-in ``httpd`` template plugged into the apps network, then one instance of it.
+def _create_template(
+    client: Any, console: Any, pool_wait: float, pool_size: int | None = None
+) -> dict[str, Any]:
+    """Template ``edge-httpd`` (the built-in httpd on the apps network); waits for its pool.
 
-    WHY a derived template: the built-in one has no interfaces (a request can only address the
-    interfaces its template declares); the network attachment is part of the shell, prepared
-    ahead of time. The demo waits for the pool to hold a shell so the instance comes from the
-    warm path (the product's point); if it does not fill in time, the answer says ``cold``.
-    """
-    from rich.table import Table
-
-    builtin = client.get("/v1/templates/httpd")
+    Returns the built-in template it derives from."""
+    builtin: dict[str, Any] = client.get("/v1/templates/httpd")
     spec = {
         **builtin,
         "name": DEMO_TEMPLATE,
         "description": "the built-in httpd on the lab's apps network (fluidedge demo)",
         "interfaces": [{"name": "eth0", "network": "apps"}],
     }
+    if pool_size is not None:
+        spec["pool"] = {**builtin.get("pool", {}), "size": pool_size}
     made = client.post("/v1/templates", spec)
     image = client.get(f"/v1/images/{made['image']}")
     console.print(
@@ -258,6 +265,50 @@ def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.
             break
         time.sleep(0.1)
     console.print(f"Pool {DEMO_TEMPLATE}: {ready} prepared shell(s) ready")
+    return builtin
+
+
+def _on_demand_service(client: Any, lab: Any, console: Any, pool_wait: float = 30.0) -> EdgeApp:
+    """The demo service on demand (docs/superfluid.md): no instance yet; each UE's first
+    request creates its own (``per-ue``) from the warm pool, idle ones are paused after
+    ``ON_DEMAND_PAUSE`` s and deleted after ``ON_DEMAND_DELETE`` s more."""
+    builtin = _create_template(client, console, pool_wait, pool_size=len(lab.ues))
+    subnet = ipaddress.ip_network(lab.apps_subnet)
+    pool = ipaddress.ip_network(f"{subnet[ON_DEMAND_POOL_START]}/{ON_DEMAND_POOL_PREFIX}")
+    service = {
+        "name": DEMO_SERVICE_NAME,
+        "serviceIP": DEMO_SERVICE_IP,
+        "onDemand": {
+            "template": DEMO_TEMPLATE,
+            "policy": "per-ue",
+            "maxInstances": 8,
+            "idlePause": ON_DEMAND_PAUSE,
+            "idleDelete": ON_DEMAND_DELETE,
+            "addressPool": str(pool),
+            "gateway": str(lab.apps_gateway),
+        },
+    }
+    client.post("/service", service)
+    console.print(
+        f"Registered service {DEMO_SERVICE_IP} on demand: template {DEMO_TEMPLATE}, one "
+        f"instance per UE at {pool}, paused after {ON_DEMAND_PAUSE:g} s idle, deleted after "
+        f"{ON_DEMAND_DELETE:g} s paused"
+    )
+    port = int(builtin["readiness"].get("port") or 80)
+    return EdgeApp(address="(on demand)", port=port, marker="fluidedge instance ", on_demand=True)
+
+
+def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.0) -> EdgeApp:
+    """The built-in ``httpd`` template plugged into the apps network, then one instance of it.
+
+    WHY a derived template: the built-in one has no interfaces (a request can only address the
+    interfaces its template declares); the network attachment is part of the shell, prepared
+    ahead of time. The demo waits for the pool to hold a shell so the instance comes from the
+    warm path (the product's point); if it does not fill in time, the answer says ``cold``.
+    """
+    from rich.table import Table
+
+    builtin = _create_template(client, console, pool_wait)
     address = _instance_address(lab)
     request = {
         "name": DEMO_INSTANCE,
@@ -373,7 +424,12 @@ def _teardown(daemon: TofDaemon | None, lab: Any, prefix: str, console: Any) -> 
 
 
 def run_demo(
-    duration: float | None, prefix: str, refresh: float = 0.5, *, static_app: bool = False
+    duration: float | None,
+    prefix: str,
+    refresh: float = 0.5,
+    *,
+    static_app: bool = False,
+    on_demand: bool = False,
 ) -> int:
     """The demo; returns the exit code (0 when UEs got answers from the edge app and the PDN,
     and the teardown left nothing behind)."""
@@ -420,17 +476,20 @@ def run_demo(
         if static_app:
             name, address = next(iter(lab.apps.items()))
             app = EdgeApp(address=str(address), port=80, marker=f"edge-app {name} {address}")
+        elif on_demand:
+            app = _on_demand_service(client, lab, console)
         else:
             app = _create_instance(client, lab, console)
         wait_s1_ready(client, s1_pairs(lab))
-        service = {
-            "name": DEMO_SERVICE_NAME,
-            "serviceIP": DEMO_SERVICE_IP,
-            "applicationIP": app.address,
-        }
-        client.post("/service", service)
-        target = f"instance {app.instance}" if app.instance else "the lab's edge app"
-        console.print(f"Registered service {DEMO_SERVICE_IP} -> {target} {app.address}")
+        if not on_demand:
+            service = {
+                "name": DEMO_SERVICE_NAME,
+                "serviceIP": DEMO_SERVICE_IP,
+                "applicationIP": app.address,
+            }
+            client.post("/service", service)
+            target = f"instance {app.instance}" if app.instance else "the lab's edge app"
+            console.print(f"Registered service {DEMO_SERVICE_IP} -> {target} {app.address}")
         ues = [UeTraffic(name, str(address)) for name, address in lab.ues.items()]
         pdn = str(lab.pdn_address)
         for ue in ues:
@@ -465,6 +524,8 @@ def run_demo(
     expected = sum(u.edge_expected for u in ues)
     core = sum(u.pdn_ok for u in ues)
     source = f"instance '{app.instance}'" if app and app.instance else "the lab's app1"
+    if app is not None and app.on_demand:
+        source = "on-demand instances"
     console.print(
         f"UE requests answered by the edge: {edge} (by {source}: {expected}); by the PDN: {core}"
     )
@@ -506,8 +567,18 @@ def register(app: typer.Typer) -> None:
                 "httpd instance created through the API (no instance manager).",
             ),
         ] = False,
+        on_demand: Annotated[
+            bool,
+            typer.Option(
+                "--on-demand",
+                help="Run the service on demand (docs/superfluid.md): each UE's first request "
+                "creates its own instance from the warm pool; idle ones are paused, then deleted.",
+            ),
+        ] = False,
     ) -> None:
         """Lab + TOF + instance manager: an edge app instance serves UE traffic, live."""
         if os.geteuid() != 0:
             raise typer.BadParameter("the demo creates network namespaces: run it as root")
-        raise typer.Exit(run_demo(duration, prefix, static_app=static_app))
+        if static_app and on_demand:
+            raise typer.BadParameter("--static-app and --on-demand exclude each other")
+        raise typer.Exit(run_demo(duration, prefix, static_app=static_app, on_demand=on_demand))

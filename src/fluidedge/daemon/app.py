@@ -27,7 +27,7 @@ from fluidedge.daemon.config import DaemonConfig, resolve_token
 from fluidedge.daemon.edge import EdgeMiddleware, RouteMethods, error_detail, error_status
 from fluidedge.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from fluidedge.daemon.part import DaemonContext, Part
-from fluidedge.daemon.registry import load_factory
+from fluidedge.daemon.registry import PART_FACTORIES, load_factory
 from fluidedge.daemon.store import Store
 from fluidedge.errors import FluidedgeError
 from fluidedge.tenants.api import build_router as build_tenants_router
@@ -97,7 +97,12 @@ def build_context(config: DaemonConfig, store: Store | None = None) -> DaemonCon
     context = DaemonContext(config=config, store=store)
     # Before the parts: their routes scope by ownership, and admission reads the quotas.
     context.tenants = TenantService(store, config.admission)
-    for name, section in config.parts.items():
+    # The registry's order is the start order whatever the config file's table order: the TOF
+    # starts after the instance manager it asks for on-demand instances (docs/superfluid.md).
+    order = list(PART_FACTORIES)
+    for name, section in sorted(
+        config.parts.items(), key=lambda item: order.index(item[0]) if item[0] in order else -1
+    ):
         factory = load_factory(name)
         context.parts[name] = factory(section, context)
     return context

@@ -10,14 +10,19 @@ retired, with the reason), ``GET /stats`` (counters per service, drop and malfor
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
+from fluidedge.superfluid.model import OnDemandModel
 from fluidedge.tof.backend import Backend
 from fluidedge.tof.catalog import ServiceCatalog
-from fluidedge.tof.models import NewServiceModel, ServiceModel
+from fluidedge.tof.models import NewServiceModel, Service, ServiceModel
+
+if TYPE_CHECKING:
+    from fluidedge.superfluid.controller import Controller
 
 
 class ErrorModel(BaseModel):
@@ -28,7 +33,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "Bad Request",
         401: "Missing or invalid bearer token",
-        404: "Not found",
+        404: "Not found (also: the template an onDemand service names)",
         409: "Conflict",
         500: "The data plane failed to apply the change (previous state kept)",
     }
@@ -41,16 +46,46 @@ PathNameOrIP = Annotated[
 ]
 
 
-def _model(service: Any) -> ServiceModel:
-    return ServiceModel.model_construct(**service.to_api())
+def _model(service: Service) -> ServiceModel:
+    if service.ondemand is not None:
+        spec = OnDemandModel.model_construct(**service.ondemand.to_api())  # type: ignore[arg-type]
+        if service.ondemand.gateway is None:
+            spec.gateway = None
+        return ServiceModel.model_construct(
+            name=service.name, serviceIP=service.service_ip, applicationIP=None, onDemand=spec
+        )
+    return ServiceModel.model_construct(
+        name=service.name,
+        serviceIP=service.service_ip,
+        applicationIP=service.application_ip,
+        onDemand=None,
+    )
 
 
-def build_router(catalog: ServiceCatalog, backend: Backend) -> APIRouter:
+def build_router(
+    catalog: ServiceCatalog,
+    backend: Backend,
+    controller: Callable[[], Controller | None] = lambda: None,
+) -> APIRouter:
     router = APIRouter(tags=["tof"])
+
+    @router.get(
+        "/service/{name}/instances",
+        summary="One service (by name or service IP) with its on-demand instances and events",
+        responses=_errors(404),
+    )
+    def show_service(name: PathNameOrIP) -> dict[str, Any]:
+        service = catalog.find(name)
+        out: dict[str, Any] = service.to_api()
+        running = controller() if service.ondemand is not None else None
+        out["instances"] = running.instances_of(service.name) if running else []
+        out["events"] = running.counts().get(service.name, {}) if running else {}
+        return out
 
     @router.get(
         "/service",
         response_model=list[ServiceModel],
+        response_model_exclude_none=True,
         summary="List all configured services",
         responses={200: {"description": "Services configured"}},
     )
@@ -60,8 +95,12 @@ def build_router(catalog: ServiceCatalog, backend: Backend) -> APIRouter:
     @router.post(
         "/service",
         response_model=ServiceModel,
+        response_model_exclude_none=True,
         summary="Configure a new service",
-        responses={200: {"description": "Service configured"}, **_errors(400, 401, 409, 500)},
+        responses={
+            200: {"description": "Service configured"},
+            **_errors(400, 401, 404, 409, 500),
+        },
     )
     def add_service(service: NewServiceModel) -> ServiceModel:
         return _model(catalog.add(service.to_service()))
@@ -69,6 +108,7 @@ def build_router(catalog: ServiceCatalog, backend: Backend) -> APIRouter:
     @router.put(
         "/service/{name}",
         response_model=ServiceModel,
+        response_model_exclude_none=True,
         summary="Update a service",
         responses={200: {"description": "Service updated"}, **_errors(400, 401, 404, 409, 500)},
     )
@@ -78,6 +118,7 @@ def build_router(catalog: ServiceCatalog, backend: Backend) -> APIRouter:
     @router.delete(
         "/service/{name}",
         response_model=ServiceModel,
+        response_model_exclude_none=True,
         summary="Deletes a service based on the name or service IP supplied",
         responses={200: {"description": "Service deleted"}, **_errors(400, 401, 404, 500)},
     )

@@ -20,9 +20,11 @@ Contract:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
@@ -57,13 +59,17 @@ class PagedTunnels(Protocol):
     ) -> tuple[int, list[dict[str, object]]]: ...
 
 
-class NullBackend:
-    """No ports: the pipeline's state only (``backend = "none"``; API-only daemons and tests)."""
+class NullBackend(OnDemandControl):
+    """No ports: the pipeline's state only (``backend = "none"``; API-only daemons and tests).
+
+    On-demand services work on its state (bindings, queues): released packets go nowhere.
+    """
 
     name = "none"
 
     def __init__(self, config: TofConfig) -> None:
         self.pipeline = Pipeline(config)
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         return None

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from fluidedge.daemon.store import Store
+from fluidedge.superfluid.model import OnDemand
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
 from fluidedge.tof.models import Service
 
@@ -26,9 +27,20 @@ MIGRATIONS = [
         application_ip TEXT NOT NULL
     )
     """,
+    # On-demand services (docs/superfluid.md): the onDemand spec as JSON, NULL for a fixed
+    # application IP (which is then "" for an on-demand one).
+    "ALTER TABLE tof_service ADD COLUMN ondemand TEXT",
 ]
 
 ApplyFn = Callable[[Mapping[str, Service]], None]
+CheckFn = Callable[[Service], None]
+
+_INSERT = "INSERT INTO tof_service (name, service_ip, application_ip, ondemand) VALUES (?, ?, ?, ?)"
+
+
+def _row(service: Service) -> tuple[str, str, str, str | None]:
+    ondemand = service.ondemand.to_json() if service.ondemand is not None else None
+    return (service.name, service.service_ip, service.application_ip, ondemand)
 
 
 def _canonical(text: str) -> str | None:
@@ -45,10 +57,18 @@ class ServiceCatalog:
         self._store = store
         self._apply = apply
         self._lock = threading.Lock()
+        #: Called with every added or updated service before anything changes; raises an
+        #: InputError to refuse it (the superfluid controller checks on-demand services).
+        self.check: CheckFn | None = None
         store.migrate("tof", MIGRATIONS)
-        rows = store.query("SELECT name, service_ip, application_ip FROM tof_service")
+        rows = store.query("SELECT name, service_ip, application_ip, ondemand FROM tof_service")
         self._services: dict[str, Service] = {
-            row["name"]: Service(row["name"], row["service_ip"], row["application_ip"])
+            row["name"]: Service(
+                row["name"],
+                row["service_ip"],
+                row["application_ip"],
+                OnDemand.from_json(row["ondemand"]) if row["ondemand"] else None,
+            )
             for row in rows
         }
 
@@ -81,16 +101,12 @@ class ServiceCatalog:
             if service.name in current:
                 raise ServiceConflict(f"a service named {service.name!r} already exists")
             self._check_ip_free(service, ignore=None)
+            if self.check is not None:
+                self.check(service)
             new = {**current, service.name: service}
             self._commit(
                 new,
-                [
-                    (
-                        "INSERT INTO tof_service (name, service_ip, application_ip) "
-                        "VALUES (?, ?, ?)",
-                        (service.name, service.service_ip, service.application_ip),
-                    )
-                ],
+                [(_INSERT, _row(service))],
             )
             return service
 
@@ -102,17 +118,15 @@ class ServiceCatalog:
             if service.name != name and service.name in current:
                 raise ServiceConflict(f"a service named {service.name!r} already exists")
             self._check_ip_free(service, ignore=name)
+            if self.check is not None:
+                self.check(service)
             new = {k: v for k, v in current.items() if k != name}
             new[service.name] = service
             self._commit(
                 new,
                 [
                     ("DELETE FROM tof_service WHERE name = ?", (name,)),
-                    (
-                        "INSERT INTO tof_service (name, service_ip, application_ip) "
-                        "VALUES (?, ?, ?)",
-                        (service.name, service.service_ip, service.application_ip),
-                    ),
+                    (_INSERT, _row(service)),
                 ],
             )
             return service
@@ -132,7 +146,7 @@ class ServiceCatalog:
                 )
 
     def _commit(
-        self, new: dict[str, Service], statements: list[tuple[str, tuple[str, ...]]]
+        self, new: dict[str, Service], statements: list[tuple[str, tuple[str | None, ...]]]
     ) -> None:
         old = self._services
         applied = False

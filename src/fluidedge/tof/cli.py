@@ -18,7 +18,18 @@ def _client() -> Any:
     return Client()
 
 
-def _print_services(rows: list[dict[str, str]], as_json: bool) -> None:
+def _target(row: dict[str, Any]) -> str:
+    """The applicationIP, or how an on-demand service gets its instances."""
+    spec = row.get("onDemand")
+    if not spec:
+        return str(row["applicationIP"])
+    return (
+        f"on demand: {spec['template']} ({spec['policy']}, max {spec['maxInstances']}, "
+        f"pause {spec['idlePause']:g} s, delete {spec['idleDelete']:g} s)"
+    )
+
+
+def _print_services(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -27,8 +38,40 @@ def _print_services(rows: list[dict[str, str]], as_json: bool) -> None:
 
     table = Table("name", "serviceIP", "applicationIP", title="services")
     for row in rows:
-        table.add_row(row["name"], row["serviceIP"], row["applicationIP"])
+        table.add_row(row["name"], row["serviceIP"], _target(row))
     Console().print(table)
+
+
+def _print_show(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"{row['name']}: {row['serviceIP']} -> {_target(row)}")
+    if not row.get("onDemand"):
+        return
+    table = Table("instance", "UE", "address", "state", "created", "paused", title="instances")
+    for inst in row["instances"]:
+
+        def clock(at: float | None) -> str:
+            return "-" if at is None else time.strftime("%H:%M:%S", time.localtime(at))
+
+        table.add_row(
+            inst["instance"],
+            inst["ue"] or "(shared)",
+            inst["address"],
+            inst["state"],
+            clock(inst["createdAt"]),
+            clock(inst["pausedAt"]),
+        )
+    console.print(table)
+    events = ", ".join(f"{k} {v}" for k, v in sorted(row["events"].items())) or "none"
+    console.print(f"events: {events}")
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -48,12 +91,54 @@ def register(app: typer.Typer) -> None:
     def add_command(
         name: Annotated[str, typer.Argument(help="Service name.")],
         service_ip: Annotated[str, typer.Argument(help="IP the UEs address.")],
-        application_ip: Annotated[str, typer.Argument(help="IP of the edge application.")],
+        application_ip: Annotated[
+            str | None, typer.Argument(help="IP of the edge application (or --template).")
+        ] = None,
+        *,
+        template: Annotated[
+            str | None,
+            typer.Option(help="On demand: create instances of this template on first packets."),
+        ] = None,
+        policy: Annotated[str, typer.Option(help="On demand: shared or per-ue.")] = "shared",
+        max_instances: Annotated[int, typer.Option(help="On demand: per-ue bound.")] = 16,
+        idle_pause: Annotated[float, typer.Option(help="On demand: T1, s idle to pause.")] = 30.0,
+        idle_delete: Annotated[
+            float, typer.Option(help="On demand: T2, s paused to delete.")
+        ] = 300.0,
+        address_pool: Annotated[
+            str | None, typer.Option(help="On demand: addresses for the instances (a network).")
+        ] = None,
+        gateway: Annotated[str | None, typer.Option(help="On demand: their gateway.")] = None,
+        interface: Annotated[str, typer.Option(help="On demand: template interface.")] = "eth0",
         as_json: JsonOpt = False,
     ) -> None:
-        """Configure a new service: UE traffic to SERVICE_IP goes to APPLICATION_IP."""
-        body = {"name": name, "serviceIP": service_ip, "applicationIP": application_ip}
+        """Configure a new service: UE traffic to SERVICE_IP goes to APPLICATION_IP, or, with
+        --template, to instances created on demand (docs/superfluid.md)."""
+        body: dict[str, Any] = {"name": name, "serviceIP": service_ip}
+        if application_ip is not None:
+            body["applicationIP"] = application_ip
+        if template is not None:
+            spec: dict[str, Any] = {
+                "template": template,
+                "policy": policy,
+                "maxInstances": max_instances,
+                "idlePause": idle_pause,
+                "idleDelete": idle_delete,
+                "addressPool": address_pool or "",
+                "interface": interface,
+            }
+            if gateway is not None:
+                spec["gateway"] = gateway
+            body["onDemand"] = spec
         _print_services([_client().post("/service", body)], as_json)
+
+    @service.command("show")
+    def show_command(
+        name: Annotated[str, typer.Argument(help="Name or serviceIP of the service.")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """One service; for an on-demand one, its instances (UE, address, state) and events."""
+        _print_show(_client().get(f"/service/{name}/instances"), as_json)
 
     @service.command("update")
     def update_command(
@@ -71,8 +156,11 @@ def register(app: typer.Typer) -> None:
         body = {
             "name": new_name or current["name"],
             "serviceIP": service_ip or current["serviceIP"],
-            "applicationIP": application_ip or current["applicationIP"],
         }
+        if application_ip is not None or "onDemand" not in current:
+            body["applicationIP"] = application_ip or current["applicationIP"]
+        else:
+            body["onDemand"] = current["onDemand"]
         _print_services([client.put(f"/service/{name}", body)], as_json)
 
     @service.command("delete")

@@ -78,6 +78,14 @@ class TofConfig(BaseModel):
         default=1000, ge=1, le=100_000
     )  # bearer events kept (GET /tunnels/events)
     gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
+    # On-demand services (docs/superfluid.md): packets queued while an instance is created or
+    # resumed, per UE and in total, and for how long; demands handled at once; creations/s.
+    ondemand_queue_per_ue: int = Field(default=64, ge=1, le=65536)
+    ondemand_queue_total: int = Field(default=4096, ge=1, le=1_000_000)
+    ondemand_queue_timeout: float = Field(default=3.0, gt=0, le=60)
+    ondemand_workers: int = Field(default=2, ge=1, le=16)
+    ondemand_create_rate: float = Field(default=50.0, gt=0, le=10_000)
+    ondemand_create_burst: int = Field(default=8, ge=1, le=10_000)
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun", "apps_interface")
     @classmethod

@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
+
+from fluidedge.superfluid.model import OnDemand, OnDemandModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -79,25 +81,57 @@ IPText = Annotated[
 ]
 
 
-class ServiceModel(BaseModel):
-    """A service: traffic to ``serviceIP`` from UEs is offloaded to ``applicationIP``."""
+# Exactly one of the two, non-null (an explicit null counts as absent, as the model treats it).
+_HAS_APP: JsonDict = {
+    "required": ["applicationIP"],
+    "properties": {"applicationIP": {"type": "string"}},
+}
+_HAS_ONDEMAND: JsonDict = {"required": ["onDemand"], "properties": {"onDemand": {"type": "object"}}}
+_ONE_TARGET: JsonDict = {
+    "oneOf": [
+        {**_HAS_APP, "not": _HAS_ONDEMAND},
+        {**_HAS_ONDEMAND, "not": _HAS_APP},
+    ]
+}
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="service")
+
+class ServiceModel(BaseModel):
+    """A service: traffic to ``serviceIP`` from UEs is offloaded to ``applicationIP``, or, with
+    ``onDemand`` instead, to instances of a template created on demand (docs/superfluid.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, title="service", json_schema_extra=_ONE_TARGET
+    )
 
     name: ServiceName
     serviceIP: IPText  # field names are the seed's Swagger
-    applicationIP: IPText
+    applicationIP: IPText | None = None
+    onDemand: OnDemandModel | None = None
 
     @model_validator(mode="after")
     def _same_family(self) -> ServiceModel:
         service = ipaddress.ip_address(self.serviceIP)
-        application = ipaddress.ip_address(self.applicationIP)
+        if (self.applicationIP is None) == (self.onDemand is None):
+            raise ValueError("give exactly one of applicationIP and onDemand")
+        if self.onDemand is not None:
+            pool = ipaddress.ip_network(self.onDemand.addressPool)
+            if pool.version != service.version:
+                raise ValueError(
+                    "serviceIP and onDemand.addressPool must be of the same IP version"
+                )
+            return self
+        application = ipaddress.ip_address(self.applicationIP or "")
         if service.version != application.version:
             raise ValueError("serviceIP and applicationIP must be of the same IP version")
         return self
 
     def to_service(self) -> Service:
-        return Service(self.name, self.serviceIP, self.applicationIP)
+        if self.onDemand is not None:
+            # No application IP: the unspecified address of the family, which a data plane
+            # that reads it (the fast path's kernel map) never matches (docs/superfluid.md).
+            unspecified = "0.0.0.0" if "." in self.serviceIP else "::"  # noqa: S104
+            return Service(self.name, self.serviceIP, unspecified, self.onDemand.to_ondemand())
+        return Service(self.name, self.serviceIP, self.applicationIP or "")
 
 
 class NewServiceModel(ServiceModel):
@@ -112,9 +146,16 @@ class Service:
 
     name: str
     service_ip: str
-    application_ip: str
+    application_ip: str  # 0.0.0.0 or :: for an on-demand service
+    ondemand: OnDemand | None = None
 
-    def to_api(self) -> dict[str, str]:
+    def to_api(self) -> dict[str, Any]:
+        if self.ondemand is not None:
+            return {
+                "name": self.name,
+                "serviceIP": self.service_ip,
+                "onDemand": self.ondemand.to_api(),
+            }
         return {
             "name": self.name,
             "serviceIP": self.service_ip,

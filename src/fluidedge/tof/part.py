@@ -3,21 +3,37 @@
 Start order (a restart or kill -9 loses nothing declared): open the data plane, then push the
 stored services into it, before the API accepts requests; learned tunnels are re-learned from
 traffic within a packet of each bearer.
+
+On-demand services (docs/superfluid.md) need the instance manager of the same daemon
+(``[instances]``, started before this part) and a backend that offers the control calls of
+:mod:`fluidedge.superfluid.plane` (all three do): then a
+:class:`~fluidedge.superfluid.controller.Controller` is attached between them and restores
+the stored on-demand instances after the services; otherwise such services are refused with
+a 400 saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
 from fluidedge.daemon.part import DaemonContext
+from fluidedge.superfluid.errors import OnDemandInvalid
+from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.config import TofConfig, parse_tof_config
 from fluidedge.tof.metrics import render
+from fluidedge.tof.models import Service
+
+if (
+    TYPE_CHECKING
+):  # the controller imports the instance manager (the controller imports the instance manager)
+    from fluidedge.superfluid.controller import Controller
 
 
 class TofPart:
@@ -27,25 +43,84 @@ class TofPart:
 
     def __init__(self, config: TofConfig, ctx: DaemonContext, backend: Backend | None = None):
         self.config = config
+        self.ctx = ctx
         self.backend = backend or create_backend(config)
-        self.catalog = ServiceCatalog(ctx.store, self.backend.apply)
+        self.catalog = ServiceCatalog(ctx.store, self._apply)
+        self.catalog.check = self._check
+        self.controller: Controller | None = None
+        self.inactive = 0  # stored on-demand services this daemon cannot run
+
+    def _apply(self, services: Mapping[str, Service]) -> None:
+        if self.controller is None:
+            # Stored on-demand services stay declared but inactive where nothing can create
+            # their instances (no [instances] part, or the fast path): their traffic goes to
+            # the core as if they did not exist, and /stats says how many were left out.
+            active = {n: s for n, s in services.items() if s.ondemand is None}
+            self.inactive = len(services) - len(active)
+            self.backend.apply(active)
+            return
+        self.backend.apply(services)
+        self.controller.services_changed(services)
+
+    def _check(self, service: Service) -> None:
+        if service.ondemand is None:
+            return
+        if self.controller is None:
+            why = (
+                "the daemon has no [instances] part"
+                if "instances" not in self.ctx.parts
+                else f"the {self.backend.name} backend does not run on-demand services"
+            )
+            raise OnDemandInvalid(f"onDemand: {why}")
+        self.controller.check(service)
 
     def router(self) -> APIRouter:
-        return build_router(self.catalog, self.backend)
+        return build_router(self.catalog, self.backend, lambda: self.controller)
+
+    def _make_controller(self) -> Controller | None:
+        instances = self.ctx.parts.get("instances")
+        if instances is None or not isinstance(self.backend, OnDemandControl):
+            return None
+        from fluidedge.superfluid.controller import Controller  # noqa: PLC0415
+
+        config = self.config
+        return Controller(
+            instances.manager,  # type: ignore[attr-defined]
+            self.backend,
+            self.ctx.store,
+            workers=config.ondemand_workers,
+            create_rate=config.ondemand_create_rate,
+            create_burst=config.ondemand_create_burst,
+            queue_timeout=config.ondemand_queue_timeout,
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.backend.start)
         try:
+            controller = self._make_controller()
+            if controller is not None:
+                controller.attach()
+                self.controller = controller
             self.catalog.restore()
+            if controller is not None:
+                await asyncio.to_thread(controller.start, self.catalog.snapshot())
         except BaseException:
             await asyncio.to_thread(self.backend.stop)
             raise
 
     async def stop(self) -> None:
+        if self.controller is not None:
+            await asyncio.to_thread(self.controller.stop)
+            self.controller = None
         await asyncio.to_thread(self.backend.stop)
 
     def metrics(self) -> str:
-        return render(self.backend.stats(), self.backend.tunnels())
+        stats = self.backend.stats()
+        text = render(stats, self.backend.tunnels())
+        if self.controller is not None:
+            table = stats.get("onDemand")
+            text += self.controller.metrics(table if isinstance(table, dict) else {})
+        return text
 
 
 def create_part(section: dict[str, Any], ctx: DaemonContext) -> TofPart:

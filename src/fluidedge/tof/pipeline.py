@@ -57,6 +57,7 @@ from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import Classified, Kind, classify, decode_frame
+from fluidedge.superfluid.table import OnDemandTable
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.models import Service
@@ -236,24 +237,45 @@ class Pipeline:
         # 20 + UDP 8 + GTP-U 16 with a PDU Session Container, inner IPv6 40 + TCP 20).
         self._mss_limit = config.s1_mtu - 104 if config.mss_clamp else 0
         self.gtpc = GtpcLearner(self)
+        # On-demand services (docs/superfluid.md): their table entry has no application IP
+        # (b""); packets go through this table, which queues them until an instance is ready.
+        self.ondemand_waited: float | None = None  # of the latest ondemand_ready
+        self.ondemand = OnDemandTable(
+            config.ondemand_queue_per_ue, config.ondemand_queue_total, config.ondemand_queue_timeout
+        )
 
     # ------------------------------------------------------------------ control
 
     def set_services(self, services: Mapping[str, Service]) -> None:
         """Install a complete service set (atomic: one assignment) and drop stale NAT flows."""
         table = {
-            _packed(s.service_ip): (s.name, _packed(s.application_ip)) for s in services.values()
+            _packed(s.service_ip): (
+                s.name,
+                b"" if s.ondemand is not None else _packed(s.application_ip),
+            )
+            for s in services.values()
         }
         self.services = table
         self.service_counters = {
             name: self.service_counters.get(name, ServiceCounters()) for name in services
         }
+        self.ondemand.configure(
+            {s.name: s.ondemand.per_ue for s in services.values() if s.ondemand is not None}
+        )
         for key, flow in list(self.flows.items()):
-            if table.get(flow.service_ip) != (flow.service, flow.application_ip):
+            if not self._flow_current(flow):
                 del self.flows[key]
         for pair, flow in list(self.pairs.items()):
-            if table.get(flow.service_ip) != (flow.service, flow.application_ip):
+            if not self._flow_current(flow):
                 del self.pairs[pair]
+
+    def _flow_current(self, flow: Flow) -> bool:
+        """Whether ``flow``'s service still maps its service IP to its application IP (an
+        on-demand service's flows stay while the service is on-demand under the same name)."""
+        entry = self.services.get(flow.service_ip)
+        if entry is None or entry[0] != flow.service:
+            return False
+        return entry[1] == flow.application_ip or entry[1] == b""
 
     def purge_all(self, now: float | None = None) -> int:
         """Forget every learned bearer and flow (they are re-learned from traffic)."""
@@ -359,6 +381,11 @@ class Pipeline:
             # understood by the endpoint. We are not that endpoint: forward it, do not offload.
             self.counters["offload_refused_unknown_extension"] += 1
             return [(SGW, frame)]
+        if not service[1]:  # on-demand: the instance's address, or queued for one
+            app_ip = self.ondemand.admit(service[0], ue, bearer.key, frame, now)  # type: ignore[arg-type]
+            if not app_ip:
+                return []
+            service = (service[0], app_ip)
         return self._offload_up(frame, c, bearer, service, now)
 
     def _downlink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
@@ -719,7 +746,10 @@ class Pipeline:
             if flow is None:
                 self.drops["apps_no_flow"] += 1
                 return []
-        if self.services.get(flow.service_ip) != (flow.service, flow.application_ip):
+        if self.services.get(flow.service_ip) != (
+            flow.service,
+            flow.application_ip,
+        ) and not self._flow_current(flow):
             self.drops["apps_stale_flow"] += 1
             return []
         try:
@@ -980,10 +1010,46 @@ class Pipeline:
             while queue and queue[0][0] < now:
                 queue.popleft()
                 self.drops["queue_timeout"] += 1
+        if self.ondemand.queued:
+            self.ondemand.expire(now)
         if now >= self._next_purge:
             self._next_purge = now + 1.0
             self._purge(now)
         return out
+
+    # ------------------------------------------------------------------ on-demand services
+
+    def ondemand_ready(self, service: str, ue: bytes, app_ip: bytes, now: float) -> list[Action]:
+        """The instance of (``service``, ``ue``) is ready at ``app_ip``: its queued packets,
+        offloaded to it in arrival order (docs/superfluid.md)."""
+        released = self.ondemand.ready(service, ue, app_ip, now)
+        self.ondemand_waited = released.waited
+        out: list[Action] = []
+        for frame, bearer_key in released.items:
+            bearer = self.bearers.get(bearer_key)  # type: ignore[call-overload]
+            if bearer is None:
+                self.ondemand.drops["bearer_gone"] += 1
+                continue
+            c = classify(frame)
+            entry = self.services.get(c.inner_dst)  # type: ignore[arg-type]
+            if entry is None or entry[0] != service:
+                self.ondemand.drops["service_gone"] += 1
+                continue
+            out.extend(self._offload_up(frame, c, bearer, (service, app_ip), now))
+        return out
+
+    def ondemand_forget(self, service: str, ue: bytes, *, force: bool = False) -> bool:
+        """Remove a paused binding and the NAT flows toward its instance (about to go)."""
+        app_ip = self.ondemand.forget(service, ue, force=force)
+        if app_ip is None:
+            return False
+        for key, flow in list(self.flows.items()):
+            if flow.service == service and flow.application_ip == app_ip:
+                del self.flows[key]
+        for pair, flow in list(self.pairs.items()):
+            if flow.service == service and flow.application_ip == app_ip:
+                del self.pairs[pair]
+        return True
 
     def _purge(self, now: float) -> None:
         """§4.3.1 "auto-purge stale SGW/eNodeB tunnels after some configured idle time".
@@ -1036,6 +1102,7 @@ class Pipeline:
             "bearerEvents": self.events.by_reason(),
             "flows": len(self.flows),
             "queued": sum(len(b.queue) for b in self.bearers.values()),
+            "onDemand": self.ondemand.stats(),
         }
 
 

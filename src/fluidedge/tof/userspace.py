@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
+from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -53,7 +54,7 @@ from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 
 
-class UserspaceBackend(DataPlaneBase):
+class UserspaceBackend(OnDemandControl, DataPlaneBase):
     """AF_PACKET + TUN data plane around :class:`Pipeline` (see the module docstring).
 
     The S1 sockets both receive and transmit (they are :attr:`_s1_tx`).

@@ -47,6 +47,7 @@ from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
+from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -91,7 +92,7 @@ def _open_send_socket(ifname: str) -> socket.socket:
     return sock
 
 
-class FastPathBackend(DataPlaneBase):
+class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superfluid.md
     """tc/eBPF data plane around the reference pipeline (see the module docstring).
 
     The agent receives punted frames on :attr:`_rx` and transmits on :attr:`_s1_tx`.

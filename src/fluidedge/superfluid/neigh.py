@@ -1,0 +1,92 @@
+"""Forget the apps network's neighbour entry of an address an on-demand instance now holds.
+
+WHY: on-demand instances come and go, and their addresses come back from the service's pool.
+The apps network's namespace (where the TOF's TUN routes into the bridge) still holds a
+REACHABLE neighbour entry with the *previous* instance's MAC for a while (15-45 s): packets
+to the new instance would go to a MAC that no longer exists until the entry ages out (a first
+request then takes tens of seconds). Deleting the entry before the queued packets are released
+makes the kernel resolve the address afresh (one ARP/ND exchange). One ``RTM_DELNEIGH`` over a
+netlink socket kept per network (created inside its namespace): microseconds, no process.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+import threading
+
+from fluidedge.instances.nl import NetlinkSocket, call_in_netns_path, decode_reply
+
+RTM_DELNEIGH = 29
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NDA_DST = 1
+_HDR = struct.Struct("=IHHII")
+_NDMSG = struct.Struct("=BBHiHBB")
+
+
+def encode_del_neigh(seq: int, ifindex: int, address: str) -> bytes:
+    """RTM_DELNEIGH for ``address`` on link ``ifindex`` (rtnetlink(7), struct ndmsg)."""
+    ip = ipaddress.ip_address(address)
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    attr_len = 4 + len(ip.packed)
+    attr = struct.pack("=HH", attr_len, NDA_DST) + ip.packed
+    attr += b"\0" * (((attr_len + 3) & ~3) - attr_len)
+    body = _NDMSG.pack(family, 0, 0, ifindex, 0, 0, 0) + attr
+    return _HDR.pack(_HDR.size + len(body), RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+
+
+class NeighbourFlusher:
+    """Per (netns, bridge): one netlink socket and the bridge's ifindex, opened on first use."""
+
+    def __init__(self) -> None:
+        self._links: dict[tuple[str | None, str], tuple[socket.socket, int]] = {}
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def _link(self, netns: str | None, bridge: str) -> tuple[socket.socket, int]:
+        key = (netns, bridge)
+        found = self._links.get(key)
+        if found is None:
+            path = f"/run/netns/{netns}" if netns else "/proc/self/ns/net"
+            lookup = NetlinkSocket.open_in(path)
+            try:
+                index = lookup.link_index(bridge)
+            finally:
+                lookup.close()
+
+            def make() -> socket.socket:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                sock.bind((0, 0))
+                return sock
+
+            found = (call_in_netns_path(path, make), index)
+            self._links[key] = found
+        return found
+
+    def flush(self, netns: str | None, bridge: str, address: str) -> bool:
+        """Delete the entry; False when there was none. Raises OSError on other failures."""
+        with self._lock:
+            sock, index = self._link(netns, bridge)
+            self._seq += 1
+            seq = self._seq
+            sock.send(encode_del_neigh(seq, index, address))
+            while True:
+                data = sock.recv(65536)
+                try:
+                    code, _ = decode_reply(data, seq)
+                except ValueError:
+                    continue
+                if code in (errno.ENOENT, errno.ESRCH):
+                    return False
+                if code:
+                    raise OSError(code, f"RTM_DELNEIGH {address}: {errno.errorcode.get(code)}")
+                return True
+
+    def close(self) -> None:
+        with self._lock:
+            for sock, _ in self._links.values():
+                sock.close()
+            self._links.clear()

@@ -1,0 +1,82 @@
+"""The control calls a TOF backend offers the superfluid controller (thread-safe).
+
+The controller runs in its own threads; the data plane in its thread. Every call takes the
+backend's lock (the one held per packet batch), so a binding changes between two batches,
+never in the middle of one, and the packets a ``ready`` releases are sent before any later
+packet of the same flow is processed. Mixed into every backend: userspace and none run the
+pipeline on every frame; the fast path's kernel punts on-demand services to its agent (they
+have no application IP in its service map), whose pipeline is this one (docs/superfluid.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+from fluidedge.superfluid.table import DemandSink, Key
+from fluidedge.tof.pipeline import Action, Pipeline
+
+
+class OnDemandPlane(Protocol):
+    """What the controller needs from a backend."""
+
+    def set_demand_sink(self, sink: DemandSink | None) -> None: ...
+
+    def ondemand_ready(self, service: str, ue: bytes, app_ip: bytes) -> float | None: ...
+
+    def ondemand_park(self, service: str, ue: bytes) -> bool: ...
+
+    def ondemand_forget(self, service: str, ue: bytes, *, force: bool = False) -> bool: ...
+
+    def ondemand_refuse(self, service: str, ue: bytes, reason: str) -> int: ...
+
+    def ondemand_restore(self, service: str, ue: bytes, app_ip: bytes, *, paused: bool) -> None: ...
+
+    def ondemand_activity(self) -> dict[Key, tuple[str, float]]: ...
+
+
+class OnDemandControl:
+    """Implementation over ``self.pipeline`` guarded by ``self._lock``."""
+
+    pipeline: Pipeline
+    _lock: threading.Lock
+
+    def _send_released(self, actions: list[Action]) -> None:
+        """Send what a release produced: the data plane's own sender when it has one
+        (:class:`~fluidedge.tof.dataplane_common.DataPlaneBase`), else nowhere (``none``)."""
+        send = getattr(self, "_send_all", None)
+        if send is not None:
+            send(actions, None)
+
+    def set_demand_sink(self, sink: DemandSink | None) -> None:
+        with self._lock:
+            self.pipeline.ondemand.sink = sink
+
+    def ondemand_ready(self, service: str, ue: bytes, app_ip: bytes) -> float | None:
+        """Point (service, ue) at ``app_ip`` and send what was queued for it; returns how long
+        the oldest queued packet waited (None when nothing was queued)."""
+        with self._lock:
+            actions = self.pipeline.ondemand_ready(service, ue, app_ip, time.monotonic())
+            self._send_released(actions)
+            return self.pipeline.ondemand_waited
+
+    def ondemand_park(self, service: str, ue: bytes) -> bool:
+        with self._lock:
+            return self.pipeline.ondemand.park(service, ue)
+
+    def ondemand_forget(self, service: str, ue: bytes, *, force: bool = False) -> bool:
+        with self._lock:
+            return self.pipeline.ondemand_forget(service, ue, force=force)
+
+    def ondemand_refuse(self, service: str, ue: bytes, reason: str) -> int:
+        with self._lock:
+            return self.pipeline.ondemand.refuse(service, ue, reason)
+
+    def ondemand_restore(self, service: str, ue: bytes, app_ip: bytes, *, paused: bool) -> None:
+        with self._lock:
+            self.pipeline.ondemand.restore(service, ue, app_ip, paused=paused, now=time.monotonic())
+
+    def ondemand_activity(self) -> dict[Key, tuple[str, float]]:
+        with self._lock:
+            return self.pipeline.ondemand.activity()

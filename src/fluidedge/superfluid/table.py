@@ -1,0 +1,244 @@
+"""The data plane's state of on-demand services: one binding per (service, UE), sans I/O.
+
+A *binding* ties an on-demand service (and, under ``per-ue``, one UE; under ``shared`` the UE
+key is ``b""``) to the instance serving it. Its states:
+
+- ``pending``: an instance is being created or resumed; offloadable packets are queued;
+- ``ready``: packets go to ``app_ip`` (the caller NATs them); activity is recorded;
+- ``paused``: the instance is frozen; the next packet is queued and asks for a resume.
+
+No binding means no instance: the next packet queues and asks for one (a ``create`` demand).
+The queue is bounded per UE and in total and timed out (:meth:`expire`); every packet that
+does not reach an instance is counted by reason in :attr:`drops`. Demands go to ``sink`` (set
+by the controller) and must not block: the pipeline calls it from the packet path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+PENDING = "pending"
+READY = "ready"
+PAUSED = "paused"
+
+CREATE = "create"
+RESUME = "resume"
+
+#: ``sink(service, ue, kind, now)``: a demand for the controller (``kind``: create/resume).
+DemandSink = Callable[[str, bytes, str, float], None]
+
+Key = tuple[str, bytes]
+
+
+@dataclass(slots=True)
+class Binding:
+    """One (service, UE) and the instance serving it."""
+
+    service: str
+    ue: bytes
+    state: str
+    app_ip: bytes = b""
+    last_active: float = 0.0
+    demanded_at: float | None = None  # when the first packet now queued arrived
+    queue: deque[tuple[float, bytes, tuple[bytes, object]]] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What :meth:`OnDemandTable.ready` hands back: the queued items, oldest first."""
+
+    items: list[tuple[bytes, object]]
+    waited: float | None  # seconds since the first of them arrived (None: nothing queued)
+    resumed: bool
+
+
+class OnDemandTable:
+    """Bindings, queues and counters (see the module docstring)."""
+
+    def __init__(self, per_ue_limit: int, total_limit: int, timeout: float) -> None:
+        self.per_ue_limit = per_ue_limit
+        self.total_limit = total_limit
+        self.timeout = timeout
+        self.policies: dict[str, bool] = {}  # service -> per-ue
+        self.bindings: dict[Key, Binding] = {}
+        self.queued_by_ue: Counter[bytes] = Counter()
+        self.queued = 0
+        self.counters: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self.sink: DemandSink | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    def configure(self, policies: dict[str, bool]) -> list[Key]:
+        """Set the on-demand services (name -> per-ue); bindings of others are dropped.
+
+        Returns the keys dropped (their queues counted as ``service_gone``).
+        """
+        self.policies = dict(policies)
+        gone = [
+            key
+            for key, b in self.bindings.items()
+            if key[0] not in policies or (policies[key[0]] != (key[1] != b""))
+        ]
+        for key in gone:
+            self._drop_queue(self.bindings.pop(key), "service_gone")
+        return gone
+
+    def key(self, service: str, ue: bytes) -> Key:
+        return (service, ue if self.policies.get(service) else b"")
+
+    # ------------------------------------------------------------------ packet path
+
+    def admit(self, service: str, ue: bytes, item: object, packet: bytes, now: float) -> bytes:
+        """A packet of ``ue`` for on-demand ``service``: the instance address if it is ready
+        (activity recorded), else ``b""`` (the packet was queued or dropped, counted)."""
+        key = (service, ue if self.policies.get(service) else b"")
+        binding = self.bindings.get(key)
+        if binding is not None and binding.state == READY:
+            binding.last_active = now
+            return binding.app_ip
+        if binding is None:
+            binding = Binding(service, key[1], PENDING)
+            self.bindings[key] = binding
+            self._demand(binding, CREATE, now)
+        elif binding.state == PAUSED:
+            binding.state = PENDING
+            self._demand(binding, RESUME, now)
+        if self.queued >= self.total_limit:
+            self.drops["queue_full_total"] += 1
+            return b""
+        if self.queued_by_ue[ue] >= self.per_ue_limit:
+            self.drops["queue_full_ue"] += 1
+            return b""
+        if binding.demanded_at is None:
+            binding.demanded_at = now
+        binding.queue.append((now, ue, (packet, item)))
+        self.queued_by_ue[ue] += 1
+        self.queued += 1
+        self.counters["queued"] += 1
+        return b""
+
+    def _demand(self, binding: Binding, kind: str, now: float) -> None:
+        self.counters[f"demand_{kind}"] += 1
+        if self.sink is not None:
+            self.sink(binding.service, binding.ue, kind, now)
+
+    def expire(self, now: float) -> int:
+        """Drop queued packets older than the timeout (counted); how many."""
+        limit = now - self.timeout
+        dropped = 0
+        for binding in self.bindings.values():
+            queue = binding.queue
+            while queue and queue[0][0] < limit:
+                _, ue, _ = queue.popleft()
+                self._unqueue(ue)
+                dropped += 1
+            if not queue:
+                binding.demanded_at = None
+        if dropped:
+            self.drops["queue_timeout"] += dropped
+        return dropped
+
+    # ------------------------------------------------------------------ controller calls
+
+    def ready(self, service: str, ue: bytes, app_ip: bytes, now: float) -> Released:
+        """The instance of (service, ue) is ready at ``app_ip``: the queued items, in order."""
+        key = self.key(service, ue)
+        binding = self.bindings.get(key)
+        if binding is None:
+            binding = Binding(service, key[1], READY)
+            self.bindings[key] = binding
+        resumed = binding.app_ip == app_ip and binding.state == PENDING and bool(binding.app_ip)
+        binding.state = READY
+        binding.app_ip = app_ip
+        binding.last_active = now
+        waited = None if binding.demanded_at is None else now - binding.demanded_at
+        binding.demanded_at = None
+        items: list[tuple[bytes, object]] = []
+        while binding.queue:
+            _, queued_ue, item = binding.queue.popleft()
+            self._unqueue(queued_ue)
+            items.append(item)
+        self.counters["flushed"] += len(items)
+        return Released(items, waited, resumed)
+
+    def park(self, service: str, ue: bytes) -> bool:
+        """Mark a ready binding paused (before its instance is frozen); False if not ready."""
+        binding = self.bindings.get(self.key(service, ue))
+        if binding is None or binding.state != READY:
+            return False
+        binding.state = PAUSED
+        return True
+
+    def forget(self, service: str, ue: bytes, *, force: bool = False) -> bytes | None:
+        """Remove a paused binding (its instance is about to be deleted): its address, or None
+        when it is not paused (a packet asked for a resume meanwhile) unless ``force``."""
+        key = self.key(service, ue)
+        binding = self.bindings.get(key)
+        if binding is None or (binding.state != PAUSED and not force):
+            return None
+        del self.bindings[key]
+        self._drop_queue(binding, "instance_gone")
+        return binding.app_ip
+
+    def refuse(self, service: str, ue: bytes, reason: str) -> int:
+        """The demand of (service, ue) was refused: drop its queue (counted) and binding."""
+        key = self.key(service, ue)
+        binding = self.bindings.get(key)
+        if binding is None:
+            return 0
+        n = len(binding.queue)
+        if binding.state == PENDING and not binding.app_ip:
+            del self.bindings[key]
+        elif binding.state == PENDING:
+            binding.state = PAUSED  # a failed resume: the next packet tries again
+        self._drop_queue(binding, f"refused_{reason}")
+        self.counters[f"refused_{reason}"] += 1
+        return n
+
+    def activity(self) -> dict[Key, tuple[str, float]]:
+        """(service, ue) -> (state, last activity) of every binding."""
+        return {key: (b.state, b.last_active) for key, b in self.bindings.items()}
+
+    def restore(self, service: str, ue: bytes, app_ip: bytes, *, paused: bool, now: float) -> None:
+        """Re-create a binding from the store at start (no queue, no demand)."""
+        key = self.key(service, ue)
+        binding = self.bindings.get(key)
+        if binding is not None and binding.state == PENDING:
+            binding.app_ip = app_ip  # packets came first: the queued demand will release them
+            return
+        self.bindings[key] = Binding(
+            service, key[1], PAUSED if paused else READY, app_ip=app_ip, last_active=now
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _unqueue(self, ue: bytes) -> None:
+        self.queued -= 1
+        left = self.queued_by_ue[ue] - 1
+        if left > 0:
+            self.queued_by_ue[ue] = left
+        else:
+            del self.queued_by_ue[ue]
+
+    def _drop_queue(self, binding: Binding, reason: str) -> None:
+        if binding.queue:
+            self.drops[reason] += len(binding.queue)
+            for _, ue, _ in binding.queue:
+                self._unqueue(ue)
+            binding.queue.clear()
+        binding.demanded_at = None
+
+    def app_ips(self, service: str) -> Iterable[bytes]:
+        return [b.app_ip for b in self.bindings.values() if b.service == service and b.app_ip]
+
+    def stats(self) -> dict[str, object]:
+        states: Counter[str] = Counter(b.state for b in self.bindings.values())
+        return {
+            "bindings": dict(states),
+            "queued": self.queued,
+            "counters": dict(self.counters),
+            "drops": dict(self.drops),
+        }

@@ -1,0 +1,237 @@
+"""The controller's decisions against a fake instance manager (the real one is exercised by
+tests/e2e/superfluid through the same methods) and the null backend's real pipeline."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluidedge.daemon.store import Store
+from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
+from fluidedge.superfluid.controller import LABEL_SERVICE, Controller
+from fluidedge.superfluid.errors import OnDemandTargetMissing
+from fluidedge.superfluid.model import OnDemand
+from fluidedge.tof.backend import NullBackend
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.models import Service
+
+UE1 = ipaddress.IPv4Address("198.18.100.1").packed
+UE2 = ipaddress.IPv4Address("198.18.100.2").packed
+
+
+@dataclass
+class FakeInstance:
+    name: str
+    id: str
+    state: str
+    labels: dict[str, str]
+
+
+@dataclass
+class FakeIface:
+    name: str
+    network: str
+
+
+@dataclass
+class FakeTemplate:
+    interfaces: list[FakeIface]
+
+
+@dataclass
+class FakeNetwork:
+    netns: str | None = None
+    bridge: str = "nobridge"
+    subnet: str | None = "198.19.0.0/24"
+
+
+@dataclass
+class FakeCgroups:
+    thawed: list[str] = field(default_factory=list)
+
+    def thaw(self, container_id: str) -> None:
+        self.thawed.append(container_id)
+
+
+class FakeManager:
+    def __init__(self) -> None:
+        self.instances: dict[str, FakeInstance] = {}
+        self.requests: list[Any] = []
+        self.calls: list[tuple[str, str]] = []
+        self.cgroups = FakeCgroups()
+
+    def get_template(self, name: str) -> FakeTemplate:
+        if name != "edge":
+            raise TemplateNotFound(f"template {name!r} does not exist")
+        return FakeTemplate([FakeIface("eth0", "apps")])
+
+    def get_network(self, name: str) -> FakeNetwork:
+        return FakeNetwork()
+
+    def create_instance(self, request: Any) -> None:
+        self.requests.append(request)
+        self.instances[request.name] = FakeInstance(
+            request.name, f"id-{request.name}", "running", dict(request.labels)
+        )
+
+    def get_instance(self, name: str) -> FakeInstance:
+        if name not in self.instances:
+            raise InstanceNotFound(name)
+        return self.instances[name]
+
+    def list_instances(self) -> list[FakeInstance]:
+        return list(self.instances.values())
+
+    def pause(self, name: str) -> None:
+        self.calls.append(("pause", name))
+        self.instances[name].state = "paused"
+
+    def resume(self, name: str) -> None:
+        self.calls.append(("resume", name))
+        self.instances[name].state = "running"
+
+    def delete_instance(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        del self.instances[name]
+
+
+def spec(**kw: Any) -> OnDemand:
+    base: dict[str, Any] = {
+        "template": "edge",
+        "policy": "per-ue",
+        "max_instances": 2,
+        "idle_pause": 1.0,
+        "idle_delete": 2.0,
+        "address_pool": "198.19.0.64/29",
+        "gateway": "198.19.0.1",
+    }
+    base.update(kw)
+    return OnDemand(**base)
+
+
+def service(**kw: Any) -> dict[str, Service]:
+    return {"web": Service("web", "198.18.50.1", "0.0.0.0", spec(**kw))}
+
+
+def make(tmp_path: Path, manager: FakeManager | None = None, **kw: Any) -> Controller:
+    backend = NullBackend(TofConfig(backend="none"))
+    services = service(**kw)
+    backend.apply(services)
+    controller = Controller(
+        manager or FakeManager(),  # type: ignore[arg-type]
+        backend,
+        Store(tmp_path / "db.sqlite"),
+        workers=1,
+    )
+    controller.services = {n: s.ondemand for n, s in services.items() if s.ondemand}
+    return controller
+
+
+def test_create_points_the_binding_and_records_it(tmp_path: Path) -> None:
+    c = make(tmp_path)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    table.admit("web", UE1, "k", b"p", 0.0)
+    c._create("web", UE1)
+    [request] = c.manager.requests  # type: ignore[attr-defined]
+    assert request.template == "edge"
+    assert request.interfaces["eth0"].addresses == ["198.19.0.65/24"]
+    assert request.interfaces["eth0"].gateway == "198.19.0.1"
+    assert request.labels == {LABEL_SERVICE: "web", "fluidedge.superfluid.ue": "198.18.100.1"}
+    assert table.activity()[("web", UE1)][0] == "ready"
+    assert c.instances_of("web")[0]["address"] == "198.19.0.65"
+    assert c.counts()["web"] == {"created": 1}
+
+
+def test_bound_refuses_counted(tmp_path: Path) -> None:
+    c = make(tmp_path, max_instances=1)
+    c._create("web", UE1)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    table.admit("web", UE2, "k", b"p", 0.0)
+    c._create("web", UE2)
+    assert c.counts()["web"] == {"created": 1, "refused_max_instances": 1}
+    assert table.drops["refused_max_instances"] == 1
+    assert ("web", UE2) not in table.activity()
+
+
+def test_idle_pause_then_delete(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    [name] = manager.instances
+    now = time.monotonic()
+    c.idle_pass(now + 0.5)
+    assert manager.calls == []
+    c.idle_pass(now + 1.5)
+    assert manager.calls == [("pause", name)]
+    c.idle_pass(now + 2.0)  # T2 counts from the pause
+    assert ("delete", name) not in manager.calls
+    c.idle_pass(time.monotonic() + 2.1)
+    assert manager.calls[-1] == ("delete", name)
+    assert c.instances_of("web") == []
+    assert c.counts()["web"] == {"created": 1, "paused": 1, "deleted": 1}
+
+
+def test_resume_thaws_first_and_releases(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    [name] = manager.instances
+    c.idle_pass(time.monotonic() + 1.5)
+    table.admit("web", UE1, "k", b"p", 0.0)
+    c._resume("web", UE1)
+    assert manager.cgroups.thawed == [f"id-{name}"]
+    assert manager.calls[-1] == ("resume", name)
+    assert table.activity()[("web", UE1)][0] == "ready"
+    assert c.instances_of("web")[0]["state"] == "running"
+
+
+def test_restore_keeps_pause_time_drops_gone_and_deletes_unrecorded(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    c._create("web", UE2)
+    first, second = sorted(
+        manager.instances, key=lambda n: manager.instances[n].labels["fluidedge.superfluid.ue"]
+    )
+    c.idle_pass(time.monotonic() + 1.5)  # both paused
+    paused_at = {i["instance"]: i["pausedAt"] for i in c.instances_of("web")}
+    del manager.instances[second]  # gone while the daemon was down
+    manager.instances["orphan"] = FakeInstance("orphan", "id-o", "running", {LABEL_SERVICE: "web"})
+    again = make(tmp_path, manager)
+    again.start(service())
+    try:
+        views = again.instances_of("web")
+        assert [v["instance"] for v in views] == [first]
+        assert views[0]["state"] == "paused"
+        assert abs(views[0]["pausedAt"] - paused_at[first]) < 0.01  # T2 keeps counting
+        assert "orphan" not in manager.instances
+        table = again.plane.pipeline.ondemand  # type: ignore[attr-defined]
+        assert table.activity()[("web", UE1)][0] == "paused"
+    finally:
+        again.stop()
+
+
+def test_check_names_the_missing_template_and_interface(tmp_path: Path) -> None:
+    c = make(tmp_path)
+    with pytest.raises(OnDemandTargetMissing, match="template 'nope'"):
+        c.check(Service("x", "198.18.50.2", "0.0.0.0", spec(template="nope")))
+    with pytest.raises(OnDemandTargetMissing, match="no interface 'eth9'"):
+        c.check(Service("x", "198.18.50.2", "0.0.0.0", spec(interface="eth9")))
+
+
+def test_changed_template_reaps_instances(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    c.services_changed({"web": Service("web", "198.18.50.1", "0.0.0.0", spec(template="other"))})
+    item = c._demands.get_nowait()
+    assert item is not None
+    c._reap(item[0], item[1])
+    assert manager.instances == {}
+    assert c.counts()["web"]["deleted"] == 1
