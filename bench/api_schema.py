@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="reproduce a run")
     args = parser.parse_args()
 
-    from fluidedge.daemon.store import Store
+    from fluidedge.core.store import Store
     from fluidedge.instances.manager import InstancesConfig, Manager
     from fluidedge.linux import netns
 

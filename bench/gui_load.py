@@ -48,8 +48,8 @@ import httpx
 import uvicorn
 
 from fluidedge.codec.gtpu import encode_gpdu
+from fluidedge.core.config import parse_config
 from fluidedge.daemon.app import build_context, create_app
-from fluidedge.daemon.config import parse_config
 from fluidedge.lab.packets import ethernet, ipv4, udp
 from fluidedge.tof.pipeline import ENB, SGW, Pipeline
 

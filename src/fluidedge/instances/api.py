@@ -10,7 +10,7 @@ finish in the thread pool if the cgroup takes longer to settle.
 Template reads without the token (allowed by ``api.open_reads``) show ``env`` values and
 ``files`` contents as ``<redacted>``: they may carry secrets. Each route declares the error
 statuses it can answer (the daemon adds the cross-cutting ones, see
-:mod:`fluidedge.daemon.openapi`).
+:mod:`fluidedge.core.openapi`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from fluidedge.daemon.auth import authenticated, redact_values
-from fluidedge.daemon.openapi import error_responses
+from fluidedge.core.auth import authenticated, redact_values
+from fluidedge.core.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (

@@ -38,7 +38,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, network, runc
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fluidedge.daemon.client import Client, ClientError
+from fluidedge.core.client import Client, ClientError
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import lab_instances_section, s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon

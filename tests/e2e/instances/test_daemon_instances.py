@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.instances import runc
 from fluidedge.linux.proc import run
 from tests.fixtures.daemon import DaemonHandle

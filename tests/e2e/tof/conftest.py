@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.client import Client
+from fluidedge.core.client import Client
 from fluidedge.lab.config import LabConfig, default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready

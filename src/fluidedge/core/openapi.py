@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluidedge.daemon.auth import PUBLIC_PATHS, SAFE_METHODS
+from fluidedge.core.auth import PUBLIC_PATHS, SAFE_METHODS
 
 ERROR_SCHEMA = {
     "title": "Error",
