@@ -45,6 +45,7 @@ from typing import NamedTuple
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError, MalformedError
 from fluidedge.codec.gtpu import ExtensionHeader, GtpuHeader, GtpuMessage, UnknownExtension
+from fluidedge.codec.gtpu.constants import GTPU_PORT, ExtensionType, MessageType
 from fluidedge.codec.net import ethernet, inner, ipv4, ipv6, nat, udp
 from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader
 from fluidedge.codec.net.inner import InnerPacket
@@ -52,9 +53,8 @@ from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.net.ipv6 import IPv6Header
 from fluidedge.codec.net.udp import UdpHeader
 
-GTPU_PORT = 2152
-G_PDU = 255
-PDU_SESSION_CONTAINER = 0x85
+G_PDU = int(MessageType.G_PDU)
+PDU_SESSION_CONTAINER = int(ExtensionType.PDU_SESSION_CONTAINER)
 
 Buffer = bytes | bytearray | memoryview
 

@@ -37,7 +37,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import IO, Literal
 
-from fluidedge.codec.gtpu import PDU_TYPE_UL, PduSessionContainer, encode_gpdu
+from fluidedge.codec.gtpu import GTPU_PORT, PDU_TYPE_UL, PduSessionContainer, encode_gpdu
 from fluidedge.lab.config import Bearer
 from fluidedge.lab.errors import LabConfigError, LabSystemError
 from fluidedge.lab.lab import Lab
@@ -45,7 +45,6 @@ from fluidedge.lab.live import interface_counters
 from fluidedge.lab.nftsink import install_sink, list_sink, remove_sink, rule_counters
 from fluidedge.lab.packets import (
     ETH_IPV4,
-    GTPU_PORT,
     PROTO_UDP,
     ethernet,
     ipv4,

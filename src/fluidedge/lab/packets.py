@@ -15,14 +15,13 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from fluidedge.codec.errors import CodecError
-from fluidedge.codec.gtpu import ErrorIndication, GPdu, decode
+from fluidedge.codec.gtpu import GTPU_PORT, ErrorIndication, GPdu, decode
 from fluidedge.codec.net.checksum import checksum, transport_checksum
 
 ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 PROTO_TCP = 6
 PROTO_UDP = 17
-GTPU_PORT = 2152
 PCAP_MAGIC = 0xA1B2C3D4
 LINKTYPE_ETHERNET = 1
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
+from fluidedge.codec.gtpc import GTPC_PORT
+from fluidedge.codec.gtpu.constants import GTPU_PORT, IEType, MessageType
 from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import inner as inner_codec
 from fluidedge.codec.net import ipv4 as ipv4_codec
@@ -68,23 +70,22 @@ SGW = 1
 APPS = 2
 PORT_NAMES = ("enb", "sgw", "apps")
 
-GTPU_PORT = 2152
-GTP_ECHO_REQUEST = 1
-GTP_ECHO_RESPONSE = 2
-GTP_ERROR_INDICATION = 26
-GTP_SUPPORTED_EXT = 31
-GTP_END_MARKER = 254
-GTP_GPDU = 255
-IE_RECOVERY = 14
-IE_TEID_DATA_I = 16
-IE_PEER_ADDRESS = 133
+# Short names for the codec's GTP-U numbers (one source: codec/gtpu/constants.py), as ints.
+GTP_ECHO_REQUEST = int(MessageType.ECHO_REQUEST)
+GTP_ECHO_RESPONSE = int(MessageType.ECHO_RESPONSE)
+GTP_ERROR_INDICATION = int(MessageType.ERROR_INDICATION)
+GTP_SUPPORTED_EXT = int(MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION)
+GTP_END_MARKER = int(MessageType.END_MARKER)
+GTP_GPDU = int(MessageType.G_PDU)
+IE_RECOVERY = int(IEType.RECOVERY)
+IE_TEID_DATA_I = int(IEType.TEID_DATA_I)
+IE_PEER_ADDRESS = int(IEType.GTPU_PEER_ADDRESS)
 
 PINGER_ID = 0xF1ED
 PINGER_MAGIC = b"fluidedge-pinger"
 
 Action = tuple[int, bytes]
 
-GTPC_PORT = 2123
 _EXT_CLASS_ENDPOINT = 0x80  # TS 29.281 §5.2.1: comprehension bits 10, the endpoint's to read
 
 _NUMBERS = re.compile(r" (0x[0-9a-fA-F]+|[0-9]+)\b")  # "IE 133" -> "IE": bounded label sets
