@@ -16,11 +16,12 @@ import pytest
 from rich.console import Console
 
 from fluidedge.codec.gtpu import encode_gpdu
+from fluidedge.codec.net.ethernet import ETHERTYPE_ARP
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.config import LabConfig, load
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import live_table, render
-from fluidedge.lab.packets import ETH_ARP, S1Frame, dissect_pcap
+from fluidedge.lab.packets import S1Frame, dissect_pcap
 from fluidedge.linux.netns import call_in_netns
 from tests.fixtures.lab import LabFactory, wait_until
 
@@ -173,7 +174,7 @@ def test_non_gtp_traffic_crosses_s1(lab: Lab, s1_capture: Callable[..., Capture]
         before = _stats(lab, "enb2")["mme_rx"]
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > before, timeout=3)
     frames = dissect_pcap(cap.path)
-    assert any(f.ethertype == ETH_ARP for f in frames)
+    assert any(f.ethertype == ETHERTYPE_ARP for f in frames)
     mme = [f for f in frames if f.proto == 6 and 36412 in (f.sport, f.dport)]
     assert {f.src for f in mme} >= {lab.enbs["enb2"], lab.mmes["mme2"]}
 
