@@ -16,6 +16,7 @@ Module map:
 - ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction).
 - ``openapi``: what the API documents (error responses, the document rewrite).
 - ``lock``: one owner per state directory.
+- ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
 - ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS).
 
 Errors (see :mod:`fluidedge.errors` for the kinds)::

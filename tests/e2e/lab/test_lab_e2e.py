@@ -23,7 +23,8 @@ from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import live_table, render
 from fluidedge.lab.packets import S1Frame, dissect_pcap
 from fluidedge.linux.netns import call_in_netns
-from tests.fixtures.lab import LabFactory, wait_until
+from tests.fixtures.lab import LabFactory
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 

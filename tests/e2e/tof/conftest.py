@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +123,3 @@ def tof_env(
             env.daemon.stop()
         for lab in labs:
             lab.down()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

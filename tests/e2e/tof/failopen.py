@@ -16,7 +16,8 @@ from pathlib import Path
 
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.packets import dissect, read_pcap
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, wait_for
+from tests.e2e.tof.conftest import SERVICE_IP, TofEnv
+from tests.fixtures.wait import wait_until
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)")
 
@@ -53,7 +54,7 @@ def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: s
             time.sleep(1.0)
             dead_until = time.time()
             env.daemon.start()
-            assert wait_for(
+            assert wait_until(
                 lambda: "edge-app app1" in env.http(service_ue, SERVICE_IP), timeout=10
             ), "offload did not resume after the restart"
             out, _ = pinger.communicate(timeout=30)

@@ -22,8 +22,9 @@ import pytest
 from fluidedge.lab.config import default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, wait_for
+from tests.e2e.tof.conftest import SERVICE_IP, TofEnv
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -77,7 +78,7 @@ def reattach(lab: Lab, teids: dict[str, tuple[int, int]]) -> None:
         path.write_text(json.dumps(spec))
         before = _reloads(lab, node)
         os.kill(pids[node], signal.SIGHUP)
-        assert wait_for(lambda n=node, b=before: _reloads(lab, n) > b, timeout=10), node
+        assert wait_until(lambda n=node, b=before: _reloads(lab, n) > b, timeout=10), node
 
 
 def _reloads(lab: Lab, node: str) -> int:
@@ -109,10 +110,10 @@ def test_reattach_with_teid_reuse_in_the_lab(env: TofEnv) -> None:
     reattach(lab, new)
     start = time.monotonic()
     # ue5 first: its traffic arrives on ue1's old keys (variant 2).
-    assert wait_for(lambda: served(env, "ue5"), timeout=15, step=0.2)
+    assert wait_until(lambda: served(env, "ue5"), timeout=15, period=0.2)
     took5 = time.monotonic() - start
     start = time.monotonic()
-    assert wait_for(lambda: served(env, "ue1"), timeout=15, step=0.2)  # variant 1
+    assert wait_until(lambda: served(env, "ue1"), timeout=15, period=0.2)  # variant 1
     took1 = time.monotonic() - start
     for ue in ("ue1", "ue5"):
         assert env.ping(ue, pdn), ue

@@ -14,8 +14,9 @@ import pytest
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.packets import dissect, read_pcap
 from fluidedge.tof.pipeline import PINGER_MAGIC
-from tests.e2e.tof.conftest import TofEnv, wait_for
+from tests.e2e.tof.conftest import TofEnv
 from tests.e2e.tof_osmo.conftest import OsmoEnvFactory
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -70,7 +71,7 @@ def test_offload_pinger_purge_relearn(osmo_env: OsmoEnvFactory, tmp_path: Path) 
         address = str(env.lab.ues[ue])
         assert f"edge-app app1 198.19.0.10 client {address}" in env.http(ue, EDGE), ue
     # Idle purge, then ue3 only talks to the service: the Pinger finds its downlink TEID.
-    assert wait_for(lambda: env.tunnels() == [], timeout=10)
+    assert wait_until(lambda: env.tunnels() == [], timeout=10)
     enb_pcap = tmp_path / "enb.pcap"
     ue3 = str(env.lab.ues["ue3"])
     with Capture(env.lab.host_ns, "s1enb", enb_pcap):

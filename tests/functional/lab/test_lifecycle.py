@@ -15,7 +15,8 @@ from fluidedge.lab import LabAlreadyUpError, LabNotUpError, build
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.state import process_alive, state_path
 from fluidedge.linux import netns
-from tests.fixtures.lab import LabFactory, lab_leftovers, unique_prefix, wait_until
+from tests.fixtures.lab import LabFactory, lab_leftovers, unique_prefix
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
