@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -221,18 +222,30 @@ def test_watch_stops_on_event(lab_factory: LabFactory) -> None:
 
     from rich.console import Console
 
-    from fluidedge.lab.live import watch
+    from fluidedge.lab.live import live_table, watch
 
     lab = lab_factory()
     stop = threading.Event()
     buffer = io.StringIO()
+    renders = [0]
+
+    def renderer(lab: Lab) -> Any:
+        renders[0] += 1
+        return live_table(lab)
+
     worker = threading.Thread(
         target=watch,
         args=(lab,),
-        kwargs={"console": Console(file=buffer, width=120), "period": 0.1, "stop": stop},
+        kwargs={
+            "console": Console(file=buffer, width=120),
+            "period": 0.1,
+            "stop": stop,
+            "renderer": renderer,
+        },
     )
     worker.start()
-    time.sleep(0.5)
+    # stop it from inside its refresh loop: once it has refreshed at least once
+    assert wait_until(lambda: renders[0] >= 2, timeout=30)
     stop.set()
     worker.join(timeout=5)
     assert not worker.is_alive()
