@@ -37,6 +37,7 @@ import re
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -53,18 +54,10 @@ from fluidedge.core.config import parse_config
 from fluidedge.daemon.app import build_context, create_app
 from fluidedge.tof.pipeline import ENB, SGW, Pipeline
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures.browser
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+
 TOKEN = "bench-token-" + "0" * 24
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ENBS = [IPv4Address(f"198.18.0.{11 + i}") for i in range(8)]
 SGW_ADDR = IPv4Address("198.18.0.21")
 PDN = IPv4Address("198.18.200.10")

@@ -22,7 +22,7 @@ import pytest
 from fluidedge.lab.config import default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv
+from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, start_tof, tof_section
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.wait import wait_until
 
@@ -45,18 +45,7 @@ def env(daemon_factory: DaemonFactory, request: pytest.FixtureRequest) -> Iterat
     lab = Lab.up(loads(default_text() + UE5), prefix=prefix, mode="tof")
     made: TofEnv | None = None
     try:
-        section = {
-            "backend": request.param,
-            "netns": lab.host_ns,
-            "enb_interface": lab.enb_side_if,
-            "sgw_interface": lab.sgw_side_if,
-            "apps_tun": "tofapps",
-            "ue_pools": ["198.18.100.0/24"],
-            "pinger_target": str(lab.pdn_address),
-        }
-        daemon = daemon_factory(parts={"tof": section})
-        lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
-        made = TofEnv(lab, daemon)
+        made = start_tof(lab, daemon_factory, tof_section(lab, str(request.param)))
         assert wait_s1_ready(made.client(), s1_pairs(lab)), "no echo crossed the TOF"
         yield made
     finally:
