@@ -16,25 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_demo import _assert_nothing_left
-from tests.fixtures.lab import lab_leftovers
+from tests.fixtures.lab import lab_leftovers, processes_mentioning
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state not in ("Z", "X"):
-            found.append(f"{entry.name}: {cmdline.strip()}")
-    return found
 
 
 def test_demo_offloads_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -64,4 +48,4 @@ def test_demo_offloads_and_leaves_nothing_behind(tmp_path: Path) -> None:
     _assert_nothing_left(prefix, out)  # the demo's report; namespaces
     assert lab_leftovers(prefix) == []  # namespaces, lab processes, lab state
     assert not list(tmp_path.glob("fluidedge-tof-*")), "the daemon's state directory was left"
-    assert _processes_mentioning(str(tmp_path)) == []  # the daemon (its config is in there)
+    assert processes_mentioning(str(tmp_path)) == []  # the daemon (its config is in there)
