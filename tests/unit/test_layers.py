@@ -1,4 +1,5 @@
-"""The package import graph points one way: no cycles, nothing imports a layer above it.
+"""The package import graph points one way: no cycles, nothing imports a layer above it; and
+other packages use only a package's public face (its ``__all__``).
 
 The graph is computed from the source with :mod:`ast` (every ``import`` statement, those inside
 functions included, so a lazy import counts like any other); ``importlib.import_module`` with a
@@ -9,6 +10,7 @@ string is not seen, which is why the daemon imports its parts with plain stateme
 from __future__ import annotations
 
 import ast
+import importlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -127,3 +129,39 @@ def test_imports_point_down_the_layers() -> None:
         if RANK[target] >= RANK[source]
     ]
     assert upward == []
+
+
+def _face(package: str) -> set[str]:
+    """A package's public face: the names in its ``__all__`` (names and public modules)."""
+    return set(getattr(importlib.import_module(f"fluidedge.{package}"), "__all__", ()))
+
+
+def _reach_ins() -> list[str]:
+    """Cross-package imports of something outside the target package's public face."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        source, _ = _package_of(path)
+        for module, line, names in _imports(path):
+            dotted = module.split(".")
+            if len(dotted) < 2 or dotted[1] == source or dotted[1] in {"errors", "cli"}:
+                continue  # own package, the root error kinds, the root CLI
+            face = _face(dotted[1])
+            if len(dotted) == 2:  # from fluidedge.X import a, b
+                outside = [n for n in names if n not in face] if names else []
+            elif dotted[2] in face:  # a public module (or subpackage) of X
+                outside = []
+            else:  # a private module: only names X re-exports may come from it
+                outside = [n for n in names if n not in face] or [module]
+            where = f"{path.relative_to(SRC.parent)}:{line}"
+            found += [f"{where}: {module} {name}" for name in outside]
+    return found
+
+
+def test_every_package_declares_a_public_face() -> None:
+    packages = {p.parent.name for p in SRC.glob("*/__init__.py")}
+    faceless = sorted(p for p in packages if p not in {"demo", "daemon"} and not _face(p))
+    assert faceless == []  # the daemon and the demo are on top: nobody imports them
+
+
+def test_other_packages_use_only_the_public_face() -> None:
+    assert _reach_ins() == []

@@ -60,6 +60,8 @@ _PUBLIC: dict[str, str] = {
     "resolve_token": "config",
 }
 
+# The public face: these names, and the modules other packages may import from
+# (tests/unit/test_layers.py); walcheck is private.
 __all__ = [
     "Client",
     "ClientError",
@@ -73,8 +75,18 @@ __all__ = [
     "StateLock",
     "Store",
     "StoreError",
+    "auth",
+    "client",
+    "config",
+    "errors",
+    "guiconfig",
     "load_config",
+    "lock",
+    "metrics",
+    "openapi",
+    "part",
     "resolve_token",
+    "store",
 ]
 
 
