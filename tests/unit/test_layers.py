@@ -20,12 +20,17 @@ SRC = Path(fluidedge.__file__).parent
 
 # Bottom to top; a package may import only from packages in lower layers. The root modules
 # ``fluidedge`` (the version) and ``fluidedge.errors`` (the error kinds) sit below everything.
+# Packages other branches add this session are placed where their imports put them: ``ovs``
+# (our Open vSwitch daemons, over linux), ``secgroups`` (a pure model and compiler, over ovs),
+# ``tenants`` (below the parts it scopes), ``superfluid`` (on-demand services over the TOF and
+# the instance manager).
 LAYERS: list[set[str]] = [
     {"errors"},
     {"codec", "linux"},
-    {"core"},
+    {"core", "ovs"},
+    {"secgroups", "tenants"},
     {"lab", "tof", "instances"},
-    {"cat"},
+    {"cat", "superfluid"},
     {"measure"},
     {"gui"},
     {"daemon"},
@@ -106,7 +111,7 @@ def test_every_package_has_a_layer() -> None:
     packages = {p.stem for p in SRC.glob("*.py")} | {
         p.parent.name for p in SRC.glob("*/__init__.py")
     }
-    assert packages - {"__init__"} == set(RANK)
+    assert packages - {"__init__"} <= set(RANK)  # a new package must be placed
 
 
 def test_cycle_finder_finds_a_cycle() -> None:
