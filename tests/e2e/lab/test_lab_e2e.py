@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
@@ -126,8 +125,18 @@ def test_pdu_session_container_on_uplink(lab: Lab, s1_capture: Callable[..., Cap
 
 def test_echo_request_and_response(lab: Lab, s1_capture: Callable[..., Capture]) -> None:
     cap = s1_capture(lab, "sgw", ["udp", "port", "2152"])
+    pairs = [(enb, sgw) for enb in lab.enbs.values() for sgw in lab.sgws.values()]
+
+    def echoed() -> bool:
+        frames = dissect_pcap(cap.path)  # tcpdump -U: written as captured
+        return all(
+            any(f.gtp_type == 1 and (f.src, f.dst) == pair for f in frames)
+            and any(f.gtp_type == 2 and (f.src, f.dst) == pair[::-1] for f in frames)
+            for pair in pairs
+        )
+
     with cap:
-        time.sleep(3 * ECHO_INTERVAL)
+        wait_until(echoed, timeout=10 * ECHO_INTERVAL)
     frames = dissect_pcap(cap.path)
     for enb in lab.enbs.values():
         for sgw in lab.sgws.values():
@@ -224,7 +233,8 @@ def test_ordinary_tools_work_from_a_ue(lab: Lab) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.3)
+        listening = ["ss", "-Hltn", "sport = :5201"]
+        assert wait_until(lambda: bool(lab.run("pdn", listening).stdout.strip()), timeout=10)
         result = lab.run("ue3", ["iperf3", "-c", str(lab.pdn_address), "-t", "1", "-J"], timeout=20)
         assert result.returncode == 0, result.stdout[-500:]
         received = json.loads(result.stdout)["end"]["sum_received"]["bytes"]

@@ -6,8 +6,6 @@ import ipaddress
 import socket
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from fluidedge.linux.netns import call_in_netns
 from fluidedge.tof.fuzz import malformed_frames
 from fluidedge.tof.pipeline import PINGER_ID, PINGER_MAGIC
 from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, TofEnvFactory
+from tests.fixtures.captures import gpdus, settled
 from tests.fixtures.prom import sample
 from tests.fixtures.wait import wait_until
 
@@ -36,23 +35,6 @@ def _frames(path: Path) -> list[bytes]:
 def _post(env: TofEnv, name: str, service_ip: str, app: str) -> None:
     body = {"name": name, "serviceIP": service_ip, "applicationIP": app}
     assert env.client().post("/service", body) == body
-
-
-def _gpdus(path: Path) -> Counter[bytes]:
-    return Counter(f for f in _frames(path) if dissect(f).is_gpdu)
-
-
-def _settled(enb_pcap: Path, sgw_pcap: Path) -> Callable[[], bool]:
-    """True once both captures hold the same G-PDUs as each other and as at the last call."""
-    last: list[tuple[Counter[bytes], Counter[bytes]]] = []
-
-    def check() -> bool:
-        now = (_gpdus(enb_pcap), _gpdus(sgw_pcap))
-        settled = now[0] == now[1] and last == [now]
-        last[:] = [now]
-        return settled
-
-    return check
 
 
 def _listening(env: TofEnv, port: str) -> bool:
@@ -85,8 +67,8 @@ def test_pass_through_is_transparent(tof_env: TofEnvFactory, tmp_path: Path) -> 
             assert "pdn 198.18.200.10" in env.http(ue, str(env.lab.pdn_address)), ue
         # TCP's last ACKs and FINs are still in flight when curl returns: wait until both
         # captures (tcpdump -U: written per packet) agree and stay unchanged for one period.
-        wait_until(_settled(enb_pcap, sgw_pcap), timeout=15, period=0.3)
-    enb_side, sgw_side = _gpdus(enb_pcap), _gpdus(sgw_pcap)
+        wait_until(settled(enb_pcap, sgw_pcap), timeout=15, period=0.3)
+    enb_side, sgw_side = gpdus(enb_pcap), gpdus(sgw_pcap)
     assert sum(enb_side.values()) >= 4 * (2 + 2) * 2  # pings and HTTP, both directions
     assert enb_side == sgw_side, (enb_side - sgw_side, sgw_side - enb_side)  # byte-identical
     tunnels = env.tunnels()
