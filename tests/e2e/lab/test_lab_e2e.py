@@ -135,8 +135,14 @@ def test_echo_request_and_response(lab: Lab, s1_capture: Callable[..., Capture])
             for pair in pairs
         )
 
+    def counted() -> bool:  # the nodes write their counters to a file now and then
+        return (
+            _stats(lab, "enb1")["echo_response_rx"] > 0
+            and _stats(lab, "sgw2")["echo_request_rx"] > 0
+        )
+
     with cap:
-        wait_until(echoed, timeout=10 * ECHO_INTERVAL)
+        wait_until(lambda: echoed() and counted(), timeout=20 * ECHO_INTERVAL)
     frames = dissect_pcap(cap.path)
     for enb in lab.enbs.values():
         for sgw in lab.sgws.values():
