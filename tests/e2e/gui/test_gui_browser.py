@@ -274,7 +274,7 @@ def _traffic(env: GuiEnv, ue: str, target: str, stop: threading.Event) -> thread
 
 def _changes_live(page: Any, element_id: str, env: GuiEnv, ue: str, target: str) -> None:
     """The element's text changes while ``ue`` sends traffic, without a page load."""
-    page.locator(f"#{element_id}").wait_until()
+    page.locator(f"#{element_id}").wait_for()
     before = page.locator(f"#{element_id}").inner_text()
     page.evaluate("window.__sameDocument = true")
     stop = threading.Event()
@@ -299,7 +299,7 @@ def test_live_counters_change_while_ues_send_traffic(env: GuiEnv) -> None:
     try:
         page.goto(f"{env.ui}/")
         _changes_live(page, "svc-live-upPackets", env, "ue3", SERVICE_IP)
-        page.locator("#live-state").filter(has_text="live:").wait_until()
+        page.locator("#live-state").filter(has_text="live:").wait_for()
         _check_page(page, "overview")
         # The tunnels page: the UE's bearer row counts its packets live.
         env.http("ue4", str(env.lab.pdn_address))
@@ -457,7 +457,7 @@ def test_measurement_runs_are_browsable(env: GuiEnv) -> None:
     assert run.endswith("-instantiate")
     link.click()
     image = page.locator("figure img").first
-    image.wait_until()
+    image.wait_for()
     assert page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
     )

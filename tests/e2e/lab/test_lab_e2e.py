@@ -189,10 +189,17 @@ def test_non_gtp_traffic_crosses_s1(lab: Lab, s1_capture: Callable[..., Capture]
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > 0)
         before = _stats(lab, "enb2")["mme_rx"]
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > before, timeout=3)
+        # the node counts before tcpdump writes: wait for the capture itself (tcpdump -U)
+        peers = {lab.enbs["enb2"], lab.mmes["mme2"]}
+        wait_until(lambda: _mme_sources(dissect_pcap(cap.path)) >= peers, timeout=10)
     frames = dissect_pcap(cap.path)
     assert any(f.ethertype == ETHERTYPE_ARP for f in frames)
-    mme = [f for f in frames if f.proto == 6 and 36412 in (f.sport, f.dport)]
-    assert {f.src for f in mme} >= {lab.enbs["enb2"], lab.mmes["mme2"]}
+    assert _mme_sources(frames) >= {lab.enbs["enb2"], lab.mmes["mme2"]}
+
+
+def _mme_sources(frames: list[S1Frame]) -> set[IPv4Address | None]:
+    """Sources of the S1-AP-like TCP segments (port 36412) in ``frames``."""
+    return {f.src for f in frames if f.proto == 6 and 36412 in (f.sport, f.dport)}
 
 
 def test_status_tables_render(lab: Lab) -> None:
