@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for tests.fixtures.daemon
 CONFIG = ROOT / "tests" / "functional" / "daemon" / "schemathesis.toml"
 TOKEN = "bench-schema-token-" + "0" * 16
 
@@ -46,8 +47,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="reproduce a run")
     args = parser.parse_args()
 
-    from fluidedge.daemon.store import Store
-    from fluidedge.instances.manager import InstancesConfig, Manager
+    from tests.fixtures.daemon import purge_instances_state
+
     from fluidedge.linux import netns
 
     work = Path(tempfile.mkdtemp(prefix="fe-schema-"))
@@ -92,13 +93,7 @@ def main() -> int:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         log.close()
-        manager = Manager(
-            InstancesConfig(pool_scale=0, prepare_workers=1, builtin_templates=False),
-            Store(state / "fluidedge.sqlite"),
-            state / "instances",
-        )
-        manager.start()
-        manager.purge()
+        purge_instances_state(state)
         netns.delete(name)
 
 

@@ -37,6 +37,7 @@ import re
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -47,24 +48,16 @@ from typing import Any
 import httpx
 import uvicorn
 
-from fluidedge.codec.gtpu import encode_gpdu
+from fluidedge.codec.net import ipv4, udp
+from fluidedge.codec.stack import encapsulate_gpdu, ethernet_frame
+from fluidedge.core.config import parse_config
 from fluidedge.daemon.app import build_context, create_app
-from fluidedge.daemon.config import parse_config
-from fluidedge.lab.packets import ethernet, ipv4, udp
 from fluidedge.tof.pipeline import ENB, SGW, Pipeline
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures.browser
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+
 TOKEN = "bench-token-" + "0" * 24
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ENBS = [IPv4Address(f"198.18.0.{11 + i}") for i in range(8)]
 SGW_ADDR = IPv4Address("198.18.0.21")
 PDN = IPv4Address("198.18.200.10")
@@ -73,13 +66,13 @@ DL_TEID_BASE = 0x10000000
 
 
 def _frame(ue: IPv4Address, enb: IPv4Address, teid: int, *, uplink: bool) -> bytes:
-    if uplink:
-        inner = ipv4(ue, PDN, 17, udp(ue, PDN, 40000, 80, b"u" * 32), 0)
-        outer = udp(enb, SGW_ADDR, 2152, 2152, encode_gpdu(teid, inner))
-        return ethernet(b"\x02" * 6, b"\x04" * 6, 0x0800, ipv4(enb, SGW_ADDR, 17, outer, 0))
-    inner = ipv4(PDN, ue, 17, udp(PDN, ue, 80, 40000, b"d" * 32), 0)
-    outer = udp(SGW_ADDR, enb, 2152, 2152, encode_gpdu(teid, inner))
-    return ethernet(b"\x04" * 6, b"\x02" * 6, 0x0800, ipv4(SGW_ADDR, enb, 17, outer, 0))
+    a, b = (ue, PDN) if uplink else (PDN, ue)
+    ports, body = ((40000, 80), b"u" * 32) if uplink else ((80, 40000), b"d" * 32)
+    inner_udp = udp.encode(a.packed, b.packed, *ports, body)
+    inner = ipv4.encode(a.packed, b.packed, udp.PROTO_UDP, inner_udp, dont_fragment=True)
+    src, dst = (enb, SGW_ADDR) if uplink else (SGW_ADDR, enb)
+    macs = (b"\x02" * 6, b"\x04" * 6) if uplink else (b"\x04" * 6, b"\x02" * 6)
+    return ethernet_frame(*macs, encapsulate_gpdu(src.packed, dst.packed, teid, inner))
 
 
 def fill(pipeline: Pipeline, bearers: int) -> float:

@@ -126,7 +126,7 @@ class BenchDaemon:
         self.process.wait(60)
         self.http.close()
         # Pooled shells survive a stop by design (re-adopted on restart): purge them.
-        from fluidedge.daemon.store import Store
+        from fluidedge.core.store import Store
         from fluidedge.instances.manager import InstancesConfig, Manager
 
         manager = Manager(

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from instances_common import BenchDaemon, LeanClient, machine, pct
 
 SETTINGS = ("full", "normal")

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from _tof_common import percentile
-from fluidedge.daemon.client import Client
+from fluidedge.core.client import Client
 from fluidedge.lab.config import default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import (

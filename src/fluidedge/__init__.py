@@ -7,6 +7,7 @@ Parts (one sub-package each, so the tree reads like the architecture):
 - ``tof``: the Traffic Offloading Function (learning, Pinger, NAT, Service API).
 - ``instances``: the superfluid instance manager (split toolstack over runc).
 - ``measure``: the measurement toolkit (replicated runs, confidence intervals, plots).
+- ``core``: what the parts share (store, part protocol, daemon config, API client).
 - ``daemon``: the one daemon and REST API that hosts the parts.
 - ``linux``: thin, typed adapters over the kernel and system tools (I/O lives here).
 """

@@ -76,7 +76,7 @@ def _root(
     ] = None,
 ) -> None:
     """fluidedge command line."""
-    # The API clients of every part read these (fluidedge.daemon.client): set once, here.
+    # The API clients of every part read these (fluidedge.core.client): set once, here.
     for name, value in (
         ("FLUIDEDGE_SOCKET", socket),
         ("FLUIDEDGE_URL", url),

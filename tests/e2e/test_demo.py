@@ -116,9 +116,11 @@ def test_demo_interrupted_twice_still_tears_everything_down() -> None:
             lines.append(line)
             if line.startswith("Registered service") or time.monotonic() > deadline:
                 break
-        time.sleep(1)
-        process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)  # mid-run: the UEs' traffic has started
+        for line in process.stdout:
+            lines.append(line)
+            if "deleted" in line or "Daemon stopped" in line or time.monotonic() > deadline:
+                break  # the teardown is under way
         process.send_signal(signal.SIGTERM)  # an impatient second one: ignored while tearing down
         rest, _ = process.communicate(timeout=120)
     finally:

@@ -15,3 +15,13 @@ The package is split like the rest of fluidedge:
 - :mod:`.api`, :mod:`.cli`, :mod:`.part`: REST under ``/v1/cat``, ``fluidedge cat ...``, and
   the daemon part (``[cat]`` table).
 """
+
+# The public face: the modules other packages may import from (tests/unit/test_layers.py).
+__all__ = [
+    "fs",
+    "layout",
+    "manager",
+    "models",
+    "part",
+    "tasks",
+]

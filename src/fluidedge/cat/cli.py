@@ -12,7 +12,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.daemon.client import Client
+    from fluidedge.core.client import Client
 
     client = Client()
     try:

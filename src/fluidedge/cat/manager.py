@@ -57,7 +57,7 @@ from fluidedge.cat.layout import (
 )
 from fluidedge.cat.models import ClassView, CosSpec, InstanceCos, LayoutView, PresetRequest, Status
 from fluidedge.cat.persist import Tables
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.placement import cpuset_text, parse_cpuset
 
 MON_EVENTS = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")

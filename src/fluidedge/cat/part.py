@@ -17,7 +17,7 @@ from fluidedge.cat.api import build_router
 from fluidedge.cat.errors import CatInputError
 from fluidedge.cat.fs import RealResctrlFS
 from fluidedge.cat.manager import CatConfig, CatManager
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 
 
 class CatPart:

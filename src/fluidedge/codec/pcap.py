@@ -15,8 +15,25 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from fluidedge.codec import pcapng
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.fields import Field, Layout
+from fluidedge.codec.record import LINKTYPE_ETHERNET, PCAPNG_MAGIC, Record
+
+__all__ = [
+    "GLOBAL_HEADER",
+    "GLOBAL_HEADER_LE",
+    "LINKTYPE_ETHERNET",
+    "MAX_RECORD",
+    "PCAPNG_MAGIC",
+    "RECORD_HEADER",
+    "PcapInfo",
+    "Record",
+    "build",
+    "iter_records",
+    "read_header",
+    "read_packets",
+]
 
 GLOBAL_HEADER = Layout(
     "pcap global header",
@@ -42,22 +59,9 @@ RECORD_HEADER = Layout(
     ),
 )
 
-LINKTYPE_ETHERNET = 1
 _MAGIC_USEC = 0xA1B2C3D4
 _MAGIC_NSEC = 0xA1B23C4D
-PCAPNG_MAGIC = 0x0A0D0D0A
 MAX_RECORD = 0x40000  # 256 KiB: larger "captured lengths" are corrupt files
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One captured packet: timestamp in nanoseconds, the bytes, the on-wire length, and the
-    link type of the interface it was captured on."""
-
-    timestamp_ns: int
-    data: memoryview | bytes
-    original_length: int
-    linktype: int = LINKTYPE_ETHERNET
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +119,6 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[Record]:
 
 def read_packets(data: bytes | bytearray | memoryview) -> Iterator[Record]:
     """Records of a classic pcap or a pcapng file held in ``data``, told apart by the magic."""
-    from fluidedge.codec import pcapng  # noqa: PLC0415 - pcapng imports this module
-
     return pcapng.iter_records(data) if pcapng.is_pcapng(data) else iter_records(data)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from fluidedge.codec.errors import MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.fields import Field, Layout
-from fluidedge.codec.pcap import PCAPNG_MAGIC, Record
+from fluidedge.codec.record import PCAPNG_MAGIC, Record
 
 SPEC = "draft-ietf-opsawg-pcapng"
 

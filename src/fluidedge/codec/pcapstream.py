@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from fluidedge.codec import pcap, pcapng
 from fluidedge.codec.errors import CodecError, MalformedError, TruncatedError
-from fluidedge.codec.pcap import Record
+from fluidedge.codec.record import Record
 
 CHUNK_SIZE = 1 << 20
 RawRecord = tuple[int, bytes | memoryview, int, int]

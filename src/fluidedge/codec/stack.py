@@ -6,13 +6,14 @@ Two entry points give the same answer (property-tested):
   frozen dataclass plus absolute offsets, and never raises: a frame that fails to decode comes
   back with ``kind=MALFORMED``, the layers decoded so far and the :class:`CodecError` (header,
   offset, reason).
-* :func:`classify` is the hot path. It returns a flat :class:`Classified` tuple with only what
-  the TOF decides on, and for the common shapes reads the whole stack with ONE precompiled
-  ``struct`` unpack: a plain LTE G-PDU, one with a sequence number and/or N-PDU number (S/PN,
-  what osmo-ggsn and most real cores send), and a 5G G-PDU with one PDU Session Container
-  (with or without S/PN); all over untagged Ethernet/IPv4 without options, inner IPv4 without
-  options. Anything else (VLAN, IPv6, options, longer extension chains, fragments, errors)
-  falls back to ``decode_frame``.
+* :func:`classify` is the hot path. It returns a flat tuple with only what the TOF decides
+  on (:class:`IpGpdu` for a G-PDU carrying an IP packet, whose fields are not optional;
+  :class:`OtherFrame` for everything else), and for the common shapes reads the whole stack
+  with ONE precompiled ``struct`` unpack: a plain LTE G-PDU, one with a sequence number
+  and/or N-PDU number (S/PN, what osmo-ggsn and most real cores send), and a 5G G-PDU with
+  one PDU Session Container (with or without S/PN); all over untagged Ethernet/IPv4 without
+  options, inner IPv4 without options. Anything else (VLAN, IPv6, options, longer extension
+  chains, fragments, errors) falls back to ``decode_frame``.
 
 Both never raise, whatever the argument: something that is not a buffer (or a released
 memoryview) is a MALFORMED frame whose error names the Ethernet header at offset 0, and a
@@ -21,7 +22,7 @@ octets, not items).
 
 Unknown extension headers that an intermediate node forwards (comprehension bits ``00``,
 ``01``, ``10``; TS 29.281 §5.2.1) are well-formed: the frame is a GTP_GPDU with its TEID and
-inner packet, and ``Classified.unknown_ext`` names the unknown type with the strictest
+inner packet, and ``IpGpdu.unknown_ext`` names the unknown type with the strictest
 comprehension bits. Unknown types with bits ``11`` make the frame MALFORMED (UnsupportedError).
 
 Classification, not errors, for what the TOF passes through: non-IP frames, IP that is not
@@ -44,6 +45,7 @@ from typing import NamedTuple
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError, MalformedError
 from fluidedge.codec.gtpu import ExtensionHeader, GtpuHeader, GtpuMessage, UnknownExtension
+from fluidedge.codec.gtpu.constants import GTPU_PORT, ExtensionType, MessageType
 from fluidedge.codec.net import ethernet, inner, ipv4, ipv6, nat, udp
 from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader
 from fluidedge.codec.net.inner import InnerPacket
@@ -51,9 +53,8 @@ from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.net.ipv6 import IPv6Header
 from fluidedge.codec.net.udp import UdpHeader
 
-GTPU_PORT = 2152
-G_PDU = 255
-PDU_SESSION_CONTAINER = 0x85
+G_PDU = int(MessageType.G_PDU)
+PDU_SESSION_CONTAINER = int(ExtensionType.PDU_SESSION_CONTAINER)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -91,35 +92,74 @@ class Fault(NamedTuple):
         return cls(type(exc).__name__, exc.header, exc.offset, exc.reason)
 
 
-class Classified(NamedTuple):
-    """The TOF's per-packet decision input. Addresses are packed bytes (4 or 16): cheap to
-    compare and hash. Absolute offsets index the frame that was classified."""
+class IpGpdu(NamedTuple):
+    """A G-PDU carrying an IP packet: what the TOF learns, counts and offloads.
 
-    kind: int  # a Kind value
+    The same fields, in the same order, as :class:`OtherFrame`, but everything a G-PDU with a
+    decoded inner packet always has is not optional (outer peers and ports, TEID, the inner
+    packet's offsets, addresses and protocol), so code holding one needs no ``None`` checks.
+    Addresses are packed bytes (4 or 16): cheap to compare and hash. Absolute offsets index the
+    frame that was classified."""
+
+    kind: int  # always Kind.GTP_GPDU
     vlan: int | None  # outermost VLAN id
-    outer_src: bytes | None
-    outer_dst: bytes | None
-    src_port: int | None  # outer UDP ports
-    dst_port: int | None
-    udp_offset: int | None
-    message_type: int | None  # GTP-U
-    teid: int | None
+    outer_src: bytes
+    outer_dst: bytes
+    src_port: int  # outer UDP ports
+    dst_port: int
+    udp_offset: int
+    message_type: int  # always 255
+    teid: int
     qfi: int | None  # of the first PDU Session Container
-    inner_offset: int | None  # G-PDU payload (T-PDU) start ...
-    inner_end: int | None  # ... and end, per the GTP-U length field
-    inner_src: bytes | None
-    inner_dst: bytes | None
-    inner_proto: int | None  # after any IPv6 extension chain
+    inner_offset: int  # G-PDU payload (T-PDU) start ...
+    inner_end: int  # ... and end, per the GTP-U length field
+    inner_src: bytes
+    inner_dst: bytes
+    inner_proto: int  # after any IPv6 extension chain
     inner_sport: int | None  # TCP/UDP
     inner_dport: int | None
     icmp_type: int | None  # ICMP/ICMPv6
     icmp_id: int | None  # echo request/reply identifier
     inner_fragment: bool
-    error: Fault | None
+    error: None
     unknown_ext: int | None = None
     """Type of an unknown extension header in the chain (comprehension bits 00/01/10), the one
     with the strictest bits (first among equals); None if every extension is known. Bits 10
     (0x80-0xBF) mean an endpoint must understand it: the TOF may forward, not terminate."""
+
+
+class OtherFrame(NamedTuple):
+    """Any other frame: not IP, not GTP-U, a fragment, a GTP-U message other than a G-PDU, a
+    G-PDU whose payload is not IP (``kind`` GTP_GPDU, ``inner_*`` None), or MALFORMED (``error``
+    says which header, where, and why). A field is None where the frame did not reach it."""
+
+    kind: int  # a Kind value
+    vlan: int | None
+    outer_src: bytes | None
+    outer_dst: bytes | None
+    src_port: int | None
+    dst_port: int | None
+    udp_offset: int | None
+    message_type: int | None
+    teid: int | None
+    qfi: int | None
+    inner_offset: int | None
+    inner_end: int | None
+    inner_src: bytes | None
+    inner_dst: bytes | None
+    inner_proto: int | None
+    inner_sport: int | None
+    inner_dport: int | None
+    icmp_type: int | None
+    icmp_id: int | None
+    inner_fragment: bool
+    error: Fault | None
+    unknown_ext: int | None = None
+
+
+Classified = IpGpdu | OtherFrame
+"""What :func:`classify` returns: ``type(c) is IpGpdu`` (or ``isinstance``) tells a G-PDU
+carrying an IP packet, with its fields narrowed, from everything else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +187,42 @@ class Frame:
         """The flat classification of this frame (what :func:`classify` returns)."""
         ip, u, pkt = self.ip, self.udp, self.inner
         header = self.gtpu_header
-        return Classified(
+        u_off, p_off, p_end = self.udp_offset, self.payload_offset, self.payload_end
+        if (
+            self.kind == Kind.GTP_GPDU
+            and ip
+            and u
+            and header
+            and pkt
+            and u_off is not None
+            and p_off is not None
+            and p_end is not None
+        ):
+            return IpGpdu(
+                int(self.kind),
+                self.ethernet.vlan if self.ethernet else None,
+                ip.source,
+                ip.destination,
+                u.source_port,
+                u.destination_port,
+                u_off,
+                header.message_type,
+                header.teid,
+                header.qfi,
+                p_off,
+                p_end,
+                pkt.source,
+                pkt.destination,
+                pkt.protocol,
+                pkt.source_port,
+                pkt.destination_port,
+                pkt.icmp_type,
+                pkt.icmp_id,
+                pkt.fragment,
+                None,
+                _strictest_unknown(header.extensions) if header.extensions else None,
+            )
+        return OtherFrame(
             int(self.kind),
             self.ethernet.vlan if self.ethernet else None,
             ip.source if ip else None,
@@ -358,7 +433,7 @@ def classify(frame: Buffer) -> Classified:
             if iproto in {17, 6}:
                 if itotal >= (28 if iproto == 17 else 40):
                     return _new_classified(
-                        Classified,
+                        IpGpdu,
                         (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
                          50 + glen, isrc, idst, iproto, w0, w1, None, None, False, None, None),
                     )  # fmt: skip
@@ -366,14 +441,14 @@ def classify(frame: Buffer) -> Classified:
                 itype = w0 >> 8
                 if itotal >= (28 if itype in {0, 8} else 24):
                     return _new_classified(
-                        Classified,
+                        IpGpdu,
                         (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
                          50 + glen, isrc, idst, 1, None, None, itype,
                          w2 if itype in {0, 8} else None, False, None, None),
                     )  # fmt: skip
             else:
                 return _new_classified(
-                    Classified,
+                    IpGpdu,
                     (_GPDU, None, osrc, odst, sport, dport, 34, 255, teid, qfi, p_off,
                      50 + glen, isrc, idst, iproto, None, None, None, None, False, None, None),
                 )  # fmt: skip
@@ -485,12 +560,7 @@ def rewrite_inner(
     The inner IPv4 header and transport checksums are updated incrementally (RFC 1624, see
     :mod:`fluidedge.codec.net.nat`); so is the outer UDP checksum (left at 0 if it was 0).
     """
-    if (
-        classified.kind != Kind.GTP_GPDU
-        or classified.inner_offset is None
-        or classified.udp_offset is None
-        or classified.inner_proto is None
-    ):
+    if not isinstance(classified, IpGpdu):
         raise MalformedError(
             "inner IP", classified.inner_offset or 0, "not a G-PDU carrying an IP packet"
         )

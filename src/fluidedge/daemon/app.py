@@ -5,7 +5,7 @@ Cross-cutting behaviour lives here, once: request validation errors answer 400 w
 underneath), ``/metrics`` is the ``prometheus_client`` exposition of the daemon and its parts
 (:mod:`fluidedge.daemon.metrics`), ``/healthz`` says the daemon is up, and every request goes
 through the edge middleware (:mod:`fluidedge.daemon.edge`: bearer token, methods, body limit,
-audit). The OpenAPI document is rewritten to say so (:mod:`fluidedge.daemon.openapi`).
+audit). The OpenAPI document is rewritten to say so (:mod:`fluidedge.core.openapi`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 import fluidedge
-from fluidedge.daemon import openapi
+from fluidedge.core import openapi
+from fluidedge.core.auth import TokenGuard
+from fluidedge.core.config import DaemonConfig, resolve_token
+from fluidedge.core.part import DaemonContext, Part
+from fluidedge.core.store import Store
 from fluidedge.daemon.audit import AuditLog
-from fluidedge.daemon.auth import TokenGuard
-from fluidedge.daemon.config import DaemonConfig, resolve_token
 from fluidedge.daemon.edge import EdgeMiddleware, RouteMethods, error_detail, error_status
 from fluidedge.daemon.metrics import CONTENT_TYPE, DaemonMetrics
-from fluidedge.daemon.part import DaemonContext, Part
 from fluidedge.daemon.registry import PART_FACTORIES, load_factory
-from fluidedge.daemon.store import Store
 from fluidedge.errors import FluidedgeError
 from fluidedge.tenants.api import build_router as build_tenants_router
 from fluidedge.tenants.service import TenantService

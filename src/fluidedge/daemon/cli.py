@@ -35,8 +35,8 @@ def _register_state(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Copy the store into FILE (SQLite online backup; safe while the daemon runs)."""
-        from fluidedge.daemon.config import load_config
-        from fluidedge.daemon.store import backup
+        from fluidedge.core.config import load_config
+        from fluidedge.core.store import backup
 
         daemon = load_config(_config_path(config))
         backup(daemon.store_path, file)
@@ -48,9 +48,9 @@ def _register_state(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """With the daemon STOPPED: replace its store by FILE (the current one is kept aside)."""
-        from fluidedge.daemon.config import load_config
-        from fluidedge.daemon.lock import StateLock
-        from fluidedge.daemon.store import restore
+        from fluidedge.core.config import load_config
+        from fluidedge.core.lock import StateLock
+        from fluidedge.core.store import restore
 
         daemon = load_config(_config_path(config))
         with StateLock(daemon.state_dir, "state restore"):

@@ -2,7 +2,7 @@
 
 In order, before the application sees a request:
 
-1. authorisation (:class:`fluidedge.daemon.auth.TokenGuard`): 401 with a reason, on every path
+1. authorisation (:class:`fluidedge.core.auth.TokenGuard`): 401 with a reason, on every path
    (the documentation and ``/metrics`` included), so that no route can forget it;
 2. methods: ``OPTIONS`` answers 204 with an ``Allow`` header listing every method of the path,
    and a method the path does not have answers 405 with the same header and a JSON reason
@@ -29,8 +29,8 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
+from fluidedge.core.auth import SAFE_METHODS, STATE_KEY, TENANT_KEY, Presented, TokenGuard
 from fluidedge.daemon.audit import AuditLog, body_name
-from fluidedge.daemon.auth import SAFE_METHODS, STATE_KEY, TENANT_KEY, Presented, TokenGuard
 from fluidedge.daemon.metrics import DaemonMetrics
 from fluidedge.errors import FluidedgeError, StorageFull
 

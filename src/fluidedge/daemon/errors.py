@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import FluidedgeError, InputError, SystemFailure
+from fluidedge.errors import FluidedgeError, SystemFailure
 
 
 class DaemonError(FluidedgeError):
     """Base of daemon errors."""
-
-
-class ConfigError(DaemonError, InputError):
-    """The configuration is invalid; the message names the key."""
 
 
 class StateDirError(DaemonError, SystemFailure):

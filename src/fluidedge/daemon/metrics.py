@@ -28,31 +28,16 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from fluidedge.core.metrics import LATENCY_BUCKETS_S
+
 # ``*_created`` series double the output and nobody here graphs them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _log = logging.getLogger("fluidedge.daemon")
 
-# API latency buckets: from the warm instance path (sub-millisecond) to readiness waits.
-REQUEST_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+# API latency buckets: the shared ladder, plus 10 s for the longest readiness waits.
+REQUEST_BUCKETS = (*LATENCY_BUCKETS_S, 10.0)
 
 
 class PartsCollector(Collector):

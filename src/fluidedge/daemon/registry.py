@@ -1,32 +1,56 @@
 """The parts the daemon knows, by config table name.
 
 A part is enabled when its table is present in the daemon config (``[tof]``, ``[instances]``...).
-Factories are imported lazily so that a daemon without a part never imports its dependencies.
+Each factory is imported inside its loader so that a daemon without a part never imports its
+dependencies; the imports are still plain ``import`` statements, so the package import graph
+(``tests/unit/test_layers.py``) sees that the daemon sits above the parts it hosts.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import cast
+from collections.abc import Callable
 
-from fluidedge.daemon.errors import ConfigError
-from fluidedge.daemon.part import PartFactory
+from fluidedge.core.errors import ConfigError
+from fluidedge.core.part import PartFactory
 
-# name -> "module:function" of a PartFactory. Order is start order (stop is the reverse).
-PART_FACTORIES: dict[str, str] = {
-    "instances": "fluidedge.instances.part:create_part",
-    "secgroups": "fluidedge.secgroups.part:create_part",
-    "cat": "fluidedge.cat.part:create_part",
-    "tof": "fluidedge.tof.part:create_part",
+
+def _instances() -> PartFactory:
+    from fluidedge.instances.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
+def _secgroups() -> PartFactory:
+    from fluidedge.secgroups.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
+def _cat() -> PartFactory:
+    from fluidedge.cat.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
+def _tof() -> PartFactory:
+    from fluidedge.tof.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
+# name -> loader of its PartFactory. Order is start order (stop is the reverse).
+PART_FACTORIES: dict[str, Callable[[], PartFactory]] = {
+    "instances": _instances,
+    "secgroups": _secgroups,
+    "cat": _cat,
+    "tof": _tof,
 }
 
 
 def load_factory(name: str) -> PartFactory:
     """Import and return the factory of part ``name``."""
-    target = PART_FACTORIES.get(name)
-    if target is None:
+    loader = PART_FACTORIES.get(name)
+    if loader is None:
         known = ", ".join(sorted(PART_FACTORIES))
         raise ConfigError(f"config: unknown table [{name}] (known parts: {known})")
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    return cast(PartFactory, getattr(module, attr))
+    return loader()

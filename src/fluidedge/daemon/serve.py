@@ -1,7 +1,7 @@
 """Run the daemon under uvicorn.
 
-Start-up order: take the state directory's lock (:mod:`fluidedge.daemon.lock`: one daemon per
-state_dir), open and check the store (:mod:`fluidedge.daemon.store`: refuse damage, never start
+Start-up order: take the state directory's lock (:mod:`fluidedge.core.lock`: one daemon per
+state_dir), open and check the store (:mod:`fluidedge.core.store`: refuse damage, never start
 silently empty), build the parts, then serve. Each step that refuses says why and how to
 recover, as one message (``fluidedge: ...``, exit code 1).
 
@@ -11,7 +11,7 @@ target is a few milliseconds, API request to workload running). When either is m
 server falls back to asyncio and the pure-Python h11 parser: slower, same behaviour.
 
 The API listens on ``api.listen:api.port`` (HTTPS when ``api.tls_cert`` is set, which
-:mod:`fluidedge.daemon.config` requires off loopback) and on the Unix socket
+:mod:`fluidedge.core.config` requires off loopback) and on the Unix socket
 (:mod:`fluidedge.daemon.server`).
 """
 
@@ -24,15 +24,15 @@ from pathlib import Path
 
 import uvicorn
 
+from fluidedge.core.config import DaemonConfig, load_config
+from fluidedge.core.errors import ConfigError
+from fluidedge.core.lock import StateLock
+from fluidedge.core.store import Store
 from fluidedge.daemon import statedir
 from fluidedge.daemon.app import build_context, create_app
 from fluidedge.daemon.audit import AuditLog
-from fluidedge.daemon.config import DaemonConfig, load_config
-from fluidedge.daemon.errors import ConfigError
-from fluidedge.daemon.lock import StateLock
 from fluidedge.daemon.logs import setup_logging
 from fluidedge.daemon.server import DaemonServer
-from fluidedge.daemon.store import Store
 
 log = logging.getLogger("fluidedge.daemon")
 STARTUP_FAILURE = 3

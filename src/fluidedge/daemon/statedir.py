@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from fluidedge.daemon.config import DaemonConfig
+from fluidedge.core.config import DaemonConfig
 from fluidedge.daemon.errors import StateDirError
 
 # sockaddr_un.sun_path is 108 bytes, NUL included.

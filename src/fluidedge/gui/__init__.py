@@ -6,3 +6,8 @@ step, no third-party front-end code, nothing fetched at run time (docs/adr/0002-
 pages read and change the node through the very objects and request models the REST API uses,
 so a form shows the API's own validation message at its field. docs/gui.md shows the pages.
 """
+
+# The public face: the modules other packages may import from (tests/unit/test_layers.py).
+__all__ = [
+    "routes",
+]

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 from fluidedge.errors import NotFoundError
 from fluidedge.gui.query import Keep, Paging, clamp
 from fluidedge.gui.scope import visible

@@ -20,9 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.guiconfig import GuiConfig
+from fluidedge.core.part import DaemonContext
 from fluidedge.gui import pages_instances, pages_measure, pages_tof
-from fluidedge.gui.config import GuiConfig
 from fluidedge.gui.forms import (
     one,
     parse_form,

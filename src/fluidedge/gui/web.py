@@ -20,9 +20,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 import fluidedge
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.guiconfig import GuiConfig
+from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
-from fluidedge.gui.config import GuiConfig
 from fluidedge.gui.forms import (
     domain_error,
     field_errors,

@@ -51,3 +51,13 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
         ├── WorkloadFailed                        422  the workload exited before ready
         └── FreezerBusy                           500  freezer not settled in time
 """
+
+# The public face: the modules other packages may import from (tests/unit/test_layers.py).
+__all__ = [
+    "manager",
+    "models",
+    "oci",
+    "part",
+    "placement",
+    "runc",
+]

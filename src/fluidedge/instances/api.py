@@ -16,7 +16,7 @@ a 404), and ``POST /v1/instances`` goes through admission control (tenant quota,
 default CPU cap: :mod:`fluidedge.tenants.admission`) before the manager sees it. The admin
 may create for a tenant with ``?tenant=NAME``. Each route declares the error
 statuses it can answer (the daemon adds the cross-cutting ones, see
-:mod:`fluidedge.daemon.openapi`).
+:mod:`fluidedge.core.openapi`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from fluidedge.daemon.auth import redact_values
-from fluidedge.daemon.openapi import error_responses
+from fluidedge.core.auth import authenticated, redact_values
+from fluidedge.core.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager

@@ -1,7 +1,7 @@
 """``fluidedge instance|template|network ...`` and ``fluidedge pool``: the instance manager's CLI.
 
 They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
-``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`), except
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.core.client`), except
 ``fluidedge pool purge`` which works offline on a stopped daemon's state.
 """
 
@@ -22,7 +22,7 @@ class _Api:
 
     @staticmethod
     def _call(method: str, path: str, body: Any = None) -> Any:
-        from fluidedge.daemon.client import Client
+        from fluidedge.core.client import Client
 
         client = Client()
         try:
@@ -423,9 +423,9 @@ def _register_pool(app: typer.Typer) -> None:
             return
         if config is None:
             raise typer.BadParameter("give --orphans (running daemon) or --config (stopped)")
-        from fluidedge.daemon.config import load_config
-        from fluidedge.daemon.lock import StateLock
-        from fluidedge.daemon.store import Store
+        from fluidedge.core.config import load_config
+        from fluidedge.core.lock import StateLock
+        from fluidedge.core.store import Store
         from fluidedge.instances.manager import InstancesConfig, Manager
 
         daemon = load_config(config)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, network, pool, reconcile, runc
 from fluidedge.instances.bundle import encode_assignment, workload_env
 from fluidedge.instances.catalog import Catalog

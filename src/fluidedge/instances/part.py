@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import ValidationError
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 from fluidedge.instances.api import build_router
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager

@@ -14,24 +14,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from fluidedge.core.metrics import LATENCY_BUCKETS_S
+
 PHASES = ("accept", "placement", "shell", "config", "network", "start", "ready")
-BUCKETS_S = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-)
+BUCKETS_S = LATENCY_BUCKETS_S
 
 
 class PhaseTimer:

@@ -29,10 +29,19 @@ from fluidedge.lab.errors import (
     LabSystemError,
 )
 
+# The public face: its errors, and the modules other packages may import from
+# (tests/unit/test_layers.py).
 __all__ = [
     "LabAlreadyUpError",
     "LabConfigError",
     "LabError",
     "LabNotUpError",
     "LabSystemError",
+    "capture",
+    "config",
+    "gen",
+    "lab",
+    "nftsink",
+    "packets",
+    "topology",
 ]

@@ -175,8 +175,8 @@ def status_cmd(
         return
     if watch:
         console = _console()
-        console.print(f"watching lab {lab.prefix} (Ctrl-C to stop)")
-        watch_fn(lab, renderer=render, console=console)
+        header = f"watching lab {lab.prefix} (Ctrl-C to stop)"
+        watch_fn(lab, renderer=render, console=console, header=header)
         return
     _console().print(render(lab))
 

@@ -37,23 +37,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import IO, Literal
 
-from fluidedge.codec.gtpu import PDU_TYPE_UL, PduSessionContainer, encode_gpdu
+from fluidedge.codec.gtpu import GTPU_PORT, PDU_TYPE_UL, PduSessionContainer, encode_gpdu
+from fluidedge.codec.net import ipv4, udp
+from fluidedge.codec.stack import encapsulate, ethernet_frame
 from fluidedge.lab.config import Bearer
 from fluidedge.lab.errors import LabConfigError, LabSystemError
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import interface_counters
 from fluidedge.lab.nftsink import install_sink, list_sink, remove_sink, rule_counters
-from fluidedge.lab.packets import (
-    ETH_IPV4,
-    GTPU_PORT,
-    PROTO_UDP,
-    ethernet,
-    ipv4,
-    mac_bytes,
-    read_pcap,
-    udp,
-    write_pcap,
-)
+from fluidedge.lab.packets import mac_bytes, read_pcap, write_pcap
 
 FRAME_SIZES = (64, 256, 1024, 1518)
 IMIX = ((64, 7), (594, 4), (1518, 1))  # "simple iMIX": 7:4:1
@@ -122,12 +114,20 @@ def gpdu_frame(
     gtp_overhead = 16 if psc else 8
     fixed = 14 + 20 + 8 + gtp_overhead + 20 + 8
     pad = max(0, size - FCS - fixed)
-    inner_udp = udp(bearer.ue_address, inner_dst, 10000 + ident % 1000, INNER_DPORT, bytes(pad))
-    inner = ipv4(bearer.ue_address, inner_dst, PROTO_UDP, inner_udp, ident)
+    ue, dst = bearer.ue_address.packed, inner_dst.packed
+    inner_udp = udp.encode(ue, dst, 10000 + ident % 1000, INNER_DPORT, bytes(pad))
+    inner = ipv4.encode(
+        ue, dst, udp.PROTO_UDP, inner_udp, identification=ident & 0xFFFF, dont_fragment=True
+    )
     gtp = encode_gpdu(bearer.ul_teid, inner, extensions=exts)
-    outer_udp = udp(bearer.enb_address, bearer.sgw_address, GTPU_PORT, GTPU_PORT, gtp)
-    outer = ipv4(bearer.enb_address, bearer.sgw_address, PROTO_UDP, outer_udp, ident, tos=GEN_TOS)
-    return ethernet(dst_mac, src_mac, ETH_IPV4, outer)
+    outer = encapsulate(
+        bearer.enb_address.packed,
+        bearer.sgw_address.packed,
+        gtp,
+        tos=GEN_TOS,
+        identification=ident & 0xFFFF,
+    )
+    return ethernet_frame(dst_mac, src_mac, outer)
 
 
 _SENT_PATTERNS = (

@@ -196,15 +196,19 @@ def watch(
     period: float = 1.0,
     stop: threading.Event | None = None,
     renderer: Any = None,
+    header: str | None = None,
 ) -> None:
     """Refresh ``renderer(lab)`` (default :func:`live_table`) until Ctrl-C or ``stop`` is set.
 
-    Ctrl-C ends the view cleanly (no traceback); the lab itself is left as it is.
+    Ctrl-C ends the view cleanly (no traceback); the lab itself is left as it is. ``header`` is
+    printed once the view is up, so whoever reads it knows Ctrl-C is handled from then on.
     """
     make = renderer or live_table
     stop = stop or threading.Event()
     try:
         with Live(make(lab), console=console, refresh_per_second=4) as view:
+            if header is not None:
+                view.console.print(header)
             while not stop.wait(period):
                 view.update(make(lab))
     except KeyboardInterrupt:

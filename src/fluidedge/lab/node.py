@@ -41,6 +41,7 @@ from typing import Any
 
 from fluidedge.codec.errors import CodecError
 from fluidedge.codec.gtpu import (
+    GTPU_PORT,
     PDU_TYPE_UL,
     EchoRequest,
     EchoResponse,
@@ -54,7 +55,6 @@ from fluidedge.codec.gtpu import (
     error_indication,
 )
 
-GTPU_PORT = 2152
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000

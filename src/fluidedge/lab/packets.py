@@ -1,9 +1,8 @@
-"""Pure packet helpers for the lab: build Ethernet/IPv4/UDP frames, read/write pcap files, and
-dissect S1 frames into the GTP-U facts tests check (TEIDs, message types, QFI, inner addresses).
+"""Packet helpers for the lab: read/write pcap files and dissect S1 frames into the GTP-U facts
+tests check (TEIDs, message types, QFI, inner addresses).
 
-Frames are built with ``struct`` and the codec's checksums; GTP-U always goes through the
-project's codec (:mod:`fluidedge.codec.gtpu`), so captures are checked with the same code the
-TOF uses.
+Frames are built and captures parsed by the project's codec (:mod:`fluidedge.codec`: ``net``,
+``stack``, ``pcap``, ``gtpu``), so captures are checked with the same code the TOF uses.
 """
 
 from __future__ import annotations
@@ -14,17 +13,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from fluidedge.codec.errors import CodecError
-from fluidedge.codec.gtpu import ErrorIndication, GPdu, decode
-from fluidedge.codec.net.checksum import checksum, transport_checksum
-
-ETH_IPV4 = 0x0800
-ETH_ARP = 0x0806
-PROTO_TCP = 6
-PROTO_UDP = 17
-GTPU_PORT = 2152
-PCAP_MAGIC = 0xA1B2C3D4
-LINKTYPE_ETHERNET = 1
+from fluidedge.codec import pcap
+from fluidedge.codec.errors import CodecError, TruncatedError
+from fluidedge.codec.gtpu import GTPU_PORT, ErrorIndication, GPdu, decode
+from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4
+from fluidedge.codec.net.ipv4 import PROTO_TCP, PROTO_UDP
 
 
 def mac_bytes(text: str) -> bytes:
@@ -34,76 +27,26 @@ def mac_bytes(text: str) -> bytes:
     return bytes(int(p, 16) for p in parts)
 
 
-def ipv4(
-    src: IPv4Address,
-    dst: IPv4Address,
-    proto: int,
-    payload: bytes,
-    ident: int = 0,
-    *,
-    tos: int = 0,
-) -> bytes:
-    """An IPv4 packet (no options, DF set, TTL 64) with a correct header checksum."""
-    header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        tos,
-        20 + len(payload),
-        ident & 0xFFFF,
-        0x4000,
-        64,
-        proto,
-        0,
-        src.packed,
-        dst.packed,
-    )
-    csum = checksum(header)
-    return header[:10] + struct.pack("!H", csum) + header[12:] + payload
+# --- pcap files (the codec's format, sans-I/O; these two only read and write the file) -----
 
 
-def udp(src: IPv4Address, dst: IPv4Address, sport: int, dport: int, payload: bytes) -> bytes:
-    """A UDP datagram with its checksum (0 is sent as 0xffff, RFC 768)."""
-    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    csum = transport_checksum(src.packed, dst.packed, PROTO_UDP, seg) or 0xFFFF
-    return seg[:6] + struct.pack("!H", csum) + seg[8:]
-
-
-def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
-    return dst + src + struct.pack("!H", ethertype) + payload
-
-
-# --- pcap (classic libpcap format, microsecond timestamps) ------------------------------
-
-
-def write_pcap(path: Path, frames: Iterable[bytes], *, snaplen: int = 65535) -> int:
-    """Write ``frames`` as an Ethernet pcap; returns how many were written."""
-    count = 0
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
-        for i, frame in enumerate(frames):
-            out.write(struct.pack("<IIII", 0, i, len(frame), len(frame)))
-            out.write(frame)
-            count += 1
-    return count
+def write_pcap(path: Path, frames: Iterable[bytes]) -> int:
+    """Write ``frames`` as an Ethernet pcap (:func:`fluidedge.codec.pcap.build`); returns how
+    many were written."""
+    frames = list(frames)
+    path.write_bytes(pcap.build(frames))
+    return len(frames)
 
 
 def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
-    """``(timestamp, frame)`` of every record of a classic pcap file (either byte order)."""
-    data = path.read_bytes()
-    if len(data) < 24:
+    """``(timestamp, frame)`` of every record of a pcap or pcapng file
+    (:func:`fluidedge.codec.pcap.read_packets`). A capture still being written ends at its
+    last whole record."""
+    try:
+        for record in pcap.read_packets(path.read_bytes()):
+            yield record.timestamp_ns / 1e9, bytes(record.data)
+    except TruncatedError:
         return
-    magic = struct.unpack_from("<I", data)[0]
-    order = "<" if magic in (PCAP_MAGIC, 0xA1B23C4D) else ">"
-    nano = struct.unpack_from(order + "I", data)[0] == 0xA1B23C4D
-    pos = 24
-    while pos + 16 <= len(data):
-        sec, frac, incl, _ = struct.unpack_from(order + "IIII", data, pos)
-        pos += 16
-        frame = data[pos : pos + incl]
-        pos += incl
-        if len(frame) < incl:
-            return
-        yield sec + frac / (1e9 if nano else 1e6), frame
 
 
 # --- dissecting what crossed S1 ---------------------------------------------------------
@@ -136,7 +79,7 @@ def dissect(frame: bytes) -> S1Frame:
     if len(frame) < 14:
         return S1Frame(ethertype=-1)
     ethertype = struct.unpack_from("!H", frame, 12)[0]
-    if ethertype != ETH_IPV4 or len(frame) < 34:
+    if ethertype != ETHERTYPE_IPV4 or len(frame) < 34:
         return S1Frame(ethertype=ethertype)
     ihl = (frame[14] & 0x0F) * 4
     proto = frame[23]

@@ -3,3 +3,9 @@
 All I/O that touches the host lives under this package or in a part's own adapter module;
 everything else in fluidedge is pure and testable without root.
 """
+
+# The public face: the modules other packages may import from (tests/unit/test_layers.py).
+__all__ = [
+    "netns",
+    "proc",
+]

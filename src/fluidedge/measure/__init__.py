@@ -1,1 +1,7 @@
 """The measure part."""
+
+# The public face: the modules other packages may import from (tests/unit/test_layers.py).
+__all__ = [
+    "report",
+    "rundir",
+]

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.measure import analyzer, capture, machine, rundir
 from fluidedge.measure.analyzer import CrossCheck, Instantiation
 from fluidedge.measure.errors import CaptureError

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.measure import (
     dataplane,
     density,

@@ -34,7 +34,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _client(url: str | None, token: str | None) -> Any:
-    from fluidedge.daemon.client import Client
+    from fluidedge.core.client import Client
 
     return Client(url, token)
 

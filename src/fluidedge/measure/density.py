@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.measure.analyzer import timing_of
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
 from fluidedge.measure.instantiate import Api, wait_pool_quiet

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.measure.analyzer import timing_of
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
 from fluidedge.measure.replicate import Sample, Trial
@@ -34,7 +34,7 @@ CSV_FIXED = ("variant", "run", "name", "path", "total_ms", "daemon_total_ms", "d
 
 
 class Api(Protocol):
-    """What the benchmarks need of :class:`fluidedge.daemon.client.Client`."""
+    """What the benchmarks need of :class:`fluidedge.core.client.Client`."""
 
     def get(self, path: str) -> Any: ...
 

@@ -43,7 +43,7 @@ from fluidedge.cat.manager import CatConfig, CatManager
 from fluidedge.cat.models import PresetRequest
 from fluidedge.cat.tasks import instance_tasks
 from fluidedge.codec import pcap
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.images.hostpython import ensure_python
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec

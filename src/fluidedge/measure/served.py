@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from fluidedge.daemon.client import Client
-from fluidedge.daemon.config import load_config, resolve_token
+from fluidedge.core.client import Client
+from fluidedge.core.config import load_config, resolve_token
 from fluidedge.measure.errors import BenchmarkFailure
 
 START_TIMEOUT_S = 60.0

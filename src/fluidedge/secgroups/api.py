@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from fluidedge.daemon.openapi import error_responses
+from fluidedge.core.openapi import error_responses
 from fluidedge.secgroups.model import GROUP_ID_PATTERN, MAX_DESCRIPTION, MAX_RULES, Port
 from fluidedge.secgroups.service import SecgroupService
 

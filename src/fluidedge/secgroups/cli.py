@@ -1,7 +1,7 @@
 """``fluidedge secgroup ...``: security groups, their rules and the filtered ports.
 
 Talks to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
-``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`).
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.core.client`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.daemon.client import Client
+    from fluidedge.core.client import Client
 
     client = Client()
     try:

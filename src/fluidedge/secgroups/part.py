@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.secgroups.api import build_router
 from fluidedge.secgroups.conntrack import Conntrack

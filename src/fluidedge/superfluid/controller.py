@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest

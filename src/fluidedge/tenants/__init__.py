@@ -1,6 +1,6 @@
 """Tenants: who owns what on the node, and how much of the node each may use.
 
-The admin token (``state_dir/token``, :mod:`fluidedge.daemon.auth`) manages tenants and their
+The admin token (``state_dir/token``, :mod:`fluidedge.core.auth`) manages tenants and their
 tokens; a tenant token sees and changes only the resources its tenant owns (another tenant's
 resource answers 404, as if it did not exist). Admission control (:mod:`.admission`, pure) checks
 each instance request against its tenant's quota and the host's own limits (pids per instance,

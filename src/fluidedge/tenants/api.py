@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from fluidedge.daemon.edge import AUDIT_KEY
-from fluidedge.daemon.openapi import error_responses
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.openapi import error_responses
+from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError, SystemFailure
 from fluidedge.tenants.models import (
     Owned,

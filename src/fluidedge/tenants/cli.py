@@ -1,6 +1,6 @@
 """``fluidedge tenant ...``: tenants and their tokens (admin token), and ``fluidedge whoami``.
 
-They talk to a running daemon like every API command (:mod:`fluidedge.daemon.client`: its Unix
+They talk to a running daemon like every API command (:mod:`fluidedge.core.client`: its Unix
 socket or ``FLUIDEDGE_URL``, the token from ``FLUIDEDGE_TOKEN`` or the state directory's token
 file). ``tenant token create`` prints the new token once: the daemon keeps only its hash.
 """
@@ -16,7 +16,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.daemon.client import Client
+    from fluidedge.core.client import Client
 
     client = Client()
     try:

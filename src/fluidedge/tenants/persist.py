@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 
 MIGRATIONS = [
     """

@@ -35,7 +35,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from fluidedge.daemon.auth import STATE_KEY, TENANT_KEY
+from fluidedge.core.auth import STATE_KEY, TENANT_KEY
 from fluidedge.errors import NotFoundError
 from fluidedge.tenants.errors import Forbidden, TenantNotFound, TenantsError
 from fluidedge.tenants.models import owned_prefix

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
 from fluidedge.tenants.config import AdmissionConfig
 from fluidedge.tenants.errors import TenantExists, TenantInUse, TenantNotFound

@@ -14,7 +14,7 @@ import ipaddress
 import threading
 from collections.abc import Callable, Mapping
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.superfluid.model import OnDemand
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
 from fluidedge.tof.models import Service

@@ -1,7 +1,7 @@
 """``fluidedge service add/list/update/delete`` and ``fluidedge tunnels``: the API, on the shell.
 
 They talk to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file or
-``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.daemon.client`).
+``FLUIDEDGE_TOKEN``: see :mod:`fluidedge.core.client`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 
 
 def _client() -> Any:
-    from fluidedge.daemon.client import Client
+    from fluidedge.core.client import Client
 
     return Client()
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from fluidedge.daemon.client import Client
+from fluidedge.core.client import Client
 from fluidedge.tof.errors import DataPlaneError
 
 

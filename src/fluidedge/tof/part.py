@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from fluidedge.daemon.part import DaemonContext
+from fluidedge.core.part import DaemonContext
 from fluidedge.superfluid.errors import OnDemandInvalid
 from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.api import build_router

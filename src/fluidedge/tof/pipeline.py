@@ -50,13 +50,15 @@ from dataclasses import dataclass, field
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
+from fluidedge.codec.gtpc import GTPC_PORT
+from fluidedge.codec.gtpu.constants import GTPU_PORT, IEType, MessageType
 from fluidedge.codec.net import checksum as ck
 from fluidedge.codec.net import inner as inner_codec
 from fluidedge.codec.net import ipv4 as ipv4_codec
 from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
-from fluidedge.codec.stack import Classified, Kind, classify, decode_frame
+from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
 from fluidedge.superfluid.table import OnDemandTable
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
@@ -69,23 +71,22 @@ SGW = 1
 APPS = 2
 PORT_NAMES = ("enb", "sgw", "apps")
 
-GTPU_PORT = 2152
-GTP_ECHO_REQUEST = 1
-GTP_ECHO_RESPONSE = 2
-GTP_ERROR_INDICATION = 26
-GTP_SUPPORTED_EXT = 31
-GTP_END_MARKER = 254
-GTP_GPDU = 255
-IE_RECOVERY = 14
-IE_TEID_DATA_I = 16
-IE_PEER_ADDRESS = 133
+# Short names for the codec's GTP-U numbers (one source: codec/gtpu/constants.py), as ints.
+GTP_ECHO_REQUEST = int(MessageType.ECHO_REQUEST)
+GTP_ECHO_RESPONSE = int(MessageType.ECHO_RESPONSE)
+GTP_ERROR_INDICATION = int(MessageType.ERROR_INDICATION)
+GTP_SUPPORTED_EXT = int(MessageType.SUPPORTED_EXTENSION_HEADERS_NOTIFICATION)
+GTP_END_MARKER = int(MessageType.END_MARKER)
+GTP_GPDU = int(MessageType.G_PDU)
+IE_RECOVERY = int(IEType.RECOVERY)
+IE_TEID_DATA_I = int(IEType.TEID_DATA_I)
+IE_PEER_ADDRESS = int(IEType.GTPU_PEER_ADDRESS)
 
 PINGER_ID = 0xF1ED
 PINGER_MAGIC = b"fluidedge-pinger"
 
 Action = tuple[int, bytes]
 
-GTPC_PORT = 2123
 _EXT_CLASS_ENDPOINT = 0x80  # TS 29.281 §5.2.1: comprehension bits 10, the endpoint's to read
 
 _NUMBERS = re.compile(r" (0x[0-9a-fA-F]+|[0-9]+)\b")  # "IE 133" -> "IE": bounded label sets
@@ -298,14 +299,14 @@ class Pipeline:
         """Handle one Ethernet frame received on the eNB side (``ENB``) or SGW side (``SGW``)."""
         other = SGW if port == ENB else ENB
         c = classify(frame)
-        kind = c.kind
-        if kind == _GPDU:
-            if c.inner_src is None or c.inner_dst is None:
-                self.counters["switched_gpdu_not_ip"] += 1
-                return [(other, frame)]
+        if type(c) is IpGpdu:
             if port == ENB:
                 return self._uplink(frame, c, now)
             return self._downlink(frame, c, now)
+        kind = c.kind
+        if kind == _GPDU:
+            self.counters["switched_gpdu_not_ip"] += 1
+            return [(other, frame)]
         if kind == _OTHER:
             mtype = c.message_type
             self.counters[f"gtpu_type_{mtype}"] += 1
@@ -324,9 +325,7 @@ class Pipeline:
         self.counters[_SWITCHED[kind]] += 1
         return [(other, frame)]
 
-    def _tunnel_bearer(
-        self, frame: bytes, c: Classified, now: float, *, uplink: bool
-    ) -> Bearer | None:
+    def _tunnel_bearer(self, frame: bytes, c: IpGpdu, now: float, *, uplink: bool) -> Bearer | None:
         """The bearer a G-PDU's tunnel key names, checked against its inner UE address.
 
         A key whose bearer has another UE means the peers re-used the TEID for a new bearer
@@ -334,7 +333,7 @@ class Pipeline:
         """
         ue = c.inner_src if uplink else c.inner_dst
         table = self.up if uplink else self.down
-        bearer = table.get(tunnel_key(c.outer_src, c.outer_dst, c.teid, ue))  # type: ignore[arg-type]
+        bearer = table.get(tunnel_key(c.outer_src, c.outer_dst, c.teid, ue))
         if bearer is not None and bearer.ue != ue:
             self._retire(
                 bearer,
@@ -348,10 +347,10 @@ class Pipeline:
         return bearer
 
     @staticmethod
-    def _credit(bearer: Bearer, c: Classified, now: float, *, uplink: bool) -> None:
+    def _credit(bearer: Bearer, c: IpGpdu, now: float, *, uplink: bool) -> None:
         """Count a user G-PDU on its bearer: the only thing that keeps a bearer alive."""
         bearer.last_seen = now
-        size = c.inner_end - c.inner_offset  # type: ignore[operator]
+        size = c.inner_end - c.inner_offset
         if uplink:
             bearer.ul_packets += 1
             bearer.ul_bytes += size
@@ -359,10 +358,10 @@ class Pipeline:
             bearer.dl_packets += 1
             bearer.dl_bytes += size
 
-    def _uplink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
-        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")  # type: ignore[operator,union-attr]
+    def _uplink(self, frame: bytes, c: IpGpdu, now: float) -> list[Action]:
+        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")
         ue = c.inner_src
-        if len(ue) != 4:  # type: ignore[arg-type]
+        if len(ue) != 4:
             key += b"6"
         bearer = self.up.get(key)
         if bearer is None or bearer.ue != ue:
@@ -371,8 +370,8 @@ class Pipeline:
                 return [(SGW, frame)]
         bearer.last_seen = now
         bearer.ul_packets += 1
-        bearer.ul_bytes += c.inner_end - c.inner_offset  # type: ignore[operator]
-        service = self.services.get(c.inner_dst) if self.services else None  # type: ignore[arg-type]
+        bearer.ul_bytes += c.inner_end - c.inner_offset
+        service = self.services.get(c.inner_dst) if self.services else None
         if service is None:
             return [(SGW, frame)]
         unknown = c.unknown_ext
@@ -388,12 +387,12 @@ class Pipeline:
             service = (service[0], app_ip)
         return self._offload_up(frame, c, bearer, service, now)
 
-    def _downlink(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+    def _downlink(self, frame: bytes, c: IpGpdu, now: float) -> list[Action]:
         if c.icmp_id == PINGER_ID and self._is_pinger_reply(frame, c):
             return self._pinger_reply(frame, c, now)
-        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")  # type: ignore[operator,union-attr]
+        key = c.outer_src + c.outer_dst + c.teid.to_bytes(4, "big")
         ue = c.inner_dst
-        if len(ue) != 4:  # type: ignore[arg-type]
+        if len(ue) != 4:
             key += b"6"
         bearer = self.down.get(key)
         out: list[Action] = []
@@ -404,11 +403,11 @@ class Pipeline:
             out = self._flush_queue(bearer, now)
         bearer.last_seen = now
         bearer.dl_packets += 1
-        bearer.dl_bytes += c.inner_end - c.inner_offset  # type: ignore[operator]
+        bearer.dl_bytes += c.inner_end - c.inner_offset
         out.append((ENB, frame))
         return out
 
-    def _pinger_reply(self, frame: bytes, c: Classified, now: float) -> list[Action]:
+    def _pinger_reply(self, frame: bytes, c: IpGpdu, now: float) -> list[Action]:
         """An echo reply carrying the Pinger's identifier and magic.
 
         It completes (downlink TEID) and is swallowed only by the bearer whose Pinger sent the
@@ -416,13 +415,13 @@ class Pipeline:
         user traffic, so it cannot keep any bearer alive; anyone else's is passed on untouched.
         """
         enb, sgw, ue = c.outer_dst, c.outer_src, c.inner_dst
-        bearer = self.bearers.get((enb, sgw, ue))  # type: ignore[arg-type]
+        bearer = self.bearers.get((enb, sgw, ue))
         seq = self._pinger_reply_seq(frame, c)
         if bearer is None or not bearer.pinger_sent or not _pinged(bearer, seq):
             self.counters["pinger_reply_not_ours_passed"] += 1
             return [(ENB, frame)]
         out: list[Action] = []
-        key = tunnel_key(c.outer_src, c.outer_dst, c.teid, ue)  # type: ignore[arg-type]
+        key = tunnel_key(c.outer_src, c.outer_dst, c.teid, ue)
         if self.down.get(key) is not bearer:
             other = self.down.get(key)
             if other is not None:
@@ -437,19 +436,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ learning
 
-    def _learn(self, frame: bytes, c: Classified, now: float, *, uplink: bool) -> Bearer | None:
+    def _learn(self, frame: bytes, c: IpGpdu, now: float, *, uplink: bool) -> Bearer | None:
         """The control agent's part of Figure 16: learn a tunnel from its first G-PDU."""
         src, dst, teid = c.outer_src, c.outer_dst, c.teid
         ue = c.inner_src if uplink else c.inner_dst
-        if src is None or dst is None or teid is None or ue is None:
-            return None
         enb, sgw = (src, dst) if uplink else (dst, src)
         if (self.enb_filter and enb not in self.enb_filter) or (
             self.sgw_filter and sgw not in self.sgw_filter
         ):
             self.counters["not_learned_peer_not_provisioned"] += 1
-            return None
-        if c.src_port is None:
             return None
         if c.vlan is None and len(src) == 4 and frame[12:14] == b"\x08\x00":
             ip_off = 14  # untagged IPv4: read TOS/TTL in place (classify checked the header)
@@ -652,13 +647,11 @@ class Pipeline:
     # ------------------------------------------------------------------ offload
 
     def _offload_up(
-        self, frame: bytes, c: Classified, bearer: Bearer, service: tuple[str, bytes], now: float
+        self, frame: bytes, c: IpGpdu, bearer: Bearer, service: tuple[str, bytes], now: float
     ) -> list[Action]:
         """Decapsulate, DNAT serviceIP -> applicationIP, remember the flow, send to the apps."""
         name, app_ip = service
         service_ip, ue = c.inner_dst, c.inner_src
-        if service_ip is None or ue is None:
-            return []
         packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
             if len(ue) == 4 and not c.inner_fragment and (packet[0] >> 4) == 4:
@@ -970,17 +963,15 @@ class Pipeline:
         ]
 
     @staticmethod
-    def _pinger_reply_seq(frame: bytes, c: Classified) -> int:
+    def _pinger_reply_seq(frame: bytes, c: IpGpdu) -> int:
         """The sequence number of an echo reply :meth:`_is_pinger_reply` accepted."""
-        p = c.inner_offset or 0
+        p = c.inner_offset
         l4 = p + ((frame[p] & 15) * 4 if c.inner_proto == inner_codec.PROTO_ICMP else 40)
         return (frame[l4 + 6] << 8) | frame[l4 + 7]
 
-    def _is_pinger_reply(self, frame: bytes, c: Classified) -> bool:
+    def _is_pinger_reply(self, frame: bytes, c: IpGpdu) -> bool:
         """An echo reply to one of our requests: right type, our identifier and our magic."""
         p = c.inner_offset
-        if p is None or c.inner_end is None:
-            return False
         if c.inner_proto == inner_codec.PROTO_ICMP and c.icmp_type == 0:
             l4 = p + (frame[p] & 15) * 4
         elif c.inner_proto == inner_codec.PROTO_ICMPV6 and c.icmp_type == 129:

@@ -24,14 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
-from fluidedge.daemon.client import Client, ClientError
+from fluidedge.core.client import Client, ClientError
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import lab_instances_section, s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
-from tests.e2e.tof.conftest import SERVICE_IP, lab_config
+from tests.e2e.tof.conftest import SERVICE_IP, lab_config, tof_section
 from tests.fixtures.browser import Browsers, shot
 from tests.fixtures.daemon import TOKEN, DaemonHandle, _free_port
-from tests.fixtures.lab import wait_until
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -90,15 +90,7 @@ def _daemon(tmp: Path, lab: Lab, runs_dir: Path) -> DaemonHandle:
         "api": {"listen": "127.0.0.1", "port": _free_port(), "token": TOKEN},
         "gui": {"runs_dir": str(runs_dir), "live_interval_s": 0.25},
         "instances": lab_instances_section(lab, pool_scale=0.5),
-        "tof": {
-            "backend": "userspace",
-            "netns": lab.host_ns,
-            "enb_interface": lab.enb_side_if,
-            "sgw_interface": lab.sgw_side_if,
-            "apps_tun": "tofapps",
-            "ue_pools": ["198.18.100.0/24"],
-            "pinger_target": str(lab.pdn_address),
-        },
+        "tof": tof_section(lab),
     }
     handle = DaemonHandle(tmp, config)
     handle.start()

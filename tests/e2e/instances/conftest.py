@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from tests.fixtures.daemon import DaemonHandle
 

@@ -17,6 +17,7 @@ import pytest
 
 from fluidedge.lab.lab import Lab
 from tests.e2e.instances.conftest import purge_daemon
+from tests.e2e.tof.conftest import tof_section
 from tests.fixtures.daemon import DaemonHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -43,15 +44,7 @@ def test_instance_serves_a_tof_service(daemon_factory: Callable[..., DaemonHandl
                         }
                     },
                 },
-                "tof": {
-                    "backend": "userspace",
-                    "netns": lab.host_ns,
-                    "enb_interface": lab.enb_side_if,
-                    "sgw_interface": lab.sgw_side_if,
-                    "apps_tun": "tofapps",
-                    "ue_pools": ["198.18.100.0/24"],
-                    "pinger_target": str(lab.pdn_address),
-                },
+                "tof": tof_section(lab),
             }
         )
         client = daemon.client()

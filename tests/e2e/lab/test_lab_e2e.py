@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
@@ -16,13 +15,15 @@ import pytest
 from rich.console import Console
 
 from fluidedge.codec.gtpu import encode_gpdu
+from fluidedge.codec.net.ethernet import ETHERTYPE_ARP
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.config import LabConfig, load
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import live_table, render
-from fluidedge.lab.packets import ETH_ARP, S1Frame, dissect_pcap
+from fluidedge.lab.packets import S1Frame, dissect_pcap
 from fluidedge.linux.netns import call_in_netns
-from tests.fixtures.lab import LabFactory, wait_until
+from tests.fixtures.lab import LabFactory
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -124,8 +125,24 @@ def test_pdu_session_container_on_uplink(lab: Lab, s1_capture: Callable[..., Cap
 
 def test_echo_request_and_response(lab: Lab, s1_capture: Callable[..., Capture]) -> None:
     cap = s1_capture(lab, "sgw", ["udp", "port", "2152"])
+    pairs = [(enb, sgw) for enb in lab.enbs.values() for sgw in lab.sgws.values()]
+
+    def echoed() -> bool:
+        frames = dissect_pcap(cap.path)  # tcpdump -U: written as captured
+        return all(
+            any(f.gtp_type == 1 and (f.src, f.dst) == pair for f in frames)
+            and any(f.gtp_type == 2 and (f.src, f.dst) == pair[::-1] for f in frames)
+            for pair in pairs
+        )
+
+    def counted() -> bool:  # the nodes write their counters to a file now and then
+        return (
+            _stats(lab, "enb1")["echo_response_rx"] > 0
+            and _stats(lab, "sgw2")["echo_request_rx"] > 0
+        )
+
     with cap:
-        time.sleep(3 * ECHO_INTERVAL)
+        wait_until(lambda: echoed() and counted(), timeout=20 * ECHO_INTERVAL)
     frames = dissect_pcap(cap.path)
     for enb in lab.enbs.values():
         for sgw in lab.sgws.values():
@@ -172,10 +189,17 @@ def test_non_gtp_traffic_crosses_s1(lab: Lab, s1_capture: Callable[..., Capture]
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > 0)
         before = _stats(lab, "enb2")["mme_rx"]
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > before, timeout=3)
+        # the node counts before tcpdump writes: wait for the capture itself (tcpdump -U)
+        peers = {lab.enbs["enb2"], lab.mmes["mme2"]}
+        wait_until(lambda: _mme_sources(dissect_pcap(cap.path)) >= peers, timeout=10)
     frames = dissect_pcap(cap.path)
-    assert any(f.ethertype == ETH_ARP for f in frames)
-    mme = [f for f in frames if f.proto == 6 and 36412 in (f.sport, f.dport)]
-    assert {f.src for f in mme} >= {lab.enbs["enb2"], lab.mmes["mme2"]}
+    assert any(f.ethertype == ETHERTYPE_ARP for f in frames)
+    assert _mme_sources(frames) >= {lab.enbs["enb2"], lab.mmes["mme2"]}
+
+
+def _mme_sources(frames: list[S1Frame]) -> set[IPv4Address | None]:
+    """Sources of the S1-AP-like TCP segments (port 36412) in ``frames``."""
+    return {f.src for f in frames if f.proto == 6 and 36412 in (f.sport, f.dport)}
 
 
 def test_status_tables_render(lab: Lab) -> None:
@@ -222,7 +246,8 @@ def test_ordinary_tools_work_from_a_ue(lab: Lab) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.3)
+        listening = ["ss", "-Hltn", "sport = :5201"]
+        assert wait_until(lambda: bool(lab.run("pdn", listening).stdout.strip()), timeout=10)
         result = lab.run("ue3", ["iperf3", "-c", str(lab.pdn_address), "-t", "1", "-J"], timeout=20)
         assert result.returncode == 0, result.stdout[-500:]
         received = json.loads(result.stdout)["end"]["sum_received"]["bytes"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.client import Client
-from fluidedge.daemon.store import Store
+from fluidedge.core.client import Client
+from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges

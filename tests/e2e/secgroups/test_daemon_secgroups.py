@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fluidedge.cli import app
-from fluidedge.daemon.client import Client, ClientError
-from fluidedge.daemon.store import Store
+from fluidedge.core.client import Client, ClientError
+from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.secgroups.nft import table_name
 from tests.fixtures.daemon import DaemonHandle

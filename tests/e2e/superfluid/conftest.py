@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.client import Client
+from fluidedge.core.client import Client
 from fluidedge.instances import cgroups
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready

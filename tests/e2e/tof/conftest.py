@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fluidedge.daemon.client import Client
+from fluidedge.core.client import Client
 from fluidedge.lab.config import LabConfig, default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
@@ -79,6 +78,37 @@ class TofEnv:
         return result
 
 
+def tof_section(lab: Lab, backend: str = "userspace", **overrides: Any) -> dict[str, Any]:
+    """The daemon's ``[tof]`` table for a lab up in tof mode (its S1 interfaces, UE pool and
+    Pinger target), with ``overrides``."""
+    return {
+        "backend": backend,
+        "netns": lab.host_ns,
+        "enb_interface": lab.enb_side_if,
+        "sgw_interface": lab.sgw_side_if,
+        "apps_tun": "tofapps",
+        "ue_pools": [str(lab.config.ue_pool.subnet)],
+        "pinger_target": str(lab.pdn_address),
+        **overrides,
+    }
+
+
+def start_tof(lab: Lab, daemon_factory: DaemonFactory, section: dict[str, Any]) -> TofEnv:
+    """A daemon running the TOF of ``section`` on ``lab``, whose PDN also answers SERVICE_IP."""
+    daemon = daemon_factory(parts={"tof": section})
+    lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
+    return TofEnv(lab, daemon)
+
+
+def tear_down(envs: list[TofEnv], labs: list[Lab]) -> None:
+    """Close the clients and stop the daemons, then take the labs down."""
+    for env in envs:
+        env.close()
+        env.daemon.stop()
+    for lab in labs:
+        lab.down()
+
+
 TofEnvFactory = Callable[..., TofEnv]
 
 
@@ -99,19 +129,7 @@ def tof_env(
         prefix = f"tof{os.getpid() % 100000}{next(_COUNTER)}"
         lab = Lab.up(lab_config(), prefix=prefix, mode="tof")
         labs.append(lab)
-        section = {
-            "backend": backend,
-            "netns": lab.host_ns,
-            "enb_interface": lab.enb_side_if,
-            "sgw_interface": lab.sgw_side_if,
-            "apps_tun": "tofapps",
-            "ue_pools": ["198.18.100.0/24"],
-            "pinger_target": str(lab.pdn_address),
-            **tof,
-        }
-        daemon = daemon_factory(parts={"tof": section})
-        lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
-        env = TofEnv(lab, daemon)
+        env = start_tof(lab, daemon_factory, tof_section(lab, backend, **tof))
         made.append(env)
         assert wait_s1_ready(env.client(), s1_pairs(lab)), "no echo crossed the TOF"
         return env
@@ -119,17 +137,4 @@ def tof_env(
     try:
         yield factory
     finally:
-        for env in made:
-            env.close()
-            env.daemon.stop()
-        for lab in labs:
-            lab.down()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+        tear_down(made, labs)

@@ -16,13 +16,18 @@ from pathlib import Path
 
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.packets import dissect, read_pcap
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, wait_for
+from tests.e2e.tof.conftest import SERVICE_IP, TofEnv
+from tests.fixtures.wait import wait_until
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)")
 
 
 def _window(path: Path, start: float, end: float) -> Counter[bytes]:
     return Counter(f for t, f in read_pcap(path) if start <= t <= end and dissect(f).is_gpdu)
+
+
+def _gpdus_since(path: Path, start: float) -> int:
+    return sum(_window(path, start, time.time()).values())
 
 
 def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: str) -> None:
@@ -32,6 +37,7 @@ def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: s
     assert env.client().post("/service", body) == body
     assert "edge-app app1" in env.http(service_ue, SERVICE_IP)
     enb_pcap, sgw_pcap = tmp_path / "enb.pcap", tmp_path / "sgw.pcap"
+    margin = 0.1  # frames in flight at the kill
     bpf = ["udp", "port", "2152"]
     with Capture(lab.host_ns, "s1enb", enb_pcap, bpf), Capture(lab.host_ns, "s1sgw", sgw_pcap, bpf):
         pinger = subprocess.Popen(
@@ -41,7 +47,8 @@ def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: s
             text=True,
         )
         try:
-            time.sleep(1.0)
+            # the background ping is flowing through the TOF (tcpdump -U writes per packet)
+            wait_until(lambda: _gpdus_since(enb_pcap, 0.0) >= 10, timeout=10)
             env.daemon.kill9()
             killed = time.time()
             # Dead daemon: the offloaded service falls back to the core path (the PDN answers
@@ -50,10 +57,14 @@ def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: s
             assert "pdn 198.18.200.10" in answer, answer
             for ue in lab.ues:
                 assert env.ping(ue, pdn, count=2), ue
-            time.sleep(1.0)
+            # enough traffic crossed while dead (about 30 ping round trips), or ping has ended
+            wait_until(
+                lambda: _gpdus_since(enb_pcap, killed + margin) >= 60 or pinger.poll() is not None,
+                timeout=10,
+            )
             dead_until = time.time()
             env.daemon.start()
-            assert wait_for(
+            assert wait_until(
                 lambda: "edge-app app1" in env.http(service_ue, SERVICE_IP), timeout=10
             ), "offload did not resume after the restart"
             out, _ = pinger.communicate(timeout=30)
@@ -61,9 +72,7 @@ def kill9_under_traffic(env: TofEnv, tmp_path: Path, ping_ue: str, service_ue: s
             if pinger.poll() is None:
                 pinger.kill()
                 pinger.wait()
-        time.sleep(0.3)
     # Every G-PDU seen on one side while the daemon was dead crossed to the other, unchanged.
-    margin = 0.1  # frames in flight at the kill
     enb_side = _window(enb_pcap, killed + margin, dead_until)
     sgw_side = _window(sgw_pcap, killed + margin, dead_until)
     assert sum(enb_side.values()) >= 20, "too little traffic in the dead window"

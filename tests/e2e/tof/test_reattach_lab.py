@@ -22,8 +22,9 @@ import pytest
 from fluidedge.lab.config import default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, wait_for
+from tests.e2e.tof.conftest import SERVICE_IP, TofEnv, start_tof, tof_section
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -44,18 +45,7 @@ def env(daemon_factory: DaemonFactory, request: pytest.FixtureRequest) -> Iterat
     lab = Lab.up(loads(default_text() + UE5), prefix=prefix, mode="tof")
     made: TofEnv | None = None
     try:
-        section = {
-            "backend": request.param,
-            "netns": lab.host_ns,
-            "enb_interface": lab.enb_side_if,
-            "sgw_interface": lab.sgw_side_if,
-            "apps_tun": "tofapps",
-            "ue_pools": ["198.18.100.0/24"],
-            "pinger_target": str(lab.pdn_address),
-        }
-        daemon = daemon_factory(parts={"tof": section})
-        lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
-        made = TofEnv(lab, daemon)
+        made = start_tof(lab, daemon_factory, tof_section(lab, str(request.param)))
         assert wait_s1_ready(made.client(), s1_pairs(lab)), "no echo crossed the TOF"
         yield made
     finally:
@@ -77,7 +67,7 @@ def reattach(lab: Lab, teids: dict[str, tuple[int, int]]) -> None:
         path.write_text(json.dumps(spec))
         before = _reloads(lab, node)
         os.kill(pids[node], signal.SIGHUP)
-        assert wait_for(lambda n=node, b=before: _reloads(lab, n) > b, timeout=10), node
+        assert wait_until(lambda n=node, b=before: _reloads(lab, n) > b, timeout=10), node
 
 
 def _reloads(lab: Lab, node: str) -> int:
@@ -109,10 +99,10 @@ def test_reattach_with_teid_reuse_in_the_lab(env: TofEnv) -> None:
     reattach(lab, new)
     start = time.monotonic()
     # ue5 first: its traffic arrives on ue1's old keys (variant 2).
-    assert wait_for(lambda: served(env, "ue5"), timeout=15, step=0.2)
+    assert wait_until(lambda: served(env, "ue5"), timeout=15, period=0.2)
     took5 = time.monotonic() - start
     start = time.monotonic()
-    assert wait_for(lambda: served(env, "ue1"), timeout=15, step=0.2)  # variant 1
+    assert wait_until(lambda: served(env, "ue1"), timeout=15, period=0.2)  # variant 1
     took1 = time.monotonic() - start
     for ue in ("ue1", "ue5"):
         assert env.ping(ue, pdn), ue

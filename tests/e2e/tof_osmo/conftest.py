@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fluidedge.lab.lab import Lab
-from tests.e2e.tof.conftest import SERVICE_IP, TofEnv
+from tests.e2e.tof.conftest import TofEnv, start_tof, tear_down, tof_section
 from tests.fixtures.daemon import DaemonFactory
 
 _COUNTER = itertools.count()
@@ -34,19 +34,7 @@ def osmo_env(
         prefix = f"os{os.getpid() % 100000}{next(_COUNTER)}"
         lab = Lab.up(prefix=prefix, mode="tof", flavour="osmo")
         labs.append(lab)
-        section = {
-            "backend": backend,
-            "netns": lab.host_ns,
-            "enb_interface": lab.enb_side_if,
-            "sgw_interface": lab.sgw_side_if,
-            "apps_tun": "tofapps",
-            "ue_pools": [str(lab.config.ue_pool.subnet)],
-            "pinger_target": str(lab.pdn_address),
-            **tof,
-        }
-        daemon = daemon_factory(parts={"tof": section})
-        lab.run("pdn", ["ip", "addr", "add", f"{SERVICE_IP}/24", "dev", "br0"], check=True)
-        env = TofEnv(lab, daemon)
+        env = start_tof(lab, daemon_factory, tof_section(lab, backend, **tof))
         made.append(env)
         for ue in lab.ues:
             assert env.ping(ue, str(lab.pdn_address)), f"{ue} cannot reach the PDN via the TOF"
@@ -55,8 +43,4 @@ def osmo_env(
     try:
         yield factory
     finally:
-        for env in made:
-            env.close()
-            env.daemon.stop()
-        for lab in labs:
-            lab.down()
+        tear_down(made, labs)

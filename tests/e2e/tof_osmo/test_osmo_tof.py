@@ -5,17 +5,18 @@ reuse, with offload working again within one Pinger round."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fluidedge.lab.capture import Capture
-from fluidedge.lab.packets import dissect, read_pcap
+from fluidedge.lab.packets import read_pcap
 from fluidedge.tof.pipeline import PINGER_MAGIC
-from tests.e2e.tof.conftest import TofEnv, wait_for
+from tests.e2e.tof.conftest import TofEnv
 from tests.e2e.tof_osmo.conftest import OsmoEnvFactory
+from tests.fixtures.captures import gpdus, settled
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -49,9 +50,10 @@ def test_pass_through_is_byte_identical(osmo_env: OsmoEnvFactory, tmp_path: Path
         for ue in UES:
             assert env.ping(ue, pdn), ue
             assert "pdn 198.18.200.10" in env.http(ue, pdn), ue
-        time.sleep(0.5)  # TCP's last ACKs and FINs are still in flight when curl returns
-    enb_side = Counter(f for f in _frames(enb_pcap) if dissect(f).is_gpdu)
-    sgw_side = Counter(f for f in _frames(sgw_pcap) if dissect(f).is_gpdu)
+        # TCP's last ACKs and FINs are still in flight when curl returns: wait until both
+        # captures agree and stay unchanged for one period.
+        wait_until(settled(enb_pcap, sgw_pcap), timeout=15, period=0.3)
+    enb_side, sgw_side = gpdus(enb_pcap), gpdus(sgw_pcap)
     assert sum(enb_side.values()) >= 4 * (2 + 2) * 2
     assert enb_side == sgw_side, (enb_side - sgw_side, sgw_side - enb_side)
     # Real osmo G-PDUs: every one carries a sequence number (S flag).
@@ -70,12 +72,13 @@ def test_offload_pinger_purge_relearn(osmo_env: OsmoEnvFactory, tmp_path: Path) 
         address = str(env.lab.ues[ue])
         assert f"edge-app app1 198.19.0.10 client {address}" in env.http(ue, EDGE), ue
     # Idle purge, then ue3 only talks to the service: the Pinger finds its downlink TEID.
-    assert wait_for(lambda: env.tunnels() == [], timeout=10)
+    assert wait_until(lambda: env.tunnels() == [], timeout=10)
     enb_pcap = tmp_path / "enb.pcap"
     ue3 = str(env.lab.ues["ue3"])
     with Capture(env.lab.host_ns, "s1enb", enb_pcap):
         assert f"client {ue3}" in env.http("ue3", EDGE)
-        time.sleep(0.5)
+        # the Pinger found the downlink TEID and stopped (its reply is in the capture)
+        wait_until(lambda: bool((t := _tunnel(env, ue3)) and not t["pinger"]["active"]))
     tunnel = _tunnel(env, ue3)
     assert tunnel is not None
     assert tunnel["downlinkTEID"] == 1

@@ -18,7 +18,7 @@ from fluidedge.cat.errors import CosNotFound
 from fluidedge.cat.manager import CatConfig, CatManager
 from fluidedge.cat.models import CosSpec
 from fluidedge.cat.tasks import cgroup_tasks_file
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest

@@ -10,22 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.daemon.store import Store
-from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.linux import netns
-from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.daemon import DaemonHandle, purge_instances_state
 
 
 def purge_instances(handle: DaemonHandle) -> None:
     """Remove every container, cgroup and shell the daemon's instances part made."""
-    state = Path(handle.config["state_dir"])
-    manager = Manager(
-        InstancesConfig(pool_scale=0, prepare_workers=1, builtin_templates=False),
-        Store(state / "fluidedge.sqlite"),
-        state / "instances",
-    )
-    manager.start()
-    manager.purge()
+    purge_instances_state(Path(handle.config["state_dir"]))
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.daemon.lock import StateDirLocked, StateLock
+from fluidedge.core.lock import StateDirLocked, StateLock
+from fluidedge.core.store import Store, StoreDamaged
+from fluidedge.core.walcheck import check_wal
 from fluidedge.daemon.logs import JournalHandler
 from fluidedge.daemon.service import ServicePaths, install
-from fluidedge.daemon.store import Store, StoreDamaged
-from fluidedge.daemon.walcheck import check_wal
 
 
 def test_lock_is_exclusive_names_its_owner_and_is_private(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_lock_is_exclusive_names_its_owner_and_is_private(tmp_path: Path) -> Non
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; "
-                "from fluidedge.daemon.lock import StateLock; "
+                "from fluidedge.core.lock import StateLock; "
                 "StateLock(Path(sys.argv[1])).acquire()",
                 str(state),
             ],

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fluidedge.daemon.store import Store, companions
+from fluidedge.core.store import Store, companions
 from fluidedge.instances import runc
 from fluidedge.instances.manager import InstancesConfig, Manager
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle

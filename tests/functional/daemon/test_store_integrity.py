@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fluidedge.daemon.client import ClientError
-from fluidedge.daemon.store import companions, marker_path
-from fluidedge.daemon.walcheck import check_wal
+from fluidedge.core.client import ClientError
+from fluidedge.core.store import companions, marker_path
+from fluidedge.core.walcheck import check_wal
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle
 
 TOF = {"tof": {"backend": "none"}}

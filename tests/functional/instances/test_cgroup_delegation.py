@@ -23,7 +23,7 @@ pytestmark = pytest.mark.root
 CHILD = r"""
 import json, sys
 from pathlib import Path
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest
 unit, tmp = sys.argv[1], Path(sys.argv[2])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.errors import (
     ImageNotFound,
     ImageSourceNotFound,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,8 @@ from fluidedge.lab import LabAlreadyUpError, LabNotUpError, build
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.state import process_alive, state_path
 from fluidedge.linux import netns
-from tests.fixtures.lab import LabFactory, lab_leftovers, unique_prefix, wait_until
+from tests.fixtures.lab import LabFactory, lab_leftovers, unique_prefix
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -204,8 +206,8 @@ def test_status_watch_stops_cleanly_on_ctrl_c(lab_factory: LabFactory) -> None:
         text=True,
     )
     assert watcher.stdout is not None
-    assert "Ctrl-C to stop" in watcher.stdout.readline()  # started, even on a loaded machine
-    time.sleep(1.0)
+    # printed once the live view is up: from then on Ctrl-C is handled, even on a loaded machine
+    assert "Ctrl-C to stop" in watcher.stdout.readline()
     watcher.send_signal(signal.SIGINT)
     out, err = watcher.communicate(timeout=10)
     assert watcher.returncode == 0, err
@@ -220,18 +222,30 @@ def test_watch_stops_on_event(lab_factory: LabFactory) -> None:
 
     from rich.console import Console
 
-    from fluidedge.lab.live import watch
+    from fluidedge.lab.live import live_table, watch
 
     lab = lab_factory()
     stop = threading.Event()
     buffer = io.StringIO()
+    renders = [0]
+
+    def renderer(lab: Lab) -> Any:
+        renders[0] += 1
+        return live_table(lab)
+
     worker = threading.Thread(
         target=watch,
         args=(lab,),
-        kwargs={"console": Console(file=buffer, width=120), "period": 0.1, "stop": stop},
+        kwargs={
+            "console": Console(file=buffer, width=120),
+            "period": 0.1,
+            "stop": stop,
+            "renderer": renderer,
+        },
     )
     worker.start()
-    time.sleep(0.5)
+    # stop it from inside its refresh loop: once it has refreshed at least once
+    assert wait_until(lambda: renders[0] >= 2, timeout=30)
     stop.set()
     worker.join(timeout=5)
     assert not worker.is_alive()

@@ -11,7 +11,8 @@ import pytest
 from fluidedge.lab import build
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.state import process_alive
-from tests.fixtures.lab import lab_leftovers, unique_prefix, wait_until
+from tests.fixtures.lab import lab_leftovers, unique_prefix
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 

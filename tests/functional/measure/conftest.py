@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from tests.fixtures.daemon import DaemonHandle
 

@@ -18,7 +18,7 @@ import pytest
 
 from fluidedge.cat.layout import MODELS
 from fluidedge.cat.manager import CatConfig, CatManager
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.linux import netns
 from fluidedge.measure.noisyrig import NoisyRig
 from tests.fixtures.resctrl import FakeResctrl, Shape

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from schemathesis import checks
 from schemathesis.generation import GenerationMode
 
+from fluidedge.core.config import parse_config
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store
 from fluidedge.daemon.app import create_app
-from fluidedge.daemon.config import parse_config
-from fluidedge.daemon.part import DaemonContext
-from fluidedge.daemon.store import Store
 from fluidedge.tof.part import create_part
 from tests.fixtures.daemon import DaemonFactory
 

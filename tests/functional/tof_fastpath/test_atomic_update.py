@@ -1,7 +1,14 @@
-"""A service update under traffic: each packet goes to the old app or the new one, intact."""
+"""A service update under traffic: each packet goes to the old app or the new one, intact.
+
+The ordering is exact, not timed: every frame carries its sequence number; the sender publishes
+the number of the frame it is *about* to send, so a frame numbered above what the test read
+after ``apply()`` returned began its send after the new mapping was in place and must reach the
+new app. What reached the app before ``apply()`` was called went to the old one.
+"""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 
@@ -18,40 +25,17 @@ from .topo import APP_IP, ip, topology
 pytestmark = pytest.mark.root
 
 APP2_IP = "198.19.0.11"
-COUNT = 1500
+AFTER = 300  # frames sent after apply() returned
+MAX_FRAMES = 60_000  # the sender's bound if the test never gets to apply()
 SVC_PACKED = bytes(int(x) for x in SVC.split("."))
 
 
-def test_put_moves_the_flow_between_apps_without_a_mixed_packet() -> None:
-    with topology("u") as t:
-        ip(t.app, "addr", "add", f"{APP2_IP}/24", "dev", "eth0")
-        backend = FastPathBackend(config(t))
-        backend.start()
-        try:
-            backend.apply({"web": Service("web", SVC, APP_IP)})
-            learn_bearer(t)
-            t.collect(0.3)
-            frames = [
-                up(ENB1, 0x100, inner_udp(UE1, SVC_PACKED, 41000, 7000, i.to_bytes(4, "big")))
-                for i in range(COUNT)
-            ]
-            progress = [0]
+def _frame(seq: int) -> bytes:
+    return up(ENB1, 0x100, inner_udp(UE1, SVC_PACKED, 41000, 7000, seq.to_bytes(4, "big")))
 
-            def sender() -> None:
-                for i, frame in enumerate(frames):
-                    t.send("enb", frame)
-                    progress[0] = i
-                    time.sleep(0.0007)  # ~1,400 pps: below the punt rate, nothing switched
 
-            thread = threading.Thread(target=sender)
-            thread.start()
-            time.sleep(0.5)
-            backend.apply({"web": Service("web", SVC, APP2_IP)})  # PUT: same name, new app
-            moved_at = progress[0] + 1  # sent after apply() returned
-            thread.join()
-            got = t.collect(0.5)["app"]
-        finally:
-            backend.stop()
+def _to_app(got: list[bytes]) -> dict[int, str]:
+    """Sequence number -> app address of each offloaded frame, checked intact."""
     seen: dict[int, str] = {}
     for frame in got:
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:
@@ -63,8 +47,50 @@ def test_put_moves_the_flow_between_apps_without_a_mixed_packet() -> None:
         index = int.from_bytes(packet[28:32], "big")
         dst = ".".join(str(b) for b in packet[16:20])
         assert dst in (APP_IP, APP2_IP)
+        assert index not in seen  # none duplicated into the apps
         seen[index] = dst
-    assert sorted(seen) == list(range(COUNT))  # none lost, none duplicated into the core
-    assert all(seen[i] == APP2_IP for i in range(moved_at, COUNT))
-    assert seen[0] == APP_IP  # the old mapping was in force before
-    assert 0 < moved_at < COUNT
+    return seen
+
+
+def test_put_moves_the_flow_between_apps_without_a_mixed_packet() -> None:
+    with topology("u") as t:
+        ip(t.app, "addr", "add", f"{APP2_IP}/24", "dev", "eth0")
+        backend = FastPathBackend(config(t))
+        backend.start()
+        try:
+            backend.apply({"web": Service("web", SVC, APP_IP)})
+            learn_bearer(t)
+            t.collect(0.3)
+            sending = [0]  # the sequence number of the frame being sent (set before its send)
+            last = [MAX_FRAMES - 1]  # the sender stops after this one
+
+            def sender() -> None:
+                seq = 0
+                while seq <= last[0]:
+                    frame = _frame(seq)
+                    sending[0] = seq
+                    t.send("enb", frame)
+                    seq += 1
+                    time.sleep(0.0007)  # ~1,400 pps: below the punt rate, nothing switched
+
+            thread = threading.Thread(target=sender)
+            thread.start()
+            before: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while not _to_app(before) and time.monotonic() < deadline:
+                select.select([t.socks["app"]], [], [], 0.1)
+                before += t.drain("app")
+            backend.apply({"web": Service("web", SVC, APP2_IP)})  # PUT: same name, new app
+            moved_at = sending[0] + 1  # this frame and every later one began after apply()
+            last[0] = moved_at + AFTER - 1
+            thread.join()
+            after = t.collect(0.5)["app"]
+        finally:
+            last[0] = -1
+            backend.stop()
+    old = _to_app(before)
+    assert old, "no frame reached the old app before the update"
+    assert set(old.values()) == {APP_IP}  # the old mapping was in force before
+    seen = _to_app(before + after)
+    assert sorted(seen) == list(range(moved_at + AFTER))  # none lost, none duplicated
+    assert all(seen[i] == APP2_IP for i in range(moved_at, moved_at + AFTER))

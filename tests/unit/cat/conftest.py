@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.resctrl import SHAPES, FakeResctrl, Shape
 
 from fluidedge.cat.manager import CatConfig, CatManager
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 
 MakeManager = Callable[..., CatManager]
 

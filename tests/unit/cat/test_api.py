@@ -7,9 +7,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from tests.fixtures.resctrl import SHAPES, FakeResctrl
 
+from fluidedge.core.config import parse_config
+from fluidedge.core.store import Store
 from fluidedge.daemon.app import build_context, create_app
-from fluidedge.daemon.config import parse_config
-from fluidedge.daemon.store import Store
 
 TOKEN = "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,7 +14,7 @@ from fluidedge.cat.fs import RealResctrlFS
 from fluidedge.cat.layout import MODELS, CacheInfo, preset
 from fluidedge.cat.manager import CatConfig, CatManager
 from fluidedge.cat.models import CosSpec, PresetRequest
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 
 from .conftest import MakeManager
 

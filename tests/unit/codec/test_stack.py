@@ -91,6 +91,7 @@ def check_same(raw: bytes) -> Classified:
     fast = classify(raw)
     full = decode_frame(raw).classified()
     assert fast == full
+    assert type(fast) is type(full)  # both IpGpdu, or both OtherFrame
     return fast
 
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from fluidedge.core.config import parse_config, resolve_token
+from fluidedge.core.errors import ConfigError
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store
 from fluidedge.daemon.app import create_app
-from fluidedge.daemon.config import parse_config, resolve_token
-from fluidedge.daemon.errors import ConfigError
-from fluidedge.daemon.part import DaemonContext
-from fluidedge.daemon.store import Store
 from fluidedge.errors import ConflictError
 
 TOKEN = "t" * 32

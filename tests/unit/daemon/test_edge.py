@@ -12,15 +12,15 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from fluidedge.core.auth import Presented, TokenGuard
+from fluidedge.core.client import endpoint
+from fluidedge.core.config import parse_config
+from fluidedge.core.errors import ConfigError
+from fluidedge.core.openapi import rewrite
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store, StoreError
 from fluidedge.daemon.app import create_app
-from fluidedge.daemon.auth import Presented, TokenGuard
-from fluidedge.daemon.client import endpoint
-from fluidedge.daemon.config import parse_config
 from fluidedge.daemon.edge import RouteMethods, error_detail, error_status
-from fluidedge.daemon.errors import ConfigError
-from fluidedge.daemon.openapi import rewrite
-from fluidedge.daemon.part import DaemonContext
-from fluidedge.daemon.store import Store, StoreError
 from fluidedge.errors import ConflictError, InputError, SystemFailure
 
 TOKEN = "e" * 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tomllib
 
-from fluidedge.daemon.config import parse_config
+from fluidedge.core.config import parse_config
 from fluidedge.daemon.logs import fields_of, journal_datagram, logfmt
 from fluidedge.daemon.service import CAPABILITIES, default_config, render_unit
 

@@ -151,7 +151,7 @@ def test_userns_slots_are_disjoint_and_skip_the_image_range() -> None:
 
 
 def test_import_of_an_unreachable_path_is_not_found(tmp_path: Path) -> None:
-    from fluidedge.daemon.store import Store
+    from fluidedge.core.store import Store
     from fluidedge.instances.errors import ImageSourceNotFound
     from fluidedge.instances.images.store import ImageStore
 

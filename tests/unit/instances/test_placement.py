@@ -127,8 +127,18 @@ def test_placement_cost_does_not_grow_with_instances() -> None:
     import time
 
     cap = Capacity(cpus=CAP.cpus, memory_mb=10**6)
-    usage = Usage.of([Placed(f"i{i}", (i % 4,), 0.0001, 1) for i in range(20000)], cap.cpus)
-    begin = time.perf_counter()
-    for _ in range(200):
-        place_with(Request(0.0001, 1), usage, cap)
-    assert (time.perf_counter() - begin) / 200 < 0.001  # a scan of 20k would take ~50 ms
+
+    def cost(instances: int) -> float:
+        """Best of 5 rounds of 200 placements (best-of: other load only adds time)."""
+        usage = Usage.of([Placed(f"i{i}", (i % 4,), 0.0001, 1) for i in range(instances)], cap.cpus)
+        rounds = []
+        for _ in range(5):
+            begin = time.perf_counter()
+            for _ in range(200):
+                place_with(Request(0.0001, 1), usage, cap)
+            rounds.append(time.perf_counter() - begin)
+        return min(rounds)
+
+    # A ratio measured in one run, not a figure: a scan over the instances would make 1,000x
+    # more instances cost ~1,000x more (absolute figures belong in bench/, not here).
+    assert cost(20000) < 20 * cost(20)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.config import InstancesConfig
 from fluidedge.instances.errors import (
     AddressInUse,

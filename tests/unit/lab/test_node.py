@@ -16,9 +16,9 @@ from fluidedge.codec.gtpu import (
     echo_request,
     encode_gpdu,
 )
+from fluidedge.codec.net import ipv4, udp
 from fluidedge.lab.config import bearers, load
 from fluidedge.lab.node import Node
-from fluidedge.lab.packets import PROTO_UDP, ipv4, udp
 
 PDN = IPv4Address("198.18.200.10")
 
@@ -67,7 +67,8 @@ def tun() -> Iterator[tuple[int, int]]:
 
 
 def _packet(src: IPv4Address, dst: IPv4Address) -> bytes:
-    return ipv4(src, dst, PROTO_UDP, udp(src, dst, 1000, 7, b"hello"))
+    s, d = src.packed, dst.packed
+    return ipv4.encode(s, d, udp.PROTO_UDP, udp.encode(s, d, 1000, 7, b"hello"), dont_fragment=True)
 
 
 @pytest.mark.parametrize("psc", [False, True])

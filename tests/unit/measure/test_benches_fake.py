@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from rich.console import Console
 
-from fluidedge.daemon.client import ClientError
+from fluidedge.core.client import ClientError
 from fluidedge.measure import benches, dataplane, density, plots, report, rundir
 from fluidedge.measure.errors import MeasureInputError
 from fluidedge.measure.instantiate import (

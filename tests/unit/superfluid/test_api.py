@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.unit.tof.test_service_api import AUTH, RecordingBackend, _make
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.models import NewServiceModel
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
 from fluidedge.superfluid.controller import LABEL_SERVICE, Controller
 from fluidedge.superfluid.errors import OnDemandTargetMissing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluidedge.daemon.auth import Presented, TokenGuard
+from fluidedge.core.auth import Presented, TokenGuard
 
 ADMIN_TOKEN = "admin-token-" + "x" * 20
 TENANTS = {"fet_0123456789ab.secret": "acme"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
 from fluidedge.tenants.errors import Forbidden, TenantExists, TenantInUse, TenantNotFound
 from fluidedge.tenants.models import Quota, TenantCreate, TenantUpdate

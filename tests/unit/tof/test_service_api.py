@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.fixtures.prom import sample
 
+from fluidedge.core.config import parse_config
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store
 from fluidedge.daemon.app import create_app
-from fluidedge.daemon.config import parse_config
-from fluidedge.daemon.part import DaemonContext
-from fluidedge.daemon.store import Store
 from fluidedge.tof.backend import NullBackend
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import DataPlaneError

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from fluidedge.daemon.openapi import error_responses
+from fluidedge.core.openapi import error_responses
 from fluidedge.instances.images.store import ImageImport, ImageView
 
 if TYPE_CHECKING:

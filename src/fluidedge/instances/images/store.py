@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fluidedge.daemon.store import Store
+from fluidedge.core.store import Store
 from fluidedge.instances.errors import (
     ImageNotFound,
     ImageSourceNotFound,

@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from fluidedge.daemon.errors import ConfigError
-from fluidedge.gui.config import GuiConfig
+from fluidedge.core.errors import ConfigError
+from fluidedge.core.guiconfig import GuiConfig
 from fluidedge.tenants.config import AdmissionConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/fluidedge")

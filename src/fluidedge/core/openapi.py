@@ -9,14 +9,14 @@ the cross-cutting statuses are added with the error model, the bearer scheme is 
 each operation says whether it needs it (mutations always; reads only with
 ``api.open_reads = false``). Statuses specific to a route (404, 409, 422, 504...) are declared
 by the route itself. Every route but ``/healthz`` may answer 403 to a tenant token (see
-:mod:`fluidedge.daemon.auth`).
+:mod:`fluidedge.core.auth`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fluidedge.daemon.auth import PUBLIC_PATHS, SAFE_METHODS
+from fluidedge.core.auth import PUBLIC_PATHS, SAFE_METHODS
 
 ERROR_SCHEMA = {
     "title": "Error",

@@ -17,13 +17,13 @@ import os
 import time
 from pathlib import Path
 
-from fluidedge.daemon.errors import DaemonError
+from fluidedge.core.errors import CoreError
 from fluidedge.errors import ConflictError
 
 LOCK_NAME = "fluidedge.lock"
 
 
-class StateDirLocked(DaemonError, ConflictError):
+class StateDirLocked(CoreError, ConflictError):
     """Another process owns the state directory."""
 
 

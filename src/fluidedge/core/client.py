@@ -18,16 +18,16 @@ from typing import Any
 
 import httpx
 
-from fluidedge.daemon.config import (
+from fluidedge.core.config import (
     DEFAULT_PORT,
     DEFAULT_SOCKET_NAME,
     DEFAULT_STATE_DIR,
     TOKEN_FILE_NAME,
 )
-from fluidedge.errors import FluidedgeError
+from fluidedge.core.errors import CoreError
 
 
-class ClientError(FluidedgeError):
+class ClientError(CoreError):
     """The daemon answered with an error, or could not be reached."""
 
     def __init__(self, status: int, detail: str) -> None:

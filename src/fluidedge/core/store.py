@@ -8,7 +8,7 @@ so a part can grow its tables across releases without losing declared state.
 What the store promises (docs/daemon.md, "Integrity" and "Durability"):
 
 - **Checked at open.** Before SQLite touches the files, the WAL is walked
-  (:mod:`fluidedge.daemon.walcheck`: damage SQLite would silently skip is refused); then, on a
+  (:mod:`fluidedge.core.walcheck`: damage SQLite would silently skip is refused); then, on a
   read-only connection (which never checkpoints a damaged log into the database),
   ``PRAGMA quick_check``, the store format (``PRAGMA user_version``) and the parts' schema
   versions. Damage raises :class:`StoreDamaged`, whose message says what is wrong and how to
@@ -41,10 +41,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from fluidedge.daemon.walcheck import check_wal
+from fluidedge.core.errors import CoreError
+from fluidedge.core.walcheck import check_wal
 from fluidedge.errors import SystemFailure
 
-log = logging.getLogger("fluidedge.daemon.store")
+log = logging.getLogger("fluidedge.core.store")
 
 # The store's own format, in PRAGMA user_version (the parts' schemas are in schema_migrations).
 STORE_FORMAT = 1
@@ -58,7 +59,7 @@ RECOVERY = (
 )
 
 
-class StoreError(SystemFailure):
+class StoreError(CoreError, SystemFailure):
     """The database failed underneath us."""
 
 

@@ -9,7 +9,12 @@ with a static address, prints the instantiation's per-phase
 breakdown, registers a demo service (a service IP the UEs use) mapped to the instance, and makes
 every UE browse both the service and the PDN while a live table shows the instance, the learned
 tunnels, the services and their counters, and what each UE got back (the instance's page names
-it). ``--static-app`` maps the service to the lab's static edge app ``app1`` instead.
+it). ``--static-app`` maps the service to the lab's static edge app ``app1`` instead;
+``--on-demand`` registers the service on demand (docs/superfluid.md): each UE's first request
+creates its own instance.
+
+Modules: this one orchestrates (lab, daemon, instance, service, UE traffic, teardown);
+:mod:`~fluidedge.demo.model` holds what it tracks; :mod:`~fluidedge.demo.view` renders it.
 
 Ctrl-C or ``--duration`` ends it; everything is torn down on the way out, even on errors: the
 instance is deleted, the daemon stopped, the pool shells purged (the instance manager keeps them
@@ -25,34 +30,34 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from fluidedge.tof.launch import TofDaemon
+from fluidedge.demo.model import (
+    DEMO_HOST_INDEX,
+    DEMO_INSTANCE,
+    DEMO_SERVICE_IP,
+    DEMO_SERVICE_NAME,
+    DEMO_TEMPLATE,
+    ON_DEMAND_DELETE,
+    ON_DEMAND_PAUSE,
+    ON_DEMAND_POOL_PREFIX,
+    ON_DEMAND_POOL_START,
+    EdgeApp,
+    Leftovers,
+    UeTraffic,
+)
 
-DEMO_SERVICE_IP = "198.18.50.1"
-DEMO_SERVICE_NAME = "demo-edge"
-DEMO_TEMPLATE = "edge-httpd"
-DEMO_INSTANCE = "edge1"
-DEMO_HOST_INDEX = 20  # the instance's address: the 20th host of the lab's apps subnet
-ON_DEMAND_POOL_START = 64  # --on-demand: instances take the apps subnet's .64/28
-ON_DEMAND_POOL_PREFIX = 28
-ON_DEMAND_PAUSE = 5.0  # s idle before an on-demand instance is paused (T1)
-ON_DEMAND_DELETE = 20.0  # s paused before it is deleted (T2)
-PHASES = {  # the VIM instantiation phases of the API's timing breakdown (docs/instances.md)
-    "accept": "request validated: template, name, address checks",
-    "placement": "CPU choice and admission control",
-    "shell": "prepared shell taken from the pool (cold: created now)",
-    "config": "assignment and files written, per-request cgroup limits, store",
-    "network": "addresses and routes set through the shell's netlink socket",
-    "start": "shell's process released (exec.fifo): the workload execs",
-    "ready": "readiness check (httpd: TCP port listening)",
-    "total": "sum, server-side",
-}
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from rich.console import Console
+
+    from fluidedge.core.client import Client
+    from fluidedge.lab.lab import Lab
+    from fluidedge.tof.launch import TofDaemon
 
 
 def _gui_hint(daemon: TofDaemon) -> str:
@@ -67,38 +72,7 @@ def _gui_hint(daemon: TofDaemon) -> str:
     )
 
 
-@dataclass
-class EdgeApp:
-    """Where the demo service points, and how to recognise its answers."""
-
-    address: str
-    port: int
-    marker: str  # a reply from this app contains it
-    instance: str | None = None  # the instance's name (None: the lab's static app)
-    view: dict[str, Any] = field(default_factory=dict)  # POST /v1/instances answer
-    on_demand: bool = False  # instances created per UE on its first packet
-
-    @property
-    def url_suffix(self) -> str:
-        return "" if self.port == 80 else f":{self.port}"
-
-
-@dataclass
-class UeTraffic:
-    """What one UE asked and got back (updated by its traffic thread)."""
-
-    name: str
-    address: str
-    edge_ok: int = 0
-    edge_expected: int = 0  # edge answers that came from the demo's edge app
-    pdn_ok: int = 0
-    failures: int = 0
-    last_edge: str = ""
-    last_pdn: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _traffic(lab: Any, ue: UeTraffic, app: EdgeApp, pdn: str, stop: threading.Event) -> None:
+def _traffic(lab: Lab, ue: UeTraffic, app: EdgeApp, pdn: str, stop: threading.Event) -> None:
     """HTTP to the service (offloaded to the edge app) and to the PDN (through the core)."""
     service = f"{DEMO_SERVICE_IP}{app.url_suffix}"
     while not stop.is_set():
@@ -121,108 +95,7 @@ def _traffic(lab: Any, ue: UeTraffic, app: EdgeApp, pdn: str, stop: threading.Ev
         stop.wait(0.5)
 
 
-def _instances_table(client: Any) -> tuple[Any, str]:
-    """The demo's instance (and any other one) as the daemon reports it now, plus its pool."""
-    from rich.table import Table
-
-    table = Table(
-        "instance",
-        "template",
-        "address",
-        "state",
-        "path",
-        "instantiation ms",
-        "CPUs",
-        "pid",
-        title="edge app instances",
-    )
-    for view in client.get("/v1/instances"):
-        addresses = [a.split("/")[0] for i in view["interfaces"] for a in i["addresses"]]
-        table.add_row(
-            view["name"],
-            view["template"],
-            " ".join(addresses),
-            view["state"],
-            view["path"],
-            f"{view['timing']['total']:.1f}",
-            ",".join(str(c) for c in view["cpus"]),
-            str(view["pid"] or "-"),
-        )
-    pools = "  ".join(
-        f"{p['template']}: ready {p['ready']}, preparing {p['preparing']}, consumed {p['consumed']}"
-        for p in client.get("/v1/pools")
-    )
-    return table, f"[dim]pools  {pools}[/dim]"
-
-
-def _render(
-    client: Any, ues: list[UeTraffic], started: float, lab_prefix: str, app: EdgeApp
-) -> Any:
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-
-    from fluidedge.tof.cli import tunnels_table
-
-    try:
-        services = client.get("/service")
-        tunnels = client.get("/tunnels")
-        stats = client.get("/stats")
-        instances: tuple[Any, ...] = (
-            _instances_table(client) if app.instance or app.on_demand else ()
-        )
-    except Exception as exc:
-        return Panel(f"daemon not answering: {exc}")
-    svc = Table("service", "serviceIP", "applicationIP", "↑ pkts", "↓ pkts", title="services")
-    for s in services:
-        c = stats["services"].get(s["name"], {})
-        svc.add_row(
-            s["name"],
-            s["serviceIP"],
-            s.get("applicationIP") or f"on demand ({s['onDemand']['policy']})",
-            str(c.get("upPackets", 0)),
-            str(c.get("downPackets", 0)),
-        )
-    traffic = Table("UE", "edge answers", "PDN answers", "failed", "last edge reply", title="UEs")
-    for ue in ues:
-        with ue.lock:
-            traffic.add_row(
-                f"{ue.name} {ue.address}",
-                str(ue.edge_ok),
-                str(ue.pdn_ok),
-                str(ue.failures),
-                ue.last_edge[:60],
-            )
-    counters = stats["counters"]
-    keys = (
-        "bearers_learned",
-        "flows_created",
-        "pinger_requests_sent",
-        "pinger_replies_swallowed",
-        "switched_non_gtp",
-        "switched_outer_fragment",
-    )
-    line = "  ".join(f"{k}={counters.get(k, 0)}" for k in keys)
-    drops = sum(stats["drops"].values())
-    target = f"instance '{app.instance}'" if app.instance else "the lab's app1"
-    if app.on_demand:
-        target = "instances created on demand"
-    header = (
-        f"fluidedge demo — lab '{lab_prefix}' with the TOF in the S1 segment; service "
-        f"{DEMO_SERVICE_IP} -> {target} {app.address}{app.url_suffix} "
-        f"({time.monotonic() - started:.0f}s)  ·  Ctrl-C to stop"
-    )
-    return Group(
-        Panel(header),
-        *instances,
-        svc,
-        tunnels_table(tunnels),
-        traffic,
-        f"[dim]{line}  drops={drops}  io={stats.get('io', {})}[/dim]",
-    )
-
-
-def _instance_address(lab: Any) -> ipaddress.IPv4Interface:
+def _instance_address(lab: Lab) -> ipaddress.IPv4Interface:
     """A static address for the instance on the lab's apps subnet, not used by a static app."""
     subnet = ipaddress.ip_network(lab.apps_subnet)
     taken = {ipaddress.ip_address(a) for a in lab.apps.values()} | {lab.apps_gateway}
@@ -234,7 +107,7 @@ def _instance_address(lab: Any) -> ipaddress.IPv4Interface:
 
 
 def _create_template(
-    client: Any, console: Any, pool_wait: float, pool_size: int | None = None
+    client: Client, console: Console, pool_wait: float, pool_size: int | None = None
 ) -> dict[str, Any]:
     """Template ``edge-httpd`` (the built-in httpd on the apps network); waits for its pool.
 
@@ -268,7 +141,9 @@ def _create_template(
     return builtin
 
 
-def _on_demand_service(client: Any, lab: Any, console: Any, pool_wait: float = 30.0) -> EdgeApp:
+def _on_demand_service(
+    client: Client, lab: Lab, console: Console, pool_wait: float = 30.0
+) -> EdgeApp:
     """The demo service on demand (docs/superfluid.md): no instance yet; each UE's first
     request creates its own (``per-ue``) from the warm pool, idle ones are paused after
     ``ON_DEMAND_PAUSE`` s and deleted after ``ON_DEMAND_DELETE`` s more."""
@@ -298,7 +173,9 @@ def _on_demand_service(client: Any, lab: Any, console: Any, pool_wait: float = 3
     return EdgeApp(address="(on demand)", port=port, marker="fluidedge instance ", on_demand=True)
 
 
-def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.0) -> EdgeApp:
+def _create_instance(
+    client: Client, lab: Lab, console: Console, pool_wait: float = 30.0
+) -> EdgeApp:
     """The built-in ``httpd`` template plugged into the apps network, then one instance of it.
 
     WHY a derived template: the built-in one has no interfaces (a request can only address the
@@ -306,7 +183,7 @@ def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.
     ahead of time. The demo waits for the pool to hold a shell so the instance comes from the
     warm path (the product's point); if it does not fill in time, the answer says ``cold``.
     """
-    from rich.table import Table
+    from fluidedge.demo.view import breakdown_table
 
     builtin = _create_template(client, console, pool_wait)
     address = _instance_address(lab)
@@ -319,12 +196,7 @@ def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.
     view = client.post("/v1/instances", request)
     wall_ms = (time.perf_counter() - wall) * 1000
     timing = view["timing"]
-    breakdown = Table(
-        "phase", "ms", "covers", title=f"instantiation of '{DEMO_INSTANCE}' (API response)"
-    )
-    for phase, covers in PHASES.items():
-        breakdown.add_row(phase, f"{timing[phase]:.2f}", covers)
-    console.print(breakdown)
+    console.print(breakdown_table(timing))
     pooled = "from the warm pool" if view["path"] == "warm" else "cold path (pool was empty)"
     console.print(
         f"Instance {DEMO_INSTANCE} {view['state']} at {address.ip} ({pooled}); "
@@ -339,21 +211,6 @@ def _create_instance(client: Any, lab: Any, console: Any, pool_wait: float = 30.
         instance=DEMO_INSTANCE,
         view=view,
     )
-
-
-@dataclass
-class Leftovers:
-    """What the teardown check found (empty lists: nothing left)."""
-
-    containers: list[str] = field(default_factory=list)  # ids the daemon's runc root held
-    runc: list[str] = field(default_factory=list)
-    cgroups: list[str] = field(default_factory=list)
-    processes: list[int] = field(default_factory=list)
-    namespaces: list[str] = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return not (self.runc or self.cgroups or self.processes or self.namespaces)
 
 
 def _runc_containers(runc_root: Path) -> list[dict[str, Any]]:
@@ -377,7 +234,9 @@ def _still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
         time.sleep(0.05)
 
 
-def _teardown(daemon: TofDaemon | None, lab: Any, prefix: str, console: Any) -> Leftovers:
+def _teardown(
+    daemon: TofDaemon | None, lab: Lab | None, prefix: str, console: Console
+) -> Leftovers:
     """Delete the instance, stop the daemon, purge, remove the lab; then look for leftovers."""
     from fluidedge.instances.runc import leftover_cgroups
     from fluidedge.linux import netns
@@ -436,6 +295,7 @@ def run_demo(
     from rich.console import Console
     from rich.live import Live
 
+    from fluidedge.demo.view import print_leftovers, render
     from fluidedge.lab.lab import Lab
     from fluidedge.tof.launch import (
         TofDaemon,
@@ -449,7 +309,7 @@ def run_demo(
     if not console.is_terminal:
         console = Console(width=150)
     daemon: TofDaemon | None = None
-    lab: Any = None
+    lab: Lab | None = None
     app: EdgeApp | None = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -457,7 +317,7 @@ def run_demo(
     interrupted = False
     leftovers = Leftovers()
 
-    def on_term(_sig: int, _frame: Any) -> None:
+    def on_term(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -498,11 +358,11 @@ def run_demo(
             threads.append(thread)
         started = time.monotonic()
         with Live(
-            _render(client, ues, started, prefix, app), console=console, refresh_per_second=4
+            render(client, ues, started, prefix, app), console=console, refresh_per_second=4
         ) as live:
             while duration is None or time.monotonic() - started < duration:
                 time.sleep(refresh)
-                live.update(_render(client, ues, started, prefix, app))
+                live.update(render(client, ues, started, prefix, app))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -529,25 +389,10 @@ def run_demo(
     console.print(
         f"UE requests answered by the edge: {edge} (by {source}: {expected}); by the PDN: {core}"
     )
-    _print_leftovers(console, leftovers)
+    print_leftovers(console, leftovers)
     if interrupted and not ues:
         return 130
     return 0 if expected > 0 and core > 0 and leftovers.clean else 1
-
-
-def _print_leftovers(console: Any, found: Leftovers) -> None:
-    checked = " ".join(found.containers) or "-"
-    console.print(f"Containers checked after teardown: {checked}")
-    if found.clean:
-        console.print(
-            f"Nothing left behind: 0 runc containers, 0 cgroups, 0 processes of "
-            f"{len(found.containers)} container(s); 0 lab namespaces"
-        )
-        return
-    console.print(
-        f"[red]LEFT BEHIND: runc {found.runc}, cgroups {found.cgroups}, "
-        f"processes {found.processes}, namespaces {found.namespaces}[/red]"
-    )
 
 
 def register(app: typer.Typer) -> None:

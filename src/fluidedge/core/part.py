@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter
 
-from fluidedge.daemon.config import DaemonConfig
-from fluidedge.daemon.store import Store
+from fluidedge.core.config import DaemonConfig
+from fluidedge.core.store import Store
 from fluidedge.tenants.service import TenantService
 
 

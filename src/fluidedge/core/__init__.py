@@ -1,0 +1,97 @@
+"""What the parts share: the store, the part protocol, the daemon config and the API client.
+
+The layer between the protocol/kernel adapters and the product parts (the import graph reads
+``codec``/``linux`` → ``core`` → ``lab``/``tof``/``instances`` → ... → ``daemon``; checked by
+``tests/unit/test_layers.py``, see docs/architecture.md). The parts (``tof``, ``instances``,
+``cat``) import what they need from here, never from :mod:`fluidedge.daemon`, which hosts them.
+
+Module map:
+
+- ``config``: the daemon's TOML configuration (API listen address, token, store, part tables);
+  ``guiconfig``: its ``[gui]`` table.
+- ``store``: SQLite persistence shared by the parts (each part owns its tables); ``walcheck``
+  reads its write-ahead log's header.
+- ``part``: the protocol a product part implements to be hosted (router + lifecycle) and the
+  :class:`DaemonContext` it is built with.
+- ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction).
+- ``openapi``: what the API documents (error responses, the document rewrite).
+- ``lock``: one owner per state directory.
+- ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
+- ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS).
+
+Errors (see :mod:`fluidedge.errors` for the kinds)::
+
+    CoreError (FluidedgeError)
+    ├── ConfigError (+ InputError)       the configuration file is invalid
+    ├── StateDirLocked (+ ConflictError) another process owns the state directory
+    ├── StoreError (+ SystemFailure)     the database failed underneath us
+    └── ClientError                      the daemon answered with an error, or was unreachable
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fluidedge.core.client import Client, ClientError
+    from fluidedge.core.config import DaemonConfig, load_config, resolve_token
+    from fluidedge.core.errors import ConfigError, CoreError
+    from fluidedge.core.lock import StateDirLocked, StateLock
+    from fluidedge.core.part import DaemonContext, Part, PartFactory
+    from fluidedge.core.store import Store, StoreError
+
+# name -> module: imported on first use (PEP 562), so that a CLI that only needs the client
+# does not pay for FastAPI (the part protocol) or SQLite.
+_PUBLIC: dict[str, str] = {
+    "Client": "client",
+    "ClientError": "client",
+    "ConfigError": "errors",
+    "CoreError": "errors",
+    "DaemonConfig": "config",
+    "DaemonContext": "part",
+    "Part": "part",
+    "PartFactory": "part",
+    "StateDirLocked": "lock",
+    "StateLock": "lock",
+    "Store": "store",
+    "StoreError": "store",
+    "load_config": "config",
+    "resolve_token": "config",
+}
+
+# The public face: these names, and the modules other packages may import from
+# (tests/unit/test_layers.py); walcheck is private.
+__all__ = [
+    "Client",
+    "ClientError",
+    "ConfigError",
+    "CoreError",
+    "DaemonConfig",
+    "DaemonContext",
+    "Part",
+    "PartFactory",
+    "StateDirLocked",
+    "StateLock",
+    "Store",
+    "StoreError",
+    "auth",
+    "client",
+    "config",
+    "errors",
+    "guiconfig",
+    "load_config",
+    "lock",
+    "metrics",
+    "openapi",
+    "part",
+    "resolve_token",
+    "store",
+]
+
+
+def __getattr__(name: str) -> object:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
