@@ -108,7 +108,7 @@ def _no_instances(client: Client, service: str | None = None) -> bool:
     views = client.get("/v1/instances")
     if service is None:
         return not views
-    return not [v for v in views if v["labels"].get("fluidedge.superfluid.service") == service]
+    return not [v for v in views if v["labels"].get("fluidedge.tof.superfluid.service") == service]
 
 
 def _drops(client: Client) -> int:

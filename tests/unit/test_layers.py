@@ -20,17 +20,17 @@ SRC = Path(fluidedge.__file__).parent
 
 # Bottom to top; a package may import only from packages in lower layers. The root modules
 # ``fluidedge`` (the version) and ``fluidedge.errors`` (the error kinds) sit below everything.
-# Packages other branches add this session are placed where their imports put them: ``ovs``
-# (our Open vSwitch daemons, over linux), ``secgroups`` (a pure model and compiler, over ovs),
-# ``tenants`` (below the parts it scopes), ``superfluid`` (on-demand services over the TOF and
-# the instance manager).
+# ``ovs`` (our Open vSwitch daemons, over linux) sits beside core; ``tenants`` (who owns what,
+# admission) below the parts whose routes it scopes; ``secgroups`` over the instance networks
+# it filters; the TOF over the instance manager its on-demand services
+# (``fluidedge.tof.superfluid``) start and pause.
 LAYERS: list[set[str]] = [
     {"errors"},
     {"codec", "linux"},
     {"core", "ovs"},
-    {"secgroups", "tenants"},
-    {"lab", "tof", "instances"},
-    {"cat", "superfluid"},
+    {"tenants"},
+    {"lab", "instances"},
+    {"tof", "secgroups", "cat"},
     {"measure"},
     {"gui"},
     {"daemon"},

@@ -8,7 +8,7 @@ The layer between the protocol/kernel adapters and the product parts (the import
 Module map:
 
 - ``config``: the daemon's TOML configuration (API listen address, token, store, part tables);
-  ``guiconfig``: its ``[gui]`` table.
+  ``guiconfig``: its ``[gui]`` table; ``jsontypes``: field types the API models share.
 - ``store``: SQLite persistence shared by the parts (each part owns its tables); ``walcheck``
   reads its write-ahead log's header.
 - ``part``: the protocol a product part implements to be hosted (router + lifecycle) and the
@@ -80,6 +80,7 @@ __all__ = [
     "config",
     "errors",
     "guiconfig",
+    "jsontypes",
     "load_config",
     "lock",
     "metrics",

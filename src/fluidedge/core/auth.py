@@ -31,6 +31,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({"/healthz"})
 STATE_KEY = "fluidedge.authenticated"
 TENANT_KEY = "fluidedge.tenant"
+# Routes may add fields to their audit record (e.g. the id of a token just created):
+# ``request.scope["state"][AUDIT_KEY] = {...}``.
+AUDIT_KEY = "fluidedge.audit"
 REDACTED = "<redacted>"
 
 # Path prefixes a tenant token may reach (any method), and paths it may read. Parts that add

@@ -31,7 +31,6 @@ from pydantic import (
 
 from fluidedge.core.errors import ConfigError
 from fluidedge.core.guiconfig import GuiConfig
-from fluidedge.tenants.config import AdmissionConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/fluidedge")
 DEFAULT_PORT = 8181
@@ -98,7 +97,9 @@ class DaemonConfig(BaseModel):
     store_synchronous: Literal["full", "normal"] = "full"
     api: ApiConfig = Field(default_factory=ApiConfig)
     gui: GuiConfig = Field(default_factory=GuiConfig)
-    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    # The [admission] table (fluidedge.tenants.config.AdmissionConfig), validated by the tenant
+    # service when the daemon builds its context: core sits below the tenants package.
+    admission: dict[str, Any] = Field(default_factory=dict)
     parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")

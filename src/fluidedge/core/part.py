@@ -16,7 +16,6 @@ from fastapi import APIRouter
 
 from fluidedge.core.config import DaemonConfig
 from fluidedge.core.store import Store
-from fluidedge.tenants.service import TenantService
 
 
 class Part(Protocol):
@@ -41,8 +40,9 @@ class DaemonContext:
     config: DaemonConfig
     store: Store
     parts: dict[str, Part] = field(default_factory=dict)
-    # Tenants, their tokens and who owns what (fluidedge.tenants); built by build_context.
-    tenants: TenantService | None = None
+    # Tenants, their tokens and who owns what: a fluidedge.tenants.TenantService, built by
+    # build_context (typed loosely: core sits below the tenants package; users check the type).
+    tenants: object | None = None
 
 
 PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

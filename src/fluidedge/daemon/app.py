@@ -120,13 +120,14 @@ def create_app(
     bearer = token or resolve_token(config.api)
     # The web GUI (/ui) authenticates its own requests: a session from a token login, CSRF.
     gui_prefix = ("/ui",) if config.gui.enabled else ()
-    if context.tenants is None:
-        context.tenants = TenantService(context.store, config.admission)
+    tenants = context.tenants
+    if not isinstance(tenants, TenantService):
+        tenants = context.tenants = TenantService(context.store, config.admission)
     guard = TokenGuard(
         bearer,
         open_reads=config.api.open_reads,
         own_auth=gui_prefix,
-        tenant_resolver=context.tenants.resolve,
+        tenant_resolver=tenants.resolve,
     )
     metrics = DaemonMetrics({name: part.metrics for name, part in context.parts.items()})
 

@@ -29,7 +29,14 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from fluidedge.core.auth import SAFE_METHODS, STATE_KEY, TENANT_KEY, Presented, TokenGuard
+from fluidedge.core.auth import (
+    AUDIT_KEY,
+    SAFE_METHODS,
+    STATE_KEY,
+    TENANT_KEY,
+    Presented,
+    TokenGuard,
+)
 from fluidedge.daemon.audit import AuditLog, body_name
 from fluidedge.daemon.metrics import DaemonMetrics
 from fluidedge.errors import FluidedgeError, StorageFull
@@ -43,9 +50,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _log = logging.getLogger("fluidedge.daemon")
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _ALLOW_CACHE_SIZE = 4096
-# Routes may add fields to their audit record (e.g. the id of a token just created):
-# ``request.scope["state"][AUDIT_KEY] = {...}``.
-AUDIT_KEY = "fluidedge.audit"
 
 
 async def send_json(

@@ -27,11 +27,11 @@ from fluidedge.gui.session import (
 )
 from fluidedge.gui.web import PREFIX, Form, Ui
 from fluidedge.instances.models import (
-    KNOWN_CAPABILITIES,
     InstanceRequest,
     NetworkSpec,
     TemplateSpec,
 )
+from fluidedge.linux.capabilities import KNOWN_CAPABILITIES
 from fluidedge.tenants.scope import ADMIN
 
 

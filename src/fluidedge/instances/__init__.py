@@ -54,10 +54,14 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
 # The public face: the modules other packages may import from (tests/unit/test_layers.py).
 __all__ = [
+    "images",
     "manager",
     "models",
+    "network",
+    "nl",
     "oci",
     "part",
     "placement",
     "runc",
+    "timing",
 ]

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from fluidedge.core.auth import authenticated, redact_values
+from fluidedge.core.auth import redact_values
 from fluidedge.core.openapi import error_responses
 from fluidedge.instances.errors import FreezerBusy
 from fluidedge.instances.images.api import build_image_router

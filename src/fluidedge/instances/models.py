@@ -16,13 +16,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+
+from fluidedge.core.jsontypes import JsonInt
+from fluidedge.linux.capabilities import KNOWN_CAPABILITIES
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 IFNAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
@@ -39,32 +41,6 @@ MAX_ARGS = 1023
 MAX_ENV = 1023
 ENV_RESERVED = 2
 
-KNOWN_CAPABILITIES = frozenset(
-    {
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_MKNOD",
-        "CAP_AUDIT_WRITE",
-        "CAP_SETFCAP",
-    }
-)
 
 # Size limits of the free-form fields (characters, or entries for lists and maps).
 LIMITS = {
@@ -156,14 +132,6 @@ IfName = Annotated[
         json_schema_extra={"not": {"const": "lo"}},
     ),
 ]
-
-
-def _integral(value: object) -> object:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-# JSON has one number type: 5.0 is an integer to JSON Schema, and strict mode would refuse it.
-JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 def _bounds(low: int, high: int) -> tuple[Any, Any]:

@@ -14,6 +14,7 @@ from fluidedge.instances.api import build_router
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.scoping import Scoped
+from fluidedge.tenants.service import TenantService
 
 
 class InstancesPart:
@@ -28,6 +29,8 @@ class InstancesPart:
 
     def router(self) -> APIRouter:
         tenants = self.context.tenants if self.context is not None else None
+        if not isinstance(tenants, TenantService):
+            tenants = None
         self.scoped = Scoped(self.manager, tenants)
         return build_router(self.manager, self.scoped)
 

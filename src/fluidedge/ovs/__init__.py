@@ -14,3 +14,11 @@ Errors::
     ├── OvsFailure                 a daemon or tool failed (SystemFailure, 500)
     └── OvsNotRunning              the switch of that namespace is not running (SystemFailure)
 """
+
+__all__ = [
+    "bridges",
+    "daemons",
+    "errors",
+    "ofctl",
+    "vsctl",
+]

@@ -18,3 +18,13 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── GroupInUse (+ ConflictError)       409  still used by ports or remote-group rules
     └── FilterFailure (+ SystemFailure)    500  nft or conntrack failed underneath us
 """
+
+__all__ = [
+    "api",
+    "cli",
+    "driver",
+    "errors",
+    "model",
+    "part",
+    "service",
+]

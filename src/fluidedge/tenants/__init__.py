@@ -12,3 +12,14 @@ Modules: :mod:`.models` (API models and quotas), :mod:`.config` (the ``[admissio
 an owned resource: the helper other parts' routes call), :mod:`.admission` (quota and host
 limits, pure), :mod:`.api` (``/v1/tenants``, ``/v1/whoami``), :mod:`.cli` (``fluidedge tenant``).
 """
+
+__all__ = [
+    "admission",
+    "api",
+    "cli",
+    "config",
+    "errors",
+    "models",
+    "scope",
+    "service",
+]

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from fluidedge.instances.models import Resources
 from fluidedge.tenants.config import AdmissionConfig
 from fluidedge.tenants.errors import Forbidden, LimitExceeded, QuotaExceeded
 from fluidedge.tenants.models import Quota, Usage
@@ -60,7 +60,20 @@ class Demand:
     pids: int
 
 
-def cpu_cap(resources: Resources, default: float | None, *, tenant: bool) -> float | None:
+class Limits(Protocol):
+    """What admission reads of an instance's resources (the instances part's ``Resources``)."""
+
+    @property
+    def cpus(self) -> float: ...
+    @property
+    def cpu_limit(self) -> float | None: ...
+    @property
+    def memory_mb(self) -> int: ...
+    @property
+    def pids(self) -> int: ...
+
+
+def cpu_cap(resources: Limits, default: float | None, *, tenant: bool) -> float | None:
     """The CPU cap an instance gets: its own, else the default (at least its request);
     a tenant's instance is always capped (at its request when the default is off)."""
     if resources.cpu_limit is not None:
@@ -70,7 +83,7 @@ def cpu_cap(resources: Resources, default: float | None, *, tenant: bool) -> flo
     return resources.cpus if tenant else None
 
 
-def demand_of(resources: Resources) -> Demand:
+def demand_of(resources: Limits) -> Demand:
     return Demand(
         cpus=resources.cpu_limit or 0.0, memory_mb=resources.memory_mb, pids=resources.pids
     )

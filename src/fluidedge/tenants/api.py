@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from fluidedge.daemon.edge import AUDIT_KEY
+from fluidedge.core.auth import AUDIT_KEY
 from fluidedge.core.openapi import error_responses
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError, SystemFailure
@@ -73,9 +73,10 @@ def build_router(context: DaemonContext) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     def service() -> TenantService:
-        if context.tenants is None:  # set by build_context / create_app
+        tenants = context.tenants
+        if not isinstance(tenants, TenantService):  # set by build_context / create_app
             raise SystemFailure("the daemon has no tenant service")
-        return context.tenants
+        return tenants
 
     @router.get("/whoami", tags=["tenants"])
     def whoami(request: Request) -> WhoAmI:

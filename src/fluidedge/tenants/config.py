@@ -7,8 +7,12 @@ from the kernel, at most once a second (:func:`fluidedge.tenants.admission.pid_m
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Mapping
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fluidedge.core.errors import ConfigError
 from fluidedge.tenants.models import Quota
 
 
@@ -40,3 +44,18 @@ class AdmissionConfig(BaseModel):
         description="CPU cap (CFS quota, in CPUs) of an instance that names none; at least "
         "its CPU request. 0: uncapped (a tenant's instance is capped at its request then)",
     )
+
+
+def admission_config(table: AdmissionConfig | Mapping[str, Any] | None) -> AdmissionConfig:
+    """The ``[admission]`` table validated (the daemon config holds it raw: core sits below
+    this package); an invalid table is a :class:`ConfigError` naming the field."""
+    if table is None:
+        return AdmissionConfig()
+    if isinstance(table, AdmissionConfig):
+        return table
+    try:
+        return AdmissionConfig.model_validate(dict(table))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"[admission] {where}: {first['msg']}") from exc

@@ -11,7 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fluidedge.instances.models import KNOWN_CAPABILITIES, JsonInt
+from fluidedge.core.jsontypes import JsonInt
+from fluidedge.linux.capabilities import KNOWN_CAPABILITIES
 
 TENANT_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 TenantName = Annotated[

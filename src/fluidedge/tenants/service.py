@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
-from fluidedge.tenants.config import AdmissionConfig
+from fluidedge.tenants.config import AdmissionConfig, admission_config
 from fluidedge.tenants.errors import TenantExists, TenantInUse, TenantNotFound
 from fluidedge.tenants.models import (
     Quota,
@@ -31,8 +31,10 @@ from fluidedge.tenants.persist import Tables
 class TenantService:
     """The node's tenants (thread-safe; one per daemon, in :class:`DaemonContext`)."""
 
-    def __init__(self, store: Store, config: AdmissionConfig | None = None) -> None:
-        self.config = config or AdmissionConfig()
+    def __init__(
+        self, store: Store, config: AdmissionConfig | Mapping[str, Any] | None = None
+    ) -> None:
+        self.config = admission_config(config)
         self.tables = Tables(store)
         self._lock = threading.RLock()
         self._tenants: dict[str, dict[str, Any]] = {r["name"]: r for r in self.tables.tenants()}

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from fluidedge.superfluid.model import OnDemandModel
 from fluidedge.tof.backend import Backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.models import NewServiceModel, Service, ServiceModel
+from fluidedge.tof.superfluid.model import OnDemandModel
 
 if TYPE_CHECKING:
-    from fluidedge.superfluid.controller import Controller
+    from fluidedge.tof.superfluid.controller import Controller
 
 
 class ErrorModel(BaseModel):

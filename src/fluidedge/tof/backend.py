@@ -24,11 +24,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import Bearer, Pipeline
+from fluidedge.tof.superfluid.plane import OnDemandControl
 
 
 class Backend(Protocol):

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Mapping
 
 from fluidedge.core.store import Store
-from fluidedge.superfluid.model import OnDemand
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid.model import OnDemand
 
 MIGRATIONS = [
     """

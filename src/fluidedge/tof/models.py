@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from fluidedge.superfluid.model import OnDemand, OnDemandModel
+from fluidedge.tof.superfluid.model import OnDemand, OnDemandModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _NAME_RE = re.compile(NAME_PATTERN)

@@ -6,8 +6,8 @@ traffic within a packet of each bearer.
 
 On-demand services (docs/superfluid.md) need the instance manager of the same daemon
 (``[instances]``, started before this part) and a backend that offers the control calls of
-:mod:`fluidedge.superfluid.plane` (all three do): then a
-:class:`~fluidedge.superfluid.controller.Controller` is attached between them and restores
+:mod:`fluidedge.tof.superfluid.plane` (all three do): then a
+:class:`~fluidedge.tof.superfluid.controller.Controller` is attached between them and restores
 the stored on-demand instances after the services; otherwise such services are refused with
 a 400 saying why.
 """
@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from fluidedge.core.part import DaemonContext
-from fluidedge.superfluid.errors import OnDemandInvalid
-from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.config import TofConfig, parse_tof_config
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid.errors import OnDemandInvalid
+from fluidedge.tof.superfluid.plane import OnDemandControl
 
 if (
     TYPE_CHECKING
 ):  # the controller imports the instance manager (the controller imports the instance manager)
-    from fluidedge.superfluid.controller import Controller
+    from fluidedge.tof.superfluid.controller import Controller
 
 
 class TofPart:
@@ -81,7 +81,7 @@ class TofPart:
         instances = self.ctx.parts.get("instances")
         if instances is None or not isinstance(self.backend, OnDemandControl):
             return None
-        from fluidedge.superfluid.controller import Controller  # noqa: PLC0415
+        from fluidedge.tof.superfluid.controller import Controller  # noqa: PLC0415
 
         config = self.config
         return Controller(

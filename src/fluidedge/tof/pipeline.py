@@ -59,10 +59,10 @@ from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
-from fluidedge.superfluid.table import OnDemandTable
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid.table import OnDemandTable
 
 _ICMP_PROTOS = (inner_codec.PROTO_ICMP, inner_codec.PROTO_ICMPV6)
 
@@ -381,7 +381,7 @@ class Pipeline:
             self.counters["offload_refused_unknown_extension"] += 1
             return [(SGW, frame)]
         if not service[1]:  # on-demand: the instance's address, or queued for one
-            app_ip = self.ondemand.admit(service[0], ue, bearer.key, frame, now)  # type: ignore[arg-type]
+            app_ip = self.ondemand.admit(service[0], ue, bearer.key, frame, now)
             if not app_ip:
                 return []
             service = (service[0], app_ip)
@@ -1022,8 +1022,8 @@ class Pipeline:
                 self.ondemand.drops["bearer_gone"] += 1
                 continue
             c = classify(frame)
-            entry = self.services.get(c.inner_dst)  # type: ignore[arg-type]
-            if entry is None or entry[0] != service:
+            entry = self.services.get(c.inner_dst) if isinstance(c, IpGpdu) else None
+            if not isinstance(c, IpGpdu) or entry is None or entry[0] != service:
                 self.ondemand.drops["service_gone"] += 1
                 continue
             out.extend(self._offload_up(frame, c, bearer, (service, app_ip), now))

@@ -36,7 +36,6 @@ from collections.abc import Callable, Mapping
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
-from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -52,6 +51,7 @@ from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
+from fluidedge.tof.superfluid.plane import OnDemandControl
 
 
 class UserspaceBackend(OnDemandControl, DataPlaneBase):

@@ -13,12 +13,12 @@ import pytest
 
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
-from fluidedge.superfluid.controller import LABEL_SERVICE, Controller
-from fluidedge.superfluid.errors import OnDemandTargetMissing
-from fluidedge.superfluid.model import OnDemand
 from fluidedge.tof.backend import NullBackend
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid.controller import LABEL_SERVICE, Controller
+from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
+from fluidedge.tof.superfluid.model import OnDemand
 
 UE1 = ipaddress.IPv4Address("198.18.100.1").packed
 UE2 = ipaddress.IPv4Address("198.18.100.2").packed
@@ -141,7 +141,7 @@ def test_create_points_the_binding_and_records_it(tmp_path: Path) -> None:
     assert request.template == "edge"
     assert request.interfaces["eth0"].addresses == ["198.19.0.65/24"]
     assert request.interfaces["eth0"].gateway == "198.19.0.1"
-    assert request.labels == {LABEL_SERVICE: "web", "fluidedge.superfluid.ue": "198.18.100.1"}
+    assert request.labels == {LABEL_SERVICE: "web", "fluidedge.tof.superfluid.ue": "198.18.100.1"}
     assert table.activity()[("web", UE1)][0] == "ready"
     assert c.instances_of("web")[0]["address"] == "198.19.0.65"
     assert c.counts()["web"] == {"created": 1}
@@ -197,7 +197,7 @@ def test_restore_keeps_pause_time_drops_gone_and_deletes_unrecorded(tmp_path: Pa
     c._create("web", UE1)
     c._create("web", UE2)
     first, second = sorted(
-        manager.instances, key=lambda n: manager.instances[n].labels["fluidedge.superfluid.ue"]
+        manager.instances, key=lambda n: manager.instances[n].labels["fluidedge.tof.superfluid.ue"]
     )
     c.idle_pass(time.monotonic() + 1.5)  # both paused
     paused_at = {i["instance"]: i["pausedAt"] for i in c.instances_of("web")}

@@ -19,9 +19,9 @@ from tests.unit.tof.test_pipeline import (
     udp_packet,
 )
 
-from fluidedge.superfluid.model import OnDemand
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
+from fluidedge.tof.superfluid.model import OnDemand
 
 SPEC = OnDemand("edge", "per-ue", 4, 30.0, 300.0, "198.19.0.64/29")
 ONDEMAND = Service("web", "198.18.50.1", "0.0.0.0", SPEC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fluidedge.superfluid import policy
-from fluidedge.superfluid.model import OnDemand
+from fluidedge.tof.superfluid import policy
+from fluidedge.tof.superfluid.model import OnDemand
 
 
 def spec(**kw: object) -> OnDemand:

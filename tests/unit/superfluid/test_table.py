@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.superfluid.table import CREATE, PAUSED, PENDING, READY, RESUME, OnDemandTable
+from fluidedge.tof.superfluid.table import CREATE, PAUSED, PENDING, READY, RESUME, OnDemandTable
 
 UE1 = bytes([10, 0, 0, 1])
 UE2 = bytes([10, 0, 0, 2])

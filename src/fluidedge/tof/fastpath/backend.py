@@ -47,7 +47,6 @@ from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
-from fluidedge.superfluid.plane import OnDemandControl
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -67,6 +66,7 @@ from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
+from fluidedge.tof.superfluid.plane import OnDemandControl
 
 FOLD_EVERY = 1.0
 RETRY_EVERY = 1.0  # entries a full map refused are written again this often

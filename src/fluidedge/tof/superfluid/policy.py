@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fluidedge.superfluid.model import OnDemand
+from fluidedge.tof.superfluid.model import OnDemand
 
 
 @dataclass(slots=True)

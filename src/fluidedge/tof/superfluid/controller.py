@@ -39,19 +39,19 @@ from fluidedge.errors import FluidedgeError
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import Histograms
-from fluidedge.superfluid import policy
-from fluidedge.superfluid.errors import OnDemandTargetMissing
-from fluidedge.superfluid.model import OnDemand
-from fluidedge.superfluid.neigh import NeighbourFlusher
-from fluidedge.superfluid.plane import OnDemandPlane
-from fluidedge.superfluid.table import CREATE, PAUSED, READY, RESUME, Key
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid import policy
+from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
+from fluidedge.tof.superfluid.model import OnDemand
+from fluidedge.tof.superfluid.neigh import NeighbourFlusher
+from fluidedge.tof.superfluid.plane import OnDemandPlane
+from fluidedge.tof.superfluid.table import CREATE, PAUSED, READY, RESUME, Key
 
-log = logging.getLogger("fluidedge.superfluid")
+log = logging.getLogger("fluidedge.tof.superfluid")
 
 IDLE_PERIOD = 0.1  # s between looks at the bindings' activity
-LABEL_SERVICE = "fluidedge.superfluid.service"
-LABEL_UE = "fluidedge.superfluid.ue"
+LABEL_SERVICE = "fluidedge.tof.superfluid.service"
+LABEL_UE = "fluidedge.tof.superfluid.ue"
 
 MIGRATIONS = [
     """

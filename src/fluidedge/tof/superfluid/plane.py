@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Protocol
 
-from fluidedge.superfluid.table import DemandSink, Key
 from fluidedge.tof.pipeline import Action, Pipeline
+from fluidedge.tof.superfluid.table import DemandSink, Key
 
 
 class OnDemandPlane(Protocol):

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fluidedge.instances.models import JsonInt  # 1.0 is an integer in JSON (schema-valid)
+from fluidedge.core.jsontypes import JsonInt  # 1.0 is an integer in JSON (schema-valid)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 IFNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
