@@ -17,8 +17,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from fluidedge.codec.net import ethernet, ipv4
 from fluidedge.codec.net.checksum import transport_checksum
-from fluidedge.lab.packets import ethernet, ipv4, mac_bytes
+from fluidedge.lab.packets import mac_bytes
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs.ofctl import Ofctl, conntrack
 from fluidedge.secgroups.driver import FirewallDriver
@@ -281,7 +282,12 @@ def test_ack_without_syn_is_dropped_and_a_syn_passes(ovs_lab: OvsLab) -> None:
         src, dst = IPv4Address(a.ip4), IPv4Address(b.ip4)
         for flags, sport, should_pass in ((0x10, 41001, False), (0x02, 41002, True)):
             seg = _tcp_segment(src, dst, sport, 8080, flags)
-            frame = ethernet(mac_bytes(b.mac), mac_bytes(a.mac), 0x0800, ipv4(src, dst, 6, seg))
+            frame = ethernet.encode(
+                mac_bytes(b.mac),
+                mac_bytes(a.mac),
+                0x0800,
+                ipv4.encode(src.packed, dst.packed, 6, seg),
+            )
             marker = struct.pack("!HH", sport, 8080)
             seen = False
             for _ in range(3):
@@ -328,7 +334,7 @@ def test_spoofing_fails_and_allowed_pairs_work(ovs_lab: OvsLab) -> None:
             mac_bytes(a.mac),
             IPv4Address(a.ip4).packed,
         )
-        frame = ethernet(mac_bytes(a.mac), mac_bytes(m.mac), 0x0806, arp)
+        frame = ethernet.encode(mac_bytes(a.mac), mac_bytes(m.mac), 0x0806, arp)
         for _ in range(3):
             send.send(frame)
         assert not _seen(sniff, mac_bytes(m.mac) + IPv4Address(b.ip4).packed, 1.0)
