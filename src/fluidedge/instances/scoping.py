@@ -156,6 +156,12 @@ class Scoped:
             check_capabilities(owner, self._quota(owner), spec.capabilities)
             if not who.is_admin:
                 _no_cos(spec.cos)
+                if spec.userns_opt_out is not None:
+                    # Without a user namespace the container's root is the host's root: a
+                    # hostile tenant must never get that, whatever the reason it gives.
+                    raise Forbidden(
+                        "userns_opt_out: running without a user namespace is the admin's"
+                    )
             actor = Principal("tenant", owner)
             for iface in spec.interfaces:
                 if not can_see(actor, self.owner("network", iface.network)):

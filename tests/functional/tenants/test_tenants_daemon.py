@@ -243,6 +243,10 @@ def test_quotas_are_refused_with_their_reason(daemon: DaemonHandle) -> None:
         cos = tenant.post("/v1/templates", json=_template("q-cos", cos="gold"))
         assert cos.status_code == 403
         assert "classes of service are the admin's" in cos.json()["detail"]
+        root = tenant.post("/v1/templates", json=_template("q-root", userns_opt_out="mine"))
+        assert root.status_code == 403
+        assert "without a user namespace is the admin's" in root.json()["detail"]
+        assert tenant.get("/v1/templates/q-root").status_code == 404  # nothing was created
         spec = _template("q-t", resources={"cpus": 0.1, "memory_mb": 32, "pids": 16})
         assert tenant.post("/v1/templates", json=spec).status_code == 201
         first = tenant.post("/v1/instances", json=_instance("q-1", "q-t"))
