@@ -107,7 +107,10 @@ def run_density(
     pool_wait_s: float = 10.0,
     progress: bool = True,
     on_creation: Callable[[Creation], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> DensityOutcome:
+    """Create ``max_instances`` instances one at a time, timing each (``clock``, seconds) and
+    sampling memory every ``step``; then delete them all, whatever happened."""
     if max_instances < 1 or step < 1:
         raise MeasureInputError("--max and --step must be >= 1")
     creations: list[Creation] = []
@@ -128,13 +131,13 @@ def run_density(
                     wait_pool_quiet(api, template, need_ready=True, timeout_s=pool_wait_s)
                 name = f"{name_prefix}-d{index}"
                 body = {"name": name, "template": template, "cold": cold}
-                started = time.perf_counter()
+                started = clock()
                 try:
                     view = api.post("/v1/instances", body)
                 except ClientError as exc:
                     failure = f"creating instance #{index} ({name}): {exc}"
                     break
-                latency = (time.perf_counter() - started) * 1000.0
+                latency = (clock() - started) * 1000.0
                 total, _ = timing_of(view)
                 creation = Creation(
                     index=index,

@@ -99,10 +99,11 @@ def test_instantiate_and_density_outputs(tmp_path: Path) -> None:
     assert plots.png_size(inst / "breakdown.png")[0] == round(plots.BREAKDOWN_WIDTH_IN * plots.DPI)
 
     memory = iter(float(i) for i in range(1000))
+    ticks = iter(range(1000))  # every creation takes 2 ms on this clock: a flat curve
     outcome = density.run_density(
         api, template="idle", max_instances=9, step=3, name_prefix="d",
         memory_used=lambda: next(memory), instance_memory=lambda pid: 1024 * 1024,
-        progress=False,
+        progress=False, clock=lambda: next(ticks) * 0.002,
     )  # fmt: skip
     assert api.instances == {}
     assert [c.running_before for c in outcome.creations] == list(range(9))
@@ -110,7 +111,8 @@ def test_instantiate_and_density_outputs(tmp_path: Path) -> None:
     assert [p.running for p in pts] == [0, 3, 6]
     assert [p.instances_memory_mib for p in pts] == [0.0, 3.0, 6.0]
     assert outcome.instances_memory_end_mib == 9.0
-    assert density.flatness(pts) == pytest.approx(1.0, rel=0.5)
+    assert [p.latency_ms_median for p in pts] == pytest.approx([2.0, 2.0, 2.0])
+    assert density.flatness(pts) == pytest.approx(1.0)
 
     with pytest.raises(MeasureInputError, match="unknown template"):
         benches.run_instantiate(api, template="nosuch", runs=1, runs_dir=tmp_path,
