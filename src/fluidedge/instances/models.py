@@ -229,7 +229,10 @@ class InterfaceSpec(_Strict):
     # The model validator's rule, stated in the schema too: unfiltered, no groups, no pairs.
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"properties": {"port_security": {"const": False}}, "required": ["port_security"]},
+            "if": {
+                "properties": {"port_security": {"const": False}},
+                "required": ["port_security"],
+            },
             "then": {
                 "properties": {
                     "security_groups": {"anyOf": [{"type": "null"}, {"maxItems": 0}]},

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
@@ -38,7 +41,33 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
 
 _handles: dict[str | None, Any] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
+
+# pyroute2 (>= 0.9) keeps a handle's socket transport per thread (``threading.local``) and its
+# close() closes only the calling thread's: a handle shared by the prepare workers and the
+# request threads leaked one transport per other thread, found by the garbage collector later.
+# Every use of the cached handles therefore runs on one thread, which also closes them.
+_THREAD = "fe-netlink"
+_executor: ThreadPoolExecutor | None = None
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _on_netlink_thread(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run ``fn`` on the one thread that owns the cached pyroute2 handles."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if threading.current_thread().name.startswith(_THREAD):
+            return fn(*args, **kwargs)
+        global _executor  # noqa: PLW0603 (the module's one netlink thread)
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_THREAD)
+            executor = _executor
+        return executor.submit(fn, *args, **kwargs).result()
+
+    return run
 
 
 def _ipr(netns: str | None) -> Any:
@@ -62,12 +91,24 @@ def use_state_dir(state_dir: Path, ovs_datapath: str = "netdev") -> None:
         raise RuntimeFailure(f"ovs: {exc}") from exc
 
 
+def _close_all() -> None:
+    for handle in _handles.values():
+        with contextlib.suppress(Exception):
+            handle.close()
+    _handles.clear()
+
+
 def close_handles() -> None:
+    """Close the cached handles on their thread, then stop that thread (a later use starts
+    another)."""
+    global _executor
     with _lock:
-        for handle in _handles.values():
-            with contextlib.suppress(Exception):
-                handle.close()
-        _handles.clear()
+        executor, _executor = _executor, None
+    if executor is not None:
+        executor.submit(_close_all).result()
+        executor.shutdown(wait=True)
+    else:
+        _close_all()
 
 
 def _index(ipr: Any, ifname: str) -> int | None:
@@ -75,6 +116,7 @@ def _index(ipr: Any, ifname: str) -> int | None:
     return int(found[0]) if found else None
 
 
+@_on_netlink_thread
 def ensure_bridge(spec: NetworkSpec) -> bool:
     """Create the bridge if missing and set it up; return True if we created it.
 
@@ -111,6 +153,7 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
 
 
+@_on_netlink_thread
 def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
     """The ``ovs`` driver's bridge: refuse a same-named interface that is not ours."""
     with _lock:
@@ -129,6 +172,7 @@ def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
             raise RuntimeFailure(f"network {spec.name}: ovs bridge {spec.bridge}: {exc}") from exc
 
 
+@_on_netlink_thread
 def delete_bridge(spec: NetworkSpec) -> None:
     with _lock:
         if spec.netns is not None and not netns_mod.exists(spec.netns):
@@ -156,6 +200,7 @@ def mac_for(host_ifname: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
+@_on_netlink_thread
 def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -> None:
     """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
     with the MAC :func:`mac_for` gives."""
@@ -199,6 +244,7 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
             raise RuntimeFailure(f"plug {host_ifname} into {spec.bridge}: {exc}") from exc
 
 
+@_on_netlink_thread
 def unplug(netns: str | None, host_ifname: str) -> None:
     """Delete a shell's veth by its host end (the peer goes with it); absent is fine.
 
@@ -224,6 +270,7 @@ def unplug(netns: str | None, host_ifname: str) -> None:
             raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
 
 
+@_on_netlink_thread
 def link_exists(netns: str | None, ifname: str) -> bool:
     with _lock:
         if netns is not None and not netns_mod.exists(netns):
@@ -231,6 +278,7 @@ def link_exists(netns: str | None, ifname: str) -> bool:
         return _index(_ipr(netns), ifname) is not None
 
 
+@_on_netlink_thread
 def bridge_ports(spec: NetworkSpec) -> list[str]:
     """Names of the links plugged into the network's bridge (empty if it does not exist)."""
     with _lock:
