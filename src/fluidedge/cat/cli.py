@@ -8,17 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.core.client import Client
-
-    client = Client()
-    try:
-        return client.request(method, path, body)
-    finally:
-        client.close()
+from fluidedge.core.cliparts import JsonOpt, call
 
 
 def _classes(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -68,12 +58,12 @@ def register(app: typer.Typer) -> None:
     @cat.command("status")
     def status_command() -> None:
         """Whether this host supports CAT, what was checked, and its capabilities."""
-        typer.echo(json.dumps(_call("GET", "/v1/cat"), indent=2))
+        typer.echo(json.dumps(call("GET", "/v1/cat"), indent=2))
 
     @cat.command("ls")
     def ls_command(as_json: JsonOpt = False) -> None:
         """Classes of service as the kernel has them, with tasks and monitoring."""
-        _classes(_call("GET", "/v1/cat/classes"), as_json)
+        _classes(call("GET", "/v1/cat/classes"), as_json)
 
     @cat.command("create")
     def create_command(  # noqa: PLR0917 (typer maps parameters to options)
@@ -92,14 +82,14 @@ def register(app: typer.Typer) -> None:
             if value is not None:
                 body[key] = value
         if replace:
-            _classes([_call("PUT", f"/v1/cat/classes/{name}", body)], as_json)
+            _classes([call("PUT", f"/v1/cat/classes/{name}", body)], as_json)
         else:
-            _classes([_call("POST", "/v1/cat/classes", body)], as_json)
+            _classes([call("POST", "/v1/cat/classes", body)], as_json)
 
     @cat.command("rm")
     def rm_command(name: str) -> None:
         """Delete a class of service (409 while instances use it)."""
-        _call("DELETE", f"/v1/cat/classes/{name}")
+        call("DELETE", f"/v1/cat/classes/{name}")
 
     @cat.command("preset")
     def preset_command(
@@ -121,7 +111,7 @@ def register(app: typer.Typer) -> None:
             return out
 
         body = {"names": pairs(name), "cpus": pairs(cpus), "replace": replace}
-        view = _call("POST", f"/v1/cat/presets/{model}", body)
+        view = call("POST", f"/v1/cat/presets/{model}", body)
         if not as_json:
             typer.echo(f"model {view['model']}: ways {view['ways']}; rounding: {view['rounding']}")
         _classes(view["classes"], as_json)
@@ -132,29 +122,29 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Apply several classes at once, all or none."""
-        view = _call("POST", "/v1/cat/layout", json.loads(path.read_text()))
+        view = call("POST", "/v1/cat/layout", json.loads(path.read_text()))
         _classes(view["classes"], as_json)
 
     @cat.command("reset")
     def reset_command(as_json: JsonOpt = False) -> None:
         """Remove every class, instances back to the default group, which gets every way."""
-        _classes(_call("POST", "/v1/cat/reset"), as_json)
+        _classes(call("POST", "/v1/cat/reset"), as_json)
 
     @cat.command("assign")
     def assign_command(instance: str, cos: str) -> None:
         """Move a running instance (all its tasks) into class COS."""
         typer.echo(
             json.dumps(
-                _call("POST", f"/v1/cat/classes/{cos}/instances", {"instance": instance}), indent=2
+                call("POST", f"/v1/cat/classes/{cos}/instances", {"instance": instance}), indent=2
             )
         )
 
     @cat.command("unassign")
     def unassign_command(instance: str) -> None:
         """Move an instance's tasks back to the default group."""
-        _call("DELETE", f"/v1/cat/instances/{instance}")
+        call("DELETE", f"/v1/cat/instances/{instance}")
 
     @cat.command("instances")
     def instances_command() -> None:
         """Instances in classes: tasks in the class, per-instance monitoring."""
-        typer.echo(json.dumps(_call("GET", "/v1/cat/instances"), indent=2))
+        typer.echo(json.dumps(call("GET", "/v1/cat/instances"), indent=2))

@@ -17,7 +17,8 @@ Module map:
 - ``openapi``: what the API documents (error responses, the document rewrite).
 - ``lock``: one owner per state directory.
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
-- ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS).
+- ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS);
+  ``cliparts``: what the parts' commands share (``--json``, one call, a table).
 
 Errors (see :mod:`fluidedge.errors` for the kinds)::
 
@@ -77,6 +78,7 @@ __all__ = [
     "StoreError",
     "auth",
     "client",
+    "cliparts",
     "config",
     "errors",
     "guiconfig",

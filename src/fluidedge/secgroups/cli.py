@@ -11,27 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.core.client import Client
-
-    client = Client()
-    try:
-        return client.request(method, path, body)
-    finally:
-        client.close()
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+from fluidedge.core.cliparts import JsonOpt, call, print_table
 
 
 def _rule_text(rule: dict[str, Any]) -> list[str]:
@@ -74,11 +54,11 @@ def register(app: typer.Typer) -> None:
     @group.command("ls")
     def ls_command(as_json: JsonOpt = False) -> None:
         """List security groups."""
-        groups = _call("GET", "/v1/security-groups")
+        groups = call("GET", "/v1/security-groups")
         if as_json:
             typer.echo(json.dumps(groups, indent=2))
             return
-        _table(
+        print_table(
             "security groups",
             ["id", "tenant", "rules", "description"],
             [[g["id"], g["tenant"], str(len(g["rules"])), g["description"]] for g in groups],
@@ -87,11 +67,11 @@ def register(app: typer.Typer) -> None:
     @group.command("show")
     def show_command(group_id: str, as_json: JsonOpt = False) -> None:
         """Show a group and its rules."""
-        doc = _call("GET", f"/v1/security-groups/{group_id}")
+        doc = call("GET", f"/v1/security-groups/{group_id}")
         if as_json:
             typer.echo(json.dumps(doc, indent=2))
             return
-        _table(
+        print_table(
             f"{doc['id']} ({doc['tenant']})",
             ["rule", "direction", "ethertype", "protocol", "ports/icmp", "remote"],
             [_rule_text(r) for r in doc["rules"]],
@@ -103,14 +83,14 @@ def register(app: typer.Typer) -> None:
         description: Annotated[str, typer.Option(help="Free text.")] = "",
     ) -> None:
         """Create an empty group (it allows nothing until rules are added)."""
-        _call("POST", "/v1/security-groups", {"id": group_id, "description": description})
+        call("POST", "/v1/security-groups", {"id": group_id, "description": description})
         typer.echo(f"created {group_id}")
 
     @group.command("rm")
     def rm_command(group_ids: Annotated[list[str], typer.Argument(help="Groups.")]) -> None:
         """Delete groups (refused while a port uses one or a rule names it as remote)."""
         for group_id in group_ids:
-            _call("DELETE", f"/v1/security-groups/{group_id}")
+            call("DELETE", f"/v1/security-groups/{group_id}")
             typer.echo(f"deleted {group_id}")
 
     @rule.command("add")
@@ -143,23 +123,23 @@ def register(app: typer.Typer) -> None:
         ):
             if value is not None:
                 body[key] = value
-        made = _call("POST", f"/v1/security-groups/{group_id}/rules", body)
+        made = call("POST", f"/v1/security-groups/{group_id}/rules", body)
         typer.echo(f"added rule {made['id']} to {group_id}")
 
     @rule.command("rm")
     def rule_rm_command(group_id: str, rule_id: str) -> None:
         """Delete a rule (the live connections only it allowed are cut)."""
-        _call("DELETE", f"/v1/security-groups/{group_id}/rules/{rule_id}")
+        call("DELETE", f"/v1/security-groups/{group_id}/rules/{rule_id}")
         typer.echo(f"deleted rule {rule_id} of {group_id}")
 
     @group.command("ports")
     def ports_command(as_json: JsonOpt = False) -> None:
         """List the filtered instance interfaces."""
-        ports = _call("GET", "/v1/security-groups/ports")
+        ports = call("GET", "/v1/security-groups/ports")
         if as_json:
             typer.echo(json.dumps(ports, indent=2))
             return
-        _table(
+        print_table(
             "ports",
             ["instance", "iface", "network", "zone", "mac", "addresses", "groups"],
             [
@@ -183,7 +163,7 @@ def register(app: typer.Typer) -> None:
         groups: Annotated[list[str], typer.Argument(help="The interface's groups.")],
     ) -> None:
         """Set an instance interface's groups."""
-        _call(
+        call(
             "PUT",
             f"/v1/instances/{instance}/interfaces/{iface}/security-groups",
             {"security_groups": groups},

@@ -12,27 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _call(method: str, path: str, body: Any = None) -> Any:
-    from fluidedge.core.client import Client
-
-    client = Client()
-    try:
-        return client.request(method, path, body)
-    finally:
-        client.close()
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+from fluidedge.core.cliparts import JsonOpt, call, print_table
 
 
 def _quota(
@@ -80,17 +60,17 @@ def register(app: typer.Typer) -> None:
         quota = _quota(instances, cpus, memory_mb, pids, cap)
         if quota:
             body["quota"] = quota
-        view = _call("POST", "/v1/tenants", body)
+        view = call("POST", "/v1/tenants", body)
         typer.echo(json.dumps(view, indent=2))
 
     @tenant.command("ls")
     def ls_command(as_json: JsonOpt = False) -> None:
         """List tenants with their quota and usage."""
-        rows = _call("GET", "/v1/tenants")
+        rows = call("GET", "/v1/tenants")
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        _table(
+        print_table(
             "tenants",
             ["name", "tokens", "instances", "cpus", "memory MiB", "pids"],
             [
@@ -109,7 +89,7 @@ def register(app: typer.Typer) -> None:
     @tenant.command("show")
     def show_command(name: str) -> None:
         """Show a tenant: quota, usage and what it owns (JSON)."""
-        typer.echo(json.dumps(_call("GET", f"/v1/tenants/{name}"), indent=2))
+        typer.echo(json.dumps(call("GET", f"/v1/tenants/{name}"), indent=2))
 
     @tenant.command("quota")
     def quota_command(  # noqa: PLR0917
@@ -121,15 +101,15 @@ def register(app: typer.Typer) -> None:
         cap: Caps = None,
     ) -> None:
         """Change a tenant's quota (fields not given keep their value)."""
-        current = _call("GET", f"/v1/tenants/{name}")["quota"]
+        current = call("GET", f"/v1/tenants/{name}")["quota"]
         current.update(_quota(instances, cpus, memory_mb, pids, cap))
-        view = _call("PATCH", f"/v1/tenants/{name}", {"quota": current})
+        view = call("PATCH", f"/v1/tenants/{name}", {"quota": current})
         typer.echo(json.dumps(view["quota"], indent=2))
 
     @tenant.command("rm")
     def rm_command(name: str) -> None:
         """Delete a tenant that owns nothing any more (its tokens are revoked)."""
-        _call("DELETE", f"/v1/tenants/{name}")
+        call("DELETE", f"/v1/tenants/{name}")
         typer.echo(f"deleted {name}")
 
     @token.command("create")
@@ -138,18 +118,18 @@ def register(app: typer.Typer) -> None:
         description: Annotated[str, typer.Option(help="Free text.")] = "",
     ) -> None:
         """Create a token for tenant NAME and print it (the only time it is shown)."""
-        created = _call("POST", f"/v1/tenants/{name}/tokens", {"description": description})
+        created = call("POST", f"/v1/tenants/{name}/tokens", {"description": description})
         typer.echo(created["token"])
         typer.echo(f"token id {created['id']} for tenant {name}", err=True)
 
     @token.command("ls")
     def token_ls(name: str, as_json: JsonOpt = False) -> None:
         """List tenant NAME's tokens (ids, never the tokens)."""
-        rows = _call("GET", f"/v1/tenants/{name}/tokens")
+        rows = call("GET", f"/v1/tenants/{name}/tokens")
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        _table(
+        print_table(
             f"tokens of {name}",
             ["id", "description", "created"],
             [[r["id"], r["description"], f"{r['created_at']:.0f}"] for r in rows],
@@ -158,10 +138,10 @@ def register(app: typer.Typer) -> None:
     @token.command("rm")
     def token_rm(name: str, token_id: str) -> None:
         """Revoke a token of tenant NAME."""
-        _call("DELETE", f"/v1/tenants/{name}/tokens/{token_id}")
+        call("DELETE", f"/v1/tenants/{name}/tokens/{token_id}")
         typer.echo(f"revoked {token_id}")
 
     @app.command("whoami")
     def whoami_command() -> None:
         """Who the daemon takes this client's token for (admin, tenant or anonymous)."""
-        typer.echo(json.dumps(_call("GET", "/v1/whoami"), indent=2))
+        typer.echo(json.dumps(call("GET", "/v1/whoami"), indent=2))
