@@ -44,19 +44,7 @@ def source_ref(fmt: Format, path: Path, ref: str | None) -> str:
 
 def to_layout(fmt: Format, path: Path, ref: str | None, layout: Path, scratch: Path) -> None:
     """Copy the image into a fresh OCI layout ``layout`` tagged :data:`REF`."""
-    policy = scratch / "policy.json"
-    policy.write_text(json.dumps(POLICY))
-    _run(
-        [
-            "skopeo",
-            "--policy",
-            str(policy),
-            "copy",
-            "--quiet",
-            source_ref(fmt, path, ref),
-            f"oci:{layout}:{REF}",
-        ]
-    )
+    copy_image(fmt, path, ref, f"oci:{layout}:{REF}", scratch)
 
 
 def unpack(layout: Path, rootfs: Path, host_base: int, size: int) -> None:
