@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle
+from tests.fixtures.wait import wait_for
 
 POOL = "198.19.0.64/27"
 TEMPLATE = {
@@ -32,18 +32,6 @@ TEMPLATE = {
     "readiness": {"kind": "tcp", "port": 80},
     "pool": {"size": 2, "refill_delay_ms": 0},
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, period: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail saying ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(period)
 
 
 def service_body(name: str, service_ip: str, lab: Lab, policy: str, **spec: Any) -> dict[str, Any]:

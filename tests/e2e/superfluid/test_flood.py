@@ -16,9 +16,10 @@ from fluidedge.lab.config import default_text, loads
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
-from tests.e2e.superfluid.conftest import TEMPLATE, Env, service_body, wait_for
+from tests.e2e.superfluid.conftest import TEMPLATE, Env, service_body
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.prom import sample
+from tests.fixtures.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
