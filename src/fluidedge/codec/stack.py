@@ -417,15 +417,15 @@ def classify(frame: Buffer) -> Classified:
         else:
             return decode_frame(frame).classified()
         if (
-            et == 0x0800
+            et == ETHERTYPE_IPV4
             and vihl == 0x45
             and not frag & 0x3FFF
             and proto == 17
             and 14 + total <= n
             and 20 + ulen <= total
             and 16 + glen <= ulen
-            and gtype == 255
-            and (dport == 2152 or sport == 2152)
+            and gtype == G_PDU
+            and GTPU_PORT in (dport, sport)
             and ivihl == 0x45
             and not ifrag & 0x3FFF
             and 20 <= itotal <= room
