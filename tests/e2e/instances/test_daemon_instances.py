@@ -15,7 +15,7 @@ from fluidedge.instances.timing import PHASES
 from fluidedge.linux.proc import run
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.prom import sample
-from tests.fixtures.wait import wait_until
+from tests.fixtures.wait import wait_for, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -26,13 +26,14 @@ def _runc_ids(handle: DaemonHandle) -> dict[str, str]:
 
 
 def _wait_pools(client: Any, timeout: float = 60) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pools = client.get("/v1/pools")
-        if all(p["ready"] >= p["target"] for p in pools):
-            return list(pools)
-        time.sleep(0.05)
-    raise AssertionError(f"pools not full: {pools}")
+    pools: list[dict[str, Any]] = []
+
+    def full() -> bool:
+        pools[:] = client.get("/v1/pools")
+        return all(p["ready"] >= p["target"] for p in pools)
+
+    wait_for(full, timeout, lambda: f"full pools (last seen: {pools})")
+    return list(pools)
 
 
 WEB = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +18,7 @@ from fluidedge.lab.lab import Lab
 from tests.e2e.instances.conftest import purge_daemon
 from tests.e2e.tof.conftest import tof_section
 from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.wait import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -77,14 +77,15 @@ def test_instance_serves_a_tof_service(daemon_factory: Callable[..., DaemonHandl
             assert view["state"] == "running"
             body = {"name": "edge", "serviceIP": SERVICE_IP, "applicationIP": APP_ADDRESS}
             assert client.post("/service", body) == body
-            got = ""
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
+            answers = [""]
+
+            def answered() -> bool:
                 result = lab.run("ue1", ["curl", "-s", "-m", "3", f"http://{SERVICE_IP}/"])
-                got = result.stdout
-                if "edge instance edge1" in got:
-                    break
-                time.sleep(0.5)
+                answers[0] = result.stdout
+                return "edge instance edge1" in answers[0]
+
+            wait_until(answered, 20, period=0.5)  # the diagnostics below say why if not
+            got = answers[0]
             if got != "edge instance edge1\n":
                 import subprocess
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.secgroups.nft import table_name
 from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -218,8 +218,6 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     # the port of a deleted instance goes
     for name in ("app", "c1", "c2"):
         client.delete(f"/v1/instances/{name}")
-    deadline = time.monotonic() + 10
-    while client.get("/v1/security-groups/ports") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not client.get("/v1/security-groups/ports"), 10)
     assert client.get("/v1/security-groups/ports") == []
     client.close()

@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +28,7 @@ from fluidedge.core.store import Store, companions
 from fluidedge.instances import runc
 from fluidedge.instances.manager import InstancesConfig, Manager
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
+from tests.fixtures.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -141,13 +141,13 @@ def _link_exists(name: str) -> bool:
 
 
 def _wait_pools(http: httpx.Client, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pools = http.get("/v1/pools").json()
-        if all(p["ready"] >= p["target"] for p in pools):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"pools not full: {pools}")
+    pools: list[Any] = []
+
+    def full() -> bool:
+        pools[:] = http.get("/v1/pools").json()
+        return all(p["ready"] >= p["target"] for p in pools)
+
+    wait_for(full, timeout, lambda: f"full pools (last seen: {pools})")
 
 
 def _service(index: int) -> dict[str, str]:

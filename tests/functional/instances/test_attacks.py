@@ -21,7 +21,6 @@ import errno
 import json
 import os
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import pytest
 
 from fluidedge.instances.images.store import ImageImport
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
+from tests.fixtures.wait import wait_for
 
 from .conftest import ManagerFactory
 
@@ -87,13 +87,14 @@ os.rename("/tmp/attack.new", "/tmp/attack.json")
 
 def _results(pid: int, timeout: float = 60.0) -> dict[str, Any]:
     path = Path(f"/proc/{pid}/root/tmp/attack.json")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def read() -> dict[str, Any] | None:
         try:
             return dict(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            time.sleep(0.05)
-    raise AssertionError(f"the attack script left no results (pid {pid})")
+        except (OSError, ValueError):  # not written yet
+            return None
+
+    return wait_for(read, timeout, f"the attack script's results (pid {pid})")
 
 
 def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_image: Path) -> None:
@@ -163,13 +164,11 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_ima
 
 
 def _log_until(manager: Any, name: str, marker: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def logged() -> str | None:
         text = str(manager.logs(name))
-        if marker in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{name} never logged {marker!r}: {manager.logs(name)!r}")
+        return text if marker in text else None
+
+    return wait_for(logged, timeout, lambda: f"{name} to log {marker!r}: {manager.logs(name)!r}")
 
 
 def test_host_files_are_not_in_an_instance(manager_factory: ManagerFactory) -> None:
@@ -222,9 +221,7 @@ def test_container_root_is_not_host_root(manager_factory: ManagerFactory) -> Non
     assert text.split("\n")[1].strip() == "0"  # root inside...
     assert _host_ids(one.pid or 0) == (host, host)  # ...an unprivileged uid outside
     made = Path(f"/proc/{one.pid}/root/tmp/made-inside")
-    deadline = time.monotonic() + 10
-    while not made.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(made.exists, 10, f"{made}")
     assert (made.stat().st_uid, made.stat().st_gid) == (host, host)
     # The neighbour's root is another range: no uid in common.
     other = _host_ids(two.pid or 0)[0]

@@ -5,7 +5,6 @@ in use, restored after a restart. No registry is contacted (there is none to rea
 from __future__ import annotations
 
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from fluidedge.instances.images.store import ImageImport
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest, Readiness, TemplateSpec
 from tests.fixtures.images import APP_PAGE, APP_PORT, AppImage
+from tests.fixtures.wait import wait_for
 
 from .conftest import ManagerFactory, in_netns
 
@@ -109,9 +109,7 @@ def test_instance_runs_the_image_as_its_user(
             wait_ready=False,
         )
     )
-    deadline = time.monotonic() + 30
-    while "cwd=" not in manager.logs("probe") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: "cwd=" in manager.logs("probe"), 30, "the probe's output")
     assert "cwd=/srv uid=1000" in manager.logs("probe"), manager.logs("probe")
     assert probe.pid != inst.pid
 

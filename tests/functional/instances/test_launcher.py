@@ -5,29 +5,29 @@ the API's limits are the launcher's."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from fluidedge.instances import launcher
 from fluidedge.instances.errors import InvalidRequest
+from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import LIMITS, MAX_ASSIGNMENT_BYTES, InstanceRequest
+from tests.fixtures.wait import wait_for
 
 from .conftest import ManagerFactory
 
 pytestmark = pytest.mark.root
 
 
-def _output(manager: object, name: str, marker: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = manager.logs(name)  # type: ignore[attr-defined]
-        if marker in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"no {marker!r} in the logs of {name}: {text!r}")
+def _output(manager: Manager, name: str, marker: str, timeout: float = 20.0) -> str:
+    def logged() -> str | None:
+        text = manager.logs(name)
+        return text if marker in text else None
+
+    return wait_for(
+        logged, timeout, lambda: f"{marker!r} in the logs of {name}: {manager.logs(name)!r}"
+    )
 
 
 @pytest.mark.parametrize("kind", ["c", "sh"])

@@ -9,7 +9,6 @@ daemons and leaves no port, bridge or directory behind.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.wait import wait_until
 
 from .conftest import ManagerFactory, bridge_name, in_netns
 
@@ -71,12 +71,16 @@ def _instance(manager: Manager, name: str, *addresses: str) -> int:
 
 def _fetch(pid: int, target: str) -> str:
     """GET the peer's page, retrying while the switch learns the neighbours (first packets)."""
-    deadline = time.monotonic() + 20
     argv = ("curl", "-s", "-g", "--max-time", "3", f"http://{target}:8080/")
-    got = in_netns(pid, *argv)
-    while got.returncode != 0 and time.monotonic() < deadline:
-        got = in_netns(pid, *argv)
-    return got.stdout
+    got = [in_netns(pid, *argv)]
+
+    def fetched() -> bool:
+        if got[0].returncode != 0:
+            got[0] = in_netns(pid, *argv)
+        return got[0].returncode == 0
+
+    wait_until(fetched, 20)  # the caller asserts on the page
+    return got[0].stdout
 
 
 def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(

@@ -5,12 +5,12 @@ that does not wait never blocks the launcher."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from fluidedge.instances.errors import WorkloadFailed
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
+from tests.fixtures.wait import wait_for
 
 from .conftest import ManagerFactory
 
@@ -44,10 +44,8 @@ def test_started_means_the_workload_runs(manager_factory: ManagerFactory, kind: 
     if kind == "c":  # returned once the exec closed the started FIFO: it is the workload
         assert _cmdline(view.pid) == want
     else:  # the busybox script reports just before ``env -i`` execs the workload
-        deadline = time.monotonic() + 20
-        while _cmdline(view.pid) != want:
-            assert time.monotonic() < deadline, _cmdline(view.pid)
-            time.sleep(0.01)
+        pid = view.pid
+        wait_for(lambda: _cmdline(pid) == want, 20, lambda: f"the workload: {_cmdline(pid)}", 0.01)
     assert not any(path.endswith("/started") for path in _fds_of(view.pid))
 
 
@@ -115,7 +113,5 @@ def test_not_waiting_never_blocks_the_launcher(manager_factory: ManagerFactory, 
         )
     )
     assert view.pid is not None
-    deadline = time.monotonic() + 20
-    while "996" not in _cmdline(view.pid):
-        assert time.monotonic() < deadline, f"launcher still waiting: {_cmdline(view.pid)}"
-        time.sleep(0.01)
+    pid = view.pid
+    wait_for(lambda: "996" in _cmdline(pid), 20, lambda: f"the workload, not {_cmdline(pid)}", 0.01)

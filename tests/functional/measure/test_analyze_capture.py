@@ -24,7 +24,7 @@ from rich.console import Console
 from fluidedge.measure import analyze, analyzer, capture
 from fluidedge.measure.errors import CaptureError
 from tests.fixtures.daemon import DaemonHandle
-from tests.fixtures.wait import wait_until
+from tests.fixtures.wait import wait_for, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -55,20 +55,21 @@ def _start_tcpdump(port: int, path: Path) -> subprocess.Popen[str]:
     return process
 
 
-def _wait_for_answers(path: Path, port: int, expected: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
+def _wait_for_answers(path: Path, port: int, expected: int, timeout: float) -> bool:
+    """Whether the capture file held ``expected`` answered requests within ``timeout``."""
+
+    def answers() -> bool:
         try:
             packets = capture.read_capture(path.read_bytes())
-        except (OSError, CaptureError):
-            continue
+        except (OSError, CaptureError):  # not flushed yet, or cut mid-record
+            return False
         exchanges = analyzer.exchanges(
             analyzer.reassemble(capture.tcp_segments(packets, port), port)
         )
         answered = [e for e in exchanges if e.status is not None]
-        if len(analyzer.instantiations(answered)) >= expected:
-            return
+        return len(analyzer.instantiations(answered)) >= expected
+
+    return wait_until(answers, timeout, period=0.2)
 
 
 def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: Path) -> None:
@@ -90,11 +91,16 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
             created.append((name, view, (time.perf_counter() - started) * 1000))
             client.delete(f"/v1/instances/{name}")
             # the pool refilled (the next warm request finds a shell; requests stay apart)
-            wait_until(lambda: all(p["ready"] >= p["target"] for p in client.get("/v1/pools")))
+            wait_for(
+                lambda: all(p["ready"] >= p["target"] for p in client.get("/v1/pools")),
+                60,
+                "the pool's refill",
+            )
     finally:
         client.close()
         # tcpdump may lag behind on a loaded machine, and drops what it has not read when
-        # interrupted: stop it only once the file holds every answer (or after 15 s).
+        # interrupted: stop it only once the file holds every answer (or after 15 s; the
+        # asserts below then say what is missing, with tcpdump's report).
         _wait_for_answers(pcap_path, instances_daemon.port, len(created), timeout=15.0)
         tcpdump.send_signal(signal.SIGINT)
         try:

@@ -133,7 +133,7 @@ def run_script(
     def step(name: str, *actions: Callable[[], None], wait: float = gap) -> Outputs:
         for action in actions:
             action()
-            time.sleep(0.03)
+            time.sleep(0.03)  # pacing the sender (one frame at a time), not a synchronisation
         got = t.collect(wait)
         results.append((name, got))
         return got
