@@ -45,11 +45,15 @@ def main() -> int:
     base = f"b{os.getpid() % 100000}"
     labs: dict[str, Lab] = {}
     rates: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
+    took_up: dict[str, float] = {}
+    took_down: dict[str, float] = {}
     try:
         # All three labs up at once, and the modes measured back to back for every stream and
         # repeat, so that load drifting on the shared machine hits them alike.
         for mode in MODES:
+            started = time.monotonic()
             labs[mode] = Lab.up(prefix=f"{base}{mode[0]}", mode=mode)  # type: ignore[arg-type]
+            took_up[mode] = time.monotonic() - started
         gens = {m: Generator(lab) for m, lab in labs.items()}
         streams_by_mode = {m: {s.name: s for s in g.write_streams()} for m, g in gens.items()}
         names = [n for n in streams_by_mode["tof"] if not (args.quick and n.startswith("psc"))]
@@ -65,8 +69,10 @@ def main() -> int:
                     )
                     rates[mode].setdefault(name, []).append(result.pps)
     finally:
-        for lab in labs.values():
+        for mode, lab in labs.items():
+            started = time.monotonic()
             lab.down()
+            took_down[mode] = time.monotonic() - started
     results = {m: {n: statistics.median(v) for n, v in by.items()} for m, by in rates.items()}
     streams = [streams_by_mode["tof"][n] for n in names]
     console = Console(width=140)
@@ -95,10 +101,29 @@ def main() -> int:
             f"{br * frame_bytes * 8 / 1e6:,.0f}",
         )
     console.print(table)
+    # The lab's own life cycle (the functional test only checks that up and down complete):
+    # seconds per mode, and against the TOF-mode lab brought up in this same run.
+    console.print(
+        "lab up / down, s: "
+        + ", ".join(
+            f"{m} {took_up[m]:.2f} / {took_down[m]:.2f}"
+            f" (x{took_up[m] / took_up['tof']:.2f} / x{took_down[m] / took_down['tof']:.2f})"
+            for m in MODES
+        )
+    )
     console.print(f"load average at end: {os.getloadavg()}")
     if args.json:
         args.json.write_text(
-            json.dumps({"duration": duration, "reps": reps, "pps": results}, indent=1)
+            json.dumps(
+                {
+                    "duration": duration,
+                    "reps": reps,
+                    "pps": results,
+                    "up_s": took_up,
+                    "down_s": took_down,
+                },
+                indent=1,
+            )
         )
     return 0
 

@@ -47,8 +47,8 @@ def test_up_down_leaves_nothing_behind() -> None:
         lab.down()
         took_down = time.monotonic() - started
     assert lab_leftovers(prefix) == []
-    assert took_up < 10
-    assert took_down < 10
+    # How long up and down take is a figure (bench/lab_forwarding.py reports it), not a promise.
+    print(f"lab up {took_up:.2f} s, down {took_down:.2f} s")  # -s: figures
     assert build.down(prefix) == []  # idempotent
 
 
