@@ -78,7 +78,7 @@ def agent() -> Iterator[object]:
             b.start()
             b.apply({{"web": Service("web", {SVC!r}, {APP_IP!r})}})
             print("ready", flush=True)
-            time.sleep(300)
+            time.sleep(300)  # alive until the test kills it (-9): not a synchronisation
             """
         )
         proc = subprocess.Popen(

@@ -63,7 +63,7 @@ def test_restart_after_kill_9_replaces_program_and_maps() -> None:
             b = FastPathBackend(TofConfig(netns={t.host!r}, pinger_target="198.18.200.10"))
             b.start()
             print("ready", flush=True)
-            time.sleep(120)
+            time.sleep(120)  # alive until the test kills it (-9): not a synchronisation
             """
         )
         proc = subprocess.Popen(
