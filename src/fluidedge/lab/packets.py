@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fluidedge.codec import pcap
 from fluidedge.codec.errors import CodecError, TruncatedError
-from fluidedge.codec.gtpu import GTPU_PORT, ErrorIndication, GPdu, decode
+from fluidedge.codec.gtpu import GTPU_PORT, ErrorIndication, GPdu, MessageType, decode
 from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4
 from fluidedge.codec.net.ipv4 import PROTO_TCP, PROTO_UDP
 
@@ -71,7 +71,7 @@ class S1Frame:
 
     @property
     def is_gpdu(self) -> bool:
-        return self.gtp_type == 255
+        return self.gtp_type == MessageType.G_PDU
 
 
 def dissect(frame: bytes) -> S1Frame:

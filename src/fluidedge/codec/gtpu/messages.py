@@ -17,7 +17,12 @@ from typing import Any, Union
 
 from fluidedge.codec.errors import EncodeError, MalformedError, TruncatedError, UnsupportedError
 from fluidedge.codec.gtpu._fastbuild import check_twin, fast_constructor
-from fluidedge.codec.gtpu.constants import TV_IE_VALUE_LENGTHS, IEType, MessageType
+from fluidedge.codec.gtpu.constants import (
+    TV_IE_VALUE_LENGTHS,
+    ExtensionType,
+    IEType,
+    MessageType,
+)
 from fluidedge.codec.gtpu.extensions import ExtensionHeader, PduSessionContainer, UdpPortExtension
 from fluidedge.codec.gtpu.header import (
     PLAIN_FLAGS,
@@ -31,6 +36,8 @@ from fluidedge.codec.gtpu.header import (
 
 _U32 = struct.Struct("!I")
 _TLV = struct.Struct("!BH")
+_G_PDU = int(MessageType.G_PDU)  # plain ints: the fast paths compare, store and pack them
+_PSC = int(ExtensionType.PDU_SESSION_CONTAINER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +184,11 @@ def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
     size = len(buf)
     if offset >= 0 and size - offset >= 8:
         flags, message_type, length, teid = _unpack_mandatory(buf, offset)
-        if flags == PLAIN_FLAGS and message_type == 255:
+        if flags == PLAIN_FLAGS and message_type == _G_PDU:
             end = offset + 8 + length
             if end > size:
                 _short(size, offset, length, offset + 8)
-            h: Any = _PlainHeaderTwin(255, length, teid)
+            h: Any = _PlainHeaderTwin(_G_PDU, length, teid)
             h.__class__ = GtpuHeader
             msg: Any = _GPduTwin(h, memoryview(buf)[offset + 8 : end])
             msg.__class__ = GPdu
@@ -191,7 +198,7 @@ def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> GtpuMessage:
     end = offset + 8 + header.length
     if end > size:
         _short(size, offset, header.length, body_start)
-    if header.message_type == 255:  # G-PDU
+    if header.message_type == _G_PDU:
         return _build_gpdu(header, memoryview(buf)[body_start:end])
     return _decode_signalling(header, memoryview(buf), body_start, end)
 
@@ -464,7 +471,7 @@ def encode_gpdu(
     """G-PDU octets: the emulators' and TOF's fast path (one ``struct`` call when plain)."""
     if sequence is None and npdu is None and not extensions:
         try:
-            return _GPDU_PLAIN.pack(PLAIN_FLAGS, 255, len(payload), teid) + payload
+            return _GPDU_PLAIN.pack(PLAIN_FLAGS, _G_PDU, len(payload), teid) + payload
         except struct.error as exc:
             raise EncodeError("GTP-U message", f"G-PDU field out of range: {exc}") from exc
     if sequence is None and npdu is None and len(extensions) == 1:
@@ -476,7 +483,17 @@ def encode_gpdu(
                 try:
                     return (
                         _GPDU_PSC.pack(
-                            0x34, 255, len(payload) + 8, teid, 0, 0, 0x85, 1, pdu_type << 4, o2, 0
+                            0x34,
+                            _G_PDU,
+                            len(payload) + 8,
+                            teid,
+                            0,
+                            0,
+                            _PSC,
+                            1,
+                            pdu_type << 4,
+                            o2,
+                            0,
                         )
                         + payload
                     )
