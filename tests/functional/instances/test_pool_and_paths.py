@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -168,12 +170,23 @@ def test_workload_that_ends_shows_exited_and_deletes_cleanly(
     manager_factory: ManagerFactory,
 ) -> None:
     manager = manager_factory(pool_scale=0)
+    # It ends when told (SIGUSR1), not after a timer that a loaded machine could outrun before
+    # the view below is taken.
+    script = 'trap "exit 0" USR1; while true; do usleep 20000; done'
     view = manager.create_instance(
-        InstanceRequest(
-            name="brief", template="idle", command=["/bin/busybox", "sh", "-c", "sleep 0.3"]
-        )
+        InstanceRequest(name="brief", template="idle", command=["/bin/busybox", "sh", "-c", script])
     )
     assert view.state == "running"
+    pid = view.pid
+    assert pid is not None
+
+    def trapped() -> bool:  # the shell has installed its trap (else USR1 to a pid 1 is lost)
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = next(ln for ln in status.splitlines() if ln.startswith("SigCgt:"))
+        return bool(int(caught.split()[1], 16) & (1 << (signal.SIGUSR1 - 1)))
+
+    assert wait_until(trapped, timeout=10)
+    os.kill(pid, signal.SIGUSR1)
     assert wait_until(lambda: manager.get_instance("brief").view().state == "exited", timeout=10)
     manager.delete_instance("brief")
     assert view.id not in _containers(manager)
