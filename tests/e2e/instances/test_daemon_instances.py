@@ -13,9 +13,9 @@ from fluidedge.core.client import ClientError
 from fluidedge.instances import runc
 from fluidedge.instances.timing import PHASES
 from fluidedge.linux.proc import run
-from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.daemon import DaemonHandle, wait_pools
 from tests.fixtures.prom import sample
-from tests.fixtures.wait import wait_for, wait_until
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -26,14 +26,7 @@ def _runc_ids(handle: DaemonHandle) -> dict[str, str]:
 
 
 def _wait_pools(client: Any, timeout: float = 60) -> list[dict[str, Any]]:
-    pools: list[dict[str, Any]] = []
-
-    def full() -> bool:
-        pools[:] = client.get("/v1/pools")
-        return all(p["ready"] >= p["target"] for p in pools)
-
-    wait_for(full, timeout, lambda: f"full pools (last seen: {pools})")
-    return list(pools)
+    return wait_pools(lambda: list(client.get("/v1/pools")), timeout)
 
 
 WEB = {

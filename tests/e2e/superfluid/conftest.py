@@ -19,8 +19,7 @@ from fluidedge.instances import cgroups
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
-from tests.fixtures.daemon import DaemonFactory, DaemonHandle
-from tests.fixtures.wait import wait_for
+from tests.fixtures.daemon import DaemonFactory, DaemonHandle, wait_pools
 
 POOL = "198.19.0.64/27"
 TEMPLATE = {
@@ -139,11 +138,7 @@ def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str) -> Iterator[
     env = Env(lab, daemon, daemon.client())
     try:
         env.client.post("/v1/templates", TEMPLATE)
-        wait_for(
-            lambda: all(p["ready"] >= p["target"] for p in env.client.get("/v1/pools")),
-            60,
-            "the edge pool to fill",
-        )
+        wait_pools(lambda: list(env.client.get("/v1/pools")), 60)
         assert wait_s1_ready(env.client, s1_pairs(lab), timeout=20)
         yield env
     finally:

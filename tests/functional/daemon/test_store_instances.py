@@ -27,8 +27,7 @@ import pytest
 from fluidedge.core.store import Store, companions
 from fluidedge.instances import runc
 from fluidedge.instances.manager import InstancesConfig, Manager
-from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
-from tests.fixtures.wait import wait_for
+from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle, wait_pools
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -140,16 +139,6 @@ def _link_exists(name: str) -> bool:
     return shown.returncode == 0
 
 
-def _wait_pools(http: httpx.Client, timeout: float = 120) -> None:
-    pools: list[Any] = []
-
-    def full() -> bool:
-        pools[:] = http.get("/v1/pools").json()
-        return all(p["ready"] >= p["target"] for p in pools)
-
-    wait_for(full, timeout, lambda: f"full pools (last seen: {pools})")
-
-
 def _service(index: int) -> dict[str, str]:
     return {
         "name": f"svc{index}",
@@ -176,7 +165,7 @@ def test_backup_restore_round_trip_readopts_and_keeps_later_workloads(
             for name in ("i1", "i2")
         }
         assert http.post("/v1/templates", json=NET_TEMPLATE).status_code == 201
-        _wait_pools(http)
+        wait_pools(lambda: list(http.get("/v1/pools").json()))
     backup = tmp_path / "backup.sqlite"
     out = _cli(daemon, "state", "backup", str(backup), "--config", str(daemon.config_path))
     assert out.returncode == 0, out.stderr

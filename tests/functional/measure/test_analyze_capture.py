@@ -23,8 +23,8 @@ from rich.console import Console
 
 from fluidedge.measure import analyze, analyzer, capture
 from fluidedge.measure.errors import CaptureError
-from tests.fixtures.daemon import DaemonHandle
-from tests.fixtures.wait import wait_for, wait_until
+from tests.fixtures.daemon import DaemonHandle, wait_pools
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -91,11 +91,7 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
             created.append((name, view, (time.perf_counter() - started) * 1000))
             client.delete(f"/v1/instances/{name}")
             # the pool refilled (the next warm request finds a shell; requests stay apart)
-            wait_for(
-                lambda: all(p["ready"] >= p["target"] for p in client.get("/v1/pools")),
-                60,
-                "the pool's refill",
-            )
+            wait_pools(lambda: list(client.get("/v1/pools")), 60)
     finally:
         client.close()
         # tcpdump may lag behind on a loaded machine, and drops what it has not read when
