@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import IO, Literal
 
 from fluidedge.codec.gtpu import GTPU_PORT, PDU_TYPE_UL, PduSessionContainer, encode_gpdu
-from fluidedge.codec.net import ipv4, udp
+from fluidedge.codec.net import ethernet, ipv4, udp
 from fluidedge.codec.stack import encapsulate, ethernet_frame
 from fluidedge.lab.config import Bearer
 from fluidedge.lab.errors import LabConfigError, LabSystemError
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.live import interface_counters
 from fluidedge.lab.nftsink import install_sink, list_sink, remove_sink, rule_counters
-from fluidedge.lab.packets import mac_bytes, read_pcap, write_pcap
+from fluidedge.lab.packets import read_pcap, write_pcap
 
 FRAME_SIZES = (64, 256, 1024, 1518)
 IMIX = ((64, 7), (594, 4), (1518, 1))  # "simple iMIX": 7:4:1
@@ -96,7 +96,7 @@ def _mac_of(ns: str, dev: str) -> bytes:
     )
     if result.returncode != 0:
         raise LabSystemError(f"cannot read the MAC of {ns}/{dev}: {result.stderr.strip()}")
-    return mac_bytes(json.loads(result.stdout)[0]["address"])
+    return ethernet.mac(json.loads(result.stdout)[0]["address"])
 
 
 def gpdu_frame(

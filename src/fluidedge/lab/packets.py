@@ -19,14 +19,6 @@ from fluidedge.codec.gtpu import GTPU_PORT, ErrorIndication, GPdu, MessageType, 
 from fluidedge.codec.net.ethernet import ETHERTYPE_IPV4
 from fluidedge.codec.net.ipv4 import PROTO_TCP, PROTO_UDP
 
-
-def mac_bytes(text: str) -> bytes:
-    parts = text.split(":")
-    if len(parts) != 6:
-        raise ValueError(f"not a MAC address: {text!r}")
-    return bytes(int(p, 16) for p in parts)
-
-
 # --- pcap files (the codec's format, sans-I/O; these two only read and write the file) -----
 
 

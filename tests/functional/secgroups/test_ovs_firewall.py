@@ -19,7 +19,6 @@ import pytest
 
 from fluidedge.codec.net import ethernet, ipv4
 from fluidedge.codec.net.checksum import transport_checksum
-from fluidedge.lab.packets import mac_bytes
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs.ofctl import Ofctl, conntrack
 from fluidedge.secgroups.driver import FirewallDriver
@@ -283,8 +282,8 @@ def test_ack_without_syn_is_dropped_and_a_syn_passes(ovs_lab: OvsLab) -> None:
         for flags, sport, should_pass in ((0x10, 41001, False), (0x02, 41002, True)):
             seg = _tcp_segment(src, dst, sport, 8080, flags)
             frame = ethernet.encode(
-                mac_bytes(b.mac),
-                mac_bytes(a.mac),
+                ethernet.mac(b.mac),
+                ethernet.mac(a.mac),
                 0x0800,
                 ipv4.encode(src.packed, dst.packed, 6, seg),
             )
@@ -329,15 +328,15 @@ def test_spoofing_fails_and_allowed_pairs_work(ovs_lab: OvsLab) -> None:
             6,
             4,
             2,
-            mac_bytes(m.mac),
+            ethernet.mac(m.mac),
             IPv4Address(b.ip4).packed,
-            mac_bytes(a.mac),
+            ethernet.mac(a.mac),
             IPv4Address(a.ip4).packed,
         )
-        frame = ethernet.encode(mac_bytes(a.mac), mac_bytes(m.mac), 0x0806, arp)
+        frame = ethernet.encode(ethernet.mac(a.mac), ethernet.mac(m.mac), 0x0806, arp)
         for _ in range(3):
             send.send(frame)
-        assert not _seen(sniff, mac_bytes(m.mac) + IPv4Address(b.ip4).packed, 1.0)
+        assert not _seen(sniff, ethernet.mac(m.mac) + IPv4Address(b.ip4).packed, 1.0)
         # And m sending from b's address does not get through at all.
         ovs_lab.tcp_server(a, 7001)
         assert not _spoofed_connect(ovs_lab, m, b.ip4, a.ip4, 7001)
