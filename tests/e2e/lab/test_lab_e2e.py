@@ -188,7 +188,7 @@ def test_non_gtp_traffic_crosses_s1(lab: Lab, s1_capture: Callable[..., Capture]
         _ping(lab, "ue1", lab.pdn_address)  # needs ARP for the SGW again
         assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > 0)
         before = _stats(lab, "enb2")["mme_rx"]
-        assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > before, timeout=3)
+        assert wait_until(lambda: _stats(lab, "enb2")["mme_rx"] > before, timeout=30)
         # the node counts before tcpdump writes: wait for the capture itself (tcpdump -U)
         peers = {lab.enbs["enb2"], lab.mmes["mme2"]}
         wait_until(lambda: _mme_sources(dissect_pcap(cap.path)) >= peers, timeout=10)

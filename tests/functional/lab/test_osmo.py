@@ -69,7 +69,7 @@ def test_down_after_osmo_processes_crashed() -> None:
         for pid in [*supervisors, *children[:2]]:
             os.kill(pid, signal.SIGKILL)
         # A supervisor's child dies with it (PR_SET_PDEATHSIG), whatever killed it.
-        assert wait_until(lambda: len(_osmo_pids(prefix)) <= 3, timeout=5)
+        assert wait_until(lambda: len(_osmo_pids(prefix)) <= 3, timeout=30)
     finally:
         lab.down()
     assert lab_leftovers(prefix) == []
