@@ -4,12 +4,14 @@ tests/e2e/superfluid through the same methods) and the null backend's real pipel
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.wait import wait_until
 
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
@@ -235,3 +237,44 @@ def test_changed_template_reaps_instances(tmp_path: Path) -> None:
     c._reap(item[0], item[1])
     assert manager.instances == {}
     assert c.counts()["web"]["deleted"] == 1
+
+
+class HeldManager(FakeManager):
+    """A manager whose creations wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def create_instance(self, request: Any) -> None:
+        if self.requests:  # the first creation (before the threads start) is not held
+            self.entered.set()
+            self.go.wait(10)
+        super().create_instance(request)
+
+
+def test_a_resume_never_waits_behind_a_creation(tmp_path: Path) -> None:
+    """Resumes have their own lane: a paused UE's next packet is released while the only
+    creation worker is busy with another UE's instance."""
+    manager = HeldManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    c.idle_pass(time.monotonic() + 1.5)
+    assert c.instances_of("web")[0]["state"] == "paused"
+    c.start(service())
+    try:
+        table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+        lock = c.plane._lock  # type: ignore[attr-defined]  # the data plane's, per batch
+        with lock:
+            assert table.admit("web", UE2, "k", b"p", time.monotonic()) == b""
+        assert manager.entered.wait(5)  # the one creation worker is now held
+        with lock:
+            assert table.admit("web", UE1, "k", b"p", time.monotonic()) == b""
+        assert wait_until(lambda: table.activity()[("web", UE1)][0] == "ready", 5)
+        assert not manager.go.is_set()
+        assert table.activity()[("web", UE2)][0] != "ready"
+        assert c.counts()["web"]["resumed"] == 1
+    finally:
+        manager.go.set()
+        c.stop()

@@ -3,11 +3,15 @@
 Threads (all daemon threads of the daemon process that hosts both the TOF and the instance
 manager, so nothing crosses a process boundary on the first-packet path):
 
-- *workers* (``[tof] ondemand_workers``) take demands from a queue: ``create`` (admission:
+- *workers* (``[tof] ondemand_workers``) take ``create`` demands from a queue (admission:
   the service's bound and a node-wide token bucket; an address from the service's pool; an
   instance from the template's warm pool via :meth:`Manager.create_instance`; then the
-  binding is pointed at it and its queue flushed) and ``resume`` (:meth:`Manager.resume`,
-  then flush). A refused or failed demand drops its queue, counted by reason.
+  binding is pointed at it and its queue flushed). A refused or failed demand drops its
+  queue, counted by reason.
+- the *resume* thread takes ``resume`` demands from a queue of their own (thaw, flush, then
+  :meth:`Manager.resume`): a resume takes well under a millisecond and must never wait
+  behind creations, which take milliseconds each and, under a flood of new UEs, wait for the
+  creation rate's tokens (a paused UE would otherwise wait for other UEs' instances).
 - the *idle* thread looks at the bindings' activity every ``IDLE_PERIOD`` and pauses an
   instance idle for T1 (the binding is parked first, so a packet arriving meanwhile is queued
   and asks for a resume) and deletes one paused for T2 (scale to zero; the manager refills
@@ -136,6 +140,7 @@ class Controller:
         self._lock = threading.Lock()
         self._bucket_lock = threading.Lock()
         self._demands: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
+        self._resumes: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mono_to_wall = time.time() - time.monotonic()
@@ -154,11 +159,12 @@ class Controller:
         self._restore()
         self.plane.set_demand_sink(self._sink)
         for i in range(self.workers):
-            self._spawn(self._worker, f"superfluid-worker-{i}")
+            self._spawn(self._worker, f"superfluid-worker-{i}", self._demands)
+        self._spawn(self._worker, "superfluid-resume", self._resumes)
         self._spawn(self._idle_loop, "superfluid-idle")
 
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Any, name: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, name=name, args=args, daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -168,6 +174,7 @@ class Controller:
         self._stop.set()
         for _ in range(self.workers):
             self._demands.put(None)
+        self._resumes.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
@@ -252,11 +259,12 @@ class Controller:
 
     def _sink(self, service: str, ue: bytes, kind: str, now: float) -> None:
         """Called by the data plane (its lock held): never blocks."""
-        self._demands.put((service, ue, kind, now))
+        lane = self._resumes if kind == RESUME else self._demands
+        lane.put((service, ue, kind, now))
 
-    def _worker(self) -> None:
+    def _worker(self, lane: queue.Queue[tuple[str, bytes, str, float] | None]) -> None:
         while True:
-            item = self._demands.get()
+            item = lane.get()
             if item is None:
                 return
             service, ue, kind, _at = item
@@ -390,8 +398,8 @@ class Controller:
             spec = self.services.get(service)
             key = (service, ue if spec is not None and spec.per_ue else b"")
             record = self.records.get(key)
-        if record is None:
-            self._create(service, ue)
+        if record is None:  # deleted meanwhile: a creation, on the creation lane
+            self._demands.put((service, ue, CREATE, time.monotonic()))
             return
         with record.lock:
             thawed = record.state != "paused"
