@@ -18,8 +18,8 @@ manager, so nothing crosses a process boundary on the first-packet path):
   milliseconds each and, under a flood of new UEs, wait for the creation rate's tokens.
 - the *idle* thread looks at the bindings' activity every ``IDLE_PERIOD`` and pauses an
   instance idle for T1 (the binding is parked first, unless a packet went through since the
-  look, so a packet arriving meanwhile is queued and asks for a resume) and deletes one paused for T2 (scale to zero; the manager refills
-  its pool on its own).
+  look, so a packet arriving meanwhile is queued and asks for a resume) and deletes one
+  paused for T2 (scale to zero; the manager refills its pool on its own).
 
 Every instance is a row of ``superfluid_instance`` (service, UE, instance, address, state,
 pause time in wall-clock seconds): at start the rows whose instances the manager re-adopted
