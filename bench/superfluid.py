@@ -111,6 +111,21 @@ def _no_instances(client: Client, service: str | None = None) -> bool:
     return not [v for v in views if v["labels"].get("fluidedge.tof.superfluid.service") == service]
 
 
+def _server_ms(client: Client, metric: str, service: str) -> tuple[float, int]:
+    """(sum in ms, count) of the controller's histogram ``metric`` for ``service``: the time
+    the first queued packet waited in the TOF before its release (the daemon's own view)."""
+    total, count = 0.0, 0
+    for line in str(client.get("/metrics")).splitlines():
+        if f'service="{service}"' not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith(f"{metric}_sum"):
+            total += float(value) * 1000
+        elif name.startswith(f"{metric}_count"):
+            count += int(float(value))
+    return total, count
+
+
 def _drops(client: Client) -> int:
     return sum(client.get("/stats")["onDemand"]["drops"].values())
 
@@ -118,7 +133,7 @@ def _drops(client: Client) -> int:
 def first_vs_running(lab: Lab, client: Client, n: int) -> dict[str, list[float]]:
     client.post("/service", _service("running", "198.18.50.1", lab, "shared", idlePause=3600))
     _curl(lab, "ue1", "198.18.50.1")  # creates the running instance
-    keys = ("run_c", "run_b", "first_c", "first_b", "mgr_total", "mgr_ready")
+    keys = ("run_c", "run_b", "first_c", "first_b", "mgr_total", "mgr_ready", "held")
     out: dict[str, list[float]] = {k: [] for k in keys}
     for i in range(n):
         _wait(lambda: _pool_full(client), 60, "the pool to refill")
@@ -136,6 +151,8 @@ def first_vs_running(lab: Lab, client: Client, n: int) -> dict[str, list[float]]
         timing = client.get(f"/v1/instances/{inst['instance']}")["timing"]
         out["mgr_total"].append(timing["total"])
         out["mgr_ready"].append(timing["ready"])
+        held, _ = _server_ms(client, "fluidedge_superfluid_first_packet_seconds", f"fresh{i}")
+        out["held"].append(held)
         client.delete(f"/service/fresh{i}")
         _wait(lambda: len(client.get("/v1/instances")) == 1, 30, "the fresh instance deleted")
     return out
@@ -146,16 +163,20 @@ def resume(lab: Lab, client: Client, n: int) -> dict[str, list[float]]:
         "/service", _service("resume", "198.18.50.2", lab, "shared", idlePause=0.2, idleDelete=3600)
     )
     _curl(lab, "ue1", "198.18.50.2")
-    out: dict[str, list[float]] = {"res_c": [], "res_b": []}
+    out: dict[str, list[float]] = {"res_c": [], "res_b": [], "held": []}
     for _ in range(n):
         _wait(
             lambda: client.get("/service/resume/instances")["instances"][0]["state"] == "paused",
             30,
             "the pause",
         )
+        before = _server_ms(client, "fluidedge_superfluid_resume_seconds", "resume")
         c, b, _ = _curl(lab, "ue1", "198.18.50.2")
         out["res_c"].append(c)
         out["res_b"].append(b)
+        after = _server_ms(client, "fluidedge_superfluid_resume_seconds", "resume")
+        if after[1] == before[1] + 1:  # one resume, the first packet held this long
+            out["held"].append(after[0] - before[0])
     _wait(
         lambda: client.get("/service/resume/instances")["instances"][0]["state"] == "paused",
         30,
@@ -253,9 +274,15 @@ def main() -> None:
             f"{label:34}{p(values, 0.5):9.2f}{p(values, 0.99):9.2f}{p(values, 0.5) / base:10.2f}x"
         )
     print(
-        f"  (instance manager, server-side, of the warm-pool rows: total p50 "
+        f"  (server-side, warm pool: the first packet held in the TOF p50 "
+        f"{p(fr['held'], 0.5):.2f} ms, of which the instance manager's create "
         f"{p(fr['mgr_total'], 0.5):.2f} ms, of which readiness {p(fr['mgr_ready'], 0.5):.2f} ms)"
     )
+    if rs["held"]:
+        print(
+            f"  (server-side, resume: the first packet held in the TOF p50 "
+            f"{p(rs['held'], 0.5):.2f} ms, p99 {p(rs['held'], 0.99):.2f} ms)"
+        )
     added50 = p(rs["res_c"], 0.5) - base_c
     added99 = p(rs["res_c"], 0.99) - p(fr["run_c"], 0.99)
     print(f"\nresume-on-traffic added latency: p50 {added50:+.2f} ms, p99 {added99:+.2f} ms")

@@ -10,7 +10,8 @@ Kinds (``TemplateSpec.readiness``):
   errno, and a launcher failure before that (a bad assignment) ``L`` and its exit code. No guess
   from ``/proc/<pid>/exe`` about what the process is.
 - ``tcp``: started, then a socket listens on ``port`` in the instance's network namespace
-  (``/proc/<pid>/net/tcp{,6}``, no connectivity needed).
+  (a sock_diag dump of its listening sockets, see :mod:`fluidedge.instances.sockdiag`;
+  ``/proc/<pid>/net/tcp{,6}`` when that is not available; no connectivity needed).
 - ``file``: started, then ``path`` exists in the instance's root (``/proc/<pid>/root``), a file
   the workload writes when it is ready.
 
@@ -31,6 +32,7 @@ from fluidedge.instances import runc
 from fluidedge.instances.errors import ReadinessTimeout, WorkloadFailed
 from fluidedge.instances.launcher import START_FAILED, launcher_waiting
 from fluidedge.instances.models import Readiness
+from fluidedge.instances.sockdiag import ListenProbe
 
 # How often a blocked wait re-checks that the process still lives (a launcher killed before
 # it opened its end of the FIFO never closes it).
@@ -53,9 +55,14 @@ def listening(pid: int, port: int) -> bool:
     return False
 
 
-def probe(check: Readiness, pid: int) -> bool:
-    """The ``tcp`` or ``file`` condition, once."""
+def probe(check: Readiness, pid: int, diag: ListenProbe | None = None) -> bool:
+    """The ``tcp`` or ``file`` condition, once (``tcp`` through ``diag`` when given)."""
     if check.kind == "tcp" and check.port is not None:
+        if diag is not None:
+            try:
+                return diag.listening(check.port)
+            except (OSError, ValueError):
+                pass  # /proc tells the same, slower
         return listening(pid, check.port)
     if check.kind == "file" and check.path:
         return os.path.exists(f"/proc/{pid}/root{check.path}")
@@ -127,6 +134,29 @@ def wait_ready(check: Readiness, pid: int, name: str, watch: StartWatch | None) 
         return
     begin = time.monotonic()
     deadline = begin + check.timeout_s
+    diag = None
+    if check.kind == "tcp":
+        # Opened while the launcher execs (it costs a thread that enters the namespace).
+        try:
+            diag = ListenProbe.open_in(f"/proc/{pid}/ns/net")
+        except OSError:
+            diag = None  # gone already (reported below), or no sock_diag: /proc
+    try:
+        _wait_ready(check, pid, name, watch, begin, deadline, diag)
+    finally:
+        if diag is not None:
+            diag.close()
+
+
+def _wait_ready(  # noqa: PLR0917 (the one caller above)
+    check: Readiness,
+    pid: int,
+    name: str,
+    watch: StartWatch | None,
+    begin: float,
+    deadline: float,
+    diag: ListenProbe | None,
+) -> None:
     try:
         if watch is not None:
             try:
@@ -153,7 +183,7 @@ def wait_ready(check: Readiness, pid: int, name: str, watch: StartWatch | None) 
                 return
         else:
             started = True
-        if started and probe(check, pid):
+        if started and probe(check, pid, diag):
             return
         if time.monotonic() > deadline:
             raise ReadinessTimeout(

@@ -4,12 +4,14 @@ tests/e2e/superfluid through the same methods) and the null backend's real pipel
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.wait import wait_until
 
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
@@ -54,7 +56,11 @@ class FakeNetwork:
 class FakeCgroups:
     thawed: list[str] = field(default_factory=list)
 
-    def thaw(self, container_id: str) -> None:
+    fail: bool = False
+
+    def thaw(self, container_id: str, *, timeout: float = 1.0) -> None:
+        if self.fail:
+            raise OSError(5, "thaw failed")
         self.thawed.append(container_id)
 
 
@@ -176,6 +182,68 @@ def test_idle_pause_then_delete(tmp_path: Path) -> None:
     assert c.counts()["web"] == {"created": 1, "paused": 1, "deleted": 1}
 
 
+def test_a_packet_between_the_idle_look_and_the_pause_keeps_the_instance_running(
+    tmp_path: Path,
+) -> None:
+    """The idle thread decides on a snapshot of the activity; a packet delivered before the
+    pause takes effect must cancel it (the instance would be frozen with that packet in it)."""
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    looked = table.activity
+    delivered: list[bytes] = []
+
+    def look_then_packet() -> dict[Any, tuple[str, float]]:
+        snapshot = looked()
+        delivered.append(table.admit("web", UE1, "k", b"p", time.monotonic()))
+        return snapshot
+
+    table.activity = look_then_packet
+    c.idle_pass(time.monotonic() + 1.5)
+    assert delivered == [ipaddress.IPv4Address("198.19.0.65").packed]  # went to the instance
+    assert manager.calls == []  # not frozen under it
+    assert looked()[("web", UE1)][0] == "ready"
+    assert c.instances_of("web")[0]["state"] == "running"
+
+
+def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    [name] = manager.instances
+    c.idle_pass(time.monotonic() + 1.5)
+    assert table.bindings[("web", UE1)].frozen  # the freeze is confirmed
+    table.waker = c._wake
+    assert (
+        table.admit("web", UE1, "k", b"p", time.monotonic())
+        == ipaddress.IPv4Address("198.19.0.65").packed
+    )
+    assert manager.cgroups.thawed == [f"id-{name}"]  # thawed before the packet went on
+    assert table.activity()[("web", UE1)][0] == "ready"
+    assert table.counters["demand_resumed"] == 1
+    assert c.counts()["web"]["resumed"] == 1  # counted at once
+    assert manager.calls[-1] == ("pause", name)  # recorded later, by the resume lane
+    c._resumed("web", UE1)
+    assert manager.calls[-1] == ("resume", name)
+    assert c.instances_of("web")[0]["state"] == "running"
+    assert c.counts()["web"]["resumed"] == 1
+
+
+def test_a_failed_wake_falls_back_to_the_queued_resume(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    c.idle_pass(time.monotonic() + 1.5)
+    table.waker = c._wake
+    manager.cgroups.fail = True
+    assert table.admit("web", UE1, "k", b"p", time.monotonic()) == b""  # queued
+    assert table.activity()[("web", UE1)][0] == "pending"
+    assert table.counters["demand_resume"] == 1
+
+
 def test_resume_thaws_first_and_releases(tmp_path: Path) -> None:
     manager = FakeManager()
     c = make(tmp_path, manager)
@@ -235,3 +303,50 @@ def test_changed_template_reaps_instances(tmp_path: Path) -> None:
     c._reap(item[0], item[1])
     assert manager.instances == {}
     assert c.counts()["web"]["deleted"] == 1
+
+
+class HeldManager(FakeManager):
+    """A manager whose creations wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def create_instance(self, request: Any) -> None:
+        if self.requests:  # the first creation (before the threads start) is not held
+            self.entered.set()
+            self.go.wait(10)
+        super().create_instance(request)
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["woken", "queued"])
+def test_a_resume_never_waits_behind_a_creation(tmp_path: Path, frozen: bool) -> None:
+    """Resumes have their own lane: a paused UE's next packet is released (queued: a freeze
+    was in progress) or its resume recorded (woken on the packet path) while the only
+    creation worker is busy with another UE's instance."""
+    manager = HeldManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    c.idle_pass(time.monotonic() + 1.5)
+    assert c.instances_of("web")[0]["state"] == "paused"
+    c.start(service())
+    try:
+        table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+        lock = c.plane._lock  # type: ignore[attr-defined]  # the data plane's, per batch
+        with lock:
+            assert table.admit("web", UE2, "k", b"p", time.monotonic()) == b""
+        assert manager.entered.wait(5)  # the one creation worker is now held
+        with lock:
+            table.bindings[("web", UE1)].frozen = frozen
+            delivered = table.admit("web", UE1, "k", b"p", time.monotonic())
+        assert (delivered != b"") is frozen
+        assert wait_until(lambda: c.instances_of("web")[0]["state"] == "running", 5)
+        assert table.activity()[("web", UE1)][0] == "ready"
+        assert manager.calls[-1][0] == "resume"
+        assert not manager.go.is_set()
+        assert table.activity()[("web", UE2)][0] != "ready"
+        assert c.counts()["web"]["resumed"] == 1
+    finally:
+        manager.go.set()
+        c.stop()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from fluidedge.tof.superfluid.table import CREATE, PAUSED, PENDING, READY, RESUME, OnDemandTable
+from fluidedge.tof.superfluid.table import (
+    CREATE,
+    PAUSED,
+    PENDING,
+    READY,
+    RESUME,
+    RESUMED,
+    OnDemandTable,
+)
 
 UE1 = bytes([10, 0, 0, 1])
 UE2 = bytes([10, 0, 0, 2])
@@ -80,6 +88,37 @@ def test_park_then_packet_asks_for_resume_and_forget_waits() -> None:
     assert t.park("web", UE1)
     assert t.forget("web", UE1) == APP
     assert ("web", UE1) not in t.activity()
+
+
+def test_park_is_refused_when_a_packet_went_through_since_the_idle_look() -> None:
+    t, _ = table()
+    t.ready("web", UE1, APP, 0.0)
+    _, seen = t.activity()[("web", UE1)]
+    assert t.admit("web", UE1, "k", b"p", 2.0) == APP  # delivered after the look
+    assert not t.park("web", UE1, seen)
+    assert t.activity()[("web", UE1)] == (READY, 2.0)
+    assert t.park("web", UE1, 2.0)  # idle since the latest packet: parked
+    assert t.activity()[("web", UE1)][0] == PAUSED
+
+
+def test_a_frozen_binding_is_woken_on_the_packet_path_only_once_the_freeze_is_confirmed() -> None:
+    t, demands = table()
+    woken: list[tuple[str, bytes]] = []
+    t.waker = lambda service, ue: woken.append((service, ue)) is None
+    t.ready("web", UE1, APP, 0.0)
+    assert t.park("web", UE1)
+    assert not t.bindings[("web", UE1)].frozen  # being frozen: a packet now is queued
+    assert t.frozen("web", UE1)
+    assert t.admit("web", UE1, "k", b"p", 3.0) == APP
+    assert woken == [("web", UE1)]
+    assert demands[-1] == ("web", UE1, RESUMED, 3.0)
+    assert t.activity()[("web", UE1)] == (READY, 3.0)
+    assert t.queued == 0
+    assert t.park("web", UE1)
+    assert t.admit("web", UE1, "k", b"q", 4.0) == b""  # not confirmed frozen: queued
+    assert demands[-1] == ("web", UE1, RESUME, 4.0)
+    assert not t.frozen("web", UE1)  # no longer parked
+    assert woken == [("web", UE1)]
 
 
 def test_refuse_drops_counted_and_next_packet_asks_again() -> None:

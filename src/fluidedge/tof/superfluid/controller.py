@@ -3,15 +3,23 @@
 Threads (all daemon threads of the daemon process that hosts both the TOF and the instance
 manager, so nothing crosses a process boundary on the first-packet path):
 
-- *workers* (``[tof] ondemand_workers``) take demands from a queue: ``create`` (admission:
+- *workers* (``[tof] ondemand_workers``) take ``create`` demands from a queue (admission:
   the service's bound and a node-wide token bucket; an address from the service's pool; an
   instance from the template's warm pool via :meth:`Manager.create_instance`; then the
-  binding is pointed at it and its queue flushed) and ``resume`` (:meth:`Manager.resume`,
-  then flush). A refused or failed demand drops its queue, counted by reason.
+  binding is pointed at it and its queue flushed). A refused or failed demand drops its
+  queue, counted by reason.
+- a packet for a frozen instance wakes it on the packet path (:meth:`Controller._wake`, called
+  by the data plane: one cgroup write, then the packet goes on; see
+  :mod:`fluidedge.tof.superfluid.table`); the *resume* thread records it ``RECORD_AFTER``
+  later (``resumed`` notices: :meth:`Manager.resume`, the row). It also serves ``resume``
+  demands, for a packet that came while the freeze was still in progress (thaw after the
+  freeze, flush, record).
+  Resumes have this queue of their own: they must never wait behind creations, which take
+  milliseconds each and, under a flood of new UEs, wait for the creation rate's tokens.
 - the *idle* thread looks at the bindings' activity every ``IDLE_PERIOD`` and pauses an
-  instance idle for T1 (the binding is parked first, so a packet arriving meanwhile is queued
-  and asks for a resume) and deletes one paused for T2 (scale to zero; the manager refills
-  its pool on its own).
+  instance idle for T1 (the binding is parked first, unless a packet went through since the
+  look, so a packet arriving meanwhile is queued and asks for a resume) and deletes one
+  paused for T2 (scale to zero; the manager refills its pool on its own).
 
 Every instance is a row of ``superfluid_instance`` (service, UE, instance, address, state,
 pause time in wall-clock seconds): at start the rows whose instances the manager re-adopted
@@ -45,11 +53,16 @@ from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
 from fluidedge.tof.superfluid.model import OnDemand
 from fluidedge.tof.superfluid.neigh import NeighbourFlusher
 from fluidedge.tof.superfluid.plane import OnDemandPlane
-from fluidedge.tof.superfluid.table import CREATE, PAUSED, READY, RESUME, Key
+from fluidedge.tof.superfluid.table import CREATE, PAUSED, READY, RESUME, RESUMED, Key
 
 log = logging.getLogger("fluidedge.tof.superfluid")
 
 IDLE_PERIOD = 0.1  # s between looks at the bindings' activity
+WAKE_TIMEOUT = 0.002  # s the packet path waits for a thaw to be confirmed (then: queued)
+# A wake is recorded (the manager's state, the row) this long after it, off the first
+# exchange's path: the bookkeeping holds the GIL for about half a millisecond, which the
+# data-plane thread would otherwise wait for while the instance's first answer passes.
+RECORD_AFTER = 0.02
 LABEL_SERVICE = "fluidedge.tof.superfluid.service"
 LABEL_UE = "fluidedge.tof.superfluid.ue"
 
@@ -88,6 +101,7 @@ class Record:
     state: str  # "creating", "running", "paused"
     created_at: float  # wall clock
     paused_at: float | None = None  # monotonic
+    container: str | None = None  # the runtime's id, known once paused (for _wake)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def to_api(self, paused_wall: float | None) -> dict[str, Any]:
@@ -131,11 +145,13 @@ class Controller:
         )
         self.histograms.declare(
             "fluidedge_superfluid_resume_seconds",
-            "on-demand service: first queued packet to its release toward a resumed instance",
+            "on-demand service: how long the packet that resumed an instance was held "
+            "(the thaw on the packet path, or queued until the controller's resume)",
         )
         self._lock = threading.Lock()
         self._bucket_lock = threading.Lock()
         self._demands: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
+        self._resumes: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mono_to_wall = time.time() - time.monotonic()
@@ -153,21 +169,25 @@ class Controller:
         self.services = {n: s.ondemand for n, s in services.items() if s.ondemand is not None}
         self._restore()
         self.plane.set_demand_sink(self._sink)
+        self.plane.set_waker(self._wake)
         for i in range(self.workers):
-            self._spawn(self._worker, f"superfluid-worker-{i}")
+            self._spawn(self._worker, f"superfluid-worker-{i}", self._demands)
+        self._spawn(self._worker, "superfluid-resume", self._resumes)
         self._spawn(self._idle_loop, "superfluid-idle")
 
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _spawn(self, target: Any, name: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, name=name, args=args, daemon=True)
         thread.start()
         self._threads.append(thread)
 
     def stop(self) -> None:
         """Stop the threads; instances stay (a restart re-adopts them with their timers)."""
         self.plane.set_demand_sink(None)
+        self.plane.set_waker(None)
         self._stop.set()
         for _ in range(self.workers):
             self._demands.put(None)
+        self._resumes.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
@@ -205,6 +225,7 @@ class Controller:
                 "paused" if paused else "running",
                 row["created_at"],
                 paused_at,
+                inst.id if paused else None,
             )
             self.records[key] = record
             known.add(record.instance)
@@ -252,19 +273,23 @@ class Controller:
 
     def _sink(self, service: str, ue: bytes, kind: str, now: float) -> None:
         """Called by the data plane (its lock held): never blocks."""
-        self._demands.put((service, ue, kind, now))
+        lane = self._resumes if kind in (RESUME, RESUMED) else self._demands
+        lane.put((service, ue, kind, now))
 
-    def _worker(self) -> None:
+    def _worker(self, lane: queue.Queue[tuple[str, bytes, str, float] | None]) -> None:
         while True:
-            item = self._demands.get()
+            item = lane.get()
             if item is None:
                 return
-            service, ue, kind, _at = item
+            service, ue, kind, at = item
             try:
                 if kind == CREATE:
                     self._create(service, ue)
                 elif kind == RESUME:
                     self._resume(service, ue)
+                elif kind == RESUMED:
+                    self._stop.wait(max(0.0, at + RECORD_AFTER - time.monotonic()))
+                    self._resumed(service, ue)
                 elif kind == "reap":
                     self._reap(service, ue)
             except Exception:  # a worker must survive anything one demand does
@@ -390,8 +415,8 @@ class Controller:
             spec = self.services.get(service)
             key = (service, ue if spec is not None and spec.per_ue else b"")
             record = self.records.get(key)
-        if record is None:
-            self._create(service, ue)
+        if record is None:  # deleted meanwhile: a creation, on the creation lane
+            self._demands.put((service, ue, CREATE, time.monotonic()))
             return
         with record.lock:
             thawed = record.state != "paused"
@@ -421,6 +446,7 @@ class Controller:
                         return
                 record.state = "running"
                 record.paused_at = None
+                record.container = None
             if not thawed:
                 self.counters[(service, "resumed")] += 1
                 waited = self.plane.ondemand_ready(
@@ -429,6 +455,43 @@ class Controller:
             self._save(record)  # after the release (see _create)
         if waited is not None:
             self.histograms.observe("fluidedge_superfluid_resume_seconds", waited, service=service)
+
+    def _wake(self, service: str, ue: bytes) -> bool:
+        """Thaw a frozen instance from the packet path (the data plane's lock is held: no
+        lock of ours is taken, nothing waits): True when thawed, so the packet goes on. A
+        slow thaw falls back to the queued resume (the data plane must not stall)."""
+        record = self.records.get((service, ue))
+        container = None if record is None else record.container
+        if container is None:
+            return False
+        begin = time.monotonic()
+        try:
+            self.manager.cgroups.thaw(container, timeout=WAKE_TIMEOUT)
+        except (FluidedgeError, OSError) as exc:
+            log.info("superfluid: waking %s on the packet path: %s", container, exc)
+            return False
+        self.histograms.observe(
+            "fluidedge_superfluid_resume_seconds", time.monotonic() - begin, service=service
+        )
+        self.counters[(service, "resumed")] += 1  # now, not when recorded
+        return True
+
+    def _resumed(self, service: str, ue: bytes) -> None:
+        """Record a resume the packet path did (:meth:`_wake`): the manager's state, the row."""
+        record = self.records.get((service, ue))
+        if record is None:
+            return
+        with record.lock:
+            if record.state != "paused":
+                return
+            try:
+                self.manager.resume(record.instance)  # finds it thawed: records the state
+            except FluidedgeError as exc:
+                log.warning("superfluid: recording the resume of %s: %s", record.instance, exc)
+            record.state = "running"
+            record.paused_at = None
+            record.container = None
+            self._save(record)
 
     def _reap(self, service: str, ue: bytes) -> None:
         """Delete an instance whose service is gone or changed what its instances are."""
@@ -465,16 +528,18 @@ class Controller:
                     continue
                 action = policy.idle_action(spec, seen[0], seen[1], record.paused_at, now)
                 if action is not None:
-                    todo.append((action, key, record))
-        for action, key, record in todo:
+                    todo.append((action, key, record, seen[1]))
+        for action, key, record, idle_since in todo:
             if action == policy.PAUSE:
-                self._pause(key, record)
+                self._pause(key, record, idle_since)
             else:
                 self._delete(key, record)
 
-    def _pause(self, key: Key, record: Record) -> None:
+    def _pause(self, key: Key, record: Record, idle_since: float) -> None:
+        """Park, then freeze; the park is refused when a packet went through since the look
+        that found the binding idle (see :meth:`OnDemandTable.park`)."""
         with record.lock:
-            if record.state != "running" or not self.plane.ondemand_park(*key):
+            if record.state != "running" or not self.plane.ondemand_park(*key, idle_since):
                 return
             try:
                 self.manager.pause(record.instance)
@@ -485,6 +550,9 @@ class Controller:
             self.counters[(key[0], "paused")] += 1
             record.state = "paused"
             record.paused_at = time.monotonic()
+            with contextlib.suppress(FluidedgeError):
+                record.container = self.manager.get_instance(record.instance).id
+                self.plane.ondemand_frozen(*key)  # from now on a packet wakes it itself
             self._save(record)
 
     def _delete(self, key: Key, record: Record) -> None:

@@ -15,7 +15,7 @@ import time
 from typing import Protocol
 
 from fluidedge.tof.pipeline import Action, Pipeline
-from fluidedge.tof.superfluid.table import DemandSink, Key
+from fluidedge.tof.superfluid.table import DemandSink, Key, Waker
 
 
 class OnDemandPlane(Protocol):
@@ -23,9 +23,13 @@ class OnDemandPlane(Protocol):
 
     def set_demand_sink(self, sink: DemandSink | None) -> None: ...
 
+    def set_waker(self, waker: Waker | None) -> None: ...
+
     def ondemand_ready(self, service: str, ue: bytes, app_ip: bytes) -> float | None: ...
 
-    def ondemand_park(self, service: str, ue: bytes) -> bool: ...
+    def ondemand_park(self, service: str, ue: bytes, idle_since: float | None = None) -> bool: ...
+
+    def ondemand_frozen(self, service: str, ue: bytes) -> bool: ...
 
     def ondemand_forget(self, service: str, ue: bytes, *, force: bool = False) -> bool: ...
 
@@ -53,6 +57,10 @@ class OnDemandControl:
         with self._lock:
             self.pipeline.ondemand.sink = sink
 
+    def set_waker(self, waker: Waker | None) -> None:
+        with self._lock:
+            self.pipeline.ondemand.waker = waker
+
     def ondemand_ready(self, service: str, ue: bytes, app_ip: bytes) -> float | None:
         """Point (service, ue) at ``app_ip`` and send what was queued for it; returns how long
         the oldest queued packet waited (None when nothing was queued)."""
@@ -61,9 +69,13 @@ class OnDemandControl:
             self._send_released(actions)
             return self.pipeline.ondemand_waited
 
-    def ondemand_park(self, service: str, ue: bytes) -> bool:
+    def ondemand_park(self, service: str, ue: bytes, idle_since: float | None = None) -> bool:
         with self._lock:
-            return self.pipeline.ondemand.park(service, ue)
+            return self.pipeline.ondemand.park(service, ue, idle_since)
+
+    def ondemand_frozen(self, service: str, ue: bytes) -> bool:
+        with self._lock:
+            return self.pipeline.ondemand.frozen(service, ue)
 
     def ondemand_forget(self, service: str, ue: bytes, *, force: bool = False) -> bool:
         with self._lock:

@@ -5,7 +5,12 @@ key is ``b""``) to the instance serving it. Its states:
 
 - ``pending``: an instance is being created or resumed; offloadable packets are queued;
 - ``ready``: packets go to ``app_ip`` (the caller NATs them); activity is recorded;
-- ``paused``: the instance is frozen; the next packet is queued and asks for a resume.
+- ``paused``: the instance is (being) frozen. Once the controller has confirmed the freeze
+  (:meth:`frozen`), the next packet *wakes* it on the packet path: ``waker`` thaws the cgroup
+  (one write, tens of microseconds), the binding is ready again and the packet goes on at
+  once, and a ``resumed`` notice tells the controller to record it; no thread hop, no queue.
+  While the freeze is still in progress (or the waker fails) the packet is queued and asks
+  for a resume, which the controller serves after the freeze.
 
 No binding means no instance: the next packet queues and asks for one (a ``create`` demand).
 The queue is bounded per UE and in total and timed out (:meth:`expire`); every packet that
@@ -25,9 +30,13 @@ PAUSED = "paused"
 
 CREATE = "create"
 RESUME = "resume"
+RESUMED = "resumed"  # a notice, not a demand: the packet path woke the instance itself
 
-#: ``sink(service, ue, kind, now)``: a demand for the controller (``kind``: create/resume).
+#: ``sink(service, ue, kind, now)``: a demand for the controller (``kind``: create/resume)
+#: or the notice that the packet path resumed an instance (``resumed``).
 DemandSink = Callable[[str, bytes, str, float], None]
+#: ``waker(service, ue)``: thaw the frozen instance of a binding now (True: thawed).
+Waker = Callable[[str, bytes], bool]
 
 Key = tuple[str, bytes]
 
@@ -41,6 +50,7 @@ class Binding:
     state: str
     app_ip: bytes = b""
     last_active: float = 0.0
+    frozen: bool = False  # paused, and the controller confirmed the freeze
     demanded_at: float | None = None  # when the first packet now queued arrived
     queue: deque[tuple[float, bytes, tuple[bytes, object]]] = field(default_factory=deque)
 
@@ -68,6 +78,7 @@ class OnDemandTable:
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self.sink: DemandSink | None = None
+        self.waker: Waker | None = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -104,7 +115,14 @@ class OnDemandTable:
             self.bindings[key] = binding
             self._demand(binding, CREATE, now)
         elif binding.state == PAUSED:
+            if binding.frozen and self.waker is not None and self.waker(binding.service, key[1]):
+                binding.state = READY
+                binding.frozen = False
+                binding.last_active = now
+                self._demand(binding, RESUMED, now)
+                return binding.app_ip
             binding.state = PENDING
+            binding.frozen = False
             self._demand(binding, RESUME, now)
         if self.queued >= self.total_limit:
             self.drops["queue_full_total"] += 1
@@ -164,12 +182,28 @@ class OnDemandTable:
         self.counters["flushed"] += len(items)
         return Released(items, waited, resumed)
 
-    def park(self, service: str, ue: bytes) -> bool:
-        """Mark a ready binding paused (before its instance is frozen); False if not ready."""
+    def park(self, service: str, ue: bytes, idle_since: float | None = None) -> bool:
+        """Mark a ready binding paused (before its instance is frozen); False if not ready, or
+        if a packet went through since ``idle_since``, the activity the decision to pause was
+        taken on: that packet is on its way into the instance, and freezing the instance now
+        would strand it (a TCP segment the instance's kernel acknowledges while its process is
+        frozen is never retransmitted: the client waits for an answer no packet will resume)."""
         binding = self.bindings.get(self.key(service, ue))
         if binding is None or binding.state != READY:
             return False
+        if idle_since is not None and binding.last_active != idle_since:
+            return False
+        binding.frozen = False
         binding.state = PAUSED
+        return True
+
+    def frozen(self, service: str, ue: bytes) -> bool:
+        """The controller froze the instance of a parked binding: the next packet may wake
+        it on the packet path. False when the binding is no longer parked."""
+        binding = self.bindings.get(self.key(service, ue))
+        if binding is None or binding.state != PAUSED:
+            return False
+        binding.frozen = True
         return True
 
     def forget(self, service: str, ue: bytes, *, force: bool = False) -> bytes | None:
@@ -210,7 +244,12 @@ class OnDemandTable:
             binding.app_ip = app_ip  # packets came first: the queued demand will release them
             return
         self.bindings[key] = Binding(
-            service, key[1], PAUSED if paused else READY, app_ip=app_ip, last_active=now
+            service,
+            key[1],
+            PAUSED if paused else READY,
+            app_ip=app_ip,
+            last_active=now,
+            frozen=paused,  # the manager re-adopted it frozen: no freeze in progress
         )
 
     # ------------------------------------------------------------------ helpers
