@@ -81,6 +81,7 @@ class TofPart:
         instances = self.ctx.parts.get("instances")
         if instances is None or not isinstance(self.backend, OnDemandControl):
             return None
+        from fluidedge.tof.superfluid.admission import ScopedAdmission  # noqa: PLC0415
         from fluidedge.tof.superfluid.controller import Controller  # noqa: PLC0415
 
         config = self.config
@@ -92,6 +93,8 @@ class TofPart:
             create_rate=config.ondemand_create_rate,
             create_burst=config.ondemand_create_burst,
             queue_timeout=config.ondemand_queue_timeout,
+            # the instance manager's routes' admission (tenant quotas), once they are built
+            admission=ScopedAdmission(lambda: getattr(instances, "scoped", None)),
         )
 
     async def start(self) -> None:

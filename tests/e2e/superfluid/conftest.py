@@ -110,9 +110,11 @@ def env(lab: Lab, daemon_factory: DaemonFactory, tmp_path: Path) -> Iterator[Env
 
 
 @contextmanager
-def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str) -> Iterator[Env]:
-    """A daemon with both parts on ``lab`` (TOF ``backend``), the edge template, S1 ready."""
+def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str, **core: Any) -> Iterator[Env]:
+    """A daemon with both parts on ``lab`` (TOF ``backend``), the edge template, S1 ready;
+    ``core``: more top-level config keys (e.g. ``admission``)."""
     daemon = daemon_factory(
+        **core,
         parts={
             "instances": {
                 "pool_scale": 1.0,
@@ -133,7 +135,7 @@ def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str) -> Iterator[
                 "ue_pools": [str(lab.config.ue_pool.subnet)],
                 "pinger_target": str(lab.pdn_address),
             },
-        }
+        },
     )
     env = Env(lab, daemon, daemon.client())
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from tests.fixtures.wait import wait_until
 
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
+from fluidedge.tenants.errors import QuotaExceeded
 from fluidedge.tof.backend import NullBackend
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
+from fluidedge.tof.superfluid.admission import NoAdmission
 from fluidedge.tof.superfluid.controller import LABEL_SERVICE, Controller
 from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
 from fluidedge.tof.superfluid.model import OnDemand
@@ -350,3 +354,71 @@ def test_a_resume_never_waits_behind_a_creation(tmp_path: Path, frozen: bool) ->
     finally:
         manager.go.set()
         c.stop()
+
+
+class TenantAdmission(NoAdmission):
+    """The template is tenant acme's (the real adapter: tests/e2e/superfluid/test_tenants.py)."""
+
+    def prefix(self, template: str) -> str:
+        return "acme-"
+
+
+class RefusingAdmission(TenantAdmission):
+    """... and its quota is full."""
+
+    @contextmanager
+    def admit(self, request: Any) -> Iterator[Any]:
+        raise QuotaExceeded(f"tenant acme: instances 1 of 1 in use, {request.name} refused")
+        yield request  # pragma: no cover (a generator, for @contextmanager)
+
+
+def test_a_refused_admission_is_counted_and_a_later_packet_asks_again(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c.admission = RefusingAdmission()
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    table.admit("web", UE1, "k", b"p", 0.0)
+    c._create("web", UE1)
+    assert manager.instances == {}
+    assert c.counts()["web"] == {"refused_admission": 1}
+    assert table.drops["refused_admission"] == 1
+    assert c.instances_of("web") == []  # the record is gone: the next packet tries again
+    c.admission = NoAdmission()
+    c._create("web", UE1)
+    assert len(manager.instances) == 1
+
+
+def test_instances_of_a_tenants_template_carry_its_prefix(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c.admission = TenantAdmission()
+    c._create("web", UE1)
+    [name] = manager.instances
+    assert name.startswith("acme-web-")
+
+
+def test_a_service_name_an_instance_cannot_have_still_gets_instances(tmp_path: Path) -> None:
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c.services = {"Video_Cache.v2": c.services["web"]}
+    c._create("Video_Cache.v2", UE1)
+    [name] = manager.instances
+    assert name.startswith("video-cache-v2-")
+    assert c.counts()["Video_Cache.v2"] == {"created": 1}
+
+
+def test_an_unexpected_failure_of_a_creation_lets_the_next_packet_retry(tmp_path: Path) -> None:
+    class Crashing(FakeManager):
+        def create_instance(self, request: Any) -> None:
+            if not self.requests:
+                self.requests.append(request)
+                raise RuntimeError("a bug, not a refusal")
+            super().create_instance(request)
+
+    manager = Crashing()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    assert c.counts()["web"] == {"refused_create_failed": 1}
+    assert c.instances_of("web") == []
+    c._create("web", UE1)  # not stuck behind a record "creating" forever
+    assert c.counts()["web"]["created"] == 1

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fluidedge.instances.models import NAME_PATTERN as INSTANCE_NAME
+from fluidedge.tof.models import NAME_PATTERN as TOF_NAME
 from fluidedge.tof.superfluid import policy
 from fluidedge.tof.superfluid.model import OnDemand
 
@@ -72,3 +78,25 @@ def test_token_bucket_grants_never_exceed_burst_plus_rate() -> None:
     for i in range(len(grants)):
         for j in range(i + 3, min(len(grants), i + 40)):
             assert grants[j] - grants[i] >= (j - i + 1 - 3) / 10.0 - 1e-9
+
+
+@given(
+    service=st.from_regex(TOF_NAME, fullmatch=True),
+    prefix=st.sampled_from(["", "acme-", "t1234567-"]),
+)
+def test_instance_names_are_valid_for_every_service_name(service: str, prefix: str) -> None:
+    """A TOF service's name allows what an instance's does not; every one maps to a valid
+    instance name that keeps the tenant prefix and the random suffix whole."""
+    name = policy.instance_name(service, "0a1b2c3d", prefix)
+    assert re.fullmatch(INSTANCE_NAME, name), name
+    assert name.startswith(prefix)
+    assert name.endswith("-0a1b2c3d")
+
+
+def test_instance_names_read_like_their_service() -> None:
+    assert policy.instance_name("web", "0a1b2c3d") == "web-0a1b2c3d"
+    assert policy.instance_name("Video_Cache.v2", "0a1b2c3d") == "video-cache-v2-0a1b2c3d"
+    assert policy.instance_name("5g-edge", "0a1b2c3d") == "s-5g-edge-0a1b2c3d"
+    assert policy.instance_name("5g-edge", "0a1b2c3d", "acme-") == "acme-5g-edge-0a1b2c3d"
+    assert policy.instance_name("___", "0a1b2c3d") == "svc-0a1b2c3d"
+    assert len(policy.instance_name("a" * 63, "0a1b2c3d", "t1234567-")) == 32

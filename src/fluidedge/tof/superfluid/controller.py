@@ -47,8 +47,10 @@ from fluidedge.errors import FluidedgeError
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import Histograms
+from fluidedge.tenants.errors import TenantsError
 from fluidedge.tof.models import Service
 from fluidedge.tof.superfluid import policy
+from fluidedge.tof.superfluid.admission import Admission, NoAdmission
 from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
 from fluidedge.tof.superfluid.model import OnDemand
 from fluidedge.tof.superfluid.neigh import NeighbourFlusher
@@ -128,8 +130,10 @@ class Controller:
         create_rate: float = 50.0,
         create_burst: int = 8,
         queue_timeout: float = 3.0,
+        admission: Admission | None = None,
     ) -> None:
         self.manager = manager
+        self.admission: Admission = admission or NoAdmission()
         self.plane = plane
         self.store = store
         self.workers = workers
@@ -318,7 +322,8 @@ class Controller:
                 if address is None:
                     reason = "address_pool"
                 else:
-                    name = f"{service[:52]}-{secrets.token_hex(4)}"
+                    owner = self.admission.prefix(spec.template)
+                    name = policy.instance_name(service, secrets.token_hex(4), owner)
                     record = Record(service, key[1], name, address, "creating", time.time())
                     self.records[key] = record
         if reason is not None or spec is None:
@@ -341,11 +346,15 @@ class Controller:
             record.created_at = granted + self._mono_to_wall  # the rate bound's instant
             try:
                 self._instantiate(spec, record)
-            except FluidedgeError as exc:
-                log.warning("superfluid: %s: creating an instance failed: %s", service, exc)
+            except Exception as exc:  # whatever it was, the next packet must be able to retry
+                why = "admission" if isinstance(exc, TenantsError) else "create_failed"
+                if isinstance(exc, FluidedgeError):
+                    log.warning("superfluid: %s: creating an instance failed: %s", service, exc)
+                else:
+                    log.exception("superfluid: %s: creating an instance failed", service)
                 with self._lock:
                     self.records.pop(key, None)
-                self._refuse(service, ue, "create_failed")
+                self._refuse(service, ue, why)
                 return
             record.state = "running"
             self.counters[(service, "created")] += 1  # counted before the answer can leave
@@ -398,7 +407,8 @@ class Controller:
                 "labels": labels,
             }
         )
-        self.manager.create_instance(request)
+        with self.admission.admit(request) as admitted:
+            self.manager.create_instance(admitted)
         if network_name is not None:
             self._forget_neighbour(network_name, record.address)
 
@@ -569,7 +579,7 @@ class Controller:
 
     def _delete_instance(self, name: str) -> None:
         try:
-            self.manager.delete_instance(name)
+            self.admission.delete(name, self.manager.delete_instance)
         except FluidedgeError as exc:
             log.warning("superfluid: deleting %s: %s", name, exc)
 

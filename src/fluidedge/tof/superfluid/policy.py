@@ -5,10 +5,31 @@ Kept free of I/O and clocks (times are arguments) so the unit tests state the ru
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fluidedge.tof.superfluid.model import OnDemand
+
+INSTANCE_NAME_MAX = 32  # the instance manager's names: ^[a-z][a-z0-9-]{0,31}$
+_NOT_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def instance_name(service: str, suffix: str, prefix: str = "") -> str:
+    """The name of a new instance of ``service``: ``<prefix><service>-<suffix>``, within the
+    instance manager's charset and length.
+
+    WHY: a TOF service's name allows what an instance's does not (upper case, ``_``, ``.``,
+    a leading digit, 63 characters); an invalid name made every creation fail, forever. The
+    service part is lower-cased, other characters become ``-``, and it is cut to fit; the
+    ``prefix`` (a tenant's ``<tenant>-``) and the random ``suffix`` are kept whole.
+    """
+    slug = _NOT_NAME.sub("-", service.lower()).strip("-") or "svc"
+    if not prefix and not slug[0].isalpha():
+        slug = f"s-{slug}"
+    room = INSTANCE_NAME_MAX - len(prefix) - len(suffix) - 1
+    slug = slug[: max(room, 1)].rstrip("-") or "s"
+    return f"{prefix}{slug}-{suffix}"
 
 
 @dataclass(slots=True)
