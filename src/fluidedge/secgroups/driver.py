@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,11 +152,29 @@ class NftRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
 
+    def zones_in_use(self, netns: str | None) -> set[int]:
+        """The conntrack zones our tables in ``netns`` set, whoever installed them: another
+        daemon's networks in the same namespace share its conntrack table, so a zone must not
+        be taken twice there (see :func:`fluidedge.secgroups.service.pick_zone`)."""
+        used: set[int] = set()
+        for family, name in self.nft.tables(netns):
+            if family == "inet":
+                used.update(zones_set_by(self.nft.list_table(netns, family, name)))
+        return used
+
     def installed_networks(self, netns: str | None) -> set[str]:
         """Networks with tables in ``netns`` (for reconciliation at start)."""
         from fluidedge.secgroups.nft import TABLE_PREFIX  # noqa: PLC0415
 
         return {name[len(TABLE_PREFIX) :].replace("_", "-") for _, name in self.nft.tables(netns)}
+
+
+_ZONE_SET = re.compile(r"\bct zone set (\d+)\b")
+
+
+def zones_set_by(listing: str) -> set[int]:
+    """The zones an ``nft list table`` listing sets."""
+    return {int(m.group(1)) for m in _ZONE_SET.finditer(listing)}
 
 
 class FirewallDriver:

@@ -17,6 +17,7 @@ wires ownership in, everything belongs to :data:`~fluidedge.secgroups.model.DEFA
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import secrets
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from fluidedge.errors import FluidedgeError
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.driver import FirewallDriver
 from fluidedge.secgroups.errors import GroupInUse, GroupNotFound, InvalidSecgroup
@@ -54,6 +56,30 @@ class NetworkLookup(Protocol):
     def binding(self, network: str) -> Binding | None: ...
 
     def netns_names(self) -> set[str | None]: ...
+
+
+ZONE_FIRST = ZONE_MIN + 99  # below: left to other users of conntrack zones
+
+
+def pick_zone(used: set[int], seed: str) -> int | None:
+    """A conntrack zone for a new network: the first free one from a point that ``seed`` (the
+    network's bridge, unique in its namespace) picks, wrapping around; None when all are taken.
+
+    WHY: a namespace's conntrack table is shared by every bridge in it, including other
+    daemons' networks (one daemon per state directory, several per host). Two networks in one
+    zone with the same address plan share connection state: a connection one network's rules
+    allowed lets the same 5-tuple through the other's (the ephemeral port of a client is a
+    hash of its addresses, so it repeats across namespaces). Zones set by tables already
+    installed are in ``used``; the seeded start keeps two daemons that allocate at the same
+    moment apart.
+    """
+    span = ZONE_MAX - ZONE_FIRST + 1
+    start = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % span
+    for i in range(span):
+        zone = ZONE_FIRST + (start + i) % span
+        if zone not in used:
+            return zone
+    return None
 
 
 class SecgroupService:
@@ -372,7 +398,15 @@ class SecgroupService:
         zone = self._zones.get(network)
         if zone is None:
             used = set(self._zones.values())
-            zone = next((z for z in range(ZONE_MIN + 99, ZONE_MAX + 1) if z not in used), None)
+            binding = self.networks.binding(network) if self.networks is not None else None
+            probe = getattr(self.driver.renderer, "zones_in_use", None)
+            if binding is not None and probe is not None:
+                try:
+                    used |= probe(binding.netns)
+                except (FluidedgeError, OSError) as exc:
+                    log.warning("secgroups: zones in use in %s unknown: %s", binding.netns, exc)
+            seed = binding.bridge if binding is not None else network
+            zone = pick_zone(used, seed)
             if zone is None:
                 raise InvalidSecgroup("zone: every conntrack zone is taken")
             self.tables.put_zone(network, zone)

@@ -1,0 +1,43 @@
+"""Choosing a network's conntrack zone: free on the host, apart for two daemons at once."""
+
+from __future__ import annotations
+
+from fluidedge.secgroups.driver import zones_set_by
+from fluidedge.secgroups.model import ZONE_MAX
+from fluidedge.secgroups.service import ZONE_FIRST, pick_zone
+
+
+def test_a_zone_in_use_is_never_picked() -> None:
+    first = pick_zone(set(), "fesg-br0")
+    assert first is not None
+    assert ZONE_FIRST <= first <= ZONE_MAX
+    second = pick_zone({first}, "fesg-br0")
+    assert second not in (None, first)
+
+
+def test_two_bridges_start_apart_and_the_search_wraps() -> None:
+    picks = {pick_zone(set(), f"br{i}") for i in range(50)}
+    assert len(picks) >= 45  # different daemons' bridges rarely meet, even at the same moment
+    every = set(range(ZONE_FIRST, ZONE_MAX + 1))
+    last = ZONE_MAX
+    assert pick_zone(every - {last}, "br0") == last
+    assert pick_zone(every - {ZONE_FIRST}, "br0") == ZONE_FIRST
+    assert pick_zone(every, "br0") is None
+
+
+def test_zones_read_from_a_listing() -> None:
+    listing = """table inet fesg_n1 {
+        chain zpre {
+                type filter hook prerouting priority -300; policy accept;
+                iifname "fesgbr1" ct zone set 4242
+        }
+        chain zout {
+                type filter hook output priority -300; policy accept;
+                oifname "fesgbr1" ct zone set 4242
+        }
+        chain net {
+                ct state established,related,untracked accept
+        }
+}"""
+    assert zones_set_by(listing) == {4242}
+    assert zones_set_by("table inet fesg_n2 {\n}") == set()
