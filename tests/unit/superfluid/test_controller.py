@@ -142,6 +142,18 @@ def make(tmp_path: Path, manager: FakeManager | None = None, **kw: Any) -> Contr
     return controller
 
 
+def paused(tmp_path: Path) -> tuple[Controller, FakeManager, Any, str]:
+    """A controller whose one (per-ue, UE1) instance was paused by its idle timer: the
+    controller, the fake manager, the data plane's table and the instance's name."""
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    [name] = manager.instances
+    c.idle_pass(time.monotonic() + 1.5)
+    return c, manager, table, name
+
+
 def test_create_points_the_binding_and_records_it(tmp_path: Path) -> None:
     c = make(tmp_path)
     table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
@@ -212,12 +224,7 @@ def test_a_packet_between_the_idle_look_and_the_pause_keeps_the_instance_running
 
 
 def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> None:
-    manager = FakeManager()
-    c = make(tmp_path, manager)
-    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
-    c._create("web", UE1)
-    [name] = manager.instances
-    c.idle_pass(time.monotonic() + 1.5)
+    c, manager, table, name = paused(tmp_path)
     assert table.bindings[("web", UE1)].frozen  # the freeze is confirmed
     table.waker = c._wake
     assert (
@@ -236,11 +243,7 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
 
 
 def test_a_failed_wake_falls_back_to_the_queued_resume(tmp_path: Path) -> None:
-    manager = FakeManager()
-    c = make(tmp_path, manager)
-    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
-    c._create("web", UE1)
-    c.idle_pass(time.monotonic() + 1.5)
+    c, manager, table, _ = paused(tmp_path)
     table.waker = c._wake
     manager.cgroups.fail = True
     assert table.admit("web", UE1, "k", b"p", time.monotonic()) == b""  # queued
@@ -249,12 +252,7 @@ def test_a_failed_wake_falls_back_to_the_queued_resume(tmp_path: Path) -> None:
 
 
 def test_resume_thaws_first_and_releases(tmp_path: Path) -> None:
-    manager = FakeManager()
-    c = make(tmp_path, manager)
-    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
-    c._create("web", UE1)
-    [name] = manager.instances
-    c.idle_pass(time.monotonic() + 1.5)
+    c, manager, table, name = paused(tmp_path)
     table.admit("web", UE1, "k", b"p", 0.0)
     c._resume("web", UE1)
     assert manager.cgroups.thawed == [f"id-{name}"]
