@@ -8,17 +8,15 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from fluidedge.cli import app
-from fluidedge.core.client import Client, ClientError
-from fluidedge.core.store import Store
-from fluidedge.instances.manager import InstancesConfig, Manager
+from fluidedge.core.client import ClientError
 from fluidedge.secgroups.nft import table_name
+from tests.e2e.secgroups.scenario import get, purge, run, web_and_clients
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_until
 
@@ -27,21 +25,6 @@ pytestmark = pytest.mark.root
 NET = f"sg{os.getpid() % 100000}"
 BRIDGE = f"fesg{os.getpid() % 100000}"[:15]
 SUBNET = "198.18.41"
-
-WEB = {
-    "name": "sgweb",
-    "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
-    "files": {"www/index.html": "edge app {name}\n"},
-    "interfaces": [{"name": "eth0", "network": NET, "security_groups": ["web"]}],
-    "readiness": {"kind": "tcp", "port": 8080},
-    "pool": {"size": 1},
-}
-CLIENT = {
-    "name": "sgcli",
-    "command": ["/bin/busybox", "sleep", "2147483647"],
-    "interfaces": [{"name": "eth0", "network": NET}],
-    "pool": {"size": 2},
-}
 
 
 @pytest.fixture
@@ -60,14 +43,7 @@ def sg_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHan
         yield handle
     finally:
         handle.stop()
-        state = Path(handle.config["state_dir"])
-        manager = Manager(
-            InstancesConfig(pool_scale=0, prepare_workers=1),
-            Store(state / "fluidedge.sqlite"),
-            state / "instances",
-        )
-        manager.start()
-        manager.purge()
+        purge(handle)
         _nft_tables()  # and the tables, if a failure left any
         for family in ("bridge", "inet"):
             subprocess.run(
@@ -82,26 +58,6 @@ def _nft_tables() -> list[str]:
     return [line for line in out.stdout.splitlines() if line.endswith(" " + table_name(NET))]
 
 
-def _get(client: Client, pid: int, addr: str) -> str:
-    """What ``curl http://addr:8080/`` from an instance's network namespace gets (empty:
-    refused or timed out)."""
-    done = subprocess.run(
-        ["nsenter", "-t", str(pid), "-n", "curl", "-s", "-m", "3", f"http://{addr}:8080/"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
-def _run(client: Client, name: str, template: str, index: int, **iface: Any) -> dict[str, Any]:
-    body = {
-        "name": name,
-        "template": template,
-        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.{index}/24"], **iface}},
-    }
-    made: dict[str, Any] = client.post("/v1/instances", body)
-    return made
-
-
 def _reason(call: Callable[[], Any]) -> tuple[int, str]:
     with pytest.raises(ClientError) as info:
         call()
@@ -110,34 +66,8 @@ def _reason(call: Callable[[], Any]) -> tuple[int, str]:
 
 def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> None:
     client = sg_daemon.client()
-    client.post("/v1/security-groups", {"id": "clients", "description": "may call the app"})
-    client.post(
-        "/v1/security-groups",
-        {
-            "id": "web",
-            "rules": [
-                {
-                    "id": "http",
-                    "direction": "ingress",
-                    "protocol": "tcp",
-                    "port_range_min": 8080,
-                    "remote_group": "clients",
-                }
-            ],
-        },
-    )
-    client.post(
-        "/v1/security-groups/clients/rules",
-        {"id": "out", "direction": "egress", "protocol": "tcp"},
-    )
-    client.post("/v1/templates", WEB)
-    client.post("/v1/templates", CLIENT)
-    _run(client, "app", "sgweb", 5)
-    c1 = _run(client, "c1", "sgcli", 11, security_groups=["clients"])
-    c2 = _run(client, "c2", "sgcli", 12)  # the template names none: the default group
-    app_ip = f"{SUBNET}.5"
-    assert _get(client, c1["pid"], app_ip) == "edge app app"
-    assert _get(client, c2["pid"], app_ip) == ""
+    scene = web_and_clients(client, NET, SUBNET, "sg")
+    app_ip, c1, c2 = scene.app_ip, scene.c1, scene.c2
     ports = {p["id"]: p for p in client.get("/v1/security-groups/ports")}
     assert ports["c2.eth0"]["groups"] == ["default"]
     assert ports["app.eth0"]["groups"] == ["web"]
@@ -163,13 +93,13 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     status, why = _reason(lambda: client.delete("/v1/security-groups/clients"))
     assert status == 409
     assert "c1.eth0" in why
-    status, why = _reason(lambda: _run(client, "c3", "sgcli", 13, security_groups=["nope"]))
+    status, why = _reason(lambda: run(client, SUBNET, "c3", "sgcli", 13, security_groups=["nope"]))
     assert (status, "nope" in why) == (400, True)
     assert len(client.get("/v1/security-groups/web")["rules"]) == 1
 
     # c2's groups changed after create
     client.put("/v1/instances/c2/interfaces/eth0/security-groups", {"security_groups": ["clients"]})
-    assert _get(client, c2["pid"], app_ip) == "edge app app"
+    assert get(c2["pid"], app_ip) == "edge app app"
 
     for crash in (False, True):
         client.close()
@@ -188,8 +118,8 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
             f"table bridge {table_name(NET)}",
             f"table inet {table_name(NET)}",
         ]
-        assert _get(client, c1["pid"], app_ip) == "edge app app"
-        assert _get(client, c2["pid"], app_ip) == "edge app app"
+        assert get(c1["pid"], app_ip) == "edge app app"
+        assert get(c2["pid"], app_ip) == "edge app app"
 
     # the CLI: a rule removed takes effect, added back too; ports and groups listed
     runner = CliRunner(env={"FLUIDEDGE_URL": sg_daemon.url, "FLUIDEDGE_TOKEN": sg_daemon.token})
@@ -200,11 +130,11 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
         return result.output
 
     assert "deleted rule http" in cli("rule", "rm", "web", "http")
-    assert _get(client, c1["pid"], app_ip) == ""
+    assert get(c1["pid"], app_ip) == ""
     out = cli("rule", "add", "web", "--protocol", "tcp", "--port", "8080-8081",
               "--remote-group", "clients", "--id", "http2")  # fmt: skip
     assert "added rule http2" in out
-    assert _get(client, c1["pid"], app_ip) == "edge app app"
+    assert get(c1["pid"], app_ip) == "edge app app"
     shown = json.loads(cli("show", "web", "--json"))
     assert [(r["id"], r["port_range_min"], r["port_range_max"]) for r in shown["rules"]] == [
         ("http2", 8080, 8081)
@@ -212,7 +142,7 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     ports = json.loads(cli("ports", "--json"))
     assert sorted(p["instance"] for p in ports) == ["app", "c1", "c2"]
     assert "c2/eth0: default" in cli("port-set", "c2", "eth0", "default")
-    assert _get(client, c2["pid"], app_ip) == ""
+    assert get(c2["pid"], app_ip) == ""
     assert "clients" in cli("ls")
 
     # the port of a deleted instance goes
