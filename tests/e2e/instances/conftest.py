@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.core.store import Store
-from fluidedge.instances.manager import InstancesConfig, Manager
-from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.daemon import DaemonHandle, purge_instances_state
 
 BRIDGE = f"fe2e{os.getpid() % 100000}"[:15]
 
 
 def purge_daemon(handle: DaemonHandle) -> None:
-    state = Path(handle.config["state_dir"])
-    manager = Manager(
-        InstancesConfig(pool_scale=0, prepare_workers=1),
-        Store(state / "fluidedge.sqlite"),
-        state / "instances",
-    )
-    manager.start()
-    manager.purge()
+    purge_instances_state(Path(handle.config["state_dir"]))
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fluidedge.core.client import Client
-from fluidedge.core.store import Store
-from fluidedge.instances.manager import InstancesConfig, Manager
-from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.daemon import DaemonHandle, purge_instances_state
 
 
 def get(pid: int, addr: str) -> str:
@@ -92,11 +90,4 @@ def web_and_clients(client: Client, network: str, subnet: str, prefix: str) -> S
 
 def purge(handle: DaemonHandle) -> None:
     """Delete what a stopped daemon left (instances, shells, an ovs network's bridge)."""
-    state = Path(handle.config["state_dir"])
-    manager = Manager(
-        InstancesConfig(pool_scale=0, prepare_workers=1),
-        Store(state / "fluidedge.sqlite"),
-        state / "instances",
-    )
-    manager.start()
-    manager.purge()
+    purge_instances_state(Path(handle.config["state_dir"]))
