@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from fluidedge.errors import FluidedgeError
@@ -80,6 +80,18 @@ def pick_zone(used: set[int], seed: str) -> int | None:
         if zone not in used:
             return zone
     return None
+
+
+def stale_networks(present: Iterable[str], used: set[str], mine: Callable[[str], bool]) -> set[str]:
+    """The networks whose installed tables a start removes: this daemon's (``mine``) that no
+    port uses any more.
+
+    WHY not every table with our prefix: the namespace may hold another daemon's networks
+    (one daemon per state directory, several per host). Removing their tables would switch
+    their filtering off; it did, when two test suites ran at once and each restart wiped the
+    other daemon's tables.
+    """
+    return {n for n in present if n not in used and mine(n)}
 
 
 class SecgroupService:
@@ -151,9 +163,15 @@ class SecgroupService:
             except Exception as exc:  # a namespace that went away: nothing installed there
                 log.warning("secgroups: cannot list tables in %s: %s", netns, exc)
                 continue
-            for network in sorted(present - used):
+            for network in sorted(stale_networks(present, used, self._mine)):
                 log.info("secgroups: removing stale tables of network %s", network)
                 renderer.remove_network(Binding(network=network, bridge="-", netns=netns))
+
+    def _mine(self, network: str) -> bool:
+        """Whether ``network`` is this daemon's: it gave it a zone, or it is configured."""
+        if network in self._zones:
+            return True
+        return self.networks is not None and self.networks.binding(network) is not None
 
     # -- groups -----------------------------------------------------------------------------
 

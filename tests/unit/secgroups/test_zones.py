@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fluidedge.secgroups.driver import zones_set_by
 from fluidedge.secgroups.model import ZONE_MAX
-from fluidedge.secgroups.service import ZONE_FIRST, pick_zone
+from fluidedge.secgroups.service import ZONE_FIRST, pick_zone, stale_networks
 
 
 def test_a_zone_in_use_is_never_picked() -> None:
@@ -41,3 +41,10 @@ def test_zones_read_from_a_listing() -> None:
 }"""
     assert zones_set_by(listing) == {4242}
     assert zones_set_by("table inet fesg_n2 {\n}") == set()
+
+
+def test_a_start_removes_only_its_own_stale_tables() -> None:
+    present = {"mine-idle", "mine-used", "theirs"}
+    mine = {"mine-idle", "mine-used"}.__contains__
+    assert stale_networks(present, {"mine-used"}, mine) == {"mine-idle"}
+    assert stale_networks(present, set(), lambda n: False) == set()
