@@ -38,7 +38,8 @@ def budget_env(lab: Lab, daemon_factory: DaemonFactory) -> Iterator[tuple[Env, i
 
 def test_ondemand_instances_are_admitted_like_the_apis(budget_env: tuple[Env, int]) -> None:
     env, _ = budget_env
-    body = service_body("adm", SERVICE_IP, env.lab, "per-ue", idlePause=1.0, idleDelete=1.0)
+    # T1 long: ue1's instance holds its share until the test shortens T1 and T2 (below)
+    body = service_body("adm", SERVICE_IP, env.lab, "per-ue", idlePause=3600, idleDelete=1.0)
     body["onDemand"]["template"] = "big"
     env.client.post("/service", body)
     first = env.http("ue1", SERVICE_IP)
@@ -52,7 +53,9 @@ def test_ondemand_instances_are_admitted_like_the_apis(budget_env: tuple[Env, in
     assert env.events("adm").get("refused_admission", 0) >= 1
     assert env.client.get("/stats")["onDemand"]["drops"].get("refused_admission", 0) >= 1
     assert "198.18.100.2" not in [i["ue"] for i in env.instances("adm")]
-    # once ue1's instance is paused and deleted (T1 + T2), its share is free again
+    # once ue1's instance is paused and deleted (timers apply live), its share is free again
+    body["onDemand"].update(idlePause=0.2, idleDelete=0.2)
+    env.client.put("/service/adm", body)
     wait_for(lambda: not env.instances("adm"), 30, "ue1's instance deleted")
     again = env.http("ue2", SERVICE_IP, timeout=10.0)
     assert again.startswith("edge instance adm-"), again
