@@ -42,7 +42,7 @@ RTN_UNICAST = 1
 IFF_UP = 0x1
 CLONE_NEWNET = 0x40000000
 
-_HDR = struct.Struct("=IHHII")
+NLMSG_HDR = struct.Struct("=IHHII")
 _IFADDR = struct.Struct("=BBBBI")
 _IFINFO = struct.Struct("=BxHiII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -59,8 +59,8 @@ def _attr(kind: int, data: bytes) -> bytes:
     return struct.pack("=HH", length, kind) + data + b"\0" * ((4 - length % 4) % 4)
 
 
-def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _HDR.pack(_HDR.size + len(body), kind, flags, seq, 0) + body
+def nlmsg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, flags, seq, 0) + body
 
 
 def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
@@ -71,7 +71,7 @@ def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
     packed = iface.ip.packed
     body = _IFADDR.pack(family, iface.network.prefixlen, flags, 0, ifindex)
     body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
-    return _message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+    return nlmsg(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
 def encode_default_route(seq: int, ifindex: int, gateway: str) -> bytes:
@@ -80,17 +80,17 @@ def encode_default_route(seq: int, ifindex: int, gateway: str) -> bytes:
     family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
     body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, RTN_UNICAST, 0)
     body += _attr(RTA_GATEWAY, gw.packed) + _attr(RTA_OIF, struct.pack("=I", ifindex))
-    return _message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
+    return nlmsg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
 def encode_link_up(seq: int, ifindex: int) -> bytes:
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, IFF_UP, IFF_UP)
-    return _message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
+    return nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def encode_get_link(seq: int, ifname: str) -> bytes:
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, ifname.encode() + b"\0")
-    return _message(RTM_GETLINK, NLM_F_REQUEST, seq, body)
+    return nlmsg(RTM_GETLINK, NLM_F_REQUEST, seq, body)
 
 
 def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
@@ -100,16 +100,18 @@ def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
     Raises :class:`ValueError` when ``data`` holds no reply to ``seq``.
     """
     offset = 0
-    while offset + _HDR.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size:
+    while offset + NLMSG_HDR.size <= len(data):
+        length, kind, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
+        if length < NLMSG_HDR.size:
             break
         if msg_seq == seq:
             if kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + _HDR.size)
+                (code,) = struct.unpack_from("=i", data, offset + NLMSG_HDR.size)
                 return -code, None
             if kind == RTM_NEWLINK:
-                _fam, _type, index, _flags2, _change = _IFINFO.unpack_from(data, offset + _HDR.size)
+                _fam, _type, index, _flags2, _change = _IFINFO.unpack_from(
+                    data, offset + NLMSG_HDR.size
+                )
                 return 0, index
         offset += (length + 3) & ~3
     raise ValueError(f"no netlink reply for seq {seq}")

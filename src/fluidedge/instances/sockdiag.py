@@ -18,18 +18,21 @@ from __future__ import annotations
 import socket
 import struct
 
-from fluidedge.instances.nl import call_in_netns_path
+from fluidedge.instances.nl import (
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NLMSG_HDR,
+    call_in_netns_path,
+    nlmsg,
+)
 
-NLMSG_ERROR = 2
 NLMSG_DONE = 3
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 TCP_LISTEN = 10  # include/net/tcp_states.h
 IPPROTO_TCP = 6
 NETLINK_SOCK_DIAG = 4
 
-_HDR = struct.Struct("=IHHII")  # struct nlmsghdr
 # struct inet_diag_req_v2: family, protocol, ext, pad, states; then struct inet_diag_sockid
 # (sport, dport (big-endian), src[4], dst[4], if, cookie[2]: 48 bytes), all zero for a dump.
 _REQ = struct.Struct("=BBBBI48x")
@@ -41,8 +44,7 @@ _SPORT = struct.Struct("!H")
 def encode_listen_dump(seq: int, family: int) -> bytes:
     """A dump request for the TCP sockets of ``family`` in state LISTEN."""
     body = _REQ.pack(family, IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
-    flags = NLM_F_REQUEST | NLM_F_DUMP
-    return _HDR.pack(_HDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, seq, 0) + body
+    return nlmsg(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def decode_listen_dump(data: bytes, seq: int) -> tuple[set[int], bool]:
@@ -52,11 +54,11 @@ def decode_listen_dump(data: bytes, seq: int) -> tuple[set[int], bool]:
     ports: set[int] = set()
     done = False
     offset = 0
-    while offset + _HDR.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size or offset + length > len(data):
+    while offset + NLMSG_HDR.size <= len(data):
+        length, kind, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
+        if length < NLMSG_HDR.size or offset + length > len(data):
             raise ValueError(f"sock_diag: truncated message at offset {offset}")
-        body = offset + _HDR.size
+        body = offset + NLMSG_HDR.size
         if msg_seq == seq:
             if kind == NLMSG_DONE:
                 done = True
@@ -65,7 +67,7 @@ def decode_listen_dump(data: bytes, seq: int) -> tuple[set[int], bool]:
                 if code:
                     raise OSError(-code, f"sock_diag dump: error {-code}")
             elif kind == SOCK_DIAG_BY_FAMILY:
-                if length < _HDR.size + _MSG.size + _SPORT.size:
+                if length < NLMSG_HDR.size + _MSG.size + _SPORT.size:
                     raise ValueError(f"sock_diag: short inet_diag_msg at offset {offset}")
                 _family, state, _timer, _retrans = _MSG.unpack_from(data, body)
                 if state == TCP_LISTEN:

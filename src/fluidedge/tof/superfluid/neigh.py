@@ -17,13 +17,17 @@ import socket
 import struct
 import threading
 
-from fluidedge.instances.nl import NetlinkSocket, call_in_netns_path, decode_reply
+from fluidedge.instances.nl import (
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NetlinkSocket,
+    call_in_netns_path,
+    decode_reply,
+    nlmsg,
+)
 
 RTM_DELNEIGH = 29
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
 NDA_DST = 1
-_HDR = struct.Struct("=IHHII")
 _NDMSG = struct.Struct("=BBHiHBB")
 
 
@@ -35,7 +39,7 @@ def encode_del_neigh(seq: int, ifindex: int, address: str) -> bytes:
     attr = struct.pack("=HH", attr_len, NDA_DST) + ip.packed
     attr += b"\0" * (((attr_len + 3) & ~3) - attr_len)
     body = _NDMSG.pack(family, 0, 0, ifindex, 0, 0, 0) + attr
-    return _HDR.pack(_HDR.size + len(body), RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    return nlmsg(RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 class NeighbourFlusher:
