@@ -467,9 +467,10 @@ class Controller:
             self.histograms.observe("fluidedge_superfluid_resume_seconds", waited, service=service)
 
     def _wake(self, service: str, ue: bytes) -> bool:
-        """Thaw a frozen instance from the packet path (the data plane's lock is held: no
-        lock of ours is taken, nothing waits): True when thawed, so the packet goes on. A
-        slow thaw falls back to the queued resume (the data plane must not stall)."""
+        """Thaw a frozen instance from the packet path (the data plane's lock is held: neither
+        the controller's lock nor a record's is taken, only the histograms' leaf lock): True
+        when thawed, so the packet goes on. A thaw slower than ``WAKE_TIMEOUT`` falls back to
+        the queued resume (the data plane must not stall)."""
         record = self.records.get((service, ue))
         container = None if record is None else record.container
         if container is None:
