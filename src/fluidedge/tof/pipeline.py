@@ -6,6 +6,11 @@ A backend (userspace AF_PACKET/TUN, or a faster one) owns the ports and the cloc
 - :meth:`Pipeline.from_apps` for every IP packet the apps network sends back (TUN);
 - :meth:`Pipeline.tick` a few times per second (Pinger, queue time-outs, idle purge).
 
+:meth:`Pipeline.tick` costs what is due, not the table sizes: it visits only the bearers with
+an active Pinger or queued replies, and the once-a-second purge takes from expiry wheels
+(:mod:`fluidedge.tof.timers`) only the bearers, flows and fragment pairs whose idle deadline
+has come, re-checking each against its ``last_seen``.
+
 Each returns a list of ``(port, frame)`` to transmit, where ``port`` is :data:`ENB`, :data:`SGW`
 or :data:`APPS`. A pass-through frame is returned as the very object that came in, so its bytes
 cannot change (§4.3.1 "regular switch"; the bump in the wire is invisible).
@@ -63,6 +68,7 @@ from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.models import Service
 from fluidedge.tof.superfluid.table import OnDemandTable
+from fluidedge.tof.timers import ExpiryWheel
 
 _ICMP_PROTOS = (inner_codec.PROTO_ICMP, inner_codec.PROTO_ICMPV6)
 
@@ -135,6 +141,7 @@ class Bearer:
     pinger_replies: int = 0
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)
     learned_from: str = "user_plane"  # or "gtpc"
+    seq: int = 0  # learning order (the pipeline's timers visit bearers in this order)
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes]:
@@ -232,6 +239,15 @@ class Pipeline:
         self.pinger6 = _packed(config.pinger_target6) if config.pinger_target6 else None
         self._ip_id = 0
         self._next_purge = 0.0
+        # Timers (see the module docstring): bearers with a Pinger or a queue, by ``seq``;
+        # bearers, flows and (app, UE) pairs filed by the earliest time they can be idle.
+        self._seq = itertools.count(1)
+        self._timed: dict[int, Bearer] = {}
+        self._bearer_expiry: ExpiryWheel[Bearer] = ExpiryWheel()
+        self._flow_expiry: ExpiryWheel[tuple[tuple[int, bytes, int, bytes, int], Flow]] = (
+            ExpiryWheel()
+        )
+        self._pair_expiry: ExpiryWheel[tuple[tuple[bytes, bytes], Flow]] = ExpiryWheel()
         self._clock = 0.0  # the latest tick's time (for events without a packet)
         self._deltas: dict[bytes, int] = {}
         # Largest TCP MSS whose segment still fits one S1 frame once encapsulated (outer IPv4
@@ -288,6 +304,10 @@ class Pipeline:
         self.flows.clear()
         self.pairs.clear()
         self.gtpc.clear()
+        self._timed.clear()
+        self._bearer_expiry.clear()
+        self._flow_expiry.clear()
+        self._pair_expiry.clear()
         self.counters["bearers_purged"] += n
         self.counters["bearers_retired_purged"] += n
         self.events.add(now, "purged", "api", {"bearers": n})
@@ -477,8 +497,17 @@ class Pipeline:
             if len(self.bearers) >= self.config.max_tunnels:
                 self.drops["tunnel_table_full"] += 1
                 return None
-            bearer = Bearer(enb, sgw, ue, learned_at=now, last_seen=now, learned_from=source)
+            bearer = Bearer(
+                enb,
+                sgw,
+                ue,
+                learned_at=now,
+                last_seen=now,
+                learned_from=source,
+                seq=next(self._seq),
+            )
             self.bearers[key] = bearer
+            self._bearer_expiry.add(bearer, now + self.config.idle_timeout)
             self.counters["bearers_learned"] += 1
             self.counters[f"bearers_learned_{source}"] += 1
             self.events.add(now, "learned", source, bearer.summary())
@@ -681,8 +710,12 @@ class Pipeline:
             flow = Flow(name, service_ip, app_ip, bearer.key, now)
             if not c.inner_fragment or c.inner_sport is not None:
                 self.flows[rkey] = flow
+                self._flow_expiry.add((rkey, flow), now + self.config.flow_timeout)
             self.counters["flows_created"] += 1
-        self.pairs[(app_ip, ue)] = flow
+        pair = (app_ip, ue)
+        if self.pairs.get(pair) is not flow:
+            self.pairs[pair] = flow
+            self._pair_expiry.add((pair, flow), now + self.config.flow_timeout)
         flow.last_seen = now
         size = len(packet)
         bearer.offloaded_up += 1
@@ -808,6 +841,7 @@ class Pipeline:
             self.drops["queue_overflow"] += 1
             return []
         bearer.queue.append((now + self.config.queue_timeout, packet))
+        self._timed[bearer.seq] = bearer
         self.counters["queued_waiting_downlink_teid"] += 1
         out: list[Action] = []
         if bearer.pinger_since is None:
@@ -922,6 +956,7 @@ class Pipeline:
             return  # no uplink tunnel to ping through (yet)
         bearer.pinger_since = now
         bearer.pinger_next = now
+        self._timed[bearer.seq] = bearer
         self.counters["pinger_started"] += 1
 
     def _ping(self, bearer: Bearer, now: float) -> list[Action]:
@@ -988,7 +1023,13 @@ class Pipeline:
         out: list[Action] = []
         self._clock = now
         give_up = self.config.pinger_give_up
-        for bearer in list(self.bearers.values()):
+        bearers = self.bearers
+        timed = self._timed
+        for ident in sorted(timed):  # learning order, as a walk of the bearers would be
+            bearer = timed[ident]
+            if bearers.get(bearer.key) is not bearer:
+                del timed[ident]  # retired or purged: not ticked any more
+                continue
             if bearer.pinger_since is not None:
                 if bearer.dl_teid is not None:
                     bearer.pinger_since = None
@@ -1001,6 +1042,8 @@ class Pipeline:
             while queue and queue[0][0] < now:
                 queue.popleft()
                 self.drops["queue_timeout"] += 1
+            if bearer.pinger_since is None and not queue:
+                del timed[ident]
         if self.ondemand.queued:
             self.ondemand.expire(now)
         if now >= self._next_purge:
@@ -1048,19 +1091,62 @@ class Pipeline:
         Idle means no user G-PDU on the S1 side: the Pinger, its replies and the apps' packets
         do not count, so no state can keep itself alive (an active Pinger does not either).
         """
-        idle = now - self.config.idle_timeout
-        for bearer in list(self.bearers.values()):
+        timeout = self.config.idle_timeout
+        idle = now - timeout
+        bearers = self.bearers
+        due = self._bearer_expiry.due(now)
+        due.sort(key=_learning_order)  # retired (and logged) in the order a walk would
+        for bearer in due:
+            if bearers.get(bearer.key) is not bearer:
+                continue  # gone already (retired, End Marker...)
             if bearer.last_seen < idle:
                 self._retire(bearer, "idle", now)
                 self.counters["bearers_purged"] += 1
-        stale = now - self.config.flow_timeout
-        for key, flow in list(self.flows.items()):
+            else:
+                self._bearer_expiry.add(bearer, bearer.last_seen + timeout)
+        timeout = self.config.flow_timeout
+        stale = now - timeout
+        flows = self.flows
+        for key, flow in self._flow_expiry.due(now):
+            if flows.get(key) is not flow:
+                continue  # replaced or removed (service change, on-demand instance gone)
             if flow.last_seen < stale:
-                del self.flows[key]
+                del flows[key]
                 self.counters["flows_expired"] += 1
-        for pair, flow in list(self.pairs.items()):
+            else:
+                self._flow_expiry.add((key, flow), flow.last_seen + timeout)
+        pairs = self.pairs
+        for pair, flow in self._pair_expiry.due(now):
+            if pairs.get(pair) is not flow:
+                continue
             if flow.last_seen < stale:
-                del self.pairs[pair]
+                del pairs[pair]
+            else:
+                self._pair_expiry.add((pair, flow), flow.last_seen + timeout)
+
+    def bearers_expiring(self, before: float) -> list[Bearer]:
+        """The bearers the idle purge would retire at ``before`` as things stand (their
+        ``last_seen`` + ``idle_timeout`` < ``before``), found in the expiry wheel: at the cost
+        of the bearers near their deadline, not of the table (the fast path folds the kernel's
+        newer ``last_seen`` into just these before a purge)."""
+        limit = before - self.config.idle_timeout
+        bearers = self.bearers
+        return [
+            b
+            for b in self._bearer_expiry.upto(before)
+            if b.last_seen < limit and bearers.get(b.key) is b
+        ]
+
+    def flows_expiring(self, before: float) -> list[tuple[int, bytes, int, bytes, int]]:
+        """The keys of the flows the expiry would remove at ``before`` as things stand (see
+        :meth:`bearers_expiring`)."""
+        limit = before - self.config.flow_timeout
+        flows = self.flows
+        return [
+            key
+            for key, flow in self._flow_expiry.upto(before)
+            if flow.last_seen < limit and flows.get(key) is flow
+        ]
 
     # ------------------------------------------------------------------ read-outs
 
@@ -1073,11 +1159,18 @@ class Pipeline:
         """``(matches, rows)``: the bearers ``keep`` accepts (all when None), in learning order,
         and the API view of only the ``limit`` of them from ``offset`` (a page of a large table
         without building 100,000 dicts; the web GUI's tunnels page)."""
+        total, page = self.page_bearers(keep, offset, limit)
+        return total, [b.to_api() for b in page]
+
+    def page_bearers(
+        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
+    ) -> tuple[int, list[Bearer]]:
+        """The bearers of :meth:`tunnel_page` (a backend refreshes just these first)."""
         if keep is None:
             page = itertools.islice(self.bearers.values(), offset, offset + limit)
-            return len(self.bearers), [b.to_api() for b in page]
+            return len(self.bearers), list(page)
         matches = [b for b in self.bearers.values() if keep(b)]
-        return len(matches), [b.to_api() for b in matches[offset : offset + limit]]
+        return len(matches), matches[offset : offset + limit]
 
     def bearer_events(self) -> list[dict[str, object]]:
         """The bounded event log, oldest first (``GET /tunnels/events``)."""
@@ -1092,7 +1185,9 @@ class Pipeline:
             "bearers": len(self.bearers),
             "bearerEvents": self.events.by_reason(),
             "flows": len(self.flows),
-            "queued": sum(len(b.queue) for b in self.bearers.values()),
+            "queued": sum(
+                len(b.queue) for b in self._timed.values() if self.bearers.get(b.key) is b
+            ),
             "onDemand": self.ondemand.stats(),
         }
 
@@ -1106,6 +1201,10 @@ def tunnel_key(src: bytes, dst: bytes, teid: int, ue: bytes) -> bytes:
     """
     key = src + dst + teid.to_bytes(4, "big")
     return key if len(ue) == 4 else key + b"6"
+
+
+def _learning_order(bearer: Bearer) -> int:
+    return bearer.seq
 
 
 def _pinged(bearer: Bearer, seq: int) -> bool:

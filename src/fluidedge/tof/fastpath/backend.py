@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -69,6 +70,7 @@ from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
 
 FOLD_EVERY = 1.0
+FOLD_CHUNK = 4096  # kernel entries the API's full fold applies per hold of the agent's lock
 RETRY_EVERY = 1.0  # entries a full map refused are written again this often
 DEFAULT_PUNT_RATE = 20_000  # data punts per second (global, all CPUs)
 DEFAULT_PUNT_BURST = 2_000
@@ -145,6 +147,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # Keys (in dirty-set form) a full map refused: retried every RETRY_EVERY.
         self._waiting: dict[str, set[Any]] = {name: set() for name in SIZED_MAPS}
         self._next_fold = 0.0
+        # The API's full fold reads the maps without the agent's lock (:meth:`_fold`): one at
+        # a time, and the keys the sync rewrites meanwhile are left to the next fold.
+        self._fold_lock = threading.Lock()
+        self._fold_touched: set[bytes] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -246,7 +252,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def stop(self) -> None:
         self._stop_thread()
-        self._teardown()
+        with self._fold_lock:  # no fold reads a map fd while it is closed
+            self._teardown()
         if not self.config.fail_open:  # else the NICs must keep receiving the peers' frames
             for dev in (self.enb_if, self.sgw_if):
                 with contextlib.suppress(CommandError):
@@ -345,8 +352,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_svc.pop(slot, None)
 
     def tunnels(self) -> list[dict[str, object]]:
+        self._fold()  # every bearer's kernel counters, in short holds of the lock
         with self._lock:
-            self._fold()
             rows = self.pipeline.tunnels()
         return self._wall_clock(rows)
 
@@ -354,13 +361,15 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
     ) -> tuple[int, list[dict[str, object]]]:
         with self._lock:
-            self._fold()
-            total, rows = self.pipeline.tunnel_page(keep, offset, limit)
+            total, bearers = self.pipeline.page_bearers(keep, offset, limit)
+            for bearer in bearers:  # only the page's kernel counters: a few lookups
+                self._fold_bearer(bearer)
+            rows = [b.to_api() for b in bearers]
         return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
-            self._fold()
+            self._fold_services()  # /stats shows no per-bearer counter: no map walk
             stats = self.pipeline.stats()
             fast = self._fastpath_counters()
         counters = stats.get("counters")
@@ -466,6 +475,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         inst, waiting = self._installed, self._waiting["tunnels"]
         have = inst.tunnel_ues.get(key)
         waiting.discard(key)
+        if self._fold_touched is not None and have != ue:
+            self._fold_touched.add(key)  # a fold in flight read the entry before this
         if ue is None:
             if have is not None:
                 self._fold_tunnel(key)
@@ -529,6 +540,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 self._dirty.held.add(bkey)  # written once its queue is flushed
         if value == have:
             return
+        if self._fold_touched is not None:
+            self._fold_touched.add(key)
         if have is not None:
             self._fold_downlink(key)
         if value is None:
@@ -627,51 +640,119 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 sc.down_packets += totals[2] - old[2]
                 sc.down_bytes += totals[3] - old[3]
 
+    def _fold_bearer(self, bearer: Bearer) -> None:
+        """Fold one bearer's kernel counters (its two tunnel keys and its downlink entry)."""
+        for uplink, teid in ((True, bearer.ul_teid), (False, bearer.dl_teid)):
+            if teid is not None:
+                key = L.tunnel_key_of(bearer, uplink=uplink)
+                if key in self._installed.tunnels:
+                    self._fold_tunnel(key)
+        key = bearer.enb + bearer.sgw + bearer.ue
+        if key in self._installed.downlink:
+            self._fold_downlink(key)
+
     def _fold(self) -> None:
-        """Fold the program's per-bearer and per-service counters into the pipeline (what the
-        API shows). Each map is read whole with batched lookups; flows' last-seen times are
-        not shown and are folded by :meth:`_fold_due` when they matter (expiry)."""
-        if not self._maps:
-            return
-        for name, installed, fold in (
-            ("tunnels", self._installed.tunnels, self._fold_tunnel),
-            ("downlink", self._installed.downlink, self._fold_downlink),
-        ):
+        """Fold every bearer's and service's kernel counters into the pipeline (what
+        ``GET /tunnels`` shows), without holding the agent's lock for the whole walk.
+
+        The maps are read in batches (``BPF_MAP_LOOKUP_BATCH``) outside the lock, and each
+        batch is applied under one short hold of it, so learning and the sync go on between
+        two batches. An entry the sync rewrote or removed after the walk began is skipped (the
+        sync folded it itself, fresh), and so is a read older than what a later fold already
+        applied (the kernel's counters only grow): nothing is counted twice. The entries
+        unchanged since the last fold cost one comparison.
+        """
+        with self._fold_lock:
+            with self._lock:
+                if not self._maps:
+                    return
+                tunnels, downlink = self._maps["tunnels"], self._maps["downlink"]
+                touched: set[bytes] = set()
+                self._fold_touched = touched
             try:
-                entries = self._maps[name].lookup_all()
-            except BpfError:
-                for key in installed:
-                    fold(key, None)
+                for bmap, apply in (
+                    (tunnels, self._apply_tunnels),
+                    (downlink, self._apply_downlinks),
+                ):
+                    try:
+                        for n, keys, values in bmap.lookup_batches(FOLD_CHUNK):
+                            with self._lock:
+                                apply(n, keys, values, touched)
+                    except BpfError:
+                        self._fold_one_by_one(bmap is tunnels)
+            finally:
+                with self._lock:
+                    self._fold_touched = None
+                    self._fold_services()
+
+    def _apply_tunnels(self, n: int, keys: bytes, values: bytes, touched: set[bytes]) -> None:
+        installed, snap, ks, vs = (
+            self._installed.tunnels,
+            self._snap_tun,
+            L.TUNNEL_KEY_SIZE,
+            L.TUNNEL_VAL.size,
+        )
+        for i, (packets, nbytes, _last, offloaded, _ue) in enumerate(
+            L.TUNNEL_VAL.iter_unpack(values[: n * vs])
+        ):
+            key = keys[i * ks : (i + 1) * ks]
+            if key in touched or key not in installed:
                 continue
-            for key in installed:
-                raw = entries.get(key)
-                if raw is not None:
-                    fold(key, raw)
-        self._fold_services()
+            p0, b0, o0 = snap.get(key, (0, 0, 0))
+            if packets <= p0 or nbytes < b0 or offloaded < o0:
+                continue  # nothing new since the last fold, or an older read than it
+            self._fold_tunnel(key, values[i * vs : (i + 1) * vs])
+
+    def _apply_downlinks(self, n: int, keys: bytes, values: bytes, touched: set[bytes]) -> None:
+        installed, snap, ks, vs = (
+            self._installed.downlink,
+            self._snap_dl,
+            L.BEARER_KEY_SIZE,
+            L.DOWNLINK_VAL.size,
+        )
+        for i, row in enumerate(L.DOWNLINK_VAL.iter_unpack(values[: n * vs])):
+            key = keys[i * ks : (i + 1) * ks]
+            if key in touched or key not in installed or row[6] <= snap.get(key, 0):
+                continue
+            self._fold_downlink(key, values[i * vs : (i + 1) * vs])
+
+    def _fold_one_by_one(self, tunnels: bool) -> None:
+        """The fold without batch lookups (a kernel without them): one lookup per key, in
+        chunks under the lock; each read is fresh, so no check against the walk is needed."""
+        with self._lock:
+            keys = list(self._installed.tunnels if tunnels else self._installed.downlink)
+        for start in range(0, len(keys), FOLD_CHUNK):
+            with self._lock:
+                if not self._maps:
+                    return
+                installed = self._installed.tunnels if tunnels else self._installed.downlink
+                for key in keys[start : start + FOLD_CHUNK]:
+                    if key in installed:
+                        if tunnels:
+                            self._fold_tunnel(key)
+                        else:
+                            self._fold_downlink(key)
 
     def _fold_due(self, now: float) -> None:
         """The periodic fold, at the cost of what it can change: the pipeline purges a bearer
         idle for ``idle_timeout`` and expires a flow idle for ``flow_timeout``, so only those
-        close to it (by their last-seen time as the pipeline knows it) need the kernel's newer
-        last-seen before its next purge. Everything else is folded when the API reads it
-        (:meth:`tunnels`, :meth:`stats`), not every second (which cost O(N) map reads)."""
+        close to it (by their last-seen time as the pipeline knows it, found in the
+        pipeline's expiry wheels, not by a scan) need the kernel's newer last-seen before its
+        next purge. Everything else is folded when the API reads it (:meth:`tunnels`,
+        :meth:`stats`), not every second (which cost O(N) map reads)."""
         if not self._maps:
             return
-        p, cfg = self.pipeline, self.config
-        margin = 2 * FOLD_EVERY
-        idle = now - cfg.idle_timeout + margin
-        for bearer in p.bearers.values():
-            if bearer.last_seen < idle:
-                if bearer.ul_teid is not None:
-                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=True))
-                if bearer.dl_teid is not None:
-                    self._fold_tunnel(L.tunnel_key_of(bearer, uplink=False))
-        stale = now - cfg.flow_timeout + margin
-        for pkey, flow in p.flows.items():
-            if flow.last_seen < stale:
-                key, _value = L.flow_entry(p, pkey, self._slots)
-                if key in self._installed.flows:
-                    self._fold_flow(key)
+        p = self.pipeline
+        before = now + 2 * FOLD_EVERY
+        for bearer in p.bearers_expiring(before):
+            if bearer.ul_teid is not None:
+                self._fold_tunnel(L.tunnel_key_of(bearer, uplink=True))
+            if bearer.dl_teid is not None:
+                self._fold_tunnel(L.tunnel_key_of(bearer, uplink=False))
+        for pkey in p.flows_expiring(before):
+            key, _value = L.flow_entry(p, pkey, self._slots)
+            if key in self._installed.flows:
+                self._fold_flow(key)
         self._fold_services()
 
     # ------------------------------------------------------------------ data path

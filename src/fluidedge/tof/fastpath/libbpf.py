@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from fluidedge.tof.errors import DataPlaneError
@@ -174,13 +175,26 @@ class BpfMap:
         """Every entry, read ``chunk`` at a time (``BPF_MAP_LOOKUP_BATCH``: a few system
         calls for the whole map instead of one per key). Values as :meth:`lookup` returns them.
         """
+        out: dict[bytes, bytes] = {}
+        ks, vs = self.key_size, self._stride * self.cpus
+        for n, kraw, vraw in self.lookup_batches(chunk):
+            for i in range(n):
+                out[kraw[i * ks : (i + 1) * ks]] = vraw[i * vs : (i + 1) * vs]
+        return out
+
+    def lookup_batches(self, chunk: int = 8192) -> Iterator[tuple[int, bytes, bytes]]:
+        """The map ``chunk`` entries at a time (``BPF_MAP_LOOKUP_BATCH``): ``(n, keys,
+        values)``, the ``n`` keys and values packed back to back (values as :meth:`lookup`
+        returns them). A caller may do other work between two chunks (the fast path's fold
+        applies each chunk under its lock, and reads the next one without it); entries
+        written meanwhile may or may not be seen, none is seen twice.
+        """
         value_len = self._stride * self.cpus
         keys = ctypes.create_string_buffer(self.key_size * chunk)
         values = ctypes.create_string_buffer(value_len * chunk)
         cursor_in = ctypes.create_string_buffer(max(self.key_size, 8))
         cursor_out = ctypes.create_string_buffer(max(self.key_size, 8))
         count = ctypes.c_uint32()
-        out: dict[bytes, bytes] = {}
         first = True
         while True:
             count.value = chunk
@@ -190,13 +204,10 @@ class BpfMap:
             err = ctypes.get_errno() if rc < 0 else 0
             n = count.value
             if n:
-                kraw, vraw = keys.raw, values.raw
-                ks, vs = self.key_size, value_len
-                for i in range(n):
-                    out[kraw[i * ks : (i + 1) * ks]] = vraw[i * vs : (i + 1) * vs]
+                yield n, keys.raw[: n * self.key_size], values.raw[: n * value_len]
             if rc < 0:
                 if err == errno.ENOENT or (rc == -errno.ENOENT):
-                    return out
+                    return
                 raise BpfError(f"map batch lookup: {os.strerror(err or -rc)}", err or -rc)
             ctypes.memmove(cursor_in, cursor_out, len(cursor_out))
             first = False
