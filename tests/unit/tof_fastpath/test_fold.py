@@ -77,7 +77,7 @@ def test_the_full_fold_reads_outside_the_lock_and_counts_each_packet_once() -> N
     meanwhile.done = False  # type: ignore[attr-defined]
     tunnels.between = meanwhile
     backend._fold()
-    assert len(tunnels.locked_reads) == 3  # three batches of two
+    assert len(tunnels.locked_reads) == 6  # 12 keys (uplink + downlink), two per batch
     assert not any(tunnels.locked_reads)  # each read without the lock
     assert backend._fold_touched is None
     for u, bearer in bearers.items():
