@@ -132,7 +132,7 @@ def density_command(  # noqa: PLR0917 - typer maps options to parameters
 @bench_app.command("dataplane")
 def dataplane_command(  # noqa: PLR0917 - typer maps options to parameters
     backend: Annotated[
-        str, typer.Option("--backend", "-b", help="TOF backend: userspace, ovs")
+        str, typer.Option("--backend", "-b", help="TOF backend: userspace, fastpath")
     ] = "userspace",
     sizes: Annotated[
         str, typer.Option("--sizes", help="comma-separated frame sizes and/or iMIX")

@@ -2,7 +2,8 @@
 
 Scenarios map to labs: ``kernel`` is a lab in ``routed`` mode (the host namespace forwards with
 plain Linux IP forwarding: the baseline); ``passthrough`` and ``offloaded`` are one lab in ``tof``
-mode with a TOF backend running in the lab's host namespace (in this process), without and with
+mode with a TOF backend (``userspace``, or ``fastpath``: the tc/eBPF program forwards in the
+kernel) running in the lab's host namespace (in this process), without and with
 a service whose service IP is the generated frames' inner destination (the PDN) and whose
 application is the lab's first edge app. Frames come from :class:`fluidedge.lab.gen.Generator`
 (plain uplink G-PDUs, every bearer, the requested size or iMIX) and are counted where they
@@ -113,6 +114,11 @@ class LabSource:
 
     def close(self) -> None:
         if self._backend is not None:
+            with contextlib.suppress(Exception):
+                # The fast path's kernel-side counters: proof the program did the forwarding.
+                fast = self._backend.stats().get("fastpath")
+                if fast:
+                    self.described["fastpath_counters"] = fast
             with contextlib.suppress(Exception):
                 self._backend.stop()
             self._backend = None

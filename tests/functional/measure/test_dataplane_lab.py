@@ -63,3 +63,33 @@ def test_dataplane_small(tmp_path: Path) -> None:
         round(width_in * plots.DPI),
         round(height_in * plots.DPI),
     )
+
+
+def test_dataplane_on_the_fast_path(tmp_path: Path) -> None:
+    """The search's TOF scenarios on the tc/eBPF backend: the kernel program did the work."""
+    prefix = f"mf{os.getpid() % 100000}"
+    search = SearchConfig(max_rate_pps=20_000, duration_s=0.3, resolution=0.3, max_trials=1)
+    source = LabSource(backend="fastpath", prefix=prefix, latency=False)
+    try:
+        code = benches.run_dataplane_bench(
+            source,
+            backend="fastpath",
+            sizes=["64"],
+            scenarios=["passthrough", "offloaded"],
+            search=search,
+            runs_dir=tmp_path / "runs",
+            console=Console(file=io.StringIO(), width=120),
+            describe_source=source.described,
+        )
+    finally:
+        source.close()
+    assert code == 0
+    assert lab_leftovers(f"{prefix}t") == []
+    (run,) = [p for kind, p in rundir.run_dirs(tmp_path / "runs") if kind == "dataplane"]
+    trials = rundir.read_csv(run / "trials.csv")
+    for scenario in ("passthrough", "offloaded"):
+        assert max(int(t["received"]) for t in trials if t["scenario"] == scenario) > 0, scenario
+    # Forwarded by the program, not by the agent: its pass-through and offload counters moved.
+    fast = source.described["fastpath_counters"]
+    assert fast["passthrough_uplink"] > 0
+    assert fast["offloaded_uplink"] > 0

@@ -70,7 +70,7 @@ from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
 
 FOLD_EVERY = 1.0
-FOLD_CHUNK = 4096  # kernel entries the API's full fold applies per hold of the agent's lock
+FOLD_CHUNK = 1024  # kernel entries the API's full fold applies per hold of the agent's lock
 RETRY_EVERY = 1.0  # entries a full map refused are written again this often
 DEFAULT_PUNT_RATE = 20_000  # data punts per second (global, all CPUs)
 DEFAULT_PUNT_BURST = 2_000
