@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import pytest
+
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.fastpath import backend as backend_module
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.pipeline import ENB, SGW
@@ -110,3 +113,24 @@ def test_a_page_folds_only_its_own_bearers() -> None:
     assert [r["uplink"]["packets"] for r in rows] == [8] * 3  # type: ignore[index]
     assert sorted(b.ul_packets for b in p.bearers.values()) == [1] * 7 + [8] * 3
     assert maps["tunnels"].locked_reads == []  # no walk of the map
+
+
+def test_tunnels_folds_and_lists_every_bearer_in_short_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backend_module, "FOLD_CHUNK", 2)
+    backend = FastPathBackend(TofConfig(backend="none"))
+    maps = {name: BatchMap(backend) for name in ("tunnels", "flows", "downlink", "services")}
+    backend._maps = maps  # type: ignore[assignment]
+    p = backend.pipeline
+    for i in range(5):
+        p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+    backend._sync()
+    for key, value in list(maps["tunnels"].data.items()):
+        ue = L.TUNNEL_VAL.unpack(value)[4]
+        maps["tunnels"].data[key] = L.TUNNEL_VAL.pack(4, 40, 0, 0, ue)
+    rows = backend.tunnels()
+    assert sorted(str(r["ue"]) for r in rows) == sorted(f"10.0.0.{i}" for i in range(5))
+    assert [r["uplink"]["packets"] for r in rows] == [5] * 5  # type: ignore[index]
+    assert len(maps["tunnels"].locked_reads) == 3  # 5 keys, two per batch, none locked
+    assert not any(maps["tunnels"].locked_reads)

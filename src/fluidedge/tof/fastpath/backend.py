@@ -352,9 +352,22 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_svc.pop(slot, None)
 
     def tunnels(self) -> list[dict[str, object]]:
-        self._fold()  # every bearer's kernel counters, in short holds of the lock
+        """Every bearer, its kernel counters folded first. Like the fold, the rows are built
+        in short holds of the agent's lock (:data:`FOLD_CHUNK` bearers each; 100,000 rows take
+        seconds): each row is one bearer's consistent state, and the list holds the bearers
+        present when the call began that are still there when their row is built."""
+        self._fold()
         with self._lock:
-            rows = self.pipeline.tunnels()
+            bearers = list(self.pipeline.bearers.values())
+        rows: list[dict[str, object]] = []
+        for start in range(0, len(bearers), FOLD_CHUNK):
+            with self._lock:
+                current = self.pipeline.bearers
+                rows.extend(
+                    b.to_api()
+                    for b in bearers[start : start + FOLD_CHUNK]
+                    if current.get(b.key) is b
+                )
         return self._wall_clock(rows)
 
     def tunnel_page(
