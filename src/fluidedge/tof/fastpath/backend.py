@@ -666,7 +666,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def _fold(self) -> None:
         """Fold every bearer's and service's kernel counters into the pipeline (what
-        ``GET /tunnels`` shows), without holding the agent's lock for the whole walk.
+        ``GET /tunnels`` shows), without holding the agent's lock for the whole walk. Call it
+        without that lock (it takes it batch by batch; the lock is not re-entrant).
 
         The maps are read in batches (``BPF_MAP_LOOKUP_BATCH``) outside the lock, and each
         batch is applied under one short hold of it, so learning and the sync go on between
