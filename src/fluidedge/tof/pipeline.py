@@ -247,7 +247,10 @@ class Pipeline:
         self._flow_expiry: ExpiryWheel[tuple[tuple[int, bytes, int, bytes, int], Flow]] = (
             ExpiryWheel()
         )
-        self._pair_expiry: ExpiryWheel[tuple[tuple[bytes, bytes], Flow]] = ExpiryWheel()
+        # A pair's flow changes with every new flow of its UE to its app: the wheel holds each
+        # pair key once (``_pairs_filed``) and re-checks whatever flow it has when due.
+        self._pair_expiry: ExpiryWheel[tuple[bytes, bytes]] = ExpiryWheel()
+        self._pairs_filed: set[tuple[bytes, bytes]] = set()
         self._clock = 0.0  # the latest tick's time (for events without a packet)
         self._deltas: dict[bytes, int] = {}
         # Largest TCP MSS whose segment still fits one S1 frame once encapsulated (outer IPv4
@@ -308,6 +311,7 @@ class Pipeline:
         self._bearer_expiry.clear()
         self._flow_expiry.clear()
         self._pair_expiry.clear()
+        self._pairs_filed.clear()
         self.counters["bearers_purged"] += n
         self.counters["bearers_retired_purged"] += n
         self.events.add(now, "purged", "api", {"bearers": n})
@@ -715,7 +719,9 @@ class Pipeline:
         pair = (app_ip, ue)
         if self.pairs.get(pair) is not flow:
             self.pairs[pair] = flow
-            self._pair_expiry.add((pair, flow), now + self.config.flow_timeout)
+            if pair not in self._pairs_filed:
+                self._pairs_filed.add(pair)
+                self._pair_expiry.add(pair, now + self.config.flow_timeout)
         flow.last_seen = now
         size = len(packet)
         bearer.offloaded_up += 1
@@ -1115,14 +1121,16 @@ class Pipeline:
                 self.counters["flows_expired"] += 1
             else:
                 self._flow_expiry.add((key, flow), flow.last_seen + timeout)
-        pairs = self.pairs
-        for pair, flow in self._pair_expiry.due(now):
-            if pairs.get(pair) is not flow:
-                continue
-            if flow.last_seen < stale:
+        pairs, filed = self.pairs, self._pairs_filed
+        for pair in self._pair_expiry.due(now):
+            current = pairs.get(pair)
+            if current is not None and current.last_seen < stale:
                 del pairs[pair]
+                current = None
+            if current is None:
+                filed.discard(pair)
             else:
-                self._pair_expiry.add((pair, flow), flow.last_seen + timeout)
+                self._pair_expiry.add(pair, current.last_seen + timeout)
 
     def bearers_expiring(self, before: float) -> list[Bearer]:
         """The bearers the idle purge would retire at ``before`` as things stand (their
