@@ -1,0 +1,142 @@
+"""The thin adapter: a bridge's compiled chains installed in OpenFlow bundles, make-before-break.
+
+Every flow of a chain carries the cookie ``CHAIN_COOKIE | chain_id << 32 | version``. A change
+of a chain is one bundle (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, all or nothing, and a
+packet sees the old table or the new one, never a mix) that first *adds* the chain's new flows
+under the next version (an add of an existing identity replaces it in place, so the steering
+of a flow in flight never has a gap) and then *deletes* what is left of the old version by its
+exact cookie. Chains that did not change are not touched, and neither are the learned pins of
+members that stay: a flow keeps its function instance across a change of its group. The pins
+of a member that is gone (dead or deleted instance: its port left the bridge; or removed from
+its group) are deleted by their cookie, so only its flows move, to a sibling.
+
+The first apply on a bridge (daemon start) reads what is installed (the chain and pin cookies)
+and reconciles: current chains are installed under a version above any found, every other
+chain cookie and every pin of a member that is not live is deleted, in the same bundle.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fluidedge.chains.compiler import (
+    CHAIN_COOKIE,
+    COOKIE_MASK,
+    PIN_COOKIE,
+    T_PIN,
+    ChainFlows,
+    chain_cookie,
+    compile_bridge,
+    pin_cookie,
+)
+from fluidedge.chains.errors import DataPlaneFailure
+from fluidedge.chains.model import ChainState
+from fluidedge.ovs.daemons import OvsDaemons
+from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
+
+_COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
+ALL = 0xFFFFFFFFFFFFFFFF
+
+
+class OvsChains:
+    """The chains of one bridge on one of our switches."""
+
+    def __init__(self, daemons: OvsDaemons, bridge: str) -> None:
+        self.daemons = daemons
+        self.bridge = bridge
+        self.ofctl = Ofctl(daemons, bridge)
+        self.installed: dict[int, tuple[int, ChainFlows]] | None = None
+        self.no_flood: set[str] = set()
+        self.bundles = 0
+
+    def ofports(self) -> dict[str, int]:
+        """Switch port name -> OpenFlow port number of the bridge's ports (one OVSDB query)."""
+        vsctl = Vsctl(self.daemons)
+        mine = set(vsctl.ports(self.bridge))
+        out = {}
+        for name, info in vsctl.interfaces().items():
+            ofport = info["ofport"]
+            if name in mine and isinstance(ofport, int) and ofport > 0:
+                out[name] = ofport
+        return out
+
+    def _cookies(self, base: int) -> set[int]:
+        lines = self.ofctl.dump(f"cookie={base:#x}/{COOKIE_MASK:#x}")
+        return {int(m[1], 16) for line in lines if (m := _COOKIE.search(line))}
+
+    def apply(self, state: ChainState) -> int:
+        """Make the bridge's chain flows those of ``state``; the number of flow-mods sent."""
+        try:
+            ofports = self.ofports()
+            compiled = compile_bridge(state, ofports)
+            mods, installed = self._plan(compiled)
+            functions = {p for cf in compiled.values() for p in cf.function_ports}
+            # A function's ports are out of the learning switch's floods before traffic is
+            # steered to them, and back in once no chain uses them.
+            for port in sorted(functions - self.no_flood if self.installed else functions):
+                self.ofctl.mod_port(port, "no-flood")
+            sent = self.ofctl.bundle(mods)
+            for port in sorted(self.no_flood - functions):
+                if port in ofports:
+                    self.ofctl.mod_port(port, "flood")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        self.installed = installed
+        self.no_flood = functions
+        if sent:
+            self.bundles += 1
+        return sent
+
+    def _plan(
+        self, compiled: dict[str, ChainFlows]
+    ) -> tuple[list[str], dict[int, tuple[int, ChainFlows]]]:
+        first = self.installed is None
+        old: dict[int, tuple[int, ChainFlows]] = dict(self.installed or {})
+        adds: list[str] = []
+        deletes: list[str] = []
+        new: dict[int, tuple[int, ChainFlows]] = {}
+        if first:
+            found = self._cookies(CHAIN_COOKIE)
+            pins = self._cookies(PIN_COOKIE)
+            top = max((c & 0xFFFFFFFF for c in found), default=0)
+            live = {pin_cookie(p, m) for cf in compiled.values() for p, m in cf.members}
+            for cf in compiled.values():
+                cookie = chain_cookie(cf.chain_id, top + 1)
+                adds += [f"add {f.text(cookie)}" for f in cf.flows]
+                new[cf.chain_id] = (top + 1, cf)
+            deletes += [f"delete cookie={c:#x}/{ALL:#x}" for c in sorted(found)]
+            deletes += [f"delete table={T_PIN},cookie={c:#x}/{ALL:#x}" for c in sorted(pins - live)]
+            return adds + deletes, new
+        for cf in compiled.values():
+            was = old.pop(cf.chain_id, None)
+            if was is not None and was[1] == cf:
+                new[cf.chain_id] = was
+                continue
+            version = 1 if was is None else was[0] + 1
+            cookie = chain_cookie(cf.chain_id, version)
+            adds += [f"add {f.text(cookie)}" for f in cf.flows]
+            new[cf.chain_id] = (version, cf)
+            if was is not None:
+                deletes.append(f"delete cookie={chain_cookie(cf.chain_id, was[0]):#x}/{ALL:#x}")
+                gone = was[1].members - cf.members
+                gone |= {(p, m) for p, m in was[1].members if p not in cf.positions}
+                deletes += [
+                    f"delete table={T_PIN},cookie={pin_cookie(p, m):#x}/{ALL:#x}"
+                    for p, m in sorted(gone)
+                ]
+        for chain_id, (version, cf) in old.items():
+            deletes.append(f"delete cookie={chain_cookie(chain_id, version):#x}/{ALL:#x}")
+            deletes += [
+                f"delete table={T_PIN},cookie={pin_cookie(p, m):#x}/{ALL:#x}"
+                for p, m in sorted(cf.members)
+            ]
+        return adds + deletes, new
+
+    def pins(self) -> list[str]:
+        """The learned pins (table 41), as ``dump-flows`` prints them."""
+        try:
+            return self.ofctl.dump(f"table={T_PIN}")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
