@@ -10,6 +10,9 @@ Module map (pure policy first, I/O adapters last):
 - ``model``: the four objects, validated frozen dataclasses, and the cross-object checks.
 - ``compiler``: the pure compiler from the model to OpenFlow flows (table layout there).
 - ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
+- ``persist``, ``service``, ``api``, ``part``, ``cli``: the store table, the service that
+  checks a change whole before storing and applying it, REST under ``/v1/chains``, the
+  daemon part (restore at start, a poll re-applying a bridge whose ports changed), the CLI.
 
 Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
@@ -21,8 +24,13 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 """
 
 __all__ = [
+    "api",
+    "cli",
     "compiler",
     "errors",
     "model",
     "ovs",
+    "part",
+    "persist",
+    "service",
 ]

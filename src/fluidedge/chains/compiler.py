@@ -55,7 +55,6 @@ from fluidedge.chains.model import (
     PortPair,
     check_state,
 )
-from fluidedge.secgroups.ovs_render import port_masks
 
 T_CLASSIFY = 0
 T_PIN = 41
@@ -119,6 +118,19 @@ def pin_cookie(position: int, member: int) -> int:
 
 def position_of(chain_id: int, k: int) -> int:
     return chain_id << 8 | k
+
+
+def port_masks(low: int, high: int) -> list[str]:
+    """``[low, high]`` as the fewest ``value/mask`` matches (aligned power-of-two blocks)."""
+    out: list[str] = []
+    value = low
+    while value <= high:
+        size = value & -value if value else 1 << 16
+        while value + size - 1 > high:
+            size >>= 1
+        out.append(str(value) if size == 1 else f"{value:#06x}/{0xFFFF ^ (size - 1):#06x}")
+        value += size
+    return out
 
 
 def _l3(c: FlowClassifier) -> str:

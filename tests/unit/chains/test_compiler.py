@@ -129,9 +129,9 @@ def test_members_are_spread_and_pinned_in_both_directions() -> None:
     assert cf.members == {(fw, 3), (fw, 5), (ctr, 7)}
     pick = _flows(cf, T_PICK)
     assert (
-        f"20 reg7={fw},reg9=0 -> multipath(symmetric_l3l4+udp,0,hrw,2,0,NXM_NX_REG10[0..15]),resubmit(,43)"
-        in pick
-    )  # noqa: E501
+        f"20 reg7={fw},reg9=0 -> multipath(symmetric_l3l4+udp,0,hrw,2,0,"
+        "NXM_NX_REG10[0..15]),resubmit(,43)" in pick
+    )
     assert f"10 reg7={fw} -> resubmit(,44)" in pick
     # Each member's map flows learn a pin for the flow and one for its replies, by cookie.
     maps = [f for f in cf.flows if f.table == T_MAP and f"reg7={fw},reg10=1," in f.match]
@@ -152,7 +152,8 @@ def test_a_dead_member_leaves_only_its_own_flows() -> None:
     fw = position_of(1, 1)
     assert without.members == full.members - {(fw, 5)}
     removed = set(full.flows) - set(without.flows)
-    assert removed and all(
+    assert removed
+    assert all(
         "=5" in f.match or "=6" in f.match or "reg10=1" in f.match or f.table == T_PICK
         for f in removed
     )

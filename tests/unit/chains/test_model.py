@@ -95,14 +95,17 @@ def test_bad_classifiers(fields: dict[str, Any], reason: str) -> None:
 
 def test_pairs_groups_chains() -> None:
     one = PortPair.from_json({"id": "fw1", "ingress": "veth1"})
-    assert one.one_armed and one.ports() == ("veth1",)
+    assert one.one_armed
+    assert one.ports() == ("veth1",)
     two = PortPair("fw2", "veth2", "veth3")
     assert two.ports() == ("veth2", "veth3")
     assert PortPair.from_json(two.to_json()) == two
     g = PortPairGroup.from_json({"id": "fw", "port_pairs": ["fw1", "fw2"]})
     assert PortPairGroup.from_json(g.to_json()) == g
     ch = PortChain.from_json({"id": "web", "port_pair_groups": ["fw"]}, chain_id=3)
-    assert ch.symmetric and ch.failure_policy == "closed" and ch.chain_id == 3
+    assert ch.symmetric
+    assert ch.failure_policy == "closed"
+    assert ch.chain_id == 3
     assert PortChain.from_json(ch.to_json()) == ch
 
 
