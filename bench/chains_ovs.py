@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from tests.functional.chains.chain_lab import ChainLab, Function  # noqa: E402
+
 from fluidedge.chains.model import (  # noqa: E402
     ChainState,
     FlowClassifier,
@@ -41,7 +43,6 @@ from fluidedge.chains.model import (  # noqa: E402
     PortPairGroup,
 )
 from fluidedge.chains.ovs import OvsChains  # noqa: E402
-from tests.functional.chains.chain_lab import ChainLab, Function  # noqa: E402
 
 PORT = 7300
 ECHO = (
@@ -114,13 +115,13 @@ def main() -> None:
             for fn in fns:
                 fn.seen()  # drain the captures
         base50, base99 = pct(results[0], 50), pct(results[0], 99)
-        print(
-            f"round trip direct       p50 {base50:8.1f} us  p99 {base99:8.1f} us  (n={args.samples})"
-        )
+        print(f"round trip direct       p50 {base50:8.1f} us  p99 {base99:8.1f} us", end="")
+        print(f"  (n={args.samples})")
         for n in (1, 3):
             p50, p99 = pct(results[n], 50), pct(results[n], 99)
+            label = f"{n} function{'s' if n > 1 else ' '}"
             print(
-                f"round trip {n} function{'s' if n > 1 else ' '} p50 {p50:8.1f} us  p99 {p99:8.1f} us"
+                f"round trip {label} p50 {p50:8.1f} us  p99 {p99:8.1f} us"
                 f"  ratio p50 {p50 / base50:.2f}x p99 {p99 / base99:.2f}x"
             )
             print(
@@ -152,8 +153,9 @@ def main() -> None:
             effects.append((time.perf_counter() - start) * 1e3)
         stop.set()
         thread.join()
+        e50, e99 = pct(effects, 50), pct(effects, 99)
         print(
-            f"chain change -> effect  p50 {pct(effects, 50):7.1f} ms  p99 {pct(effects, 99):7.1f} ms"
+            f"chain change -> effect  p50 {e50:7.1f} ms  p99 {e99:7.1f} ms"
             f"  (n={args.changes}; one bundle, a subprocess per ovs-ofctl/ovs-vsctl call)"
         )
         client.close()
