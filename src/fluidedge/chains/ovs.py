@@ -134,6 +134,31 @@ class OvsChains:
             ]
         return adds + deletes, new
 
+    def intact(self) -> bool:
+        """Whether the switch still holds every chain flow we installed (the security groups'
+        renderer replaces a bridge's whole table on its first install, a vswitchd restart
+        empties it); when not, the next :meth:`apply` reinstalls from scratch."""
+        if self.installed is None:
+            return False
+        want = {
+            chain_cookie(chain_id, version): len(cf.flows)
+            for chain_id, (version, cf) in self.installed.items()
+        }
+        try:
+            lines = self.ofctl.dump(f"cookie={CHAIN_COOKIE:#x}/{COOKIE_MASK:#x}")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        have: dict[int, int] = {}
+        for line in lines:
+            m = _COOKIE.search(line)
+            if m is not None:
+                cookie = int(m[1], 16)
+                have[cookie] = have.get(cookie, 0) + 1
+        if have == want:
+            return True
+        self.installed = None
+        return False
+
     def pins(self) -> list[str]:
         """The learned pins (table 41), as ``dump-flows`` prints them."""
         try:

@@ -5,7 +5,8 @@ Every change builds the candidate :class:`~fluidedge.chains.model.ChainState`, c
 anything is stored), stores it, then applies it to each data plane (one per ``ovs``
 network's bridge). A bad request therefore changes nothing. :meth:`ChainService.reconcile`
 re-applies when the set of ports on a bridge changed (an instance died or was deleted: its
-members leave their groups; one came back: it rejoins), which the part polls.
+members leave their groups; one came back: it rejoins) or its chain flows went missing (the
+security groups' renderer replaced the bridge's table), which the part polls.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class DataPlane(Protocol):
     def apply(self, state: ChainState) -> int: ...
 
     def ofports(self) -> dict[str, int]: ...
+
+    def intact(self) -> bool: ...
 
 
 Kind = str
@@ -165,12 +168,13 @@ class ChainService:
                 self._ports[plane.bridge] = frozenset(plane.ofports())
 
     def reconcile(self) -> builtins.list[str]:
-        """Re-apply on the bridges whose ports changed; the bridges re-applied."""
+        """Re-apply on the bridges whose ports changed or whose chain flows someone else
+        removed (a whole-table replace, a vswitchd restart); the bridges re-applied."""
         done = []
         with self._lock:
             for plane in self.planes():
                 ports = frozenset(plane.ofports())
-                if self._ports.get(plane.bridge) != ports:
+                if self._ports.get(plane.bridge) != ports or not plane.intact():
                     plane.apply(self.state)
                     self._ports[plane.bridge] = ports
                     done.append(plane.bridge)

@@ -143,6 +143,18 @@ def test_declare_over_rest_restart_and_a_deleted_member(env: _Env) -> None:
             sport = c.getsockname()[1]
             assert seen[owner[sport]][(sport, PORT)] >= 1  # same member after the restart
 
+        # Someone replaces the bridge's whole table (the security groups' first install does):
+        # the reconcile notices and reinstalls; the symmetric hash re-pins to the same members.
+        ofctl.replace(["table=0,priority=0,actions=NORMAL"])
+        assert restarted.reconcile() == [lab.bridge]
+        assert sorted(ofctl.dump()) != []
+        for c in clients:
+            assert echo(c, ("10.0.0.2", PORT))
+        seen = {fn.name: fn.seen()["in"] for fn in (f1, f2)}
+        for c in clients:
+            sport = c.getsockname()[1]
+            assert seen[owner[sport]][(sport, PORT)] >= 1
+
         # f1's instance is deleted: its ports leave the switch, the reconcile sees it.
         lab.unplug(f1)
         assert restarted.reconcile() == [lab.bridge]
