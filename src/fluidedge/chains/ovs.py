@@ -1,11 +1,13 @@
 """The thin adapter: a bridge's compiled chains installed in OpenFlow bundles, make-before-break.
 
 Every flow of a chain carries the cookie ``CHAIN_COOKIE | chain_id << 32 | version``. A change
-of a chain is one bundle (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, all or nothing, and a
-packet sees the old table or the new one, never a mix) that first *adds* the chain's new flows
-under the next version (an add of an existing identity replaces it in place, so the steering
-of a flow in flight never has a gap) and then *deletes* what is left of the old version by its
-exact cookie. Chains that did not change are not touched, and neither are the learned pins of
+of a chain is two bundles (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, each all or nothing: a
+packet sees a whole table, never half of one). The first *adds* the chain's new flows under
+the next version (an add of an existing identity replaces it in place, so the steering of a
+flow in flight never has a gap) and deletes the pins of members that left; the second, a
+moment later (:data:`DRAIN`), *deletes* what is left of the old version by its exact cookie,
+so packets still inside a function that left its group come back through its old return
+flows. Chains that did not change are not touched, and neither are the learned pins of
 members that stay: a flow keeps its function instance across a change of its group. The pins
 of a member that is gone (dead or deleted instance: its port left the bridge; or removed from
 its group) are deleted by their cookie, so only its flows move, to a sibling.
@@ -18,6 +20,7 @@ chain cookie and every pin of a member that is not live is deleted, in the same 
 from __future__ import annotations
 
 import re
+import time
 
 from fluidedge.chains.compiler import (
     CHAIN_COOKIE,
@@ -34,17 +37,25 @@ from fluidedge.chains.model import ChainState
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
 from fluidedge.ovs.ofctl import Ofctl
-from fluidedge.ovs.vsctl import Vsctl
+from fluidedge.ovs.vsctl import Vsctl, check_name
 
 _COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
 ALL = 0xFFFFFFFFFFFFFFFF
+# Seconds between the bundle that installs a new version and the one that removes what is
+# left of the old: packets already inside a function that left its group still find their
+# way back (its return flows are among the leftovers).
+DRAIN = 0.2
+# The access VLAN of function ports: OpenFlow's output actions reach them as before (VLANs of
+# access ports are the NORMAL action's business), the learning switch never does.
+ISOLATION_VLAN = 4094
 
 
 class OvsChains:
     """The chains of one bridge on one of our switches."""
 
-    def __init__(self, daemons: OvsDaemons, bridge: str) -> None:
+    def __init__(self, daemons: OvsDaemons, bridge: str, drain: float = DRAIN) -> None:
         self.daemons = daemons
+        self.drain = drain
         self.bridge = bridge
         self.ofctl = Ofctl(daemons, bridge)
         self.installed: dict[int, tuple[int, ChainFlows]] | None = None
@@ -71,16 +82,23 @@ class OvsChains:
         try:
             ofports = self.ofports()
             compiled = compile_bridge(state, ofports)
-            mods, installed = self._plan(compiled)
+            mods, later, installed = self._plan(compiled)
             functions = {p for cf in compiled.values() for p in cf.function_ports}
-            # A function's ports are out of the learning switch's floods before traffic is
-            # steered to them, and back in once no chain uses them.
+            # A function's ports leave the learning switch (an access VLAN nothing else
+            # uses: NORMAL never floods or forwards to them) before traffic is steered to
+            # them, and come back once no pair names them.
+            vsctl = Vsctl(self.daemons)
             for port in sorted(functions - self.no_flood if self.installed else functions):
-                self.ofctl.mod_port(port, "no-flood")
+                vsctl.run(
+                    "set", "Port", check_name(port), f"tag={ISOLATION_VLAN}", "protected=true"
+                )
             sent = self.ofctl.bundle(mods)
+            if later:
+                time.sleep(self.drain)
+                sent += self.ofctl.bundle(later)
             for port in sorted(self.no_flood - functions):
                 if port in ofports:
-                    self.ofctl.mod_port(port, "flood")
+                    vsctl.run("set", "Port", check_name(port), "tag=[]", "protected=false")
         except OvsError as exc:
             raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
         self.installed = installed
@@ -91,11 +109,15 @@ class OvsChains:
 
     def _plan(
         self, compiled: dict[str, ChainFlows]
-    ) -> tuple[list[str], dict[int, tuple[int, ChainFlows]]]:
+    ) -> tuple[list[str], list[str], dict[int, tuple[int, ChainFlows]]]:
+        """(now, later, installed): ``now`` adds the new versions and deletes the pins of
+        members that left (no new packet goes to them); ``later``, after :attr:`drain`,
+        deletes what is left of the old versions."""
         first = self.installed is None
         old: dict[int, tuple[int, ChainFlows]] = dict(self.installed or {})
         adds: list[str] = []
         deletes: list[str] = []
+        later: list[str] = []
         new: dict[int, tuple[int, ChainFlows]] = {}
         if first:
             found = self._cookies(CHAIN_COOKIE)
@@ -106,9 +128,9 @@ class OvsChains:
                 cookie = chain_cookie(cf.chain_id, top + 1)
                 adds += [f"add {f.text(cookie)}" for f in cf.flows]
                 new[cf.chain_id] = (top + 1, cf)
-            deletes += [f"delete cookie={c:#x}/{ALL:#x}" for c in sorted(found)]
+            later += [f"delete cookie={c:#x}/{ALL:#x}" for c in sorted(found)]
             deletes += [f"delete table={T_PIN},cookie={c:#x}/{ALL:#x}" for c in sorted(pins - live)]
-            return adds + deletes, new
+            return adds + deletes, later, new
         for cf in compiled.values():
             was = old.pop(cf.chain_id, None)
             if was is not None and was[1] == cf:
@@ -119,7 +141,7 @@ class OvsChains:
             adds += [f"add {f.text(cookie)}" for f in cf.flows]
             new[cf.chain_id] = (version, cf)
             if was is not None:
-                deletes.append(f"delete cookie={chain_cookie(cf.chain_id, was[0]):#x}/{ALL:#x}")
+                later.append(f"delete cookie={chain_cookie(cf.chain_id, was[0]):#x}/{ALL:#x}")
                 gone = was[1].members - cf.members
                 gone |= {(p, m) for p, m in was[1].members if p not in cf.positions}
                 deletes += [
@@ -127,12 +149,15 @@ class OvsChains:
                     for p, m in sorted(gone)
                 ]
         for chain_id, (version, cf) in old.items():
-            deletes.append(f"delete cookie={chain_cookie(chain_id, version):#x}/{ALL:#x}")
-            deletes += [
+            unpin = [
                 f"delete table={T_PIN},cookie={pin_cookie(p, m):#x}/{ALL:#x}"
                 for p, m in sorted(cf.members)
             ]
-        return adds + deletes, new
+            # A removed chain's pins go now and again with its flows: until then its old
+            # classifier still steers (and learns), e.g. a late reply.
+            deletes += unpin
+            later += [f"delete cookie={chain_cookie(chain_id, version):#x}/{ALL:#x}", *unpin]
+        return adds + deletes, later, new
 
     def intact(self) -> bool:
         """Whether the switch still holds every chain flow we installed (the security groups'

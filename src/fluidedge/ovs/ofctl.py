@@ -62,12 +62,6 @@ class Ofctl:
         text = "\n".join(check_flow(flow) for flow in flows) + "\n"
         self._run("--bundle", "replace-flows", self.daemons.mgmt(self.bridge), "-", input_text=text)
 
-    def mod_port(self, port: str, action: str) -> None:
-        """``ovs-ofctl mod-port``: a port's OpenFlow config (``flood``/``no-flood``, ...)."""
-        if action not in ("flood", "no-flood", "up", "down", "receive", "no-receive"):
-            raise OvsFailure(f"ovs: unknown mod-port action {action!r}")
-        self._run("mod-port", self.daemons.mgmt(self.bridge), check_name(port), action)
-
     def dump(self, *match: str) -> list[str]:
         """Flows as ``ovs-ofctl dump-flows --no-stats`` prints them (one per line)."""
         text = self._run("--no-stats", "dump-flows", self.daemons.mgmt(self.bridge), *match)

@@ -7,10 +7,15 @@ same function. What each function saw is read from packet sockets inside it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
+import struct
+import threading
+import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -278,3 +283,66 @@ def test_ipv6_chain(chain_lab: ChainLab) -> None:
         if addr[2] != 4 and frame[12:14] == b"\x86\xdd" and frame[20] == 17:
             frames += 1
     assert frames >= 1
+
+
+def test_changes_under_a_stream_lose_and_reorder_nothing(chain_lab: ChainLab) -> None:
+    """Make-before-break: sequence-numbered UDP (~1,000/s) flows through a chain while its
+    group gains a member, the chain is replaced (another failure policy: a new version of every
+    flow) and a new flow starts. The existing flow loses nothing, is never reordered and stays
+    on its instance; the replies keep coming back."""
+    _hosts(chain_lab)
+    f1, f2 = chain_lab.function("f1"), chain_lab.function("f2")
+    plane = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in (f1, f2)}
+    base = _state(chain_lab, [f1])
+    state = ChainState(pairs, base.groups, base.classifiers, base.chains)
+    plane.apply(state)
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    f1.seen()
+    received: list[int] = []
+    sent = [0]
+    stop = threading.Event()
+
+    def stream() -> None:
+        client.settimeout(0.0)
+        while not stop.is_set():
+            client.sendto(struct.pack("!Q", sent[0]), ("10.0.0.2", PORT))
+            sent[0] += 1
+            time.sleep(0.001)
+            with contextlib.suppress(OSError):
+                while True:
+                    received.append(struct.unpack("!Q", client.recv(64)[:8])[0])
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        wait_until(lambda: len(received) > 200, timeout=10)
+        both = ChainState(pairs, {"g": PortPairGroup("g", ("f1", "f2"))}, state.classifiers,
+                          state.chains)  # fmt: skip
+        plane.apply(both)  # a member joins
+        wait_until(lambda: len(received) > 600, timeout=10)
+        chain = replace(state.chains["ch"], failure_policy="open")
+        plane.apply(replace(both, chains={"ch": chain}))  # every flow in a new version
+        wait_until(lambda: len(received) > 1000, timeout=10)
+    finally:
+        stop.set()
+        thread.join()
+    client.settimeout(1.0)
+    with contextlib.suppress(OSError):
+        while True:  # the last echoes in flight
+            received.append(struct.unpack("!Q", client.recv(64)[:8])[0])
+    assert received == sorted(received), "reordered"
+    assert len(received) == len(set(received)) == sent[0], (len(received), sent[0])
+    sport = client.getsockname()[1]
+    assert (sport, PORT) not in f2.seen()["in"]  # the existing flow stayed on f1
+    assert f1.seen()["in"][(sport, PORT)] >= 1000
+    # A new flow may land on either member now (both are in the group).
+    fresh = [chain_lab.udp_client(chain_lab.hosts["net/a"]) for _ in range(16)]
+    for c in fresh:
+        assert echo(c, ("10.0.0.2", PORT))
+    owners, _ = _owners([f1, f2])
+    assert "f2" in {owners[c.getsockname()[1]] for c in fresh}  # 16 flows: p(none on f2) = 2^-16
+    for c in [client, *fresh]:
+        c.close()
