@@ -45,9 +45,15 @@ ALL = 0xFFFFFFFFFFFFFFFF
 # left of the old: packets already inside a function that left its group still find their
 # way back (its return flows are among the leftovers).
 DRAIN = 0.2
-# The access VLAN of function ports: OpenFlow's output actions reach them as before (VLANs of
-# access ports are the NORMAL action's business), the learning switch never does.
-ISOLATION_VLAN = 4094
+
+
+def isolation_vlan(ofport: int) -> int:
+    """The access VLAN of a function's port: one per port (2-4093 from its OpenFlow number),
+    so the learning switch has no other port to forward or flood its frames to, nor theirs
+    to it. OpenFlow's ``output:`` actions reach it as before (access VLANs are the NORMAL
+    action's business). ``protected`` ports would do the first half but also block outputs
+    from one function to the next; ``no-flood`` did not stop NORMAL's floods."""
+    return 2 + ofport % 4092
 
 
 class OvsChains:
@@ -59,7 +65,7 @@ class OvsChains:
         self.bridge = bridge
         self.ofctl = Ofctl(daemons, bridge)
         self.installed: dict[int, tuple[int, ChainFlows]] | None = None
-        self.no_flood: set[str] = set()
+        self.isolated: set[str] = set()
         self.bundles = 0
 
     def ofports(self) -> dict[str, int]:
@@ -84,25 +90,23 @@ class OvsChains:
             compiled = compile_bridge(state, ofports)
             mods, later, installed = self._plan(compiled)
             functions = {p for cf in compiled.values() for p in cf.function_ports}
-            # A function's ports leave the learning switch (an access VLAN nothing else
-            # uses: NORMAL never floods or forwards to them) before traffic is steered to
-            # them, and come back once no pair names them.
+            # A function's ports leave the learning switch (an access VLAN of their own:
+            # NORMAL never floods or forwards to them, nor from them to anything) before
+            # traffic is steered to them, and come back once no pair names them.
             vsctl = Vsctl(self.daemons)
-            for port in sorted(functions - self.no_flood if self.installed else functions):
-                vsctl.run(
-                    "set", "Port", check_name(port), f"tag={ISOLATION_VLAN}", "protected=true"
-                )
+            for port in sorted(functions - self.isolated if self.installed else functions):
+                vsctl.run("set", "Port", check_name(port), f"tag={isolation_vlan(ofports[port])}")
             sent = self.ofctl.bundle(mods)
             if later:
                 time.sleep(self.drain)
                 sent += self.ofctl.bundle(later)
-            for port in sorted(self.no_flood - functions):
+            for port in sorted(self.isolated - functions):
                 if port in ofports:
-                    vsctl.run("set", "Port", check_name(port), "tag=[]", "protected=false")
+                    vsctl.run("set", "Port", check_name(port), "tag=[]")
         except OvsError as exc:
             raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
         self.installed = installed
-        self.no_flood = functions
+        self.isolated = functions
         if sent:
             self.bundles += 1
         return sent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.core.client import ClientError
+from fluidedge.core.client import Client, ClientError
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
@@ -86,7 +86,17 @@ def _chain_flows(ofctl: Ofctl) -> list[str]:
 
 
 def test_chains_in_the_daemon_restart_and_kill9(chain_daemon: DaemonHandle) -> None:
+    clients: list[Client] = []
+    try:
+        _scenario(chain_daemon, clients)
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _scenario(chain_daemon: DaemonHandle, clients: list[Client]) -> None:
     client = chain_daemon.client()
+    clients.append(client)
     vsctl, ofctl = _switch(chain_daemon)
     p = {name: f"{TAG}{name}" for name in PORTS}
     client.post("/v1/chains/port-pairs", {"id": "f1", "ingress": p["f1i"], "egress": p["f1o"]})
@@ -106,13 +116,15 @@ def test_chains_in_the_daemon_restart_and_kill9(chain_daemon: DaemonHandle) -> N
     assert _chain_flows(ofctl) == []  # none of its ports is on the bridge yet
 
     _plug(vsctl, PORTS)  # the poll notices the new ports and installs the chain
-    flows = wait_for(
-        lambda: (
-            (f := _chain_flows(ofctl)) and any("multipath(" in x and "hrw,2," in x for x in f) and f
-        ),
-        30,
-        "the chain's flows with both members",
-    )
+
+    def settled() -> list[str]:
+        """The table once both members are in and the earlier versions (the poll applied
+        the ports as they came) are gone: no failure-policy flow is left."""
+        flows = _chain_flows(ofctl)
+        both = any("hrw,2," in x for x in flows)
+        return flows if both and not any("NXM_NX_REG11" in x for x in flows) else []
+
+    flows = wait_for(settled, 30, "the chain's flows with both members")
     ofport = vsctl.ofport(p["va"])
     assert any(
         f"in_port={ofport}," in f and "tp_dst=80" in f and "priority=300" in f for f in flows
@@ -121,15 +133,19 @@ def test_chains_in_the_daemon_restart_and_kill9(chain_daemon: DaemonHandle) -> N
     client.close()
     chain_daemon.restart()
     client = chain_daemon.client()
+    clients.append(client)
     assert [c["id"] for c in client.get("/v1/chains")] == ["web"]
     assert wait_for(
-        lambda: _chain_flows(ofctl) == flows, 30, "the same chain table after a restart"
+        lambda: _chain_flows(ofctl) == flows,
+        30,
+        lambda: f"the same chain table after a restart: {flows} {_chain_flows(ofctl)}",
     )
 
     chain_daemon.kill9()
     chain_daemon.start()
     client.close()
     client = chain_daemon.client()
+    clients.append(client)
     assert client.get("/v1/chains/port-pair-groups/g")["port_pairs"] == ["f1", "f2"]
     assert wait_for(lambda: _chain_flows(ofctl) == flows, 30, "the same chain table after kill -9")
 

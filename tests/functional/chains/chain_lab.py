@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluidedge.chains.ovs import ISOLATION_VLAN
+from fluidedge.chains.ovs import isolation_vlan
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs.ofctl import Ofctl
@@ -86,7 +86,7 @@ class ChainLab(OvsLab):
             # chain's own isolation flow has this identity and replaces it).
             ofport = self.vsctl.add_port(self.bridge, dev, {"fluidedge-network": "net"})
             ofctl.bundle([f"add table=0,priority=250,in_port={ofport},actions=drop"])
-            self.vsctl.run("set", "Port", dev, f"tag={ISOLATION_VLAN}", "protected=true")
+            self.vsctl.run("set", "Port", dev, f"tag={isolation_vlan(ofport)}")
             run(["ip", "-n", sw, "link", "set", dev, "up"])
         run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"])
         run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])
