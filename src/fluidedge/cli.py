@@ -26,6 +26,7 @@ _PART_CLIS = (
     "fluidedge.tof.cli",
     "fluidedge.instances.cli",
     "fluidedge.secgroups.cli",
+    "fluidedge.chains.cli",
     "fluidedge.tenants.cli",
     "fluidedge.cat.cli",
     "fluidedge.measure.cli",

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"core", "ovs"},
     {"tenants"},
     {"lab", "instances"},
-    {"tof", "secgroups", "cat"},
+    {"tof", "secgroups", "cat", "chains"},
     {"measure"},
     {"gui"},
     {"daemon"},

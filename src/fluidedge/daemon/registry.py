@@ -26,6 +26,12 @@ def _secgroups() -> PartFactory:
     return create_part
 
 
+def _chains() -> PartFactory:
+    from fluidedge.chains.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
 def _cat() -> PartFactory:
     from fluidedge.cat.part import create_part  # noqa: PLC0415 - only when enabled
 
@@ -42,6 +48,7 @@ def _tof() -> PartFactory:
 PART_FACTORIES: dict[str, Callable[[], PartFactory]] = {
     "instances": _instances,
     "secgroups": _secgroups,
+    "chains": _chains,
     "cat": _cat,
     "tof": _tof,
 }

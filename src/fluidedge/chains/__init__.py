@@ -1,0 +1,36 @@
+"""Service function chains (the seed's §4.3.2.2) on the ``ovs`` instance networks.
+
+networking-sfc's model, tenant-owned like security groups: a *port pair* is a function
+instance's ingress and egress interfaces, a *port pair group* interchangeable instances of one
+function, a *flow classifier* the traffic (5-tuple fields and the logical source/destination
+ports) a *port chain* steers through its groups in order, and back in reverse (symmetric).
+
+Module map (pure policy first, I/O adapters last):
+
+- ``model``: the four objects, validated frozen dataclasses, and the cross-object checks.
+- ``compiler``: the pure compiler from the model to OpenFlow flows (table layout there).
+- ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
+- ``persist``, ``service``, ``api``, ``part``, ``cli``: the store table, the service that
+  checks a change whole before storing and applying it, REST under ``/v1/chains``, the
+  daemon part (restore at start, a poll re-applying a bridge whose ports changed), the CLI.
+
+Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
+
+    ChainsError (FluidedgeError)
+    ├── InvalidChain (+ InputError)             400  malformed object
+    ├── ChainObjectNotFound (+ NotFoundError)   404
+    ├── ChainConflict (+ ConflictError)         409  shared pair/group/classifier/port
+    └── DataPlaneFailure (+ SystemFailure)      500  ovs-ofctl failed underneath us
+"""
+
+__all__ = [
+    "api",
+    "cli",
+    "compiler",
+    "errors",
+    "model",
+    "ovs",
+    "part",
+    "persist",
+    "service",
+]

@@ -1,0 +1,161 @@
+"""REST routes of the chain part (under ``/v1/chains``), networking-sfc's four resources.
+
+``/v1/chains`` (port chains), ``/v1/chains/port-pairs``, ``/v1/chains/port-pair-groups`` and
+``/v1/chains/flow-classifiers``: list, create (201; 409 if the id exists), show, replace (PUT:
+the whole object; its id, tenant and chain number stay) and delete (409 while another object
+uses it). Bodies are strict pydantic models (a typo is a 400 naming the field); the model's
+own checks (:mod:`fluidedge.chains.model`) give the 400s about meaning and the 409s about
+objects that clash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluidedge.chains.model import (
+    ID_PATTERN,
+    MAX_CLASSIFIERS,
+    MAX_DESCRIPTION,
+    MAX_GROUPS,
+    MAX_MEMBERS,
+    PORT_PATTERN,
+)
+from fluidedge.chains.service import ChainService
+from fluidedge.core.openapi import error_responses
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PortPairBody(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    ingress: str = Field(pattern=PORT_PATTERN, description="switch port (host end of a veth)")
+    egress: str | None = Field(
+        default=None, pattern=PORT_PATTERN, description="absent: one-armed (= ingress)"
+    )
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+class PortPairGroupBody(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    port_pairs: list[str] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+class FlowClassifierBody(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    logical_source_port: str = Field(pattern=PORT_PATTERN)
+    logical_destination_port: str = Field(pattern=PORT_PATTERN)
+    ethertype: Literal["IPv4", "IPv6"] = "IPv4"
+    protocol: str | int | None = Field(
+        default=None, description="tcp, udp, sctp, icmp, icmpv6, any, or a number 0-255"
+    )
+    source_ip_prefix: str | None = Field(default=None, max_length=64)
+    destination_ip_prefix: str | None = Field(default=None, max_length=64)
+    source_port_range_min: int | None = Field(default=None, ge=0, le=65535)
+    source_port_range_max: int | None = Field(default=None, ge=0, le=65535)
+    destination_port_range_min: int | None = Field(default=None, ge=0, le=65535)
+    destination_port_range_max: int | None = Field(default=None, ge=0, le=65535)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+class PortChainBody(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    port_pair_groups: list[str] = Field(min_length=1, max_length=MAX_GROUPS)
+    flow_classifiers: list[str] = Field(default_factory=list, max_length=MAX_CLASSIFIERS)
+    chain_id: int | None = Field(default=None, ge=1, le=255, description="absent: allocated")
+    symmetric: bool = True
+    failure_policy: Literal["open", "closed"] = "closed"
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+def _doc(body: BaseModel) -> dict[str, Any]:
+    return body.model_dump(exclude_none=True)
+
+
+def _resource(
+    router: APIRouter,
+    service: ChainService,
+    path: str,
+    kind: str,
+    body_type: type[BaseModel],
+) -> None:
+    tags: list[str | Any] = ["chains"]
+
+    def list_objects() -> list[dict[str, Any]]:
+        return [o.to_json() for o in service.list(kind)]
+
+    def create(body: Any) -> dict[str, Any]:
+        doc = _doc(body)
+        if kind == "port_pair" and "egress" not in doc:
+            doc["egress"] = doc["ingress"]
+        return dict(service.create(kind, doc).to_json())
+
+    def show(object_id: str) -> dict[str, Any]:
+        return dict(service.get(kind, object_id).to_json())
+
+    def replace(object_id: str, body: Any) -> dict[str, Any]:
+        doc = _doc(body)
+        if doc.get("id") != object_id:
+            doc["id"] = object_id
+        if kind == "port_pair" and "egress" not in doc:
+            doc["egress"] = doc["ingress"]
+        doc.pop("chain_id", None)
+        return dict(service.update(kind, object_id, doc).to_json())
+
+    def delete(object_id: str) -> Response:
+        service.delete(kind, object_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    create.__annotations__["body"] = body_type
+    replace.__annotations__["body"] = body_type
+    item = f"{path}/{{object_id}}"
+    router.add_api_route(path, list_objects, methods=["GET"], tags=tags, name=f"list {kind}")
+    router.add_api_route(
+        path,
+        create,
+        methods=["POST"],
+        tags=tags,
+        status_code=status.HTTP_201_CREATED,
+        responses=error_responses(404, 409),
+        name=f"create {kind}",
+    )
+    router.add_api_route(
+        item, show, methods=["GET"], tags=tags, responses=error_responses(404), name=f"show {kind}"
+    )
+    router.add_api_route(
+        item,
+        replace,
+        methods=["PUT"],
+        tags=tags,
+        responses=error_responses(404, 409),
+        name=f"replace {kind}",
+    )
+    router.add_api_route(
+        item,
+        delete,
+        methods=["DELETE"],
+        tags=tags,
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(404, 409),
+        name=f"delete {kind}",
+    )
+
+
+RESOURCES: tuple[tuple[str, str, type[BaseModel]], ...] = (
+    ("/chains/port-pairs", "port_pair", PortPairBody),
+    ("/chains/port-pair-groups", "port_pair_group", PortPairGroupBody),
+    ("/chains/flow-classifiers", "flow_classifier", FlowClassifierBody),
+    ("/chains", "port_chain", PortChainBody),  # last: its {id} must not shadow the others
+)
+
+
+def build_router(service: ChainService) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    for path, kind, body in RESOURCES:
+        _resource(router, service, path, kind, body)
+    return router

@@ -1,0 +1,485 @@
+"""The chain model (networking-sfc's): port pairs, port pair groups, flow classifiers, chains.
+
+Every object is a frozen dataclass checked at construction: a malformed value raises
+:class:`~fluidedge.chains.errors.InvalidChain` naming the field and the reason, so the compiler
+only ever sees valid, normalised objects. :func:`check_state` adds the checks that span
+objects (references exist, nothing shared that the data plane cannot tell apart, one tenant).
+
+- A *port* is named by the host end of an instance interface (its switch port, as the
+  security groups' ``Port.device``); the OVS adapter maps it to an OpenFlow port number.
+- A *port pair* is one function instance: traffic of the chain enters it on ``ingress`` and
+  comes back on ``egress`` (the same port for a one-armed function).
+- A *port pair group* lists interchangeable instances of one function; flows are spread over
+  its live members and pinned to one of them for their life (see the compiler).
+- A *flow classifier* says which traffic a chain takes: ethertype, protocol, prefixes, port
+  ranges, and the logical source and destination ports (both required here: the chain is
+  entered where the traffic comes from and left towards its destination port, and the
+  replies are classified on the destination's port; see docs/chains.md).
+- A *port chain* is an ordered, non-empty list of groups plus classifiers, with its number
+  (``chain_id``, 1-255: it is part of the OpenFlow registers and cookies), ``symmetric``
+  (default: replies traverse the same instances in reverse) and the failure policy applied
+  when a group has no live member left (``closed``: drop, the default; ``open``: skip it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+
+Ethertype = Literal["IPv4", "IPv6"]
+FailurePolicy = Literal["open", "closed"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ETHERTYPES: tuple[Ethertype, ...] = ("IPv4", "IPv6")
+FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("open", "closed")
+PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6, PROTO_SCTP = 1, 6, 17, 58, 132
+PROTOCOL_NAMES: dict[str, int] = {
+    "icmp": PROTO_ICMP,
+    "tcp": PROTO_TCP,
+    "udp": PROTO_UDP,
+    "icmpv6": PROTO_ICMPV6,
+    "ipv6-icmp": PROTO_ICMPV6,
+    "sctp": PROTO_SCTP,
+}
+# Protocols whose ports OpenFlow matches (tp_src/tp_dst): a port range needs one of them.
+PORT_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_SCTP})
+
+DEFAULT_TENANT = "default"
+ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+TENANT_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+# A switch port: the host end of an instance's veth (a Linux interface name).
+PORT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
+MAX_DESCRIPTION = 1024
+MAX_MEMBERS = 64
+MAX_GROUPS = 16
+MAX_CLASSIFIERS = 16
+CHAIN_ID_MIN, CHAIN_ID_MAX = 1, 255
+
+_ID_RE = re.compile(ID_PATTERN)
+_TENANT_RE = re.compile(TENANT_PATTERN)
+_PORT_RE = re.compile(PORT_PATTERN)
+
+
+def _bad(what: str, why: str) -> InvalidChain:
+    return InvalidChain(f"{what}: {why}")
+
+
+def _name(what: str, value: object, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _bad(what, f"{value!r} does not match {pattern.pattern}")
+    return value
+
+
+def _int(what: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(what, f"{value!r} is not an integer in [{low}, {high}]")
+    return value
+
+
+def _description(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise _bad("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+def _ids(what: str, value: object, pattern: re.Pattern[str], limit: int) -> tuple[str, ...]:
+    if not isinstance(value, tuple):
+        raise _bad(what, "must be a list of names")
+    for item in value:
+        _name(what, item, pattern)
+    if len(set(value)) != len(value):
+        raise _bad(what, "a name appears twice")
+    if len(value) > limit:
+        raise _bad(what, f"at most {limit} entries")
+    return value
+
+
+def _unknown(data: Mapping[str, Any], known: Iterable[str]) -> None:
+    extra = sorted(set(data) - set(known))
+    if extra:
+        raise _bad(extra[0], "unknown field")
+
+
+def _list(data: Mapping[str, Any], key: str) -> tuple[Any, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list | tuple):
+        raise _bad(key, "must be a list")
+    return tuple(value)
+
+
+def parse_protocol(value: object, ethertype: Ethertype) -> int | None:
+    """A protocol name (``tcp``, ``udp``, ``icmp``, ``icmpv6``, ``sctp``), number 0-255, or
+    ``None``/``any`` for any; ``icmp`` on an IPv6 classifier means icmpv6 (as neutron)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _bad("protocol", f"{value!r} is not a protocol")
+    if isinstance(value, int):
+        number = _int("protocol", value, 0, 255)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "any"):
+            return None
+        if text in PROTOCOL_NAMES:
+            number = PROTOCOL_NAMES[text]
+        elif text.isdigit() and len(text) <= 3:
+            number = _int("protocol", int(text), 0, 255)
+        else:
+            raise _bad("protocol", f"{value!r} is not one of {', '.join(PROTOCOL_NAMES)}, any")
+    else:
+        raise _bad("protocol", f"{value!r} is not a protocol")
+    if number == PROTO_ICMP and ethertype == "IPv6":
+        return PROTO_ICMPV6
+    return number
+
+
+def parse_prefix(what: str, value: object) -> IPNetwork | None:
+    """An IP prefix (host bits cleared); a bare address is a host route; None is any."""
+    if value is None or isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        raise _bad(what, f"{value!r} is not an IP prefix")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise _bad(what, f"{value!r} is not an IP prefix ({exc})") from None
+
+
+@dataclass(frozen=True)
+class PortPair:
+    """One function instance: its ingress and egress switch ports (equal: one-armed)."""
+
+    id: str
+    ingress: str
+    egress: str
+    tenant: str = DEFAULT_TENANT
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _name("port pair id", self.id, _ID_RE)
+        _name("ingress", self.ingress, _PORT_RE)
+        _name("egress", self.egress, _PORT_RE)
+        _name("tenant", self.tenant, _TENANT_RE)
+        _description(self.description)
+
+    @property
+    def one_armed(self) -> bool:
+        return self.ingress == self.egress
+
+    def ports(self) -> tuple[str, ...]:
+        return (self.ingress,) if self.one_armed else (self.ingress, self.egress)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "ingress": self.ingress,
+            "egress": self.egress,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PortPair:
+        _unknown(data, ("id", "tenant", "ingress", "egress", "description"))
+        ingress = data.get("ingress", "")
+        return cls(
+            id=data.get("id", ""),
+            ingress=ingress,
+            egress=data.get("egress", ingress),
+            tenant=data.get("tenant", DEFAULT_TENANT),
+            description=data.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class PortPairGroup:
+    """Interchangeable instances of one function (port pair ids, in no particular order)."""
+
+    id: str
+    port_pairs: tuple[str, ...] = ()
+    tenant: str = DEFAULT_TENANT
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _name("port pair group id", self.id, _ID_RE)
+        _ids("port_pairs", self.port_pairs, _ID_RE, MAX_MEMBERS)
+        _name("tenant", self.tenant, _TENANT_RE)
+        _description(self.description)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "port_pairs": list(self.port_pairs),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PortPairGroup:
+        _unknown(data, ("id", "tenant", "port_pairs", "description"))
+        return cls(
+            id=data.get("id", ""),
+            port_pairs=_list(data, "port_pairs"),
+            tenant=data.get("tenant", DEFAULT_TENANT),
+            description=data.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class FlowClassifier:
+    """Which traffic a chain takes; a missing field matches anything."""
+
+    id: str
+    logical_source_port: str
+    logical_destination_port: str
+    ethertype: Ethertype = "IPv4"
+    protocol: int | None = None
+    source_ip_prefix: IPNetwork | None = None
+    destination_ip_prefix: IPNetwork | None = None
+    source_port_range_min: int | None = None
+    source_port_range_max: int | None = None
+    destination_port_range_min: int | None = None
+    destination_port_range_max: int | None = None
+    tenant: str = DEFAULT_TENANT
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _name("flow classifier id", self.id, _ID_RE)
+        _name("logical_source_port", self.logical_source_port, _PORT_RE)
+        _name("logical_destination_port", self.logical_destination_port, _PORT_RE)
+        if self.logical_source_port == self.logical_destination_port:
+            raise _bad("logical_destination_port", "is the logical source port")
+        if self.ethertype not in ETHERTYPES:
+            raise _bad("ethertype", f"{self.ethertype!r} is not IPv4 or IPv6")
+        _name("tenant", self.tenant, _TENANT_RE)
+        _description(self.description)
+        proto = self.protocol
+        if proto is not None:
+            _int("protocol", proto, 0, 255)
+            if proto == PROTO_ICMP and self.ethertype == "IPv6":
+                object.__setattr__(self, "protocol", PROTO_ICMPV6)
+            if proto == PROTO_ICMPV6 and self.ethertype == "IPv4":
+                raise _bad("protocol", "icmpv6 is an IPv6 protocol (ethertype is IPv4)")
+        for side in ("source", "destination"):
+            _check_port_range(self, side)
+            prefix = getattr(self, f"{side}_ip_prefix")
+            if prefix is None:
+                continue
+            if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                raise _bad(f"{side}_ip_prefix", f"{prefix!r} is not an IP prefix")
+            if (prefix.version == 4) != (self.ethertype == "IPv4"):
+                raise _bad(f"{side}_ip_prefix", f"{prefix} is not an {self.ethertype} prefix")
+
+    def ranges(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """(source range, destination range); None where any port matches."""
+        return (self._range("source"), self._range("destination"))
+
+    def _range(self, side: str) -> tuple[int, int] | None:
+        low = getattr(self, f"{side}_port_range_min")
+        high = getattr(self, f"{side}_port_range_max")
+        return None if low is None else (low, high)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "ethertype": self.ethertype,
+            "protocol": self.protocol,
+            "source_ip_prefix": _text(self.source_ip_prefix),
+            "destination_ip_prefix": _text(self.destination_ip_prefix),
+            "source_port_range_min": self.source_port_range_min,
+            "source_port_range_max": self.source_port_range_max,
+            "destination_port_range_min": self.destination_port_range_min,
+            "destination_port_range_max": self.destination_port_range_max,
+            "logical_source_port": self.logical_source_port,
+            "logical_destination_port": self.logical_destination_port,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FlowClassifier:
+        _unknown(data, cls.__dataclass_fields__)
+        ethertype = data.get("ethertype", "IPv4")
+        if ethertype not in ETHERTYPES:
+            raise _bad("ethertype", f"{ethertype!r} is not IPv4 or IPv6")
+        return cls(
+            id=data.get("id", ""),
+            tenant=data.get("tenant", DEFAULT_TENANT),
+            ethertype=ethertype,
+            protocol=parse_protocol(data.get("protocol"), ethertype),
+            source_ip_prefix=parse_prefix("source_ip_prefix", data.get("source_ip_prefix")),
+            destination_ip_prefix=parse_prefix(
+                "destination_ip_prefix", data.get("destination_ip_prefix")
+            ),
+            source_port_range_min=data.get("source_port_range_min"),
+            source_port_range_max=data.get("source_port_range_max"),
+            destination_port_range_min=data.get("destination_port_range_min"),
+            destination_port_range_max=data.get("destination_port_range_max"),
+            logical_source_port=data.get("logical_source_port", ""),
+            logical_destination_port=data.get("logical_destination_port", ""),
+            description=data.get("description", ""),
+        )
+
+
+def _text(prefix: IPNetwork | None) -> str | None:
+    return None if prefix is None else str(prefix)
+
+
+def _check_port_range(c: FlowClassifier, side: str) -> None:
+    low_f, high_f = f"{side}_port_range_min", f"{side}_port_range_max"
+    low, high = getattr(c, low_f), getattr(c, high_f)
+    if low is None and high is None:
+        return
+    if c.protocol not in PORT_PROTOCOLS:
+        raise _bad(low_f, "a port range needs protocol tcp, udp or sctp")
+    if low is None:
+        raise _bad(low_f, f"{high_f} is given without {low_f}")
+    _int(low_f, low, 0, 65535)
+    if high is None:
+        object.__setattr__(c, high_f, low)
+        high = low
+    _int(high_f, high, 0, 65535)
+    if low > high:
+        raise _bad(low_f, f"{low} is above {high_f} {high}")
+
+
+@dataclass(frozen=True)
+class PortChain:
+    """Groups in order, the classifiers whose traffic takes them, and the chain's policies."""
+
+    id: str
+    chain_id: int
+    port_pair_groups: tuple[str, ...]
+    flow_classifiers: tuple[str, ...] = ()
+    symmetric: bool = True
+    failure_policy: FailurePolicy = "closed"
+    tenant: str = DEFAULT_TENANT
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _name("port chain id", self.id, _ID_RE)
+        _int("chain_id", self.chain_id, CHAIN_ID_MIN, CHAIN_ID_MAX)
+        _ids("port_pair_groups", self.port_pair_groups, _ID_RE, MAX_GROUPS)
+        if not self.port_pair_groups:
+            raise _bad("port_pair_groups", "a chain needs at least one group")
+        _ids("flow_classifiers", self.flow_classifiers, _ID_RE, MAX_CLASSIFIERS)
+        if not isinstance(self.symmetric, bool):
+            raise _bad("symmetric", "must be true or false")
+        if self.failure_policy not in FAILURE_POLICIES:
+            raise _bad("failure_policy", f"{self.failure_policy!r} is not open or closed")
+        _name("tenant", self.tenant, _TENANT_RE)
+        _description(self.description)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "chain_id": self.chain_id,
+            "port_pair_groups": list(self.port_pair_groups),
+            "flow_classifiers": list(self.flow_classifiers),
+            "symmetric": self.symmetric,
+            "failure_policy": self.failure_policy,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], chain_id: int | None = None) -> PortChain:
+        """``chain_id`` fills in a number the caller allocated when the data has none."""
+        _unknown(data, cls.__dataclass_fields__)
+        return cls(
+            id=data.get("id", ""),
+            chain_id=data.get("chain_id", chain_id),
+            port_pair_groups=_list(data, "port_pair_groups"),
+            flow_classifiers=_list(data, "flow_classifiers"),
+            symmetric=data.get("symmetric", True),
+            failure_policy=data.get("failure_policy", "closed"),
+            tenant=data.get("tenant", DEFAULT_TENANT),
+            description=data.get("description", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """Everything declared, by id; :func:`check_state` says whether it hangs together."""
+
+    port_pairs: Mapping[str, PortPair] = field(default_factory=dict)
+    groups: Mapping[str, PortPairGroup] = field(default_factory=dict)
+    classifiers: Mapping[str, FlowClassifier] = field(default_factory=dict)
+    chains: Mapping[str, PortChain] = field(default_factory=dict)
+
+
+def _owner(kind: str, ids: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """user -> owner over ``(owner, used)`` pairs; a second owner is a conflict."""
+    seen: dict[str, str] = {}
+    for owner, used in ids:
+        if used in seen and seen[used] != owner:
+            raise ChainConflict(f"{kind} {used!r} is used by both {seen[used]!r} and {owner!r}")
+        seen[used] = owner
+    return seen
+
+
+def check_state(state: ChainState) -> None:
+    """The checks across objects (pure); raises on the first problem.
+
+    - references exist, and within one tenant;
+    - a port is in at most one pair and is no classifier's logical port (a function's ports
+      must be told apart from the traffic's ends by port alone);
+    - a pair is in at most one group, a group and a classifier in at most one chain (as
+      networking-sfc: a function's return port then names one hop of one chain);
+    - chain numbers are unique.
+    """
+    pairs, groups = state.port_pairs, state.groups
+    classifiers, chains = state.classifiers, state.chains
+    for kind, table in (
+        ("port pair", pairs),
+        ("port pair group", groups),
+        ("flow classifier", classifiers),
+        ("port chain", chains),
+    ):
+        for key, obj in table.items():
+            if key != obj.id:
+                raise InvalidChain(f"{kind} {obj.id!r} stored under {key!r}")
+    _owner("port", ((p.id, port) for p in pairs.values() for port in p.ports()))
+    function_ports = {port: p.id for p in pairs.values() for port in p.ports()}
+    for c in classifiers.values():
+        for port in (c.logical_source_port, c.logical_destination_port):
+            if port in function_ports:
+                raise ChainConflict(
+                    f"flow classifier {c.id!r}: port {port!r} belongs to port pair "
+                    f"{function_ports[port]!r}"
+                )
+    _owner("port pair", ((g.id, p) for g in groups.values() for p in g.port_pairs))
+    _owner("port pair group", ((c.id, g) for c in chains.values() for g in c.port_pair_groups))
+    _owner("flow classifier", ((c.id, f) for c in chains.values() for f in c.flow_classifiers))
+    _owner("chain_id", ((c.id, str(c.chain_id)) for c in chains.values()))
+    for g in groups.values():
+        for pid in g.port_pairs:
+            _ref("port pair", pid, pairs, g.tenant, f"port pair group {g.id!r}")
+    for chain in chains.values():
+        where = f"port chain {chain.id!r}"
+        for gid in chain.port_pair_groups:
+            _ref("port pair group", gid, groups, chain.tenant, where)
+        for fid in chain.flow_classifiers:
+            _ref("flow classifier", fid, classifiers, chain.tenant, where)
+
+
+def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str) -> None:
+    obj = table.get(ref)
+    if obj is None:
+        raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
+    if obj.tenant != tenant:
+        raise ChainConflict(f"{where}: {kind} {ref!r} belongs to another tenant")
+
+
+def free_chain_id(chains: Iterable[PortChain]) -> int:
+    """The smallest chain number no chain uses (a conflict when all 255 are taken)."""
+    used = {c.chain_id for c in chains}
+    for number in range(CHAIN_ID_MIN, CHAIN_ID_MAX + 1):
+        if number not in used:
+            return number
+    raise ChainConflict(f"all {CHAIN_ID_MAX} chain numbers are in use")

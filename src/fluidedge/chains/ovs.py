@@ -1,0 +1,196 @@
+"""The thin adapter: a bridge's compiled chains installed in OpenFlow bundles, make-before-break.
+
+Every flow of a chain carries the cookie ``CHAIN_COOKIE | chain_id << 32 | version``. A change
+of a chain is two bundles (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, each all or nothing: a
+packet sees a whole table, never half of one). The first *adds* the chain's new flows under
+the next version (an add of an existing identity replaces it in place, so the steering of a
+flow in flight never has a gap) and deletes the pins of members that left; the second, a
+moment later (:data:`DRAIN`), *deletes* what is left of the old version by its exact cookie,
+so packets still inside a function that left its group come back through its old return
+flows. Chains that did not change are not touched, and neither are the learned pins of
+members that stay: a flow keeps its function instance across a change of its group. The pins
+of a member that is gone (dead or deleted instance: its port left the bridge; or removed from
+its group) are deleted by their cookie, so only its flows move, to a sibling.
+
+The first apply on a bridge (daemon start) reads what is installed (the chain and pin cookies)
+and reconciles: current chains are installed under a version above any found, every other
+chain cookie and every pin of a member that is not live is deleted, in the same bundle.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from fluidedge.chains.compiler import (
+    CHAIN_COOKIE,
+    COOKIE_MASK,
+    PIN_COOKIE,
+    T_PIN,
+    ChainFlows,
+    chain_cookie,
+    compile_bridge,
+    pin_cookie,
+)
+from fluidedge.chains.errors import DataPlaneFailure
+from fluidedge.chains.model import ChainState
+from fluidedge.ovs.daemons import OvsDaemons
+from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl, check_name
+
+_COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
+ALL = 0xFFFFFFFFFFFFFFFF
+# Seconds between the bundle that installs a new version and the one that removes what is
+# left of the old: packets already inside a function that left its group still find their
+# way back (its return flows are among the leftovers).
+DRAIN = 0.2
+
+
+def isolation_vlan(ofport: int) -> int:
+    """The access VLAN of a function's port: one per port (2-4093 from its OpenFlow number),
+    so the learning switch has no other port to forward or flood its frames to, nor theirs
+    to it. OpenFlow's ``output:`` actions reach it as before (access VLANs are the NORMAL
+    action's business). ``protected`` ports would do the first half but also block outputs
+    from one function to the next; ``no-flood`` did not stop NORMAL's floods."""
+    return 2 + ofport % 4092
+
+
+class OvsChains:
+    """The chains of one bridge on one of our switches."""
+
+    def __init__(self, daemons: OvsDaemons, bridge: str, drain: float = DRAIN) -> None:
+        self.daemons = daemons
+        self.drain = drain
+        self.bridge = bridge
+        self.ofctl = Ofctl(daemons, bridge)
+        self.installed: dict[int, tuple[int, ChainFlows]] | None = None
+        self.isolated: set[str] = set()
+        self.bundles = 0
+
+    def ofports(self) -> dict[str, int]:
+        """Switch port name -> OpenFlow port number of the bridge's ports (one OVSDB query)."""
+        vsctl = Vsctl(self.daemons)
+        mine = set(vsctl.ports(self.bridge))
+        out = {}
+        for name, info in vsctl.interfaces().items():
+            ofport = info["ofport"]
+            if name in mine and isinstance(ofport, int) and ofport > 0:
+                out[name] = ofport
+        return out
+
+    def _cookies(self, base: int) -> set[int]:
+        lines = self.ofctl.dump(f"cookie={base:#x}/{COOKIE_MASK:#x}")
+        return {int(m[1], 16) for line in lines if (m := _COOKIE.search(line))}
+
+    def apply(self, state: ChainState) -> int:
+        """Make the bridge's chain flows those of ``state``; the number of flow-mods sent."""
+        try:
+            ofports = self.ofports()
+            compiled = compile_bridge(state, ofports)
+            mods, later, installed = self._plan(compiled)
+            functions = {p for cf in compiled.values() for p in cf.function_ports}
+            # A function's ports leave the learning switch (an access VLAN of their own:
+            # NORMAL never floods or forwards to them, nor from them to anything) before
+            # traffic is steered to them, and come back once no pair names them.
+            vsctl = Vsctl(self.daemons)
+            for port in sorted(functions - self.isolated if self.installed else functions):
+                vsctl.run("set", "Port", check_name(port), f"tag={isolation_vlan(ofports[port])}")
+            sent = self.ofctl.bundle(mods)
+            if later:
+                time.sleep(self.drain)
+                sent += self.ofctl.bundle(later)
+            for port in sorted(self.isolated - functions):
+                if port in ofports:
+                    vsctl.run("set", "Port", check_name(port), "tag=[]")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        self.installed = installed
+        self.isolated = functions
+        if sent:
+            self.bundles += 1
+        return sent
+
+    def _plan(
+        self, compiled: dict[str, ChainFlows]
+    ) -> tuple[list[str], list[str], dict[int, tuple[int, ChainFlows]]]:
+        """(now, later, installed): ``now`` adds the new versions and deletes the pins of
+        members that left (no new packet goes to them); ``later``, after :attr:`drain`,
+        deletes what is left of the old versions."""
+        first = self.installed is None
+        old: dict[int, tuple[int, ChainFlows]] = dict(self.installed or {})
+        adds: list[str] = []
+        deletes: list[str] = []
+        later: list[str] = []
+        new: dict[int, tuple[int, ChainFlows]] = {}
+        if first:
+            found = self._cookies(CHAIN_COOKIE)
+            pins = self._cookies(PIN_COOKIE)
+            top = max((c & 0xFFFFFFFF for c in found), default=0)
+            live = {pin_cookie(p, m) for cf in compiled.values() for p, m in cf.members}
+            for cf in compiled.values():
+                cookie = chain_cookie(cf.chain_id, top + 1)
+                adds += [f"add {f.text(cookie)}" for f in cf.flows]
+                new[cf.chain_id] = (top + 1, cf)
+            later += [f"delete cookie={c:#x}/{ALL:#x}" for c in sorted(found)]
+            deletes += [f"delete table={T_PIN},cookie={c:#x}/{ALL:#x}" for c in sorted(pins - live)]
+            return adds + deletes, later, new
+        for cf in compiled.values():
+            was = old.pop(cf.chain_id, None)
+            if was is not None and was[1] == cf:
+                new[cf.chain_id] = was
+                continue
+            version = 1 if was is None else was[0] + 1
+            cookie = chain_cookie(cf.chain_id, version)
+            adds += [f"add {f.text(cookie)}" for f in cf.flows]
+            new[cf.chain_id] = (version, cf)
+            if was is not None:
+                later.append(f"delete cookie={chain_cookie(cf.chain_id, was[0]):#x}/{ALL:#x}")
+                gone = was[1].members - cf.members
+                gone |= {(p, m) for p, m in was[1].members if p not in cf.positions}
+                deletes += [
+                    f"delete table={T_PIN},cookie={pin_cookie(p, m):#x}/{ALL:#x}"
+                    for p, m in sorted(gone)
+                ]
+        for chain_id, (version, cf) in old.items():
+            unpin = [
+                f"delete table={T_PIN},cookie={pin_cookie(p, m):#x}/{ALL:#x}"
+                for p, m in sorted(cf.members)
+            ]
+            # A removed chain's pins go now and again with its flows: until then its old
+            # classifier still steers (and learns), e.g. a late reply.
+            deletes += unpin
+            later += [f"delete cookie={chain_cookie(chain_id, version):#x}/{ALL:#x}", *unpin]
+        return adds + deletes, later, new
+
+    def intact(self) -> bool:
+        """Whether the switch still holds every chain flow we installed (the security groups'
+        renderer replaces a bridge's whole table on its first install, a vswitchd restart
+        empties it); when not, the next :meth:`apply` reinstalls from scratch."""
+        if self.installed is None:
+            return False
+        want = {
+            chain_cookie(chain_id, version): len(cf.flows)
+            for chain_id, (version, cf) in self.installed.items()
+        }
+        try:
+            lines = self.ofctl.dump(f"cookie={CHAIN_COOKIE:#x}/{COOKIE_MASK:#x}")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        have: dict[int, int] = {}
+        for line in lines:
+            m = _COOKIE.search(line)
+            if m is not None:
+                cookie = int(m[1], 16)
+                have[cookie] = have.get(cookie, 0) + 1
+        if have == want:
+            return True
+        self.installed = None
+        return False
+
+    def pins(self) -> list[str]:
+        """The learned pins (table 41), as ``dump-flows`` prints them."""
+        try:
+            return self.ofctl.dump(f"table={T_PIN}")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc

@@ -1,0 +1,110 @@
+"""The chain part (config table ``[chains]``): service function chains on ``ovs`` networks.
+
+It needs the ``[instances]`` part: its data planes are the bridges of the instance networks
+whose driver is ``ovs`` (one :class:`~fluidedge.chains.ovs.OvsChains` per bridge). At start
+it loads the declared objects from the store and applies them to every such bridge, which
+reconciles what the switch holds (nothing stale, nothing duplicated: see :mod:`.ovs`). A poll
+(``poll_interval``, default 1 s) re-applies a bridge whose set of ports changed, so a function
+instance that dies or is deleted leaves its group (its flows move to a sibling, or the chain's
+failure policy applies) and one that comes back rejoins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fluidedge.chains.api import build_router
+from fluidedge.chains.errors import ChainsError, InvalidChain
+from fluidedge.chains.ovs import OvsChains
+from fluidedge.chains.persist import Tables
+from fluidedge.chains.service import ChainService, DataPlane
+from fluidedge.core.part import DaemonContext
+from fluidedge.ovs import bridges as ovs_bridges
+
+log = logging.getLogger("fluidedge.chains")
+
+
+class ChainsConfig(BaseModel):
+    """The ``[chains]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    poll_interval: float = Field(default=1.0, gt=0.05, le=60.0)
+
+
+class ChainsPart:
+    name = "chains"
+
+    def __init__(self, config: ChainsConfig, ctx: DaemonContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self._planes: dict[tuple[str | None, str], OvsChains] = {}
+        self.service = ChainService(Tables(ctx.store), self.planes)
+        self._task: asyncio.Task[None] | None = None
+
+    def planes(self) -> list[DataPlane]:
+        """One data plane per ``ovs`` instance network whose switch runs."""
+        part = self.ctx.parts.get("instances")
+        manager = getattr(part, "manager", None)
+        if manager is None:
+            return []
+        out: list[DataPlane] = []
+        for spec in manager.networks.values():
+            if getattr(spec, "driver", None) != "ovs":
+                continue
+            key = (spec.netns, spec.bridge)
+            plane = self._planes.get(key)
+            if plane is None:
+                daemons = ovs_bridges.running_switch(spec.netns)
+                if daemons is None:
+                    continue
+                plane = self._planes[key] = OvsChains(daemons, spec.bridge)
+            out.append(plane)
+        return out
+
+    def router(self) -> APIRouter:
+        return build_router(self.service)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.service.load)
+        await asyncio.to_thread(self.service.apply_all)
+        self._task = asyncio.create_task(self._poll(), name="chains-poll")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                changed = await asyncio.to_thread(self.service.reconcile)
+            except ChainsError as exc:
+                log.warning("chains: reconcile failed: %s", exc)
+                continue
+            for bridge in changed:
+                log.info("chains: ports of %s changed: chains re-applied", bridge)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def metrics(self) -> str:
+        chains = self.service.list("port_chain")
+        return (
+            "# HELP fluidedge_chains port chains declared\n"
+            "# TYPE fluidedge_chains gauge\n"
+            f"fluidedge_chains {len(chains)}\n"
+        )
+
+
+def create_part(section: dict[str, Any], ctx: DaemonContext) -> ChainsPart:
+    try:
+        config = ChainsConfig.model_validate(section)
+    except ValidationError as exc:
+        raise InvalidChain(f"config [chains]: {exc}") from exc
+    return ChainsPart(config, ctx)

@@ -1,0 +1,181 @@
+"""The chain service: declared objects, checked as a whole, stored, and pushed to data planes.
+
+Every change builds the candidate :class:`~fluidedge.chains.model.ChainState`, checks it
+(:func:`~fluidedge.chains.model.check_state` and a compile per data plane happen before
+anything is stored), stores it, then applies it to each data plane (one per ``ovs``
+network's bridge). A bad request therefore changes nothing. :meth:`ChainService.reconcile`
+re-applies when the set of ports on a bridge changed (an instance died or was deleted: its
+members leave their groups; one came back: it rejoins) or its chain flows went missing (the
+security groups' renderer replaced the bridge's table), which the part polls.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from fluidedge.chains.compiler import compile_bridge
+from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+from fluidedge.chains.model import (
+    DEFAULT_TENANT,
+    ChainState,
+    FlowClassifier,
+    PortChain,
+    PortPair,
+    PortPairGroup,
+    check_state,
+    free_chain_id,
+)
+from fluidedge.chains.persist import Tables
+
+
+class DataPlane(Protocol):
+    """One bridge's chains (:class:`fluidedge.chains.ovs.OvsChains`)."""
+
+    bridge: str
+
+    def apply(self, state: ChainState) -> int: ...
+
+    def ofports(self) -> dict[str, int]: ...
+
+    def intact(self) -> bool: ...
+
+
+Kind = str
+_FIELD = {
+    "port_pair": "port_pairs",
+    "port_pair_group": "groups",
+    "flow_classifier": "classifiers",
+    "port_chain": "chains",
+}
+_NAME = {
+    "port_pair": "port pair",
+    "port_pair_group": "port pair group",
+    "flow_classifier": "flow classifier",
+    "port_chain": "port chain",
+}
+
+
+def _parse(kind: Kind, doc: Mapping[str, Any], state: ChainState) -> Any:
+    if kind == "port_pair":
+        return PortPair.from_json(doc)
+    if kind == "port_pair_group":
+        return PortPairGroup.from_json(doc)
+    if kind == "flow_classifier":
+        return FlowClassifier.from_json(doc)
+    if kind == "port_chain":
+        old = state.chains.get(str(doc.get("id", "")))
+        number = old.chain_id if old is not None else free_chain_id(state.chains.values())
+        return PortChain.from_json(doc, chain_id=number)
+    raise InvalidChain(f"unknown kind {kind!r}")
+
+
+class ChainService:
+    def __init__(self, tables: Tables, planes: Callable[[], Iterable[DataPlane]]) -> None:
+        self.tables = tables
+        self.planes = planes
+        self.state = ChainState({}, {}, {}, {})
+        self._lock = threading.RLock()
+        self._ports: dict[str, frozenset[str]] = {}
+
+    # ------------------------------------------------------------------ state
+    def load(self) -> None:
+        """The stored objects (checked as a whole: a store that no longer checks is an error
+        at start rather than a half-applied chain)."""
+        docs = self.tables.objects()
+        state = ChainState(
+            {d["id"]: PortPair.from_json(d) for d in docs.get("port_pair", [])},
+            {d["id"]: PortPairGroup.from_json(d) for d in docs.get("port_pair_group", [])},
+            {d["id"]: FlowClassifier.from_json(d) for d in docs.get("flow_classifier", [])},
+            {d["id"]: PortChain.from_json(d) for d in docs.get("port_chain", [])},
+        )
+        check_state(state)
+        with self._lock:
+            self.state = state
+
+    def list(self, kind: Kind, tenant: str | None = None) -> list[Any]:
+        table: Mapping[str, Any] = getattr(self.state, _FIELD[kind])
+        return [o for _, o in sorted(table.items()) if tenant is None or o.tenant == tenant]
+
+    def get(self, kind: Kind, object_id: str) -> Any:
+        found = getattr(self.state, _FIELD[kind]).get(object_id)
+        if found is None:
+            raise ChainObjectNotFound(f"no {_NAME[kind]} {object_id!r}")
+        return found
+
+    def _with(self, kind: Kind, object_id: str, obj: Any | None) -> ChainState:
+        table = dict(getattr(self.state, _FIELD[kind]))
+        if obj is None:
+            table.pop(object_id, None)
+        else:
+            table[object_id] = obj
+        return replace(self.state, **{_FIELD[kind]: table})
+
+    def _commit(self, state: ChainState, store: Callable[[], None]) -> None:
+        """Check ``state`` whole (model, then a compile per bridge: conflicts the switch would
+        meet), then ``store`` it, then apply it: a refused change has stored nothing."""
+        check_state(state)
+        planes = list(self.planes())
+        for plane in planes:
+            compile_bridge(state, plane.ofports())
+        store()
+        self.state = state
+        for plane in planes:
+            plane.apply(state)
+            self._ports[plane.bridge] = frozenset(plane.ofports())
+
+    def create(self, kind: Kind, doc: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> Any:
+        with self._lock:
+            body = {**doc, "tenant": doc.get("tenant", tenant)}
+            obj = _parse(kind, body, self.state)
+            if obj.id in getattr(self.state, _FIELD[kind]):
+                raise ChainConflict(f"{_NAME[kind]} {obj.id!r} exists")
+            state = self._with(kind, obj.id, obj)
+            self._commit(state, lambda: self.tables.put(kind, obj.to_json()))
+            return obj
+
+    def update(self, kind: Kind, object_id: str, doc: Mapping[str, Any]) -> Any:
+        """PUT: the whole object again (its id, tenant and chain number stay)."""
+        with self._lock:
+            old = self.get(kind, object_id)
+            body = {**doc, "id": object_id, "tenant": old.tenant}
+            if kind == "port_chain":
+                body["chain_id"] = old.chain_id
+            obj = _parse(kind, body, self.state)
+            state = self._with(kind, object_id, obj)
+            self._commit(state, lambda: self.tables.put(kind, obj.to_json()))
+            return obj
+
+    def delete(self, kind: Kind, object_id: str) -> None:
+        with self._lock:
+            self.get(kind, object_id)
+            state = self._with(kind, object_id, None)
+            try:
+                check_state(state)
+            except ChainObjectNotFound as exc:
+                raise ChainConflict(f"{_NAME[kind]} {object_id!r} is in use ({exc})") from None
+            self._commit(state, lambda: self.tables.delete(kind, object_id))
+
+    # ------------------------------------------------------------------ data planes
+    def apply_all(self) -> None:
+        """Install the whole state on every data plane (start: reconciles what is there)."""
+        with self._lock:
+            for plane in self.planes():
+                plane.apply(self.state)
+                self._ports[plane.bridge] = frozenset(plane.ofports())
+
+    def reconcile(self) -> builtins.list[str]:
+        """Re-apply on the bridges whose ports changed or whose chain flows someone else
+        removed (a whole-table replace, a vswitchd restart); the bridges re-applied."""
+        done = []
+        with self._lock:
+            for plane in self.planes():
+                ports = frozenset(plane.ofports())
+                if self._ports.get(plane.bridge) != ports or not plane.intact():
+                    plane.apply(self.state)
+                    self._ports[plane.bridge] = ports
+                    done.append(plane.bridge)
+        return done

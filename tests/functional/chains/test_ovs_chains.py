@@ -1,0 +1,348 @@
+"""Service function chains on a real ovs-vswitchd (userspace datapath), real packets.
+
+Host A sends to host B; the chain's classifier steers A's UDP to B through a group of
+transparent functions (namespaces bridging ``in`` to ``out``), and B's replies back through the
+same function. What each function saw is read from packet sockets inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from fluidedge.chains.compiler import T_PIN
+from fluidedge.chains.model import (
+    ChainState,
+    FlowClassifier,
+    PortChain,
+    PortPair,
+    PortPairGroup,
+)
+from fluidedge.chains.ovs import OvsChains
+from fluidedge.linux.proc import run
+from fluidedge.ovs.ofctl import Ofctl
+from tests.fixtures.wait import wait_until
+
+from .chain_lab import ChainLab, Function, echo
+
+pytestmark = pytest.mark.root
+
+PORT = 7000
+
+
+def _state(
+    lab: ChainLab,
+    fns: list[Function],
+    *,
+    policy: str = "closed",
+    protocol: int = 17,
+) -> ChainState:
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in fns}
+    return ChainState(
+        port_pairs=pairs,
+        groups={"g": PortPairGroup("g", tuple(pairs))},
+        classifiers={
+            "c": FlowClassifier(
+                "c",
+                a.device,
+                b.device,
+                protocol=protocol,
+                destination_ip_prefix=ipaddress.ip_network("10.0.0.2/32"),
+                destination_port_range_min=PORT if protocol == 17 else None,
+            )
+        },
+        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
+    )
+
+
+def _hosts(lab: ChainLab) -> None:
+    lab.host("a", "net", "02:00:00:00:0a:01", "10.0.0.1/24")
+    lab.host("b", "net", "02:00:00:00:0a:02", "10.0.0.2/24")
+
+
+def _owners(fns: list[Function]) -> tuple[dict[int, str], dict[int, str]]:
+    """source port -> the function that saw the flow (forward on ``in``, replies on ``out``);
+    a flow seen by two functions fails the test."""
+    fwd: dict[int, str] = {}
+    rev: dict[int, str] = {}
+    for fn in fns:
+        seen = fn.seen()
+        for (sport, dport), _ in seen["in"].items():
+            if dport == PORT:
+                assert fwd.setdefault(sport, fn.name) == fn.name, f"flow {sport} on two members"
+        for (sport, dport), _ in seen["out"].items():
+            if sport == PORT:
+                assert rev.setdefault(dport, fn.name) == fn.name, f"reply {dport} on two members"
+    return fwd, rev
+
+
+def test_traffic_and_replies_traverse_the_function(chain_lab: ChainLab) -> None:
+    _hosts(chain_lab)
+    f1 = chain_lab.function("f1")
+    chains = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    chains.apply(_state(chain_lab, [f1]))
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    for _ in range(5):
+        assert echo(client, ("10.0.0.2", PORT))
+    seen = f1.seen()
+    assert seen["in"][(sport, PORT)] >= 5  # every request passed the function...
+    assert seen["out"][(PORT, sport)] >= 5  # ...and every reply, in reverse
+    # Traffic the classifier does not take (another port) goes directly.
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT + 1)
+    assert echo(client, ("10.0.0.2", PORT + 1))
+    seen = f1.seen()
+    assert (sport, PORT + 1) not in seen["in"]
+    assert (PORT + 1, sport) not in seen["out"]
+    client.close()
+
+
+def test_tcp_through_the_chain(chain_lab: ChainLab) -> None:
+    _hosts(chain_lab)
+    f1 = chain_lab.function("f1")
+    OvsChains(chain_lab.daemons, chain_lab.bridge).apply(_state(chain_lab, [f1], protocol=6))
+    chain_lab.tcp_server(chain_lab.hosts["net/b"], PORT)
+    assert chain_lab.tcp_connects(chain_lab.hosts["net/a"], "10.0.0.2", PORT, 5.0)
+    fwd: Counter[tuple[int, int]] = Counter()
+    rev: Counter[tuple[int, int]] = Counter()
+
+    def handshake_seen() -> bool:
+        seen = f1.seen()
+        fwd.update(seen["in"])
+        rev.update(seen["out"])
+        # SYN and ACK forward, SYN-ACK in reverse (the last ACK may still be on its way).
+        return (
+            sum(n for (_, d), n in fwd.items() if d == PORT) >= 2
+            and sum(n for (s, _), n in rev.items() if s == PORT) >= 1
+        )
+
+    assert wait_until(handshake_seen, timeout=10), (fwd, rev)
+
+
+def test_group_spreads_flows_and_a_removed_member_moves_only_its_flows(
+    chain_lab: ChainLab,
+) -> None:
+    _hosts(chain_lab)
+    fns = [chain_lab.function(f"f{i}") for i in range(3)]
+    chains = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    chains.apply(_state(chain_lab, fns))
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    clients = [chain_lab.udp_client(chain_lab.hosts["net/a"]) for _ in range(30)]
+    for _ in range(2):
+        for c in clients:
+            assert echo(c, ("10.0.0.2", PORT))
+    fwd, rev = _owners(fns)
+    sports = {c.getsockname()[1] for c in clients}
+    assert set(fwd) == sports
+    assert rev == fwd
+    spread = Counter(fwd.values())
+    # 30 flows over 3 members by a hash: each gets some (all on <3 members: p < 1e-5).
+    assert set(spread) == {"f0", "f1", "f2"}, spread
+    pins_before = Ofctl(chain_lab.daemons, chain_lab.bridge).dump(f"table={T_PIN}")
+    assert len(pins_before) == 60  # both directions of 30 flows
+
+    gone = fns[1]
+    chain_lab.unplug(gone)
+    chains.apply(_state(chain_lab, fns))  # the compiler finds f1's ports gone: dead member
+    for c in clients:
+        assert echo(c, ("10.0.0.2", PORT))
+    after, after_rev = _owners([fns[0], fns[2]])
+    assert set(after) == sports
+    assert after_rev == after
+    for sport, owner in fwd.items():
+        if owner != gone.name:
+            assert after[sport] == owner  # the others' flows did not move
+    moved = {s for s, o in fwd.items() if o == gone.name}
+    assert moved
+    assert all(after[s] in ("f0", "f2") for s in moved)
+    for c in clients:
+        c.close()
+
+
+@pytest.mark.parametrize("policy", ["closed", "open"])
+def test_failure_policy_when_the_group_empties(chain_lab: ChainLab, policy: str) -> None:
+    _hosts(chain_lab)
+    f1 = chain_lab.function("f1")
+    chains = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    chains.apply(_state(chain_lab, [f1], policy=policy))
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    chain_lab.unplug(f1)
+    chains.apply(_state(chain_lab, [f1], policy=policy))
+    if policy == "open":
+        assert echo(client, ("10.0.0.2", PORT))  # the hop is skipped
+    else:
+        assert not echo(client, ("10.0.0.2", PORT), timeout=1.0)  # dropped
+        other = chain_lab.udp_client(chain_lab.hosts["net/a"])
+        chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT + 1)
+        assert echo(other, ("10.0.0.2", PORT + 1))  # unclassified traffic still flows
+        other.close()
+    client.close()
+
+
+def test_restart_reconciles_the_table(chain_lab: ChainLab) -> None:
+    _hosts(chain_lab)
+    f1, f2 = chain_lab.function("f1"), chain_lab.function("f2")
+    ofctl = Ofctl(chain_lab.daemons, chain_lab.bridge)
+    first = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    state = _state(chain_lab, [f1, f2])
+    first.apply(state)
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    owner = _owners([f1, f2])[0][client.getsockname()[1]]
+
+    def table() -> list[str]:
+        return sorted(
+            re.sub(r"cookie=0x[0-9a-f]+, ", "", line)
+            for line in ofctl.dump()
+            if "table=41" not in line
+        )
+
+    before = table()
+    # Flows of a chain (number 9) and a pin the restarted daemon no longer declares.
+    ofctl.bundle(
+        [
+            "add cookie=0xc4a1000900000003,table=0,priority=300,in_port=1,icmp,actions=drop",
+            "add cookie=0xc4a2000009010005,table=41,priority=10,reg7=2305,ip,actions=drop",
+        ]
+    )
+    restarted = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    restarted.apply(state)
+    assert table() == before  # same flows, nothing stale, no duplicates
+    assert echo(client, ("10.0.0.2", PORT))
+    assert _owners([f1, f2])[0][client.getsockname()[1]] == owner  # the pin survived
+    assert restarted.apply(state) == 0  # nothing to do the second time
+    client.close()
+
+
+def test_one_armed_function(chain_lab: ChainLab) -> None:
+    """A one-armed function (ingress == egress): the direction comes from the 5-tuple."""
+    _hosts(chain_lab)
+    f1 = chain_lab.function("f1")
+    # The function's ``out`` leg is left unused: frames come back on ``in`` via hairpin.
+    chain_lab.unplug(f1)
+    chain_lab.vsctl.add_port(chain_lab.bridge, f1.ingress, {"fluidedge-network": "net"})
+    run(["ip", "-n", f1.netns, "link", "set", "out", "nomaster"])
+    run(["ip", "-n", f1.netns, "link", "set", "in", "type", "bridge_slave", "hairpin", "on"])
+    state = _state(chain_lab, [f1])
+    pair = PortPair("f1", f1.ingress, f1.ingress)
+    state = ChainState({"f1": pair}, state.groups, state.classifiers, state.chains)
+    OvsChains(chain_lab.daemons, chain_lab.bridge).apply(state)
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    for _ in range(3):
+        assert echo(client, ("10.0.0.2", PORT))
+    seen = f1.seen()["in"]
+    assert seen[(sport, PORT)] >= 3
+    assert seen[(PORT, sport)] >= 3
+    client.close()
+
+
+def test_ipv6_chain(chain_lab: ChainLab) -> None:
+    a = chain_lab.host("a", "net", "02:00:00:00:0a:01", "fd00::1/64")
+    b = chain_lab.host("b", "net", "02:00:00:00:0a:02", "fd00::2/64")
+    f1 = chain_lab.function("f1")
+    state = ChainState(
+        port_pairs={"f1": PortPair("f1", f1.ingress, f1.egress)},
+        groups={"g": PortPairGroup("g", ("f1",))},
+        classifiers={
+            "c": FlowClassifier(
+                "c",
+                a.device,
+                b.device,
+                ethertype="IPv6",
+                protocol=17,
+                source_ip_prefix=ipaddress.ip_network("fd00::/64"),
+            )
+        },
+        chains={"ch": PortChain("ch", 1, ("g",), ("c",))},
+    )
+    OvsChains(chain_lab.daemons, chain_lab.bridge).apply(state)
+    server = chain_lab.udp_server(b, PORT, socket.AF_INET6)
+    assert chain_lab.udp_reaches(a, server, "fd00::2", PORT, 5.0)
+    frames = 0
+    while True:
+        try:
+            frame, addr = f1.sockets["in"].recvfrom(2048)
+        except BlockingIOError:
+            break
+        if addr[2] != 4 and frame[12:14] == b"\x86\xdd" and frame[20] == 17:
+            frames += 1
+    assert frames >= 1
+
+
+def test_changes_under_a_stream_lose_and_reorder_nothing(chain_lab: ChainLab) -> None:
+    """Make-before-break: sequence-numbered UDP (~1,000/s) flows through a chain while its
+    group gains a member, the chain is replaced (another failure policy: a new version of every
+    flow) and a new flow starts. The existing flow loses nothing, is never reordered and stays
+    on its instance; the replies keep coming back."""
+    _hosts(chain_lab)
+    f1, f2 = chain_lab.function("f1"), chain_lab.function("f2")
+    plane = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in (f1, f2)}
+    base = _state(chain_lab, [f1])
+    state = ChainState(pairs, base.groups, base.classifiers, base.chains)
+    plane.apply(state)
+    chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    f1.seen()
+    received: list[int] = []
+    sent = [0]
+    stop = threading.Event()
+
+    def stream() -> None:
+        client.settimeout(0.0)
+        while not stop.is_set():
+            client.sendto(struct.pack("!Q", sent[0]), ("10.0.0.2", PORT))
+            sent[0] += 1
+            time.sleep(0.001)
+            with contextlib.suppress(OSError):
+                while True:
+                    received.append(struct.unpack("!Q", client.recv(64)[:8])[0])
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        wait_until(lambda: len(received) > 200, timeout=10)
+        both = ChainState(pairs, {"g": PortPairGroup("g", ("f1", "f2"))}, state.classifiers,
+                          state.chains)  # fmt: skip
+        plane.apply(both)  # a member joins
+        wait_until(lambda: len(received) > 600, timeout=10)
+        chain = replace(state.chains["ch"], failure_policy="open")
+        plane.apply(replace(both, chains={"ch": chain}))  # every flow in a new version
+        wait_until(lambda: len(received) > 1000, timeout=10)
+    finally:
+        stop.set()
+        thread.join()
+    client.settimeout(1.0)
+    with contextlib.suppress(OSError):
+        while True:  # the last echoes in flight
+            received.append(struct.unpack("!Q", client.recv(64)[:8])[0])
+    assert received == sorted(received), "reordered"
+    assert len(received) == len(set(received)) == sent[0], (len(received), sent[0])
+    sport = client.getsockname()[1]
+    assert (sport, PORT) not in f2.seen()["in"]  # the existing flow stayed on f1
+    assert f1.seen()["in"][(sport, PORT)] >= 1000
+    # A new flow may land on either member now (both are in the group).
+    fresh = [chain_lab.udp_client(chain_lab.hosts["net/a"]) for _ in range(16)]
+    for c in fresh:
+        assert echo(c, ("10.0.0.2", PORT))
+    owners, _ = _owners([f1, f2])
+    assert "f2" in {owners[c.getsockname()[1]] for c in fresh}  # 16 flows: p(none on f2) = 2^-16
+    for c in [client, *fresh]:
+        c.close()
