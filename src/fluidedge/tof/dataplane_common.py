@@ -104,6 +104,8 @@ class DataPlaneBase:
         self.io: Counter[str] = Counter()
         self.failure: str | None = None
         self._mono_to_wall = time.time() - time.monotonic()
+        if self.pipeline.accounting is not None:
+            self.pipeline.accounting.wall_offset = self._mono_to_wall
 
     # ------------------------------------------------------------------ set-up and teardown
 
