@@ -25,6 +25,7 @@ default 32473, RFC 5612's documentation number: docs/accounting.md).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -165,7 +166,9 @@ def _varlen(value: bytes) -> bytes:
 
 
 def _ip(text: str) -> bytes:
-    return ipaddress.ip_address(text).packed if text else b""
+    if not text:
+        return b""
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 def data_records(record: UsageRecord) -> Iterator[tuple[int, bytes]]:
