@@ -13,6 +13,7 @@ policy (periodic reports align to the wall clock) and the records.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def _ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw)) if raw else ""
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return str(ipaddress.ip_address(raw)) if raw else ""  # canonical IPv6 text
 
 
 class Usage:
