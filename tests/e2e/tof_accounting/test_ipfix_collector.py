@@ -1,10 +1,12 @@
 """Usage records of real offloaded UE traffic reach a real IPFIX collector (Debian's nfdump:
 nfcapd), whose per-UE totals equal the bytes counted on a capture of the apps side; records
-made while the collector is down arrive after it returns (issue 22)."""
+made while the collector is down arrive after it returns; a kill -9 marks the open records as
+lost in the next records, a graceful restart reports them (issue 22)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -113,6 +115,7 @@ def lab_and_daemon(
             "period": 2,
             "ipfix": {"collector": f"127.0.0.1:{collector.port}"},
             "jsonl": {},
+            "checkpoint_interval": 0.5,
         }
         envs.append(start_tof(lab, daemon_factory, tof_section(lab, accounting=accounting)))
         assert wait_s1_ready(envs[0].client(), s1_pairs(lab)), "no echo crossed the TOF"
@@ -173,3 +176,52 @@ def test_collector_totals_equal_captured_bytes_and_survive_an_outage(
     web = usage(env)["totals"]["services"]["web"]
     assert web["upBytes"] == sum(v for (_, d), v in captured.items() if d == "up")
     assert web["downBytes"] == sum(v for (_, d), v in captured.items() if d == "down")
+
+
+def jsonl(env: TofEnv) -> list[dict[str, Any]]:
+    path = env.daemon.state_dir / "accounting" / "records" / "usage.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def marker_lists(env: TofEnv, ue: str) -> bool:
+    path = env.daemon.state_dir / "accounting" / "open.json"
+    try:
+        return any(row["ue"] == ue for row in json.loads(path.read_text())["open"])
+    except (OSError, ValueError):
+        return False
+
+
+def test_kill9_marks_open_records_lost_and_a_restart_reports_them(
+    lab_and_daemon: tuple[TofEnv, Nfcapd],
+) -> None:
+    env, collector = lab_and_daemon
+    collector.start()
+    assert env.client().post("/service", SERVICE) == SERVICE
+    ue1 = str(env.lab.ues["ue1"])
+    ping = subprocess.Popen(
+        env.lab.argv("ue1", ["ping", "-i", "0.2", "-s", "200", SERVICE["serviceIP"]]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # ue1's record is open and the marker says so: kill -9 now loses its counters.
+        assert wait_until(lambda: marker_lists(env, ue1), timeout=30)
+        env.daemon.kill9()
+        env.daemon.start()
+        assert wait_until(
+            lambda: any(r["trigger"] == "lost" and r["ue"] == ue1 for r in jsonl(env)), timeout=30
+        ), jsonl(env)
+        lost = [r for r in jsonl(env) if r["trigger"] == "lost"]
+        assert all(r["lost"] and r["uplink_bytes"] == 0 for r in lost)
+        assert any(r["ue"] == "" for r in lost)  # the node-wide record for the unlisted window
+        # A graceful restart reports what is open (trigger shutdown) and loses nothing.
+        assert wait_until(lambda: bool(usage(env)["open"]), timeout=30)
+        env.daemon.restart()
+    finally:
+        ping.kill()
+        ping.wait()
+    rows = jsonl(env)
+    assert any(
+        r["trigger"] == "shutdown" and r["ue"] == ue1 and r["uplink_bytes"] > 0 for r in rows
+    )
+    assert [r for r in rows if r["trigger"] == "lost"] == lost  # no new lost records
