@@ -1,14 +1,16 @@
 """Usage accounting's cost on the userspace TOF's offload path, and records exported per second.
 
-    .venv/bin/python bench/accounting.py [--quick] [--json]
+    .venv/bin/python bench/accounting.py [--base REV] [--quick] [--json]
 
 One invocation, same frames, rounds interleaved (the machine is shared: only ratios count):
 
 * ``offload``: the pure pipeline (:class:`fluidedge.tof.pipeline.Pipeline`, what the userspace
   backend runs per packet) offloading uplink G-PDUs of 1,000 UEs to a service and encapsulating
-  the app's replies, accounting off vs on (periodic reports every 60 s). The ratio on/off of
-  packets per second is the worst case for the TOF: the real data plane also spends time in
-  recvmmsg/sendmmsg and the TUN, which accounting does not touch.
+  the app's replies, accounting off vs on (periodic reports every 60 s), and accounting off vs
+  the pipeline of git revision ``--base`` (default ``main``; its ``pipeline.py`` loaded as a
+  separate module, as bench/classify_ab.py does): what the hooks cost when accounting is off.
+  The ratio on/off of packets per second is the worst case for the TOF: the real data plane
+  also spends time in recvmmsg/sendmmsg and the TUN, which accounting does not touch.
 * ``records``: 100,000 UEs with an open record each; the policy check closes them all (a
   period boundary), then the IPFIX encoder packs them (two Data Records each): records/s of
   the policy + close, of the encoder, and of both (what the export thread must keep up with).
@@ -17,9 +19,15 @@ One invocation, same frames, rounds interleaved (the machine is shared: only rat
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from types import ModuleType
 
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import encapsulate_gpdu, ethernet_frame
@@ -29,6 +37,7 @@ from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB, SGW, Bearer, Pipeline
 
+ROOT = Path(__file__).resolve().parent.parent
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 ENB_IP, SGW_IP = bytes([198, 18, 0, 11]), bytes([198, 18, 0, 21])
 PDN, SVC, APP = bytes([198, 18, 200, 10]), bytes([198, 18, 50, 1]), bytes([198, 19, 0, 10])
@@ -38,9 +47,30 @@ def ue(i: int) -> bytes:
     return bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255])
 
 
-def pipeline(accounting: bool, ues: int) -> tuple[Pipeline, list[bytes], list[bytes]]:
+def load_base(rev: str) -> ModuleType:
+    """``src/fluidedge/tof/pipeline.py`` of ``rev`` as module ``pipeline_base``."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:src/fluidedge/tof/pipeline.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "pipeline_base.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("pipeline_base", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pipeline_base"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pipeline(
+    accounting: bool, ues: int, cls: type[Pipeline] = Pipeline
+) -> tuple[Pipeline, list[bytes], list[bytes]]:
     acct = {"enabled": True, "period": 60, "jsonl": {}} if accounting else {}
-    p = Pipeline(TofConfig(backend="none", max_tunnels=10**6, accounting=acct))  # type: ignore[arg-type]
+    p = cls(TofConfig(backend="none", max_tunnels=10**6, accounting=acct))  # type: ignore[arg-type]
     p.set_services({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})
     ups, downs = [], []
     for i in range(ues):
@@ -109,18 +139,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 10,000 record UEs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--base", default="main", help="git revision for the off/base ratio")
     args = parser.parse_args()
     rounds, repeat = (5, 5) if args.quick else (15, 20)
+    base = pipeline(False, 1000, load_base(args.base).Pipeline)
     off = pipeline(False, 1000)
     on = pipeline(True, 1000)
-    ratios, off_pps, on_pps = [], [], []
+    ratios, base_ratios, off_pps, on_pps, base_pps = [], [], [], [], []
     for r in range(rounds):
-        # Alternate which goes first: neither profits from a warmer cache or a quieter moment.
-        order = (off, on) if r % 2 == 0 else (on, off)
+        # Rotate which goes first: none profits from a warmer cache or a quieter moment.
+        trio = [base, off, on]
+        order = trio[r % 3 :] + trio[: r % 3]
         rates = {id(p): offload_round(*p, repeat) for p in order}
         off_pps.append(rates[id(off)])
         on_pps.append(rates[id(on)])
+        base_pps.append(rates[id(base)])
         ratios.append(rates[id(on)] / rates[id(off)])
+        base_ratios.append(rates[id(off)] / rates[id(base)])
     acct = on[0].accounting
     assert acct is not None
     assert len(acct.active) == 1000  # every UE counted on the "on" side
@@ -134,6 +169,10 @@ def main() -> None:
             "ratio_on_off_min": round(min(ratios), 3),
             "ratio_on_off_max": round(max(ratios), 3),
             "ratio_best_rounds": round(max(on_pps) / max(off_pps), 3),
+            "base": args.base,
+            "base_pps_median": round(statistics.median(base_pps)),
+            "ratio_off_base_median": round(statistics.median(base_ratios), 3),
+            "ratio_off_base_best_rounds": round(max(off_pps) / max(base_pps), 3),
         },
         "records": records_bench(10_000 if args.quick else 100_000),
     }
@@ -147,6 +186,11 @@ def main() -> None:
         f"on/off median {o['ratio_on_off_median']} "
         f"(min {o['ratio_on_off_min']}, max {o['ratio_on_off_max']}; "
         f"best round on / best round off {o['ratio_best_rounds']})"
+    )
+    print(
+        f"accounting off vs {o['base']} ({o['base_pps_median']} pps): "
+        f"off/base median {o['ratio_off_base_median']} "
+        f"(best round off / best round base {o['ratio_off_base_best_rounds']})"
     )
     rec = result["records"]
     print(
