@@ -22,11 +22,11 @@ from tests.unit.tof.test_pipeline import (
 
 from fluidedge.tof.accounting import policy
 from fluidedge.tof.accounting.config import AccountingConfig, Triggers
-from fluidedge.tof.accounting.usage import UsageRecord
+from fluidedge.tof.accounting.usage import Accountant, UsageRecord
 from fluidedge.tof.config import TofConfig, parse_tof_config
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer, Pipeline
 
 SINK: dict[str, object] = {"jsonl": {}}
 
@@ -261,3 +261,17 @@ def test_config_validation_and_merge() -> None:
     ipfix = AccountingConfig.model_validate({"ipfix": {"collector": "[::1]:4739"}}).ipfix
     assert ipfix is not None
     assert ipfix.address == ("::1", 4739)
+
+
+def test_a_period_boundary_is_spread_over_ticks() -> None:
+    acct = Accountant(AccountingConfig(period=60))
+    for i in range(2500):
+        acct.open(Bearer(ENB1, SGW1, i.to_bytes(4, "big"), ul_teid=i), "web", SVC_IP, 1.0)
+    assert acct.check(30.0) == 0
+    assert acct.next_check == 31.0  # nothing due: the next check after check_interval
+    assert acct.check(61.0) == 1000
+    assert acct.next_check == 61.0  # more due: the next tick continues
+    assert acct.check(61.05) == 1000
+    assert acct.check(61.1) == 500
+    assert acct.next_check == 62.1
+    assert len(acct.drain(limit=10**6)) == 2500

@@ -112,6 +112,7 @@ class Accountant:
         self.active: dict[Usage, None] = {}  # insertion-ordered set of open records
         self.closed: deque[UsageRecord] = deque()
         self.max_pending = 1_000_000  # closed records the exporter has not taken yet
+        self.close_budget = 1000  # records closed per check (one data-plane tick)
         self.next_check = 0.0
         self._triggers: dict[str, Triggers] = {}
         self.records: Counter[str] = Counter()  # closed, by trigger
@@ -182,23 +183,29 @@ class Accountant:
             self.close(usage, trigger, now, reason)
 
     def check(self, now: float) -> int:
-        """Close the records whose triggers are due (:func:`policy.due`); how many."""
-        self.next_check = now + self.config.check_interval
+        """Close the records whose triggers are due (:func:`policy.due`); how many.
+
+        At most :attr:`close_budget` per call: the check runs in the data plane's tick, under
+        its lock, so a period boundary with 100,000 open records is spread over ticks (the next
+        tick continues) instead of stalling packets for seconds.
+        """
         wall = now + self.wall_offset
         offset = self.wall_offset
         due = policy.due
-        closing = [
-            (usage, trigger)
-            for usage in self.active
-            if (
-                trigger := due(
-                    usage.triggers, usage.first + offset, usage.ul_bytes + usage.dl_bytes, wall
-                )
+        budget = self.close_budget
+        closing: list[tuple[Usage, str]] = []
+        for usage in self.active:
+            trigger = due(
+                usage.triggers, usage.first + offset, usage.ul_bytes + usage.dl_bytes, wall
             )
-            is not None
-        ]
+            if trigger is not None:
+                closing.append((usage, trigger))
+                if len(closing) >= budget:
+                    break
         for usage, trigger in closing:
             self.close(usage, trigger, now)
+        more = len(closing) >= budget
+        self.next_check = now if more else now + self.config.check_interval
         return len(closing)
 
     def shutdown(self, now: float) -> None:
