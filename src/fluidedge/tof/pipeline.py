@@ -712,10 +712,11 @@ class Pipeline:
         if sc is not None:
             sc.up_packets += 1
             sc.up_bytes += size
-        if self.accounting is not None:
+        accounting = self.accounting
+        if accounting is not None:
             usage = bearer.usage.get(name)
             if usage is None:
-                usage = self.accounting.open(bearer, name, service_ip, now)
+                usage = accounting.open(bearer, name, service_ip, now)
             usage.ul_packets += 1
             usage.ul_bytes += size
             usage.last = now
@@ -800,8 +801,14 @@ class Pipeline:
         if bearer.dl_teid is None or not bearer.dl_eth:
             return self._enqueue(bearer, bytes(buf), flow, now)
         bearer.offloaded_down += 1
-        if self.accounting is not None:
-            _account_down(self.accounting, bearer, flow, len(buf), now)
+        accounting = self.accounting
+        if accounting is not None:  # _account_down, inlined on the hot path
+            usage = bearer.usage.get(flow.service)
+            if usage is None:
+                usage = accounting.open(bearer, flow.service, flow.service_ip, now)
+            usage.dl_packets += 1
+            usage.dl_bytes += len(buf)
+            usage.last = now
         return self._encap_down(bearer, buf)
 
     def _nat4(self, packet: bytearray, at: int, old: bytes, new: bytes, proto: int) -> None:

@@ -265,13 +265,24 @@ def test_config_validation_and_merge() -> None:
 
 def test_a_period_boundary_is_spread_over_ticks() -> None:
     acct = Accountant(AccountingConfig(period=60))
+    acct.scan_budget, acct.close_budget = 1000, 400
     for i in range(2500):
         acct.open(Bearer(ENB1, SGW1, i.to_bytes(4, "big"), ul_teid=i), "web", SVC_IP, 1.0)
-    assert acct.check(30.0) == 0
-    assert acct.next_check == 31.0  # nothing due: the next check after check_interval
-    assert acct.check(61.0) == 1000
-    assert acct.next_check == 61.0  # more due: the next tick continues
-    assert acct.check(61.05) == 1000
-    assert acct.check(61.1) == 500
-    assert acct.next_check == 62.1
+    ticks = 0
+    while True:  # a round over every open record, 1000 a tick: nothing due
+        assert acct.check(30.0 + ticks * 0.05) == 0
+        ticks += 1
+        if acct.next_check > 30.0 + ticks * 0.05:
+            break
+    assert ticks == 3
+    assert acct.next_check == pytest.approx(30.1 + 1.0)
+    closed = []
+    now = 61.0
+    while sum(closed) < 2500:
+        n = acct.check(now)
+        assert n <= 400
+        closed.append(n)
+        now += 0.05
+    assert len(closed) == 7  # 2500 / 400, every tick closing what its budget allows
     assert len(acct.drain(limit=10**6)) == 2500
+    assert not acct.active

@@ -112,7 +112,10 @@ class Accountant:
         self.active: dict[Usage, None] = {}  # insertion-ordered set of open records
         self.closed: deque[UsageRecord] = deque()
         self.max_pending = 1_000_000  # closed records the exporter has not taken yet
-        self.close_budget = 1000  # records closed per check (one data-plane tick)
+        self.close_budget = 500  # records closed per check (one data-plane tick)
+        self.scan_budget = 5000  # open records looked at per check
+        self._round: list[Usage] = []  # the current scan round's snapshot, and where it is
+        self._round_pos = 0
         self.next_check = 0.0
         self._triggers: dict[str, Triggers] = {}
         self.records: Counter[str] = Counter()  # closed, by trigger
@@ -185,27 +188,41 @@ class Accountant:
     def check(self, now: float) -> int:
         """Close the records whose triggers are due (:func:`policy.due`); how many.
 
-        At most :attr:`close_budget` per call: the check runs in the data plane's tick, under
-        its lock, so a period boundary with 100,000 open records is spread over ticks (the next
-        tick continues) instead of stalling packets for seconds.
+        The check runs in the data plane's tick, under its lock, so one call does a bounded
+        share: it scans at most :attr:`scan_budget` open records (a round over all of them
+        continues on the next ticks, from a snapshot) and closes at most :attr:`close_budget`.
+        With 100,000 open records a round takes 20 ticks (1 s) and a period boundary's closes
+        are spread over the following ticks instead of stalling packets for seconds.
         """
+        if self._round_pos >= len(self._round):
+            self._round = list(self.active)
+            self._round_pos = 0
         wall = now + self.wall_offset
         offset = self.wall_offset
         due = policy.due
-        budget = self.close_budget
+        active = self.active
         closing: list[tuple[Usage, str]] = []
-        for usage in self.active:
+        pos, end = self._round_pos, min(self._round_pos + self.scan_budget, len(self._round))
+        round_ = self._round
+        while pos < end and len(closing) < self.close_budget:
+            usage = round_[pos]
+            pos += 1
+            if usage not in active:
+                continue  # closed since the snapshot
             trigger = due(
                 usage.triggers, usage.first + offset, usage.ul_bytes + usage.dl_bytes, wall
             )
             if trigger is not None:
                 closing.append((usage, trigger))
-                if len(closing) >= budget:
-                    break
+        self._round_pos = pos
         for usage, trigger in closing:
             self.close(usage, trigger, now)
-        more = len(closing) >= budget
-        self.next_check = now if more else now + self.config.check_interval
+        if pos >= len(round_):
+            self._round = []
+            self._round_pos = 0
+            self.next_check = now + self.config.check_interval
+        else:
+            self.next_check = now  # the round continues on the next tick
         return len(closing)
 
     def shutdown(self, now: float) -> None:
