@@ -11,6 +11,7 @@ from tests.unit.tof.test_pipeline import UE2
 from tests.unit.tof.test_service_api import AUTH, TOKEN
 from tests.unit.tof_accounting.test_usage import bearer_up, reply, send_up
 
+from fluidedge.core.auth import TokenGuard
 from fluidedge.core.config import parse_config
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.store import Store
@@ -81,3 +82,9 @@ def test_usage_when_off(tmp_path: Path) -> None:
             "export": {},
         }
         assert "fluidedge_tof_usage" not in client.get("/metrics").text
+
+
+def test_usage_is_the_admins_not_a_tenants() -> None:
+    """It names subscribers: like every TOF route, a tenant token is refused (403)."""
+    assert not TokenGuard.tenant_may("GET", "/usage")
+    assert not TokenGuard.tenant_may("GET", "/tunnels")
