@@ -13,6 +13,7 @@ from fluidedge.tof.accounting import ipfix, policy
 from fluidedge.tof.accounting.config import AccountingConfig
 from fluidedge.tof.accounting.export import Exporter
 from fluidedge.tof.accounting.usage import UsageRecord
+from tests.fixtures.wait import wait_until
 
 PEN = 32473
 
@@ -221,3 +222,27 @@ def test_kill_marks_open_records_lost_at_the_next_start(tmp_path: Path) -> None:
     third.stop([])
     lines = (tmp_path / "acct" / "records" / "usage.jsonl").read_text().splitlines()
     assert len(lines) == 2  # nothing lost after a clean stop
+
+
+def test_a_failing_round_is_counted_and_the_thread_goes_on(tmp_path: Path) -> None:
+    pending: list[UsageRecord] = []
+    exp = exporter(tmp_path, pending, jsonl={})
+    exp.start()
+    try:
+        # The records directory is replaced by a file: every write fails (root or not).
+        records_dir = tmp_path / "acct" / "records"
+        records_dir.rename(tmp_path / "moved")
+        records_dir.write_text("not a directory")
+        pending.append(record(1))
+        assert wait_until(lambda: sum(exp.errors.values()) > 0, timeout=30)
+        assert exp._thread is not None
+        assert exp._thread.is_alive()
+        assert exp.stats()["held"] == {"records": 1, "dropped": 0}  # kept, not lost
+        # The directory comes back: the held record is written at the next round.
+        records_dir.unlink()
+        (tmp_path / "moved").rename(records_dir)
+        assert wait_until(lambda: exp.stats()["held"] == {"records": 0, "dropped": 0}, timeout=30)
+        rows = (records_dir / "usage.jsonl").read_text().splitlines()
+        assert [json.loads(r)["uplink_teid"] for r in rows] == [2]
+    finally:
+        exp.stop([])

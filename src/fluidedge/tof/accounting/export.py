@@ -19,12 +19,14 @@ the decisions are :mod:`.policy`'s. On disk, under ``state_dir/accounting`` (070
 
 UDP and TCP carry no acknowledgement: a message sent as the collector dies may be lost
 without an error (docs/accounting.md). A send that fails (ICMP port unreachable reported on the
-connected UDP socket, TCP refused or reset) spools the records it carried.
+connected UDP socket, TCP refused or reset) spools the records it carried (over TCP, the part
+of them sent before the failure may then reach the collector twice).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -38,6 +40,7 @@ from fluidedge.tof.accounting.config import AccountingConfig, IpfixConfig, Jsonl
 from fluidedge.tof.accounting.ipfix import Encoder
 from fluidedge.tof.accounting.usage import UsageRecord
 
+_log = logging.getLogger("fluidedge.tof.accounting")
 SPOOL_FILE_BYTES = 1_000_000  # a spool file is sent (and removed) as one unit
 
 
@@ -245,6 +248,10 @@ class Exporter:
         self._stop = threading.Event()
         self._checkpoint_at = 0.0
         self._io = threading.Lock()
+        self.errors: Counter[str] = Counter()  # rounds that failed (the thread goes on)
+        self._held: list[UsageRecord] = []  # records of a failed round, retried
+        self.max_held = 1_000_000
+        self.held_dropped = 0
 
     # ------------------------------------------------------------------ restart semantics
 
@@ -331,7 +338,7 @@ class Exporter:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.deliver(self.take() + final)
+        self.deliver(self._held + self.take() + final)
         self.flush_spool()
         if self.sender is not None:
             self.sender.close()
@@ -339,11 +346,24 @@ class Exporter:
 
     def _main(self) -> None:
         while not self._stop.wait(0.2):
-            self.pump()
+            try:
+                self.pump()
+            except OSError as exc:  # disk full, state dir gone: counted, retried next round
+                self.errors[f"{type(exc).__name__}"] += 1
+                _log.warning("usage export: %s", exc)
 
     def pump(self) -> None:
         """One round: new records out, the spool retried, the marker refreshed when due."""
-        self.deliver(self.take())
+        records = self._held + self.take()
+        self._held = []
+        try:
+            self.deliver(records)
+        except OSError:
+            # Kept for the next round (bounded): a disk error loses nothing it can keep. A
+            # retried batch whose JSON Lines write succeeded may be written there twice.
+            self._held = records[-self.max_held :]
+            self.held_dropped += len(records) - len(self._held)
+            raise
         self.flush_spool()
         now = self.clock()
         if now >= self._checkpoint_at:
@@ -383,4 +403,6 @@ class Exporter:
             }
         if self.jsonl is not None:
             out["jsonl"] = {"written": self.jsonl.written}
+        out["errors"] = dict(self.errors)
+        out["held"] = {"records": len(self._held), "dropped": self.held_dropped}
         return out
