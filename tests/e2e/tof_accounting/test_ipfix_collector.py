@@ -1,5 +1,5 @@
 """Usage records of real offloaded UE traffic reach a real IPFIX collector (Debian's nfdump:
-nfcapd), whose per-UE totals equal the bytes counted on a capture of the apps side; records
+nfcapd), whose per-UE totals equal the bytes counted on captures of the offload's outputs; records
 made while the collector is down arrive after it returns; a kill -9 marks the open records as
 lost in the next records, a graceful restart reports them (issue 22)."""
 
@@ -11,13 +11,15 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fluidedge.codec.stack import IpGpdu, classify
 from fluidedge.lab.capture import Capture
 from fluidedge.lab.lab import Lab
 from fluidedge.lab.packets import read_pcap
@@ -87,17 +89,25 @@ def free_udp_port() -> int:
         return port
 
 
-def captured_per_ue(pcap: Path, ues: set[str]) -> Counter[tuple[str, str]]:
-    """Bytes per (UE, direction) on the apps TUN: raw IP packets, NATed between UE and app."""
+def captured_per_ue(
+    apps_pcap: Path, enb_pcap: Path, ues: set[str], service_ip: str
+) -> Counter[tuple[str, str]]:
+    """Bytes per (UE, direction) the offload delivered, from captures of its two outputs:
+    uplink, the packets it wrote into the apps TUN (raw IP, source = the UE); downlink, the
+    G-PDUs it sent toward the eNBs whose inner source is the service IP (inner IP length)."""
     totals: Counter[tuple[str, str]] = Counter()
-    for _, packet in read_pcap(pcap):
-        if len(packet) < 20 or packet[0] >> 4 != 4:
-            continue
-        src, dst = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
-        if src in ues:
-            totals[(src, "up")] += len(packet)
-        elif dst in ues:
-            totals[(dst, "down")] += len(packet)
+    for _, packet in read_pcap(apps_pcap):
+        if len(packet) >= 20 and packet[0] >> 4 == 4:
+            src = socket.inet_ntoa(packet[12:16])
+            if src in ues:
+                totals[(src, "up")] += len(packet)
+    service = socket.inet_aton(service_ip)
+    for _, frame in read_pcap(enb_pcap):
+        c = classify(frame)
+        if isinstance(c, IpGpdu) and c.inner_src == service:
+            ue = socket.inet_ntoa(c.inner_dst)
+            if ue in ues:
+                totals[(ue, "down")] += c.inner_end - c.inner_offset
     return totals
 
 
@@ -155,9 +165,10 @@ def test_collector_totals_equal_captured_bytes_and_survive_an_outage(
     env, collector = lab_and_daemon
     assert env.client().post("/service", SERVICE) == SERVICE
     ues = {str(env.lab.ues[ue]) for ue in UES}
-    pcap = tmp_path / "apps.pcap"
+    apps_pcap, enb_pcap = tmp_path / "apps.pcap", tmp_path / "enb.pcap"
     collector.start()
-    with Capture(env.lab.host_ns, "tofapps", pcap):
+    host = env.lab.host_ns
+    with Capture(host, "tofapps", apps_pcap), Capture(host, env.lab.enb_side_if, enb_pcap):
         traffic(env, 2)
         assert wait_until(lambda: all_reported(env), timeout=60), usage(env)
         collector.stop()  # the collector goes away ...
@@ -166,7 +177,7 @@ def test_collector_totals_equal_captured_bytes_and_survive_an_outage(
         collector.start()  # ... and comes back: the spool drains into it
         assert wait_until(lambda: all_reported(env), timeout=60), usage(env)
         assert usage(env)["export"]["spool"]["bytes"] == 0
-        captured = captured_per_ue(pcap, ues)
+        captured = captured_per_ue(apps_pcap, enb_pcap, ues, SERVICE["serviceIP"])
     collector.stop()
     received = collector.per_ue()
     assert captured  # real traffic crossed the offload, both ways
@@ -207,6 +218,7 @@ def test_kill9_marks_open_records_lost_and_a_restart_reports_them(
         # ue1's record is open and the marker says so: kill -9 now loses its counters.
         assert wait_until(lambda: marker_lists(env, ue1), timeout=30)
         env.daemon.kill9()
+        started = time.time()
         env.daemon.start()
         assert wait_until(
             lambda: any(r["trigger"] == "lost" and r["ue"] == ue1 for r in jsonl(env)), timeout=30
@@ -214,14 +226,31 @@ def test_kill9_marks_open_records_lost_and_a_restart_reports_them(
         lost = [r for r in jsonl(env) if r["trigger"] == "lost"]
         assert all(r["lost"] and r["uplink_bytes"] == 0 for r in lost)
         assert any(r["ue"] == "" for r in lost)  # the node-wide record for the unlisted window
-        # A graceful restart reports what is open (trigger shutdown) and loses nothing.
-        assert wait_until(lambda: bool(usage(env)["open"]), timeout=30)
-        env.daemon.restart()
+        assert wait_until(lambda: bool(usage(env)["open"]), timeout=30)  # ue1 counts again
     finally:
         ping.kill()
         ping.wait()
-    rows = jsonl(env)
-    assert any(
-        r["trigger"] == "shutdown" and r["ue"] == ue1 and r["uplink_bytes"] > 0 for r in rows
-    )
-    assert [r for r in rows if r["trigger"] == "lost"] == lost  # no new lost records
+    # A graceful restart reports everything this process counted (closed or still open at
+    # the stop, then closed as "shutdown"): the records written since its start add up to its
+    # totals, and no record is marked lost.
+    assert wait_until(stable_totals(env), timeout=30, period=0.5)
+    services = usage(env)["totals"]["services"]
+    counted = sum(services["web"][k] for k in ("upBytes", "downBytes"))
+    env.daemon.restart()
+    rows = [r for r in jsonl(env) if r["closed"] >= started and r["trigger"] != "lost"]
+    assert counted > 0
+    assert sum(r["uplink_bytes"] + r["downlink_bytes"] for r in rows) == counted, rows
+    assert [r for r in jsonl(env) if r["trigger"] == "lost"] == lost  # no new lost records
+
+
+def stable_totals(env: TofEnv) -> Callable[[], bool]:
+    """True once ``/usage`` totals are the same as at the previous call (traffic over)."""
+    last: list[object] = []
+
+    def check() -> bool:
+        now = usage(env)["totals"]["services"]
+        same = last == [now]
+        last[:] = [now]
+        return same
+
+    return check
