@@ -51,6 +51,9 @@ def main() -> int:
     mount("tmpfs", "/dev/shm", "tmpfs", "mode=1777")
     mount("tmpfs", "/var/tmp", "tmpfs", "mode=1777")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
+    # What systemd's kmod-static-nodes does on a stock host: /dev/net/tun exists (opening it
+    # loads tun). Open vSwitch's userspace datapath needs it for its internal ports.
+    subprocess.run(["/sbin/modprobe", "tun"], check=False)  # PID 1 has no PATH with sbin
     with open("/proc/sys/kernel/hostname", "w") as handle:
         handle.write("fevm")
     with open("/sys/fs/cgroup/cgroup.controllers") as handle:

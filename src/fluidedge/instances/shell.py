@@ -54,6 +54,13 @@ from fluidedge.instances.private import private_dir, write_private
 from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
 
+# The memory limit a shell is created with when its template's is lower. ``runc init`` (a Go
+# program of several MiB) runs inside the container's cgroup until it execs the launcher, and
+# on cgroup v2 the kernel memory it uses (page tables, slab) counts too: under the built-in
+# ``idle`` template's 8 MiB it was OOM-killed on a stock Debian kernel. The template's limit
+# is written once the launcher (a few hundred KiB) has replaced it.
+INIT_MEMORY_MB = 48
+
 
 class ShellIO(Protocol):
     """What the manager does to containers (the seam its unit tests replace)."""
@@ -183,6 +190,10 @@ class RuncShellIO:
         )
         if shell.cpus:  # pinned ahead: a request placed on these CPUs skips the cpuset write
             config["linux"]["resources"]["cpu"]["cpus"] = cpuset_text(shell.cpus)
+        limit_mb = template.resources.memory_mb
+        if limit_mb < INIT_MEMORY_MB:
+            memory = config["linux"]["resources"]["memory"]
+            memory["limit"] = memory["swap"] = INIT_MEMORY_MB * 1024 * 1024
         write_private(bundle / "config.json", json.dumps(config).encode())
         shell.pid = self.runc.create(shell.id, bundle, directory / "log")
         for iface in shell.ifaces:
@@ -194,6 +205,8 @@ class RuncShellIO:
             shell.nl.link_up(iface.ifindex)
         # Release runc init now: it execs the launcher, which blocks on /.fe/go.
         self.runc.start_fast(shell.id, shell.pid)
+        if limit_mb < INIT_MEMORY_MB:  # the launcher replaced runc init: the real limit now
+            self.cgroups.set_memory(shell.id, limit_mb, lowering=True)
 
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
         errors = []

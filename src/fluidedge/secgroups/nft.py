@@ -42,6 +42,7 @@ import ipaddress
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fluidedge.errors import FluidedgeError
 from fluidedge.linux import netns as netns_mod
@@ -488,7 +489,21 @@ class Nft:
         return self._run(netns, ["nft", "list", "table", family, name], None)
 
     def enable_bridge_conntrack(self, netns: str | None) -> None:
-        """Have bridged IP frames go through the inet hooks (and conntrack) in ``netns``."""
+        """Have bridged IP frames go through the inet hooks (and conntrack) in ``netns``.
+
+        The knobs exist once ``br_netfilter`` is loaded, which a stock host does not do at
+        boot (no /proc/sys/net/bridge until then): load it first, with a clear error if the
+        kernel has no such module."""
+        if not Path("/proc/sys/net/bridge").is_dir():
+            try:
+                done = run_in_netns(None, ["modprobe", "br_netfilter"], None)
+            except (OSError, subprocess.TimeoutExpired, FluidedgeError) as exc:
+                raise FilterFailure(f"modprobe br_netfilter: {exc}") from exc
+            if done.returncode != 0:
+                raise FilterFailure(
+                    "security groups on Linux bridges need the br_netfilter module: "
+                    f"modprobe br_netfilter: {done.stderr.strip()[:500]}"
+                )
         for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
             self._run(netns, ["sysctl", "-q", "-w", f"net.bridge.{key}=1"], None)
 

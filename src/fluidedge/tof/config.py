@@ -79,6 +79,10 @@ class TofConfig(BaseModel):
         default=1000, ge=1, le=100_000
     )  # bearer events kept (GET /tunnels/events)
     gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
+    # Fast path: offloaded uplink packets enter the host's stack (routing + netfilter) instead
+    # of being routed by the program, so security groups filter them (docs/tof-fastpath.md).
+    # None: on when the daemon has a [secgroups] part. The userspace backend always does.
+    filter_offloaded: bool | None = None
     # On-demand services (docs/superfluid.md): packets queued while an instance is created or
     # resumed, per UE and in total, and for how long; demands handled at once; creations/s.
     ondemand_queue_per_ue: int = Field(default=64, ge=1, le=65536)

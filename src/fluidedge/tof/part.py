@@ -47,6 +47,8 @@ class TofPart:
     name = "tof"
 
     def __init__(self, config: TofConfig, ctx: DaemonContext, backend: Backend | None = None):
+        if config.filter_offloaded is None:  # security groups on: they must see offloads
+            config = config.model_copy(update={"filter_offloaded": "secgroups" in ctx.parts})
         self.config = config
         self.ctx = ctx
         self.backend = backend or create_backend(config)

@@ -16,6 +16,7 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
 from tests.e2e.secgroups.scenario import get, purge, web_and_clients
 from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.ovs_datapath import DATAPATH
 
 pytestmark = pytest.mark.root
 
@@ -40,6 +41,7 @@ def _daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHandl
             "instances": {
                 "pool_scale": 1,
                 "memory_mb": 2048,
+                "ovs_datapath": DATAPATH,
                 "networks": {
                     NET: {
                         "bridge": BRIDGE,

@@ -16,6 +16,7 @@ import pytest
 
 from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
+from tests.fixtures.ovs_datapath import DATAPATH
 
 ManagerFactory = Callable[..., Manager]
 PREFIX = f"fb{os.getpid() % 100000}"
@@ -46,6 +47,7 @@ def manager_factory(tmp_path: Path) -> Iterator[ManagerFactory]:
         config.setdefault("pool_scale", 0.5)
         # The VM tier runs these tests a second time with crun (which refuses hybrid hosts).
         config.setdefault("runtime", os.environ.get("FLUIDEDGE_TEST_RUNTIME", "runc"))
+        config.setdefault("ovs_datapath", DATAPATH)  # and with the kernel's OVS datapath
         manager = Manager(
             InstancesConfig.model_validate(config),
             Store(tmp_path / f"db{index}.sqlite"),

@@ -21,6 +21,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.ovs_datapath import DATAPATH
 from tests.fixtures.wait import wait_until
 
 from .conftest import ManagerFactory, bridge_name, in_netns
@@ -101,7 +102,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     # Private directories under the manager's state dir, 0700; nothing under /var/run.
     assert switch.root.is_relative_to(manager.state_dir)
     assert oct(switch.root.stat().st_mode & 0o777) == "0o700"
-    assert Vsctl(switch).run("get", "Bridge", bridge, "datapath_type").strip() == "netdev"
+    assert Vsctl(switch).run("get", "Bridge", bridge, "datapath_type").strip() == DATAPATH
     assert Vsctl(switch).run("get", "Bridge", bridge, "fail_mode").strip() == "secure"
     _web(manager, "ovsnet")
     assert manager.wait_pools(60)

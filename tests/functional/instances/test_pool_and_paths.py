@@ -13,6 +13,7 @@ from fluidedge.instances import cgroups, runc
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.placement import parse_cpuset
+from fluidedge.instances.shell import INIT_MEMORY_MB
 from fluidedge.instances.timing import PHASES
 from tests.fixtures.wait import wait_until
 
@@ -134,6 +135,20 @@ def test_pause_freezes_and_resume_thaws(manager_factory: ManagerFactory) -> None
     assert manager.resume("ctr").state == "running"
     # generous: the VM tier runs under TCG
     assert wait_until(lambda: read() > frozen_value + 10, timeout=10, period=0.02)
+
+
+def test_small_memory_limit_applies_after_runc_init(manager_factory: ManagerFactory) -> None:
+    """The built-in idle template (8 MiB) is below the headroom a shell is created with (runc
+    init needs more on cgroup v2): once running, the instance has the template's limit."""
+    manager = manager_factory(pool_scale=0)
+    template = manager.get_template("idle")
+    assert template.resources.memory_mb < INIT_MEMORY_MB
+    view = manager.create_instance(InstanceRequest(name="small", template="idle"))
+    assert manager.cgroups.memory_limit(view.id) == template.resources.memory_mb * 1024 * 1024
+    sized = manager.create_instance(
+        InstanceRequest(name="sized", template="idle", resources={"memory_mb": 12})
+    )
+    assert manager.cgroups.memory_limit(sized.id) == 12 * 1024 * 1024
 
 
 def test_cgroup_mode_reported_and_paused_delete_kills_everything(

@@ -23,6 +23,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.ovs_datapath import DATAPATH
 
 PREFIX = f"so{os.getpid() % 100000}"
 
@@ -46,7 +47,7 @@ class Host:
 
 
 class OvsLab:
-    def __init__(self, root: Path, datapath: str = "netdev") -> None:
+    def __init__(self, root: Path, datapath: str = DATAPATH) -> None:
         # The switch runs in a namespace of its own: one userspace datapath per namespace.
         self.switch = f"{PREFIX}sw"
         netns_mod.create(self.switch)

@@ -221,6 +221,53 @@ def test_service_flags_punt_or_send_through_the_stack() -> None:
             sink.close()
 
 
+def test_filter_offloaded_puts_every_service_through_the_hosts_firewall() -> None:
+    """A host firewall rule on the apps side (what security groups install) drops the
+    offloaded datagrams with ``filter_offloaded``; without it the program routes them past
+    netfilter and the same rule never sees them (the bypass the option closes)."""
+    with topology("g") as t:
+        sink = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        sink.bind((APP_IP, APP_PORT))
+        try:
+            table = ["nft", "-n"]  # nft is run inside the TOF host's namespace below
+            rules = (
+                "table inet fefilt {\n  chain filter_fwd {\n"
+                "    type filter hook forward priority 0;\n"
+                f"    udp dport {APP_PORT} counter drop\n  }}\n}}\n"
+            )
+            got: dict[bool, int] = {}
+            for filtered in (False, True):
+                backend = FastPathBackend(
+                    config(t).model_copy(update={"filter_offloaded": filtered})
+                )
+                backend.start()
+                try:
+                    assert backend.stats()["offload_filtered"] is filtered
+                    backend.apply({"web": Service("web", SVC, APP_IP)})
+                    learn_bearer(t)
+                    frame = up(
+                        ENB1, 0x100, inner_udp(UE1, P(SVC), 41000 + filtered, APP_PORT, b"x")
+                    )
+                    t.send("enb", frame)  # the first packet: the agent creates the flow
+                    t.collect(0.3)
+                    if not filtered:  # after the first packet resolved the app's neighbour
+                        # entry: without it the program hands packets to the stack anyway
+                        run(["ip", "netns", "exec", t.host, *table, "-f", "-"], input_text=rules)
+                    fast0 = _fast(backend)
+                    for _ in range(10):
+                        t.send("enb", frame)
+                    got[filtered] = len(_app_datagrams(t.collect(0.3)))
+                    # decapsulated and NATed in the kernel either way
+                    assert (
+                        _fast(backend)["offloaded_uplink"] - fast0.get("offloaded_uplink", 0) == 10
+                    )
+                finally:
+                    backend.stop()
+        finally:
+            sink.close()
+        assert got == {False: 10, True: 0}
+
+
 def _forwarded(t: Topo) -> int:
     out = run(["ip", "netns", "exec", t.host, "cat", "/proc/net/snmp"])
     names, values = (line.split() for line in out.stdout.splitlines()[:2])

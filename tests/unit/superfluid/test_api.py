@@ -117,4 +117,4 @@ def test_pool_resolved_not_refused() -> None:
     spec = NewServiceModel.model_validate(body).to_service().ondemand
     assert spec is not None
     assert spec.address_pool == "198.19.0.64/30"  # host bits dropped
-    assert spec.pool_hosts() == ["198.19.0.65"]  # the gateway is never handed out
+    assert list(spec.pool_hosts()) == ["198.19.0.65"]  # the gateway is never handed out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pytest
@@ -47,6 +48,30 @@ def test_addresses_skip_used_and_run_out() -> None:
     assert policy.pick_address(s, []) == "198.19.0.65"
     assert policy.pick_address(s, ["198.19.0.65"]) == "198.19.0.66"
     assert policy.pick_address(s, ["198.19.0.65", "198.19.0.66"]) is None
+
+
+@given(
+    st.sampled_from(["198.19.0.0", "10.1.2.0", "2001:db8::", "fd00:1::"]),
+    st.integers(min_value=0, max_value=8),
+    st.data(),
+)
+def test_pool_hosts_are_the_networks_hosts_without_the_gateway(
+    base: str, host_bits: int, data: st.DataObject
+) -> None:
+    v6 = ":" in base
+    network = ipaddress.ip_network(f"{base}/{(128 if v6 else 32) - host_bits}")
+    every = list(network) if network.num_addresses <= 2 else list(network.hosts())
+    gateway = data.draw(st.sampled_from([None, *map(str, every)]))
+    s = spec(address_pool=str(network), gateway=gateway)
+    assert list(s.pool_hosts()) == [str(a) for a in every if str(a) != gateway]
+
+
+def test_a_large_pool_is_walked_only_as_far_as_the_first_free_address() -> None:
+    """A /8 has 16.7 million hosts: listing them would take tens of seconds and gigabytes
+    on every first packet; the pick looks at the used ones and one more."""
+    s = spec(address_pool="10.0.0.0/8", gateway="10.0.0.1")
+    assert policy.pick_address(s, ["10.0.0.2", "10.0.0.3"]) == "10.0.0.4"
+    assert policy.pick_address(s, []) == "10.0.0.2"
 
 
 def test_idle_actions() -> None:

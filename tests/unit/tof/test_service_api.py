@@ -197,3 +197,19 @@ def test_openapi_has_the_seed_paths(client: TestClient) -> None:
     assert set(spec["paths"]["/service/{name}"]) == {"put", "delete"}
     responses = spec["paths"]["/service/{name}"]["put"]["responses"]
     assert {"200", "400", "404", "409"} <= set(responses)
+
+
+@pytest.mark.parametrize(
+    ("configured", "with_secgroups", "expected"),
+    [(None, False, False), (None, True, True), (False, True, False), (True, False, True)],
+)
+def test_offloads_are_filtered_when_security_groups_are_on(
+    tmp_path: Path, configured: bool | None, with_secgroups: bool, expected: bool
+) -> None:
+    """``filter_offloaded`` unset follows the daemon's parts: with [secgroups] the fast path
+    must hand offloaded packets to the host's firewall (docs/tof-fastpath.md)."""
+    ctx = DaemonContext(config=parse_config({}), store=Store(tmp_path / "db.sqlite"))
+    if with_secgroups:
+        ctx.parts["secgroups"] = object()  # type: ignore[assignment]  # only its presence counts
+    part = TofPart(TofConfig(backend="none", filter_offloaded=configured), ctx)
+    assert part.config.filter_offloaded is expected

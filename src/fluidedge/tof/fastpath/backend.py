@@ -124,6 +124,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self.learn_rate, self.learn_burst = learn_rate, learn_burst
         self.map_sizes = L.map_sizes(config.max_tunnels, config.max_flows, map_entries)
         self._service_flags: dict[str, int] = {}
+        # Offloaded packets through the host's routing and netfilter for every service (the
+        # security groups' rules on the apps ports then see them): [tof] filter_offloaded.
+        self._all_flags = L.SERVICE_VIA_STACK if config.filter_offloaded else 0
         self._services: dict[str, Service] = {}
         self._map_state = {name: L.MapState(self.map_sizes[name]) for name in SIZED_MAPS}
         self._next_retry = 0.0
@@ -296,7 +299,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         for s in services.values():
             sip, app = s.service_address.packed, s.application_address.packed
             if len(sip) == 4:
-                flags = self._service_flags.get(s.name, 0)
+                flags = self._service_flags.get(s.name, 0) | self._all_flags
                 desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):
@@ -369,6 +372,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
+        stats["offload_filtered"] = bool(self._all_flags)
         stats["fastpath_maps"] = self.map_report()
         return self._add_dataplane_state(stats)
 

@@ -10,8 +10,10 @@ seconds paused (T2) it is deleted. Stored as JSON next to the service (tof catal
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal
 
@@ -72,14 +74,29 @@ class OnDemand:
     def from_json(cls, text: str) -> OnDemand:
         return cls(**json.loads(text))
 
-    def pool_hosts(self) -> list[str]:
-        """The pool's usable addresses (never the gateway)."""
-        network = ipaddress.ip_network(self.address_pool)
-        if network.num_addresses <= 2:  # /31, /32 (and v6 /127, /128): every address
-            hosts = [str(a) for a in network]
-        else:
-            hosts = [str(a) for a in network.hosts()]
-        return [h for h in hosts if h != self.gateway]
+    def pool_hosts(self) -> Iterator[str]:
+        """The pool's usable addresses in order (never the gateway), lazily: a pool may be a
+        /16 or larger, and the first free address is usually among the first few."""
+        first, last, make = _pool_range(self.address_pool)
+        gateway = self.gateway
+        for value in range(first, last + 1):
+            host = str(make(value))
+            if host != gateway:
+                yield host
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_range(
+    pool: str,
+) -> tuple[int, int, type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]]:
+    """(first, last usable host as integers, address class) of a pool, parsed once."""
+    network = ipaddress.ip_network(pool)
+    first, last = int(network.network_address), int(network.broadcast_address)
+    if network.num_addresses > 2:  # not /31, /32 (v6 /127, /128): every address is usable
+        first += 1
+        if network.version == 4:
+            last -= 1  # the broadcast address (IPv6 has none; its first is the anycast)
+    return first, last, ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
 
 
 class OnDemandModel(BaseModel):
