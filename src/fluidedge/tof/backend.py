@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import Bearer, Pipeline
 from fluidedge.tof.superfluid.plane import OnDemandControl
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -49,6 +52,12 @@ class Backend(Protocol):
     def events(self) -> list[dict[str, object]]: ...
 
     def purge(self) -> int: ...
+
+
+class Accounted(Protocol):
+    """Optional: per-UE usage records (docs/accounting.md), read and drained under the lock."""
+
+    def with_accounting(self, call: Callable[[Accountant], T]) -> T | None: ...
 
 
 class PagedTunnels(Protocol):
@@ -96,6 +105,12 @@ class NullBackend(OnDemandControl):
 
     def purge(self) -> int:
         return self.pipeline.purge_all()
+
+    def with_accounting(self, call: Callable[[Accountant], T]) -> T | None:
+        """``call(accountant)`` under the data plane's lock; None when accounting is off."""
+        with self._lock:
+            accounting = self.pipeline.accounting
+            return None if accounting is None else call(accounting)
 
 
 def create_backend(config: TofConfig) -> Backend:

@@ -22,10 +22,13 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import netns_argv, run
 from fluidedge.tof import apps_side
+from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
@@ -81,6 +84,9 @@ def open_tun(ifname: str) -> int:
     return fd
 
 
+T = TypeVar("T")
+
+
 class DataPlaneBase:
     """State and helpers shared by the TOF backends: the pipeline and its lock, the apps TUN,
     the data-plane thread (started, woken, joined, its failure recorded), I/O counters, and
@@ -104,6 +110,8 @@ class DataPlaneBase:
         self.io: Counter[str] = Counter()
         self.failure: str | None = None
         self._mono_to_wall = time.time() - time.monotonic()
+        if self.pipeline.accounting is not None:
+            self.pipeline.accounting.wall_offset = self._mono_to_wall
 
     # ------------------------------------------------------------------ set-up and teardown
 
@@ -153,6 +161,12 @@ class DataPlaneBase:
         self._wake_r = self._wake_w = -1
 
     # ------------------------------------------------------------------ reporting
+
+    def with_accounting(self, call: Callable[[Accountant], T]) -> T | None:
+        """``call(accountant)`` under the data plane's lock; None when accounting is off."""
+        with self._lock:
+            accounting = self.pipeline.accounting
+            return None if accounting is None else call(accounting)
 
     def _wall_clock(self, rows: list[dict[str, object]]) -> list[dict[str, object]]:
         """Turn the pipeline's monotonic ``learnedAt``/``lastSeen`` into wall-clock seconds."""

@@ -15,12 +15,17 @@ a 400 saying why.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.tof.accounting.api import build_router as build_usage_router
+from fluidedge.tof.accounting.api import render_metrics as render_usage
+from fluidedge.tof.accounting.export import Exporter
+from fluidedge.tof.accounting.usage import Accountant, UsageRecord
 from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
@@ -51,6 +56,7 @@ class TofPart:
         self.catalog.check = self._check
         self.controller: Controller | None = None
         self.inactive = 0  # stored on-demand services this daemon cannot run
+        self.exporter: Exporter | None = None  # usage records' export (docs/accounting.md)
 
     def _apply(self, services: Mapping[str, Service]) -> None:
         if self.controller is None:
@@ -77,7 +83,42 @@ class TofPart:
         self.controller.check(service)
 
     def router(self) -> APIRouter:
-        return build_router(self.catalog, self.backend, lambda: self.controller)
+        router = build_router(self.catalog, self.backend, lambda: self.controller)
+        router.include_router(build_usage_router(self._with_accounting, self._export_stats))
+        return router
+
+    def _with_accounting(self, call: Any) -> Any:
+        with_accounting = getattr(self.backend, "with_accounting", None)
+        return None if with_accounting is None else with_accounting(call)
+
+    def _export_stats(self) -> dict[str, object]:
+        return self.exporter.stats() if self.exporter is not None else {}
+
+    def _start_exporter(self) -> None:
+        if not self.config.accounting.enabled:
+            return
+
+        def take() -> list[UsageRecord]:
+            return self._with_accounting(lambda a: a.drain()) or []
+
+        def identities() -> list[dict[str, object]]:
+            return self._with_accounting(lambda a: list(a.open_identities())) or []
+
+        directory = self.ctx.config.state_dir / "accounting"
+        self.exporter = Exporter(self.config.accounting, directory, take, identities)
+        self.exporter.start()
+
+    def _stop_exporter(self) -> None:
+        if self.exporter is None:
+            return
+
+        def close_all(a: Accountant) -> list[UsageRecord]:
+            a.shutdown(time.monotonic())
+            return a.drain(limit=1 << 30)
+
+        final = self._with_accounting(close_all) or []
+        self.exporter.stop(final)
+        self.exporter = None
 
     def _make_controller(self) -> Controller | None:
         instances = self.ctx.parts.get("instances")
@@ -102,6 +143,7 @@ class TofPart:
     async def start(self) -> None:
         await asyncio.to_thread(self.backend.start)
         try:
+            await asyncio.to_thread(self._start_exporter)
             controller = self._make_controller()
             if controller is not None:
                 controller.attach()
@@ -118,6 +160,7 @@ class TofPart:
             await asyncio.to_thread(self.controller.stop)
             self.controller = None
         await asyncio.to_thread(self.backend.stop)
+        await asyncio.to_thread(self._stop_exporter)
 
     def metrics(self) -> str:
         stats = self.backend.stats()
@@ -125,6 +168,9 @@ class TofPart:
         if self.controller is not None:
             table = stats.get("onDemand")
             text += self.controller.metrics(table if isinstance(table, dict) else {})
+        totals = self._with_accounting(lambda a: a.totals())
+        if totals is not None:
+            text += render_usage(totals, self._export_stats())
         return text
 
 

@@ -64,6 +64,8 @@ from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
+from fluidedge.tof.accounting import policy as acct_policy
+from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.models import Service
@@ -139,9 +141,11 @@ class Bearer:
     pinger_sent: int = 0
     pinger_seq: int = 0
     pinger_replies: int = 0
-    queue: deque[tuple[float, bytes]] = field(default_factory=deque)
+    # App replies waiting for the downlink TEID: (deadline, packet, its flow).
+    queue: deque[tuple[float, bytes, Flow]] = field(default_factory=deque)
     learned_from: str = "user_plane"  # or "gtpc"
     seq: int = 0  # learning order (the pipeline's timers visit bearers in this order)
+    usage: dict[str, Usage] = field(default_factory=dict)  # open usage records, per service
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes]:
@@ -263,6 +267,10 @@ class Pipeline:
         self.ondemand = OnDemandTable(
             config.ondemand_queue_per_ue, config.ondemand_queue_total, config.ondemand_queue_timeout
         )
+        # Per-UE usage records (docs/accounting.md); None: accounting off, one test per packet.
+        self.accounting: Accountant | None = (
+            Accountant(config.accounting) if config.accounting.enabled else None
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -301,6 +309,9 @@ class Pipeline:
         """Forget every learned bearer and flow (they are re-learned from traffic)."""
         now = self._clock if now is None else now
         n = len(self.bearers)
+        if self.accounting is not None:
+            for bearer in self.bearers.values():
+                self.accounting.close_bearer(bearer, acct_policy.BEARER_END, now, "purged")
         self.up.clear()
         self.down.clear()
         self.bearers.clear()
@@ -529,6 +540,10 @@ class Pipeline:
         sport: int,
     ) -> None:
         """Give ``bearer`` its uplink or downlink TEID (replacing an older one of its own)."""
+        if self.accounting is not None and bearer.usage:
+            old = bearer.ul_teid if uplink else bearer.dl_teid
+            if old is not None and old != teid:  # a record names one pair of TEIDs
+                self.accounting.close_bearer(bearer, acct_policy.TEID_REPLACED, self._clock)
         if uplink:
             src, dst = bearer.enb, bearer.sgw
             if bearer.ul_teid is not None and bearer.ul_teid != teid:
@@ -622,6 +637,13 @@ class Pipeline:
             bearer.queue.clear()
 
     def _forget(self, bearer: Bearer, *, uplink: bool, downlink: bool, reason: str) -> None:
+        if (
+            self.accounting is not None
+            and bearer.usage
+            and (uplink or bearer.ul_teid is None)
+            and (downlink or bearer.dl_teid is None)
+        ):  # the bearer ends: its records close with its TEIDs still set
+            self.accounting.close_bearer(bearer, acct_policy.BEARER_END, self._clock, reason)
         if uplink and bearer.ul_teid is not None:
             self.up.pop(tunnel_key(bearer.enb, bearer.sgw, bearer.ul_teid, bearer.ue), None)
             bearer.ul_teid = None
@@ -729,6 +751,14 @@ class Pipeline:
         if sc is not None:
             sc.up_packets += 1
             sc.up_bytes += size
+        accounting = self.accounting
+        if accounting is not None:
+            usage = bearer.usage.get(name)
+            if usage is None:
+                usage = accounting.open(bearer, name, service_ip, now)
+            usage.ul_packets += 1
+            usage.ul_bytes += size
+            usage.last = now
         if bearer.dl_teid is None and bearer.pinger_since is None:
             self._start_pinger(bearer, now)
         out: list[Action] = [(APPS, bytes(packet))]
@@ -808,8 +838,16 @@ class Pipeline:
             self.drops["apps_bearer_gone"] += 1
             return []
         if bearer.dl_teid is None or not bearer.dl_eth:
-            return self._enqueue(bearer, bytes(buf), now)
+            return self._enqueue(bearer, bytes(buf), flow, now)
         bearer.offloaded_down += 1
+        accounting = self.accounting
+        if accounting is not None:  # _account_down, inlined on the hot path
+            usage = bearer.usage.get(flow.service)
+            if usage is None:
+                usage = accounting.open(bearer, flow.service, flow.service_ip, now)
+            usage.dl_packets += 1
+            usage.dl_bytes += len(buf)
+            usage.last = now
         return self._encap_down(bearer, buf)
 
     def _nat4(self, packet: bytearray, at: int, old: bytes, new: bytes, proto: int) -> None:
@@ -842,11 +880,11 @@ class Pipeline:
             value = 0xFFFF
         packet[at : at + 2] = value.to_bytes(2, "big")
 
-    def _enqueue(self, bearer: Bearer, packet: bytes, now: float) -> list[Action]:
+    def _enqueue(self, bearer: Bearer, packet: bytes, flow: Flow, now: float) -> list[Action]:
         if len(bearer.queue) >= self.config.queue_limit:
             self.drops["queue_overflow"] += 1
             return []
-        bearer.queue.append((now + self.config.queue_timeout, packet))
+        bearer.queue.append((now + self.config.queue_timeout, packet, flow))
         self._timed[bearer.seq] = bearer
         self.counters["queued_waiting_downlink_teid"] += 1
         out: list[Action] = []
@@ -859,11 +897,13 @@ class Pipeline:
     def _flush_queue(self, bearer: Bearer, now: float) -> list[Action]:
         out: list[Action] = []
         while bearer.queue:
-            deadline, packet = bearer.queue.popleft()
+            deadline, packet, flow = bearer.queue.popleft()
             if deadline < now:
                 self.drops["queue_timeout"] += 1
                 continue
             bearer.offloaded_down += 1
+            if self.accounting is not None:
+                _account_down(self.accounting, bearer, flow, len(packet), now)
             out.extend(self._encap_down(bearer, packet))
             self.counters["queue_flushed"] += 1
         return out
@@ -1052,6 +1092,9 @@ class Pipeline:
                 del timed[ident]
         if self.ondemand.queued:
             self.ondemand.expire(now)
+        accounting = self.accounting
+        if accounting is not None and now >= accounting.next_check:
+            accounting.check(now)
         if now >= self._next_purge:
             self._next_purge = now + 1.0
             self._purge(now)
@@ -1213,6 +1256,18 @@ def tunnel_key(src: bytes, dst: bytes, teid: int, ue: bytes) -> bytes:
 
 def _learning_order(bearer: Bearer) -> int:
     return bearer.seq
+
+
+def _account_down(
+    accounting: Accountant, bearer: Bearer, flow: Flow, size: int, now: float
+) -> None:
+    """Count an offloaded reply sent toward the UE on its open usage record."""
+    usage = bearer.usage.get(flow.service)
+    if usage is None:
+        usage = accounting.open(bearer, flow.service, flow.service_ip, now)
+    usage.dl_packets += 1
+    usage.dl_bytes += size
+    usage.last = now
 
 
 def _pinged(bearer: Bearer, seq: int) -> bool:

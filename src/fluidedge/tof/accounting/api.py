@@ -1,0 +1,107 @@
+"""``GET /usage``: the open usage records (counters since the last report) and the totals.
+
+A TOF route: like ``/tunnels`` it is the admin's (a tenant token gets 403, fluidedge.core.auth),
+since it names subscribers. Filters: ``ue`` (an address, compared in canonical form) and
+``service`` (a name); a malformed filter is a 400 saying which.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from fluidedge.tof.accounting.usage import Accountant
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+UsageReader = Callable[[Callable[[Accountant], Any]], Any]
+
+
+def build_router(read: UsageReader, export_stats: Callable[[], dict[str, object]]) -> APIRouter:
+    router = APIRouter(tags=["tof"])
+
+    @router.get(
+        "/usage",
+        summary="Per-UE usage of offloaded traffic: open records (filterable) and totals",
+        responses={400: {"description": "Bad filter"}},
+    )
+    def usage(
+        ue: Annotated[str | None, Query(max_length=64, description="UE address")] = None,
+        service: Annotated[str | None, Query(max_length=63, description="service name")] = None,
+    ) -> dict[str, Any]:
+        if ue is not None:
+            try:
+                ue = str(ipaddress.ip_address(ue))
+            except ValueError as exc:
+                raise HTTPException(400, f"ue: {exc}") from exc
+        if service is not None and not _NAME.match(service):
+            raise HTTPException(400, f"service: invalid service name {service!r}")
+        result = read(lambda a: {"open": a.open_rows(ue, service), "totals": a.totals()})
+        if result is None:
+            return {"enabled": False, "open": [], "totals": {}, "export": {}}
+        return {"enabled": True, **result, "export": export_stats()}
+
+    return router
+
+
+def render_metrics(totals: dict[str, Any], export: dict[str, Any]) -> str:
+    """Prometheus text: accounted bytes/packets per service and direction, records, spool."""
+    lines = [
+        "# HELP fluidedge_tof_usage_bytes_total Offloaded inner IP bytes accounted per service.",
+        "# TYPE fluidedge_tof_usage_bytes_total counter",
+    ]
+    services: dict[str, dict[str, int]] = totals.get("services", {})
+    for name, row in sorted(services.items()):
+        for d in ("up", "down"):
+            lines.append(
+                f'fluidedge_tof_usage_bytes_total{{service="{name}",direction="{d}"}} '
+                f"{row.get(f'{d}Bytes', 0)}"
+            )
+    lines += [
+        "# HELP fluidedge_tof_usage_packets_total Offloaded packets accounted per service.",
+        "# TYPE fluidedge_tof_usage_packets_total counter",
+    ]
+    for name, row in sorted(services.items()):
+        for d in ("up", "down"):
+            lines.append(
+                f'fluidedge_tof_usage_packets_total{{service="{name}",direction="{d}"}} '
+                f"{row.get(f'{d}Packets', 0)}"
+            )
+    lines += [
+        "# HELP fluidedge_tof_usage_records_total Usage records closed, by trigger.",
+        "# TYPE fluidedge_tof_usage_records_total counter",
+    ]
+    records: dict[str, int] = totals.get("records", {})
+    lines += [
+        f'fluidedge_tof_usage_records_total{{trigger="{t}"}} {n}'
+        for t, n in sorted(records.items())
+    ]
+    lines += [
+        "# HELP fluidedge_tof_usage_open_records Usage records open (counting).",
+        "# TYPE fluidedge_tof_usage_open_records gauge",
+        f"fluidedge_tof_usage_open_records {totals.get('open', 0)}",
+    ]
+    spool: dict[str, int] = export.get("spool", {})
+    if spool:
+        lines += [
+            "# HELP fluidedge_tof_usage_spool_bytes Records waiting on disk for the collector.",
+            "# TYPE fluidedge_tof_usage_spool_bytes gauge",
+            f"fluidedge_tof_usage_spool_bytes {spool.get('bytes', 0)}",
+            "# HELP fluidedge_tof_usage_spool_dropped_total Records dropped: spool full.",
+            "# TYPE fluidedge_tof_usage_spool_dropped_total counter",
+            f"fluidedge_tof_usage_spool_dropped_total {spool.get('dropped', 0)}",
+        ]
+    ipfix: dict[str, int] = export.get("ipfix", {})
+    if ipfix:
+        lines += [
+            "# HELP fluidedge_tof_usage_ipfix_total IPFIX export: messages, records, errors.",
+            "# TYPE fluidedge_tof_usage_ipfix_total counter",
+        ]
+        lines += [
+            f'fluidedge_tof_usage_ipfix_total{{kind="{k}"}} {v}' for k, v in sorted(ipfix.items())
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""``GET /usage`` and the Prometheus totals on a daemon with the null backend; a stop closes
+and exports every open record (JSON Lines under the state directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from tests.unit.tof.test_pipeline import UE2
+from tests.unit.tof.test_service_api import AUTH, TOKEN
+from tests.unit.tof_accounting.test_usage import bearer_up, reply, send_up
+
+from fluidedge.core.auth import TokenGuard
+from fluidedge.core.config import parse_config
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store
+from fluidedge.daemon.app import create_app
+from fluidedge.tof.backend import NullBackend
+from fluidedge.tof.config import TofConfig
+from fluidedge.tof.part import TofPart
+
+SERVICE = {"name": "web", "serviceIP": "198.18.50.1", "applicationIP": "198.19.0.10"}
+
+
+def make(tmp_path: Path, accounting: bool) -> tuple[TestClient, NullBackend]:
+    acct = {"enabled": True, "jsonl": {}, "period": None} if accounting else {}
+    tof = TofConfig(backend="none", accounting=acct)  # type: ignore[arg-type]
+    backend = NullBackend(tof)
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    ctx.parts["tof"] = TofPart(tof, ctx, backend=backend)
+    return TestClient(create_app(ctx)), backend
+
+
+def test_usage_filters_metrics_and_export_on_stop(tmp_path: Path) -> None:
+    client, backend = make(tmp_path, accounting=True)
+    with client:
+        assert client.post("/service", json=SERVICE, headers=AUTH).status_code == 200
+        p = backend.pipeline
+        bearer_up(p)
+        bearer_up(p, UE2, 0x101)
+        up1 = send_up(p, b"a" * 50, 2.0)
+        down1 = reply(p, b"b" * 70, 2.1)
+        send_up(p, b"c", 2.0, ue=UE2, teid=0x101)
+        body = client.get("/usage").json()
+        assert body["enabled"] is True
+        assert len(body["open"]) == 2
+        one = client.get("/usage", params={"ue": "198.18.100.1", "service": "web"}).json()
+        (row,) = one["open"]
+        assert row["uplink"] == {"packets": 1, "bytes": up1}
+        assert row["downlink"] == {"packets": 1, "bytes": down1}
+        assert (row["uplinkTEID"], row["downlinkTEID"]) == (0x100, 0x200)
+        assert client.get("/usage", params={"service": "other"}).json()["open"] == []
+        bad = client.get("/usage", params={"ue": "198.18.100.01"})
+        assert bad.status_code == 400
+        assert "ue" in bad.json()["detail"]
+        assert client.get("/usage", params={"service": "no spaces"}).status_code == 400
+        metrics = client.get("/metrics").text
+        assert (
+            f'fluidedge_tof_usage_bytes_total{{direction="down",service="web"}} {down1}.0'
+            in metrics
+        )
+        assert "fluidedge_tof_usage_open_records 2.0" in metrics
+    # The daemon stopped: both records closed (shutdown) and written.
+    path = tmp_path / "accounting" / "records" / "usage.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((r["ue"], r["trigger"]) for r in rows) == [
+        ("198.18.100.1", "shutdown"),
+        ("198.18.100.2", "shutdown"),
+    ]
+    assert not (tmp_path / "accounting" / "open.json").exists()
+
+
+def test_usage_when_off(tmp_path: Path) -> None:
+    client, _ = make(tmp_path, accounting=False)
+    with client:
+        assert client.get("/usage").json() == {
+            "enabled": False,
+            "open": [],
+            "totals": {},
+            "export": {},
+        }
+        assert "fluidedge_tof_usage" not in client.get("/metrics").text
+
+
+def test_usage_is_the_admins_not_a_tenants() -> None:
+    """It names subscribers: like every TOF route, a tenant token is refused (403)."""
+    assert not TokenGuard.tenant_may("GET", "/usage")
+    assert not TokenGuard.tenant_may("GET", "/tunnels")
