@@ -43,18 +43,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fluidedge.chains.errors import ChainConflict
-from fluidedge.chains.model import (
-    PROTO_ICMP,
-    PROTO_ICMPV6,
-    PROTO_SCTP,
-    PROTO_TCP,
-    PROTO_UDP,
-    ChainState,
-    FlowClassifier,
-    PortChain,
-    PortPair,
-    check_state,
-)
+from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, check_state
+from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 
 T_CLASSIFY = 0
 T_PIN = 41

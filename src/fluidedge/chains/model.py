@@ -30,22 +30,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+from fluidedge.core.fields import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    Ethertype,
+    FieldChecks,
+    IPNetwork,
+)
 
-Ethertype = Literal["IPv4", "IPv6"]
 FailurePolicy = Literal["open", "closed"]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ETHERTYPES: tuple[Ethertype, ...] = ("IPv4", "IPv6")
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("open", "closed")
-PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6, PROTO_SCTP = 1, 6, 17, 58, 132
-PROTOCOL_NAMES: dict[str, int] = {
-    "icmp": PROTO_ICMP,
-    "tcp": PROTO_TCP,
-    "udp": PROTO_UDP,
-    "icmpv6": PROTO_ICMPV6,
-    "ipv6-icmp": PROTO_ICMPV6,
-    "sctp": PROTO_SCTP,
-}
 # Protocols whose ports OpenFlow matches (tp_src/tp_dst): a port range needs one of them.
 PORT_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_SCTP})
 
@@ -65,26 +64,14 @@ _TENANT_RE = re.compile(TENANT_PATTERN)
 _PORT_RE = re.compile(PORT_PATTERN)
 
 
-def _bad(what: str, why: str) -> InvalidChain:
-    return InvalidChain(f"{what}: {why}")
-
-
-def _name(what: str, value: object, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise _bad(what, f"{value!r} does not match {pattern.pattern}")
-    return value
-
-
-def _int(what: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(what, f"{value!r} is not an integer in [{low}, {high}]")
-    return value
+_checks = FieldChecks(InvalidChain)
+_bad = _checks.bad
+_name = _checks.name
+_int = _checks.integer
 
 
 def _description(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise _bad("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
-    return value
+    return _checks.description(value, MAX_DESCRIPTION)
 
 
 def _ids(what: str, value: object, pattern: re.Pattern[str], limit: int) -> tuple[str, ...]:
@@ -113,41 +100,14 @@ def _list(data: Mapping[str, Any], key: str) -> tuple[Any, ...]:
 
 
 def parse_protocol(value: object, ethertype: Ethertype) -> int | None:
-    """A protocol name (``tcp``, ``udp``, ``icmp``, ``icmpv6``, ``sctp``), number 0-255, or
-    ``None``/``any`` for any; ``icmp`` on an IPv6 classifier means icmpv6 (as neutron)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise _bad("protocol", f"{value!r} is not a protocol")
-    if isinstance(value, int):
-        number = _int("protocol", value, 0, 255)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("", "any"):
-            return None
-        if text in PROTOCOL_NAMES:
-            number = PROTOCOL_NAMES[text]
-        elif text.isdigit() and len(text) <= 3:
-            number = _int("protocol", int(text), 0, 255)
-        else:
-            raise _bad("protocol", f"{value!r} is not one of {', '.join(PROTOCOL_NAMES)}, any")
-    else:
-        raise _bad("protocol", f"{value!r} is not a protocol")
-    if number == PROTO_ICMP and ethertype == "IPv6":
-        return PROTO_ICMPV6
-    return number
+    """A protocol name or number 0-255, ``None``/``any`` for any; ``icmp`` on an IPv6
+    classifier means icmpv6, as neutron (:meth:`fluidedge.core.fields.FieldChecks.protocol`)."""
+    return _checks.protocol(value, ethertype)
 
 
 def parse_prefix(what: str, value: object) -> IPNetwork | None:
     """An IP prefix (host bits cleared); a bare address is a host route; None is any."""
-    if value is None or isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    if not isinstance(value, str) or len(value) > 64:
-        raise _bad(what, f"{value!r} is not an IP prefix")
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise _bad(what, f"{value!r} is not an IP prefix ({exc})") from None
+    return None if value is None else _checks.network(what, value)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ Module map:
   reads its write-ahead log's header.
 - ``part``: the protocol a product part implements to be hosted (router + lifecycle) and the
   :class:`DaemonContext` it is built with.
+- ``fields``: neutron-style field checks (names, protocols, prefixes) the security-group and
+  chain models share.
 - ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction).
 - ``openapi``: what the API documents (error responses, the document rewrite).
 - ``lock``: one owner per state directory.
@@ -81,6 +83,7 @@ __all__ = [
     "cliparts",
     "config",
     "errors",
+    "fields",
     "guiconfig",
     "jsontypes",
     "load_config",

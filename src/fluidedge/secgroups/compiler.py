@@ -75,12 +75,11 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from fluidedge.core.fields import Ethertype, IPNetwork
 from fluidedge.secgroups.errors import InvalidSecgroup
 from fluidedge.secgroups.model import (
     PORT_PROTOCOLS,
     Direction,
-    Ethertype,
-    IPNetwork,
     Port,
     Rule,
     SecurityGroup,

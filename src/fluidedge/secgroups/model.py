@@ -24,33 +24,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from fluidedge.core.fields import (
+    PROTO_DCCP,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    Ethertype,
+    FieldChecks,
+    IPNetwork,
+)
 from fluidedge.secgroups.errors import InvalidSecgroup
 
 Direction = Literal["ingress", "egress"]
-Ethertype = Literal["IPv4", "IPv6"]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
 ETHERTYPES: tuple[Ethertype, ...] = ("IPv4", "IPv6")
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
 # Protocols with a port range in their header (neutron's list): tcp, udp, dccp, sctp, udplite.
-PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})
-PROTOCOL_NAMES: dict[str, int] = {
-    "icmp": PROTO_ICMP,
-    "tcp": PROTO_TCP,
-    "udp": PROTO_UDP,
-    "dccp": 33,
-    "icmpv6": PROTO_ICMPV6,
-    "ipv6-icmp": PROTO_ICMPV6,
-    "sctp": 132,
-    "udplite": 136,
-}
-ANY_PROTOCOL = frozenset({"any", ""})
+PORT_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_DCCP, PROTO_SCTP, PROTO_UDPLITE})
 
 DEFAULT_TENANT = "default"
 DEFAULT_GROUP = "default"
@@ -77,69 +72,21 @@ _TENANT_RE = re.compile(TENANT_PATTERN)
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
-def _bad(what: str, why: str) -> InvalidSecgroup:
-    return InvalidSecgroup(f"{what}: {why}")
-
-
-def _check_name(what: str, value: object, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise _bad(what, f"{value!r} does not match {pattern.pattern}")
-    return value
-
-
-def _check_int(what: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(what, f"{value!r} is not an integer in [{low}, {high}]")
-    return value
+_checks = FieldChecks(InvalidSecgroup)
+_bad = _checks.bad
+_check_name = _checks.name
+_check_int = _checks.integer
+parse_network = _checks.network
 
 
 def _check_description(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise _bad("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
-    return value
+    return _checks.description(value, MAX_DESCRIPTION)
 
 
 def parse_protocol(value: object, ethertype: Ethertype = "IPv4") -> int | None:
-    """Neutron's protocol field as a number, or ``None`` for any.
-
-    Names (``tcp``, ``udp``, ``icmp``, ``icmpv6``...), decimal strings and integers 0-255 are
-    accepted; ``any``, ``""`` and ``None`` mean any protocol. ``icmp`` on an IPv6 rule is
-    icmpv6, as neutron maps it.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise _bad("protocol", f"{value!r} is not a protocol name or number")
-    if isinstance(value, int):
-        number = _check_int("protocol", value, 0, 255)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text in ANY_PROTOCOL:
-            return None
-        if text in PROTOCOL_NAMES:
-            number = PROTOCOL_NAMES[text]
-        elif text.isdigit() and len(text) <= 3:
-            number = _check_int("protocol", int(text), 0, 255)
-        else:
-            names = ", ".join(sorted(PROTOCOL_NAMES))
-            raise _bad("protocol", f"{value!r} is not one of {names}, any, or a number 0-255")
-    else:
-        raise _bad("protocol", f"{value!r} is not a protocol name or number")
-    if number == PROTO_ICMP and ethertype == "IPv6":
-        return PROTO_ICMPV6
-    return number
-
-
-def parse_network(what: str, value: object) -> IPNetwork:
-    """An IP prefix (host bits cleared, as neutron normalises them); a bare address is a host."""
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    if not isinstance(value, str) or len(value) > 64:
-        raise _bad(what, f"{value!r} is not an IP prefix")
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise _bad(what, f"{value!r} is not an IP prefix ({exc})") from None
+    """Neutron's protocol field as a number, or ``None`` for any (see
+    :meth:`fluidedge.core.fields.FieldChecks.protocol`)."""
+    return _checks.protocol(value, ethertype)
 
 
 def parse_address(what: str, value: object) -> IPAddress:

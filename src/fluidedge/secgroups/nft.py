@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, IPNetwork
 from fluidedge.errors import FluidedgeError
 from fluidedge.linux import netns as netns_mod
 from fluidedge.secgroups.compiler import (
@@ -59,7 +60,7 @@ from fluidedge.secgroups.compiler import (
     SourceAllow,
 )
 from fluidedge.secgroups.errors import FilterFailure, InvalidSecgroup
-from fluidedge.secgroups.model import PROTO_ICMP, PROTO_ICMPV6, Direction, IPNetwork
+from fluidedge.secgroups.model import Direction
 
 MAX_TAG = 0xFFFF
 TABLE_PREFIX = "fesg_"

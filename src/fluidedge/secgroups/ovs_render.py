@@ -43,6 +43,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, IPNetwork
 from fluidedge.secgroups.compiler import (
     DHCPV4_CLIENT,
     DHCPV4_SERVER,
@@ -58,7 +59,7 @@ from fluidedge.secgroups.compiler import (
     FilterProgram,
     PortFilter,
 )
-from fluidedge.secgroups.model import PROTO_ICMP, PROTO_ICMPV6, Direction, IPNetwork
+from fluidedge.secgroups.model import Direction
 
 T_CLASSIFY = 0
 T_TRANSIENT = 60

@@ -11,15 +11,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, Ethertype
 from fluidedge.secgroups.compiler import AddressSet, Clause, FilterProgram, PortFilter
-from fluidedge.secgroups.model import (
-    PROTO_ICMP,
-    PROTO_ICMPV6,
-    Direction,
-    Ethertype,
-    IPAddress,
-    ethertype_of,
-)
+from fluidedge.secgroups.model import Direction, IPAddress, ethertype_of
 
 
 @dataclass(frozen=True)
