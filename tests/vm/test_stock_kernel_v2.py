@@ -8,7 +8,10 @@ image once (cached in /var/cache/fluidedge-vm), then about 4 min per run on 2 co
 
 The payload is ``tests/functional/instances``: the manager's cgroup, pool, pause/resume,
 network, placement, isolation, abuse and attack tests, the ones that touch the cgroup adapter;
-then a subset again with crun as the runtime (``FLUIDEDGE_TEST_RUNTIME=crun``).
+then a subset again with crun as the runtime (``FLUIDEDGE_TEST_RUNTIME=crun``); then the
+security-group tests (both renderers: nftables with br_netfilter loaded by the renderer, and
+Open vSwitch) and the ovs instance network on the **kernel** OVS datapath
+(``FLUIDEDGE_TEST_OVS_DATAPATH=system``), which these development hosts lack.
 """
 
 from __future__ import annotations
@@ -26,26 +29,36 @@ REPO = Path(__file__).resolve().parents[2]
 INSTANCES = "tests/functional/instances"
 # runc: every instance functional test. crun (refused on the hybrid development hosts, so this
 # is where it is tested): the pool/paths/pause/delete, attack and launcher tests.
-PAYLOADS = {
-    "runc": [INSTANCES],
-    "crun": [
-        f"{INSTANCES}/test_pool_and_paths.py",
-        f"{INSTANCES}/test_attacks.py",
-        f"{INSTANCES}/test_launcher.py",
-    ],
+# The kernel OVS datapath (the openvswitch module): security groups on both renderers and the
+# ovs instance network.
+PAYLOADS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "runc": ([INSTANCES], {"FLUIDEDGE_TEST_RUNTIME": "runc"}),
+    "crun": (
+        [
+            f"{INSTANCES}/test_pool_and_paths.py",
+            f"{INSTANCES}/test_attacks.py",
+            f"{INSTANCES}/test_launcher.py",
+        ],
+        {"FLUIDEDGE_TEST_RUNTIME": "crun"},
+    ),
+    "kernel-ovs": (
+        ["tests/functional/secgroups", f"{INSTANCES}/test_ovs_network.py"],
+        {"FLUIDEDGE_TEST_OVS_DATAPATH": "system"},
+    ),
 }
 
 
-@pytest.mark.timeout(2400)
-@pytest.mark.parametrize("runtime", ["runc", "crun"])
-def test_instance_tests_pass_on_stock_kernel_cgroup_v2(runtime: str) -> None:
+@pytest.mark.timeout(3000)
+@pytest.mark.parametrize("payload", list(PAYLOADS))
+def test_instance_tests_pass_on_stock_kernel_cgroup_v2(payload: str) -> None:
+    args, env = PAYLOADS[payload]
     result = subprocess.run(
-        [str(REPO / "scripts/vmtest"), *PAYLOADS[runtime], "-q", "-rfE"],
+        [str(REPO / "scripts/vmtest"), *args, "-q", "-rfE"],
         capture_output=True,
         text=True,
-        timeout=2300,
+        timeout=2900,
         check=False,
-        env={**os.environ, "FLUIDEDGE_TEST_RUNTIME": runtime},
+        env={**os.environ, "FLUIDEDGE_VM_TIMEOUT": "2800", **env},
     )
     output = result.stdout + result.stderr
     print(output[-6000:])  # pytest -s / failure report: the VM's own pytest output
