@@ -115,9 +115,20 @@ class StartWatch:
                         raise WorkloadFailed(f"instance {name}: workload exited at start: {why}")
                     return
             elif not runc.process_running(pid):
-                raise WorkloadFailed(f"instance {name}: workload exited at start")
+                # It may have written its report and exited after this poll looked: read
+                # what the FIFO holds before saying it died without a word.
+                why = start_failure(report + self._drain())
+                detail = f": {why}" if why is not None else ""
+                raise WorkloadFailed(f"instance {name}: workload exited at start{detail}")
             if remaining <= 0:
                 raise ReadinessTimeout(f"instance {name}: not ready ({kind}) within deadline")
+
+    def _drain(self) -> bytes:
+        """What the FIFO still holds (non-blocking)."""
+        try:
+            return os.read(self.fd, 16)
+        except (BlockingIOError, OSError):
+            return b""
 
     def close(self) -> None:
         if self.fd >= 0:

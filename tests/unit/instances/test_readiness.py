@@ -70,6 +70,24 @@ def test_a_process_gone_before_it_reported_fails(tmp_path: Path) -> None:
         wait_ready(Readiness(kind="started", timeout_s=30), child.pid, "a", watch)
 
 
+def test_a_process_gone_after_its_report_fails_with_the_report(tmp_path: Path) -> None:
+    """The launcher wrote its report, and is found dead before the FIFO's EOF is seen (its
+    write end still open elsewhere, or the poll looked just before the write): the failure
+    carries the report's reason, not a bare "exited"."""
+    watch, fifo = _watch(tmp_path)
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(writer, b"E" + bytes([errno.ENOENT]))
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait()
+        with pytest.raises(
+            WorkloadFailed, match="exited at start: execve failed: No such file or directory"
+        ):
+            wait_ready(Readiness(kind="started", timeout_s=30), child.pid, "a", watch)
+    finally:
+        os.close(writer)
+
+
 def test_file_kind_waits_for_start_then_for_the_file(tmp_path: Path) -> None:
     watch, fifo = _watch(tmp_path)
     _launcher_end(fifo)
