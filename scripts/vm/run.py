@@ -11,8 +11,8 @@ init, ``config.json``, the payload's ``output`` and ``rc``); the root image is u
 ``snapshot=on`` (writes vanish with the VM). The repository, its virtualenv and the
 virtualenv's base Python (when it is not Debian's own under /usr) are shared read-only at their
 host paths, so the payload runs the very code and dependencies of this checkout. Extra host
-directories: ``FLUIDEDGE_VM_SHARES="/path[:rw] ..."``; ``FLUIDEDGE_TEST_*`` variables are passed
-to the payload. The guest has no network device.
+directories: ``FLUIDEDGE_VM_SHARES="/path[:rw] ..."``; ``FLUIDEDGE_TEST_*`` and ``FLUIDEDGE_LAB_*``
+variables are passed to the payload. The guest has no network device.
 
 Why TCG: these hosts' /dev/kvm cannot run a stock kernel (see shared notes); TCG is slow, so
 correctness only, never timing figures.
@@ -53,7 +53,9 @@ def _shares() -> list[tuple[Path, bool]]:
 
 def main(argv: list[str]) -> int:
     # FLUIDEDGE_TEST_* settings of the tests (e.g. FLUIDEDGE_TEST_RUNTIME=crun) go inside too.
-    env = {k: v for k, v in os.environ.items() if k.startswith("FLUIDEDGE_TEST_")}
+    env = {
+        k: v for k, v in os.environ.items() if k.startswith(("FLUIDEDGE_TEST_", "FLUIDEDGE_LAB_"))
+    }
     if argv[:1] == ["--cmd"]:
         payload = argv[2:] if argv[1:2] == ["--"] else argv[1:]
     else:

@@ -33,7 +33,9 @@ from fluidedge.lab.state import (
 from fluidedge.lab.topology import Plan, ProcessSpec, Topology, sgsn_spec, validate_prefix
 from fluidedge.linux import netns
 
-READY_TIMEOUT = 15.0
+# How long the lab's processes get to report ready. An emulated machine (the stock-kernel VM
+# tier runs under QEMU TCG, ~10x slower) needs more: FLUIDEDGE_LAB_READY_TIMEOUT (seconds).
+READY_TIMEOUT = float(os.environ.get("FLUIDEDGE_LAB_READY_TIMEOUT", "15"))
 TERM_GRACE = 2.0
 DETACH_GRACE = 5.0  # an osmo UE's supervisor waits for the GGSN's Delete PDP Context Response
 
