@@ -17,6 +17,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fluidedge.tof.accounting.usage import Accountant
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_ANY = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 
 UsageReader = Callable[[Callable[[Accountant], Any]], Any]
 
@@ -30,16 +32,25 @@ def build_router(read: UsageReader, export_stats: Callable[[], dict[str, object]
         responses={400: {"description": "Bad filter"}},
     )
     def usage(
-        ue: Annotated[str | None, Query(max_length=64, description="UE address")] = None,
-        service: Annotated[str | None, Query(max_length=63, description="service name")] = None,
+        ue: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="UE address (IPv4 as described; IPv6 accepted too)",
+                # described, not enforced here: a schema-valid value is a valid IPv4 address,
+                # and an IPv6 one is checked below like any other text (400 with the reason)
+                json_schema_extra={"pattern": IPV4_ANY},
+            ),
+        ] = None,
+        service: Annotated[
+            str | None, Query(max_length=63, pattern=_NAME.pattern, description="service name")
+        ] = None,
     ) -> dict[str, Any]:
         if ue is not None:
             try:
                 ue = str(ipaddress.ip_address(ue))
             except ValueError as exc:
                 raise HTTPException(400, f"ue: {exc}") from exc
-        if service is not None and not _NAME.match(service):
-            raise HTTPException(400, f"service: invalid service name {service!r}")
         result = read(lambda a: {"open": a.open_rows(ue, service), "totals": a.totals()})
         if result is None:
             return {"enabled": False, "open": [], "totals": {}, "export": {}}
