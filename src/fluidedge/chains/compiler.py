@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from fluidedge.chains.errors import ChainConflict
 from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, check_state
 from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
+from fluidedge.ovs.flows import Flow
 
 T_CLASSIFY = 0
 T_PIN = 41
@@ -62,27 +63,6 @@ COOKIE_MASK = 0xFFFF << 48
 HASH = "symmetric_l3l4+udp"
 
 _PROTO_NAME = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_SCTP: "sctp"}
-
-
-@dataclass(frozen=True, order=True)
-class Flow:
-    """One flow: ``(table, priority, match)`` is its identity (OpenFlow's strict match)."""
-
-    table: int
-    priority: int
-    match: str
-    actions: str
-
-    @property
-    def key(self) -> tuple[int, int, str]:
-        return (self.table, self.priority, self.match)
-
-    def text(self, cookie: int) -> str:
-        match = f",{self.match}" if self.match else ""
-        return (
-            f"cookie={cookie:#x},table={self.table},priority={self.priority}{match},"
-            f"actions={self.actions}"
-        )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ whose lifetime and state fluidedge owns: :mod:`.daemons` starts a private ``ovsd
 own, so several coexist on one host and nothing touches ``/var/run/openvswitch``);
 :mod:`.vsctl` and :mod:`.ofctl` are thin argv adapters over ``ovs-vsctl``, ``ovs-ofctl``
 (every flow change one OpenFlow 1.4 bundle: all or nothing, and no packet sees half of it) and
-``ovs-appctl`` (conntrack flushes); :mod:`.bridges` is what the instance networks call.
+``ovs-appctl`` (conntrack flushes); :mod:`.bridges` is what the instance networks call;
+:mod:`.flows` is the flow value the security-group renderer and the chain compiler produce.
 
 Errors::
 
@@ -19,6 +20,7 @@ __all__ = [
     "bridges",
     "daemons",
     "errors",
+    "flows",
     "ofctl",
     "vsctl",
 ]

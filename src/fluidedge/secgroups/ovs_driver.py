@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.flows import Flow
 from fluidedge.ovs.ofctl import Ofctl, conntrack, flush_conntrack
 from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.secgroups import ovs_render
@@ -87,7 +88,7 @@ class OvsRenderer:
 
     def __init__(self, switch_of: SwitchOf) -> None:
         self.switch_of = switch_of
-        self.installed: dict[str, list[ovs_render.Flow]] = {}
+        self.installed: dict[str, list[Flow]] = {}
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
         self._conj: dict[str, ovs_render.ConjIds] = {}
 
@@ -108,7 +109,7 @@ class OvsRenderer:
         self._ofports_cache[bridge] = (frozenset(wanted), out)
         return out
 
-    def render(self, program: FilterProgram, binding: Binding) -> list[ovs_render.Flow]:
+    def render(self, program: FilterProgram, binding: Binding) -> list[Flow]:
         daemons = self.switch_of(binding.netns)
         mine = {p.device for p in program.ports if p.network == binding.network}
         ofports = self._ofports(daemons, binding.bridge, mine)
@@ -144,7 +145,7 @@ class OvsRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
 
-    def flows(self, bridge: str) -> list[ovs_render.Flow]:
+    def flows(self, bridge: str) -> list[Flow]:
         return list(self.installed.get(bridge, []))
 
 

@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, IPNetwork
+from fluidedge.ovs.flows import Flow
 from fluidedge.secgroups.compiler import (
     DHCPV4_CLIENT,
     DHCPV4_SERVER,
@@ -85,39 +85,12 @@ REG_PORT = 5
 REG_NET = 6
 ZONE = f"zone=NXM_NX_REG{REG_NET}[0..15]"
 CT_MARK_CUT = "0x1"
-COOKIE = "0x5e5e"
+COOKIE = 0x5E5E
 # Protocols whose destination port OpenFlow can match (tp_dst).
 _OF_PORT_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
 
 P_CLAUSE = 70
 P_CONJ = 69
-
-
-@dataclass(frozen=True)
-class Flow:
-    """One flow: ``(table, priority, match)`` is its identity, as OpenFlow's strict match."""
-
-    table: int
-    priority: int
-    match: str
-    actions: str
-
-    @property
-    def key(self) -> tuple[int, int, str]:
-        return (self.table, self.priority, self.match)
-
-    def spec(self) -> str:
-        """The identity as ovs-ofctl text (for ``delete_strict``)."""
-        match = f",{self.match}" if self.match else ""
-        return f"table={self.table},priority={self.priority}{match}"
-
-    def text(self) -> str:
-        """The whole flow as ovs-ofctl text (for ``add``)."""
-        match = f",{self.match}" if self.match else ""
-        return (
-            f"cookie={COOKIE},table={self.table},priority={self.priority}{match},"
-            f"actions={self.actions}"
-        )
 
 
 def port_masks(low: int, high: int) -> list[str]:
@@ -474,7 +447,7 @@ def render(
 
 
 def texts(flows: Iterable[Flow]) -> list[str]:
-    return [f.text() for f in flows]
+    return [f.text(COOKIE) for f in flows]
 
 
 def diff(old: Sequence[Flow], new: Sequence[Flow]) -> list[str]:
@@ -488,7 +461,7 @@ def diff(old: Sequence[Flow], new: Sequence[Flow]) -> list[str]:
         seen.add(key)
         was = before.get(key)
         if was is None or was.actions != f.actions:
-            mods.append(f"add {f.text()}")
+            mods.append(f"add {f.text(COOKIE)}")
     gone = [f"delete_strict {before[k].spec()}" for k in sorted(before.keys() - seen)]
     return gone + mods
 

@@ -8,13 +8,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fluidedge.ovs.flows import Flow
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.conntrack import Conntrack, Entry
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group
 from fluidedge.secgroups.nft import Binding
 from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer, flush_tuple, parse_conntrack
-from fluidedge.secgroups.ovs_render import Flow, diff, port_masks, render
+from fluidedge.secgroups.ovs_render import COOKIE, diff, port_masks, render
 from fluidedge.secgroups.verdict import admits_new, owner_of
 
 ip = ipaddress.ip_address
@@ -90,7 +91,7 @@ def test_classifier_sets_port_and_zone_registers_and_tables_are_neutrons() -> No
     for f in flows:
         if f.table in (71, 72, 81, 82) and f.priority > 0 and not f.match.startswith("conj_id"):
             assert f.match.startswith(("reg5=3", "reg5=4")), f
-    assert all(f.text().startswith("cookie=0x5e5e,") for f in flows)
+    assert all(f.text(COOKIE).startswith("cookie=0x5e5e,") for f in flows)
 
 
 def test_remote_group_is_a_conjunction_over_members() -> None:
@@ -173,7 +174,7 @@ def test_diff_is_minimal_and_applies_back() -> None:
             match = next(k for k in table if table[k].spec() == text)
             del table[match]
         else:
-            flow = next(f for f in new if f.text() == text)
+            flow = next(f for f in new if f.text(COOKIE) == text)
             table[flow.key] = flow
     assert sorted(table.values(), key=lambda f: f.key) == new
     # Removing c deletes its flows strictly, and only those.
