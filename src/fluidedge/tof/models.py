@@ -63,6 +63,7 @@ ServiceName = Annotated[
 # not described: the same-family rule and every IPv6 text form, stated in JSON Schema, make
 # schema-driven generators crawl.
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_ANY = rf"^{_OCTET}(\.{_OCTET}){{3}}$"  # any dotted quad (a filter, not an endpoint)
 _IPV4_UNICAST = rf"^(25[0-5]|24[0-9]|22[0-3]|2[01][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.{_OCTET}){{3}}$"
 IPV4_SCHEMA: JsonDict = {
     "pattern": _IPV4_UNICAST,

@@ -15,10 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from fluidedge.tof.accounting.usage import Accountant
+from fluidedge.tof.models import IPV4_ANY
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-IPV4_ANY = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 
 UsageReader = Callable[[Callable[[Accountant], Any]], Any]
 
