@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from fluidedge.core.auth import authenticated
 from fluidedge.core.openapi import error_responses
 from fluidedge.errors import FluidedgeError
-from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppView
+from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
 from fluidedge.mec.errors import MecUnauthorized
 from fluidedge.mec.models import (
     AppReadyConfirmation,
@@ -534,16 +534,17 @@ def build_apps(platform: Platform) -> APIRouter:
         with platform.lock:
             return platform.view(app_id)
 
-    @router.delete("/{app_id}", response_model=AppView, responses=error_responses(404))
+    @router.delete("/{app_id}", response_model=AppTerminated, responses=error_responses(404))
     async def delete(app_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
         """Terminate: notify the app's termination subscribers, wait for confirm_termination
         up to its graceful timeout, then remove it (its rules leave the TOF)."""
         with platform.lock:
             view = platform.view(app_id)
         timeout = await asyncio.to_thread(platform.begin_termination, app_id)
+        confirmed = None
         if timeout > 0:
-            await asyncio.to_thread(platform.wait_terminated, app_id, timeout)
+            confirmed = await asyncio.to_thread(platform.wait_terminated, app_id, timeout)
         await asyncio.to_thread(platform.delete_app, app_id)
-        return view
+        return {**view, "terminationConfirmed": confirmed}
 
     return router

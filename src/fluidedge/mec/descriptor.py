@@ -102,6 +102,16 @@ class AppView(BaseModel):
     created: float
 
 
+class AppTerminated(AppView):
+    """The answer to ``DELETE /v1/apps/{id}``: the app as it was, and how it ended."""
+
+    termination_confirmed: bool | None = Field(
+        alias="terminationConfirmed",
+        description="true: the app confirmed within its graceful timeout; false: the timeout "
+        "ran out; null: nobody was subscribed to its termination",
+    )
+
+
 class AppCreated(AppView):
     """The answer to ``POST /v1/apps``: the only time the app's Mp1 token is shown."""
 
