@@ -23,6 +23,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic.json_schema import SkipJsonSchema
+from starlette.exceptions import HTTPException
 
 from fluidedge.core.auth import authenticated
 from fluidedge.core.openapi import error_responses
@@ -114,6 +116,8 @@ class ProblemRoute(APIRoute):
                 return problem_response(400, _reason(exc), request.url.path)
             except FluidedgeError as exc:
                 return problem_response(exc.http_status, str(exc), request.url.path)
+            except HTTPException as exc:  # FastAPI's own (a body that is not JSON)
+                return problem_response(exc.status_code, str(exc.detail), request.url.path)
 
         return route
 
@@ -140,22 +144,23 @@ def caller_of(platform: Platform) -> Callable[[Request], Caller]:
     return caller
 
 
-AppId = Annotated[
-    str, Path(alias="appInstanceId", min_length=1, max_length=64, description="appInstanceId")
+# Path identifiers are not bounded: they are only looked up, and an unknown one is a 404 (the
+# documents give DELETE no 400 to answer with).
+AppId = Annotated[str, Path(alias="appInstanceId", description="appInstanceId")]
+SubId = Annotated[str, Path(alias="subscriptionId")]
+SerId = Annotated[str, Path(alias="serviceId")]
+QList = Annotated[
+    list[Annotated[str, Query(max_length=256)]] | SkipJsonSchema[None], Query(max_length=64)
 ]
-SubId = Annotated[str, Path(alias="subscriptionId", min_length=1, max_length=64)]
-SerId = Annotated[str, Path(alias="serviceId", min_length=1, max_length=64)]
-RuleId = Annotated[str, Path(min_length=1, max_length=64)]
-QList = Annotated[list[Annotated[str, Query(max_length=256)]] | None, Query(max_length=64)]
 
 
 def _query(  # noqa: PLR0917 (FastAPI's query parameters, one per filter)
     ser_instance_id: QList = None,
     ser_name: QList = None,
-    ser_category_id: Annotated[str | None, Query(max_length=256)] = None,
-    consumed_local_only: bool | None = None,
-    is_local: bool | None = None,
-    scope_of_locality: Annotated[str | None, Query(max_length=32)] = None,
+    ser_category_id: Annotated[str | SkipJsonSchema[None], Query(max_length=256)] = None,
+    consumed_local_only: bool | SkipJsonSchema[None] = None,
+    is_local: bool | SkipJsonSchema[None] = None,
+    scope_of_locality: Annotated[str | SkipJsonSchema[None], Query(max_length=32)] = None,
 ) -> ServiceQuery:
     return ServiceQuery(
         ser_instance_id=tuple(ser_instance_id or ()),
@@ -259,7 +264,7 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         operation_id="AppServices_POST",
         status_code=201,
         response_model=ServiceInfo,
-        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
     )
     def register(
         request: Request, response: Response, who: Who, app_id: AppId, body: ServiceInfo
@@ -362,7 +367,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def traffic_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="trafficRuleId", max_length=64)]
+        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="trafficRuleId")]
     ) -> TrafficRule:
         return platform.traffic_rule(who, app_id, rule_id)
 
@@ -375,7 +380,7 @@ def build_app_support(platform: Platform) -> APIRouter:
     def put_traffic_rule(
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="trafficRuleId", max_length=64)],
+        rule_id: Annotated[str, Path(alias="trafficRuleId")],
         body: TrafficRule,
     ) -> TrafficRule:
         return platform.put_traffic_rule(who, app_id, rule_id, body)
@@ -396,7 +401,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def dns_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="dnsRuleId", max_length=64)]
+        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="dnsRuleId")]
     ) -> DnsRule:
         return platform.dns_rule(who, app_id, rule_id)
 
@@ -409,7 +414,7 @@ def build_app_support(platform: Platform) -> APIRouter:
     def put_dns_rule(
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="dnsRuleId", max_length=64)],
+        rule_id: Annotated[str, Path(alias="dnsRuleId")],
         body: DnsRule,
     ) -> DnsRule:
         return platform.put_dns_rule(who, app_id, rule_id, body)

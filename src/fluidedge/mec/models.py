@@ -18,8 +18,9 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 Text = Annotated[str, Field(max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -43,6 +44,17 @@ class _Model(BaseModel):
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """The documents' optional members are absent or typed, never null (``None`` in our
+        schema's Python types only means "absent")."""
+        if isinstance(data, dict):
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: null is not allowed (leave it out)")
+        return data
+
     def wire(self) -> dict[str, Any]:
         """The JSON document (spec names, absent optionals left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -54,7 +66,7 @@ class _Model(BaseModel):
 class LinkType(_Model):
     """``LinkType``: a hyperlink."""
 
-    href: Annotated[str, Field(max_length=4096)] | None = None
+    href: Annotated[str, Field(max_length=4096)] | SkipJsonSchema[None] = None
 
 
 class Self(_Model):
@@ -66,11 +78,11 @@ class Self(_Model):
 class ProblemDetails(_Model):
     """``ProblemDetails`` (IETF RFC 7807): every Mp1 error's body, ``application/problem+json``."""
 
-    type: str | None = None
-    title: str | None = None
-    status: int | None = None
-    detail: str | None = None
-    instance: str | None = None
+    type: str | SkipJsonSchema[None] = None
+    title: str | SkipJsonSchema[None] = None
+    status: int | SkipJsonSchema[None] = None
+    detail: str | SkipJsonSchema[None] = None
+    instance: str | SkipJsonSchema[None] = None
 
 
 class SubscriptionLink(_Model):
@@ -84,7 +96,7 @@ class SubscriptionLinks(_Model):
     """``...SubscriptionLinkList.Links``."""
 
     self_: LinkType = Field(alias="self")
-    subscriptions: list[SubscriptionLink] | None = None
+    subscriptions: list[SubscriptionLink] | SkipJsonSchema[None] = None
 
 
 class SubscriptionLinkList(_Model):
@@ -187,7 +199,7 @@ class OAuth2Info(_Model):
 class SecurityInfo(_Model):
     """``SecurityInfo``."""
 
-    o_auth2_info: OAuth2Info | None = Field(default=None, alias="oAuth2Info")
+    o_auth2_info: OAuth2Info | SkipJsonSchema[None] = Field(default=None, alias="oAuth2Info")
 
 
 class TransportInfo(_Model):
@@ -195,38 +207,38 @@ class TransportInfo(_Model):
 
     id: Text
     name: Text
-    description: Text | None = None
+    description: Text | SkipJsonSchema[None] = None
     type: TransportType
     protocol: Text
     version: Text
     endpoint: EndPointUris | EndPointAddresses | EndPointAlternative
     security: SecurityInfo
-    impl_specific_info: dict[str, Any] | None = None
+    impl_specific_info: dict[str, Any] | SkipJsonSchema[None] = None
 
 
 class ServiceInfo(_Model):
     """``ServiceInfo``: a service an app produces (``serInstanceId`` is the platform's)."""
 
-    ser_instance_id: Text | None = None
+    ser_instance_id: Text | SkipJsonSchema[None] = None
     ser_name: Annotated[str, Field(min_length=1, max_length=256)]
-    ser_category: CategoryRef | None = None
+    ser_category: CategoryRef | SkipJsonSchema[None] = None
     version: Text
     state: ServiceState
     transport_info: TransportInfo
     serializer: SerializerType
-    scope_of_locality: LocalityType | None = None
-    consumed_local_only: bool | None = None
-    is_local: bool | None = None
+    scope_of_locality: LocalityType | SkipJsonSchema[None] = None
+    consumed_local_only: bool | SkipJsonSchema[None] = None
+    is_local: bool | SkipJsonSchema[None] = None
 
 
 class FilteringCriteria(_Model):
     """``SerAvailabilityNotificationSubscription.FilteringCriteria`` (members ANDed)."""
 
-    ser_instance_ids: Annotated[list[Text], Field(max_length=64)] | None = None
-    ser_names: Annotated[list[Text], Field(max_length=64)] | None = None
-    ser_categories: Annotated[list[CategoryRef], Field(max_length=64)] | None = None
-    states: Annotated[list[ServiceState], Field(max_length=2)] | None = None
-    is_local: bool | None = None
+    ser_instance_ids: Annotated[list[Text], Field(max_length=64)] | SkipJsonSchema[None] = None
+    ser_names: Annotated[list[Text], Field(max_length=64)] | SkipJsonSchema[None] = None
+    ser_categories: Annotated[list[CategoryRef], Field(max_length=64)] | SkipJsonSchema[None] = None
+    states: Annotated[list[ServiceState], Field(max_length=2)] | SkipJsonSchema[None] = None
+    is_local: bool | SkipJsonSchema[None] = None
 
 
 class SerAvailabilityNotificationSubscription(_Model):
@@ -235,8 +247,8 @@ class SerAvailabilityNotificationSubscription(_Model):
 
     subscription_type: Literal["SerAvailabilityNotificationSubscription"]
     callback_reference: CheckedCallback
-    links: Self | None = Field(default=None, alias="_links")
-    filtering_criteria: FilteringCriteria | None = None
+    links: Self | SkipJsonSchema[None] = Field(default=None, alias="_links")
+    filtering_criteria: FilteringCriteria | SkipJsonSchema[None] = None
 
 
 class ChangeType(StrEnum):
@@ -251,7 +263,7 @@ class ChangeType(StrEnum):
 class ServiceReference(_Model):
     """``ServiceAvailabilityNotification.ServiceReferences``."""
 
-    link: LinkType | None = None
+    link: LinkType | SkipJsonSchema[None] = None
     ser_name: str
     ser_instance_id: str
     state: ServiceState
@@ -301,7 +313,7 @@ class AppTerminationNotificationSubscription(_Model):
 
     subscription_type: Literal["AppTerminationNotificationSubscription"]
     callback_reference: CheckedCallback
-    links: Self | None = Field(default=None, alias="_links")
+    links: Self | SkipJsonSchema[None] = Field(default=None, alias="_links")
     app_instance_id: Id
 
 
@@ -309,7 +321,7 @@ class TerminationLinks(_Model):
     """``AppTerminationNotification.Links``."""
 
     subscription: LinkType
-    confirm_termination: LinkType | None = None
+    confirm_termination: LinkType | SkipJsonSchema[None] = None
 
 
 class AppTerminationNotification(_Model):
@@ -346,7 +358,7 @@ class TimeStamp(_Model):
 class TimingCaps(_Model):
     """``TimingCaps`` (no NTP servers or PTP masters are offered: members left out)."""
 
-    time_stamp: TimeStamp | None = None
+    time_stamp: TimeStamp | SkipJsonSchema[None] = None
 
 
 class RuleState(StrEnum):
@@ -380,19 +392,19 @@ Strings = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length
 class TrafficFilter(_Model):
     """``TrafficFilter``: the traffic a rule applies to (members ANDed)."""
 
-    src_address: Strings | None = None
-    dst_address: Strings | None = None
-    src_port: Strings | None = None
-    dst_port: Strings | None = None
-    protocol: Strings | None = None
-    token: Strings | None = None
-    src_tunnel_address: Strings | None = None
-    tgt_tunnel_address: Strings | None = None
-    src_tunnel_port: Strings | None = None
-    dst_tunnel_port: Strings | None = None
-    q_ci: int | None = Field(default=None, alias="qCI")
-    d_scp: int | None = Field(default=None, alias="dSCP")
-    t_c: int | None = Field(default=None, alias="tC")
+    src_address: Strings | SkipJsonSchema[None] = None
+    dst_address: Strings | SkipJsonSchema[None] = None
+    src_port: Strings | SkipJsonSchema[None] = None
+    dst_port: Strings | SkipJsonSchema[None] = None
+    protocol: Strings | SkipJsonSchema[None] = None
+    token: Strings | SkipJsonSchema[None] = None
+    src_tunnel_address: Strings | SkipJsonSchema[None] = None
+    tgt_tunnel_address: Strings | SkipJsonSchema[None] = None
+    src_tunnel_port: Strings | SkipJsonSchema[None] = None
+    dst_tunnel_port: Strings | SkipJsonSchema[None] = None
+    q_ci: int | SkipJsonSchema[None] = Field(default=None, alias="qCI")
+    d_scp: int | SkipJsonSchema[None] = Field(default=None, alias="dSCP")
+    t_c: int | SkipJsonSchema[None] = Field(default=None, alias="tC")
 
 
 class InterfaceType(StrEnum):
@@ -414,18 +426,18 @@ class TunnelInfo(_Model):
     """``TunnelInfo``."""
 
     tunnel_type: TunnelType
-    tunnel_dst_address: Text | None = None
-    tunnel_src_address: Text | None = None
+    tunnel_dst_address: Text | SkipJsonSchema[None] = None
+    tunnel_src_address: Text | SkipJsonSchema[None] = None
 
 
 class DestinationInterface(_Model):
     """``DestinationInterface``: where FORWARD_* sends matching traffic."""
 
     interface_type: InterfaceType
-    tunnel_info: TunnelInfo | None = None
-    src_mac_address: Text | None = None
-    dst_mac_address: Text | None = None
-    dst_ip_address: Text | None = None
+    tunnel_info: TunnelInfo | SkipJsonSchema[None] = None
+    src_mac_address: Text | SkipJsonSchema[None] = None
+    dst_mac_address: Text | SkipJsonSchema[None] = None
+    dst_ip_address: Text | SkipJsonSchema[None] = None
 
 
 class TrafficRule(_Model):
@@ -436,7 +448,7 @@ class TrafficRule(_Model):
     priority: Annotated[int, Field(ge=0, le=255)]
     traffic_filter: Annotated[list[TrafficFilter], Field(max_length=16)]
     action: Action
-    dst_interface: DestinationInterface | None = None
+    dst_interface: DestinationInterface | SkipJsonSchema[None] = None
     state: RuleState
 
 
@@ -454,7 +466,7 @@ class DnsRule(_Model):
     domain_name: Annotated[str, Field(min_length=1, max_length=253)]
     ip_address_type: IpAddressType
     ip_address: Annotated[str, Field(max_length=45)]
-    ttl: Annotated[int, Field(ge=0, le=2147483647)] | None = None
+    ttl: Annotated[int, Field(ge=0, le=2147483647)] | SkipJsonSchema[None] = None
     state: RuleState
 
 

@@ -244,7 +244,7 @@ class Platform:
         for _sid, sub in subs:
             own = sub.links.self_.href if sub.links else None
             links = TerminationLinks(
-                subscription=LinkType(href=own),
+                subscription=LinkType(href=own or ""),
                 confirm_termination=LinkType(
                     href=f"{_base(own, APP_SUPPORT)}{APP_SUPPORT}/applications/{app_id}"
                     "/confirm_termination"
@@ -458,7 +458,8 @@ class Platform:
                 raise MecConflict(f"app instance {app_id} is terminating")
             for owned in self.services.values():
                 if owned.app == app_id and owned.value.ser_name == info.ser_name:
-                    raise MecConflict(
+                    # 400, not 409: MEC 011 gives registration no 409 to answer with.
+                    raise MecInvalid(
                         f"app instance {app_id} already offers a service named {info.ser_name!r}"
                     )
             sid = str(uuid.uuid4())
@@ -519,7 +520,7 @@ class Platform:
             note = ServiceAvailabilityNotification.model_validate(
                 {
                     "serviceReferences": [ref],
-                    "_links": SubscriptionRef(subscription=LinkType(href=own)),
+                    "_links": SubscriptionRef(subscription=LinkType(href=own or "")),
                 }
             )
             self.submit("ServiceAvailabilityNotification", sub.callback_reference, note.wire())

@@ -179,7 +179,8 @@ def test_service_registration_update_and_deregistration(client: TestClient) -> N
     assert info["scopeOfLocality"] == "MEC_HOST"
     assert info["isLocal"] is True
     again = client.post(f"{SM}/applications/{app}/services", headers=auth, json=SERVICE)
-    assert again.status_code == 409
+    assert again.status_code == 400
+    assert "already offers a service named 'cache'" in again.json()["detail"]
     given_id = client.post(f"{SM}/applications/{app}/services", headers=auth,
                            json={**SERVICE, "serName": "x", "serInstanceId": "mine"})  # fmt: skip
     assert given_id.status_code == 400
