@@ -76,10 +76,13 @@ _TEXT = {
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json."""
     schema = {"$ref": "#/components/schemas/ProblemDetails"}
-    return {
-        code: {"description": _TEXT.get(code, "Error"), "content": {PROBLEM: {"schema": schema}}}
-        for code in codes
-    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        content: dict[str, Any] = {PROBLEM: {"schema": schema}}
+        if code == 400:  # a request line the HTTP server itself refuses (as the documents say)
+            content["text/plain"] = {"schema": {"type": "string"}}
+        out[code] = {"description": _TEXT.get(code, "Error"), "content": content}
+    return out
 
 
 def problem_response(status: int, detail: str, instance: str) -> JSONResponse:

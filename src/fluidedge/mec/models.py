@@ -18,7 +18,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
@@ -168,7 +176,7 @@ class Address(_Model):
     """``EndPointInfo.Address``: host and port (our bound: a TCP/UDP port number)."""
 
     host: Annotated[str, Field(min_length=1, max_length=255)]
-    port: Annotated[int, Field(ge=0, le=65535)]
+    port: Annotated[StrictInt, Field(ge=0, le=65535)]
 
 
 class EndPointUris(_Model):
@@ -227,8 +235,8 @@ class ServiceInfo(_Model):
     transport_info: TransportInfo
     serializer: SerializerType
     scope_of_locality: LocalityType | SkipJsonSchema[None] = None
-    consumed_local_only: bool | SkipJsonSchema[None] = None
-    is_local: bool | SkipJsonSchema[None] = None
+    consumed_local_only: StrictBool | SkipJsonSchema[None] = None
+    is_local: StrictBool | SkipJsonSchema[None] = None
 
 
 class FilteringCriteria(_Model):
@@ -238,7 +246,7 @@ class FilteringCriteria(_Model):
     ser_names: Annotated[list[Text], Field(max_length=64)] | SkipJsonSchema[None] = None
     ser_categories: Annotated[list[CategoryRef], Field(max_length=64)] | SkipJsonSchema[None] = None
     states: Annotated[list[ServiceState], Field(max_length=2)] | SkipJsonSchema[None] = None
-    is_local: bool | SkipJsonSchema[None] = None
+    is_local: StrictBool | SkipJsonSchema[None] = None
 
 
 class SerAvailabilityNotificationSubscription(_Model):
@@ -402,9 +410,9 @@ class TrafficFilter(_Model):
     tgt_tunnel_address: Strings | SkipJsonSchema[None] = None
     src_tunnel_port: Strings | SkipJsonSchema[None] = None
     dst_tunnel_port: Strings | SkipJsonSchema[None] = None
-    q_ci: int | SkipJsonSchema[None] = Field(default=None, alias="qCI")
-    d_scp: int | SkipJsonSchema[None] = Field(default=None, alias="dSCP")
-    t_c: int | SkipJsonSchema[None] = Field(default=None, alias="tC")
+    q_ci: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="qCI")
+    d_scp: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="dSCP")
+    t_c: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="tC")
 
 
 class InterfaceType(StrEnum):
@@ -445,7 +453,7 @@ class TrafficRule(_Model):
 
     traffic_rule_id: Id
     filter_type: FilterType
-    priority: Annotated[int, Field(ge=0, le=255)]
+    priority: Annotated[StrictInt, Field(ge=0, le=255)]
     traffic_filter: Annotated[list[TrafficFilter], Field(max_length=16)]
     action: Action
     dst_interface: DestinationInterface | SkipJsonSchema[None] = None
@@ -466,7 +474,7 @@ class DnsRule(_Model):
     domain_name: Annotated[str, Field(min_length=1, max_length=253)]
     ip_address_type: IpAddressType
     ip_address: Annotated[str, Field(max_length=45)]
-    ttl: Annotated[int, Field(ge=0, le=2147483647)] | SkipJsonSchema[None] = None
+    ttl: Annotated[StrictInt, Field(ge=0, le=2147483647)] | SkipJsonSchema[None] = None
     state: RuleState
 
 

@@ -11,7 +11,20 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.daemon import DaemonFactory, DaemonHandle
+
 Hook = Callable[[str, dict[str, Any]], None]
+
+# A daemon's start is seconds, but tens of seconds on a loaded 2-core machine (the fixture's
+# default is 30 s): the deadline bounds a failure, not the expected time.
+START_TIMEOUT = 120.0
+
+
+def up(factory: DaemonFactory, parts: dict[str, dict[str, Any]]) -> DaemonHandle:
+    """A started daemon with ``parts``."""
+    daemon = factory(parts, start=False)
+    daemon.start(timeout=START_TIMEOUT)
+    return daemon
 
 
 class Callbacks:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
+from tests.functional.mec.conftest import up
 
 pytestmark = [pytest.mark.slow]
 
@@ -147,9 +148,6 @@ def run(schema: str, env: dict[str, str], *extra: str) -> subprocess.CompletedPr
 
 
 def report(result: subprocess.CompletedProcess[str]) -> str:
-    import time
-
-    Path(f"/tmp/mec-st-{time.time()}.txt").write_text(result.stdout)
     return result.stdout[-6000:] + result.stderr[-2000:]
 
 
@@ -164,7 +162,7 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 def test_the_official_documents_find_nothing(
     daemon_factory: DaemonFactory, tmp_path: Path, document: str, prefix: str
 ) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     env = prepare(daemon)
     schema = corrected(document, tmp_path / f"{document}.json")
     result = run(schema, env, "--url", f"{daemon.url}{prefix}")
@@ -174,7 +172,7 @@ def test_the_official_documents_find_nothing(
 
 @pytest.mark.timeout(1200)
 def test_our_own_document_of_the_mp1_routes_tells_the_truth(daemon_factory: DaemonFactory) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     env = prepare(daemon)
     result = run(f"{daemon.url}/openapi.json", env, "--include-path-regex", "^/mec_")
     assert result.returncode == 0, report(result)

@@ -13,7 +13,7 @@ import pytest
 from fluidedge.mec.models import AppTerminationNotification, ServiceAvailabilityNotification
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
 from tests.fixtures.wait import wait_for
-from tests.functional.mec.conftest import Callbacks
+from tests.functional.mec.conftest import START_TIMEOUT, Callbacks, up
 
 pytestmark = [pytest.mark.slow]
 
@@ -86,7 +86,7 @@ def changes(callbacks: Callbacks, path: str, count: int) -> list[tuple[str, str]
 def test_availability_notifications_arrive_at_the_callback(
     daemon_factory: DaemonFactory, callbacks: Callbacks
 ) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     consumer, consumer_auth = create_app(daemon, "consumer")
     producer, producer_auth = create_app(daemon, "producer")
     sub = subscribe_availability(daemon, consumer, consumer_auth, callbacks.url("/all"))
@@ -118,7 +118,7 @@ def test_availability_notifications_arrive_at_the_callback(
 def test_termination_waits_for_the_apps_confirmation(
     daemon_factory: DaemonFactory, callbacks: Callbacks
 ) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     app, auth = create_app(daemon, "graceful", gracefulTimeout=120)
     ready = httpx.post(f"{daemon.url}{AS}/applications/{app}/confirm_ready", headers=auth,
                        json={"indication": "READY"}, timeout=30)  # fmt: skip
@@ -168,7 +168,7 @@ def test_termination_waits_for_the_apps_confirmation(
 def test_termination_proceeds_when_the_app_stays_silent(
     daemon_factory: DaemonFactory, callbacks: Callbacks
 ) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     app, auth = create_app(daemon, "silent", gracefulTimeout=0.5)
     httpx.post(
         f"{daemon.url}{AS}/applications/{app}/subscriptions",
@@ -190,7 +190,7 @@ def test_termination_proceeds_when_the_app_stays_silent(
 def test_apps_services_subscriptions_and_rules_survive_a_restart(
     daemon_factory: DaemonFactory, callbacks: Callbacks, how: str
 ) -> None:
-    daemon = daemon_factory(PARTS)
+    daemon = up(daemon_factory, PARTS)
     app, auth = create_app(daemon, "survivor")
     httpx.post(f"{daemon.url}{AS}/applications/{app}/confirm_ready", headers=auth,
                json={"indication": "READY"}, timeout=30).raise_for_status()  # fmt: skip
@@ -199,9 +199,9 @@ def test_apps_services_subscriptions_and_rules_survive_a_restart(
     subscribe_availability(daemon, app, auth, callbacks.url("/after"))
     if how == "kill9":
         daemon.kill9()
-        daemon.start()
     else:
-        daemon.restart()
+        daemon.stop()
+    daemon.start(timeout=START_TIMEOUT)
     # The app's token still works; its service, rule and subscription are back.
     assert (
         httpx.get(f"{daemon.url}/v1/apps/{app}", headers=ADMIN, timeout=30).json()["state"]
@@ -220,7 +220,7 @@ def test_apps_services_subscriptions_and_rules_survive_a_restart(
 def test_a_callback_outside_the_allowed_networks_is_never_called(
     daemon_factory: DaemonFactory, callbacks: Callbacks
 ) -> None:
-    daemon = daemon_factory({**PARTS, "mec": {"callback_networks": ["10.255.0.0/16"]}})
+    daemon = up(daemon_factory, {**PARTS, "mec": {"callback_networks": ["10.255.0.0/16"]}})
     app, auth = create_app(daemon, "fenced")
     subscribe_availability(daemon, app, auth, callbacks.url("/fenced"))
     httpx.post(f"{daemon.url}{SM}/applications/{app}/services", headers=auth, json=SERVICE,
