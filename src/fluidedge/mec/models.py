@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -222,6 +223,16 @@ class TransportInfo(_Model):
     endpoint: EndPointUris | EndPointAddresses | EndPointAlternative
     security: SecurityInfo
     impl_specific_info: dict[str, Any] | SkipJsonSchema[None] = None
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _one_form(cls, value: Any) -> Any:
+        """``oneOf``: exactly one of the three forms (an object with two matches both)."""
+        if isinstance(value, dict):
+            forms = [k for k in ("uris", "addresses", "alternative") if k in value]
+            if len(forms) != 1:
+                raise ValueError("endpoint: exactly one of uris, addresses or alternative")
+        return value
 
 
 class ServiceInfo(_Model):

@@ -166,3 +166,24 @@ def test_app_tokens_are_checked_against_their_hash() -> None:
     assert not tokens.matches(parsed[1][:-1] + "x", stored)
     assert token.split(".")[1] not in stored
     assert tokens.parse("fet_" + token[4:]) is None
+
+
+def test_models_refuse_what_the_documents_do_not_allow() -> None:
+    from pydantic import ValidationError
+
+    good = service().wire()
+    for change, reason in [
+        ({"serCategory": None}, "null is not allowed"),
+        ({"isLocal": 1}, "valid boolean"),
+        (
+            {"transportInfo": {**good["transportInfo"], "endpoint": {"uris": [], "addresses": []}}},
+            "exactly one of uris, addresses or alternative",
+        ),
+    ]:
+        with pytest.raises(ValidationError, match=reason):
+            ServiceInfo.model_validate({**good, **change})
+    with pytest.raises(ValidationError, match="valid integer"):
+        rule(priority="1")
+    # Absent optionals stay absent on the wire; the spec's names are used.
+    assert "serCategory" not in good
+    assert good["transportInfo"]["endpoint"] == {"uris": ["http://10.0.3.1/"]}
