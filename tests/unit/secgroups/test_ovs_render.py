@@ -78,7 +78,7 @@ def _flows(ports: list[Port], groups: list[SecurityGroup], ofports: dict[str, in
 def test_classifier_sets_port_and_zone_registers_and_tables_are_neutrons() -> None:
     flows = _flows([_port("a", 1), _port("b", 2)], [default_group()], {"va": 3, "vb": 4})
     by_key = {f.key: f for f in flows}
-    egress = by_key[(0, 100, "in_port=3")]
+    egress = by_key[(0, 400, "reg13=0,in_port=3")]
     assert egress.actions == "set_field:3->reg5,set_field:10->reg6,resubmit(,71)"
     ingress = by_key[(60, 90, "dl_dst=02:00:00:00:00:02")]
     assert ingress.actions == "set_field:4->reg5,set_field:10->reg6,resubmit(,81)"
@@ -92,6 +92,10 @@ def test_classifier_sets_port_and_zone_registers_and_tables_are_neutrons() -> No
         if f.table in (71, 72, 81, 82) and f.priority > 0 and not f.match.startswith("conj_id"):
             assert f.match.startswith(("reg5=3", "reg5=4")), f
     assert all(f.text(COOKIE).startswith("cookie=0x5e5e,") for f in flows)
+    # Accepted packets come back to table 0 (reg13) for a chain's steering, then delivery.
+    assert by_key[(0, 200, "reg13=1")].actions == "output:NXM_NX_REG5[0..15]"
+    assert by_key[(0, 200, "reg13=2")].actions == "NORMAL"
+    assert by_key[(94, 0, "")].actions == "set_field:2->reg13,resubmit(,0)"
 
 
 def test_remote_group_is_a_conjunction_over_members() -> None:
@@ -107,7 +111,10 @@ def test_remote_group_is_a_conjunction_over_members() -> None:
     accept_ids = {f.match.split(",")[0].split("=")[1] for f in accepts}
     assert ids <= accept_ids
     # The new-connection accept of a conjunction commits and outputs (ingress).
-    assert any(f.actions == "ct(commit,zone=NXM_NX_REG6[0..15]),output:1" for f in accepts)
+    assert any(
+        f.actions == "ct(commit,zone=NXM_NX_REG6[0..15]),set_field:1->reg13,resubmit(,0)"
+        for f in accepts
+    )
 
 
 def test_port_range_rule_uses_masks_and_remote_prefix() -> None:
@@ -148,14 +155,14 @@ def test_port_security_flows_and_unfiltered_port() -> None:
     assert any("icmp_type=134" in f.match for f in drops)
     # The unfiltered port skips egress filtering and is nobody's ingress target.
     by_key = {f.key: f for f in flows}
-    assert by_key[(0, 100, "in_port=2")].actions.endswith("resubmit(,73)")
+    assert by_key[(0, 400, "reg13=0,in_port=2")].actions.endswith("resubmit(,73)")
     assert not any("reg5=2" in f.match for f in flows)
     assert ovs_render.flows_per_port(flows, 2) == 1
 
 
 def test_ports_on_other_bridges_are_left_out() -> None:
     flows = _flows([_port("a", 1), _port("b", 2)], [default_group()], {"va": 1})
-    assert not any("reg5=2" in f.match or f.match == "in_port=2" for f in flows)
+    assert not any("reg5=2" in f.match or "in_port=2" in f.match for f in flows)
     assert not any("10.0.0.2" in f.match and f.table in (71,) for f in flows)
 
 
