@@ -439,7 +439,8 @@ def test_restart_replaces_the_table_without_duplicates_or_stale_flows(ovs_lab: O
     with _firewall(ovs_lab, ports, [default_group(), WEB]) as again:
         after = sorted(Ofctl(ovs_lab.daemons, bridge).dump())
         theirs = [f for f in after if f.startswith("cookie=0xc4a1000100000001,")]
-        assert len(theirs) == 1 and "in_port=99" in theirs[0]
+        assert len(theirs) == 1
+        assert "in_port=99" in theirs[0]
         after.remove(theirs[0])
         assert after == installed
         assert len(after) == _flows(again, bridge)

@@ -31,7 +31,10 @@ BINDINGS = {"n1": Binding("n1", "br1"), "n2": Binding("n2", "br2")}
 def apply_nft(old: tuple[Table, Table], text: str) -> tuple[Table, Table]:
     """The tables after ``nft -f`` runs a :func:`render_diff` transaction on ``old``."""
     state = {
-        t.family: ({k: list(v) for k, v in t.sets.items()}, {k: list(v) for k, v in t.chains.items()})
+        t.family: (
+            {k: list(v) for k, v in t.sets.items()},
+            {k: list(v) for k, v in t.chains.items()},
+        )
         for t in old
     }
     elements: dict[tuple[str, str], list[str]] = {}
@@ -320,7 +323,8 @@ def test_a_member_change_touches_only_that_set_and_its_conjunction_flows() -> No
     b = Binding("n", "br")
     before = build_tables(one, b, nft.tags(one, "n"))
     after = build_tables(two, b, nft.tags(two, "n"))
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     text = render_diff(before, after)
     assert text is not None
     assert "flush set inet fesg_n rg_cli_1_4" in text
