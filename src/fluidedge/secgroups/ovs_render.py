@@ -8,9 +8,13 @@ seed, so the tables would not change if networks shared a bridge.
 
 Tables (numbers as neutron's; see docs/security-groups.md)::
 
-    0   classifier      in_port of a filtered port -> reg5, reg6, table 71;
-                        of an unfiltered port (port_security off) -> reg5, reg6, table 73;
-                        anything else (the bridge's own port, unmanaged ports) -> table 60
+    0   classifier      priority 400, reg13=0: in_port of a filtered port -> reg5, reg6,
+                        table 71; of an unfiltered port (port_security off) -> reg5, reg6,
+                        table 73; priority 200, delivery of accepted packets: reg13=1 ->
+                        output:reg5, reg13=2 -> NORMAL; priority 0: anything else (the
+                        bridge's own port, unmanaged ports) -> table 60. A service chain's
+                        steering (300) and isolation (250) flows sit between 400 and 200,
+                        so the chain steers only what the groups accepted (docs/chains.md)
     60  transient       to a filtered port's MAC -> reg5/reg6 of it, table 81; else NORMAL
     71  base egress     port security (MAC, ARP, IPv4/IPv6 source, ND target, DHCP/RA) per
                         reg5; ARP/ND/DHCP-client accepted statelessly -> 73; IP from an
@@ -20,11 +24,15 @@ Tables (numbers as neutron's; see docs/security-groups.md)::
                         established that no clause allows: ct_mark := 1 (cut); rest dropped
     73  accept/ingress  to a filtered port's MAC -> reg5 := that port, table 81; new
                         connections to anywhere else are committed; -> 94
-    81  base ingress    ARP, allowed ICMPv6 ND types, DHCP replies -> output; untracked IP ->
+    81  base ingress    ARP, allowed ICMPv6 ND types, DHCP replies -> deliver; untracked IP ->
                         ct(table=82, zone=reg6); tracked (by the sender's egress) -> 82
-    82  rules ingress   as 72, the remote being the source; new accepted -> ct(commit), output
+    82  rules ingress   as 72, the remote being the source; new accepted -> ct(commit),
+                        deliver (deliver: reg13 := 1, back to table 0)
     93  dropped         drop
-    94  accepted        NORMAL
+    94  accepted        reg13 := 2, back to table 0
+
+Every flow carries cookie :data:`COOKIE`, and every deletion is limited to it: flows of other
+components on the bridge (service chains) are never touched.
 
 Remote groups are conjunctions: dimension 1 is the group's members (``nw_src``/``nw_dst``), 2
 the rest of the clause (state, protocol, port masks), so a membership change rewrites only the
