@@ -263,6 +263,7 @@ def _inet_table(
             (f'oifname "{br}" ct zone set {zone}',),
         ),
     }
+
     # Ports with the same clauses (same groups) share one clause chain, named by a digest of
     # its rules: 1,000 rules over 100 ports in 10 groups are 1,000 nft rules, not 10,000, and
     # a chain's name stays the same while its content does (so updates can diff).

@@ -235,7 +235,7 @@ class SplitRenderer:
 
     def installed_networks(self, netns: str | None) -> set[str]:
         """Networks with nftables tables in ``netns`` (reconciled at start; an ovs network's
-        first install replaces its whole table, which reconciles it)."""
+        first install replaces every flow with our cookie, which reconciles it)."""
         installed = getattr(self.linuxbridge, "installed_networks", None)
         return set(installed(netns)) if installed is not None else set()
 
