@@ -117,7 +117,9 @@ def apply_ofctl(table: dict[tuple[int, int, str], str], mods: list[str]) -> None
 def changes(draw: st.DrawFn) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(("rules", "port-groups", "port-ips", "remove", "add")))
+        kind = draw(
+            st.sampled_from(("rules", "port-groups", "port-ips", "security", "remove", "add"))
+        )
         gid = draw(st.sampled_from(GROUPS))
         if kind == "rules":
             rs = draw(st.lists(rules(0), max_size=4))
@@ -130,7 +132,7 @@ def changes(draw: st.DrawFn) -> list[tuple[str, Any]]:
             out.append((kind, (draw(st.integers(0, 9)), tuple(groups))))
         elif kind == "port-ips":
             out.append((kind, (draw(st.integers(0, 9)), draw(st.integers(40, 60)))))
-        elif kind == "remove":
+        elif kind in ("remove", "security"):
             out.append((kind, draw(st.integers(0, 9))))
         else:
             out.append((kind, (draw(st.integers(0, 9)), draw(st.sampled_from(("n1", "n2"))))))
@@ -144,11 +146,16 @@ def _apply_change(
     ids = sorted(ports)
     if kind == "rules":
         groups[arg.id] = arg
-    elif kind in ("port-groups", "port-ips", "remove") and ids:
-        pid = ids[(arg if kind == "remove" else arg[0]) % len(ids)]
+    elif kind in ("port-groups", "port-ips", "remove", "security") and ids:
+        pid = ids[(arg if kind in ("remove", "security") else arg[0]) % len(ids)]
         p = ports[pid]
         if kind == "remove":
             del ports[pid]
+        elif kind == "security":  # port security toggled (off: no groups, no pairs)
+            on = not p.port_security
+            ports[pid] = Port(
+                **{**p.__dict__, "port_security": on, "groups": (), "allowed_address_pairs": ()}
+            )
         elif kind == "port-groups" and p.port_security:
             ports[pid] = Port(**{**p.__dict__, "groups": arg[1]})
         elif kind == "port-ips":
