@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fluidedge.chains import compiler as chains
 from fluidedge.ovs.flows import Flow
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import compile_program
@@ -325,3 +326,18 @@ def test_conjunction_ids_stay_with_their_clause_across_renders() -> None:
     # Without stable ids (a fresh allocator) the same change renumbers the later ports too.
     fresh = render(compile_program(changed, [default_group(), extra]), ofports)
     assert any("reg5=2" in m or "reg5=3" in m for m in diff(before, fresh))
+
+
+def test_table_zero_brackets_a_chains_steering_and_deletes_only_our_cookie() -> None:
+    """The groups classify before a chain steers (400 > 300, 250) and deliver after it
+    (200); every deletion names our cookie, so a chain's flows survive any install."""
+    assert ovs_render.P_SG_CLASSIFY > chains.P_STEER > chains.P_ISOLATE > ovs_render.P_DELIVER
+    assert ovs_render.REG_STAGE not in range(7, 13)  # the chains' registers: reg7..reg12
+    assert not (set(ovs_render.TABLES) - {0}) & set(chains.TABLES)
+    ports = [_port("a", 1), _port("b", 2)]
+    before = render(compile_program(ports, [default_group()]), {"va": 1, "vb": 2})
+    after = render(compile_program(ports[:1], [default_group()]), {"va": 1})
+    for mod in [*diff(before, after), *ovs_render.install_all(after), *ovs_render.uninstall()]:
+        verb, _, spec = mod.partition(" ")
+        if verb.startswith("delete"):
+            assert spec.startswith("cookie=0x5e5e/0xffffffffffffffff"), mod
