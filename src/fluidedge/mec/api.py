@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException
 
-from fluidedge.core.auth import authenticated
+from fluidedge.core.auth import AUDIT_KEY, authenticated
 from fluidedge.core.openapi import error_responses
 from fluidedge.errors import FluidedgeError
 from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
@@ -142,6 +142,10 @@ def caller_of(platform: Platform) -> Callable[[Request], Caller]:
             raise MecUnauthorized(
                 f"{why} bearer token (the daemon's token or the app instance's Mp1 token)"
             )
+        # The audit log names who acted (the edge saw a token it does not know).
+        state = request.scope.setdefault("state", {})
+        state["fluidedge.presented"] = "app-token"
+        state[AUDIT_KEY] = {**state.get(AUDIT_KEY, {}), "app": found.app_instance_id}
         return found
 
     return caller

@@ -4,6 +4,7 @@ without the app's confirmation, and state restored across a restart and a kill -
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -113,6 +114,12 @@ def test_availability_notifications_arrive_at_the_callback(
     metrics = httpx.get(f"{daemon.url}/metrics", headers=ADMIN, timeout=30).text
     assert 'fluidedge_mec_notifications_total{outcome="delivered"} 3' in metrics
     assert callbacks.at("/other") == []
+    # The audit log names the app that registered, by its appInstanceId.
+    audit = (daemon.state_dir / "audit.log").read_text().splitlines()
+    [entry] = [json.loads(line) for line in audit if f"/applications/{producer}/services" in line
+               and '"POST"' in line]  # fmt: skip
+    assert entry["auth"] == "app-token"
+    assert entry["app"] == producer
 
 
 def test_termination_waits_for_the_apps_confirmation(
