@@ -44,6 +44,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
@@ -175,19 +176,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             obj_file = object_path()
             # The S1 programs of a previous instance stay until ours replace them.
             self._cleanup_kernel(s1=not self.config.fail_open)
-            self._obj = BpfObject(obj_file, dict(self.map_sizes))
-            maps = {
-                "cfg": (4, 4, False),
-                "stats": (4, 8, True),
-                "punt_reasons": (4, 8, True),
-                "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
-                "services": (4, L.SERVICE_VAL.size, False),
-                "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
-                "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
-                "service_stats": (4, L.SERVICE_STATS.size, True),
-            }
-            for name, (ks, vs, percpu) in maps.items():
-                self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
+            self._load(obj_file)
             self._setup_links()
             self._open_ports()
             self._write_cfg()
@@ -196,6 +185,22 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._start_thread()
+
+    def _load(self, obj_file: Path) -> None:
+        """Load the program object and open its maps (nothing attached yet)."""
+        self._obj = BpfObject(obj_file, dict(self.map_sizes))
+        maps = {
+            "cfg": (4, 4, False),
+            "stats": (4, 8, True),
+            "punt_reasons": (4, 8, True),
+            "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
+            "services": (4, L.SERVICE_VAL.size, False),
+            "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
+            "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
+            "service_stats": (4, L.SERVICE_STATS.size, True),
+        }
+        for name, (ks, vs, percpu) in maps.items():
+            self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
 
     def _setup_links(self) -> None:
         for dev in (self.enb_if, self.sgw_if):
@@ -329,10 +334,14 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 self._maps["services"].delete(key)
             self._installed_services = desired
         self._fold_services()
-        self.pipeline.set_services(services)
+        changed = self.pipeline.set_services(services)
         self._services = dict(services)
         self._slots = slots
-        self._sync(full=True)  # flows' validity depends on the service set
+        # A flow's entry depends on its service's slot and mapping only: the changed services'
+        # flows are re-projected (the stale ones the pipeline dropped are dirty already), at
+        # the cost of those flows, not of the whole state.
+        self._dirty.service_changed(changed)
+        self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
         """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
@@ -446,8 +455,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         """Make the maps equal to the pipeline's projection, writing only what changed.
 
         Normally only the keys the pipeline touched since the last sync are re-projected
-        (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
-        sizes. After a purge, a service change or a restart, every installed and wanted key is.
+        (:mod:`~fluidedge.tof.fastpath.dirty`; a service change adds its services' flows): the
+        cost follows the change, not the table sizes. After a purge or a restart, every
+        installed and wanted key is.
         """
         p = self.pipeline
         dirty = self._dirty
