@@ -341,6 +341,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # flows are re-projected (the stale ones the pipeline dropped are dirty already), at
         # the cost of those flows, not of the whole state.
         self._dirty.service_changed(changed)
+        if changed:
+            self._retry_waiting()  # a removed service's flows may make room for waiting ones
         self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
