@@ -4,6 +4,7 @@ per-service policy flags (issue 14 items 2, 4, 7, 8)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
+from fluidedge.tof.pipeline import ENB
 
 from .scenario import (
     APP_PORT,
@@ -177,6 +179,46 @@ def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() ->
             counters = backend.stats()["counters"]
             assert isinstance(counters, dict)
             assert counters["gtpu_type_254"] == 1
+        finally:
+            backend.stop()
+
+
+def test_punts_the_agent_does_not_read_in_time_are_counted() -> None:
+    """Punted frames beyond what the agent reads are dropped at its punt socket's queue: the
+    drops are counted (PACKET_STATISTICS) in GET /stats and /metrics, not silent."""
+    with topology("q") as t:
+        backend = FastPathBackend(config(t), punt_rate=0)  # data punts unlimited
+        backend.start()
+        try:
+            learn_bearer(t)
+            t.collect(0.3)
+            assert _fast(backend)["punt_socket_dropped"] == 0
+            body = bytes(1300)
+            frame = bad_udp_length(up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, body)))
+            rcvbuf = backend._rx[ENB].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            sent = 3 * rcvbuf // len(frame) + 500  # three times what the queue holds
+            with backend._lock:  # the agent reads nothing meanwhile
+                for _ in range(sent):
+                    t.send("enb", frame)
+            deadline = time.monotonic() + 30.0
+            while _fast(backend)["punt_socket_dropped_enb"] == 0:
+                assert time.monotonic() < deadline, "no punt socket drop counted"
+                time.sleep(0.05)
+            t.collect(0.5)  # the agent forwards what it read
+            stats = backend.stats()
+            fast, io = stats["fastpath"], stats["io"]
+            assert isinstance(fast, dict)
+            assert isinstance(io, dict)
+            dropped = fast["punt_socket_dropped_enb"]
+            assert fast["punt_socket_dropped"] == dropped + fast["punt_socket_dropped_sgw"]
+            # What the kernel punted was read by the agent or counted as dropped (the veth's
+            # own backlog may drop some more before the socket: <=).
+            assert io["punt_enb"] + dropped <= fast["punted_from_enb"]
+            assert fast["punted_from_enb"] <= sent + 1
+            metrics = render(backend.stats(), backend.tunnels())
+            assert f'fluidedge_tof_fastpath_total{{kind="punt_socket_dropped"}} {dropped}' in (
+                metrics
+            )
         finally:
             backend.stop()
 

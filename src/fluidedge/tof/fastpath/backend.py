@@ -59,6 +59,7 @@ from fluidedge.tof.dataplane_common import (
     DataPlaneBase,
     errno_name,
     open_packet_socket,
+    packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import S1_PREF, attach, detach
@@ -138,6 +139,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self.punt0 = f"{config.apps_tun[:11]}pu0"
         self.punt1 = f"{config.apps_tun[:11]}pu1"
         self._rx: dict[int, socket.socket] = {}
+        # Punted frames the kernel dropped because the agent did not read its punt sockets fast
+        # enough (their receive queue was full), per side: PACKET_STATISTICS, summed.
+        self._punt_drops = {ENB: 0, SGW: 0}
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
@@ -270,6 +274,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
         self._rx.clear()
@@ -422,10 +427,26 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     # ------------------------------------------------------------------ map mirroring
 
+    def _read_punt_drops(self) -> None:
+        """Add what the punt sockets' queues dropped since the last read (the kernel resets
+        its PACKET_STATISTICS on every read, so one reader: under the agent's lock)."""
+        for port, sock in self._rx.items():
+            with contextlib.suppress(OSError):
+                self._punt_drops[port] += packet_drops(sock)
+
+    def _punt_drop_counters(self) -> dict[str, int]:
+        self._read_punt_drops()
+        enb, sgw = self._punt_drops[ENB], self._punt_drops[SGW]
+        return {
+            "punt_socket_dropped": enb + sgw,
+            "punt_socket_dropped_enb": enb,
+            "punt_socket_dropped_sgw": sgw,
+        }
+
     def _fastpath_counters(self) -> dict[str, int]:
         m = self._maps.get("stats")
         if m is None:
-            return {}
+            return self._punt_drop_counters()
         out = {}
         for index, name in enumerate(L.STAT_NAMES):
             out[name] = sum(L.U64.unpack(v)[0] for v in m.lookup_percpu(L.U32.pack(index)))
@@ -434,6 +455,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             n = sum(L.U64.unpack(v)[0] for v in reasons.lookup_percpu(L.U32.pack(index)))
             if n:
                 out[f"punt_{name}"] = n
+        out.update(self._punt_drop_counters())
         return out
 
     def _put(self, name: str, key: bytes, value: bytes, flags: int = 0) -> bool:
@@ -836,6 +858,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
                         self._fold_due(now)
+                        self._read_punt_drops()
                     self._send_all(self._tick(now), None)
                 if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY
