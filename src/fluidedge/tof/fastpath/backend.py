@@ -18,10 +18,13 @@ Data path (all in ``[tof] netns``):
   any other reply stays on the TUN, where the agent reads it (queue + Pinger).
 - The agent runs the reference :class:`~fluidedge.tof.pipeline.Pipeline` on punted frames and
   TUN reads, transmits its actions (AF_PACKET send-only sockets on the S1 interfaces, TUN
-  writes), and after every batch mirrors the pipeline's state into the maps
-  (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
-  program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
-  ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+  writes), and after every batch mirrors what changed in the pipeline's state into the maps
+  (the keys its dirty set names, :mod:`~fluidedge.tof.fastpath.dirty`, through the per-key
+  projections :func:`~fluidedge.tof.fastpath.layout.project` is built from; a service change:
+  its services' entries and flows). It folds the program's counters and last-seen times back
+  into the pipeline where they are needed (once a second those near their timeouts, on read
+  for the API), so idle purge, flow expiry, ``GET /tunnels`` and ``GET /stats`` see fast-path
+  traffic too. Punted frames its sockets' queues dropped are counted (``PACKET_STATISTICS``).
 - The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
   refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
   ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
