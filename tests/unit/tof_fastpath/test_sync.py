@@ -309,3 +309,33 @@ def test_a_removed_keys_kernel_counters_go_to_the_bearer_it_counted_for() -> Non
     backend._sync()
     assert dl_key not in maps["tunnels"].data
     assert bearer.dl_packets == before + 3  # folded into the bearer, not lost
+
+
+def test_the_service_index_drops_the_same_flows_as_the_scan() -> None:
+    """A tracked pipeline (service index) and a plain one (scan of every flow) given the same
+    frames and service changes keep the same flows and pairs, and report the same changes."""
+    rng = random.Random(7)
+    tracked, _maps = backend_with_fake_maps()
+    plain = FastPathBackend(TofConfig(backend="none")).pipeline  # tracked too: undo it
+    plain.flows, plain.pairs, plain.service_index = dict(plain.flows), dict(plain.pairs), None
+    pipelines = (tracked.pipeline, plain)
+    names = ["web", "alt", "new"]
+    for step in range(300):
+        i = rng.randrange(40)
+        enb, ue = ip(1, i % 200), ue_of(i)
+        if rng.random() < 0.8:
+            svc = ip(50, rng.choice([1, 2, 3]))
+            for p in pipelines:
+                p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+                p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, svc, 40000 + step, 80), ENB, 1.0)
+            continue
+        services = {
+            n: Service(n, f"198.18.50.{k + 1}", f"198.19.0.{rng.choice([10, 11])}")
+            for k, n in enumerate(names)
+            if rng.random() < 0.8
+        }
+        changed = [p.set_services(services) for p in pipelines]
+        assert changed[0] == changed[1]
+        assert dict(pipelines[0].flows) == pipelines[1].flows
+        assert dict(pipelines[0].pairs) == pipelines[1].pairs
+    assert pipelines[1].flows  # flows survived some changes
