@@ -84,8 +84,16 @@ class TofPart:
 
     def router(self) -> APIRouter:
         router = build_router(self.catalog, self.backend, lambda: self.controller)
-        router.include_router(build_usage_router(self._with_accounting, self._export_stats))
+        router.include_router(
+            build_usage_router(self._with_accounting, self._export_stats, self._rate_limited)
+        )
         return router
+
+    def _rate_limited(
+        self, ue: bytes | None, service: str | None
+    ) -> list[dict[str, object]] | None:
+        rate_limited = getattr(self.backend, "rate_limited", None)
+        return None if rate_limited is None else rate_limited(ue, service)
 
     def _with_accounting(self, call: Any) -> Any:
         with_accounting = getattr(self.backend, "with_accounting", None)

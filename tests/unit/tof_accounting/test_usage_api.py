@@ -80,6 +80,7 @@ def test_usage_when_off(tmp_path: Path) -> None:
             "open": [],
             "totals": {},
             "export": {},
+            "rateLimited": [],
         }
         assert "fluidedge_tof_usage" not in client.get("/metrics").text
 

@@ -146,6 +146,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
         self._snap_dl: dict[bytes, int] = {}
         self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
+        self._snap_limits: dict[bytes, tuple[int, int]] = {}  # ue_limits key -> drops, bytes
         self._dirty = track(self.pipeline)  # what changed since the last sync
         # Keys (in dirty-set form) a full map refused: retried every RETRY_EVERY.
         self._waiting: dict[str, set[Any]] = {name: set() for name in SIZED_MAPS}
@@ -185,6 +186,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
                 "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
                 "service_stats": (4, L.SERVICE_STATS.size, True),
+                "ue_limits": (L.LIMIT_KEY.size, L.LIMIT_VAL.size, False),
             }
             for name, (ks, vs, percpu) in maps.items():
                 self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
@@ -281,6 +283,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_tun.clear()
         self._snap_dl.clear()
         self._snap_svc.clear()
+        self._snap_limits.clear()
         for keys in self._waiting.values():
             keys.clear()
         self._dirty.full = True  # the next sync re-installs the pipeline's state
@@ -307,7 +310,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             sip, app = s.service_address.packed, s.application_address.packed
             if len(sip) == 4:
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
-                desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
+                desired[sip] = L.service_value(self.pipeline, s.name, app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):
                 self._reset_slot(slot)
@@ -353,6 +356,65 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         m = self._maps["service_stats"]
         m.update(L.U32.pack(slot), bytes(L.SERVICE_STATS.size) * m.cpus)
         self._snap_svc.pop(slot, None)
+        # A new service's UEs start with full buckets and no drops of the slot's previous one
+        # (rare: a slot is reused only after every other one, see layout.SlotAllocator).
+        limits = self._maps.get("ue_limits")
+        if limits is None:
+            return
+        for key in list(limits.keys()):
+            if L.LIMIT_KEY.unpack(key)[1] == slot:
+                limits.delete(key)
+                self._snap_limits.pop(key, None)
+
+    def rate_limited(self, ue: bytes | None, service: str | None) -> list[dict[str, object]] | None:
+        """Per UE and service: what the rate limits dropped, the kernel's drops folded in."""
+        self._fold_limits()
+        return super().rate_limited(ue, service)
+
+    def _fold_limits(self) -> None:
+        """Fold the kernel's per-UE drops into the pipeline's limiter, and remove the buckets
+        idle for ``idle_timeout`` (a bucket idle that long is full: recreating it on the next
+        packet changes nothing but the map's size). The map is read in batches without the
+        agent's lock; each batch is applied under one short hold of it (like :meth:`_fold`)."""
+        with self._fold_lock:
+            with self._lock:
+                limits = self._maps.get("ue_limits")
+                if limits is None or self.pipeline.ratelimit is None:
+                    return
+            idle_ns = int(self.config.idle_timeout * 1e9)
+            try:
+                for n, keys, values in limits.lookup_batches(FOLD_CHUNK):
+                    with self._lock:
+                        stale = self._apply_limits(n, keys, values, time.monotonic_ns() - idle_ns)
+                    for key in stale:
+                        limits.delete(key)
+            except BpfError:
+                return  # no batch lookups on this kernel: the drops show on the next read
+
+    def _apply_limits(self, n: int, keys: bytes, values: bytes, idle_before: int) -> list[bytes]:
+        limiter = self.pipeline.ratelimit
+        if limiter is None:
+            return []
+        names = {slot: name for name, slot in self._slots.items()}
+        snap, ks, vs = self._snap_limits, L.LIMIT_KEY.size, L.LIMIT_VAL.size
+        stale: list[bytes] = []
+        for i, (_tokens, last, drops, dropped) in enumerate(
+            L.LIMIT_VAL.iter_unpack(values[: n * vs])
+        ):
+            key = keys[i * ks : (i + 1) * ks]
+            d0, b0 = snap.get(key, (0, 0))
+            if drops < d0:  # removed and created again since the last fold
+                d0 = b0 = 0
+            if drops > d0:
+                ue, slot, direction = L.LIMIT_KEY.unpack(key)
+                name = names.get(slot)
+                if name is not None:
+                    limiter.count(ue, name, direction == 0, drops - d0, dropped - b0)
+            snap[key] = (drops, dropped)
+            if last < idle_before:
+                stale.append(key)
+                del snap[key]
+        return stale
 
     def tunnels(self) -> list[dict[str, object]]:
         """Every bearer, its kernel counters folded first. Like the fold, the rows are built
@@ -384,6 +446,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
+        self._fold_limits()
         with self._lock:
             self._fold_services()  # /stats shows no per-bearer counter: no map walk
             stats = self.pipeline.stats()
