@@ -139,7 +139,10 @@ class RateLimiter:
         self.dropped: dict[tuple[bytes, str], Dropped] = {}
 
     def allow(self, ue: bytes, service: str, uplink: bool, size: int, now: float) -> bool:
-        """Whether a packet of ``size`` bytes may go (counted as dropped when not)."""
+        """Whether a packet of ``size`` bytes may go (counted as dropped when not).
+
+        :meth:`Bucket.take`, inlined: this runs for every offloaded packet of a limited service.
+        """
         limits = self.limits.get(service)
         if limits is None:
             return True
@@ -150,8 +153,17 @@ class RateLimiter:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = Bucket(burst, now)
-        if bucket.take(size, now, rate, burst):
+        tokens = bucket.tokens
+        elapsed = now - bucket.last
+        if elapsed > 0:
+            tokens += elapsed * rate
+            bucket.last = now
+        if tokens > burst:
+            tokens = burst
+        if tokens >= size:
+            bucket.tokens = tokens - size
             return True
+        bucket.tokens = tokens
         self.count(ue, service, uplink, 1, size)
         return False
 
