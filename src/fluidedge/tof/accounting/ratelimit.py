@@ -158,7 +158,7 @@ class RateLimiter:
         if elapsed > 0:
             tokens += elapsed * rate
             bucket.last = now
-        if tokens > burst:
+        if tokens > burst:  # noqa: PLR1730 (cheaper than min() per packet)
             tokens = burst
         if tokens >= size:
             bucket.tokens = tokens - size
