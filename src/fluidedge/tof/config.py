@@ -139,10 +139,6 @@ class TofConfig(BaseModel):
             raise ValueError("set enb_interface and sgw_interface, or s1_interface")
         if self.apps_gateway is not None and self.apps_interface is None:
             raise ValueError("apps_gateway needs apps_interface (the interface to put it on)")
-        if self.accounting.enabled and self.backend == "fastpath":
-            raise ValueError(
-                "accounting: the fastpath backend does not count per UE yet; use userspace"
-            )
         if set(self.enb_addresses) & set(self.sgw_addresses):
             raise ValueError("an address cannot be both an eNB and an SGW")
         return self

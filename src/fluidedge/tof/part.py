@@ -85,9 +85,16 @@ class TofPart:
     def router(self) -> APIRouter:
         router = build_router(self.catalog, self.backend, lambda: self.controller)
         router.include_router(
-            build_usage_router(self._with_accounting, self._export_stats, self._rate_limited)
+            build_usage_router(self._read_usage, self._export_stats, self._rate_limited)
         )
         return router
+
+    def _read_usage(self, call: Any) -> Any:
+        """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first."""
+        fold_usage = getattr(self.backend, "fold_usage", None)
+        if fold_usage is not None:
+            fold_usage()
+        return self._with_accounting(call)
 
     def _rate_limited(
         self, ue: bytes | None, service: str | None

@@ -100,6 +100,7 @@ def test_map_sizes_follow_the_config() -> None:
         "flows": 1_000_000,
         "downlink": 100_000,
         "ue_limits": 400_000,  # a bucket per UE, limited service and direction
+        "usage": 200_000,  # a bearer's offloaded traffic per service (accounting)
     }
     assert L.map_sizes(10, 10, {"tunnels": 3})["tunnels"] == 3
     with pytest.raises(ValueError, match="services"):

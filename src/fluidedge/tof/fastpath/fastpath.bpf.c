@@ -9,6 +9,7 @@
  *   flows    (proto, app, app port, ue, ue port) -> serviceIP, eNB, SGW, slot   NAT state
  *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
  *   ue_limits (UE, slot, direction)         -> token bucket (bytes) + drops  per-UE rate limits
+ *   usage    (eNB, SGW, UE, slot)           -> offloaded packets/bytes  per-UE accounting
  * Anything not covered (unknown key, first packet of a flow, TCP SYN, fragments, IPv6, GTP-U
  * signalling, extension chains > 4 or longer than MAX_EXT_BYTES, Pinger replies, GSO) is
  * punted: S1 frames are redirected to the punt veth the agent reads (three global token buckets,
@@ -45,7 +46,7 @@
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
 	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_CONTROL_RATE, CFG_CONTROL_BURST, CFG_LEARN_RATE,
-	CFG_LEARN_BURST, CFG_MAX,
+	CFG_LEARN_BURST, CFG_ACCOUNTING, CFG_MAX,
 };
 
 enum stat_index {
@@ -59,7 +60,7 @@ enum stat_index {
 enum punt_reason {
 	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
 	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
-	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT, P_MAX,
+	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT, P_USAGE_FULL, P_MAX,
 };
 
 /* Punt budget classes (punt_budget index): control messages and learning are never starved by
@@ -89,6 +90,12 @@ struct service_stats { __u64 up_packets; __u64 up_bytes; __u64 down_packets; __u
 struct bucket { struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; };
 /* dir: 0 uplink, 1 downlink. Created by the program on a UE's first limited packet. */
 struct limit_key { __u32 ue; __u16 slot; __u16 dir; };
+/* Offloaded traffic of one bearer to one service (accounting on: CFG_ACCOUNTING), created by the
+ * program on the first packet; times are ktime ns (CLOCK_MONOTONIC, the agent's clock). */
+struct usage_key { __u32 enb; __u32 sgw; __u32 ue; __u32 slot; };
+struct usage_val {
+	__u64 up_packets; __u64 up_bytes; __u64 down_packets; __u64 down_bytes; __u64 first; __u64 last;
+};
 struct limit_val {
 	struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; __u64 drops; __u64 drop_bytes;
 };
@@ -116,6 +123,8 @@ struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 4096);
 	 __type(key, __u32); __type(value, struct service_stats); } service_stats SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct limit_key); __type(value, struct limit_val); } ue_limits SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -199,6 +208,39 @@ static __always_inline int ue_rate_ok(__u32 ue, __u32 slot, __u16 dir, __u32 rat
 	}
 	bpf_spin_unlock(&b->lock);
 	return ok;
+}
+
+/*
+ * Count one offloaded packet on its bearer's usage entry (accounting on). 0: the entry could not
+ * be created (full map): the caller leaves the packet to the agent, which counts what it
+ * offloads, so nothing offloaded goes uncounted.
+ */
+static __always_inline int account(__u32 enb, __u32 sgw, __u32 ue, __u32 slot, int up, __u32 len,
+				   __u64 now)
+{
+	struct usage_key k = { enb, sgw, ue, slot };
+	struct usage_val *u;
+
+	if (!cfg_get(CFG_ACCOUNTING))
+		return 1;
+	u = bpf_map_lookup_elem(&usage, &k);
+	if (!u) {
+		struct usage_val fresh = { .first = now };
+
+		bpf_map_update_elem(&usage, &k, &fresh, BPF_NOEXIST);
+		u = bpf_map_lookup_elem(&usage, &k);
+		if (!u)
+			return 0;
+	}
+	if (up) {
+		__sync_fetch_and_add(&u->up_packets, 1);
+		__sync_fetch_and_add(&u->up_bytes, len);
+	} else {
+		__sync_fetch_and_add(&u->down_packets, 1);
+		__sync_fetch_and_add(&u->down_bytes, len);
+	}
+	u->last = now;
+	return 1;
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -484,6 +526,8 @@ int s1_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	__u64 now = bpf_ktime_get_ns();
+	if (!account(ip->saddr, ip->daddr, ue, slot, 1, inner_len, now))
+		return punt(from_enb, other, P_USAGE_FULL);
 	__sync_fetch_and_add(&tv->packets, 1);
 	__sync_fetch_and_add(&tv->bytes, inner_len);
 	__sync_fetch_and_add(&tv->offloaded, 1);
@@ -578,7 +622,10 @@ int apps_egress(struct __sk_buff *skb)
 		count(ST_RL_DROP_DOWN);
 		return TC_ACT_SHOT;
 	}
-	fv->last_seen = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_ns();
+	if (!account(fv->enb, fv->sgw, in->daddr, slot, 0, len, now))
+		goto agent;
+	fv->last_seen = now;
 	__sync_fetch_and_add(&dv->offloaded, 1);
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
 	if (ss) {

@@ -28,6 +28,7 @@ CFG_TUN_IF, CFG_S1_MTU = _CFG["CFG_TUN_IF"], _CFG["CFG_S1_MTU"]
 CFG_PUNT_RATE, CFG_PUNT_BURST = _CFG["CFG_PUNT_RATE"], _CFG["CFG_PUNT_BURST"]
 CFG_CONTROL_RATE, CFG_CONTROL_BURST = _CFG["CFG_CONTROL_RATE"], _CFG["CFG_CONTROL_BURST"]
 CFG_LEARN_RATE, CFG_LEARN_BURST = _CFG["CFG_LEARN_RATE"], _CFG["CFG_LEARN_BURST"]
+CFG_ACCOUNTING = _CFG["CFG_ACCOUNTING"]  # 1: offloaded packets counted per bearer and service
 
 # The names the API shows for enum stat_index members (the order comes from the C enum).
 STAT_API_NAMES = {
@@ -74,6 +75,7 @@ PUNT_API_NAMES = {
     "P_GTPC": "gtpc",  # GTPv1-C (UDP 2123): the agent learns/forgets bearers, then passes it
     "P_OUTER_UDP_LENGTH": "outer_udp_length",  # G-PDU whose UDP length is not the IP's
     "P_SERVICE_PUNT": "service_punt",  # a service flagged SERVICE_PUNT (e.g. app not ready)
+    "P_USAGE_FULL": "usage_full",  # accounting on, the usage map full: the agent counts it
 }
 
 
@@ -100,6 +102,8 @@ FLOW_KEY = struct.Struct("=BB2s2sH4s4s")  # proto, pad, app port, ue port, pad, 
 FLOW_VAL = struct.Struct("=4s4s4sIQ")  # service IP, eNB, SGW, slot, last_seen ns
 DOWNLINK_VAL = struct.Struct("=14sBB2sH4sQ")  # eth, tos, ttl, sport, pad, TEID, offloaded
 SERVICE_STATS = struct.Struct("=QQQQ")  # up packets, up bytes, down packets, down bytes
+USAGE_KEY = struct.Struct("=4s4s4sI")  # eNB, SGW, UE, slot
+USAGE_VAL = struct.Struct("=QQQQQQ")  # up packets, bytes, down packets, bytes, first/last ns
 LIMIT_KEY = struct.Struct("=4sHH")  # UE, slot, direction (0 uplink, 1 downlink)
 LIMIT_VAL = struct.Struct("=4x4xQQQQ")  # (spin lock, pad) tokens, last ns, drops, dropped bytes
 
@@ -114,6 +118,8 @@ STRUCTS = {
     "flow_val": FLOW_VAL,
     "downlink_val": DOWNLINK_VAL,
     "service_stats": SERVICE_STATS,
+    "usage_key": USAGE_KEY,
+    "usage_val": USAGE_VAL,
     "limit_key": LIMIT_KEY,
     "limit_val": LIMIT_VAL,
 }
@@ -130,6 +136,8 @@ def map_sizes(
         "downlink": max_tunnels,
         # a bucket per UE, limited service and direction (created by the program)
         "ue_limits": 4 * max_tunnels,
+        # offloaded usage per bearer and service (accounting on; created by the program)
+        "usage": 2 * max_tunnels,
     }
     for name, size in (override or {}).items():
         if name not in sizes or size < 1:

@@ -1,6 +1,6 @@
-"""Per-UE rate limits: their accuracy and their cost, in both TOF backends, in one run.
+"""Offload policies' cost (per-UE rate limits, fast-path accounting) and the limits' accuracy.
 
-    .venv/bin/python bench/ratelimit.py [--quick] [--json] [--no-fastpath]
+    .venv/bin/python bench/offload_policy.py [--quick] [--json] [--no-fastpath] [--variants V,..]
 
 One invocation, ratios against a baseline measured in the same run (the machine is shared):
 
@@ -12,9 +12,13 @@ One invocation, ratios against a baseline measured in the same run (the machine 
   and 5x its limit (uplink) for 10 s; the delivered rate beyond the burst over the limit.
 * ``fastpath`` (root): the eBPF fast path on the functional tests' minimal topology, trafgen
   sending 256 B offloaded G-PDUs of one UE straight into ``s1enb`` at full speed: pps at the
-  app without a limit vs with a limit above the offered rate (nothing dropped: the cost of
-  the per-UE bucket, a hash lookup and a spin lock per packet), backends alternating over
-  rounds; then a limit below the offered rate: the delivered inner bytes/s over the limit.
+  app for each variant, backends alternating over rounds (order rotated): ``off`` (the
+  baseline), ``limited`` (a limit above the offered rate, nothing dropped: the cost of the
+  per-UE bucket, a hash lookup and a spin lock per packet), ``accounting`` (the per-bearer
+  usage counters: a hash lookup and atomic adds per packet, the fold thread every second).
+  Then a limit below the offered rate: the delivered inner bytes/s over the limit. The
+  program runs in the sender's softirq on this 2-core machine, so what it costs per packet
+  slows trafgen down: the pps ratio is the per-packet cost ratio.
 """
 
 from __future__ import annotations
@@ -128,32 +132,40 @@ def accuracy_bench() -> dict[str, float]:
     return out
 
 
-def fastpath_bench(rounds: int) -> dict[str, Any]:
+FASTPATH_VARIANTS: dict[str, dict[str, Any]] = {
+    "off": {},
+    # a limit above anything offered: every packet pays the bucket, none is dropped
+    "limited": {"ratelimit": {"services": {"bench": {"uplink": HIGH}}}},
+    # per-bearer usage counters in the kernel (the fold thread every second)
+    "accounting": {"accounting": {"enabled": True, "jsonl": {}}},
+}
+
+
+def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
     from tests.functional.tof_fastpath.topo import topology
 
+    from fluidedge.lab.gen import stop_group
     from fluidedge.linux.proc import run
     from fluidedge.tof.fastpath.backend import FastPathBackend
-    from tof_fastpath import _direct_frame, _rx_packets, _trafgen_rate
+    from tof_fastpath import _direct_frame, _rx_packets, _start_trafgen, _trafgen_rate
 
     def rx_bytes(ns: str, dev: str) -> int:
         path = f"/sys/class/net/{dev}/statistics/rx_bytes"
         return int(run(["ip", "netns", "exec", ns, "cat", path]).stdout)
 
     out: dict[str, Any] = {}
-    with topology("brl") as t:
+    with topology("bop") as t:
         fd, name = tempfile.mkstemp(prefix="fluidedge-bench-", suffix=".trafgen")
         os.close(fd)
         cfg = Path(name)
         frame = _direct_frame(256, "198.18.50.1", bytes.fromhex("02000000e002"))
         inner_len = len(frame) - 14 - 36
 
-        def run_with(limit_bps: int | None, measure: str) -> float:
+        def run_with(extra: dict[str, Any], measure: str) -> float:
             base = {"netns": t.host, "pinger_target": "198.18.200.10", "idle_timeout": 600}
-            if limit_bps:
-                base["ratelimit"] = {"services": {"bench": {"uplink": limit_bps}}}
-            backend = FastPathBackend(TofConfig.model_validate(base))
+            backend = FastPathBackend(TofConfig.model_validate({**base, **extra}))
             backend.start()
             try:
                 backend.apply({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})
@@ -162,23 +174,13 @@ def fastpath_bench(rounds: int) -> dict[str, Any]:
                 if measure == "pps":
                     return _trafgen_rate(t.enb, cfg, [frame], (t.app, "eth0"))
                 # Bytes/s delivered: inner IP bytes (Ethernet header off) at the app.
-                from fluidedge.lab.gen import stop_group
-                from tof_fastpath import _start_trafgen
-
+                app = (t.app, "eth0")
                 proc = _start_trafgen(t.enb, cfg, [frame])
                 try:
                     time.sleep(1.0)
-                    b0, p0, t0 = (
-                        rx_bytes(t.app, "eth0"),
-                        _rx_packets((t.app, "eth0")),
-                        time.monotonic(),
-                    )
+                    b0, p0, t0 = rx_bytes(*app), _rx_packets(app), time.monotonic()
                     time.sleep(3.0)
-                    b1, p1, t1 = (
-                        rx_bytes(t.app, "eth0"),
-                        _rx_packets((t.app, "eth0")),
-                        time.monotonic(),
-                    )
+                    b1, p1, t1 = rx_bytes(*app), _rx_packets(app), time.monotonic()
                 finally:
                     stop_group(proc)
                 stats = backend.stats()["fastpath"]
@@ -189,21 +191,27 @@ def fastpath_bench(rounds: int) -> dict[str, Any]:
                 backend.stop()
 
         try:
-            off, on = [], []
+            pps: dict[str, list[float]] = {v: [] for v in variants}
             for r in range(rounds):
-                for variant in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                    pps = run_with(HIGH if variant == "on" else None, "pps")
-                    (on if variant == "on" else off).append(pps)
+                shift = r % len(variants)  # rotate the order: none gets the quieter moments
+                for variant in variants[shift:] + variants[:shift]:
+                    pps[variant].append(run_with(FASTPATH_VARIANTS[variant], "pps"))
             out["offered_frame_bytes"] = len(frame)
-            out["off_pps"] = [round(x) for x in off]
-            out["on_pps"] = [round(x) for x in on]
-            out["ratio_on_off_median"] = round(statistics.median(on) / statistics.median(off), 3)
-            out["ratio_best_rounds"] = round(max(on) / max(off), 3)
-            # A limit at a fifth of what the generator offers (in inner bytes/s).
-            limit = int(statistics.median(off) * inner_len / 5) * 8
-            delivered = run_with(limit, "bytes")
-            out["limit_bps"] = limit
-            out["delivered_over_limit"] = round(delivered * 8 / limit, 4)
+            out["pps"] = {v: [round(x) for x in xs] for v, xs in pps.items()}
+            base = statistics.median(pps["off"])
+            out["ratio_median"] = {
+                v: round(statistics.median(xs) / base, 3) for v, xs in pps.items() if v != "off"
+            }
+            out["ratio_best_rounds"] = {
+                v: round(max(xs) / max(pps["off"]), 3) for v, xs in pps.items() if v != "off"
+            }
+            if "limited" in variants:
+                # A limit at a fifth of what the generator offers (in inner bytes/s).
+                limit = int(base * inner_len / 5) * 8
+                extra = {"ratelimit": {"services": {"bench": {"uplink": limit}}}}
+                delivered = run_with(extra, "bytes")
+                out["limit_bps"] = limit
+                out["delivered_over_limit"] = round(delivered * 8 / limit, 4)
         finally:
             cfg.unlink(missing_ok=True)
     return out
@@ -214,13 +222,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-fastpath", action="store_true", help="skip the kernel part")
+    parser.add_argument(
+        "--variants",
+        default=",".join(FASTPATH_VARIANTS),
+        help="fast-path variants (off is the baseline): " + ", ".join(FASTPATH_VARIANTS),
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {
         "pipeline": pipeline_bench(10 if args.quick else 40),
         "accuracy": accuracy_bench(),
     }
     if not args.no_fastpath and os.geteuid() == 0:
-        result["fastpath"] = fastpath_bench(2 if args.quick else 4)
+        variants = tuple(dict.fromkeys(["off", *args.variants.split(",")]))
+        result["fastpath"] = fastpath_bench(2 if args.quick else 4, variants)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -239,15 +253,17 @@ def main() -> None:
     )
     f = result.get("fastpath")
     if f:
-        print(
-            f"fastpath offload ({f['offered_frame_bytes']} B frames, trafgen): off {f['off_pps']} "
-            f"pps, limited (nothing dropped) {f['on_pps']} pps; on/off median "
-            f"{f['ratio_on_off_median']} (best rounds {f['ratio_best_rounds']})"
-        )
-        print(
-            f"fastpath accuracy: limit {f['limit_bps']} bit/s (1/5 of the offer), delivered / "
-            f"limit {f['delivered_over_limit']}, kernel drops {f['limited_drops']}"
-        )
+        print(f"fastpath offload ({f['offered_frame_bytes']} B frames, trafgen), pps per round:")
+        for variant, rates in f["pps"].items():
+            ratio = f["ratio_median"].get(variant)
+            best = f["ratio_best_rounds"].get(variant)
+            tail = f"  {variant}/off median {ratio}, best rounds {best}" if ratio else ""
+            print(f"  {variant:10} {rates}{tail}")
+        if "limit_bps" in f:
+            print(
+                f"fastpath accuracy: limit {f['limit_bps']} bit/s (1/5 of the offer), delivered"
+                f" / limit {f['delivered_over_limit']}, kernel drops {f['limited_drops']}"
+            )
 
 
 if __name__ == "__main__":
