@@ -102,7 +102,9 @@ def test_a_long_idle_refills_to_the_burst_without_wrapping(lib: ctypes.CDLL, idl
 def test_clock_going_back_and_unlimited_rate(lib: ctypes.CDLL) -> None:
     b = Bucket(lib, rate=10, burst=2)
     assert b.burst_at(100 * S) == 2
-    assert not b.take(50 * S)  # time going back refills nothing
+    assert not b.take(50 * S)  # time going back refills nothing...
+    assert b.last.value == 100 * S  # ...and does not move the refill's origin back
+    assert not b.take(100 * S + S // 20)  # so 50 ms after 100 s: half a token, not 500 s
     assert Bucket(lib, rate=0, burst=0).burst_at(S, limit=500) == 500  # 0 = unlimited
     # A tokens value above the cap (a burst lowered at run time) is clamped, not trusted.
     c = Bucket(lib, rate=10, burst=3)

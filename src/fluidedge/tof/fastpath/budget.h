@@ -33,7 +33,10 @@ bucket_take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst, __u6
 		t += elapsed * rate; /* < cap - t + rate: no wrap */
 	if (t > cap)
 		t = cap;
-	*last = now;
+	/* Never back: with several CPUs, one may read the clock before another takes the lock
+	 * with a later time; moving `last` back would refill that span twice. */
+	if (now > *last)
+		*last = now;
 	if (cost > 0xFFFFFFFFULL)
 		cost = 0xFFFFFFFFULL;
 	cost *= BUDGET_TOKEN;
