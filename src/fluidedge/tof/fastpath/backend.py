@@ -445,26 +445,31 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         keys = usage.keys()
         for start in range(0, len(keys), FOLD_CHUNK):
             with self._lock:
+                names = self._slot_names()
                 for key in keys[start : start + FOLD_CHUNK]:
                     raw = usage.lookup(key)
                     if raw is not None:
-                        self._credit_usage(key, raw)
+                        self._credit_usage(key, raw, names)
 
     def _apply_usage(self, n: int, keys: bytes, values: bytes, idle_before: int) -> list[bytes]:
         ks, vs = L.USAGE_KEY.size, L.USAGE_VAL.size
         bearers = self.pipeline.bearers
+        names = self._slot_names()
         stale: list[bytes] = []
         for i in range(n):
             key = keys[i * ks : (i + 1) * ks]
             raw = values[i * vs : (i + 1) * vs]
-            if not self._credit_usage(key, raw):
+            if not self._credit_usage(key, raw, names):
                 last = L.USAGE_VAL.unpack(raw)[5]
                 if last < idle_before and (key[:4], key[4:8], key[8:12]) not in bearers:
                     stale.append(key)
                     self._snap_usage.pop(key, None)
         return stale
 
-    def _credit_usage(self, key: bytes, raw: bytes) -> bool:
+    def _slot_names(self) -> dict[int, str]:
+        return {slot: name for name, slot in self._slots.items()}
+
+    def _credit_usage(self, key: bytes, raw: bytes, names: Mapping[int, str]) -> bool:
         """Add what the entry ``key`` counted since the last fold to its bearer's open record
         for its service (opening one if needed); False when there was nothing new."""
         accounting = self.pipeline.accounting
@@ -478,7 +483,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_usage[key] = (up_p, up_b, down_p, down_b)
         enb, sgw, ue, slot = L.USAGE_KEY.unpack(key)
         bearer = self.pipeline.bearers.get((enb, sgw, ue))
-        name = next((n for n, s in self._slots.items() if s == slot), None)
+        name = names.get(slot)
         service = self._services.get(name) if name is not None else None
         if bearer is None or service is None:
             self.usage_orphaned["packets"] += dp + dq
@@ -504,11 +509,12 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         if usage is None or len(bearer.ue) != 4 or len(bearer.enb) != 4:
             return
         prefix = bearer.enb + bearer.sgw + bearer.ue
-        for slot in self._slots.values():
+        names = self._slot_names()
+        for slot in names:
             key = prefix + L.U32.pack(slot)
             raw = usage.lookup(key)
             if raw is not None:
-                self._credit_usage(key, raw)
+                self._credit_usage(key, raw, names)
 
     def _fold_limits(self) -> None:
         """Fold the kernel's per-UE drops into the pipeline's limiter, and remove the buckets
@@ -534,7 +540,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         limiter = self.pipeline.ratelimit
         if limiter is None:
             return []
-        names = {slot: name for name, slot in self._slots.items()}
+        names = self._slot_names()
         snap, ks, vs = self._snap_limits, L.LIMIT_KEY.size, L.LIMIT_VAL.size
         stale: list[bytes] = []
         for i, (_tokens, last, drops, dropped) in enumerate(
