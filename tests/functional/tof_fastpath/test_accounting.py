@@ -124,6 +124,7 @@ def test_fast_path_usage_equals_the_bytes_the_offload_carried() -> None:
             assert fast["offloaded_uplink"] == 300 + 60
             assert fast["offloaded_downlink"] == 200 + 40
             assert fast["errors"] == 0
+            assert backend.stats()["usageOrphaned"] == {"packets": 0, "bytes": 0}
 
             # Bearer end: the purge closes the records with everything counted so far.
             send_up(UE1, 40)  # no wait for the fold: the close folds the bearer first

@@ -602,6 +602,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
+        if self.pipeline.accounting is not None:
+            stats["usageOrphaned"] = dict(self.usage_orphaned)
         stats["offload_filtered"] = bool(self._all_flags)
         stats["fastpath_maps"] = self.map_report()
         return self._add_dataplane_state(stats)
