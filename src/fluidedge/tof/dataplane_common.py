@@ -177,6 +177,12 @@ class DataPlaneBase:
             accounting = self.pipeline.accounting
             return None if accounting is None else call(accounting)
 
+    def rate_limited(self, ue: bytes | None, service: str | None) -> list[dict[str, object]] | None:
+        """Per UE and service: what the rate limits dropped (None: no limit configured)."""
+        with self._lock:
+            limiter = self.pipeline.ratelimit
+            return None if limiter is None else limiter.rows(ue, service)
+
     def _wall_clock(self, rows: list[dict[str, object]]) -> list[dict[str, object]]:
         """Turn the pipeline's monotonic ``learnedAt``/``lastSeen`` into wall-clock seconds."""
         for row in rows:

@@ -66,6 +66,7 @@ from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
 from fluidedge.tof.accounting import policy as acct_policy
+from fluidedge.tof.accounting.ratelimit import RateLimiter
 from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
@@ -285,6 +286,9 @@ class Pipeline:
         self.accounting: Accountant | None = (
             Accountant(config.accounting) if config.accounting.enabled else None
         )
+        # Per-UE rate limits (docs/accounting.md); None: no service is limited.
+        limiter = RateLimiter(config.ratelimit)
+        self.ratelimit: RateLimiter | None = limiter if limiter.limits else None
 
     # ------------------------------------------------------------------ control
 
@@ -349,6 +353,8 @@ class Pipeline:
         if self.accounting is not None:
             for bearer in self.bearers.values():
                 self.accounting.close_bearer(bearer, acct_policy.BEARER_END, now, "purged")
+        if self.ratelimit is not None:
+            self.ratelimit.reset()
         self.up.clear()
         self.down.clear()
         self.bearers.clear()
@@ -744,6 +750,13 @@ class Pipeline:
         """Decapsulate, DNAT serviceIP -> applicationIP, remember the flow, send to the apps."""
         name, app_ip = service
         service_ip, ue = c.inner_dst, c.inner_src
+        limiter = self.ratelimit
+        if limiter is not None:
+            at = c.inner_offset  # the inner IPv4 length (no link padding), as accounted
+            size = (frame[at + 2] << 8) | frame[at + 3] if len(ue) == 4 else c.inner_end - at
+            if not limiter.allow(ue, name, True, min(size, c.inner_end - at), now):
+                self.drops["rate_limited_uplink"] += 1
+                return []
         packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
             if len(ue) == 4 and not c.inner_fragment and (packet[0] >> 4) == 4:
@@ -850,6 +863,12 @@ class Pipeline:
             flow.application_ip,
         ) and not self._flow_current(flow):
             self.drops["apps_stale_flow"] += 1
+            return []
+        limiter = self.ratelimit
+        if limiter is not None and not limiter.allow(
+            flow.bearer[2], flow.service, False, len(buf), now
+        ):
+            self.drops["rate_limited_downlink"] += 1
             return []
         try:
             if fast:
@@ -1277,6 +1296,7 @@ class Pipeline:
                 len(b.queue) for b in self._timed.values() if self.bearers.get(b.key) is b
             ),
             "onDemand": self.ondemand.stats(),
+            "rateLimited": {} if self.ratelimit is None else self.ratelimit.totals(),
         }
 
 
