@@ -33,7 +33,7 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
-from tests.e2e.secgroups.scenario import purge
+from tests.e2e.chains.cleanup import purge_daemon_state
 from tests.e2e.tof.conftest import SERVICE_IP, lab_config, tof_section
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_for, wait_until
@@ -94,16 +94,18 @@ def _plug_host(vsctl: Vsctl, peer_ns: str, dev: str, peer: str) -> None:
 
 @pytest.fixture(params=["userspace", "fastpath"])
 def env(
-    daemon_factory: Callable[..., DaemonHandle], request: pytest.FixtureRequest
+    daemon_factory: Callable[..., DaemonHandle], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Env]:
     lab = Lab.up(lab_config(), prefix=f"{TAG}{request.param[0]}", mode="tof")
     app_ns = f"{TAG}app"
     fn = Function("fw", f"{TAG}fn", f"{TAG}fi", f"{TAG}fo")
     handle: DaemonHandle | None = None
     server = Echo([])
+    state = tmp_path / "state"
     try:
         netns_mod.create(NS)
         handle = daemon_factory(
+            state_dir=state,
             parts={
                 "instances": {
                     "pool_scale": 0,
@@ -120,7 +122,7 @@ def env(
                 },
                 "chains": {"poll_interval": 0.2},
                 "tof": tof_section(lab, request.param),
-            }
+            },
         )
         ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
         daemons = ovs_bridges.switch(NS)
@@ -160,7 +162,7 @@ def env(
             s.close()
         if handle is not None:
             handle.stop()
-            purge(handle)
+        purge_daemon_state(state, NS)
         for ns in (fn.netns, app_ns, NS):
             netns_mod.delete(ns)
         lab.down()
