@@ -42,7 +42,6 @@ from fluidedge.core.fields import (
     FieldChecks,
     IPNetwork,
 )
-from fluidedge.tof.models import NAME_PATTERN
 
 FailurePolicy = Literal["open", "closed"]
 
@@ -65,7 +64,9 @@ CHAIN_ID_MIN, CHAIN_ID_MAX = 1, 255
 _ID_RE = re.compile(ID_PATTERN)
 _TENANT_RE = re.compile(TENANT_PATTERN)
 _PORT_RE = re.compile(PORT_PATTERN)
-TOF_SERVICE_PATTERN = NAME_PATTERN  # the TOF's service names
+# A TOF service's name: the TOF's own pattern (fluidedge.tof.models.NAME_PATTERN), restated
+# because tof and chains are peers in the package layers (tests/unit/test_layers.py).
+TOF_SERVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _TOF_SERVICE_RE = re.compile(TOF_SERVICE_PATTERN)
 
 

@@ -23,13 +23,32 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 from fluidedge.chains.model import ChainState
 from fluidedge.core.fields import IPNetwork
-from fluidedge.tof.models import Service
 
 
-def service_prefixes(services: Iterable[Service]) -> dict[str, IPNetwork]:
+class _OnDemand(Protocol):
+    @property
+    def address_pool(self) -> str: ...
+
+
+class TofService(Protocol):
+    """What is read of a TOF service (:class:`fluidedge.tof.models.Service`; tof and chains
+    are peer packages, so its shape rather than its import)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def application_ip(self) -> str: ...
+
+    @property
+    def ondemand(self) -> _OnDemand | None: ...
+
+
+def service_prefixes(services: Iterable[TofService]) -> dict[str, IPNetwork]:
     """Service name -> the destination its offloaded packets carry on the apps side."""
     out: dict[str, IPNetwork] = {}
     for s in services:

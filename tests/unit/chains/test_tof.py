@@ -10,6 +10,7 @@ import pytest
 from fluidedge.chains.compiler import compile_bridge
 from fluidedge.chains.errors import InvalidChain
 from fluidedge.chains.model import (
+    TOF_SERVICE_PATTERN,
     ChainState,
     FlowClassifier,
     PortChain,
@@ -17,7 +18,7 @@ from fluidedge.chains.model import (
     PortPairGroup,
 )
 from fluidedge.chains.tof import resolve, service_prefixes
-from fluidedge.tof.models import NewServiceModel
+from fluidedge.tof.models import NAME_PATTERN, NewServiceModel
 
 
 def _fc(cid: str = "c", **kw: Any) -> FlowClassifier:
@@ -96,3 +97,8 @@ def test_missing_or_other_family_service_takes_no_traffic() -> None:
 def test_state_without_tof_classifiers_is_unchanged() -> None:
     state = _state(_fc(tof_service=None, destination_ip_prefix="198.19.0.10"))
     assert resolve(state, {}) is state
+
+
+def test_the_service_name_pattern_is_the_tofs() -> None:
+    """Restated in chains (tof and chains are peer layers): it must not drift."""
+    assert TOF_SERVICE_PATTERN == NAME_PATTERN
