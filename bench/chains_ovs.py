@@ -16,13 +16,25 @@ learning). A UDP echo server runs in B as its own process; A measures the round 
    is applied; the time from the call to the first datagram the function sees (the first
    bundle's effect; the old version's removal follows after a drain),
    p50/p99 over ``--changes`` changes (the chain is deleted again between them).
+4. throughput: A floods B with ``--flood`` 64-byte datagrams as fast as one sender process
+   can (tests/functional/chains/udp_stream.py); the rate B receives (first to last
+   datagram) directly, through 1 and through 3 functions, and its ratio to direct; the
+   datagrams lost.
+5. make-before-break at 10,000/s: a sequence-numbered stream of ``--stream`` datagrams
+   through a group of one function, once unchanged and once while a member joins the
+   group, the chain is replaced (every flow in a new version) and the member leaves again:
+   the datagrams lost and out of order in each, so what the changes cost is read against
+   what the machine itself loses. The lab's ovs-vswitchd runs at a raised priority here
+   (ChainLab.prioritise).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,7 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from tests.functional.chains.chain_lab import ChainLab, Function, echo  # noqa: E402
+from tests.functional.chains.chain_lab import (  # noqa: E402
+    SO_RCVBUFFORCE,
+    ChainLab,
+    Function,
+    echo,
+)
 
 from fluidedge.chains.model import (  # noqa: E402
     ChainState,
@@ -76,6 +93,60 @@ def state(lab: ChainLab, fns: list[Function]) -> ChainState:
     )
 
 
+def receive(lab: ChainLab, port: int) -> tuple[socket.socket, list[tuple[float, int]]]:
+    """A receiver in B (a thread of this process): (arrival time, sequence) per datagram."""
+    server = lab.udp_server(lab.hosts["net/b"], port)
+    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    server.settimeout(0.2)
+    got: list[tuple[float, int]] = []
+
+    def run() -> None:
+        while True:
+            try:
+                data = server.recv(64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            got.append((time.perf_counter(), struct.unpack("!Q", data[:8])[0]))
+
+    threading.Thread(target=run, daemon=True).start()
+    return server, got
+
+
+def stream(lab: ChainLab, port: int, rate: float, count: int) -> str:
+    """Run the paced sender in A; its output (sent, mean rate)."""
+    argv = ["ip", "netns", "exec", lab.hosts["net/a"].netns, sys.executable, "-m",
+            "tests.functional.chains.udp_stream", "10.0.0.2", str(port), str(rate),
+            str(count)]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+
+
+def settle(got: list[tuple[float, int]], count: int) -> None:
+    """Wait until ``count`` arrived or nothing arrived for a second."""
+    last = -1
+    while len(got) < count and len(got) != last:
+        last = len(got)
+        time.sleep(1.0)
+
+
+def flaws(seqs: list[int], count: int) -> tuple[int, int]:
+    """(lost, out of order) of a sequence-numbered stream of ``count``."""
+    late = sum(1 for x, y in itertools.pairwise(seqs) if y < x)
+    return count - len(set(seqs)), late
+
+
+def group_state(lab: ChainLab, members: tuple[str, ...], policy: str) -> ChainState:
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in lab.functions.values()}
+    return ChainState(
+        port_pairs=pairs,
+        groups={"g": PortPairGroup("g", members)},
+        classifiers={"c": FlowClassifier("c", a.device, b.device, protocol=17)},
+        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
+    )
+
+
 def rtts(client: socket.socket, samples: int) -> list[float]:
     """Round trips in microseconds; a datagram lost (1 s) is counted, not timed."""
     out = []
@@ -103,6 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--changes", type=int, default=10)
+    parser.add_argument("--flood", type=int, default=50_000)
+    parser.add_argument("--stream", type=int, default=30_000)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, Open vSwitch)")
@@ -172,6 +245,57 @@ def main() -> None:
         )
         client.close()
         sender.close()
+        # throughput, one way
+        rates: dict[int, float] = {}
+        for k, n in enumerate((0, 1, 3)):
+            plane.apply(state(lab, fns[:n]))
+            server, got = receive(lab, PORT + 1 + k)
+            stream(lab, PORT + 1 + k, 1e9, args.flood)
+            settle(got, args.flood)
+            server.close()
+            span = got[-1][0] - got[0][0] if len(got) > 1 else float("inf")
+            rates[n] = len(got) / span
+            lost, _ = flaws([q for _, q in got], args.flood)
+            label = "direct      " if n == 0 else f"{n} function{'s' if n > 1 else ' '}"
+            ratio = "" if n == 0 else f"  ratio {rates[n] / rates[0]:.2f}x"
+            print(f"throughput {label} {rates[n]:9.0f} datagrams/s{ratio}  ({lost} lost)")
+            for fn in fns:
+                fn.seen()
+        # make-before-break under a 10,000/s stream
+        lab.prioritise()
+        f0, f1 = fns[0].name, fns[1].name
+        for k, changes in enumerate((False, True)):
+            port = PORT + 10 + k
+            plane.apply(group_state(lab, (f0,), "closed"))
+            server, got = receive(lab, port)
+            steps = [
+                group_state(lab, (f0, f1), "closed"),
+                group_state(lab, (f0, f1), "open"),
+                group_state(lab, (f0,), "closed"),
+            ]
+            done: list[str] = []
+            sending = threading.Thread(
+                target=lambda p=port, d=done: d.append(stream(lab, p, 10_000, args.stream))
+            )
+            sending.start()
+            for j, step in enumerate(steps if changes else [], start=1):
+                while len(got) < j * args.stream // 4 and sending.is_alive():
+                    time.sleep(0.01)
+                plane.apply(step)
+            sending.join()
+            settle(got, args.stream)
+            server.close()
+            lost, late = flaws([q for _, q in got], args.stream)
+            sent_rate = done[0].split()[1] if done else "?"
+            what = (
+                "3 changes (join, replace, leave)"
+                if changes
+                else "no change                       "
+            )
+            print(
+                f"stream 10,000/s, {args.stream}: {what}  lost {lost:5d}  out of order "
+                f"{late}  (sender's mean rate {sent_rate}/s)"
+            )
     finally:
         if echo is not None:
             echo.kill()

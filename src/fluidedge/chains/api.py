@@ -22,6 +22,7 @@ from fluidedge.chains.model import (
     MAX_GROUPS,
     MAX_MEMBERS,
     PORT_PATTERN,
+    TOF_SERVICE_PATTERN,
 )
 from fluidedge.chains.service import ChainService
 from fluidedge.core.openapi import error_responses
@@ -60,6 +61,12 @@ class FlowClassifierBody(_Strict):
     source_port_range_max: int | None = Field(default=None, ge=0, le=65535)
     destination_port_range_min: int | None = Field(default=None, ge=0, le=65535)
     destination_port_range_max: int | None = Field(default=None, ge=0, le=65535)
+    tof_service: str | None = Field(
+        default=None,
+        pattern=TOF_SERVICE_PATTERN,
+        description="a TOF service: its offloaded traffic (the source port is the TOF's apps "
+        "side; the destination prefix is the service's, not given here)",
+    )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
 
 

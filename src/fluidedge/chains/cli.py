@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
 
     fc_cols = ["id", "ethertype", "protocol", "source_ip_prefix", "destination_ip_prefix",
                "destination_port_range_min", "destination_port_range_max",
-               "logical_source_port", "logical_destination_port"]  # fmt: skip
+               "logical_source_port", "logical_destination_port", "tof_service"]  # fmt: skip
 
     @classifier.command("ls")
     def fc_ls(as_json: JsonOpt = False) -> None:
@@ -154,6 +154,9 @@ def register(app: typer.Typer) -> None:
         dst: Annotated[str | None, typer.Option("--dst", help="destination prefix")] = None,
         sport: Annotated[str | None, typer.Option("--sport", help="PORT or MIN-MAX")] = None,
         dport: Annotated[str | None, typer.Option("--dport", help="PORT or MIN-MAX")] = None,
+        tof_service: Annotated[
+            str | None, typer.Option("--tof-service", help="a TOF service's offloaded traffic")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Create a flow classifier."""
@@ -171,6 +174,7 @@ def register(app: typer.Typer) -> None:
             "source_port_range_max": shigh,
             "destination_port_range_min": dlow,
             "destination_port_range_max": dhigh,
+            "tof_service": tof_service,
         }
         body = {k: v for k, v in body.items() if v is not None}
         _show(call("POST", "/v1/chains/flow-classifiers", body), as_json, fc_cols)

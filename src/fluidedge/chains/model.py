@@ -14,7 +14,9 @@ objects (references exist, nothing shared that the data plane cannot tell apart,
 - A *flow classifier* says which traffic a chain takes: ethertype, protocol, prefixes, port
   ranges, and the logical source and destination ports (both required here: the chain is
   entered where the traffic comes from and left towards its destination port, and the
-  replies are classified on the destination's port; see docs/chains.md).
+  replies are classified on the destination's port; see docs/chains.md). With
+  ``tof_service`` the classifier takes a TOF service's offloaded traffic: its source port is
+  the TOF's apps side, and its destination prefix is the service's (:mod:`.tof` fills it in).
 - A *port chain* is an ordered, non-empty list of groups plus classifiers, with its number
   (``chain_id``, 1-255: it is part of the OpenFlow registers and cookies), ``symmetric``
   (default: replies traverse the same instances in reverse) and the failure policy applied
@@ -62,6 +64,10 @@ CHAIN_ID_MIN, CHAIN_ID_MAX = 1, 255
 _ID_RE = re.compile(ID_PATTERN)
 _TENANT_RE = re.compile(TENANT_PATTERN)
 _PORT_RE = re.compile(PORT_PATTERN)
+# A TOF service's name: the TOF's own pattern (fluidedge.tof.models.NAME_PATTERN), restated
+# because tof and chains are peers in the package layers (tests/unit/test_layers.py).
+TOF_SERVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+_TOF_SERVICE_RE = re.compile(TOF_SERVICE_PATTERN)
 
 
 _checks = FieldChecks(InvalidChain)
@@ -207,9 +213,14 @@ class FlowClassifier:
     destination_port_range_max: int | None = None
     tenant: str = DEFAULT_TENANT
     description: str = ""
+    tof_service: str | None = None
 
     def __post_init__(self) -> None:
         _name("flow classifier id", self.id, _ID_RE)
+        if self.tof_service is not None:
+            _name("tof_service", self.tof_service, _TOF_SERVICE_RE)
+            if self.destination_ip_prefix is not None:
+                raise _bad("destination_ip_prefix", "is the TOF service's (give one or the other)")
         _name("logical_source_port", self.logical_source_port, _PORT_RE)
         _name("logical_destination_port", self.logical_destination_port, _PORT_RE)
         if self.logical_source_port == self.logical_destination_port:
@@ -258,6 +269,7 @@ class FlowClassifier:
             "destination_port_range_max": self.destination_port_range_max,
             "logical_source_port": self.logical_source_port,
             "logical_destination_port": self.logical_destination_port,
+            "tof_service": self.tof_service,
             "description": self.description,
         }
 
@@ -283,6 +295,7 @@ class FlowClassifier:
             logical_source_port=data.get("logical_source_port", ""),
             logical_destination_port=data.get("logical_destination_port", ""),
             description=data.get("description", ""),
+            tof_service=data.get("tof_service"),
         )
 
 

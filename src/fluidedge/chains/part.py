@@ -7,6 +7,9 @@ reconciles what the switch holds (nothing stale, nothing duplicated: see :mod:`.
 (``poll_interval``, default 1 s) re-applies a bridge whose set of ports changed, so a function
 instance that dies or is deleted leaves its group (its flows move to a sibling, or the chain's
 failure policy applies) and one that comes back rejoins.
+
+With a ``[tof]`` part, a flow classifier may name a TOF service (:mod:`.tof`): the poll also
+re-applies when the TOF's services change.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from fluidedge.chains.errors import ChainsError, InvalidChain
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.service import ChainService, DataPlane
+from fluidedge.chains.tof import service_prefixes
+from fluidedge.core.fields import IPNetwork
 from fluidedge.core.part import DaemonContext
 from fluidedge.ovs import bridges as ovs_bridges
 
@@ -44,7 +49,7 @@ class ChainsPart:
         self.config = config
         self.ctx = ctx
         self._planes: dict[tuple[str | None, str], OvsChains] = {}
-        self.service = ChainService(Tables(ctx.store), self.planes)
+        self.service = ChainService(Tables(ctx.store), self.planes, self.tof_services)
         self._task: asyncio.Task[None] | None = None
 
     def planes(self) -> list[DataPlane]:
@@ -66,6 +71,13 @@ class ChainsPart:
                 plane = self._planes[key] = OvsChains(daemons, spec.bridge)
             out.append(plane)
         return out
+
+    def tof_services(self) -> dict[str, IPNetwork]:
+        """The TOF's services (name -> the destination of their offloaded packets)."""
+        catalog = getattr(self.ctx.parts.get("tof"), "catalog", None)
+        if catalog is None:
+            return {}
+        return service_prefixes(catalog.all())
 
     def router(self) -> APIRouter:
         return build_router(self.service)

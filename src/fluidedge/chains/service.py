@@ -7,6 +7,9 @@ network's bridge). A bad request therefore changes nothing. :meth:`ChainService.
 re-applies when the set of ports on a bridge changed (an instance died or was deleted: its
 members leave their groups; one came back: it rejoins) or its chain flows went missing (the
 security groups' renderer replaced the bridge's table), which the part polls.
+
+Classifiers naming a TOF service (:mod:`.tof`) are made concrete with the TOF's services
+(``services``) before every compile; the poll re-applies when a service's address changed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from fluidedge.chains.model import (
     free_chain_id,
 )
 from fluidedge.chains.persist import Tables
+from fluidedge.chains.tof import resolve
+from fluidedge.core.fields import IPNetwork
 
 
 class DataPlane(Protocol):
@@ -74,12 +79,24 @@ def _parse(kind: Kind, doc: Mapping[str, Any], state: ChainState) -> Any:
 
 
 class ChainService:
-    def __init__(self, tables: Tables, planes: Callable[[], Iterable[DataPlane]]) -> None:
+    def __init__(
+        self,
+        tables: Tables,
+        planes: Callable[[], Iterable[DataPlane]],
+        services: Callable[[], Mapping[str, IPNetwork]] | None = None,
+    ) -> None:
         self.tables = tables
         self.planes = planes
+        self.services = services or dict
         self.state = ChainState({}, {}, {}, {})
         self._lock = threading.RLock()
         self._ports: dict[str, frozenset[str]] = {}
+        self._applied: ChainState | None = None
+
+    def effective(self, state: ChainState | None = None) -> ChainState:
+        """What the data planes get: ``state`` (default: the declared one) with TOF service
+        classifiers made concrete."""
+        return resolve(self.state if state is None else state, self.services())
 
     # ------------------------------------------------------------------ state
     def load(self) -> None:
@@ -119,12 +136,14 @@ class ChainService:
         meet), then ``store`` it, then apply it: a refused change has stored nothing."""
         check_state(state)
         planes = list(self.planes())
+        effective = self.effective(state)
         for plane in planes:
-            compile_bridge(state, plane.ofports())
+            compile_bridge(effective, plane.ofports())
         store()
         self.state = state
+        self._applied = effective
         for plane in planes:
-            plane.apply(state)
+            plane.apply(effective)
             self._ports[plane.bridge] = frozenset(plane.ofports())
 
     def create(self, kind: Kind, doc: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> Any:
@@ -163,19 +182,24 @@ class ChainService:
     def apply_all(self) -> None:
         """Install the whole state on every data plane (start: reconciles what is there)."""
         with self._lock:
+            effective = self._applied = self.effective()
             for plane in self.planes():
-                plane.apply(self.state)
+                plane.apply(effective)
                 self._ports[plane.bridge] = frozenset(plane.ofports())
 
     def reconcile(self) -> builtins.list[str]:
         """Re-apply on the bridges whose ports changed or whose chain flows someone else
-        removed (a whole-table replace, a vswitchd restart); the bridges re-applied."""
+        removed (a whole-table replace, a vswitchd restart), and all of them when a TOF
+        service a classifier names changed; the bridges re-applied."""
         done = []
         with self._lock:
+            effective = self.effective()
+            changed = effective != self._applied
+            self._applied = effective
             for plane in self.planes():
                 ports = frozenset(plane.ofports())
-                if self._ports.get(plane.bridge) != ports or not plane.intact():
-                    plane.apply(self.state)
+                if changed or self._ports.get(plane.bridge) != ports or not plane.intact():
+                    plane.apply(effective)
                     self._ports[plane.bridge] = ports
                     done.append(plane.bridge)
         return done

@@ -19,7 +19,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
-from tests.e2e.secgroups.scenario import purge
+from tests.e2e.chains.cleanup import purge_daemon_state
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_for
 
@@ -33,31 +33,37 @@ PORTS = ("va", "vb", "f1i", "f1o", "f2i", "f2o")
 
 
 @pytest.fixture
-def chain_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHandle]:
+def chain_daemon(
+    daemon_factory: Callable[..., DaemonHandle], tmp_path: Path
+) -> Iterator[DaemonHandle]:
+    state = tmp_path / "state"
     netns_mod.create(NS)
-    handle = daemon_factory(
-        parts={
-            "instances": {
-                "pool_scale": 0,
-                "memory_mb": 1024,
-                "builtin_templates": False,
-                "networks": {
-                    NET: {
-                        "bridge": BRIDGE,
-                        "netns": NS,
-                        "subnet": "198.18.44.0/24",
-                        "driver": "ovs",
-                    }
-                },
-            },
-            "chains": {"poll_interval": 0.2},
-        }
-    )
     try:
-        yield handle
+        handle = daemon_factory(
+            state_dir=state,
+            parts={
+                "instances": {
+                    "pool_scale": 0,
+                    "memory_mb": 1024,
+                    "builtin_templates": False,
+                    "networks": {
+                        NET: {
+                            "bridge": BRIDGE,
+                            "netns": NS,
+                            "subnet": "198.18.44.0/24",
+                            "driver": "ovs",
+                        }
+                    },
+                },
+                "chains": {"poll_interval": 0.2},
+            },
+        )
+        try:
+            yield handle
+        finally:
+            handle.stop()
     finally:
-        handle.stop()
-        purge(handle)
+        purge_daemon_state(state, NS)
         netns_mod.delete(NS)
 
 

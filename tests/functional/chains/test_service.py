@@ -5,6 +5,7 @@ its group at the next reconcile."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,69 @@ def test_declare_over_rest_restart_and_a_deleted_member(env: _Env) -> None:
     finally:
         for c in clients:
             c.close()
+
+
+def test_a_classifier_naming_a_tof_service_follows_the_service(
+    chain_lab: ChainLab, tmp_path: Path
+) -> None:
+    """``tof_service``: no service, no steering; the service appears (or moves to another
+    app) and the next reconcile steers its address; a body naming both a service and a
+    destination prefix, or a bad service name, is a 400 that stores nothing."""
+    a = chain_lab.host("a", "net", "02:00:00:00:0b:01", "10.0.0.1/24")
+    b = chain_lab.host("b", "net", "02:00:00:00:0b:02", "10.0.0.2/24")
+    fn = chain_lab.function("fw")
+    store = Store(tmp_path / "store.db")
+    try:
+        plane = OvsChains(chain_lab.daemons, chain_lab.bridge)
+        services: dict[str, Any] = {}
+        service = ChainService(Tables(store), lambda: [plane], lambda: dict(services))
+        service.load()
+        service.apply_all()
+        http = TestClient(_app(service))
+        pair = {"id": "fw", "ingress": fn.ingress, "egress": fn.egress}
+        _ok(http.post("/v1/chains/port-pairs", json=pair), 201)
+        _ok(http.post("/v1/chains/port-pair-groups", json={"id": "g", "port_pairs": ["fw"]}), 201)
+        body = {"id": "video", "logical_source_port": a.device,
+                "logical_destination_port": b.device, "protocol": "udp",
+                "tof_service": "video"}  # fmt: skip
+        bad = http.post(
+            "/v1/chains/flow-classifiers", json={**body, "destination_ip_prefix": "10.0.0.2"}
+        )
+        assert bad.status_code == 400, bad.text
+        assert "TOF service" in bad.text
+        assert (
+            http.post("/v1/chains/flow-classifiers", json={**body, "tof_service": "-x"}).status_code
+            == 400
+        )
+        assert _ok(http.get("/v1/chains/flow-classifiers")) == []
+        got = _ok(http.post("/v1/chains/flow-classifiers", json=body), 201)
+        assert got["tof_service"] == "video"
+        assert got["destination_ip_prefix"] is None
+        _ok(http.post("/v1/chains", json={"id": "v", "port_pair_groups": ["g"],
+                                          "flow_classifiers": ["video"]}), 201)  # fmt: skip
+        ofctl = Ofctl(chain_lab.daemons, chain_lab.bridge)
+
+        def steering() -> list[str]:
+            return [x for x in ofctl.dump("table=0") if "priority=300" in x]
+
+        assert steering() == []  # no such service: the classifier takes nothing
+        assert service.reconcile() == []
+        services["video"] = ipaddress.ip_network("10.0.0.2/32")
+        assert service.reconcile() == [chain_lab.bridge]
+        assert any("nw_dst=10.0.0.2" in x for x in steering())
+        chain_lab.udp_echo(b, PORT)
+        client = chain_lab.udp_client(a)
+        fn.seen()
+        assert echo(client, ("10.0.0.2", PORT))
+        seen = fn.seen()
+        sport = client.getsockname()[1]
+        assert seen["in"][(sport, PORT)] >= 1
+        assert seen["out"][(PORT, sport)] >= 1
+        client.close()
+        services["video"] = ipaddress.ip_network("10.0.0.3/32")  # the service moved
+        assert service.reconcile() == [chain_lab.bridge]
+        flows = steering()
+        assert any("nw_dst=10.0.0.3" in x for x in flows)
+        assert not any("10.0.0.2" in x for x in flows)
+    finally:
+        store.close()

@@ -1,0 +1,255 @@
+"""The TOF hands a service's offloaded traffic to a chain (§4.3.2.2), in one real daemon.
+
+The lab (tof mode) sends real GTP-U: a UE's uplink to the service's serviceIP is offloaded by
+the daemon's TOF (both backends), whose apps side is rewired here onto the daemon's ``ovs``
+instance network: the apps gateway moves from the lab's apps bridge to a veth whose other end
+is a port of the network (the TOF's port). The app is a host on the same network. A flow
+classifier names the TOF service (``tof_service``), so the chain's classifier is the TOF's
+port plus the service's applicationIP: the UE's datagrams go TOF -> function -> app, the
+app's echoes app -> function -> TOF, which encapsulates them toward the eNB, so the UE's
+socket receives them. The function (a transparent bridge in a namespace) sees each of them
+once in each direction; traffic the classifier does not take (another port) goes straight to
+the app; with the function gone the closed chain drops the service's traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from fluidedge.core.client import Client
+from fluidedge.lab.lab import Lab
+from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.proc import run
+from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
+from fluidedge.tof.launch import s1_pairs, wait_s1_ready
+from tests.e2e.chains.cleanup import purge_daemon_state
+from tests.e2e.tof.conftest import SERVICE_IP, lab_config, tof_section
+from tests.fixtures.daemon import DaemonHandle
+from tests.fixtures.wait import wait_for, wait_until
+from tests.functional.chains.chain_lab import Function, echo, plug_function
+
+pytestmark = pytest.mark.root
+
+TAG = f"ct{os.getpid() % 100000}"
+NET = TAG
+NS = f"fe{TAG}-sw"
+BRIDGE = f"fe{TAG}"[:15]
+APP_IP = "198.19.0.20"
+CHAINED, DIRECT = 7000, 7001
+ROUNDS = 20
+
+
+@dataclass
+class Echo:
+    """A UDP echo server in a namespace, counting what it answered per (peer, port)."""
+
+    sockets: list[socket.socket]
+    answered: Counter[tuple[int, int]] = field(default_factory=Counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def serve(self, s: socket.socket, port: int) -> None:
+        s.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                data, peer = s.recvfrom(2048)
+            except OSError:
+                continue
+            with contextlib.suppress(OSError):
+                s.sendto(data, peer)
+                self.answered[(peer[1], port)] += 1
+
+
+@dataclass
+class Env:
+    lab: Lab
+    daemon: DaemonHandle
+    vsctl: Vsctl
+    ofctl: Ofctl
+    tof_port: str
+    app_port: str
+    fn: Function
+    server: Echo
+
+
+def _plug_host(vsctl: Vsctl, peer_ns: str, dev: str, peer: str) -> None:
+    """A veth from the switch's namespace into ``peer_ns`` (as ``peer``), on the bridge."""
+    run(["ip", "-n", NS, "link", "add", dev, "type", "veth", "peer", "name", peer,
+         "netns", peer_ns])  # fmt: skip
+    for where, ifname in ((NS, dev), (peer_ns, peer)):
+        run(["ip", "netns", "exec", where, "ethtool", "-K", ifname, "tx", "off"])
+        run(["ip", "-n", where, "link", "set", ifname, "up"])
+    vsctl.add_port(BRIDGE, dev, {"fluidedge-network": NET})
+
+
+@pytest.fixture(params=["userspace", "fastpath"])
+def env(
+    daemon_factory: Callable[..., DaemonHandle], request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Env]:
+    lab = Lab.up(lab_config(), prefix=f"{TAG}{request.param[0]}", mode="tof")
+    app_ns = f"{TAG}app"
+    fn = Function("fw", f"{TAG}fn", f"{TAG}fi", f"{TAG}fo")
+    handle: DaemonHandle | None = None
+    server = Echo([])
+    state = tmp_path / "state"
+    try:
+        netns_mod.create(NS)
+        handle = daemon_factory(
+            state_dir=state,
+            parts={
+                "instances": {
+                    "pool_scale": 0,
+                    "memory_mb": 1024,
+                    "builtin_templates": False,
+                    "networks": {
+                        NET: {
+                            "bridge": BRIDGE,
+                            "netns": NS,
+                            "subnet": "198.18.45.0/24",
+                            "driver": "ovs",
+                        }
+                    },
+                },
+                "chains": {"poll_interval": 0.2},
+                "tof": tof_section(lab, request.param),
+            },
+        )
+        ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
+        daemons = ovs_bridges.switch(NS)
+        vsctl, ofctl = Vsctl(daemons), Ofctl(daemons, BRIDGE)
+        # The TOF's apps side: the gateway leaves the lab's apps bridge for a veth on the
+        # network (the kernel of the TOF's namespace routes offloaded packets out of it).
+        host = lab.host_ns
+        gateway = f"{lab.apps_gateway}/24"
+        run(["ip", "-n", host, "addr", "del", gateway, "dev", lab.apps_bridge])
+        _plug_host(vsctl, host, f"{TAG}t", "fetof")
+        run(["ip", "-n", host, "addr", "add", gateway, "dev", "fetof"])
+        # The app: a host on the network, routing the UE pool to the gateway.
+        netns_mod.create(app_ns)
+        _plug_host(vsctl, app_ns, f"{TAG}a", "eth0")
+        run(["ip", "-n", app_ns, "addr", "add", f"{APP_IP}/24", "dev", "eth0"])
+        run(["ip", "-n", app_ns, "route", "add", "default", "via", str(lab.apps_gateway)])
+        for port in (CHAINED, DIRECT):
+
+            def bind(p: int = port) -> socket.socket:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("0.0.0.0", p))
+                return s
+
+            s = netns_mod.call_in_netns(app_ns, bind)
+            server.sockets.append(s)
+            threading.Thread(target=server.serve, args=(s, port), daemon=True).start()
+        plug_function(fn, NS, vsctl, ofctl, NET)
+        client = handle.client()
+        try:
+            assert wait_s1_ready(client, s1_pairs(lab)), "no echo crossed the TOF"
+        finally:
+            client.close()
+        yield Env(lab, handle, vsctl, ofctl, f"{TAG}t", f"{TAG}a", fn, server)
+    finally:
+        server.stop.set()
+        for s in [*server.sockets, *fn.sockets.values()]:
+            s.close()
+        if handle is not None:
+            handle.stop()
+        purge_daemon_state(state, NS)
+        for ns in (fn.netns, app_ns, NS):
+            netns_mod.delete(ns)
+        lab.down()
+
+
+def _ue_socket(lab: Lab) -> socket.socket:
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 0))
+        return s
+
+    return netns_mod.call_in_netns(lab.ns("ue1"), make)
+
+
+def _accumulate(fn: Function, into: dict[str, Counter[tuple[int, int]]]) -> None:
+    for side, counts in fn.seen().items():
+        into.setdefault(side, Counter()).update(counts)
+
+
+def test_offloaded_traffic_crosses_the_chain_both_ways(env: Env) -> None:
+    client = env.daemon.client()
+    try:
+        _scenario(env, client)
+    finally:
+        client.close()
+
+
+def _scenario(env: Env, client: Client) -> None:
+    client.post("/service", {"name": "video", "serviceIP": SERVICE_IP, "applicationIP": APP_IP})
+    client.post(
+        "/v1/chains/port-pairs", {"id": "fw", "ingress": env.fn.ingress, "egress": env.fn.egress}
+    )
+    client.post("/v1/chains/port-pair-groups", {"id": "g", "port_pairs": ["fw"]})
+    client.post(
+        "/v1/chains/flow-classifiers",
+        {"id": "video", "logical_source_port": env.tof_port,
+         "logical_destination_port": env.app_port, "protocol": "udp",
+         "destination_port_range_min": CHAINED, "tof_service": "video"},
+    )  # fmt: skip
+    client.post(
+        "/v1/chains", {"id": "video", "port_pair_groups": ["g"], "flow_classifiers": ["video"]}
+    )
+    tof_ofport = env.vsctl.ofport(env.tof_port)
+    wait_for(
+        lambda: any(
+            all(x in line for x in (f"in_port={tof_ofport},", f"nw_dst={APP_IP},", "udp"))
+            for line in env.ofctl.dump("table=0")
+        ),
+        30,
+        "the classifier of the TOF service's traffic",
+    )
+    seen: dict[str, Counter[tuple[int, int]]] = {}
+    _accumulate(env.fn, seen)
+    seen.clear()
+    ue = _ue_socket(env.lab)
+    try:
+        sport = ue.getsockname()[1]
+        for _ in range(ROUNDS):
+            assert echo(ue, (SERVICE_IP, CHAINED)), "an echo through the chain did not return"
+        assert echo(ue, (SERVICE_IP, DIRECT)), "the unchained port's echo did not return"
+
+        # Every datagram the app answered crossed the function once each way (forward on its
+        # ingress leg, the echo on its egress leg); the unchained port never did.
+        answered = env.server.answered
+
+        def counted() -> bool:
+            _accumulate(env.fn, seen)
+            return (
+                seen["in"][(sport, CHAINED)] == answered[(sport, CHAINED)]
+                and seen["out"][(CHAINED, sport)] == answered[(sport, CHAINED)]
+            )
+
+        assert wait_until(counted, 10), (seen, answered)
+        assert answered[(sport, CHAINED)] >= ROUNDS
+        assert answered[(sport, DIRECT)] >= 1
+        assert not any(DIRECT in key for side in seen.values() for key in side)
+
+        # The function goes: the closed chain drops the service's traffic, the rest flows.
+        env.vsctl.del_port(env.fn.ingress)
+        wait_for(
+            lambda: any(
+                "table=42" in line and "actions=drop" in line for line in env.ofctl.dump("table=42")
+            ),
+            30,
+            "the chain without its member",
+        )
+        assert not echo(ue, (SERVICE_IP, CHAINED), timeout=2.0)
+        assert echo(ue, (SERVICE_IP, DIRECT))
+    finally:
+        ue.close()
