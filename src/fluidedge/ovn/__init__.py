@@ -1,0 +1,18 @@
+"""OVN, run and driven by fluidedge itself: the multi-host network engine (no systemd).
+
+Several fluidedge hosts are joined by one OVN deployment instead of cluster code of our own
+(docs/multi-host.md): :mod:`.central` runs the northbound and southbound databases (one
+member, or a 3-member Raft cluster) and ``ovn-northd`` (active/standby); :mod:`.chassis` runs a
+host's Open vSwitch (:mod:`fluidedge.ovs.daemons`) and ``ovn-controller``; :mod:`.nbctl` is the
+argv adapter over ``ovn-nbctl`` (one transaction per call); :mod:`.acls` renders the
+security-group compiler's program as port groups, address sets, ACLs and port security (pure)
+and :mod:`.secgroups` installs it (the ``ovn`` renderer of the firewall driver).
+
+Errors::
+
+    OvnError                       (fluidedge.errors.FluidedgeError)
+    ├── OvnFailure                 a daemon or tool failed (SystemFailure, 500)
+    └── OvnInvalid                 a name or address is not acceptable (InputError, 400)
+"""
+
+__all__ = ["acls", "central", "chassis", "errors", "nbctl", "secgroups", "tool"]

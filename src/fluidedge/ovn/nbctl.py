@@ -1,0 +1,74 @@
+"""``ovn-nbctl`` adapter: argument lists, one OVSDB transaction per call.
+
+Several commands given to one ``ovn-nbctl`` run separated by ``--`` are one transaction: all
+or nothing. ``wait="hv"`` returns only when every chassis has applied it (``--wait=hv``), so
+the caller's next packet sees the new state; ``"sb"`` waits for northd only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fluidedge.ovn import tool
+
+Command = Sequence[str]
+
+
+class Nbctl:
+    """The northbound database at ``remote`` (one or several comma-separated members)."""
+
+    def __init__(self, remote: str, env: dict[str, str] | None = None, timeout: float = 30.0):
+        self.remote = remote
+        self.env = env or {}
+        self.timeout = timeout
+
+    def argv(self, commands: Sequence[Command], wait: str | None = None) -> list[str]:
+        argv = ["ovn-nbctl", f"--db={self.remote}", f"--timeout={int(self.timeout)}"]
+        if wait is not None:
+            argv.append(f"--wait={wait}")
+        for i, command in enumerate(commands):
+            if i:
+                argv.append("--")
+            argv.extend(command)
+        return argv
+
+    def transact(self, commands: Sequence[Command], wait: str | None = None) -> str:
+        """Run ``commands`` as one transaction; their joined output."""
+        if not commands:
+            return ""
+        return tool.run(self.argv(commands, wait), self.env, timeout=self.timeout + 10).stdout
+
+    def run(self, *command: str, wait: str | None = None) -> str:
+        return self.transact([command], wait)
+
+    def rows(self, table: str, columns: Sequence[str], *conditions: str) -> list[dict[str, Any]]:
+        """Rows of ``table`` (``find`` with ``conditions``, else ``list``), as {column: value}
+        with OVSDB sets/maps/uuids decoded to lists/dicts/strings."""
+        verb = ["find", table, *conditions] if conditions else ["list", table]
+        text = self.run("--format=json", f"--columns={','.join(columns)}", *verb)
+        data = json.loads(text) if text.strip() else {"headings": [], "data": []}
+        return [
+            {h: decode(v) for h, v in zip(data["headings"], row, strict=True)}
+            for row in data["data"]
+        ]
+
+
+def decode(value: Any) -> Any:
+    """OVSDB JSON (RFC 7047 §5.1) to Python: ``["set", [...]]`` -> list, ``["map", [...]]`` ->
+    dict, ``["uuid", u]`` -> u."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        kind, body = value
+        if kind == "set":
+            return [decode(v) for v in body]
+        if kind == "map":
+            return {decode(k): decode(v) for k, v in body}
+        if kind in ("uuid", "named-uuid"):
+            return body
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    """A set column's value as a list (OVSDB sends a 1-element set as the bare element)."""
+    return value if isinstance(value, list) else [value]
