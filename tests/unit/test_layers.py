@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"codec", "linux"},
     {"core", "ovs"},
-    {"tenants"},
+    {"tenants", "ovn"},
     {"lab", "instances"},
     {"tof", "secgroups", "cat", "chains"},
     {"measure"},

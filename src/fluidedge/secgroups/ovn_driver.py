@@ -1,6 +1,6 @@
 """The ``ovn`` renderer of the firewall driver: the program installed as OVN NB rows.
 
-:class:`OvnRenderer` renders one network's part of the program (pure, :mod:`.acls`), reads
+:class:`OvnRenderer` renders one network's part of the program (pure, :mod:`.ovn_render`), reads
 what fluidedge put in the NB for that logical switch last (rows tagged with the network), and
 applies the difference as **one** ``ovn-nbctl`` transaction with ``--wait=hv``: when
 :meth:`apply_network` returns, every chassis has the new policy, so the next packet sees it.
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fluidedge.ovn import acls
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl, as_list
+from fluidedge.secgroups import ovn_render as acls
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
 from fluidedge.secgroups.errors import FilterFailure
