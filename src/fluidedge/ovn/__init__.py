@@ -4,9 +4,10 @@ Several fluidedge hosts are joined by one OVN deployment instead of cluster code
 (docs/multi-host.md): :mod:`.central` runs the northbound and southbound databases (one
 member, or a 3-member Raft cluster) and ``ovn-northd`` (active/standby); :mod:`.chassis` runs a
 host's Open vSwitch (:mod:`fluidedge.ovs.daemons`) and ``ovn-controller``; :mod:`.nbctl` is the
-argv adapter over ``ovn-nbctl`` (one transaction per call). The security groups' ``ovn``
-renderer (:mod:`fluidedge.secgroups.ovn_render`, :mod:`fluidedge.secgroups.ovn_driver`) and
-the instance networks' ``ovn`` driver use them.
+argv adapter over ``ovn-nbctl`` (one transaction per call); :mod:`.node` is a node's OVN
+config and :mod:`.networks` what the instance networks' ``ovn`` driver calls. The security
+groups' ``ovn`` renderer (:mod:`fluidedge.secgroups.ovn_render`, ``ovn_driver``) uses them
+too.
 
 Errors::
 
@@ -15,4 +16,4 @@ Errors::
     └── OvnInvalid                 a name or address is not acceptable (InputError, 400)
 """
 
-__all__ = ["central", "chassis", "errors", "nbctl", "tool"]
+__all__ = ["central", "chassis", "errors", "nbctl", "networks", "node", "tool"]

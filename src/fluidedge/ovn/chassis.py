@@ -19,6 +19,7 @@ import ipaddress
 import json
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from fluidedge.linux.proc import netns_argv
@@ -174,13 +175,23 @@ class Chassis:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # ------------------------------------------------------------------ instances
-    def plug(self, device: str, lsp: str, mac: str | None = None) -> None:
+    def plug(
+        self,
+        device: str,
+        lsp: str,
+        mac: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
+    ) -> None:
         """Add ``device`` (in the chassis namespace) to br-int, bound to logical port ``lsp``."""
         check_iface(device)
         check_lsp(lsp)
         extra = [f"external_ids:iface-id={lsp}"]
         if mac is not None:
             extra.append(f'external_ids:attached-mac="{mac}"')
+        for key, value in sorted((external_ids or {}).items()):
+            if not _LSP.fullmatch(key) or not _LSP.fullmatch(value):
+                raise OvnInvalid(f"ovn: invalid external_ids entry {key!r}={value!r}")
+            extra.append(f'external_ids:{key}="{value}"')
         self.vsctl(
             "--may-exist",
             "add-port",
