@@ -46,13 +46,33 @@ class Nbctl:
     def rows(self, table: str, columns: Sequence[str], *conditions: str) -> list[dict[str, Any]]:
         """Rows of ``table`` (``find`` with ``conditions``, else ``list``), as {column: value}
         with OVSDB sets/maps/uuids decoded to lists/dicts/strings."""
-        verb = ["find", table, *conditions] if conditions else ["list", table]
-        text = self.run("--format=json", f"--columns={','.join(columns)}", *verb)
-        data = json.loads(text) if text.strip() else {"headings": [], "data": []}
-        return [
-            {h: decode(v) for h, v in zip(data["headings"], row, strict=True)}
-            for row in data["data"]
-        ]
+        return self.queries([(table, columns, conditions)])[0]
+
+    def queries(
+        self, queries: Sequence[tuple[str, Sequence[str], Sequence[str]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Several :meth:`rows` queries in one ``ovn-nbctl`` run (one connection, one
+        consistent snapshot): the rows of each, in order."""
+        commands: list[list[str]] = []
+        for i, (table, columns, conditions) in enumerate(queries):
+            verb = ["find", table, *conditions] if conditions else ["list", table]
+            head = ["--format=json"] if i == 0 else []
+            commands.append([*head, f"--columns={','.join(columns)}", *verb])
+        text = self.transact(commands)
+        decoder = json.JSONDecoder()
+        out: list[list[dict[str, Any]]] = []
+        pos = 0
+        for _ in queries:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            data, pos = decoder.raw_decode(text, pos)
+            out.append(
+                [
+                    {h: decode(v) for h, v in zip(data["headings"], row, strict=True)}
+                    for row in data["data"]
+                ]
+            )
+        return out
 
 
 def decode(value: Any) -> Any:

@@ -29,9 +29,17 @@ from fluidedge.secgroups.nft import Binding
 
 def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, set[str]]:
     """Our rows for ``network`` now, and the logical ports the switch ``switch`` has."""
-    lsps = nbctl.rows("Logical_Switch_Port", ["_uuid", "name", "port_security"])
+    owner = f'external_ids:{acls.OWNER_KEY}="{network}"'
+    lsps, switches, groups, acl_list, sets = nbctl.queries(
+        [
+            ("Logical_Switch_Port", ["_uuid", "name", "port_security"], ()),
+            ("Logical_Switch", ["ports"], (f"name={switch}",)),
+            ("Port_Group", ["name", "ports", "acls", "external_ids"], (owner,)),
+            ("ACL", ["_uuid", "direction", "priority", "match", "action"], ()),
+            ("Address_Set", ["name", "addresses"], (owner,)),
+        ]
+    )
     lsp_name = {row["_uuid"]: row["name"] for row in lsps}
-    switches = nbctl.rows("Logical_Switch", ["ports"], f"name={switch}")
     if not switches:
         raise FilterFailure(f"ovn: logical switch {switch!r} of network {network!r} is missing")
     on_switch = {lsp_name[u] for u in as_list(switches[0]["ports"]) if u in lsp_name}
@@ -39,22 +47,17 @@ def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, s
     for row in lsps:
         if row["name"] in on_switch:
             state.port_security[row["name"]] = tuple(as_list(row["port_security"]))
-    owner = f'external_ids:{acls.OWNER_KEY}="{network}"'
-    groups = nbctl.rows("Port_Group", ["name", "ports", "acls", "external_ids"], owner)
-    if groups:
-        acl_rows = {
-            row["_uuid"]: acls.Acl(
-                row["direction"], int(row["priority"]), row["match"], row["action"]
-            )
-            for row in nbctl.rows("ACL", ["_uuid", "direction", "priority", "match", "action"])
-        }
-        for row in groups:
-            state.port_groups[row["name"]] = acls.PortGroup(
-                frozenset(lsp_name[u] for u in as_list(row["ports"]) if u in lsp_name),
-                frozenset(acl_rows[u] for u in as_list(row["acls"]) if u in acl_rows),
-                tuple(sorted(row["external_ids"].items())),
-            )
-    for row in nbctl.rows("Address_Set", ["name", "addresses"], owner):
+    acl_rows = {
+        row["_uuid"]: acls.Acl(row["direction"], int(row["priority"]), row["match"], row["action"])
+        for row in acl_list
+    }
+    for row in groups:
+        state.port_groups[row["name"]] = acls.PortGroup(
+            frozenset(lsp_name[u] for u in as_list(row["ports"]) if u in lsp_name),
+            frozenset(acl_rows[u] for u in as_list(row["acls"]) if u in acl_rows),
+            tuple(sorted(row["external_ids"].items())),
+        )
+    for row in sets:
         state.address_sets[row["name"]] = tuple(as_list(row["addresses"]))
     return state, on_switch
 
