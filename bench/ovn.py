@@ -14,8 +14,9 @@ ovn-controller; tests/fixtures/ovn_lab.py):
 3. security-group change -> effect: the server's group has ``--rules`` - 1 ingress TCP
    rules (ports 20000...); a change adds the ``--rules``-th, opening UDP 9999, while the
    client, on another chassis, sends a datagram every millisecond from a fresh socket;
-   effect = from the call to the first datagram the server receives. ``apply`` = the driver's call (one ovn-nbctl
-   transaction, ``--wait=hv``). Baseline: the same change with 10 rules, same invocation.
+   effect = from the call to the first datagram the server receives. ``apply`` = the
+   driver's call (one ovn-nbctl transaction, ``--wait=hv``). Baseline: the same change with
+   10 rules, same invocation.
    Also the time to install the whole ``--rules`` group (first apply).
 """
 
