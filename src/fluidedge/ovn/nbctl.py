@@ -3,11 +3,17 @@
 Several commands given to one ``ovn-nbctl`` run separated by ``--`` are one transaction: all
 or nothing. ``wait="hv"`` returns only when every chassis has applied it (``--wait=hv``), so
 the caller's next packet sees the new state; ``"sb"`` waits for northd only.
+
+A one-shot ``ovn-nbctl`` given several cluster members picks one at random and fails if that
+one is dead, so each call names only the members that accept a connection now (all of them if
+none does, for the tool's own error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +30,16 @@ class Nbctl:
         self.env = env or {}
         self.timeout = timeout
 
+    def live_remote(self) -> str:
+        """The members of :attr:`remote` that accept a connection now (all if none)."""
+        members = self.remote.split(",")
+        if len(members) == 1:
+            return self.remote
+        live = [m for m in members if reachable(m)]
+        return ",".join(live) if live else self.remote
+
     def argv(self, commands: Sequence[Command], wait: str | None = None) -> list[str]:
-        argv = ["ovn-nbctl", f"--db={self.remote}", f"--timeout={int(self.timeout)}"]
+        argv = ["ovn-nbctl", f"--db={self.live_remote()}", f"--timeout={int(self.timeout)}"]
         if wait is not None:
             argv.append(f"--wait={wait}")
         for i, command in enumerate(commands):
@@ -73,6 +87,23 @@ class Nbctl:
                 ]
             )
         return out
+
+
+def reachable(remote: str, timeout: float = 0.5) -> bool:
+    """Whether an OVSDB remote (``unix:/path``, ``tcp:ip:port``, ``ssl:ip:port``) accepts a
+    connection (closed at once)."""
+    kind, _, rest = remote.partition(":")
+    with contextlib.suppress(OSError, ValueError):
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(rest)
+                return True
+        elif kind in ("tcp", "ssl"):
+            host, _, port = rest.rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+    return False
 
 
 def decode(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,11 @@ import pytest
 from fluidedge.ovn.central import Central
 from fluidedge.ovn.chassis import Chassis, check_lsp
 from fluidedge.ovn.errors import OvnInvalid
-from fluidedge.ovn.nbctl import Nbctl, as_list, decode
+from fluidedge.ovn.nbctl import Nbctl, as_list, decode, reachable
 
 
 def test_commands_are_one_invocation_separated_by_double_dashes() -> None:
+    # no member answers: all are named (the tool reports its own error)
     argv = Nbctl("unix:/a,unix:/b").argv([["ls-add", "x"], ["lsp-add", "x", "p"]], wait="hv")
     assert argv == [
         "ovn-nbctl", "--db=unix:/a,unix:/b", "--timeout=30", "--wait=hv",
@@ -44,3 +46,18 @@ def test_names_and_addresses_are_checked() -> None:
         Chassis(Path("/nonexistent"), "h1", "unix:/x", "not-an-ip")
     with pytest.raises(OvnInvalid):
         check_lsp("a;rm -rf")
+
+
+def test_only_members_that_answer_are_named(tmp_path: Path) -> None:
+    live = tmp_path / "live.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(live))
+    server.listen(4)
+    try:
+        nb = Nbctl(f"unix:{tmp_path / 'dead.sock'},unix:{live}")
+        assert nb.live_remote() == f"unix:{live}"
+        assert reachable(f"unix:{live}")
+        assert not reachable("tcp:127.0.0.1:1")
+        assert not reachable("bogus")
+    finally:
+        server.close()
