@@ -74,6 +74,12 @@ def chassis(*, start: bool = False) -> Chassis:
         return _chassis
 
 
+def is_ovn_network(network: str) -> bool:
+    """Whether ``network`` is one of this node's ``ovn`` networks."""
+    with _lock:
+        return network in _local
+
+
 def lsp_name(host_ifname: str) -> str:
     return f"{_require().chassis}.{check_iface(host_ifname)}"
 

@@ -16,13 +16,16 @@ zone has nothing to do here: it lists no entries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl, as_list
 from fluidedge.secgroups import ovn_render as acls
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
+from fluidedge.secgroups.driver import Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -67,30 +70,35 @@ class OvnRenderer:
     """Installs programs into the NB at ``nbctl``; a network's binding names its switch
     (``Binding.bridge`` = the logical switch; ``netns`` is unused: there is no local table)."""
 
-    nbctl: Nbctl
+    nbctl: Nbctl | Callable[[], Nbctl]
     lsp_of: acls.LspOf = acls.lsp_by_port_id
     wait: str | None = "hv"
+
+    def _nb(self) -> Nbctl:
+        return self.nbctl if isinstance(self.nbctl, Nbctl) else self.nbctl()
 
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
         desired = acls.render(program, binding.network, self.lsp_of)
         try:
-            current, on_switch = read_state(self.nbctl, binding.bridge, binding.network)
+            nb = self._nb()
+            current, on_switch = read_state(nb, binding.bridge, binding.network)
             missing = set(desired.port_security) - on_switch
             if missing:
                 raise FilterFailure(
                     f"ovn: ports {sorted(missing)} are not on logical switch {binding.bridge}"
                 )
             commands = acls.diff(current, desired, binding.network)
-            self.nbctl.transact(commands, wait=self.wait)
+            nb.transact(commands, wait=self.wait)
         except OvnError as exc:
             raise FilterFailure(str(exc)) from exc
         return bool(commands)
 
     def remove_network(self, binding: Binding) -> None:
         try:
-            current, _ = read_state(self.nbctl, binding.bridge, binding.network)
+            nb = self._nb()
+            current, _ = read_state(nb, binding.bridge, binding.network)
             empty = acls.NbState(port_security=dict.fromkeys(current.port_security, ()))
-            self.nbctl.transact(acls.diff(current, empty, binding.network), wait=self.wait)
+            nb.transact(acls.diff(current, empty, binding.network), wait=self.wait)
         except OvnError as exc:
             raise FilterFailure(str(exc)) from exc
 
@@ -106,3 +114,55 @@ class OvnConntrack(Conntrack):
 
     def delete(self, netns: str | None, entry: Entry) -> None:
         return None
+
+
+class OvnSplit:
+    """The daemon's renderer with ``ovn`` networks: those go to :class:`OvnRenderer`, every
+    other network to ``inner`` (nftables / OpenFlow by switch). ``is_ovn`` tells them apart;
+    the reconciling and zone probes of ``inner`` pass through (an OVN network has neither:
+    the NB is the state, OVN picks its own zones)."""
+
+    def __init__(
+        self, inner: Renderer, ovn: OvnRenderer, is_ovn: Callable[[Binding], bool]
+    ) -> None:
+        self.inner = inner
+        self.ovn = ovn
+        self.is_ovn = is_ovn
+        self.ovn_zones: set[int] = set()
+
+    def _pick(self, binding: Binding) -> Renderer:
+        return self.ovn if self.is_ovn(binding) else self.inner
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        renderer = self._pick(binding)
+        zone = program.zone_of(binding.network)
+        if renderer is self.ovn and zone is not None:
+            self.ovn_zones.add(zone)
+        return renderer.apply_network(program, binding)
+
+    def remove_network(self, binding: Binding) -> None:
+        self._pick(binding).remove_network(binding)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return self._pick(binding).zone_netns(binding)
+
+    def __getattr__(self, name: str) -> Any:
+        # installed_networks, zones_in_use, conntrack...: the inner renderer's
+        return getattr(self.inner, name)
+
+    def conntrack(self, inner: Conntrack) -> Conntrack:
+        return _OvnSplitConntrack(self, inner)
+
+
+class _OvnSplitConntrack(Conntrack):
+    def __init__(self, split: OvnSplit, inner: Conntrack) -> None:
+        self.split = split
+        self.inner = inner
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        if netns is None and zone in self.split.ovn_zones:
+            return []  # OVN blocks refused connections itself
+        return self.inner.entries(netns, zone)
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        self.inner.delete(netns, entry)
