@@ -148,9 +148,11 @@ def delete_switch(network: str) -> None:
     chassis stops (directory removed) when its last local network goes."""
     with _lock:
         _local.discard(network)
-        nb = nbctl()
-        ports_ = nb.run("--bare", "--columns=ports", "find", "Logical_Switch", f"name={network}")
-        if not ports_.strip():
-            nb.run("--if-exists", "ls-del", network)
-        if not _local and _chassis is not None:
-            _chassis.destroy()
+        try:
+            nb = nbctl()
+            rows = nb.run("--bare", "--columns=ports", "find", "Logical_Switch", f"name={network}")
+            if not rows.strip():
+                nb.run("--if-exists", "ls-del", network)
+        finally:  # the central may be unreachable: the local chassis goes all the same
+            if not _local and _chassis is not None:
+                _chassis.destroy()

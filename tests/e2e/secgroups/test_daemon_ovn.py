@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fluidedge.ovn.chassis import Chassis
 from tests.e2e.secgroups.scenario import get, web_and_clients
 from tests.fixtures.daemon import DaemonHandle, purge_instances_state
 from tests.fixtures.ovn_lab import OvnLab
@@ -58,8 +59,13 @@ def ovn_daemon(
             yield handle, lab
         finally:
             handle.stop()
-            # deletes the ovn network, which stops the node's chassis
-            purge_instances_state(Path(handle.config["state_dir"]), ovn=ovn)
+            state = Path(handle.config["state_dir"])
+            try:
+                # deletes the ovn network, which stops the node's chassis
+                purge_instances_state(state, ovn=ovn)
+            finally:  # and if that failed, the chassis goes anyway
+                root = state / "instances" / "ovn" / "chassis"
+                Chassis(root, f"{lab.prefix}-node", "unix:/-", encap, netns=ns).destroy()
     finally:
         lab.close()
 
