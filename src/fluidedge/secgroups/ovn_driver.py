@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl, as_list
@@ -119,7 +118,7 @@ class OvnConntrack(Conntrack):
 class OvnSplit:
     """The daemon's renderer with ``ovn`` networks: those go to :class:`OvnRenderer`, every
     other network to ``inner`` (nftables / OpenFlow by switch). ``is_ovn`` tells them apart;
-    the reconciling and zone probes of ``inner`` pass through (an OVN network has neither:
+    the reconciling of ``inner`` passes through (an OVN network has neither:
     the NB is the state, OVN picks its own zones)."""
 
     def __init__(
@@ -146,9 +145,11 @@ class OvnSplit:
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)
 
-    def __getattr__(self, name: str) -> Any:
-        # installed_networks, zones_in_use, conntrack...: the inner renderer's
-        return getattr(self.inner, name)
+    def installed_networks(self, netns: str | None) -> set[str]:
+        """The inner renderer's tables in ``netns`` (reconciled at start); none if it keeps
+        no tables."""
+        installed = getattr(self.inner, "installed_networks", None)
+        return set(installed(netns)) if installed is not None else set()
 
     def conntrack(self, inner: Conntrack) -> Conntrack:
         return _OvnSplitConntrack(self, inner)

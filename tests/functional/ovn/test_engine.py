@@ -88,14 +88,16 @@ def test_losing_the_leaders_and_active_northd_keeps_traffic_and_changes(ovn: Ovn
     _bound(ovn, *ports)
     assert _reaches(a, "10.21.0.2")
     central = ovn.central
+    # the active northd first (losing the SB leader makes it drop its lock for a moment)
+    assert wait_until(central.northd_active, timeout=30)
+    active = next(m for m in central.members if central.northd_status(m) == "active")
+    central.kill_member_daemon(active, "northd")
     killed = []
     for kind in ("nb", "sb"):
         leader = central.leader(kind)
         assert leader is not None, f"no {DB_NAMES[kind]} leader"
         central.kill_member_daemon(leader, kind)
         killed.append((leader, kind))
-    active = next(m for m in central.members if central.northd_status(m) == "active")
-    central.kill_member_daemon(active, "northd")
     # the data plane does not depend on the central: traffic keeps flowing at once
     result = a.sh("ping", "-c", "10", "-i", "0.05", "-W", "1", "10.21.0.2", check=False)
     received = int(re.search(r"(\d+) received", result.stdout).group(1))  # type: ignore[union-attr]
