@@ -44,7 +44,7 @@ from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovn import networks as ovn_networks
-from fluidedge.ovn.errors import OvnError, OvnInvalid
+from fluidedge.ovn.errors import OvnError, OvnUnavailable
 from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
@@ -144,8 +144,8 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
     if spec.driver == "ovn":
         try:
             return ovn_networks.ensure_switch(spec.name, spec.netns)
-        except OvnInvalid:
-            raise  # a 400: the node has no OVN, or the network is in the wrong place
+        except OvnUnavailable:
+            raise  # a 409: the node has no OVN, or the network is not where its chassis is
         except OvnError as exc:
             raise RuntimeFailure(f"network {spec.name}: ovn: {exc}") from exc
     with _lock:

@@ -13,7 +13,8 @@ Errors::
 
     OvnError                       (fluidedge.errors.FluidedgeError)
     ├── OvnFailure                 a daemon or tool failed (SystemFailure, 500)
-    └── OvnInvalid                 a name or address is not acceptable (InputError, 400)
+    ├── OvnInvalid                 a name or address is not acceptable (InputError, 400)
+    └── OvnUnavailable             no OVN on this node, or not there (ConflictError, 409)
 """
 
 __all__ = ["central", "chassis", "errors", "nbctl", "networks", "node", "tool"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import FluidedgeError, InputError, SystemFailure
+from fluidedge.errors import ConflictError, FluidedgeError, InputError, SystemFailure
 
 
 class OvnError(FluidedgeError):
@@ -15,3 +15,7 @@ class OvnFailure(OvnError, SystemFailure):
 
 class OvnInvalid(OvnError, InputError):
     """A name or address given to the OVN part is not acceptable (the message says why)."""
+
+
+class OvnUnavailable(OvnError, ConflictError):
+    """The request needs OVN where this node has none, or elsewhere than its chassis (409)."""

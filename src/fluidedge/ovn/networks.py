@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from fluidedge.ovn.chassis import Chassis, check_iface
-from fluidedge.ovn.errors import OvnInvalid
+from fluidedge.ovn.errors import OvnUnavailable
 from fluidedge.ovn.nbctl import Nbctl
 from fluidedge.ovn.node import OvnNode
 
@@ -45,7 +45,7 @@ def configured() -> bool:
 
 def _require() -> OvnNode:
     if _node is None:
-        raise OvnInvalid("ovn: this node has no OVN configuration (instances.ovn)")
+        raise OvnUnavailable("ovn: this node has no OVN configuration (instances.ovn)")
     return _node
 
 
@@ -89,7 +89,7 @@ def ensure_switch(network: str, netns: str | None) -> bool:
     with _lock:
         node = _require()
         if netns != node.netns:
-            raise OvnInvalid(
+            raise OvnUnavailable(
                 f"ovn: network {network} must live in the chassis' namespace "
                 f"({node.netns or 'the host'}), not {netns or 'the host'}"
             )

@@ -18,7 +18,7 @@ import pytest
 
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.ovn import networks as ovn_networks
-from fluidedge.ovn.errors import OvnInvalid
+from fluidedge.ovn.errors import OvnUnavailable
 from tests.fixtures.ovn_lab import OvnLab
 from tests.fixtures.wait import wait_until
 
@@ -124,12 +124,12 @@ def test_an_ovn_network_outside_the_chassis_namespace_is_refused(
     manager_factory: ManagerFactory, lab: OvnLab
 ) -> None:
     manager = manager_factory(pool_scale=0, ovn=_node_config(lab))
-    with pytest.raises(OvnInvalid, match="chassis' namespace"):
+    with pytest.raises(OvnUnavailable, match="chassis' namespace"):
         manager.create_network(NetworkSpec(name="elsewhere", bridge=bridge_name("w"), driver="ovn"))
     assert "elsewhere" not in manager.networks
 
 
 def test_without_ovn_config_an_ovn_network_is_refused(manager_factory: ManagerFactory) -> None:
     manager = manager_factory(pool_scale=0)
-    with pytest.raises(OvnInvalid, match="no OVN configuration"):
+    with pytest.raises(OvnUnavailable, match="no OVN configuration"):
         manager.create_network(NetworkSpec(name="nope", bridge=bridge_name("n"), driver="ovn"))
