@@ -59,6 +59,10 @@ class Accounted(Protocol):
 
     def with_accounting(self, call: Callable[[Accountant], T]) -> T | None: ...
 
+    def rate_limited(
+        self, ue: bytes | None, service: str | None
+    ) -> list[dict[str, object]] | None: ...
+
 
 class PagedTunnels(Protocol):
     """Optional: a page of the learned tunnels without building all of them (web GUI)."""
@@ -111,6 +115,12 @@ class NullBackend(OnDemandControl):
         with self._lock:
             accounting = self.pipeline.accounting
             return None if accounting is None else call(accounting)
+
+    def rate_limited(self, ue: bytes | None, service: str | None) -> list[dict[str, object]] | None:
+        """Per UE and service: what the rate limits dropped (None: no limit configured)."""
+        with self._lock:
+            limiter = self.pipeline.ratelimit
+            return None if limiter is None else limiter.rows(ue, service)
 
 
 def create_backend(config: TofConfig) -> Backend:

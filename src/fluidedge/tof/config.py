@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fluidedge.tof.accounting.config import AccountingConfig
+from fluidedge.tof.accounting.ratelimit import RateLimitConfig
 from fluidedge.tof.errors import TofConfigError
 
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
@@ -93,6 +94,8 @@ class TofConfig(BaseModel):
     ondemand_create_burst: int = Field(default=8, ge=1, le=10_000)
     # Per-UE usage records of offloaded traffic, IPFIX / JSON Lines (docs/accounting.md).
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    # Per-UE rate limits of offloaded traffic, per service (docs/accounting.md).
+    ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun", "apps_interface")
     @classmethod
@@ -136,10 +139,6 @@ class TofConfig(BaseModel):
             raise ValueError("set enb_interface and sgw_interface, or s1_interface")
         if self.apps_gateway is not None and self.apps_interface is None:
             raise ValueError("apps_gateway needs apps_interface (the interface to put it on)")
-        if self.accounting.enabled and self.backend == "fastpath":
-            raise ValueError(
-                "accounting: the fastpath backend does not count per UE yet; use userspace"
-            )
         if set(self.enb_addresses) & set(self.sgw_addresses):
             raise ValueError("an address cannot be both an eNB and an SGW")
         return self

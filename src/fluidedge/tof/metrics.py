@@ -44,6 +44,18 @@ def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
             for d in ("up", "down")
         ],
     )
+    limited: Mapping[str, Mapping[str, int]] = stats.get("rateLimited", {})
+    for unit in ("packets", "bytes"):
+        lines += _family(
+            f"fluidedge_tof_rate_limited_{unit}_total",
+            "counter",
+            f"Offloaded {unit} dropped by the per-UE rate limits, per service and direction.",
+            [
+                ({"service": n, "direction": d}, c[f"{d}{unit.capitalize()}"])
+                for n, c in limited.items()
+                for d in ("up", "down")
+            ],
+        )
     for key, metric, text in (
         ("counters", "fluidedge_tof_events_total", "Data-plane events by kind."),
         ("drops", "fluidedge_tof_drops_total", "Packets dropped by reason."),

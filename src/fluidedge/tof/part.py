@@ -84,8 +84,23 @@ class TofPart:
 
     def router(self) -> APIRouter:
         router = build_router(self.catalog, self.backend, lambda: self.controller)
-        router.include_router(build_usage_router(self._with_accounting, self._export_stats))
+        router.include_router(
+            build_usage_router(self._read_usage, self._export_stats, self._rate_limited)
+        )
         return router
+
+    def _read_usage(self, call: Any) -> Any:
+        """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first."""
+        fold_usage = getattr(self.backend, "fold_usage", None)
+        if fold_usage is not None:
+            fold_usage()
+        return self._with_accounting(call)
+
+    def _rate_limited(
+        self, ue: bytes | None, service: str | None
+    ) -> list[dict[str, object]] | None:
+        rate_limited = getattr(self.backend, "rate_limited", None)
+        return None if rate_limited is None else rate_limited(ue, service)
 
     def _with_accounting(self, call: Any) -> Any:
         with_accounting = getattr(self.backend, "with_accounting", None)

@@ -50,8 +50,9 @@ import itertools
 import re
 import struct
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
@@ -65,6 +66,7 @@ from fluidedge.codec.net import nat
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
 from fluidedge.tof.accounting import policy as acct_policy
+from fluidedge.tof.accounting.ratelimit import RateLimiter
 from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
@@ -219,6 +221,16 @@ def _packed(text: str) -> bytes:
     return ipaddress.ip_address(text).packed
 
 
+class ServiceIndex(Protocol):
+    """Where a service's flows and (app, UE) pairs are, kept by whoever tracks the pipeline's
+    tables (the fast path's dirty set): with it a service change looks at that service's
+    flows only, not at every flow (O(N) at 1,000,000 flows)."""
+
+    def flows_of(self, service: str) -> Iterable[tuple[int, bytes, int, bytes, int]]: ...
+
+    def pairs_of(self, service: str) -> Iterable[tuple[bytes, bytes]]: ...
+
+
 class Pipeline:
     """The TOF data plane's state machine (see the module docstring)."""
 
@@ -232,6 +244,9 @@ class Pipeline:
         self.flows: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self.pairs: dict[tuple[bytes, bytes], Flow] = {}  # (app, ue) -> last flow, for fragments
         self.services: dict[bytes, tuple[str, bytes]] = {}  # serviceIP -> (name, applicationIP)
+        # Set by a tracker of ``flows`` and ``pairs`` (fastpath.dirty); None: a service change
+        # scans every flow.
+        self.service_index: ServiceIndex | None = None
         self.service_counters: dict[str, ServiceCounters] = {}
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -271,11 +286,20 @@ class Pipeline:
         self.accounting: Accountant | None = (
             Accountant(config.accounting) if config.accounting.enabled else None
         )
+        # Per-UE rate limits (docs/accounting.md); None: no service is limited.
+        limiter = RateLimiter(config.ratelimit)
+        self.ratelimit: RateLimiter | None = limiter if limiter.limits else None
 
     # ------------------------------------------------------------------ control
 
-    def set_services(self, services: Mapping[str, Service]) -> None:
-        """Install a complete service set (atomic: one assignment) and drop stale NAT flows."""
+    def set_services(self, services: Mapping[str, Service]) -> set[str]:
+        """Install a complete service set (atomic: one assignment) and drop stale NAT flows.
+
+        Returns the names whose table entry changed (added, removed, moved, re-pointed): only
+        their flows can have become stale, since every flow matched its service's entry when
+        it was made and after every earlier change. With a :attr:`service_index` only those
+        flows are looked at.
+        """
         table = {
             _packed(s.service_ip): (
                 s.name,
@@ -283,6 +307,9 @@ class Pipeline:
             )
             for s in services.values()
         }
+        old = self.services
+        changed = {entry[0] for ip, entry in old.items() if table.get(ip) != entry}
+        changed |= {entry[0] for ip, entry in table.items() if old.get(ip) != entry}
         self.services = table
         self.service_counters = {
             name: self.service_counters.get(name, ServiceCounters()) for name in services
@@ -290,11 +317,25 @@ class Pipeline:
         self.ondemand.configure(
             {s.name: s.ondemand.per_ue for s in services.values() if s.ondemand is not None}
         )
-        for key, flow in list(self.flows.items()):
-            if not self._flow_current(flow):
+        if changed:
+            self._drop_stale_flows(changed)
+        return changed
+
+    def _drop_stale_flows(self, services: set[str]) -> None:
+        index = self.service_index
+        if index is None:
+            flow_keys: Iterable[tuple[int, bytes, int, bytes, int]] = list(self.flows)
+            pair_keys: Iterable[tuple[bytes, bytes]] = list(self.pairs)
+        else:
+            flow_keys = [k for name in services for k in index.flows_of(name)]
+            pair_keys = [k for name in services for k in index.pairs_of(name)]
+        for key in flow_keys:
+            flow = self.flows.get(key)
+            if flow is not None and not self._flow_current(flow):
                 del self.flows[key]
-        for pair, flow in list(self.pairs.items()):
-            if not self._flow_current(flow):
+        for pair in pair_keys:
+            flow = self.pairs.get(pair)
+            if flow is not None and not self._flow_current(flow):
                 del self.pairs[pair]
 
     def _flow_current(self, flow: Flow) -> bool:
@@ -312,6 +353,8 @@ class Pipeline:
         if self.accounting is not None:
             for bearer in self.bearers.values():
                 self.accounting.close_bearer(bearer, acct_policy.BEARER_END, now, "purged")
+        if self.ratelimit is not None:
+            self.ratelimit.reset()
         self.up.clear()
         self.down.clear()
         self.bearers.clear()
@@ -707,6 +750,13 @@ class Pipeline:
         """Decapsulate, DNAT serviceIP -> applicationIP, remember the flow, send to the apps."""
         name, app_ip = service
         service_ip, ue = c.inner_dst, c.inner_src
+        limiter = self.ratelimit
+        if limiter is not None:
+            at = c.inner_offset  # the inner IPv4 length (no link padding), as accounted
+            size = (frame[at + 2] << 8) | frame[at + 3] if len(ue) == 4 else c.inner_end - at
+            if not limiter.allow(ue, name, True, min(size, c.inner_end - at), now):
+                self.drops["rate_limited_uplink"] += 1
+                return []
         packet = bytearray(frame[c.inner_offset : c.inner_end])
         try:
             if len(ue) == 4 and not c.inner_fragment and (packet[0] >> 4) == 4:
@@ -813,6 +863,12 @@ class Pipeline:
             flow.application_ip,
         ) and not self._flow_current(flow):
             self.drops["apps_stale_flow"] += 1
+            return []
+        limiter = self.ratelimit
+        if limiter is not None and not limiter.allow(
+            flow.bearer[2], flow.service, False, len(buf), now
+        ):
+            self.drops["rate_limited_downlink"] += 1
             return []
         try:
             if fast:
@@ -1240,6 +1296,7 @@ class Pipeline:
                 len(b.queue) for b in self._timed.values() if self.bearers.get(b.key) is b
             ),
             "onDemand": self.ondemand.stats(),
+            "rateLimited": {} if self.ratelimit is None else self.ratelimit.totals(),
         }
 
 

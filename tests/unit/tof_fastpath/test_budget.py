@@ -21,6 +21,8 @@ WRAPPER = """
 #include "budget.h"
 int take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst)
 { return budget_take(tokens, last, now, rate, burst); }
+int take_n(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst, __u64 cost)
+{ return bucket_take(tokens, last, now, rate, burst, cost); }
 """
 
 
@@ -70,6 +72,8 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
     u64 = ctypes.c_uint64
     so.take.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64), u64, u64, u64]
     so.take.restype = ctypes.c_int
+    so.take_n.argtypes = [ctypes.POINTER(u64), ctypes.POINTER(u64), u64, u64, u64, u64]
+    so.take_n.restype = ctypes.c_int
     return so
 
 
@@ -98,10 +102,58 @@ def test_a_long_idle_refills_to_the_burst_without_wrapping(lib: ctypes.CDLL, idl
 def test_clock_going_back_and_unlimited_rate(lib: ctypes.CDLL) -> None:
     b = Bucket(lib, rate=10, burst=2)
     assert b.burst_at(100 * S) == 2
-    assert not b.take(50 * S)  # time going back refills nothing
+    assert not b.take(50 * S)  # time going back refills nothing...
+    assert b.last.value == 100 * S  # ...and does not move the refill's origin back
+    assert not b.take(100 * S + S // 20)  # so 50 ms after 100 s: half a token, not 500 s
     assert Bucket(lib, rate=0, burst=0).burst_at(S, limit=500) == 500  # 0 = unlimited
     # A tokens value above the cap (a burst lowered at run time) is clamped, not trusted.
     c = Bucket(lib, rate=10, burst=3)
     c.take(S)
     c.tokens.value = 1000 * S
     assert c.burst_at(S) == 3
+
+
+class ByteBucket(Bucket):
+    """A per-UE rate limit's bucket: tokens are bytes, a packet takes its size."""
+
+    def send(self, now: int, size: int) -> bool:
+        return bool(
+            self.lib.take_n(
+                ctypes.byref(self.tokens),
+                ctypes.byref(self.last),
+                now,
+                self.rate,
+                self.burst,
+                size,
+            )
+        )
+
+
+def test_a_byte_bucket_passes_its_burst_then_its_rate(lib: ctypes.CDLL) -> None:
+    b = ByteBucket(lib, rate=200_000, burst=50_000)  # 1.6 Mbit/s, 50 kB deep
+    t0 = 3_000 * S
+    passed = sum(b.send(t0, 1000) for _ in range(80))
+    assert passed == 50  # the burst, back to back
+    assert not b.send(t0, 1000)  # a refusal takes nothing...
+    assert b.send(t0 + 5 * S // 1000, 1000)  # ...so 5 ms later 1000 bytes are there
+    # Over one second of 1000-byte packets every 1 ms, the rate passes (to the packet).
+    now, passed = t0 + S, 0
+    b.tokens.value, b.last.value = 0, now  # empty at the start of that second
+    for i in range(1000):
+        passed += b.send(now + i * S // 1000, 1000)
+    assert 199 <= passed <= 201
+    # A packet larger than the burst never passes (the config keeps bursts >= 3000 bytes).
+    assert not ByteBucket(lib, rate=1000, burst=1000).send(t0, 1500)
+
+
+@pytest.mark.parametrize("idle_s", [1e3, 1e6, 9.2e9])
+def test_a_byte_bucket_idle_for_long_is_full_not_wrapped(lib: ctypes.CDLL, idle_s: float) -> None:
+    # The largest rate and burst the program holds (u32 bytes/s and bytes).
+    top = 0xFFFFFFFF
+    b = ByteBucket(lib, rate=top, burst=top)
+    t0 = 10 * S
+    assert b.send(t0, 65535)
+    b.tokens.value = 0
+    assert not b.send(t0, 65535)
+    assert b.send(t0 + int(idle_s * S), 65535)
+    assert b.tokens.value == top * S - 65535 * S

@@ -99,6 +99,8 @@ def test_map_sizes_follow_the_config() -> None:
         "tunnels": 200_000,
         "flows": 1_000_000,
         "downlink": 100_000,
+        "ue_limits": 400_000,  # a bucket per UE, limited service and direction
+        "usage": 200_000,  # a bearer's offloaded traffic per service (accounting)
     }
     assert L.map_sizes(10, 10, {"tunnels": 3})["tunnels"] == 3
     with pytest.raises(ValueError, match="services"):
@@ -123,7 +125,7 @@ def test_projection_follows_learning_offload_and_service_changes() -> None:
     p.set_services({"web": Service("web", "198.18.50.1", "198.19.0.10")})
     p.from_s1(frame((ENB1, SGW1, 0x100), UE1, SVC, 41000, 8080), ENB, 1.2)
     proj = L.project(p, slots)
-    assert proj.services == {SVC: L.SERVICE_VAL.pack(APP, 3, 0)}
+    assert proj.services == {SVC: L.SERVICE_VAL.pack(APP, 3, 0, 0, 0, 0, 0)}  # not limited
     key = L.flow_key(17, APP, 8080, UE1, 41000)
     assert proj.flows == {key: L.FLOW_VAL.pack(SVC, ENB1, SGW1, 3, 0)}
     # A service without a slot (not applied to the maps yet) projects nothing.

@@ -1,4 +1,5 @@
-"""``GET /usage``: the open usage records (counters since the last report) and the totals.
+"""``GET /usage``: the open usage records (counters since the last report), the totals, and
+what the per-UE rate limits dropped (``rateLimited``, docs/accounting.md).
 
 A TOF route: like ``/tunnels`` it is the admin's (a tenant token gets 403, fluidedge.core.auth),
 since it names subscribers. Filters: ``ue`` (an address, compared in canonical form) and
@@ -20,9 +21,15 @@ from fluidedge.tof.models import IPV4_ANY
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 UsageReader = Callable[[Callable[[Accountant], Any]], Any]
+# (UE packed address or None, service or None) -> rows, or None when nothing is limited
+LimitReader = Callable[[bytes | None, str | None], list[dict[str, object]] | None]
 
 
-def build_router(read: UsageReader, export_stats: Callable[[], dict[str, object]]) -> APIRouter:
+def build_router(
+    read: UsageReader,
+    export_stats: Callable[[], dict[str, object]],
+    read_limits: LimitReader | None = None,
+) -> APIRouter:
     router = APIRouter(tags=["tof"])
 
     @router.get(
@@ -45,15 +52,24 @@ def build_router(read: UsageReader, export_stats: Callable[[], dict[str, object]
             str | None, Query(max_length=63, pattern=_NAME.pattern, description="service name")
         ] = None,
     ) -> dict[str, Any]:
+        packed: bytes | None = None
         if ue is not None:
             try:
-                ue = str(ipaddress.ip_address(ue))
+                address = ipaddress.ip_address(ue)
             except ValueError as exc:
                 raise HTTPException(400, f"ue: {exc}") from exc
+            ue, packed = str(address), address.packed
+        limited = read_limits(packed, service) if read_limits is not None else None
         result = read(lambda a: {"open": a.open_rows(ue, service), "totals": a.totals()})
         if result is None:
-            return {"enabled": False, "open": [], "totals": {}, "export": {}}
-        return {"enabled": True, **result, "export": export_stats()}
+            return {
+                "enabled": False,
+                "open": [],
+                "totals": {},
+                "export": {},
+                "rateLimited": limited or [],
+            }
+        return {"enabled": True, **result, "export": export_stats(), "rateLimited": limited or []}
 
     return router
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -123,6 +123,9 @@ class Accountant:
         # Reported totals (closed records) per (service, direction): packets, bytes.
         self.reported_packets: Counter[tuple[str, str]] = Counter()
         self.reported_bytes: Counter[tuple[str, str]] = Counter()
+        # A backend that counts elsewhere too (the fast path's kernel map) brings a bearer's
+        # counters up to date with this before its records close on a bearer event.
+        self.pre_close: Callable[[Bearer], None] | None = None
 
     def triggers(self, service: str) -> Triggers:
         triggers = self._triggers.get(service)
@@ -182,6 +185,8 @@ class Accountant:
 
     def close_bearer(self, bearer: Bearer, trigger: str, now: float, reason: str = "") -> None:
         """Close every open record of ``bearer`` (it ends, or its identity changes)."""
+        if self.pre_close is not None:
+            self.pre_close(bearer)
         for usage in list(bearer.usage.values()):
             self.close(usage, trigger, now, reason)
 

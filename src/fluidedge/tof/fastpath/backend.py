@@ -18,10 +18,13 @@ Data path (all in ``[tof] netns``):
   any other reply stays on the TUN, where the agent reads it (queue + Pinger).
 - The agent runs the reference :class:`~fluidedge.tof.pipeline.Pipeline` on punted frames and
   TUN reads, transmits its actions (AF_PACKET send-only sockets on the S1 interfaces, TUN
-  writes), and after every batch mirrors the pipeline's state into the maps
-  (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
-  program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
-  ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+  writes), and after every batch mirrors what changed in the pipeline's state into the maps
+  (the keys its dirty set names, :mod:`~fluidedge.tof.fastpath.dirty`, through the per-key
+  projections :func:`~fluidedge.tof.fastpath.layout.project` is built from; a service change:
+  its services' entries and flows). It folds the program's counters and last-seen times back
+  into the pipeline where they are needed (once a second those near their timeouts, on read
+  for the API), so idle purge, flow expiry, ``GET /tunnels`` and ``GET /stats`` see fast-path
+  traffic too. Punted frames its sockets' queues dropped are counted (``PACKET_STATISTICS``).
 - The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
   refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
   ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
@@ -44,6 +47,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
@@ -58,6 +62,7 @@ from fluidedge.tof.dataplane_common import (
     DataPlaneBase,
     errno_name,
     open_packet_socket,
+    packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import S1_PREF, attach, detach
@@ -137,6 +142,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self.punt0 = f"{config.apps_tun[:11]}pu0"
         self.punt1 = f"{config.apps_tun[:11]}pu1"
         self._rx: dict[int, socket.socket] = {}
+        # Punted frames the kernel dropped because the agent did not read its punt sockets fast
+        # enough (their receive queue was full), per side: PACKET_STATISTICS, summed.
+        self._punt_drops = {ENB: 0, SGW: 0}
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
@@ -146,6 +154,15 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_tun: dict[bytes, tuple[int, int, int]] = {}
         self._snap_dl: dict[bytes, int] = {}
         self._snap_svc: dict[int, tuple[int, int, int, int]] = {}
+        self._snap_limits: dict[bytes, tuple[int, int]] = {}  # ue_limits key -> drops, bytes
+        # Accounting (docs/accounting.md): usage key -> the counters already credited, the
+        # thread folding the kernel's usage map every check_interval, and what the fold found
+        # for a bearer or service already gone (offloaded, not in any record: counted).
+        self._snap_usage: dict[bytes, tuple[int, int, int, int]] = {}
+        self._usage_thread: threading.Thread | None = None
+        self._usage_stop = threading.Event()
+        self._usage_folded = 0.0  # monotonic time of the last full usage fold
+        self.usage_orphaned = {"packets": 0, "bytes": 0}
         self._dirty = track(self.pipeline)  # what changed since the last sync
         # Keys (in dirty-set form) a full map refused: retried every RETRY_EVERY.
         self._waiting: dict[str, set[Any]] = {name: set() for name in SIZED_MAPS}
@@ -175,19 +192,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             obj_file = object_path()
             # The S1 programs of a previous instance stay until ours replace them.
             self._cleanup_kernel(s1=not self.config.fail_open)
-            self._obj = BpfObject(obj_file, dict(self.map_sizes))
-            maps = {
-                "cfg": (4, 4, False),
-                "stats": (4, 8, True),
-                "punt_reasons": (4, 8, True),
-                "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
-                "services": (4, L.SERVICE_VAL.size, False),
-                "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
-                "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
-                "service_stats": (4, L.SERVICE_STATS.size, True),
-            }
-            for name, (ks, vs, percpu) in maps.items():
-                self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
+            self._load(obj_file)
             self._setup_links()
             self._open_ports()
             self._write_cfg()
@@ -196,6 +201,31 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._start_thread()
+        if self.pipeline.accounting is not None:
+            self.pipeline.accounting.pre_close = self._fold_bearer_usage
+            self._usage_stop.clear()
+            self._usage_thread = threading.Thread(
+                target=self._usage_loop, name="tof-usage-fold", daemon=True
+            )
+            self._usage_thread.start()
+
+    def _load(self, obj_file: Path) -> None:
+        """Load the program object and open its maps (nothing attached yet)."""
+        self._obj = BpfObject(obj_file, dict(self.map_sizes))
+        maps = {
+            "cfg": (4, 4, False),
+            "stats": (4, 8, True),
+            "punt_reasons": (4, 8, True),
+            "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
+            "services": (4, L.SERVICE_VAL.size, False),
+            "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
+            "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
+            "service_stats": (4, L.SERVICE_STATS.size, True),
+            "ue_limits": (L.LIMIT_KEY.size, L.LIMIT_VAL.size, False),
+            "usage": (L.USAGE_KEY.size, L.USAGE_VAL.size, False),
+        }
+        for name, (ks, vs, percpu) in maps.items():
+            self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
 
     def _setup_links(self) -> None:
         for dev in (self.enb_if, self.sgw_if):
@@ -236,6 +266,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             L.CFG_CONTROL_BURST: self.control_burst,
             L.CFG_LEARN_RATE: self.learn_rate,
             L.CFG_LEARN_BURST: self.learn_burst,
+            L.CFG_ACCOUNTING: int(self.pipeline.accounting is not None),
         }
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
@@ -255,6 +286,11 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def stop(self) -> None:
         self._stop_thread()
+        if self._usage_thread is not None:
+            self._usage_stop.set()
+            self._usage_thread.join(timeout=10)
+            self._usage_thread = None
+        self._fold_usage()  # what the kernel counted since the last fold: into the records
         with self._fold_lock:  # no fold reads a map fd while it is closed
             self._teardown()
         if not self.config.fail_open:  # else the NICs must keep receiving the peers' frames
@@ -265,6 +301,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
         self._rx.clear()
@@ -281,6 +318,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._snap_tun.clear()
         self._snap_dl.clear()
         self._snap_svc.clear()
+        self._snap_limits.clear()
+        self._snap_usage.clear()
         for keys in self._waiting.values():
             keys.clear()
         self._dirty.full = True  # the next sync re-installs the pipeline's state
@@ -307,7 +346,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             sip, app = s.service_address.packed, s.application_address.packed
             if len(sip) == 4:
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
-                desired[sip] = L.SERVICE_VAL.pack(app, slots[s.name], flags)
+                desired[sip] = L.service_value(self.pipeline, s.name, app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):
                 self._reset_slot(slot)
@@ -329,10 +368,16 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 self._maps["services"].delete(key)
             self._installed_services = desired
         self._fold_services()
-        self.pipeline.set_services(services)
+        changed = self.pipeline.set_services(services)
         self._services = dict(services)
         self._slots = slots
-        self._sync(full=True)  # flows' validity depends on the service set
+        # A flow's entry depends on its service's slot and mapping only: the changed services'
+        # flows are re-projected (the stale ones the pipeline dropped are dirty already), at
+        # the cost of those flows, not of the whole state.
+        self._dirty.service_changed(changed)
+        if changed:
+            self._retry_waiting()  # a removed service's flows may make room for waiting ones
+        self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
         """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
@@ -353,6 +398,187 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         m = self._maps["service_stats"]
         m.update(L.U32.pack(slot), bytes(L.SERVICE_STATS.size) * m.cpus)
         self._snap_svc.pop(slot, None)
+        # A new service's UEs start with full buckets and no drops of the slot's previous one
+        # (rare: a slot is reused only after every other one, see layout.SlotAllocator).
+        limits = self._maps.get("ue_limits")
+        if limits is None:
+            return
+        for key in list(limits.keys()):
+            if L.LIMIT_KEY.unpack(key)[1] == slot:
+                limits.delete(key)
+                self._snap_limits.pop(key, None)
+
+    def rate_limited(self, ue: bytes | None, service: str | None) -> list[dict[str, object]] | None:
+        """Per UE and service: what the rate limits dropped, the kernel's drops folded in."""
+        self._fold_limits()
+        return super().rate_limited(ue, service)
+
+    # ------------------------------------------------------------------ accounting
+
+    def _usage_loop(self) -> None:
+        """Fold the kernel's usage map into the records every ``check_interval`` (the
+        pipeline's trigger checks then see fast-path traffic at most one interval late, as
+        they see the userspace path's)."""
+        interval = self.config.accounting.check_interval
+        while not self._usage_stop.wait(interval):
+            try:
+                self._fold_usage()
+            except BpfError as exc:
+                self.io[f"usage_fold_error_{type(exc).__name__}"] += 1
+
+    def fold_usage(self) -> None:
+        """Bring the open usage records up to date with the kernel now (``GET /usage``)."""
+        self._fold_usage()
+
+    def _fold_usage(self) -> None:
+        """Credit the kernel's per-bearer, per-service counters to the open usage records.
+
+        Like :meth:`_fold`: the map is read in batches (``BPF_MAP_LOOKUP_BATCH``) without the
+        agent's lock, and each batch is applied under one short hold of it; a read older than
+        what a bearer event's own fold (:meth:`_fold_bearer_usage`) applied meanwhile is
+        skipped (the counters only grow). Entries whose bearer is gone and that saw no packet
+        for ``idle_timeout`` are removed.
+        """
+        with self._fold_lock:
+            with self._lock:
+                usage = self._maps.get("usage")
+                if usage is None or self.pipeline.accounting is None:
+                    return
+            idle_ns = int(self.config.idle_timeout * 1e9)
+            try:
+                for n, keys, values in usage.lookup_batches(FOLD_CHUNK):
+                    with self._lock:
+                        stale = self._apply_usage(n, keys, values, time.monotonic_ns() - idle_ns)
+                    for key in stale:
+                        usage.delete(key)
+            except BpfError:
+                self._fold_usage_one_by_one()
+            self._usage_folded = time.monotonic()
+
+    def _fold_usage_one_by_one(self) -> None:
+        """The fold without batch lookups (an older kernel): the keys, then one lookup each."""
+        with self._lock:
+            usage = self._maps.get("usage")
+        if usage is None:
+            return
+        keys = usage.keys()
+        for start in range(0, len(keys), FOLD_CHUNK):
+            with self._lock:
+                names = self._slot_names()
+                for key in keys[start : start + FOLD_CHUNK]:
+                    raw = usage.lookup(key)
+                    if raw is not None:
+                        self._credit_usage(key, raw, names)
+
+    def _apply_usage(self, n: int, keys: bytes, values: bytes, idle_before: int) -> list[bytes]:
+        ks, vs = L.USAGE_KEY.size, L.USAGE_VAL.size
+        bearers = self.pipeline.bearers
+        names = self._slot_names()
+        stale: list[bytes] = []
+        for i in range(n):
+            key = keys[i * ks : (i + 1) * ks]
+            raw = values[i * vs : (i + 1) * vs]
+            if not self._credit_usage(key, raw, names):
+                last = L.USAGE_VAL.unpack(raw)[5]
+                if last < idle_before and (key[:4], key[4:8], key[8:12]) not in bearers:
+                    stale.append(key)
+                    self._snap_usage.pop(key, None)
+        return stale
+
+    def _slot_names(self) -> dict[int, str]:
+        return {slot: name for name, slot in self._slots.items()}
+
+    def _credit_usage(self, key: bytes, raw: bytes, names: Mapping[int, str]) -> bool:
+        """Add what the entry ``key`` counted since the last fold to its bearer's open record
+        for its service (opening one if needed); False when there was nothing new."""
+        accounting = self.pipeline.accounting
+        if accounting is None:
+            return False
+        up_p, up_b, down_p, down_b, first_ns, last_ns = L.USAGE_VAL.unpack(raw)
+        p0, b0, q0, c0 = self._snap_usage.get(key, (0, 0, 0, 0))
+        dp, db, dq, dc = up_p - p0, up_b - b0, down_p - q0, down_b - c0
+        if dp < 0 or db < 0 or dq < 0 or dc < 0 or not (dp or dq):
+            return False  # an older read than the last fold's, or nothing new
+        self._snap_usage[key] = (up_p, up_b, down_p, down_b)
+        enb, sgw, ue, slot = L.USAGE_KEY.unpack(key)
+        bearer = self.pipeline.bearers.get((enb, sgw, ue))
+        name = names.get(slot)
+        service = self._services.get(name) if name is not None else None
+        if bearer is None or service is None:
+            self.usage_orphaned["packets"] += dp + dq
+            self.usage_orphaned["bytes"] += db + dc
+            return True
+        last = last_ns / 1e9
+        record = bearer.usage.get(service.name)
+        if record is None:
+            # The new packets came after the previous fold (or the entry's creation).
+            first = min(last, max(first_ns / 1e9, self._usage_folded))
+            record = accounting.open(bearer, service.name, service.service_address.packed, first)
+        record.ul_packets += dp
+        record.ul_bytes += db
+        record.dl_packets += dq
+        record.dl_bytes += dc
+        record.last = max(record.last, last)
+        return True
+
+    def _fold_bearer_usage(self, bearer: Bearer) -> None:
+        """Before ``bearer``'s records close (a bearer event, under the agent's lock): its
+        kernel counters for every service, one lookup each."""
+        usage = self._maps.get("usage")
+        if usage is None or len(bearer.ue) != 4 or len(bearer.enb) != 4:
+            return
+        prefix = bearer.enb + bearer.sgw + bearer.ue
+        names = self._slot_names()
+        for slot in names:
+            key = prefix + L.U32.pack(slot)
+            raw = usage.lookup(key)
+            if raw is not None:
+                self._credit_usage(key, raw, names)
+
+    def _fold_limits(self) -> None:
+        """Fold the kernel's per-UE drops into the pipeline's limiter, and remove the buckets
+        idle for ``idle_timeout`` (a bucket idle that long is full: recreating it on the next
+        packet changes nothing but the map's size). The map is read in batches without the
+        agent's lock; each batch is applied under one short hold of it (like :meth:`_fold`)."""
+        with self._fold_lock:
+            with self._lock:
+                limits = self._maps.get("ue_limits")
+                if limits is None or self.pipeline.ratelimit is None:
+                    return
+            idle_ns = int(self.config.idle_timeout * 1e9)
+            try:
+                for n, keys, values in limits.lookup_batches(FOLD_CHUNK):
+                    with self._lock:
+                        stale = self._apply_limits(n, keys, values, time.monotonic_ns() - idle_ns)
+                    for key in stale:
+                        limits.delete(key)
+            except BpfError:
+                return  # no batch lookups on this kernel: the drops show on the next read
+
+    def _apply_limits(self, n: int, keys: bytes, values: bytes, idle_before: int) -> list[bytes]:
+        limiter = self.pipeline.ratelimit
+        if limiter is None:
+            return []
+        names = self._slot_names()
+        snap, ks, vs = self._snap_limits, L.LIMIT_KEY.size, L.LIMIT_VAL.size
+        stale: list[bytes] = []
+        for i, (_tokens, last, drops, dropped) in enumerate(
+            L.LIMIT_VAL.iter_unpack(values[: n * vs])
+        ):
+            key = keys[i * ks : (i + 1) * ks]
+            d0, b0 = snap.get(key, (0, 0))
+            if drops < d0:  # removed and created again since the last fold
+                d0 = b0 = 0
+            if drops > d0:
+                ue, slot, direction = L.LIMIT_KEY.unpack(key)
+                name = names.get(slot)
+                if name is not None:
+                    limiter.count(ue, name, direction == 0, drops - d0, dropped - b0)
+            snap[key] = (drops, dropped)
+            if last < idle_before:
+                stale.append(key)
+                del snap[key]
+        return stale
 
     def tunnels(self) -> list[dict[str, object]]:
         """Every bearer, its kernel counters folded first. Like the fold, the rows are built
@@ -384,6 +610,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         return total, self._wall_clock(rows)
 
     def stats(self) -> dict[str, object]:
+        self._fold_limits()
         with self._lock:
             self._fold_services()  # /stats shows no per-bearer counter: no map walk
             stats = self.pipeline.stats()
@@ -394,6 +621,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 if fast.get(name):
                     counters[name] = counters.get(name, 0) + fast[name]
         stats["fastpath"] = fast
+        if self.pipeline.accounting is not None:
+            stats["usageOrphaned"] = dict(self.usage_orphaned)
         stats["offload_filtered"] = bool(self._all_flags)
         stats["fastpath_maps"] = self.map_report()
         return self._add_dataplane_state(stats)
@@ -411,10 +640,26 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     # ------------------------------------------------------------------ map mirroring
 
+    def _read_punt_drops(self) -> None:
+        """Add what the punt sockets' queues dropped since the last read (the kernel resets
+        its PACKET_STATISTICS on every read, so one reader: under the agent's lock)."""
+        for port, sock in self._rx.items():
+            with contextlib.suppress(OSError):
+                self._punt_drops[port] += packet_drops(sock)
+
+    def _punt_drop_counters(self) -> dict[str, int]:
+        self._read_punt_drops()
+        enb, sgw = self._punt_drops[ENB], self._punt_drops[SGW]
+        return {
+            "punt_socket_dropped": enb + sgw,
+            "punt_socket_dropped_enb": enb,
+            "punt_socket_dropped_sgw": sgw,
+        }
+
     def _fastpath_counters(self) -> dict[str, int]:
         m = self._maps.get("stats")
         if m is None:
-            return {}
+            return self._punt_drop_counters()
         out = {}
         for index, name in enumerate(L.STAT_NAMES):
             out[name] = sum(L.U64.unpack(v)[0] for v in m.lookup_percpu(L.U32.pack(index)))
@@ -423,6 +668,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             n = sum(L.U64.unpack(v)[0] for v in reasons.lookup_percpu(L.U32.pack(index)))
             if n:
                 out[f"punt_{name}"] = n
+        out.update(self._punt_drop_counters())
         return out
 
     def _put(self, name: str, key: bytes, value: bytes, flags: int = 0) -> bool:
@@ -446,8 +692,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         """Make the maps equal to the pipeline's projection, writing only what changed.
 
         Normally only the keys the pipeline touched since the last sync are re-projected
-        (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
-        sizes. After a purge, a service change or a restart, every installed and wanted key is.
+        (:mod:`~fluidedge.tof.fastpath.dirty`; a service change adds its services' flows): the
+        cost follows the change, not the table sizes. After a purge or a restart, every
+        installed and wanted key is.
         """
         p = self.pipeline
         dirty = self._dirty
@@ -824,6 +1071,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
                         self._fold_due(now)
+                        self._read_punt_drops()
                     self._send_all(self._tick(now), None)
                 if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY

@@ -12,10 +12,11 @@
 
 #define BUDGET_TOKEN 1000000000ULL
 
-/* Take one token at time `now` (ns) if there is one; rate per second, burst in punts. rate 0 =
- * unlimited. Returns 1 when the punt is allowed. */
+/* Take `cost` tokens at time `now` (ns) if the bucket holds them; rate per second, burst in
+ * tokens (punts, or bytes for the per-UE rate limits; cost <= 2^32 so cost * 1e9 cannot wrap).
+ * rate 0 = unlimited. Returns 1 when allowed; a refusal takes nothing. */
 static inline __attribute__((always_inline)) int
-budget_take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst)
+bucket_take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst, __u64 cost)
 {
 	__u64 cap, t, elapsed;
 
@@ -32,13 +33,26 @@ budget_take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst)
 		t += elapsed * rate; /* < cap - t + rate: no wrap */
 	if (t > cap)
 		t = cap;
-	*last = now;
-	if (t < BUDGET_TOKEN) {
+	/* Never back: with several CPUs, one may read the clock before another takes the lock
+	 * with a later time; moving `last` back would refill that span twice. */
+	if (now > *last)
+		*last = now;
+	if (cost > 0xFFFFFFFFULL)
+		cost = 0xFFFFFFFFULL;
+	cost *= BUDGET_TOKEN;
+	if (t < cost) {
 		*tokens = t;
 		return 0;
 	}
-	*tokens = t - BUDGET_TOKEN;
+	*tokens = t - cost;
 	return 1;
+}
+
+/* One punt (one token). */
+static inline __attribute__((always_inline)) int
+budget_take(__u64 *tokens, __u64 *last, __u64 now, __u64 rate, __u64 burst)
+{
+	return bucket_take(tokens, last, now, rate, burst, 1);
 }
 
 #endif

@@ -8,6 +8,8 @@
  *   services serviceIP                      -> appIP, slot  registered services
  *   flows    (proto, app, app port, ue, ue port) -> serviceIP, eNB, SGW, slot   NAT state
  *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
+ *   ue_limits (UE, slot, direction)         -> token bucket (bytes) + drops  per-UE rate limits
+ *   usage    (eNB, SGW, UE, slot)           -> offloaded packets/bytes  per-UE accounting
  * Anything not covered (unknown key, first packet of a flow, TCP SYN, fragments, IPv6, GTP-U
  * signalling, extension chains > 4 or longer than MAX_EXT_BYTES, Pinger replies, GSO) is
  * punted: S1 frames are redirected to the punt veth the agent reads (three global token buckets,
@@ -44,24 +46,29 @@
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
 	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_CONTROL_RATE, CFG_CONTROL_BURST, CFG_LEARN_RATE,
-	CFG_LEARN_BURST, CFG_MAX,
+	CFG_LEARN_BURST, CFG_ACCOUNTING, CFG_MAX,
 };
 
 enum stat_index {
 	ST_SWITCHED_NON_IP, ST_SWITCHED_NON_GTP, ST_PASS_UP, ST_PASS_DOWN, ST_OFFLOAD_UP,
 	ST_OFFLOAD_DOWN, ST_PUNT_ENB, ST_PUNT_SGW, ST_PUNT_LIMITED, ST_APPS_TO_AGENT, ST_ERRORS,
-	ST_FAILOPEN, ST_LIMITED_CONTROL, ST_LIMITED_LEARN, ST_LIMITED_DATA, ST_MAX,
+	ST_FAILOPEN, ST_LIMITED_CONTROL, ST_LIMITED_LEARN, ST_LIMITED_DATA, ST_RL_DROP_UP,
+	ST_RL_DROP_DOWN, ST_RL_UNTRACKED, ST_MAX,
 };
 
 /* Why a frame went to the agent (punt_reasons index; names in layout.PUNT_REASONS). */
 enum punt_reason {
 	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
 	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
-	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT, P_MAX,
+	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT,
+	P_GTP_MALFORMED, /* GTP-U on 2152: not version 1 / PT 1, or its length is not the IP's */
+	P_GSO,		 /* a GSO super-frame (over the S1 MTU once switched) */
+	P_USAGE_FULL,	 /* accounting on and the usage map full: the agent counts it */
+	P_MAX,
 };
 
 /* Punt budget classes (punt_budget index): control messages and learning are never starved by
- * data punts (layout.BUDGET_CLASS maps every reason to its class). */
+ * data punts (budget_class() below maps every reason to its class; malformed GTP-U is data). */
 enum budget_class { B_CONTROL, B_LEARN, B_DATA, B_MAX };
 
 /* service_val.flags */
@@ -72,7 +79,11 @@ enum service_flag {
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
 struct tunnel_val { __u64 packets; __u64 bytes; __u64 last_seen; __u64 offloaded; __u32 ue; __u32 pad; };
-struct service_val { __u32 app; __u32 slot; __u32 flags; };
+/* Rates in bytes/s (0: unlimited) and bursts in bytes of each UE's bucket for the service. */
+struct service_val {
+	__u32 app; __u32 slot; __u32 flags; __u32 up_rate; __u32 up_burst; __u32 down_rate;
+	__u32 down_burst;
+};
 struct flow_key { __u8 proto; __u8 pad; __u16 app_port; __u16 ue_port; __u16 pad2; __u32 app; __u32 ue; };
 struct flow_val { __u32 service; __u32 enb; __u32 sgw; __u32 slot; __u64 last_seen; };
 struct bearer_key { __u32 enb; __u32 sgw; __u32 ue; };
@@ -81,6 +92,17 @@ struct downlink_val {
 };
 struct service_stats { __u64 up_packets; __u64 up_bytes; __u64 down_packets; __u64 down_bytes; };
 struct bucket { struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; };
+/* dir: 0 uplink, 1 downlink. Created by the program on a UE's first limited packet. */
+struct limit_key { __u32 ue; __u16 slot; __u16 dir; };
+/* Offloaded traffic of one bearer to one service (accounting on: CFG_ACCOUNTING), created by the
+ * program on the first packet; times are ktime ns (CLOCK_MONOTONIC, the agent's clock). */
+struct usage_key { __u32 enb; __u32 sgw; __u32 ue; __u32 slot; };
+struct usage_val {
+	__u64 up_packets; __u64 up_bytes; __u64 down_packets; __u64 down_bytes; __u64 first; __u64 last;
+};
+struct limit_val {
+	struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; __u64 drops; __u64 drop_bytes;
+};
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
@@ -103,6 +125,10 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map
 	 __type(key, struct bearer_key); __type(value, struct downlink_val); } downlink SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 4096);
 	 __type(key, __u32); __type(value, struct service_stats); } service_stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct limit_key); __type(value, struct limit_val); } ue_limits SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -149,6 +175,76 @@ static __always_inline int punt_allowed(__u32 klass)
 	ok = budget_take(&b->tokens, &b->last, now, rate, burst);
 	bpf_spin_unlock(&b->lock);
 	return ok;
+}
+
+/*
+ * A UE's token bucket for one service and direction (budget.h's arithmetic, in bytes): whether
+ * a packet of len bytes may go; a refused one is counted on the bucket (the agent folds the
+ * drops per UE). A bucket the full map cannot hold leaves the packet unlimited, counted.
+ */
+static __always_inline int ue_rate_ok(__u32 ue, __u32 slot, __u16 dir, __u32 rate, __u32 burst,
+				      __u32 len)
+{
+	struct limit_key k = { ue, (__u16)slot, dir };
+	struct limit_val *b;
+	__u64 now;
+	int ok;
+
+	if (!rate)
+		return 1;
+	b = bpf_map_lookup_elem(&ue_limits, &k);
+	if (!b) {
+		struct limit_val fresh = {};
+
+		bpf_map_update_elem(&ue_limits, &k, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&ue_limits, &k);
+		if (!b) {
+			count(ST_RL_UNTRACKED);
+			return 1;
+		}
+	}
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&b->lock);
+	ok = bucket_take(&b->tokens, &b->last, now, rate, burst, len);
+	if (!ok) {
+		b->drops += 1;
+		b->drop_bytes += len;
+	}
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/*
+ * Count one offloaded packet on its bearer's usage entry (accounting on). 0: the entry could not
+ * be created (full map): the caller leaves the packet to the agent, which counts what it
+ * offloads, so nothing offloaded goes uncounted.
+ */
+static __always_inline int account(__u32 enb, __u32 sgw, __u32 ue, __u32 slot, int up, __u32 len,
+				   __u64 now)
+{
+	struct usage_key k = { enb, sgw, ue, slot };
+	struct usage_val *u;
+
+	if (!cfg_get(CFG_ACCOUNTING))
+		return 1;
+	u = bpf_map_lookup_elem(&usage, &k);
+	if (!u) {
+		struct usage_val fresh = { .first = now };
+
+		bpf_map_update_elem(&usage, &k, &fresh, BPF_NOEXIST);
+		u = bpf_map_lookup_elem(&usage, &k);
+		if (!u)
+			return 0;
+	}
+	if (up) {
+		__sync_fetch_and_add(&u->up_packets, 1);
+		__sync_fetch_and_add(&u->up_bytes, len);
+	} else {
+		__sync_fetch_and_add(&u->down_packets, 1);
+		__sync_fetch_and_add(&u->down_bytes, len);
+	}
+	u->last = now;
+	return 1;
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -298,8 +394,13 @@ int s1_ingress(struct __sk_buff *skb)
 	gtp = udp + 8;
 	flags = gtp[0];
 	gtp_len = bpf_ntohs(*(__u16 *)(gtp + 2));
-	if ((flags & 0xF0) != 0x30 || gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT) ||
-	    gtp_len + 8 + 8 + 20 != tot || skb->gso_size)
+	/* Malformed GTP-U and GSO frames spend the data budget: a flood of them must not starve the
+	 * control messages (End Marker, Error Indication, echo) filed next. */
+	if ((flags & 0xF0) != 0x30 || gtp_len + 8 + 8 + 20 != tot)
+		return punt(from_enb, other, P_GTP_MALFORMED);
+	if (skb->gso_size)
+		return punt(from_enb, other, P_GSO);
+	if (gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT))
 		return punt(from_enb, other, P_GTP_MESSAGE);
 	/* The pipeline's classify() holds the UDP length to the IP and GTP-U lengths; whatever it
 	 * might call malformed is its to judge. */
@@ -429,7 +530,13 @@ int s1_ingress(struct __sk_buff *skb)
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
+	if (!ue_rate_ok(ue, slot, 0, sv->up_rate, sv->up_burst, inner_len)) {
+		count(ST_RL_DROP_UP);
+		return TC_ACT_SHOT;
+	}
 	__u64 now = bpf_ktime_get_ns();
+	if (!account(ip->saddr, ip->daddr, ue, slot, 1, inner_len, now))
+		return punt(from_enb, other, P_USAGE_FULL);
 	__sync_fetch_and_add(&tv->packets, 1);
 	__sync_fetch_and_add(&tv->bytes, inner_len);
 	__sync_fetch_and_add(&tv->offloaded, 1);
@@ -520,7 +627,14 @@ int apps_egress(struct __sk_buff *skb)
 	if (!dv)
 		goto agent; /* no downlink TEID yet: the agent queues and runs the Pinger */
 	__u32 slot = fv->slot, zero = 0;
-	fv->last_seen = bpf_ktime_get_ns();
+	if (!ue_rate_ok(in->daddr, slot, 1, sv->down_rate, sv->down_burst, len)) {
+		count(ST_RL_DROP_DOWN);
+		return TC_ACT_SHOT;
+	}
+	__u64 now = bpf_ktime_get_ns();
+	if (!account(fv->enb, fv->sgw, in->daddr, slot, 0, len, now))
+		goto agent;
+	fv->last_seen = now;
 	__sync_fetch_and_add(&dv->offloaded, 1);
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
 	if (ss) {

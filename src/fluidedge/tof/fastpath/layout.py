@@ -28,6 +28,7 @@ CFG_TUN_IF, CFG_S1_MTU = _CFG["CFG_TUN_IF"], _CFG["CFG_S1_MTU"]
 CFG_PUNT_RATE, CFG_PUNT_BURST = _CFG["CFG_PUNT_RATE"], _CFG["CFG_PUNT_BURST"]
 CFG_CONTROL_RATE, CFG_CONTROL_BURST = _CFG["CFG_CONTROL_RATE"], _CFG["CFG_CONTROL_BURST"]
 CFG_LEARN_RATE, CFG_LEARN_BURST = _CFG["CFG_LEARN_RATE"], _CFG["CFG_LEARN_BURST"]
+CFG_ACCOUNTING = _CFG["CFG_ACCOUNTING"]  # 1: offloaded packets counted per bearer and service
 
 # The names the API shows for enum stat_index members (the order comes from the C enum).
 STAT_API_NAMES = {
@@ -48,6 +49,11 @@ STAT_API_NAMES = {
     "ST_LIMITED_CONTROL": "punt_limited_control",
     "ST_LIMITED_LEARN": "punt_limited_learn",
     "ST_LIMITED_DATA": "punt_limited_data",
+    # per-UE rate limits (docs/accounting.md): dropped over a UE's rate; a bucket the full
+    # ue_limits map could not hold (its packet went unlimited)
+    "ST_RL_DROP_UP": "rate_limited_uplink",
+    "ST_RL_DROP_DOWN": "rate_limited_downlink",
+    "ST_RL_UNTRACKED": "rate_limit_untracked",
 }
 # The names of enum punt_reason members (punt_<name> in the API).
 PUNT_API_NAMES = {
@@ -69,6 +75,9 @@ PUNT_API_NAMES = {
     "P_GTPC": "gtpc",  # GTPv1-C (UDP 2123): the agent learns/forgets bearers, then passes it
     "P_OUTER_UDP_LENGTH": "outer_udp_length",  # G-PDU whose UDP length is not the IP's
     "P_SERVICE_PUNT": "service_punt",  # a service flagged SERVICE_PUNT (e.g. app not ready)
+    "P_GTP_MALFORMED": "gtp_malformed",  # bad GTP-U version/PT or length (data budget)
+    "P_GSO": "gso_frame",  # a GSO super-frame (data budget)
+    "P_USAGE_FULL": "usage_full",  # accounting on, the usage map full: the agent counts it
 }
 
 
@@ -89,11 +98,16 @@ SHARED_COUNTERS = ("switched_non_ip", "switched_non_gtp")
 U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
 TUNNEL_VAL = struct.Struct("=QQQQ4s4x")  # packets, bytes, last_seen ns, offloaded, UE
-SERVICE_VAL = struct.Struct("=4sII")  # application IP, slot, flags
+# application IP, slot, flags, uplink rate (bytes/s) and burst (bytes), downlink rate, burst
+SERVICE_VAL = struct.Struct("=4sIIIIII")
 FLOW_KEY = struct.Struct("=BB2s2sH4s4s")  # proto, pad, app port, ue port, pad, app, ue
 FLOW_VAL = struct.Struct("=4s4s4sIQ")  # service IP, eNB, SGW, slot, last_seen ns
 DOWNLINK_VAL = struct.Struct("=14sBB2sH4sQ")  # eth, tos, ttl, sport, pad, TEID, offloaded
 SERVICE_STATS = struct.Struct("=QQQQ")  # up packets, up bytes, down packets, down bytes
+USAGE_KEY = struct.Struct("=4s4s4sI")  # eNB, SGW, UE, slot
+USAGE_VAL = struct.Struct("=QQQQQQ")  # up packets, bytes, down packets, bytes, first/last ns
+LIMIT_KEY = struct.Struct("=4sHH")  # UE, slot, direction (0 uplink, 1 downlink)
+LIMIT_VAL = struct.Struct("=4x4xQQQQ")  # (spin lock, pad) tokens, last ns, drops, dropped bytes
 
 TUNNEL_KEY_SIZE = 12
 BEARER_KEY_SIZE = 12
@@ -106,6 +120,10 @@ STRUCTS = {
     "flow_val": FLOW_VAL,
     "downlink_val": DOWNLINK_VAL,
     "service_stats": SERVICE_STATS,
+    "usage_key": USAGE_KEY,
+    "usage_val": USAGE_VAL,
+    "limit_key": LIMIT_KEY,
+    "limit_val": LIMIT_VAL,
 }
 
 
@@ -114,7 +132,15 @@ def map_sizes(
 ) -> dict[str, int]:
     """``max_entries`` of the hash maps for a config: a bearer has two tunnel keys (uplink and
     downlink) and at most one downlink entry; ``override`` (tests, benches) wins."""
-    sizes = {"tunnels": 2 * max_tunnels, "flows": max_flows, "downlink": max_tunnels}
+    sizes = {
+        "tunnels": 2 * max_tunnels,
+        "flows": max_flows,
+        "downlink": max_tunnels,
+        # a bucket per UE, limited service and direction (created by the program)
+        "ue_limits": 4 * max_tunnels,
+        # offloaded usage per bearer and service (accounting on; created by the program)
+        "usage": 2 * max_tunnels,
+    }
     for name, size in (override or {}).items():
         if name not in sizes or size < 1:
             raise ValueError(f"map {name!r} cannot be sized {size}")
@@ -266,6 +292,14 @@ def downlink_entry(pipeline: Pipeline, bkey: BearerKey) -> bytes | None:
     )
 
 
+def service_value(pipeline: Pipeline, name: str, app: bytes, slot: int, flags: int) -> bytes:
+    """The ``services`` value of service ``name``: its application IP, slot, flags and the
+    per-UE rate limits of ``[tof.ratelimit]`` (bytes/s and bytes; 0: unlimited)."""
+    limits = pipeline.ratelimit.limits.get(name) if pipeline.ratelimit is not None else None
+    (ur, ub), (dr, db) = limits if limits is not None else ((0, 0), (0, 0))
+    return SERVICE_VAL.pack(app, slot, flags, ur, ub, dr, db)
+
+
 def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
     """What the eBPF maps must hold for ``pipeline``'s current state (IPv4 entries only).
 
@@ -282,7 +316,7 @@ def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
     for service_ip, (name, app_ip) in pipeline.services.items():
         slot = slots.get(name)
         if len(service_ip) == 4 and slot is not None:
-            out.services[service_ip] = SERVICE_VAL.pack(app_ip, slot, 0)
+            out.services[service_ip] = service_value(pipeline, name, app_ip, slot, 0)
     for pkey in pipeline.flows:
         key, value = flow_entry(pipeline, pkey, slots)
         if value is not None:

@@ -53,6 +53,7 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_lookup_batch": (i, [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp]),
         "libbpf_get_error": (ctypes.c_long, [vp]),
         "libbpf_num_possible_cpus": (i, []),
+        "bpf_prog_test_run_opts": (i, [i, vp]),
     }
     for fname, (restype, argtypes) in sigs.items():
         fn = getattr(lib, fname)
@@ -118,6 +119,47 @@ class BpfObject:
         if self._obj is not None:
             lib().bpf_object__close(self._obj)
             self._obj = None
+
+
+class _TestRunOpts(ctypes.Structure):
+    """libbpf's ``struct bpf_test_run_opts`` (bpf.h)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+def prog_test_run(prog_fd: int, data: bytes, ctx: bytes = b"") -> tuple[int, int]:
+    """Run a loaded program once on ``data`` (``BPF_PROG_TEST_RUN``; a tc program gets a
+    fresh skb of ``data``, ``ctx`` a ``struct __sk_buff`` prefix, e.g. its ingress ifindex):
+    ``(return value, duration ns)``. Benches measure a program's own cost with it; the skb
+    is thrown away (a redirect is not carried out). Runs in the caller's network namespace."""
+    data_in = ctypes.create_string_buffer(data, len(data))
+    ctx_in = ctypes.create_string_buffer(ctx, len(ctx)) if ctx else None
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(data_in, ctypes.c_void_p),
+        data_size_in=len(data),
+        ctx_in=ctypes.cast(ctx_in, ctypes.c_void_p) if ctx_in is not None else None,
+        ctx_size_in=len(ctx),
+        repeat=1,
+    )
+    _check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "BPF_PROG_TEST_RUN")
+    return int(opts.retval), int(opts.duration)
 
 
 def pin(fd: int, path: Path) -> None:
