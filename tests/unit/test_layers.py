@@ -20,15 +20,16 @@ SRC = Path(fluidedge.__file__).parent
 
 # Bottom to top; a package may import only from packages in lower layers. The root modules
 # ``fluidedge`` (the version) and ``fluidedge.errors`` (the error kinds) sit below everything.
-# ``ovs`` (our Open vSwitch daemons, over linux) sits beside core; ``tenants`` (who owns what,
-# admission) below the parts whose routes it scopes; ``secgroups`` over the instance networks
-# it filters; the TOF over the instance manager its on-demand services
-# (``fluidedge.tof.superfluid``) start and pause.
+# ``ovs`` (our Open vSwitch daemons, over linux) sits beside core; ``ovn`` (OVN run over our
+# OVS) beside tenants, below the instance networks and security groups that use it;
+# ``tenants`` (who owns what, admission) below the parts whose routes it scopes;
+# ``secgroups`` over the instance networks it filters; the TOF over the instance manager its
+# on-demand services (``fluidedge.tof.superfluid``) start and pause.
 LAYERS: list[set[str]] = [
     {"errors"},
     {"codec", "linux"},
     {"core", "ovs"},
-    {"tenants"},
+    {"tenants", "ovn"},
     {"lab", "instances"},
     {"tof", "secgroups", "cat", "chains"},
     {"measure", "mec"},

@@ -299,7 +299,10 @@ def _register_network(app: typer.Typer) -> None:
         netns: Annotated[str | None, typer.Option(help="Namespace of the bridge.")] = None,
         subnet: Annotated[str | None, typer.Option(help="Addresses must be inside.")] = None,
         driver: Annotated[
-            str, typer.Option(help="linuxbridge (Linux bridge) or ovs (our Open vSwitch).")
+            str,
+            typer.Option(
+                help="linuxbridge (Linux bridge), ovs (our Open vSwitch), ovn (logical switch)."
+            ),
         ] = "linuxbridge",
     ) -> None:
         """Create (or adopt) a bridge as network NAME."""

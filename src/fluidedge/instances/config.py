@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.instances.placement import Capacity, parse_cpuset
+from fluidedge.ovn.node import OvnNode
 
 if TYPE_CHECKING:
     from fluidedge.instances.models import InstanceRequest, TemplateSpec
@@ -80,6 +81,11 @@ class InstancesConfig(BaseModel):
         default="netdev",
         description="datapath of ovs networks: userspace netdev, the kernel's (one per host), "
         "or auto (kernel where the openvswitch module exists)",
+    )
+    ovn: OvnNode | None = Field(
+        default=None,
+        description="this node's OVN databases and chassis (docs/multi-host.md); "
+        "absent: no ovn networks, nothing of OVN runs",
     )
     userns_base: int = Field(
         default=1 << 30,

@@ -166,7 +166,7 @@ class Manager:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.images.load()
-        network.use_state_dir(self.state_dir, self.config.ovs_datapath)
+        network.use_state_dir(self.state_dir, self.config.ovs_datapath, self.config.ovn)
         self.io.setup()
         self.catalog.load(self.config.networks, self.config.builtin_templates)
         for name in self.templates:

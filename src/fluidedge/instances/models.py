@@ -541,10 +541,12 @@ class NetworkSpec(_Strict):
 
     name: Name
     bridge: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
-    driver: Literal["linuxbridge", "ovs"] = Field(
+    driver: Literal["linuxbridge", "ovs", "ovn"] = Field(
         default="linuxbridge",
         description="linuxbridge: a Linux bridge (kernel forwarding); ovs: a bridge on "
-        "fluidedge's own Open vSwitch (userspace netdev datapath, or the kernel one)",
+        "fluidedge's own Open vSwitch (userspace netdev datapath, or the kernel one); ovn: an "
+        "OVN logical switch of the network's name spanning the nodes (needs instances.ovn; "
+        "bridge is unused)",
     )
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     subnet: str | None = Field(

@@ -19,6 +19,12 @@ design where security groups are OpenFlow tables with conntrack. On ``ovs`` the 
 same; its host end becomes an OVS port (external_ids name the network and the interface) and
 TX checksum offload is turned off on both ends (the userspace datapath would forward TCP
 segments with checksums never computed).
+
+``ovn`` (only on a node whose config names OVN databases, ``instances.ovn``): the network is
+an OVN logical switch of that name, shared by every node that declares it
+(:mod:`fluidedge.ovn.networks`); the veth's host end goes into the node chassis' ``br-int``
+(same offload rule) as a logical port bound on this chassis. Such a network lives in the
+chassis' namespace.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from typing import Any, ParamSpec, TypeVar
 from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.linux import netns as netns_mod
+from fluidedge.ovn import networks as ovn_networks
+from fluidedge.ovn.errors import OvnError, OvnUnavailable
+from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
 
@@ -83,12 +92,16 @@ def _ipr(netns: str | None) -> Any:
     return handle
 
 
-def use_state_dir(state_dir: Path, ovs_datapath: str = "netdev") -> None:
-    """Where ``ovs`` networks keep their switches (``<state_dir>/ovs``), and their datapath."""
+def use_state_dir(
+    state_dir: Path, ovs_datapath: str = "netdev", ovn: OvnNode | None = None
+) -> None:
+    """Where ``ovs`` networks keep their switches (``<state_dir>/ovs``), and their datapath;
+    the node's OVN config (``None``: no ``ovn`` networks here)."""
     try:
         ovs_bridges.configure(state_dir, ovs_datapath)
     except OvsError as exc:
         raise RuntimeFailure(f"ovs: {exc}") from exc
+    ovn_networks.configure(state_dir, ovn)
 
 
 def _close_all() -> None:
@@ -128,6 +141,13 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
         raise NetnsNotFound(f"netns: network namespace {spec.netns!r} does not exist")
     if spec.driver == "ovs":
         return _ensure_ovs_bridge(spec)
+    if spec.driver == "ovn":
+        try:
+            return ovn_networks.ensure_switch(spec.name, spec.netns)
+        except OvnUnavailable:
+            raise  # a 409: the node has no OVN, or the network is not where its chassis is
+        except OvnError as exc:
+            raise RuntimeFailure(f"network {spec.name}: ovn: {exc}") from exc
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -183,6 +203,12 @@ def delete_bridge(spec: NetworkSpec) -> None:
             except OvsError as exc:
                 raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
             return
+        if spec.driver == "ovn":
+            try:
+                ovn_networks.delete_switch(spec.name)
+            except OvnError as exc:
+                raise RuntimeFailure(f"network {spec.name}: ovn: {exc}") from exc
+            return
         try:
             ipr = _ipr(spec.netns)
             index = _index(ipr, spec.bridge)
@@ -207,7 +233,7 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
     with _lock:
         try:
             ipr = _ipr(spec.netns)
-            bridge = _index(ipr, spec.bridge)
+            bridge = _index(ipr, spec.bridge) if spec.driver != "ovn" else 0
             if bridge is None:
                 raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge} is gone")
             netns_path = f"/proc/{pid}/ns/net"
@@ -226,7 +252,12 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
             finally:
                 os.close(fd)
             index = _index(ipr, host_ifname)
-            if spec.driver == "ovs":
+            if spec.driver == "ovn":
+                ipr.link("set", index=index, state="up")
+                ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
+                ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
+                ovn_networks.plug(spec.name, host_ifname, mac_for(host_ifname))
+            elif spec.driver == "ovs":
                 ipr.link("set", index=index, state="up")
                 ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
@@ -255,7 +286,8 @@ def unplug(netns: str | None, host_ifname: str) -> None:
             return
         try:
             ovs_bridges.del_port(netns, host_ifname)
-        except OvsError as exc:
+            ovn_networks.unplug(host_ifname)
+        except (OvsError, OvnError) as exc:
             raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
         try:
             ipr = _ipr(netns)
@@ -284,6 +316,11 @@ def bridge_ports(spec: NetworkSpec) -> list[str]:
     with _lock:
         if spec.netns is not None and not netns_mod.exists(spec.netns):
             return []
+        if spec.driver == "ovn":
+            try:
+                return ovn_networks.ports(spec.name)
+            except OvnError as exc:
+                raise RuntimeFailure(f"network {spec.name}: ovn ports: {exc}") from exc
         if spec.driver == "ovs":
             try:
                 return ovs_bridges.ports(spec.bridge, spec.netns)

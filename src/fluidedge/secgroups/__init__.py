@@ -9,6 +9,9 @@ Module map (pure policy first, I/O adapters last):
 
 - ``model``: groups, rules, ports; validated frozen dataclasses.
 - ``compiler``: the pure compiler from the model to the renderer-neutral IR (documented there).
+- ``ovn_render`` / ``ovn_driver``: the IR as OVN port groups, address sets, ACLs and port
+  security (pure), installed in the OVN northbound database in one transaction (the ``ovn``
+  renderer, :mod:`fluidedge.ovn` runs the engine; docs/multi-host.md).
 
 Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
@@ -25,6 +28,8 @@ __all__ = [
     "driver",
     "errors",
     "model",
+    "ovn_driver",
+    "ovn_render",
     "part",
     "service",
 ]

@@ -17,12 +17,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.secgroups.api import build_router
 from fluidedge.secgroups.conntrack import Conntrack
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
 from fluidedge.secgroups.errors import InvalidSecgroup
 from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.ovn_driver import OvnRenderer, OvnSplit
 from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer
 from fluidedge.secgroups.persist import Tables
 from fluidedge.secgroups.service import SecgroupService
@@ -46,7 +48,9 @@ class _ManagerNetworks:
         spec = self.manager.networks.get(network)
         if spec is None:
             return None
-        return Binding(network=spec.name, bridge=spec.bridge, netns=spec.netns)
+        # an ovn network's switch is the logical switch of its name
+        bridge = spec.name if spec.driver == "ovn" else spec.bridge
+        return Binding(network=spec.name, bridge=bridge, netns=spec.netns)
 
     def netns_names(self) -> set[str | None]:
         return {None} | {spec.netns for spec in self.manager.networks.values()}
@@ -117,9 +121,15 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
         SecgroupsConfig.model_validate(section)
     except ValidationError as exc:
         raise InvalidSecgroup(f"config [secgroups]: {exc}") from exc
-    # Linux-bridge networks render to nftables, ovs networks to OpenFlow on our own switch.
+    # Linux-bridge networks render to nftables, ovs networks to OpenFlow on our own switch,
+    # ovn networks (a node with instances.ovn) to OVN ACLs in the northbound database.
     split = SplitRenderer(NftRenderer(), OvsRenderer(ovs_bridges.switch))
+    ovn = OvnSplit(
+        split,
+        OvnRenderer(ovn_networks.nbctl, lambda port: ovn_networks.lsp_name(port.device)),
+        lambda binding: ovn_networks.is_ovn_network(binding.network),
+    )
     service = SecgroupService(
-        Tables(ctx.store), FirewallDriver(split, split.conntrack(Conntrack()))
+        Tables(ctx.store), FirewallDriver(ovn, ovn.conntrack(split.conntrack(Conntrack())))
     )
     return SecgroupsPart(service, ctx)

@@ -1,0 +1,21 @@
+"""Errors of the OVN part (tree in the package docstring)."""
+
+from __future__ import annotations
+
+from fluidedge.errors import ConflictError, FluidedgeError, InputError, SystemFailure
+
+
+class OvnError(FluidedgeError):
+    """Base of the OVN part's errors."""
+
+
+class OvnFailure(OvnError, SystemFailure):
+    """An OVN daemon or tool failed; the message carries its stderr."""
+
+
+class OvnInvalid(OvnError, InputError):
+    """A name or address given to the OVN part is not acceptable (the message says why)."""
+
+
+class OvnUnavailable(OvnError, ConflictError):
+    """The request needs OVN where this node has none, or elsewhere than its chassis (409)."""

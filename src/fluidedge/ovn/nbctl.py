@@ -1,0 +1,125 @@
+"""``ovn-nbctl`` adapter: argument lists, one OVSDB transaction per call.
+
+Several commands given to one ``ovn-nbctl`` run separated by ``--`` are one transaction: all
+or nothing. ``wait="hv"`` returns only when every chassis has applied it (``--wait=hv``), so
+the caller's next packet sees the new state; ``"sb"`` waits for northd only.
+
+A one-shot ``ovn-nbctl`` given several cluster members picks one at random and fails if that
+one is dead, so each call names only the members that accept a connection now (all of them if
+none does, for the tool's own error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from fluidedge.ovn import tool
+
+Command = Sequence[str]
+
+
+class Nbctl:
+    """The northbound database at ``remote`` (one or several comma-separated members)."""
+
+    def __init__(self, remote: str, env: dict[str, str] | None = None, timeout: float = 30.0):
+        self.remote = remote
+        self.env = env or {}
+        self.timeout = timeout
+
+    def live_remote(self) -> str:
+        """The members of :attr:`remote` that accept a connection now (all if none)."""
+        members = self.remote.split(",")
+        if len(members) == 1:
+            return self.remote
+        live = [m for m in members if reachable(m)]
+        return ",".join(live) if live else self.remote
+
+    def argv(self, commands: Sequence[Command], wait: str | None = None) -> list[str]:
+        argv = ["ovn-nbctl", f"--db={self.live_remote()}", f"--timeout={int(self.timeout)}"]
+        if wait is not None:
+            argv.append(f"--wait={wait}")
+        for i, command in enumerate(commands):
+            if i:
+                argv.append("--")
+            argv.extend(command)
+        return argv
+
+    def transact(self, commands: Sequence[Command], wait: str | None = None) -> str:
+        """Run ``commands`` as one transaction; their joined output."""
+        if not commands:
+            return ""
+        return tool.run(self.argv(commands, wait), self.env, timeout=self.timeout + 10).stdout
+
+    def run(self, *command: str, wait: str | None = None) -> str:
+        return self.transact([command], wait)
+
+    def rows(self, table: str, columns: Sequence[str], *conditions: str) -> list[dict[str, Any]]:
+        """Rows of ``table`` (``find`` with ``conditions``, else ``list``), as {column: value}
+        with OVSDB sets/maps/uuids decoded to lists/dicts/strings."""
+        return self.queries([(table, columns, conditions)])[0]
+
+    def queries(
+        self, queries: Sequence[tuple[str, Sequence[str], Sequence[str]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Several :meth:`rows` queries in one ``ovn-nbctl`` run (one connection, one
+        consistent snapshot): the rows of each, in order."""
+        commands: list[list[str]] = []
+        for i, (table, columns, conditions) in enumerate(queries):
+            verb = ["find", table, *conditions] if conditions else ["list", table]
+            head = ["--format=json"] if i == 0 else []
+            commands.append([*head, f"--columns={','.join(columns)}", *verb])
+        text = self.transact(commands)
+        decoder = json.JSONDecoder()
+        out: list[list[dict[str, Any]]] = []
+        pos = 0
+        for _ in queries:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            data, pos = decoder.raw_decode(text, pos)
+            out.append(
+                [
+                    {h: decode(v) for h, v in zip(data["headings"], row, strict=True)}
+                    for row in data["data"]
+                ]
+            )
+        return out
+
+
+def reachable(remote: str, timeout: float = 0.5) -> bool:
+    """Whether an OVSDB remote (``unix:/path``, ``tcp:ip:port``, ``ssl:ip:port``) accepts a
+    connection (closed at once)."""
+    kind, _, rest = remote.partition(":")
+    with contextlib.suppress(OSError, ValueError):
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(rest)
+                return True
+        elif kind in ("tcp", "ssl"):
+            host, _, port = rest.rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+    return False
+
+
+def decode(value: Any) -> Any:
+    """OVSDB JSON (RFC 7047 §5.1) to Python: ``["set", [...]]`` -> list, ``["map", [...]]`` ->
+    dict, ``["uuid", u]`` -> u."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        kind, body = value
+        if kind == "set":
+            return [decode(v) for v in body]
+        if kind == "map":
+            return {decode(k): decode(v) for k, v in body}
+        if kind in ("uuid", "named-uuid"):
+            return body
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    """A set column's value as a list (OVSDB sends a 1-element set as the bare element)."""
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,158 @@
+"""What the instance networks' ``ovn`` driver calls: logical switches and ports, this node's
+chassis.
+
+A network is a logical switch named after the network (the same name on every node is the
+same switch: that is how a network spans hosts); an instance interface is a logical port
+``<chassis>.<host ifname>`` (unique across nodes) with the interface's MAC as its address,
+bound here by ``external_ids:iface-id`` on the chassis' ``br-int``. The chassis starts with
+the node's first ``ovn`` network and stops (its directory removed) when the last goes, as the
+``ovs`` driver's switches do. Security groups on these ports are the ``ovn`` renderer's job
+(:mod:`fluidedge.secgroups.ovn_driver`).
+
+The registry is per process (the daemon has one state directory); :func:`configure` sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from fluidedge.ovn.chassis import Chassis, check_iface
+from fluidedge.ovn.errors import OvnUnavailable
+from fluidedge.ovn.nbctl import Nbctl
+from fluidedge.ovn.node import OvnNode
+
+NETWORK_KEY = "fluidedge-network"
+
+_lock = threading.RLock()
+_node: OvnNode | None = None
+_root: Path | None = None
+_chassis: Chassis | None = None
+_local: set[str] = set()
+
+
+def configure(state_dir: Path, node: OvnNode | None) -> None:
+    """This process's node config (``None``: no OVN) and where its chassis lives."""
+    global _node, _root, _chassis
+    with _lock:
+        _node, _root, _chassis = node, state_dir / "ovn", None
+
+
+def configured() -> bool:
+    return _node is not None
+
+
+def _require() -> OvnNode:
+    if _node is None:
+        raise OvnUnavailable("ovn: this node has no OVN configuration (instances.ovn)")
+    return _node
+
+
+def nbctl() -> Nbctl:
+    return Nbctl(_require().nb)
+
+
+def chassis(*, start: bool = False) -> Chassis:
+    """This node's chassis (started or adopted if ``start``)."""
+    global _chassis  # noqa: PLW0603
+    with _lock:
+        node = _require()
+        if _chassis is None:
+            root = _root if _root is not None else Path("/var/lib/fluidedge/ovn")
+            _chassis = Chassis(
+                root / "chassis",
+                node.chassis,
+                node.sb,
+                node.encap,
+                netns=node.netns,
+                underlay=node.underlay,
+                datapath=node.datapath,
+            )
+        if start:
+            _chassis.start()
+        return _chassis
+
+
+def is_ovn_network(network: str) -> bool:
+    """Whether ``network`` is one of this node's ``ovn`` networks."""
+    with _lock:
+        return network in _local
+
+
+def lsp_name(host_ifname: str) -> str:
+    return f"{_require().chassis}.{check_iface(host_ifname)}"
+
+
+def ensure_switch(network: str, netns: str | None) -> bool:
+    """The network's logical switch (created if missing) and the chassis; True if created."""
+    with _lock:
+        node = _require()
+        if netns != node.netns:
+            raise OvnUnavailable(
+                f"ovn: network {network} must live in the chassis' namespace "
+                f"({node.netns or 'the host'}), not {netns or 'the host'}"
+            )
+        chassis(start=True)
+        _local.add(network)
+        nb = nbctl()
+        exists = nb.run("--bare", "--columns=_uuid", "find", "Logical_Switch", f"name={network}")
+        if exists.strip():
+            return False
+        nb.transact(
+            [
+                ["--may-exist", "ls-add", network],
+                ["set", "Logical_Switch", network, f'external_ids:{NETWORK_KEY}="{network}"'],
+            ]
+        )
+        return True
+
+
+def plug(network: str, device: str, mac: str) -> str:
+    """Logical port for ``device`` (already in the chassis namespace) on the network's
+    switch, bound here; returns the port's name."""
+    with _lock:
+        lsp = lsp_name(device)
+        nbctl().transact(
+            [["--may-exist", "lsp-add", network, lsp], ["lsp-set-addresses", lsp, mac]]
+        )
+        chassis().plug(device, lsp, mac, {NETWORK_KEY: network})
+        return lsp
+
+
+def unplug(device: str) -> None:
+    """Remove the logical port and br-int port of ``device``; absent is fine."""
+    with _lock:
+        if _node is None or _chassis is None or not _chassis.running():
+            return
+        nbctl().run("--if-exists", "lsp-del", lsp_name(device))
+        _chassis.unplug(device)
+
+
+def ports(network: str) -> list[str]:
+    """Devices on br-int here that belong to ``network``."""
+    with _lock:
+        if _chassis is None or not _chassis.running():
+            return []
+        text = _chassis.vsctl("--format=json", "--columns=name,external_ids", "list", "Interface")
+        out = []
+        for name, ids in json.loads(text).get("data", []):
+            pairs = dict(ids[1]) if isinstance(ids, list) and ids and ids[0] == "map" else {}
+            if pairs.get(NETWORK_KEY) == network:
+                out.append(str(name))
+        return sorted(out)
+
+
+def delete_switch(network: str) -> None:
+    """Forget the network here; its logical switch goes when no node has a port on it. The
+    chassis stops (directory removed) when its last local network goes."""
+    with _lock:
+        _local.discard(network)
+        try:
+            nb = nbctl()
+            rows = nb.run("--bare", "--columns=ports", "find", "Logical_Switch", f"name={network}")
+            if not rows.strip():
+                nb.run("--if-exists", "ls-del", network)
+        finally:  # the central may be unreachable: the local chassis goes all the same
+            if not _local and _chassis is not None:
+                _chassis.destroy()

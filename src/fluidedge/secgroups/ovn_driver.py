@@ -1,0 +1,169 @@
+"""The ``ovn`` renderer of the firewall driver: the program installed as OVN NB rows.
+
+:class:`OvnRenderer` renders one network's part of the program (pure, :mod:`.ovn_render`), reads
+what fluidedge put in the NB for that logical switch last (rows tagged with the network), and
+applies the difference as **one** ``ovn-nbctl`` transaction with ``--wait=hv``: when
+:meth:`apply_network` returns, every chassis has the new policy, so the next packet sees it.
+The NB is the source of truth (nothing is cached here), so a restarted daemon, or another
+node's daemon, converges from whatever is there.
+
+:class:`OvnConntrack`: OVN handles connections a new program refuses itself (an
+``allow-related`` ACL that goes leaves its connections to the drop ACLs, which mark them
+``ct_label.blocked``; their next packet is dropped on whichever chassis it meets), and each
+chassis' connection tracker is in that chassis' vswitchd, so the driver's own walk of a
+zone has nothing to do here: it lists no entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fluidedge.ovn.errors import OvnError
+from fluidedge.ovn.nbctl import Nbctl, as_list
+from fluidedge.secgroups import ovn_render as acls
+from fluidedge.secgroups.compiler import FilterProgram
+from fluidedge.secgroups.conntrack import Conntrack, Entry
+from fluidedge.secgroups.driver import Renderer
+from fluidedge.secgroups.errors import FilterFailure
+from fluidedge.secgroups.nft import Binding
+
+
+def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, set[str]]:
+    """Our rows for ``network`` now, and the logical ports the switch ``switch`` has."""
+    owner = f'external_ids:{acls.OWNER_KEY}="{network}"'
+    lsps, switches, groups, acl_list, sets = nbctl.queries(
+        [
+            ("Logical_Switch_Port", ["_uuid", "name", "port_security"], ()),
+            ("Logical_Switch", ["ports"], (f"name={switch}",)),
+            ("Port_Group", ["name", "ports", "acls", "external_ids"], (owner,)),
+            ("ACL", ["_uuid", "direction", "priority", "match", "action"], ()),
+            ("Address_Set", ["name", "addresses"], (owner,)),
+        ]
+    )
+    lsp_name = {row["_uuid"]: row["name"] for row in lsps}
+    if not switches:
+        raise FilterFailure(f"ovn: logical switch {switch!r} of network {network!r} is missing")
+    on_switch = {lsp_name[u] for u in as_list(switches[0]["ports"]) if u in lsp_name}
+    state = acls.NbState()
+    for row in lsps:
+        if row["name"] in on_switch:
+            state.port_security[row["name"]] = tuple(as_list(row["port_security"]))
+    acl_rows = {
+        row["_uuid"]: acls.Acl(row["direction"], int(row["priority"]), row["match"], row["action"])
+        for row in acl_list
+    }
+    for row in groups:
+        state.port_groups[row["name"]] = acls.PortGroup(
+            frozenset(lsp_name[u] for u in as_list(row["ports"]) if u in lsp_name),
+            frozenset(acl_rows[u] for u in as_list(row["acls"]) if u in acl_rows),
+            tuple(sorted(row["external_ids"].items())),
+        )
+    for row in sets:
+        state.address_sets[row["name"]] = tuple(as_list(row["addresses"]))
+    return state, on_switch
+
+
+@dataclass
+class OvnRenderer:
+    """Installs programs into the NB at ``nbctl``; a network's binding names its switch
+    (``Binding.bridge`` = the logical switch; ``netns`` is unused: there is no local table)."""
+
+    nbctl: Nbctl | Callable[[], Nbctl]
+    lsp_of: acls.LspOf = acls.lsp_by_port_id
+    wait: str | None = "hv"
+
+    def _nb(self) -> Nbctl:
+        return self.nbctl if isinstance(self.nbctl, Nbctl) else self.nbctl()
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        desired = acls.render(program, binding.network, self.lsp_of)
+        try:
+            nb = self._nb()
+            current, on_switch = read_state(nb, binding.bridge, binding.network)
+            missing = set(desired.port_security) - on_switch
+            if missing:
+                raise FilterFailure(
+                    f"ovn: ports {sorted(missing)} are not on logical switch {binding.bridge}"
+                )
+            commands = acls.diff(current, desired, binding.network)
+            nb.transact(commands, wait=self.wait)
+        except OvnError as exc:
+            raise FilterFailure(str(exc)) from exc
+        return bool(commands)
+
+    def remove_network(self, binding: Binding) -> None:
+        try:
+            nb = self._nb()
+            current, _ = read_state(nb, binding.bridge, binding.network)
+            empty = acls.NbState(port_security=dict.fromkeys(current.port_security, ()))
+            nb.transact(acls.diff(current, empty, binding.network), wait=self.wait)
+        except OvnError as exc:
+            raise FilterFailure(str(exc)) from exc
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return None
+
+
+class OvnConntrack(Conntrack):
+    """No walk: OVN blocks the connections a new program refuses itself (module doc)."""
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        return []
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        return None
+
+
+class OvnSplit:
+    """The daemon's renderer with ``ovn`` networks: those go to :class:`OvnRenderer`, every
+    other network to ``inner`` (nftables / OpenFlow by switch). ``is_ovn`` tells them apart;
+    the reconciling of ``inner`` passes through (an OVN network has neither:
+    the NB is the state, OVN picks its own zones)."""
+
+    def __init__(
+        self, inner: Renderer, ovn: OvnRenderer, is_ovn: Callable[[Binding], bool]
+    ) -> None:
+        self.inner = inner
+        self.ovn = ovn
+        self.is_ovn = is_ovn
+        self.ovn_zones: set[int] = set()
+
+    def _pick(self, binding: Binding) -> Renderer:
+        return self.ovn if self.is_ovn(binding) else self.inner
+
+    def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
+        renderer = self._pick(binding)
+        zone = program.zone_of(binding.network)
+        if renderer is self.ovn and zone is not None:
+            self.ovn_zones.add(zone)
+        return renderer.apply_network(program, binding)
+
+    def remove_network(self, binding: Binding) -> None:
+        self._pick(binding).remove_network(binding)
+
+    def zone_netns(self, binding: Binding) -> str | None:
+        return self._pick(binding).zone_netns(binding)
+
+    def installed_networks(self, netns: str | None) -> set[str]:
+        """The inner renderer's tables in ``netns`` (reconciled at start); none if it keeps
+        no tables."""
+        installed = getattr(self.inner, "installed_networks", None)
+        return set(installed(netns)) if installed is not None else set()
+
+    def conntrack(self, inner: Conntrack) -> Conntrack:
+        return _OvnSplitConntrack(self, inner)
+
+
+class _OvnSplitConntrack(Conntrack):
+    def __init__(self, split: OvnSplit, inner: Conntrack) -> None:
+        self.split = split
+        self.inner = inner
+
+    def entries(self, netns: str | None, zone: int) -> list[Entry]:
+        if netns is None and zone in self.split.ovn_zones:
+            return []  # OVN blocks refused connections itself
+        return self.inner.entries(netns, zone)
+
+    def delete(self, netns: str | None, entry: Entry) -> None:
+        self.inner.delete(netns, entry)

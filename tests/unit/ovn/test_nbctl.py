@@ -1,0 +1,63 @@
+"""The ovn-nbctl adapter's pure parts: argv (one transaction) and OVSDB JSON decoding."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from fluidedge.ovn.central import Central
+from fluidedge.ovn.chassis import Chassis, check_lsp
+from fluidedge.ovn.errors import OvnInvalid
+from fluidedge.ovn.nbctl import Nbctl, as_list, decode, reachable
+
+
+def test_commands_are_one_invocation_separated_by_double_dashes() -> None:
+    # no member answers: all are named (the tool reports its own error)
+    argv = Nbctl("unix:/a,unix:/b").argv([["ls-add", "x"], ["lsp-add", "x", "p"]], wait="hv")
+    assert argv == [
+        "ovn-nbctl", "--db=unix:/a,unix:/b", "--timeout=30", "--wait=hv",
+        "ls-add", "x", "--", "lsp-add", "x", "p",
+    ]  # fmt: skip
+
+
+def test_ovsdb_json_decodes_to_python() -> None:
+    assert decode(["set", [["uuid", "u1"], ["uuid", "u2"]]]) == ["u1", "u2"]
+    assert decode(["map", [["k", "v"]]]) == {"k": "v"}
+    assert decode(["uuid", "u"]) == "u"
+    assert decode("plain") == "plain"
+    assert as_list("one") == ["one"]
+    assert as_list(["a", "b"]) == ["a", "b"]
+
+
+def test_cluster_remotes_name_every_member(tmp_path: Path) -> None:
+    central = Central(tmp_path, members=3, raft_ports=[1, 2, 3, 4, 5, 6])
+    assert central.nb_remote.count("unix:") == 3
+    assert central.members[2].raft("sb") == "tcp:127.0.0.1:6"
+    with pytest.raises(OvnInvalid):
+        Central(tmp_path, members=2)
+
+
+def test_names_and_addresses_are_checked() -> None:
+    with pytest.raises(OvnInvalid):
+        Chassis(Path("/nonexistent"), "Bad Name", "unix:/x", "10.0.0.1/24")
+    with pytest.raises(OvnInvalid):
+        Chassis(Path("/nonexistent"), "h1", "unix:/x", "not-an-ip")
+    with pytest.raises(OvnInvalid):
+        check_lsp("a;rm -rf")
+
+
+def test_only_members_that_answer_are_named(tmp_path: Path) -> None:
+    live = tmp_path / "live.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(live))
+    server.listen(4)
+    try:
+        nb = Nbctl(f"unix:{tmp_path / 'dead.sock'},unix:{live}")
+        assert nb.live_remote() == f"unix:{live}"
+        assert reachable(f"unix:{live}")
+        assert not reachable("tcp:127.0.0.1:1")
+        assert not reachable("bogus")
+    finally:
+        server.close()
