@@ -3,7 +3,9 @@
 - rule change -> effect: a rule allowing the client is added to the server's group, then the
   client connects until the first SYN gets through (p50/p99 over ``--changes`` changes), and
   the removal's apply time; with 1,000 rules over 100 ports vs a baseline of 10 rules over 2
-  ports measured in the same run (ratio);
+  ports measured in the same run (ratio); at 1,000 rules also through the full-recompile
+  path (a fresh compile of the whole model, both tables replaced whole), the two paths
+  alternating change by change (ratio full / incremental);
 - throughput between two hosts (TCP, and UDP with 64-byte payloads) with filtering on vs off
   (iperf3; ratio on/off);
 - rules per port: compiled clauses and nft rules for a typical port (default group) and for a
@@ -102,9 +104,17 @@ def setup(lab: SgLab, groups: list[SecurityGroup], fillers: int) -> None:
             )
 
 
-def change_latency(lab: SgLab, changes: int) -> tuple[list[float], list[float]]:
+def set_full(lab: SgLab, full: bool) -> None:
+    """The full-recompile path (``full``) or the incremental one (the default)."""
+    lab.driver.incremental = not full
+    assert isinstance(lab.driver.renderer, NftRenderer)
+    lab.driver.renderer.full = full
+
+
+def change_latency(lab: SgLab, changes: int, full: bool = False) -> tuple[list[float], list[float]]:
     s, c = lab.hosts["s"], lab.hosts["c"]
     adds, removes = [], []
+    set_full(lab, full)
     for _ in range(changes):
         t0 = time.perf_counter()
         lab.driver.update_security_group_rules("srv", (*SRV_BASE, ALLOW))
@@ -116,6 +126,7 @@ def change_latency(lab: SgLab, changes: int) -> tuple[list[float], list[float]]:
         removes.append((time.perf_counter() - t0) * 1000)
         if c.call("tcp", dst=s.v4, port=5001, timeout=0.3) is not False:
             raise SystemExit("removal did not take effect")
+    set_full(lab, False)
     return adds, removes
 
 
@@ -194,7 +205,7 @@ def lab_binding() -> object:
 
 
 def scenario(
-    label: str, groups: list[SecurityGroup], fillers: int, changes: int
+    label: str, groups: list[SecurityGroup], fillers: int, changes: int, ab: bool = False
 ) -> dict[str, float]:
     lab = SgLab("linuxbridge")
     try:
@@ -206,11 +217,27 @@ def scenario(
             f"[{label}] {len(lab.driver.ports())} ports, {model_rules} rules, "
             f"{program.rule_count()} compiled clauses"
         )
-        adds, removes = change_latency(lab, changes)
+        adds, removes, full_adds, full_removes = [], [], [], []
+        for _ in range(changes):  # the two paths alternate, change by change
+            a, r = change_latency(lab, 1)
+            adds += a
+            removes += r
+            if ab:
+                a, r = change_latency(lab, 1, full=True)
+                full_adds += a
+                full_removes += r
         print(f"[{label}] rule add -> first SYN through (ms): p50 {pct(adds, 50):.2f}  "
               f"p99 {pct(adds, 99):.2f}")  # fmt: skip
         print(f"[{label}] rule removal applied (ms):        p50 {pct(removes, 50):.2f}  "
               f"p99 {pct(removes, 99):.2f}")  # fmt: skip
+        if ab:
+            print(f"[{label}] full recompile + tables replaced: add p50 "
+                  f"{pct(full_adds, 50):.2f}  p99 {pct(full_adds, 99):.2f}  removal p50 "
+                  f"{pct(full_removes, 50):.2f}  p99 {pct(full_removes, 99):.2f}")  # fmt: skip
+            print(f"[{label}] ratio full/incremental: add p50 "
+                  f"{pct(full_adds, 50) / pct(adds, 50):.2f}  p99 "
+                  f"{pct(full_adds, 99) / pct(adds, 99):.2f}  removal p50 "
+                  f"{pct(full_removes, 50) / pct(removes, 50):.2f}")  # fmt: skip
         restores = [restore_time(lab) for _ in range(5)]
         print(f"[{label}] restore (fresh driver installs all) ms: median "
               f"{statistics.median(restores):.1f}")  # fmt: skip
@@ -261,7 +288,7 @@ def main() -> None:
         return
     base = scenario("baseline", big_groups(1, 10), 0, args.changes)
     big = scenario("1000 rules/100 ports", big_groups(GROUPS, RULES_PER_GROUP), PORTS - 2,
-                   args.changes)  # fmt: skip
+                   args.changes, ab=True)  # fmt: skip
     print(f"ratio 1000-rule/baseline: add p50 {big['add_p50'] / base['add_p50']:.2f}  "
           f"add p99 {big['add_p99'] / base['add_p99']:.2f}  "
           f"removal p50 {big['rm_p50'] / base['rm_p50']:.2f}  "

@@ -9,6 +9,9 @@ One run, one private ovsdb-server/ovs-vswitchd (userspace datapath) on this mach
    client sends a datagram every millisecond; the time from the call to the first datagram
    through is the effect latency (p50/p99 over ``--changes`` changes). Baseline: the same
    change with 2 ports and 1 rule each, in the same invocation (ratio = large / baseline).
+   At the large size each change is also made through the full-recompile path (a fresh
+   compile of the whole model, the whole table rendered and installed in one bundle), the two
+   paths alternating change by change (ratio = full / incremental).
 2. restore: a fresh driver installing the whole policy (one replace bundle), as at start.
 3. flows per port for a typical group (default group + a web group: http, https, ssh from a
    prefix, open egress v4/v6) and the total installed.
@@ -211,6 +214,42 @@ def _one_change(
     return (arrived[0] - start) * 1000
 
 
+def set_full(driver: FirewallDriver, full: bool) -> None:
+    """The full-recompile path (``full``) or the incremental one (the default)."""
+    driver.incremental = not full
+    assert isinstance(driver.renderer, OvsRenderer)
+    driver.renderer.full = full
+
+
+def effect_latency_ab(
+    driver: FirewallDriver,
+    *,
+    client_ns: str,
+    server_ns: str,
+    server_ip: str,
+    group: SecurityGroup,
+    changes: int,
+) -> tuple[list[float], list[float]]:
+    """(incremental, full) effect latencies, the paths alternating change by change."""
+    inc: list[float] = []
+    full: list[float] = []
+    for k in range(changes):
+        for mode, out in ((False, inc), (True, full)):
+            set_full(driver, mode)
+            out.append(
+                _one_change(
+                    driver,
+                    client_ns=client_ns,
+                    server_ns=server_ns,
+                    server_ip=server_ip,
+                    group=group,
+                    port=40000 + k,
+                )
+            )
+    set_full(driver, False)
+    return inc, full
+
+
 def effect_latency(
     driver: FirewallDriver,
     *,
@@ -351,7 +390,7 @@ def main() -> None:
             for p in ports:
                 driver.update_port_filter(p)
         first_install = time.monotonic() - t0
-        large = effect_latency(
+        large, large_full = effect_latency_ab(
             driver,
             client_ns=client_ns,
             server_ns=server_ns,
@@ -379,6 +418,14 @@ def main() -> None:
             f"effect latency, {args.ports} ports / {rules} rules: p50 {pct(large, 50):7.1f} ms  "
             f"p99 {pct(large, 99):7.1f} ms  (n={len(large)})  "
             f"ratio p50 {pct(large, 50) / pct(base, 50):.1f}x"
+        )
+        print(
+            f"  same, full recompile + whole-table bundle:   p50 {pct(large_full, 50):7.1f} ms  "
+            f"p99 {pct(large_full, 99):7.1f} ms  (n={len(large_full)})"
+        )
+        print(
+            f"  ratio full/incremental: p50 {pct(large_full, 50) / pct(large, 50):.1f}x  "
+            f"p99 {pct(large_full, 99) / pct(large, 99):.1f}x"
         )
         print(
             f"install {rules} rules ({installed} flows) {first_install:.2f} s; "

@@ -12,7 +12,8 @@ init, ``config.json``, the payload's ``output`` and ``rc``); the root image is u
 virtualenv's base Python (when it is not Debian's own under /usr) are shared read-only at their
 host paths, so the payload runs the very code and dependencies of this checkout. Extra host
 directories: ``FLUIDEDGE_VM_SHARES="/path[:rw] ..."``; ``FLUIDEDGE_TEST_*`` and ``FLUIDEDGE_LAB_*``
-variables are passed to the payload. The guest has no network device.
+variables are passed to the payload (``FLUIDEDGE_TEST_TIME_SCALE`` defaults to 30 and
+``FLUIDEDGE_LAB_READY_TIMEOUT`` to 600 there). The guest has no network device.
 
 Why TCG: these hosts' /dev/kvm cannot run a stock kernel (see shared notes); TCG is slow, so
 correctness only, never timing figures.
@@ -53,7 +54,10 @@ def _shares() -> list[tuple[Path, bool]]:
 
 def main(argv: list[str]) -> int:
     # FLUIDEDGE_TEST_* settings of the tests (e.g. FLUIDEDGE_TEST_RUNTIME=crun) go inside too.
-    env = {
+    # Deadlines stretched for TCG (about ten times slower than the host) unless set: the
+    # suite's waits (tests/fixtures/wait.py) and the lab's start.
+    env = {"FLUIDEDGE_TEST_TIME_SCALE": "30", "FLUIDEDGE_LAB_READY_TIMEOUT": "600"}
+    env |= {
         k: v for k, v in os.environ.items() if k.startswith(("FLUIDEDGE_TEST_", "FLUIDEDGE_LAB_"))
     }
     if argv[:1] == ["--cmd"]:

@@ -27,6 +27,7 @@ _PART_CLIS = (
     "fluidedge.instances.cli",
     "fluidedge.secgroups.cli",
     "fluidedge.chains.cli",
+    "fluidedge.mec.cli",
     "fluidedge.tenants.cli",
     "fluidedge.cat.cli",
     "fluidedge.measure.cli",

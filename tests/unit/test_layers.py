@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"tenants"},
     {"lab", "instances"},
     {"tof", "secgroups", "cat", "chains"},
-    {"measure"},
+    {"measure", "mec"},
     {"gui"},
     {"daemon"},
     {"demo", "cli"},

@@ -123,13 +123,17 @@ def create_app(
     bearer = token or resolve_token(config.api)
     # The web GUI (/ui) authenticates its own requests: a session from a token login, CSRF.
     gui_prefix = ("/ui",) if config.gui.enabled else ()
+    # Parts whose routes authenticate their own callers (Mp1: app instances' tokens).
+    own_auth = gui_prefix + tuple(
+        prefix for part in context.parts.values() for prefix in getattr(part, "own_auth", ())
+    )
     tenants = context.tenants
     if not isinstance(tenants, TenantService):
         tenants = context.tenants = TenantService(context.store, config.admission)
     guard = TokenGuard(
         bearer,
         open_reads=config.api.open_reads,
-        own_auth=gui_prefix,
+        own_auth=own_auth,
         tenant_resolver=tenants.resolve,
     )
     metrics = DaemonMetrics({name: part.metrics for name, part in context.parts.items()})
@@ -200,9 +204,10 @@ def create_app(
 
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = openapi.rewrite(
-                FastAPI.openapi(app), open_reads=config.api.open_reads
-            )
+            document = openapi.rewrite(FastAPI.openapi(app), open_reads=config.api.open_reads)
+            for part in context.parts.values():  # a part's own corrections (Mp1's security)
+                getattr(part, "rewrite_openapi", lambda _doc: None)(document)
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]

@@ -44,6 +44,12 @@ def _tof() -> PartFactory:
     return create_part
 
 
+def _mec() -> PartFactory:
+    from fluidedge.mec.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
 # name -> loader of its PartFactory. Order is start order (stop is the reverse).
 PART_FACTORIES: dict[str, Callable[[], PartFactory]] = {
     "instances": _instances,
@@ -51,6 +57,7 @@ PART_FACTORIES: dict[str, Callable[[], PartFactory]] = {
     "chains": _chains,
     "cat": _cat,
     "tof": _tof,
+    "mec": _mec,  # after the TOF its traffic rules drive
 }
 
 

@@ -193,6 +193,14 @@ def _execute(plan: Plan, state: LabState, directory: Path, python: str) -> None:
     )
 
 
+def _log_tail(path: Path, size: int = 2000) -> str:
+    """The end of a lab process's log, for an error that says why it is not ready."""
+    try:
+        return path.read_text(errors="replace")[-size:] or "(empty)"
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})"
+
+
 def _start_processes(
     specs: list[ProcessSpec], state: LabState, directory: Path, python: str
 ) -> None:
@@ -219,14 +227,18 @@ def _start_processes(
             if _ready_marker(spec).exists():
                 pending.remove(item)
             elif proc.poll() is not None:
-                log = (directory / f"{spec.name}.log").read_text(errors="replace")[-2000:]
+                log = _log_tail(directory / f"{spec.name}.log")
                 raise LabSystemError(
                     f"lab process {spec.name} exited ({proc.returncode}) during start-up: {log}"
                 )
         if pending and time.monotonic() > deadline:
+            logs = "".join(
+                f"\n--- {s.name}.log (end):\n{_log_tail(directory / f'{s.name}.log')}"
+                for s, _ in pending
+            )
             raise LabSystemError(
                 "lab processes not ready after "
-                f"{READY_TIMEOUT:.0f}s: {', '.join(s.name for s, _ in pending)}"
+                f"{READY_TIMEOUT:.0f}s: {', '.join(s.name for s, _ in pending)}{logs}"
             )
         if pending:
             time.sleep(0.02)

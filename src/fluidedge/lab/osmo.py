@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
-READY_TIMEOUT = 12.0
+# The lab's bound (``FLUIDEDGE_LAB_READY_TIMEOUT``, see :mod:`.build`) less the supervisor's start.
+READY_TIMEOUT = max(12.0, float(os.environ.get("FLUIDEDGE_LAB_READY_TIMEOUT", "15")) - 3.0)
 DETACH_TIMEOUT = 3.0
 DELETE_RESPONSE = "Received delete PDP context response"
 

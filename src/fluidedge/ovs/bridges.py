@@ -4,7 +4,8 @@ One switch (ovsdb-server + ovs-vswitchd, see :mod:`.daemons`) per network namesp
 ``<state dir>/ovs/<namespace or "host">``, started on the first bridge and stopped (its
 directory removed) when its last bridge goes. A new bridge is ``fail_mode=secure`` with one
 flow, ``priority=0 actions=NORMAL`` in table 0 (a learning switch); the security-group
-renderer replaces the whole table atomically when it takes the bridge over.
+renderer replaces its own flows (its cookie) atomically when it takes the bridge over, and
+leaves other components' (service chains) alone.
 
 The registry is per process (the daemon has one state directory); :func:`configure` sets it.
 """

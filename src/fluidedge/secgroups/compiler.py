@@ -277,15 +277,18 @@ def _merge(clauses: Iterable[Clause]) -> tuple[Clause, ...]:
     return tuple(merged[k] for k in sorted(merged))
 
 
+SetSpec = tuple[str, str, Ethertype]  # (set name, remote group, ethertype)
+Clauses = tuple[tuple[Clause, ...], tuple[Clause, ...], tuple[SetSpec, ...]]
+
+
 def _port_clauses(
-    port: Port,
-    by_group: Mapping[str, SecurityGroup],
-    members: Mapping[tuple[str, str], set[IPNetwork]],
-    sets: dict[str, AddressSet],
-) -> tuple[tuple[Clause, ...], ...]:
-    """(ingress, egress) clauses of a port's groups; adds the address sets they name."""
+    groups: tuple[str, ...], zone: int, by_group: Mapping[str, SecurityGroup]
+) -> Clauses:
+    """(ingress, egress) clauses of a port's ``groups`` in ``zone``, and the address sets
+    they name. Depends on those groups' rules and the zone only (members go into the sets)."""
     by_direction: dict[Direction, list[Clause]] = {"ingress": [], "egress": []}
-    for group_id in port.groups:
+    specs: dict[str, SetSpec] = {}
+    for group_id in groups:
         sg = by_group[group_id]
         for rule in sg.rules:
             remote = None
@@ -295,35 +298,17 @@ def _port_clauses(
                         f"remote_group: rule {sg.id}/{rule.id} names unknown group "
                         f"{rule.remote_group!r}"
                     )
-                remote = set_name(rule.remote_group, port.zone, rule.ethertype)
-                if remote not in sets:
-                    addrs = members.get((rule.remote_group, port.network), set())
-                    sets[remote] = AddressSet(
-                        name=remote,
-                        group=rule.remote_group,
-                        network=port.network,
-                        zone=port.zone,
-                        ethertype=rule.ethertype,
-                        members=tuple(
-                            sorted(a for a in addrs if ethertype_of(a) == rule.ethertype)
-                        ),
-                    )
+                remote = set_name(rule.remote_group, zone, rule.ethertype)
+                specs.setdefault(remote, (remote, rule.remote_group, rule.ethertype))
             by_direction[rule.direction].append(_clause(rule, f"{sg.id}/{rule.id}", remote))
-    return _merge(by_direction["ingress"]), _merge(by_direction["egress"])
+    return (
+        _merge(by_direction["ingress"]),
+        _merge(by_direction["egress"]),
+        tuple(specs[k] for k in sorted(specs)),
+    )
 
 
-def compile_program(
-    ports: Iterable[Port], groups: Mapping[str, SecurityGroup] | Iterable[SecurityGroup]
-) -> FilterProgram:
-    """The filter program of ``ports`` under ``groups`` (membership follows from the ports).
-
-    Every port a remote group's membership depends on must be among ``ports`` (a port on
-    another node would be passed with port_security as it has there). Raises
-    :class:`InvalidSecgroup` for an unknown group, a duplicate port or device, or zones that
-    disagree.
-    """
-    port_list = sorted(ports, key=lambda p: p.id)
-    by_group = dict(groups) if isinstance(groups, Mapping) else {g.id: g for g in groups}
+def _check_ports(port_list: list[Port], by_group: Mapping[str, SecurityGroup]) -> None:
     seen_ids: set[str] = set()
     seen_devices: set[str] = set()
     for port in port_list:
@@ -336,53 +321,175 @@ def compile_program(
         for group in port.groups:
             if group not in by_group:
                 raise InvalidSecgroup(f"groups: port {port.id} names unknown group {group!r}")
-    zones = _zones(port_list)
 
-    # Members per (group, network), in address order.
-    members: dict[tuple[str, str], set[IPNetwork]] = {}
-    for port in port_list:
-        for group in port.groups:
-            members.setdefault((group, port.network), set()).update(port.addresses())
 
-    sets: dict[str, AddressSet] = {}
-    filters: list[PortFilter] = []
-    clause_cache: dict[tuple[tuple[str, ...], str], tuple[tuple[Clause, ...], ...]] = {}
-    for port in port_list:
-        if not port.port_security:
-            filters.append(
-                PortFilter(
-                    port=port.id,
-                    device=port.device,
-                    network=port.network,
-                    zone=port.zone,
-                    mac=port.mac,
-                    port_security=False,
+class Compiler:
+    """:func:`compile_program` with memory: a change costs what it touches.
+
+    Kept between calls: the clauses of each (groups, zone) combination, valid while those
+    groups are the same objects (the model's values are frozen: a changed group is a new
+    object) and the remote groups they name exist; each port's :class:`PortFilter`, valid
+    while the port and its clauses are the same objects; each address set, reused while its
+    members are equal. An unchanged port's filter is therefore the *same object* as in the
+    last program, which lets the renderers skip it by identity. The result always equals a
+    fresh :func:`compile_program` of the same input (a Hypothesis test replays random change
+    sequences against it); the memory only ever holds what the last call used.
+    """
+
+    def __init__(self) -> None:
+        self._clauses: dict[
+            tuple[tuple[str, ...], int], tuple[tuple[SecurityGroup, ...], frozenset[str], Clauses]
+        ] = {}
+        self._filters: dict[str, tuple[Port, Clauses | None, PortFilter]] = {}
+        self._sets: dict[str, AddressSet] = {}
+        self._sources: dict[str, tuple[Port, tuple[SourceAllow, ...]]] = {}
+
+    def _port_clauses(self, port: Port, by_group: Mapping[str, SecurityGroup]) -> Clauses:
+        key = (port.groups, port.zone)
+        objects = tuple(by_group[g] for g in port.groups)
+        seen = self._clauses.get(key)
+        if seen is not None:
+            was, remotes, clauses = seen
+            same = len(was) == len(objects) and all(
+                a is b for a, b in zip(was, objects, strict=True)
+            )
+            if same and all(r in by_group for r in remotes):
+                return clauses
+        clauses = _port_clauses(port.groups, port.zone, by_group)
+        remotes = frozenset(r.remote_group for g in objects for r in g.rules if r.remote_group)
+        self._clauses[key] = (objects, remotes, clauses)
+        return clauses
+
+    def compile(
+        self,
+        ports: Iterable[Port],
+        groups: Mapping[str, SecurityGroup] | Iterable[SecurityGroup],
+    ) -> FilterProgram:
+        port_list = sorted(ports, key=lambda p: p.id)
+        by_group = dict(groups) if isinstance(groups, Mapping) else {g.id: g for g in groups}
+        _check_ports(port_list, by_group)
+        zones = _zones(port_list)
+
+        # Members per (group, network), in address order.
+        members: dict[tuple[str, str], set[IPNetwork]] = {}
+        for port in port_list:
+            for group in port.groups:
+                members.setdefault((group, port.network), set()).update(port.addresses())
+
+        used_clauses: set[tuple[tuple[str, ...], int]] = set()
+        specs: dict[str, tuple[SetSpec, str, int]] = {}
+        filters: list[PortFilter] = []
+        new_filters: dict[str, tuple[Port, Clauses | None, PortFilter]] = {}
+        for port in port_list:
+            clauses: Clauses | None = None
+            if port.port_security:
+                clauses = self._port_clauses(port, by_group)
+                used_clauses.add((port.groups, port.zone))
+                for spec in clauses[2]:
+                    specs.setdefault(spec[0], (spec, port.network, port.zone))
+            was = self._filters.get(port.id)
+            if was is not None and (was[0] is port or was[0] == port) and was[1] is clauses:
+                pf = was[2]
+            else:
+                pf = self._filter(port, clauses)
+            filters.append(pf)
+            new_filters[port.id] = (port, clauses, pf)
+        self._filters = new_filters
+        self._clauses = {k: v for k, v in self._clauses.items() if k in used_clauses}
+
+        sets: dict[str, AddressSet] = {}
+        for name in sorted(specs):
+            (_, group, ethertype), network, zone = specs[name]
+            addrs = tuple(
+                sorted(
+                    a for a in members.get((group, network), set()) if ethertype_of(a) == ethertype
                 )
             )
-            continue
-        # Ports with the same groups on the same network share their clauses: computed once.
-        shared = clause_cache.get((port.groups, port.network))
-        if shared is None:
-            shared = _port_clauses(port, by_group, members, sets)
-            clause_cache[(port.groups, port.network)] = shared
-        ingress, egress = shared
-        filters.append(
-            PortFilter(
+            old = self._sets.get(name)
+            if (
+                old is not None
+                and old.members == addrs
+                and (old.group, old.network, old.zone) == (group, network, zone)
+            ):
+                sets[name] = old
+            else:
+                sets[name] = AddressSet(name, group, network, zone, ethertype, addrs)
+        self._sets = sets
+        return FilterProgram(
+            ports=tuple(filters),
+            address_sets=tuple(sets.values()),
+            zones=tuple(sorted(zones.items())),
+        )
+
+    def _filter(self, port: Port, clauses: Clauses | None) -> PortFilter:
+        if clauses is None:
+            return PortFilter(
                 port=port.id,
                 device=port.device,
                 network=port.network,
                 zone=port.zone,
                 mac=port.mac,
-                port_security=True,
-                allowed_sources=allowed_sources(port),
-                allow_dhcp_server=port.allow_dhcp_server,
-                allow_router_advertisements=port.allow_router_advertisements,
-                ingress=ingress,
-                egress=egress,
+                port_security=False,
             )
+        return PortFilter(
+            port=port.id,
+            device=port.device,
+            network=port.network,
+            zone=port.zone,
+            mac=port.mac,
+            port_security=True,
+            allowed_sources=allowed_sources(port),
+            allow_dhcp_server=port.allow_dhcp_server,
+            allow_router_advertisements=port.allow_router_advertisements,
+            ingress=clauses[0],
+            egress=clauses[1],
         )
-    return FilterProgram(
-        ports=tuple(filters),
-        address_sets=tuple(sets[name] for name in sorted(sets)),
-        zones=tuple(sorted(zones.items())),
-    )
+
+
+def compile_program(
+    ports: Iterable[Port], groups: Mapping[str, SecurityGroup] | Iterable[SecurityGroup]
+) -> FilterProgram:
+    """The filter program of ``ports`` under ``groups`` (membership follows from the ports).
+
+    Every port a remote group's membership depends on must be among ``ports`` (a port on
+    another node would be passed with port_security as it has there). Raises
+    :class:`InvalidSecgroup` for an unknown group, a duplicate port or device, or zones that
+    disagree. Pure: a fresh :class:`Compiler` (the driver keeps one, to compile changes
+    incrementally).
+    """
+    return Compiler().compile(ports, groups)
+
+
+@dataclass(frozen=True)
+class ProgramDelta:
+    """What differs between two programs: ports (added, removed or with another filter),
+    address sets (added, removed or with other members), and whether the zones did."""
+
+    ports: frozenset[str]
+    sets: frozenset[str]
+    zones: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.ports or self.sets or self.zones)
+
+
+def delta(old: FilterProgram, new: FilterProgram) -> ProgramDelta:
+    """The :class:`ProgramDelta` from ``old`` to ``new`` (identity first: a :class:`Compiler`
+    hands back the same objects for what did not change, so this costs little)."""
+    before = {p.port: p for p in old.ports}
+    after = {p.port: p for p in new.ports}
+    ports = set(before.keys() ^ after.keys())
+    ports |= {
+        k
+        for k in before.keys() & after.keys()
+        if before[k] is not after[k] and before[k] != after[k]
+    }
+    sets_before = {s.name: s for s in old.address_sets}
+    sets_after = {s.name: s for s in new.address_sets}
+    sets = set(sets_before.keys() ^ sets_after.keys())
+    sets |= {
+        k
+        for k in sets_before.keys() & sets_after.keys()
+        if sets_before[k] is not sets_after[k] and sets_before[k] != sets_after[k]
+    }
+    return ProgramDelta(frozenset(ports), frozenset(sets), old.zones != new.zones)

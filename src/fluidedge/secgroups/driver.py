@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fluidedge.secgroups.compiler import FilterProgram, compile_program
+from fluidedge.secgroups.compiler import Compiler, FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack
 from fluidedge.secgroups.errors import FilterFailure, GroupNotFound
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup
@@ -52,14 +52,23 @@ def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
     """Whether ``new`` may refuse a connection ``old`` admitted on ``network`` (a clause or a
     set member went, or a port's filtering came on): only then are live connections checked,
     so widening changes (the common case: a rule or a member added) cost no conntrack walk."""
-    old_sets = {s.name: set(s.members) for s in old.address_sets if s.network == network}
-    new_sets = {s.name: set(s.members) for s in new.address_sets if s.network == network}
+    old_sets = {s.name: s for s in old.address_sets if s.network == network}
+    new_sets = {s.name: s for s in new.address_sets if s.network == network}
+    shrunk = {
+        name
+        for name, was in old_sets.items()
+        if new_sets.get(name) is not was
+        and not set(was.members) <= set(getattr(new_sets.get(name), "members", ()))
+    }
+    after_ports = {p.port: p for p in new.ports}
     for before in old.ports:
         if before.network != network:
             continue
-        after = new.port(before.port)
+        after = after_ports.get(before.port)
         if after is None:
             continue  # the port is gone, and its connections with it
+        if after is before and not (shrunk & before.set_names()):
+            continue  # the same filter (the incremental compiler keeps it) and sets
         if not after.port_security:
             continue
         if not before.port_security:
@@ -69,8 +78,7 @@ def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
             for clause in before.clauses(direction):
                 if clause.key() not in kept:
                     return True
-                name = clause.remote_set
-                if name is not None and not old_sets.get(name, set()) <= new_sets.get(name, set()):
+                if clause.remote_set is not None and clause.remote_set in shrunk:
                     return True
     return False
 
@@ -92,6 +100,8 @@ class NftRenderer:
     """The nftables renderer on Linux bridges (see :mod:`fluidedge.secgroups.nft`)."""
 
     nft: Nft = field(default_factory=Nft)
+    # full: every apply replaces the tables whole (the benchmark's baseline)
+    full: bool = False
     _tags: dict[str, dict[str, int]] = field(default_factory=dict)
     _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
     _prepared: set[str | None] = field(default_factory=set)
@@ -118,7 +128,7 @@ class NftRenderer:
         since the last apply when the tables' skeleton is the same, else the whole tables),
         and the tables it installs."""
         tables = build_tables(program, binding, self.tags(program, binding.network))
-        if binding.network in self._installed:
+        if binding.network in self._installed and not self.full:
             old = self._installed[binding.network]
             if old is not None and tables is not None:
                 diff = render_diff(old, tables)
@@ -180,8 +190,14 @@ def zones_set_by(listing: str) -> set[int]:
 class FirewallDriver:
     """The seed's firewall driver API; thread-safe (one lock around model and apply)."""
 
-    def __init__(self, renderer: Renderer, conntrack: Conntrack | None = None) -> None:
+    def __init__(
+        self, renderer: Renderer, conntrack: Conntrack | None = None, *, incremental: bool = True
+    ) -> None:
         self.renderer = renderer
+        # incremental=False: every apply compiles the whole model afresh (the baseline the
+        # benchmark compares the incremental compiler with)
+        self.incremental = incremental
+        self._compiler = Compiler()
         self.conntrack = conntrack if conntrack is not None else Conntrack()
         self._ports: dict[str, Port] = {}
         self._groups: dict[str, SecurityGroup] = {}
@@ -284,7 +300,9 @@ class FirewallDriver:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             try:
-                program = compile_program(self._ports.values(), self._groups)
+                if not self.incremental:
+                    self._compiler = Compiler()
+                program = self._compiler.compile(self._ports.values(), self._groups)
             except Exception:
                 self._dirty |= dirty
                 raise

@@ -29,9 +29,11 @@ Layout (``<t>`` = ``fesg_<network>``, ``<n>`` = a port's tag; see docs/security-
                                             clauses (return / accept), then drop
       set   rg_<group>_<zone>_<4|6>         remote-group members on this network
 
-Every update writes both tables whole (create-if-missing, delete, recreate) in one ``nft -f``
-transaction: a reader never sees half a policy, nothing stale survives, and connection state
-(conntrack) is not touched by it.
+An update is one ``nft -f`` transaction (a reader never sees half a policy; connection state is
+not touched by it). It carries only what changed (:func:`render_diff`: the chains and sets
+whose content differs from what the renderer installed last, flushed and refilled; new ones
+added, unused ones deleted), or both tables whole (create-if-missing, delete, recreate) on the
+first install and when a base chain's header changes, so nothing stale survives.
 """
 
 from __future__ import annotations
@@ -261,24 +263,16 @@ def _inet_table(
             (f'oifname "{br}" ct zone set {zone}',),
         ),
     }
+
     # Ports with the same clauses (same groups) share one clause chain, named by a digest of
     # its rules: 1,000 rules over 100 ports in 10 groups are 1,000 nft rules, not 10,000, and
     # a chain's name stays the same while its content does (so updates can diff).
-    memo: dict[int, str | None] = {}
-
     def shared(clauses: tuple[Clause, ...], direction: Direction) -> str | None:
-        key = id(clauses)
-        if key not in memo:
-            if not clauses:
-                memo[key] = None
-            else:
-                verdict = "accept" if direction == "ingress" else "goto net_in"
-                rules = tuple(f"{_clause_expr(c, direction)} {verdict}" for c in clauses)
-                digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:12]
-                name = f"c{'i' if direction == 'ingress' else 'e'}_{digest}"
-                chains[name] = ("", rules)
-                memo[key] = name
-        return memo[key]
+        found = _clause_chain(clauses, direction)
+        if found is None:
+            return None
+        chains[found[0]] = ("", found[1])
+        return found[0]
 
     for tag, p in ports:
         eg, ing = shared(p.egress, "egress"), shared(p.ingress, "ingress")
@@ -319,6 +313,38 @@ def _inet_table(
         (f'oifname "{br}" jump net_out',),
     )
     return out_sets, chains
+
+
+_CHAINS: dict[tuple[int, str], tuple[tuple[Clause, ...], tuple[str, tuple[str, ...]] | None]] = {}
+_CHAINS_MAX = 4096
+
+
+def _clause_chain(
+    clauses: tuple[Clause, ...], direction: Direction
+) -> tuple[str, tuple[str, ...]] | None:
+    """A shared clause chain's name and rules, cached by the identity of ``clauses`` (the
+    incremental compiler hands back the same tuple for unchanged groups, so only a changed
+    group's chain is built; hashing a 100-clause tuple per port would cost more than that)."""
+    key = (id(clauses), direction)
+    seen = _CHAINS.get(key)
+    if seen is not None and seen[0] is clauses:
+        return seen[1]
+    if len(_CHAINS) >= _CHAINS_MAX:
+        _CHAINS.clear()
+    found = _build_clause_chain(clauses, direction)
+    _CHAINS[key] = (clauses, found)
+    return found
+
+
+def _build_clause_chain(
+    clauses: tuple[Clause, ...], direction: Direction
+) -> tuple[str, tuple[str, ...]] | None:
+    if not clauses:
+        return None
+    verdict = "accept" if direction == "ingress" else "goto net_in"
+    rules = tuple(f"{_clause_expr(c, direction)} {verdict}" for c in clauses)
+    digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:12]
+    return f"c{'i' if direction == 'ingress' else 'e'}_{digest}", rules
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,13 @@ seed, so the tables would not change if networks shared a bridge.
 
 Tables (numbers as neutron's; see docs/security-groups.md)::
 
-    0   classifier      in_port of a filtered port -> reg5, reg6, table 71;
-                        of an unfiltered port (port_security off) -> reg5, reg6, table 73;
-                        anything else (the bridge's own port, unmanaged ports) -> table 60
+    0   classifier      priority 400, reg13=0: in_port of a filtered port -> reg5, reg6,
+                        table 71; of an unfiltered port (port_security off) -> reg5, reg6,
+                        table 73; priority 200, delivery of accepted packets: reg13=1 ->
+                        output:reg5, reg13=2 -> NORMAL; priority 0: anything else (the
+                        bridge's own port, unmanaged ports) -> table 60. A service chain's
+                        steering (300) and isolation (250) flows sit between 400 and 200,
+                        so the chain steers only what the groups accepted (docs/chains.md)
     60  transient       to a filtered port's MAC -> reg5/reg6 of it, table 81; else NORMAL
     71  base egress     port security (MAC, ARP, IPv4/IPv6 source, ND target, DHCP/RA) per
                         reg5; ARP/ND/DHCP-client accepted statelessly -> 73; IP from an
@@ -20,11 +24,15 @@ Tables (numbers as neutron's; see docs/security-groups.md)::
                         established that no clause allows: ct_mark := 1 (cut); rest dropped
     73  accept/ingress  to a filtered port's MAC -> reg5 := that port, table 81; new
                         connections to anywhere else are committed; -> 94
-    81  base ingress    ARP, allowed ICMPv6 ND types, DHCP replies -> output; untracked IP ->
+    81  base ingress    ARP, allowed ICMPv6 ND types, DHCP replies -> deliver; untracked IP ->
                         ct(table=82, zone=reg6); tracked (by the sender's egress) -> 82
-    82  rules ingress   as 72, the remote being the source; new accepted -> ct(commit), output
+    82  rules ingress   as 72, the remote being the source; new accepted -> ct(commit),
+                        deliver (deliver: reg13 := 1, back to table 0)
     93  dropped         drop
-    94  accepted        NORMAL
+    94  accepted        reg13 := 2, back to table 0
+
+Every flow carries cookie :data:`COOKIE`, and every deletion is limited to it: flows of other
+components on the bridge (service chains) are never touched.
 
 Remote groups are conjunctions: dimension 1 is the group's members (``nw_src``/``nw_dst``), 2
 the rest of the clause (state, protocol, port masks), so a membership change rewrites only the
@@ -91,6 +99,17 @@ _OF_PORT_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
 
 P_CLAUSE = 70
 P_CONJ = 69
+# Table 0: our classifier sits above a service chain's steering (300) and isolation (250)
+# for packets on their way in (reg13 = 0); accepted packets come back with reg13 = 1 (deliver
+# to reg5's port) or 2 (NORMAL), meet the chain's steering first and our delivery at 200.
+P_SG_CLASSIFY = 400
+P_DELIVER = 200
+REG_STAGE = 13
+STAGE_PORT = 1
+STAGE_NORMAL = 2
+DELIVER_PORT = f"set_field:{STAGE_PORT}->reg{REG_STAGE},resubmit(,{T_CLASSIFY})"
+DELIVER_NORMAL = f"set_field:{STAGE_NORMAL}->reg{REG_STAGE},resubmit(,{T_CLASSIFY})"
+ALL_BITS = 0xFFFFFFFFFFFFFFFF
 
 
 def port_masks(low: int, high: int) -> list[str]:
@@ -203,7 +222,12 @@ def _common(t: _Table) -> None:
             f"ct(commit,{ZONE}),resubmit(,{T_ACCEPTED})",
         )
     t.add(T_ACCEPT_OR_INGRESS, 80, "", f"resubmit(,{T_ACCEPTED})")
-    t.add(T_ACCEPTED, 0, "", "NORMAL")
+    # Accepted: back to table 0 with reg13 set (a chain's steering, priority 300, may take
+    # it there), else delivered: to the port whose ingress accepted it, or by NORMAL.
+    t.add(T_ACCEPTED, 0, "", DELIVER_NORMAL)
+    to_port = f"output:NXM_NX_REG{REG_PORT}[0..15]"
+    t.add(T_CLASSIFY, P_DELIVER, f"reg{REG_STAGE}={STAGE_PORT}", to_port)
+    t.add(T_CLASSIFY, P_DELIVER, f"reg{REG_STAGE}={STAGE_NORMAL}", "NORMAL")
 
 
 def _egress_security(t: _Table, p: PortFilter, reg: str) -> None:
@@ -295,19 +319,22 @@ class ConjIds:
     rendering, so adding a remote-group rule to one port does not renumber every later port's
     conjunctions (which would turn a one-port change into a bundle rewriting the table). Ids of
     clauses gone from the last render are reused. Keep one per bridge (the renderer does).
+    Keys start with the port id: a port rendered alone (:class:`BridgeFlows`) frees its own
+    ids only (:meth:`finish_port`).
     """
 
     def __init__(self) -> None:
         self.ids: dict[tuple[object, ...], int] = {}
         self.used: set[tuple[object, ...]] = set()
+        self._taken: set[int] = set()
 
     def take(self, key: tuple[object, ...]) -> int:
         self.used.add(key)
         found = self.ids.get(key)
         if found is None:
-            taken = set(self.ids.values())
-            found = next(i for i in range(1, len(taken) + 2) if i not in taken)
+            found = next(i for i in range(1, len(self._taken) + 2) if i not in self._taken)
             self.ids[key] = found
+            self._taken.add(found)
         return found
 
     def start(self) -> None:
@@ -316,6 +343,13 @@ class ConjIds:
     def finish(self) -> None:
         """Forget the ids of clauses the last render did not use."""
         self.ids = {k: v for k, v in self.ids.items() if k in self.used}
+        self._taken = set(self.ids.values())
+
+    def finish_port(self, port: str) -> None:
+        """Forget the ids of ``port``'s clauses its last render did not use."""
+        for key in [k for k in self.ids if k[0] == port and k not in self.used]:
+            self._taken.discard(self.ids.pop(key))
+        self.used = {k for k in self.used if k[0] != port}
 
 
 def _clauses(
@@ -360,6 +394,96 @@ def _clauses(
             t.add(table, P_CONJ, f"conj_id={cid},{_dl(clause.ethertype)}", action)
 
 
+def common_flows() -> list[Flow]:
+    """The flows every filtered bridge has, whatever its ports."""
+    t = _Table()
+    _common(t)
+    return t.result()
+
+
+def port_flows(
+    p: PortFilter, ofport: int, sets: Mapping[str, AddressSet], conj: ConjIds
+) -> list[Flow]:
+    """One port's flows (its classifier, delivery, port-security and clause flows): they
+    depend on the port's filter, its OpenFlow number and the members of the sets its clauses
+    name, nothing else, so :class:`BridgeFlows` renders a port again only when one of those
+    changed."""
+    t = _Table()
+    reg = f"reg{REG_PORT}={ofport}"
+    classify = f"reg{REG_STAGE}=0,in_port={ofport}"
+    if not p.port_security:
+        t.add(T_CLASSIFY, P_SG_CLASSIFY, classify, _set_regs(ofport, p.zone, T_ACCEPT_OR_INGRESS))
+        return t.result()
+    t.add(T_CLASSIFY, P_SG_CLASSIFY, classify, _set_regs(ofport, p.zone, T_BASE_EGRESS))
+    t.add(T_TRANSIENT, 90, f"dl_dst={p.mac}", _set_regs(ofport, p.zone, T_BASE_INGRESS))
+    t.add(
+        T_ACCEPT_OR_INGRESS,
+        100,
+        f"reg{REG_NET}={p.zone},dl_dst={p.mac}",
+        f"set_field:{ofport}->reg{REG_PORT},resubmit(,{T_BASE_INGRESS})",
+    )
+    _egress_security(t, p, reg)
+    to_next = f"resubmit(,{T_ACCEPT_OR_INGRESS})"
+    _stateful(t, T_RULES_EGRESS, reg, to_next)
+    _clauses(t, conj, p, "egress", reg=reg, sets=sets, accept_new=to_next, accept_est=to_next)
+    # Ingress (table 81): stateless accepts, then conntrack. Accepted packets are delivered
+    # through table 0 again (reg13 = 1), where a service chain may steer them.
+    out = DELIVER_PORT
+    t.add(T_BASE_INGRESS, 100, f"{reg},arp", out)
+    for icmp_type in ICMPV6_INGRESS_OK:
+        t.add(T_BASE_INGRESS, 100, f"{reg},icmp6,icmp_type={icmp_type}", out)
+    t.add(T_BASE_INGRESS, 95, f"{reg},udp,tp_src={DHCPV4_SERVER},tp_dst={DHCPV4_CLIENT}", out)
+    t.add(T_BASE_INGRESS, 95, f"{reg},udp6,tp_src={DHCPV6_SERVER},tp_dst={DHCPV6_CLIENT}", out)
+    for dl in ("ip", "ipv6"):
+        t.add(
+            T_BASE_INGRESS,
+            90,
+            f"{reg},ct_state=-trk,{dl}",
+            f"ct(table={T_RULES_INGRESS},{ZONE})",
+        )
+        t.add(T_BASE_INGRESS, 80, f"{reg},ct_state=+trk,{dl}", f"resubmit(,{T_RULES_INGRESS})")
+    commit = f"ct(commit,{ZONE}),{out}"
+    _stateful(t, T_RULES_INGRESS, reg, out)
+    _clauses(t, conj, p, "ingress", reg=reg, sets=sets, accept_new=commit, accept_est=out)
+    # DHCP client traffic out of the port is accepted statefully (nftables: return).
+    for dl, sport, dport in (
+        ("udp", DHCPV4_CLIENT, DHCPV4_SERVER),
+        ("udp6", DHCPV6_CLIENT, DHCPV6_SERVER),
+    ):
+        for state in ("+new-est", "+est-rel-rpl"):
+            t.add(
+                T_RULES_EGRESS,
+                P_CLAUSE,
+                f"{reg},ct_state={state},{dl},tp_src={sport},tp_dst={dport}",
+                to_next,
+            )
+    # ND and MLD the port may send without conntrack (IR egress step 4).
+    for s in p.allowed_sources:
+        if s.prefix.version != 6:
+            continue
+        src = f"dl_src={s.mac},ipv6_src={_net(s.prefix)}"
+        for icmp_type in ICMPV6_EGRESS_OK:
+            t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={icmp_type}", to_next)
+        if p.allow_router_advertisements:
+            t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={ICMPV6_RA}", to_next)
+    return t.result()
+
+
+def _merge_ports(common: list[Flow], per_port: Iterable[tuple[str, list[Flow]]]) -> list[Flow]:
+    """The table: common flows plus every port's; two ports giving one identity (e.g. one MAC
+    on two ports) is an error, as two actions for one flow within a port."""
+    owner: dict[tuple[int, int, str], str] = {f.key: "" for f in common}
+    out = list(common)
+    for port, flows in per_port:
+        for f in flows:
+            seen = owner.setdefault(f.key, port)
+            if seen != port:
+                raise ValueError(f"ovs_render: ports {seen or '(common)'} and {port} share {f.key}")
+        out += flows
+    out.sort()
+    return out
+
+
 def render(
     program: FilterProgram, ofports: Mapping[str, int], conj: ConjIds | None = None
 ) -> list[Flow]:
@@ -367,92 +491,109 @@ def render(
     port numbers; ports of ``program`` on other bridges (devices not in ``ofports``) are left
     out, as are devices of ``ofports`` that ``program`` does not name (they go through the
     classifier's default: unfiltered, but filtered ports' ingress still applies to them)."""
-    t = _Table()
     conj = conj if conj is not None else ConjIds()
     conj.start()
-    _common(t)
     sets = {s.name: s for s in program.address_sets}
-    for p in program.ports:
-        ofport = ofports.get(p.device)
-        if ofport is None:
-            continue
-        reg = f"reg{REG_PORT}={ofport}"
-        if not p.port_security:
-            t.add(
-                T_CLASSIFY,
-                100,
-                f"in_port={ofport}",
-                _set_regs(ofport, p.zone, T_ACCEPT_OR_INGRESS),
-            )
-            continue
-        t.add(T_CLASSIFY, 100, f"in_port={ofport}", _set_regs(ofport, p.zone, T_BASE_EGRESS))
-        for mac in (p.mac,):
-            t.add(
-                T_TRANSIENT,
-                90,
-                f"dl_dst={mac}",
-                _set_regs(ofport, p.zone, T_BASE_INGRESS),
-            )
-            t.add(
-                T_ACCEPT_OR_INGRESS,
-                100,
-                f"reg{REG_NET}={p.zone},dl_dst={mac}",
-                f"set_field:{ofport}->reg{REG_PORT},resubmit(,{T_BASE_INGRESS})",
-            )
-        _egress_security(t, p, reg)
-        to_next = f"resubmit(,{T_ACCEPT_OR_INGRESS})"
-        _stateful(t, T_RULES_EGRESS, reg, to_next)
-        _clauses(t, conj, p, "egress", reg=reg, sets=sets, accept_new=to_next, accept_est=to_next)
-        # Ingress (table 81): stateless accepts, then conntrack.
-        out = f"output:{ofport}"
-        t.add(T_BASE_INGRESS, 100, f"{reg},arp", out)
-        for icmp_type in ICMPV6_INGRESS_OK:
-            t.add(T_BASE_INGRESS, 100, f"{reg},icmp6,icmp_type={icmp_type}", out)
-        t.add(T_BASE_INGRESS, 95, f"{reg},udp,tp_src={DHCPV4_SERVER},tp_dst={DHCPV4_CLIENT}", out)
-        t.add(T_BASE_INGRESS, 95, f"{reg},udp6,tp_src={DHCPV6_SERVER},tp_dst={DHCPV6_CLIENT}", out)
-        for dl in ("ip", "ipv6"):
-            t.add(
-                T_BASE_INGRESS,
-                90,
-                f"{reg},ct_state=-trk,{dl}",
-                f"ct(table={T_RULES_INGRESS},{ZONE})",
-            )
-            t.add(T_BASE_INGRESS, 80, f"{reg},ct_state=+trk,{dl}", f"resubmit(,{T_RULES_INGRESS})")
-        commit = f"ct(commit,{ZONE}),{out}"
-        _stateful(t, T_RULES_INGRESS, reg, out)
-        _clauses(t, conj, p, "ingress", reg=reg, sets=sets, accept_new=commit, accept_est=out)
-        # DHCP client traffic out of the port is accepted statefully (nftables: return).
-        for dl, sport, dport in (
-            ("udp", DHCPV4_CLIENT, DHCPV4_SERVER),
-            ("udp6", DHCPV6_CLIENT, DHCPV6_SERVER),
-        ):
-            for state in ("+new-est", "+est-rel-rpl"):
-                t.add(
-                    T_RULES_EGRESS,
-                    P_CLAUSE,
-                    f"{reg},ct_state={state},{dl},tp_src={sport},tp_dst={dport}",
-                    to_next,
-                )
-        # ND and MLD the port may send without conntrack (IR egress step 4).
-        for s in p.allowed_sources:
-            if s.prefix.version != 6:
-                continue
-            src = f"dl_src={s.mac},ipv6_src={_net(s.prefix)}"
-            for icmp_type in ICMPV6_EGRESS_OK:
-                t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={icmp_type}", to_next)
-            if p.allow_router_advertisements:
-                t.add(T_BASE_EGRESS, 95, f"{reg},icmp6,{src},icmp_type={ICMPV6_RA}", to_next)
+    per_port = [
+        (p.port, port_flows(p, ofports[p.device], sets, conj))
+        for p in program.ports
+        if p.device in ofports
+    ]
     conj.finish()
-    return t.result()
+    return _merge_ports(common_flows(), per_port)
+
+
+def _set_members(p: PortFilter, sets: Mapping[str, AddressSet]) -> tuple[object, ...]:
+    found = tuple((name, sets[name].members if name in sets else None) for name in p.set_names())
+    return tuple(sorted(found, key=lambda item: str(item[0])))
+
+
+class BridgeFlows:
+    """One bridge's table, rendered incrementally: a port's flows are rendered again only when
+    its filter (the compiler hands back the same object for an unchanged port), its OpenFlow
+    number or the members of a set it names changed, and :meth:`update` returns the flow-mods
+    of the ports that changed only. ``flows()`` is always what :func:`render` would give for
+    the same program (the unit tests check it)."""
+
+    def __init__(self) -> None:
+        self.conj = ConjIds()
+        self.ports: dict[str, tuple[PortFilter, int, tuple[object, ...], list[Flow]]] = {}
+        self.owner: dict[tuple[int, int, str], str] = {}
+        self.common = common_flows()
+        for f in self.common:
+            self.owner[f.key] = ""
+
+    def flows(self) -> list[Flow]:
+        return _merge_ports(self.common, ((k, v[3]) for k, v in self.ports.items()))
+
+    def update(self, program: FilterProgram, ofports: Mapping[str, int]) -> list[str]:
+        """Bring the table to ``program``; the flow-mods (deletions, then additions)."""
+        sets = {s.name: s for s in program.address_sets}
+        wanted = {p.port: p for p in program.ports if p.device in ofports}
+        old_flows: list[Flow] = []
+        new_flows: list[Flow] = []
+        owner = dict(self.owner)
+        staged: dict[str, tuple[PortFilter, int, tuple[object, ...], list[Flow]] | None] = {}
+        for port in self.ports.keys() - wanted.keys():
+            old_flows += self.ports[port][3]
+            staged[port] = None
+            self.conj.used = {k for k in self.conj.used if k[0] != port}
+            self.conj.finish_port(port)
+        for port, p in wanted.items():
+            ofport = ofports[p.device]
+            members = _set_members(p, sets)
+            was = self.ports.get(port)
+            if was is not None and (was[0] is p or was[0] == p) and was[1:3] == (ofport, members):
+                continue
+            self.conj.used = {k for k in self.conj.used if k[0] != port}
+            flows = port_flows(p, ofport, sets, self.conj)
+            self.conj.finish_port(port)
+            if was is not None:
+                old_flows += was[3]
+            new_flows += flows
+            staged[port] = (p, ofport, members, flows)
+        for f in old_flows:
+            owner.pop(f.key, None)
+        for port, entry in staged.items():
+            for f in entry[3] if entry is not None else ():
+                seen = owner.setdefault(f.key, port)
+                if seen != port:
+                    raise ValueError(
+                        f"ovs_render: ports {seen or '(common)'} and {port} share {f.key}"
+                    )
+        for port, entry in staged.items():
+            if entry is None:
+                del self.ports[port]
+            else:
+                self.ports[port] = entry
+        self.owner = owner
+        return diff(old_flows, new_flows)
 
 
 def texts(flows: Iterable[Flow]) -> list[str]:
     return [f.text(COOKIE) for f in flows]
 
 
+def owned(spec: str) -> str:
+    """A flow-mod match limited to our cookie: a deletion never touches a flow another
+    component (service chains) installed, even one with the same match."""
+    return f"cookie={COOKIE:#x}/{ALL_BITS:#x},{spec}"
+
+
+def install_all(flows: Iterable[Flow]) -> list[str]:
+    """Flow-mods replacing every flow of ours (and only ours) on a bridge with ``flows``."""
+    return [f"delete cookie={COOKIE:#x}/{ALL_BITS:#x}", *(f"add {f.text(COOKIE)}" for f in flows)]
+
+
+def uninstall() -> list[str]:
+    """Flow-mods removing our flows and leaving the bridge a learning switch."""
+    return [f"delete cookie={COOKIE:#x}/{ALL_BITS:#x}", "add table=0,priority=0,actions=NORMAL"]
+
+
 def diff(old: Sequence[Flow], new: Sequence[Flow]) -> list[str]:
-    """The flow-mods turning table ``old`` into ``new``: deletions (strict), then additions
-    and changed actions (an ``add`` of an existing identity replaces its actions)."""
+    """The flow-mods turning flows ``old`` into ``new``: deletions (strict, limited to our
+    cookie), then additions and changed actions (an ``add`` of an existing identity replaces
+    its actions)."""
     before = {(f.table, f.priority, f.match): f for f in old}
     mods = []
     seen = set()
@@ -462,7 +603,7 @@ def diff(old: Sequence[Flow], new: Sequence[Flow]) -> list[str]:
         was = before.get(key)
         if was is None or was.actions != f.actions:
             mods.append(f"add {f.text(COOKIE)}")
-    gone = [f"delete_strict {before[k].spec()}" for k in sorted(before.keys() - seen)]
+    gone = [f"delete_strict {owned(before[k].spec())}" for k in sorted(before.keys() - seen)]
     return gone + mods
 
 

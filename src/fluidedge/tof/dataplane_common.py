@@ -38,6 +38,8 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}; reading resets them
+_TPACKET_STATS = struct.Struct("=II")
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
@@ -69,6 +71,13 @@ def open_packet_socket(ifname: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def packet_drops(sock: socket.socket) -> int:
+    """Frames the kernel dropped at ``sock``'s receive queue (full) since the previous call:
+    the AF_PACKET ``PACKET_STATISTICS``, which the kernel resets on every read."""
+    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size)
+    return int(_TPACKET_STATS.unpack(raw)[1])
 
 
 def open_tun(ifname: str) -> int:

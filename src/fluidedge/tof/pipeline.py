@@ -50,8 +50,9 @@ import itertools
 import re
 import struct
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
@@ -219,6 +220,16 @@ def _packed(text: str) -> bytes:
     return ipaddress.ip_address(text).packed
 
 
+class ServiceIndex(Protocol):
+    """Where a service's flows and (app, UE) pairs are, kept by whoever tracks the pipeline's
+    tables (the fast path's dirty set): with it a service change looks at that service's
+    flows only, not at every flow (O(N) at 1,000,000 flows)."""
+
+    def flows_of(self, service: str) -> Iterable[tuple[int, bytes, int, bytes, int]]: ...
+
+    def pairs_of(self, service: str) -> Iterable[tuple[bytes, bytes]]: ...
+
+
 class Pipeline:
     """The TOF data plane's state machine (see the module docstring)."""
 
@@ -232,6 +243,9 @@ class Pipeline:
         self.flows: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self.pairs: dict[tuple[bytes, bytes], Flow] = {}  # (app, ue) -> last flow, for fragments
         self.services: dict[bytes, tuple[str, bytes]] = {}  # serviceIP -> (name, applicationIP)
+        # Set by a tracker of ``flows`` and ``pairs`` (fastpath.dirty); None: a service change
+        # scans every flow.
+        self.service_index: ServiceIndex | None = None
         self.service_counters: dict[str, ServiceCounters] = {}
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -274,8 +288,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ control
 
-    def set_services(self, services: Mapping[str, Service]) -> None:
-        """Install a complete service set (atomic: one assignment) and drop stale NAT flows."""
+    def set_services(self, services: Mapping[str, Service]) -> set[str]:
+        """Install a complete service set (atomic: one assignment) and drop stale NAT flows.
+
+        Returns the names whose table entry changed (added, removed, moved, re-pointed): only
+        their flows can have become stale, since every flow matched its service's entry when
+        it was made and after every earlier change. With a :attr:`service_index` only those
+        flows are looked at.
+        """
         table = {
             _packed(s.service_ip): (
                 s.name,
@@ -283,6 +303,9 @@ class Pipeline:
             )
             for s in services.values()
         }
+        old = self.services
+        changed = {entry[0] for ip, entry in old.items() if table.get(ip) != entry}
+        changed |= {entry[0] for ip, entry in table.items() if old.get(ip) != entry}
         self.services = table
         self.service_counters = {
             name: self.service_counters.get(name, ServiceCounters()) for name in services
@@ -290,11 +313,25 @@ class Pipeline:
         self.ondemand.configure(
             {s.name: s.ondemand.per_ue for s in services.values() if s.ondemand is not None}
         )
-        for key, flow in list(self.flows.items()):
-            if not self._flow_current(flow):
+        if changed:
+            self._drop_stale_flows(changed)
+        return changed
+
+    def _drop_stale_flows(self, services: set[str]) -> None:
+        index = self.service_index
+        if index is None:
+            flow_keys: Iterable[tuple[int, bytes, int, bytes, int]] = list(self.flows)
+            pair_keys: Iterable[tuple[bytes, bytes]] = list(self.pairs)
+        else:
+            flow_keys = [k for name in services for k in index.flows_of(name)]
+            pair_keys = [k for name in services for k in index.pairs_of(name)]
+        for key in flow_keys:
+            flow = self.flows.get(key)
+            if flow is not None and not self._flow_current(flow):
                 del self.flows[key]
-        for pair, flow in list(self.pairs.items()):
-            if not self._flow_current(flow):
+        for pair in pair_keys:
+            flow = self.pairs.get(pair)
+            if flow is not None and not self._flow_current(flow):
                 del self.pairs[pair]
 
     def _flow_current(self, flow: Flow) -> bool:

@@ -20,6 +20,7 @@ from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle, wait_pools
+from tests.fixtures.wait import scaled
 
 POOL = "198.19.0.64/27"
 TEMPLATE = {
@@ -54,7 +55,7 @@ class Env:
     client: Client
 
     def http(self, ue: str, address: str, timeout: float = 5.0) -> str:
-        result = self.lab.run(ue, ["curl", "-s", "-m", str(timeout), f"http://{address}/"])
+        result = self.lab.run(ue, ["curl", "-s", "-m", str(scaled(timeout)), f"http://{address}/"])
         return result.stdout if result.returncode == 0 else f"<curl exit {result.returncode}>"
 
     def instances(self, service: str) -> list[dict[str, Any]]:
@@ -76,7 +77,7 @@ class Env:
             env=env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=scaled(60),
             check=False,
         )
         assert result.returncode == 0, result.stderr
@@ -141,7 +142,7 @@ def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str, **core: Any)
     try:
         env.client.post("/v1/templates", TEMPLATE)
         wait_pools(lambda: list(env.client.get("/v1/pools")), 60)
-        assert wait_s1_ready(env.client, s1_pairs(lab), timeout=20)
+        assert wait_s1_ready(env.client, s1_pairs(lab), timeout=scaled(20))
         yield env
     finally:
         env.client.close()

@@ -19,7 +19,7 @@ from tests.e2e.instances.conftest import purge_daemon
 from tests.e2e.superfluid.conftest import TEMPLATE, Env, service_body
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.prom import sample
-from tests.fixtures.wait import wait_for
+from tests.fixtures.wait import scaled, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -82,7 +82,7 @@ def test_fifty_ues_at_once_per_ue_pool_of_eight(
         wait_for(
             lambda: all(p["ready"] >= 8 for p in env.client.get("/v1/pools")), 120, "pool of 8"
         )
-        assert wait_s1_ready(env.client, s1_pairs(lab), timeout=20)
+        assert wait_s1_ready(env.client, s1_pairs(lab), timeout=scaled(20))
         body = service_body(
             "flood", SERVICE_IP, lab, "per-ue", maxInstances=UES, idlePause=600,
             addressPool="198.19.0.64/26",

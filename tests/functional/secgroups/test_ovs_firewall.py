@@ -428,10 +428,20 @@ def test_restart_replaces_the_table_without_duplicates_or_stale_flows(ovs_lab: O
     with _firewall(ovs_lab, ports, [default_group(), WEB]) as first:
         installed = sorted(Ofctl(ovs_lab.daemons, bridge).dump())
         assert len(installed) == _flows(first, bridge)
-    # Something stale appears (e.g. left by an older version), then the driver restarts.
-    Ofctl(ovs_lab.daemons, bridge).bundle(["add table=72,priority=70,reg5=99,actions=drop"])
+    # Something stale of ours appears (e.g. left by an older version), and a flow of another
+    # component (a chain's cookie), then the driver restarts: ours is replaced, theirs stays.
+    Ofctl(ovs_lab.daemons, bridge).bundle(
+        [
+            "add cookie=0x5e5e,table=72,priority=70,reg5=99,actions=drop",
+            "add cookie=0xc4a1000100000001,table=0,priority=300,in_port=99,udp,actions=drop",
+        ]
+    )
     with _firewall(ovs_lab, ports, [default_group(), WEB]) as again:
         after = sorted(Ofctl(ovs_lab.daemons, bridge).dump())
+        theirs = [f for f in after if f.startswith("cookie=0xc4a1000100000001,")]
+        assert len(theirs) == 1
+        assert "in_port=99" in theirs[0]
+        after.remove(theirs[0])
         assert after == installed
         assert len(after) == _flows(again, bridge)
         ovs_lab.tcp_server(hosts["b"], 8080)

@@ -4,6 +4,7 @@ per-service policy flags (issue 14 items 2, 4, 7, 8)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
+from fluidedge.tof.pipeline import ENB
 
 from .scenario import (
     APP_PORT,
@@ -112,15 +114,37 @@ def test_full_maps_are_counted_alarmed_served_by_the_agent_and_retried() -> None
             sink.close()
 
 
+def _malformed(frame: bytes, i: int) -> bytes:
+    """A G-PDU made malformed: a GTP-U length that is not the IP's, or GTP version 2."""
+    out = bytearray(frame)
+    gtp = 14 + 20 + 8
+    if i % 2:
+        out[gtp + 3] ^= 0x04  # GTP-U length
+    else:
+        out[gtp] = (out[gtp] & 0x0F) | 0x50  # version 2
+    return bytes(out)
+
+
+def error_indication(src: bytes, dst: bytes, teid: int) -> bytes:
+    """TS 29.281 §7.3.1 from ``src``: "I do not know TEID ``teid``" (TEID Data I, Peer Address)."""
+    body = b"\x10" + teid.to_bytes(4, "big") + b"\x85\x00\x04" + src
+    return ethernet_frame(MAC_SGW, MAC_ENB, gtp_message(src, dst, 26, 0, body))
+
+
 def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() -> None:
     with topology("b") as t:
-        backend = FastPathBackend(config(t), punt_rate=50, punt_burst=20)
+        # A control budget (burst 40) that the echoes and the Error Indication fit in, and
+        # that the malformed flood (400 frames) would exhaust if it were filed as control.
+        backend = FastPathBackend(
+            config(t), punt_rate=50, punt_burst=20, control_rate=50, control_burst=40
+        )
         backend.start()
         try:
             learn_bearer(t)
             t.collect(0.3)
             to_pdn = inner_udp(UE1, PDN, 40000, 53, b"flood")
-            flood = bad_udp_length(up(ENB1, 0x100, to_pdn))  # a data punt (the agent's call)
+            g_pdu = up(ENB1, 0x100, to_pdn)
+            flood = bad_udp_length(g_pdu)  # a data punt (the agent's call)
             echo = ethernet_frame(MAC_SGW, MAC_ENB, gtp_message(ENB1, SGW1, 1, 0))
             sent_echo = 0
             for i in range(600):
@@ -128,19 +152,26 @@ def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() ->
                 if i % 20 == 0:
                     t.send("enb", echo)
                     sent_echo += 1
-                if i == 300:  # a new bearer in the middle of the flood
+                if i % 3 == 0:  # malformed G-PDUs: data budget, not control
+                    t.send("enb", _malformed(g_pdu, i))
+                if i == 300:  # a new bearer and an Error Indication in the middle of the flood
                     t.send("enb", up(ENB2, 0x301, inner_udp(UE2, PDN, 40000, 53, b"new")))
+                    t.send("enb", error_indication(ENB1, SGW1, 0x200))
             got = t.collect(1.0)["sgw"]
-            assert len(got) == 600 + sent_echo + 1  # nothing lost
+            assert len(got) == 600 + sent_echo + 200 + 2  # nothing lost
             stats = backend.stats()
             fast, counters = stats["fastpath"], stats["counters"]
             assert isinstance(fast, dict)
             assert isinstance(counters, dict)
-            assert fast["punt_limited_data"] > 0  # the flood was limited...
-            assert fast["punt_limited_control"] == 0  # ...the echo requests were not
+            assert fast["punt_limited_data"] > 0  # the floods were limited...
+            assert fast["punt_limited_control"] == 0  # ...the control messages were not
             assert fast["punt_limited_learn"] == 0
             assert counters["gtpu_type_1"] == sent_echo  # every one reached the pipeline
+            assert counters["gtpu_type_26"] == 1  # so did the Error Indication...
+            bearer = next(b for b in backend.pipeline.bearers.values() if b.ue == UE1)
+            assert bearer.dl_teid is None  # ...which made it forget the downlink TEID
             assert counters["tunnels_learned_uplink"] == 2  # UE1, then UE2 during the flood
+            assert fast["punt_gtp_malformed"] > 0  # the malformed G-PDUs: their own reason
             # An End Marker after the flood still reaches the agent, which drops the key.
             end_marker = ethernet_frame(MAC_ENB, MAC_SGW, gtp_message(SGW1, ENB1, 254, 0x200))
             t.send("sgw", end_marker)
@@ -148,6 +179,46 @@ def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() ->
             counters = backend.stats()["counters"]
             assert isinstance(counters, dict)
             assert counters["gtpu_type_254"] == 1
+        finally:
+            backend.stop()
+
+
+def test_punts_the_agent_does_not_read_in_time_are_counted() -> None:
+    """Punted frames beyond what the agent reads are dropped at its punt socket's queue: the
+    drops are counted (PACKET_STATISTICS) in GET /stats and /metrics, not silent."""
+    with topology("q") as t:
+        backend = FastPathBackend(config(t), punt_rate=0)  # data punts unlimited
+        backend.start()
+        try:
+            learn_bearer(t)
+            t.collect(0.3)
+            assert _fast(backend)["punt_socket_dropped"] == 0
+            body = bytes(1300)
+            frame = bad_udp_length(up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, body)))
+            rcvbuf = backend._rx[ENB].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            sent = 3 * rcvbuf // len(frame) + 500  # three times what the queue holds
+            with backend._lock:  # the agent reads nothing meanwhile
+                for _ in range(sent):
+                    t.send("enb", frame)
+            deadline = time.monotonic() + 30.0
+            while _fast(backend)["punt_socket_dropped_enb"] == 0:
+                assert time.monotonic() < deadline, "no punt socket drop counted"
+                time.sleep(0.05)
+            t.collect(0.5)  # the agent forwards what it read
+            stats = backend.stats()
+            fast, io = stats["fastpath"], stats["io"]
+            assert isinstance(fast, dict)
+            assert isinstance(io, dict)
+            dropped = fast["punt_socket_dropped_enb"]
+            assert fast["punt_socket_dropped"] == dropped + fast["punt_socket_dropped_sgw"]
+            # What the kernel punted was read by the agent or counted as dropped (the veth's
+            # own backlog may drop some more before the socket: <=).
+            assert io["punt_enb"] + dropped <= fast["punted_from_enb"]
+            assert fast["punted_from_enb"] <= sent + 1
+            metrics = render(backend.stats(), backend.tunnels())
+            assert f'fluidedge_tof_fastpath_total{{kind="punt_socket_dropped"}} {dropped}' in (
+                metrics
+            )
         finally:
             backend.stop()
 

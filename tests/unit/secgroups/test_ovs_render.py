@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fluidedge.chains import compiler as chains
 from fluidedge.ovs.flows import Flow
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import compile_program
@@ -78,7 +79,7 @@ def _flows(ports: list[Port], groups: list[SecurityGroup], ofports: dict[str, in
 def test_classifier_sets_port_and_zone_registers_and_tables_are_neutrons() -> None:
     flows = _flows([_port("a", 1), _port("b", 2)], [default_group()], {"va": 3, "vb": 4})
     by_key = {f.key: f for f in flows}
-    egress = by_key[(0, 100, "in_port=3")]
+    egress = by_key[(0, 400, "reg13=0,in_port=3")]
     assert egress.actions == "set_field:3->reg5,set_field:10->reg6,resubmit(,71)"
     ingress = by_key[(60, 90, "dl_dst=02:00:00:00:00:02")]
     assert ingress.actions == "set_field:4->reg5,set_field:10->reg6,resubmit(,81)"
@@ -92,6 +93,10 @@ def test_classifier_sets_port_and_zone_registers_and_tables_are_neutrons() -> No
         if f.table in (71, 72, 81, 82) and f.priority > 0 and not f.match.startswith("conj_id"):
             assert f.match.startswith(("reg5=3", "reg5=4")), f
     assert all(f.text(COOKIE).startswith("cookie=0x5e5e,") for f in flows)
+    # Accepted packets come back to table 0 (reg13) for a chain's steering, then delivery.
+    assert by_key[(0, 200, "reg13=1")].actions == "output:NXM_NX_REG5[0..15]"
+    assert by_key[(0, 200, "reg13=2")].actions == "NORMAL"
+    assert by_key[(94, 0, "")].actions == "set_field:2->reg13,resubmit(,0)"
 
 
 def test_remote_group_is_a_conjunction_over_members() -> None:
@@ -107,7 +112,10 @@ def test_remote_group_is_a_conjunction_over_members() -> None:
     accept_ids = {f.match.split(",")[0].split("=")[1] for f in accepts}
     assert ids <= accept_ids
     # The new-connection accept of a conjunction commits and outputs (ingress).
-    assert any(f.actions == "ct(commit,zone=NXM_NX_REG6[0..15]),output:1" for f in accepts)
+    assert any(
+        f.actions == "ct(commit,zone=NXM_NX_REG6[0..15]),set_field:1->reg13,resubmit(,0)"
+        for f in accepts
+    )
 
 
 def test_port_range_rule_uses_masks_and_remote_prefix() -> None:
@@ -148,14 +156,14 @@ def test_port_security_flows_and_unfiltered_port() -> None:
     assert any("icmp_type=134" in f.match for f in drops)
     # The unfiltered port skips egress filtering and is nobody's ingress target.
     by_key = {f.key: f for f in flows}
-    assert by_key[(0, 100, "in_port=2")].actions.endswith("resubmit(,73)")
+    assert by_key[(0, 400, "reg13=0,in_port=2")].actions.endswith("resubmit(,73)")
     assert not any("reg5=2" in f.match for f in flows)
     assert ovs_render.flows_per_port(flows, 2) == 1
 
 
 def test_ports_on_other_bridges_are_left_out() -> None:
     flows = _flows([_port("a", 1), _port("b", 2)], [default_group()], {"va": 1})
-    assert not any("reg5=2" in f.match or f.match == "in_port=2" for f in flows)
+    assert not any("reg5=2" in f.match or "in_port=2" in f.match for f in flows)
     assert not any("10.0.0.2" in f.match and f.table in (71,) for f in flows)
 
 
@@ -318,3 +326,18 @@ def test_conjunction_ids_stay_with_their_clause_across_renders() -> None:
     # Without stable ids (a fresh allocator) the same change renumbers the later ports too.
     fresh = render(compile_program(changed, [default_group(), extra]), ofports)
     assert any("reg5=2" in m or "reg5=3" in m for m in diff(before, fresh))
+
+
+def test_table_zero_brackets_a_chains_steering_and_deletes_only_our_cookie() -> None:
+    """The groups classify before a chain steers (400 > 300, 250) and deliver after it
+    (200); every deletion names our cookie, so a chain's flows survive any install."""
+    assert ovs_render.P_SG_CLASSIFY > chains.P_STEER > chains.P_ISOLATE > ovs_render.P_DELIVER
+    assert ovs_render.REG_STAGE not in range(7, 13)  # the chains' registers: reg7..reg12
+    assert not (set(ovs_render.TABLES) - {0}) & set(chains.TABLES)
+    ports = [_port("a", 1), _port("b", 2)]
+    before = render(compile_program(ports, [default_group()]), {"va": 1, "vb": 2})
+    after = render(compile_program(ports[:1], [default_group()]), {"va": 1})
+    for mod in [*diff(before, after), *ovs_render.install_all(after), *ovs_render.uninstall()]:
+        verb, _, spec = mod.partition(" ")
+        if verb.startswith("delete"):
+            assert spec.startswith("cookie=0x5e5e/0xffffffffffffffff"), mod

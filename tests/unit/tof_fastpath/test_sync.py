@@ -17,12 +17,13 @@ from fluidedge.tof.config import TofConfig
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError
-from fluidedge.tof.models import Service
+from fluidedge.tof.models import OnDemand, Service
 from fluidedge.tof.pipeline import ENB, SGW
 
 from .test_layout import MAC_A, MAC_B, frame
 
 SGW_IP = bytes([198, 18, 0, 21])
+ON_DEMAND = OnDemand("edge", "per-ue", 4, 30.0, 300.0, "198.19.0.64/29")
 
 
 def ip(*tail: int) -> bytes:
@@ -73,6 +74,8 @@ def backend_with_fake_maps(**caps: int) -> tuple[FastPathBackend, dict[str, Fake
 
 def assert_maps_match_projection(backend: FastPathBackend, maps: dict[str, FakeMap]) -> None:
     want = L.project(backend.pipeline, backend._slots)
+    no_flags = {k: v[:8] for k, v in maps["services"].data.items()}  # flags: agent policy
+    assert no_flags == {k: v[:8] for k, v in want.services.items()}
     tunnels = {k: L.TUNNEL_VAL.unpack(v)[4] for k, v in maps["tunnels"].data.items()}
     assert tunnels == want.tunnel_ues
     assert maps["flows"].data == want.flows
@@ -95,21 +98,53 @@ def test_random_changes_keep_the_maps_equal_to_the_projection() -> None:
     rng = random.Random(14)
     backend, maps = backend_with_fake_maps()
     p = backend.pipeline
-    backend.apply({"web": Service("web", "198.18.50.1", "198.19.0.10")})
+    services = {
+        "web": Service("web", "198.18.50.1", "198.19.0.10"),
+        "alt": Service("alt", "198.18.50.2", "198.19.0.11"),
+    }
+    backend.apply(services)
     now = 1.0
-    seen = {"flows": 0, "downlink": 0, "reattach": 0}
-    for step in range(400):
+    seen = {"flows": 0, "downlink": 0, "reattach": 0, "service_changes": 0}
+    for step in range(600):
         now += 0.01
         op = rng.random()
         i = rng.randrange(60)
         up, down = bearer_frames(i)
-        if op < 0.35:
+        if op < 0.3:
             p.from_s1(up, ENB, now)
-        elif op < 0.6:
+        elif op < 0.5:
             p.from_s1(down, SGW, now)
-        elif op < 0.8:  # a flow to the service (created by its first packet)
+        elif op < 0.72:  # a flow to one of the services (created by its first packet)
             enb, ue = ip(1, i % 200), ue_of(i)
-            p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, ip(50, 1), 40000 + step, 80), ENB, now)
+            svc = ip(50, rng.choice([1, 2, 3]))
+            p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, svc, 40000 + step, 80), ENB, now)
+        elif op < 0.8:  # a service change: incremental, only that service's flows
+            name = rng.choice(["web", "alt", "new"])
+            choice = rng.random()
+            if choice < 0.3:
+                services.pop(name, None)
+            elif choice < 0.5:  # moved to another service IP
+                services[name] = Service(name, f"198.18.50.{rng.choice([1, 2, 3])}", "198.19.0.12")
+                services = {  # one service per service IP
+                    n: s
+                    for n, s in services.items()
+                    if n == name or s.service_ip != services[name].service_ip
+                }
+            elif choice < 0.8:  # re-pointed to another application
+                ip_of = {"web": 1, "alt": 2, "new": 3}[name]
+                services = {
+                    n: s for n, s in services.items() if s.service_ip != f"198.18.50.{ip_of}"
+                }
+                services[name] = Service(
+                    name, f"198.18.50.{ip_of}", f"198.19.0.{rng.choice([10, 11])}"
+                )
+            elif choice < 0.9 and name in services:  # on demand: its flows stay in the
+                old = services[name]  # pipeline, but no longer in the kernel
+                services[name] = Service(name, old.service_ip, "0.0.0.0", ondemand=ON_DEMAND)
+            else:
+                backend.set_service_flags(name, rng.choice([0, L.SERVICE_PUNT]))
+            backend.apply(services)
+            seen["service_changes"] += 1
         elif op < 0.9:  # TEID re-used by another UE (re-attach)
             enb = ip(1, i % 200)
             p.from_s1(
@@ -121,8 +156,13 @@ def test_random_changes_keep_the_maps_equal_to_the_projection() -> None:
             backend.purge()
         backend._sync()
         assert_maps_match_projection(backend, maps)
+        index: dict[str, set[object]] = {}  # the service index follows the flows table
+        for key, flow in p.flows.items():
+            index.setdefault(flow.service, set()).add(key)
+        assert backend._dirty.by_service == index
         seen["flows"] = max(seen["flows"], len(maps["flows"].data))
         seen["downlink"] = max(seen["downlink"], len(maps["downlink"].data))
+    assert seen["flows"] > 0
     seen["reattach"] = p.counters["tunnels_replaced_uplink"] + sum(
         v for k, v in p.counters.items() if k.startswith("bearers_retired")
     )
@@ -145,6 +185,45 @@ def test_one_change_costs_the_same_at_any_size() -> None:
         costs.append(sum(m.writes for m in maps.values()) - writes)
         assert_maps_match_projection(backend, maps)
     assert costs[0] == costs[1] == 1  # one tunnel entry, nothing else re-written
+
+
+def test_one_service_change_costs_the_same_at_any_size() -> None:
+    """A service change re-projects its own service entry and its flows, nothing else: the
+    same map writes with 10 or 2,000 bearers, each with a flow to another service."""
+    web = Service("web", "198.18.50.1", "198.19.0.10")
+    costs = []
+    for n in (10, 2000):
+        backend, maps = backend_with_fake_maps()
+        p = backend.pipeline
+        backend.apply({"web": web, "b": Service("b", "198.18.50.2", "198.19.0.11")})
+        for i in range(n):
+            enb, ue = ip(1, i % 200), ue_of(i)
+            up, down = bearer_frames(i)
+            p.from_s1(up, ENB, 1.0)
+            p.from_s1(down, SGW, 1.0)
+            p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, ip(50, 1), 40000, 80), ENB, 1.0)
+            if i < 3:  # three flows to service b, whatever n
+                p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, ip(50, 2), 40001, 80), ENB, 1.0)
+        backend._sync()
+        assert len(maps["flows"].data) == n + 3
+        b2 = Service("b", "198.18.50.2", "198.19.0.12")
+        c = Service("c", "198.18.50.3", "198.19.0.13")
+        step_costs = []
+        for change in (
+            {"web": web, "b": b2},  # b re-pointed: its entry + its 3 flows (stale: removed)
+            {"web": web, "b": b2, "c": c},  # a new service: its entry + its counters reset
+            "flag",  # a policy flag on web (n flows): its entry only
+        ):
+            writes = sum(m.writes for m in maps.values())
+            if isinstance(change, dict):
+                backend.apply(change)
+            else:
+                backend.set_service_flags("web", L.SERVICE_PUNT)
+            step_costs.append(sum(m.writes for m in maps.values()) - writes)
+            assert_maps_match_projection(backend, maps)
+        assert len(maps["flows"].data) == n  # web's flows all kept
+        costs.append(step_costs)
+    assert costs[0] == costs[1] == [4, 2, 1]
 
 
 def test_a_full_map_refuses_counts_and_takes_the_entry_once_room_is_made() -> None:
@@ -230,3 +309,33 @@ def test_a_removed_keys_kernel_counters_go_to_the_bearer_it_counted_for() -> Non
     backend._sync()
     assert dl_key not in maps["tunnels"].data
     assert bearer.dl_packets == before + 3  # folded into the bearer, not lost
+
+
+def test_the_service_index_drops_the_same_flows_as_the_scan() -> None:
+    """A tracked pipeline (service index) and a plain one (scan of every flow) given the same
+    frames and service changes keep the same flows and pairs, and report the same changes."""
+    rng = random.Random(7)
+    tracked, _maps = backend_with_fake_maps()
+    plain = FastPathBackend(TofConfig(backend="none")).pipeline  # tracked too: undo it
+    plain.flows, plain.pairs, plain.service_index = dict(plain.flows), dict(plain.pairs), None
+    pipelines = (tracked.pipeline, plain)
+    names = ["web", "alt", "new"]
+    for step in range(300):
+        i = rng.randrange(40)
+        enb, ue = ip(1, i % 200), ue_of(i)
+        if rng.random() < 0.8:
+            svc = ip(50, rng.choice([1, 2, 3]))
+            for p in pipelines:
+                p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+                p.from_s1(frame((enb, SGW_IP, 0x10000 + i), ue, svc, 40000 + step, 80), ENB, 1.0)
+            continue
+        services = {
+            n: Service(n, f"198.18.50.{k + 1}", f"198.19.0.{rng.choice([10, 11])}")
+            for k, n in enumerate(names)
+            if rng.random() < 0.8
+        }
+        changed = [p.set_services(services) for p in pipelines]
+        assert changed[0] == changed[1]
+        assert dict(pipelines[0].flows) == pipelines[1].flows
+        assert dict(pipelines[0].pairs) == pipelines[1].pairs
+    assert pipelines[1].flows  # flows survived some changes

@@ -18,10 +18,13 @@ Data path (all in ``[tof] netns``):
   any other reply stays on the TUN, where the agent reads it (queue + Pinger).
 - The agent runs the reference :class:`~fluidedge.tof.pipeline.Pipeline` on punted frames and
   TUN reads, transmits its actions (AF_PACKET send-only sockets on the S1 interfaces, TUN
-  writes), and after every batch mirrors the pipeline's state into the maps
-  (:func:`~fluidedge.tof.fastpath.layout.project` + ``diff``). Once a second it folds the
-  program's counters and last-seen times back into the pipeline, so idle purge, flow expiry,
-  ``GET /tunnels`` and ``GET /stats`` see fast-path traffic too.
+  writes), and after every batch mirrors what changed in the pipeline's state into the maps
+  (the keys its dirty set names, :mod:`~fluidedge.tof.fastpath.dirty`, through the per-key
+  projections :func:`~fluidedge.tof.fastpath.layout.project` is built from; a service change:
+  its services' entries and flows). It folds the program's counters and last-seen times back
+  into the pipeline where they are needed (once a second those near their timeouts, on read
+  for the API), so idle purge, flow expiry, ``GET /tunnels`` and ``GET /stats`` see fast-path
+  traffic too. Punted frames its sockets' queues dropped are counted (``PACKET_STATISTICS``).
 - The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
   refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
   ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
@@ -44,6 +47,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
@@ -58,6 +62,7 @@ from fluidedge.tof.dataplane_common import (
     DataPlaneBase,
     errno_name,
     open_packet_socket,
+    packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import S1_PREF, attach, detach
@@ -137,6 +142,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self.punt0 = f"{config.apps_tun[:11]}pu0"
         self.punt1 = f"{config.apps_tun[:11]}pu1"
         self._rx: dict[int, socket.socket] = {}
+        # Punted frames the kernel dropped because the agent did not read its punt sockets fast
+        # enough (their receive queue was full), per side: PACKET_STATISTICS, summed.
+        self._punt_drops = {ENB: 0, SGW: 0}
         self._obj: BpfObject | None = None
         self._maps: dict[str, BpfMap] = {}
         self._slots: dict[str, int] = {}
@@ -175,19 +183,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             obj_file = object_path()
             # The S1 programs of a previous instance stay until ours replace them.
             self._cleanup_kernel(s1=not self.config.fail_open)
-            self._obj = BpfObject(obj_file, dict(self.map_sizes))
-            maps = {
-                "cfg": (4, 4, False),
-                "stats": (4, 8, True),
-                "punt_reasons": (4, 8, True),
-                "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
-                "services": (4, L.SERVICE_VAL.size, False),
-                "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
-                "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
-                "service_stats": (4, L.SERVICE_STATS.size, True),
-            }
-            for name, (ks, vs, percpu) in maps.items():
-                self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
+            self._load(obj_file)
             self._setup_links()
             self._open_ports()
             self._write_cfg()
@@ -196,6 +192,22 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._start_thread()
+
+    def _load(self, obj_file: Path) -> None:
+        """Load the program object and open its maps (nothing attached yet)."""
+        self._obj = BpfObject(obj_file, dict(self.map_sizes))
+        maps = {
+            "cfg": (4, 4, False),
+            "stats": (4, 8, True),
+            "punt_reasons": (4, 8, True),
+            "tunnels": (L.TUNNEL_KEY_SIZE, L.TUNNEL_VAL.size, False),
+            "services": (4, L.SERVICE_VAL.size, False),
+            "flows": (L.FLOW_KEY.size, L.FLOW_VAL.size, False),
+            "downlink": (L.BEARER_KEY_SIZE, L.DOWNLINK_VAL.size, False),
+            "service_stats": (4, L.SERVICE_STATS.size, True),
+        }
+        for name, (ks, vs, percpu) in maps.items():
+            self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
 
     def _setup_links(self) -> None:
         for dev in (self.enb_if, self.sgw_if):
@@ -265,6 +277,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
         self._rx.clear()
@@ -329,10 +342,16 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 self._maps["services"].delete(key)
             self._installed_services = desired
         self._fold_services()
-        self.pipeline.set_services(services)
+        changed = self.pipeline.set_services(services)
         self._services = dict(services)
         self._slots = slots
-        self._sync(full=True)  # flows' validity depends on the service set
+        # A flow's entry depends on its service's slot and mapping only: the changed services'
+        # flows are re-projected (the stale ones the pipeline dropped are dirty already), at
+        # the cost of those flows, not of the whole state.
+        self._dirty.service_changed(changed)
+        if changed:
+            self._retry_waiting()  # a removed service's flows may make room for waiting ones
+        self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
         """Per-service policy in the kernel (``layout.SERVICE_PUNT``: every packet of the
@@ -411,10 +430,26 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     # ------------------------------------------------------------------ map mirroring
 
+    def _read_punt_drops(self) -> None:
+        """Add what the punt sockets' queues dropped since the last read (the kernel resets
+        its PACKET_STATISTICS on every read, so one reader: under the agent's lock)."""
+        for port, sock in self._rx.items():
+            with contextlib.suppress(OSError):
+                self._punt_drops[port] += packet_drops(sock)
+
+    def _punt_drop_counters(self) -> dict[str, int]:
+        self._read_punt_drops()
+        enb, sgw = self._punt_drops[ENB], self._punt_drops[SGW]
+        return {
+            "punt_socket_dropped": enb + sgw,
+            "punt_socket_dropped_enb": enb,
+            "punt_socket_dropped_sgw": sgw,
+        }
+
     def _fastpath_counters(self) -> dict[str, int]:
         m = self._maps.get("stats")
         if m is None:
-            return {}
+            return self._punt_drop_counters()
         out = {}
         for index, name in enumerate(L.STAT_NAMES):
             out[name] = sum(L.U64.unpack(v)[0] for v in m.lookup_percpu(L.U32.pack(index)))
@@ -423,6 +458,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             n = sum(L.U64.unpack(v)[0] for v in reasons.lookup_percpu(L.U32.pack(index)))
             if n:
                 out[f"punt_{name}"] = n
+        out.update(self._punt_drop_counters())
         return out
 
     def _put(self, name: str, key: bytes, value: bytes, flags: int = 0) -> bool:
@@ -446,8 +482,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         """Make the maps equal to the pipeline's projection, writing only what changed.
 
         Normally only the keys the pipeline touched since the last sync are re-projected
-        (:mod:`~fluidedge.tof.fastpath.dirty`): the cost follows the change, not the table
-        sizes. After a purge, a service change or a restart, every installed and wanted key is.
+        (:mod:`~fluidedge.tof.fastpath.dirty`; a service change adds its services' flows): the
+        cost follows the change, not the table sizes. After a purge or a restart, every
+        installed and wanted key is.
         """
         p = self.pipeline
         dirty = self._dirty
@@ -824,6 +861,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     if now >= self._next_fold:
                         self._next_fold = now + FOLD_EVERY
                         self._fold_due(now)
+                        self._read_punt_drops()
                     self._send_all(self._tick(now), None)
                 if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY

@@ -5,7 +5,12 @@ flow churn at 100,000 bearers). The agent instead wraps the pipeline's four tabl
 :class:`Tracked` dicts, which report every insert, replace and removal (with the old value, so a
 removed tunnel key still names its bearer); the sync then recomputes only the touched keys with
 the same per-key projections :func:`~fluidedge.tof.fastpath.layout.project` is built from. A
-``clear()`` (purge) or a service change asks for one full projection instead.
+``clear()`` (purge) asks for one full projection instead.
+
+A service change re-projects the flows of the services it changed only: the tracker keeps an
+index service name -> flow keys (and -> (app, UE) pair keys), which the pipeline uses as its
+:class:`~fluidedge.tof.pipeline.ServiceIndex` to drop a changed service's stale flows without a
+scan, and the agent to mark that service's remaining flows dirty (:meth:`Dirty.service_changed`).
 
 The pipeline is unchanged: it only sees dicts. Bearer fields the projection reads change
 together with a table write (``_set_tunnel`` stores the bearer after updating it), except the
@@ -93,7 +98,22 @@ class Dirty:
     # direction, True = uplink) the kernel entry counted for, so its counters are folded into
     # that bearer, not lost or credited to the key's new owner.
     replaced: dict[bytes, tuple[Bearer, bool]] = field(default_factory=dict)
-    full: bool = True  # the next sync projects everything (start, purge, service change)
+    full: bool = True  # the next sync projects everything (start, purge)
+    # Service name -> its flows' keys and its (app, UE) pairs' keys, as the tables hold them.
+    by_service: dict[str, set[tuple[int, bytes, int, bytes, int]]] = field(default_factory=dict)
+    pairs_by_service: dict[str, set[tuple[bytes, bytes]]] = field(default_factory=dict)
+
+    def flows_of(self, service: str) -> set[tuple[int, bytes, int, bytes, int]]:
+        return self.by_service.get(service, set())
+
+    def pairs_of(self, service: str) -> set[tuple[bytes, bytes]]:
+        return self.pairs_by_service.get(service, set())
+
+    def service_changed(self, services: set[str]) -> None:
+        """Re-project the flows of ``services`` at the next sync (their entries depend on
+        the service's slot and mapping; the pipeline already dropped the stale ones)."""
+        for name in services:
+            self.flows |= self.by_service.get(name, set())
 
     def take(
         self,
@@ -130,11 +150,35 @@ def track(pipeline: Pipeline) -> Dirty:
     def bearer(key: tuple[bytes, bytes, bytes], _old: Bearer | None, _new: Bearer | None) -> None:
         dirty.bearers.add(key)
 
-    def flow(key: tuple[int, bytes, int, bytes, int], _old: Flow | None, _new: Flow | None) -> None:
+    def index(by: dict[str, set[Any]], key: Any, old: Flow | None, new: Flow | None) -> None:
+        if old is not None and (new is None or new.service != old.service):
+            keys = by.get(old.service)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del by[old.service]
+        if new is not None:
+            by.setdefault(new.service, set()).add(key)
+
+    def flow(key: tuple[int, bytes, int, bytes, int], old: Flow | None, new: Flow | None) -> None:
         dirty.flows.add(key)
+        index(dirty.by_service, key, old, new)
+
+    def flows_cleared() -> None:
+        dirty.full = True
+        dirty.by_service.clear()
+
+    def pair(key: tuple[bytes, bytes], old: Flow | None, new: Flow | None) -> None:
+        index(dirty.pairs_by_service, key, old, new)
 
     pipeline.up = Tracked(pipeline.up, tunnel(True), full)
     pipeline.down = Tracked(pipeline.down, tunnel(False), full)
     pipeline.bearers = Tracked(pipeline.bearers, bearer, full)
-    pipeline.flows = Tracked(pipeline.flows, flow, full)
+    pipeline.flows = Tracked(pipeline.flows, flow, flows_cleared)
+    pipeline.pairs = Tracked(pipeline.pairs, pair, dirty.pairs_by_service.clear)
+    for fkey, value in pipeline.flows.items():  # what the tables held before tracking
+        index(dirty.by_service, fkey, None, value)
+    for pkey, value in pipeline.pairs.items():
+        index(dirty.pairs_by_service, pkey, None, value)
+    pipeline.service_index = dirty
     return dirty

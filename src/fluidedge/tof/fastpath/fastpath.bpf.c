@@ -57,11 +57,14 @@ enum stat_index {
 enum punt_reason {
 	P_SHORT, P_ETHERTYPE, P_OUTER_IP, P_OUTER_FRAGMENT, P_OUTER_UDP, P_GTP_MESSAGE, P_EXTENSIONS,
 	P_INNER, P_UNKNOWN_TUNNEL, P_PINGER_REPLY, P_INNER_FRAGMENT, P_TCP_SYN, P_INNER_PROTO,
-	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT, P_MAX,
+	P_NEW_FLOW, P_UE_CHANGED, P_GTPC, P_OUTER_UDP_LENGTH, P_SERVICE_PUNT,
+	P_GTP_MALFORMED, /* GTP-U on 2152: not version 1 / PT 1, or its length is not the IP's */
+	P_GSO,		 /* a GSO super-frame (over the S1 MTU once switched) */
+	P_MAX,
 };
 
 /* Punt budget classes (punt_budget index): control messages and learning are never starved by
- * data punts (layout.BUDGET_CLASS maps every reason to its class). */
+ * data punts (budget_class() below maps every reason to its class; malformed GTP-U is data). */
 enum budget_class { B_CONTROL, B_LEARN, B_DATA, B_MAX };
 
 /* service_val.flags */
@@ -298,8 +301,13 @@ int s1_ingress(struct __sk_buff *skb)
 	gtp = udp + 8;
 	flags = gtp[0];
 	gtp_len = bpf_ntohs(*(__u16 *)(gtp + 2));
-	if ((flags & 0xF0) != 0x30 || gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT) ||
-	    gtp_len + 8 + 8 + 20 != tot || skb->gso_size)
+	/* Malformed GTP-U and GSO frames spend the data budget: a flood of them must not starve the
+	 * control messages (End Marker, Error Indication, echo) filed next. */
+	if ((flags & 0xF0) != 0x30 || gtp_len + 8 + 8 + 20 != tot)
+		return punt(from_enb, other, P_GTP_MALFORMED);
+	if (skb->gso_size)
+		return punt(from_enb, other, P_GSO);
+	if (gtp[1] != GTP_GPDU || *(__u16 *)(udp + 2) != bpf_htons(GTPU_PORT))
 		return punt(from_enb, other, P_GTP_MESSAGE);
 	/* The pipeline's classify() holds the UDP length to the IP and GTP-U lengths; whatever it
 	 * might call malformed is its to judge. */

@@ -69,6 +69,8 @@ PUNT_API_NAMES = {
     "P_GTPC": "gtpc",  # GTPv1-C (UDP 2123): the agent learns/forgets bearers, then passes it
     "P_OUTER_UDP_LENGTH": "outer_udp_length",  # G-PDU whose UDP length is not the IP's
     "P_SERVICE_PUNT": "service_punt",  # a service flagged SERVICE_PUNT (e.g. app not ready)
+    "P_GTP_MALFORMED": "gtp_malformed",  # bad GTP-U version/PT or length (data budget)
+    "P_GSO": "gso_frame",  # a GSO super-frame (data budget)
 }
 
 

@@ -1,0 +1,45 @@
+"""The ME platform (seed §4.4): edge apps and ETSI GS MEC 011's Mp1 reference point.
+
+App instances are declared with a descriptor (``POST /v1/apps``) and get their own Mp1
+credentials; over Mp1 (``/mec_service_mgmt/v1``, ``/mec_app_support/v1``) they register and
+discover services, subscribe to service availability and to their own termination, confirm
+ready and termination, and activate, deactivate or update the traffic and DNS rules their
+descriptor declared. An active FORWARD_DECAPSULATED rule becomes a TOF service pointing at the
+app. docs/me-platform.md has the model and the Mp1 coverage table.
+
+Module map (pure policy first, I/O adapters last):
+
+- ``models``: Mp1's data types from the official OpenAPI documents (schema names cited).
+- ``descriptor``: the app descriptor and the app instance record.
+- ``policy``: who may act for which app, discovery and subscription filters, rule -> TOF.
+- ``tokens``: app instance tokens (stored as hashes).
+- ``persist``: the store table (everything restored at start).
+- ``notify``: notification delivery (HTTP POST to callbacks, allowed networks, retries).
+- ``platform``: state and operations, mirrored into the TOF through ``TofPort``.
+- ``api``, ``part``, ``cli``: the REST routes (ProblemDetails errors), the daemon part
+  (``[mec]``), ``fluidedge app ...``.
+
+Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
+
+    MecError (FluidedgeError)
+    ├── MecInvalid (+ InputError)          400  malformed request or descriptor
+    │   └── MecUnsupported                 400  well-formed, not supported yet (the reason)
+    ├── MecUnauthorized                    401  no valid admin or app token
+    ├── MecForbidden                       403  another app instance's token
+    ├── MecNotFound (+ NotFoundError)      404
+    └── MecConflict (+ ConflictError)      409  clashes with the app instance's state
+"""
+
+__all__ = [
+    "api",
+    "cli",
+    "descriptor",
+    "errors",
+    "models",
+    "notify",
+    "part",
+    "persist",
+    "platform",
+    "policy",
+    "tokens",
+]

@@ -1,0 +1,562 @@
+"""REST routes: Mp1 (``/mec_service_mgmt/v1``, ``/mec_app_support/v1``) and ``/v1/apps``.
+
+Mp1 routes follow MEC 011's documents: paths, operation ids, status codes and, for every
+error, a ``ProblemDetails`` body as ``application/problem+json`` (:class:`ProblemRoute` turns
+validation errors and fluidedge errors into one). They authenticate their own requests
+(the daemon's edge lets them through: ``own_auth``): the admin token acts for every app
+instance, an app instance's token (``fea_...``) only for its own appInstanceId (403 for
+another's; a resource of another app under one's own id is simply not there: 404).
+
+``/v1/apps`` is the operator's (admin token, the daemon's usual error model).
+
+No ``from __future__ import annotations`` here: the routes' parameter types name a
+dependency built inside the router builders, which FastAPI must see evaluated.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic.json_schema import SkipJsonSchema
+from starlette.exceptions import HTTPException
+
+from fluidedge.core.auth import AUDIT_KEY, authenticated
+from fluidedge.core.openapi import error_responses
+from fluidedge.errors import FluidedgeError
+from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
+from fluidedge.mec.errors import MecUnauthorized
+from fluidedge.mec.models import (
+    AppReadyConfirmation,
+    AppTerminationConfirmation,
+    AppTerminationNotificationSubscription,
+    CurrentTime,
+    DnsRule,
+    EndPointUris,
+    LinkType,
+    ProblemDetails,
+    SecurityInfo,
+    SerAvailabilityNotificationSubscription,
+    ServiceInfo,
+    SubscriptionLink,
+    SubscriptionLinkList,
+    SubscriptionLinks,
+    TimeSourceStatus,
+    TimeStamp,
+    TimingCaps,
+    TrafficRule,
+    TransportInfo,
+    TransportType,
+)
+from fluidedge.mec.platform import APP_SUPPORT, SERVICE_MGMT, Platform
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery
+
+log = logging.getLogger("fluidedge.mec")
+
+PROBLEM = "application/problem+json"
+MP1_PREFIXES = (SERVICE_MGMT, APP_SUPPORT)
+
+_TEXT = {
+    400: "Bad Request: the detail names the field and why",
+    401: "Unauthorized: no valid bearer token (the admin's or an app instance's)",
+    403: "Forbidden: the token belongs to another app instance",
+    404: "Not Found",
+    409: "Conflict with the app instance's state",
+    500: "A failure underneath the platform; the detail says which",
+    503: "The store refuses writes",
+    507: "No space left under the state directory",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json."""
+    schema = {"$ref": "#/components/schemas/ProblemDetails"}
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        content: dict[str, Any] = {PROBLEM: {"schema": schema}}
+        if code == 400:  # a request line the HTTP server itself refuses (as the documents say)
+            content["text/plain"] = {"schema": {"type": "string"}}
+        out[code] = {"description": _TEXT.get(code, "Error"), "content": content}
+    return out
+
+
+def problem_response(status: int, detail: str, instance: str) -> JSONResponse:
+    body = ProblemDetails(
+        type="about:blank", title=_TEXT.get(status, "Error").split(":")[0], status=status,
+        detail=detail, instance=instance,
+    )  # fmt: skip
+    return JSONResponse(body.wire(), status_code=status, media_type=PROBLEM)
+
+
+def _reason(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class ProblemRoute(APIRoute):
+    """A route whose errors are ProblemDetails (application/problem+json), and whose answers
+    leave absent optional members out (the documents' types do not allow null)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["response_model_exclude_none"] = True
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return problem_response(400, _reason(exc), request.url.path)
+            except FluidedgeError as exc:
+                return problem_response(exc.http_status, str(exc), request.url.path)
+            except HTTPException as exc:  # FastAPI's own (a body that is not JSON)
+                return problem_response(exc.status_code, str(exc.detail), request.url.path)
+
+        return route
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def caller_of(platform: Platform) -> Callable[[Request], Caller]:
+    def caller(request: Request) -> Caller:
+        if authenticated(request):
+            return ADMIN
+        token = _bearer(request)
+        found = platform.authenticate(token) if token else None
+        if found is None:
+            why = "invalid" if token else "missing"
+            raise MecUnauthorized(
+                f"{why} bearer token (the daemon's token or the app instance's Mp1 token)"
+            )
+        # The audit log names who acted (the edge saw a token it does not know).
+        state = request.scope.setdefault("state", {})
+        state["fluidedge.presented"] = "app-token"
+        state[AUDIT_KEY] = {**state.get(AUDIT_KEY, {}), "app": found.app_instance_id}
+        return found
+
+    return caller
+
+
+# Path identifiers are not bounded: they are only looked up, and an unknown one is a 404 (the
+# documents give DELETE no 400 to answer with).
+AppId = Annotated[str, Path(alias="appInstanceId", description="appInstanceId")]
+SubId = Annotated[str, Path(alias="subscriptionId")]
+SerId = Annotated[str, Path(alias="serviceId")]
+QList = Annotated[
+    list[Annotated[str, Query(max_length=256)]] | SkipJsonSchema[None], Query(max_length=64)
+]
+
+
+def _query(  # noqa: PLR0917 (FastAPI's query parameters, one per filter)
+    ser_instance_id: QList = None,
+    ser_name: QList = None,
+    ser_category_id: Annotated[str | SkipJsonSchema[None], Query(max_length=256)] = None,
+    consumed_local_only: bool | SkipJsonSchema[None] = None,
+    is_local: bool | SkipJsonSchema[None] = None,
+    scope_of_locality: Annotated[str | SkipJsonSchema[None], Query(max_length=32)] = None,
+) -> ServiceQuery:
+    return ServiceQuery(
+        ser_instance_id=tuple(ser_instance_id or ()),
+        ser_name=tuple(ser_name or ()),
+        ser_category_id=ser_category_id,
+        consumed_local_only=consumed_local_only,
+        is_local=is_local,
+        scope_of_locality=scope_of_locality,
+    )
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _links(
+    request: Request, api: str, app_id: str, subs: list[tuple[str, Any]], rel: str
+) -> SubscriptionLinkList:
+    here = f"{_base(request)}{api}/applications/{app_id}/subscriptions"
+    links = SubscriptionLinks.model_validate(
+        {
+            "self": LinkType(href=here),
+            "subscriptions": [SubscriptionLink(href=f"{here}/{sid}", rel=rel) for sid, _ in subs],
+        }
+    )
+    return SubscriptionLinkList.model_validate({"_links": links})
+
+
+def build_service_mgmt(platform: Platform) -> APIRouter:
+    """``/mec_service_mgmt/v1`` (MecServiceMgmtApi.yaml)."""
+    router = APIRouter(prefix=SERVICE_MGMT, tags=["mec_service_mgmt"], route_class=ProblemRoute)
+    Who = Annotated[Caller, Depends(caller_of(platform))]
+    rel = "SerAvailabilityNotificationSubscription"
+
+    @router.get(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id="ApplicationsSubscriptions_GET",
+        response_model=SubscriptionLinkList,
+        responses=problems(400, 401, 403, 404),
+    )
+    def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
+        subs = platform.subscriptions(who, app_id, "svc_sub")
+        return _links(request, SERVICE_MGMT, app_id, subs, rel=rel)
+
+    @router.post(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id="ApplicationsSubscriptions_POST",
+        status_code=201,
+        response_model=SerAvailabilityNotificationSubscription,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )
+    def subscribe(
+        request: Request,
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        body: SerAvailabilityNotificationSubscription,
+    ) -> SerAvailabilityNotificationSubscription:
+        here = f"{_base(request)}{SERVICE_MGMT}/applications/{app_id}/subscriptions"
+        sub_id, sub = platform.subscribe(who, app_id, "svc_sub", body, lambda s: f"{here}/{s}")
+        response.headers["Location"] = f"{here}/{sub_id}"
+        result: SerAvailabilityNotificationSubscription = sub
+        return result
+
+    @router.get(
+        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
+        operation_id="ApplicationsSubscription_GET",
+        response_model=SerAvailabilityNotificationSubscription,
+        responses=problems(400, 401, 403, 404),
+    )
+    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> SerAvailabilityNotificationSubscription:
+        sub: SerAvailabilityNotificationSubscription = platform.subscription(
+            who, app_id, "svc_sub", sub_id
+        )
+        return sub
+
+    @router.delete(
+        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
+        operation_id="ApplicationsSubscription_DELETE",
+        status_code=204,
+        response_class=Response,
+        responses=problems(401, 403, 404, 500, 503, 507),
+    )
+    def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
+        platform.unsubscribe(who, app_id, "svc_sub", sub_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/applications/{appInstanceId}/services",
+        operation_id="AppServices_GET",
+        response_model=list[ServiceInfo],
+        responses=problems(400, 401, 403, 404),
+    )
+    def app_services(
+        who: Who, app_id: AppId, query: Annotated[ServiceQuery, Depends(_query)]
+    ) -> list[ServiceInfo]:
+        return platform.app_services(who, app_id, query)
+
+    @router.post(
+        "/applications/{appInstanceId}/services",
+        operation_id="AppServices_POST",
+        status_code=201,
+        response_model=ServiceInfo,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )
+    def register(
+        request: Request, response: Response, who: Who, app_id: AppId, body: ServiceInfo
+    ) -> ServiceInfo:
+        info = platform.register(who, app_id, body)
+        response.headers["Location"] = (
+            f"{_base(request)}{SERVICE_MGMT}/applications/{app_id}/services/{info.ser_instance_id}"
+        )
+        return info
+
+    @router.get(
+        "/applications/{appInstanceId}/services/{serviceId}",
+        operation_id="AppServicesServiceId_GET",
+        response_model=ServiceInfo,
+        responses=problems(400, 401, 403, 404),
+    )
+    def app_service(who: Who, app_id: AppId, ser_id: SerId) -> ServiceInfo:
+        return platform.app_service(who, app_id, ser_id)
+
+    @router.put(
+        "/applications/{appInstanceId}/services/{serviceId}",
+        operation_id="AppServicesServiceId_PUT",
+        response_model=ServiceInfo,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )
+    def update(who: Who, app_id: AppId, ser_id: SerId, body: ServiceInfo) -> ServiceInfo:
+        return platform.update_service(who, app_id, ser_id, body)
+
+    @router.delete(
+        "/applications/{appInstanceId}/services/{serviceId}",
+        operation_id="AppServicesServiceId_DELETE",
+        status_code=204,
+        response_class=Response,
+        responses=problems(401, 403, 404, 500, 503, 507),
+    )
+    def deregister(who: Who, app_id: AppId, ser_id: SerId) -> Response:
+        platform.deregister(who, app_id, ser_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/services",
+        operation_id="Services_GET",
+        response_model=list[ServiceInfo],
+        responses=problems(400, 401),
+    )
+    def services(_who: Who, query: Annotated[ServiceQuery, Depends(_query)]) -> list[ServiceInfo]:
+        return platform.discover(query)
+
+    @router.get(
+        "/services/{serviceId}",
+        operation_id="ServicesServiceId_GET",
+        response_model=ServiceInfo,
+        responses=problems(400, 401, 404),
+    )
+    def service(_who: Who, ser_id: SerId) -> ServiceInfo:
+        return platform.service(ser_id)
+
+    @router.get(
+        "/transports",
+        operation_id="Transports_GET",
+        response_model=list[TransportInfo],
+        responses=problems(401),
+    )
+    def transports(request: Request, _who: Who) -> list[TransportInfo]:
+        return [
+            TransportInfo(
+                id="rest-http",
+                name="REST",
+                description="REST over HTTP on the platform network, bearer tokens",
+                type=TransportType.REST_HTTP,
+                protocol="HTTP",
+                version="1.1",
+                endpoint=EndPointUris(uris=[_base(request)]),
+                security=SecurityInfo(),
+            )
+        ]
+
+    return router
+
+
+def build_app_support(platform: Platform) -> APIRouter:
+    """``/mec_app_support/v1`` (MecAppSupportApi.yaml)."""
+    router = APIRouter(prefix=APP_SUPPORT, tags=["mec_app_support"], route_class=ProblemRoute)
+    Who = Annotated[Caller, Depends(caller_of(platform))]
+    rel = "AppTerminationNotificationSubscription"
+
+    @router.get(
+        "/applications/{appInstanceId}/traffic_rules",
+        operation_id="ApplicationsTrafficRules_GET",
+        response_model=list[TrafficRule],
+        responses=problems(400, 401, 403, 404),
+    )
+    def traffic_rules(who: Who, app_id: AppId) -> list[TrafficRule]:
+        return platform.traffic_rules(who, app_id)
+
+    @router.get(
+        "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}",
+        operation_id="ApplicationsTrafficRule_GET",
+        response_model=TrafficRule,
+        responses=problems(400, 401, 403, 404),
+    )
+    def traffic_rule(
+        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="trafficRuleId")]
+    ) -> TrafficRule:
+        return platform.traffic_rule(who, app_id, rule_id)
+
+    @router.put(
+        "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}",
+        operation_id="ApplicationsTrafficRule_PUT",
+        response_model=TrafficRule,
+        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+    )
+    def put_traffic_rule(
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="trafficRuleId")],
+        body: TrafficRule,
+    ) -> TrafficRule:
+        return platform.put_traffic_rule(who, app_id, rule_id, body)
+
+    @router.get(
+        "/applications/{appInstanceId}/dns_rules",
+        operation_id="ApplicationsDnsRules_GET",
+        response_model=list[DnsRule],
+        responses=problems(400, 401, 403, 404),
+    )
+    def dns_rules(who: Who, app_id: AppId) -> list[DnsRule]:
+        return platform.dns_rules(who, app_id)
+
+    @router.get(
+        "/applications/{appInstanceId}/dns_rules/{dnsRuleId}",
+        operation_id="ApplicationsDnsRule_GET",
+        response_model=DnsRule,
+        responses=problems(400, 401, 403, 404),
+    )
+    def dns_rule(
+        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="dnsRuleId")]
+    ) -> DnsRule:
+        return platform.dns_rule(who, app_id, rule_id)
+
+    @router.put(
+        "/applications/{appInstanceId}/dns_rules/{dnsRuleId}",
+        operation_id="ApplicationsDnsRule_PUT",
+        response_model=DnsRule,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )
+    def put_dns_rule(
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="dnsRuleId")],
+        body: DnsRule,
+    ) -> DnsRule:
+        return platform.put_dns_rule(who, app_id, rule_id, body)
+
+    @router.get(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id="AppSupport_ApplicationsSubscriptions_GET",
+        response_model=SubscriptionLinkList,
+        responses=problems(400, 401, 403, 404),
+    )
+    def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
+        subs = platform.subscriptions(who, app_id, "term_sub")
+        return _links(request, APP_SUPPORT, app_id, subs, rel=rel)
+
+    @router.post(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id="AppSupport_ApplicationsSubscriptions_POST",
+        status_code=201,
+        response_model=AppTerminationNotificationSubscription,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )
+    def subscribe(
+        request: Request,
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        body: AppTerminationNotificationSubscription,
+    ) -> AppTerminationNotificationSubscription:
+        here = f"{_base(request)}{APP_SUPPORT}/applications/{app_id}/subscriptions"
+        sub_id, sub = platform.subscribe(who, app_id, "term_sub", body, lambda s: f"{here}/{s}")
+        response.headers["Location"] = f"{here}/{sub_id}"
+        result: AppTerminationNotificationSubscription = sub
+        return result
+
+    @router.get(
+        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
+        operation_id="AppSupport_ApplicationsSubscription_GET",
+        response_model=AppTerminationNotificationSubscription,
+        responses=problems(400, 401, 403, 404),
+    )
+    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> AppTerminationNotificationSubscription:
+        sub: AppTerminationNotificationSubscription = platform.subscription(
+            who, app_id, "term_sub", sub_id
+        )
+        return sub
+
+    @router.delete(
+        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
+        operation_id="AppSupport_ApplicationsSubscription_DELETE",
+        status_code=204,
+        response_class=Response,
+        responses=problems(401, 403, 404, 500, 503, 507),
+    )
+    def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
+        platform.unsubscribe(who, app_id, "term_sub", sub_id)
+        return Response(status_code=204)
+
+    @router.post(
+        "/applications/{appInstanceId}/confirm_termination",
+        operation_id="ApplicationsConfirmTermination_POST",
+        status_code=204,
+        response_class=Response,
+        responses=problems(400, 401, 403, 404, 409),
+    )
+    def confirm_termination(who: Who, app_id: AppId, _body: AppTerminationConfirmation) -> Response:
+        platform.confirm_termination(who, app_id)
+        return Response(status_code=204)
+
+    @router.post(
+        "/applications/{appInstanceId}/confirm_ready",
+        operation_id="ApplicationsConfirmReady_POST",
+        status_code=204,
+        response_class=Response,
+        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+    )
+    def confirm_ready(who: Who, app_id: AppId, _body: AppReadyConfirmation) -> Response:
+        platform.confirm_ready(who, app_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/timing/timing_caps",
+        operation_id="TimingCaps_GET",
+        response_model=TimingCaps,
+        responses=problems(401),
+    )
+    def timing_caps(_who: Who) -> TimingCaps:
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        return TimingCaps(time_stamp=TimeStamp(seconds=seconds, nano_seconds=nanos))
+
+    @router.get(
+        "/timing/current_time",
+        operation_id="TimingCurrentTime_GET",
+        response_model=CurrentTime,
+        responses=problems(401),
+    )
+    def current_time(_who: Who) -> CurrentTime:
+        seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+        return CurrentTime(
+            seconds=seconds, nano_seconds=nanos, time_source_status=TimeSourceStatus.NONTRACEABLE
+        )
+
+    return router
+
+
+def build_apps(platform: Platform) -> APIRouter:
+    """``/v1/apps``: app instances and their Mp1 credentials (the operator's routes)."""
+    router = APIRouter(prefix="/v1/apps", tags=["apps"])
+
+    @router.post(
+        "", status_code=201, response_model=AppCreated, responses=error_responses(400, 409)
+    )
+    def create(spec: AppDescriptor) -> dict[str, Any]:
+        view, token = platform.create_app(spec)
+        return {**view, "token": token}
+
+    @router.get("", response_model=list[AppView])
+    def list_apps() -> list[dict[str, Any]]:
+        return platform.views()
+
+    @router.get("/{app_id}", response_model=AppView, responses=error_responses(404))
+    def show(app_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        with platform.lock:
+            return platform.view(app_id)
+
+    @router.delete("/{app_id}", response_model=AppTerminated, responses=error_responses(404))
+    async def delete(app_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        """Terminate: notify the app's termination subscribers, wait for confirm_termination
+        up to its graceful timeout, then remove it (its rules leave the TOF)."""
+        with platform.lock:
+            view = platform.view(app_id)
+        timeout = await asyncio.to_thread(platform.begin_termination, app_id)
+        confirmed = None
+        if timeout > 0:
+            confirmed = await asyncio.to_thread(platform.wait_terminated, app_id, timeout)
+        await asyncio.to_thread(platform.delete_app, app_id)
+        return {**view, "terminationConfirmed": confirmed}
+
+    return router

@@ -1,0 +1,39 @@
+"""Errors of the ME platform package (tree in the package docstring)."""
+
+from __future__ import annotations
+
+from fluidedge.errors import ConflictError, FluidedgeError, InputError, NotFoundError
+
+
+class MecError(FluidedgeError):
+    """Base of the ME platform's errors."""
+
+
+class MecInvalid(MecError, InputError):
+    """A malformed Mp1 request or app descriptor; the message names the field and why."""
+
+
+class MecUnauthorized(MecError):
+    """No valid credentials for an Mp1 route (neither the admin token nor an app's token)."""
+
+    http_status = 401
+
+
+class MecForbidden(MecError):
+    """The caller's app instance may not act for the app instance named in the path."""
+
+    http_status = 403
+
+
+class MecNotFound(MecError, NotFoundError):
+    """The named app instance, service, subscription or rule does not exist (for this caller)."""
+
+
+class MecConflict(MecError, ConflictError):
+    """The request clashes with the app instance's state (confirm_termination with nothing to
+    confirm, a traffic rule whose service address another service holds...)."""
+
+
+class MecUnsupported(MecInvalid):
+    """A well-formed request this platform cannot carry out yet (an action or filter the TOF
+    cannot express): 400 with the reason, nothing changed."""

@@ -1,0 +1,580 @@
+"""The ME platform's state and operations: app instances, their Mp1 services, subscriptions and
+rules, kept in memory, written through to the store, and mirrored into the TOF.
+
+Every change is checked whole first, then applied to the TOF (a traffic rule's activation
+takes effect before the call returns), then stored; a failure at either step puts memory and
+the TOF back as they were. Notifications are queued after the store has the change.
+
+The TOF is reached through :class:`TofPort` (the TOF part's service catalog in the daemon,
+:class:`CatalogTof`): the platform owns the TOF services named ``mec-...`` and reconciles them
+with the active rules of ready apps at start and after each change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fluidedge.mec import policy, tokens
+from fluidedge.mec.descriptor import AppDescriptor, AppState, record
+from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
+from fluidedge.mec.models import (
+    AppTerminationNotification,
+    AppTerminationNotificationSubscription,
+    ChangeType,
+    DnsRule,
+    LinkType,
+    OperationActionType,
+    Self,
+    SerAvailabilityNotificationSubscription,
+    ServiceAvailabilityNotification,
+    ServiceInfo,
+    ServiceReference,
+    SubscriptionRef,
+    TerminationLinks,
+    TrafficRule,
+    check_dns_rule,
+)
+from fluidedge.mec.persist import Put, Tables
+from fluidedge.mec.policy import Caller, ServiceQuery, check_acts_for
+
+SERVICE_MGMT = "/mec_service_mgmt/v1"
+APP_SUPPORT = "/mec_app_support/v1"
+TOF_PREFIX = "mec-"
+
+Submit = Callable[[str, str, dict[str, Any]], None]
+
+
+class TofPort(Protocol):
+    """The platform's view of the TOF: the services it owns there, by name."""
+
+    def owned(self) -> dict[str, tuple[str, str]]:
+        """name -> (serviceIP, applicationIP) of every TOF service named ``mec-...``."""
+
+    def put(self, name: str, service_ip: str, application_ip: str) -> None:
+        """Create or replace a service; in the data plane when this returns."""
+
+    def remove(self, name: str) -> None: ...
+
+
+class CatalogTof:
+    """:class:`TofPort` over the TOF part's service catalog (the same path as its REST API)."""
+
+    def __init__(self, tof_part: Any) -> None:
+        self.part = tof_part
+
+    def owned(self) -> dict[str, tuple[str, str]]:
+        return {
+            s.name: (s.service_ip, s.application_ip)
+            for s in self.part.catalog.all()
+            if s.name.startswith(TOF_PREFIX)
+        }
+
+    def put(self, name: str, service_ip: str, application_ip: str) -> None:
+        from fluidedge.tof.models import Service  # noqa: PLC0415 - only with a TOF
+
+        service = Service(name, service_ip, application_ip)
+        if name in self.part.catalog.snapshot():
+            self.part.catalog.update(name, service)
+        else:
+            self.part.catalog.add(service)
+
+    def remove(self, name: str) -> None:
+        self.part.catalog.delete(name)
+
+
+@dataclass
+class App:
+    doc: dict[str, Any]
+    traffic: dict[str, TrafficRule] = field(default_factory=dict)
+    dns: dict[str, DnsRule] = field(default_factory=dict)
+    terminated: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["appInstanceId"])
+
+    @property
+    def state(self) -> AppState:
+        return AppState(self.doc["state"])
+
+
+@dataclass
+class Owned:
+    """An object some app instance owns (a service or a subscription)."""
+
+    app: str
+    value: Any
+
+
+class Platform:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        submit: Submit,
+        tof: Callable[[], TofPort | None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tables = tables
+        self.submit = submit
+        self.tof = tof
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.apps: dict[str, App] = {}
+        self.tokens: dict[str, str] = {}  # token id -> app instance id
+        self.services: dict[str, Owned] = {}  # serInstanceId -> ServiceInfo
+        self.svc_subs: dict[str, Owned] = {}  # id -> SerAvailabilityNotificationSubscription
+        self.term_subs: dict[str, Owned] = {}  # id -> AppTerminationNotificationSubscription
+
+    # --- start ------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Restore everything from the store (daemon start), then reconcile the TOF."""
+        stored = self.tables.load()
+        with self.lock:
+            for app_id, doc in stored["app"].items():
+                self.apps[app_id] = App(doc)
+                self.tokens[doc["tokenId"]] = app_id
+            for key, doc in stored["traffic_rule"].items():
+                app_id, _, _ = key.partition("/")
+                rule = TrafficRule.model_validate(doc)
+                self.apps[app_id].traffic[rule.traffic_rule_id] = rule
+            for key, doc in stored["dns_rule"].items():
+                app_id, _, _ = key.partition("/")
+                dns = DnsRule.model_validate(doc)
+                self.apps[app_id].dns[dns.dns_rule_id] = dns
+            for sid, doc in stored["service"].items():
+                self.services[sid] = Owned(doc["app"], ServiceInfo.model_validate(doc["info"]))
+            for sid, doc in stored["svc_sub"].items():
+                sub = SerAvailabilityNotificationSubscription.model_validate(doc["sub"])
+                self.svc_subs[sid] = Owned(doc["app"], sub)
+            for sid, doc in stored["term_sub"].items():
+                term = AppTerminationNotificationSubscription.model_validate(doc["sub"])
+                self.term_subs[sid] = Owned(doc["app"], term)
+            # An app caught mid-termination by a stop is terminated now: its grace ran out.
+            for app in [a for a in self.apps.values() if a.state is AppState.TERMINATING]:
+                self._drop_app(app)
+            self.sync_tof()
+
+    # --- credentials ------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> Caller | None:
+        """The app instance a bearer token belongs to, else None."""
+        parsed = tokens.parse(token)
+        if parsed is None:
+            return None
+        token_id, secret = parsed
+        app_id = self.tokens.get(token_id)
+        if app_id is None:
+            return None
+        app = self.apps.get(app_id)
+        if app is None or not tokens.matches(secret, app.doc["tokenHash"]):
+            return None
+        return Caller(app_id)
+
+    # --- apps (/v1/apps) --------------------------------------------------------------
+
+    def create_app(self, spec: AppDescriptor) -> tuple[dict[str, Any], str]:
+        """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token."""
+        for rule in spec.traffic_rules:
+            policy.tof_services(rule, spec.data_address)  # refuses what cannot be applied
+        app_id = str(uuid.uuid4())
+        token_id, token, token_hash = tokens.new_token()
+        doc = record(app_id, spec, token_id, token_hash, self.clock())
+        app = App(doc)
+        app.traffic = {r.traffic_rule_id: r for r in spec.traffic_rules}
+        app.dns = {r.dns_rule_id: r for r in spec.dns_rules}
+        puts: list[Put] = [("app", app_id, app_id, doc)]
+        puts += [
+            ("traffic_rule", f"{app_id}/{r}", app_id, v.wire()) for r, v in app.traffic.items()
+        ]
+        puts += [("dns_rule", f"{app_id}/{r}", app_id, v.wire()) for r, v in app.dns.items()]
+        with self.lock:
+            self.tables.write(puts)
+            self.apps[app_id] = app
+            self.tokens[token_id] = app_id
+        return self.view(app_id), token
+
+    def app(self, app_id: str) -> App:
+        app = self.apps.get(app_id)
+        if app is None:
+            raise MecNotFound(f"no app instance {app_id!r}")
+        return app
+
+    def view(self, app_id: str) -> dict[str, Any]:
+        app = self.app(app_id)
+        doc = app.doc
+        return {
+            "appInstanceId": app.id,
+            "name": doc["name"],
+            "tenant": doc["tenant"],
+            "state": doc["state"],
+            "dataAddress": doc.get("dataAddress"),
+            "tokenId": doc["tokenId"],
+            "trafficRules": len(app.traffic),
+            "dnsRules": len(app.dns),
+            "services": sum(1 for s in self.services.values() if s.app == app.id),
+            "created": doc["created"],
+        }
+
+    def views(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                self.view(a) for a in sorted(self.apps, key=lambda a: self.apps[a].doc["created"])
+            ]
+
+    def begin_termination(self, app_id: str) -> float:
+        """Mark the app TERMINATING and notify its termination subscribers; return how long
+        to wait for confirm_termination (0 when nobody is subscribed)."""
+        with self.lock:
+            app = self.app(app_id)
+            subs = [(sid, o.value) for sid, o in self.term_subs.items() if o.app == app_id]
+            if not subs:
+                return 0.0
+            if app.state is not AppState.TERMINATING:
+                self._set_state(app, AppState.TERMINATING)
+            timeout = float(app.doc.get("gracefulTimeout", 10.0))
+        for _sid, sub in subs:
+            own = sub.links.self_.href if sub.links else None
+            links = TerminationLinks(
+                subscription=LinkType(href=own or ""),
+                confirm_termination=LinkType(
+                    href=f"{_base(own, APP_SUPPORT)}{APP_SUPPORT}/applications/{app_id}"
+                    "/confirm_termination"
+                ),
+            )
+            note = AppTerminationNotification.model_validate(
+                {
+                    "operationAction": OperationActionType.TERMINATING,
+                    "maxGracefulTimeout": int(timeout + 0.999),
+                    "_links": links,
+                }
+            )
+            self.submit("AppTerminationNotification", sub.callback_reference, note.wire())
+        return timeout
+
+    def wait_terminated(self, app_id: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for confirm_termination; True if it came."""
+        return self.app(app_id).terminated.wait(timeout)
+
+    def delete_app(self, app_id: str) -> None:
+        """Remove the app instance, its rules (out of the TOF), services and subscriptions."""
+        with self.lock:
+            app = self.app(app_id)
+            removed = [s.value for s in self.services.values() if s.app == app_id]
+            self.tables.delete_app(app_id)
+            self._drop_app(app)
+            self.sync_tof()
+        for info in removed:
+            self._notify(None, info)
+
+    def _drop_app(self, app: App) -> None:
+        self.tables.delete_app(app.id)
+        self.apps.pop(app.id, None)
+        self.tokens.pop(app.doc["tokenId"], None)
+        for table in (self.services, self.svc_subs, self.term_subs):
+            for key in [k for k, o in table.items() if o.app == app.id]:
+                del table[key]
+        app.terminated.set()
+
+    def _set_state(self, app: App, state: AppState) -> None:
+        doc = {**app.doc, "state": state.value}
+        self.tables.write([("app", app.id, app.id, doc)])
+        app.doc = doc
+
+    # --- app support: ready / termination ----------------------------------------------
+
+    def confirm_ready(self, caller: Caller, app_id: str) -> None:
+        """READY: the app's ACTIVE traffic rules go into the TOF before this returns."""
+        check_acts_for(caller, app_id)
+        with self.lock:
+            app = self.app(app_id)
+            if app.state is AppState.TERMINATING:
+                raise MecConflict(f"app instance {app_id} is terminating")
+            if app.state is AppState.READY:
+                return
+            app.doc["state"] = AppState.READY.value
+            try:
+                self.sync_tof()
+            except BaseException:
+                app.doc["state"] = AppState.INSTANTIATED.value
+                self.sync_tof()
+                raise
+            try:
+                self.tables.write([("app", app.id, app.id, app.doc)])
+            except BaseException:
+                app.doc["state"] = AppState.INSTANTIATED.value
+                self.sync_tof()
+                raise
+
+    def confirm_termination(self, caller: Caller, app_id: str) -> None:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            app = self.app(app_id)
+            if app.state is not AppState.TERMINATING:
+                raise MecConflict(f"app instance {app_id} has no termination to confirm")
+            app.terminated.set()
+
+    # --- app support: rules ------------------------------------------------------------
+
+    def traffic_rules(self, caller: Caller, app_id: str) -> list[TrafficRule]:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            return list(self.app(app_id).traffic.values())
+
+    def traffic_rule(self, caller: Caller, app_id: str, rule_id: str) -> TrafficRule:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            rule = self.app(app_id).traffic.get(rule_id)
+        if rule is None:
+            raise MecNotFound(f"app instance {app_id} has no traffic rule {rule_id!r}")
+        return rule
+
+    def put_traffic_rule(
+        self, caller: Caller, app_id: str, rule_id: str, rule: TrafficRule
+    ) -> TrafficRule:
+        """Update, activate or deactivate a rule; in the TOF before this returns."""
+        old = self.traffic_rule(caller, app_id, rule_id)
+        if rule.traffic_rule_id != rule_id:
+            raise MecInvalid(
+                f"trafficRuleId {rule.traffic_rule_id!r} differs from the path's {rule_id!r}"
+            )
+        with self.lock:
+            app = self.app(app_id)
+            policy.tof_services(rule, app.doc.get("dataAddress"))
+            app.traffic[rule_id] = rule
+            try:
+                self.sync_tof()
+                self.tables.write([("traffic_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
+            except BaseException:
+                app.traffic[rule_id] = old
+                self.sync_tof()
+                raise
+        return rule
+
+    def dns_rules(self, caller: Caller, app_id: str) -> list[DnsRule]:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            return list(self.app(app_id).dns.values())
+
+    def dns_rule(self, caller: Caller, app_id: str, rule_id: str) -> DnsRule:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            rule = self.app(app_id).dns.get(rule_id)
+        if rule is None:
+            raise MecNotFound(f"app instance {app_id} has no DNS rule {rule_id!r}")
+        return rule
+
+    def put_dns_rule(self, caller: Caller, app_id: str, rule_id: str, rule: DnsRule) -> DnsRule:
+        self.dns_rule(caller, app_id, rule_id)
+        if rule.dns_rule_id != rule_id:
+            raise MecInvalid(f"dnsRuleId {rule.dns_rule_id!r} differs from the path's {rule_id!r}")
+        problem = check_dns_rule(rule)
+        if problem:
+            raise MecInvalid(problem)
+        with self.lock:
+            self.tables.write([("dns_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
+            self.app(app_id).dns[rule_id] = rule
+        return rule
+
+    # --- the TOF -----------------------------------------------------------------------
+
+    def desired_tof(self) -> dict[str, tuple[str, str]]:
+        """The TOF services the active rules of ready apps make (name -> addresses)."""
+        out: dict[str, tuple[str, str]] = {}
+        for app in self.apps.values():
+            if app.state is not AppState.READY:
+                continue
+            for rule in sorted(app.traffic.values(), key=lambda r: r.priority):
+                pairs = policy.tof_services(rule, app.doc.get("dataAddress"))
+                for index, pair in enumerate(pairs):
+                    out[policy.tof_service_name(app.id, rule.traffic_rule_id, index)] = pair
+        return out
+
+    def sync_tof(self) -> None:
+        """Make the TOF's ``mec-`` services the desired ones (removals first)."""
+        with self.lock:
+            desired = self.desired_tof()
+            port = self.tof()
+            if port is None:
+                if desired:
+                    raise MecUnsupported(
+                        "traffic rules need the TOF: this daemon has no [tof] part"
+                    )
+                return
+            current = port.owned()
+            for name in sorted(set(current) - set(desired)):
+                port.remove(name)
+            for name, (service_ip, app_ip) in sorted(desired.items()):
+                if current.get(name) != (service_ip, app_ip):
+                    port.put(name, service_ip, app_ip)
+
+    # --- service management: services --------------------------------------------------
+
+    def discover(self, query: ServiceQuery) -> list[ServiceInfo]:
+        with self.lock:
+            return policy.discover([o.value for o in self.services.values()], query)
+
+    def service(self, ser_instance_id: str) -> ServiceInfo:
+        with self.lock:
+            owned = self.services.get(ser_instance_id)
+        if owned is None:
+            raise MecNotFound(f"no service {ser_instance_id!r}")
+        info: ServiceInfo = owned.value
+        return info
+
+    def app_services(self, caller: Caller, app_id: str, query: ServiceQuery) -> list[ServiceInfo]:
+        """The services ``app_id`` registered, filtered like a discovery."""
+        check_acts_for(caller, app_id)
+        with self.lock:
+            self.app(app_id)
+            mine = [o.value for o in self.services.values() if o.app == app_id]
+        return policy.discover(mine, query)
+
+    def app_service(self, caller: Caller, app_id: str, ser_instance_id: str) -> ServiceInfo:
+        check_acts_for(caller, app_id)
+        with self.lock:
+            self.app(app_id)
+            owned = self.services.get(ser_instance_id)
+        if owned is None or owned.app != app_id:
+            raise MecNotFound(f"app instance {app_id} has no service {ser_instance_id!r}")
+        info: ServiceInfo = owned.value
+        return info
+
+    def register(self, caller: Caller, app_id: str, info: ServiceInfo) -> ServiceInfo:
+        check_acts_for(caller, app_id)
+        if info.ser_instance_id is not None:
+            raise MecInvalid("serInstanceId is assigned by the platform: leave it out")
+        with self.lock:
+            app = self.app(app_id)
+            if app.state is AppState.TERMINATING:
+                raise MecConflict(f"app instance {app_id} is terminating")
+            for owned in self.services.values():
+                if owned.app == app_id and owned.value.ser_name == info.ser_name:
+                    # 400, not 409: MEC 011 gives registration no 409 to answer with.
+                    raise MecInvalid(
+                        f"app instance {app_id} already offers a service named {info.ser_name!r}"
+                    )
+            sid = str(uuid.uuid4())
+            stored = policy.effective(info.model_copy(update={"ser_instance_id": sid}))
+            self.tables.write([("service", sid, app_id, {"app": app_id, "info": stored.wire()})])
+            self.services[sid] = Owned(app_id, stored)
+        self._notify(None, stored)
+        return stored
+
+    def update_service(
+        self, caller: Caller, app_id: str, ser_instance_id: str, info: ServiceInfo
+    ) -> ServiceInfo:
+        before = self.app_service(caller, app_id, ser_instance_id)
+        if info.ser_instance_id not in (None, ser_instance_id):
+            raise MecInvalid(
+                f"serInstanceId {info.ser_instance_id!r} differs from the path's "
+                f"{ser_instance_id!r}"
+            )
+        if info.ser_name != before.ser_name:
+            raise MecInvalid("serName cannot change (register a new service instead)")
+        after = policy.effective(info.model_copy(update={"ser_instance_id": ser_instance_id}))
+        with self.lock:
+            self.tables.write(
+                [("service", ser_instance_id, app_id, {"app": app_id, "info": after.wire()})]
+            )
+            self.services[ser_instance_id] = Owned(app_id, after)
+        self._notify(before, after)
+        return after
+
+    def deregister(self, caller: Caller, app_id: str, ser_instance_id: str) -> None:
+        before = self.app_service(caller, app_id, ser_instance_id)
+        with self.lock:
+            self.tables.write(deletes=[("service", ser_instance_id)])
+            self.services.pop(ser_instance_id, None)
+        self._notify(None, before, removed=True)
+
+    def _notify(
+        self, before: ServiceInfo | None, after: ServiceInfo, *, removed: bool = False
+    ) -> None:
+        change = "REMOVED" if removed else policy.change_type(before, after)
+        if change is None:
+            return
+        with self.lock:
+            subs = list(self.svc_subs.values())
+        for owned in subs:
+            sub: SerAvailabilityNotificationSubscription = owned.value
+            if not policy.matches_criteria(sub.filtering_criteria, after):
+                continue
+            own = sub.links.self_.href if sub.links else None
+            base = _base(own, SERVICE_MGMT)
+            ref = ServiceReference(
+                link=LinkType(href=f"{base}{SERVICE_MGMT}/services/{after.ser_instance_id}"),
+                ser_name=after.ser_name,
+                ser_instance_id=after.ser_instance_id or "",
+                state=after.state,
+                change_type=ChangeType(change),
+            )
+            note = ServiceAvailabilityNotification.model_validate(
+                {
+                    "serviceReferences": [ref],
+                    "_links": SubscriptionRef(subscription=LinkType(href=own or "")),
+                }
+            )
+            self.submit("ServiceAvailabilityNotification", sub.callback_reference, note.wire())
+
+    # --- subscriptions (both APIs) -----------------------------------------------------
+
+    def subscriptions(self, caller: Caller, app_id: str, kind: str) -> list[tuple[str, Any]]:
+        check_acts_for(caller, app_id)
+        table = self._subs(kind)
+        with self.lock:
+            self.app(app_id)
+            return [(sid, o.value) for sid, o in table.items() if o.app == app_id]
+
+    def subscription(self, caller: Caller, app_id: str, kind: str, sub_id: str) -> Any:
+        check_acts_for(caller, app_id)
+        table = self._subs(kind)
+        with self.lock:
+            self.app(app_id)
+            owned = table.get(sub_id)
+        if owned is None or owned.app != app_id:
+            raise MecNotFound(f"app instance {app_id} has no subscription {sub_id!r}")
+        return owned.value
+
+    def subscribe(
+        self, caller: Caller, app_id: str, kind: str, sub: Any, href: Callable[[str], str]
+    ) -> tuple[str, Any]:
+        check_acts_for(caller, app_id)
+        if kind == "term_sub" and sub.app_instance_id != app_id:
+            raise MecInvalid(
+                f"appInstanceId {sub.app_instance_id!r} differs from the path's {app_id!r}"
+            )
+        table = self._subs(kind)
+        sub_id = str(uuid.uuid4())
+        stored = sub.model_copy(update={"links": _self_link(href(sub_id))})
+        with self.lock:
+            self.app(app_id)
+            self.tables.write([(kind, sub_id, app_id, {"app": app_id, "sub": stored.wire()})])
+            table[sub_id] = Owned(app_id, stored)
+        return sub_id, stored
+
+    def unsubscribe(self, caller: Caller, app_id: str, kind: str, sub_id: str) -> None:
+        self.subscription(caller, app_id, kind, sub_id)
+        with self.lock:
+            self.tables.write(deletes=[(kind, sub_id)])
+            self._subs(kind).pop(sub_id, None)
+
+    def _subs(self, kind: str) -> dict[str, Owned]:
+        return self.svc_subs if kind == "svc_sub" else self.term_subs
+
+
+def _self_link(href: str) -> Self:
+    return Self.model_validate({"self": {"href": href}})
+
+
+def _base(href: str | None, api: str) -> str:
+    """The scheme and authority the client used, from a link the platform made (``""``)."""
+    return href.split(api)[0] if href and api in href else ""

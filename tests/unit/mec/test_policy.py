@@ -1,0 +1,189 @@
+"""The ME platform's pure policy: scoping, discovery filters, subscription filters, change types,
+and what a traffic rule becomes in the TOF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fluidedge.mec import policy, tokens
+from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnsupported
+from fluidedge.mec.models import FilteringCriteria, ServiceInfo, TrafficRule
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery
+
+
+def service(name: str = "svc", **extra: Any) -> ServiceInfo:
+    doc = {
+        "serName": name,
+        "version": "1",
+        "state": "ACTIVE",
+        "serializer": "JSON",
+        "transportInfo": {
+            "id": "t", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
+            "endpoint": {"uris": ["http://10.0.3.1/"]}, "security": {},
+        },
+        **extra,
+    }  # fmt: skip
+    return policy.effective(ServiceInfo.model_validate(doc))
+
+
+def rule(**extra: Any) -> TrafficRule:
+    doc = {
+        "trafficRuleId": "r1", "filterType": "FLOW", "priority": 1,
+        "trafficFilter": [{"dstAddress": ["198.18.0.5/32"]}],
+        "action": "FORWARD_DECAPSULATED", "state": "ACTIVE", **extra,
+    }  # fmt: skip
+    return TrafficRule.model_validate(doc)
+
+
+def test_an_app_token_acts_only_for_its_own_app_instance() -> None:
+    policy.check_acts_for(ADMIN, "a")
+    policy.check_acts_for(Caller("a"), "a")
+    with pytest.raises(MecForbidden, match="belongs to app instance a, not b"):
+        policy.check_acts_for(Caller("a"), "b")
+    assert MecForbidden.http_status == 403
+
+
+def test_effective_fills_the_platforms_defaults_and_keeps_given_values() -> None:
+    info = service()
+    assert info.scope_of_locality is not None
+    assert info.scope_of_locality.value == "MEC_HOST"
+    assert info.consumed_local_only is True
+    assert info.is_local is True
+    given = service(scopeOfLocality="ZONE", consumedLocalOnly=False)
+    assert given.scope_of_locality is not None
+    assert given.scope_of_locality.value == "ZONE"
+    assert given.consumed_local_only is False
+
+
+def test_discovery_filters_by_each_query_parameter() -> None:
+    cat = {"href": "h", "id": "rni", "name": "RNI", "version": "1"}
+    a = service("a").model_copy(update={"ser_instance_id": "1"})
+    b = service("b", serCategory=cat).model_copy(update={"ser_instance_id": "2"})
+    c = service("c", scopeOfLocality="ZONE", consumedLocalOnly=False).model_copy(
+        update={"ser_instance_id": "3"}
+    )
+    every = [a, b, c]
+
+    def names(query: ServiceQuery) -> list[str]:
+        return [s.ser_name for s in policy.discover(every, query)]
+
+    assert names(ServiceQuery()) == ["a", "b", "c"]
+    assert names(ServiceQuery(ser_instance_id=("1", "3"))) == ["a", "c"]
+    assert names(ServiceQuery(ser_name=("b",))) == ["b"]
+    assert names(ServiceQuery(ser_category_id="rni")) == ["b"]
+    assert names(ServiceQuery(consumed_local_only=False)) == ["c"]
+    assert names(ServiceQuery(scope_of_locality="MEC_HOST")) == ["a", "b"]
+    assert names(ServiceQuery(is_local=True)) == ["a", "b", "c"]
+    assert names(ServiceQuery(is_local=False)) == []
+
+
+def test_discovery_refuses_two_of_the_exclusive_filters_and_an_unknown_locality() -> None:
+    with pytest.raises(MecInvalid, match="only one of"):
+        policy.discover([], ServiceQuery(ser_name=("a",), ser_category_id="x"))
+    with pytest.raises(MecInvalid, match="scope_of_locality 'PLANET'"):
+        policy.discover([], ServiceQuery(scope_of_locality="PLANET"))
+
+
+def test_subscription_criteria_are_anded_and_absent_criteria_match_all() -> None:
+    info = service("a").model_copy(update={"ser_instance_id": "1"})
+    assert policy.matches_criteria(None, info)
+    assert policy.matches_criteria(FilteringCriteria(), info)
+    assert policy.matches_criteria(FilteringCriteria(ser_names=["a"], is_local=True), info)
+    assert not policy.matches_criteria(FilteringCriteria(ser_names=["a"], is_local=False), info)
+    assert not policy.matches_criteria(FilteringCriteria(ser_instance_ids=["2"]), info)
+    inactive = FilteringCriteria.model_validate({"states": ["INACTIVE"]})
+    assert not policy.matches_criteria(inactive, info)
+
+
+def test_change_types() -> None:
+    a = service("a")
+    assert policy.change_type(None, a) == "ADDED"
+    assert policy.change_type(a, None) == "REMOVED"
+    assert policy.change_type(a, a) is None
+    down = a.model_copy(update={"state": "INACTIVE"})
+    assert policy.change_type(a, down) == "STATE_CHANGED"
+    assert policy.change_type(a, a.model_copy(update={"version": "2"})) == "ATTRIBUTES_CHANGED"
+
+
+def test_a_forward_decapsulated_rule_becomes_one_tof_service_per_destination() -> None:
+    two = rule(trafficFilter=[{"dstAddress": ["198.18.0.5", "198.18.0.6/32"]}])
+    assert policy.tof_services(two, "10.0.2.10") == [
+        ("198.18.0.5", "10.0.2.10"),
+        ("198.18.0.6", "10.0.2.10"),
+    ]
+    explicit = rule(dstInterface={"interfaceType": "IP", "dstIpAddress": "10.0.2.99"})
+    assert policy.tof_services(explicit, "10.0.2.10") == [("198.18.0.5", "10.0.2.99")]
+    assert policy.tof_services(rule(state="INACTIVE"), "10.0.2.10") == []
+    assert policy.tof_services(rule(action="PASSTHROUGH"), "10.0.2.10") == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"action": "DROP"}, "action DROP is not supported"),
+        ({"action": "DUPLICATE_DECAPSULATED"}, "not supported"),
+        ({"trafficFilter": [{"dstAddress": ["198.18.0.0/24"]}]}, r"only single IPv4"),
+        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "dstPort": ["80"]}]}, "dstPort"),
+        ({"trafficFilter": [{"srcAddress": ["10.0.0.0/8"]}]}, "srcAddress"),
+        ({"trafficFilter": []}, "trafficFilter is empty"),
+        ({"dstInterface": {"interfaceType": "MAC"}}, "type MAC"),
+    ],
+)
+def test_what_the_tof_cannot_express_is_refused_with_the_reason(
+    extra: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(MecUnsupported, match=reason):
+        policy.tof_services(rule(**extra), "10.0.2.10")
+
+
+def test_a_rule_without_any_destination_or_with_a_bad_address_is_invalid() -> None:
+    with pytest.raises(MecInvalid, match="no destination"):
+        policy.tof_services(rule(), None)
+    with pytest.raises(MecInvalid, match="not an address"):
+        policy.tof_services(rule(trafficFilter=[{"dstAddress": ["nope"]}]), "10.0.2.10")
+    with pytest.raises(MecInvalid, match="given twice"):
+        policy.tof_services(rule(trafficFilter=[{"dstAddress": ["1.2.3.4", "1.2.3.4"]}]), "1.1.1.1")
+
+
+def test_tof_service_names_fit_the_tofs_name_pattern() -> None:
+    import re
+
+    from fluidedge.tof.models import NAME_PATTERN
+
+    name = policy.tof_service_name("9f1c7c2e-7c55-4a43-9c55-7d1f5c1b2a3e", "rule:with/odd chars", 3)
+    assert re.match(NAME_PATTERN, name), name
+    assert name != policy.tof_service_name("9f1c7c2e-7c55-4a43-9c55-7d1f5c1b2a3e", "other", 3)
+
+
+def test_app_tokens_are_checked_against_their_hash() -> None:
+    token_id, token, stored = tokens.new_token()
+    parsed = tokens.parse(token)
+    assert parsed is not None
+    assert parsed[0] == token_id
+    assert tokens.matches(parsed[1], stored)
+    assert not tokens.matches(parsed[1][:-1] + "x", stored)
+    assert token.split(".")[1] not in stored
+    assert tokens.parse("fet_" + token[4:]) is None
+
+
+def test_models_refuse_what_the_documents_do_not_allow() -> None:
+    from pydantic import ValidationError
+
+    good = service().wire()
+    for change, reason in [
+        ({"serCategory": None}, "null is not allowed"),
+        ({"isLocal": 1}, "valid boolean"),
+        (
+            {"transportInfo": {**good["transportInfo"], "endpoint": {"uris": [], "addresses": []}}},
+            "exactly one of uris, addresses or alternative",
+        ),
+    ]:
+        with pytest.raises(ValidationError, match=reason):
+            ServiceInfo.model_validate({**good, **change})
+    with pytest.raises(ValidationError, match="valid integer"):
+        rule(priority="1")
+    # Absent optionals stay absent on the wire; the spec's names are used.
+    assert "serCategory" not in good
+    assert good["transportInfo"]["endpoint"] == {"uris": ["http://10.0.3.1/"]}
