@@ -8,7 +8,11 @@ reports:
   and per-decile medians (LightVM's point: the curve must stay flat, within 1.5x);
 - memory overhead per idle instance: drop of MemAvailable divided by the count (the pool is
   back to its size at both measurements), and the mean cgroup ``memory.usage_in_bytes``;
-- the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO).
+- the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO);
+- per-operation cost as the count grows (issue 12: flat within 1.5x): at 1, 10, 100, 1000...
+  instances, median of several pause + resume of the first instance, a read of one
+  instance, a delete of a fresh instance (lean keep-alive client), and the list of all
+  instances (O(N) by nature: reported per instance too).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
         [--memory-overcommit X] [--store-synchronous normal] [--burst] [--workers N]
@@ -18,17 +22,77 @@ reports:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fluidedge.instances import runc
 from fluidedge.instances.cgroups import detect
-from instances_common import BenchDaemon, machine
+from instances_common import BenchDaemon, LeanClient, machine
+
+CHECKPOINTS = (1, 10, 100, 500, 1000, 2000, 5000, 10000)
+
+
+def _timed(fn: Any, runs: int) -> float:
+    """Median ms of ``runs`` calls of ``fn``."""
+    out = []
+    for _ in range(runs):
+        begin = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - begin) * 1000)
+    return statistics.median(out)
+
+
+def op_costs(daemon: BenchDaemon, count: int) -> dict[str, float]:
+    """Per-operation costs with ``count`` instances running (see the module docstring)."""
+    lean = LeanClient(daemon.port)
+    try:
+        lean.ping()
+
+        def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+            data = None if body is None else json.dumps(body)
+            lean.conn.request(method, path, body=data, headers=lean.headers)
+            response = lean.conn.getresponse()
+            payload = response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"{method} {path}: {response.status} {payload[:200]!r}")
+            return payload
+
+        def pause_resume() -> None:
+            call("POST", "/v1/instances/n0/pause")
+            call("POST", "/v1/instances/n0/resume")
+
+        costs = {
+            "pause+resume": _timed(pause_resume, 10),
+            "get one": _timed(lambda: call("GET", "/v1/instances/n0"), 10),
+            "list all": _timed(lambda: call("GET", "/v1/instances"), 3),
+        }
+        deletes = []
+        for index in range(3):
+            daemon.wait_pool("idle")
+            lean.ping()
+            call("POST", "/v1/instances", {"name": f"probe{count}x{index}", "template": "idle"})
+            begin = time.perf_counter()
+            call("DELETE", f"/v1/instances/probe{count}x{index}")
+            deletes.append((time.perf_counter() - begin) * 1000)
+        costs["delete"] = statistics.median(deletes)
+        # what the daemon itself holds: nothing per instance (no thread, no descriptor)
+        pid = daemon.process.pid
+        costs["daemon fds"] = float(len(os.listdir(f"/proc/{pid}/fd")))
+        status = Path(f"/proc/{pid}/status").read_text().split("\n")
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        costs["daemon threads"] = float(fields["Threads"])
+        costs["daemon RSS MiB"] = int(fields["VmRSS"].split()[0]) / 1024
+        return costs
+    finally:
+        lean.close()
 
 
 def mem_available_mb() -> float:
@@ -93,6 +157,7 @@ def main() -> None:
     wall: list[float] = []
     server: list[float] = []
     paths: list[str] = []
+    ops: dict[int, dict[str, float]] = {}
     try:
         daemon.wait_pool("idle")
         daemon.wait_pool("httpd")
@@ -129,6 +194,8 @@ def main() -> None:
             body = response.json()
             server.append(body["timing"]["total"])
             paths.append(body["path"])
+            if index + 1 in CHECKPOINTS:  # untimed for the creation curve
+                ops[index + 1] = op_costs(daemon, index + 1)
             if (index + 1) % (100 if count <= 2000 else 500) == 0:
                 print(f"  {index + 1} instances, last {wall[-1]:.2f} ms ({paths[-1]})", flush=True)
         elapsed = time.perf_counter() - begin_all
@@ -178,6 +245,21 @@ def main() -> None:
                     + " / ".join(f"{m:.2f}" for m in meds)
                     + f" ms, max ratio {max(meds) / min(meds):.2f} (target <= 1.5)"
                 )
+        if ops:
+            print("\nper-operation cost with N instances running, median ms (lean client)")
+            names = list(next(iter(ops.values())))
+            print("  N      " + "".join(f"{n:>14s}" for n in names) + "   list per instance")
+            for n, row in ops.items():
+                per = row["list all"] / (n + 1) * 1000
+                print(
+                    f"  {n:<6d} " + "".join(f"{row[k]:14.3f}" for k in names) + f"   {per:7.1f} us"
+                )
+            first, last = ops[min(ops)], ops[max(ops)]
+            print(
+                f"  ratio N={max(ops)} / N={min(ops)}: "
+                + ", ".join(f"{k} {last[k] / first[k]:.2f}x" for k in names[:4] if k != "list all")
+                + " (target <= 1.5)"
+            )
         print("\nmemory")
         print(
             f"  MemAvailable drop: {mem_before - mem_after:.0f} MiB for {made} instances = "

@@ -15,7 +15,8 @@ Module map:
   :class:`DaemonContext` it is built with.
 - ``fields``: neutron-style field checks (names, protocols, prefixes) the security-group and
   chain models share.
-- ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction).
+- ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction);
+  ``hot``: the routes a part lets the daemon's edge serve without FastAPI's machinery.
 - ``openapi``: what the API documents (error responses, the document rewrite).
 - ``lock``: one owner per state directory.
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
@@ -85,6 +86,7 @@ __all__ = [
     "errors",
     "fields",
     "guiconfig",
+    "hot",
     "jsontypes",
     "load_config",
     "lock",

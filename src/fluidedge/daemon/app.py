@@ -5,7 +5,9 @@ Cross-cutting behaviour lives here, once: request validation errors answer 400 w
 underneath), ``/metrics`` is the ``prometheus_client`` exposition of the daemon and its parts
 (:mod:`fluidedge.daemon.metrics`), ``/healthz`` says the daemon is up, and every request goes
 through the edge middleware (:mod:`fluidedge.daemon.edge`: bearer token, methods, body limit,
-audit). The OpenAPI document is rewritten to say so (:mod:`fluidedge.core.openapi`).
+audit), which also serves the parts' hot routes (an optional ``hot_routes()``,
+:mod:`fluidedge.core.hot`). The OpenAPI document is rewritten to say so
+(:mod:`fluidedge.core.openapi`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import fluidedge
 from fluidedge.core import openapi
 from fluidedge.core.auth import TokenGuard
 from fluidedge.core.config import DaemonConfig, resolve_token
+from fluidedge.core.hot import HotRoute
 from fluidedge.core.part import DaemonContext, Part
 from fluidedge.core.store import Store
 from fluidedge.daemon.audit import AuditLog
@@ -208,6 +211,9 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]
+    hot: list[HotRoute] = []
+    for part in context.parts.values():  # after part.router(): handlers share its state
+        hot += getattr(part, "hot_routes", list)()
     app.add_middleware(
         EdgeMiddleware,
         guard=guard,
@@ -215,5 +221,6 @@ def create_app(
         max_body_bytes=config.api.max_body_bytes,
         metrics=metrics,
         audit=audit,
+        hot=hot,
     )
     return app

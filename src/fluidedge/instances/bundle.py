@@ -24,6 +24,14 @@ from fluidedge.instances.models import Resources, TemplateSpec
 from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, runtime_config
 
 LAUNCHER_IN_ROOT = "/.fe-launcher"
+
+
+def launcher_argv(token: str | None) -> list[str]:
+    """A shell's process argv: the launcher and its per-shell token (its identity at
+    re-adoption, see :mod:`fluidedge.instances.launcher`)."""
+    return [LAUNCHER_IN_ROOT, *([token] if token else [])]
+
+
 ASSIGN_DIR_IN_ROOT = "/.fe"
 
 # The allow-list (after Docker/Moby's default profile, ``profiles/seccomp/default.json``): what
@@ -199,6 +207,7 @@ def oci_config(
     cgroups_path: str,
     userns_base: int | None,
     user: tuple[int, int] = (0, 0),
+    token: str | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` of a shell of ``template``.
 
@@ -208,6 +217,7 @@ def oci_config(
     same path in every v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of
     container root (a new user namespace maps its 65536 ids from there), or None for no user
     namespace (the admin's per-template opt-out). ``user``: uid/gid of the process inside.
+    ``token``: the launcher's per-shell token, its one argument (its identity at re-adoption).
     """
     proc, dev, tmp = BASE_MOUNTS
     mounts: list[dict[str, Any]] = [
@@ -255,7 +265,7 @@ def oci_config(
     if userns_base is not None:
         namespaces.append("user")
     config = runtime_config(
-        args=[LAUNCHER_IN_ROOT],
+        args=launcher_argv(token),
         hostname=container_id,
         rootfs=str(rootfs),
         mounts=mounts,

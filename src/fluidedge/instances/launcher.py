@@ -11,6 +11,21 @@ one tiny exec; when no C compiler is available the part falls back to a busybox 
 doing the same (slower, still correct).
 
 The launcher lives in the shared read-only root (``/.fe-launcher``), built once per state dir.
+
+**Its identity.** Re-adoption must know whether a container's process is still the launcher
+waiting for its go signal (a pooled shell, or a claim that crashed before release) or a
+workload: a workload taken for a waiting launcher would be destroyed (an instance row) or
+handed to the next request as a shell (a shell row). A command line can be imitated (a
+workload may even exec ``/.fe-launcher`` itself: it is in its root). So each shell's launcher
+is started with a per-shell random **token** as its argument (``/.fe-launcher <token>``),
+recorded in the shell's row and its instance's, and seen by no workload (the launcher's argv is
+replaced by the workload's at its ``execve``; the bundle and the store are the host's, 0600),
+and :func:`is_waiting_launcher` requires that exact argv *and*, for the C launcher, that the
+process's executable (``/proc/<pid>/exe``) be the launcher binary of this state directory
+(same device and inode: the bind mount shows the host file). The busybox fallback runs as
+``/bin/busybox sh /.fe-launcher <token>`` (its ``#!`` line): there the token alone says it.
+Rows written before the token existed are checked against the bare ``/.fe-launcher`` argv and,
+for the C launcher, the binary.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ import shutil
 import time
 from pathlib import Path
 
+from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, launcher_argv
 from fluidedge.instances.errors import RuntimeFailure
 from fluidedge.instances.models import MAX_ARGS, MAX_ASSIGNMENT_BYTES, MAX_ENV
 from fluidedge.instances.runc import process_running
@@ -33,7 +49,7 @@ GO_FIFO = "go"  # in the shell's assignment directory, seen as /.fe/go inside
 STARTED_FIFO = "started"
 START_FAILED = b"E"
 GO_BYTES = b"g\n"  # one byte for the C launcher, one line for busybox sh's ``read``
-LAUNCHER_ARG = "/.fe-launcher"
+LAUNCHER_ARG = LAUNCHER_IN_ROOT
 
 
 def make_go_fifo(assign_dir: Path) -> Path:
@@ -71,14 +87,56 @@ def signal_go(fifo: Path, pid: int, *, timeout: float = 5.0) -> None:
         os.close(fd)
 
 
-def launcher_waiting(pid: int) -> bool:
-    """True if ``pid`` still runs the launcher (C or busybox sh), i.e. no workload exec'd yet."""
+FileId = tuple[int, int]  # (st_dev, st_ino)
+
+
+def file_id(path: str | Path) -> FileId | None:
+    """The device and inode of the file ``path`` names (following links), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def is_waiting_launcher(
+    argv: list[bytes], exe: FileId | None, *, token: str | None, binary: FileId | None
+) -> bool:
+    """Whether a process with ``argv`` running ``exe`` is the launcher started with ``token``
+    (None: a row from before tokens) and not a workload (see the module docstring).
+
+    ``binary``: the C launcher of this state directory; the busybox script runs as
+    ``/bin/busybox sh /.fe-launcher <token>``, whose executable is the image's busybox.
+    """
+    own = [arg.encode() for arg in launcher_argv(token)]
+    if argv == own:  # the C launcher, exec'd directly
+        return exe is not None and exe == binary
+    return argv == [b"/bin/busybox", b"sh", *own]
+
+
+def _argv(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            args = handle.read().split(b"\0")
+            raw = handle.read()
     except OSError:
+        return None
+    return raw.removesuffix(b"\0").split(b"\0")
+
+
+def still_untokened_launcher(pid: int) -> bool:
+    """Whether ``pid``, released from a shell made before tokens (and before the started
+    FIFO), still has the launcher's bare argv, i.e. has not exec'd its workload yet."""
+    argv = _argv(pid)
+    return argv is not None and argv[-1:] == [LAUNCHER_ARG.encode()]
+
+
+def launcher_waiting(pid: int, token: str | None, binary: FileId | None) -> bool:
+    """True if ``pid`` is still the waiting launcher started with ``token``
+    (:func:`is_waiting_launcher` on its ``/proc`` entries); False if it is gone."""
+    argv = _argv(pid)
+    if argv is None:
         return False
-    return LAUNCHER_ARG.encode() in args
+    return is_waiting_launcher(argv, file_id(f"/proc/{pid}/exe"), token=token, binary=binary)
 
 
 _C_TEMPLATE = r"""

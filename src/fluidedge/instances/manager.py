@@ -123,6 +123,8 @@ class Manager:
         self.instances: dict[str, Instance] = {}
         self.pools: dict[str, Pool] = {}
         self.addresses: dict[tuple[str, str], str] = {}
+        # The same, by holder: releasing one instance's addresses must not scan everybody's.
+        self._held_addresses: dict[str, list[tuple[str, str]]] = {}
         self.placed: dict[str, Placed] = {}
         self.usage = Usage.of([], self.capacity.cpus)
         self.reserved_names: set[str] = set()
@@ -221,7 +223,7 @@ class Manager:
         for iface in inst.interfaces:
             for address in iface.addresses:
                 ip = str(ipaddress.ip_interface(address).ip)
-                self.addresses[(iface.network, ip)] = inst.name
+                self._hold_address((iface.network, ip), inst.name)
         if inst.state != "exited":
             self._hold(
                 Placed(
@@ -229,13 +231,18 @@ class Manager:
                 )
             )
 
+    def _hold_address(self, key: tuple[str, str], name: str) -> None:
+        self.addresses[key] = name
+        self._held_addresses.setdefault(name, []).append(key)
+
     def _hold(self, item: Placed) -> None:
         self.placed[item.name] = item
         self.usage.add(item)
 
     def _release(self, name: str) -> None:
-        for key in [k for k, owner in self.addresses.items() if owner == name]:
-            del self.addresses[key]
+        for key in self._held_addresses.pop(name, ()):
+            if self.addresses.get(key) == name:
+                del self.addresses[key]
         item = self.placed.pop(name, None)
         if item is not None:
             self.usage.remove(item)
@@ -307,7 +314,15 @@ class Manager:
             if net is None:
                 raise NetworkNotFound(f"template {template.name}: network {spec.network!r} is gone")
             ifaces.append(ShellIface(spec.name, spec.network, f"{shell_id}i{index}", net.netns))
-        shell = Shell(shell_id, template.name, 0, self.shell_root / shell_id, ifaces, cpus=cpus)
+        shell = Shell(
+            shell_id,
+            template.name,
+            0,
+            self.shell_root / shell_id,
+            ifaces,
+            cpus=cpus,
+            token=secrets.token_hex(16),
+        )
         self.tables.put_shell(shell.info())
         try:
             self.io.build(shell, template, self.networks)
@@ -443,7 +458,7 @@ class Manager:
             )
             self.reserved_names.add(request.name)
             for key in claims:
-                self.addresses[key] = request.name
+                self._hold_address(key, request.name)
             self._hold(
                 Placed(request.name, cpus, resources.cpus, resources.memory_mb, request.labels)
             )
@@ -535,6 +550,7 @@ class Manager:
             directory=shell.directory,
             shell_ifaces=shell.ifaces,
             cos=request.cos or template.cos,
+            token=shell.token,
         )
         # The claim commits on the writer thread while the files and limits are written; it
         # is on disk before the launcher is released (see fluidedge.instances.writer).

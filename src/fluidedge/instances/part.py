@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import ValidationError
 
+from fluidedge.core.hot import HotRoute
 from fluidedge.core.part import DaemonContext
-from fluidedge.instances.api import build_router
+from fluidedge.instances.api import build_router, hot_routes
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.scoping import Scoped
@@ -33,6 +34,11 @@ class InstancesPart:
             tenants = None
         self.scoped = Scoped(self.manager, tenants)
         return build_router(self.manager, self.scoped)
+
+    def hot_routes(self) -> list[HotRoute]:
+        """Create, pause and resume served by the daemon's edge (:mod:`fluidedge.core.hot`);
+        after :meth:`router`, whose scoping (quota ledger) they share: none before it."""
+        return [] if self.scoped is None else hot_routes(self.manager, self.scoped)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.manager.start)

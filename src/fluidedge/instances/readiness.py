@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fluidedge.instances import runc
 from fluidedge.instances.errors import ReadinessTimeout, WorkloadFailed
-from fluidedge.instances.launcher import START_FAILED, launcher_waiting
+from fluidedge.instances.launcher import START_FAILED, still_untokened_launcher
 from fluidedge.instances.models import Readiness
 from fluidedge.instances.sockdiag import ListenProbe
 
@@ -189,7 +189,7 @@ def _wait_ready(  # noqa: PLR0917 (the one caller above)
         if not runc.process_running(pid):
             raise WorkloadFailed(f"instance {name}: workload exited before it was ready")
         if check.kind == "started" or watch is None:
-            started = not launcher_waiting(pid)  # an older shell: no started FIFO
+            started = not still_untokened_launcher(pid)  # an older shell: no started FIFO
             if started and check.kind == "started":
                 return
         else:

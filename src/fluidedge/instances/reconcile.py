@@ -1,5 +1,9 @@
 """Re-adoption at start, and the orphans it finds: the store against what runs.
 
+Whether a container still runs its waiting launcher (and not a workload) is an identity
+check, not a guess from the command line: the per-shell token and the launcher binary
+(:func:`fluidedge.instances.launcher.is_waiting_launcher`).
+
 Consistency: a shell's row is stored before ``runc create``; taking a shell turns its row into
 the instance's row in one transaction before the process is released. On start the manager
 re-adopts what the store and ``runc list`` agree on, and cleans up what the store names but
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fluidedge.instances import network
 from fluidedge.instances.errors import InstanceNotFound, RuntimeFailure
 from fluidedge.instances.images import overlay
-from fluidedge.instances.launcher import GO_FIFO, launcher_waiting
+from fluidedge.instances.launcher import GO_FIFO, file_id, launcher_waiting
 from fluidedge.instances.models import OrphanView
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.orphans import find_orphans
@@ -77,12 +81,13 @@ def restore(mgr: Manager) -> None:
     """Re-adopt instances and pooled shells; record orphans."""
     io = mgr.runc_io()
     containers = {c["id"]: c for c in io.runc.list()}
+    binary = file_id(io.launcher_path)  # the C launcher (its identity, with each row's token)
     known: set[str] = set()
     for record in mgr.tables.instances():
         known.add(record["id"])
         inst = Instance.from_record(record)
         found = containers.get(inst.id)
-        waiting = found is not None and launcher_waiting(int(found["pid"]))
+        waiting = found is not None and launcher_waiting(int(found["pid"]), inst.token, binary)
         status = instance_status(found, waiting)
         if status in ("running", "paused"):
             inst.pid = int(found["pid"]) if found else inst.pid
@@ -105,7 +110,11 @@ def restore(mgr: Manager) -> None:
         fate = shell_fate(
             shell,
             found,
-            waiting=launcher_waiting(int(found.get("pid") or 0)) if found else False,
+            waiting=(
+                launcher_waiting(int(found.get("pid") or 0), shell.token, binary)
+                if found
+                else False
+            ),
             fifo=(shell.directory / "assign" / GO_FIFO).exists(),
             template_known=shell.template in mgr.templates,
         )

@@ -38,6 +38,9 @@ class Shell:
     state: str = "preparing"
     nl: NetlinkSocket | None = None
     cpus: tuple[int, ...] = ()  # its cpuset when pinned ahead of a request; () = inherited
+    # The launcher's per-shell token (its argv[1], fluidedge.instances.launcher); None in rows
+    # written before tokens.
+    token: str | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,7 @@ class Shell:
             "directory": str(self.directory),
             "ifaces": [vars(i) for i in self.ifaces],
             "cpus": list(self.cpus),
+            "token": self.token,
         }
 
     @classmethod
@@ -60,6 +64,7 @@ class Shell:
             ifaces=[ShellIface(**i) for i in info.get("ifaces", [])],
             state=info["state"],
             cpus=tuple(info.get("cpus", ())),
+            token=info.get("token"),
         )
 
     def close(self) -> None:
@@ -87,6 +92,7 @@ class Instance:
     shell_ifaces: list[ShellIface] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cos: str | None = None
+    token: str | None = None  # its shell's launcher token (re-adoption before the go signal)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -105,6 +111,7 @@ class Instance:
             "directory": str(self.directory),
             "shell_ifaces": [vars(i) for i in self.shell_ifaces],
             "cos": self.cos,
+            "token": self.token,
         }
 
     @classmethod
@@ -125,6 +132,7 @@ class Instance:
             directory=Path(record["directory"]),
             shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
             cos=record.get("cos"),
+            token=record.get("token"),
         )
 
     def view(self) -> InstanceView:

@@ -187,6 +187,7 @@ class RuncShellIO:
             cgroups_path=self.cgroups.runc_path(shell.id),
             userns_base=base,
             user=inside,
+            token=shell.token,
         )
         if shell.cpus:  # pinned ahead: a request placed on these CPUs skips the cpuset write
             config["linux"]["resources"]["cpu"]["cpus"] = cpuset_text(shell.cpus)

@@ -199,7 +199,8 @@ def test_api_errors_templates_logs_metrics(inst_daemon: DaemonHandle) -> None:
     )
     client.post("/v1/instances", {"name": "t1", "template": "talker"})
     assert _status(lambda: client.delete("/v1/templates/talker"))[0] == 409
-    assert wait_until(lambda: "hello-t1" in client.get("/v1/instances/t1/logs"), timeout=10)
+    # empty (None) until the workload has written its line: ready means exec'd, not echoed
+    assert wait_until(lambda: "hello-t1" in (client.get("/v1/instances/t1/logs") or ""), timeout=10)
     assert _status(lambda: client.post("/v1/instances/t1/resume"))[0] == 409
     begin = time.perf_counter()
     paused = client.post("/v1/instances/t1/pause")

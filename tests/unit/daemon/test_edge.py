@@ -4,6 +4,7 @@ rules for TLS and the token path, the client's endpoint order, and the edge in p
 from __future__ import annotations
 
 import errno
+import json
 import sqlite3
 from pathlib import Path
 
@@ -11,15 +12,18 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from fluidedge.core.auth import Presented, TokenGuard
 from fluidedge.core.client import endpoint
 from fluidedge.core.config import parse_config
 from fluidedge.core.errors import ConfigError
+from fluidedge.core.hot import HotRoute, Scope, find
 from fluidedge.core.openapi import rewrite
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.store import Store, StoreError
 from fluidedge.daemon.app import create_app
+from fluidedge.daemon.audit import AuditLog
 from fluidedge.daemon.edge import RouteMethods, error_detail, error_status
 from fluidedge.errors import ConflictError, InputError, SystemFailure
 
@@ -186,3 +190,70 @@ def test_edge_in_process(tmp_path: Path) -> None:
         metrics = client.get("/metrics").text
         assert "item_things 2.0" in metrics
         assert 'fluidedge_part_metrics_up{part="item"} 1.0' in metrics
+
+
+class _HotPart(_Part):
+    """``POST /item/{name}/poke`` as a FastAPI route and a hot route: the hot handler answers
+    names starting with ``hot``, refuses ``hottaken`` (409) and declines the rest."""
+
+    def router(self) -> APIRouter:
+        router = super().router()
+
+        @router.post("/item/{name}/poke")
+        def poke(name: str, item: _Item) -> dict[str, str]:
+            return {"by": "fastapi", "name": name, "body": item.name}
+
+        return router
+
+    def hot_routes(self) -> list[HotRoute]:
+        async def poke(scope: Scope, params: dict[str, str], body: bytes) -> Response | None:
+            if not params["name"].startswith("hot"):
+                return None
+            if params["name"] == "hottaken":
+                raise ConflictError("hot: taken")
+            data = {"by": "hot", "name": params["name"], "body": json.loads(body)["name"]}
+            return Response(json.dumps(data), media_type="application/json")
+
+        return [HotRoute("POST", "/item/{name}/poke", poke)]
+
+
+def test_hot_route_match() -> None:
+    async def nothing(_scope: Scope, _params: dict[str, str], _body: bytes) -> None:
+        return None
+
+    routes = [HotRoute("POST", "/v1/x/{name}/pause", nothing), HotRoute("POST", "/v1/x", nothing)]
+    assert routes[0].match("POST", "/v1/x/a.b-1/pause") == {"name": "a.b-1"}
+    assert routes[0].match("GET", "/v1/x/a/pause") is None
+    assert routes[0].match("POST", "/v1/x/a/b/pause") is None
+    assert routes[0].match("POST", "/v1/x/a/pause/") is None
+    found = find(routes, "POST", "/v1/x")
+    assert found == (routes[1], {})
+    assert find(routes, "POST", "/v1/y") is None
+
+
+def test_hot_route_behind_the_edge_rules(tmp_path: Path) -> None:
+    config = parse_config(
+        {"state_dir": str(tmp_path), "api": {"token": TOKEN, "max_body_bytes": 1024}}
+    )
+    context = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    context.parts["item"] = _HotPart()
+    audit = AuditLog(tmp_path / "audit.log", max_bytes=1 << 20, backups=1)
+    with TestClient(create_app(context, audit=audit), raise_server_exceptions=False) as client:
+        hot = client.post("/item/hot1/poke", json={"name": "b1"}, headers=AUTH)
+        assert hot.json() == {"by": "hot", "name": "hot1", "body": "b1"}
+        # declined: FastAPI's route gets the body the hot handler read
+        cold = client.post("/item/cold/poke", json={"name": "b2"}, headers=AUTH)
+        assert cold.json() == {"by": "fastapi", "name": "cold", "body": "b2"}
+        # the edge's rules come first: token, body limit; the handler's errors map to statuses
+        assert client.post("/item/hot1/poke", json={"name": "b"}).status_code == 401
+        big = client.post("/item/hot1/poke", content=b"{" + b" " * 2000 + b"}", headers=AUTH)
+        assert big.status_code == 413
+        taken = client.post("/item/hottaken/poke", json={"name": "b"}, headers=AUTH)
+        assert (taken.status_code, taken.json()) == (409, {"detail": "hot: taken"})
+        metrics = client.get("/metrics").text
+    assert 'route="/item/{name}/poke",status="200"' in metrics
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    pokes = [(r["path"], r.get("name"), r["status"]) for r in records]
+    assert ("/item/hot1/poke", "b1", 200) in pokes
+    assert ("/item/cold/poke", "b2", 200) in pokes
+    assert ("/item/hottaken/poke", "b", 409) in pokes

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fluidedge.instances.launcher import is_waiting_launcher
 from fluidedge.instances.reconcile import instance_status, shell_fate
 from fluidedge.instances.records import Shell
 
@@ -53,3 +54,43 @@ def test_shell_fate(  # noqa: PLR0917 (parametrized)
     fate: str,
 ) -> None:
     assert shell_fate(shell, found, waiting=waiting, fifo=fifo, template_known=known) == fate
+
+
+BINARY = (64769, 1234)  # (st_dev, st_ino) of this state directory's C launcher
+TOKEN = "ab" * 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "exe", "token", "waiting"),
+    [
+        # the C launcher started with its token, running the launcher binary
+        ([b"/.fe-launcher", TOKEN.encode()], BINARY, TOKEN, True),
+        # the busybox script, through its #! line: the token alone identifies it
+        ([b"/bin/busybox", b"sh", b"/.fe-launcher", TOKEN.encode()], (1, 2), TOKEN, True),
+        # a workload exec'ing the launcher binary itself, bare or with a guessed token
+        ([b"/.fe-launcher"], BINARY, TOKEN, False),
+        ([b"/.fe-launcher", b"0" * 32], BINARY, TOKEN, False),
+        ([b"/bin/busybox", b"sh", b"/.fe-launcher"], (1, 2), TOKEN, False),
+        # the right argv from another executable (a copy, a renamed program)
+        ([b"/.fe-launcher", TOKEN.encode()], (64769, 99), TOKEN, False),
+        ([b"/.fe-launcher", TOKEN.encode()], None, TOKEN, False),
+        # an ordinary workload
+        ([b"/bin/sleep", b"1000"], (1, 2), TOKEN, False),
+        # rows from before tokens: the bare argv, and the binary for the C launcher
+        ([b"/.fe-launcher"], BINARY, None, True),
+        ([b"/.fe-launcher"], (1, 2), None, False),
+        ([b"/bin/busybox", b"sh", b"/.fe-launcher"], (1, 2), None, True),
+    ],
+)
+def test_waiting_launcher_identity(
+    argv: list[bytes], exe: tuple[int, int] | None, token: str | None, waiting: bool
+) -> None:
+    assert is_waiting_launcher(argv, exe, token=token, binary=BINARY) is waiting
+
+
+def test_records_keep_the_token() -> None:
+    shell = Shell("fe0000000001", "idle", 7, Path("/x"), [], token=TOKEN)
+    assert Shell.from_info(shell.info()).token == TOKEN
+    info = shell.info()
+    del info["token"]  # a row written before tokens
+    assert Shell.from_info(info).token is None
