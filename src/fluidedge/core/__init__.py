@@ -19,6 +19,7 @@ Module map:
   ``hot``: the routes a part lets the daemon's edge serve without FastAPI's machinery.
 - ``openapi``: what the API documents (error responses, the document rewrite).
 - ``lock``: one owner per state directory.
+- ``tokens``: the ``<prefix><id>.<secret>`` bearer-token scheme of tenants and ME apps.
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
 - ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS);
   ``cliparts``: what the parts' commands share (``--json``, one call, a table).
@@ -95,6 +96,7 @@ __all__ = [
     "part",
     "resolve_token",
     "store",
+    "tokens",
 ]
 
 

@@ -16,6 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from fluidedge.ovn.errors import OvnFailure
+from fluidedge.ovs import tool as ovs_tool
+from fluidedge.ovs.daemons import alive, private
+from fluidedge.ovs.errors import OvsFailure
+
+__all__ = ["alive", "private", "run", "stop_daemon", "wait"]
 
 
 def run(
@@ -25,46 +30,12 @@ def run(
     timeout: float = 30.0,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` with ``env`` added to ours; :class:`OvnFailure` on a non-zero exit."""
+    """Run ``argv`` with ``env`` added to ours (the Open vSwitch runner's rules);
+    :class:`OvnFailure` on a non-zero exit."""
     try:
-        result = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, **env},
-        )
-    except FileNotFoundError as exc:
-        raise OvnFailure(f"{argv[0]}: not installed ({exc.filename})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise OvnFailure(f"{' '.join(argv[:3])}: timed out after {timeout}s") from exc
-    if check and result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
-        raise OvnFailure(f"{' '.join(argv[:4])} failed ({result.returncode}): {detail}")
-    return result
-
-
-def private(path: Path) -> Path:
-    """``path`` as a directory only its owner may enter (0700)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
-
-
-def alive(pidfile: Path) -> int | None:
-    """The pid in ``pidfile`` if that process is alive."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+        return ovs_tool.run(argv, env, timeout=timeout, check=check)
+    except OvsFailure as exc:
+        raise OvnFailure(str(exc)) from exc
 
 
 def stop_daemon(

@@ -7,7 +7,8 @@ own, so several coexist on one host and nothing touches ``/var/run/openvswitch``
 :mod:`.vsctl` and :mod:`.ofctl` are thin argv adapters over ``ovs-vsctl``, ``ovs-ofctl``
 (every flow change one OpenFlow 1.4 bundle: all or nothing, and no packet sees half of it) and
 ``ovs-appctl`` (conntrack flushes); :mod:`.bridges` is what the instance networks call;
-:mod:`.flows` is the flow value the security-group renderer and the chain compiler produce.
+:mod:`.flows` is the flow value the security-group renderer and the chain compiler produce;
+:mod:`.tool` runs a tool with a private environment, argv only (OVN's tools reuse it).
 
 Errors::
 
@@ -22,5 +23,6 @@ __all__ = [
     "errors",
     "flows",
     "ofctl",
+    "tool",
     "vsctl",
 ]

@@ -52,13 +52,15 @@ def resolve_datapath(wanted: str) -> str:
     return wanted
 
 
-def _private(path: Path) -> Path:
+def private(path: Path) -> Path:
+    """``path`` as a directory only its owner may enter (0700)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
 
 
-def _alive(pidfile: Path) -> int | None:
+def alive(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` if that process is alive."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -109,7 +111,7 @@ class OvsDaemons:
 
     # ------------------------------------------------------------------ state
     def pids(self) -> tuple[int | None, int | None]:
-        return _alive(self.db_pidfile), _alive(self.vswitchd_pidfile)
+        return alive(self.db_pidfile), alive(self.vswitchd_pidfile)
 
     def _answers(self, ctl: Path) -> bool:
         if not ctl.exists():
@@ -142,7 +144,7 @@ class OvsDaemons:
         # database would keep stale flows, a database without vswitchd forwards nothing.
         self.stop()
         for directory in (self.root, self.run_dir, self.db_dir, self.log_dir):
-            _private(directory)
+            private(directory)
         if not self.db_file.exists():
             tool.run(["ovsdb-tool", "create", str(self.db_file), str(SCHEMA)], self.env)
         else:
@@ -208,15 +210,15 @@ class OvsDaemons:
             (self.vswitchd_ctl, self.vswitchd_pidfile, ["exit", "--cleanup"]),
             (self.db_ctl, self.db_pidfile, ["exit"]),
         ):
-            pid = _alive(pidfile)
+            pid = alive(pidfile)
             if pid is None:
                 continue
             if ctl.exists():
                 tool.run(["ovs-appctl", "-t", str(ctl), *argv], self.env, check=False)
             deadline = time.monotonic() + timeout
-            while _alive(pidfile) == pid and time.monotonic() < deadline:
+            while alive(pidfile) == pid and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if _alive(pidfile) == pid:
+            if alive(pidfile) == pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             # A SIGKILLed daemon leaves its pidfile behind; it names a dead pid from now on.
