@@ -19,9 +19,10 @@ Layout (``<t>`` = ``fesg_<network>``, ``<n>`` = a port's tag; see docs/security-
       chain fe_fwd (forward, -200)          mark |= out-tag << 16; only ARP/IP to a port
       set   p<n>_src4 / p<n>_src6           (mac . prefix) the port may send from
     table inet <t>                          stateful, per connection, zone per network
-      chain zpre (prerouting, -300)         iif = bridge -> ct zone set <zone>
+      chain zpre (prerouting, -300)         iif = bridge -> ct zone set <zone> (set once: wins)
+      chain zroute (prerouting, -299)       routed in to a port's address -> ct zone set <zone>
       chain zout (output, -300)             oif = bridge -> ct zone set <zone>
-      chain fe_fwd (forward, 0) / fe_in (input, 0) -> chain net
+      chain fe_fwd (forward, 0) / fe_in (input, 0) -> chain net; routed in -> chain net_out
       chain fe_out (output, 0)              host -> port: ingress by destination address
       chain net                             est/rel accept; egress vmap on the in-tag, ingress
                                             vmap on the out-tag; accept
@@ -253,7 +254,29 @@ def _inet_table(
             f"type {kind}; flags interval;",
             ", ".join(str(n) for n in _collapse(list(aset.members))),
         )
+    # The ports' fixed addresses, by IP version: what names a port for traffic that carries no
+    # out-tag (the host's own, or routed into the network; port security keeps another port from
+    # claiming them).
+    dests: dict[int, dict[str, int]] = {4: {}, 6: {}}
+    for tag, p in ports:
+        for src in p.allowed_sources:
+            if src.prefix.num_addresses == 1:
+                dests[src.prefix.version].setdefault(str(src.prefix.network_address), tag)
+    # Traffic routed in from another interface (the TOF's apps TUN, a gateway) joins the
+    # network's zone by its destination, so its replies (which come from the bridge, in the
+    # zone) find its connection. One priority after ``zpre``: a packet's zone is set once (the
+    # kernel ignores a second ``ct zone set``), so whatever enters from a bridge keeps that
+    # bridge's zone and two networks with the same subnet in one namespace stay apart.
+    routed_in = [
+        f'iifname != "{br}" {ip} daddr {{ {", ".join(sorted(dests[version]))} }} ct zone set {zone}'
+        for version, ip in ((4, "ip"), (6, "ip6"))
+        if dests[version]
+    ]
     chains: Chains = {
+        "zroute": (
+            "type filter hook prerouting priority -299; policy accept;",
+            tuple(routed_in),
+        ),
         "zpre": (
             "type filter hook prerouting priority -300; policy accept;",
             (f'iifname "{br}" ct zone set {zone}',),
@@ -286,23 +309,20 @@ def _inet_table(
         ins = ", ".join(f"0x{tag << 16:08x} : jump p{tag}_in" for tag, _ in ports)
         net.append(f"meta mark and 0x0000ffff vmap {{ {egs} }}")
         net_in.append(f"meta mark and 0xffff0000 vmap {{ {ins} }}")
-        # Host-originated traffic has no out-tag: its destination address names the port
-        # (fixed addresses only; port security keeps another port from claiming them).
+        # Host-originated or routed-in traffic has no out-tag: its destination names the port.
         for version, ip in ((4, "ip"), (6, "ip6")):
-            dests: dict[str, int] = {}
-            for tag, p in ports:
-                for src in p.allowed_sources:
-                    if src.prefix.version == version and src.prefix.num_addresses == 1:
-                        dests.setdefault(str(src.prefix.network_address), tag)
-            if dests:
-                items = ", ".join(f"{a} : jump p{t}_in" for a, t in sorted(dests.items()))
+            if dests[version]:
+                items = ", ".join(f"{a} : jump p{t}_in" for a, t in sorted(dests[version].items()))
                 net_out.append(f"{ip} daddr vmap {{ {items} }}")
     chains["net"] = ("", (*net, "goto net_in"))
     chains["net_in"] = ("", (*net_in, "accept"))
     chains["net_out"] = ("", (*net_out, "accept"))
+    # Routed into the network from another interface (the TOF's apps TUN, a gateway): no
+    # out-tag either (the bridge sends it as its own), so the destination address names the
+    # port, as for the host's own traffic; ``zpre`` put its connection in the network's zone.
     chains["fe_fwd"] = (
         "type filter hook forward priority 0; policy accept;",
-        (f'iifname "{br}" oifname "{br}" jump net',),
+        (f'iifname "{br}" oifname "{br}" jump net', f'oifname "{br}" jump net_out'),
     )
     chains["fe_in"] = (
         "type filter hook input priority 0; policy accept;",

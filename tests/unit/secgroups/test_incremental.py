@@ -325,7 +325,8 @@ def test_a_member_change_touches_only_that_set_and_its_conjunction_flows() -> No
     assert web_mods
     assert all("nw_src=10.0.0.2" in m or "nw_src=10.0.0.9" in m for m in web_mods), web_mods
     # nftables: the set is refilled; no clause chain and no chain of the web port changes
-    # (the moved port's own source set and the host-to-port address map do).
+    # (the moved port's own source set, the host-to-port address map and the routed-in zone
+    # rule, which name the port's address, do).
     nft = NftRenderer()
     b = Binding("n", "br")
     before = build_tables(one, b, nft.tags(one, "n"))
@@ -336,7 +337,7 @@ def test_a_member_change_touches_only_that_set_and_its_conjunction_flows() -> No
     assert text is not None
     assert "flush set inet fesg_n rg_cli_1_4" in text
     touched = {line.split(" ")[4] for line in text.splitlines() if " chain " in line}
-    assert touched == {"net_out"}, text
+    assert touched == {"net_out", "zroute"}, text
     assert "flush set bridge fesg_n p2_src4" in text
 
 
