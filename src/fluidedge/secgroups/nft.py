@@ -22,7 +22,8 @@ Layout (``<t>`` = ``fesg_<network>``, ``<n>`` = a port's tag; see docs/security-
       chain zpre (prerouting, -300)         iif = bridge -> ct zone set <zone> (set once: wins)
       chain zroute (prerouting, -299)       routed in to a port's address -> ct zone set <zone>
       chain zout (output, -300)             oif = bridge -> ct zone set <zone>
-      chain fe_fwd (forward, 0) / fe_in (input, 0) -> chain net; routed in -> chain net_out
+      chain fe_fwd (forward, 0) / fe_in (input, 0): from the bridge (bridged or routed out)
+                                            -> chain net; routed in -> chain net_out
       chain fe_out (output, 0)              host -> port: ingress by destination address
       chain net                             est/rel accept; egress vmap on the in-tag, ingress
                                             vmap on the out-tag; accept
@@ -317,12 +318,14 @@ def _inet_table(
     chains["net"] = ("", (*net, "goto net_in"))
     chains["net_in"] = ("", (*net_in, "accept"))
     chains["net_out"] = ("", (*net_out, "accept"))
-    # Routed into the network from another interface (the TOF's apps TUN, a gateway): no
+    # From a port, bridged or routed out of the network: its egress rules, then (bridged) the
+    # destination port's ingress rules. Routed into the network from another interface (the
+    # TOF's apps TUN, a gateway): no
     # out-tag either (the bridge sends it as its own), so the destination address names the
     # port, as for the host's own traffic; ``zpre`` put its connection in the network's zone.
     chains["fe_fwd"] = (
         "type filter hook forward priority 0; policy accept;",
-        (f'iifname "{br}" oifname "{br}" jump net', f'oifname "{br}" jump net_out'),
+        (f'iifname "{br}" jump net', f'oifname "{br}" jump net_out'),
     )
     chains["fe_in"] = (
         "type filter hook input priority 0; policy accept;",
