@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fluidedge.lab.lab import Lab
-from fluidedge.tof.launch import s1_pairs, wait_s1_ready
+from fluidedge.tof.launch import lab_instances_section, lab_tof_section, s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
 from tests.fixtures.daemon import DaemonFactory, wait_pools
 from tests.fixtures.wait import scaled, wait_for
@@ -53,25 +53,8 @@ def test_offloaded_requests_obey_the_app_ports_group(
 ) -> None:
     daemon = daemon_factory(
         parts={
-            "instances": {
-                "pool_scale": 1.0,
-                "builtin_templates": False,
-                "networks": {
-                    "apps": {
-                        "bridge": lab.apps_bridge,
-                        "netns": lab.host_ns,
-                        "subnet": lab.apps_subnet,
-                    }
-                },
-            },
-            "tof": {
-                "backend": backend,
-                "netns": lab.host_ns,
-                "enb_interface": lab.enb_side_if,
-                "sgw_interface": lab.sgw_side_if,
-                "ue_pools": [str(lab.config.ue_pool.subnet)],
-                "pinger_target": str(lab.pdn_address),
-            },
+            "instances": lab_instances_section(lab, pool_scale=1.0, builtin_templates=False),
+            "tof": lab_tof_section(lab, backend=backend),
             "secgroups": {},
         },
     )

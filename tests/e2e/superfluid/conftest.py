@@ -17,7 +17,7 @@ import pytest
 from fluidedge.core.client import Client
 from fluidedge.instances import cgroups
 from fluidedge.lab.lab import Lab
-from fluidedge.tof.launch import s1_pairs, wait_s1_ready
+from fluidedge.tof.launch import lab_instances_section, lab_tof_section, s1_pairs, wait_s1_ready
 from tests.e2e.instances.conftest import purge_daemon
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle, wait_pools
 from tests.fixtures.wait import scaled
@@ -117,25 +117,8 @@ def make_env(lab: Lab, daemon_factory: DaemonFactory, backend: str, **core: Any)
     daemon = daemon_factory(
         **core,
         parts={
-            "instances": {
-                "pool_scale": 1.0,
-                "builtin_templates": False,
-                "networks": {
-                    "apps": {
-                        "bridge": lab.apps_bridge,
-                        "netns": lab.host_ns,
-                        "subnet": lab.apps_subnet,
-                    }
-                },
-            },
-            "tof": {
-                "backend": backend,
-                "netns": lab.host_ns,
-                "enb_interface": lab.enb_side_if,
-                "sgw_interface": lab.sgw_side_if,
-                "ue_pools": [str(lab.config.ue_pool.subnet)],
-                "pinger_target": str(lab.pdn_address),
-            },
+            "instances": lab_instances_section(lab, pool_scale=1.0, builtin_templates=False),
+            "tof": lab_tof_section(lab, backend=backend),
         },
     )
     env = Env(lab, daemon, daemon.client())
