@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import secrets
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
+from fluidedge.tof.intercept.sink import FrameReader, Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
@@ -171,6 +174,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # a time, and the keys the sync rewrites meanwhile are left to the next fold.
         self._fold_lock = threading.Lock()
         self._fold_touched: set[bytes] | None = None
+        # Lawful intercept (docs/accounting.md): per pcap-destined intercept, the veth pair the
+        # program clones copies to and the reader of its peer; the kernel entries installed.
+        self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
+        self._mirror_keys: set[bytes] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -223,6 +230,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             "service_stats": (4, L.SERVICE_STATS.size, True),
             "ue_limits": (L.LIMIT_KEY.size, L.LIMIT_VAL.size, False),
             "usage": (L.USAGE_KEY.size, L.USAGE_VAL.size, False),
+            "intercepts": (4, 16, False),
         }
         for name, (ks, vs, percpu) in maps.items():
             self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
@@ -267,6 +275,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             L.CFG_LEARN_RATE: self.learn_rate,
             L.CFG_LEARN_BURST: self.learn_burst,
             L.CFG_ACCOUNTING: int(self.pipeline.accounting is not None),
+            L.CFG_INTERCEPT: 0,
         }
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
@@ -301,6 +310,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
     def _teardown(self) -> None:
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        for name in list(self._mirror_ports):
+            self._drop_mirror_port(name)
+        self._mirror_keys.clear()
         self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
@@ -323,6 +335,65 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         for keys in self._waiting.values():
             keys.clear()
         self._dirty.full = True  # the next sync re-installs the pipeline's state
+
+    # ------------------------------------------------------------------ lawful intercept
+
+    def _mirror_port(self, mirror: Mirror) -> str:
+        """A veth pair for a pcap-destined intercept: the program clones copies to one end,
+        a reader takes them from the other (the kernel's copies then join the agent's own in
+        the mirror's queue). Returns the end the program sends to."""
+        name = mirror.intercept.name
+        if name in self._mirror_ports:
+            return self._mirror_ports[name][0]
+        token = secrets.token_hex(3)
+        a, b = f"fei{token}a", f"fei{token}b"
+        self._run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        try:
+            for dev in (a, b):
+                self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
+                self._run("ip", "link", "set", dev, "mtu", "65535", "up")
+            sock = call_in_netns(self.config.netns, lambda: FrameReader.open_socket(b))
+        except (CommandError, OSError):
+            self._run("ip", "link", "del", a, check=False)
+            raise
+        reader = FrameReader(sock, mirror, lambda: packet_drops(sock))
+        reader.start()
+        self._mirror_ports[name] = (a, reader)
+        return a
+
+    def _drop_mirror_port(self, name: str) -> None:
+        dev, reader = self._mirror_ports.pop(name)
+        reader.stop()
+        self._run("ip", "link", "del", dev, check=False)
+
+    def set_mirrors(self, mirrors: Sequence[Mirror]) -> None:
+        """The complete set of intercepts: the pipeline's table (packets the agent offloads)
+        and the program's ``intercepts`` map (IPv4 UEs; what the program offloads), both in
+        force when this returns; a removed intercept's copies stop before its port goes."""
+        entries: dict[bytes, bytes] = {}
+        for mirror in mirrors:
+            it = mirror.intercept
+            enb = mirror.target.enb or bytes(4)
+            sgw = mirror.target.sgw or bytes(4)
+            if len(mirror.target.ue) != 4 or len(enb) != 4 or len(sgw) != 4:
+                continue  # IPv6 UEs or S1 peers: the program punts those, the pipeline copies
+            dev = it.interface if it.interface is not None else self._mirror_port(mirror)
+            entries[mirror.target.ue] = struct.pack("=I4s4sI", self._ifindex(dev), enb, sgw, 0)
+        table = {m.target.ue: m for m in mirrors}
+        with self._lock:
+            self.pipeline.mirrors = table
+            if self._maps:
+                m = self._maps["intercepts"]
+                for key, value in entries.items():
+                    m.update(key, value)
+                for key in self._mirror_keys - entries.keys():
+                    m.delete(key)
+                self._maps["cfg"].update(L.U32.pack(L.CFG_INTERCEPT), L.U32.pack(len(entries)))
+                self._mirror_keys = set(entries)
+        wanted = {m.intercept.name for m in mirrors}
+        for name in list(self._mirror_ports):
+            if name not in wanted:
+                self._drop_mirror_port(name)
 
     # ------------------------------------------------------------------ control
 

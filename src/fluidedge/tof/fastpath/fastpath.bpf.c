@@ -46,7 +46,9 @@
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
 	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_CONTROL_RATE, CFG_CONTROL_BURST, CFG_LEARN_RATE,
-	CFG_LEARN_BURST, CFG_ACCOUNTING, CFG_MAX,
+	CFG_LEARN_BURST, CFG_ACCOUNTING,
+	CFG_INTERCEPT, /* lawful-intercept targets in the intercepts map (0: no lookup) */
+	CFG_MAX,
 };
 
 enum stat_index {
@@ -103,6 +105,8 @@ struct usage_val {
 struct limit_val {
 	struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; __u64 drops; __u64 drop_bytes;
 };
+/* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer. */
+struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 pad; };
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
@@ -129,6 +133,8 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(ma
 	 __type(key, struct limit_key); __type(value, struct limit_val); } ue_limits SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
+	 __type(key, __u32); __type(value, struct intercept_val); } intercepts SEC(".maps");
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -245,6 +251,17 @@ static __always_inline int account(__u32 enb, __u32 sgw, __u32 ue, __u32 slot, i
 	}
 	u->last = now;
 	return 1;
+}
+
+/* The mirror of an intercepted bearer (docs/accounting.md), or 0. */
+static __always_inline __u32 mirror_of(__u32 ue, __u32 enb, __u32 sgw)
+{
+	if (!cfg_get(CFG_INTERCEPT))
+		return 0;
+	struct intercept_val *iv = bpf_map_lookup_elem(&intercepts, &ue);
+	if (!iv || (iv->enb && iv->enb != enb) || (iv->sgw && iv->sgw != sgw))
+		return 0;
+	return iv->ifindex;
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -530,6 +547,7 @@ int s1_ingress(struct __sk_buff *skb)
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
+	__u32 mirror = mirror_of(ue, ip->saddr, ip->daddr);
 	if (!ue_rate_ok(ue, slot, 0, sv->up_rate, sv->up_burst, inner_len)) {
 		count(ST_RL_DROP_UP);
 		return TC_ACT_SHOT;
@@ -560,6 +578,8 @@ int s1_ingress(struct __sk_buff *skb)
 	if (skb->len != 14 + inner_len && bpf_skb_change_tail(skb, 14 + inner_len, 0) < 0)
 		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+	if (mirror)
+		bpf_clone_redirect(skb, mirror, 0); /* as the app gets it (MAC header: the eNB's) */
 	count(ST_OFFLOAD_UP);
 	return to_app(skb, svc_flags);
 error:
@@ -634,6 +654,7 @@ int apps_egress(struct __sk_buff *skb)
 	__u64 now = bpf_ktime_get_ns();
 	if (!account(fv->enb, fv->sgw, in->daddr, slot, 0, len, now))
 		goto agent;
+	__u32 mirror = mirror_of(in->daddr, fv->enb, fv->sgw), base = 0;
 	fv->last_seen = now;
 	__sync_fetch_and_add(&dv->offloaded, 1);
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
@@ -641,12 +662,20 @@ int apps_egress(struct __sk_buff *skb)
 		ss->down_packets += 1;
 		ss->down_bytes += len;
 	}
+	if (mirror) {
+		/* The copy: an Ethernet header (zero MACs) and the packet as the app sent it. */
+		__u8 eth[14] = { [12] = 0x08 };
+		if (bpf_skb_change_head(skb, 14, 0) < 0 || bpf_skb_store_bytes(skb, 0, eth, 14, 0) < 0)
+			goto error;
+		bpf_clone_redirect(skb, mirror, 0);
+		base = 14; /* the encapsulation below grows the head by 14 less */
+	}
 	/* Reverse NAT: source applicationIP -> serviceIP. */
-	if (bpf_l3_csum_replace(skb, 10, app, sip, 4) < 0)
+	if (bpf_l3_csum_replace(skb, base + 10, app, sip, 4) < 0)
 		goto error;
-	if (csum_off && bpf_l4_csum_replace(skb, csum_off, app, sip, flags_l4) < 0)
+	if (csum_off && bpf_l4_csum_replace(skb, base + csum_off, app, sip, flags_l4) < 0)
 		goto error;
-	if (bpf_skb_store_bytes(skb, 12, &sip, 4, 0) < 0)
+	if (bpf_skb_store_bytes(skb, base + 12, &sip, 4, 0) < 0)
 		goto error;
 
 	/* Encapsulate like the SGW: Ethernet (learned) + IPv4 + UDP (checksum 0) + GTP-U. */
@@ -685,7 +714,7 @@ int apps_egress(struct __sk_buff *skb)
 	sum = (sum & 0xFFFF) + (sum >> 16);
 	sum = (sum & 0xFFFF) + (sum >> 16);
 	iph.check = ~sum & 0xFFFF;
-	if (bpf_skb_change_head(skb, ENCAP_LEN, 0) < 0)
+	if (bpf_skb_change_head(skb, ENCAP_LEN - base, 0) < 0)
 		goto error;
 	if (bpf_skb_store_bytes(skb, 0, mac, 14, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, 14, &iph, 20, 0) < 0 ||

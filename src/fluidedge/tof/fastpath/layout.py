@@ -29,6 +29,7 @@ CFG_PUNT_RATE, CFG_PUNT_BURST = _CFG["CFG_PUNT_RATE"], _CFG["CFG_PUNT_BURST"]
 CFG_CONTROL_RATE, CFG_CONTROL_BURST = _CFG["CFG_CONTROL_RATE"], _CFG["CFG_CONTROL_BURST"]
 CFG_LEARN_RATE, CFG_LEARN_BURST = _CFG["CFG_LEARN_RATE"], _CFG["CFG_LEARN_BURST"]
 CFG_ACCOUNTING = _CFG["CFG_ACCOUNTING"]  # 1: offloaded packets counted per bearer and service
+CFG_INTERCEPT = _CFG["CFG_INTERCEPT"]  # lawful-intercept targets in the intercepts map
 
 # The names the API shows for enum stat_index members (the order comes from the C enum).
 STAT_API_NAMES = {
