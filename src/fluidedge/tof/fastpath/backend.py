@@ -45,7 +45,6 @@ import contextlib
 import errno
 import secrets
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -178,6 +177,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # program clones copies to and the reader of its peer; the kernel entries installed.
         self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
         self._mirror_keys: set[bytes] = set()
+        self._installed_overrides: dict[bytes, bytes] = {}  # ue_overrides entries
 
     # ------------------------------------------------------------------ helpers
 
@@ -230,7 +230,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             "service_stats": (4, L.SERVICE_STATS.size, True),
             "ue_limits": (L.LIMIT_KEY.size, L.LIMIT_VAL.size, False),
             "usage": (L.USAGE_KEY.size, L.USAGE_VAL.size, False),
-            "intercepts": (4, 16, False),
+            "intercepts": (4, L.INTERCEPT_VAL.size, False),
+            "ue_overrides": (L.OVERRIDE_KEY.size, L.OVERRIDE_VAL.size, False),
         }
         for name, (ks, vs, percpu) in maps.items():
             self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
@@ -325,6 +326,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._obj = None
         self._installed = L.Projection()
         self._installed_services = {}
+        self._installed_overrides = {}
         for state in self._map_state.values():
             state.entries = state.waiting = 0
         self._snap_tun.clear()
@@ -378,7 +380,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             if len(mirror.target.ue) != 4 or len(enb) != 4 or len(sgw) != 4:
                 continue  # IPv6 UEs or S1 peers: the program punts those, the pipeline copies
             dev = it.interface if it.interface is not None else self._mirror_port(mirror)
-            entries[mirror.target.ue] = struct.pack("=I4s4sI", self._ifindex(dev), enb, sgw, 0)
+            entries[mirror.target.ue] = L.INTERCEPT_VAL.pack(self._ifindex(dev), enb, sgw, 0)
         table = {m.target.ue: m for m in mirrors}
         with self._lock:
             self.pipeline.mirrors = table
@@ -413,14 +415,22 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         except L.SlotsExhausted as exc:
             raise DataPlaneError(f"fast path: {exc}") from exc
         desired: dict[bytes, bytes] = {}
+        overrides = L.ue_overrides(self.pipeline, slots)
+        limiter = self.pipeline.ratelimit
+        own = {name for _ue, name in limiter.overrides} if limiter is not None else set()
         for s in services.values():
             sip, app = s.service_address.packed, s.application_address.packed
             if len(sip) == 4:
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
+                if s.name in own:
+                    flags |= L.SERVICE_UE_LIMITS
                 desired[sip] = L.service_value(self.pipeline, s.name, app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):
                 self._reset_slot(slot)
+            # UEs' own limits before the services that point at them (flag SVC_UE_LIMITS).
+            for key, value in overrides.items():
+                self._maps["ue_overrides"].update(key, value)
             upserts, deletes = L.diff(self._installed_services, desired)
             done: list[bytes] = []
             try:
@@ -438,6 +448,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             for key in deletes:
                 self._maps["services"].delete(key)
             self._installed_services = desired
+            for key in self._installed_overrides.keys() - overrides.keys():
+                self._maps["ue_overrides"].delete(key)
+            self._installed_overrides = overrides
         self._fold_services()
         changed = self.pipeline.set_services(services)
         self._services = dict(services)

@@ -77,6 +77,7 @@ enum budget_class { B_CONTROL, B_LEARN, B_DATA, B_MAX };
 enum service_flag {
 	SVC_PUNT = 1,      /* every packet of the service goes to the agent (e.g. app not ready) */
 	SVC_VIA_STACK = 2, /* offloaded packets enter the kernel stack (routing + netfilter) */
+	SVC_UE_LIMITS = 4, /* some UEs have their own limits (ue_overrides) */
 };
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
@@ -105,6 +106,9 @@ struct usage_val {
 struct limit_val {
 	struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; __u64 drops; __u64 drop_bytes;
 };
+/* A UE's own rate limits for a service ([tof.ratelimit.services.NAME.ues]), like service_val's. */
+struct override_key { __u32 ue; __u32 slot; };
+struct override_val { __u32 up_rate; __u32 up_burst; __u32 down_rate; __u32 down_burst; };
 /* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer. */
 struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 pad; };
 
@@ -135,6 +139,8 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(ma
 	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
 	 __type(key, __u32); __type(value, struct intercept_val); } intercepts SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct override_key); __type(value, struct override_val); } ue_overrides SEC(".maps");
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -218,6 +224,22 @@ static __always_inline int ue_rate_ok(__u32 ue, __u32 slot, __u16 dir, __u32 rat
 	}
 	bpf_spin_unlock(&b->lock);
 	return ok;
+}
+
+/* A UE's own limits replace its service's (looked up only for a service that has some). */
+static __always_inline void ue_override(__u32 flags, __u32 ue, __u32 slot, int down, __u32 *rate,
+					__u32 *burst)
+{
+	struct override_key k = { ue, slot };
+	struct override_val *o;
+
+	if (!(flags & SVC_UE_LIMITS))
+		return;
+	o = bpf_map_lookup_elem(&ue_overrides, &k);
+	if (!o)
+		return;
+	*rate = down ? o->down_rate : o->up_rate;
+	*burst = down ? o->down_burst : o->up_burst;
 }
 
 /*
@@ -548,7 +570,9 @@ int s1_ingress(struct __sk_buff *skb)
 		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
 	__u32 mirror = mirror_of(ue, ip->saddr, ip->daddr);
-	if (!ue_rate_ok(ue, slot, 0, sv->up_rate, sv->up_burst, inner_len)) {
+	__u32 rate = sv->up_rate, burst = sv->up_burst;
+	ue_override(svc_flags, ue, slot, 0, &rate, &burst);
+	if (!ue_rate_ok(ue, slot, 0, rate, burst, inner_len)) {
 		count(ST_RL_DROP_UP);
 		return TC_ACT_SHOT;
 	}
@@ -647,7 +671,9 @@ int apps_egress(struct __sk_buff *skb)
 	if (!dv)
 		goto agent; /* no downlink TEID yet: the agent queues and runs the Pinger */
 	__u32 slot = fv->slot, zero = 0;
-	if (!ue_rate_ok(in->daddr, slot, 1, sv->down_rate, sv->down_burst, len)) {
+	__u32 rate = sv->down_rate, burst = sv->down_burst;
+	ue_override(sv->flags, in->daddr, slot, 1, &rate, &burst);
+	if (!ue_rate_ok(in->daddr, slot, 1, rate, burst, len)) {
 		count(ST_RL_DROP_DOWN);
 		return TC_ACT_SHOT;
 	}
