@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from fluidedge.tof.intercept.model import (
     pcap_header,
     pcap_record,
 )
+from fluidedge.tof.mmsg import RxRing
 
 _log = logging.getLogger("fluidedge.tof.intercept")
 
@@ -188,6 +190,7 @@ class FrameReader:
         self._sock = sock
         self._mirror = mirror
         self._drops = drops
+        self._ring = RxRing(sock.fileno(), 64, 65536)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"tof-intercept-rx-{mirror.intercept.name}", daemon=True
@@ -199,7 +202,7 @@ class FrameReader:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind((ifname, ETH_P_ALL))
-            sock.settimeout(0.1)
+            sock.setblocking(False)
         except OSError:
             sock.close()
             raise
@@ -208,30 +211,38 @@ class FrameReader:
     def start(self) -> None:
         self._thread.start()
 
+    def _read(self) -> int:
+        """Copy what the socket holds (up to a batch, one recvmmsg) into the mirror."""
+        ring, copy = self._ring, self._mirror.copy_at
+        n = ring.receive()
+        now = time.time_ns()
+        for i in range(n):
+            length = ring.length(i)
+            if length > 14 and ring.copy(i, 12, 14) in (b"\x08\x00", b"\x86\xdd"):
+                copy(now, ring.copy(i, 14, length))
+        return n
+
     def _run(self) -> None:
-        mirror = self._mirror
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        next_drops = time.monotonic() + 0.5
         while not self._stop.is_set():
             try:
-                frame = self._sock.recv(65536)
-            except TimeoutError:
-                continue
+                if not self._read():
+                    poller.poll(100)
+                if time.monotonic() >= next_drops:  # the kernel's count of a full socket
+                    self._mirror.dropped += self._drops()
+                    next_drops = time.monotonic() + 0.5
             except OSError:
                 return
-            if len(frame) > 14 and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
-                mirror.copy_at(time.time_ns(), frame[14:])
 
     def stop(self) -> None:
         """Read what the socket holds, then close it."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self._sock.setblocking(False)
-        while True:
-            try:
-                frame = self._sock.recv(65536)
-            except OSError:
-                break
-            if len(frame) > 14 and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
-                self._mirror.copy_at(time.time_ns(), frame[14:])
+        with contextlib.suppress(OSError):
+            while self._read():
+                pass
         with contextlib.suppress(OSError):
             self._mirror.dropped += self._drops()
         self._sock.close()
