@@ -289,3 +289,29 @@ def test_a_mirror_interface_gets_the_copies_as_frames(lab: Lab) -> None:
     finally:
         sniff.close()
         run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)
+
+
+def test_the_fast_path_removes_intercept_veths_a_killed_agent_left() -> None:
+    with topology("lik") as t:
+        run(
+            [
+                "ip",
+                "-n",
+                t.host,
+                "link",
+                "add",
+                "fei0a1b2ca",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "fei0a1b2cb",
+            ]
+        )
+        backend = FastPathBackend(config(t))
+        backend.start()
+        try:
+            links = run(["ip", "-n", t.host, "-o", "link", "show"]).stdout
+            assert "fei0a1b2c" not in links
+        finally:
+            backend.stop()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import secrets
 import socket
 import threading
@@ -52,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.linux.proc import CommandError
+from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -99,6 +100,9 @@ def _open_send_socket(ifname: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+_MIRROR_VETH = re.compile(r"^\d+: (fei[0-9a-f]{6}a)[@:]", re.MULTILINE)
 
 
 class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superfluid.md
@@ -191,6 +195,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             for dev in (self.enb_if, self.sgw_if):
                 detach(self.config.netns, dev)
         self._run("ip", "link", "del", self.punt0, check=False)
+        # Intercept veth pairs a killed agent left behind (random names: fei<6 hex>a/b).
+        listing = run(netns_argv(self.config.netns, ["ip", "-o", "link", "show"]), check=False)
+        for dev in _MIRROR_VETH.findall(listing.stdout):
+            self._run("ip", "link", "del", dev, check=False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,10 +317,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     self._run("ip", "link", "set", dev, "promisc", "off")
 
     def _teardown(self) -> None:
+        for name in list(self._mirror_ports):  # readers first: they drain their sockets
+            self._drop_mirror_port(name)
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
-        for name in list(self._mirror_ports):
-            self._drop_mirror_port(name)
         self._mirror_keys.clear()
         self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
