@@ -4,6 +4,10 @@ It restores app instances, services, subscriptions and rules from the store at s
 reconciles the TOF's ``mec-`` services with the active rules of ready apps (the TOF part,
 ``[tof]``, starts before it). Mp1's routes authenticate their own requests (``own_auth``):
 an app instance's token is not the daemon's.
+
+With ``platform_network`` and ``platform_address``, apps can be deployed as instances
+(:mod:`fluidedge.mec.deploy`, the ``[instances]`` part starts before this one) and Mp1 is also
+served on the platform network (:mod:`fluidedge.mec.listener`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
+from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.errors import MecInvalid
+from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_address
 from fluidedge.mec.notify import IPNetwork, Notifier
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import CatalogTof, Platform, TofPort
@@ -37,6 +43,29 @@ class MecConfig(BaseModel):
     )
     notify_attempts: int = Field(default=3, ge=1, le=10)
     notify_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
+    # Deploying apps (seed §4.4.1.1.2): the instance network every app instance gets a second
+    # interface on (a Linux bridge in the daemon's namespace), and the host's address on it,
+    # where Mp1 is served on ``mp1_port``.
+    platform_network: str | None = Field(default=None, max_length=63)
+    platform_address: str | None = Field(default=None, examples=["10.77.0.1/24"])
+    mp1_port: int = Field(default=8480, ge=1, le=65535)
+    # Sources allowed into a deployed app's data interface by its tenant's default data group
+    # (the UE pool, whose traffic the TOF offloads to the app).
+    data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+
+    def platform(self) -> PlatformNet | None:
+        if (self.platform_network is None) != (self.platform_address is None):
+            raise MecInvalid("config [mec]: platform_network and platform_address go together")
+        if self.platform_network is None or self.platform_address is None:
+            return None
+        try:
+            address = ipaddress.IPv4Interface(self.platform_address)
+            ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+        except ValueError as exc:
+            raise MecInvalid(f"config [mec]: {exc}") from exc
+        if "/" not in self.platform_address:
+            raise MecInvalid("config [mec] platform_address: a.b.c.d/n (with the prefix length)")
+        return PlatformNet(self.platform_network, address, self.mp1_port, ingress)
 
     def networks(self) -> list[IPNetwork]:
         try:
@@ -55,7 +84,49 @@ class MecPart:
         self.notifier = Notifier(
             config.networks(), attempts=config.notify_attempts, timeout=config.notify_timeout
         )
-        self.platform = Platform(Tables(ctx.store), self.notifier.submit, self._tof)
+        self.net = config.platform()
+        self.platform = Platform(
+            Tables(ctx.store), self.notifier.submit, self._tof, deployer=self._deployer
+        )
+        self.listener: Mp1Listener | None = None
+        self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None
+
+    def _deployer(self) -> DeployPort | None:
+        instances = self.ctx.parts.get("instances")
+        if self.net is None or instances is None or not hasattr(instances, "manager"):
+            return None
+        return InstanceDeployer(instances, self.ctx.parts.get("secgroups"), self.net)
+
+    def _platform_bridge(self, net: PlatformNet) -> str:
+        instances = self.ctx.parts.get("instances")
+        manager = getattr(instances, "manager", None)
+        if manager is None:
+            raise MecInvalid("config [mec] platform_network: needs the [instances] part")
+        spec = manager.networks.get(net.network)
+        if spec is None:
+            raise MecInvalid(
+                f"config [mec] platform_network: the instance manager has no network "
+                f"{net.network!r} (declare it under [instances.networks])"
+            )
+        if spec.netns is not None or spec.driver != "linuxbridge":
+            raise MecInvalid(
+                f"config [mec] platform_network: {net.network} must be a Linux bridge in "
+                "the daemon's namespace (the daemon listens on it)"
+            )
+        return str(spec.bridge)
+
+    async def _start_listener(self) -> None:
+        net = self.net
+        if net is None:
+            return
+        bridge = self._platform_bridge(net)
+        if await asyncio.to_thread(add_address, bridge, net.address):
+            self._address_added = (bridge, net.address)
+        listener = Mp1Listener(
+            mp1_only(lambda: self.ctx.app, MP1_PREFIXES), str(net.address.ip), net.port
+        )
+        await listener.start()
+        self.listener = listener
 
     def _tof(self) -> TofPort | None:
         part = self.ctx.parts.get("tof")
@@ -70,9 +141,16 @@ class MecPart:
 
     async def start(self) -> None:
         await self.notifier.start()
+        await self._start_listener()
         await asyncio.to_thread(self.platform.load)
 
     async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+        if self._address_added is not None:
+            await asyncio.to_thread(remove_address, *self._address_added)
+            self._address_added = None
         await self.notifier.stop()
 
     def rewrite_openapi(self, document: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ with the active rules of ready apps at start and after each change.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fluidedge.mec import policy, tokens
+from fluidedge.mec.deploy import DeployPort, Placed
 from fluidedge.mec.descriptor import AppDescriptor, AppState, record
 from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
 from fluidedge.mec.models import (
@@ -41,6 +44,8 @@ from fluidedge.mec.models import (
 )
 from fluidedge.mec.persist import Put, Tables
 from fluidedge.mec.policy import Caller, ServiceQuery, check_acts_for
+
+log = logging.getLogger("fluidedge.mec")
 
 SERVICE_MGMT = "/mec_service_mgmt/v1"
 APP_SUPPORT = "/mec_app_support/v1"
@@ -121,12 +126,15 @@ class Platform:
         tof: Callable[[], TofPort | None],
         *,
         clock: Callable[[], float] = time.time,
+        deployer: Callable[[], DeployPort | None] = lambda: None,
     ) -> None:
         self.tables = tables
         self.submit = submit
         self.tof = tof
+        self.deployer = deployer
         self.clock = clock
         self.lock = threading.RLock()
+        self.deploy_lock = threading.Lock()  # one deployment at a time (address choice)
         self.apps: dict[str, App] = {}
         self.tokens: dict[str, str] = {}  # token id -> app instance id
         self.services: dict[str, Owned] = {}  # serInstanceId -> ServiceInfo
@@ -159,9 +167,22 @@ class Platform:
                 term = AppTerminationNotificationSubscription.model_validate(doc["sub"])
                 self.term_subs[sid] = Owned(doc["app"], term)
             # An app caught mid-termination by a stop is terminated now: its grace ran out.
-            for app in [a for a in self.apps.values() if a.state is AppState.TERMINATING]:
+            ended = [a for a in self.apps.values() if a.state is AppState.TERMINATING]
+            for app in ended:
                 self._drop_app(app)
             self.sync_tof()
+        for app in ended:
+            self._undeploy(app.doc)
+        port = self.deployer()
+        for app in list(self.apps.values()):
+            instance = app.doc.get("instance")
+            if instance and port is not None and not port.exists(instance):
+                log.warning(
+                    "app %s: its instance %s is gone (not re-adopted)",
+                    app.id,
+                    instance,
+                    extra={"part": "mec", "event": "app_instance_gone", "ids": app.id},
+                )
 
     # --- credentials ------------------------------------------------------------------
 
@@ -182,12 +203,69 @@ class Platform:
     # --- apps (/v1/apps) --------------------------------------------------------------
 
     def create_app(self, spec: AppDescriptor) -> tuple[dict[str, Any], str]:
-        """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token."""
+        """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token.
+
+        With ``deploy``, its instance is started first (seconds: the caller is on a worker
+        thread), and removed again if the app cannot be stored."""
+        data_address = spec.data_address
+        if spec.deploy is not None:
+            data_address = str(ipaddress.ip_interface(spec.deploy.data.address).ip)
         for rule in spec.traffic_rules:
-            policy.tof_services(rule, spec.data_address)  # refuses what cannot be applied
+            policy.tof_services(rule, data_address)  # refuses what cannot be applied
         app_id = str(uuid.uuid4())
         token_id, token, token_hash = tokens.new_token()
         doc = record(app_id, spec, token_id, token_hash, self.clock())
+        placed = self._deploy(app_id, spec, token) if spec.deploy is not None else None
+        if placed is not None:
+            doc.update(
+                dataAddress=placed.data_address,
+                instance=placed.instance,
+                template=placed.template,
+                platformAddress=placed.platform_address,
+                mp1Url=placed.mp1_url,
+            )
+        try:
+            return self._add_app(app_id, spec, doc), token
+        except BaseException:
+            if placed is not None:
+                self._undeploy(doc)
+            raise
+
+    def _deploy(self, app_id: str, spec: AppDescriptor, token: str) -> Placed:
+        port = self.deployer()
+        if port is None or spec.deploy is None:
+            raise MecUnsupported(
+                "deploy: this daemon deploys no apps (it needs the [instances] part and "
+                "[mec] platform_network)"
+            )
+        with self.deploy_lock:
+            with self.lock:
+                taken = {
+                    str(a.doc["platformAddress"])
+                    for a in self.apps.values()
+                    if a.doc.get("platformAddress")
+                }
+            return port.deploy(app_id, spec.tenant, spec.deploy, token, taken)
+
+    def _undeploy(self, doc: dict[str, Any]) -> None:
+        """Delete the app's instance and template (a failure is logged: the app is gone)."""
+        instance = doc.get("instance")
+        port = self.deployer()
+        if not instance or port is None:
+            return
+        try:
+            port.undeploy(str(instance), str(doc.get("template") or instance))
+        except Exception as exc:  # the app is removed either way: say why it stayed
+            log.warning(
+                "app %s: its instance %s was not removed: %s",
+                doc.get("appInstanceId"),
+                instance,
+                exc,
+                extra={"part": "mec", "event": "undeploy_failed", "ids": str(instance)},
+            )
+
+    def _add_app(self, app_id: str, spec: AppDescriptor, doc: dict[str, Any]) -> dict[str, Any]:
+        token_id = str(doc["tokenId"])
         app = App(doc)
         app.traffic = {r.traffic_rule_id: r for r in spec.traffic_rules}
         app.dns = {r.dns_rule_id: r for r in spec.dns_rules}
@@ -200,7 +278,7 @@ class Platform:
             self.tables.write(puts)
             self.apps[app_id] = app
             self.tokens[token_id] = app_id
-        return self.view(app_id), token
+            return self.view(app_id)
 
     def app(self, app_id: str) -> App:
         app = self.apps.get(app_id)
@@ -217,6 +295,9 @@ class Platform:
             "tenant": doc["tenant"],
             "state": doc["state"],
             "dataAddress": doc.get("dataAddress"),
+            "instance": doc.get("instance"),
+            "platformAddress": doc.get("platformAddress"),
+            "mp1Url": doc.get("mp1Url"),
             "tokenId": doc["tokenId"],
             "trafficRules": len(app.traffic),
             "dnsRules": len(app.dns),
@@ -272,6 +353,7 @@ class Platform:
             self.tables.delete_app(app_id)
             self._drop_app(app)
             self.sync_tof()
+        self._undeploy(app.doc)
         for info in removed:
             self._notify(None, info)
 
