@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fluidedge.core.part import DaemonContext
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
+from fluidedge.mec.dns import DnsResponder, Records
+from fluidedge.mec.dns import serve as dns_serve
 from fluidedge.mec.errors import MecInvalid
 from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_address
 from fluidedge.mec.notify import IPNetwork, Notifier
@@ -31,6 +33,42 @@ from fluidedge.mec.platform import CatalogTof, Platform, TofPort
 DEFAULT_CALLBACK_NETWORKS = [
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
 ]  # fmt: skip
+
+
+class DnsConfig(BaseModel):
+    """``[mec.dns]``: the DNS responder serving the DNS rules (:mod:`fluidedge.mec.dns`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    listen: str = Field(default="127.0.0.1", description="IPv4 address the responder binds")
+    port: int = Field(default=53, ge=1, le=65535)
+    # Where every other name is asked ("a.b.c.d" or "a.b.c.d:port"), in order.
+    upstream: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
+    timeout: float = Field(default=2.0, gt=0.0, le=30.0)
+    # The core resolver the UEs ask: with it, a TOF service (mec-dns) offloads their queries
+    # to the responder (serviceIP = resolver, applicationIP = listen; needs [tof]).
+    resolver: str | None = None
+
+    def upstreams(self) -> list[tuple[str, int]]:
+        out = []
+        for text in self.upstream:
+            host, _, port = text.partition(":")
+            try:
+                out.append((str(ipaddress.IPv4Address(host)), int(port or 53)))
+            except ValueError as exc:
+                raise MecInvalid(f"config [mec.dns] upstream {text!r}: {exc}") from exc
+        return out
+
+    def offload(self) -> tuple[str, str] | None:
+        if self.resolver is None:
+            return None
+        try:
+            resolver = str(ipaddress.IPv4Address(self.resolver))
+            listen = str(ipaddress.IPv4Address(self.listen))
+        except ValueError as exc:
+            raise MecInvalid(f"config [mec.dns]: {exc}") from exc
+        if self.port != 53:
+            raise MecInvalid("config [mec.dns] resolver: the offloaded queries go to port 53")
+        return resolver, listen
 
 
 class MecConfig(BaseModel):
@@ -52,6 +90,7 @@ class MecConfig(BaseModel):
     # Sources allowed into a deployed app's data interface by its tenant's default data group
     # (the UE pool, whose traffic the TOF offloads to the app).
     data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+    dns: DnsConfig | None = None
 
     def platform(self) -> PlatformNet | None:
         if (self.platform_network is None) != (self.platform_address is None):
@@ -85,8 +124,14 @@ class MecPart:
             config.networks(), attempts=config.notify_attempts, timeout=config.notify_timeout
         )
         self.net = config.platform()
+        self.responder: DnsResponder | None = None
         self.platform = Platform(
-            Tables(ctx.store), self.notifier.submit, self._tof, deployer=self._deployer
+            Tables(ctx.store),
+            self.notifier.submit,
+            self._tof,
+            deployer=self._deployer,
+            dns_sink=self._dns_table if config.dns is not None else None,
+            dns_offload=config.dns.offload() if config.dns is not None else None,
         )
         self.listener: Mp1Listener | None = None
         self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None
@@ -128,6 +173,23 @@ class MecPart:
         await listener.start()
         self.listener = listener
 
+    def _dns_table(self, table: Records) -> None:
+        if self.responder is not None:
+            self.responder.table = table
+
+    async def _start_dns(self) -> None:
+        config = self.config.dns
+        if config is None:
+            return
+        if config.resolver is not None and self._tof() is None:
+            raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
+        try:
+            self.responder = await dns_serve(
+                (config.listen, config.port), config.upstreams(), config.timeout
+            )
+        except OSError as exc:
+            raise MecInvalid(f"config [mec.dns]: {config.listen}:{config.port}: {exc}") from exc
+
     def _tof(self) -> TofPort | None:
         part = self.ctx.parts.get("tof")
         return CatalogTof(part) if part is not None and hasattr(part, "catalog") else None
@@ -142,9 +204,13 @@ class MecPart:
     async def start(self) -> None:
         await self.notifier.start()
         await self._start_listener()
+        await self._start_dns()
         await asyncio.to_thread(self.platform.load)
 
     async def stop(self) -> None:
+        if self.responder is not None:
+            self.responder.close()
+            self.responder = None
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
@@ -178,6 +244,16 @@ class MecPart:
             f'fluidedge_mec_notifications_total{{outcome="failed"}} {c.failed}',
             f'fluidedge_mec_notifications_total{{outcome="refused"}} {c.refused}',
         ]
+        if self.responder is not None:
+            d = self.responder.counters
+            lines += [
+                "# HELP fluidedge_mec_dns_queries_total DNS queries by outcome",
+                "# TYPE fluidedge_mec_dns_queries_total counter",
+                f'fluidedge_mec_dns_queries_total{{outcome="answered"}} {d.answered}',
+                f'fluidedge_mec_dns_queries_total{{outcome="forwarded"}} {d.forwarded}',
+                f'fluidedge_mec_dns_queries_total{{outcome="failed"}} {d.failed}',
+                f'fluidedge_mec_dns_queries_total{{outcome="dropped"}} {d.dropped}',
+            ]
         return "\n".join(lines) + "\n"
 
 

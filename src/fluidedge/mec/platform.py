@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fluidedge.mec import policy, tokens
+from fluidedge.mec import dns, policy, tokens
 from fluidedge.mec.deploy import DeployPort, Placed
 from fluidedge.mec.descriptor import AppDescriptor, AppState, record
 from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
@@ -50,6 +50,7 @@ log = logging.getLogger("fluidedge.mec")
 SERVICE_MGMT = "/mec_service_mgmt/v1"
 APP_SUPPORT = "/mec_app_support/v1"
 TOF_PREFIX = "mec-"
+DNS_SERVICE = "mec-dns"  # the core resolver's address -> the platform's DNS responder
 
 Submit = Callable[[str, str, dict[str, Any]], None]
 
@@ -127,11 +128,17 @@ class Platform:
         *,
         clock: Callable[[], float] = time.time,
         deployer: Callable[[], DeployPort | None] = lambda: None,
+        dns_sink: Callable[[dns.Records], None] | None = None,
+        dns_offload: tuple[str, str] | None = None,
     ) -> None:
         self.tables = tables
         self.submit = submit
         self.tof = tof
         self.deployer = deployer
+        # The DNS responder's table (swapped after every change) and the TOF service that
+        # offloads the UEs' queries for the core resolver to it: (resolver, responder).
+        self.dns_sink = dns_sink
+        self.dns_offload = dns_offload
         self.clock = clock
         self.lock = threading.RLock()
         self.deploy_lock = threading.Lock()  # one deployment at a time (address choice)
@@ -171,6 +178,7 @@ class Platform:
             for app in ended:
                 self._drop_app(app)
             self.sync_tof()
+            self.sync_dns()
         for app in ended:
             self._undeploy(app.doc)
         port = self.deployer()
@@ -353,6 +361,7 @@ class Platform:
             self.tables.delete_app(app_id)
             self._drop_app(app)
             self.sync_tof()
+            self.sync_dns()
         self._undeploy(app.doc)
         for info in removed:
             self._notify(None, info)
@@ -395,6 +404,7 @@ class Platform:
                 app.doc["state"] = AppState.INSTANTIATED.value
                 self.sync_tof()
                 raise
+            self.sync_dns()
 
     def confirm_termination(self, caller: Caller, app_id: str) -> None:
         check_acts_for(caller, app_id)
@@ -464,13 +474,30 @@ class Platform:
         with self.lock:
             self.tables.write([("dns_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
             self.app(app_id).dns[rule_id] = rule
+            self.sync_dns()  # in the responder's answers before the Mp1 answer
         return rule
+
+    def desired_dns(self) -> dns.Records:
+        """The names the ACTIVE DNS rules of READY apps give the responder."""
+        return dns.records(
+            rule
+            for app in self.apps.values()
+            if app.state is AppState.READY
+            for rule in app.dns.values()
+        )
+
+    def sync_dns(self) -> None:
+        if self.dns_sink is not None:
+            with self.lock:
+                self.dns_sink(self.desired_dns())
 
     # --- the TOF -----------------------------------------------------------------------
 
     def desired_tof(self) -> dict[str, tuple[str, str]]:
         """The TOF services the active rules of ready apps make (name -> addresses)."""
         out: dict[str, tuple[str, str]] = {}
+        if self.dns_offload is not None:
+            out[DNS_SERVICE] = self.dns_offload
         for app in self.apps.values():
             if app.state is not AppState.READY:
                 continue
