@@ -25,6 +25,7 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -38,6 +39,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from fluidedge.linux.netns import call_in_netns
 from fluidedge.mec.models import DnsRule, IpAddressType, RuleState
 
 log = logging.getLogger("fluidedge.mec")
@@ -219,13 +221,30 @@ class DnsResponder(asyncio.DatagramProtocol):
             task.cancel()
 
 
+def _bound(listen: Address) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(listen)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(
-    listen: Address, upstreams: Sequence[Address], timeout: float = 2.0
+    listen: Address,
+    upstreams: Sequence[Address],
+    timeout: float = 2.0,
+    netns: str | None = None,
 ) -> DnsResponder:
-    """A started :class:`DnsResponder` on ``listen``."""
+    """A started :class:`DnsResponder` on ``listen``, its socket in network namespace
+    ``netns`` (None: the daemon's; e.g. the TOF's, where offloaded queries arrive). The
+    upstream queries leave from the daemon's namespace."""
     loop = asyncio.get_running_loop()
     responder = DnsResponder(upstreams, timeout)
-    await loop.create_datagram_endpoint(lambda: responder, local_addr=listen)
+    sock = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
+    await loop.create_datagram_endpoint(lambda: responder, sock=sock)
     log.info(
         "dns responder on %s:%d (upstream %s)",
         *listen,

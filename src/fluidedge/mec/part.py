@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.errors import FluidedgeError
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.dns import DnsResponder, Records
@@ -44,6 +45,9 @@ class DnsConfig(BaseModel):
     # Where every other name is asked ("a.b.c.d" or "a.b.c.d:port"), in order.
     upstream: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
     timeout: float = Field(default=2.0, gt=0.0, le=30.0)
+    # The network namespace the responder's socket is in (default: the daemon's), e.g. the
+    # TOF's [tof] netns, where the offloaded queries come out of its apps TUN.
+    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     # The core resolver the UEs ask: with it, a TOF service (mec-dns) offloads their queries
     # to the responder (serviceIP = resolver, applicationIP = listen; needs [tof]).
     resolver: str | None = None
@@ -185,9 +189,9 @@ class MecPart:
             raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
         try:
             self.responder = await dns_serve(
-                (config.listen, config.port), config.upstreams(), config.timeout
+                (config.listen, config.port), config.upstreams(), config.timeout, config.netns
             )
-        except OSError as exc:
+        except (OSError, FluidedgeError) as exc:
             raise MecInvalid(f"config [mec.dns]: {config.listen}:{config.port}: {exc}") from exc
 
     def _tof(self) -> TofPort | None:
