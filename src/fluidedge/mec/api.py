@@ -317,8 +317,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=list[ServiceInfo],
         responses=problems(400, 401),
     )
-    def services(_who: Who, query: Annotated[ServiceQuery, Depends(_query)]) -> list[ServiceInfo]:
-        return platform.discover(query)
+    def services(who: Who, query: Annotated[ServiceQuery, Depends(_query)]) -> list[ServiceInfo]:
+        return platform.discover(query, who)
 
     @router.get(
         "/services/{serviceId}",
@@ -326,8 +326,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 404),
     )
-    def service(_who: Who, ser_id: SerId) -> ServiceInfo:
-        return platform.service(ser_id)
+    def service(who: Who, ser_id: SerId) -> ServiceInfo:
+        return platform.service(ser_id, who)
 
     @router.get(
         "/transports",

@@ -43,7 +43,7 @@ from fluidedge.mec.models import (
     check_dns_rule,
 )
 from fluidedge.mec.persist import Put, Tables
-from fluidedge.mec.policy import Caller, ServiceQuery, check_acts_for
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, check_acts_for
 
 log = logging.getLogger("fluidedge.mec")
 
@@ -358,13 +358,14 @@ class Platform:
         with self.lock:
             app = self.app(app_id)
             removed = [s.value for s in self.services.values() if s.app == app_id]
+            producer = str(app.doc["tenant"])
             self.tables.delete_app(app_id)
             self._drop_app(app)
             self.sync_tof()
             self.sync_dns()
         self._undeploy(app.doc)
         for info in removed:
-            self._notify(None, info)
+            self._notify(None, info, producer, removed=True)
 
     def _drop_app(self, app: App) -> None:
         self.tables.delete_app(app.id)
@@ -527,14 +528,35 @@ class Platform:
 
     # --- service management: services --------------------------------------------------
 
-    def discover(self, query: ServiceQuery) -> list[ServiceInfo]:
-        with self.lock:
-            return policy.discover([o.value for o in self.services.values()], query)
+    def _tenant_of(self, caller: Caller) -> str | None:
+        """The tenant whose services ``caller`` sees (None: the admin, every tenant's)."""
+        if caller.admin:
+            return None
+        app = self.apps.get(caller.app_instance_id or "")
+        return str(app.doc["tenant"]) if app is not None else ""
 
-    def service(self, ser_instance_id: str) -> ServiceInfo:
+    def _owner_tenant(self, owned: Owned) -> str:
+        app = self.apps.get(owned.app)
+        return str(app.doc["tenant"]) if app is not None else ""
+
+    def discover(self, query: ServiceQuery, caller: Caller = ADMIN) -> list[ServiceInfo]:
+        """Services ``caller`` may see (its tenant's, and others' of scope MEC_SYSTEM)."""
+        with self.lock:
+            viewer = self._tenant_of(caller)
+            seen = [
+                o.value
+                for o in self.services.values()
+                if policy.can_discover(viewer, self._owner_tenant(o), o.value)
+            ]
+        return policy.discover(seen, query)
+
+    def service(self, ser_instance_id: str, caller: Caller = ADMIN) -> ServiceInfo:
         with self.lock:
             owned = self.services.get(ser_instance_id)
-        if owned is None:
+            hidden = owned is not None and not policy.can_discover(
+                self._tenant_of(caller), self._owner_tenant(owned), owned.value
+            )
+        if owned is None or hidden:
             raise MecNotFound(f"no service {ser_instance_id!r}")
         info: ServiceInfo = owned.value
         return info
@@ -575,7 +597,7 @@ class Platform:
             stored = policy.effective(info.model_copy(update={"ser_instance_id": sid}))
             self.tables.write([("service", sid, app_id, {"app": app_id, "info": stored.wire()})])
             self.services[sid] = Owned(app_id, stored)
-        self._notify(None, stored)
+        self._notify(None, stored, str(app.doc["tenant"]))
         return stored
 
     def update_service(
@@ -595,7 +617,8 @@ class Platform:
                 [("service", ser_instance_id, app_id, {"app": app_id, "info": after.wire()})]
             )
             self.services[ser_instance_id] = Owned(app_id, after)
-        self._notify(before, after)
+            producer = str(self.app(app_id).doc["tenant"])
+        self._notify(before, after, producer)
         return after
 
     def deregister(self, caller: Caller, app_id: str, ser_instance_id: str) -> None:
@@ -603,20 +626,32 @@ class Platform:
         with self.lock:
             self.tables.write(deletes=[("service", ser_instance_id)])
             self.services.pop(ser_instance_id, None)
-        self._notify(None, before, removed=True)
+            producer = str(self.app(app_id).doc["tenant"])
+        self._notify(None, before, producer, removed=True)
 
     def _notify(
-        self, before: ServiceInfo | None, after: ServiceInfo, *, removed: bool = False
+        self,
+        before: ServiceInfo | None,
+        after: ServiceInfo,
+        producer: str,
+        *,
+        removed: bool = False,
     ) -> None:
+        """Tell the subscribers who may see the service (``producer``: its app's tenant)."""
         change = "REMOVED" if removed else policy.change_type(before, after)
         if change is None:
             return
         with self.lock:
             subs = list(self.svc_subs.values())
+            viewers = {o.app: self._tenant_of(Caller(o.app)) for o in subs}
         for owned in subs:
             sub: SerAvailabilityNotificationSubscription = owned.value
             if not policy.matches_criteria(sub.filtering_criteria, after):
                 continue
+            if not policy.can_discover(viewers[owned.app], producer, after) and not (
+                before is not None and policy.can_discover(viewers[owned.app], producer, before)
+            ):
+                continue  # a service its tenant cannot see: not told of it either
             own = sub.links.self_.href if sub.links else None
             base = _base(own, SERVICE_MGMT)
             ref = ServiceReference(
