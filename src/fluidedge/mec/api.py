@@ -531,7 +531,12 @@ def build_apps(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/apps", tags=["apps"])
 
     @router.post(
-        "", status_code=201, response_model=AppCreated, responses=error_responses(400, 409)
+        "",
+        status_code=201,
+        response_model=AppCreated,
+        # deploy: an unknown template, image or network (404), the instance manager's
+        # refusals (409 admission, 422 workload exited, 504 not ready, 500 runtime)
+        responses=error_responses(400, 404, 409, 422, 500, 504),
     )
     def create(spec: AppDescriptor) -> dict[str, Any]:
         view, token = platform.create_app(spec)
