@@ -7,18 +7,14 @@ answer (the responder forwards it to its upstream, a stand-in core resolver on l
 from __future__ import annotations
 
 import os
-import socket
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import dns.message
-import dns.rrset
 import httpx
 import pytest
 
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import lab_tof_section, s1_pairs, wait_s1_ready
+from tests.e2e.mec.conftest import ue_resolve
 from tests.fixtures.daemon import TOKEN, DaemonFactory
 from tests.fixtures.wait import scaled, wait_for
 
@@ -30,65 +26,20 @@ RESOLVER = "198.18.200.53"  # the core resolver the UEs ask (a PDN address)
 CORE = "198.18.200.99"  # what the core says
 EDGE = "198.18.50.9"  # what the app's DNS rule says
 
-# Run in the UE's namespace: one A query to RESOLVER, the sorted answers on stdout.
-UE_QUERY = """
-import socket, sys
-import dns.message
-q = dns.message.make_query(sys.argv[1], "A")
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(float(sys.argv[3]))
-s.sendto(q.to_wire(), (sys.argv[2], 53))
-a = dns.message.from_wire(s.recvfrom(4096)[0])
-print(" ".join(sorted(r.to_text() for rr in a.answer for r in rr)))
-"""
-
 
 @pytest.fixture(scope="module")
 def lab(module_lab_factory: Callable[..., Lab]) -> Lab:
     return module_lab_factory(mode="tof")
 
 
-@pytest.fixture
-def core_resolver() -> Iterator[int]:
-    """The stand-in core resolver (the responder's upstream): every name is ``CORE``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            response.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", "A", CORE))
-            sock.sendto(response.to_wire(), addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        sock.close()
-
-
 def _resolve(lab: Lab, name: str) -> str:
-    done = lab.run(
-        "ue1",
-        [sys.executable, "-c", UE_QUERY, name, RESOLVER, str(scaled(3.0))],
-        timeout=scaled(30),
-    )
-    return done.stdout.strip() if done.returncode == 0 else f"failed: {done.stderr[-300:]}"
+    return ue_resolve(lab, name, RESOLVER)
 
 
 def test_a_ue_resolves_the_apps_name_at_the_edge_then_the_cores(
-    lab: Lab, daemon_factory: DaemonFactory, core_resolver: int
+    lab: Lab, daemon_factory: DaemonFactory, stub_resolver: Callable[[str], int]
 ) -> None:
+    core_resolver = stub_resolver(CORE)
     daemon = daemon_factory(
         parts={
             "tof": lab_tof_section(lab, backend="userspace"),
