@@ -1,8 +1,9 @@
 """Apps deployed as instances (seed §4.4.1.1.2) by a real daemon: ``POST /v1/apps`` with a
 ``deploy`` section starts an instance with a data and a platform interface; its Mp1 token is a
 file inside it, and it calls Mp1 from its own network namespace over the platform network;
-security groups keep another tenant's app off both its interfaces; a restart restores the app
-and re-adopts its instance; deleting the app deletes the instance and its template."""
+security groups keep another tenant's app off both its interfaces; a restart and a kill -9
+restore the app and re-adopt its instance; deleting the app deletes the instance and its
+template."""
 
 from __future__ import annotations
 
@@ -156,16 +157,22 @@ def test_deploy_token_isolation_restart_delete(mec_daemon: DaemonHandle) -> None
     other = f"{a1['mp1Url']}{AS}/applications/{b1['appInstanceId']}/traffic_rules"
     assert _nsenter_curl(pid, other, bearer)[0] == 403
 
-    # Restart: the app is restored, its instance re-adopted, Mp1 served again on the platform.
-    daemon.restart()
-    apps = httpx.get(f"{daemon.url}/v1/apps", headers=ADMIN, timeout=30).json()
-    assert {a["appInstanceId"]: a["instance"] for a in apps} == {
-        a["appInstanceId"]: a["instance"] for a in (a1, a2, b1)
-    }
-    assert _instance(daemon, a1["instance"]).json()["pid"] == pid
-    assert _nsenter_curl(pid, rules_url, bearer)[0] == 200
-    assert _page(pid_b1, f"{DATA}.10") == ""
-    assert _page(pid_a2, f"{DATA}.10") == page
+    # Restart and kill -9: the app is restored, its instance re-adopted, Mp1 served again on
+    # the platform network (after a kill -9 the bridge still has the address: adopted).
+    for crash in (False, True):
+        if crash:
+            daemon.kill9()
+            daemon.start(timeout=120)
+        else:
+            daemon.restart()
+        apps = httpx.get(f"{daemon.url}/v1/apps", headers=ADMIN, timeout=30).json()
+        assert {a["appInstanceId"]: a["instance"] for a in apps} == {
+            a["appInstanceId"]: a["instance"] for a in (a1, a2, b1)
+        }
+        assert _instance(daemon, a1["instance"]).json()["pid"] == pid
+        assert _nsenter_curl(pid, rules_url, bearer)[0] == 200
+        assert _page(pid_b1, f"{DATA}.10") == ""
+        assert _page(pid_a2, f"{DATA}.10") == page
 
     # Deleting the app deletes its instance and its template.
     for app in (a1, a2, b1):
