@@ -17,6 +17,7 @@ Module map (pure policy first, I/O adapters last):
 - ``deploy``: an app deployed as an instance with a data and a platform interface, behind
   security groups, its Mp1 token written into it.
 - ``listener``: Mp1 served on the platform network (Mp1's paths only).
+- ``examples``: a producer and a consumer app (descriptors deploying busybox scripts).
 - ``dns``: the DNS responder answering the active DNS rules (sans-I/O answer, UDP edge).
 - ``notify``: notification delivery (HTTP POST to callbacks, allowed networks, retries).
 - ``platform``: state and operations, mirrored into the TOF through ``TofPort``.
@@ -41,6 +42,7 @@ __all__ = [
     "descriptor",
     "dns",
     "errors",
+    "examples",
     "listener",
     "models",
     "notify",

@@ -19,9 +19,10 @@ Another tenant's app is in neither group, so it reaches neither interface.
 
 The app's Mp1 credentials are written into the instance (``/.fe/mec/token``, 0600, owned by
 the workload's user; ``/.fe/mec/app.json`` with its id and the Mp1 URLs) and named in its
-environment (``MEC_APP_INSTANCE_ID``, ``MEC_MP1_URL``, ``MEC_TOKEN_FILE``): the app never
-needs the operator. The instance manager keeps the instance (restored and re-adopted at
-start like any other); the platform records its name and deletes it with the app.
+environment (``MEC_APP_INSTANCE_ID``, ``MEC_MP1_URL``, ``MEC_TOKEN_FILE``,
+``MEC_PLATFORM_ADDRESS``, ``MEC_DATA_ADDRESS``): the app never needs the operator. The
+instance manager keeps the instance (restored and re-adopted at start like any other); the
+platform records its name and deletes it with the app.
 
 The pure part (names, documents, address choice) is separate from :class:`InstanceDeployer`,
 the adapter over the daemon's ``instances`` and ``secgroups`` parts.
@@ -175,12 +176,20 @@ def app_files(app_id: str, token: str, net: PlatformNet) -> dict[str, str]:
     return {TOKEN_FILE: token, APP_FILE: json.dumps(about, indent=1) + "\n"}
 
 
-def app_env(app_id: str, net: PlatformNet) -> dict[str, str]:
-    return {
+def app_env(
+    app_id: str, net: PlatformNet, platform_address: str = "", data_address: str = ""
+) -> dict[str, str]:
+    """The app's environment: who it is, where Mp1 is, its token file and its addresses."""
+    env = {
         "MEC_APP_INSTANCE_ID": app_id,
         "MEC_MP1_URL": net.mp1_url,
         "MEC_TOKEN_FILE": "/.fe/" + TOKEN_FILE,
     }
+    if platform_address:
+        env["MEC_PLATFORM_ADDRESS"] = str(ipaddress.ip_interface(platform_address).ip)
+    if data_address:
+        env["MEC_DATA_ADDRESS"] = str(ipaddress.ip_interface(data_address).ip)
+    return env
 
 
 def template_doc(  # noqa: PLR0917 (one call site, each argument distinct)
@@ -225,7 +234,7 @@ def instance_doc(  # noqa: PLR0917 (one call site)
         "name": name,
         "template": name,
         "interfaces": {DATA_IF: data, PLATFORM_IF: {"addresses": [platform_address]}},
-        "env": {**spec.env, **app_env(app_id, net)},
+        "env": {**spec.env, **app_env(app_id, net, platform_address, spec.data.address)},
         "files": app_files(app_id, token, net),
         "resources": spec.resources.model_dump(exclude_none=True),
         "labels": {"mec-app": app_id},

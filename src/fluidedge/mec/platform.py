@@ -213,35 +213,65 @@ class Platform:
     def create_app(self, spec: AppDescriptor) -> tuple[dict[str, Any], str]:
         """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token.
 
-        With ``deploy``, its instance is started first (seconds: the caller is on a worker
-        thread), and removed again if the app cannot be stored."""
+        With ``deploy``, the app is stored first, so that its instance can use Mp1 while it
+        starts (register its services, confirm ready); then its instance is started (seconds:
+        the caller is on a worker thread). If the instance cannot be made, or the app's record
+        of it cannot be stored, the app is removed again (with its instance)."""
         data_address = spec.data_address
         if spec.deploy is not None:
             data_address = str(ipaddress.ip_interface(spec.deploy.data.address).ip)
         for rule in spec.traffic_rules:
             policy.tof_services(rule, data_address)  # refuses what cannot be applied
+        if spec.deploy is not None and self.deployer() is None:
+            raise MecUnsupported(
+                "deploy: this daemon deploys no apps (it needs the [instances] part and "
+                "[mec] platform_network)"
+            )
         app_id = str(uuid.uuid4())
         token_id, token, token_hash = tokens.new_token()
         doc = record(app_id, spec, token_id, token_hash, self.clock())
-        placed = self._deploy(app_id, spec, token) if spec.deploy is not None else None
-        if placed is not None:
-            doc.update(
-                dataAddress=placed.data_address,
-                instance=placed.instance,
-                template=placed.template,
-                platformAddress=placed.platform_address,
-                mp1Url=placed.mp1_url,
-            )
+        doc["dataAddress"] = data_address
+        view = self._add_app(app_id, spec, doc)
+        if spec.deploy is None:
+            return view, token
         try:
-            return self._add_app(app_id, spec, doc), token
+            placed = self._deploy(app_id, spec, token)
         except BaseException:
-            if placed is not None:
-                self._undeploy(doc)
+            self._forget(app_id)
             raise
+        try:
+            with self.lock:
+                app = self.app(app_id)
+                placed_doc = {
+                    **app.doc,
+                    "instance": placed.instance,
+                    "template": placed.template,
+                    "platformAddress": placed.platform_address,
+                    "mp1Url": placed.mp1_url,
+                }
+                self.tables.write([("app", app_id, app_id, placed_doc)])
+                app.doc = placed_doc
+                return self.view(app_id), token
+        except BaseException:
+            self._undeploy({**doc, "instance": placed.instance, "template": placed.template})
+            self._forget(app_id)
+            raise
+
+    def _forget(self, app_id: str) -> None:
+        """Remove an app whose deployment failed (whatever it did meanwhile over Mp1)."""
+        try:
+            self.delete_app(app_id)
+        except Exception as exc:  # the original failure is what the caller must see
+            log.warning(
+                "app %s: not removed after its failed deployment: %s",
+                app_id,
+                exc,
+                extra={"part": "mec", "event": "forget_failed", "ids": app_id},
+            )
 
     def _deploy(self, app_id: str, spec: AppDescriptor, token: str) -> Placed:
         port = self.deployer()
-        if port is None or spec.deploy is None:
+        if port is None or spec.deploy is None:  # checked by create_app
             raise MecUnsupported(
                 "deploy: this daemon deploys no apps (it needs the [instances] part and "
                 "[mec] platform_network)"

@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from fluidedge.mec import examples
 from fluidedge.secgroups.nft import table_name
 from tests.fixtures.daemon import TOKEN, DaemonHandle, purge_instances_state
+from tests.fixtures.wait import scaled, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -186,3 +188,37 @@ def test_deploy_token_isolation_restart_delete(mec_daemon: DaemonHandle) -> None
         )
         assert template.status_code == 404
     assert not Path(f"/proc/{pid}").exists() or _nsenter_curl(pid, rules_url, bearer)[0] == 0
+
+
+def test_the_example_consumer_discovers_and_calls_the_producer(mec_daemon: DaemonHandle) -> None:
+    daemon = mec_daemon
+    producer = httpx.post(
+        f"{daemon.url}/v1/apps", headers=ADMIN, timeout=180,
+        json=examples.descriptor("producer", DATA_NET, f"{DATA}.20/24"),
+    )  # fmt: skip
+    assert producer.status_code == 201, producer.text
+    consumer = httpx.post(
+        f"{daemon.url}/v1/apps", headers=ADMIN, timeout=180,
+        json=examples.descriptor("consumer", DATA_NET, f"{DATA}.21/24"),
+    )  # fmt: skip
+    assert consumer.status_code == 201, consumer.text
+    produced = producer.json()
+    # The producer registered its service and confirmed ready by itself, with its own token.
+    services = httpx.get(f"{daemon.url}/mec_service_mgmt/v1/services", headers=ADMIN,
+                         timeout=30).json()  # fmt: skip
+    offered = [(s["serName"], s["transportInfo"]["endpoint"]["addresses"][0]["host"])
+               for s in services]  # fmt: skip
+    assert offered == [("greeting", produced["platformAddress"].split("/")[0])]
+    consumer_ip = consumer.json()["platformAddress"].split("/")[0]
+
+    def page() -> str:
+        done = subprocess.run(["curl", "-s", "-m", "3", f"http://{consumer_ip}:8080/"],
+                              capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+        return done.stdout.strip()
+
+    got = wait_for(lambda: page().startswith("consumer got:") and page(), scaled(60),
+                   lambda: f"the consumer's call to the producer (page: {page()!r})")  # fmt: skip
+    assert got == f"consumer got: producer {produced['appInstanceId']}"
+    apps = httpx.get(f"{daemon.url}/v1/apps", headers=ADMIN, timeout=30).json()
+    states = {a["name"]: a["state"] for a in apps}
+    assert states == {"producer": "READY", "consumer": "READY"}

@@ -85,7 +85,8 @@ def test_the_template_and_request_carry_two_interfaces_the_token_and_the_env() -
     assert about["appSupport"] == "http://10.77.0.1:8480/mec_app_support/v1"
     assert request.env == {
         "MODE": "edge", "MEC_APP_INSTANCE_ID": APP, "MEC_MP1_URL": "http://10.77.0.1:8480",
-        "MEC_TOKEN_FILE": "/.fe/mec/token",
+        "MEC_TOKEN_FILE": "/.fe/mec/token", "MEC_PLATFORM_ADDRESS": "10.77.0.2",
+        "MEC_DATA_ADDRESS": "198.18.3.10",
     }  # fmt: skip
     assert request.resources.memory_mb == 64
 
@@ -156,14 +157,39 @@ def test_a_deployment_is_undone_when_the_app_cannot_be_stored(tmp_path: Path) ->
     port = FakeDeployer()
     plat = platform(tmp_path, port)
 
-    def broken(*_: Any, **__: Any) -> None:
-        raise OSError("disk gone")
+    write = plat.tables.write
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the app is stored, then its record of the instance is refused
+            raise OSError("disk gone")
+        write(*args, **kwargs)
 
     plat.tables.write = broken  # type: ignore[method-assign]
     with pytest.raises(OSError, match="disk gone"):
         plat.create_app(descriptor())
     assert port.deployed == {}
     assert len(port.undeployed) == 1
+    assert plat.apps == {}
+    assert plat.tokens == {}
+
+
+def test_a_failed_deployment_removes_the_app(tmp_path: Path) -> None:
+    port = FakeDeployer()
+    plat = platform(tmp_path, port)
+    seen: list[set[str]] = []
+
+    def refuse(app_id: str, *_: Any) -> Placed:
+        seen.append(set(plat.apps))  # the app exists while its instance starts (Mp1 works)
+        raise MecConflict("admission refused")
+
+    port.deploy = refuse  # type: ignore[method-assign]
+    with pytest.raises(MecConflict, match="admission"):
+        plat.create_app(descriptor())
+    assert len(seen[0]) == 1
+    assert plat.apps == {}
+    assert plat.tables.load()["app"] == {}
 
 
 def test_without_a_deployer_a_deploy_is_refused_with_the_reason(tmp_path: Path) -> None:
