@@ -34,10 +34,11 @@ from fluidedge.chains.compiler import (
 )
 from fluidedge.chains.errors import DataPlaneFailure
 from fluidedge.chains.model import ChainState
+from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
 from fluidedge.ovs.ofctl import Ofctl
-from fluidedge.ovs.vsctl import Vsctl, check_name
+from fluidedge.ovs.vsctl import Vsctl
 
 _COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)")
 ALL = 0xFFFFFFFFFFFFFFFF
@@ -45,15 +46,6 @@ ALL = 0xFFFFFFFFFFFFFFFF
 # left of the old: packets already inside a function that left its group still find their
 # way back (its return flows are among the leftovers).
 DRAIN = 0.2
-
-
-def isolation_vlan(ofport: int) -> int:
-    """The access VLAN of a function's port: one per port (2-4093 from its OpenFlow number),
-    so the learning switch has no other port to forward or flood its frames to, nor theirs
-    to it. OpenFlow's ``output:`` actions reach it as before (access VLANs are the NORMAL
-    action's business). ``protected`` ports would do the first half but also block outputs
-    from one function to the next; ``no-flood`` did not stop NORMAL's floods."""
-    return 2 + ofport % 4092
 
 
 class OvsChains:
@@ -66,6 +58,9 @@ class OvsChains:
         self.ofctl = Ofctl(daemons, bridge)
         self.installed: dict[int, tuple[int, ChainFlows]] | None = None
         self.isolated: set[str] = set()
+        # Ports plugged isolated by the instances part (a function's legs, marked on their
+        # interface): they stay isolated when no pair names them any more.
+        self.plugged_isolated: set[str] = set()
         self.bundles = 0
 
     def ofports(self) -> dict[str, int]:
@@ -73,10 +68,15 @@ class OvsChains:
         vsctl = Vsctl(self.daemons)
         mine = set(vsctl.ports(self.bridge))
         out = {}
+        marked = set()
         for name, info in vsctl.interfaces().items():
             ofport = info["ofport"]
             if name in mine and isinstance(ofport, int) and ofport > 0:
                 out[name] = ofport
+                ids = info["external_ids"]
+                if isinstance(ids, dict) and ids.get(ISOLATED) == "true":
+                    marked.add(name)
+        self.plugged_isolated = marked
         return out
 
     def _cookies(self, base: int) -> set[int]:
@@ -92,17 +92,20 @@ class OvsChains:
             functions = {p for cf in compiled.values() for p in cf.function_ports}
             # A function's ports leave the learning switch (an access VLAN of their own:
             # NORMAL never floods or forwards to them, nor from them to anything) before
-            # traffic is steered to them, and come back once no pair names them.
+            # traffic is steered to them, and come back once no pair names them, unless they
+            # were plugged isolated (a template's ``isolated`` interface): those already are,
+            # and stay so.
             vsctl = Vsctl(self.daemons)
-            for port in sorted(functions - self.isolated if self.installed else functions):
-                vsctl.run("set", "Port", check_name(port), f"tag={isolation_vlan(ofports[port])}")
+            todo = functions - self.isolated if self.installed else functions
+            for port in sorted(todo - self.plugged_isolated):
+                vsctl.set_tag(port, isolation_vlan(ofports[port]))
             sent = self.ofctl.bundle(mods)
             if later:
                 time.sleep(self.drain)
                 sent += self.ofctl.bundle(later)
-            for port in sorted(self.isolated - functions):
+            for port in sorted(self.isolated - functions - self.plugged_isolated):
                 if port in ofports:
-                    vsctl.run("set", "Port", check_name(port), "tag=[]")
+                    vsctl.set_tag(port, None)
         except OvsError as exc:
             raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
         self.installed = installed

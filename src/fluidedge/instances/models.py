@@ -264,6 +264,12 @@ class InterfaceSpec(_Strict):
         max_length=8,
         description="extra prefixes the interface may send from (e.g. a shared VIP)",
     )
+    isolated: bool = Field(
+        default=False,
+        description="ovs networks only: plug the interface outside the learning switch (an "
+        "access VLAN of its own: NORMAL never forwards to or from it), so that a service "
+        "function bridging two legs is no loop; only the chains part's flows reach it",
+    )
 
     @field_validator("allowed_address_pairs")
     @classmethod

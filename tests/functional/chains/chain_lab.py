@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluidedge.chains.ovs import isolation_vlan
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
+from fluidedge.ovs.bridges import isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 from tests.functional.secgroups.ovs_lab import PREFIX, Host, OvsLab
