@@ -71,3 +71,55 @@ def counter(name: str, network: str) -> dict[str, Any]:
     """A transparent function that counts what crosses it (each leg's kernel counters)."""
     _check(name, network)
     return _template(name, network, _BRIDGE, "chain function: counter (bump in the wire)")
+
+
+# One nftables rule statement of the firewall's forward chain: no statement separators,
+# comments or quoting (a rule is one line of the chain, never a way out of it).
+_RULE = re.compile(r"^[A-Za-z0-9 _.:/,{}!=<>-]{1,200}$")
+FIREWALL_IMAGE = "nft"
+
+
+def _sets_nest(rule: str) -> bool:
+    """Braces only as sets inside the rule (``{ 22, 23 }``): never one closing the chain."""
+    depth = 0
+    for char in rule:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def firewall_ruleset(rules: list[str]) -> str:
+    """The vFirewall's nftables ruleset: a ``bridge`` table whose ``forward`` chain (every
+    frame crossing the function's bridge, in both directions) applies ``rules`` in order and
+    accepts the rest. Each rule is an nftables rule such as ``udp dport 7001 drop``; a
+    ``counter`` in a rule counts what it matched (``nft list ruleset`` inside)."""
+    if len(rules) > 64:
+        raise InvalidChain("firewall: at most 64 rules")
+    for rule in rules:
+        if not _RULE.fullmatch(rule) or not _sets_nest(rule):
+            raise InvalidChain(f"firewall: rule {rule!r} is not one nftables rule statement")
+    body = "".join(f"    {rule}\n" for rule in rules)
+    return (
+        "table bridge fw {\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f"{body}"
+        "  }\n"
+        "}\n"
+    )
+
+
+def firewall(name: str, network: str, rules: list[str]) -> dict[str, Any]:
+    """A transparent function that filters what crosses it with nftables (``rules``, see
+    :func:`firewall_ruleset`); runs on the ``nft`` image."""
+    _check(name, network)
+    body = _template(
+        name,
+        network,
+        _BRIDGE + "nft -f /.fe/firewall.nft; ",
+        "chain function: vFirewall (nftables between its legs)",
+        image=FIREWALL_IMAGE,
+    )
+    body["files"] = {"firewall.nft": firewall_ruleset(rules)}
+    return body

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from fluidedge.chains import functions
 from fluidedge.core.client import Client
+from fluidedge.instances.images.hostnft import build_nft_layout
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
@@ -96,6 +98,61 @@ def ping(pid: int, address: str, count: int) -> int:
         if "received" in line:
             return int(line.split(",")[1].split()[0])
     return 0
+
+
+# A UDP receiver (prints {port: datagrams} once nothing came for a second) and a sender of
+# ``n`` datagrams to each port, run by this interpreter in an instance's namespace.
+RECEIVER = """
+import json, selectors, socket, sys
+ports = [int(p) for p in sys.argv[1].split(",")]
+sel = selectors.DefaultSelector()
+for port in ports:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    sel.register(s, selectors.EVENT_READ, port)
+got = {p: 0 for p in ports}
+print("ready", flush=True)
+idle = 8.0
+while True:
+    events = sel.select(idle)
+    if not events:
+        break
+    idle = 1.0
+    for key, _ in events:
+        key.fileobj.recv(2048)
+        got[key.data] += 1
+print(json.dumps(got), flush=True)
+"""
+SENDER = """
+import socket, sys, time
+dst, ports, n = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    for port in ports:
+        s.sendto(b"x%d" % i, (dst, port))
+    time.sleep(0.005)
+"""
+
+
+def udp(
+    src: dict[str, Any], dst: dict[str, Any], dst_ip: str, ports: list[int], n: int
+) -> dict[int, int]:
+    """Send ``n`` datagrams from ``src`` to each of ``ports`` of ``dst``; what ``dst`` got."""
+    text = ",".join(map(str, ports))
+    receiver = subprocess.Popen(
+        ["nsenter", "-t", str(dst["pid"]), "-n", sys.executable, "-c", RECEIVER, text],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready"
+        nsexec(src["pid"], sys.executable, "-c", SENDER, dst_ip, text, str(n))
+        out, _ = receiver.communicate(timeout=60)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.communicate()
+    return {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
 def host_template(client: Client) -> None:
@@ -183,4 +240,45 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     client.delete("/v1/chains/ab")
     assert ping(a["pid"], f"{SUBNET}.2", 3) == 3
     for name in ("a", "b"):
+        client.delete(f"/v1/instances/{name}")
+
+
+def test_firewall_instance_drops_exactly_its_traffic(
+    fn_daemon: DaemonHandle, tmp_path: Path
+) -> None:
+    client = fn_daemon.client()
+    try:
+        _firewall_scenario(client, tmp_path)
+    finally:
+        client.close()
+
+
+def _firewall_scenario(client: Client, tmp_path: Path) -> None:
+    layout = tmp_path / "nft-layout"
+    build_nft_layout(layout, tmp_path)
+    client.post("/v1/images", {"name": "nft", "source": str(layout), "ref": "nft"})
+    host_template(client)
+    rules = ["udp dport 7001 counter drop"]
+    client.post("/v1/templates", functions.firewall(f"{TAG}-fw", NET, rules))
+    a, b = host(client, "a", 1), host(client, "b", 2)
+    fw = client.post("/v1/instances", {"name": "fw", "template": f"{TAG}-fw"})
+    legs = ports(fw)
+    client.post(
+        "/v1/chains/port-pairs", {"id": "fw", "ingress": legs["eth0"], "egress": legs["eth1"]}
+    )
+    client.post("/v1/chains/port-pair-groups", {"id": "fw", "port_pairs": ["fw"]})
+    client.post(
+        "/v1/chains/flow-classifiers",
+        {"id": "ab", "protocol": "udp", "logical_source_port": ports(a)["eth0"],
+         "logical_destination_port": ports(b)["eth0"]},
+    )  # fmt: skip
+    client.post("/v1/chains", {"id": "ab", "port_pair_groups": ["fw"], "flow_classifiers": ["ab"]})
+
+    got = udp(a, b, f"{SUBNET}.2", [7000, 7001], 200)
+    assert got == {7000: 200, 7001: 0}
+    # Both ports' datagrams crossed the firewall's ingress; its rule counted the dropped ones.
+    assert rx(fw["pid"], "eth0") == 400
+    ruleset = nsexec(fw["pid"], "nft", "list", "ruleset").stdout
+    assert "udp dport 7001 counter packets 200 " in ruleset
+    for name in ("fw", "a", "b"):
         client.delete(f"/v1/instances/{name}")

@@ -28,3 +28,26 @@ def test_bad_names_refused() -> None:
         functions.counter("Bad Name", "apps")
     with pytest.raises(InvalidChain):
         functions.counter("ctr", "x;rm")
+
+
+def test_firewall_template_and_ruleset() -> None:
+    spec = TemplateSpec.model_validate(
+        functions.firewall(
+            "fw", "apps", ["udp dport 7001 counter drop", "tcp dport { 22, 23 } drop"]
+        )
+    )
+    assert spec.image == "nft"
+    assert "nft -f /.fe/firewall.nft" in spec.command[-1]
+    text = spec.files["firewall.nft"]
+    assert text.startswith("table bridge fw {\n  chain forward {\n")
+    assert "    udp dport 7001 counter drop\n    tcp dport { 22, 23 } drop\n" in text
+    assert text.endswith("  }\n}\n")
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["", "drop; flush ruleset", "drop } table ip x {", "drop # c", "a\nb", 'meta mark "x"'],
+)
+def test_firewall_rule_must_be_one_statement(rule: str) -> None:
+    with pytest.raises(InvalidChain, match="firewall"):
+        functions.firewall_ruleset([rule])
