@@ -23,6 +23,7 @@ from fluidedge.chains.model import (
     MAX_MEMBERS,
     PORT_PATTERN,
     TOF_SERVICE_PATTERN,
+    FunctionKind,
 )
 from fluidedge.chains.service import ChainService
 from fluidedge.core.openapi import error_responses
@@ -39,6 +40,11 @@ class PortPairBody(_Strict):
         default=None, pattern=PORT_PATTERN, description="absent: one-armed (= ingress)"
     )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    kind: FunctionKind = Field(
+        default="transparent",
+        description="transparent (bump in the wire) or routed (L3: packets are addressed to "
+        "the function's port MAC, it routes them)",
+    )
 
 
 class PortPairGroupBody(_Strict):

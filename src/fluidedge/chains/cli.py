@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         """Delete a port chain."""
         call("DELETE", f"/v1/chains/{name}")
 
-    pair_cols = ["id", "ingress", "egress"]
+    pair_cols = ["id", "ingress", "egress", "kind"]
 
     @pair.command("ls")
     def pair_ls(as_json: JsonOpt = False) -> None:
@@ -99,10 +99,18 @@ def register(app: typer.Typer) -> None:
         name: str,
         ingress: str,
         egress: Annotated[str | None, typer.Argument(help="absent: one-armed")] = None,
+        routed: Annotated[
+            bool, typer.Option("--routed", help="an L3 function (routes what it gets)")
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Create a port pair from a function instance's switch ports."""
-        body = {"id": name, "ingress": ingress, "egress": egress or ingress}
+        body = {
+            "id": name,
+            "ingress": ingress,
+            "egress": egress or ingress,
+            "kind": "routed" if routed else "transparent",
+        }
         _show(call("POST", "/v1/chains/port-pairs", body), as_json, pair_cols)
 
     @pair.command("rm")

@@ -23,6 +23,7 @@ Everything is a busybox shell script: tiny and real, nothing but the kernel does
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -122,4 +123,50 @@ def firewall(name: str, network: str, rules: list[str]) -> dict[str, Any]:
         image=FIREWALL_IMAGE,
     )
     body["files"] = {"firewall.nft": firewall_ruleset(rules)}
+    return body
+
+
+# A routed function's legs resolve no neighbours (NOARP): what it routes out of a leg is
+# addressed to that leg's own MAC, and the switch re-addresses it to the next hop (the
+# chain knows where a packet goes next; the function only knows which leg).
+_ROUTER = (
+    "set -e; "
+    "ip link set eth0 arp off; ip link set eth1 arp off; "
+    "ip link set eth0 up; ip link set eth1 up; "
+    "while read family prefix leg; do ip $family route add $prefix dev $leg; "
+    "done < /.fe/routes; "
+)
+
+
+def router_routes(ingress: list[str], egress: list[str]) -> str:
+    """The vRouter's route table file: one ``-4|-6 PREFIX LEG`` line per route; ``egress``
+    prefixes (the chain's destination side) out of ``eth1``, ``ingress`` prefixes (the
+    source side, for the replies) out of ``eth0``."""
+    lines = []
+    for leg, prefixes in (("eth0", ingress), ("eth1", egress)):
+        for text in prefixes:
+            try:
+                prefix = ipaddress.ip_network(text, strict=False)
+            except ValueError as exc:
+                raise InvalidChain(f"router: route {text!r}: {exc}") from None
+            lines.append(f"-{prefix.version} {prefix} {leg}\n")
+    if len(lines) > 64:
+        raise InvalidChain("router: at most 64 routes")
+    return "".join(lines)
+
+
+def router(name: str, network: str, ingress: list[str], egress: list[str]) -> dict[str, Any]:
+    """A routed (L3) function: forwards between its legs by its route table (see
+    :func:`router_routes`); declare its pair with ``kind: routed``."""
+    _check(name, network)
+    body = _template(name, network, _ROUTER, "chain function: vRouter (routes between its legs)")
+    body["files"] = {"routes": router_routes(ingress, egress)}
+    # Forwarding on, reverse-path filtering off (a leg has no address and the routes are
+    # only the function's own): set by the runtime, the instance's /proc/sys is read-only.
+    body["sysctls"] = {
+        "net.ipv4.ip_forward": "1",
+        "net.ipv6.conf.all.forwarding": "1",
+        "net.ipv4.conf.all.rp_filter": "0",
+        "net.ipv4.conf.default.rp_filter": "0",
+    }
     return body

@@ -34,7 +34,7 @@ from fluidedge.chains.compiler import (
 )
 from fluidedge.chains.errors import DataPlaneFailure
 from fluidedge.chains.model import ChainState
-from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
+from fluidedge.ovs.bridges import ATTACHED_MAC, ISOLATED, isolation_vlan
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
 from fluidedge.ovs.ofctl import Ofctl
@@ -61,6 +61,9 @@ class OvsChains:
         # Ports plugged isolated by the instances part (a function's legs, marked on their
         # interface): they stay isolated when no pair names them any more.
         self.plugged_isolated: set[str] = set()
+        # The MAC behind each port (its interface's ``attached-mac``, set by the instances
+        # part): routed functions are addressed with it.
+        self.macs: dict[str, str] = {}
         self.bundles = 0
 
     def ofports(self) -> dict[str, int]:
@@ -68,16 +71,25 @@ class OvsChains:
         vsctl = Vsctl(self.daemons)
         mine = set(vsctl.ports(self.bridge))
         out = {}
+        macs = {}
         marked = set()
         for name, info in vsctl.interfaces().items():
             ofport = info["ofport"]
             if name in mine and isinstance(ofport, int) and ofport > 0:
                 out[name] = ofport
                 ids = info["external_ids"]
-                if isinstance(ids, dict) and ids.get(ISOLATED) == "true":
-                    marked.add(name)
+                if isinstance(ids, dict):
+                    if ids.get(ISOLATED) == "true":
+                        marked.add(name)
+                    if isinstance(ids.get(ATTACHED_MAC), str):
+                        macs[name] = ids[ATTACHED_MAC]
         self.plugged_isolated = marked
+        self.macs = macs
         return out
+
+    def port_macs(self) -> dict[str, str]:
+        """Switch port -> the MAC behind it, as the last :meth:`ofports` read them."""
+        return dict(self.macs)
 
     def _cookies(self, base: int) -> set[int]:
         lines = self.ofctl.dump(f"cookie={base:#x}/{COOKIE_MASK:#x}")
@@ -87,7 +99,7 @@ class OvsChains:
         """Make the bridge's chain flows those of ``state``; the number of flow-mods sent."""
         try:
             ofports = self.ofports()
-            compiled = compile_bridge(state, ofports)
+            compiled = compile_bridge(state, ofports, self.macs)
             mods, later, installed = self._plan(compiled)
             functions = {p for cf in compiled.values() for p in cf.function_ports}
             # A function's ports leave the learning switch (an access VLAN of their own:

@@ -46,6 +46,8 @@ class DataPlane(Protocol):
 
     def ofports(self) -> dict[str, int]: ...
 
+    def port_macs(self) -> dict[str, str]: ...
+
     def intact(self) -> bool: ...
 
 
@@ -138,7 +140,7 @@ class ChainService:
         planes = list(self.planes())
         effective = self.effective(state)
         for plane in planes:
-            compile_bridge(effective, plane.ofports())
+            compile_bridge(effective, plane.ofports(), plane.port_macs())
         store()
         self.state = state
         self._applied = effective

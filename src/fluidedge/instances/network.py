@@ -276,7 +276,11 @@ def plug(
                     spec.bridge,
                     spec.netns,
                     host_ifname,
-                    {"fluidedge-network": spec.name, "fluidedge-iface": container_ifname},
+                    {
+                        "fluidedge-network": spec.name,
+                        "fluidedge-iface": container_ifname,
+                        ovs_bridges.ATTACHED_MAC: mac_for(host_ifname),
+                    },
                     isolated=isolated,
                 )
             elif isolated:

@@ -123,6 +123,9 @@ def delete_bridge(bridge: str, netns: str | None) -> None:
 # the VLAN of its own (:func:`isolation_vlan` never gives it). Nothing is running behind a
 # port in that moment: the instances part plugs a shell before its process may start.
 QUARANTINE_VLAN = 4094
+# Interface external_ids key of the MAC behind a port (the instance's interface), as
+# OpenStack's agents name it.
+ATTACHED_MAC = "attached-mac"
 # Interface external_ids key marking a port plugged isolated (it stays so whatever a chain does).
 ISOLATED = "fluidedge-isolated"
 

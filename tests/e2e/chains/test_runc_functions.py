@@ -282,3 +282,52 @@ def _firewall_scenario(client: Client, tmp_path: Path) -> None:
     assert "udp dport 7001 counter packets 200 " in ruleset
     for name in ("fw", "a", "b"):
         client.delete(f"/v1/instances/{name}")
+
+
+def ttl_of_reply(pid: int, address: str) -> int:
+    """The TTL of the echo reply one ping from instance ``pid`` got (0: none)."""
+    done = nsexec(pid, "ping", "-n", "-c", "1", "-W", "2", address, check=False)
+    for word in done.stdout.split():
+        if word.startswith("ttl="):
+            return int(word[4:])
+    return 0
+
+
+def test_router_instance_is_the_next_hop(fn_daemon: DaemonHandle) -> None:
+    client = fn_daemon.client()
+    try:
+        _router_scenario(client)
+    finally:
+        client.close()
+
+
+def _router_scenario(client: Client) -> None:
+    host_template(client)
+    a_ip, b_ip = f"{SUBNET}.1", f"{SUBNET}.2"
+    body = functions.router(f"{TAG}-rtr", NET, ingress=[f"{a_ip}/32"], egress=[f"{b_ip}/32"])
+    client.post("/v1/templates", body)
+    a, b = host(client, "a", 1), host(client, "b", 2)
+    rtr = client.post("/v1/instances", {"name": "rtr", "template": f"{TAG}-rtr"})
+    legs = ports(rtr)
+    assert ttl_of_reply(a["pid"], b_ip) == 64  # direct: no hop decrements it
+    client.post(
+        "/v1/chains/port-pairs",
+        {"id": "rtr", "ingress": legs["eth0"], "egress": legs["eth1"], "kind": "routed"},
+    )
+    client.post("/v1/chains/port-pair-groups", {"id": "route", "port_pairs": ["rtr"]})
+    client.post(
+        "/v1/chains/flow-classifiers",
+        {"id": "ab", "protocol": "icmp", "logical_source_port": ports(a)["eth0"],
+         "logical_destination_port": ports(b)["eth0"]},
+    )  # fmt: skip
+    client.post(
+        "/v1/chains", {"id": "ab", "port_pair_groups": ["route"], "flow_classifiers": ["ab"]}
+    )
+    assert ping(a["pid"], b_ip, 20) == 20
+    # Each request and each reply was routed once by the function (its TTL taken down by
+    # one: the reply a gets left b with 64), entering by the port of its direction.
+    assert ttl_of_reply(a["pid"], b_ip) == 63
+    assert rx(rtr["pid"], "eth0") == 21
+    assert rx(rtr["pid"], "eth1") == 21
+    for name in ("rtr", "a", "b"):
+        client.delete(f"/v1/instances/{name}")

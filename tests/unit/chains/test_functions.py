@@ -51,3 +51,15 @@ def test_firewall_template_and_ruleset() -> None:
 def test_firewall_rule_must_be_one_statement(rule: str) -> None:
     with pytest.raises(InvalidChain, match="firewall"):
         functions.firewall_ruleset([rule])
+
+
+def test_router_template_and_routes() -> None:
+    spec = TemplateSpec.model_validate(
+        functions.router("rtr", "apps", ["198.18.46.1/32"], ["198.18.46.0/25", "2001:db8::/64"])
+    )
+    assert "ip link set eth1 arp off" in spec.command[-1]
+    assert spec.files["routes"] == (
+        "-4 198.18.46.1/32 eth0\n-4 198.18.46.0/25 eth1\n-6 2001:db8::/64 eth1\n"
+    )
+    with pytest.raises(InvalidChain, match="router"):
+        functions.router_routes(["10.0.0.0/8; reboot"], [])
