@@ -191,3 +191,32 @@ def register(app: typer.Typer) -> None:
     def fc_rm(name: str) -> None:
         """Delete a flow classifier."""
         call("DELETE", f"/v1/chains/flow-classifiers/{name}")
+
+    template_cols = ["name", "image", "description"]
+
+    @chain.command("template")
+    def function_template(  # noqa: PLR0917 (typer options are parameters)
+        kind: Annotated[str, typer.Argument(help="counter, firewall or router")],
+        name: str,
+        network: Annotated[str, typer.Option("--network", help="an ovs instance network")],
+        rule: Annotated[
+            list[str] | None, typer.Option("--rule", help="firewall: an nftables rule")
+        ] = None,
+        ingress_route: Annotated[
+            list[str] | None, typer.Option("--ingress-route", help="router: prefix out of eth0")
+        ] = None,
+        egress_route: Annotated[
+            list[str] | None, typer.Option("--egress-route", help="router: prefix out of eth1")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create the template of a built-in function (two isolated legs, eth0 and eth1)."""
+        body = {
+            "kind": kind,
+            "name": name,
+            "network": network,
+            "rules": rule or [],
+            "ingress_routes": ingress_route or [],
+            "egress_routes": egress_route or [],
+        }
+        _show(call("POST", "/v1/chains/function-templates", body), as_json, template_cols)

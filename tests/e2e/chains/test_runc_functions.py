@@ -1,7 +1,8 @@
 """Chain functions that are real runc instances, created through the daemon's API.
 
 Two host instances (``a``, ``b``) and function instances of the built-in templates
-(:mod:`fluidedge.chains.functions`) on one ``ovs`` instance network. A function's legs are
+(:mod:`fluidedge.chains.functions`, registered through ``POST /v1/chains/function-templates``)
+on one ``ovs`` instance network. A function's legs are
 plugged isolated (the template's ``isolated`` interfaces): while no chain uses it, nothing of
 the network reaches it although it bridges its legs (no loop, no flood), and once a chain
 takes it, the classified traffic crosses it once each way and comes back.
@@ -19,9 +20,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.chains import functions
 from fluidedge.core.client import Client
-from fluidedge.instances.images.hostnft import build_nft_layout
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
@@ -198,7 +197,10 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
     vsctl = Vsctl(ovs_bridges.switch(NS))
     host_template(client)
-    client.post("/v1/templates", functions.counter(f"{TAG}-ctr", NET))
+    made = client.post(
+        "/v1/chains/function-templates", {"kind": "counter", "name": f"{TAG}-ctr", "network": NET}
+    )
+    assert made["interfaces"][0]["isolated"] is True
     a, b = host(client, "a", 1), host(client, "b", 2)
     ctr = client.post("/v1/instances", {"name": "ctr", "template": f"{TAG}-ctr"})
     legs = ports(ctr)
@@ -243,23 +245,20 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
         client.delete(f"/v1/instances/{name}")
 
 
-def test_firewall_instance_drops_exactly_its_traffic(
-    fn_daemon: DaemonHandle, tmp_path: Path
-) -> None:
+def test_firewall_instance_drops_exactly_its_traffic(fn_daemon: DaemonHandle) -> None:
     client = fn_daemon.client()
     try:
-        _firewall_scenario(client, tmp_path)
+        _firewall_scenario(client)
     finally:
         client.close()
 
 
-def _firewall_scenario(client: Client, tmp_path: Path) -> None:
-    layout = tmp_path / "nft-layout"
-    build_nft_layout(layout, tmp_path)
-    client.post("/v1/images", {"name": "nft", "source": str(layout), "ref": "nft"})
+def _firewall_scenario(client: Client) -> None:
     host_template(client)
-    rules = ["udp dport 7001 counter drop"]
-    client.post("/v1/templates", functions.firewall(f"{TAG}-fw", NET, rules))
+    body = {"kind": "firewall", "name": f"{TAG}-fw", "network": NET,
+            "rules": ["udp dport 7001 counter drop"]}  # fmt: skip
+    assert client.post("/v1/chains/function-templates", body)["image"] == "nft"
+    assert client.get("/v1/images/nft")["name"] == "nft"  # built from the host's nft
     a, b = host(client, "a", 1), host(client, "b", 2)
     fw = client.post("/v1/instances", {"name": "fw", "template": f"{TAG}-fw"})
     legs = ports(fw)
@@ -304,8 +303,9 @@ def test_router_instance_is_the_next_hop(fn_daemon: DaemonHandle) -> None:
 def _router_scenario(client: Client) -> None:
     host_template(client)
     a_ip, b_ip = f"{SUBNET}.1", f"{SUBNET}.2"
-    body = functions.router(f"{TAG}-rtr", NET, ingress=[f"{a_ip}/32"], egress=[f"{b_ip}/32"])
-    client.post("/v1/templates", body)
+    body = {"kind": "router", "name": f"{TAG}-rtr", "network": NET,
+            "ingress_routes": [f"{a_ip}/32"], "egress_routes": [f"{b_ip}/32"]}  # fmt: skip
+    client.post("/v1/chains/function-templates", body)
     a, b = host(client, "a", 1), host(client, "b", 2)
     rtr = client.post("/v1/instances", {"name": "rtr", "template": f"{TAG}-rtr"})
     legs = ports(rtr)
