@@ -120,6 +120,13 @@ class Vsctl:
     def ports(self, bridge: str) -> list[str]:
         return self.run("list-ports", check_name(bridge)).split()
 
+    def port_tags(self) -> dict[str, int | None]:
+        """Every port's access VLAN (None: a trunk of all), one read-only query."""
+        data = json.loads(self.run("--format=json", "--columns=name,tag", "list", "Port"))
+        return {
+            str(name): tag if isinstance(tag, int) else None for name, tag in data.get("data", [])
+        }
+
     def interfaces(self) -> dict[str, dict[str, object]]:
         """Every interface: name -> {ofport, external_ids, error} (one query)."""
         text = self.run(
