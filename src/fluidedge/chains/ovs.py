@@ -1,20 +1,22 @@
 """The thin adapter: a bridge's compiled chains installed in OpenFlow bundles, make-before-break.
 
-Every flow of a chain carries the cookie ``CHAIN_COOKIE | chain_id << 32 | version``. A change
-of a chain is two bundles (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, each all or nothing: a
-packet sees a whole table, never half of one). The first *adds* the chain's new flows under
-the next version (an add of an existing identity replaces it in place, so the steering of a
-flow in flight never has a gap) and deletes the pins of members that left; the second, a
-moment later (:data:`DRAIN`), *deletes* what is left of the old version by its exact cookie,
-so packets still inside a function that left its group come back through its old return
-flows. Chains that did not change are not touched, and neither are the learned pins of
-members that stay: a flow keeps its function instance across a change of its group. The pins
-of a member that is gone (dead or deleted instance: its port left the bridge; or removed from
-its group) are deleted by their cookie, so only its flows move, to a sibling.
+Every flow of a chain carries the cookie ``CHAIN_COOKIE | chain_id << 32 | version``, the
+version that last wrote it. A change of a chain is a diff against what is installed, in two
+bundles (:meth:`fluidedge.ovs.ofctl.Ofctl.bundle`, each all or nothing: a packet sees a whole
+table, never half of one). The first *adds* the flows that are new or whose actions changed,
+under the next version (an add of an existing identity replaces it in place, so the steering
+of a flow in flight never has a gap), and deletes the pins of members that left; the second,
+a moment later (:data:`DRAIN`), *deletes* strictly the flows that are gone, so packets still
+inside a function that left its group come back through its old return flows. Unchanged
+flows and chains are not touched, and neither are the learned pins of members that stay: a
+flow keeps its function instance across a change of its group. The pins of a member that is
+gone (dead or deleted instance: its port left the bridge; or removed from its group) are
+deleted by their cookie, so only its flows move, to a sibling. (``diff=False``: every flow of
+a changed chain re-added under the new version, the old version deleted by its cookie.)
 
 The first apply on a bridge (daemon start) reads what is installed (the chain and pin cookies)
-and reconciles: current chains are installed under a version above any found, every other
-chain cookie and every pin of a member that is not live is deleted, in the same bundle.
+and reconciles: current chains are installed whole under a version above any found, every
+other chain cookie and every pin of a member that is not live is deleted, in the same bundle.
 """
 
 from __future__ import annotations
