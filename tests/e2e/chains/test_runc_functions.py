@@ -154,6 +154,19 @@ def udp(
     return {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
+def counter_after(client: Client) -> dict[str, Any]:
+    """A counter instance ``ctr``, declared as group ``count`` (a chain's second group)."""
+    body = {"kind": "counter", "name": f"{TAG}-ctr2", "network": NET}
+    client.post("/v1/chains/function-templates", body)
+    ctr: dict[str, Any] = client.post("/v1/instances", {"name": "ctr", "template": f"{TAG}-ctr2"})
+    legs = ports(ctr)
+    client.post(
+        "/v1/chains/port-pairs", {"id": "ctr", "ingress": legs["eth0"], "egress": legs["eth1"]}
+    )
+    client.post("/v1/chains/port-pair-groups", {"id": "count", "port_pairs": ["ctr"]})
+    return ctr
+
+
 def host_template(client: Client) -> None:
     client.post(
         "/v1/templates",
@@ -261,6 +274,7 @@ def _firewall_scenario(client: Client) -> None:
     assert client.get("/v1/images/nft")["name"] == "nft"  # built from the host's nft
     a, b = host(client, "a", 1), host(client, "b", 2)
     fw = client.post("/v1/instances", {"name": "fw", "template": f"{TAG}-fw"})
+    ctr = counter_after(client)
     legs = ports(fw)
     client.post(
         "/v1/chains/port-pairs", {"id": "fw", "ingress": legs["eth0"], "egress": legs["eth1"]}
@@ -271,15 +285,18 @@ def _firewall_scenario(client: Client) -> None:
         {"id": "ab", "protocol": "udp", "logical_source_port": ports(a)["eth0"],
          "logical_destination_port": ports(b)["eth0"]},
     )  # fmt: skip
-    client.post("/v1/chains", {"id": "ab", "port_pair_groups": ["fw"], "flow_classifiers": ["ab"]})
+    chain = {"id": "ab", "port_pair_groups": ["fw", "count"], "flow_classifiers": ["ab"]}
+    client.post("/v1/chains", chain)
 
     got = udp(a, b, f"{SUBNET}.2", [7000, 7001], 200)
     assert got == {7000: 200, 7001: 0}
-    # Both ports' datagrams crossed the firewall's ingress; its rule counted the dropped ones.
+    # Both ports' datagrams crossed the firewall's ingress; its rule counted the dropped ones;
+    # the counter after it saw exactly what it let through.
     assert rx(fw["pid"], "eth0") == 400
     ruleset = nsexec(fw["pid"], "nft", "list", "ruleset").stdout
     assert "udp dport 7001 counter packets 200 " in ruleset
-    for name in ("fw", "a", "b"):
+    assert rx(ctr["pid"], "eth0") == 200
+    for name in ("fw", "ctr", "a", "b"):
         client.delete(f"/v1/instances/{name}")
 
 
@@ -308,6 +325,7 @@ def _router_scenario(client: Client) -> None:
     client.post("/v1/chains/function-templates", body)
     a, b = host(client, "a", 1), host(client, "b", 2)
     rtr = client.post("/v1/instances", {"name": "rtr", "template": f"{TAG}-rtr"})
+    ctr = counter_after(client)
     legs = ports(rtr)
     assert ttl_of_reply(a["pid"], b_ip) == 64  # direct: no hop decrements it
     client.post(
@@ -320,14 +338,16 @@ def _router_scenario(client: Client) -> None:
         {"id": "ab", "protocol": "icmp", "logical_source_port": ports(a)["eth0"],
          "logical_destination_port": ports(b)["eth0"]},
     )  # fmt: skip
-    client.post(
-        "/v1/chains", {"id": "ab", "port_pair_groups": ["route"], "flow_classifiers": ["ab"]}
-    )
+    chain = {"id": "ab", "port_pair_groups": ["route", "count"], "flow_classifiers": ["ab"]}
+    client.post("/v1/chains", chain)
     assert ping(a["pid"], b_ip, 20) == 20
     # Each request and each reply was routed once by the function (its TTL taken down by
-    # one: the reply a gets left b with 64), entering by the port of its direction.
+    # one: the reply a gets left b with 64), entering by the port of its direction; the
+    # transparent counter after it saw each once too (re-addressed to b, then to the router).
     assert ttl_of_reply(a["pid"], b_ip) == 63
     assert rx(rtr["pid"], "eth0") == 21
     assert rx(rtr["pid"], "eth1") == 21
-    for name in ("rtr", "a", "b"):
+    assert rx(ctr["pid"], "eth0") == 21
+    assert rx(ctr["pid"], "eth1") == 21
+    for name in ("rtr", "ctr", "a", "b"):
         client.delete(f"/v1/instances/{name}")
