@@ -222,6 +222,18 @@ def build_router(
         responses=error_responses(400, 404, 409),
         name="create a built-in function's template",
     )
+
+    def pair_packets(object_id: str) -> dict[str, Any]:
+        return service.pair_packets(object_id)
+
+    router.add_api_route(
+        "/chains/port-pairs/{object_id}/packets",
+        pair_packets,
+        methods=["GET"],
+        tags=["chains"],
+        responses=error_responses(404),
+        name="what a function was handed and gave back",
+    )
     for path, kind, body in RESOURCES:
         _resource(router, service, path, kind, body)
     return router

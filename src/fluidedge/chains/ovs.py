@@ -131,6 +131,16 @@ class OvsChains:
         self.macs = macs
         return out
 
+    def port_packets(self, ports: list[str]) -> dict[str, tuple[int, int]]:
+        """Switch port -> (packets it sent into the switch, packets the switch sent to it),
+        for those of ``ports`` on this bridge."""
+        try:
+            ofports = self.ofports()
+            counts = self.ofctl.port_packets()
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        return {p: counts[ofports[p]] for p in ports if p in ofports and ofports[p] in counts}
+
     def port_macs(self) -> dict[str, str]:
         """Switch port -> the MAC behind it, as the last :meth:`ofports` read them."""
         return dict(self.macs)

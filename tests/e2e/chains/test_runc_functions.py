@@ -244,6 +244,10 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     # egress (exactly: nothing else of the network reaches an isolated port).
     assert rx(ctr["pid"], "eth0") == 20
     assert rx(ctr["pid"], "eth1") == 20
+    # The switch's side of it, over the API: what it handed the function on each leg.
+    seen = client.get("/v1/chains/port-pairs/ctr/packets")
+    assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)
+    assert seen["ingress"]["from_function"] >= 20  # the replies back (and its own chatter)
     # The legs stay isolated: the chain's flows alone reach them.
     for leg in legs.values():
         assert tag_of(vsctl, leg) == str(ovs_bridges.isolation_vlan(vsctl.ofport(leg)))
