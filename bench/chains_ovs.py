@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -204,7 +205,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, Open vSwitch)")
-    lab = ChainLab(Path(tempfile.mkdtemp(prefix="fe-chbench-")))
+    workdir = Path(tempfile.mkdtemp(prefix="fe-chbench-"))
+    lab = ChainLab(workdir)
     echo: subprocess.Popen[bytes] | None = None
     try:
         a = lab.host("a", "net", "02:00:00:00:0a:01", "10.0.0.1/24")
@@ -221,6 +223,7 @@ def main() -> None:
             echo.kill()
             echo.wait()
         lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure(
