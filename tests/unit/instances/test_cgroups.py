@@ -142,3 +142,18 @@ def test_runtime_check_refuses_crun_on_hybrid_hosts() -> None:
     assert runc._missing("container `x` does not exist")
     assert runc._missing("error opening file `/r/x/status`: No such file or directory")
     assert not runc._missing("permission denied")
+
+
+def test_v1_prepare_keeps_an_empty_cgroup_frozen(tmp_path: Path) -> None:
+    """The v1 freezer flips a kernel static key when the host's only frozen cgroup thaws (text
+    patching: ms at the tail of a resume); a cgroup that stays frozen keeps it on."""
+    for controller in ("cpuset", "cpu", "memory", "pids", "freezer"):
+        (tmp_path / controller).mkdir()
+        (tmp_path / controller / "cgroup.procs").write_text("")
+    cg = cgroups.CgroupsV1("/fluidedge", root=tmp_path)
+    cg.prepare()
+    anchor = tmp_path / "freezer" / "fluidedge" / cgroups.FREEZER_ANCHOR
+    assert (anchor / "freezer.state").read_text() == "FROZEN"
+    cg.prepare()  # a restart: the same anchor, still frozen
+    assert (anchor / "freezer.state").read_text() == "FROZEN"
+    assert [p.name for p in anchor.parent.iterdir()] == [cgroups.FREEZER_ANCHOR]

@@ -72,6 +72,7 @@ class FakeManager:
     def __init__(self) -> None:
         self.instances: dict[str, FakeInstance] = {}
         self.requests: list[Any] = []
+        self.durable: list[bool] = []
         self.calls: list[tuple[str, str]] = []
         self.cgroups = FakeCgroups()
 
@@ -83,7 +84,8 @@ class FakeManager:
     def get_network(self, name: str) -> FakeNetwork:
         return FakeNetwork()
 
-    def create_instance(self, request: Any) -> None:
+    def create_instance(self, request: Any, *, durable: bool = True) -> None:
+        self.durable.append(durable)
         self.requests.append(request)
         self.instances[request.name] = FakeInstance(
             request.name, f"id-{request.name}", "running", dict(request.labels)
@@ -167,6 +169,7 @@ def test_create_points_the_binding_and_records_it(tmp_path: Path) -> None:
     assert table.activity()[("web", UE1)][0] == "ready"
     assert c.instances_of("web")[0]["address"] == "198.19.0.65"
     assert c.counts()["web"] == {"created": 1}
+    assert c.manager.durable == [False]  # type: ignore[attr-defined]  # no fsync on the path
 
 
 def test_bound_refuses_counted(tmp_path: Path) -> None:
@@ -227,6 +230,7 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
     c, manager, table, name = paused(tmp_path)
     assert table.bindings[("web", UE1)].frozen  # the freeze is confirmed
     table.waker = c._wake
+    table.sink = c._sink
     assert (
         table.admit("web", UE1, "k", b"p", time.monotonic())
         == ipaddress.IPv4Address("198.19.0.65").packed
@@ -235,8 +239,11 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
     assert table.activity()[("web", UE1)][0] == "ready"
     assert table.counters["demand_resumed"] == 1
     assert c.counts()["web"]["resumed"] == 1  # counted at once
-    assert manager.calls[-1] == ("pause", name)  # recorded later, by the resume lane
-    c._resumed("web", UE1)
+    assert manager.calls[-1] == ("pause", name)  # recorded later, by the idle thread
+    assert c._resumes.qsize() == 0  # the notice woke no thread
+    c.idle_pass(time.monotonic())  # not before RECORD_AFTER
+    assert manager.calls[-1] == ("pause", name)
+    c.idle_pass(time.monotonic() + 0.5)  # its next look (T1 is 1 s: no new pause)
     assert manager.calls[-1] == ("resume", name)
     assert c.instances_of("web")[0]["state"] == "running"
     assert c.counts()["web"]["resumed"] == 1
@@ -315,7 +322,7 @@ class HeldManager(FakeManager):
         self.entered = threading.Event()
         self.go = threading.Event()
 
-    def create_instance(self, request: Any) -> None:
+    def create_instance(self, request: Any, *, durable: bool = True) -> None:
         if self.requests:  # the first creation (before the threads start) is not held
             self.entered.set()
             self.go.wait(10)
@@ -407,7 +414,7 @@ def test_a_service_name_an_instance_cannot_have_still_gets_instances(tmp_path: P
 
 def test_an_unexpected_failure_of_a_creation_lets_the_next_packet_retry(tmp_path: Path) -> None:
     class Crashing(FakeManager):
-        def create_instance(self, request: Any) -> None:
+        def create_instance(self, request: Any, *, durable: bool = True) -> None:
             if not self.requests:
                 self.requests.append(request)
                 raise RuntimeError("a bug, not a refusal")

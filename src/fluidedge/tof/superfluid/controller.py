@@ -10,12 +10,14 @@ manager, so nothing crosses a process boundary on the first-packet path):
   queue, counted by reason.
 - a packet for a frozen instance wakes it on the packet path (:meth:`Controller._wake`, called
   by the data plane: one cgroup write, then the packet goes on; see
-  :mod:`fluidedge.tof.superfluid.table`); the *resume* thread records it ``RECORD_AFTER``
-  later (``resumed`` notices: :meth:`Manager.resume`, the row). It also serves ``resume``
-  demands, for a packet that came while the freeze was still in progress (thaw after the
-  freeze, flush, record).
-  Resumes have this queue of their own: they must never wait behind creations, which take
-  milliseconds each and, under a flood of new UEs, wait for the creation rate's tokens.
+  :mod:`fluidedge.tof.superfluid.table`). Its ``resumed`` notice goes into a list no thread
+  waits on (waking one would hand it the GIL while the instance's first answer crosses the
+  data plane); the idle thread records it at its next look, at least ``RECORD_AFTER`` later
+  (:meth:`Manager.resume`, the row).
+- the *resume* thread serves ``resume`` demands, for a packet that came while the freeze was
+  still in progress (thaw after the freeze, flush, record). Resumes have this queue of their
+  own: they must never wait behind creations, which take milliseconds each and, under a
+  flood of new UEs, wait for the creation rate's tokens.
 - the *idle* thread looks at the bindings' activity every ``IDLE_PERIOD`` and pauses an
   instance idle for T1 (the binding is parked first, unless a packet went through since the
   look, so a packet arriving meanwhile is queued and asks for a resume) and deletes one
@@ -37,7 +39,7 @@ import queue
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +63,10 @@ log = logging.getLogger("fluidedge.tof.superfluid")
 
 IDLE_PERIOD = 0.1  # s between looks at the bindings' activity
 WAKE_TIMEOUT = 0.002  # s the packet path waits for a thaw to be confirmed (then: queued)
-# A wake is recorded (the manager's state, the row) this long after it, off the first
-# exchange's path: the bookkeeping holds the GIL for about half a millisecond, which the
-# data-plane thread would otherwise wait for while the instance's first answer passes.
+# A wake is recorded (the manager's state, the row) by the idle thread's first look at least
+# this long after it, off the first exchange's path: the bookkeeping holds the GIL for about
+# half a millisecond, which the data-plane thread would otherwise wait for while the
+# instance's first answer passes.
 RECORD_AFTER = 0.02
 LABEL_SERVICE = "fluidedge.tof.superfluid.service"
 LABEL_UE = "fluidedge.tof.superfluid.ue"
@@ -156,6 +159,8 @@ class Controller:
         self._bucket_lock = threading.Lock()
         self._demands: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
         self._resumes: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
+        # Wakes done on the packet path, to record (no thread waits on it: see the docstring).
+        self._woken: deque[tuple[str, bytes, float]] = deque()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mono_to_wall = time.time() - time.monotonic()
@@ -195,6 +200,7 @@ class Controller:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
+        self._record_woken(float("inf"))
         self.neighbours.close()
 
     def _restore(self) -> None:
@@ -276,24 +282,35 @@ class Controller:
     # ------------------------------------------------------------------ demands
 
     def _sink(self, service: str, ue: bytes, kind: str, now: float) -> None:
-        """Called by the data plane (its lock held): never blocks."""
-        lane = self._resumes if kind in (RESUME, RESUMED) else self._demands
+        """Called by the data plane (its lock held): never blocks, and a ``resumed`` notice
+        wakes no thread (an append: the idle thread records it)."""
+        if kind == RESUMED:
+            self._woken.append((service, ue, now))
+            return
+        lane = self._resumes if kind == RESUME else self._demands
         lane.put((service, ue, kind, now))
+
+    def _record_woken(self, now: float) -> None:
+        """Record the wakes older than ``RECORD_AFTER`` (the idle thread, before its look)."""
+        woken = self._woken
+        while woken and woken[0][2] <= now - RECORD_AFTER:
+            service, ue, _ = woken.popleft()
+            try:
+                self._resumed(service, ue)
+            except Exception:  # the next ones must still be recorded
+                log.exception("superfluid: recording a resume of %s failed", service)
 
     def _worker(self, lane: queue.Queue[tuple[str, bytes, str, float] | None]) -> None:
         while True:
             item = lane.get()
             if item is None:
                 return
-            service, ue, kind, at = item
+            service, ue, kind, _ = item
             try:
                 if kind == CREATE:
                     self._create(service, ue)
                 elif kind == RESUME:
                     self._resume(service, ue)
-                elif kind == RESUMED:
-                    self._stop.wait(max(0.0, at + RECORD_AFTER - time.monotonic()))
-                    self._resumed(service, ue)
                 elif kind == "reap":
                     self._reap(service, ue)
             except Exception:  # a worker must survive anything one demand does
@@ -408,7 +425,9 @@ class Controller:
             }
         )
         with self.admission.admit(request) as admitted:
-            self.manager.create_instance(admitted)
+            # No fsync before the workload starts: kill -9 still finds the instance (and a
+            # power loss leaves neither it nor a reason to keep its row; see create_instance).
+            self.manager.create_instance(admitted, durable=False)
         if network_name is not None:
             self._forget_neighbour(network_name, record.address)
 
@@ -528,7 +547,9 @@ class Controller:
                 log.exception("superfluid: idle pass failed")
 
     def idle_pass(self, now: float) -> None:
-        """Pause instances idle for T1, delete those paused for T2 (one look)."""
+        """Record the packet path's wakes, then pause instances idle for T1 and delete those
+        paused for T2 (one look)."""
+        self._record_woken(now)
         activity = self.plane.ondemand_activity()
         with self._lock:
             todo = []
