@@ -87,13 +87,13 @@ def _inner(frame: bytes, gtp: bool) -> bytes | None:
     return g[hdr:]
 
 
-def _events(path: Path, gtp: bool) -> tuple[dict[tuple[int, str], float], list[int]]:
+def _events(path: Path, gtp: bool) -> tuple[dict[tuple[int, str], float], list[tuple[int, int]]]:
     """(the SYN's sequence number, "syn"/"synack") -> first time seen (s), and the SYNs'
     sequence numbers in order. The ISN names a connection on every capture point (the TOF
     NATs addresses, not sequence numbers), where a port would not: the UE reuses its ports
     toward different services."""
     out: dict[tuple[int, str], float] = {}
-    order: list[int] = []
+    order: list[tuple[int, int]] = []  # (ISN, UE port) of each connection, in order
     reader = RawPcapReader(str(path))
     scale = 1e9 if getattr(reader, "nano", False) else 1e6
     for data, meta in reader:
@@ -107,8 +107,10 @@ def _events(path: Path, gtp: bool) -> tuple[dict[tuple[int, str], float], list[i
         stamp = meta.sec + meta.usec / scale
         if flags & (SYN | ACK) == SYN and dport == 80:
             if (seq, "syn") not in out:
-                order.append(seq)
+                order.append((seq, sport))
                 out[(seq, "syn")] = stamp
+            else:
+                out[(-1, "retransmitted")] = out.get((-1, "retransmitted"), 0.0) + 1
         elif flags & (SYN | ACK) == SYN | ACK and sport == 80:
             out.setdefault(((ack - 1) & 0xFFFFFFFF, "synack"), stamp)
     return out, order
@@ -204,10 +206,12 @@ def main() -> None:
                     for kind in order:
                         ip = "198.18.50.1" if kind == "run" else "198.18.50.2"
                         before = _server_ms(client, RESUME_METRIC, "resume")
-                        ms, _ = _curl(lab, ip)
+                        ms, port = _curl(lab, ip)
                         after = _server_ms(client, RESUME_METRIC, "resume")
                         held = after[0] - before[0] if after[1] == before[1] + 1 else None
-                        rows.append({"kind": kind, "mode": mode, "curl": ms, "held": held})
+                        rows.append(
+                            {"kind": kind, "mode": mode, "curl": ms, "port": port, "held": held}
+                        )
             finally:
                 _anchor(True)
                 if perf is not None:
@@ -233,9 +237,19 @@ def report(work: Path, rows: list[dict[str, Any]], settle: float) -> None:
     ue, order = _events(work / "ue.pcap", False)
     s1, _ = _events(work / "s1.pcap", True)
     apps, _ = _events(work / "apps.pcap", False)
+    print(f"SYNs retransmitted by the UE: {int(ue.get((-1, 'retransmitted'), 0))}")
     if len(order) != len(rows):
-        print(f"warning: {len(order)} SYNs on the UE for {len(rows)} requests")
-    for row, isn in zip(rows, order, strict=False):
+        print(f"note: {len(order)} SYNs on the UE for {len(rows)} requests (capture drops)")
+    # Each request is the next SYN from its curl's port (a SYN the capture lost: no segments).
+    position = 0
+    for row in rows:
+        isn = None
+        for k in range(position, min(position + 4, len(order))):
+            if order[k][1] == row.get("port", order[k][1]):
+                isn, position = order[k][0], k + 1
+                break
+        if isn is None:
+            continue
         t = [
             ue.get((isn, "syn")),
             s1.get((isn, "syn")),
@@ -247,6 +261,7 @@ def report(work: Path, rows: list[dict[str, Any]], settle: float) -> None:
         if all(x is not None for x in t):
             stamps = [float(x) for x in t if x is not None]
             row["wire"] = (stamps[5] - stamps[0]) * 1000
+            row["host"] = (stamps[4] - stamps[1]) * 1000  # S1 in to S1 out: the TOF + app
             for j, name in enumerate(SEGMENTS):
                 row[name] = (stamps[j + 1] - stamps[j]) * 1000
     p = percentile
@@ -256,13 +271,13 @@ def report(work: Path, rows: list[dict[str, Any]], settle: float) -> None:
         print(f"\n== {mode} ({len(sel) // 2} pairs)")
         print(f"{'segment (ms)':14}{'run p50':>9}{'run p90':>9}{'run max':>9}"
               f"{'res p50':>9}{'res p90':>9}{'res max':>9}")  # fmt: skip
-        for name in ("curl", "wire", *SEGMENTS, "held"):
+        for name in ("curl", "wire", "host", *SEGMENTS, "held"):
             r = [x[name] for x in sel if x["kind"] == "run" and x.get(name) is not None]
             q = [x[name] for x in sel if x["kind"] == "res" and x.get(name) is not None]
             cols = [p(r, 0.5), p(r, 0.9), max(r, default=float("nan"))] if r else [float("nan")] * 3
             cols += [p(q, 0.5), p(q, 0.9), max(q, default=float("nan"))]
             print(f"{name:14}" + "".join(f"{c:9.3f}" for c in cols))
-        for metric in ("curl", "wire"):
+        for metric in ("curl", "wire", "host"):
             run, res = [], []
             for first, second in zip(sel[::2], sel[1::2], strict=False):
                 one = {first["kind"]: first, second["kind"]: second}
