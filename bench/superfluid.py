@@ -180,8 +180,8 @@ def resume(lab: Lab, client: Client, n: int, settle: float) -> dict[str, list[fl
             30,
             "the pause",
         )
-        time.sleep(settle)
         before = _server_ms(client, "fluidedge_superfluid_resume_seconds", "resume")
+        time.sleep(settle)  # also: no API request just before the measured ones
         first_running = bool(i % 2)
         run_c = _curl(lab, "ue1", "198.18.50.1")[0] if first_running else 0.0
         c, b, _ = _curl(lab, "ue1", "198.18.50.2")

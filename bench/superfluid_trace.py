@@ -201,14 +201,18 @@ def main() -> None:
                     mode = "no-anchor" if args.ab_anchor and i % 2 else "anchor"
                     _anchor(mode == "anchor")
                     _wait(lambda: _paused(client), 30, "the pause")
-                    time.sleep(args.settle)
+                    before = _server_ms(client, RESUME_METRIC, "resume")
+                    time.sleep(args.settle)  # also: no API request just before a measured one
                     order = ("run", "res") if (i // 2) % 2 == 0 else ("res", "run")
+                    measured = []
                     for kind in order:
                         ip = "198.18.50.1" if kind == "run" else "198.18.50.2"
-                        before = _server_ms(client, RESUME_METRIC, "resume")
-                        ms, port = _curl(lab, ip)
-                        after = _server_ms(client, RESUME_METRIC, "resume")
-                        held = after[0] - before[0] if after[1] == before[1] + 1 else None
+                        measured.append((kind, *_curl(lab, ip)))
+                    after = _server_ms(client, RESUME_METRIC, "resume")
+                    for kind, ms, port in measured:
+                        held = None
+                        if kind == "res" and after[1] == before[1] + 1:
+                            held = after[0] - before[0]
                         rows.append(
                             {"kind": kind, "mode": mode, "curl": ms, "port": port, "held": held}
                         )

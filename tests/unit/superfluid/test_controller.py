@@ -61,11 +61,33 @@ class FakeCgroups:
     thawed: list[str] = field(default_factory=list)
 
     fail: bool = False
+    prepared: bool = True  # thawer() works (False: the wake opens the files itself)
+    closed: list[str] = field(default_factory=list)
 
     def thaw(self, container_id: str, *, timeout: float = 1.0) -> None:
         if self.fail:
             raise OSError(5, "thaw failed")
         self.thawed.append(container_id)
+
+    def thawer(self, container_id: str) -> FakeThawer:
+        if not self.prepared:
+            raise OSError(2, "no freezer files")
+        return FakeThawer(self, container_id)
+
+
+@dataclass
+class FakeThawer:
+    cgroups: FakeCgroups
+    container_id: str
+
+    def thaw(self) -> bool:
+        if self.cgroups.fail:
+            raise OSError(5, "thaw failed")
+        self.cgroups.thawed.append(self.container_id)
+        return True
+
+    def close(self) -> None:
+        self.cgroups.closed.append(self.container_id)
 
 
 class FakeManager:
@@ -245,8 +267,23 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
     assert manager.calls[-1] == ("pause", name)
     c.idle_pass(time.monotonic() + 0.5)  # its next look (T1 is 1 s: no new pause)
     assert manager.calls[-1] == ("resume", name)
+    assert manager.cgroups.closed == [f"id-{name}"]  # the prepared thaw, released
     assert c.instances_of("web")[0]["state"] == "running"
     assert c.counts()["web"]["resumed"] == 1
+
+
+def test_a_wake_without_a_prepared_thaw_opens_the_freezer_itself(tmp_path: Path) -> None:
+    manager = FakeManager()
+    manager.cgroups.prepared = False
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    [name] = manager.instances
+    c.idle_pass(time.monotonic() + 1.5)
+    assert c.records[("web", UE1)].thawer is None
+    table.waker = c._wake
+    assert table.admit("web", UE1, "k", b"p", time.monotonic()) != b""
+    assert manager.cgroups.thawed == [f"id-{name}"]
 
 
 def test_a_failed_wake_falls_back_to_the_queued_resume(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 
 from fluidedge.core.store import Store
 from fluidedge.errors import FluidedgeError
+from fluidedge.instances.cgroups import Thawer
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import Histograms
@@ -107,7 +108,22 @@ class Record:
     created_at: float  # wall clock
     paused_at: float | None = None  # monotonic
     container: str | None = None  # the runtime's id, known once paused (for _wake)
+    thawer: Thawer | None = None  # its freezer's files, opened at the pause (for _wake)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def running(self) -> None:
+        """Thawed: nothing left for :meth:`Controller._wake` (the record's lock held, and the
+        binding no longer frozen, so the packet path does not use the thawer meanwhile)."""
+        self.state = "running"
+        self.paused_at = None
+        self.container = None
+        self.drop_thawer()
+
+    def drop_thawer(self) -> None:
+        thawer, self.thawer = self.thawer, None
+        if thawer is not None:
+            with contextlib.suppress(OSError):
+                thawer.close()
 
     def to_api(self, paused_wall: float | None) -> dict[str, Any]:
         return {
@@ -201,6 +217,8 @@ class Controller:
             thread.join(timeout=10)
         self._threads.clear()
         self._record_woken(float("inf"))
+        for record in list(self.records.values()):  # the waker is gone: no packet uses them
+            record.drop_thawer()
         self.neighbours.close()
 
     def _restore(self) -> None:
@@ -237,6 +255,8 @@ class Controller:
                 paused_at,
                 inst.id if paused else None,
             )
+            if paused:
+                record.thawer = self._thawer(inst.id)
             self.records[key] = record
             known.add(record.instance)
             self.plane.ondemand_restore(
@@ -473,9 +493,7 @@ class Controller:
                     if not thawed:
                         self._refuse(service, ue, "resume_failed")
                         return
-                record.state = "running"
-                record.paused_at = None
-                record.container = None
+                record.running()
             if not thawed:
                 self.counters[(service, "resumed")] += 1
                 waited = self.plane.ondemand_ready(
@@ -492,11 +510,16 @@ class Controller:
         the queued resume (the data plane must not stall)."""
         record = self.records.get((service, ue))
         container = None if record is None else record.container
-        if container is None:
+        if record is None or container is None:
             return False
         begin = time.monotonic()
         try:
-            self.manager.cgroups.thaw(container, timeout=WAKE_TIMEOUT)
+            thawer = record.thawer
+            if thawer is None:  # could not be opened at the pause: the path, polled
+                self.manager.cgroups.thaw(container, timeout=WAKE_TIMEOUT)
+            elif not thawer.thaw():  # the kernel does not say thawed: the queued resume
+                log.info("superfluid: waking %s on the packet path: not thawed", container)
+                return False
         except (FluidedgeError, OSError) as exc:
             log.info("superfluid: waking %s on the packet path: %s", container, exc)
             return False
@@ -518,9 +541,7 @@ class Controller:
                 self.manager.resume(record.instance)  # finds it thawed: records the state
             except FluidedgeError as exc:
                 log.warning("superfluid: recording the resume of %s: %s", record.instance, exc)
-            record.state = "running"
-            record.paused_at = None
-            record.container = None
+            record.running()
             self._save(record)
 
     def _reap(self, service: str, ue: bytes) -> None:
@@ -531,6 +552,7 @@ class Controller:
             return
         with record.lock:
             self.plane.ondemand_forget(service, ue, force=True)
+            record.drop_thawer()  # the binding is gone: no packet wakes it any more
             self._delete_instance(record.instance)
             self.counters[(service, "deleted")] += 1
             with self._lock:
@@ -584,13 +606,24 @@ class Controller:
             record.paused_at = time.monotonic()
             with contextlib.suppress(FluidedgeError):
                 record.container = self.manager.get_instance(record.instance).id
+                record.thawer = self._thawer(record.container)
                 self.plane.ondemand_frozen(*key)  # from now on a packet wakes it itself
             self._save(record)
+
+    def _thawer(self, container: str) -> Thawer | None:
+        """The thaw of a frozen instance, prepared for the packet path (None: it will open
+        the freezer's files itself)."""
+        try:
+            return self.manager.cgroups.thawer(container)
+        except (FluidedgeError, OSError) as exc:
+            log.info("superfluid: no prepared thaw for %s: %s", container, exc)
+            return None
 
     def _delete(self, key: Key, record: Record) -> None:
         with record.lock:
             if record.state != "paused" or not self.plane.ondemand_forget(*key):
                 return
+            record.drop_thawer()  # the binding is gone: no packet wakes it any more
             self._delete_instance(record.instance)
             self.counters[(key[0], "deleted")] += 1
             with self._lock:
