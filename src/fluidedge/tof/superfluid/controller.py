@@ -42,11 +42,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fluidedge.core.store import Store
 from fluidedge.errors import FluidedgeError
-from fluidedge.instances.cgroups import Thawer
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.timing import Histograms
@@ -94,6 +93,14 @@ def _ue_text(ue: bytes) -> str:
 
 def _ue_bytes(text: str) -> bytes:
     return ipaddress.ip_address(text).packed if text else b""
+
+
+class Thawer(Protocol):
+    """A thaw prepared at the pause (the instance manager's ``cgroups.Thawer``)."""
+
+    def thaw(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
