@@ -645,9 +645,15 @@ class Controller:
         except FluidedgeError as exc:
             log.warning("superfluid: deleting %s: %s", name, exc)
 
+    # The rows are written without waiting for the fsync (durable=False): they survive a
+    # kill -9 of the daemon, which is what they are for (re-adopt the instances, keep T2).
+    # A power loss may lose the latest ones, but it also ends every instance they name, and
+    # a row whose instance is gone is dropped at start. A creation worker therefore never
+    # waits for a disk before its next creation, and never holds the store's lock through
+    # an fsync that the next claim would wait for.
     def _save(self, record: Record) -> None:
         paused_wall = None if record.paused_at is None else record.paused_at + self._mono_to_wall
-        with self.store.transaction() as conn:
+        with self.store.transaction(durable=False) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO superfluid_instance "
                 "(service, ue, instance, address, state, paused_at, created_at) "
@@ -664,7 +670,7 @@ class Controller:
             )
 
     def _forget_row(self, service: str, ue: str) -> None:
-        with self.store.transaction() as conn:
+        with self.store.transaction(durable=False) as conn:
             conn.execute(
                 "DELETE FROM superfluid_instance WHERE service = ? AND ue = ?", (service, ue)
             )
