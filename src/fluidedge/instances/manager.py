@@ -531,6 +531,7 @@ class Manager:
         durable: bool = True,
     ) -> InstanceView:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
+        files.update(request.files)
         env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
         encoded = encode_assignment(argv, env)
