@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from fluidedge.instances.images import tools
@@ -27,7 +28,7 @@ SKIP = frozenset(
 )  # fmt: skip
 
 
-def _libraries(binaries: list[Path]) -> set[str]:
+def libraries(binaries: list[Path]) -> set[str]:
     libs: set[str] = set()
     for binary in binaries:
         try:
@@ -38,7 +39,7 @@ def _libraries(binaries: list[Path]) -> set[str]:
     return libs
 
 
-def _copy_into(tree: Path, path: str) -> None:
+def copy_into(tree: Path, path: str) -> None:
     # Debian 12 has merged /usr: /lib and /lib64 are symlinks into /usr, in the image too.
     rel = path.lstrip("/")
     if rel.startswith(("lib/", "lib64/")):
@@ -57,8 +58,8 @@ def python_tree(tree: Path) -> None:
     (tree / "usr" / "bin").mkdir(parents=True)
     shutil.copy2(python, tree / "usr" / "bin" / python.name)
     (tree / "usr" / "bin" / "python3").symlink_to(python.name)
-    for lib in _libraries([python, *dynload]):
-        _copy_into(tree, lib)
+    for lib in libraries([python, *dynload]):
+        copy_into(tree, lib)
     (tree / "lib").symlink_to("usr/lib")
     (tree / "lib64").symlink_to("usr/lib64")
     shutil.copytree(
@@ -78,15 +79,21 @@ def build_python_layout(layout: Path, scratch: Path) -> None:
 
 def ensure_python(images: ImageStore) -> str:
     """Import the ``python`` image unless the store has it; its name."""
-    if NAME in images.images:
-        return NAME
+    return ensure_host_image(images, NAME, build_python_layout)
+
+
+def ensure_host_image(images: ImageStore, name: str, build: Callable[[Path, Path], None]) -> str:
+    """Import image ``name`` unless the store has it: ``build(layout, scratch)`` writes its OCI
+    layout in a private scratch directory of the store, removed afterwards. Its name."""
+    if name in images.images:
+        return name
     scratch = images.root / "tmp" / ("build-" + secrets.token_hex(6))
     try:
         scratch.mkdir(mode=0o700, parents=True)
-        build_python_layout(scratch / "layout", scratch)
+        build(scratch / "layout", scratch)
         images.import_image(
-            ImageImport(name=NAME, source=str(scratch / "layout"), ref=NAME), builtin=True
+            ImageImport(name=name, source=str(scratch / "layout"), ref=name), builtin=True
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return NAME
+    return name
