@@ -38,7 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
 from fluidedge.core.openapi import error_responses
-from fluidedge.instances.errors import FreezerBusy
+from fluidedge.instances.errors import FreezerBusy, InvalidRequest
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
@@ -91,6 +91,10 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
     arrived: float,
 ) -> Response:
     """``POST /v1/instances`` once the body is an :class:`InstanceRequest` (both routes)."""
+    if manager.placer is not None or request.node is not None:
+        forwarded = await _place(manager, sc, http, request, tenant)
+        if forwarded is not None:
+            return forwarded
     admitted = sc.admit_instance(sc.who(http), request, tenant)
     with admitted as checked:
         if manager.is_quick(checked):
@@ -100,6 +104,26 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
         else:
             view = await run_in_threadpool(manager.create_instance, checked, arrived)
     return _json(view, status.HTTP_201_CREATED)
+
+
+async def _place(
+    manager: Manager, sc: Scoped, http: Request, request: InstanceRequest, tenant: str | None
+) -> Response | None:
+    """The answer of the node the cluster part forwards ``request`` to; ``None``: run here."""
+    placer = manager.placer
+    if placer is None:
+        raise InvalidRequest("node: this daemon is not a node of a cluster (no [cluster] table)")
+    node = placer.target(
+        request,
+        manager.templates.get(request.template),
+        admin=sc.who(http).is_admin,
+        forwarded=http.headers.get("x-fluidedge-forwarded"),
+    )
+    if node is None:
+        return None
+    body = request.model_dump(mode="json", exclude_defaults=True)
+    code, content = await placer.forward(node, body, tenant)
+    return Response(content=content, status_code=code, media_type="application/json")
 
 
 def _json_body(scope: Scope) -> bool:

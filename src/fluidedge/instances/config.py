@@ -46,6 +46,26 @@ class PortHook(Protocol):
         """The manager re-adopted its instances: filter them again."""
 
 
+class Placer(Protocol):
+    """What the cluster part offers instances (set as ``Manager.placer``): which node runs a
+    creation, and forwarding it there."""
+
+    def target(
+        self,
+        request: InstanceRequest,
+        template: TemplateSpec | None,
+        *,
+        admin: bool,
+        forwarded: str | None,
+    ) -> str | None:
+        """The node to forward ``request`` to; ``None``: run it here (raises a refusal)."""
+
+    async def forward(
+        self, node: str, body: dict[str, Any], tenant: str | None
+    ) -> tuple[int, bytes]:
+        """Send the creation to ``node``: its HTTP status and body."""
+
+
 class InstancesConfig(BaseModel):
     """The ``[instances]`` table of the daemon config."""
 

@@ -513,6 +513,12 @@ class InstanceRequest(_Strict):
     cos: Name | None = Field(
         default=None, description="class of service (the [cat] part); default: the template's"
     )
+    node: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="the [cluster] node to run on (default: placement chooses; any node's "
+        "API forwards to it)",
+    )
 
     @field_validator("command")
     @classmethod

@@ -1,0 +1,174 @@
+"""The cluster part (config table ``[cluster]``): this daemon as a node of a site.
+
+At start it registers the node in etcd (:mod:`.registry`: record, liveness lease, heartbeat)
+and becomes the instance manager's *placer*: ``POST /v1/instances`` on any node either runs
+here or is forwarded to the node the request names (``node``) or placement chooses
+(:mod:`.placement`, spread/pack over the nodes' reported capacity). A forwarded request is
+the same JSON body with ``node`` set to the target, sent to that node's URL with the site's
+token (``Authorization: Bearer``) and the header ``X-Fluidedge-Forwarded: <this node>``; a
+node that receives a forwarded request naming another node refuses it (no loops). Requests
+of tenant tokens run on the node that receives them (tenants are per node for now).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter
+from pydantic import ValidationError
+
+from fluidedge.cluster.api import build_router
+from fluidedge.cluster.config import ClusterConfig
+from fluidedge.cluster.errors import ClusterFailure, ClusterInvalid, NodeUnavailable
+from fluidedge.cluster.etcd import Etcd, JsonObject
+from fluidedge.cluster.placement import choose
+from fluidedge.cluster.registry import Registry
+from fluidedge.core.part import DaemonContext
+
+log = logging.getLogger("fluidedge.cluster")
+
+FORWARDED = "x-fluidedge-forwarded"
+
+
+class ClusterPart:
+    name = "cluster"
+
+    def __init__(self, config: ClusterConfig, ctx: DaemonContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.token = config.read_token()
+        self.etcd = Etcd(config.etcd)
+        self.registry = Registry(config, self.etcd, self.report)
+        self._manager: Any = None
+        self._http: httpx.AsyncClient | None = None
+        self.forwarded = 0
+
+    def router(self) -> APIRouter:
+        return build_router(self.registry)
+
+    def _instances(self) -> Any:
+        return getattr(self.ctx.parts.get("instances"), "manager", None)
+
+    def report(self) -> JsonObject:
+        """This node's capacity, committed resources and instances (its record's body)."""
+        manager = self._manager
+        if manager is None:
+            return {"capacity": {}, "committed": {}, "instances": []}
+        cap = manager.capacity
+        with manager.lock:
+            loads = sum(manager.usage.loads.values())
+            committed = manager.usage.committed_mb
+            names = sorted(manager.instances)
+        return {
+            "capacity": {
+                "cpus": round(len(cap.cpus) * cap.cpu_overcommit, 3),
+                "memory_mb": int(cap.memory_mb * cap.memory_overcommit),
+            },
+            "committed": {"cpus": round(loads, 3), "memory_mb": committed},
+            "instances": names,
+        }
+
+    async def start(self) -> None:
+        self._manager = self._instances()
+        if self._manager is None:
+            log.warning("cluster: no [instances] part: the node runs nothing")
+        self._http = httpx.AsyncClient(timeout=self.config.forward_timeout)
+        await asyncio.to_thread(self.registry.start)
+        if self._manager is not None:
+            self._manager.placer = self
+
+    async def stop(self) -> None:
+        manager = self._manager
+        if manager is not None and getattr(manager, "placer", None) is self:
+            manager.placer = None
+        await asyncio.to_thread(self.registry.stop)
+        self.etcd.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # the instance manager's Placer
+    def target(
+        self,
+        request: Any,
+        template: Any,
+        *,
+        admin: bool,
+        forwarded: str | None,
+    ) -> str | None:
+        """The node to forward ``request`` to, or ``None`` to run it here."""
+        named = request.node
+        if named == self.config.node:
+            return None
+        if forwarded is not None:
+            raise NodeUnavailable(
+                f"request forwarded by {forwarded!r} names node {named!r}, not this one "
+                f"({self.config.node!r}): not forwarded again"
+            )
+        if not admin:
+            if named is not None:
+                raise NodeUnavailable("tenants' requests run on the node that receives them")
+            return None
+        resources = template.resources if template is not None else None
+        cpus = request.resources.cpus or (resources.cpus if resources is not None else 0.0)
+        memory = request.resources.memory_mb or (
+            resources.memory_mb if resources is not None else 0
+        )
+        node = choose(
+            self.registry.nodes(),
+            float(cpus),
+            int(memory),
+            request.placement or self.config.placement,
+            named,
+        )
+        return None if node.name == self.config.node else node.name
+
+    async def forward(self, node: str, body: JsonObject, tenant: str | None) -> tuple[int, bytes]:
+        """Send the request to ``node``; its status and body."""
+        url = next((n.url for n in self.registry.nodes() if n.name == node), None)
+        if url is None or self._http is None:
+            raise NodeUnavailable(f"node {node!r} is not known here")
+        params = {"tenant": tenant} if tenant is not None else None
+        try:
+            response = await self._http.post(
+                f"{url}/v1/instances",
+                json={**body, "node": node},
+                params=params,
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    FORWARDED: self.config.node,
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
+        self.forwarded += 1
+        return response.status_code, response.content
+
+    def metrics(self) -> str:
+        nodes = self.registry.nodes()
+        alive = sum(1 for n in nodes if n.alive)
+        return (
+            "# HELP fluidedge_cluster_nodes registered nodes by state\n"
+            "# TYPE fluidedge_cluster_nodes gauge\n"
+            f'fluidedge_cluster_nodes{{state="alive"}} {alive}\n'
+            f'fluidedge_cluster_nodes{{state="dead"}} {len(nodes) - alive}\n'
+            "# HELP fluidedge_cluster_forwarded_total creations forwarded to another node\n"
+            "# TYPE fluidedge_cluster_forwarded_total counter\n"
+            f"fluidedge_cluster_forwarded_total {self.forwarded}\n"
+            "# HELP fluidedge_cluster_heartbeat_failures_total heartbeats etcd did not take\n"
+            "# TYPE fluidedge_cluster_heartbeat_failures_total counter\n"
+            f"fluidedge_cluster_heartbeat_failures_total {self.registry.failures}\n"
+        )
+
+
+def create_part(section: dict[str, Any], ctx: DaemonContext) -> ClusterPart:
+    try:
+        config = ClusterConfig.model_validate(section)
+    except ValidationError as exc:
+        raise ClusterInvalid(f"config [cluster]: {exc}") from exc
+    try:
+        return ClusterPart(config, ctx)
+    except (OSError, ValueError) as exc:
+        raise ClusterInvalid(f"config [cluster]: {exc}") from exc

@@ -1,0 +1,185 @@
+"""Cluster state and placement on the multi-host tier: two daemons registered in an etcd of
+the test's own (``[cluster]``), each with its chassis on one OVN central.
+
+Nodes list each other with capacity and liveness; a creation sent to any node runs on the node
+it names or on the one placement picks (spread/pack over the reported capacity), forwarded
+with the site token; the instance is reachable from the other node; refusals; a node killed
+is seen dead and its instances lost, and comes back alive with them after a restart."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+
+from fluidedge.core.client import Client, ClientError
+from tests.fixtures.daemon import TOKEN
+from tests.fixtures.ovn_nodes import OvnNodes
+from tests.fixtures.wait import wait_for, wait_until
+
+pytestmark = pytest.mark.root
+
+NODES = {
+    "count": 2,
+    "members": 1,
+    "cluster": True,
+    "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
+}
+SUBNET = "10.63.0"
+
+
+def ping(pid: int, dst: str) -> bool:
+    done = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "ping", "-c", "1", "-W", "1", "-q", dst],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def create(client: Client, name: str, index: int, **more: Any) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "template": "sleeper",
+        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.{index}/24"]}},
+        **more,
+    }
+    made: dict[str, Any] = client.post("/v1/instances", body)
+    assert made["state"] == "running", made
+    return made
+
+
+def node_view(client: Client, name: str) -> dict[str, Any]:
+    view: dict[str, Any] = client.get(f"/v1/nodes/{name}")
+    return view
+
+
+def runs_on(nodes: OvnNodes, instance: str) -> list[str]:
+    """The nodes whose own API knows ``instance``."""
+    found = []
+    for node in nodes.nodes:
+        listed = node.client().get("/v1/instances")
+        if any(inst["name"] == instance for inst in listed):
+            found.append(node.name)
+    return found
+
+
+@pytest.fixture
+def net(nodes: OvnNodes) -> str:
+    name = f"{nodes.prefix}-c"[-15:]
+    nodes.network(name, f"{SUBNET}.0/24")
+    nodes.template("sleeper", name)
+    return name
+
+
+def test_every_node_lists_every_node_alive_with_capacity(nodes: OvnNodes) -> None:
+    names = sorted(node.name for node in nodes.nodes)
+    for node in nodes.nodes:
+        listed = node.client().get("/v1/nodes")
+        assert [n["name"] for n in listed] == names
+        for view in listed:
+            assert view["state"] == "alive"
+            assert view["memory_capacity_mb"] == 1024
+            assert view["cpu_capacity"] > 0
+            assert view["url"].startswith("http://127.0.0.1:")
+    with pytest.raises(ClientError) as refused:
+        nodes.nodes[0].client().get("/v1/nodes/nosuchnode")
+    assert refused.value.status == 404
+
+
+def test_a_creation_naming_another_node_runs_there_and_is_reachable(
+    nodes: OvnNodes, net: str
+) -> None:
+    a, b = nodes.nodes
+    here = create(a.client(), "here", 2, node=a.name)
+    there = create(a.client(), "there", 3, node=b.name)  # sent to a, forwarded to b
+    assert runs_on(nodes, "there") == [b.name]
+    assert runs_on(nodes, "here") == [a.name]
+    port = f"{b.name}.{there['interfaces'][0]['host_ifname']}"
+    nodes.lab.nbctl.run("wait-until", "Logical_Switch_Port", port, "up=true", wait="hv")
+    assert nodes.bound_on(port) == b.name
+    assert wait_until(lambda: ping(here["pid"], f"{SUBNET}.3"), timeout=20)
+    # the cluster state says where it runs, on every node
+    for client in (a.client(), b.client()):
+        wait_for(
+            lambda c=client: "there" in node_view(c, b.name)["instances"],
+            10,
+            "b's record lists the forwarded instance",
+        )
+    assert "there" not in node_view(b.client(), a.name)["instances"]
+
+
+def test_placement_spreads_and_packs_over_reported_capacity(nodes: OvnNodes, net: str) -> None:
+    a, b = nodes.nodes
+    big = {"resources": {"memory_mb": 512}}
+    create(a.client(), "big", 2, node=a.name, **big)
+    wait_for(
+        lambda: node_view(b.client(), a.name)["memory_committed_mb"] >= 512,
+        10,
+        "a's committed memory reported",
+    )
+    create(a.client(), "spread", 3)  # a is fuller: spread picks b, a forwards
+    assert runs_on(nodes, "spread") == [b.name]
+    wait_for(
+        lambda: node_view(b.client(), b.name)["memory_committed_mb"] > 0,
+        10,
+        "b's committed memory reported",
+    )
+    create(b.client(), "packed", 4, placement="pack")  # the fullest that fits: a
+    assert runs_on(nodes, "packed") == [a.name]
+    # nothing fits 2 GB: refused, created nowhere
+    with pytest.raises(ClientError) as full:
+        create(a.client(), "huge", 5, resources={"memory_mb": 2048})
+    assert full.value.status == 503
+    assert runs_on(nodes, "huge") == []
+
+
+def test_refusals(nodes: OvnNodes, net: str) -> None:
+    a, b = nodes.nodes
+    with pytest.raises(ClientError) as unknown:
+        create(a.client(), "x1", 2, node="nosuchnode")
+    assert unknown.value.status == 404
+    with pytest.raises(ClientError) as invalid:
+        create(a.client(), "x2", 2, node="../etc;rm")
+    assert invalid.value.status == 400
+    body = {"name": "x3", "template": "sleeper", "node": b.name}
+    # a request another node forwarded, naming a third: not forwarded again
+    loop = httpx.post(
+        f"{a.handle.url}/v1/instances",
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "X-Fluidedge-Forwarded": b.name},
+        timeout=30,
+    )
+    assert loop.status_code == 409, loop.text
+    # without the token nothing is created, nothing forwarded
+    anonymous = httpx.post(f"{a.handle.url}/v1/instances", json=body, timeout=30)
+    assert anonymous.status_code == 401
+    assert runs_on(nodes, "x1") == runs_on(nodes, "x3") == []
+
+
+def test_a_killed_node_is_seen_dead_with_its_instances_lost(nodes: OvnNodes, net: str) -> None:
+    a, b = nodes.nodes
+    create(a.client(), "victim", 3, node=b.name)
+    wait_for(lambda: "victim" in node_view(a.client(), b.name)["instances"], 10, "victim listed")
+    b.close_client()
+    b.handle.kill9()
+    try:
+        wait_for(
+            lambda: node_view(a.client(), b.name)["state"] == "dead",
+            10,
+            "b seen dead after its lease (2 s)",
+        )
+        view = node_view(a.client(), b.name)
+        assert view["lost"] == ["victim"]
+        with pytest.raises(ClientError) as dead:
+            create(a.client(), "late", 4, node=b.name)
+        assert dead.value.status == 409
+        create(a.client(), "elsewhere", 4)  # placement skips the dead node
+        assert a.client().get("/v1/instances/elsewhere")["state"] == "running"
+    finally:
+        b.handle.start()
+    wait_for(lambda: node_view(a.client(), b.name)["state"] == "alive", 10, "b alive again")
+    view = node_view(a.client(), b.name)
+    assert view["instances"] == ["victim"]  # re-adopted
+    assert view["lost"] == []
