@@ -7,7 +7,9 @@ here or is forwarded to the node the request names (``node``) or placement choos
 the same JSON body with ``node`` set to the target, sent to that node's URL with the site's
 token (``Authorization: Bearer``) and the header ``X-Fluidedge-Forwarded: <this node>``; a
 node that receives a forwarded request naming another node refuses it (no loops). Requests
-of tenant tokens run on the node that receives them (tenants are per node for now).
+of tenant tokens run on the node that receives them (tenants are per node for now); so does a
+request that names no node while the view of the nodes is stale (etcd out of reach for
+longer than a lease): the node keeps serving on its own.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class ClusterPart:
         if not admin:
             if named is not None:
                 raise NodeUnavailable("tenants' requests run on the node that receives them")
+            return None
+        if named is None and not self.registry.fresh():
+            # etcd out of reach for longer than a lease: this node keeps serving, locally
+            log.warning("cluster: no fresh view of the nodes: %s runs here", request.name)
             return None
         resources = template.resources if template is not None else None
         cpus = request.resources.cpus or (resources.cpus if resources is not None else 0.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from fluidedge.cluster.config import ClusterConfig
@@ -35,6 +36,7 @@ class Registry:
         self._thread: threading.Thread | None = None
         self.beats = 0
         self.failures = 0
+        self.last_read: float | None = None  # monotonic time of the last view read
 
     def key(self, kind: str, name: str = "") -> str:
         return f"{self.config.prefix}/{kind}/{name}"
@@ -68,7 +70,15 @@ class Registry:
         view.sort(key=lambda n: n.name)
         with self._lock:
             self._view = view
+            self.last_read = time.monotonic()
         return view
+
+    def fresh(self) -> bool:
+        """Whether the view was read from etcd within the lease's ``ttl``: placement trusts
+        it; an older one (etcd unreachable) may list dead nodes alive and live ones dead."""
+        with self._lock:
+            last = self.last_read
+        return last is not None and time.monotonic() - last <= self.config.ttl
 
     def nodes(self) -> list[NodeState]:
         with self._lock:

@@ -3,6 +3,7 @@ refused, over a node view set by hand (the e2e tier runs it against etcd and rea
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def part(tmp_path: Path) -> ClusterPart:
         NodeState("there", "http://127.0.0.1:3", True, 2.0, 1000, 0.0, 100),
         NodeState("gone", "http://127.0.0.1:4", False, 2.0, 1000),
     ]
+    made.registry.last_read = time.monotonic()
     return made
 
 
@@ -82,3 +84,11 @@ def test_tenants_run_where_they_ask(part: ClusterPart) -> None:
 def test_a_bad_node_name_is_refused_at_the_boundary() -> None:
     with pytest.raises(ValueError, match="node"):
         request(node="../x;rm")
+
+
+def test_a_stale_view_keeps_unnamed_requests_here(part: ClusterPart) -> None:
+    part.registry.last_read = time.monotonic() - 60  # etcd silent for longer than the lease
+    assert part.target(request(), TEMPLATE, admin=True, forwarded=None) is None
+    assert part.target(request(node="there"), TEMPLATE, admin=True, forwarded=None) == "there"
+    part.registry.last_read = None  # never read
+    assert part.target(request(), TEMPLATE, admin=True, forwarded=None) is None
