@@ -3,12 +3,14 @@ the test's own (``[cluster]``), each with its chassis on one OVN central.
 
 Nodes list each other with capacity and liveness; a creation sent to any node runs on the node
 it names or on the one placement picks (spread/pack over the reported capacity), forwarded
-with the site token; the instance is reachable from the other node; refusals; a node killed
-is seen dead and its instances lost, and comes back alive with them after a restart."""
+with the site token; the instance is reachable from the other node; refusals; losing etcd's
+leader (3 members) kills no node's liveness and stops no forwarding; a node killed is seen
+dead and its instances lost, and comes back alive with them after a restart."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ NODES = {
     "count": 2,
     "members": 1,
     "cluster": True,
+    "etcd_members": 3,
     "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
 }
 SUBNET = "10.63.0"
@@ -156,6 +159,31 @@ def test_refusals(nodes: OvnNodes, net: str) -> None:
     anonymous = httpx.post(f"{a.handle.url}/v1/instances", json=body, timeout=30)
     assert anonymous.status_code == 401
     assert runs_on(nodes, "x1") == runs_on(nodes, "x3") == []
+
+
+def test_losing_the_etcd_leader_loses_no_node(nodes: OvnNodes, net: str) -> None:
+    assert nodes.etcd is not None
+    a, b = nodes.nodes
+    leader = nodes.etcd.leader()
+    leader.kill9()
+    try:
+        # longer than the lease (2 s): a node whose heartbeats were lost would be dead by now
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            for client in (a.client(), b.client()):
+                states = {n["name"]: n["state"] for n in client.get("/v1/nodes")}
+                assert states == {a.name: "alive", b.name: "alive"}
+            time.sleep(0.2)
+        create(a.client(), "afterloss", 3, node=b.name)
+        assert runs_on(nodes, "afterloss") == [b.name]
+        wait_for(
+            lambda: "afterloss" in node_view(a.client(), b.name)["instances"],
+            10,
+            "the record written through the new leader",
+        )
+        assert nodes.etcd.leader() is not leader
+    finally:
+        nodes.etcd.start()  # the member rejoins with its data directory
 
 
 def test_a_killed_node_is_seen_dead_with_its_instances_lost(nodes: OvnNodes, net: str) -> None:
