@@ -63,6 +63,29 @@ def decode_range(answer: JsonObject) -> dict[str, JsonObject]:
     return found
 
 
+def decode_revisions(answer: JsonObject) -> dict[str, tuple[JsonObject, str]]:
+    """``key -> (value, mod_revision)`` of a range answer (JSON objects only)."""
+    found: dict[str, tuple[JsonObject, str]] = {}
+    for kv in answer.get("kvs", []):
+        try:
+            value = json.loads(unb64(kv.get("value", "")))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found[unb64(kv["key"]).decode()] = (value, str(kv.get("mod_revision", "0")))
+    return found
+
+
+def swap_body(key: str, revision: str, value: JsonObject) -> JsonObject:
+    """A transaction that puts ``value`` only if ``key`` is still at ``revision``."""
+    return {
+        "compare": [
+            {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": revision}
+        ],
+        "success": [{"request_put": put_body(key, value)}],
+    }
+
+
 def lease_alive(answer: JsonObject) -> bool:
     """Whether a keepalive answer says the lease still lives (an expired one has no TTL)."""
     result = answer.get("result", answer)
@@ -105,6 +128,13 @@ class Etcd:
 
     def get_prefix(self, prefix: str) -> dict[str, JsonObject]:
         return decode_range(self.call("kv/range", range_body(prefix)))
+
+    def get_revisions(self, prefix: str) -> dict[str, tuple[JsonObject, str]]:
+        return decode_revisions(self.call("kv/range", range_body(prefix)))
+
+    def swap(self, key: str, revision: str, value: JsonObject) -> bool:
+        """Compare-and-swap: put ``value`` if ``key`` is still at ``revision``; whether it was."""
+        return bool(self.call("kv/txn", swap_body(key, revision, value)).get("succeeded"))
 
     def delete(self, key: str) -> None:
         self.call("kv/deleterange", {"key": b64(key)})

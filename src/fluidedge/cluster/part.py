@@ -10,6 +10,11 @@ node that receives a forwarded request naming another node refuses it (no loops)
 of tenant tokens run on the node that receives them (tenants are per node for now); so does a
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
+
+Failover (:mod:`.failover`), after each heartbeat: this node's instances whose template says
+``failover = "recreate"`` get a record in etcd; a dead node's recorded instances are
+re-created by the live node placement picks (claimed by compare-and-swap); an instance of
+this node that another took over meanwhile is deleted here (fencing).
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from fluidedge.cluster.api import build_router
 from fluidedge.cluster.config import ClusterConfig
 from fluidedge.cluster.errors import ClusterFailure, ClusterInvalid, NodeUnavailable
 from fluidedge.cluster.etcd import Etcd, JsonObject
+from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.part import DaemonContext
+from fluidedge.errors import FluidedgeError
+from fluidedge.instances.models import InstanceRequest
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -43,10 +51,13 @@ class ClusterPart:
         self.ctx = ctx
         self.token = config.read_token()
         self.etcd = Etcd(config.etcd)
-        self.registry = Registry(config, self.etcd, self.report)
+        self.registry = Registry(config, self.etcd, self.report, self.failover)
         self._manager: Any = None
         self._http: httpx.AsyncClient | None = None
         self.forwarded = 0
+        self.taken_over = 0
+        self.takeover_failures = 0
+        self.fenced = 0
 
     def router(self) -> APIRouter:
         return build_router(self.registry)
@@ -72,6 +83,58 @@ class ClusterPart:
             "committed": {"cpus": round(loads, 3), "memory_mb": committed},
             "instances": names,
         }
+
+    def failover(self) -> None:
+        """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""
+        manager = self._manager
+        if manager is None:
+            return
+        prefix = self.registry.key("instances")
+        records: dict[str, Record] = {}
+        for key, (value, revision) in self.etcd.get_revisions(prefix).items():
+            name = key[len(prefix) :]
+            try:
+                records[name] = Record.of(name, value, revision)
+            except (KeyError, TypeError, ValueError):
+                continue
+        with manager.lock:
+            instances = dict(manager.instances)
+        local = {}
+        for name, inst in instances.items():
+            template = manager.templates.get(inst.template)
+            local[name] = template is not None and template.failover == "recreate"
+        me = self.config.node
+        todo = plan(me, self.registry.nodes(), records, local)
+        for name in todo.publish:
+            inst = instances[name]
+            value = {
+                "node": me,
+                "request": request_of(inst),
+                "cpus": inst.resources.cpus,
+                "memory_mb": inst.resources.memory_mb,
+            }
+            self.etcd.put(prefix + name, value)
+        for name in todo.fence:
+            log.warning(
+                "cluster: %s was taken over by %s: deleting it here", name, records[name].node
+            )
+            try:
+                manager.delete_instance(name)
+                self.fenced += 1
+            except FluidedgeError as exc:
+                log.error("cluster: fencing %s: %s", name, exc)
+        for name in todo.forget:
+            self.etcd.delete(prefix + name)
+        for record in todo.take:
+            if not self.etcd.swap(prefix + record.name, record.revision, record.taken_by(me)):
+                continue  # another node claimed it first
+            log.warning("cluster: taking %s over from dead node %s", record.name, record.node)
+            try:
+                manager.create_instance(InstanceRequest.model_validate(record.request))
+                self.taken_over += 1
+            except (FluidedgeError, ValidationError) as exc:
+                self.takeover_failures += 1
+                log.error("cluster: re-creating %s here failed: %s", record.name, exc)
 
     async def start(self) -> None:
         self._manager = self._instances()
@@ -163,6 +226,15 @@ class ClusterPart:
             "# HELP fluidedge_cluster_forwarded_total creations forwarded to another node\n"
             "# TYPE fluidedge_cluster_forwarded_total counter\n"
             f"fluidedge_cluster_forwarded_total {self.forwarded}\n"
+            "# HELP fluidedge_cluster_taken_over_total dead nodes' instances re-created here\n"
+            "# TYPE fluidedge_cluster_taken_over_total counter\n"
+            f"fluidedge_cluster_taken_over_total {self.taken_over}\n"
+            "# HELP fluidedge_cluster_takeover_failures_total re-creations that failed here\n"
+            "# TYPE fluidedge_cluster_takeover_failures_total counter\n"
+            f"fluidedge_cluster_takeover_failures_total {self.takeover_failures}\n"
+            "# HELP fluidedge_cluster_fenced_total own instances deleted: taken over elsewhere\n"
+            "# TYPE fluidedge_cluster_fenced_total counter\n"
+            f"fluidedge_cluster_fenced_total {self.fenced}\n"
             "# HELP fluidedge_cluster_heartbeat_failures_total heartbeats etcd did not take\n"
             "# TYPE fluidedge_cluster_heartbeat_failures_total counter\n"
             f"fluidedge_cluster_heartbeat_failures_total {self.registry.failures}\n"

@@ -24,10 +24,17 @@ log = logging.getLogger("fluidedge.cluster")
 
 
 class Registry:
-    def __init__(self, config: ClusterConfig, etcd: Etcd, report: Callable[[], JsonObject]) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        etcd: Etcd,
+        report: Callable[[], JsonObject],
+        after_beat: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.etcd = etcd
         self.report = report  # this node's capacity, committed resources, instances
+        self.after_beat = after_beat  # e.g. failover, once the view is fresh
         self.lease: str | None = None
         self._written: JsonObject | None = None
         self._view: list[NodeState] = []
@@ -59,6 +66,8 @@ class Registry:
             self._written = record
         self.refresh()
         self.beats += 1
+        if self.after_beat is not None:
+            self.after_beat()
 
     def refresh(self) -> list[NodeState]:
         records = self.etcd.get_prefix(self.key("nodes"))

@@ -390,6 +390,11 @@ class TemplateSpec(_Strict):
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
     cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
+    failover: Literal["none", "recreate"] = Field(
+        default="none",
+        description="[cluster]: when its node dies, re-create the instance on a live node "
+        "(same name, interfaces and addresses) or leave it lost",
+    )
 
     @field_validator("command")
     @classmethod

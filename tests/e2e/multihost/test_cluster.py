@@ -5,7 +5,9 @@ Nodes list each other with capacity and liveness; a creation sent to any node ru
 it names or on the one placement picks (spread/pack over the reported capacity), forwarded
 with the site token; the instance is reachable from the other node; refusals; losing etcd's
 leader (3 members) kills no node's liveness and stops no forwarding; a node killed is seen
-dead and its instances lost, and comes back alive with them after a restart."""
+dead and its instances lost, and comes back alive with them after a restart; with
+``failover = "recreate"`` a dead node's instance is re-created on a live node at the same
+address, and the node, back, deletes its stale copy."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fluidedge.cluster.etcd import Etcd
 from fluidedge.core.client import Client, ClientError
 from tests.fixtures.daemon import TOKEN
 from tests.fixtures.ovn_nodes import OvnNodes
@@ -211,3 +214,57 @@ def test_a_killed_node_is_seen_dead_with_its_instances_lost(nodes: OvnNodes, net
     view = node_view(a.client(), b.name)
     assert view["instances"] == ["victim"]  # re-adopted
     assert view["lost"] == []
+
+
+def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_returns(
+    nodes: OvnNodes, net: str
+) -> None:
+    assert nodes.etcd is not None
+    a, b = nodes.nodes
+    nodes.template("keeper", net, failover="recreate")
+    probe = create(a.client(), "probe", 2, node=a.name)
+    body = {
+        "name": "survivor",
+        "template": "keeper",
+        "node": b.name,
+        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.9/24"]}},
+    }
+    a.client().post("/v1/instances", body)
+    etcd = Etcd(nodes.etcd.url)
+    key = "/fluidedge/instances/survivor"
+    try:
+        wait_for(lambda: key in etcd.get_prefix(key), 10, "survivor recorded for failover")
+        assert etcd.get_prefix(key)[key]["node"] == b.name
+        assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=20)
+        nodes.kill_node(b)  # the daemon and the chassis: survivor's port is gone with them
+        try:
+            wait_for(
+                lambda: any(i["name"] == "survivor" for i in a.client().get("/v1/instances")),
+                20,
+                "survivor re-created on a",
+            )
+            taken = etcd.get_prefix(key)[key]
+            assert (taken["node"], taken["taken_from"]) == (a.name, b.name)
+            assert a.client().get("/v1/instances/survivor")["state"] == "running"
+            # the same address answers again, from its new node (a new MAC: the probe forgets
+            # the old one, as its ARP cache would after its reachable time; no gratuitous ARP
+            # is sent on re-creation yet)
+            subprocess.run(
+                ["nsenter", "-t", str(probe["pid"]), "-n", "ip", "neigh", "flush", "all"],
+                check=True, timeout=30,
+            )  # fmt: skip
+            assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=20)
+            view = node_view(a.client(), b.name)
+            assert view["state"] == "dead"
+        finally:
+            b.handle.start()
+        # back, b finds survivor taken over and deletes its own copy
+        wait_for(
+            lambda: all(i["name"] != "survivor" for i in b.client().get("/v1/instances")),
+            20,
+            "b fenced its stale copy",
+        )
+        assert a.client().get("/v1/instances/survivor")["state"] == "running"
+        assert etcd.get_prefix(key)[key]["node"] == a.name
+    finally:
+        etcd.close()
