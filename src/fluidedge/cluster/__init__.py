@@ -14,6 +14,8 @@ Keys (under ``prefix``, default ``/fluidedge``)::
                             written by that node when it changes; kept when the node dies
     <prefix>/alive/<name>   bound to the node's lease (``ttl`` s, kept alive every
                             ``heartbeat`` s): present = the node is alive
+    <prefix>/instances/<i>  an instance whose template says failover = "recreate": its
+                            node and the request that re-creates it (:mod:`.failover`)
 
 Errors::
 
@@ -25,4 +27,4 @@ Errors::
     └── ClusterFailure             etcd or another node failed (SystemFailure, 500)
 """
 
-__all__ = ["api", "config", "errors", "etcd", "part", "placement", "registry"]
+__all__ = ["api", "config", "errors", "etcd", "failover", "part", "placement", "registry"]
