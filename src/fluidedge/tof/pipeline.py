@@ -240,6 +240,10 @@ class Pipeline:
         # a dual-stack bearer's two families never look like a UE change; see :func:`tunnel_key`).
         self.up: dict[bytes, Bearer] = {}  # (enb, sgw, TEID) -> bearer
         self.down: dict[bytes, Bearer] = {}  # (sgw, enb, TEID) -> bearer
+        # Outer destination -> how many tunnel keys (both tables) each outer source has toward
+        # it: an Error Indication names only the destination and the TEID, so this turns its
+        # lookup into one probe per peer pair instead of a walk over every tunnel.
+        self._peer_srcs: dict[bytes, Counter[bytes]] = {}
         self.bearers: dict[tuple[bytes, bytes, bytes], Bearer] = {}
         self.flows: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self.pairs: dict[tuple[bytes, bytes], Flow] = {}  # (app, ue) -> last flow, for fragments
@@ -357,6 +361,7 @@ class Pipeline:
             self.ratelimit.reset()
         self.up.clear()
         self.down.clear()
+        self._peer_srcs.clear()
         self.bearers.clear()
         self.flows.clear()
         self.pairs.clear()
@@ -590,24 +595,24 @@ class Pipeline:
         if uplink:
             src, dst = bearer.enb, bearer.sgw
             if bearer.ul_teid is not None and bearer.ul_teid != teid:
-                self.up.pop(tunnel_key(src, dst, bearer.ul_teid, bearer.ue), None)
+                self._tunnel_pop(self.up, src, dst, bearer.ul_teid, bearer.ue)
                 self.counters["tunnels_replaced_uplink"] += 1
             bearer.ul_teid = teid
             if eth is not None:
                 bearer.ul_eth, bearer.ul_tos, bearer.ul_ttl = eth, tos, ttl
             bearer.ul_sport = sport
-            self.up[tunnel_key(src, dst, teid, bearer.ue)] = bearer
+            self._tunnel_put(self.up, src, dst, teid, bearer)
             self.counters["tunnels_learned_uplink"] += 1
             return
         src, dst = bearer.sgw, bearer.enb
         if bearer.dl_teid is not None and bearer.dl_teid != teid:
-            self.down.pop(tunnel_key(src, dst, bearer.dl_teid, bearer.ue), None)
+            self._tunnel_pop(self.down, src, dst, bearer.dl_teid, bearer.ue)
             self.counters["tunnels_replaced_downlink"] += 1
         bearer.dl_teid = teid
         if eth is not None:
             bearer.dl_eth, bearer.dl_tos, bearer.dl_ttl = eth, tos, ttl
         bearer.dl_sport = sport
-        self.down[tunnel_key(src, dst, teid, bearer.ue)] = bearer
+        self._tunnel_put(self.down, src, dst, teid, bearer)
         self.counters["tunnels_learned_downlink"] += 1
         if bearer.pinger_since is not None:
             bearer.pinger_since = None  # Figure 16 step 11: stop the Pinger
@@ -688,10 +693,10 @@ class Pipeline:
         ):  # the bearer ends: its records close with its TEIDs still set
             self.accounting.close_bearer(bearer, acct_policy.BEARER_END, self._clock, reason)
         if uplink and bearer.ul_teid is not None:
-            self.up.pop(tunnel_key(bearer.enb, bearer.sgw, bearer.ul_teid, bearer.ue), None)
+            self._tunnel_pop(self.up, bearer.enb, bearer.sgw, bearer.ul_teid, bearer.ue)
             bearer.ul_teid = None
         if downlink and bearer.dl_teid is not None:
-            self.down.pop(tunnel_key(bearer.sgw, bearer.enb, bearer.dl_teid, bearer.ue), None)
+            self._tunnel_pop(self.down, bearer.sgw, bearer.enb, bearer.dl_teid, bearer.ue)
             bearer.dl_teid = None
         self.counters[f"tunnels_forgotten_{reason}"] += 1
         if bearer.ul_teid is None and bearer.dl_teid is None:
@@ -733,14 +738,42 @@ class Pipeline:
             self.malformed["gtpu_error_indication_undecodable"] += 1
             return
         peer = msg.peer_address.packed
-        suffix = peer + msg.teid_data_i.to_bytes(4, "big")
-        size = 2 * len(peer) + 4
-        for table, is_up in ((self.up, True), (self.down, False)):
-            for tkey, bearer in list(table.items()):
-                if tkey[size - len(suffix) : size] == suffix and len(tkey) in (size, size + 1):
-                    self._forget_logged(
-                        bearer, now, uplink=is_up, downlink=not is_up, reason="error_indication"
-                    )
+        teid = msg.teid_data_i.to_bytes(4, "big")
+        srcs = self._peer_srcs.get(peer)
+        if not srcs:
+            return
+        for src in list(srcs):  # one probe per peer pair (and family), not a walk
+            for tail in (b"", b"6"):
+                key = src + peer + teid + tail
+                for table, is_up in ((self.up, True), (self.down, False)):
+                    bearer = table.get(key)
+                    if bearer is not None:
+                        self._forget_logged(
+                            bearer, now, uplink=is_up, downlink=not is_up, reason="error_indication"
+                        )
+
+    def _tunnel_put(
+        self, table: dict[bytes, Bearer], src: bytes, dst: bytes, teid: int, bearer: Bearer
+    ) -> None:
+        key = tunnel_key(src, dst, teid, bearer.ue)
+        if key not in table:
+            srcs = self._peer_srcs.get(dst)
+            if srcs is None:
+                srcs = self._peer_srcs[dst] = Counter()
+            srcs[src] += 1
+        table[key] = bearer
+
+    def _tunnel_pop(
+        self, table: dict[bytes, Bearer], src: bytes, dst: bytes, teid: int, ue: bytes
+    ) -> None:
+        if table.pop(tunnel_key(src, dst, teid, ue), None) is None:
+            return
+        srcs = self._peer_srcs[dst]
+        srcs[src] -= 1
+        if srcs[src] <= 0:
+            del srcs[src]
+            if not srcs:
+                del self._peer_srcs[dst]
 
     # ------------------------------------------------------------------ offload
 

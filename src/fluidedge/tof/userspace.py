@@ -25,6 +25,12 @@ Fail-open (``[tof] fail_open``, on by default): once the ports and the TUN exist
 (:class:`fluidedge.tof.failopen.Guard`) replaces whatever a previous agent left on the S1
 ingress; it switches S1 through unchanged whenever this process is gone (kill -9, crash, stop)
 and stays attached after :meth:`stop`.
+
+Frames the kernel dropped because the loop did not read an S1 socket in time (its receive queue
+was full: a burst beyond what one thread keeps up with) are lost on the wire, so they are
+counted, never silent: ``PACKET_STATISTICS`` per socket, read (and reset) under the lock on
+every ``stats()``, summed into ``io`` as ``rx_socket_dropped_enb`` / ``rx_socket_dropped_sgw``
+(``GET /stats``, ``fluidedge_tof_io_total`` in ``/metrics``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from fluidedge.tof.dataplane_common import (
     DataPlaneBase,
     errno_name,
     open_packet_socket,
+    packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import Guard, detach, s1_program_attached
@@ -157,6 +164,7 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
 
     def stats(self) -> dict[str, object]:
         with self._lock:
+            self._read_socket_drops()
             stats = self.pipeline.stats()
         guard = self._guard.counters() if self._guard is not None else {}
         stats["failOpen"] = {"enabled": self.config.fail_open, **guard}
@@ -165,6 +173,18 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
     def purge(self) -> int:
         with self._lock:
             return self.pipeline.purge_all()
+
+    def _read_socket_drops(self) -> None:
+        """Add what the S1 sockets' receive queues dropped since the last read (the kernel
+        resets its counter on every read: one reader, under the lock)."""
+        for port, name in ((ENB, "rx_socket_dropped_enb"), (SGW, "rx_socket_dropped_sgw")):
+            sock = self._s1_tx.get(port)
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                dropped = packet_drops(sock)
+                if dropped or name not in self.io:
+                    self.io[name] += dropped
 
     # ------------------------------------------------------------------ data path
 

@@ -11,11 +11,13 @@ import pytest
 from fluidedge.codec.stack import ethernet_frame
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import run
+from fluidedge.tof.dataplane_common import packet_drops
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB
+from fluidedge.tof.userspace import UserspaceBackend
 
 from .scenario import (
     APP_PORT,
@@ -343,3 +345,40 @@ def _forwarded(t: Topo) -> int:
     out = run(["ip", "netns", "exec", t.host, "cat", "/proc/net/snmp"])
     names, values = (line.split() for line in out.stdout.splitlines()[:2])
     return int(values[names.index("ForwDatagrams")])
+
+
+def test_userspace_s1_socket_overflow_is_counted() -> None:
+    """The userspace backend is the wire: frames its S1 sockets' queues drop while its loop is
+    behind are lost, so they are counted (PACKET_STATISTICS) in GET /stats and /metrics."""
+    with topology("u") as t:
+        backend = UserspaceBackend(config(t))
+        backend.start()
+        try:
+            learn_bearer(t)
+            t.collect(0.3)
+            io = backend.stats()["io"]
+            assert isinstance(io, dict)
+            assert io["rx_socket_dropped_enb"] == 0
+            assert io["rx_socket_dropped_sgw"] == 0
+            frame = up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, bytes(1300)))
+            rx = backend._s1_tx[ENB]
+            rcvbuf = rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            sent = 3 * rcvbuf // len(frame) + 500  # three times what the queue holds
+            with backend._lock:  # the loop reads nothing meanwhile
+                for _ in range(sent):
+                    t.send("enb", frame)
+            got = t.collect(0.5)  # the loop forwards what its socket kept
+            io = backend.stats()["io"]
+            assert isinstance(io, dict)
+            assert io["rx_socket_dropped_enb"] > 0
+            assert packet_drops(rx) == 0  # stats() read (and reset) the kernel's counter
+            assert io["rx_socket_dropped_sgw"] == 0
+            # A frame crossed to the SGW or was counted as dropped, never both; the veth's own
+            # backlog may drop a few more before the socket (not ours to count): >= 90%.
+            crossed = len(got["sgw"]) + io["rx_socket_dropped_enb"]
+            assert 0.9 * sent <= crossed <= sent + 1
+            metrics = render(backend.stats(), backend.tunnels())
+            total = io["rx_socket_dropped_enb"]
+            assert f'fluidedge_tof_io_total{{kind="rx_socket_dropped_enb"}} {total}' in metrics
+        finally:
+            backend.stop()

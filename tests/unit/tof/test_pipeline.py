@@ -435,3 +435,69 @@ def test_ipv6_inner_and_outer_offload() -> None:
     assert udp.checksum_ok(inner[8:24], inner[24:40], inner[40:])
     # The outer IPv6 UDP checksum is mandatory and correct.
     assert udp.checksum_ok(sgw6, enb6, reply[1][54:])
+
+
+_EI_PEERS = (ENB1, ENB2, SGW1, SGW2)
+_EI_UES = (UE1, UE2, ipaddress.IPv4Address("198.18.100.3").packed)
+_ei_step = st.one_of(
+    st.tuples(
+        st.just("up"),
+        st.sampled_from((ENB1, ENB2)),
+        st.sampled_from((SGW1, SGW2)),
+        st.integers(1, 3),
+        st.sampled_from(_EI_UES),
+    ),
+    st.tuples(
+        st.just("down"),
+        st.sampled_from((SGW1, SGW2)),
+        st.sampled_from((ENB1, ENB2)),
+        st.integers(1, 3),
+        st.sampled_from(_EI_UES),
+    ),
+    st.tuples(st.just("ei"), st.sampled_from(_EI_PEERS), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_ei_step, min_size=1, max_size=40))
+def test_error_indication_forgets_exactly_the_named_tunnels(
+    steps: list[tuple[object, ...]],
+) -> None:
+    """An Error Indication's lookup (one probe per peer pair) forgets exactly what a walk over
+    every tunnel would: each tunnel toward the peer with that TEID, in either table, whatever
+    re-attaches and TEID reuse came before; the per-peer index stays equal to a recount."""
+    p = pipeline()
+    now = 0.0
+    for step in steps:
+        now += 1.0
+        if step[0] == "ei":
+            _, peer, teid = step
+            assert isinstance(peer, bytes)
+            assert isinstance(teid, int)
+            suffix = peer + teid.to_bytes(4, "big")
+            expected = {
+                name: {k for k in table if k[4:12] != suffix}
+                for name, table in (("up", p.up), ("down", p.down))
+            }
+            ei = gtpu.error_indication(teid, ipaddress.IPv4Address(peer))
+            frame = ethernet_frame(MAC_ENB, MAC_SGW, encapsulate(peer, ENB1, ei))
+            assert p.from_s1(frame, SGW, now)[0][1] is frame
+            assert set(p.up) == expected["up"]
+            assert set(p.down) == expected["down"]
+        else:
+            kind, src, dst, teid, ue = step
+            assert isinstance(src, bytes)
+            assert isinstance(dst, bytes)
+            assert isinstance(ue, bytes)
+            assert isinstance(teid, int)
+            if kind == "up":
+                p.from_s1(gpdu(src, dst, teid, udp_packet(ue, PDN, 1, 2)), ENB, now)
+            else:
+                inner = udp_packet(PDN, ue, 2, 1)
+                p.from_s1(gpdu(src, dst, teid, inner, uplink=False), SGW, now)
+        recount: dict[bytes, dict[bytes, int]] = {}
+        for table in (p.up, p.down):
+            for key in table:
+                srcs = recount.setdefault(key[4:8], {})
+                srcs[key[:4]] = srcs.get(key[:4], 0) + 1
+        assert {dst: dict(srcs) for dst, srcs in p._peer_srcs.items()} == recount
