@@ -27,4 +27,4 @@ Errors::
     └── ClusterFailure             etcd or another node failed (SystemFailure, 500)
 """
 
-__all__ = ["api", "config", "errors", "etcd", "failover", "part", "placement", "registry"]
+__all__ = ["api", "config", "errors", "etcd", "failover", "garp", "part", "placement", "registry"]

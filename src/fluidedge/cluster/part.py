@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import httpx
@@ -29,9 +30,15 @@ from pydantic import ValidationError
 
 from fluidedge.cluster.api import build_router
 from fluidedge.cluster.config import ClusterConfig
-from fluidedge.cluster.errors import ClusterFailure, ClusterInvalid, NodeUnavailable
+from fluidedge.cluster.errors import (
+    ClusterError,
+    ClusterFailure,
+    ClusterInvalid,
+    NodeUnavailable,
+)
 from fluidedge.cluster.etcd import Etcd, JsonObject
 from fluidedge.cluster.failover import Record, plan, request_of
+from fluidedge.cluster.garp import announce
 from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.part import DaemonContext
@@ -51,7 +58,8 @@ class ClusterPart:
         self.ctx = ctx
         self.token = config.read_token()
         self.etcd = Etcd(config.etcd)
-        self.registry = Registry(config, self.etcd, self.report, self.failover)
+        self.registry = Registry(config, self.etcd, self.report, self.after_beat)
+        self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
         self._http: httpx.AsyncClient | None = None
         self.forwarded = 0
@@ -83,6 +91,23 @@ class ClusterPart:
             "committed": {"cpus": round(loads, 3), "memory_mb": committed},
             "instances": names,
         }
+
+    def after_beat(self) -> None:
+        """Failover in a thread of its own: re-creations must not delay the heartbeats (a
+        node busy taking over must not miss its own lease)."""
+        thread = self._failover_thread
+        if thread is not None and thread.is_alive():
+            return  # the last pass is still at work; the next beat looks again
+        self._failover_thread = threading.Thread(
+            target=self._failover_pass, name="cluster-failover", daemon=True
+        )
+        self._failover_thread.start()
+
+    def _failover_pass(self) -> None:
+        try:
+            self.failover()
+        except ClusterError as exc:
+            log.warning("cluster: failover pass: %s", exc)
 
     def failover(self) -> None:
         """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""
@@ -130,11 +155,19 @@ class ClusterPart:
                 continue  # another node claimed it first
             log.warning("cluster: taking %s over from dead node %s", record.name, record.node)
             try:
-                manager.create_instance(InstanceRequest.model_validate(record.request))
+                view = manager.create_instance(InstanceRequest.model_validate(record.request))
                 self.taken_over += 1
             except (FluidedgeError, ValidationError) as exc:
                 self.takeover_failures += 1
                 log.error("cluster: re-creating %s here failed: %s", record.name, exc)
+                continue
+            if view.pid is None:
+                continue
+            for iface in view.interfaces:  # its addresses have a new MAC: tell the network
+                try:
+                    announce(view.pid, iface.name, list(iface.addresses))
+                except (FluidedgeError, OSError) as exc:
+                    log.warning("cluster: gratuitous ARP of %s %s: %s", view.name, iface.name, exc)
 
     async def start(self) -> None:
         self._manager = self._instances()
@@ -150,6 +183,9 @@ class ClusterPart:
         if manager is not None and getattr(manager, "placer", None) is self:
             manager.placer = None
         await asyncio.to_thread(self.registry.stop)
+        thread = self._failover_thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30)
         self.etcd.close()
         if self._http is not None:
             await self._http.aclose()

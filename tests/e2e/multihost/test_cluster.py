@@ -44,6 +44,20 @@ def ping(pid: int, dst: str) -> bool:
     return done.returncode == 0
 
 
+def in_netns(pid: int, *argv: str) -> str:
+    done = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", *argv],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def mac_of(pid: int) -> str:
+    """The MAC of ``eth0`` in the namespace of ``pid`` (not /sys: that is the host's)."""
+    words = in_netns(pid, "ip", "-o", "link", "show", "eth0").split()
+    return words[words.index("link/ether") + 1]
+
+
 def create(client: Client, name: str, index: int, **more: Any) -> dict[str, Any]:
     body = {
         "name": name,
@@ -236,6 +250,8 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
         wait_for(lambda: key in etcd.get_prefix(key), 10, "survivor recorded for failover")
         assert etcd.get_prefix(key)[key]["node"] == b.name
         assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=20)
+        old_mac = mac_of(b.client().get("/v1/instances/survivor")["pid"])
+        assert old_mac in in_netns(probe["pid"], "ip", "neigh", "show", f"{SUBNET}.9")
         nodes.kill_node(b)  # the daemon and the chassis: survivor's port is gone with them
         try:
             wait_for(
@@ -246,14 +262,13 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
             taken = etcd.get_prefix(key)[key]
             assert (taken["node"], taken["taken_from"]) == (a.name, b.name)
             assert a.client().get("/v1/instances/survivor")["state"] == "running"
-            # the same address answers again, from its new node (a new MAC: the probe forgets
-            # the old one, as its ARP cache would after its reachable time; no gratuitous ARP
-            # is sent on re-creation yet)
-            subprocess.run(
-                ["nsenter", "-t", str(probe["pid"]), "-n", "ip", "neigh", "flush", "all"],
-                check=True, timeout=30,
-            )  # fmt: skip
-            assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=20)
+            # the same address answers again, from its new node: a new MAC, which its
+            # gratuitous ARP taught the probe (whose entry still had the old one)
+            assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=3)
+            new_pid = a.client().get("/v1/instances/survivor")["pid"]
+            new_mac = mac_of(new_pid)
+            assert new_mac in in_netns(probe["pid"], "ip", "neigh", "show", f"{SUBNET}.9")
+            assert new_mac != old_mac
             view = node_view(a.client(), b.name)
             assert view["state"] == "dead"
         finally:

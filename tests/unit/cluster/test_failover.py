@@ -82,3 +82,20 @@ def test_the_claim_compares_the_revision() -> None:
     assert decode_revisions({"kvs": [{**kv, "mod_revision": "9"}]}) == {
         "/fe/instances/x": ({"node": "b"}, "9")
     }
+
+
+def test_a_gratuitous_arp_frame() -> None:
+    from fluidedge.cluster.garp import garp_frame
+
+    mac = bytes.fromhex("02aabbccddee")
+    frame = garp_frame(mac, "10.0.0.9")
+    assert frame[:6] == b"\xff" * 6
+    assert frame[6:12] == mac
+    assert frame[12:14] == b"\x08\x06"
+    arp = frame[14:]
+    assert arp[:8] == bytes.fromhex("0001080006040001")  # Ethernet/IPv4, request
+    assert arp[8:14] == mac  # sender
+    assert arp[14:18] == bytes([10, 0, 0, 9])
+    assert arp[18:24] == b"\0" * 6  # target = sender's address
+    assert arp[24:28] == bytes([10, 0, 0, 9])
+    assert len(frame) == 42
