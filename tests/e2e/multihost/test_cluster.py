@@ -5,7 +5,8 @@ Nodes list each other with capacity and liveness; a creation sent to any node ru
 it names or on the one placement picks (spread/pack over the reported capacity), forwarded
 with the site token; the instance is reachable from the other node; refusals; losing etcd's
 leader (3 members) kills no node's liveness and stops no forwarding; a node killed is seen
-dead and its instances lost, and comes back alive with them after a restart; with
+dead and its instances lost, and comes back alive with them (ports bound, reachable) after a
+restart; with
 ``failover = "recreate"`` a dead node's instance is re-created on a live node at the same
 address, and the node, back, deletes its stale copy."""
 
@@ -228,6 +229,12 @@ def test_a_killed_node_is_seen_dead_with_its_instances_lost(nodes: OvnNodes, net
     view = node_view(a.client(), b.name)
     assert view["instances"] == ["victim"]  # re-adopted
     assert view["lost"] == []
+    # with its logical port: still bound on b's chassis, reachable from a's instance
+    victim = b.client().get("/v1/instances/victim")
+    assert victim["state"] == "running"
+    assert nodes.bound_on(f"{b.name}.{victim['interfaces'][0]['host_ifname']}") == b.name
+    elsewhere = a.client().get("/v1/instances/elsewhere")
+    assert wait_until(lambda: ping(elsewhere["pid"], f"{SUBNET}.3"), timeout=20)
 
 
 def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_returns(
