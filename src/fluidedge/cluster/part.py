@@ -11,6 +11,10 @@ of tenant tokens run on the node that receives them (tenants are per node for no
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
 
+The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
+runs (its record lists it) are relayed there the same way. Answers carry
+``X-Fluidedge-Node: <node>`` when another node gave them.
+
 Failover (:mod:`.failover`), after each heartbeat: this node's instances whose template says
 ``failover = "recreate"`` get a record in etcd; a dead node's recorded instances are
 re-created by the live node placement picks (claimed by compare-and-swap); an instance of
@@ -62,6 +66,7 @@ class ClusterPart:
         self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
         self._http: httpx.AsyncClient | None = None
+        self._sync_http = httpx.Client(timeout=config.forward_timeout)
         self.forwarded = 0
         self.taken_over = 0
         self.takeover_failures = 0
@@ -189,6 +194,7 @@ class ClusterPart:
         self.etcd.close()
         if self._http is not None:
             await self._http.aclose()
+        self._sync_http.close()
 
     # the instance manager's Placer
     def target(
@@ -241,11 +247,30 @@ class ClusterPart:
                 f"{url}/v1/instances",
                 json={**body, "node": node},
                 params=params,
-                headers={
-                    "Authorization": f"Bearer {self.token}",
-                    FORWARDED: self.config.node,
-                },
+                headers=self._headers(),
             )
+        except httpx.HTTPError as exc:
+            raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
+        self.forwarded += 1
+        return response.status_code, response.content
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", FORWARDED: self.config.node}
+
+    def owner(self, name: str) -> str | None:
+        """The live node, not this one, whose record lists instance ``name``."""
+        for node in self.registry.nodes():
+            if node.alive and node.name != self.config.node and name in node.instances:
+                return node.name
+        return None
+
+    def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
+        """A body-less request for one instance, sent to ``node`` (blocking)."""
+        url = next((n.url for n in self.registry.nodes() if n.name == node), None)
+        if url is None:
+            raise NodeUnavailable(f"node {node!r} is not known here")
+        try:
+            response = self._sync_http.request(method, f"{url}{path}", headers=self._headers())
         except httpx.HTTPError as exc:
             raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
         self.forwarded += 1

@@ -117,13 +117,42 @@ async def _place(
         request,
         manager.templates.get(request.template),
         admin=sc.who(http).is_admin,
-        forwarded=http.headers.get("x-fluidedge-forwarded"),
+        forwarded=http.headers.get(FORWARDED),
     )
     if node is None:
         return None
     body = request.model_dump(mode="json", exclude_defaults=True)
     code, content = await placer.forward(node, body, tenant)
-    return Response(content=content, status_code=code, media_type="application/json")
+    response = Response(content=content, status_code=code, media_type="application/json")
+    response.headers[NODE_HEADER] = node
+    return response
+
+
+FORWARDED = "x-fluidedge-forwarded"
+NODE_HEADER = "x-fluidedge-node"
+
+
+def _relayed(
+    manager: Manager, sc: Scoped, http: Request, name: str, method: str
+) -> Response | None:
+    """With ``[cluster]``: the answer of the node that runs instance ``name`` when it is not
+    here (the admin's reads and deletes reach it through any node); ``None``: answer here."""
+    placer = manager.placer
+    if (
+        placer is None
+        or name in manager.instances
+        or http.headers.get(FORWARDED) is not None
+        or not sc.who(http).is_admin
+    ):
+        return None
+    node = placer.owner(name)
+    if node is None:
+        return None
+    code, content = placer.relay(node, method, f"/v1/instances/{name}")
+    media = "application/json" if content else None
+    response = Response(content=content or None, status_code=code, media_type=media)
+    response.headers[NODE_HEADER] = node
+    return response
 
 
 def _json_body(scope: Scope) -> bool:
@@ -246,8 +275,16 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     ) -> Response:
         return await _create(manager, sc, http, request, tenant, arrived)
 
-    @router.get("/instances/{name}", tags=["instances"], responses=error_responses(404))
-    def get_instance(name: str, request: Request) -> InstanceView:
+    @router.get(
+        "/instances/{name}",
+        tags=["instances"],
+        response_model=InstanceView,
+        responses=error_responses(404),
+    )
+    def get_instance(name: str, request: Request) -> Any:
+        relayed = _relayed(manager, sc, request, name, "GET")
+        if relayed is not None:
+            return relayed
         sc.require("instance", sc.who(request), name)
         return manager.get_instance(name).view()
 
@@ -258,6 +295,9 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(404),
     )
     def delete_instance(name: str, request: Request) -> Response:
+        relayed = _relayed(manager, sc, request, name, "DELETE")
+        if relayed is not None:
+            return relayed
         sc.delete("instance", sc.who(request), name, manager.delete_instance)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -65,6 +65,12 @@ class Placer(Protocol):
     ) -> tuple[int, bytes]:
         """Send the creation to ``node``: its HTTP status and body."""
 
+    def owner(self, name: str) -> str | None:
+        """The live node (not this one) that runs instance ``name``, if the view says one."""
+
+    def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
+        """Send a body-less request for one instance to ``node`` (blocking): status, body."""
+
 
 class InstancesConfig(BaseModel):
     """The ``[instances]`` table of the daemon config."""

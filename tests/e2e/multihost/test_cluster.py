@@ -115,6 +115,7 @@ def test_a_creation_naming_another_node_runs_there_and_is_reachable(
     a, b = nodes.nodes
     here = create(a.client(), "here", 2, node=a.name)
     there = create(a.client(), "there", 3, node=b.name)  # sent to a, forwarded to b
+    assert there["pid"] > 0
     assert runs_on(nodes, "there") == [b.name]
     assert runs_on(nodes, "here") == [a.name]
     port = f"{b.name}.{there['interfaces'][0]['host_ifname']}"
@@ -129,6 +130,17 @@ def test_a_creation_naming_another_node_runs_there_and_is_reachable(
             "b's record lists the forwarded instance",
         )
     assert "there" not in node_view(b.client(), a.name)["instances"]
+    # the admin reads and deletes it through a too: relayed to b, which answers
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    read = httpx.get(f"{a.handle.url}/v1/instances/there", headers=auth, timeout=30)
+    assert read.status_code == 200, read.text
+    assert read.headers["x-fluidedge-node"] == b.name
+    assert read.json()["pid"] == there["pid"]
+    gone = httpx.delete(f"{a.handle.url}/v1/instances/there", headers=auth, timeout=30)
+    assert gone.status_code == 204, gone.text
+    assert runs_on(nodes, "there") == []
+    missing = httpx.get(f"{a.handle.url}/v1/instances/there", headers=auth, timeout=30)
+    assert missing.status_code == 404
 
 
 def test_placement_spreads_and_packs_over_reported_capacity(nodes: OvnNodes, net: str) -> None:
