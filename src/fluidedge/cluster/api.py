@@ -22,10 +22,11 @@ class NodeView(BaseModel):
     memory_capacity_mb: int
     memory_committed_mb: int
     instances: list[str]
-    lost: list[str]  # a dead node's instances: not known to run anywhere
+    lost: list[str]  # a dead node's instances that no live node runs (none taken over)
 
     @classmethod
-    def of(cls, node: NodeState) -> NodeView:
+    def of(cls, node: NodeState, running: frozenset[str] = frozenset()) -> NodeView:
+        """``running``: the instances live nodes run (a dead node's, taken over, are not lost)."""
         return cls(
             name=node.name,
             url=node.url,
@@ -35,8 +36,13 @@ class NodeView(BaseModel):
             memory_capacity_mb=node.memory_capacity,
             memory_committed_mb=node.memory_committed,
             instances=list(node.instances),
-            lost=[] if node.alive else list(node.instances),
+            lost=[] if node.alive else [i for i in node.instances if i not in running],
         )
+
+
+def _views(nodes: list[NodeState]) -> list[NodeView]:
+    running = frozenset(i for node in nodes if node.alive for i in node.instances)
+    return [NodeView.of(node, running) for node in nodes]
 
 
 def build_router(registry: Registry) -> APIRouter:
@@ -45,13 +51,13 @@ def build_router(registry: Registry) -> APIRouter:
     @router.get("/nodes")
     def list_nodes() -> list[NodeView]:
         """Every registered node, alive or dead, as etcd says (at most a heartbeat old)."""
-        return [NodeView.of(node) for node in registry.nodes()]
+        return _views(registry.nodes())
 
     @router.get("/nodes/{name}", responses=error_responses(404))
     def get_node(name: str) -> NodeView:
-        for node in registry.nodes():
-            if node.name == name:
-                return NodeView.of(node)
+        for view in _views(registry.nodes()):
+            if view.name == name:
+                return view
         raise NodeNotFound(f"no node {name!r} in the cluster")
 
     return router

@@ -290,6 +290,12 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
             assert new_mac != old_mac
             view = node_view(a.client(), b.name)
             assert view["state"] == "dead"
+            assert "survivor" in view["instances"]  # b's last record
+            wait_for(
+                lambda: node_view(a.client(), b.name)["lost"] == [],
+                10,
+                "survivor not lost: a runs it now",
+            )
         finally:
             b.handle.start()
         # back, b finds survivor taken over and deletes its own copy

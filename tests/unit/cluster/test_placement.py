@@ -54,3 +54,14 @@ def test_a_record_becomes_a_state() -> None:
     }
     state = NodeState.of(record, alive=True)
     assert (state.cpu_free, state.memory_free, state.instances) == (6.5, 1536, ("i1", "i2"))
+
+
+def test_a_dead_nodes_instances_are_lost_unless_a_live_node_runs_them() -> None:
+    from fluidedge.cluster.api import _views
+
+    dead = NodeState("b", "http://127.0.0.1:2", False, 1.0, 100, instances=("x", "y"))
+    live = NodeState("a", "http://127.0.0.1:1", True, 1.0, 100, instances=("y", "z"))
+    views = {v.name: v for v in _views([live, dead])}
+    assert views["b"].state == "dead"
+    assert views["b"].lost == ["x"]  # y was taken over by a
+    assert views["a"].lost == []
