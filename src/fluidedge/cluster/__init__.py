@@ -16,6 +16,7 @@ Keys (under ``prefix``, default ``/fluidedge``)::
                             ``heartbeat`` s): present = the node is alive
     <prefix>/instances/<i>  an instance whose template says failover = "recreate": its
                             node and the request that re-creates it (:mod:`.failover`)
+    <prefix>/templates/<t>  the site's templates (the admin's, made through any node)
 
 Errors::
 

@@ -11,6 +11,10 @@ of tenant tokens run on the node that receives them (tenants are per node for no
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
 
+Templates the admin creates or deletes through any node's API are the site's: kept in etcd
+(``<prefix>/templates/<name>``) and made (or deleted) on every node by its pass after each
+heartbeat (:meth:`ClusterPart.sync_templates`). Tenants' templates stay on their node.
+
 The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
 runs (its record lists it) are relayed there the same way. Answers carry
 ``X-Fluidedge-Node: <node>`` when another node gave them.
@@ -47,7 +51,7 @@ from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
-from fluidedge.instances.models import InstanceRequest
+from fluidedge.instances.models import InstanceRequest, TemplateSpec
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -71,6 +75,8 @@ class ClusterPart:
         self.taken_over = 0
         self.takeover_failures = 0
         self.fenced = 0
+        self._templates_seen: set[str] = set()  # the site's templates at the last pass
+        self._templates_failed: set[str] = set()  # logged once
 
     def router(self) -> APIRouter:
         return build_router(self.registry)
@@ -110,9 +116,54 @@ class ClusterPart:
 
     def _failover_pass(self) -> None:
         try:
+            self.sync_templates()
             self.failover()
         except ClusterError as exc:
             log.warning("cluster: failover pass: %s", exc)
+
+    # the site's templates: <prefix>/templates/<name>, written by the node whose API made them
+    def template_created(self, spec: Any) -> None:
+        try:
+            self.etcd.put(self.registry.key("templates", spec.name), spec.model_dump(mode="json"))
+        except ClusterError as exc:
+            log.warning("cluster: template %s stays on this node: %s", spec.name, exc)
+
+    def template_deleted(self, name: str) -> None:
+        try:
+            self.etcd.delete(self.registry.key("templates", name))
+        except ClusterError as exc:
+            log.warning("cluster: template %s stays on the other nodes: %s", name, exc)
+
+    def sync_templates(self) -> None:
+        """Create here the site's templates this node lacks; delete here those that left the
+        site since the last pass (a template still used here stays until it is not)."""
+        manager = self._manager
+        if manager is None:
+            return
+        prefix = self.registry.key("templates")
+        site = {key[len(prefix) :]: value for key, value in self.etcd.get_prefix(prefix).items()}
+        for name, value in sorted(site.items()):
+            if name in manager.templates:
+                continue
+            try:
+                manager.create_template(TemplateSpec.model_validate(value))
+                self._templates_failed.discard(name)
+            except (FluidedgeError, ValidationError) as exc:
+                if name not in self._templates_failed:
+                    log.warning(
+                        "cluster: the site's template %s cannot be made here: %s", name, exc
+                    )
+                    self._templates_failed.add(name)
+        for name in sorted(self._templates_seen - set(site)):
+            if name in manager.templates and name not in manager.builtin:
+                try:
+                    manager.delete_template(name)
+                except FluidedgeError as exc:
+                    log.warning("cluster: template %s left the site, not here yet: %s", name, exc)
+                    continue
+        self._templates_seen = set(site) | {
+            n for n in self._templates_seen - set(site) if n in manager.templates
+        }
 
     def failover(self) -> None:
         """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""

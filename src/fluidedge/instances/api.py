@@ -234,7 +234,10 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     def create_template(
         spec: TemplateSpec, request: Request, tenant: str | None = TenantParam
     ) -> TemplateSpec:
-        return sc.create_template(sc.who(request), spec, tenant)
+        made = sc.create_template(sc.who(request), spec, tenant)
+        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
+            manager.placer.template_created(made)  # the site's: every node gets it
+        return made
 
     @router.get("/templates/{name}", tags=["templates"], responses=error_responses(404))
     def get_template(name: str, request: Request) -> TemplateSpec:
@@ -250,6 +253,8 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     def delete_template(name: str, request: Request) -> Response:
         sc.delete("template", sc.who(request), name, manager.delete_template)
+        if manager.placer is not None and sc.who(request).is_admin:
+            manager.placer.template_deleted(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # instances

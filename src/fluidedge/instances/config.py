@@ -71,6 +71,12 @@ class Placer(Protocol):
     def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
         """Send a body-less request for one instance to ``node`` (blocking): status, body."""
 
+    def template_created(self, spec: TemplateSpec) -> None:
+        """The admin created ``spec`` here: make it the site's (every node gets it)."""
+
+    def template_deleted(self, name: str) -> None:
+        """The admin deleted template ``name`` here: from every node."""
+
 
 class InstancesConfig(BaseModel):
     """The ``[instances]`` table of the daemon config."""
