@@ -17,6 +17,7 @@ Keys (under ``prefix``, default ``/fluidedge``)::
     <prefix>/instances/<i>  an instance whose template says failover = "recreate": its
                             node and the request that re-creates it (:mod:`.failover`)
     <prefix>/templates/<t>  the site's templates (the admin's, made through any node)
+    <prefix>/networks/<n>   the site's ovn networks (likewise)
 
 Errors::
 

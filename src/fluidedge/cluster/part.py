@@ -11,9 +11,10 @@ of tenant tokens run on the node that receives them (tenants are per node for no
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
 
-Templates the admin creates or deletes through any node's API are the site's: kept in etcd
-(``<prefix>/templates/<name>``) and made (or deleted) on every node by its pass after each
-heartbeat (:meth:`ClusterPart.sync_templates`). Tenants' templates stay on their node.
+Templates and ``ovn`` networks the admin creates or deletes through any node's API are the
+site's: kept in etcd (``<prefix>/templates/<name>``, ``<prefix>/networks/<name>``) and made
+(or deleted) on every node by its pass after each heartbeat (:meth:`ClusterPart.sync_site`;
+a network in the node's own chassis namespace). Tenants' stay on their node.
 
 The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
 runs (its record lists it) are relayed there the same way. Answers carry
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -51,7 +53,7 @@ from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
-from fluidedge.instances.models import InstanceRequest, TemplateSpec
+from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -75,8 +77,8 @@ class ClusterPart:
         self.taken_over = 0
         self.takeover_failures = 0
         self.fenced = 0
-        self._templates_seen: set[str] = set()  # the site's templates at the last pass
-        self._templates_failed: set[str] = set()  # logged once
+        self._seen: dict[str, set[str]] = {}  # the site's objects of a kind at the last pass
+        self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
 
     def router(self) -> APIRouter:
         return build_router(self.registry)
@@ -116,54 +118,95 @@ class ClusterPart:
 
     def _failover_pass(self) -> None:
         try:
-            self.sync_templates()
+            self.sync_site()
             self.failover()
         except ClusterError as exc:
             log.warning("cluster: failover pass: %s", exc)
 
-    # the site's templates: <prefix>/templates/<name>, written by the node whose API made them
-    def template_created(self, spec: Any) -> None:
+    # the site's templates and ovn networks: <prefix>/<kind>/<name>, written by the node
+    # whose API made them, made and deleted on every node by its pass
+    def _publish(self, kind: str, name: str, value: JsonObject) -> None:
         try:
-            self.etcd.put(self.registry.key("templates", spec.name), spec.model_dump(mode="json"))
+            self.etcd.put(self.registry.key(kind, name), value)
         except ClusterError as exc:
-            log.warning("cluster: template %s stays on this node: %s", spec.name, exc)
+            log.warning("cluster: %s %s stays on this node: %s", kind, name, exc)
+
+    def _unpublish(self, kind: str, name: str) -> None:
+        try:
+            self.etcd.delete(self.registry.key(kind, name))
+        except ClusterError as exc:
+            log.warning("cluster: %s %s stays on the other nodes: %s", kind, name, exc)
+
+    def template_created(self, spec: Any) -> None:
+        self._publish("templates", spec.name, spec.model_dump(mode="json"))
 
     def template_deleted(self, name: str) -> None:
-        try:
-            self.etcd.delete(self.registry.key("templates", name))
-        except ClusterError as exc:
-            log.warning("cluster: template %s stays on the other nodes: %s", name, exc)
+        self._unpublish("templates", name)
 
-    def sync_templates(self) -> None:
-        """Create here the site's templates this node lacks; delete here those that left the
-        site since the last pass (a template still used here stays until it is not)."""
+    def network_created(self, spec: Any) -> None:
+        if spec.driver == "ovn":  # a logical switch spans nodes; a bridge is one host's
+            self._publish("networks", spec.name, spec.model_dump(mode="json"))
+
+    def network_deleted(self, name: str) -> None:
+        self._unpublish("networks", name)
+
+    def sync_site(self) -> None:
+        """Make here the site's networks and templates this node lacks; delete here those
+        that left the site since the last pass (one still used here stays until it is not)."""
         manager = self._manager
         if manager is None:
             return
-        prefix = self.registry.key("templates")
+        ovn = manager.config.ovn
+        netns = ovn.netns if ovn is not None else None
+
+        def make_network(value: JsonObject) -> None:
+            # the same logical switch, plugged through this node's chassis namespace
+            manager.create_network(NetworkSpec.model_validate({**value, "netns": netns}))
+
+        def make_template(value: JsonObject) -> None:
+            manager.create_template(TemplateSpec.model_validate(value))
+
+        self._sync("networks", manager.networks, make_network, manager.delete_network, set())
+        self._sync(
+            "templates", manager.templates, make_template, manager.delete_template, manager.builtin
+        )
+
+    def _sync(
+        self,
+        kind: str,
+        local: Any,
+        make: Callable[[JsonObject], None],
+        drop: Callable[[str], None],
+        keep: Any,
+    ) -> None:
+        prefix = self.registry.key(kind)
         site = {key[len(prefix) :]: value for key, value in self.etcd.get_prefix(prefix).items()}
+        failed = self._failed.setdefault(kind, set())
         for name, value in sorted(site.items()):
-            if name in manager.templates:
+            if name in local:
                 continue
             try:
-                manager.create_template(TemplateSpec.model_validate(value))
-                self._templates_failed.discard(name)
+                make(value)
+                failed.discard(name)
             except (FluidedgeError, ValidationError) as exc:
-                if name not in self._templates_failed:
+                if name not in failed:
                     log.warning(
-                        "cluster: the site's template %s cannot be made here: %s", name, exc
+                        "cluster: the site's %s %s cannot be made here: %s", kind, name, exc
                     )
-                    self._templates_failed.add(name)
-        for name in sorted(self._templates_seen - set(site)):
-            if name in manager.templates and name not in manager.builtin:
+                    failed.add(name)
+        seen = self._seen.get(kind, set())
+        for name in sorted(seen - set(site)):
+            if name in local and name not in keep:
                 try:
-                    manager.delete_template(name)
+                    drop(name)
+                    failed.discard(name)
                 except FluidedgeError as exc:
-                    log.warning("cluster: template %s left the site, not here yet: %s", name, exc)
-                    continue
-        self._templates_seen = set(site) | {
-            n for n in self._templates_seen - set(site) if n in manager.templates
-        }
+                    if name not in failed:
+                        log.warning(
+                            "cluster: %s %s left the site, not here yet: %s", kind, name, exc
+                        )
+                        failed.add(name)
+        self._seen[kind] = set(site) | {n for n in seen - set(site) if n in local}
 
     def failover(self) -> None:
         """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""

@@ -375,7 +375,10 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     def create_network(
         spec: NetworkSpec, request: Request, tenant: str | None = TenantParam
     ) -> NetworkSpec:
-        return sc.create_network(sc.who(request), spec, tenant)
+        made = sc.create_network(sc.who(request), spec, tenant)
+        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
+            manager.placer.network_created(made)  # an ovn network: the site's
+        return made
 
     @router.get("/networks/{name}", tags=["networks"], responses=error_responses(404))
     def get_network(name: str, request: Request) -> NetworkSpec:
@@ -390,6 +393,8 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     def delete_network(name: str, request: Request) -> Response:
         sc.delete("network", sc.who(request), name, manager.delete_network)
+        if manager.placer is not None and sc.who(request).is_admin:
+            manager.placer.network_deleted(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.include_router(build_image_router(manager))

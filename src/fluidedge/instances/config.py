@@ -17,7 +17,7 @@ from fluidedge.instances.placement import Capacity, parse_cpuset
 from fluidedge.ovn.node import OvnNode
 
 if TYPE_CHECKING:
-    from fluidedge.instances.models import InstanceRequest, TemplateSpec
+    from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
     from fluidedge.instances.records import Instance
 
 
@@ -76,6 +76,12 @@ class Placer(Protocol):
 
     def template_deleted(self, name: str) -> None:
         """The admin deleted template ``name`` here: from every node."""
+
+    def network_created(self, spec: NetworkSpec) -> None:
+        """The admin created network ``spec`` here: an ``ovn`` one becomes the site's."""
+
+    def network_deleted(self, name: str) -> None:
+        """The admin deleted network ``name`` here: from every node."""
 
 
 class InstancesConfig(BaseModel):

@@ -310,8 +310,13 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
         etcd.close()
 
 
-def test_a_template_made_through_one_node_is_the_sites(nodes: OvnNodes, net: str) -> None:
+def test_a_network_and_a_template_made_through_one_node_are_the_sites(
+    nodes: OvnNodes, net: str
+) -> None:
     a, b = nodes.nodes
+    # the network too (made through a by the fixture): b has it, in its own namespace
+    assert b.client().get(f"/v1/networks/{net}")["netns"] == b.netns
+    assert a.client().get(f"/v1/networks/{net}")["netns"] == a.netns
     body = {
         "name": "shared",
         "command": ["/bin/busybox", "sleep", "2147483647"],
@@ -344,4 +349,13 @@ def test_a_template_made_through_one_node_is_the_sites(nodes: OvnNodes, net: str
         lambda: all(t["name"] != "shared" for t in a.client().get("/v1/templates")),
         10,
         "the template gone from a",
+    )
+    # the network (and the fixture's template on it), deleted through a, leave b too (b
+    # deletes the network once its template is gone: a pass may find it still used)
+    a.client().delete("/v1/templates/sleeper")
+    a.client().delete(f"/v1/networks/{net}")
+    wait_for(
+        lambda: all(n["name"] != net for n in b.client().get("/v1/networks")),
+        10,
+        "the network gone from b",
     )
