@@ -8,6 +8,9 @@ One invocation, ratios against a baseline measured in the same run (the machine 
   uplink G-PDUs of 1,000 UEs and encapsulating the app's replies, with no limit vs a limit on
   both directions high enough that nothing is dropped (the bucket's cost on every packet),
   rounds interleaved and timed in this thread's CPU time; the ratio limited / unlimited.
+* ``mirror``: the pure pipeline, one UE sending and receiving (the same packets as above),
+  that UE not intercepted vs intercepted to a pcap file (a copy of each packet queued for the
+  writer thread, which runs meanwhile): rounds interleaved, CPU time of the data-plane thread.
 * ``accuracy``: the pure pipeline on a virtual clock: one UE offers 1000-byte packets at 2x
   and 5x its limit (uplink) for 10 s; the delivered rate beyond the burst over the limit.
 * ``program`` (root): the fast path's ``s1_ingress`` program run on one offloaded uplink
@@ -18,7 +21,10 @@ One invocation, ratios against a baseline measured in the same run (the machine 
   app for each variant, backends alternating over rounds (order rotated): ``off`` (the
   baseline), ``limited`` (a limit above the offered rate, nothing dropped: the cost of the
   per-UE bucket, a hash lookup and a spin lock per packet), ``accounting`` (the per-bearer
-  usage counters: a hash lookup and atomic adds per packet, the fold thread every second).
+  usage counters: a hash lookup and atomic adds per packet, the fold thread every second),
+  ``mirrored`` (the one UE sending is a lawful-intercept target with a pcap destination: the
+  program clones every packet to the intercept's veth, the agent's reader thread writes the
+  pcap; copies it cannot keep up with are dropped and counted, never the offloaded packets).
   Then a limit below the offered rate: the delivered inner bytes/s over the limit. The
   program runs in the sender's softirq on this 2-core machine, so what it costs per packet
   slows trafgen down: the pps ratio is the per-packet cost ratio.
@@ -116,6 +122,41 @@ def pipeline_bench(rounds: int) -> dict[str, Any]:
     }
 
 
+def mirror_bench(rounds: int) -> dict[str, Any]:
+    p, ups, downs = pipeline(None, 1)
+    pcaps = Path(tempfile.mkdtemp(prefix="fluidedge-bench-li-"))
+
+    class Plain:
+        def set_mirrors(self, mirrors: list[Any]) -> None:
+            p.mirrors = {m.target.ue: m for m in mirrors}
+
+    plain = Plain()
+    off_pps, on_pps, ratios = [], [], []
+    stats: dict[str, list[int]] = {}
+    try:
+        for r in range(rounds):
+            rates: dict[bool, float] = {}
+            for mirrored in (False, True) if r % 2 == 0 else (True, False):
+                mirror = start_mirror(plain, pcaps, "10.0.0.0") if mirrored else None
+                rates[mirrored] = offload_round(p, ups, downs, 3000)
+                if mirror is not None:
+                    stop_mirror(plain, mirror, stats)
+            off_pps.append(rates[False])
+            on_pps.append(rates[True])
+            ratios.append(rates[True] / rates[False])
+    finally:
+        pcaps.rmdir()
+    return {
+        "rounds": rounds,
+        "off_pps_median": round(statistics.median(off_pps)),
+        "on_pps_median": round(statistics.median(on_pps)),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_best_rounds": round(max(on_pps) / max(off_pps), 3),
+        "copied": sum(stats["copied"]),
+        "dropped": sum(stats["dropped"]),
+    }
+
+
 def accuracy_bench() -> dict[str, float]:
     rate = 1_000_000  # bytes/s (8 Mbit/s)
     out: dict[str, float] = {}
@@ -141,7 +182,31 @@ FASTPATH_VARIANTS: dict[str, dict[str, Any]] = {
     "limited": {"ratelimit": {"services": {"bench": {"uplink": HIGH}}}},
     # per-bearer usage counters in the kernel (the fold thread every second)
     "accounting": {"accounting": {"enabled": True, "jsonl": {}}},
+    # the sending UE is intercepted to a pcap file (lawful intercept, docs/accounting.md)
+    "mirrored": {"_mirror": True},
 }
+MIRRORED_UE = "198.18.100.1"  # the UE of bench/tof_fastpath.py's _direct_frame
+
+
+def start_mirror(backend: Any, directory: Path, ue_text: str = MIRRORED_UE) -> Any:
+    """A lawful intercept of ``ue_text`` to a pcap file in ``directory``, in force."""
+    from fluidedge.tof.intercept.model import Intercept
+    from fluidedge.tof.intercept.sink import Mirror, PcapWriter
+
+    path = directory / f"bench-{time.monotonic_ns()}.pcap"
+    it = Intercept("bench", ue_text, None, None, None, str(path), time.time())
+    mirror = Mirror(it, PcapWriter(path, create=True), 65536)
+    mirror.start()
+    backend.set_mirrors([mirror])
+    return mirror
+
+
+def stop_mirror(backend: Any, mirror: Any, stats: dict[str, list[int]]) -> None:
+    backend.set_mirrors([])
+    mirror.stop()
+    Path(mirror.intercept.pcap).unlink(missing_ok=True)
+    for key in ("copied", "dropped"):
+        stats.setdefault(key, []).append(mirror.stats()[key])
 
 
 def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
@@ -166,14 +231,22 @@ def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
         frame = _direct_frame(256, "198.18.50.1", bytes.fromhex("02000000e002"))
         inner_len = len(frame) - 14 - 36
 
+        mirror_stats: dict[str, list[int]] = {}
+        pcaps = Path(tempfile.mkdtemp(prefix="fluidedge-bench-li-"))
+
         def run_with(extra: dict[str, Any], measure: str) -> float:
             base = {"netns": t.host, "pinger_target": "198.18.200.10", "idle_timeout": 600}
+            extra = dict(extra)
+            mirrored = extra.pop("_mirror", False)
             backend = FastPathBackend(TofConfig.model_validate({**base, **extra}))
             backend.start()
+            mirror = None
             try:
                 backend.apply({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})
                 t.send("enb", frame)  # the flow's first packet: the agent creates it
                 time.sleep(0.3)
+                if mirrored:
+                    mirror = start_mirror(backend, pcaps)
                 if measure == "pps":
                     return _trafgen_rate(t.enb, cfg, [frame], (t.app, "eth0"))
                 # Bytes/s delivered: inner IP bytes (Ethernet header off) at the app.
@@ -194,6 +267,8 @@ def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
                 )
                 return ((b1 - b0) - 14 * (p1 - p0)) / (t1 - t0)
             finally:
+                if mirror is not None:
+                    stop_mirror(backend, mirror, mirror_stats)
                 backend.stop()
 
         try:
@@ -211,6 +286,8 @@ def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
             out["ratio_best_rounds"] = {
                 v: round(max(xs) / max(pps["off"]), 3) for v, xs in pps.items() if v != "off"
             }
+            if mirror_stats:
+                out["mirror_copies_per_round"] = mirror_stats
             if "limited" in variants:
                 # A limit at a fifth of what the generator offers (in inner bytes/s), with a
                 # 1 s burst: a generator descheduled for less than that (a loaded machine)
@@ -222,6 +299,7 @@ def fastpath_bench(rounds: int, variants: tuple[str, ...]) -> dict[str, Any]:
                 out["delivered_over_limit"] = round(delivered * 8 / limit, 4)
         finally:
             cfg.unlink(missing_ok=True)
+            pcaps.rmdir()
     return out
 
 
@@ -244,19 +322,25 @@ def program_bench(rounds: int, runs: int, variants: tuple[str, ...]) -> dict[str
 
     tc_act_redirect = 7
     per_variant: dict[str, list[float]] = {v: [] for v in variants}
+    pcaps = Path(tempfile.mkdtemp(prefix="fluidedge-bench-li-"))
     with topology("bpr") as t:
         frame = _direct_frame(256, "198.18.50.1", bytes.fromhex("02000000e002"))
         for r in range(rounds):
             shift = r % len(variants)
             for variant in variants[shift:] + variants[:shift]:
                 base = {"netns": t.host, "pinger_target": "198.18.200.10", "idle_timeout": 600}
-                config = TofConfig.model_validate({**base, **FASTPATH_VARIANTS[variant]})
+                extra = dict(FASTPATH_VARIANTS[variant])
+                mirrored = extra.pop("_mirror", False)
+                config = TofConfig.model_validate({**base, **extra})
                 backend = FastPathBackend(config)
                 backend.start()
+                mirror = None
                 try:
                     backend.apply({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})
                     t.send("enb", frame)  # the flow's first packet: the agent creates it
                     time.sleep(0.5)
+                    if mirrored:
+                        mirror = start_mirror(backend, pcaps)
                     assert backend._obj is not None
                     prog = backend._obj.prog_fd("s1_ingress")
                     ifindex = backend._ifindex("s1enb")
@@ -279,7 +363,10 @@ def program_bench(rounds: int, runs: int, variants: tuple[str, ...]) -> dict[str
                     assert after["offloaded_uplink"] - before["offloaded_uplink"] == runs
                     per_variant[variant].append(statistics.median(durations))
                 finally:
+                    if mirror is not None:
+                        stop_mirror(backend, mirror, {})
                     backend.stop()
+    pcaps.rmdir()
     medians = {v: statistics.median(xs) for v, xs in per_variant.items()}
     return {
         "runs_per_round": runs,
@@ -302,6 +389,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, Any] = {
         "pipeline": pipeline_bench(10 if args.quick else 40),
+        "mirror": mirror_bench(6 if args.quick else 20),
         "accuracy": accuracy_bench(),
     }
     if not args.no_fastpath and os.geteuid() == 0:
@@ -317,6 +405,13 @@ def main() -> None:
         f"off {p['off_pps_median']} pps, limited (nothing dropped) {p['on_pps_median']} pps; "
         f"on/off median {p['ratio_on_off_median']} (min {p['ratio_on_off_min']}, "
         f"max {p['ratio_on_off_max']}; best rounds {p['ratio_best_rounds']})"
+    )
+    m = result["mirror"]
+    print(
+        f"pipeline offload of one UE ({m['rounds']} interleaved rounds): not mirrored "
+        f"{m['off_pps_median']} pps, mirrored to a pcap {m['on_pps_median']} pps; mirrored/not "
+        f"median {m['ratio_median']} (best rounds {m['ratio_best_rounds']}); "
+        f"{m['copied']} copies written, {m['dropped']} dropped"
     )
     a = result["accuracy"]
     print(
@@ -344,6 +439,9 @@ def main() -> None:
             best = f["ratio_best_rounds"].get(variant)
             tail = f"  {variant}/off median {ratio}, best rounds {best}" if ratio else ""
             print(f"  {variant:10} {rates}{tail}")
+        if "mirror_copies_per_round" in f:
+            m = f["mirror_copies_per_round"]
+            print(f"  mirrored: copies written per round {m['copied']}, dropped {m['dropped']}")
         if "limit_bps" in f:
             print(
                 f"fastpath accuracy: limit {f['limit_bps']} bit/s (1/5 of the offer), delivered"

@@ -21,12 +21,13 @@ Contract:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
+from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import Bearer, Pipeline
 from fluidedge.tof.superfluid.plane import OnDemandControl
@@ -109,6 +110,12 @@ class NullBackend(OnDemandControl):
 
     def purge(self) -> int:
         return self.pipeline.purge_all()
+
+    def set_mirrors(self, mirrors: Sequence[Mirror]) -> None:
+        """Lawful-intercept mirrors: the complete set (see DataPlaneBase.set_mirrors)."""
+        table = {m.target.ue: m for m in mirrors}
+        with self._lock:
+            self.pipeline.mirrors = table
 
     def with_accounting(self, call: Callable[[Accountant], T]) -> T | None:
         """``call(accountant)`` under the data plane's lock; None when accounting is off."""

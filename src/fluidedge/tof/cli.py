@@ -171,6 +171,8 @@ def register(app: typer.Typer) -> None:
         deleted = _client().delete(f"/service/{name}")
         typer.echo(f"deleted {deleted['name']} ({deleted['serviceIP']})")
 
+    _register_intercepts(app)
+
     @app.command("tunnels")
     def tunnels_command(
         as_json: JsonOpt = False,
@@ -268,3 +270,66 @@ def events_table(rows: list[dict[str, Any]]) -> Any:
             detail,
         )
     return table
+
+
+def _register_intercepts(app: typer.Typer) -> None:
+    """``fluidedge intercept add/list/show/delete``: lawful intercept (admin token only)."""
+    intercept = typer.Typer(
+        help="Lawful-intercept mirrors of offloaded traffic (admin only; docs/accounting.md)."
+    )
+    app.add_typer(intercept, name="intercept")
+
+    def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            target, dest = row["target"], row["destination"]
+            bearer = f" (eNB {target['enb'] or 'any'}, SGW {target['sgw'] or 'any'})"
+            where = dest["interface"] or dest["pcap"]
+            stats = row.get("stats") or {}
+            typer.echo(
+                f"{row['name']}: UE {target['ue']}{bearer} -> {where} [{row.get('state', '-')}]"
+                + (f" copied {stats['copied']} dropped {stats['dropped']}" if stats else "")
+                + (f" error: {row['error']}" if row.get("error") else "")
+            )
+
+    @intercept.command("add")
+    def add_command(
+        name: Annotated[str, typer.Argument(help="Name of the intercept.")],
+        ue: Annotated[str, typer.Argument(help="Target UE address.")],
+        *,
+        enb: Annotated[str | None, typer.Option(help="Only the bearer to this eNB.")] = None,
+        sgw: Annotated[str | None, typer.Option(help="Only the bearer to this SGW.")] = None,
+        interface: Annotated[str | None, typer.Option(help="Mirror interface.")] = None,
+        pcap: Annotated[
+            str | None, typer.Option(help="pcap file (a name in STATE_DIR/intercepts, or a path).")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Start copying UE's offloaded packets (both directions, decapsulated)."""
+        body = {
+            "name": name,
+            "target": {"ue": ue, "enb": enb, "sgw": sgw},
+            "destination": {"interface": interface, "pcap": pcap},
+        }
+        _print([_client().post("/v1/intercepts", body)], as_json)
+
+    @intercept.command("list")
+    def list_command(as_json: JsonOpt = False) -> None:
+        """The intercepts and their counters."""
+        _print(_client().get("/v1/intercepts"), as_json)
+
+    @intercept.command("show")
+    def show_command(
+        name: Annotated[str, typer.Argument(help="Name of the intercept.")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """One intercept."""
+        _print([_client().get(f"/v1/intercepts/{name}")], as_json)
+
+    @intercept.command("delete")
+    def delete_command(name: Annotated[str, typer.Argument(help="Name of the intercept.")]) -> None:
+        """Stop an intercept (at once)."""
+        _client().delete(f"/v1/intercepts/{name}")
+        typer.echo(f"stopped {name}")

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fluidedge.tof.accounting.config import AccountingConfig
 from fluidedge.tof.accounting.ratelimit import RateLimitConfig
 from fluidedge.tof.errors import TofConfigError
+from fluidedge.tof.intercept.model import InterceptConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
@@ -96,6 +97,8 @@ class TofConfig(BaseModel):
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     # Per-UE rate limits of offloaded traffic, per service (docs/accounting.md).
     ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # Lawful-intercept mirroring of offloaded traffic (docs/accounting.md).
+    intercept: InterceptConfig = Field(default_factory=InterceptConfig)
 
     @field_validator("enb_interface", "sgw_interface", "s1_interface", "apps_tun", "apps_interface")
     @classmethod

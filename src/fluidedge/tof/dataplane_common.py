@@ -22,7 +22,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fluidedge.linux.netns import call_in_netns
@@ -30,6 +30,7 @@ from fluidedge.linux.proc import netns_argv, run
 from fluidedge.tof import apps_side
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
 ETH_P_ALL = 0x0003
@@ -170,6 +171,13 @@ class DataPlaneBase:
         self._wake_r = self._wake_w = -1
 
     # ------------------------------------------------------------------ reporting
+
+    def set_mirrors(self, mirrors: Sequence[Mirror]) -> None:
+        """Lawful-intercept mirrors (fluidedge.tof.intercept): the complete set, in force for
+        every packet processed once this returns."""
+        table = {m.target.ue: m for m in mirrors}
+        with self._lock:
+            self.pipeline.mirrors = table
 
     def with_accounting(self, call: Callable[[Accountant], T]) -> T | None:
         """``call(accountant)`` under the data plane's lock; None when accounting is off."""

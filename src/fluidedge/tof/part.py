@@ -30,6 +30,8 @@ from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.config import TofConfig, parse_tof_config
+from fluidedge.tof.intercept.api import build_router as build_intercept_router
+from fluidedge.tof.intercept.manager import InterceptManager
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
 from fluidedge.tof.superfluid.errors import OnDemandInvalid
@@ -57,6 +59,7 @@ class TofPart:
         self.controller: Controller | None = None
         self.inactive = 0  # stored on-demand services this daemon cannot run
         self.exporter: Exporter | None = None  # usage records' export (docs/accounting.md)
+        self.intercepts: InterceptManager | None = None  # lawful intercept (same doc)
 
     def _apply(self, services: Mapping[str, Service]) -> None:
         if self.controller is None:
@@ -87,6 +90,7 @@ class TofPart:
         router.include_router(
             build_usage_router(self._read_usage, self._export_stats, self._rate_limited)
         )
+        router.include_router(build_intercept_router(lambda: self.intercepts))
         return router
 
     def _read_usage(self, call: Any) -> Any:
@@ -166,11 +170,29 @@ class TofPart:
             self.catalog.restore()
             if controller is not None:
                 await asyncio.to_thread(controller.start, self.catalog.snapshot())
+            await asyncio.to_thread(self._start_intercepts)
         except BaseException:
             await asyncio.to_thread(self.backend.stop)
             raise
 
+    def _start_intercepts(self) -> None:
+        set_mirrors = getattr(self.backend, "set_mirrors", None)
+        if set_mirrors is None:
+            return
+        manager = InterceptManager(
+            self.ctx.store,
+            set_mirrors,
+            self.config.intercept,
+            self.ctx.config.state_dir,
+            self.config.netns,
+        )
+        manager.restore()
+        self.intercepts = manager
+
     async def stop(self) -> None:
+        if self.intercepts is not None:
+            await asyncio.to_thread(self.intercepts.stop)
+            self.intercepts = None
         if self.controller is not None:
             await asyncio.to_thread(self.controller.stop)
             self.controller = None

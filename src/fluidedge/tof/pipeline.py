@@ -70,6 +70,7 @@ from fluidedge.tof.accounting.ratelimit import RateLimiter
 from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
+from fluidedge.tof.intercept.model import Copier
 from fluidedge.tof.models import Service
 from fluidedge.tof.superfluid.table import OnDemandTable
 from fluidedge.tof.timers import ExpiryWheel
@@ -293,6 +294,8 @@ class Pipeline:
         # Per-UE rate limits (docs/accounting.md); None: no service is limited.
         limiter = RateLimiter(config.ratelimit)
         self.ratelimit: RateLimiter | None = limiter if limiter.limits else None
+        # Lawful-intercept mirrors by UE address (fluidedge.tof.intercept); empty: one test.
+        self.mirrors: Mapping[bytes, Copier] = {}
 
     # ------------------------------------------------------------------ control
 
@@ -842,9 +845,14 @@ class Pipeline:
             usage.ul_packets += 1
             usage.ul_bytes += size
             usage.last = now
+        data = bytes(packet)
+        if self.mirrors:
+            mirror = self.mirrors.get(ue)
+            if mirror is not None and mirror.target.matches(ue, bearer.enb, bearer.sgw):
+                mirror.copy(data)  # as the app sees it (after the NAT)
         if bearer.dl_teid is None and bearer.pinger_since is None:
             self._start_pinger(bearer, now)
-        out: list[Action] = [(APPS, bytes(packet))]
+        out: list[Action] = [(APPS, data)]
         if bearer.pinger_since is not None and now >= bearer.pinger_next:
             out.extend(self._ping(bearer, now))
         return out
@@ -926,6 +934,10 @@ class Pipeline:
         if bearer is None:
             self.drops["apps_bearer_gone"] += 1
             return []
+        if self.mirrors:
+            mirror = self.mirrors.get(bearer.ue)
+            if mirror is not None and mirror.target.matches(bearer.ue, bearer.enb, bearer.sgw):
+                mirror.copy(bytes(packet[: len(buf)]))  # as the app sent it (before the NAT)
         if bearer.dl_teid is None or not bearer.dl_eth:
             return self._enqueue(bearer, bytes(buf), flow, now)
         bearer.offloaded_down += 1

@@ -169,3 +169,53 @@ def test_a_purge_refills_the_buckets_and_keeps_the_drop_counts() -> None:
     assert all(up(p, UE1, 0x100, 1.0) for _ in range(10))  # a fresh, full bucket
     assert p.ratelimit is not None
     assert p.ratelimit.rows()[0]["uplink"] == {"droppedPackets": 5, "droppedBytes": 5000}
+
+
+def test_a_ues_own_limits_override_the_services() -> None:
+    """``ues`` overrides: keys left out are the service's, 0 is "not limited"; a UE of a
+    service without a limit of its own can still be limited."""
+    lim = ServiceLimit(
+        uplink=RATE * 8,
+        downlink=RATE * 8,
+        ues={"198.18.100.2": {"uplink": 2 * RATE * 8, "downlink": 0, "burst": 0.2}},  # type: ignore[dict-item]
+    )
+    own = lim.for_ue("198.18.100.2")
+    assert (own.rate_bytes("uplink"), own.burst_bytes("uplink")) == (2 * RATE, 2 * RATE // 5)
+    assert own.rate_bytes("downlink") == 0
+    assert lim.for_ue("198.18.100.1") is lim
+    p = limited(uplink=RATE * 8, ues={"198.18.100.2": {"uplink": 2 * RATE * 8}})
+    learn(p, UE1, 0x100)
+    learn(p, UE2, 0x300)
+    passed = {UE1: 0, UE2: 0}
+    for i in range(200):  # 1 s, each UE at 200 kB/s
+        now = 1.0 + i * 0.005
+        passed[UE1] += up(p, UE1, 0x100, now)
+        passed[UE2] += up(p, UE2, 0x300, now)
+    assert 105 <= passed[UE1] <= 110  # burst 10 kB + 100 kB/s
+    assert passed[UE2] == 200  # its own 200 kB/s: everything
+    only = limited(ues={"198.18.100.1": {"uplink": RATE * 8}})  # no service-wide limit
+    learn(only, UE1, 0x100)
+    learn(only, UE2, 0x300)
+    got = {UE1: 0, UE2: 0}
+    for i in range(200):
+        now = 1.0 + i * 0.005
+        got[UE1] += up(only, UE1, 0x100, now)
+        got[UE2] += up(only, UE2, 0x300, now)
+    assert 105 <= got[UE1] <= 110
+    assert got[UE2] == 200
+
+
+@pytest.mark.parametrize(
+    ("ues", "why"),
+    [
+        ({"198.18.100.01": {}}, "not a UE address"),
+        ({"198.18.100.1": {"uplink": 100}}, "0 \\(not limited\\) or"),
+        ({"198.18.100.1": {"burst": 0}}, "greater than"),
+        ({"198.18.100.1": {"up": 8000}}, "Extra inputs"),
+        ({"fd00::1": {}, "fd00:0::1": {}}, "given twice"),
+    ],
+)
+def test_bad_ue_overrides_are_refused(ues: dict[str, object], why: str) -> None:
+    table = {"services": {"web": {"uplink": 10_000, "ues": ues}}}
+    with pytest.raises(TofConfigError, match=why):
+        parse_tof_config({"backend": "none", "ratelimit": table})

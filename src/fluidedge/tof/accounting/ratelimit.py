@@ -13,6 +13,9 @@ Example::
     downlink = 20_000_000   # bit/s per UE
     burst = 0.1             # s of the rate the bucket holds (at least burst_min bytes)
 
+    [tof.ratelimit.services.video.ues."198.18.100.7"]   # one UE's own limits for the service
+    downlink = 50_000_000   # keys left out are the service's; 0: not limited for this UE
+
 Both backends enforce the same limits: the userspace pipeline with :class:`RateLimiter`, the
 eBPF fast path with a per-UE bucket map in the kernel program (``budget.h``'s arithmetic, in
 bytes). The bucket is pure arithmetic on a caller's clock (sans-I/O), so its properties are
@@ -21,6 +24,7 @@ unit-tested without packets.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
@@ -37,14 +41,68 @@ UP = "uplink"
 DOWN = "downlink"
 
 
+def _rate(value: int | None) -> int | None:
+    if value is not None and value != 0 and not MIN_RATE_BPS <= value <= MAX_RATE_BPS:
+        raise ValueError(f"a rate is 0 (not limited) or {MIN_RATE_BPS} to {MAX_RATE_BPS} bit/s")
+    return value
+
+
+class UeLimit(BaseModel):
+    """One UE's override of a service's limits (None: the service's; 0: not limited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uplink: int | None = None
+    downlink: int | None = None
+    burst: float | None = Field(default=None, gt=0, le=10)
+
+    @field_validator("uplink", "downlink")
+    @classmethod
+    def _check_rate(cls, value: int | None) -> int | None:
+        return _rate(value)
+
+
 class ServiceLimit(BaseModel):
-    """One service's per-UE limits (bit/s; None: that direction is not limited)."""
+    """One service's per-UE limits (bit/s; None: that direction is not limited), and UEs'
+    own limits (``ues``: keyed by UE address)."""
 
     model_config = ConfigDict(extra="forbid")
 
     uplink: int | None = Field(default=None, ge=MIN_RATE_BPS, le=MAX_RATE_BPS)
     downlink: int | None = Field(default=None, ge=MIN_RATE_BPS, le=MAX_RATE_BPS)
     burst: float = Field(default=0.1, gt=0, le=10)  # s of the rate
+    ues: dict[str, UeLimit] = Field(default_factory=dict)
+
+    @field_validator("ues")
+    @classmethod
+    def _check_ues(cls, value: dict[str, UeLimit]) -> dict[str, UeLimit]:
+        out: dict[str, UeLimit] = {}
+        for text, limit in value.items():
+            try:
+                canonical = str(ipaddress.ip_address(text))
+            except ValueError as exc:
+                raise ValueError(f"ues: {text!r} is not a UE address") from exc
+            if canonical in out:
+                raise ValueError(f"ues: {text!r} given twice")
+            out[canonical] = limit
+        return out
+
+    def for_ue(self, ue: str) -> ServiceLimit:
+        """This service's limits as they apply to UE ``ue`` (its override merged in)."""
+        o = self.ues.get(ue)
+        if o is None:
+            return self
+        up = self.uplink if o.uplink is None else (o.uplink or None)
+        down = self.downlink if o.downlink is None else (o.downlink or None)
+        burst = self.burst if o.burst is None else o.burst
+        return ServiceLimit(uplink=up, downlink=down, burst=burst)
+
+    def pairs(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((uplink rate, burst), (downlink rate, burst)) in bytes/s and bytes (0: none)."""
+        return (
+            (self.rate_bytes(UP), self.burst_bytes(UP)),
+            (self.rate_bytes(DOWN), self.burst_bytes(DOWN)),
+        )
 
     def rate_bytes(self, direction: str) -> int:
         """The rate in bytes/s (0: unlimited)."""
@@ -128,12 +186,15 @@ class RateLimiter:
         self.config = config
         # service -> ((up rate, up burst), (down rate, down burst)) in bytes, limited ones only
         self.limits: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-            name: (
-                (lim.rate_bytes(UP), lim.burst_bytes(UP)),
-                (lim.rate_bytes(DOWN), lim.burst_bytes(DOWN)),
-            )
+            name: lim.pairs()
             for name, lim in config.services.items()
-            if lim.uplink is not None or lim.downlink is not None
+            if lim.uplink is not None or lim.downlink is not None or lim.ues
+        }
+        # (UE packed, service) -> its own limits (``ues`` overrides), the same shape
+        self.overrides: dict[tuple[bytes, str], tuple[tuple[int, int], tuple[int, int]]] = {
+            (ipaddress.ip_address(ue).packed, name): lim.for_ue(ue).pairs()
+            for name, lim in config.services.items()
+            for ue in lim.ues
         }
         self.buckets: dict[tuple[bytes, str, bool], Bucket] = {}
         self.dropped: dict[tuple[bytes, str], Dropped] = {}
@@ -146,6 +207,8 @@ class RateLimiter:
         limits = self.limits.get(service)
         if limits is None:
             return True
+        if self.overrides:
+            limits = self.overrides.get((ue, service), limits)
         rate, burst = limits[0] if uplink else limits[1]
         if not rate:
             return True

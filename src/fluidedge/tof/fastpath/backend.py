@@ -43,15 +43,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.linux.proc import CommandError
+from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -70,6 +72,7 @@ from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
+from fluidedge.tof.intercept.sink import FrameReader, Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
@@ -97,6 +100,9 @@ def _open_send_socket(ifname: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+_MIRROR_VETH = re.compile(r"^\d+: (fei[0-9a-f]{6}a)[@:]", re.MULTILINE)
 
 
 class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superfluid.md
@@ -171,6 +177,11 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # a time, and the keys the sync rewrites meanwhile are left to the next fold.
         self._fold_lock = threading.Lock()
         self._fold_touched: set[bytes] | None = None
+        # Lawful intercept (docs/accounting.md): per pcap-destined intercept, the veth pair the
+        # program clones copies to and the reader of its peer; the kernel entries installed.
+        self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
+        self._mirror_keys: set[bytes] = set()
+        self._installed_overrides: dict[bytes, bytes] = {}  # ue_overrides entries
 
     # ------------------------------------------------------------------ helpers
 
@@ -184,6 +195,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             for dev in (self.enb_if, self.sgw_if):
                 detach(self.config.netns, dev)
         self._run("ip", "link", "del", self.punt0, check=False)
+        # Intercept veth pairs a killed agent left behind (random names: fei<6 hex>a/b).
+        listing = run(netns_argv(self.config.netns, ["ip", "-o", "link", "show"]), check=False)
+        for dev in _MIRROR_VETH.findall(listing.stdout):
+            self._run("ip", "link", "del", dev, check=False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,6 +238,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             "service_stats": (4, L.SERVICE_STATS.size, True),
             "ue_limits": (L.LIMIT_KEY.size, L.LIMIT_VAL.size, False),
             "usage": (L.USAGE_KEY.size, L.USAGE_VAL.size, False),
+            "intercepts": (4, L.INTERCEPT_VAL.size, False),
+            "ue_overrides": (L.OVERRIDE_KEY.size, L.OVERRIDE_VAL.size, False),
         }
         for name, (ks, vs, percpu) in maps.items():
             self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
@@ -267,6 +284,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             L.CFG_LEARN_RATE: self.learn_rate,
             L.CFG_LEARN_BURST: self.learn_burst,
             L.CFG_ACCOUNTING: int(self.pipeline.accounting is not None),
+            L.CFG_INTERCEPT: 0,
         }
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
@@ -299,8 +317,11 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     self._run("ip", "link", "set", dev, "promisc", "off")
 
     def _teardown(self) -> None:
+        for name in list(self._mirror_ports):  # readers first: they drain their sockets
+            self._drop_mirror_port(name)
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        self._mirror_keys.clear()
         self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
@@ -313,6 +334,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._obj = None
         self._installed = L.Projection()
         self._installed_services = {}
+        self._installed_overrides = {}
         for state in self._map_state.values():
             state.entries = state.waiting = 0
         self._snap_tun.clear()
@@ -323,6 +345,65 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         for keys in self._waiting.values():
             keys.clear()
         self._dirty.full = True  # the next sync re-installs the pipeline's state
+
+    # ------------------------------------------------------------------ lawful intercept
+
+    def _mirror_port(self, mirror: Mirror) -> str:
+        """A veth pair for a pcap-destined intercept: the program clones copies to one end,
+        a reader takes them from the other (the kernel's copies then join the agent's own in
+        the mirror's queue). Returns the end the program sends to."""
+        name = mirror.intercept.name
+        if name in self._mirror_ports:
+            return self._mirror_ports[name][0]
+        token = secrets.token_hex(3)
+        a, b = f"fei{token}a", f"fei{token}b"
+        self._run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        try:
+            for dev in (a, b):
+                self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
+                self._run("ip", "link", "set", dev, "mtu", "65535", "up")
+            sock = call_in_netns(self.config.netns, lambda: FrameReader.open_socket(b))
+        except (CommandError, OSError):
+            self._run("ip", "link", "del", a, check=False)
+            raise
+        reader = FrameReader(sock, mirror, lambda: packet_drops(sock))
+        reader.start()
+        self._mirror_ports[name] = (a, reader)
+        return a
+
+    def _drop_mirror_port(self, name: str) -> None:
+        dev, reader = self._mirror_ports.pop(name)
+        reader.stop()
+        self._run("ip", "link", "del", dev, check=False)
+
+    def set_mirrors(self, mirrors: Sequence[Mirror]) -> None:
+        """The complete set of intercepts: the pipeline's table (packets the agent offloads)
+        and the program's ``intercepts`` map (IPv4 UEs; what the program offloads), both in
+        force when this returns; a removed intercept's copies stop before its port goes."""
+        entries: dict[bytes, bytes] = {}
+        for mirror in mirrors:
+            it = mirror.intercept
+            enb = mirror.target.enb or bytes(4)
+            sgw = mirror.target.sgw or bytes(4)
+            if len(mirror.target.ue) != 4 or len(enb) != 4 or len(sgw) != 4:
+                continue  # IPv6 UEs or S1 peers: the program punts those, the pipeline copies
+            dev = it.interface if it.interface is not None else self._mirror_port(mirror)
+            entries[mirror.target.ue] = L.INTERCEPT_VAL.pack(self._ifindex(dev), enb, sgw, 0)
+        table = {m.target.ue: m for m in mirrors}
+        with self._lock:
+            self.pipeline.mirrors = table
+            if self._maps:
+                m = self._maps["intercepts"]
+                for key, value in entries.items():
+                    m.update(key, value)
+                for key in self._mirror_keys - entries.keys():
+                    m.delete(key)
+                self._maps["cfg"].update(L.U32.pack(L.CFG_INTERCEPT), L.U32.pack(len(entries)))
+                self._mirror_keys = set(entries)
+        wanted = {m.intercept.name for m in mirrors}
+        for name in list(self._mirror_ports):
+            if name not in wanted:
+                self._drop_mirror_port(name)
 
     # ------------------------------------------------------------------ control
 
@@ -342,14 +423,22 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         except L.SlotsExhausted as exc:
             raise DataPlaneError(f"fast path: {exc}") from exc
         desired: dict[bytes, bytes] = {}
+        overrides = L.ue_overrides(self.pipeline, slots)
+        limiter = self.pipeline.ratelimit
+        own = {name for _ue, name in limiter.overrides} if limiter is not None else set()
         for s in services.values():
             sip, app = s.service_address.packed, s.application_address.packed
             if len(sip) == 4:
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
+                if s.name in own:
+                    flags |= L.SERVICE_UE_LIMITS
                 desired[sip] = L.service_value(self.pipeline, s.name, app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):
                 self._reset_slot(slot)
+            # UEs' own limits before the services that point at them (flag SVC_UE_LIMITS).
+            for key, value in overrides.items():
+                self._maps["ue_overrides"].update(key, value)
             upserts, deletes = L.diff(self._installed_services, desired)
             done: list[bytes] = []
             try:
@@ -367,6 +456,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             for key in deletes:
                 self._maps["services"].delete(key)
             self._installed_services = desired
+            for key in self._installed_overrides.keys() - overrides.keys():
+                self._maps["ue_overrides"].delete(key)
+            self._installed_overrides = overrides
         self._fold_services()
         changed = self.pipeline.set_services(services)
         self._services = dict(services)

@@ -46,7 +46,9 @@
 enum cfg_index {
 	CFG_ENB_IF, CFG_SGW_IF, CFG_PUNT_ENB_IF, CFG_PUNT_SGW_IF, CFG_TUN_IF, CFG_S1_MTU,
 	CFG_PUNT_RATE, CFG_PUNT_BURST, CFG_CONTROL_RATE, CFG_CONTROL_BURST, CFG_LEARN_RATE,
-	CFG_LEARN_BURST, CFG_ACCOUNTING, CFG_MAX,
+	CFG_LEARN_BURST, CFG_ACCOUNTING,
+	CFG_INTERCEPT, /* lawful-intercept targets in the intercepts map (0: no lookup) */
+	CFG_MAX,
 };
 
 enum stat_index {
@@ -75,6 +77,7 @@ enum budget_class { B_CONTROL, B_LEARN, B_DATA, B_MAX };
 enum service_flag {
 	SVC_PUNT = 1,      /* every packet of the service goes to the agent (e.g. app not ready) */
 	SVC_VIA_STACK = 2, /* offloaded packets enter the kernel stack (routing + netfilter) */
+	SVC_UE_LIMITS = 4, /* some UEs have their own limits (ue_overrides) */
 };
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
@@ -103,6 +106,11 @@ struct usage_val {
 struct limit_val {
 	struct bpf_spin_lock lock; __u32 pad; __u64 tokens; __u64 last; __u64 drops; __u64 drop_bytes;
 };
+/* A UE's own rate limits for a service ([tof.ratelimit.services.NAME.ues]), like service_val's. */
+struct override_key { __u32 ue; __u32 slot; };
+struct override_val { __u32 up_rate; __u32 up_burst; __u32 down_rate; __u32 down_burst; };
+/* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer. */
+struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 pad; };
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
@@ -129,6 +137,10 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(ma
 	 __type(key, struct limit_key); __type(value, struct limit_val); } ue_limits SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
+	 __type(key, __u32); __type(value, struct intercept_val); } intercepts SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct override_key); __type(value, struct override_val); } ue_overrides SEC(".maps");
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -214,6 +226,22 @@ static __always_inline int ue_rate_ok(__u32 ue, __u32 slot, __u16 dir, __u32 rat
 	return ok;
 }
 
+/* A UE's own limits replace its service's (looked up only for a service that has some). */
+static __always_inline void ue_override(__u32 flags, __u32 ue, __u32 slot, int down, __u32 *rate,
+					__u32 *burst)
+{
+	struct override_key k = { ue, slot };
+	struct override_val *o;
+
+	if (!(flags & SVC_UE_LIMITS))
+		return;
+	o = bpf_map_lookup_elem(&ue_overrides, &k);
+	if (!o)
+		return;
+	*rate = down ? o->down_rate : o->up_rate;
+	*burst = down ? o->down_burst : o->up_burst;
+}
+
 /*
  * Count one offloaded packet on its bearer's usage entry (accounting on). 0: the entry could not
  * be created (full map): the caller leaves the packet to the agent, which counts what it
@@ -245,6 +273,17 @@ static __always_inline int account(__u32 enb, __u32 sgw, __u32 ue, __u32 slot, i
 	}
 	u->last = now;
 	return 1;
+}
+
+/* The mirror of an intercepted bearer (docs/accounting.md), or 0. */
+static __always_inline __u32 mirror_of(__u32 ue, __u32 enb, __u32 sgw)
+{
+	if (!cfg_get(CFG_INTERCEPT))
+		return 0;
+	struct intercept_val *iv = bpf_map_lookup_elem(&intercepts, &ue);
+	if (!iv || (iv->enb && iv->enb != enb) || (iv->sgw && iv->sgw != sgw))
+		return 0;
+	return iv->ifindex;
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -530,7 +569,10 @@ int s1_ingress(struct __sk_buff *skb)
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
-	if (!ue_rate_ok(ue, slot, 0, sv->up_rate, sv->up_burst, inner_len)) {
+	__u32 mirror = mirror_of(ue, ip->saddr, ip->daddr);
+	__u32 rate = sv->up_rate, burst = sv->up_burst;
+	ue_override(svc_flags, ue, slot, 0, &rate, &burst);
+	if (!ue_rate_ok(ue, slot, 0, rate, burst, inner_len)) {
 		count(ST_RL_DROP_UP);
 		return TC_ACT_SHOT;
 	}
@@ -560,6 +602,8 @@ int s1_ingress(struct __sk_buff *skb)
 	if (skb->len != 14 + inner_len && bpf_skb_change_tail(skb, 14 + inner_len, 0) < 0)
 		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+	if (mirror)
+		bpf_clone_redirect(skb, mirror, 0); /* as the app gets it (MAC header: the eNB's) */
 	count(ST_OFFLOAD_UP);
 	return to_app(skb, svc_flags);
 error:
@@ -627,13 +671,16 @@ int apps_egress(struct __sk_buff *skb)
 	if (!dv)
 		goto agent; /* no downlink TEID yet: the agent queues and runs the Pinger */
 	__u32 slot = fv->slot, zero = 0;
-	if (!ue_rate_ok(in->daddr, slot, 1, sv->down_rate, sv->down_burst, len)) {
+	__u32 rate = sv->down_rate, burst = sv->down_burst;
+	ue_override(sv->flags, in->daddr, slot, 1, &rate, &burst);
+	if (!ue_rate_ok(in->daddr, slot, 1, rate, burst, len)) {
 		count(ST_RL_DROP_DOWN);
 		return TC_ACT_SHOT;
 	}
 	__u64 now = bpf_ktime_get_ns();
 	if (!account(fv->enb, fv->sgw, in->daddr, slot, 0, len, now))
 		goto agent;
+	__u32 mirror = mirror_of(in->daddr, fv->enb, fv->sgw), base = 0;
 	fv->last_seen = now;
 	__sync_fetch_and_add(&dv->offloaded, 1);
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
@@ -641,12 +688,20 @@ int apps_egress(struct __sk_buff *skb)
 		ss->down_packets += 1;
 		ss->down_bytes += len;
 	}
+	if (mirror) {
+		/* The copy: an Ethernet header (zero MACs) and the packet as the app sent it. */
+		__u8 eth[14] = { [12] = 0x08 };
+		if (bpf_skb_change_head(skb, 14, 0) < 0 || bpf_skb_store_bytes(skb, 0, eth, 14, 0) < 0)
+			goto error;
+		bpf_clone_redirect(skb, mirror, 0);
+		base = 14; /* the encapsulation below grows the head by 14 less */
+	}
 	/* Reverse NAT: source applicationIP -> serviceIP. */
-	if (bpf_l3_csum_replace(skb, 10, app, sip, 4) < 0)
+	if (bpf_l3_csum_replace(skb, base + 10, app, sip, 4) < 0)
 		goto error;
-	if (csum_off && bpf_l4_csum_replace(skb, csum_off, app, sip, flags_l4) < 0)
+	if (csum_off && bpf_l4_csum_replace(skb, base + csum_off, app, sip, flags_l4) < 0)
 		goto error;
-	if (bpf_skb_store_bytes(skb, 12, &sip, 4, 0) < 0)
+	if (bpf_skb_store_bytes(skb, base + 12, &sip, 4, 0) < 0)
 		goto error;
 
 	/* Encapsulate like the SGW: Ethernet (learned) + IPv4 + UDP (checksum 0) + GTP-U. */
@@ -685,7 +740,7 @@ int apps_egress(struct __sk_buff *skb)
 	sum = (sum & 0xFFFF) + (sum >> 16);
 	sum = (sum & 0xFFFF) + (sum >> 16);
 	iph.check = ~sum & 0xFFFF;
-	if (bpf_skb_change_head(skb, ENCAP_LEN, 0) < 0)
+	if (bpf_skb_change_head(skb, ENCAP_LEN - base, 0) < 0)
 		goto error;
 	if (bpf_skb_store_bytes(skb, 0, mac, 14, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, 14, &iph, 20, 0) < 0 ||

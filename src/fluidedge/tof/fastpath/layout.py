@@ -29,6 +29,7 @@ CFG_PUNT_RATE, CFG_PUNT_BURST = _CFG["CFG_PUNT_RATE"], _CFG["CFG_PUNT_BURST"]
 CFG_CONTROL_RATE, CFG_CONTROL_BURST = _CFG["CFG_CONTROL_RATE"], _CFG["CFG_CONTROL_BURST"]
 CFG_LEARN_RATE, CFG_LEARN_BURST = _CFG["CFG_LEARN_RATE"], _CFG["CFG_LEARN_BURST"]
 CFG_ACCOUNTING = _CFG["CFG_ACCOUNTING"]  # 1: offloaded packets counted per bearer and service
+CFG_INTERCEPT = _CFG["CFG_INTERCEPT"]  # lawful-intercept targets in the intercepts map
 
 # The names the API shows for enum stat_index members (the order comes from the C enum).
 STAT_API_NAMES = {
@@ -92,6 +93,8 @@ PUNT_REASONS = _ordered("punt_reason", PUNT_API_NAMES, "P_MAX")
 _FLAGS = cdefs.enum("service_flag")
 SERVICE_PUNT = _FLAGS["SVC_PUNT"]  # every packet to the agent (an app that is not ready yet)
 SERVICE_VIA_STACK = _FLAGS["SVC_VIA_STACK"]  # offloaded packets through routing + netfilter
+SERVICE_UE_LIMITS = _FLAGS["SVC_UE_LIMITS"]  # some UEs have their own limits (ue_overrides)
+OVERRIDE_VAL = struct.Struct("=IIII")  # up rate, up burst, down rate, down burst (bytes)
 # Counters the pipeline also keeps under the same name (merged into its ``counters``).
 SHARED_COUNTERS = ("switched_non_ip", "switched_non_gtp")
 
@@ -108,6 +111,8 @@ USAGE_KEY = struct.Struct("=4s4s4sI")  # eNB, SGW, UE, slot
 USAGE_VAL = struct.Struct("=QQQQQQ")  # up packets, bytes, down packets, bytes, first/last ns
 LIMIT_KEY = struct.Struct("=4sHH")  # UE, slot, direction (0 uplink, 1 downlink)
 LIMIT_VAL = struct.Struct("=4x4xQQQQ")  # (spin lock, pad) tokens, last ns, drops, dropped bytes
+OVERRIDE_KEY = struct.Struct("=4sI")  # UE, slot
+INTERCEPT_VAL = struct.Struct("=I4s4sI")  # mirror ifindex, eNB, SGW (0: any), pad
 
 TUNNEL_KEY_SIZE = 12
 BEARER_KEY_SIZE = 12
@@ -124,6 +129,9 @@ STRUCTS = {
     "usage_val": USAGE_VAL,
     "limit_key": LIMIT_KEY,
     "limit_val": LIMIT_VAL,
+    "override_key": OVERRIDE_KEY,
+    "override_val": OVERRIDE_VAL,
+    "intercept_val": INTERCEPT_VAL,
 }
 
 
@@ -298,6 +306,19 @@ def service_value(pipeline: Pipeline, name: str, app: bytes, slot: int, flags: i
     limits = pipeline.ratelimit.limits.get(name) if pipeline.ratelimit is not None else None
     (ur, ub), (dr, db) = limits if limits is not None else ((0, 0), (0, 0))
     return SERVICE_VAL.pack(app, slot, flags, ur, ub, dr, db)
+
+
+def ue_overrides(pipeline: Pipeline, slots: Mapping[str, int]) -> dict[bytes, bytes]:
+    """The ``ue_overrides`` entries: (IPv4 UE, service slot) -> that UE's own limits."""
+    limiter = pipeline.ratelimit
+    out: dict[bytes, bytes] = {}
+    if limiter is None:
+        return out
+    for (ue, name), ((ur, ub), (dr, db)) in limiter.overrides.items():
+        slot = slots.get(name)
+        if slot is not None and len(ue) == 4:
+            out[OVERRIDE_KEY.pack(ue, slot)] = OVERRIDE_VAL.pack(ur, ub, dr, db)
+    return out
 
 
 def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
