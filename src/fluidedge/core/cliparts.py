@@ -16,11 +16,11 @@ __all__ = ["JsonOpt", "call", "print_table"]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def call(method: str, path: str, body: Any = None) -> Any:
+def call(method: str, path: str, body: Any = None, *, timeout: float = 30.0) -> Any:
     """One request to the running daemon; its answer decoded (a ClientError on failure)."""
     from fluidedge.core.client import Client  # noqa: PLC0415 (httpx only when called)
 
-    client = Client()
+    client = Client(timeout=timeout)
     try:
         return client.request(method, path, body)
     finally:

@@ -43,6 +43,10 @@ class DaemonContext:
     # Tenants, their tokens and who owns what: a fluidedge.tenants.TenantService, built by
     # build_context (typed loosely: core sits below the tenants package; users check the type).
     tenants: object | None = None
+    # The daemon's ASGI application (edge middleware included), set by create_app: a part
+    # serving some of its routes on a listener of its own (the ME platform's Mp1 on the
+    # platform network) hands requests to it.
+    app: object | None = None
 
 
 PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

@@ -164,6 +164,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    context.app = app
     app.state.metrics = metrics
 
     @app.exception_handler(RequestValidationError)

@@ -528,6 +528,7 @@ class Manager:
         timer: PhaseTimer,
     ) -> InstanceView:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
+        files.update(request.files)
         env = workload_env(template.env, request.env, request.name)
         argv = request.command or template.command
         encoded = encode_assignment(argv, env)

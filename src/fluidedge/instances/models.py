@@ -168,6 +168,18 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _check_files(files: dict[str, str]) -> dict[str, str]:
+    for path in files:
+        if not _FILE_RE.match(path) or ".." in path.split("/"):
+            raise ValueError(f"invalid file path {path!r} (relative, no '..')")
+        if path.split("/")[0] in RESERVED_FILES:
+            raise ValueError(
+                f"file path {path!r} is reserved for the launcher "
+                f"({', '.join(sorted(RESERVED_FILES))})"
+            )
+    return files
+
+
 def _check_argv(argv: list[str]) -> list[str]:
     if not argv:
         raise ValueError("command must not be empty")
@@ -409,15 +421,7 @@ class TemplateSpec(_Strict):
     @field_validator("files")
     @classmethod
     def _files(cls, value: dict[str, str]) -> dict[str, str]:
-        for path in value:
-            if not _FILE_RE.match(path) or ".." in path.split("/"):
-                raise ValueError(f"invalid file path {path!r} (relative, no '..')")
-            if path.split("/")[0] in RESERVED_FILES:
-                raise ValueError(
-                    f"file path {path!r} is reserved for the launcher "
-                    f"({', '.join(sorted(RESERVED_FILES))})"
-                )
-        return value
+        return _check_files(value)
 
     @field_validator("capabilities")
     @classmethod
@@ -508,6 +512,11 @@ class InstanceRequest(_Strict):
     interfaces: dict[str, InterfaceAssignment] = Field(default_factory=dict, max_length=8)
     command: Command | None = None
     env: Env = Field(default_factory=dict)
+    files: Files = Field(
+        default_factory=dict,
+        description="more files written into /.fe/ at start, over the template's (a secret "
+        "for this instance only, e.g. the ME platform's Mp1 token); no '{name}' substitution",
+    )
     resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
     labels: Labels = Field(default_factory=dict)
     affinity: Selectors = Field(default_factory=list, description="key=value: share CPUs with")
@@ -534,6 +543,11 @@ class InstanceRequest(_Strict):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         return _check_env(value)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_files(value)
 
     @field_validator("affinity", "anti_affinity")
     @classmethod

@@ -14,6 +14,11 @@ Module map (pure policy first, I/O adapters last):
 - ``policy``: who may act for which app, discovery and subscription filters, rule -> TOF.
 - ``tokens``: app instance tokens (stored as hashes).
 - ``persist``: the store table (everything restored at start).
+- ``deploy``: an app deployed as an instance with a data and a platform interface, behind
+  security groups, its Mp1 token written into it.
+- ``listener``: Mp1 served on the platform network (Mp1's paths only).
+- ``examples``: a producer and a consumer app (descriptors deploying busybox scripts).
+- ``dns``: the DNS responder answering the active DNS rules (sans-I/O answer, UDP edge).
 - ``notify``: notification delivery (HTTP POST to callbacks, allowed networks, retries).
 - ``platform``: state and operations, mirrored into the TOF through ``TofPort``.
 - ``api``, ``part``, ``cli``: the REST routes (ProblemDetails errors), the daemon part
@@ -33,8 +38,12 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 __all__ = [
     "api",
     "cli",
+    "deploy",
     "descriptor",
+    "dns",
     "errors",
+    "examples",
+    "listener",
     "models",
     "notify",
     "part",

@@ -317,8 +317,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=list[ServiceInfo],
         responses=problems(400, 401),
     )
-    def services(_who: Who, query: Annotated[ServiceQuery, Depends(_query)]) -> list[ServiceInfo]:
-        return platform.discover(query)
+    def services(who: Who, query: Annotated[ServiceQuery, Depends(_query)]) -> list[ServiceInfo]:
+        return platform.discover(query, who)
 
     @router.get(
         "/services/{serviceId}",
@@ -326,8 +326,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 404),
     )
-    def service(_who: Who, ser_id: SerId) -> ServiceInfo:
-        return platform.service(ser_id)
+    def service(who: Who, ser_id: SerId) -> ServiceInfo:
+        return platform.service(ser_id, who)
 
     @router.get(
         "/transports",
@@ -531,7 +531,12 @@ def build_apps(platform: Platform) -> APIRouter:
     router = APIRouter(prefix="/v1/apps", tags=["apps"])
 
     @router.post(
-        "", status_code=201, response_model=AppCreated, responses=error_responses(400, 409)
+        "",
+        status_code=201,
+        response_model=AppCreated,
+        # deploy: an unknown template, image or network (404), the instance manager's
+        # refusals (409 admission, 422 workload exited, 504 not ready, 500 runtime)
+        responses=error_responses(400, 404, 409, 422, 500, 504),
     )
     def create(spec: AppDescriptor) -> dict[str, Any]:
         view, token = platform.create_app(spec)

@@ -14,8 +14,8 @@ import typer
 
 from fluidedge.core.cliparts import JsonOpt, call, print_table
 
-COLUMNS = ["appInstanceId", "name", "tenant", "state", "dataAddress", "trafficRules", "dnsRules",
-           "services"]  # fmt: skip
+COLUMNS = ["appInstanceId", "name", "tenant", "state", "dataAddress", "instance", "trafficRules",
+           "dnsRules", "services"]  # fmt: skip
 
 
 def _show(obj: Any, as_json: bool) -> None:
@@ -51,10 +51,11 @@ def register(app: typer.Typer) -> None:
             body = json.loads(descriptor.read_text())
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"{descriptor}: {exc}") from None
-        typer.echo(json.dumps(call("POST", "/v1/apps", body), indent=2))
+        # a descriptor with deploy starts an instance (cold: seconds, more on a loaded host)
+        typer.echo(json.dumps(call("POST", "/v1/apps", body, timeout=300), indent=2))
 
     @apps.command("rm")
     def rm(app_id: str) -> None:
         """Terminate an app instance (its termination subscribers are notified first)."""
-        call("DELETE", f"/v1/apps/{app_id}")
+        call("DELETE", f"/v1/apps/{app_id}", timeout=600)  # up to its graceful timeout
         typer.echo(f"deleted {app_id}")

@@ -1,10 +1,12 @@
 """The app descriptor (``POST /v1/apps``) and the app instance record the platform keeps.
 
-In the spirit of a MEC AppD (ETSI GS MEC 010-2): the app's name, its tenant, the address of
-its data-plane interface (where FORWARD_DECAPSULATED traffic is delivered), the services it
-requires and produces (informational in this slice), and the traffic and DNS rules the
-platform holds for it. The app can then read those rules over Mp1 and only activate,
-deactivate or update them (MEC 011 gives an app no way to create a rule).
+In the spirit of a MEC AppD (ETSI GS MEC 010-2): the app's name, its tenant, either the address
+of its data-plane interface (where FORWARD_DECAPSULATED traffic is delivered) or a ``deploy``
+section (the template or image, resources and the two interfaces of the instance the platform
+starts for it: seed §4.4.1.1.2), the services it requires and produces (informational in this
+slice), and the traffic and DNS rules the platform holds for it. The app can then read those
+rules over Mp1 and only activate, deactivate or update them (MEC 011 gives an app no way to
+create a rule).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fluidedge.instances.models import ResourceOverrides
 from fluidedge.mec.models import DnsRule, TrafficRule, check_dns_rule
 
 Name = Annotated[
@@ -28,6 +31,105 @@ class AppState(StrEnum):
     INSTANTIATED = "INSTANTIATED"  # created; its rules wait for confirm_ready
     READY = "READY"  # confirm_ready received: its ACTIVE rules are applied
     TERMINATING = "TERMINATING"  # termination notified; waiting for confirm_termination
+
+
+GroupIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]],
+    Field(max_length=16),
+]
+
+
+def _interface(value: str) -> str:
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address with a prefix length") from None
+    if iface.version != 4 or "/" not in value:
+        raise ValueError(f"{value!r} is not an IPv4 address with a prefix length (a.b.c.d/n)")
+    return str(iface)
+
+
+class DataInterface(BaseModel):
+    """The app instance's interface on the tenant's data network (where the TOF delivers)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    network: Name = Field(description="an instance network (/v1/networks) the TOF reaches")
+    address: str = Field(
+        description="IPv4 address with prefix length; its address is the app's dataAddress",
+        examples=["198.18.3.10/24"],
+    )
+    gateway: str | None = Field(default=None, examples=["198.18.3.1"])
+    security_groups: GroupIds | None = Field(
+        default=None,
+        alias="securityGroups",
+        description="default: the platform's data group of the app's tenant (mecd-<tenant>)",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _interface(value)
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
+class PlatformInterface(BaseModel):
+    """The app instance's interface on the platform network, where Mp1 is served."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    address: str | None = Field(
+        default=None,
+        description="IPv4 address with prefix length inside the platform network; default: "
+        "the first one free",
+    )
+    security_groups: GroupIds | None = Field(
+        default=None,
+        alias="securityGroups",
+        description="default: the platform group of the app's tenant (mecp-<tenant>)",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else _interface(value)
+
+
+class Deployment(BaseModel):
+    """``deploy``: the instance the platform starts for the app (seed §4.4.1.1.2)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    template: Name | None = Field(
+        default=None, description="a template (/v1/templates) the app's instance is made from"
+    )
+    image: Name | None = Field(
+        default=None, description="or an image (/v1/images): its command, env and user"
+    )
+    command: (
+        Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
+    ) = None
+    env: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+    resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
+    data: DataInterface
+    platform: PlatformInterface = Field(default_factory=PlatformInterface)
+
+    @model_validator(mode="after")
+    def _source(self) -> Deployment:
+        if (self.template is None) == (self.image is None):
+            raise ValueError("deploy: name exactly one of template and image")
+        return self
 
 
 class AppDescriptor(BaseModel):
@@ -56,6 +158,12 @@ class AppDescriptor(BaseModel):
     dns_rules: Annotated[list[DnsRule], Field(max_length=64)] = Field(
         default_factory=list, alias="dnsRules"
     )
+    deploy: Deployment | None = Field(
+        default=None,
+        description="start an instance for the app, with an interface on the data network "
+        "and one on the platform network (its Mp1 token in /.fe/mec/token); without it, the "
+        "operator gives dataAddress",
+    )
     graceful_timeout: Annotated[float, Field(ge=0.0, le=300.0)] = Field(
         default=10.0,
         alias="gracefulTimeout",
@@ -74,6 +182,8 @@ class AppDescriptor(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> AppDescriptor:
+        if self.deploy is not None and self.data_address is not None:
+            raise ValueError("dataAddress: a deployed app's is its data interface's (deploy.data)")
         for kind, ids in (
             ("trafficRuleId", [r.traffic_rule_id for r in self.traffic_rules]),
             ("dnsRuleId", [r.dns_rule_id for r in self.dns_rules]),
@@ -95,6 +205,17 @@ class AppView(BaseModel):
     tenant: str
     state: AppState
     data_address: str | None = Field(default=None, alias="dataAddress")
+    instance: str | None = Field(
+        default=None, description="the instance the platform deployed for it (deploy)"
+    )
+    platform_address: str | None = Field(
+        default=None,
+        alias="platformAddress",
+        description="its platform interface's address (deploy)",
+    )
+    mp1_url: str | None = Field(
+        default=None, alias="mp1Url", description="where the app reaches Mp1 (deploy)"
+    )
     token_id: str = Field(alias="tokenId")
     traffic_rules: int = Field(alias="trafficRules", description="how many")
     dns_rules: int = Field(alias="dnsRules", description="how many")

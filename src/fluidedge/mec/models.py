@@ -490,7 +490,16 @@ class DnsRule(_Model):
 
 
 def check_dns_rule(rule: DnsRule) -> str | None:
-    """Why ``rule``'s address does not fit its type (None when it does)."""
+    """Why ``rule``'s name is not a DNS name or its address does not fit its type (None when
+    both are right)."""
+    labels = rule.domain_name.rstrip(".").split(".")
+    if any(not 0 < len(label.encode()) <= 63 for label in labels) or any(
+        c.isspace() or c in '\\()";@$' or not c.isprintable() for c in rule.domain_name
+    ):
+        return (
+            f"dnsRule {rule.dns_rule_id}: domainName {rule.domain_name!r} is not a DNS name "
+            "(labels of 1 to 63 characters, no spaces)"
+        )
     try:
         address = ipaddress.ip_address(rule.ip_address)
     except ValueError:

@@ -4,6 +4,10 @@ It restores app instances, services, subscriptions and rules from the store at s
 reconciles the TOF's ``mec-`` services with the active rules of ready apps (the TOF part,
 ``[tof]``, starts before it). Mp1's routes authenticate their own requests (``own_auth``):
 an app instance's token is not the daemon's.
+
+With ``platform_network`` and ``platform_address``, apps can be deployed as instances
+(:mod:`fluidedge.mec.deploy`, the ``[instances]`` part starts before this one) and Mp1 is also
+served on the platform network (:mod:`fluidedge.mec.listener`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.errors import FluidedgeError
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
+from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
+from fluidedge.mec.dns import DnsResponder, Records
+from fluidedge.mec.dns import serve as dns_serve
 from fluidedge.mec.errors import MecInvalid
+from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_address
 from fluidedge.mec.notify import IPNetwork, Notifier
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import CatalogTof, Platform, TofPort
@@ -25,6 +34,45 @@ from fluidedge.mec.platform import CatalogTof, Platform, TofPort
 DEFAULT_CALLBACK_NETWORKS = [
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
 ]  # fmt: skip
+
+
+class DnsConfig(BaseModel):
+    """``[mec.dns]``: the DNS responder serving the DNS rules (:mod:`fluidedge.mec.dns`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    listen: str = Field(default="127.0.0.1", description="IPv4 address the responder binds")
+    port: int = Field(default=53, ge=1, le=65535)
+    # Where every other name is asked ("a.b.c.d" or "a.b.c.d:port"), in order.
+    upstream: Annotated[list[str], Field(max_length=8)] = Field(default_factory=list)
+    timeout: float = Field(default=2.0, gt=0.0, le=30.0)
+    # The network namespace the responder's socket is in (default: the daemon's), e.g. the
+    # TOF's [tof] netns, where the offloaded queries come out of its apps TUN.
+    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # The core resolver the UEs ask: with it, a TOF service (mec-dns) offloads their queries
+    # to the responder (serviceIP = resolver, applicationIP = listen; needs [tof]).
+    resolver: str | None = None
+
+    def upstreams(self) -> list[tuple[str, int]]:
+        out = []
+        for text in self.upstream:
+            host, _, port = text.partition(":")
+            try:
+                out.append((str(ipaddress.IPv4Address(host)), int(port or 53)))
+            except ValueError as exc:
+                raise MecInvalid(f"config [mec.dns] upstream {text!r}: {exc}") from exc
+        return out
+
+    def offload(self) -> tuple[str, str] | None:
+        if self.resolver is None:
+            return None
+        try:
+            resolver = str(ipaddress.IPv4Address(self.resolver))
+            listen = str(ipaddress.IPv4Address(self.listen))
+        except ValueError as exc:
+            raise MecInvalid(f"config [mec.dns]: {exc}") from exc
+        if self.port != 53:
+            raise MecInvalid("config [mec.dns] resolver: the offloaded queries go to port 53")
+        return resolver, listen
 
 
 class MecConfig(BaseModel):
@@ -37,6 +85,30 @@ class MecConfig(BaseModel):
     )
     notify_attempts: int = Field(default=3, ge=1, le=10)
     notify_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
+    # Deploying apps (seed §4.4.1.1.2): the instance network every app instance gets a second
+    # interface on (a Linux bridge in the daemon's namespace), and the host's address on it,
+    # where Mp1 is served on ``mp1_port``.
+    platform_network: str | None = Field(default=None, max_length=63)
+    platform_address: str | None = Field(default=None, examples=["10.77.0.1/24"])
+    mp1_port: int = Field(default=8480, ge=1, le=65535)
+    # Sources allowed into a deployed app's data interface by its tenant's default data group
+    # (the UE pool, whose traffic the TOF offloads to the app).
+    data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+    dns: DnsConfig | None = None
+
+    def platform(self) -> PlatformNet | None:
+        if (self.platform_network is None) != (self.platform_address is None):
+            raise MecInvalid("config [mec]: platform_network and platform_address go together")
+        if self.platform_network is None or self.platform_address is None:
+            return None
+        try:
+            address = ipaddress.IPv4Interface(self.platform_address)
+            ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+        except ValueError as exc:
+            raise MecInvalid(f"config [mec]: {exc}") from exc
+        if "/" not in self.platform_address:
+            raise MecInvalid("config [mec] platform_address: a.b.c.d/n (with the prefix length)")
+        return PlatformNet(self.platform_network, address, self.mp1_port, ingress)
 
     def networks(self) -> list[IPNetwork]:
         try:
@@ -55,7 +127,72 @@ class MecPart:
         self.notifier = Notifier(
             config.networks(), attempts=config.notify_attempts, timeout=config.notify_timeout
         )
-        self.platform = Platform(Tables(ctx.store), self.notifier.submit, self._tof)
+        self.net = config.platform()
+        self.responder: DnsResponder | None = None
+        self.platform = Platform(
+            Tables(ctx.store),
+            self.notifier.submit,
+            self._tof,
+            deployer=self._deployer,
+            dns_sink=self._dns_table if config.dns is not None else None,
+            dns_offload=config.dns.offload() if config.dns is not None else None,
+        )
+        self.listener: Mp1Listener | None = None
+        self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None
+
+    def _deployer(self) -> DeployPort | None:
+        instances = self.ctx.parts.get("instances")
+        if self.net is None or instances is None or not hasattr(instances, "manager"):
+            return None
+        return InstanceDeployer(instances, self.ctx.parts.get("secgroups"), self.net)
+
+    def _platform_bridge(self, net: PlatformNet) -> str:
+        instances = self.ctx.parts.get("instances")
+        manager = getattr(instances, "manager", None)
+        if manager is None:
+            raise MecInvalid("config [mec] platform_network: needs the [instances] part")
+        spec = manager.networks.get(net.network)
+        if spec is None:
+            raise MecInvalid(
+                f"config [mec] platform_network: the instance manager has no network "
+                f"{net.network!r} (declare it under [instances.networks])"
+            )
+        if spec.netns is not None or spec.driver != "linuxbridge":
+            raise MecInvalid(
+                f"config [mec] platform_network: {net.network} must be a Linux bridge in "
+                "the daemon's namespace (the daemon listens on it)"
+            )
+        return str(spec.bridge)
+
+    async def _start_listener(self) -> None:
+        net = self.net
+        if net is None:
+            return
+        bridge = self._platform_bridge(net)
+        if await asyncio.to_thread(add_address, bridge, net.address):
+            self._address_added = (bridge, net.address)
+        listener = Mp1Listener(
+            mp1_only(lambda: self.ctx.app, MP1_PREFIXES), str(net.address.ip), net.port
+        )
+        await listener.start()
+        self.listener = listener
+
+    def _dns_table(self, table: Records) -> None:
+        if self.responder is not None:
+            self.responder.table = table
+
+    async def _start_dns(self) -> None:
+        config = self.config.dns
+        if config is None:
+            return
+        if config.resolver is not None and self._tof() is None:
+            raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
+        try:
+            self.responder = await dns_serve(
+                (config.listen, config.port), config.upstreams(), config.timeout, config.netns
+            )
+        except (OSError, FluidedgeError) as exc:
+            raise MecInvalid(f"config [mec.dns]: {config.listen}:{config.port}: {exc}") from exc
 
     def _tof(self) -> TofPort | None:
         part = self.ctx.parts.get("tof")
@@ -70,9 +207,20 @@ class MecPart:
 
     async def start(self) -> None:
         await self.notifier.start()
+        await self._start_listener()
+        await self._start_dns()
         await asyncio.to_thread(self.platform.load)
 
     async def stop(self) -> None:
+        if self.responder is not None:
+            self.responder.close()
+            self.responder = None
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+        if self._address_added is not None:
+            await asyncio.to_thread(remove_address, *self._address_added)
+            self._address_added = None
         await self.notifier.stop()
 
     def rewrite_openapi(self, document: dict[str, Any]) -> None:
@@ -100,6 +248,16 @@ class MecPart:
             f'fluidedge_mec_notifications_total{{outcome="failed"}} {c.failed}',
             f'fluidedge_mec_notifications_total{{outcome="refused"}} {c.refused}',
         ]
+        if self.responder is not None:
+            d = self.responder.counters
+            lines += [
+                "# HELP fluidedge_mec_dns_queries_total DNS queries by outcome",
+                "# TYPE fluidedge_mec_dns_queries_total counter",
+                f'fluidedge_mec_dns_queries_total{{outcome="answered"}} {d.answered}',
+                f'fluidedge_mec_dns_queries_total{{outcome="forwarded"}} {d.forwarded}',
+                f'fluidedge_mec_dns_queries_total{{outcome="failed"}} {d.failed}',
+                f'fluidedge_mec_dns_queries_total{{outcome="dropped"}} {d.dropped}',
+            ]
         return "\n".join(lines) + "\n"
 
 

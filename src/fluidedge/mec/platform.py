@@ -12,6 +12,8 @@ with the active rules of ready apps at start and after each change.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import threading
 import time
 import uuid
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fluidedge.mec import policy, tokens
+from fluidedge.mec import dns, policy, tokens
+from fluidedge.mec.deploy import DeployPort, Placed
 from fluidedge.mec.descriptor import AppDescriptor, AppState, record
 from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
 from fluidedge.mec.models import (
@@ -40,11 +43,14 @@ from fluidedge.mec.models import (
     check_dns_rule,
 )
 from fluidedge.mec.persist import Put, Tables
-from fluidedge.mec.policy import Caller, ServiceQuery, check_acts_for
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, check_acts_for
+
+log = logging.getLogger("fluidedge.mec")
 
 SERVICE_MGMT = "/mec_service_mgmt/v1"
 APP_SUPPORT = "/mec_app_support/v1"
 TOF_PREFIX = "mec-"
+DNS_SERVICE = "mec-dns"  # the core resolver's address -> the platform's DNS responder
 
 Submit = Callable[[str, str, dict[str, Any]], None]
 
@@ -121,12 +127,21 @@ class Platform:
         tof: Callable[[], TofPort | None],
         *,
         clock: Callable[[], float] = time.time,
+        deployer: Callable[[], DeployPort | None] = lambda: None,
+        dns_sink: Callable[[dns.Records], None] | None = None,
+        dns_offload: tuple[str, str] | None = None,
     ) -> None:
         self.tables = tables
         self.submit = submit
         self.tof = tof
+        self.deployer = deployer
+        # The DNS responder's table (swapped after every change) and the TOF service that
+        # offloads the UEs' queries for the core resolver to it: (resolver, responder).
+        self.dns_sink = dns_sink
+        self.dns_offload = dns_offload
         self.clock = clock
         self.lock = threading.RLock()
+        self.deploy_lock = threading.Lock()  # one deployment at a time (address choice)
         self.apps: dict[str, App] = {}
         self.tokens: dict[str, str] = {}  # token id -> app instance id
         self.services: dict[str, Owned] = {}  # serInstanceId -> ServiceInfo
@@ -159,9 +174,23 @@ class Platform:
                 term = AppTerminationNotificationSubscription.model_validate(doc["sub"])
                 self.term_subs[sid] = Owned(doc["app"], term)
             # An app caught mid-termination by a stop is terminated now: its grace ran out.
-            for app in [a for a in self.apps.values() if a.state is AppState.TERMINATING]:
+            ended = [a for a in self.apps.values() if a.state is AppState.TERMINATING]
+            for app in ended:
                 self._drop_app(app)
             self.sync_tof()
+            self.sync_dns()
+        for app in ended:
+            self._undeploy(app.doc)
+        port = self.deployer()
+        for app in list(self.apps.values()):
+            instance = app.doc.get("instance")
+            if instance and port is not None and not port.exists(instance):
+                log.warning(
+                    "app %s: its instance %s is gone (not re-adopted)",
+                    app.id,
+                    instance,
+                    extra={"part": "mec", "event": "app_instance_gone", "ids": app.id},
+                )
 
     # --- credentials ------------------------------------------------------------------
 
@@ -182,12 +211,99 @@ class Platform:
     # --- apps (/v1/apps) --------------------------------------------------------------
 
     def create_app(self, spec: AppDescriptor) -> tuple[dict[str, Any], str]:
-        """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token."""
+        """A new app instance (INSTANTIATED: its rules wait for confirm_ready) and its token.
+
+        With ``deploy``, the app is stored first, so that its instance can use Mp1 while it
+        starts (register its services, confirm ready); then its instance is started (seconds:
+        the caller is on a worker thread). If the instance cannot be made, or the app's record
+        of it cannot be stored, the app is removed again (with its instance)."""
+        data_address = spec.data_address
+        if spec.deploy is not None:
+            data_address = str(ipaddress.ip_interface(spec.deploy.data.address).ip)
         for rule in spec.traffic_rules:
-            policy.tof_services(rule, spec.data_address)  # refuses what cannot be applied
+            policy.tof_services(rule, data_address)  # refuses what cannot be applied
+        if spec.deploy is not None and self.deployer() is None:
+            raise MecUnsupported(
+                "deploy: this daemon deploys no apps (it needs the [instances] part and "
+                "[mec] platform_network)"
+            )
         app_id = str(uuid.uuid4())
         token_id, token, token_hash = tokens.new_token()
         doc = record(app_id, spec, token_id, token_hash, self.clock())
+        doc["dataAddress"] = data_address
+        view = self._add_app(app_id, spec, doc)
+        if spec.deploy is None:
+            return view, token
+        try:
+            placed = self._deploy(app_id, spec, token)
+        except BaseException:
+            self._forget(app_id)
+            raise
+        try:
+            with self.lock:
+                app = self.app(app_id)
+                placed_doc = {
+                    **app.doc,
+                    "instance": placed.instance,
+                    "template": placed.template,
+                    "platformAddress": placed.platform_address,
+                    "mp1Url": placed.mp1_url,
+                }
+                self.tables.write([("app", app_id, app_id, placed_doc)])
+                app.doc = placed_doc
+                return self.view(app_id), token
+        except BaseException:
+            self._undeploy({**doc, "instance": placed.instance, "template": placed.template})
+            self._forget(app_id)
+            raise
+
+    def _forget(self, app_id: str) -> None:
+        """Remove an app whose deployment failed (whatever it did meanwhile over Mp1)."""
+        try:
+            self.delete_app(app_id)
+        except Exception as exc:  # the original failure is what the caller must see
+            log.warning(
+                "app %s: not removed after its failed deployment: %s",
+                app_id,
+                exc,
+                extra={"part": "mec", "event": "forget_failed", "ids": app_id},
+            )
+
+    def _deploy(self, app_id: str, spec: AppDescriptor, token: str) -> Placed:
+        port = self.deployer()
+        if port is None or spec.deploy is None:  # checked by create_app
+            raise MecUnsupported(
+                "deploy: this daemon deploys no apps (it needs the [instances] part and "
+                "[mec] platform_network)"
+            )
+        with self.deploy_lock:
+            with self.lock:
+                taken = {
+                    str(a.doc["platformAddress"])
+                    for a in self.apps.values()
+                    if a.doc.get("platformAddress")
+                }
+            return port.deploy(app_id, spec.tenant, spec.deploy, token, taken)
+
+    def _undeploy(self, doc: dict[str, Any]) -> None:
+        """Delete the app's instance and template (a failure is logged: the app is gone)."""
+        instance = doc.get("instance")
+        port = self.deployer()
+        if not instance or port is None:
+            return
+        try:
+            port.undeploy(str(instance), str(doc.get("template") or instance))
+        except Exception as exc:  # the app is removed either way: say why it stayed
+            log.warning(
+                "app %s: its instance %s was not removed: %s",
+                doc.get("appInstanceId"),
+                instance,
+                exc,
+                extra={"part": "mec", "event": "undeploy_failed", "ids": str(instance)},
+            )
+
+    def _add_app(self, app_id: str, spec: AppDescriptor, doc: dict[str, Any]) -> dict[str, Any]:
+        token_id = str(doc["tokenId"])
         app = App(doc)
         app.traffic = {r.traffic_rule_id: r for r in spec.traffic_rules}
         app.dns = {r.dns_rule_id: r for r in spec.dns_rules}
@@ -200,7 +316,7 @@ class Platform:
             self.tables.write(puts)
             self.apps[app_id] = app
             self.tokens[token_id] = app_id
-        return self.view(app_id), token
+            return self.view(app_id)
 
     def app(self, app_id: str) -> App:
         app = self.apps.get(app_id)
@@ -217,6 +333,9 @@ class Platform:
             "tenant": doc["tenant"],
             "state": doc["state"],
             "dataAddress": doc.get("dataAddress"),
+            "instance": doc.get("instance"),
+            "platformAddress": doc.get("platformAddress"),
+            "mp1Url": doc.get("mp1Url"),
             "tokenId": doc["tokenId"],
             "trafficRules": len(app.traffic),
             "dnsRules": len(app.dns),
@@ -269,11 +388,14 @@ class Platform:
         with self.lock:
             app = self.app(app_id)
             removed = [s.value for s in self.services.values() if s.app == app_id]
+            producer = str(app.doc["tenant"])
             self.tables.delete_app(app_id)
             self._drop_app(app)
             self.sync_tof()
+            self.sync_dns()
+        self._undeploy(app.doc)
         for info in removed:
-            self._notify(None, info)
+            self._notify(None, info, producer, removed=True)
 
     def _drop_app(self, app: App) -> None:
         self.tables.delete_app(app.id)
@@ -313,6 +435,7 @@ class Platform:
                 app.doc["state"] = AppState.INSTANTIATED.value
                 self.sync_tof()
                 raise
+            self.sync_dns()
 
     def confirm_termination(self, caller: Caller, app_id: str) -> None:
         check_acts_for(caller, app_id)
@@ -382,13 +505,30 @@ class Platform:
         with self.lock:
             self.tables.write([("dns_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
             self.app(app_id).dns[rule_id] = rule
+            self.sync_dns()  # in the responder's answers before the Mp1 answer
         return rule
+
+    def desired_dns(self) -> dns.Records:
+        """The names the ACTIVE DNS rules of READY apps give the responder."""
+        return dns.records(
+            rule
+            for app in self.apps.values()
+            if app.state is AppState.READY
+            for rule in app.dns.values()
+        )
+
+    def sync_dns(self) -> None:
+        if self.dns_sink is not None:
+            with self.lock:
+                self.dns_sink(self.desired_dns())
 
     # --- the TOF -----------------------------------------------------------------------
 
     def desired_tof(self) -> dict[str, tuple[str, str]]:
         """The TOF services the active rules of ready apps make (name -> addresses)."""
         out: dict[str, tuple[str, str]] = {}
+        if self.dns_offload is not None:
+            out[DNS_SERVICE] = self.dns_offload
         for app in self.apps.values():
             if app.state is not AppState.READY:
                 continue
@@ -418,14 +558,35 @@ class Platform:
 
     # --- service management: services --------------------------------------------------
 
-    def discover(self, query: ServiceQuery) -> list[ServiceInfo]:
-        with self.lock:
-            return policy.discover([o.value for o in self.services.values()], query)
+    def _tenant_of(self, caller: Caller) -> str | None:
+        """The tenant whose services ``caller`` sees (None: the admin, every tenant's)."""
+        if caller.admin:
+            return None
+        app = self.apps.get(caller.app_instance_id or "")
+        return str(app.doc["tenant"]) if app is not None else ""
 
-    def service(self, ser_instance_id: str) -> ServiceInfo:
+    def _owner_tenant(self, owned: Owned) -> str:
+        app = self.apps.get(owned.app)
+        return str(app.doc["tenant"]) if app is not None else ""
+
+    def discover(self, query: ServiceQuery, caller: Caller = ADMIN) -> list[ServiceInfo]:
+        """Services ``caller`` may see (its tenant's, and others' of scope MEC_SYSTEM)."""
+        with self.lock:
+            viewer = self._tenant_of(caller)
+            seen = [
+                o.value
+                for o in self.services.values()
+                if policy.can_discover(viewer, self._owner_tenant(o), o.value)
+            ]
+        return policy.discover(seen, query)
+
+    def service(self, ser_instance_id: str, caller: Caller = ADMIN) -> ServiceInfo:
         with self.lock:
             owned = self.services.get(ser_instance_id)
-        if owned is None:
+            hidden = owned is not None and not policy.can_discover(
+                self._tenant_of(caller), self._owner_tenant(owned), owned.value
+            )
+        if owned is None or hidden:
             raise MecNotFound(f"no service {ser_instance_id!r}")
         info: ServiceInfo = owned.value
         return info
@@ -466,7 +627,7 @@ class Platform:
             stored = policy.effective(info.model_copy(update={"ser_instance_id": sid}))
             self.tables.write([("service", sid, app_id, {"app": app_id, "info": stored.wire()})])
             self.services[sid] = Owned(app_id, stored)
-        self._notify(None, stored)
+        self._notify(None, stored, str(app.doc["tenant"]))
         return stored
 
     def update_service(
@@ -486,7 +647,8 @@ class Platform:
                 [("service", ser_instance_id, app_id, {"app": app_id, "info": after.wire()})]
             )
             self.services[ser_instance_id] = Owned(app_id, after)
-        self._notify(before, after)
+            producer = str(self.app(app_id).doc["tenant"])
+        self._notify(before, after, producer)
         return after
 
     def deregister(self, caller: Caller, app_id: str, ser_instance_id: str) -> None:
@@ -494,20 +656,32 @@ class Platform:
         with self.lock:
             self.tables.write(deletes=[("service", ser_instance_id)])
             self.services.pop(ser_instance_id, None)
-        self._notify(None, before, removed=True)
+            producer = str(self.app(app_id).doc["tenant"])
+        self._notify(None, before, producer, removed=True)
 
     def _notify(
-        self, before: ServiceInfo | None, after: ServiceInfo, *, removed: bool = False
+        self,
+        before: ServiceInfo | None,
+        after: ServiceInfo,
+        producer: str,
+        *,
+        removed: bool = False,
     ) -> None:
+        """Tell the subscribers who may see the service (``producer``: its app's tenant)."""
         change = "REMOVED" if removed else policy.change_type(before, after)
         if change is None:
             return
         with self.lock:
             subs = list(self.svc_subs.values())
+            viewers = {o.app: self._tenant_of(Caller(o.app)) for o in subs}
         for owned in subs:
             sub: SerAvailabilityNotificationSubscription = owned.value
             if not policy.matches_criteria(sub.filtering_criteria, after):
                 continue
+            if not policy.can_discover(viewers[owned.app], producer, after) and not (
+                before is not None and policy.can_discover(viewers[owned.app], producer, before)
+            ):
+                continue  # a service its tenant cannot see: not told of it either
             own = sub.links.self_.href if sub.links else None
             base = _base(own, SERVICE_MGMT)
             ref = ServiceReference(

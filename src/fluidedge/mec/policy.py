@@ -87,6 +87,19 @@ class ServiceQuery:
             )
 
 
+def visible_across_tenants(info: ServiceInfo) -> bool:
+    """Whether a service is offered to every tenant's apps: its producer gave it the widest
+    scope, ``MEC_SYSTEM``. Any narrower scope (the default is ``MEC_HOST``) keeps it within
+    its producer's tenant."""
+    return info.scope_of_locality is LocalityType.MEC_SYSTEM
+
+
+def can_discover(viewer_tenant: str | None, owner_tenant: str, info: ServiceInfo) -> bool:
+    """Whether an app of ``viewer_tenant`` (None: the admin) sees a service of
+    ``owner_tenant``'s app."""
+    return viewer_tenant is None or viewer_tenant == owner_tenant or visible_across_tenants(info)
+
+
 def effective(info: ServiceInfo) -> ServiceInfo:
     """``info`` with the platform's defaults filled in (scope, consumedLocalOnly, isLocal)."""
     return info.model_copy(

@@ -1,0 +1,254 @@
+"""The platform's DNS responder: the active DNS rules' names, everything else upstream.
+
+MEC 011's DNS rules (``DnsRule``: a domain name, an address, a TTL, ACTIVE or INACTIVE) are the
+platform's to serve (seed §4.4.1.2: DNS records to the DNS server). The ACTIVE rules of READY
+apps make a table of names (:func:`records`); the platform swaps it into the responder after
+every change, before the Mp1 answer, so an activation or a deactivation is in the next answer.
+
+- :func:`respond` is pure (sans-I/O): a query's wire bytes and the table give the answer's
+  bytes, or None when the name is not the platform's (the query then goes upstream). A name of
+  the table gets its A or AAAA records, authoritative; another type of such a name is an empty
+  NOERROR answer (NODATA), never forwarded, so the core never answers for a name the edge owns.
+- :class:`DnsResponder` is the I/O edge: a UDP server on the daemon's event loop. A query for
+  another name is relayed unchanged to the first upstream resolver that answers (each try on
+  its own socket, bounded by a timeout); when none does, the client gets SERVFAIL.
+
+The wire format is dnspython's (``dns.message``): a maintained, typed library, which parses
+what a resolver sends (EDNS, compression, several questions) rather than a subset of it.
+UDP only: a UE's resolver asks over UDP first, and the platform's answers are small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.mec.models import DnsRule, IpAddressType, RuleState
+
+log = logging.getLogger("fluidedge.mec")
+
+Address = tuple[str, int]
+DEFAULT_TTL = 60
+
+
+@dataclass(frozen=True)
+class Record:
+    """A name's addresses (one list per type) and TTL."""
+
+    a: tuple[str, ...] = ()
+    aaaa: tuple[str, ...] = ()
+    ttl: int = DEFAULT_TTL
+
+
+Records = dict[str, Record]  # lower-case name without the final dot -> its record
+
+
+def key(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
+def records(rules: Iterable[DnsRule]) -> Records:
+    """The table the ACTIVE ``rules`` make (several rules of one name add their addresses;
+    the name's TTL is the smallest one given)."""
+    out: dict[str, tuple[list[str], list[str], int | None]] = {}
+    for rule in rules:
+        if rule.state is not RuleState.ACTIVE:
+            continue
+        a, aaaa, ttl = out.setdefault(key(rule.domain_name), ([], [], None))
+        address = str(ipaddress.ip_address(rule.ip_address))
+        target = a if rule.ip_address_type is IpAddressType.IP_V4 else aaaa
+        if address not in target:
+            target.append(address)
+        if rule.ttl is not None:
+            ttl = rule.ttl if ttl is None else min(ttl, rule.ttl)
+        out[key(rule.domain_name)] = (a, aaaa, ttl)
+    return {
+        name: Record(tuple(a), tuple(aaaa), DEFAULT_TTL if ttl is None else ttl)
+        for name, (a, aaaa, ttl) in out.items()
+    }
+
+
+def respond(query: bytes, table: Records) -> bytes | None:
+    """The answer to ``query`` from ``table``; None: not the platform's name (forward it).
+
+    A query that does not parse, or that is not a standard query of one question, is None
+    too: the upstream resolver judges it."""
+    try:
+        message = dns.message.from_wire(query)
+    except dns.exception.DNSException:
+        return None
+    if message.opcode() != 0 or len(message.question) != 1 or message.flags & dns.flags.QR:
+        return None
+    question = message.question[0]
+    record = table.get(key(question.name.to_text()))
+    if record is None or question.rdclass != dns.rdataclass.IN:
+        return None
+    response = dns.message.make_response(message)
+    response.flags |= dns.flags.AA
+    addresses = {dns.rdatatype.A: record.a, dns.rdatatype.AAAA: record.aaaa}
+    wanted = [question.rdtype] if question.rdtype in addresses else []
+    if question.rdtype == dns.rdatatype.ANY:
+        wanted = [dns.rdatatype.A, dns.rdatatype.AAAA]
+    for rdtype in wanted:
+        if addresses[rdtype]:
+            response.answer.append(
+                dns.rrset.from_text_list(
+                    question.name, record.ttl, dns.rdataclass.IN, rdtype, list(addresses[rdtype])
+                )
+            )
+    wire: bytes = response.to_wire()
+    return wire
+
+
+def servfail(query: bytes) -> bytes | None:
+    """SERVFAIL for ``query`` (None if it does not parse)."""
+    try:
+        message = dns.message.from_wire(query)
+    except dns.exception.DNSException:
+        return None
+    response = dns.message.make_response(message)
+    response.set_rcode(dns.rcode.SERVFAIL)
+    wire: bytes = response.to_wire()
+    return wire
+
+
+@dataclass
+class Counters:
+    answered: int = 0  # from the table
+    forwarded: int = 0  # relayed upstream and answered
+    failed: int = 0  # no upstream answered: SERVFAIL
+    dropped: int = 0  # unreadable
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class _Relay(asyncio.DatagramProtocol):
+    def __init__(self, done: asyncio.Future[bytes]) -> None:
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if not self.done.done():
+            self.done.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+async def forward(query: bytes, upstreams: Sequence[Address], timeout: float) -> bytes | None:
+    """The first upstream answer to ``query`` (tried in order, ``timeout`` s each)."""
+    loop = asyncio.get_running_loop()
+    for upstream in upstreams:
+        done: asyncio.Future[bytes] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(
+            functools.partial(_Relay, done), remote_addr=upstream
+        )
+        try:
+            transport.sendto(query)
+            answer = await asyncio.wait_for(done, timeout)
+        except (TimeoutError, OSError):
+            continue
+        finally:
+            transport.close()
+        if answer[:2] == query[:2]:  # the same transaction
+            return answer
+    return None
+
+
+class DnsResponder(asyncio.DatagramProtocol):
+    """The UDP server (see the module docstring); :attr:`table` is swapped whole."""
+
+    def __init__(self, upstreams: Sequence[Address], timeout: float = 2.0) -> None:
+        self.upstreams = list(upstreams)
+        self.timeout = timeout
+        self.table: Records = {}
+        self.counters = Counters()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's UDP transport has DatagramTransport's methods without being a subclass
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        answer = respond(data, self.table)
+        if answer is not None:
+            self.counters.answered += 1
+            self._send(answer, addr)
+            return
+        task = asyncio.get_running_loop().create_task(self._forward(data, addr))
+        self.counters.tasks.add(task)
+        task.add_done_callback(self.counters.tasks.discard)
+
+    async def _forward(self, query: bytes, addr: Address) -> None:
+        answer = await forward(query, self.upstreams, self.timeout) if self.upstreams else None
+        if answer is not None:
+            self.counters.forwarded += 1
+            self._send(answer, addr)
+            return
+        failed = servfail(query)
+        if failed is None:
+            self.counters.dropped += 1
+            return
+        self.counters.failed += 1
+        self._send(failed, addr)
+
+    def _send(self, data: bytes, addr: Address) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(OSError):
+                self.transport.sendto(data, addr)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        for task in list(self.counters.tasks):
+            task.cancel()
+
+
+def _bound(listen: Address) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(listen)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    listen: Address,
+    upstreams: Sequence[Address],
+    timeout: float = 2.0,
+    netns: str | None = None,
+) -> DnsResponder:
+    """A started :class:`DnsResponder` on ``listen``, its socket in network namespace
+    ``netns`` (None: the daemon's; e.g. the TOF's, where offloaded queries arrive). The
+    upstream queries leave from the daemon's namespace."""
+    loop = asyncio.get_running_loop()
+    responder = DnsResponder(upstreams, timeout)
+    sock = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
+    await loop.create_datagram_endpoint(lambda: responder, sock=sock)
+    log.info(
+        "dns responder on %s:%d (upstream %s)",
+        *listen,
+        ", ".join(f"{h}:{p}" for h, p in upstreams) or "none",
+        extra={"part": "mec", "event": "dns_started"},
+    )
+    return responder

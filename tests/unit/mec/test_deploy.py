@@ -1,0 +1,222 @@
+"""Deploying apps as instances: the pure part (names, groups, documents, addresses), the
+descriptor's checks, the platform's use of its deployer (rollback, delete, restore), and the
+platform listener's path filter."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from fluidedge.core.store import Store
+from fluidedge.instances.models import InstanceRequest, TemplateSpec
+from fluidedge.mec import deploy
+from fluidedge.mec.deploy import Placed, PlatformNet
+from fluidedge.mec.descriptor import AppDescriptor, Deployment
+from fluidedge.mec.errors import MecConflict, MecUnsupported
+from fluidedge.mec.listener import mp1_only
+from fluidedge.mec.persist import Tables
+from fluidedge.mec.platform import Platform
+from fluidedge.secgroups.model import SecurityGroup
+
+NET = PlatformNet(
+    "mecplat", ipaddress.IPv4Interface("10.77.0.1/24"), 8480,
+    (ipaddress.IPv4Network("10.45.0.0/16"),),
+)  # fmt: skip
+APP = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+
+
+def deployment(**extra: Any) -> Deployment:
+    doc = {"template": "httpd", "data": {"network": "apps", "address": "198.18.3.10/24"}}
+    return Deployment.model_validate({**doc, **extra})
+
+
+def test_names_follow_the_tenant_prefix_rule() -> None:
+    assert deploy.resource_name(APP, "default") == "mec-0a1b2c3d4e5f"
+    assert deploy.resource_name(APP, "acme") == "acme-mec-0a1b2c3d4e5f"
+    assert deploy.owner_of("default") is None
+    assert deploy.owner_of("acme") == "acme"
+
+
+def test_the_platform_groups_are_valid_and_scoped_to_the_tenant() -> None:
+    plat, data = (SecurityGroup.from_json(d) for d in deploy.group_docs("acme", NET))
+    assert (plat.id, data.id) == ("mecp-acme", "mecd-acme")
+    plat_in = {(r.remote_group, str(r.remote_ip_prefix)) for r in plat.rules
+               if r.direction == "ingress"}  # fmt: skip
+    assert plat_in == {("mecp-acme", "None"), (None, "10.77.0.1/32")}
+    data_in = {(r.remote_group, str(r.remote_ip_prefix)) for r in data.rules
+               if r.direction == "ingress"}  # fmt: skip
+    assert data_in == {("mecd-acme", "None"), (None, "10.45.0.0/16")}
+    assert {r.direction for r in data.rules} == {"ingress", "egress"}
+
+
+def test_platform_addresses_skip_the_host_and_the_taken() -> None:
+    assert deploy.pick_platform_address(NET, "10.77.0.0/24", []) == "10.77.0.2/24"
+    taken = ["10.77.0.2/24", "10.77.0.3/24"]
+    assert deploy.pick_platform_address(NET, "10.77.0.0/24", taken) == "10.77.0.4/24"
+    full = [f"10.77.0.{n}/30" for n in (2,)]
+    with pytest.raises(MecConflict, match="no address left"):
+        deploy.pick_platform_address(NET, "10.77.0.0/30", full)
+
+
+def test_the_template_and_request_carry_two_interfaces_the_token_and_the_env() -> None:
+    base = {"name": "httpd", "image": "busybox", "command": ["/bin/busybox", "httpd"],
+            "pool": {"size": 2}, "files": {"www/index.html": "x"}}  # fmt: skip
+    spec = deployment(env={"MODE": "edge"}, resources={"memory_mb": 64})
+    doc = deploy.template_doc(base, "mec-x", APP, spec, NET, (["mecd-acme"], ["mecp-acme"]))
+    template = TemplateSpec.model_validate(doc)
+    assert [(i.name, i.network, i.security_groups) for i in template.interfaces] == [
+        ("eth0", "apps", ["mecd-acme"]), ("eth1", "mecplat", ["mecp-acme"]),
+    ]  # fmt: skip
+    assert template.pool.size == 0
+    assert template.files == {"www/index.html": "x"}
+    request = InstanceRequest.model_validate(
+        deploy.instance_doc("mec-x", spec, "10.77.0.2/24", APP, "fea_a.b", NET)
+    )
+    assert request.interfaces["eth0"].addresses == ["198.18.3.10/24"]
+    assert request.interfaces["eth1"].addresses == ["10.77.0.2/24"]
+    assert request.files["mec/token"] == "fea_a.b"
+    about = json.loads(request.files["mec/app.json"])
+    assert about["appSupport"] == "http://10.77.0.1:8480/mec_app_support/v1"
+    assert request.env == {
+        "MODE": "edge", "MEC_APP_INSTANCE_ID": APP, "MEC_MP1_URL": "http://10.77.0.1:8480",
+        "MEC_TOKEN_FILE": "/.fe/mec/token", "MEC_PLATFORM_ADDRESS": "10.77.0.2",
+        "MEC_DATA_ADDRESS": "198.18.3.10",
+    }  # fmt: skip
+    assert request.resources.memory_mb == 64
+
+
+def test_the_descriptor_checks_the_deploy_section() -> None:
+    with pytest.raises(ValidationError, match="exactly one of template and image"):
+        deployment(image="busybox")
+    with pytest.raises(ValidationError, match="prefix length"):
+        Deployment.model_validate({"image": "x", "data": {"network": "a", "address": "1.2.3.4"}})
+    with pytest.raises(ValidationError, match="dataAddress"):
+        AppDescriptor.model_validate(
+            {"name": "a", "dataAddress": "10.0.0.1", "deploy": deployment().model_dump()}
+        )
+
+
+class FakeDeployer:
+    def __init__(self) -> None:
+        self.deployed: dict[str, tuple[str, Deployment, str, set[str]]] = {}
+        self.undeployed: list[str] = []
+
+    def deploy(
+        self, app_id: str, tenant: str, spec: Deployment, token: str, taken: set[str]
+    ) -> Placed:
+        name = deploy.resource_name(app_id, tenant)
+        self.deployed[name] = (tenant, spec, token, set(taken))
+        address = f"10.77.0.{len(self.deployed) + 1}/24"
+        data = str(ipaddress.ip_interface(spec.data.address).ip)
+        return Placed(name, name, data, address, NET.mp1_url)
+
+    def undeploy(self, instance: str, template: str) -> None:
+        self.undeployed.append(instance)
+        self.deployed.pop(instance, None)
+
+    def exists(self, instance: str) -> bool:
+        return instance in self.deployed
+
+
+def platform(tmp_path: Path, port: FakeDeployer | None) -> Platform:
+    tables = Tables(Store(tmp_path / "db.sqlite"))
+    return Platform(tables, lambda *_: None, lambda: None, deployer=lambda: port)
+
+
+def descriptor(**extra: Any) -> AppDescriptor:
+    return AppDescriptor.model_validate(
+        {"name": "cache", "deploy": deployment().model_dump(by_alias=True), **extra}
+    )
+
+
+def test_the_platform_deploys_records_and_undeploys(tmp_path: Path) -> None:
+    port = FakeDeployer()
+    first = platform(tmp_path, port)
+    view, token = first.create_app(descriptor())
+    name = view["instance"]
+    assert port.deployed[name][2] == token
+    assert (view["dataAddress"], view["platformAddress"]) == ("198.18.3.10", "10.77.0.2/24")
+    assert view["mp1Url"] == "http://10.77.0.1:8480"
+    second_view, _ = first.create_app(descriptor())
+    assert port.deployed[second_view["instance"]][3] == {"10.77.0.2/24"}  # taken is passed
+
+    restored = platform(tmp_path, port)
+    restored.load()
+    assert restored.view(view["appInstanceId"])["instance"] == name
+    restored.delete_app(view["appInstanceId"])
+    assert port.undeployed == [name]
+
+
+def test_a_deployment_is_undone_when_the_app_cannot_be_stored(tmp_path: Path) -> None:
+    port = FakeDeployer()
+    plat = platform(tmp_path, port)
+
+    write = plat.tables.write
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the app is stored, then its record of the instance is refused
+            raise OSError("disk gone")
+        write(*args, **kwargs)
+
+    plat.tables.write = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="disk gone"):
+        plat.create_app(descriptor())
+    assert port.deployed == {}
+    assert len(port.undeployed) == 1
+    assert plat.apps == {}
+    assert plat.tokens == {}
+
+
+def test_a_failed_deployment_removes_the_app(tmp_path: Path) -> None:
+    port = FakeDeployer()
+    plat = platform(tmp_path, port)
+    seen: list[set[str]] = []
+
+    def refuse(app_id: str, *_: Any) -> Placed:
+        seen.append(set(plat.apps))  # the app exists while its instance starts (Mp1 works)
+        raise MecConflict("admission refused")
+
+    port.deploy = refuse  # type: ignore[method-assign]
+    with pytest.raises(MecConflict, match="admission"):
+        plat.create_app(descriptor())
+    assert len(seen[0]) == 1
+    assert plat.apps == {}
+    assert plat.tables.load()["app"] == {}
+
+
+def test_without_a_deployer_a_deploy_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(MecUnsupported, match="platform_network"):
+        platform(tmp_path, None).create_app(descriptor())
+
+
+def test_the_platform_listener_serves_mp1_paths_only() -> None:
+    seen: list[str] = []
+
+    async def daemon(scope: Any, _receive: Any, _send: Any) -> None:
+        seen.append(scope["path"])
+
+    served = mp1_only(lambda: daemon, ("/mec_app_support/v1", "/mec_service_mgmt/v1"))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    async def run(path: str) -> None:
+        await served({"type": "http", "path": path}, receive, send)
+
+    for path in ("/mec_app_support/v1/timing/current_time", "/v1/instances",
+                 "/mec_app_support/v10", "/metrics"):  # fmt: skip
+        asyncio.run(run(path))
+    assert seen == ["/mec_app_support/v1/timing/current_time"]
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [404, 404, 404]

@@ -1,0 +1,202 @@
+"""The DNS responder: the pure answer from the rules' table, the table the rules make, the UDP
+edge forwarding other names to an upstream resolver (a fake one on loopback), and the platform
+keeping the table equal to the ACTIVE rules of READY apps."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from fluidedge.core.store import Store
+from fluidedge.mec import dns as mecdns
+from fluidedge.mec.descriptor import AppDescriptor
+from fluidedge.mec.errors import MecInvalid
+from fluidedge.mec.models import DnsRule, check_dns_rule
+from fluidedge.mec.persist import Tables
+from fluidedge.mec.platform import DNS_SERVICE, Platform
+from fluidedge.mec.policy import ADMIN
+
+
+def rule(rule_id: str, name: str, address: str, state: str = "ACTIVE", **extra: Any) -> DnsRule:
+    kind = "IP_V6" if ":" in address else "IP_V4"
+    return DnsRule.model_validate(
+        {"dnsRuleId": rule_id, "domainName": name, "ipAddressType": kind,
+         "ipAddress": address, "state": state, **extra}
+    )  # fmt: skip
+
+
+TABLE = mecdns.records(
+    [
+        rule("a", "Cache.Example.", "198.18.0.5", ttl=30),
+        rule("b", "cache.example", "198.18.0.6", ttl=10),
+        rule("c", "cache.example", "2001:db8::5"),
+        rule("d", "off.example", "198.18.0.7", state="INACTIVE"),
+        rule("e", "v6only.example", "2001:db8::6"),
+    ]
+)
+
+
+def ask(name: str, rdtype: str, table: mecdns.Records = TABLE) -> dns.message.Message | None:
+    query = dns.message.make_query(name, rdtype)
+    wire = mecdns.respond(query.to_wire(), table)
+    if wire is None:
+        return None
+    answer = dns.message.from_wire(wire)
+    assert answer.id == query.id
+    return answer
+
+
+def addresses(answer: dns.message.Message | None) -> list[str]:
+    assert answer is not None
+    return sorted(r.to_text() for rrset in answer.answer for r in rrset)
+
+
+def test_the_table_merges_rules_of_a_name_and_leaves_inactive_ones_out() -> None:
+    want = {
+        "cache.example": mecdns.Record(("198.18.0.5", "198.18.0.6"), ("2001:db8::5",), 10),
+        "v6only.example": mecdns.Record((), ("2001:db8::6",), mecdns.DEFAULT_TTL),
+    }
+    assert want == TABLE
+
+
+def test_answers_a_aaaa_nodata_any_and_forwards_other_names() -> None:
+    a = ask("CACHE.example.", "A")
+    assert addresses(a) == ["198.18.0.5", "198.18.0.6"]
+    assert a is not None
+    assert a.flags & dns.flags.AA
+    assert a.answer[0].ttl == 10
+    assert addresses(ask("cache.example", "AAAA")) == ["2001:db8::5"]
+    assert addresses(ask("cache.example", "ANY")) == ["198.18.0.5", "198.18.0.6", "2001:db8::5"]
+    nodata = ask("v6only.example", "A")
+    assert nodata is not None
+    assert nodata.rcode() == dns.rcode.NOERROR
+    assert nodata.answer == []
+    assert addresses(ask("cache.example", "MX")) == []  # the edge's name: never forwarded
+    assert ask("off.example", "A") is None
+    assert ask("other.example", "A") is None
+    assert mecdns.respond(b"\x00\x01garbage", TABLE) is None
+
+
+def test_a_rule_naming_no_dns_name_is_refused() -> None:
+    assert check_dns_rule(rule("x", "a" * 64 + ".example", "198.18.0.5")) is not None
+    assert check_dns_rule(rule("x", "a..example", "198.18.0.5")) is not None
+    assert check_dns_rule(rule("x", "two words.example", "198.18.0.5")) is not None
+    assert check_dns_rule(rule("x", "cache.example.", "198.18.0.5")) is None
+
+
+class Upstream(asyncio.DatagramProtocol):
+    """A fake core resolver: every A query gets 192.0.2.1."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        query = dns.message.from_wire(data)
+        self.seen.append(query.question[0].name.to_text())
+        response = dns.message.make_response(query)
+        response.answer.append(
+            dns.rrset.from_text(query.question[0].name, 5, "IN", "A", "192.0.2.1")
+        )
+        self.transport.sendto(response.to_wire(), addr)
+
+
+async def _udp_query(port: int, name: str) -> dns.message.Message:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            done.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+    try:
+        transport.sendto(dns.message.make_query(name, "A").to_wire())
+        return dns.message.from_wire(await asyncio.wait_for(done, 5))
+    finally:
+        transport.close()
+
+
+def test_the_udp_responder_answers_forwards_and_fails_over() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        upstream = Upstream()
+        up_transport, _ = await loop.create_datagram_endpoint(
+            lambda: upstream, local_addr=("127.0.0.1", 0)
+        )
+        up_port = up_transport.get_extra_info("sockname")[1]
+        # a silent upstream first: the responder moves on to the next one after its timeout
+        silent, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        silent_port = silent.get_extra_info("sockname")[1]
+        responder = await mecdns.serve(
+            ("127.0.0.1", 0), [("127.0.0.1", silent_port), ("127.0.0.1", up_port)], 0.3
+        )
+        assert responder.transport is not None
+        port = responder.transport.get_extra_info("sockname")[1]
+        try:
+            responder.table = TABLE
+            assert addresses(await _udp_query(port, "cache.example")) == [
+                "198.18.0.5", "198.18.0.6",
+            ]  # fmt: skip
+            assert addresses(await _udp_query(port, "core.example")) == ["192.0.2.1"]
+            assert upstream.seen == ["core.example."]
+            responder.table = {}  # deactivated: the core's answer now
+            assert addresses(await _udp_query(port, "cache.example")) == ["192.0.2.1"]
+            responder.upstreams = [("127.0.0.1", silent_port)]
+            failed = await _udp_query(port, "core.example")
+            assert failed.rcode() == dns.rcode.SERVFAIL
+            c = responder.counters
+            assert (c.answered, c.forwarded, c.failed) == (1, 2, 1)
+        finally:
+            responder.close()
+            up_transport.close()
+            silent.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_platform_keeps_the_table_equal_to_ready_apps_active_rules(tmp_path: Path) -> None:
+    tables: list[mecdns.Records] = []
+    plat = Platform(
+        Tables(Store(tmp_path / "db.sqlite")), lambda *_: None, lambda: None,
+        dns_sink=tables.append,
+    )  # fmt: skip
+    spec = AppDescriptor.model_validate(
+        {"name": "cache", "dataAddress": "10.0.2.10",
+         "dnsRules": [rule("d1", "cache.example", "198.18.0.5").wire()]}
+    )  # fmt: skip
+    view, _ = plat.create_app(spec)
+    app = view["appInstanceId"]
+    assert not tables or tables[-1] == {}  # INSTANTIATED: not answered yet
+    plat.confirm_ready(ADMIN, app)
+    assert tables[-1] == {"cache.example": mecdns.Record(("198.18.0.5",), (), 60)}
+    off = rule("d1", "cache.example", "198.18.0.5", state="INACTIVE")
+    plat.put_dns_rule(ADMIN, app, "d1", off)
+    assert tables[-1] == {}
+    with pytest.raises(MecInvalid, match="not a DNS name"):
+        plat.put_dns_rule(ADMIN, app, "d1", rule("d1", "bad name", "198.18.0.5"))
+    plat.put_dns_rule(ADMIN, app, "d1", rule("d1", "cache.example", "198.18.0.9"))
+    assert tables[-1]["cache.example"].a == ("198.18.0.9",)
+    plat.delete_app(app)
+    assert tables[-1] == {}
+
+
+def test_the_resolver_offload_is_a_tof_service_of_the_platform(tmp_path: Path) -> None:
+    plat = Platform(
+        Tables(Store(tmp_path / "db.sqlite")), lambda *_: None, lambda: None,
+        dns_offload=("10.45.0.53", "10.77.0.1"),
+    )  # fmt: skip
+    assert plat.desired_tof() == {DNS_SERVICE: ("10.45.0.53", "10.77.0.1")}
+    assert dns.rdatatype.A == 1  # the library's constants, as the responder uses them
