@@ -77,6 +77,7 @@ class ClusterPart:
         self.taken_over = 0
         self.takeover_failures = 0
         self.fenced = 0
+        self._site_lock = threading.Lock()  # a pass, or an API deletion here
         self._seen: dict[str, set[str]] = {}  # the site's objects of a kind at the last pass
         self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
 
@@ -140,15 +141,16 @@ class ClusterPart:
     def template_created(self, spec: Any) -> None:
         self._publish("templates", spec.name, spec.model_dump(mode="json"))
 
-    def template_deleted(self, name: str) -> None:
-        self._unpublish("templates", name)
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """Delete here and from the site under the pass's lock: a pass between the two must
+        not make the object here again from the site's copy."""
+        with self._site_lock:
+            delete()
+            self._unpublish(kind, name)
 
     def network_created(self, spec: Any) -> None:
         if spec.driver == "ovn":  # a logical switch spans nodes; a bridge is one host's
             self._publish("networks", spec.name, spec.model_dump(mode="json"))
-
-    def network_deleted(self, name: str) -> None:
-        self._unpublish("networks", name)
 
     def sync_site(self) -> None:
         """Make here the site's networks and templates this node lacks; delete here those
@@ -166,10 +168,15 @@ class ClusterPart:
         def make_template(value: JsonObject) -> None:
             manager.create_template(TemplateSpec.model_validate(value))
 
-        self._sync("networks", manager.networks, make_network, manager.delete_network, set())
-        self._sync(
-            "templates", manager.templates, make_template, manager.delete_template, manager.builtin
-        )
+        with self._site_lock:
+            self._sync("networks", manager.networks, make_network, manager.delete_network, set())
+            self._sync(
+                "templates",
+                manager.templates,
+                make_template,
+                manager.delete_template,
+                manager.builtin,
+            )
 
     def _sync(
         self,

@@ -252,9 +252,13 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(403, 404, 409),
     )
     def delete_template(name: str, request: Request) -> Response:
-        sc.delete("template", sc.who(request), name, manager.delete_template)
-        if manager.placer is not None and sc.who(request).is_admin:
-            manager.placer.template_deleted(name)
+        who = sc.who(request)
+        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+            manager.placer.delete_shared(
+                "templates", name, lambda: sc.delete("template", who, name, manager.delete_template)
+            )
+        else:
+            sc.delete("template", who, name, manager.delete_template)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # instances
@@ -392,9 +396,13 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(403, 404, 409),
     )
     def delete_network(name: str, request: Request) -> Response:
-        sc.delete("network", sc.who(request), name, manager.delete_network)
-        if manager.placer is not None and sc.who(request).is_admin:
-            manager.placer.network_deleted(name)
+        who = sc.who(request)
+        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+            manager.placer.delete_shared(
+                "networks", name, lambda: sc.delete("network", who, name, manager.delete_network)
+            )
+        else:
+            sc.delete("network", who, name, manager.delete_network)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.include_router(build_image_router(manager))

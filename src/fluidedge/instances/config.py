@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -74,14 +75,12 @@ class Placer(Protocol):
     def template_created(self, spec: TemplateSpec) -> None:
         """The admin created ``spec`` here: make it the site's (every node gets it)."""
 
-    def template_deleted(self, name: str) -> None:
-        """The admin deleted template ``name`` here: from every node."""
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """The admin deletes template or network ``name`` (``kind``: ``templates`` or
+        ``networks``): ``delete`` it here, and from the site (every node), as one step."""
 
     def network_created(self, spec: NetworkSpec) -> None:
         """The admin created network ``spec`` here: an ``ovn`` one becomes the site's."""
-
-    def network_deleted(self, name: str) -> None:
-        """The admin deleted network ``name`` here: from every node."""
 
 
 class InstancesConfig(BaseModel):
