@@ -1,6 +1,7 @@
 """Service function chains on Open vSwitch: added latency per hop, and change -> effect.
 
     sudo .venv/bin/python bench/chains_ovs.py [--samples 2000] [--changes 10]
+    sudo .venv/bin/python bench/chains_ovs.py --only-stream --repeat 6
 
 One run, one private ovsdb-server/ovs-vswitchd (userspace datapath) in a namespace of its
 own, the chain lab of the functional tests (tests/functional/chains/chain_lab.py): hosts A and
@@ -21,11 +22,15 @@ learning). A UDP echo server runs in B as its own process; A measures the round 
    datagram) directly, through 1 and through 3 functions, and its ratio to direct; the
    datagrams lost.
 5. make-before-break at 10,000/s: a sequence-numbered stream of ``--stream`` datagrams
-   through a group of one function, once unchanged and once while a member joins the
-   group, the chain is replaced (every flow in a new version) and the member leaves again:
-   the datagrams lost and out of order in each, so what the changes cost is read against
-   what the machine itself loses. The lab's ovs-vswitchd runs at a raised priority here
-   (ChainLab.prioritise).
+   through a group of one function, once unchanged and twice while a member joins the
+   group, the chain is re-declared fail-open (which compiles to the same flows while the
+   group has members: 0 flow-mods) and the member leaves again, the changes applied in
+   full (every flow of the chain re-added in a new version) and as a diff (only the changed
+   flows; the adapter's default): the datagrams lost and out of order in each, the
+   flow-mods of each change, and the lost runs next to where the changes were applied, so
+   what the changes cost is read against what the machine itself loses. The lab's
+   ovs-vswitchd runs at a raised priority here (ChainLab.prioritise). ``--only-stream``
+   runs this section alone, ``--repeat N`` its three variants N times in turn.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -41,6 +47,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -136,6 +143,21 @@ def flaws(seqs: list[int], count: int) -> tuple[int, int]:
     return count - len(set(seqs)), late
 
 
+def bursts(seqs: list[int], count: int) -> str:
+    """The lost sequence numbers as runs, ``first+length`` each (the largest 4)."""
+    have = set(seqs)
+    runs: list[tuple[int, int]] = []
+    for seq in range(count):
+        if seq in have:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == seq:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((seq, 1))
+    top = sorted(runs, key=lambda r: -r[1])[:4]
+    return " ".join(f"{first}+{length}" for first, length in sorted(top))
+
+
 def group_state(lab: ChainLab, members: tuple[str, ...], policy: str) -> ChainState:
     a, b = lab.hosts["net/a"], lab.hosts["net/b"]
     pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in lab.functions.values()}
@@ -176,131 +198,160 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--flood", type=int, default=50_000)
     parser.add_argument("--stream", type=int, default=30_000)
+    parser.add_argument(
+        "--only-stream", action="store_true", help="only the 10,000/s make-before-break runs"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each stream variant")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, Open vSwitch)")
-    lab = ChainLab(Path(tempfile.mkdtemp(prefix="fe-chbench-")))
+    workdir = Path(tempfile.mkdtemp(prefix="fe-chbench-"))
+    lab = ChainLab(workdir)
     echo: subprocess.Popen[bytes] | None = None
     try:
         a = lab.host("a", "net", "02:00:00:00:0a:01", "10.0.0.1/24")
         b = lab.host("b", "net", "02:00:00:00:0a:02", "10.0.0.2/24")
         fns = [lab.function(f"f{i}") for i in range(3)]
         echo = subprocess.Popen(["ip", "netns", "exec", b.netns, sys.executable, "-c", ECHO])
-        client = lab.udp_client(a)
         plane = OvsChains(lab.daemons, lab.bridge)
         print(f"service function chains on ovs (userspace netdev datapath), {os.cpu_count()} cpus")
-        results: dict[int, list[float]] = {}
-        for n in (0, 1, 3):
-            plane.apply(state(lab, fns[:n]))
-            results[n] = rtts(client, args.samples)
-            for fn in fns:
-                fn.seen()  # drain the captures
-        base50, base99 = pct(results[0], 50), pct(results[0], 99)
-        print(f"round trip direct       p50 {base50:8.1f} us  p99 {base99:8.1f} us", end="")
-        print(f"  (n={args.samples})")
-        for n in (1, 3):
-            p50, p99 = pct(results[n], 50), pct(results[n], 99)
-            label = f"{n} function{'s' if n > 1 else ' '}"
-            print(
-                f"round trip {label} p50 {p50:8.1f} us  p99 {p99:8.1f} us"
-                f"  ratio p50 {p50 / base50:.2f}x p99 {p99 / base99:.2f}x"
-            )
-            print(
-                f"  added per hop (one crossing of one function): "
-                f"p50 {(p50 - base50) / (2 * n):7.1f} us  p99 {(p99 - base99) / (2 * n):7.1f} us"
-            )
-        # change -> effect
-        plane.apply(state(lab, []))
-        stop = threading.Event()
-        sender = lab.udp_client(a)
-
-        def send() -> None:
-            while not stop.is_set():
-                sender.sendto(b"e" * 64, ("10.0.0.2", PORT))
-                time.sleep(0.001)
-
-        thread = threading.Thread(target=send, daemon=True)
-        thread.start()
-        effects = []
-        for _ in range(args.changes):
-            plane.apply(state(lab, []))
-            fns[0].seen()
-            start = time.perf_counter()
-            # The apply returns after its drain (the old version's removal); the effect is
-            # the first bundle's, so it is watched while the apply runs.
-            applying = threading.Thread(target=plane.apply, args=(state(lab, fns[:1]),))
-            applying.start()
-            while not fns[0].seen()["in"]:
-                if time.perf_counter() - start > 10:
-                    raise SystemExit("chain change had no effect within 10 s")
-                time.sleep(0.0005)
-            effects.append((time.perf_counter() - start) * 1e3)
-            applying.join()
-        stop.set()
-        thread.join()
-        e50, e99 = pct(effects, 50), pct(effects, 99)
-        print(
-            f"chain change -> effect  p50 {e50:7.1f} ms  p99 {e99:7.1f} ms"
-            f"  (n={args.changes}; a subprocess per ovs-ofctl/ovs-vsctl call)"
-        )
-        client.close()
-        sender.close()
-        # throughput, one way
-        rates: dict[int, float] = {}
-        for k, n in enumerate((0, 1, 3)):
-            plane.apply(state(lab, fns[:n]))
-            server, got = receive(lab, PORT + 1 + k)
-            stream(lab, PORT + 1 + k, 1e9, args.flood)
-            settle(got, args.flood)
-            server.close()
-            span = got[-1][0] - got[0][0] if len(got) > 1 else float("inf")
-            rates[n] = len(got) / span
-            lost, _ = flaws([q for _, q in got], args.flood)
-            label = "direct      " if n == 0 else f"{n} function{'s' if n > 1 else ' '}"
-            ratio = "" if n == 0 else f"  ratio {rates[n] / rates[0]:.2f}x"
-            print(f"throughput {label} {rates[n]:9.0f} datagrams/s{ratio}  ({lost} lost)")
-            for fn in fns:
-                fn.seen()
-        # make-before-break under a 10,000/s stream
-        lab.prioritise()
-        f0, f1 = fns[0].name, fns[1].name
-        for k, changes in enumerate((False, True)):
-            port = PORT + 10 + k
-            plane.apply(group_state(lab, (f0,), "closed"))
-            server, got = receive(lab, port)
-            steps = [
-                group_state(lab, (f0, f1), "closed"),
-                group_state(lab, (f0, f1), "open"),
-                group_state(lab, (f0,), "closed"),
-            ]
-            done: list[str] = []
-            sending = threading.Thread(
-                target=lambda p=port, d=done: d.append(stream(lab, p, 10_000, args.stream))
-            )
-            sending.start()
-            for j, step in enumerate(steps if changes else [], start=1):
-                while len(got) < j * args.stream // 4 and sending.is_alive():
-                    time.sleep(0.01)
-                plane.apply(step)
-            sending.join()
-            settle(got, args.stream)
-            server.close()
-            lost, late = flaws([q for _, q in got], args.stream)
-            sent_rate = done[0].split()[1] if done else "?"
-            what = (
-                "3 changes (join, replace, leave)"
-                if changes
-                else "no change                       "
-            )
-            print(
-                f"stream 10,000/s, {args.stream}: {what}  lost {lost:5d}  out of order "
-                f"{late}  (sender's mean rate {sent_rate}/s)"
-            )
+        if not args.only_stream:
+            measure(args, lab, a, fns, plane)
+        make_before_break(args, lab, fns, plane)
     finally:
         if echo is not None:
             echo.kill()
             echo.wait()
         lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(
+    args: argparse.Namespace, lab: ChainLab, a: Any, fns: list[Function], plane: OvsChains
+) -> None:
+    """Sections 1-4: round trips, change -> effect, throughput."""
+    client = lab.udp_client(a)
+    results: dict[int, list[float]] = {}
+    for n in (0, 1, 3):
+        plane.apply(state(lab, fns[:n]))
+        results[n] = rtts(client, args.samples)
+        for fn in fns:
+            fn.seen()  # drain the captures
+    base50, base99 = pct(results[0], 50), pct(results[0], 99)
+    print(f"round trip direct       p50 {base50:8.1f} us  p99 {base99:8.1f} us", end="")
+    print(f"  (n={args.samples})")
+    for n in (1, 3):
+        p50, p99 = pct(results[n], 50), pct(results[n], 99)
+        label = f"{n} function{'s' if n > 1 else ' '}"
+        print(
+            f"round trip {label} p50 {p50:8.1f} us  p99 {p99:8.1f} us"
+            f"  ratio p50 {p50 / base50:.2f}x p99 {p99 / base99:.2f}x"
+        )
+        print(
+            f"  added per hop (one crossing of one function): "
+            f"p50 {(p50 - base50) / (2 * n):7.1f} us  p99 {(p99 - base99) / (2 * n):7.1f} us"
+        )
+    # change -> effect
+    plane.apply(state(lab, []))
+    stop = threading.Event()
+    sender = lab.udp_client(a)
+
+    def send() -> None:
+        while not stop.is_set():
+            sender.sendto(b"e" * 64, ("10.0.0.2", PORT))
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    effects = []
+    for _ in range(args.changes):
+        plane.apply(state(lab, []))
+        fns[0].seen()
+        start = time.perf_counter()
+        # The apply returns after its drain (the old version's removal); the effect is
+        # the first bundle's, so it is watched while the apply runs.
+        applying = threading.Thread(target=plane.apply, args=(state(lab, fns[:1]),))
+        applying.start()
+        while not fns[0].seen()["in"]:
+            if time.perf_counter() - start > 10:
+                raise SystemExit("chain change had no effect within 10 s")
+            time.sleep(0.0005)
+        effects.append((time.perf_counter() - start) * 1e3)
+        applying.join()
+    stop.set()
+    thread.join()
+    e50, e99 = pct(effects, 50), pct(effects, 99)
+    print(
+        f"chain change -> effect  p50 {e50:7.1f} ms  p99 {e99:7.1f} ms"
+        f"  (n={args.changes}; a subprocess per ovs-ofctl/ovs-vsctl call)"
+    )
+    client.close()
+    sender.close()
+    # throughput, one way
+    rates: dict[int, float] = {}
+    for k, n in enumerate((0, 1, 3)):
+        plane.apply(state(lab, fns[:n]))
+        server, got = receive(lab, PORT + 1 + k)
+        stream(lab, PORT + 1 + k, 1e9, args.flood)
+        settle(got, args.flood)
+        server.close()
+        span = got[-1][0] - got[0][0] if len(got) > 1 else float("inf")
+        rates[n] = len(got) / span
+        lost, _ = flaws([q for _, q in got], args.flood)
+        label = "direct      " if n == 0 else f"{n} function{'s' if n > 1 else ' '}"
+        ratio = "" if n == 0 else f"  ratio {rates[n] / rates[0]:.2f}x"
+        print(f"throughput {label} {rates[n]:9.0f} datagrams/s{ratio}  ({lost} lost)")
+        for fn in fns:
+            fn.seen()
+
+
+def make_before_break(
+    args: argparse.Namespace, lab: ChainLab, fns: list[Function], plane: OvsChains
+) -> None:
+    """Section 5: a 10,000/s stream unchanged, and through 3 changes applied in full (every
+    flow of the chain re-added in the new version) and as a diff (only the changed flows)."""
+    lab.prioritise()
+    f0, f1 = fns[0].name, fns[1].name
+    variants = [(False, False), (True, False), (True, True)] * args.repeat
+    for k, (changes, diff) in enumerate(variants):
+        plane.diff = diff
+        port = PORT + 10 + k
+        plane.apply(group_state(lab, (f0,), "closed"))
+        server, got = receive(lab, port)
+        steps = [
+            group_state(lab, (f0, f1), "closed"),
+            group_state(lab, (f0, f1), "open"),
+            group_state(lab, (f0,), "closed"),
+        ]
+        done: list[str] = []
+        sending = threading.Thread(
+            target=lambda p=port, d=done: d.append(stream(lab, p, 10_000, args.stream))
+        )
+        sending.start()
+        mods: list[int] = []
+        marks: list[int] = []
+        for j, step in enumerate(steps if changes else [], start=1):
+            while len(got) < j * args.stream // 4 and sending.is_alive():
+                time.sleep(0.01)
+            marks.append(got[-1][1] if got else 0)
+            mods.append(plane.apply(step))
+        sending.join()
+        settle(got, args.stream)
+        server.close()
+        lost, late = flaws([q for _, q in got], args.stream)
+        sent_rate = done[0].split()[1] if done else "?"
+        what = (
+            f"3 changes, {'diff' if diff else 'full'} ({'+'.join(map(str, mods))} flow-mods)"
+            if changes
+            else "no change"
+        )
+        print(
+            f"stream 10,000/s, {args.stream}: {what:34s}  lost {lost:5d}  out of order "
+            f"{late}  (sender's mean rate {sent_rate}/s)"
+        )
+        if lost:
+            where = bursts([q for _, q in got], args.stream)
+            print(f"    lost runs (first+length): {where}; changes applied at {marks}")
 
 
 if __name__ == "__main__":

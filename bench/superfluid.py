@@ -1,6 +1,7 @@
 """On-demand (superfluid) services: first packet, resume, new-UE arrival rate (issue 17).
 
     .venv/bin/python bench/superfluid.py [--iterations 20] [--ues 40] [--rates 2,5,10,20,40]
+        [--resume-pairs 100] [--settle 0.1]
 
 One invocation, one lab in "tof" mode, one daemon running the userspace TOF and the instance
 manager (an ``edge`` template, busybox httpd, pool of 8), every figure measured from a UE with
@@ -13,7 +14,11 @@ emulators; ``time_starttransfer``: to the first byte of the HTTP answer):
   from the warm pool on that request (pool refilled between iterations); interleaved with
   ``running`` so both see the same machine load;
 * ``resume``: a request to a service whose instance was paused after T1 (frozen), resumed by
-  that request; "added" is its p50/p99 minus the running p50/p99;
+  that request, paired with a request to the running instance right before or after it
+  (``--resume-pairs``, alternating order); "added" is the resume p50/p99 minus the running
+  p50/p99 of the same pairs. Also printed: the old figure (minus the first phase's running
+  samples, taken minutes earlier: with 20-30 samples each p99 is the single slowest of its
+  set) and the distribution of per-pair differences;
 * arrival sweep: ``--ues`` UEs start one request each at a given arrival rate against a
   ``per-ue`` service; per rate: instances created per second and packets the queue dropped
   (the TCP SYNs are retransmitted, so every UE is still answered).
@@ -158,22 +163,34 @@ def first_vs_running(lab: Lab, client: Client, n: int) -> dict[str, list[float]]
     return out
 
 
-def resume(lab: Lab, client: Client, n: int) -> dict[str, list[float]]:
+def resume(lab: Lab, client: Client, n: int, settle: float) -> dict[str, list[float]]:
+    """``n`` pairs: a request to the paused ``resume`` service and one to the running one,
+    back to back in alternating order (the same seconds of machine load), ``settle`` s after
+    the pause is done (as in service, where the next request comes long after T1, not during
+    the pause's own bookkeeping)."""
     client.post(
         "/service", _service("resume", "198.18.50.2", lab, "shared", idlePause=0.2, idleDelete=3600)
     )
     _curl(lab, "ue1", "198.18.50.2")
-    out: dict[str, list[float]] = {"res_c": [], "res_b": [], "held": []}
-    for _ in range(n):
+    keys = ("res_c", "res_b", "held", "pair_run_c", "pair_res_c")
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    for i in range(n):
         _wait(
             lambda: client.get("/service/resume/instances")["instances"][0]["state"] == "paused",
             30,
             "the pause",
         )
         before = _server_ms(client, "fluidedge_superfluid_resume_seconds", "resume")
+        time.sleep(settle)  # also: no API request just before the measured ones
+        first_running = bool(i % 2)
+        run_c = _curl(lab, "ue1", "198.18.50.1")[0] if first_running else 0.0
         c, b, _ = _curl(lab, "ue1", "198.18.50.2")
+        if not first_running:
+            run_c = _curl(lab, "ue1", "198.18.50.1")[0]
         out["res_c"].append(c)
         out["res_b"].append(b)
+        out["pair_res_c"].append(c)
+        out["pair_run_c"].append(run_c)
         after = _server_ms(client, "fluidedge_superfluid_resume_seconds", "resume")
         if after[1] == before[1] + 1:  # one resume, the first packet held this long
             out["held"].append(after[0] - before[0])
@@ -239,6 +256,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--ues", type=int, default=40)
     parser.add_argument("--rates", default="2,5,10,20,40")
+    parser.add_argument(
+        "--resume-pairs", type=int, default=100,
+        help="paired resume/running requests (100 for a p99 that is not the single slowest)",
+    )  # fmt: skip
+    parser.add_argument("--settle", type=float, default=0.1, help="s after a pause is done")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     lab = Lab.up(loads(_lab_text(args.ues)), prefix=f"sfb{os.getpid() % 10000}", mode="tof")
@@ -251,7 +273,7 @@ def main() -> None:
             if not wait_s1_ready(client, s1_pairs(lab), timeout=30):
                 raise SystemExit("S1 not ready")
             fr = first_vs_running(lab, client, args.iterations)
-            rs = resume(lab, client, args.iterations)
+            rs = resume(lab, client, args.resume_pairs, args.settle)
             sweep = [(r, *arrival(lab, client, args.ues, r)) for r in rates]
             client.delete("/service/running")
             _wait(lambda: _no_instances(client), 60, "instances deleted")
@@ -285,7 +307,21 @@ def main() -> None:
         )
     added50 = p(rs["res_c"], 0.5) - base_c
     added99 = p(rs["res_c"], 0.99) - p(fr["run_c"], 0.99)
-    print(f"\nresume-on-traffic added latency: p50 {added50:+.2f} ms, p99 {added99:+.2f} ms")
+    print(
+        f"\nresume-on-traffic added latency, the old way (resume p50/p99 minus the first "
+        f"phase's running p50/p99, {len(rs['res_c'])} and {len(fr['run_c'])} samples): "
+        f"p50 {added50:+.2f} ms, p99 {added99:+.2f} ms"
+    )
+    run, res = rs["pair_run_c"], rs["pair_res_c"]
+    diff = [b - a for a, b in zip(run, res, strict=True)]
+    print(
+        f"resume-on-traffic added latency, paired ({len(diff)} pairs, resume then running or "
+        f"running then resume, back to back): p50 {p(res, 0.5) - p(run, 0.5):+.2f} ms, "
+        f"p99 {p(res, 0.99) - p(run, 0.99):+.2f} ms (difference of the pairs' own p50/p99; "
+        f"running p50 {p(run, 0.5):.2f} p99 {p(run, 0.99):.2f}, resume p50 {p(res, 0.5):.2f} "
+        f"p99 {p(res, 0.99):.2f}); per-pair difference p50 {p(diff, 0.5):+.2f}, "
+        f"p90 {p(diff, 0.9):+.2f}, p99 {p(diff, 0.99):+.2f} ms"
+    )
     print(f"a paused instance keeps resident: {rs['paused_rss_kib'][0]:.0f} KiB (VmRSS)")
     print(f"\nper-ue arrivals, {args.ues} new UEs per rate (pool of 8; default [tof] bounds)")
     print(f"{'arrivals/s':>11}{'created/s':>11}{'queue drops':>13}{'answered':>10}")

@@ -6,15 +6,21 @@ the whole object; its id, tenant and chain number stay) and delete (409 while an
 uses it). Bodies are strict pydantic models (a typo is a 400 naming the field); the model's
 own checks (:mod:`fluidedge.chains.model`) give the 400s about meaning and the 409s about
 objects that clash.
+
+``POST /v1/chains/function-templates`` registers the template of a built-in function
+(counter, firewall, router: :mod:`fluidedge.chains.functions`) with the instances part.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluidedge.chains import functions
+from fluidedge.chains.errors import InvalidChain
 from fluidedge.chains.model import (
     ID_PATTERN,
     MAX_CLASSIFIERS,
@@ -23,6 +29,7 @@ from fluidedge.chains.model import (
     MAX_MEMBERS,
     PORT_PATTERN,
     TOF_SERVICE_PATTERN,
+    FunctionKind,
 )
 from fluidedge.chains.service import ChainService
 from fluidedge.core.openapi import error_responses
@@ -39,6 +46,11 @@ class PortPairBody(_Strict):
         default=None, pattern=PORT_PATTERN, description="absent: one-armed (= ingress)"
     )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    kind: FunctionKind = Field(
+        default="transparent",
+        description="transparent (bump in the wire) or routed (L3: packets are addressed to "
+        "the function's port MAC, it routes them)",
+    )
 
 
 class PortPairGroupBody(_Strict):
@@ -161,8 +173,67 @@ RESOURCES: tuple[tuple[str, str, type[BaseModel]], ...] = (
 )
 
 
-def build_router(service: ChainService) -> APIRouter:
+class FunctionTemplateBody(_Strict):
+    """``POST /v1/chains/function-templates``: a template of a built-in function
+    (:mod:`fluidedge.chains.functions`) on an ``ovs`` instance network."""
+
+    kind: Literal["counter", "firewall", "router"]
+    name: str = Field(pattern=ID_PATTERN, description="the template's name")
+    network: str = Field(pattern=ID_PATTERN, description="an ovs instance network")
+    rules: list[str] = Field(
+        default_factory=list, max_length=64, description="firewall: nftables rules, in order"
+    )
+    ingress_routes: list[str] = Field(
+        default_factory=list, max_length=32, description="router: prefixes routed out of eth0"
+    )
+    egress_routes: list[str] = Field(
+        default_factory=list, max_length=32, description="router: prefixes routed out of eth1"
+    )
+
+
+def function_template(body: FunctionTemplateBody) -> dict[str, Any]:
+    """The template body (``POST /v1/templates``) of ``body``'s function."""
+    if body.kind == "counter":
+        return functions.counter(body.name, body.network)
+    if body.kind == "firewall":
+        return functions.firewall(body.name, body.network, body.rules)
+    return functions.router(body.name, body.network, body.ingress_routes, body.egress_routes)
+
+
+def build_router(
+    service: ChainService,
+    create_template: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> APIRouter:
+    """``create_template``: registers a template body with the instances part (and the image
+    it runs on); absent, function templates are refused."""
     router = APIRouter(prefix="/v1")
+
+    def create_function_template(body: FunctionTemplateBody) -> dict[str, Any]:
+        if create_template is None:
+            raise InvalidChain("function templates need the [instances] part")
+        return create_template(function_template(body))
+
+    router.add_api_route(
+        "/chains/function-templates",
+        create_function_template,
+        methods=["POST"],
+        tags=["chains"],
+        status_code=status.HTTP_201_CREATED,
+        responses=error_responses(400, 404, 409),
+        name="create a built-in function's template",
+    )
+
+    def pair_packets(object_id: str) -> dict[str, Any]:
+        return service.pair_packets(object_id)
+
+    router.add_api_route(
+        "/chains/port-pairs/{object_id}/packets",
+        pair_packets,
+        methods=["GET"],
+        tags=["chains"],
+        responses=error_responses(404),
+        name="what a function was handed and gave back",
+    )
     for path, kind, body in RESOURCES:
         _resource(router, service, path, kind, body)
     return router

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         """Delete a port chain."""
         call("DELETE", f"/v1/chains/{name}")
 
-    pair_cols = ["id", "ingress", "egress"]
+    pair_cols = ["id", "ingress", "egress", "kind"]
 
     @pair.command("ls")
     def pair_ls(as_json: JsonOpt = False) -> None:
@@ -99,10 +99,18 @@ def register(app: typer.Typer) -> None:
         name: str,
         ingress: str,
         egress: Annotated[str | None, typer.Argument(help="absent: one-armed")] = None,
+        routed: Annotated[
+            bool, typer.Option("--routed", help="an L3 function (routes what it gets)")
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Create a port pair from a function instance's switch ports."""
-        body = {"id": name, "ingress": ingress, "egress": egress or ingress}
+        body = {
+            "id": name,
+            "ingress": ingress,
+            "egress": egress or ingress,
+            "kind": "routed" if routed else "transparent",
+        }
         _show(call("POST", "/v1/chains/port-pairs", body), as_json, pair_cols)
 
     @pair.command("rm")
@@ -183,3 +191,32 @@ def register(app: typer.Typer) -> None:
     def fc_rm(name: str) -> None:
         """Delete a flow classifier."""
         call("DELETE", f"/v1/chains/flow-classifiers/{name}")
+
+    template_cols = ["name", "image", "description"]
+
+    @chain.command("template")
+    def function_template(  # noqa: PLR0917 (typer options are parameters)
+        kind: Annotated[str, typer.Argument(help="counter, firewall or router")],
+        name: str,
+        network: Annotated[str, typer.Option("--network", help="an ovs instance network")],
+        rule: Annotated[
+            list[str] | None, typer.Option("--rule", help="firewall: an nftables rule")
+        ] = None,
+        ingress_route: Annotated[
+            list[str] | None, typer.Option("--ingress-route", help="router: prefix out of eth0")
+        ] = None,
+        egress_route: Annotated[
+            list[str] | None, typer.Option("--egress-route", help="router: prefix out of eth1")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create the template of a built-in function (two isolated legs, eth0 and eth1)."""
+        body = {
+            "kind": kind,
+            "name": name,
+            "network": network,
+            "rules": rule or [],
+            "ingress_routes": ingress_route or [],
+            "egress_routes": egress_route or [],
+        }
+        _show(call("POST", "/v1/chains/function-templates", body), as_json, template_cols)

@@ -30,6 +30,13 @@ Tables (numbers clear of the security groups' 0/60/71-73/81/82/93/94)::
     44  out        (position, direction, member) -> output to its ingress (fwd) or egress (rev);
                    a pin naming a member that is gone -> pick again
 
+Routed (L3) functions: a routed member is entered with ``eth_dst`` set to the MAC of the port
+it enters by (its ingress forward, its egress in reverse), and what it sends back that matches
+the classifier gets ``eth_dst`` set to the delivery port's MAC before the next hop (a routed
+next member sets it again): the function routes between its legs, and its neighbour table
+needs no real entry. A routed member whose MACs are unknown is dead; a classifier of a chain
+with a routed function whose ports' MACs are unknown is inactive.
+
 Flow affinity: the first packet of a flow (either direction) picks a member by a symmetric hash
 of its 5-tuple and *learns* a pin for both directions (idle timeout :data:`PIN_IDLE`), so
 every later packet, and every reply, goes to that member whatever happens to the group:
@@ -209,22 +216,38 @@ class _Flows:
         return tuple(sorted(Flow(t, p, m, a) for (t, p, m), a in self.flows.items()))
 
 
-def compile_chain(state: ChainState, chain: PortChain, ofports: Mapping[str, int]) -> ChainFlows:
-    """One chain's flows on the bridge whose ports are ``ofports`` (switch port -> number).
+def _live(pair: PortPair, ofports: Mapping[str, int], macs: Mapping[str, str]) -> bool:
+    """Both ports on the bridge (and, for a routed function, their MACs known)."""
+    ports = pair.ports()
+    return all(p in ofports for p in ports) and (not pair.routed or all(p in macs for p in ports))
+
+
+def compile_chain(
+    state: ChainState,
+    chain: PortChain,
+    ofports: Mapping[str, int],
+    macs: Mapping[str, str] | None = None,
+) -> ChainFlows:
+    """One chain's flows on the bridge whose ports are ``ofports`` (switch port -> number);
+    ``macs``: the MAC behind each port (the instance's interface), which routed functions
+    need (theirs, and those of the classifiers' ports the chain delivers to).
 
     A classifier whose source or destination port is not on the bridge is left out (listed in
     ``inactive``); a member whose ports are not both there is dead and left out of its group.
     """
+    macs = macs or {}
     t = _Flows()
     groups = [state.groups[g] for g in chain.port_pair_groups]
     n = len(groups)
     positions = tuple(position_of(chain.chain_id, k) for k in range(1, n + 1))
     members: list[list[PortPair]] = []
+    routed = False
     for group in groups:
         pairs = [state.port_pairs[p] for p in group.port_pairs]
+        routed = routed or any(p.routed for p in pairs)
         members.append(
             sorted(
-                (p for p in pairs if p.ingress in ofports and p.egress in ofports),
+                (p for p in pairs if _live(p, ofports, macs)),
                 key=lambda p: ofports[p.ingress],
             )
         )
@@ -232,7 +255,9 @@ def compile_chain(state: ChainState, chain: PortChain, ofports: Mapping[str, int
     classifiers = []
     for fid in chain.flow_classifiers:
         c = state.classifiers[fid]
-        if c.logical_source_port in ofports and c.logical_destination_port in ofports:
+        ends = (c.logical_source_port, c.logical_destination_port)
+        # A chain with a routed function re-addresses packets to their delivery port's MAC.
+        if all(p in ofports for p in ends) and (not routed or all(p in macs for p in ends)):
             classifiers.append(c)
         else:
             inactive.append(fid)
@@ -266,15 +291,22 @@ def compile_chain(state: ChainState, chain: PortChain, ofports: Mapping[str, int
             nxt = _enter(positions[k + 1], FWD, deliver) if k + 1 < n else f"output:{dst}"
             prev = _enter(positions[k - 1], REV, deliver) if k > 0 else f"output:{src}"
             for pair in g:
+                # What a routed function sends is addressed to its own next hop (whatever
+                # its neighbour table says): the switch re-addresses it to the delivery
+                # port's MAC (a routed next function's entry re-addresses it again).
+                out_fwd, out_rev = nxt, prev
+                if pair.routed:
+                    out_fwd = f"set_field:{macs[c.logical_destination_port]}->eth_dst,{nxt}"
+                    out_rev = f"set_field:{macs[c.logical_source_port]}->eth_dst,{prev}"
                 for m in fwd:
-                    t.add(T_CLASSIFY, P_STEER, f"in_port={ofports[pair.egress]},{m}", nxt)
+                    t.add(T_CLASSIFY, P_STEER, f"in_port={ofports[pair.egress]},{m}", out_fwd)
                 if chain.symmetric:
                     for m in rev:
-                        t.add(T_CLASSIFY, P_STEER, f"in_port={ofports[pair.ingress]},{m}", prev)
+                        t.add(T_CLASSIFY, P_STEER, f"in_port={ofports[pair.ingress]},{m}", out_rev)
     live: set[tuple[int, int]] = set()
     if classifiers:
         for k, g in enumerate(members):
-            _group(t, chain, positions, k, g, ofports, families, live)
+            _group(t, chain, positions, k, g, ofports, macs, families, live)
     return ChainFlows(
         chain=chain.id,
         chain_id=chain.chain_id,
@@ -293,6 +325,7 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
     k: int,
     g: Sequence[PortPair],
     ofports: Mapping[str, int],
+    macs: Mapping[str, str],
     families: Sequence[bool],
     live: set[tuple[int, int]],
 ) -> None:
@@ -341,14 +374,21 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
                     f"reg7={pos},reg10={index},{match}",
                     f"set_field:{member}->reg9,{learns},resubmit(,{T_OUT})",
                 )
-        t.add(T_OUT, 20, f"reg7={pos},reg8={FWD},reg9={member}", f"output:{member}")
-        t.add(T_OUT, 20, f"reg7={pos},reg8={REV},reg9={member}", f"output:{ofports[pair.egress]}")
+        egress = ofports[pair.egress]
+        # A routed function gets the packet addressed to the MAC of the port it enters by.
+        to_in = f"set_field:{macs[pair.ingress]}->eth_dst," if pair.routed else ""
+        to_out = f"set_field:{macs[pair.egress]}->eth_dst," if pair.routed else ""
+        t.add(T_OUT, 20, f"reg7={pos},reg8={FWD},reg9={member}", f"{to_in}output:{member}")
+        t.add(T_OUT, 20, f"reg7={pos},reg8={REV},reg9={member}", f"{to_out}output:{egress}")
     # A pin naming a member that is gone (its pins not deleted yet): pick again.
     t.add(T_OUT, 1, f"reg7={pos}", f"set_field:0->reg9,resubmit(,{T_PICK})")
 
 
-def compile_bridge(state: ChainState, ofports: Mapping[str, int]) -> dict[str, ChainFlows]:
-    """Every chain's flows on one bridge (chains with no port there are left out). Pure."""
+def compile_bridge(
+    state: ChainState, ofports: Mapping[str, int], macs: Mapping[str, str] | None = None
+) -> dict[str, ChainFlows]:
+    """Every chain's flows on one bridge (chains with no port there are left out); ``macs``:
+    see :func:`compile_chain`. Pure."""
     check_state(state)
     out: dict[str, ChainFlows] = {}
     seen: dict[tuple[int, int, str], str] = {}
@@ -368,7 +408,7 @@ def compile_bridge(state: ChainState, ofports: Mapping[str, int]) -> dict[str, C
         }
         if not ports & set(ofports):
             continue
-        compiled = compile_chain(state, chain, ofports)
+        compiled = compile_chain(state, chain, ofports, macs)
         for flow in compiled.flows:
             other = seen.get(flow.key)
             if other is not None:

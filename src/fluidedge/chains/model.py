@@ -44,9 +44,11 @@ from fluidedge.core.fields import (
 )
 
 FailurePolicy = Literal["open", "closed"]
+FunctionKind = Literal["transparent", "routed"]
 
 ETHERTYPES: tuple[Ethertype, ...] = ("IPv4", "IPv6")
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("open", "closed")
+FUNCTION_KINDS: tuple[FunctionKind, ...] = ("transparent", "routed")
 # Protocols whose ports OpenFlow matches (tp_src/tp_dst): a port range needs one of them.
 PORT_PROTOCOLS = frozenset({PROTO_TCP, PROTO_UDP, PROTO_SCTP})
 
@@ -118,13 +120,19 @@ def parse_prefix(what: str, value: object) -> IPNetwork | None:
 
 @dataclass(frozen=True)
 class PortPair:
-    """One function instance: its ingress and egress switch ports (equal: one-armed)."""
+    """One function instance: its ingress and egress switch ports (equal: one-armed).
+
+    ``kind``: ``transparent`` (bump in the wire: it gets the original frames and sends them
+    on unchanged in addressing) or ``routed`` (L3: the switch hands it each packet addressed
+    to the MAC of the port it enters by, it routes it out of the other, and the switch
+    re-addresses what it sends to the next hop; see ``docs/chains.md``)."""
 
     id: str
     ingress: str
     egress: str
     tenant: str = DEFAULT_TENANT
     description: str = ""
+    kind: FunctionKind = "transparent"
 
     def __post_init__(self) -> None:
         _name("port pair id", self.id, _ID_RE)
@@ -132,6 +140,12 @@ class PortPair:
         _name("egress", self.egress, _PORT_RE)
         _name("tenant", self.tenant, _TENANT_RE)
         _description(self.description)
+        if self.kind not in FUNCTION_KINDS:
+            raise _bad("kind", f"must be one of {', '.join(FUNCTION_KINDS)}")
+
+    @property
+    def routed(self) -> bool:
+        return self.kind == "routed"
 
     @property
     def one_armed(self) -> bool:
@@ -147,11 +161,12 @@ class PortPair:
             "ingress": self.ingress,
             "egress": self.egress,
             "description": self.description,
+            "kind": self.kind,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PortPair:
-        _unknown(data, ("id", "tenant", "ingress", "egress", "description"))
+        _unknown(data, ("id", "tenant", "ingress", "egress", "description", "kind"))
         ingress = data.get("ingress", "")
         return cls(
             id=data.get("id", ""),
@@ -159,6 +174,7 @@ class PortPair:
             egress=data.get("egress", ingress),
             tenant=data.get("tenant", DEFAULT_TENANT),
             description=data.get("description", ""),
+            kind=data.get("kind", "transparent"),
         )
 
 

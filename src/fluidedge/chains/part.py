@@ -24,12 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.chains.api import build_router
 from fluidedge.chains.errors import ChainsError, InvalidChain
+from fluidedge.chains.functions import FIREWALL_IMAGE
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.service import ChainService, DataPlane
 from fluidedge.chains.tof import service_prefixes
 from fluidedge.core.fields import IPNetwork
 from fluidedge.core.part import DaemonContext
+from fluidedge.instances.images.hostnft import ensure_nft
+from fluidedge.instances.models import TemplateSpec
 from fluidedge.ovs import bridges as ovs_bridges
 
 log = logging.getLogger("fluidedge.chains")
@@ -80,7 +83,18 @@ class ChainsPart:
         return service_prefixes(catalog.all())
 
     def router(self) -> APIRouter:
-        return build_router(self.service)
+        return build_router(self.service, self.create_template)
+
+    def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Register a function's template with the instances part (importing the ``nft``
+        image of the host's nft first if the template runs on it and the store lacks it)."""
+        manager = getattr(self.ctx.parts.get("instances"), "manager", None)
+        if manager is None:
+            raise InvalidChain("function templates need the [instances] part")
+        if body.get("image") == FIREWALL_IMAGE:
+            ensure_nft(manager.images)
+        spec = manager.create_template(TemplateSpec.model_validate(body))
+        return dict(spec.model_dump())
 
     async def start(self) -> None:
         await asyncio.to_thread(self.service.load)

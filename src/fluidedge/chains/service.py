@@ -46,6 +46,10 @@ class DataPlane(Protocol):
 
     def ofports(self) -> dict[str, int]: ...
 
+    def port_macs(self) -> dict[str, str]: ...
+
+    def port_packets(self, ports: builtins.list[str]) -> dict[str, tuple[int, int]]: ...
+
     def intact(self) -> bool: ...
 
 
@@ -138,7 +142,7 @@ class ChainService:
         planes = list(self.planes())
         effective = self.effective(state)
         for plane in planes:
-            compile_bridge(effective, plane.ofports())
+            compile_bridge(effective, plane.ofports(), plane.port_macs())
         store()
         self.state = state
         self._applied = effective
@@ -177,6 +181,25 @@ class ChainService:
             except ChainObjectNotFound as exc:
                 raise ChainConflict(f"{_NAME[kind]} {object_id!r} is in use ({exc})") from None
             self._commit(state, lambda: self.tables.delete(kind, object_id))
+
+    def pair_packets(self, pair_id: str) -> dict[str, Any]:
+        """What the switch handed a function and took back from it: per leg, the packets
+        sent to the function's port and those it sent in (its own chatter included, which
+        the chain drops), as the datapath counts them."""
+        with self._lock:
+            pair: PortPair = self.get("port_pair", pair_id)
+            legs = {"ingress": pair.ingress, "egress": pair.egress}
+            found: dict[str, tuple[int, int]] = {}
+            for plane in self.planes():
+                found.update(plane.port_packets(sorted(set(legs.values()))))
+        out: dict[str, Any] = {"id": pair_id}
+        for leg, port in legs.items():
+            if port in found:
+                received, sent = found[port]
+                out[leg] = {"port": port, "to_function": sent, "from_function": received}
+            else:
+                out[leg] = None
+        return out
 
     # ------------------------------------------------------------------ data planes
     def apply_all(self) -> None:

@@ -315,15 +315,24 @@ class Store:
                 )
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any exception.
+
+        ``durable=False``: this commit does not wait for the WAL's fsync even under
+        ``synchronous=FULL`` (``synchronous=NORMAL`` for it alone). It survives the daemon's
+        kill -9 (the WAL is in the kernel's page cache), and power loss once any later durable
+        commit (or checkpoint) has synced the WAL; for writes whose truth lives elsewhere or
+        dies with the host (deferred follow-ups, an on-demand instance's claim).
 
         Refused with :class:`StoreUnavailable` when the store's files are no longer the ones
         opened (see the module docstring).
         """
+        relaxed = not durable and self.synchronous == "full"
         with self._lock:
             self._check_files()
             try:
+                if relaxed:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"store: {exc}") from exc
@@ -337,6 +346,9 @@ class Store:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     raise StoreError(f"store: commit failed: {exc}") from exc
+            finally:
+                if relaxed:
+                    self._conn.execute("PRAGMA synchronous=FULL")
             if len(self._identities) == 1 and isinstance(self.path, Path):
                 # The WAL file exists from the first write on: watch it too.
                 wal = companions(self.path)[1]

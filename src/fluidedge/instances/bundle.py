@@ -280,6 +280,8 @@ def oci_config(
         user=user,
         cwd=template.workdir or "/",
     )
+    if template.sysctls:  # namespaced settings of the instance's own netns (checked)
+        config["linux"]["sysctl"] = dict(template.sysctls)
     if userns_base is not None:
         config["linux"]["uidMappings"] = mappings(userns_base)
         config["linux"]["gidMappings"] = mappings(userns_base)

@@ -78,6 +78,12 @@ class Catalog:
                     raise NetworkNotFound(
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
+                driver = self.networks[iface.network].driver
+                if iface.isolated and driver != "ovs":
+                    raise InvalidRequest(
+                        f"interfaces.{iface.name}: isolated needs an ovs network "
+                        f"({iface.network!r} is {driver})"
+                    )
             duplicates = spec.duplicate_interfaces()
             if duplicates:
                 raise InvalidRequest(

@@ -443,8 +443,16 @@ class Manager:
         return template, claims
 
     def create_instance(
-        self, request: InstanceRequest, started: float | None = None
+        self, request: InstanceRequest, started: float | None = None, *, durable: bool = True
     ) -> InstanceView:
+        """Create an instance (from the template's warm pool when it holds a shell).
+
+        ``durable=False`` (the superfluid controller's on-demand instances): the claim of the
+        shell is committed before the workload starts, as always, but without waiting for the
+        WAL's fsync: it survives a kill -9 of the daemon (the restart re-adopts the instance),
+        not a power loss, which the instance does not survive either (and the controller
+        re-creates on-demand instances on the next packet).
+        """
         timer = PhaseTimer(started)
         with self.lock:
             template, claims = self._admit(request)
@@ -484,7 +492,9 @@ class Manager:
                 path = "cold"
                 shell = self.prepare_shell(template, state="assigned", cpus=cpus)
             timer.mark("shell")
-            return self._execute(request, template, shell, cpus, resources, path, timer)
+            return self._execute(
+                request, template, shell, cpus, resources, path, timer, durable=durable
+            )
         except BaseException:
             self._roll_back(request, template, shell)
             raise
@@ -526,6 +536,8 @@ class Manager:
         resources: Resources,
         path: Literal["warm", "cold"],
         timer: PhaseTimer,
+        *,
+        durable: bool = True,
     ) -> InstanceView:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
         files.update(request.files)
@@ -564,7 +576,7 @@ class Manager:
         )
         # The claim commits on the writer thread while the files and limits are written; it
         # is on disk before the launcher is released (see fluidedge.instances.writer).
-        claim = self.writer.submit(self.tables.claim_shell, shell.id, inst.record())
+        claim = self.writer.submit(self.tables.claim_shell, shell.id, inst.record(), durable)
         try:
             self.io.configure(shell, files, encoded, template.resources, resources, cpus)
             if inst.cos is not None and self.cos_binder is not None:
@@ -592,7 +604,8 @@ class Manager:
         with self.lock:
             self.instances[inst.name] = inst
             self.reserved_names.discard(inst.name)
-        self.writer.defer(self.tables.update_instance, inst.record())  # the timing only
+        # The timing only; a follow-up a crash may lose: no fsync (claims never wait for one).
+        self.writer.defer(self.tables.update_instance, inst.record(), False)
         for phase in PHASES:
             self.histograms.observe(
                 "fluidedge_instance_phase_seconds",
@@ -655,7 +668,7 @@ class Manager:
             self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
             # The freezer is the truth (re-adoption reads it): the row follows, off the path.
-            self.writer.defer(self.tables.update_instance, inst.record())
+            self.writer.defer(self.tables.update_instance, inst.record(), False)
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
 
     def delete_instance(self, name: str) -> None:

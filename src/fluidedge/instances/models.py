@@ -26,6 +26,17 @@ from pydantic import (
 from fluidedge.core.jsontypes import JsonInt
 from fluidedge.linux.capabilities import KNOWN_CAPABILITIES
 
+# Kernel settings a template may give its instance's network namespace (OCI linux.sysctl,
+# applied by the runtime inside the new namespace): forwarding and reverse-path filtering,
+# what a routed function needs. Namespaced, so they change nothing outside the instance.
+NETNS_SYSCTLS = frozenset(
+    {
+        "net.ipv4.ip_forward",
+        "net.ipv4.conf.all.rp_filter",
+        "net.ipv4.conf.default.rp_filter",
+        "net.ipv6.conf.all.forwarding",
+    }
+)
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 IFNAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}=[A-Za-z0-9_.-]{0,63}$")
@@ -276,6 +287,12 @@ class InterfaceSpec(_Strict):
         max_length=8,
         description="extra prefixes the interface may send from (e.g. a shared VIP)",
     )
+    isolated: bool = Field(
+        default=False,
+        description="ovs networks only: plug the interface outside the learning switch (an "
+        "access VLAN of its own: NORMAL never forwards to or from it), so that a service "
+        "function bridging two legs is no loop; only the chains part's flows reach it",
+    )
 
     @field_validator("allowed_address_pairs")
     @classmethod
@@ -398,6 +415,16 @@ class TemplateSpec(_Strict):
     interfaces: list[InterfaceSpec] = Field(
         default_factory=list, max_length=8, json_schema_extra={"uniqueItems": True}
     )
+    sysctls: dict[
+        Annotated[str, Field(json_schema_extra={"enum": sorted(NETNS_SYSCTLS)})],
+        Annotated[str, Field(pattern=r"^[0-2]$")],
+    ] = Field(
+        default_factory=dict,
+        max_length=len(NETNS_SYSCTLS),
+        description="kernel settings of the instance's own network namespace, set by the "
+        "runtime at creation (its /proc/sys is read-only): IP forwarding for a routed "
+        "service function",
+    )
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
@@ -430,6 +457,16 @@ class TemplateSpec(_Strict):
             if cap not in KNOWN_CAPABILITIES:
                 raise ValueError(f"unknown or refused capability {cap!r}")
         return sorted(set(value))
+
+    @field_validator("sysctls")
+    @classmethod
+    def _sysctls(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, setting in value.items():
+            if key not in NETNS_SYSCTLS:
+                raise ValueError(f"sysctl {key!r} is not one of {', '.join(sorted(NETNS_SYSCTLS))}")
+            if setting not in {"0", "1", "2"}:
+                raise ValueError(f"sysctl {key}: value {setting!r} is not 0, 1 or 2")
+        return dict(sorted(value.items()))
 
     @field_validator("interfaces")
     @classmethod

@@ -227,9 +227,18 @@ def mac_for(host_ifname: str) -> str:
 
 
 @_on_netlink_thread
-def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -> None:
+def plug(
+    spec: NetworkSpec,
+    host_ifname: str,
+    container_ifname: str,
+    pid: int,
+    *,
+    isolated: bool = False,
+) -> None:
     """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
-    with the MAC :func:`mac_for` gives."""
+    with the MAC :func:`mac_for` gives. ``isolated`` (``ovs`` only: the template's interface
+    option): the port is plugged outside the learning switch, see
+    :func:`fluidedge.ovs.bridges.add_port`."""
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -258,6 +267,8 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
                 ovn_networks.plug(spec.name, host_ifname, mac_for(host_ifname))
             elif spec.driver == "ovs":
+                if isolated:
+                    ovs_bridges.silence_port(spec.netns, host_ifname)
                 ipr.link("set", index=index, state="up")
                 ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
@@ -265,8 +276,15 @@ def plug(spec: NetworkSpec, host_ifname: str, container_ifname: str, pid: int) -
                     spec.bridge,
                     spec.netns,
                     host_ifname,
-                    {"fluidedge-network": spec.name, "fluidedge-iface": container_ifname},
+                    {
+                        "fluidedge-network": spec.name,
+                        "fluidedge-iface": container_ifname,
+                        ovs_bridges.ATTACHED_MAC: mac_for(host_ifname),
+                    },
+                    isolated=isolated,
                 )
+            elif isolated:
+                raise RuntimeFailure(f"network {spec.name}: isolated ports need the ovs driver")
             else:
                 ipr.link("set", index=index, master=bridge, state="up")
         except RuntimeFailure:

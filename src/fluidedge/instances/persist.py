@@ -87,9 +87,10 @@ class Tables:
         rows = self.store.query("SELECT record FROM inst_instances")
         return [json.loads(r["record"]) for r in rows]
 
-    def claim_shell(self, shell_id: str, record: dict[str, Any]) -> None:
-        """Atomically turn shell ``shell_id`` into instance ``record`` (one transaction)."""
-        with self.store.transaction() as conn:
+    def claim_shell(self, shell_id: str, record: dict[str, Any], durable: bool = True) -> None:
+        """Atomically turn shell ``shell_id`` into instance ``record`` (one transaction;
+        ``durable=False``: without waiting for the fsync, see :meth:`Store.transaction`)."""
+        with self.store.transaction(durable=durable) as conn:
             conn.execute("DELETE FROM inst_shells WHERE id = ?", (shell_id,))
             conn.execute(
                 "INSERT OR REPLACE INTO inst_instances (name, id, record) VALUES (?, ?, ?)",
@@ -103,10 +104,10 @@ class Tables:
                 (record["name"], record["id"], json.dumps(record)),
             )
 
-    def update_instance(self, record: dict[str, Any]) -> None:
+    def update_instance(self, record: dict[str, Any], durable: bool = True) -> None:
         """Rewrite instance ``record`` if its row (same name *and* id) still exists: a late
         follow-up write never resurrects a deleted instance nor overwrites a newer one."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(durable=durable) as conn:
             conn.execute(
                 "UPDATE inst_instances SET record = ? WHERE name = ? AND id = ?",
                 (json.dumps(record), record["name"], record["id"]),

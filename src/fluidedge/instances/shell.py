@@ -197,8 +197,18 @@ class RuncShellIO:
             memory["limit"] = memory["swap"] = INIT_MEMORY_MB * 1024 * 1024
         write_private(bundle / "config.json", json.dumps(config).encode())
         shell.pid = self.runc.create(shell.id, bundle, directory / "log")
+        # prepare_shell made one shell interface per template interface, in order. An
+        # isolated one (a service function's leg) is plugged outside the learning switch
+        # before the instance's process can run.
+        isolated = {spec.name: spec.isolated for spec in template.interfaces}
         for iface in shell.ifaces:
-            network.plug(networks[iface.network], iface.host_ifname, iface.name, shell.pid)
+            network.plug(
+                networks[iface.network],
+                iface.host_ifname,
+                iface.name,
+                shell.pid,
+                isolated=isolated.get(iface.name, False),
+            )
         shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
         shell.nl.link_up(1)
         for iface in shell.ifaces:

@@ -10,8 +10,11 @@ kinds of writes go through this thread instead of the request's:
   and before the 201, only no longer *after* the other config work;
 - *follow-ups* whose truth lives elsewhere (:meth:`Writer.defer`): the timing breakdown stored
   after the instance is ready, the state after a pause or resume (re-adoption reads the
-  freezer, not the row). They are committed in order after the response; a crash may lose the
-  last ones (a timing, a paused flag the kernel still knows), never an instance.
+  freezer, not the row). They are committed in order after the response, without waiting for
+  the fsync (``durable=False``: they survive a kill -9, and a power loss once a later commit
+  synced the WAL), so that a claim queued behind them waits for no fsync but its own; a
+  crash may lose the last ones (a timing, a paused flag the kernel still knows), never an
+  instance.
 
 One thread, first in first out: a deferred update never overtakes the claim it follows.
 """

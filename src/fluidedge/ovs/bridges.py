@@ -119,12 +119,50 @@ def delete_bridge(bridge: str, netns: str | None) -> None:
             daemons.destroy()
 
 
-def add_port(bridge: str, netns: str | None, port: str, external_ids: dict[str, str]) -> int:
-    """Plug existing interface ``port`` into ``bridge``; return its OpenFlow port number."""
+# The access VLAN an isolated port is plugged into, for the moment between its creation and
+# the VLAN of its own (:func:`isolation_vlan` never gives it). Nothing is running behind a
+# port in that moment: the instances part plugs a shell before its process may start.
+QUARANTINE_VLAN = 4094
+# Interface external_ids key of the MAC behind a port (the instance's interface), as
+# OpenStack's agents name it.
+ATTACHED_MAC = "attached-mac"
+# Interface external_ids key marking a port plugged isolated (it stays so whatever a chain does).
+ISOLATED = "fluidedge-isolated"
+
+
+def isolation_vlan(ofport: int) -> int:
+    """The access VLAN of an isolated port (a service function's leg): one per port (2-4093
+    from its OpenFlow number), so the learning switch has no other port to forward or flood
+    its frames to, nor theirs to it. OpenFlow ``output:`` actions reach it as before (access
+    VLANs are the NORMAL action's business). ``protected`` ports would do the first half but
+    also block outputs from one function to the next; ``no-flood`` did not stop NORMAL's
+    floods."""
+    return 2 + ofport % 4092
+
+
+def add_port(
+    bridge: str,
+    netns: str | None,
+    port: str,
+    external_ids: dict[str, str],
+    *,
+    isolated: bool = False,
+) -> int:
+    """Plug existing interface ``port`` into ``bridge``; return its OpenFlow port number.
+
+    ``isolated``: the port never joins the learning switch: it is created as an access port
+    of :data:`QUARANTINE_VLAN` (one transaction with the add) and moved to its own
+    :func:`isolation_vlan` once its number is known; its interface is marked :data:`ISOLATED`
+    so that the chains part leaves it isolated when no chain uses it."""
     daemons = running_switch(netns)
     if daemons is None:
         raise OvsNotRunning(f"ovs: no switch runs for bridge {bridge}")
-    return Vsctl(daemons).add_port(bridge, port, external_ids)
+    vsctl = Vsctl(daemons)
+    if not isolated:
+        return vsctl.add_port(bridge, port, external_ids)
+    ofport = vsctl.add_port(bridge, port, {**external_ids, ISOLATED: "true"}, tag=QUARANTINE_VLAN)
+    vsctl.set_tag(port, isolation_vlan(ofport))
+    return ofport
 
 
 def del_port(netns: str | None, port: str) -> None:
@@ -146,6 +184,16 @@ def ports(bridge: str, netns: str | None) -> list[str]:
         return []
     vsctl = Vsctl(daemons)
     return vsctl.ports(bridge) if bridge in vsctl.bridges() else []
+
+
+def silence_port(netns: str | None, ifname: str) -> None:
+    """No IPv6 on the switch-side end of an isolated port's veth (``disable_ipv6``, before it
+    goes up): that end is a switch port, yet its kernel would send its own neighbour
+    solicitations, MLD reports and router solicitations straight to the instance, and a
+    service function must see only what its chain sends it."""
+    tool.run(
+        netns_argv(netns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"]), {}
+    )
 
 
 def disable_tx_offload(netns_path: str | None, netns: str | None, ifname: str) -> None:

@@ -67,6 +67,19 @@ class Ofctl:
         text = self._run("--no-stats", "dump-flows", self.daemons.mgmt(self.bridge), *match)
         return [line.strip() for line in text.splitlines() if line.strip() and "reply" not in line]
 
+    def port_packets(self) -> dict[int, tuple[int, int]]:
+        """OpenFlow port number -> (packets received from it, packets sent to it), the
+        datapath's live counters (``dump-ports``)."""
+        text = self._run("dump-ports", self.daemons.mgmt(self.bridge))
+        out: dict[int, tuple[int, int]] = {}
+        for block in re.split(r"\n\s*port\s+", "\n" + text)[1:]:
+            number = re.match(r"\s*(\d+):", block)
+            rx = re.search(r"rx pkts=(\d+)", block)
+            tx = re.search(r"tx pkts=(\d+)", block)
+            if number and rx and tx:
+                out[int(number[1])] = (int(rx[1]), int(tx[1]))
+        return out
+
     def dump_with_stats(self) -> list[str]:
         text = self._run("dump-flows", self.daemons.mgmt(self.bridge))
         return [line.strip() for line in text.splitlines() if "table=" in line]

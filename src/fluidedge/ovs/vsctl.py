@@ -37,6 +37,12 @@ def _ids(column: str, ids: Mapping[str, str]) -> list[str]:
     return out
 
 
+def _vlan(tag: int) -> int:
+    if not 0 <= tag <= 4095:
+        raise OvsFailure(f"ovs: invalid VLAN {tag}")
+    return tag
+
+
 class Vsctl:
     """Bridges and ports of the switch ``daemons``."""
 
@@ -77,14 +83,24 @@ class Vsctl:
         return self.run("list-br").split()
 
     # ------------------------------------------------------------------ ports
-    def add_port(self, bridge: str, port: str, external_ids: Mapping[str, str]) -> int:
-        """Plug interface ``port`` into ``bridge``; return its OpenFlow port number."""
+    def add_port(
+        self, bridge: str, port: str, external_ids: Mapping[str, str], tag: int | None = None
+    ) -> int:
+        """Plug interface ``port`` into ``bridge`` (an access port of VLAN ``tag`` if given,
+        from the same transaction on); return its OpenFlow port number."""
         check_name(bridge)
         check_name(port)
         ids = _ids("external_ids", external_ids)
         extra = ["--", "set", "Interface", port, *ids] if ids else []
+        if tag is not None:
+            extra += ["--", "set", "Port", port, f"tag={_vlan(tag)}"]
         self.run("--may-exist", "add-port", bridge, port, *extra)
         return self.ofport(port)
+
+    def set_tag(self, port: str, tag: int | None) -> None:
+        """Make ``port`` an access port of VLAN ``tag`` (None: back to a trunk of all)."""
+        value = "[]" if tag is None else str(_vlan(tag))
+        self.run("set", "Port", check_name(port), f"tag={value}")
 
     def del_port(self, port: str) -> None:
         """Remove ``port`` from whichever bridge has it; absent is fine."""
@@ -103,6 +119,13 @@ class Vsctl:
 
     def ports(self, bridge: str) -> list[str]:
         return self.run("list-ports", check_name(bridge)).split()
+
+    def port_tags(self) -> dict[str, int | None]:
+        """Every port's access VLAN (None: a trunk of all), one read-only query."""
+        data = json.loads(self.run("--format=json", "--columns=name,tag", "list", "Port"))
+        return {
+            str(name): tag if isinstance(tag, int) else None for name, tag in data.get("data", [])
+        }
 
     def interfaces(self) -> dict[str, dict[str, object]]:
         """Every interface: name -> {ofport, external_ids, error} (one query)."""

@@ -9,7 +9,8 @@ port plus the service's applicationIP: the UE's datagrams go TOF -> function -> 
 app's echoes app -> function -> TOF, which encapsulates them toward the eNB, so the UE's
 socket receives them. The function (a transparent bridge in a namespace) sees each of them
 once in each direction; traffic the classifier does not take (another port) goes straight to
-the app; with the function gone the closed chain drops the service's traffic.
+the app; with the function gone the closed chain drops the service's traffic. The same
+with runc instances of the built-in firewall and counter templates as the chain's functions.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.tof.launch import s1_pairs, wait_s1_ready
 from tests.e2e.chains.cleanup import purge_daemon_state
+from tests.e2e.chains.test_runc_functions import nsexec, ports, rx
 from tests.e2e.tof.conftest import SERVICE_IP, lab_config, tof_section
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_for, wait_until
@@ -253,3 +255,67 @@ def _scenario(env: Env, client: Client) -> None:
         assert echo(ue, (SERVICE_IP, DIRECT))
     finally:
         ue.close()
+
+
+def test_offloaded_traffic_crosses_runc_firewall_and_counter(env: Env) -> None:
+    client = env.daemon.client()
+    try:
+        _runc_scenario(env, client)
+    finally:
+        client.close()
+
+
+def _runc_scenario(env: Env, client: Client) -> None:
+    """UE -> TOF -> firewall -> counter -> app and back, the functions runc instances of the
+    built-in templates: the firewall drops exactly the service's datagrams to DIRECT, the
+    counter sees each datagram the app answered once each way."""
+    client.post("/service", {"name": "video", "serviceIP": SERVICE_IP, "applicationIP": APP_IP})
+    fw_rules = [f"udp dport {DIRECT} counter drop"]
+    for kind, extra in (("firewall", {"rules": fw_rules}), ("counter", {})):
+        body = {"kind": kind, "name": f"{TAG}-{kind}", "network": NET, **extra}
+        client.post("/v1/chains/function-templates", body)
+    made = {}
+    for name, kind in (("fw", "firewall"), ("ctr", "counter")):
+        made[name] = client.post("/v1/instances", {"name": name, "template": f"{TAG}-{kind}"})
+        legs = ports(made[name])
+        pair = {"id": name, "ingress": legs["eth0"], "egress": legs["eth1"]}
+        client.post("/v1/chains/port-pairs", pair)
+        client.post("/v1/chains/port-pair-groups", {"id": name, "port_pairs": [name]})
+    client.post(
+        "/v1/chains/flow-classifiers",
+        {"id": "video", "logical_source_port": env.tof_port,
+         "logical_destination_port": env.app_port, "protocol": "udp", "tof_service": "video"},
+    )  # fmt: skip
+    chain = {"id": "video", "port_pair_groups": ["fw", "ctr"], "flow_classifiers": ["video"]}
+    client.post("/v1/chains", chain)
+    tof_ofport = env.vsctl.ofport(env.tof_port)
+    wait_for(
+        lambda: any(
+            all(x in line for x in (f"in_port={tof_ofport},", f"nw_dst={APP_IP} ", "udp"))
+            for line in env.ofctl.dump("table=0")
+        ),
+        30,
+        "the classifier of the TOF service's traffic",
+    )
+    ue = _ue_socket(env.lab)
+    try:
+        sport = ue.getsockname()[1]
+        for _ in range(ROUNDS):
+            assert echo(ue, (SERVICE_IP, CHAINED)), "an echo through the chain did not return"
+        assert not echo(ue, (SERVICE_IP, DIRECT), timeout=2.0)  # the firewall's rule
+        answered = env.server.answered
+        assert answered[(sport, CHAINED)] >= ROUNDS
+        assert answered[(sport, DIRECT)] == 0
+        ctr = made["ctr"]["pid"]
+
+        def counted() -> bool:
+            want = answered[(sport, CHAINED)]
+            return rx(ctr, "eth0") == want and rx(ctr, "eth1") == want
+
+        assert wait_until(counted, 10), (rx(ctr, "eth0"), rx(ctr, "eth1"), answered)
+        ruleset = nsexec(made["fw"]["pid"], "nft", "list", "ruleset").stdout
+        assert f"udp dport {DIRECT} counter packets 0 " not in ruleset
+    finally:
+        ue.close()
+    for name in ("fw", "ctr"):
+        client.delete(f"/v1/instances/{name}")

@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluidedge.chains.ovs import isolation_vlan
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
+from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 from tests.functional.secgroups.ovs_lab import PREFIX, Host, OvsLab
@@ -143,10 +143,11 @@ def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network
              "netns", ns])  # fmt: skip
         for where, ifname in ((switch, dev), (ns, peer)):
             run(["ip", "netns", "exec", where, "ethtool", "-K", ifname, "tx", "off"])
-        # Isolated from the learning switch before it can forward anything: a function
-        # bridging two legs of one L2 network is a loop until its chain steers it (the
-        # chain's own isolation flow has this identity and replaces it).
-        ofport = vsctl.add_port(ofctl.bridge, dev, {"fluidedge-network": network})
+        # Isolated from the learning switch before it can forward anything, and marked so
+        # (as the instances part plugs a template's isolated interface): a function bridging
+        # two legs of one L2 network is a loop until its chain steers it (the chain's own
+        # isolation flow has this identity and replaces it).
+        ofport = vsctl.add_port(ofctl.bridge, dev, {"fluidedge-network": network, ISOLATED: "true"})
         ofctl.bundle([f"add table=0,priority=250,in_port={ofport},actions=drop"])
         vsctl.run("set", "Port", dev, f"tag={isolation_vlan(ofport)}")
         run(["ip", "-n", switch, "link", "set", dev, "up"])

@@ -16,6 +16,7 @@ import pytest
 from fluidedge.instances.errors import NotABridge
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.instances.network import mac_for
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
@@ -115,6 +116,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     host_a = inst_a.interfaces[0].host_ifname
     assert host_a in ports
     assert ifaces[host_a]["external_ids"] == {
+        "attached-mac": mac_for(host_a),  # the instance end's MAC (routed chain functions)
         "fluidedge-iface": "eth0",
         "fluidedge-network": "ovsnet",
     }

@@ -26,7 +26,7 @@ from fluidedge.chains.compiler import (
     pin_cookie,
     position_of,
 )
-from fluidedge.chains.errors import ChainConflict
+from fluidedge.chains.errors import ChainConflict, InvalidChain
 from fluidedge.chains.model import (
     ChainState,
     FlowClassifier,
@@ -252,3 +252,55 @@ def test_cookies() -> None:
     assert chain_cookie(1, 7) == CHAIN_COOKIE | 1 << 32 | 7
     assert chain_cookie(255, 2**32 + 3) & 0xFFFFFFFF == 3
     assert pin_cookie(position_of(2, 1), 5) == 0xC4A2 << 48 | 0x201 << 16 | 5
+
+
+# The MACs behind the ports (the instances' interfaces).
+MACS = {port: f"02:00:00:00:00:{n:02x}" for port, n in OFPORTS.items()}
+
+
+def _routed_state() -> ChainState:
+    """The chain above with ctr1 a routed function (a router)."""
+    state = _state()
+    pairs = {**state.port_pairs, "ctr1": PortPair("ctr1", "c1i", "c1o", kind="routed")}
+    return ChainState(pairs, state.groups, state.classifiers, state.chains)
+
+
+def test_routed_function_is_addressed_and_its_output_re_addressed() -> None:
+    flows = [f.text(0) for f in compile_bridge(_routed_state(), OFPORTS, MACS)["ch"].flows]
+    # Entered forward on its ingress with the ingress's MAC, in reverse on its egress with
+    # the egress's.
+    assert any(
+        "reg8=1,reg9=7" in f and f"set_field:{MACS['c1i']}->eth_dst,output:7" in f for f in flows
+    )
+    assert any(
+        "reg8=2,reg9=7" in f and f"set_field:{MACS['c1o']}->eth_dst,output:8" in f for f in flows
+    )
+    # What it routes out of its egress goes to vb addressed to vb's MAC; replies out of its
+    # ingress go on to the previous group addressed to va's MAC (a transparent fw keeps it).
+    assert any(
+        "in_port=8," in f and f"set_field:{MACS['vb']}->eth_dst,output:2" in f for f in flows
+    )
+    assert any(
+        "in_port=7," in f and f"set_field:{MACS['va']}->eth_dst,set_field:" in f for f in flows
+    )
+    # The transparent members are entered without any rewrite.
+    assert any("reg8=1,reg9=3" in f and "actions=output:3" in f for f in flows)
+
+
+def test_routed_function_needs_the_macs() -> None:
+    no_router_mac = {k: v for k, v in MACS.items() if k != "c1o"}
+    cf = compile_bridge(_routed_state(), OFPORTS, no_router_mac)["ch"]
+    assert all(m[1] != 7 for m in cf.members)  # dead without its MAC
+    no_dest_mac = {k: v for k, v in MACS.items() if k != "vb"}
+    assert compile_bridge(_routed_state(), OFPORTS, no_dest_mac)["ch"].inactive == ("web",)
+    # A chain of transparent functions needs no MAC.
+    assert compile_bridge(_state(), OFPORTS)["ch"].inactive == ()
+
+
+def test_pair_kind_round_trip_and_check() -> None:
+    pair = PortPair.from_json({"id": "r", "ingress": "a", "egress": "b", "kind": "routed"})
+    assert pair.routed
+    assert PortPair.from_json(pair.to_json()) == pair
+    assert PortPair.from_json({"id": "t", "ingress": "a"}).kind == "transparent"
+    with pytest.raises(InvalidChain, match="kind"):
+        PortPair.from_json({"id": "x", "ingress": "a", "kind": "nat"})

@@ -130,3 +130,27 @@ def test_store_rolls_back_on_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         failing_write()
     assert store.query("SELECT * FROM things") == []
+
+
+def test_store_non_durable_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
+    """``durable=False`` commits without the WAL's fsync (NORMAL for that transaction), then
+    the connection is FULL again, also after a failed one."""
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+    seen: list[int] = []
+    with store.transaction(durable=False) as conn:
+        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        conn.execute("INSERT INTO things VALUES ('a')")
+
+    def failing_write() -> None:
+        with store.transaction(durable=False) as conn:
+            conn.execute("INSERT INTO things VALUES ('b')")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    with store.transaction() as conn:
+        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+    assert seen == [1, 2]  # NORMAL, then FULL again
+    assert [r[0] for r in store.query("SELECT name FROM things")] == ["a"]
+    assert Store(tmp_path / "db.sqlite").query("SELECT name FROM things")[0][0] == "a"

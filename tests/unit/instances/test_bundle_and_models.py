@@ -311,3 +311,12 @@ def test_instance_request_json_mode_agrees_with_python_mode(body: str) -> None:
 
     python = verdict(lambda: InstanceRequest.model_validate(json.loads(body)))
     assert verdict(lambda: InstanceRequest.model_validate_json(body)) == python
+
+
+def test_netns_sysctls_reach_the_runtime_and_only_those() -> None:
+    config = _config(sysctls={"net.ipv4.ip_forward": "1"})
+    assert config["linux"]["sysctl"] == {"net.ipv4.ip_forward": "1"}  # type: ignore[index]
+    assert "sysctl" not in _config()["linux"]  # type: ignore[operator]
+    for bad in ({"kernel.panic": "1"}, {"net.ipv4.ip_forward": "1; reboot"}):
+        with pytest.raises(ValidationError):
+            TemplateSpec.model_validate({"name": "t", "sysctls": bad})

@@ -142,3 +142,41 @@ def test_runtime_check_refuses_crun_on_hybrid_hosts() -> None:
     assert runc._missing("container `x` does not exist")
     assert runc._missing("error opening file `/r/x/status`: No such file or directory")
     assert not runc._missing("permission denied")
+
+
+def test_v1_prepare_keeps_an_empty_cgroup_frozen(tmp_path: Path) -> None:
+    """The v1 freezer flips a kernel static key when the host's only frozen cgroup thaws (text
+    patching: ms at the tail of a resume); a cgroup that stays frozen keeps it on."""
+    for controller in ("cpuset", "cpu", "memory", "pids", "freezer"):
+        (tmp_path / controller).mkdir()
+        (tmp_path / controller / "cgroup.procs").write_text("")
+    cg = cgroups.CgroupsV1("/fluidedge", root=tmp_path)
+    cg.prepare()
+    anchor = tmp_path / "freezer" / "fluidedge" / cgroups.FREEZER_ANCHOR
+    assert (anchor / "freezer.state").read_text() == "FROZEN"
+    cg.prepare()  # a restart: the same anchor, still frozen
+    assert (anchor / "freezer.state").read_text() == "FROZEN"
+    assert [p.name for p in anchor.parent.iterdir()] == [cgroups.FREEZER_ANCHOR]
+
+
+def test_thawer_writes_once_and_confirms(tmp_path: Path) -> None:
+    """The packet path's thaw: one write on a descriptor opened at the pause, one read."""
+    v1 = cgroups.CgroupsV1("/fluidedge", root=tmp_path)
+    state = tmp_path / "freezer" / "fluidedge" / "fe1" / "freezer.state"
+    state.parent.mkdir(parents=True)
+    state.write_text("FROZEN\n")
+    thawer = v1.thawer("fe1")
+    assert thawer.thaw()
+    thawer.close()
+    assert state.read_text().startswith("THAWED")
+    v2 = cgroups.CgroupsV2("/fluidedge", root=tmp_path)
+    base = _v2_tree(tmp_path, "fe2")
+    (base / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    thawer = v2.thawer("fe2")
+    assert not thawer.thaw()  # the (fake) kernel still says frozen: the caller's slow path
+    assert (base / "cgroup.freeze").read_text() == "0"
+    (base / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert thawer.thaw()
+    thawer.close()
+    with pytest.raises(FileNotFoundError):
+        v2.thawer("gone")

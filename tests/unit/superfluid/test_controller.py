@@ -61,17 +61,40 @@ class FakeCgroups:
     thawed: list[str] = field(default_factory=list)
 
     fail: bool = False
+    prepared: bool = True  # thawer() works (False: the wake opens the files itself)
+    closed: list[str] = field(default_factory=list)
 
     def thaw(self, container_id: str, *, timeout: float = 1.0) -> None:
         if self.fail:
             raise OSError(5, "thaw failed")
         self.thawed.append(container_id)
 
+    def thawer(self, container_id: str) -> FakeThawer:
+        if not self.prepared:
+            raise OSError(2, "no freezer files")
+        return FakeThawer(self, container_id)
+
+
+@dataclass
+class FakeThawer:
+    cgroups: FakeCgroups
+    container_id: str
+
+    def thaw(self) -> bool:
+        if self.cgroups.fail:
+            raise OSError(5, "thaw failed")
+        self.cgroups.thawed.append(self.container_id)
+        return True
+
+    def close(self) -> None:
+        self.cgroups.closed.append(self.container_id)
+
 
 class FakeManager:
     def __init__(self) -> None:
         self.instances: dict[str, FakeInstance] = {}
         self.requests: list[Any] = []
+        self.durable: list[bool] = []
         self.calls: list[tuple[str, str]] = []
         self.cgroups = FakeCgroups()
 
@@ -83,7 +106,8 @@ class FakeManager:
     def get_network(self, name: str) -> FakeNetwork:
         return FakeNetwork()
 
-    def create_instance(self, request: Any) -> None:
+    def create_instance(self, request: Any, *, durable: bool = True) -> None:
+        self.durable.append(durable)
         self.requests.append(request)
         self.instances[request.name] = FakeInstance(
             request.name, f"id-{request.name}", "running", dict(request.labels)
@@ -167,6 +191,7 @@ def test_create_points_the_binding_and_records_it(tmp_path: Path) -> None:
     assert table.activity()[("web", UE1)][0] == "ready"
     assert c.instances_of("web")[0]["address"] == "198.19.0.65"
     assert c.counts()["web"] == {"created": 1}
+    assert c.manager.durable == [False]  # type: ignore[attr-defined]  # no fsync on the path
 
 
 def test_bound_refuses_counted(tmp_path: Path) -> None:
@@ -227,6 +252,7 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
     c, manager, table, name = paused(tmp_path)
     assert table.bindings[("web", UE1)].frozen  # the freeze is confirmed
     table.waker = c._wake
+    table.sink = c._sink
     assert (
         table.admit("web", UE1, "k", b"p", time.monotonic())
         == ipaddress.IPv4Address("198.19.0.65").packed
@@ -235,11 +261,29 @@ def test_a_packet_wakes_a_frozen_instance_on_the_packet_path(tmp_path: Path) -> 
     assert table.activity()[("web", UE1)][0] == "ready"
     assert table.counters["demand_resumed"] == 1
     assert c.counts()["web"]["resumed"] == 1  # counted at once
-    assert manager.calls[-1] == ("pause", name)  # recorded later, by the resume lane
-    c._resumed("web", UE1)
+    assert manager.calls[-1] == ("pause", name)  # recorded later, by the idle thread
+    assert c._resumes.qsize() == 0  # the notice woke no thread
+    c.idle_pass(time.monotonic())  # not before RECORD_AFTER
+    assert manager.calls[-1] == ("pause", name)
+    c.idle_pass(time.monotonic() + 0.5)  # its next look (T1 is 1 s: no new pause)
     assert manager.calls[-1] == ("resume", name)
+    assert manager.cgroups.closed == [f"id-{name}"]  # the prepared thaw, released
     assert c.instances_of("web")[0]["state"] == "running"
     assert c.counts()["web"]["resumed"] == 1
+
+
+def test_a_wake_without_a_prepared_thaw_opens_the_freezer_itself(tmp_path: Path) -> None:
+    manager = FakeManager()
+    manager.cgroups.prepared = False
+    c = make(tmp_path, manager)
+    table = c.plane.pipeline.ondemand  # type: ignore[attr-defined]
+    c._create("web", UE1)
+    [name] = manager.instances
+    c.idle_pass(time.monotonic() + 1.5)
+    assert c.records[("web", UE1)].thawer is None
+    table.waker = c._wake
+    assert table.admit("web", UE1, "k", b"p", time.monotonic()) != b""
+    assert manager.cgroups.thawed == [f"id-{name}"]
 
 
 def test_a_failed_wake_falls_back_to_the_queued_resume(tmp_path: Path) -> None:
@@ -315,7 +359,7 @@ class HeldManager(FakeManager):
         self.entered = threading.Event()
         self.go = threading.Event()
 
-    def create_instance(self, request: Any) -> None:
+    def create_instance(self, request: Any, *, durable: bool = True) -> None:
         if self.requests:  # the first creation (before the threads start) is not held
             self.entered.set()
             self.go.wait(10)
@@ -407,7 +451,7 @@ def test_a_service_name_an_instance_cannot_have_still_gets_instances(tmp_path: P
 
 def test_an_unexpected_failure_of_a_creation_lets_the_next_packet_retry(tmp_path: Path) -> None:
     class Crashing(FakeManager):
-        def create_instance(self, request: Any) -> None:
+        def create_instance(self, request: Any, *, durable: bool = True) -> None:
             if not self.requests:
                 self.requests.append(request)
                 raise RuntimeError("a bug, not a refusal")

@@ -27,7 +27,7 @@ SKIP = frozenset(
 )  # fmt: skip
 
 
-def _libraries(binaries: list[Path]) -> set[str]:
+def libraries(binaries: list[Path]) -> set[str]:
     libs: set[str] = set()
     for binary in binaries:
         try:
@@ -38,7 +38,7 @@ def _libraries(binaries: list[Path]) -> set[str]:
     return libs
 
 
-def _copy_into(tree: Path, path: str) -> None:
+def copy_into(tree: Path, path: str) -> None:
     # Debian 12 has merged /usr: /lib and /lib64 are symlinks into /usr, in the image too.
     rel = path.lstrip("/")
     if rel.startswith(("lib/", "lib64/")):
@@ -57,8 +57,8 @@ def python_tree(tree: Path) -> None:
     (tree / "usr" / "bin").mkdir(parents=True)
     shutil.copy2(python, tree / "usr" / "bin" / python.name)
     (tree / "usr" / "bin" / "python3").symlink_to(python.name)
-    for lib in _libraries([python, *dynload]):
-        _copy_into(tree, lib)
+    for lib in libraries([python, *dynload]):
+        copy_into(tree, lib)
     (tree / "lib").symlink_to("usr/lib")
     (tree / "lib64").symlink_to("usr/lib64")
     shutil.copytree(

@@ -10,12 +10,14 @@ manager, so nothing crosses a process boundary on the first-packet path):
   queue, counted by reason.
 - a packet for a frozen instance wakes it on the packet path (:meth:`Controller._wake`, called
   by the data plane: one cgroup write, then the packet goes on; see
-  :mod:`fluidedge.tof.superfluid.table`); the *resume* thread records it ``RECORD_AFTER``
-  later (``resumed`` notices: :meth:`Manager.resume`, the row). It also serves ``resume``
-  demands, for a packet that came while the freeze was still in progress (thaw after the
-  freeze, flush, record).
-  Resumes have this queue of their own: they must never wait behind creations, which take
-  milliseconds each and, under a flood of new UEs, wait for the creation rate's tokens.
+  :mod:`fluidedge.tof.superfluid.table`). Its ``resumed`` notice goes into a list no thread
+  waits on (waking one would hand it the GIL while the instance's first answer crosses the
+  data plane); the idle thread records it at its next look, at least ``RECORD_AFTER`` later
+  (:meth:`Manager.resume`, the row).
+- the *resume* thread serves ``resume`` demands, for a packet that came while the freeze was
+  still in progress (thaw after the freeze, flush, record). Resumes have this queue of their
+  own: they must never wait behind creations, which take milliseconds each and, under a
+  flood of new UEs, wait for the creation rate's tokens.
 - the *idle* thread looks at the bindings' activity every ``IDLE_PERIOD`` and pauses an
   instance idle for T1 (the binding is parked first, unless a packet went through since the
   look, so a packet arriving meanwhile is queued and asks for a resume) and deletes one
@@ -37,10 +39,10 @@ import queue
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fluidedge.core.store import Store
 from fluidedge.errors import FluidedgeError
@@ -61,9 +63,10 @@ log = logging.getLogger("fluidedge.tof.superfluid")
 
 IDLE_PERIOD = 0.1  # s between looks at the bindings' activity
 WAKE_TIMEOUT = 0.002  # s the packet path waits for a thaw to be confirmed (then: queued)
-# A wake is recorded (the manager's state, the row) this long after it, off the first
-# exchange's path: the bookkeeping holds the GIL for about half a millisecond, which the
-# data-plane thread would otherwise wait for while the instance's first answer passes.
+# A wake is recorded (the manager's state, the row) by the idle thread's first look at least
+# this long after it, off the first exchange's path: the bookkeeping holds the GIL for about
+# half a millisecond, which the data-plane thread would otherwise wait for while the
+# instance's first answer passes.
 RECORD_AFTER = 0.02
 LABEL_SERVICE = "fluidedge.tof.superfluid.service"
 LABEL_UE = "fluidedge.tof.superfluid.ue"
@@ -92,6 +95,14 @@ def _ue_bytes(text: str) -> bytes:
     return ipaddress.ip_address(text).packed if text else b""
 
 
+class Thawer(Protocol):
+    """A thaw prepared at the pause (the instance manager's ``cgroups.Thawer``)."""
+
+    def thaw(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Record:
     """One on-demand instance (or one being created) of a binding."""
@@ -104,7 +115,22 @@ class Record:
     created_at: float  # wall clock
     paused_at: float | None = None  # monotonic
     container: str | None = None  # the runtime's id, known once paused (for _wake)
+    thawer: Thawer | None = None  # its freezer's files, opened at the pause (for _wake)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def running(self) -> None:
+        """Thawed: nothing left for :meth:`Controller._wake` (the record's lock held, and the
+        binding no longer frozen, so the packet path does not use the thawer meanwhile)."""
+        self.state = "running"
+        self.paused_at = None
+        self.container = None
+        self.drop_thawer()
+
+    def drop_thawer(self) -> None:
+        thawer, self.thawer = self.thawer, None
+        if thawer is not None:
+            with contextlib.suppress(OSError):
+                thawer.close()
 
     def to_api(self, paused_wall: float | None) -> dict[str, Any]:
         return {
@@ -156,6 +182,8 @@ class Controller:
         self._bucket_lock = threading.Lock()
         self._demands: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
         self._resumes: queue.Queue[tuple[str, bytes, str, float] | None] = queue.Queue()
+        # Wakes done on the packet path, to record (no thread waits on it: see the docstring).
+        self._woken: deque[tuple[str, bytes, float]] = deque()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mono_to_wall = time.time() - time.monotonic()
@@ -195,6 +223,9 @@ class Controller:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
+        self._record_woken(float("inf"))
+        for record in list(self.records.values()):  # the waker is gone: no packet uses them
+            record.drop_thawer()
         self.neighbours.close()
 
     def _restore(self) -> None:
@@ -231,6 +262,8 @@ class Controller:
                 paused_at,
                 inst.id if paused else None,
             )
+            if paused:
+                record.thawer = self._thawer(inst.id)
             self.records[key] = record
             known.add(record.instance)
             self.plane.ondemand_restore(
@@ -276,24 +309,35 @@ class Controller:
     # ------------------------------------------------------------------ demands
 
     def _sink(self, service: str, ue: bytes, kind: str, now: float) -> None:
-        """Called by the data plane (its lock held): never blocks."""
-        lane = self._resumes if kind in (RESUME, RESUMED) else self._demands
+        """Called by the data plane (its lock held): never blocks, and a ``resumed`` notice
+        wakes no thread (an append: the idle thread records it)."""
+        if kind == RESUMED:
+            self._woken.append((service, ue, now))
+            return
+        lane = self._resumes if kind == RESUME else self._demands
         lane.put((service, ue, kind, now))
+
+    def _record_woken(self, now: float) -> None:
+        """Record the wakes older than ``RECORD_AFTER`` (the idle thread, before its look)."""
+        woken = self._woken
+        while woken and woken[0][2] <= now - RECORD_AFTER:
+            service, ue, _ = woken.popleft()
+            try:
+                self._resumed(service, ue)
+            except Exception:  # the next ones must still be recorded
+                log.exception("superfluid: recording a resume of %s failed", service)
 
     def _worker(self, lane: queue.Queue[tuple[str, bytes, str, float] | None]) -> None:
         while True:
             item = lane.get()
             if item is None:
                 return
-            service, ue, kind, at = item
+            service, ue, kind, _ = item
             try:
                 if kind == CREATE:
                     self._create(service, ue)
                 elif kind == RESUME:
                     self._resume(service, ue)
-                elif kind == RESUMED:
-                    self._stop.wait(max(0.0, at + RECORD_AFTER - time.monotonic()))
-                    self._resumed(service, ue)
                 elif kind == "reap":
                     self._reap(service, ue)
             except Exception:  # a worker must survive anything one demand does
@@ -408,7 +452,9 @@ class Controller:
             }
         )
         with self.admission.admit(request) as admitted:
-            self.manager.create_instance(admitted)
+            # No fsync before the workload starts: kill -9 still finds the instance (and a
+            # power loss leaves neither it nor a reason to keep its row; see create_instance).
+            self.manager.create_instance(admitted, durable=False)
         if network_name is not None:
             self._forget_neighbour(network_name, record.address)
 
@@ -454,9 +500,7 @@ class Controller:
                     if not thawed:
                         self._refuse(service, ue, "resume_failed")
                         return
-                record.state = "running"
-                record.paused_at = None
-                record.container = None
+                record.running()
             if not thawed:
                 self.counters[(service, "resumed")] += 1
                 waited = self.plane.ondemand_ready(
@@ -473,11 +517,16 @@ class Controller:
         the queued resume (the data plane must not stall)."""
         record = self.records.get((service, ue))
         container = None if record is None else record.container
-        if container is None:
+        if record is None or container is None:
             return False
         begin = time.monotonic()
         try:
-            self.manager.cgroups.thaw(container, timeout=WAKE_TIMEOUT)
+            thawer = record.thawer
+            if thawer is None:  # could not be opened at the pause: the path, polled
+                self.manager.cgroups.thaw(container, timeout=WAKE_TIMEOUT)
+            elif not thawer.thaw():  # the kernel does not say thawed: the queued resume
+                log.info("superfluid: waking %s on the packet path: not thawed", container)
+                return False
         except (FluidedgeError, OSError) as exc:
             log.info("superfluid: waking %s on the packet path: %s", container, exc)
             return False
@@ -499,9 +548,7 @@ class Controller:
                 self.manager.resume(record.instance)  # finds it thawed: records the state
             except FluidedgeError as exc:
                 log.warning("superfluid: recording the resume of %s: %s", record.instance, exc)
-            record.state = "running"
-            record.paused_at = None
-            record.container = None
+            record.running()
             self._save(record)
 
     def _reap(self, service: str, ue: bytes) -> None:
@@ -512,6 +559,7 @@ class Controller:
             return
         with record.lock:
             self.plane.ondemand_forget(service, ue, force=True)
+            record.drop_thawer()  # the binding is gone: no packet wakes it any more
             self._delete_instance(record.instance)
             self.counters[(service, "deleted")] += 1
             with self._lock:
@@ -528,7 +576,9 @@ class Controller:
                 log.exception("superfluid: idle pass failed")
 
     def idle_pass(self, now: float) -> None:
-        """Pause instances idle for T1, delete those paused for T2 (one look)."""
+        """Record the packet path's wakes, then pause instances idle for T1 and delete those
+        paused for T2 (one look)."""
+        self._record_woken(now)
         activity = self.plane.ondemand_activity()
         with self._lock:
             todo = []
@@ -563,13 +613,24 @@ class Controller:
             record.paused_at = time.monotonic()
             with contextlib.suppress(FluidedgeError):
                 record.container = self.manager.get_instance(record.instance).id
+                record.thawer = self._thawer(record.container)
                 self.plane.ondemand_frozen(*key)  # from now on a packet wakes it itself
             self._save(record)
+
+    def _thawer(self, container: str) -> Thawer | None:
+        """The thaw of a frozen instance, prepared for the packet path (None: it will open
+        the freezer's files itself)."""
+        try:
+            return self.manager.cgroups.thawer(container)
+        except (FluidedgeError, OSError) as exc:
+            log.info("superfluid: no prepared thaw for %s: %s", container, exc)
+            return None
 
     def _delete(self, key: Key, record: Record) -> None:
         with record.lock:
             if record.state != "paused" or not self.plane.ondemand_forget(*key):
                 return
+            record.drop_thawer()  # the binding is gone: no packet wakes it any more
             self._delete_instance(record.instance)
             self.counters[(key[0], "deleted")] += 1
             with self._lock:
@@ -584,9 +645,15 @@ class Controller:
         except FluidedgeError as exc:
             log.warning("superfluid: deleting %s: %s", name, exc)
 
+    # The rows are written without waiting for the fsync (durable=False): they survive a
+    # kill -9 of the daemon, which is what they are for (re-adopt the instances, keep T2).
+    # A power loss may lose the latest ones, but it also ends every instance they name, and
+    # a row whose instance is gone is dropped at start. A creation worker therefore never
+    # waits for a disk before its next creation, and never holds the store's lock through
+    # an fsync that the next claim would wait for.
     def _save(self, record: Record) -> None:
         paused_wall = None if record.paused_at is None else record.paused_at + self._mono_to_wall
-        with self.store.transaction() as conn:
+        with self.store.transaction(durable=False) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO superfluid_instance "
                 "(service, ue, instance, address, state, paused_at, created_at) "
@@ -603,7 +670,7 @@ class Controller:
             )
 
     def _forget_row(self, service: str, ue: str) -> None:
-        with self.store.transaction() as conn:
+        with self.store.transaction(durable=False) as conn:
             conn.execute(
                 "DELETE FROM superfluid_instance WHERE service = ? AND ue = ?", (service, ue)
             )
