@@ -25,20 +25,23 @@ Measured in the same run, in an order rotated per round:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
+from pathlib import Path
 
-import dns.message
-import dns.rrset
 import httpx
 
-from fluidedge.lab.config import default_text, loads
-from fluidedge.lab.lab import Lab
-from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures.dns_stub import stub_resolver  # noqa: E402
+
+from fluidedge.lab.config import default_text, loads  # noqa: E402
+from fluidedge.lab.lab import Lab  # noqa: E402
+from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready  # noqa: E402
 
 OFFLOADED = "198.18.200.53"  # the resolver the UEs are given: offloaded to the responder
 CORE_RESOLVER = "198.18.200.54"  # a real resolver in the PDN, reached through the tunnels
@@ -113,29 +116,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def upstream_on_loopback() -> tuple[socket.socket, threading.Event, threading.Thread]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            name = query.question[0].name
-            response.answer.append(dns.rrset.from_text(name, 5, "IN", "A", "192.0.2.1"))
-            sock.sendto(response.to_wire(), addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return sock, stop, thread
-
-
 def pdn_interface(lab: Lab) -> str:
     shown = lab.run("pdn", ["ip", "-j", "addr", "show"], check=True).stdout
     for link in json.loads(shown):
@@ -174,7 +154,8 @@ def main() -> None:
     args = parser.parse_args()
 
     lab = Lab.up(loads(default_text()), prefix=f"md{os.getpid() % 10000}", mode="tof")
-    upstream, stop, thread = upstream_on_loopback()
+    upstream = contextlib.ExitStack()
+    upstream_port = upstream.enter_context(stub_resolver("192.0.2.1"))
     spawned: list[subprocess.Popen[bytes]] = []
     baseline_ip = "198.19.0.53"  # a second address of the host namespace's apps gateway side
     try:
@@ -187,7 +168,7 @@ def main() -> None:
             "netns": lab.host_ns,
             "listen": str(lab.apps_gateway),
             "port": 53,
-            "upstream": [f"127.0.0.1:{upstream.getsockname()[1]}"],
+            "upstream": [f"127.0.0.1:{upstream_port}"],
             "resolver": OFFLOADED,
         }
         with TofDaemon(
@@ -228,8 +209,6 @@ def main() -> None:
     finally:
         for process in spawned:
             process.terminate()
-        stop.set()
-        thread.join(timeout=5)
         upstream.close()
         lab.down()
 

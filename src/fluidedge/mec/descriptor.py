@@ -49,6 +49,15 @@ def _interface(value: str) -> str:
     return str(iface)
 
 
+def _ipv4_or_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
 class DataInterface(BaseModel):
     """The app instance's interface on the tenant's data network (where the TOF delivers)."""
 
@@ -74,12 +83,7 @@ class DataInterface(BaseModel):
     @field_validator("gateway")
     @classmethod
     def _gateway(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ipaddress.IPv4Address(value))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IPv4 address") from None
+        return _ipv4_or_none(value)
 
 
 class PlatformInterface(BaseModel):
@@ -173,12 +177,7 @@ class AppDescriptor(BaseModel):
     @field_validator("data_address")
     @classmethod
     def _ipv4(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(ipaddress.IPv4Address(value))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IPv4 address") from None
+        return _ipv4_or_none(value)
 
     @model_validator(mode="after")
     def _rules(self) -> AppDescriptor:

@@ -3,16 +3,14 @@ query from a lab UE."""
 
 from __future__ import annotations
 
-import socket
+import contextlib
 import sys
-import threading
 from collections.abc import Callable, Iterator
 
-import dns.message
-import dns.rrset
 import pytest
 
 from fluidedge.lab.lab import Lab
+from tests.fixtures import dns_stub
 from tests.fixtures.wait import scaled
 
 # Run in the UE's namespace: one A query to argv[2]:53, the sorted answers on stdout.
@@ -40,36 +38,9 @@ def ue_resolve(lab: Lab, name: str, resolver: str, ue: str = "ue1") -> str:
 def stub_resolver() -> Iterator[Callable[[str], int]]:
     """``stub_resolver(address)`` -> the port of a UDP resolver on loopback answering every
     name with ``address`` (the platform's upstream: the core's resolver)."""
-    stop = threading.Event()
-    started: list[tuple[socket.socket, threading.Thread]] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(address: str) -> int:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(0.2)
+        def start(address: str) -> int:
+            return stack.enter_context(dns_stub.stub_resolver(address))
 
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    data, addr = sock.recvfrom(4096)
-                except TimeoutError:
-                    continue
-                query = dns.message.from_wire(data)
-                response = dns.message.make_response(query)
-                name = query.question[0].name
-                response.answer.append(dns.rrset.from_text(name, 5, "IN", "A", address))
-                sock.sendto(response.to_wire(), addr)
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        started.append((sock, thread))
-        port: int = sock.getsockname()[1]
-        return port
-
-    try:
         yield start
-    finally:
-        stop.set()
-        for sock, thread in started:
-            thread.join(timeout=5)
-            sock.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.fixtures.dns_stub import stub_resolver
 from tests.functional.mec.conftest import up
 
 pytestmark = [pytest.mark.slow]
@@ -29,31 +29,8 @@ CORE = "192.0.2.1"
 @pytest.fixture
 def core_resolver() -> Iterator[int]:
     """A fake core resolver on loopback: every name is ``CORE``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            name = query.question[0].name
-            response.answer.append(dns.rrset.from_text(name, 5, "IN", "A", CORE))
-            sock.sendto(response.to_wire(), addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        sock.close()
+    with stub_resolver(CORE) as port:
+        yield port
 
 
 def _free_udp_port() -> int:

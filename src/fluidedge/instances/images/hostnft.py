@@ -11,14 +11,13 @@ instance's own (``nft -f`` from its ``/.fe`` files), in its own network namespac
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 
 from fluidedge.instances.images import tools
 from fluidedge.instances.images.builtin import busybox_tree
-from fluidedge.instances.images.hostpython import copy_into, libraries
-from fluidedge.instances.images.store import ImageImport, ImageStore
+from fluidedge.instances.images.hostpython import copy_into, ensure_host_image, libraries
+from fluidedge.instances.images.store import ImageStore
 
 NAME = "nft"
 NFT = Path("/usr/sbin/nft")
@@ -47,15 +46,4 @@ def build_nft_layout(layout: Path, scratch: Path) -> None:
 
 def ensure_nft(images: ImageStore) -> str:
     """Import the ``nft`` image unless the store has it; its name."""
-    if NAME in images.images:
-        return NAME
-    scratch = images.root / "tmp" / ("build-" + secrets.token_hex(6))
-    try:
-        scratch.mkdir(mode=0o700, parents=True)
-        build_nft_layout(scratch / "layout", scratch)
-        images.import_image(
-            ImageImport(name=NAME, source=str(scratch / "layout"), ref=NAME), builtin=True
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return NAME
+    return ensure_host_image(images, NAME, build_nft_layout)

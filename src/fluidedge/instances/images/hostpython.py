@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from fluidedge.instances.images import tools
@@ -78,15 +79,21 @@ def build_python_layout(layout: Path, scratch: Path) -> None:
 
 def ensure_python(images: ImageStore) -> str:
     """Import the ``python`` image unless the store has it; its name."""
-    if NAME in images.images:
-        return NAME
+    return ensure_host_image(images, NAME, build_python_layout)
+
+
+def ensure_host_image(images: ImageStore, name: str, build: Callable[[Path, Path], None]) -> str:
+    """Import image ``name`` unless the store has it: ``build(layout, scratch)`` writes its OCI
+    layout in a private scratch directory of the store, removed afterwards. Its name."""
+    if name in images.images:
+        return name
     scratch = images.root / "tmp" / ("build-" + secrets.token_hex(6))
     try:
         scratch.mkdir(mode=0o700, parents=True)
-        build_python_layout(scratch / "layout", scratch)
+        build(scratch / "layout", scratch)
         images.import_image(
-            ImageImport(name=NAME, source=str(scratch / "layout"), ref=NAME), builtin=True
+            ImageImport(name=name, source=str(scratch / "layout"), ref=name), builtin=True
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return NAME
+    return name
