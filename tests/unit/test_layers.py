@@ -24,14 +24,15 @@ SRC = Path(fluidedge.__file__).parent
 # OVS) beside tenants, below the instance networks and security groups that use it;
 # ``tenants`` (who owns what, admission) below the parts whose routes it scopes;
 # ``secgroups`` over the instance networks it filters; the TOF over the instance manager its
-# on-demand services (``fluidedge.tof.superfluid``) start and pause.
+# on-demand services (``fluidedge.tof.superfluid``) start and pause; the cluster (nodes,
+# placement across them) over the instance manager it places for.
 LAYERS: list[set[str]] = [
     {"errors"},
     {"codec", "linux"},
     {"core", "ovs"},
     {"tenants", "ovn"},
     {"lab", "instances"},
-    {"tof", "secgroups", "cat", "chains"},
+    {"tof", "secgroups", "cat", "chains", "cluster"},
     {"measure", "mec"},
     {"gui"},
     {"daemon"},

@@ -38,6 +38,12 @@ def _cat() -> PartFactory:
     return create_part
 
 
+def _cluster() -> PartFactory:
+    from fluidedge.cluster.part import create_part  # noqa: PLC0415 - only when enabled
+
+    return create_part
+
+
 def _tof() -> PartFactory:
     from fluidedge.tof.part import create_part  # noqa: PLC0415 - only when enabled
 
@@ -53,6 +59,7 @@ def _mec() -> PartFactory:
 # name -> loader of its PartFactory. Order is start order (stop is the reverse).
 PART_FACTORIES: dict[str, Callable[[], PartFactory]] = {
     "instances": _instances,
+    "cluster": _cluster,  # after the instance manager it places for and reports
     "secgroups": _secgroups,
     "chains": _chains,
     "cat": _cat,

@@ -38,7 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
 from fluidedge.core.openapi import error_responses
-from fluidedge.instances.errors import FreezerBusy
+from fluidedge.instances.errors import FreezerBusy, InvalidRequest
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
@@ -91,6 +91,10 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
     arrived: float,
 ) -> Response:
     """``POST /v1/instances`` once the body is an :class:`InstanceRequest` (both routes)."""
+    if manager.placer is not None or request.node is not None:
+        forwarded = await _place(manager, sc, http, request, tenant)
+        if forwarded is not None:
+            return forwarded
     admitted = sc.admit_instance(sc.who(http), request, tenant)
     with admitted as checked:
         if manager.is_quick(checked):
@@ -100,6 +104,55 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
         else:
             view = await run_in_threadpool(manager.create_instance, checked, arrived)
     return _json(view, status.HTTP_201_CREATED)
+
+
+async def _place(
+    manager: Manager, sc: Scoped, http: Request, request: InstanceRequest, tenant: str | None
+) -> Response | None:
+    """The answer of the node the cluster part forwards ``request`` to; ``None``: run here."""
+    placer = manager.placer
+    if placer is None:
+        raise InvalidRequest("node: this daemon is not a node of a cluster (no [cluster] table)")
+    node = placer.target(
+        request,
+        manager.templates.get(request.template),
+        admin=sc.who(http).is_admin,
+        forwarded=http.headers.get(FORWARDED),
+    )
+    if node is None:
+        return None
+    body = request.model_dump(mode="json", exclude_defaults=True)
+    code, content = await placer.forward(node, body, tenant)
+    response = Response(content=content, status_code=code, media_type="application/json")
+    response.headers[NODE_HEADER] = node
+    return response
+
+
+FORWARDED = "x-fluidedge-forwarded"
+NODE_HEADER = "x-fluidedge-node"
+
+
+def _relayed(
+    manager: Manager, sc: Scoped, http: Request, name: str, method: str
+) -> Response | None:
+    """With ``[cluster]``: the answer of the node that runs instance ``name`` when it is not
+    here (the admin's reads and deletes reach it through any node); ``None``: answer here."""
+    placer = manager.placer
+    if (
+        placer is None
+        or name in manager.instances
+        or http.headers.get(FORWARDED) is not None
+        or not sc.who(http).is_admin
+    ):
+        return None
+    node = placer.owner(name)
+    if node is None:
+        return None
+    code, content = placer.relay(node, method, f"/v1/instances/{name}")
+    media = "application/json" if content else None
+    response = Response(content=content or None, status_code=code, media_type=media)
+    response.headers[NODE_HEADER] = node
+    return response
 
 
 def _json_body(scope: Scope) -> bool:
@@ -181,7 +234,10 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     def create_template(
         spec: TemplateSpec, request: Request, tenant: str | None = TenantParam
     ) -> TemplateSpec:
-        return sc.create_template(sc.who(request), spec, tenant)
+        made = sc.create_template(sc.who(request), spec, tenant)
+        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
+            manager.placer.template_created(made)  # the site's: every node gets it
+        return made
 
     @router.get("/templates/{name}", tags=["templates"], responses=error_responses(404))
     def get_template(name: str, request: Request) -> TemplateSpec:
@@ -196,7 +252,13 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(403, 404, 409),
     )
     def delete_template(name: str, request: Request) -> Response:
-        sc.delete("template", sc.who(request), name, manager.delete_template)
+        who = sc.who(request)
+        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+            manager.placer.delete_shared(
+                "templates", name, lambda: sc.delete("template", who, name, manager.delete_template)
+            )
+        else:
+            sc.delete("template", who, name, manager.delete_template)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # instances
@@ -222,8 +284,16 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     ) -> Response:
         return await _create(manager, sc, http, request, tenant, arrived)
 
-    @router.get("/instances/{name}", tags=["instances"], responses=error_responses(404))
-    def get_instance(name: str, request: Request) -> InstanceView:
+    @router.get(
+        "/instances/{name}",
+        tags=["instances"],
+        response_model=InstanceView,
+        responses=error_responses(404),
+    )
+    def get_instance(name: str, request: Request) -> Any:
+        relayed = _relayed(manager, sc, request, name, "GET")
+        if relayed is not None:
+            return relayed
         sc.require("instance", sc.who(request), name)
         return manager.get_instance(name).view()
 
@@ -234,6 +304,9 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(404),
     )
     def delete_instance(name: str, request: Request) -> Response:
+        relayed = _relayed(manager, sc, request, name, "DELETE")
+        if relayed is not None:
+            return relayed
         sc.delete("instance", sc.who(request), name, manager.delete_instance)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -306,7 +379,10 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     def create_network(
         spec: NetworkSpec, request: Request, tenant: str | None = TenantParam
     ) -> NetworkSpec:
-        return sc.create_network(sc.who(request), spec, tenant)
+        made = sc.create_network(sc.who(request), spec, tenant)
+        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
+            manager.placer.network_created(made)  # an ovn network: the site's
+        return made
 
     @router.get("/networks/{name}", tags=["networks"], responses=error_responses(404))
     def get_network(name: str, request: Request) -> NetworkSpec:
@@ -320,7 +396,13 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         responses=error_responses(403, 404, 409),
     )
     def delete_network(name: str, request: Request) -> Response:
-        sc.delete("network", sc.who(request), name, manager.delete_network)
+        who = sc.who(request)
+        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+            manager.placer.delete_shared(
+                "networks", name, lambda: sc.delete("network", who, name, manager.delete_network)
+            )
+        else:
+            sc.delete("network", who, name, manager.delete_network)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.include_router(build_image_router(manager))

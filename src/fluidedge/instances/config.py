@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -17,7 +18,7 @@ from fluidedge.instances.placement import Capacity, parse_cpuset
 from fluidedge.ovn.node import OvnNode
 
 if TYPE_CHECKING:
-    from fluidedge.instances.models import InstanceRequest, TemplateSpec
+    from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
     from fluidedge.instances.records import Instance
 
 
@@ -44,6 +45,42 @@ class PortHook(Protocol):
 
     def restored(self) -> None:
         """The manager re-adopted its instances: filter them again."""
+
+
+class Placer(Protocol):
+    """What the cluster part offers instances (set as ``Manager.placer``): which node runs a
+    creation, and forwarding it there."""
+
+    def target(
+        self,
+        request: InstanceRequest,
+        template: TemplateSpec | None,
+        *,
+        admin: bool,
+        forwarded: str | None,
+    ) -> str | None:
+        """The node to forward ``request`` to; ``None``: run it here (raises a refusal)."""
+
+    async def forward(
+        self, node: str, body: dict[str, Any], tenant: str | None
+    ) -> tuple[int, bytes]:
+        """Send the creation to ``node``: its HTTP status and body."""
+
+    def owner(self, name: str) -> str | None:
+        """The live node (not this one) that runs instance ``name``, if the view says one."""
+
+    def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
+        """Send a body-less request for one instance to ``node`` (blocking): status, body."""
+
+    def template_created(self, spec: TemplateSpec) -> None:
+        """The admin created ``spec`` here: make it the site's (every node gets it)."""
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """The admin deletes template or network ``name`` (``kind``: ``templates`` or
+        ``networks``): ``delete`` it here, and from the site (every node), as one step."""
+
+    def network_created(self, spec: NetworkSpec) -> None:
+        """The admin created network ``spec`` here: an ``ovn`` one becomes the site's."""
 
 
 class InstancesConfig(BaseModel):

@@ -36,7 +36,13 @@ from fluidedge.instances import cgroups, network, pool, reconcile, runc
 from fluidedge.instances.bundle import encode_assignment, workload_env
 from fluidedge.instances.catalog import Catalog
 from fluidedge.instances.cgroups import FREEZER_TIMEOUT
-from fluidedge.instances.config import CosBinder, InstancesConfig, PortHook, capacity_of
+from fluidedge.instances.config import (
+    CosBinder,
+    InstancesConfig,
+    Placer,
+    PortHook,
+    capacity_of,
+)
 from fluidedge.instances.errors import (
     AddressInUse,
     InstanceNotFound,
@@ -144,6 +150,9 @@ class Manager:
         # The security-group part, when enabled: filters an instance's interfaces before its
         # workload starts and drops the filters when it goes (see fluidedge.secgroups.part).
         self.port_hook: PortHook | None = None
+        # The cluster part, when enabled: runs a creation here or forwards it to another node
+        # (fluidedge.cluster.part).
+        self.placer: Placer | None = None
         self.writer = Writer()
 
     # ------------------------------------------------------------------ the runc adapter

@@ -429,6 +429,11 @@ class TemplateSpec(_Strict):
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
     cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
+    failover: Literal["none", "recreate"] = Field(
+        default="none",
+        description="[cluster]: when its node dies, re-create the instance on a live node "
+        "(same name, interfaces and addresses) or leave it lost",
+    )
 
     @field_validator("command")
     @classmethod
@@ -558,6 +563,12 @@ class InstanceRequest(_Strict):
     cold: bool = Field(default=False, description="skip the pool (measurements)")
     cos: Name | None = Field(
         default=None, description="class of service (the [cat] part); default: the template's"
+    )
+    node: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="the [cluster] node to run on (default: placement chooses; any node's "
+        "API forwards to it)",
     )
 
     @field_validator("command")

@@ -85,6 +85,20 @@ def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
     path = NETNS_DIR / validate_name(name)
     if not path.exists():
         raise NetnsError(f"network namespace {name!r} does not exist")
+    return _call_at(path, fn, f"netns-{name}")
+
+
+def call_in_netns_of(pid: int, fn: Callable[[], T]) -> T:
+    """:func:`call_in_netns` for the (unnamed) network namespace of process ``pid``."""
+    if pid <= 0:
+        raise InputError(f"invalid pid {pid}")
+    path = Path(f"/proc/{pid}/ns/net")
+    if not path.exists():
+        raise NetnsError(f"process {pid} does not exist")
+    return _call_at(path, fn, f"netns-pid{pid}")
+
+
+def _call_at(path: Path, fn: Callable[[], T], thread_name: str) -> T:
     box: dict[str, T] = {}
     failure: list[BaseException] = []
 
@@ -95,7 +109,7 @@ def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
-    worker = threading.Thread(target=target, name=f"netns-{name}")
+    worker = threading.Thread(target=target, name=thread_name)
     worker.start()
     worker.join()
     if failure:

@@ -1,0 +1,66 @@
+"""The ``[cluster]`` config table: this node's name and URL, etcd, the node-to-node token."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NODE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+_URL = r"^https?://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
+
+
+class ClusterConfig(BaseModel):
+    """This node's part in the cluster (docs/multi-host.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    etcd: str = Field(description="etcd client URLs, comma-separated (http://ip:port)")
+    node: str = Field(pattern=NODE_NAME, description="this node's name (unique in the site)")
+    url: str = Field(description="this node's API as the other nodes reach it (scheme://ip:port)")
+    token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="bearer token the nodes' APIs accept (the site's shared API token)",
+    )
+    token_file: Path | None = Field(default=None, description="the token, from a file")
+    prefix: str = Field(default="/fluidedge", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
+    heartbeat: float = Field(default=1.0, gt=0, le=60, description="seconds between beats")
+    ttl: int = Field(default=5, ge=2, le=300, description="lease: a node silent this long is dead")
+    placement: Literal["spread", "pack"] = Field(
+        default="spread", description="default node choice: least committed, or fullest that fits"
+    )
+    forward_timeout: float = Field(default=120.0, gt=0, le=3600)
+
+    @field_validator("etcd")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        for part in value.split(","):
+            if not re.fullmatch(_URL, part):
+                raise ValueError(f"invalid etcd URL {part!r} (http://ip:port)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(_URL, value):
+            raise ValueError(f"invalid node URL {value!r} (scheme://ip:port, no path)")
+        return value
+
+    @model_validator(mode="after")
+    def _ttl_over_heartbeat(self) -> ClusterConfig:
+        if self.ttl < 2 * self.heartbeat:
+            raise ValueError("cluster.ttl must be at least twice cluster.heartbeat")
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set one of cluster.token and cluster.token_file")
+        return self
+
+    def read_token(self) -> str:
+        if self.token is not None or self.token_file is None:
+            return self.token or ""
+        token = self.token_file.read_text().strip()
+        if len(token) < 16:
+            raise ValueError(f"{self.token_file}: token shorter than 16 characters")
+        return token

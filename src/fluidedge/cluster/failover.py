@@ -1,0 +1,105 @@
+"""Failover: which of a dead node's instances this node takes over, and what it asks for.
+
+Pure. Instances whose template says ``failover = "recreate"`` have a record in etcd
+(``<prefix>/instances/<name>``: the node that runs it, the request that re-creates it, its
+CPU and memory). When a record's node is dead, every live node computes the same placement
+(:func:`fluidedge.cluster.placement.choose` over its view); the chosen one claims the record
+with a compare-and-swap on its revision (one winner even if views differ) and creates the
+instance. A node that finds one of its own instances claimed by another deletes its copy
+(fencing: it was seen dead meanwhile). Names are the records' keys: failover needs instance
+names unique in the site (an instance whose name another node has recorded gets no record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fluidedge.cluster.errors import ClusterError
+from fluidedge.cluster.placement import NodeState, choose
+
+
+@dataclass(frozen=True)
+class Record:
+    """``<prefix>/instances/<name>`` with its etcd revision."""
+
+    name: str
+    node: str
+    request: dict[str, Any]
+    cpus: float
+    memory_mb: int
+    revision: str
+    taken_from: str | None = None  # the dead node it was taken over from
+
+    @classmethod
+    def of(cls, name: str, value: Mapping[str, Any], revision: str) -> Record:
+        return cls(
+            name=name,
+            node=str(value["node"]),
+            request=dict(value["request"]),
+            cpus=float(value.get("cpus", 0.0)),
+            memory_mb=int(value.get("memory_mb", 0)),
+            revision=revision,
+            taken_from=value.get("taken_from"),
+        )
+
+    def taken_by(self, node: str) -> dict[str, Any]:
+        """The record's value once ``node`` has claimed it from its dead owner."""
+        return {
+            "node": node,
+            "request": self.request,
+            "cpus": self.cpus,
+            "memory_mb": self.memory_mb,
+            "taken_from": self.node,
+        }
+
+
+def request_of(inst: Any) -> dict[str, Any]:
+    """The creation request that makes ``inst`` (an instance record of the manager) again."""
+    body: dict[str, Any] = {"name": inst.name, "template": inst.template}
+    interfaces = {i.name: {"addresses": list(i.addresses)} for i in inst.interfaces if i.addresses}
+    if interfaces:
+        body["interfaces"] = interfaces
+    if inst.labels:
+        body["labels"] = dict(inst.labels)
+    resources = {"cpus": inst.resources.cpus, "memory_mb": inst.resources.memory_mb}
+    body["resources"] = {k: v for k, v in resources.items() if v}
+    return body
+
+
+@dataclass(frozen=True)
+class Plan:
+    publish: list[str]  # local instances to record (failover on, no record yet)
+    fence: list[str]  # local instances another node has taken over: delete here
+    forget: list[str]  # records of this node whose instance is gone: delete the record
+    take: list[Record]  # dead nodes' instances placement gives this node: claim, create
+
+
+def plan(
+    me: str,
+    view: Iterable[NodeState],
+    records: Mapping[str, Record],
+    local: Mapping[str, bool],
+) -> Plan:
+    """What this node does this beat. ``local``: its instances -> whether failover is on."""
+    nodes = {n.name: n for n in view}
+    publish = sorted(n for n, on in local.items() if on and n not in records)
+    # only what was taken from this node: an instance of the same name elsewhere is not ours
+    fence = sorted(
+        n for n in local if n in records and records[n].node != me and records[n].taken_from == me
+    )
+    forget = sorted(n for n, r in records.items() if r.node == me and n not in local)
+    take: list[Record] = []
+    live = [n for n in nodes.values() if n.alive]
+    for record in sorted(records.values(), key=lambda r: r.name):
+        owner = nodes.get(record.node)
+        if owner is None or owner.alive or record.name in local:
+            continue
+        try:
+            chosen = choose(live, record.cpus, record.memory_mb)
+        except ClusterError:
+            continue  # nothing fits now: stays lost, tried again next beat
+        if chosen.name == me:
+            take.append(record)
+    return Plan(publish, fence, forget, take)

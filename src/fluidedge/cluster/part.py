@@ -1,0 +1,414 @@
+"""The cluster part (config table ``[cluster]``): this daemon as a node of a site.
+
+At start it registers the node in etcd (:mod:`.registry`: record, liveness lease, heartbeat)
+and becomes the instance manager's *placer*: ``POST /v1/instances`` on any node either runs
+here or is forwarded to the node the request names (``node``) or placement chooses
+(:mod:`.placement`, spread/pack over the nodes' reported capacity). A forwarded request is
+the same JSON body with ``node`` set to the target, sent to that node's URL with the site's
+token (``Authorization: Bearer``) and the header ``X-Fluidedge-Forwarded: <this node>``; a
+node that receives a forwarded request naming another node refuses it (no loops). Requests
+of tenant tokens run on the node that receives them (tenants are per node for now); so does a
+request that names no node while the view of the nodes is stale (etcd out of reach for
+longer than a lease): the node keeps serving on its own.
+
+Templates and ``ovn`` networks the admin creates or deletes through any node's API are the
+site's: kept in etcd (``<prefix>/templates/<name>``, ``<prefix>/networks/<name>``) and made
+(or deleted) on every node by its pass after each heartbeat (:meth:`ClusterPart.sync_site`;
+a network in the node's own chassis namespace). Tenants' stay on their node.
+
+The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
+runs (its record lists it) are relayed there the same way. Answers carry
+``X-Fluidedge-Node: <node>`` when another node gave them.
+
+Failover (:mod:`.failover`), after each heartbeat: this node's instances whose template says
+``failover = "recreate"`` get a record in etcd; a dead node's recorded instances are
+re-created by the live node placement picks (claimed by compare-and-swap); an instance of
+this node that another took over meanwhile is deleted here (fencing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from fastapi import APIRouter
+from pydantic import ValidationError
+
+from fluidedge.cluster.api import build_router
+from fluidedge.cluster.config import ClusterConfig
+from fluidedge.cluster.errors import (
+    ClusterError,
+    ClusterFailure,
+    ClusterInvalid,
+    NodeUnavailable,
+)
+from fluidedge.cluster.etcd import Etcd, JsonObject
+from fluidedge.cluster.failover import Record, plan, request_of
+from fluidedge.cluster.garp import announce
+from fluidedge.cluster.placement import choose
+from fluidedge.cluster.registry import Registry
+from fluidedge.core.part import DaemonContext
+from fluidedge.errors import FluidedgeError
+from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+
+log = logging.getLogger("fluidedge.cluster")
+
+FORWARDED = "x-fluidedge-forwarded"
+
+
+class ClusterPart:
+    name = "cluster"
+
+    def __init__(self, config: ClusterConfig, ctx: DaemonContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.token = config.read_token()
+        self.etcd = Etcd(config.etcd)
+        self.registry = Registry(config, self.etcd, self.report, self.after_beat)
+        self._failover_thread: threading.Thread | None = None
+        self._manager: Any = None
+        self._http: httpx.AsyncClient | None = None
+        self._sync_http = httpx.Client(timeout=config.forward_timeout)
+        self.forwarded = 0
+        self.taken_over = 0
+        self.takeover_failures = 0
+        self.fenced = 0
+        self._site_lock = threading.Lock()  # a pass, or an API deletion here
+        self._seen: dict[str, set[str]] = {}  # the site's objects of a kind at the last pass
+        self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
+
+    def router(self) -> APIRouter:
+        return build_router(self.registry)
+
+    def _instances(self) -> Any:
+        return getattr(self.ctx.parts.get("instances"), "manager", None)
+
+    def report(self) -> JsonObject:
+        """This node's capacity, committed resources and instances (its record's body)."""
+        manager = self._manager
+        if manager is None:
+            return {"capacity": {}, "committed": {}, "instances": []}
+        cap = manager.capacity
+        with manager.lock:
+            loads = sum(manager.usage.loads.values())
+            committed = manager.usage.committed_mb
+            names = sorted(manager.instances)
+        return {
+            "capacity": {
+                "cpus": round(len(cap.cpus) * cap.cpu_overcommit, 3),
+                "memory_mb": int(cap.memory_mb * cap.memory_overcommit),
+            },
+            "committed": {"cpus": round(loads, 3), "memory_mb": committed},
+            "instances": names,
+        }
+
+    def after_beat(self) -> None:
+        """Failover in a thread of its own: re-creations must not delay the heartbeats (a
+        node busy taking over must not miss its own lease)."""
+        thread = self._failover_thread
+        if thread is not None and thread.is_alive():
+            return  # the last pass is still at work; the next beat looks again
+        self._failover_thread = threading.Thread(
+            target=self._failover_pass, name="cluster-failover", daemon=True
+        )
+        self._failover_thread.start()
+
+    def _failover_pass(self) -> None:
+        try:
+            self.sync_site()
+            self.failover()
+        except ClusterError as exc:
+            log.warning("cluster: failover pass: %s", exc)
+
+    # the site's templates and ovn networks: <prefix>/<kind>/<name>, written by the node
+    # whose API made them, made and deleted on every node by its pass
+    def _publish(self, kind: str, name: str, value: JsonObject) -> None:
+        try:
+            self.etcd.put(self.registry.key(kind, name), value)
+        except ClusterError as exc:
+            log.warning("cluster: %s %s stays on this node: %s", kind, name, exc)
+
+    def _unpublish(self, kind: str, name: str) -> None:
+        try:
+            self.etcd.delete(self.registry.key(kind, name))
+        except ClusterError as exc:
+            log.warning("cluster: %s %s stays on the other nodes: %s", kind, name, exc)
+
+    def template_created(self, spec: Any) -> None:
+        self._publish("templates", spec.name, spec.model_dump(mode="json"))
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """Delete here and from the site under the pass's lock: a pass between the two must
+        not make the object here again from the site's copy."""
+        with self._site_lock:
+            delete()
+            self._unpublish(kind, name)
+
+    def network_created(self, spec: Any) -> None:
+        if spec.driver == "ovn":  # a logical switch spans nodes; a bridge is one host's
+            self._publish("networks", spec.name, spec.model_dump(mode="json"))
+
+    def sync_site(self) -> None:
+        """Make here the site's networks and templates this node lacks; delete here those
+        that left the site since the last pass (one still used here stays until it is not)."""
+        manager = self._manager
+        if manager is None:
+            return
+        ovn = manager.config.ovn
+        netns = ovn.netns if ovn is not None else None
+
+        def make_network(value: JsonObject) -> None:
+            # the same logical switch, plugged through this node's chassis namespace
+            manager.create_network(NetworkSpec.model_validate({**value, "netns": netns}))
+
+        def make_template(value: JsonObject) -> None:
+            manager.create_template(TemplateSpec.model_validate(value))
+
+        with self._site_lock:
+            self._sync("networks", manager.networks, make_network, manager.delete_network, set())
+            self._sync(
+                "templates",
+                manager.templates,
+                make_template,
+                manager.delete_template,
+                manager.builtin,
+            )
+
+    def _sync(
+        self,
+        kind: str,
+        local: Any,
+        make: Callable[[JsonObject], None],
+        drop: Callable[[str], None],
+        keep: Any,
+    ) -> None:
+        prefix = self.registry.key(kind)
+        site = {key[len(prefix) :]: value for key, value in self.etcd.get_prefix(prefix).items()}
+        failed = self._failed.setdefault(kind, set())
+        for name, value in sorted(site.items()):
+            if name in local:
+                continue
+            try:
+                make(value)
+                failed.discard(name)
+            except (FluidedgeError, ValidationError) as exc:
+                if name not in failed:
+                    log.warning(
+                        "cluster: the site's %s %s cannot be made here: %s", kind, name, exc
+                    )
+                    failed.add(name)
+        seen = self._seen.get(kind, set())
+        for name in sorted(seen - set(site)):
+            if name in local and name not in keep:
+                try:
+                    drop(name)
+                    failed.discard(name)
+                except FluidedgeError as exc:
+                    if name not in failed:
+                        log.warning(
+                            "cluster: %s %s left the site, not here yet: %s", kind, name, exc
+                        )
+                        failed.add(name)
+        self._seen[kind] = set(site) | {n for n in seen - set(site) if n in local}
+
+    def failover(self) -> None:
+        """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""
+        manager = self._manager
+        if manager is None:
+            return
+        prefix = self.registry.key("instances")
+        records: dict[str, Record] = {}
+        for key, (value, revision) in self.etcd.get_revisions(prefix).items():
+            name = key[len(prefix) :]
+            try:
+                records[name] = Record.of(name, value, revision)
+            except (KeyError, TypeError, ValueError):
+                continue
+        with manager.lock:
+            instances = dict(manager.instances)
+        local = {}
+        for name, inst in instances.items():
+            template = manager.templates.get(inst.template)
+            local[name] = template is not None and template.failover == "recreate"
+        me = self.config.node
+        todo = plan(me, self.registry.nodes(), records, local)
+        for name in todo.publish:
+            inst = instances[name]
+            value = {
+                "node": me,
+                "request": request_of(inst),
+                "cpus": inst.resources.cpus,
+                "memory_mb": inst.resources.memory_mb,
+            }
+            self.etcd.put(prefix + name, value)
+        for name in todo.fence:
+            log.warning(
+                "cluster: %s was taken over by %s: deleting it here", name, records[name].node
+            )
+            try:
+                manager.delete_instance(name)
+                self.fenced += 1
+            except FluidedgeError as exc:
+                log.error("cluster: fencing %s: %s", name, exc)
+        for name in todo.forget:
+            self.etcd.delete(prefix + name)
+        for record in todo.take:
+            if not self.etcd.swap(prefix + record.name, record.revision, record.taken_by(me)):
+                continue  # another node claimed it first
+            log.warning("cluster: taking %s over from dead node %s", record.name, record.node)
+            try:
+                view = manager.create_instance(InstanceRequest.model_validate(record.request))
+                self.taken_over += 1
+            except (FluidedgeError, ValidationError) as exc:
+                self.takeover_failures += 1
+                log.error("cluster: re-creating %s here failed: %s", record.name, exc)
+                continue
+            if view.pid is None:
+                continue
+            for iface in view.interfaces:  # its addresses have a new MAC: tell the network
+                try:
+                    announce(view.pid, iface.name, list(iface.addresses))
+                except (FluidedgeError, OSError) as exc:
+                    log.warning("cluster: gratuitous ARP of %s %s: %s", view.name, iface.name, exc)
+
+    async def start(self) -> None:
+        self._manager = self._instances()
+        if self._manager is None:
+            log.warning("cluster: no [instances] part: the node runs nothing")
+        self._http = httpx.AsyncClient(timeout=self.config.forward_timeout)
+        await asyncio.to_thread(self.registry.start)
+        if self._manager is not None:
+            self._manager.placer = self
+
+    async def stop(self) -> None:
+        manager = self._manager
+        if manager is not None and getattr(manager, "placer", None) is self:
+            manager.placer = None
+        await asyncio.to_thread(self.registry.stop)
+        thread = self._failover_thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30)
+        self.etcd.close()
+        if self._http is not None:
+            await self._http.aclose()
+        self._sync_http.close()
+
+    # the instance manager's Placer
+    def target(
+        self,
+        request: Any,
+        template: Any,
+        *,
+        admin: bool,
+        forwarded: str | None,
+    ) -> str | None:
+        """The node to forward ``request`` to, or ``None`` to run it here."""
+        named = request.node
+        if named == self.config.node:
+            return None
+        if forwarded is not None:
+            raise NodeUnavailable(
+                f"request forwarded by {forwarded!r} names node {named!r}, not this one "
+                f"({self.config.node!r}): not forwarded again"
+            )
+        if not admin:
+            if named is not None:
+                raise NodeUnavailable("tenants' requests run on the node that receives them")
+            return None
+        if named is None and not self.registry.fresh():
+            # etcd out of reach for longer than a lease: this node keeps serving, locally
+            log.warning("cluster: no fresh view of the nodes: %s runs here", request.name)
+            return None
+        resources = template.resources if template is not None else None
+        cpus = request.resources.cpus or (resources.cpus if resources is not None else 0.0)
+        memory = request.resources.memory_mb or (
+            resources.memory_mb if resources is not None else 0
+        )
+        node = choose(
+            self.registry.nodes(),
+            float(cpus),
+            int(memory),
+            request.placement or self.config.placement,
+            named,
+        )
+        return None if node.name == self.config.node else node.name
+
+    async def forward(self, node: str, body: JsonObject, tenant: str | None) -> tuple[int, bytes]:
+        """Send the request to ``node``; its status and body."""
+        url = next((n.url for n in self.registry.nodes() if n.name == node), None)
+        if url is None or self._http is None:
+            raise NodeUnavailable(f"node {node!r} is not known here")
+        params = {"tenant": tenant} if tenant is not None else None
+        try:
+            response = await self._http.post(
+                f"{url}/v1/instances",
+                json={**body, "node": node},
+                params=params,
+                headers=self._headers(),
+            )
+        except httpx.HTTPError as exc:
+            raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
+        self.forwarded += 1
+        return response.status_code, response.content
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", FORWARDED: self.config.node}
+
+    def owner(self, name: str) -> str | None:
+        """The live node, not this one, whose record lists instance ``name``."""
+        for node in self.registry.nodes():
+            if node.alive and node.name != self.config.node and name in node.instances:
+                return node.name
+        return None
+
+    def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
+        """A body-less request for one instance, sent to ``node`` (blocking)."""
+        url = next((n.url for n in self.registry.nodes() if n.name == node), None)
+        if url is None:
+            raise NodeUnavailable(f"node {node!r} is not known here")
+        try:
+            response = self._sync_http.request(method, f"{url}{path}", headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
+        self.forwarded += 1
+        return response.status_code, response.content
+
+    def metrics(self) -> str:
+        nodes = self.registry.nodes()
+        alive = sum(1 for n in nodes if n.alive)
+        return (
+            "# HELP fluidedge_cluster_nodes registered nodes by state\n"
+            "# TYPE fluidedge_cluster_nodes gauge\n"
+            f'fluidedge_cluster_nodes{{state="alive"}} {alive}\n'
+            f'fluidedge_cluster_nodes{{state="dead"}} {len(nodes) - alive}\n'
+            "# HELP fluidedge_cluster_forwarded_total creations forwarded to another node\n"
+            "# TYPE fluidedge_cluster_forwarded_total counter\n"
+            f"fluidedge_cluster_forwarded_total {self.forwarded}\n"
+            "# HELP fluidedge_cluster_taken_over_total dead nodes' instances re-created here\n"
+            "# TYPE fluidedge_cluster_taken_over_total counter\n"
+            f"fluidedge_cluster_taken_over_total {self.taken_over}\n"
+            "# HELP fluidedge_cluster_takeover_failures_total re-creations that failed here\n"
+            "# TYPE fluidedge_cluster_takeover_failures_total counter\n"
+            f"fluidedge_cluster_takeover_failures_total {self.takeover_failures}\n"
+            "# HELP fluidedge_cluster_fenced_total own instances deleted: taken over elsewhere\n"
+            "# TYPE fluidedge_cluster_fenced_total counter\n"
+            f"fluidedge_cluster_fenced_total {self.fenced}\n"
+            "# HELP fluidedge_cluster_heartbeat_failures_total heartbeats etcd did not take\n"
+            "# TYPE fluidedge_cluster_heartbeat_failures_total counter\n"
+            f"fluidedge_cluster_heartbeat_failures_total {self.registry.failures}\n"
+        )
+
+
+def create_part(section: dict[str, Any], ctx: DaemonContext) -> ClusterPart:
+    try:
+        config = ClusterConfig.model_validate(section)
+    except ValidationError as exc:
+        raise ClusterInvalid(f"config [cluster]: {exc}") from exc
+    try:
+        return ClusterPart(config, ctx)
+    except (OSError, ValueError) as exc:
+        raise ClusterInvalid(f"config [cluster]: {exc}") from exc

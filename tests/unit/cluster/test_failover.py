@@ -1,0 +1,101 @@
+"""Failover decisions: publish, fence, forget, take over; the claim transaction's body."""
+
+from __future__ import annotations
+
+import base64
+from types import SimpleNamespace
+
+from fluidedge.cluster.etcd import decode_revisions, swap_body
+from fluidedge.cluster.failover import Record, plan, request_of
+from fluidedge.cluster.placement import NodeState
+
+
+def node(name: str, memory_used: int, alive: bool = True) -> NodeState:
+    return NodeState(name, f"http://127.0.0.1:1/{name}", alive, 4.0, 1000, 0.0, memory_used)
+
+
+def record(name: str, owner: str, taken_from: str | None = None, memory: int = 100) -> Record:
+    value = {"node": owner, "request": {"name": name, "template": "t"}, "memory_mb": memory}
+    if taken_from:
+        value["taken_from"] = taken_from
+    return Record.of(name, value, "7")
+
+
+VIEW = [node("a", 500), node("b", 100), node("dead", 0, alive=False)]
+
+
+def test_a_dead_nodes_instances_go_where_placement_says_once() -> None:
+    records = {"x": record("x", "dead"), "y": record("y", "dead", memory=950)}
+    # spread: b has the most free memory, so b takes x; y (950 MB) fits nowhere: stays lost
+    assert [r.name for r in plan("b", VIEW, records, {}).take] == ["x"]
+    assert plan("a", VIEW, records, {}).take == []
+    # a live owner's instance is nobody's to take
+    assert plan("b", VIEW, {"z": record("z", "a")}, {}).take == []
+
+
+def test_publish_forget_and_fence() -> None:
+    records = {
+        "mine": record("mine", "a"),
+        "gone": record("gone", "a"),  # deleted here: its record goes
+        "taken": record("taken", "b", taken_from="a"),  # taken over while a was seen dead
+        "same": record("same", "b"),  # another node's instance of the same name: not ours
+    }
+    local = {"mine": True, "new": True, "off": False, "taken": True, "same": True}
+    todo = plan("a", VIEW, records, local)
+    assert todo.publish == ["new"]
+    assert todo.forget == ["gone"]
+    assert todo.fence == ["taken"]
+
+
+def test_the_request_that_makes_an_instance_again() -> None:
+    inst = SimpleNamespace(
+        name="web1",
+        template="web",
+        interfaces=[
+            SimpleNamespace(name="eth0", addresses=["10.0.0.5/24"]),
+            SimpleNamespace(name="eth1", addresses=[]),
+        ],
+        labels={"app": "web"},
+        resources=SimpleNamespace(cpus=0.5, memory_mb=64),
+    )
+    assert request_of(inst) == {
+        "name": "web1",
+        "template": "web",
+        "interfaces": {"eth0": {"addresses": ["10.0.0.5/24"]}},
+        "labels": {"app": "web"},
+        "resources": {"cpus": 0.5, "memory_mb": 64},
+    }
+
+
+def test_the_claim_compares_the_revision() -> None:
+    body = swap_body("/fe/instances/x", "7", {"node": "b"})
+    assert body["compare"] == [
+        {
+            "key": base64.b64encode(b"/fe/instances/x").decode(),
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": "7",
+        }
+    ]
+    assert body["success"][0]["request_put"]["key"] == body["compare"][0]["key"]
+    kv = {"key": body["compare"][0]["key"], "value": body["success"][0]["request_put"]["value"]}
+    assert decode_revisions({"kvs": [{**kv, "mod_revision": "9"}]}) == {
+        "/fe/instances/x": ({"node": "b"}, "9")
+    }
+
+
+def test_a_gratuitous_arp_frame() -> None:
+    from fluidedge.cluster.garp import garp_frame
+
+    mac = bytes.fromhex("02aabbccddee")
+    frame = garp_frame(mac, "10.0.0.9")
+    assert frame[:6] == b"\xff" * 6
+    assert frame[6:12] == mac
+    assert frame[12:14] == b"\x08\x06"
+    arp = frame[14:]
+    assert arp[:8] == bytes.fromhex("0001080006040001")  # Ethernet/IPv4, request
+    assert arp[8:14] == mac  # sender
+    assert arp[14:18] == bytes([10, 0, 0, 9])
+    assert arp[18:24] == b"\0" * 6  # target = sender's address
+    assert arp[24:28] == bytes([10, 0, 0, 9])
+    assert len(frame) == 42

@@ -1,0 +1,94 @@
+"""The cluster part as the instance manager's placer: where a creation runs, and what is
+refused, over a node view set by hand (the e2e tier runs it against etcd and real nodes)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fluidedge.cluster.errors import NodeNotFound, NodeUnavailable, NoNodeFits
+from fluidedge.cluster.part import ClusterPart
+from fluidedge.cluster.placement import NodeState
+from fluidedge.core.config import DaemonConfig
+from fluidedge.core.part import DaemonContext
+from fluidedge.core.store import Store
+from fluidedge.instances.models import InstanceRequest, TemplateSpec
+
+
+@pytest.fixture
+def part(tmp_path: Path) -> ClusterPart:
+    ctx = DaemonContext(DaemonConfig(state_dir=tmp_path), Store(tmp_path / "s.sqlite"))
+    section = {
+        "etcd": "http://127.0.0.1:1",
+        "node": "here",
+        "url": "http://127.0.0.1:2",
+        "token": "t" * 24,
+    }
+    from fluidedge.cluster.part import create_part
+
+    made = create_part(section, ctx)
+    made.registry._view = [
+        NodeState("here", "http://127.0.0.1:2", True, 2.0, 1000, 1.0, 800),
+        NodeState("there", "http://127.0.0.1:3", True, 2.0, 1000, 0.0, 100),
+        NodeState("gone", "http://127.0.0.1:4", False, 2.0, 1000),
+    ]
+    made.registry.last_read = time.monotonic()
+    return made
+
+
+TEMPLATE = TemplateSpec.model_validate(
+    {"name": "t", "command": ["/bin/true"], "resources": {"cpus": 0.5, "memory_mb": 150}}
+)
+
+
+def request(**more: object) -> InstanceRequest:
+    return InstanceRequest.model_validate({"name": "i", "template": "t", **more})
+
+
+def test_placement_decides_where_the_admin_request_runs(part: ClusterPart) -> None:
+    assert part.target(request(), TEMPLATE, admin=True, forwarded=None) == "there"
+    # pack: the fullest that fits is this node (200 MB free >= 150): run here
+    assert part.target(request(placement="pack"), TEMPLATE, admin=True, forwarded=None) is None
+    # the request's own resources count: 250 MB does not fit here
+    big = request(placement="pack", resources={"memory_mb": 250})
+    assert part.target(big, TEMPLATE, admin=True, forwarded=None) == "there"
+    with pytest.raises(NoNodeFits):
+        part.target(request(resources={"memory_mb": 950}), TEMPLATE, admin=True, forwarded=None)
+
+
+def test_a_named_node(part: ClusterPart) -> None:
+    assert part.target(request(node="here"), TEMPLATE, admin=True, forwarded=None) is None
+    assert part.target(request(node="there"), TEMPLATE, admin=True, forwarded=None) == "there"
+    with pytest.raises(NodeUnavailable, match="dead"):
+        part.target(request(node="gone"), TEMPLATE, admin=True, forwarded=None)
+    with pytest.raises(NodeNotFound):
+        part.target(request(node="nowhere"), TEMPLATE, admin=True, forwarded=None)
+
+
+def test_forwarded_requests_are_not_forwarded_again(part: ClusterPart) -> None:
+    assert part.target(request(node="here"), TEMPLATE, admin=True, forwarded="there") is None
+    with pytest.raises(NodeUnavailable, match="not forwarded again"):
+        part.target(request(node="there"), TEMPLATE, admin=True, forwarded="gone")
+    with pytest.raises(NodeUnavailable, match="not forwarded again"):
+        part.target(request(), TEMPLATE, admin=True, forwarded="there")
+
+
+def test_tenants_run_where_they_ask(part: ClusterPart) -> None:
+    assert part.target(request(), TEMPLATE, admin=False, forwarded=None) is None
+    with pytest.raises(NodeUnavailable, match="tenants"):
+        part.target(request(node="there"), TEMPLATE, admin=False, forwarded=None)
+
+
+def test_a_bad_node_name_is_refused_at_the_boundary() -> None:
+    with pytest.raises(ValueError, match="node"):
+        request(node="../x;rm")
+
+
+def test_a_stale_view_keeps_unnamed_requests_here(part: ClusterPart) -> None:
+    part.registry.last_read = time.monotonic() - 60  # etcd silent for longer than the lease
+    assert part.target(request(), TEMPLATE, admin=True, forwarded=None) is None
+    assert part.target(request(node="there"), TEMPLATE, admin=True, forwarded=None) == "there"
+    part.registry.last_read = None  # never read
+    assert part.target(request(), TEMPLATE, admin=True, forwarded=None) is None
