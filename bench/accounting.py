@@ -16,11 +16,19 @@ on the 2 shared cores does not count, while cache and frequency effects still do
 * ``records``: 100,000 UEs with an open record each; the policy check closes them all (a
   period boundary), then the IPFIX encoder packs them (two Data Records each): records/s of
   the policy + close, of the encoder, and of both (what the export thread must keep up with).
+* ``gc``: CPython's collector pauses in a data plane of 100,000 UEs with a flow and an open
+  record each (the pipeline, accounting on), learning them and then across a period boundary
+  (every record closed over 200 ticks and reopened by the UEs' next packets, the closed ones
+  drained as the exporter does), 2,500 uplink packets between 50 ms ticks: the longest
+  collection (``gc.callbacks``) and the longest tick with its packets, with the data plane's
+  :class:`fluidedge.tof.gcfreeze.Freezer` (what the backends run in their tick) and without it
+  (the behaviour before it). Each variant runs in a fresh interpreter (``--gc-variant``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import statistics
@@ -36,6 +44,8 @@ from fluidedge.codec.stack import encapsulate_gpdu, ethernet_frame
 from fluidedge.tof.accounting.ipfix import Encoder
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.dataplane_common import allocated
+from fluidedge.tof.gcfreeze import Freezer
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB, SGW, Bearer, Pipeline
 
@@ -154,12 +164,116 @@ def records_bench(ues: int) -> dict[str, float]:
     }
 
 
+def gc_bench(ues: int, freeze: bool) -> dict[str, object]:
+    """One variant of the ``gc`` row (see the module docstring), in this interpreter."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif info["generation"] == 2:
+            pauses.append(time.perf_counter() - started[0])
+
+    freezer = Freezer() if freeze else None
+    p = Pipeline(
+        TofConfig(  # type: ignore[arg-type]
+            backend="none",
+            max_tunnels=10**6,
+            accounting={"enabled": True, "period": 60, "jsonl": {}},
+        )
+    )
+    p.set_services({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})
+    acct = p.accounting
+    assert acct is not None
+    per_tick = 2500
+
+    def tick(now: float) -> None:
+        p.tick(now)
+        if freezer is not None:
+            freezer.tick(allocated(p))
+        acct.drain(limit=ues)  # the exporter takes the closed records
+
+    ups, ticks = [], []
+    t0 = time.perf_counter()
+    tick(58.0)  # the data plane's first tick, before traffic (freezes the start-up heap)
+    first_tick_s = time.perf_counter() - t0
+    gc.callbacks.append(timer)
+    learn_start = time.perf_counter()
+    for i in range(ues):  # learning: a downlink G-PDU then an uplink one per UE
+        a = ue(i)
+        inner = ipv4.encode(PDN, a, 17, udp.encode(PDN, a, 53, 1, b"x"))
+        gpdu = encapsulate_gpdu(SGW_IP, ENB_IP, 0x10000 + i, inner, udp_checksum=False)
+        p.from_s1(ethernet_frame(MAC_A, MAC_B, gpdu), SGW, 58.0)
+        inner = ipv4.encode(a, SVC, 17, udp.encode(a, SVC, 40000, 8080, bytes(64)))
+        gpdu = encapsulate_gpdu(ENB_IP, SGW_IP, i + 1, inner, udp_checksum=False)
+        ups.append(ethernet_frame(MAC_B, MAC_A, gpdu))
+        p.from_s1(ups[-1], ENB, 58.0)  # its flow and its open record
+        if i % per_tick == per_tick - 1:
+            tick(58.0)
+    learn_s = time.perf_counter() - learn_start
+    learn_pauses = list(pauses)
+    del pauses[:]
+    assert len(acct.active) == ues
+    assert len(p.bearers) == ues
+    now, sent = 59.0, 0
+    while now < 59.0 + 0.05 * 320:  # across the boundary at 60 s: ~220 ticks of closes
+        t0 = time.perf_counter()
+        for _ in range(per_tick):
+            p.from_s1(ups[sent % ues], ENB, now)
+            sent += 1
+        tick(now)
+        ticks.append(time.perf_counter() - t0)
+        now += 0.05
+    gc.callbacks.remove(timer)
+    assert acct.records["periodic"] == ues, acct.records  # every record closed once...
+    assert len(acct.active) == ues  # ...and reopened by the UEs' packets
+    return {
+        "freeze": freeze,
+        "ues": ues,
+        "learn_s": round(learn_s, 1),
+        "learn_full_collections": len(learn_pauses),
+        "learn_longest_full_ms": round(1000 * max(learn_pauses, default=0.0), 1),
+        "boundary_full_collections": len(pauses),
+        "boundary_longest_full_ms": round(1000 * max(pauses, default=0.0), 1),
+        "boundary_longest_tick_ms": round(1000 * max(ticks), 1),
+        "boundary_median_tick_ms": round(1000 * statistics.median(ticks), 1),
+        "first_tick_ms": round(1000 * first_tick_s, 1),
+        "freezes": freezer.freezes if freezer else 0,
+        "frozen_objects": gc.get_freeze_count(),
+    }
+
+
+def gc_row(ues: int) -> dict[str, object]:
+    """Both variants of the ``gc`` row, each in a fresh interpreter (the freeze is global)."""
+    out: dict[str, object] = {}
+    for variant in ("off", "freeze"):
+        result = subprocess.run(
+            [sys.executable, __file__, "--gc-variant", variant, "--gc-ues", str(ues)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out[variant] = json.loads(result.stdout)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 10,000 record UEs")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--base", default="main", help="git revision for the off/base ratio")
+    parser.add_argument("--only-gc", action="store_true", help="the gc row only")
+    parser.add_argument("--gc-variant", choices=("off", "freeze"), help=argparse.SUPPRESS)
+    parser.add_argument("--gc-ues", type=int, default=100_000, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gc_variant:
+        print(json.dumps(gc_bench(args.gc_ues, args.gc_variant == "freeze")))
+        return
+    gc_ues = 10_000 if args.quick else 100_000
+    if args.only_gc:
+        print_gc(gc_row(gc_ues))
+        return
     rounds, repeat = (10, 2) if args.quick else (60, 2)  # short rounds: best-of beats the noise
     base = pipeline(False, 1000, load_base(args.base).Pipeline)
     off = pipeline(False, 1000)
@@ -194,6 +308,7 @@ def main() -> None:
             "ratio_off_base_best_rounds": round(max(off_pps) / max(base_pps), 3),
         },
         "records": records_bench(10_000 if args.quick else 100_000),
+        "gc": gc_row(gc_ues),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -221,6 +336,22 @@ def main() -> None:
         f"(longest {rec['longest_scan_tick_ms']} ms); a period boundary closed over "
         f"{rec['ticks_to_close_all']} ticks (longest {rec['longest_tick_pause_ms']} ms)"
     )
+    print_gc(result["gc"])
+
+
+def print_gc(row: dict[str, object]) -> None:
+    for variant, r in row.items():
+        assert isinstance(r, dict)
+        print(
+            f"gc {variant:6} {r['ues']} UEs: learning ({r['learn_s']} s) "
+            f"{r['learn_full_collections']} full collections, longest "
+            f"{r['learn_longest_full_ms']} ms; period boundary "
+            f"{r['boundary_full_collections']} full collections, longest "
+            f"{r['boundary_longest_full_ms']} ms, ticks with their packets median "
+            f"{r['boundary_median_tick_ms']} ms, longest {r['boundary_longest_tick_ms']} ms; "
+            f"{r['freezes']} freezes (the first, before traffic, {r['first_tick_ms']} ms), "
+            f"{r['frozen_objects']} objects frozen"
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from fluidedge.linux.proc import netns_argv, run
 from fluidedge.tof import apps_side
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
+from fluidedge.tof.gcfreeze import Freezer
 from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
@@ -97,6 +98,17 @@ def open_tun(ifname: str) -> int:
 T = TypeVar("T")
 
 
+def allocated(pipeline: Pipeline) -> int:
+    """A running count of the long-lived objects ``pipeline`` allocated: bearers learned,
+    flows created, usage records opened and closed (what :class:`Freezer` batches on)."""
+    counters = pipeline.counters
+    n = counters["bearers_learned"] + counters["flows_created"]
+    accounting = pipeline.accounting
+    if accounting is not None:
+        n += accounting.opened + sum(accounting.records.values())
+    return n
+
+
 class DataPlaneBase:
     """State and helpers shared by the TOF backends: the pipeline and its lock, the apps TUN,
     the data-plane thread (started, woken, joined, its failure recorded), I/O counters, and
@@ -119,6 +131,8 @@ class DataPlaneBase:
         self._wake_r = self._wake_w = -1
         self.io: Counter[str] = Counter()
         self.failure: str | None = None
+        # The data plane's long-lived objects out of full collections (docs/accounting.md).
+        self.freezer: Freezer | None = Freezer()
         self._mono_to_wall = time.time() - time.monotonic()
         if self.pipeline.accounting is not None:
             self.pipeline.accounting.wall_offset = self._mono_to_wall
@@ -232,6 +246,9 @@ class DataPlaneBase:
                     os.close(self._tun)
                 self._tun = None
             raise
+        finally:
+            if self.freezer is not None:
+                self.freezer.release()
 
     def _loop(self) -> None:
         raise NotImplementedError
@@ -279,10 +296,16 @@ class DataPlaneBase:
     def _tick(self, now: float) -> list[Action]:
         """The pipeline's timers (Pinger, queue, purge); on a pipeline error, nothing this tick."""
         try:
-            return self.pipeline.tick(now)
+            out = self.pipeline.tick(now)
         except Exception:  # timers must keep running
             self.io["pipeline_error_tick"] += 1
             return []
+        freezer = self.freezer
+        if freezer is not None and freezer.tick(allocated(self.pipeline)):
+            self.io["gc_freezes"] = freezer.freezes
+            self.io["gc_frozen_objects"] = freezer.frozen
+            self.io["gc_freeze_longest_us"] = round(freezer.longest * 1e6)
+        return out
 
     def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:
         """Transmit the pipeline's actions; ``original`` is the received (frame, vnet header)."""

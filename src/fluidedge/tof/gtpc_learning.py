@@ -27,6 +27,7 @@ most :data:`MAX_PENDING` are kept (the oldest go first).
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,7 +74,9 @@ class GtpcLearner:
     """The GTP-C half of the control agent (see the module docstring)."""
 
     def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+        # A proxy: the pipeline holds this learner, and its state holds no reference cycle
+        # (it is frozen out of the cyclic collector, fluidedge.tof.gcfreeze).
+        self.pipeline: Pipeline = weakref.proxy(pipeline)
         self.pending: OrderedDict[tuple[bytes, bytes, int], _Pending] = OrderedDict()
         # (GSN control address, its TEID-C) -> {NSAPI: context}; each context under both sides.
         self.contexts: dict[tuple[bytes, int], dict[int, _Context]] = {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from fluidedge.linux import netns
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.userspace import UserspaceBackend
+from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -40,8 +43,16 @@ def test_start_stop_leaves_nothing_and_bad_config_fails_cleanly() -> None:
             ).stdout
             assert "198.18.100.0/24 dev tofapps" in routes
             assert backend.stats()["dataplane"] == "running"
+
+            def io() -> dict[str, Any]:
+                return backend.stats()["io"]  # type: ignore[no-any-return]
+
+            # The first tick froze the start-up heap (fluidedge.tof.gcfreeze)...
+            wait_for(lambda: io().get("gc_freezes"), 10, lambda: f"a freeze, io {io()}")
+            assert io()["gc_frozen_objects"] > 0
         finally:
             backend.stop()
+        assert gc.get_freeze_count() == 0  # ...and the thread's end unfroze it
         assert "tofapps" not in _links(ns)  # the TUN and its route left with the fd
         assert backend.stats()["dataplane"] == "stopped"
         broken = UserspaceBackend(TofConfig(netns=ns, enb_interface="nosuch0"))

@@ -33,10 +33,15 @@ def _ip(raw: bytes) -> str:
 
 
 class Usage:
-    """The open record of one (bearer, service): counters since the last report."""
+    """The open record of one (bearer, service): counters since the last report.
+
+    It does not refer to its bearer (the bearer refers to it, and :attr:`Accountant.active`
+    maps it to its bearer): the data plane's per-UE state holds no reference cycle, so it is
+    freed by reference counting alone and may be frozen out of the cyclic collector
+    (:mod:`fluidedge.tof.gcfreeze`).
+    """
 
     __slots__ = (
-        "bearer",
         "dl_bytes",
         "dl_packets",
         "first",
@@ -48,10 +53,7 @@ class Usage:
         "ul_packets",
     )
 
-    def __init__(
-        self, bearer: Bearer, service: str, service_ip: bytes, triggers: Triggers, now: float
-    ) -> None:
-        self.bearer = bearer
+    def __init__(self, service: str, service_ip: bytes, triggers: Triggers, now: float) -> None:
         self.service = service
         self.service_ip = service_ip
         self.triggers = triggers
@@ -109,7 +111,8 @@ class Accountant:
     def __init__(self, config: AccountingConfig, wall_offset: float = 0.0) -> None:
         self.config = config
         self.wall_offset = wall_offset
-        self.active: dict[Usage, None] = {}  # insertion-ordered set of open records
+        self.active: dict[Usage, Bearer] = {}  # open records (insertion-ordered), their bearer
+        self.opened = 0  # records opened since start (what the data plane allocates)
         self.closed: deque[UsageRecord] = deque()
         self.max_pending = 1_000_000  # closed records the exporter has not taken yet
         self.close_budget = 500  # records closed per check (one data-plane tick)
@@ -137,16 +140,18 @@ class Accountant:
 
     def open(self, bearer: Bearer, service: str, service_ip: bytes, now: float) -> Usage:
         """A new record for the first packet of (``bearer``, ``service``) since a report."""
-        usage = Usage(bearer, service, service_ip, self.triggers(service), now)
+        usage = Usage(service, service_ip, self.triggers(service), now)
         bearer.usage[service] = usage
-        self.active[usage] = None
+        self.active[usage] = bearer
+        self.opened += 1
         return usage
 
     def close(self, usage: Usage, trigger: str, now: float, reason: str = "") -> None:
-        bearer = usage.bearer
+        bearer = self.active.pop(usage, None)
+        if bearer is None:
+            return  # closed already
         if bearer.usage.get(usage.service) is usage:
             del bearer.usage[usage.service]
-        self.active.pop(usage, None)
         now = max(now, usage.last)  # events without a packet carry the latest tick's time
         offset = self.wall_offset
         record = UsageRecord(
@@ -250,8 +255,7 @@ class Accountant:
         """The open records (counters since the last report), filtered (``GET /usage``)."""
         out: list[dict[str, object]] = []
         offset = self.wall_offset
-        for usage in self.active:
-            bearer = usage.bearer
+        for usage, bearer in self.active.items():
             if service is not None and usage.service != service:
                 continue
             ue_text = _ip(bearer.ue)
@@ -277,8 +281,7 @@ class Accountant:
     def open_identities(self) -> Iterable[dict[str, object]]:
         """Who has an open record (the restart marker: these are lost if the daemon dies)."""
         offset = self.wall_offset
-        for usage in self.active:
-            bearer = usage.bearer
+        for usage, bearer in self.active.items():
             yield {
                 "ue": _ip(bearer.ue),
                 "enb": _ip(bearer.enb),
