@@ -305,6 +305,7 @@ class DataPlaneBase:
             self.io["gc_freezes"] = freezer.freezes
             self.io["gc_frozen_objects"] = freezer.frozen
             self.io["gc_freeze_longest_us"] = round(freezer.longest * 1e6)
+            self.io["gc_full_collections"] = freezer.full_collections
         return out
 
     def _send_all(self, actions: list[Action], original: tuple[bytes, bytes] | None) -> None:

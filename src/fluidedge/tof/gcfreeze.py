@@ -22,12 +22,17 @@ are garbage by then, so what can leak is only an object of another thread that i
 freeze and becomes part of a garbage cycle later; :attr:`Freezer.frozen` (the permanent
 generation's size, in the data plane's I/O counters) shows whether that grows beyond the data
 plane's own state, and :meth:`Freezer.release` unfreezes everything when the data plane stops.
+To bound such a leak in a daemon that runs for months, every :attr:`Freezer.full_every`
+seconds (default an hour) the tick unfreezes everything and runs one full collection before
+freezing again: one full-length pause an hour instead of one at every period boundary and
+every few thousand bearers learned.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 __all__ = ["Freezer"]
 
@@ -35,9 +40,18 @@ __all__ = ["Freezer"]
 class Freezer:
     """``gc.collect(); gc.freeze()`` every :attr:`batch` objects the data plane allocated."""
 
-    def __init__(self, batch: int = 5000) -> None:
+    def __init__(
+        self,
+        batch: int = 5000,
+        full_every: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.batch = batch
+        self.full_every = full_every
+        self._clock = clock
         self._last = 0  # the allocation count at the last freeze
+        self._last_full = clock()
+        self.full_collections = 0  # unfreeze + full collection (the leak bound)
         self.freezes = 0
         self.frozen = 0  # objects in the permanent generation after the last freeze
         self.longest = 0.0  # the longest collect + freeze, seconds
@@ -46,10 +60,16 @@ class Freezer:
         """Collect and freeze if ``allocated`` (a running count of the data plane's long-lived
         allocations) grew by :attr:`batch` since the last freeze, or at the first tick (the
         process's start-up heap, before traffic); whether it did."""
-        if allocated - self._last < self.batch and self.freezes:
+        now = self._clock()
+        full = self.freezes > 0 and now - self._last_full >= self.full_every
+        if allocated - self._last < self.batch and self.freezes and not full:
             return False
         self._last = allocated
         start = time.perf_counter()
+        if full:  # reclaim what became cyclic garbage among the frozen objects
+            self._last_full = now
+            self.full_collections += 1
+            gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.longest = max(self.longest, time.perf_counter() - start)

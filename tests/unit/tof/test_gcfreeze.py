@@ -6,6 +6,7 @@ counting alone, since frozen cycles are never reclaimed."""
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -108,6 +109,36 @@ def test_freezer_collects_and_freezes_every_batch() -> None:
         assert not freezer.tick(150)
         freezer.release()
         assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_frozen_cycles_are_reclaimed_by_the_periodic_full_collection() -> None:
+    """A cycle that was alive at a freeze and became garbage later is not collectable while
+    frozen; the hourly unfreeze + full collection reclaims it (the leak bound)."""
+    now = [0.0]
+    freezer = Freezer(batch=10**9, full_every=3600.0, clock=lambda: now[0])
+    try:
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        assert freezer.tick(0)  # frozen with the cycle alive
+        del cycle
+        gc.collect()
+        assert ref() is not None  # frozen garbage: the collector does not see it
+        now[0] = 3599.0
+        assert not freezer.tick(1)
+        assert ref() is not None
+        now[0] = 3600.0
+        assert freezer.tick(2)  # the hour: unfreeze, full collection, freeze again
+        assert ref() is None
+        assert freezer.full_collections == 1
+        assert gc.get_freeze_count() > 0
+        assert not freezer.tick(3)  # the next one only an hour later
     finally:
         gc.unfreeze()
 
