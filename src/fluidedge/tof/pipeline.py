@@ -1227,11 +1227,16 @@ class Pipeline:
         app_ip = self.ondemand.forget(service, ue, force=force)
         if app_ip is None:
             return False
-        for key, flow in list(self.flows.items()):
-            if flow.service == service and flow.application_ip == app_ip:
+        index = self.service_index  # with it: the service's flows only, not every flow
+        flow_keys = list(self.flows) if index is None else list(index.flows_of(service))
+        pair_keys = list(self.pairs) if index is None else list(index.pairs_of(service))
+        for key in flow_keys:
+            flow = self.flows.get(key)
+            if flow is not None and flow.service == service and flow.application_ip == app_ip:
                 del self.flows[key]
-        for pair, flow in list(self.pairs.items()):
-            if flow.service == service and flow.application_ip == app_ip:
+        for pair in pair_keys:
+            flow = self.pairs.get(pair)
+            if flow is not None and flow.service == service and flow.application_ip == app_ip:
                 del self.pairs[pair]
         return True
 

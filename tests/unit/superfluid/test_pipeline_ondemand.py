@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from tests.unit.tof.test_pipeline import (
     APP,
     ENB1,
@@ -19,6 +20,7 @@ from tests.unit.tof.test_pipeline import (
     udp_packet,
 )
 
+from fluidedge.tof.fastpath.dirty import track
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
 from fluidedge.tof.superfluid.model import OnDemand
@@ -89,6 +91,29 @@ def test_paused_binding_queues_and_asks_for_resume() -> None:
     assert demands[-1] == ("web", UE1, "resume", 3.0)
     out = p.ondemand_ready("web", UE1, APP_A, 3.001)
     assert [port for port, _ in out] == [APPS]
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_forget_drops_only_the_forgotten_instances_flows(indexed: bool) -> None:
+    """With the fast path's service index, forget looks at the service's flows only (not
+    every flow); with or without it, exactly the forgotten instance's flows and pairs go."""
+    p, _ = setup()
+    if indexed:
+        track(p)
+    app_b = ipaddress.IPv4Address("198.19.0.66").packed
+    p.ondemand_ready("web", UE1, APP_A, 1.0)
+    p.ondemand_ready("web", UE2, app_b, 1.0)
+    for port in (4000, 4001):
+        p.from_s1(gpdu(ENB1, SGW1, 100, udp_packet(UE1, SVC_IP, port, 80)), ENB, 1.0)
+        p.from_s1(gpdu(ENB1, SGW1, 101, udp_packet(UE2, SVC_IP, port, 80)), ENB, 1.0)
+    assert sum(f.application_ip == APP_A for f in p.flows.values()) == 2
+    assert sum(f.application_ip == app_b for f in p.flows.values()) == 2
+    p.ondemand.park("web", UE1)
+    assert p.ondemand_forget("web", UE1)
+    assert not any(f.application_ip == APP_A for f in p.flows.values())
+    assert not any(f.application_ip == APP_A for f in p.pairs.values())
+    assert sum(f.application_ip == app_b for f in p.flows.values()) == 2  # UE2's stay
+    assert any(f.application_ip == app_b for f in p.pairs.values())
 
 
 def test_queue_timeout_in_tick_and_forget_drops_flows() -> None:
