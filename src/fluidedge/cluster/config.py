@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,11 @@ class ClusterConfig(BaseModel):
         default="spread", description="default node choice: least committed, or fullest that fits"
     )
     forward_timeout: float = Field(default=120.0, gt=0, le=3600)
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) the node-to-node HTTPS client trusts (the nodes' "
+        "api.tls_cert, or the site CA that signed them); default: the system's CAs",
+    )
 
     @field_validator("etcd")
     @classmethod
@@ -56,6 +62,15 @@ class ClusterConfig(BaseModel):
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set one of cluster.token and cluster.token_file")
         return self
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What the node-to-node client verifies HTTPS peers with (always verified)."""
+        if self.ca_file is None:
+            return True
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cluster.ca_file {self.ca_file}: {exc}") from exc
 
     def read_token(self) -> str:
         if self.token is not None or self.token_file is None:

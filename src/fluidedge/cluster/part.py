@@ -72,7 +72,8 @@ class ClusterPart:
         self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
         self._http: httpx.AsyncClient | None = None
-        self._sync_http = httpx.Client(timeout=config.forward_timeout)
+        self._verify = config.verify()  # node-to-node HTTPS: the site's CA (cluster.ca_file)
+        self._sync_http = httpx.Client(timeout=config.forward_timeout, verify=self._verify)
         self.forwarded = 0
         self.taken_over = 0
         self.takeover_failures = 0
@@ -279,7 +280,7 @@ class ClusterPart:
         self._manager = self._instances()
         if self._manager is None:
             log.warning("cluster: no [instances] part: the node runs nothing")
-        self._http = httpx.AsyncClient(timeout=self.config.forward_timeout)
+        self._http = httpx.AsyncClient(timeout=self.config.forward_timeout, verify=self._verify)
         await asyncio.to_thread(self.registry.start)
         if self._manager is not None:
             self._manager.placer = self

@@ -38,7 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
 from fluidedge.core.openapi import error_responses
-from fluidedge.instances.errors import FreezerBusy, InvalidRequest
+from fluidedge.instances.errors import FreezerBusy, WrongState
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
@@ -112,7 +112,7 @@ async def _place(
     """The answer of the node the cluster part forwards ``request`` to; ``None``: run here."""
     placer = manager.placer
     if placer is None:
-        raise InvalidRequest("node: this daemon is not a node of a cluster (no [cluster] table)")
+        raise WrongState("node: this daemon is not a node of a cluster (no [cluster] table)")
     node = placer.target(
         request,
         manager.templates.get(request.template),

@@ -53,6 +53,7 @@ APP_SUPPORT = "/mec_app_support/v1"
 DEFAULT_TENANT = "default"  # the descriptor's tenant that means "the admin's own"
 TOKEN_FILE = "mec/token"  # noqa: S105 - a path, not a secret
 APP_FILE = "mec/app.json"
+CA_FILE = "mec/ca.pem"  # the platform listener's certificate, when Mp1 is served over HTTPS
 DATA_IF = "eth0"
 PLATFORM_IF = "eth1"
 
@@ -65,10 +66,14 @@ class PlatformNet:
     address: ipaddress.IPv4Interface
     port: int
     data_ingress: tuple[ipaddress.IPv4Network, ...] = ()
+    # The platform listener's certificate (PEM) when Mp1 is served over HTTPS (the daemon's
+    # api.tls_cert): written into every app instance as the CA its Mp1 client trusts.
+    certificate: str | None = None
 
     @property
     def mp1_url(self) -> str:
-        return f"http://{self.address.ip}:{self.port}"
+        scheme = "https" if self.certificate is not None else "http"
+        return f"{scheme}://{self.address.ip}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,12 @@ def app_files(app_id: str, token: str, net: PlatformNet) -> dict[str, str]:
         "appSupport": net.mp1_url + APP_SUPPORT,
         "tokenFile": "/.fe/" + TOKEN_FILE,
     }
-    return {TOKEN_FILE: token, APP_FILE: json.dumps(about, indent=1) + "\n"}
+    files = {TOKEN_FILE: token}
+    if net.certificate is not None:
+        about["caFile"] = "/.fe/" + CA_FILE
+        files[CA_FILE] = net.certificate
+    files[APP_FILE] = json.dumps(about, indent=1) + "\n"
+    return files
 
 
 def app_env(
@@ -185,6 +195,8 @@ def app_env(
         "MEC_MP1_URL": net.mp1_url,
         "MEC_TOKEN_FILE": "/.fe/" + TOKEN_FILE,
     }
+    if net.certificate is not None:
+        env["MEC_CA_FILE"] = "/.fe/" + CA_FILE
     if platform_address:
         env["MEC_PLATFORM_ADDRESS"] = str(ipaddress.ip_interface(platform_address).ip)
     if data_address:

@@ -7,8 +7,11 @@ daemon's event loop, handing each request to the daemon's own ASGI application (
 middleware, audit and Mp1's own authentication included). Every other path is a 404
 ProblemDetails: an app never reaches the operator's API, not even its open reads.
 
-Plain HTTP: the platform network is a bridge private to the host and its app instances, whose
-ports are filtered (port security: no spoofed addresses) by the security-group part.
+HTTPS with the daemon's own certificate and key (``api.tls_cert``/``api.tls_key``), which
+each app instance receives as the CA of its Mp1 client (``/.fe/mec/ca.pem``,
+``MEC_CA_FILE``): the listener is off loopback, so the daemon's rule for its own API applies.
+Plain HTTP only with ``[mec] allow_plain_http = true`` (e.g. a lab: the platform network is a
+bridge private to the host and its app instances, whose ports are filtered by port security).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import socket
 import subprocess
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -103,10 +107,13 @@ def remove_address(bridge: str, address: ipaddress.IPv4Interface) -> None:
 class Mp1Listener:
     """uvicorn on ``host:port`` serving :func:`mp1_only` on the running event loop."""
 
-    def __init__(self, app: Asgi, host: str, port: int) -> None:
+    def __init__(
+        self, app: Asgi, host: str, port: int, *, tls: tuple[Path | None, Path | None] | None = None
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.tls = tls  # (certificate, key) files: HTTPS
         self.server: uvicorn.Server | None = None
 
     async def start(self) -> None:
@@ -118,8 +125,13 @@ class Mp1Listener:
             access_log=False,
             log_config=None,
             http="h11",
+            ssl_certfile=str(self.tls[0]) if self.tls and self.tls[0] else None,
+            ssl_keyfile=str(self.tls[1]) if self.tls and self.tls[1] else None,
         )
-        config.load()
+        try:
+            config.load()  # the TLS context too: a bad certificate or key fails here
+        except OSError as exc:
+            raise ListenerError(f"[mec] Mp1 on {self.host}:{self.port}: TLS: {exc}") from exc
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

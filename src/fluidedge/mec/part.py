@@ -13,6 +13,7 @@ served on the platform network (:mod:`fluidedge.mec.listener`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from typing import Annotated, Any
 
@@ -91,6 +92,9 @@ class MecConfig(BaseModel):
     platform_network: str | None = Field(default=None, max_length=63)
     platform_address: str | None = Field(default=None, examples=["10.77.0.1/24"])
     mp1_port: int = Field(default=8480, ge=1, le=65535)
+    # Mp1 on the platform network is off loopback: HTTPS with the daemon's api.tls_cert/tls_key
+    # (whose certificate each app instance gets as its CA), or plain HTTP only when this says so.
+    allow_plain_http: bool = False
     # Sources allowed into a deployed app's data interface by its tenant's default data group
     # (the UE pool, whose traffic the TOF offloads to the app).
     data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
@@ -127,7 +131,7 @@ class MecPart:
         self.notifier = Notifier(
             config.networks(), attempts=config.notify_attempts, timeout=config.notify_timeout
         )
-        self.net = config.platform()
+        self.net = self._platform_net(config, ctx)
         self.responder: DnsResponder | None = None
         self.platform = Platform(
             Tables(ctx.store),
@@ -171,8 +175,10 @@ class MecPart:
         bridge = self._platform_bridge(net)
         if await asyncio.to_thread(add_address, bridge, net.address):
             self._address_added = (bridge, net.address)
+        api = self.ctx.config.api
+        tls = (api.tls_cert, api.tls_key) if net.certificate is not None else None
         listener = Mp1Listener(
-            mp1_only(lambda: self.ctx.app, MP1_PREFIXES), str(net.address.ip), net.port
+            mp1_only(lambda: self.ctx.app, MP1_PREFIXES), str(net.address.ip), net.port, tls=tls
         )
         await listener.start()
         self.listener = listener
@@ -197,6 +203,29 @@ class MecPart:
     def _tof(self) -> TofPort | None:
         part = self.ctx.parts.get("tof")
         return CatalogTof(part) if part is not None and hasattr(part, "catalog") else None
+
+    @staticmethod
+    def _platform_net(config: MecConfig, ctx: DaemonContext) -> PlatformNet | None:
+        """The platform network; Mp1 there over HTTPS with the daemon's certificate, or plain
+        HTTP only with ``allow_plain_http`` (the rule the daemon's own API follows off
+        loopback)."""
+        net = config.platform()
+        if net is None:
+            return None
+        api = ctx.config.api
+        if api.tls_cert is None:
+            if not config.allow_plain_http:
+                raise MecInvalid(
+                    "config [mec] platform_network: Mp1 is served off loopback there: set "
+                    "api.tls_cert and api.tls_key (the platform listener uses them; app "
+                    "instances get the certificate as their CA) or [mec] allow_plain_http = true"
+                )
+            return net
+        try:
+            certificate = api.tls_cert.read_text()
+        except OSError as exc:
+            raise MecInvalid(f"config api.tls_cert ({api.tls_cert}): {exc}") from exc
+        return dataclasses.replace(net, certificate=certificate)
 
     def router(self) -> APIRouter:
         router = APIRouter()

@@ -65,6 +65,7 @@ def mec_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHa
                 "platform_network": PLAT_NET,
                 "platform_address": f"{PLAT}.1/24",
                 "mp1_port": MP1_PORT,
+                "allow_plain_http": True,  # the busybox apps' wget does not verify TLS
             },
         },
         start=False,

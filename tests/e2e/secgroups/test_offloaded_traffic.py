@@ -94,7 +94,16 @@ def test_offloaded_requests_obey_the_app_ports_group(
         assert _offloaded(stats) > 0, stats["services"]["web"]
 
         client.post("/v1/security-groups/app/rules", HTTP)
-        answered = wait_for(lambda: _get(lab), 30, "the request answered once the rule exists")
+
+        def state() -> str:  # what a failure reports: the service's counters, the data plane
+            seen = client.get("/stats")
+            return (
+                f"the request answered once the rule exists (service web: "
+                f"{seen['services']['web']}; fastpath: {seen.get('fastpath')}; "
+                f"drops: {seen.get('drops')})"
+            )
+
+        answered = wait_for(lambda: _get(lab), 30, state)
         assert answered == "edge app app1"
 
         client.delete("/v1/security-groups/app/rules/http")

@@ -92,3 +92,21 @@ def test_a_stale_view_keeps_unnamed_requests_here(part: ClusterPart) -> None:
     assert part.target(request(node="there"), TEMPLATE, admin=True, forwarded=None) == "there"
     part.registry.last_read = None  # never read
     assert part.target(request(), TEMPLATE, admin=True, forwarded=None) is None
+
+
+def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    from fluidedge.cluster.errors import ClusterInvalid
+    from fluidedge.cluster.part import create_part
+
+    ctx = DaemonContext(DaemonConfig(state_dir=tmp_path), Store(tmp_path / "s.sqlite"))
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    section = {
+        "etcd": "http://127.0.0.1:1",
+        "node": "here",
+        "url": "https://127.0.0.1:2",
+        "token": "t" * 24,
+    }
+    for ca in (bad, tmp_path / "missing.pem"):
+        with pytest.raises(ClusterInvalid, match=r"cluster\.ca_file"):
+            create_part({**section, "ca_file": str(ca)}, ctx)

@@ -8,18 +8,21 @@ import asyncio
 import ipaddress
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from fluidedge.core.config import parse_config
 from fluidedge.core.store import Store
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
 from fluidedge.mec import deploy
 from fluidedge.mec.deploy import Placed, PlatformNet
 from fluidedge.mec.descriptor import AppDescriptor, Deployment
-from fluidedge.mec.errors import MecConflict, MecUnsupported
+from fluidedge.mec.errors import MecConflict, MecInvalid, MecUnsupported
 from fluidedge.mec.listener import mp1_only
+from fluidedge.mec.part import MecConfig, MecPart
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import Platform
 from fluidedge.secgroups.model import SecurityGroup
@@ -220,3 +223,43 @@ def test_the_platform_listener_serves_mp1_paths_only() -> None:
         asyncio.run(run(path))
     assert seen == ["/mec_app_support/v1/timing/current_time"]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [404, 404, 404]
+
+
+def _mec_config(**extra: Any) -> Any:
+
+    return MecConfig(platform_network="mecplat", platform_address="10.77.0.1/24", **extra)
+
+
+def test_mp1_off_loopback_needs_tls_or_an_explicit_plain_http(tmp_path: Path) -> None:
+    """The platform listener is off loopback: the daemon's rule for its own API applies."""
+
+    plain_ctx: Any = SimpleNamespace(config=parse_config({}))
+    with pytest.raises(MecInvalid, match=r"api\.tls_cert and api\.tls_key .* allow_plain_http"):
+        MecPart._platform_net(_mec_config(), plain_ctx)
+    net = MecPart._platform_net(_mec_config(allow_plain_http=True), plain_ctx)
+    assert net is not None
+    assert net.mp1_url == "http://10.77.0.1:8480"
+    assert net.certificate is None
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    tls_ctx: Any = SimpleNamespace(
+        config=parse_config({"api": {"tls_cert": str(cert), "tls_key": str(tmp_path / "k")}})
+    )
+    net = MecPart._platform_net(_mec_config(), tls_ctx)
+    assert net is not None
+    assert net.mp1_url == "https://10.77.0.1:8480"
+    files = deploy.app_files(APP, "fea_x", net)
+    assert files[deploy.CA_FILE] == cert.read_text()  # the app's Mp1 client trusts it
+    about = json.loads(files[deploy.APP_FILE])
+    assert about["mp1"].startswith("https://")
+    assert about["caFile"] == "/.fe/mec/ca.pem"
+    assert deploy.app_env(APP, net)["MEC_CA_FILE"] == "/.fe/mec/ca.pem"
+    assert "MEC_CA_FILE" not in deploy.app_env(APP, NET)  # plain: no CA
+    assert deploy.CA_FILE not in deploy.app_files(APP, "fea_x", NET)
+    missing: Any = SimpleNamespace(
+        config=parse_config(
+            {"api": {"tls_cert": str(tmp_path / "nope"), "tls_key": str(tmp_path / "k")}}
+        )
+    )
+    with pytest.raises(MecInvalid, match=r"api\.tls_cert"):
+        MecPart._platform_net(_mec_config(), missing)

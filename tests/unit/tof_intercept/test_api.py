@@ -71,9 +71,18 @@ def test_admin_creates_lists_deletes_and_a_tenant_sees_nothing(tmp_path: Path) -
         assert again.status_code == 409  # the UE is intercepted already
         assert client.post("/v1/intercepts", json=BODY, headers=AUTH).status_code == 409
         bad = {**BODY, "name": "y", "target": {"ue": "198.18.100.2"}}
-        for dest in ({"pcap": "../../etc/x.pcap"}, {"interface": "nosuchif0"}, {"pcap": "c7.pcap"}):
+        # Malformed (400); well-formed but not possible here (409: a schema-valid request is
+        # never a 400): an interface that cannot be opened, a file that exists, both or none.
+        for dest, code in (
+            ({"pcap": "../../etc/x.pcap"}, 400),
+            ({"interface": "a b"}, 400),
+            ({"interface": "nosuchif0"}, 409),
+            ({"pcap": "c7.pcap"}, 409),
+            ({"pcap": "/etc/x.pcap"}, 409),
+            ({}, 409),
+        ):
             r = client.post("/v1/intercepts", json={**bad, "destination": dest}, headers=AUTH)
-            assert r.status_code == 400, (dest, r.text)
+            assert r.status_code == code, (dest, r.text)
         # Traffic: UE1's packets are copied, UE2's are not.
         p = backend.pipeline
         bearer_up(p)

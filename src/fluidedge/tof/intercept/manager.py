@@ -26,8 +26,8 @@ from fluidedge.tof.intercept.model import (
     Intercept,
     InterceptConfig,
     InterceptConflict,
-    InterceptInvalid,
     InterceptNotFound,
+    InterceptRefused,
     NewInterceptModel,
     validate,
 )
@@ -127,10 +127,10 @@ class InterceptManager:
             try:
                 writer = self._writer(it, create=True)
             except FileExistsError as exc:
-                raise InterceptInvalid(f"destination.pcap: {it.pcap} exists") from exc
+                raise InterceptRefused(f"destination.pcap: {it.pcap} exists") from exc
             except OSError as exc:
                 what = "pcap" if it.pcap is not None else "interface"
-                raise InterceptInvalid(f"destination.{what}: {exc.strerror or exc}") from exc
+                raise InterceptRefused(f"destination.{what}: {exc.strerror or exc}") from exc
             mirror = Mirror(it, writer, self.config.queue)
             mirror.start()
             try:

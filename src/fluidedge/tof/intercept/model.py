@@ -19,13 +19,21 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from fluidedge.errors import ConflictError, InputError, NotFoundError
 from fluidedge.tof.errors import TofError
+from fluidedge.tof.models import IPV4_ANY
 
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pcap$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# What a pcap destination looks like: a bare NAME.pcap, or an absolute path ending in one (the
+# directory is checked against the allowed ones after the schema: 409 when it is not).
+_PCAP_TEXT = r"^(/([A-Za-z0-9_.-]+/)*)?[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pcap$"
+# Described as IPv4 (any dotted quad), so a generated schema-valid request is a valid one;
+# IPv6 is accepted too (not described, as for the Service API's addresses).
+_ADDRESS_SCHEMA: JsonDict = {"pattern": IPV4_ANY}
 
 # pcap (the libpcap file format, draft-ietf-opsawg-pcap): nanosecond-resolution magic,
 # version 2.4, snap length, LINKTYPE_RAW (101: the record starts with an IPv4 or IPv6 header).
@@ -48,6 +56,12 @@ class InterceptConflict(TofError, ConflictError):
     """The name, or the target's UE, is already intercepted."""
 
 
+class InterceptRefused(InterceptConflict):
+    """A well-formed (schema-valid) request this node cannot carry out: a destination that is
+    not one of the two, a directory that is not allowed, a file that exists, an interface that
+    cannot be opened, peers of two families (409, the reason says which)."""
+
+
 def _address(value: str | None) -> str | None:
     if value is None:
         return None
@@ -62,9 +76,23 @@ class TargetModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ue: str = Field(max_length=64, description="UE address (the inner address of its bearer)")
-    enb: str | None = Field(default=None, max_length=64, description="only this eNB's bearer")
-    sgw: str | None = Field(default=None, max_length=64, description="only this SGW's bearer")
+    ue: str = Field(
+        max_length=64,
+        description="UE address (the inner address of its bearer)",
+        json_schema_extra=_ADDRESS_SCHEMA,
+    )
+    enb: str | None = Field(
+        default=None,
+        max_length=64,
+        description="only this eNB's bearer",
+        json_schema_extra=_ADDRESS_SCHEMA,
+    )
+    sgw: str | None = Field(
+        default=None,
+        max_length=64,
+        description="only this SGW's bearer",
+        json_schema_extra=_ADDRESS_SCHEMA,
+    )
 
     @field_validator("ue", "enb", "sgw")
     @classmethod
@@ -77,10 +105,13 @@ class DestinationModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    interface: str | None = Field(default=None, max_length=15, description="mirror interface")
+    interface: str | None = Field(
+        default=None, max_length=15, pattern=_IFNAME.pattern, description="mirror interface"
+    )
     pcap: str | None = Field(
         default=None,
         max_length=1024,
+        pattern=_PCAP_TEXT,
         description="pcap file: a name (in the state dir's intercepts/) or an absolute path in "
         "a configured directory; it must not exist yet",
     )
@@ -156,7 +187,8 @@ def pcap_path(text: str, default_dir: Path, allowed: list[Path]) -> Path:
     """The file a ``pcap`` destination names, checked: a bare file name goes in
     ``default_dir``; an absolute path must be in ``default_dir`` or one of ``allowed``
     (compared after resolving the parent's symbolic links), its name ``*.pcap`` of safe
-    characters. Raises :class:`InterceptInvalid` with the reason."""
+    characters. Raises :class:`InterceptInvalid` (malformed) or :class:`InterceptRefused` (a
+    directory that is not allowed) with the reason."""
     if "\x00" in text:
         raise InterceptInvalid("destination.pcap: NUL in path")
     raw = Path(text)
@@ -172,7 +204,7 @@ def pcap_path(text: str, default_dir: Path, allowed: list[Path]) -> Path:
     parent = Path(os.path.realpath(raw.parent))
     roots = [Path(os.path.realpath(d)) for d in (default_dir, *allowed)]
     if not any(parent == root for root in roots):
-        raise InterceptInvalid(
+        raise InterceptRefused(
             f"destination.pcap: {raw.parent} is not an allowed directory "
             f"({', '.join(str(r) for r in roots)})"
         )
@@ -183,11 +215,11 @@ def validate(request: NewInterceptModel, default_dir: Path, allowed: list[Path])
     """A request's intercept, every rule the schema alone cannot express checked."""
     dest = request.destination
     if (dest.interface is None) == (dest.pcap is None):
-        raise InterceptInvalid("destination: give exactly one of interface or pcap")
+        raise InterceptRefused("destination: give exactly one of interface or pcap")
     target = request.target
     families = {ipaddress.ip_address(a).version for a in (target.enb, target.sgw) if a}
     if len(families) > 1:
-        raise InterceptInvalid("target: enb and sgw must be of one address family")
+        raise InterceptRefused("target: enb and sgw must be of one address family")
     path = None if dest.pcap is None else str(pcap_path(dest.pcap, default_dir, allowed))
     return Intercept(
         request.name, target.ue, target.enb, target.sgw, dest.interface, path, created=0.0
