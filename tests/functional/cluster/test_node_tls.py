@@ -4,7 +4,6 @@ against ``cluster.ca_file`` (a real TLS server on loopback), and refuses one it 
 from __future__ import annotations
 
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,20 +16,7 @@ from fluidedge.cluster.part import ClusterPart, create_part
 from fluidedge.core.config import DaemonConfig
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.store import Store
-
-
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "node.pem", directory / "node.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=fluidedge-node", "-keyout", str(key),
-            "-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+from tests.fixtures.tls import self_signed
 
 
 class _Ok(BaseHTTPRequestHandler):
@@ -48,7 +34,7 @@ class _Ok(BaseHTTPRequestHandler):
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """Another node's API over HTTPS on loopback: its URL and its certificate."""
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed(tmp_path, "127.0.0.1", "node")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)

@@ -18,6 +18,7 @@ import pytest
 
 from fluidedge.linux.netns import call_in_netns
 from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.fixtures.tls import self_signed
 
 pytestmark = pytest.mark.root
 
@@ -111,20 +112,6 @@ def test_read_only_state_dir_is_a_clear_message(
         assert daemon.process.returncode == 1
 
 
-def _certificate(directory: Path, address: str) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=fluidedge-test", "-keyout", str(key),
-            "-out", str(cert), "-addext", f"subjectAltName=IP:{address}",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_off_loopback_needs_tls_then_serves_https(
     api_netns: str, daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
@@ -132,7 +119,7 @@ def test_off_loopback_needs_tls_then_serves_https(
     with pytest.raises(RuntimeError, match=r"is not loopback: set api.tls_cert and api.tls_key"):
         plain.start(timeout=30)
 
-    cert, key = _certificate(tmp_path, "192.0.2.1")
+    cert, key = self_signed(tmp_path, "192.0.2.1")
     daemon = daemon_factory(
         TOF,
         api={"listen": "192.0.2.1", "tls_cert": str(cert), "tls_key": str(key)},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,9 @@ import httpx
 import pytest
 
 from fluidedge.mec.listener import ListenerError, Mp1Listener, mp1_only
+from tests.fixtures.tls import self_signed
 
 PREFIXES = ("/mec_app_support/v1", "/mec_service_mgmt/v1")
-
-
-def _certificate(directory: Path, address: str) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=fluidedge-mp1-test", "-keyout", str(key),
-            "-out", str(cert), "-addext", f"subjectAltName=IP:{address}",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def _free_port() -> int:
@@ -47,7 +33,7 @@ async def _daemon(scope: Any, _receive: Any, send: Any) -> None:
 
 
 def test_mp1_is_served_over_https_with_the_certificate_the_apps_trust(tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path, "127.0.0.1")
+    cert, key = self_signed(tmp_path, "127.0.0.1")
     port = _free_port()
 
     async def scenario() -> tuple[int, str, int, str]:
@@ -86,7 +72,7 @@ def test_mp1_is_served_over_https_with_the_certificate_the_apps_trust(tmp_path: 
 
 
 def test_a_bad_key_is_a_clear_error(tmp_path: Path) -> None:
-    cert, _ = _certificate(tmp_path, "127.0.0.1")
+    cert, _ = self_signed(tmp_path, "127.0.0.1")
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key\n")
     listener = Mp1Listener(
