@@ -33,10 +33,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tests.functional.tof_fastpath.topo import topology  # noqa: E402
 
-from fluidedge.tof.config import TofConfig  # noqa: E402
 from fluidedge.tof.fastpath import layout as L  # noqa: E402
 from fluidedge.tof.fastpath.backend import FastPathBackend  # noqa: E402
-from tof_fastpath_scale import learn  # noqa: E402
+from tof_fastpath_scale import bench_config, learn  # noqa: E402
 
 
 def fold_before(backend: FastPathBackend) -> None:
@@ -114,14 +113,7 @@ def main() -> None:
         rows.setdefault(name, []).append(value)
 
     with topology("f") as t:
-        config = TofConfig(
-            netns=t.host,
-            pinger_target="198.18.200.10",
-            idle_timeout=3600,
-            flow_timeout=3600,
-            ue_pools=["10.0.0.0/8"],
-            max_tunnels=n + 1000,
-        )
+        config = bench_config(t.host, max_tunnels=n + 1000)
         backend = FastPathBackend(config)
         backend.start()
         try:

@@ -42,11 +42,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tests.functional.tof_fastpath.topo import Topo, topology  # noqa: E402
 
-from fluidedge.tof.config import TofConfig  # noqa: E402
 from fluidedge.tof.fastpath import layout as L  # noqa: E402
 from fluidedge.tof.fastpath.backend import FastPathBackend  # noqa: E402
 from fluidedge.tof.models import Service  # noqa: E402
-from tof_fastpath_scale import APP, PDN, SVC, g_pdu, learn, ue_of  # noqa: E402
+from tof_fastpath_scale import APP, PDN, SVC, bench_config, g_pdu, learn, ue_of  # noqa: E402
 
 REUSED = "bearers_retired_uplink_teid_reused"
 SAMPLE = 64
@@ -150,15 +149,7 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
     print(f"TOF fast path: re-attach churn through the wire ({time.ctime()}), {n:,} bearers")
     with topology("w") as t:
-        config = TofConfig(
-            netns=t.host,
-            pinger_target="198.18.200.10",
-            idle_timeout=3600,
-            flow_timeout=3600,
-            ue_pools=["10.0.0.0/8"],
-            max_tunnels=2 * n + 1000,
-            max_flows=10_000,
-        )
+        config = bench_config(t.host, max_tunnels=2 * n + 1000, max_flows=10_000)
         backend = FastPathBackend(config)
         backend.start()
         try:

@@ -136,17 +136,27 @@ def add_flows(backend: FastPathBackend, n: int, per: int, now: float) -> int:
     return made
 
 
+def bench_config(netns: str, *, max_tunnels: int, max_flows: int | None = None) -> TofConfig:
+    """The fast-path benches' TOF: timers that never expire what they hold, the UE pool of
+    :func:`ue_of`, maps sized by the caller (``max_flows`` None: the config's default)."""
+    config = TofConfig(
+        netns=netns,
+        pinger_target="198.18.200.10",
+        idle_timeout=3600,
+        flow_timeout=3600,
+        ue_pools=["10.0.0.0/8"],
+        max_tunnels=max_tunnels,
+    )
+    if max_flows is None:
+        return config
+    return TofConfig.model_validate({**config.model_dump(), "max_flows": max_flows})
+
+
 def measure(n: int, per: int, cfg: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     with topology("x") as t:
-        config = TofConfig(
-            netns=t.host,
-            pinger_target="198.18.200.10",
-            idle_timeout=3600,
-            flow_timeout=3600,
-            ue_pools=["10.0.0.0/8"],
-            max_tunnels=max(n + 2000, 10),
-            max_flows=max(n * per, 10) + 1000,
+        config = bench_config(
+            t.host, max_tunnels=max(n + 2000, 10), max_flows=max(n * per, 10) + 1000
         )
         backend = FastPathBackend(config)
         backend.start()
