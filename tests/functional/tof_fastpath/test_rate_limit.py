@@ -4,10 +4,12 @@ another UE of the same service below the limit loses nothing (docs/accounting.md
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -93,56 +95,75 @@ def _check(
     assert totals["web"][f"{key}Packets"] == n1 - packets1  # /metrics' totals
 
 
+@dataclass
+class TwoUes:
+    """A started backend with two UEs of service ``web`` learned both ways: senders of each
+    UE's uplink datagram to the service, and of the app's reply to each UE."""
+
+    backend: UserspaceBackend | FastPathBackend
+    uplink: dict[bytes, Callable[[], object]]
+    downlink: dict[bytes, Callable[[], object]]
+
+
+@contextlib.contextmanager
+def two_ues(t: Topo, kind: str, cfg: TofConfig) -> Iterator[TwoUes]:
+    backend = FastPathBackend(cfg) if kind == "fastpath" else UserspaceBackend(cfg)
+    backend.start()
+    app_sock = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    raw = call_in_netns(
+        t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    )
+    try:
+        app_sock.bind((APP_IP, APP_PORT))
+        # Two UEs of one service, each bearer learned both ways (downlink TEID known).
+        for ue, enb, ul, dl in ((UE1, ENB1, 0x100, 0x200), (UE2, ENB2, 0x301, 0x302)):
+            t.send("enb", up(enb, ul, inner_udp(ue, PDN, 40000, 53, b"learn")))
+            t.send("sgw", down(enb, dl, inner_udp(PDN, ue, 53, 40000, b"learn")))
+        backend.apply({"web": Service("web", SVC, APP_IP)})
+        t.collect(0.3)
+        body = bytes(SIZE - 28)
+        frames = {
+            UE1: up(ENB1, 0x100, inner_udp(UE1, P(SVC), PORTS[UE1], APP_PORT, body)),
+            UE2: up(ENB2, 0x301, inner_udp(UE2, P(SVC), PORTS[UE2], APP_PORT, body)),
+        }
+
+        def inject(frame: bytes) -> Callable[[], object]:
+            return lambda: t.send("enb", frame)
+
+        def reply(ue: bytes) -> Callable[[], object]:  # the app answers the UE's flow
+            datagram = udp.encode(APP, ue, APP_PORT, PORTS[ue], body)
+            packet = ipv4.encode(APP, ue, 17, datagram)
+            return lambda: raw.sendto(packet, (str(ipaddress.ip_address(ue)), 0))
+
+        yield TwoUes(
+            backend,
+            {ue: inject(f) for ue, f in frames.items()},
+            {ue: reply(ue) for ue in (UE1, UE2)},
+        )
+    finally:
+        app_sock.close()
+        raw.close()
+        backend.stop()
+
+
 @pytest.mark.parametrize("kind", ["userspace", "fastpath"])
 def test_a_ue_over_its_limit_gets_the_limit_and_another_is_unaffected(kind: str) -> None:
-    with topology(f"rl{kind[0]}") as t:
-        cfg = _config(t)
-        backend = FastPathBackend(cfg) if kind == "fastpath" else UserspaceBackend(cfg)
-        backend.start()
-        app_sock = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        raw = call_in_netns(
-            t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        )
-        try:
-            app_sock.bind((APP_IP, APP_PORT))
-            # Two UEs of one service, each bearer learned both ways (downlink TEID known).
-            for ue, enb, ul, dl in ((UE1, ENB1, 0x100, 0x200), (UE2, ENB2, 0x301, 0x302)):
-                t.send("enb", up(enb, ul, inner_udp(ue, PDN, 40000, 53, b"learn")))
-                t.send("sgw", down(enb, dl, inner_udp(PDN, ue, 53, 40000, b"learn")))
-            backend.apply({"web": Service("web", SVC, APP_IP)})
-            t.collect(0.3)
-            body = bytes(SIZE - 28)
-            frames = {
-                UE1: up(ENB1, 0x100, inner_udp(UE1, P(SVC), PORTS[UE1], APP_PORT, body)),
-                UE2: up(ENB2, 0x301, inner_udp(UE2, P(SVC), PORTS[UE2], APP_PORT, body)),
-            }
+    with topology(f"rl{kind[0]}") as t, two_ues(t, kind, _config(t)) as two:
+        backend = two.backend
+        sent = _paced(two.uplink)
+        app = t.collect(0.5)["app"]
+        got = {ue: _delivered(app, 14, ue, src=True) for ue in (UE1, UE2)}
+        _check(backend, sent, got, "uplink")
 
-            def inject(frame: bytes) -> Callable[[], object]:
-                return lambda: t.send("enb", frame)
-
-            sent = _paced({ue: inject(f) for ue, f in frames.items()})
-            app = t.collect(0.5)["app"]
-            got = {ue: _delivered(app, 14, ue, src=True) for ue in (UE1, UE2)}
-            _check(backend, sent, got, "uplink")
-
-            # Downlink: the app answers both UEs' flows above / below the limit.
-            def reply(ue: bytes) -> Callable[[], object]:
-                datagram = udp.encode(APP, ue, APP_PORT, PORTS[ue], body)
-                packet = ipv4.encode(APP, ue, 17, datagram)
-                return lambda: raw.sendto(packet, (str(ipaddress.ip_address(ue)), 0))
-
-            sent = _paced({ue: reply(ue) for ue in (UE1, UE2)})
-            to_enb = t.collect(0.5)["enb"]
-            got = {ue: _delivered(to_enb, 14 + 20 + 8 + 8, ue, src=False) for ue in (UE1, UE2)}
-            _check(backend, sent, got, "downlink")
-            if kind == "fastpath":
-                fast = backend.stats()["fastpath"]
-                assert isinstance(fast, dict)
-                # The kernel enforced them (not the agent): its drop counters moved.
-                assert fast["rate_limited_uplink"] > 0
-                assert fast["rate_limited_downlink"] > 0
-                assert fast["errors"] == 0
-        finally:
-            app_sock.close()
-            raw.close()
-            backend.stop()
+        # Downlink: the app answers both UEs' flows above / below the limit.
+        sent = _paced(two.downlink)
+        to_enb = t.collect(0.5)["enb"]
+        got = {ue: _delivered(to_enb, 14 + 20 + 8 + 8, ue, src=False) for ue in (UE1, UE2)}
+        _check(backend, sent, got, "downlink")
+        if kind == "fastpath":
+            fast = backend.stats()["fastpath"]
+            assert isinstance(fast, dict)
+            # The kernel enforced them (not the agent): its drop counters moved.
+            assert fast["rate_limited_uplink"] > 0
+            assert fast["rate_limited_downlink"] > 0
+            assert fast["errors"] == 0
