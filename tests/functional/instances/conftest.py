@@ -16,6 +16,7 @@ import pytest
 
 from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
+from tests.fixtures.daemon import stop_switches
 from tests.fixtures.ovs_datapath import DATAPATH
 
 ManagerFactory = Callable[..., Manager]
@@ -60,5 +61,8 @@ def manager_factory(tmp_path: Path) -> Iterator[ManagerFactory]:
     try:
         yield make
     finally:
-        for manager in made:
-            manager.purge()
+        try:
+            for manager in made:
+                manager.purge()
+        finally:  # a purge that failed (or never ran) leaves no Open vSwitch daemons behind
+            stop_switches(tmp_path)
