@@ -10,6 +10,7 @@ Module map (pure policy first, I/O adapters last):
 - ``model``: the four objects, validated frozen dataclasses, and the cross-object checks.
 - ``compiler``: the pure compiler from the model to OpenFlow flows (table layout there).
 - ``functions``: the built-in function templates (counter, firewall, router).
+- ``firewall``: live rule changes of running vFirewall instances (one nft transaction).
 - ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
 - ``persist``, ``service``, ``api``, ``part``, ``cli``: the store table, the service that
   checks a change whole before storing and applying it, REST under ``/v1/chains``, the
@@ -29,6 +30,7 @@ __all__ = [
     "cli",
     "compiler",
     "errors",
+    "firewall",
     "functions",
     "model",
     "ovs",

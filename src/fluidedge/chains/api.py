@@ -7,6 +7,9 @@ uses it). Bodies are strict pydantic models (a typo is a 400 naming the field); 
 own checks (:mod:`fluidedge.chains.model`) give the 400s about meaning and the 409s about
 objects that clash.
 
+``PUT``/``GET /v1/chains/firewalls/{instance}/rules`` replace the rules of a running vFirewall
+instance in one nftables transaction, and show what its kernel holds (:mod:`.firewall`).
+
 ``POST /v1/chains/function-templates`` registers the template of a built-in function
 (counter, firewall, router: :mod:`fluidedge.chains.functions`) with the instances part.
 """
@@ -21,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.chains import functions
 from fluidedge.chains.errors import InvalidChain
+from fluidedge.chains.firewall import LiveFirewalls
 from fluidedge.chains.model import (
     ID_PATTERN,
     MAX_CLASSIFIERS,
@@ -200,9 +204,17 @@ def function_template(body: FunctionTemplateBody) -> dict[str, Any]:
     return functions.router(body.name, body.network, body.ingress_routes, body.egress_routes)
 
 
+class FirewallRulesBody(_Strict):
+    """``PUT /v1/chains/firewalls/{instance}/rules``: the new rules, in order (each one
+    nftables rule statement, as in the template)."""
+
+    rules: list[str] = Field(max_length=64, description="nftables rules, in order")
+
+
 def build_router(
     service: ChainService,
     create_template: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    firewalls: LiveFirewalls | None = None,
 ) -> APIRouter:
     """``create_template``: registers a template body with the instances part (and the image
     it runs on); absent, function templates are refused."""
@@ -221,6 +233,35 @@ def build_router(
         status_code=status.HTTP_201_CREATED,
         responses=error_responses(400, 404, 409),
         name="create a built-in function's template",
+    )
+
+    def _firewalls() -> LiveFirewalls:
+        if firewalls is None:
+            raise InvalidChain("firewalls need the [instances] part")
+        return firewalls
+
+    def show_firewall_rules(instance: str) -> dict[str, str]:
+        return _firewalls().show(instance)
+
+    def replace_firewall_rules(instance: str, body: FirewallRulesBody) -> dict[str, str]:
+        return _firewalls().replace(instance, body.rules)
+
+    path = "/chains/firewalls/{instance}/rules"
+    router.add_api_route(
+        path,
+        show_firewall_rules,
+        methods=["GET"],
+        tags=["chains"],
+        responses=error_responses(404, 409),
+        name="a running vFirewall's rules (its kernel's table, with counters)",
+    )
+    router.add_api_route(
+        path,
+        replace_firewall_rules,
+        methods=["PUT"],
+        tags=["chains"],
+        responses=error_responses(400, 404, 409),
+        name="replace a running vFirewall's rules (one nftables transaction, no restart)",
     )
 
     def pair_packets(object_id: str) -> dict[str, Any]:

@@ -220,3 +220,23 @@ def register(app: typer.Typer) -> None:
             "egress_routes": egress_route or [],
         }
         _show(call("POST", "/v1/chains/function-templates", body), as_json, template_cols)
+
+    firewall = typer.Typer(help="Running vFirewall instances: their live rules.")
+    chain.add_typer(firewall, name="firewall")
+
+    @firewall.command("show")
+    def firewall_show(instance: str, as_json: JsonOpt = False) -> None:
+        """What a running vFirewall's kernel holds: its rules with their counters."""
+        got = call("GET", f"/v1/chains/firewalls/{instance}/rules")
+        typer.echo(json.dumps(got, indent=2) if as_json else got["ruleset"], nl=as_json)
+
+    @firewall.command("set")
+    def firewall_set(
+        instance: str,
+        rule: Annotated[list[str] | None, typer.Option("--rule", help="an nftables rule")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Replace a running vFirewall's rules (in order; none: accept all), without
+        restarting it: one nftables transaction."""
+        got = call("PUT", f"/v1/chains/firewalls/{instance}/rules", {"rules": rule or []})
+        typer.echo(json.dumps(got, indent=2) if as_json else got["ruleset"], nl=as_json)

@@ -78,6 +78,7 @@ def counter(name: str, network: str) -> dict[str, Any]:
 # comments or quoting (a rule is one line of the chain, never a way out of it).
 _RULE = re.compile(r"^[A-Za-z0-9 _.:/,{}!=<>-]{1,200}$")
 FIREWALL_IMAGE = "nft"
+FIREWALL_TABLE = ("bridge", "fw")  # its nftables family and table (live rules: .firewall)
 
 
 def _sets_nest(rule: str) -> bool:
@@ -101,8 +102,9 @@ def firewall_ruleset(rules: list[str]) -> str:
         if not _RULE.fullmatch(rule) or not _sets_nest(rule):
             raise InvalidChain(f"firewall: rule {rule!r} is not one nftables rule statement")
     body = "".join(f"    {rule}\n" for rule in rules)
+    family, table = FIREWALL_TABLE
     return (
-        "table bridge fw {\n"
+        f"table {family} {table} {{\n"
         "  chain forward {\n"
         "    type filter hook forward priority 0; policy accept;\n"
         f"{body}"

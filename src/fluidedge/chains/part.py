@@ -23,7 +23,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.chains.api import build_router
-from fluidedge.chains.errors import ChainsError, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainsError, InvalidChain
+from fluidedge.chains.firewall import LiveFirewalls, is_firewall
 from fluidedge.chains.functions import FIREWALL_IMAGE
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
@@ -54,6 +55,7 @@ class ChainsPart:
         self._planes: dict[tuple[str | None, str], OvsChains] = {}
         self.service = ChainService(Tables(ctx.store), self.planes, self.tof_services)
         self._task: asyncio.Task[None] | None = None
+        self.firewalls = LiveFirewalls(self.firewall_pid)
 
     def planes(self) -> list[DataPlane]:
         """One data plane per ``ovs`` instance network whose switch runs."""
@@ -83,7 +85,21 @@ class ChainsPart:
         return service_prefixes(catalog.all())
 
     def router(self) -> APIRouter:
-        return build_router(self.service, self.create_template)
+        return build_router(self.service, self.create_template, self.firewalls)
+
+    def firewall_pid(self, name: str) -> int:
+        """The pid of running vFirewall instance ``name`` (the instances part's 404 if there is
+        no such instance; 409 if it is not a running vFirewall)."""
+        manager = getattr(self.ctx.parts.get("instances"), "manager", None)
+        if manager is None:
+            raise InvalidChain("firewalls need the [instances] part")
+        view = manager.get_instance(name).view()
+        template = manager.get_template(view.template)
+        if not is_firewall(template.image, dict(template.files)):
+            raise ChainConflict(f"instance {name} is not a vFirewall (template {view.template})")
+        if view.state != "running" or view.pid is None:
+            raise ChainConflict(f"instance {name} is {view.state}, not running")
+        return int(view.pid)
 
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a function's template with the instances part (importing the ``nft``

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.core.client import Client
+from fluidedge.core.client import Client, ClientError
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
@@ -300,6 +300,30 @@ def _firewall_scenario(client: Client) -> None:
     ruleset = nsexec(fw["pid"], "nft", "list", "ruleset").stdout
     assert "udp dport 7001 counter packets 200 " in ruleset
     assert rx(ctr["pid"], "eth0") == 200
+
+    # Live rules through the API: the running firewall (same process, same legs, its chain
+    # untouched) now drops 7000 and lets 7001 through; what its kernel holds is readable.
+    path = "/v1/chains/firewalls/fw/rules"
+    assert "udp dport 7001 counter packets 200 " in client.get(path)["ruleset"]
+    changed = client.put(path, {"rules": ["udp dport 7000 counter drop"]})
+    assert "udp dport 7000 counter packets 0 " in changed["ruleset"]
+    assert "7001" not in changed["ruleset"]
+    # A rule nft refuses is a 400 and leaves the rules as they were (one transaction).
+    for bad, status in (({"rules": ["udp dport nope drop"]}, 400),
+                        ({"rules": ["drop; flush ruleset"]}, 400)):  # fmt: skip
+        with pytest.raises(ClientError) as refused:
+            client.put(path, bad)
+        assert refused.value.status == status
+    assert "udp dport 7000 counter packets 0 " in client.get(path)["ruleset"]
+    got = udp(a, b, f"{SUBNET}.2", [7000, 7001], 50)
+    assert got == {7000: 0, 7001: 50}
+    assert "udp dport 7000 counter packets 50 " in client.get(path)["ruleset"]
+    assert client.get("/v1/instances/fw")["pid"] == fw["pid"]  # not restarted
+    # Only a running vFirewall has live rules: a counter is a 409, a missing instance a 404.
+    for name, status in (("ctr", 409), ("nosuch", 404)):
+        with pytest.raises(ClientError) as refused:
+            client.put(f"/v1/chains/firewalls/{name}/rules", {"rules": []})
+        assert refused.value.status == status
     for name in ("fw", "ctr", "a", "b"):
         client.delete(f"/v1/instances/{name}")
 
