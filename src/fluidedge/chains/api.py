@@ -60,6 +60,11 @@ class PortPairBody(_Strict):
 class PortPairGroupBody(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     port_pairs: list[str] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    tap_enabled: bool = Field(
+        default=False,
+        description="a passive tap: its function gets a copy of each packet, the chain goes on "
+        "without it (a mirror); never holds traffic up",
+    )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
 
 
@@ -181,7 +186,7 @@ class FunctionTemplateBody(_Strict):
     """``POST /v1/chains/function-templates``: a template of a built-in function
     (:mod:`fluidedge.chains.functions`) on an ``ovs`` instance network."""
 
-    kind: Literal["counter", "firewall", "router"]
+    kind: Literal["counter", "firewall", "router", "tap"]
     name: str = Field(pattern=ID_PATTERN, description="the template's name")
     network: str = Field(pattern=ID_PATTERN, description="an ovs instance network")
     rules: list[str] = Field(
@@ -199,6 +204,8 @@ def function_template(body: FunctionTemplateBody) -> dict[str, Any]:
     """The template body (``POST /v1/templates``) of ``body``'s function."""
     if body.kind == "counter":
         return functions.counter(body.name, body.network)
+    if body.kind == "tap":
+        return functions.tap(body.name, body.network)
     if body.kind == "firewall":
         return functions.firewall(body.name, body.network, body.rules)
     return functions.router(body.name, body.network, body.ingress_routes, body.egress_routes)

@@ -231,19 +231,30 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
         "/v1/chains/port-pairs", {"id": "ctr", "ingress": legs["eth0"], "egress": legs["eth1"]}
     )
     client.post("/v1/chains/port-pair-groups", {"id": "count", "port_pairs": ["ctr"]})
+    # A mirror after it: a tap instance (one leg) in a tap group gets a copy of each packet.
+    tap_body = {"kind": "tap", "name": f"{TAG}-tap", "network": NET}
+    assert len(client.post("/v1/chains/function-templates", tap_body)["interfaces"]) == 1
+    tap = client.post("/v1/instances", {"name": "tap", "template": f"{TAG}-tap"})
+    client.post("/v1/chains/port-pairs", {"id": "tap", "ingress": ports(tap)["eth0"]})
+    mirror = {"id": "mirror", "port_pairs": ["tap"], "tap_enabled": True}
+    assert client.post("/v1/chains/port-pair-groups", mirror)["tap_enabled"] is True
     client.post(
         "/v1/chains/flow-classifiers",
         {"id": "ab", "protocol": "icmp", "logical_source_port": ports(a)["eth0"],
          "logical_destination_port": ports(b)["eth0"]},
     )  # fmt: skip
     client.post(
-        "/v1/chains", {"id": "ab", "port_pair_groups": ["count"], "flow_classifiers": ["ab"]}
+        "/v1/chains",
+        {"id": "ab", "port_pair_groups": ["count", "mirror"], "flow_classifiers": ["ab"]},
     )
     assert ping(a["pid"], f"{SUBNET}.2", 20) == 20
     # Each echo request entered the function once on its ingress, each reply once on its
     # egress (exactly: nothing else of the network reaches an isolated port).
     assert rx(ctr["pid"], "eth0") == 20
     assert rx(ctr["pid"], "eth1") == 20
+    # The mirror saw each request and each reply once, on its one leg, and held none up.
+    assert rx(tap["pid"], "eth0") == 40
+    assert client.get("/v1/chains/port-pairs/tap/packets")["ingress"]["to_function"] == 40
     # The switch's side of it, over the API: what it handed the function on each leg.
     seen = client.get("/v1/chains/port-pairs/ctr/packets")
     assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)
@@ -258,7 +269,7 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     wait_for(lambda: ping(a["pid"], f"{SUBNET}.2", 1) == 0, 30, "the closed chain dropping")
     client.delete("/v1/chains/ab")
     assert ping(a["pid"], f"{SUBNET}.2", 3) == 3
-    for name in ("a", "b"):
+    for name in ("a", "b", "tap"):
         client.delete(f"/v1/instances/{name}")
 
 
