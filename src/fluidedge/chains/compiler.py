@@ -359,7 +359,6 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
     """Tables 42-44 of the chain's k-th group (0-based) with live members ``g``; ``tap``: the
     member gets a copy and the packet goes on to the next hop at once (:func:`_skip`)."""
     pos = positions[k]
-    n = len(positions)
     if g:
         t.add(
             T_PICK,
