@@ -12,6 +12,7 @@ Module map (pure policy first, I/O adapters last):
 - ``functions``: the built-in function templates (counter, firewall, router).
 - ``firewall``: live rule changes of running vFirewall instances (one nft transaction).
 - ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
+- ``scoping``: tenant-scoped views (who sees and may name which objects and ports).
 - ``persist``, ``service``, ``api``, ``part``, ``cli``: the store table, the service that
   checks a change whole before storing and applying it, REST under ``/v1/chains``, the
   daemon part (restore at start, a poll re-applying a bridge whose ports changed), the CLI.
@@ -36,5 +37,6 @@ __all__ = [
     "ovs",
     "part",
     "persist",
+    "scoping",
     "service",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.chains import functions
@@ -35,8 +35,15 @@ from fluidedge.chains.model import (
     TOF_SERVICE_PATTERN,
     FunctionKind,
 )
+from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService
 from fluidedge.core.openapi import error_responses
+from fluidedge.tenants.errors import Forbidden
+from fluidedge.tenants.scope import ADMIN, Principal, principal_of
+
+# Without a scope (no tenants part: a router built for tests or tools), every caller is the
+# admin; the daemon's edge still asks a token of every change.
+_NO_TENANTS = ChainScope(lambda port: None, lambda name: None)
 
 
 class _Strict(BaseModel):
@@ -105,37 +112,49 @@ def _doc(body: BaseModel) -> dict[str, Any]:
     return body.model_dump(exclude_none=True)
 
 
-def _resource(
+def _resource(  # noqa: PLR0917 (one call site per resource)
     router: APIRouter,
     service: ChainService,
     path: str,
     kind: str,
     body_type: type[BaseModel],
+    scope: ChainScope,
+    principal: Callable[[Request], Principal],
 ) -> None:
     tags: list[str | Any] = ["chains"]
 
-    def list_objects() -> list[dict[str, Any]]:
-        return [o.to_json() for o in service.list(kind)]
+    def list_objects(request: Request) -> list[dict[str, Any]]:
+        who = principal(request)
+        return [o.to_json() for o in scope.visible(who, service.list(kind))]
 
-    def create(body: Any) -> dict[str, Any]:
+    def create(body: Any, request: Request) -> dict[str, Any]:
+        who = principal(request)
         doc = _doc(body)
         if kind == "port_pair" and "egress" not in doc:
             doc["egress"] = doc["ingress"]
-        return dict(service.create(kind, doc).to_json())
+        tenant = scope.owner_for_create(who)
+        doc = scope.check_body(who, kind, doc)
+        return dict(service.create(kind, doc, tenant).to_json())
 
-    def show(object_id: str) -> dict[str, Any]:
-        return dict(service.get(kind, object_id).to_json())
+    def show(object_id: str, request: Request) -> dict[str, Any]:
+        found = service.get(kind, object_id)
+        scope.require(principal(request), kind, found)
+        return dict(found.to_json())
 
-    def replace(object_id: str, body: Any) -> dict[str, Any]:
+    def replace(object_id: str, body: Any, request: Request) -> dict[str, Any]:
+        who = principal(request)
+        scope.require(who, kind, service.get(kind, object_id))
         doc = _doc(body)
         if doc.get("id") != object_id:
             doc["id"] = object_id
         if kind == "port_pair" and "egress" not in doc:
             doc["egress"] = doc["ingress"]
         doc.pop("chain_id", None)
+        doc = scope.check_body(who, kind, doc)
         return dict(service.update(kind, object_id, doc).to_json())
 
-    def delete(object_id: str) -> Response:
+    def delete(object_id: str, request: Request) -> Response:
+        scope.require(principal(request), kind, service.get(kind, object_id))
         service.delete(kind, object_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -149,7 +168,7 @@ def _resource(
         methods=["POST"],
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
         name=f"create {kind}",
     )
     router.add_api_route(
@@ -160,7 +179,7 @@ def _resource(
         replace,
         methods=["PUT"],
         tags=tags,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
         name=f"replace {kind}",
     )
     router.add_api_route(
@@ -169,7 +188,7 @@ def _resource(
         methods=["DELETE"],
         tags=tags,
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
         name=f"delete {kind}",
     )
 
@@ -222,12 +241,24 @@ def build_router(
     service: ChainService,
     create_template: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     firewalls: LiveFirewalls | None = None,
+    scope: ChainScope | None = None,
 ) -> APIRouter:
     """``create_template``: registers a template body with the instances part (and the image
-    it runs on); absent, function templates are refused."""
+    it runs on); absent, function templates are refused. ``scope``: who sees what
+    (:mod:`.scoping`; absent: no tenants)."""
     router = APIRouter(prefix="/v1")
 
-    def create_function_template(body: FunctionTemplateBody) -> dict[str, Any]:
+    def principal(request: Request) -> Principal:
+        return principal_of(request) if scope is not None else ADMIN
+
+    scoped = scope or _NO_TENANTS
+
+    def create_function_template(body: FunctionTemplateBody, request: Request) -> dict[str, Any]:
+        if not principal(request).is_admin:
+            raise Forbidden(
+                "built-in function templates are the admin's (a tenant writes its function's "
+                "template through /v1/templates)"
+            )
         if create_template is None:
             raise InvalidChain("function templates need the [instances] part")
         return create_template(function_template(body))
@@ -247,10 +278,14 @@ def build_router(
             raise InvalidChain("firewalls need the [instances] part")
         return firewalls
 
-    def show_firewall_rules(instance: str) -> dict[str, str]:
+    def show_firewall_rules(instance: str, request: Request) -> dict[str, str]:
+        scoped.require_instance(principal(request), instance)
         return _firewalls().show(instance)
 
-    def replace_firewall_rules(instance: str, body: FirewallRulesBody) -> dict[str, str]:
+    def replace_firewall_rules(
+        instance: str, body: FirewallRulesBody, request: Request
+    ) -> dict[str, str]:
+        scoped.require_instance(principal(request), instance)
         return _firewalls().replace(instance, body.rules)
 
     path = "/chains/firewalls/{instance}/rules"
@@ -259,7 +294,7 @@ def build_router(
         show_firewall_rules,
         methods=["GET"],
         tags=["chains"],
-        responses=error_responses(404, 409),
+        responses=error_responses(403, 404, 409),
         name="a running vFirewall's rules (its kernel's table, with counters)",
     )
     router.add_api_route(
@@ -271,7 +306,8 @@ def build_router(
         name="replace a running vFirewall's rules (one nftables transaction, no restart)",
     )
 
-    def pair_packets(object_id: str) -> dict[str, Any]:
+    def pair_packets(object_id: str, request: Request) -> dict[str, Any]:
+        scoped.require(principal(request), "port_pair", service.get("port_pair", object_id))
         return service.pair_packets(object_id)
 
     router.add_api_route(
@@ -283,5 +319,5 @@ def build_router(
         name="what a function was handed and gave back",
     )
     for path, kind, body in RESOURCES:
-        _resource(router, service, path, kind, body)
+        _resource(router, service, path, kind, body, scoped, principal)
     return router

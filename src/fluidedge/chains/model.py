@@ -425,7 +425,8 @@ def _owner(kind: str, ids: Iterable[tuple[str, str]]) -> dict[str, str]:
 def check_state(state: ChainState) -> None:
     """The checks across objects (pure); raises on the first problem.
 
-    - references exist, and within one tenant;
+    - references exist, and within one tenant (another tenant's object is a 404, checked
+      first: no later conflict reveals it);
     - a port is in at most one pair and is no classifier's logical port (a function's ports
       must be told apart from the traffic's ends by port alone);
     - a pair is in at most one group, a group and a classifier in at most one chain (as
@@ -444,19 +445,6 @@ def check_state(state: ChainState) -> None:
         for key, obj in table.items():
             if key != obj.id:
                 raise InvalidChain(f"{kind} {obj.id!r} stored under {key!r}")
-    _owner("port", ((p.id, port) for p in pairs.values() for port in p.ports()))
-    function_ports = {port: p.id for p in pairs.values() for port in p.ports()}
-    for c in classifiers.values():
-        for port in (c.logical_source_port, c.logical_destination_port):
-            if port in function_ports:
-                raise ChainConflict(
-                    f"flow classifier {c.id!r}: port {port!r} belongs to port pair "
-                    f"{function_ports[port]!r}"
-                )
-    _owner("port pair", ((g.id, p) for g in groups.values() for p in g.port_pairs))
-    _owner("port pair group", ((c.id, g) for c in chains.values() for g in c.port_pair_groups))
-    _owner("flow classifier", ((c.id, f) for c in chains.values() for f in c.flow_classifiers))
-    _owner("chain_id", ((c.id, str(c.chain_id)) for c in chains.values()))
     for g in groups.values():
         for pid in g.port_pairs:
             _ref("port pair", pid, pairs, g.tenant, f"port pair group {g.id!r}")
@@ -471,6 +459,19 @@ def check_state(state: ChainState) -> None:
             _ref("port pair group", gid, groups, chain.tenant, where)
         for fid in chain.flow_classifiers:
             _ref("flow classifier", fid, classifiers, chain.tenant, where)
+    _owner("port", ((p.id, port) for p in pairs.values() for port in p.ports()))
+    function_ports = {port: p.id for p in pairs.values() for port in p.ports()}
+    for c in classifiers.values():
+        for port in (c.logical_source_port, c.logical_destination_port):
+            if port in function_ports:
+                raise ChainConflict(
+                    f"flow classifier {c.id!r}: port {port!r} belongs to port pair "
+                    f"{function_ports[port]!r}"
+                )
+    _owner("port pair", ((g.id, p) for g in groups.values() for p in g.port_pairs))
+    _owner("port pair group", ((c.id, g) for c in chains.values() for g in c.port_pair_groups))
+    _owner("flow classifier", ((c.id, f) for c in chains.values() for f in c.flow_classifiers))
+    _owner("chain_id", ((c.id, str(c.chain_id)) for c in chains.values()))
 
 
 def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str) -> None:
@@ -478,7 +479,9 @@ def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str)
     if obj is None:
         raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
     if obj.tenant != tenant:
-        raise ChainConflict(f"{where}: {kind} {ref!r} belongs to another tenant")
+        # Another tenant's object does not exist for this one (its 404, not a 409 that
+        # would tell it apart from a missing one).
+        raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
 
 
 def free_chain_id(chains: Iterable[PortChain]) -> int:
