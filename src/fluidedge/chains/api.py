@@ -318,6 +318,19 @@ def build_router(
         responses=error_responses(404),
         name="what a function was handed and gave back",
     )
+
+    def pair_flows(object_id: str, request: Request) -> dict[str, Any]:
+        scoped.require(principal(request), "port_pair", service.get("port_pair", object_id))
+        return service.pair_flows(object_id)
+
+    router.add_api_route(
+        "/chains/port-pairs/{object_id}/flows",
+        pair_flows,
+        methods=["GET"],
+        tags=["chains"],
+        responses=error_responses(404),
+        name="the flows a function was handed, each with its packets (the switch's pins)",
+    )
     for path, kind, body in RESOURCES:
         _resource(router, service, path, kind, body, scoped, principal)
     return router

@@ -118,6 +118,13 @@ def register(app: typer.Typer) -> None:
         }
         _show(call("POST", "/v1/chains/port-pairs", body), as_json, pair_cols)
 
+    @pair.command("flows")
+    def pair_flows(name: str, as_json: JsonOpt = False) -> None:
+        """The flows the switch handed a function, each with its packets."""
+        got = call("GET", f"/v1/chains/port-pairs/{name}/flows")
+        cols = ["position", "protocol", "src", "sport", "dst", "dport", "packets", "bytes"]
+        _show(got if as_json else got["flows"], as_json, cols)
+
     @pair.command("rm")
     def pair_rm(name: str) -> None:
         """Delete a port pair."""

@@ -255,6 +255,11 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     # The mirror saw each request and each reply once, on its one leg, and held none up.
     assert rx(tap["pid"], "eth0") == 40
     assert client.get("/v1/chains/port-pairs/tap/packets")["ingress"]["to_function"] == 40
+    # Flow by flow (the switch's pins: ICMP pinned by addresses): a -> b and b -> a, all
+    # but the first request (it learned the pins) and every reply.
+    flows = client.get("/v1/chains/port-pairs/tap/flows")["flows"]
+    got = {(f["src"], f["dst"], f["protocol"]): f["packets"] for f in flows}
+    assert got == {(f"{SUBNET}.1", f"{SUBNET}.2", 1): 19, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
     # The switch's side of it, over the API: what it handed the function on each leg.
     seen = client.get("/v1/chains/port-pairs/ctr/packets")
     assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)

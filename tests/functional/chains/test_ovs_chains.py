@@ -395,6 +395,15 @@ def test_a_tap_group_mirrors_each_packet_once_and_holds_nothing_up(chain_lab: Ch
         # Nothing else reached the tap: no traffic of the chain's in the other directions.
         assert (PORT, sport) not in seen_tap["in"]
         assert (sport, PORT) not in seen_tap["out"]
+        # What the tap saw, flow by flow, from the switch's pins: the request direction
+        # (all but its first packet, which learned the pin) and the replies.
+        flows = {(f["src"], f["sport"], f["dst"], f["dport"]): f
+                 for f in chains.member_flows(tap.ingress)}  # fmt: skip
+        fwd = flows[("10.0.0.1", sport, "10.0.0.2", PORT)]
+        rev = flows[("10.0.0.2", PORT, "10.0.0.1", sport)]
+        assert (fwd["protocol"], fwd["packets"]) == (17, requests - 1)
+        assert rev["packets"] == seen_tap["out"][(PORT, sport)]
+        assert len(flows) == 2
         # The chain does not wait for the tap: with the tap forwarding nothing (its bridge
         # down), traffic still flows, and the tap still gets its copies.
         run(["ip", "-n", tap.netns, "link", "set", "br0", "down"])
