@@ -257,9 +257,16 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     assert client.get("/v1/chains/port-pairs/tap/packets")["ingress"]["to_function"] == 40
     # Flow by flow (the switch's pins: ICMP pinned by addresses): a -> b and b -> a, all
     # but the first request (it learned the pins) and every reply.
-    flows = client.get("/v1/chains/port-pairs/tap/flows")["flows"]
-    got = {(f["src"], f["dst"], f["protocol"]): f["packets"] for f in flows}
-    assert got == {(f"{SUBNET}.1", f"{SUBNET}.2", 1): 19, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
+    # Flow counters follow the traffic late (the switch's revalidators push them): polled.
+    want = {(f"{SUBNET}.1", f"{SUBNET}.2", 1): 19, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
+    last: list[dict[tuple[str, str, int], int]] = [{}]
+
+    def settled() -> bool:
+        flows = client.get("/v1/chains/port-pairs/tap/flows")["flows"]
+        last[0] = {(f["src"], f["dst"], f["protocol"]): f["packets"] for f in flows}
+        return last[0] == want
+
+    wait_for(settled, 20, lambda: f"the tap's flows {last[0]} to be {want}")
     # The switch's side of it, over the API: what it handed the function on each leg.
     seen = client.get("/v1/chains/port-pairs/ctr/packets")
     assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)
