@@ -10,7 +10,9 @@ Module map (pure policy first, I/O adapters last):
 - ``model``: the four objects, validated frozen dataclasses, and the cross-object checks.
 - ``compiler``: the pure compiler from the model to OpenFlow flows (table layout there).
 - ``functions``: the built-in function templates (counter, firewall, router).
+- ``firewall``: live rule changes of running vFirewall instances (one nft transaction).
 - ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
+- ``scoping``: tenant-scoped views (who sees and may name which objects and ports).
 - ``persist``, ``service``, ``api``, ``part``, ``cli``: the store table, the service that
   checks a change whole before storing and applying it, REST under ``/v1/chains``, the
   daemon part (restore at start, a poll re-applying a bridge whose ports changed), the CLI.
@@ -29,10 +31,12 @@ __all__ = [
     "cli",
     "compiler",
     "errors",
+    "firewall",
     "functions",
     "model",
     "ovs",
     "part",
     "persist",
+    "scoping",
     "service",
 ]

@@ -40,6 +40,11 @@ def _ports(text: str | None) -> tuple[int | None, int | None]:
         raise typer.BadParameter(f"{text!r}: want PORT or MIN-MAX") from None
 
 
+TapOpt = Annotated[
+    bool, typer.Option("--tap", help="a passive tap (mirror): a copy, the chain goes on")
+]
+
+
 def register(app: typer.Typer) -> None:
     chain = typer.Typer(help="Service function chains (networking-sfc's model) on ovs networks.")
     app.add_typer(chain, name="chain")
@@ -113,12 +118,19 @@ def register(app: typer.Typer) -> None:
         }
         _show(call("POST", "/v1/chains/port-pairs", body), as_json, pair_cols)
 
+    @pair.command("flows")
+    def pair_flows(name: str, as_json: JsonOpt = False) -> None:
+        """The flows the switch handed a function, each with its packets."""
+        got = call("GET", f"/v1/chains/port-pairs/{name}/flows")
+        cols = ["position", "protocol", "src", "sport", "dst", "dport", "packets", "bytes"]
+        _show(got if as_json else got["flows"], as_json, cols)
+
     @pair.command("rm")
     def pair_rm(name: str) -> None:
         """Delete a port pair."""
         call("DELETE", f"/v1/chains/port-pairs/{name}")
 
-    group_cols = ["id", "port_pairs"]
+    group_cols = ["id", "port_pairs", "tap_enabled"]
 
     @group.command("ls")
     def group_ls(as_json: JsonOpt = False) -> None:
@@ -126,15 +138,26 @@ def register(app: typer.Typer) -> None:
         _show(call("GET", "/v1/chains/port-pair-groups"), as_json, group_cols)
 
     @group.command("create")
-    def group_create(name: str, pairs: list[str], as_json: JsonOpt = False) -> None:
+    def group_create(
+        name: str,
+        pairs: list[str],
+        tap: TapOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
         """Create a port pair group of interchangeable function instances."""
-        body = {"id": name, "port_pairs": pairs}
+        body = {"id": name, "port_pairs": pairs, "tap_enabled": tap}
         _show(call("POST", "/v1/chains/port-pair-groups", body), as_json, group_cols)
 
     @group.command("set")
-    def group_set(name: str, pairs: list[str], as_json: JsonOpt = False) -> None:
-        """Replace a group's members (existing flows keep theirs while it stays)."""
-        body = {"id": name, "port_pairs": pairs}
+    def group_set(
+        name: str,
+        pairs: list[str],
+        tap: TapOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Replace a group's members (existing flows keep theirs while it stays); the whole
+        group: say --tap again for a tap."""
+        body = {"id": name, "port_pairs": pairs, "tap_enabled": tap}
         _show(call("PUT", f"/v1/chains/port-pair-groups/{name}", body), as_json, group_cols)
 
     @group.command("rm")
@@ -196,7 +219,7 @@ def register(app: typer.Typer) -> None:
 
     @chain.command("template")
     def function_template(  # noqa: PLR0917 (typer options are parameters)
-        kind: Annotated[str, typer.Argument(help="counter, firewall or router")],
+        kind: Annotated[str, typer.Argument(help="counter, firewall, router or tap")],
         name: str,
         network: Annotated[str, typer.Option("--network", help="an ovs instance network")],
         rule: Annotated[
@@ -210,7 +233,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Create the template of a built-in function (two isolated legs, eth0 and eth1)."""
+        """Create the template of a built-in function (isolated legs: eth0 and eth1; a tap
+        has eth0 only)."""
         body = {
             "kind": kind,
             "name": name,
@@ -220,3 +244,23 @@ def register(app: typer.Typer) -> None:
             "egress_routes": egress_route or [],
         }
         _show(call("POST", "/v1/chains/function-templates", body), as_json, template_cols)
+
+    firewall = typer.Typer(help="Running vFirewall instances: their live rules.")
+    chain.add_typer(firewall, name="firewall")
+
+    @firewall.command("show")
+    def firewall_show(instance: str, as_json: JsonOpt = False) -> None:
+        """What a running vFirewall's kernel holds: its rules with their counters."""
+        got = call("GET", f"/v1/chains/firewalls/{instance}/rules")
+        typer.echo(json.dumps(got, indent=2) if as_json else got["ruleset"], nl=as_json)
+
+    @firewall.command("set")
+    def firewall_set(
+        instance: str,
+        rule: Annotated[list[str] | None, typer.Option("--rule", help="an nftables rule")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Replace a running vFirewall's rules (in order; none: accept all), without
+        restarting it: one nftables transaction."""
+        got = call("PUT", f"/v1/chains/firewalls/{instance}/rules", {"rules": rule or []})
+        typer.echo(json.dumps(got, indent=2) if as_json else got["ruleset"], nl=as_json)

@@ -28,7 +28,8 @@ Tables (numbers clear of the security groups' 0/60/71-73/81/82/93/94)::
                    pinned -> 44; no live member: failure policy (open: next hop; closed: drop)
     43  map        member index -> reg9 := member, learn both pins, -> 44
     44  out        (position, direction, member) -> output to its ingress (fwd) or egress (rev);
-                   a pin naming a member that is gone -> pick again
+                   a pin naming a member that is gone -> pick again; a tap group's member:
+                   output a copy to it, then on to the next hop at once (:func:`_skip`)
 
 Routed (L3) functions: a routed member is entered with ``eth_dst`` set to the MAC of the port
 it enters by (its ingress forward, its egress in reverse), and what it sends back that matches
@@ -238,6 +239,7 @@ def compile_chain(
     macs = macs or {}
     t = _Flows()
     groups = [state.groups[g] for g in chain.port_pair_groups]
+    taps = [g.tap_enabled for g in groups]
     n = len(groups)
     positions = tuple(position_of(chain.chain_id, k) for k in range(1, n + 1))
     members: list[list[PortPair]] = []
@@ -273,7 +275,9 @@ def compile_chain(
         deliver = (ofports[c.logical_destination_port], ofports[c.logical_source_port])
         fwd = classifier_matches(c)
         rev = classifier_matches(c, reverse=True)
-        one_armed = any(pair.one_armed for g in members for pair in g)
+        one_armed = any(
+            pair.one_armed for g, tap in zip(members, taps, strict=True) if not tap for pair in g
+        )
         if chain.symmetric and one_armed and set(fwd) & set(rev):
             raise ChainConflict(
                 f"chain {chain.id}: classifier {c.id} looks the same in both directions, "
@@ -288,6 +292,8 @@ def compile_chain(
                     T_CLASSIFY, P_STEER, f"in_port={dst},{m}", _enter(positions[-1], REV, deliver)
                 )
         for k, g in enumerate(members):
+            if taps[k]:
+                continue  # a tap's copies never come back: its ports only drop (above)
             nxt = _enter(positions[k + 1], FWD, deliver) if k + 1 < n else f"output:{dst}"
             prev = _enter(positions[k - 1], REV, deliver) if k > 0 else f"output:{src}"
             for pair in g:
@@ -306,7 +312,7 @@ def compile_chain(
     live: set[tuple[int, int]] = set()
     if classifiers:
         for k, g in enumerate(members):
-            _group(t, chain, positions, k, g, ofports, macs, families, live)
+            _group(t, chain, positions, k, g, ofports, macs, families, live, tap=taps[k])
     return ChainFlows(
         chain=chain.id,
         chain_id=chain.chain_id,
@@ -316,6 +322,25 @@ def compile_chain(
         inactive=tuple(inactive),
         function_ports=frozenset(port for g in members for pair in g for port in pair.ports()),
     )
+
+
+def _skip(positions: Sequence[int], k: int, direction: int) -> str:
+    """Past the chain's k-th group (0-based) in ``direction``: enter the next group (the
+    previous one in reverse), or output to the delivery port (reg11 forward, reg12 reverse).
+    A fail-open chain's empty group, and a tap after its copy."""
+    if direction == FWD:
+        if k + 1 < len(positions):
+            return (
+                f"set_field:{positions[k + 1]}->reg7,set_field:0->reg9,"
+                f"resubmit(,{T_PIN}),resubmit(,{T_PICK})"
+            )
+        return "output:NXM_NX_REG11[0..15]"
+    if k > 0:
+        return (
+            f"set_field:{positions[k - 1]}->reg7,set_field:0->reg9,"
+            f"resubmit(,{T_PIN}),resubmit(,{T_PICK})"
+        )
+    return "output:NXM_NX_REG12[0..15]"
 
 
 def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
@@ -328,10 +353,12 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
     macs: Mapping[str, str],
     families: Sequence[bool],
     live: set[tuple[int, int]],
+    *,
+    tap: bool = False,
 ) -> None:
-    """Tables 42-44 of the chain's k-th group (0-based) with live members ``g``."""
+    """Tables 42-44 of the chain's k-th group (0-based) with live members ``g``; ``tap``: the
+    member gets a copy and the packet goes on to the next hop at once (:func:`_skip`)."""
     pos = positions[k]
-    n = len(positions)
     if g:
         t.add(
             T_PICK,
@@ -341,23 +368,13 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
         )
     else:
         # No live member: the chain's failure policy.
+        # No live member: the chain's failure policy (a tap is always skipped).
         for direction in (FWD, REV):
-            if chain.failure_policy == "closed":
-                action = "drop"
-            elif direction == FWD:
-                action = (
-                    f"set_field:{positions[k + 1]}->reg7,set_field:0->reg9,"
-                    f"resubmit(,{T_PIN}),resubmit(,{T_PICK})"
-                    if k + 1 < n
-                    else "output:NXM_NX_REG11[0..15]"
-                )
-            else:
-                action = (
-                    f"set_field:{positions[k - 1]}->reg7,set_field:0->reg9,"
-                    f"resubmit(,{T_PIN}),resubmit(,{T_PICK})"
-                    if k > 0
-                    else "output:NXM_NX_REG12[0..15]"
-                )
+            action = (
+                "drop"
+                if chain.failure_policy == "closed" and not tap
+                else _skip(positions, k, direction)
+            )
             t.add(T_PICK, 20, f"reg7={pos},reg8={direction},reg9=0", action)
     t.add(T_PICK, 10, f"reg7={pos}", f"resubmit(,{T_OUT})")
     for index, pair in enumerate(g):
@@ -378,8 +395,20 @@ def _group(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
         # A routed function gets the packet addressed to the MAC of the port it enters by.
         to_in = f"set_field:{macs[pair.ingress]}->eth_dst," if pair.routed else ""
         to_out = f"set_field:{macs[pair.egress]}->eth_dst," if pair.routed else ""
-        t.add(T_OUT, 20, f"reg7={pos},reg8={FWD},reg9={member}", f"{to_in}output:{member}")
-        t.add(T_OUT, 20, f"reg7={pos},reg8={REV},reg9={member}", f"{to_out}output:{egress}")
+        then_fwd = f",{_skip(positions, k, FWD)}" if tap else ""
+        then_rev = f",{_skip(positions, k, REV)}" if tap else ""
+        t.add(
+            T_OUT,
+            20,
+            f"reg7={pos},reg8={FWD},reg9={member}",
+            f"{to_in}output:{member}{then_fwd}",
+        )
+        t.add(
+            T_OUT,
+            20,
+            f"reg7={pos},reg8={REV},reg9={member}",
+            f"{to_out}output:{egress}{then_rev}",
+        )
     # A pin naming a member that is gone (its pins not deleted yet): pick again.
     t.add(T_OUT, 1, f"reg7={pos}", f"set_field:0->reg9,resubmit(,{T_PICK})")
 

@@ -19,7 +19,7 @@ class ChainObjectNotFound(ChainsError, NotFoundError):
 
 class ChainConflict(ChainsError, ConflictError):
     """The objects clash: a pair in two groups, a group or classifier in two chains, a port in
-    two pairs, two chains with one number, an object of another tenant."""
+    two pairs, two chains with one number."""
 
 
 class DataPlaneFailure(ChainsError, SystemFailure):

@@ -11,6 +11,8 @@ pair: the switch ports to declare are the instance's ``host_ifname`` of each
 - :func:`counter`: transparent (bump in the wire). A Linux bridge between its legs; what it
   saw is the kernel's count of each leg (``/proc/net/dev`` inside it: ``eth0`` receives the
   requests, ``eth1`` the replies).
+- :func:`tap`: a mirror's receiving end: one leg that takes the copies of a tap group
+  (``tap_enabled``) and sends nothing on (its leg's kernel count is what it saw).
 - :func:`firewall`: transparent, the same bridge with nftables rules (``bridge`` family,
   hook ``forward``) from the template's config; runs on the ``nft`` image
   (:mod:`fluidedge.instances.images.hostnft`).
@@ -49,8 +51,13 @@ def _check(name: str, network: str) -> None:
             raise InvalidChain(f"function template {what} {value!r} is not a valid name")
 
 
-def _template(
-    name: str, network: str, script: str, description: str, image: str = "busybox"
+def _template(  # noqa: PLR0917 (one private builder)
+    name: str,
+    network: str,
+    script: str,
+    description: str,
+    image: str = "busybox",
+    legs: tuple[str, ...] = ("eth0", "eth1"),
 ) -> dict[str, Any]:
     return {
         "name": name,
@@ -60,7 +67,7 @@ def _template(
         "capabilities": ["CAP_NET_ADMIN"],
         "interfaces": [
             {"name": leg, "network": network, "port_security": False, "isolated": True}
-            for leg in ("eth0", "eth1")
+            for leg in legs
         ],
         "readiness": {"kind": "file", "path": READY, "timeout_s": 30},
         "resources": {"cpus": 0.1, "memory_mb": 16, "pids": 8},
@@ -74,10 +81,25 @@ def counter(name: str, network: str) -> dict[str, Any]:
     return _template(name, network, _BRIDGE, "chain function: counter (bump in the wire)")
 
 
+def tap(name: str, network: str) -> dict[str, Any]:
+    """A passive mirror target: one isolated leg (``eth0``) that receives the copies a tap
+    group (``tap_enabled``) hands it and sends nothing on; what it saw is its leg's kernel
+    count and ``GET /v1/chains/port-pairs/{id}/packets``. Declare its pair one-armed."""
+    _check(name, network)
+    return _template(
+        name,
+        network,
+        "set -e; ip link set eth0 up; ",
+        "chain function: tap (a mirror's receiving end)",
+        legs=("eth0",),
+    )
+
+
 # One nftables rule statement of the firewall's forward chain: no statement separators,
 # comments or quoting (a rule is one line of the chain, never a way out of it).
 _RULE = re.compile(r"^[A-Za-z0-9 _.:/,{}!=<>-]{1,200}$")
 FIREWALL_IMAGE = "nft"
+FIREWALL_TABLE = ("bridge", "fw")  # its nftables family and table (live rules: .firewall)
 
 
 def _sets_nest(rule: str) -> bool:
@@ -101,8 +123,9 @@ def firewall_ruleset(rules: list[str]) -> str:
         if not _RULE.fullmatch(rule) or not _sets_nest(rule):
             raise InvalidChain(f"firewall: rule {rule!r} is not one nftables rule statement")
     body = "".join(f"    {rule}\n" for rule in rules)
+    family, table = FIREWALL_TABLE
     return (
-        "table bridge fw {\n"
+        f"table {family} {table} {{\n"
         "  chain forward {\n"
         "    type filter hook forward priority 0; policy accept;\n"
         f"{body}"

@@ -180,18 +180,26 @@ class PortPair:
 
 @dataclass(frozen=True)
 class PortPairGroup:
-    """Interchangeable instances of one function (port pair ids, in no particular order)."""
+    """Interchangeable instances of one function (port pair ids, in no particular order).
+
+    ``tap_enabled`` (networking-sfc's passive tap): the group's function gets a **copy** of
+    each packet (requests on its ingress, replies on its egress) and the chain goes on at
+    once without waiting for it; what the function sends is dropped. A tap never holds
+    traffic up: with no live member the chain skips it whatever its failure policy."""
 
     id: str
     port_pairs: tuple[str, ...] = ()
     tenant: str = DEFAULT_TENANT
     description: str = ""
+    tap_enabled: bool = False
 
     def __post_init__(self) -> None:
         _name("port pair group id", self.id, _ID_RE)
         _ids("port_pairs", self.port_pairs, _ID_RE, MAX_MEMBERS)
         _name("tenant", self.tenant, _TENANT_RE)
         _description(self.description)
+        if not isinstance(self.tap_enabled, bool):
+            raise InvalidChain("tap_enabled: want true or false")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,16 +207,18 @@ class PortPairGroup:
             "tenant": self.tenant,
             "port_pairs": list(self.port_pairs),
             "description": self.description,
+            "tap_enabled": self.tap_enabled,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PortPairGroup:
-        _unknown(data, ("id", "tenant", "port_pairs", "description"))
+        _unknown(data, ("id", "tenant", "port_pairs", "description", "tap_enabled"))
         return cls(
             id=data.get("id", ""),
             port_pairs=_list(data, "port_pairs"),
             tenant=data.get("tenant", DEFAULT_TENANT),
             description=data.get("description", ""),
+            tap_enabled=data.get("tap_enabled", False),
         )
 
 
@@ -415,12 +425,14 @@ def _owner(kind: str, ids: Iterable[tuple[str, str]]) -> dict[str, str]:
 def check_state(state: ChainState) -> None:
     """The checks across objects (pure); raises on the first problem.
 
-    - references exist, and within one tenant;
+    - references exist, and within one tenant (another tenant's object is a 404, checked
+      first: no later conflict reveals it);
     - a port is in at most one pair and is no classifier's logical port (a function's ports
       must be told apart from the traffic's ends by port alone);
     - a pair is in at most one group, a group and a classifier in at most one chain (as
       networking-sfc: a function's return port then names one hop of one chain);
-    - chain numbers are unique.
+    - chain numbers are unique;
+    - a tap group's pairs are transparent.
     """
     pairs, groups = state.port_pairs, state.groups
     classifiers, chains = state.classifiers, state.chains
@@ -433,6 +445,20 @@ def check_state(state: ChainState) -> None:
         for key, obj in table.items():
             if key != obj.id:
                 raise InvalidChain(f"{kind} {obj.id!r} stored under {key!r}")
+    for g in groups.values():
+        for pid in g.port_pairs:
+            _ref("port pair", pid, pairs, g.tenant, f"port pair group {g.id!r}")
+            if g.tap_enabled and pairs[pid].routed:
+                raise ChainConflict(
+                    f"port pair group {g.id!r} is a tap: its port pair {pid!r} must be "
+                    "transparent (a tap's copies are never routed back)"
+                )
+    for chain in chains.values():
+        where = f"port chain {chain.id!r}"
+        for gid in chain.port_pair_groups:
+            _ref("port pair group", gid, groups, chain.tenant, where)
+        for fid in chain.flow_classifiers:
+            _ref("flow classifier", fid, classifiers, chain.tenant, where)
     _owner("port", ((p.id, port) for p in pairs.values() for port in p.ports()))
     function_ports = {port: p.id for p in pairs.values() for port in p.ports()}
     for c in classifiers.values():
@@ -446,15 +472,6 @@ def check_state(state: ChainState) -> None:
     _owner("port pair group", ((c.id, g) for c in chains.values() for g in c.port_pair_groups))
     _owner("flow classifier", ((c.id, f) for c in chains.values() for f in c.flow_classifiers))
     _owner("chain_id", ((c.id, str(c.chain_id)) for c in chains.values()))
-    for g in groups.values():
-        for pid in g.port_pairs:
-            _ref("port pair", pid, pairs, g.tenant, f"port pair group {g.id!r}")
-    for chain in chains.values():
-        where = f"port chain {chain.id!r}"
-        for gid in chain.port_pair_groups:
-            _ref("port pair group", gid, groups, chain.tenant, where)
-        for fid in chain.flow_classifiers:
-            _ref("flow classifier", fid, classifiers, chain.tenant, where)
 
 
 def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str) -> None:
@@ -462,7 +479,9 @@ def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str)
     if obj is None:
         raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
     if obj.tenant != tenant:
-        raise ChainConflict(f"{where}: {kind} {ref!r} belongs to another tenant")
+        # Another tenant's object does not exist for this one (its 404, not a 409 that
+        # would tell it apart from a missing one).
+        raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
 
 
 def free_chain_id(chains: Iterable[PortChain]) -> int:

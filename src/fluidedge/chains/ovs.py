@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fluidedge.chains.compiler import (
     CHAIN_COOKIE,
@@ -85,6 +86,38 @@ def _diff(
         if f.key not in keys
     ]
     return now, later, cookies
+
+
+_FIELD = re.compile(r"(\w+)=([^,\s]+)")
+_KEYWORD = re.compile(r"priority=\d+,([a-z0-9]+)[, ]")
+_PROTO = {"tcp": 6, "tcp6": 6, "udp": 17, "udp6": 17, "sctp": 132, "sctp6": 132, "icmp": 1,
+          "icmp6": 58}  # fmt: skip
+
+
+def parse_pin(line: str) -> dict[str, Any] | None:
+    """One learned pin (``dump-flows`` with stats) as ``{position, member, protocol, src, dst,
+    sport, dport, packets, bytes}`` (ports 0 for a pin by addresses only); None for a line
+    that is no pin. ``packets``: the flow's packets that found the pin, i.e. all but the
+    first of the direction whose first packet learned it."""
+    fields = dict(_FIELD.findall(line))
+    cookie = int(fields.get("cookie", "0"), 16)
+    if cookie & COOKIE_MASK != PIN_COOKIE or "reg7" not in fields:
+        return None
+    keyword = _KEYWORD.search(line)
+    proto = _PROTO.get(keyword[1], 0) if keyword else 0
+    src = fields.get("nw_src") or fields.get("ipv6_src", "")
+    dst = fields.get("nw_dst") or fields.get("ipv6_dst", "")
+    return {
+        "position": int(fields["reg7"], 0),
+        "member": cookie & 0xFFFF,
+        "protocol": int(fields.get("nw_proto", proto)),
+        "src": src,
+        "dst": dst,
+        "sport": int(fields.get("tp_src", 0)),
+        "dport": int(fields.get("tp_dst", 0)),
+        "packets": int(fields.get("n_packets", 0)),
+        "bytes": int(fields.get("n_bytes", 0)),
+    }
 
 
 class OvsChains:
@@ -271,6 +304,23 @@ class OvsChains:
             return True
         self.installed = None
         return False
+
+    def member_flows(self, port: str) -> list[dict[str, Any]]:
+        """The flows pinned to the member whose ingress is ``port`` (any group, any chain),
+        each with what the switch counted on its pin: see :func:`parse_pin`."""
+        ofport = self.ofports().get(port)
+        if ofport is None:
+            return []
+        try:
+            lines = self.ofctl.dump_stats(f"table={T_PIN}")
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        out = []
+        for line in lines:
+            pin = parse_pin(line)
+            if pin is not None and pin.pop("member") == ofport:
+                out.append(pin)
+        return sorted(out, key=lambda p: (p["position"], p["src"], p["dst"], p["sport"]))
 
     def pins(self) -> list[str]:
         """The learned pins (table 41), as ``dump-flows`` prints them."""

@@ -8,6 +8,8 @@ reconciles what the switch holds (nothing stale, nothing duplicated: see :mod:`.
 instance that dies or is deleted leaves its group (its flows move to a sibling, or the chain's
 failure policy applies) and one that comes back rejoins.
 
+With tenants, the routes scope what each caller sees and may name (:mod:`.scoping`).
+
 With a ``[tof]`` part, a flow classifier may name a TOF service (:mod:`.tof`): the poll also
 re-applies when the TOF's services change.
 """
@@ -23,10 +25,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.chains.api import build_router
-from fluidedge.chains.errors import ChainsError, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainsError, InvalidChain
+from fluidedge.chains.firewall import LiveFirewalls, is_firewall
 from fluidedge.chains.functions import FIREWALL_IMAGE
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
+from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService, DataPlane
 from fluidedge.chains.tof import service_prefixes
 from fluidedge.core.fields import IPNetwork
@@ -34,6 +38,7 @@ from fluidedge.core.part import DaemonContext
 from fluidedge.instances.images.hostnft import ensure_nft
 from fluidedge.instances.models import TemplateSpec
 from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.tenants.service import TenantService
 
 log = logging.getLogger("fluidedge.chains")
 
@@ -54,6 +59,7 @@ class ChainsPart:
         self._planes: dict[tuple[str | None, str], OvsChains] = {}
         self.service = ChainService(Tables(ctx.store), self.planes, self.tof_services)
         self._task: asyncio.Task[None] | None = None
+        self.firewalls = LiveFirewalls(self.firewall_pid)
 
     def planes(self) -> list[DataPlane]:
         """One data plane per ``ovs`` instance network whose switch runs."""
@@ -83,7 +89,38 @@ class ChainsPart:
         return service_prefixes(catalog.all())
 
     def router(self) -> APIRouter:
-        return build_router(self.service, self.create_template)
+        return build_router(self.service, self.create_template, self.firewalls, self.scope())
+
+    def scope(self) -> ChainScope | None:
+        """Tenant-scoped views (:mod:`.scoping`) when the daemon has tenants."""
+        tenants = self.ctx.tenants
+        if not isinstance(tenants, TenantService):
+            return None
+        return ChainScope(self.port_instance, lambda name: tenants.owner("instance", name))
+
+    def port_instance(self, port: str) -> str | None:
+        """The instance whose interface is switch port ``port`` (its veth's host end)."""
+        manager = getattr(self.ctx.parts.get("instances"), "manager", None)
+        if manager is None:
+            return None
+        for inst in list(manager.instances.values()):
+            if any(i.host_ifname == port for i in inst.interfaces):
+                return str(inst.name)
+        return None
+
+    def firewall_pid(self, name: str) -> int:
+        """The pid of running vFirewall instance ``name`` (the instances part's 404 if there is
+        no such instance; 409 if it is not a running vFirewall)."""
+        manager = getattr(self.ctx.parts.get("instances"), "manager", None)
+        if manager is None:
+            raise InvalidChain("firewalls need the [instances] part")
+        view = manager.get_instance(name).view()
+        template = manager.get_template(view.template)
+        if not is_firewall(template.image, dict(template.files)):
+            raise ChainConflict(f"instance {name} is not a vFirewall (template {view.template})")
+        if view.state != "running" or view.pid is None:
+            raise ChainConflict(f"instance {name} is {view.state}, not running")
+        return int(view.pid)
 
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a function's template with the instances part (importing the ``nft``

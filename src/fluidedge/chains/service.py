@@ -52,6 +52,8 @@ class DataPlane(Protocol):
 
     def intact(self) -> bool: ...
 
+    def member_flows(self, port: str) -> builtins.list[dict[str, Any]]: ...
+
 
 Kind = str
 _FIELD = {
@@ -200,6 +202,16 @@ class ChainService:
             else:
                 out[leg] = None
         return out
+
+    def pair_flows(self, pair_id: str) -> dict[str, Any]:
+        """The flows the switch pinned to a function (its pair's ingress names the member),
+        each direction with its packets and bytes: what it saw, flow by flow."""
+        with self._lock:
+            pair: PortPair = self.get("port_pair", pair_id)
+            flows: builtins.list[dict[str, Any]] = []
+            for plane in self.planes():
+                flows += plane.member_flows(pair.ingress)
+        return {"id": pair_id, "flows": flows}
 
     # ------------------------------------------------------------------ data planes
     def apply_all(self) -> None:

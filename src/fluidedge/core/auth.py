@@ -13,9 +13,9 @@ what an anonymous reader must not see (template ``env`` values and ``files`` con
 Tenant tokens (:mod:`fluidedge.tenants`): besides the admin token, a guard may be given a
 ``tenant_resolver`` that maps a bearer token to its tenant. A tenant token authenticates only
 on the tenant-scoped routes (:data:`TENANT_ROUTES`: instances, templates, networks, security
-groups, ``/v1/whoami``, and reading the API's documentation); on any other route it is refused
-with 403 (the admin's routes: tenants, TOF, pools, orphans, stats, metrics...). The routes
-themselves then scope what the tenant sees (:mod:`fluidedge.tenants.scope`).
+groups, service chains, ``/v1/whoami``, and reading the API's documentation); on any other
+route it is refused with 403 (the admin's routes: tenants, TOF, pools, orphans, stats,
+metrics...). The routes themselves then scope what the tenant sees (:mod:`fluidedge.tenants.scope`).
 :func:`authenticated` stays true for the admin token only.
 """
 
@@ -43,6 +43,7 @@ TENANT_ROUTES: list[str] = [
     "/v1/templates",
     "/v1/networks",
     "/v1/security-groups",
+    "/v1/chains",
     "/v1/whoami",
 ]
 TENANT_READS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})

@@ -11,7 +11,9 @@ every UE browse both the service and the PDN while a live table shows the instan
 tunnels, the services and their counters, and what each UE got back (the instance's page names
 it). ``--static-app`` maps the service to the lab's static edge app ``app1`` instead;
 ``--on-demand`` registers the service on demand (docs/superfluid.md): each UE's first request
-creates its own instance.
+creates its own instance. ``--chain`` puts a service function chain between the TOF and the
+instance (:mod:`~fluidedge.demo.chain`, docs/chains.md): a vFirewall dropping one UE, then a
+counter.
 
 Modules: this one orchestrates (lab, daemon, instance, service, UE traffic, teardown);
 :mod:`~fluidedge.demo.model` holds what it tracks; :mod:`~fluidedge.demo.view` renders it.
@@ -289,12 +291,14 @@ def run_demo(
     *,
     static_app: bool = False,
     on_demand: bool = False,
+    chain: bool = False,
 ) -> int:
     """The demo; returns the exit code (0 when UEs got answers from the edge app and the PDN,
     and the teardown left nothing behind)."""
-    from rich.console import Console
+    from rich.console import Console, Group
     from rich.live import Live
 
+    from fluidedge.demo import chain as chain_mod
     from fluidedge.demo.view import print_leftovers, render
     from fluidedge.lab.lab import Lab
     from fluidedge.tof.launch import (
@@ -316,6 +320,8 @@ def run_demo(
     ues: list[UeTraffic] = []
     interrupted = False
     leftovers = Leftovers()
+    demo_chain: chain_mod.DemoChain | None = None
+    chain_seen: dict[str, int] = {}
 
     def on_term(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -324,7 +330,11 @@ def run_demo(
     try:
         console.print(f"[bold]Bringing the lab '{prefix}' up in tof mode...[/bold]")
         lab = Lab.up(prefix=prefix, mode="tof")
-        parts = {} if static_app else {"instances": lab_instances_section(lab)}
+        parts: dict[str, dict[str, object]] = (
+            {} if static_app else {"instances": lab_instances_section(lab)}
+        )
+        if chain:
+            parts = {"instances": chain_mod.instances_section(lab, prefix), "chains": {}}
         daemon = TofDaemon(lab_tof_section(lab), parts=parts)
         console.print(
             f"Starting the fluidedge daemon, parts {', '.join(['tof', *parts])} "
@@ -339,6 +349,8 @@ def run_demo(
         elif on_demand:
             app = _on_demand_service(client, lab, console)
         else:
+            if chain:
+                demo_chain = chain_mod.link(lab, daemon.state_dir, prefix)
             app = _create_instance(client, lab, console)
         wait_s1_ready(client, s1_pairs(lab))
         if not on_demand:
@@ -350,6 +362,9 @@ def run_demo(
             client.post("/service", service)
             target = f"instance {app.instance}" if app.instance else "the lab's edge app"
             console.print(f"Registered service {DEMO_SERVICE_IP} -> {target} {app.address}")
+        if demo_chain is not None:
+            # After the service: its classifier takes the service's traffic from the start.
+            chain_mod.build(client, lab, demo_chain, app.view, console)
         ues = [UeTraffic(name, str(address)) for name, address in lab.ues.items()]
         pdn = str(lab.pdn_address)
         for ue in ues:
@@ -357,12 +372,21 @@ def run_demo(
             thread.start()
             threads.append(thread)
         started = time.monotonic()
-        with Live(
-            render(client, ues, started, prefix, app), console=console, refresh_per_second=4
-        ) as live:
+        shown_app = app
+
+        def view() -> Any:
+            shown = render(client, ues, started, prefix, shown_app)
+            if demo_chain is None:
+                return shown
+            try:
+                return Group(shown, chain_mod.table(client, demo_chain))
+            except Exception as exc:
+                return Group(shown, f"chain: not answering ({exc})")
+
+        with Live(view(), console=console, refresh_per_second=4) as live:
             while duration is None or time.monotonic() - started < duration:
                 time.sleep(refresh)
-                live.update(render(client, ues, started, prefix, app))
+                live.update(view())
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -373,6 +397,11 @@ def run_demo(
         stop.set()
         for thread in threads:
             thread.join(timeout=6)
+        if demo_chain is not None and daemon is not None:
+            try:
+                chain_seen = chain_mod.seen(daemon.client)
+            except Exception as exc:
+                console.print(f"[yellow]chain counters not read: {exc}[/yellow]")
         try:
             leftovers = _teardown(daemon, lab, prefix, console)
         finally:
@@ -389,6 +418,15 @@ def run_demo(
     console.print(
         f"UE requests answered by the edge: {edge} (by {source}: {expected}); by the PDN: {core}"
     )
+    if chain_seen:
+        fw, ctr = chain_mod.FIREWALL, chain_mod.COUNTER
+        blocked = demo_chain.blocked if demo_chain is not None else None
+        console.print(
+            f"Chain: {fw} was handed {chain_seen[f'{fw} requests']} requests and "
+            f"{chain_seen[f'{fw} replies']} replies and dropped {chain_seen['firewall dropped']}"
+            f"{f' (from {blocked})' if blocked else ''}; {ctr} was handed "
+            f"{chain_seen[f'{ctr} requests']} requests and {chain_seen[f'{ctr} replies']} replies"
+        )
     print_leftovers(console, leftovers)
     if interrupted and not ues:
         return 130
@@ -420,10 +458,20 @@ def register(app: typer.Typer) -> None:
                 "creates its own instance from the warm pool; idle ones are paused, then deleted.",
             ),
         ] = False,
+        chain: Annotated[
+            bool,
+            typer.Option(
+                "--chain",
+                help="Steer the service's offloaded traffic through a service function chain "
+                "(docs/chains.md): TOF -> vFirewall (drops the last UE) -> counter -> instance.",
+            ),
+        ] = False,
     ) -> None:
         """Lab + TOF + instance manager: an edge app instance serves UE traffic, live."""
         if os.geteuid() != 0:
             raise typer.BadParameter("the demo creates network namespaces: run it as root")
-        if static_app and on_demand:
-            raise typer.BadParameter("--static-app and --on-demand exclude each other")
-        raise typer.Exit(run_demo(duration, prefix, static_app=static_app, on_demand=on_demand))
+        if sum((static_app, on_demand, chain)) > 1:
+            raise typer.BadParameter("--static-app, --on-demand and --chain exclude each other")
+        raise typer.Exit(
+            run_demo(duration, prefix, static_app=static_app, on_demand=on_demand, chain=chain)
+        )

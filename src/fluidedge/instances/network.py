@@ -226,6 +226,23 @@ def mac_for(host_ifname: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
+def _silence(netns: str | None, ifname: str) -> None:
+    """No IPv6 on the switch-side end of a veth (``disable_ipv6``, before it goes up), on
+    every driver: that end is a switch port, yet its kernel would give it a link-local address
+    and send its own neighbour solicitations (DAD), MLD reports and router solicitations
+    straight to the instance (what a host end transmits goes to its peer, not into the
+    switch). An instance sees only what its network sends it; a service function only what
+    its chain sends it. A write to ``/proc/sys`` (from a thread in ``netns``: the sysctl tree
+    is the opener's namespace's), no subprocess on the plug path."""
+    path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+
+    def write() -> None:
+        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6: nothing to do
+            Path(path).write_text("1\n")
+
+    netns_mod.call_in_netns(netns, write)
+
+
 @_on_netlink_thread
 def plug(
     spec: NetworkSpec,
@@ -261,14 +278,13 @@ def plug(
             finally:
                 os.close(fd)
             index = _index(ipr, host_ifname)
+            _silence(spec.netns, host_ifname)
             if spec.driver == "ovn":
                 ipr.link("set", index=index, state="up")
                 ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
                 ovn_networks.plug(spec.name, host_ifname, mac_for(host_ifname))
             elif spec.driver == "ovs":
-                if isolated:
-                    ovs_bridges.silence_port(spec.netns, host_ifname)
                 ipr.link("set", index=index, state="up")
                 ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)

@@ -186,16 +186,6 @@ def ports(bridge: str, netns: str | None) -> list[str]:
     return vsctl.ports(bridge) if bridge in vsctl.bridges() else []
 
 
-def silence_port(netns: str | None, ifname: str) -> None:
-    """No IPv6 on the switch-side end of an isolated port's veth (``disable_ipv6``, before it
-    goes up): that end is a switch port, yet its kernel would send its own neighbour
-    solicitations, MLD reports and router solicitations straight to the instance, and a
-    service function must see only what its chain sends it."""
-    tool.run(
-        netns_argv(netns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"]), {}
-    )
-
-
 def disable_tx_offload(netns_path: str | None, netns: str | None, ifname: str) -> None:
     """``ethtool -K <if> tx off``: the userspace datapath reads packets with AF_PACKET, and a
     veth's TX checksum offload hands it TCP/UDP segments whose checksum was never computed

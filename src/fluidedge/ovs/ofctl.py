@@ -80,6 +80,11 @@ class Ofctl:
                 out[int(number[1])] = (int(rx[1]), int(tx[1]))
         return out
 
+    def dump_stats(self, *match: str) -> list[str]:
+        """Flows matching ``match`` with their counters (``n_packets``, ``n_bytes``)."""
+        text = self._run("dump-flows", self.daemons.mgmt(self.bridge), *match)
+        return [line.strip() for line in text.splitlines() if "table=" in line]
+
     def dump_with_stats(self) -> list[str]:
         text = self._run("dump-flows", self.daemons.mgmt(self.bridge))
         return [line.strip() for line in text.splitlines() if "table=" in line]

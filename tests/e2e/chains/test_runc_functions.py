@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.core.client import Client
+from fluidedge.core.client import Client, ClientError
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
@@ -231,19 +231,42 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
         "/v1/chains/port-pairs", {"id": "ctr", "ingress": legs["eth0"], "egress": legs["eth1"]}
     )
     client.post("/v1/chains/port-pair-groups", {"id": "count", "port_pairs": ["ctr"]})
+    # A mirror after it: a tap instance (one leg) in a tap group gets a copy of each packet.
+    tap_body = {"kind": "tap", "name": f"{TAG}-tap", "network": NET}
+    assert len(client.post("/v1/chains/function-templates", tap_body)["interfaces"]) == 1
+    tap = client.post("/v1/instances", {"name": "tap", "template": f"{TAG}-tap"})
+    client.post("/v1/chains/port-pairs", {"id": "tap", "ingress": ports(tap)["eth0"]})
+    mirror = {"id": "mirror", "port_pairs": ["tap"], "tap_enabled": True}
+    assert client.post("/v1/chains/port-pair-groups", mirror)["tap_enabled"] is True
     client.post(
         "/v1/chains/flow-classifiers",
         {"id": "ab", "protocol": "icmp", "logical_source_port": ports(a)["eth0"],
          "logical_destination_port": ports(b)["eth0"]},
     )  # fmt: skip
     client.post(
-        "/v1/chains", {"id": "ab", "port_pair_groups": ["count"], "flow_classifiers": ["ab"]}
+        "/v1/chains",
+        {"id": "ab", "port_pair_groups": ["count", "mirror"], "flow_classifiers": ["ab"]},
     )
     assert ping(a["pid"], f"{SUBNET}.2", 20) == 20
     # Each echo request entered the function once on its ingress, each reply once on its
     # egress (exactly: nothing else of the network reaches an isolated port).
     assert rx(ctr["pid"], "eth0") == 20
     assert rx(ctr["pid"], "eth1") == 20
+    # The mirror saw each request and each reply once, on its one leg, and held none up.
+    assert rx(tap["pid"], "eth0") == 40
+    assert client.get("/v1/chains/port-pairs/tap/packets")["ingress"]["to_function"] == 40
+    # Flow by flow (the switch's pins: ICMP pinned by addresses): a -> b and b -> a, all
+    # but the first request (it learned the pins) and every reply.
+    # Flow counters follow the traffic late (the switch's revalidators push them): polled.
+    want = {(f"{SUBNET}.1", f"{SUBNET}.2", 1): 19, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
+    last: list[dict[tuple[str, str, int], int]] = [{}]
+
+    def settled() -> bool:
+        flows = client.get("/v1/chains/port-pairs/tap/flows")["flows"]
+        last[0] = {(f["src"], f["dst"], f["protocol"]): f["packets"] for f in flows}
+        return last[0] == want
+
+    wait_for(settled, 20, lambda: f"the tap's flows {last[0]} to be {want}")
     # The switch's side of it, over the API: what it handed the function on each leg.
     seen = client.get("/v1/chains/port-pairs/ctr/packets")
     assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)
@@ -258,7 +281,7 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     wait_for(lambda: ping(a["pid"], f"{SUBNET}.2", 1) == 0, 30, "the closed chain dropping")
     client.delete("/v1/chains/ab")
     assert ping(a["pid"], f"{SUBNET}.2", 3) == 3
-    for name in ("a", "b"):
+    for name in ("a", "b", "tap"):
         client.delete(f"/v1/instances/{name}")
 
 
@@ -300,6 +323,30 @@ def _firewall_scenario(client: Client) -> None:
     ruleset = nsexec(fw["pid"], "nft", "list", "ruleset").stdout
     assert "udp dport 7001 counter packets 200 " in ruleset
     assert rx(ctr["pid"], "eth0") == 200
+
+    # Live rules through the API: the running firewall (same process, same legs, its chain
+    # untouched) now drops 7000 and lets 7001 through; what its kernel holds is readable.
+    path = "/v1/chains/firewalls/fw/rules"
+    assert "udp dport 7001 counter packets 200 " in client.get(path)["ruleset"]
+    changed = client.put(path, {"rules": ["udp dport 7000 counter drop"]})
+    assert "udp dport 7000 counter packets 0 " in changed["ruleset"]
+    assert "7001" not in changed["ruleset"]
+    # A rule nft refuses is a 400 and leaves the rules as they were (one transaction).
+    for bad, status in (({"rules": ["udp dport nope drop"]}, 400),
+                        ({"rules": ["drop; flush ruleset"]}, 400)):  # fmt: skip
+        with pytest.raises(ClientError) as refused:
+            client.put(path, bad)
+        assert refused.value.status == status
+    assert "udp dport 7000 counter packets 0 " in client.get(path)["ruleset"]
+    got = udp(a, b, f"{SUBNET}.2", [7000, 7001], 50)
+    assert got == {7000: 0, 7001: 50}
+    assert "udp dport 7000 counter packets 50 " in client.get(path)["ruleset"]
+    assert client.get("/v1/instances/fw")["pid"] == fw["pid"]  # not restarted
+    # Only a running vFirewall has live rules: a counter is a 409, a missing instance a 404.
+    for name, status in (("ctr", 409), ("nosuch", 404)):
+        with pytest.raises(ClientError) as refused:
+            client.put(f"/v1/chains/firewalls/{name}/rules", {"rules": []})
+        assert refused.value.status == status
     for name in ("fw", "ctr", "a", "b"):
         client.delete(f"/v1/instances/{name}")
 

@@ -346,3 +346,80 @@ def test_changes_under_a_stream_lose_and_reorder_nothing(chain_lab: ChainLab) ->
     assert "f2" in {owners[c.getsockname()[1]] for c in fresh}  # 16 flows: p(none on f2) = 2^-16
     for c in [client, *fresh]:
         c.close()
+
+
+def test_a_tap_group_mirrors_each_packet_once_and_holds_nothing_up(chain_lab: ChainLab) -> None:
+    """Chain: f1 (a function) then a tap group (a mirror). The tap gets a copy of each
+    request (on its ingress) and reply (on its egress) that crossed f1; B gets each request
+    once (the copies the tap's own bridge sends back never reach anyone); with the tap's
+    ports gone, its group is skipped although the chain is closed."""
+    _hosts(chain_lab)
+    f1, tap = chain_lab.function("f1"), chain_lab.function("tap")
+    state = _state(chain_lab, [f1])
+    state = replace(
+        state,
+        port_pairs={**state.port_pairs, "tap": PortPair("tap", tap.ingress, tap.egress)},
+        groups={**state.groups, "t": PortPairGroup("t", ("tap",), tap_enabled=True)},
+        chains={"ch": replace(state.chains["ch"], port_pair_groups=("g", "t"))},
+    )
+    chains = OvsChains(chain_lab.daemons, chain_lab.bridge)
+    chains.apply(state)
+    server = chain_lab.udp_server(chain_lab.hosts["net/b"], PORT)
+    server.settimeout(0.2)
+    got: Counter[bytes] = Counter()
+    stop = threading.Event()
+
+    def serve() -> None:  # an echo server counting each datagram it got
+        while not stop.is_set():
+            try:
+                data, peer = server.recvfrom(64)
+            except OSError:
+                continue
+            got[data] += 1
+            server.sendto(data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = chain_lab.udp_client(chain_lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    try:
+        for _ in range(20):
+            assert echo(client, ("10.0.0.2", PORT))
+        seen_f1, seen_tap = f1.seen(), tap.seen()
+        requests = sum(got.values())
+        assert requests >= 20
+        # Each request B got crossed f1 once and was copied to the tap once; each reply too.
+        assert seen_f1["in"][(sport, PORT)] == requests
+        assert seen_tap["in"][(sport, PORT)] == requests
+        assert seen_f1["out"][(PORT, sport)] == seen_tap["out"][(PORT, sport)] >= 20
+        # Nothing else reached the tap: no traffic of the chain's in the other directions.
+        assert (PORT, sport) not in seen_tap["in"]
+        assert (sport, PORT) not in seen_tap["out"]
+        # What the tap saw, flow by flow, from the switch's pins: the request direction
+        # (all but its first packet, which learned the pin) and the replies. Flow counters
+        # follow the traffic late (the revalidators push them): polled until they settle.
+        replies = seen_tap["out"][(PORT, sport)]
+        want = {("10.0.0.1", sport, "10.0.0.2", PORT, 17): requests - 1,
+                ("10.0.0.2", PORT, "10.0.0.1", sport, 17): replies}  # fmt: skip
+        last: list[dict[tuple[str, int, str, int, int], int]] = [{}]
+
+        def settled() -> bool:
+            last[0] = {(f["src"], f["sport"], f["dst"], f["dport"], f["protocol"]): f["packets"]
+                       for f in chains.member_flows(tap.ingress)}  # fmt: skip
+            return last[0] == want
+
+        assert wait_until(settled, timeout=20, period=0.2), (last[0], want)
+        # The chain does not wait for the tap: with the tap forwarding nothing (its bridge
+        # down), traffic still flows, and the tap still gets its copies.
+        run(["ip", "-n", tap.netns, "link", "set", "br0", "down"])
+        assert echo(client, ("10.0.0.2", PORT))
+        assert tap.seen()["in"][(sport, PORT)] >= 1
+        # The tap's instance goes: the closed chain skips its group, traffic flows through f1.
+        chain_lab.unplug(tap)
+        chains.apply(state)
+        assert echo(client, ("10.0.0.2", PORT))
+        assert f1.seen()["in"][(sport, PORT)] >= 1
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        client.close()

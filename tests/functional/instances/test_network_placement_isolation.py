@@ -91,6 +91,12 @@ def test_multi_interface_static_addresses_and_reachability(manager_factory: Mana
     masters = run(["ip", "-br", "link", "show", "master", bridge_name("r")]).stdout
     assert a.interfaces[1].host_ifname in masters
     assert b.interfaces[1].host_ifname in masters
+    # Their host ends have no IPv6 (no link-local address: no DAD, MLD or router
+    # solicitations of the port's own sent to the instance), yet IPv6 crosses the bridge.
+    for iface in (*a.interfaces, *b.interfaces):
+        sysctl = run(["sysctl", "-n", f"net.ipv6.conf.{iface.host_ifname}.disable_ipv6"])
+        assert sysctl.stdout.strip() == "1"
+        assert run(["ip", "-6", "-o", "addr", "show", "dev", iface.host_ifname]).stdout == ""
     # b reaches a's page over both networks (the page names the instance).
     for target in ("198.18.10.2", "198.18.20.2", "[2001:db8:20::2]"):
         got = in_netns(b.pid or 0, "busybox", "wget", "-q", "-O", "-", f"http://{target}:8080/")

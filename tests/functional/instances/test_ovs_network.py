@@ -128,6 +128,14 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     words = run(["ip", "-n", ovs_ns, "-d", "link", "show", host_a]).stdout.split()
     master = words[words.index("master") + 1] if "master" in words else None
     assert master == ("ovs-system" if DATAPATH == "system" else None)
+    # No IPv6 on the switch-side ends (not isolated ports either): the port's kernel sends
+    # the instance no chatter of its own; the instances' IPv6 crosses the switch (below).
+    for host in (host_a, manager.instances["b"].interfaces[0].host_ifname):
+        sysctl = run(
+            ["ip", "netns", "exec", ovs_ns, "sysctl", "-n", f"net.ipv6.conf.{host}.disable_ipv6"]
+        )
+        assert sysctl.stdout.strip() == "1"
+        assert run(["ip", "-n", ovs_ns, "-6", "-o", "addr", "show", "dev", host]).stdout == ""
     # Real traffic through ovs-vswitchd: TCP (over both families) and ICMP.
     assert _fetch(b, "198.18.30.2") == "hello from a\n"
     assert _fetch(a, "[2001:db8:30::3]") == "hello from b\n"

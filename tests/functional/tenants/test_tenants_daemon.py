@@ -325,3 +325,38 @@ def test_host_pid_budget_refuses_overcommit(daemon_factory: DaemonFactory) -> No
         api.close()
         handle.stop()
         purge_instances(handle)
+
+
+def test_chains_are_tenant_scoped(daemon_factory: DaemonFactory) -> None:
+    """``/v1/chains`` through the daemon's edge with tenant tokens: a tenant declares a port
+    pair on its own instance's port; another tenant neither sees it nor may name that port;
+    the admin sees it (owned by the tenant); an anonymous reader does not."""
+    handle = daemon_factory({**INSTANCES, "chains": {}})
+    api = Api(handle)
+    try:
+        acme, beta = api.tenant("acme"), api.tenant("beta")
+        bridge = f"acme{SUFFIX}c"
+        assert acme.post("/v1/networks", json={"name": "acme-net", "bridge": bridge}).is_success
+        wired = _template("acme-tn", interfaces=[{"name": "eth0", "network": "acme-net"}])
+        assert acme.post("/v1/templates", json=wired).status_code == 201
+        made = acme.post("/v1/instances", json=_instance("acme-a", "acme-tn", cold=True))
+        assert made.status_code == 201, made.text
+        port = made.json()["interfaces"][0]["host_ifname"]
+        pair = {"id": "acme-p", "ingress": port}
+        created = acme.post("/v1/chains/port-pairs", json=pair)
+        assert created.status_code == 201, created.text
+        assert created.json()["tenant"] == "acme"
+        assert [p["id"] for p in acme.get("/v1/chains/port-pairs").json()] == ["acme-p"]
+        assert beta.get("/v1/chains/port-pairs").json() == []
+        assert api.anonymous.get("/v1/chains/port-pairs").json() == []
+        assert [p["tenant"] for p in api.admin.get("/v1/chains/port-pairs").json()] == ["acme"]
+        assert beta.get("/v1/chains/port-pairs/acme-p").status_code == 404
+        assert beta.delete("/v1/chains/port-pairs/acme-p").status_code == 404
+        stolen = beta.post("/v1/chains/port-pairs", json={"id": "beta-p", "ingress": port})
+        assert stolen.status_code == 404, stolen.text
+        assert acme.delete("/v1/chains/port-pairs/acme-p").status_code == 204
+        assert acme.delete("/v1/instances/acme-a").status_code == 204
+    finally:
+        api.close()
+        handle.stop()
+        purge_instances(handle)

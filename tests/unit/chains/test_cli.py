@@ -45,3 +45,12 @@ def test_template_firewall(sent: list[tuple[str, str, Any]]) -> None:
 def test_routed_pair(sent: list[tuple[str, str, Any]]) -> None:
     _run("pair", "create", "r1", "pin", "pout", "--routed")
     assert sent[0][2] == {"id": "r1", "ingress": "pin", "egress": "pout", "kind": "routed"}
+
+
+def test_tap_group(sent: list[tuple[str, str, Any]]) -> None:
+    _run("group", "create", "mirror", "t1", "--tap")
+    _run("group", "set", "mirror", "t1", "t2", "--tap")
+    assert [body for _, _, body in sent] == [
+        {"id": "mirror", "port_pairs": ["t1"], "tap_enabled": True},
+        {"id": "mirror", "port_pairs": ["t1", "t2"], "tap_enabled": True},
+    ]

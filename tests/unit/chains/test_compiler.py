@@ -304,3 +304,60 @@ def test_pair_kind_round_trip_and_check() -> None:
     assert PortPair.from_json({"id": "t", "ingress": "a"}).kind == "transparent"
     with pytest.raises(InvalidChain, match="kind"):
         PortPair.from_json({"id": "x", "ingress": "a", "kind": "nat"})
+
+
+def _tapped(members: tuple[str, ...] = ("ctr1",), policy: str = "closed") -> ChainState:
+    """The chain fw -> ctr with ``ctr`` a tap group."""
+    state = _state({"failure_policy": policy})
+    groups = {**state.groups, "ctr": PortPairGroup("ctr", members, tap_enabled=True)}
+    return ChainState(state.port_pairs, groups, state.classifiers, state.chains)
+
+
+def test_golden_tap_group() -> None:
+    _golden("tap_group.flows", _text(compile_bridge(_tapped(), OFPORTS)["ch"]))
+
+
+def test_a_tap_gets_a_copy_and_the_chain_goes_on() -> None:
+    flows = compile_bridge(_tapped(), OFPORTS)["ch"].flows
+    ctr = position_of(1, 2)
+    outs = {f.match: f.actions for f in flows if f.table == T_OUT and f"reg7={ctr}," in f.match}
+    # Forward: a copy to the tap's ingress, then delivery (it is the last group).
+    assert outs[f"reg7={ctr},reg8=1,reg9=7"] == "output:7,output:NXM_NX_REG11[0..15]"
+    # Reverse: a copy to its egress, then the previous group (the firewall).
+    assert outs[f"reg7={ctr},reg8=2,reg9=7"].startswith(
+        f"output:8,set_field:{position_of(1, 1)}->reg7,set_field:0->reg9,"
+    )
+    # Nothing the tap sends comes back into the chain: its ports only drop.
+    tap_ports = ("in_port=7,", "in_port=8,")
+    from_tap = [f for f in flows if f.table == T_CLASSIFY and f.match.startswith(tap_ports)]
+    assert from_tap == []
+    drops = {f.match for f in flows if f.table == T_CLASSIFY and f.actions == "drop"}
+    assert {"in_port=7", "in_port=8"} <= drops
+    # The firewall's return goes to the tap group as to any group.
+    assert any(
+        f.match.startswith("in_port=4,") and f"set_field:{ctr}->reg7" in f.actions for f in flows
+    )
+
+
+def test_an_empty_tap_group_is_skipped_even_in_a_closed_chain() -> None:
+    flows = compile_bridge(_tapped(members=()), OFPORTS)["ch"].flows
+    ctr = position_of(1, 2)
+    picks = {f.match: f.actions for f in flows if f.table == T_PICK}
+    assert picks[f"reg7={ctr},reg8=1,reg9=0"] == "output:NXM_NX_REG11[0..15]"
+    assert picks[f"reg7={ctr},reg8=2,reg9=0"].startswith(f"set_field:{position_of(1, 1)}->reg7")
+
+
+def test_a_tap_group_takes_no_routed_pair() -> None:
+    state = _tapped()
+    pairs = {**state.port_pairs, "ctr1": PortPair("ctr1", "c1i", "c1o", kind="routed")}
+    with pytest.raises(ChainConflict, match="is a tap"):
+        compile_bridge(ChainState(pairs, state.groups, state.classifiers, state.chains), OFPORTS)
+
+
+def test_tap_enabled_round_trips_and_is_checked() -> None:
+    group = PortPairGroup.from_json({"id": "t", "port_pairs": ["a"], "tap_enabled": True})
+    assert group.tap_enabled
+    assert group.to_json()["tap_enabled"] is True
+    assert PortPairGroup.from_json(group.to_json()) == group
+    with pytest.raises(InvalidChain, match="tap_enabled"):
+        PortPairGroup.from_json({"id": "t", "tap_enabled": "yes"})

@@ -46,3 +46,28 @@ def test_a_member_leaving_deletes_its_flows_strictly_later() -> None:
     assert gone
     assert later == [f"delete_strict cookie={v1:#x}/0xffffffffffffffff,{f.spec()}" for f in gone]
     assert set(cookies) == {f.key for f in after.flows}
+
+
+def test_parse_pin_reads_a_learned_pin_with_its_counters() -> None:
+    from fluidedge.chains.ovs import parse_pin
+
+    line = (
+        "cookie=0xc4a2000001020005, duration=0.147s, table=41, n_packets=19, n_bytes=950, "
+        "idle_timeout=300, idle_age=0, priority=20,udp,reg7=0x102,nw_src=10.0.0.1,"
+        "nw_dst=10.0.0.2,tp_src=46725,tp_dst=7000 actions=set_field:0x5->reg9"
+    )
+    assert parse_pin(line) == {
+        "position": 0x102, "member": 5, "protocol": 17, "src": "10.0.0.1", "dst": "10.0.0.2",
+        "sport": 46725, "dport": 7000, "packets": 19, "bytes": 950,
+    }  # fmt: skip
+    by_address = (
+        "cookie=0xc4a2000001010003, table=41, n_packets=4, n_bytes=392, priority=10,icmp6,"
+        "reg7=0x101,ipv6_src=2001:db8::1,ipv6_dst=2001:db8::2 actions=set_field:0x3->reg9"
+    )
+    pin = parse_pin(by_address)
+    assert pin is not None
+    assert (pin["protocol"], pin["src"], pin["sport"], pin["packets"]) == (58, "2001:db8::1", 0, 4)
+    # A chain flow (not a pin) is not one.
+    assert (
+        parse_pin("cookie=0xc4a1000100000001, table=41, priority=1,reg7=257 actions=drop") is None
+    )

@@ -63,3 +63,10 @@ def test_router_template_and_routes() -> None:
     )
     with pytest.raises(InvalidChain, match="router"):
         functions.router_routes(["10.0.0.0/8; reboot"], [])
+
+
+def test_tap_template_has_one_isolated_leg_and_no_bridge() -> None:
+    spec = TemplateSpec.model_validate(functions.tap("mirror", "apps"))
+    assert [(i.name, i.network, i.isolated) for i in spec.interfaces] == [("eth0", "apps", True)]
+    assert "brctl" not in spec.command[-1]
+    assert "ip link set eth0 up" in spec.command[-1]

@@ -185,8 +185,8 @@ def test_a_consistent_state_passes() -> None:
         ({"classifiers": {"c": FlowClassifier("c", "f1i", "vb")}}, ChainConflict, "belongs to"),
         (
             {"chains": {"ch": PortChain("ch", 1, ("g",), ("c",), tenant="other")}},
-            ChainConflict,
-            "another tenant",
+            ChainObjectNotFound,
+            "no port pair group 'g'",
         ),
         ({"chains": {"x": PortChain("ch", 1, ("g",), ("c",))}}, InvalidChain, "stored under"),
     ],
