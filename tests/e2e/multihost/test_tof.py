@@ -9,16 +9,20 @@ old logical port is gone from the NB at once."""
 from __future__ import annotations
 
 import ipaddress
-import struct
 import subprocess
 from typing import Any
 
 import pytest
 
-from fluidedge.codec.net import checksum as ck
-from fluidedge.codec.net import ipv4
-from fluidedge.codec.stack import encapsulate_gpdu, ethernet_frame
-from tests.fixtures.ovn_nodes import MAC_ENB, MAC_SGW, TOF_GATEWAY, OvnNodes
+from tests.fixtures.ovn_nodes import (
+    DOWN_TEID,
+    TOF_GATEWAY,
+    OvnNodes,
+    downlink,
+    echo,
+    replies,
+    uplink,
+)
 from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.root
@@ -30,46 +34,11 @@ NODES = {
     "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
     "tof": 0,
 }
-ENB, SGW = b"\xc6\x12\x00\x0b", b"\xc6\x12\x00\x15"  # 198.18.0.11, 198.18.0.21
 UE = ipaddress.ip_address("198.18.100.1").packed
 PDN = ipaddress.ip_address("198.18.200.10").packed
 SERVICE = "198.18.50.1"
 APP, APP2 = "198.19.7.20", "198.19.7.21"  # one per test: A's neighbour entry of the last
 # test's app may still be REACHABLE with a MAC that no longer exists (tens of seconds)
-UP_TEID, DOWN_TEID = 0x100, 0x200
-
-
-def echo(src: bytes, dst: bytes, seq: int) -> bytes:
-    """An IPv4 ICMP echo request (identifier 0x4242)."""
-    icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq) + b"fluidedge-multihost")
-    struct.pack_into("!H", icmp, 2, ck.checksum(icmp))
-    return ipv4.encode(src, dst, 1, bytes(icmp))
-
-
-def uplink(inner: bytes) -> bytes:
-    return ethernet_frame(MAC_SGW, MAC_ENB, encapsulate_gpdu(ENB, SGW, UP_TEID, inner))
-
-
-def downlink(inner: bytes) -> bytes:
-    return ethernet_frame(MAC_ENB, MAC_SGW, encapsulate_gpdu(SGW, ENB, DOWN_TEID, inner))
-
-
-def replies(frames: list[bytes]) -> list[tuple[int, str, int]]:
-    """(TEID, inner source, ICMP sequence) of the echo replies G-PDUs among ``frames``."""
-    out = []
-    for frame in frames:
-        if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
-            continue
-        if struct.unpack_from("!H", frame, 36)[0] != 2152:
-            continue
-        gtp = frame[42:]
-        teid = struct.unpack_from("!I", gtp, 4)[0]
-        inner = gtp[12 if gtp[0] & 0x07 else 8 :]
-        if len(inner) < 28 or inner[9] != 1 or inner[20] != 0:  # ICMP echo reply
-            continue
-        src = str(ipaddress.ip_address(inner[12:16]))
-        out.append((teid, src, struct.unpack_from("!H", inner, 26)[0]))
-    return out
 
 
 def ask(nodes: OvnNodes, seq: int, wait: float = 1.0) -> list[tuple[int, str, int]]:
