@@ -37,7 +37,11 @@ NODES = {
 UE = ipaddress.ip_address("198.18.100.1").packed
 PDN = ipaddress.ip_address("198.18.200.10").packed
 SERVICE = "198.18.50.1"
-APP, APP2 = "198.19.7.20", "198.19.7.21"  # one per test: A's neighbour entry of the last
+APP, APP2, APP3 = (
+    "198.19.7.20",
+    "198.19.7.21",
+    "198.19.7.22",
+)  # one per test: A's neighbour entry of the last
 # test's app may still be REACHABLE with a MAC that no longer exists (tens of seconds)
 
 
@@ -165,3 +169,19 @@ def test_failover_keeps_the_service_answering(nodes: OvnNodes, apps: str) -> Non
         20,
         "b fenced its stale copy",
     )
+
+
+def test_the_tof_node_restarted_plugs_its_apps_port_again(nodes: OvnNodes, apps: str) -> None:
+    a, b = nodes.nodes
+    nodes.template("edge", apps)
+    app(nodes, "edge", b.name, APP3)
+    a.client().post("/service", {"name": "web", "serviceIP": SERVICE, "applicationIP": APP3})
+    seq = answered(nodes, 300, 20)
+    a.close_client()
+    a.handle.restart()  # graceful: the port goes with the TOF, and comes back with it
+    assert nodes.bound_on(f"{a.name}.apps0-ls") == a.name
+    assert a.client().get("/service")[0]["applicationIP"] == APP3  # restored from the store
+    assert nodes.s1 is not None
+    nodes.s1.send("enb", uplink(echo(UE, PDN, 2)))  # tunnels are re-learned from traffic
+    nodes.s1.send("sgw", downlink(echo(PDN, UE, 2)))
+    answered(nodes, seq, 20)
