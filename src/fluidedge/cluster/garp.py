@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import time
 
 from fluidedge.codec.net.checksum import transport_checksum
 from fluidedge.linux.netns import call_in_netns_of
@@ -68,10 +69,12 @@ def frames_for(mac: bytes, addresses: list[str]) -> list[bytes]:
     return out
 
 
-def announce(pid: int, ifname: str, addresses: list[str], count: int = 2) -> int:
+def announce(
+    pid: int, ifname: str, addresses: list[str], count: int = 2, interval: float = 0.0
+) -> int:
     """Send a gratuitous ARP (IPv4) or an unsolicited neighbour advertisement (IPv6) for each
     of the ``addresses`` (``ip/prefix``) of interface ``ifname`` of the process ``pid``'s
-    namespace, ``count`` rounds; how many frames went out."""
+    namespace, ``count`` rounds ``interval`` s apart; how many frames went out."""
     if not addresses:
         return 0
 
@@ -80,7 +83,9 @@ def announce(pid: int, ifname: str, addresses: list[str], count: int = 2) -> int
             sock.bind((ifname, 0))
             frames = frames_for(sock.getsockname()[4], addresses)
             sent = 0
-            for _ in range(count):
+            for round_ in range(count):
+                if round_ and interval > 0:
+                    time.sleep(interval)
                 for frame in frames:
                     sock.send(frame)
                     sent += 1

@@ -56,6 +56,7 @@ from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn.errors import OvnError
+from fluidedge.ovn.nbctl import Nbctl
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -283,9 +284,11 @@ class ClusterPart:
                     log.warning("cluster: recording %s's ports: %s", record.name, exc)
             if view.pid is None:
                 continue
+            if made is not None:
+                self._wait_ports_up(manager, self._ports(manager, made))
             for iface in view.interfaces:  # its addresses have a new MAC: tell the network
                 try:
-                    announce(view.pid, iface.name, list(iface.addresses))
+                    announce(view.pid, iface.name, list(iface.addresses), 3, 0.5)
                 except (FluidedgeError, OSError) as exc:
                     log.warning("cluster: announcing %s %s: %s", view.name, iface.name, exc)
 
@@ -301,6 +304,20 @@ class ClusterPart:
             if network is not None and network.driver == "ovn" and iface.host_ifname:
                 ports.append(f"{ovn.chassis}.{iface.host_ifname}")
         return ports
+
+    @staticmethod
+    def _wait_ports_up(manager: Any, ports: list[str], timeout: float = 10.0) -> None:
+        """Wait until OVN says the new logical ports are up (ovn-controller has installed
+        their flows here): announcements sent before would be dropped by the switch."""
+        ovn = manager.config.ovn
+        if ovn is None or not ports:
+            return
+        nb = Nbctl(ovn.nb, timeout=timeout)
+        for port in ports:
+            try:
+                nb.run("wait-until", "Logical_Switch_Port", port, "up=true")
+            except OvnError as exc:
+                log.warning("cluster: port %s not up after %s s: %s", port, timeout, exc)
 
     def _remove_ports(self, record: Record) -> None:
         """Delete the dead node's logical ports of ``record`` from the NB: bound to a chassis
