@@ -25,10 +25,11 @@ import threading
 from pathlib import Path
 
 from fluidedge.ovn.chassis import Chassis, check_iface
-from fluidedge.ovn.errors import OvnError, OvnUnavailable
+from fluidedge.ovn.errors import OvnError, OvnFailure, OvnUnavailable
 from fluidedge.ovn.nbctl import Nbctl
 from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs.bridges import disable_tx_offload
+from fluidedge.ovs.errors import OvsError
 
 NETWORK_KEY = "fluidedge-network"
 
@@ -204,7 +205,10 @@ def plug_host(network: str, ifname: str, netns: str | None) -> str:
         mac = host_mac(ifname)
         here.ip("link", "add", ifname, "address", mac, "type", "veth", "peer", "name", peer)
         for device in (ifname, peer):
-            disable_tx_offload(None, node.netns, device)
+            try:
+                disable_tx_offload(None, node.netns, device)
+            except OvsError as exc:
+                raise OvnFailure(f"ovn: host port {ifname}: {exc}") from exc
             here.ip("link", "set", device, "up")
         lsp = lsp_name(peer)
         nb.transact([["--may-exist", "lsp-add", network, lsp], ["lsp-set-addresses", lsp, mac]])
