@@ -161,7 +161,7 @@ def test_failover_keeps_the_service_answering(nodes: OvnNodes, apps: str) -> Non
         assert nodes.bound_on(new_port) == a.name
         # the service is unchanged and answers: the UE's next request is served by the new app
         assert a.client().get("/service")[0]["applicationIP"] == APP2
-        answered(nodes, seq, 5)
+        answered(nodes, seq, 10)  # the announcement waits for the port to be up
     finally:
         b.handle.start()
     wait_for(
