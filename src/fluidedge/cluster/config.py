@@ -18,7 +18,9 @@ class ClusterConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    etcd: str = Field(description="etcd client URLs, comma-separated (http://ip:port)")
+    etcd: str = Field(
+        description="etcd client URLs, comma-separated (http://ip:port, or https:// for TLS)"
+    )
     node: str = Field(pattern=NODE_NAME, description="this node's name (unique in the site)")
     url: str = Field(description="this node's API as the other nodes reach it (scheme://ip:port)")
     token: str | None = Field(
@@ -40,12 +42,26 @@ class ClusterConfig(BaseModel):
         "api.tls_cert, or the site CA that signed them); default: the system's CAs",
     )
 
+    etcd_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that signed etcd's server certificates (https:// "
+        "endpoints); default: the system's CAs",
+    )
+    etcd_cert_file: Path | None = Field(
+        default=None, description="this node's client certificate for etcd (PEM)"
+    )
+    etcd_key_file: Path | None = Field(default=None, description="its private key (PEM)")
+
     @field_validator("etcd")
     @classmethod
     def _endpoints(cls, value: str) -> str:
+        schemes = set()
         for part in value.split(","):
             if not re.fullmatch(_URL, part):
-                raise ValueError(f"invalid etcd URL {part!r} (http://ip:port)")
+                raise ValueError(f"invalid etcd URL {part!r} (http(s)://ip:port)")
+            schemes.add(part.split(":", 1)[0])
+        if len(schemes) > 1:
+            raise ValueError("etcd endpoints mix http:// and https://")
         return value
 
     @field_validator("url")
@@ -61,7 +77,28 @@ class ClusterConfig(BaseModel):
             raise ValueError("cluster.ttl must be at least twice cluster.heartbeat")
         if (self.token is None) == (self.token_file is None):
             raise ValueError("set one of cluster.token and cluster.token_file")
+        if (self.etcd_cert_file is None) != (self.etcd_key_file is None):
+            raise ValueError("set both cluster.etcd_cert_file and cluster.etcd_key_file, or none")
+        tls = (self.etcd_ca_file, self.etcd_cert_file)
+        if any(f is not None for f in tls) and not self.etcd.startswith("https://"):
+            raise ValueError("etcd TLS files need https:// etcd endpoints")
         return self
+
+    def etcd_verify(self) -> ssl.SSLContext | bool:
+        """What the etcd client verifies the members with, and presents to them: the system's
+        CAs (``True``) for plain ``https://``, else a context with ``etcd_ca_file`` and the
+        client certificate (etcd's ``--client-cert-auth``)."""
+        if self.etcd_ca_file is None and self.etcd_cert_file is None:
+            return True
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.etcd_ca_file) if self.etcd_ca_file is not None else None
+            )
+            if self.etcd_cert_file is not None and self.etcd_key_file is not None:
+                context.load_cert_chain(str(self.etcd_cert_file), str(self.etcd_key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cluster etcd TLS: {exc}") from exc
+        return context
 
     def verify(self) -> ssl.SSLContext | bool:
         """What the node-to-node client verifies HTTPS peers with (always verified)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 from typing import Any
 
@@ -95,11 +96,15 @@ def lease_alive(answer: JsonObject) -> bool:
 class Etcd:
     """The calls the cluster part makes (blocking: call from threads)."""
 
-    def __init__(self, endpoints: str, timeout: float = 3.0) -> None:
+    def __init__(
+        self, endpoints: str, timeout: float = 3.0, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        """``verify``: for ``https://`` endpoints, the context with the CA that signed the
+        members' certificates and this node's client certificate (``True``: system CAs)."""
         self.endpoints = endpoints.split(",")
         self._current = 0
         self._lock = threading.Lock()
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self._http.close()

@@ -31,6 +31,7 @@ class Record:
     memory_mb: int
     revision: str
     taken_from: str | None = None  # the dead node it was taken over from
+    ports: tuple[str, ...] = ()  # its OVN logical ports on its node (removed when taken over)
 
     @classmethod
     def of(cls, name: str, value: Mapping[str, Any], revision: str) -> Record:
@@ -42,6 +43,7 @@ class Record:
             memory_mb=int(value.get("memory_mb", 0)),
             revision=revision,
             taken_from=value.get("taken_from"),
+            ports=tuple(str(p) for p in value.get("ports", ())),
         )
 
     def taken_by(self, node: str) -> dict[str, Any]:
@@ -58,7 +60,15 @@ class Record:
 def request_of(inst: Any) -> dict[str, Any]:
     """The creation request that makes ``inst`` (an instance record of the manager) again."""
     body: dict[str, Any] = {"name": inst.name, "template": inst.template}
-    interfaces = {i.name: {"addresses": list(i.addresses)} for i in inst.interfaces if i.addresses}
+    interfaces: dict[str, dict[str, Any]] = {}
+    for iface in inst.interfaces:
+        wanted: dict[str, Any] = {}
+        if iface.addresses:
+            wanted["addresses"] = list(iface.addresses)
+        if getattr(iface, "gateway", None):  # e.g. an edge app's route back via the TOF
+            wanted["gateway"] = iface.gateway
+        if wanted:
+            interfaces[iface.name] = wanted
     if interfaces:
         body["interfaces"] = interfaces
     if inst.labels:

@@ -54,6 +54,9 @@ from fluidedge.cluster.registry import Registry
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.ovn import networks as ovn_networks
+from fluidedge.ovn.errors import OvnError
+from fluidedge.ovn.nbctl import Nbctl
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -67,7 +70,7 @@ class ClusterPart:
         self.config = config
         self.ctx = ctx
         self.token = config.read_token()
-        self.etcd = Etcd(config.etcd)
+        self.etcd = Etcd(config.etcd, verify=config.etcd_verify())
         self.registry = Registry(config, self.etcd, self.report, self.after_beat)
         self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
@@ -78,6 +81,7 @@ class ClusterPart:
         self.taken_over = 0
         self.takeover_failures = 0
         self.fenced = 0
+        self.ports_removed = 0
         self._site_lock = threading.Lock()  # a pass, or an API deletion here
         self._seen: dict[str, set[str]] = {}  # the site's objects of a kind at the last pass
         self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
@@ -244,6 +248,7 @@ class ClusterPart:
                 "request": request_of(inst),
                 "cpus": inst.resources.cpus,
                 "memory_mb": inst.resources.memory_mb,
+                "ports": self._ports(manager, inst),
             }
             self.etcd.put(prefix + name, value)
         for name in todo.fence:
@@ -261,6 +266,7 @@ class ClusterPart:
             if not self.etcd.swap(prefix + record.name, record.revision, record.taken_by(me)):
                 continue  # another node claimed it first
             log.warning("cluster: taking %s over from dead node %s", record.name, record.node)
+            self._remove_ports(record)
             try:
                 view = manager.create_instance(InstanceRequest.model_validate(record.request))
                 self.taken_over += 1
@@ -268,13 +274,68 @@ class ClusterPart:
                 self.takeover_failures += 1
                 log.error("cluster: re-creating %s here failed: %s", record.name, exc)
                 continue
+            with manager.lock:
+                made = manager.instances.get(record.name)
+            if made is not None:  # its own ports, for the next failover
+                value = {**record.taken_by(me), "ports": self._ports(manager, made)}
+                try:
+                    self.etcd.put(prefix + record.name, value)
+                except ClusterError as exc:
+                    log.warning("cluster: recording %s's ports: %s", record.name, exc)
             if view.pid is None:
                 continue
+            if made is not None:
+                self._wait_ports_up(manager, self._ports(manager, made))
             for iface in view.interfaces:  # its addresses have a new MAC: tell the network
                 try:
-                    announce(view.pid, iface.name, list(iface.addresses))
+                    announce(view.pid, iface.name, list(iface.addresses), 3, 0.5)
                 except (FluidedgeError, OSError) as exc:
-                    log.warning("cluster: gratuitous ARP of %s %s: %s", view.name, iface.name, exc)
+                    log.warning("cluster: announcing %s %s: %s", view.name, iface.name, exc)
+
+    @staticmethod
+    def _ports(manager: Any, inst: Any) -> list[str]:
+        """The OVN logical ports of ``inst`` (its interfaces on ``ovn`` networks)."""
+        ovn = manager.config.ovn
+        if ovn is None:
+            return []
+        ports = []
+        for iface in inst.interfaces:
+            network = manager.networks.get(iface.network)
+            if network is not None and network.driver == "ovn" and iface.host_ifname:
+                ports.append(f"{ovn.chassis}.{iface.host_ifname}")
+        return ports
+
+    @staticmethod
+    def _wait_ports_up(manager: Any, ports: list[str], timeout: float = 10.0) -> None:
+        """Wait until OVN says the new logical ports are up (ovn-controller has installed
+        their flows here): announcements sent before would be dropped by the switch."""
+        ovn = manager.config.ovn
+        if ovn is None or not ports:
+            return
+        nb = Nbctl(ovn.nb, timeout=timeout)
+        for port in ports:
+            try:
+                nb.run("wait-until", "Logical_Switch_Port", port, "up=true")
+            except OvnError as exc:
+                log.warning("cluster: port %s not up after %s s: %s", port, timeout, exc)
+
+    def _remove_ports(self, record: Record) -> None:
+        """Delete the dead node's logical ports of ``record`` from the NB: bound to a chassis
+        that is gone, they would keep the instance's old MAC on the switch until the node
+        returns (and fences). The record lists them as the dead node wrote them; never this
+        node's own chassis' ports."""
+        manager = self._manager
+        ovn = manager.config.ovn if manager is not None else None
+        if ovn is None or not ovn_networks.configured():
+            return
+        ports = [p for p in record.ports if not p.startswith(f"{ovn.chassis}.")]
+        if not ports:
+            return
+        try:
+            ovn_networks.nbctl().transact([["--if-exists", "lsp-del", p] for p in ports])
+            self.ports_removed += len(ports)
+        except OvnError as exc:
+            log.warning("cluster: removing %s's ports %s: %s", record.name, ports, exc)
 
     async def start(self) -> None:
         self._manager = self._instances()
@@ -398,6 +459,9 @@ class ClusterPart:
             "# HELP fluidedge_cluster_fenced_total own instances deleted: taken over elsewhere\n"
             "# TYPE fluidedge_cluster_fenced_total counter\n"
             f"fluidedge_cluster_fenced_total {self.fenced}\n"
+            "# HELP fluidedge_cluster_ports_removed_total dead nodes' logical ports removed\n"
+            "# TYPE fluidedge_cluster_ports_removed_total counter\n"
+            f"fluidedge_cluster_ports_removed_total {self.ports_removed}\n"
             "# HELP fluidedge_cluster_heartbeat_failures_total heartbeats etcd did not take\n"
             "# TYPE fluidedge_cluster_heartbeat_failures_total counter\n"
             f"fluidedge_cluster_heartbeat_failures_total {self.registry.failures}\n"

@@ -9,19 +9,27 @@ the node's first ``ovn`` network and stops (its directory removed) when the last
 ``ovs`` driver's switches do. Security groups on these ports are the ``ovn`` renderer's job
 (:mod:`fluidedge.secgroups.ovn_driver`).
 
+A *host port* (:func:`plug_host`) puts a device of the chassis namespace itself on a network:
+a veth whose one end (``ifname``, carrying the host's address there, e.g. the TOF's apps
+gateway) stays in the namespace and whose other end is a logical port on ``br-int``. That is
+how the TOF on one node reaches apps on others through the OVN apps network.
+
 The registry is per process (the daemon has one state directory); :func:`configure` sets it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
 
 from fluidedge.ovn.chassis import Chassis, check_iface
-from fluidedge.ovn.errors import OvnUnavailable
+from fluidedge.ovn.errors import OvnError, OvnFailure, OvnUnavailable
 from fluidedge.ovn.nbctl import Nbctl
 from fluidedge.ovn.node import OvnNode
+from fluidedge.ovs.bridges import disable_tx_offload
+from fluidedge.ovs.errors import OvsError
 
 NETWORK_KEY = "fluidedge-network"
 
@@ -30,6 +38,7 @@ _node: OvnNode | None = None
 _root: Path | None = None
 _chassis: Chassis | None = None
 _local: set[str] = set()
+_hosts: dict[str, str] = {}  # host ports here: ifname -> network
 
 
 def configure(state_dir: Path, node: OvnNode | None) -> None:
@@ -154,5 +163,76 @@ def delete_switch(network: str) -> None:
             if not rows.strip():
                 nb.run("--if-exists", "ls-del", network)
         finally:  # the central may be unreachable: the local chassis goes all the same
-            if not _local and _chassis is not None:
+            if not _local and not _hosts and _chassis is not None:
                 _chassis.destroy()
+
+
+def host_peer(ifname: str) -> str:
+    """The br-int end of host port ``ifname``."""
+    return check_iface(f"{check_iface(ifname)[:12]}-ls")
+
+
+def host_mac(ifname: str) -> str:
+    """A stable, locally administered MAC for host port ``ifname`` of this chassis."""
+    digest = hashlib.sha256(f"{_require().chassis}/{ifname}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def plug_host(network: str, ifname: str, netns: str | None) -> str:
+    """Host port ``ifname`` on ``network``'s logical switch (made if missing), bound on this
+    chassis (started if needed); ``netns`` must be the chassis' namespace. The veth is made
+    afresh (an old one of that name is replaced). Returns the logical port's name."""
+    with _lock:
+        node = _require()
+        if netns != node.netns:
+            raise OvnUnavailable(
+                f"ovn: host port {ifname} must live in the chassis' namespace "
+                f"({node.netns or 'the host'}), not {netns or 'the host'}"
+            )
+        here = chassis(start=True)
+        peer = host_peer(ifname)
+        _hosts[ifname] = network
+        nb = nbctl()
+        nb.transact(
+            [
+                ["--may-exist", "ls-add", network],
+                ["set", "Logical_Switch", network, f'external_ids:{NETWORK_KEY}="{network}"'],
+            ]
+        )
+        here.unplug(peer)
+        if _link_exists(here, ifname):
+            here.ip("link", "del", ifname)
+        mac = host_mac(ifname)
+        here.ip("link", "add", ifname, "address", mac, "type", "veth", "peer", "name", peer)
+        for device in (ifname, peer):
+            try:
+                disable_tx_offload(None, node.netns, device)
+            except OvsError as exc:
+                raise OvnFailure(f"ovn: host port {ifname}: {exc}") from exc
+            here.ip("link", "set", device, "up")
+        lsp = lsp_name(peer)
+        nb.transact([["--may-exist", "lsp-add", network, lsp], ["lsp-set-addresses", lsp, mac]])
+        here.plug(peer, lsp, mac, {NETWORK_KEY: network})
+        return lsp
+
+
+def _link_exists(here: Chassis, ifname: str) -> bool:
+    try:
+        here.ip("link", "show", ifname)
+    except OvnError:
+        return False
+    return True
+
+
+def unplug_host(ifname: str) -> None:
+    """Remove host port ``ifname`` (logical port, br-int port, veth); absent is fine. The
+    chassis keeps running (the networks' last deletion stops it)."""
+    with _lock:
+        _hosts.pop(ifname, None)
+        if _node is None or _chassis is None or not _chassis.running():
+            return
+        peer = host_peer(ifname)
+        nbctl().run("--if-exists", "lsp-del", lsp_name(peer))
+        _chassis.unplug(peer)
+        if _link_exists(_chassis, ifname):
+            _chassis.ip("link", "del", ifname)

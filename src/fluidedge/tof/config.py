@@ -59,6 +59,10 @@ class TofConfig(BaseModel):
     apps_interface: str | None = None  # the apps network's interface (checked/set up at start)
     apps_gateway: str | None = None  # its address the apps route the UE pools to, "a.b.c.d/nn"
     apps_setup: Literal["auto", "check"] | None = None  # default: auto in netns, else check
+    # Multi-host (docs/multi-host.md): the apps network is this node's ``ovn`` network of this
+    # name; at start the TOF plugs ``apps_interface`` into it (a veth whose other end is a
+    # logical port on this node's chassis), so apps on other nodes are reached over geneve.
+    apps_ovn_network: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
     ue_pools: list[str] = Field(default_factory=lambda: ["198.18.100.0/24"])
     pinger_target: str = "198.18.200.10"
     pinger_target6: str | None = None
@@ -140,6 +144,8 @@ class TofConfig(BaseModel):
             self.sgw_interface = None
         elif self.enb_interface is None or self.sgw_interface is None:
             raise ValueError("set enb_interface and sgw_interface, or s1_interface")
+        if self.apps_ovn_network is not None and self.apps_interface is None:
+            raise ValueError("apps_ovn_network needs apps_interface (the port to plug into it)")
         if self.apps_gateway is not None and self.apps_interface is None:
             raise ValueError("apps_gateway needs apps_interface (the interface to put it on)")
         if set(self.enb_addresses) & set(self.sgw_addresses):

@@ -15,6 +15,7 @@ a 400 saying why.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.config import TofConfig, parse_tof_config
+from fluidedge.tof.errors import TofConfigError
 from fluidedge.tof.intercept.api import build_router as build_intercept_router
 from fluidedge.tof.intercept.manager import InterceptManager
 from fluidedge.tof.metrics import render
@@ -41,6 +43,9 @@ if (
     TYPE_CHECKING
 ):  # the controller imports the instance manager (the controller imports the instance manager)
     from fluidedge.tof.superfluid.controller import Controller
+
+
+log = logging.getLogger("fluidedge.tof")
 
 
 class TofPart:
@@ -159,7 +164,34 @@ class TofPart:
             admission=ScopedAdmission(lambda: getattr(instances, "scoped", None)),
         )
 
+    def _plug_apps(self) -> None:
+        """Multi-host: ``apps_interface`` as a host port of the ``ovn`` apps network, on this
+        node's chassis (:func:`fluidedge.ovn.networks.plug_host`); needs ``instances.ovn``."""
+        network, ifname = self.config.apps_ovn_network, self.config.apps_interface
+        if network is None or ifname is None:
+            return
+        from fluidedge.ovn import networks as ovn_networks  # noqa: PLC0415 - multi-host only
+        from fluidedge.ovn.errors import OvnError  # noqa: PLC0415
+
+        try:
+            ovn_networks.plug_host(network, ifname, self.config.netns)
+        except OvnError as exc:
+            raise TofConfigError(f"[tof] apps_ovn_network {network}: {exc}") from exc
+
+    def _unplug_apps(self) -> None:
+        ifname = self.config.apps_interface
+        if self.config.apps_ovn_network is None or ifname is None:
+            return
+        from fluidedge.ovn import networks as ovn_networks  # noqa: PLC0415 - multi-host only
+        from fluidedge.ovn.errors import OvnError  # noqa: PLC0415
+
+        try:
+            ovn_networks.unplug_host(ifname)
+        except OvnError as exc:
+            log.warning("tof: apps host port %s: %s", ifname, exc)
+
     async def start(self) -> None:
+        await asyncio.to_thread(self._plug_apps)
         await asyncio.to_thread(self.backend.start)
         try:
             await asyncio.to_thread(self._start_exporter)
@@ -198,6 +230,7 @@ class TofPart:
             self.controller = None
         await asyncio.to_thread(self.backend.stop)
         await asyncio.to_thread(self._stop_exporter)
+        await asyncio.to_thread(self._unplug_apps)
 
     def metrics(self) -> str:
         stats = self.backend.stats()

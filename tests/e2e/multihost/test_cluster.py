@@ -254,13 +254,17 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
 ) -> None:
     assert nodes.etcd is not None
     a, b = nodes.nodes
-    nodes.template("keeper", net, failover="recreate")
-    probe = create(a.client(), "probe", 2, node=a.name)
+    dual = f"{nodes.prefix}-d"[-15:]  # IPv4 and IPv6 (no one subnet)
+    nodes.network(dual, None)
+    nodes.template("dual", dual)
+    nodes.template("keeper", dual, failover="recreate")
+    v6 = {"interfaces": {"eth0": {"addresses": [f"{SUBNET}.2/24", "fd63::2/64"]}}}
+    probe = create(a.client(), "probe", 2, node=a.name, template="dual", **v6)
     body = {
         "name": "survivor",
         "template": "keeper",
         "node": b.name,
-        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.9/24"]}},
+        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.9/24", "fd63::9/64"]}},
     }
     a.client().post("/v1/instances", body)
     etcd = Etcd(nodes.etcd.url)
@@ -269,8 +273,10 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
         wait_for(lambda: key in etcd.get_prefix(key), 10, "survivor recorded for failover")
         assert etcd.get_prefix(key)[key]["node"] == b.name
         assert wait_until(lambda: ping(probe["pid"], f"{SUBNET}.9"), timeout=20)
+        assert wait_until(lambda: ping(probe["pid"], "fd63::9"), timeout=20)
         old_mac = mac_of(b.client().get("/v1/instances/survivor")["pid"])
         assert old_mac in in_netns(probe["pid"], "ip", "neigh", "show", f"{SUBNET}.9")
+        assert old_mac in in_netns(probe["pid"], "ip", "-6", "neigh", "show", "fd63::9")
         nodes.kill_node(b)  # the daemon and the chassis: survivor's port is gone with them
         try:
             wait_for(
@@ -288,6 +294,15 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
             new_mac = mac_of(new_pid)
             assert new_mac in in_netns(probe["pid"], "ip", "neigh", "show", f"{SUBNET}.9")
             assert new_mac != old_mac
+            # IPv6 likewise: its unsolicited neighbour advertisement moved the probe's entry
+            assert new_mac in in_netns(probe["pid"], "ip", "-6", "neigh", "show", "fd63::9")
+            assert wait_until(lambda: ping(probe["pid"], "fd63::9"), timeout=3)
+            # the dead node's logical port of it is gone from the NB; the new one is a's
+            ports = nodes.lab.nbctl.run("--bare", "--columns=name", "list", "Logical_Switch_Port")
+            assert not any(p.startswith(f"{b.name}.") for p in ports.split())
+            assert etcd.get_prefix(key)[key]["ports"] == [
+                f"{a.name}.{a.client().get('/v1/instances/survivor')['interfaces'][0]['host_ifname']}"
+            ]
             view = node_view(a.client(), b.name)
             assert view["state"] == "dead"
             assert "survivor" in view["instances"]  # b's last record

@@ -52,8 +52,9 @@ def test_the_request_that_makes_an_instance_again() -> None:
         name="web1",
         template="web",
         interfaces=[
-            SimpleNamespace(name="eth0", addresses=["10.0.0.5/24"]),
-            SimpleNamespace(name="eth1", addresses=[]),
+            SimpleNamespace(name="eth0", addresses=["10.0.0.5/24"], gateway=None),
+            SimpleNamespace(name="eth1", addresses=[], gateway=None),
+            SimpleNamespace(name="apps", addresses=["10.1.0.5/24"], gateway="10.1.0.1"),
         ],
         labels={"app": "web"},
         resources=SimpleNamespace(cpus=0.5, memory_mb=64),
@@ -61,10 +62,21 @@ def test_the_request_that_makes_an_instance_again() -> None:
     assert request_of(inst) == {
         "name": "web1",
         "template": "web",
-        "interfaces": {"eth0": {"addresses": ["10.0.0.5/24"]}},
+        "interfaces": {
+            "eth0": {"addresses": ["10.0.0.5/24"]},
+            "apps": {"addresses": ["10.1.0.5/24"], "gateway": "10.1.0.1"},  # its route back
+        },
         "labels": {"app": "web"},
         "resources": {"cpus": 0.5, "memory_mb": 64},
     }
+
+
+def test_a_record_keeps_its_logical_ports_through_a_claim() -> None:
+    value = {"node": "b", "request": {"name": "x"}, "ports": ["b.fe1234"]}
+    taken = Record.of("x", value, "3").taken_by("a")
+    assert Record.of("x", value, "3").ports == ("b.fe1234",)
+    assert "ports" not in taken  # the dead node's ports are removed by the claimer
+    assert (taken["node"], taken["taken_from"]) == ("a", "b")
 
 
 def test_the_claim_compares_the_revision() -> None:
@@ -99,3 +111,28 @@ def test_a_gratuitous_arp_frame() -> None:
     assert arp[18:24] == b"\0" * 6  # target = sender's address
     assert arp[24:28] == bytes([10, 0, 0, 9])
     assert len(frame) == 42
+
+
+def test_an_unsolicited_neighbour_advertisement_frame() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    from fluidedge.cluster.garp import frames_for, unsolicited_na_frame
+
+    mac = bytes.fromhex("02aabbccddee")
+    frame = unsolicited_na_frame(mac, "fd00::9")
+    parsed = Ether(frame)
+    assert parsed.dst == "33:33:00:00:00:01"
+    assert parsed.src == "02:aa:bb:cc:dd:ee"
+    ip6 = parsed[IPv6]
+    assert (ip6.src, ip6.dst, ip6.hlim, ip6.nh) == ("fd00::9", "ff02::1", 255, 58)
+    na = parsed[ICMPv6ND_NA]
+    assert (na.tgt, na.R, na.S, na.O) == ("fd00::9", 0, 0, 1)
+    assert parsed[ICMPv6NDOptDstLLAddr].lladdr == "02:aa:bb:cc:dd:ee"
+    # scapy recomputes the checksum: ours must be the same
+    sent_csum = na.cksum
+    del parsed[ICMPv6ND_NA].cksum
+    assert Ether(bytes(parsed))[ICMPv6ND_NA].cksum == sent_csum
+    # one frame per address, by family
+    both = frames_for(mac, ["10.0.0.9/24", "fd00::9/64"])
+    assert [f[12:14] for f in both] == [b"\x08\x06", b"\x86\xdd"]

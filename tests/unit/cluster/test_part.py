@@ -110,3 +110,36 @@ def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
     for ca in (bad, tmp_path / "missing.pem"):
         with pytest.raises(ClusterInvalid, match=r"cluster\.ca_file"):
             create_part({**section, "ca_file": str(ca)}, ctx)
+
+
+def test_a_takeover_removes_only_the_dead_nodes_ports(
+    part: ClusterPart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from fluidedge.cluster.failover import Record
+    from fluidedge.ovn import networks as ovn_networks
+    from fluidedge.ovn.node import OvnNode
+
+    node = OvnNode(nb="unix:/x/nb.sock", sb="unix:/x/sb.sock", chassis="here", encap="10.0.0.1/24")
+    sent: list[list[list[str]]] = []
+
+    class FakeNb:
+        def transact(self, commands: list[list[str]], wait: str | None = None) -> str:
+            sent.append(commands)
+            return ""
+
+    ovn_networks.configure(tmp_path, node)
+    monkeypatch.setattr(ovn_networks, "nbctl", FakeNb)
+    part._manager = SimpleNamespace(config=SimpleNamespace(ovn=node))
+    try:
+        value = {"node": "gone", "request": {}, "ports": ["gone.fe1", "here.fe2", "gone.fe3"]}
+        part._remove_ports(Record.of("x", value, "5"))
+        assert sent == [
+            [["--if-exists", "lsp-del", "gone.fe1"], ["--if-exists", "lsp-del", "gone.fe3"]]
+        ]
+        assert part.ports_removed == 2
+        part._remove_ports(Record.of("y", {"node": "gone", "request": {}}, "6"))  # none listed
+        assert len(sent) == 1
+    finally:
+        ovn_networks.configure(tmp_path, None)

@@ -61,3 +61,22 @@ def test_only_members_that_answer_are_named(tmp_path: Path) -> None:
         assert not reachable("bogus")
     finally:
         server.close()
+
+
+def test_a_host_ports_names_and_mac_are_stable_and_valid(tmp_path: Path) -> None:
+    from fluidedge.ovn import networks
+    from fluidedge.ovn.node import OvnNode
+
+    node = OvnNode(
+        nb="unix:/x/nb.sock", sb="unix:/x/sb.sock", chassis="edge-1", encap="10.0.0.1/24"
+    )
+    networks.configure(tmp_path, node)
+    try:
+        assert networks.host_peer("apps0") == "apps0-ls"
+        assert networks.host_peer("averylongname15") == "averylongnam-ls"  # 15 chars at most
+        mac = networks.host_mac("apps0")
+        assert mac == networks.host_mac("apps0")
+        assert mac.startswith("02:")  # locally administered, unicast
+        assert mac != networks.host_mac("apps1")
+    finally:
+        networks.configure(tmp_path, None)

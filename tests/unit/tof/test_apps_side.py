@@ -110,3 +110,12 @@ def test_prepare_auto_runs_the_fixes() -> None:
     assert ("sysctl", "-qw", "net.ipv4.ip_forward=1") in host.ran
     assert ("ip", "addr", "add", "198.19.0.1/24", "dev", "apps0") in host.ran
     assert len(done.missing) == 2
+
+
+def test_an_ovn_apps_network_needs_the_interface_to_plug() -> None:
+    with pytest.raises(ValueError, match="apps_ovn_network needs apps_interface"):
+        TofConfig(apps_ovn_network="apps")
+    with pytest.raises(ValueError, match="apps_ovn_network"):
+        TofConfig(apps_interface="apps0", apps_ovn_network="Bad;name")
+    config = TofConfig(apps_interface="apps0", apps_ovn_network="apps")
+    assert config.apps_ovn_network == "apps"
