@@ -1,6 +1,7 @@
 """Where a resumed request's time goes: paired requests, timestamped captures (issue 17).
 
     .venv/bin/python bench/superfluid_trace.py [--pairs 100] [--settle 0.3] [--perf FILE]
+        [--backend userspace|fastpath] [--switch-interval S]
 
 One lab in "tof" mode, one daemon (userspace TOF + instance manager, the ``edge`` template of
 bench/superfluid.py), two ``shared`` on-demand services: ``running`` (never paused) and
@@ -164,6 +165,11 @@ def main() -> None:
         help="every other pair with the v1 freezer anchor thawed (the kernel's freezer key "
         "flips on each freeze and thaw of the only frozen instance), the others with it",
     )  # fmt: skip
+    parser.add_argument("--backend", choices=("userspace", "fastpath"), default="userspace")
+    parser.add_argument(
+        "--switch-interval", type=float, default=None,
+        help="[tof] switch_interval, s (the daemon's GIL switch interval; default the config's)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="sft-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -171,7 +177,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []  # in request order: kind, mode, curl ms, server hold ms
     try:
         parts = {"instances": lab_instances_section(lab, builtin_templates=False)}
-        with TofDaemon(lab_tof_section(lab, backend="userspace"), parts=parts) as daemon:
+        tof: dict[str, object] = {"backend": args.backend}
+        if args.switch_interval is not None:
+            tof["switch_interval"] = args.switch_interval
+        with TofDaemon(lab_tof_section(lab, **tof), parts=parts) as daemon:
             client = daemon.client
             client.post("/v1/templates", TEMPLATE)
             if not wait_s1_ready(client, s1_pairs(lab), timeout=30):

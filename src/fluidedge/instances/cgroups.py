@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 from fluidedge.instances.bundle import CFS_PERIOD_US, cpu_quota_us, cpu_shares
 from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
+from fluidedge.linux import heldcalls
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DEFAULT_PARENT = "/fluidedge"
@@ -138,9 +139,13 @@ class Thawer:
             raise
 
     def thaw(self) -> bool:
-        """Thaw now; True once the kernel says thawed (False, or OSError: not thawed)."""
-        os.pwrite(self._control, self._value, 0)
-        return self._thawed in os.pread(self._status, 256, 0)
+        """Thaw now; True once the kernel says thawed (False, or OSError: not thawed).
+
+        Both calls keep the GIL (:mod:`fluidedge.linux.heldcalls`): they take microseconds and
+        run on the packet path, where releasing the GIL would let another daemon thread
+        delay the packet by up to the interpreter's switch interval."""
+        heldcalls.pwrite(self._control, self._value, 0)
+        return self._thawed in heldcalls.pread(self._status, 256, 0)
 
     def close(self) -> None:
         if self._status != self._control:

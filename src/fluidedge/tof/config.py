@@ -75,6 +75,10 @@ class TofConfig(BaseModel):
     max_tunnels: int = Field(default=100_000, ge=1)
     max_flows: int = Field(default=1_000_000, ge=1)
     batch: int = Field(default=64, ge=1, le=4096)
+    # The interpreter's GIL switch interval (s) while a data-plane thread runs: the longest
+    # another Python thread of the daemon may keep the data plane waiting once it has taken the
+    # GIL during one of the data plane's system calls (CPython's default is 5 ms; docs/tof.md).
+    switch_interval: float = Field(default=0.0005, ge=0.0001, le=0.1)
     s1_mtu: int = Field(default=1500, ge=576, le=9216)
     mss_clamp: bool = True
     # Fail-open (docs/tof.md): a tc program on the S1 interfaces switches S1 through unchanged

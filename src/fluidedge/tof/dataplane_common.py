@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -129,6 +130,7 @@ class DataPlaneBase:
         self._s1_tx: dict[int, socket.socket] = {}
         self._tun: int | None = None
         self._wake_r = self._wake_w = -1
+        self._previous_switch = sys.getswitchinterval()
         self.io: Counter[str] = Counter()
         self.failure: str | None = None
         # The data plane's long-lived objects out of full collections (docs/accounting.md).
@@ -159,6 +161,12 @@ class DataPlaneBase:
             self._run("sysctl", "-qw", key, check=False)
 
     def _start_thread(self) -> None:
+        # WHY: every system call of the data plane releases the GIL; a daemon thread that woke
+        # meanwhile (the API, the idle timers, the pool's workers) takes it and may keep it for
+        # up to the switch interval before the packet goes on (5 ms by default: the userspace
+        # data plane's millisecond tail, docs/superfluid.md "Resume latency").
+        self._previous_switch = sys.getswitchinterval()
+        sys.setswitchinterval(self.config.switch_interval)
         self._wake_r, self._wake_w = os.pipe()
         self._running = True
         self._thread = threading.Thread(
@@ -174,6 +182,7 @@ class DataPlaneBase:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+            sys.setswitchinterval(self._previous_switch)
 
     def _close_tun_and_wake(self) -> None:
         if self._tun is not None:

@@ -16,6 +16,8 @@ import ctypes.util
 import errno
 import os
 
+from fluidedge.linux.heldcalls import libc as _held_libc
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 MSG_DONTWAIT = 0x40
 
@@ -48,6 +50,10 @@ _libc.recvmmsg.argtypes = (
     ctypes.c_void_p,
 )
 _libc.recvmmsg.restype = ctypes.c_int
+# recvmmsg with MSG_DONTWAIT never blocks: it keeps the GIL (fluidedge.linux.heldcalls), so no
+# other daemon thread takes it between the poll and the packet's processing.
+_held_libc.recvmmsg.argtypes = _libc.recvmmsg.argtypes
+_held_libc.recvmmsg.restype = ctypes.c_int
 _libc.sendmmsg.argtypes = (ctypes.c_int, ctypes.POINTER(_Mmsghdr), ctypes.c_uint, ctypes.c_int)
 _libc.sendmmsg.restype = ctypes.c_int
 
@@ -76,7 +82,7 @@ class RxRing:
 
     def receive(self) -> int:
         """Fill up to ``batch`` buffers without blocking; the number received (0 if none)."""
-        n = _libc.recvmmsg(self.fd, self.msgs, self.batch, MSG_DONTWAIT, None)
+        n = _held_libc.recvmmsg(self.fd, self.msgs, self.batch, MSG_DONTWAIT, None)
         if n < 0:
             err = ctypes.get_errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):

@@ -6,12 +6,16 @@ the VM tier (``scripts/vmtest``); here, what each implementation writes where, a
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
 from fluidedge.instances import cgroups
 from fluidedge.instances.errors import FreezerBusy, RuntimeFailure
+from fluidedge.linux import heldcalls
 
 HYBRID = """\
 25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
@@ -180,3 +184,21 @@ def test_thawer_writes_once_and_confirms(tmp_path: Path) -> None:
     thawer.close()
     with pytest.raises(FileNotFoundError):
         v2.thawer("gone")
+
+
+def test_heldcalls_keep_the_gil_and_raise_like_os(tmp_path: Path) -> None:
+    """The thaw's write and read go through libc with the GIL held (ctypes.PyDLL), and
+    behave like os.pwrite/os.pread (bytes in, bytes out, OSError with errno)."""
+    assert isinstance(heldcalls.libc, ctypes.PyDLL)
+    assert heldcalls.libc.pwrite._flags_ & ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+    path = tmp_path / "state"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert heldcalls.pwrite(fd, b"THAWED\n", 0) == 7
+        assert heldcalls.pread(fd, 256, 0) == b"THAWED\n"
+        assert heldcalls.pread(fd, 3, 2) == b"AWE"
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError, match="Bad file descriptor") as caught:
+        heldcalls.pread(fd, 1, 0)  # closed
+    assert caught.value.errno == errno.EBADF
