@@ -27,9 +27,11 @@ statement preparation run under the GIL), adding to the pause, resume or creatio
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -39,6 +41,17 @@ log = logging.getLogger("fluidedge.instances")
 
 # How long a follow-up waits for a kick (the response sent) before it is written anyway.
 DEFER_DELAY_S = 0.02
+
+
+# Writers whose thread runs: at the interpreter's exit, what they hold is written (their thread
+# is a daemon thread, which would otherwise be stopped with follow-ups still queued).
+_LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    for writer in list(_LIVE):
+        writer.close()
 
 
 class Writer:
@@ -62,6 +75,7 @@ class Writer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="fe-store", daemon=True)
             self._thread.start()
+            _LIVE.add(self)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` on the writer thread now (after what is queued before it); the

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from tests.fixtures.wait import scaled
@@ -66,3 +69,17 @@ def test_close_writes_what_is_queued_and_refuses_more() -> None:
         writer.defer(done.append, 3)
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(done.append, 3)
+
+
+def test_what_is_queued_is_written_at_the_interpreter_exit(tmp_path: Path) -> None:
+    """The writer's thread is a daemon thread; a follow-up still held back when the process
+    exits normally is written all the same (as the thread pool it replaced did)."""
+    done = tmp_path / "done"
+    code = (
+        "from pathlib import Path\n"
+        "from fluidedge.instances.writer import Writer\n"
+        "writer = Writer(delay=3600)\n"
+        f"writer.defer(Path({str(done)!r}).write_text, 'written')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=scaled(30))
+    assert done.read_text() == "written"
