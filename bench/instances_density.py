@@ -9,6 +9,11 @@ reports:
 - memory overhead per idle instance: drop of MemAvailable divided by the count (the pool is
   back to its size at both measurements), and the mean cgroup ``memory.usage_in_bytes``;
 - the cost of one pooled shell (RSS of its launcher, waiting on the go FIFO);
+- CPU: the daemon's CPU time per created instance (its own and its reaped children's, i.e. the
+  ``runc create`` of the refill, so one creation end to end), the CPU an idle instance and the
+  daemon use over a quiet window once the count is reached, and what that extrapolates to for
+  10,000 instances (memory against MemTotal, pids against ``kernel.pid_max``, CPU time of the
+  creations on this host's CPUs): the figure to quote where 10,000 cannot be run;
 - per-operation cost as the count grows (issue 12: flat within 1.5x): at 1, 10, 100, 1000...
   instances, median of several pause + resume of the first instance, a read of one
   instance, a delete of a fresh instance (lean keep-alive client), and the list of all
@@ -95,11 +100,48 @@ def op_costs(daemon: BenchDaemon, count: int) -> dict[str, float]:
         lean.close()
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_WINDOW_S = 5.0
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU time (user + system) of ``pid``, with its reaped children's if ``children``; 0 if
+    it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # after the command: state (0) ... utime (11), stime (12), cutime (13), cstime (14)
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
+
+
+def mem_total_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def mem_available_mb() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _pids_current(instances: list[dict[str, Any]]) -> list[int]:
+    """``pids.current`` of each instance's cgroup (skipping the ones gone meanwhile)."""
+    host_cgroups = detect()
+    out = []
+    for inst in instances:
+        try:
+            out.append(host_cgroups.pids_current(inst["id"]))
+        except OSError:
+            continue
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -168,6 +210,7 @@ def main() -> None:
         # the prepare phase, waiting on its go FIFO).
         shells = [c for c in runc.Runc(state).list() if c.get("pid")]
         shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
+        daemon_cpu_before = cpu_seconds(daemon.process.pid, children=True)
         begin_all = time.perf_counter()
         stop_at = None if args.max_minutes is None else time.monotonic() + args.max_minutes * 60
         for index in range(count):
@@ -200,10 +243,19 @@ def main() -> None:
                 print(f"  {index + 1} instances, last {wall[-1]:.2f} ms ({paths[-1]})", flush=True)
         elapsed = time.perf_counter() - begin_all
         daemon.wait_pool("idle")
+        daemon_cpu_made = cpu_seconds(daemon.process.pid, children=True) - daemon_cpu_before
         time.sleep(1.0)
         mem_after = mem_available_mb()
         listed = daemon.http.get("/v1/instances").json()
         running = [i for i in listed if i["state"] == "running" and runc.pid_alive(i["pid"])]
+        # A quiet window: what idle instances and the daemon cost once nothing is created.
+        pids = [int(i["pid"]) for i in running]
+        inst_cpu_0 = sum(cpu_seconds(pid) for pid in pids)
+        daemon_cpu_0 = cpu_seconds(daemon.process.pid, children=True)
+        time.sleep(IDLE_WINDOW_S)
+        inst_idle_cpu = sum(cpu_seconds(pid) for pid in pids) - inst_cpu_0
+        daemon_idle_cpu = cpu_seconds(daemon.process.pid, children=True) - daemon_cpu_0
+        pids_per = _pids_current(running[:200])
         host_cgroups = detect()  # the daemon's default parent on this host
         usage = [host_cgroups.memory_usage(i["id"]) / 2**20 for i in running[:200]]
         inst_rss = statistics.fmean(rss_mb(i["pid"]) for i in running[:50])
@@ -271,6 +323,36 @@ def main() -> None:
         )
         print(f"  RSS of an idle instance's process: {inst_rss:.2f} MiB")
         print(f"  RSS of a pooled shell (launcher waiting): {shell_rss:.2f} MiB")
+        per_mb = (mem_before - mem_after) / max(made, 1)
+        per_cpu = daemon_cpu_made / max(made, 1)
+        cpus = os.cpu_count() or 1
+        print("\nCPU")
+        print(
+            f"  daemon CPU per created instance (API + refill's runc create, reaped children "
+            f"included): {per_cpu * 1000:.1f} ms ({daemon_cpu_made:.1f} s for {made})"
+        )
+        print(
+            f"  idle, over {IDLE_WINDOW_S:.0f} s with {len(pids)} instances: instances "
+            f"{inst_idle_cpu / IDLE_WINDOW_S / max(len(pids), 1) * 1e6:.2f} us CPU per second "
+            f"each, daemon {daemon_idle_cpu / IDLE_WINDOW_S * 100:.2f} % of a CPU "
+            f"(/proc counts in {1000 / TICKS:.0f} ms ticks: instances "
+            f"{round(inst_idle_cpu * TICKS)} ticks in all)"
+        )
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+        mean_pids = statistics.fmean(pids_per) if pids_per else float("nan")
+        print("\nextrapolated to 10,000 idle instances (from this run's per-instance figures)")
+        print(
+            f"  memory: {per_mb * 10000 / 1024:.1f} GiB all-in "
+            f"(MemTotal {mem_total_mb() / 1024:.1f} GiB)"
+        )
+        print(f"  pids: {mean_pids * 10000:.0f} ({mean_pids:.2f} per instance; pid_max {pid_max})")
+        print(
+            f"  creation CPU: {per_cpu * 10000:.0f} s = at least "
+            f"{per_cpu * 10000 / cpus / 60:.1f} min on {cpus} CPUs fully used by the daemon "
+            f"(the 1.5x flatness target is about latency, this about the time to get there)"
+        )
+        idle_share = inst_idle_cpu / IDLE_WINDOW_S / max(len(pids), 1)
+        print(f"  idle: instances {idle_share * 10000 * 100:.3f} % of a CPU in all")
     finally:
         begin = time.perf_counter()
         names = [i["name"] for i in daemon.http.get("/v1/instances").json()]

@@ -20,6 +20,13 @@ What the store promises (docs/daemon.md, "Integrity" and "Durability"):
 - **Acknowledged means on disk.** ``synchronous=FULL`` (the default): every commit fsyncs the
   WAL before returning, so a 2xx survives power loss. ``"normal"`` keeps only crash
   (kill -9) durability and is there for the benchmark that measures the difference.
+- **A durable commit costs one flush.** A commit that grows the WAL file makes its fsync
+  journal the file's new size too (ext4: a second flush; 0.6 ms per commit here against
+  0.19 ms into space already written). Under ``synchronous=FULL`` the WAL is therefore written
+  out to its working size (``wal_autocheckpoint`` pages, about 4 MiB) with zeros once, after
+  its first commit of this run (:meth:`Store._size_wal`), and SQLite reuses that space from then
+  on. Zeros after the last frame are what SQLite (and :mod:`fluidedge.core.walcheck`) read as
+  the end of the log; nothing about what a commit promises changes.
 - **Writes go where they are read back from.** Each write transaction first checks that the
   database and WAL files are still the ones opened (device and inode). When they were removed
   or replaced, the store refuses every later write with :class:`StoreUnavailable` (503 with the
@@ -51,6 +58,10 @@ log = logging.getLogger("fluidedge.core.store")
 STORE_FORMAT = 1
 
 Synchronous = Literal["full", "normal"]
+
+# SQLite's WAL layout (fileformat §4): a 32-byte header, then frames of a 24-byte header + a page.
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
 
 RECOVERY = (
     "To recover: stop the daemon and restore a backup (fluidedge state restore BACKUP "
@@ -201,6 +212,8 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"store {path}: {exc}") from exc
         self._lock = threading.RLock()
+        # Under FULL: the WAL still to be written out to its working size (see _size_wal).
+        self._wal_sized = synchronous != "full" or not isinstance(self.path, Path)
         if isinstance(self.path, Path):
             self._after_open(self.path)
 
@@ -355,6 +368,42 @@ class Store:
                 identity = _identity(wal)
                 if identity is not None:
                     self._identities[wal] = identity
+            if not self._wal_sized:
+                self._size_wal()
+
+    def _size_wal(self) -> None:
+        """Write the WAL out with zeros to ``wal_autocheckpoint`` frames, once it holds a valid
+        header (the first commit's): later commits write into space already on disk, and their
+        fsync flushes data only. Best effort: a failure leaves the WAL growing as before."""
+        if not isinstance(self.path, Path):
+            return
+        wal = companions(self.path)[1]
+        try:
+            size = os.stat(wal).st_size
+            if size < WAL_HEADER_BYTES:
+                return  # no header yet: zeros there would read as a damaged log
+            page = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+            frames = int(self._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            target = WAL_HEADER_BYTES + max(frames, 1) * (WAL_FRAME_HEADER_BYTES + page)
+            self._wal_sized = True
+            if size >= target:
+                return
+            fd = os.open(wal, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                chunk = bytes(1 << 20)
+                offset = size
+                while offset < target:
+                    offset += os.pwrite(fd, chunk[: min(len(chunk), target - offset)], offset)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except (OSError, sqlite3.Error) as exc:
+            self._wal_sized = True
+            log.warning(
+                "store: could not pre-size the WAL (%s): durable commits may cost more",
+                exc,
+                extra={"part": "daemon", "event": "store_wal_size_failed", "ids": str(wal)},
+            )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query and return all rows."""

@@ -13,6 +13,7 @@ audit), which also serves the parts' hot routes (an optional ``hot_routes()``,
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,14 @@ from fluidedge.daemon.registry import PART_FACTORIES, load_factory
 from fluidedge.errors import FluidedgeError
 from fluidedge.tenants.api import build_router as build_tenants_router
 from fluidedge.tenants.service import TenantService
+
+# FastAPI >= 0.165 instruments every request with OpenTelemetry unless told not to (see
+# create_app); older releases have no such option.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def _validation_reason(exc: RequestValidationError) -> str:
@@ -162,6 +171,10 @@ def create_app(
         version=fluidedge.__version__,
         description="Superfluid mobile-edge node: traffic offloading and instance management.",
         lifespan=lifespan,
+        # No OpenTelemetry here: FastAPI's native instrumentation would otherwise look up the
+        # global tracer, meter and logger providers on every request (tens of µs each time,
+        # more than a warm pause costs the daemon itself).
+        **_NO_TELEMETRY,
     )
     app.state.context = context
     context.app = app

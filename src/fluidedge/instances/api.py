@@ -34,6 +34,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter, ValidationError
+from starlette.background import BackgroundTask
 
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
@@ -50,6 +51,7 @@ from fluidedge.instances.models import (
     TemplateSpec,
 )
 from fluidedge.instances.scoping import Scoped
+from fluidedge.instances.writer import Writer
 
 
 async def _arrival() -> float:
@@ -63,23 +65,31 @@ async def _arrival() -> float:
 INLINE_FREEZER_WAIT = 0.005
 
 
-def _json(view: InstanceView, status_code: int = status.HTTP_200_OK) -> Response:
+def _json(view: InstanceView, writer: Writer, status_code: int = status.HTTP_200_OK) -> Response:
     # The view is already a validated InstanceView: serialise it once, directly, rather than
     # letting FastAPI dump it, re-validate the dump against the response model and encode it
     # again (the schema still says InstanceView through the route's ``response_model``).
+    # Once the answer is sent, the store writer may commit the call's follow-up (the row's
+    # new state or timing): not before, where it would compete with the answer for the GIL.
+    async def kick() -> None:  # async: run on the event loop, not in the thread pool
+        writer.kick()
+
     return Response(
-        content=view.model_dump_json(), status_code=status_code, media_type="application/json"
+        content=view.model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        background=BackgroundTask(kick),
     )
 
 
-async def _freezer_op(op: Callable[..., InstanceView], name: str) -> Response:
+async def _freezer_op(manager: Manager, op: Callable[..., InstanceView], name: str) -> Response:
     """Pause or resume inline with a bounded freezer wait; finish in the thread pool if the
     cgroup is slow to settle (the freezer usually settles in ~0.15 ms, less than a hand-off)."""
     try:
         view = op(name, timeout=INLINE_FREEZER_WAIT)
     except FreezerBusy:
         view = await run_in_threadpool(op, name)
-    return _json(view)
+    return _json(view, manager.writer)
 
 
 async def _create(  # noqa: PLR0917 (private: the two create routes)
@@ -103,7 +113,7 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
             view = manager.create_instance(checked, arrived)
         else:
             view = await run_in_threadpool(manager.create_instance, checked, arrived)
-    return _json(view, status.HTTP_201_CREATED)
+    return _json(view, manager.writer, status.HTTP_201_CREATED)
 
 
 async def _place(
@@ -184,7 +194,7 @@ def hot_routes(manager: Manager, scoped: Scoped) -> list[HotRoute]:
                 return None
             name = params["name"]
             scoped.require_change("instance", scoped.who(Request(scope)), name)
-            return await _freezer_op(op, name)
+            return await _freezer_op(manager, op, name)
 
         return handler
 
@@ -318,7 +328,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     async def pause_instance(name: str, request: Request) -> Response:
         sc.require_change("instance", sc.who(request), name)
-        return await _freezer_op(manager.pause, name)
+        return await _freezer_op(manager, manager.pause, name)
 
     @router.post(
         "/instances/{name}/resume",
@@ -328,7 +338,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     async def resume_instance(name: str, request: Request) -> Response:
         sc.require_change("instance", sc.who(request), name)
-        return await _freezer_op(manager.resume, name)
+        return await _freezer_op(manager, manager.resume, name)
 
     @router.get(
         "/instances/{name}/logs",

@@ -52,11 +52,23 @@ class Histograms:
         self.registry = CollectorRegistry(auto_describe=False)
         self._help: dict[str, str] = {}
         self._metrics: dict[str, Histogram] = {}
+        # (metric, label values in call order) -> the labelled child: ``labels()`` checks and
+        # sorts its arguments and takes a lock on every call (about 10 µs, eight times per
+        # warm creation); the children are the same objects each time.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Histogram] = {}
 
     def declare(self, metric: str, help_text: str) -> None:
         self._help[metric] = help_text
 
     def observe(self, metric: str, seconds: float, **labels: str) -> None:
+        key = (metric, tuple(labels.items()))
+        child = self._children.get(key)
+        if child is None:
+            child = self._child(metric, labels)
+            self._children[key] = child
+        child.observe(seconds)
+
+    def _child(self, metric: str, labels: dict[str, str]) -> Histogram:
         histogram = self._metrics.get(metric)
         if histogram is None:
             with self._lock:
@@ -70,7 +82,7 @@ class Histograms:
                         registry=self.registry,
                     )
                     self._metrics[metric] = histogram
-        (histogram.labels(**labels) if labels else histogram).observe(seconds)
+        return histogram.labels(**labels) if labels else histogram
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()

@@ -13,11 +13,13 @@ from typing import cast
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.fixtures.wait import scaled
 
 from fluidedge.instances import api
 from fluidedge.instances.errors import FreezerBusy, WrongState
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceView, Resources, Timing
+from fluidedge.instances.writer import Writer
 
 
 def _view(state: str) -> InstanceView:
@@ -44,6 +46,7 @@ class SlowFreezer:
     def __init__(self, settle: float) -> None:
         self.settle = settle
         self.calls: list[tuple[str, float, int]] = []
+        self.writer = Writer()  # the routes kick its follow-ups once they have answered
 
     def _op(self, op: str, name: str, timeout: float, state: str) -> InstanceView:
         self.calls.append((op, timeout, threading.get_ident()))
@@ -97,3 +100,24 @@ def test_other_errors_are_not_retried() -> None:
     with _client(fake) as client, pytest.raises(WrongState):
         client.post("/v1/instances/b/pause")
     assert len(fake.calls) == 1
+
+
+def test_the_answer_releases_the_follow_up_write() -> None:
+    """The manager defers a pause's row update to its store writer, which holds it back until
+    the answer is out: the route kicks it once it has answered (not after the writer's delay,
+    here an hour)."""
+    fake = SlowFreezer(settle=0.0)
+    fake.writer = Writer(delay=3600)
+    written = threading.Event()
+    pause = fake.pause
+
+    def pause_and_defer(name: str, *, timeout: float = 2.0) -> InstanceView:
+        view = pause(name, timeout=timeout)
+        fake.writer.defer(written.set)
+        return view
+
+    fake.pause = pause_and_defer  # type: ignore[method-assign]
+    with _client(fake) as client:
+        assert client.post("/v1/instances/a/pause").status_code == 200
+        assert written.wait(scaled(5))
+    fake.writer.close()

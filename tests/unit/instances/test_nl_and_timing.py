@@ -65,3 +65,16 @@ def test_histogram_text_is_cumulative() -> None:
     assert 'm_seconds_bucket{le="0.0025",phase="start"} 2.0' in text
     assert 'm_seconds_bucket{le="+Inf",phase="start"} 2.0' in text
     assert 'm_seconds_count{phase="start"} 2.0' in text
+
+
+def test_histogram_children_are_reused_whatever_the_label_order() -> None:
+    """The labelled children are cached by (metric, labels as given): the same labels in
+    another order still land in the one series prometheus_client keeps for them."""
+    hist = Histograms()
+    hist.observe("c_seconds", 0.001, phase="start", path="warm")
+    hist.observe("c_seconds", 0.001, path="warm", phase="start")
+    hist.observe("c_seconds", 0.001, phase="start", path="warm")
+    hist.observe("c_seconds", 0.001, phase="ready", path="warm")
+    text = hist.render()
+    assert 'c_seconds_count{path="warm",phase="start"} 3.0' in text
+    assert 'c_seconds_count{path="warm",phase="ready"} 1.0' in text
