@@ -43,7 +43,7 @@ from fluidedge.mec.models import (
     check_dns_rule,
 )
 from fluidedge.mec.persist import Put, Tables
-from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, check_acts_for
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget, check_acts_for
 
 log = logging.getLogger("fluidedge.mec")
 
@@ -58,10 +58,10 @@ Submit = Callable[[str, str, dict[str, Any]], None]
 class TofPort(Protocol):
     """The platform's view of the TOF: the services it owns there, by name."""
 
-    def owned(self) -> dict[str, tuple[str, str]]:
-        """name -> (serviceIP, applicationIP) of every TOF service named ``mec-...``."""
+    def owned(self) -> dict[str, TofTarget]:
+        """name -> what every TOF service named ``mec-...`` is."""
 
-    def put(self, name: str, service_ip: str, application_ip: str) -> None:
+    def put(self, name: str, target: TofTarget) -> None:
         """Create or replace a service; in the data plane when this returns."""
 
     def remove(self, name: str) -> None: ...
@@ -73,17 +73,30 @@ class CatalogTof:
     def __init__(self, tof_part: Any) -> None:
         self.part = tof_part
 
-    def owned(self) -> dict[str, tuple[str, str]]:
-        return {
-            s.name: (s.service_ip, s.application_ip)
-            for s in self.part.catalog.all()
-            if s.name.startswith(TOF_PREFIX)
-        }
+    def owned(self) -> dict[str, TofTarget]:
+        out: dict[str, TofTarget] = {}
+        for s in self.part.catalog.all():
+            if not s.name.startswith(TOF_PREFIX):
+                continue
+            m = s.match
+            out[s.name] = (
+                TofTarget(s.service_ip, s.application_ip)
+                if m is None
+                else TofTarget(
+                    s.service_ip, s.application_ip, True, m.protocols, m.ports, m.priority, s.action
+                )
+            )
+        return out
 
-    def put(self, name: str, service_ip: str, application_ip: str) -> None:
-        from fluidedge.tof.models import Service  # noqa: PLC0415 - only with a TOF
+    def put(self, name: str, target: TofTarget) -> None:
+        from fluidedge.tof.models import Match, Service  # noqa: PLC0415 - only with a TOF
 
-        service = Service(name, service_ip, application_ip)
+        match = (
+            Match(target.protocols, target.ports, target.priority) if target.classified else None
+        )
+        service = Service(
+            name, target.service_ip, target.application_ip, None, match, target.action
+        )
         if name in self.part.catalog.snapshot():
             self.part.catalog.update(name, service)
         else:
@@ -524,18 +537,18 @@ class Platform:
 
     # --- the TOF -----------------------------------------------------------------------
 
-    def desired_tof(self) -> dict[str, tuple[str, str]]:
-        """The TOF services the active rules of ready apps make (name -> addresses)."""
-        out: dict[str, tuple[str, str]] = {}
+    def desired_tof(self) -> dict[str, TofTarget]:
+        """The TOF services the active rules of ready apps make (name -> what it is)."""
+        out: dict[str, TofTarget] = {}
         if self.dns_offload is not None:
-            out[DNS_SERVICE] = self.dns_offload
+            out[DNS_SERVICE] = TofTarget(*self.dns_offload)
         for app in self.apps.values():
             if app.state is not AppState.READY:
                 continue
             for rule in sorted(app.traffic.values(), key=lambda r: r.priority):
-                pairs = policy.tof_services(rule, app.doc.get("dataAddress"))
-                for index, pair in enumerate(pairs):
-                    out[policy.tof_service_name(app.id, rule.traffic_rule_id, index)] = pair
+                targets = policy.tof_services(rule, app.doc.get("dataAddress"))
+                for index, target in enumerate(targets):
+                    out[policy.tof_service_name(app.id, rule.traffic_rule_id, index)] = target
         return out
 
     def sync_tof(self) -> None:
@@ -552,9 +565,9 @@ class Platform:
             current = port.owned()
             for name in sorted(set(current) - set(desired)):
                 port.remove(name)
-            for name, (service_ip, app_ip) in sorted(desired.items()):
-                if current.get(name) != (service_ip, app_ip):
-                    port.put(name, service_ip, app_ip)
+            for name, target in sorted(desired.items()):
+                if current.get(name) != target:
+                    port.put(name, target)
 
     # --- service management: services --------------------------------------------------
 

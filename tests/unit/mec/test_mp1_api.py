@@ -111,16 +111,61 @@ def test_an_unsupported_activation_is_a_problem_and_changes_nothing(client: Test
     client.post(
         f"{AS}/applications/{app}/confirm_ready", headers=auth, json={"indication": "READY"}
     )
-    drop = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
-                      json=rule("r1", "198.18.0.5", action="DROP"))  # fmt: skip
-    assert drop.status_code == 400
-    assert drop.headers["content-type"] == PROBLEM
-    assert "DROP is not supported" in drop.json()["detail"]
+    encap = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
+                       json=rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED"))  # fmt: skip
+    assert encap.status_code == 400
+    assert encap.headers["content-type"] == PROBLEM
+    assert "FORWARD_ENCAPSULATED is not supported" in encap.json()["detail"]
     assert (
         client.get(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth).json()["action"]
         == "FORWARD_DECAPSULATED"
     )
     assert "198.18.0.5" in tof(client)
+
+
+def test_port_filters_let_two_apps_share_an_address_and_drop_becomes_a_tof_verdict(
+    client: TestClient,
+) -> None:
+    web, auth_web = new_app(client, "web", "198.18.0.5", "10.0.2.10")
+    tls, auth_tls = new_app(client, "tls", "198.18.0.6", "10.0.2.11")
+    for app, auth in ((web, auth_web), (tls, auth_tls)):
+        client.post(
+            f"{AS}/applications/{app}/confirm_ready", headers=auth, json={"indication": "READY"}
+        )
+    port80 = [{"dstAddress": ["198.18.0.5"], "protocol": ["TCP"], "dstPort": ["80"]}]
+    port443 = [{"dstAddress": ["198.18.0.5"], "protocol": ["TCP"], "dstPort": ["443"]}]
+    put = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                     json=rule("r1", "", trafficFilter=port80))  # fmt: skip
+    assert put.status_code == 200, put.text
+    put = client.put(f"{AS}/applications/{tls}/traffic_rules/r1", headers=auth_tls,
+                     json=rule("r1", "", trafficFilter=port443, priority=0))  # fmt: skip
+    assert put.status_code == 200, put.text
+    shown = {s["name"]: s for s in client.get("/service", headers=ADMIN).json()}
+    mine = [s for s in shown.values() if s["serviceIP"] == "198.18.0.5"]
+    assert sorted((s["applicationIP"], s["match"]["ports"], s["action"]) for s in mine) == [
+        ("10.0.2.10", [[80, 80]], "offload"),
+        ("10.0.2.11", [[443, 443]], "offload"),
+    ]
+    assert {s["match"]["priority"] for s in mine} == {0, 1}
+    # A plain (unfiltered) rule on that address would take all of it: 409, rolled back.
+    clash = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                       json=rule("r1", "198.18.0.5"))  # fmt: skip
+    assert clash.status_code == 409, clash.text
+    assert (
+        client.get(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web).json()[
+            "trafficFilter"
+        ]
+        == port80
+    )
+    drop = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                      json=rule("r1", "198.18.0.7", action="DROP"))  # fmt: skip
+    assert drop.status_code == 200, drop.text
+    dropped = [
+        s for s in client.get("/service", headers=ADMIN).json() if s["serviceIP"] == "198.18.0.7"
+    ]
+    assert [(s["action"], s["match"]["protocols"], s["match"]["ports"]) for s in dropped] == [
+        ("drop", [], [])
+    ]
 
 
 def test_a_rule_clashing_with_a_tof_service_is_a_conflict_and_rolled_back(
@@ -245,6 +290,6 @@ def test_a_descriptor_is_checked_whole(client: TestClient) -> None:
     assert answer.status_code == 400
     assert "duplicate trafficRuleId" in answer.json()["detail"]
     drop = descriptor("cache", "198.18.0.5", "10.0.2.10")
-    drop["trafficRules"] = [rule("r1", "198.18.0.5", action="DROP")]
+    drop["trafficRules"] = [rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED")]
     assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 400
     assert client.get("/v1/apps", headers=ADMIN).json() == []
