@@ -56,6 +56,9 @@ from fluidedge.mec.models import (
 from fluidedge.mec.platform import APP_SUPPORT, SERVICE_MGMT, Platform
 from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery
 
+# The subscription types of the two Mp1 APIs (their routes are made by one function).
+Subscription = SerAvailabilityNotificationSubscription | AppTerminationNotificationSubscription
+
 log = logging.getLogger("fluidedge.mec")
 
 PROBLEM = "application/problem+json"
@@ -196,64 +199,83 @@ def _links(
     return SubscriptionLinkList.model_validate({"_links": links})
 
 
-def build_service_mgmt(platform: Platform) -> APIRouter:
-    """``/mec_service_mgmt/v1`` (MecServiceMgmtApi.yaml)."""
-    router = APIRouter(prefix=SERVICE_MGMT, tags=["mec_service_mgmt"], route_class=ProblemRoute)
+def add_subscription_routes(
+    router: APIRouter,
+    *,
+    api: str,
+    kind: str,
+    model: type[Subscription],
+    rel: str,
+    operation_prefix: str,
+    platform: Platform,
+) -> None:
+    """The four subscription routes both Mp1 APIs have (``/applications/{id}/subscriptions``
+    and ``.../{subscriptionId}``: list, create, read, delete), for ``model`` (the API's
+    subscription type) stored by the platform as ``kind``. The two APIs differ only in these
+    parameters and their operation ids' prefix (MEC 011's documents)."""
     Who = Annotated[Caller, Depends(caller_of(platform))]
-    rel = "SerAvailabilityNotificationSubscription"
 
     @router.get(
         "/applications/{appInstanceId}/subscriptions",
-        operation_id="ApplicationsSubscriptions_GET",
+        operation_id=f"{operation_prefix}ApplicationsSubscriptions_GET",
         response_model=SubscriptionLinkList,
         responses=problems(400, 401, 403, 404),
     )
     def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
-        subs = platform.subscriptions(who, app_id, "svc_sub")
-        return _links(request, SERVICE_MGMT, app_id, subs, rel=rel)
+        subs = platform.subscriptions(who, app_id, kind)
+        return _links(request, api, app_id, subs, rel=rel)
 
-    @router.post(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="ApplicationsSubscriptions_POST",
-        status_code=201,
-        response_model=SerAvailabilityNotificationSubscription,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
-    )
     def subscribe(
-        request: Request,
-        response: Response,
-        who: Who,
-        app_id: AppId,
-        body: SerAvailabilityNotificationSubscription,
-    ) -> SerAvailabilityNotificationSubscription:
-        here = f"{_base(request)}{SERVICE_MGMT}/applications/{app_id}/subscriptions"
-        sub_id, sub = platform.subscribe(who, app_id, "svc_sub", body, lambda s: f"{here}/{s}")
+        request: Request, response: Response, who: Who, app_id: AppId, body: Subscription
+    ) -> Subscription:
+        here = f"{_base(request)}{api}/applications/{app_id}/subscriptions"
+        sub_id, sub = platform.subscribe(who, app_id, kind, body, lambda s: f"{here}/{s}")
         response.headers["Location"] = f"{here}/{sub_id}"
-        result: SerAvailabilityNotificationSubscription = sub
+        result: Subscription = sub
         return result
+
+    # FastAPI reads the body's type from the signature: this API's subscription type alone.
+    subscribe.__annotations__["body"] = model
+    router.post(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id=f"{operation_prefix}ApplicationsSubscriptions_POST",
+        status_code=201,
+        response_model=model,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )(subscribe)
 
     @router.get(
         "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="ApplicationsSubscription_GET",
-        response_model=SerAvailabilityNotificationSubscription,
+        operation_id=f"{operation_prefix}ApplicationsSubscription_GET",
+        response_model=model,
         responses=problems(400, 401, 403, 404),
     )
-    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> SerAvailabilityNotificationSubscription:
-        sub: SerAvailabilityNotificationSubscription = platform.subscription(
-            who, app_id, "svc_sub", sub_id
-        )
+    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> Subscription:
+        sub: Subscription = platform.subscription(who, app_id, kind, sub_id)
         return sub
 
     @router.delete(
         "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="ApplicationsSubscription_DELETE",
+        operation_id=f"{operation_prefix}ApplicationsSubscription_DELETE",
         status_code=204,
         response_class=Response,
         responses=problems(401, 403, 404, 500, 503, 507),
     )
     def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
-        platform.unsubscribe(who, app_id, "svc_sub", sub_id)
+        platform.unsubscribe(who, app_id, kind, sub_id)
         return Response(status_code=204)
+
+
+def build_service_mgmt(platform: Platform) -> APIRouter:
+    """``/mec_service_mgmt/v1`` (MecServiceMgmtApi.yaml)."""
+    router = APIRouter(prefix=SERVICE_MGMT, tags=["mec_service_mgmt"], route_class=ProblemRoute)
+    Who = Annotated[Caller, Depends(caller_of(platform))]
+
+    add_subscription_routes(
+        router, api=SERVICE_MGMT, kind="svc_sub",
+        model=SerAvailabilityNotificationSubscription,
+        rel="SerAvailabilityNotificationSubscription", operation_prefix="", platform=platform,
+    )  # fmt: skip
 
     @router.get(
         "/applications/{appInstanceId}/services",
@@ -356,7 +378,6 @@ def build_app_support(platform: Platform) -> APIRouter:
     """``/mec_app_support/v1`` (MecAppSupportApi.yaml)."""
     router = APIRouter(prefix=APP_SUPPORT, tags=["mec_app_support"], route_class=ProblemRoute)
     Who = Annotated[Caller, Depends(caller_of(platform))]
-    rel = "AppTerminationNotificationSubscription"
 
     @router.get(
         "/applications/{appInstanceId}/traffic_rules",
@@ -426,58 +447,12 @@ def build_app_support(platform: Platform) -> APIRouter:
     ) -> DnsRule:
         return platform.put_dns_rule(who, app_id, rule_id, body)
 
-    @router.get(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="AppSupport_ApplicationsSubscriptions_GET",
-        response_model=SubscriptionLinkList,
-        responses=problems(400, 401, 403, 404),
-    )
-    def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
-        subs = platform.subscriptions(who, app_id, "term_sub")
-        return _links(request, APP_SUPPORT, app_id, subs, rel=rel)
-
-    @router.post(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="AppSupport_ApplicationsSubscriptions_POST",
-        status_code=201,
-        response_model=AppTerminationNotificationSubscription,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
-    )
-    def subscribe(
-        request: Request,
-        response: Response,
-        who: Who,
-        app_id: AppId,
-        body: AppTerminationNotificationSubscription,
-    ) -> AppTerminationNotificationSubscription:
-        here = f"{_base(request)}{APP_SUPPORT}/applications/{app_id}/subscriptions"
-        sub_id, sub = platform.subscribe(who, app_id, "term_sub", body, lambda s: f"{here}/{s}")
-        response.headers["Location"] = f"{here}/{sub_id}"
-        result: AppTerminationNotificationSubscription = sub
-        return result
-
-    @router.get(
-        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="AppSupport_ApplicationsSubscription_GET",
-        response_model=AppTerminationNotificationSubscription,
-        responses=problems(400, 401, 403, 404),
-    )
-    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> AppTerminationNotificationSubscription:
-        sub: AppTerminationNotificationSubscription = platform.subscription(
-            who, app_id, "term_sub", sub_id
-        )
-        return sub
-
-    @router.delete(
-        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="AppSupport_ApplicationsSubscription_DELETE",
-        status_code=204,
-        response_class=Response,
-        responses=problems(401, 403, 404, 500, 503, 507),
-    )
-    def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
-        platform.unsubscribe(who, app_id, "term_sub", sub_id)
-        return Response(status_code=204)
+    add_subscription_routes(
+        router, api=APP_SUPPORT, kind="term_sub",
+        model=AppTerminationNotificationSubscription,
+        rel="AppTerminationNotificationSubscription", operation_prefix="AppSupport_",
+        platform=platform,
+    )  # fmt: skip
 
     @router.post(
         "/applications/{appInstanceId}/confirm_termination",
