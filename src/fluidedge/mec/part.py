@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -96,18 +97,25 @@ class MecConfig(BaseModel):
     # (whose certificate each app instance gets as its CA), or plain HTTP only when this says so.
     allow_plain_http: bool = False
     # Sources allowed into a deployed app's data interface by its tenant's default data group
-    # (the UE pool, whose traffic the TOF offloads to the app).
-    data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+    # (the UE pool, whose traffic the TOF offloads to the app). Unset: the TOF's IPv4
+    # ue_pools (no TOF: none); [] lets no UE in.
+    data_ingress: Annotated[list[str], Field(max_length=16)] | None = None
     dns: DnsConfig | None = None
 
-    def platform(self) -> PlatformNet | None:
+    def platform(self, ue_pools: Sequence[str] = ()) -> PlatformNet | None:
+        """The platform network; ``ue_pools``: the TOF's, the data ingress when
+        ``data_ingress`` is unset."""
         if (self.platform_network is None) != (self.platform_address is None):
             raise MecInvalid("config [mec]: platform_network and platform_address go together")
         if self.platform_network is None or self.platform_address is None:
             return None
         try:
             address = ipaddress.IPv4Interface(self.platform_address)
-            ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+            if self.data_ingress is not None:
+                ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+            else:
+                pools = (ipaddress.ip_network(n, strict=False) for n in ue_pools)
+                ingress = tuple(n for n in pools if isinstance(n, ipaddress.IPv4Network))
         except ValueError as exc:
             raise MecInvalid(f"config [mec]: {exc}") from exc
         if "/" not in self.platform_address:
@@ -209,7 +217,9 @@ class MecPart:
         """The platform network; Mp1 there over HTTPS with the daemon's certificate, or plain
         HTTP only with ``allow_plain_http`` (the rule the daemon's own API follows off
         loopback)."""
-        net = config.platform()
+        tof = ctx.parts.get("tof")
+        pools = getattr(getattr(tof, "config", None), "ue_pools", None) or ()
+        net = config.platform(pools)
         if net is None:
             return None
         api = ctx.config.api
