@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from fluidedge.core.auth import AUDIT_KEY, authenticated
 from fluidedge.core.openapi import error_responses
 from fluidedge.errors import FluidedgeError
+from fluidedge.mec import policy
 from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
 from fluidedge.mec.errors import MecUnauthorized
 from fluidedge.mec.models import (
@@ -70,6 +71,7 @@ _TEXT = {
     403: "Forbidden: the token belongs to another app instance",
     404: "Not Found",
     409: "Conflict with the app instance's state",
+    412: "Precondition Failed: If-Match names none of the resource's current ETags",
     500: "A failure underneath the platform; the detail says which",
     503: "The store refuses writes",
     507: "No space left under the state directory",
@@ -180,6 +182,20 @@ def _query(  # noqa: PLR0917 (FastAPI's query parameters, one per filter)
         is_local=is_local,
         scope_of_locality=scope_of_locality,
     )
+
+
+Tagged = TypeVar("Tagged", ServiceInfo, TrafficRule, DnsRule)
+
+
+def _tagged(response: Response, resource: Tagged) -> Tagged:
+    """``resource`` with its ETag in the answer's headers (what a later PUT's If-Match names,
+    MEC 011's 412 for a write conflict)."""
+    response.headers["ETag"] = policy.etag(resource.wire())
+    return resource
+
+
+def _if_match(request: Request) -> str | None:
+    return request.headers.get("if-match")
 
 
 def _base(request: Request) -> str:
@@ -310,17 +326,21 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 403, 404),
     )
-    def app_service(who: Who, app_id: AppId, ser_id: SerId) -> ServiceInfo:
-        return platform.app_service(who, app_id, ser_id)
+    def app_service(response: Response, who: Who, app_id: AppId, ser_id: SerId) -> ServiceInfo:
+        return _tagged(response, platform.app_service(who, app_id, ser_id))
 
     @router.put(
         "/applications/{appInstanceId}/services/{serviceId}",
         operation_id="AppServicesServiceId_PUT",
         response_model=ServiceInfo,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
     )
-    def update(who: Who, app_id: AppId, ser_id: SerId, body: ServiceInfo) -> ServiceInfo:
-        return platform.update_service(who, app_id, ser_id, body)
+    def update(
+        request: Request, response: Response, *, who: Who, app_id: AppId, ser_id: SerId,
+        body: ServiceInfo,
+    ) -> ServiceInfo:  # fmt: skip
+        done = platform.update_service(who, app_id, ser_id, body, _if_match(request))
+        return _tagged(response, done)
 
     @router.delete(
         "/applications/{appInstanceId}/services/{serviceId}",
@@ -348,8 +368,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 404),
     )
-    def service(who: Who, ser_id: SerId) -> ServiceInfo:
-        return platform.service(ser_id, who)
+    def service(response: Response, who: Who, ser_id: SerId) -> ServiceInfo:
+        return _tagged(response, platform.service(ser_id, who))
 
     @router.get(
         "/transports",
@@ -395,23 +415,30 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def traffic_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="trafficRuleId")]
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="trafficRuleId")],
     ) -> TrafficRule:
-        return platform.traffic_rule(who, app_id, rule_id)
+        return _tagged(response, platform.traffic_rule(who, app_id, rule_id))
 
     @router.put(
         "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}",
         operation_id="ApplicationsTrafficRule_PUT",
         response_model=TrafficRule,
-        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 409, 412, 500, 503, 507),
     )
     def put_traffic_rule(
+        request: Request,
+        response: Response,
+        *,
         who: Who,
         app_id: AppId,
         rule_id: Annotated[str, Path(alias="trafficRuleId")],
         body: TrafficRule,
     ) -> TrafficRule:
-        return platform.put_traffic_rule(who, app_id, rule_id, body)
+        done = platform.put_traffic_rule(who, app_id, rule_id, body, _if_match(request))
+        return _tagged(response, done)
 
     @router.get(
         "/applications/{appInstanceId}/dns_rules",
@@ -429,23 +456,30 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def dns_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="dnsRuleId")]
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="dnsRuleId")],
     ) -> DnsRule:
-        return platform.dns_rule(who, app_id, rule_id)
+        return _tagged(response, platform.dns_rule(who, app_id, rule_id))
 
     @router.put(
         "/applications/{appInstanceId}/dns_rules/{dnsRuleId}",
         operation_id="ApplicationsDnsRule_PUT",
         response_model=DnsRule,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
     )
     def put_dns_rule(
+        request: Request,
+        response: Response,
+        *,
         who: Who,
         app_id: AppId,
         rule_id: Annotated[str, Path(alias="dnsRuleId")],
         body: DnsRule,
     ) -> DnsRule:
-        return platform.put_dns_rule(who, app_id, rule_id, body)
+        done = platform.put_dns_rule(who, app_id, rule_id, body, _if_match(request))
+        return _tagged(response, done)
 
     add_subscription_routes(
         router, api=APP_SUPPORT, kind="term_sub",

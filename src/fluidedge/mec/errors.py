@@ -37,3 +37,10 @@ class MecConflict(MecError, ConflictError):
 class MecUnsupported(MecInvalid):
     """A well-formed request this platform cannot carry out yet (an action or filter the TOF
     cannot express): 400 with the reason, nothing changed."""
+
+
+class MecPreconditionFailed(MecError):
+    """A PUT's ``If-Match`` names none of the resource's current ETags (MEC 011: 412): someone
+    changed it since the caller read it."""
+
+    http_status = 412

@@ -474,9 +474,15 @@ class Platform:
         return rule
 
     def put_traffic_rule(
-        self, caller: Caller, app_id: str, rule_id: str, rule: TrafficRule
+        self,
+        caller: Caller,
+        app_id: str,
+        rule_id: str,
+        rule: TrafficRule,
+        if_match: str | None = None,
     ) -> TrafficRule:
-        """Update, activate or deactivate a rule; in the TOF before this returns."""
+        """Update, activate or deactivate a rule; in the TOF before this returns. ``if_match``:
+        the request's If-Match (412 unless it names the rule's current ETag)."""
         old = self.traffic_rule(caller, app_id, rule_id)
         if rule.traffic_rule_id != rule_id:
             raise MecInvalid(
@@ -484,6 +490,8 @@ class Platform:
             )
         with self.lock:
             app = self.app(app_id)
+            old = app.traffic.get(rule_id, old)
+            policy.check_if_match(if_match, policy.etag(old.wire()))
             policy.tof_services(rule, app.doc.get("dataAddress"))
             app.traffic[rule_id] = rule
             try:
@@ -508,14 +516,23 @@ class Platform:
             raise MecNotFound(f"app instance {app_id} has no DNS rule {rule_id!r}")
         return rule
 
-    def put_dns_rule(self, caller: Caller, app_id: str, rule_id: str, rule: DnsRule) -> DnsRule:
-        self.dns_rule(caller, app_id, rule_id)
+    def put_dns_rule(
+        self,
+        caller: Caller,
+        app_id: str,
+        rule_id: str,
+        rule: DnsRule,
+        if_match: str | None = None,
+    ) -> DnsRule:
+        old = self.dns_rule(caller, app_id, rule_id)
         if rule.dns_rule_id != rule_id:
             raise MecInvalid(f"dnsRuleId {rule.dns_rule_id!r} differs from the path's {rule_id!r}")
         problem = check_dns_rule(rule)
         if problem:
             raise MecInvalid(problem)
         with self.lock:
+            old = self.app(app_id).dns.get(rule_id, old)
+            policy.check_if_match(if_match, policy.etag(old.wire()))
             self.tables.write([("dns_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
             self.app(app_id).dns[rule_id] = rule
             self.sync_dns()  # in the responder's answers before the Mp1 answer
@@ -644,7 +661,12 @@ class Platform:
         return stored
 
     def update_service(
-        self, caller: Caller, app_id: str, ser_instance_id: str, info: ServiceInfo
+        self,
+        caller: Caller,
+        app_id: str,
+        ser_instance_id: str,
+        info: ServiceInfo,
+        if_match: str | None = None,
     ) -> ServiceInfo:
         before = self.app_service(caller, app_id, ser_instance_id)
         if info.ser_instance_id not in (None, ser_instance_id):
@@ -656,6 +678,11 @@ class Platform:
             raise MecInvalid("serName cannot change (register a new service instead)")
         after = policy.effective(info.model_copy(update={"ser_instance_id": ser_instance_id}))
         with self.lock:
+            current = self.services.get(ser_instance_id)
+            if current is None:
+                raise MecNotFound(f"app instance {app_id} has no service {ser_instance_id!r}")
+            before = current.value
+            policy.check_if_match(if_match, policy.etag(before.wire()))
             self.tables.write(
                 [("service", ser_instance_id, app_id, {"app": app_id, "info": after.wire()})]
             )

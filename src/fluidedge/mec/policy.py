@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnsupported
+from fluidedge.mec.errors import MecForbidden, MecInvalid, MecPreconditionFailed, MecUnsupported
 from fluidedge.mec.models import (
     Action,
     FilteringCriteria,
@@ -348,3 +349,22 @@ def _host(rule: TrafficRule, text: str) -> str:
             "addresses (/32) are supported yet (a TOF service is one address)"
         )
     return str(network.network_address)
+
+
+def etag(wire: object) -> str:
+    """The strong ETag of a resource's JSON document (changes whenever the document does)."""
+    text = json.dumps(wire, sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+
+
+def check_if_match(if_match: str | None, current: str) -> None:
+    """RFC 9110 If-Match on a PUT: absent or ``*`` passes; otherwise one of its entity tags
+    must be ``current`` (strong comparison, so a weak ``W/`` tag never matches), else 412."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    if current not in tags:
+        raise MecPreconditionFailed(
+            f"If-Match {if_match.strip()!r} does not match the current ETag {current} "
+            "(the resource changed since it was read: GET it again)"
+        )

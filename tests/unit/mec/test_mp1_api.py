@@ -293,3 +293,41 @@ def test_a_descriptor_is_checked_whole(client: TestClient) -> None:
     drop["trafficRules"] = [rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED")]
     assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 400
     assert client.get("/v1/apps", headers=ADMIN).json() == []
+
+
+def test_etags_and_if_match_make_a_stale_put_a_412(client: TestClient) -> None:
+    app, auth = new_app(client, "cache", "198.18.0.5", "10.0.2.10")
+    url = f"{AS}/applications/{app}/traffic_rules/r1"
+    read = client.get(url, headers=auth)
+    tag = read.headers["etag"]
+    assert tag.startswith('"')
+    assert tag.endswith('"')
+    off = rule("r1", "198.18.0.5", "INACTIVE")
+    done = client.put(url, headers={**auth, "If-Match": tag}, json=off)
+    assert done.status_code == 200, done.text
+    assert done.headers["etag"] != tag  # the rule changed
+    assert client.get(url, headers=auth).headers["etag"] == done.headers["etag"]
+    stale = client.put(url, headers={**auth, "If-Match": tag}, json=rule("r1", "198.18.0.6"))
+    assert stale.status_code == 412
+    assert stale.headers["content-type"] == PROBLEM
+    assert "does not match the current ETag" in stale.json()["detail"]
+    assert client.get(url, headers=auth).json() == off  # nothing changed
+    weak = client.put(url, headers={**auth, "If-Match": f"W/{done.headers['etag']}"}, json=off)
+    assert weak.status_code == 412  # If-Match compares strongly
+    listed = client.put(url, headers={**auth, "If-Match": f'"x", {done.headers["etag"]}'}, json=off)
+    assert listed.status_code == 200
+    assert client.put(url, headers={**auth, "If-Match": "*"}, json=off).status_code == 200
+    # DNS rules and services carry ETags too.
+    dns = f"{AS}/applications/{app}/dns_rules/d1"
+    body = client.get(dns, headers=auth).json()
+    assert client.put(dns, headers={**auth, "If-Match": '"old"'}, json=body).status_code == 412
+    made = client.post(f"{SM}/applications/{app}/services", headers=auth, json=SERVICE)
+    sid = made.json()["serInstanceId"]
+    svc = f"{SM}/applications/{app}/services/{sid}"
+    svc_tag = client.get(svc, headers=auth).headers["etag"]
+    assert client.get(f"{SM}/services/{sid}", headers=auth).headers["etag"] == svc_tag
+    changed = {**made.json(), "version": "2"}
+    ok = client.put(svc, headers={**auth, "If-Match": svc_tag}, json=changed)
+    assert ok.status_code == 200, ok.text
+    again = client.put(svc, headers={**auth, "If-Match": svc_tag}, json=changed)
+    assert again.status_code == 412
