@@ -15,6 +15,7 @@ dependency built inside the router builders, which FastAPI must see evaluated.
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -31,7 +32,7 @@ from fluidedge.core.openapi import error_responses
 from fluidedge.errors import FluidedgeError
 from fluidedge.mec import policy
 from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
-from fluidedge.mec.errors import MecUnauthorized
+from fluidedge.mec.errors import MecTooManyRequests, MecUnauthorized
 from fluidedge.mec.models import (
     AppReadyConfirmation,
     AppTerminationConfirmation,
@@ -72,6 +73,7 @@ _TEXT = {
     404: "Not Found",
     409: "Conflict with the app instance's state",
     412: "Precondition Failed: If-Match names none of the resource's current ETags",
+    429: "Too Many Requests: the app instance's Mp1 budget ([mec] app_rate); see Retry-After",
     500: "A failure underneath the platform; the detail says which",
     503: "The store refuses writes",
     507: "No space left under the state directory",
@@ -82,7 +84,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json."""
     schema = {"$ref": "#/components/schemas/ProblemDetails"}
     out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    for code in (*codes, 429):  # every Mp1 route counts an app's request against its budget
         content: dict[str, Any] = {PROBLEM: {"schema": schema}}
         if code == 400:  # a request line the HTTP server itself refuses (as the documents say)
             content["text/plain"] = {"schema": {"type": "string"}}
@@ -122,6 +124,10 @@ class ProblemRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return problem_response(400, _reason(exc), request.url.path)
+            except MecTooManyRequests as exc:
+                answer = problem_response(exc.http_status, str(exc), request.url.path)
+                answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return answer
             except FluidedgeError as exc:
                 return problem_response(exc.http_status, str(exc), request.url.path)
             except HTTPException as exc:  # FastAPI's own (a body that is not JSON)
@@ -151,6 +157,7 @@ def caller_of(platform: Platform) -> Callable[[Request], Caller]:
         state = request.scope.setdefault("state", {})
         state["fluidedge.presented"] = "app-token"
         state[AUDIT_KEY] = {**state.get(AUDIT_KEY, {}), "app": found.app_instance_id}
+        platform.admit(found)
         return found
 
     return caller

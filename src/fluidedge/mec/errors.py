@@ -44,3 +44,14 @@ class MecPreconditionFailed(MecError):
     changed it since the caller read it."""
 
     http_status = 412
+
+
+class MecTooManyRequests(MecError):
+    """An app instance sent Mp1 requests faster than ``[mec] app_rate`` allows (MEC 011: 429);
+    ``retry_after``: seconds until its next request would pass."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

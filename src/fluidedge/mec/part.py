@@ -87,6 +87,10 @@ class MecConfig(BaseModel):
     )
     notify_attempts: int = Field(default=3, ge=1, le=10)
     notify_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
+    # Each app instance's Mp1 requests: per second and at once (429 with Retry-After past
+    # them; 0: no limit). The admin token has no limit.
+    app_rate: float = Field(default=50.0, ge=0.0, le=100000.0)
+    app_burst: int = Field(default=100, ge=1, le=100000)
     # Deploying apps (seed §4.4.1.1.2): the instance network every app instance gets a second
     # interface on (a Linux bridge in the daemon's namespace), and the host's address on it,
     # where Mp1 is served on ``mp1_port``.
@@ -148,6 +152,8 @@ class MecPart:
             deployer=self._deployer,
             dns_sink=self._dns_table if config.dns is not None else None,
             dns_offload=config.dns.offload() if config.dns is not None else None,
+            app_rate=config.app_rate,
+            app_burst=config.app_burst,
         )
         self.listener: Mp1Listener | None = None
         self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None

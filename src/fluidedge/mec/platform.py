@@ -24,7 +24,13 @@ from typing import Any, Protocol
 from fluidedge.mec import dns, policy, tokens
 from fluidedge.mec.deploy import DeployPort, Placed
 from fluidedge.mec.descriptor import AppDescriptor, AppState, record
-from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
+from fluidedge.mec.errors import (
+    MecConflict,
+    MecInvalid,
+    MecNotFound,
+    MecTooManyRequests,
+    MecUnsupported,
+)
 from fluidedge.mec.models import (
     AppTerminationNotification,
     AppTerminationNotificationSubscription,
@@ -143,8 +149,13 @@ class Platform:
         deployer: Callable[[], DeployPort | None] = lambda: None,
         dns_sink: Callable[[dns.Records], None] | None = None,
         dns_offload: tuple[str, str] | None = None,
+        app_rate: float = 0.0,
+        app_burst: int = 1,
     ) -> None:
         self.tables = tables
+        # Each app instance's Mp1 request budget (429 past it; the admin token has none).
+        self.limiter = policy.RequestLimiter(app_rate, app_burst)
+        self._limiter_lock = threading.Lock()
         self.submit = submit
         self.tof = tof
         self.deployer = deployer
@@ -220,6 +231,19 @@ class Platform:
         if app is None or not tokens.matches(secret, app.doc["tokenHash"]):
             return None
         return Caller(app_id)
+
+    def admit(self, caller: Caller) -> None:
+        """Count one Mp1 request of ``caller`` against its app's budget (429 past it)."""
+        if caller.app_instance_id is None:
+            return
+        with self._limiter_lock:
+            wait = self.limiter.wait(caller.app_instance_id, time.monotonic())
+        if wait > 0:
+            raise MecTooManyRequests(
+                f"app instance {caller.app_instance_id}: more than {self.limiter.rate:g} Mp1 "
+                f"requests/s (burst {self.limiter.burst:g}); retry in {wait:.2f} s",
+                retry_after=wait,
+            )
 
     # --- apps (/v1/apps) --------------------------------------------------------------
 
@@ -414,6 +438,8 @@ class Platform:
         self.tables.delete_app(app.id)
         self.apps.pop(app.id, None)
         self.tokens.pop(app.doc["tokenId"], None)
+        with self._limiter_lock:
+            self.limiter.forget(app.id)
         for table in (self.services, self.svc_subs, self.term_subs):
             for key in [k for k, o in table.items() if o.app == app.id]:
                 del table[key]

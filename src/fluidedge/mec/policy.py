@@ -368,3 +368,29 @@ def check_if_match(if_match: str | None, current: str) -> None:
             f"If-Match {if_match.strip()!r} does not match the current ETag {current} "
             "(the resource changed since it was read: GET it again)"
         )
+
+
+class RequestLimiter:
+    """Per app instance token buckets for its Mp1 requests: ``rate`` per second, ``burst`` at
+    once (``rate`` 0: no limit). Pure: the caller gives the time (and holds a lock)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # app -> (tokens, at)
+
+    def wait(self, app: str, now: float) -> float:
+        """0.0 when ``app`` may send one more request now (it is counted), else the seconds
+        until it may."""
+        if self.rate <= 0:
+            return 0.0
+        tokens, at = self._buckets.get(app, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[app] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[app] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def forget(self, app: str) -> None:
+        self._buckets.pop(app, None)

@@ -331,3 +331,25 @@ def test_etags_and_if_match_make_a_stale_put_a_412(client: TestClient) -> None:
     assert ok.status_code == 200, ok.text
     again = client.put(svc, headers={**auth, "If-Match": svc_tag}, json=changed)
     assert again.status_code == 412
+
+
+def test_an_app_past_its_request_budget_gets_a_429_and_the_admin_none(tmp_path: Path) -> None:
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    ctx.parts["tof"] = TofPart(TofConfig(backend="none"), ctx)
+    ctx.parts["mec"] = create_part({"app_rate": 0.01, "app_burst": 2}, ctx)
+    with TestClient(create_app(ctx)) as client:
+        app, auth = new_app(client, "cache", "198.18.0.5", "10.0.2.10")
+        url = f"{AS}/applications/{app}/traffic_rules"
+        assert [client.get(url, headers=auth).status_code for _ in range(2)] == [200, 200]
+        over = client.get(url, headers=auth)
+        assert over.status_code == 429
+        assert over.headers["content-type"] == PROBLEM
+        assert int(over.headers["retry-after"]) >= 1
+        assert "Mp1 requests/s" in over.json()["detail"]
+        assert client.get(url, headers=ADMIN).status_code == 200  # the operator: no budget
+        other, other_auth = new_app(client, "other", "198.18.0.6", "10.0.2.11")
+        assert (
+            client.get(f"{AS}/applications/{other}/traffic_rules", headers=other_auth).status_code
+            == 200
+        )

@@ -233,3 +233,16 @@ def test_models_refuse_what_the_documents_do_not_allow() -> None:
     # Absent optionals stay absent on the wire; the spec's names are used.
     assert "serCategory" not in good
     assert good["transportInfo"]["endpoint"] == {"uris": ["http://10.0.3.1/"]}
+
+
+def test_the_request_limiter_is_a_token_bucket_per_app() -> None:
+    limiter = policy.RequestLimiter(rate=2.0, burst=3)
+    assert [limiter.wait("a", 10.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait("a", 10.0) == pytest.approx(0.5)  # one token at 2/s
+    assert limiter.wait("b", 10.0) == 0.0  # another app has its own bucket
+    assert limiter.wait("a", 10.5) == 0.0  # refilled
+    assert limiter.wait("a", 100.0) == 0.0  # capped at the burst...
+    assert [limiter.wait("a", 100.0) for _ in range(3)][-1] > 0  # ...so the 4th at once waits
+    limiter.forget("a")
+    assert limiter.wait("a", 100.0) == 0.0
+    assert policy.RequestLimiter(rate=0.0, burst=1).wait("a", 0.0) == 0.0  # no limit
