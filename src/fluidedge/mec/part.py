@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
+from fluidedge.instances.models import TemplateSpec
+from fluidedge.mec import examples
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.dns import DnsResponder, Records
@@ -32,6 +35,8 @@ from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_ad
 from fluidedge.mec.notify import IPNetwork, Notifier
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import CatalogTof, Platform, TofPort
+
+log = logging.getLogger("fluidedge.mec")
 
 DEFAULT_CALLBACK_NETWORKS = [
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
@@ -91,6 +96,8 @@ class MecConfig(BaseModel):
     # them; 0: no limit). The admin token has no limit.
     app_rate: float = Field(default=50.0, ge=0.0, le=100000.0)
     app_burst: int = Field(default=100, ge=1, le=100000)
+    # The example apps (fluidedge.mec.examples) as built-in instance templates.
+    example_templates: bool = True
     # Deploying apps (seed §4.4.1.1.2): the instance network every app instance gets a second
     # interface on (a Linux bridge in the daemon's namespace), and the host's address on it,
     # where Mp1 is served on ``mp1_port``.
@@ -250,7 +257,23 @@ class MecPart:
         router.include_router(build_apps(self.platform))
         return router
 
+    def _provide_templates(self) -> None:
+        """The example apps' built-in templates, in the instance manager (when there is one)."""
+        instances = self.ctx.parts.get("instances")
+        manager = getattr(instances, "manager", None)
+        if not self.config.example_templates or manager is None:
+            return
+        specs = [TemplateSpec.model_validate(doc) for doc in examples.templates()]
+        added = manager.provide_templates(specs)
+        if added:
+            log.info(
+                "example app templates added: %s",
+                ", ".join(added),
+                extra={"part": "mec", "event": "templates_added", "ids": ",".join(added)},
+            )
+
     async def start(self) -> None:
+        self._provide_templates()
         await self.notifier.start()
         await self._start_listener()
         await self._start_dns()
