@@ -130,10 +130,29 @@ def still_untokened_launcher(pid: int) -> bool:
     return argv is not None and argv[-1:] == [LAUNCHER_ARG.encode()]
 
 
+# How long :func:`launcher_waiting` waits for a process still in its exec (a shell started
+# moments before a restart) to show its new command line.
+EXEC_SETTLE_S = 1.0
+
+
+def _exec_in_progress(argv: list[bytes]) -> bool:
+    """An empty command line (``execve`` has installed the new memory map but not yet its
+    arguments, or the process is a zombie) or ``runc init`` (the container's init has not
+    exec'd the launcher yet): neither is an answer about what the process will be."""
+    return argv == [b""] or argv[:2] == [b"runc", b"init"]
+
+
 def launcher_waiting(pid: int, token: str | None, binary: FileId | None) -> bool:
     """True if ``pid`` is still the waiting launcher started with ``token``
-    (:func:`is_waiting_launcher` on its ``/proc`` entries); False if it is gone."""
+    (:func:`is_waiting_launcher` on its ``/proc`` entries); False if it is gone.
+
+    A process caught inside its exec is given up to :data:`EXEC_SETTLE_S` to finish it, so a
+    pool shell started just before a restart is not taken for a stranger."""
+    deadline = time.monotonic() + EXEC_SETTLE_S
     argv = _argv(pid)
+    while argv is not None and _exec_in_progress(argv) and time.monotonic() < deadline:
+        time.sleep(0.005)
+        argv = _argv(pid)
     if argv is None:
         return False
     return is_waiting_launcher(argv, file_id(f"/proc/{pid}/exe"), token=token, binary=binary)

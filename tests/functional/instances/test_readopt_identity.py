@@ -50,7 +50,11 @@ def test_a_workload_imitating_the_launcher_is_not_adopted_as_one(
     pooled = {s.id: s for p in manager.pools.values() for s in p.ready}
     assert pooled
     for shell in pooled.values():
-        assert _argv(shell.pid)[-2:] == [LAUNCHER_ARG, shell.token]
+        # "ready" means created and started: the container's init may still be in its exec
+        # of the launcher (an empty command line), so wait for the launcher's argv
+        assert wait_until(
+            lambda shell=shell: _argv(shell.pid)[-2:] == [LAUNCHER_ARG, shell.token], timeout=10
+        ), _argv(shell.pid)
         assert launcher_waiting(shell.pid, shell.token, file_id(launcher))
         # another shell's token does not identify this one
         assert not launcher_waiting(shell.pid, "f" * 32, file_id(launcher))

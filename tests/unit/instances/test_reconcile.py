@@ -94,3 +94,23 @@ def test_records_keep_the_token() -> None:
     info = shell.info()
     del info["token"]  # a row written before tokens
     assert Shell.from_info(info).token is None
+
+
+def test_a_process_in_its_exec_is_given_time_to_show_its_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool shell caught inside its exec (empty command line, or still ``runc init``) is
+    read again until it shows the launcher's argv, instead of being judged a stranger."""
+    from fluidedge.instances import launcher
+
+    token = "a" * 32
+    own = [arg.encode() for arg in launcher.launcher_argv(token)]
+    seen = iter([[b""], [b"runc", b"init"], [b"/bin/busybox", b"sh", *own]])
+    monkeypatch.setattr(launcher, "_argv", lambda pid: next(seen))
+    assert launcher.launcher_waiting(1, token, None)
+    # a process that never settles is not a launcher, and the wait is bounded
+    monkeypatch.setattr(launcher, "EXEC_SETTLE_S", 0.05)
+    monkeypatch.setattr(launcher, "_argv", lambda pid: [b""])
+    assert not launcher.launcher_waiting(1, token, None)
+    monkeypatch.setattr(launcher, "_argv", lambda pid: None)
+    assert not launcher.launcher_waiting(1, token, None)
