@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -209,6 +210,7 @@ def main() -> None:
         probes = json.loads(result.read_text())
     finally:
         lab.down()
+        shutil.rmtree(work, ignore_errors=True)
 
     effect, leaks = effects(changes, probes)
     load = os.getloadavg()
