@@ -69,6 +69,17 @@ class Catalog:
                     self.tables.put_template(template.name, template.model_dump(), True)
 
     # ------------------------------------------------------------------ templates
+    def add_builtin(self, spec: TemplateSpec) -> bool:
+        """Make ``spec`` a built-in template (every tenant may use it) unless a template of
+        that name exists; stored like the product's own. Whether it was added."""
+        with self._lock:
+            if spec.name in self.templates:
+                return False
+            self.tables.put_template(spec.name, spec.model_dump(), True)
+            self.templates[spec.name] = spec
+            self.builtin.add(spec.name)
+        return True
+
     def create_template(self, spec: TemplateSpec) -> TemplateSpec:
         with self._lock:
             if spec.name in self.templates:

@@ -28,6 +28,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -705,6 +706,19 @@ class Manager:
             return ""
 
     # ------------------------------------------------------------------ templates, networks
+    def provide_templates(self, specs: Iterable[TemplateSpec]) -> list[str]:
+        """Built-in templates another part ships (the ME platform's example apps), added when
+        no template has their name (an operator's own or an earlier start's stays). Every
+        tenant may use them, like ``idle`` and ``httpd``. The names added."""
+        added = []
+        with self.lock:
+            for spec in specs:
+                if self.catalog.add_builtin(spec):
+                    self.pools.setdefault(spec.name, Pool())
+                    added.append(spec.name)
+            self._wake.notify_all()
+        return added
+
     def create_template(self, spec: TemplateSpec) -> TemplateSpec:
         spec = apply_image(spec, self.images.get(spec.image))
         with self.lock:

@@ -15,9 +15,10 @@ dependency built inside the router builders, which FastAPI must see evaluated.
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -29,8 +30,9 @@ from starlette.exceptions import HTTPException
 from fluidedge.core.auth import AUDIT_KEY, authenticated
 from fluidedge.core.openapi import error_responses
 from fluidedge.errors import FluidedgeError
+from fluidedge.mec import policy
 from fluidedge.mec.descriptor import AppCreated, AppDescriptor, AppTerminated, AppView
-from fluidedge.mec.errors import MecUnauthorized
+from fluidedge.mec.errors import MecTooManyRequests, MecUnauthorized
 from fluidedge.mec.models import (
     AppReadyConfirmation,
     AppTerminationConfirmation,
@@ -56,6 +58,9 @@ from fluidedge.mec.models import (
 from fluidedge.mec.platform import APP_SUPPORT, SERVICE_MGMT, Platform
 from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery
 
+# The subscription types of the two Mp1 APIs (their routes are made by one function).
+Subscription = SerAvailabilityNotificationSubscription | AppTerminationNotificationSubscription
+
 log = logging.getLogger("fluidedge.mec")
 
 PROBLEM = "application/problem+json"
@@ -67,6 +72,8 @@ _TEXT = {
     403: "Forbidden: the token belongs to another app instance",
     404: "Not Found",
     409: "Conflict with the app instance's state",
+    412: "Precondition Failed: If-Match names none of the resource's current ETags",
+    429: "Too Many Requests: the app instance's Mp1 budget ([mec] app_rate); see Retry-After",
     500: "A failure underneath the platform; the detail says which",
     503: "The store refuses writes",
     507: "No space left under the state directory",
@@ -77,7 +84,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json."""
     schema = {"$ref": "#/components/schemas/ProblemDetails"}
     out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    for code in (*codes, 429):  # every Mp1 route counts an app's request against its budget
         content: dict[str, Any] = {PROBLEM: {"schema": schema}}
         if code == 400:  # a request line the HTTP server itself refuses (as the documents say)
             content["text/plain"] = {"schema": {"type": "string"}}
@@ -117,6 +124,10 @@ class ProblemRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return problem_response(400, _reason(exc), request.url.path)
+            except MecTooManyRequests as exc:
+                answer = problem_response(exc.http_status, str(exc), request.url.path)
+                answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return answer
             except FluidedgeError as exc:
                 return problem_response(exc.http_status, str(exc), request.url.path)
             except HTTPException as exc:  # FastAPI's own (a body that is not JSON)
@@ -146,6 +157,7 @@ def caller_of(platform: Platform) -> Callable[[Request], Caller]:
         state = request.scope.setdefault("state", {})
         state["fluidedge.presented"] = "app-token"
         state[AUDIT_KEY] = {**state.get(AUDIT_KEY, {}), "app": found.app_instance_id}
+        platform.admit(found)
         return found
 
     return caller
@@ -179,6 +191,20 @@ def _query(  # noqa: PLR0917 (FastAPI's query parameters, one per filter)
     )
 
 
+Tagged = TypeVar("Tagged", ServiceInfo, TrafficRule, DnsRule)
+
+
+def _tagged(response: Response, resource: Tagged) -> Tagged:
+    """``resource`` with its ETag in the answer's headers (what a later PUT's If-Match names,
+    MEC 011's 412 for a write conflict)."""
+    response.headers["ETag"] = policy.etag(resource.wire())
+    return resource
+
+
+def _if_match(request: Request) -> str | None:
+    return request.headers.get("if-match")
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -196,64 +222,83 @@ def _links(
     return SubscriptionLinkList.model_validate({"_links": links})
 
 
-def build_service_mgmt(platform: Platform) -> APIRouter:
-    """``/mec_service_mgmt/v1`` (MecServiceMgmtApi.yaml)."""
-    router = APIRouter(prefix=SERVICE_MGMT, tags=["mec_service_mgmt"], route_class=ProblemRoute)
+def add_subscription_routes(
+    router: APIRouter,
+    *,
+    api: str,
+    kind: str,
+    model: type[Subscription],
+    rel: str,
+    operation_prefix: str,
+    platform: Platform,
+) -> None:
+    """The four subscription routes both Mp1 APIs have (``/applications/{id}/subscriptions``
+    and ``.../{subscriptionId}``: list, create, read, delete), for ``model`` (the API's
+    subscription type) stored by the platform as ``kind``. The two APIs differ only in these
+    parameters and their operation ids' prefix (MEC 011's documents)."""
     Who = Annotated[Caller, Depends(caller_of(platform))]
-    rel = "SerAvailabilityNotificationSubscription"
 
     @router.get(
         "/applications/{appInstanceId}/subscriptions",
-        operation_id="ApplicationsSubscriptions_GET",
+        operation_id=f"{operation_prefix}ApplicationsSubscriptions_GET",
         response_model=SubscriptionLinkList,
         responses=problems(400, 401, 403, 404),
     )
     def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
-        subs = platform.subscriptions(who, app_id, "svc_sub")
-        return _links(request, SERVICE_MGMT, app_id, subs, rel=rel)
+        subs = platform.subscriptions(who, app_id, kind)
+        return _links(request, api, app_id, subs, rel=rel)
 
-    @router.post(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="ApplicationsSubscriptions_POST",
-        status_code=201,
-        response_model=SerAvailabilityNotificationSubscription,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
-    )
     def subscribe(
-        request: Request,
-        response: Response,
-        who: Who,
-        app_id: AppId,
-        body: SerAvailabilityNotificationSubscription,
-    ) -> SerAvailabilityNotificationSubscription:
-        here = f"{_base(request)}{SERVICE_MGMT}/applications/{app_id}/subscriptions"
-        sub_id, sub = platform.subscribe(who, app_id, "svc_sub", body, lambda s: f"{here}/{s}")
+        request: Request, response: Response, who: Who, app_id: AppId, body: Subscription
+    ) -> Subscription:
+        here = f"{_base(request)}{api}/applications/{app_id}/subscriptions"
+        sub_id, sub = platform.subscribe(who, app_id, kind, body, lambda s: f"{here}/{s}")
         response.headers["Location"] = f"{here}/{sub_id}"
-        result: SerAvailabilityNotificationSubscription = sub
+        result: Subscription = sub
         return result
+
+    # FastAPI reads the body's type from the signature: this API's subscription type alone.
+    subscribe.__annotations__["body"] = model
+    router.post(
+        "/applications/{appInstanceId}/subscriptions",
+        operation_id=f"{operation_prefix}ApplicationsSubscriptions_POST",
+        status_code=201,
+        response_model=model,
+        responses=problems(400, 401, 403, 404, 500, 503, 507),
+    )(subscribe)
 
     @router.get(
         "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="ApplicationsSubscription_GET",
-        response_model=SerAvailabilityNotificationSubscription,
+        operation_id=f"{operation_prefix}ApplicationsSubscription_GET",
+        response_model=model,
         responses=problems(400, 401, 403, 404),
     )
-    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> SerAvailabilityNotificationSubscription:
-        sub: SerAvailabilityNotificationSubscription = platform.subscription(
-            who, app_id, "svc_sub", sub_id
-        )
+    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> Subscription:
+        sub: Subscription = platform.subscription(who, app_id, kind, sub_id)
         return sub
 
     @router.delete(
         "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="ApplicationsSubscription_DELETE",
+        operation_id=f"{operation_prefix}ApplicationsSubscription_DELETE",
         status_code=204,
         response_class=Response,
         responses=problems(401, 403, 404, 500, 503, 507),
     )
     def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
-        platform.unsubscribe(who, app_id, "svc_sub", sub_id)
+        platform.unsubscribe(who, app_id, kind, sub_id)
         return Response(status_code=204)
+
+
+def build_service_mgmt(platform: Platform) -> APIRouter:
+    """``/mec_service_mgmt/v1`` (MecServiceMgmtApi.yaml)."""
+    router = APIRouter(prefix=SERVICE_MGMT, tags=["mec_service_mgmt"], route_class=ProblemRoute)
+    Who = Annotated[Caller, Depends(caller_of(platform))]
+
+    add_subscription_routes(
+        router, api=SERVICE_MGMT, kind="svc_sub",
+        model=SerAvailabilityNotificationSubscription,
+        rel="SerAvailabilityNotificationSubscription", operation_prefix="", platform=platform,
+    )  # fmt: skip
 
     @router.get(
         "/applications/{appInstanceId}/services",
@@ -288,17 +333,21 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 403, 404),
     )
-    def app_service(who: Who, app_id: AppId, ser_id: SerId) -> ServiceInfo:
-        return platform.app_service(who, app_id, ser_id)
+    def app_service(response: Response, who: Who, app_id: AppId, ser_id: SerId) -> ServiceInfo:
+        return _tagged(response, platform.app_service(who, app_id, ser_id))
 
     @router.put(
         "/applications/{appInstanceId}/services/{serviceId}",
         operation_id="AppServicesServiceId_PUT",
         response_model=ServiceInfo,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
     )
-    def update(who: Who, app_id: AppId, ser_id: SerId, body: ServiceInfo) -> ServiceInfo:
-        return platform.update_service(who, app_id, ser_id, body)
+    def update(
+        request: Request, response: Response, *, who: Who, app_id: AppId, ser_id: SerId,
+        body: ServiceInfo,
+    ) -> ServiceInfo:  # fmt: skip
+        done = platform.update_service(who, app_id, ser_id, body, _if_match(request))
+        return _tagged(response, done)
 
     @router.delete(
         "/applications/{appInstanceId}/services/{serviceId}",
@@ -326,8 +375,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         response_model=ServiceInfo,
         responses=problems(400, 401, 404),
     )
-    def service(who: Who, ser_id: SerId) -> ServiceInfo:
-        return platform.service(ser_id, who)
+    def service(response: Response, who: Who, ser_id: SerId) -> ServiceInfo:
+        return _tagged(response, platform.service(ser_id, who))
 
     @router.get(
         "/transports",
@@ -356,7 +405,6 @@ def build_app_support(platform: Platform) -> APIRouter:
     """``/mec_app_support/v1`` (MecAppSupportApi.yaml)."""
     router = APIRouter(prefix=APP_SUPPORT, tags=["mec_app_support"], route_class=ProblemRoute)
     Who = Annotated[Caller, Depends(caller_of(platform))]
-    rel = "AppTerminationNotificationSubscription"
 
     @router.get(
         "/applications/{appInstanceId}/traffic_rules",
@@ -374,23 +422,30 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def traffic_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="trafficRuleId")]
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="trafficRuleId")],
     ) -> TrafficRule:
-        return platform.traffic_rule(who, app_id, rule_id)
+        return _tagged(response, platform.traffic_rule(who, app_id, rule_id))
 
     @router.put(
         "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}",
         operation_id="ApplicationsTrafficRule_PUT",
         response_model=TrafficRule,
-        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 409, 412, 500, 503, 507),
     )
     def put_traffic_rule(
+        request: Request,
+        response: Response,
+        *,
         who: Who,
         app_id: AppId,
         rule_id: Annotated[str, Path(alias="trafficRuleId")],
         body: TrafficRule,
     ) -> TrafficRule:
-        return platform.put_traffic_rule(who, app_id, rule_id, body)
+        done = platform.put_traffic_rule(who, app_id, rule_id, body, _if_match(request))
+        return _tagged(response, done)
 
     @router.get(
         "/applications/{appInstanceId}/dns_rules",
@@ -408,76 +463,37 @@ def build_app_support(platform: Platform) -> APIRouter:
         responses=problems(400, 401, 403, 404),
     )
     def dns_rule(
-        who: Who, app_id: AppId, rule_id: Annotated[str, Path(alias="dnsRuleId")]
+        response: Response,
+        who: Who,
+        app_id: AppId,
+        rule_id: Annotated[str, Path(alias="dnsRuleId")],
     ) -> DnsRule:
-        return platform.dns_rule(who, app_id, rule_id)
+        return _tagged(response, platform.dns_rule(who, app_id, rule_id))
 
     @router.put(
         "/applications/{appInstanceId}/dns_rules/{dnsRuleId}",
         operation_id="ApplicationsDnsRule_PUT",
         response_model=DnsRule,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
     )
     def put_dns_rule(
+        request: Request,
+        response: Response,
+        *,
         who: Who,
         app_id: AppId,
         rule_id: Annotated[str, Path(alias="dnsRuleId")],
         body: DnsRule,
     ) -> DnsRule:
-        return platform.put_dns_rule(who, app_id, rule_id, body)
+        done = platform.put_dns_rule(who, app_id, rule_id, body, _if_match(request))
+        return _tagged(response, done)
 
-    @router.get(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="AppSupport_ApplicationsSubscriptions_GET",
-        response_model=SubscriptionLinkList,
-        responses=problems(400, 401, 403, 404),
-    )
-    def list_subs(request: Request, who: Who, app_id: AppId) -> SubscriptionLinkList:
-        subs = platform.subscriptions(who, app_id, "term_sub")
-        return _links(request, APP_SUPPORT, app_id, subs, rel=rel)
-
-    @router.post(
-        "/applications/{appInstanceId}/subscriptions",
-        operation_id="AppSupport_ApplicationsSubscriptions_POST",
-        status_code=201,
-        response_model=AppTerminationNotificationSubscription,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
-    )
-    def subscribe(
-        request: Request,
-        response: Response,
-        who: Who,
-        app_id: AppId,
-        body: AppTerminationNotificationSubscription,
-    ) -> AppTerminationNotificationSubscription:
-        here = f"{_base(request)}{APP_SUPPORT}/applications/{app_id}/subscriptions"
-        sub_id, sub = platform.subscribe(who, app_id, "term_sub", body, lambda s: f"{here}/{s}")
-        response.headers["Location"] = f"{here}/{sub_id}"
-        result: AppTerminationNotificationSubscription = sub
-        return result
-
-    @router.get(
-        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="AppSupport_ApplicationsSubscription_GET",
-        response_model=AppTerminationNotificationSubscription,
-        responses=problems(400, 401, 403, 404),
-    )
-    def get_sub(who: Who, app_id: AppId, sub_id: SubId) -> AppTerminationNotificationSubscription:
-        sub: AppTerminationNotificationSubscription = platform.subscription(
-            who, app_id, "term_sub", sub_id
-        )
-        return sub
-
-    @router.delete(
-        "/applications/{appInstanceId}/subscriptions/{subscriptionId}",
-        operation_id="AppSupport_ApplicationsSubscription_DELETE",
-        status_code=204,
-        response_class=Response,
-        responses=problems(401, 403, 404, 500, 503, 507),
-    )
-    def delete_sub(who: Who, app_id: AppId, sub_id: SubId) -> Response:
-        platform.unsubscribe(who, app_id, "term_sub", sub_id)
-        return Response(status_code=204)
+    add_subscription_routes(
+        router, api=APP_SUPPORT, kind="term_sub",
+        model=AppTerminationNotificationSubscription,
+        rel="AppTerminationNotificationSubscription", operation_prefix="AppSupport_",
+        platform=platform,
+    )  # fmt: skip
 
     @router.post(
         "/applications/{appInstanceId}/confirm_termination",

@@ -37,3 +37,21 @@ class MecConflict(MecError, ConflictError):
 class MecUnsupported(MecInvalid):
     """A well-formed request this platform cannot carry out yet (an action or filter the TOF
     cannot express): 400 with the reason, nothing changed."""
+
+
+class MecPreconditionFailed(MecError):
+    """A PUT's ``If-Match`` names none of the resource's current ETags (MEC 011: 412): someone
+    changed it since the caller read it."""
+
+    http_status = 412
+
+
+class MecTooManyRequests(MecError):
+    """An app instance sent Mp1 requests faster than ``[mec] app_rate`` allows (MEC 011: 429);
+    ``retry_after``: seconds until its next request would pass."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,8 +1,10 @@
 """Two example apps for the platform: a producer offering a service over Mp1 and a consumer
 discovering it and calling it over the platform network.
 
-Each is an app descriptor (``POST /v1/apps``, ``fluidedge app create``) deploying the built-in
-``httpd`` template with a busybox ``sh`` script as its command: all an app needs is in its
+Each ships as a built-in instance template (``mec-producer``, ``mec-consumer``: a busybox ``sh``
+script on the ``busybox`` image, added by the platform at start when the daemon has
+``[instances]``) and as an app descriptor (``POST /v1/apps``, ``fluidedge app create``)
+deploying it: all an app needs is in its
 instance (``/.fe/mec/token``, ``MEC_MP1_URL``, ``MEC_APP_INSTANCE_ID``,
 ``MEC_PLATFORM_ADDRESS``), nothing from the operator. They write only to ``/tmp`` (the
 instance's private tmpfs; its root and ``/.fe`` are read-only).
@@ -64,21 +66,48 @@ exec sleep 2147483647
 """
 
 
+ROLES = ("producer", "consumer")
+PORT = 8080
+
+
+def template_name(role: str) -> str:
+    return f"mec-{role}"
+
+
+def templates() -> list[dict[str, Any]]:
+    """The two examples as instance templates (``TemplateSpec`` documents), which the platform
+    makes built-in templates at start (``[mec] example_templates``): ``mec-producer`` and
+    ``mec-consumer``, on the ``busybox`` image, no warm pool (an app's instance is made from
+    a template derived from them). ``SER_NAME`` (default ``greeting``) names the service."""
+    return [
+        {
+            "name": template_name(role),
+            "image": "busybox",
+            "description": f"ME platform example app: the {role} (docs/me-platform.md)",
+            "command": [BUSYBOX, "sh", "-c", PRODUCER if role == "producer" else CONSUMER],
+            "env": {"SER_NAME": "greeting"},
+            "resources": {"cpus": 0.1, "memory_mb": 32, "pids": 32},
+            "ports": [PORT],
+            "readiness": {"kind": "tcp", "port": PORT},
+            "pool": {"size": 0},
+        }
+        for role in ROLES
+    ]
+
+
 def descriptor(
     role: str, network: str, address: str, *, name: str | None = None, tenant: str = "default",
     service: str = "greeting",
 ) -> dict[str, Any]:  # fmt: skip
     """The descriptor of the ``producer`` or ``consumer`` example on data ``network`` at
-    ``address`` (a.b.c.d/n)."""
-    script = {"producer": PRODUCER, "consumer": CONSUMER}[role]
+    ``address`` (a.b.c.d/n), deploying its built-in template."""
     return {
         "name": name or role,
         "tenant": tenant,
         "servicesProduced": [service] if role == "producer" else [],
         "servicesRequired": [service] if role == "consumer" else [],
         "deploy": {
-            "template": "httpd",
-            "command": [BUSYBOX, "sh", "-c", script],
+            "template": template_name(role),
             "env": {"SER_NAME": service},
             "data": {"network": network, "address": address},
         },
@@ -86,7 +115,7 @@ def descriptor(
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("producer", "consumer"):
+    if len(argv) != 3 or argv[0] not in ROLES:
         sys.stderr.write(
             "usage: python -m fluidedge.mec.examples producer|consumer NETWORK ADDR/LEN\n"
         )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
+from fluidedge.instances.models import TemplateSpec
+from fluidedge.mec import examples
 from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.dns import DnsResponder, Records
@@ -31,6 +35,8 @@ from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_ad
 from fluidedge.mec.notify import IPNetwork, Notifier
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import CatalogTof, Platform, TofPort
+
+log = logging.getLogger("fluidedge.mec")
 
 DEFAULT_CALLBACK_NETWORKS = [
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
@@ -86,6 +92,12 @@ class MecConfig(BaseModel):
     )
     notify_attempts: int = Field(default=3, ge=1, le=10)
     notify_timeout: float = Field(default=5.0, gt=0.0, le=60.0)
+    # Each app instance's Mp1 requests: per second and at once (429 with Retry-After past
+    # them; 0: no limit). The admin token has no limit.
+    app_rate: float = Field(default=50.0, ge=0.0, le=100000.0)
+    app_burst: int = Field(default=100, ge=1, le=100000)
+    # The example apps (fluidedge.mec.examples) as built-in instance templates.
+    example_templates: bool = True
     # Deploying apps (seed §4.4.1.1.2): the instance network every app instance gets a second
     # interface on (a Linux bridge in the daemon's namespace), and the host's address on it,
     # where Mp1 is served on ``mp1_port``.
@@ -96,18 +108,25 @@ class MecConfig(BaseModel):
     # (whose certificate each app instance gets as its CA), or plain HTTP only when this says so.
     allow_plain_http: bool = False
     # Sources allowed into a deployed app's data interface by its tenant's default data group
-    # (the UE pool, whose traffic the TOF offloads to the app).
-    data_ingress: Annotated[list[str], Field(max_length=16)] = Field(default_factory=list)
+    # (the UE pool, whose traffic the TOF offloads to the app). Unset: the TOF's IPv4
+    # ue_pools (no TOF: none); [] lets no UE in.
+    data_ingress: Annotated[list[str], Field(max_length=16)] | None = None
     dns: DnsConfig | None = None
 
-    def platform(self) -> PlatformNet | None:
+    def platform(self, ue_pools: Sequence[str] = ()) -> PlatformNet | None:
+        """The platform network; ``ue_pools``: the TOF's, the data ingress when
+        ``data_ingress`` is unset."""
         if (self.platform_network is None) != (self.platform_address is None):
             raise MecInvalid("config [mec]: platform_network and platform_address go together")
         if self.platform_network is None or self.platform_address is None:
             return None
         try:
             address = ipaddress.IPv4Interface(self.platform_address)
-            ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+            if self.data_ingress is not None:
+                ingress = tuple(ipaddress.IPv4Network(n, strict=False) for n in self.data_ingress)
+            else:
+                pools = (ipaddress.ip_network(n, strict=False) for n in ue_pools)
+                ingress = tuple(n for n in pools if isinstance(n, ipaddress.IPv4Network))
         except ValueError as exc:
             raise MecInvalid(f"config [mec]: {exc}") from exc
         if "/" not in self.platform_address:
@@ -140,6 +159,8 @@ class MecPart:
             deployer=self._deployer,
             dns_sink=self._dns_table if config.dns is not None else None,
             dns_offload=config.dns.offload() if config.dns is not None else None,
+            app_rate=config.app_rate,
+            app_burst=config.app_burst,
         )
         self.listener: Mp1Listener | None = None
         self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None
@@ -209,7 +230,9 @@ class MecPart:
         """The platform network; Mp1 there over HTTPS with the daemon's certificate, or plain
         HTTP only with ``allow_plain_http`` (the rule the daemon's own API follows off
         loopback)."""
-        net = config.platform()
+        tof = ctx.parts.get("tof")
+        pools = getattr(getattr(tof, "config", None), "ue_pools", None) or ()
+        net = config.platform(pools)
         if net is None:
             return None
         api = ctx.config.api
@@ -234,7 +257,23 @@ class MecPart:
         router.include_router(build_apps(self.platform))
         return router
 
+    def _provide_templates(self) -> None:
+        """The example apps' built-in templates, in the instance manager (when there is one)."""
+        instances = self.ctx.parts.get("instances")
+        manager = getattr(instances, "manager", None)
+        if not self.config.example_templates or manager is None:
+            return
+        specs = [TemplateSpec.model_validate(doc) for doc in examples.templates()]
+        added = manager.provide_templates(specs)
+        if added:
+            log.info(
+                "example app templates added: %s",
+                ", ".join(added),
+                extra={"part": "mec", "event": "templates_added", "ids": ",".join(added)},
+            )
+
     async def start(self) -> None:
+        self._provide_templates()
         await self.notifier.start()
         await self._start_listener()
         await self._start_dns()

@@ -24,7 +24,13 @@ from typing import Any, Protocol
 from fluidedge.mec import dns, policy, tokens
 from fluidedge.mec.deploy import DeployPort, Placed
 from fluidedge.mec.descriptor import AppDescriptor, AppState, record
-from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
+from fluidedge.mec.errors import (
+    MecConflict,
+    MecInvalid,
+    MecNotFound,
+    MecTooManyRequests,
+    MecUnsupported,
+)
 from fluidedge.mec.models import (
     AppTerminationNotification,
     AppTerminationNotificationSubscription,
@@ -43,7 +49,7 @@ from fluidedge.mec.models import (
     check_dns_rule,
 )
 from fluidedge.mec.persist import Put, Tables
-from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, check_acts_for
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget, check_acts_for
 
 log = logging.getLogger("fluidedge.mec")
 
@@ -58,10 +64,10 @@ Submit = Callable[[str, str, dict[str, Any]], None]
 class TofPort(Protocol):
     """The platform's view of the TOF: the services it owns there, by name."""
 
-    def owned(self) -> dict[str, tuple[str, str]]:
-        """name -> (serviceIP, applicationIP) of every TOF service named ``mec-...``."""
+    def owned(self) -> dict[str, TofTarget]:
+        """name -> what every TOF service named ``mec-...`` is."""
 
-    def put(self, name: str, service_ip: str, application_ip: str) -> None:
+    def put(self, name: str, target: TofTarget) -> None:
         """Create or replace a service; in the data plane when this returns."""
 
     def remove(self, name: str) -> None: ...
@@ -73,17 +79,30 @@ class CatalogTof:
     def __init__(self, tof_part: Any) -> None:
         self.part = tof_part
 
-    def owned(self) -> dict[str, tuple[str, str]]:
-        return {
-            s.name: (s.service_ip, s.application_ip)
-            for s in self.part.catalog.all()
-            if s.name.startswith(TOF_PREFIX)
-        }
+    def owned(self) -> dict[str, TofTarget]:
+        out: dict[str, TofTarget] = {}
+        for s in self.part.catalog.all():
+            if not s.name.startswith(TOF_PREFIX):
+                continue
+            m = s.match
+            out[s.name] = (
+                TofTarget(s.service_ip, s.application_ip)
+                if m is None
+                else TofTarget(
+                    s.service_ip, s.application_ip, True, m.protocols, m.ports, m.priority, s.action
+                )
+            )
+        return out
 
-    def put(self, name: str, service_ip: str, application_ip: str) -> None:
-        from fluidedge.tof.models import Service  # noqa: PLC0415 - only with a TOF
+    def put(self, name: str, target: TofTarget) -> None:
+        from fluidedge.tof.models import Match, Service  # noqa: PLC0415 - only with a TOF
 
-        service = Service(name, service_ip, application_ip)
+        match = (
+            Match(target.protocols, target.ports, target.priority) if target.classified else None
+        )
+        service = Service(
+            name, target.service_ip, target.application_ip, None, match, target.action
+        )
         if name in self.part.catalog.snapshot():
             self.part.catalog.update(name, service)
         else:
@@ -130,8 +149,13 @@ class Platform:
         deployer: Callable[[], DeployPort | None] = lambda: None,
         dns_sink: Callable[[dns.Records], None] | None = None,
         dns_offload: tuple[str, str] | None = None,
+        app_rate: float = 0.0,
+        app_burst: int = 1,
     ) -> None:
         self.tables = tables
+        # Each app instance's Mp1 request budget (429 past it; the admin token has none).
+        self.limiter = policy.RequestLimiter(app_rate, app_burst)
+        self._limiter_lock = threading.Lock()
         self.submit = submit
         self.tof = tof
         self.deployer = deployer
@@ -207,6 +231,19 @@ class Platform:
         if app is None or not tokens.matches(secret, app.doc["tokenHash"]):
             return None
         return Caller(app_id)
+
+    def admit(self, caller: Caller) -> None:
+        """Count one Mp1 request of ``caller`` against its app's budget (429 past it)."""
+        if caller.app_instance_id is None:
+            return
+        with self._limiter_lock:
+            wait = self.limiter.wait(caller.app_instance_id, time.monotonic())
+        if wait > 0:
+            raise MecTooManyRequests(
+                f"app instance {caller.app_instance_id}: more than {self.limiter.rate:g} Mp1 "
+                f"requests/s (burst {self.limiter.burst:g}); retry in {wait:.2f} s",
+                retry_after=wait,
+            )
 
     # --- apps (/v1/apps) --------------------------------------------------------------
 
@@ -401,6 +438,8 @@ class Platform:
         self.tables.delete_app(app.id)
         self.apps.pop(app.id, None)
         self.tokens.pop(app.doc["tokenId"], None)
+        with self._limiter_lock:
+            self.limiter.forget(app.id)
         for table in (self.services, self.svc_subs, self.term_subs):
             for key in [k for k, o in table.items() if o.app == app.id]:
                 del table[key]
@@ -461,9 +500,15 @@ class Platform:
         return rule
 
     def put_traffic_rule(
-        self, caller: Caller, app_id: str, rule_id: str, rule: TrafficRule
+        self,
+        caller: Caller,
+        app_id: str,
+        rule_id: str,
+        rule: TrafficRule,
+        if_match: str | None = None,
     ) -> TrafficRule:
-        """Update, activate or deactivate a rule; in the TOF before this returns."""
+        """Update, activate or deactivate a rule; in the TOF before this returns. ``if_match``:
+        the request's If-Match (412 unless it names the rule's current ETag)."""
         old = self.traffic_rule(caller, app_id, rule_id)
         if rule.traffic_rule_id != rule_id:
             raise MecInvalid(
@@ -471,6 +516,8 @@ class Platform:
             )
         with self.lock:
             app = self.app(app_id)
+            old = app.traffic.get(rule_id, old)
+            policy.check_if_match(if_match, policy.etag(old.wire()))
             policy.tof_services(rule, app.doc.get("dataAddress"))
             app.traffic[rule_id] = rule
             try:
@@ -495,14 +542,23 @@ class Platform:
             raise MecNotFound(f"app instance {app_id} has no DNS rule {rule_id!r}")
         return rule
 
-    def put_dns_rule(self, caller: Caller, app_id: str, rule_id: str, rule: DnsRule) -> DnsRule:
-        self.dns_rule(caller, app_id, rule_id)
+    def put_dns_rule(
+        self,
+        caller: Caller,
+        app_id: str,
+        rule_id: str,
+        rule: DnsRule,
+        if_match: str | None = None,
+    ) -> DnsRule:
+        old = self.dns_rule(caller, app_id, rule_id)
         if rule.dns_rule_id != rule_id:
             raise MecInvalid(f"dnsRuleId {rule.dns_rule_id!r} differs from the path's {rule_id!r}")
         problem = check_dns_rule(rule)
         if problem:
             raise MecInvalid(problem)
         with self.lock:
+            old = self.app(app_id).dns.get(rule_id, old)
+            policy.check_if_match(if_match, policy.etag(old.wire()))
             self.tables.write([("dns_rule", f"{app_id}/{rule_id}", app_id, rule.wire())])
             self.app(app_id).dns[rule_id] = rule
             self.sync_dns()  # in the responder's answers before the Mp1 answer
@@ -524,18 +580,18 @@ class Platform:
 
     # --- the TOF -----------------------------------------------------------------------
 
-    def desired_tof(self) -> dict[str, tuple[str, str]]:
-        """The TOF services the active rules of ready apps make (name -> addresses)."""
-        out: dict[str, tuple[str, str]] = {}
+    def desired_tof(self) -> dict[str, TofTarget]:
+        """The TOF services the active rules of ready apps make (name -> what it is)."""
+        out: dict[str, TofTarget] = {}
         if self.dns_offload is not None:
-            out[DNS_SERVICE] = self.dns_offload
+            out[DNS_SERVICE] = TofTarget(*self.dns_offload)
         for app in self.apps.values():
             if app.state is not AppState.READY:
                 continue
             for rule in sorted(app.traffic.values(), key=lambda r: r.priority):
-                pairs = policy.tof_services(rule, app.doc.get("dataAddress"))
-                for index, pair in enumerate(pairs):
-                    out[policy.tof_service_name(app.id, rule.traffic_rule_id, index)] = pair
+                targets = policy.tof_services(rule, app.doc.get("dataAddress"))
+                for index, target in enumerate(targets):
+                    out[policy.tof_service_name(app.id, rule.traffic_rule_id, index)] = target
         return out
 
     def sync_tof(self) -> None:
@@ -552,9 +608,9 @@ class Platform:
             current = port.owned()
             for name in sorted(set(current) - set(desired)):
                 port.remove(name)
-            for name, (service_ip, app_ip) in sorted(desired.items()):
-                if current.get(name) != (service_ip, app_ip):
-                    port.put(name, service_ip, app_ip)
+            for name, target in sorted(desired.items()):
+                if current.get(name) != target:
+                    port.put(name, target)
 
     # --- service management: services --------------------------------------------------
 
@@ -631,7 +687,12 @@ class Platform:
         return stored
 
     def update_service(
-        self, caller: Caller, app_id: str, ser_instance_id: str, info: ServiceInfo
+        self,
+        caller: Caller,
+        app_id: str,
+        ser_instance_id: str,
+        info: ServiceInfo,
+        if_match: str | None = None,
     ) -> ServiceInfo:
         before = self.app_service(caller, app_id, ser_instance_id)
         if info.ser_instance_id not in (None, ser_instance_id):
@@ -643,6 +704,11 @@ class Platform:
             raise MecInvalid("serName cannot change (register a new service instead)")
         after = policy.effective(info.model_copy(update={"ser_instance_id": ser_instance_id}))
         with self.lock:
+            current = self.services.get(ser_instance_id)
+            if current is None:
+                raise MecNotFound(f"app instance {app_id} has no service {ser_instance_id!r}")
+            before = current.value
+            policy.check_if_match(if_match, policy.etag(before.wire()))
             self.tables.write(
                 [("service", ser_instance_id, app_id, {"app": app_id, "info": after.wire()})]
             )

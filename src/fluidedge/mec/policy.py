@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnsupported
+from fluidedge.mec.errors import MecForbidden, MecInvalid, MecPreconditionFailed, MecUnsupported
 from fluidedge.mec.models import (
     Action,
     FilteringCriteria,
@@ -174,21 +176,70 @@ def tof_service_name(app_instance_id: str, rule_id: str, index: int) -> str:
     return f"mec-{app_instance_id[:36]}-{digest}-{index}"
 
 
-def tof_services(rule: TrafficRule, data_address: str | None) -> list[tuple[str, str]]:
-    """What an ACTIVE ``rule`` becomes in the TOF: ``(serviceIP, applicationIP)`` pairs.
+class TofTarget(NamedTuple):
+    """One TOF service a traffic rule asks for (what :class:`fluidedge.tof.models.Service`
+    carries, in this package's terms: the platform does not import the TOF).
 
-    FORWARD_DECAPSULATED with destination-address filters becomes one TOF service per
-    destination: the UE's traffic to that address leaves its tunnel and goes to the app
-    (``dstInterface.dstIpAddress``, else the app's data address). PASSTHROUGH is the TOF's
-    default for unmatched traffic: nothing to install. Anything else raises
-    :class:`MecUnsupported` with the reason (the TOF classifies on the service address only).
+    ``classified``: a service with a match (protocols, destination port ranges, priority)
+    and an action (``offload``, ``drop``, ``pass``, ``duplicate``), which may share its
+    service IP with other classified ones; otherwise a plain offload owning the address."""
+
+    service_ip: str
+    application_ip: str
+    classified: bool = False
+    protocols: tuple[int, ...] = ()
+    ports: tuple[tuple[int, int], ...] = ()
+    priority: int = 0
+    action: str = "offload"
+
+
+# MEC 011 actions the TOF carries out, and as what (docs/me-platform.md).
+_ACTIONS = {
+    Action.FORWARD_DECAPSULATED: "offload",
+    Action.DROP: "drop",
+    Action.PASSTHROUGH: "pass",
+    Action.DUPLICATE_DECAPSULATED: "duplicate",
+}
+_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPV6": 58}
+_PORTED = frozenset({6, 17, 132})
+_UNSUPPORTED_FILTERS = (
+    ("src_address", "srcAddress"),
+    ("src_port", "srcPort"),
+    ("token", "token"),
+    ("src_tunnel_address", "srcTunnelAddress"),
+    ("tgt_tunnel_address", "tgtTunnelAddress"),
+    ("src_tunnel_port", "srcTunnelPort"),
+    ("dst_tunnel_port", "dstTunnelPort"),
+    ("q_ci", "qCI"),
+    ("d_scp", "dSCP"),
+    ("t_c", "tC"),
+)
+
+
+def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]:
+    """What an ACTIVE ``rule`` becomes in the TOF: one :class:`TofTarget` per destination
+    address of each filter.
+
+    - FORWARD_DECAPSULATED: the UE's matching traffic leaves its tunnel and goes to the app
+      (``dstInterface.dstIpAddress``, else the app's data address).
+    - DROP: the matching uplink packets are dropped. PASSTHROUGH: they go on to the core
+      (with a port or protocol filter, an exception to a lower-priority rule on the same
+      address; without one there is nothing to install: unmatched traffic passes anyway).
+    - DUPLICATE_DECAPSULATED: the packets go on to the core and a decapsulated copy to the app.
+
+    A rule with a ``protocol`` or ``dstPort`` filter, or whose action is not a plain offload,
+    becomes classified services (the TOF matches the inner protocol and destination port;
+    ``priority`` orders them, 0 first, as MEC 011 says). Anything else raises
+    :class:`MecUnsupported` with the reason, or :class:`MecInvalid` for a malformed value.
     """
-    if rule.state is not RuleState.ACTIVE or rule.action is Action.PASSTHROUGH:
+    if rule.state is not RuleState.ACTIVE:
         return []
-    if rule.action is not Action.FORWARD_DECAPSULATED:
+    action = _ACTIONS.get(rule.action)
+    if action is None:
         raise MecUnsupported(
             f"trafficRule {rule.traffic_rule_id}: action {rule.action.value} is not supported "
-            "yet (the TOF offloads, FORWARD_DECAPSULATED, or lets pass, PASSTHROUGH)"
+            "yet (the TOF offloads decapsulated, drops, duplicates decapsulated or lets pass: "
+            "FORWARD_DECAPSULATED, DROP, DUPLICATE_DECAPSULATED, PASSTHROUGH)"
         )
     target = data_address
     if rule.dst_interface is not None:
@@ -198,49 +249,81 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[tuple[str,
                 f"{rule.dst_interface.interface_type.value} is not supported yet (IP only)"
             )
         target = rule.dst_interface.dst_ip_address or data_address
-    if target is None:
+    delivers = action in {"offload", "duplicate"}
+    if target is None and delivers:
         raise MecInvalid(
             f"trafficRule {rule.traffic_rule_id}: no destination: give dstInterface.dstIpAddress "
             "or the app's dataAddress"
         )
-    target = _ipv4(rule, "dstInterface.dstIpAddress", target)
-    out: list[tuple[str, str]] = []
+    if target is not None:
+        target = _ipv4(rule, "dstInterface.dstIpAddress", target)
     if not rule.traffic_filter:
         raise MecUnsupported(f"trafficRule {rule.traffic_rule_id}: trafficFilter is empty")
+    found: list[tuple[str, tuple[int, ...], tuple[tuple[int, int], ...]]] = []
     for flt in rule.traffic_filter:
         others = [
-            alias
-            for name, alias in (
-                ("src_address", "srcAddress"),
-                ("src_port", "srcPort"),
-                ("dst_port", "dstPort"),
-                ("protocol", "protocol"),
-                ("token", "token"),
-                ("src_tunnel_address", "srcTunnelAddress"),
-                ("tgt_tunnel_address", "tgtTunnelAddress"),
-                ("src_tunnel_port", "srcTunnelPort"),
-                ("dst_tunnel_port", "dstTunnelPort"),
-                ("q_ci", "qCI"),
-                ("d_scp", "dSCP"),
-                ("t_c", "tC"),
-            )
-            if getattr(flt, name) not in (None, [])
+            alias for name, alias in _UNSUPPORTED_FILTERS if getattr(flt, name) not in (None, [])
         ]
         if others:
             raise MecUnsupported(
                 f"trafficRule {rule.traffic_rule_id}: filter on {', '.join(others)} is not "
-                "supported yet (the TOF classifies on the destination address only)"
+                "supported yet (the TOF classifies on the destination address, protocol and "
+                "destination port)"
             )
         if not flt.dst_address:
             raise MecUnsupported(
                 f"trafficRule {rule.traffic_rule_id}: a filter without dstAddress is not "
                 "supported yet"
             )
-        for text in flt.dst_address:
-            out.append((_host(rule, text), target))
-    if len({ip for ip, _ in out}) != len(out):
-        raise MecInvalid(f"trafficRule {rule.traffic_rule_id}: a dstAddress is given twice")
+        protocols = tuple(sorted({_protocol(rule, p) for p in flt.protocol or ()}))
+        ports = tuple(sorted({_port_range(rule, p) for p in flt.dst_port or ()}))
+        if ports and protocols and not set(protocols) <= _PORTED:
+            raise MecInvalid(
+                f"trafficRule {rule.traffic_rule_id}: dstPort needs protocols with ports "
+                "(TCP, UDP, SCTP)"
+            )
+        found.extend((_host(rule, text), protocols, ports) for text in flt.dst_address)
+    if len(set(found)) != len(found):
+        raise MecInvalid(f"trafficRule {rule.traffic_rule_id}: a filter is given twice")
+    classified = action != "offload" or any(protos or ports for _, protos, ports in found)
+    if action == "pass" and not any(protos or ports for _, protos, ports in found):
+        return []  # unmatched traffic passes anyway: nothing to install
+    out: list[TofTarget] = []
+    for service_ip, protocols, ports in found:
+        app_ip = target if target is not None else service_ip  # drop/pass: not delivered
+        if not classified:
+            out.append(TofTarget(service_ip, app_ip))
+        else:
+            out.append(TofTarget(service_ip, app_ip, True, protocols, ports, rule.priority, action))
     return out
+
+
+def _protocol(rule: TrafficRule, text: str) -> int:
+    """A TrafficFilter ``protocol``: a name (TCP, UDP, SCTP, ICMP, ICMPv6) or a number."""
+    value = _PROTOCOLS.get(text.strip().upper())
+    if value is None and text.strip().isdigit() and int(text) <= 255:
+        value = int(text)
+    if value is None:
+        raise MecInvalid(
+            f"trafficRule {rule.traffic_rule_id}: protocol {text!r} is not TCP, UDP, SCTP, "
+            "ICMP, ICMPv6 or a number 0..255"
+        )
+    return value
+
+
+def _port_range(rule: TrafficRule, text: str) -> tuple[int, int]:
+    """A TrafficFilter ``dstPort``: ``N`` or ``N-M`` (0..65535)."""
+    lo, sep, hi = text.strip().partition("-")
+    try:
+        first, last = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        first, last = -1, -1
+    if not (lo.isdigit() and (not sep or hi.isdigit()) and 0 <= first <= last <= 65535):
+        raise MecInvalid(
+            f"trafficRule {rule.traffic_rule_id}: dstPort {text!r} is not a port or a range "
+            "N-M within 0..65535"
+        )
+    return (first, last)
 
 
 def _ipv4(rule: TrafficRule, where: str, text: str) -> str:
@@ -266,3 +349,48 @@ def _host(rule: TrafficRule, text: str) -> str:
             "addresses (/32) are supported yet (a TOF service is one address)"
         )
     return str(network.network_address)
+
+
+def etag(wire: object) -> str:
+    """The strong ETag of a resource's JSON document (changes whenever the document does)."""
+    text = json.dumps(wire, sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:24] + '"'
+
+
+def check_if_match(if_match: str | None, current: str) -> None:
+    """RFC 9110 If-Match on a PUT: absent or ``*`` passes; otherwise one of its entity tags
+    must be ``current`` (strong comparison, so a weak ``W/`` tag never matches), else 412."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    if current not in tags:
+        raise MecPreconditionFailed(
+            f"If-Match {if_match.strip()!r} does not match the current ETag {current} "
+            "(the resource changed since it was read: GET it again)"
+        )
+
+
+class RequestLimiter:
+    """Per app instance token buckets for its Mp1 requests: ``rate`` per second, ``burst`` at
+    once (``rate`` 0: no limit). Pure: the caller gives the time (and holds a lock)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # app -> (tokens, at)
+
+    def wait(self, app: str, now: float) -> float:
+        """0.0 when ``app`` may send one more request now (it is counted), else the seconds
+        until it may."""
+        if self.rate <= 0:
+            return 0.0
+        tokens, at = self._buckets.get(app, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[app] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[app] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def forget(self, app: str) -> None:
+        self._buckets.pop(app, None)

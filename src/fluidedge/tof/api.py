@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from fluidedge.tof.backend import Backend
 from fluidedge.tof.catalog import ServiceCatalog
-from fluidedge.tof.models import NewServiceModel, Service, ServiceModel
+from fluidedge.tof.models import MatchModel, NewServiceModel, Service, ServiceModel, ServiceView
 from fluidedge.tof.superfluid.model import OnDemandModel
 
 if TYPE_CHECKING:
@@ -54,11 +54,14 @@ def _model(service: Service) -> ServiceModel:
         return ServiceModel.model_construct(
             name=service.name, serviceIP=service.service_ip, applicationIP=None, onDemand=spec
         )
-    return ServiceModel.model_construct(
+    match = service.match
+    return ServiceView.model_construct(
         name=service.name,
         serviceIP=service.service_ip,
         applicationIP=service.application_ip,
         onDemand=None,
+        match=None if match is None else MatchModel.model_construct(**match.to_api()),
+        action=None if match is None else service.action,
     )
 
 
@@ -84,7 +87,7 @@ def build_router(
 
     @router.get(
         "/service",
-        response_model=list[ServiceModel],
+        response_model=list[ServiceView],
         response_model_exclude_none=True,
         summary="List all configured services",
         responses={200: {"description": "Services configured"}},
@@ -94,7 +97,7 @@ def build_router(
 
     @router.post(
         "/service",
-        response_model=ServiceModel,
+        response_model=ServiceView,
         response_model_exclude_none=True,
         summary="Configure a new service",
         responses={
@@ -107,7 +110,7 @@ def build_router(
 
     @router.put(
         "/service/{name}",
-        response_model=ServiceModel,
+        response_model=ServiceView,
         response_model_exclude_none=True,
         summary="Update a service",
         responses={200: {"description": "Service updated"}, **_errors(400, 401, 404, 409, 500)},
@@ -117,7 +120,7 @@ def build_router(
 
     @router.delete(
         "/service/{name}",
-        response_model=ServiceModel,
+        response_model=ServiceView,
         response_model_exclude_none=True,
         summary="Deletes a service based on the name or service IP supplied",
         responses={200: {"description": "Service deleted"}, **_errors(400, 401, 404, 500)},

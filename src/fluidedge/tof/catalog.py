@@ -11,12 +11,13 @@ persist.
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
 from collections.abc import Callable, Mapping
 
 from fluidedge.core.store import Store
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
-from fluidedge.tof.models import Service
+from fluidedge.tof.models import Match, Service
 from fluidedge.tof.superfluid.model import OnDemand
 
 MIGRATIONS = [
@@ -30,17 +31,41 @@ MIGRATIONS = [
     # On-demand services (docs/superfluid.md): the onDemand spec as JSON, NULL for a fixed
     # application IP (which is then "" for an on-demand one).
     "ALTER TABLE tof_service ADD COLUMN ondemand TEXT",
+    # Classified services (docs/tof.md): the match as JSON (NULL: a plain service) and the
+    # action. Several classified services may share a service IP, so the column is no longer
+    # UNIQUE (the catalog checks the rule): the table is rebuilt without the constraint.
+    """
+    CREATE TABLE tof_service_new (
+        name TEXT PRIMARY KEY,
+        service_ip TEXT NOT NULL,
+        application_ip TEXT NOT NULL,
+        ondemand TEXT,
+        classify TEXT,
+        action TEXT NOT NULL DEFAULT 'offload'
+    );
+    INSERT INTO tof_service_new (name, service_ip, application_ip, ondemand)
+        SELECT name, service_ip, application_ip, ondemand FROM tof_service;
+    DROP TABLE tof_service;
+    ALTER TABLE tof_service_new RENAME TO tof_service;
+    CREATE INDEX tof_service_ip ON tof_service (service_ip)
+    """,
 ]
 
 ApplyFn = Callable[[Mapping[str, Service]], None]
 CheckFn = Callable[[Service], None]
 
-_INSERT = "INSERT INTO tof_service (name, service_ip, application_ip, ondemand) VALUES (?, ?, ?, ?)"
+_INSERT = (
+    "INSERT INTO tof_service (name, service_ip, application_ip, ondemand, classify, action) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
-def _row(service: Service) -> tuple[str, str, str, str | None]:
+def _row(service: Service) -> tuple[str, str, str, str | None, str | None, str]:
     ondemand = service.ondemand.to_json() if service.ondemand is not None else None
-    return (service.name, service.service_ip, service.application_ip, ondemand)
+    match = json.dumps(service.match.to_api()) if service.match is not None else None
+    return (
+        service.name, service.service_ip, service.application_ip, ondemand, match, service.action
+    )  # fmt: skip
 
 
 def _canonical(text: str) -> str | None:
@@ -61,13 +86,17 @@ class ServiceCatalog:
         #: InputError to refuse it (the superfluid controller checks on-demand services).
         self.check: CheckFn | None = None
         store.migrate("tof", MIGRATIONS)
-        rows = store.query("SELECT name, service_ip, application_ip, ondemand FROM tof_service")
+        rows = store.query(
+            "SELECT name, service_ip, application_ip, ondemand, classify, action FROM tof_service"
+        )
         self._services: dict[str, Service] = {
             row["name"]: Service(
                 row["name"],
                 row["service_ip"],
                 row["application_ip"],
                 OnDemand.from_json(row["ondemand"]) if row["ondemand"] else None,
+                Match.from_api(json.loads(row["classify"])) if row["classify"] else None,
+                row["action"],
             )
             for row in rows
         }
@@ -79,13 +108,14 @@ class ServiceCatalog:
         return sorted(self._services.values(), key=lambda s: s.name)
 
     def find(self, name_or_ip: str) -> Service:
-        """The service named ``name_or_ip``, else the one whose serviceIP it is."""
+        """The service named ``name_or_ip``, else the one whose serviceIP it is (the first by
+        name when classified services share it)."""
         services = self._services
         found = services.get(name_or_ip)
         if found is not None:
             return found
         ip = _canonical(name_or_ip)
-        for service in services.values():
+        for service in sorted(services.values(), key=lambda s: s.name):
             if ip is not None and service.service_ip == ip:
                 return service
         raise ServiceNotFound(f"no service named or with serviceIP {name_or_ip!r}")
@@ -139,8 +169,11 @@ class ServiceCatalog:
             return service
 
     def _check_ip_free(self, service: Service, ignore: str | None) -> None:
+        """A plain service owns its service IP; classified services may share one."""
         for other in self._services.values():
             if other.name != ignore and other.service_ip == service.service_ip:
+                if service.classified and other.classified:
+                    continue
                 raise ServiceConflict(
                     f"serviceIP {service.service_ip} is already used by service {other.name!r}"
                 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -135,20 +136,117 @@ class ServiceModel(BaseModel):
         return Service(self.name, self.serviceIP, self.applicationIP or "")
 
 
+class MatchModel(BaseModel):
+    """A classified service's match (read-only: set by the ME platform's traffic rules)."""
+
+    model_config = ConfigDict(title="serviceMatch")
+
+    protocols: list[int]
+    ports: list[list[int]]
+    priority: int
+
+
+class ServiceView(ServiceModel):
+    """A service as the API shows it: a classified one with its ``match`` and ``action``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="serviceView")
+
+    match: MatchModel | None = None
+    action: str | None = None
+
+
 class NewServiceModel(ServiceModel):
     """The request body of POST /service and PUT /service/{name} (``newService``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, title="newService")
 
 
+# What a classified service does with the uplink packets it matches (docs/tof.md,
+# "Classified services"): offload them (decapsulate, NAT to the application, as a plain
+# service), drop them, pass them to the core (an exception to a lower-priority rule), or
+# duplicate them (the original goes on to the core, a decapsulated, NATed copy to the app,
+# whose answers to the copy are discarded).
+OFFLOAD = "offload"
+DROP = "drop"
+PASS = "pass"  # noqa: S105 (an action, not a secret)
+DUPLICATE = "duplicate"
+ACTIONS = (OFFLOAD, DROP, PASS, DUPLICATE)
+PORT_PROTOCOLS = frozenset({6, 17, 132})  # TCP, UDP, SCTP: the protocols with ports
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The classification of a service beyond its service IP (the inner packet's protocol
+    and destination port), and its order among the classified services of one service IP
+    (``priority``: lower first, then the name). Empty members match everything."""
+
+    protocols: tuple[int, ...] = ()  # IP protocol numbers (6 TCP, 17 UDP, 1 ICMP...)
+    ports: tuple[tuple[int, int], ...] = ()  # destination port ranges, both ends included
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= p <= 255 for p in self.protocols):
+            raise ValueError("a protocol is a number 0..255")
+        if any(not 0 <= lo <= hi <= 65535 for lo, hi in self.ports):
+            raise ValueError("a port range is lo..hi within 0..65535")
+        if self.ports and self.protocols and not set(self.protocols) <= PORT_PROTOCOLS:
+            raise ValueError("ports need protocols that have them (TCP 6, UDP 17, SCTP 132)")
+        if not 0 <= self.priority <= 65535:
+            raise ValueError("priority is 0..65535")
+
+    def matches(self, protocol: int | None, port: int | None) -> bool:
+        """Whether an inner packet of ``protocol`` to ``port`` (None: no port, e.g. ICMP or a
+        non-first fragment) is this match's."""
+        if self.protocols and protocol not in self.protocols:
+            return False
+        if not self.ports:
+            return True
+        return port is not None and any(lo <= port <= hi for lo, hi in self.ports)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "protocols": list(self.protocols),
+            "ports": [[lo, hi] for lo, hi in self.ports],
+            "priority": self.priority,
+        }
+
+    @classmethod
+    def from_api(cls, doc: Mapping[str, Any]) -> Match:
+        return cls(
+            tuple(int(p) for p in doc.get("protocols", ())),
+            tuple((int(lo), int(hi)) for lo, hi in doc.get("ports", ())),
+            int(doc.get("priority", 0)),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A declared service, the unit the data plane is configured with."""
+    """A declared service, the unit the data plane is configured with.
+
+    A plain service (``match`` None, action :data:`OFFLOAD`) owns its service IP: every uplink
+    packet to it is offloaded. A classified one (``match`` given) applies ``action`` only to
+    the packets its match takes; several classified services may share a service IP, tried
+    in their match's order, and a packet none of them takes goes on to the core.
+    """
 
     name: str
     service_ip: str
     application_ip: str  # 0.0.0.0 or :: for an on-demand service
     ondemand: OnDemand | None = None
+    match: Match | None = None
+    action: str = OFFLOAD
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"action {self.action!r} is not one of {', '.join(ACTIONS)}")
+        if self.match is None and self.action != OFFLOAD:
+            raise ValueError(f"action {self.action!r} needs a match (a classified service)")
+        if self.match is not None and self.ondemand is not None:
+            raise ValueError("an on-demand service cannot be classified (no match)")
+
+    @property
+    def classified(self) -> bool:
+        return self.match is not None
 
     def to_api(self) -> dict[str, Any]:
         if self.ondemand is not None:
@@ -157,11 +255,15 @@ class Service:
                 "serviceIP": self.service_ip,
                 "onDemand": self.ondemand.to_api(),
             }
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "serviceIP": self.service_ip,
             "applicationIP": self.application_ip,
         }
+        if self.match is not None:
+            out["match"] = self.match.to_api()
+            out["action"] = self.action
+        return out
 
     @property
     def service_address(self) -> IPAddress:

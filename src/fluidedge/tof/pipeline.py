@@ -52,7 +52,7 @@ import struct
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from fluidedge.codec import gtpu
 from fluidedge.codec.errors import CodecError
@@ -71,7 +71,7 @@ from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.intercept.model import Copier
-from fluidedge.tof.models import Service
+from fluidedge.tof.models import DROP, DUPLICATE, OFFLOAD, PASS, Match, Service
 from fluidedge.tof.superfluid.table import OnDemandTable
 from fluidedge.tof.timers import ExpiryWheel
 
@@ -249,6 +249,9 @@ class Pipeline:
         self.flows: dict[tuple[int, bytes, int, bytes, int], Flow] = {}
         self.pairs: dict[tuple[bytes, bytes], Flow] = {}  # (app, ue) -> last flow, for fragments
         self.services: dict[bytes, tuple[str, bytes]] = {}  # serviceIP -> (name, applicationIP)
+        # Classified services (``Service.match``), by service IP, in their match's order; a
+        # service IP is in one table or the other (the catalog's rule).
+        self.classified: dict[bytes, tuple[Rule, ...]] = {}
         # Set by a tracker of ``flows`` and ``pairs`` (fastpath.dirty); None: a service change
         # scans every flow.
         self.service_index: ServiceIndex | None = None
@@ -313,11 +316,22 @@ class Pipeline:
                 b"" if s.ondemand is not None else _packed(s.application_ip),
             )
             for s in services.values()
+            if s.match is None
         }
+        rules: dict[bytes, list[Rule]] = {}
+        for s in sorted(services.values(), key=_rule_order):
+            if s.match is not None:
+                rule = Rule(s.match, s.action, s.name, _packed(s.application_ip))
+                rules.setdefault(_packed(s.service_ip), []).append(rule)
+        classified = {ip: tuple(r) for ip, r in rules.items()}
         old = self.services
         changed = {entry[0] for ip, entry in old.items() if table.get(ip) != entry}
         changed |= {entry[0] for ip, entry in table.items() if old.get(ip) != entry}
+        was = {(ip, r) for ip, rs in self.classified.items() for r in rs}
+        will = {(ip, r) for ip, rs in classified.items() for r in rs}
+        changed |= {r.name for _ip, r in was ^ will}
         self.services = table
+        self.classified = classified
         self.service_counters = {
             name: self.service_counters.get(name, ServiceCounters()) for name in services
         }
@@ -349,7 +363,15 @@ class Pipeline:
         """Whether ``flow``'s service still maps its service IP to its application IP (an
         on-demand service's flows stay while the service is on-demand under the same name)."""
         entry = self.services.get(flow.service_ip)
-        if entry is None or entry[0] != flow.service:
+        if entry is None:
+            rules = self.classified.get(flow.service_ip) if self.classified else None
+            return rules is not None and any(
+                r.name == flow.service
+                and r.application_ip == flow.application_ip
+                and r.action == OFFLOAD
+                for r in rules
+            )
+        if entry[0] != flow.service:
             return False
         return entry[1] == flow.application_ip or entry[1] == b""
 
@@ -459,6 +481,10 @@ class Pipeline:
         bearer.ul_bytes += c.inner_end - c.inner_offset
         service = self.services.get(c.inner_dst) if self.services else None
         if service is None:
+            if self.classified:
+                rules = self.classified.get(c.inner_dst)
+                if rules is not None:
+                    return self._classified_up(frame, c, bearer, rules, now)
             return [(SGW, frame)]
         unknown = c.unknown_ext
         if unknown is not None and unknown & _EXT_CLASS_ENDPOINT:
@@ -779,6 +805,55 @@ class Pipeline:
                 del self._peer_srcs[dst]
 
     # ------------------------------------------------------------------ offload
+
+    def _classified_up(
+        self, frame: bytes, c: IpGpdu, bearer: Bearer, rules: tuple[Rule, ...], now: float
+    ) -> list[Action]:
+        """An uplink G-PDU to a classified service IP: the first rule whose match takes the
+        inner packet (protocol, destination port) decides; none: on to the core."""
+        port = c.inner_dport if c.icmp_id is None else None
+        for rule in rules:
+            if rule.match.matches(c.inner_proto, port):
+                break
+        else:
+            self.counters["classified_unmatched"] += 1
+            return [(SGW, frame)]
+        action = rule.action
+        if action == PASS:
+            self.counters["classified_passed"] += 1
+            return [(SGW, frame)]
+        if action == DROP:
+            sc = self.service_counters.get(rule.name)
+            if sc is not None:
+                sc.up_packets += 1
+                sc.up_bytes += c.inner_end - c.inner_offset
+            self.drops["classified_drop"] += 1
+            return []
+        unknown = c.unknown_ext
+        if unknown is not None and unknown & _EXT_CLASS_ENDPOINT:
+            self.counters["offload_refused_unknown_extension"] += 1
+            return [(SGW, frame)]
+        if action == DUPLICATE:
+            return [(SGW, frame), *self._duplicate_up(frame, c, rule)]
+        return self._offload_up(frame, c, bearer, (rule.name, rule.application_ip), now)
+
+    def _duplicate_up(self, frame: bytes, c: IpGpdu, rule: Rule) -> list[Action]:
+        """A decapsulated copy of an uplink packet, NATed to the app; no flow is made, so the
+        app's answers to it are dropped (``apps_no_flow``): the UE hears only the core."""
+        packet = bytearray(frame[c.inner_offset : c.inner_end])
+        try:
+            if (packet[0] >> 4) == 4 and not c.inner_fragment:
+                del packet[(packet[2] << 8) | packet[3] :]  # link padding, if any
+            nat.rewrite(packet, destination=rule.application_ip)
+        except CodecError as exc:
+            self.drops[f"duplicate_inner_{type(exc).__name__}"] += 1
+            return []
+        sc = self.service_counters.get(rule.name)
+        if sc is not None:
+            sc.up_packets += 1
+            sc.up_bytes += len(packet)
+        self.counters["classified_duplicated"] += 1
+        return [(APPS, bytes(packet))]
 
     def _offload_up(
         self, frame: bytes, c: IpGpdu, bearer: Bearer, service: tuple[str, bytes], now: float
@@ -1348,6 +1423,19 @@ class Pipeline:
             "onDemand": self.ondemand.stats(),
             "rateLimited": {} if self.ratelimit is None else self.ratelimit.totals(),
         }
+
+
+class Rule(NamedTuple):
+    """One classified service in the pipeline's table (see :attr:`Pipeline.classified`)."""
+
+    match: Match
+    action: str
+    name: str
+    application_ip: bytes
+
+
+def _rule_order(service: Service) -> tuple[int, str]:
+    return (service.match.priority if service.match is not None else 0, service.name)
 
 
 def tunnel_key(src: bytes, dst: bytes, teid: int, ue: bytes) -> bytes:

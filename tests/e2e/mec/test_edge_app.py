@@ -79,7 +79,7 @@ def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core
                 "platform_address": f"{PLAT}.1/24",
                 "mp1_port": 20000 + TAG % 20000,
                 "allow_plain_http": True,  # the busybox apps' wget does not verify TLS
-                "data_ingress": [str(lab.config.ue_pool.subnet)],
+                # no data_ingress: the default lets the TOF's ue_pools (the lab's UEs) in
                 "dns": {
                     "netns": lab.host_ns,
                     "listen": str(lab.apps_gateway),

@@ -233,7 +233,7 @@ def _mec_config(**extra: Any) -> Any:
 def test_mp1_off_loopback_needs_tls_or_an_explicit_plain_http(tmp_path: Path) -> None:
     """The platform listener is off loopback: the daemon's rule for its own API applies."""
 
-    plain_ctx: Any = SimpleNamespace(config=parse_config({}))
+    plain_ctx: Any = SimpleNamespace(config=parse_config({}), parts={})
     with pytest.raises(MecInvalid, match=r"api\.tls_cert and api\.tls_key .* allow_plain_http"):
         MecPart._platform_net(_mec_config(), plain_ctx)
     net = MecPart._platform_net(_mec_config(allow_plain_http=True), plain_ctx)
@@ -243,7 +243,8 @@ def test_mp1_off_loopback_needs_tls_or_an_explicit_plain_http(tmp_path: Path) ->
     cert = tmp_path / "cert.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     tls_ctx: Any = SimpleNamespace(
-        config=parse_config({"api": {"tls_cert": str(cert), "tls_key": str(tmp_path / "k")}})
+        config=parse_config({"api": {"tls_cert": str(cert), "tls_key": str(tmp_path / "k")}}),
+        parts={},
     )
     net = MecPart._platform_net(_mec_config(), tls_ctx)
     assert net is not None
@@ -259,7 +260,32 @@ def test_mp1_off_loopback_needs_tls_or_an_explicit_plain_http(tmp_path: Path) ->
     missing: Any = SimpleNamespace(
         config=parse_config(
             {"api": {"tls_cert": str(tmp_path / "nope"), "tls_key": str(tmp_path / "k")}}
-        )
+        ),
+        parts={},
     )
     with pytest.raises(MecInvalid, match=r"api\.tls_cert"):
         MecPart._platform_net(_mec_config(), missing)
+
+
+def test_data_ingress_defaults_to_the_tofs_ue_pools() -> None:
+    plat = {"platform_network": "mecplat", "platform_address": "10.77.0.1/24"}
+    pools = ["10.45.0.0/16", "2001:db8::/64", "198.18.100.0/24"]
+    unset = MecConfig.model_validate(plat).platform(pools)
+    assert unset is not None
+    assert [str(n) for n in unset.data_ingress] == ["10.45.0.0/16", "198.18.100.0/24"]
+    no_tof = MecConfig.model_validate(plat).platform()
+    assert no_tof is not None
+    assert no_tof.data_ingress == ()
+    tof: Any = SimpleNamespace(config=SimpleNamespace(ue_pools=pools))
+    ctx: Any = SimpleNamespace(config=parse_config({}), parts={"tof": tof})
+    from_part = MecPart._platform_net(
+        MecConfig.model_validate({**plat, "allow_plain_http": True}), ctx
+    )
+    assert from_part is not None
+    assert from_part.data_ingress == unset.data_ingress  # the daemon's TOF part's pools
+    closed = MecConfig.model_validate({**plat, "data_ingress": []}).platform(pools)
+    assert closed is not None
+    assert closed.data_ingress == ()
+    given = MecConfig.model_validate({**plat, "data_ingress": ["10.9.0.0/16"]}).platform(pools)
+    assert given is not None
+    assert [str(n) for n in given.data_ingress] == ["10.9.0.0/16"]

@@ -21,7 +21,7 @@ from fluidedge.mec.errors import MecInvalid
 from fluidedge.mec.models import DnsRule, check_dns_rule
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import DNS_SERVICE, Platform
-from fluidedge.mec.policy import ADMIN
+from fluidedge.mec.policy import ADMIN, TofTarget
 
 
 def rule(rule_id: str, name: str, address: str, state: str = "ACTIVE", **extra: Any) -> DnsRule:
@@ -198,5 +198,5 @@ def test_the_resolver_offload_is_a_tof_service_of_the_platform(tmp_path: Path) -
         Tables(Store(tmp_path / "db.sqlite")), lambda *_: None, lambda: None,
         dns_offload=("10.45.0.53", "10.77.0.1"),
     )  # fmt: skip
-    assert plat.desired_tof() == {DNS_SERVICE: ("10.45.0.53", "10.77.0.1")}
+    assert plat.desired_tof() == {DNS_SERVICE: TofTarget("10.45.0.53", "10.77.0.1")}
     assert dns.rdatatype.A == 1  # the library's constants, as the responder uses them

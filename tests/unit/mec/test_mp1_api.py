@@ -111,16 +111,61 @@ def test_an_unsupported_activation_is_a_problem_and_changes_nothing(client: Test
     client.post(
         f"{AS}/applications/{app}/confirm_ready", headers=auth, json={"indication": "READY"}
     )
-    drop = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
-                      json=rule("r1", "198.18.0.5", action="DROP"))  # fmt: skip
-    assert drop.status_code == 400
-    assert drop.headers["content-type"] == PROBLEM
-    assert "DROP is not supported" in drop.json()["detail"]
+    encap = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
+                       json=rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED"))  # fmt: skip
+    assert encap.status_code == 400
+    assert encap.headers["content-type"] == PROBLEM
+    assert "FORWARD_ENCAPSULATED is not supported" in encap.json()["detail"]
     assert (
         client.get(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth).json()["action"]
         == "FORWARD_DECAPSULATED"
     )
     assert "198.18.0.5" in tof(client)
+
+
+def test_port_filters_let_two_apps_share_an_address_and_drop_becomes_a_tof_verdict(
+    client: TestClient,
+) -> None:
+    web, auth_web = new_app(client, "web", "198.18.0.5", "10.0.2.10")
+    tls, auth_tls = new_app(client, "tls", "198.18.0.6", "10.0.2.11")
+    for app, auth in ((web, auth_web), (tls, auth_tls)):
+        client.post(
+            f"{AS}/applications/{app}/confirm_ready", headers=auth, json={"indication": "READY"}
+        )
+    port80 = [{"dstAddress": ["198.18.0.5"], "protocol": ["TCP"], "dstPort": ["80"]}]
+    port443 = [{"dstAddress": ["198.18.0.5"], "protocol": ["TCP"], "dstPort": ["443"]}]
+    put = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                     json=rule("r1", "", trafficFilter=port80))  # fmt: skip
+    assert put.status_code == 200, put.text
+    put = client.put(f"{AS}/applications/{tls}/traffic_rules/r1", headers=auth_tls,
+                     json=rule("r1", "", trafficFilter=port443, priority=0))  # fmt: skip
+    assert put.status_code == 200, put.text
+    shown = {s["name"]: s for s in client.get("/service", headers=ADMIN).json()}
+    mine = [s for s in shown.values() if s["serviceIP"] == "198.18.0.5"]
+    assert sorted((s["applicationIP"], s["match"]["ports"], s["action"]) for s in mine) == [
+        ("10.0.2.10", [[80, 80]], "offload"),
+        ("10.0.2.11", [[443, 443]], "offload"),
+    ]
+    assert {s["match"]["priority"] for s in mine} == {0, 1}
+    # A plain (unfiltered) rule on that address would take all of it: 409, rolled back.
+    clash = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                       json=rule("r1", "198.18.0.5"))  # fmt: skip
+    assert clash.status_code == 409, clash.text
+    assert (
+        client.get(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web).json()[
+            "trafficFilter"
+        ]
+        == port80
+    )
+    drop = client.put(f"{AS}/applications/{web}/traffic_rules/r1", headers=auth_web,
+                      json=rule("r1", "198.18.0.7", action="DROP"))  # fmt: skip
+    assert drop.status_code == 200, drop.text
+    dropped = [
+        s for s in client.get("/service", headers=ADMIN).json() if s["serviceIP"] == "198.18.0.7"
+    ]
+    assert [(s["action"], s["match"]["protocols"], s["match"]["ports"]) for s in dropped] == [
+        ("drop", [], [])
+    ]
 
 
 def test_a_rule_clashing_with_a_tof_service_is_a_conflict_and_rolled_back(
@@ -245,6 +290,66 @@ def test_a_descriptor_is_checked_whole(client: TestClient) -> None:
     assert answer.status_code == 400
     assert "duplicate trafficRuleId" in answer.json()["detail"]
     drop = descriptor("cache", "198.18.0.5", "10.0.2.10")
-    drop["trafficRules"] = [rule("r1", "198.18.0.5", action="DROP")]
+    drop["trafficRules"] = [rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED")]
     assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 400
     assert client.get("/v1/apps", headers=ADMIN).json() == []
+
+
+def test_etags_and_if_match_make_a_stale_put_a_412(client: TestClient) -> None:
+    app, auth = new_app(client, "cache", "198.18.0.5", "10.0.2.10")
+    url = f"{AS}/applications/{app}/traffic_rules/r1"
+    read = client.get(url, headers=auth)
+    tag = read.headers["etag"]
+    assert tag.startswith('"')
+    assert tag.endswith('"')
+    off = rule("r1", "198.18.0.5", "INACTIVE")
+    done = client.put(url, headers={**auth, "If-Match": tag}, json=off)
+    assert done.status_code == 200, done.text
+    assert done.headers["etag"] != tag  # the rule changed
+    assert client.get(url, headers=auth).headers["etag"] == done.headers["etag"]
+    stale = client.put(url, headers={**auth, "If-Match": tag}, json=rule("r1", "198.18.0.6"))
+    assert stale.status_code == 412
+    assert stale.headers["content-type"] == PROBLEM
+    assert "does not match the current ETag" in stale.json()["detail"]
+    assert client.get(url, headers=auth).json() == off  # nothing changed
+    weak = client.put(url, headers={**auth, "If-Match": f"W/{done.headers['etag']}"}, json=off)
+    assert weak.status_code == 412  # If-Match compares strongly
+    listed = client.put(url, headers={**auth, "If-Match": f'"x", {done.headers["etag"]}'}, json=off)
+    assert listed.status_code == 200
+    assert client.put(url, headers={**auth, "If-Match": "*"}, json=off).status_code == 200
+    # DNS rules and services carry ETags too.
+    dns = f"{AS}/applications/{app}/dns_rules/d1"
+    body = client.get(dns, headers=auth).json()
+    assert client.put(dns, headers={**auth, "If-Match": '"old"'}, json=body).status_code == 412
+    made = client.post(f"{SM}/applications/{app}/services", headers=auth, json=SERVICE)
+    sid = made.json()["serInstanceId"]
+    svc = f"{SM}/applications/{app}/services/{sid}"
+    svc_tag = client.get(svc, headers=auth).headers["etag"]
+    assert client.get(f"{SM}/services/{sid}", headers=auth).headers["etag"] == svc_tag
+    changed = {**made.json(), "version": "2"}
+    ok = client.put(svc, headers={**auth, "If-Match": svc_tag}, json=changed)
+    assert ok.status_code == 200, ok.text
+    again = client.put(svc, headers={**auth, "If-Match": svc_tag}, json=changed)
+    assert again.status_code == 412
+
+
+def test_an_app_past_its_request_budget_gets_a_429_and_the_admin_none(tmp_path: Path) -> None:
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    ctx.parts["tof"] = TofPart(TofConfig(backend="none"), ctx)
+    ctx.parts["mec"] = create_part({"app_rate": 0.01, "app_burst": 2}, ctx)
+    with TestClient(create_app(ctx)) as client:
+        app, auth = new_app(client, "cache", "198.18.0.5", "10.0.2.10")
+        url = f"{AS}/applications/{app}/traffic_rules"
+        assert [client.get(url, headers=auth).status_code for _ in range(2)] == [200, 200]
+        over = client.get(url, headers=auth)
+        assert over.status_code == 429
+        assert over.headers["content-type"] == PROBLEM
+        assert int(over.headers["retry-after"]) >= 1
+        assert "Mp1 requests/s" in over.json()["detail"]
+        assert client.get(url, headers=ADMIN).status_code == 200  # the operator: no budget
+        other, other_auth = new_app(client, "other", "198.18.0.6", "10.0.2.11")
+        assert (
+            client.get(f"{AS}/applications/{other}/traffic_rules", headers=other_auth).status_code
+            == 200
+        )

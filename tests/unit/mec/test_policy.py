@@ -10,7 +10,7 @@ import pytest
 from fluidedge.mec import policy, tokens
 from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnsupported
 from fluidedge.mec.models import FilteringCriteria, ServiceInfo, TrafficRule
-from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery
+from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget
 
 
 def service(name: str = "svc", **extra: Any) -> ServiceInfo:
@@ -110,23 +110,52 @@ def test_change_types() -> None:
 def test_a_forward_decapsulated_rule_becomes_one_tof_service_per_destination() -> None:
     two = rule(trafficFilter=[{"dstAddress": ["198.18.0.5", "198.18.0.6/32"]}])
     assert policy.tof_services(two, "10.0.2.10") == [
-        ("198.18.0.5", "10.0.2.10"),
-        ("198.18.0.6", "10.0.2.10"),
+        TofTarget("198.18.0.5", "10.0.2.10"),
+        TofTarget("198.18.0.6", "10.0.2.10"),
     ]
     explicit = rule(dstInterface={"interfaceType": "IP", "dstIpAddress": "10.0.2.99"})
-    assert policy.tof_services(explicit, "10.0.2.10") == [("198.18.0.5", "10.0.2.99")]
+    assert policy.tof_services(explicit, "10.0.2.10") == [TofTarget("198.18.0.5", "10.0.2.99")]
     assert policy.tof_services(rule(state="INACTIVE"), "10.0.2.10") == []
     assert policy.tof_services(rule(action="PASSTHROUGH"), "10.0.2.10") == []
+
+
+def test_protocol_and_port_filters_become_classified_services() -> None:
+    web = rule(
+        priority=3,
+        trafficFilter=[
+            {"dstAddress": ["198.18.0.5"], "protocol": ["tcp"], "dstPort": ["80", "8000-8080"]},
+            {"dstAddress": ["198.18.0.5"], "protocol": ["17"]},
+        ],
+    )
+    assert policy.tof_services(web, "10.0.2.10") == [
+        TofTarget("198.18.0.5", "10.0.2.10", True, (6,), ((80, 80), (8000, 8080)), 3, "offload"),
+        TofTarget("198.18.0.5", "10.0.2.10", True, (17,), (), 3, "offload"),
+    ]
+    # A port-filtered PASSTHROUGH is an exception to another rule on the same address.
+    ssh = rule(
+        action="PASSTHROUGH", trafficFilter=[{"dstAddress": ["198.18.0.5"], "dstPort": ["22"]}]
+    )
+    assert policy.tof_services(ssh, None) == [
+        TofTarget("198.18.0.5", "198.18.0.5", True, (), ((22, 22),), 1, "pass")
+    ]
+
+
+def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
+    drop = policy.tof_services(rule(action="DROP"), None)
+    assert drop == [TofTarget("198.18.0.5", "198.18.0.5", True, (), (), 1, "drop")]
+    copy = policy.tof_services(rule(action="DUPLICATE_DECAPSULATED"), "10.0.2.10")
+    assert copy == [TofTarget("198.18.0.5", "10.0.2.10", True, (), (), 1, "duplicate")]
 
 
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
-        ({"action": "DROP"}, "action DROP is not supported"),
-        ({"action": "DUPLICATE_DECAPSULATED"}, "not supported"),
+        ({"action": "FORWARD_ENCAPSULATED"}, "action FORWARD_ENCAPSULATED is not supported"),
+        ({"action": "DUPLICATE_ENCAPSULATED"}, "not supported"),
         ({"trafficFilter": [{"dstAddress": ["198.18.0.0/24"]}]}, r"only single IPv4"),
-        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "dstPort": ["80"]}]}, "dstPort"),
+        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "srcPort": ["80"]}]}, "srcPort"),
         ({"trafficFilter": [{"srcAddress": ["10.0.0.0/8"]}]}, "srcAddress"),
+        ({"trafficFilter": [{"dstPort": ["80"]}]}, "without dstAddress"),
         ({"trafficFilter": []}, "trafficFilter is empty"),
         ({"dstInterface": {"interfaceType": "MAC"}}, "type MAC"),
     ],
@@ -136,6 +165,23 @@ def test_what_the_tof_cannot_express_is_refused_with_the_reason(
 ) -> None:
     with pytest.raises(MecUnsupported, match=reason):
         policy.tof_services(rule(**extra), "10.0.2.10")
+
+
+@pytest.mark.parametrize(
+    ("flt", "reason"),
+    [
+        ({"protocol": ["GRE"]}, "protocol 'GRE'"),
+        ({"protocol": ["256"]}, "protocol '256'"),
+        ({"dstPort": ["http"]}, "dstPort 'http'"),
+        ({"dstPort": ["90-80"]}, "dstPort '90-80'"),
+        ({"dstPort": ["65536"]}, "dstPort '65536'"),
+        ({"protocol": ["ICMP"], "dstPort": ["80"]}, "protocols with ports"),
+    ],
+)
+def test_a_malformed_protocol_or_port_is_invalid(flt: dict[str, Any], reason: str) -> None:
+    bad = rule(trafficFilter=[{"dstAddress": ["198.18.0.5"], **flt}])
+    with pytest.raises(MecInvalid, match=reason):
+        policy.tof_services(bad, "10.0.2.10")
 
 
 def test_a_rule_without_any_destination_or_with_a_bad_address_is_invalid() -> None:
@@ -187,3 +233,16 @@ def test_models_refuse_what_the_documents_do_not_allow() -> None:
     # Absent optionals stay absent on the wire; the spec's names are used.
     assert "serCategory" not in good
     assert good["transportInfo"]["endpoint"] == {"uris": ["http://10.0.3.1/"]}
+
+
+def test_the_request_limiter_is_a_token_bucket_per_app() -> None:
+    limiter = policy.RequestLimiter(rate=2.0, burst=3)
+    assert [limiter.wait("a", 10.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait("a", 10.0) == pytest.approx(0.5)  # one token at 2/s
+    assert limiter.wait("b", 10.0) == 0.0  # another app has its own bucket
+    assert limiter.wait("a", 10.5) == 0.0  # refilled
+    assert limiter.wait("a", 100.0) == 0.0  # capped at the burst...
+    assert [limiter.wait("a", 100.0) for _ in range(3)][-1] > 0  # ...so the 4th at once waits
+    limiter.forget("a")
+    assert limiter.wait("a", 100.0) == 0.0
+    assert policy.RequestLimiter(rate=0.0, burst=1).wait("a", 0.0) == 0.0  # no limit

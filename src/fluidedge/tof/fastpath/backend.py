@@ -432,6 +432,12 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
                 if s.name in own:
                     flags |= L.SERVICE_UE_LIMITS
+                if s.classified:
+                    # The program matches the service IP only: every packet to a classified
+                    # service IP goes to the agent, whose pipeline classifies it (docs/tof.md).
+                    flags |= L.SERVICE_PUNT
+                    if sip in desired:
+                        continue  # one entry per service IP (the agent tells them apart)
                 desired[sip] = L.service_value(self.pipeline, s.name, app, slots[s.name], flags)
         if self._maps:
             for slot in set(slots.values()) - set(self._slots.values()):

@@ -338,6 +338,13 @@ def project(pipeline: Pipeline, slots: Mapping[str, int]) -> Projection:
         slot = slots.get(name)
         if len(service_ip) == 4 and slot is not None:
             out.services[service_ip] = service_value(pipeline, name, app_ip, slot, 0)
+    for service_ip, rules in pipeline.classified.items():
+        slot = slots.get(rules[0].name)
+        if len(service_ip) == 4 and slot is not None:  # every packet to the agent
+            first = rules[0]
+            out.services[service_ip] = service_value(
+                pipeline, first.name, first.application_ip, slot, SERVICE_PUNT
+            )
     for pkey in pipeline.flows:
         key, value = flow_entry(pipeline, pkey, slots)
         if value is not None:

@@ -1,0 +1,158 @@
+"""Classified services (``Service.match``): the pipeline's verdicts by inner protocol and
+destination port (offload, drop, pass, duplicate), several services on one service IP in their
+priority order, and the catalog's sharing rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.unit.tof.test_pipeline import (
+    APP,
+    APP2,
+    ENB1,
+    SGW1,
+    SVC_IP,
+    UE1,
+    assert_checksums,
+    gpdu,
+    pipeline,
+    udp_packet,
+)
+
+from fluidedge.core.store import Store
+from fluidedge.tof.catalog import ServiceCatalog
+from fluidedge.tof.errors import ServiceConflict
+from fluidedge.tof.models import DROP, DUPLICATE, PASS, Match, Service
+from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
+
+TCP, UDP = 6, 17
+HTTP = Service("mec-web", "198.18.50.1", "198.19.0.10", match=Match((UDP,), ((80, 80),), 5))
+TLS = Service("mec-tls", "198.18.50.1", "198.19.0.11", match=Match((UDP,), ((443, 443),), 5))
+BLOCK = Service(
+    "mec-block", "198.18.50.1", "198.18.50.1", match=Match((UDP,), ((23, 25),)), action=DROP
+)
+COPY = Service(
+    "mec-copy", "198.18.50.1", "198.19.0.11", match=Match((UDP,), ((9000, 9000),)), action=DUPLICATE
+)
+
+
+def up(dport: int, sport: int = 40000) -> bytes:
+    return gpdu(ENB1, SGW1, 0x100, udp_packet(UE1, SVC_IP, sport, dport, b"GET"))
+
+
+def ready() -> Pipeline:
+    p = pipeline(pinger_interval=0.5)
+    p.set_services({s.name: s for s in (HTTP, TLS, BLOCK, COPY)})
+    return p
+
+
+def test_each_port_goes_to_its_own_app_and_other_ports_to_the_core() -> None:
+    p = ready()
+    for dport, app in ((80, APP), (443, APP2)):
+        out = p.from_s1(up(dport), ENB, 1.0)
+        offloaded = [pkt for port, pkt in out if port == APPS]
+        assert len(offloaded) == 1
+        assert offloaded[0][16:20] == app  # NATed to that port's app
+        assert_checksums(offloaded[0])
+    other = up(8080)
+    assert p.from_s1(other, ENB, 1.0) == [(SGW, other)]  # unmatched: on to the core, same bytes
+    assert p.counters["classified_unmatched"] == 1
+    assert p.service_counters["mec-web"].up_packets == 1
+    assert p.service_counters["mec-tls"].up_packets == 1
+
+
+def test_a_classified_offload_keeps_its_flow_for_the_apps_reply() -> None:
+    p = ready()
+    p.from_s1(up(80), ENB, 1.0)
+    reply = udp_packet(APP, UE1, 80, 40000, b"OK")
+    assert p._flow_current(next(iter(p.flows.values())))
+    # No downlink TEID yet: the reply is queued (not dropped as a stale or unknown flow).
+    p.from_apps(reply, 1.1)
+    assert p.counters["queued_waiting_downlink_teid"] == 1
+    assert "apps_stale_flow" not in p.drops
+
+
+def test_drop_swallows_the_matching_packets_only() -> None:
+    p = ready()
+    for dport in (23, 24, 25):
+        assert p.from_s1(up(dport), ENB, 1.0) == []
+    assert p.drops["classified_drop"] == 3
+    assert p.service_counters["mec-block"].up_packets == 3
+    assert p.from_s1(up(26), ENB, 1.0)[0][0] == SGW
+
+
+def test_duplicate_sends_the_original_on_and_a_copy_to_the_app_whose_answer_is_dropped() -> None:
+    p = ready()
+    frame = up(9000)
+    out = p.from_s1(frame, ENB, 1.0)
+    assert out[0] == (SGW, frame)  # the original, unchanged
+    copies = [pkt for port, pkt in out if port == APPS]
+    assert len(copies) == 1
+    assert copies[0][16:20] == APP2
+    assert_checksums(copies[0])
+    assert p.flows == {}  # no NAT state: the app cannot answer the UE
+    assert p.from_apps(udp_packet(APP2, UE1, 9000, 40000, b"no"), 1.1) == []
+    assert p.drops["apps_no_flow"] == 1
+
+
+def test_priority_orders_overlapping_rules_and_pass_makes_an_exception() -> None:
+    p = pipeline()
+    wide = Service("b-all", "198.18.50.1", "198.19.0.10", match=Match((), (), 10))
+    ssh = Service(
+        "a-ssh", "198.18.50.1", "198.18.50.1", match=Match((TCP, UDP), ((22, 22),), 1), action=PASS
+    )
+    p.set_services({"b-all": wide, "a-ssh": ssh})
+    assert [r.name for r in p.classified[SVC_IP]] == ["a-ssh", "b-all"]
+    frame = up(22)
+    assert p.from_s1(frame, ENB, 1.0) == [(SGW, frame)]
+    assert p.counters["classified_passed"] == 1
+    assert next(port for port, _ in p.from_s1(up(53), ENB, 1.0)) == APPS
+
+
+def test_removing_a_classified_service_drops_its_flows() -> None:
+    p = ready()
+    p.from_s1(up(80), ENB, 1.0)
+    assert len(p.flows) == 1
+    changed = p.set_services({s.name: s for s in (TLS, BLOCK, COPY)})
+    assert changed == {"mec-web"}
+    assert p.flows == {}
+    assert p.from_s1(up(80), ENB, 2.0)[0][0] == SGW
+
+
+def test_match_checks_its_values() -> None:
+    assert Match((TCP,), ((80, 81),)).matches(TCP, 81)
+    assert not Match((TCP,), ((80, 81),)).matches(UDP, 80)
+    assert not Match((), ((80, 81),)).matches(1, None)  # ICMP has no port
+    assert Match().matches(1, None)
+    for bad in (
+        {"ports": ((90, 80),)},
+        {"protocols": (256,)},
+        {"protocols": (1,), "ports": ((1, 2),)},
+    ):
+        with pytest.raises(ValueError, match=r"protocol|port"):
+            Match(**bad)
+    with pytest.raises(ValueError, match="needs a match"):
+        Service("x", "198.18.50.1", "198.19.0.10", action=DROP)
+
+
+def test_the_catalog_lets_classified_services_share_an_address_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    applied: list[dict[str, Service]] = []
+    catalog = ServiceCatalog(Store(tmp_path / "db.sqlite"), lambda s: applied.append(dict(s)))
+    catalog.add(HTTP)
+    catalog.add(TLS)
+    with pytest.raises(ServiceConflict):
+        catalog.add(Service("plain", "198.18.50.1", "198.19.0.12"))
+    catalog.add(Service("plain", "198.18.50.2", "198.19.0.12"))
+    with pytest.raises(ServiceConflict):
+        catalog.add(Service("mec-x", "198.18.50.2", "198.19.0.12", match=Match()))
+    again = ServiceCatalog(Store(tmp_path / "db.sqlite"), lambda s: None)
+    assert again.snapshot() == catalog.snapshot()
+    assert again.snapshot()["mec-tls"].match == Match((UDP,), ((443, 443),), 5)
+    assert applied[-1]["mec-web"].to_api()["match"] == {
+        "protocols": [17],
+        "ports": [[80, 80]],
+        "priority": 5,
+    }
