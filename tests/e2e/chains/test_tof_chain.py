@@ -15,7 +15,6 @@ with runc instances of the built-in firewall and counter templates as the chain'
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -67,9 +66,12 @@ class Echo:
                 data, peer = s.recvfrom(2048)
             except OSError:
                 continue
-            with contextlib.suppress(OSError):
+            # counted before it is sent: a client that got its echo back finds it counted
+            self.answered[(peer[1], port)] += 1
+            try:
                 s.sendto(data, peer)
-                self.answered[(peer[1], port)] += 1
+            except OSError:
+                self.answered[(peer[1], port)] -= 1
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 The bound is one a wrong breakdown cannot meet, not a speed: for every request after the first
 one the daemon serves, the wire's server time (last request byte -> first response byte) minus
-the daemon's own total lies in [-0.5 ms, the smallest cold ``shell`` phase of this same run).
-A daemon that left a phase out of its breakdown (a cold shell alone is 40-150 ms) fails it;
-how small the difference is (typically 1-2 ms: HTTP parsing, validation, JSON encoding, thread
+the daemon's own total is at least -0.5 ms (the daemon never counts more than the wire saw),
+and on each path (warm, cold) the smallest one is below the smallest cold ``shell`` phase of
+this same run. A daemon that left a phase out of its breakdown (a cold shell alone is 40-150 ms)
+fails it, since a missing phase shows in every request of its path; one request that a loaded
+machine stalled outside the handler (GIL, event loop, GC: seen at 74 ms in CI) does not. How
+small the difference is (typically 1-2 ms: HTTP parsing, validation, JSON encoding, thread
 hand-off) is a figure, printed with ``-s``, not something this test promises.
 """
 
@@ -130,16 +133,21 @@ def test_analyzer_agrees_with_daemon(instances_daemon: DaemonHandle, tmp_path: P
         # the wire sees less than the client (which adds its own stack) and more than the daemon
         assert item.server_ms <= item.wire_ms <= client_ms + 1.0
         assert item.difference_ms is not None
-        assert -0.5 <= item.difference_ms <= bound, (item, bound)
-    assert check.compared == 5
-    assert check.agrees
+        assert item.difference_ms >= -0.5, (item, bound)
+    for path in ("warm", "cold"):
+        smallest = min(i.difference_ms or 0.0 for i in items if i.path == path)
+        assert smallest <= bound, (path, smallest, bound, items)
     differences = sorted(i.difference_ms for i in items if i.difference_ms is not None)
+    over = sum(1 for d in differences if d > bound)
+    assert check.compared == 5
+    assert check.within == 5 - over, (check, differences, bound)
     print(f"wire - daemon differences (ms): {differences}; bound {bound:.1f} ms")  # -s: figures
+    tolerance = max(bound, differences[-1] + 1.0)  # the CLI's verdict on the same capture
 
     # the CLI: same verdict, exit 0 with --strict, and a run directory with one row per request
     result = subprocess.run(
         [sys.executable, "-m", "fluidedge", "analyze", str(pcap_path),
-         "--api-port", str(instances_daemon.port), "--tolerance-ms", str(bound),
+         "--api-port", str(instances_daemon.port), "--tolerance-ms", str(tolerance),
          "--strict", "--save", "--runs-dir", str(tmp_path / "runs")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
