@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -93,7 +94,12 @@ class BenchDaemon:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise RuntimeError("daemon did not come up")
+        self.process.terminate()
+        self.process.wait(60)
+        self.http.close()
+        self.log.close()
+        tail = (self.workdir / "daemon.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"daemon did not come up (kept {self.workdir}):\n{tail}")
 
     @property
     def socket(self) -> Path:
@@ -120,23 +126,64 @@ class BenchDaemon:
         raise RuntimeError(f"pool {template} not full after {timeout}s")
 
     def close(self) -> None:
-        for inst in self.http.get("/v1/instances").json():
-            self.http.delete(f"/v1/instances/{inst['name']}")
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-        self.http.close()
+        """Delete the instances, stop the daemon, purge the pooled shells, then remove the
+        work directory. If any step fails the directory is kept (its runc state and shells
+        would otherwise be orphaned beyond reach) and its path is printed."""
+        removed = False
+        try:
+            self._stop_and_purge()
+            removed = remove_workdir(self.workdir)
+        finally:
+            self.log.close()
+            if not removed:
+                print(f"kept {self.workdir} (not cleaned up, see daemon.log)", file=sys.stderr)
+
+    def _stop_and_purge(self) -> None:
+        try:
+            for inst in self.http.get("/v1/instances").json():
+                self.http.delete(f"/v1/instances/{inst['name']}")
+        finally:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+            self.http.close()
         # Pooled shells survive a stop by design (re-adopted on restart): purge them.
         from fluidedge.core.store import Store
         from fluidedge.instances.manager import InstancesConfig, Manager
 
-        manager = Manager(
-            InstancesConfig(pool_scale=0, prepare_workers=1),
-            Store(self.workdir / "state" / "fluidedge.sqlite"),
-            self.workdir / "state" / "instances",
-        )
-        manager.start()
-        manager.purge()
-        self.log.close()
+        store = Store(self.workdir / "state" / "fluidedge.sqlite")
+        try:
+            manager = Manager(
+                InstancesConfig(pool_scale=0, prepare_workers=1),
+                store,
+                self.workdir / "state" / "instances",
+            )
+            manager.start()
+            manager.purge()
+        finally:
+            store.close()
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mounts that use ``directory``: mounted at or below it, or naming it in their options (a
+    shell's overlay root is mounted under /run/fluidedge-roots, its upper and work directories
+    are the shell's, below the state dir). From /proc/self/mountinfo, octal escapes kept."""
+    prefix = str(directory.resolve())
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        for line in info:
+            point = line.split()[4]
+            if point == prefix or prefix + "/" in line:
+                points.append(point)
+    return points
+
+
+def remove_workdir(directory: Path) -> bool:
+    """Remove a bench's work directory unless a mount still uses it (an overlay root a failed
+    purge left): rmtree would delete through it or under it. Whether it was removed."""
+    if mounts_under(directory):
+        return False
+    shutil.rmtree(directory)
+    return True
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -306,10 +306,10 @@ def main() -> None:
                 print(
                     f"  {n:<6d} " + "".join(f"{row[k]:14.3f}" for k in names) + f"   {per:7.1f} us"
                 )
-            first, last = ops[min(ops)], ops[max(ops)]
+            fewest, most = ops[min(ops)], ops[max(ops)]
             print(
                 f"  ratio N={max(ops)} / N={min(ops)}: "
-                + ", ".join(f"{k} {last[k] / first[k]:.2f}x" for k in names[:4] if k != "list all")
+                + ", ".join(f"{k} {most[k] / fewest[k]:.2f}x" for k in names[:4] if k != "list all")
                 + " (target <= 1.5)"
             )
         print("\nmemory")

@@ -90,6 +90,10 @@ __all__ = [
 
 log = logging.getLogger("fluidedge.instances")
 
+# An idle prepare worker sleeps until notified (or until a back-off or refill delay ends,
+# pool.next_due); this bound is only a safety net against a missed notification.
+IDLE_WAIT_S = 5.0
+
 
 class Manager:
     """Pools, instances, networks and templates of one daemon.
@@ -186,6 +190,9 @@ class Manager:
         reconcile.restore(self)
         if self.port_hook is not None:
             self.port_hook.restored()
+        self._start_workers()
+
+    def _start_workers(self) -> None:
         self._stopping = False
         for index in range(self.config.prepare_workers):
             worker = threading.Thread(
@@ -284,7 +291,7 @@ class Manager:
                         pin = pool.pin_for(self.pools[template.name], self.capacity.cpus)
                         pool.start_job(self.pools[template.name], pin)
                         break
-                    self._wake.wait(timeout=0.02)
+                    self._wake.wait(timeout=self._idle_timeout())
                 if self._stopping or template is None:
                     return
             shell: Shell | None = None
@@ -294,6 +301,14 @@ class Manager:
             except Exception as exc:  # a failed prepare must never kill the worker
                 error = str(exc)
             self._shell_prepared(template, shell, error, pin)
+
+    def _idle_timeout(self) -> float:
+        """How long an idle worker sleeps (lock held): until :func:`pool.next_due` if time alone
+        may give it a job, else until notified (a shell taken or prepared, a template added or
+        deleted, stop), with :data:`IDLE_WAIT_S` as a safety net only."""
+        now = time.monotonic()
+        due = pool.next_due(self.templates, self.pools, self.config.pool_scale, now)
+        return IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(due - now, 0.0))
 
     def _shell_prepared(
         self, template: TemplateSpec, shell: Shell | None, error: str | None, pin: int
@@ -487,6 +502,8 @@ class Manager:
                 now=time.monotonic(),
                 cpus=cpus,
             )
+            if shell is not None:
+                self._wake.notify_all()  # a worker refills the pool (now or after its delay)
         try:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
@@ -745,6 +762,7 @@ class Manager:
             users += sorted(n for n in self.reserved_names if n not in users)
             self.catalog.delete_template(name, users)
             shells = list(self.pools.pop(name, Pool()).ready)
+            self._wake.notify_all()
         for shell in shells:
             with contextlib.suppress(RuntimeFailure):
                 self.destroy_shell(shell)

@@ -8,7 +8,8 @@ compete with the request being served. Shells are pinned ahead of time, each to 
 represented among the pool's shells (:func:`pin_for`), and a request takes a shell pinned to
 the CPUs placement chose if there is one (:func:`take`): its config phase then skips the
 ``cpuset.cpus`` write (~0.2 ms on cgroup v1). No I/O and no clock of its own: the manager passes
-``now`` (``time.monotonic()``), so the tests drive time.
+``now`` (``time.monotonic()``), so the tests drive time; :func:`next_due` tells an idle worker
+when time alone may give it a job (otherwise it sleeps until the manager notifies it).
 """
 
 from __future__ import annotations
@@ -67,6 +68,26 @@ def next_job(
         if pool.filling:
             return template
     return None
+
+
+def next_due(
+    templates: Mapping[str, TemplateSpec], pools: Mapping[str, Pool], scale: float, now: float
+) -> float | None:
+    """The earliest time after ``now`` at which :func:`next_job` may answer differently without
+    anything else changing: the end of a back-off or of a refill delay of a pool short of its
+    target. None: only a change (a shell taken or prepared, a template added, a stop) can give
+    a worker something to do, so it may sleep until notified."""
+    due: list[float] = []
+    for name, template in templates.items():
+        pool = pools.get(name)
+        if pool is None or len(pool.ready) + pool.preparing >= target(template, scale):
+            continue
+        if pool.backoff_until > now:
+            due.append(pool.backoff_until)
+        until = pool.last_consumed + template.pool.refill_delay_ms / 1000
+        if until > now:
+            due.append(until)
+    return min(due, default=None)
 
 
 def pin_for(pool: Pool, cpus: Sequence[int]) -> int:

@@ -2,10 +2,11 @@
 
 Paths, field names and status codes are the seed's Swagger: ``/service`` (GET list, POST
 create: 200/400/409), ``/service/{name}`` (PUT update: 200/400/404/409; DELETE by name *or*
-serviceIP: 200/404). Every mutation is applied to the data plane before the 200 is sent
-(Figure 17). Added: ``GET /tunnels`` (learned bearers), ``DELETE /tunnels`` (purge them; they
-are re-learned from traffic), ``GET /tunnels/events`` (the bounded log of bearers learned and
-retired, with the reason), ``GET /stats`` (counters per service, drop and malformed reasons).
+serviceIP: 200/404, and 409 for a serviceIP that classified services share). Every mutation
+is applied to the data plane before the 200 is sent (Figure 17). Added: ``GET /tunnels``
+(learned bearers), ``DELETE /tunnels`` (purge them; they are re-learned from traffic),
+``GET /tunnels/events`` (the bounded log of bearers learned and retired, with the reason),
+``GET /stats`` (counters per service, drop and malformed reasons).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def build_router(
     @router.get(
         "/service/{name}/instances",
         summary="One service (by name or service IP) with its on-demand instances and events",
-        responses=_errors(404),
+        responses=_errors(404, 409),
     )
     def show_service(name: PathNameOrIP) -> dict[str, Any]:
         service = catalog.find(name)
@@ -123,7 +124,10 @@ def build_router(
         response_model=ServiceView,
         response_model_exclude_none=True,
         summary="Deletes a service based on the name or service IP supplied",
-        responses={200: {"description": "Service deleted"}, **_errors(400, 401, 404, 500)},
+        responses={
+            200: {"description": "Service deleted"},
+            **_errors(400, 401, 404, 409, 500),
+        },
     )
     def delete_service(name: PathNameOrIP) -> ServiceModel:
         return _model(catalog.delete(name))

@@ -108,16 +108,25 @@ class ServiceCatalog:
         return sorted(self._services.values(), key=lambda s: s.name)
 
     def find(self, name_or_ip: str) -> Service:
-        """The service named ``name_or_ip``, else the one whose serviceIP it is (the first by
-        name when classified services share it)."""
+        """The service named ``name_or_ip``, else the one whose serviceIP it is.
+
+        A service IP shared by several classified services names none of them: that is a
+        ServiceConflict (409) listing their names, so a caller (``DELETE /service/{ip}``,
+        ``GET /service/{ip}/instances``) never acts on an arbitrary one; use the names.
+        """
         services = self._services
         found = services.get(name_or_ip)
         if found is not None:
             return found
         ip = _canonical(name_or_ip)
-        for service in sorted(services.values(), key=lambda s: s.name):
-            if ip is not None and service.service_ip == ip:
-                return service
+        names = sorted(n for n, s in services.items() if ip is not None and s.service_ip == ip)
+        if len(names) == 1:
+            return services[names[0]]
+        if names:
+            raise ServiceConflict(
+                f"serviceIP {ip} is shared by {len(names)} classified services "
+                f"({', '.join(repr(n) for n in names)}): name the service"
+            )
         raise ServiceNotFound(f"no service named or with serviceIP {name_or_ip!r}")
 
     def restore(self) -> None:

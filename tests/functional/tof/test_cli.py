@@ -7,26 +7,34 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
 
+from fluidedge.core.store import Store
+from fluidedge.tof.catalog import ServiceCatalog
+from fluidedge.tof.models import Match, Service
 from tests.fixtures.daemon import DaemonFactory
 
 pytestmark = pytest.mark.root
 
 
+def _cli(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLUIDEDGE_URL": url, "FLUIDEDGE_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "fluidedge", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_cli_mirrors_the_api(daemon_factory: DaemonFactory) -> None:
     daemon = daemon_factory(parts={"tof": {"backend": "none"}})
-    env = {**os.environ, "FLUIDEDGE_URL": daemon.url, "FLUIDEDGE_TOKEN": daemon.token}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fluidedge", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return _cli(daemon.url, daemon.token, *args)
 
     assert cli("service", "add", "web", "198.18.50.1", "198.19.0.10").returncode == 0
     listed = json.loads(cli("service", "list", "--json").stdout)
@@ -48,3 +56,43 @@ def test_cli_mirrors_the_api(daemon_factory: DaemonFactory) -> None:
     assert "purged" in table
     assert "0 bearers" in table
     assert json.loads(cli("service", "list", "--json").stdout) == []
+
+
+def test_delete_by_a_shared_service_ip_is_refused_until_one_service_is_left(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Two classified services on one address (stored as the ME platform stores them): the
+    address alone names neither, so DELETE by it is a 409 naming both, through the API and the
+    CLI, and deletes nothing, even after a restart; by name it works, then the address names
+    the one left."""
+    daemon = daemon_factory(parts={"tof": {"backend": "none"}}, start=False)
+    daemon.state_dir.mkdir(mode=0o700, parents=True)
+    store = Store(daemon.store_path)
+    try:
+        catalog = ServiceCatalog(store, lambda services: None)
+        catalog.add(
+            Service("mec-web", "198.18.50.1", "198.19.0.10", match=Match((6,), ((80, 80),)))
+        )
+        catalog.add(
+            Service("mec-dns", "198.18.50.1", "198.19.0.11", match=Match((17,), ((53, 53),)))
+        )
+    finally:
+        store.close()
+    daemon.start()
+    headers = {"Authorization": f"Bearer {daemon.token}"}
+    with httpx.Client(base_url=daemon.url, headers=headers, timeout=30) as client:
+        r = client.delete("/service/198.18.50.1")
+        assert r.status_code == 409
+        assert "'mec-dns', 'mec-web'" in r.json()["detail"]
+        assert client.get("/service/198.18.50.1/instances").status_code == 409
+        refused = _cli(daemon.url, daemon.token, "service", "delete", "198.18.50.1")
+        assert refused.returncode == 1
+        assert "409" in refused.stderr
+        assert "name the service" in refused.stderr
+        daemon.restart()
+        assert {s["name"] for s in client.get("/service").json()} == {"mec-web", "mec-dns"}
+        assert client.delete("/service/mec-web").json()["name"] == "mec-web"
+        deleted = _cli(daemon.url, daemon.token, "service", "delete", "198.18.50.1")
+        assert "deleted mec-dns (198.18.50.1)" in deleted.stdout
+        daemon.restart()
+        assert client.get("/service").json() == []

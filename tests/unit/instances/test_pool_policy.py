@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fluidedge.instances import pool
 from fluidedge.instances.models import TemplateSpec
 from fluidedge.instances.pool import Pool
@@ -156,3 +158,22 @@ def test_take_prefers_a_shell_pinned_to_the_placed_cpus() -> None:
     assert taken.id == _shell(1).id
     assert [s.id for s in p.ready] == [_shell(3).id]
     assert p.consumed == 2
+
+
+def test_next_due_is_when_time_alone_may_give_a_worker_a_job() -> None:
+    templates = {"t": _template(size=2, refill_delay_ms=50), "u": _template("u", size=1)}
+    pools = {"t": Pool(), "u": Pool()}
+    _fill(pools["t"], 2)
+    _fill(pools["u"], 1)
+    assert pool.next_due(templates, pools, 1.0, now=1.0) is None  # full: sleep until notified
+    assert pool.take(pools["t"], cold=False, now=1.0) is not None
+    assert pool.next_job(templates, pools, 1.0, now=1.01) is None  # half full, just served
+    assert pool.next_due(templates, pools, 1.0, now=1.01) == pytest.approx(1.05)
+    assert pool.next_job(templates, pools, 1.0, now=1.05 + 1e-9) is templates["t"]
+    assert pool.next_due(templates, pools, 1.0, now=1.06) is None  # due now: no later time
+    pool.start_job(pools["t"])
+    assert pool.next_due(templates, pools, 1.0, now=1.01) is None  # coming: target reached
+    pool.finish_job(pools["t"], None, "runc create failed", keep=True, now=2.0)
+    assert pool.next_job(templates, pools, 1.0, now=2.5) is None
+    assert pool.next_due(templates, pools, 1.0, now=2.5) == 2.0 + pool.BACKOFF_S
+    assert pool.next_due({}, pools, 1.0, now=2.5) is None  # a deleted template is nobody's job

@@ -22,7 +22,7 @@ from tests.unit.tof.test_pipeline import (
 
 from fluidedge.core.store import Store
 from fluidedge.tof.catalog import ServiceCatalog
-from fluidedge.tof.errors import ServiceConflict
+from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
 from fluidedge.tof.models import DROP, DUPLICATE, PASS, Match, Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
 
@@ -156,3 +156,20 @@ def test_the_catalog_lets_classified_services_share_an_address_and_keeps_them(
         "ports": [[80, 80]],
         "priority": 5,
     }
+
+
+def test_the_catalog_finds_a_shared_address_by_name_only(tmp_path: Path) -> None:
+    catalog = ServiceCatalog(Store(tmp_path / "db.sqlite"), lambda s: None)
+    catalog.add(HTTP)
+    catalog.add(TLS)
+    catalog.add(Service("plain", "198.18.50.2", "198.19.0.12"))
+    assert catalog.find("198.18.50.2").name == "plain"
+    assert catalog.find("mec-tls") == TLS
+    for call in (catalog.find, catalog.delete):
+        with pytest.raises(ServiceConflict, match=r"'mec-tls', 'mec-web'\): name the service"):
+            call("198.18.50.1")
+    assert set(catalog.snapshot()) == {"mec-web", "mec-tls", "plain"}
+    assert catalog.delete("mec-web") == HTTP
+    assert catalog.delete("198.18.50.1") == TLS
+    with pytest.raises(ServiceNotFound):
+        catalog.find("198.18.50.1")

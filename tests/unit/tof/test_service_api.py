@@ -17,7 +17,7 @@ from fluidedge.daemon.app import create_app
 from fluidedge.tof.backend import NullBackend
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import DataPlaneError
-from fluidedge.tof.models import Service
+from fluidedge.tof.models import Match, Service
 from fluidedge.tof.part import TofPart
 
 TOKEN = "s" * 32
@@ -84,6 +84,41 @@ def test_delete_by_service_ip_and_404(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json()["name"] == "video"
     assert client.delete("/service/video", headers=AUTH).status_code == 404
+
+
+def test_a_service_ip_shared_by_classified_services_needs_a_name(
+    tmp_path: Path, backend: RecordingBackend
+) -> None:
+    """DELETE and GET by a serviceIP that several classified services share answer 409 with
+    their names and change nothing; by name they work, and once one is left its IP names it."""
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    part = TofPart(TofConfig(backend="none"), ctx, backend=backend)
+    ctx.parts["tof"] = part
+    web = Service("mec-web", "198.18.50.1", "198.19.0.10", match=Match((6,), ((80, 80),)))
+    dns = Service("mec-dns", "198.18.50.1", "198.19.0.11", match=Match((17,), ((53, 53),)))
+    part.catalog.add(web)
+    part.catalog.add(dns)
+    with TestClient(create_app(ctx)) as client:
+        applied = len(backend.applied)
+        r = client.delete("/service/198.18.50.1", headers=AUTH)
+        assert r.status_code == 409
+        assert r.json()["detail"] == (
+            "serviceIP 198.18.50.1 is shared by 2 classified services ('mec-dns', 'mec-web'): "
+            "name the service"
+        )
+        assert client.get("/service/198.18.50.1/instances").status_code == 409
+        assert {s["name"] for s in client.get("/service").json()} == {"mec-web", "mec-dns"}
+        assert len(backend.applied) == applied  # nothing was applied or deleted
+        r = client.delete("/service/mec-web", headers=AUTH)
+        assert r.status_code == 200
+        assert r.json()["match"] == {"protocols": [6], "ports": [[80, 80]], "priority": 0}
+        assert client.get("/service/198.18.50.1/instances").json()["name"] == "mec-dns"
+        r = client.delete("/service/198.18.50.1", headers=AUTH)
+        assert r.status_code == 200
+        assert r.json()["name"] == "mec-dns"
+        assert client.get("/service").json() == []
+        assert backend.applied[-1] == {}
 
 
 def test_conflicts_are_409(client: TestClient) -> None:
