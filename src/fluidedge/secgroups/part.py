@@ -75,6 +75,7 @@ class SecgroupsPart:
         if isinstance(tenants, TenantService):
             self.scope = GroupScope(lambda name: tenants.owner("instance", name), tenants.exists)
             service.instance_tenant = lambda name: tenant_key(tenants.owner("instance", name))
+            service.tenant_exists = tenants.exists
             tenants.resource_exists["security group"] = service.has_group
 
     def _record_owner(self, group_id: str, tenant: str | None) -> None:

@@ -107,6 +107,9 @@ class SecgroupService:
         # The tenant of an instance's ports (the part sets the tenants part's ownership);
         # raises when the instance's owner cannot have groups (scoping.tenant_key).
         self.instance_tenant: Callable[[str], str] = lambda name: DEFAULT_TENANT
+        # Whether a tenant still exists (the part sets the tenants part's): a deleted
+        # tenant's default group may go.
+        self.tenant_exists: Callable[[str], bool] = lambda tenant: True
         self._groups: dict[str, SecurityGroup] = {}
         self._settings: dict[tuple[str, str], dict[str, Any]] = {}
         self._zones: dict[str, int] = {}
@@ -221,7 +224,9 @@ class SecgroupService:
     def delete_group(self, group_id: str) -> None:
         with self._lock:
             group = self.get_group(group_id)
-            if group_id == default_group_id(group.tenant):
+            if group_id == default_group_id(group.tenant) and (
+                group.tenant == DEFAULT_TENANT or self.tenant_exists(group.tenant)
+            ):
                 raise GroupInUse(f"{group_id!r} is tenant {group.tenant}'s default group")
             users = sorted(p.id for p in self.driver.ports().values() if group_id in p.groups)
             if users:

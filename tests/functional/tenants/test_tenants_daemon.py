@@ -513,10 +513,18 @@ def test_security_groups_are_tenant_scoped(daemon_factory: DaemonFactory) -> Non
         assert acme.delete("/v1/security-groups/acme-web").status_code == 204
         assert api.admin.get("/v1/tenants/acme").json()["owns"]["other"] == {}
         assert beta.delete("/v1/instances/beta-b").status_code == 204
-        assert api.admin.delete("/v1/security-groups/beta-web").status_code == 204
         for client, name, template in ((acme, net, "acme-tn"), (beta, bnet, "beta-tn")):
             assert client.delete(f"/v1/templates/{template}").status_code == 204
             assert client.delete(f"/v1/networks/{name}").status_code == 204
+        busy = api.admin.delete("/v1/tenants/beta")  # it still owns a group
+        assert busy.status_code == 409
+        assert "beta-web" in busy.json()["detail"]
+        assert api.admin.delete("/v1/security-groups/beta-web").status_code == 204
+        kept = beta.delete("/v1/security-groups/beta-default")
+        assert kept.status_code == 409  # a tenant's default group stays while the tenant does
+        assert api.admin.delete("/v1/tenants/beta").status_code == 204
+        # ... and is left over when it goes: the admin's to delete
+        assert api.admin.delete("/v1/security-groups/beta-default").status_code == 204
     finally:
         api.close()
         handle.stop()

@@ -312,3 +312,16 @@ def test_a_default_group_id_squatted_by_another_owner_is_refused(world: World) -
         world.instance("acme-a")
     with world.client() as api:
         assert _call(api, "acme", "GET", "/acme-default").status_code == 409
+
+
+def test_a_deleted_tenants_default_group_may_go(world: World) -> None:
+    tenants = {"acme"}
+    world.service.tenant_exists = tenants.__contains__
+    world.service.ensure_default_group("acme")
+    with pytest.raises(GroupInUse, match="default group"):
+        world.service.delete_group("acme-default")
+    with pytest.raises(GroupInUse, match="default group"):
+        world.service.delete_group("default")  # the admin's stays, always
+    tenants.clear()  # the tenant is deleted: its default group is left over, the admin's to drop
+    world.service.delete_group("acme-default")
+    assert not world.service.has_group("acme-default")
