@@ -13,14 +13,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import typer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from fluidedge.core.auth import STATE_KEY, TENANT_KEY
 from fluidedge.core.store import Store
 from fluidedge.daemon.edge import error_status
 from fluidedge.errors import FluidedgeError
+from fluidedge.secgroups import cli
 from fluidedge.secgroups.api import build_router
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
 from fluidedge.secgroups.errors import GroupInUse, InvalidSecgroup
@@ -325,3 +328,19 @@ def test_a_deleted_tenants_default_group_may_go(world: World) -> None:
     tenants.clear()  # the tenant is deleted: its default group is left over, the admin's to drop
     world.service.delete_group("acme-default")
     assert not world.service.has_group("acme-default")
+
+
+def test_the_cli_creates_for_a_tenant_with_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str, Any]] = []
+    monkeypatch.setattr(
+        cli, "call", lambda method, path, body=None: calls.append((method, path, body))
+    )
+    app = typer.Typer()
+    cli.register(app)
+    runner = CliRunner()
+    assert runner.invoke(app, ["secgroup", "create", "acme-web", "--tenant", "acme"]).exit_code == 0
+    assert runner.invoke(app, ["secgroup", "create", "web"]).exit_code == 0
+    assert [(m, p) for m, p, _ in calls] == [
+        ("POST", "/v1/security-groups?tenant=acme"),
+        ("POST", "/v1/security-groups"),
+    ]
