@@ -35,7 +35,11 @@ class CosBinder(Protocol):
 
 
 class PortHook(Protocol):
-    """What the security-group part offers instances (set as ``Manager.port_hook``)."""
+    """What the security-group part offers instances (set as ``Manager.port_hook``).
+
+    It may also offer ``check_groups(owner, {ifname: [group, ...]})``, which the tenant
+    scoping (:mod:`fluidedge.instances.scoping`) calls before a tenant's template or instance
+    is made: it raises unless every group named is the owner's."""
 
     def ports_up(self, inst: Instance, request: InstanceRequest, template: TemplateSpec) -> None:
         """Filter the instance's interfaces (raises, changing nothing, if it cannot)."""

@@ -139,6 +139,13 @@ class Scoped:
             raise Forbidden("no tenants on this daemon")
         return self.tenants.quota(tenant)
 
+    def _check_groups(self, owner: str, interfaces: dict[str, list[str]]) -> None:
+        """The security groups a tenant's interfaces name are its own (the [secgroups] part's
+        port hook refuses another tenant's as a missing one, before anything is made)."""
+        check = getattr(self.manager.port_hook, "check_groups", None)
+        if check is not None and any(interfaces.values()):
+            check(owner, interfaces)
+
     def pids_bound(self) -> int:
         return min(self.config.max_pids_per_instance, pids_budget(pid_max(), self.config))
 
@@ -168,6 +175,7 @@ class Scoped:
                     raise NetworkNotFound(
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
+            self._check_groups(owner, {i.name: i.security_groups or [] for i in spec.interfaces})
         exists = spec.name in self.manager.templates
         with self._creating("template", spec.name, owner, exists=exists):
             return self.manager.create_template(spec)
@@ -235,6 +243,11 @@ class Scoped:
         if owner is not None:
             if not who.is_admin:
                 _no_cos(request.cos)
+            groups = {i.name: i.security_groups or [] for i in template.interfaces}
+            for ifname, assignment in request.interfaces.items():
+                if assignment.security_groups is not None:
+                    groups[ifname] = assignment.security_groups
+            self._check_groups(owner, groups)
             tenant = (owner, self._quota(owner), template.capabilities)
         exists = request.name in self.manager.instances
         demand = demand_of(resources)

@@ -312,7 +312,7 @@ class InstanceDeployer:
                 service.get_group(doc["id"])
             except NotFoundError:
                 with contextlib.suppress(ConflictError):  # made meanwhile
-                    service.create_group(doc)
+                    service.create_group(doc, tenant)  # the tenant's: its instances' ports
 
     def deploy(
         self, app_id: str, tenant: str, spec: Deployment, token: str, taken: set[str]

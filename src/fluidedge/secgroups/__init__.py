@@ -8,6 +8,7 @@ iff a rule of one of its groups allows it, replies of an accepted connection alw
 Module map (pure policy first, I/O adapters last):
 
 - ``model``: groups, rules, ports; validated frozen dataclasses.
+- ``scoping``: who sees and changes which group and port (tenants), pure policy.
 - ``compiler``: the pure compiler from the model to the renderer-neutral IR (documented there).
 - ``ovn_render`` / ``ovn_driver``: the IR as OVN port groups, address sets, ACLs and port
   security (pure), installed in the OVN northbound database in one transaction (the ``ovn``
@@ -31,5 +32,6 @@ __all__ = [
     "ovn_driver",
     "ovn_render",
     "part",
+    "scoping",
     "service",
 ]

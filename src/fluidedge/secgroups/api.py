@@ -6,18 +6,33 @@ added or deleted), ``/v1/security-groups/ports`` (the filtered instance interfac
 create). Bodies are strict pydantic models (a typo is a 400 naming the field); the model's own
 checks (:mod:`fluidedge.secgroups.model`) give the 400s about meaning (a port range on icmp, a
 prefix of the wrong family, an unknown remote group).
+
+With tenants every route is scoped (:mod:`fluidedge.secgroups.scoping`): a tenant token sees
+and changes its own groups and its own instances' ports; another tenant's group does not exist
+for it (404, the very message of a missing one). The admin may create a tenant's group with
+``?tenant=NAME``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.core.openapi import error_responses
+from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
 from fluidedge.secgroups.model import GROUP_ID_PATTERN, MAX_DESCRIPTION, MAX_RULES, Port
-from fluidedge.secgroups.service import SecgroupService
+from fluidedge.secgroups.scoping import NO_TENANTS, GroupScope, tenant_of
+from fluidedge.secgroups.service import SecgroupService, default_group_id
+from fluidedge.tenants.scope import ADMIN, Principal, principal_of
+
+TenantParam = Query(
+    default=None,
+    pattern=r"^[a-z][a-z0-9]{0,7}$",
+    description="admin only: the tenant that will own the new group",
+)
 
 
 class _Strict(BaseModel):
@@ -64,34 +79,71 @@ def _rules(rules: list[RuleBody]) -> list[dict[str, Any]]:
     return [r.model_dump(exclude_none=True) for r in rules]
 
 
-def build_router(service: SecgroupService) -> APIRouter:
+def _no_record(group_id: str, owner: str | None) -> None:
+    del group_id, owner
+
+
+def build_router(
+    service: SecgroupService,
+    scope: GroupScope | None = None,
+    record_owner: Callable[[str, str | None], None] = _no_record,
+) -> APIRouter:
+    """The routes; ``scope`` (None: no tenants, every caller is the admin) says who sees
+    what; ``record_owner(group_id, tenant)`` mirrors a tenant's group into the tenants part's
+    ownership (None: given back) so that a tenant owning groups is not deleted."""
     router = APIRouter(prefix="/v1")
     tags: list[str | Any] = ["security-groups"]
+    sc = scope or NO_TENANTS
+
+    def principal(request: Request) -> Principal:
+        return principal_of(request) if scope is not None else ADMIN
+
+    def visible_group(who: Principal, group_id: str) -> Any:
+        tenant = tenant_of(who)
+        if tenant is not None and who.kind == "tenant" and group_id == default_group_id(tenant):
+            service.ensure_default_group(tenant)  # every tenant has one (README)
+        group = service.get_group(group_id)
+        sc.require(who, group)
+        return group
 
     @router.get("/security-groups", tags=tags)
-    def list_groups() -> list[dict[str, Any]]:
-        return [g.to_json() for g in service.list_groups()]
+    def list_groups(request: Request) -> list[dict[str, Any]]:
+        who = principal(request)
+        tenant = tenant_of(who)
+        if tenant is not None and who.kind == "tenant":
+            service.ensure_default_group(tenant)
+        return [g.to_json() for g in service.list_groups(tenant)]
 
     @router.post(
         "/security-groups",
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(409),
+        responses=error_responses(403, 404, 409),
     )
-    def create_group(body: GroupBody) -> dict[str, Any]:
+    def create_group(
+        body: GroupBody, request: Request, tenant: str | None = TenantParam
+    ) -> dict[str, Any]:
+        owner = sc.owner_for_create(principal(request), body.id, tenant)
         doc = {"id": body.id, "description": body.description, "rules": _rules(body.rules)}
-        return service.create_group(doc).to_json()
+        if owner != DEFAULT_OWNER:
+            service.ensure_default_group(owner)
+        made = service.create_group(doc, owner)
+        if owner != DEFAULT_OWNER:
+            record_owner(made.id, owner)
+        return made.to_json()
 
     @router.get("/security-groups/ports", tags=tags)
-    def list_ports() -> list[dict[str, Any]]:
-        return [port_view(p) for p in service.list_ports()]
+    def list_ports(request: Request) -> list[dict[str, Any]]:
+        return [port_view(p) for p in sc.visible_ports(principal(request), service.list_ports())]
 
     @router.get("/security-groups/{group_id}", tags=tags, responses=error_responses(404))
-    def get_group(group_id: str) -> dict[str, Any]:
-        return service.get_group(group_id).to_json()
+    def get_group(group_id: str, request: Request) -> dict[str, Any]:
+        return dict(visible_group(principal(request), group_id).to_json())
 
     @router.put("/security-groups/{group_id}", tags=tags, responses=error_responses(404))
-    def replace_group(group_id: str, body: GroupUpdate) -> dict[str, Any]:
+    def replace_group(group_id: str, body: GroupUpdate, request: Request) -> dict[str, Any]:
+        who = principal(request)
+        sc.require_change(who, visible_group(who, group_id))
         doc = {"description": body.description, "rules": _rules(body.rules)}
         return service.replace_group(group_id, doc).to_json()
 
@@ -101,8 +153,12 @@ def build_router(service: SecgroupService) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         responses=error_responses(404, 409),
     )
-    def delete_group(group_id: str) -> Response:
+    def delete_group(group_id: str, request: Request) -> Response:
+        group = service.get_group(group_id)
+        sc.require_change(principal(request), group)
         service.delete_group(group_id)
+        if group.tenant != DEFAULT_OWNER:
+            record_owner(group_id, None)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
@@ -111,7 +167,9 @@ def build_router(service: SecgroupService) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         responses=error_responses(404, 409),
     )
-    def add_rule(group_id: str, body: RuleBody) -> dict[str, Any]:
+    def add_rule(group_id: str, body: RuleBody, request: Request) -> dict[str, Any]:
+        who = principal(request)
+        sc.require_change(who, visible_group(who, group_id))
         return service.add_rule(group_id, body.model_dump(exclude_none=True)).to_json()
 
     @router.delete(
@@ -120,7 +178,9 @@ def build_router(service: SecgroupService) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         responses=error_responses(404),
     )
-    def delete_rule(group_id: str, rule_id: str) -> Response:
+    def delete_rule(group_id: str, rule_id: str, request: Request) -> Response:
+        who = principal(request)
+        sc.require_change(who, visible_group(who, group_id))
         service.delete_rule(group_id, rule_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -129,7 +189,10 @@ def build_router(service: SecgroupService) -> APIRouter:
         tags=tags,
         responses=error_responses(404),
     )
-    def set_port_groups(name: str, ifname: str, body: PortGroups) -> dict[str, Any]:
+    def set_port_groups(
+        name: str, ifname: str, body: PortGroups, request: Request
+    ) -> dict[str, Any]:
+        sc.require_port(principal(request), name, ifname)
         return port_view(service.set_port_groups(name, ifname, body.security_groups))
 
     return router

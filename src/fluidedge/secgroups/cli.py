@@ -7,6 +7,7 @@ Talks to a running daemon (its Unix socket or ``FLUIDEDGE_URL``; the token file 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Annotated, Any
 
 import typer
@@ -81,9 +82,15 @@ def register(app: typer.Typer) -> None:
     def create_command(
         group_id: str,
         description: Annotated[str, typer.Option(help="Free text.")] = "",
+        tenant: Annotated[
+            str | None,
+            typer.Option(help="Admin token: the tenant that owns it (its id starts TENANT-)."),
+        ] = None,
     ) -> None:
         """Create an empty group (it allows nothing until rules are added)."""
-        call("POST", "/v1/security-groups", {"id": group_id, "description": description})
+        query = "?" + urllib.parse.urlencode({"tenant": tenant}) if tenant else ""
+        path = "/v1/security-groups" + query
+        call("POST", path, {"id": group_id, "description": description})
         typer.echo(f"created {group_id}")
 
     @group.command("rm")

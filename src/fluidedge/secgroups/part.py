@@ -5,6 +5,11 @@ default). It needs the ``[instances]`` part: at start it becomes the instance ma
 hook, so every instance interface is filtered before its workload runs. The part may start
 before or after the instances part: it restores the ports of whatever the manager has
 re-adopted, and the manager calls :meth:`restored` after its own re-adoption.
+
+With tenants (the daemon's :class:`~fluidedge.tenants.service.TenantService`), the routes are
+tenant-scoped (:mod:`fluidedge.secgroups.scoping`), a port belongs to its instance's owner, and
+a tenant's groups are also recorded in the tenants part's ownership (kind ``security group``),
+so that a tenant is not deleted while it owns groups.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from fluidedge.secgroups.nft import Binding
 from fluidedge.secgroups.ovn_driver import OvnRenderer, OvnSplit
 from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer
 from fluidedge.secgroups.persist import Tables
+from fluidedge.secgroups.scoping import GroupScope, tenant_key
 from fluidedge.secgroups.service import SecgroupService
+from fluidedge.tenants.service import TenantService
 
 log = logging.getLogger("fluidedge.secgroups")
 
@@ -63,9 +70,25 @@ class SecgroupsPart:
         self.service = service
         self.ctx = ctx
         self._manager: Any = None
+        self.scope: GroupScope | None = None
+        tenants = ctx.tenants
+        if isinstance(tenants, TenantService):
+            self.scope = GroupScope(lambda name: tenants.owner("instance", name), tenants.exists)
+            service.instance_tenant = lambda name: tenant_key(tenants.owner("instance", name))
+            service.tenant_exists = tenants.exists
+            tenants.resource_exists["security group"] = service.has_group
+
+    def _record_owner(self, group_id: str, tenant: str | None) -> None:
+        tenants = self.ctx.tenants
+        if isinstance(tenants, TenantService):
+            tenants.set_owner("security group", group_id, tenant)
 
     def router(self) -> APIRouter:
-        return build_router(self.service)
+        return build_router(self.service, self.scope, self._record_owner)
+
+    # the instance manager's check of a template's or request's groups (before a create)
+    def check_groups(self, owner: str | None, interfaces: dict[str, list[str]]) -> None:
+        self.service.check_interface_groups(tenant_key(owner), interfaces)
 
     def _instances(self) -> Any:
         part = self.ctx.parts.get("instances")

@@ -10,9 +10,14 @@ and *before* its workload starts (a hostile workload never runs unfiltered), :me
 when it goes, and :meth:`restored` after re-adopting instances at start, which restores every
 port and reconciles what is installed (tables of networks without ports are removed).
 
-Tenants: a group belongs to a tenant; each tenant has a default group (neutron's: ingress only
-from members, egress open), the default for interfaces that name none. Until the tenants part
-wires ownership in, everything belongs to :data:`~fluidedge.secgroups.model.DEFAULT_TENANT`.
+Tenants: a group belongs to a tenant (its ``tenant`` field, stored with it;
+:data:`~fluidedge.secgroups.model.DEFAULT_TENANT` is the admin's); each tenant has a default
+group (neutron's: ingress only from members, egress open), the default for interfaces that name
+none. A port belongs to its instance's tenant (:attr:`SecgroupService.instance_tenant`, the
+tenants part's ownership of the instance). References never cross tenants: a rule's remote
+group is of its group's tenant, a port's groups are of its tenant; another tenant's group is
+refused with the very message of a missing one (it must not reveal that it exists). Who may
+see and change which group through the API is :mod:`fluidedge.secgroups.scoping`'s.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ class SecgroupService:
         self.tables = tables
         self.driver = driver
         self.networks: NetworkLookup | None = None
+        # The tenant of an instance's ports (the part sets the tenants part's ownership);
+        # raises when the instance's owner cannot have groups (scoping.tenant_key).
+        self.instance_tenant: Callable[[str], str] = lambda name: DEFAULT_TENANT
+        # Whether a tenant still exists (the part sets the tenants part's): a deleted
+        # tenant's default group may go.
+        self.tenant_exists: Callable[[str], bool] = lambda tenant: True
         self._groups: dict[str, SecurityGroup] = {}
         self._settings: dict[tuple[str, str], dict[str, Any]] = {}
         self._zones: dict[str, int] = {}
@@ -128,6 +139,8 @@ class SecgroupService:
                 self.tables.put_group(group.to_json())
                 self._groups[gid] = group
                 self.driver.set_group(group)
+            elif group.tenant != tenant:  # never another's group as this tenant's default
+                raise GroupInUse(f"security group {gid!r} is not tenant {tenant}'s default group")
             return group
 
     def restore_ports(
@@ -141,7 +154,7 @@ class SecgroupService:
             with self.driver.defer_apply():
                 for inst in instances:
                     live.add(inst.name)
-                    ports = self._ports_of(inst, None, None)
+                    ports = self._ports_of(inst, None, None, restoring=True)
                     for port in ports:
                         self._bind(port.network)
                         self.driver.prepare_port_filter(port)
@@ -181,6 +194,9 @@ class SecgroupService:
                 g for _, g in sorted(self._groups.items()) if tenant is None or g.tenant == tenant
             ]
 
+    def has_group(self, group_id: str) -> bool:
+        return group_id in self._groups
+
     def get_group(self, group_id: str) -> SecurityGroup:
         with self._lock:
             group = self._groups.get(group_id)
@@ -208,7 +224,9 @@ class SecgroupService:
     def delete_group(self, group_id: str) -> None:
         with self._lock:
             group = self.get_group(group_id)
-            if group_id == default_group_id(group.tenant):
+            if group_id == default_group_id(group.tenant) and (
+                group.tenant == DEFAULT_TENANT or self.tenant_exists(group.tenant)
+            ):
                 raise GroupInUse(f"{group_id!r} is tenant {group.tenant}'s default group")
             users = sorted(p.id for p in self.driver.ports().values() if group_id in p.groups)
             if users:
@@ -276,13 +294,12 @@ class SecgroupService:
         it, apply it."""
         groups = {**self._groups, group.id: group}
         for rule in group.rules:
-            if rule.remote_group is not None and rule.remote_group not in groups:
+            remote = groups.get(rule.remote_group) if rule.remote_group is not None else None
+            # Another tenant's group is answered as a missing one: saying "another tenant's"
+            # would reveal it exists (and naming it would take its members' addresses).
+            if rule.remote_group is not None and (remote is None or remote.tenant != group.tenant):
                 raise InvalidSecgroup(
                     f"remote_group: rule {rule.id} names unknown group {rule.remote_group!r}"
-                )
-            if rule.remote_group is not None and groups[rule.remote_group].tenant != group.tenant:
-                raise InvalidSecgroup(
-                    f"remote_group: {rule.remote_group!r} belongs to another tenant"
                 )
         compile_program(self.driver.ports().values(), groups)
         self.tables.put_group(group.to_json())
@@ -321,10 +338,24 @@ class SecgroupService:
             return updated
 
     def _check_groups(self, groups: Iterable[str], tenant: str) -> None:
+        """Every group in ``groups`` is ``tenant``'s (another tenant's is as a missing one)."""
         for gid in groups:
             group = self._groups.get(gid)
             if group is None or group.tenant != tenant:
                 raise InvalidSecgroup(f"security_groups: no group {gid!r} (tenant {tenant})")
+
+    def check_interface_groups(self, tenant: str, interfaces: Mapping[str, Iterable[str]]) -> None:
+        """A template's or request's interfaces (name -> groups) name only ``tenant``'s groups
+        (the instances part asks before it creates anything)."""
+        with self._lock:
+            for ifname, groups in interfaces.items():
+                for gid in groups:
+                    group = self._groups.get(gid)
+                    if group is None or group.tenant != tenant:
+                        raise InvalidSecgroup(
+                            f"interfaces.{ifname}.security_groups: no group {gid!r} "
+                            f"(tenant {tenant})"
+                        )
 
     # -- the instance manager's hook -------------------------------------------------------
 
@@ -365,12 +396,24 @@ class SecgroupService:
             self.tables.delete_ports(name)
             self._settings = {k: v for k, v in self._settings.items() if k[0] != name}
 
-    def _ports_of(self, inst: Any, request: Any, template: Any) -> list[Port]:
+    def _ports_of(
+        self, inst: Any, request: Any, template: Any, *, restoring: bool = False
+    ) -> list[Port]:
         """The ports of an instance: settings from the request/template at create, from the
-        store at restore (an instance the store has nothing for gets its tenant's default)."""
+        store at restore (an instance the store has nothing for gets its tenant's default).
+
+        At restore, groups stored before ownership was checked (another tenant's) are kept
+        with a warning: refusing them would stop the daemon's start, or leave the running
+        instance unfiltered."""
         from fluidedge.instances.network import mac_for  # noqa: PLC0415
 
-        tenant = getattr(inst, "tenant", None) or DEFAULT_TENANT
+        try:
+            tenant = self.instance_tenant(inst.name)
+        except FluidedgeError:
+            if not restoring:
+                raise
+            log.warning("secgroups: instance %s: its owner has no groups; the admin's", inst.name)
+            tenant = DEFAULT_TENANT
         specs = {i.name: i for i in template.interfaces} if template is not None else {}
         ports = []
         for state in inst.interfaces:
@@ -393,7 +436,18 @@ class SecgroupService:
                 groups = []
             elif groups is None:
                 groups = [self.ensure_default_group(tenant).id]
-            self._check_groups(groups, tenant)
+            if restoring:  # a missing group is refused as before; another tenant's is kept
+                self._check_groups([g for g in groups if g not in self._groups], tenant)
+                foreign = [g for g in groups if self._groups[g].tenant != tenant]
+                if foreign:
+                    log.warning(
+                        "secgroups: instance %s (tenant %s) kept in groups of another tenant: %s",
+                        inst.name,
+                        tenant,
+                        ", ".join(foreign),
+                    )
+            else:
+                self._check_groups(groups, tenant)
             ports.append(
                 Port(
                     id=f"{inst.name}.{state.name}",

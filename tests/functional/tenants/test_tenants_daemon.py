@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from fluidedge.instances.bundle import cpu_quota_us
+from fluidedge.secgroups.nft import table_name
 from fluidedge.tenants.admission import pid_max
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
 from tests.functional.daemon.conftest import purge_instances
@@ -360,3 +362,177 @@ def test_chains_are_tenant_scoped(daemon_factory: DaemonFactory) -> None:
         api.close()
         handle.stop()
         purge_instances(handle)
+
+
+def _group_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return sorted(group["id"] for group in response.json())
+
+
+def _port_groups(client: httpx.Client) -> dict[str, tuple[str, list[str]]]:
+    answer = client.get("/v1/security-groups/ports")
+    assert answer.status_code == 200, answer.text
+    return {p["id"]: (p["tenant"], p["groups"]) for p in answer.json()}
+
+
+def test_security_groups_are_tenant_scoped(daemon_factory: DaemonFactory) -> None:
+    """``/v1/security-groups`` through the daemon's edge with two tenant tokens, the admin and
+    an anonymous reader: each tenant sees and changes its own groups and ports only (another's
+    is the missing one's 404), never names another's group (a rule's remote group, an
+    interface's groups), its instances' interfaces get its own default group, and a restart
+    keeps who owns what."""
+    net = f"acme-sg{SUFFIX}"  # the nft tables are fesg_<network>: ours by the pid suffix
+    bnet = f"beta-sg{SUFFIX}"
+    handle = daemon_factory({**INSTANCES, "secgroups": {}})
+    api = Api(handle)
+    web = {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80}
+    try:
+        acme, beta = api.tenant("acme"), api.tenant("beta")
+        for client, name, bridge in ((acme, net, f"acme{SUFFIX}g"), (beta, bnet, f"beta{SUFFIX}g")):
+            made = client.post("/v1/networks", json={"name": name, "bridge": bridge})
+            assert made.status_code == 201, made.text
+        made = acme.post("/v1/security-groups", json={"id": "acme-web", "rules": [web]})
+        assert made.status_code == 201, made.text
+        assert made.json()["tenant"] == "acme"
+        made = beta.post("/v1/security-groups", json={"id": "beta-web", "rules": [web]})
+        assert made.status_code == 201, made.text
+        # a tenant's ids start with its name; it creates for itself only
+        assert acme.post("/v1/security-groups", json={"id": "web"}).status_code == 403
+        other = acme.post("/v1/security-groups?tenant=beta", json={"id": "beta-x"})
+        assert other.status_code == 403
+
+        # lists: each its own (with its default group); the admin all; anonymous the admin's
+        assert _group_ids(acme.get("/v1/security-groups")) == ["acme-default", "acme-web"]
+        assert _group_ids(beta.get("/v1/security-groups")) == ["beta-default", "beta-web"]
+        assert _group_ids(api.anonymous.get("/v1/security-groups")) == ["default"]
+        assert _group_ids(api.admin.get("/v1/security-groups")) == [
+            "acme-default", "acme-web", "beta-default", "beta-web", "default",
+        ]  # fmt: skip
+
+        # another tenant's group (and the admin's) does not exist: read, change, delete
+        for client, gid in ((beta, "acme-web"), (beta, "acme-default"), (acme, "default")):
+            what = f"security group {gid!r}"
+            _not_found(client.get(f"/v1/security-groups/{gid}"), what)
+            _not_found(client.put(f"/v1/security-groups/{gid}", json={"rules": []}), what)
+            _not_found(client.delete(f"/v1/security-groups/{gid}"), what)
+            rule = {"direction": "egress"}
+            _not_found(client.post(f"/v1/security-groups/{gid}/rules", json=rule), what)
+            _not_found(client.delete(f"/v1/security-groups/{gid}/rules/ingress-v4-self"), what)
+        _not_found(api.anonymous.get("/v1/security-groups/acme-web"), "security group 'acme-web'")
+        assert len(api.admin.get("/v1/security-groups/acme-web").json()["rules"]) == 1
+        assert len(api.admin.get("/v1/security-groups/default").json()["rules"]) == 4
+
+        # ... nor can it be named: as a remote group (answered as a missing group) ...
+        def refused(answer: httpx.Response, gid: str) -> str:
+            assert answer.status_code == 400, answer.text
+            return str(answer.json()["detail"]).replace(gid, "X")
+
+        remote = [
+            refused(
+                beta.post(
+                    "/v1/security-groups/beta-web/rules",
+                    json={"id": "r1", "direction": "ingress", "remote_group": gid},
+                ),
+                gid,
+            )
+            for gid in ("acme-web", "beta-nope")
+        ]
+        assert remote[0] == remote[1]
+        assert "remote_group" in remote[0]
+        # ... or as an interface's group, in a template or an instance request
+        steal = [
+            refused(
+                beta.post(
+                    "/v1/templates",
+                    json=_template(
+                        "beta-t",
+                        interfaces=[{"name": "eth0", "network": bnet, "security_groups": [gid]}],
+                    ),
+                ),
+                gid,
+            )
+            for gid in ("acme-web", "beta-nope")
+        ]
+        assert steal[0] == steal[1]
+        assert "security_groups" in steal[0]
+        plain = _template("beta-tn", interfaces=[{"name": "eth0", "network": bnet}])
+        assert beta.post("/v1/templates", json=plain).status_code == 201
+        stolen = _instance(
+            "beta-x", "beta-tn", cold=True, interfaces={"eth0": {"security_groups": ["acme-web"]}}
+        )
+        refused(beta.post("/v1/instances", json=stolen), "acme-web")
+        assert _names(api.admin.get("/v1/instances")) == []  # nothing half-made
+
+        # instances: each interface in its own tenant's groups; none named: its default
+        wired = _template(
+            "acme-tn",
+            interfaces=[{"name": "eth0", "network": net, "security_groups": ["acme-web"]}],
+        )
+        assert acme.post("/v1/templates", json=wired).status_code == 201
+        for client, name, template in (
+            (acme, "acme-a", "acme-tn"),
+            (beta, "beta-b", "beta-tn"),
+        ):
+            made = client.post("/v1/instances", json=_instance(name, template, cold=True))
+            assert made.status_code == 201, made.text
+        assert _port_groups(acme) == {"acme-a.eth0": ("acme", ["acme-web"])}
+        assert _port_groups(beta) == {"beta-b.eth0": ("beta", ["beta-default"])}
+        assert _port_groups(api.anonymous) == {}
+        assert set(_port_groups(api.admin)) == {"acme-a.eth0", "beta-b.eth0"}
+        # another tenant's instance has no filtered interface; its own takes its own groups
+        moved = beta.put(
+            "/v1/instances/acme-a/interfaces/eth0/security-groups",
+            json={"security_groups": ["beta-web"]},
+        )
+        assert moved.status_code == 404, moved.text
+        mine = beta.put(
+            "/v1/instances/beta-b/interfaces/eth0/security-groups",
+            json={"security_groups": ["acme-web"]},
+        )
+        assert mine.status_code == 400, mine.text
+        mine = beta.put(
+            "/v1/instances/beta-b/interfaces/eth0/security-groups",
+            json={"security_groups": ["beta-web"]},
+        )
+        assert mine.status_code == 200, mine.text
+
+        # the tenants part knows who owns the groups: shown, and holding a tenant's delete
+        view = api.admin.get("/v1/tenants/acme").json()
+        assert view["owns"]["other"] == {"security group": ["acme-web"]}
+
+        # a restart keeps who owns what: groups and ports
+        handle.restart()
+        assert _group_ids(acme.get("/v1/security-groups")) == ["acme-default", "acme-web"]
+        _not_found(beta.get("/v1/security-groups/acme-web"), "security group 'acme-web'")
+        assert api.admin.get("/v1/security-groups/acme-web").json()["tenant"] == "acme"
+        assert _port_groups(acme) == {"acme-a.eth0": ("acme", ["acme-web"])}
+        assert _port_groups(beta) == {"beta-b.eth0": ("beta", ["beta-web"])}
+
+        # the owner (and only it, or the admin) deletes
+        assert acme.delete("/v1/instances/acme-a").status_code == 204
+        assert acme.delete("/v1/security-groups/acme-web").status_code == 204
+        assert api.admin.get("/v1/tenants/acme").json()["owns"]["other"] == {}
+        assert beta.delete("/v1/instances/beta-b").status_code == 204
+        for client, name, template in ((acme, net, "acme-tn"), (beta, bnet, "beta-tn")):
+            assert client.delete(f"/v1/templates/{template}").status_code == 204
+            assert client.delete(f"/v1/networks/{name}").status_code == 204
+        busy = api.admin.delete("/v1/tenants/beta")  # it still owns a group
+        assert busy.status_code == 409
+        assert "beta-web" in busy.json()["detail"]
+        assert api.admin.delete("/v1/security-groups/beta-web").status_code == 204
+        kept = beta.delete("/v1/security-groups/beta-default")
+        assert kept.status_code == 409  # a tenant's default group stays while the tenant does
+        assert api.admin.delete("/v1/tenants/beta").status_code == 204
+        # ... and is left over when it goes: the admin's to delete
+        assert api.admin.delete("/v1/security-groups/beta-default").status_code == 204
+    finally:
+        api.close()
+        handle.stop()
+        purge_instances(handle)
+        for name in (net, bnet):
+            for family in ("bridge", "inet"):
+                subprocess.run(
+                    ["nft", "delete", "table", family, table_name(name)],
+                    capture_output=True,
+                    check=False,
+                )
