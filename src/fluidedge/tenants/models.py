@@ -55,10 +55,25 @@ class Quota(_Strict):
         return sorted(set(value))
 
 
-class TenantCreate(_Strict):
-    """``POST /v1/tenants``: the quota defaults to ``[admission] default_quota``."""
+RESERVED_NAMES = frozenset({"default"})  # the admin's owner value in groups, chains, MEC
 
-    name: TenantName
+
+class TenantCreate(_Strict):
+    """``POST /v1/tenants``: the quota defaults to ``[admission] default_quota``.
+
+    ``default`` is reserved: security groups, chains and the ME platform record the admin's
+    objects as owned by ``default``, so a tenant of that name would see and change them.
+    """
+
+    name: TenantName = Field(json_schema_extra={"not": {"enum": sorted(RESERVED_NAMES)}})
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"tenant name {value!r} is reserved (it means the admin)")
+        return value
+
     description: str = Field(default="", max_length=1024)
     quota: Quota | None = None
 

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
@@ -154,3 +155,13 @@ def test_a_row_whose_resource_is_gone_does_not_hold_up_a_delete(service: TenantS
     live.clear()
     service.delete("beta")
     assert service.owner("instance", "beta-a") is None
+
+
+def test_the_admins_owner_name_is_not_a_tenant_name() -> None:
+    """``default`` owns the admin's groups, chains and ME objects: a tenant of that name would
+    see and change them, so it is refused at the boundary (and said so in the schema)."""
+    with pytest.raises(ValidationError, match="reserved"):
+        TenantCreate(name="default")
+    schema = TenantCreate.model_json_schema()["properties"]["name"]
+    assert schema["not"] == {"enum": ["default"]}
+    assert TenantCreate(name="defaults").name == "defaults"
