@@ -65,7 +65,7 @@ class TenantCreate(_Strict):
     objects as owned by ``default``, so a tenant of that name would see and change them.
     """
 
-    name: TenantName = Field(json_schema_extra={"not": {"enum": sorted(RESERVED_NAMES)}})
+    name: TenantName = Field(json_schema_extra={"not": {"const": "default"}})
 
     @field_validator("name")
     @classmethod
