@@ -7,6 +7,7 @@ routing and hooks instead of the program's redirect, so the same rules apply."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,30 @@ def _get(lab: Lab, timeout: float = 3.0) -> str:
     """What ``curl http://SERVICE_IP/`` from ue1 gets ("" when dropped)."""
     result = lab.run("ue1", ["curl", "-s", "-m", str(scaled(timeout)), f"http://{SERVICE_IP}/"])
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _where(lab: Lab, app: dict[str, Any]) -> str:
+    """Where the requests stopped, for a failure's report: the host's neighbour entry and the
+    app's veth counters, the group's port-80 rules as installed, the app's listening sockets,
+    its addresses and neighbours."""
+
+    def out(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return " | ".join(line.strip() for line in (done.stdout + done.stderr).splitlines())
+
+    host_if = app["interfaces"][0]["host_ifname"]
+    rules = out(["ip", "netns", "exec", lab.host_ns, "nft", "list", "ruleset"])
+    in_app = ["nsenter", "-t", str(app["pid"]), "-n"]
+    return "; ".join(
+        [
+            "host neigh: " + out(["ip", "-n", lab.host_ns, "neigh", "show", APP_IP]),
+            "host veth: " + out(["ip", "-n", lab.host_ns, "-s", "link", "show", host_if]),
+            "rules with 80: " + " | ".join(r for r in rules.split(" | ") if " 80 " in r),
+            "app sockets: " + out([*in_app, "ss", "-tln"]),
+            "app addr: " + out([*in_app, "ip", "-br", "addr"]),
+            "app neigh: " + out([*in_app, "ip", "neigh"]),
+        ]
+    )
 
 
 def _offloaded(stats: dict[str, Any]) -> int:
@@ -100,7 +125,7 @@ def test_offloaded_requests_obey_the_app_ports_group(
             return (
                 f"the request answered once the rule exists (service web: "
                 f"{seen['services']['web']}; fastpath: {seen.get('fastpath')}; "
-                f"drops: {seen.get('drops')})"
+                f"drops: {seen.get('drops')}; {_where(lab, client.get('/v1/instances/app1'))})"
             )
 
         answered = wait_for(lambda: _get(lab), 30, state)
