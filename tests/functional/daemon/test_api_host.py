@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import ssl
 import subprocess
@@ -27,7 +28,8 @@ TOF = {"tof": {"backend": "none"}}
 
 
 def _svc(index: int) -> dict[str, str]:
-    return {"name": f"s{index}", "serviceIP": f"198.18.50.{index}", "applicationIP": "198.19.0.10"}
+    address = ipaddress.IPv4Address("198.18.64.0") + index
+    return {"name": f"s{index}", "serviceIP": str(address), "applicationIP": "198.19.0.10"}
 
 
 @contextlib.contextmanager
@@ -73,15 +75,20 @@ def test_full_disk_answers_507_and_loses_nothing(
         with httpx.Client(base_url=daemon.url, headers=AUTH) as client:
             assert client.post("/service", json=_svc(1)).status_code == 200
             filler = _fill(small)
+            # Under synchronous=FULL the store's WAL is written out to its working size (about
+            # 4 MiB) once, so commits go on into that space after the disk is full; a 507
+            # comes when the WAL would have to grow. Every 200 before it must survive.
             statuses = []
-            for index in range(2, 40):
+            accepted = {"s1"}
+            for index in range(2, 4000):
                 response = client.post("/service", json=_svc(index))
                 statuses.append(response.status_code)
                 if response.status_code != 200:
                     assert response.status_code == 507, response.text
                     assert "no space left" in response.json()["detail"]
                     break
-            assert statuses[-1] == 507, statuses
+                accepted.add(_svc(index)["name"])
+            assert statuses[-1] == 507, statuses[-5:]
             refused = _svc(len(statuses) + 1)["name"]
             # Reads still work, and the refused write is not there.
             names = {s["name"] for s in client.get("/service").json()}
@@ -92,7 +99,7 @@ def test_full_disk_answers_507_and_loses_nothing(
             assert again.status_code == 200, again.text
         daemon.restart()
         names = {s["name"] for s in httpx.get(f"{daemon.url}/service").json()}
-        assert {"s1", refused} <= names
+        assert {refused} | accepted <= names, sorted(accepted - names)
         daemon.stop()
 
 
