@@ -603,6 +603,10 @@ class Manager:
                 self.cos_binder.bind(inst.name, inst.cos, shell.pid)
             timer.mark("config")
             self.io.address(shell, interfaces)
+            for state in interfaces:  # the addresses may have been another instance's
+                spec = self.networks.get(state.network)
+                if spec is not None and state.addresses:
+                    self.io.forget_neighbours(spec, state.addresses)
             if self.port_hook is not None:
                 self.port_hook.ports_up(inst, request, template)
             timer.mark("network")

@@ -33,6 +33,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -42,12 +43,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
+from fluidedge.instances.neigh import NeighbourFlusher
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn.errors import OvnError, OvnUnavailable
 from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
+
+log = logging.getLogger(__name__)
 
 _handles: dict[str | None, Any] = {}
 _lock = threading.RLock()
@@ -111,10 +115,37 @@ def _close_all() -> None:
     _handles.clear()
 
 
+# The networks' neighbour tables, one netlink socket per network (see fluidedge.instances.neigh).
+_neighbours = NeighbourFlusher()
+
+
+def forget_neighbours(spec: NetworkSpec, addresses: list[str]) -> int:
+    """Delete the network-side neighbour entries of ``addresses`` (``ip/prefix``), which a new
+    instance now holds: another instance may have held them a moment ago with another MAC.
+    Returns how many entries there were. An ``ovn`` network has no kernel bridge of its own
+    here (its logical router resolves addresses: OVN updates its bindings itself), nor has an
+    ``ovs`` bridge whose datapath device lives elsewhere (no such link: nothing to forget).
+    Never fails the creation: an entry left behind only delays the first packets until it
+    ages out, which is logged."""
+    if spec.driver == "ovn":
+        return 0
+    flushed = 0
+    for text in addresses:
+        address = text.split("/", 1)[0]
+        try:
+            flushed += _neighbours.flush(spec.netns, spec.bridge, address)
+        except OSError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT):  # no such bridge or namespace here
+                return flushed
+            log.warning("network %s: neighbour entry of %s kept: %s", spec.name, address, exc)
+    return flushed
+
+
 def close_handles() -> None:
     """Close the cached handles on their thread, then stop that thread (a later use starts
     another)."""
     global _executor
+    _neighbours.close()
     with _lock:
         executor, _executor = _executor, None
     if executor is not None:
@@ -154,7 +185,11 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             created = False
             index = _index(ipr, spec.bridge)
             if index is None:
-                ipr.link("add", ifname=spec.bridge, kind="bridge")
+                # Its own MAC, set: a bridge without one takes its lowest port's, which changes
+                # as instances come and go, and every change moves the gateway's MAC under the
+                # instances (their traffic to it goes nowhere until their ARP entries age out)
+                # and drops the bridge's neighbour table.
+                ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
                 index = _index(ipr, spec.bridge)
                 created = True
             else:
@@ -185,7 +220,7 @@ def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
                     f"bridge: interface {spec.bridge}{where} exists and is not a bridge of "
                     "fluidedge's Open vSwitch: not adopted"
                 )
-            return ovs_bridges.ensure_bridge(spec.bridge, spec.netns, spec.name)
+            return ovs_bridges.ensure_bridge(spec.bridge, spec.netns, spec.name, bridge_mac(spec))
         except NotABridge:
             raise
         except Exception as exc:
@@ -216,6 +251,13 @@ def delete_bridge(spec: NetworkSpec) -> None:
                 ipr.link("del", index=index)
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
+
+
+def bridge_mac(spec: NetworkSpec) -> str:
+    """The MAC a bridge fluidedge creates gets: locally administered, unicast, derived from its
+    namespace and name (stable across restarts: instances' ARP entries stay right)."""
+    digest = hashlib.sha256(f"bridge\0{spec.netns or ''}\0{spec.bridge}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def mac_for(host_ifname: str) -> str:

@@ -91,6 +91,10 @@ class ShellIO(Protocol):
     def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
         """The network phase: addresses and default routes inside the shell's namespace."""
 
+    def forget_neighbours(self, spec: NetworkSpec, addresses: list[str]) -> None:
+        """The network phase, after :meth:`address`: the network's side forgets the neighbour
+        entries ``addresses`` had (a previous holder's MAC; see fluidedge.instances.neigh)."""
+
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         """The start phase: let the launcher exec the workload; with ``watch``, the launcher's
         report of its exec, to wait on."""
@@ -300,6 +304,9 @@ class RuncShellIO:
             raise RuntimeFailure(f"network of shell {shell.id}: {exc}") from exc
         finally:
             shell.close()
+
+    def forget_neighbours(self, spec: NetworkSpec, addresses: list[str]) -> None:
+        network.forget_neighbours(spec, addresses)
 
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         assign = shell.directory / "assign"

@@ -24,6 +24,7 @@ HOST_ENB_IF = "s1enb"  # host namespace, eNB side of the S1 segment
 HOST_SGW_IF = "s1sgw"  # host namespace, SGW side of the S1 segment
 HOST_BRIDGE = "br0"  # host namespace, joins the two S1 interfaces in bridge mode
 APPS_BRIDGE = "apps0"  # host namespace, the apps network
+APPS_BRIDGE_MAC = "02:fe:00:00:a0:01"  # the apps gateway's own MAC (see the plan)
 S1_IF = "s1"  # eNB / SGW / MME side of their S1 link
 UE_IF = "eth0"  # inside a UE or app namespace
 TUN_IF = "tun0"  # eNB / SGW user-plane TUN device
@@ -227,7 +228,11 @@ class Topology:
         if self.mode == "routed":
             host_sysctls.append(("net/ipv4/conf/all/proxy_arp", "1"))
         plan.add_ns(host, host_sysctls)
-        plan.create[host].append(f"link add name {APPS_BRIDGE} type bridge")
+        # A MAC of its own (set, not inherited): a bridge without one takes its lowest port's,
+        # so instances coming and going would change the gateway's MAC under the others.
+        plan.create[host].append(
+            f"link add name {APPS_BRIDGE} address {APPS_BRIDGE_MAC} type bridge"
+        )
         plan.configure[host] += [
             f"link set dev {HOST_ENB_IF} up",
             f"link set dev {HOST_SGW_IF} up",

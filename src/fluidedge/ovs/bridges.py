@@ -68,17 +68,18 @@ def running_switch(netns: str | None) -> OvsDaemons | None:
         return daemons if daemons.running() else None
 
 
-def ensure_bridge(bridge: str, netns: str | None, network: str) -> bool:
+def ensure_bridge(bridge: str, netns: str | None, network: str, hwaddr: str | None = None) -> bool:
     """Create bridge ``bridge`` (starting the switch if needed); True if it was created.
 
     An existing bridge keeps its flows; one that has none (a vswitchd restarted underneath
-    us) gets the base flow back, so a plain network forwards again.
+    us) gets the base flow back, so a plain network forwards again. ``hwaddr``: its own MAC
+    (see :meth:`Vsctl.add_bridge`).
     """
     with _lock:
         daemons = switch(netns, start=True)
         vsctl = Vsctl(daemons)
         created = bridge not in vsctl.bridges()
-        vsctl.add_bridge(bridge, {"fluidedge-network": network})
+        vsctl.add_bridge(bridge, {"fluidedge-network": network}, hwaddr if created else None)
         _wait_link_up(vsctl, bridge, netns)
         ofctl = Ofctl(daemons, bridge)
         if created or not ofctl.dump():

@@ -19,6 +19,7 @@ from fluidedge.ovs.errors import OvsFailure
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{0,255}$")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
 
 
@@ -54,14 +55,25 @@ class Vsctl:
         return tool.run(argv, self.daemons.env, timeout=40.0).stdout
 
     # ------------------------------------------------------------------ bridges
-    def add_bridge(self, name: str, external_ids: Mapping[str, str] | None = None) -> None:
+    def add_bridge(
+        self,
+        name: str,
+        external_ids: Mapping[str, str] | None = None,
+        hwaddr: str | None = None,
+    ) -> None:
         """Create (or adopt) bridge ``name`` on the switch's datapath, ``fail_mode=secure``.
 
         Secure: a bridge without flows forwards nothing. Standalone would fall back to a
         learning switch whenever our flows are missing (e.g. right after a vswitchd restart),
-        i.e. to no filtering at all.
+        i.e. to no filtering at all. ``hwaddr``: the bridge's own MAC (``other_config:hwaddr``;
+        without it Open vSwitch takes its lowest port's, which moves as ports come and go).
         """
         check_name(name)
+        mac = []
+        if hwaddr is not None:
+            if not _MAC.fullmatch(hwaddr):
+                raise ValueError(f"not a MAC address: {hwaddr!r}")
+            mac = [f'other_config:hwaddr="{hwaddr}"']
         self.run(
             "--may-exist",
             "add-br",
@@ -73,6 +85,7 @@ class Vsctl:
             f"datapath_type={self.daemons.datapath}",
             f"protocols={PROTOCOLS}",
             "fail_mode=secure",
+            *mac,
             *_ids("external_ids", external_ids or {}),
         )
 

@@ -16,7 +16,7 @@ import pytest
 from fluidedge.instances.errors import NotABridge
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
-from fluidedge.instances.network import mac_for
+from fluidedge.instances.network import bridge_mac, mac_for
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
@@ -148,6 +148,9 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     manager.delete_instance("a")
     assert host_a not in ovs_bridges.ports(bridge, ovs_ns)
     assert host_a not in Vsctl(switch).interfaces()
+    # The bridge kept its own MAC while ports came and went (not its lowest port's).
+    own = run(["ip", "-n", ovs_ns, "-o", "link", "show", bridge]).stdout
+    assert f"link/ether {bridge_mac(spec)} " in own, own
 
     manager.purge()
     assert not switch.running()

@@ -89,9 +89,20 @@ def down(enb: bytes, teid: int, inner: bytes) -> bytes:
 
 
 def learn_bearer(t: Topo) -> None:
-    """UE1's bearer through eNB1 (uplink TEID 0x100, downlink 0x200), learned both ways."""
+    """UE1's bearer through eNB1 (uplink TEID 0x100, downlink 0x200), learned both ways: returns
+    once both learning frames came out on the other side (the agent forwards them, later than
+    a fixed quiet period on a loaded machine), so none of them lands in a later collection."""
     t.send("enb", up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, b"learn")))
     t.send("sgw", down(ENB1, 0x200, inner_udp(PDN, UE1, 53, 40000, b"learn")))
+
+    def both(got: dict[str, list[bytes]]) -> bool:
+        return any(f.endswith(b"learn") for f in got["sgw"]) and any(
+            f.endswith(b"learn") for f in got["enb"]
+        )
+
+    got = t.collect(0.3, until=both)
+    if not both(got):
+        raise AssertionError(f"the learning frames did not both come out: {got}")
 
 
 def gtp_message(src: bytes, dst: bytes, mtype: int, teid: int, body: bytes = b"") -> bytes:

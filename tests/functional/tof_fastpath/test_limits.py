@@ -70,11 +70,10 @@ def test_full_maps_are_counted_alarmed_served_by_the_agent_and_retried() -> None
                 }
             )
             learn_bearer(t)  # UE1: uplink + downlink key, the tunnels map is full
-            t.collect(0.3)
             # A second bearer does not fit: refused, counted, its traffic through the agent.
             second = up(ENB2, 0x301, inner_udp(UE2, PDN, 40000, 53, b"ue2"))
             t.send("enb", second)
-            assert t.collect(0.3)["sgw"] == [second]
+            assert t.collect(0.3, until=lambda got: got["sgw"])["sgw"] == [second]
             report = _maps(backend)["tunnels"]
             assert report["entries"] == 2
             assert report["waiting"] == 1
@@ -82,7 +81,8 @@ def test_full_maps_are_counted_alarmed_served_by_the_agent_and_retried() -> None
             assert int(report["fullFailures"]) >= 1
             before = _fast(backend)
             t.send("enb", second)
-            assert t.collect(0.3)["sgw"] == [second]  # not lost: the agent forwards it
+            # not lost: the agent forwards it
+            assert t.collect(0.3, until=lambda got: got["sgw"])["sgw"] == [second]
             after = _fast(backend)
             assert after["punt_unknown_tunnel"] == before["punt_unknown_tunnel"] + 1
             # Flows: the map holds one; the second service's flow stays with the agent.
@@ -90,12 +90,13 @@ def test_full_maps_are_counted_alarmed_served_by_the_agent_and_retried() -> None
             flow2 = up(ENB1, 0x100, inner_udp(UE1, P("198.18.50.2"), 41001, APP_PORT, b"f2"))
             for frame in (flow1, flow2):
                 t.send("enb", frame)
-                assert len(_app_datagrams(t.collect(0.3))) == 1
+                assert len(_app_datagrams(t.collect(0.3, until=_app_datagrams))) == 1
             assert _maps(backend)["flows"]["waiting"] == 1
             before = _fast(backend)
             t.send("enb", flow1)
             t.send("enb", flow2)
-            assert len(_app_datagrams(t.collect(0.3))) == 2
+            arrived = t.collect(0.3, until=lambda got: len(_app_datagrams(got)) >= 2)
+            assert len(_app_datagrams(arrived)) == 2
             after = _fast(backend)
             assert after["offloaded_uplink"] == before["offloaded_uplink"] + 1  # flow 1 only
             assert after["punt_new_flow"] == before["punt_new_flow"] + 1  # flow 2: agent

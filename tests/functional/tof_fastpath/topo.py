@@ -13,7 +13,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from fluidedge.linux import netns
@@ -60,8 +60,17 @@ class Topo:
             except BlockingIOError:
                 return out
 
-    def collect(self, wait: float = 0.3) -> dict[str, list[bytes]]:
-        """Everything that arrived at the eNB, SGW and app sides, after ``wait`` of quiet."""
+    def collect(
+        self,
+        wait: float = 0.3,
+        until: Callable[[dict[str, list[bytes]]], object] | None = None,
+    ) -> dict[str, list[bytes]]:
+        """Everything that arrived at the eNB, SGW and app sides, after ``wait`` of quiet.
+
+        ``until``: what the caller expects (a frame the agent forwards, say); the quiet period
+        does not end the collection before it holds, so a loaded machine that delays the
+        agent's re-injection past ``wait`` cannot make an expected frame "missing" (or land
+        in the next collection)."""
         got: dict[str, list[bytes]] = {k: [] for k in self.socks}
         # Each arrival restarts the quiet period (a loaded machine delays the agent's
         # re-injections), up to a cap so a stream that never stops still returns.
@@ -71,7 +80,9 @@ class Topo:
             now = time.monotonic()
             left = min(deadline, cap) - now
             if left <= 0:
-                return got
+                if until is None or until(got) or now >= cap:
+                    return got
+                left = min(0.05, cap - now)
             ready, _, _ = select.select(list(self.socks.values()), [], [], left)
             for side, s in self.socks.items():
                 if s in ready:

@@ -35,7 +35,7 @@ from fluidedge.instances.models import (
 from fluidedge.instances.readiness import StartWatch
 from fluidedge.instances.records import Shell, ShellIface
 
-STEPS = ("build", "configure", "address", "release", "wait_ready")
+STEPS = ("build", "configure", "address", "forget_neighbours", "release", "wait_ready")
 
 
 class FakeIO:
@@ -49,6 +49,7 @@ class FakeIO:
         self.built: list[str] = []
         self.destroyed: list[str] = []
         self.calls: list[tuple[str, str]] = []
+        self.forgotten: list[tuple[str, list[str]]] = []
         self.next_pid = 1000
 
     def _step(self, step: str, shell_id: str) -> None:
@@ -85,6 +86,10 @@ class FakeIO:
     def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
         del interfaces
         self._step("address", shell.id)
+
+    def forget_neighbours(self, spec: NetworkSpec, addresses: list[str]) -> None:
+        self.forgotten.append((spec.name, list(addresses)))
+        self._step("forget_neighbours", spec.name)
 
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         del watch
@@ -270,3 +275,18 @@ def test_follow_up_writes_never_resurrect_nor_overwrite(setup: tuple[Manager, Fa
     manager.delete_instance("a")
     manager.tables.update_instance(row)  # late, after the delete
     assert manager.tables.instances() == []
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_the_network_forgets_the_neighbour_entry_of_an_assigned_address(
+    setup: tuple[Manager, FakeIO], cold: bool
+) -> None:
+    """Addresses come back (delete, create again at the same address): the network's side
+    must not keep the previous holder's MAC, on the warm and the cold path alike."""
+    manager, io = setup
+    if not cold:
+        manager.pools["app"].ready.append(manager.prepare_shell(manager.templates["app"]))
+    manager.create_instance(_request(cold=cold))
+    assert io.forgotten == [("lan", ["10.9.0.5/24"])]
+    steps = [step for step, _ in io.calls]
+    assert steps.index("address") < steps.index("forget_neighbours") < steps.index("release")

@@ -55,7 +55,6 @@ from fluidedge.tof.superfluid import policy
 from fluidedge.tof.superfluid.admission import Admission, NoAdmission
 from fluidedge.tof.superfluid.errors import OnDemandTargetMissing
 from fluidedge.tof.superfluid.model import OnDemand
-from fluidedge.tof.superfluid.neigh import NeighbourFlusher
 from fluidedge.tof.superfluid.plane import OnDemandPlane
 from fluidedge.tof.superfluid.table import CREATE, PAUSED, READY, RESUME, RESUMED, Key
 
@@ -187,7 +186,6 @@ class Controller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mono_to_wall = time.time() - time.monotonic()
-        self.neighbours = NeighbourFlusher()
         store.migrate("superfluid", MIGRATIONS)
 
     # ------------------------------------------------------------------ lifecycle
@@ -226,7 +224,6 @@ class Controller:
         self._record_woken(float("inf"))
         for record in list(self.records.values()):  # the waker is gone: no packet uses them
             record.drop_thawer()
-        self.neighbours.close()
 
     def _restore(self) -> None:
         rows = self.store.query(
@@ -451,20 +448,12 @@ class Controller:
                 "labels": labels,
             }
         )
+        # The address may have been another instance's a moment ago: the manager makes the
+        # network forget its neighbour entry (fluidedge.instances.neigh).
         with self.admission.admit(request) as admitted:
             # No fsync before the workload starts: kill -9 still finds the instance (and a
             # power loss leaves neither it nor a reason to keep its row; see create_instance).
             self.manager.create_instance(admitted, durable=False)
-        if network_name is not None:
-            self._forget_neighbour(network_name, record.address)
-
-    def _forget_neighbour(self, network_name: str, address: str) -> None:
-        """The address may have been another instance's a moment ago (see :mod:`.neigh`)."""
-        try:
-            spec = self.manager.get_network(network_name)
-            self.neighbours.flush(spec.netns, spec.bridge, address)
-        except (FluidedgeError, OSError) as exc:
-            log.warning("superfluid: neighbour entry of %s not flushed: %s", address, exc)
 
     def _resume(self, service: str, ue: bytes) -> None:
         with self._lock:

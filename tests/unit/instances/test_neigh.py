@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from fluidedge.tof.superfluid.neigh import NDA_DST, RTM_DELNEIGH, encode_del_neigh
+from fluidedge.instances.neigh import NDA_DST, RTM_DELNEIGH, encode_del_neigh
 
 
 def test_ipv4() -> None:
