@@ -8,6 +8,7 @@ with their TEIDs and per-bearer counters, S1 interface counters), refreshed unti
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -202,14 +203,34 @@ def watch(
 
     Ctrl-C ends the view cleanly (no traceback); the lab itself is left as it is. ``header`` is
     printed once the view is up, so whoever reads it knows Ctrl-C is handled from then on.
+
+    On the main thread Ctrl-C only raises a flag (a handler of our own) that the loop checks
+    every 50 ms: a KeyboardInterrupt raised at an arbitrary point (inside a refresh's
+    subprocess, or rich's console lock) could leave the view unable to close, and a watch that
+    ignored Ctrl-C was seen on a loaded machine. A refresh under way finishes first.
     """
     make = renderer or live_table
     stop = stop or threading.Event()
+    interrupted = [False]
+
+    def on_sigint(signum: int, frame: object) -> None:
+        del signum, frame
+        interrupted[0] = True  # no lock taken in a handler: the loop polls the flag
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if on_main else None
     try:
         with Live(make(lab), console=console, refresh_per_second=4) as view:
             if header is not None:
                 view.console.print(header)
-            while not stop.wait(period):
-                view.update(make(lab))
+            due = time.monotonic() + period
+            while not interrupted[0] and not stop.is_set():
+                time.sleep(0.05)
+                if time.monotonic() >= due and not interrupted[0] and not stop.is_set():
+                    view.update(make(lab))
+                    due = time.monotonic() + period
     except KeyboardInterrupt:
         pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
