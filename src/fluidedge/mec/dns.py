@@ -11,7 +11,9 @@ every change, before the Mp1 answer, so an activation or a deactivation is in th
   NOERROR answer (NODATA), never forwarded, so the core never answers for a name the edge owns.
 - :class:`DnsResponder` is the I/O edge: a UDP server on the daemon's event loop. A query for
   another name is relayed unchanged to the first upstream resolver that answers (each try on
-  its own socket, bounded by a timeout); when none does, the client gets SERVFAIL.
+  its own socket, bounded by a timeout, from the daemon's namespace or ``upstream_netns``,
+  e.g. the TOF's, where the lab routes to the PDN's resolver); when none does, the client gets
+  SERVFAIL.
 
 The wire format is dnspython's (``dns.message``): a maintained, typed library, which parses
 what a resolver sends (EDNS, compression, several questions) rather than a subset of it.
@@ -39,6 +41,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from fluidedge.errors import FluidedgeError
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.mec.models import DnsRule, IpAddressType, RuleState
 
@@ -151,14 +154,40 @@ class _Relay(asyncio.DatagramProtocol):
             self.done.set_exception(exc)
 
 
-async def forward(query: bytes, upstreams: Sequence[Address], timeout: float) -> bytes | None:
-    """The first upstream answer to ``query`` (tried in order, ``timeout`` s each)."""
+def _client(upstream: Address) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(upstream)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def forward(
+    query: bytes, upstreams: Sequence[Address], timeout: float, netns: str | None = None
+) -> bytes | None:
+    """The first upstream answer to ``query`` (tried in order, ``timeout`` s each), each try
+    from a socket of network namespace ``netns`` (None: the daemon's)."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
         done: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            functools.partial(_Relay, done), remote_addr=upstream
-        )
+        try:
+            if netns is None:
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_Relay, done), remote_addr=upstream
+                )
+            else:
+                sock = await asyncio.to_thread(
+                    call_in_netns, netns, functools.partial(_client, upstream)
+                )
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_Relay, done), sock=sock
+                )
+        except (OSError, FluidedgeError) as exc:
+            log.warning("dns upstream %s:%d: %s", *upstream, exc)
+            continue
         try:
             transport.sendto(query)
             answer = await asyncio.wait_for(done, timeout)
@@ -174,9 +203,12 @@ async def forward(query: bytes, upstreams: Sequence[Address], timeout: float) ->
 class DnsResponder(asyncio.DatagramProtocol):
     """The UDP server (see the module docstring); :attr:`table` is swapped whole."""
 
-    def __init__(self, upstreams: Sequence[Address], timeout: float = 2.0) -> None:
+    def __init__(
+        self, upstreams: Sequence[Address], timeout: float = 2.0, upstream_netns: str | None = None
+    ) -> None:
         self.upstreams = list(upstreams)
         self.timeout = timeout
+        self.upstream_netns = upstream_netns
         self.table: Records = {}
         self.counters = Counters()
         self.transport: asyncio.DatagramTransport | None = None
@@ -196,7 +228,11 @@ class DnsResponder(asyncio.DatagramProtocol):
         task.add_done_callback(self.counters.tasks.discard)
 
     async def _forward(self, query: bytes, addr: Address) -> None:
-        answer = await forward(query, self.upstreams, self.timeout) if self.upstreams else None
+        answer = (
+            await forward(query, self.upstreams, self.timeout, self.upstream_netns)
+            if self.upstreams
+            else None
+        )
         if answer is not None:
             self.counters.forwarded += 1
             self._send(answer, addr)
@@ -237,12 +273,13 @@ async def serve(
     upstreams: Sequence[Address],
     timeout: float = 2.0,
     netns: str | None = None,
+    upstream_netns: str | None = None,
 ) -> DnsResponder:
     """A started :class:`DnsResponder` on ``listen``, its socket in network namespace
     ``netns`` (None: the daemon's; e.g. the TOF's, where offloaded queries arrive). The
-    upstream queries leave from the daemon's namespace."""
+    upstream queries leave from namespace ``upstream_netns`` (None: the daemon's)."""
     loop = asyncio.get_running_loop()
-    responder = DnsResponder(upstreams, timeout)
+    responder = DnsResponder(upstreams, timeout, upstream_netns)
     sock = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
     await loop.create_datagram_endpoint(lambda: responder, sock=sock)
     log.info(
