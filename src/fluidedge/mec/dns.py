@@ -182,11 +182,18 @@ async def forward(
                 sock = await asyncio.to_thread(
                     call_in_netns, netns, functools.partial(_client, upstream)
                 )
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_Relay, done), sock=sock
-                )
+                try:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_Relay, done), sock=sock
+                    )
+                except OSError:
+                    sock.close()
+                    raise
         except (OSError, FluidedgeError) as exc:
-            log.warning("dns upstream %s:%d: %s", *upstream, exc)
+            log.warning(
+                "dns upstream %s:%d: %s", *upstream, exc,
+                extra={"part": "mec", "event": "dns_upstream_failed"},
+            )  # fmt: skip
             continue
         try:
             transport.sendto(query)
