@@ -111,6 +111,19 @@ class PdnDnsSection(_Model):
     # to ``address`` only (the ME platform's DNS responder asks the core's resolver from it).
     host_address: IPv4Address = IPv4Address("198.18.200.254")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_unique(cls, raw: object) -> object:
+        names = raw.get("names") if isinstance(raw, dict) else None
+        if isinstance(names, dict):
+            seen: set[str] = set()
+            for name in names:
+                normal = str(name).lower().removesuffix(".")
+                if normal in seen:
+                    raise ValueError(f"dns name {normal!r} is given twice")
+                seen.add(normal)
+        return raw
+
     @model_validator(mode="after")
     def _unique(self) -> PdnDnsSection:
         twice = sorted(set(self.host_names) & set(self.names)) or sorted(

@@ -145,6 +145,11 @@ def test_names_from_the_config_join_the_zone_normalised() -> None:
         ('host_names = ["pdn.example", "www.pdn.example"]', 'host_names = ["-a.b"]', "DNS name"),
         ("[pdn.dns.names]", '[pdn.dns.names]\n"pdn.example" = ["1.2.3.4"]', "given twice"),
         ("[pdn.dns.names]", '[pdn.dns.names]\n"x.example" = []', "at least 1"),
+        (
+            "[pdn.dns.names]",
+            '[pdn.dns.names]\n"x.example" = ["1.2.3.4"]\n"X.Example." = ["1.2.3.5"]',
+            "given twice",
+        ),
         ("[pdn.dns.names]", '[pdn.dns.names]\n"x.example" = ["1.2.3"]', "x.example"),
         ("port = 53", "port = 0", "port"),
         ("ttl = 60", "ttl = -1", "ttl"),
