@@ -3,8 +3,10 @@
 One lab in TOF mode (userspace TOF) and one daemon with ``[mec.dns]``: the responder's socket
 in the TOF's namespace on the apps gateway, the TOF service ``mec-dns`` offloading the UEs'
 queries for ``OFFLOADED`` (a core resolver address) to it, and one READY app whose DNS rule
-names ``cache.example``. The PDN gets a real core resolver (a dnspython UDP server, started in
-the PDN's namespace on ``CORE_RESOLVER``), which the UEs reach through their tunnels.
+names ``cache.example``. The lab's PDN DNS server (``[pdn.dns]``, on ``OFFLOADED``) is the
+responder's upstream, asked from the TOF's namespace over the lab's route to it. For the path
+without the platform the bench starts a second core resolver (a dnspython UDP server in the
+PDN's namespace on ``CORE_RESOLVER``), which the UEs reach through their tunnels.
 
 Measured in the same run, in an order rotated per round:
 
@@ -12,8 +14,8 @@ Measured in the same run, in an order rotated per round:
   client's own cost is in every row alike): ``edge`` = ``cache.example`` asked of
   ``OFFLOADED`` (the TOF offloads it, the responder answers); ``core`` = the same name asked
   of ``CORE_RESOLVER`` (through the tunnel to the PDN's resolver, the path without the
-  platform); ``forwarded`` = another name asked of ``OFFLOADED`` (offloaded, then relayed by
-  the responder to its upstream, a resolver on the daemon's loopback). Ratio to ``core``.
+  platform); ``forwarded`` = a name of the PDN's zone asked of ``OFFLOADED`` (offloaded, then
+  relayed by the responder to its upstream, the PDN's DNS server). Ratio to ``core``.
 - **answers/s** of the responder on the host (``--window`` queries in flight from one client
   in the TOF's namespace, ``--seconds`` each): the edge name (answered from the table) and
   the same client against a baseline: a plain dnspython UDP server answering every name (the
@@ -25,7 +27,6 @@ Measured in the same run, in an order rotated per round:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -37,13 +38,11 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.dns_stub import stub_resolver  # noqa: E402
-
 from fluidedge.lab.config import default_text, loads  # noqa: E402
 from fluidedge.lab.lab import Lab  # noqa: E402
 from fluidedge.tof.launch import TofDaemon, lab_tof_section, s1_pairs, wait_s1_ready  # noqa: E402
 
-OFFLOADED = "198.18.200.53"  # the resolver the UEs are given: offloaded to the responder
+OFFLOADED = "198.18.200.53"  # the PDN's DNS server, the UEs' resolver: offloaded
 CORE_RESOLVER = "198.18.200.54"  # a real resolver in the PDN, reached through the tunnels
 EDGE = "198.18.50.9"
 AS = "/mec_app_support/v1"
@@ -154,8 +153,6 @@ def main() -> None:
     args = parser.parse_args()
 
     lab = Lab.up(loads(default_text()), prefix=f"md{os.getpid() % 10000}", mode="tof")
-    upstream = contextlib.ExitStack()
-    upstream_port = upstream.enter_context(stub_resolver("192.0.2.1"))
     spawned: list[subprocess.Popen[bytes]] = []
     baseline_ip = "198.19.0.53"  # a second address of the host namespace's apps gateway side
     try:
@@ -168,7 +165,8 @@ def main() -> None:
             "netns": lab.host_ns,
             "listen": str(lab.apps_gateway),
             "port": 53,
-            "upstream": [f"127.0.0.1:{upstream_port}"],
+            "upstream": [f"{lab.pdn_dns_address}:53"],
+            "upstream_netns": lab.host_ns,
             "resolver": OFFLOADED,
         }
         with TofDaemon(
@@ -193,7 +191,7 @@ def main() -> None:
             kinds = {
                 "edge": ("cache.example", OFFLOADED, EDGE),
                 "core": ("cache.example", CORE_RESOLVER, EDGE),
-                "forwarded": ("other.example", OFFLOADED, "192.0.2.1"),
+                "forwarded": ("pdn.example", OFFLOADED, str(lab.pdn_address)),
             }
             for name, server, want in kinds.values():  # warm-up: ARP, first packets
                 latency(lab, name, server, 20, want)
@@ -209,7 +207,6 @@ def main() -> None:
     finally:
         for process in spawned:
             process.terminate()
-        upstream.close()
         lab.down()
 
     load = os.getloadavg()

@@ -9,7 +9,8 @@ every resource is recorded on disk before it is created so ``down`` always clean
 Modules: :mod:`config` (TOML description -> validated model, pure), :mod:`topology` (model ->
 names, addresses, bearers, ``ip`` batches, pure), :mod:`build` (the only module that creates and
 removes things), :mod:`state` (the on-disk record), :mod:`node` (eNB/SGW user-plane process),
-:mod:`services` (PDN/app/MME servers), :mod:`gen` (pcap streams and the traffic offerer),
+:mod:`services` (PDN/app/MME servers), :mod:`dns` (the PDN's DNS zone, pure),
+:mod:`gen` (pcap streams and the traffic offerer),
 :mod:`capture`, :mod:`live` (rich table for status and the demo).
 
 Errors::
@@ -39,6 +40,7 @@ __all__ = [
     "LabSystemError",
     "capture",
     "config",
+    "dns",
     "gen",
     "lab",
     "nftsink",

@@ -120,7 +120,8 @@ def up_cmd(
         f"{lab.config.apps.subnet.prefixlen}"
     )
     console.print(
-        f"PDN {lab.pdn_address} (http :{lab.pdn_http_port}, udp echo :{lab.pdn_udp_echo_port})"
+        f"PDN {lab.pdn_address} (http :{lab.pdn_http_port}, udp echo :{lab.pdn_udp_echo_port}), "
+        f"DNS {lab.pdn_dns_address}:{lab.config.pdn.dns.port}"
         + "".join(f", app {n} {a}" for n, a in lab.apps.items())
     )
     console.print(bearer_table(lab, snapshot(lab)))

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from importlib import resources
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from fluidedge.lab.errors import LabConfigError
 
@@ -66,6 +73,67 @@ class PoolSection(_Model):
     subnet6: IPv6Network | None = None
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+
+
+def _dns_name(name: str) -> str:
+    """A DNS name of the lab zone, as the zone keys it (lower case, no final dot)."""
+    text = name.lower().removesuffix(".")
+    if len(text) > 253 or not _DNS_NAME.match(text):
+        raise ValueError(
+            f"{name!r} is not a DNS name (dot-separated labels of letters, digits and inner "
+            "hyphens, 1-63 characters each, 253 in all)"
+        )
+    return text
+
+
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+
+
+class PdnDnsSection(_Model):
+    """``[pdn.dns]``: the PDN host's DNS server, the core's resolver the UEs are given."""
+
+    # A second address of the PDN host (its IPv6 twin too when the lab is dual-stack).
+    address: IPv4Address = IPv4Address("198.18.200.53")
+    port: int = Field(default=53, ge=1, le=65535)
+    ttl: int = Field(default=60, ge=0, le=86400)
+    # Names of the PDN host itself: its address (and its IPv6 address when dual-stack).
+    host_names: tuple[DnsName, ...] = Field(
+        default=("pdn.example", "www.pdn.example"), max_length=64
+    )
+    # More names of the zone -> their IPv4 and/or IPv6 addresses.
+    names: dict[
+        DnsName,
+        Annotated[tuple[IPv4Address | IPv6Address, ...], Field(min_length=1, max_length=16)],
+    ] = Field(default_factory=dict, max_length=1024)
+    # The fluidedge host namespace's own address on the PDN segment: its one route there leads
+    # to ``address`` only (the ME platform's DNS responder asks the core's resolver from it).
+    host_address: IPv4Address = IPv4Address("198.18.200.254")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_unique(cls, raw: object) -> object:
+        names = raw.get("names") if isinstance(raw, dict) else None
+        if isinstance(names, dict):
+            seen: set[str] = set()
+            for name in names:
+                normal = str(name).lower().removesuffix(".")
+                if normal in seen:
+                    raise ValueError(f"dns name {normal!r} is given twice")
+                seen.add(normal)
+        return raw
+
+    @model_validator(mode="after")
+    def _unique(self) -> PdnDnsSection:
+        twice = sorted(set(self.host_names) & set(self.names)) or sorted(
+            {n for n in self.host_names if self.host_names.count(n) > 1}
+        )
+        if twice:
+            raise ValueError(f"dns name {twice[0]!r} is given twice")
+        return self
+
+
 class PdnSection(_Model):
     subnet: IPv4Network = IPv4Network("198.18.200.0/24")
     address: IPv4Address = IPv4Address("198.18.200.10")
@@ -73,6 +141,7 @@ class PdnSection(_Model):
     subnet6: IPv6Network = IPv6Network("2001:db8:200::/64")
     http_port: int = Field(default=80, ge=1, le=65535)
     udp_echo_port: int = Field(default=7, ge=1, le=65535)
+    dns: PdnDnsSection = PdnDnsSection()
 
 
 class AppsSection(_Model):
@@ -226,6 +295,10 @@ def _check_addresses(cfg: LabConfig) -> None:
         claim(f"mme {m.name}", m.address)
     inside("pdn.address", cfg.pdn.address, cfg.pdn.subnet)
     claim("pdn", cfg.pdn.address)
+    inside("pdn.dns.address", cfg.pdn.dns.address, cfg.pdn.subnet)
+    claim("pdn.dns.address", cfg.pdn.dns.address)
+    inside("pdn.dns.host_address", cfg.pdn.dns.host_address, cfg.pdn.subnet)
+    claim("pdn.dns.host_address", cfg.pdn.dns.host_address)
     inside("apps.gateway", cfg.apps.gateway, cfg.apps.subnet)
     claim("apps gateway", cfg.apps.gateway)
     for a in cfg.app:
@@ -326,6 +399,19 @@ def ipv6_twin(
     if subnet6 is None:
         return None
     return subnet6.network_address + (int(address) - int(subnet.network_address))
+
+
+def dns_zone(cfg: LabConfig) -> dict[str, list[str]]:
+    """The PDN's DNS zone: names -> addresses (the PDN host's names get its IPv6 address when
+    the UEs are dual-stack)."""
+    pdn = cfg.pdn
+    own = [str(pdn.address)]
+    six = ipv6_twin(pdn.address, pdn.subnet, pdn.subnet6 if cfg.ue_pool.subnet6 else None)
+    if six is not None:
+        own.append(str(six))
+    zone = {name: list(own) for name in pdn.dns.host_names}
+    zone.update({name: [str(a) for a in addresses] for name, addresses in pdn.dns.names.items()})
+    return zone
 
 
 def bearers(cfg: LabConfig) -> tuple[Bearer, ...]:
@@ -452,6 +538,7 @@ __all__ = [
     "Mode",
     "bearers",
     "default_text",
+    "dns_zone",
     "load",
     "loads",
     "osmo_text",

@@ -147,6 +147,22 @@ class Lab:
         return {b.ue: b.ue_address6 for b in self.bearers if b.ue_address6 is not None}
 
     @property
+    def pdn_dns_address(self) -> IPv4Address:
+        """The PDN's DNS server (``[pdn.dns]``): the core's resolver the UEs are given."""
+        return self.config.pdn.dns.address
+
+    @property
+    def pdn_dns_address6(self) -> IPv6Address | None:
+        """The PDN's DNS server's IPv6 address when UEs are dual-stack."""
+        return self.topology.pdn_dns_address6
+
+    def pdn_dns_stats(self) -> dict[str, int]:
+        """The PDN's DNS server's counters by outcome (``fluidedge.lab.dns.OUTCOMES``); they
+        are written before each answer is sent."""
+        raw = json.loads((self.run_dir / "pdn.dns.json").read_text())
+        return {str(k): int(v) for k, v in raw.items()}
+
+    @property
     def pdn_http_port(self) -> int:
         return self.config.pdn.http_port
 

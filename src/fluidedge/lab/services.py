@@ -1,13 +1,18 @@
-"""The lab's servers: PDN host (HTTP, UDP echo), edge apps (HTTP), MME-like peers (TCP echo).
+"""The lab's servers: PDN host (HTTP, UDP echo, DNS), edge apps (HTTP), MME-like peers (TCP
+echo).
 
 Run as ``python -m fluidedge.lab.services SPEC.json`` inside a lab namespace. The HTTP body
 names the server (``pdn <addr>`` or ``edge-app <name> <addr>``) and the client address it saw,
-so a test can tell who answered and whether NAT happened on the way.
+so a test can tell who answered and whether NAT happened on the way. The DNS server answers
+the lab zone (:mod:`fluidedge.lab.dns`) over UDP and keeps its counters in a JSON file, written
+before each answer is sent (so a client that has its answer sees it counted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import socketserver
@@ -16,6 +21,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from fluidedge.lab.dns import OUTCOMES, Zone, respond
 
 ANY = "0.0.0.0"  # noqa: S104 - inside a lab namespace: the namespace is the boundary
 ANY6 = "::"
@@ -78,6 +85,53 @@ def _udp_echo(sock: socket.socket) -> None:
         sock.sendto(data, peer)
 
 
+class _DnsServer:
+    """The PDN's DNS server: one thread per socket (IPv4, and IPv6 when dual-stack)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.zone = Zone.from_json(spec["zone"])
+        self.stats = Path(str(spec["stats_path"]))
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self.lock = threading.Lock()
+        port = int(spec["port"])
+        self.sockets = [_bound(socket.AF_INET, str(spec["address"]), port)]
+        if spec.get("address6"):
+            self.sockets.append(_bound(socket.AF_INET6, str(spec["address6"]), port))
+        self._write()
+
+    def start(self) -> None:
+        for sock in self.sockets:
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(65535)
+            except OSError:
+                continue
+            try:
+                outcome, answer = respond(data, self.zone)
+            except Exception:
+                outcome, answer = "dropped", None
+            with self.lock:
+                self.counts[outcome] += 1
+                self._write()
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendto(answer, peer)
+
+    def _write(self) -> None:
+        tmp = self.stats.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.counts))
+        os.replace(tmp, self.stats)
+
+
+def _bound(family: socket.AddressFamily, address: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((address, port))
+    return sock
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m fluidedge.lab.services SPEC.json", file=sys.stderr)
@@ -102,6 +156,8 @@ def main(argv: list[str]) -> int:
     if spec.get("tcp_echo_port"):
         tcp = _TcpEcho((ANY, int(spec["tcp_echo_port"])), _LineEcho)
         threading.Thread(target=tcp.serve_forever, daemon=True).start()
+    if spec.get("dns"):
+        _DnsServer(spec["dns"]).start()
     Path(spec["ready_path"]).write_text("ready\n")
     stop.wait()
     return 0

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from fluidedge.lab.config import Bearer, LabConfig, Mode, bearers, ipv6_twin
+from fluidedge.lab.config import Bearer, LabConfig, Mode, bearers, dns_zone, ipv6_twin
 from fluidedge.lab.errors import LabConfigError
 
 # Fixed interface names (inside their namespaces).
@@ -29,6 +29,8 @@ S1_IF = "s1"  # eNB / SGW / MME side of their S1 link
 UE_IF = "eth0"  # inside a UE or app namespace
 TUN_IF = "tun0"  # eNB / SGW user-plane TUN device
 PDN_IF = "pdn"  # SGW side of its link to the PDN
+HOST_PDN_IF = "pdn"  # host namespace, its link to the PDN segment (the DNS server only)
+PDN_HOST_PORT = "host"  # pdn namespace: the bridge port facing the host namespace
 SEGMENT_BRIDGE = "br0"  # in the ran / core / pdn namespaces
 RAN_HOST_PORT = "host"  # ran namespace: the bridge port facing the host (peer of s1enb)
 GEN_IF = RAN_HOST_PORT  # the traffic generator transmits straight into the host's s1enb
@@ -169,6 +171,14 @@ class Topology:
         spec = next(s for s in self.config.sgw if s.name == sgw)
         return ipv6_twin(spec.pdn_address, pdn.subnet, pdn.subnet6) or IPv6Address("::")
 
+    @property
+    def pdn_dns_address6(self) -> IPv6Address | None:
+        """The PDN's DNS server's IPv6 address (its IPv4 host index), when dual-stack."""
+        pdn = self.config.pdn
+        if not self.ipv6:
+            return None
+        return ipv6_twin(pdn.dns.address, pdn.subnet, pdn.subnet6)
+
     def ue_address6(self, ue: str) -> IPv6Address | None:
         return next(b.ue_address6 for b in self.bearers if b.ue == ue)
 
@@ -285,6 +295,22 @@ class Topology:
                 f"link set dev {s.name} master {SEGMENT_BRIDGE}",
                 f"link set dev {s.name} up",
             ]
+        # The DNS server's own address; and the host namespace on the PDN segment, with one
+        # /32 route there: to the DNS server (the ME platform's responder asks it upstream).
+        dns = cfg.pdn.dns
+        plan.create[pdn].append(
+            f"link add name {PDN_HOST_PORT} type veth peer name {HOST_PDN_IF} netns {host}"
+        )
+        plan.configure[pdn] += [
+            f"addr add {dns.address}/32 dev {SEGMENT_BRIDGE}",
+            f"link set dev {PDN_HOST_PORT} master {SEGMENT_BRIDGE}",
+            f"link set dev {PDN_HOST_PORT} up",
+        ]
+        plan.configure[host] += [
+            f"link set dev {HOST_PDN_IF} up",
+            f"addr add {dns.host_address}/32 dev {HOST_PDN_IF}",
+            f"route add {dns.address}/32 dev {HOST_PDN_IF} src {dns.host_address}",
+        ]
         sgw_pdn = {s.name: s.pdn_address for s in cfg.sgw}
         if self.osmo:  # the GGSN hands out any pool address
             plan.configure[pdn].append(
@@ -304,6 +330,9 @@ class Topology:
                 f"route add {b.ue_address6}/128 via {self.sgw_pdn_address6(b.sgw)}"
                 for b in self.bearers
             ]
+            plan.configure6[pdn].append(
+                f"addr add {self.pdn_dns_address6}/128 dev {SEGMENT_BRIDGE} nodad"
+            )
         plan.processes.append(
             ProcessSpec(
                 name="pdn",
@@ -316,6 +345,15 @@ class Topology:
                     "udp_echo_port": cfg.pdn.udp_echo_port,
                     "ipv6": self.ipv6,
                     "tcp_echo_port": None,
+                    "dns": {
+                        "address": str(dns.address),
+                        "address6": None
+                        if self.pdn_dns_address6 is None
+                        else str(self.pdn_dns_address6),
+                        "port": dns.port,
+                        "zone": {"ttl": dns.ttl, "names": dns_zone(cfg)},
+                        "stats_path": f"{run_dir}/pdn.dns.json",
+                    },
                     "ready_path": f"{run_dir}/pdn.ready",
                 },
             )
@@ -538,7 +576,7 @@ class Topology:
                     "name": ggsn.name,
                     "address": str(ggsn.address),
                     "pool": str(cfg.ue_pool.subnet),
-                    "dns": str(cfg.pdn.address),
+                    "dns": str(cfg.pdn.dns.address),  # the UEs' resolver (PCO)
                     "mtu": cfg.ue_pool.mtu,
                     "tun": "tun4",
                     "state_dir": f"{run_dir}/{ggsn.name}",

@@ -11,7 +11,9 @@ every change, before the Mp1 answer, so an activation or a deactivation is in th
   NOERROR answer (NODATA), never forwarded, so the core never answers for a name the edge owns.
 - :class:`DnsResponder` is the I/O edge: a UDP server on the daemon's event loop. A query for
   another name is relayed unchanged to the first upstream resolver that answers (each try on
-  its own socket, bounded by a timeout); when none does, the client gets SERVFAIL.
+  its own socket, bounded by a timeout, from the daemon's namespace or ``upstream_netns``,
+  e.g. the TOF's, where the lab routes to the PDN's resolver); when none does, the client gets
+  SERVFAIL.
 
 The wire format is dnspython's (``dns.message``): a maintained, typed library, which parses
 what a resolver sends (EDNS, compression, several questions) rather than a subset of it.
@@ -39,6 +41,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from fluidedge.errors import FluidedgeError
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.mec.models import DnsRule, IpAddressType, RuleState
 
@@ -151,14 +154,70 @@ class _Relay(asyncio.DatagramProtocol):
             self.done.set_exception(exc)
 
 
-async def forward(query: bytes, upstreams: Sequence[Address], timeout: float) -> bytes | None:
-    """The first upstream answer to ``query`` (tried in order, ``timeout`` s each)."""
+SPARE_SOCKETS = 16  # made in the upstream namespace at a time (one thread switch for all)
+
+
+def _sockets(count: int) -> list[socket.socket]:
+    made = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    for sock in made:
+        sock.setblocking(False)
+    return made
+
+
+class UpstreamSockets:
+    """Unconnected UDP sockets made in network namespace ``netns``, a batch at a time: making
+    one there means a thread switch into the namespace (~0.4 ms), a batch shares it. Each
+    socket serves one try and is closed (a late answer never meets the next query)."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.spare: list[socket.socket] = []
+
+    async def take(self) -> socket.socket:
+        if not self.spare:
+            made = await asyncio.to_thread(
+                call_in_netns, self.netns, functools.partial(_sockets, SPARE_SOCKETS)
+            )
+            self.spare.extend(made)
+        return self.spare.pop()
+
+    def close(self) -> None:
+        while self.spare:
+            self.spare.pop().close()
+
+
+async def forward(
+    query: bytes,
+    upstreams: Sequence[Address],
+    timeout: float,
+    sockets: UpstreamSockets | None = None,
+) -> bytes | None:
+    """The first upstream answer to ``query`` (tried in order, ``timeout`` s each), each try
+    from a socket of ``sockets`` (None: a new one of the daemon's namespace)."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
         done: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            functools.partial(_Relay, done), remote_addr=upstream
-        )
+        try:
+            if sockets is None:
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_Relay, done), remote_addr=upstream
+                )
+            else:
+                sock = await sockets.take()
+                try:
+                    sock.connect(upstream)  # the socket keeps its namespace
+                    transport, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_Relay, done), sock=sock
+                    )
+                except OSError:
+                    sock.close()
+                    raise
+        except (OSError, FluidedgeError) as exc:
+            log.warning(
+                "dns upstream %s:%d: %s", *upstream, exc,
+                extra={"part": "mec", "event": "dns_upstream_failed"},
+            )  # fmt: skip
+            continue
         try:
             transport.sendto(query)
             answer = await asyncio.wait_for(done, timeout)
@@ -174,9 +233,13 @@ async def forward(query: bytes, upstreams: Sequence[Address], timeout: float) ->
 class DnsResponder(asyncio.DatagramProtocol):
     """The UDP server (see the module docstring); :attr:`table` is swapped whole."""
 
-    def __init__(self, upstreams: Sequence[Address], timeout: float = 2.0) -> None:
+    def __init__(
+        self, upstreams: Sequence[Address], timeout: float = 2.0, upstream_netns: str | None = None
+    ) -> None:
         self.upstreams = list(upstreams)
         self.timeout = timeout
+        self.upstream_netns = upstream_netns
+        self._sockets: UpstreamSockets | None = None
         self.table: Records = {}
         self.counters = Counters()
         self.transport: asyncio.DatagramTransport | None = None
@@ -196,7 +259,11 @@ class DnsResponder(asyncio.DatagramProtocol):
         task.add_done_callback(self.counters.tasks.discard)
 
     async def _forward(self, query: bytes, addr: Address) -> None:
-        answer = await forward(query, self.upstreams, self.timeout) if self.upstreams else None
+        answer = (
+            await forward(query, self.upstreams, self.timeout, self._upstream_sockets())
+            if self.upstreams
+            else None
+        )
         if answer is not None:
             self.counters.forwarded += 1
             self._send(answer, addr)
@@ -213,7 +280,19 @@ class DnsResponder(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError):
                 self.transport.sendto(data, addr)
 
+    def _upstream_sockets(self) -> UpstreamSockets | None:
+        if self.upstream_netns is None:
+            return None
+        if self._sockets is None or self._sockets.netns != self.upstream_netns:
+            if self._sockets is not None:
+                self._sockets.close()
+            self._sockets = UpstreamSockets(self.upstream_netns)
+        return self._sockets
+
     def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
+            self._sockets = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -237,12 +316,13 @@ async def serve(
     upstreams: Sequence[Address],
     timeout: float = 2.0,
     netns: str | None = None,
+    upstream_netns: str | None = None,
 ) -> DnsResponder:
     """A started :class:`DnsResponder` on ``listen``, its socket in network namespace
     ``netns`` (None: the daemon's; e.g. the TOF's, where offloaded queries arrive). The
-    upstream queries leave from the daemon's namespace."""
+    upstream queries leave from namespace ``upstream_netns`` (None: the daemon's)."""
     loop = asyncio.get_running_loop()
-    responder = DnsResponder(upstreams, timeout)
+    responder = DnsResponder(upstreams, timeout, upstream_netns)
     sock = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
     await loop.create_datagram_endpoint(lambda: responder, sock=sock)
     log.info(

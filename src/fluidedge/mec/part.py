@@ -55,6 +55,10 @@ class DnsConfig(BaseModel):
     # The network namespace the responder's socket is in (default: the daemon's), e.g. the
     # TOF's [tof] netns, where the offloaded queries come out of its apps TUN.
     netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    # The namespace the upstream queries leave from (default: the daemon's), e.g. the TOF's,
+    # when the core's resolver is reached from there (the lab routes its host namespace to
+    # the PDN's DNS server).
+    upstream_netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     # The core resolver the UEs ask: with it, a TOF service (mec-dns) offloads their queries
     # to the responder (serviceIP = resolver, applicationIP = listen; needs [tof]).
     resolver: str | None = None
@@ -216,7 +220,11 @@ class MecPart:
             raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
         try:
             self.responder = await dns_serve(
-                (config.listen, config.port), config.upstreams(), config.timeout, config.netns
+                (config.listen, config.port),
+                config.upstreams(),
+                config.timeout,
+                config.netns,
+                config.upstream_netns,
             )
         except (OSError, FluidedgeError) as exc:
             raise MecInvalid(f"config [mec.dns]: {config.listen}:{config.port}: {exc}") from exc

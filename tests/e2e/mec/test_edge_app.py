@@ -3,7 +3,8 @@ an app deployed as an instance (data interface on the lab's apps network, platfo
 the platform network, the tenant's security groups) confirms ready over Mp1 from inside its
 instance with the token it finds there; a UE resolves the app's name (DNS rule, offloaded to
 the platform's responder) and its HTTP reaches the app through the TOF (traffic rule); the app
-deactivates both rules; the UE then gets the core's answer and reaches the core's server."""
+deactivates both rules; the UE then gets the core's answer (the lab's PDN DNS server, which the
+responder asks upstream) and reaches the core's server."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ import pytest
 from fluidedge.lab.lab import Lab
 from fluidedge.secgroups.nft import table_name
 from fluidedge.tof.launch import lab_instances_section, lab_tof_section, s1_pairs, wait_s1_ready
-from tests.e2e.mec.conftest import ue_resolve
 from tests.fixtures.daemon import TOKEN, DaemonFactory, purge_instances_state
+from tests.fixtures.dns_query import lab_query
 from tests.fixtures.wait import scaled, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 AS = "/mec_app_support/v1"
-RESOLVER = "198.18.200.53"  # the core resolver the UEs ask
+NAME = "video.edge.example"  # the app's name; the core's zone has it too (the PDN's server)
 SERVICE_IP = "198.18.50.9"  # the app's name resolves here; the traffic rule offloads it
 APP_IP = "198.19.0.122"
 TAG = os.getpid() % 10000
@@ -38,7 +39,13 @@ PLAT = f"10.232.{TAG % 200}"
 
 @pytest.fixture(scope="module")
 def lab(module_lab_factory: Callable[..., Lab]) -> Lab:
-    return module_lab_factory(mode="tof")
+    # the core's zone names the app's name too: the PDN's web server answers it in the core
+    return module_lab_factory(mode="tof", pdn={"dns": {"names": {NAME: ["198.18.200.10"]}}})
+
+
+def ue_resolve(lab: Lab, name: str) -> str:
+    """The addresses ue1 gets for ``name`` from the core's resolver (the PDN's DNS server)."""
+    return lab_query(lab, "ue1", name, str(lab.pdn_dns_address)).removeprefix("NOERROR ")
 
 
 def _in_app(pid: int, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -61,9 +68,10 @@ def _get(lab: Lab, address: str) -> str:
 
 
 def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core(
-    lab: Lab, daemon_factory: DaemonFactory, stub_resolver: Callable[[str], int]
+    lab: Lab, daemon_factory: DaemonFactory
 ) -> None:
     core = str(lab.pdn_address)  # the core's answer for the app's name: the PDN's web server
+    resolver = str(lab.pdn_dns_address)
     instances = lab_instances_section(lab, pool_scale=0, builtin_templates=False)
     instances["networks"] = {  # type: ignore[index]
         **instances["networks"],  # type: ignore[dict-item]
@@ -83,8 +91,9 @@ def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core
                 "dns": {
                     "netns": lab.host_ns,
                     "listen": str(lab.apps_gateway),
-                    "upstream": [f"127.0.0.1:{stub_resolver(core)}"],
-                    "resolver": RESOLVER,
+                    "upstream": [f"{resolver}:53"],  # the core's resolver, by the lab's route
+                    "upstream_netns": lab.host_ns,
+                    "resolver": resolver,
                 },
             },
         },
@@ -103,7 +112,7 @@ def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core
         traffic = {"trafficRuleId": "web", "filterType": "FLOW", "priority": 1,
                    "trafficFilter": [{"dstAddress": [f"{SERVICE_IP}/32"]}],
                    "action": "FORWARD_DECAPSULATED", "state": "ACTIVE"}  # fmt: skip
-        name_rule = {"dnsRuleId": "name", "domainName": "video.edge.example",
+        name_rule = {"dnsRuleId": "name", "domainName": NAME,
                      "ipAddressType": "IP_V4", "ipAddress": SERVICE_IP, "ttl": 5,
                      "state": "ACTIVE"}  # fmt: skip
         body = {
@@ -124,12 +133,14 @@ def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core
         base = f"{app['mp1Url']}{AS}/applications/{app['appInstanceId']}"
         assert wait_s1_ready(client, s1_pairs(lab), timeout=scaled(20))
 
-        # Before confirm_ready nothing is offloaded: the name is the core's.
-        assert ue_resolve(lab, "video.edge.example", RESOLVER) == core
+        # Before confirm_ready nothing is offloaded: the name is the core's, from its server.
+        before = lab.pdn_dns_stats()["answered"]
+        assert ue_resolve(lab, NAME) == core
+        assert lab.pdn_dns_stats()["answered"] == before + 1
         assert _mp1(pid, token, "POST", f"{base}/confirm_ready", {"indication": "READY"}) == 204
 
         found = wait_for(
-            lambda: (got := ue_resolve(lab, "video.edge.example", RESOLVER)) == SERVICE_IP and got,
+            lambda: (got := ue_resolve(lab, NAME)) == SERVICE_IP and got,
             scaled(30),
             "the UE resolving the app's name to its service address",
         )
@@ -142,8 +153,10 @@ def test_a_deployed_app_is_found_and_reached_by_a_ue_then_hands_back_to_the_core
         assert _mp1(pid, token, "PUT", f"{base}/dns_rules/name", off) == 200
         assert _mp1(pid, token, "PUT", f"{base}/traffic_rules/web",
                     {**traffic, "state": "INACTIVE"}) == 200  # fmt: skip
-        again = ue_resolve(lab, "video.edge.example", RESOLVER)
+        before = lab.pdn_dns_stats()["answered"]
+        again = ue_resolve(lab, NAME)
         assert again == core
+        assert lab.pdn_dns_stats()["answered"] == before + 1  # the core's server answered
         assert _get(lab, again).startswith(f"pdn {core}")
         assert _get(lab, SERVICE_IP) == ""  # no longer offloaded: nothing in the core there
 

@@ -144,6 +144,7 @@ def test_cli_up_status_exec_down() -> None:
         assert f"lab {prefix} up" in up.stdout
         assert "0x1001" in up.stdout
         assert "0x2001" in up.stdout
+        assert "DNS 198.18.200.53:53" in up.stdout
         again = fe("up")
         assert again.returncode == 1
         assert "already up" in again.stderr

@@ -167,6 +167,33 @@ def test_the_udp_responder_answers_forwards_and_fails_over() -> None:
     asyncio.run(scenario())
 
 
+def test_an_upstream_namespace_that_is_gone_is_a_servfail_not_a_crash() -> None:
+    async def scenario() -> None:
+        upstream = Upstream()
+        loop = asyncio.get_running_loop()
+        up_transport, _ = await loop.create_datagram_endpoint(
+            lambda: upstream, local_addr=("127.0.0.1", 0)
+        )
+        up_port = up_transport.get_extra_info("sockname")[1]
+        responder = await mecdns.serve(
+            ("127.0.0.1", 0), [("127.0.0.1", up_port)], 0.3, upstream_netns="fe-no-such-ns"
+        )
+        assert responder.transport is not None
+        port = responder.transport.get_extra_info("sockname")[1]
+        try:
+            failed = await _udp_query(port, "core.example")
+            assert failed.rcode() == dns.rcode.SERVFAIL
+            assert upstream.seen == []  # nothing left from the daemon's namespace instead
+            assert (responder.counters.forwarded, responder.counters.failed) == (0, 1)
+            responder.upstream_netns = None
+            assert addresses(await _udp_query(port, "core.example")) == ["192.0.2.1"]
+        finally:
+            responder.close()
+            up_transport.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_platform_keeps_the_table_equal_to_ready_apps_active_rules(tmp_path: Path) -> None:
     tables: list[mecdns.Records] = []
     plat = Platform(
