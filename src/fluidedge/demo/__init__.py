@@ -28,6 +28,7 @@ process or lab namespace is left and says so.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -239,9 +240,14 @@ def _still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
 
 
 def _teardown(
-    daemon: TofDaemon | None, lab: Lab | None, prefix: str, console: Console
+    daemon: TofDaemon | None,
+    lab: Lab | None,
+    prefix: str,
+    console: Console,
+    earlier: list[dict[str, Any]] | None = None,
 ) -> Leftovers:
-    """Delete the instance, stop the daemon, purge, remove the lab; then look for leftovers."""
+    """Delete the instance, stop the daemon, purge, remove the lab; then look for leftovers
+    (also of the ``earlier`` containers: those the caller saw before deleting some itself)."""
     from fluidedge.instances.runc import leftover_cgroups
     from fluidedge.linux import netns
 
@@ -260,6 +266,8 @@ def _teardown(
             before = _runc_containers(runc_root)
         except Exception:
             before = []
+        known = {c["id"] for c in before}
+        before += [c for c in earlier or [] if c["id"] not in known]
         found.containers = [c["id"] for c in before]
         pids = [int(c.get("pid") or 0) for c in before]
         daemon.stop()
@@ -422,11 +430,15 @@ def run_demo(
                 chain_seen = chain_mod.seen(daemon.client)
             except Exception as exc:
                 console.print(f"[yellow]chain counters not read: {exc}[/yellow]")
+        earlier: list[dict[str, Any]] = []
         if demo_mec is not None and daemon is not None and daemon.process is not None:
             mec_mod.read_consumer(demo_mec, timeout=3.0)
+            # The apps' containers, checked after the teardown like the others.
+            with contextlib.suppress(Exception):
+                earlier = _runc_containers(daemon.state_dir / "instances" / "runc")
             mec_mod.delete_apps(daemon.client, demo_mec, console)
         try:
-            leftovers = _teardown(daemon, lab, prefix, console)
+            leftovers = _teardown(daemon, lab, prefix, console, earlier)
             if demo_mec is not None:
                 platform = demo_mec.platform
                 leftovers.host_checked = [
