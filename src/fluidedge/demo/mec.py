@@ -279,12 +279,16 @@ def read_consumer(demo: DemoMec, timeout: float = 1.0) -> None:
     host = str(consumer["platformAddress"]).split("/")[0]
     base = f"http://{host}:{examples.PORT}"
     try:
-        demo.page = httpx.get(f"{base}/", timeout=timeout).text.strip()
-        calls = httpx.get(f"{base}/calls", timeout=timeout)
-        if calls.status_code == 200:
-            demo.calls = parse_calls(calls.text)
+        # trust_env=False: straight to the instance, never through a proxy from the environment
+        with httpx.Client(timeout=timeout, trust_env=False) as http:
+            page = http.get(f"{base}/")
+            calls = http.get(f"{base}/calls")
     except httpx.HTTPError:
-        pass  # shown as it was last read
+        return  # shown as it was last read
+    if page.status_code == 200:
+        demo.page = page.text.strip()
+    if calls.status_code == 200:
+        demo.calls = parse_calls(calls.text)
 
 
 def table(client: Client, demo: DemoMec) -> Table:
