@@ -445,7 +445,7 @@ def run_demo(
                     f"bridge {platform.bridge}",
                     f"nft tables of network {platform.network}",
                 ]
-                leftovers.host = mec_mod.host_leftovers(platform)
+                leftovers.host = mec_mod.host_leftovers(platform, console)
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)

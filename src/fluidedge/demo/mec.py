@@ -340,23 +340,29 @@ def delete_apps(client: Client, demo: DemoMec, console: Console) -> None:
             console.print(f"[yellow]app {made['name']} not deleted: {exc}[/yellow]")
 
 
-def host_leftovers(platform: PlatformNet) -> list[str]:
+def _link_exists(name: str) -> bool:
+    done = subprocess.run(["ip", "link", "show", "dev", name], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def host_leftovers(platform: PlatformNet, console: Console) -> list[str]:
     """After the daemon's purge: remove the platform network's bridge and its security-group
-    nft tables if they are still on the host, and return what could not be removed."""
-    found = []
-    if subprocess.run(["ip", "link", "show", "dev", platform.bridge], capture_output=True,
-                      check=False).returncode == 0:  # fmt: skip
+    nft tables if they are still on the host (saying so), and return what could not be
+    removed."""
+    removed = []
+    if _link_exists(platform.bridge):
         subprocess.run(["ip", "link", "del", platform.bridge], capture_output=True, check=False)
-        if subprocess.run(["ip", "link", "show", "dev", platform.bridge], capture_output=True,
-                          check=False).returncode == 0:  # fmt: skip
-            found.append(f"bridge {platform.bridge}")
-    suffix = platform.network.replace("-", "_")
+        removed.append(f"bridge {platform.bridge}")
+    suffix = f"_{platform.network.replace('-', '_')}"
     for family, name in _nft_tables():
-        if name.endswith(f"_{suffix}"):
+        if name.endswith(suffix):
             subprocess.run(["nft", "delete", "table", family, name], capture_output=True,
                            check=False)  # fmt: skip
-    found += [f"nft table {f} {n}" for f, n in _nft_tables() if n.endswith(f"_{suffix}")]
-    return found
+            removed.append(f"nft table {family} {name}")
+    if removed:
+        console.print(f"Platform network: removed what the daemon left, {', '.join(removed)}")
+    left = [f"bridge {platform.bridge}"] if _link_exists(platform.bridge) else []
+    return left + [f"nft table {f} {n}" for f, n in _nft_tables() if n.endswith(suffix)]
 
 
 def _nft_tables() -> list[tuple[str, str]]:
