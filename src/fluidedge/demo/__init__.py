@@ -432,6 +432,7 @@ def run_demo(
                 console.print(f"[yellow]chain counters not read: {exc}[/yellow]")
         earlier: list[dict[str, Any]] = []
         if demo_mec is not None and daemon is not None and daemon.process is not None:
+            console.print()
             mec_mod.read_consumer(demo_mec, timeout=3.0)
             # The apps' containers, checked after the teardown like the others.
             with contextlib.suppress(Exception):
