@@ -13,7 +13,9 @@ it). ``--static-app`` maps the service to the lab's static edge app ``app1`` ins
 ``--on-demand`` registers the service on demand (docs/superfluid.md): each UE's first request
 creates its own instance. ``--chain`` puts a service function chain between the TOF and the
 instance (:mod:`~fluidedge.demo.chain`, docs/chains.md): a vFirewall dropping one UE, then a
-counter.
+counter. ``--mec`` runs the ME platform too (:mod:`~fluidedge.demo.mec`, docs/me-platform.md):
+the example producer and consumer apps are deployed through ``POST /v1/apps``, the producer's
+traffic rule offloads the service to it, and the consumer discovers and calls it over Mp1.
 
 Modules: this one orchestrates (lab, daemon, instance, service, UE traffic, teardown);
 :mod:`~fluidedge.demo.model` holds what it tracks; :mod:`~fluidedge.demo.view` renders it.
@@ -26,6 +28,7 @@ process or lab namespace is left and says so.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -237,9 +240,14 @@ def _still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
 
 
 def _teardown(
-    daemon: TofDaemon | None, lab: Lab | None, prefix: str, console: Console
+    daemon: TofDaemon | None,
+    lab: Lab | None,
+    prefix: str,
+    console: Console,
+    earlier: list[dict[str, Any]] | None = None,
 ) -> Leftovers:
-    """Delete the instance, stop the daemon, purge, remove the lab; then look for leftovers."""
+    """Delete the instance, stop the daemon, purge, remove the lab; then look for leftovers
+    (also of the ``earlier`` containers: those the caller saw before deleting some itself)."""
     from fluidedge.instances.runc import leftover_cgroups
     from fluidedge.linux import netns
 
@@ -258,6 +266,8 @@ def _teardown(
             before = _runc_containers(runc_root)
         except Exception:
             before = []
+        known = {c["id"] for c in before}
+        before += [c for c in earlier or [] if c["id"] not in known]
         found.containers = [c["id"] for c in before]
         pids = [int(c.get("pid") or 0) for c in before]
         daemon.stop()
@@ -292,13 +302,17 @@ def run_demo(
     static_app: bool = False,
     on_demand: bool = False,
     chain: bool = False,
+    mec: bool = False,
 ) -> int:
     """The demo; returns the exit code (0 when UEs got answers from the edge app and the PDN,
-    and the teardown left nothing behind)."""
+    with ``mec`` the consumer app got the producer's answer, and the teardown left nothing
+    behind)."""
     from rich.console import Console, Group
     from rich.live import Live
 
+    from fluidedge.core.client import Client
     from fluidedge.demo import chain as chain_mod
+    from fluidedge.demo import mec as mec_mod
     from fluidedge.demo.view import print_leftovers, render
     from fluidedge.lab.lab import Lab
     from fluidedge.tof.launch import (
@@ -322,6 +336,7 @@ def run_demo(
     leftovers = Leftovers()
     demo_chain: chain_mod.DemoChain | None = None
     chain_seen: dict[str, int] = {}
+    demo_mec: mec_mod.DemoMec | None = None
 
     def on_term(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -335,12 +350,15 @@ def run_demo(
         )
         if chain:
             parts = {"instances": chain_mod.instances_section(lab, prefix), "chains": {}}
+        if mec:
+            demo_mec = mec_mod.DemoMec(mec_mod.choose_platform(prefix))
+            parts = mec_mod.parts(lab, demo_mec.platform)
         daemon = TofDaemon(lab_tof_section(lab), parts=parts)
         console.print(
             f"Starting the fluidedge daemon, parts {', '.join(['tof', *parts])} "
             f"(API {daemon.url}/docs)..."
         )
-        daemon.start()
+        daemon.start(timeout=60.0 if mec else 30.0)
         client = daemon.client
         console.print(_gui_hint(daemon))
         if static_app:
@@ -348,12 +366,20 @@ def run_demo(
             app = EdgeApp(address=str(address), port=80, marker=f"edge-app {name} {address}")
         elif on_demand:
             app = _on_demand_service(client, lab, console)
+        elif demo_mec is not None:
+            # A client of its own: an app is deployed cold (no warm pool), which may take
+            # longer than the default 30 s on a loaded host.
+            slow = Client(daemon.url, daemon.token, timeout=180.0)
+            try:
+                app = mec_mod.deploy(slow, lab, demo_mec, console)
+            finally:
+                slow.close()
         else:
             if chain:
                 demo_chain = chain_mod.link(lab, daemon.state_dir, prefix)
             app = _create_instance(client, lab, console)
         wait_s1_ready(client, s1_pairs(lab))
-        if not on_demand:
+        if not on_demand and demo_mec is None:
             service = {
                 "name": DEMO_SERVICE_NAME,
                 "serviceIP": DEMO_SERVICE_IP,
@@ -376,12 +402,14 @@ def run_demo(
 
         def view() -> Any:
             shown = render(client, ues, started, prefix, shown_app)
-            if demo_chain is None:
-                return shown
             try:
-                return Group(shown, chain_mod.table(client, demo_chain))
+                if demo_chain is not None:
+                    return Group(shown, chain_mod.table(client, demo_chain))
+                if demo_mec is not None:
+                    return Group(shown, mec_mod.table(client, demo_mec))
             except Exception as exc:
-                return Group(shown, f"chain: not answering ({exc})")
+                return Group(shown, f"{'chain' if chain else 'ME platform'}: not answering ({exc})")
+            return shown
 
         with Live(view(), console=console, refresh_per_second=4) as live:
             while duration is None or time.monotonic() - started < duration:
@@ -402,12 +430,29 @@ def run_demo(
                 chain_seen = chain_mod.seen(daemon.client)
             except Exception as exc:
                 console.print(f"[yellow]chain counters not read: {exc}[/yellow]")
+        earlier: list[dict[str, Any]] = []
+        if demo_mec is not None and daemon is not None and daemon.process is not None:
+            console.print()
+            mec_mod.read_consumer(demo_mec, timeout=3.0)
+            # The apps' containers, checked after the teardown like the others.
+            with contextlib.suppress(Exception):
+                earlier = _runc_containers(daemon.state_dir / "instances" / "runc")
+            mec_mod.delete_apps(daemon.client, demo_mec, console)
         try:
-            leftovers = _teardown(daemon, lab, prefix, console)
+            leftovers = _teardown(daemon, lab, prefix, console, earlier)
+            if demo_mec is not None:
+                platform = demo_mec.platform
+                leftovers.host_checked = [
+                    f"bridge {platform.bridge}",
+                    f"nft tables of network {platform.network}",
+                ]
+                leftovers.host = mec_mod.host_leftovers(platform, console)
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)
         what = "daemon stopped" if static_app else "instance deleted, pool purged, daemon stopped"
+        if mec:
+            what = "apps and their instances deleted, pool purged, daemon stopped"
         console.print(f"\n[bold]Demo torn down: {what}, lab removed.[/bold]")
     edge = sum(u.edge_ok for u in ues)
     expected = sum(u.edge_expected for u in ues)
@@ -415,6 +460,8 @@ def run_demo(
     source = f"instance '{app.instance}'" if app and app.instance else "the lab's app1"
     if app is not None and app.on_demand:
         source = "on-demand instances"
+    if demo_mec is not None and app is not None:
+        source = f"the producer app's instance '{app.instance}'"
     console.print(
         f"UE requests answered by the edge: {edge} (by {source}: {expected}); by the PDN: {core}"
     )
@@ -427,17 +474,20 @@ def run_demo(
             f"{f' (from {blocked})' if blocked else ''}; {ctr} was handed "
             f"{chain_seen[f'{ctr} requests']} requests and {chain_seen[f'{ctr} replies']} replies"
         )
+    reached = True
+    if demo_mec is not None:
+        reached = mec_mod.summary(console, demo_mec)
     print_leftovers(console, leftovers)
     if interrupted and not ues:
         return 130
-    return 0 if expected > 0 and core > 0 and leftovers.clean else 1
+    return 0 if expected > 0 and core > 0 and reached and leftovers.clean else 1
 
 
 def register(app: typer.Typer) -> None:
     """Add ``fluidedge demo``."""
 
     @app.command("demo")
-    def demo_command(
+    def demo_command(  # noqa: PLR0917 (typer options are parameters)
         duration: Annotated[
             float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
         ] = None,
@@ -466,12 +516,25 @@ def register(app: typer.Typer) -> None:
                 "(docs/chains.md): TOF -> vFirewall (drops the last UE) -> counter -> instance.",
             ),
         ] = False,
+        mec: Annotated[
+            bool,
+            typer.Option(
+                "--mec",
+                help="Run the ME platform too (docs/me-platform.md): deploy the example "
+                "producer and consumer apps over its API; the producer's traffic rule offloads "
+                "the service to it, the consumer discovers and calls it over Mp1.",
+            ),
+        ] = False,
     ) -> None:
         """Lab + TOF + instance manager: an edge app instance serves UE traffic, live."""
         if os.geteuid() != 0:
             raise typer.BadParameter("the demo creates network namespaces: run it as root")
-        if sum((static_app, on_demand, chain)) > 1:
-            raise typer.BadParameter("--static-app, --on-demand and --chain exclude each other")
+        if sum((static_app, on_demand, chain, mec)) > 1:
+            raise typer.BadParameter(
+                "--static-app, --on-demand, --chain and --mec exclude each other"
+            )
         raise typer.Exit(
-            run_demo(duration, prefix, static_app=static_app, on_demand=on_demand, chain=chain)
+            run_demo(
+                duration, prefix, static_app=static_app, on_demand=on_demand, chain=chain, mec=mec
+            )
         )

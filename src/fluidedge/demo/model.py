@@ -71,7 +71,9 @@ class Leftovers:
     cgroups: list[str] = field(default_factory=list)
     processes: list[int] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    host_checked: list[str] = field(default_factory=list)  # host links/tables looked for
+    host: list[str] = field(default_factory=list)  # ... and still there (--mec)
 
     @property
     def clean(self) -> bool:
-        return not (self.runc or self.cgroups or self.processes or self.namespaces)
+        return not (self.runc or self.cgroups or self.processes or self.namespaces or self.host)

@@ -136,12 +136,15 @@ def print_leftovers(console: Console, found: Leftovers) -> None:
     checked = " ".join(found.containers) or "-"
     console.print(f"Containers checked after teardown: {checked}")
     if found.clean:
+        checked = ", ".join(found.host_checked)
+        host = f"; none of the host's {checked}" if checked else ""
         console.print(
             f"Nothing left behind: 0 runc containers, 0 cgroups, 0 processes of "
-            f"{len(found.containers)} container(s); 0 lab namespaces"
+            f"{len(found.containers)} container(s); 0 lab namespaces{host}"
         )
         return
+    host = f", host {found.host}" if found.host else ""
     console.print(
         f"[red]LEFT BEHIND: runc {found.runc}, cgroups {found.cgroups}, "
-        f"processes {found.processes}, namespaces {found.namespaces}[/red]"
+        f"processes {found.processes}, namespaces {found.namespaces}{host}[/red]"
     )

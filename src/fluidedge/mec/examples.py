@@ -13,7 +13,9 @@ instance's private tmpfs; its root and ``/.fe`` are read-only).
   8080), confirms ready, then serves ``producer <appInstanceId>`` on port 8080.
 - **consumer**: discovers the service by name (``GET /services?ser_name=...``) until it is
   there, fetches the producer's page at the address the service names, and serves what it got
-  on its own port 8080 (``consumer got: producer <id>``), then confirms ready.
+  on its own port 8080 (``consumer got: producer <id>``), then confirms ready. It then keeps
+  discovering and calling the producer every 2 s, and serves the count on ``/calls``
+  (``calls <ok> failed <failed> last <answer>``; ``fluidedge demo --mec`` shows it).
 
 ``python -m fluidedge.mec.examples producer|consumer NETWORK ADDRESS`` prints a descriptor.
 """
@@ -49,20 +51,30 @@ exec {BUSYBOX} httpd -f -p 8080 -h /tmp/www
 """
 
 CONSUMER = f"""
+trap 'exit 0' TERM
 T=$(cat "$MEC_TOKEN_FILE")
 mkdir -p /tmp/www
 echo "consumer: looking for $SER_NAME" > /tmp/www/index.html
 {BUSYBOX} httpd -p 8080 -h /tmp/www
-while :; do
+call() {{
   J=$({_WGET} "{_SM}/services?ser_name=$SER_NAME")
   H=$(echo "$J" | sed -n 's/.*"host":"\\([0-9.]*\\)".*/\\1/p')
   P=$(echo "$J" | sed -n 's/.*"port":\\([0-9]*\\).*/\\1/p')
-  if [ -n "$H" ] && GOT=$(wget -q -O - "http://$H:$P/"); then break; fi
+  [ -n "$H" ] && GOT=$(wget -q -O - "http://$H:$P/")
+}}
+until call; do
   sleep 1
 done
 echo "consumer got: $GOT" > /tmp/www/index.html
+OK=1
+FAILED=0
+echo "calls $OK failed $FAILED last $GOT" > /tmp/www/calls
 {_WGET} {_JSON} --post-data '{{"indication":"READY"}}' "{_AS}/confirm_ready"
-exec sleep 2147483647
+while sleep 2; do
+  if call; then OK=$((OK + 1)); else FAILED=$((FAILED + 1)); GOT=""; fi
+  echo "calls $OK failed $FAILED last $GOT" > /tmp/www/calls.new
+  mv /tmp/www/calls.new /tmp/www/calls
+done
 """
 
 
