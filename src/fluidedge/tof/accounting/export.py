@@ -9,7 +9,8 @@ the decisions are :mod:`.policy`'s. On disk, under ``state_dir/accounting`` (070
   counted (``spoolDropped``). When the collector answers again the spool is sent first, in
   order, then new records.
 - ``records/usage.jsonl``: every record, one JSON object a line, rotated past ``max_bytes`` to
-  ``usage-<UTC time>.jsonl`` (``keep`` rotated files).
+  ``usage-<UTC time to the nanosecond>-<n>.jsonl`` (``keep`` rotated files; names sort in
+  rotation order).
 - ``open.json``: the restart marker, rewritten every ``checkpoint_interval``: who had an open
   record at that instant. A graceful stop closes every record (trigger ``shutdown``), exports
   them and removes it. If it is still there at start, the previous process died (kill -9): its
@@ -142,12 +143,18 @@ class JsonlSink:
             os.close(fd)
         self.written += len(records)
         if self.path.stat().st_size >= self.config.max_bytes:
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            # Names sort in rotation order: a nanosecond stamp, fixed width. A per-second stamp
+            # with a reused counter named a newer file before an older one when rotations came
+            # faster than one a second (the counter restarted once the older name was
+            # deleted), and file mtimes can tie, so the oldest is found by name.
+            now = time.time_ns()
+            second = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000))
+            stamp = f"{second}.{now % 1_000_000_000:09d}"
             n = 0
-            while (target := self.dir / f"usage-{stamp}-{n}.jsonl").exists():
+            while (target := self.dir / f"usage-{stamp}-{n:03d}.jsonl").exists():
                 n += 1
             self.path.rename(target)
-            rotated = sorted(self.dir.glob("usage-*.jsonl"), key=lambda p: p.stat().st_mtime)
+            rotated = sorted(self.dir.glob("usage-*.jsonl"))
             for old in rotated[: max(0, len(rotated) - self.config.keep)]:
                 old.unlink(missing_ok=True)
 
