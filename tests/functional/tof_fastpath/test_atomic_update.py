@@ -60,7 +60,6 @@ def test_put_moves_the_flow_between_apps_without_a_mixed_packet() -> None:
         try:
             backend.apply({"web": Service("web", SVC, APP_IP)})
             learn_bearer(t)
-            t.collect(0.3)
             sending = [0]  # the sequence number of the frame being sent (set before its send)
             last = [MAX_FRAMES - 1]  # the sender stops after this one
 

@@ -103,7 +103,6 @@ def test_kill_9_fails_open_and_a_new_agent_takes_over(agent: object, backend: st
     with topology(f"o{backend[0]}") as t:
         proc = agent(t, backend)  # type: ignore[operator]
         learn_bearer(t)
-        t.collect(0.3)
         # The service datagram is offloaded while the agent lives: it never reaches the SGW.
         assert _crossings(t, _mixed()) == {"enb": 2, "sgw": 2}
         proc.send_signal(signal.SIGKILL)
@@ -119,7 +118,6 @@ def test_kill_9_fails_open_and_a_new_agent_takes_over(agent: object, backend: st
             assert _filters(t, "s1sgw") == 1
             new.apply({"web": Service("web", SVC, APP_IP)})
             learn_bearer(t)
-            t.collect(0.3)
             assert _crossings(t, _mixed()) == {"enb": 2, "sgw": 2}  # offloaded again
         finally:
             new.stop()

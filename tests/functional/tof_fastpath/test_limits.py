@@ -144,7 +144,6 @@ def test_control_messages_and_learning_keep_their_budget_under_a_data_flood() ->
         backend.start()
         try:
             learn_bearer(t)
-            t.collect(0.3)
             to_pdn = inner_udp(UE1, PDN, 40000, 53, b"flood")
             g_pdu = up(ENB1, 0x100, to_pdn)
             flood = bad_udp_length(g_pdu)  # a data punt (the agent's call)
@@ -194,7 +193,6 @@ def test_punts_the_agent_does_not_read_in_time_are_counted() -> None:
         backend.start()
         try:
             learn_bearer(t)
-            t.collect(0.3)
             assert _fast(backend)["punt_socket_dropped"] == 0
             body = bytes(1300)
             frame = bad_udp_length(up(ENB1, 0x100, inner_udp(UE1, PDN, 40000, 53, body)))
@@ -358,7 +356,6 @@ def test_userspace_s1_socket_overflow_is_counted() -> None:
         backend.start()
         try:
             learn_bearer(t)
-            t.collect(0.3)
             io = backend.stats()["io"]
             assert isinstance(io, dict)
             assert io["rx_socket_dropped_enb"] == 0
