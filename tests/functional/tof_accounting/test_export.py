@@ -9,6 +9,8 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
+
 from fluidedge.tof.accounting import ipfix, policy
 from fluidedge.tof.accounting.config import AccountingConfig
 from fluidedge.tof.accounting.export import Exporter
@@ -71,6 +73,7 @@ def test_udp_collector_down_spools_and_delivers_in_order_after(tmp_path: Path) -
     pending: list[UsageRecord] = []
     exp = exporter(tmp_path, pending, ipfix={"collector": f"127.0.0.1:{port}"})
     exp.start()
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         decoder = ipfix.Decoder(PEN)
         pending.extend(record(i) for i in range(3))
@@ -88,7 +91,6 @@ def test_udp_collector_down_spools_and_delivers_in_order_after(tmp_path: Path) -
         pending.extend(record(i) for i in range(8, 10))  # later records queue behind the spool
         exp.pump()
         # The collector returns on the same port: everything arrives, in order, once.
-        back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         back.bind(("127.0.0.1", port))
         back.settimeout(5)
         deadline = time.monotonic() + 30
@@ -101,9 +103,17 @@ def test_udp_collector_down_spools_and_delivers_in_order_after(tmp_path: Path) -
                 continue
             rows += message.records
         assert [r["uplinkTEID"] for r in rows[::2]] == [i + 1 for i in range(3, 10)]
-        assert exp.spool.size() == 0
-        back.close()
+        # The export thread removes a spool file after its send returned: the collector can
+        # have the records a moment before the file is gone.
+        spool = exp.spool
+        assert wait_until(lambda: spool.size() == 0, 10)
+        exp.pump()
+        back.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # once: nothing is sent again
+            back.recv(65535)
     finally:
+        back.close()
+        sock.close()
         exp.stop([])
 
 

@@ -255,6 +255,7 @@ class Exporter:
         self._stop = threading.Event()
         self._checkpoint_at = 0.0
         self._io = threading.Lock()
+        self._round = threading.Lock()  # one pump at a time: a second would re-send _held
         self.errors: Counter[str] = Counter()  # rounds that failed (the thread goes on)
         self._held: list[UsageRecord] = []  # records of a failed round, retried
         self.max_held = 1_000_000
@@ -345,8 +346,10 @@ class Exporter:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.deliver(self._held + self.take() + final)
-        self.flush_spool()
+        with self._round:  # a thread that outlived the join finishes its round first
+            self.deliver(self._held + self.take() + final)
+            self._held = []
+            self.flush_spool()
         if self.sender is not None:
             self.sender.close()
         self.marker.unlink(missing_ok=True)
@@ -361,21 +364,22 @@ class Exporter:
 
     def pump(self) -> None:
         """One round: new records out, the spool retried, the marker refreshed when due."""
-        records = self._held + self.take()
-        self._held = []
-        try:
-            self.deliver(records)
-        except OSError:
-            # Kept for the next round (bounded): a disk error loses nothing it can keep. A
-            # retried batch whose JSON Lines write succeeded may be written there twice.
-            self._held = records[-self.max_held :]
-            self.held_dropped += len(records) - len(self._held)
-            raise
-        self.flush_spool()
-        now = self.clock()
-        if now >= self._checkpoint_at:
-            self._checkpoint_at = now + self.config.checkpoint_interval
-            self.checkpoint()
+        with self._round:
+            records = self._held + self.take()
+            self._held = []
+            try:
+                self.deliver(records)
+            except OSError:
+                # Kept for the next round (bounded): a disk error loses nothing it can keep. A
+                # retried batch whose JSON Lines write succeeded may be written there twice.
+                self._held = records[-self.max_held :]
+                self.held_dropped += len(records) - len(self._held)
+                raise
+            self.flush_spool()
+            now = self.clock()
+            if now >= self._checkpoint_at:
+                self._checkpoint_at = now + self.config.checkpoint_interval
+                self.checkpoint()
 
     def deliver(self, records: list[UsageRecord]) -> None:
         if not records:
