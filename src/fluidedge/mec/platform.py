@@ -89,7 +89,15 @@ class CatalogTof:
                 TofTarget(s.service_ip, s.application_ip)
                 if m is None
                 else TofTarget(
-                    s.service_ip, s.application_ip, True, m.protocols, m.ports, m.priority, s.action
+                    s.service_ip,
+                    s.application_ip,
+                    True,
+                    m.protocols,
+                    m.ports,
+                    m.priority,
+                    s.action,
+                    m.sources,
+                    m.source_ports,
                 )
             )
         return out
@@ -98,7 +106,15 @@ class CatalogTof:
         from fluidedge.tof.models import Match, Service  # noqa: PLC0415 - only with a TOF
 
         match = (
-            Match(target.protocols, target.ports, target.priority) if target.classified else None
+            Match(
+                target.protocols,
+                target.ports,
+                target.priority,
+                target.sources,
+                target.source_ports,
+            )
+            if target.classified
+            else None
         )
         service = Service(
             name, target.service_ip, target.application_ip, None, match, target.action

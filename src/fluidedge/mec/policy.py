@@ -180,9 +180,10 @@ class TofTarget(NamedTuple):
     """One TOF service a traffic rule asks for (what :class:`fluidedge.tof.models.Service`
     carries, in this package's terms: the platform does not import the TOF).
 
-    ``classified``: a service with a match (protocols, destination port ranges, priority)
-    and an action (``offload``, ``drop``, ``pass``, ``duplicate``), which may share its
-    service IP with other classified ones; otherwise a plain offload owning the address."""
+    ``classified``: a service with a match (protocols, destination port ranges, priority,
+    source prefixes and source port ranges) and an action (``offload``, ``drop``, ``pass``,
+    ``duplicate``), which may share its service IP with other classified ones; otherwise a
+    plain offload owning the address."""
 
     service_ip: str
     application_ip: str
@@ -191,6 +192,17 @@ class TofTarget(NamedTuple):
     ports: tuple[tuple[int, int], ...] = ()
     priority: int = 0
     action: str = "offload"
+    sources: tuple[str, ...] = ()
+    source_ports: tuple[tuple[int, int], ...] = ()
+
+
+class Classifier(NamedTuple):
+    """One TrafficFilter's classification beyond its destination address."""
+
+    protocols: tuple[int, ...] = ()
+    ports: tuple[tuple[int, int], ...] = ()
+    sources: tuple[str, ...] = ()
+    source_ports: tuple[tuple[int, int], ...] = ()
 
 
 # MEC 011 actions the TOF carries out, and as what (docs/me-platform.md).
@@ -203,8 +215,6 @@ _ACTIONS = {
 _PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPV6": 58}
 _PORTED = frozenset({6, 17, 132})
 _UNSUPPORTED_FILTERS = (
-    ("src_address", "srcAddress"),
-    ("src_port", "srcPort"),
     ("token", "token"),
     ("src_tunnel_address", "srcTunnelAddress"),
     ("tgt_tunnel_address", "tgtTunnelAddress"),
@@ -227,8 +237,9 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
       address; without one there is nothing to install: unmatched traffic passes anyway).
     - DUPLICATE_DECAPSULATED: the packets go on to the core and a decapsulated copy to the app.
 
-    A rule with a ``protocol`` or ``dstPort`` filter, or whose action is not a plain offload,
-    becomes classified services (the TOF matches the inner protocol and destination port;
+    A rule with a ``protocol``, ``dstPort``, ``srcAddress`` or ``srcPort`` filter, or whose
+    action is not a plain offload, becomes classified services (the TOF matches the inner
+    protocol, destination port, source prefix (the UE's address) and source port;
     ``priority`` orders them, 0 first, as MEC 011 says). Anything else raises
     :class:`MecUnsupported` with the reason, or :class:`MecInvalid` for a malformed value.
     """
@@ -259,7 +270,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
         target = _ipv4(rule, "dstInterface.dstIpAddress", target)
     if not rule.traffic_filter:
         raise MecUnsupported(f"trafficRule {rule.traffic_rule_id}: trafficFilter is empty")
-    found: list[tuple[str, tuple[int, ...], tuple[tuple[int, int], ...]]] = []
+    found: list[tuple[str, Classifier]] = []
     for flt in rule.traffic_filter:
         others = [
             alias for name, alias in _UNSUPPORTED_FILTERS if getattr(flt, name) not in (None, [])
@@ -267,8 +278,8 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
         if others:
             raise MecUnsupported(
                 f"trafficRule {rule.traffic_rule_id}: filter on {', '.join(others)} is not "
-                "supported yet (the TOF classifies on the destination address, protocol and "
-                "destination port)"
+                "supported yet (the TOF classifies on the destination address, protocol, "
+                "ports and source address)"
             )
         if not flt.dst_address:
             raise MecUnsupported(
@@ -276,25 +287,40 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
                 "supported yet"
             )
         protocols = tuple(sorted({_protocol(rule, p) for p in flt.protocol or ()}))
-        ports = tuple(sorted({_port_range(rule, p) for p in flt.dst_port or ()}))
-        if ports and protocols and not set(protocols) <= _PORTED:
+        ports = tuple(sorted({_port_range(rule, "dstPort", p) for p in flt.dst_port or ()}))
+        sports = tuple(sorted({_port_range(rule, "srcPort", p) for p in flt.src_port or ()}))
+        if (ports or sports) and protocols and not set(protocols) <= _PORTED:
             raise MecInvalid(
-                f"trafficRule {rule.traffic_rule_id}: dstPort needs protocols with ports "
-                "(TCP, UDP, SCTP)"
+                f"trafficRule {rule.traffic_rule_id}: dstPort and srcPort need protocols with "
+                "ports (TCP, UDP, SCTP)"
             )
-        found.extend((_host(rule, text), protocols, ports) for text in flt.dst_address)
+        sources = tuple(sorted({_source(rule, text) for text in flt.src_address or ()}))
+        cls = Classifier(protocols, ports, sources, sports)
+        found.extend((_host(rule, text), cls) for text in flt.dst_address)
     if len(set(found)) != len(found):
         raise MecInvalid(f"trafficRule {rule.traffic_rule_id}: a filter is given twice")
-    classified = action != "offload" or any(protos or ports for _, protos, ports in found)
-    if action == "pass" and not any(protos or ports for _, protos, ports in found):
+    filtered = any(cls != Classifier() for _, cls in found)
+    if action == "pass" and not filtered:
         return []  # unmatched traffic passes anyway: nothing to install
     out: list[TofTarget] = []
-    for service_ip, protocols, ports in found:
+    for service_ip, cls in found:
         app_ip = target if target is not None else service_ip  # drop/pass: not delivered
-        if not classified:
+        if action == "offload" and not filtered:
             out.append(TofTarget(service_ip, app_ip))
         else:
-            out.append(TofTarget(service_ip, app_ip, True, protocols, ports, rule.priority, action))
+            out.append(
+                TofTarget(
+                    service_ip,
+                    app_ip,
+                    True,
+                    cls.protocols,
+                    cls.ports,
+                    rule.priority,
+                    action,
+                    cls.sources,
+                    cls.source_ports,
+                )
+            )
     return out
 
 
@@ -311,8 +337,8 @@ def _protocol(rule: TrafficRule, text: str) -> int:
     return value
 
 
-def _port_range(rule: TrafficRule, text: str) -> tuple[int, int]:
-    """A TrafficFilter ``dstPort``: ``N`` or ``N-M`` (0..65535)."""
+def _port_range(rule: TrafficRule, where: str, text: str) -> tuple[int, int]:
+    """A TrafficFilter ``dstPort`` or ``srcPort``: ``N`` or ``N-M`` (0..65535)."""
     lo, sep, hi = text.strip().partition("-")
     try:
         first, last = int(lo), int(hi) if sep else int(lo)
@@ -320,7 +346,7 @@ def _port_range(rule: TrafficRule, text: str) -> tuple[int, int]:
         first, last = -1, -1
     if not (lo.isdigit() and (not sep or hi.isdigit()) and 0 <= first <= last <= 65535):
         raise MecInvalid(
-            f"trafficRule {rule.traffic_rule_id}: dstPort {text!r} is not a port or a range "
+            f"trafficRule {rule.traffic_rule_id}: {where} {text!r} is not a port or a range "
             "N-M within 0..65535"
         )
     return (first, last)
@@ -349,6 +375,23 @@ def _host(rule: TrafficRule, text: str) -> str:
             "addresses (/32) are supported yet (a TOF service is one address)"
         )
     return str(network.network_address)
+
+
+def _source(rule: TrafficRule, text: str) -> str:
+    """A srcAddress: an IPv4 address or prefix (the UEs' side of the uplink: ``10.45.0.0/16``)."""
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise MecInvalid(
+            f"trafficRule {rule.traffic_rule_id}: srcAddress {text!r} is not an address or a "
+            "prefix (with its host bits zero)"
+        ) from None
+    if network.version != 4:
+        raise MecUnsupported(
+            f"trafficRule {rule.traffic_rule_id}: srcAddress {text!r}: only IPv4 is supported "
+            "yet (the destinations are IPv4)"
+        )
+    return str(network)
 
 
 def etag(wire: object) -> str:

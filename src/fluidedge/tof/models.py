@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -144,6 +144,8 @@ class MatchModel(BaseModel):
     protocols: list[int]
     ports: list[list[int]]
     priority: int
+    sources: list[str] = Field(default_factory=list)
+    sourcePorts: list[list[int]] = Field(default_factory=list)
 
 
 class ServiceView(ServiceModel):
@@ -176,39 +178,90 @@ PORT_PROTOCOLS = frozenset({6, 17, 132})  # TCP, UDP, SCTP: the protocols with p
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """The classification of a service beyond its service IP (the inner packet's protocol
-    and destination port), and its order among the classified services of one service IP
-    (``priority``: lower first, then the name). Empty members match everything."""
+    """The classification of a service beyond its service IP (the inner packet's protocol,
+    destination port, source prefix and source port), and its order among the classified
+    services of one service IP (``priority``: lower first, then the name). Empty members match
+    everything. In an uplink packet the source is the UE's side: ``sources`` are prefixes of
+    UE addresses (``10.45.0.0/16``), ``source_ports`` the UE's ports."""
 
     protocols: tuple[int, ...] = ()  # IP protocol numbers (6 TCP, 17 UDP, 1 ICMP...)
     ports: tuple[tuple[int, int], ...] = ()  # destination port ranges, both ends included
     priority: int = 0
+    sources: tuple[str, ...] = ()  # source prefixes, canonical CIDR text
+    source_ports: tuple[tuple[int, int], ...] = ()  # source port ranges, both ends included
+    # (network as an int, mask, address length in bytes) per source: the per-packet test
+    _nets: tuple[tuple[int, int, int], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if any(not 0 <= p <= 255 for p in self.protocols):
             raise ValueError("a protocol is a number 0..255")
-        if any(not 0 <= lo <= hi <= 65535 for lo, hi in self.ports):
-            raise ValueError("a port range is lo..hi within 0..65535")
-        if self.ports and self.protocols and not set(self.protocols) <= PORT_PROTOCOLS:
+        for what, ranges in (("a port", self.ports), ("a source port", self.source_ports)):
+            if any(not 0 <= lo <= hi <= 65535 for lo, hi in ranges):
+                raise ValueError(f"{what} range is lo..hi within 0..65535")
+        ported = self.ports or self.source_ports
+        if ported and self.protocols and not set(self.protocols) <= PORT_PROTOCOLS:
             raise ValueError("ports need protocols that have them (TCP 6, UDP 17, SCTP 132)")
         if not 0 <= self.priority <= 65535:
             raise ValueError("priority is 0..65535")
+        nets = []
+        canonical = []
+        for text in self.sources:
+            try:
+                net = ipaddress.ip_network(text, strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"source {text!r} is not an address or a prefix (host bits must be zero)"
+                ) from None
+            canonical.append(str(net))
+            nets.append((int(net.network_address), int(net.netmask), net.max_prefixlen // 8))
+        if len({v for _, _, v in nets}) > 1:
+            raise ValueError("sources must all be IPv4 or all IPv6")
+        object.__setattr__(self, "sources", tuple(canonical))
+        object.__setattr__(self, "_nets", tuple(nets))
 
-    def matches(self, protocol: int | None, port: int | None) -> bool:
-        """Whether an inner packet of ``protocol`` to ``port`` (None: no port, e.g. ICMP or a
-        non-first fragment) is this match's."""
+    @property
+    def source_version(self) -> int | None:
+        """4 or 6 when the match has sources, else None."""
+        return (4 if self._nets[0][2] == 4 else 6) if self._nets else None
+
+    def matches(
+        self,
+        protocol: int | None,
+        port: int | None,
+        source: bytes = b"",
+        source_port: int | None = None,
+    ) -> bool:
+        """Whether an inner packet of ``protocol`` from ``source`` (packed address) and
+        ``source_port`` to ``port`` (a port None: none, e.g. ICMP or a non-first fragment) is
+        this match's."""
         if self.protocols and protocol not in self.protocols:
             return False
-        if not self.ports:
-            return True
-        return port is not None and any(lo <= port <= hi for lo, hi in self.ports)
+        if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
+            return False
+        if self._nets:
+            value = int.from_bytes(source, "big")
+            if not any(
+                len(source) == size and value & mask == net for net, mask, size in self._nets
+            ):
+                return False
+        if self.source_ports:
+            sp = source_port
+            return sp is not None and any(lo <= sp <= hi for lo, hi in self.source_ports)
+        return True
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "protocols": list(self.protocols),
             "ports": [[lo, hi] for lo, hi in self.ports],
             "priority": self.priority,
         }
+        if self.sources:
+            out["sources"] = list(self.sources)
+        if self.source_ports:
+            out["sourcePorts"] = [[lo, hi] for lo, hi in self.source_ports]
+        return out
 
     @classmethod
     def from_api(cls, doc: Mapping[str, Any]) -> Match:
@@ -216,6 +269,8 @@ class Match:
             tuple(int(p) for p in doc.get("protocols", ())),
             tuple((int(lo), int(hi)) for lo, hi in doc.get("ports", ())),
             int(doc.get("priority", 0)),
+            tuple(str(s) for s in doc.get("sources", ())),
+            tuple((int(lo), int(hi)) for lo, hi in doc.get("sourcePorts", ())),
         )
 
 
@@ -243,6 +298,9 @@ class Service:
             raise ValueError(f"action {self.action!r} needs a match (a classified service)")
         if self.match is not None and self.ondemand is not None:
             raise ValueError("an on-demand service cannot be classified (no match)")
+        version = self.match.source_version if self.match is not None else None
+        if version is not None and version != ipaddress.ip_address(self.service_ip).version:
+            raise ValueError("the match's sources and serviceIP must be of the same IP version")
 
     @property
     def classified(self) -> bool:

@@ -810,10 +810,14 @@ class Pipeline:
         self, frame: bytes, c: IpGpdu, bearer: Bearer, rules: tuple[Rule, ...], now: float
     ) -> list[Action]:
         """An uplink G-PDU to a classified service IP: the first rule whose match takes the
-        inner packet (protocol, destination port) decides; none: on to the core."""
-        port = c.inner_dport if c.icmp_id is None else None
+        inner packet (protocol, destination port, source address and port) decides; none: on
+        to the core."""
+        if c.icmp_id is None:
+            port, sport = c.inner_dport, c.inner_sport
+        else:
+            port = sport = None
         for rule in rules:
-            if rule.match.matches(c.inner_proto, port):
+            if rule.match.matches(c.inner_proto, port, c.inner_src, sport):
                 break
         else:
             self.counters["classified_unmatched"] += 1

@@ -1,5 +1,5 @@
-"""Traffic rules classified by protocol and destination port, DROP and DUPLICATE_DECAPSULATED,
-on real traffic (issue 16), in the lab with the userspace TOF.
+"""Traffic rules classified by protocol, destination port, source address and source port,
+DROP and DUPLICATE_DECAPSULATED, on real traffic (issue 16), in the lab with the TOF.
 
 One app's rules all name the PDN's own address, so a packet the TOF does not take visibly
 reaches the core: TCP port 80 is offloaded to the lab's edge app ``app1`` (the UE's HTTP then
@@ -7,7 +7,9 @@ gets the app's page, not the PDN's), while UDP echo to the same address still re
 Activating a DROP rule on the echo port over Mp1 silences the echo before the 200; replacing it
 by a DUPLICATE_DECAPSULATED rule gives the echo back (the original goes on to the core) and a
 decapsulated copy reaches ``app1`` (its kernel counts a datagram to a closed port). The
-deactivated offload hands port 80 back to the core. Both backends: the fast path's program
+DROP rule on other UEs' addresses leaves ue1's echo answered; one on ue1's address and a range
+of source ports silences those ports only. The deactivated offload hands port 80 back to the
+core. Both backends: the fast path's program
 matches service addresses only, so it punts every packet to a classified address to its agent,
 whose pipeline decides.
 """
@@ -32,10 +34,13 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 AS = "/mec_app_support/v1"
 
-# Run in the UE's namespace: one UDP datagram to argv[1]:argv[2], the answer (or "silence").
+# Run in the UE's namespace: one UDP datagram to argv[1]:argv[2] from port argv[4] (0: any),
+# the answer (or "silence").
 UE_ECHO = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[4])))
 s.settimeout(float(sys.argv[3]))
 s.sendto(b"echo", (sys.argv[1], int(sys.argv[2])))
 try:
@@ -60,9 +65,9 @@ def _page(lab: Lab) -> str:
     return done.stdout.strip() if done.returncode == 0 else f"failed: {done.returncode}"
 
 
-def _echo(lab: Lab, timeout: float = 2.0) -> str:
+def _echo(lab: Lab, timeout: float = 2.0, sport: int = 0) -> str:
     argv = [sys.executable, "-c", UE_ECHO, str(lab.pdn_address), str(lab.pdn_udp_echo_port)]
-    done = lab.run("ue1", [*argv, str(scaled(timeout))], timeout=scaled(30))
+    done = lab.run("ue1", [*argv, str(scaled(timeout)), str(sport)], timeout=scaled(30))
     return done.stdout.strip()
 
 
@@ -134,6 +139,23 @@ def test_port_classification_drop_and_duplicate_on_real_traffic(
         assert int(stats["counters"]["classified_duplicated"]) >= 1
         if backend == "fastpath":  # the program punts a classified address to the agent
             assert int(stats["fastpath"]["punt_service_punt"]) >= 1
+
+        # Source filters: a DROP of other UEs' echo leaves ue1's alone; one of ue1's prefix and
+        # one source port silences that port only.
+        put({**rules[2], "state": "INACTIVE"})
+        ue1 = lab.ues["ue1"]
+        others = [str(a) for name, a in lab.ues.items() if name != "ue1"] or ["198.18.254.1"]
+        put({**rules[1], "state": "ACTIVE", "trafficFilter": [{**echo, "srcAddress": others}]})
+        assert _echo(lab, sport=40404) == "echo"
+        mine = {**echo, "srcAddress": [f"{ue1}/32"], "srcPort": ["40404-40410"]}
+        put({**rules[1], "state": "ACTIVE", "trafficFilter": [mine]})
+        assert _echo(lab, timeout=1.0, sport=40404) == "silence"
+        assert _echo(lab, sport=40411) == "echo"
+        shown = [s for s in client.get("/service") if s.get("action") == "drop"]
+        assert [(s["match"]["sources"], s["match"]["sourcePorts"]) for s in shown] == [
+            ([f"{ue1}/32"], [[40404, 40410]])
+        ]
+        put({**rules[1], "state": "INACTIVE"})
 
         put({**rules[0], "state": "INACTIVE"})
         assert _page(lab).startswith(f"pdn {pdn}")  # port 80 is the core's again

@@ -140,6 +140,43 @@ def test_protocol_and_port_filters_become_classified_services() -> None:
     ]
 
 
+def test_source_filters_become_classified_services_of_those_ues_and_ports() -> None:
+    some = rule(
+        trafficFilter=[
+            {
+                "dstAddress": ["198.18.0.5"],
+                "srcAddress": ["10.45.1.0/24", "10.45.0.7"],
+                "srcPort": ["5000-5100"],
+                "protocol": ["UDP"],
+            }
+        ]
+    )
+    assert policy.tof_services(some, "10.0.2.10") == [
+        TofTarget(
+            "198.18.0.5",
+            "10.0.2.10",
+            True,
+            (17,),
+            (),
+            1,
+            "offload",
+            ("10.45.0.7/32", "10.45.1.0/24"),
+            ((5000, 5100),),
+        )
+    ]
+    # Same destination, other sources: two filters, two services (not "given twice").
+    split = rule(
+        trafficFilter=[
+            {"dstAddress": ["198.18.0.5"], "srcAddress": ["10.45.1.0/24"]},
+            {"dstAddress": ["198.18.0.5"], "srcAddress": ["10.45.2.0/24"]},
+        ]
+    )
+    assert [t.sources for t in policy.tof_services(split, "10.0.2.10")] == [
+        ("10.45.1.0/24",),
+        ("10.45.2.0/24",),
+    ]
+
+
 def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
     drop = policy.tof_services(rule(action="DROP"), None)
     assert drop == [TofTarget("198.18.0.5", "198.18.0.5", True, (), (), 1, "drop")]
@@ -153,8 +190,17 @@ def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
         ({"action": "FORWARD_ENCAPSULATED"}, "action FORWARD_ENCAPSULATED is not supported"),
         ({"action": "DUPLICATE_ENCAPSULATED"}, "not supported"),
         ({"trafficFilter": [{"dstAddress": ["198.18.0.0/24"]}]}, r"only single IPv4"),
-        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "srcPort": ["80"]}]}, "srcPort"),
-        ({"trafficFilter": [{"srcAddress": ["10.0.0.0/8"]}]}, "srcAddress"),
+        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "qCI": 9}]}, "qCI"),
+        ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "token": ["t"]}]}, "token"),
+        (
+            {"trafficFilter": [{"dstAddress": ["198.18.0.5"], "srcTunnelAddress": ["1.1.1.1"]}]},
+            "srcTunnelAddress",
+        ),
+        ({"trafficFilter": [{"srcAddress": ["10.0.0.0/8"]}]}, "without dstAddress"),
+        (
+            {"trafficFilter": [{"dstAddress": ["198.18.0.5"], "srcAddress": ["2001:db8::/32"]}]},
+            "only IPv4",
+        ),
         ({"trafficFilter": [{"dstPort": ["80"]}]}, "without dstAddress"),
         ({"trafficFilter": []}, "trafficFilter is empty"),
         ({"dstInterface": {"interfaceType": "MAC"}}, "type MAC"),
@@ -176,6 +222,10 @@ def test_what_the_tof_cannot_express_is_refused_with_the_reason(
         ({"dstPort": ["90-80"]}, "dstPort '90-80'"),
         ({"dstPort": ["65536"]}, "dstPort '65536'"),
         ({"protocol": ["ICMP"], "dstPort": ["80"]}, "protocols with ports"),
+        ({"protocol": ["ICMP"], "srcPort": ["80"]}, "protocols with ports"),
+        ({"srcPort": ["1-"]}, "srcPort '1-'"),
+        ({"srcAddress": ["10.45.0.1/16"]}, "srcAddress '10.45.0.1/16'"),
+        ({"srcAddress": ["ue"]}, "srcAddress 'ue'"),
     ],
 )
 def test_a_malformed_protocol_or_port_is_invalid(flt: dict[str, Any], reason: str) -> None:

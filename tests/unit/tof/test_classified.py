@@ -14,6 +14,7 @@ from tests.unit.tof.test_pipeline import (
     SGW1,
     SVC_IP,
     UE1,
+    UE2,
     assert_checksums,
     gpdu,
     pipeline,
@@ -110,6 +111,28 @@ def test_priority_orders_overlapping_rules_and_pass_makes_an_exception() -> None
     assert next(port for port, _ in p.from_s1(up(53), ENB, 1.0)) == APPS
 
 
+def test_source_filters_take_only_those_ues_and_source_ports() -> None:
+    """``sources`` are prefixes of the uplink's inner source (the UE), ``source_ports`` its
+    ports: UE1 from ports 5000-5100 goes to the app; its other ports, and UE2 (not in the
+    sources) from a matching port, go on to the core."""
+    p = pipeline()
+    some = Service(
+        "mec-some",
+        "198.18.50.1",
+        "198.19.0.10",
+        match=Match((UDP,), (), 0, ("198.18.100.1/32", "10.45.0.0/16"), ((5000, 5100),)),
+    )
+    p.set_services({"mec-some": some})
+    taken = [pkt for port, pkt in p.from_s1(up(53, sport=5050), ENB, 1.0) if port == APPS]
+    assert len(taken) == 1
+    assert taken[0][16:20] == APP
+    for frame in (up(53, sport=4999), up(53, sport=5101)):
+        assert p.from_s1(frame, ENB, 1.0) == [(SGW, frame)]
+    other = gpdu(ENB1, SGW1, 0x300, udp_packet(UE2, SVC_IP, 5050, 53, b"q"))
+    assert p.from_s1(other, ENB, 1.0) == [(SGW, other)]
+    assert p.counters["classified_unmatched"] == 3
+
+
 def test_removing_a_classified_service_drops_its_flows() -> None:
     p = ready()
     p.from_s1(up(80), ENB, 1.0)
@@ -134,6 +157,26 @@ def test_match_checks_its_values() -> None:
             Match(**bad)
     with pytest.raises(ValueError, match="needs a match"):
         Service("x", "198.18.50.1", "198.19.0.10", action=DROP)
+    ue = bytes([10, 45, 3, 4])
+    near = Match((), (), 0, ("10.45.0.0/16",), ((1000, 2000),))
+    assert near.matches(UDP, 53, ue, 1000)
+    assert not near.matches(UDP, 53, bytes([10, 46, 3, 4]), 1000)
+    assert not near.matches(UDP, 53, ue, 999)
+    assert not near.matches(1, None, ue, None)  # ICMP: no source port
+    assert not near.matches(UDP, 53, bytes(16), 1000)  # another family never matches
+    assert Match.from_api(near.to_api()) == near
+    assert Match(sources=("10.45.0.1",)).sources == ("10.45.0.1/32",)  # canonical
+    for sources, reason in (
+        (("10.45.0.1/16",), "host bits"),
+        (("ue",), "not an address"),
+        (("10.0.0.0/8", "2001:db8::/32"), "IPv4 or all IPv6"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            Match(sources=sources)
+    with pytest.raises(ValueError, match="protocols that have them"):
+        Match((1,), source_ports=((1, 2),))
+    with pytest.raises(ValueError, match="same IP version"):
+        Service("x", "198.18.50.1", "198.19.0.10", match=Match(sources=("2001:db8::/32",)))
 
 
 def test_the_catalog_lets_classified_services_share_an_address_and_keeps_them(
@@ -143,6 +186,8 @@ def test_the_catalog_lets_classified_services_share_an_address_and_keeps_them(
     catalog = ServiceCatalog(Store(tmp_path / "db.sqlite"), lambda s: applied.append(dict(s)))
     catalog.add(HTTP)
     catalog.add(TLS)
+    near = Match((UDP,), (), 7, ("10.45.0.0/16",), ((5000, 5100),))
+    catalog.add(Service("mec-near", "198.18.50.1", "198.19.0.13", match=near))
     with pytest.raises(ServiceConflict):
         catalog.add(Service("plain", "198.18.50.1", "198.19.0.12"))
     catalog.add(Service("plain", "198.18.50.2", "198.19.0.12"))
@@ -151,6 +196,7 @@ def test_the_catalog_lets_classified_services_share_an_address_and_keeps_them(
     again = ServiceCatalog(Store(tmp_path / "db.sqlite"), lambda s: None)
     assert again.snapshot() == catalog.snapshot()
     assert again.snapshot()["mec-tls"].match == Match((UDP,), ((443, 443),), 5)
+    assert again.snapshot()["mec-near"].match == near  # sources and source ports kept
     assert applied[-1]["mec-web"].to_api()["match"] == {
         "protocols": [17],
         "ports": [[80, 80]],

@@ -112,7 +112,13 @@ def test_a_service_ip_shared_by_classified_services_needs_a_name(
         assert len(backend.applied) == applied  # nothing was applied or deleted
         r = client.delete("/service/mec-web", headers=AUTH)
         assert r.status_code == 200
-        assert r.json()["match"] == {"protocols": [6], "ports": [[80, 80]], "priority": 0}
+        assert r.json()["match"] == {
+            "protocols": [6],
+            "ports": [[80, 80]],
+            "priority": 0,
+            "sources": [],
+            "sourcePorts": [],
+        }
         assert client.get("/service/198.18.50.1/instances").json()["name"] == "mec-dns"
         r = client.delete("/service/198.18.50.1", headers=AUTH)
         assert r.status_code == 200
