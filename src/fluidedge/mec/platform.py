@@ -411,7 +411,12 @@ class Platform:
             if not subs:
                 return 0.0
             if app.state is not AppState.TERMINATING:
-                self._set_state(app, AppState.TERMINATING)
+                # Drain: its names leave the responder now (no new UE is sent to it); the
+                # traffic rules of an app that was READY stay until it is removed, so the
+                # sessions it serves can end.
+                draining = app.state is AppState.READY
+                self._set_state(app, AppState.TERMINATING, draining=draining)
+                self.sync_dns()
             timeout = float(app.doc.get("gracefulTimeout", 10.0))
         for _sid, sub in subs:
             own = sub.links.self_.href if sub.links else None
@@ -461,8 +466,8 @@ class Platform:
                 del table[key]
         app.terminated.set()
 
-    def _set_state(self, app: App, state: AppState) -> None:
-        doc = {**app.doc, "state": state.value}
+    def _set_state(self, app: App, state: AppState, **more: object) -> None:
+        doc = {**app.doc, "state": state.value, **more}
         self.tables.write([("app", app.id, app.id, doc)])
         app.doc = doc
 
@@ -581,7 +586,8 @@ class Platform:
         return rule
 
     def desired_dns(self) -> dns.Records:
-        """The names the ACTIVE DNS rules of READY apps give the responder."""
+        """The names the ACTIVE DNS rules of READY apps give the responder (a TERMINATING
+        app's names leave at once: no new UE is sent to an app on its way out)."""
         return dns.records(
             rule
             for app in self.apps.values()
@@ -597,12 +603,14 @@ class Platform:
     # --- the TOF -----------------------------------------------------------------------
 
     def desired_tof(self) -> dict[str, TofTarget]:
-        """The TOF services the active rules of ready apps make (name -> what it is)."""
+        """The TOF services the active rules of ready apps make (name -> what it is); a
+        TERMINATING app keeps its rules until it is removed (its sessions drain)."""
         out: dict[str, TofTarget] = {}
         if self.dns_offload is not None:
             out[DNS_SERVICE] = TofTarget(*self.dns_offload)
         for app in self.apps.values():
-            if app.state is not AppState.READY:
+            ready = app.state is AppState.READY
+            if not ready and not (app.state is AppState.TERMINATING and app.doc.get("draining")):
                 continue
             for rule in sorted(app.traffic.values(), key=lambda r: r.priority):
                 targets = policy.tof_services(rule, app.doc.get("dataAddress"))

@@ -259,6 +259,48 @@ def test_dns_rules_and_termination_and_timing(client: TestClient) -> None:
     assert caps["timeStamp"]["seconds"] >= now["seconds"]
 
 
+def test_a_terminating_app_drains_its_names_leave_its_rules_stay(tmp_path: Path) -> None:
+    """Termination started (a subscriber is told): the app's DNS names leave the responder at
+    once, its traffic rules stay in the TOF until it is removed; an app that never was READY
+    gets no rules by terminating."""
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    ctx.parts["tof"] = TofPart(TofConfig(backend="none"), ctx)
+    part = ctx.parts["mec"] = create_part({}, ctx)
+    platform = part.platform  # type: ignore[attr-defined]
+    pushed: list[dict[str, Any]] = []  # what the responder is given (the real one: e2e/mec)
+    platform.dns_sink = lambda records: pushed.append(dict(records))
+    with TestClient(create_app(ctx)) as client:
+        ready, auth = new_app(client, "cache", "198.18.0.5", "10.0.2.10")
+        idle, idle_auth = new_app(client, "idle", "198.18.0.6", "10.0.2.11")
+        later, later_auth = new_app(client, "later", "198.18.0.7", "10.0.2.12")
+        client.post(f"{AS}/applications/{ready}/confirm_ready", headers=auth,
+                    json={"indication": "READY"})  # fmt: skip
+        for app, headers in ((ready, auth), (idle, idle_auth)):
+            sub = client.post(f"{AS}/applications/{app}/subscriptions", headers=headers, json={
+                "subscriptionType": "AppTerminationNotificationSubscription",
+                "callbackReference": "http://127.0.0.1:9/term", "appInstanceId": app,
+            })  # fmt: skip
+            assert sub.status_code == 201, sub.text
+        assert set(pushed[-1]) == {"cache.example"}
+        assert platform.begin_termination(ready) > 0
+        assert platform.begin_termination(idle) > 0
+        assert client.get(f"/v1/apps/{ready}", headers=ADMIN).json()["state"] == "TERMINATING"
+        assert pushed[-1] == {}  # out of the responder before the notice went out
+        # another app's change re-syncs the TOF: the terminating app's rule is still wanted
+        client.post(f"{AS}/applications/{later}/confirm_ready", headers=later_auth,
+                    json={"indication": "READY"})  # fmt: skip
+        assert set(pushed[-1]) == {"later.example"}
+        assert tof(client)["198.18.0.5"][1] == "10.0.2.10"  # still offloaded: sessions drain
+        assert tof(client)["198.18.0.7"][1] == "10.0.2.12"
+        assert "198.18.0.6" not in tof(client)  # never READY: nothing to drain
+        done = client.post(f"{AS}/applications/{ready}/confirm_termination", headers=auth,
+                           json={"operationAction": "TERMINATING"})  # fmt: skip
+        assert done.status_code == 204, done.text
+        assert client.delete(f"/v1/apps/{ready}", headers=ADMIN).status_code == 200
+        assert "198.18.0.5" not in tof(client)
+
+
 def test_everything_is_restored_from_the_store(tmp_path: Path) -> None:
     with build(tmp_path) as first:
         app, auth = new_app(first, "cache", "198.18.0.5", "10.0.2.10")
