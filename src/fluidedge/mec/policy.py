@@ -211,6 +211,8 @@ _ACTIONS = {
     Action.DROP: "drop",
     Action.PASSTHROUGH: "pass",
     Action.DUPLICATE_DECAPSULATED: "duplicate",
+    Action.FORWARD_ENCAPSULATED: "forward_encapsulated",
+    Action.DUPLICATE_ENCAPSULATED: "duplicate_encapsulated",
 }
 _PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPV6": 58}
 _PORTED = frozenset({6, 17, 132})
@@ -236,6 +238,9 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
       (with a port or protocol filter, an exception to a lower-priority rule on the same
       address; without one there is nothing to install: unmatched traffic passes anyway).
     - DUPLICATE_DECAPSULATED: the packets go on to the core and a decapsulated copy to the app.
+    - FORWARD_ENCAPSULATED: the tunnel's packets (GTP-U header and T-PDU) go to the app's UDP
+      port 2152 instead of the core; DUPLICATE_ENCAPSULATED: to the core and, as a copy, to
+      the app.
 
     A rule with a ``protocol``, ``dstPort``, ``srcAddress`` or ``srcPort`` filter, or whose
     action is not a plain offload, becomes classified services (the TOF matches the inner
@@ -248,9 +253,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
     action = _ACTIONS.get(rule.action)
     if action is None:
         raise MecUnsupported(
-            f"trafficRule {rule.traffic_rule_id}: action {rule.action.value} is not supported "
-            "yet (the TOF offloads decapsulated, drops, duplicates decapsulated or lets pass: "
-            "FORWARD_DECAPSULATED, DROP, DUPLICATE_DECAPSULATED, PASSTHROUGH)"
+            f"trafficRule {rule.traffic_rule_id}: action {rule.action.value} is not supported"
         )
     target = data_address
     if rule.dst_interface is not None:
@@ -260,7 +263,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
                 f"{rule.dst_interface.interface_type.value} is not supported yet (IP only)"
             )
         target = rule.dst_interface.dst_ip_address or data_address
-    delivers = action in {"offload", "duplicate"}
+    delivers = action in {"offload", "duplicate", "forward_encapsulated", "duplicate_encapsulated"}
     if target is None and delivers:
         raise MecInvalid(
             f"trafficRule {rule.traffic_rule_id}: no destination: give dstInterface.dstIpAddress "

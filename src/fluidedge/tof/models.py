@@ -167,12 +167,16 @@ class NewServiceModel(ServiceModel):
 # "Classified services"): offload them (decapsulate, NAT to the application, as a plain
 # service), drop them, pass them to the core (an exception to a lower-priority rule), or
 # duplicate them (the original goes on to the core, a decapsulated, NATed copy to the app,
-# whose answers to the copy are discarded).
+# whose answers to the copy are discarded). The encapsulated two hand the app the tunnel's
+# packet itself (its GTP-U header and T-PDU, in a UDP datagram to the app's port 2152): in
+# place of the core (forward_encapsulated) or as a copy (duplicate_encapsulated).
 OFFLOAD = "offload"
 DROP = "drop"
 PASS = "pass"  # noqa: S105 (an action, not a secret)
 DUPLICATE = "duplicate"
-ACTIONS = (OFFLOAD, DROP, PASS, DUPLICATE)
+FORWARD_ENCAPSULATED = "forward_encapsulated"
+DUPLICATE_ENCAPSULATED = "duplicate_encapsulated"
+ACTIONS = (OFFLOAD, DROP, PASS, DUPLICATE, FORWARD_ENCAPSULATED, DUPLICATE_ENCAPSULATED)
 PORT_PROTOCOLS = frozenset({6, 17, 132})  # TCP, UDP, SCTP: the protocols with ports
 
 

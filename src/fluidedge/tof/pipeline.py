@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from fluidedge.codec import gtpu
-from fluidedge.codec.errors import CodecError
+from fluidedge.codec.errors import CodecError, MalformedError
 from fluidedge.codec.gtpc import GTPC_PORT
 from fluidedge.codec.gtpu.constants import GTPU_PORT, IEType, MessageType
 from fluidedge.codec.net import checksum as ck
@@ -63,6 +63,7 @@ from fluidedge.codec.net import inner as inner_codec
 from fluidedge.codec.net import ipv4 as ipv4_codec
 from fluidedge.codec.net import ipv6 as ipv6_codec
 from fluidedge.codec.net import nat
+from fluidedge.codec.net import udp as udp_codec
 from fluidedge.codec.net.ipv4 import IPv4Header
 from fluidedge.codec.stack import IpGpdu, Kind, classify, decode_frame
 from fluidedge.tof.accounting import policy as acct_policy
@@ -71,7 +72,16 @@ from fluidedge.tof.accounting.usage import Accountant, Usage
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.gtpc_learning import GtpcLearner
 from fluidedge.tof.intercept.model import Copier
-from fluidedge.tof.models import DROP, DUPLICATE, OFFLOAD, PASS, Match, Service
+from fluidedge.tof.models import (
+    DROP,
+    DUPLICATE,
+    DUPLICATE_ENCAPSULATED,
+    FORWARD_ENCAPSULATED,
+    OFFLOAD,
+    PASS,
+    Match,
+    Service,
+)
 from fluidedge.tof.superfluid.table import OnDemandTable
 from fluidedge.tof.timers import ExpiryWheel
 
@@ -833,6 +843,10 @@ class Pipeline:
                 sc.up_bytes += c.inner_end - c.inner_offset
             self.drops["classified_drop"] += 1
             return []
+        if action == FORWARD_ENCAPSULATED:  # the tunnel's packet as is: no extension refused
+            return self._encapsulated_up(frame, c, rule)
+        if action == DUPLICATE_ENCAPSULATED:
+            return [(SGW, frame), *self._encapsulated_up(frame, c, rule)]
         unknown = c.unknown_ext
         if unknown is not None and unknown & _EXT_CLASS_ENDPOINT:
             self.counters["offload_refused_unknown_extension"] += 1
@@ -858,6 +872,31 @@ class Pipeline:
             sc.up_bytes += len(packet)
         self.counters["classified_duplicated"] += 1
         return [(APPS, bytes(packet))]
+
+    def _encapsulated_up(self, frame: bytes, c: IpGpdu, rule: Rule) -> list[Action]:
+        """The G-PDU's GTP-U header and T-PDU, unchanged (TEID, extensions, the UE's packet),
+        in a UDP datagram from the UE's address to the app's port 2152: it takes the apps
+        side's usual way (the UE pools are routed through the TOF, as for decapsulated
+        traffic). No flow is made: whatever the app sends back to it is dropped."""
+        gtp = frame[c.udp_offset + 8 : c.inner_end]
+        source, app = c.inner_src, rule.application_ip
+        try:
+            if len(app) != len(source):
+                raise MalformedError("IP", 0, "the app's address is not of the UE's family")
+            datagram = udp_codec.encode(source, app, GTPU_PORT, GTPU_PORT, gtp)
+            if len(app) == 4:
+                packet = ipv4_codec.encode(source, app, udp_codec.PROTO_UDP, datagram)
+            else:
+                packet = ipv6_codec.encode(source, app, udp_codec.PROTO_UDP, datagram)
+        except CodecError as exc:
+            self.drops[f"encapsulated_{type(exc).__name__}"] += 1
+            return []
+        sc = self.service_counters.get(rule.name)
+        if sc is not None:
+            sc.up_packets += 1
+            sc.up_bytes += len(packet)
+        self.counters["classified_encapsulated"] += 1
+        return [(APPS, packet)]
 
     def _offload_up(
         self, frame: bytes, c: IpGpdu, bearer: Bearer, service: tuple[str, bytes], now: float

@@ -1,22 +1,26 @@
-"""Traffic rules classified by protocol, destination port, source address and source port,
-DROP and DUPLICATE_DECAPSULATED, on real traffic (issue 16), in the lab with the TOF.
+"""Traffic rules classified by protocol, destination port, source address and source port, DROP,
+DUPLICATE_DECAPSULATED and the encapsulated actions, on real traffic (issue 16), in the lab
+with the TOF.
 
 One app's rules all name the PDN's own address, so a packet the TOF does not take visibly
 reaches the core: TCP port 80 is offloaded to the lab's edge app ``app1`` (the UE's HTTP then
 gets the app's page, not the PDN's), while UDP echo to the same address still reaches the PDN.
 Activating a DROP rule on the echo port over Mp1 silences the echo before the 200; replacing it
 by a DUPLICATE_DECAPSULATED rule gives the echo back (the original goes on to the core) and a
-decapsulated copy reaches ``app1`` (its kernel counts a datagram to a closed port). The
-DROP rule on other UEs' addresses leaves ue1's echo answered; one on ue1's address and a range
-of source ports silences those ports only. The deactivated offload hands port 80 back to the
-core. Both backends: the fast path's program
-matches service addresses only, so it punts every packet to a classified address to its agent,
-whose pipeline decides.
+decapsulated copy reaches ``app1`` (its kernel counts a datagram to a closed port). A
+FORWARD_ENCAPSULATED rule hands the app the tunnel's packet in place of the core (no echo),
+DUPLICATE_ENCAPSULATED as a copy (the echo comes back); in both the app gets it on its UDP port
+2152, from the UE's address, GTP-U header and datagram as they were. A DROP rule on other UEs'
+addresses leaves ue1's echo answered; one on ue1's address and a range of source ports silences
+those ports only. The deactivated offload hands port 80 back to the core. Both backends: the
+fast path's program matches service addresses only, so it punts every packet to a classified
+address to its agent, whose pipeline decides.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +54,22 @@ except OSError:
 """
 
 
+# Run in the app's namespace: bind UDP 2152, say so, print "<source> <hex of the datagram>" of
+# the first one (or "silence").
+APP_GTPU = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 2152))
+s.settimeout(float(sys.argv[1]))
+print("bound", flush=True)
+try:
+    data, peer = s.recvfrom(65535)
+    print(peer[0], data.hex())
+except OSError:
+    print("silence")
+"""
+
+
 @pytest.fixture(scope="module")
 def lab(module_lab_factory: Callable[..., Lab]) -> Lab:
     return module_lab_factory(mode="tof")
@@ -71,6 +91,26 @@ def _echo(lab: Lab, timeout: float = 2.0, sport: int = 0) -> str:
     return done.stdout.strip()
 
 
+def _tunnel_packet_at_app(lab: Lab, app: str, heard: str) -> tuple[str, bytes]:
+    """Send the UE's echo while ``app`` listens on UDP 2152: (the echo's answer, what the app
+    got there as (source, datagram))."""
+    listener = subprocess.Popen(
+        lab.argv(app, [sys.executable, "-c", APP_GTPU, str(scaled(5.0))]),
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "bound"
+        answer = _echo(lab, timeout=1.0 if heard == "silence" else 2.0)
+        out, _ = listener.communicate(timeout=scaled(30))
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    source, _, data = out.strip().partition(" ")
+    return answer, (source, bytes.fromhex(data) if data else b"")
+
+
 def _closed_port_datagrams(lab: Lab, node: str) -> int:
     """The ``Udp: NoPorts`` counter of ``node``'s namespace: datagrams to a closed port."""
     lines = [ln.split() for ln in lab.run(node, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
@@ -90,6 +130,8 @@ def test_port_classification_drop_and_duplicate_on_real_traffic(
         _rule("web", "FORWARD_DECAPSULATED", "ACTIVE", web),
         _rule("block", "DROP", "INACTIVE", echo),
         _rule("copy", "DUPLICATE_DECAPSULATED", "INACTIVE", echo),
+        _rule("tunnel", "FORWARD_ENCAPSULATED", "INACTIVE", echo),
+        _rule("tunnelcopy", "DUPLICATE_ENCAPSULATED", "INACTIVE", echo),
     ]
     daemon = daemon_factory(parts={"tof": lab_tof_section(lab, backend=backend), "mec": {}})
     client = daemon.client()
@@ -140,9 +182,22 @@ def test_port_classification_drop_and_duplicate_on_real_traffic(
         if backend == "fastpath":  # the program punts a classified address to the agent
             assert int(stats["fastpath"]["punt_service_punt"]) >= 1
 
+        # Encapsulated: the tunnel's packet, from the UE to the app's port 2152, instead of
+        # the core (no echo) or as a copy (the echo comes back).
+        put({**rules[2], "state": "INACTIVE"})
+        for rule, heard in ((rules[3], "silence"), (rules[4], "echo")):
+            put({**rule, "state": "ACTIVE"})
+            answer, (source, gtp) = _tunnel_packet_at_app(lab, app_name, heard)
+            assert answer == heard
+            assert source == str(lab.ues["ue1"])
+            assert gtp[0] & 0xF0 == 0x30  # GTPv1, protocol type GTP
+            assert gtp[1] == 0xFF  # a G-PDU
+            assert gtp.endswith(b"echo")  # the UE's datagram inside, as it left the UE
+            put({**rule, "state": "INACTIVE"})
+        assert int(client.get("/stats")["counters"]["classified_encapsulated"]) >= 2
+
         # Source filters: a DROP of other UEs' echo leaves ue1's alone; one of ue1's prefix and
         # one source port silences that port only.
-        put({**rules[2], "state": "INACTIVE"})
         ue1 = lab.ues["ue1"]
         others = [str(a) for name, a in lab.ues.items() if name != "ue1"] or ["198.18.254.1"]
         put({**rules[1], "state": "ACTIVE", "trafficFilter": [{**echo, "srcAddress": others}]})

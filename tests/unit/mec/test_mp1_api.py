@@ -111,11 +111,12 @@ def test_an_unsupported_activation_is_a_problem_and_changes_nothing(client: Test
     client.post(
         f"{AS}/applications/{app}/confirm_ready", headers=auth, json={"indication": "READY"}
     )
-    encap = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
-                       json=rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED"))  # fmt: skip
-    assert encap.status_code == 400
-    assert encap.headers["content-type"] == PROBLEM
-    assert "FORWARD_ENCAPSULATED is not supported" in encap.json()["detail"]
+    qci = rule("r1", "198.18.0.5", trafficFilter=[{"dstAddress": ["198.18.0.5"], "qCI": 9}])
+    refused = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
+                         json=qci)  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == PROBLEM
+    assert "filter on qCI is not supported" in refused.json()["detail"]
     assert (
         client.get(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth).json()["action"]
         == "FORWARD_DECAPSULATED"
@@ -332,7 +333,7 @@ def test_a_descriptor_is_checked_whole(client: TestClient) -> None:
     assert answer.status_code == 400
     assert "duplicate trafficRuleId" in answer.json()["detail"]
     drop = descriptor("cache", "198.18.0.5", "10.0.2.10")
-    drop["trafficRules"] = [rule("r1", "198.18.0.5", action="FORWARD_ENCAPSULATED")]
+    drop["trafficRules"] = [rule("r1", "198.18.0.0/24")]  # a TOF service is one address
     assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 400
     assert client.get("/v1/apps", headers=ADMIN).json() == []
 

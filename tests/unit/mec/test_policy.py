@@ -182,13 +182,19 @@ def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
     assert drop == [TofTarget("198.18.0.5", "198.18.0.5", True, (), (), 1, "drop")]
     copy = policy.tof_services(rule(action="DUPLICATE_DECAPSULATED"), "10.0.2.10")
     assert copy == [TofTarget("198.18.0.5", "10.0.2.10", True, (), (), 1, "duplicate")]
+    for action, tof_action in (
+        ("FORWARD_ENCAPSULATED", "forward_encapsulated"),
+        ("DUPLICATE_ENCAPSULATED", "duplicate_encapsulated"),
+    ):
+        encapsulated = policy.tof_services(rule(action=action), "10.0.2.10")
+        assert encapsulated == [TofTarget("198.18.0.5", "10.0.2.10", True, (), (), 1, tof_action)]
+        with pytest.raises(MecInvalid, match="no destination"):  # they deliver: to whom?
+            policy.tof_services(rule(action=action), None)
 
 
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
-        ({"action": "FORWARD_ENCAPSULATED"}, "action FORWARD_ENCAPSULATED is not supported"),
-        ({"action": "DUPLICATE_ENCAPSULATED"}, "not supported"),
         ({"trafficFilter": [{"dstAddress": ["198.18.0.0/24"]}]}, r"only single IPv4"),
         ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "qCI": 9}]}, "qCI"),
         ({"trafficFilter": [{"dstAddress": ["198.18.0.5"], "token": ["t"]}]}, "token"),

@@ -11,6 +11,8 @@ from tests.unit.tof.test_pipeline import (
     APP,
     APP2,
     ENB1,
+    MAC_ENB,
+    MAC_SGW,
     SGW1,
     SVC_IP,
     UE1,
@@ -21,10 +23,21 @@ from tests.unit.tof.test_pipeline import (
     udp_packet,
 )
 
+from fluidedge.codec.gtpu import UnknownExtension
+from fluidedge.codec.gtpu.header import decode_header
+from fluidedge.codec.stack import classify, encapsulate_gpdu, ethernet_frame
 from fluidedge.core.store import Store
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
-from fluidedge.tof.models import DROP, DUPLICATE, PASS, Match, Service
+from fluidedge.tof.models import (
+    DROP,
+    DUPLICATE,
+    DUPLICATE_ENCAPSULATED,
+    FORWARD_ENCAPSULATED,
+    PASS,
+    Match,
+    Service,
+)
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Pipeline
 
 TCP, UDP = 6, 17
@@ -131,6 +144,37 @@ def test_source_filters_take_only_those_ues_and_source_ports() -> None:
     other = gpdu(ENB1, SGW1, 0x300, udp_packet(UE2, SVC_IP, 5050, 53, b"q"))
     assert p.from_s1(other, ENB, 1.0) == [(SGW, other)]
     assert p.counters["classified_unmatched"] == 3
+
+
+@pytest.mark.parametrize("action", [FORWARD_ENCAPSULATED, DUPLICATE_ENCAPSULATED])
+def test_encapsulated_actions_hand_the_app_the_tunnels_packet(action: str) -> None:
+    """The GTP-U header and T-PDU as they came (TEID, sequence, an extension the TOF could not
+    terminate), in UDP from the UE to the app's port 2152; to the core only for the copy."""
+    p = pipeline()
+    rule = Service("mec-enc", "198.18.50.1", "198.19.0.10", match=Match((UDP,)), action=action)
+    p.set_services({"mec-enc": rule})
+    inner = udp_packet(UE1, SVC_IP, 4000, 53, b"query")
+    outer = encapsulate_gpdu(ENB1, SGW1, 0x33, inner, sequence=7,
+                             extensions=(UnknownExtension(0x8F, b"\x00\x00"),),
+                             udp_checksum=False)  # fmt: skip
+    frame = ethernet_frame(MAC_SGW, MAC_ENB, outer)
+    out = p.from_s1(frame, ENB, 1.0)
+    to_app = [pkt for port, pkt in out if port == APPS]
+    to_core = [pkt for port, pkt in out if port == SGW]
+    assert to_core == ([frame] if action == DUPLICATE_ENCAPSULATED else [])
+    assert len(to_app) == 1
+    packet = to_app[0]
+    assert (packet[9], packet[12:16], packet[16:20]) == (UDP, UE1, APP)
+    assert int.from_bytes(packet[22:24], "big") == 2152  # to the app's GTP-U port
+    assert_checksums(packet)
+    c = classify(frame)
+    assert packet[28:] == frame[c.udp_offset + 8 : c.inner_end]  # the GTP-U message unchanged
+    header = decode_header(packet[28:])
+    assert (header.teid, header.sequence, header.extensions[0].ext_type) == (0x33, 7, 0x8F)
+    assert p.counters["classified_encapsulated"] == 1
+    assert p.service_counters["mec-enc"].up_packets == 1
+    assert p.flows == {}  # nothing comes back through the TOF
+    assert p.from_apps(udp_packet(APP, UE1, 53, 4000, b"no"), 1.1) == []
 
 
 def test_removing_a_classified_service_drops_its_flows() -> None:
