@@ -10,7 +10,9 @@ app's echoes app -> function -> TOF, which encapsulates them toward the eNB, so 
 socket receives them. The function (a transparent bridge in a namespace) sees each of them
 once in each direction; traffic the classifier does not take (another port) goes straight to
 the app; with the function gone the closed chain drops the service's traffic. The same
-with runc instances of the built-in firewall and counter templates as the chain's functions.
+with runc instances of the built-in firewall and counter templates as the chain's functions,
+and with the service an ME app's traffic rule made (the chain names the rule's ``mec-``
+service).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fluidedge.core.client import Client
@@ -126,6 +129,7 @@ def env(
                 },
                 "chains": {"poll_interval": 0.2},
                 "tof": tof_section(lab, request.param),
+                "mec": {},
             },
         )
         ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
@@ -194,8 +198,32 @@ def test_offloaded_traffic_crosses_the_chain_both_ways(env: Env) -> None:
         client.close()
 
 
-def _scenario(env: Env, client: Client) -> None:
-    client.post("/service", {"name": "video", "serviceIP": SERVICE_IP, "applicationIP": APP_IP})
+def test_a_mec_traffic_rules_offload_crosses_the_chain_that_names_its_service(env: Env) -> None:
+    """The ME platform's traffic rule makes the TOF service (``mec-...``, docs/me-platform.md);
+    a chain whose classifier names that service takes the rule's offloaded traffic."""
+    client = env.daemon.client()
+    try:
+        rule = {"trafficRuleId": "video", "filterType": "FLOW", "priority": 1,
+                "trafficFilter": [{"dstAddress": [SERVICE_IP]}],
+                "action": "FORWARD_DECAPSULATED", "state": "ACTIVE"}  # fmt: skip
+        app = client.post("/v1/apps", {"name": "chained", "dataAddress": APP_IP,
+                                       "trafficRules": [rule]})  # fmt: skip
+        url = f"{env.daemon.url}/mec_app_support/v1/applications/{app['appInstanceId']}"
+        ready = httpx.post(f"{url}/confirm_ready", json={"indication": "READY"}, timeout=30,
+                           headers={"Authorization": f"Bearer {app['token']}"})  # fmt: skip
+        assert ready.status_code == 204, ready.text
+        [service] = [s for s in client.get("/service") if s["name"].startswith("mec-")]
+        assert (service["serviceIP"], service["applicationIP"]) == (SERVICE_IP, APP_IP)
+        _scenario(env, client, service["name"])
+    finally:
+        client.close()
+
+
+def _scenario(env: Env, client: Client, service: str | None = None) -> None:
+    """The chain of one function for the TOF service ``service`` (None: made here, "video")."""
+    if service is None:
+        client.post("/service", {"name": "video", "serviceIP": SERVICE_IP, "applicationIP": APP_IP})
+        service = "video"
     client.post(
         "/v1/chains/port-pairs", {"id": "fw", "ingress": env.fn.ingress, "egress": env.fn.egress}
     )
@@ -204,7 +232,7 @@ def _scenario(env: Env, client: Client) -> None:
         "/v1/chains/flow-classifiers",
         {"id": "video", "logical_source_port": env.tof_port,
          "logical_destination_port": env.app_port, "protocol": "udp",
-         "destination_port_range_min": CHAINED, "tof_service": "video"},
+         "destination_port_range_min": CHAINED, "tof_service": service},
     )  # fmt: skip
     client.post(
         "/v1/chains", {"id": "video", "port_pair_groups": ["g"], "flow_classifiers": ["video"]}
