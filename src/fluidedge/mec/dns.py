@@ -9,15 +9,21 @@ every change, before the Mp1 answer, so an activation or a deactivation is in th
   bytes, or None when the name is not the platform's (the query then goes upstream). A name of
   the table gets its A or AAAA records, authoritative; another type of such a name is an empty
   NOERROR answer (NODATA), never forwarded, so the core never answers for a name the edge owns.
-- :class:`DnsResponder` is the I/O edge: a UDP server on the daemon's event loop. A query for
-  another name is relayed unchanged to the first upstream resolver that answers (each try on
-  its own socket, bounded by a timeout, from the daemon's namespace or ``upstream_netns``,
-  e.g. the TOF's, where the lab routes to the PDN's resolver); when none does, the client gets
-  SERVFAIL.
+- :class:`DnsResponder` is the I/O edge: a UDP and a TCP server on the daemon's event loop,
+  on the same address and port. A query for another name is relayed unchanged to the first
+  upstream resolver that answers (each try on its own socket, bounded by a timeout, from the
+  daemon's namespace or ``upstream_netns``, e.g. the TOF's, where the lab routes to the PDN's
+  resolver), over the transport it came on; when none does, the client gets SERVFAIL.
+
+WHY TCP as well (RFC 7766: a DNS server must serve TCP): an upstream answer too large for a
+datagram comes back truncated (TC), and the client asks again over TCP. The UEs' queries to the
+core's resolver all come here once the TOF offloads that address, so without TCP such a name
+would not resolve at all. A TCP connection carries 2-byte-length-prefixed messages, answered in
+order; it is closed after :data:`TCP_IDLE` s of silence, and at most :data:`TCP_CLIENTS` are
+open at once (more are closed at once: a client retries).
 
 The wire format is dnspython's (``dns.message``): a maintained, typed library, which parses
 what a resolver sends (EDNS, compression, several questions) rather than a subset of it.
-UDP only: a UE's resolver asks over UDP first, and the platform's answers are small.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ log = logging.getLogger("fluidedge.mec")
 
 Address = tuple[str, int]
 DEFAULT_TTL = 60
+TCP_IDLE = 10.0  # s a TCP client may stay silent before its connection is closed
+TCP_CLIENTS = 256  # TCP connections served at once
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ class Counters:
     forwarded: int = 0  # relayed upstream and answered
     failed: int = 0  # no upstream answered: SERVFAIL
     dropped: int = 0  # unreadable
+    tcp_queries: int = 0  # of the above, those that came over TCP
+    tcp_refused: int = 0  # connections closed at once: TCP_CLIENTS were open
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -230,6 +240,56 @@ async def forward(
     return None
 
 
+def _tcp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    return sock
+
+
+async def forward_tcp(
+    query: bytes, upstreams: Sequence[Address], timeout: float, netns: str | None = None
+) -> bytes | None:
+    """The first upstream answer to ``query`` over TCP (tried in order, ``timeout`` s each for
+    connecting, asking and reading), from a socket of network namespace ``netns``."""
+    for upstream in upstreams:
+        try:
+            sock = await asyncio.to_thread(call_in_netns, netns, _tcp_socket)
+        except (OSError, FluidedgeError) as exc:
+            log.warning(
+                "dns upstream %s:%d over tcp: %s", *upstream, exc,
+                extra={"part": "mec", "event": "dns_upstream_failed"},
+            )  # fmt: skip
+            continue
+        try:
+            answer = await asyncio.wait_for(_ask_tcp(sock, query, upstream), timeout)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            continue
+        finally:
+            sock.close()
+        if answer[:2] == query[:2]:
+            return answer
+    return None
+
+
+async def _ask_tcp(sock: socket.socket, query: bytes, upstream: Address) -> bytes:
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, upstream)
+    await loop.sock_sendall(sock, len(query).to_bytes(2, "big") + query)
+    head = await _recv_exactly(sock, 2)
+    return await _recv_exactly(sock, int.from_bytes(head, "big"))
+
+
+async def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        chunk = await loop.sock_recv(sock, size - len(data))
+        if not chunk:
+            raise asyncio.IncompleteReadError(data, size)
+        data += chunk
+    return data
+
+
 class DnsResponder(asyncio.DatagramProtocol):
     """The UDP server (see the module docstring); :attr:`table` is swapped whole."""
 
@@ -243,6 +303,8 @@ class DnsResponder(asyncio.DatagramProtocol):
         self.table: Records = {}
         self.counters = Counters()
         self.transport: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.Server | None = None
+        self._tcp_clients: set[asyncio.StreamWriter] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's UDP transport has DatagramTransport's methods without being a subclass
@@ -259,21 +321,58 @@ class DnsResponder(asyncio.DatagramProtocol):
         task.add_done_callback(self.counters.tasks.discard)
 
     async def _forward(self, query: bytes, addr: Address) -> None:
-        answer = (
-            await forward(query, self.upstreams, self.timeout, self._upstream_sockets())
-            if self.upstreams
-            else None
-        )
+        answer = await self._answer(query, tcp=False)
+        if answer is not None:
+            self._send(answer, addr)
+
+    async def serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One TCP client: length-prefixed queries, answered in order, until it closes, is
+        silent for :data:`TCP_IDLE` s or sends something that is not a query."""
+        if len(self._tcp_clients) >= TCP_CLIENTS:
+            self.counters.tcp_refused += 1
+            writer.close()
+            return
+        self._tcp_clients.add(writer)
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
+                query = await asyncio.wait_for(
+                    reader.readexactly(int.from_bytes(head, "big")), TCP_IDLE
+                )
+                self.counters.tcp_queries += 1
+                answer = await self._answer(query, tcp=True)
+                if answer is None:
+                    return  # unreadable: nothing to answer, and the stream is not trusted
+                writer.write(len(answer).to_bytes(2, "big") + answer)
+                await writer.drain()
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._tcp_clients.discard(writer)
+            writer.close()
+
+    async def _answer(self, query: bytes, tcp: bool) -> bytes | None:
+        """The answer to ``query`` (the table's, an upstream's, or SERVFAIL), counted; None
+        for what is not a query."""
+        answer = respond(query, self.table)
+        if answer is not None:
+            self.counters.answered += 1
+            return answer
+        if not self.upstreams:
+            answer = None
+        elif tcp:
+            answer = await forward_tcp(query, self.upstreams, self.timeout, self.upstream_netns)
+        else:
+            answer = await forward(query, self.upstreams, self.timeout, self._upstream_sockets())
         if answer is not None:
             self.counters.forwarded += 1
-            self._send(answer, addr)
-            return
+            return answer
         failed = servfail(query)
         if failed is None:
             self.counters.dropped += 1
-            return
+            return None
         self.counters.failed += 1
-        self._send(failed, addr)
+        return failed
 
     def _send(self, data: bytes, addr: Address) -> None:
         if self.transport is not None:
@@ -296,19 +395,31 @@ class DnsResponder(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+            self.tcp_server = None
+        for writer in list(self._tcp_clients):
+            writer.close()
         for task in list(self.counters.tasks):
             task.cancel()
 
 
-def _bound(listen: Address) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _bound(listen: Address) -> tuple[socket.socket, socket.socket]:
+    """The UDP and the TCP socket on ``listen`` (port 0: the UDP one's port for both)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind(listen)
+        udp.bind(listen)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(udp.getsockname())
+        tcp.listen(128)
     except OSError:
-        sock.close()
+        udp.close()
+        tcp.close()
         raise
-    sock.setblocking(False)
-    return sock
+    udp.setblocking(False)
+    tcp.setblocking(False)
+    return udp, tcp
 
 
 async def serve(
@@ -323,10 +434,17 @@ async def serve(
     upstream queries leave from namespace ``upstream_netns`` (None: the daemon's)."""
     loop = asyncio.get_running_loop()
     responder = DnsResponder(upstreams, timeout, upstream_netns)
-    sock = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
-    await loop.create_datagram_endpoint(lambda: responder, sock=sock)
+    udp, tcp = await asyncio.to_thread(call_in_netns, netns, lambda: _bound(listen))
+    try:
+        await loop.create_datagram_endpoint(lambda: responder, sock=udp)
+        responder.tcp_server = await asyncio.start_server(responder.serve_tcp, sock=tcp)
+    except BaseException:
+        responder.close()
+        udp.close()
+        tcp.close()
+        raise
     log.info(
-        "dns responder on %s:%d (upstream %s)",
+        "dns responder on %s:%d udp and tcp (upstream %s)",
         *listen,
         ", ".join(f"{h}:{p}" for h, p in upstreams) or "none",
         extra={"part": "mec", "event": "dns_started"},

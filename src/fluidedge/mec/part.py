@@ -333,6 +333,12 @@ class MecPart:
                 f'fluidedge_mec_dns_queries_total{{outcome="forwarded"}} {d.forwarded}',
                 f'fluidedge_mec_dns_queries_total{{outcome="failed"}} {d.failed}',
                 f'fluidedge_mec_dns_queries_total{{outcome="dropped"}} {d.dropped}',
+                "# HELP fluidedge_mec_dns_tcp_queries_total DNS queries that came over TCP",
+                "# TYPE fluidedge_mec_dns_tcp_queries_total counter",
+                f"fluidedge_mec_dns_tcp_queries_total {d.tcp_queries}",
+                "# HELP fluidedge_mec_dns_tcp_refused_total TCP clients closed at once (too many)",
+                "# TYPE fluidedge_mec_dns_tcp_refused_total counter",
+                f"fluidedge_mec_dns_tcp_refused_total {d.tcp_refused}",
             ]
         return "\n".join(lines) + "\n"
 

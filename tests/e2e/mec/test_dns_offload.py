@@ -4,7 +4,8 @@ the platform's DNS responder (its socket in the TOF's namespace), which answers 
 ACTIVE DNS rule with the edge address; every other name, and the app's name once the app
 deactivates the rule over Mp1, is the core's answer: the responder asks the PDN's DNS server,
 from the TOF's namespace over the one route the lab gives it to the PDN (the PDN server's own
-counters prove where each answer came from)."""
+counters prove where each answer came from). A query over TCP is offloaded and answered the
+same way."""
 
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def test_a_ue_resolves_the_apps_name_at_the_edge_then_the_cores(
         before = lab.pdn_dns_stats()
         assert lab_query(lab, "ue1", NAME, resolver) == f"NOERROR {EDGE}"
         assert lab_query(lab, "ue3", NAME.upper(), resolver) == f"NOERROR {EDGE}"
+        # over TCP (a client's retry after a truncated answer): the offload carries it too
+        assert lab_query(lab, "ue1", NAME, resolver, tcp=True) == f"NOERROR {EDGE}"
         assert lab.pdn_dns_stats() == before  # answered at the edge: the core never saw them
         # another name: the core's answer, from the PDN's server
         assert lab_query(lab, "ue2", "pdn.example", resolver) == f"NOERROR {core}"

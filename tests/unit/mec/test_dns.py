@@ -1,17 +1,20 @@
 """The DNS responder: the pure answer from the rules' table, the table the rules make, the UDP
-edge forwarding other names to an upstream resolver (a fake one on loopback), and the platform
-keeping the table equal to the ACTIVE rules of READY apps."""
+and TCP edges forwarding other names to an upstream resolver (a fake one on loopback), and the
+platform keeping the table equal to the ACTIVE rules of READY apps."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from fluidedge.core.store import Store
@@ -190,6 +193,113 @@ def test_an_upstream_namespace_that_is_gone_is_a_servfail_not_a_crash() -> None:
         finally:
             responder.close()
             up_transport.close()
+
+    asyncio.run(scenario())
+
+
+async def _tcp_upstream(answer: str) -> tuple[asyncio.Server, int, list[str]]:
+    """A fake core resolver over TCP: every A query gets ``answer``, plus 40 more A records
+    (an answer too large for a plain datagram: the reason a client asks over TCP)."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                query = dns.message.from_wire(await reader.readexactly(size))
+                seen.append(query.question[0].name.to_text())
+                response = dns.message.make_response(query)
+                many = [answer] + [f"192.0.2.{i}" for i in range(100, 140)]
+                response.answer.append(
+                    dns.rrset.from_text_list(query.question[0].name, 5, "IN", "A", many)
+                )
+                wire = response.to_wire()
+                writer.write(len(wire).to_bytes(2, "big") + wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, dns.exception.DNSException):
+            writer.close()  # a resolver closes on what it cannot read
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], seen
+
+
+async def _tcp_ask(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *names: str
+) -> list[dns.message.Message]:
+    """Send the queries of ``names`` back to back (pipelined), then read their answers."""
+    queries = [dns.message.make_query(name, "A") for name in names]
+    for query in queries:
+        wire = query.to_wire()
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+    await writer.drain()
+    out = []
+    for query in queries:
+        size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 5), "big")
+        answer = dns.message.from_wire(await reader.readexactly(size))
+        assert answer.id == query.id  # in order
+        out.append(answer)
+    return out
+
+
+def test_the_tcp_responder_answers_forwards_over_tcp_and_bounds_its_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        upstream, up_port, seen = await _tcp_upstream("192.0.2.1")
+        responder = await mecdns.serve(("127.0.0.1", 0), [("127.0.0.1", up_port)], 2.0)
+        assert responder.transport is not None
+        port = responder.transport.get_extra_info("sockname")[1]  # TCP shares the UDP port
+        try:
+            responder.table = TABLE
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            mine, core = await _tcp_ask(reader, writer, "cache.example", "core.example")
+            assert addresses(mine) == ["198.18.0.5", "198.18.0.6"]
+            assert len(addresses(core)) == 41  # the large answer, whole, over TCP
+            assert "192.0.2.1" in addresses(core)
+            assert seen == ["core.example."]
+            c = responder.counters
+            assert (c.answered, c.forwarded, c.tcp_queries) == (1, 1, 2)
+            # Not a DNS message: the connection is closed, nothing answered.
+            writer.write(b"\x00\x03abc")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert responder.counters.dropped == 1
+            writer.close()
+            # A silent client is closed after TCP_IDLE; beyond TCP_CLIENTS a new one at once.
+            monkeypatch.setattr(mecdns, "TCP_IDLE", 0.3)
+            monkeypatch.setattr(mecdns, "TCP_CLIENTS", 1)
+            quiet_r, quiet_w = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.1)
+            extra_r, extra_w = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(extra_r.read(), 5) == b""
+            assert responder.counters.tcp_refused == 1
+            assert await asyncio.wait_for(quiet_r.read(), 5) == b""  # idle: closed
+            for w in (quiet_w, extra_w):
+                w.close()
+        finally:
+            responder.close()
+            upstream.close()
+            await upstream.wait_closed()
+
+    asyncio.run(scenario())
+
+
+def test_a_tcp_query_whose_upstreams_fail_gets_servfail() -> None:
+    async def scenario() -> None:
+        closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: the connection is refused
+        responder = await mecdns.serve(("127.0.0.1", 0), [closed.getsockname()], 0.5)
+        assert responder.transport is not None
+        port = responder.transport.get_extra_info("sockname")[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            [failed] = await _tcp_ask(reader, writer, "core.example")
+            assert failed.rcode() == dns.rcode.SERVFAIL
+            assert responder.counters.failed == 1
+            writer.close()
+        finally:
+            responder.close()
+            closed.close()
 
     asyncio.run(scenario())
 
