@@ -7,9 +7,12 @@ example apps' busybox ``wget`` does not verify certificates). The example apps o
 :mod:`fluidedge.mec.examples` are deployed with ``POST /v1/apps`` and their own descriptors:
 
 - the **producer**, whose descriptor gets a traffic rule (FORWARD_DECAPSULATED of the demo's
-  service address) and a gateway toward the TOF: it registers the ``greeting`` service over
-  Mp1 and confirms ready, and then the rule is in the TOF, so every UE's HTTP to the service
-  address reaches it (its page names its ``appInstanceId``);
+  service address), a DNS rule (:data:`DNS_NAME` is the service address) and a gateway toward
+  the TOF: it registers the ``greeting`` service over Mp1 and confirms ready, and then the
+  rule is in the TOF, so every UE's HTTP to the service address reaches it (its page names
+  its ``appInstanceId``), and a UE that asks the core's resolver (the lab's PDN DNS server,
+  whose queries the TOF offloads to the platform's responder, ``[mec.dns]``) for the name gets
+  the service address, answered at the edge;
 - the **consumer**, which discovers ``greeting`` over Mp1, calls the producer over the platform
   network, confirms ready, and then keeps discovering and calling it every 2 s (its
   ``/calls`` page counts them).
@@ -28,6 +31,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterable
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
 ROLES = ("producer", "consumer")
 SERVICE = "greeting"  # the service the producer offers and the consumer looks for
 RULE_ID = "demo-web"
+DNS_RULE_ID = "demo-name"
+DNS_NAME = "greeting.mec.example"  # the producer's DNS rule: the demo's service address
 PLATFORM_SUPERNET = ipaddress.IPv4Network("10.236.0.0/16")  # the platform /24 is taken in it
 READY_TIMEOUT = 90.0  # s for both apps to confirm ready over Mp1
 _CALLS = re.compile(r"calls (\d+) failed (\d+) last ?(.*)")
@@ -145,9 +151,22 @@ def traffic_rule() -> dict[str, Any]:
     }
 
 
+def dns_rule() -> dict[str, Any]:
+    """The producer's DNS rule: :data:`DNS_NAME` is the demo's service address."""
+    return {
+        "dnsRuleId": DNS_RULE_ID,
+        "domainName": DNS_NAME,
+        "ipAddressType": "IP_V4",
+        "ipAddress": DEMO_SERVICE_IP,
+        "ttl": 30,
+        "state": "ACTIVE",
+    }
+
+
 def descriptors(addresses: dict[str, str], gateway: str) -> dict[str, dict[str, Any]]:
     """The example apps' descriptors (:func:`fluidedge.mec.examples.descriptor`) on the lab's
-    ``apps`` network, with a gateway toward the TOF; the producer's with its traffic rule."""
+    ``apps`` network, with a gateway toward the TOF; the producer's with its traffic rule and
+    its DNS rule."""
     out = {}
     for role in ROLES:
         doc = examples.descriptor(role, "apps", addresses[role], name=f"demo-{role}",
@@ -155,6 +174,7 @@ def descriptors(addresses: dict[str, str], gateway: str) -> dict[str, dict[str, 
         doc["deploy"]["data"]["gateway"] = gateway
         if role == "producer":
             doc["trafficRules"] = [traffic_rule()]
+            doc["dnsRules"] = [dns_rule()]
         out[role] = doc
     return out
 
@@ -202,11 +222,23 @@ def parts(lab: Lab, platform: PlatformNet) -> dict[str, dict[str, object]]:
     networks = dict(instances["networks"])  # type: ignore[call-overload]
     networks[platform.network] = {"bridge": platform.bridge, "subnet": str(platform.subnet)}
     instances["networks"] = networks
+    resolver = str(lab.pdn_dns_address)
     mec = {
         "platform_network": platform.network,
         "platform_address": platform.address,
         "mp1_port": platform.port,
         "allow_plain_http": True,  # the example apps' busybox wget does not verify TLS
+        # The responder in the TOF's namespace, on its apps address; the UEs' queries to the
+        # core's resolver are offloaded to it; other names are asked of that resolver over
+        # the lab's route from the same namespace (docs/me-platform.md, DNS rules).
+        "dns": {
+            "netns": lab.host_ns,
+            "listen": str(lab.apps_gateway),
+            "port": 53,
+            "upstream": [f"{resolver}:53"],
+            "upstream_netns": lab.host_ns,
+            "resolver": resolver,
+        },
     }
     return {"instances": instances, "secgroups": {}, "mec": mec}
 
@@ -227,7 +259,12 @@ def deploy(client: Client, lab: Lab, demo: DemoMec, console: Console) -> EdgeApp
         made = dict(client.post("/v1/apps", docs[role]))
         made.pop("token", None)  # the app's own secret: in its instance, not on the screen
         demo.apps[role] = made
-        rule = f", traffic rule {RULE_ID}: {DEMO_SERVICE_IP} -> it" if role == "producer" else ""
+        rule = (
+            f", traffic rule {RULE_ID}: {DEMO_SERVICE_IP} -> it, DNS rule {DNS_RULE_ID}: "
+            f"{DNS_NAME} -> {DEMO_SERVICE_IP}"
+            if role == "producer"
+            else ""
+        )
         console.print(
             f"App {made['name']} ({role}, template {examples.template_name(role)}) deployed in "
             f"{time.perf_counter() - wall:.1f} s: appInstanceId {made['appInstanceId']}, "
@@ -235,6 +272,14 @@ def deploy(client: Client, lab: Lab, demo: DemoMec, console: Console) -> EdgeApp
             f"{made['platformAddress']}{rule}"
         )
     _wait_ready(client, demo, console)
+    ue = next(iter(lab.ues))
+    answer = lookup(lab, ue, DNS_NAME, str(lab.pdn_dns_address))
+    where = "answered at the edge" if answer == f"NOERROR {DEMO_SERVICE_IP}" else "unexpected"
+    console.print(
+        f"UE {ue} asked the core's resolver {lab.pdn_dns_address} for {DNS_NAME}: {answer} "
+        f"({where}: the producer's DNS rule, the TOF offloads the query to the platform's "
+        "responder)"
+    )
     producer = demo.apps["producer"]
     return EdgeApp(
         address=str(producer["dataAddress"]),
@@ -242,6 +287,35 @@ def deploy(client: Client, lab: Lab, demo: DemoMec, console: Console) -> EdgeApp
         marker=f"producer {producer['appInstanceId']}",
         instance=str(producer["instance"]),
     )
+
+
+# Run in the UE's namespace: argv = name, server, timeout; "<RCODE> <addresses...>".
+_LOOKUP = """
+import socket, sys
+import dns.message, dns.rcode
+name, server, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+q = dns.message.make_query(name, "A")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(timeout)
+for _ in range(5):  # the first query may wait for the lab's ARP
+    s.sendto(q.to_wire(), (server, 53))
+    try:
+        a = dns.message.from_wire(s.recvfrom(4096)[0])
+    except TimeoutError:
+        continue
+    if a.id == q.id:
+        found = sorted(r.to_text() for rr in a.answer for r in rr)
+        print(" ".join([dns.rcode.to_text(a.rcode()), *found]))
+        break
+else:
+    print("no answer")
+"""
+
+
+def lookup(lab: Lab, ue: str, name: str, server: str) -> str:
+    """What ``ue`` gets for ``name`` (A) from ``server``:53: ``NOERROR 198.18.50.1``."""
+    done = lab.run(ue, [sys.executable, "-c", _LOOKUP, name, server, "2"], timeout=30)
+    return done.stdout.strip() if done.returncode == 0 else f"failed ({done.returncode})"
 
 
 def _wait_ready(client: Client, demo: DemoMec, console: Console) -> None:

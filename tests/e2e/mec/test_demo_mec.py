@@ -1,7 +1,8 @@
 """``fluidedge demo --mec``: the demo's service is the example producer app, deployed through
-the ME platform's API with a traffic rule; the example consumer discovers it over Mp1 and
-calls it over the platform network; everything, the platform network on the host included,
-is torn down."""
+the ME platform's API with a traffic rule and a DNS rule (a UE's lookup through the core's
+resolver is answered at the edge); the example consumer discovers it over Mp1 and calls it
+over the platform network; everything, the platform network on the host included, is torn
+down."""
 
 from __future__ import annotations
 
@@ -45,11 +46,19 @@ def test_demo_mec() -> None:
     assert set(made) == {"producer", "consumer"}, out
     producer = made["producer"]
     assert "traffic rule demo-web: 198.18.50.1 -> it" in flat
+    assert "DNS rule demo-name: greeting.mec.example -> 198.18.50.1" in flat
     # ... and confirmed ready by themselves, over Mp1, from their instances.
     assert "App demo-producer: registered 'greeting' over Mp1, then confirmed ready" in flat
     assert (
         "App demo-consumer: discovered 'greeting' over Mp1, called the producer, then "
         "confirmed ready" in flat
+    ), out
+
+    # A UE asking the core's resolver for the producer's name got the edge's answer.
+    assert re.search(
+        r"UE ue\d+ asked the core's resolver [\d.]+ for greeting\.mec\.example: "
+        r"NOERROR 198\.18\.50\.1 \(answered at the edge",
+        flat,
     ), out
 
     # The UEs' HTTP to the service address was offloaded to the producer (its page names it),

@@ -57,7 +57,7 @@ def test_free_hosts_skip_the_taken_ones() -> None:
         mec.free_hosts("198.19.0.0/29", [], 3, start=5)
 
 
-def test_the_descriptors_are_the_examples_with_a_gateway_and_the_producers_rule() -> None:
+def test_the_descriptors_are_the_examples_with_a_gateway_and_the_producers_rules() -> None:
     docs = mec.descriptors(
         {"producer": "198.19.0.20/24", "consumer": "198.19.0.21/24"}, "198.19.0.1"
     )
@@ -68,11 +68,17 @@ def test_the_descriptors_are_the_examples_with_a_gateway_and_the_producers_rule(
         assert parsed.deploy.data.gateway == "198.19.0.1"
         assert parsed.deploy.env == {"SER_NAME": mec.SERVICE}
     assert docs["consumer"].get("trafficRules") is None
+    parsed_producer = AppDescriptor.model_validate(docs["producer"])
     (rule,) = docs["producer"]["trafficRules"]
     parsed_rule = TrafficRule.model_validate(rule)
     assert parsed_rule.traffic_rule_id == mec.RULE_ID
     assert rule["trafficFilter"] == [{"dstAddress": [f"{DEMO_SERVICE_IP}/32"]}]
     assert rule["action"] == "FORWARD_DECAPSULATED"
+    # and the DNS rule naming the service address, which the whole descriptor accepts
+    assert docs["consumer"].get("dnsRules") is None
+    assert [(r.domain_name, r.ip_address) for r in parsed_producer.dns_rules] == [
+        (mec.DNS_NAME, DEMO_SERVICE_IP)
+    ]
 
 
 def test_the_consumers_calls_page_is_parsed_and_reached_means_the_producers_answer() -> None:
