@@ -180,6 +180,15 @@ ACTIONS = (OFFLOAD, DROP, PASS, DUPLICATE, FORWARD_ENCAPSULATED, DUPLICATE_ENCAP
 PORT_PROTOCOLS = frozenset({6, 17, 132})  # TCP, UDP, SCTP: the protocols with ports
 
 
+def _in_ranges(port: int | None, ranges: tuple[tuple[int, int], ...]) -> bool:
+    if port is None:
+        return False
+    for lo, hi in ranges:  # noqa: SIM110 (per packet: a loop, not any(<generator>))
+        if lo <= port <= hi:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """The classification of a service beyond its service IP (the inner packet's protocol,
@@ -240,20 +249,20 @@ class Match:
         """Whether an inner packet of ``protocol`` from ``source`` (packed address) and
         ``source_port`` to ``port`` (a port None: none, e.g. ICMP or a non-first fragment) is
         this match's."""
+        # Plain loops, not any(<generator>): this runs per packet of a classified address.
         if self.protocols and protocol not in self.protocols:
             return False
-        if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
+        if self.ports and not _in_ranges(port, self.ports):
             return False
         if self._nets:
             value = int.from_bytes(source, "big")
-            if not any(
-                len(source) == size and value & mask == net for net, mask, size in self._nets
-            ):
+            size = len(source)
+            for net, mask, length in self._nets:
+                if length == size and value & mask == net:
+                    break
+            else:
                 return False
-        if self.source_ports:
-            sp = source_port
-            return sp is not None and any(lo <= sp <= hi for lo, hi in self.source_ports)
-        return True
+        return not self.source_ports or _in_ranges(source_port, self.source_ports)
 
     def to_api(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -1,12 +1,16 @@
-"""Classified services (``Service.match``): the pipeline's verdicts by inner protocol and
-destination port (offload, drop, pass, duplicate), several services on one service IP in their
-priority order, and the catalog's sharing rule."""
+"""Classified services (``Service.match``): the pipeline's verdicts by inner protocol,
+destination port, source prefix and source port (offload, drop, pass, duplicate, and the
+encapsulated forward and duplicate), several services on one service IP in their priority
+order, the catalog's sharing rule, and the per-packet match against ipaddress (Hypothesis)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.unit.tof.test_pipeline import (
     APP,
     APP2,
@@ -263,3 +267,41 @@ def test_the_catalog_finds_a_shared_address_by_name_only(tmp_path: Path) -> None
     assert catalog.delete("198.18.50.1") == TLS
     with pytest.raises(ServiceNotFound):
         catalog.find("198.18.50.1")
+
+
+def _network(addr: int, length: int) -> str:
+    return str(ipaddress.ip_network(f"{ipaddress.IPv4Address(addr)}/{length}", strict=False))
+
+
+_prefix = st.builds(_network, st.integers(0, 2**32 - 1), st.integers(0, 32))
+_range = st.tuples(st.integers(0, 65535), st.integers(0, 65535)).map(lambda r: (min(r), max(r)))
+_port = st.none() | st.integers(0, 65535)
+
+
+@given(
+    st.lists(_prefix, max_size=4),
+    st.lists(_range, max_size=3),
+    st.lists(_range, max_size=3),
+    st.tuples(st.integers(0, 2**32 - 1), _port, _port),
+)
+def test_match_agrees_with_ipaddress_and_plain_ranges(
+    sources: list[str],
+    ports: list[tuple[int, int]],
+    source_ports: list[tuple[int, int]],
+    packet: tuple[int, int | None, int | None],
+) -> None:
+    """The per-packet test (ints and masks) against the obvious one (ipaddress, ranges)."""
+    address, port, source_port = packet
+    match = Match((UDP,), tuple(ports), 0, tuple(sources), tuple(source_ports))
+    ue = ipaddress.IPv4Address(address)
+
+    def within(p: int | None, ranges: list[tuple[int, int]]) -> bool:
+        return not ranges or (p is not None and any(lo <= p <= hi for lo, hi in ranges))
+
+    expected = (
+        (not sources or any(ue in ipaddress.ip_network(n) for n in sources))
+        and within(port, ports)
+        and within(source_port, source_ports)
+    )
+    assert match.matches(UDP, port, ue.packed, source_port) is expected
+    assert not match.matches(TCP, port, ue.packed, source_port)
