@@ -51,12 +51,16 @@ from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.garp import announce
 from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
+from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl
+
+# The instance manager's refusal for lack of room, as the error header names it (its class).
+ADMISSION_REFUSED = "AdmissionRefused"
 
 log = logging.getLogger("fluidedge.cluster")
 
@@ -367,8 +371,10 @@ class ClusterPart:
         *,
         admin: bool,
         forwarded: str | None,
+        exclude: frozenset[str] = frozenset(),
     ) -> str | None:
-        """The node to forward ``request`` to, or ``None`` to run it here."""
+        """The node to forward ``request`` to, or ``None`` to run it here; never one of
+        ``exclude`` (nodes that refused it for lack of room since the view was read)."""
         named = request.node
         if named == self.config.node:
             return None
@@ -391,7 +397,7 @@ class ClusterPart:
             resources.memory_mb if resources is not None else 0
         )
         node = choose(
-            self.registry.nodes(),
+            [n for n in self.registry.nodes() if n.name not in exclude],
             float(cpus),
             int(memory),
             request.placement or self.config.placement,
@@ -399,8 +405,11 @@ class ClusterPart:
         )
         return None if node.name == self.config.node else node.name
 
-    async def forward(self, node: str, body: JsonObject, tenant: str | None) -> tuple[int, bytes]:
-        """Send the request to ``node``; its status and body."""
+    async def forward(
+        self, node: str, body: JsonObject, tenant: str | None
+    ) -> tuple[int, bytes, bool]:
+        """Send the request to ``node``; its status and body, and whether it was refused for
+        lack of room there (``AdmissionRefused``, named by the error header)."""
         url = next((n.url for n in self.registry.nodes() if n.name == node), None)
         if url is None or self._http is None:
             raise NodeUnavailable(f"node {node!r} is not known here")
@@ -415,7 +424,8 @@ class ClusterPart:
         except httpx.HTTPError as exc:
             raise ClusterFailure(f"node {node!r} at {url}: {exc}") from exc
         self.forwarded += 1
-        return response.status_code, response.content
+        full = response.headers.get(ERROR_HEADER) == ADMISSION_REFUSED
+        return response.status_code, response.content, full
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", FORWARDED: self.config.node}

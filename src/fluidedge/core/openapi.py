@@ -40,6 +40,11 @@ _TEXT = {
     507: "No space left under the state directory; nothing was stored",
 }
 
+ERROR_HEADER = "x-fluidedge-error"
+"""The header every error answer carries: the fluidedge error's class (``AdmissionRefused``,
+``ServiceConflict``...), what a program (another node forwarding a creation among them) tells
+apart without parsing the sentence in ``detail``."""
+
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for a route's own error statuses, with the error model."""

@@ -27,6 +27,7 @@ from fluidedge.core import openapi
 from fluidedge.core.auth import TokenGuard
 from fluidedge.core.config import DaemonConfig, resolve_token
 from fluidedge.core.hot import HotRoute
+from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.core.part import DaemonContext, Part
 from fluidedge.core.store import Store
 from fluidedge.daemon.audit import AuditLog
@@ -186,7 +187,13 @@ def create_app(
 
     @app.exception_handler(FluidedgeError)
     async def _domain_error(_request: Request, exc: FluidedgeError) -> JSONResponse:
-        return JSONResponse(status_code=error_status(exc), content={"detail": error_detail(exc)})
+        # The error's class as a header: what a program (another node forwarding a creation)
+        # tells apart without parsing the sentence in "detail".
+        return JSONResponse(
+            status_code=error_status(exc),
+            content={"detail": error_detail(exc)},
+            headers={ERROR_HEADER: type(exc).__name__},
+        )
 
     @app.get("/healthz", tags=["daemon"])
     def healthz() -> dict[str, Any]:

@@ -44,6 +44,7 @@ from fluidedge.core.auth import (
     TokenGuard,
 )
 from fluidedge.core.hot import HotRoute, find
+from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.daemon.audit import AuditLog, body_name
 from fluidedge.daemon.metrics import DaemonMetrics
 from fluidedge.errors import FluidedgeError, StorageFull
@@ -282,7 +283,7 @@ class EdgeMiddleware:
         try:
             response = await route.handler(scope, params, body)
         except FluidedgeError as exc:  # answered as the application's handler would
-            await send_json(send, error_status(exc), error_detail(exc))
+            await send_json(send, error_status(exc), error_detail(exc), error_headers(exc))
             return
         if response is None:
             await self.app(scope, _replaying(body, receive), send)
@@ -363,6 +364,12 @@ def disk_full(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def error_headers(exc: BaseException) -> list[tuple[bytes, bytes]]:
+    if not isinstance(exc, FluidedgeError):
+        return []
+    return [(ERROR_HEADER.encode(), type(exc).__name__.encode())]
 
 
 def error_status(exc: BaseException) -> int:

@@ -119,20 +119,31 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
 async def _place(
     manager: Manager, sc: Scoped, http: Request, request: InstanceRequest, tenant: str | None
 ) -> Response | None:
-    """The answer of the node the cluster part forwards ``request`` to; ``None``: run here."""
+    """The answer of the node the cluster part forwards ``request`` to; ``None``: run here.
+
+    A node chosen by placement (not named) that refuses for lack of room is left out and
+    placement asked again: two placements within one heartbeat, from this node or another,
+    may pick the same node before its record shows the first one's resources."""
     placer = manager.placer
     if placer is None:
         raise WrongState("node: this daemon is not a node of a cluster (no [cluster] table)")
-    node = placer.target(
-        request,
-        manager.templates.get(request.template),
-        admin=sc.who(http).is_admin,
-        forwarded=http.headers.get(FORWARDED),
-    )
-    if node is None:
-        return None
+    template = manager.templates.get(request.template)
     body = request.model_dump(mode="json", exclude_defaults=True)
-    code, content = await placer.forward(node, body, tenant)
+    refused: frozenset[str] = frozenset()
+    while True:
+        node = placer.target(
+            request,
+            template,
+            admin=sc.who(http).is_admin,
+            forwarded=http.headers.get(FORWARDED),
+            exclude=refused,
+        )
+        if node is None:
+            return None
+        code, content, full = await placer.forward(node, body, tenant)
+        if not full or request.node is not None:
+            break
+        refused |= {node}
     response = Response(content=content, status_code=code, media_type="application/json")
     response.headers[NODE_HEADER] = node
     return response

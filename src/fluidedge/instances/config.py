@@ -62,13 +62,16 @@ class Placer(Protocol):
         *,
         admin: bool,
         forwarded: str | None,
+        exclude: frozenset[str] = frozenset(),
     ) -> str | None:
-        """The node to forward ``request`` to; ``None``: run it here (raises a refusal)."""
+        """The node to forward ``request`` to; ``None``: run it here (raises a refusal).
+        ``exclude``: nodes that refused it for lack of room since the view was read."""
 
     async def forward(
         self, node: str, body: dict[str, Any], tenant: str | None
-    ) -> tuple[int, bytes]:
-        """Send the creation to ``node``: its HTTP status and body."""
+    ) -> tuple[int, bytes, bool]:
+        """Send the creation to ``node``: its HTTP status and body, and whether it was refused
+        for lack of room there (admission control: another node may have it)."""
 
     def owner(self, name: str) -> str | None:
         """The live node (not this one) that runs instance ``name``, if the view says one."""

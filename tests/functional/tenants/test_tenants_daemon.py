@@ -260,6 +260,7 @@ def test_quotas_are_refused_with_their_reason(daemon: DaemonHandle) -> None:
 
         second = tenant.post("/v1/instances", json=_instance("q-2", "q-t"))
         assert second.status_code == 409
+        assert second.headers["x-fluidedge-error"] == "QuotaExceeded"
         assert second.json()["detail"] == "quota of tenant q: instances 1 used + 1 asked > 1"
         quota["instances"] = 5
         assert api.admin.patch("/v1/tenants/q", json={"quota": quota}).status_code == 200

@@ -58,6 +58,29 @@ def test_placement_decides_where_the_admin_request_runs(part: ClusterPart) -> No
         part.target(request(resources={"memory_mb": 950}), TEMPLATE, admin=True, forwarded=None)
 
 
+def test_nodes_that_refused_are_left_out(part: ClusterPart) -> None:
+    """A node that refused for lack of room (its record not yet showing it) is not asked again:
+    spread picks the next, here; with both out nothing fits."""
+    spread = request()
+    assert part.target(spread, TEMPLATE, admin=True, forwarded=None) == "there"
+    assert (
+        part.target(spread, TEMPLATE, admin=True, forwarded=None, exclude=frozenset({"there"}))
+        is None
+    )
+    with pytest.raises(NoNodeFits):
+        part.target(
+            spread, TEMPLATE, admin=True, forwarded=None, exclude=frozenset({"there", "here"})
+        )
+
+
+def test_the_refusal_forwarding_retries_on_is_the_instance_managers() -> None:
+    """The error header names the class: the cluster's constant must stay its name."""
+    from fluidedge.cluster.part import ADMISSION_REFUSED
+    from fluidedge.instances.errors import AdmissionRefused
+
+    assert AdmissionRefused.__name__ == ADMISSION_REFUSED
+
+
 def test_a_named_node(part: ClusterPart) -> None:
     assert part.target(request(node="here"), TEMPLATE, admin=True, forwarded=None) is None
     assert part.target(request(node="there"), TEMPLATE, admin=True, forwarded=None) == "there"

@@ -103,6 +103,7 @@ def test_a_service_ip_shared_by_classified_services_needs_a_name(
         applied = len(backend.applied)
         r = client.delete("/service/198.18.50.1", headers=AUTH)
         assert r.status_code == 409
+        assert r.headers["x-fluidedge-error"] == "ServiceConflict"  # the error's class
         assert r.json()["detail"] == (
             "serviceIP 198.18.50.1 is shared by 2 classified services ('mec-dns', 'mec-web'): "
             "name the service"
