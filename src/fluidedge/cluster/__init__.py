@@ -5,7 +5,8 @@ the cluster state lives in **etcd**, through its v3 JSON gateway (no consensus c
 no new Python dependency). :mod:`.etcd` is the small client (pure key/JSON codec plus the
 HTTP calls), :mod:`.registry` a node's record and liveness lease and its cached view of the
 others, :mod:`.placement` the pure choice of a node for a request (spread/pack over reported
-capacity), :mod:`.part` the daemon part (config table ``[cluster]``) that registers the node,
+capacity), :mod:`.persist` what of the site this node last saw (its store), :mod:`.part` the
+daemon part (config table ``[cluster]``) that registers the node,
 serves ``GET /v1/nodes`` (:mod:`.api`) and forwards instance creations to the chosen node.
 
 Keys (under ``prefix``, default ``/fluidedge``)::
@@ -29,4 +30,15 @@ Errors::
     └── ClusterFailure             etcd or another node failed (SystemFailure, 500)
 """
 
-__all__ = ["api", "config", "errors", "etcd", "failover", "garp", "part", "placement", "registry"]
+__all__ = [
+    "api",
+    "config",
+    "errors",
+    "etcd",
+    "failover",
+    "garp",
+    "part",
+    "persist",
+    "placement",
+    "registry",
+]

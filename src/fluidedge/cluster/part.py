@@ -49,6 +49,7 @@ from fluidedge.cluster.errors import (
 from fluidedge.cluster.etcd import Etcd, JsonObject
 from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.garp import announce
+from fluidedge.cluster.persist import SeenTable
 from fluidedge.cluster.placement import choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.openapi import ERROR_HEADER
@@ -87,7 +88,10 @@ class ClusterPart:
         self.fenced = 0
         self.ports_removed = 0
         self._site_lock = threading.Lock()  # a pass, or an API deletion here
-        self._seen: dict[str, set[str]] = {}  # the site's objects of a kind at the last pass
+        # The site's objects of a kind at the last pass, kept in the store: a node down while
+        # one was deleted through another node deletes its copy at its first pass back.
+        self._seen_table = SeenTable(ctx.store)
+        self._seen: dict[str, set[str]] = self._seen_table.load()
         self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
 
     def router(self) -> APIRouter:
@@ -222,7 +226,10 @@ class ClusterPart:
                             "cluster: %s %s left the site, not here yet: %s", kind, name, exc
                         )
                         failed.add(name)
-        self._seen[kind] = set(site) | {n for n in seen - set(site) if n in local}
+        now = set(site) | {n for n in seen - set(site) if n in local}
+        if now != seen:
+            self._seen_table.replace(kind, now)
+        self._seen[kind] = now
 
     def failover(self) -> None:
         """After each heartbeat: record, fence, forget and take over (:mod:`.failover`)."""

@@ -6,7 +6,7 @@ it names or on the one placement picks (spread/pack over the reported capacity),
 with the site token; the instance is reachable from the other node; refusals; losing etcd's
 leader (3 members) kills no node's liveness and stops no forwarding; a node killed is seen
 dead and its instances lost, and comes back alive with them (ports bound, reachable) after a
-restart; with
+restart; a template deleted while a node was down is deleted there when it is back; with
 ``failover = "recreate"`` a dead node's instance is re-created on a live node at the same
 address, and the node, back, deletes its stale copy."""
 
@@ -323,6 +323,37 @@ def test_a_dead_nodes_instance_is_recreated_on_a_live_node_and_fenced_when_it_re
         assert etcd.get_prefix(key)[key]["node"] == a.name
     finally:
         etcd.close()
+
+
+def test_a_template_deleted_while_a_node_was_down_leaves_it_when_back(
+    nodes: OvnNodes, net: str
+) -> None:
+    """What the site held at a node's last pass is kept in its store: back from a stop during
+    which the template was deleted through another node, it deletes its own copy."""
+    a, b = nodes.nodes
+    body = {
+        "name": "passing",
+        "command": ["/bin/busybox", "sleep", "2147483647"],
+        "interfaces": [{"name": "eth0", "network": net}],
+    }
+    a.client().post("/v1/templates", body)
+    wait_for(
+        lambda: any(t["name"] == "passing" for t in b.client().get("/v1/templates")),
+        10,
+        "a's template on b",
+    )
+    b.close_client()
+    b.handle.stop()
+    try:
+        a.client().delete("/v1/templates/passing")
+    finally:
+        b.handle.start()
+    wait_for(
+        lambda: all(t["name"] != "passing" for t in b.client().get("/v1/templates")),
+        15,
+        "the template deleted while b was down, gone from b",
+    )
+    assert any(t["name"] == "sleeper" for t in b.client().get("/v1/templates"))  # the rest stays
 
 
 def test_a_network_and_a_template_made_through_one_node_are_the_sites(
