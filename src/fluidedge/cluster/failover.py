@@ -8,6 +8,12 @@ with a compare-and-swap on its revision (one winner even if views differ) and cr
 instance. A node that finds one of its own instances claimed by another deletes its copy
 (fencing: it was seen dead meanwhile). Names are the records' keys: failover needs instance
 names unique in the site (an instance whose name another node has recorded gets no record).
+
+A claimer whose creation fails gives the record back (:meth:`Record.given_back`: the dead
+node's again, one more ``attempts``, ``retry_at`` later by a doubling delay): placement may
+then pick another node, or the same one once the cause is gone. After
+:data:`MAX_ATTEMPTS` failures the record stays as it is, the instance listed lost, until an
+admin re-creates or deletes it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from typing import Any
 
 from fluidedge.cluster.errors import ClusterError
 from fluidedge.cluster.placement import NodeState, choose
+
+MAX_ATTEMPTS = 5  # failed re-creations after which a record is left lost
+FIRST_DELAY = 2.0  # s before the second attempt; doubled each time, at most MAX_DELAY
+MAX_DELAY = 60.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,9 @@ class Record:
     revision: str
     taken_from: str | None = None  # the dead node it was taken over from
     ports: tuple[str, ...] = ()  # its OVN logical ports on its node (removed when taken over)
+    attempts: int = 0  # re-creations that failed
+    retry_at: float = 0.0  # wall-clock time before which nobody tries again
+    error: str | None = None  # why the last one failed
 
     @classmethod
     def of(cls, name: str, value: Mapping[str, Any], revision: str) -> Record:
@@ -44,6 +57,9 @@ class Record:
             revision=revision,
             taken_from=value.get("taken_from"),
             ports=tuple(str(p) for p in value.get("ports", ())),
+            attempts=int(value.get("attempts", 0)),
+            retry_at=float(value.get("retry_at", 0.0)),
+            error=value.get("error"),
         )
 
     def taken_by(self, node: str) -> dict[str, Any]:
@@ -54,7 +70,27 @@ class Record:
             "cpus": self.cpus,
             "memory_mb": self.memory_mb,
             "taken_from": self.node,
+            "attempts": self.attempts,
         }
+
+    def given_back(self, error: str, now: float) -> dict[str, Any]:
+        """The record's value after a claimer failed to re-create it: its dead node's again
+        (with the ports still to remove), one more attempt, the next not before a delay."""
+        attempts = self.attempts + 1
+        value: dict[str, Any] = {
+            "node": self.node,
+            "request": self.request,
+            "cpus": self.cpus,
+            "memory_mb": self.memory_mb,
+            "attempts": attempts,
+            "retry_at": now + min(MAX_DELAY, FIRST_DELAY * 2 ** (attempts - 1)),
+            "error": error[:500],
+        }
+        if self.taken_from is not None:
+            value["taken_from"] = self.taken_from
+        if self.ports:
+            value["ports"] = list(self.ports)
+        return value
 
 
 def request_of(inst: Any) -> dict[str, Any]:
@@ -91,8 +127,10 @@ def plan(
     view: Iterable[NodeState],
     records: Mapping[str, Record],
     local: Mapping[str, bool],
+    now: float = 0.0,
 ) -> Plan:
-    """What this node does this beat. ``local``: its instances -> whether failover is on."""
+    """What this node does this beat. ``local``: its instances -> whether failover is on;
+    ``now``: the wall clock, against the records' ``retry_at``."""
     nodes = {n.name: n for n in view}
     publish = sorted(n for n, on in local.items() if on and n not in records)
     # only what was taken from this node: an instance of the same name elsewhere is not ours
@@ -106,6 +144,8 @@ def plan(
         owner = nodes.get(record.node)
         if owner is None or owner.alive or record.name in local:
             continue
+        if record.attempts >= MAX_ATTEMPTS or now < record.retry_at:
+            continue  # given up on, or not yet: a failed re-creation waits its delay
         try:
             chosen = choose(live, record.cpus, record.memory_mb)
         except ClusterError:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -251,7 +252,7 @@ class ClusterPart:
             template = manager.templates.get(inst.template)
             local[name] = template is not None and template.failover == "recreate"
         me = self.config.node
-        todo = plan(me, self.registry.nodes(), records, local)
+        todo = plan(me, self.registry.nodes(), records, local, time.time())
         for name in todo.publish:
             inst = instances[name]
             value = {
@@ -284,6 +285,13 @@ class ClusterPart:
             except (FluidedgeError, ValidationError) as exc:
                 self.takeover_failures += 1
                 log.error("cluster: re-creating %s here failed: %s", record.name, exc)
+                # Give the claim back (the dead node's again, retried after a delay), so the
+                # next pass does not forget a record whose instance runs nowhere.
+                back = record.given_back(str(exc), time.time())
+                try:
+                    self.etcd.put(prefix + record.name, back)
+                except ClusterError as put_exc:
+                    log.warning("cluster: giving %s back: %s", record.name, put_exc)
                 continue
             with manager.lock:
                 made = manager.instances.get(record.name)

@@ -6,7 +6,14 @@ import base64
 from types import SimpleNamespace
 
 from fluidedge.cluster.etcd import decode_revisions, swap_body
-from fluidedge.cluster.failover import Record, plan, request_of
+from fluidedge.cluster.failover import (
+    FIRST_DELAY,
+    MAX_ATTEMPTS,
+    MAX_DELAY,
+    Record,
+    plan,
+    request_of,
+)
 from fluidedge.cluster.placement import NodeState
 
 
@@ -31,6 +38,28 @@ def test_a_dead_nodes_instances_go_where_placement_says_once() -> None:
     assert plan("a", VIEW, records, {}).take == []
     # a live owner's instance is nobody's to take
     assert plan("b", VIEW, {"z": record("z", "a")}, {}).take == []
+
+
+def test_a_failed_re_creation_is_given_back_and_retried_after_a_doubling_delay() -> None:
+    """The claimer that failed puts the record back as the dead node's, with one more attempt
+    and a delay; placement skips it until then, and for good after MAX_ATTEMPTS."""
+    claimed = Record.of("x", record("x", "dead").taken_by("b"), "8")
+    assert (claimed.node, claimed.taken_from) == ("b", "dead")
+    original = record("x", "dead")
+    back = Record.of("x", original.given_back("image missing", 1000.0), "9")
+    assert (back.node, back.attempts, back.error) == ("dead", 1, "image missing")
+    assert back.retry_at == 1000.0 + FIRST_DELAY
+    assert plan("b", VIEW, {"x": back}, {}, now=1000.5).take == []  # not yet
+    assert [r.name for r in plan("b", VIEW, {"x": back}, {}, now=1002.5).take] == ["x"]
+    assert plan("b", VIEW, {"x": back}, {}, now=1002.5).forget == []  # never forgotten
+    # the delay doubles, capped; the attempts survive a claim
+    again = Record.of("x", back.given_back("still", 2000.0), "10")
+    assert again.retry_at == 2000.0 + 2 * FIRST_DELAY
+    assert Record.of("x", again.taken_by("b"), "11").attempts == 2
+    many = Record.of("x", {**original.given_back("x", 0.0), "attempts": 30}, "12")
+    assert Record.of("x", many.given_back("x", 0.0), "13").retry_at == MAX_DELAY
+    spent = Record.of("x", {**back.given_back("x", 0.0), "attempts": MAX_ATTEMPTS}, "14")
+    assert plan("b", VIEW, {"x": spent}, {}, now=10**9).take == []  # given up: stays lost
 
 
 def test_publish_forget_and_fence() -> None:
