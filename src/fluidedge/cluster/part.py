@@ -295,8 +295,8 @@ class ClusterPart:
                 continue
             with manager.lock:
                 made = manager.instances.get(record.name)
-            if made is not None:  # its own ports, for the next failover
-                value = {**record.taken_by(me), "ports": self._ports(manager, made)}
+            if made is not None:  # its own ports, for the next failover; attempts start again
+                value = {**record.taken_by(me), "ports": self._ports(manager, made), "attempts": 0}
                 try:
                     self.etcd.put(prefix + record.name, value)
                 except ClusterError as exc:
