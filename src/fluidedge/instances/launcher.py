@@ -65,10 +65,13 @@ def signal_go(fifo: Path, pid: int, *, timeout: float = 5.0) -> None:
     """Release a waiting launcher: open the FIFO for writing and write the go byte.
 
     ``O_NONBLOCK`` makes the open fail with ENXIO while no reader is there yet (a freshly
-    started launcher not yet in ``open()``), so we retry briefly instead of blocking forever
-    on a launcher that died.
+    started launcher not yet in ``open()``), so we retry instead of blocking forever on a
+    launcher that died. The retries start at 0.1 ms and double up to 10 ms: a launcher about
+    to open is met at once, and one that is slow (a loaded or emulated host) is not starved of
+    CPU by our polling.
     """
     deadline = time.monotonic() + timeout
+    pause = 0.0001
     while True:
         try:
             fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -76,9 +79,14 @@ def signal_go(fifo: Path, pid: int, *, timeout: float = 5.0) -> None:
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise RuntimeFailure(f"go signal {fifo}: {exc.strerror}") from exc
-        if time.monotonic() > deadline or not process_running(pid):
-            raise RuntimeFailure(f"go signal {fifo}: launcher {pid} is not waiting")
-        time.sleep(0.0001)
+        if not process_running(pid):
+            raise RuntimeFailure(f"go signal {fifo}: launcher {pid} exited before its go")
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(
+                f"go signal {fifo}: launcher {pid} did not open its go FIFO within {timeout:g} s"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
     try:
         os.write(fd, GO_BYTES)
     except OSError as exc:
