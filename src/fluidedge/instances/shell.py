@@ -313,6 +313,12 @@ class RuncShellIO:
         started = StartWatch.open(assign / STARTED_FIFO) if watch else None
         try:
             signal_go(assign / GO_FIFO, shell.pid)
+        except RuntimeFailure as exc:
+            if started is not None:
+                started.close()
+            # what the launcher (or runc) wrote before it went: the cause, in the answer
+            tail = _log_tail(shell.directory / "log", 300)
+            raise RuntimeFailure(f"{exc}; its log: {tail}") from exc
         except BaseException:
             if started is not None:
                 started.close()
@@ -338,3 +344,11 @@ class RuncShellIO:
             },
             "launcher": self.launcher_kind,
         }
+
+
+def _log_tail(path: Path, limit: int) -> str:
+    try:
+        data = path.read_bytes()[-limit:]
+    except OSError:
+        return "(no log)"
+    return data.decode(errors="replace").strip() or "(empty)"
