@@ -154,7 +154,7 @@ class Runc:
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise RuntimeFailure(f"runc create {container_id}: {exc}") from exc
         if result.returncode != 0:
-            tail = _tail(log_path, 600)
+            tail = log_tail(log_path, 600)
             raise RuntimeFailure(f"runc create {container_id} failed: {tail}")
         try:
             return int(pid_file.read_text().strip())
@@ -176,7 +176,7 @@ class Runc:
                 check=False,
             )
         if result.returncode != 0:
-            raise RuntimeFailure(f"runc run {container_id} failed: {_tail(log_path, 600)}")
+            raise RuntimeFailure(f"runc run {container_id} failed: {log_tail(log_path, 600)}")
         return int(pid_file.read_text().strip())
 
     def start_fast(self, container_id: str, pid: int, *, timeout: float = 5.0) -> None:
@@ -296,7 +296,8 @@ class Runc:
                 state_dir.rmdir()
 
 
-def _tail(path: Path, limit: int) -> str:
+def log_tail(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of a container's log, as text (what it said before it went)."""
     try:
         data = path.read_bytes()[-limit:]
     except OSError:

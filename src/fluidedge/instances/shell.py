@@ -317,7 +317,7 @@ class RuncShellIO:
             if started is not None:
                 started.close()
             # what the launcher (or runc) wrote before it went: the cause, in the answer
-            tail = _log_tail(shell.directory / "log", 300)
+            tail = runc.log_tail(shell.directory / "log", 300)
             raise RuntimeFailure(f"{exc}; its log: {tail}") from exc
         except BaseException:
             if started is not None:
@@ -344,11 +344,3 @@ class RuncShellIO:
             },
             "launcher": self.launcher_kind,
         }
-
-
-def _log_tail(path: Path, limit: int) -> str:
-    try:
-        data = path.read_bytes()[-limit:]
-    except OSError:
-        return "(no log)"
-    return data.decode(errors="replace").strip() or "(empty)"
