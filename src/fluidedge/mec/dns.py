@@ -223,10 +223,7 @@ async def forward(
                     sock.close()
                     raise
         except (OSError, FluidedgeError) as exc:
-            log.warning(
-                "dns upstream %s:%d: %s", *upstream, exc,
-                extra={"part": "mec", "event": "dns_upstream_failed"},
-            )  # fmt: skip
+            _upstream_failed(upstream, "udp", exc)
             continue
         try:
             transport.sendto(query)
@@ -238,6 +235,14 @@ async def forward(
         if answer[:2] == query[:2]:  # the same transaction
             return answer
     return None
+
+
+def _upstream_failed(upstream: Address, transport: str, exc: Exception) -> None:
+    """No socket toward ``upstream`` (its namespace is gone, no route): logged, next one."""
+    log.warning(
+        "dns upstream %s:%d over %s: %s", *upstream, transport, exc,
+        extra={"part": "mec", "event": "dns_upstream_failed"},
+    )  # fmt: skip
 
 
 def _tcp_socket() -> socket.socket:
@@ -255,10 +260,7 @@ async def forward_tcp(
         try:
             sock = await asyncio.to_thread(call_in_netns, netns, _tcp_socket)
         except (OSError, FluidedgeError) as exc:
-            log.warning(
-                "dns upstream %s:%d over tcp: %s", *upstream, exc,
-                extra={"part": "mec", "event": "dns_upstream_failed"},
-            )  # fmt: skip
+            _upstream_failed(upstream, "tcp", exc)
             continue
         try:
             answer = await asyncio.wait_for(_ask_tcp(sock, query, upstream), timeout)
