@@ -364,14 +364,22 @@ def _ipv4(rule: TrafficRule, where: str, text: str) -> str:
         ) from None
 
 
-def _host(rule: TrafficRule, text: str) -> str:
-    """A dstAddress the TOF can hold: one IPv4 address (``a.b.c.d`` or ``a.b.c.d/32``)."""
+def _network(
+    rule: TrafficRule, field: str, text: str
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A filter's address or prefix (``field``: dstAddress or srcAddress), host bits zero."""
     try:
-        network = ipaddress.ip_network(text, strict=True)
+        return ipaddress.ip_network(text, strict=True)
     except ValueError:
         raise MecInvalid(
-            f"trafficRule {rule.traffic_rule_id}: dstAddress {text!r} is not an address or prefix"
+            f"trafficRule {rule.traffic_rule_id}: {field} {text!r} is not an address or a "
+            "prefix (with its host bits zero)"
         ) from None
+
+
+def _host(rule: TrafficRule, text: str) -> str:
+    """A dstAddress the TOF can hold: one IPv4 address (``a.b.c.d`` or ``a.b.c.d/32``)."""
+    network = _network(rule, "dstAddress", text)
     if network.version != 4 or network.prefixlen != network.max_prefixlen:
         raise MecUnsupported(
             f"trafficRule {rule.traffic_rule_id}: dstAddress {text!r}: only single IPv4 "
@@ -382,13 +390,7 @@ def _host(rule: TrafficRule, text: str) -> str:
 
 def _source(rule: TrafficRule, text: str) -> str:
     """A srcAddress: an IPv4 address or prefix (the UEs' side of the uplink: ``10.45.0.0/16``)."""
-    try:
-        network = ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        raise MecInvalid(
-            f"trafficRule {rule.traffic_rule_id}: srcAddress {text!r} is not an address or a "
-            "prefix (with its host bits zero)"
-        ) from None
+    network = _network(rule, "srcAddress", text)
     if network.version != 4:
         raise MecUnsupported(
             f"trafficRule {rule.traffic_rule_id}: srcAddress {text!r}: only IPv4 is supported "

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from fluidedge.codec import gtpu
-from fluidedge.codec.errors import CodecError, MalformedError
+from fluidedge.codec.errors import CodecError
 from fluidedge.codec.gtpc import GTPC_PORT
 from fluidedge.codec.gtpu.constants import GTPU_PORT, IEType, MessageType
 from fluidedge.codec.net import checksum as ck
@@ -880,9 +880,7 @@ class Pipeline:
         traffic). No flow is made: whatever the app sends back to it is dropped."""
         gtp = frame[c.udp_offset + 8 : c.inner_end]
         source, app = c.inner_src, rule.application_ip
-        try:
-            if len(app) != len(source):
-                raise MalformedError("IP", 0, "the app's address is not of the UE's family")
+        try:  # an app of the other family is refused by the UDP encoder's pseudo-header
             datagram = udp_codec.encode(source, app, GTPU_PORT, GTPU_PORT, gtp)
             if len(app) == 4:
                 packet = ipv4_codec.encode(source, app, udp_codec.PROTO_UDP, datagram)
