@@ -11,10 +11,11 @@ of tenant tokens run on the node that receives them (tenants are per node for no
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
 
-Templates and ``ovn`` networks the admin creates or deletes through any node's API are the
-site's: kept in etcd (``<prefix>/templates/<name>``, ``<prefix>/networks/<name>``) and made
-(or deleted) on every node by its pass after each heartbeat (:meth:`ClusterPart.sync_site`;
-a network in the node's own chassis namespace). Tenants' stay on their node.
+Templates, ``ovn`` networks and security groups the admin creates, changes or deletes through
+any node's API are the site's: kept in etcd (``<prefix>/templates/<name>``,
+``<prefix>/networks/<name>``, ``<prefix>/secgroups/<id>``) and made, replaced (a group) or
+deleted on every node by its pass after each heartbeat (:meth:`ClusterPart.sync_site`; a
+network in the node's own chassis namespace). Tenants' stay on their node.
 
 The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
 runs (its record lists it) are relayed there the same way. Answers carry
@@ -80,6 +81,7 @@ class ClusterPart:
         self.registry = Registry(config, self.etcd, self.report, self.after_beat)
         self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
+        self._was_site: Any = None  # the security groups' site before this part took it
         self._http: httpx.AsyncClient | None = None
         self._verify = config.verify()  # node-to-node HTTPS: the site's CA (cluster.ca_file)
         self._sync_http = httpx.Client(timeout=config.forward_timeout, verify=self._verify)
@@ -97,6 +99,11 @@ class ClusterPart:
 
     def router(self) -> APIRouter:
         return build_router(self.registry)
+
+    def _secgroups(self) -> Any:
+        """The security-group service (``[secgroups]``), if the daemon runs one."""
+        part = self.ctx.parts.get("secgroups")
+        return getattr(part, "service", None)
 
     def _instances(self) -> Any:
         return getattr(self.ctx.parts.get("instances"), "manager", None)
@@ -162,6 +169,10 @@ class ClusterPart:
             delete()
             self._unpublish(kind, name)
 
+    def group_changed(self, group: Any) -> None:
+        """The admin created or changed security group ``group`` here: the site's version."""
+        self._publish("secgroups", group.id, group.to_json())
+
     def network_created(self, spec: Any) -> None:
         if spec.driver == "ovn":  # a logical switch spans nodes; a bridge is one host's
             self._publish("networks", spec.name, spec.model_dump(mode="json"))
@@ -191,6 +202,31 @@ class ClusterPart:
                 manager.delete_template,
                 manager.builtin,
             )
+            self._sync_groups()
+
+    def _sync_groups(self) -> None:
+        """The admin's security groups: made, replaced (a rule changed through another node)
+        or deleted here as the site has them. A group naming a remote group the site makes in
+        the same pass, or one still named here by a group leaving, waits for the next round
+        of the same pass."""
+        service = self._secgroups()
+        if service is None:
+            return
+        for _ in range(4):  # rounds: dependencies between groups resolve in order
+            before = {g.id: g.to_json() for g in service.site_groups()}
+            self._sync(
+                "secgroups",
+                set(before),
+                service.put_site_group,
+                service.delete_group,
+                {"default"},
+                update=lambda name, value: service.put_site_group(value),
+            )
+            if not self._failed.get("secgroups"):
+                return
+            after = {g.id: g.to_json() for g in service.site_groups()}
+            if after == before:
+                return  # no progress: what failed waits for the next pass
 
     def _sync(
         self,
@@ -199,15 +235,20 @@ class ClusterPart:
         make: Callable[[JsonObject], None],
         drop: Callable[[str], None],
         keep: Any,
+        *,
+        update: Callable[[str, JsonObject], object] | None = None,
     ) -> None:
         prefix = self.registry.key(kind)
         site = {key[len(prefix) :]: value for key, value in self.etcd.get_prefix(prefix).items()}
         failed = self._failed.setdefault(kind, set())
         for name, value in sorted(site.items()):
-            if name in local:
+            if name in local and update is None:
                 continue
             try:
-                make(value)
+                if name in local and update is not None:
+                    update(name, value)
+                else:
+                    make(value)
                 failed.discard(name)
             except (FluidedgeError, ValidationError) as exc:
                 if name not in failed:
@@ -364,11 +405,18 @@ class ClusterPart:
         await asyncio.to_thread(self.registry.start)
         if self._manager is not None:
             self._manager.placer = self
+        service = self._secgroups()
+        if service is not None:
+            self._was_site = service.site
+            service.site = self  # the admin's groups are the site's
 
     async def stop(self) -> None:
         manager = self._manager
         if manager is not None and getattr(manager, "placer", None) is self:
             manager.placer = None
+        service = self._secgroups()
+        if service is not None and getattr(service, "site", None) is self:
+            service.site = self._was_site
         await asyncio.to_thread(self.registry.stop)
         thread = self._failover_thread
         if thread is not None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fluidedge.ovn import tool
+from fluidedge.ovn.errors import OvnFailure
 
 Command = Sequence[str]
 
@@ -53,6 +54,40 @@ class Nbctl:
         if not commands:
             return ""
         return tool.run(self.argv(commands, wait), self.env, timeout=self.timeout + 10).stdout
+
+    def delete_if(self, table: str, name: str, external_ids: Mapping[str, str]) -> bool:
+        """Delete the row of ``table`` named ``name`` only if its ``external_ids`` are exactly
+        ``external_ids`` still: one OVSDB transaction of a ``wait`` (RFC 7047 §5.2.6, timeout
+        0: it fails at once if the row changed or went) and a ``delete``, sent with
+        ``ovsdb-client`` (``ovn-nbctl`` cannot make a command depend on a value). A cluster
+        member that is not the leader forwards it. Whether the row was deleted."""
+        where = [["name", "==", name]]
+        ids = ["map", [[k, v] for k, v in sorted(external_ids.items())]]
+        txn = [
+            "OVN_Northbound",
+            {"op": "wait", "timeout": 0, "table": table, "where": where,
+             "columns": ["external_ids"], "until": "==", "rows": [{"external_ids": ids}]},
+            {"op": "delete", "table": table, "where": where},
+        ]  # fmt: skip
+        body = json.dumps(txn)
+        members = self.live_remote().split(",")
+        out = ""
+        for i, member in enumerate(members):
+            argv = ["ovsdb-client", f"--timeout={int(self.timeout)}", "transact", member, body]
+            try:
+                out = tool.run(argv, self.env, timeout=self.timeout + 10).stdout
+                break
+            except OvnFailure:
+                if i == len(members) - 1:
+                    raise
+        try:
+            results = json.loads(out)
+        except ValueError as exc:
+            raise OvnFailure(f"ovsdb-client transact: unreadable answer {out[:200]!r}") from exc
+        if not isinstance(results, list) or len(results) < 2:
+            return False
+        ok = all(isinstance(r, dict) and "error" not in r for r in results[:2])
+        return ok and int(results[1].get("count", 0)) > 0
 
     def run(self, *command: str, wait: str | None = None) -> str:
         return self.transact([command], wait)

@@ -93,6 +93,16 @@ def lsp_name(host_ifname: str) -> str:
     return f"{_require().chassis}.{check_iface(host_ifname)}"
 
 
+def node_name() -> str:
+    """This node's chassis name: who owns its rows in the northbound database."""
+    return _require().chassis
+
+
+def is_local_lsp(lsp: str) -> bool:
+    """Whether the logical port ``lsp`` is one of this node's (named ``<chassis>.<ifname>``)."""
+    return lsp.startswith(f"{_require().chassis}.")
+
+
 def ensure_switch(network: str, netns: str | None) -> bool:
     """The network's logical switch (created if missing) and the chassis; True if created."""
     with _lock:

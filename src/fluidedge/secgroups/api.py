@@ -11,6 +11,10 @@ With tenants every route is scoped (:mod:`fluidedge.secgroups.scoping`): a tenan
 and changes its own groups and its own instances' ports; another tenant's group does not exist
 for it (404, the very message of a missing one). The admin may create a tenant's group with
 ``?tenant=NAME``.
+
+On a node of a site (the ``[cluster]`` part), the admin's groups are the site's: created,
+changed or deleted through any node's API, they are made the same on every node
+(``service.site``); tenants' groups stay on their node.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.core.openapi import error_responses
 from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
-from fluidedge.secgroups.model import GROUP_ID_PATTERN, MAX_DESCRIPTION, MAX_RULES, Port
+from fluidedge.secgroups.model import (
+    GROUP_ID_PATTERN,
+    MAX_DESCRIPTION,
+    MAX_RULES,
+    Port,
+    SecurityGroup,
+)
 from fluidedge.secgroups.scoping import NO_TENANTS, GroupScope, tenant_of
 from fluidedge.secgroups.service import SecgroupService, default_group_id
 from fluidedge.tenants.scope import ADMIN, Principal, principal_of
@@ -98,6 +108,12 @@ def build_router(
     def principal(request: Request) -> Principal:
         return principal_of(request) if scope is not None else ADMIN
 
+    def shared(group: SecurityGroup) -> SecurityGroup:
+        """An admin's group that changed here: the site's version (every node gets it)."""
+        if group.tenant == DEFAULT_OWNER:
+            service.site.group_changed(group)
+        return group
+
     def visible_group(who: Principal, group_id: str) -> Any:
         tenant = tenant_of(who)
         if tenant is not None and who.kind == "tenant" and group_id == default_group_id(tenant):
@@ -130,6 +146,8 @@ def build_router(
         made = service.create_group(doc, owner)
         if owner != DEFAULT_OWNER:
             record_owner(made.id, owner)
+        else:
+            service.site.group_changed(made)  # the admin's: every node of the site gets it
         return made.to_json()
 
     @router.get("/security-groups/ports", tags=tags)
@@ -145,7 +163,7 @@ def build_router(
         who = principal(request)
         sc.require_change(who, visible_group(who, group_id))
         doc = {"description": body.description, "rules": _rules(body.rules)}
-        return service.replace_group(group_id, doc).to_json()
+        return shared(service.replace_group(group_id, doc)).to_json()
 
     @router.delete(
         "/security-groups/{group_id}",
@@ -156,9 +174,13 @@ def build_router(
     def delete_group(group_id: str, request: Request) -> Response:
         group = service.get_group(group_id)
         sc.require_change(principal(request), group)
-        service.delete_group(group_id)
         if group.tenant != DEFAULT_OWNER:
+            service.delete_group(group_id)
             record_owner(group_id, None)
+        else:  # here and on every node of the site
+            service.site.delete_shared(
+                "secgroups", group_id, lambda: service.delete_group(group_id)
+            )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(
@@ -170,7 +192,9 @@ def build_router(
     def add_rule(group_id: str, body: RuleBody, request: Request) -> dict[str, Any]:
         who = principal(request)
         sc.require_change(who, visible_group(who, group_id))
-        return service.add_rule(group_id, body.model_dump(exclude_none=True)).to_json()
+        rule = service.add_rule(group_id, body.model_dump(exclude_none=True))
+        shared(service.get_group(group_id))
+        return rule.to_json()
 
     @router.delete(
         "/security-groups/{group_id}/rules/{rule_id}",
@@ -182,6 +206,7 @@ def build_router(
         who = principal(request)
         sc.require_change(who, visible_group(who, group_id))
         service.delete_rule(group_id, rule_id)
+        shared(service.get_group(group_id))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.put(

@@ -63,6 +63,12 @@ The IR (stable; version :data:`IR_VERSION`)
     address pair prefixes), sorted. Per network, so that overlapping subnets of two networks
     never let one network's member admit the other's traffic. It may be empty.
 
+``GroupMembers``
+    for each group that a rule of any known group names as a remote (and the family of that
+    rule), per network: the ``group``'s members among these ports, as in an ``AddressSet``,
+    whether or not a port here names the group. A renderer whose sets are shared with other
+    nodes (OVN) adds them as this node's part; the others ignore it.
+
 ``SourceAllow``
     ``(mac, prefix)``: the port may send from ``mac`` with a source address in ``prefix``:
     its fixed IPs with its MAC, its allowed address pairs (the pair's MAC or its own), and the
@@ -159,6 +165,14 @@ class AddressSet:
 
 
 @dataclass(frozen=True)
+class GroupMembers:
+    group: str
+    network: str
+    ethertype: Ethertype
+    members: tuple[IPNetwork, ...]
+
+
+@dataclass(frozen=True)
 class PortFilter:
     port: str
     device: str
@@ -187,6 +201,7 @@ class FilterProgram:
     ports: tuple[PortFilter, ...]
     address_sets: tuple[AddressSet, ...]
     zones: tuple[tuple[str, int], ...]
+    contributions: tuple[GroupMembers, ...] = ()
 
     def port(self, port_id: str) -> PortFilter | None:
         return next((p for p in self.ports if p.port == port_id), None)
@@ -415,10 +430,28 @@ class Compiler:
             else:
                 sets[name] = AddressSet(name, group, network, zone, ethertype, addrs)
         self._sets = sets
+        remotes = {
+            (r.remote_group, r.ethertype)
+            for g in by_group.values()
+            for r in g.rules
+            if r.remote_group is not None
+        }
+        contributions = tuple(
+            GroupMembers(
+                group,
+                network,
+                ethertype,
+                tuple(sorted(a for a in addrs if ethertype_of(a) == ethertype)),
+            )
+            for (group, network), addrs in sorted(members.items())
+            for ethertype in ("IPv4", "IPv6")
+            if (group, ethertype) in remotes
+        )
         return FilterProgram(
             ports=tuple(filters),
             address_sets=tuple(sets.values()),
             zones=tuple(sorted(zones.items())),
+            contributions=contributions,
         )
 
     def _filter(self, port: Port, clauses: Clauses | None) -> PortFilter:

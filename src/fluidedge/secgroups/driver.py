@@ -261,14 +261,24 @@ class FirewallDriver:
 
     def set_group(self, group: SecurityGroup) -> None:
         with self._lock:
+            old = self._groups.get(group.id)
             self._groups[group.id] = group
-            self._mark(self._networks_using(group.id) | self._networks_referencing(group.id))
+            self._mark(
+                self._networks_using(group.id)
+                | self._networks_referencing(group.id)
+                | self._networks_of_remotes(group, old)
+            )
 
     def remove_group(self, group_id: str) -> None:
         with self._lock:
-            if group_id not in self._groups:
+            old = self._groups.get(group_id)
+            if old is None:
                 raise GroupNotFound(f"security group {group_id!r} does not exist")
-            self._mark(self._networks_using(group_id) | self._networks_referencing(group_id))
+            self._mark(
+                self._networks_using(group_id)
+                | self._networks_referencing(group_id)
+                | self._networks_of_remotes(old)
+            )
             del self._groups[group_id]
 
     def ports(self) -> dict[str, Port]:
@@ -341,6 +351,12 @@ class FirewallDriver:
 
     def _networks_using(self, group_id: str) -> set[str]:
         return {p.network for p in self._ports.values() if group_id in p.groups}
+
+    def _networks_of_remotes(self, *groups: SecurityGroup | None) -> set[str]:
+        """Networks with members of the groups that ``groups``' rules name as remotes: what
+        each port adds to a remote-group set shared with other nodes follows those rules."""
+        remotes = {r.remote_group for g in groups if g for r in g.rules if r.remote_group}
+        return set().union(*(self._networks_using(r) for r in remotes))
 
     def _networks_referencing(self, group_id: str) -> set[str]:
         """Networks with a port whose groups name ``group_id`` as a remote group, plus the

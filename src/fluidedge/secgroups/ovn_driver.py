@@ -4,8 +4,11 @@
 what fluidedge put in the NB for that logical switch last (rows tagged with the network), and
 applies the difference as **one** ``ovn-nbctl`` transaction with ``--wait=hv``: when
 :meth:`apply_network` returns, every chassis has the new policy, so the next packet sees it.
-The NB is the source of truth (nothing is cached here), so a restarted daemon, or another
-node's daemon, converges from whatever is there.
+The NB is the source of truth (nothing is cached here), so a restarted daemon converges from
+whatever is there. Each node writes only its own rows (port groups per (network, node), its
+part of the shared remote-group sets: :mod:`.ovn_render`), so several nodes filtering ports
+of one logical switch never undo each other, and a remote group admits its members on every
+node.
 
 :class:`OvnConntrack`: OVN handles connections a new program refuses itself (an
 ``allow-related`` ACL that goes leaves its connections to the drop ACLs, which mark them
@@ -29,8 +32,11 @@ from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
 
-def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, set[str]]:
-    """Our rows for ``network`` now, and the logical ports the switch ``switch`` has."""
+def read_state(
+    nbctl: Nbctl, switch: str, network: str, node: str = ""
+) -> tuple[acls.NbState, set[str]]:
+    """``node``'s rows for ``network`` now (the shared sets whole), and the logical ports the
+    switch ``switch`` has."""
     owner = f'external_ids:{acls.OWNER_KEY}="{network}"'
     lsps, switches, groups, acl_list, sets = nbctl.queries(
         [
@@ -38,7 +44,7 @@ def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, s
             ("Logical_Switch", ["ports"], (f"name={switch}",)),
             ("Port_Group", ["name", "ports", "acls", "external_ids"], (owner,)),
             ("ACL", ["_uuid", "direction", "priority", "match", "action"], ()),
-            ("Address_Set", ["name", "addresses"], (owner,)),
+            ("Address_Set", ["name", "addresses", "external_ids"], (owner,)),
         ]
     )
     lsp_name = {row["_uuid"]: row["name"] for row in lsps}
@@ -54,52 +60,98 @@ def read_state(nbctl: Nbctl, switch: str, network: str) -> tuple[acls.NbState, s
         for row in acl_list
     }
     for row in groups:
+        if not acls.owned(row["external_ids"], network, node):
+            continue  # another node's
         state.port_groups[row["name"]] = acls.PortGroup(
             frozenset(lsp_name[u] for u in as_list(row["ports"]) if u in lsp_name),
             frozenset(acl_rows[u] for u in as_list(row["acls"]) if u in acl_rows),
             tuple(sorted(row["external_ids"].items())),
         )
     for row in sets:
-        state.address_sets[row["name"]] = tuple(as_list(row["addresses"]))
+        ids = row["external_ids"]
+        if acls.SET_KEY in ids:
+            state.shared[row["name"]] = acls.SharedSet(
+                frozenset(as_list(row["addresses"])), tuple(sorted(ids.items()))
+            )
+            mine = ids.get(acls.member_key(node))
+            if mine is not None:
+                state.address_sets[row["name"]] = tuple(a for a in mine.split(",") if a)
+        else:
+            state.legacy_sets.add(row["name"])
     return state, on_switch
+
+
+ATTEMPTS = 3  # a transaction that lost a race with another node's (a set both created)
 
 
 @dataclass
 class OvnRenderer:
-    """Installs programs into the NB at ``nbctl``; a network's binding names its switch
-    (``Binding.bridge`` = the logical switch; ``netns`` is unused: there is no local table)."""
+    """Installs programs into the NB at ``nbctl`` as the node ``node`` (its chassis name; ""
+    for the one writer of a lab); a network's binding names its switch (``Binding.bridge`` =
+    the logical switch; ``netns`` is unused: there is no local table). ``owns_port`` tells
+    this node's logical ports (whose port security it clears when a network goes)."""
 
     nbctl: Nbctl | Callable[[], Nbctl]
     lsp_of: acls.LspOf = acls.lsp_by_port_id
     wait: str | None = "hv"
+    node: str | Callable[[], str] = ""
+    owns_port: Callable[[str], bool] | None = None
 
     def _nb(self) -> Nbctl:
         return self.nbctl if isinstance(self.nbctl, Nbctl) else self.nbctl()
 
+    def _node(self) -> str:
+        return self.node if isinstance(self.node, str) else self.node()
+
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:
-        desired = acls.render(program, binding.network, self.lsp_of)
-        try:
-            nb = self._nb()
-            current, on_switch = read_state(nb, binding.bridge, binding.network)
+        node = self._node()
+        desired = acls.render(program, binding.network, self.lsp_of, node)
+
+        def change(current: acls.NbState, on_switch: set[str]) -> acls.NbState:
             missing = set(desired.port_security) - on_switch
             if missing:
                 raise FilterFailure(
                     f"ovn: ports {sorted(missing)} are not on logical switch {binding.bridge}"
                 )
-            commands = acls.diff(current, desired, binding.network)
-            nb.transact(commands, wait=self.wait)
-        except OvnError as exc:
-            raise FilterFailure(str(exc)) from exc
-        return bool(commands)
+            return desired
+
+        return self._converge(binding, change)
 
     def remove_network(self, binding: Binding) -> None:
-        try:
-            nb = self._nb()
-            current, _ = read_state(nb, binding.bridge, binding.network)
-            empty = acls.NbState(port_security=dict.fromkeys(current.port_security, ()))
-            nb.transact(acls.diff(current, empty, binding.network), wait=self.wait)
-        except OvnError as exc:
-            raise FilterFailure(str(exc)) from exc
+        def change(current: acls.NbState, on_switch: set[str]) -> acls.NbState:
+            mine = [
+                lsp
+                for lsp in current.port_security
+                if self.owns_port is None or self.owns_port(lsp)
+            ]
+            return acls.NbState(port_security=dict.fromkeys(mine, ()))
+
+        self._converge(binding, change)
+
+    def _converge(
+        self,
+        binding: Binding,
+        change: Callable[[acls.NbState, set[str]], acls.NbState],
+    ) -> bool:
+        """Read, diff, apply as one transaction; then delete the shared sets no node lists.
+        A transaction that fails (another node changed the same rows between our read and
+        our write: a set both created) is tried again from a new read."""
+        node = self._node()
+        for attempt in range(ATTEMPTS):
+            try:
+                nb = self._nb()
+                current, on_switch = read_state(nb, binding.bridge, binding.network, node)
+                desired = change(current, on_switch)
+                commands = acls.diff(current, desired, binding.network, node)
+                nb.transact(commands, wait=self.wait)
+                for name, ids in acls.abandoned(current, desired, node):
+                    nb.delete_if("Address_Set", name, ids)
+            except OvnError as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise FilterFailure(str(exc)) from exc
+                continue
+            return bool(commands)
+        return False  # not reached: the last attempt returns or raises
 
     def zone_netns(self, binding: Binding) -> str | None:
         return None

@@ -149,7 +149,12 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
     split = SplitRenderer(NftRenderer(), OvsRenderer(ovs_bridges.switch))
     ovn = OvnSplit(
         split,
-        OvnRenderer(ovn_networks.nbctl, lambda port: ovn_networks.lsp_name(port.device)),
+        OvnRenderer(
+            ovn_networks.nbctl,
+            lambda port: ovn_networks.lsp_name(port.device),
+            node=ovn_networks.node_name,
+            owns_port=ovn_networks.is_local_lsp,
+        ),
         lambda binding: ovn_networks.is_ovn_network(binding.network),
     )
     service = SecgroupService(

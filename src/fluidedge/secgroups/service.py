@@ -55,6 +55,29 @@ def default_group_id(tenant: str) -> str:
     return "default" if tenant == DEFAULT_TENANT else f"{tenant}-default"[:32]
 
 
+class GroupSite(Protocol):
+    """Where the admin's groups are shared with the other nodes of a site (the cluster part);
+    :class:`OneNode` when the daemon is a node of none."""
+
+    def group_changed(self, group: SecurityGroup) -> None:
+        """The admin created or changed ``group`` here: every node gets it."""
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """The admin deletes ``name`` (``kind`` ``secgroups``): ``delete`` it here and from
+        the site as one step."""
+
+
+class OneNode:
+    """No site: groups are this node's only."""
+
+    def group_changed(self, group: SecurityGroup) -> None:
+        del group
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        del kind, name
+        delete()
+
+
 class NetworkLookup(Protocol):
     """Where a network's bridge is (the instance manager's networks)."""
 
@@ -110,6 +133,8 @@ class SecgroupService:
         # Whether a tenant still exists (the part sets the tenants part's): a deleted
         # tenant's default group may go.
         self.tenant_exists: Callable[[str], bool] = lambda tenant: True
+        # The site the admin's groups are shared with (the cluster part sets itself).
+        self.site: GroupSite = OneNode()
         self._groups: dict[str, SecurityGroup] = {}
         self._settings: dict[tuple[str, str], dict[str, Any]] = {}
         self._zones: dict[str, int] = {}
@@ -243,6 +268,29 @@ class SecgroupService:
             self.tables.delete_group(group_id)
             del self._groups[group_id]
             self.driver.remove_group(group_id)
+
+    def site_groups(self) -> list[SecurityGroup]:
+        """The groups a site shares (the admin's)."""
+        return self.list_groups(DEFAULT_TENANT)
+
+    def put_site_group(self, doc: Mapping[str, Any]) -> bool:
+        """Make the site's version of one of the admin's groups here (the cluster part's pass):
+        created if missing, replaced if it differs. Whether anything changed."""
+        with self._lock:
+            group = SecurityGroup.from_json(doc)
+            if group.tenant != DEFAULT_TENANT:
+                raise InvalidSecgroup(f"site group {group.id!r}: only the admin's are shared")
+            old = self._groups.get(group.id)
+            if old is not None and old == group:
+                return False
+            if old is not None and old.tenant != DEFAULT_TENANT:
+                raise GroupInUse(f"security group {group.id!r} is tenant {old.tenant}'s here")
+            body = {"description": group.description, "rules": [r.to_json() for r in group.rules]}
+            if old is None:
+                self.create_group({"id": group.id, **body}, DEFAULT_TENANT)
+            else:
+                self.replace_group(group.id, body)
+            return True
 
     def add_rule(self, group_id: str, doc: Mapping[str, Any]) -> Rule:
         with self._lock:

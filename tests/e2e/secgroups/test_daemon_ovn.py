@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fluidedge.ovn.chassis import Chassis
+from fluidedge.secgroups.ovn_render import pg_names
 from tests.e2e.secgroups.scenario import get, web_and_clients
 from tests.fixtures.daemon import DaemonHandle, purge_instances_state
 from tests.fixtures.ovn_lab import OvnLab
@@ -77,7 +78,12 @@ def test_ovn_network_filtered_through_the_api(ovn_daemon: tuple[DaemonHandle, Ov
     scene = web_and_clients(client, NET, SUBNET, "sn")  # c1 gets the page, c2 does not
     app_ip, c1 = scene.app_ip, scene.c1
     groups = lab.nbctl.run("--bare", "--columns=name", "list", "Port_Group").split()
-    assert f"fe_{NET}_drop" in groups
+    # the node's own rows: named and tagged after its chassis
+    assert pg_names(NET, f"{lab.prefix}-node")["drop"] in groups
+    tagged = lab.nbctl.rows(
+        "Port_Group", ["name"], f'external_ids:fluidedge-node="{lab.prefix}-node"'
+    )
+    assert {r["name"] for r in tagged} == set(groups)
     acls = lab.nbctl.run("--bare", "--columns=action", "list", "ACL").split()
     assert "allow-related" in acls
     client.delete("/v1/security-groups/web/rules/http")
