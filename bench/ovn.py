@@ -124,7 +124,8 @@ def _effect(lab: OvnLab, rules: int, changes: int) -> Effect:
         lab.nbctl.run("wait-until", "Logical_Switch_Port", dev, "up=true", wait="hv")
     # the instance devices are named by the lab; the driver's device = the logical port name
     client.device, server.device = cdev, sdev
-    driver = FirewallDriver(OvnRenderer(lab.nbctl, _lsp), OvnConntrack())
+    # as a node of a site (the daemon's path: rows per node, shared remote-group sets)
+    driver = FirewallDriver(OvnRenderer(lab.nbctl, _lsp, node="bench-node"), OvnConntrack())
     driver.bind_network(Binding(network="bench", bridge=ls))
     base = tuple(
         Rule(id=f"t{i}", direction="ingress", protocol=6, port_range_min=20000 + i)
