@@ -50,6 +50,7 @@ from fluidedge.instances.models import (
     PoolStatus,
     TemplateSpec,
 )
+from fluidedge.instances.routers_api import build_routers_router
 from fluidedge.instances.scoping import Scoped
 from fluidedge.instances.writer import Writer
 
@@ -427,4 +428,5 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     router.include_router(build_image_router(manager))
+    router.include_router(build_routers_router(manager, sc))
     return router

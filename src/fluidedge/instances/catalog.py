@@ -152,6 +152,9 @@ class Catalog:
             )
             if users:
                 raise InUse(f"network {name} is used by template(s): {', '.join(users)}")
+            routers = network.routers_on(spec)
+            if routers:
+                raise InUse(f"network {name} is joined by router(s): {', '.join(routers)}")
             if name in self.managed_networks:
                 network.delete_bridge(spec)
                 self.managed_networks.discard(name)

@@ -342,6 +342,49 @@ def _register_network(app: typer.Typer) -> None:
         typer.echo(f"network {name} deleted")
 
 
+def _register_router(app: typer.Typer) -> None:
+    router = typer.Typer(help="Logical routers between ovn networks (nodes joined by OVN).")
+    app.add_typer(router, name="router")
+
+    @router.command("create")
+    def create_command(
+        name: str,
+        leg: Annotated[
+            list[str],
+            typer.Option(help="NETWORK=ADDRESS/PREFIX: the router's address on a network."),
+        ],
+    ) -> None:
+        """Create router NAME joining the networks of its --leg options."""
+        interfaces = []
+        for item in leg:
+            network, sep, address = item.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"{item!r}: expected NETWORK=ADDRESS/PREFIX")
+            interfaces.append({"network": network, "address": address})
+        _client().post("/v1/routers", {"name": name, "interfaces": interfaces})
+        typer.echo(f"router {name} joins {', '.join(i['network'] for i in interfaces)}")
+
+    @router.command("ls")
+    def ls_command() -> None:
+        """List routers."""
+        rows = _client().get("/v1/routers")
+        _table(
+            "routers",
+            ["name", "network", "address", "mac"],
+            [
+                [r["name"], i["network"], i["address"], i["mac"]]
+                for r in rows
+                for i in r["interfaces"]
+            ],
+        )
+
+    @router.command("rm")
+    def rm_command(name: str) -> None:
+        """Delete a router."""
+        _client().delete(f"/v1/routers/{name}")
+        typer.echo(f"router {name} deleted")
+
+
 def _register_pool(app: typer.Typer) -> None:
     pool = typer.Typer(
         help="Pools of prepared shells: status, and offline purge.", invoke_without_command=True
@@ -452,4 +495,5 @@ def register(app: typer.Typer) -> None:
     _register_template(app)
     _register_image(app)
     _register_network(app)
+    _register_router(app)
     _register_pool(app)

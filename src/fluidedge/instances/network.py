@@ -46,6 +46,7 @@ from fluidedge.instances.models import NetworkSpec
 from fluidedge.instances.neigh import NeighbourFlusher
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovn import networks as ovn_networks
+from fluidedge.ovn import routers as ovn_routers
 from fluidedge.ovn.errors import OvnError, OvnUnavailable
 from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs import bridges as ovs_bridges
@@ -225,6 +226,16 @@ def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
             raise
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: ovs bridge {spec.bridge}: {exc}") from exc
+
+
+def routers_on(spec: NetworkSpec) -> list[str]:
+    """The logical routers attached to an ``ovn`` network (none for the other drivers)."""
+    if spec.driver != "ovn" or not ovn_networks.configured():
+        return []
+    try:
+        return ovn_routers.attached(ovn_networks.nbctl(), spec.name)
+    except OvnError as exc:
+        raise RuntimeFailure(f"network {spec.name}: ovn: {exc}") from exc
 
 
 @_on_netlink_thread

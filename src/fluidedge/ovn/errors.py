@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import ConflictError, FluidedgeError, InputError, SystemFailure
+from fluidedge.errors import (
+    ConflictError,
+    FluidedgeError,
+    InputError,
+    NotFoundError,
+    SystemFailure,
+)
 
 
 class OvnError(FluidedgeError):
@@ -19,3 +25,11 @@ class OvnInvalid(OvnError, InputError):
 
 class OvnUnavailable(OvnError, ConflictError):
     """The request needs OVN where this node has none, or elsewhere than its chassis (409)."""
+
+
+class OvnConflict(OvnError, ConflictError):
+    """The object exists already, or is in use (409)."""
+
+
+class OvnNotFound(OvnError, NotFoundError):
+    """No such object (404)."""
