@@ -15,7 +15,10 @@ Templates, ``ovn`` networks and security groups the admin creates, changes or de
 any node's API are the site's: kept in etcd (``<prefix>/templates/<name>``,
 ``<prefix>/networks/<name>``, ``<prefix>/secgroups/<id>``) and made, replaced (a group) or
 deleted on every node by its pass after each heartbeat (:meth:`ClusterPart.sync_site`; a
-network in the node's own chassis namespace). Tenants' stay on their node.
+network in the node's own chassis namespace). So are tenants and their tokens
+(``<prefix>/tenants/<name>``: the record and each token's id and hash, never a token), so a
+tenant token works on every node, and so are tenants' security groups. Tenants' templates
+and networks stay on their node.
 
 The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
 runs (its record lists it) are relayed there the same way. Answers carry
@@ -82,6 +85,7 @@ class ClusterPart:
         self._failover_thread: threading.Thread | None = None
         self._manager: Any = None
         self._was_site: Any = None  # the security groups' site before this part took it
+        self._was_tenant_site: Any = None  # and the tenants'
         self._http: httpx.AsyncClient | None = None
         self._verify = config.verify()  # node-to-node HTTPS: the site's CA (cluster.ca_file)
         self._sync_http = httpx.Client(timeout=config.forward_timeout, verify=self._verify)
@@ -104,6 +108,11 @@ class ClusterPart:
         """The security-group service (``[secgroups]``), if the daemon runs one."""
         part = self.ctx.parts.get("secgroups")
         return getattr(part, "service", None)
+
+    def _tenants(self) -> Any:
+        """The daemon's tenant service (it always has one; typed loosely below tenants)."""
+        tenants = self.ctx.tenants
+        return tenants if getattr(tenants, "site", None) is not None else None
 
     def _instances(self) -> Any:
         return getattr(self.ctx.parts.get("instances"), "manager", None)
@@ -169,6 +178,13 @@ class ClusterPart:
             delete()
             self._unpublish(kind, name)
 
+    def tenant_changed(self, name: str) -> None:
+        """Tenant ``name`` or its tokens changed here: the site's version (the tokens'
+        hashes, never a token)."""
+        tenants = self._tenants()
+        if tenants is not None:
+            self._publish("tenants", name, tenants.site_view(name))
+
     def group_changed(self, group: Any) -> None:
         """The admin created or changed security group ``group`` here: the site's version."""
         self._publish("secgroups", group.id, group.to_json())
@@ -194,6 +210,7 @@ class ClusterPart:
             manager.create_template(TemplateSpec.model_validate(value))
 
         with self._site_lock:
+            self._sync_tenants()
             self._sync("networks", manager.networks, make_network, manager.delete_network, set())
             self._sync(
                 "templates",
@@ -204,11 +221,27 @@ class ClusterPart:
             )
             self._sync_groups()
 
+    def _sync_tenants(self) -> None:
+        """Tenants and their tokens: made, brought up to date (a token created or revoked
+        through another node) or deleted here as the site has them; one that still owns
+        something here stays until it does not."""
+        tenants = self._tenants()
+        if tenants is None:
+            return
+        self._sync(
+            "tenants",
+            set(tenants.names()),
+            tenants.put_site,
+            tenants.delete,
+            set(),
+            update=lambda name, value: tenants.put_site(value),
+        )
+
     def _sync_groups(self) -> None:
-        """The admin's security groups: made, replaced (a rule changed through another node)
-        or deleted here as the site has them. A group naming a remote group the site makes in
-        the same pass, or one still named here by a group leaving, waits for the next round
-        of the same pass."""
+        """Security groups (the admin's and the tenants'): made, replaced (a rule changed
+        through another node) or deleted here as the site has them. A group naming a remote
+        group the site makes in the same pass, or one still named here by a group leaving,
+        waits for the next round of the same pass."""
         service = self._secgroups()
         if service is None:
             return
@@ -218,7 +251,7 @@ class ClusterPart:
                 "secgroups",
                 set(before),
                 service.put_site_group,
-                service.delete_group,
+                service.delete_site_group,
                 {"default"},
                 update=lambda name, value: service.put_site_group(value),
             )
@@ -409,6 +442,10 @@ class ClusterPart:
         if service is not None:
             self._was_site = service.site
             service.site = self  # the admin's groups are the site's
+        tenants = self._tenants()
+        if tenants is not None:
+            self._was_tenant_site = tenants.site
+            tenants.site = self  # tenants and their tokens are the site's
 
     async def stop(self) -> None:
         manager = self._manager
@@ -417,6 +454,9 @@ class ClusterPart:
         service = self._secgroups()
         if service is not None and getattr(service, "site", None) is self:
             service.site = self._was_site
+        tenants = self._tenants()
+        if tenants is not None and getattr(tenants, "site", None) is self:
+            tenants.site = self._was_tenant_site
         await asyncio.to_thread(self.registry.stop)
         thread = self._failover_thread
         if thread is not None:

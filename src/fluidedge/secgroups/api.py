@@ -12,9 +12,10 @@ and changes its own groups and its own instances' ports; another tenant's group 
 for it (404, the very message of a missing one). The admin may create a tenant's group with
 ``?tenant=NAME``.
 
-On a node of a site (the ``[cluster]`` part), the admin's groups are the site's: created,
-changed or deleted through any node's API, they are made the same on every node
-(``service.site``); tenants' groups stay on their node.
+On a node of a site (the ``[cluster]`` part), groups are the site's: created, changed or
+deleted through any node's API, they are made the same on every node (``service.site``; a
+tenant's, with its tenant, which the site shares too). A tenant's default group is each
+node's own.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def build_router(
         return principal_of(request) if scope is not None else ADMIN
 
     def shared(group: SecurityGroup) -> SecurityGroup:
-        """An admin's group that changed here: the site's version (every node gets it)."""
-        if group.tenant == DEFAULT_OWNER:
+        """A group that changed here: the site's version (every node gets it); a tenant's
+        default group is each node's own."""
+        if service.shared_on_site(group):
             service.site.group_changed(group)
         return group
 
@@ -146,9 +148,7 @@ def build_router(
         made = service.create_group(doc, owner)
         if owner != DEFAULT_OWNER:
             record_owner(made.id, owner)
-        else:
-            service.site.group_changed(made)  # the admin's: every node of the site gets it
-        return made.to_json()
+        return shared(made).to_json()  # every node of the site gets it
 
     @router.get("/security-groups/ports", tags=tags)
     def list_ports(request: Request) -> list[dict[str, Any]]:
@@ -174,13 +174,16 @@ def build_router(
     def delete_group(group_id: str, request: Request) -> Response:
         group = service.get_group(group_id)
         sc.require_change(principal(request), group)
-        if group.tenant != DEFAULT_OWNER:
+
+        def delete() -> None:
             service.delete_group(group_id)
-            record_owner(group_id, None)
-        else:  # here and on every node of the site
-            service.site.delete_shared(
-                "secgroups", group_id, lambda: service.delete_group(group_id)
-            )
+            if group.tenant != DEFAULT_OWNER:
+                record_owner(group_id, None)
+
+        if service.shared_on_site(group):  # here and on every node of the site
+            service.site.delete_shared("secgroups", group_id, delete)
+        else:
+            delete()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(

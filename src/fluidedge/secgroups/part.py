@@ -77,6 +77,7 @@ class SecgroupsPart:
             service.instance_tenant = lambda name: tenant_key(tenants.owner("instance", name))
             service.tenant_exists = tenants.exists
             tenants.resource_exists["security group"] = service.has_group
+            service.record_owner = self._record_owner
 
     def _record_owner(self, group_id: str, tenant: str | None) -> None:
         tenants = self.ctx.tenants

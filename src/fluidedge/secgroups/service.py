@@ -133,8 +133,10 @@ class SecgroupService:
         # Whether a tenant still exists (the part sets the tenants part's): a deleted
         # tenant's default group may go.
         self.tenant_exists: Callable[[str], bool] = lambda tenant: True
-        # The site the admin's groups are shared with (the cluster part sets itself).
+        # The site groups are shared with (the cluster part sets itself), and how a tenant's
+        # group made from the site's copy is recorded as the tenant's (the part sets it).
         self.site: GroupSite = OneNode()
+        self.record_owner: Callable[[str, str | None], None] = lambda group, tenant: None
         self._groups: dict[str, SecurityGroup] = {}
         self._settings: dict[tuple[str, str], dict[str, Any]] = {}
         self._zones: dict[str, int] = {}
@@ -269,28 +271,50 @@ class SecgroupService:
             del self._groups[group_id]
             self.driver.remove_group(group_id)
 
+    @staticmethod
+    def shared_on_site(group: SecurityGroup) -> bool:
+        """Whether a site shares ``group``: every group but a tenant's default one (each node
+        makes that itself, when it first needs it)."""
+        return group.tenant == DEFAULT_TENANT or group.id != default_group_id(group.tenant)
+
     def site_groups(self) -> list[SecurityGroup]:
-        """The groups a site shares (the admin's)."""
-        return self.list_groups(DEFAULT_TENANT)
+        """The groups a site shares (the admin's and the tenants')."""
+        return [g for g in self.list_groups() if self.shared_on_site(g)]
 
     def put_site_group(self, doc: Mapping[str, Any]) -> bool:
-        """Make the site's version of one of the admin's groups here (the cluster part's pass):
-        created if missing, replaced if it differs. Whether anything changed."""
+        """Make the site's version of a group here (the cluster part's pass): created if
+        missing (a tenant's recorded as the tenant's), replaced if it differs. Whether
+        anything changed. A tenant's group waits for its tenant (the same pass makes it)."""
         with self._lock:
             group = SecurityGroup.from_json(doc)
-            if group.tenant != DEFAULT_TENANT:
-                raise InvalidSecgroup(f"site group {group.id!r}: only the admin's are shared")
+            if not self.shared_on_site(group):
+                raise InvalidSecgroup(f"site group {group.id!r}: a tenant's default group")
             old = self._groups.get(group.id)
             if old is not None and old == group:
                 return False
-            if old is not None and old.tenant != DEFAULT_TENANT:
+            if old is not None and old.tenant != group.tenant:
                 raise GroupInUse(f"security group {group.id!r} is tenant {old.tenant}'s here")
+            if group.tenant != DEFAULT_TENANT and not self.tenant_exists(group.tenant):
+                raise GroupNotFound(f"site group {group.id!r}: tenant {group.tenant} not here yet")
             body = {"description": group.description, "rules": [r.to_json() for r in group.rules]}
             if old is None:
-                self.create_group({"id": group.id, **body}, DEFAULT_TENANT)
+                if group.tenant != DEFAULT_TENANT:
+                    self.ensure_default_group(group.tenant)
+                self.create_group({"id": group.id, **body}, group.tenant)
+                if group.tenant != DEFAULT_TENANT:
+                    self.record_owner(group.id, group.tenant)
             else:
                 self.replace_group(group.id, body)
             return True
+
+    def delete_site_group(self, group_id: str) -> None:
+        """A group that left the site: deleted here (refused while used here), and a
+        tenant's no longer recorded as the tenant's."""
+        with self._lock:
+            tenant = self.get_group(group_id).tenant
+            self.delete_group(group_id)
+            if tenant != DEFAULT_TENANT:
+                self.record_owner(group_id, None)
 
     def add_rule(self, group_id: str, doc: Mapping[str, Any]) -> Rule:
         with self._lock:

@@ -4,6 +4,10 @@ Tenant tokens are refused on ``/v1/tenants`` by the edge (403); an anonymous rea
 ``api.open_reads`` lets read most routes, is refused here too (401): tenants' names, quotas and
 usage are the admin's business. A token is shown once, in the answer to its creation; the
 audit record of that call names its id (``token_id``), never the token.
+
+On a node of a site (``[cluster]``), tenants and their tokens are the site's: created,
+changed, revoked or deleted through any node, they are the same on every node
+(``service.site``; the site keeps a token's hash, never the token).
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ def build_router(context: DaemonContext) -> APIRouter:
     )
     def create_tenant(spec: TenantCreate) -> TenantView:
         svc = service()
-        return tenant_view(svc, svc.create(spec))
+        record = svc.create(spec)
+        svc.site.tenant_changed(spec.name)  # a node of a site: every node gets it
+        return tenant_view(svc, record)
 
     @router.get(
         "/tenants/{name}", tags=["tenants"], dependencies=admin, responses=error_responses(404)
@@ -121,7 +127,9 @@ def build_router(context: DaemonContext) -> APIRouter:
     def update_tenant(name: str, change: TenantUpdate) -> TenantView:
         """Change the description or the quota (a lower quota refuses new instances only)."""
         svc = service()
-        return tenant_view(svc, svc.update(name, change))
+        record = svc.update(name, change)
+        svc.site.tenant_changed(name)
+        return tenant_view(svc, record)
 
     @router.delete(
         "/tenants/{name}",
@@ -132,7 +140,8 @@ def build_router(context: DaemonContext) -> APIRouter:
     )
     def delete_tenant(name: str) -> Response:
         """Remove a tenant that owns nothing any more; its tokens are revoked."""
-        service().delete(name)
+        svc = service()
+        svc.site.delete_shared("tenants", name, lambda: svc.delete(name))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get(
@@ -153,7 +162,9 @@ def build_router(context: DaemonContext) -> APIRouter:
     )
     def create_token(name: str, request: Request, spec: TokenCreate | None = None) -> TokenCreated:
         """A new token for tenant ``name``: the answer is the only place it is ever shown."""
-        created = service().create_token(name, (spec or TokenCreate()).description)
+        svc = service()
+        created = svc.create_token(name, (spec or TokenCreate()).description)
+        svc.site.tenant_changed(name)
         _audit(request, token_id=created.id)
         return created
 
@@ -167,7 +178,9 @@ def build_router(context: DaemonContext) -> APIRouter:
     def delete_token(name: str, token_id: str, request: Request) -> Response:
         """Revoke a token: requests bearing it are refused (401) from now on."""
         _audit(request, token_id=token_id[:12])
-        service().delete_token(name, token_id)
+        svc = service()
+        svc.delete_token(name, token_id)
+        svc.site.tenant_changed(name)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

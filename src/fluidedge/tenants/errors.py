@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import ConflictError, FluidedgeError, NotFoundError
+from fluidedge.errors import ConflictError, FluidedgeError, InputError, NotFoundError
 
 
 class TenantsError(FluidedgeError):
@@ -39,3 +39,7 @@ class QuotaExceeded(TenantsError, ConflictError):
 class LimitExceeded(Forbidden):
     """A single request asks more than any one instance may have on this host (a policy of
     the host's configuration, not a malformed request: 403, like a refused capability)."""
+
+
+class InvalidTenant(TenantsError, InputError):
+    """A tenant's description given to the service is malformed (the message says where)."""

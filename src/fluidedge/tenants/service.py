@@ -8,15 +8,16 @@ change the store refuses leaves nothing half-done.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
 from fluidedge.tenants.config import AdmissionConfig, admission_config
-from fluidedge.tenants.errors import TenantExists, TenantInUse, TenantNotFound
+from fluidedge.tenants.errors import InvalidTenant, TenantExists, TenantInUse, TenantNotFound
 from fluidedge.tenants.models import (
     Quota,
     TenantCreate,
@@ -26,6 +27,30 @@ from fluidedge.tenants.models import (
     Usage,
 )
 from fluidedge.tenants.persist import Tables
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TenantSite(Protocol):
+    """Where tenants and their tokens are shared with the other nodes of a site (the cluster
+    part); :class:`OneNode` when the daemon is a node of none."""
+
+    def tenant_changed(self, name: str) -> None:
+        """Tenant ``name`` or its tokens changed here: every node gets the new version."""
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        """The admin deletes tenant ``name`` (``kind`` ``tenants``): here and from the site."""
+
+
+class OneNode:
+    """No site: tenants are this node's only."""
+
+    def tenant_changed(self, name: str) -> None:
+        del name
+
+    def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
+        del kind, name
+        delete()
 
 
 class TenantService:
@@ -51,6 +76,8 @@ class TenantService:
         # Per resource kind, whether a name still exists (registered by the parts): an
         # ownership row whose resource went away behind our back does not hold up a delete.
         self.resource_exists: dict[str, Callable[[str], bool]] = {}
+        # The site tenants are shared with (the cluster part sets itself).
+        self.site: TenantSite = OneNode()
 
     # ------------------------------------------------------------------ tenants
     def names(self) -> list[str]:
@@ -110,6 +137,57 @@ class TenantService:
             del self._tenants[name]
             for token_id in [i for i, (v, _) in self._tokens.items() if v.tenant == name]:
                 del self._tokens[token_id]
+
+    # ------------------------------------------------------------------ the site's copy
+    def site_view(self, name: str) -> dict[str, Any]:
+        """Tenant ``name`` as the site keeps it: its record and its tokens (id, view and the
+        hash of the secret; never a secret)."""
+        with self._lock:
+            record = self.record(name)
+            mine = sorted(
+                ((v, d) for v, d in self._tokens.values() if v.tenant == name),
+                key=lambda e: e[0].id,
+            )
+            return {
+                "record": dict(record),
+                "tokens": [{"view": v.model_dump(), "digest": d} for v, d in mine],
+            }
+
+    def put_site(self, doc: Mapping[str, Any]) -> bool:
+        """Make the site's version of a tenant here (the cluster part's pass): its record
+        created or replaced, its tokens added or revoked to match. Whether anything changed."""
+        try:
+            record = dict(doc["record"])
+            name = TenantCreate(name=record["name"]).name
+            Quota.model_validate(record["quota"])
+            float(record["created_at"])
+            str(record["description"])
+            wanted: dict[str, tuple[TokenView, str]] = {}
+            for entry in doc["tokens"]:
+                view = TokenView.model_validate(entry["view"])
+                digest = str(entry["digest"])
+                if view.tenant != name or not _DIGEST.match(digest):
+                    raise ValueError(f"token {view.id} is not one of {name}'s")
+                wanted[view.id] = (view, digest)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidTenant(f"the site's tenant is malformed: {exc}") from exc
+        with self._lock:
+            changed = False
+            if self._tenants.get(name) != record:
+                self.tables.put_tenant(record)
+                self._tenants[name] = record
+                changed = True
+            here = {i for i, (v, _) in self._tokens.items() if v.tenant == name}
+            for token_id in sorted(here - set(wanted)):
+                self.tables.delete_token(token_id)
+                del self._tokens[token_id]
+                changed = True
+            for token_id, (view, digest) in sorted(wanted.items()):
+                if token_id not in self._tokens:
+                    self.tables.put_token(view.model_dump(), digest)
+                    self._tokens[token_id] = (view, digest)
+                    changed = True
+            return changed
 
     # ------------------------------------------------------------------ tokens
     def create_token(self, tenant: str, description: str = "") -> TokenCreated:

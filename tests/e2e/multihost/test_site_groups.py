@@ -5,6 +5,7 @@ address set); a rule changed through another node reaches the first; a deletion 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -89,16 +90,53 @@ def test_site_groups_reach_every_node_and_filter_across_them(nodes: OvnNodes) ->
     assert _rules(cb, "web") == {"out"}
 
 
-def test_a_tenants_group_stays_on_its_node(nodes: OvnNodes) -> None:
-    """Only the admin's groups are the site's (tenants are per node)."""
+def _whoami(url: str, token: str) -> str | int:
+    """The tenant a token is on the node at ``url``, or the HTTP status refusing it."""
+    client = Client(url, token)
+    try:
+        return str(client.get("/v1/whoami").get("tenant"))
+    except ClientError as exc:
+        return exc.status
+    finally:
+        client.close()
+
+
+def test_tenants_their_tokens_and_groups_are_the_sites(nodes: OvnNodes) -> None:
     a, b = nodes.nodes
     ca, cb = a.client(), b.client()
     ca.post("/v1/tenants", {"name": "acme"})
     try:
-        ca.post("/v1/security-groups?tenant=acme", {"id": "acme-web", "rules": [OUT]})
-        _group(ca, "shared-one")
-        assert wait_until(lambda: _rules(cb, "shared-one") == {"out"}, timeout=10)
-        assert _rules(cb, "acme-web") is None
-    finally:
+        made = ca.post("/v1/tenants/acme/tokens", {"description": "t"})
+        # the token made on a works on b once b's pass has the tenant
+        assert wait_until(lambda: _whoami(b.handle.url, made["token"]) == "acme", timeout=10)
+        # the tenant makes a group through b: a has it, as acme's
+        tenant_b = Client(b.handle.url, made["token"])
+        try:
+            tenant_b.post("/v1/security-groups", {"id": "acme-web", "rules": [OUT]})
+        finally:
+            tenant_b.close()
+        assert wait_until(lambda: _rules(ca, "acme-web") == {"out"}, timeout=10)
+        assert ca.get("/v1/security-groups/acme-web")["tenant"] == "acme"
+        assert "acme-web" in ca.get("/v1/tenants/acme")["owns"]["other"]["security group"]
+        # revoked through a: refused on b after its pass
+        ca.delete(f"/v1/tenants/acme/tokens/{made['id']}")
+        # (a revoked token is an anonymous caller's: 401, or with open reads no tenant)
+        assert wait_until(lambda: cb.get("/v1/tenants/acme")["tokens"] == 0, timeout=10)
+        assert _whoami(b.handle.url, made["token"]) != "acme"
+        # the group, then the tenant, deleted through a: gone from b
         ca.delete("/v1/security-groups/acme-web")
+        gone = wait_until(lambda: _rules(cb, "acme-web") is None, timeout=10)
+        assert gone
+    finally:
+        with contextlib.suppress(ClientError):
+            ca.delete("/v1/security-groups/acme-web")
         ca.delete("/v1/tenants/acme")
+    assert wait_until(lambda: _status_of(cb, "/v1/tenants/acme") == 404, timeout=10)
+
+
+def _status_of(client: Client, path: str) -> int:
+    try:
+        client.get(path)
+    except ClientError as exc:
+        return exc.status
+    return 200
