@@ -6,8 +6,9 @@ here or is forwarded to the node the request names (``node``) or placement choos
 (:mod:`.placement`, spread/pack over the nodes' reported capacity). A forwarded request is
 the same JSON body with ``node`` set to the target, sent to that node's URL with the site's
 token (``Authorization: Bearer``) and the header ``X-Fluidedge-Forwarded: <this node>``; a
-node that receives a forwarded request naming another node refuses it (no loops). Requests
-of tenant tokens run on the node that receives them (tenants are per node for now); so does a
+node that receives a forwarded request naming another node refuses it (no loops). A tenant's
+request is placed the same way and forwarded with ``?tenant=<tenant>`` (the target admits it
+as the tenant's, against the tenant's quota on the whole site: :meth:`usage_elsewhere`). A
 request that names no node while the view of the nodes is stale (etcd out of reach for
 longer than a lease): the node keeps serving on its own.
 
@@ -21,7 +22,8 @@ tenant token works on every node, and so are tenants' security groups. Tenants' 
 and networks stay on their node.
 
 The admin's ``GET`` and ``DELETE /v1/instances/{name}`` of an instance that another live node
-runs (its record lists it) are relayed there the same way. Answers carry
+runs (its record lists it) are relayed there the same way; so are a tenant's, of an instance
+the record says is the tenant's (another's answers 404 here, as a missing one). Answers carry
 ``X-Fluidedge-Node: <node>`` when another node gave them.
 
 Failover (:mod:`.failover`), after each heartbeat: this node's instances whose template says
@@ -55,7 +57,7 @@ from fluidedge.cluster.etcd import Etcd, JsonObject
 from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.garp import announce
 from fluidedge.cluster.persist import SeenTable
-from fluidedge.cluster.placement import choose
+from fluidedge.cluster.placement import USAGE_KEYS, choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.core.part import DaemonContext
@@ -64,6 +66,10 @@ from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpe
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl
+from fluidedge.tenants.models import Usage
+
+# The key a site object (template, network) of a tenant's names its tenant under.
+TENANT_FIELD = "fluidedge_tenant"
 
 # The instance manager's refusal for lack of room, as the error header names it (its class).
 ADMISSION_REFUSED = "AdmissionRefused"
@@ -71,6 +77,10 @@ ADMISSION_REFUSED = "AdmissionRefused"
 log = logging.getLogger("fluidedge.cluster")
 
 FORWARDED = "x-fluidedge-forwarded"
+
+
+def _owned(body: JsonObject, tenant: str | None) -> JsonObject:
+    return {**body, TENANT_FIELD: tenant} if tenant is not None else body
 
 
 class ClusterPart:
@@ -117,6 +127,10 @@ class ClusterPart:
     def _instances(self) -> Any:
         return getattr(self.ctx.parts.get("instances"), "manager", None)
 
+    def _scoped(self) -> Any:
+        """The instance routes' tenants view (ownership, admission), if any."""
+        return getattr(self.ctx.parts.get("instances"), "scoped", None)
+
     def report(self) -> JsonObject:
         """This node's capacity, committed resources and instances (its record's body)."""
         manager = self._manager
@@ -127,6 +141,17 @@ class ClusterPart:
             loads = sum(manager.usage.loads.values())
             committed = manager.usage.committed_mb
             names = sorted(manager.instances)
+        tenants: JsonObject = {}
+        owners: JsonObject = {}
+        scoped = self._scoped()
+        if scoped is not None:  # tenants' usage here (a quota is the site's) and ownership
+            for owner, usage in scoped.admission.local_usages().items():
+                if owner is not None and usage.instances:
+                    tenants[owner] = usage.model_dump()
+            for name in names:
+                owner = scoped.owner("instance", name)
+                if owner is not None:
+                    owners[name] = owner
         return {
             "capacity": {
                 "cpus": round(len(cap.cpus) * cap.cpu_overcommit, 3),
@@ -134,7 +159,24 @@ class ClusterPart:
             },
             "committed": {"cpus": round(loads, 3), "memory_mb": committed},
             "instances": names,
+            "tenants": tenants,
+            "owners": owners,
         }
+
+    def usage_elsewhere(self, tenant: str) -> Usage:
+        """What ``tenant``'s instances hold on the other live nodes (their records, at most
+        a heartbeat old)."""
+        total = dict.fromkeys(USAGE_KEYS, 0.0)
+        for node in self.registry.nodes():
+            if node.alive and node.name != self.config.node:
+                for key, value in node.tenants.get(tenant, {}).items():
+                    total[key] += value
+        return Usage(
+            instances=int(total["instances"]),
+            cpus=round(total["cpus"], 6),
+            memory_mb=int(total["memory_mb"]),
+            pids=int(total["pids"]),
+        )
 
     def after_beat(self) -> None:
         """Failover in a thread of its own: re-creations must not delay the heartbeats (a
@@ -168,8 +210,8 @@ class ClusterPart:
         except ClusterError as exc:
             log.warning("cluster: %s %s stays on the other nodes: %s", kind, name, exc)
 
-    def template_created(self, spec: Any) -> None:
-        self._publish("templates", spec.name, spec.model_dump(mode="json"))
+    def template_created(self, spec: Any, tenant: str | None = None) -> None:
+        self._publish("templates", spec.name, _owned(spec.model_dump(mode="json"), tenant))
 
     def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
         """Delete here and from the site under the pass's lock: a pass between the two must
@@ -189,9 +231,9 @@ class ClusterPart:
         """The admin created or changed security group ``group`` here: the site's version."""
         self._publish("secgroups", group.id, group.to_json())
 
-    def network_created(self, spec: Any) -> None:
+    def network_created(self, spec: Any, tenant: str | None = None) -> None:
         if spec.driver == "ovn":  # a logical switch spans nodes; a bridge is one host's
-            self._publish("networks", spec.name, spec.model_dump(mode="json"))
+            self._publish("networks", spec.name, _owned(spec.model_dump(mode="json"), tenant))
 
     def sync_site(self) -> None:
         """Make here the site's networks and templates this node lacks; delete here those
@@ -204,22 +246,65 @@ class ClusterPart:
 
         def make_network(value: JsonObject) -> None:
             # the same logical switch, plugged through this node's chassis namespace
-            manager.create_network(NetworkSpec.model_validate({**value, "netns": netns}))
+            body, tenant = self._owner_of(value)
+            spec = NetworkSpec.model_validate({**body, "netns": netns})
+            self._made("network", spec.name, tenant, lambda: manager.create_network(spec))
 
         def make_template(value: JsonObject) -> None:
-            manager.create_template(TemplateSpec.model_validate(value))
+            body, tenant = self._owner_of(value)
+            spec = TemplateSpec.model_validate(body)
+            self._made("template", spec.name, tenant, lambda: manager.create_template(spec))
+
+        def drop(kind: str, delete: Callable[[str], None]) -> Callable[[str], None]:
+            def dropped(name: str) -> None:
+                delete(name)
+                tenants = self._tenants()
+                if tenants is not None and tenants.owner(kind, name) is not None:
+                    tenants.set_owner(kind, name, None)
+
+            return dropped
 
         with self._site_lock:
             self._sync_tenants()
-            self._sync("networks", manager.networks, make_network, manager.delete_network, set())
+            self._sync(
+                "networks",
+                manager.networks,
+                make_network,
+                drop("network", manager.delete_network),
+                set(),
+            )
             self._sync(
                 "templates",
                 manager.templates,
                 make_template,
-                manager.delete_template,
+                drop("template", manager.delete_template),
                 manager.builtin,
             )
             self._sync_groups()
+
+    def _owner_of(self, value: JsonObject) -> tuple[JsonObject, str | None]:
+        """A site object's body and the tenant it is the tenant's of (None: the admin's)."""
+        body = dict(value)
+        tenant = body.pop(TENANT_FIELD, None)
+        if tenant is not None and not isinstance(tenant, str):
+            raise ClusterInvalid(f"the site's object has a malformed {TENANT_FIELD}")
+        return body, tenant
+
+    def _made(self, kind: str, name: str, tenant: str | None, make: Callable[[], Any]) -> None:
+        """Make a site object here, a tenant's recorded as the tenant's (which must be here:
+        the pass makes the site's tenants first; otherwise the next pass tries again)."""
+        tenants = self._tenants()
+        if tenant is None:
+            make()
+            return
+        if tenants is None or not tenants.exists(tenant):
+            raise ClusterInvalid(f"{kind} {name}: tenant {tenant} is not on this node yet")
+        tenants.set_owner(kind, name, tenant)  # owned before it exists: never the admin's
+        try:
+            make()
+        except BaseException:
+            tenants.set_owner(kind, name, None)
+            raise
 
     def _sync_tenants(self) -> None:
         """Tenants and their tokens: made, brought up to date (a token created or revoked
@@ -438,6 +523,9 @@ class ClusterPart:
         await asyncio.to_thread(self.registry.start)
         if self._manager is not None:
             self._manager.placer = self
+        scoped = self._scoped()
+        if scoped is not None:
+            scoped.admission.elsewhere = self.usage_elsewhere  # a tenant's quota is the site's
         service = self._secgroups()
         if service is not None:
             self._was_site = service.site
@@ -451,6 +539,9 @@ class ClusterPart:
         manager = self._manager
         if manager is not None and getattr(manager, "placer", None) is self:
             manager.placer = None
+        scoped = self._scoped()
+        if scoped is not None:
+            scoped.admission.elsewhere = None
         service = self._secgroups()
         if service is not None and getattr(service, "site", None) is self:
             service.site = self._was_site
@@ -477,7 +568,9 @@ class ClusterPart:
         exclude: frozenset[str] = frozenset(),
     ) -> str | None:
         """The node to forward ``request`` to, or ``None`` to run it here; never one of
-        ``exclude`` (nodes that refused it for lack of room since the view was read)."""
+        ``exclude`` (nodes that refused it for lack of room since the view was read). A
+        tenant's request is placed as the admin's: its templates and networks are the
+        site's too (a node that lacks one answers 404)."""
         named = request.node
         if named == self.config.node:
             return None
@@ -486,10 +579,7 @@ class ClusterPart:
                 f"request forwarded by {forwarded!r} names node {named!r}, not this one "
                 f"({self.config.node!r}): not forwarded again"
             )
-        if not admin:
-            if named is not None:
-                raise NodeUnavailable("tenants' requests run on the node that receives them")
-            return None
+        del admin  # tenants are the site's: their requests are placed alike
         if named is None and not self.registry.fresh():
             # etcd out of reach for longer than a lease: this node keeps serving, locally
             log.warning("cluster: no fresh view of the nodes: %s runs here", request.name)
@@ -538,6 +628,13 @@ class ClusterPart:
         for node in self.registry.nodes():
             if node.alive and node.name != self.config.node and name in node.instances:
                 return node.name
+        return None
+
+    def instance_tenant(self, name: str) -> str | None:
+        """The tenant owning instance ``name`` on the live node that runs it (its record)."""
+        for node in self.registry.nodes():
+            if node.alive and name in node.instances:
+                return node.owners.get(name)
         return None
 
     def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:

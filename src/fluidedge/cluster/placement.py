@@ -32,6 +32,9 @@ class NodeState:
     memory_committed: int = 0
     instances: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # what each tenant's instances hold there (quota units), and which instances are whose
+    tenants: dict[str, dict[str, float]] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
 
     @property
     def cpu_free(self) -> float:
@@ -57,7 +60,33 @@ class NodeState:
             cpu_committed=float(committed.get("cpus", 0.0)),
             memory_committed=int(committed.get("memory_mb", 0)),
             instances=tuple(record.get("instances", ())),
+            tenants=_tenants(record.get("tenants")),
+            owners=_owners(record.get("owners")),
         )
+
+
+def _tenants(value: Any) -> dict[str, dict[str, float]]:
+    """A record's per-tenant usage, what of it is well formed (a peer's record)."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for tenant, usage in value.items():
+        if isinstance(tenant, str) and isinstance(usage, dict):
+            out[tenant] = {
+                k: float(v)
+                for k, v in usage.items()
+                if k in USAGE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+            }
+    return out
+
+
+def _owners(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+USAGE_KEYS = ("instances", "cpus", "memory_mb", "pids")
 
 
 def choose(

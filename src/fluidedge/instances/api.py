@@ -130,18 +130,21 @@ async def _place(
         raise WrongState("node: this daemon is not a node of a cluster (no [cluster] table)")
     template = manager.templates.get(request.template)
     body = request.model_dump(mode="json", exclude_defaults=True)
+    who = sc.who(http)
+    # the tenant the instance will be the tenant's of: the caller's, or the admin's ?tenant=
+    owner = who.tenant if who.kind == "tenant" else tenant
     refused: frozenset[str] = frozenset()
     while True:
         node = placer.target(
             request,
             template,
-            admin=sc.who(http).is_admin,
+            admin=who.is_admin,
             forwarded=http.headers.get(FORWARDED),
             exclude=refused,
         )
         if node is None:
             return None
-        code, content, full = await placer.forward(node, body, tenant)
+        code, content, full = await placer.forward(node, body, owner)
         if not full or request.node is not None:
             break
         refused |= {node}
@@ -158,15 +161,14 @@ def _relayed(
     manager: Manager, sc: Scoped, http: Request, name: str, method: str
 ) -> Response | None:
     """With ``[cluster]``: the answer of the node that runs instance ``name`` when it is not
-    here (the admin's reads and deletes reach it through any node); ``None``: answer here."""
+    here (the admin's reads and deletes reach it through any node, a tenant's those of its
+    own instances); ``None``: answer here."""
     placer = manager.placer
-    if (
-        placer is None
-        or name in manager.instances
-        or http.headers.get(FORWARDED) is not None
-        or not sc.who(http).is_admin
-    ):
+    if placer is None or name in manager.instances or http.headers.get(FORWARDED) is not None:
         return None
+    who = sc.who(http)
+    if not who.is_admin and (who.kind != "tenant" or placer.instance_tenant(name) != who.tenant):
+        return None  # another tenant's, or the admin's: missing here, as for a tenant
     node = placer.owner(name)
     if node is None:
         return None
@@ -257,8 +259,8 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         spec: TemplateSpec, request: Request, tenant: str | None = TenantParam
     ) -> TemplateSpec:
         made = sc.create_template(sc.who(request), spec, tenant)
-        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
-            manager.placer.template_created(made)  # the site's: every node gets it
+        if manager.placer is not None:  # the site's (a tenant's with it): every node gets it
+            manager.placer.template_created(made, sc.owner("template", made.name))
         return made
 
     @router.get("/templates/{name}", tags=["templates"], responses=error_responses(404))
@@ -275,7 +277,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     def delete_template(name: str, request: Request) -> Response:
         who = sc.who(request)
-        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+        if manager.placer is not None:  # here and from the site, at once
             manager.placer.delete_shared(
                 "templates", name, lambda: sc.delete("template", who, name, manager.delete_template)
             )
@@ -402,8 +404,8 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         spec: NetworkSpec, request: Request, tenant: str | None = TenantParam
     ) -> NetworkSpec:
         made = sc.create_network(sc.who(request), spec, tenant)
-        if manager.placer is not None and tenant is None and sc.who(request).is_admin:
-            manager.placer.network_created(made)  # an ovn network: the site's
+        if manager.placer is not None:  # an ovn network: the site's (a tenant's with it)
+            manager.placer.network_created(made, sc.owner("network", made.name))
         return made
 
     @router.get("/networks/{name}", tags=["networks"], responses=error_responses(404))
@@ -419,7 +421,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
     )
     def delete_network(name: str, request: Request) -> Response:
         who = sc.who(request)
-        if manager.placer is not None and who.is_admin:  # here and from the site, at once
+        if manager.placer is not None:  # here and from the site, at once
             manager.placer.delete_shared(
                 "networks", name, lambda: sc.delete("network", who, name, manager.delete_network)
             )

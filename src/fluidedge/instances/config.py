@@ -76,18 +76,23 @@ class Placer(Protocol):
     def owner(self, name: str) -> str | None:
         """The live node (not this one) that runs instance ``name``, if the view says one."""
 
+    def instance_tenant(self, name: str) -> str | None:
+        """The tenant owning instance ``name`` on the node that runs it (None: the admin's)."""
+
     def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
         """Send a body-less request for one instance to ``node`` (blocking): status, body."""
 
-    def template_created(self, spec: TemplateSpec) -> None:
-        """The admin created ``spec`` here: make it the site's (every node gets it)."""
+    def template_created(self, spec: TemplateSpec, tenant: str | None = None) -> None:
+        """``spec`` was created here (``tenant``'s, or the admin's): make it the site's
+        (every node gets it, owned alike)."""
 
     def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
-        """The admin deletes template or network ``name`` (``kind``: ``templates`` or
-        ``networks``): ``delete`` it here, and from the site (every node), as one step."""
+        """Template or network ``name`` is deleted (``kind``: ``templates`` or ``networks``):
+        ``delete`` it here (it checks who may), and from the site (every node), as one step."""
 
-    def network_created(self, spec: NetworkSpec) -> None:
-        """The admin created network ``spec`` here: an ``ovn`` one becomes the site's."""
+    def network_created(self, spec: NetworkSpec, tenant: str | None = None) -> None:
+        """Network ``spec`` was created here (``tenant``'s, or the admin's): an ``ovn`` one
+        becomes the site's."""
 
 
 class InstancesConfig(BaseModel):

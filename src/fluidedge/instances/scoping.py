@@ -185,11 +185,13 @@ class Scoped:
     ) -> NetworkSpec:
         owner = self._owner_for_create(who, "network", spec.name, requested)
         if owner is not None:
-            if spec.netns is not None:
+            # An ovn network lives where the node's chassis does (the driver refuses any other
+            # namespace); any other network of a tenant lives in the host's.
+            if spec.netns is not None and spec.driver != "ovn":
                 raise Forbidden("netns: a tenant's network lives in the host's namespace")
             if not spec.bridge.startswith(owner):
                 raise Forbidden(f"bridge: tenant {owner}'s bridge names start with {owner!r}")
-            if (SYS_CLASS_NET / spec.bridge).exists():
+            if spec.driver != "ovn" and (SYS_CLASS_NET / spec.bridge).exists():
                 raise BridgeExists(
                     f"bridge: {spec.bridge} exists on the host; a tenant's network makes its own"
                 )

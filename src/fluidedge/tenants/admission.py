@@ -248,6 +248,9 @@ class Admission:
         self._pid_max = host_pid_max
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[str | None, Demand]] = {}
+        # What a tenant's instances hold on the site's other nodes (the cluster part sets it
+        # from their records, at most a heartbeat old): a quota is the tenant's on the site.
+        self.elsewhere: Callable[[str], Usage] | None = None
 
     def _held(self, skip: str | None = None) -> dict[str | None, Totals]:
         held = self._committed()  # a copy: ours to add the pending requests to
@@ -256,17 +259,25 @@ class Admission:
                 held.setdefault(owner, Totals()).add(demand)
         return held
 
+    def local_usages(self) -> dict[str | None, Usage]:
+        """What each owner's instances hold on this host (None: the admin's)."""
+        return {owner: totals.usage() for owner, totals in self._held().items()}
+
     def usage(self, tenant: str | None = None) -> Usage:
-        """What ``tenant``'s instances hold (None: every instance on the host)."""
+        """What ``tenant``'s instances hold, here and on the site's other nodes (None: every
+        instance on the host)."""
         held = self._held()
         if tenant is not None:
-            return held.get(tenant, Totals()).usage()
+            return _plus(held.get(tenant, Totals()).usage(), self._elsewhere(tenant))
         return Totals(
             instances=sum(t.instances for t in held.values()),
             cpus=sum(t.cpus for t in held.values()),
             memory_mb=sum(t.memory_mb for t in held.values()),
             pids=sum(t.pids for t in held.values()),
         ).usage()
+
+    def _elsewhere(self, tenant: str) -> Usage:
+        return self.elsewhere(tenant) if self.elsewhere is not None else Usage()
 
     @contextmanager
     def admit(
@@ -281,7 +292,7 @@ class Admission:
             owner = tenant[0] if tenant else None
             tenant_demand = None
             if tenant is not None:
-                mine = held.get(owner, Totals()).usage()
+                mine = _plus(held.get(tenant[0], Totals()).usage(), self._elsewhere(tenant[0]))
                 tenant_demand = TenantDemand(tenant[0], tenant[1], mine, tenant[2])
             check(
                 demand,
@@ -296,3 +307,12 @@ class Admission:
         finally:
             with self._lock:
                 self._pending.pop(name, None)
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        instances=a.instances + b.instances,
+        cpus=round(a.cpus + b.cpus, 6),
+        memory_mb=a.memory_mb + b.memory_mb,
+        pids=a.pids + b.pids,
+    )

@@ -98,10 +98,11 @@ def test_forwarded_requests_are_not_forwarded_again(part: ClusterPart) -> None:
         part.target(request(), TEMPLATE, admin=True, forwarded="there")
 
 
-def test_tenants_run_where_they_ask(part: ClusterPart) -> None:
-    assert part.target(request(), TEMPLATE, admin=False, forwarded=None) is None
-    with pytest.raises(NodeUnavailable, match="tenants"):
-        part.target(request(node="there"), TEMPLATE, admin=False, forwarded=None)
+def test_tenants_are_placed_like_the_admin(part: ClusterPart) -> None:
+    """Tenants, their templates and networks are the site's: their requests move alike."""
+    assert part.target(request(), TEMPLATE, admin=False, forwarded=None) == "there"
+    assert part.target(request(node="there"), TEMPLATE, admin=False, forwarded=None) == "there"
+    assert part.target(request(node="here"), TEMPLATE, admin=False, forwarded=None) is None
 
 
 def test_a_bad_node_name_is_refused_at_the_boundary() -> None:
@@ -166,3 +167,41 @@ def test_a_takeover_removes_only_the_dead_nodes_ports(
         assert len(sent) == 1
     finally:
         ovn_networks.configure(tmp_path, None)
+
+
+def test_a_tenants_usage_elsewhere_sums_the_other_live_nodes(part: ClusterPart) -> None:
+    usage = {"instances": 2, "cpus": 0.5, "memory_mb": 300, "pids": 100}
+    part.registry._view = [
+        NodeState("here", "u", True, 2.0, 1000, tenants={"acme": dict(usage)}),  # this node
+        NodeState("there", "u", True, 2.0, 1000, tenants={"acme": dict(usage)}),
+        NodeState("gone", "u", False, 2.0, 1000, tenants={"acme": dict(usage)}),  # dead: none
+        NodeState("other", "u", True, 2.0, 1000, tenants={"beta": dict(usage)}),
+    ]
+    total = part.usage_elsewhere("acme")
+    assert (total.instances, total.cpus, total.memory_mb, total.pids) == (2, 0.5, 300, 100)
+    assert part.usage_elsewhere("nobody").instances == 0
+
+
+def test_an_instances_tenant_comes_from_the_record_of_the_node_running_it(
+    part: ClusterPart,
+) -> None:
+    part.registry._view = [
+        NodeState("there", "u", True, 2.0, 1000, instances=("acme-x", "y"),
+                  owners={"acme-x": "acme"}),
+    ]  # fmt: skip
+    assert part.instance_tenant("acme-x") == "acme"
+    assert part.instance_tenant("y") is None  # the admin's
+    assert part.instance_tenant("nowhere") is None
+
+
+def test_a_peers_record_is_read_for_what_is_well_formed() -> None:
+    record = {
+        "name": "n",
+        "url": "u",
+        "tenants": {"acme": {"instances": 1, "cpus": "lots", "bogus": 3}, "x": [1]},
+        "owners": {"i": "acme", "j": 7},
+    }
+    node = NodeState.of(record, True)
+    assert node.tenants == {"acme": {"instances": 1.0}}
+    assert node.owners == {"i": "acme"}
+    assert NodeState.of({"name": "n", "url": "u", "tenants": "no"}, True).tenants == {}

@@ -37,7 +37,9 @@ class FakePlacer:
 
 def place(placer: FakePlacer, **more: Any) -> Any:
     manager = SimpleNamespace(placer=placer, templates={})
-    sc = SimpleNamespace(who=lambda _http: SimpleNamespace(is_admin=True))
+    sc = SimpleNamespace(
+        who=lambda _http: SimpleNamespace(is_admin=True, kind="admin", tenant=None),
+    )
     http = SimpleNamespace(headers={})
     request = InstanceRequest.model_validate({"name": "i", "template": "t", **more})
     return asyncio.run(_place(manager, sc, http, request, None))  # type: ignore[arg-type]

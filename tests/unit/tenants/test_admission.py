@@ -175,3 +175,25 @@ def test_concurrent_requests_never_exceed_the_quota() -> None:
         thread.join()
     assert (len(admitted), len(refused)) == (3, 5)
     assert admission.usage("acme").instances == 0
+
+
+def test_a_quota_counts_what_the_tenant_holds_on_the_sites_other_nodes() -> None:
+    ledger = Ledger()
+    ledger.add("acme-a", "acme", Demand(0.5, 8, 8))
+    admission = Admission(CONFIG, lambda: ledger_copy(ledger), lambda: PID_MAX)
+    elsewhere = {"acme": Usage(instances=1, cpus=1.0, memory_mb=100, pids=10)}
+    admission.elsewhere = lambda tenant: elsewhere.get(tenant, Usage())
+    quota = Quota(instances=2, memory_mb=200)
+    # one here and one on another node: the third is refused, by the site-wide count
+    with (
+        pytest.raises(QuotaExceeded, match="instances 2 used"),
+        admission.admit("acme-b", Demand(0.1, 8, 8), ("acme", quota, [])),
+    ):
+        pass
+    assert admission.usage("acme") == Usage(instances=2, cpus=1.5, memory_mb=108, pids=18)
+    # what this node reports of itself leaves the other nodes out (no double count)
+    assert admission.local_usages()["acme"] == Usage(instances=1, cpus=0.5, memory_mb=8, pids=8)
+    # another tenant's usage elsewhere does not count against acme
+    elsewhere = {"beta": Usage(instances=5)}
+    with admission.admit("acme-b", Demand(0.1, 8, 8), ("acme", quota, [])):
+        pass
