@@ -45,6 +45,7 @@ class Record:
     attempts: int = 0  # re-creations that failed
     retry_at: float = 0.0  # wall-clock time before which nobody tries again
     error: str | None = None  # why the last one failed
+    tenant: str | None = None  # the tenant whose instance it is (None: the admin's)
 
     @classmethod
     def of(cls, name: str, value: Mapping[str, Any], revision: str) -> Record:
@@ -60,6 +61,7 @@ class Record:
             attempts=int(value.get("attempts", 0)),
             retry_at=float(value.get("retry_at", 0.0)),
             error=value.get("error"),
+            tenant=value["tenant"] if isinstance(value.get("tenant"), str) else None,
         )
 
     def taken_by(self, node: str) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class Record:
             "memory_mb": self.memory_mb,
             "taken_from": self.node,
             "attempts": self.attempts,
+            **({"tenant": self.tenant} if self.tenant is not None else {}),
         }
 
     def given_back(self, error: str, now: float) -> dict[str, Any]:
@@ -88,6 +91,8 @@ class Record:
         }
         if self.taken_from is not None:
             value["taken_from"] = self.taken_from
+        if self.tenant is not None:
+            value["tenant"] = self.tenant
         if self.ports:
             value["ports"] = list(self.ports)
         return value

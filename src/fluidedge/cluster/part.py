@@ -411,6 +411,7 @@ class ClusterPart:
             template = manager.templates.get(inst.template)
             local[name] = template is not None and template.failover == "recreate"
         me = self.config.node
+        scoped = self._scoped()
         todo = plan(me, self.registry.nodes(), records, local, time.time())
         for name in todo.publish:
             inst = instances[name]
@@ -421,6 +422,9 @@ class ClusterPart:
                 "memory_mb": inst.resources.memory_mb,
                 "ports": self._ports(manager, inst),
             }
+            owner = scoped.owner("instance", name) if scoped is not None else None
+            if owner is not None:  # re-created as the tenant's
+                value["tenant"] = owner
             self.etcd.put(prefix + name, value)
         for name in todo.fence:
             log.warning(
@@ -439,7 +443,7 @@ class ClusterPart:
             log.warning("cluster: taking %s over from dead node %s", record.name, record.node)
             self._remove_ports(record)
             try:
-                view = manager.create_instance(InstanceRequest.model_validate(record.request))
+                view = self._recreate(manager, record)
                 self.taken_over += 1
             except (FluidedgeError, ValidationError) as exc:
                 self.takeover_failures += 1
@@ -469,6 +473,20 @@ class ClusterPart:
                     announce(view.pid, iface.name, list(iface.addresses), 3, 0.5)
                 except (FluidedgeError, OSError) as exc:
                     log.warning("cluster: announcing %s %s: %s", view.name, iface.name, exc)
+
+    def _recreate(self, manager: Any, record: Record) -> Any:
+        """Create a taken-over instance here, a tenant's recorded as the tenant's first (the
+        site's tenants are on every node)."""
+        request = InstanceRequest.model_validate(record.request)
+        tenants = self._tenants()
+        if record.tenant is None or tenants is None:
+            return manager.create_instance(request)
+        tenants.set_owner("instance", record.name, record.tenant)
+        try:
+            return manager.create_instance(request)
+        except BaseException:
+            tenants.set_owner("instance", record.name, None)
+            raise
 
     @staticmethod
     def _ports(manager: Any, inst: Any) -> list[str]:

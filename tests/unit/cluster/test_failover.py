@@ -165,3 +165,16 @@ def test_an_unsolicited_neighbour_advertisement_frame() -> None:
     # one frame per address, by family
     both = frames_for(mac, ["10.0.0.9/24", "fd00::9/64"])
     assert [f[12:14] for f in both] == [b"\x08\x06", b"\x86\xdd"]
+
+
+def test_a_tenants_record_keeps_its_tenant_through_a_claim_and_a_give_back() -> None:
+    value = {**record("acme-x", "dead").taken_by("dead"), "tenant": "acme"}
+    value.pop("taken_from", None)
+    original = Record.of("acme-x", value, "3")
+    assert original.tenant == "acme"
+    claimed = Record.of("acme-x", original.taken_by("b"), "4")
+    assert claimed.tenant == "acme"
+    back = Record.of("acme-x", claimed.given_back("no room", 0.0), "5")
+    assert back.tenant == "acme"
+    assert record("y", "dead").tenant is None  # the admin's
+    assert Record.of("z", {**value, "tenant": 7}, "6").tenant is None  # malformed: ignored
