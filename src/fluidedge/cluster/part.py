@@ -227,6 +227,17 @@ class ClusterPart:
         if tenants is not None:
             self._publish("tenants", name, tenants.site_view(name))
 
+    def owned_elsewhere(self, name: str) -> list[str]:
+        """Instances tenant ``name`` owns on the other live nodes (their records): a tenant is
+        not deleted from the site while it runs something anywhere."""
+        return sorted(
+            instance
+            for node in self.registry.nodes()
+            if node.alive and node.name != self.config.node
+            for instance, owner in node.owners.items()
+            if owner == name
+        )
+
     def group_changed(self, group: Any) -> None:
         """The admin created or changed security group ``group`` here: the site's version."""
         self._publish("secgroups", group.id, group.to_json())

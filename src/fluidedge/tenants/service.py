@@ -41,12 +41,20 @@ class TenantSite(Protocol):
     def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
         """The admin deletes tenant ``name`` (``kind`` ``tenants``): here and from the site."""
 
+    def owned_elsewhere(self, name: str) -> list[str]:
+        """Instances tenant ``name`` owns on the site's other nodes (their records)."""
+        return []
+
 
 class OneNode:
     """No site: tenants are this node's only."""
 
     def tenant_changed(self, name: str) -> None:
         del name
+
+    def owned_elsewhere(self, name: str) -> list[str]:
+        del name
+        return []
 
     def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
         del kind, name
@@ -122,9 +130,16 @@ class TenantService:
             return record
 
     def delete(self, name: str) -> None:
-        """Remove tenant ``name`` and revoke its tokens; refused while it owns resources."""
+        """Remove tenant ``name`` and revoke its tokens; refused while it owns resources, here
+        or (a node of a site) instances on another node."""
         with self._lock:
             self.record(name)
+            elsewhere = self.site.owned_elsewhere(name)
+            if elsewhere:
+                raise TenantInUse(
+                    f"tenant {name} still owns instances on other nodes of the site "
+                    f"({', '.join(elsewhere[:10])}): delete them first"
+                )
             for kind, names in self.owned(name):
                 exists = self.resource_exists.get(kind)
                 for stale in [n for n in names if exists is not None and not exists(n)]:

@@ -8,19 +8,14 @@ from typing import Any
 
 import pytest
 
-from fluidedge.core.client import Client, ClientError
+from fluidedge.core.client import Client
 from tests.e2e.multihost.test_cross_node import ping
-from tests.fixtures.ovn_nodes import OvnNodes
+from tests.fixtures.ovn_nodes import TWO_NODE_SITE, OvnNodes, status_of
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
-NODES = {
-    "count": 2,
-    "members": 1,
-    "cluster": True,
-    "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
-}
+NODES = {**TWO_NODE_SITE}
 
 
 def _create(client: Client, name: str, template: str, address: str, gw: str) -> dict[str, Any]:
@@ -32,14 +27,6 @@ def _create(client: Client, name: str, template: str, address: str, gw: str) -> 
     made: dict[str, Any] = client.post("/v1/instances", body)
     assert made["state"] == "running", made
     return made
-
-
-def _status(call: Any) -> int:
-    try:
-        call()
-    except ClientError as exc:
-        return exc.status
-    return 200
 
 
 def test_a_router_joins_networks_across_nodes(nodes: OvnNodes) -> None:
@@ -66,17 +53,17 @@ def test_a_router_joins_networks_across_nodes(nodes: OvnNodes) -> None:
     assert cb.get("/v1/routers/edge-r") == made  # every node reads the same NB
     assert wait_until(lambda: ping(x["pid"], "10.66.0.2"), timeout=20)
 
-    assert _status(lambda: ca.post("/v1/routers", body)) == 409  # exists
-    assert _status(lambda: ca.delete(f"/v1/networks/{right}")) == 409  # joined by edge-r
+    assert status_of(lambda: ca.post("/v1/routers", body)) == 409  # exists
+    assert status_of(lambda: ca.delete(f"/v1/networks/{right}")) == 409  # joined by edge-r
     bad = {"name": "r2", "interfaces": [{"network": left, "address": "10.99.0.1/24"}]}
-    assert _status(lambda: ca.post("/v1/routers", bad)) == 400  # not in the subnet
+    assert status_of(lambda: ca.post("/v1/routers", bad)) == 400  # not in the subnet
     missing = {"name": "r2", "interfaces": [{"network": "nope", "address": "10.0.0.1/24"}]}
-    assert _status(lambda: ca.post("/v1/routers", missing)) == 404
-    assert _status(lambda: ca.post("/v1/routers", {"name": "R!", "interfaces": []})) == 400
+    assert status_of(lambda: ca.post("/v1/routers", missing)) == 404
+    assert status_of(lambda: ca.post("/v1/routers", {"name": "R!", "interfaces": []})) == 400
 
     cb.delete("/v1/routers/edge-r")
     assert ca.get("/v1/routers") == []
-    assert _status(lambda: ca.get("/v1/routers/edge-r")) == 404
+    assert status_of(lambda: ca.get("/v1/routers/edge-r")) == 404
     assert wait_until(lambda: not ping(x["pid"], "10.66.0.2"), timeout=10)
 
 
@@ -87,7 +74,7 @@ def test_a_tenant_may_not_make_routers(nodes: OvnNodes) -> None:
         token = ca.post("/v1/tenants/acme/tokens", {"description": "t"})["token"]
         tenant = Client(ca.url, token)
         body = {"name": "r3", "interfaces": [{"network": "x", "address": "10.0.0.1/24"}]}
-        assert _status(lambda: tenant.post("/v1/routers", body)) == 403
+        assert status_of(lambda: tenant.post("/v1/routers", body)) == 403
         tenant.close()
     finally:
         ca.delete("/v1/tenants/acme")

@@ -12,18 +12,12 @@ import pytest
 
 from fluidedge.core.client import Client, ClientError
 from tests.e2e.multihost.test_cross_node import create, ping
-from tests.fixtures.ovn_nodes import OvnNodes
+from tests.fixtures.ovn_nodes import TWO_NODE_SITE, OvnNodes, status_of
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
-NODES = {
-    "count": 2,
-    "members": 1,
-    "cluster": True,
-    "secgroups": True,
-    "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
-}
+NODES = {**TWO_NODE_SITE, "secgroups": True}
 OUT = {"id": "out", "direction": "egress"}
 
 
@@ -131,12 +125,4 @@ def test_tenants_their_tokens_and_groups_are_the_sites(nodes: OvnNodes) -> None:
         with contextlib.suppress(ClientError):
             ca.delete("/v1/security-groups/acme-web")
         ca.delete("/v1/tenants/acme")
-    assert wait_until(lambda: _status_of(cb, "/v1/tenants/acme") == 404, timeout=10)
-
-
-def _status_of(client: Client, path: str) -> int:
-    try:
-        client.get(path)
-    except ClientError as exc:
-        return exc.status
-    return 200
+    assert wait_until(lambda: status_of(lambda: cb.get("/v1/tenants/acme")) == 404, timeout=10)

@@ -9,25 +9,12 @@ import contextlib
 import pytest
 
 from fluidedge.core.client import Client, ClientError
-from tests.fixtures.ovn_nodes import OvnNodes
+from tests.fixtures.ovn_nodes import TWO_NODE_SITE, OvnNodes, status_of
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
-NODES = {
-    "count": 2,
-    "members": 1,
-    "cluster": True,
-    "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
-}
-
-
-def _status(call: object) -> int:
-    try:
-        call()  # type: ignore[operator]
-    except ClientError as exc:
-        return exc.status
-    return 200
+NODES = {**TWO_NODE_SITE}
 
 
 def _names(client: Client, kind: str) -> set[str]:
@@ -42,7 +29,7 @@ def test_a_tenant_runs_and_reaches_its_instances_on_every_node(nodes: OvnNodes) 
     acme = Client(a.handle.url, ca.post("/v1/tenants/acme/tokens", {})["token"])
     beta = Client(a.handle.url, ca.post("/v1/tenants/beta/tokens", {})["token"])
     try:
-        assert wait_until(lambda: _status(lambda: cb.get("/v1/tenants/acme")) == 200, timeout=10)
+        assert wait_until(lambda: status_of(lambda: cb.get("/v1/tenants/acme")) == 200, timeout=10)
         net = {"name": "acme-net", "bridge": "acme-net", "driver": "ovn", "netns": a.netns,
                "subnet": "10.67.0.0/24"}  # fmt: skip
         acme.post("/v1/networks", net)
@@ -70,18 +57,18 @@ def test_a_tenant_runs_and_reaches_its_instances_on_every_node(nodes: OvnNodes) 
         assert cb.get("/v1/tenants/acme")["owns"]["instances"] == ["acme-x"]
         # read through a (relayed to b, once a's view of b's record lists it: a heartbeat);
         # another tenant gets the missing one's 404
-        assert wait_until(lambda: _status(lambda: acme.get("/v1/instances/acme-x")) == 200,
+        assert wait_until(lambda: status_of(lambda: acme.get("/v1/instances/acme-x")) == 200,
                           timeout=10)  # fmt: skip
         assert acme.get("/v1/instances/acme-x")["name"] == "acme-x"
-        assert _status(lambda: beta.get("/v1/instances/acme-x")) == 404
+        assert status_of(lambda: beta.get("/v1/instances/acme-x")) == 404
         # the quota is the site's: one on b and one on a fill 2
         run("acme-y", a.name, "10.67.0.3/24")
         assert wait_until(lambda: ca.get("/v1/tenants/acme")["usage"]["instances"] == 2, timeout=10)
-        assert _status(lambda: run("acme-z", a.name, "10.67.0.4/24")) == 409
+        assert status_of(lambda: run("acme-z", a.name, "10.67.0.4/24")) == 409
         # deleted through a (relayed): gone from b
         acme.delete("/v1/instances/acme-x")
         assert "acme-x" not in _names(cb, "instances")
-        assert wait_until(lambda: _status(lambda: run("acme-z", a.name, "10.67.0.4/24")) == 200,
+        assert wait_until(lambda: status_of(lambda: run("acme-z", a.name, "10.67.0.4/24")) == 200,
                           timeout=10)  # fmt: skip
     finally:
         for client in (acme, beta):
@@ -94,6 +81,6 @@ def test_a_tenant_runs_and_reaches_its_instances_on_every_node(nodes: OvnNodes) 
                 ca.delete(path)
         for tenant in ("acme", "beta"):
             assert wait_until(
-                lambda t=tenant: _status(lambda: ca.delete(f"/v1/tenants/{t}")) in (200, 404),
+                lambda t=tenant: status_of(lambda: ca.delete(f"/v1/tenants/{t}")) in (200, 404),
                 timeout=10,
             )

@@ -17,6 +17,7 @@ import pytest
 from tests.fixtures.ovn_nodes import (
     DOWN_TEID,
     TOF_GATEWAY,
+    TWO_NODE_SITE,
     OvnNodes,
     downlink,
     echo,
@@ -27,13 +28,7 @@ from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.root
 
-NODES = {
-    "count": 2,
-    "members": 1,
-    "cluster": True,
-    "cluster_settings": {"heartbeat": 0.5, "ttl": 2},
-    "tof": 0,
-}
+NODES = {**TWO_NODE_SITE, "tof": 0}
 UE = ipaddress.ip_address("198.18.100.1").packed
 PDN = ipaddress.ip_address("198.18.200.10").packed
 SERVICE = "198.18.50.1"

@@ -205,3 +205,13 @@ def test_a_peers_record_is_read_for_what_is_well_formed() -> None:
     assert node.tenants == {"acme": {"instances": 1.0}}
     assert node.owners == {"i": "acme"}
     assert NodeState.of({"name": "n", "url": "u", "tenants": "no"}, True).tenants == {}
+
+
+def test_a_tenants_instances_elsewhere_come_from_the_other_live_nodes(part: ClusterPart) -> None:
+    part.registry._view = [
+        NodeState("here", "u", True, 2.0, 1000, owners={"acme-h": "acme"}),  # this node's own
+        NodeState("there", "u", True, 2.0, 1000, owners={"acme-b": "acme", "beta-x": "beta"}),
+        NodeState("gone", "u", False, 2.0, 1000, owners={"acme-d": "acme"}),
+    ]
+    assert part.owned_elsewhere("acme") == ["acme-b"]
+    assert part.owned_elsewhere("nobody") == []

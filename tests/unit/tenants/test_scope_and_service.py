@@ -165,3 +165,76 @@ def test_the_admins_owner_name_is_not_a_tenant_name() -> None:
     schema = TenantCreate.model_json_schema()["properties"]["name"]
     assert schema["not"] == {"const": "default"}
     assert TenantCreate(name="defaults").name == "defaults"
+
+
+class RecordingSite:
+    """A site that records what the service shares, and owns instances elsewhere."""
+
+    def __init__(self, elsewhere: list[str]) -> None:
+        self.changed: list[str] = []
+        self.elsewhere = elsewhere
+
+    def tenant_changed(self, name: str) -> None:
+        self.changed.append(name)
+
+    def delete_shared(self, kind: str, name: str, delete: object) -> None:
+        raise AssertionError("the routes call this, not the service")
+
+    def owned_elsewhere(self, name: str) -> list[str]:
+        return list(self.elsewhere)
+
+
+def test_the_site_copy_makes_the_same_tenant_and_tokens_elsewhere(
+    service: TenantService, tmp_path: Path
+) -> None:
+    service.update("acme", TenantUpdate(quota=Quota(instances=3)))
+    made = service.create_token("acme", "t")
+    doc = service.site_view("acme")
+    assert made.token not in str(doc)  # the site keeps hashes, never a token
+    other = TenantService(Store(tmp_path / "other.sqlite"))
+    assert other.put_site(doc) is True
+    assert other.resolve(made.token) == "acme"
+    assert other.quota("acme").instances == 3
+    assert other.put_site(doc) is False  # the same version: nothing to do
+    service.delete_token("acme", made.id)
+    assert other.put_site(service.site_view("acme")) is True
+    assert other.resolve(made.token) is None  # revoked there too
+    again = TenantService(Store(tmp_path / "other.sqlite"))  # and stored
+    assert again.exists("acme")
+    assert again.list_tokens("acme") == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["record"].update(name="default"),
+        lambda d: d["record"].update(quota={"instances": -1}),
+        lambda d: d["tokens"].append({"view": {"id": "x", "tenant": "other", "description": "",
+                                               "created_at": 0.0}, "digest": "0" * 64}),
+        lambda d: d["tokens"].append({"view": {"id": "x", "tenant": "acme", "description": "",
+                                               "created_at": 0.0}, "digest": "not-hex"}),
+        lambda d: d.pop("tokens"),
+    ],
+)  # fmt: skip
+def test_a_malformed_site_copy_is_refused_whole(
+    service: TenantService, tmp_path: Path, change: object
+) -> None:
+    from fluidedge.tenants.errors import InvalidTenant
+
+    doc = service.site_view("acme")
+    change(doc)  # type: ignore[operator]
+    other = TenantService(Store(tmp_path / "other.sqlite"))
+    with pytest.raises(InvalidTenant, match="malformed"):
+        other.put_site(doc)
+    assert not other.exists("acme")
+
+
+def test_a_tenant_running_instances_on_another_node_is_not_deleted(
+    service: TenantService,
+) -> None:
+    service.site = RecordingSite(["acme-x"])
+    with pytest.raises(TenantInUse, match="other nodes of the site \\(acme-x\\)"):
+        service.delete("acme")
+    service.site = RecordingSite([])
+    service.delete("acme")
+    assert not service.exists("acme")
