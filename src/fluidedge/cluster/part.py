@@ -247,8 +247,9 @@ class ClusterPart:
             self._publish("networks", spec.name, _owned(spec.model_dump(mode="json"), tenant))
 
     def sync_site(self) -> None:
-        """Make here the site's networks and templates this node lacks; delete here those
-        that left the site since the last pass (one still used here stays until it is not)."""
+        """Make here the site's tenants, networks, templates and security groups this node
+        lacks (tenants and groups also brought up to date); delete here those that left the
+        site since the last pass (one still used here stays until it is not)."""
         manager = self._manager
         if manager is None:
             return
@@ -558,7 +559,7 @@ class ClusterPart:
         service = self._secgroups()
         if service is not None:
             self._was_site = service.site
-            service.site = self  # the admin's groups are the site's
+            service.site = self  # security groups are the site's
         tenants = self._tenants()
         if tenants is not None:
             self._was_tenant_site = tenants.site
