@@ -57,7 +57,7 @@ from fluidedge.cluster.etcd import Etcd, JsonObject
 from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.garp import announce
 from fluidedge.cluster.persist import SeenTable
-from fluidedge.cluster.placement import USAGE_KEYS, choose
+from fluidedge.cluster.placement import USAGE_KEYS, NodeState, choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.core.part import DaemonContext
@@ -167,10 +167,9 @@ class ClusterPart:
         """What ``tenant``'s instances hold on the other live nodes (their records, at most
         a heartbeat old)."""
         total = dict.fromkeys(USAGE_KEYS, 0.0)
-        for node in self.registry.nodes():
-            if node.alive and node.name != self.config.node:
-                for key, value in node.tenants.get(tenant, {}).items():
-                    total[key] += value
+        for node in self._others():
+            for key, value in node.tenants.get(tenant, {}).items():
+                total[key] += value
         return Usage(
             instances=int(total["instances"]),
             cpus=round(total["cpus"], 6),
@@ -232,8 +231,7 @@ class ClusterPart:
         not deleted from the site while it runs something anywhere."""
         return sorted(
             instance
-            for node in self.registry.nodes()
-            if node.alive and node.name != self.config.node
+            for node in self._others()
             for instance, owner in node.owners.items()
             if owner == name
         )
@@ -348,7 +346,7 @@ class ClusterPart:
                 "secgroups",
                 set(before),
                 service.put_site_group,
-                service.delete_site_group,
+                service.delete_with_owner,
                 {"default"},
                 update=lambda name, value: service.put_site_group(value),
             )
@@ -653,19 +651,18 @@ class ClusterPart:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", FORWARDED: self.config.node}
 
+    def _others(self) -> list[NodeState]:
+        """The live nodes of the site but this one, as the last read of etcd saw them."""
+        return [n for n in self.registry.nodes() if n.alive and n.name != self.config.node]
+
     def owner(self, name: str) -> str | None:
         """The live node, not this one, whose record lists instance ``name``."""
-        for node in self.registry.nodes():
-            if node.alive and node.name != self.config.node and name in node.instances:
-                return node.name
-        return None
+        return next((n.name for n in self._others() if name in n.instances), None)
 
     def instance_tenant(self, name: str) -> str | None:
-        """The tenant owning instance ``name`` on the live node that runs it (its record)."""
-        for node in self.registry.nodes():
-            if node.alive and name in node.instances:
-                return node.owners.get(name)
-        return None
+        """The tenant owning instance ``name`` on the other live node that runs it (its
+        record; None: the admin's, or no such node)."""
+        return next((n.owners.get(name) for n in self._others() if name in n.instances), None)
 
     def relay(self, node: str, method: str, path: str) -> tuple[int, bytes]:
         """A body-less request for one instance, sent to ``node`` (blocking)."""

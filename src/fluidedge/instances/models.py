@@ -487,6 +487,18 @@ class TemplateSpec(_Strict):
         return self
 
 
+def interface_address(
+    text: str,
+) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """An address with its prefix length (``10.0.0.2/24``); ValueError saying what is wrong."""
+    if "/" not in text:
+        raise ValueError(f"address {text!r} needs a prefix length (e.g. /24)")
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid address {text!r}: {exc}") from exc
+
+
 class InterfaceAssignment(_Strict):
     security_groups: list[Name] | None = Field(
         default=None,
@@ -520,15 +532,7 @@ class InterfaceAssignment(_Strict):
     @field_validator("addresses")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        out = []
-        for text in value:
-            if "/" not in text:
-                raise ValueError(f"address {text!r} needs a prefix length (e.g. /24)")
-            try:
-                out.append(str(ipaddress.ip_interface(text)))
-            except ValueError as exc:
-                raise ValueError(f"invalid address {text!r}: {exc}") from exc
-        return out
+        return [str(interface_address(text)) for text in value]
 
     @field_validator("gateway")
     @classmethod

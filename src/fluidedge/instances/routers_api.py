@@ -22,13 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from fluidedge.core.openapi import error_responses
 from fluidedge.instances.errors import InvalidRequest, NetworkNotFound
 from fluidedge.instances.manager import Manager
+from fluidedge.instances.models import Name, interface_address
 from fluidedge.instances.scoping import Scoped
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn import routers as ovn_routers
 from fluidedge.ovn.errors import OvnUnavailable
 from fluidedge.tenants.errors import Forbidden
-
-_NAME = r"^[a-z][a-z0-9-]{0,30}$"
 
 
 class _Strict(BaseModel):
@@ -36,12 +35,12 @@ class _Strict(BaseModel):
 
 
 class RouterInterface(_Strict):
-    network: str = Field(pattern=_NAME)
+    network: Name
     address: str = Field(max_length=64, description="the router's address, with the prefix")
 
 
 class RouterSpec(_Strict):
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=ovn_routers.ROUTER_NAME_PATTERN)
     interfaces: list[RouterInterface] = Field(min_length=1, max_length=ovn_routers.MAX_LEGS)
 
 
@@ -51,12 +50,10 @@ def _leg(manager: Manager, body: RouterInterface) -> ovn_routers.Leg:
         raise NetworkNotFound(f"network {body.network} does not exist")
     if spec.driver != "ovn":
         raise OvnUnavailable(f"network {body.network} is not an ovn network (driver {spec.driver})")
-    if "/" not in body.address:
-        raise InvalidRequest(f"address {body.address!r} needs a prefix length (e.g. /24)")
     try:
-        address = ipaddress.ip_interface(body.address)
+        address = interface_address(body.address)
     except ValueError as exc:
-        raise InvalidRequest(f"invalid address {body.address!r}: {exc}") from exc
+        raise InvalidRequest(str(exc)) from exc
     if spec.subnet is not None:
         subnet = ipaddress.ip_network(spec.subnet)
         if address.network != subnet:

@@ -29,7 +29,10 @@ from fluidedge.ovn.nbctl import Nbctl, as_list
 ROUTER_KEY = "fluidedge-router"
 NETWORK_KEY = "fluidedge-network"
 MAX_LEGS = 16
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+ROUTER_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+# an instance network's name (fluidedge.instances.models.NAME_PATTERN: this package sits below)
+NETWORK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+_PATTERNS = {"router": re.compile(ROUTER_NAME_PATTERN), "network": re.compile(NETWORK_NAME_PATTERN)}
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -78,8 +81,10 @@ class Router:
 
 
 def check_name(what: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise OvnInvalid(f"invalid {what} name {name!r}: [a-z][a-z0-9-]{{0,30}}")
+    """``name`` if it is a valid ``router`` or ``network`` name; OvnInvalid otherwise."""
+    pattern = _PATTERNS[what]
+    if not isinstance(name, str) or not pattern.match(name):
+        raise OvnInvalid(f"invalid {what} name {name!r}: {pattern.pattern.strip('^$')}")
     return name
 
 

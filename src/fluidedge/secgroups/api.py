@@ -20,7 +20,6 @@ node's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -90,18 +89,10 @@ def _rules(rules: list[RuleBody]) -> list[dict[str, Any]]:
     return [r.model_dump(exclude_none=True) for r in rules]
 
 
-def _no_record(group_id: str, owner: str | None) -> None:
-    del group_id, owner
-
-
-def build_router(
-    service: SecgroupService,
-    scope: GroupScope | None = None,
-    record_owner: Callable[[str, str | None], None] = _no_record,
-) -> APIRouter:
+def build_router(service: SecgroupService, scope: GroupScope | None = None) -> APIRouter:
     """The routes; ``scope`` (None: no tenants, every caller is the admin) says who sees
-    what; ``record_owner(group_id, tenant)`` mirrors a tenant's group into the tenants part's
-    ownership (None: given back) so that a tenant owning groups is not deleted."""
+    what; ``service.record_owner(group_id, tenant)`` mirrors a tenant's group into the tenants
+    part's ownership (None: given back) so that a tenant owning groups is not deleted."""
     router = APIRouter(prefix="/v1")
     tags: list[str | Any] = ["security-groups"]
     sc = scope or NO_TENANTS
@@ -147,7 +138,7 @@ def build_router(
             service.ensure_default_group(owner)
         made = service.create_group(doc, owner)
         if owner != DEFAULT_OWNER:
-            record_owner(made.id, owner)
+            service.record_owner(made.id, owner)
         return shared(made).to_json()  # every node of the site gets it
 
     @router.get("/security-groups/ports", tags=tags)
@@ -175,15 +166,12 @@ def build_router(
         group = service.get_group(group_id)
         sc.require_change(principal(request), group)
 
-        def delete() -> None:
-            service.delete_group(group_id)
-            if group.tenant != DEFAULT_OWNER:
-                record_owner(group_id, None)
-
         if service.shared_on_site(group):  # here and on every node of the site
-            service.site.delete_shared("secgroups", group_id, delete)
+            service.site.delete_shared(
+                "secgroups", group_id, lambda: service.delete_with_owner(group_id)
+            )
         else:
-            delete()
+            service.delete_with_owner(group_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(

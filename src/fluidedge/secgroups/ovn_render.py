@@ -190,11 +190,9 @@ def _l4(clause: Clause) -> list[str]:
     return terms
 
 
-def clause_match(
-    clause: Clause, direction: str, pg: str, set_of: Callable[[str], str] | None = None
-) -> str:
-    """The OVN match of one clause of the port group ``pg``; ``set_of`` names the NB address
-    set of the clause's remote set (the compiler's name)."""
+def clause_match(clause: Clause, direction: str, pg: str, sets: Mapping[str, str]) -> str:
+    """The OVN match of one clause of the port group ``pg``; ``sets`` names the NB address
+    set of each of the network's remote sets (by the compiler's name)."""
     v4 = clause.ethertype == "IPv4"
     ipf = "ip4" if v4 else "ip6"
     if direction == "egress":
@@ -205,16 +203,10 @@ def clause_match(
         side = f"{ipf}.src"
     terms += _l4(clause)
     if clause.remote_set is not None:
-        name = set_of(clause.remote_set) if set_of is not None else set_name(clause.remote_set)
-        terms.append(f"{side} == ${name}")
+        terms.append(f"{side} == ${sets[clause.remote_set]}")
     elif clause.remote_prefix is not None:
         terms.append(f"{side} == {addr_text(clause.remote_prefix)}")
     return " && ".join(terms)
-
-
-def set_name(ir_name: str) -> str:
-    """The earlier (one writer, per zone) name of a compiler's set: ``legacy`` rows."""
-    return f"fe_{ir_name}"
 
 
 def _digest(*parts: str, size: int = 16) -> str:
@@ -293,15 +285,12 @@ def render(
     """``node``'s NB rows of ``network``'s part of ``program`` (pure)."""
     owner = owner_ids(network, node)
     state = NbState()
+    # the compiler names a clause's remote set in the clause's network (its zone in the name)
     shared = {
         aset.name: shared_set_name(aset.group, network, aset.ethertype)
         for aset in program.address_sets
         if aset.network == network
     }
-
-    def set_of(ir_name: str) -> str:
-        return shared.get(ir_name) or set_name(ir_name)
-
     ports = [p for p in program.ports if p.network == network]
     filtered = [p for p in ports if p.port_security]
     for port in ports:
@@ -332,7 +321,7 @@ def render(
             Acl(
                 "from-lport" if direction == "egress" else "to-lport",
                 PRIO_ALLOW,
-                clause_match(clause, direction, pg, set_of),
+                clause_match(clause, direction, pg, shared),
                 "allow-related",
             )
             for direction in ("ingress", "egress")

@@ -85,7 +85,7 @@ class SecgroupsPart:
             tenants.set_owner("security group", group_id, tenant)
 
     def router(self) -> APIRouter:
-        return build_router(self.service, self.scope, self._record_owner)
+        return build_router(self.service, self.scope)
 
     # the instance manager's check of a template's or request's groups (before a create)
     def check_groups(self, owner: str | None, interfaces: dict[str, list[str]]) -> None:

@@ -134,7 +134,7 @@ class SecgroupService:
         # tenant's default group may go.
         self.tenant_exists: Callable[[str], bool] = lambda tenant: True
         # The site groups are shared with (the cluster part sets itself), and how a tenant's
-        # group made from the site's copy is recorded as the tenant's (the part sets it).
+        # group is recorded as the tenant's in the tenants part (the part sets it).
         self.site: GroupSite = OneNode()
         self.record_owner: Callable[[str, str | None], None] = lambda group, tenant: None
         self._groups: dict[str, SecurityGroup] = {}
@@ -307,9 +307,9 @@ class SecgroupService:
                 self.replace_group(group.id, body)
             return True
 
-    def delete_site_group(self, group_id: str) -> None:
-        """A group that left the site: deleted here (refused while used here), and a
-        tenant's no longer recorded as the tenant's."""
+    def delete_with_owner(self, group_id: str) -> None:
+        """Delete a group (refused while used here), and a tenant's no longer recorded as the
+        tenant's: the API's deletion, and a pass's of a group that left the site."""
         with self._lock:
             tenant = self.get_group(group_id).tenant
             self.delete_group(group_id)

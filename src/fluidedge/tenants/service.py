@@ -176,7 +176,8 @@ class TenantService:
             name = TenantCreate(name=record["name"]).name
             Quota.model_validate(record["quota"])
             float(record["created_at"])
-            str(record["description"])
+            if not isinstance(record["description"], str):
+                raise ValueError("description is not a string")
             wanted: dict[str, tuple[TokenView, str]] = {}
             for entry in doc["tokens"]:
                 view = TokenView.model_validate(entry["view"])

@@ -84,3 +84,14 @@ def test_the_view_names_each_address_and_mac() -> None:
         {"network": "net-a", "address": "10.1.0.1/24", "mac": routers.port_mac("r1", "net-a")},
         {"network": "net-b", "address": "fd00:2::1/64", "mac": routers.port_mac("r1", "net-b")},
     ]
+
+
+def test_any_instance_networks_name_may_be_joined() -> None:
+    """Network names are the instance networks' (up to 32 characters), not the routers'."""
+    longest = "n" * 32
+    leg = routers.Leg(longest, iface("10.1.0.1/24"))
+    assert routers.Router("r1", (leg,)).legs == (leg,)
+    with pytest.raises(OvnInvalid, match="invalid network name"):
+        routers.Router("r1", (routers.Leg("n" * 33, iface("10.1.0.1/24")),))
+    with pytest.raises(OvnInvalid, match="invalid router name"):
+        routers.Router("r" * 32, (leg,))

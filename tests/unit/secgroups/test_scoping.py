@@ -46,6 +46,7 @@ class World:
     def new_service(self) -> SecgroupService:
         service = SecgroupService(Tables(Store(self.path)), FirewallDriver(NftRenderer()))
         service.instance_tenant = lambda name: tenant_key(OWNERS.get(name))
+        service.record_owner = self.record
         service.load()
         return service
 
@@ -55,7 +56,7 @@ class World:
     def client(self) -> TestClient:
         scope = GroupScope(OWNERS.get, TENANTS.__contains__)
         app = FastAPI()
-        app.include_router(build_router(self.service, scope, self.record))
+        app.include_router(build_router(self.service, scope))
 
         @app.middleware("http")
         async def who(request: Request, call_next: Any) -> Any:

@@ -209,6 +209,7 @@ def test_the_site_copy_makes_the_same_tenant_and_tokens_elsewhere(
     [
         lambda d: d["record"].update(name="default"),
         lambda d: d["record"].update(quota={"instances": -1}),
+        lambda d: d["record"].update(description=7),
         lambda d: d["tokens"].append({"view": {"id": "x", "tenant": "other", "description": "",
                                                "created_at": 0.0}, "digest": "0" * 64}),
         lambda d: d["tokens"].append({"view": {"id": "x", "tenant": "acme", "description": "",
