@@ -1021,6 +1021,9 @@ class Pipeline:
         ) and not self._flow_current(flow):
             self.drops["apps_stale_flow"] += 1
             return []
+        ondemand = self.ondemand
+        if ondemand.policies and flow.service in ondemand.policies:
+            ondemand.seen(flow.service, flow.bearer[2], flow.application_ip, now)  # replies count
         limiter = self.ratelimit
         if limiter is not None and not limiter.allow(
             flow.bearer[2], flow.service, False, len(buf), now

@@ -167,11 +167,12 @@ def test_restart_restores_instances_and_idle_timers(env: Env, how: str) -> None:
     )
 
 
-def test_fast_path_punts_on_demand_services_to_the_agent(
+def test_fast_path_offloads_ready_bindings_in_the_kernel(
     lab: Lab, daemon_factory: DaemonFactory
 ) -> None:
-    """On the fast path the kernel knows the service without an application IP: no flow
-    matches, every packet is punted to the agent, whose pipeline holds and releases them."""
+    """On the fast path the kernel punts an on-demand service's packets until its binding is
+    ready (the agent queues and creates), then offloads them itself; the packets it offloads
+    keep the instance running; a park sends the next packet to the agent, which resumes it."""
     with make_env(lab, daemon_factory, "fastpath") as env:
         # On a loaded machine ue1's instance may be paused while ue3's is being created: its
         # next request is then answered by a resume, never stalled behind the creation.
@@ -183,6 +184,23 @@ def test_fast_path_punts_on_demand_services_to_the_agent(
         assert stats["backend"] == "fastpath"
         assert stats["onDemand"]["counters"]["demand_create"] == 2
         assert stats["onDemand"]["drops"] == {}
+        # 15 pings over 3 s (3 x T1) to ue1's instance: after the first (a new flow, the
+        # agent's) the kernel carries them both ways, and its activity keeps them going to a
+        # running instance (a pause would show as a resume: the next ping wakes it).
+        resumed = env.events("fp").get("resumed", 0)
+        before = stats["fastpath"]
+        ping = lab.run("ue1", ["ping", "-n", "-c", "15", "-i", "0.2", "-W", "2", SERVICE_IP])
+        assert " 15 received" in ping.stdout, ping.stdout
+        after = env.client.get("/stats")["fastpath"]
+        assert after["offloaded_uplink"] - before["offloaded_uplink"] >= 13
+        assert after["offloaded_downlink"] - before["offloaded_downlink"] >= 13
+        assert env.events("fp").get("resumed", 0) == resumed
+        [mine] = [i for i in env.instances("fp") if i["instance"] == first]
+        assert mine["state"] == "running"
+        # idle: both paused; the next request is punted (no ready binding) and resumes it
         wait_for(lambda: {i["state"] for i in env.instances("fp")} == {"paused"}, 30, "both paused")
+        punted = env.client.get("/stats")["fastpath"].get("punt_ondemand_not_ready", 0)
         assert _answered_by(env.http("ue1", SERVICE_IP)) == first
-        assert env.events("fp")["resumed"] >= 1
+        assert env.events("fp")["resumed"] >= resumed + 1
+        fast = env.client.get("/stats")["fastpath"]
+        assert fast.get("punt_ondemand_not_ready", 0) > punted

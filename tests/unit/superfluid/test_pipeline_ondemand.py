@@ -72,6 +72,20 @@ def test_first_packets_wait_then_go_to_the_new_instance_in_order() -> None:
     assert [port for port, _ in p.from_s1(later, ENB, 2.0)] == [APPS]
 
 
+def test_the_instances_replies_are_activity_too() -> None:
+    """An instance that only sends toward its UE (a stream the UE does not answer) is busy."""
+    p, _demands = setup()
+    assert p.from_s1(gpdu(ENB1, SGW1, 100, udp_packet(UE1, SVC_IP, 4000, 80)), ENB, 1.0) == []
+    p.ondemand_ready("web", UE1, APP_A, 1.0)
+    assert p.ondemand.activity()[("web", UE1)] == ("ready", 1.0)
+    for t in (5.0, 9.0):
+        assert p.from_apps(udp_packet(APP_A, UE1, 80, 4000, b"frame"), t)[0][0] == ENB
+    assert p.ondemand.activity()[("web", UE1)] == ("ready", 9.0)
+    # another address's packet on that flow (a stale instance) is not this binding's
+    p.ondemand.seen("web", UE1, ipaddress.IPv4Address("198.19.0.66").packed, 12.0)
+    assert p.ondemand.activity()[("web", UE1)] == ("ready", 9.0)
+
+
 def test_other_ue_asks_for_its_own_instance_and_pass_through_is_untouched() -> None:
     p, demands = setup()
     p.ondemand_ready("web", UE1, APP_A, 0.5)

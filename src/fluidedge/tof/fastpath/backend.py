@@ -25,6 +25,12 @@ Data path (all in ``[tof] netns``):
   into the pipeline where they are needed (once a second those near their timeouts, on read
   for the API), so idle purge, flow expiry, ``GET /tunnels`` and ``GET /stats`` see fast-path
   traffic too. Punted frames its sockets' queues dropped are counted (``PACKET_STATISTICS``).
+- On-demand services (docs/superfluid.md): the ``ondemand`` map holds their *ready* bindings
+  (service IP and UE, or UE 0 for ``shared``, -> instance IP). Without one the program punts
+  (``ondemand_not_ready``: the pipeline queues, creates or wakes); with one it offloads the
+  binding's established flows like any service's and stamps the binding's last-seen time,
+  which the agent folds into the binding before the idle timers judge it. A park deletes the
+  entry first, so the next packet reaches the agent, which wakes the instance.
 - The hash maps are sized from the config (``max_tunnels``, ``max_flows``). An entry a full map
   refuses is not recorded as installed: it is counted (``GET /stats`` → ``fastpath_maps``,
   ``/metrics``), its traffic keeps going through the agent (the program punts what it does not
@@ -76,6 +82,7 @@ from fluidedge.tof.intercept.sink import FrameReader, Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
+from fluidedge.tof.superfluid.table import Key
 
 FOLD_EVERY = 1.0
 FOLD_CHUNK = 1024  # kernel entries the API's full fold applies per hold of the agent's lock
@@ -87,6 +94,7 @@ DEFAULT_CONTROL_BURST = 1_000
 DEFAULT_LEARN_RATE = 20_000  # unknown tunnels, re-used keys
 DEFAULT_LEARN_BURST = 2_000
 SIZED_MAPS = ("tunnels", "flows", "downlink")
+ONDEMAND_BATCH_FOLD = 64  # more installed bindings than this: one batched read of the map
 
 
 def _open_send_socket(ifname: str) -> socket.socket:
@@ -182,6 +190,12 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
         self._mirror_keys: set[bytes] = set()
         self._installed_overrides: dict[bytes, bytes] = {}  # ue_overrides entries
+        # On-demand bindings (docs/superfluid.md): the table reports the keys it changed; the
+        # installed ``ondemand`` entries (binding key -> map key, instance IP); the instance
+        # each binding last had (its flows are re-projected when that changes).
+        self.pipeline.ondemand.changed = set()
+        self._installed_ondemand: dict[Key, tuple[bytes, bytes]] = {}
+        self._ondemand_apps: dict[Key, bytes] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -240,6 +254,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             "usage": (L.USAGE_KEY.size, L.USAGE_VAL.size, False),
             "intercepts": (4, L.INTERCEPT_VAL.size, False),
             "ue_overrides": (L.OVERRIDE_KEY.size, L.OVERRIDE_VAL.size, False),
+            "ondemand": (L.ONDEMAND_KEY.size, L.ONDEMAND_VAL.size, False),
         }
         for name, (ks, vs, percpu) in maps.items():
             self._maps[name] = BpfMap(self._obj.map_fd(name), ks, vs, percpu=percpu)
@@ -335,6 +350,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._installed = L.Projection()
         self._installed_services = {}
         self._installed_overrides = {}
+        self._installed_ondemand = {}
         for state in self._map_state.values():
             state.entries = state.waiting = 0
         self._snap_tun.clear()
@@ -432,6 +448,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 flags = self._service_flags.get(s.name, 0) | self._all_flags
                 if s.name in own:
                     flags |= L.SERVICE_UE_LIMITS
+                if s.ondemand is not None:
+                    flags |= L.SERVICE_ONDEMAND
+                    if s.ondemand.per_ue:
+                        flags |= L.SERVICE_PER_UE
                 if s.classified:
                     # The program matches the service IP only: every packet to a classified
                     # service IP goes to the agent, whose pipeline classifies it (docs/tof.md).
@@ -475,6 +495,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._dirty.service_changed(changed)
         if changed:
             self._retry_waiting()  # a removed service's flows may make room for waiting ones
+        # A service's address or policy may have changed: every binding is looked at again.
+        self._ondemand_changed(set(self.pipeline.ondemand.bindings) | set(self._installed_ondemand))
         self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
@@ -800,6 +822,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             dirty.take()
             dirty.full = True
             return
+        # Bindings first: one whose instance changed marks its service's flows dirty for below.
+        self._sync_ondemand(full=full or dirty.full)
         if full or dirty.full:
             dirty.full = False
             dirty.take()
@@ -920,6 +944,113 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             return
         inst.downlink[key] = value
         self._snap_dl[key] = 0
+
+    # ------------------------------------------------------------------ on-demand bindings
+
+    def _ondemand_changed(self, keys: set[Key]) -> None:
+        changed = self.pipeline.ondemand.changed
+        if changed is not None:
+            changed |= keys
+
+    def _ondemand_sync(self) -> None:
+        self._sync()
+
+    def _sync_ondemand(self, *, full: bool) -> None:
+        """Make the ``ondemand`` map hold exactly the ready bindings (of the changed keys, or of
+        all). An entry that goes has its last-seen time folded first; one the map refuses
+        leaves the binding's packets with the agent (counted), as before this map existed."""
+        table = self.pipeline.ondemand
+        keys = set(table.changed or ())
+        if table.changed is not None:
+            table.changed.clear()
+        if full:
+            keys |= set(table.bindings) | set(self._installed_ondemand)
+        if not keys:
+            return
+        sips = {
+            n: s.service_address.packed for n, s in self._services.items() if s.ondemand is not None
+        }
+        moved: set[str] = set()
+        for key in keys:
+            binding = table.bindings.get(key)
+            app = binding.app_ip if binding is not None else b""
+            if self._ondemand_apps.get(key, b"") != app:
+                moved.add(key[0])  # its flows' projection depends on the binding's instance
+                if app:
+                    self._ondemand_apps[key] = app
+                else:
+                    self._ondemand_apps.pop(key, None)
+            want = L.ondemand_entry(self.pipeline, key, sips)
+            have = self._installed_ondemand.get(key)
+            if want == have:
+                continue
+            if have is not None:
+                self._fold_ondemand(key, have[0])
+                if want is None or want[0] != have[0]:
+                    self._maps["ondemand"].delete(have[0])
+                del self._installed_ondemand[key]
+            if want is None:
+                continue
+            value = L.ONDEMAND_VAL.pack(want[1], time.monotonic_ns())
+            try:
+                self._maps["ondemand"].update(want[0], value)
+            except BpfError as exc:
+                self.io[f"ondemand_map_{errno_name(exc.errno)}"] += 1
+                continue
+            self._installed_ondemand[key] = want
+        if moved:
+            self._dirty.service_changed(moved)
+
+    def _fold_ondemand(self, key: Key, map_key: bytes, raw: bytes | None = None) -> None:
+        """The kernel's last-seen time of a binding's entry into the binding's activity."""
+        if raw is None:
+            raw = self._maps["ondemand"].lookup(map_key)
+        binding = self.pipeline.ondemand.bindings.get(key)
+        if raw is None or binding is None:
+            return
+        last_ns = L.ONDEMAND_VAL.unpack(raw[: L.ONDEMAND_VAL.size])[1]
+        binding.last_active = max(binding.last_active, last_ns / 1e9)
+
+    def _ondemand_fold(self, key: Key | None) -> None:
+        if not self._maps:
+            return
+        if key is not None:
+            have = self._installed_ondemand.get(key)
+            if have is not None:
+                self._fold_ondemand(key, have[0])
+            return
+        installed = self._installed_ondemand
+        if len(installed) > ONDEMAND_BATCH_FOLD:
+            raws = self._maps["ondemand"].lookup_all()
+            for k, (map_key, _app) in installed.items():
+                self._fold_ondemand(k, map_key, raws.get(map_key))
+            return
+        for k, (map_key, _app) in installed.items():
+            self._fold_ondemand(k, map_key)
+
+    def _ondemand_slipped(self, key: Key, since: float) -> bool:
+        """Whether the kernel offloaded a packet of binding ``key`` after ``since`` (its flows'
+        last-seen times: a packet can pass between the park's fold and the entry's delete)."""
+        table = self.pipeline.ondemand
+        binding = table.bindings.get(key)
+        index = self.pipeline.service_index
+        if binding is None or index is None or not self._maps:
+            return False
+        flows = self._maps["flows"]
+        for pkey in list(index.flows_of(key[0])):
+            flow = self.pipeline.flows.get(pkey)
+            if flow is None or flow.application_ip != binding.app_ip:
+                continue
+            if key[1] and flow.bearer[2] != key[1]:
+                continue
+            map_key, _value = L.flow_entry(self.pipeline, pkey, self._slots)
+            if map_key not in self._installed.flows:
+                continue
+            raw = flows.lookup(map_key)
+            if raw is not None and L.FLOW_VAL.unpack(raw[: L.FLOW_VAL.size])[4] / 1e9 > since:
+                self.io["ondemand_slipped_wakes"] += 1
+                return True
+        return False
 
     def _needs_retry(self) -> bool:
         return any(self._waiting.values())
@@ -1174,7 +1305,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 if now >= self._next_retry and self._needs_retry():
                     self._next_retry = now + RETRY_EVERY
                     self._retry_waiting()
-                if self._dirty.pending():
+                if self._dirty.pending() or self.pipeline.ondemand.changed:
                     try:
                         self._sync()
                     except BpfError as exc:

@@ -10,6 +10,7 @@
  *   downlink (eNB, SGW, UE)                 -> DL TEID + Ethernet/IP template
  *   ue_limits (UE, slot, direction)         -> token bucket (bytes) + drops  per-UE rate limits
  *   usage    (eNB, SGW, UE, slot)           -> offloaded packets/bytes  per-UE accounting
+ *   ondemand (serviceIP, UE or 0)           -> instance IP, last seen   ready on-demand bindings
  * Anything not covered (unknown key, first packet of a flow, TCP SYN, fragments, IPv6, GTP-U
  * signalling, extension chains > 4 or longer than MAX_EXT_BYTES, Pinger replies, GSO) is
  * punted: S1 frames are redirected to the punt veth the agent reads (three global token buckets,
@@ -66,6 +67,7 @@ enum punt_reason {
 	P_GTP_MALFORMED, /* GTP-U on 2152: not version 1 / PT 1, or its length is not the IP's */
 	P_GSO,		 /* a GSO super-frame (over the S1 MTU once switched) */
 	P_USAGE_FULL,	 /* accounting on and the usage map full: the agent counts it */
+	P_ONDEMAND,	 /* an on-demand service with no ready binding: the agent queues or wakes */
 	P_MAX,
 };
 
@@ -78,6 +80,8 @@ enum service_flag {
 	SVC_PUNT = 1,      /* every packet of the service goes to the agent (e.g. app not ready) */
 	SVC_VIA_STACK = 2, /* offloaded packets enter the kernel stack (routing + netfilter) */
 	SVC_UE_LIMITS = 4, /* some UEs have their own limits (ue_overrides) */
+	SVC_ONDEMAND = 8,  /* on-demand (docs/superfluid.md): the instance IP is the binding's */
+	SVC_PER_UE = 16,   /* on-demand per-ue: a binding per UE (else one, keyed by UE 0) */
 };
 
 struct tunnel_key { __u32 src; __u32 dst; __u32 teid; };
@@ -109,6 +113,11 @@ struct limit_val {
 /* A UE's own rate limits for a service ([tof.ratelimit.services.NAME.ues]), like service_val's. */
 struct override_key { __u32 ue; __u32 slot; };
 struct override_val { __u32 up_rate; __u32 up_burst; __u32 down_rate; __u32 down_burst; };
+/* A ready binding of an on-demand service (ue 0: shared): the instance its packets go to; the
+ * program stamps last_seen (ktime ns) on every packet it offloads either way, which the agent
+ * reads as the binding's activity (idle timers). No entry: the agent's (queue, create, wake). */
+struct ondemand_key { __u32 service; __u32 ue; };
+struct ondemand_val { __u32 app; __u32 pad; __u64 last_seen; };
 /* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer. */
 struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 pad; };
 
@@ -141,6 +150,16 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
 	 __type(key, __u32); __type(value, struct intercept_val); } intercepts SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct override_key); __type(value, struct override_val); } ue_overrides SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, struct ondemand_key); __type(value, struct ondemand_val); } ondemand SEC(".maps");
+
+/* The ready binding of on-demand service sip for ue, or NULL (the agent's then). */
+static __always_inline struct ondemand_val *binding_of(__u32 flags, __u32 sip, __u32 ue)
+{
+	struct ondemand_key k = { sip, (flags & SVC_PER_UE) ? ue : 0 };
+
+	return bpf_map_lookup_elem(&ondemand, &k);
+}
 
 static __always_inline __u32 cfg_get(__u32 index)
 {
@@ -534,6 +553,14 @@ int s1_ingress(struct __sk_buff *skb)
 		return punt(from_enb, other, P_EXTENSIONS);
 	if (sv->flags & SVC_PUNT)
 		return punt(from_enb, other, P_SERVICE_PUNT);
+	__u32 app = sv->app;
+	struct ondemand_val *ov = NULL;
+	if (sv->flags & SVC_ONDEMAND) {
+		ov = binding_of(sv->flags, sip, ue);
+		if (!ov)
+			return punt(from_enb, other, P_ONDEMAND);
+		app = ov->app;
+	}
 
 	/* Offload: an established flow to a service (its first packet made the agent create it). */
 	struct flow_key fk = {};
@@ -562,13 +589,13 @@ int s1_ingress(struct __sk_buff *skb)
 	} else {
 		return punt(from_enb, other, P_INNER_PROTO);
 	}
-	fk.app = sv->app;
+	fk.app = app;
 	fk.ue = ue;
 	struct flow_val *fv = bpf_map_lookup_elem(&flows, &fk);
 	if (!fv || fv->service != sip || fv->enb != ip->saddr || fv->sgw != ip->daddr ||
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
-	__u32 app = sv->app, slot = sv->slot, svc_flags = sv->flags;
+	__u32 slot = sv->slot, svc_flags = sv->flags;
 	__u32 mirror = mirror_of(ue, ip->saddr, ip->daddr);
 	__u32 rate = sv->up_rate, burst = sv->up_burst;
 	ue_override(svc_flags, ue, slot, 0, &rate, &burst);
@@ -584,6 +611,8 @@ int s1_ingress(struct __sk_buff *skb)
 	__sync_fetch_and_add(&tv->offloaded, 1);
 	tv->last_seen = now;
 	fv->last_seen = now;
+	if (ov)
+		ov->last_seen = now;
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
 	if (ss) {
 		ss->up_packets += 1;
@@ -664,8 +693,16 @@ int apps_egress(struct __sk_buff *skb)
 		goto agent;
 	__u32 sip = fv->service, app = in->saddr;
 	struct service_val *sv = bpf_map_lookup_elem(&services, &sip);
-	if (!sv || sv->app != app || sv->slot != fv->slot || (sv->flags & SVC_PUNT))
+	if (!sv || sv->slot != fv->slot || (sv->flags & SVC_PUNT))
 		goto agent; /* stale flow: the agent drops it, as the pipeline does */
+	struct ondemand_val *ov = NULL;
+	if (sv->flags & SVC_ONDEMAND) {
+		ov = binding_of(sv->flags, sip, in->daddr);
+		if (!ov || ov->app != app)
+			goto agent; /* parked, gone or moved: the agent's pipeline judges it */
+	} else if (sv->app != app) {
+		goto agent;
+	}
 	struct bearer_key bk = { fv->enb, fv->sgw, in->daddr };
 	struct downlink_val *dv = bpf_map_lookup_elem(&downlink, &bk);
 	if (!dv)
@@ -682,6 +719,8 @@ int apps_egress(struct __sk_buff *skb)
 		goto agent;
 	__u32 mirror = mirror_of(in->daddr, fv->enb, fv->sgw), base = 0;
 	fv->last_seen = now;
+	if (ov)
+		ov->last_seen = now;
 	__sync_fetch_and_add(&dv->offloaded, 1);
 	struct service_stats *ss = bpf_map_lookup_elem(&service_stats, &slot);
 	if (ss) {

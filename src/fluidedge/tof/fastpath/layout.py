@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fluidedge.tof.fastpath import cdefs
-from fluidedge.tof.pipeline import Bearer, Pipeline, tunnel_key
+from fluidedge.tof.pipeline import Bearer, Flow, Pipeline, tunnel_key
+from fluidedge.tof.superfluid.table import READY
 
 # cfg array indexes, read from enum cfg_index (cdefs: the C file is the one source).
 _CFG = cdefs.enum("cfg_index")
@@ -79,6 +80,7 @@ PUNT_API_NAMES = {
     "P_GTP_MALFORMED": "gtp_malformed",  # bad GTP-U version/PT or length (data budget)
     "P_GSO": "gso_frame",  # a GSO super-frame (data budget)
     "P_USAGE_FULL": "usage_full",  # accounting on, the usage map full: the agent counts it
+    "P_ONDEMAND": "ondemand_not_ready",  # on-demand, no ready binding: the agent queues/wakes
 }
 
 
@@ -94,6 +96,8 @@ _FLAGS = cdefs.enum("service_flag")
 SERVICE_PUNT = _FLAGS["SVC_PUNT"]  # every packet to the agent (an app that is not ready yet)
 SERVICE_VIA_STACK = _FLAGS["SVC_VIA_STACK"]  # offloaded packets through routing + netfilter
 SERVICE_UE_LIMITS = _FLAGS["SVC_UE_LIMITS"]  # some UEs have their own limits (ue_overrides)
+SERVICE_ONDEMAND = _FLAGS["SVC_ONDEMAND"]  # the instance IP is a ready binding's (ondemand)
+SERVICE_PER_UE = _FLAGS["SVC_PER_UE"]  # on-demand per-ue: bindings keyed by UE (else UE 0)
 OVERRIDE_VAL = struct.Struct("=IIII")  # up rate, up burst, down rate, down burst (bytes)
 # Counters the pipeline also keeps under the same name (merged into its ``counters``).
 SHARED_COUNTERS = ("switched_non_ip", "switched_non_gtp")
@@ -113,6 +117,8 @@ LIMIT_KEY = struct.Struct("=4sHH")  # UE, slot, direction (0 uplink, 1 downlink)
 LIMIT_VAL = struct.Struct("=4x4xQQQQ")  # (spin lock, pad) tokens, last ns, drops, dropped bytes
 OVERRIDE_KEY = struct.Struct("=4sI")  # UE, slot
 INTERCEPT_VAL = struct.Struct("=I4s4sI")  # mirror ifindex, eNB, SGW (0: any), pad
+ONDEMAND_KEY = struct.Struct("=4s4s")  # service IP, UE (0.0.0.0: a shared service's binding)
+ONDEMAND_VAL = struct.Struct("=4s4xQ")  # instance IP, (pad), last seen ns
 
 TUNNEL_KEY_SIZE = 12
 BEARER_KEY_SIZE = 12
@@ -132,6 +138,8 @@ STRUCTS = {
     "override_key": OVERRIDE_KEY,
     "override_val": OVERRIDE_VAL,
     "intercept_val": INTERCEPT_VAL,
+    "ondemand_key": ONDEMAND_KEY,
+    "ondemand_val": ONDEMAND_VAL,
 }
 
 
@@ -271,10 +279,37 @@ def flow_entry(
     slot = slots.get(flow.service)
     if slot is None:
         return key, None
-    if pipeline.services.get(flow.service_ip) != (flow.service, flow.application_ip):
+    entry = pipeline.services.get(flow.service_ip)
+    if entry != (flow.service, flow.application_ip) and not (
+        entry == (flow.service, b"") and _bound(pipeline, flow)
+    ):
         return key, None
     enb, sgw, _ue = flow.bearer
     return key, FLOW_VAL.pack(flow.service_ip, enb, sgw, slot, 0)
+
+
+def _bound(pipeline: Pipeline, flow: Flow) -> bool:
+    """Whether an on-demand service's flow goes to its binding's instance (whatever the
+    binding's state: the ``ondemand`` entry, not the flow, says whether the kernel may offload)."""
+    table = pipeline.ondemand
+    binding = table.bindings.get(table.key(flow.service, flow.bearer[2]))
+    return binding is not None and binding.app_ip == flow.application_ip
+
+
+def ondemand_entry(
+    pipeline: Pipeline, key: tuple[str, bytes], service_ips: Mapping[str, bytes]
+) -> tuple[bytes, bytes] | None:
+    """The ``ondemand`` entry (map key, instance IP) of binding ``key`` (service, UE or ``b""``),
+    or None: only a *ready* binding of an IPv4 service to an IPv4 instance is the kernel's.
+    ``service_ips``: on-demand service name -> its service IP."""
+    binding = pipeline.ondemand.bindings.get(key)
+    sip = service_ips.get(key[0])
+    if binding is None or binding.state != READY or sip is None or len(sip) != 4:
+        return None
+    ue = key[1] or bytes(4)
+    if len(ue) != 4 or len(binding.app_ip) != 4:
+        return None
+    return ONDEMAND_KEY.pack(sip, ue), binding.app_ip
 
 
 def downlink_entry(pipeline: Pipeline, bkey: BearerKey) -> bytes | None:

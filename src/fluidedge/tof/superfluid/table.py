@@ -13,6 +13,9 @@ key is ``b""``) to the instance serving it. Its states:
   for a resume, which the controller serves after the freeze.
 
 No binding means no instance: the next packet queues and asks for one (a ``create`` demand).
+A backend with a kernel projection (the fast path's ``ondemand`` map) sets :attr:`changed` to a
+set, and every key whose binding changed state, address or existence is added to it; the
+backend takes them after each batch and after each controller call.
 The queue is bounded per UE and in total and timed out (:meth:`expire`); every packet that
 does not reach an instance is counted by reason in :attr:`drops`. Demands go to ``sink`` (set
 by the controller) and must not block: the pipeline calls it from the packet path.
@@ -51,6 +54,7 @@ class Binding:
     app_ip: bytes = b""
     last_active: float = 0.0
     frozen: bool = False  # paused, and the controller confirmed the freeze
+    parked_since: float = 0.0  # the activity the latest park was decided on
     demanded_at: float | None = None  # when the first packet now queued arrived
     queue: deque[tuple[float, bytes, tuple[bytes, object]]] = field(default_factory=deque)
 
@@ -79,6 +83,8 @@ class OnDemandTable:
         self.drops: Counter[str] = Counter()
         self.sink: DemandSink | None = None
         self.waker: Waker | None = None
+        # Bindings changed since the backend last took them; None: nobody takes them.
+        self.changed: set[Key] | None = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -95,6 +101,8 @@ class OnDemandTable:
         ]
         for key in gone:
             self._drop_queue(self.bindings.pop(key), "service_gone")
+        for key in gone:
+            self._touch(key)
         return gone
 
     def key(self, service: str, ue: bytes) -> Key:
@@ -113,16 +121,14 @@ class OnDemandTable:
         if binding is None:
             binding = Binding(service, key[1], PENDING)
             self.bindings[key] = binding
+            self._touch(key)
             self._demand(binding, CREATE, now)
         elif binding.state == PAUSED:
-            if binding.frozen and self.waker is not None and self.waker(binding.service, key[1]):
-                binding.state = READY
-                binding.frozen = False
-                binding.last_active = now
-                self._demand(binding, RESUMED, now)
+            if self._wake(binding, now):
                 return binding.app_ip
             binding.state = PENDING
             binding.frozen = False
+            self._touch(key)
             self._demand(binding, RESUME, now)
         if self.queued >= self.total_limit:
             self.drops["queue_full_total"] += 1
@@ -137,6 +143,32 @@ class OnDemandTable:
         self.queued += 1
         self.counters["queued"] += 1
         return b""
+
+    def seen(self, service: str, ue: bytes, app_ip: bytes, now: float) -> None:
+        """A packet from the instance of (service, ue) toward its UE: activity, as the UE's
+        packets are (an instance that only sends is not idle)."""
+        binding = self.bindings.get((service, ue if self.policies.get(service) else b""))
+        if binding is not None and binding.state == READY and binding.app_ip == app_ip:
+            binding.last_active = now
+
+    def _wake(self, binding: Binding, now: float) -> bool:
+        """Thaw a parked binding's frozen instance on the packet path (see the module
+        docstring); False when it is not frozen yet or the waker failed."""
+        if not binding.frozen or self.waker is None or not self.waker(binding.service, binding.ue):
+            return False
+        binding.state = READY
+        binding.frozen = False
+        binding.last_active = now
+        self._touch((binding.service, binding.ue))
+        self._demand(binding, RESUMED, now)
+        return True
+
+    def wake(self, service: str, ue: bytes, now: float) -> bool:
+        """Wake a parked, frozen binding now, without a packet: a backend found that a packet
+        reached its instance after the park (the kernel forwarded it in the instant before
+        its entry went), which the instance must not hold frozen. True: woken."""
+        binding = self.bindings.get(self.key(service, ue))
+        return binding is not None and binding.state == PAUSED and self._wake(binding, now)
 
     def _demand(self, binding: Binding, kind: str, now: float) -> None:
         self.counters[f"demand_{kind}"] += 1
@@ -168,6 +200,7 @@ class OnDemandTable:
         if binding is None:
             binding = Binding(service, key[1], READY)
             self.bindings[key] = binding
+        self._touch(key)
         resumed = binding.app_ip == app_ip and binding.state == PENDING and bool(binding.app_ip)
         binding.state = READY
         binding.app_ip = app_ip
@@ -195,6 +228,8 @@ class OnDemandTable:
             return False
         binding.frozen = False
         binding.state = PAUSED
+        binding.parked_since = binding.last_active
+        self._touch(self.key(service, ue))
         return True
 
     def frozen(self, service: str, ue: bytes) -> bool:
@@ -214,6 +249,7 @@ class OnDemandTable:
         if binding is None or (binding.state != PAUSED and not force):
             return None
         del self.bindings[key]
+        self._touch(key)
         self._drop_queue(binding, "instance_gone")
         return binding.app_ip
 
@@ -224,6 +260,7 @@ class OnDemandTable:
         if binding is None:
             return 0
         n = len(binding.queue)
+        self._touch(key)
         if binding.state == PENDING and not binding.app_ip:
             del self.bindings[key]
         elif binding.state == PENDING:
@@ -240,6 +277,7 @@ class OnDemandTable:
         """Re-create a binding from the store at start (no queue, no demand)."""
         key = self.key(service, ue)
         binding = self.bindings.get(key)
+        self._touch(key)
         if binding is not None and binding.state == PENDING:
             binding.app_ip = app_ip  # packets came first: the queued demand will release them
             return
@@ -253,6 +291,10 @@ class OnDemandTable:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    def _touch(self, key: Key) -> None:
+        if self.changed is not None:
+            self.changed.add(key)
 
     def _unqueue(self, ue: bytes) -> None:
         self.queued -= 1
