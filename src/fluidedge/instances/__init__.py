@@ -49,6 +49,7 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── AdmissionRefused (+ ConflictError)        409  CPUs/memory would be overcommitted
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
         ├── WorkloadFailed                        422  the workload exited before ready
+        ├── LauncherGone                          500  a shell's launcher exited before its go
         └── FreezerBusy                           500  freezer not settled in time
 """
 

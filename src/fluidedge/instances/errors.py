@@ -84,6 +84,11 @@ class WorkloadFailed(RuntimeFailure):
     http_status = 422
 
 
+class LauncherGone(RuntimeFailure):
+    """A shell's launcher exited before it was released (a pooled shell that died waiting:
+    the manager takes another shell, or the cold path, instead of failing the request)."""
+
+
 class FreezerBusy(RuntimeFailure):
     """The freezer cgroup did not reach the wanted state within the wait asked for."""
 

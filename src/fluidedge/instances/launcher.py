@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, launcher_argv
-from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.instances.errors import LauncherGone, RuntimeFailure
 from fluidedge.instances.models import MAX_ARGS, MAX_ASSIGNMENT_BYTES, MAX_ENV
 from fluidedge.instances.runc import process_running
 from fluidedge.linux.proc import CommandError, run
@@ -80,7 +80,7 @@ def signal_go(fifo: Path, pid: int, *, timeout: float = 5.0) -> None:
             if exc.errno != errno.ENXIO:
                 raise RuntimeFailure(f"go signal {fifo}: {exc.strerror}") from exc
         if not process_running(pid):
-            raise RuntimeFailure(f"go signal {fifo}: launcher {pid} exited before its go")
+            raise LauncherGone(f"go signal {fifo}: launcher {pid} exited before its go")
         if time.monotonic() > deadline:
             raise RuntimeFailure(
                 f"go signal {fifo}: launcher {pid} did not open its go FIFO within {timeout:g} s"

@@ -49,6 +49,7 @@ from fluidedge.instances.errors import (
     InstanceNotFound,
     InterfaceNotFound,
     InvalidRequest,
+    LauncherGone,
     NameInUse,
     NetworkNotFound,
     RuntimeFailure,
@@ -75,6 +76,7 @@ from fluidedge.instances.pool import Pool
 from fluidedge.instances.readiness import start_failure
 from fluidedge.instances.records import Instance, Shell, ShellIface
 from fluidedge.instances.shell import RuncShellIO, ShellIO
+from fluidedge.instances.shellwatch import ShellWatch
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 from fluidedge.instances.writer import Writer
 
@@ -151,6 +153,9 @@ class Manager:
         self._wake = threading.Condition(self.lock)
         self._workers: list[threading.Thread] = []
         self._stopping = False
+        # Pooled launchers that exit while they wait are reported here (fluidedge.instances.
+        # shellwatch): the pool drops and refills them before a request could take one.
+        self._shellwatch: ShellWatch | None = None
         self.cos_binder: CosBinder | None = None
         # The security-group part, when enabled: filters an instance's interfaces before its
         # workload starts and drops the filters when it goes (see fluidedge.secgroups.part).
@@ -194,6 +199,12 @@ class Manager:
 
     def _start_workers(self) -> None:
         self._stopping = False
+        self._shellwatch = ShellWatch(self._shell_exited)
+        self._shellwatch.start()
+        with self.lock:
+            pooled = [shell for p in self.pools.values() for shell in p.ready]
+        for shell in pooled:  # re-adopted at start
+            self._watch_exit(shell)
         for index in range(self.config.prepare_workers):
             worker = threading.Thread(
                 target=self._prepare_loop, name=f"fe-prepare-{index}", daemon=True
@@ -209,6 +220,9 @@ class Manager:
         for worker in self._workers:
             worker.join(timeout=120)
         self._workers.clear()
+        if self._shellwatch is not None:
+            self._shellwatch.stop()
+            self._shellwatch = None
         self.writer.flush()
         with self.lock:
             for shells in self.pools.values():
@@ -310,6 +324,41 @@ class Manager:
         due = pool.next_due(self.templates, self.pools, self.config.pool_scale, now)
         return IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(due - now, 0.0))
 
+    def _watch_exit(self, shell: Shell) -> None:
+        """Have the watch report the pooled ``shell``'s launcher exit (outside the lock)."""
+        if self._shellwatch is None:
+            return
+        try:
+            fd = self.io.exit_fd(shell)
+        except OSError as exc:
+            log.info("instances: pooled shell %s: %s", shell.id, exc)
+            self._shell_exited(shell.id)
+            return
+        if fd is None:
+            return
+        self._shellwatch.watch(shell.id, fd)
+        with self.lock:  # a request may have taken it before the watch was set
+            pooled = any(s is shell for p in self.pools.values() for s in p.ready)
+        if not pooled:
+            self._shellwatch.unwatch(shell.id)
+
+    def _shell_exited(self, shell_id: str) -> None:
+        """A pooled shell's launcher exited (the watch's report): out of its pool, destroyed;
+        the pool refills as after a take. A shell a request took meanwhile is not the pool's."""
+        gone: list[Shell] = []
+        with self.lock:
+            for chosen in self.pools.values():
+                for shell in chosen.ready:
+                    if shell.id == shell_id:
+                        chosen.ready.remove(shell)
+                        chosen.failures += 1
+                        chosen.last_error = f"pooled shell {shell.id}: its launcher had exited"
+                        gone.append(shell)
+                        break
+            if gone:
+                self._wake.notify_all()
+        self._discard_dead(gone)
+
     def _shell_prepared(
         self, template: TemplateSpec, shell: Shell | None, error: str | None, pin: int
     ) -> None:
@@ -325,6 +374,8 @@ class Manager:
             self._wake.notify_all()
         if shell is not None and not kept:  # template deleted meanwhile
             self.destroy_shell(shell)
+        elif shell is not None:
+            self._watch_exit(shell)
 
     def prepare_shell(
         self, template: TemplateSpec, *, state: str = "ready", cpus: tuple[int, ...] = ()
@@ -496,14 +547,10 @@ class Manager:
                 Placed(request.name, cpus, resources.cpus, resources.memory_mb, request.labels)
             )
             timer.mark("placement")
-            shell = pool.take(
-                self.pools.setdefault(template.name, Pool()),
-                cold=request.cold,
-                now=time.monotonic(),
-                cpus=cpus,
-            )
-            if shell is not None:
+            shell, dead = self._take_live(template.name, request.cold, cpus)
+            if shell is not None or dead:
                 self._wake.notify_all()  # a worker refills the pool (now or after its delay)
+        self._discard_dead(dead)
         try:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
@@ -513,9 +560,55 @@ class Manager:
             return self._execute(
                 request, template, shell, cpus, resources, path, timer, durable=durable
             )
+        except LauncherGone as exc:
+            self._roll_back(request, template, shell)
+            if path == "cold" or request.cold:
+                raise
+            # The shell died between the take's look and its go: the request is not the
+            # shell's to fail. Once more on the cold path (a fresh shell of its own).
+            log.warning(
+                "instances: %s: a pooled shell died before its go (%s); cold path",
+                request.name,
+                exc,
+            )
+            return self.create_instance(
+                request.model_copy(update={"cold": True}), started, durable=durable
+            )
         except BaseException:
             self._roll_back(request, template, shell)
             raise
+
+    def _take_live(
+        self, template: str, cold: bool, cpus: tuple[int, ...]
+    ) -> tuple[Shell | None, list[Shell]]:
+        """A ready shell whose launcher still waits (None: the cold path), and the pooled
+        shells found dead on the way (under the lock; one ``/proc`` read per shell)."""
+        chosen = self.pools.setdefault(template, Pool())
+        dead: list[Shell] = []
+        while True:
+            shell = pool.take(chosen, cold=cold, now=time.monotonic(), cpus=cpus)
+            if shell is not None and self._shellwatch is not None:
+                self._shellwatch.unwatch(shell.id)  # the request's now, dead or alive
+            if shell is None or self.io.alive(shell):
+                return shell, dead
+            dead.append(shell)
+            chosen.failures += 1
+            chosen.last_error = f"pooled shell {shell.id}: its launcher had exited"
+
+    def _discard_dead(self, dead: list[Shell]) -> None:
+        """Remove pooled shells whose launcher died while they waited (logged: something
+        killed them, or tore their container down)."""
+        for shell in dead:
+            log.warning(
+                "instances: pooled shell %s (pid %d) had exited; discarded: %s",
+                shell.id,
+                shell.pid,
+                runc.log_tail(shell.directory / "log", 300),
+            )
+            with contextlib.suppress(Exception):
+                self.destroy_shell(shell)
+            with contextlib.suppress(Exception):
+                self.tables.delete_shell(shell.id)
 
     def _roll_back(
         self, request: InstanceRequest, template: TemplateSpec, shell: Shell | None

@@ -74,6 +74,14 @@ class ShellIO(Protocol):
         """Turn ``shell`` (id, directory, ifaces chosen) into a running container whose
         launcher waits for its go signal, plugged. Sets ``pid``, ``nl``, the ifindexes."""
 
+    def alive(self, shell: Shell) -> bool:
+        """Whether the shell's launcher still runs (a pooled shell can die while it waits:
+        killed, or its container torn down under it)."""
+
+    def exit_fd(self, shell: Shell) -> int | None:
+        """A descriptor that becomes readable when the shell's launcher exits (the caller owns
+        it), None when there is none to give; OSError when the launcher is already gone."""
+
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
         """Kill and remove a container, its veths, cgroups and directory (absent is fine)."""
 
@@ -318,7 +326,7 @@ class RuncShellIO:
                 started.close()
             # what the launcher (or runc) wrote before it went: the cause, in the answer
             tail = runc.log_tail(shell.directory / "log", 300)
-            raise RuntimeFailure(f"{exc}; its log: {tail}") from exc
+            raise type(exc)(f"{exc}; its log: {tail}") from exc
         except BaseException:
             if started is not None:
                 started.close()
@@ -327,6 +335,16 @@ class RuncShellIO:
 
     def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         wait_ready(check, pid, name, watch)
+
+    def alive(self, shell: Shell) -> bool:
+        return runc.process_running(shell.pid)
+
+    def exit_fd(self, shell: Shell) -> int | None:
+        fd = os.pidfd_open(shell.pid)
+        if not runc.process_running(shell.pid):  # a zombie has a pidfd, already readable
+            os.close(fd)
+            raise ProcessLookupError(f"launcher {shell.pid} has exited")
+        return fd
 
     def freeze(self, container_id: str, *, timeout: float) -> None:
         self.cgroups.freeze(container_id, timeout=timeout)

@@ -92,6 +92,36 @@ def test_failed_start_rolls_back_everything(manager_factory: ManagerFactory) -> 
     assert before - _containers(manager) <= pooled
 
 
+def test_a_pooled_shell_killed_while_it_waits_never_fails_a_request(
+    manager_factory: ManagerFactory,
+) -> None:
+    """Its launcher killed (an OOM kill, an admin's kill, a container torn down under it): the
+    pidfd watch takes it out of the pool and the pool refills, with no request; a request
+    that comes first takes a live shell instead (or the cold path), never the dead one."""
+    manager = manager_factory()
+    assert manager.wait_pools(60)
+    victim = manager.pools["idle"].ready[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert wait_until(
+        lambda: victim.id not in {s.id for s in manager.pools["idle"].ready}, timeout=10
+    )
+    assert wait_until(lambda: victim.id not in _containers(manager), timeout=10)
+    assert victim.id not in {s["id"] for s in manager.tables.shells()}
+    assert manager.cgroups.leftover(victim.id) == []
+    assert manager.wait_pools(60)
+    # killed right before a request: whichever comes first, the watch or the take's look
+    for name in ("a", "b"):
+        assert manager.wait_pools(60)
+        victim = manager.pools["idle"].ready[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        assert wait_until(lambda v=victim: not runc.process_running(v.pid), timeout=10)  # type: ignore[misc]
+        view = manager.create_instance(InstanceRequest(name=name, template="idle"))
+        assert view.state == "running"
+        assert view.id != victim.id
+        assert wait_until(lambda v=victim: v.id not in _containers(manager), timeout=10)  # type: ignore[misc]
+    assert manager.wait_pools(60)
+
+
 def test_errors(manager_factory: ManagerFactory) -> None:
     manager = manager_factory(pool_scale=0)
     with pytest.raises(TemplateNotFound):

@@ -113,3 +113,30 @@ def test_a_refill_delay_and_a_back_off_end_by_themselves(
     manager.create_instance(_request("y", "10.9.0.6/24"))
     assert wait_until(lambda: manager.pools["app"].failures >= 2, timeout=10)
     assert any(t is not None and 0 < t <= 1.0 for t in wake.timeouts[-4:])
+
+
+def test_a_pooled_launcher_that_exits_is_replaced_without_any_poll(
+    running: tuple[Manager, FakeIO, RecordingCondition],
+) -> None:
+    """The exit descriptor's report (a pidfd on a real host) takes the dead shell out of its
+    pool, destroys it and wakes a worker to refill: no sweep, no request needed."""
+    manager, io, wake = running
+    io.exit_pipes = {}
+    manager.stop()  # restart the workers and the watch with exit descriptors in use
+    manager._start_workers()
+    manager.create_template(_template(size=2, refill_delay_ms=0))
+    assert manager.wait_pools(timeout=scaled(10))
+    assert wait_until(lambda: set(io.exit_pipes or {}) == set(io.built), timeout=10)
+    victim = manager.pools["app"].ready[0]
+    io.kill(victim.id, victim.pid)
+    assert wait_until(lambda: victim.id in io.destroyed, timeout=10)
+    assert wait_until(lambda: len(io.built) == 3, timeout=10)
+    assert manager.wait_pools(timeout=scaled(10))
+    assert victim.id not in {s.id for s in manager.pools["app"].ready}
+    assert victim.id not in {s["id"] for s in manager.tables.shells()}
+    assert manager.pools["app"].failures == 1
+    assert set(wake.timeouts) == {HOUR}  # the workers only ever slept until notified
+    # a shell taken by a request is the request's: its exit is not the pool's business
+    view = manager.create_instance(_request())
+    assert manager._shellwatch is not None
+    assert view.id not in manager._shellwatch.watched()

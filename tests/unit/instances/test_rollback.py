@@ -8,6 +8,7 @@ containers through :class:`~fluidedge.instances.shell.RuncShellIO`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from fluidedge.core.store import Store
 from fluidedge.instances.config import InstancesConfig
 from fluidedge.instances.errors import (
     AddressInUse,
+    LauncherGone,
     ReadinessTimeout,
     RuntimeFailure,
     WorkloadFailed,
@@ -51,6 +53,10 @@ class FakeIO:
         self.calls: list[tuple[str, str]] = []
         self.forgotten: list[tuple[str, list[str]]] = []
         self.next_pid = 1000
+        self.dead: set[int] = set()  # launchers that exited (pids)
+        self.release_kills = False  # the next launcher dies between the take and its go
+        # shell id -> the write end of the pipe its exit_fd reads (None: no exit descriptors)
+        self.exit_pipes: dict[str, int] | None = None
 
     def _step(self, step: str, shell_id: str) -> None:
         self.calls.append((step, shell_id))
@@ -94,7 +100,29 @@ class FakeIO:
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         del watch
         self._step("release", shell.id)
+        if self.release_kills:  # once
+            self.release_kills = False
+            self.dead.add(shell.pid)
+            raise LauncherGone(f"launcher {shell.pid} exited before its go")
         return None
+
+    def alive(self, shell: Shell) -> bool:
+        return shell.pid not in self.dead
+
+    def exit_fd(self, shell: Shell) -> int | None:
+        if self.exit_pipes is None:
+            return None
+        if shell.pid in self.dead:
+            raise ProcessLookupError(f"launcher {shell.pid} has exited")
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        self.exit_pipes[shell.id] = write_end
+        return read_end
+
+    def kill(self, shell_id: str, pid: int) -> None:
+        """The launcher of ``shell_id`` exits: its exit descriptor becomes readable."""
+        self.dead.add(pid)
+        if self.exit_pipes is not None:
+            os.close(self.exit_pipes.pop(shell_id))  # EOF: readable
 
     def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         del check, pid, name, watch
@@ -250,6 +278,52 @@ def test_failure_unbinds_the_class_of_service(setup: tuple[Manager, FakeIO]) -> 
     assert cos.bound == ["x"]
     assert cos.unbound == ["x"]
     _nothing_held(manager, "x")
+
+
+def test_dead_pooled_shells_are_discarded_and_the_next_one_taken(
+    setup: tuple[Manager, FakeIO],
+) -> None:
+    manager, io = setup
+    pooled = [manager.prepare_shell(manager.templates["app"]) for _ in range(2)]
+    manager.pools["app"].ready.extend(pooled)
+    io.dead.add(pooled[0].pid)  # died while it waited in the pool
+    view = manager.create_instance(_request())
+    assert view.id == pooled[1].id
+    assert view.path == "warm"
+    assert io.destroyed == [pooled[0].id]
+    assert pooled[0].id not in {s["id"] for s in manager.tables.shells()}
+    assert "launcher had exited" in (manager.pools["app"].last_error or "")
+    # every pooled shell dead: the cold path, not an error
+    manager.pools["app"].ready.append(manager.prepare_shell(manager.templates["app"]))
+    io.dead.add(manager.pools["app"].ready[0].pid)
+    assert manager.create_instance(_request("y", "10.9.0.6/24")).path == "cold"
+
+
+def test_a_launcher_dying_after_the_take_sends_the_request_down_the_cold_path(
+    setup: tuple[Manager, FakeIO],
+) -> None:
+    manager, io = setup
+    pooled = manager.prepare_shell(manager.templates["app"])
+    manager.pools["app"].ready.append(pooled)
+    io.release_kills = True
+    view = manager.create_instance(_request())
+    assert view.path == "cold"
+    assert view.state in ("running", "exited")  # the double's pids are no processes
+    assert pooled.id in io.destroyed
+    assert [r["name"] for r in manager.tables.instances()] == ["x"]
+    assert manager.addresses == {("lan", "10.9.0.5"): "x"}
+    # cold and dying too: that is the request's error (no loop)
+    io.dead.clear()
+    io.release_kills = True
+    with pytest.raises(LauncherGone):
+        manager.create_instance(_request("y", "10.9.0.6/24", cold=True))
+    _nothing_held_but(manager, "y")
+
+
+def _nothing_held_but(manager: Manager, name: str) -> None:
+    assert name not in manager.instances
+    assert name not in manager.reserved_names
+    assert ("lan", "10.9.0.6") not in manager.addresses
 
 
 def test_failed_cold_build_leaves_no_shell_row(setup: tuple[Manager, FakeIO]) -> None:
