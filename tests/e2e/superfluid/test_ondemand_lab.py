@@ -140,6 +140,36 @@ def test_idle_pause_resume_delete_recreate(env: Env) -> None:
 
 @pytest.mark.parametrize("how", ["restart", "kill9"])
 def test_restart_restores_instances_and_idle_timers(env: Env, how: str) -> None:
+    _restart_restores(env, how)
+
+
+def test_fast_path_restart_restores_its_kernel_bindings(
+    lab: Lab, daemon_factory: DaemonFactory
+) -> None:
+    """kill -9 of a fast-path daemon with a running on-demand instance: after the start its
+    restored binding is the kernel's again (its packets offloaded by the program, to the same
+    instance), and the idle timer still pauses it."""
+    with make_env(lab, daemon_factory, "fastpath") as env:
+        env.client.post(
+            "/service",
+            service_body("keep", SERVICE_IP, lab, "per-ue", idlePause=3.0, idleDelete=600),
+        )
+        first = _answered_by(env.http("ue4", SERVICE_IP))
+        env.daemon.kill9()
+        env.daemon.start()
+        env.reconnect()
+        assert {i["instance"]: i["state"] for i in env.instances("keep")} == {first: "running"}
+        before = env.client.get("/stats")["fastpath"]
+        ping = lab.run("ue4", ["ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", SERVICE_IP])
+        assert " 5 received" in ping.stdout, ping.stdout
+        after = env.client.get("/stats")["fastpath"]
+        assert after["offloaded_uplink"] - before.get("offloaded_uplink", 0) >= 4
+        assert after.get("punt_ondemand_not_ready", 0) == before.get("punt_ondemand_not_ready", 0)
+        assert env.events("keep").get("created", 0) == 0  # the same instance, re-adopted
+        wait_for(lambda: env.instances("keep")[0]["state"] == "paused", 15, "the pause after T1")
+
+
+def _restart_restores(env: Env, how: str) -> None:
     lab: Lab = env.lab
     env.client.post(
         "/service",
