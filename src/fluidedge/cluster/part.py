@@ -56,7 +56,7 @@ from fluidedge.cluster.errors import (
 from fluidedge.cluster.etcd import Etcd, JsonObject
 from fluidedge.cluster.failover import Record, plan, request_of
 from fluidedge.cluster.garp import announce
-from fluidedge.cluster.persist import SeenTable
+from fluidedge.cluster.persist import PendingTable, SeenTable
 from fluidedge.cluster.placement import USAGE_KEYS, NodeState, choose
 from fluidedge.cluster.registry import Registry
 from fluidedge.core.openapi import ERROR_HEADER
@@ -110,6 +110,10 @@ class ClusterPart:
         self._seen_table = SeenTable(ctx.store)
         self._seen: dict[str, set[str]] = self._seen_table.load()
         self._failed: dict[str, set[str]] = {}  # what could not be made or deleted: logged once
+        # Site writes that failed (etcd out of reach), written at the next pass (persist.py).
+        self._pending_table = PendingTable(ctx.store)
+        self._pending = self._pending_table.load()
+        self._pending_lock = threading.RLock()  # a write of a key and its pending entry
 
     def router(self) -> APIRouter:
         return build_router(self.registry)
@@ -198,16 +202,45 @@ class ClusterPart:
     # the site's templates and ovn networks: <prefix>/<kind>/<name>, written by the node
     # whose API made them, made and deleted on every node by its pass
     def _publish(self, kind: str, name: str, value: JsonObject) -> None:
-        try:
-            self.etcd.put(self.registry.key(kind, name), value)
-        except ClusterError as exc:
-            log.warning("cluster: %s %s stays on this node: %s", kind, name, exc)
+        self._write_site(kind, name, value)
 
     def _unpublish(self, kind: str, name: str) -> None:
-        try:
-            self.etcd.delete(self.registry.key(kind, name))
-        except ClusterError as exc:
-            log.warning("cluster: %s %s stays on the other nodes: %s", kind, name, exc)
+        self._write_site(kind, name, None)
+
+    def _write_site(self, kind: str, name: str, value: JsonObject | None) -> bool:
+        """Put (or, ``value`` None, delete) the site's copy of an object; when etcd is out of
+        reach, keep the write for the passes to come (the latest one per object wins)."""
+        with self._pending_lock:
+            try:
+                if value is None:
+                    self.etcd.delete(self.registry.key(kind, name))
+                else:
+                    self.etcd.put(self.registry.key(kind, name), value)
+            except ClusterError as exc:
+                if (kind, name) not in self._pending:
+                    log.warning(
+                        "cluster: %s %s: the site is out of reach (%s); written at a later pass",
+                        kind,
+                        name,
+                        exc,
+                    )
+                self._pending[(kind, name)] = value
+                self._pending_table.put(kind, name, value)
+                return False
+            if (kind, name) in self._pending:
+                del self._pending[(kind, name)]
+                self._pending_table.drop(kind, name)
+            return True
+
+    def _flush_pending(self) -> None:
+        """The writes the site still owes, before the pass reads it: what was made here while
+        etcd was out of reach reaches the site; what was deleted here leaves it (and is not
+        made here again from its copy). Stops at the first that fails (etcd still away)."""
+        with self._pending_lock:
+            for (kind, name), value in sorted(self._pending.items()):
+                if not self._write_site(kind, name, value):
+                    return
+                log.info("cluster: %s %s written to the site at last", kind, name)
 
     def template_created(self, spec: Any, tenant: str | None = None) -> None:
         self._publish("templates", spec.name, _owned(spec.model_dump(mode="json"), tenant))
@@ -275,6 +308,7 @@ class ClusterPart:
             return dropped
 
         with self._site_lock:
+            self._flush_pending()
             self._sync_tenants()
             self._sync(
                 "networks",

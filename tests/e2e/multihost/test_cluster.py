@@ -405,3 +405,39 @@ def test_a_network_and_a_template_made_through_one_node_are_the_sites(
         10,
         "the network gone from b",
     )
+
+
+def test_what_changed_while_etcd_was_away_reaches_the_site_when_it_is_back(
+    nodes: OvnNodes, net: str
+) -> None:
+    """A template made and one deleted through a while the whole etcd cluster is down: a's API
+    answers as usual, and once etcd is back a's pass writes both to the site: b gets the new
+    one and drops the deleted one, which a never makes again from the site's stale copy."""
+    assert nodes.etcd is not None
+    a, b = nodes.nodes
+
+    def body(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "command": ["/bin/busybox", "sleep", "2147483647"],
+            "interfaces": [{"name": "eth0", "network": net}],
+        }
+
+    def names(node: Any) -> set[str]:
+        return {t["name"] for t in node.client().get("/v1/templates")}
+
+    a.client().post("/v1/templates", body("doomed"))
+    wait_for(lambda: "doomed" in names(b), 10, "a's template on b")
+    nodes.etcd.stop()
+    try:
+        a.client().post("/v1/templates", body("offline"))
+        a.client().delete("/v1/templates/doomed")
+        assert "offline" in names(a)
+        assert "doomed" not in names(a)
+    finally:
+        nodes.etcd.start()
+    wait_for(lambda: "offline" in names(b), 20, "the template made while etcd was away, on b")
+    wait_for(lambda: "doomed" not in names(b), 20, "the one deleted meanwhile, gone from b")
+    nodes.wait_formed()
+    assert "doomed" not in names(a)  # not made again from the site's old copy
+    assert {"offline", "sleeper"} <= names(a)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.cluster.errors import NodeNotFound, NodeUnavailable, NoNodeFits
+from fluidedge.cluster.errors import ClusterFailure, NodeNotFound, NodeUnavailable, NoNodeFits
 from fluidedge.cluster.part import ClusterPart
+from fluidedge.cluster.persist import PendingTable
 from fluidedge.cluster.placement import NodeState
 from fluidedge.core.config import DaemonConfig
 from fluidedge.core.part import DaemonContext
@@ -215,3 +216,53 @@ def test_a_tenants_instances_elsewhere_come_from_the_other_live_nodes(part: Clus
     ]
     assert part.owned_elsewhere("acme") == ["acme-b"]
     assert part.owned_elsewhere("nobody") == []
+
+
+class FlakyEtcd:
+    """etcd's key-value calls over a dict, out of reach while ``down``."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ClusterFailure("etcd unreachable: connection refused")
+
+    def put(self, key: str, value: object) -> None:
+        self._check()
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self._check()
+        self.data.pop(key, None)
+
+
+def test_site_writes_made_while_etcd_is_away_are_kept_and_written_at_a_later_pass(
+    part: ClusterPart, tmp_path: Path
+) -> None:
+    etcd = FlakyEtcd()
+    part.etcd = etcd  # type: ignore[assignment]
+    key = part.registry.key
+    etcd.put(key("templates", "old"), {"name": "old"})
+    etcd.down = True
+    part._publish("templates", "new", {"name": "new", "v": 1})
+    part._publish("templates", "new", {"name": "new", "v": 2})  # the latest one wins
+    part._unpublish("templates", "old")  # deleted here: must not come back from the site
+    assert etcd.data == {key("templates", "old"): {"name": "old"}}
+    part._flush_pending()  # still away: nothing lost
+    # a restart in between: the owed writes are in the store
+    again = PendingTable(Store(tmp_path / "s.sqlite")).load()
+    assert again == {("templates", "new"): {"name": "new", "v": 2}, ("templates", "old"): None}
+    etcd.down = False
+    part._flush_pending()
+    assert etcd.data == {key("templates", "new"): {"name": "new", "v": 2}}
+    assert part._pending == {}
+    assert PendingTable(Store(tmp_path / "s.sqlite")).load() == {}
+    # a write that succeeds replaces one still owed
+    etcd.down = True
+    part._publish("secgroups", "g", {"id": "g", "rules": []})
+    etcd.down = False
+    part._publish("secgroups", "g", {"id": "g", "rules": [1]})
+    assert part._pending == {}
+    assert etcd.data[key("secgroups", "g")] == {"id": "g", "rules": [1]}
