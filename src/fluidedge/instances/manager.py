@@ -330,9 +330,12 @@ class Manager:
             return
         try:
             fd = self.io.exit_fd(shell)
-        except OSError as exc:
+        except ProcessLookupError as exc:  # gone already
             log.info("instances: pooled shell %s: %s", shell.id, exc)
             self._shell_exited(shell.id)
+            return
+        except OSError as exc:  # e.g. out of descriptors: the take's own look still guards
+            log.warning("instances: pooled shell %s not watched: %s", shell.id, exc)
             return
         if fd is None:
             return

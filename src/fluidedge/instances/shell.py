@@ -80,7 +80,8 @@ class ShellIO(Protocol):
 
     def exit_fd(self, shell: Shell) -> int | None:
         """A descriptor that becomes readable when the shell's launcher exits (the caller owns
-        it), None when there is none to give; OSError when the launcher is already gone."""
+        it), None when there is none to give; ProcessLookupError when the launcher is already
+        gone (any other OSError: no descriptor, the launcher may well run)."""
 
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
         """Kill and remove a container, its veths, cgroups and directory (absent is fine)."""

@@ -6,6 +6,7 @@ safety timeout raised to an hour so that only a notification (or a due time) can
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Iterator
@@ -140,3 +141,26 @@ def test_a_pooled_launcher_that_exits_is_replaced_without_any_poll(
     view = manager.create_instance(_request())
     assert manager._shellwatch is not None
     assert view.id not in manager._shellwatch.watched()
+
+
+def test_a_shell_that_cannot_be_watched_stays_pooled(
+    running: tuple[Manager, FakeIO, RecordingCondition],
+) -> None:
+    """No exit descriptor for a live launcher (out of descriptors): the shell stays in its
+    pool, unwatched (the take's own look still guards it); only a launcher that is gone
+    (ProcessLookupError) is discarded."""
+    manager, io, _wake = running
+    io.exit_pipes = {}
+    io.exit_error = OSError(errno.EMFILE, "Too many open files")
+    manager.create_template(_template(size=2, refill_delay_ms=0))
+    assert manager.wait_pools(timeout=scaled(10))
+    time.sleep(0.05)  # part of the scenario: a discard would show as a destroy by now
+    assert io.destroyed == []
+    assert len(manager.pools["app"].ready) == 2
+    assert manager._shellwatch is not None
+    assert manager._shellwatch.watched() == set()
+    victim = manager.pools["app"].ready[0]
+    io.exit_error = None
+    io.exit_errors[victim.id] = ProcessLookupError("launcher has exited")
+    manager._watch_exit(victim)
+    assert io.destroyed == [victim.id]

@@ -57,6 +57,8 @@ class FakeIO:
         self.release_kills = False  # the next launcher dies between the take and its go
         # shell id -> the write end of the pipe its exit_fd reads (None: no exit descriptors)
         self.exit_pipes: dict[str, int] | None = None
+        self.exit_error: OSError | None = None  # what exit_fd raises (e.g. out of descriptors)
+        self.exit_errors: dict[str, OSError] = {}  # ... for one shell
 
     def _step(self, step: str, shell_id: str) -> None:
         self.calls.append((step, shell_id))
@@ -110,6 +112,9 @@ class FakeIO:
         return shell.pid not in self.dead
 
     def exit_fd(self, shell: Shell) -> int | None:
+        error = self.exit_errors.get(shell.id, self.exit_error)
+        if error is not None:
+            raise error
         if self.exit_pipes is None:
             return None
         if shell.pid in self.dead:
