@@ -495,8 +495,10 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._dirty.service_changed(changed)
         if changed:
             self._retry_waiting()  # a removed service's flows may make room for waiting ones
-        # A service's address or policy may have changed: every binding is looked at again.
-        self._ondemand_changed(set(self.pipeline.ondemand.bindings) | set(self._installed_ondemand))
+        # A changed service's address or policy: its bindings are looked at again.
+        if changed:
+            keys = set(self.pipeline.ondemand.bindings) | set(self._installed_ondemand)
+            self._ondemand_changed({key for key in keys if key[0] in changed})
         self._sync()
 
     def set_service_flags(self, name: str, flags: int) -> None:
