@@ -256,3 +256,32 @@ def test_a_failing_round_is_counted_and_the_thread_goes_on(tmp_path: Path) -> No
         assert [json.loads(r)["uplink_teid"] for r in rows] == [2]
     finally:
         exp.stop([])
+
+
+def test_held_records_count_until_they_are_written(tmp_path: Path) -> None:
+    """A failed round's records stay counted as held while their retry is being written:
+    "held 0" in /stats means written, never "on their way"."""
+    pending: list[UsageRecord] = [record(1)]
+    exp = exporter(tmp_path, pending, jsonl={})
+    assert exp.jsonl is not None
+    writer = exp.jsonl
+    real_write = writer.write
+    seen: list[object] = []
+
+    def failing(records: list[UsageRecord]) -> None:
+        raise OSError(28, "No space left on device")
+
+    def watched(records: list[UsageRecord]) -> None:
+        seen.append(exp.stats()["held"])  # what a reader sees while the write is under way
+        real_write(records)
+
+    writer.write = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space left"):
+        exp.pump()
+    assert exp.stats()["held"] == {"records": 1, "dropped": 0}
+    writer.write = watched  # type: ignore[method-assign]
+    exp.pump()
+    assert seen == [{"records": 1, "dropped": 0}]
+    assert exp.stats()["held"] == {"records": 0, "dropped": 0}
+    rows = (tmp_path / "acct" / "records" / "usage.jsonl").read_text().splitlines()
+    assert [json.loads(r)["uplink_teid"] for r in rows] == [2]

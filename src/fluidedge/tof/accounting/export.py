@@ -366,7 +366,6 @@ class Exporter:
         """One round: new records out, the spool retried, the marker refreshed when due."""
         with self._round:
             records = self._held + self.take()
-            self._held = []
             try:
                 self.deliver(records)
             except OSError:
@@ -375,6 +374,10 @@ class Exporter:
                 self._held = records[-self.max_held :]
                 self.held_dropped += len(records) - len(self._held)
                 raise
+            # Only now: "held" counts a failed round's records until they are written, never
+            # zero while they are still on their way (a reader of /stats would take them as
+            # delivered).
+            self._held = []
             self.flush_spool()
             now = self.clock()
             if now >= self._checkpoint_at:
