@@ -88,6 +88,9 @@ def check_runtime(kind: str, binary: str, cgroup_kind: str) -> None:
         raise RuntimeFailure(f"OCI runtime {binary!r} is not installed")
 
 
+LIST_ATTEMPTS = 5  # runc list raced by concurrent deletes (see Runc.list)
+
+
 def _missing(message: str) -> bool:
     """Whether a runtime's error says the container does not exist (runc: "does not exist",
     crun: "error opening file `<root>/<id>/status`: No such file or directory")."""
@@ -268,9 +271,20 @@ class Runc:
         return dict(json.loads(out))
 
     def list(self) -> list[dict[str, Any]]:
-        out = self._run("list", "--format", "json")
-        data = json.loads(out or "null")
-        return list(data or [])
+        """Every container of this root. ``runc list`` reads the root's entries, then each
+        one's state: a container deleted in between (a destroy on another thread) makes it
+        fail with "no such file or directory", so it is asked again (a few times)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                out = self._run("list", "--format", "json")
+            except RuntimeFailure as exc:
+                if attempt < LIST_ATTEMPTS and "no such file or directory" in str(exc).lower():
+                    continue
+                raise
+            data = json.loads(out or "null")
+            return list(data or [])
 
     def delete(self, container_id: str) -> None:
         """``runc delete -f`` (kills, removes cgroups and state); absent is fine."""
