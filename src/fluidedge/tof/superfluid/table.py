@@ -101,7 +101,6 @@ class OnDemandTable:
         ]
         for key in gone:
             self._drop_queue(self.bindings.pop(key), "service_gone")
-        for key in gone:
             self._touch(key)
         return gone
 
@@ -147,7 +146,7 @@ class OnDemandTable:
     def seen(self, service: str, ue: bytes, app_ip: bytes, now: float) -> None:
         """A packet from the instance of (service, ue) toward its UE: activity, as the UE's
         packets are (an instance that only sends is not idle)."""
-        binding = self.bindings.get((service, ue if self.policies.get(service) else b""))
+        binding = self.bindings.get(self.key(service, ue))
         if binding is not None and binding.state == READY and binding.app_ip == app_ip:
             binding.last_active = now
 
