@@ -97,6 +97,12 @@ log = logging.getLogger("fluidedge.instances")
 IDLE_WAIT_S = 5.0
 
 
+def _count_dead(chosen: Pool, shell: Shell) -> None:
+    """A pooled shell found dead: counted on its pool, which says so (``GET /v1/pools``)."""
+    chosen.failures += 1
+    chosen.last_error = f"pooled shell {shell.id}: its launcher had exited"
+
+
 class Manager:
     """Pools, instances, networks and templates of one daemon.
 
@@ -354,8 +360,7 @@ class Manager:
                 for shell in chosen.ready:
                     if shell.id == shell_id:
                         chosen.ready.remove(shell)
-                        chosen.failures += 1
-                        chosen.last_error = f"pooled shell {shell.id}: its launcher had exited"
+                        _count_dead(chosen, shell)
                         gone.append(shell)
                         break
             if gone:
@@ -595,8 +600,7 @@ class Manager:
             if shell is None or self.io.alive(shell):
                 return shell, dead
             dead.append(shell)
-            chosen.failures += 1
-            chosen.last_error = f"pooled shell {shell.id}: its launcher had exited"
+            _count_dead(chosen, shell)
 
     def _discard_dead(self, dead: list[Shell]) -> None:
         """Remove pooled shells whose launcher died while they waited (logged: something
@@ -608,10 +612,11 @@ class Manager:
                 shell.pid,
                 runc.log_tail(shell.directory / "log", 300),
             )
-            with contextlib.suppress(Exception):
-                self.destroy_shell(shell)
-            with contextlib.suppress(Exception):
-                self.tables.delete_shell(shell.id)
+            try:
+                self.destroy_shell(shell)  # its row last
+            except Exception:  # what is left of it is an orphan; its row must not stay pooled
+                with contextlib.suppress(Exception):
+                    self.tables.delete_shell(shell.id)
 
     def _roll_back(
         self, request: InstanceRequest, template: TemplateSpec, shell: Shell | None
