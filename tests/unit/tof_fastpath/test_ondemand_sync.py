@@ -7,7 +7,7 @@ instance running, the park sending the next packet to the agent, which wakes the
 
 from __future__ import annotations
 
-import time
+import random
 
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
@@ -64,6 +64,16 @@ def set_last_seen(maps: dict[str, FakeMap], name: str, key: bytes, seconds: floa
     fields = list(fmt.unpack(raw))
     fields[-1] = int(seconds * 1e9)
     maps[name].data[key] = fmt.pack(*fields)
+
+
+def ready_then_parked(backend: FastPathBackend) -> float:
+    """UE1's first packet, its instance ready, then parked on the activity read back: the
+    activity the park was decided on."""
+    first_packet(backend, UE1, 0x100)
+    backend.ondemand_ready("web", UE1, APP)
+    [(_state, idle_since)] = backend.ondemand_activity().values()
+    assert backend.ondemand_park("web", UE1, idle_since)
+    return idle_since
 
 
 def test_service_flags_say_on_demand_and_per_ue() -> None:
@@ -126,10 +136,7 @@ def test_a_packet_the_kernel_forwarded_after_the_park_wakes_the_frozen_instance(
     backend, maps = setup()
     woken: list[tuple[str, bytes]] = []
     backend.set_waker(lambda service, ue: woken.append((service, ue)) is None)
-    first_packet(backend, UE1, 0x100)
-    backend.ondemand_ready("web", UE1, APP)
-    [(_state, idle_since)] = backend.ondemand_activity().values()
-    assert backend.ondemand_park("web", UE1, idle_since)
+    idle_since = ready_then_parked(backend)
     # nothing slipped through: frozen stays frozen
     assert backend.ondemand_frozen("web", UE1)
     assert woken == []
@@ -148,10 +155,7 @@ def test_a_packet_the_kernel_forwarded_after_the_park_wakes_the_frozen_instance(
 
 def test_forget_removes_the_flows_and_a_new_instance_gets_its_own() -> None:
     backend, maps = setup()
-    first_packet(backend, UE1, 0x100)
-    backend.ondemand_ready("web", UE1, APP)
-    [(_state, idle_since)] = backend.ondemand_activity().values()
-    assert backend.ondemand_park("web", UE1, idle_since)
+    ready_then_parked(backend)
     assert backend.ondemand_forget("web", UE1)
     assert maps["ondemand"].data == {}
     assert maps["flows"].data == {}
@@ -174,10 +178,7 @@ def test_a_binding_pointed_elsewhere_takes_its_old_flows_out_of_the_kernel() -> 
 def test_a_wake_on_the_packet_path_reinstalls_the_entry_after_the_batch() -> None:
     backend, maps = setup()
     backend.set_waker(lambda service, ue: True)
-    first_packet(backend, UE1, 0x100)
-    backend.ondemand_ready("web", UE1, APP)
-    [(_state, idle_since)] = backend.ondemand_activity().values()
-    assert backend.ondemand_park("web", UE1, idle_since)
+    ready_then_parked(backend)
     assert backend.ondemand_frozen("web", UE1)
     assert maps["ondemand"].data == {}
     first_packet(backend, UE1, 0x100)  # punted (no entry): the pipeline wakes it in line
@@ -200,13 +201,10 @@ def test_moving_the_service_moves_its_entries_and_removing_it_drops_them() -> No
 def test_entries_follow_the_table_through_random_steps() -> None:
     """Whatever the order of creations, parks, wakes, forgets and refusals, the map holds the
     ready bindings exactly."""
-    import random
-
     rng = random.Random(7)
     backend, maps = setup()
     backend.set_waker(lambda service, ue: rng.random() < 0.7)
     ues = [ip(100, n) for n in range(1, 7)]
-    now = time.monotonic()
     for step in range(400):
         ue = rng.choice(ues)
         teid = 0x100 + ues.index(ue)
@@ -238,4 +236,3 @@ def test_entries_follow_the_table_through_random_steps() -> None:
         # ... and the flows map the flows bound to a binding's current instance
         flows = L.project(backend.pipeline, backend._slots).flows
         assert maps["flows"].data.keys() == flows.keys(), step
-        now += 0.01
