@@ -315,9 +315,9 @@ def program_bench(rounds: int, runs: int, variants: tuple[str, ...]) -> dict[str
     sys.path.insert(0, str(REPO / "bench"))
     from tests.functional.tof_fastpath.topo import topology
 
+    from fluidedge.linux.libbpf import prog_test_run
     from fluidedge.linux.netns import call_in_netns
     from fluidedge.tof.fastpath.backend import FastPathBackend
-    from fluidedge.tof.fastpath.libbpf import prog_test_run
     from tof_fastpath import _direct_frame
 
     tc_act_redirect = 7

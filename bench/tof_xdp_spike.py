@@ -36,13 +36,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from tests.functional.tof_fastpath.topo import MAC_SGW, topology  # noqa: E402
 
 from fluidedge.lab.gen import IMIX_SEQUENCE  # noqa: E402
+from fluidedge.linux.libbpf import BpfMap, BpfObject, pin  # noqa: E402
 from fluidedge.linux.netns import call_in_netns  # noqa: E402
 from fluidedge.linux.proc import run  # noqa: E402
+from fluidedge.linux.tc import BPFFS, ensure_bpffs  # noqa: E402
 from fluidedge.tof.config import TofConfig  # noqa: E402
-from fluidedge.tof.failopen import BPFFS, ensure_bpffs  # noqa: E402
 from fluidedge.tof.fastpath import layout as L  # noqa: E402
 from fluidedge.tof.fastpath.backend import FastPathBackend  # noqa: E402
-from fluidedge.tof.fastpath.libbpf import BpfMap, BpfObject, pin  # noqa: E402
 from tof_fastpath import _direct_frame, _trafgen_rate, measure_direct  # noqa: E402
 
 SPIKE_C = REPO / "bench" / "tof_xdp_spike.bpf.c"

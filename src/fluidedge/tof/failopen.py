@@ -26,24 +26,20 @@ addressed to the peers' MACs after the agent is gone.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import struct
-import tempfile
-from pathlib import Path
 
+from fluidedge.linux import tc
+from fluidedge.linux.libbpf import BpfMap, BpfObject
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.fastpath.build import object_path
-from fluidedge.tof.fastpath.libbpf import BpfMap, BpfObject, pin
 
 GUARD_SOURCE = "guard.bpf.c"
 # guard_cfg indexes (enum guard_cfg_index) and guard_stats indexes (enum guard_stat_index).
 G_ENB_IF, G_SGW_IF, G_TUN_IF = 0, 1, 2
 GS_AGENT, GS_SWITCHED = 0, 1
-# Not /sys/fs/bpf: `ip netns exec` remounts /sys, hiding it from `tc` run inside the namespace.
-BPFFS = Path("/run/fluidedge/bpffs")
 #: tc preference and handle of the S1 ingress program, the same for both backends, so a restart
 #: (with either backend) replaces the previous program instead of stacking a second one.
 S1_PREF = "1"
@@ -52,35 +48,22 @@ _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 
 
-def _tc(netns: str | None, *argv: str, check: bool = True) -> str:
-    return run(netns_argv(netns, ["tc", *argv]), check=check).stdout
-
-
 def ensure_bpffs() -> None:
-    """A private bpffs for pinning programs while ``tc`` attaches them."""
-    if not os.path.ismount(BPFFS):
-        BPFFS.mkdir(parents=True, exist_ok=True)
-        run(["mount", "-t", "bpf", "bpf", str(BPFFS)])
+    """A private bpffs for pinning programs while ``tc`` attaches them
+    (:func:`fluidedge.linux.tc.ensure_bpffs`)."""
+    tc.ensure_bpffs()
 
 
 def attach(netns: str | None, dev: str, hook: str, prog_fd: int, *, pref: str = "1") -> None:
-    """Attach (or atomically replace) program ``prog_fd`` on ``dev``'s ``hook`` (clsact)."""
-    ensure_bpffs()
-    with tempfile.TemporaryDirectory(dir=BPFFS, prefix="fluidedge-") as tmp:
-        pinned = Path(tmp) / f"{dev}-{hook}"
-        pin(prog_fd, pinned)
-        _tc(netns, "qdisc", "replace", "dev", dev, "clsact")  # keeps existing filters
-        _tc(
-            netns, "filter", "replace", "dev", dev, hook, "pref", pref, "handle", S1_HANDLE,
-            "bpf", "object-pinned", str(pinned), "da",
-        )  # fmt: skip
-        pinned.unlink()
+    """Attach (or atomically replace) program ``prog_fd`` on ``dev``'s ``hook`` (clsact), at
+    handle :data:`S1_HANDLE` (the fast path's other programs use it too)."""
+    tc.attach_bpf(netns, dev, hook, prog_fd, pref=pref, handle=S1_HANDLE)
 
 
 def s1_program_attached(netns: str | None, dev: str) -> bool:
     """Does ``dev`` already carry an S1 ingress program (a previous agent's, failing open)?"""
     try:
-        text = _tc(netns, "filter", "show", "dev", dev, "ingress")
+        text = tc.show_filters(netns, dev, "ingress")
     except CommandError:
         return False
     return f"pref {S1_PREF} bpf" in text
@@ -103,18 +86,12 @@ def detach(netns: str | None, dev: str) -> None:
     """Remove our S1 filter from ``dev`` (``fail_open = false``, or a clean-up), and the clsact
     qdisc only when no other filter is left on it: other tools' programs stay attached."""
     try:
-        text = _tc(netns, "filter", "show", "dev", dev, "ingress")
+        text = tc.show_filters(netns, dev, "ingress")
     except CommandError:
         return  # no such device or no clsact
     if own_s1_filter(text):
-        _tc(
-            netns, "filter", "del", "dev", dev, "ingress", "pref", S1_PREF,
-            "handle", S1_HANDLE, "bpf", check=False,
-        )  # fmt: skip
-    left = _tc(netns, "filter", "show", "dev", dev, "ingress", check=False)
-    left += _tc(netns, "filter", "show", "dev", dev, "egress", check=False)
-    if not left.strip():
-        _tc(netns, "qdisc", "del", "dev", dev, "clsact", check=False)
+        tc.delete_filter(netns, dev, "ingress", pref=S1_PREF, handle=S1_HANDLE)
+    tc.drop_clsact_if_unused(netns, dev)
 
 
 class Guard:

@@ -40,6 +40,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
+from fluidedge.linux.libbpf import BpfError
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
 from fluidedge.tof.config import TofConfig
@@ -54,7 +55,6 @@ from fluidedge.tof.dataplane_common import (
 )
 from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import Guard, detach, s1_program_attached
-from fluidedge.tof.fastpath.libbpf import BpfError
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
@@ -95,7 +95,7 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
             if config.netns is not None:
                 self._enable_forwarding()
             self._take_over(enb_if, sgw_if)
-        except (OSError, CommandError, DataPlaneError) as exc:
+        except (OSError, CommandError, DataPlaneError, BpfError) as exc:
             self._close()
             raise DataPlaneError(f"tof userspace data plane failed to start: {exc}") from exc
         self._start_thread()

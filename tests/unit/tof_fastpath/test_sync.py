@@ -13,10 +13,10 @@ import random
 import struct
 
 from fluidedge.codec.stack import encapsulate, ethernet_frame
+from fluidedge.linux.libbpf import BPF_NOEXIST, BpfError
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.backend import FastPathBackend
-from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError
 from fluidedge.tof.models import OnDemand, Service
 from fluidedge.tof.pipeline import ENB, SGW
 

@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fluidedge.linux.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
@@ -77,7 +78,6 @@ from fluidedge.tof.failopen import S1_PREF, attach, detach
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.dirty import track
-from fluidedge.tof.fastpath.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.tof.intercept.sink import FrameReader, Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
@@ -226,7 +226,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._open_ports()
             self._write_cfg()
             self._attach()
-        except (OSError, CommandError, DataPlaneError) as exc:
+        except (OSError, CommandError, DataPlaneError, BpfError) as exc:
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._start_thread()

@@ -1,8 +1,12 @@
 """A thin ctypes binding to the system libbpf (Debian ``libbpf1``): load, pin, map access.
 
 WHY ctypes and not a Python eBPF toolkit: libbpf is the kernel's own loader (BTF maps, CO-RE
-relocations), already on every Debian host with ``libbpf-dev``, and the agent needs only a
-dozen calls. Every call checks its result and raises :class:`BpfError` with ``errno`` text.
+relocations), already on every Debian host with ``libbpf-dev``, and fluidedge's eBPF programs
+(the TOF's fast path and fail-open guard, the chains') need only a dozen calls. Every call
+checks its result and raises :class:`BpfError` with ``errno`` text.
+
+WHY here, under :mod:`fluidedge.linux`: the parts that load programs sit side by side in one
+layer and may not import one another (tests/unit/test_layers.py); the binding is theirs alike.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fluidedge.tof.errors import DataPlaneError
+from fluidedge.errors import SystemFailure
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 
 
-class BpfError(DataPlaneError):
+class BpfError(SystemFailure):
     """A libbpf call failed (load, pin, map update...); ``errno`` says why (0 if unknown)."""
 
     def __init__(self, message: str, errno: int = 0) -> None:
