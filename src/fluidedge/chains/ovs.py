@@ -182,6 +182,10 @@ class OvsChains:
         lines = self.ofctl.dump(f"cookie={base:#x}/{COOKIE_MASK:#x}")
         return {int(m[1], 16) for line in lines if (m := _COOKIE.search(line))}
 
+    def check(self, state: ChainState) -> None:
+        """Would ``state`` compile on this bridge (raises the compiler's conflict)?"""
+        compile_bridge(state, self.ofports(), self.macs)
+
     def apply(self, state: ChainState) -> int:
         """Make the bridge's chain flows those of ``state``; the number of flow-mods sent."""
         try:

@@ -1,7 +1,10 @@
-"""The chain part (config table ``[chains]``): service function chains on ``ovs`` networks.
+"""The chain part (config table ``[chains]``): service function chains on instance networks.
 
 It needs the ``[instances]`` part: its data planes are the bridges of the instance networks
-whose driver is ``ovs`` (one :class:`~fluidedge.chains.ovs.OvsChains` per bridge). At start
+whose driver is ``ovs`` (one :class:`~fluidedge.chains.ovs.OvsChains` per bridge: OpenFlow)
+or ``linuxbridge`` (one :class:`~fluidedge.chains.linuxbridge.LinuxChains` per bridge: a
+tc/eBPF program on its chain ports). ``ovn`` networks have none (their logical switches are
+OVN's; chains there are not done). At start
 it loads the declared objects from the store and applies them to every such bridge, which
 reconciles what the switch holds (nothing stale, nothing duplicated: see :mod:`.ovs`). A poll
 (``poll_interval``, default 1 s) re-applies a bridge whose set of ports changed, so a function
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter
@@ -28,6 +32,7 @@ from fluidedge.chains.api import build_router
 from fluidedge.chains.errors import ChainConflict, ChainsError, InvalidChain
 from fluidedge.chains.firewall import LiveFirewalls, is_firewall
 from fluidedge.chains.functions import FIREWALL_IMAGE
+from fluidedge.chains.linuxbridge import LinuxChains
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.scoping import ChainScope
@@ -37,6 +42,7 @@ from fluidedge.core.fields import IPNetwork
 from fluidedge.core.part import DaemonContext
 from fluidedge.instances.images.hostnft import ensure_nft
 from fluidedge.instances.models import TemplateSpec
+from fluidedge.instances.network import mac_for
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.tenants.service import TenantService
 
@@ -56,30 +62,51 @@ class ChainsPart:
     def __init__(self, config: ChainsConfig, ctx: DaemonContext) -> None:
         self.config = config
         self.ctx = ctx
-        self._planes: dict[tuple[str | None, str], OvsChains] = {}
+        self._planes: dict[tuple[str | None, str], OvsChains | LinuxChains] = {}
         self.service = ChainService(Tables(ctx.store), self.planes, self.tof_services)
         self._task: asyncio.Task[None] | None = None
         self.firewalls = LiveFirewalls(self.firewall_pid)
 
     def planes(self) -> list[DataPlane]:
-        """One data plane per ``ovs`` instance network whose switch runs."""
+        """One data plane per ``ovs`` instance network whose switch runs, and per
+        ``linuxbridge`` network."""
         part = self.ctx.parts.get("instances")
         manager = getattr(part, "manager", None)
         if manager is None:
             return []
         out: list[DataPlane] = []
         for spec in manager.networks.values():
-            if getattr(spec, "driver", None) != "ovs":
-                continue
+            driver = getattr(spec, "driver", None)
             key = (spec.netns, spec.bridge)
             plane = self._planes.get(key)
-            if plane is None:
+            if plane is None and driver == "ovs":
                 daemons = ovs_bridges.running_switch(spec.netns)
                 if daemons is None:
                     continue
                 plane = self._planes[key] = OvsChains(daemons, spec.bridge)
-            out.append(plane)
+            elif plane is None and driver == "linuxbridge":
+                plane = self._planes[key] = LinuxChains(
+                    spec.netns, spec.bridge, self.port_macs, filtered=self.filtered_ports
+                )
+            if plane is not None:
+                out.append(plane)
         return out
+
+    def filtered_ports(self) -> set[str]:
+        """Switch ports the security groups filter (none without a ``[secgroups]`` part)."""
+        service = getattr(self.ctx.parts.get("secgroups"), "service", None)
+        if service is None:
+            return set()
+        return {p.device for p in service.list_ports() if p.port_security}
+
+    def port_macs(self, ports: Iterable[str]) -> dict[str, str]:
+        """The MAC behind each of ``ports`` that is an instance's interface (the instances
+        part gives the instance end of a veth a MAC derived from the host end's name)."""
+        manager = getattr(self.ctx.parts.get("instances"), "manager", None)
+        if manager is None:
+            return {}
+        mine = {i.host_ifname for inst in list(manager.instances.values()) for i in inst.interfaces}
+        return {port: mac_for(port) for port in ports if port in mine}
 
     def tof_services(self) -> dict[str, IPNetwork]:
         """The TOF's services (name -> the destination of their offloaded packets)."""
@@ -158,11 +185,25 @@ class ChainsPart:
 
     def metrics(self) -> str:
         chains = self.service.list("port_chain")
-        return (
-            "# HELP fluidedge_chains port chains declared\n"
-            "# TYPE fluidedge_chains gauge\n"
-            f"fluidedge_chains {len(chains)}\n"
-        )
+        lines = [
+            "# HELP fluidedge_chains port chains declared",
+            "# TYPE fluidedge_chains gauge",
+            f"fluidedge_chains {len(chains)}",
+        ]
+        counted = [(p.bridge, p.counters()) for p in list(self._planes.values())
+                   if isinstance(p, LinuxChains)]  # fmt: skip
+        if any(stats for _, stats in counted):
+            lines += [
+                "# HELP fluidedge_chains_tc_packets_total what the tc/eBPF chain program did "
+                "on a linuxbridge network (steered, to_member, delivered, *_dropped, ...)",
+                "# TYPE fluidedge_chains_tc_packets_total counter",
+            ]
+            for bridge, stats in counted:
+                lines += [
+                    f'fluidedge_chains_tc_packets_total{{bridge="{bridge}",what="{what}"}} {n}'
+                    for what, n in stats.items()
+                ]
+        return "\n".join(lines) + "\n"
 
 
 def create_part(section: dict[str, Any], ctx: DaemonContext) -> ChainsPart:

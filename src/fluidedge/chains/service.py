@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from fluidedge.chains.compiler import compile_bridge
 from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
 from fluidedge.chains.model import (
     DEFAULT_TENANT,
@@ -38,9 +37,13 @@ from fluidedge.core.fields import IPNetwork
 
 
 class DataPlane(Protocol):
-    """One bridge's chains (:class:`fluidedge.chains.ovs.OvsChains`)."""
+    """One bridge's chains: :class:`fluidedge.chains.ovs.OvsChains` (OpenFlow, ``ovs``
+    networks) or :class:`fluidedge.chains.linuxbridge.LinuxChains` (tc/eBPF, ``linuxbridge``
+    networks)."""
 
     bridge: str
+
+    def check(self, state: ChainState) -> None: ...
 
     def apply(self, state: ChainState) -> int: ...
 
@@ -144,7 +147,7 @@ class ChainService:
         planes = list(self.planes())
         effective = self.effective(state)
         for plane in planes:
-            compile_bridge(effective, plane.ofports(), plane.port_macs())
+            plane.check(effective)
         store()
         self.state = state
         self._applied = effective

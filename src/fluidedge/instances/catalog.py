@@ -90,10 +90,10 @@ class Catalog:
                         f"interfaces.{iface.name}: network {iface.network!r} does not exist"
                     )
                 driver = self.networks[iface.network].driver
-                if iface.isolated and driver != "ovs":
+                if iface.isolated and driver not in ("ovs", "linuxbridge"):
                     raise InvalidRequest(
-                        f"interfaces.{iface.name}: isolated needs an ovs network "
-                        f"({iface.network!r} is {driver})"
+                        f"interfaces.{iface.name}: isolated needs an ovs or linuxbridge "
+                        f"network ({iface.network!r} is {driver})"
                     )
             duplicates = spec.duplicate_interfaces()
             if duplicates:

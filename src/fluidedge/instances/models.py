@@ -289,9 +289,11 @@ class InterfaceSpec(_Strict):
     )
     isolated: bool = Field(
         default=False,
-        description="ovs networks only: plug the interface outside the learning switch (an "
-        "access VLAN of its own: NORMAL never forwards to or from it), so that a service "
-        "function bridging two legs is no loop; only the chains part's flows reach it",
+        description="ovs and linuxbridge networks: plug the interface outside the learning "
+        "switch (ovs: an access VLAN of its own, NORMAL never forwards to or from it; "
+        "linuxbridge: no learning or flooding to it, and what it sends is dropped unless a "
+        "chain takes it), so that a service function bridging two legs is no loop; only the "
+        "chains part's steering reaches it",
     )
 
     @field_validator("allowed_address_pairs")

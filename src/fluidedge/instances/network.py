@@ -45,6 +45,8 @@ from fluidedge.instances.errors import NetnsNotFound, NotABridge, RuntimeFailure
 from fluidedge.instances.models import NetworkSpec
 from fluidedge.instances.neigh import NeighbourFlusher
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux import tc
+from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn import routers as ovn_routers
 from fluidedge.ovn.errors import OvnError, OvnUnavailable
@@ -53,6 +55,18 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
 
 log = logging.getLogger(__name__)
+
+#: Bridge port flags of an isolated port on a Linux bridge: no learning, no flooding to it.
+ISOLATED_PORT_FLAGS = (
+    "learning",
+    "off",
+    "flood",
+    "off",
+    "mcast_flood",
+    "off",
+    "bcast_flood",
+    "off",
+)
 
 _handles: dict[str | None, Any] = {}
 _lock = threading.RLock()
@@ -306,9 +320,9 @@ def plug(
     isolated: bool = False,
 ) -> None:
     """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
-    with the MAC :func:`mac_for` gives. ``isolated`` (``ovs`` only: the template's interface
-    option): the port is plugged outside the learning switch, see
-    :func:`fluidedge.ovs.bridges.add_port`."""
+    with the MAC :func:`mac_for` gives. ``isolated`` (the template's interface option; not on
+    ``ovn``): the port is plugged outside the learning switch, see
+    :func:`fluidedge.ovs.bridges.add_port` and :func:`_plug_isolated`."""
     with _lock:
         try:
             ipr = _ipr(spec.netns)
@@ -353,13 +367,31 @@ def plug(
                     isolated=isolated,
                 )
             elif isolated:
-                raise RuntimeFailure(f"network {spec.name}: isolated ports need the ovs driver")
+                _plug_isolated(ipr, spec, host_ifname, index, bridge)
             else:
                 ipr.link("set", index=index, master=bridge, state="up")
         except RuntimeFailure:
             raise
         except Exception as exc:
             raise RuntimeFailure(f"plug {host_ifname} into {spec.bridge}: {exc}") from exc
+
+
+def _plug_isolated(
+    ipr: Any, spec: NetworkSpec, host_ifname: str, index: int | None, bridge: int
+) -> None:
+    """A Linux bridge port outside the bridge's forwarding (a service function's leg, which
+    bridges its two legs: a loop until a chain steers it): everything it sends is dropped at
+    its ingress before the bridge sees it, nothing reaches it but what the chains' program
+    steers there (:func:`fluidedge.linux.tc.isolate`), and the bridge neither learns from it
+    nor floods to it. Done while the port is down: no frame crosses before."""
+    try:
+        tc.isolate(spec.netns, host_ifname)
+        ipr.link("set", index=index, master=bridge)
+        run(netns_argv(spec.netns, ["bridge", "link", "set", "dev", host_ifname,
+                                    *ISOLATED_PORT_FLAGS]))  # fmt: skip
+    except CommandError as exc:
+        raise RuntimeFailure(f"network {spec.name}: isolating {host_ifname}: {exc}") from exc
+    ipr.link("set", index=index, state="up")
 
 
 @_on_netlink_thread

@@ -2,7 +2,7 @@
 
 Two host instances (``a``, ``b``) and function instances of the built-in templates
 (:mod:`fluidedge.chains.functions`, registered through ``POST /v1/chains/function-templates``)
-on one ``ovs`` instance network. A function's legs are
+on one instance network, ``ovs`` (OpenFlow) or ``linuxbridge`` (tc/eBPF). A function's legs are
 plugged isolated (the template's ``isolated`` interfaces): while no chain uses it, nothing of
 the network reaches it although it bridges its legs (no loop, no flood), and once a chain
 takes it, the classified traffic crosses it once each way and comes back.
@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import pytest
 
 from fluidedge.core.client import Client, ClientError
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux import tc
+from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
 from tests.e2e.chains.cleanup import purge_daemon_state
@@ -38,9 +40,9 @@ BRIDGE = f"fe{TAG}"[:15]
 SUBNET = "198.18.46"
 
 
-@pytest.fixture
+@pytest.fixture(params=["ovs", "linuxbridge"])
 def fn_daemon(
-    daemon_factory: Callable[..., DaemonHandle], tmp_path: Path
+    daemon_factory: Callable[..., DaemonHandle], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[DaemonHandle]:
     state = tmp_path / "state"
     netns_mod.create(NS)
@@ -58,7 +60,7 @@ def fn_daemon(
                             "bridge": BRIDGE,
                             "netns": NS,
                             "subnet": f"{SUBNET}.0/24",
-                            "driver": "ovs",
+                            "driver": request.param,
                         }
                     },
                 },
@@ -198,6 +200,27 @@ def tag_of(vsctl: Vsctl, port: str) -> str:
     return vsctl.run("get", "Port", port, "tag").strip()
 
 
+def driver_of(handle: DaemonHandle) -> str:
+    return str(handle.config["instances"]["networks"][NET]["driver"])
+
+
+def assert_isolated(handle: DaemonHandle, legs: Iterable[str]) -> None:
+    """Each leg is out of the learning switch: on ``ovs`` an access port of its own VLAN; on
+    ``linuxbridge`` no learning or flooding to it and a drop-all filter on its ingress."""
+    if driver_of(handle) == "ovs":
+        ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
+        vsctl = Vsctl(ovs_bridges.switch(NS))
+        for leg in legs:
+            assert tag_of(vsctl, leg) == str(ovs_bridges.isolation_vlan(vsctl.ofport(leg)))
+        return
+    for leg in legs:
+        info = run(["bridge", "-n", NS, "-d", "link", "show", "dev", leg]).stdout
+        for flag in ("learning off", "flood off", "mcast_flood off", "bcast_flood off"):
+            assert flag in info, (leg, info)
+        assert tc.isolation(tc.show_filters(NS, leg, "ingress")) == tc.PLUGGED
+        assert "bytecode" in tc.show_filters(NS, leg, "egress")  # only what a chain steers
+
+
 def test_counter_instance_in_a_chain(fn_daemon: DaemonHandle) -> None:
     client = fn_daemon.client()
     try:
@@ -207,8 +230,6 @@ def test_counter_instance_in_a_chain(fn_daemon: DaemonHandle) -> None:
 
 
 def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
-    ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
-    vsctl = Vsctl(ovs_bridges.switch(NS))
     host_template(client)
     made = client.post(
         "/v1/chains/function-templates", {"kind": "counter", "name": f"{TAG}-ctr", "network": NET}
@@ -218,10 +239,9 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     ctr = client.post("/v1/instances", {"name": "ctr", "template": f"{TAG}-ctr"})
     legs = ports(ctr)
 
-    # Plugged isolated: each leg an access port of its own VLAN from the start, although the
-    # function bridges them and no pair names them yet.
-    for leg in legs.values():
-        assert tag_of(vsctl, leg) == str(ovs_bridges.isolation_vlan(vsctl.ofport(leg)))
+    # Plugged isolated from the start, although the function bridges them and no pair names
+    # them yet.
+    assert_isolated(handle, legs.values())
     assert ping(a["pid"], f"{SUBNET}.2", 5) == 5  # the learning switch, direct
     # Nothing of a's and b's traffic (their ARP broadcasts included) reached the function.
     assert rx(ctr["pid"], "eth0") == 0
@@ -255,10 +275,11 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     # The mirror saw each request and each reply once, on its one leg, and held none up.
     assert rx(tap["pid"], "eth0") == 40
     assert client.get("/v1/chains/port-pairs/tap/packets")["ingress"]["to_function"] == 40
-    # Flow by flow (the switch's pins: ICMP pinned by addresses): a -> b and b -> a, all
-    # but the first request (it learned the pins) and every reply.
-    # Flow counters follow the traffic late (the switch's revalidators push them): polled.
-    want = {(f"{SUBNET}.1", f"{SUBNET}.2", 1): 19, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
+    # Flow by flow (the pins: ICMP pinned by addresses): a -> b and b -> a, every reply and
+    # every request (on ovs all but the first, which learned the pin). Flow counters follow
+    # the traffic late on ovs (the switch's revalidators push them): polled.
+    first = 19 if driver_of(handle) == "ovs" else 20
+    want = {(f"{SUBNET}.1", f"{SUBNET}.2", 1): first, (f"{SUBNET}.2", f"{SUBNET}.1", 1): 20}
     last: list[dict[tuple[str, str, int], int]] = [{}]
 
     def settled() -> bool:
@@ -271,9 +292,8 @@ def _counter_scenario(handle: DaemonHandle, client: Client) -> None:
     seen = client.get("/v1/chains/port-pairs/ctr/packets")
     assert (seen["ingress"]["to_function"], seen["egress"]["to_function"]) == (20, 20)
     assert seen["ingress"]["from_function"] >= 20  # the replies back (and its own chatter)
-    # The legs stay isolated: the chain's flows alone reach them.
-    for leg in legs.values():
-        assert tag_of(vsctl, leg) == str(ovs_bridges.isolation_vlan(vsctl.ofport(leg)))
+    # The legs stay isolated: the chain's steering alone reaches them.
+    assert_isolated(handle, legs.values())
 
     # The function instance goes: the closed chain drops its traffic; without the chain,
     # a and b talk directly again.

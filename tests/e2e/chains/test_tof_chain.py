@@ -1,8 +1,9 @@
 """The TOF hands a service's offloaded traffic to a chain (§4.3.2.2), in one real daemon.
 
 The lab (tof mode) sends real GTP-U: a UE's uplink to the service's serviceIP is offloaded by
-the daemon's TOF (both backends), whose apps side is rewired here onto the daemon's ``ovs``
-instance network: the apps gateway moves from the lab's apps bridge to a veth whose other end
+the daemon's TOF (both backends), whose apps side is rewired here onto the daemon's instance
+network (``ovs``: OpenFlow chains; ``linuxbridge``: the tc/eBPF chains): the apps gateway
+moves from the lab's apps bridge to a veth whose other end
 is a port of the network (the TOF's port). The app is a host on the same network. A flow
 classifier names the TOF service (``tof_service``), so the chain's classifier is the TOF's
 port plus the service's applicationIP: the UE's datagrams go TOF -> function -> app, the
@@ -28,9 +29,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fluidedge.chains.linuxbridge import PREF
 from fluidedge.core.client import Client
 from fluidedge.lab.lab import Lab
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
@@ -41,7 +44,7 @@ from tests.e2e.chains.test_runc_functions import nsexec, ports, rx
 from tests.e2e.tof.conftest import SERVICE_IP, lab_config, tof_section
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_for, wait_until
-from tests.functional.chains.chain_lab import Function, echo, plug_function
+from tests.functional.chains.chain_lab import Function, echo, plug_function, plug_function_linux
 
 pytestmark = pytest.mark.root
 
@@ -81,29 +84,65 @@ class Echo:
 class Env:
     lab: Lab
     daemon: DaemonHandle
-    vsctl: Vsctl
-    ofctl: Ofctl
+    vsctl: Vsctl | None  # the network's switch (ovs only)
     tof_port: str
     app_port: str
     fn: Function
     server: Echo
 
+    def steering(self, match: str) -> bool:
+        """Is the classifier of the TOF service's traffic installed on the TOF's port (ovs:
+        ``match`` among its table-0 flows; linuxbridge: the chains' program on the port)?"""
+        if self.vsctl is None:
+            return f"pref {PREF} bpf" in tc.show_filters(NS, self.tof_port, "ingress")
+        ofport = self.vsctl.ofport(self.tof_port)
+        flows = Ofctl(self.vsctl.daemons, BRIDGE).dump("table=0")
+        return any(all(x in line for x in (f"in_port={ofport},", match, "udp")) for line in flows)
 
-def _plug_host(vsctl: Vsctl, peer_ns: str, dev: str, peer: str) -> None:
+    def remove_function(self) -> None:
+        """The function's instance goes (ovs: its port leaves and the poll re-applies;
+        linuxbridge: its legs vanish, which the program finds at the next packet)."""
+        if self.vsctl is None:
+            run(["ip", "-n", NS, "link", "del", self.fn.ingress])
+            return
+        self.vsctl.del_port(self.fn.ingress)
+        ofctl = Ofctl(self.vsctl.daemons, BRIDGE)
+        wait_for(
+            lambda: any(
+                "table=42" in line and "actions=drop" in line for line in ofctl.dump("table=42")
+            ),
+            30,
+            "the chain without its member",
+        )
+
+
+def _plug_host(vsctl: Vsctl | None, peer_ns: str, dev: str, peer: str) -> None:
     """A veth from the switch's namespace into ``peer_ns`` (as ``peer``), on the bridge."""
     run(["ip", "-n", NS, "link", "add", dev, "type", "veth", "peer", "name", peer,
          "netns", peer_ns])  # fmt: skip
     for where, ifname in ((NS, dev), (peer_ns, peer)):
         run(["ip", "netns", "exec", where, "ethtool", "-K", ifname, "tx", "off"])
         run(["ip", "-n", where, "link", "set", ifname, "up"])
-    vsctl.add_port(BRIDGE, dev, {"fluidedge-network": NET})
+    if vsctl is None:
+        run(["ip", "-n", NS, "link", "set", dev, "master", BRIDGE])
+    else:
+        vsctl.add_port(BRIDGE, dev, {"fluidedge-network": NET})
 
 
-@pytest.fixture(params=["userspace", "fastpath"])
+@pytest.fixture(
+    params=[
+        ("userspace", "ovs"),
+        ("fastpath", "ovs"),
+        ("userspace", "linuxbridge"),
+        ("fastpath", "linuxbridge"),
+    ],
+    ids="-".join,
+)
 def env(
     daemon_factory: Callable[..., DaemonHandle], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Env]:
-    lab = Lab.up(lab_config(), prefix=f"{TAG}{request.param[0]}", mode="tof")
+    backend, driver = request.param
+    lab = Lab.up(lab_config(), prefix=f"{TAG}{backend[0]}{driver[0]}", mode="tof")
     app_ns = f"{TAG}app"
     fn = Function("fw", f"{TAG}fn", f"{TAG}fi", f"{TAG}fo")
     handle: DaemonHandle | None = None
@@ -123,18 +162,19 @@ def env(
                             "bridge": BRIDGE,
                             "netns": NS,
                             "subnet": "198.18.45.0/24",
-                            "driver": "ovs",
+                            "driver": driver,
                         }
                     },
                 },
                 "chains": {"poll_interval": 0.2},
-                "tof": tof_section(lab, request.param),
+                "tof": tof_section(lab, backend),
                 "mec": {},
             },
         )
-        ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
-        daemons = ovs_bridges.switch(NS)
-        vsctl, ofctl = Vsctl(daemons), Ofctl(daemons, BRIDGE)
+        vsctl: Vsctl | None = None
+        if driver == "ovs":
+            ovs_bridges.configure(Path(handle.config["state_dir"]) / "instances")
+            vsctl = Vsctl(ovs_bridges.switch(NS))
         # The TOF's apps side: the gateway leaves the lab's apps bridge for a veth on the
         # network (the kernel of the TOF's namespace routes offloaded packets out of it).
         host = lab.host_ns
@@ -157,13 +197,16 @@ def env(
             s = netns_mod.call_in_netns(app_ns, bind)
             server.sockets.append(s)
             threading.Thread(target=server.serve, args=(s, port), daemon=True).start()
-        plug_function(fn, NS, vsctl, ofctl, NET)
+        if vsctl is None:
+            plug_function_linux(fn, NS, BRIDGE)
+        else:
+            plug_function(fn, NS, vsctl, Ofctl(vsctl.daemons, BRIDGE), NET)
         client = handle.client()
         try:
             assert wait_s1_ready(client, s1_pairs(lab)), "no echo crossed the TOF"
         finally:
             client.close()
-        yield Env(lab, handle, vsctl, ofctl, f"{TAG}t", f"{TAG}a", fn, server)
+        yield Env(lab, handle, vsctl, f"{TAG}t", f"{TAG}a", fn, server)
     finally:
         server.stop.set()
         for s in [*server.sockets, *fn.sockets.values()]:
@@ -237,14 +280,8 @@ def _scenario(env: Env, client: Client, service: str | None = None) -> None:
     client.post(
         "/v1/chains", {"id": "video", "port_pair_groups": ["g"], "flow_classifiers": ["video"]}
     )
-    tof_ofport = env.vsctl.ofport(env.tof_port)
     wait_for(
-        lambda: any(
-            all(x in line for x in (f"in_port={tof_ofport},", f"nw_dst={APP_IP},", "udp"))
-            for line in env.ofctl.dump("table=0")
-        ),
-        30,
-        "the classifier of the TOF service's traffic",
+        lambda: env.steering(f"nw_dst={APP_IP},"), 30, "the classifier of the TOF service's traffic"
     )
     seen: dict[str, Counter[tuple[int, int]]] = {}
     _accumulate(env.fn, seen)
@@ -273,14 +310,7 @@ def _scenario(env: Env, client: Client, service: str | None = None) -> None:
         assert not any(DIRECT in key for side in seen.values() for key in side)
 
         # The function goes: the closed chain drops the service's traffic, the rest flows.
-        env.vsctl.del_port(env.fn.ingress)
-        wait_for(
-            lambda: any(
-                "table=42" in line and "actions=drop" in line for line in env.ofctl.dump("table=42")
-            ),
-            30,
-            "the chain without its member",
-        )
+        env.remove_function()
         assert not echo(ue, (SERVICE_IP, CHAINED), timeout=2.0)
         assert echo(ue, (SERVICE_IP, DIRECT))
     finally:
@@ -318,14 +348,8 @@ def _runc_scenario(env: Env, client: Client) -> None:
     )  # fmt: skip
     chain = {"id": "video", "port_pair_groups": ["fw", "ctr"], "flow_classifiers": ["video"]}
     client.post("/v1/chains", chain)
-    tof_ofport = env.vsctl.ofport(env.tof_port)
     wait_for(
-        lambda: any(
-            all(x in line for x in (f"in_port={tof_ofport},", f"nw_dst={APP_IP} ", "udp"))
-            for line in env.ofctl.dump("table=0")
-        ),
-        30,
-        "the classifier of the TOF service's traffic",
+        lambda: env.steering(f"nw_dst={APP_IP} "), 30, "the classifier of the TOF service's traffic"
     )
     ue = _ue_socket(env.lab)
     try:

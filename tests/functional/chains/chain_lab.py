@@ -1,10 +1,15 @@
-"""A chain lab on our own Open vSwitch: hosts and transparent functions as namespaces.
+"""Chain labs, on our own Open vSwitch or on a Linux bridge: hosts and transparent functions
+as namespaces.
 
 The hosts are the security groups' OVS lab hosts (a namespace with ``eth0`` on the bridge). A
 *function* is a namespace with two interfaces on the bridge, ``in`` and ``out``, joined by a
 Linux bridge inside it: a real bump in the wire that forwards frames unchanged. What it saw
 is read from AF_PACKET sockets opened on ``in`` and ``out`` (frames received there: forward
 traffic arrives on ``in``, replies on ``out``), keyed by the UDP/TCP ports of each frame.
+
+:class:`LinuxChainLab` is the same on a Linux bridge (``linuxbridge`` networks: the chains'
+tc/eBPF data plane); a function's legs are plugged as the instances part plugs a template's
+isolated interface there (no learning or flooding to them, a tc drop-all filter).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fluidedge.chains.linuxbridge import LinuxChains
+from fluidedge.chains.ovs import OvsChains
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
@@ -38,6 +46,26 @@ class Function:
     ingress: str
     egress: str
     sockets: dict[str, socket.socket] = field(default_factory=dict)
+
+    def capture(self, *, on: bool) -> None:
+        """Open (or close) the packet sockets on ``in`` and ``out``. A bench closes them while
+        it times the path: every frame a socket holds is a copy the kernel makes on the
+        path, and a full socket slows it down (tens of microseconds per round trip)."""
+        for s in self.sockets.values():
+            s.close()
+        self.sockets.clear()
+        if not on:
+            return
+        for peer in ("in", "out"):
+
+            def make(ifname: str = peer) -> socket.socket:
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+                s.bind((ifname, 0))
+                s.setblocking(False)
+                return s
+
+            self.sockets[peer] = netns_mod.call_in_netns(self.netns, make)
 
     def seen(self) -> dict[str, Counter[tuple[int, int]]]:
         """(source port, destination port) of the IPv4 TCP/UDP frames each side received
@@ -64,12 +92,18 @@ class Function:
 class ChainLab(OvsLab):
     """:class:`OvsLab` plus transparent functions; one bridge, network ``net``."""
 
+    driver = "ovs"
+
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.bridge = self.network("net")
         self.functions: dict[str, Function] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def plane(self) -> OvsChains:
+        """A chains data plane on the lab's bridge (a new one: a restarted daemon's)."""
+        return OvsChains(self.daemons, self.bridge)
 
     def function(self, name: str) -> Function:
         index = len(self.functions)
@@ -133,6 +167,77 @@ class ChainLab(OvsLab):
         super().close()
 
 
+class LinuxChainLab(ChainLab):
+    """The same lab on a Linux bridge in the switch namespace (no Open vSwitch)."""
+
+    driver = "linuxbridge"
+
+    def __init__(self, root: Path) -> None:  # no switch daemons to start: no super().__init__
+        self.switch = f"{PREFIX}sw"
+        netns_mod.create(self.switch)
+        self.bridges: dict[str, str] = {}
+        self.hosts = {}
+        self._servers = []
+        self.bridge = self.network("net")
+        self.functions = {}
+        self._stop = threading.Event()
+        self._threads = []
+
+    def network(self, name: str) -> str:
+        bridge = f"{PREFIX}b{len(self.bridges)}"
+        run(["ip", "-n", self.switch, "link", "add", bridge, "type", "bridge"])
+        run(["ip", "-n", self.switch, "link", "set", bridge, "up"])
+        self.bridges[name] = bridge
+        return bridge
+
+    def _plug(self, network: str, dev: str) -> None:
+        run(["ip", "-n", self.switch, "link", "set", dev, "master", self.bridges[network]])
+
+    def plane(self) -> LinuxChains:  # type: ignore[override]
+        return LinuxChains(self.switch, self.bridge)
+
+    def function(self, name: str) -> Function:
+        index = len(self.functions)
+        ns = f"{PREFIX}f{index}"
+        fn = Function(name, ns, f"{PREFIX}f{index}i", f"{PREFIX}f{index}o")
+        plug_function_linux(fn, self.switch, self.bridge)
+        self.functions[name] = fn
+        return fn
+
+    def unplug(self, fn: Function) -> None:
+        for dev in (fn.ingress, fn.egress):
+            run(["ip", "-n", self.switch, "link", "del", dev], check=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for fn in self.functions.values():
+            for s in fn.sockets.values():
+                s.close()
+            netns_mod.delete(fn.netns)
+        for server in self._servers:
+            server.close()
+        for host in self.hosts.values():
+            netns_mod.delete(host.netns)
+        netns_mod.delete(self.switch)
+
+
+def plug_function_linux(fn: Function, switch: str, bridge: str) -> None:
+    """Create ``fn``'s namespace and plug its two legs into Linux bridge ``bridge`` (in
+    namespace ``switch``), isolated as the instances part plugs a function's legs."""
+    netns_mod.create(fn.netns)
+    for dev, peer in ((fn.ingress, "in"), (fn.egress, "out")):
+        run(["ip", "-n", switch, "link", "add", dev, "type", "veth", "peer", "name", peer,
+             "netns", fn.netns])  # fmt: skip
+        run(["ip", "-n", switch, "link", "set", dev, "master", bridge])
+        run(["bridge", "-n", switch, "link", "set", "dev", dev, "learning", "off", "flood",
+             "off", "mcast_flood", "off", "bcast_flood", "off"])  # fmt: skip
+        tc.isolate(switch, dev)
+        run(["ip", "-n", switch, "link", "set", dev, "up"])
+    bridge_function(fn)
+
+
 def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network: str) -> None:
     """Create ``fn``'s namespace and plug its two legs into ``ofctl``'s bridge (veths in the
     switch's namespace ``switch``), a Linux bridge between them, packet sockets on both."""
@@ -151,6 +256,13 @@ def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network
         ofctl.bundle([f"add table=0,priority=250,in_port={ofport},actions=drop"])
         vsctl.run("set", "Port", dev, f"tag={isolation_vlan(ofport)}")
         run(["ip", "-n", switch, "link", "set", dev, "up"])
+    bridge_function(fn)
+
+
+def bridge_function(fn: Function) -> None:
+    """Inside ``fn``'s namespace: a Linux bridge joining ``in`` and ``out`` (a wire), packet
+    sockets on both."""
+    ns = fn.netns
     run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"])
     run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"])
     for peer in ("in", "out"):
@@ -158,16 +270,23 @@ def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network
         # A wire: no MAC learning, every frame goes to the other leg.
         run(["ip", "-n", ns, "link", "set", peer, "type", "bridge_slave", "learning", "off"])
     run(["ip", "-n", ns, "link", "set", "br0", "up"])
-    for peer in ("in", "out"):
+    fn.capture(on=True)
 
-        def make(ifname: str = peer) -> socket.socket:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
-            s.bind((ifname, 0))
-            s.setblocking(False)
-            return s
 
-        fn.sockets[peer] = netns_mod.call_in_netns(ns, make)
+def owners(fns: list[Function], port: int) -> tuple[dict[int, str], dict[int, str]]:
+    """Source port -> the function that saw the flow to ``port`` (forward on ``in``, replies
+    on ``out``); a flow seen by two functions fails the test."""
+    fwd: dict[int, str] = {}
+    rev: dict[int, str] = {}
+    for fn in fns:
+        seen = fn.seen()
+        for (sport, dport), _ in seen["in"].items():
+            if dport == port:
+                assert fwd.setdefault(sport, fn.name) == fn.name, f"flow {sport} on two members"
+        for (sport, dport), _ in seen["out"].items():
+            if sport == port:
+                assert rev.setdefault(dport, fn.name) == fn.name, f"reply {dport} on two members"
+    return fwd, rev
 
 
 def echo(client: socket.socket, dst: tuple[str, int], timeout: float = 5.0) -> bool:

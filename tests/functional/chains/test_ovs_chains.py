@@ -32,7 +32,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs.ofctl import Ofctl
 from tests.fixtures.wait import wait_until
 
-from .chain_lab import ChainLab, Function, echo
+from .chain_lab import ChainLab, Function, echo, owners
 
 pytestmark = pytest.mark.root
 
@@ -68,22 +68,6 @@ def _state(
 def _hosts(lab: ChainLab) -> None:
     lab.host("a", "net", "02:00:00:00:0a:01", "10.0.0.1/24")
     lab.host("b", "net", "02:00:00:00:0a:02", "10.0.0.2/24")
-
-
-def _owners(fns: list[Function]) -> tuple[dict[int, str], dict[int, str]]:
-    """source port -> the function that saw the flow (forward on ``in``, replies on ``out``);
-    a flow seen by two functions fails the test."""
-    fwd: dict[int, str] = {}
-    rev: dict[int, str] = {}
-    for fn in fns:
-        seen = fn.seen()
-        for (sport, dport), _ in seen["in"].items():
-            if dport == PORT:
-                assert fwd.setdefault(sport, fn.name) == fn.name, f"flow {sport} on two members"
-        for (sport, dport), _ in seen["out"].items():
-            if sport == PORT:
-                assert rev.setdefault(dport, fn.name) == fn.name, f"reply {dport} on two members"
-    return fwd, rev
 
 
 def test_traffic_and_replies_traverse_the_function(chain_lab: ChainLab) -> None:
@@ -142,7 +126,7 @@ def test_group_spreads_flows_and_a_removed_member_moves_only_its_flows(
     for _ in range(2):
         for c in clients:
             assert echo(c, ("10.0.0.2", PORT))
-    fwd, rev = _owners(fns)
+    fwd, rev = owners(fns, PORT)
     sports = {c.getsockname()[1] for c in clients}
     assert set(fwd) == sports
     assert rev == fwd
@@ -157,7 +141,7 @@ def test_group_spreads_flows_and_a_removed_member_moves_only_its_flows(
     chains.apply(_state(chain_lab, fns))  # the compiler finds f1's ports gone: dead member
     for c in clients:
         assert echo(c, ("10.0.0.2", PORT))
-    after, after_rev = _owners([fns[0], fns[2]])
+    after, after_rev = owners([fns[0], fns[2]], PORT)
     assert set(after) == sports
     assert after_rev == after
     for sport, owner in fwd.items():
@@ -202,7 +186,7 @@ def test_restart_reconciles_the_table(chain_lab: ChainLab) -> None:
     chain_lab.udp_echo(chain_lab.hosts["net/b"], PORT)
     client = chain_lab.udp_client(chain_lab.hosts["net/a"])
     assert echo(client, ("10.0.0.2", PORT))
-    owner = _owners([f1, f2])[0][client.getsockname()[1]]
+    owner = owners([f1, f2], PORT)[0][client.getsockname()[1]]
 
     def table() -> list[str]:
         return sorted(
@@ -223,7 +207,7 @@ def test_restart_reconciles_the_table(chain_lab: ChainLab) -> None:
     restarted.apply(state)
     assert table() == before  # same flows, nothing stale, no duplicates
     assert echo(client, ("10.0.0.2", PORT))
-    assert _owners([f1, f2])[0][client.getsockname()[1]] == owner  # the pin survived
+    assert owners([f1, f2], PORT)[0][client.getsockname()[1]] == owner  # the pin survived
     assert restarted.apply(state) == 0  # nothing to do the second time
     client.close()
 
@@ -342,8 +326,8 @@ def test_changes_under_a_stream_lose_and_reorder_nothing(chain_lab: ChainLab) ->
     fresh = [chain_lab.udp_client(chain_lab.hosts["net/a"]) for _ in range(16)]
     for c in fresh:
         assert echo(c, ("10.0.0.2", PORT))
-    owners, _ = _owners([f1, f2])
-    assert "f2" in {owners[c.getsockname()[1]] for c in fresh}  # 16 flows: p(none on f2) = 2^-16
+    owner_of, _ = owners([f1, f2], PORT)
+    assert "f2" in {owner_of[c.getsockname()[1]] for c in fresh}  # 16 flows: p(none on f2) = 2^-16
     for c in [client, *fresh]:
         c.close()
 

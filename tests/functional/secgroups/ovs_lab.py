@@ -97,10 +97,14 @@ class OvsLab:
             run(["ip", "-n", ns, "addr", "add", address, "dev", "eth0", *extra])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         run(["ip", "-n", sw, "link", "set", dev, "up"])
-        self.vsctl.add_port(self.bridges[network], dev, {"fluidedge-network": network})
+        self._plug(network, dev)
         host = Host(name, ns, dev, network, mac, list(addresses))
         self.hosts[name_key] = host
         return host
+
+    def _plug(self, network: str, dev: str) -> None:
+        """Make host end ``dev`` a port of ``network``'s bridge."""
+        self.vsctl.add_port(self.bridges[network], dev, {"fluidedge-network": network})
 
     # ------------------------------------------------------------------ traffic
     def sh(self, host: Host, *argv: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,5 @@
-"""A template's ``isolated`` interfaces (a service function's legs): only on ``ovs`` networks,
-where the driver plugs them outside the learning switch."""
+"""A template's ``isolated`` interfaces (a service function's legs): on ``ovs`` and
+``linuxbridge`` networks, whose drivers plug them outside the learning switch; not on ``ovn``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class _Tables:
 def _catalog() -> tuple[Catalog, _Tables]:
     tables = _Tables()
     catalog = Catalog(tables, threading.RLock())  # type: ignore[arg-type]
-    for name, driver in (("sw", "ovs"), ("lb", "linuxbridge")):
+    for name, driver in (("sw", "ovs"), ("lb", "linuxbridge"), ("ln", "ovn")):
         catalog.networks[name] = NetworkSpec(name=name, bridge=f"br{name}", driver=driver)
     return catalog, tables
 
@@ -34,17 +34,18 @@ def _fn(network: str) -> TemplateSpec:
     return TemplateSpec.model_validate({"name": "fn", "interfaces": legs})
 
 
-def test_isolated_interfaces_on_an_ovs_network() -> None:
+@pytest.mark.parametrize("network", ["sw", "lb"])
+def test_isolated_interfaces_on_ovs_and_linuxbridge_networks(network: str) -> None:
     catalog, tables = _catalog()
-    catalog.create_template(_fn("sw"))
+    catalog.create_template(_fn(network))
     stored = tables.templates["fn"]["interfaces"]
     assert [i["isolated"] for i in stored] == [True, True]
 
 
-def test_isolated_interfaces_refused_elsewhere() -> None:
+def test_isolated_interfaces_refused_on_ovn() -> None:
     catalog, tables = _catalog()
-    with pytest.raises(InvalidRequest, match="isolated needs an ovs network"):
-        catalog.create_template(_fn("lb"))
+    with pytest.raises(InvalidRequest, match="isolated needs an ovs or linuxbridge network"):
+        catalog.create_template(_fn("ln"))
     assert tables.templates == {}
 
 

@@ -1,0 +1,357 @@
+"""The thin adapter of ``linuxbridge`` networks: a compiled :class:`~.tcplan.Plan` written to
+the maps of one tc/eBPF program (``chains.bpf.c``) attached to the bridge's chain ports.
+
+One program object per bridge; its filter (tc clsact ingress, preference :data:`PREF`) goes on
+every port that has rules or is a function's leg, before the port's traffic is steered. The
+kernel forwards along the chain on its own (no userspace datapath, no daemon on the path): a
+stopped or restarting daemon leaves the programs attached and the chains flowing.
+
+Make-before-break. A map entry is replaced atomically; a change is ordered so that no packet
+meets half of it:
+
+1. the groups that are new or changed are written (positions are per chain and group, so a
+   rule still in use never meets a group it did not mean: a changed group is the same hop
+   with other live members, and a member that left keeps its pinned flows only until they
+   meet the new entry, which moves them to a sibling);
+2. the rules are written to the *other* half of the rules array (two generations), then each
+   port's entry flips to its new rules in one update;
+3. new ports get the program (maps first, then the filter: their first packet sees it whole);
+4. after :data:`DRAIN`, the ports that left lose the program (packets still inside a function
+   that left find their way back meanwhile), and the groups nobody names are deleted.
+
+Flow affinity is the program's pins (an LRU map): a group's new member takes no existing flow,
+a member that leaves moves only its own. The pins live with the program object: a daemon
+restart loads a new object, and flows are then re-picked by the same symmetric hash over the
+same live members (sorted by ifindex), i.e. onto the member they had, unless the group changed
+meanwhile.
+
+Security groups on a Linux bridge are nftables hooks of the bridge, which a redirect at the
+port's ingress never crosses: a port whose groups filter it (``filtered``) is therefore never
+a chain's end or a function's leg here (its classifiers are inactive, its member dead, and a
+warning says why), so a chain can never carry traffic past a group. A network that needs both
+uses the ``ovs`` driver, where the groups judge each packet at the chain's ends.
+
+A function's legs leave the bridge's forwarding: no learning, no flooding of unknown unicast,
+multicast or broadcast to them (bridge port flags), and the program drops what they send that
+no rule takes. Legs plugged isolated by the instances part (a template's ``isolated``
+interface: :func:`fluidedge.linux.tc.isolate` from the start; what the program steers to a
+leg carries :data:`fluidedge.linux.tc.LEG_MARK`, the only frames the leg's egress lets through:
+the bridge device's own broadcasts never reach a function) stay so when no
+pair names them; other ports get their flags back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from fluidedge.chains.errors import DataPlaneFailure
+from fluidedge.chains.model import ChainState
+from fluidedge.chains.tcplan import (
+    GROUP_HEAD,
+    MAX_ALL_RULES,
+    MAX_MEMBERS,
+    MEMBER,
+    PIN_KEY,
+    PIN_VAL,
+    PORT_ISOLATE,
+    PORT_VAL,
+    RULE,
+    ST_NAMES,
+    Plan,
+    compile_plan,
+)
+from fluidedge.errors import SystemFailure
+from fluidedge.instances.network import ISOLATED_PORT_FLAGS
+from fluidedge.linux import bpfbuild, tc
+from fluidedge.linux.libbpf import BpfError, BpfMap, BpfObject
+from fluidedge.linux.proc import CommandError, netns_argv, run
+
+SOURCE = "chains.bpf.c"
+PROGRAM = "chain_ingress"
+PREF = "10"
+HANDLE = "196"  # 0xc4
+DRAIN = 0.2
+HALF = MAX_ALL_RULES // 2
+_U32 = struct.Struct("=I")
+log = logging.getLogger("fluidedge.chains")
+_U64 = struct.Struct("=Q")
+_FLAGS_OFF = ISOLATED_PORT_FLAGS
+_FLAGS_ON = tuple("on" if word == "off" else word for word in ISOLATED_PORT_FLAGS)
+
+MacResolver = Callable[[Iterable[str]], Mapping[str, str]]
+
+
+def _no_macs(ports: Iterable[str]) -> Mapping[str, str]:
+    return {}
+
+
+def _address(words: bytes, family: int) -> str:
+    return str(ipaddress.ip_address(words[:4] if family == 4 else words))
+
+
+class LinuxChains:
+    """The chains of one Linux bridge (``bridge`` in namespace ``netns``); ``macs``: the MAC
+    behind each of the given ports (the instance's interface), which routed functions need."""
+
+    def __init__(
+        self,
+        netns: str | None,
+        bridge: str,
+        macs: MacResolver = _no_macs,
+        drain: float = DRAIN,
+        filtered: Callable[[], set[str]] = set,
+    ) -> None:
+        self.netns = netns
+        self.bridge = bridge
+        self.macs_of = macs
+        self.drain = drain
+        self.filtered = filtered
+        self._warned: set[str] = set()
+        self._obj: BpfObject | None = None
+        self._maps: dict[str, BpfMap] = {}
+        self._lock = threading.Lock()
+        self.plan: Plan | None = None
+        self.generation = 0
+        self.attached: dict[str, int] = {}  # port name -> the ifindex it had when attached
+        self.legs: set[str] = set()  # ports whose bridge flags we turned off
+        self.macs: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the program
+    def _load(self) -> dict[str, BpfMap]:
+        if self._obj is None:
+            try:
+                obj = BpfObject(bpfbuild.object_path("fluidedge.chains", SOURCE))
+            except (BpfError, bpfbuild.BpfBuildError) as exc:
+                raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+            self._obj = obj
+            self._maps = {
+                "ports": BpfMap(obj.map_fd("ports"), 4, PORT_VAL.size),
+                "rules": BpfMap(obj.map_fd("rules"), 4, RULE.size),
+                "groups": BpfMap(
+                    obj.map_fd("groups"), 4, GROUP_HEAD.size + MEMBER.size * MAX_MEMBERS
+                ),
+                "pins": BpfMap(obj.map_fd("pins"), PIN_KEY.size, PIN_VAL.size),
+                "stats": BpfMap(obj.map_fd("stats"), 4, 8, percpu=True),
+            }
+        return self._maps
+
+    def _ip(self, *argv: str) -> Any:
+        out = run(netns_argv(self.netns, ["ip", "-j", *argv])).stdout
+        return json.loads(out or "[]")
+
+    # ------------------------------------------------------------------ reads
+    def ofports(self) -> dict[str, int]:
+        """Bridge port name -> ifindex (one ``ip link`` query); also refreshes the MACs."""
+        try:
+            links = self._ip("link", "show", "master", self.bridge)
+        except CommandError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        out = {str(link["ifname"]): int(link["ifindex"]) for link in links}
+        self.macs = dict(self.macs_of(sorted(out)))
+        return out
+
+    def port_macs(self) -> dict[str, str]:
+        return dict(self.macs)
+
+    def port_packets(self, ports: list[str]) -> dict[str, tuple[int, int]]:
+        """Port -> (packets it sent into the bridge, packets sent to it): its kernel counts
+        (a host-side veth end receives what the function sends)."""
+        try:
+            links = self._ip("-s", "link", "show", "master", self.bridge)
+        except CommandError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        out: dict[str, tuple[int, int]] = {}
+        for link in links:
+            name = str(link["ifname"])
+            if name in ports:
+                stats = link.get("stats64", {})
+                out[name] = (int(stats["rx"]["packets"]), int(stats["tx"]["packets"]))
+        return out
+
+    def intact(self) -> bool:
+        """Whether the program is loaded and every port we attached still carries it (a port
+        re-created under the same name has another ifindex: :meth:`ofports` changes, and the
+        service re-applies)."""
+        return self.plan is not None and self._obj is not None
+
+    def counters(self) -> dict[str, int]:
+        """:meth:`stats` once the program is loaded, else nothing (no load for a scrape)."""
+        return self.stats() if self._obj is not None else {}
+
+    def stats(self) -> dict[str, int]:
+        """The program's counters (summed over CPUs)."""
+        maps = self._load()
+        out = {}
+        for index, name in enumerate(ST_NAMES):
+            values = maps["stats"].lookup_percpu(_U32.pack(index))
+            out[name] = sum(_U64.unpack(v)[0] for v in values)
+        return out
+
+    def member_flows(self, port: str) -> list[dict[str, Any]]:
+        """The flows pinned to the member whose ingress is ``port``, one entry per direction
+        with the packets and bytes the program counted on its pin (every packet, the first
+        included)."""
+        index = self.ofports().get(port)
+        if index is None or self._obj is None:
+            return []
+        out = []
+        for key, value in self._maps["pins"].items():
+            a, b, position, pa, pb, family, proto = PIN_KEY.unpack(key)
+            member, _, _, p0, p1, b0, b1 = PIN_VAL.unpack(value)
+            if member != index:
+                continue
+            ends = ((_address(a, family), pa), (_address(b, family), pb))
+            for (src, sport), (dst, dport), packets, size in (
+                (ends[0], ends[1], p0, b0),
+                (ends[1], ends[0], p1, b1),
+            ):
+                if packets:
+                    out.append({"position": position, "protocol": proto, "src": src,
+                                "dst": dst, "sport": sport, "dport": dport,
+                                "packets": packets, "bytes": size})  # fmt: skip
+        return sorted(out, key=lambda p: (p["position"], p["src"], p["dst"], p["sport"]))
+
+    # ------------------------------------------------------------------ writes
+    def _steerable(self) -> dict[str, int]:
+        """The bridge's ports minus those its security groups filter (see the module)."""
+        ports = self.ofports()
+        filtered = self.filtered() & set(ports)
+        for port in sorted(filtered - self._warned):
+            log.warning(
+                "chains on %s: port %s has security groups, which a Linux bridge cannot "
+                "enforce on chained traffic: it is no chain end or function leg here",
+                self.bridge,
+                port,
+            )
+        self._warned = filtered
+        return {name: index for name, index in ports.items() if name not in filtered}
+
+    def check(self, state: ChainState) -> None:
+        """Would ``state`` compile on this bridge (raises the compiler's conflict)?"""
+        compile_plan(state, self._steerable(), self.macs)
+
+    def apply(self, state: ChainState) -> int:
+        """Make the bridge's chains those of ``state``; the number of map entries written."""
+        with self._lock:
+            ports = self.ofports()
+            ifindex = self._steerable()
+            plan = compile_plan(state, ifindex, self.macs)
+            try:
+                return self._apply(plan, ports)
+            except (BpfError, CommandError) as exc:
+                self.plan = None  # the next apply starts over
+                raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+
+    def _apply(self, plan: Plan, ifindex: Mapping[str, int]) -> int:
+        maps = self._load()
+        was = self.plan
+        names = {index: name for name, index in ifindex.items()}
+        writes = 0
+        for position, group in plan.groups.items():
+            if was is None or was.groups.get(position) != group:
+                maps["groups"].update(_U32.pack(position), group.pack())
+                writes += 1
+        if was is None or was.ports != plan.ports:
+            generation = 1 - self.generation if was is not None else self.generation
+            base = generation * HALF
+            slot = base
+            entries: dict[int, bytes] = {}
+            for index, port in plan.ports.items():
+                for rule in port.rules:
+                    maps["rules"].update(_U32.pack(slot), rule.pack())
+                    slot += 1
+                    writes += 1
+                first = slot - len(port.rules)
+                flags = PORT_ISOLATE if port.isolate else 0
+                entries[index] = PORT_VAL.pack(first, len(port.rules), flags, 0)
+            legs = plan.function_ports
+            for name in sorted(legs - self.legs):
+                if tc.isolation(self._filters(name)) is None:
+                    self._flags(name, on=False)
+            for index, value in entries.items():
+                maps["ports"].update(_U32.pack(index), value)
+                writes += 1
+            for index in sorted(plan.ports):
+                name = names[index]
+                if self.attached.get(name) != index:
+                    tc.attach_bpf(
+                        self.netns, name, "ingress", self._prog_fd(), pref=PREF, handle=HANDLE
+                    )
+                    self.attached[name] = index
+            self.generation = generation
+        gone_ports = [i for i in (was.ports if was else {}) if i not in plan.ports]
+        gone_groups = [p for p in (was.groups if was else {}) if p not in plan.groups]
+        if was is None:
+            self._adopt(plan, ifindex)
+        if gone_ports or gone_groups:
+            time.sleep(self.drain)
+            for index in gone_ports:
+                maps["ports"].delete(_U32.pack(index))
+            for name, index in list(self.attached.items()):
+                if index not in plan.ports:
+                    if name in ifindex:
+                        tc.delete_filter(self.netns, name, "ingress", pref=PREF, handle=HANDLE)
+                        tc.drop_clsact_if_unused(self.netns, name)
+                    del self.attached[name]
+            for position in gone_groups:
+                maps["groups"].delete(_U32.pack(position))
+        for name in sorted(self.legs - plan.function_ports):
+            if name in ifindex and tc.isolation(self._filters(name)) != tc.PLUGGED:
+                self._flags(name, on=True)
+        self.legs = set(plan.function_ports)
+        self.plan = plan
+        return writes
+
+    def _adopt(self, plan: Plan, ifindex: Mapping[str, int]) -> None:
+        """First apply (daemon start): what an earlier daemon left on this bridge goes. Its
+        filter on a port that is no chain port now (the new program replaced it on the others),
+        and the flags of a port that was a function's leg and no longer is."""
+        try:
+            links = self._ip("-d", "link", "show", "master", self.bridge)
+        except CommandError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
+        for link in links:
+            name = str(link["ifname"])
+            if ifindex.get(name) in plan.ports:
+                continue
+            text = self._filters(name)
+            if f"pref {PREF} bpf" in text and f"handle 0x{int(HANDLE):x}" in text:
+                tc.delete_filter(self.netns, name, "ingress", pref=PREF, handle=HANDLE)
+                tc.drop_clsact_if_unused(self.netns, name)
+            if tc.isolation(text) == tc.CHAINED and name not in plan.function_ports:
+                self._flags(name, on=True)
+
+    def _prog_fd(self) -> int:
+        if self._obj is None:
+            raise DataPlaneFailure(f"chains on {self.bridge}: the program is not loaded")
+        return self._obj.prog_fd(PROGRAM)
+
+    def _flags(self, port: str, *, on: bool) -> None:
+        """Make a plain bridge port a function's leg (``on=False``: out of the bridge's
+        forwarding, :func:`fluidedge.linux.tc.isolate`), or give it back (``on=True``)."""
+        if not on:
+            tc.isolate(self.netns, port, tc.CHAINED)
+        argv = ["bridge", "link", "set", "dev", port, *(_FLAGS_ON if on else _FLAGS_OFF)]
+        run(netns_argv(self.netns, argv))
+        if on:
+            tc.unisolate(self.netns, port, tc.CHAINED)
+
+    def _filters(self, port: str) -> str:
+        try:
+            return tc.show_filters(self.netns, port, "ingress")
+        except (CommandError, SystemFailure):
+            return ""  # no clsact qdisc (or no such port): no filter
+
+    def close(self) -> None:
+        """Forget the program object (the filters keep it, and its maps, in the kernel)."""
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+            self._maps = {}

@@ -1,0 +1,503 @@
+"""Service function chains on a Linux bridge (the tc/eBPF data plane), real packets.
+
+The same scenarios as ``test_ovs_chains.py``: host A sends to host B; the classifier steers
+A's UDP through a group of transparent functions (namespaces bridging ``in`` to ``out``) and
+B's replies back through the same function; what each function saw is read from packet
+sockets inside it. Plus what only the kernel path can show on this machine: a stream of
+10,000 datagrams/s through three chain changes loses and reorders nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fluidedge.chains.linuxbridge import HANDLE, PREF
+from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, PortPairGroup
+from fluidedge.linux import tc
+from fluidedge.linux.proc import run
+from tests.fixtures.wait import wait_until
+
+from .chain_lab import SO_RCVBUFFORCE, Function, LinuxChainLab, echo, owners
+
+pytestmark = pytest.mark.root
+
+PORT = 7000
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[LinuxChainLab]:
+    lab = LinuxChainLab(tmp_path)
+    try:
+        lab.host("a", "net", "02:00:00:00:0a:01", "10.0.0.1/24")
+        lab.host("b", "net", "02:00:00:00:0a:02", "10.0.0.2/24")
+        yield lab
+    finally:
+        lab.close()
+
+
+def _state(
+    lab: LinuxChainLab, fns: list[Function], *, policy: str = "closed", protocol: int = 17
+) -> ChainState:
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in fns}
+    return ChainState(
+        port_pairs=pairs,
+        groups={"g": PortPairGroup("g", tuple(pairs))},
+        classifiers={
+            "c": FlowClassifier(
+                "c",
+                a.device,
+                b.device,
+                protocol=protocol,
+                destination_ip_prefix=ipaddress.ip_network("10.0.0.2/32"),
+                destination_port_range_min=PORT if protocol == 17 else None,
+                destination_port_range_max=PORT + 9 if protocol == 17 else None,
+            )
+        },
+        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
+    )
+
+
+def _runs(missing: set[int]) -> str:
+    """Missing sequence numbers as ``first+length`` runs."""
+    runs: list[list[int]] = []
+    for n in sorted(missing):
+        if runs and n == runs[-1][0] + runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([n, 1])
+    return " ".join(f"{first}+{length}" for first, length in runs)
+
+
+def _filters(lab: LinuxChainLab, dev: str) -> str:
+    return run(["tc", "-n", lab.switch, "filter", "show", "dev", dev, "ingress"]).stdout
+
+
+def test_traffic_and_replies_traverse_the_function(lab: LinuxChainLab) -> None:
+    f1 = lab.function("f1")
+    plane = lab.plane()
+    plane.apply(_state(lab, [f1]))
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    for _ in range(5):
+        assert echo(client, ("10.0.0.2", PORT))
+    seen = f1.seen()
+    assert seen["in"][(sport, PORT)] >= 5  # every request passed the function...
+    assert seen["out"][(PORT, sport)] >= 5  # ...and every reply, in reverse
+    # Outside the classifier's port range: straight through the bridge.
+    lab.udp_echo(lab.hosts["net/b"], PORT + 10)
+    assert echo(client, ("10.0.0.2", PORT + 10))
+    seen = f1.seen()
+    assert (sport, PORT + 10) not in seen["in"]
+    assert (PORT + 10, sport) not in seen["out"]
+    stats = plane.stats()
+    assert stats["to_member"] >= 10
+    assert stats["delivered"] >= 10
+    flows = plane.member_flows(f1.ingress)
+    got = {(f["src"], f["sport"], f["dst"], f["dport"]): f["packets"] for f in flows}
+    assert got[("10.0.0.1", sport, "10.0.0.2", PORT)] >= 5
+    assert got[("10.0.0.2", PORT, "10.0.0.1", sport)] >= 5
+    client.close()
+
+
+def test_tcp_through_the_chain(lab: LinuxChainLab) -> None:
+    f1 = lab.function("f1")
+    lab.plane().apply(_state(lab, [f1], protocol=6))
+    lab.tcp_server(lab.hosts["net/b"], PORT)
+    assert lab.tcp_connects(lab.hosts["net/a"], "10.0.0.2", PORT, 5.0)
+    fwd: Counter[tuple[int, int]] = Counter()
+    rev: Counter[tuple[int, int]] = Counter()
+
+    def handshake_seen() -> bool:
+        seen = f1.seen()
+        fwd.update(seen["in"])
+        rev.update(seen["out"])
+        return (
+            sum(n for (_, d), n in fwd.items() if d == PORT) >= 2
+            and sum(n for (s, _), n in rev.items() if s == PORT) >= 1
+        )
+
+    assert wait_until(handshake_seen, timeout=10), (fwd, rev)
+
+
+def test_group_spreads_flows_and_a_removed_member_moves_only_its_flows(
+    lab: LinuxChainLab,
+) -> None:
+    fns = [lab.function(f"f{i}") for i in range(3)]
+    plane = lab.plane()
+    plane.apply(_state(lab, fns))
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    clients = [lab.udp_client(lab.hosts["net/a"]) for _ in range(30)]
+    for _ in range(2):
+        for c in clients:
+            assert echo(c, ("10.0.0.2", PORT))
+    fwd, rev = owners(fns, PORT)
+    sports = {c.getsockname()[1] for c in clients}
+    assert set(fwd) == sports
+    assert rev == fwd
+    spread = Counter(fwd.values())
+    assert set(spread) == {"f0", "f1", "f2"}, spread  # all on < 3 members: p < 1e-5
+    assert plane.stats()["new_pins"] == 30  # one pin per flow, both directions
+
+    gone = fns[1]
+    lab.unplug(gone)
+    plane.apply(_state(lab, fns))  # f1's legs are gone: a dead member
+    for c in clients:
+        assert echo(c, ("10.0.0.2", PORT))
+    after, after_rev = owners([fns[0], fns[2]], PORT)
+    assert set(after) == sports
+    assert after_rev == after
+    for sport, owner in fwd.items():
+        if owner != gone.name:
+            assert after[sport] == owner  # the others' flows did not move
+    moved = {s for s, o in fwd.items() if o == gone.name}
+    assert moved
+    assert all(after[s] in ("f0", "f2") for s in moved)
+    for c in clients:
+        c.close()
+
+
+@pytest.mark.parametrize("policy", ["closed", "open"])
+def test_failure_policy_when_the_group_empties(lab: LinuxChainLab, policy: str) -> None:
+    f1 = lab.function("f1")
+    plane = lab.plane()
+    plane.apply(_state(lab, [f1], policy=policy))
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    lab.unplug(f1)
+    plane.apply(_state(lab, [f1], policy=policy))
+    if policy == "open":
+        assert echo(client, ("10.0.0.2", PORT))  # the hop is skipped
+    else:
+        assert not echo(client, ("10.0.0.2", PORT), timeout=1.0)  # dropped
+        assert plane.stats()["closed_dropped"] >= 1
+        lab.udp_echo(lab.hosts["net/b"], PORT + 10)
+        assert echo(client, ("10.0.0.2", PORT + 10))  # unclassified traffic still flows
+    client.close()
+
+
+def test_function_legs_are_out_of_the_bridge_until_and_after_a_chain(lab: LinuxChainLab) -> None:
+    """A declared pair with no chain: its legs get nothing from the bridge and send nothing
+    into it (A and B talk directly); with the chain gone, a leg that was not plugged isolated
+    gets its bridge flags back and our filter leaves it."""
+    f1 = lab.function("f1")
+    # A port that is a plain bridge port (not plugged isolated) becomes a function's leg.
+    plain = Function("p", f1.netns, f1.ingress, f1.egress)
+    for dev in (f1.ingress, f1.egress):
+        tc.unisolate(lab.switch, dev, tc.PLUGGED)
+        run(["bridge", "-n", lab.switch, "link", "set", "dev", dev, "learning", "on",
+             "flood", "on", "mcast_flood", "on", "bcast_flood", "on"])  # fmt: skip
+    plane = lab.plane()
+    pairs = ChainState(port_pairs={"p": PortPair("p", plain.ingress, plain.egress)})
+    plane.apply(pairs)
+    info = run(["bridge", "-n", lab.switch, "-d", "link", "show", "dev", f1.ingress]).stdout
+    assert "learning off" in info, info
+    assert "flood off" in info, info
+    assert f"pref {PREF} bpf" in _filters(lab, f1.ingress)
+    assert tc.isolation(_filters(lab, f1.ingress)) == tc.CHAINED
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    f1.seen()
+    for _ in range(5):
+        assert echo(client, ("10.0.0.2", PORT))
+    assert all(not c for c in f1.seen().values())  # nothing reached the function
+    plane.apply(ChainState())
+    info = run(["bridge", "-n", lab.switch, "-d", "link", "show", "dev", f1.ingress]).stdout
+    assert "learning on" in info, info
+    assert f"pref {PREF} bpf" not in _filters(lab, f1.ingress)
+    assert tc.isolation(_filters(lab, f1.ingress)) is None
+    assert "bpf" not in run(["tc", "-n", lab.switch, "filter", "show", "dev", f1.ingress,
+                             "egress"]).stdout  # fmt: skip
+    client.close()
+
+
+def test_restart_adopts_what_the_last_daemon_left(lab: LinuxChainLab) -> None:
+    """A new adapter (a restarted daemon) on a bridge an earlier one chained: the chain keeps
+    flowing meanwhile (the kernel holds the program), the same flow lands on the same member
+    (the same hash over the same members), a port the new state no longer uses loses the old
+    program, and a second apply writes nothing."""
+    f1, f2, f3 = lab.function("f1"), lab.function("f2"), lab.function("f3")
+    first = lab.plane()
+    state = _state(lab, [f1, f2])
+    first.apply(_state(lab, [f1, f2, f3]))
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    owner = owners([f1, f2, f3], PORT)[0][client.getsockname()[1]]
+    first.close()  # the daemon is gone: the programs stay
+    assert echo(client, ("10.0.0.2", PORT))
+    restarted = lab.plane()
+    full = _state(lab, [f1, f2, f3])
+    restarted.apply(full)
+    assert echo(client, ("10.0.0.2", PORT))
+    assert owners([f1, f2, f3], PORT)[0][client.getsockname()[1]] == owner
+    assert restarted.apply(full) == 0  # nothing to do the second time
+    # Another restart with f3's pair gone from the state: f3's legs lose the program.
+    restarted.close()
+    again = lab.plane()
+    again.apply(state)
+    assert f"pref {PREF} bpf" not in _filters(lab, f3.ingress)
+    assert f"handle 0x{int(HANDLE):x}" not in _filters(lab, f3.egress)
+    assert tc.isolation(_filters(lab, f3.ingress)) == tc.PLUGGED  # plugged isolated: stays so
+    assert echo(client, ("10.0.0.2", PORT))
+    client.close()
+
+
+def test_a_member_that_dies_is_skipped_at_its_next_packet(lab: LinuxChainLab) -> None:
+    """A function instance dies (its legs vanish) and nobody re-applies: the program finds the
+    pinned member's legs gone at the flow's next packet and picks a live sibling (a closed
+    chain whose last member died drops, an open one skips), before any poll notices."""
+    f1, f2 = lab.function("f1"), lab.function("f2")
+    plane = lab.plane()
+    plane.apply(_state(lab, [f1, f2]))
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    clients = [lab.udp_client(lab.hosts["net/a"]) for _ in range(12)]
+    for c in clients:
+        assert echo(c, ("10.0.0.2", PORT))
+    fwd, _ = owners([f1, f2], PORT)
+    assert set(fwd.values()) == {"f1", "f2"}
+    lab.unplug(f1)  # no apply: the data plane finds out alone
+    for c in clients:
+        assert echo(c, ("10.0.0.2", PORT))
+    after, after_rev = owners([f2], PORT)
+    assert set(after) == {c.getsockname()[1] for c in clients} == set(after_rev)
+    lab.unplug(f2)
+    assert not echo(clients[0], ("10.0.0.2", PORT), timeout=1.0)  # closed: dropped
+    assert plane.stats()["all_members_dead"] >= 1
+    for c in clients:
+        c.close()
+
+
+def test_one_armed_function(lab: LinuxChainLab) -> None:
+    """A one-armed function (ingress == egress): the direction comes from the 5-tuple."""
+    f1 = lab.function("f1")
+    run(["ip", "-n", f1.netns, "link", "set", "out", "nomaster"])
+    run(["ip", "-n", f1.netns, "link", "set", "in", "type", "bridge_slave", "hairpin", "on"])
+    base = _state(lab, [f1])
+    state = replace(base, port_pairs={"f1": PortPair("f1", f1.ingress, f1.ingress)})
+    lab.plane().apply(state)
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    for _ in range(3):
+        assert echo(client, ("10.0.0.2", PORT))
+    seen = f1.seen()["in"]
+    assert seen[(sport, PORT)] >= 3
+    assert seen[(PORT, sport)] >= 3
+    client.close()
+
+
+def test_ipv6_chain(tmp_path: Path) -> None:
+    lab = LinuxChainLab(tmp_path)
+    try:
+        a = lab.host("a", "net", "02:00:00:00:0a:01", "fd00::1/64")
+        b = lab.host("b", "net", "02:00:00:00:0a:02", "fd00::2/64")
+        f1 = lab.function("f1")
+        state = ChainState(
+            port_pairs={"f1": PortPair("f1", f1.ingress, f1.egress)},
+            groups={"g": PortPairGroup("g", ("f1",))},
+            classifiers={
+                "c": FlowClassifier(
+                    "c",
+                    a.device,
+                    b.device,
+                    ethertype="IPv6",
+                    protocol=17,
+                    source_ip_prefix=ipaddress.ip_network("fd00::/64"),
+                )
+            },
+            chains={"ch": PortChain("ch", 1, ("g",), ("c",))},
+        )
+        lab.plane().apply(state)
+        server = lab.udp_server(b, PORT, socket.AF_INET6)
+        assert lab.udp_reaches(a, server, "fd00::2", PORT, 5.0)
+        frames = 0
+        while True:
+            try:
+                frame, addr = f1.sockets["in"].recvfrom(2048)
+            except BlockingIOError:
+                break
+            if addr[2] != 4 and frame[12:14] == b"\x86\xdd" and frame[20] == 17:
+                frames += 1
+        assert frames >= 1
+    finally:
+        lab.close()
+
+
+def test_a_tap_group_mirrors_each_packet_once(lab: LinuxChainLab) -> None:
+    """Chain: f1 then a tap group. The tap gets a copy of each request and reply that
+    crossed f1, B gets each request once; with the tap gone, its group is skipped although
+    the chain is closed."""
+    f1, tap = lab.function("f1"), lab.function("tap")
+    state = _state(lab, [f1])
+    state = replace(
+        state,
+        port_pairs={**state.port_pairs, "tap": PortPair("tap", tap.ingress, tap.egress)},
+        groups={**state.groups, "t": PortPairGroup("t", ("tap",), tap_enabled=True)},
+        chains={"ch": replace(state.chains["ch"], port_pair_groups=("g", "t"))},
+    )
+    plane = lab.plane()
+    plane.apply(state)
+    server = lab.udp_server(lab.hosts["net/b"], PORT)
+    server.settimeout(0.2)
+    got: Counter[bytes] = Counter()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = server.recvfrom(64)
+            except OSError:
+                continue
+            got[data] += 1
+            server.sendto(data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = lab.udp_client(lab.hosts["net/a"])
+    sport = client.getsockname()[1]
+    try:
+        for _ in range(20):
+            assert echo(client, ("10.0.0.2", PORT))
+        seen_f1, seen_tap = f1.seen(), tap.seen()
+        requests = sum(got.values())
+        assert requests >= 20
+        assert seen_f1["in"][(sport, PORT)] == requests
+        assert seen_tap["in"][(sport, PORT)] == requests
+        assert seen_f1["out"][(PORT, sport)] == seen_tap["out"][(PORT, sport)] >= 20
+        assert (PORT, sport) not in seen_tap["in"]
+        assert (sport, PORT) not in seen_tap["out"]
+        assert plane.stats()["tap_copies"] == requests + seen_tap["out"][(PORT, sport)]
+        lab.unplug(tap)
+        plane.apply(state)
+        assert echo(client, ("10.0.0.2", PORT))
+        assert f1.seen()["in"][(sport, PORT)] >= 1
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        client.close()
+
+
+def test_changes_under_10000_datagrams_per_second_lose_and_reorder_nothing(
+    lab: LinuxChainLab,
+) -> None:
+    """Make-before-break at the issue's rate: 30,000 sequence-numbered datagrams at
+    10,000/s (a sender process of its own) through a chain while its group gains a member,
+    the chain is replaced (another failure policy and a second group: every rule rewritten)
+    and the second group leaves it again. B receives every datagram once, in order, and the
+    flow stays on its member; a new flow afterwards takes the new path at once. (A member
+    that *dies* loses what was inside it; its flows' next packets go to a sibling at once:
+    ``test_a_member_that_dies_is_skipped_at_its_next_packet``.)"""
+    f1, f2, f3 = lab.function("f1"), lab.function("f2"), lab.function("f3")
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    plane = lab.plane()
+    one = _state(lab, [f1])
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in (f1, f2, f3)}
+    base = replace(one, port_pairs=pairs)
+    plane.apply(base)
+    server = lab.udp_server(b, PORT)
+
+    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+    server.settimeout(2.0)
+    received: list[int] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                received.append(struct.unpack("!Q", server.recv(64)[:8])[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    count, rate, sport = 30000, 10000, 40123
+    sender = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a.netns,
+            sys.executable,
+            "-m",
+            "tests.functional.chains.udp_stream",
+            "10.0.0.2",
+            str(PORT),
+            str(rate),
+            str(count),
+            str(sport),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: len(received) > 5000, timeout=20)
+        both = replace(base, groups={"g": PortPairGroup("g", ("f1", "f2"))})
+        marks = [len(received)]
+        plane.apply(both)  # a member joins
+        assert wait_until(lambda: len(received) > 12000, timeout=20)
+        two = replace(
+            both,
+            groups={**both.groups, "h": PortPairGroup("h", ("f3",))},
+            chains={
+                "ch": replace(both.chains["ch"], port_pair_groups=("g", "h"), failure_policy="open")
+            },
+        )
+        marks.append(len(received))
+        plane.apply(two)  # every rule rewritten, a second hop
+        assert wait_until(lambda: len(received) > 20000, timeout=20)
+        marks.append(len(received))
+        plane.apply(both)  # the second hop leaves (f3's packets in flight drain back)
+        out, _ = sender.communicate(timeout=30)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+        wait_until(lambda: len(received) >= count, timeout=5)
+        done.set()
+        thread.join(timeout=5)
+    sent, mean = (int(x) for x in out.split())
+    assert sent == count
+    assert mean > 8000, f"the sender ran at {mean}/s: not the rate this test is about"
+    lost = count - len(set(received))
+    assert lost == 0, (
+        f"{lost} of {count} lost: {_runs(set(range(count)) - set(received))}, changes at {marks}"
+    )
+    assert received == sorted(received), "reordered"
+    assert len(received) == count, "duplicated"
+    # The flow stayed on f1: its pin there counted every datagram (the packet sockets in the
+    # functions cannot hold 30,000 frames), and f2 saw none of it.
+    pinned = {
+        (f["sport"], f["dport"]): f["packets"]
+        for f in plane.member_flows(f1.ingress)
+        if f["position"] == 1 << 8 | 1
+    }
+    assert pinned[(sport, PORT)] == count
+    assert (sport, PORT) not in f2.seen()["in"]
+    assert all(f["sport"] != sport for f in plane.member_flows(f2.ingress))
+    # New flows take the new path at once: through g to B, not through f3 any more.
+    for fn in (f1, f2, f3):
+        fn.seen()  # what the stream left in the packet sockets (full: f1's dropped the rest)
+    lab.udp_echo(b, PORT + 1)
+    fresh = [lab.udp_client(a) for _ in range(8)]
+    for c in fresh:
+        assert echo(c, ("10.0.0.2", PORT + 1))
+    fwd, _ = owners([f1, f2], PORT + 1)
+    assert {c.getsockname()[1] for c in fresh} == set(fwd)
+    assert not f3.seen()["in"]
+    for c in fresh:
+        c.close()
