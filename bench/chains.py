@@ -80,6 +80,7 @@ from fluidedge.chains.model import (  # noqa: E402
     PortPairGroup,
 )
 from fluidedge.chains.ovs import OvsChains  # noqa: E402
+from fluidedge.linux import tc  # noqa: E402
 
 Plane = OvsChains | LinuxChains
 
@@ -261,6 +262,9 @@ def run_driver(args: argparse.Namespace, driver: str) -> dict[str, float]:
         if not args.only_stream:
             found = measure(args, lab, a, fns, plane)
         make_before_break(args, lab, fns, plane)
+        if isinstance(lab, LinuxChainLab) and not args.only_stream:
+            plane.apply(state(lab, []))
+            nft_alternative(args, lab, a, fns, found)
     finally:
         if echo is not None:
             echo.kill()
@@ -268,6 +272,57 @@ def run_driver(args: argparse.Namespace, driver: str) -> dict[str, float]:
         lab.close()
         shutil.rmtree(workdir, ignore_errors=True)
     return found
+
+
+def nft_table(lab: ChainLab, fns: list[Function]) -> str:
+    """The alternative on a Linux bridge: nftables ``netdev`` ingress chains forwarding UDP
+    hop by hop (``fwd to``), one member per hop, no spreading or pins: the floor of what an
+    nftables chain forwarder costs (a real one would add jhash maps and dynamic sets)."""
+    a, b = lab.hosts["net/a"].device, lab.hosts["net/b"].device
+    fwd = [a, *[x for f in fns for x in (f.ingress, f.egress)], b]
+    lines = ["table netdev fechainalt {"]
+    mark = "meta mark set 0xc4a1c4a1 "  # an isolated leg's egress passes marked frames only
+    for k in range(0, len(fwd), 2):
+        src, dst = fwd[k], fwd[k + 1]
+        lines += [
+            f'  chain f{k} {{ type filter hook ingress device "{src}" priority 0;',
+            f'    udp dport {PORT} {mark if dst != b else ""}fwd to "{dst}" }}',
+            f'  chain r{k} {{ type filter hook ingress device "{dst}" priority 0;',
+            f'    udp sport {PORT} {mark if src != a else ""}fwd to "{src}" }}',
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_alternative(
+    args: argparse.Namespace, lab: ChainLab, a: Any, fns: list[Function], found: dict[str, float]
+) -> None:
+    """The same round trips with nftables ``fwd`` instead of the program (its ratio to the
+    program's, same invocation): the measurement behind the choice of tc/eBPF."""
+    for fn in fns:
+        for dev in (fn.ingress, fn.egress):  # the legs' drop-all tc filter runs before netdev
+            tc.unisolate(lab.switch, dev, tc.PLUGGED)
+    client = lab.udp_client(a)
+    os.sched_setaffinity(0, {args.cpu})
+    try:
+        for n in (1, 3):
+            nft = ["ip", "netns", "exec", lab.switch, "nft"]
+            subprocess.run([*nft, "-f", "-"], input=nft_table(lab, fns[:n]), text=True, check=True)
+            got = rtts(client, args.samples)
+            subprocess.run([*nft, "delete", "table", "netdev", "fechainalt"], check=True)
+            p50, p99 = pct(got, 50), pct(got, 99)
+            hop = (p50 - found["direct p50"]) / (2 * n)
+            print(
+                f"nft fwd {n} function{'s' if n > 1 else ' '}  p50 {p50:8.1f} us  p99 {p99:8.1f} us"
+                f"  added per hop p50 {hop:5.1f} us (tc/eBPF's: "
+                f"{found['hop p50' if n == 3 else 'hop1 p50']:.1f} us)"
+            )
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        client.close()
+        for fn in fns:
+            for dev in (fn.ingress, fn.egress):
+                tc.isolate(lab.switch, dev)
 
 
 def measure(
@@ -290,6 +345,7 @@ def measure(
     found["direct p50"] = base50
     found["3 functions p50"] = pct(results[3], 50)
     found["hop p50"] = (found["3 functions p50"] - base50) / 6
+    found["hop1 p50"] = (pct(results[1], 50) - base50) / 2
     print(f"round trip direct       p50 {base50:8.1f} us  p99 {base99:8.1f} us", end="")
     print(f"  (n={args.samples})")
     for n in (1, 3):

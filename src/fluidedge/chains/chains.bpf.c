@@ -34,6 +34,7 @@
 #define REV 2
 #define PORT_ISOLATE 1
 #define IPPROTO_SCTP_ 132
+#define MAX_EXT 4	   /* IPv6 extension headers skipped to find the transport */
 /* fluidedge.linux.tc.LEG_MARK: a function's leg lets through (egress) only frames so marked */
 #define LEG_MARK 0xC4A1C4A1
 
@@ -116,10 +117,33 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
 			return -1;
 		f->family = 6;
-		f->proto = ip6.nexthdr;
 		__builtin_memcpy(f->src, &ip6.saddr, 16);
 		__builtin_memcpy(f->dst, &ip6.daddr, 16);
 		l4 = ETH_HLEN + sizeof(ip6);
+		__u8 next = ip6.nexthdr;
+		/* The extension headers before the transport (RFC 8200 §4), at most MAX_EXT: the
+		 * protocol is the header after them; a later fragment has no ports. */
+		for (int i = 0; i < MAX_EXT; i++) {
+			__u8 ext[4];
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+			    next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT && next != IPPROTO_AH)
+				break;
+			if (bpf_skb_load_bytes(skb, l4, ext, sizeof(ext)) < 0)
+				return -1;
+			if (next == IPPROTO_FRAGMENT) {
+				if ((ext[2] << 8 | ext[3]) & 0xFFF8) {
+					f->proto = ext[0];
+					return 0; /* a later fragment: no ports */
+				}
+				l4 += 8;
+			} else if (next == IPPROTO_AH) {
+				l4 += (ext[1] + 2) * 4;
+			} else {
+				l4 += (ext[1] + 1) * 8;
+			}
+			next = ext[0];
+		}
+		f->proto = next;
 	} else {
 		return 1;
 	}

@@ -225,6 +225,25 @@ def test_function_legs_are_out_of_the_bridge_until_and_after_a_chain(lab: LinuxC
     client.close()
 
 
+def test_a_program_removed_by_hand_is_noticed_and_put_back(lab: LinuxChainLab) -> None:
+    f1 = lab.function("f1")
+    plane = lab.plane()
+    state = _state(lab, [f1])
+    plane.apply(state)
+    assert plane.intact()
+    a = lab.hosts["net/a"].device
+    run(["tc", "-n", lab.switch, "qdisc", "del", "dev", a, "clsact"])  # another tool's doing
+    assert not plane.intact()
+    assert plane.apply(state) > 0  # started over: maps rewritten, the program re-attached
+    assert plane.intact()
+    assert f"pref {PREF} bpf" in _filters(lab, a)
+    lab.udp_echo(lab.hosts["net/b"], PORT)
+    client = lab.udp_client(lab.hosts["net/a"])
+    assert echo(client, ("10.0.0.2", PORT))
+    assert f1.seen()["in"][(client.getsockname()[1], PORT)] >= 1
+    client.close()
+
+
 def test_restart_adopts_what_the_last_daemon_left(lab: LinuxChainLab) -> None:
     """A new adapter (a restarted daemon) on a bridge an earlier one chained: the chain keeps
     flowing meanwhile (the kernel holds the program), the same flow lands on the same member

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import (
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
 from scapy.layers.l2 import Ether
 
 from fluidedge.chains.linuxbridge import LinuxChains
@@ -94,6 +100,21 @@ def test_ipv6_prefixes_and_ports(plane: LinuxChains) -> None:
     other = Ether() / IPv6(src="fd01::1", dst="fd00::2") / UDP(sport=40000, dport=1)
     assert _run(plane, bytes(other)) == TC_ACT_OK
     assert _run(plane, _udp()) == TC_ACT_OK  # IPv4: another family
+    # Extension headers before the transport (hop-by-hop, routing, a first fragment): the
+    # ports are found after them; a later fragment has none.
+    base = IPv6(src="fd00::1", dst="fd01::2")
+    udp = UDP(sport=40000, dport=1) / (b"x" * 16)
+    for ext in (
+        IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(),
+        IPv6ExtHdrDestOpt(),
+        IPv6ExtHdrFragment(offset=0, m=1),
+    ):
+        assert _run(plane, bytes(Ether() / base / ext / udp)) == TC_ACT_REDIRECT, ext
+    later = Ether() / base / IPv6ExtHdrFragment(offset=8, nh=17) / (b"y" * 16)
+    assert _run(plane, bytes(later)) == TC_ACT_OK
+    # Past MAX_EXT extension headers the protocol is not UDP: not this classifier's.
+    deep = IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
+    assert _run(plane, bytes(Ether() / base / deep / IPv6ExtHdrDestOpt() / udp)) == TC_ACT_OK
 
 
 def test_malformed_frames_are_counted_and_never_steered(plane: LinuxChains) -> None:
