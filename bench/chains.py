@@ -263,7 +263,7 @@ def run_driver(args: argparse.Namespace, driver: str) -> dict[str, float]:
             found = measure(args, lab, a, fns, plane)
         make_before_break(args, lab, fns, plane)
         if isinstance(lab, LinuxChainLab) and not args.only_stream:
-            plane.apply(state(lab, []))
+            plane.apply(ChainState())  # no program on any port: nftables alone steers
             nft_alternative(args, lab, a, fns, found)
     finally:
         if echo is not None:
@@ -274,7 +274,7 @@ def run_driver(args: argparse.Namespace, driver: str) -> dict[str, float]:
     return found
 
 
-def nft_table(lab: ChainLab, fns: list[Function]) -> str:
+def nft_table(lab: ChainLab, fns: list[Function], port: int = PORT) -> str:
     """The alternative on a Linux bridge: nftables ``netdev`` ingress chains forwarding UDP
     hop by hop (``fwd to``), one member per hop, no spreading or pins: the floor of what an
     nftables chain forwarder costs (a real one would add jhash maps and dynamic sets)."""
@@ -286,9 +286,11 @@ def nft_table(lab: ChainLab, fns: list[Function]) -> str:
         src, dst = fwd[k], fwd[k + 1]
         lines += [
             f'  chain f{k} {{ type filter hook ingress device "{src}" priority 0;',
-            f'    udp dport {PORT} {mark if dst != b else ""}fwd to "{dst}" }}',
+            f'    udp dport {port} {mark if dst != b else ""}fwd to "{dst}"',
+            "  }",
             f'  chain r{k} {{ type filter hook ingress device "{dst}" priority 0;',
-            f'    udp sport {PORT} {mark if src != a else ""}fwd to "{src}" }}',
+            f'    udp sport {port} {mark if src != a else ""}fwd to "{src}"',
+            "  }",
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -297,8 +299,8 @@ def nft_table(lab: ChainLab, fns: list[Function]) -> str:
 def nft_alternative(
     args: argparse.Namespace, lab: ChainLab, a: Any, fns: list[Function], found: dict[str, float]
 ) -> None:
-    """The same round trips with nftables ``fwd`` instead of the program (its ratio to the
-    program's, same invocation): the measurement behind the choice of tc/eBPF."""
+    """The same round trips, and the 3-function throughput, with nftables ``fwd`` instead of
+    the program (same invocation): the measurement behind the choice of tc/eBPF."""
     for fn in fns:
         for dev in (fn.ingress, fn.egress):  # the legs' drop-all tc filter runs before netdev
             tc.unisolate(lab.switch, dev, tc.PLUGGED)
@@ -317,6 +319,24 @@ def nft_alternative(
                 f"  added per hop p50 {hop:5.1f} us (tc/eBPF's: "
                 f"{found['hop p50' if n == 3 else 'hop1 p50']:.1f} us)"
             )
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        flood_port = PORT + 9
+        table = nft_table(lab, fns, flood_port)
+        subprocess.run([*nft, "-f", "-"], input=table, text=True, check=True)
+        server, got_at = receive(lab, flood_port)
+        try:
+            stream(lab, flood_port, 1e9, args.flood)
+            settle(got_at, args.flood)
+        finally:
+            server.close()
+            subprocess.run([*nft, "delete", "table", "netdev", "fechainalt"], check=True)
+        span = got_at[-1][0] - got_at[0][0] if len(got_at) > 1 else float("inf")
+        rate = len(got_at) / span
+        lost, _ = flaws([q for _, q in got_at], args.flood)
+        print(
+            f"nft fwd throughput 3 functions {rate:9.0f} datagrams/s  ({lost} lost; tc/eBPF's: "
+            f"{found['throughput 3 functions']:.0f})"
+        )
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         client.close()
