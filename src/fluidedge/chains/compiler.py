@@ -51,7 +51,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fluidedge.chains.errors import ChainConflict
-from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, check_state
+from fluidedge.chains.model import (
+    ChainState,
+    FlowClassifier,
+    PortChain,
+    PortPair,
+    chain_ports,
+    check_state,
+)
 from fluidedge.core.fields import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 from fluidedge.ovs.flows import Flow
 
@@ -422,20 +429,7 @@ def compile_bridge(
     out: dict[str, ChainFlows] = {}
     seen: dict[tuple[int, int, str], str] = {}
     for chain in sorted(state.chains.values(), key=lambda c: c.chain_id):
-        ports = {
-            port
-            for g in chain.port_pair_groups
-            for p in state.groups[g].port_pairs
-            for port in state.port_pairs[p].ports()
-        } | {
-            port
-            for f in chain.flow_classifiers
-            for port in (
-                state.classifiers[f].logical_source_port,
-                state.classifiers[f].logical_destination_port,
-            )
-        }
-        if not ports & set(ofports):
+        if not chain_ports(state, chain) & set(ofports):
             continue
         compiled = compile_chain(state, chain, ofports, macs)
         for flow in compiled.flows:

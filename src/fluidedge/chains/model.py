@@ -484,6 +484,25 @@ def _ref(kind: str, ref: str, table: Mapping[str, Any], tenant: str, where: str)
         raise ChainObjectNotFound(f"{where}: no {kind} {ref!r}")
 
 
+def chain_ports(state: ChainState, chain: PortChain) -> set[str]:
+    """Every switch port ``chain`` names: its members' legs and its classifiers' ends."""
+    legs = {
+        port
+        for g in chain.port_pair_groups
+        for p in state.groups[g].port_pairs
+        for port in state.port_pairs[p].ports()
+    }
+    ends = {
+        port
+        for f in chain.flow_classifiers
+        for port in (
+            state.classifiers[f].logical_source_port,
+            state.classifiers[f].logical_destination_port,
+        )
+    }
+    return legs | ends
+
+
 def free_chain_id(chains: Iterable[PortChain]) -> int:
     """The smallest chain number no chain uses (a conflict when all 255 are taken)."""
     used = {c.chain_id for c in chains}

@@ -31,7 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fluidedge.chains.errors import ChainConflict
-from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, check_state
+from fluidedge.chains.model import (
+    ChainState,
+    FlowClassifier,
+    PortChain,
+    PortPair,
+    chain_ports,
+    check_state,
+)
 
 FWD, REV = 1, 2
 PORT_ISOLATE = 1
@@ -325,20 +332,7 @@ def compile_plan(
     inactive: list[str] = []
     legs: set[str] = set()
     for chain in sorted(state.chains.values(), key=lambda c: c.chain_id):
-        touched = {
-            port
-            for g in chain.port_pair_groups
-            for p in state.groups[g].port_pairs
-            for port in state.port_pairs[p].ports()
-        } | {
-            port
-            for f in chain.flow_classifiers
-            for port in (
-                state.classifiers[f].logical_source_port,
-                state.classifiers[f].logical_destination_port,
-            )
-        }
-        if not touched & set(ifindex):
+        if not chain_ports(state, chain) & set(ifindex):
             continue
         gone, used = _chain(state, chain, ifindex, macs, ports, groups)
         inactive += gone

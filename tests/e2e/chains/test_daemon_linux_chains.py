@@ -14,8 +14,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from fluidedge.linux.proc import CommandError, run
 from tests.e2e.chains.cleanup import purge_daemon_state
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_until
+from tests.functional.chains import udp_stream
 from tests.functional.chains.chain_lab import (
     SO_RCVBUFFORCE,
     Function,
@@ -47,7 +46,6 @@ NS = f"fe{TAG}-sw"
 BRIDGE = f"fe{TAG}"[:15]
 SUBNET = "198.18.47"
 PORT = 7000
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -193,25 +191,7 @@ def _scenario(handle: DaemonHandle, clients: list[Client]) -> None:
         sport = probe.getsockname()[1]
         owner = owners([f1, f2], PORT + 1)[0][sport]
         count, rate, stream_port = 16000, 2000, 40555
-        sender = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                f"{TAG}a",
-                sys.executable,
-                "-m",
-                "tests.functional.chains.udp_stream",
-                f"{SUBNET}.2",
-                str(PORT),
-                str(rate),
-                str(count),
-                str(stream_port),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        sender = udp_stream.start(f"{TAG}a", f"{SUBNET}.2", PORT, rate, count, sport=stream_port)
         try:
             assert wait_until(lambda: len(received) > 1000, timeout=20)
             client.close()

@@ -106,6 +106,14 @@ def test_traffic_and_replies_traverse_the_function(lab: ChainLab) -> None:
     seen = f1.seen()
     assert (sport, PORT + 1) not in seen["in"]
     assert (PORT + 1, sport) not in seen["out"]
+    if isinstance(chains, LinuxChains):  # the program's counters and the flow's pin
+        stats = chains.stats()
+        assert stats["to_member"] >= 10
+        assert stats["delivered"] >= 10
+        flows = chains.member_flows(f1.ingress)
+        got = {(f["src"], f["sport"], f["dst"], f["dport"]): f["packets"] for f in flows}
+        assert got[("10.0.0.1", sport, "10.0.0.2", PORT)] >= 5
+        assert got[("10.0.0.2", PORT, "10.0.0.1", sport)] >= 5
     client.close()
 
 

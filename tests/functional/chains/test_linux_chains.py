@@ -2,11 +2,11 @@
 
 The scenarios both drivers share are in ``test_chain_paths.py``. Here, on a Linux bridge with
 hosts A and B and transparent functions (namespaces bridging ``in`` to ``out``, packet
-sockets inside counting what they saw): the program's counters and pins, a function's legs
-out of the bridge, a program removed by hand, a restarted adapter adopting what the last one
-left, a member that dies skipped in the kernel, a one-armed function, and what only the
-kernel path can show on this machine: a stream of 10,000 datagrams/s through three chain
-changes loses and reorders nothing.
+sockets inside counting what they saw): a function's legs out of the bridge, a program
+removed by hand, a restarted adapter adopting what the last one left, a member that dies
+skipped in the kernel, a one-armed function, and what only the kernel path can show on this
+machine: a stream of 10,000 datagrams/s through three chain changes loses and reorders
+nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,12 +27,12 @@ from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 from tests.fixtures.wait import wait_until
 
+from . import udp_stream
 from .chain_lab import SO_RCVBUFFORCE, Function, LinuxChainLab, echo, owners
 
 pytestmark = pytest.mark.root
 
 PORT = 7000
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -84,34 +82,6 @@ def _runs(missing: set[int]) -> str:
 
 def _filters(lab: LinuxChainLab, dev: str) -> str:
     return run(["tc", "-n", lab.switch, "filter", "show", "dev", dev, "ingress"]).stdout
-
-
-def test_the_programs_counters_and_pins_follow_the_traffic(lab: LinuxChainLab) -> None:
-    f1 = lab.function("f1")
-    plane = lab.plane()
-    plane.apply(_state(lab, [f1]))
-    lab.udp_echo(lab.hosts["net/b"], PORT)
-    client = lab.udp_client(lab.hosts["net/a"])
-    sport = client.getsockname()[1]
-    for _ in range(5):
-        assert echo(client, ("10.0.0.2", PORT))
-    seen = f1.seen()
-    assert seen["in"][(sport, PORT)] >= 5  # every request passed the function...
-    assert seen["out"][(PORT, sport)] >= 5  # ...and every reply, in reverse
-    # Outside the classifier's port range: straight through the bridge.
-    lab.udp_echo(lab.hosts["net/b"], PORT + 10)
-    assert echo(client, ("10.0.0.2", PORT + 10))
-    seen = f1.seen()
-    assert (sport, PORT + 10) not in seen["in"]
-    assert (PORT + 10, sport) not in seen["out"]
-    stats = plane.stats()
-    assert stats["to_member"] >= 10
-    assert stats["delivered"] >= 10
-    flows = plane.member_flows(f1.ingress)
-    got = {(f["src"], f["sport"], f["dst"], f["dport"]): f["packets"] for f in flows}
-    assert got[("10.0.0.1", sport, "10.0.0.2", PORT)] >= 5
-    assert got[("10.0.0.2", PORT, "10.0.0.1", sport)] >= 5
-    client.close()
 
 
 def test_function_legs_are_out_of_the_bridge_until_and_after_a_chain(lab: LinuxChainLab) -> None:
@@ -278,25 +248,7 @@ def test_changes_under_10000_datagrams_per_second_lose_and_reorder_nothing(
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
     count, rate, sport = 30000, 10000, 40123
-    sender = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            a.netns,
-            sys.executable,
-            "-m",
-            "tests.functional.chains.udp_stream",
-            "10.0.0.2",
-            str(PORT),
-            str(rate),
-            str(count),
-            str(sport),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    sender = udp_stream.start(a.netns, "10.0.0.2", PORT, rate, count, sport=sport)
     try:
         assert wait_until(lambda: len(received) > 5000, timeout=20)
         both = replace(base, groups={"g": PortPairGroup("g", ("f1", "f2"))})

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 BURST = 16
 
@@ -39,6 +42,16 @@ def main(argv: list[str]) -> None:
         sent += 1
     elapsed = time.monotonic() - t0
     sys.stdout.write(f"{sent} {sent / elapsed:.0f}\n")
+
+
+def start(netns: str, dst: str, port: int, rate: float, count: int, *, sport: int = 0) -> Any:
+    """This sender as a process of its own inside ``netns`` (``communicate()`` gives its
+    output: the number sent and the mean rate)."""
+    root = Path(__file__).resolve().parents[3]
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-m",
+            "tests.functional.chains.udp_stream", dst, str(port), str(rate), str(count),
+            str(sport)]  # fmt: skip
+    return subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True)
 
 
 if __name__ == "__main__":

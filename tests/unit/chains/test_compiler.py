@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,37 +34,13 @@ from fluidedge.chains.model import (
     PortPairGroup,
 )
 
+from .states import two_groups as _state
+
 GOLDEN = Path(__file__).parent / "golden"
 net = ipaddress.ip_network
 
 # va (1) -> [fw: fw1 (3/4), fw2 (5/6)] -> [ctr: ctr1 (7/8)] -> vb (2)
 OFPORTS = {"va": 1, "vb": 2, "f1i": 3, "f1o": 4, "f2i": 5, "f2o": 6, "c1i": 7, "c1o": 8}
-
-
-def _state(chain: dict[str, Any] | None = None, **classifier: Any) -> ChainState:
-    fc: dict[str, Any] = {
-        "id": "web",
-        "logical_source_port": "va",
-        "logical_destination_port": "vb",
-        "protocol": "tcp",
-        "destination_ip_prefix": "10.0.0.2/32",
-        "destination_port_range_min": 8080,
-        "destination_port_range_max": 8081,
-    }
-    fc.update(classifier)
-    ch: dict[str, Any] = {"id": "ch", "chain_id": 1, "port_pair_groups": ["fw", "ctr"],
-                          "flow_classifiers": ["web"]}  # fmt: skip
-    ch.update(chain or {})
-    return ChainState(
-        port_pairs={
-            "fw1": PortPair("fw1", "f1i", "f1o"),
-            "fw2": PortPair("fw2", "f2i", "f2o"),
-            "ctr1": PortPair("ctr1", "c1i", "c1o"),
-        },
-        groups={"fw": PortPairGroup("fw", ("fw1", "fw2")), "ctr": PortPairGroup("ctr", ("ctr1",))},
-        classifiers={"web": FlowClassifier.from_json(fc)},
-        chains={"ch": PortChain.from_json(ch)},
-    )
 
 
 def _text(cf: ChainFlows) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -30,36 +29,12 @@ from fluidedge.chains.tcplan import (
     matches,
 )
 
+from .states import two_groups as _state
+
 net = ipaddress.ip_network
 # va (1) -> [fw: fw1 (3/4), fw2 (5/6)] -> [ctr: ctr1 (7/8)] -> vb (2)
 IFINDEX = {"va": 1, "vb": 2, "f1i": 3, "f1o": 4, "f2i": 5, "f2o": 6, "c1i": 7, "c1o": 8}
 P1, P2 = 1 << 8 | 1, 1 << 8 | 2
-
-
-def _state(chain: dict[str, Any] | None = None, **classifier: Any) -> ChainState:
-    fc: dict[str, Any] = {
-        "id": "web",
-        "logical_source_port": "va",
-        "logical_destination_port": "vb",
-        "protocol": "tcp",
-        "destination_ip_prefix": "10.0.0.2/32",
-        "destination_port_range_min": 8080,
-        "destination_port_range_max": 8081,
-    }
-    fc.update(classifier)
-    ch: dict[str, Any] = {"id": "ch", "chain_id": 1, "port_pair_groups": ["fw", "ctr"],
-                          "flow_classifiers": ["web"]}  # fmt: skip
-    ch.update(chain or {})
-    return ChainState(
-        port_pairs={
-            "fw1": PortPair("fw1", "f1i", "f1o"),
-            "fw2": PortPair("fw2", "f2i", "f2o"),
-            "ctr1": PortPair("ctr1", "c1i", "c1o"),
-        },
-        groups={"fw": PortPairGroup("fw", ("fw1", "fw2")), "ctr": PortPairGroup("ctr", ("ctr1",))},
-        classifiers={"web": FlowClassifier.from_json(fc)},
-        chains={"ch": PortChain.from_json(ch)},
-    )
 
 
 FWD_MATCH = Match(4, 6, None, net("10.0.0.2/32"), dports=(8080, 8081))
