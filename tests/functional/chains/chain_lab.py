@@ -15,6 +15,7 @@ isolated interface there (no learning or flooding to them, a tc drop-all filter)
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import struct
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluidedge.chains.linuxbridge import LinuxChains
+from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, PortPairGroup
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
@@ -109,9 +111,12 @@ class ChainLab(OvsLab):
         index = len(self.functions)
         ns = f"{PREFIX}f{index}"
         fn = Function(name, ns, f"{PREFIX}f{index}i", f"{PREFIX}f{index}o")
-        plug_function(fn, self.switch, self.vsctl, Ofctl(self.daemons, self.bridge), "net")
+        self._plug_function(fn)
         self.functions[name] = fn
         return fn
+
+    def _plug_function(self, fn: Function) -> None:
+        plug_function(fn, self.switch, self.vsctl, Ofctl(self.daemons, self.bridge), "net")
 
     def prioritise(self, nice: int = -15) -> None:
         """Raise the priority of every thread of this lab's own ovs-vswitchd. WHY: the
@@ -154,16 +159,19 @@ class ChainLab(OvsLab):
         s.bind(("0.0.0.0", 0))
         return s
 
-    def close(self) -> None:
+    def _close_functions(self) -> None:
+        """Stop the echo threads, then close, unplug and delete every function."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
         for fn in self.functions.values():
-            for s in fn.sockets.values():
-                s.close()
+            fn.capture(on=False)
             with contextlib.suppress(Exception):
                 self.unplug(fn)
             netns_mod.delete(fn.netns)
+
+    def close(self) -> None:
+        self._close_functions()
         super().close()
 
 
@@ -196,26 +204,15 @@ class LinuxChainLab(ChainLab):
     def plane(self) -> LinuxChains:  # type: ignore[override]
         return LinuxChains(self.switch, self.bridge)
 
-    def function(self, name: str) -> Function:
-        index = len(self.functions)
-        ns = f"{PREFIX}f{index}"
-        fn = Function(name, ns, f"{PREFIX}f{index}i", f"{PREFIX}f{index}o")
+    def _plug_function(self, fn: Function) -> None:
         plug_function_linux(fn, self.switch, self.bridge)
-        self.functions[name] = fn
-        return fn
 
     def unplug(self, fn: Function) -> None:
         for dev in (fn.ingress, fn.egress):
             run(["ip", "-n", self.switch, "link", "del", dev], check=False)
 
     def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        for fn in self.functions.values():
-            for s in fn.sockets.values():
-                s.close()
-            netns_mod.delete(fn.netns)
+        self._close_functions()
         for server in self._servers:
             server.close()
         for host in self.hosts.values():
@@ -271,6 +268,39 @@ def bridge_function(fn: Function) -> None:
         run(["ip", "-n", ns, "link", "set", peer, "type", "bridge_slave", "learning", "off"])
     run(["ip", "-n", ns, "link", "set", "br0", "up"])
     fn.capture(on=True)
+
+
+def group_state(
+    lab: ChainLab,
+    fns: list[Function],
+    *,
+    policy: str = "closed",
+    protocol: int = 17,
+    port: int = 7000,
+    ports: int = 1,
+) -> ChainState:
+    """A chain ``ch`` (number 1, ``policy``) from host A to host B through one group of
+    ``fns``; its classifier takes ``protocol`` to 10.0.0.2 (UDP: destination ports ``port``
+    to ``port + ports - 1``)."""
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in fns}
+    udp = protocol == 17
+    return ChainState(
+        port_pairs=pairs,
+        groups={"g": PortPairGroup("g", tuple(pairs))},
+        classifiers={
+            "c": FlowClassifier(
+                "c",
+                a.device,
+                b.device,
+                protocol=protocol,
+                destination_ip_prefix=ipaddress.ip_network("10.0.0.2/32"),
+                destination_port_range_min=port if udp else None,
+                destination_port_range_max=port + ports - 1 if udp else None,
+            )
+        },
+        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
+    )
 
 
 def owners(fns: list[Function], port: int) -> tuple[dict[int, str], dict[int, str]]:

@@ -39,7 +39,7 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs.ofctl import Ofctl
 from tests.fixtures.wait import wait_until
 
-from .chain_lab import ChainLab, Function, LinuxChainLab, echo, owners
+from .chain_lab import ChainLab, Function, LinuxChainLab, echo, group_state, owners
 
 pytestmark = pytest.mark.root
 
@@ -57,29 +57,9 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChainLab]:
 
 
 def _state(
-    lab: ChainLab,
-    fns: list[Function],
-    *,
-    policy: str = "closed",
-    protocol: int = 17,
+    lab: ChainLab, fns: list[Function], *, policy: str = "closed", protocol: int = 17
 ) -> ChainState:
-    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
-    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in fns}
-    return ChainState(
-        port_pairs=pairs,
-        groups={"g": PortPairGroup("g", tuple(pairs))},
-        classifiers={
-            "c": FlowClassifier(
-                "c",
-                a.device,
-                b.device,
-                protocol=protocol,
-                destination_ip_prefix=ipaddress.ip_network("10.0.0.2/32"),
-                destination_port_range_min=PORT if protocol == 17 else None,
-            )
-        },
-        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
-    )
+    return group_state(lab, fns, policy=policy, protocol=protocol, port=PORT)
 
 
 def _hosts(lab: ChainLab) -> None:

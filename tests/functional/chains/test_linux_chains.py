@@ -11,7 +11,6 @@ nothing.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 import threading
@@ -22,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from fluidedge.chains.linuxbridge import HANDLE, PREF
-from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, PortPairGroup
+from fluidedge.chains.model import ChainState, PortPair, PortPairGroup
 from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 from tests.fixtures.wait import wait_until
 
 from . import udp_stream
-from .chain_lab import SO_RCVBUFFORCE, Function, LinuxChainLab, echo, owners
+from .chain_lab import SO_RCVBUFFORCE, Function, LinuxChainLab, echo, group_state, owners
 
 pytestmark = pytest.mark.root
 
@@ -49,24 +48,7 @@ def lab(tmp_path: Path) -> Iterator[LinuxChainLab]:
 def _state(
     lab: LinuxChainLab, fns: list[Function], *, policy: str = "closed", protocol: int = 17
 ) -> ChainState:
-    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
-    pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in fns}
-    return ChainState(
-        port_pairs=pairs,
-        groups={"g": PortPairGroup("g", tuple(pairs))},
-        classifiers={
-            "c": FlowClassifier(
-                "c",
-                a.device,
-                b.device,
-                protocol=protocol,
-                destination_ip_prefix=ipaddress.ip_network("10.0.0.2/32"),
-                destination_port_range_min=PORT if protocol == 17 else None,
-                destination_port_range_max=PORT + 9 if protocol == 17 else None,
-            )
-        },
-        chains={"ch": PortChain("ch", 1, ("g",), ("c",), failure_policy=policy)},  # type: ignore[arg-type]
-    )
+    return group_state(lab, fns, policy=policy, protocol=protocol, port=PORT, ports=10)
 
 
 def _runs(missing: set[int]) -> str:
