@@ -45,6 +45,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import struct
 import threading
 import time
@@ -81,6 +82,7 @@ DRAIN = 0.2
 HALF = MAX_ALL_RULES // 2
 _U32 = struct.Struct("=I")
 log = logging.getLogger("fluidedge.chains")
+_GONE = re.compile(r"Device does not exist|Cannot open network namespace")
 _U64 = struct.Struct("=Q")
 _FLAGS_OFF = ISOLATED_PORT_FLAGS
 _FLAGS_ON = tuple("on" if word == "off" else word for word in ISOLATED_PORT_FLAGS)
@@ -157,10 +159,15 @@ class LinuxChains:
 
     # ------------------------------------------------------------------ reads
     def ofports(self) -> dict[str, int]:
-        """Bridge port name -> ifindex (one ``ip link`` query); also refreshes the MACs."""
+        """Bridge port name -> ifindex (one ``ip link`` query); also refreshes the MACs. A
+        bridge (or namespace) that does not exist has no ports: nothing to steer there, as
+        an ``ovs`` network whose switch is not running has no data plane."""
         try:
             links = self._ip("link", "show", "master", self.bridge)
         except CommandError as exc:
+            if _GONE.search(str(exc)):
+                self.macs = {}
+                return {}
             raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
         out = {str(link["ifname"]): int(link["ifindex"]) for link in links}
         self.macs = dict(self.macs_of(sorted(out)))
@@ -338,6 +345,8 @@ class LinuxChains:
         """First apply (daemon start): what an earlier daemon left on this bridge goes. Its
         filter on a port that is no chain port now (the new program replaced it on the others),
         and the flags of a port that was a function's leg and no longer is."""
+        if not ifindex:
+            return  # no ports (or no bridge): nothing was left on any
         # Only ports with a clsact qdisc can carry a filter: one query finds them, so a
         # network of a thousand plain instance ports costs no thousand tc calls at start.
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.chains.linuxbridge import HANDLE, PREF
+from fluidedge.chains.linuxbridge import HANDLE, PREF, LinuxChains
 from fluidedge.chains.model import ChainState, PortPair, PortPairGroup
 from fluidedge.linux import tc
 from fluidedge.linux.proc import run
@@ -118,6 +118,19 @@ def test_a_program_removed_by_hand_is_noticed_and_put_back(lab: LinuxChainLab) -
     assert echo(client, ("10.0.0.2", PORT))
     assert f1.seen()["in"][(client.getsockname()[1], PORT)] >= 1
     client.close()
+
+
+def test_a_bridge_that_does_not_exist_has_nothing_to_steer(lab: LinuxChainLab) -> None:
+    """A network whose bridge (or namespace) is gone is no error at start: no ports, no
+    chain there, and the state still checks and applies elsewhere."""
+    f1 = lab.function("f1")
+    state = _state(lab, [f1])
+    for plane in (LinuxChains(lab.switch, "nosuchbr"), LinuxChains("fe-no-such-ns", "br")):
+        assert plane.ofports() == {}
+        plane.check(state)
+        assert plane.apply(state) == 0
+        assert plane.plan is not None
+        assert plane.plan.ports == {}
 
 
 def test_restart_adopts_what_the_last_daemon_left(lab: LinuxChainLab) -> None:
