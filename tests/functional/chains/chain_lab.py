@@ -111,8 +111,8 @@ class ChainLab(OvsLab):
         index = len(self.functions)
         ns = f"{PREFIX}f{index}"
         fn = Function(name, ns, f"{PREFIX}f{index}i", f"{PREFIX}f{index}o")
+        self.functions[name] = fn  # first: a plug that fails half-way is still cleaned up
         self._plug_function(fn)
-        self.functions[name] = fn
         return fn
 
     def _plug_function(self, fn: Function) -> None:
