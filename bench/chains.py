@@ -303,7 +303,7 @@ def nft_alternative(
     the program (same invocation): the measurement behind the choice of tc/eBPF."""
     for fn in fns:
         for dev in (fn.ingress, fn.egress):  # the legs' drop-all tc filter runs before netdev
-            tc.unisolate(lab.switch, dev, tc.PLUGGED)
+            tc.delete_filter(lab.switch, dev, "ingress", pref=tc.ISOLATION_PREF, handle=tc.PLUGGED)
     client = lab.udp_client(a)
     os.sched_setaffinity(0, {args.cpu})
     try:
@@ -342,7 +342,7 @@ def nft_alternative(
         client.close()
         for fn in fns:
             for dev in (fn.ingress, fn.egress):
-                tc.isolate(lab.switch, dev)
+                tc.isolate(lab.switch, dev)  # the drop-all back
 
 
 def measure(

@@ -69,7 +69,6 @@ from fluidedge.chains.tcplan import (
     compile_plan,
 )
 from fluidedge.errors import SystemFailure
-from fluidedge.instances.network import ISOLATED_PORT_FLAGS
 from fluidedge.linux import bpfbuild, tc
 from fluidedge.linux.libbpf import BpfError, BpfMap, BpfObject
 from fluidedge.linux.proc import CommandError, netns_argv, run
@@ -81,11 +80,9 @@ HANDLE = "196"  # 0xc4
 DRAIN = 0.2
 HALF = MAX_ALL_RULES // 2
 _U32 = struct.Struct("=I")
-log = logging.getLogger("fluidedge.chains")
-_GONE = re.compile(r"Device does not exist|Cannot open network namespace")
 _U64 = struct.Struct("=Q")
-_FLAGS_OFF = ISOLATED_PORT_FLAGS
-_FLAGS_ON = tuple("on" if word == "off" else word for word in ISOLATED_PORT_FLAGS)
+_GONE = re.compile(r"Device does not exist|Cannot open network namespace")
+log = logging.getLogger("fluidedge.chains")
 
 MacResolver = Callable[[Iterable[str]], Mapping[str, str]]
 
@@ -131,7 +128,6 @@ class LinuxChains:
         self.plan: Plan | None = None
         self.generation = 0
         self.attached: dict[str, int] = {}  # port name -> the ifindex it had when attached
-        self.legs: set[str] = set()  # ports whose bridge flags we turned off
         self.macs: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the program
@@ -251,9 +247,8 @@ class LinuxChains:
         return sorted(out, key=lambda p: (p["position"], p["src"], p["dst"], p["sport"]))
 
     # ------------------------------------------------------------------ writes
-    def _steerable(self) -> dict[str, int]:
-        """The bridge's ports minus those its security groups filter (see the module)."""
-        ports = self.ofports()
+    def _steerable(self, ports: Mapping[str, int]) -> dict[str, int]:
+        """``ports`` minus those the bridge's security groups filter (see the module)."""
         filtered = self.filtered() & set(ports)
         for port in sorted(filtered - self._warned):
             log.warning(
@@ -267,14 +262,13 @@ class LinuxChains:
 
     def check(self, state: ChainState) -> None:
         """Would ``state`` compile on this bridge (raises the compiler's conflict)?"""
-        compile_plan(state, self._steerable(), self.macs)
+        compile_plan(state, self._steerable(self.ofports()), self.macs)
 
     def apply(self, state: ChainState) -> int:
         """Make the bridge's chains those of ``state``; the number of map entries written."""
         with self._lock:
             ports = self.ofports()
-            ifindex = self._steerable()
-            plan = compile_plan(state, ifindex, self.macs)
+            plan = compile_plan(state, self._steerable(ports), self.macs)
             try:
                 return self._apply(plan, ports)
             except (BpfError, CommandError) as exc:
@@ -284,6 +278,7 @@ class LinuxChains:
     def _apply(self, plan: Plan, ifindex: Mapping[str, int]) -> int:
         maps = self._load()
         was = self.plan
+        legs_before = was.function_ports if was is not None else frozenset()
         names = {index: name for name, index in ifindex.items()}
         writes = 0
         for position, group in plan.groups.items():
@@ -303,10 +298,9 @@ class LinuxChains:
                 first = slot - len(port.rules)
                 flags = PORT_ISOLATE if port.isolate else 0
                 entries[index] = PORT_VAL.pack(first, len(port.rules), flags, 0)
-            legs = plan.function_ports
-            for name in sorted(legs - self.legs):
+            for name in sorted(plan.function_ports - legs_before):
                 if tc.isolation(self._filters(name)) is None:
-                    self._flags(name, on=False)
+                    tc.isolate(self.netns, name, tc.CHAINED)
             for index, value in entries.items():
                 maps["ports"].update(_U32.pack(index), value)
                 writes += 1
@@ -334,10 +328,9 @@ class LinuxChains:
                     del self.attached[name]
             for position in gone_groups:
                 maps["groups"].delete(_U32.pack(position))
-        for name in sorted(self.legs - plan.function_ports):
+        for name in sorted(legs_before - plan.function_ports):
             if name in ifindex and tc.isolation(self._filters(name)) != tc.PLUGGED:
-                self._flags(name, on=True)
-        self.legs = set(plan.function_ports)
+                tc.unisolate(self.netns, name, tc.CHAINED)
         self.plan = plan
         return writes
 
@@ -362,22 +355,12 @@ class LinuxChains:
                 tc.delete_filter(self.netns, name, "ingress", pref=PREF, handle=HANDLE)
                 tc.drop_clsact_if_unused(self.netns, name)
             if tc.isolation(text) == tc.CHAINED and name not in plan.function_ports:
-                self._flags(name, on=True)
+                tc.unisolate(self.netns, name, tc.CHAINED)
 
     def _prog_fd(self) -> int:
         if self._obj is None:
             raise DataPlaneFailure(f"chains on {self.bridge}: the program is not loaded")
         return self._obj.prog_fd(PROGRAM)
-
-    def _flags(self, port: str, *, on: bool) -> None:
-        """Make a plain bridge port a function's leg (``on=False``: out of the bridge's
-        forwarding, :func:`fluidedge.linux.tc.isolate`), or give it back (``on=True``)."""
-        if not on:
-            tc.isolate(self.netns, port, tc.CHAINED)
-        argv = ["bridge", "link", "set", "dev", port, *(_FLAGS_ON if on else _FLAGS_OFF)]
-        run(netns_argv(self.netns, argv))
-        if on:
-            tc.unisolate(self.netns, port, tc.CHAINED)
 
     def _filters(self, port: str) -> str:
         try:

@@ -254,8 +254,6 @@ def _chain(  # noqa: PLR0917 (one call site, the compiler's state spelled out)
     legs = {port for g in members for pair in g for port in pair.ports()}
     for port in legs:
         ports.isolate.add(ifindex[port])
-    if len(chain.port_pair_groups) > 255:
-        raise ChainConflict(f"chain {chain.id}: more than 255 groups")
     for k, g in enumerate(members, start=1):
         if len(g) > MAX_MEMBERS:
             raise ChainConflict(

@@ -46,7 +46,7 @@ from fluidedge.instances.models import NetworkSpec
 from fluidedge.instances.neigh import NeighbourFlusher
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
-from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.linux.proc import CommandError
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovn import routers as ovn_routers
 from fluidedge.ovn.errors import OvnError, OvnUnavailable
@@ -55,18 +55,6 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.errors import OvsError
 
 log = logging.getLogger(__name__)
-
-#: Bridge port flags of an isolated port on a Linux bridge: no learning, no flooding to it.
-ISOLATED_PORT_FLAGS = (
-    "learning",
-    "off",
-    "flood",
-    "off",
-    "mcast_flood",
-    "off",
-    "bcast_flood",
-    "off",
-)
 
 _handles: dict[str | None, Any] = {}
 _lock = threading.RLock()
@@ -384,11 +372,9 @@ def _plug_isolated(
     its ingress before the bridge sees it, nothing reaches it but what the chains' program
     steers there (:func:`fluidedge.linux.tc.isolate`), and the bridge neither learns from it
     nor floods to it. Done while the port is down: no frame crosses before."""
+    ipr.link("set", index=index, master=bridge)
     try:
         tc.isolate(spec.netns, host_ifname)
-        ipr.link("set", index=index, master=bridge)
-        run(netns_argv(spec.netns, ["bridge", "link", "set", "dev", host_ifname,
-                                    *ISOLATED_PORT_FLAGS]))  # fmt: skip
     except CommandError as exc:
         raise RuntimeFailure(f"network {spec.name}: isolating {host_ifname}: {exc}") from exc
     ipr.link("set", index=index, state="up")

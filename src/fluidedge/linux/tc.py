@@ -1,4 +1,5 @@
-"""tc plumbing for eBPF programs on a device's clsact qdisc: attach, list, delete, tidy up.
+"""tc plumbing for eBPF programs on a device's clsact qdisc: attach, list, delete, tidy up;
+and the isolation of a Linux bridge port (:func:`isolate`: its tc filters and its bridge flags).
 
 ``tc filter replace`` at a fixed preference and handle swaps a program atomically, so a new
 program replaces its predecessor with no moment without either (the TOF's fail-open relies on
@@ -89,25 +90,39 @@ _SKF_AD_MARK = 0xFFFFF000 + 20  # classic BPF ancillary load of skb->mark (linux
 # matchall or gact module): ingress, return 2 (TC_ACT_SHOT); egress, TC_ACT_OK (0) if the
 # mark is LEG_MARK, else TC_ACT_SHOT.
 _DROP_ALL = "1,6 0 0 2"
+#: Bridge port flags of an isolated port: no learning, no flooding of any kind to it.
+ISOLATED_PORT_FLAGS = (
+    *("learning", "off", "flood", "off"),
+    *("mcast_flood", "off", "bcast_flood", "off"),
+)
+_PLAIN_PORT_FLAGS = tuple("on" if word == "off" else word for word in ISOLATED_PORT_FLAGS)
 _ONLY_MARKED = f"4,32 0 0 {_SKF_AD_MARK},21 0 1 {LEG_MARK},6 0 0 0,6 0 0 2"
 
 
+def _bridge_flags(netns: str | None, dev: str, flags: tuple[str, ...]) -> None:
+    run(netns_argv(netns, ["bridge", "link", "set", "dev", dev, *flags]))
+
+
 def isolate(netns: str | None, dev: str, handle: str = PLUGGED) -> None:
-    """Take bridge port ``dev`` out of its bridge's reach at the tc level: everything it
-    receives (what the function sends) is dropped at ingress, and nothing leaves toward it at
-    egress but what the chains' program marked :data:`LEG_MARK` (the bridge's flood flags do
-    not stop the bridge device's own broadcasts and multicast). A program at a lower
-    preference that takes an ingress frame decides first."""
+    """Take bridge port ``dev`` out of its bridge's reach: everything it receives (what the
+    function sends) is dropped at ingress, nothing leaves toward it at egress but what the
+    chains' program marked :data:`LEG_MARK`, and the bridge neither learns from it nor floods
+    to it (:data:`ISOLATED_PORT_FLAGS`; the flags alone would not stop the bridge device's own
+    broadcasts and multicast, the egress filter does). A program at a lower preference that
+    takes an ingress frame decides first. ``dev`` must be a port of its bridge already."""
     _tc(netns, "qdisc", "replace", "dev", dev, "clsact")
     for hook, code in (("egress", _ONLY_MARKED), ("ingress", _DROP_ALL)):
         _tc(
             netns, "filter", "replace", "dev", dev, hook, "pref", ISOLATION_PREF,
             "handle", handle, "bpf", "da", "bytecode", code,
         )  # fmt: skip
+    _bridge_flags(netns, dev, ISOLATED_PORT_FLAGS)
 
 
 def unisolate(netns: str | None, dev: str, handle: str = CHAINED) -> None:
-    """Undo :func:`isolate` (``handle``'s filters only; gone is fine)."""
+    """Undo :func:`isolate`: the bridge's flags back to a plain port's, then ``handle``'s
+    filters removed (gone is fine)."""
+    _bridge_flags(netns, dev, _PLAIN_PORT_FLAGS)
     for hook in ("ingress", "egress"):
         delete_filter(netns, dev, hook, pref=ISOLATION_PREF, handle=handle)
     drop_clsact_if_unused(netns, dev)

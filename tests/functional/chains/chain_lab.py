@@ -228,8 +228,6 @@ def plug_function_linux(fn: Function, switch: str, bridge: str) -> None:
         run(["ip", "-n", switch, "link", "add", dev, "type", "veth", "peer", "name", peer,
              "netns", fn.netns])  # fmt: skip
         run(["ip", "-n", switch, "link", "set", dev, "master", bridge])
-        run(["bridge", "-n", switch, "link", "set", "dev", dev, "learning", "off", "flood",
-             "off", "mcast_flood", "off", "bcast_flood", "off"])  # fmt: skip
         tc.isolate(switch, dev)
         run(["ip", "-n", switch, "link", "set", dev, "up"])
     bridge_function(fn)

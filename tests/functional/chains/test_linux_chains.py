@@ -74,9 +74,7 @@ def test_function_legs_are_out_of_the_bridge_until_and_after_a_chain(lab: LinuxC
     # A port that is a plain bridge port (not plugged isolated) becomes a function's leg.
     plain = Function("p", f1.netns, f1.ingress, f1.egress)
     for dev in (f1.ingress, f1.egress):
-        tc.unisolate(lab.switch, dev, tc.PLUGGED)
-        run(["bridge", "-n", lab.switch, "link", "set", "dev", dev, "learning", "on",
-             "flood", "on", "mcast_flood", "on", "bcast_flood", "on"])  # fmt: skip
+        tc.unisolate(lab.switch, dev, tc.PLUGGED)  # flags back to a plain port's too
     plane = lab.plane()
     pairs = ChainState(port_pairs={"p": PortPair("p", plain.ingress, plain.egress)})
     plane.apply(pairs)
