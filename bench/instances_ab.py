@@ -47,11 +47,11 @@ def start(src: str) -> BenchDaemon:
 
 def row(label: str, values: dict[str, list[float]]) -> str:
     before, after = values["before"], values["after"]
-    ratio = pct(after, 50) / pct(before, 50)
+    base = pct(before, 50)
+    ratio = f"{pct(after, 50) / base:5.2f}x" if base else "  n/a (no such phase before)"
     return (
-        f"  {label:28s} before p10 {pct(before, 10):7.3f} p50 {pct(before, 50):7.3f}   "
-        f"after p10 {pct(after, 10):7.3f} p50 {pct(after, 50):7.3f}   after/before p50 "
-        f"{ratio:5.2f}x"
+        f"  {label:28s} before p10 {pct(before, 10):7.3f} p50 {base:7.3f}   "
+        f"after p10 {pct(after, 10):7.3f} p50 {pct(after, 50):7.3f}   after/before p50 {ratio}"
     )
 
 
@@ -89,6 +89,8 @@ def main() -> None:
                     add(f"create warm idle ({kind})", version, wall)
                     add(f"  server total ({kind})", version, body["timing"]["total"])
                     add(f"  server config ({kind})", version, body["timing"]["config"])
+                    add(f"  server ready ({kind})", version, body["timing"]["ready"])
+                    add(f"  server durable ({kind})", version, body["timing"].get("durable", 0))
                     daemon.http.delete(f"/v1/instances/{name}").raise_for_status()
         for daemon in daemons.values():
             daemon.wait_pool("idle")

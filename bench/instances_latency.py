@@ -44,6 +44,7 @@ from fluidedge.instances.bundle import oci_config
 from fluidedge.instances.images import overlay, tools, userns
 from fluidedge.instances.images.builtin import busybox_tree
 from fluidedge.instances.readiness import listening
+from fluidedge.instances.timing import PHASES
 from instances_common import BenchDaemon, LeanClient, machine, pct, summary
 
 
@@ -305,9 +306,11 @@ def main() -> None:
         ratio = f"runc run p50 / warm p50 = {base / warm:5.1f}x (unix socket {base / unix:5.1f}x)"
         print(f"  {template}: {ratio} ; cold / warm = {cold / warm:5.1f}x")
     print("\nserver-side phase breakdown, p50 ms")
-    print("                   accept placement  shell  config network  start   ready   total")
+    print(
+        "                   accept placement  shell  config network  start durable   ready   total"
+    )
     for label, rows in phases.items():
-        cols = ["accept", "placement", "shell", "config", "network", "start", "ready", "total"]
+        cols = [*PHASES, "total"]
         print(f"  {label:16s} " + " ".join(f"{pct([r[c] for r in rows], 50):7.3f}" for c in cols))
     print("\nimages: warm API -> running, milliseconds (same run, interleaved)")
     labels = {

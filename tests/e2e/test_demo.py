@@ -85,7 +85,7 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
     assert re.search(
         r"Template edge-httpd: /bin/busybox httpd .* from image busybox \(rootfs sha256:", flat
     ), out
-    for phase in ("accept", "placement", "shell", "config", "network", "start", "ready"):
+    for phase in ("accept", "placement", "shell", "config", "network", "start", "durable", "ready"):
         assert re.search(rf"│ {phase}\s+│ \d+\.\d\d", out), phase
     # The live table showed it, and the UEs' edge answers came from it (its page names it).
     assert re.search(r"│ edge1\s+│ edge-httpd\s+│ 198\.19\.0\.20\s+│ running\s+│ warm", out), out

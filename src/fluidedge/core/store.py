@@ -405,6 +405,30 @@ class Store:
                 extra={"part": "daemon", "event": "store_wal_size_failed", "ids": str(wal)},
             )
 
+    def sync(self) -> None:
+        """Make every commit so far durable, as ``synchronous=FULL`` does at each commit: one
+        ``fdatasync`` of the WAL. For a commit made with ``durable=False`` whose answer must
+        still survive power loss, so that the flush may overlap other work instead of
+        delaying the commit (the instance manager's claims, fluidedge.instances.writer). A
+        no-op under ``synchronous=NORMAL`` (the operator chose crash durability only) and for
+        an in-memory store. Raises :class:`StoreError` when the flush fails (EIO, ENOSPC).
+        """
+        if self.synchronous != "full" or not isinstance(self.path, Path):
+            return
+        wal = companions(self.path)[1]
+        try:
+            fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # checkpointed and removed: every commit is in the synced database file
+        except OSError as exc:
+            raise StoreError(f"store: cannot open {wal} to sync it: {exc.strerror}") from exc
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise StoreError(f"store: sync of {wal} failed: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query and return all rows."""
         with self._lock:

@@ -23,9 +23,10 @@ PHASES = {  # the VIM instantiation phases of the API's timing breakdown (docs/i
     "accept": "request validated: template, name, address checks",
     "placement": "CPU choice and admission control",
     "shell": "prepared shell taken from the pool (cold: created now)",
-    "config": "assignment and files written, per-request cgroup limits, store",
+    "config": "assignment and files written, per-request cgroup limits, claim committed",
     "network": "addresses and routes set through the shell's netlink socket",
     "start": "shell's process released (exec.fifo): the workload execs",
+    "durable": "the store's flush to disk, while the workload execs",
     "ready": "readiness check (httpd: TCP port listening)",
     "total": "sum, server-side",
 }

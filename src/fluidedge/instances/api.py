@@ -26,6 +26,8 @@ statuses it can answer (the daemon adds the cross-cutting ones, see
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +36,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter, ValidationError
-from starlette.background import BackgroundTask
+from starlette.types import Receive, Send
 
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
@@ -66,21 +68,46 @@ async def _arrival() -> float:
 INLINE_FREEZER_WAIT = 0.005
 
 
-def _json(view: InstanceView, writer: Writer, status_code: int = status.HTTP_200_OK) -> Response:
+def _json(
+    view: InstanceView,
+    writer: Writer,
+    status_code: int = status.HTTP_200_OK,
+    after: list[Callable[[], None]] | None = None,
+) -> Response:
     # The view is already a validated InstanceView: serialise it once, directly, rather than
     # letting FastAPI dump it, re-validate the dump against the response model and encode it
     # again (the schema still says InstanceView through the route's ``response_model``).
-    # Once the answer is sent, the store writer may commit the call's follow-up (the row's
-    # new state or timing): not before, where it would compete with the answer for the GIL.
-    async def kick() -> None:  # async: run on the event loop, not in the thread pool
-        writer.kick()
-
-    return Response(
+    # Once the answer is sent (or failed to go out), ``after`` runs (a new instance leaves the
+    # idle class it started in, its metrics and log line) and the store writer may commit the
+    # call's follow-up (the row's new state or timing): not before, where they would compete
+    # with the answer for the GIL and the CPU.
+    return _Answer(
         content=view.model_dump_json(),
         status_code=status_code,
         media_type="application/json",
-        background=BackgroundTask(kick),
+        after=[*(after or ()), writer.kick],
     )
+
+
+_log = logging.getLogger("fluidedge.instances")
+
+
+class _Answer(Response):
+    """A response that runs ``after`` once it is out, or failed to go out."""
+
+    def __init__(self, *args: Any, after: list[Callable[[], None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after = after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for call in self.after:
+                try:
+                    call()
+                except Exception:  # the answer is out: log it, run the others
+                    _log.exception("instances: a follow-up of an answer failed")
 
 
 async def _freezer_op(manager: Manager, op: Callable[..., InstanceView], name: str) -> Response:
@@ -107,14 +134,23 @@ async def _create(  # noqa: PLR0917 (private: the two create routes)
         if forwarded is not None:
             return forwarded
     admitted = sc.admit_instance(sc.who(http), request, tenant)
-    with admitted as checked:
-        if manager.is_quick(checked):
-            # Warm shell + no network wait: a few hundred µs of work, cheaper inline than the
-            # thread-pool hand-off (which costs more than the work itself on a busy host).
-            view = manager.create_instance(checked, arrived)
-        else:
-            view = await run_in_threadpool(manager.create_instance, checked, arrived)
-    return _json(view, manager.writer, status.HTTP_201_CREATED)
+    after: list[Callable[[], None]] = []
+    try:
+        with admitted as checked:
+            if manager.is_quick(checked):
+                # Warm shell + no network wait: a few hundred µs of work, cheaper inline than
+                # the thread-pool hand-off (which costs more than the work itself on a busy
+                # host).
+                view = manager.create_instance(checked, arrived, after_answer=after)
+            else:
+                view = await run_in_threadpool(
+                    functools.partial(manager.create_instance, checked, arrived, after_answer=after)
+                )
+    except BaseException:
+        for call in after:  # created, then refused by admission's exit: no answer to wait for
+            call()
+        raise
+    return _json(view, manager.writer, status.HTTP_201_CREATED, after)
 
 
 async def _place(

@@ -17,6 +17,7 @@ pause / resume            ``freezer.state`` FROZEN/THAWED       ``cgroup.freeze`
                                                                 by ``frozen 1/0`` in
                                                                 ``cgroup.events``
 kill everything           SIGKILL each pid of ``cgroup.procs``  ``cgroup.kill``
+idle class (start)        ``cpu/…/cpu.idle`` 1/0                ``cpu.idle`` 1/0
 ========================  ===================================  ==================================
 
 The mode is detected from the mount at ``/sys/fs/cgroup`` (cgroup2 there = unified v2; a tmpfs
@@ -25,9 +26,21 @@ can be forced in the config. Instances live under one *parent* path, the same in
 hierarchy: ``/fluidedge`` by default. On v2 that parent must be a subtree we may manage: at the
 root of a host without systemd (or in a container with its own cgroup namespace) we create it;
 under systemd the daemon's unit needs ``Delegate=yes`` and the parent defaults to
-``<unit's cgroup>/instances``, the daemon moving itself into the leaf ``<unit's cgroup>/daemon``
-so that the unit's cgroup may enable controllers for its children (cgroup v2's
-no-internal-processes rule). runc is given the same path as ``cgroupsPath`` (cgroupfs driver).
+``<unit's cgroup>/instances``, the daemon moving itself out of the unit's cgroup so that it
+may enable controllers for its children (cgroup v2's no-internal-processes rule), into the leaf
+``<parent>/daemon`` (see *Idle start*). runc is given the same path as ``cgroupsPath``
+(cgroupfs driver).
+
+*Idle start.* The daemon also moves itself into ``<parent>/daemon`` (on v1, in the ``cpu``
+hierarchy), beside the instances' cgroups, so that a pooled shell's cgroup can be put in the
+idle class (``cpu.idle``, Linux 5.15+) until the API has answered for it. Why: the launcher's
+``execve`` wakes the daemon thread waiting for it with a *sync* wake-up, which the scheduler
+places on the launcher's own CPU; the workload's start-up (≈0.9 ms of busybox here) then ran
+before the daemon could answer (``perf sched timehist``: 0.88 ms of scheduling delay in a
+0.95 ms ``ready`` phase). An idle-class entity is preempted at once by a normal one *of the
+same parent*, hence the sibling leaf; a few microseconds after the answer is out the cgroup
+leaves the idle class (:meth:`Cgroups.set_cpu_idle`). Without ``cpu.idle`` or when the move
+is refused, instances simply start in the normal class (``idle_start`` false in ``/stats``).
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ DEFAULT_PARENT = "/fluidedge"
 FREEZER_TIMEOUT = 2.0
 # v1: an empty cgroup kept frozen under the parent (see CgroupsV1._anchor_freezer).
 FREEZER_ANCHOR = "fluidedge-freezer-anchor"
+# The daemon's own leaf under the parent, beside the instances (see "Idle start" above).
+DAEMON_LEAF = "daemon"
 # Controllers instances need on v2 (io, hugetlb... are used when present, not required).
 V2_REQUIRED = ("cpuset", "cpu", "memory", "pids")
 
@@ -61,6 +76,9 @@ class Cgroups(Protocol):
     mode: Mode
     kind: str  # "v1", "hybrid" or "v2": what was found, for /stats and the logs
     parent: str
+    # Set by prepare(): the daemon sits beside the instances and the kernel has cpu.idle.
+    idle_start: bool
+    idle_start_why: str
 
     def runc_path(self, container_id: str) -> str:
         """The OCI ``linux.cgroupsPath`` (cgroupfs driver) of a container."""
@@ -77,6 +95,11 @@ class Cgroups(Protocol):
     def set_memory(self, container_id: str, memory_mb: int, *, lowering: bool) -> None: ...
 
     def set_pids(self, container_id: str, pids: int) -> None: ...
+
+    def set_cpu_idle(self, container_id: str, idle: bool) -> None:
+        """Put the container's cgroup in (or take it out of) the idle scheduling class."""
+
+    def cpu_idle(self, container_id: str) -> bool: ...
 
     def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None: ...
 
@@ -199,6 +222,20 @@ def _rmdir_retry(paths: list[Path], timeout: float) -> None:
         time.sleep(0.01)
 
 
+def settle_beside(parent_dir: Path) -> tuple[bool, str]:
+    """Move this process into ``<parent_dir>/daemon``, beside the instances' cgroups, for the
+    idle start (see the module docstring): (whether instances may start idle, why not)."""
+    if not (parent_dir / "cpu.idle").exists():
+        return False, "this kernel has no cpu.idle (Linux 5.15+)"
+    leaf = parent_dir / DAEMON_LEAF
+    try:
+        leaf.mkdir(exist_ok=True)
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+    except (OSError, RuntimeFailure) as exc:
+        return False, f"cannot move the daemon into {leaf}: {exc}"
+    return True, ""
+
+
 def cpu_weight(cpus: float) -> int:
     """cgroup v2 ``cpu.weight`` for a CPU request: runc's conversion of v1 shares (2..262144
     onto 1..10000), so a template means the same on both hierarchies."""
@@ -227,6 +264,8 @@ class CgroupsV1:
         self.parent = "/" + parent.strip("/")
         self.root = root
         self.kind = kind
+        self.idle_start = False
+        self.idle_start_why = "not prepared"
 
     def runc_path(self, container_id: str) -> str:
         return f"{self.parent}/{container_id}"
@@ -239,6 +278,12 @@ class CgroupsV1:
         if missing:
             raise RuntimeFailure(f"cgroup v1: controller(s) not mounted: {', '.join(missing)}")
         self._anchor_freezer()
+        cpu_parent = self.root / "cpu" / self.parent.lstrip("/")
+        try:
+            cpu_parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RuntimeFailure(f"cgroup v1: cannot create {cpu_parent}: {exc.strerror}") from exc
+        self.idle_start, self.idle_start_why = settle_beside(cpu_parent)
 
     def _anchor_freezer(self) -> None:
         """Keep one empty cgroup frozen for good (``<parent>/fluidedge-freezer-anchor``).
@@ -288,6 +333,12 @@ class CgroupsV1:
 
     def set_pids(self, container_id: str, pids: int) -> None:
         _write(self.dir("pids", container_id) / "pids.max", str(pids))
+
+    def set_cpu_idle(self, container_id: str, idle: bool) -> None:
+        _write(self.dir("cpu", container_id) / "cpu.idle", "1" if idle else "0")
+
+    def cpu_idle(self, container_id: str) -> bool:
+        return _read(self.dir("cpu", container_id) / "cpu.idle") == "1"
 
     def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
         self._freezer_set(container_id, "FROZEN", timeout)
@@ -370,6 +421,8 @@ class CgroupsV1:
             "parent": self.parent,
             "controllers": [c for c in self.CONTROLLERS if self._has(c)],
             "freezer": "freezer.state",
+            "idle_start": self.idle_start,
+            **({"idle_start_why": self.idle_start_why} if not self.idle_start else {}),
         }
 
 
@@ -382,7 +435,9 @@ class CgroupsV2:
     def __init__(self, parent: str = DEFAULT_PARENT, root: Path = CGROUP_ROOT) -> None:
         self.parent = "/" + parent.strip("/")
         self.root = root
-        self.moved_to: str | None = None  # where the daemon moved itself (systemd delegation)
+        self.moved_to: str | None = None  # where the daemon moved itself
+        self.idle_start = False
+        self.idle_start_why = "not prepared"
 
     def runc_path(self, container_id: str) -> str:
         return f"{self.parent}/{container_id}"
@@ -400,7 +455,8 @@ class CgroupsV2:
         Every ancestor must offer the controllers in ``cgroup.controllers`` (delegated to us)
         and may not hold processes itself once it enables them (no internal processes): when
         the daemon sits in an ancestor (a systemd unit with ``Delegate=yes`` and the default
-        parent ``<unit>/instances``) it first moves itself into the leaf ``<that>/daemon``.
+        parent ``<unit>/instances``) it first moves itself into the leaf ``<that>/daemon``,
+        and at the end into ``<parent>/daemon``, beside the instances (the idle start).
         """
         own = own_cgroup_v2()
         parts = [p for p in self.parent.strip("/").split("/") if p]
@@ -424,6 +480,9 @@ class CgroupsV2:
             except OSError as exc:
                 raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
         self._enable(current, _read(current / "cgroup.controllers").split())
+        self.idle_start, self.idle_start_why = settle_beside(current)
+        if self.idle_start:
+            self.moved_to = f"{self.parent.rstrip('/')}/{DAEMON_LEAF}"
 
     def _enable(self, directory: Path, available: list[str]) -> None:
         enabled = _read(directory / "cgroup.subtree_control").split()
@@ -454,6 +513,12 @@ class CgroupsV2:
 
     def set_pids(self, container_id: str, pids: int) -> None:
         _write(self.dir(container_id) / "pids.max", str(pids))
+
+    def set_cpu_idle(self, container_id: str, idle: bool) -> None:
+        _write(self.dir(container_id) / "cpu.idle", "1" if idle else "0")
+
+    def cpu_idle(self, container_id: str) -> bool:
+        return _read(self.dir(container_id) / "cpu.idle") == "1"
 
     def freeze(self, container_id: str, *, timeout: float = FREEZER_TIMEOUT) -> None:
         self._freeze_set(container_id, True, timeout)
@@ -544,6 +609,8 @@ class CgroupsV2:
             "controllers": controllers,
             "freezer": "cgroup.freeze",
             "daemon_cgroup": self.moved_to or own_cgroup_v2(),
+            "idle_start": self.idle_start,
+            **({"idle_start_why": self.idle_start_why} if not self.idle_start else {}),
         }
 
 
@@ -594,6 +661,8 @@ def default_parent_v2(own: str) -> str:
     own = own.rstrip("/")
     if own in ("", "/") or own == DEFAULT_PARENT or own.startswith(DEFAULT_PARENT + "/"):
         return DEFAULT_PARENT
+    if own.endswith(f"/instances/{DAEMON_LEAF}"):  # the daemon's leaf beside the instances
+        return own.removesuffix(f"/{DAEMON_LEAF}")
     return f"{own}/instances"
 
 

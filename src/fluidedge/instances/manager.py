@@ -21,6 +21,7 @@ containers' I/O, the seam of the unit tests), :mod:`~fluidedge.instances.readine
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -28,7 +29,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -276,6 +277,10 @@ class Manager:
         self.placed[item.name] = item
         self.usage.add(item)
 
+    def _wake_workers(self) -> None:
+        with self.lock:
+            self._wake.notify_all()
+
     def _release(self, name: str) -> None:
         for key in self._held_addresses.pop(name, ()):
             if self.addresses.get(key) == name:
@@ -518,15 +523,26 @@ class Manager:
         return template, claims
 
     def create_instance(
-        self, request: InstanceRequest, started: float | None = None, *, durable: bool = True
+        self,
+        request: InstanceRequest,
+        started: float | None = None,
+        *,
+        durable: bool = True,
+        after_answer: list[Callable[[], None]] | None = None,
     ) -> InstanceView:
         """Create an instance (from the template's warm pool when it holds a shell).
 
-        ``durable=False`` (the superfluid controller's on-demand instances): the claim of the
-        shell is committed before the workload starts, as always, but without waiting for the
-        WAL's fsync: it survives a kill -9 of the daemon (the restart re-adopts the instance),
-        not a power loss, which the instance does not survive either (and the controller
-        re-creates on-demand instances on the next packet).
+        The claim of the shell is committed before the workload starts, always; with
+        ``durable`` (the default) its flush to disk overlaps the start and is waited for
+        before returning, so a returned instance survives power loss. ``durable=False`` (the
+        superfluid controller's on-demand instances) skips that flush: the claim survives a
+        kill -9 of the daemon (the restart re-adopts the instance), not a power loss, which the
+        instance does not survive either (and the controller re-creates on-demand instances on
+        the next packet).
+
+        ``after_answer``: the caller answers someone (the API) and runs what this appends once
+        the answer is out (the new instance's cgroup leaving the idle class it was started in,
+        :data:`fluidedge.instances.shell.IDLE_START`); without it, that runs before returning.
         """
         timer = PhaseTimer(started)
         with self.lock:
@@ -556,8 +572,12 @@ class Manager:
             )
             timer.mark("placement")
             shell, dead = self._take_live(template.name, request.cold, cpus)
-            if shell is not None or dead:
+            if dead or (shell is not None and after_answer is None):
                 self._wake.notify_all()  # a worker refills the pool (now or after its delay)
+            elif shell is not None and after_answer is not None:
+                # ... once the answer is out: woken now, the workers' look at the pools
+                # competes with this request for the GIL (the refill waits anyway).
+                after_answer.append(self._wake_workers)
         self._discard_dead(dead)
         try:
             path: Literal["warm", "cold"] = "warm"
@@ -566,7 +586,15 @@ class Manager:
                 shell = self.prepare_shell(template, state="assigned", cpus=cpus)
             timer.mark("shell")
             return self._execute(
-                request, template, shell, cpus, resources, path, timer, durable=durable
+                request,
+                template,
+                shell,
+                cpus,
+                resources,
+                path,
+                timer,
+                durable=durable,
+                after_answer=after_answer,
             )
         except LauncherGone as exc:
             self._roll_back(request, template, shell)
@@ -580,7 +608,10 @@ class Manager:
                 exc,
             )
             return self.create_instance(
-                request.model_copy(update={"cold": True}), started, durable=durable
+                request.model_copy(update={"cold": True}),
+                started,
+                durable=durable,
+                after_answer=after_answer,
             )
         except BaseException:
             self._roll_back(request, template, shell)
@@ -657,6 +688,7 @@ class Manager:
         timer: PhaseTimer,
         *,
         durable: bool = True,
+        after_answer: list[Callable[[], None]] | None = None,
     ) -> InstanceView:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
         files.update(request.files)
@@ -693,33 +725,37 @@ class Manager:
             cos=request.cos or template.cos,
             token=shell.token,
         )
-        # The claim commits on the writer thread while the files and limits are written; it
-        # is on disk before the launcher is released (see fluidedge.instances.writer).
-        claim = self.writer.submit(self.tables.claim_shell, shell.id, inst.record(), durable)
-        try:
-            self.io.configure(shell, files, encoded, template.resources, resources, cpus)
-            if inst.cos is not None and self.cos_binder is not None:
-                # The launcher joins the class before it execs the workload (same pid), so the
-                # workload and all it forks run in the class from their first instruction.
-                self.cos_binder.bind(inst.name, inst.cos, shell.pid)
-            timer.mark("config")
-            self.io.address(shell, interfaces)
-            for state in interfaces:  # the addresses may have been another instance's
-                spec = self.networks.get(state.network)
-                if spec is not None and state.addresses:
-                    self.io.forget_neighbours(spec, state.addresses)
-            if self.port_hook is not None:
-                self.port_hook.ports_up(inst, request, template)
-            timer.mark("network")
-        finally:
-            failed = claim.exception()  # waits: a rollback must come after the claim
-        if failed is not None:
-            raise failed
+        # The claim is committed before the launcher is released (a kill -9 from then on
+        # re-adopts the instance) but not flushed: its flush to disk (durable) is made while
+        # the launcher execs the workload, in this thread (another thread would contend for
+        # the GIL with the config work), before the instance is returned.
+        self.tables.claim_shell(shell.id, inst.record(), False)
+        self.io.configure(shell, files, encoded, template.resources, resources, cpus)
+        if inst.cos is not None and self.cos_binder is not None:
+            # The launcher joins the class before it execs the workload (same pid), so the
+            # workload and all it forks run in the class from their first instruction.
+            self.cos_binder.bind(inst.name, inst.cos, shell.pid)
         timer.mark("config")
+        self.io.address(shell, interfaces)
+        for state in interfaces:  # the addresses may have been another instance's
+            spec = self.networks.get(state.network)
+            if spec is not None and state.addresses:
+                self.io.forget_neighbours(spec, state.addresses)
+        if self.port_hook is not None:
+            self.port_hook.ports_up(inst, request, template)
+        timer.mark("network")
         watch = self.io.release(
             shell, watch=request.wait_ready and template.readiness.kind != "none"
         )
         timer.mark("start")
+        try:
+            if durable:  # a failed flush raises: rolled back, never answered as created
+                self.tables.store.sync()
+            timer.mark("durable")
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
         if request.wait_ready:
             self.io.wait_ready(template.readiness, shell.pid, request.name, watch)
         timer.mark("ready")
@@ -727,6 +763,21 @@ class Manager:
         with self.lock:
             self.instances[inst.name] = inst
             self.reserved_names.discard(inst.name)
+        # What only follows the creation (the idle class left, the timing stored, metrics and
+        # the log line): after the answer when the caller answers someone.
+        follow_ups = [
+            functools.partial(self.io.answered, shell.id, resources.cpus),
+            functools.partial(self._created, inst, template.name, path),
+        ]
+        if after_answer is None:
+            for call in follow_ups:
+                call()
+        else:
+            after_answer.extend(follow_ups)
+        return inst.view()
+
+    def _created(self, inst: Instance, template: str, path: str) -> None:
+        """The follow-ups of a creation: its timing stored, its histograms, its log line."""
         # The timing only; a follow-up a crash may lose: no fsync (claims never wait for one).
         self.writer.defer(self.tables.update_instance, inst.record(), False)
         for phase in PHASES:
@@ -735,13 +786,13 @@ class Manager:
                 inst.timing[phase] / 1000,
                 phase=phase,
                 path=path,
-                template=template.name,
+                template=template,
             )
         self.histograms.observe(
             "fluidedge_instance_create_seconds",
             inst.timing["total"] / 1000,
             path=path,
-            template=template.name,
+            template=template,
         )
         log.info(
             "instance %s created (%s, %.2f ms)",
@@ -754,7 +805,6 @@ class Manager:
                 "ids": f"{inst.name},{inst.id}",
             },
         )
-        return inst.view()
 
     # ------------------------------------------------------------------ instance operations
     def get_instance(self, name: str) -> Instance:

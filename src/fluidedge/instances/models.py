@@ -649,6 +649,10 @@ class Timing(BaseModel):
     config: float = 0.0
     network: float = 0.0
     start: float = 0.0
+    durable: float = Field(
+        default=0.0,
+        description="the claim's flush to disk, made while the workload execs",
+    )
     ready: float = 0.0
     total: float = 0.0
 

@@ -93,6 +93,9 @@ def restore(mgr: Manager) -> None:
             inst.pid = int(found["pid"]) if found else inst.pid
             with contextlib.suppress(RuntimeFailure):
                 inst.state = "paused" if io.cgroups.frozen(inst.id) else "running"
+            # The last daemon may have stopped between an answer and the instance's leaving
+            # the idle class it started in (fluidedge.instances.shell.IDLE_START).
+            io.answered(inst.id, inst.resources.cpus)
         else:
             # Crashed before release, or the workload died while we were away.
             if status == "created":
@@ -121,7 +124,8 @@ def restore(mgr: Manager) -> None:
         if fate == "pool":
             try:
                 shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
-            except OSError:
+                shell.idle = io.cgroups.idle_start and io.cgroups.cpu_idle(shell.id)
+            except (OSError, RuntimeFailure):
                 fate = "destroy"
         if fate == "pool":
             mgr.pools.setdefault(shell.template, Pool()).ready.append(shell)

@@ -41,6 +41,9 @@ class Shell:
     # The launcher's per-shell token (its argv[1], fluidedge.instances.launcher); None in rows
     # written before tokens.
     token: str | None = None
+    # Its cgroup is in the idle class (fluidedge.instances.shell.IDLE_START): not a row's
+    # field, the kernel's (read back at re-adoption).
+    idle: bool = False
 
     def info(self) -> dict[str, Any]:
         return {

@@ -61,6 +61,13 @@ from fluidedge.instances.records import Shell, ShellIface
 # is written once the launcher (a few hundred KiB) has replaced it.
 INIT_MEMORY_MB = 48
 
+# Readiness kinds whose shells wait in the pool in the idle scheduling class and are released
+# in it (fluidedge.instances.cgroups, "Idle start"): the daemon's wait ends at the workload's
+# execve, and the daemon, not the workload's start-up, must then have the CPU until the answer
+# is out (ShellIO.answered). A workload whose readiness the daemon waits for (a TCP port)
+# needs the CPU to get there: on a busy host an idle-class one would starve; it starts normal.
+IDLE_START = ("none", "started")
+
 
 class ShellIO(Protocol):
     """What the manager does to containers (the seam its unit tests replace)."""
@@ -110,6 +117,11 @@ class ShellIO(Protocol):
 
     def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         """Return once the instance is ready (WorkloadFailed / ReadinessTimeout otherwise)."""
+
+    def answered(self, container_id: str, cpus: float) -> None:
+        """The instance's creation has been answered: its cgroup leaves the idle class it was
+        released in (see :data:`IDLE_START`) and takes the weight of its CPU request ``cpus``
+        (an idle-class cgroup refuses one)."""
 
     def freeze(self, container_id: str, *, timeout: float) -> None: ...
 
@@ -231,6 +243,9 @@ class RuncShellIO:
         self.runc.start_fast(shell.id, shell.pid)
         if limit_mb < INIT_MEMORY_MB:  # the launcher replaced runc init: the real limit now
             self.cgroups.set_memory(shell.id, limit_mb, lowering=True)
+        if self.cgroups.idle_start and template.readiness.kind in IDLE_START:
+            self.cgroups.set_cpu_idle(shell.id, True)
+            shell.idle = True
 
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
         errors = []
@@ -288,7 +303,7 @@ class RuncShellIO:
         if shell.cpus != cpus:
             cg.set_cpus(container_id, cpuset_text(cpus))
             shell.cpus = cpus
-        if wanted.cpus != base.cpus:
+        if wanted.cpus != base.cpus and not shell.idle:  # idle: set when it leaves the class
             cg.set_cpu_weight(container_id, wanted.cpus)
         if wanted.cpu_limit != base.cpu_limit:
             cg.set_cpu_limit(container_id, wanted.cpu_limit)
@@ -336,6 +351,12 @@ class RuncShellIO:
 
     def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         wait_ready(check, pid, name, watch)
+
+    def answered(self, container_id: str, cpus: float) -> None:
+        if self.cgroups.idle_start:
+            with contextlib.suppress(RuntimeFailure):  # gone already: nothing to promote
+                self.cgroups.set_cpu_idle(container_id, False)
+                self.cgroups.set_cpu_weight(container_id, cpus)
 
     def alive(self, shell: Shell) -> bool:
         return runc.process_running(shell.pid)

@@ -2,9 +2,10 @@
 
 Phases, in order: ``accept`` (API accept + validation), ``placement``, ``shell`` (acquisition
 from the pool, or the whole cold create), ``config`` (assignment, per-request limits),
-``network`` (addresses, routes), ``start`` (release of the shell's process), ``ready`` (the
-readiness check). :class:`PhaseTimer` marks phase ends with ``perf_counter``; the manager stores
-the breakdown with the instance and feeds :class:`Histograms` for ``/metrics``.
+``network`` (addresses, routes), ``start`` (release of the shell's process), ``durable`` (the
+claim's flush to disk, while the workload execs), ``ready`` (the readiness check).
+:class:`PhaseTimer` marks phase ends with ``perf_counter``; the manager stores the breakdown
+with the instance and feeds :class:`Histograms` for ``/metrics``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from fluidedge.core.metrics import LATENCY_BUCKETS_S
 
-PHASES = ("accept", "placement", "shell", "config", "network", "start", "ready")
+PHASES = ("accept", "placement", "shell", "config", "network", "start", "durable", "ready")
 BUCKETS_S = LATENCY_BUCKETS_S
 
 

@@ -1,28 +1,30 @@
-"""The manager's store writer: one thread that commits rows beside the request's own work.
+"""The manager's store writer: one thread that commits follow-up rows after the answers.
 
 A commit with ``store_synchronous = "full"`` waits for an fsync: 0.3 ms on a quiet disk, 3 to
-16 ms on this shared VM under load, the largest part of a warm request's ``config`` phase. Two
-kinds of writes go through this thread instead of the request's:
+16 ms on this shared VM under load. A warm creation's *claim* (shell row -> instance row) is
+committed in the request's own thread without its flush, before the launcher is released
+(a kill -9 from then on re-adopts the instance), and the flush of the WAL
+(:meth:`fluidedge.core.store.Store.sync`) is made while the workload execs, before the 201: a
+second thread for it measured slower (its GIL hand-offs with the request's config work cost
+more than the commit). What goes through this thread are *follow-ups* whose truth lives
+elsewhere (:meth:`Writer.defer`): the timing breakdown stored after the instance is ready, the
+state after a pause or resume (re-adoption reads the freezer, not the row). They are committed
+in order after the response, without waiting for the fsync (``durable=False``: they survive a
+kill -9, and a power loss once a later commit synced the WAL); a crash may lose the last ones
+(a timing, a paused flag the kernel still knows), never an instance. :meth:`Writer.submit`
+runs a call on the thread and returns its future (tests, rare writes that must follow the
+queued ones).
 
-- the *claim* (shell row -> instance row) is submitted first, the request writes its files and
-  cgroup limits while SQLite commits, and it waits for the commit (:meth:`Writer.submit`'s
-  future) before the launcher is released: the row is still on disk before the workload runs
-  and before the 201, only no longer *after* the other config work;
-- *follow-ups* whose truth lives elsewhere (:meth:`Writer.defer`): the timing breakdown stored
-  after the instance is ready, the state after a pause or resume (re-adoption reads the
-  freezer, not the row). They are committed in order after the response, without waiting for
-  the fsync (``durable=False``: they survive a kill -9, and a power loss once a later commit
-  synced the WAL), so that a claim queued behind them waits for no fsync but its own; a
-  crash may lose the last ones (a timing, a paused flag the kernel still knows), never an
-  instance.
-
-One thread, first in first out: a deferred update never overtakes the claim it follows.
+One thread, first in first out: a follow-up never overtakes another; it is queued after its
+claim committed, and a late one never rewrites a deleted or newer row
+(:meth:`~fluidedge.instances.persist.Tables.update_instance` matches name *and* id).
 
 A follow-up also waits until the answer that caused it is out: the writer holds it back for up
-to ``DEFER_DELAY_S`` (or until the next claim, which must come after it), and the API releases
-it (:meth:`Writer.kick`) once its response is sent. Started at once, it competed with that very
-response for the GIL and, on this 2-CPU host, for a CPU (its ``json.dumps`` and SQLite's
-statement preparation run under the GIL), adding to the pause, resume or creation it follows.
+to ``DEFER_DELAY_S`` (or until the next submitted call, which must come after it), and the API
+releases it (:meth:`Writer.kick`) once its response is sent. Started at once, it competed with
+that very response for the GIL and, on this 2-CPU host, for a CPU (its ``json.dumps`` and
+SQLite's statement preparation run under the GIL), adding to the pause, resume or creation it
+follows.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ KNOWN_PHASES = (
     "config",
     "network",
     "start",
+    "durable",
     "ready",
     "http",
 )

@@ -1,5 +1,5 @@
 """cgroup v2 delegation as under systemd with ``Delegate=yes``: a daemon that is not in the root
-cgroup puts instances below its own cgroup and moves itself into a leaf first.
+cgroup puts instances below its own cgroup and moves itself into a leaf beside them.
 
 v2 only (the hybrid development hosts have no unified controllers): it runs in the VM tier
 (``scripts/vmtest``), on pure v2. The "daemon" is a child Python process placed in a cgroup that
@@ -65,14 +65,21 @@ def test_delegated_unit_puts_instances_below_itself(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr[-3000:]
         got = json.loads(result.stdout.strip().splitlines()[-1])
     finally:
-        for leaf in (unit_dir / "instances", unit_dir / "daemon", unit_dir):
+        for leaf in (
+            unit_dir / "instances" / "daemon",
+            unit_dir / "instances",
+            unit_dir / "daemon",
+            unit_dir,
+        ):
             if leaf.exists():
                 leaf.rmdir()
     stats = got["stats"]
     assert stats["mode"] == "v2"
     assert stats["parent"] == f"{unit}/instances"
-    assert stats["daemon_cgroup"] == f"{unit}/daemon"
-    assert got["own"] == f"0::{unit}/daemon"  # it left the unit's cgroup for a leaf
+    assert stats["daemon_cgroup"] == f"{unit}/instances/daemon"
+    # it left the unit's cgroup (no internal processes) for a leaf beside its instances
+    assert got["own"] == f"0::{unit}/instances/daemon"
+    assert stats["idle_start"] is True
     assert {"cpuset", "cpu", "memory", "pids"} <= set(stats["controllers"])
     (leftover,) = got["leftover"]
     assert leftover.startswith(f"/sys/fs/cgroup{unit}/instances/")

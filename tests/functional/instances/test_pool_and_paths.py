@@ -6,11 +6,15 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, runc
+from fluidedge.instances.bundle import cpu_shares
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
+from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.placement import parse_cpuset
 from fluidedge.instances.shell import INIT_MEMORY_MB
@@ -261,3 +265,76 @@ def test_pooled_shells_are_pinned_and_warm_instances_get_their_placement(
         assert view.path == "warm"
         assert parse_cpuset(manager.cgroups.cpus(view.id)) == tuple(view.cpus)
     assert len(views[-1].cpus) == 2  # no shell is pinned to both: its cpuset was written
+
+
+def _own_cpu_cgroup() -> str:
+    """This process's cgroup in the hierarchy holding the cpu controller (v1) or unified."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path
+    return next(
+        line.split(":", 2)[2]
+        for line in Path("/proc/self/cgroup").read_text().splitlines()
+        if line.startswith("0::")
+    )
+
+
+def _weight(manager: Manager, container_id: str) -> int:
+    cg = manager.cgroups
+    if isinstance(cg, cgroups.CgroupsV1):
+        return int((cg.dir("cpu", container_id) / "cpu.shares").read_text())
+    assert isinstance(cg, cgroups.CgroupsV2)
+    return int((cg.dir(container_id) / "cpu.weight").read_text())
+
+
+def _weight_for(manager: Manager, cpus: float) -> int:
+    if isinstance(manager.cgroups, cgroups.CgroupsV1):
+        return cpu_shares(cpus)
+    return cgroups.cpu_weight(cpus)
+
+
+def test_instances_start_in_the_idle_class_until_answered(
+    manager_factory: ManagerFactory, tmp_path: Path
+) -> None:
+    """Idle start (fluidedge.instances.cgroups): the daemon (here this process) sits beside
+    the instances; a pooled shell of a template whose readiness is "started" waits in the idle
+    class and is released in it; it leaves the class once the caller's answer is out (or
+    before create_instance returns to a caller that answers no one, or at re-adoption after
+    a stop in between); a template whose readiness needs the workload's CPU (httpd: a TCP
+    port) never starts idle."""
+    manager = manager_factory(pool_scale=1.0)
+    cg = manager.cgroups
+    assert cg.idle_start, cg.idle_start_why
+    assert _own_cpu_cgroup() == f"{cg.parent}/daemon"
+    assert manager.wait_pools(60)
+    assert all(cg.cpu_idle(shell.id) for shell in manager.pools["idle"].ready)
+    assert not any(cg.cpu_idle(shell.id) for shell in manager.pools["httpd"].ready)
+    after: list[Any] = []
+    view = manager.create_instance(InstanceRequest(name="a", template="idle"), after_answer=after)
+    assert cg.cpu_idle(view.id)  # released in the idle class, the answer not out yet
+    for call in after:
+        call()
+    assert not cg.cpu_idle(view.id)
+    # leaving the class resets a cgroup's weight: the request's is written back
+    assert _weight(manager, view.id) == _weight_for(manager, view.resources.cpus)
+    plain = manager.create_instance(
+        InstanceRequest.model_validate(
+            {"name": "b", "template": "idle", "resources": {"cpus": 0.3}}
+        )
+    )
+    assert not cg.cpu_idle(plain.id)
+    assert _weight(manager, plain.id) == _weight_for(manager, 0.3)
+    web = manager.create_instance(InstanceRequest(name="w", template="httpd"))
+    assert not cg.cpu_idle(web.id)
+    # A stop between the answer and the promotion: the next start promotes it.
+    pending = manager.create_instance(InstanceRequest(name="c", template="idle"), after_answer=[])
+    assert cg.cpu_idle(pending.id)
+    manager.stop()
+    again = Manager(manager.config, Store(tmp_path / "db0.sqlite"), manager.state_dir)
+    again.start()
+    try:
+        assert again.get_instance("c").state == "running"
+        assert not cg.cpu_idle(pending.id)
+    finally:
+        again.purge()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from pydantic import BaseModel
 from fluidedge.core.config import parse_config, resolve_token
 from fluidedge.core.errors import ConfigError
 from fluidedge.core.part import DaemonContext
-from fluidedge.core.store import Store
+from fluidedge.core.store import Store, StoreError
 from fluidedge.daemon.app import create_app
 from fluidedge.errors import ConflictError
 
@@ -154,6 +156,39 @@ def test_store_non_durable_transaction_skips_only_its_own_fsync(tmp_path: Path) 
     assert seen == [1, 2]  # NORMAL, then FULL again
     assert [r[0] for r in store.query("SELECT name FROM things")] == ["a"]
     assert Store(tmp_path / "db.sqlite").query("SELECT name FROM things")[0][0] == "a"
+
+
+def test_store_sync_flushes_the_wal_under_full_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sync()`` makes the commits so far durable with one fdatasync of the WAL (what FULL
+    does per commit); nothing to do under NORMAL or in memory; a failed flush is an error."""
+    flushed: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+    with store.transaction(durable=False) as conn:
+        conn.execute("INSERT INTO things VALUES ('a')")
+    flushed.clear()
+    store.sync()
+    assert flushed == [str(tmp_path / "db.sqlite-wal")]
+    for quiet in (Store(tmp_path / "n.sqlite", synchronous="normal"), Store(":memory:")):
+        flushed.clear()
+        quiet.sync()
+        assert flushed == []
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(StoreError, match=r"sync of .*db\.sqlite-wal failed: Input/output error"):
+        store.sync()
 
 
 def test_store_writes_the_wal_out_once_and_reads_back_through_it(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.core.store import Store
+from fluidedge.core.store import Store, StoreError
 from fluidedge.instances.config import InstancesConfig
 from fluidedge.instances.errors import (
     AddressInUse,
@@ -132,6 +132,10 @@ class FakeIO:
     def wait_ready(self, check: Readiness, pid: int, name: str, watch: StartWatch | None) -> None:
         del check, pid, name, watch
         self._step("wait_ready", "")
+
+    def answered(self, container_id: str, cpus: float) -> None:
+        del cpus
+        self.calls.append(("answered", container_id))
 
     def freeze(self, container_id: str, *, timeout: float) -> None:
         del container_id, timeout
@@ -369,3 +373,66 @@ def test_the_network_forgets_the_neighbour_entry_of_an_assigned_address(
     assert io.forgotten == [("lan", ["10.9.0.5/24"])]
     steps = [step for step, _ in io.calls]
     assert steps.index("address") < steps.index("forget_neighbours") < steps.index("release")
+
+
+def test_the_instance_leaves_the_idle_class_after_the_answer_or_before_returning(
+    setup: tuple[Manager, FakeIO],
+) -> None:
+    """A caller that answers someone gets the promotion to run once its answer is out; any
+    other caller's instance is promoted before create_instance returns."""
+    manager, io = setup
+    view = manager.create_instance(_request("a"))
+    assert ("answered", view.id) in io.calls  # no caller to wait for
+    after: list[Any] = []
+    view = manager.create_instance(_request("b", "10.9.0.6/24"), after_answer=after)
+    assert ("answered", view.id) not in io.calls
+    manager.writer.flush()
+    assert manager.tables.instances()[-1]["timing"] == {}  # the follow-ups wait too
+    for call in after:
+        call()
+    assert io.calls[-1] == ("answered", view.id)
+    manager.writer.flush()
+    assert manager.tables.instances()[-1]["timing"]["total"] > 0
+
+
+def test_the_claim_is_committed_before_the_release_and_flushed_before_the_answer(
+    setup: tuple[Manager, FakeIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, io = setup
+    seen: list[str] = []
+    store = manager.tables.store
+    real_sync = store.sync
+
+    def sync() -> None:
+        seen.append("sync")
+        real_sync()
+
+    def release(shell: Shell, *, watch: bool) -> StartWatch | None:
+        # the claim is a committed row when the workload is let go
+        assert shell.id in {r["id"] for r in manager.tables.instances()}
+        seen.append("release")
+        return FakeIO.release(io, shell, watch=watch)
+
+    monkeypatch.setattr(store, "sync", sync)
+    monkeypatch.setattr(io, "release", release)
+    manager.create_instance(_request("a"))
+    assert sorted(seen) == ["release", "sync"]  # both happened before it returned
+    seen.clear()
+    manager.create_instance(_request("b", "10.9.0.6/24"), durable=False)
+    assert seen == ["release"]  # on-demand instances: no flush waited for
+
+
+def test_a_failed_flush_is_never_answered_as_created(
+    setup: tuple[Manager, FakeIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, io = setup
+
+    def sync() -> None:
+        raise StoreError("store: sync of db.sqlite-wal failed: Input/output error")
+
+    monkeypatch.setattr(manager.tables.store, "sync", sync)
+    with pytest.raises(StoreError, match="Input/output error"):
+        manager.create_instance(_request("a"))
+    _nothing_held(manager, "a")
+    assert ("release", io.built[-1]) in io.calls  # it had started: destroyed by the rollback
+    assert io.destroyed == [io.built[-1]]
