@@ -113,11 +113,12 @@ class _Answer(Response):
 async def _freezer_op(manager: Manager, op: Callable[..., InstanceView], name: str) -> Response:
     """Pause or resume inline with a bounded freezer wait; finish in the thread pool if the
     cgroup is slow to settle (the freezer usually settles in ~0.15 ms, less than a hand-off)."""
+    after: list[Callable[[], None]] = []
     try:
-        view = op(name, timeout=INLINE_FREEZER_WAIT)
+        view = op(name, timeout=INLINE_FREEZER_WAIT, after_answer=after)
     except FreezerBusy:
-        view = await run_in_threadpool(op, name)
-    return _json(view, manager.writer)
+        view = await run_in_threadpool(functools.partial(op, name, after_answer=after))
+    return _json(view, manager.writer, after=after)
 
 
 async def _create(  # noqa: PLR0917 (private: the two create routes)

@@ -818,16 +818,35 @@ class Manager:
             items = list(self.instances.values())
         return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
 
-    def pause(self, name: str, *, timeout: float = FREEZER_TIMEOUT) -> InstanceView:
+    def pause(
+        self,
+        name: str,
+        *,
+        timeout: float = FREEZER_TIMEOUT,
+        after_answer: list[Callable[[], None]] | None = None,
+    ) -> InstanceView:
         """Freeze the instance; :class:`FreezerBusy` if the cgroup is not frozen in ``timeout``
-        (the instance stays "running" and the call may be repeated)."""
-        return self._freezer_transition(name, frozen=True, timeout=timeout)
+        (the instance stays "running" and the call may be repeated). ``after_answer``: as for
+        :meth:`create_instance` (the metrics and the row's new state follow the answer)."""
+        return self._freezer_transition(name, True, timeout, after_answer)
 
-    def resume(self, name: str, *, timeout: float = FREEZER_TIMEOUT) -> InstanceView:
-        """Thaw the instance; :class:`FreezerBusy` as for :meth:`pause`."""
-        return self._freezer_transition(name, frozen=False, timeout=timeout)
+    def resume(
+        self,
+        name: str,
+        *,
+        timeout: float = FREEZER_TIMEOUT,
+        after_answer: list[Callable[[], None]] | None = None,
+    ) -> InstanceView:
+        """Thaw the instance; :class:`FreezerBusy` and ``after_answer`` as for :meth:`pause`."""
+        return self._freezer_transition(name, False, timeout, after_answer)
 
-    def _freezer_transition(self, name: str, *, frozen: bool, timeout: float) -> InstanceView:
+    def _freezer_transition(
+        self,
+        name: str,
+        frozen: bool,
+        timeout: float,
+        after_answer: list[Callable[[], None]] | None,
+    ) -> InstanceView:
         before, after, op = (
             ("running", "paused", "pause") if frozen else ("paused", "running", "resume")
         )
@@ -838,11 +857,22 @@ class Manager:
             begin = time.perf_counter()
             (self.io.freeze if frozen else self.io.thaw)(inst.id, timeout=timeout)
             took = time.perf_counter() - begin
-            self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
             inst.state = after
-            # The freezer is the truth (re-adoption reads it): the row follows, off the path.
-            self.writer.defer(self.tables.update_instance, inst.record(), False)
+        follow_up = functools.partial(self._transitioned, inst, op, took)
+        if after_answer is None:
+            follow_up()
+        else:
+            after_answer.append(follow_up)
         return inst.view().model_copy(update={"op_ms": round(took * 1000, 4)})
+
+    def _transitioned(self, inst: Instance, op: str, took: float) -> None:
+        """The follow-ups of a pause or resume: its histogram, the row's new state."""
+        self.histograms.observe("fluidedge_instance_pause_seconds", took, op=op)
+        # The freezer is the truth (re-adoption reads it): the row follows, off the path; the
+        # state written is the latest (a later transition's follow-up writes its own after).
+        with inst.lock:
+            record = inst.record()
+        self.writer.defer(self.tables.update_instance, record, False)
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)

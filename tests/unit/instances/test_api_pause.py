@@ -8,6 +8,7 @@ pause and resume real instances through the same routes of a real daemon.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -47,20 +48,28 @@ class SlowFreezer:
         self.settle = settle
         self.calls: list[tuple[str, float, int]] = []
         self.writer = Writer()  # the routes kick its follow-ups once they have answered
+        self.followed: list[str] = []  # follow-ups run by the route once it has answered
 
-    def _op(self, op: str, name: str, timeout: float, state: str) -> InstanceView:
+    def _op(
+        self, op: str, name: str, timeout: float, state: str, after: list[Callable[[], None]]
+    ) -> InstanceView:
         self.calls.append((op, timeout, threading.get_ident()))
         if name != "a":
             raise WrongState(f"instance {name} is running, not paused")
         if timeout < self.settle:
             raise FreezerBusy("freezer fe-a: stuck in FREEZING (wanted FROZEN)")
+        after.append(lambda: self.followed.append(op))
         return _view(state)
 
-    def pause(self, name: str, *, timeout: float = 2.0) -> InstanceView:
-        return self._op("pause", name, timeout, "paused")
+    def pause(
+        self, name: str, *, timeout: float = 2.0, after_answer: list[Callable[[], None]]
+    ) -> InstanceView:
+        return self._op("pause", name, timeout, "paused", after_answer)
 
-    def resume(self, name: str, *, timeout: float = 2.0) -> InstanceView:
-        return self._op("resume", name, timeout, "running")
+    def resume(
+        self, name: str, *, timeout: float = 2.0, after_answer: list[Callable[[], None]]
+    ) -> InstanceView:
+        return self._op("resume", name, timeout, "running", after_answer)
 
 
 def _client(fake: SlowFreezer) -> TestClient:
@@ -80,6 +89,7 @@ def test_fast_freezer_is_handled_inline_with_a_bounded_wait() -> None:
         ("pause", api.INLINE_FREEZER_WAIT),
         ("resume", api.INLINE_FREEZER_WAIT),
     ]
+    assert fake.followed == ["pause", "resume"]  # each answer ran its call's follow-ups
 
 
 def test_slow_freezer_finishes_in_the_thread_pool_with_the_full_wait() -> None:
@@ -89,6 +99,7 @@ def test_slow_freezer_finishes_in_the_thread_pool_with_the_full_wait() -> None:
         assert response.status_code == 200
         assert response.json()["state"] == "paused"
         assert client.post("/v1/instances/a/resume").json()["state"] == "running"
+    assert fake.followed == ["pause", "resume"]  # once each, from the thread pool's run too
     pause_calls = [c for c in fake.calls if c[0] == "pause"]
     assert [timeout for _, timeout, _ in pause_calls] == [api.INLINE_FREEZER_WAIT, 2.0]
     # The long wait ran off the event loop's thread (the first, bounded try ran on it).
@@ -111,8 +122,10 @@ def test_the_answer_releases_the_follow_up_write() -> None:
     written = threading.Event()
     pause = fake.pause
 
-    def pause_and_defer(name: str, *, timeout: float = 2.0) -> InstanceView:
-        view = pause(name, timeout=timeout)
+    def pause_and_defer(
+        name: str, *, timeout: float = 2.0, after_answer: list[Callable[[], None]]
+    ) -> InstanceView:
+        view = pause(name, timeout=timeout, after_answer=after_answer)
         fake.writer.defer(written.set)
         return view
 
