@@ -20,6 +20,10 @@ All in one invocation, against a real daemon (``fluidedge serve``) over HTTP:
 
     .venv/bin/python bench/instances_latency.py [--quick] [--runs N] [--store-synchronous normal]
 
+The last rows are the floor of any API round trip on this host: a bare ASGI app on the daemon's
+server stack (uvicorn, uvloop, httptools) answering a body of an instance view's size to the same
+lean client, and the API rows' ratios to it.
+
 The ``(API, unix)`` rows are the lean client over the daemon's Unix socket (``state_dir/api.sock``,
 same token rules): no TCP stack in the round trip.
 """
@@ -30,6 +34,8 @@ import argparse
 import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -244,6 +250,75 @@ def pause_resume(daemon: BenchDaemon, runs: int) -> dict[str, list[float]]:
     return out
 
 
+# The floor of any API round trip here: a bare ASGI app on the daemon's server stack (uvicorn,
+# uvloop, httptools) answering a JSON body of an instance view's size, nothing else.
+FLOOR_APP = """
+import json
+BODY = json.dumps({"name": "x", "state": "running", "pad": "y" * 1100}).encode()
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(BODY)).encode())]})
+    await send({"type": "http.response.body", "body": BODY})
+"""
+
+
+def http_floor(runs: int) -> list[float]:
+    """``runs`` POSTs to the bare app with the lean client, each timed as the API rows are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "floorapp.py").write_text(FLOOR_APP)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "floorapp:app",
+                "--app-dir",
+                tmp,
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            client = LeanClient(port)
+            out = []
+            for _ in range(runs):
+                time.sleep(0.002)
+                begin = time.perf_counter()
+                status, _ = client.post("/v1/instances/x/pause", {"name": "x"})
+                out.append((time.perf_counter() - begin) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"floor app answered {status}")
+            client.close()
+            return out
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="20 runs instead of 100")
@@ -285,6 +360,7 @@ def main() -> None:
                 daemon, template, runs
             )
         pr = pause_resume(daemon, runs)
+        floor = http_floor(runs)
         image_templates(daemon)
         images: dict[str, list[float]] = {name: [] for name in IMAGE_TEMPLATES}
         for _ in range(5):  # interleaved, so drift in the host's load hits every row alike
@@ -326,6 +402,15 @@ def main() -> None:
     print("\npause/resume, milliseconds")
     for label, values in pr.items():
         print(f"  {label:12s}  {summary(values)}")
+    print("\nthe floor of an API round trip on this host, milliseconds")
+    print(f"  bare ASGI app (uvicorn, uvloop, httptools), lean client  {summary(floor)}")
+    base = pct(floor, 50)
+    warm = pct(results["warm pool  idle  (API)       "], 50)
+    pause = pct(pr["pause_api"], 50)
+    print(
+        f"  warm idle p50 / floor p50 = {warm / base:5.2f}x ; pause p50 / floor p50 = "
+        f"{pause / base:5.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ class Cgroups(Protocol):
     mode: Mode
     kind: str  # "v1", "hybrid" or "v2": what was found, for /stats and the logs
     parent: str
-    # Set by prepare(): the daemon sits beside the instances and the kernel has cpu.idle.
+    # Set by prepare(): the kernel has cpu.idle; the daemon sits beside the instances too.
+    has_cpu_idle: bool
     idle_start: bool
     idle_start_why: str
 
@@ -264,6 +265,7 @@ class CgroupsV1:
         self.parent = "/" + parent.strip("/")
         self.root = root
         self.kind = kind
+        self.has_cpu_idle = False
         self.idle_start = False
         self.idle_start_why = "not prepared"
 
@@ -283,6 +285,7 @@ class CgroupsV1:
             cpu_parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RuntimeFailure(f"cgroup v1: cannot create {cpu_parent}: {exc.strerror}") from exc
+        self.has_cpu_idle = (cpu_parent / "cpu.idle").exists()
         self.idle_start, self.idle_start_why = settle_beside(cpu_parent)
 
     def _anchor_freezer(self) -> None:
@@ -436,6 +439,7 @@ class CgroupsV2:
         self.parent = "/" + parent.strip("/")
         self.root = root
         self.moved_to: str | None = None  # where the daemon moved itself
+        self.has_cpu_idle = False
         self.idle_start = False
         self.idle_start_why = "not prepared"
 
@@ -480,6 +484,7 @@ class CgroupsV2:
             except OSError as exc:
                 raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
         self._enable(current, _read(current / "cgroup.controllers").split())
+        self.has_cpu_idle = (current / "cpu.idle").exists()
         self.idle_start, self.idle_start_why = settle_beside(current)
         if self.idle_start:
             self.moved_to = f"{self.parent.rstrip('/')}/{DAEMON_LEAF}"

@@ -124,7 +124,10 @@ def restore(mgr: Manager) -> None:
         if fate == "pool":
             try:
                 shell.nl = NetlinkSocket.open_in(f"/proc/{shell.pid}/ns/net")
-                shell.idle = io.cgroups.idle_start and io.cgroups.cpu_idle(shell.id)
+                shell.idle = io.cgroups.has_cpu_idle and io.cgroups.cpu_idle(shell.id)
+                if shell.idle and not io.cgroups.idle_start:  # idle, and no daemon beside it
+                    io.answered(shell.id, mgr.templates[shell.template].resources.cpus)
+                    shell.idle = False
             except (OSError, RuntimeFailure):
                 fate = "destroy"
         if fate == "pool":

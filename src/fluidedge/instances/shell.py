@@ -353,7 +353,9 @@ class RuncShellIO:
         wait_ready(check, pid, name, watch)
 
     def answered(self, container_id: str, cpus: float) -> None:
-        if self.cgroups.idle_start:
+        # has_cpu_idle, not idle_start: a shell started idle by an earlier daemon that could
+        # (fluidedge.instances.reconcile) leaves the class too.
+        if self.cgroups.has_cpu_idle:
             with contextlib.suppress(RuntimeFailure):  # gone already: nothing to promote
                 self.cgroups.set_cpu_idle(container_id, False)
                 self.cgroups.set_cpu_weight(container_id, cpus)

@@ -295,7 +295,7 @@ def _weight_for(manager: Manager, cpus: float) -> int:
 
 
 def test_instances_start_in_the_idle_class_until_answered(
-    manager_factory: ManagerFactory, tmp_path: Path
+    manager_factory: ManagerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Idle start (fluidedge.instances.cgroups): the daemon (here this process) sits beside
     the instances; a pooled shell of a template whose readiness is "started" waits in the idle
@@ -327,14 +327,28 @@ def test_instances_start_in_the_idle_class_until_answered(
     assert _weight(manager, plain.id) == _weight_for(manager, 0.3)
     web = manager.create_instance(InstanceRequest(name="w", template="httpd"))
     assert not cg.cpu_idle(web.id)
-    # A stop between the answer and the promotion: the next start promotes it.
+    # A stop between the answer and the promotion: the next start promotes it. That start
+    # may not move beside its instances (refused here): the pooled shells left idle by the
+    # last daemon leave the class too, with their template's weight.
     pending = manager.create_instance(InstanceRequest(name="c", template="idle"), after_answer=[])
     assert cg.cpu_idle(pending.id)
+    assert manager.wait_pools(60)
+    pooled = [shell.id for shell in manager.pools["idle"].ready]
+    assert len(pooled) == 4
+    assert all(cg.cpu_idle(shell_id) for shell_id in pooled)
     manager.stop()
+    monkeypatch.setattr(cgroups, "settle_beside", lambda _parent: (False, "refused (test)"))
     again = Manager(manager.config, Store(tmp_path / "db0.sqlite"), manager.state_dir)
     again.start()
     try:
+        assert not again.cgroups.idle_start
+        assert again.stats()["cgroup"]["idle_start_why"] == "refused (test)"
         assert again.get_instance("c").state == "running"
         assert not cg.cpu_idle(pending.id)
+        assert {s.id for s in again.pools["idle"].ready} >= set(pooled)
+        idle = again.templates["idle"].resources.cpus
+        for shell_id in pooled:
+            assert not cg.cpu_idle(shell_id)
+            assert _weight(again, shell_id) == _weight_for(again, idle)
     finally:
         again.purge()
