@@ -41,6 +41,8 @@ before the daemon could answer (``perf sched timehist``: 0.88 ms of scheduling d
 same parent*, hence the sibling leaf; a few microseconds after the answer is out the cgroup
 leaves the idle class (:meth:`Cgroups.set_cpu_idle`). Without ``cpu.idle`` or when the move
 is refused, instances simply start in the normal class (``idle_start`` false in ``/stats``).
+The daemon's leaf has the highest CPU weight (:data:`DAEMON_WEIGHT`): beside N instances it
+would otherwise get 1/(N+1) of their parent's CPU when they saturate the host.
 """
 
 from __future__ import annotations
@@ -223,14 +225,22 @@ def _rmdir_retry(paths: list[Path], timeout: float) -> None:
         time.sleep(0.01)
 
 
-def settle_beside(parent_dir: Path) -> tuple[bool, str]:
+# The daemon's leaf weighs as much as a cgroup may (v1 ``cpu.shares``, v2 ``cpu.weight``): it
+# carries the node's control plane and the TOF's userspace data plane, and beside the instances
+# it must not get only its 1/(N+1) part of their CPU when tenants saturate the host.
+DAEMON_WEIGHT = {"cpu.shares": "262144", "cpu.weight": "10000"}
+
+
+def settle_beside(parent_dir: Path, weight_knob: str) -> tuple[bool, str]:
     """Move this process into ``<parent_dir>/daemon``, beside the instances' cgroups, for the
-    idle start (see the module docstring): (whether instances may start idle, why not)."""
+    idle start (see the module docstring), its weight the highest first (``weight_knob``:
+    ``cpu.shares`` or ``cpu.weight``): (whether instances may start idle, why not)."""
     if not (parent_dir / "cpu.idle").exists():
         return False, "this kernel has no cpu.idle (Linux 5.15+)"
     leaf = parent_dir / DAEMON_LEAF
     try:
         leaf.mkdir(exist_ok=True)
+        _write(leaf / weight_knob, DAEMON_WEIGHT[weight_knob])
         _write(leaf / "cgroup.procs", str(os.getpid()))
     except (OSError, RuntimeFailure) as exc:
         return False, f"cannot move the daemon into {leaf}: {exc}"
@@ -286,7 +296,7 @@ class CgroupsV1:
         except OSError as exc:
             raise RuntimeFailure(f"cgroup v1: cannot create {cpu_parent}: {exc.strerror}") from exc
         self.has_cpu_idle = (cpu_parent / "cpu.idle").exists()
-        self.idle_start, self.idle_start_why = settle_beside(cpu_parent)
+        self.idle_start, self.idle_start_why = settle_beside(cpu_parent, "cpu.shares")
 
     def _anchor_freezer(self) -> None:
         """Keep one empty cgroup frozen for good (``<parent>/fluidedge-freezer-anchor``).
@@ -485,7 +495,7 @@ class CgroupsV2:
                 raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
         self._enable(current, _read(current / "cgroup.controllers").split())
         self.has_cpu_idle = (current / "cpu.idle").exists()
-        self.idle_start, self.idle_start_why = settle_beside(current)
+        self.idle_start, self.idle_start_why = settle_beside(current, "cpu.weight")
         if self.idle_start:
             self.moved_to = f"{self.parent.rstrip('/')}/{DAEMON_LEAF}"
 

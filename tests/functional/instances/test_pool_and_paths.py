@@ -307,6 +307,13 @@ def test_instances_start_in_the_idle_class_until_answered(
     cg = manager.cgroups
     assert cg.idle_start, cg.idle_start_why
     assert _own_cpu_cgroup() == f"{cg.parent}/daemon"
+    # ... with the highest weight: beside N instances it must not get 1/(N+1) of their CPU
+    if isinstance(cg, cgroups.CgroupsV1):
+        daemon_weight = cg.root / "cpu" / cg.parent.lstrip("/") / "daemon" / "cpu.shares"
+    else:
+        assert isinstance(cg, cgroups.CgroupsV2)
+        daemon_weight = cg.parent_dir / "daemon" / "cpu.weight"
+    assert int(daemon_weight.read_text()) == (262144 if cg.mode == "v1" else 10000)
     assert manager.wait_pools(60)
     assert all(cg.cpu_idle(shell.id) for shell in manager.pools["idle"].ready)
     assert not any(cg.cpu_idle(shell.id) for shell in manager.pools["httpd"].ready)
@@ -337,7 +344,7 @@ def test_instances_start_in_the_idle_class_until_answered(
     assert len(pooled) == 4
     assert all(cg.cpu_idle(shell_id) for shell_id in pooled)
     manager.stop()
-    monkeypatch.setattr(cgroups, "settle_beside", lambda _parent: (False, "refused (test)"))
+    monkeypatch.setattr(cgroups, "settle_beside", lambda *_args: (False, "refused (test)"))
     again = Manager(manager.config, Store(tmp_path / "db0.sqlite"), manager.state_dir)
     again.start()
     try:
