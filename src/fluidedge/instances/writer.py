@@ -5,10 +5,11 @@ A commit with ``store_synchronous = "full"`` waits for an fsync: 0.3 ms on a qui
 committed in the request's own thread without its flush, before the launcher is released
 (a kill -9 from then on re-adopts the instance), and the flush of the WAL
 (:meth:`fluidedge.core.store.Store.sync`) is made while the workload execs, before the 201: a
-second thread for it measured slower (its GIL hand-offs with the request's config work cost
-more than the commit). What goes through this thread are *follow-ups* whose truth lives
-elsewhere (:meth:`Writer.defer`): the timing breakdown stored after the instance is ready, the
-state after a pause or resume (re-adoption reads the freezer, not the row). They are committed
+flush on this thread, overlapping the config work, measured no faster (its wake-up and GIL
+hand-offs with that work cost what the overlap saved). What goes through this thread are
+*follow-ups* whose truth lives elsewhere (:meth:`Writer.defer`): the timing breakdown stored
+after the instance is ready, the state after a pause or resume (re-adoption reads the
+freezer, not the row). They are committed
 in order after the response, without waiting for the fsync (``durable=False``: they survive a
 kill -9, and a power loss once a later commit synced the WAL); a crash may lose the last ones
 (a timing, a paused flag the kernel still knows), never an instance. :meth:`Writer.submit`
