@@ -231,20 +231,21 @@ def _rmdir_retry(paths: list[Path], timeout: float) -> None:
 DAEMON_WEIGHT = {"cpu.shares": "262144", "cpu.weight": "10000"}
 
 
-def settle_beside(parent_dir: Path, weight_knob: str) -> tuple[bool, str]:
+def settle_beside(parent_dir: Path, weight_knob: str) -> tuple[bool, bool, str]:
     """Move this process into ``<parent_dir>/daemon``, beside the instances' cgroups, for the
     idle start (see the module docstring), its weight the highest first (``weight_knob``:
-    ``cpu.shares`` or ``cpu.weight``): (whether instances may start idle, why not)."""
+    ``cpu.shares`` or ``cpu.weight``): (whether the kernel has ``cpu.idle``, whether instances
+    may start idle, why not)."""
     if not (parent_dir / "cpu.idle").exists():
-        return False, "this kernel has no cpu.idle (Linux 5.15+)"
+        return False, False, "this kernel has no cpu.idle (Linux 5.15+)"
     leaf = parent_dir / DAEMON_LEAF
     try:
         leaf.mkdir(exist_ok=True)
         _write(leaf / weight_knob, DAEMON_WEIGHT[weight_knob])
         _write(leaf / "cgroup.procs", str(os.getpid()))
     except (OSError, RuntimeFailure) as exc:
-        return False, f"cannot move the daemon into {leaf}: {exc}"
-    return True, ""
+        return True, False, f"cannot move the daemon into {leaf}: {exc}"
+    return True, True, ""
 
 
 def cpu_weight(cpus: float) -> int:
@@ -295,8 +296,9 @@ class CgroupsV1:
             cpu_parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RuntimeFailure(f"cgroup v1: cannot create {cpu_parent}: {exc.strerror}") from exc
-        self.has_cpu_idle = (cpu_parent / "cpu.idle").exists()
-        self.idle_start, self.idle_start_why = settle_beside(cpu_parent, "cpu.shares")
+        self.has_cpu_idle, self.idle_start, self.idle_start_why = settle_beside(
+            cpu_parent, "cpu.shares"
+        )
 
     def _anchor_freezer(self) -> None:
         """Keep one empty cgroup frozen for good (``<parent>/fluidedge-freezer-anchor``).
@@ -494,8 +496,9 @@ class CgroupsV2:
             except OSError as exc:
                 raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
         self._enable(current, _read(current / "cgroup.controllers").split())
-        self.has_cpu_idle = (current / "cpu.idle").exists()
-        self.idle_start, self.idle_start_why = settle_beside(current, "cpu.weight")
+        self.has_cpu_idle, self.idle_start, self.idle_start_why = settle_beside(
+            current, "cpu.weight"
+        )
         if self.idle_start:
             self.moved_to = f"{self.parent.rstrip('/')}/{DAEMON_LEAF}"
 

@@ -572,12 +572,12 @@ class Manager:
             )
             timer.mark("placement")
             shell, dead = self._take_live(template.name, request.cold, cpus)
-            if dead or (shell is not None and after_answer is None):
-                self._wake.notify_all()  # a worker refills the pool (now or after its delay)
-            elif shell is not None and after_answer is not None:
-                # ... once the answer is out: woken now, the workers' look at the pools
-                # competes with this request for the GIL (the refill waits anyway).
+            if shell is not None and not dead and after_answer is not None:
+                # A worker refills the pool once the answer is out: woken now, its look at the
+                # pools would compete with this request for the GIL (the refill waits anyway).
                 after_answer.append(self._wake_workers)
+            elif shell is not None or dead:
+                self._wake.notify_all()  # a worker refills the pool (now or after its delay)
         self._discard_dead(dead)
         try:
             path: Literal["warm", "cold"] = "warm"
@@ -765,10 +765,9 @@ class Manager:
             self.reserved_names.discard(inst.name)
         # What only follows the creation (the idle class left, the timing stored, metrics and
         # the log line): after the answer when the caller answers someone.
-        follow_ups = [
-            functools.partial(self.io.answered, shell.id, resources.cpus),
-            functools.partial(self._created, inst, template.name, path),
-        ]
+        follow_ups = [functools.partial(self._created, inst, template.name, path)]
+        if shell.idle:
+            follow_ups.insert(0, functools.partial(self.io.answered, shell.id, resources.cpus))
         if after_answer is None:
             for call in follow_ups:
                 call()

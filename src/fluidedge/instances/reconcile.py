@@ -95,7 +95,9 @@ def restore(mgr: Manager) -> None:
                 inst.state = "paused" if io.cgroups.frozen(inst.id) else "running"
             # The last daemon may have stopped between an answer and the instance's leaving
             # the idle class it started in (fluidedge.instances.shell.IDLE_START).
-            io.answered(inst.id, inst.resources.cpus)
+            with contextlib.suppress(RuntimeFailure):
+                if io.cgroups.has_cpu_idle and io.cgroups.cpu_idle(inst.id):
+                    io.answered(inst.id, inst.resources.cpus)
         else:
             # Crashed before release, or the workload died while we were away.
             if status == "created":

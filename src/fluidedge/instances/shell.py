@@ -119,9 +119,9 @@ class ShellIO(Protocol):
         """Return once the instance is ready (WorkloadFailed / ReadinessTimeout otherwise)."""
 
     def answered(self, container_id: str, cpus: float) -> None:
-        """The instance's creation has been answered: its cgroup leaves the idle class it was
-        released in (see :data:`IDLE_START`) and takes the weight of its CPU request ``cpus``
-        (an idle-class cgroup refuses one)."""
+        """The creation of an instance released in the idle class (see :data:`IDLE_START`)
+        has been answered: its cgroup leaves the class and takes the weight of its CPU request
+        ``cpus`` (an idle-class cgroup refuses one, and leaving the class resets it)."""
 
     def freeze(self, container_id: str, *, timeout: float) -> None: ...
 
@@ -353,12 +353,9 @@ class RuncShellIO:
         wait_ready(check, pid, name, watch)
 
     def answered(self, container_id: str, cpus: float) -> None:
-        # has_cpu_idle, not idle_start: a shell started idle by an earlier daemon that could
-        # (fluidedge.instances.reconcile) leaves the class too.
-        if self.cgroups.has_cpu_idle:
-            with contextlib.suppress(RuntimeFailure):  # gone already: nothing to promote
-                self.cgroups.set_cpu_idle(container_id, False)
-                self.cgroups.set_cpu_weight(container_id, cpus)
+        with contextlib.suppress(RuntimeFailure):  # gone already: nothing to promote
+            self.cgroups.set_cpu_idle(container_id, False)
+            self.cgroups.set_cpu_weight(container_id, cpus)
 
     def alive(self, shell: Shell) -> bool:
         return runc.process_running(shell.pid)

@@ -344,7 +344,7 @@ def test_instances_start_in_the_idle_class_until_answered(
     assert len(pooled) == 4
     assert all(cg.cpu_idle(shell_id) for shell_id in pooled)
     manager.stop()
-    monkeypatch.setattr(cgroups, "settle_beside", lambda *_args: (False, "refused (test)"))
+    monkeypatch.setattr(cgroups, "settle_beside", lambda *_args: (True, False, "refused (test)"))
     again = Manager(manager.config, Store(tmp_path / "db0.sqlite"), manager.state_dir)
     again.start()
     try:

@@ -59,6 +59,7 @@ class FakeIO:
         self.exit_pipes: dict[str, int] | None = None
         self.exit_error: OSError | None = None  # what exit_fd raises (e.g. out of descriptors)
         self.exit_errors: dict[str, OSError] = {}  # ... for one shell
+        self.idle_start = True  # shells are built in the idle CPU class
 
     def _step(self, step: str, shell_id: str) -> None:
         self.calls.append((step, shell_id))
@@ -73,6 +74,7 @@ class FakeIO:
         self._step("build", shell.id)
         self.next_pid += 1
         shell.pid = self.next_pid
+        shell.idle = self.idle_start  # a host whose shells start in the idle class
         self.built.append(shell.id)
 
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
@@ -393,6 +395,9 @@ def test_the_instance_leaves_the_idle_class_after_the_answer_or_before_returning
     assert io.calls[-1] == ("answered", view.id)
     manager.writer.flush()
     assert manager.tables.instances()[-1]["timing"]["total"] > 0
+    io.idle_start = False  # a shell not started idle has no class to leave: nothing written
+    view = manager.create_instance(_request("c", "10.9.0.7/24"))
+    assert ("answered", view.id) not in io.calls
 
 
 def test_the_claim_is_committed_before_the_release_and_flushed_before_the_answer(
