@@ -19,7 +19,11 @@ What the store promises (docs/daemon.md, "Integrity" and "Durability"):
   files are moved aside (``<store>.damaged-<time>``), never deleted.
 - **Acknowledged means on disk.** ``synchronous=FULL`` (the default): every commit fsyncs the
   WAL before returning, so a 2xx survives power loss. ``"normal"`` keeps only crash
-  (kill -9) durability and is there for the benchmark that measures the difference.
+  (kill -9) durability and is there for the benchmark that measures the difference. The
+  connection itself runs SQLite's ``synchronous=NORMAL`` and the store makes the flush that
+  FULL adds in WAL mode (one ``fdatasync`` of the WAL after the commit) itself, on a
+  descriptor kept open: a commit that need not wait for it (``durable=False``) then costs no
+  two ``PRAGMA`` statements to leave FULL and come back, and :meth:`Store.sync` no open.
 - **A durable commit costs one flush.** A commit that grows the WAL file makes its fsync
   journal the file's new size too (ext4: a second flush; 0.6 ms per commit here against
   0.19 ms into space already written). Under ``synchronous=FULL`` the WAL is therefore written
@@ -201,7 +205,8 @@ class Store:
             )
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # FULL's per-commit flush is the store's own (see the module docstring).
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -212,6 +217,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"store {path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._wal_fd: int | None = None  # the WAL, open for its flushes (under FULL)
         # Under FULL: the WAL still to be written out to its working size (see _size_wal).
         self._wal_sized = synchronous != "full" or not isinstance(self.path, Path)
         if isinstance(self.path, Path):
@@ -302,6 +308,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def migrate(self, part: str, migrations: Sequence[str]) -> None:
         """Apply ``part``'s migrations (SQL scripts) that have not run yet, in order."""
@@ -331,21 +340,21 @@ class Store:
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any exception.
 
-        ``durable=False``: this commit does not wait for the WAL's fsync even under
-        ``synchronous=FULL`` (``synchronous=NORMAL`` for it alone). It survives the daemon's
-        kill -9 (the WAL is in the kernel's page cache), and power loss once any later durable
-        commit (or checkpoint) has synced the WAL; for writes whose truth lives elsewhere or
-        dies with the host (deferred follow-ups, an on-demand instance's claim).
+        Under ``synchronous=FULL`` the commit is followed by the WAL's flush (one
+        ``fdatasync``); a failed flush raises :class:`StoreError` once the commit is made (as
+        with SQLite's own FULL, whose frames a restart may still recover: the caller must not
+        answer it as stored). ``durable=False``: this commit does not wait for that flush. It
+        survives the daemon's kill -9 (the WAL is in the kernel's page cache), and power loss
+        once any later durable commit, :meth:`sync` or a checkpoint has synced the WAL; for
+        writes whose truth lives elsewhere or dies with the host (deferred follow-ups, an
+        on-demand instance's claim).
 
         Refused with :class:`StoreUnavailable` when the store's files are no longer the ones
         opened (see the module docstring).
         """
-        relaxed = not durable and self.synchronous == "full"
         with self._lock:
             self._check_files()
             try:
-                if relaxed:
-                    self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"store: {exc}") from exc
@@ -359,9 +368,8 @@ class Store:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     raise StoreError(f"store: commit failed: {exc}") from exc
-            finally:
-                if relaxed:
-                    self._conn.execute("PRAGMA synchronous=FULL")
+            if durable:
+                self._flush()  # FULL's flush (a failure: StoreError, the caller's to answer)
             if len(self._identities) == 1 and isinstance(self.path, Path):
                 # The WAL file exists from the first write on: watch it too.
                 wal = companions(self.path)[1]
@@ -413,21 +421,28 @@ class Store:
         no-op under ``synchronous=NORMAL`` (the operator chose crash durability only) and for
         an in-memory store. Raises :class:`StoreError` when the flush fails (EIO, ENOSPC).
         """
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        """One ``fdatasync`` of the WAL under FULL (lock held), on the descriptor kept open
+        from the first flush on: the WAL stays the same file while the connection is open
+        (a checkpoint truncates or rewrites it in place; the write checks refuse a replaced
+        one)."""
         if self.synchronous != "full" or not isinstance(self.path, Path):
             return
         wal = companions(self.path)[1]
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return  # no WAL (yet): every commit is in the synced database file
+            except OSError as exc:
+                raise StoreError(f"store: cannot open {wal} to sync it: {exc.strerror}") from exc
         try:
-            fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return  # checkpointed and removed: every commit is in the synced database file
-        except OSError as exc:
-            raise StoreError(f"store: cannot open {wal} to sync it: {exc.strerror}") from exc
-        try:
-            os.fdatasync(fd)
+            os.fdatasync(self._wal_fd)
         except OSError as exc:
             raise StoreError(f"store: sync of {wal} failed: {exc.strerror}") from exc
-        finally:
-            os.close(fd)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query and return all rows."""

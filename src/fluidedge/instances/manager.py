@@ -170,6 +170,10 @@ class Manager:
         # The cluster part, when enabled: runs a creation here or forwards it to another node
         # (fluidedge.cluster.part).
         self.placer: Placer | None = None
+        # The limits an ordinary request for a template ends up with (admission's default CPU
+        # cap, set by fluidedge.instances.scoping): pooled shells are made with them, so that a
+        # warm creation writes no cgroup knob it does not change. None: the template's.
+        self.shell_limits: Callable[[Resources], Resources] | None = None
         self.writer = Writer()
 
     # ------------------------------------------------------------------ the runc adapter
@@ -397,6 +401,9 @@ class Manager:
         launcher waits for its go signal, plugged, pinned to ``cpus`` if given. Its row is
         stored before anything runs."""
         shell_id = "fe" + secrets.token_hex(5)
+        limits = template.resources
+        if self.shell_limits is not None:
+            limits = self.shell_limits(limits)
         ifaces = []
         for index, spec in enumerate(template.interfaces):
             net = self.networks.get(spec.network)
@@ -411,10 +418,14 @@ class Manager:
             ifaces,
             cpus=cpus,
             token=secrets.token_hex(16),
+            base=None if limits == template.resources else limits,
         )
         self.tables.put_shell(shell.info())
         try:
-            self.io.build(shell, template, self.networks)
+            built = template
+            if shell.base is not None:
+                built = template.model_copy(update={"resources": shell.base})
+            self.io.build(shell, built, self.networks)
             shell.state = state
             self.tables.put_shell(shell.info())
         except Exception as exc:
@@ -626,9 +637,11 @@ class Manager:
         dead: list[Shell] = []
         while True:
             shell = pool.take(chosen, cold=cold, now=time.monotonic(), cpus=cpus)
-            if shell is not None and self._shellwatch is not None:
-                self._shellwatch.unwatch(shell.id)  # the request's now, dead or alive
-            if shell is None or self.io.alive(shell):
+            if shell is None:
+                return shell, dead
+            # the request's now, dead or alive: its watch says which, else /proc does
+            alive = None if self._shellwatch is None else self._shellwatch.take(shell.id)
+            if alive or (alive is None and self.io.alive(shell)):
                 return shell, dead
             dead.append(shell)
             _count_dead(chosen, shell)
@@ -730,7 +743,7 @@ class Manager:
         # the launcher execs the workload, in this thread (another thread would contend for
         # the GIL with the config work), before the instance is returned.
         self.tables.claim_shell(shell.id, inst.record(), False)
-        self.io.configure(shell, files, encoded, template.resources, resources, cpus)
+        self.io.configure(shell, files, encoded, shell.base or template.resources, resources, cpus)
         if inst.cos is not None and self.cos_binder is not None:
             # The launcher joins the class before it execs the workload (same pid), so the
             # workload and all it forks run in the class from their first instruction.
@@ -773,7 +786,8 @@ class Manager:
                 call()
         else:
             after_answer.extend(follow_ups)
-        return inst.view()
+        # Its exec (or port) was just seen: no /proc read to say it runs.
+        return inst.view(alive=request.wait_ready and template.readiness.kind != "none")
 
     def _created(self, inst: Instance, template: str, path: str) -> None:
         """The follow-ups of a creation: its timing stored, its histograms, its log line."""

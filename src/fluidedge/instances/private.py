@@ -20,11 +20,14 @@ def private_dir(path: Path, *, parents: bool = False) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` as a 0600 file (created so, never world-readable in between)."""
+def write_private(path: Path, data: bytes, owner: tuple[int, int] | None = None) -> None:
+    """Write ``data`` to ``path`` as a 0600 file (created so, never world-readable in between),
+    owned by ``owner`` (uid, gid) when given."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]

@@ -44,6 +44,12 @@ class Shell:
     # Its cgroup is in the idle class (fluidedge.instances.shell.IDLE_START): not a row's
     # field, the kernel's (read back at re-adoption).
     idle: bool = False
+    # The limits its cgroup was made with when they are not its template's (the daemon's
+    # default CPU cap, Manager.shell_limits); None: its template's.
+    base: Resources | None = None
+    # What releases its launcher (the execute phase's config makes it, its start sends it):
+    # not a row's field.
+    go: bytes = b""
 
     def info(self) -> dict[str, Any]:
         return {
@@ -55,6 +61,7 @@ class Shell:
             "ifaces": [vars(i) for i in self.ifaces],
             "cpus": list(self.cpus),
             "token": self.token,
+            **({} if self.base is None else {"base": self.base.model_dump()}),
         }
 
     @classmethod
@@ -68,6 +75,7 @@ class Shell:
             state=info["state"],
             cpus=tuple(info.get("cpus", ())),
             token=info.get("token"),
+            base=Resources.model_validate(info["base"]) if info.get("base") else None,
         )
 
     def close(self) -> None:
@@ -138,10 +146,14 @@ class Instance:
             token=record.get("token"),
         )
 
-    def view(self) -> InstanceView:
+    def view(self, *, alive: bool = False) -> InstanceView:
+        """The API's view; ``alive``: the caller has just seen the workload run (a running
+        or paused one is otherwise checked in ``/proc``: it may have ended on its own)."""
         state = self.state
-        if state in ("running", "paused") and (
-            self.pid is None or not runc.process_running(self.pid)
+        if (
+            not alive
+            and state in ("running", "paused")
+            and (self.pid is None or not runc.process_running(self.pid))
         ):
             state = "exited"  # the workload ended on its own; DELETE still cleans up
         return InstanceView(

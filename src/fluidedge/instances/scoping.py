@@ -10,6 +10,7 @@ with ``<tenant>-`` so that they never collide with another tenant's.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,13 @@ from starlette.requests import Request
 from fluidedge.errors import ConflictError
 from fluidedge.instances.errors import NetworkNotFound, TemplateNotFound
 from fluidedge.instances.manager import Manager
-from fluidedge.instances.models import InstanceRequest, InstanceView, NetworkSpec, TemplateSpec
+from fluidedge.instances.models import (
+    InstanceRequest,
+    InstanceView,
+    NetworkSpec,
+    Resources,
+    TemplateSpec,
+)
 from fluidedge.tenants.admission import (
     Admission,
     Ledger,
@@ -55,6 +62,10 @@ class Scoped:
         self._ledger = Ledger()
         self._ledger_lock = threading.Lock()
         self.admission = Admission(self.config, self._committed)
+        # Pooled shells are made with the CPU cap an ordinary request gets (a warm creation
+        # then changes no cgroup knob): the admin's default cap, the one a tenant gets too
+        # when the default is on.
+        manager.shell_limits = functools.partial(_default_capped, self.config.default_cpu_limit)
         if tenants is not None:
             tenants.usage = self.admission.usage
             tenants.resource_exists.update(
@@ -267,3 +278,12 @@ def _no_cos(cos: str | None) -> None:
     cannot name one (the admin may put a tenant's instance in one)."""
     if cos is not None:
         raise Forbidden(f"cos: classes of service are the admin's; a tenant cannot name {cos!r}")
+
+
+def _default_capped(default: float, resources: Resources) -> Resources:
+    """``resources`` with the CPU cap admission gives a request that names none (the admin's;
+    ``default`` 0: uncapped)."""
+    cap = cpu_cap(resources, default or None, tenant=False)
+    if cap == resources.cpu_limit:
+        return resources
+    return resources.model_copy(update={"cpu_limit": cap})

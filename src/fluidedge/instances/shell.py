@@ -35,9 +35,11 @@ from fluidedge.instances.images.store import ImageStore
 from fluidedge.instances.images.templates import user_ids
 from fluidedge.instances.images.tools import ToolError
 from fluidedge.instances.launcher import (
+    GO_BYTES,
     GO_FIFO,
     STARTED_FIFO,
     build_launcher,
+    go_frame,
     make_go_fifo,
     signal_go,
 )
@@ -283,16 +285,19 @@ class RuncShellIO:
         cpus: tuple[int, ...],
     ) -> None:
         assign = shell.directory / "assign"
-        owner = os.stat(assign)  # its root's (or its user's) host ids, set at build
-        ids = (owner.st_uid, owner.st_gid)
-        for rel, content in files.items():
-            target = assign / rel
-            for parent in reversed(target.relative_to(assign).parents[:-1]):
-                os.chown(private_dir(assign / parent), *ids)
-            write_private(target, content.encode())
-            os.chown(target, *ids)
-        write_private(assign / "assign", assignment)
-        os.chown(assign / "assign", *ids)
+        if self.launcher_kind == "c":  # the assignment goes with the go signal, not to disk
+            shell.go = go_frame(assignment)
+        else:  # the busybox launcher reads it from its file
+            files = {**files, "assign": assignment.decode()}
+            shell.go = GO_BYTES
+        if files:
+            owner = os.stat(assign)  # its root's (or its user's) host ids, set at build
+            ids = (owner.st_uid, owner.st_gid)
+            for rel, content in files.items():
+                target = assign / rel
+                for parent in reversed(target.relative_to(assign).parents[:-1]):
+                    os.chown(private_dir(assign / parent), *ids)
+                write_private(target, content.encode(), ids)
         self._apply_limits(shell, base, wanted, cpus)
 
     def _apply_limits(
@@ -336,7 +341,7 @@ class RuncShellIO:
         assign = shell.directory / "assign"
         started = StartWatch.open(assign / STARTED_FIFO) if watch else None
         try:
-            signal_go(assign / GO_FIFO, shell.pid)
+            signal_go(assign / GO_FIFO, shell.pid, shell.go or GO_BYTES)
         except RuntimeFailure as exc:
             if started is not None:
                 started.close()

@@ -8,7 +8,8 @@ descriptor per pooled launcher (:meth:`~fluidedge.instances.shell.ShellIO.exit_f
 ``pidfd_open(2)``, Linux 5.3, readable when the process exits) and calls ``on_exit(shell_id)``.
 
 The manager still checks a shell's liveness when it takes one (a launcher can die between the
-exit notice and the take); this watch is what heals the pool meanwhile.
+exit notice and the take): :meth:`ShellWatch.take` polls the shell's pidfd once as it stops
+watching it. This watch is what heals the pool meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import threading
 from collections.abc import Callable
@@ -68,12 +70,28 @@ class ShellWatch:
         self._poke()
 
     def unwatch(self, shell_id: str) -> None:
-        """Stop watching (the shell was taken by a request, or destroyed)."""
+        """Stop watching (the shell was destroyed)."""
         with self._lock:
             fd = self._fds.pop(shell_id, None)
             if fd is not None:
                 self._selector.unregister(fd)
                 os.close(fd)
+
+    def take(self, shell_id: str) -> bool | None:
+        """Stop watching a shell a request takes; whether its launcher still runs (its
+        descriptor not readable: one ``poll``, where a ``/proc`` read costs an open, a read of
+        a formatted status line and a close), or None when it was not watched."""
+        with self._lock:
+            fd = self._fds.pop(shell_id, None)
+            if fd is None:
+                return None
+            self._selector.unregister(fd)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return not poller.poll(0)
+        finally:
+            os.close(fd)
 
     def watched(self) -> set[str]:
         with self._lock:

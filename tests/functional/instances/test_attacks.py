@@ -71,7 +71,7 @@ for name, args in (("raw_socket", (socket.AF_INET, socket.SOCK_RAW, socket.IPPRO
         socket.socket(*args).close(); out[name] = "ok"
     except OSError as exc:
         out[name] = exc.errno
-out["own_assignment"] = "ok" if b"ATTACKER=1" in open("/.fe/assign", "rb").read() else "no"
+out["own_assignment"] = "ok" if os.environ.get("ATTACKER") == "1" else "no"
 reads = {}
 for path in sys.argv[2:]:
     try:
@@ -107,9 +107,14 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_ima
         InstanceRequest(name="victim", template="idle", env={"SECRET": "s3cr3t-token"})
     )
     victim_assign = manager.shell_root / victim.id / "assign" / "assign"
-    assert b"SECRET=s3cr3t-token" in victim_assign.read_bytes()
-    # The secret is root-only on the host: 0600 file, 0700 directories up to the state dir.
-    assert stat.S_IMODE(victim_assign.stat().st_mode) == 0o600
+    # The secret reached the workload (its environment) through the launcher's go FIFO and
+    # rests nowhere on the host's disk: no file under the instance's directory holds it.
+    assert b"SECRET=s3cr3t-token" in Path(f"/proc/{victim.pid}/environ").read_bytes()
+    assert not victim_assign.exists()
+    for path in (manager.shell_root / victim.id).rglob("*"):
+        if path.is_file():
+            assert b"s3cr3t" not in path.read_bytes(), path
+    # What is there is root-only on the host: 0700 directories up to the state dir.
     for directory in (
         victim_assign.parent,
         victim_assign.parent.parent,
@@ -133,7 +138,7 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_ima
                 str(victim_assign),
                 f"/proc/{victim.pid}/root/.fe/assign",
                 f"/proc/{victim.pid}/environ",
-                "/proc/1/root/.fe/assign",  # its own pid 1 is itself: proves the path form works
+                "/proc/1/environ",  # its own pid 1 is itself: proves the path form works
             ],
             env={"ATTACKER": "1"},
             resources={"memory_mb": 64},
@@ -156,7 +161,7 @@ def test_hostile_tenant_is_contained(manager_factory: ManagerFactory, python_ima
     assert reads[str(victim_assign)] == errno.ENOENT  # the host's state dir is not in its root
     assert reads[f"/proc/{victim.pid}/root/.fe/assign"] in (errno.ENOENT, errno.EACCES)
     assert reads[f"/proc/{victim.pid}/environ"] in (errno.ENOENT, errno.EACCES)
-    assert "ATTACKER=1" in reads["/proc/1/root/.fe/assign"]
+    assert "ATTACKER=1" in reads["/proc/1/environ"]
     assert not any("s3cr3t" in str(value) for value in reads.values())
     # And the victim was not disturbed.
     assert manager.get_instance("victim").view().state == "running"
@@ -226,9 +231,10 @@ def test_container_root_is_not_host_root(manager_factory: ManagerFactory) -> Non
     # The neighbour's root is another range: no uid in common.
     other = _host_ids(two.pid or 0)[0]
     assert abs(other - host) >= 65536
-    # Its assignment is owned by its own root, still 0600 (no one else reads it).
-    assign = manager.shell_root / one.id / "assign" / "assign"
-    assert (assign.stat().st_uid, stat.S_IMODE(assign.stat().st_mode)) == (host, 0o600)
+    # What its launcher reads is its own root's: the FIFOs it was released through.
+    for fifo in ("go", "started"):
+        path = manager.shell_root / one.id / "assign" / fifo
+        assert (path.stat().st_uid, stat.S_IMODE(path.stat().st_mode)) == (host, 0o600)
 
 
 def test_userns_opt_out_is_recorded_and_runs_as_host_root(

@@ -100,3 +100,41 @@ def test_sizes_beyond_the_launcher_are_refused_not_dropped(
         manager.create_instance(request)
     assert "big" not in manager.instances
     assert "big" not in manager.reserved_names
+
+
+@pytest.mark.parametrize("kind", ["c", "sh"])
+def test_an_assignment_larger_than_the_pipe_arrives_whole(
+    manager_factory: ManagerFactory, kind: str
+) -> None:
+    """The C launcher reads its assignment from the go FIFO (64 KiB of pipe): one near the
+    launcher's limit is written as the launcher reads it and reaches the workload whole."""
+    manager = manager_factory(pool_scale=0, launcher=kind)
+    value = "v" * LIMITS["env_value"]
+    count = (MAX_ASSIGNMENT_BYTES - 4096) // (len(value) + 8)
+    env = {f"BIG{i}": value.replace("v", str(i % 10)) for i in range(count)}
+    assert len(launcher.go_frame(b"\0".join(f"{k}={v}".encode() for k, v in env.items()))) > (
+        1 << 16
+    )
+    view = manager.create_instance(InstanceRequest(name="big", template="idle", env=env))
+    environ = Path(f"/proc/{view.pid}/environ").read_bytes().split(b"\0")
+    got = {k: v for k, _, v in (e.decode().partition("=") for e in environ if e)}
+    assert {k: got.get(k) for k in env} == env
+
+
+def test_a_go_frame_cut_short_fails_the_start(
+    manager_factory: ManagerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A daemon that dies while it writes the go frame leaves the launcher an EOF before the
+    frame's end: the launcher exits with its reason instead of running a truncated command
+    (the pool discards the shell and logs the reason)."""
+    manager = manager_factory(pool_scale=1.0, launcher="c")
+    assert manager.wait_pools()
+    shell = next(iter(manager.pools["idle"].ready))
+    frame = launcher.go_frame(b"1\0/bin/busybox\0CUT=short\0")
+    launcher.signal_go(shell.directory / "assign" / launcher.GO_FIFO, shell.pid, frame[:-8])
+    wait_for(
+        lambda: "fe-launcher: assignment cut short" in caplog.text,
+        20,
+        lambda: f"the pool's report of shell {shell.id}: {caplog.text}",
+    )
+    assert f"pooled shell {shell.id} (pid {shell.pid}) had exited" in caplog.text

@@ -12,13 +12,15 @@ import pytest
 
 from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, runc
-from fluidedge.instances.bundle import cpu_shares
+from fluidedge.instances.bundle import cpu_quota_us, cpu_shares
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.placement import parse_cpuset
+from fluidedge.instances.scoping import Scoped
 from fluidedge.instances.shell import INIT_MEMORY_MB
 from fluidedge.instances.timing import PHASES
+from fluidedge.tenants.scope import ADMIN
 from tests.fixtures.wait import wait_until
 
 from .conftest import ManagerFactory
@@ -359,3 +361,45 @@ def test_instances_start_in_the_idle_class_until_answered(
             assert _weight(again, shell_id) == _weight_for(again, idle)
     finally:
         again.purge()
+
+
+def _cpu_quota(manager: Manager, container_id: str) -> int:
+    cg = manager.cgroups
+    if isinstance(cg, cgroups.CgroupsV1):
+        return int((cg.dir("cpu", container_id) / "cpu.cfs_quota_us").read_text())
+    assert isinstance(cg, cgroups.CgroupsV2)
+    quota = (cg.dir(container_id) / "cpu.max").read_text().split()[0]
+    return -1 if quota == "max" else int(quota)
+
+
+def test_pooled_shells_carry_the_default_cap_and_a_warm_creation_writes_none(
+    manager_factory: ManagerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admission gives every instance a CPU cap (``default_cpu_limit``, 1 CPU): the daemon's
+    scoping makes pooled shells with it, in their cgroup from ``runc create`` on, so a warm
+    creation writes no CFS knob; a request with another cap still gets its own."""
+    manager = manager_factory(pool_scale=0)
+    scoped = Scoped(manager, None)  # what the daemon builds: sets manager.shell_limits
+    template = manager.get_template("idle")
+    assert template.resources.cpu_limit is None
+    for _ in range(2):
+        manager.pools["idle"].ready.append(manager.prepare_shell(template))
+    for shell in manager.pools["idle"].ready:
+        assert _cpu_quota(manager, shell.id) == cpu_quota_us(1.0)
+    writes: list[tuple[str, float | None]] = []
+    real = manager.cgroups.set_cpu_limit
+
+    def set_cpu_limit(container_id: str, cpu_limit: float | None) -> None:
+        writes.append((container_id, cpu_limit))
+        real(container_id, cpu_limit)
+
+    monkeypatch.setattr(manager.cgroups, "set_cpu_limit", set_cpu_limit)
+    views = []
+    for name, extra in (("capped", {}), ("half", {"resources": {"cpu_limit": 0.5}})):
+        request = InstanceRequest.model_validate({"name": name, "template": "idle", **extra})
+        with scoped.admit_instance(ADMIN, request, None) as checked:
+            views.append(manager.create_instance(checked))
+    assert [v.path for v in views] == ["warm", "warm"]
+    assert writes == [(views[1].id, 0.5)]  # the default cap was there already
+    assert _cpu_quota(manager, views[0].id) == cpu_quota_us(1.0)
+    assert _cpu_quota(manager, views[1].id) == cpu_quota_us(0.5)

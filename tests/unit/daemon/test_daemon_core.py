@@ -134,15 +134,29 @@ def test_store_rolls_back_on_error(tmp_path: Path) -> None:
     assert store.query("SELECT * FROM things") == []
 
 
-def test_store_non_durable_transaction_skips_only_its_own_fsync(tmp_path: Path) -> None:
-    """``durable=False`` commits without the WAL's fsync (NORMAL for that transaction), then
-    the connection is FULL again, also after a failed one."""
+def test_store_flushes_the_wal_after_each_durable_commit_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under FULL a commit is followed by one fdatasync of the WAL (the flush SQLite's FULL
+    makes, made by the store on a descriptor it keeps: the connection runs NORMAL);
+    ``durable=False`` commits without it, also after a failed one; a failed flush is a
+    StoreError."""
+    flushed: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     store = Store(tmp_path / "db.sqlite")
     store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
-    seen: list[int] = []
+    wal = str(tmp_path / "db.sqlite-wal")
+    flushed.clear()
     with store.transaction(durable=False) as conn:
-        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         conn.execute("INSERT INTO things VALUES ('a')")
+    assert flushed == []
 
     def failing_write() -> None:
         with store.transaction(durable=False) as conn:
@@ -151,11 +165,31 @@ def test_store_non_durable_transaction_skips_only_its_own_fsync(tmp_path: Path) 
 
     with pytest.raises(RuntimeError):
         failing_write()
+    assert flushed == []
     with store.transaction() as conn:
-        seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
-    assert seen == [1, 2]  # NORMAL, then FULL again
-    assert [r[0] for r in store.query("SELECT name FROM things")] == ["a"]
-    assert Store(tmp_path / "db.sqlite").query("SELECT name FROM things")[0][0] == "a"
+        conn.execute("INSERT INTO things VALUES ('c')")
+    assert flushed == [wal]
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO things VALUES ('d')")
+    assert flushed == [wal, wal]
+    assert [r[0] for r in store.query("SELECT name FROM things")] == ["a", "c", "d"]
+    assert [r[0] for r in Store(tmp_path / "db.sqlite").query("SELECT name FROM things")] == [
+        "a",
+        "c",
+        "d",
+    ]
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    failed = r"sync of .*db\.sqlite-wal failed: Input/output error"
+    with pytest.raises(StoreError, match=failed), store.transaction() as conn:
+        conn.execute("INSERT INTO things VALUES ('e')")
+    for quiet in (Store(tmp_path / "n.sqlite", synchronous="normal"), Store(":memory:")):
+        quiet.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+        with quiet.transaction() as conn:  # no flush to make: fdatasync would raise
+            conn.execute("INSERT INTO things VALUES ('a')")
 
 
 def test_store_sync_flushes_the_wal_under_full_only(

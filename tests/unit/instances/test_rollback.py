@@ -60,6 +60,8 @@ class FakeIO:
         self.exit_error: OSError | None = None  # what exit_fd raises (e.g. out of descriptors)
         self.exit_errors: dict[str, OSError] = {}  # ... for one shell
         self.idle_start = True  # shells are built in the idle CPU class
+        self.built_with: list[Resources] = []  # the limits each shell's cgroup was made with
+        self.limits: list[tuple[Resources, Resources]] = []  # configure's (base, wanted)
 
     def _step(self, step: str, shell_id: str) -> None:
         self.calls.append((step, shell_id))
@@ -70,7 +72,8 @@ class FakeIO:
         raise AssertionError("not started in unit tests")
 
     def build(self, shell: Shell, template: TemplateSpec, networks: dict[str, NetworkSpec]) -> None:
-        del template, networks
+        del networks
+        self.built_with.append(template.resources)
         self._step("build", shell.id)
         self.next_pid += 1
         shell.pid = self.next_pid
@@ -90,7 +93,8 @@ class FakeIO:
         wanted: Resources,
         cpus: tuple[int, ...],
     ) -> None:
-        del files, assignment, base, wanted, cpus
+        del files, assignment, cpus
+        self.limits.append((base, wanted))
         self._step("configure", shell.id)
 
     def address(self, shell: Shell, interfaces: list[InterfaceState]) -> None:
@@ -441,3 +445,31 @@ def test_a_failed_flush_is_never_answered_as_created(
     _nothing_held(manager, "a")
     assert ("release", io.built[-1]) in io.calls  # it had started: destroyed by the rollback
     assert io.destroyed == [io.built[-1]]
+
+
+def test_pooled_shells_are_made_with_the_limits_a_request_ends_up_with(
+    setup: tuple[Manager, FakeIO],
+) -> None:
+    """With admission's default CPU cap (``shell_limits``), a pooled shell's cgroup is made
+    capped, the shell says so (its row too: a restart re-adopts it with it), and a warm
+    creation with that cap has nothing to change; one with another cap changes it."""
+    manager, io = setup
+    manager.shell_limits = lambda r: r.model_copy(update={"cpu_limit": 1.0})
+    pooled = [manager.prepare_shell(manager.templates["app"]) for _ in range(2)]
+    manager.pools["app"].ready.extend(pooled)
+    assert [r.cpu_limit for r in io.built_with] == [1.0, 1.0]
+    assert pooled[0].base is not None
+    assert pooled[0].base.cpu_limit == 1.0
+    row = next(r for r in manager.tables.shells() if r["id"] == pooled[0].id)
+    assert Shell.from_info(row).base == pooled[0].base
+    manager.create_instance(_request(resources={"cpu_limit": 1.0}))
+    base, wanted = io.limits[-1]
+    assert base == wanted  # no knob to write
+    manager.create_instance(_request("y", "10.9.0.6/24", resources={"cpu_limit": 0.5}))
+    base, wanted = io.limits[-1]
+    assert (base.cpu_limit, wanted.cpu_limit) == (1.0, 0.5)
+    # Without the hook (or a template that names its own cap) the template's limits, as before.
+    manager.shell_limits = None
+    plain = manager.prepare_shell(manager.templates["app"])
+    assert plain.base is None
+    assert "base" not in plain.info()
