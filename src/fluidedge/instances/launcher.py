@@ -105,12 +105,16 @@ def signal_go(fifo: Path, pid: int, go: bytes = GO_BYTES, *, timeout: float = 5.
         pause = min(pause * 2, 0.01)
     try:
         view = memoryview(go)
+        writable: select.poll | None = None
         while view:
             try:
                 view = view[os.write(fd, view) :]
             except BlockingIOError:  # the pipe is full: wait for the launcher to read
+                if writable is None:
+                    writable = select.poll()
+                    writable.register(fd, select.POLLOUT)
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([], [fd], [], min(left, 0.1))[1]:
+                if left <= 0 or not writable.poll(min(left, 0.1) * 1000):
                     if not process_running(pid):
                         raise LauncherGone(
                             f"go signal {fifo}: launcher {pid} exited during its go"

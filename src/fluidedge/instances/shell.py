@@ -342,6 +342,7 @@ class RuncShellIO:
         started = StartWatch.open(assign / STARTED_FIFO) if watch else None
         try:
             signal_go(assign / GO_FIFO, shell.pid, shell.go or GO_BYTES)
+            shell.go = b""  # sent: the assignment (its secrets) is not kept
         except RuntimeFailure as exc:
             if started is not None:
                 started.close()

@@ -116,8 +116,14 @@ def test_an_assignment_larger_than_the_pipe_arrives_whole(
         1 << 16
     )
     view = manager.create_instance(InstanceRequest(name="big", template="idle", env=env))
-    environ = Path(f"/proc/{view.pid}/environ").read_bytes().split(b"\0")
-    got = {k: v for k, _, v in (e.decode().partition("=") for e in environ if e)}
+
+    def workload_env() -> dict[str, str] | None:
+        # The busybox launcher's exec is of ``env -i``, which execs the workload in turn.
+        environ = Path(f"/proc/{view.pid}/environ").read_bytes().split(b"\0")
+        got = {k: v for k, _, v in (e.decode().partition("=") for e in environ if e)}
+        return got if "BIG0" in got else None
+
+    got = wait_for(workload_env, 20, "the workload's environment")
     assert {k: got.get(k) for k in env} == env
 
 

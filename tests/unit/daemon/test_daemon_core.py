@@ -134,21 +134,27 @@ def test_store_rolls_back_on_error(tmp_path: Path) -> None:
     assert store.query("SELECT * FROM things") == []
 
 
+@pytest.fixture
+def flushed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files ``os.fdatasync`` is called on from now on (each call still made)."""
+    seen: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return seen
+
+
 def test_store_flushes_the_wal_after_each_durable_commit_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flushed: list[str]
 ) -> None:
     """Under FULL a commit is followed by one fdatasync of the WAL (the flush SQLite's FULL
     makes, made by the store on a descriptor it keeps: the connection runs NORMAL);
     ``durable=False`` commits without it, also after a failed one; a failed flush is a
     StoreError."""
-    flushed: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
     store = Store(tmp_path / "db.sqlite")
     store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
     wal = str(tmp_path / "db.sqlite-wal")
@@ -193,18 +199,10 @@ def test_store_flushes_the_wal_after_each_durable_commit_only(
 
 
 def test_store_sync_flushes_the_wal_under_full_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flushed: list[str]
 ) -> None:
     """``sync()`` makes the commits so far durable with one fdatasync of the WAL (what FULL
     does per commit); nothing to do under NORMAL or in memory; a failed flush is an error."""
-    flushed: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
     store = Store(tmp_path / "db.sqlite")
     store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
     with store.transaction(durable=False) as conn:
