@@ -221,6 +221,9 @@ class Store:
         # Under FULL: the WAL still to be written out to its working size (see _size_wal).
         self._wal_sized = synchronous != "full" or not isinstance(self.path, Path)
         if isinstance(self.path, Path):
+            # The opening's own writes (the migrations table, the format) on disk before the
+            # creation marker says a store exists here.
+            self._flush()
             self._after_open(self.path)
 
     # ------------------------------------------------------------------ open-time checks

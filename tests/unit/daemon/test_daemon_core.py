@@ -252,3 +252,22 @@ def test_store_normal_leaves_the_wal_alone(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite", synchronous="normal")
     store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
     assert (tmp_path / "db.sqlite-wal").stat().st_size < 64 * 1024
+
+
+def test_a_new_store_is_on_disk_before_its_creation_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection runs NORMAL: the opening's own writes (the migrations table, the store
+    format) are flushed by the store before the marker that says a store exists is written."""
+    marker = tmp_path / "db.sqlite.created"
+    seen: list[tuple[str, bool]] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        seen.append((os.readlink(f"/proc/self/fd/{fd}"), marker.exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    Store(tmp_path / "db.sqlite")
+    assert seen[0] == (str(tmp_path / "db.sqlite-wal"), False)
+    assert marker.exists()
