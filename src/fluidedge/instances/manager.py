@@ -757,9 +757,9 @@ class Manager:
         if self.port_hook is not None:
             self.port_hook.ports_up(inst, request, template)
         timer.mark("network")
-        watch = self.io.release(
-            shell, watch=request.wait_ready and template.readiness.kind != "none"
-        )
+        # The launcher's report of its exec is waited for (and the exec therefore seen).
+        watched = request.wait_ready and template.readiness.kind != "none"
+        watch = self.io.release(shell, watch=watched)
         timer.mark("start")
         try:
             if durable:  # a failed flush raises: rolled back, never answered as created
@@ -787,7 +787,7 @@ class Manager:
         else:
             after_answer.extend(follow_ups)
         # Its exec (or port) was just seen: no /proc read to say it runs.
-        return inst.view(alive=request.wait_ready and template.readiness.kind != "none")
+        return inst.view(alive=watched)
 
     def _created(self, inst: Instance, template: str, path: str) -> None:
         """The follow-ups of a creation: its timing stored, its histograms, its log line."""

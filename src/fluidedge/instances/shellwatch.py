@@ -69,23 +69,27 @@ class ShellWatch:
             self._selector.register(fd, selectors.EVENT_READ, shell_id)
         self._poke()
 
-    def unwatch(self, shell_id: str) -> None:
-        """Stop watching (the shell was destroyed)."""
+    def _drop(self, shell_id: str) -> int | None:
+        """Stop watching ``shell_id``; its descriptor (now the caller's to close), if any."""
         with self._lock:
             fd = self._fds.pop(shell_id, None)
             if fd is not None:
                 self._selector.unregister(fd)
-                os.close(fd)
+            return fd
+
+    def unwatch(self, shell_id: str) -> None:
+        """Stop watching (the shell was destroyed)."""
+        fd = self._drop(shell_id)
+        if fd is not None:
+            os.close(fd)
 
     def take(self, shell_id: str) -> bool | None:
         """Stop watching a shell a request takes; whether its launcher still runs (its
         descriptor not readable: one ``poll``, where a ``/proc`` read costs an open, a read of
         a formatted status line and a close), or None when it was not watched."""
-        with self._lock:
-            fd = self._fds.pop(shell_id, None)
-            if fd is None:
-                return None
-            self._selector.unregister(fd)
+        fd = self._drop(shell_id)
+        if fd is None:
+            return None
         try:
             poller = select.poll()
             poller.register(fd, select.POLLIN)

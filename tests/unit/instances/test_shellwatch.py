@@ -7,11 +7,31 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from fluidedge.instances.shellwatch import ShellWatch
 
 
-def test_an_exit_is_reported_and_a_taken_shell_is_not() -> None:
+@pytest.fixture
+def sleeper() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start a long ``sleep`` (a launcher's stand-in); every one is killed and reaped after."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen(["sleep", "60"]))
+        return started[-1]
+
+    yield start
+    for child in started:
+        child.kill()
+        child.wait()
+
+
+def test_an_exit_is_reported_and_a_taken_shell_is_not(
+    sleeper: Callable[[], subprocess.Popen[bytes]],
+) -> None:
     exited: list[str] = []
     done = threading.Event()
 
@@ -21,8 +41,7 @@ def test_an_exit_is_reported_and_a_taken_shell_is_not() -> None:
 
     watch = ShellWatch(on_exit)
     watch.start()
-    taken = subprocess.Popen(["sleep", "60"])
-    dying = subprocess.Popen(["sleep", "60"])
+    taken, dying = sleeper(), sleeper()
     try:
         watch.watch("taken", os.pidfd_open(taken.pid))
         watch.watch("dying", os.pidfd_open(dying.pid))
@@ -34,17 +53,15 @@ def test_an_exit_is_reported_and_a_taken_shell_is_not() -> None:
         assert watch.watched() == set()
     finally:
         watch.stop()
-        for child in (taken, dying):
-            child.kill()
-            child.wait()
 
 
-def test_take_polls_the_launcher_it_stops_watching() -> None:
+def test_take_polls_the_launcher_it_stops_watching(
+    sleeper: Callable[[], subprocess.Popen[bytes]],
+) -> None:
     """A launcher that died after the watch last looked (here the watch's thread never runs)
     is seen by the take's own poll; an exited, not yet reaped process counts as gone."""
     watch = ShellWatch(lambda shell_id: None)  # not started: nothing but the take looks
-    alive = subprocess.Popen(["sleep", "60"])
-    gone = subprocess.Popen(["sleep", "60"])
+    alive, gone = sleeper(), sleeper()
     try:
         watch.watch("alive", os.pidfd_open(alive.pid))
         watch.watch("gone", os.pidfd_open(gone.pid))
@@ -57,6 +74,3 @@ def test_take_polls_the_launcher_it_stops_watching() -> None:
         assert watch.watched() == set()
     finally:
         watch.stop()
-        for child in (alive, gone):
-            child.kill()
-            child.wait()
