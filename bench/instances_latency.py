@@ -136,6 +136,7 @@ def runc_run_baseline(daemon: BenchDaemon, template_name: str, runs: int) -> lis
                 rootfs=rootfs,
                 assign_dir=assign,
                 launcher=launcher,
+                empty_dir=state / "empty",
                 cgroups_path=root.cgroups.runc_path(cid),
                 userns_base=base,
             )

@@ -122,19 +122,34 @@ PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 EPERM = 1
 ENOSYS = 38
 
+# Docker's masked paths, without a filesystem per directory. The runtimes mask a file with a
+# bind of /dev/null (no new superblock) but a directory with a tmpfs of its own, and every
+# superblock costs every memory cgroup on the host a slot in its shrinker map: with a memory
+# cgroup and ~10 superblocks per instance, that kernel memory grows with the square of the
+# count (docs/instances.md, "Density: what 10,000 costs the kernel"). So: the files are masked
+# by the runtime; /sys/firmware (0400 firmware tables) is covered by a read-only bind of one
+# empty directory (:data:`MASKED_DIRS`); the /proc directories, where the runtimes refuse
+# binds, are made read-only instead (their files belong to host root, which an instance's
+# root never is, and a read-only bind keeps the userns opt-out from writing them too).
 MASKED_PATHS = (
-    "/proc/acpi",
-    "/proc/asound",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
     "/proc/timer_list",
     "/proc/timer_stats",
     "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
 )
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+MASKED_DIRS = ("/sys/firmware",)
+READONLY_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/scsi",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
 
 CFS_PERIOD_US = 100_000
 
@@ -204,6 +219,7 @@ def oci_config(
     rootfs: Path,
     assign_dir: Path,
     launcher: Path,
+    empty_dir: Path,
     cgroups_path: str,
     userns_base: int | None,
     user: tuple[int, int] = (0, 0),
@@ -212,7 +228,8 @@ def oci_config(
     """The ``config.json`` of a shell of ``template``.
 
     ``rootfs`` is the shell's overlay root (its image, read-only); ``launcher`` the launcher
-    binary on the host, bind-mounted read-only; ``assign_dir`` the shell's private assignment
+    binary on the host, bind-mounted read-only; ``empty_dir`` an empty host directory, bound
+    read-only over the masked directories; ``assign_dir`` the shell's private assignment
     directory, seen as ``/.fe`` inside; ``cgroups_path`` comes from the cgroup adapter (the
     same path in every v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of
     container root (a new user namespace maps its 65536 ids from there), or None for no user
@@ -247,6 +264,15 @@ def oci_config(
             "source": "sysfs",
             "options": ["nosuid", "noexec", "nodev", "ro"],
         },
+        *(
+            {
+                "destination": masked,
+                "type": "bind",
+                "source": str(empty_dir),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+            }
+            for masked in MASKED_DIRS
+        ),
         tmp,
         {
             "destination": LAUNCHER_IN_ROOT,

@@ -12,11 +12,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fluidedge.instances.errors import RuntimeFailure
+
 
 def private_dir(path: Path, *, parents: bool = False) -> Path:
     """Create ``path`` (mode 0700) or tighten an existing one to 0700."""
     path.mkdir(mode=0o700, parents=parents, exist_ok=True)
     os.chmod(path, 0o700)
+    return path
+
+
+def empty_dir(path: Path) -> Path:
+    """Create ``path`` as an empty, read-only directory (0555), or check an existing one is
+    still empty: what it masks inside an instance must show nothing."""
+    path.mkdir(mode=0o555, exist_ok=True)
+    os.chmod(path, 0o555)  # noqa: S103 (empty: nothing to read, nothing to write)
+    if any(path.iterdir()):
+        raise RuntimeFailure(f"{path} must be empty: it is bound over masked directories")
     return path
 
 

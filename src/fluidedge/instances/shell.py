@@ -52,7 +52,7 @@ from fluidedge.instances.models import (
 )
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.placement import cpuset_text
-from fluidedge.instances.private import private_dir, write_private
+from fluidedge.instances.private import empty_dir, private_dir, write_private
 from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
 
@@ -154,6 +154,7 @@ class RuncShellIO:
         self.shell_root = state_dir / "shells"
         self.roots = overlay.roots_dir(state_dir)
         self.launcher_path = state_dir / "launcher"
+        self.empty_dir = state_dir / "empty"  # bound read-only over masked directories
         self.launcher_kind = "c"
         self._slots: set[int] = set()
         self._slots_lock = threading.Lock()
@@ -162,6 +163,7 @@ class RuncShellIO:
         self.cgroups.prepare()
         private_dir(self.state_dir, parents=True)
         private_dir(self.shell_root)
+        empty_dir(self.empty_dir)
         self.launcher_path, self.launcher_kind = build_launcher(
             self.state_dir / "launcher", self.launcher
         )
@@ -211,6 +213,7 @@ class RuncShellIO:
             rootfs=rootfs,
             assign_dir=assign,
             launcher=self.launcher_path,
+            empty_dir=self.empty_dir,
             cgroups_path=self.cgroups.runc_path(shell.id),
             userns_base=base,
             user=inside,

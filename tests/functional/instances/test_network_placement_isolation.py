@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,6 +208,57 @@ def test_isolation_processes_interfaces_privileges(manager_factory: ManagerFacto
 
     wait_until(lambda: "nomount" in result(), timeout=10, period=0.02)
     assert result().split() == ["rofs", "nomount"]
+
+
+def _mounts(pid: int | str) -> list[tuple[str, str, str, str]]:
+    """(major:minor, mount point, fs type, mount options) of each mount ``pid`` sees."""
+    out = []
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        out.append((fields[2], fields[4], right.split()[0], fields[5]))
+    return out
+
+
+def test_masks_hide_what_they_should_without_a_filesystem_each(
+    manager_factory: ManagerFactory,
+) -> None:
+    """The masked directories show nothing and cannot be written, and an instance brings no
+    more superblocks than its own filesystems: each one costs every memory cgroup on the host
+    a shrinker-map slot (docs/instances.md, "Density: what 10,000 costs the kernel")."""
+    manager = manager_factory(pool_scale=0)
+    script = (
+        "ls -A /sys/firmware > /tmp/fw 2>&1; echo $? > /tmp/fw_rc; "
+        "if [ -d /proc/acpi ]; then (echo x > /proc/acpi/wakeup) 2> /tmp/acpi; "
+        "echo $? > /tmp/acpi_rc; fi; wc -c < /proc/keys > /tmp/keys; "
+        "echo done > /tmp/done; sleep 100"
+    )
+    probe = manager.create_instance(
+        InstanceRequest(name="masks", template="idle", command=["/bin/busybox", "sh", "-c", script])
+    )
+    inside = Path(f"/proc/{probe.pid}/root/tmp")
+    wait_until((inside / "done").exists, timeout=10, period=0.02)
+    assert (inside / "fw_rc").read_text().strip() == "0"
+    assert (inside / "fw").read_text() == ""  # the firmware tables are not there
+    if Path("/proc/keys").exists():  # a masked file: /dev/null
+        assert (inside / "keys").read_text().strip() == "0"
+    if Path("/proc/acpi").is_dir():
+        assert (inside / "acpi_rc").read_text().strip() != "0"
+    mounts = _mounts(probe.pid)
+    by_point = {point: (dev, fstype, options) for dev, point, fstype, options in mounts}
+    state_dev = os.stat(manager.runc_io().empty_dir).st_dev
+    dev, _, options = by_point["/sys/firmware"]
+    # A bind of the empty directory: the state directory's filesystem, not one of its own.
+    assert dev == f"{os.major(state_dev)}:{os.minor(state_dev)}"
+    assert "ro" in options.split(",")
+    if Path("/proc/acpi").is_dir():
+        assert by_point["/proc/acpi"][1] == "proc"
+        assert "ro" in by_point["/proc/acpi"][2].split(",")
+    host = {dev for dev, *_ in _mounts("self")}
+    own = {dev for dev, *_ in mounts} - host
+    # proc, /dev, devpts, /dev/shm, mqueue, sysfs, /tmp: seven, not nine (the masks' tmpfs
+    # gone); the overlay root is the eighth, mounted on the host's side (so not in ``own``).
+    assert len(own) <= 7, sorted(point for dev, point, *_ in mounts if dev in own)
 
 
 def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> None:

@@ -35,9 +35,41 @@ def _config(**overrides: object) -> dict[str, object]:
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/launcher/fe-launcher"),
+        empty_dir=Path("/s/empty"),
         cgroups_path="/fluidedge/fe0123456789",
         userns_base=USERNS_BASE,
     )
+
+
+def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
+    """Every superblock an instance adds costs every memory cgroup on the host a shrinker-map
+    slot (kernel memory quadratic in the count): the filesystems an instance mounts are these
+    and no more, and the masks are binds (files: /dev/null by the runtime; directories: the
+    empty directory) or read-only binds, never a tmpfs each."""
+    config = _config()
+    mounts = config["mounts"]
+    assert isinstance(mounts, list)
+    filesystems = [(m["destination"], m["type"]) for m in mounts if m["type"] != "bind"]
+    assert filesystems == [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+        ("/tmp", "tmpfs"),
+    ]
+    destinations = [m["destination"] for m in mounts]
+    firmware = mounts[destinations.index("/sys/firmware")]
+    assert firmware["source"] == "/s/empty"
+    assert "ro" in firmware["options"]
+    assert destinations.index("/sys/firmware") > destinations.index("/sys")
+    linux = config["linux"]
+    assert isinstance(linux, dict)
+    # The runtimes mask a directory with a tmpfs: only files are left to them.
+    assert all(not p.endswith(("acpi", "scsi", "asound", "firmware")) for p in linux["maskedPaths"])
+    assert "/proc/kcore" in linux["maskedPaths"]
+    assert {"/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/sys"} <= set(linux["readonlyPaths"])
 
 
 def test_least_privilege_defaults() -> None:
@@ -218,8 +250,13 @@ def test_no_host_directory_and_root_mapped_to_its_range() -> None:
     mounts = config["mounts"]
     assert isinstance(mounts, list)
     binds = {m["destination"]: m["source"] for m in mounts if m["type"] == "bind"}
-    # Only the launcher and the shell's own assignment: nothing of the host's /usr, /etc...
-    assert binds == {LAUNCHER_IN_ROOT: "/s/launcher/fe-launcher", "/.fe": "/s/assign"}
+    # Only the launcher, the shell's own assignment and the empty mask: nothing of the host's
+    # /usr, /etc...
+    assert binds == {
+        LAUNCHER_IN_ROOT: "/s/launcher/fe-launcher",
+        "/.fe": "/s/assign",
+        "/sys/firmware": "/s/empty",
+    }
     assert all("ro" in m["options"] for m in mounts if m["type"] == "bind")
     linux = config["linux"]
     assert isinstance(linux, dict)
@@ -253,6 +290,7 @@ def test_userns_opt_out_needs_a_reason_and_drops_the_mapping() -> None:
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
+        empty_dir=Path("/s/empty"),
         cgroups_path="/x",
         userns_base=None,
     )
@@ -271,6 +309,7 @@ def test_image_user_and_workdir_reach_the_process() -> None:
         rootfs=Path("/r"),
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
+        empty_dir=Path("/s/empty"),
         cgroups_path="/x",
         userns_base=USERNS_BASE,
         user=(1000, 1001),
