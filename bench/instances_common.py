@@ -51,8 +51,10 @@ class BenchDaemon:
         *,
         top: dict[str, Any] | None = None,
         tables: dict[str, dict[str, Any]] | None = None,
+        startup_timeout: float = 60,
     ) -> None:
-        """``top``: more top-level config keys; ``tables``: more part tables (e.g. tof)."""
+        """``top``: more top-level config keys; ``tables``: more part tables (e.g. tof);
+        ``startup_timeout``: seconds for ``/healthz`` to answer (longer under emulation)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="fe-bench-"))
         self.port = free_port()
 
@@ -87,7 +89,7 @@ class BenchDaemon:
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=120,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             try:
                 if self.http.get("/healthz").status_code == 200:
@@ -239,6 +241,16 @@ class LeanClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def kernel_kib() -> int:
+    """Slab + VmallocUsed + Percpu of /proc/meminfo, KiB: the kernel's own memory, where cgroup
+    structures and the shrinker maps of memory cgroups live (bench/memcg_superblocks.py)."""
+    fields: dict[str, int] = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        fields[name] = int(rest.split()[0])
+    return fields["Slab"] + fields["VmallocUsed"] + fields["Percpu"]
 
 
 def machine() -> str:

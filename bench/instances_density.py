@@ -20,8 +20,8 @@ reports:
   instances (O(N) by nature: reported per instance too).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
-        [--memory-overcommit X] [--store-synchronous normal] [--burst] [--workers N]
-        [--max-minutes M]
+        [--memory-overcommit X] [--pids-overcommit X] [--store-synchronous normal]
+        [--burst] [--workers N] [--max-minutes M]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fluidedge.instances import runc
 from fluidedge.instances.cgroups import detect
-from instances_common import BenchDaemon, LeanClient, machine
+from instances_common import BenchDaemon, LeanClient, kernel_kib, machine
 
 CHECKPOINTS = (1, 10, 100, 500, 1000, 2000, 5000, 10000)
 
@@ -165,6 +165,13 @@ def main() -> None:
         "--memory-overcommit", type=float, default=1.0, help="daemon memory_overcommit"
     )
     parser.add_argument(
+        "--pids-overcommit",
+        type=float,
+        default=1.0,
+        help="admission's pids_overcommit (the idle template's 8-pid limit admits "
+        "pid_max * 0.75 / 8 instances at 1.0: 3,072 for pid_max 32,768)",
+    )
+    parser.add_argument(
         "--store-synchronous",
         choices=["full", "normal"],
         default="full",
@@ -195,6 +202,7 @@ def main() -> None:
             "memory_overcommit": args.memory_overcommit,
         },
         top={"store_synchronous": args.store_synchronous},
+        tables={"admission": {"pids_overcommit": args.pids_overcommit}},
     )
     wall: list[float] = []
     server: list[float] = []
@@ -205,6 +213,7 @@ def main() -> None:
         daemon.wait_pool("httpd")
         time.sleep(1.0)
         mem_before = mem_available_mb()
+        kernel_before = kernel_kib()
         state = daemon.workdir / "state" / "instances" / "runc"
         # No instance exists yet: every container is a pooled shell (its launcher started in
         # the prepare phase, waiting on its go FIFO).
@@ -246,6 +255,7 @@ def main() -> None:
         daemon_cpu_made = cpu_seconds(daemon.process.pid, children=True) - daemon_cpu_before
         time.sleep(1.0)
         mem_after = mem_available_mb()
+        kernel_after = kernel_kib()
         listed = daemon.http.get("/v1/instances").json()
         running = [i for i in listed if i["state"] == "running" and runc.pid_alive(i["pid"])]
         # A quiet window: what idle instances and the daemon cost once nothing is created.
@@ -316,6 +326,12 @@ def main() -> None:
         print(
             f"  MemAvailable drop: {mem_before - mem_after:.0f} MiB for {made} instances = "
             f"{(mem_before - mem_after) / max(made, 1):.2f} MiB per idle instance (all-in)"
+        )
+        print(
+            f"  of which the kernel's own (Slab + VmallocUsed + Percpu): "
+            f"{(kernel_after - kernel_before) / 1024 / max(made, 1):.2f} MiB per instance "
+            "(cgroups, namespaces, superblocks, and every memory cgroup's shrinker map, which "
+            "grows with the host's superblock count: quadratic in the instances)"
         )
         print(
             f"  cgroup memory.usage per instance (mean of {len(usage)}): "

@@ -1,12 +1,16 @@
 """PID 1 of the test VM (Debian's python3, after the initramfs's switch_root).
 
 Mounts what a pure cgroup-v2 host has (proc, sys, cgroup2 at /sys/fs/cgroup, tmpfs /tmp and
-/run, devpts, /dev/shm), the run's 9p shares at the paths the host gave, runs the payload with
-its output to the console and to ``/fe-io/output``, writes its exit status to ``/fe-io/rc`` and
-powers off. As PID 1 it also reaps every orphan (a container's init re-parents here, and an
-unreaped task keeps its cgroup busy), so it waits on all children, not only the payload.
+/run, devpts, /dev/shm) or, with ``"cgroup": "hybrid"`` in its config, what the development
+machines have instead (v1 hierarchies under a tmpfs, an empty cgroup2 at ``unified``: the same
+kernel in both modes, for the benches that compare them), and the run's 9p shares at the paths
+the host gave; runs the payload with its output to the console and to ``/fe-io/output``,
+writes its exit status to ``/fe-io/rc`` and powers off. As PID 1 it also reaps every orphan (a
+container's init re-parents here, and an unreaped task keeps its cgroup busy), so it waits on
+all children, not only the payload.
 
-Reads ``/fe-io/config.json``: ``argv``, ``cwd``, ``env``, ``mounts`` ([{tag, path, readonly}]).
+Reads ``/fe-io/config.json``: ``argv``, ``cwd``, ``env``, ``mounts`` ([{tag, path, readonly}]),
+``cgroup`` (``v2``, the default, or ``hybrid``).
 Copied into the io share by ``scripts/vm/run.py`` on every run (no image rebuild to change it).
 """
 
@@ -41,10 +45,30 @@ def pump(stream, sinks) -> None:  # type: ignore[no-untyped-def]
             sink.flush()
 
 
+# The development machines' hybrid layout (systemd's "hybrid" with cpu and cpuacct apart).
+V1_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
+
+
+def mount_cgroups(mode: str) -> str:
+    """Mount the cgroup hierarchies of ``mode``; say what the payload finds."""
+    if mode != "hybrid":
+        mount("cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate")
+        with open("/sys/fs/cgroup/cgroup.controllers") as handle:
+            return f"cgroup v2 at /sys/fs/cgroup ({handle.read().strip()})"
+    mount("tmpfs", "/sys/fs/cgroup", "tmpfs", "mode=755")
+    for name in V1_HIERARCHIES:
+        mount("cgroup", f"/sys/fs/cgroup/{name}", "cgroup", name)
+    mount("cgroup", "/sys/fs/cgroup/systemd", "cgroup", "none,name=systemd")
+    mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2")
+    return f"hybrid cgroups: v1 {' '.join(V1_HIERARCHIES)}, empty cgroup2 at unified"
+
+
 def main() -> int:
     mount("proc", "/proc", "proc")
     mount("sysfs", "/sys", "sysfs")
-    mount("cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate")
+    with open(f"{IO}/config.json") as handle:
+        config = json.load(handle)
+    cgroups = mount_cgroups(config.get("cgroup", "v2"))
     mount("tmpfs", "/tmp", "tmpfs", "mode=1777")
     mount("tmpfs", "/run", "tmpfs", "mode=755")
     mount("devpts", "/dev/pts", "devpts", "newinstance,ptmxmode=0666")
@@ -56,11 +80,7 @@ def main() -> int:
     subprocess.run(["/sbin/modprobe", "tun"], check=False)  # PID 1 has no PATH with sbin
     with open("/proc/sys/kernel/hostname", "w") as handle:
         handle.write("fevm")
-    with open("/sys/fs/cgroup/cgroup.controllers") as handle:
-        controllers = handle.read().strip()
-    print(f"fe-vm: Linux {os.uname().release}, cgroup v2 at /sys/fs/cgroup ({controllers})")
-    with open(f"{IO}/config.json") as handle:
-        config = json.load(handle)
+    print(f"fe-vm: Linux {os.uname().release}, {cgroups}")
     for share in config.get("mounts", []):
         options = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
         mount(share["tag"], share["path"], "9p", options + (",ro" if share.get("readonly") else ""))

@@ -14,6 +14,8 @@ host paths, so the payload runs the very code and dependencies of this checkout.
 directories: ``FLUIDEDGE_VM_SHARES="/path[:rw] ..."``; ``FLUIDEDGE_TEST_*`` and ``FLUIDEDGE_LAB_*``
 variables are passed to the payload (``FLUIDEDGE_TEST_TIME_SCALE`` defaults to 30 and
 ``FLUIDEDGE_LAB_READY_TIMEOUT`` to 600 there). The guest has no network device.
+``FLUIDEDGE_VM_CGROUP=hybrid`` boots the same kernel with the development machines' hybrid
+cgroup layout instead of pure v2 (``bench/instances_cgroup_modes.py`` compares the two).
 
 Why TCG: these hosts' /dev/kvm cannot run a stock kernel (see shared notes); TCG is slow, so
 correctness only, never timing figures.
@@ -120,6 +122,7 @@ def main(argv: list[str]) -> int:
                 **env,
             },
             "mounts": mounts,
+            "cgroup": os.environ.get("FLUIDEDGE_VM_CGROUP", "v2"),
         }
         (io_dir / "config.json").write_text(json.dumps(config))
         try:

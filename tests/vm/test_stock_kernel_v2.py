@@ -69,3 +69,29 @@ def test_instance_tests_pass_on_stock_kernel_cgroup_v2(payload: str) -> None:
     assert " error" not in summary[-1]
     # The guest init reports the hierarchy it mounted: the payload ran on pure cgroup v2.
     assert "cgroup v2 at /sys/fs/cgroup" in output
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("layout", "kind"), [("hybrid", "hybrid"), ("v2", "v2")])
+def test_the_vm_boots_either_cgroup_layout_and_the_manager_sees_it(layout: str, kind: str) -> None:
+    """``FLUIDEDGE_VM_CGROUP=hybrid`` gives the same kernel the development hosts' layout (what
+    ``bench/instances_cgroup_modes.py`` compares with pure v2); the manager's detection, which
+    picks the cgroup adapter, must see that layout."""
+    probe = (
+        "from pathlib import Path; from fluidedge.instances.cgroups import mount_kind; "
+        "print('fe-kind', mount_kind(Path('/proc/self/mountinfo').read_text())); "
+        "print('fe-freezer', Path('/sys/fs/cgroup/freezer/cgroup.procs').exists())"
+    )
+    result = subprocess.run(
+        [str(REPO / "scripts/vmtest"), "--cmd", "--", ".venv/bin/python", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+        env={**os.environ, "FLUIDEDGE_VM_TIMEOUT": "560", "FLUIDEDGE_VM_CGROUP": layout},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert f"fe-kind {kind}" in output
+    # A v1 freezer hierarchy exists in the hybrid layout only (v2 freezes with cgroup.freeze).
+    assert f"fe-freezer {layout == 'hybrid'}" in output
