@@ -10,11 +10,12 @@ instance brings a memory cgroup *and* its own filesystems (proc, /dev, /tmp...),
 memory of N instances grows as N x N. This bench measures the slope on the running kernel:
 ``--cgroups`` memory cgroups are created (and removed) once with no extra superblock, then
 again from a private mount namespace holding ``--superblocks`` extra tmpfs mounts; the kernel
-memory (Slab + VmallocUsed + Percpu of /proc/meminfo) each cgroup costs is reported for both,
-and the difference per cgroup per superblock. Run it on a freshly booted kernel (the VM, or a
-host before any density run): the shrinker-id high-water mark never shrinks, so on a host
-that once held many superblocks every new cgroup already pays for all of them (the first row
-says what a cgroup costs now).
+memory each cgroup costs (Slab + VmallocUsed + Percpu of /proc/meminfo: pages, so on a fresh
+kernel, where new objects need new pages) is reported for both, and the difference per cgroup
+per superblock. Run it on a freshly booted
+kernel (the VM, or a host before any density run): the shrinker-id high-water mark never
+shrinks, so on a host that once held many superblocks every new cgroup already pays for all
+of them and the slope is noise (the first row then says what a cgroup costs there now).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def cost_per_cgroup(count: int) -> float:
             if (parent / str(index)).exists():
                 (parent / str(index)).rmdir()
         parent.rmdir()
+        time.sleep(2.0)  # a removed cgroup is freed later (RCU): not into the next measurement
 
 
 def child(superblocks: int, cgroups: int) -> None:
