@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,10 +74,9 @@ def cost_per_cgroup(count: int) -> float:
         time.sleep(2.0)  # a removed cgroup is freed later (RCU): not into the next measurement
 
 
-def child(superblocks: int, cgroups: int) -> None:
-    """In a private mount namespace: mount ``superblocks`` tmpfs, then measure."""
+def child(base: Path, superblocks: int, cgroups: int) -> None:
+    """In a private mount namespace: mount ``superblocks`` tmpfs under ``base``, measure."""
     libc = ctypes.CDLL(None, use_errno=True)
-    base = Path(tempfile.mkdtemp(prefix="fe-sb-"))
     for index in range(superblocks):
         target = base / str(index)
         target.mkdir()
@@ -90,18 +90,24 @@ def main() -> None:
     parser.add_argument("--superblocks", type=int, default=2000)
     parser.add_argument("--cgroups", type=int, default=200)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:
-        child(args.child, args.cgroups)
+    if args.child is not None and args.base is not None:
+        child(args.base, args.child, args.cgroups)
         return
     print(f"memcg x superblock bench: {os.uname().release}, memory cgroups in {memory_root()}")
     rows = []
     for extra in (0, args.superblocks):
-        run = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", sys.executable, __file__,
-             "--child", str(extra), "--cgroups", str(args.cgroups)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+        # The mounts go with the child's mount namespace; their directories are removed here.
+        base = Path(tempfile.mkdtemp(prefix="fe-sb-"))
+        try:
+            run = subprocess.run(
+                ["unshare", "-m", "--propagation", "private", sys.executable, __file__,
+                 "--child", str(extra), "--base", str(base), "--cgroups", str(args.cgroups)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
         rows.append(float(run.stdout.strip()))
         print(f"  {extra:6d} extra superblocks: {rows[-1]:8.2f} KiB per new memory cgroup")
     slope = (rows[1] - rows[0]) * 1024 / args.superblocks

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ def test_v2_freeze_waits_for_cgroup_events(tmp_path: Path) -> None:
     with pytest.raises(FreezerBusy, match="not thawed"):
         cg.thaw("fe1", timeout=0.01)
     assert (base / "cgroup.freeze").read_text() == "0"
+
+
+def test_v2_freeze_sees_a_completion_that_comes_while_it_waits(tmp_path: Path) -> None:
+    """A completion that lands while the freeze waits is seen (the kernel reports it in
+    cgroup.events some time after the write)."""
+    cg = cgroups.CgroupsV2("/fluidedge", root=tmp_path)
+    base = _v2_tree(tmp_path, "fe1")
+    later = threading.Timer(0.03, (base / "cgroup.events").write_text, ["populated 1\nfrozen 1\n"])
+    later.start()
+    try:
+        cg.freeze("fe1", timeout=1.0)
+    finally:
+        later.join()
+    assert cg.frozen("fe1")
 
 
 def test_v1_writes_per_controller_knobs(tmp_path: Path) -> None:
