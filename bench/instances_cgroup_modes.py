@@ -11,9 +11,11 @@ each (hybrid, v2, hybrid, v2...: whatever the host does hits both), and each boo
 same payload (``--payload``): a bench daemon (``store_synchronous = "full"``), ``--creates``
 warm creations of the built-in ``idle`` template (its busybox image, a user namespace per
 shell) with every pool full before each, then ``--pauses`` pause + resume of one instance,
-all through the lean keep-alive client over TCP. The v2 / v1 ratio of each p50 is the figure;
-multiplied by this host's v1 figures (``bench/instances_latency.py``) it estimates v2 on a
-real host, as far as emulation preserves the ratio of the two kernel paths.
+through the lean keep-alive client over TCP (the rows; ``pause_resume`` also sends the same
+pairs over the Unix socket and httpx in between, as in ``bench/instances_latency.py``). The
+v2 / v1 ratio of each p50 is the figure; multiplied by this host's v1 figures
+(``bench/instances_latency.py``) it estimates v2 on a real host, as far as emulation preserves
+the ratio of the two kernel paths.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from instances_common import BenchDaemon, LeanClient, machine, pct
+from instances_common import BenchDaemon, machine, pct
+from instances_latency import api_runs, pause_resume
 
 REPO = Path(__file__).resolve().parent.parent
 MARK = "FE-CGROUP-MODES "
@@ -50,44 +53,28 @@ ROWS = (
 
 
 def payload(creates: int, pauses: int) -> dict[str, Any]:
-    """Inside the VM: one daemon, the creations and the pause/resume pairs."""
+    """Inside the VM: one daemon, the creations and the pause/resume pairs, measured as
+    ``bench/instances_latency.py`` measures them (its ``api_runs`` and ``pause_resume``)."""
     daemon = BenchDaemon(
         {"pool_scale": 1.0, "prepare_workers": 2, "cpu_overcommit": 50.0},
         startup_timeout=900,
     )
-    out: dict[str, Any] = {k: [] for k, _ in ROWS}
     try:
         stats = daemon.http.get("/v1/stats").json()
-        out["cgroups"] = {key: stats.get(key) for key in ("cgroup", "runtime", "launcher")}
-        lean = LeanClient(daemon.port)
-        try:
-            for index in range(creates):
-                daemon.wait_pools(timeout=900)
-                lean.ping()
-                begin = time.perf_counter()
-                status, body = lean.post("/v1/instances", {"name": f"m{index}", "template": "idle"})
-                out["create"].append((time.perf_counter() - begin) * 1000)
-                if status != 201 or body["path"] != "warm":
-                    raise RuntimeError(f"create failed: {status} {body}")
-                for phase in ("total", "shell", "config", "start", "durable", "ready"):
-                    out[phase].append(body["timing"].get(phase, 0.0))
-                daemon.http.delete(f"/v1/instances/m{index}").raise_for_status()
-            daemon.wait_pools(timeout=900)
-            status, body = lean.post("/v1/instances", {"name": "pr", "template": "idle"})
-            if status != 201:
-                raise RuntimeError(f"create failed: {status} {body}")
-            for _ in range(pauses):
-                for op in ("pause", "resume"):
-                    begin = time.perf_counter()
-                    status, body = lean.post(f"/v1/instances/pr/{op}")
-                    out[op].append((time.perf_counter() - begin) * 1000)
-                    if status != 200:
-                        raise RuntimeError(f"{op} failed: {status} {body}")
-                    out[f"{op}_op"].append(float(body["op_ms"]))
-        finally:
-            lean.close()
+        wall, timings = api_runs(daemon, "idle", creates, cold=False)
+        paused = pause_resume(daemon, pauses)
     finally:
         daemon.close()
+    out: dict[str, Any] = {
+        "cgroups": {key: stats.get(key) for key in ("cgroup", "runtime", "launcher")},
+        "create": wall,
+        "pause": paused["pause_api"],
+        "pause_op": paused["pause_op"],
+        "resume": paused["resume_api"],
+        "resume_op": paused["resume_op"],
+    }
+    for phase in ("total", "shell", "config", "start", "durable", "ready"):
+        out[phase] = [timing.get(phase, 0.0) for timing in timings]
     return out
 
 

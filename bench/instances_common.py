@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from fluidedge.measure.machine import meminfo_kib
+
 TOKEN = "bench-token-" + "0" * 24
 
 
@@ -246,11 +248,14 @@ class LeanClient:
 def kernel_kib() -> int:
     """Slab + VmallocUsed + Percpu of /proc/meminfo, KiB: the kernel's own memory, where cgroup
     structures and the shrinker maps of memory cgroups live (bench/memcg_superblocks.py)."""
-    fields: dict[str, int] = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        fields[name] = int(rest.split()[0])
-    return fields["Slab"] + fields["VmallocUsed"] + fields["Percpu"]
+    text = Path("/proc/meminfo").read_text()
+    total = 0
+    for key in ("Slab", "VmallocUsed", "Percpu"):
+        value = meminfo_kib(text, key)
+        if value is None:
+            raise RuntimeError(f"/proc/meminfo has no {key}")
+        total += value
+    return total
 
 
 def machine() -> str:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fluidedge.instances import runc
 from fluidedge.instances.cgroups import detect
+from fluidedge.measure.machine import meminfo_kib
 from instances_common import BenchDaemon, LeanClient, kernel_kib, machine
 
 CHECKPOINTS = (1, 10, 100, 500, 1000, 2000, 5000, 10000)
@@ -118,18 +119,17 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     return ticks / TICKS
 
 
+def _meminfo_mb(key: str) -> float:
+    value = meminfo_kib(Path("/proc/meminfo").read_text(), key)
+    return float("nan") if value is None else value / 1024
+
+
 def mem_total_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _meminfo_mb("MemTotal")
 
 
 def mem_available_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _meminfo_mb("MemAvailable")
 
 
 def _pids_current(instances: list[dict[str, Any]]) -> list[int]:

@@ -32,17 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fluidedge.instances.cgroups import mount_kind
 from instances_common import kernel_kib
-
-MOUNT_FLAGS = 0
 
 
 def memory_root() -> Path:
-    """Where new memory cgroups go: the v1 memory hierarchy, or the v2 root (memory enabled)."""
-    v1 = Path("/sys/fs/cgroup/memory")
-    if (v1 / "cgroup.procs").exists():
-        return v1
+    """Where new memory cgroups go: the v1 memory hierarchy, or the v2 root (memory enabled);
+    the mode as the instance manager detects it."""
     root = Path("/sys/fs/cgroup")
+    if mount_kind(Path("/proc/self/mountinfo").read_text()) != "v2":
+        return root / "memory"
     if "memory" not in (root / "cgroup.controllers").read_text().split():
         sys.exit("no memory controller on this host")
     return root
@@ -80,7 +79,7 @@ def child(base: Path, superblocks: int, cgroups: int) -> None:
     for index in range(superblocks):
         target = base / str(index)
         target.mkdir()
-        if libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", MOUNT_FLAGS, b"size=4k") != 0:
+        if libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, b"size=4k") != 0:
             sys.exit(f"mount {target}: {os.strerror(ctypes.get_errno())}")
     print(f"{cost_per_cgroup(cgroups):.3f}")
 
