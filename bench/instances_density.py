@@ -56,7 +56,7 @@ def _timed(fn: Any, runs: int) -> float:
     return statistics.median(out)
 
 
-def op_costs(daemon: BenchDaemon, count: int) -> dict[str, float]:
+def op_costs(daemon: BenchDaemon, count: int, template: str) -> dict[str, float]:
     """Per-operation costs with ``count`` instances running (see the module docstring)."""
     lean = LeanClient(daemon.port)
     try:
@@ -82,9 +82,9 @@ def op_costs(daemon: BenchDaemon, count: int) -> dict[str, float]:
         }
         deletes = []
         for index in range(3):
-            daemon.wait_pool("idle")
+            daemon.wait_pool(template)
             lean.ping()
-            call("POST", "/v1/instances", {"name": f"probe{count}x{index}", "template": "idle"})
+            call("POST", "/v1/instances", {"name": f"probe{count}x{index}", "template": template})
             begin = time.perf_counter()
             call("DELETE", f"/v1/instances/probe{count}x{index}")
             deletes.append((time.perf_counter() - begin) * 1000)
@@ -180,6 +180,13 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="daemon prepare_workers")
     parser.add_argument(
+        "--mounts",
+        choices=("lean", "full"),
+        default="lean",
+        help="lean: the built-in idle (no /sys, no /dev/pts); full: the same workload with a "
+        "template's default mounts (/sys and /dev/pts: two filesystems more per instance)",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -190,8 +197,8 @@ def main() -> None:
     count = args.count or (100 if args.quick else 1000)
     mode = "burst" if args.burst else "paced"
     print(
-        f"instances density bench: {count} idle instances, pool {args.pool}, {mode}, "
-        f"store_synchronous = {args.store_synchronous}"
+        f"instances density bench: {count} idle instances ({args.mounts} mounts), "
+        f"pool {args.pool}, {mode}, store_synchronous = {args.store_synchronous}"
     )
     print(f"machine: {machine()}")
     daemon = BenchDaemon(
@@ -208,8 +215,17 @@ def main() -> None:
     server: list[float] = []
     paths: list[str] = []
     ops: dict[int, dict[str, float]] = {}
+    template = "idle"
     try:
-        daemon.wait_pool("idle")
+        if args.mounts == "full":
+            idle = daemon.http.get("/v1/templates/idle").json()
+            template = "idle-full"
+            spec = {**idle, "name": template, "mounts": {"sysfs": True, "devpts": True}}
+            spec = {k: v for k, v in spec.items() if k not in {"builtin"}}
+            response = daemon.http.post("/v1/templates", json=spec)
+            if response.status_code != 201:
+                raise SystemExit(f"template {template}: {response.status_code} {response.text}")
+        daemon.wait_pool(template)
         daemon.wait_pool("httpd")
         time.sleep(1.0)
         mem_before = mem_available_mb()
@@ -232,12 +248,12 @@ def main() -> None:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 pools = {p["template"]: p for p in daemon.http.get("/v1/pools").json()}
-                if pools["idle"]["ready"] >= (1 if args.burst else pools["idle"]["target"]):
+                if pools[template]["ready"] >= (1 if args.burst else pools[template]["target"]):
                     break
                 time.sleep(0.005)
             begin = time.perf_counter()
             response = daemon.http.post(
-                "/v1/instances", json={"name": f"n{index}", "template": "idle"}
+                "/v1/instances", json={"name": f"n{index}", "template": template}
             )
             wall.append((time.perf_counter() - begin) * 1000)
             if response.status_code != 201:
@@ -247,11 +263,11 @@ def main() -> None:
             server.append(body["timing"]["total"])
             paths.append(body["path"])
             if index + 1 in CHECKPOINTS:  # untimed for the creation curve
-                ops[index + 1] = op_costs(daemon, index + 1)
+                ops[index + 1] = op_costs(daemon, index + 1, template)
             if (index + 1) % (100 if count <= 2000 else 500) == 0:
                 print(f"  {index + 1} instances, last {wall[-1]:.2f} ms ({paths[-1]})", flush=True)
         elapsed = time.perf_counter() - begin_all
-        daemon.wait_pool("idle")
+        daemon.wait_pool(template)
         daemon_cpu_made = cpu_seconds(daemon.process.pid, children=True) - daemon_cpu_before
         time.sleep(1.0)
         mem_after = mem_available_mb()

@@ -3,14 +3,16 @@
 Both run on the ``busybox`` image (:mod:`fluidedge.instances.images.builtin`, built at first
 start from Debian's busybox-static): no built-in template sees the host's filesystem.
 
-``idle`` is the density workload (busybox ``sleep``: one small process). ``httpd`` is the edge
-app the README demo registers as a TOF service: busybox httpd serving a page that names the
-instance, so a test can tell which instance answered.
+``idle`` is the density workload (busybox ``sleep``: one small process, no ``/sys`` and no
+``/dev/pts``: a filesystem per instance costs kernel memory in the square of the count).
+``httpd`` is the edge app the README demo registers as a TOF service: busybox httpd serving a
+page that names the instance, so a test can tell which instance answered.
 """
 
 from __future__ import annotations
 
 from fluidedge.instances.models import (
+    Mounts,
     PoolPolicy,
     Readiness,
     Resources,
@@ -32,6 +34,7 @@ def builtin_templates() -> list[TemplateSpec]:
             resources=Resources(cpus=0.001, memory_mb=8, pids=8),
             readiness=Readiness(kind="started"),
             pool=PoolPolicy(size=4),
+            mounts=Mounts(sysfs=False, devpts=False),  # lean: 2 filesystems fewer each
         ),
         TemplateSpec(
             name="httpd",

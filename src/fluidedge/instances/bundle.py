@@ -3,9 +3,12 @@
 Least privilege by default (seed §5.1's concerns about containers): every capability dropped
 except the template's, ``noNewPrivileges``, a read-only root that is the template's image (an
 overlay, see :mod:`fluidedge.instances.images.overlay`; nothing of the host's filesystem), a
-private ``/tmp`` tmpfs, separate user (container root is an unprivileged host uid, see
-:mod:`fluidedge.instances.images.userns`), pid/net/ipc/uts/mount/cgroup namespaces, pids and
-memory limits, and an allow-list seccomp filter (after Docker's default profile: what ordinary
+private writable ``/tmp`` and ``/dev/shm`` (directories of the daemon's one scratch tmpfs: no
+filesystem per instance), ``/sys`` and ``/dev/pts`` unless the template turns them off
+(:class:`~fluidedge.instances.models.Mounts`), separate user (container root is an
+unprivileged host uid, see :mod:`fluidedge.instances.images.userns`),
+pid/net/ipc/uts/mount/cgroup namespaces, pids and memory limits, and an allow-list seccomp
+filter (after Docker's default profile: what ordinary
 workloads call is allowed, the rest answers EPERM; no namespaces, mounts, io_uring, ptrace, bpf,
 keyring, module loading, kexec, clock setting...).
 
@@ -220,6 +223,7 @@ def oci_config(
     assign_dir: Path,
     launcher: Path,
     empty_dir: Path,
+    scratch: tuple[Path, Path],
     cgroups_path: str,
     userns_base: int | None,
     user: tuple[int, int] = (0, 0),
@@ -229,42 +233,52 @@ def oci_config(
 
     ``rootfs`` is the shell's overlay root (its image, read-only); ``launcher`` the launcher
     binary on the host, bind-mounted read-only; ``empty_dir`` an empty host directory, bound
-    read-only over the masked directories; ``assign_dir`` the shell's private assignment
-    directory, seen as ``/.fe`` inside; ``cgroups_path`` comes from the cgroup adapter (the
-    same path in every v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of
-    container root (a new user namespace maps its 65536 ids from there), or None for no user
-    namespace (the admin's per-template opt-out). ``user``: uid/gid of the process inside.
-    ``token``: the launcher's per-shell token, its one argument (its identity at re-adoption).
+    read-only over the masked directories; ``scratch`` the shell's ``/tmp`` and ``/dev/shm``
+    (directories in the daemon's scratch tmpfs, see
+    :func:`fluidedge.instances.images.overlay.scratch`: no filesystem per instance);
+    ``assign_dir`` the shell's private assignment directory, seen
+    as ``/.fe`` inside; ``cgroups_path`` comes from the cgroup adapter (the same path in every
+    v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of container root (a new
+    user namespace maps its 65536 ids from there), or None for no user namespace (the admin's
+    per-template opt-out). ``user``: uid/gid of the process inside. ``token``: the launcher's
+    per-shell token, its one argument (its identity at re-adoption).
     """
-    proc, dev, tmp = BASE_MOUNTS
-    mounts: list[dict[str, Any]] = [
-        proc,
-        dev,
-        {
-            "destination": "/dev/pts",
-            "type": "devpts",
-            "source": "devpts",
-            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
-        },
+    proc, dev, _ = BASE_MOUNTS
+    tmp_dir, shm_dir = scratch
+    mounts: list[dict[str, Any]] = [proc, dev]
+    if template.mounts.devpts:
+        mounts.append(
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            }
+        )
+    mounts += [
         {
             "destination": "/dev/shm",  # noqa: S108 (the container's own)
-            "type": "tmpfs",
-            "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=1m"],
+            "type": "bind",
+            "source": str(shm_dir),
+            "options": ["bind", "nosuid", "noexec", "nodev"],
         },
-        {
+        {  # keyed by the IPC namespace: the superblock the namespace has anyway
             "destination": "/dev/mqueue",
             "type": "mqueue",
             "source": "mqueue",
             "options": ["nosuid", "noexec", "nodev"],
         },
-        {
-            "destination": "/sys",
-            "type": "sysfs",
-            "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
-        },
-        *(
+    ]
+    if template.mounts.sysfs:
+        mounts.append(
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            }
+        )
+        mounts += [
             {
                 "destination": masked,
                 "type": "bind",
@@ -272,8 +286,14 @@ def oci_config(
                 "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
             }
             for masked in MASKED_DIRS
-        ),
-        tmp,
+        ]
+    mounts += [
+        {
+            "destination": "/tmp",  # noqa: S108 (the container's own)
+            "type": "bind",
+            "source": str(tmp_dir),
+            "options": ["bind", "nosuid", "nodev"],
+        },
         {
             "destination": LAUNCHER_IN_ROOT,
             "type": "bind",

@@ -369,6 +369,22 @@ class PoolPolicy(_Strict):
 _ID = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
 
 
+class Mounts(_Strict):
+    """The kernel filesystems an instance gets besides ``/proc``, ``/dev`` and ``/dev/mqueue``.
+
+    Each is a filesystem (a superblock) per instance, and every superblock on the host costs
+    every memory cgroup a slot in its shrinker map: kernel memory that grows with the square of
+    the instance count (docs/instances.md, "Density: what 10,000 costs the kernel"). A workload
+    that needs neither turns them off and is cheaper at scale (the built-in ``idle`` does).
+    """
+
+    sysfs: bool = Field(
+        default=True,
+        description="/sys: read-only sysfs of the instance's network namespace (its interfaces)",
+    )
+    devpts: bool = Field(default=True, description="/dev/pts: pseudo-terminals (/dev/ptmx)")
+
+
 class TemplateSpec(_Strict):
     """What an instance runs, and how many shells to keep prepared for it."""
 
@@ -430,6 +446,11 @@ class TemplateSpec(_Strict):
     readiness: Readiness = Field(default_factory=Readiness)
     pool: PoolPolicy = Field(default_factory=PoolPolicy)
     labels: Labels = Field(default_factory=dict)
+    mounts: Mounts = Field(
+        default_factory=Mounts,
+        description="kernel filesystems beyond /proc and /dev, each one per instance (/sys, "
+        "/dev/pts); a lean template turns them off (docs/instances.md, Density)",
+    )
     cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
     failover: Literal["none", "recreate"] = Field(
         default="none",

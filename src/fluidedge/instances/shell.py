@@ -205,6 +205,7 @@ class RuncShellIO:
         lower = self.images.rootfs_of(template.image)
         try:
             rootfs = overlay.mount(lower, directory, self.roots / shell.id, (root, root))
+            scratch = overlay.scratch(self.roots / shell.id, (root, root))
         except OSError as exc:
             raise RuntimeFailure(f"root of shell {shell.id}: {exc}") from exc
         config = oci_config(
@@ -214,6 +215,7 @@ class RuncShellIO:
             assign_dir=assign,
             launcher=self.launcher_path,
             empty_dir=self.empty_dir,
+            scratch=scratch,
             cgroups_path=self.cgroups.runc_path(shell.id),
             userns_base=base,
             user=inside,

@@ -227,6 +227,11 @@ def test_masks_hide_what_they_should_without_a_filesystem_each(
     more superblocks than its own filesystems: each one costs every memory cgroup on the host
     a shrinker-map slot (docs/instances.md, "Density: what 10,000 costs the kernel")."""
     manager = manager_factory(pool_scale=0)
+    manager.create_template(  # the default mounts: /sys and /dev/pts too
+        TemplateSpec.model_validate(
+            {"name": "full", "command": ["/bin/busybox", "sleep", "1000"], "pool": {"size": 0}}
+        )
+    )
     script = (
         "ls -A /sys/firmware > /tmp/fw 2>&1; echo $? > /tmp/fw_rc; "
         "if [ -d /proc/acpi ]; then (echo x > /proc/acpi/wakeup) 2> /tmp/acpi; "
@@ -234,7 +239,7 @@ def test_masks_hide_what_they_should_without_a_filesystem_each(
         "echo done > /tmp/done; sleep 100"
     )
     probe = manager.create_instance(
-        InstanceRequest(name="masks", template="idle", command=["/bin/busybox", "sh", "-c", script])
+        InstanceRequest(name="masks", template="full", command=["/bin/busybox", "sh", "-c", script])
     )
     inside = Path(f"/proc/{probe.pid}/root/tmp")
     wait_until((inside / "done").exists, timeout=10, period=0.02)
@@ -256,9 +261,83 @@ def test_masks_hide_what_they_should_without_a_filesystem_each(
         assert "ro" in by_point["/proc/acpi"][2].split(",")
     host = {dev for dev, *_ in _mounts("self")}
     own = {dev for dev, *_ in mounts} - host
-    # proc, /dev, devpts, /dev/shm, mqueue, sysfs, /tmp: seven, not nine (the masks' tmpfs
-    # gone); the overlay root is the eighth, mounted on the host's side (so not in ``own``).
-    assert len(own) <= 7, sorted(point for dev, point, *_ in mounts if dev in own)
+    # proc, /dev, devpts, mqueue, sysfs: five, not nine (the masks' tmpfs gone, /tmp and
+    # /dev/shm in the scratch tmpfs the host has); the overlay root, mounted on the host's
+    # side, is the sixth (so not in ``own``).
+    assert len(own) <= 5, sorted(point for dev, point, *_ in mounts if dev in own)
+
+
+def test_tmp_and_shm_are_private_directories_of_one_scratch_filesystem(
+    manager_factory: ManagerFactory,
+) -> None:
+    """A lean instance (the built-in ``idle``) adds three filesystems of its own (proc, /dev,
+    the mqueue its IPC namespace has anyway); its /tmp and /dev/shm are its own directories in
+    the daemon's scratch tmpfs: neighbours never see each other's files, what a tenant writes
+    there is charged to its memory cgroup and bounded by it, and the scratch goes with the last
+    shell."""
+    manager = manager_factory(pool_scale=0)
+    io = manager.runc_io()
+    scratch = io.roots / ".scratch"
+    script = (
+        "echo $FLUIDEDGE_INSTANCE > /tmp/who; echo $FLUIDEDGE_INSTANCE > /dev/shm/who; "
+        "ls -A /tmp /dev/shm > /tmp/seen; ls -A /sys 2>/dev/null | wc -l > /tmp/sys; "
+        "[ -e /dev/pts/ptmx ] && echo pts > /tmp/pts; echo done > /tmp/done; sleep 1000"
+    )
+    views = [
+        manager.create_instance(
+            InstanceRequest(
+                name=name, template="idle", command=["/bin/busybox", "sh", "-c", script]
+            )
+        )
+        for name in ("sa", "sb")
+    ]
+    host = {dev for dev, *_ in _mounts("self")}
+    scratch_dev = os.stat(scratch).st_dev
+    for view in views:
+        inside = Path(f"/proc/{view.pid}/root")
+        wait_until((inside / "tmp/done").exists, timeout=10, period=0.02)
+        assert (inside / "tmp/who").read_text().strip() == view.name
+        assert (inside / "dev/shm/who").read_text().strip() == view.name
+        assert (inside / "tmp/seen").read_text().split() == [
+            "/dev/shm:", "who", "/tmp:", "seen", "who"
+        ]  # fmt: skip
+        assert (inside / "tmp/sys").read_text().strip() == "0"  # no sysfs
+        assert not (inside / "tmp/pts").exists()  # no devpts
+        # The host's view of the same file: its shell's directory in the scratch tmpfs.
+        assert (scratch / view.id / "tmp" / "who").read_text().strip() == view.name
+        assert os.stat(inside / "tmp").st_dev == scratch_dev
+        assert os.stat(inside / "tmp").st_mode & 0o7777 == 0o1777
+        mounts = _mounts(view.pid)
+        own = {dev for dev, *_ in mounts} - host
+        assert len(own) <= 3, sorted(point for dev, point, *_ in mounts if dev in own)
+    # A tenant's /tmp is bounded by its memory cgroup (8 MiB for idle), not the tmpfs's size.
+    hog = manager.create_instance(
+        InstanceRequest(
+            name="hog",
+            template="idle",
+            command=[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>/tmp/dd; echo $? > /tmp/rc; "
+                "sleep 1000",
+            ],
+        )
+    )
+    fill = scratch / hog.id / "tmp" / "fill"
+    rc = scratch / hog.id / "tmp" / "rc"
+
+    def dd_over() -> bool:  # dd ended (refused) or was killed by the cgroup's OOM killer
+        return rc.exists() or manager.get_instance("hog").state != "running"
+
+    wait_until(dd_over, timeout=20, period=0.05)
+    assert fill.stat().st_size < 16 << 20, fill.stat().st_size
+    for view in views:  # the neighbours still answer
+        assert (scratch / view.id / "tmp" / "who").exists()
+    for name in ("sa", "sb", "hog"):
+        manager.delete_instance(name)
+    assert not any((scratch / view.id).exists() for view in [*views, hog])
+    assert not os.path.ismount(scratch)  # the last shell took the scratch with it
 
 
 def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> None:

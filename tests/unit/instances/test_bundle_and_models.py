@@ -36,6 +36,7 @@ def _config(**overrides: object) -> dict[str, object]:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/launcher/fe-launcher"),
         empty_dir=Path("/s/empty"),
+        scratch=(Path("/x/tmp"), Path("/x/shm")),
         cgroups_path="/fluidedge/fe0123456789",
         userns_base=USERNS_BASE,
     )
@@ -44,8 +45,9 @@ def _config(**overrides: object) -> dict[str, object]:
 def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
     """Every superblock an instance adds costs every memory cgroup on the host a shrinker-map
     slot (kernel memory quadratic in the count): the filesystems an instance mounts are these
-    and no more, and the masks are binds (files: /dev/null by the runtime; directories: the
-    empty directory) or read-only binds, never a tmpfs each."""
+    and no more; /tmp and /dev/shm are binds of its scratch directories, and the masks are
+    binds (files: /dev/null by the runtime; directories: the empty directory) or read-only
+    binds, never a tmpfs each."""
     config = _config()
     mounts = config["mounts"]
     assert isinstance(mounts, list)
@@ -54,11 +56,15 @@ def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
         ("/proc", "proc"),
         ("/dev", "tmpfs"),
         ("/dev/pts", "devpts"),
-        ("/dev/shm", "tmpfs"),
         ("/dev/mqueue", "mqueue"),
         ("/sys", "sysfs"),
-        ("/tmp", "tmpfs"),
     ]
+    scratch = {m["destination"]: m for m in mounts if m["destination"] in {"/tmp", "/dev/shm"}}
+    assert scratch["/tmp"]["source"] == "/x/tmp"
+    assert scratch["/dev/shm"]["source"] == "/x/shm"
+    assert all(m["type"] == "bind" and "ro" not in m["options"] for m in scratch.values())
+    assert {"nosuid", "nodev"} <= set(scratch["/tmp"]["options"])
+    assert {"nosuid", "nodev", "noexec"} <= set(scratch["/dev/shm"]["options"])
     destinations = [m["destination"] for m in mounts]
     firmware = mounts[destinations.index("/sys/firmware")]
     assert firmware["source"] == "/s/empty"
@@ -70,6 +76,28 @@ def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
     assert all(not p.endswith(("acpi", "scsi", "asound", "firmware")) for p in linux["maskedPaths"])
     assert "/proc/kcore" in linux["maskedPaths"]
     assert {"/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/sys"} <= set(linux["readonlyPaths"])
+
+
+def test_a_lean_template_mounts_neither_sysfs_nor_devpts() -> None:
+    config = _config(mounts={"sysfs": False, "devpts": False})
+    mounts = config["mounts"]
+    assert isinstance(mounts, list)
+    filesystems = [m["destination"] for m in mounts if m["type"] != "bind"]
+    assert filesystems == ["/proc", "/dev", "/dev/mqueue"]
+    # No /sys, so nothing to mask under it either.
+    assert all(not m["destination"].startswith("/sys") for m in mounts)
+    only_sysfs = _config(mounts={"devpts": False})["mounts"]
+    assert isinstance(only_sysfs, list)
+    assert [m["destination"] for m in only_sysfs if m["type"] != "bind"] == [
+        "/proc",
+        "/dev",
+        "/dev/mqueue",
+        "/sys",
+    ]
+    with pytest.raises(ValidationError, match="mounts"):
+        TemplateSpec.model_validate({"name": "t", "mounts": {"proc": False}})
+    idle = next(t for t in builtin_templates() if t.name == "idle")
+    assert (idle.mounts.sysfs, idle.mounts.devpts) == (False, False)
 
 
 def test_least_privilege_defaults() -> None:
@@ -105,7 +133,8 @@ def test_least_privilege_defaults() -> None:
     ):  # fmt: skip
         assert name not in allowed, name
     mounts = {m["destination"]: m for m in config["mounts"]}  # type: ignore[union-attr]
-    assert mounts["/tmp"]["type"] == "tmpfs"
+    assert mounts["/tmp"]["type"] == "bind"  # its own scratch directory
+    assert mounts["/tmp"]["source"] == "/x/tmp"
     assert "/usr" not in mounts
     assert "/etc" not in mounts
     assert mounts["/.fe"]["source"] == "/s/assign"
@@ -250,14 +279,21 @@ def test_no_host_directory_and_root_mapped_to_its_range() -> None:
     mounts = config["mounts"]
     assert isinstance(mounts, list)
     binds = {m["destination"]: m["source"] for m in mounts if m["type"] == "bind"}
-    # Only the launcher, the shell's own assignment and the empty mask: nothing of the host's
-    # /usr, /etc...
+    # Only the launcher, the shell's own assignment, the empty mask and its own scratch
+    # directories: nothing of the host's /usr, /etc...
     assert binds == {
         LAUNCHER_IN_ROOT: "/s/launcher/fe-launcher",
         "/.fe": "/s/assign",
         "/sys/firmware": "/s/empty",
+        "/tmp": "/x/tmp",
+        "/dev/shm": "/x/shm",
     }
-    assert all("ro" in m["options"] for m in mounts if m["type"] == "bind")
+    writable = {"/tmp", "/dev/shm"}
+    assert all(
+        "ro" in m["options"]
+        for m in mounts
+        if m["type"] == "bind" and m["destination"] not in writable
+    )
     linux = config["linux"]
     assert isinstance(linux, dict)
     assert "user" in {ns["type"] for ns in linux["namespaces"]}
@@ -291,6 +327,7 @@ def test_userns_opt_out_needs_a_reason_and_drops_the_mapping() -> None:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
         empty_dir=Path("/s/empty"),
+        scratch=(Path("/x/tmp"), Path("/x/shm")),
         cgroups_path="/x",
         userns_base=None,
     )
@@ -310,6 +347,7 @@ def test_image_user_and_workdir_reach_the_process() -> None:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
         empty_dir=Path("/s/empty"),
+        scratch=(Path("/x/tmp"), Path("/x/shm")),
         cgroups_path="/x",
         userns_base=USERNS_BASE,
         user=(1000, 1001),

@@ -9,6 +9,16 @@ with a user namespace runc opens it as container root, an unprivileged host uid:
 :data:`ROOTS` (``/run``), on a path whose directories are 0711 (traverse, not list) down to a
 per-shell directory 0710 owned by root and the shell's own gid, as Docker does for userns-remap.
 The merged root directory takes the upper's owner and mode (container root, 0755).
+
+**Scratch** (a shell's ``/tmp`` and ``/dev/shm``): directories of the shell in *one* tmpfs per
+daemon (``<roots>/.scratch``, mounted on first use, unmounted when its last shell goes), bound
+into the container, instead of a tmpfs per directory per shell. Every superblock costs every
+memory cgroup on the host a slot in its shrinker map, so a filesystem per instance costs
+kernel memory in the square of the count (docs/instances.md, "Density: what 10,000 costs the
+kernel"); a bind has no superblock. What a tenant writes there is charged to its own memory
+cgroup (tmpfs pages and inodes go to the writer's), so ``memory.max`` bounds it as the
+per-instance tmpfs sizes did; the tmpfs itself has no size or inode limit a tenant could
+exhaust for the others (``size=0``, ``nr_inodes=0``: the memory cgroups are the limit).
 """
 
 from __future__ import annotations
@@ -19,10 +29,14 @@ import ctypes.util
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 ROOTS = Path("/run/fluidedge-roots")
+SCRATCH = ".scratch"  # the daemon's scratch tmpfs, in its roots directory
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV = 2, 4
+_scratch_lock = threading.Lock()  # a shell's scratch is never made in a tmpfs being unmounted
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _BAD = (",", ":", "\\", "\0")
 
@@ -66,12 +80,53 @@ def mount(lower: Path, shell_dir: Path, merged_parent: Path, owner: tuple[int, i
     return merged
 
 
+def scratch(merged_parent: Path, owner: tuple[int, int]) -> tuple[Path, Path]:
+    """The shell's ``/tmp`` and ``/dev/shm`` (its root's, mode 1777) in the daemon's scratch
+    tmpfs, mounted here if it is not (see the module docstring)."""
+    roots = merged_parent.parent
+    shared = roots / SCRATCH
+    with _scratch_lock:
+        if not os.path.ismount(shared):
+            _traversable(roots.parent)
+            _traversable(roots)
+            shared.mkdir(mode=0o700, exist_ok=True)
+            options = b"mode=0700,size=0,nr_inodes=0"
+            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID | MS_NODEV, options):
+                err = ctypes.get_errno()
+                raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
+        own = shared / merged_parent.name
+        own.mkdir(mode=0o700)
+        made = own / "tmp", own / "shm"
+        for path in made:
+            path.mkdir()
+            os.chown(path, *owner)
+            os.chmod(path, 0o1777)  # noqa: S103 (the instance's own /tmp and /dev/shm)
+    return made
+
+
+def _drop_scratch(roots: Path, shell_id: str) -> None:
+    """Remove the shell's scratch; unmount the scratch tmpfs once no shell has any."""
+    shared = roots / SCRATCH
+    with _scratch_lock:
+        shutil.rmtree(shared / shell_id, ignore_errors=True)
+        if not os.path.ismount(shared):
+            return
+        with os.scandir(shared) as entries:
+            if next(entries, None) is not None:
+                return
+        # A failure leaves the tmpfs mounted and empty: the next shell reuses it.
+        if _libc.umount2(bytes(shared), MNT_DETACH) == 0:
+            with contextlib.suppress(OSError):
+                shared.rmdir()
+
+
 def unmount(merged_parent: Path) -> None:
-    """Detach the shell's merged root (if mounted) and remove its directory."""
+    """Detach the shell's merged root (if mounted), remove its directory and its scratch."""
     merged = merged_parent / "rootfs"
     if os.path.ismount(merged) and _libc.umount2(bytes(merged), MNT_DETACH) != 0:
         err = ctypes.get_errno()
         raise OverlayError(err, f"overlay unmount {merged}: {os.strerror(err)}")
     shutil.rmtree(merged_parent, ignore_errors=True)
+    _drop_scratch(merged_parent.parent, merged_parent.name)
     with contextlib.suppress(OSError):
         merged_parent.parent.rmdir()  # the daemon's roots directory, once it is empty
