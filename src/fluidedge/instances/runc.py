@@ -216,16 +216,19 @@ class Runc:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             fifo.unlink()
-        while "crun" in (exe_of(pid) or "crun"):
-            if not pid_alive(pid):
-                raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(f"start {container_id}: crun init did not exec in time")
-            time.sleep(0.0002)
+        _wait_exec(container_id, pid, "crun", deadline)
 
     def _start_fast_runc(self, container_id: str, pid: int, timeout: float) -> None:
-        """runc's init writes exec.fifo and execs: open + read it until EOF (the write end is
-        close-on-exec, so EOF means the exec happened), then remove it."""
+        """runc's init writes exec.fifo and execs: open + read it until EOF, remove it, then
+        wait until the process is no longer runc.
+
+        EOF alone does not mean the exec happened: since the fix for CVE-2024-21626 (runc
+        1.1.12, backported to Debian 12's 1.1.5+ds1-1+deb12u1), runc init closes every
+        descriptor above stdio, the FIFO's write end included, *before* its ``execve``. In
+        between it is still runc init, several MiB of Go heap in the shell's memory cgroup:
+        a memory limit lowered then (the shell's template limit, set once the launcher runs)
+        had cgroup v2's ``memory.max`` OOM-kill it, about one shell in a few hundred in the
+        VM tier's emulated, loaded CPUs."""
         fifo = self.root / container_id / "exec.fifo"
         try:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -255,6 +258,7 @@ class Runc:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             fifo.unlink()
+        _wait_exec(container_id, pid, "runc", deadline)
 
     def start(self, container_id: str) -> None:
         """``runc start`` through the binary (used for comparison only)."""
@@ -317,6 +321,17 @@ def log_tail(path: Path, limit: int) -> str:
     except OSError:
         return "(no log)"
     return data.decode(errors="replace").strip() or "(empty log)"
+
+
+def _wait_exec(container_id: str, pid: int, runtime: str, deadline: float) -> None:
+    """Wait until ``pid`` no longer runs the runtime's binary (its init exec'd the shell's
+    process); one ``readlink`` when it already has."""
+    while runtime in (exe_of(pid) or runtime):
+        if not process_running(pid):  # a zombie has no exe either
+            raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"start {container_id}: {runtime} init did not exec in time")
+        time.sleep(0.0002)
 
 
 def exe_of(pid: int) -> str | None:
