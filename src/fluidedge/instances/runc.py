@@ -228,7 +228,7 @@ class Runc:
         between it is still runc init, several MiB of Go heap in the shell's memory cgroup:
         a memory limit lowered then (the shell's template limit, set once the launcher runs)
         had cgroup v2's ``memory.max`` OOM-kill it, about one shell in a few hundred in the
-        VM tier's emulated, loaded CPUs."""
+        VM tier's emulated, loaded CPUs. :func:`runtime_init` says when it has exec'd."""
         fifo = self.root / container_id / "exec.fifo"
         try:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -323,11 +323,28 @@ def log_tail(path: Path, limit: int) -> str:
     return data.decode(errors="replace").strip() or "(empty log)"
 
 
+def runtime_init(pid: int, runtime: str) -> bool:
+    """True while ``pid`` is still the runtime's init (or is gone): runc's names itself
+    ``runc:[2:INIT]`` (its ``/proc/<pid>/exe`` reads ``/`` on Debian 12's runc, so only the
+    name tells), crun's runs the crun binary. Both change at the exec."""
+    try:
+        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        comm = os.read(fd, 64)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return comm.startswith(b"runc:[") or runtime in (exe_of(pid) or runtime)
+
+
 def _wait_exec(container_id: str, pid: int, runtime: str, deadline: float) -> None:
-    """Wait until ``pid`` no longer runs the runtime's binary (its init exec'd the shell's
-    process); one ``readlink`` when it already has."""
-    while runtime in (exe_of(pid) or runtime):
-        if not process_running(pid):  # a zombie has no exe either
+    """Wait until ``pid`` is no longer the runtime's init (it exec'd the shell's process);
+    one read of its name (and its ``exe``) when it already has."""
+    while runtime_init(pid, runtime):
+        if not process_running(pid):  # a zombie has neither
             raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
         if time.monotonic() > deadline:
             raise RuntimeFailure(f"start {container_id}: {runtime} init did not exec in time")

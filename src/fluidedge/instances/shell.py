@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +63,9 @@ from fluidedge.instances.records import Shell, ShellIface
 # ``idle`` template's 8 MiB it was OOM-killed on a stock Debian kernel. The template's limit
 # is written once the launcher (a few hundred KiB) has replaced it.
 INIT_MEMORY_MB = 48
+# How long a started shell may take to come under its template's memory limit (what runc init
+# left is freed just after its exec): past it, the build fails rather than OOM-kill the shell.
+LOWER_MEMORY_TIMEOUT_S = 5.0
 
 # Readiness kinds whose shells wait in the pool in the idle scheduling class and are released
 # in it (fluidedge.instances.cgroups, "Idle start"): the daemon's wait ends at the workload's
@@ -249,10 +253,29 @@ class RuncShellIO:
         # Release runc init now: it execs the launcher, which blocks on /.fe/go.
         self.runc.start_fast(shell.id, shell.pid)
         if limit_mb < INIT_MEMORY_MB:  # the launcher replaced runc init: the real limit now
-            self.cgroups.set_memory(shell.id, limit_mb, lowering=True)
+            self._lower_memory(shell.id, limit_mb)
         if self.cgroups.idle_start and template.readiness.kind in IDLE_START:
             self.cgroups.set_cpu_idle(shell.id, True)
             shell.idle = True
+
+    def _lower_memory(self, container_id: str, limit_mb: int) -> None:
+        """Lower a started shell's memory limit to its template's once its usage fits.
+
+        What runc init leaves charged (its heap, the copy of its binary) is freed just after
+        its exec, not always before we get here; lowered below the usage, cgroup v2's
+        ``memory.max`` OOM-kills the launcher (v1 answers EBUSY). A shell that does not come
+        under the limit in time fails its build (the pool makes another) instead.
+        """
+        limit = limit_mb * 1024 * 1024
+        deadline = time.monotonic() + LOWER_MEMORY_TIMEOUT_S
+        while (used := self.cgroups.memory_usage(container_id)) > limit:
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"shell {container_id}: {used / 2**20:.1f} MiB in use after its start, "
+                    f"above its template's memory limit ({limit_mb} MiB)"
+                )
+            time.sleep(0.001)
+        self.cgroups.set_memory(container_id, limit_mb, lowering=True)
 
     def destroy(self, container_id: str, ifaces: list[ShellIface], directory: Path) -> None:
         errors = []
