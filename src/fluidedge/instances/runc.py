@@ -58,18 +58,25 @@ def process_running(pid: int) -> bool:
 
     One ``os.read`` of the bytes (every instance view calls this: a text-mode ``open`` costs
     three times as much in Python objects)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    stat = _proc_bytes(pid, "stat", 4096)
+    if stat is None:
         return False
-    try:
-        stat = os.read(fd, 4096)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
     state = stat.rpartition(b")")[2].split()[:1]
     return bool(state) and state[0] not in (b"Z", b"X")
+
+
+def _proc_bytes(pid: int, name: str, size: int) -> bytes | None:
+    """One ``os.read`` of ``/proc/<pid>/<name>`` (None when it cannot be read)."""
+    try:
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 RUNTIMES = ("runc", "crun")
@@ -327,16 +334,9 @@ def runtime_init(pid: int, runtime: str) -> bool:
     """True while ``pid`` is still the runtime's init (or is gone): runc's names itself
     ``runc:[2:INIT]`` (its ``/proc/<pid>/exe`` reads ``/`` on Debian 12's runc, so only the
     name tells), crun's runs the crun binary. Both change at the exec."""
-    try:
-        fd = os.open(f"/proc/{pid}/comm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    comm = _proc_bytes(pid, "comm", 64)
+    if comm is None:
         return True
-    try:
-        comm = os.read(fd, 64)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
     return comm.startswith(b"runc:[") or runtime in (exe_of(pid) or runtime)
 
 
