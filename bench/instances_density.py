@@ -221,7 +221,6 @@ def main() -> None:
             idle = daemon.http.get("/v1/templates/idle").json()
             template = "idle-full"
             spec = {**idle, "name": template, "mounts": {"sysfs": True, "devpts": True}}
-            spec = {k: v for k, v in spec.items() if k not in {"builtin"}}
             response = daemon.http.post("/v1/templates", json=spec)
             if response.status_code != 201:
                 raise SystemExit(f"template {template}: {response.status_code} {response.text}")

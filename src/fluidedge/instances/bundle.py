@@ -243,9 +243,8 @@ def oci_config(
     per-template opt-out). ``user``: uid/gid of the process inside. ``token``: the launcher's
     per-shell token, its one argument (its identity at re-adoption).
     """
-    proc, dev, _ = BASE_MOUNTS
     tmp_dir, shm_dir = scratch
-    mounts: list[dict[str, Any]] = [proc, dev]
+    mounts: list[dict[str, Any]] = list(BASE_MOUNTS)
     if template.mounts.devpts:
         mounts.append(
             {

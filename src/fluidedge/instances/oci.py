@@ -15,7 +15,7 @@ from typing import Any
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
-# /proc, a small /dev and a private /tmp: what every container here gets.
+# /proc and a small /dev: what every container here gets.
 BASE_MOUNTS: tuple[dict[str, Any], ...] = (
     {"destination": "/proc", "type": "proc", "source": "proc"},
     {
@@ -24,13 +24,15 @@ BASE_MOUNTS: tuple[dict[str, Any], ...] = (
         "source": "tmpfs",
         "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
     },
-    {
-        "destination": "/tmp",  # noqa: S108 (a private tmpfs inside the container)
-        "type": "tmpfs",
-        "source": "tmpfs",
-        "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
-    },
 )
+# A private /tmp tmpfs: the ``runc run`` baseline's (instance shells bind a directory of the
+# daemon's scratch tmpfs instead: no filesystem per instance, see instances/images/overlay.py).
+TMP_TMPFS: dict[str, Any] = {
+    "destination": "/tmp",  # noqa: S108 (a private tmpfs inside the container)
+    "type": "tmpfs",
+    "source": "tmpfs",
+    "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
+}
 
 
 def bind_mounts(dirs: list[str], options: list[str]) -> list[dict[str, Any]]:

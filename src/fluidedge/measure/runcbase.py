@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fluidedge.instances.oci import BASE_MOUNTS, bind_mounts, runtime_config
+from fluidedge.instances.oci import BASE_MOUNTS, TMP_TMPFS, bind_mounts, runtime_config
 from fluidedge.linux.proc import CommandError, run
 from fluidedge.measure.errors import BenchmarkFailure, MeasureInputError
 from fluidedge.measure.replicate import Sample
@@ -52,7 +52,7 @@ def bundle_config(
         args=list(command),
         hostname=container_id,
         rootfs=rootfs,
-        mounts=[*BASE_MOUNTS, *bind_mounts(binds, ["rbind", "ro", "nosuid"])],
+        mounts=[*BASE_MOUNTS, TMP_TMPFS, *bind_mounts(binds, ["rbind", "ro", "nosuid"])],
         namespaces=["pid", "network", "ipc", "uts", "mount"],
         cgroups_path=f"{CGROUP_PARENT}/{container_id}",
         resources={"memory": {"limit": memory_mb * 1024 * 1024}, "pids": {"limit": pids}},
