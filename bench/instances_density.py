@@ -21,7 +21,7 @@ reports:
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
         [--memory-overcommit X] [--pids-overcommit X] [--store-synchronous normal]
-        [--burst] [--workers N] [--max-minutes M]
+        [--burst] [--workers N] [--max-minutes M] [--runtime crun]
 """
 
 from __future__ import annotations
@@ -187,6 +187,12 @@ def main() -> None:
         "template's default mounts (/sys and /dev/pts: two filesystems more per instance)",
     )
     parser.add_argument(
+        "--runtime",
+        choices=("runc", "crun"),
+        default="runc",
+        help="the daemon's OCI runtime (crun: cgroup v2 hosts only, e.g. the VM tier)",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -198,7 +204,8 @@ def main() -> None:
     mode = "burst" if args.burst else "paced"
     print(
         f"instances density bench: {count} idle instances ({args.mounts} mounts), "
-        f"pool {args.pool}, {mode}, store_synchronous = {args.store_synchronous}"
+        f"pool {args.pool}, {mode}, store_synchronous = {args.store_synchronous}, "
+        f"runtime {args.runtime}"
     )
     print(f"machine: {machine()}")
     daemon = BenchDaemon(
@@ -207,6 +214,7 @@ def main() -> None:
             "prepare_workers": args.workers,
             "cpu_overcommit": 8.0,
             "memory_overcommit": args.memory_overcommit,
+            "runtime": args.runtime,
         },
         top={"store_synchronous": args.store_synchronous},
         tables={"admission": {"pids_overcommit": args.pids_overcommit}},
@@ -229,10 +237,11 @@ def main() -> None:
         time.sleep(1.0)
         mem_before = mem_available_mb()
         kernel_before = kernel_kib()
-        state = daemon.workdir / "state" / "instances" / "runc"
+        state = daemon.workdir / "state" / "instances" / args.runtime
         # No instance exists yet: every container is a pooled shell (its launcher started in
         # the prepare phase, waiting on its go FIFO).
-        shells = [c for c in runc.Runc(state).list() if c.get("pid")]
+        runtime = runc.Runc(state, args.runtime, kind=args.runtime)
+        shells = [c for c in runtime.list() if c.get("pid")]
         shell_rss = statistics.fmean(rss_mb(int(c["pid"])) for c in shells[:10])
         daemon_cpu_before = cpu_seconds(daemon.process.pid, children=True)
         begin_all = time.perf_counter()

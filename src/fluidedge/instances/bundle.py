@@ -22,9 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fluidedge.instances.images.overlay import Scratch
 from fluidedge.instances.images.userns import mappings
 from fluidedge.instances.models import Resources, TemplateSpec
-from fluidedge.instances.oci import BASE_MOUNTS, DEFAULT_PATH, runtime_config
+from fluidedge.instances.oci import DEFAULT_PATH, PROC_MOUNT, runtime_config
 
 LAUNCHER_IN_ROOT = "/.fe-launcher"
 
@@ -223,7 +224,7 @@ def oci_config(
     assign_dir: Path,
     launcher: Path,
     empty_dir: Path,
-    scratch: tuple[Path, Path],
+    scratch: Scratch,
     cgroups_path: str,
     userns_base: int | None,
     user: tuple[int, int] = (0, 0),
@@ -234,8 +235,9 @@ def oci_config(
     ``rootfs`` is the shell's overlay root (its image, read-only); ``launcher`` the launcher
     binary on the host, bind-mounted read-only; ``empty_dir`` an empty host directory, bound
     read-only over the masked directories; ``scratch`` the shell's ``/tmp`` and ``/dev/shm``
-    (directories in the daemon's scratch tmpfs, see
-    :func:`fluidedge.instances.images.overlay.scratch`: no filesystem per instance);
+    (directories in the daemon's scratch tmpfs) and the daemon's ``/dev`` skeleton, bound
+    read-only (see :func:`fluidedge.instances.images.overlay.scratch`: no filesystem per
+    instance);
     ``assign_dir`` the shell's private assignment directory, seen
     as ``/.fe`` inside; ``cgroups_path`` comes from the cgroup adapter (the same path in every
     v1 hierarchy, or the v2 one). ``userns_base``: the host uid/gid of container root (a new
@@ -243,8 +245,16 @@ def oci_config(
     per-template opt-out). ``user``: uid/gid of the process inside. ``token``: the launcher's
     per-shell token, its one argument (its identity at re-adoption).
     """
-    tmp_dir, shm_dir = scratch
-    mounts: list[dict[str, Any]] = list(BASE_MOUNTS)
+    tmp_dir, shm_dir, dev_dir = scratch
+    mounts: list[dict[str, Any]] = [
+        PROC_MOUNT,
+        {  # a bind: the runtime makes no /dev of its own (no tmpfs, no nodes)
+            "destination": "/dev",
+            "type": "bind",
+            "source": str(dev_dir),
+            "options": ["bind", "ro", "nosuid", "noexec"],
+        },
+    ]
     if template.mounts.devpts:
         mounts.append(
             {

@@ -448,8 +448,9 @@ class TemplateSpec(_Strict):
     labels: Labels = Field(default_factory=dict)
     mounts: Mounts = Field(
         default_factory=Mounts,
-        description="kernel filesystems beyond /proc and /dev, each one per instance (/sys, "
-        "/dev/pts); a lean template turns them off (docs/instances.md, Density)",
+        description="kernel filesystems beyond /proc, each one per instance (/sys, /dev/pts; "
+        "/dev is the daemon's shared read-only skeleton); a lean template turns them off "
+        "(docs/instances.md, Density)",
     )
     cos: Name | None = Field(default=None, description="class of service (the [cat] part)")
     failover: Literal["none", "recreate"] = Field(

@@ -15,16 +15,17 @@ from typing import Any
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
-# /proc and a small /dev: what every container here gets.
-BASE_MOUNTS: tuple[dict[str, Any], ...] = (
-    {"destination": "/proc", "type": "proc", "source": "proc"},
-    {
-        "destination": "/dev",
-        "type": "tmpfs",
-        "source": "tmpfs",
-        "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
-    },
-)
+PROC_MOUNT: dict[str, Any] = {"destination": "/proc", "type": "proc", "source": "proc"}
+# A /dev tmpfs the runtime fills with device nodes: the ``runc run`` baseline's (instance
+# shells bind the daemon's read-only /dev skeleton instead, see instances/images/overlay.py).
+DEV_TMPFS: dict[str, Any] = {
+    "destination": "/dev",
+    "type": "tmpfs",
+    "source": "tmpfs",
+    "options": ["nosuid", "strictatime", "mode=755", "size=64k"],
+}
+# /proc and a small /dev: what the baseline's containers get (the published ``runc run`` shape).
+BASE_MOUNTS: tuple[dict[str, Any], ...] = (PROC_MOUNT, DEV_TMPFS)
 # A private /tmp tmpfs: the ``runc run`` baseline's (instance shells bind a directory of the
 # daemon's scratch tmpfs instead: no filesystem per instance, see instances/images/overlay.py).
 TMP_TMPFS: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import statistics
 import time
 from pathlib import Path
@@ -261,20 +262,20 @@ def test_masks_hide_what_they_should_without_a_filesystem_each(
         assert "ro" in by_point["/proc/acpi"][2].split(",")
     host = {dev for dev, *_ in _mounts("self")}
     own = {dev for dev, *_ in mounts} - host
-    # proc, /dev, devpts, mqueue, sysfs: five, not nine (the masks' tmpfs gone, /tmp and
-    # /dev/shm in the scratch tmpfs the host has); the overlay root, mounted on the host's
-    # side, is the sixth (so not in ``own``).
-    assert len(own) <= 5, sorted(point for dev, point, *_ in mounts if dev in own)
+    # proc, devpts, mqueue, sysfs: four, not nine (the masks' tmpfs gone, /tmp, /dev/shm and
+    # /dev in the scratch tmpfs the host has); the overlay root, mounted on the host's side,
+    # is the fifth (so not in ``own``).
+    assert len(own) <= 4, sorted(point for dev, point, *_ in mounts if dev in own)
 
 
 def test_tmp_and_shm_are_private_directories_of_one_scratch_filesystem(
     manager_factory: ManagerFactory,
 ) -> None:
-    """A lean instance (the built-in ``idle``) adds three filesystems of its own (proc, /dev,
-    the mqueue its IPC namespace has anyway); its /tmp and /dev/shm are its own directories in
-    the daemon's scratch tmpfs: neighbours never see each other's files, what a tenant writes
-    there is charged to its memory cgroup and bounded by it, and the scratch goes with the last
-    shell."""
+    """A lean instance (the built-in ``idle``) adds two filesystems of its own (proc, the
+    mqueue its IPC namespace has anyway; /dev is the daemon's skeleton); its /tmp and /dev/shm
+    are its own directories in the daemon's scratch tmpfs: neighbours never see each other's
+    files, what a tenant writes there is charged to its memory cgroup and bounded by it, and
+    the scratch goes with the last shell."""
     manager = manager_factory(pool_scale=0)
     io = manager.runc_io()
     scratch = io.roots / ".scratch"
@@ -309,7 +310,7 @@ def test_tmp_and_shm_are_private_directories_of_one_scratch_filesystem(
         assert os.stat(inside / "tmp").st_mode & 0o7777 == 0o1777
         mounts = _mounts(view.pid)
         own = {dev for dev, *_ in mounts} - host
-        assert len(own) <= 3, sorted(point for dev, point, *_ in mounts if dev in own)
+        assert len(own) <= 2, sorted(point for dev, point, *_ in mounts if dev in own)
     # A tenant's /tmp is bounded by its memory cgroup (8 MiB for idle), not the tmpfs's size.
     hog = manager.create_instance(
         InstanceRequest(
@@ -338,6 +339,78 @@ def test_tmp_and_shm_are_private_directories_of_one_scratch_filesystem(
         manager.delete_instance(name)
     assert not any((scratch / view.id).exists() for view in [*views, hog])
     assert not os.path.ismount(scratch)  # the last shell took the scratch with it
+
+
+DEV_PROBE = (
+    "{ echo null=$(echo x > /dev/null 2>&1; echo $?); "
+    "echo zero=$(head -c 8 /dev/zero | wc -c); echo urandom=$(head -c 8 /dev/urandom | wc -c); "
+    "echo full=$(echo x 2>/dev/null > /dev/full; echo $?); "
+    "echo touch=$(touch /dev/x 2>/dev/null; echo $?); "
+    "echo chmod=$(chmod 600 /dev/null 2>/dev/null; echo $?); "
+    "echo chown=$(chown 1:1 /dev/zero 2>/dev/null; echo $?); "
+    "echo rm=$(rm -f /dev/urandom 2>/dev/null; echo $?); "
+    "echo mknod=$( (mknod /tmp/n c 1 3 && echo y > /tmp/n) 2>/dev/null; echo $?); "
+    "echo fd=$(ls /dev/fd/ | wc -l); } > /tmp/dev.out; echo done > /tmp/done; sleep 1000"
+)
+
+
+def test_dev_is_the_daemons_read_only_skeleton(manager_factory: ManagerFactory) -> None:
+    """/dev is one read-only skeleton per daemon in the scratch tmpfs, bound into every
+    instance (no /dev filesystem per instance): its nodes work (null, zero, urandom, full), its
+    symlinks too (/dev/fd), and no tenant can change it, not even without a user namespace and
+    with the capabilities that own files (chmod, chown, rm, create all fail; a node a tenant
+    makes in /tmp is unusable, /tmp being nodev). The skeleton's nodes are the daemon's own,
+    not the host's /dev inodes, and they are unchanged afterwards."""
+    manager = manager_factory(pool_scale=0)
+    manager.create_template(
+        TemplateSpec.model_validate(
+            {
+                "name": "owner",
+                "command": ["/bin/busybox", "sleep", "1000"],
+                "userns_opt_out": "test: host root with the capabilities that own files",
+                "capabilities": ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_MKNOD"],
+                "mounts": {"sysfs": False, "devpts": False},
+                "pool": {"size": 0},
+            }
+        )
+    )
+    skeleton = manager.runc_io().roots / ".scratch" / ".dev"
+    probes = [
+        manager.create_instance(
+            InstanceRequest(
+                name=f"dev-{template}",
+                template=template,
+                command=["/bin/busybox", "sh", "-c", DEV_PROBE],
+            )
+        )
+        for template in ("idle", "owner")
+    ]
+    host_null = os.stat("/dev/null")
+    for probe in probes:
+        inside = Path(f"/proc/{probe.pid}/root")
+        wait_until((inside / "tmp/done").exists, timeout=10, period=0.02)
+        seen = dict(
+            line.split("=", 1) for line in (inside / "tmp/dev.out").read_text().splitlines()
+        )
+        assert (seen["null"], seen["zero"], seen["urandom"]) == ("0", "8", "8"), seen
+        assert seen["full"] != "0", seen  # ENOSPC: it is /dev/full
+        for change in ("touch", "chmod", "chown", "rm", "mknod"):
+            assert seen[change] != "0", (probe.name, change, seen)
+        assert int(seen["fd"]) >= 3, seen
+        null = os.stat(inside / "dev/null")
+        assert null.st_rdev == os.makedev(1, 3)
+        assert (null.st_dev, null.st_ino) != (host_null.st_dev, host_null.st_ino)
+        assert os.stat(inside / "dev").st_dev == os.stat(skeleton).st_dev
+        options = {point: opts for _, point, _, opts in _mounts(probe.pid)}
+        assert "ro" in options["/dev"].split(","), options["/dev"]
+    for name in ("null", "zero", "urandom"):
+        node = os.stat(skeleton / name)
+        assert (stat.S_IMODE(node.st_mode), node.st_uid, node.st_gid) == (0o666, 0, 0)
+        assert stat.S_ISCHR(node.st_mode)
+    assert not (skeleton / "x").exists()
+    for probe in probes:
+        manager.delete_instance(probe.name)
+    assert not os.path.ismount(skeleton.parent)  # the skeleton went with the last shell
 
 
 def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> None:

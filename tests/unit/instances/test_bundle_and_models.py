@@ -20,6 +20,7 @@ from fluidedge.instances.bundle import (
     encode_assignment,
     oci_config,
 )
+from fluidedge.instances.images.overlay import Scratch
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
 
 USERNS_BASE = (1 << 30) + 65536
@@ -36,7 +37,7 @@ def _config(**overrides: object) -> dict[str, object]:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/launcher/fe-launcher"),
         empty_dir=Path("/s/empty"),
-        scratch=(Path("/x/tmp"), Path("/x/shm")),
+        scratch=Scratch(Path("/x/tmp"), Path("/x/shm"), Path("/x/.dev")),
         cgroups_path="/fluidedge/fe0123456789",
         userns_base=USERNS_BASE,
     )
@@ -54,7 +55,6 @@ def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
     filesystems = [(m["destination"], m["type"]) for m in mounts if m["type"] != "bind"]
     assert filesystems == [
         ("/proc", "proc"),
-        ("/dev", "tmpfs"),
         ("/dev/pts", "devpts"),
         ("/dev/mqueue", "mqueue"),
         ("/sys", "sysfs"),
@@ -66,6 +66,15 @@ def test_masked_directories_cost_no_filesystem_of_their_own() -> None:
     assert {"nosuid", "nodev"} <= set(scratch["/tmp"]["options"])
     assert {"nosuid", "nodev", "noexec"} <= set(scratch["/dev/shm"]["options"])
     destinations = [m["destination"] for m in mounts]
+    # /dev: the daemon's skeleton, bound read-only (the runtime makes no /dev of its own), and
+    # bound before the mounts inside it.
+    dev = mounts[destinations.index("/dev")]
+    assert (dev["type"], dev["source"]) == ("bind", "/x/.dev")
+    assert {"ro", "nosuid"} <= set(dev["options"])
+    assert "rbind" not in dev["options"]
+    assert destinations.count("/dev") == 1
+    for inner in ("/dev/pts", "/dev/shm", "/dev/mqueue"):
+        assert destinations.index(inner) > destinations.index("/dev")
     firmware = mounts[destinations.index("/sys/firmware")]
     assert firmware["source"] == "/s/empty"
     assert "ro" in firmware["options"]
@@ -83,14 +92,13 @@ def test_a_lean_template_mounts_neither_sysfs_nor_devpts() -> None:
     mounts = config["mounts"]
     assert isinstance(mounts, list)
     filesystems = [m["destination"] for m in mounts if m["type"] != "bind"]
-    assert filesystems == ["/proc", "/dev", "/dev/mqueue"]
+    assert filesystems == ["/proc", "/dev/mqueue"]
     # No /sys, so nothing to mask under it either.
     assert all(not m["destination"].startswith("/sys") for m in mounts)
     only_sysfs = _config(mounts={"devpts": False})["mounts"]
     assert isinstance(only_sysfs, list)
     assert [m["destination"] for m in only_sysfs if m["type"] != "bind"] == [
         "/proc",
-        "/dev",
         "/dev/mqueue",
         "/sys",
     ]
@@ -279,9 +287,10 @@ def test_no_host_directory_and_root_mapped_to_its_range() -> None:
     mounts = config["mounts"]
     assert isinstance(mounts, list)
     binds = {m["destination"]: m["source"] for m in mounts if m["type"] == "bind"}
-    # Only the launcher, the shell's own assignment, the empty mask and its own scratch
-    # directories: nothing of the host's /usr, /etc...
+    # Only the launcher, the shell's own assignment, the empty mask, its own scratch
+    # directories and the daemon's /dev skeleton: nothing of the host's /usr, /etc, /dev...
     assert binds == {
+        "/dev": "/x/.dev",
         LAUNCHER_IN_ROOT: "/s/launcher/fe-launcher",
         "/.fe": "/s/assign",
         "/sys/firmware": "/s/empty",
@@ -327,7 +336,7 @@ def test_userns_opt_out_needs_a_reason_and_drops_the_mapping() -> None:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
         empty_dir=Path("/s/empty"),
-        scratch=(Path("/x/tmp"), Path("/x/shm")),
+        scratch=Scratch(Path("/x/tmp"), Path("/x/shm"), Path("/x/.dev")),
         cgroups_path="/x",
         userns_base=None,
     )
@@ -347,7 +356,7 @@ def test_image_user_and_workdir_reach_the_process() -> None:
         assign_dir=Path("/s/assign"),
         launcher=Path("/s/l"),
         empty_dir=Path("/s/empty"),
-        scratch=(Path("/x/tmp"), Path("/x/shm")),
+        scratch=Scratch(Path("/x/tmp"), Path("/x/shm"), Path("/x/.dev")),
         cgroups_path="/x",
         userns_base=USERNS_BASE,
         user=(1000, 1001),

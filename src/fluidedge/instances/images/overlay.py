@@ -19,6 +19,17 @@ kernel"); a bind has no superblock. What a tenant writes there is charged to its
 cgroup (tmpfs pages and inodes go to the writer's), so ``memory.max`` bounds it as the
 per-instance tmpfs sizes did; the tmpfs itself has no size or inode limit a tenant could
 exhaust for the others (``size=0``, ``nr_inodes=0``: the memory cgroups are the limit).
+
+**``/dev``**: one read-only skeleton per daemon in the same tmpfs (``.scratch/.dev``: the
+device nodes a container gets, made here by host root, the runtimes' symlinks, and the mount
+points of ``/dev/pts``, ``/dev/shm`` and ``/dev/mqueue``), bound read-only into every
+container, instead of a ``/dev`` tmpfs per instance that the runtime fills. A ``/dev`` bind
+tells runc and crun the container's ``/dev`` is provided (they create no nodes in it). One
+superblock fewer per instance; the nodes are the daemon's own, not the host's ``/dev`` inodes
+(a tenant without a user namespace could otherwise chmod the host's ``/dev/null``), and a
+read-only mount stops any change to them. The scratch tmpfs is therefore mounted without
+``nodev`` (device nodes must work in the skeleton); every ``/tmp`` and ``/dev/shm`` bind is
+``nodev``.
 """
 
 from __future__ import annotations
@@ -29,13 +40,33 @@ import ctypes.util
 import hashlib
 import os
 import shutil
+import stat
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 ROOTS = Path("/run/fluidedge-roots")
 SCRATCH = ".scratch"  # the daemon's scratch tmpfs, in its roots directory
+DEV = ".dev"  # the /dev skeleton, in the scratch tmpfs (no shell id starts with a dot)
+# The nodes every container gets (the OCI runtime spec's default devices), char major/minor.
+DEV_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+DEV_MOUNT_POINTS = ("pts", "shm", "mqueue")
 MNT_DETACH = 2
-MS_NOSUID, MS_NODEV = 2, 4
+MS_NOSUID, MS_REMOUNT, MS_BIND = 2, 32, 4096
 _scratch_lock = threading.Lock()  # a shell's scratch is never made in a tmpfs being unmounted
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _BAD = (",", ":", "\\", "\0")
@@ -43,6 +74,15 @@ _BAD = (",", ":", "\\", "\0")
 
 class OverlayError(OSError):
     """A mount or unmount failed (errno and text say why)."""
+
+
+class Scratch(NamedTuple):
+    """What a shell binds from the scratch tmpfs: its own ``/tmp`` and ``/dev/shm``, and the
+    daemon's shared read-only ``/dev`` skeleton."""
+
+    tmp: Path
+    shm: Path
+    dev: Path
 
 
 def roots_dir(state_dir: Path) -> Path:
@@ -80,9 +120,28 @@ def mount(lower: Path, shell_dir: Path, merged_parent: Path, owner: tuple[int, i
     return merged
 
 
-def scratch(merged_parent: Path, owner: tuple[int, int]) -> tuple[Path, Path]:
+def dev_skeleton(dev: Path) -> None:
+    """Make the shared ``/dev`` (see the module docstring): nodes 0666 root's, the symlinks
+    the runtimes would make, empty mount points; built under a temporary name and renamed, so
+    a half-made skeleton is never bound."""
+    partial = dev.with_name(dev.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(mode=0o755)
+    os.chmod(partial, 0o755)  # noqa: S103 (every container's /dev, read-only)
+    for name, major, minor in DEV_NODES:
+        os.mknod(partial / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(partial / name, 0o666)  # noqa: S103 (what /dev/null and its kin are)
+    for name, target in DEV_LINKS:
+        os.symlink(target, partial / name)
+    for name in DEV_MOUNT_POINTS:
+        (partial / name).mkdir(mode=0o755)
+    os.rename(partial, dev)
+
+
+def scratch(merged_parent: Path, owner: tuple[int, int]) -> Scratch:
     """The shell's ``/tmp`` and ``/dev/shm`` (its root's, mode 1777) in the daemon's scratch
-    tmpfs, mounted here if it is not (see the module docstring)."""
+    tmpfs, mounted here (with the ``/dev`` skeleton) if it is not (see the module
+    docstring)."""
     roots = merged_parent.parent
     shared = roots / SCRATCH
     with _scratch_lock:
@@ -91,17 +150,25 @@ def scratch(merged_parent: Path, owner: tuple[int, int]) -> tuple[Path, Path]:
             _traversable(roots)
             shared.mkdir(mode=0o700, exist_ok=True)
             options = b"mode=0700,size=0,nr_inodes=0"
-            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID | MS_NODEV, options):
+            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID, options):
                 err = ctypes.get_errno()
                 raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
+        elif os.statvfs(shared).f_flag & os.ST_NODEV:  # mounted by a daemon before the skeleton
+            flags = MS_REMOUNT | MS_BIND | MS_NOSUID
+            if _libc.mount(None, bytes(shared), None, flags, None):
+                err = ctypes.get_errno()
+                raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
+        dev = shared / DEV
+        if not dev.is_dir():
+            dev_skeleton(dev)
         own = shared / merged_parent.name
         own.mkdir(mode=0o700)
-        made = own / "tmp", own / "shm"
-        for path in made:
+        tmp, shm = own / "tmp", own / "shm"
+        for path in (tmp, shm):
             path.mkdir()
             os.chown(path, *owner)
             os.chmod(path, 0o1777)  # noqa: S103 (the instance's own /tmp and /dev/shm)
-    return made
+    return Scratch(tmp, shm, dev)
 
 
 def _drop_scratch(roots: Path, shell_id: str) -> None:
@@ -112,8 +179,8 @@ def _drop_scratch(roots: Path, shell_id: str) -> None:
         if not os.path.ismount(shared):
             return
         with os.scandir(shared) as entries:
-            if next(entries, None) is not None:
-                return
+            if any(not entry.name.startswith(".") for entry in entries):
+                return  # a shell's scratch: the skeleton (and a partial one) do not count
         # A failure leaves the tmpfs mounted and empty: the next shell reuses it.
         if _libc.umount2(bytes(shared), MNT_DETACH) == 0:
             with contextlib.suppress(OSError):
