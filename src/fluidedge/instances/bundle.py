@@ -248,11 +248,12 @@ def oci_config(
     tmp_dir, shm_dir, dev_dir = scratch
     mounts: list[dict[str, Any]] = [
         PROC_MOUNT,
-        {  # a bind: the runtime makes no /dev of its own (no tmpfs, no nodes)
+        {  # a bind: the runtime makes no /dev of its own (no tmpfs, no nodes). Not noexec,
+            # as the runtimes' /dev is not: mmap of /dev/zero with PROT_EXEC must work.
             "destination": "/dev",
             "type": "bind",
             "source": str(dev_dir),
-            "options": ["bind", "ro", "nosuid", "noexec"],
+            "options": ["bind", "ro", "nosuid"],
         },
     ]
     if template.mounts.devpts:
