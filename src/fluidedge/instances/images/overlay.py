@@ -20,16 +20,17 @@ cgroup (tmpfs pages and inodes go to the writer's), so ``memory.max`` bounds it 
 per-instance tmpfs sizes did; the tmpfs itself has no size or inode limit a tenant could
 exhaust for the others (``size=0``, ``nr_inodes=0``: the memory cgroups are the limit).
 
-**``/dev``**: one read-only skeleton per daemon in the same tmpfs (``.scratch/.dev``: the
-device nodes a container gets, made here by host root, the runtimes' symlinks, and the mount
-points of ``/dev/pts``, ``/dev/shm`` and ``/dev/mqueue``), bound read-only into every
+**``/dev``**: one read-only skeleton per daemon in a small tmpfs of its own (``<roots>/.dev``:
+the device nodes a container gets, made here by host root, the runtimes' symlinks, and the
+mount points of ``/dev/pts``, ``/dev/shm`` and ``/dev/mqueue``), bound read-only into every
 container, instead of a ``/dev`` tmpfs per instance that the runtime fills. A ``/dev`` bind
 tells runc and crun the container's ``/dev`` is provided (they create no nodes in it). One
 superblock fewer per instance; the nodes are the daemon's own, not the host's ``/dev`` inodes
 (a tenant without a user namespace could otherwise chmod the host's ``/dev/null``), and a
-read-only mount stops any change to them. The scratch tmpfs is therefore mounted without
-``nodev`` (device nodes must work in the skeleton); every ``/tmp`` and ``/dev/shm`` bind is
-``nodev``.
+read-only mount stops any change to them. Its own tmpfs because the skeleton cannot be
+``nodev`` and the scratch must be: a bind inherits its source mount's ``nodev`` whatever the
+runtime does with the bind's options (under crun the bind's own ``nodev`` did not take), so a node a tenant
+makes in ``/tmp`` never opens.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import NamedTuple
 
 ROOTS = Path("/run/fluidedge-roots")
 SCRATCH = ".scratch"  # the daemon's scratch tmpfs, in its roots directory
-DEV = ".dev"  # the /dev skeleton, in the scratch tmpfs (no shell id starts with a dot)
+DEV = ".dev"  # the /dev skeleton's tmpfs, in the roots directory (no shell id starts with a dot)
 # The nodes every container gets (the OCI runtime spec's default devices), char major/minor.
 DEV_NODES = (
     ("null", 1, 3),
@@ -66,7 +67,7 @@ DEV_LINKS = (
 )
 DEV_MOUNT_POINTS = ("pts", "shm", "mqueue")
 MNT_DETACH = 2
-MS_NOSUID, MS_REMOUNT, MS_BIND = 2, 32, 4096
+MS_NOSUID, MS_NODEV = 2, 4
 _scratch_lock = threading.Lock()  # a shell's scratch is never made in a tmpfs being unmounted
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _BAD = (",", ":", "\\", "\0")
@@ -150,15 +151,17 @@ def scratch(merged_parent: Path, owner: tuple[int, int]) -> Scratch:
             _traversable(roots)
             shared.mkdir(mode=0o700, exist_ok=True)
             options = b"mode=0700,size=0,nr_inodes=0"
-            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID, options):
+            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID | MS_NODEV, options):
                 err = ctypes.get_errno()
                 raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
-        elif os.statvfs(shared).f_flag & os.ST_NODEV:  # mounted by a daemon before the skeleton
-            flags = MS_REMOUNT | MS_BIND | MS_NOSUID
-            if _libc.mount(None, bytes(shared), None, flags, None):
+        devfs = roots / DEV
+        if not os.path.ismount(devfs):
+            devfs.mkdir(mode=0o700, exist_ok=True)
+            options = b"mode=0700,size=64k,nr_inodes=64"
+            if _libc.mount(b"fe-dev", bytes(devfs), b"tmpfs", MS_NOSUID, options):
                 err = ctypes.get_errno()
-                raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
-        dev = shared / DEV
+                raise OverlayError(err, f"/dev skeleton tmpfs at {devfs}: {os.strerror(err)}")
+        dev = devfs / "dev"
         if not dev.is_dir():
             dev_skeleton(dev)
         own = shared / merged_parent.name
@@ -179,12 +182,16 @@ def _drop_scratch(roots: Path, shell_id: str) -> None:
         if not os.path.ismount(shared):
             return
         with os.scandir(shared) as entries:
-            if any(not entry.name.startswith(".") for entry in entries):
-                return  # a shell's scratch: the skeleton (and a partial one) do not count
+            if next(entries, None) is not None:
+                return
         # A failure leaves the tmpfs mounted and empty: the next shell reuses it.
         if _libc.umount2(bytes(shared), MNT_DETACH) == 0:
             with contextlib.suppress(OSError):
                 shared.rmdir()
+        devfs = roots / DEV  # the skeleton goes with the scratch
+        if os.path.ismount(devfs) and _libc.umount2(bytes(devfs), MNT_DETACH) == 0:
+            with contextlib.suppress(OSError):
+                devfs.rmdir()
 
 
 def unmount(merged_parent: Path) -> None:
