@@ -29,8 +29,8 @@ superblock fewer per instance; the nodes are the daemon's own, not the host's ``
 (a tenant without a user namespace could otherwise chmod the host's ``/dev/null``), and a
 read-only mount stops any change to them. Its own tmpfs because the skeleton cannot be
 ``nodev`` and the scratch must be: a bind inherits its source mount's ``nodev`` whatever the
-runtime does with the bind's options (under crun the bind's own ``nodev`` did not take), so a node a tenant
-makes in ``/tmp`` never opens.
+runtime does with the bind's options (under crun the bind's own ``nodev`` did not take), so
+a node a tenant makes in ``/tmp`` never opens.
 """
 
 from __future__ import annotations
