@@ -121,6 +121,21 @@ def mount(lower: Path, shell_dir: Path, merged_parent: Path, owner: tuple[int, i
     return merged
 
 
+def _mount_tmpfs(path: Path, source: bytes, flags: int, options: bytes) -> None:
+    """Mount a tmpfs (root only: mode 0700) at ``path``, made if missing."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    if _libc.mount(source, bytes(path), b"tmpfs", flags, b"mode=0700," + options):
+        err = ctypes.get_errno()
+        raise OverlayError(err, f"tmpfs {source.decode()} at {path}: {os.strerror(err)}")
+
+
+def _detach_tmpfs(path: Path) -> None:
+    """Lazily unmount the tmpfs at ``path`` and remove its mount point (a failure leaves it)."""
+    if _libc.umount2(bytes(path), MNT_DETACH) == 0:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 def dev_skeleton(dev: Path) -> None:
     """Make the shared ``/dev`` (see the module docstring): nodes 0666 root's, the symlinks
     the runtimes would make, empty mount points; built under a temporary name and renamed, so
@@ -149,18 +164,10 @@ def scratch(merged_parent: Path, owner: tuple[int, int]) -> Scratch:
         if not os.path.ismount(shared):
             _traversable(roots.parent)
             _traversable(roots)
-            shared.mkdir(mode=0o700, exist_ok=True)
-            options = b"mode=0700,size=0,nr_inodes=0"
-            if _libc.mount(b"fe-scratch", bytes(shared), b"tmpfs", MS_NOSUID | MS_NODEV, options):
-                err = ctypes.get_errno()
-                raise OverlayError(err, f"scratch tmpfs at {shared}: {os.strerror(err)}")
+            _mount_tmpfs(shared, b"fe-scratch", MS_NOSUID | MS_NODEV, b"size=0,nr_inodes=0")
         devfs = roots / DEV
         if not os.path.ismount(devfs):
-            devfs.mkdir(mode=0o700, exist_ok=True)
-            options = b"mode=0700,size=64k,nr_inodes=64"
-            if _libc.mount(b"fe-dev", bytes(devfs), b"tmpfs", MS_NOSUID, options):
-                err = ctypes.get_errno()
-                raise OverlayError(err, f"/dev skeleton tmpfs at {devfs}: {os.strerror(err)}")
+            _mount_tmpfs(devfs, b"fe-dev", MS_NOSUID, b"size=64k,nr_inodes=64")
         dev = devfs / "dev"
         if not dev.is_dir():
             dev_skeleton(dev)
@@ -185,13 +192,10 @@ def _drop_scratch(roots: Path, shell_id: str) -> None:
             if next(entries, None) is not None:
                 return
         # A failure leaves the tmpfs mounted and empty: the next shell reuses it.
-        if _libc.umount2(bytes(shared), MNT_DETACH) == 0:
-            with contextlib.suppress(OSError):
-                shared.rmdir()
+        _detach_tmpfs(shared)
         devfs = roots / DEV  # the skeleton goes with the scratch
-        if os.path.ismount(devfs) and _libc.umount2(bytes(devfs), MNT_DETACH) == 0:
-            with contextlib.suppress(OSError):
-                devfs.rmdir()
+        if os.path.ismount(devfs):
+            _detach_tmpfs(devfs)
 
 
 def unmount(merged_parent: Path) -> None:
