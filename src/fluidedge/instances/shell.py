@@ -252,6 +252,11 @@ class RuncShellIO:
             shell.nl.link_up(iface.ifindex)
         # Release runc init now: it execs the launcher, which blocks on /.fe/go.
         self.runc.start_fast(shell.id, shell.pid)
+        # The container holds its root now: out of the namespace the next create copies.
+        try:
+            overlay.release(self.roots / shell.id)
+        except OSError as exc:
+            raise RuntimeFailure(f"root of shell {shell.id}: {exc}") from exc
         if limit_mb < INIT_MEMORY_MB:  # the launcher replaced runc init: the real limit now
             self._lower_memory(shell.id, limit_mb)
         if self.cgroups.idle_start and template.readiness.kind in IDLE_START:

@@ -261,10 +261,12 @@ def test_masks_hide_what_they_should_without_a_filesystem_each(
         assert by_point["/proc/acpi"][1] == "proc"
         assert "ro" in by_point["/proc/acpi"][2].split(",")
     host = {dev for dev, *_ in _mounts("self")}
-    own = {dev for dev, *_ in mounts} - host
+    root = by_point["/"]
+    assert root[1] == "overlay", root
+    own = {dev for dev, *_ in mounts} - host - {root[0]}
     # proc, devpts, mqueue, sysfs: four, not nine (the masks' tmpfs gone, /tmp, /dev/shm and
-    # /dev in the scratch tmpfs the host has); the overlay root, mounted on the host's side,
-    # is the fifth (so not in ``own``).
+    # /dev in the scratch tmpfs the host has); the overlay root (detached from the daemon's
+    # namespace once the container holds it) is the fifth.
     assert len(own) <= 4, sorted(point for dev, point, *_ in mounts if dev in own)
 
 
@@ -309,7 +311,9 @@ def test_tmp_and_shm_are_private_directories_of_one_scratch_filesystem(
         assert os.stat(inside / "tmp").st_dev == scratch_dev
         assert os.stat(inside / "tmp").st_mode & 0o7777 == 0o1777
         mounts = _mounts(view.pid)
-        own = {dev for dev, *_ in mounts} - host
+        roots = [(dev, kind) for dev, point, kind, _ in mounts if point == "/"]
+        assert roots[0][1] == "overlay", roots
+        own = {dev for dev, *_ in mounts} - host - {roots[0][0]}  # besides the overlay root
         assert len(own) <= 2, sorted(point for dev, point, *_ in mounts if dev in own)
     # A tenant's /tmp is bounded by its memory cgroup (8 MiB for idle), not the tmpfs's size.
     hog = manager.create_instance(
@@ -415,6 +419,44 @@ def test_dev_is_the_daemons_read_only_skeleton(manager_factory: ManagerFactory) 
         manager.delete_instance(probe.name)
     assert not os.path.ismount(skeleton.parent)  # the skeleton went with the last shell
     assert not os.path.ismount(skeleton.parent.parent / ".scratch")
+
+
+def _roots_mounted_here(roots: Path) -> list[str]:
+    """Overlay mounts under the daemon's roots directory in this (the daemon's) namespace."""
+    prefix = f"{roots}/"
+    return [
+        point
+        for _, point, kind, _ in _mounts("self")
+        if kind == "overlay" and point.startswith(prefix)
+    ]
+
+
+def test_the_daemons_namespace_holds_no_instance_root(manager_factory: ManagerFactory) -> None:
+    """Each runtime ``create`` copies the daemon's mount namespace: a running shell's overlay
+    root is detached from it (the container keeps its own mount of it as ``/``), so the copy
+    does not grow with the count. Pooled shells and instances alike; inside, the root is
+    still the overlay and serves the image's files after the detach."""
+    manager = manager_factory(pool_scale=1)
+    manager.wait_pools()
+    roots = manager.runc_io().roots
+    before = len(_mounts("self"))
+    assert _roots_mounted_here(roots) == []  # the pooled shells' roots are theirs alone
+    views = [
+        manager.create_instance(InstanceRequest(name=f"ns{index}", template="idle"))
+        for index in range(4)
+    ]
+    manager.wait_pools()  # the refill's new shells are detached too
+    assert _roots_mounted_here(roots) == []
+    assert len(_mounts("self")) <= before  # no mount per instance in the daemon's namespace
+    for view in views:
+        root = [kind for _, point, kind, _ in _mounts(view.pid) if point == "/"]
+        assert root == ["overlay"], root
+        assert (Path(f"/proc/{view.pid}/root") / "bin" / "busybox").is_file()
+        assert not os.path.ismount(roots / view.id / "rootfs")
+    for view in views:
+        manager.delete_instance(view.name)
+    assert _roots_mounted_here(roots) == []
+    assert not any((roots / view.id).exists() for view in views)
 
 
 def test_placement_policies_and_admission(manager_factory: ManagerFactory) -> None:
