@@ -169,8 +169,9 @@ class BenchDaemon:
 
 def mounts_under(directory: Path) -> list[str]:
     """Mounts that use ``directory``: mounted at or below it, or naming it in their options (a
-    shell's overlay root is mounted under /run/fluidedge-roots, its upper and work directories
-    are the shell's, below the state dir). From /proc/self/mountinfo, octal escapes kept."""
+    shell's overlay root is mounted under /run/fluidedge-roots while the shell is built, its
+    upper and work directories are the shell's, below the state dir; a running shell's root is
+    in its container's namespace only). From /proc/self/mountinfo, octal escapes kept."""
     prefix = str(directory.resolve())
     points = []
     with open("/proc/self/mountinfo", encoding="utf-8") as info:
