@@ -223,10 +223,8 @@ def release(merged_parent: Path) -> None:
 
 def unmount(merged_parent: Path) -> None:
     """Detach the shell's merged root (if mounted), remove its directory and its scratch."""
-    merged = merged_parent / "rootfs"
-    if os.path.ismount(merged) and _libc.umount2(bytes(merged), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OverlayError(err, f"overlay unmount {merged}: {os.strerror(err)}")
+    if os.path.ismount(merged_parent / "rootfs"):  # a failed build, an older daemon's shell
+        release(merged_parent)
     shutil.rmtree(merged_parent, ignore_errors=True)
     _drop_scratch(merged_parent.parent, merged_parent.name)
     with contextlib.suppress(OSError):
