@@ -177,10 +177,12 @@ def gc_bench(ues: int, freeze: bool) -> dict[str, object]:
 
     freezer = Freezer() if freeze else None
     p = Pipeline(
-        TofConfig(  # type: ignore[arg-type]
-            backend="none",
-            max_tunnels=10**6,
-            accounting={"enabled": True, "period": 60, "jsonl": {}},
+        TofConfig.model_validate(
+            {
+                "backend": "none",
+                "max_tunnels": 10**6,
+                "accounting": {"enabled": True, "period": 60, "jsonl": {}},
+            }
         )
     )
     p.set_services({"bench": Service("bench", "198.18.50.1", "198.19.0.10")})

@@ -28,6 +28,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.layers.inet import IP, UDP
@@ -41,12 +42,12 @@ SHAPES = ("lte", "lte-s", "5g", "5g-s")
 def make_frames(shape: str, n: int) -> list[bytes]:
     frames = []
     for i in range(n):
-        seq = {"S": 1, "seq": i % 65536} if shape.endswith("-s") else {}
-        gtp = GTP_U_Header(teid=0x1000 + i, **seq)
+        gtp = GTP_U_Header(teid=0x1000 + i)
+        if shape.endswith("-s"):
+            gtp.S, gtp.seq = 1, i % 65536
         if shape.startswith("5g"):
-            gtp = GTP_U_Header(teid=0x1000 + i, E=1, next_ex=0x85, **seq) / GTPPDUSessionContainer(
-                type=1, QFI=1 + i % 63
-            )
+            gtp.E, gtp.next_ex = 1, 0x85
+            gtp = gtp / GTPPDUSessionContainer(type=1, QFI=1 + i % 63)
         pkt = (
             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
             / IP(src="198.18.0.1", dst="198.18.0.2")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(repeat):
         for key, (fn, frames) in tasks.items():
             best[key] = min(best[key], timed(fn, frames))
-    results = []
+    results: list[dict[str, Any]] = []
     for shape in SHAPES:
         pps = {
             m: len(tasks[shape, m][1]) / best[shape, m]

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))  # for tests.unit.codec.gtpu.invariants
 from tests.unit.codec.gtpu.invariants import check  # noqa: E402
 
 from fluidedge.codec.gtpu import (  # noqa: E402
+    ExtensionHeader,
     LongPdcpPduNumber,
     PdcpPduNumber,
     PduSessionContainer,
@@ -52,7 +53,7 @@ def seeds(rng: random.Random) -> list[bytes]:
     for path in sorted((ROOT / "tests/fixtures/gtpu").glob("*.hex")):
         lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
         out.append(bytes.fromhex("".join("".join(lines).split())))
-    exts = [
+    exts: list[ExtensionHeader] = [
         PduSessionContainer(1, 9),
         PduSessionContainer(0, 5, rqi=True, ppi=3, qfi_sequence_number=7),
         PduSessionContainer(1, 1, ul_time_stamps=(1, 2, 3), n3n9_delay_result=4),

@@ -17,9 +17,9 @@ import timeit
 from collections.abc import Callable
 from functools import partial
 
+from scapy.compat import raw
 from scapy.contrib.gtp import GTP_U_Header, GTPEchoRequest, GTPPDUSessionContainer
 from scapy.layers.inet import IP, UDP
-from scapy.packet import raw
 
 from fluidedge.codec.gtpu import (
     PduSessionContainer,

@@ -137,6 +137,7 @@ def runc_run_baseline(daemon: BenchDaemon, template_name: str, runs: int) -> lis
                 assign_dir=assign,
                 launcher=launcher,
                 empty_dir=state / "empty",
+                scratch=overlay.scratch(roots / cid, (base, base)),
                 cgroups_path=root.cgroups.runc_path(cid),
                 userns_base=base,
             )
@@ -163,7 +164,8 @@ def runc_run_baseline(daemon: BenchDaemon, template_name: str, runs: int) -> lis
         for entry in root.list():
             root.delete(entry["id"])
         for cid in os.listdir(roots) if roots.is_dir() else []:
-            overlay.unmount(roots / cid)
+            if cid not in (overlay.SCRATCH, overlay.DEV):  # the shared tmpfs go with the last
+                overlay.unmount(roots / cid)
         shutil.rmtree(work, ignore_errors=True)
     return out
 

@@ -125,9 +125,9 @@ def main() -> None:
             ("local", "on A via A (baseline)"),
             ("cross", "on B via A (forwarded)"),
         ):
-            running, reachable = results[kind]
-            print(line(f"create {label}: API -> running", running))
-            print(line(f"create {label}: API -> reachable from A", reachable))
+            to_running, to_reachable = results[kind]
+            print(line(f"create {label}: API -> running", to_running))
+            print(line(f"create {label}: API -> reachable from A", to_reachable))
         for which in (0, 1):
             ratio = statistics.median(results["cross"][which]) / statistics.median(
                 results["local"][which]

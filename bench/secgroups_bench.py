@@ -35,7 +35,7 @@ from tests.fixtures.secgroups_net import SgLab, run
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
 from fluidedge.secgroups.model import Port, Rule, SecurityGroup, default_group
-from fluidedge.secgroups.nft import render_network
+from fluidedge.secgroups.nft import Binding, render_network
 
 GROUPS = 10
 RULES_PER_GROUP = 100
@@ -198,8 +198,7 @@ def per_port(groups: list[SecurityGroup]) -> str:
     return "\n".join(lines)
 
 
-def lab_binding() -> object:
-    from fluidedge.secgroups.nft import Binding
+def lab_binding() -> Binding:
 
     return Binding("n", "br", None)
 

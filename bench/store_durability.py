@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fluidedge.core.store import Store
+from fluidedge.core.store import Store, Synchronous
 from instances_common import BenchDaemon, LeanClient, machine, pct
 
-SETTINGS = ("full", "normal")
+SETTINGS: tuple[Synchronous, ...] = ("full", "normal")
 
 
 def fs_type(path: Path) -> str:
@@ -42,7 +42,7 @@ def fs_type(path: Path) -> str:
     return out.stdout.strip() or "?"
 
 
-def warm_creates(daemons: dict[str, BenchDaemon], runs: int) -> dict[str, list[float]]:
+def warm_creates(daemons: dict[Synchronous, BenchDaemon], runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {s: [] for s in SETTINGS}
     clients = {s: LeanClient(d.port) for s, d in daemons.items()}
     try:
@@ -65,7 +65,7 @@ def warm_creates(daemons: dict[str, BenchDaemon], runs: int) -> dict[str, list[f
     return times
 
 
-def service_posts(daemons: dict[str, BenchDaemon], runs: int) -> dict[str, list[float]]:
+def service_posts(daemons: dict[Synchronous, BenchDaemon], runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {s: [] for s in SETTINGS}
     clients = {s: LeanClient(d.port) for s, d in daemons.items()}
     body = {"name": "b1", "serviceIP": "198.18.70.1", "applicationIP": "198.19.70.1"}

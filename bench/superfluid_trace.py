@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scapy.utils import RawPcapReader  # type: ignore[import-untyped]
+from scapy.utils import RawPcapReader
 
 from _tof_common import percentile
 

@@ -51,7 +51,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'instances':>9} {'ledger us/req':>14} {'walk us/req':>12} {'walk/ledger':>12}")
     for size in args.sizes:
-        held = [(f"t{i % 10}-i{i}", f"t{i % 10}", Resources(cpu_limit=1.0)) for i in range(size)]
+        held: list[tuple[str, str | None, Resources]] = [
+            (f"t{i % 10}-i{i}", f"t{i % 10}", Resources(cpu_limit=1.0)) for i in range(size)
+        ]
         ledger = Ledger()
         ledger.reset([(n, o, demand_of(r)) for n, o, r in held])
 
