@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fluidedge.instances import runc
 from fluidedge.instances.cgroups import detect
+from fluidedge.instances.timing import PHASES
 from fluidedge.measure.machine import meminfo_kib
 from instances_common import BenchDaemon, LeanClient, kernel_kib, machine
 
@@ -222,6 +223,7 @@ def main() -> None:
     wall: list[float] = []
     server: list[float] = []
     paths: list[str] = []
+    phases: list[dict[str, float]] = []
     ops: dict[int, dict[str, float]] = {}
     template = "idle"
     try:
@@ -269,6 +271,7 @@ def main() -> None:
                 break
             body = response.json()
             server.append(body["timing"]["total"])
+            phases.append(body["timing"])
             paths.append(body["path"])
             if index + 1 in CHECKPOINTS:  # untimed for the creation curve
                 ops[index + 1] = op_costs(daemon, index + 1, template)
@@ -312,6 +315,16 @@ def main() -> None:
                 f"{statistics.median(chunk_w):8.2f} / {statistics.median(chunk_s):8.2f}"
             )
         print(f"  max/min decile median ratio: {max(deciles) / min(deciles):.2f} (target <= 1.5)")
+        # Where a growth is: the server's phases (fluidedge.instances.timing) per decile.
+        names = [n for n in PHASES if all(n in t for t in phases)]
+        print("server phases, median per decile, ms")
+        print("  decile       " + "".join(f"{n:>10s}" for n in names))
+        for start in range(0, made, step):
+            chunk = phases[start : start + step]
+            print(
+                f"  #{start + 1:>5d}-{start + len(chunk):<5d}"
+                + "".join(f"{statistics.median(t[n] for t in chunk):10.3f}" for n in names)
+            )
         if made >= 100:
             first = statistics.median(wall[:10])
             hundredth = statistics.median(wall[95:105])

@@ -43,6 +43,20 @@ leaves the idle class (:meth:`Cgroups.set_cpu_idle`). Without ``cpu.idle`` or wh
 is refused, instances simply start in the normal class (``idle_start`` false in ``/stats``).
 The daemon's leaf has the highest CPU weight (:data:`DAEMON_WEIGHT`): beside N instances it
 would otherwise get 1/(N+1) of their parent's CPU when they saturate the host.
+
+*v1 cpusets out of the scheduler's domain rebuilds.* On v1 a cpuset with
+``cpuset.sched_load_balance`` 1 (every new one) makes the kernel rebuild the scheduling
+domains whenever its CPUs change and when it is removed; a rebuild walks *every* cpuset on the
+host (``update_domain_attr_tree``, ``dl_rebuild_rd_accounting``), so with N instances each
+``runc create`` of the refill, each claim placed on other CPUs than its shell's and each
+delete cost O(N) in the kernel: a ``cpuset.cpus`` write took 0.78 ms beside 2,360 instances
+against 0.07 ms without the flag, and creations slowed from 1.9 to 12 ms of server time
+between the first and the last thousand of 10,000 (bench/cpuset_rebuild.py, docs/instances.md,
+"Density"). When the root cpuset balances load (the default), the scheduler has one domain for
+all CPUs and the flag of any other cpuset does not matter to it (the kernel's cpusets
+documentation, 1.7): :meth:`CgroupsV1.before_create` then makes the container's cpuset with
+the flag 0, before the runtime writes its CPUs, so that none of those writes, nor its removal,
+rebuilds anything. v2 rebuilds the domains for partition roots only.
 """
 
 from __future__ import annotations
@@ -88,6 +102,10 @@ class Cgroups(Protocol):
 
     def prepare(self) -> None:
         """Make the parent usable (v2: delegation checks, controllers enabled)."""
+
+    def before_create(self, container_id: str) -> None:
+        """What the container's cgroup needs before the runtime creates it (v1: its cpuset out
+        of the domain rebuilds, see the module docstring). Best effort: never fails."""
 
     def set_cpus(self, container_id: str, cpuset: str) -> None: ...
 
@@ -279,6 +297,8 @@ class CgroupsV1:
         self.has_cpu_idle = False
         self.idle_start = False
         self.idle_start_why = "not prepared"
+        # prepare(): the root cpuset balances load, so an instance's cpuset need not.
+        self.quiet_cpusets = False
 
     def runc_path(self, container_id: str) -> str:
         return f"{self.parent}/{container_id}"
@@ -299,6 +319,25 @@ class CgroupsV1:
         self.has_cpu_idle, self.idle_start, self.idle_start_why = settle_beside(
             cpu_parent, "cpu.shares"
         )
+        root_flag = self.root / "cpuset" / "cpuset.sched_load_balance"
+        try:
+            self.quiet_cpusets = root_flag.read_text().strip() == "1"
+            (self.root / "cpuset" / self.parent.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            self.quiet_cpusets = False
+
+    def before_create(self, container_id: str) -> None:
+        """Make the container's cpuset with ``cpuset.sched_load_balance`` 0 while it has no
+        CPU yet (so that the write itself rebuilds nothing), when the root cpuset balances
+        load: see the module docstring. The runtime then finds it and fills it in."""
+        if not self.quiet_cpusets:
+            return
+        cpuset = self.dir("cpuset", container_id)
+        try:
+            cpuset.mkdir(exist_ok=True)
+            _write(cpuset / "cpuset.sched_load_balance", "0")
+        except (OSError, RuntimeFailure):
+            pass  # only the domain rebuilds back: never a reason to fail a shell
 
     def _anchor_freezer(self) -> None:
         """Keep one empty cgroup frozen for good (``<parent>/fluidedge-freezer-anchor``).
@@ -436,6 +475,7 @@ class CgroupsV1:
             "parent": self.parent,
             "controllers": [c for c in self.CONTROLLERS if self._has(c)],
             "freezer": "freezer.state",
+            "quiet_cpusets": self.quiet_cpusets,
             "idle_start": self.idle_start,
             **({"idle_start_why": self.idle_start_why} if not self.idle_start else {}),
         }
@@ -501,6 +541,9 @@ class CgroupsV2:
         )
         if self.idle_start:
             self.moved_to = f"{self.parent.rstrip('/')}/{DAEMON_LEAF}"
+
+    def before_create(self, container_id: str) -> None:
+        """Nothing: v2 rebuilds scheduling domains for partition roots only."""
 
     def _enable(self, directory: Path, available: list[str]) -> None:
         enabled = _read(directory / "cgroup.subtree_control").split()

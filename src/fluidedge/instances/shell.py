@@ -232,6 +232,7 @@ class RuncShellIO:
             memory = config["linux"]["resources"]["memory"]
             memory["limit"] = memory["swap"] = INIT_MEMORY_MB * 1024 * 1024
         write_private(bundle / "config.json", json.dumps(config).encode())
+        self.cgroups.before_create(shell.id)
         shell.pid = self.runc.create(shell.id, bundle, directory / "log")
         # prepare_shell made one shell interface per template interface, in order. An
         # isolated one (a service function's leg) is plugged outside the learning switch

@@ -269,6 +269,40 @@ def test_pooled_shells_are_pinned_and_warm_instances_get_their_placement(
     assert len(views[-1].cpus) == 2  # no shell is pinned to both: its cpuset was written
 
 
+def test_v1_cpusets_stay_out_of_the_schedulers_domain_rebuilds(
+    manager_factory: ManagerFactory,
+) -> None:
+    """cgroup v1 with a load-balancing root cpuset: every shell's cpuset is made with
+    ``cpuset.sched_load_balance`` 0 before the runtime fills it in (its CPU writes and its
+    removal then rebuild no scheduling domain, bench/cpuset_rebuild.py), and still holds the
+    CPUs placement gave it, through a claim that moved it; /stats says so; deleted, it is gone.
+    On v2 there is no such flag and nothing is made ahead."""
+    manager = manager_factory(pool_scale=1.0, cpus="0-1")
+    assert manager.wait_pools(120)
+    cg = manager.cgroups
+    if not isinstance(cg, cgroups.CgroupsV1):
+        assert isinstance(cg, cgroups.CgroupsV2)
+        assert not (
+            cg.dir(next(iter(manager.pools["idle"].ready)).id) / "cpuset.sched_load_balance"
+        ).exists()
+        return
+    root_balances = (cg.root / "cpuset" / "cpuset.sched_load_balance").read_text().strip() == "1"
+    assert cg.describe()["quiet_cpusets"] is root_balances
+    assert root_balances, "this host's root cpuset does not balance load: nothing to test"
+    for shell in manager.pools["idle"].ready:
+        flag = cg.dir("cpuset", shell.id) / "cpuset.sched_load_balance"
+        assert flag.read_text().strip() == "0", shell.id
+    view = manager.create_instance(
+        InstanceRequest.model_validate(
+            {"name": "quiet", "template": "idle", "resources": {"cpus": 1.5}}
+        )
+    )
+    assert parse_cpuset(cg.cpus(view.id)) == tuple(view.cpus) == (0, 1)  # written at the claim
+    assert (cg.dir("cpuset", view.id) / "cpuset.sched_load_balance").read_text().strip() == "0"
+    manager.delete_instance("quiet")
+    assert cg.leftover(view.id) == []
+
+
 def _own_cpu_cgroup() -> str:
     """This process's cgroup in the hierarchy holding the cpu controller (v1) or unified."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from fluidedge.core import store as store_module
 from fluidedge.core.config import parse_config, resolve_token
 from fluidedge.core.errors import ConfigError
 from fluidedge.core.part import DaemonContext
@@ -271,3 +272,68 @@ def test_a_new_store_is_on_disk_before_its_creation_marker(
     Store(tmp_path / "db.sqlite")
     assert seen[0] == (str(tmp_path / "db.sqlite-wal"), False)
     assert marker.exists()
+
+
+@pytest.fixture
+def written_back(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the store starts writing out early from now on (each call still made)."""
+    seen: list[str] = []
+    real = store_module.start_write_back
+
+    def start_write_back(fd: int) -> bool:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(store_module, "start_write_back", start_write_back)
+    return seen
+
+
+def test_a_commit_that_defers_its_flush_starts_the_wal_write_out(
+    tmp_path: Path, flushed: list[str], written_back: list[str]
+) -> None:
+    """Under FULL a ``durable=False`` commit queues the write-out of the WAL (so that the
+    ``sync()`` to come waits for less) without flushing it; a durable commit flushes and queues
+    nothing more; NORMAL and an in-memory store do neither. What it queues is no promise: the
+    rows read back after ``sync()`` as after a durable commit."""
+    store = Store(tmp_path / "db.sqlite")
+    store.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+    wal = str(tmp_path / "db.sqlite-wal")
+    flushed.clear()
+    written_back.clear()
+    with store.transaction(durable=False) as conn:
+        conn.execute("INSERT INTO things VALUES ('a')")
+    assert (written_back, flushed) == ([wal], [])
+    store.sync()
+    assert (written_back, flushed) == ([wal], [wal])
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO things VALUES ('b')")
+    assert (written_back, flushed) == ([wal], [wal, wal])
+    assert [r[0] for r in Store(tmp_path / "db.sqlite").query("SELECT name FROM things")] == [
+        "a",
+        "b",
+    ]
+    for quiet in (Store(tmp_path / "n.sqlite", synchronous="normal"), Store(":memory:")):
+        quiet.migrate("part", ["CREATE TABLE things (name TEXT PRIMARY KEY)"])
+        written_back.clear()
+        with quiet.transaction(durable=False) as conn:
+            conn.execute("INSERT INTO things VALUES ('a')")
+        assert written_back == []
+
+
+def test_start_write_back_queues_a_real_files_pages(tmp_path: Path) -> None:
+    """The kernel takes the write-out request on a read-only descriptor of a file with dirty
+    pages (the store's WAL descriptor), and refuses a pipe (ESPIPE): the call reports it."""
+    path = tmp_path / "f"
+    with path.open("wb") as f:
+        f.write(b"x" * 65536)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert store_module.start_write_back(fd)
+    finally:
+        os.close(fd)
+    read, write = os.pipe()
+    try:
+        assert not store_module.start_write_back(read)
+    finally:
+        os.close(read)
+        os.close(write)

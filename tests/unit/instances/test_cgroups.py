@@ -178,6 +178,35 @@ def test_v1_prepare_keeps_an_empty_cgroup_frozen(tmp_path: Path) -> None:
     assert [p.name for p in anchor.parent.iterdir()] == [cgroups.FREEZER_ANCHOR]
 
 
+@pytest.mark.parametrize("root_flag", ["1", "0", None])
+def test_v1_makes_a_quiet_cpuset_only_under_a_balancing_root(
+    tmp_path: Path, root_flag: str | None
+) -> None:
+    """Before the runtime's create, a container's v1 cpuset is made with
+    ``sched_load_balance`` 0 (no scheduling-domain rebuild on its CPU writes nor its removal)
+    when the root cpuset balances load, where the flag of any other cpuset does not matter to
+    the scheduler; under a root that does not (an operator's partitioning) or without the flag,
+    nothing is made ahead and the runtime makes the cpuset as before. v2 makes nothing."""
+    for controller in ("cpuset", "cpu", "memory", "pids", "freezer"):
+        (tmp_path / controller).mkdir()
+        (tmp_path / controller / "cgroup.procs").write_text("")
+    if root_flag is not None:
+        (tmp_path / "cpuset" / "cpuset.sched_load_balance").write_text(root_flag + "\n")
+    cg = cgroups.CgroupsV1("/fluidedge", root=tmp_path)
+    cg.prepare()
+    assert cg.describe()["quiet_cpusets"] is (root_flag == "1")
+    cg.before_create("fe1")
+    flag = tmp_path / "cpuset" / "fluidedge" / "fe1" / "cpuset.sched_load_balance"
+    if root_flag == "1":
+        assert flag.read_text() == "0"
+        assert cg.leftover("fe1") == [tmp_path / "cpuset" / "fluidedge" / "fe1"]
+    else:
+        assert not flag.parent.exists()
+    v2 = cgroups.CgroupsV2("/fluidedge", root=tmp_path / "unified")
+    v2.before_create("fe1")
+    assert not (tmp_path / "unified").exists()
+
+
 def test_thawer_writes_once_and_confirms(tmp_path: Path) -> None:
     """The packet path's thaw: one write on a descriptor opened at the pause, one read."""
     v1 = cgroups.CgroupsV1("/fluidedge", root=tmp_path)
