@@ -35,9 +35,10 @@ What the store promises (docs/daemon.md, "Integrity" and "Durability"):
   (``durable=False``, e.g. a warm creation's claim, flushed by :meth:`Store.sync` while the
   workload execs) starts writing its WAL pages to the disk at once (``sync_file_range`` with
   ``SYNC_FILE_RANGE_WRITE``: the I/O is queued, nothing waited for). The later ``fdatasync``
-  then waits for a write already under way and the device's cache flush: 0.15-0.18 ms here
-  against 0.21-0.25 ms for pages still dirty (``bench/store_durability.py``). It promises
-  nothing by itself: only the ``fdatasync`` makes a commit durable.
+  then waits for a write already under way and the device's cache flush: p50 0.19 ms here
+  against 0.25 ms for pages still dirty, p99 0.29 against 0.51 (``bench/store_durability.py``,
+  "deferred flush"). It promises nothing by itself: only the ``fdatasync`` makes a commit
+  durable.
 - **Writes go where they are read back from.** Each write transaction first checks that the
   database and WAL files are still the ones opened (device and inode). When they were removed
   or replaced, the store refuses every later write with :class:`StoreUnavailable` (503 with the
