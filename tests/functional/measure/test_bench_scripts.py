@@ -37,9 +37,14 @@ def _bench(script: str, *args: str, timeout: float = 280) -> str:
     return result.stdout
 
 
+def _has_rows(out: str, rows: tuple[str, ...]) -> None:
+    for row in rows:
+        assert re.search(row, out), f"no {row!r} in:\n{out}"
+
+
 def test_instances_latency_bench_runs_every_row() -> None:
     out = _bench("instances_latency.py", "--runs", "3")
-    for row in (
+    rows = (
         r"warm pool  idle  \(API\) .* n=3",
         r"warm pool  idle  \(API, unix\) .* n=3",
         r"cold path  idle  \(API\) .* n=3",
@@ -49,19 +54,19 @@ def test_instances_latency_bench_runs_every_row() -> None:
         r"pause_api .* n=3",
         r"bare ASGI app .* n=3",
         r"warm idle p50 / floor p50 = +[0-9.]+x",
-    ):
-        assert re.search(row, out), f"no {row!r} in:\n{out}"
+    )
+    _has_rows(out, rows)
 
 
 def test_store_durability_bench_runs_every_row() -> None:
     out = _bench("store_durability.py", "--creates", "3", "--services", "3", "--commits", "6")
-    for row in (
+    rows = (
         r"store commit +[0-9.]+ .* n=6",
         r"TOF service POST +[0-9.]+ .* n=3",
         r"warm instance create +[0-9.]+ .* n=3",
         r"started / not: p50 [0-9.]+x, p99 [0-9.]+x  n=6",
-    ):
-        assert re.search(row, out), f"no {row!r} in:\n{out}"
+    )
+    _has_rows(out, rows)
 
 
 def test_instances_density_bench_runs_to_its_figures() -> None:

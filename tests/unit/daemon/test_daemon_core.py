@@ -135,18 +135,23 @@ def test_store_rolls_back_on_error(tmp_path: Path) -> None:
     assert store.query("SELECT * FROM things") == []
 
 
+def _record_files(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[str]:
+    """The files ``owner.name(fd)`` is called on from now on (each call still made)."""
+    seen: list[str] = []
+    real = getattr(owner, name)
+
+    def recording(fd: int) -> object:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(owner, name, recording)
+    return seen
+
+
 @pytest.fixture
 def flushed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files ``os.fdatasync`` is called on from now on (each call still made)."""
-    seen: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    return seen
+    return _record_files(monkeypatch, os, "fdatasync")
 
 
 def test_store_flushes_the_wal_after_each_durable_commit_only(
@@ -277,15 +282,7 @@ def test_a_new_store_is_on_disk_before_its_creation_marker(
 @pytest.fixture
 def written_back(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files the store starts writing out early from now on (each call still made)."""
-    seen: list[str] = []
-    real = store_module.start_write_back
-
-    def start_write_back(fd: int) -> bool:
-        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
-        return real(fd)
-
-    monkeypatch.setattr(store_module, "start_write_back", start_write_back)
-    return seen
+    return _record_files(monkeypatch, store_module, "start_write_back")
 
 
 def test_a_commit_that_defers_its_flush_starts_the_wal_write_out(
