@@ -221,9 +221,8 @@ def main() -> None:
         tables={"admission": {"pids_overcommit": args.pids_overcommit}},
     )
     wall: list[float] = []
-    server: list[float] = []
+    phases: list[dict[str, float]] = []  # each creation's server timing (its phases, total)
     paths: list[str] = []
-    phases: list[dict[str, float]] = []
     ops: dict[int, dict[str, float]] = {}
     template = "idle"
     try:
@@ -270,7 +269,6 @@ def main() -> None:
                 print(f"instance {index + 1} refused: {response.status_code} {response.text}")
                 break
             body = response.json()
-            server.append(body["timing"]["total"])
             phases.append(body["timing"])
             paths.append(body["path"])
             if index + 1 in CHECKPOINTS:  # untimed for the creation curve
@@ -296,6 +294,7 @@ def main() -> None:
         host_cgroups = detect()  # the daemon's default parent on this host
         usage = [host_cgroups.memory_usage(i["id"]) / 2**20 for i in running[:200]]
         inst_rss = statistics.fmean(rss_mb(i["pid"]) for i in running[:50])
+        server = [t["total"] for t in phases]
         made = len(server)
         print(f"\ncreated {made} instances in {elapsed:.1f} s; {len(running)} running at the end")
         print(f"paths: warm {paths.count('warm')}, cold {paths.count('cold')}")
