@@ -48,8 +48,6 @@ What the store promises (docs/daemon.md, "Integrity" and "Durability"):
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -65,6 +63,7 @@ from typing import Any, Literal
 from fluidedge.core.errors import CoreError
 from fluidedge.core.walcheck import check_wal
 from fluidedge.errors import SystemFailure
+from fluidedge.linux import libc
 
 log = logging.getLogger("fluidedge.core.store")
 
@@ -73,19 +72,17 @@ STORE_FORMAT = 1
 
 Synchronous = Literal["full", "normal"]
 
-# sync_file_range(2): start the write-out of a file's dirty pages without waiting for it.
-SYNC_FILE_RANGE_WRITE = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-_libc.sync_file_range.restype = ctypes.c_int
-
 
 def start_write_back(fd: int) -> bool:
     """Queue the write-out of every dirty page of ``fd`` (``sync_file_range`` with
     ``SYNC_FILE_RANGE_WRITE``, the whole file) and return without waiting for it; False when
     the kernel refused. Best effort: a refusal only leaves the write-out to the next
     ``fdatasync``."""
-    return int(_libc.sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)) == 0
+    try:
+        libc.sync_file_range(fd, 0, 0, libc.SYNC_FILE_RANGE_WRITE)
+    except OSError:
+        return False
+    return True
 
 
 # SQLite's WAL layout (fileformat §4): a 32-byte header, then frames of a 24-byte header + a page.

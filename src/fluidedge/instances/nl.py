@@ -10,8 +10,6 @@ Encoding/decoding are pure functions (unit-tested); :class:`NetlinkSocket` is th
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import ipaddress
 import os
@@ -20,6 +18,8 @@ import struct
 import threading
 from collections.abc import Callable
 from typing import TypeVar
+
+from fluidedge.linux import libc
 
 NLMSG_ERROR = 2
 RTM_NEWLINK = 16
@@ -40,7 +40,6 @@ RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RTN_UNICAST = 1
 IFF_UP = 0x1
-CLONE_NEWNET = 0x40000000
 
 NLMSG_HDR = struct.Struct("=IHHII")
 _IFADDR = struct.Struct("=BBBBI")
@@ -117,9 +116,6 @@ def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
     raise ValueError(f"no netlink reply for seq {seq}")
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` in a short-lived thread that entered the network namespace at ``path``."""
     box: list[T] = []
@@ -129,9 +125,7 @@ def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
+                libc.setns(fd, libc.CLONE_NEWNET)
             finally:
                 os.close(fd)
             box.append(fn())

@@ -17,7 +17,6 @@ killed at once and the GGSN keeps the PDP context.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -29,7 +28,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-PR_SET_PDEATHSIG = 1
+from fluidedge.linux import libc
+
 # The lab's bound (``FLUIDEDGE_LAB_READY_TIMEOUT``, see :mod:`.build`) less the supervisor's start.
 READY_TIMEOUT = max(12.0, float(os.environ.get("FLUIDEDGE_LAB_READY_TIMEOUT", "15")) - 3.0)
 DETACH_TIMEOUT = 3.0
@@ -38,8 +38,7 @@ DELETE_RESPONSE = "Received delete PDP context response"
 
 def _die_with_parent() -> None:
     """Child side of fork: be killed when the supervisor dies, whatever kills it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.set_parent_death_signal(signal.SIGKILL)
 
 
 def ggsn_config(spec: dict[str, Any]) -> str:

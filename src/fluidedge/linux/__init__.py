@@ -10,6 +10,7 @@ __all__ = [
     "capabilities",
     "heldcalls",
     "libbpf",
+    "libc",
     "netns",
     "proc",
     "tc",

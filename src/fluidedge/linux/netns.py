@@ -8,8 +8,6 @@ sockets (AF_PACKET, TUN, UDP) in a lab namespace without moving itself.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
 import threading
@@ -18,15 +16,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from fluidedge.errors import InputError, SystemFailure
+from fluidedge.linux import libc
 from fluidedge.linux.proc import run
 
 NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 T = TypeVar("T")
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 class NetnsError(SystemFailure):
@@ -67,9 +63,9 @@ def list_names() -> list[str]:
 def _setns(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NetnsError(f"setns({path}) failed: {os.strerror(err)}")
+        libc.setns(fd, libc.CLONE_NEWNET)
+    except OSError as exc:
+        raise NetnsError(f"setns({path}) failed: {exc.strerror}") from exc
     finally:
         os.close(fd)
 

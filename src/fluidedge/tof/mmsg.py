@@ -12,13 +12,12 @@ out (``string_at``) so the pipeline never sees memory that the next ``recvmmsg``
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
 from fluidedge.linux.heldcalls import libc as _held_libc
+from fluidedge.linux.libc import LIBC as _libc
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 MSG_DONTWAIT = 0x40
 
 

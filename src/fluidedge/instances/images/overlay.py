@@ -48,8 +48,6 @@ scratch and ``/dev`` tmpfs and the roots of the shells being built, whatever the
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import shutil
@@ -57,6 +55,8 @@ import stat
 import threading
 from pathlib import Path
 from typing import NamedTuple
+
+from fluidedge.linux import libc
 
 ROOTS = Path("/run/fluidedge-roots")
 SCRATCH = ".scratch"  # the daemon's scratch tmpfs, in its roots directory
@@ -78,10 +78,8 @@ DEV_LINKS = (
     ("ptmx", "pts/ptmx"),
 )
 DEV_MOUNT_POINTS = ("pts", "shm", "mqueue")
-MNT_DETACH = 2
 MS_NOSUID, MS_NODEV = 2, 4
 _scratch_lock = threading.Lock()  # a shell's scratch is never made in a tmpfs being unmounted
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _BAD = (",", ":", "\\", "\0")
 
 
@@ -127,25 +125,28 @@ def mount(lower: Path, shell_dir: Path, merged_parent: Path, owner: tuple[int, i
     merged = merged_parent / "rootfs"
     merged.mkdir(mode=0o755)
     options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    if _libc.mount(b"overlay", bytes(merged), b"overlay", 0, options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OverlayError(err, f"overlay mount at {merged}: {os.strerror(err)}")
+    try:
+        libc.mount(b"overlay", bytes(merged), b"overlay", 0, options.encode())
+    except OSError as exc:
+        raise OverlayError(exc.errno, f"overlay mount at {merged}: {exc.strerror}") from exc
     return merged
 
 
 def _mount_tmpfs(path: Path, source: bytes, flags: int, options: bytes) -> None:
     """Mount a tmpfs (root only: mode 0700) at ``path``, made if missing."""
     path.mkdir(mode=0o700, exist_ok=True)
-    if _libc.mount(source, bytes(path), b"tmpfs", flags, b"mode=0700," + options):
-        err = ctypes.get_errno()
-        raise OverlayError(err, f"tmpfs {source.decode()} at {path}: {os.strerror(err)}")
+    try:
+        libc.mount(source, bytes(path), b"tmpfs", flags, b"mode=0700," + options)
+    except OSError as exc:
+        what = f"tmpfs {source.decode()} at {path}"
+        raise OverlayError(exc.errno, f"{what}: {exc.strerror}") from exc
 
 
 def _detach_tmpfs(path: Path) -> None:
     """Lazily unmount the tmpfs at ``path`` and remove its mount point (a failure leaves it)."""
-    if _libc.umount2(bytes(path), MNT_DETACH) == 0:
-        with contextlib.suppress(OSError):
-            path.rmdir()
+    with contextlib.suppress(OSError):  # still mounted: the directory stays too
+        libc.umount2(bytes(path), libc.MNT_DETACH)
+        path.rmdir()
 
 
 def dev_skeleton(dev: Path) -> None:
@@ -216,9 +217,10 @@ def release(merged_parent: Path) -> None:
     as the container's ``/`` and goes with the container's namespace; the directories stay
     for :func:`unmount`."""
     merged = merged_parent / "rootfs"
-    if _libc.umount2(bytes(merged), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OverlayError(err, f"overlay release {merged}: {os.strerror(err)}")
+    try:
+        libc.umount2(bytes(merged), libc.MNT_DETACH)
+    except OSError as exc:
+        raise OverlayError(exc.errno, f"overlay release {merged}: {exc.strerror}") from exc
 
 
 def unmount(merged_parent: Path) -> None:
