@@ -70,6 +70,7 @@ from fluidedge.instances.models import (
     Resources,
     TemplateSpec,
     check_assignment,
+    check_file_tree,
 )
 from fluidedge.instances.persist import Tables
 from fluidedge.instances.placement import Placed, Request, Usage, place_with
@@ -524,11 +525,13 @@ class Manager:
                         + (f" by instance {owner}" if owner else "")
                     )
                 claims.append(key)
-        try:  # the request alone was checked at the boundary; with the template's env too
+        try:  # the request alone was checked at the boundary; with the template's too
             check_assignment(
                 request.command or template.command,
                 workload_env(template.env, request.env, request.name),
             )
+            if request.files:
+                check_file_tree([*template.files, *request.files])
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         return template, claims

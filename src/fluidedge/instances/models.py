@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,7 +41,8 @@ NETNS_SYSCTLS = frozenset(
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 IFNAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}=[A-Za-z0-9_.-]{0,63}$")
-_FILE_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+# A file path under /.fe/: names of at most NAME_MAX (255) characters.
+_FILE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}(/[A-Za-z0-9_.-]{1,255})*$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # What the launcher takes (its C source is built from these numbers, see launcher.py): the
@@ -117,7 +119,8 @@ Labels = Annotated[dict[LabelText, LabelText], Field(max_length=LIMITS["labels"]
 FilePath = Annotated[str, Field(max_length=LIMITS["file_path"])]
 FileContent = Annotated[str, Field(max_length=LIMITS["file_content"])]
 _FILE_SCHEMA_RE = (
-    r"^(?!(go|assign|started)(/|$))(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+    r"^(?!(go|assign|started)(/|$))(?!(.*/)?\.\.?(/|$))"
+    r"[A-Za-z0-9_.-]{1,255}(/[A-Za-z0-9_.-]{1,255})*$"
 )
 Files = Annotated[
     dict[FilePath, FileContent],
@@ -181,14 +184,31 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 
 def _check_files(files: dict[str, str]) -> dict[str, str]:
     for path in files:
-        if not _FILE_RE.match(path) or ".." in path.split("/"):
-            raise ValueError(f"invalid file path {path!r} (relative, no '..')")
-        if path.split("/")[0] in RESERVED_FILES:
+        parts = path.split("/")
+        if not _FILE_RE.match(path) or {".", ".."} & set(parts):
+            raise ValueError(
+                f"invalid file path {path[:80]!r} (relative, names of at most 255 characters "
+                "of A-Z a-z 0-9 _ . -, no '.' or '..')"
+            )
+        if parts[0] in RESERVED_FILES:
             raise ValueError(
                 f"file path {path!r} is reserved for the launcher "
                 f"({', '.join(sorted(RESERVED_FILES))})"
             )
+    check_file_tree(files)
     return files
+
+
+def check_file_tree(paths: Iterable[str]) -> None:
+    """Raise ValueError when a path is also a directory of another (``a`` and ``a/b``): both
+    cannot be written. The template's and the request's files are checked together too."""
+    files = set(paths)
+    for path in sorted(files):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in files:
+                raise ValueError(f"file path {parent!r} is also the directory of {path!r}")
 
 
 def _check_argv(argv: list[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from fluidedge.instances import models
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.bundle import (
     ALLOWED_SYSCALLS,
@@ -227,6 +229,41 @@ def test_builtin_templates_are_valid_and_distinct() -> None:
 def test_template_rejects_traversal_in_files() -> None:
     with pytest.raises(ValidationError, match="invalid file path"):
         TemplateSpec(name="t", command=["/bin/x"], files={"../etc/passwd": "x"})
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({".": "x"}, "no '.' or '..'"),
+        ({"a/./b": "x"}, "no '.' or '..'"),
+        ({"a/..": "x"}, "no '.' or '..'"),
+        ({"n" * 256: "x"}, "at most 255 characters"),
+        ({"d/" + "n" * 256: "x"}, "at most 255 characters"),
+        ({"0/0": "", "0/0/0/0": ""}, "'0/0' is also the directory of '0/0/0/0'"),
+        ({"a": "", "a/b": "", "c": ""}, "'a' is also the directory of 'a/b'"),
+    ],
+)
+def test_files_that_cannot_all_be_written_are_refused(files: dict[str, str], reason: str) -> None:
+    # Each once made the instance's configuration fail on the host (a 500), not at the boundary.
+    with pytest.raises(ValidationError) as refused:
+        TemplateSpec(name="t", command=["/bin/x"], files=files)
+    assert refused.value.error_count() == 1
+    assert reason in str(refused.value)
+    with pytest.raises(ValidationError) as request:
+        InstanceRequest(name="t", template="t", files=files)
+    assert request.value.error_count() == 1
+    assert reason in str(request.value)
+    if len(files) == 1:  # a path wrong alone: the API's schema refuses it too
+        names = models.Files.__metadata__[-1].json_schema["propertyNames"]
+        assert not re.match(names["pattern"], next(iter(files)))
+
+
+def test_file_tree_check_of_template_and_request_together() -> None:
+    from fluidedge.instances.models import check_file_tree
+
+    check_file_tree(["a", "ab/c", "b/c", "b/d", ".x/y"])  # siblings and look-alikes are fine
+    with pytest.raises(ValueError, match=r"'www' is also the directory of 'www/index\.html'"):
+        check_file_tree(["www/index.html", "www"])
 
 
 def test_assignment_limits_are_the_launchers() -> None:
