@@ -16,8 +16,8 @@ reports:
   creations on this host's CPUs): the figure to quote where 10,000 cannot be run;
 - per-operation cost as the count grows (issue 12: flat within 1.5x): at 1, 10, 100, 1000...
   instances, median of several pause + resume of the first instance, a read of one
-  instance, a delete of a fresh instance (lean keep-alive client), and the list of all
-  instances (O(N) by nature: reported per instance too).
+  instance, a delete of a fresh instance (lean keep-alive client), a page of 100 instances
+  (``?limit=100``) and the list of all instances (O(N) by nature: reported per instance too).
 
     .venv/bin/python bench/instances_density.py [--quick] [--count N] [--pool N]
         [--memory-overcommit X] [--pids-overcommit X] [--store-synchronous normal]
@@ -45,6 +45,8 @@ from fluidedge.measure.machine import meminfo_kib
 from instances_common import BenchDaemon, LeanClient, kernel_kib, machine
 
 CHECKPOINTS = (1, 10, 100, 500, 1000, 2000, 5000, 10000)
+# The operations whose cost should not grow with the count (a page of 100 included; all: linear).
+FLAT_OPS = ("pause+resume", "get one", "list 100", "delete")
 
 
 def _timed(fn: Any, runs: int) -> float:
@@ -80,6 +82,7 @@ def op_costs(daemon: BenchDaemon, count: int, template: str) -> dict[str, float]
             "pause+resume": _timed(pause_resume, 10),
             "get one": _timed(lambda: call("GET", "/v1/instances/n0"), 10),
             "list all": _timed(lambda: call("GET", "/v1/instances"), 3),
+            "list 100": _timed(lambda: call("GET", "/v1/instances?limit=100"), 10),
         }
         deletes = []
         for index in range(3):
@@ -355,7 +358,7 @@ def main() -> None:
             fewest, most = ops[min(ops)], ops[max(ops)]
             print(
                 f"  ratio N={max(ops)} / N={min(ops)}: "
-                + ", ".join(f"{k} {most[k] / fewest[k]:.2f}x" for k in names[:4] if k != "list all")
+                + ", ".join(f"{k} {most[k] / fewest[k]:.2f}x" for k in FLAT_OPS if k in most)
                 + " (target <= 1.5)"
             )
         print("\nmemory")

@@ -21,6 +21,7 @@ Module map:
 - ``lock``: one owner per state directory.
 - ``tokens``: the ``<prefix><id>.<secret>`` bearer-token scheme of tenants and ME apps.
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
+- ``paging``: keyset pages of a named collection (``?limit=&after=``, the ``Link`` header).
 - ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS);
   ``cliparts``: what the parts' commands share (``--json``, one call, a table).
 
@@ -93,6 +94,7 @@ __all__ = [
     "lock",
     "metrics",
     "openapi",
+    "paging",
     "part",
     "resolve_token",
     "store",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ class Client:
             base_url=base, headers=headers, timeout=timeout, transport=transport
         )
 
-    def request(self, method: str, path: str, json: Any = None) -> Any:
+    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=json)
         except httpx.HTTPError as exc:
@@ -109,6 +110,27 @@ class Client:
             except ValueError:
                 detail = response.text
             raise ClientError(response.status_code, detail)
+        return response
+
+    def page(self, path: str) -> tuple[list[Any], str | None]:
+        """(one page of a paged collection, the next page's path or None: the answer's
+        ``Link: rel="next"``; see :mod:`fluidedge.core.paging`)."""
+        response = self._send("GET", path)
+        items = response.json()
+        if not isinstance(items, list):
+            raise ClientError(response.status_code, f"GET {path}: not a list")
+        return items, response.links.get("next", {}).get("url")
+
+    def pages(self, path: str, limit: int) -> Iterator[list[Any]]:
+        """Each page of a paged collection, ``limit`` items at most, following the answers'
+        ``Link: rel="next"`` until there is none."""
+        url: str | None = f"{path}{'&' if '?' in path else '?'}limit={limit}"
+        while url is not None:
+            items, url = self.page(url)
+            yield items
+
+    def request(self, method: str, path: str, json: Any = None) -> Any:
+        response = self._send(method, path, json)
         if not response.content:
             return None
         if response.headers.get("content-type", "").startswith("application/json"):

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, cast
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import NotFoundError
 from fluidedge.gui.query import Keep, Paging, clamp
-from fluidedge.gui.scope import visible
+from fluidedge.gui.scope import sees, visible
 from fluidedge.gui.session import Principal
 
 if TYPE_CHECKING:
     from fluidedge.instances.manager import Manager
+    from fluidedge.instances.models import InstanceView
     from fluidedge.tof.part import TofPart
 
 # Above this many bearers the overview does not sum every bearer's uplink packets for the
@@ -152,14 +153,43 @@ class Node:
             )
         if self.has("instances"):
             manager = self.manager()
-            views = [v for v in manager.list_instances() if visible(principal, v.labels)]
-            out["inst-running"] = str(sum(v.state == "running" for v in views))
-            out["inst-paused"] = str(sum(v.state == "paused" for v in views))
+            counts = manager.state_counts(sees(principal))
+            out["inst-running"] = str(counts.get("running", 0))
+            out["inst-paused"] = str(counts.get("paused", 0))
             for p in manager.pool_status():
                 for key in ("ready", "preparing", "consumed"):
                     out[f"pool-{slug(p.template)}-{key}"] = str(getattr(p, key))
-            for v in views:
-                out[f"inst-{slug(v.name)}-state"] = v.state
+        return out
+
+    def instance_page(
+        self, principal: Principal, page: int, size: int
+    ) -> tuple[Paging, list[InstanceView]]:
+        """A numbered page of the instances ``principal`` sees, by name (the last page when
+        ``page`` is past the end); only that page's instances are viewed."""
+        manager = self.manager()
+        keep = sees(principal)
+        total, views = manager.instance_slice((page - 1) * size, size, keep)
+        paging = clamp(page, size, total)
+        if paging.page != page:
+            total, views = manager.instance_slice(paging.offset, size, keep)
+            paging = clamp(paging.page, size, total)
+        return paging, views
+
+    def live_instances(self, principal: Principal, page: int, size: int) -> dict[str, str]:
+        """The overview's live values and the state of each instance on ``page``."""
+        out = self.live_overview(principal)
+        paging, views = self.instance_page(principal, page, size)
+        out["inst-total"] = f"{paging.total:,}"
+        for view in views:
+            out[f"inst-{slug(view.name)}-state"] = view.state
+        return out
+
+    def live_instance(self, principal: Principal, name: str) -> dict[str, str]:
+        """The overview's live values and the state of instance ``name`` (when seen)."""
+        out = self.live_overview(principal)
+        inst = self.manager().instances.get(name)
+        if inst is not None and visible(principal, inst.labels):
+            out[f"inst-{slug(name)}-state"] = inst.current_state()
         return out
 
     def live_tunnels(self, keep: Keep | None, page: int, size: int) -> dict[str, str]:

@@ -3,6 +3,7 @@ deleted; breakdown chart, logs), pools, templates and networks."""
 
 import time
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
@@ -21,6 +22,7 @@ from fluidedge.gui.forms import (
     pairs,
 )
 from fluidedge.gui.node import PartMissing
+from fluidedge.gui.query import page_number
 from fluidedge.gui.scope import visible
 from fluidedge.gui.session import (
     Session,
@@ -37,28 +39,27 @@ from fluidedge.tenants.scope import ADMIN
 
 def add_routes(router: APIRouter, ui: Ui) -> None:
     node, render, see, call, failed = ui.node, ui.render, ui.see, ui.call, ui.failed
+    size = ui.size
     PageSession = Annotated[Session, Depends(ui.page_session)]
     PostedForm = Annotated[Form, Depends(ui.form_session)]
 
     # ------------------------------------------------------------------ instances
 
     @router.get("/instances")
-    async def instances_page(request: Request, session: PageSession) -> Response:
+    async def instances_page(request: Request, session: PageSession, page: str = "1") -> Response:
         manager = node.manager()
-        views = [
-            v for v in await call(manager.list_instances) if visible(session.principal, v.labels)
-        ]
+        paging, views = await call(node.instance_page, session.principal, page_number(page), size)
         return render(
             request,
             session,
             "instances.html",
             active="instances",
             instances=views,
-            charts={v.name: charts.breakdown(v.timing.model_dump()) for v in views},
+            paging=paging,
             pools=await call(manager.pool_status),
             templates=sorted(manager.templates),
             values=await call(node.live_overview, session.principal),
-            live=f"{PREFIX}/live/overview",
+            live=f"{PREFIX}/live/instances?page={paging.page}",
         )
 
     def instance_fields(template: Any) -> list[str]:
@@ -146,8 +147,8 @@ def add_routes(router: APIRouter, ui: Ui) -> None:
             inst=view,
             chart=charts.breakdown(view.timing.model_dump()),
             logs=await call(manager.logs, name),
-            values=await call(node.live_overview, session.principal),
-            live=f"{PREFIX}/live/overview",
+            values=await call(node.live_instance, session.principal, name),
+            live=f"{PREFIX}/live/instance?{urlencode({'name': name})}",
         )
 
     @router.post("/instances/{name}/{action}")

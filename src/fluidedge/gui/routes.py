@@ -141,7 +141,7 @@ def build_router(context: DaemonContext, token: str, config: GuiConfig) -> APIRo
 
     @router.get("/live/{topic}")
     async def live_stream(
-        request: Request, topic: str, q: str = "", page: str = "1"
+        request: Request, topic: str, q: str = "", page: str = "1", name: str = ""
     ) -> StreamingResponse:
         session = sessions.get(request.cookies.get(SESSION_COOKIE))
         if session is None:
@@ -151,6 +151,17 @@ def build_router(context: DaemonContext, token: str, config: GuiConfig) -> APIRo
 
             def read() -> dict[str, str]:
                 return node.live_overview(session.principal)
+
+        elif topic == "instances":
+            number = page_number(page)
+
+            def read() -> dict[str, str]:
+                return node.live_instances(session.principal, number, size)
+
+        elif topic == "instance":
+
+            def read() -> dict[str, str]:
+                return node.live_instance(session.principal, name)
 
         elif topic == "tunnels":
             keep, number = parse_search(q), page_number(page)

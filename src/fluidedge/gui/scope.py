@@ -9,11 +9,23 @@ the operator's until the tenants issue gives them an owner.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from fluidedge.gui.session import Principal
 
 T = TypeVar("T")
+
+
+class Labelled(Protocol):
+    """Anything with labels (an instance's record, a view, a template)."""
+
+    @property
+    def labels(self) -> Mapping[str, str] | None: ...
+
+
+def sees(principal: Principal) -> Callable[[Labelled], bool]:
+    """:func:`visible` as a predicate over labelled objects."""
+    return lambda item: visible(principal, item.labels)
 
 
 def visible(principal: Principal, labels: Mapping[str, str] | None) -> bool:

@@ -41,10 +41,12 @@ from starlette.types import Receive, Send
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
 from fluidedge.core.openapi import error_responses
+from fluidedge.core.paging import MAX_PAGE, next_link
 from fluidedge.instances.errors import FreezerBusy, WrongState
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
+    NAME_PATTERN,
     InstanceRequest,
     InstanceView,
     NetworkSpec,
@@ -323,12 +325,40 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # instances
-    @router.get("/instances", tags=["instances"], response_model=list[InstanceView])
-    def list_instances(request: Request) -> Response:
+    @router.get(
+        "/instances",
+        tags=["instances"],
+        response_model=list[InstanceView],
+        responses=error_responses(400),
+    )
+    def list_instances(
+        request: Request,
+        limit: int | None = Query(
+            default=None,
+            ge=1,
+            le=MAX_PAGE,
+            description='at most this many instances, by name; a `Link: <...>; rel="next"` '
+            "header names the next page while one follows (without it: all of them)",
+        ),
+        after: str | None = Query(
+            default=None,
+            pattern=NAME_PATTERN,
+            description="only instances whose name sorts after this one (the next page's "
+            "marker, as the `Link` header gives it)",
+        ),
+    ) -> Response:
         # Serialised once (as _json does) rather than re-validated against the response
         # model first: the list is O(N), each instance's view is what it must cost.
-        views = sc.visible_views(sc.who(request), manager.list_instances())
-        return Response(content=_VIEWS.dump_json(views), media_type="application/json")
+        views, marker = manager.instance_page(
+            after=after, limit=limit, visible=sc.instance_filter(sc.who(request))
+        )
+        headers = {}
+        if marker is not None and limit is not None:
+            query = dict(request.query_params)
+            headers["Link"] = next_link(request.url.path, query, marker, limit)
+        return Response(
+            content=_VIEWS.dump_json(views), media_type="application/json", headers=headers
+        )
 
     @router.post(
         "/instances",

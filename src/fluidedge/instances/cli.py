@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import typer
 
+from fluidedge.core.paging import MAX_PAGE
+
+# ``instance ls`` fetches the list this many at a time (each answer stays small).
+LS_PAGE = 500
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -38,6 +44,26 @@ class _Api:
 
     def delete(self, path: str) -> Any:
         return self._call("DELETE", path)
+
+    @staticmethod
+    def page(path: str) -> tuple[list[Any], str | None]:
+        from fluidedge.core.client import Client
+
+        client = Client()
+        try:
+            return client.page(path)
+        finally:
+            client.close()
+
+    @staticmethod
+    def pages(path: str, limit: int) -> Iterator[list[Any]]:
+        from fluidedge.core.client import Client
+
+        client = Client()
+        try:
+            yield from client.pages(path, limit)
+        finally:
+            client.close()
 
 
 def _client() -> _Api:
@@ -146,9 +172,28 @@ def _register_instance(app: typer.Typer) -> None:
         )
 
     @instance.command("ls")
-    def ls_command(as_json: JsonOpt = False) -> None:
-        """List instances."""
-        _instances(_client().get("/v1/instances"), as_json)
+    def ls_command(
+        as_json: JsonOpt = False,
+        limit: Annotated[
+            int | None,
+            typer.Option(min=1, max=MAX_PAGE, help="One page of at most this many, by name."),
+        ] = None,
+        after: Annotated[
+            str | None, typer.Option(help="Only instances whose name sorts after this one.")
+        ] = None,
+    ) -> None:
+        """List instances (all of them, fetched a page at a time, unless --limit)."""
+        path = "/v1/instances" + (f"?{urlencode({'after': after})}" if after else "")
+        client = _client()
+        if limit is None:
+            rows = [row for page in client.pages(path, LS_PAGE) for row in page]
+            _instances(rows, as_json)
+            return
+        rows, more = client.page(f"{path}{'&' if after else '?'}limit={limit}")
+        _instances(rows, as_json)
+        if more is not None:
+            marker = parse_qs(urlsplit(more).query).get("after", [""])[0]
+            typer.echo(f"more: --after {marker}", err=True)
 
     @instance.command("show")
     def show_command(name: str) -> None:

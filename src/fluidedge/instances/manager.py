@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from fluidedge.core.paging import keyset_page
 from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, network, pool, reconcile, runc
 from fluidedge.instances.bundle import encode_assignment, workload_env
@@ -830,9 +831,44 @@ class Manager:
         return inst
 
     def list_instances(self) -> list[InstanceView]:
+        return self.instance_page()[0]
+
+    def instance_page(
+        self,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        visible: Callable[[str], bool] | None = None,
+    ) -> tuple[list[InstanceView], str | None]:
+        """(the views of the instances named after ``after``, by name, at most ``limit``;
+        the next page's marker or None), of those ``visible`` keeps (by name). Only the page's
+        instances are viewed (see :mod:`fluidedge.core.paging`)."""
+        items = self._kept(None if visible is None else lambda inst: visible(inst.name))
+        page, marker = keyset_page(items, _instance_name, after, limit)
+        return [inst.view() for inst in page], marker
+
+    def instance_slice(
+        self, offset: int, size: int, keep: Callable[[Instance], bool] | None = None
+    ) -> tuple[int, list[InstanceView]]:
+        """(how many instances ``keep`` keeps; the views of ``size`` of them from ``offset``,
+        by name): numbered pages, for the GUI."""
+        items = self._kept(keep)
+        items.sort(key=_instance_name)
+        return len(items), [inst.view() for inst in items[offset : offset + size]]
+
+    def state_counts(self, keep: Callable[[Instance], bool] | None = None) -> dict[str, int]:
+        """{state: how many instances are in it} (:meth:`Instance.current_state`) of those
+        ``keep`` keeps, without building their views."""
+        counts: dict[str, int] = {}
+        for inst in self._kept(keep):
+            state = inst.current_state()
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def _kept(self, keep: Callable[[Instance], bool] | None) -> list[Instance]:
         with self.lock:
             items = list(self.instances.values())
-        return [inst.view() for inst in sorted(items, key=lambda i: i.name)]
+        return items if keep is None else [inst for inst in items if keep(inst)]
 
     def pause(
         self,
@@ -1047,3 +1083,7 @@ class Manager:
         for name, _, _, consumed in pools:
             lines.append(f'fluidedge_pool_consumed_total{{template="{name}"}} {consumed}')
         return "\n".join(lines) + "\n" + self.histograms.render()
+
+
+def _instance_name(inst: Instance) -> str:
+    return inst.name

@@ -146,21 +146,24 @@ class Instance:
             token=record.get("token"),
         )
 
-    def view(self, *, alive: bool = False) -> InstanceView:
-        """The API's view; ``alive``: the caller has just seen the workload run (a running
-        or paused one is otherwise checked in ``/proc``: it may have ended on its own)."""
+    def current_state(self) -> str:
+        """The state, with a running or paused one checked in ``/proc``: its workload may
+        have ended on its own ("exited"; DELETE still cleans up)."""
         state = self.state
-        if (
-            not alive
-            and state in ("running", "paused")
-            and (self.pid is None or not runc.process_running(self.pid))
+        if state in ("running", "paused") and (
+            self.pid is None or not runc.process_running(self.pid)
         ):
-            state = "exited"  # the workload ended on its own; DELETE still cleans up
+            return "exited"
+        return state
+
+    def view(self, *, alive: bool = False) -> InstanceView:
+        """The API's view; ``alive``: the caller has just seen the workload run (otherwise
+        :meth:`current_state` asks ``/proc``)."""
         return InstanceView(
             name=self.name,
             id=self.id,
             template=self.template,
-            state=state,
+            state=self.state if alive else self.current_state(),
             pid=self.pid,
             path=self.path,
             cpus=list(self.cpus),

@@ -23,7 +23,6 @@ from fluidedge.instances.errors import NetworkNotFound, TemplateNotFound
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import (
     InstanceRequest,
-    InstanceView,
     NetworkSpec,
     Resources,
     TemplateSpec,
@@ -92,10 +91,11 @@ class Scoped:
     def templates_visible(self, who: Principal, names: Iterable[str]) -> list[str]:
         return self.visible(who, "template", names, shared=self.manager.builtin)
 
-    def visible_views(self, who: Principal, views: list[InstanceView]) -> list[InstanceView]:
+    def instance_filter(self, who: Principal) -> Callable[[str], bool] | None:
+        """Which instance names ``who`` may see; None: all of them."""
         if self.scope is None or who.is_admin:
-            return views
-        return [v for v in views if can_see(who, self.owner("instance", v.name))]
+            return None
+        return lambda name: can_see(who, self.owner("instance", name))
 
     def require(self, kind: str, who: Principal, name: str, *, shared: bool = False) -> None:
         if self.scope is not None:

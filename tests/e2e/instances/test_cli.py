@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fluidedge.cli import app
+from fluidedge.instances import cli as instances_cli
 from fluidedge.instances import runc
 from tests.e2e.instances.conftest import BRIDGE
 from tests.fixtures.daemon import DaemonHandle
@@ -18,7 +19,9 @@ from tests.fixtures.images import APP_PORT, AppImage
 pytestmark = pytest.mark.root
 
 
-def test_cli_round_trip_and_offline_purge(inst_daemon: DaemonHandle, tmp_path: Path) -> None:
+def test_cli_round_trip_and_offline_purge(
+    inst_daemon: DaemonHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner(env={"FLUIDEDGE_URL": inst_daemon.url, "FLUIDEDGE_TOKEN": inst_daemon.token})
 
     def cli(*args: str) -> str:
@@ -58,6 +61,18 @@ def test_cli_round_trip_and_offline_purge(inst_daemon: DaemonHandle, tmp_path: P
     assert shown["labels"] == {"a": "b"}
     bad = runner.invoke(app, ["instance", "run", "nope", "c2"])
     assert bad.exit_code != 0
+    # ls: one page with --limit (the next page's marker on stderr), or every page followed
+    cli("instance", "run", "cliweb", "c2", "--addr", "eth0=198.18.30.10/24")
+    one = runner.invoke(app, ["instance", "ls", "--json", "--limit", "1"])
+    assert one.exit_code == 0, one.output
+    assert [i["name"] for i in json.loads(one.stdout)] == ["c1"]
+    assert one.stderr.strip() == "more: --after c1"
+    rest = runner.invoke(app, ["instance", "ls", "--json", "--after", "c1"])
+    assert [i["name"] for i in json.loads(rest.stdout)] == ["c2"]
+    monkeypatch.setattr(instances_cli, "LS_PAGE", 1)  # two pages of one, followed
+    assert [i["name"] for i in json.loads(cli("instance", "ls", "--json"))] == ["c1", "c2"]
+    assert "more:" not in runner.invoke(app, ["instance", "ls", "--limit", "2"]).stderr
+    cli("instance", "rm", "c2")
     # Leave c1 running, stop the daemon, purge offline: nothing of ours survives.
     inst_daemon.stop()
     purged = cli("pool", "purge", "--config", str(inst_daemon.config_path))

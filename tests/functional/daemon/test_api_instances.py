@@ -138,6 +138,48 @@ def test_files_that_cannot_all_be_written_are_400_not_500(api: httpx.Client) -> 
     assert made.status_code == 201, made.text  # the same path over the template's is fine
 
 
+def test_instances_list_in_keyset_pages_that_follow_their_link(api: httpx.Client) -> None:
+    assert api.post("/v1/templates", json=_template("pg")).status_code == 201
+    for name in ("pg-c", "pg-a", "pg-e", "pg-b", "pg-d"):
+        made = api.post("/v1/instances", json={"name": name, "template": "pg"})
+        assert made.status_code == 201, made.text
+    first = api.get("/v1/instances", params={"limit": 2})
+    assert [v["name"] for v in first.json()] == ["pg-a", "pg-b"]
+    assert first.links["next"]["url"] == "/v1/instances?after=pg-b&limit=2"
+    # Between two pages an instance before the marker goes and one after it comes: the walk
+    # neither repeats nor skips what stayed, and sees the newcomer.
+    assert api.delete("/v1/instances/pg-a").status_code == 204
+    made = api.post("/v1/instances", json={"name": "pg-f", "template": "pg"})
+    assert made.status_code == 201
+    seen = [v["name"] for v in first.json()]
+    url: str | None = first.links["next"]["url"]
+    while url is not None:
+        page = api.get(url)
+        assert page.status_code == 200
+        assert len(page.json()) <= 2
+        seen += [v["name"] for v in page.json()]
+        url = page.links.get("next", {}).get("url")
+    assert seen == ["pg-a", "pg-b", "pg-c", "pg-d", "pg-e", "pg-f"]
+    # a full last page has no Link; without limit: all, no Link; views are whole
+    last = api.get("/v1/instances", params={"limit": 2, "after": "pg-d"})
+    assert [v["name"] for v in last.json()] == ["pg-e", "pg-f"]
+    assert "link" not in last.headers
+    whole = api.get("/v1/instances")
+    assert [v["name"] for v in whole.json()] == ["pg-b", "pg-c", "pg-d", "pg-e", "pg-f"]
+    assert "link" not in whole.headers
+    assert whole.json()[0]["state"] == "running"
+    assert whole.json()[0] == api.get("/v1/instances", params={"limit": 1}).json()[0]
+    for params, reason in (
+        ({"limit": 0}, "greater than or equal to 1"),
+        ({"limit": 1001}, "less than or equal to 1000"),
+        ({"limit": "two"}, "valid integer"),
+        ({"after": "PG-A"}, "should match pattern"),
+    ):
+        refused = api.get("/v1/instances", params=params)
+        assert refused.status_code == 400, params
+        assert reason in refused.json()["detail"], refused.json()
+
+
 def test_images_over_http(api: httpx.Client, app_image: AppImage, tmp_path: Path) -> None:
     names = [image["name"] for image in api.get("/v1/images").json()]
     assert names == ["busybox"]  # built at first start from busybox-static

@@ -6,13 +6,16 @@ headers, cookies and refusals exactly, without a lab.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from fluidedge.core.client import Client
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle
+from tests.functional.daemon.conftest import purge_instances
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -125,3 +128,58 @@ def test_live_stream_sends_changed_values(anonymous: httpx.Client, daemon: Daemo
         assert next(lines).startswith("retry:")
         first = next(line for line in lines if line.startswith("data:"))
     assert '"tof-bearers": "0"' in first
+
+
+def _first_values(client: httpx.Client, path: str) -> dict[str, str]:
+    with client.stream("GET", path) as stream:
+        assert stream.status_code == 200
+        line = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    values: dict[str, str] = json.loads(line.removeprefix("data:"))
+    return values
+
+
+@pytest.mark.root
+def test_instances_page_is_numbered_and_live_values_are_of_its_rows(
+    daemon_factory: DaemonFactory,
+) -> None:
+    handle = daemon_factory(
+        {"instances": {"pool_scale": 0, "memory_mb": 1024, "builtin_templates": False}},
+        gui={"page_size": 10},
+    )
+    try:
+        api = Client(url=handle.url, token=TOKEN)
+        template = {"name": "gp", "command": ["/bin/busybox", "sleep", "1000"]}
+        api.post("/v1/templates", template)
+        names = [f"gp-{i:02}" for i in range(11)]
+        for name in names:
+            api.post("/v1/instances", {"name": name, "template": "gp"})
+        api.post("/v1/instances/gp-04/pause")
+        with httpx.Client(base_url=f"{handle.url}/ui", timeout=10) as ui:
+            _login(ui)
+            first = ui.get("/instances")
+            assert first.status_code == 200
+            shown = re.findall(r'id="inst-(gp-\d\d)-state"', first.text)
+            assert shown == names[:10]  # by name, one page of the GUI's page size
+            assert "page 1 of 2" in first.text
+            assert '<a href="?page=2" rel="next">Next</a>' in first.text
+            second = ui.get("/instances", params={"page": "2"})
+            assert re.findall(r'id="inst-(gp-\d\d)-state"', second.text) == ["gp-10"]
+            past = ui.get("/instances", params={"page": "9"})  # past the end: the last page
+            assert re.findall(r'id="inst-(gp-\d\d)-state"', past.text) == ["gp-10"]
+            assert ui.get("/instances", params={"page": "x"}).status_code == 400
+            # The live values of a page: the counts, the total and that page's rows only.
+            page_one = _first_values(ui, "/live/instances?page=1")
+            assert page_one["inst-gp-04-state"] == "paused"
+            assert page_one["inst-gp-00-state"] == "running"
+            assert "inst-gp-10-state" not in page_one
+            assert (page_one["inst-total"], page_one["inst-running"]) == ("11", "10")
+            assert page_one["inst-paused"] == "1"
+            page_two = _first_values(ui, "/live/instances?page=2")
+            assert [k for k in page_two if k.startswith("inst-gp-")] == ["inst-gp-10-state"]
+            one = _first_values(ui, "/live/instance?name=gp-04")
+            assert [k for k in one if k.startswith("inst-gp-")] == ["inst-gp-04-state"]
+            assert one["inst-gp-04-state"] == "paused"
+        api.close()
+    finally:
+        handle.stop()
+        purge_instances(handle)

@@ -106,6 +106,13 @@ def test_two_tenants_see_and_change_only_their_own(daemon: DaemonHandle) -> None
         assert _names(beta.get("/v1/instances")) == ["beta-b"]
         assert _names(api.admin.get("/v1/instances")) == ["acme-a", "beta-b"]
         assert _names(api.anonymous.get("/v1/instances")) == []
+        # a page is of what its reader sees: a tenant's first page of one is its own, whole
+        paged = beta.get("/v1/instances", params={"limit": 1})
+        assert _names(paged) == ["beta-b"]
+        assert "link" not in paged.headers
+        admin_page = api.admin.get("/v1/instances", params={"limit": 1})
+        assert _names(admin_page) == ["acme-a"]
+        assert admin_page.links["next"]["url"] == "/v1/instances?after=acme-a&limit=1"
         assert _names(beta.get("/v1/templates")) == ["httpd", "idle"]
         assert _names(acme.get("/v1/templates")) == ["acme-t", "acme-tn", "httpd", "idle"]
         assert _names(api.anonymous.get("/v1/templates")) == ["httpd", "idle"]
