@@ -292,7 +292,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         "/templates",
         tags=["templates"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(403, 404, 409),
+        responses=error_responses(403, 404, 409, 422),
     )
     def create_template(
         spec: TemplateSpec, request: Request, tenant: str | None = TenantParam

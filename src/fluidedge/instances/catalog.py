@@ -23,7 +23,7 @@ from fluidedge.instances.errors import (
     RuntimeFailure,
     TemplateNotFound,
 )
-from fluidedge.instances.models import NetworkSpec, TemplateSpec
+from fluidedge.instances.models import NetworkSpec, TemplateSpec, check_file_tree
 from fluidedge.instances.persist import Tables
 
 
@@ -100,6 +100,10 @@ class Catalog:
                 raise InvalidRequest(
                     f"interfaces: names must be unique ({', '.join(duplicates)} repeated)"
                 )
+            try:
+                check_file_tree(spec.files)
+            except ValueError as exc:
+                raise InvalidRequest(f"files: {exc}") from exc
             self.tables.put_template(spec.name, spec.model_dump(), False)
             self.templates[spec.name] = spec
         return spec

@@ -37,7 +37,13 @@ class NetnsNotFound(InstancesError, NotFoundError):
 
 
 class InvalidRequest(InstancesError, InputError):
-    """The request is malformed; the message says which field and why."""
+    """The request is well-formed (the API's schema holds: a body that breaks it is a 400) but
+    cannot be carried out as it stands: it contradicts its template, a network, an image or the
+    daemon's configuration (an address outside the network's subnet, files that cannot all be
+    written, a class of service without the CAT part...). The message says which field and
+    why; 422, as for any request understood and refused for what it asks."""
+
+    http_status = 422
 
 
 class NameInUse(InstancesError, ConflictError):

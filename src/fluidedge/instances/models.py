@@ -195,7 +195,6 @@ def _check_files(files: dict[str, str]) -> dict[str, str]:
                 f"file path {path!r} is reserved for the launcher "
                 f"({', '.join(sorted(RESERVED_FILES))})"
             )
-    check_file_tree(files)
     return files
 
 

@@ -83,7 +83,7 @@ def build_routers_router(manager: Manager, sc: Scoped) -> APIRouter:
         "/routers",
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(403, 404, 409),
+        responses=error_responses(403, 404, 409, 422),
     )
     async def create_router(spec: RouterSpec, request: Request) -> dict[str, object]:
         admin(request)

@@ -1,6 +1,7 @@
 """Logical routers through the daemons' API: made through one node, seen by every node (the
 NB is their store), instances on two nodes and two networks routed to each other; a network a
-router joins cannot be deleted; a tenant may not make routers; bad bodies are 400s."""
+router joins cannot be deleted; a tenant may not make routers; bad bodies are 400s, an address
+outside its network's subnet a 422."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_a_router_joins_networks_across_nodes(nodes: OvnNodes) -> None:
     assert status_of(lambda: ca.post("/v1/routers", body)) == 409  # exists
     assert status_of(lambda: ca.delete(f"/v1/networks/{right}")) == 409  # joined by edge-r
     bad = {"name": "r2", "interfaces": [{"network": left, "address": "10.99.0.1/24"}]}
-    assert status_of(lambda: ca.post("/v1/routers", bad)) == 400  # not in the subnet
+    assert status_of(lambda: ca.post("/v1/routers", bad)) == 422  # not in the subnet
     missing = {"name": "r2", "interfaces": [{"network": "nope", "address": "10.0.0.1/24"}]}
     assert status_of(lambda: ca.post("/v1/routers", missing)) == 404
     assert status_of(lambda: ca.post("/v1/routers", {"name": "R!", "interfaces": []})) == 400
