@@ -531,8 +531,7 @@ class Manager:
                 request.command or template.command,
                 workload_env(template.env, request.env, request.name),
             )
-            if request.files:
-                check_file_tree([*template.files, *request.files])
+            check_file_tree([*template.files, *request.files])
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         return template, claims

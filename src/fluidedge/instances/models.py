@@ -119,7 +119,7 @@ Labels = Annotated[dict[LabelText, LabelText], Field(max_length=LIMITS["labels"]
 FilePath = Annotated[str, Field(max_length=LIMITS["file_path"])]
 FileContent = Annotated[str, Field(max_length=LIMITS["file_content"])]
 _FILE_SCHEMA_RE = (
-    r"^(?!(go|assign|started)(/|$))(?!(.*/)?\.\.?(/|$))"
+    r"^(?!(go|assign|started)(/|$))(?!(.*/)?\.\.(/|$))"
     r"[A-Za-z0-9_.-]{1,255}(/[A-Za-z0-9_.-]{1,255})*$"
 )
 Files = Annotated[
@@ -185,10 +185,9 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 def _check_files(files: dict[str, str]) -> dict[str, str]:
     for path in files:
         parts = path.split("/")
-        if not _FILE_RE.match(path) or {".", ".."} & set(parts):
+        if not _FILE_RE.match(path) or ".." in parts:
             raise ValueError(
-                f"invalid file path {path[:80]!r} (relative, names of at most 255 characters "
-                "of A-Z a-z 0-9 _ . -, no '.' or '..')"
+                f"invalid file path {path[:80]!r} (relative, names of A-Z a-z 0-9 _ . -, no '..')"
             )
         if parts[0] in RESERVED_FILES:
             raise ValueError(
@@ -199,11 +198,15 @@ def _check_files(files: dict[str, str]) -> dict[str, str]:
 
 
 def check_file_tree(paths: Iterable[str]) -> None:
-    """Raise ValueError when a path is also a directory of another (``a`` and ``a/b``): both
-    cannot be written. The template's and the request's files are checked together too."""
+    """Raise ValueError when the files cannot all be written: a path that is also a directory
+    of another (``a`` and ``a/b``), a name ``.`` (the directory itself). The template's and the
+    request's files are checked together too. Not a model check: a template stored before it
+    still loads (its instances are refused, with this reason)."""
     files = set(paths)
     for path in sorted(files):
         parts = path.split("/")
+        if "." in parts:
+            raise ValueError(f"file path {path!r} names '.', a directory, not a file")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent in files:
