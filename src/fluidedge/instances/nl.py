@@ -126,6 +126,8 @@ def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 libc.setns(fd, libc.CLONE_NEWNET)
+            except OSError as exc:
+                raise OSError(exc.errno, f"setns({path}): {exc.strerror}") from exc
             finally:
                 os.close(fd)
             box.append(fn())
