@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.errors import NotFoundError
-from fluidedge.gui.query import Keep, Paging, clamp
+from fluidedge.gui.query import Keep, Paging, clamp, numbered_page
 from fluidedge.gui.scope import sees, visible
 from fluidedge.gui.session import Principal
 
@@ -124,11 +124,7 @@ class Node:
             rows = backend.tunnels()
             paging = clamp(page, size, len(rows))
             return paging, rows[paging.offset : paging.offset + size]
-        total, rows = paged(keep, (page - 1) * size, size)
-        paging = clamp(page, size, total)
-        if paging.page != page:  # past the end: show the last page
-            total, rows = paged(keep, paging.offset, size)
-        return paging, rows
+        return numbered_page(lambda offset, count: paged(keep, offset, count), page, size)
 
     # ------------------------------------------------------------------ live values
 
@@ -166,14 +162,10 @@ class Node:
     ) -> tuple[Paging, list[InstanceView]]:
         """A numbered page of the instances ``principal`` sees, by name (the last page when
         ``page`` is past the end); only that page's instances are viewed."""
-        manager = self.manager()
-        keep = sees(principal)
-        total, views = manager.instance_slice((page - 1) * size, size, keep)
-        paging = clamp(page, size, total)
-        if paging.page != page:
-            total, views = manager.instance_slice(paging.offset, size, keep)
-            paging = clamp(paging.page, size, total)
-        return paging, views
+        manager, keep = self.manager(), sees(principal)
+        return numbered_page(
+            lambda offset, count: manager.instance_slice(offset, count, keep), page, size
+        )
 
     def live_instances(self, principal: Principal, page: int, size: int) -> dict[str, str]:
         """The overview's live values and the state of each instance on ``page``."""

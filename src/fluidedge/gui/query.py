@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fluidedge.gui.errors import GuiInputError
 from fluidedge.tof.pipeline import Bearer
@@ -90,6 +91,21 @@ def page_number(text: str | None) -> int:
     if not text.isdigit() or int(text) < 1 or len(text) > 9:
         raise GuiInputError(f"page: {text!r} is not a page number")
     return int(text)
+
+
+T = TypeVar("T")
+
+
+def numbered_page(
+    fetch: Callable[[int, int], tuple[int, list[T]]], page: int, size: int
+) -> tuple[Paging, list[T]]:
+    """Numbered page ``page`` of ``size`` rows, the last one when ``page`` is past the end;
+    ``fetch(offset, size)`` answers (the total, those rows)."""
+    total, rows = fetch((page - 1) * size, size)
+    paging = clamp(page, size, total)
+    if paging.page != page:  # past the end: show the last page
+        total, rows = fetch(paging.offset, size)
+    return paging, rows
 
 
 def clamp(page: int, size: int, total: int) -> Paging:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from fluidedge.gui import charts
 from fluidedge.gui.errors import GuiInputError
 from fluidedge.gui.forms import FORM, domain_error, field_errors, number, pairs, parse_form
-from fluidedge.gui.query import clamp, page_number, parse_search
+from fluidedge.gui.query import clamp, numbered_page, page_number, parse_search
 from fluidedge.gui.scope import visible
 from fluidedge.gui.session import Authenticator, Principal, Sessions, same_secret
 from fluidedge.instances.models import InstanceRequest
@@ -180,3 +180,18 @@ def test_numeric_fields_become_json_numbers() -> None:
     assert number(" 8080 ") == 8080
     assert number("0.25") == 0.25
     assert number("8k") == "8k"  # left for the model to refuse with its own reason
+
+
+def test_numbered_page_fetches_the_last_page_when_asked_past_the_end() -> None:
+    rows = list(range(120))
+    asked: list[tuple[int, int]] = []
+
+    def fetch(offset: int, size: int) -> tuple[int, list[int]]:
+        asked.append((offset, size))
+        return len(rows), rows[offset : offset + size]
+
+    paging, page = numbered_page(fetch, 2, 50)
+    assert (paging.page, page[0], len(page), asked) == (2, 50, 50, [(50, 50)])
+    asked.clear()
+    paging, page = numbered_page(fetch, 9, 50)
+    assert (paging.page, page, asked) == (3, rows[100:], [(400, 50), (100, 50)])
