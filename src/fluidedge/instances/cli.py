@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import typer
 
 from fluidedge.core.paging import MAX_PAGE
+
+if TYPE_CHECKING:
+    from fluidedge.core.client import Client
 
 # ``instance ls`` fetches the list this many at a time (each answer stays small).
 LS_PAGE = 500
@@ -27,14 +31,19 @@ class _Api:
     """One short-lived client per call (closed right away: no sockets left behind)."""
 
     @staticmethod
-    def _call(method: str, path: str, body: Any = None) -> Any:
+    @contextmanager
+    def _client() -> Iterator[Client]:
         from fluidedge.core.client import Client
 
         client = Client()
         try:
-            return client.request(method, path, body)
+            yield client
         finally:
             client.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        with self._client() as client:
+            return client.request(method, path, body)
 
     def get(self, path: str) -> Any:
         return self._call("GET", path)
@@ -45,25 +54,13 @@ class _Api:
     def delete(self, path: str) -> Any:
         return self._call("DELETE", path)
 
-    @staticmethod
-    def page(path: str) -> tuple[list[Any], str | None]:
-        from fluidedge.core.client import Client
-
-        client = Client()
-        try:
+    def page(self, path: str) -> tuple[list[Any], str | None]:
+        with self._client() as client:
             return client.page(path)
-        finally:
-            client.close()
 
-    @staticmethod
-    def pages(path: str, limit: int) -> Iterator[list[Any]]:
-        from fluidedge.core.client import Client
-
-        client = Client()
-        try:
+    def pages(self, path: str, limit: int) -> Iterator[list[Any]]:
+        with self._client() as client:
             yield from client.pages(path, limit)
-        finally:
-            client.close()
 
 
 def _client() -> _Api:
