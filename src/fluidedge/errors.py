@@ -5,6 +5,8 @@ derive from one of the *kinds* below, which tell the API which HTTP status answe
 
     FluidedgeError
     ├── InputError        400  the request or input is malformed (a reason is always given)
+    │   └── Unprocessable 422  well-formed (its schema holds) but cannot be carried out as it
+    │                          stands: it contradicts stored state, the host or the config
     ├── NotFoundError     404  the named object does not exist
     ├── ConflictError     409  the request clashes with existing state
     ├── CapacityError     503  the host cannot take it now (pool, CPUs, memory)
@@ -29,6 +31,17 @@ class InputError(FluidedgeError):
     """Malformed input: the message says which field and why."""
 
     http_status = 400
+
+
+class Unprocessable(InputError):
+    """The request is well-formed (the API's schema holds: a body that breaks it is a 400) but
+    cannot be carried out as it stands: it contradicts stored objects, the host or the daemon's
+    configuration (an address outside its network, a port that is not an instance's, a part
+    that is not enabled). The message says which field and why. 422, as for any request
+    understood and refused for what it asks; still an :class:`InputError` for callers that
+    only ask whether the input was at fault."""
+
+    http_status = 422
 
 
 class NotFoundError(FluidedgeError):

@@ -79,27 +79,40 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+def _specificity(template: str) -> tuple[bool, ...]:
+    """Sort key of a path template: per segment, a literal (False) before a parameter (True)."""
+    return tuple(segment.startswith("{") for segment in template.strip("/").split("/"))
+
+
 class RouteMethods:
     """The methods each path answers, built on first use from the OpenAPI document's paths
     (every API route, whatever router included it) and the application's plain routes (the
-    documentation pages, which the document does not list)."""
+    documentation pages, which the document does not list).
+
+    Where templates overlap (``/v1/chains/port-pairs`` and ``/v1/chains/{object_id}``), the
+    most specific one answers, segment by segment a literal before a parameter, as OpenAPI
+    says paths match (a concrete path before a templated one): the ``Allow`` of
+    ``/v1/chains/port-pairs`` is the collection's, and a ``PUT`` there is a 405, never an
+    update of an object named ``port-pairs``."""
 
     def __init__(
         self, paths: Callable[[], dict[str, dict[str, Any]]], routes: Callable[[], list[BaseRoute]]
     ) -> None:
         self._paths = paths
         self._routes = routes
-        self._table: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+        self._table: list[tuple[tuple[bool, ...], re.Pattern[str], frozenset[str]]] | None = None
         self._cache: dict[str, str | None] = {}
 
-    def _build(self) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    def _build(self) -> list[tuple[tuple[bool, ...], re.Pattern[str], frozenset[str]]]:
         table = []
         for template, operations in self._paths().items():
             pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-            table.append((re.compile(f"^{pattern}$"), frozenset(m.upper() for m in operations)))
+            methods = frozenset(m.upper() for m in operations)
+            table.append((_specificity(template), re.compile(f"^{pattern}$"), methods))
         for route in self._routes():
             if isinstance(route, Route) and route.methods:
-                table.append((route.path_regex, frozenset(route.methods)))
+                table.append((_specificity(route.path), route.path_regex, frozenset(route.methods)))
+        table.sort(key=lambda entry: entry[0])
         return table
 
     def allow(self, path: str) -> str | None:
@@ -111,8 +124,12 @@ class RouteMethods:
         if self._table is None:
             self._table = self._build()
         methods: set[str] = set()
-        for regex, route_methods in self._table:
+        best: tuple[bool, ...] | None = None
+        for key, regex, route_methods in self._table:  # most specific first
+            if best is not None and key != best:
+                break
             if regex.match(path):
+                best = key
                 methods |= route_methods
         value = None
         if methods:

@@ -6,9 +6,9 @@ from fluidedge.errors import (
     ConflictError,
     DeadlineExceeded,
     FluidedgeError,
-    InputError,
     NotFoundError,
     SystemFailure,
+    Unprocessable,
 )
 
 
@@ -36,14 +36,12 @@ class NetnsNotFound(InstancesError, NotFoundError):
     """A network names a network namespace that does not exist."""
 
 
-class InvalidRequest(InstancesError, InputError):
+class InvalidRequest(InstancesError, Unprocessable):
     """The request is well-formed (the API's schema holds: a body that breaks it is a 400) but
     cannot be carried out as it stands: it contradicts its template, a network, an image or the
     daemon's configuration (an address outside the network's subnet, files that cannot all be
     written, a class of service without the CAT part...). The message says which field and
     why; 422, as for any request understood and refused for what it asks."""
-
-    http_status = 422
 
 
 class NameInUse(InstancesError, ConflictError):
@@ -107,9 +105,7 @@ class ImageSourceNotFound(InstancesError, NotFoundError):
     """An import names a file or directory that does not exist on the daemon's host."""
 
 
-class ImageUnusable(InstancesError, InputError):
+class ImageUnusable(InstancesError, Unprocessable):
     """The source exists but is not an image this host can run (not an image at all, another
     architecture, ids beyond the mapped range...): 422, the request was understood but its
     content cannot be used."""
-
-    http_status = 422

@@ -55,6 +55,26 @@ def test_allow_table_unions_every_route_of_a_path() -> None:
     assert table.allow("/other") is None
 
 
+def test_allow_table_takes_the_most_specific_template_of_a_path() -> None:
+    """A concrete path before a templated one (OpenAPI's path matching): the collection
+    ``/c/pairs`` is not also ``/c/{id}``, whose PUT and DELETE it must not advertise (and the
+    middleware answers 405 for them rather than let ``{id}`` = "pairs" be updated)."""
+    paths = {
+        "/c": {"get": {}, "post": {}},
+        "/c/{id}": {"get": {}, "put": {}, "delete": {}},
+        "/c/pairs": {"get": {}, "post": {}},
+        "/c/pairs/{id}": {"get": {}, "delete": {}},
+        "/c/{id}/rules": {"put": {}},
+        "/c/pairs/rules": {"get": {}},
+    }
+    table = RouteMethods(lambda: paths, list)
+    assert table.allow("/c/pairs") == "GET, HEAD, POST, OPTIONS"
+    assert table.allow("/c/web") == "GET, HEAD, PUT, DELETE, OPTIONS"
+    assert table.allow("/c/pairs/p1") == "GET, HEAD, DELETE, OPTIONS"
+    assert table.allow("/c/web/rules") == "PUT, OPTIONS"
+    assert table.allow("/c/pairs/rules") == "GET, HEAD, OPTIONS"
+
+
 def _caused(exc: BaseException, cause: BaseException) -> BaseException:
     exc.__cause__ = cause
     return exc
