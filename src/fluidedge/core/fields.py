@@ -39,6 +39,18 @@ ANY_PROTOCOL = frozenset({"any", ""})
 MAX_TEXT_ADDRESS = 64  # longer than any IPv6 prefix in text
 
 
+def decimal(text: str, max_digits: int = 9) -> int | None:
+    """The value of ``text`` when it is 1 to ``max_digits`` ASCII decimal digits, else None.
+
+    WHY not ``text.isdigit()`` then ``int(text)``: ``isdigit`` admits ``"²"``, which ``int``
+    then refuses (an unhandled ValueError: a 500 from hostile input), and ``"١٢"``, which
+    ``int`` reads as 12 (a number nobody typed as one). Untrusted text (requests, images,
+    query strings) is parsed with this."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 class FieldChecks:
     """The checks, raising ``error(f"{field}: {why}")``."""
 
@@ -82,8 +94,8 @@ class FieldChecks:
                 return None
             if text in PROTOCOL_NAMES:
                 number = PROTOCOL_NAMES[text]
-            elif text.isdigit() and len(text) <= 3:
-                number = self.integer("protocol", int(text), 0, 255)
+            elif (digits := decimal(text, 3)) is not None:
+                number = self.integer("protocol", digits, 0, 255)
             else:
                 names = ", ".join(sorted(PROTOCOL_NAMES))
                 raise self.bad(

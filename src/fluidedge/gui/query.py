@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from fluidedge.core.fields import decimal
 from fluidedge.gui.errors import GuiInputError
 from fluidedge.tof.pipeline import Bearer
 
@@ -88,9 +89,10 @@ def page_number(text: str | None) -> int:
     """A requested page number (1 when absent); GuiInputError when not a positive integer."""
     if text is None or text == "":
         return 1
-    if not text.isdigit() or int(text) < 1 or len(text) > 9:
+    number = decimal(text)
+    if number is None or number < 1:
         raise GuiInputError(f"page: {text!r} is not a page number")
-    return int(text)
+    return number
 
 
 T = TypeVar("T")

@@ -56,7 +56,7 @@ def test_empty_search_keeps_everything() -> None:
 def test_paging_clamps_to_the_last_page() -> None:
     assert page_number(None) == 1
     assert page_number("3") == 3
-    for bad in ("0", "-1", "x", "1" * 10):
+    for bad in ("0", "-1", "x", "1" * 10, "\u00b2", "\u0661\u0662", " 1"):
         with pytest.raises(GuiInputError):
             page_number(bad)
     paging = clamp(9, 50, 120)

@@ -98,6 +98,17 @@ def test_resolve_user_by_number_and_by_name() -> None:
         resolve_user("70000", passwd, group)
 
 
+def test_resolve_user_refuses_digits_that_are_not_ascii() -> None:
+    """A hostile image's ``User`` or ``/etc/passwd`` with ``²`` (``isdigit`` but not ``int``)
+    or ``١٢`` (``int`` reads 12) is an ImageError naming it, never a crash or a guessed id."""
+    passwd = "root:x:0:0::/:/bin/sh\nodd:x:\u00b2:0::/:/bin/sh\nweb:x:1000:\u0661::/:/x\n"  # noqa: S105
+    group = "root:x:0:\nsup:x:\u00b3:\n"
+    for user in ("\u00b2", "\u0661\u0662", "odd", "web", "root:\u00b2", "root:sup"):
+        with pytest.raises(ImageError, match="is not in the image's"):
+            resolve_user(user, passwd, group)
+    assert resolve_user("0:0", passwd, group) == (0, 0)
+
+
 def test_template_takes_what_it_omits_from_the_image() -> None:
     config, _ = parse_config(DOC)
     spec = TemplateSpec.model_validate({"name": "web", "image": "web", "env": {"FOO": "mine"}})

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluidedge.core.fields import decimal
+
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
 
@@ -101,24 +103,34 @@ def resolve_user(user: str | None, passwd: str, group: str) -> tuple[int, int]:
         return 0, 0
     name, _, grp = user.partition(":")
     users = _table(passwd)
-    if name.isdigit():
-        uid = int(name)
-        gid = next((int(f[3]) for f in users.values() if f[2] == name and f[3].isdigit()), uid)
-    elif name in users and users[name][2].isdigit() and users[name][3].isdigit():
-        uid, gid = int(users[name][2]), int(users[name][3])
-    else:
+    ids = _ids(name, users)
+    if ids is None:
         raise ImageError(f"user {name!r} is not in the image's /etc/passwd")
+    uid, gid = ids
     if grp:
-        groups = _table(group)
-        if grp.isdigit():
-            gid = int(grp)
-        elif grp in groups and groups[grp][2].isdigit():
-            gid = int(groups[grp][2])
-        else:
+        found = _table(group).get(grp, ["", "", ""])
+        number = decimal(grp, 10)  # a number is an id, as runc reads it
+        number = decimal(found[2], 10) if number is None else number
+        if number is None:
             raise ImageError(f"group {grp!r} is not in the image's /etc/group")
+        gid = number
     if not (0 <= uid < 65536 and 0 <= gid < 65536):
         raise ImageError(f"user {user!r}: ids must be below 65536 (the mapped range)")
     return uid, gid
+
+
+def _ids(name: str, users: dict[str, list[str]]) -> tuple[int, int] | None:
+    """(uid, gid) of ``name``: a number (its group that of the passwd entry with that uid, else
+    the same number) or a passwd name whose fields are numbers; None when neither."""
+    uid = decimal(name, 10)
+    if uid is not None:
+        mates = (decimal(f[3], 10) for f in users.values() if decimal(f[2], 10) == uid)
+        return uid, next((g for g in mates if g is not None), uid)
+    entry = users.get(name)
+    if entry is None:
+        return None
+    uid, gid = decimal(entry[2], 10), decimal(entry[3], 10)
+    return None if uid is None or gid is None else (uid, gid)
 
 
 def _table(text: str) -> dict[str, list[str]]:
