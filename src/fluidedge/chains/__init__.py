@@ -25,7 +25,12 @@ Module map (pure policy first, I/O adapters last):
 Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
     ChainsError (FluidedgeError)
-    ├── InvalidChain (+ InputError)             400  malformed object
+    ├── InvalidChain (+ InputError)             400  malformed object (the API's schema says
+    │                                                which: its bodies are refused there first)
+    ├── ChainUnprocessable (+ Unprocessable)    422  well-formed, but fields that contradict
+    │                                                each other, a rule nft refuses or whose
+    │                                                braces do not nest, a route whose
+    │                                                [instances] part is not enabled
     ├── ChainObjectNotFound (+ NotFoundError)   404
     ├── ChainConflict (+ ConflictError)         409  shared pair/group/classifier/port
     └── DataPlaneFailure (+ SystemFailure)      500  ovs-ofctl, tc or a map write failed

@@ -3,9 +3,15 @@
 ``/v1/chains`` (port chains), ``/v1/chains/port-pairs``, ``/v1/chains/port-pair-groups`` and
 ``/v1/chains/flow-classifiers``: list, create (201; 409 if the id exists), show, replace (PUT:
 the whole object; its id, tenant and chain number stay) and delete (409 while another object
-uses it). Bodies are strict pydantic models (a typo is a 400 naming the field); the model's
-own checks (:mod:`fluidedge.chains.model`) give the 400s about meaning and the 409s about
-objects that clash.
+uses it). Bodies are strict pydantic models whose schema states every rule a single field
+obeys (names, item patterns, distinct items, prefixes, protocols; no coercion: ``0`` is not
+``false``), so a body the served schema refuses is a 400 naming the field and one it accepts
+is never a 400. What it cannot state is a 422 (:class:`~fluidedge.chains.errors.
+ChainUnprocessable`: a classifier's fields that contradict each other, a firewall rule nft
+refuses, a route of a part the daemon does not run), a 404 or a 409 about other objects.
+
+A chain's id is never one of the collections beside ``/v1/chains/{id}``
+(:data:`RESERVED_CHAIN_IDS`): such a chain could be created but never read.
 
 ``PUT``/``GET /v1/chains/firewalls/{instance}/rules`` replace the rules of a running vFirewall
 instance in one nftables transaction, and show what its kernel holds (:mod:`.firewall`).
@@ -16,15 +22,17 @@ instance in one nftables transaction, and show what its kernel holds (:mod:`.fir
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from fluidedge.chains import functions
-from fluidedge.chains.errors import InvalidChain
+from fluidedge.chains.errors import ChainUnprocessable
 from fluidedge.chains.firewall import LiveFirewalls
+from fluidedge.chains.functions import RULE_PATTERN
 from fluidedge.chains.model import (
     ID_PATTERN,
     MAX_CLASSIFIERS,
@@ -32,6 +40,8 @@ from fluidedge.chains.model import (
     MAX_GROUPS,
     MAX_MEMBERS,
     PORT_PATTERN,
+    PREFIX_PATTERN,
+    PROTOCOL_PATTERN,
     TOF_SERVICE_PATTERN,
     FunctionKind,
 )
@@ -46,8 +56,97 @@ from fluidedge.tenants.scope import ADMIN, Principal, principal_of
 _NO_TENANTS = ChainScope(lambda port: None, lambda name: None)
 
 
+# The segments under /v1/chains that are routes of their own. A chain with one of these ids
+# could be created but never read: GET /v1/chains/port-pairs lists the port pairs, and the
+# edge answers a PUT or DELETE there with a 405 (the most specific path wins).
+RESERVED_CHAIN_IDS = (
+    "port-pairs",
+    "port-pair-groups",
+    "flow-classifiers",
+    "function-templates",
+    "firewalls",
+)
+# The chain id's pattern as the schema states it: ID_PATTERN without the reserved names. The
+# lookahead is ECMA-262 (the schema's dialect) but not pydantic's Rust regex, so validation
+# checks ID_PATTERN and then the names (_unreserved); a unit test holds the two equal.
+# (The names go in unescaped: ``-`` is literal there, and an escaped one is an error in
+# ECMA-262's unicode mode.)
+CHAIN_ID_PATTERN = f"^(?!(?:{'|'.join(RESERVED_CHAIN_IDS)})$)" + ID_PATTERN.removeprefix("^")
+_PREFIX_RE = re.compile(PREFIX_PATTERN)
+_PROTOCOL_RE = re.compile(PROTOCOL_PATTERN)
+
+
+def _unreserved(value: str) -> str:
+    if value in RESERVED_CHAIN_IDS:
+        raise ValueError(
+            f"{value!r} is reserved: /v1/chains/{value} is another route (a chain of that id "
+            "could never be read)"
+        )
+    return value
+
+
+def _prefix(value: str) -> str:
+    # PREFIX_PATTERN checked here rather than as the field's ``pattern``: the same rule, but
+    # an error that says what is wrong instead of quoting two thousand characters of regex.
+    if not _PREFIX_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an IP prefix (an address, or address/length)")
+    return value
+
+
+def _protocol(value: str | int | None) -> str | int | None:
+    # One check over the union (rather than constraints on each member) so that an error
+    # names the field, not a member of the union.
+    if isinstance(value, str) and not _PROTOCOL_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a protocol name, any, or a number 0-255")
+    if isinstance(value, int) and not 0 <= value <= 255:
+        raise ValueError(f"{value} is not a protocol number 0-255")
+    return value
+
+
+def _distinct(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("a name appears twice")
+    return names
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No extra field, no coercion (``0`` is not ``false``, ``"5"`` not ``5``): what the
+    schema calls a boolean or an integer is one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Name = Annotated[str, Field(pattern=ID_PATTERN)]
+# Object ids, each once (``uniqueItems``: the model refuses a repeated one).
+Names = Annotated[list[Name], AfterValidator(_distinct)]
+_DISTINCT: dict[str, Any] = {"uniqueItems": True}
+Protocol = Annotated[
+    str | int | None,
+    AfterValidator(_protocol),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": PROTOCOL_PATTERN},
+                {"type": "integer", "minimum": 0, "maximum": 255},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+Prefix = Annotated[
+    str,
+    Field(max_length=64, json_schema_extra={"pattern": PREFIX_PATTERN}),
+    AfterValidator(_prefix),
+]
+_PREFIX = (
+    "an IPv4 or IPv6 prefix: an address (a host) or address/length, host bits cleared; of the "
+    "classifier's ethertype (another family is a 422)"
+)
+Rule = Annotated[str, Field(pattern=RULE_PATTERN)]
+_RULES = (
+    "nftables rule statements, in order (one statement each; braces only as sets, which "
+    "must nest: one that does not, or a rule nft refuses, is a 422)"
+)
 
 
 class PortPairBody(_Strict):
@@ -66,7 +165,9 @@ class PortPairBody(_Strict):
 
 class PortPairGroupBody(_Strict):
     id: str = Field(pattern=ID_PATTERN)
-    port_pairs: list[str] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    port_pairs: Names = Field(
+        default_factory=list, max_length=MAX_MEMBERS, json_schema_extra=_DISTINCT
+    )
     tap_enabled: bool = Field(
         default=False,
         description="a passive tap: its function gets a copy of each packet, the chain goes on "
@@ -80,11 +181,13 @@ class FlowClassifierBody(_Strict):
     logical_source_port: str = Field(pattern=PORT_PATTERN)
     logical_destination_port: str = Field(pattern=PORT_PATTERN)
     ethertype: Literal["IPv4", "IPv6"] = "IPv4"
-    protocol: str | int | None = Field(
-        default=None, description="tcp, udp, sctp, icmp, icmpv6, any, or a number 0-255"
+    protocol: Protocol = Field(
+        default=None,
+        description="tcp, udp, sctp, icmp, icmpv6 (ipv6-icmp), dccp, udplite (any case), any "
+        "or empty (any), or a number 0-255; icmpv6 needs ethertype IPv6 (a 422 otherwise)",
     )
-    source_ip_prefix: str | None = Field(default=None, max_length=64)
-    destination_ip_prefix: str | None = Field(default=None, max_length=64)
+    source_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
+    destination_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
     source_port_range_min: int | None = Field(default=None, ge=0, le=65535)
     source_port_range_max: int | None = Field(default=None, ge=0, le=65535)
     destination_port_range_min: int | None = Field(default=None, ge=0, le=65535)
@@ -93,19 +196,44 @@ class FlowClassifierBody(_Strict):
         default=None,
         pattern=TOF_SERVICE_PATTERN,
         description="a TOF service: its offloaded traffic (the source port is the TOF's apps "
-        "side; the destination prefix is the service's, not given here)",
+        "side; the destination prefix is the service's, not given here: both is a 422)",
     )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
 
 
 class PortChainBody(_Strict):
-    id: str = Field(pattern=ID_PATTERN)
-    port_pair_groups: list[str] = Field(min_length=1, max_length=MAX_GROUPS)
-    flow_classifiers: list[str] = Field(default_factory=list, max_length=MAX_CLASSIFIERS)
+    id: Annotated[str, AfterValidator(_unreserved)] = Field(
+        pattern=ID_PATTERN,
+        json_schema_extra={"pattern": CHAIN_ID_PATTERN},
+        description="not one of the collections beside /v1/chains/{id}: "
+        + ", ".join(RESERVED_CHAIN_IDS),
+    )
+    port_pair_groups: Names = Field(
+        min_length=1, max_length=MAX_GROUPS, json_schema_extra=_DISTINCT
+    )
+    flow_classifiers: Names = Field(
+        default_factory=list, max_length=MAX_CLASSIFIERS, json_schema_extra=_DISTINCT
+    )
     chain_id: int | None = Field(default=None, ge=1, le=255, description="absent: allocated")
     symmetric: bool = True
     failure_policy: Literal["open", "closed"] = "closed"
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+def _responses(*codes: int, unprocessable: str = "") -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` of ``codes``, and a 422 saying what this route refuses with it."""
+    out = error_responses(*codes)
+    if unprocessable:
+        out[422] = {**error_responses(422)[422], "description": unprocessable}
+    return out
+
+
+_CLASSIFIER_422 = (
+    "Well-formed, but fields that contradict each other: a port range without tcp, udp or "
+    "sctp (or a max without its min, or min above max), a prefix or icmpv6 of the other "
+    "ethertype, equal logical ports, a TOF service and a destination prefix"
+)
+_NO_INSTANCES = "the daemon runs no [instances] part"
 
 
 def _doc(body: BaseModel) -> dict[str, Any]:
@@ -122,6 +250,11 @@ def _resource(  # noqa: PLR0917 (one call site per resource)
     principal: Callable[[Request], Principal],
 ) -> None:
     tags: list[str | Any] = ["chains"]
+    # A classifier's fields may contradict each other (a 422); the other objects' rules are
+    # all the schema's or about other objects (404, 409).
+    changes = _responses(
+        403, 404, 409, unprocessable=_CLASSIFIER_422 if kind == "flow_classifier" else ""
+    )
 
     def list_objects(request: Request) -> list[dict[str, Any]]:
         who = principal(request)
@@ -168,7 +301,7 @@ def _resource(  # noqa: PLR0917 (one call site per resource)
         methods=["POST"],
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(403, 404, 409),
+        responses=changes,
         name=f"create {kind}",
     )
     router.add_api_route(
@@ -179,7 +312,7 @@ def _resource(  # noqa: PLR0917 (one call site per resource)
         replace,
         methods=["PUT"],
         tags=tags,
-        responses=error_responses(403, 404, 409),
+        responses=changes,
         name=f"replace {kind}",
     )
     router.add_api_route(
@@ -208,13 +341,13 @@ class FunctionTemplateBody(_Strict):
     kind: Literal["counter", "firewall", "router", "tap"]
     name: str = Field(pattern=ID_PATTERN, description="the template's name")
     network: str = Field(pattern=ID_PATTERN, description="an ovs instance network")
-    rules: list[str] = Field(
-        default_factory=list, max_length=64, description="firewall: nftables rules, in order"
+    rules: list[Rule] = Field(
+        default_factory=list, max_length=64, description=f"firewall: {_RULES}"
     )
-    ingress_routes: list[str] = Field(
+    ingress_routes: list[Prefix] = Field(
         default_factory=list, max_length=32, description="router: prefixes routed out of eth0"
     )
-    egress_routes: list[str] = Field(
+    egress_routes: list[Prefix] = Field(
         default_factory=list, max_length=32, description="router: prefixes routed out of eth1"
     )
 
@@ -234,7 +367,7 @@ class FirewallRulesBody(_Strict):
     """``PUT /v1/chains/firewalls/{instance}/rules``: the new rules, in order (each one
     nftables rule statement, as in the template)."""
 
-    rules: list[str] = Field(max_length=64, description="nftables rules, in order")
+    rules: list[Rule] = Field(max_length=64, description=_RULES)
 
 
 def build_router(
@@ -244,7 +377,8 @@ def build_router(
     scope: ChainScope | None = None,
 ) -> APIRouter:
     """``create_template``: registers a template body with the instances part (and the image
-    it runs on); absent, function templates are refused. ``scope``: who sees what
+    it runs on); absent, function templates are refused (422, as the vFirewall routes without
+    ``firewalls``: the daemon runs no ``[instances]`` part). ``scope``: who sees what
     (:mod:`.scoping`; absent: no tenants)."""
     router = APIRouter(prefix="/v1")
 
@@ -260,7 +394,7 @@ def build_router(
                 "template through /v1/templates)"
             )
         if create_template is None:
-            raise InvalidChain("function templates need the [instances] part")
+            raise ChainUnprocessable("function templates need the [instances] part")
         return create_template(function_template(body))
 
     router.add_api_route(
@@ -269,13 +403,19 @@ def build_router(
         methods=["POST"],
         tags=["chains"],
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(400, 404, 409),
+        responses=_responses(
+            400,
+            404,
+            409,
+            unprocessable=f"A firewall rule whose braces do not nest; {_NO_INSTANCES}, or its "
+            "answer to the template (a network that is neither ovs nor linuxbridge)",
+        ),
         name="create a built-in function's template",
     )
 
     def _firewalls() -> LiveFirewalls:
         if firewalls is None:
-            raise InvalidChain("firewalls need the [instances] part")
+            raise ChainUnprocessable("firewalls need the [instances] part")
         return firewalls
 
     def show_firewall_rules(instance: str, request: Request) -> dict[str, str]:
@@ -294,7 +434,7 @@ def build_router(
         show_firewall_rules,
         methods=["GET"],
         tags=["chains"],
-        responses=error_responses(403, 404, 409),
+        responses=_responses(403, 404, 409, unprocessable=f"Not here: {_NO_INSTANCES}"),
         name="a running vFirewall's rules (its kernel's table, with counters)",
     )
     router.add_api_route(
@@ -302,7 +442,13 @@ def build_router(
         replace_firewall_rules,
         methods=["PUT"],
         tags=["chains"],
-        responses=error_responses(400, 404, 409),
+        responses=_responses(
+            400,
+            404,
+            409,
+            unprocessable="A rule whose braces do not nest, or that nft refuses (its message; "
+            f"the old rules stay); {_NO_INSTANCES}",
+        ),
         name="replace a running vFirewall's rules (one nftables transaction, no restart)",
     )
 

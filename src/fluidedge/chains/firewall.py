@@ -4,7 +4,7 @@
 it runs and forwards: one ``nft -f`` transaction in the instance's network namespace deletes
 its ``bridge fw`` table and adds it again with the new rules (:func:`replace_script`).
 nftables applies a transaction whole or not at all, so a frame crossing the function meets
-either the old rules or the new ones, never none; a rule nft refuses (a 400 with nft's
+either the old rules or the new ones, never none; a rule nft refuses (a 422 with nft's
 message) leaves the old rules in place. The instance is not restarted: its process, its
 legs, its place in its groups and the chain's pins are untouched.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fluidedge.chains.errors import ChainConflict, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainUnprocessable
 from fluidedge.chains.functions import FIREWALL_IMAGE, FIREWALL_TABLE, firewall_ruleset
 from fluidedge.linux.proc import CommandError, run
 
@@ -70,12 +70,14 @@ class LiveFirewalls:
 
     def replace(self, instance: str, rules: list[str]) -> dict[str, str]:
         """Replace the rules of running firewall ``instance`` in one transaction."""
-        script = replace_script(rules)  # InvalidChain before anything is touched
+        script = replace_script(rules)  # refused before anything is touched
         pid = self.lookup(instance)
         try:
             run(self._nsenter(pid, ["nft", "-f", "-"]), input_text=script)
         except CommandError as exc:
-            raise InvalidChain(
+            # Rules of the allowed form that nft will not take (``udp dport nope drop``): the
+            # request is understood, the host's nftables refuses what it asks.
+            raise ChainUnprocessable(
                 f"firewall {instance}: nft refused the rules: {exc.stderr.strip()}"
             ) from None
         return self.show(instance)

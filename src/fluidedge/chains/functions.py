@@ -29,7 +29,7 @@ import ipaddress
 import re
 from typing import Any
 
-from fluidedge.chains.errors import InvalidChain
+from fluidedge.chains.errors import ChainUnprocessable, InvalidChain
 
 BUSYBOX = "/bin/busybox"
 READY = "/tmp/ready"  # noqa: S108 (inside the instance: its private tmpfs)
@@ -96,8 +96,10 @@ def tap(name: str, network: str) -> dict[str, Any]:
 
 
 # One nftables rule statement of the firewall's forward chain: no statement separators,
-# comments or quoting (a rule is one line of the chain, never a way out of it).
-_RULE = re.compile(r"^[A-Za-z0-9 _.:/,{}!=<>-]{1,200}$")
+# comments or quoting (a rule is one line of the chain, never a way out of it). The API's
+# schema states it for each rule; that braces nest (_sets_nest) it cannot state.
+RULE_PATTERN = r"^[A-Za-z0-9 _.:/,{}!=<>-]{1,200}$"
+_RULE = re.compile(RULE_PATTERN)
 FIREWALL_IMAGE = "nft"
 FIREWALL_TABLE = ("bridge", "fw")  # its nftables family and table (live rules: .firewall)
 
@@ -116,12 +118,21 @@ def firewall_ruleset(rules: list[str]) -> str:
     """The vFirewall's nftables ruleset: a ``bridge`` table whose ``forward`` chain (every
     frame crossing the function's bridge, in both directions) applies ``rules`` in order and
     accepts the rest. Each rule is an nftables rule such as ``udp dport 7001 drop``; a
-    ``counter`` in a rule counts what it matched (``nft list ruleset`` inside)."""
+    ``counter`` in a rule counts what it matched (``nft list ruleset`` inside).
+
+    A rule outside :data:`RULE_PATTERN` is malformed (:class:`InvalidChain`: the API's schema
+    refuses it first); one within it whose braces do not nest is
+    :class:`ChainUnprocessable`, the part of the rule a schema cannot state."""
     if len(rules) > 64:
         raise InvalidChain("firewall: at most 64 rules")
     for rule in rules:
-        if not _RULE.fullmatch(rule) or not _sets_nest(rule):
+        if not _RULE.fullmatch(rule):
             raise InvalidChain(f"firewall: rule {rule!r} is not one nftables rule statement")
+        if not _sets_nest(rule):
+            raise ChainUnprocessable(
+                f"firewall: rule {rule!r} is not one nftables rule statement (its braces "
+                "must open and close sets inside it)"
+            )
     body = "".join(f"    {rule}\n" for rule in rules)
     family, table = FIREWALL_TABLE
     return (

@@ -2,8 +2,13 @@
 
 Every object is a frozen dataclass checked at construction: a malformed value raises
 :class:`~fluidedge.chains.errors.InvalidChain` naming the field and the reason, so the compiler
-only ever sees valid, normalised objects. :func:`check_state` adds the checks that span
-objects (references exist, nothing shared that the data plane cannot tell apart, one tenant).
+only ever sees valid, normalised objects. Fields that contradict each other (a port range
+without tcp, udp or sctp, a prefix of the other family...) raise
+:class:`~fluidedge.chains.errors.ChainUnprocessable` instead: each field is well-formed, which
+is all a JSON Schema can say (the API's bodies state every single-field rule as a pattern or a
+bound, :data:`PREFIX_PATTERN`, :data:`PROTOCOL_PATTERN`, so a body that passes them reaches
+only these 422s). :func:`check_state` adds the checks that span objects (references exist,
+nothing shared that the data plane cannot tell apart, one tenant).
 
 - A *port* is named by the host end of an instance interface (its switch port, as the
   security groups' ``Port.device``); the OVS adapter maps it to an OpenFlow port number.
@@ -31,13 +36,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+from fluidedge.chains.errors import (
+    ChainConflict,
+    ChainObjectNotFound,
+    ChainUnprocessable,
+    InvalidChain,
+)
 from fluidedge.core.fields import (
+    ANY_PROTOCOL,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_SCTP,
     PROTO_TCP,
     PROTO_UDP,
+    PROTOCOL_NAMES,
     Ethertype,
     FieldChecks,
     IPNetwork,
@@ -72,8 +84,66 @@ TOF_SERVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _TOF_SERVICE_RE = re.compile(TOF_SERVICE_PATTERN)
 
 
+def _any_case(word: str) -> str:
+    """``word`` as a case-insensitive regex written with classes (``tcp`` -> ``[tT][cC][pP]``):
+    JSON Schema's regex dialect (ECMA-262) has no inline ``(?i)``."""
+    # ``-`` stands for itself outside a class, and re.escape's ``\-`` is an error in
+    # ECMA-262's unicode mode (which schema validators use).
+    return "".join(
+        f"[{c}{c.upper()}]" if c.isalpha() else c if c == "-" else re.escape(c) for c in word
+    )
+
+
+# A protocol as text: a name (any case), ``any``, empty (any) or a number 0-255 (leading
+# zeros up to three digits, as the parser reads them). Narrower than the parser in one way
+# only: no surrounding blanks (it strips them; the schema asks for none).
+_PROTOCOL_WORDS = sorted({*PROTOCOL_NAMES, *ANY_PROTOCOL} - {""}, key=lambda w: (-len(w), w))
+PROTOCOL_PATTERN = (
+    "^(?:"
+    + "|".join(_any_case(w) for w in _PROTOCOL_WORDS)
+    + "|25[0-5]|2[0-4][0-9]|[01][0-9]{2}|[0-9]{1,2})?$"
+)
+
+# An IP prefix as text, in the forms the parser (``ipaddress.ip_network``) reads and the API
+# documents: an address, or an address and a prefix length (``/len``); IPv6 in every RFC 4291
+# form (``::`` for one or more zero groups, an IPv4 tail). Narrower than the parser on
+# purpose: no dotted netmasks (``/255.0.0.0``), no zone (``%eth0``), no leading zeros in a
+# length. Every text it matches is a prefix (tests/unit/chains/test_body_schema.py generates
+# them); whether it is of the classifier's family is a rule across fields (a 422).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_HEX = "[0-9A-Fa-f]{1,4}"
+
+
+def _hextets(count: int) -> str:
+    """Exactly ``count`` hextets joined by ``:``."""
+    if count == 0:
+        return ""
+    return _HEX if count == 1 else rf"{_HEX}(?::{_HEX}){{{count - 1}}}"
+
+
+def _ipv6() -> str:
+    forms = [rf"(?:{_HEX}:){{7}}{_HEX}", rf"(?:{_HEX}:){{6}}{_IPV4}"]
+    # ``::`` stands for at least one zero group: ``left`` groups before it, at most
+    # 7 - left after it (5 - left and the IPv4 tail's two).
+    for left in range(8):
+        room = 7 - left
+        after = "" if room == 0 else rf"(?:{_HEX}(?::{_HEX}){{0,{room - 1}}})?"
+        forms.append(f"{_hextets(left)}::{after}")
+    for left in range(6):
+        forms.append(rf"{_hextets(left)}::(?:{_HEX}:){{0,{5 - left}}}{_IPV4}")
+    return "(?:" + "|".join(forms) + ")"
+
+
+PREFIX_PATTERN = (
+    rf"^(?:{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?"
+    rf"|{_ipv6()}(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
+)
+
+
 _checks = FieldChecks(InvalidChain)
 _bad = _checks.bad
+_clash = FieldChecks(ChainUnprocessable).bad  # well-formed fields that contradict each other
 _name = _checks.name
 _int = _checks.integer
 
@@ -246,11 +316,13 @@ class FlowClassifier:
         if self.tof_service is not None:
             _name("tof_service", self.tof_service, _TOF_SERVICE_RE)
             if self.destination_ip_prefix is not None:
-                raise _bad("destination_ip_prefix", "is the TOF service's (give one or the other)")
+                raise _clash(
+                    "destination_ip_prefix", "is the TOF service's (give one or the other)"
+                )
         _name("logical_source_port", self.logical_source_port, _PORT_RE)
         _name("logical_destination_port", self.logical_destination_port, _PORT_RE)
         if self.logical_source_port == self.logical_destination_port:
-            raise _bad("logical_destination_port", "is the logical source port")
+            raise _clash("logical_destination_port", "is the logical source port")
         if self.ethertype not in ETHERTYPES:
             raise _bad("ethertype", f"{self.ethertype!r} is not IPv4 or IPv6")
         _name("tenant", self.tenant, _TENANT_RE)
@@ -261,7 +333,7 @@ class FlowClassifier:
             if proto == PROTO_ICMP and self.ethertype == "IPv6":
                 object.__setattr__(self, "protocol", PROTO_ICMPV6)
             if proto == PROTO_ICMPV6 and self.ethertype == "IPv4":
-                raise _bad("protocol", "icmpv6 is an IPv6 protocol (ethertype is IPv4)")
+                raise _clash("protocol", "icmpv6 is an IPv6 protocol (ethertype is IPv4)")
         for side in ("source", "destination"):
             _check_port_range(self, side)
             prefix = getattr(self, f"{side}_ip_prefix")
@@ -270,7 +342,7 @@ class FlowClassifier:
             if not isinstance(prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
                 raise _bad(f"{side}_ip_prefix", f"{prefix!r} is not an IP prefix")
             if (prefix.version == 4) != (self.ethertype == "IPv4"):
-                raise _bad(f"{side}_ip_prefix", f"{prefix} is not an {self.ethertype} prefix")
+                raise _clash(f"{side}_ip_prefix", f"{prefix} is not an {self.ethertype} prefix")
 
     def ranges(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """(source range, destination range); None where any port matches."""
@@ -335,16 +407,16 @@ def _check_port_range(c: FlowClassifier, side: str) -> None:
     if low is None and high is None:
         return
     if c.protocol not in PORT_PROTOCOLS:
-        raise _bad(low_f, "a port range needs protocol tcp, udp or sctp")
+        raise _clash(low_f, "a port range needs protocol tcp, udp or sctp")
     if low is None:
-        raise _bad(low_f, f"{high_f} is given without {low_f}")
+        raise _clash(low_f, f"{high_f} is given without {low_f}")
     _int(low_f, low, 0, 65535)
     if high is None:
         object.__setattr__(c, high_f, low)
         high = low
     _int(high_f, high, 0, 65535)
     if low > high:
-        raise _bad(low_f, f"{low} is above {high_f} {high}")
+        raise _clash(low_f, f"{low} is above {high_f} {high}")
 
 
 @dataclass(frozen=True)

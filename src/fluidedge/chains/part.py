@@ -29,7 +29,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.chains.api import build_router
-from fluidedge.chains.errors import ChainConflict, ChainsError, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainsError, ChainUnprocessable, InvalidChain
 from fluidedge.chains.firewall import LiveFirewalls, is_firewall
 from fluidedge.chains.functions import FIREWALL_IMAGE
 from fluidedge.chains.linuxbridge import LinuxChains
@@ -137,10 +137,11 @@ class ChainsPart:
 
     def firewall_pid(self, name: str) -> int:
         """The pid of running vFirewall instance ``name`` (the instances part's 404 if there is
-        no such instance; 409 if it is not a running vFirewall)."""
+        no such instance; 409 if it is not a running vFirewall; 422 without an instances
+        part: the request contradicts the daemon's configuration)."""
         manager = getattr(self.ctx.parts.get("instances"), "manager", None)
         if manager is None:
-            raise InvalidChain("firewalls need the [instances] part")
+            raise ChainUnprocessable("firewalls need the [instances] part")
         view = manager.get_instance(name).view()
         template = manager.get_template(view.template)
         if not is_firewall(template.image, dict(template.files)):
@@ -154,7 +155,7 @@ class ChainsPart:
         image of the host's nft first if the template runs on it and the store lacks it)."""
         manager = getattr(self.ctx.parts.get("instances"), "manager", None)
         if manager is None:
-            raise InvalidChain("function templates need the [instances] part")
+            raise ChainUnprocessable("function templates need the [instances] part")
         if body.get("image") == FIREWALL_IMAGE:
             ensure_nft(manager.images)
         spec = manager.create_template(TemplateSpec.model_validate(body))

@@ -32,7 +32,8 @@ _TEXT = {
     "a capability outside the tenant's quota)",
     404: "Not found",
     409: "Conflict with existing state",
-    422: "Understood, but could not be carried out (e.g. the workload exited before ready)",
+    422: "Well-formed (the schema holds) but cannot be carried out as it stands: it "
+    "contradicts stored objects, the host or the configuration; the reason says which",
     413: "Request body larger than api.max_body_bytes",
     500: "A failure underneath the daemon (kernel, tool, store); the reason says which",
     503: "The store refuses writes (its files were removed or replaced)",

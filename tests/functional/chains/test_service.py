@@ -99,12 +99,14 @@ def test_declare_over_rest_restart_and_a_deleted_member(env: _Env) -> None:
     assert chain["symmetric"] is True
     assert chain["failure_policy"] == "closed"
 
-    # Bad requests: a 400/404/409 with a reason, and nothing changes.
+    # Bad requests: a 400/404/409/422 with a reason, and nothing changes.
     ofctl = Ofctl(lab.daemons, lab.bridge)
     table = sorted(ofctl.dump())
     for method, path, body, code, reason in [
         ("post", "/v1/chains/flow-classifiers", {**fc, "id": "d", "source_ip_prefix": "fd0::/8"},
-         400, "IPv4"),
+         422, "IPv4"),
+        ("post", "/v1/chains/flow-classifiers", {**fc, "id": "d", "source_ip_prefix": "fd0:/8"},
+         400, "source_ip_prefix"),
         ("post", "/v1/chains/flow-classifiers", {**fc, "id": "d", "typo": 1}, 400, "typo"),
         ("post", "/v1/chains/port-pairs", {"id": "x", "ingress": "a b"}, 400, "ingress"),
         ("post", "/v1/chains", {"id": "c2", "port_pair_groups": ["g"]}, 409, "port pair group 'g'"),
@@ -188,7 +190,8 @@ def test_a_classifier_naming_a_tof_service_follows_the_service(
 ) -> None:
     """``tof_service``: no service, no steering; the service appears (or moves to another
     app) and the next reconcile steers its address; a body naming both a service and a
-    destination prefix, or a bad service name, is a 400 that stores nothing."""
+    destination prefix is a 422 (two fields that contradict each other), a bad service name a
+    400 (the schema's pattern); neither stores anything."""
     a = chain_lab.host("a", "net", "02:00:00:00:0b:01", "10.0.0.1/24")
     b = chain_lab.host("b", "net", "02:00:00:00:0b:02", "10.0.0.2/24")
     fn = chain_lab.function("fw")
@@ -209,7 +212,7 @@ def test_a_classifier_naming_a_tof_service_follows_the_service(
         bad = http.post(
             "/v1/chains/flow-classifiers", json={**body, "destination_ip_prefix": "10.0.0.2"}
         )
-        assert bad.status_code == 400, bad.text
+        assert bad.status_code == 422, bad.text
         assert "TOF service" in bad.text
         assert (
             http.post("/v1/chains/flow-classifiers", json={**body, "tof_service": "-x"}).status_code

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fluidedge.chains import cli
 from fluidedge.chains import firewall as fw
-from fluidedge.chains.errors import ChainConflict, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainUnprocessable, InvalidChain
 from fluidedge.chains.functions import firewall as firewall_template
 from fluidedge.linux.proc import CommandError
 
@@ -25,9 +25,18 @@ def test_replace_script_is_one_transaction_deleting_and_re_adding_the_table() ->
     assert "type filter hook forward priority 0; policy accept;" in script
 
 
-@pytest.mark.parametrize("rule", ["udp dport 7000 drop; flush ruleset", "}", "a\nb"])
-def test_replace_script_refuses_what_the_template_refuses(rule: str) -> None:
-    with pytest.raises(InvalidChain):
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ("udp dport 7000 drop; flush ruleset", InvalidChain),
+        ("a\nb", InvalidChain),
+        ("}", ChainUnprocessable),
+    ],
+)
+def test_replace_script_refuses_what_the_template_refuses(
+    rule: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
         fw.replace_script([rule])
 
 
@@ -62,10 +71,12 @@ def test_replace_runs_nft_in_the_instance_netns(monkeypatch: pytest.MonkeyPatch)
     assert show[-4:] == ["list", "table", "bridge", "fw"]
 
 
-def test_a_rule_nft_refuses_is_a_400_naming_nfts_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rule_nft_refuses_is_a_422_naming_nfts_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule has the allowed form (the schema holds): nft's refusal is the host's answer to
+    what the request asks, a 422 and not a 400."""
     monkeypatch.setattr(fw, "run", _Run(fail="Error: syntax error"))
     live = fw.LiveFirewalls(lambda name: 1)
-    with pytest.raises(InvalidChain, match="nft refused the rules: Error: syntax error"):
+    with pytest.raises(ChainUnprocessable, match="nft refused the rules: Error: syntax error"):
         live.replace("fw1", ["udp dport nope drop"])
 
 

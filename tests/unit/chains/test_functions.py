@@ -3,10 +3,12 @@ network, unfiltered, with the capability their script needs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fluidedge.chains import functions
-from fluidedge.chains.errors import InvalidChain
+from fluidedge.chains.errors import ChainUnprocessable, InvalidChain
 from fluidedge.instances.models import TemplateSpec
 
 
@@ -45,11 +47,21 @@ def test_firewall_template_and_ruleset() -> None:
 
 
 @pytest.mark.parametrize(
-    "rule",
-    ["", "drop; flush ruleset", "drop } table ip x {", "drop # c", "a\nb", 'meta mark "x"'],
+    "rule", ["", "drop; flush ruleset", "drop # c", "a\nb", 'meta mark "x"', "x" * 201]
 )
 def test_firewall_rule_must_be_one_statement(rule: str) -> None:
+    """Outside RULE_PATTERN: malformed (the API's schema refuses these first)."""
+    assert not re.fullmatch(functions.RULE_PATTERN, rule)
     with pytest.raises(InvalidChain, match="firewall"):
+        functions.firewall_ruleset([rule])
+
+
+@pytest.mark.parametrize("rule", ["drop } table ip x {", "}", "tcp dport { 22", "{ 1 } }"])
+def test_firewall_braces_that_do_not_nest_are_unprocessable(rule: str) -> None:
+    """Within RULE_PATTERN (the schema holds) but braces that would close the chain: what the
+    schema cannot state, so a 422."""
+    assert re.fullmatch(functions.RULE_PATTERN, rule)
+    with pytest.raises(ChainUnprocessable, match="braces"):
         functions.firewall_ruleset([rule])
 
 

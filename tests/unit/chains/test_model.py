@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+from fluidedge.chains.errors import (
+    ChainConflict,
+    ChainObjectNotFound,
+    ChainUnprocessable,
+    InvalidChain,
+)
 from fluidedge.chains.model import (
     ChainState,
     FlowClassifier,
@@ -18,7 +23,7 @@ from fluidedge.chains.model import (
     free_chain_id,
     parse_protocol,
 )
-from fluidedge.errors import ConflictError, InputError, NotFoundError
+from fluidedge.errors import ConflictError, InputError, NotFoundError, Unprocessable
 
 
 def _fc(**kw: Any) -> FlowClassifier:
@@ -33,6 +38,10 @@ def _fc(**kw: Any) -> FlowClassifier:
 
 def test_errors_are_the_api_kinds() -> None:
     assert issubclass(InvalidChain, InputError)
+    assert InvalidChain.http_status == 400
+    assert issubclass(ChainUnprocessable, Unprocessable)
+    assert not issubclass(ChainUnprocessable, InvalidChain)
+    assert ChainUnprocessable.http_status == 422
     assert issubclass(ChainConflict, ConflictError)
     assert issubclass(ChainObjectNotFound, NotFoundError)
 
@@ -72,15 +81,8 @@ def test_classifier_round_trip_and_normalisation() -> None:
     [
         ({"ethertype": "IPv5"}, "ethertype"),
         ({"source_ip_prefix": "10.0.0.0/33"}, "source_ip_prefix"),
-        ({"ethertype": "IPv6", "source_ip_prefix": "10.0.0.0/8"}, "not an IPv6 prefix"),
-        ({"destination_ip_prefix": "fd00::/8"}, "not an IPv4 prefix"),
-        ({"protocol": "icmp", "destination_port_range_min": 80}, "needs protocol tcp"),
-        ({"destination_port_range_min": 80}, "needs protocol tcp"),
-        ({"protocol": "tcp", "source_port_range_min": 90, "source_port_range_max": 80}, "above"),
-        ({"protocol": "tcp", "source_port_range_max": 80}, "without"),
+        ({"source_ip_prefix": ""}, "source_ip_prefix"),
         ({"protocol": "tcp", "destination_port_range_min": 70000}, "destination_port_range_min"),
-        ({"protocol": "icmpv6"}, "IPv6 protocol"),
-        ({"logical_destination_port": "va"}, "is the logical source port"),
         ({"logical_source_port": "bad name"}, "logical_source_port"),
         ({"logical_destination_port": ""}, "logical_destination_port"),
         ({"id": "Bad"}, "flow classifier id"),
@@ -90,6 +92,29 @@ def test_classifier_round_trip_and_normalisation() -> None:
 )
 def test_bad_classifiers(fields: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidChain, match=reason):
+        _fc(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"ethertype": "IPv6", "source_ip_prefix": "10.0.0.0/8"}, "not an IPv6 prefix"),
+        ({"destination_ip_prefix": "fd00::/8"}, "not an IPv4 prefix"),
+        ({"protocol": "icmp", "destination_port_range_min": 80}, "needs protocol tcp"),
+        ({"destination_port_range_min": 80}, "needs protocol tcp"),
+        ({"protocol": "tcp", "source_port_range_min": 90, "source_port_range_max": 80}, "above"),
+        ({"protocol": "tcp", "source_port_range_max": 80}, "without"),
+        ({"protocol": "icmpv6"}, "IPv6 protocol"),
+        ({"logical_destination_port": "va"}, "is the logical source port"),
+        ({"tof_service": "video", "destination_ip_prefix": "10.0.0.1"}, "TOF service"),
+    ],
+)
+def test_fields_that_contradict_each_other_are_unprocessable(
+    fields: dict[str, Any], reason: str
+) -> None:
+    """Each field well-formed (the API's schema holds), together impossible: a 422, never the
+    400 of a malformed field (which a schema-valid body must not get)."""
+    with pytest.raises(ChainUnprocessable, match=reason):
         _fc(**fields)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluidedge.chains.compiler import compile_bridge
-from fluidedge.chains.errors import InvalidChain
+from fluidedge.chains.errors import ChainUnprocessable, InvalidChain
 from fluidedge.chains.model import (
     TOF_SERVICE_PATTERN,
     ChainState,
@@ -62,7 +62,7 @@ def test_round_trip_and_validation() -> None:
     assert _fc(tof_service=None).tof_service is None
     with pytest.raises(InvalidChain, match="tof_service"):
         _fc(tof_service="-bad")
-    with pytest.raises(InvalidChain, match=r"destination_ip_prefix.*TOF service"):
+    with pytest.raises(ChainUnprocessable, match=r"destination_ip_prefix.*TOF service"):
         _fc(destination_ip_prefix="198.19.0.10")
 
 
