@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from fluidedge.cat.errors import CatConflict, CatInputError, KernelFailure
+from fluidedge.cat.errors import CatConflict, CatInputError, CatUnprocessable, KernelFailure
 from fluidedge.cat.layout import (
     CACHE_RESOURCES,
     CacheInfo,
@@ -90,8 +90,10 @@ class RealResctrlFS:
 def kernel_error(fs: ResctrlFS, what: str, exc: OSError) -> Exception:
     """Map a failed resctrl call to a fluidedge error carrying ``last_cmd_status``.
 
-    EINVAL is the kernel refusing the value (400), ENOSPC running out of CLOSIDs or RMIDs and
-    EBUSY/EEXIST a clash with existing state (409), ESRCH a task that does not exist (400).
+    EINVAL (and ERANGE, a CPU beyond the kernel's) is the kernel refusing a value our checks
+    let through, ESRCH a task that does not exist (any more): requests well-formed but not for
+    this host as it is now, 422. ENOSPC running out of CLOSIDs or RMIDs and EBUSY/EEXIST a
+    clash with existing state (409); anything else a failure underneath (500).
     """
     try:
         status = fs.read(LAST_CMD_STATUS).strip()
@@ -99,8 +101,8 @@ def kernel_error(fs: ResctrlFS, what: str, exc: OSError) -> Exception:
         status = "?"
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     message = f"{what}: {name} ({exc.strerror}); last_cmd_status: {status}"
-    if exc.errno in (errno.EINVAL, errno.ESRCH):
-        return CatInputError(message)
+    if exc.errno in (errno.EINVAL, errno.ERANGE, errno.ESRCH):
+        return CatUnprocessable(message)
     if exc.errno in (errno.ENOSPC, errno.EBUSY, errno.EEXIST, errno.ENOTEMPTY):
         return CatConflict(message)
     return KernelFailure(message)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fluidedge.cat.errors import CatConflict, CatInputError
+from fluidedge.cat.errors import CatConflict, CatInputError, CatUnprocessable
 
 CACHE_RESOURCES = ("L3", "L2")
 DEFAULT_GROUP = "default"  # the root group: every task and CPU no class claims
@@ -113,8 +113,10 @@ class HostInfo:
 
 
 def parse_cbm(text: str, cache: CacheInfo) -> int:
-    """A CBM as the kernel's ``cbm_validate`` accepts it, else :class:`CatInputError` with the
-    kernel's message."""
+    """A CBM as the kernel's ``cbm_validate`` accepts it, else an error with the kernel's
+    message: :class:`CatInputError` (400) for text that is no hex number (the API's schema
+    refuses it already), :class:`CatUnprocessable` (422) for a number this host's cache cannot
+    take (``cbm_mask``, ``min_cbm_bits`` and contiguity are the host's)."""
     raw = text.strip()
     try:
         if not raw or raw.lower().startswith("0x"):
@@ -123,22 +125,23 @@ def parse_cbm(text: str, cache: CacheInfo) -> int:
     except ValueError:
         raise CatInputError(f"Non-hex character in the mask {raw}") from None
     if (cache.min_cbm_bits > 0 and value == 0) or value & ~cache.cbm_mask:
-        raise CatInputError(
+        raise CatUnprocessable(
             f"Mask out of range ({cache.resource} mask {value:x}, cbm_mask {cache.cbm_mask:x})"
         )
     if value and not cache.sparse_masks:
         low = value & -value
         if (value + low) & value:  # adding the lowest set bit must clear the whole run
-            raise CatInputError(f"The mask {value:x} has non-consecutive 1-bits")
+            raise CatUnprocessable(f"The mask {value:x} has non-consecutive 1-bits")
     if value.bit_count() < cache.min_cbm_bits:
-        raise CatInputError(f"Need at least {cache.min_cbm_bits} bits in the mask")
+        raise CatUnprocessable(f"Need at least {cache.min_cbm_bits} bits in the mask")
     return value
 
 
 def parse_mb(value: int, mba: MbaInfo) -> int:
-    """An MBA percentage, rounded up to ``bandwidth_gran`` as the kernel does."""
+    """An MBA percentage, rounded up to ``bandwidth_gran`` as the kernel does; outside the host's
+    ``[min_bandwidth, max_bandwidth]`` a :class:`CatUnprocessable` (the range is the host's)."""
     if not mba.min_bandwidth <= value <= mba.max_bandwidth:
-        raise CatInputError(
+        raise CatUnprocessable(
             f"MB value {value} out of range [{mba.min_bandwidth},{mba.max_bandwidth}]"
         )
     return min(mba.max_bandwidth, math.ceil(value / mba.bandwidth_gran) * mba.bandwidth_gran)
@@ -207,9 +210,11 @@ def _per_domain(
         return dict.fromkeys(domains, spec)
     out: dict[int, str | int] = {}
     for key, value in spec.items():
-        if not str(key).isdigit() or int(key) not in domains:
-            known = ", ".join(str(d) for d in domains)
-            raise CatInputError(f"{what}: unknown cache/domain id {key!r} (host has {known})")
+        known = ", ".join(str(d) for d in domains)
+        if not str(key).isdigit():  # the API's schema says digits
+            raise CatInputError(f"{what}: cache/domain id {key!r} is not a number")
+        if int(key) not in domains:  # a number, but not one of this host's
+            raise CatUnprocessable(f"{what}: unknown cache/domain id {key!r} (host has {known})")
         out[int(key)] = value
     return out
 
@@ -224,7 +229,8 @@ def plan_class(
     exclusive: bool = False,
     cpus: Sequence[int] | None = None,
 ) -> ClassPlan:
-    """Validate one class's masks against ``host`` (400 with the kernel's reason)."""
+    """Validate one class's masks against ``host`` (with the kernel's reason: what only this
+    host refuses, or what needs two fields to see, is a :class:`CatUnprocessable`, 422)."""
     cbm: dict[str, dict[int, int]] = {}
     notes: list[str] = []
     for resource, spec in (("L3", l3), ("L2", l2)):
@@ -232,7 +238,7 @@ def plan_class(
             continue
         cache = host.caches.get(resource)
         if cache is None:
-            raise CatInputError(
+            raise CatUnprocessable(
                 f"{name}: {resource}: Unknown or unsupported resource name '{resource}' "
                 f"(host has: {', '.join(host.caches) or 'no cache allocation'})"
             )
@@ -240,11 +246,11 @@ def plan_class(
         for dom, text in _per_domain(spec, cache.domains, f"{name}.{resource.lower()}").items():
             try:
                 masks[dom] = parse_cbm(str(text), cache)
-            except CatInputError as exc:
-                raise CatInputError(f"{name}: {resource} cache id {dom}: {exc}") from None
+            except CatInputError as exc:  # the same kind, named after the class and cache id
+                raise type(exc)(f"{name}: {resource} cache id {dom}: {exc}") from None
             shared = masks[dom] & cache.shareable_bits
             if shared and exclusive:
-                raise CatInputError(
+                raise CatUnprocessable(
                     f"{name}: {resource} cache id {dom}: an exclusive class may not use "
                     f"shareable_bits {cache.shareable_bits:x} (mask {masks[dom]:x})"
                 )
@@ -257,7 +263,7 @@ def plan_class(
     percents: dict[int, int] = {}
     if mb is not None:
         if host.mba is None:
-            raise CatInputError(f"{name}: MB: the host has no memory bandwidth allocation")
+            raise CatUnprocessable(f"{name}: MB: the host has no memory bandwidth allocation")
         for dom, value in _per_domain(mb, host.mba.domains, f"{name}.mb").items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise CatInputError(f"{name}: MB domain {dom}: want an integer percentage")
@@ -268,7 +274,7 @@ def plan_class(
                     f"(bandwidth_gran {host.mba.bandwidth_gran})"
                 )
     if not cbm and not percents and cpus is None:
-        raise CatInputError(f"{name}: a class needs at least one of l3, l2, mb or cpus")
+        raise CatUnprocessable(f"{name}: a class needs at least one of l3, l2, mb or cpus")
     return ClassPlan(
         name=name,
         cbm=cbm,
@@ -284,12 +290,13 @@ def check_layout(
 ) -> None:
     """Cross-class rules of a whole layout, before anything is written.
 
-    ``plans`` are the classes being applied, ``others`` the groups that stay as they are. 400
-    for a layout inconsistent in itself, 409 when it clashes with what exists.
+    ``plans`` are the classes being applied, ``others`` the groups that stay as they are. 422
+    (:class:`CatUnprocessable`) for a layout inconsistent in itself, 409 when it clashes with
+    what exists.
     """
     names = [p.name for p in plans]
     if len(names) != len(set(names)):
-        raise CatInputError("layout: class names must be unique")
+        raise CatUnprocessable("layout: class names must be unique")
     groups = {p.name for p in plans if p.name != DEFAULT_GROUP} | {
         o.name for o in others if o.name != DEFAULT_GROUP
     }
@@ -302,7 +309,7 @@ def check_layout(
     for plan in plans:
         for cpu in plan.cpus or ():
             if cpu in cpu_owner:
-                raise CatInputError(
+                raise CatUnprocessable(
                     f"layout: CPU {cpu} is in both {cpu_owner[cpu]} and {plan.name}"
                 )
             cpu_owner[cpu] = plan.name
@@ -315,7 +322,7 @@ def check_layout(
                 for dom, mask in masks.items():
                     theirs = other.cbm.get(resource, {}).get(dom, 0)
                     if mask & theirs:
-                        kind = CatInputError if other in plans and plan in plans else CatConflict
+                        kind = CatUnprocessable if other in plans and plan in plans else CatConflict
                         raise kind(
                             f"{plan.name}: {resource}:{dom} mask {mask:x} overlaps "
                             f"{other.name}'s {theirs:x} and one of them is exclusive "

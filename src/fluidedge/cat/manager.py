@@ -31,13 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.cat import tasks as task_source
 from fluidedge.cat.errors import (
     CatConflict,
     CatError,
     CatInputError,
+    CatUnprocessable,
     CosNotFound,
     KernelFailure,
     NotSupported,
@@ -55,7 +56,15 @@ from fluidedge.cat.layout import (
     preset,
     schemata_line,
 )
-from fluidedge.cat.models import ClassView, CosSpec, InstanceCos, LayoutView, PresetRequest, Status
+from fluidedge.cat.models import (
+    ClassView,
+    CosSpec,
+    InstanceCos,
+    LayoutView,
+    PresetRequest,
+    Status,
+    parse_cpus,
+)
 from fluidedge.cat.persist import Tables
 from fluidedge.core.store import Store
 from fluidedge.instances.placement import cpuset_text, parse_cpuset
@@ -94,6 +103,25 @@ def _file(name: str, leaf: str) -> str:
     return f"{_rel(name)}/{leaf}".lstrip("/")
 
 
+def _stored_spec(data: dict[str, object]) -> CosSpec:
+    """A declared class as the store has it. Classes declared before the API's patterns were
+    this strict may hold what the old lax checks took (a mask with spaces around it, a CPU list
+    like ``0, 3``): they are written the strict way first, with the old parser's reading, so a
+    daemon start never fails on what it once accepted."""
+    spec = dict(data)
+    for key in ("l3", "l2"):
+        value = spec.get(key)
+        if isinstance(value, str):
+            spec[key] = value.strip()
+        elif isinstance(value, dict):
+            spec[key] = {str(k).strip(): str(v).strip() for k, v in value.items()}
+    cpus = spec.get("cpus")
+    if isinstance(cpus, str):
+        with contextlib.suppress(ValueError):
+            spec["cpus"] = cpuset_text(parse_cpuset(cpus))
+    return CosSpec.model_validate(spec)
+
+
 class CatManager:
     """Classes of service of one daemon (see the module docstring)."""
 
@@ -130,7 +158,11 @@ class CatManager:
     def start(self) -> None:
         """Probe the host, re-apply the declared classes, re-sync instance tasks."""
         for data in self.tables.classes():
-            spec = CosSpec.model_validate(data)
+            try:
+                spec = _stored_spec(data)
+            except ValidationError as exc:
+                self.last_error = f"a stored class no longer reads ({data.get('name')!r}): {exc}"
+                continue
             self.classes[spec.name] = spec
         for instance, cos in self.tables.assignments():
             self.bindings[instance] = Binding(instance, cos, None)
@@ -204,7 +236,7 @@ class CatManager:
 
     # ------------------------------------------------------------------ layouts
     def _plan(self, host: HostInfo, spec: CosSpec) -> ClassPlan:
-        cpus = parse_cpuset(spec.cpus) if spec.cpus is not None else None
+        cpus = parse_cpus(spec.cpus, f"{spec.name}.cpus") if spec.cpus is not None else None
         return plan_class(
             host, spec.name, l3=spec.l3, l2=spec.l2, mb=spec.mb, exclusive=spec.exclusive, cpus=cpus
         )
@@ -228,7 +260,9 @@ class CatManager:
         check_layout(host, plans, others)
         for plan in plans:
             if plan.name == DEFAULT_GROUP and plan.cpus is not None:
-                raise CatInputError("default: the default group's CPUs are those no class claims")
+                raise CatUnprocessable(
+                    "default: the default group's CPUs are those no class claims (no cpus)"
+                )
         busy = [b.instance for b in self.bindings.values() if b.cos in dropped]
         if busy:
             raise CatConflict(
@@ -334,15 +368,15 @@ class CatManager:
     def apply_preset(self, model: str, request: PresetRequest) -> LayoutView:
         """The seed's ``model`` on this host's cache; ``rest`` is the default group."""
         host = self.require()
+        if model not in MODELS:  # the API's path enum; callers in process may pass anything
+            raise CatInputError(f"unknown CoS model {model!r} (known: {', '.join(MODELS)})")
         cache = host.caches.get(request.resource)
         if cache is None:
-            raise CatInputError(f"the host has no {request.resource} cache allocation")
-        if model not in MODELS:
-            raise CatInputError(f"unknown CoS model {model!r} (known: {', '.join(MODELS)})")
+            raise CatUnprocessable(f"resource: the host has no {request.resource} cache allocation")
         roles = {role for role, _ in MODELS[model]}
         unknown = (set(request.names) | set(request.cpus)) - roles
         if unknown:
-            raise CatInputError(
+            raise CatUnprocessable(
                 f"model {model} has no role(s) {', '.join(sorted(unknown))} "
                 f"(has: {', '.join(sorted(roles))})"
             )
@@ -395,7 +429,7 @@ class CatManager:
         self.require()
         with self._lock:
             if name == DEFAULT_GROUP:
-                raise CatInputError("the default group cannot be deleted")
+                raise CatUnprocessable("the default group cannot be deleted (reset empties it)")
             if name not in self.classes:
                 raise CosNotFound(f"class of service {name!r} is not declared here")
             users = sorted(b.instance for b in self.bindings.values() if b.cos == name)
@@ -452,14 +486,20 @@ class CatManager:
 
     # ------------------------------------------------------------------ instances
     def check(self, cos: str) -> tuple[int, ...] | None:
-        """For the instance manager: 404/501 unless ``cos`` exists; the CPUs it is bound to."""
-        self.require()
+        """For the instance manager: 404 unless ``cos`` exists; the CPUs it is bound to. On a
+        host without RDT an instance request naming a class is a 422 (like one naming a class
+        without the CAT part): the request is refused for what it asks of this host, while
+        the CAT routes themselves answer 501."""
+        try:
+            self.require()
+        except NotSupported as exc:
+            raise CatUnprocessable(f"cos: {cos!r} needs cache allocation: {exc}") from exc
         if cos != DEFAULT_GROUP and cos not in self.classes:
             raise CosNotFound(f"cos: class of service {cos!r} does not exist")
         spec = self.classes.get(cos)
         if spec is None or not spec.cpus:
             return None
-        return parse_cpuset(spec.cpus)
+        return parse_cpus(spec.cpus, f"{cos}.cpus")
 
     def bind(self, instance: str, cos: str, pid: int) -> None:
         """Put ``instance`` (its cgroup's tasks, at least ``pid``) into ``cos`` and declare it."""

@@ -9,66 +9,129 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from fluidedge.cat.errors import CatInputError, CatUnprocessable
+from fluidedge.cat.layout import DEFAULT_GROUP, MODELS
+from fluidedge.core.jsontypes import JsonInt
 from fluidedge.instances.models import NAME_PATTERN
-from fluidedge.instances.placement import parse_cpuset
+
+# resctrl's own directory names (and their spellings a class name could take): never a class.
+RESERVED = ("info", "mon-data", "mon-groups")
+# What the CPU-list parser takes, as a pattern: ranges and single CPUs, comma-separated; the
+# empty list is a class that claims no CPU. A range written backwards or a CPU no host has is
+# a 422 (parse_cpus), not something a pattern can say.
+CPU_LIST_PATTERN = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"
+MAX_CPU = 4095
+# A capacity bitmask: hex digits, no 0x (the kernel's cbm_validate); whether the host's cache
+# takes it (cbm_mask, min_cbm_bits, contiguity) is a 422 (layout.parse_cbm).
+MASK_PATTERN = r"^[0-9a-fA-F]+$"
+DOMAIN_PATTERN = r"^[0-9]+$"
+# The seed's models (layout.MODELS), as the path parameter's enum.
+CosModel = Literal["11-1", "4-4-4", "3-3-3-3", "7-4-1", "6-4-2"]
+# Every role of every model; which ones a given model has is a 422 (the path names the model).
+ROLES = tuple(sorted({role for spec in MODELS.values() for role, _ in spec}))
+REST_ROLE = "rest"
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED:
+        raise ValueError(f"{value!r} is reserved by resctrl")
+    return value
+
 
 CosName = Annotated[
     str,
     Field(
         pattern=NAME_PATTERN,
         description="class name (lower-case, <= 32 chars); 'default' is the root group",
+        json_schema_extra={"not": {"enum": list(RESERVED)}},
+    ),
+    AfterValidator(_not_reserved),
+]
+InstanceName = Annotated[str, Field(pattern=NAME_PATTERN, description="a running instance")]
+CpuList = Annotated[
+    str,
+    Field(
+        pattern=CPU_LIST_PATTERN,
+        max_length=4096,
+        description="CPU list, e.g. '0-3,6' ('' claims none)",
     ),
 ]
-_RESERVED = {"info", "mon-groups", "mon-data"}
+Mask = Annotated[str, Field(pattern=MASK_PATTERN, max_length=64, description="hex CBM, no 0x")]
+Percent = Annotated[
+    JsonInt,
+    Field(ge=0),
+    WithJsonSchema({"type": "integer", "minimum": 0}),
+]
+
+
+def _per_domain(value: dict[str, Any]) -> dict[str, Any]:
+    """One value per cache id (digits): the dict's schema says so with ``propertyNames``."""
+    return {"type": "object", "propertyNames": {"pattern": DOMAIN_PATTERN}, **value}
+
+
+DomainId = Annotated[str, Field(pattern=DOMAIN_PATTERN)]
+MaskMap = Annotated[
+    dict[DomainId, Mask],
+    WithJsonSchema(
+        _per_domain(
+            {"additionalProperties": {"type": "string", "pattern": MASK_PATTERN, "maxLength": 64}}
+        )
+    ),
+]
+PercentMap = Annotated[
+    dict[DomainId, Percent],
+    WithJsonSchema(_per_domain({"additionalProperties": {"type": "integer", "minimum": 0}})),
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON 0 is not false, "50" is not 50 (JsonInt still takes 50.0, JSON's integer).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def check_cpus(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value.strip():
-        return ""
-    try:
-        cpus = parse_cpuset(value)
-    except ValueError:
-        raise ValueError(f"invalid CPU list {value!r} (want e.g. '0-3,6')") from None
-    if any(cpu < 0 or cpu > 4095 for cpu in cpus):
-        raise ValueError(f"CPU list {value!r} out of range")
-    return value.strip()
+def parse_cpus(value: str, what: str = "cpus") -> tuple[int, ...]:
+    """The CPUs of ``value`` (a :data:`CPU_LIST_PATTERN` list), sorted and unique.
+
+    What the pattern cannot say is a :class:`CatUnprocessable`: a range written backwards
+    (``3-1``: the lax parser made it no CPU at all) and a CPU number beyond any host's. Each
+    range is checked before it is expanded, so ``0-999999999`` costs nothing."""
+    cpus: set[int] = set()
+    for part in value.strip().split(","):
+        if not part:
+            continue
+        low_text, _, high_text = part.partition("-")
+        try:
+            low, high = int(low_text), int(high_text or low_text)
+        except ValueError:  # only from callers in process: the API's pattern holds
+            raise CatInputError(f"{what}: invalid CPU list {value!r} (want e.g. '0-3,6')") from None
+        if max(low, high) > MAX_CPU:
+            raise CatUnprocessable(
+                f"{what}: CPU {max(low, high)} in {value!r} is beyond any host's "
+                f"(at most {MAX_CPU})"
+            )
+        if low > high:
+            raise CatUnprocessable(f"{what}: the range {part!r} runs backwards (want low-high)")
+        cpus.update(range(low, high + 1))
+    return tuple(sorted(cpus))
 
 
 class CosSpec(_Strict):
     """One class of service (a resctrl control group)."""
 
     name: CosName
-    l3: str | dict[str, str] | None = Field(
-        default=None, description="L3 CBM (hex), all or per cache id"
+    l3: Mask | MaskMap | None = Field(default=None, description="L3 CBM (hex), all or per cache id")
+    l2: Mask | MaskMap | None = Field(default=None, description="L2 CBM (hex)")
+    mb: Percent | PercentMap | None = Field(
+        default=None, description="MBA percentage (the host says its range), all or per domain"
     )
-    l2: str | dict[str, str] | None = Field(default=None, description="L2 CBM (hex)")
-    mb: int | dict[str, int] | None = Field(default=None, description="MBA percentage")
-    cpus: str | None = Field(
+    cpus: CpuList | None = Field(
         default=None,
         description="CPU-based assignment: these CPUs' default-group tasks use this class "
         "(and instances naming the class are pinned inside them)",
     )
     exclusive: bool = Field(default=False, description="resctrl mode 'exclusive': no overlap")
-
-    @field_validator("name")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in _RESERVED:
-            raise ValueError(f"{value!r} is reserved by resctrl")
-        return value
-
-    @field_validator("cpus")
-    @classmethod
-    def _cpus(cls, value: str | None) -> str | None:
-        return check_cpus(value)
 
 
 class LayoutRequest(_Strict):
@@ -81,28 +144,55 @@ class LayoutRequest(_Strict):
 
 
 class PresetRequest(_Strict):
-    """One of the seed's CoS models laid on this host's cache."""
+    """One of the seed's CoS models laid on this host's cache.
+
+    The role names every model may have are in the schema (``propertyNames``); a role the
+    chosen model has not (``target2`` of 4-4-4) is a 422, the path naming the model. ``rest``
+    is the default group: it may only be named ``default`` and has no CPU list of its own
+    (its CPUs are those no class claims)."""
 
     resource: Literal["L3", "L2"] = "L3"
     names: dict[str, CosName] = Field(
         default_factory=dict,
         description="class name per role (noisy, target, target2; 'rest' is the default group)",
+        json_schema_extra={
+            "propertyNames": {"enum": list(ROLES)},
+            "properties": {REST_ROLE: {"const": DEFAULT_GROUP}},
+        },
     )
-    cpus: dict[str, str] = Field(default_factory=dict, description="CPU list per role")
+    cpus: dict[str, CpuList] = Field(
+        default_factory=dict,
+        description="CPU list per role (not 'rest': the default group has the CPUs no class "
+        "claims)",
+        json_schema_extra={"propertyNames": {"enum": [r for r in ROLES if r != REST_ROLE]}},
+    )
     replace: bool = Field(
         default=False, description="also delete the classes declared before and not in the model"
     )
 
+    @field_validator("names")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(f"no model has the role(s) {', '.join(unknown)}")
+        if value.get(REST_ROLE, DEFAULT_GROUP) != DEFAULT_GROUP:
+            raise ValueError("the 'rest' role is the default group (everything else)")
+        return value
+
     @field_validator("cpus")
     @classmethod
     def _cpus(cls, value: dict[str, str]) -> dict[str, str]:
-        for cpus in value.values():
-            check_cpus(cpus)
+        if REST_ROLE in value:
+            raise ValueError("the 'rest' role is the default group: its CPUs are no class's")
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(f"no model has the role(s) {', '.join(unknown)}")
         return value
 
 
 class AssignRequest(_Strict):
-    instance: CosName
+    instance: InstanceName
 
 
 class ClassView(BaseModel):

@@ -18,8 +18,11 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
     SecgroupsError (FluidedgeError)
     ├── InvalidSecgroup (+ InputError)     400  malformed group/rule/port
+    │   └── SecgroupUnprocessable          422  well-formed, but its fields contradict each
+    │       (+ Unprocessable)                   other or the stored groups and ports
     ├── GroupNotFound (+ NotFoundError)    404
     ├── GroupInUse (+ ConflictError)       409  still used by ports or remote-group rules
+    ├── ZonesExhausted (+ CapacityError)   503  every conntrack zone is taken
     └── FilterFailure (+ SystemFailure)    500  nft or conntrack failed underneath us
 """
 

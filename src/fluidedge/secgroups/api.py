@@ -3,9 +3,12 @@
 ``/v1/security-groups`` (groups; PUT replaces a group's rules), ``.../{id}/rules`` (one rule
 added or deleted), ``/v1/security-groups/ports`` (the filtered instance interfaces) and
 ``PUT /v1/instances/{name}/interfaces/{ifname}/security-groups`` (an interface's groups after
-create). Bodies are strict pydantic models (a typo is a 400 naming the field); the model's own
-checks (:mod:`fluidedge.secgroups.model`) give the 400s about meaning (a port range on icmp, a
-prefix of the wrong family, an unknown remote group).
+create). Bodies are strict pydantic models whose schema states every rule a single field can
+break (protocol names and numbers, port and ICMP bounds, prefix syntax, id patterns, the
+reserved group id ``ports``): such a body is a 400 naming the field. The model's own checks
+(:mod:`fluidedge.secgroups.model`) then give the 422s about meaning: fields that contradict
+each other (a port range on icmp, an ICMP type on tcp, a prefix of the other family, two rules
+alike) or the stored state (an unknown remote group, groups on a port without port security).
 
 With tenants every route is scoped (:mod:`fluidedge.secgroups.scoping`): a tenant token sees
 and changes its own groups and its own instances' ports; another tenant's group does not exist
@@ -20,17 +23,22 @@ node's own.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from fluidedge.core.fields import PROTOCOL_NAMES
+from fluidedge.core.jsontypes import JsonInt
 from fluidedge.core.openapi import error_responses
 from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
 from fluidedge.secgroups.model import (
     GROUP_ID_PATTERN,
     MAX_DESCRIPTION,
+    MAX_GROUPS_PER_PORT,
     MAX_RULES,
+    RESERVED_GROUP_IDS,
+    RULE_ID_PATTERN,
     Port,
     SecurityGroup,
 )
@@ -45,28 +53,128 @@ TenantParam = Query(
 )
 
 
+def _any_case(word: str) -> str:
+    """``word`` as a pattern of any letter case (JSON Schema patterns have no ``i`` flag)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# What FieldChecks.protocol reads (a name in any case, any, "", a number 0-255 as text); the
+# leading and trailing spaces it also strips are not stated, so a schema-valid name is one.
+_BYTE = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+PROTOCOL_PATTERN = (
+    "^("
+    + "|".join(_any_case(n) for n in sorted((*PROTOCOL_NAMES, "any"), key=lambda n: (-len(n), n)))
+    + f"|{_BYTE})?$"
+)
+# An IP prefix (or a bare address: a host prefix) as ipaddress reads it: dotted quads without
+# leading zeros, IPv6 with or without '::' and with a dotted quad at the end, a prefix length.
+_IPV4 = rf"({_BYTE}\.){{3}}{_BYTE}"
+_H = "[0-9a-fA-F]{1,4}"
+_IPV6 = (
+    "("
+    + "|".join(
+        (
+            rf"({_H}:){{7}}{_H}",
+            rf"({_H}:){{1,7}}:",
+            rf"({_H}:){{1,6}}:{_H}",
+            rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
+            rf"({_H}:){{1,4}}(:{_H}){{1,3}}",
+            rf"({_H}:){{1,3}}(:{_H}){{1,4}}",
+            rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
+            rf"{_H}:(:{_H}){{1,6}}",
+            rf":((:{_H}){{1,7}}|:)",
+            rf"({_H}:){{6}}{_IPV4}",
+            rf"::([fF]{{4}}(:0{{1,4}})?:)?{_IPV4}",
+            rf"({_H}:){{1,4}}:{_IPV4}",
+        )
+    )
+    + ")"
+)
+IP_PREFIX_PATTERN = (
+    rf"^({_IPV4}(/(3[0-2]|[12]?[0-9]))?|{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
+)
+
+
+def _bounds(low: int, high: int) -> tuple[Any, Any]:
+    """Constraints of a JSON integer in [low, high] (5.0 is one: JsonInt), its schema stated
+    explicitly (with the before-validator pydantic would emit its own keywords in a union)."""
+    return Field(ge=low, le=high), WithJsonSchema(
+        {"type": "integer", "minimum": low, "maximum": high}
+    )
+
+
+_PORT, _PORT_SCHEMA = _bounds(1, 65535)
+_BYTE_INT, _BYTE_SCHEMA = _bounds(0, 255)
+PortNumber = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
+ByteValue = Annotated[JsonInt, _BYTE_INT, _BYTE_SCHEMA]
+ProtocolName = Annotated[str, Field(pattern=PROTOCOL_PATTERN, max_length=16)]
+IpPrefix = Annotated[str, Field(pattern=IP_PREFIX_PATTERN, max_length=64)]
+GroupId = Annotated[str, Field(pattern=GROUP_ID_PATTERN)]
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_GROUP_IDS:
+        raise ValueError(
+            f"{value!r} is reserved: /v1/security-groups/{value} lists the filtered ports"
+        )
+    return value
+
+
+NewGroupId = Annotated[
+    str,
+    Field(
+        pattern=GROUP_ID_PATTERN,
+        description="lower-case name, <= 32 chars; not 'ports' (/v1/security-groups/ports "
+        "lists the filtered ports)",
+        json_schema_extra={"not": {"enum": list(RESERVED_GROUP_IDS)}},
+    ),
+    AfterValidator(_not_reserved),
+]
+
+
+def _unique(groups: list[str]) -> list[str]:
+    if len(set(groups)) != len(groups):
+        raise ValueError("a group appears twice")
+    return groups
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON false is not 0, "80" is not 80 (JsonInt still takes 80.0, JSON's integer).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RuleBody(_Strict):
-    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    id: str | None = Field(default=None, pattern=RULE_ID_PATTERN)
     direction: Literal["ingress", "egress"]
     ethertype: Literal["IPv4", "IPv6"] = "IPv4"
-    protocol: str | int | None = Field(
-        default=None, description="tcp, udp, icmp, icmpv6, any, or a number 0-255"
+    protocol: ProtocolName | ByteValue | None = Field(
+        default=None,
+        description="tcp, udp, icmp, icmpv6, sctp, udplite, dccp (any case), any, or a number "
+        "0-255; icmp on IPv6 is icmpv6",
     )
-    port_range_min: int | None = Field(default=None, ge=1, le=65535)
-    port_range_max: int | None = Field(default=None, ge=1, le=65535)
-    icmp_type: int | None = Field(default=None, ge=0, le=255)
-    icmp_code: int | None = Field(default=None, ge=0, le=255)
-    remote_ip_prefix: str | None = Field(default=None, max_length=64)
-    remote_group: str | None = Field(default=None, pattern=GROUP_ID_PATTERN)
+    port_range_min: PortNumber | None = Field(
+        default=None, description="only with a protocol with ports (else 422)"
+    )
+    port_range_max: PortNumber | None = Field(
+        default=None, description="needs port_range_min, not below it (else 422)"
+    )
+    icmp_type: ByteValue | None = Field(
+        default=None, description="only with protocol icmp or icmpv6 (else 422)"
+    )
+    icmp_code: ByteValue | None = Field(default=None, description="needs icmp_type (else 422)")
+    remote_ip_prefix: IpPrefix | None = Field(
+        default=None,
+        description="of the rule's ethertype, not with remote_group (else 422); host bits are "
+        "cleared",
+    )
+    remote_group: GroupId | None = Field(
+        default=None, description="a group of the same tenant (else 422)"
+    )
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
 
 
 class GroupBody(_Strict):
-    id: str = Field(pattern=GROUP_ID_PATTERN)
+    id: NewGroupId
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     rules: list[RuleBody] = Field(default_factory=list, max_length=MAX_RULES)
 
@@ -77,7 +185,30 @@ class GroupUpdate(_Strict):
 
 
 class PortGroups(_Strict):
-    security_groups: list[str] = Field(max_length=16)
+    security_groups: Annotated[
+        list[GroupId],
+        Field(max_length=MAX_GROUPS_PER_PORT, json_schema_extra={"uniqueItems": True}),
+        AfterValidator(_unique),
+    ] = Field(description="groups of the instance's tenant (else 422)")
+
+
+# Statuses of these routes besides the ones every route has (core.openapi).
+_WHY = {
+    404: "No such security group, rule, or filtered interface (another tenant's is as missing)",
+    409: "Clashes with existing state: the id is taken, or the group is still used",
+    422: "Well-formed, but its fields contradict each other (a port range on a protocol "
+    "without ports, an ICMP type on another protocol, a prefix of the other family, a remote "
+    "prefix and a remote group, two rules alike) or the stored state (a remote group or an "
+    "interface's group that does not exist or is another tenant's; groups on a port without "
+    "port security; a rule added to a group that has the most rules a group may have)",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    out = error_responses(*codes)
+    for code, entry in out.items():
+        entry["description"] = _WHY.get(int(code), entry["description"])
+    return out
 
 
 def port_view(port: Port) -> dict[str, Any]:
@@ -127,7 +258,7 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
         "/security-groups",
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(403, 404, 409),
+        responses=_errors(403, 404, 409, 422),
     )
     def create_group(
         body: GroupBody, request: Request, tenant: str | None = TenantParam
@@ -145,11 +276,11 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
     def list_ports(request: Request) -> list[dict[str, Any]]:
         return [port_view(p) for p in sc.visible_ports(principal(request), service.list_ports())]
 
-    @router.get("/security-groups/{group_id}", tags=tags, responses=error_responses(404))
+    @router.get("/security-groups/{group_id}", tags=tags, responses=_errors(404))
     def get_group(group_id: str, request: Request) -> dict[str, Any]:
         return dict(visible_group(principal(request), group_id).to_json())
 
-    @router.put("/security-groups/{group_id}", tags=tags, responses=error_responses(404))
+    @router.put("/security-groups/{group_id}", tags=tags, responses=_errors(404, 422))
     def replace_group(group_id: str, body: GroupUpdate, request: Request) -> dict[str, Any]:
         who = principal(request)
         sc.require_change(who, visible_group(who, group_id))
@@ -160,7 +291,7 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
         "/security-groups/{group_id}",
         tags=tags,
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404, 409),
+        responses=_errors(404, 409),
     )
     def delete_group(group_id: str, request: Request) -> Response:
         group = service.get_group(group_id)
@@ -178,7 +309,7 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
         "/security-groups/{group_id}/rules",
         tags=tags,
         status_code=status.HTTP_201_CREATED,
-        responses=error_responses(404, 409),
+        responses=_errors(404, 409, 422),
     )
     def add_rule(group_id: str, body: RuleBody, request: Request) -> dict[str, Any]:
         who = principal(request)
@@ -191,7 +322,7 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
         "/security-groups/{group_id}/rules/{rule_id}",
         tags=tags,
         status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404),
+        responses=_errors(404),
     )
     def delete_rule(group_id: str, rule_id: str, request: Request) -> Response:
         who = principal(request)
@@ -203,7 +334,7 @@ def build_router(service: SecgroupService, scope: GroupScope | None = None) -> A
     @router.put(
         "/instances/{name}/interfaces/{ifname}/security-groups",
         tags=tags,
-        responses=error_responses(404),
+        responses=_errors(404, 422),
     )
     def set_port_groups(
         name: str, ifname: str, body: PortGroups, request: Request

@@ -82,7 +82,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fluidedge.core.fields import Ethertype, IPNetwork
-from fluidedge.secgroups.errors import InvalidSecgroup
+from fluidedge.secgroups.errors import SecgroupUnprocessable
 from fluidedge.secgroups.model import (
     PORT_PROTOCOLS,
     Direction,
@@ -247,13 +247,13 @@ def _zones(ports: Iterable[Port]) -> dict[str, int]:
     for port in ports:
         zone = zones.setdefault(port.network, port.zone)
         if zone != port.zone:
-            raise InvalidSecgroup(
+            raise SecgroupUnprocessable(
                 f"zone: port {port.id} says network {port.network} is zone {port.zone}, "
                 f"another port says {zone}"
             )
         net = owner.setdefault(port.zone, port.network)
         if net != port.network:
-            raise InvalidSecgroup(
+            raise SecgroupUnprocessable(
                 f"zone: {port.zone} is the zone of networks {net} and {port.network}"
             )
     return zones
@@ -309,7 +309,7 @@ def _port_clauses(
             remote = None
             if rule.remote_group is not None:
                 if rule.remote_group not in by_group:
-                    raise InvalidSecgroup(
+                    raise SecgroupUnprocessable(
                         f"remote_group: rule {sg.id}/{rule.id} names unknown group "
                         f"{rule.remote_group!r}"
                     )
@@ -328,14 +328,14 @@ def _check_ports(port_list: list[Port], by_group: Mapping[str, SecurityGroup]) -
     seen_devices: set[str] = set()
     for port in port_list:
         if port.id in seen_ids:
-            raise InvalidSecgroup(f"port: {port.id} appears twice")
+            raise SecgroupUnprocessable(f"port: {port.id} appears twice")
         if port.device in seen_devices:
-            raise InvalidSecgroup(f"device: {port.device} is the device of two ports")
+            raise SecgroupUnprocessable(f"device: {port.device} is the device of two ports")
         seen_ids.add(port.id)
         seen_devices.add(port.device)
         for group in port.groups:
             if group not in by_group:
-                raise InvalidSecgroup(f"groups: port {port.id} names unknown group {group!r}")
+                raise SecgroupUnprocessable(f"groups: port {port.id} names unknown group {group!r}")
 
 
 class Compiler:
@@ -486,9 +486,9 @@ def compile_program(
 
     Every port a remote group's membership depends on must be among ``ports`` (a port on
     another node would be passed with port_security as it has there). Raises
-    :class:`InvalidSecgroup` for an unknown group, a duplicate port or device, or zones that
-    disagree. Pure: a fresh :class:`Compiler` (the driver keeps one, to compile changes
-    incrementally).
+    :class:`SecgroupUnprocessable` (422: objects each valid that contradict one another) for
+    an unknown group, a duplicate port or device, or zones that disagree. Pure: a fresh
+    :class:`Compiler` (the driver keeps one, to compile changes incrementally).
     """
     return Compiler().compile(ports, groups)
 

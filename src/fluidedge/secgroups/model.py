@@ -2,7 +2,11 @@
 
 Everything here is a frozen dataclass checked at construction: a malformed value raises
 :class:`~fluidedge.secgroups.errors.InvalidSecgroup` naming the field and the reason (never an
-``assert``), so the compiler and the renderers only ever see valid, normalised objects:
+``assert``), so the compiler and the renderers only ever see valid, normalised objects. A value
+that is fine alone but contradicts another field (the rules below that name two fields, and two
+rules alike in one group) raises its subclass
+:class:`~fluidedge.secgroups.errors.SecgroupUnprocessable` (422: the API's schema states each
+field, not how they combine):
 
 - a protocol is a number (``tcp`` = 6, ``udp`` = 17, ``icmp`` = 1, ``icmpv6`` = 58) or ``None``
   for any; :func:`parse_protocol` turns neutron's names into numbers;
@@ -36,7 +40,7 @@ from fluidedge.core.fields import (
     FieldChecks,
     IPNetwork,
 )
-from fluidedge.secgroups.errors import InvalidSecgroup
+from fluidedge.secgroups.errors import InvalidSecgroup, SecgroupUnprocessable
 
 Direction = Literal["ingress", "egress"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,6 +56,11 @@ DEFAULT_GROUP = "default"
 # Group names end up in nft set names and OpenFlow notes: lower-case letters, digits and '-'
 # (the renderers map '-' to '_', which stays injective because '_' is not allowed here).
 GROUP_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+# Ids a new group may not take: ``/v1/security-groups/ports`` lists the filtered ports, beside
+# ``/v1/security-groups/{group_id}``; a group ``ports`` could be made but never read, changed
+# or deleted there. The pattern cannot say it (no lookahead in pydantic's regex engine): the
+# API's schema says it with ``not``, and creation refuses it.
+RESERVED_GROUP_IDS = ("ports",)
 RULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PORT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,95}$"
 NETWORK_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -74,6 +83,8 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 _checks = FieldChecks(InvalidSecgroup)
 _bad = _checks.bad
+# Fields fine alone that contradict each other: the API's schema cannot say it (422).
+_clash = FieldChecks(SecgroupUnprocessable).bad
 _check_name = _checks.name
 _check_int = _checks.integer
 parse_network = _checks.network
@@ -152,7 +163,7 @@ class Rule:
                 object.__setattr__(self, "protocol", PROTO_ICMPV6)
                 proto = PROTO_ICMPV6
             if proto == PROTO_ICMPV6 and self.ethertype == "IPv4":
-                raise _bad("protocol", "icmpv6 is an IPv6 protocol (ethertype is IPv4)")
+                raise _clash("protocol", "icmpv6 is an IPv6 protocol (ethertype is IPv4)")
         self._check_ports(proto)
         self._check_icmp(proto)
         self._check_remote()
@@ -162,40 +173,40 @@ class Rule:
         if low is None and high is None:
             return
         if proto not in PORT_PROTOCOLS:
-            raise _bad(
+            raise _clash(
                 "port_range_min",
                 "a port range needs a protocol with ports (tcp, udp, sctp, udplite, dccp)",
             )
         if low is None:
-            raise _bad("port_range_min", "port_range_max is given without port_range_min")
+            raise _clash("port_range_min", "port_range_max is given without port_range_min")
         _check_int("port_range_min", low, 1, 65535)
         if high is None:
             object.__setattr__(self, "port_range_max", low)
             high = low
         _check_int("port_range_max", high, 1, 65535)
         if low > high:
-            raise _bad("port_range_min", f"{low} is above port_range_max {high}")
+            raise _clash("port_range_min", f"{low} is above port_range_max {high}")
 
     def _check_icmp(self, proto: int | None) -> None:
         if self.icmp_type is None and self.icmp_code is None:
             return
         if proto not in (PROTO_ICMP, PROTO_ICMPV6):
-            raise _bad("icmp_type", "an ICMP type/code needs protocol icmp or icmpv6")
+            raise _clash("icmp_type", "an ICMP type/code needs protocol icmp or icmpv6")
         if self.icmp_type is None:
-            raise _bad("icmp_code", "icmp_code is given without icmp_type")
+            raise _clash("icmp_code", "icmp_code is given without icmp_type")
         _check_int("icmp_type", self.icmp_type, 0, 255)
         if self.icmp_code is not None:
             _check_int("icmp_code", self.icmp_code, 0, 255)
 
     def _check_remote(self) -> None:
         if self.remote_ip_prefix is not None and self.remote_group is not None:
-            raise _bad("remote_ip_prefix", "give a remote IP prefix or a remote group, not both")
+            raise _clash("remote_ip_prefix", "give a remote IP prefix or a remote group, not both")
         if self.remote_ip_prefix is not None:
             net = self.remote_ip_prefix
             if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
                 raise _bad("remote_ip_prefix", f"{net!r} is not an IP prefix")
             if ethertype_of(net) != self.ethertype:
-                raise _bad(
+                raise _clash(
                     "remote_ip_prefix", f"{net} is not an {self.ethertype} prefix (ethertype)"
                 )
         if self.remote_group is not None:
@@ -290,19 +301,19 @@ class SecurityGroup:
         _check_description(self.description)
         if not isinstance(self.rules, tuple):
             raise _bad("rules", "must be a tuple of rules")
-        if len(self.rules) > MAX_RULES:
-            raise _bad("rules", f"{len(self.rules)} rules, at most {MAX_RULES} per group")
+        if len(self.rules) > MAX_RULES:  # a body's list is bounded by the schema: a rule added
+            raise _clash("rules", f"{len(self.rules)} rules, at most {MAX_RULES} per group")
         ids: set[str] = set()
         keys: dict[tuple[object, ...], str] = {}
         for rule in self.rules:
             if not isinstance(rule, Rule):
                 raise _bad("rules", f"{rule!r} is not a rule")
             if rule.id in ids:
-                raise _bad("rules", f"rule id {rule.id!r} appears twice")
+                raise _clash("rules", f"rule id {rule.id!r} appears twice")
             ids.add(rule.id)
             key = rule.key()
             if key in keys:
-                raise _bad("rules", f"rule {rule.id!r} duplicates rule {keys[key]!r}")
+                raise _clash("rules", f"rule {rule.id!r} duplicates rule {keys[key]!r}")
             keys[key] = rule.id
 
     def rule(self, rule_id: str) -> Rule | None:
@@ -438,9 +449,9 @@ class Port:
         if len(self.groups) > MAX_GROUPS_PER_PORT:
             raise _bad("groups", f"at most {MAX_GROUPS_PER_PORT} groups per port")
         if not self.port_security and self.groups:
-            raise _bad("port_security", "a port without port security cannot have groups")
+            raise _clash("port_security", "a port without port security cannot have groups")
         if not self.port_security and self.allowed_address_pairs:
-            raise _bad(
+            raise _clash(
                 "port_security", "a port without port security cannot have allowed address pairs"
             )
 

@@ -2,8 +2,9 @@
 
 It owns the groups and each instance interface's settings, persists them, and drives the
 :class:`~fluidedge.secgroups.driver.FirewallDriver`. Each change is checked by compiling the
-would-be model first (a bad rule or an unknown group is a 400 that changes nothing), then
-stored, then applied in one ``defer_apply`` batch.
+would-be model first (a malformed rule is a 400, a rule whose fields contradict each other or
+that names an unknown group a 422; either changes nothing), then stored, then applied in one
+``defer_apply`` batch.
 
 Instances: the instance manager calls :meth:`ports_up` after an instance's addresses are set
 and *before* its workload starts (a hostile workload never runs unfiltered), :meth:`ports_down`
@@ -33,9 +34,16 @@ from typing import Any, Protocol
 from fluidedge.errors import FluidedgeError
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.driver import FirewallDriver
-from fluidedge.secgroups.errors import GroupInUse, GroupNotFound, InvalidSecgroup
+from fluidedge.secgroups.errors import (
+    GroupInUse,
+    GroupNotFound,
+    InvalidSecgroup,
+    SecgroupUnprocessable,
+    ZonesExhausted,
+)
 from fluidedge.secgroups.model import (
     DEFAULT_TENANT,
+    RESERVED_GROUP_IDS,
     ZONE_MAX,
     ZONE_MIN,
     AddressPair,
@@ -234,6 +242,10 @@ class SecgroupService:
     def create_group(self, doc: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> SecurityGroup:
         with self._lock:
             group = self._parse_group(doc, tenant)
+            if group.id in RESERVED_GROUP_IDS:  # the API refuses it first (its schema says so)
+                raise InvalidSecgroup(
+                    f"id: {group.id!r} is reserved (/v1/security-groups/{group.id} is a listing)"
+                )
             if group.id in self._groups:
                 raise GroupInUse(f"security group {group.id!r} already exists")
             self._commit(group)
@@ -370,7 +382,7 @@ class SecgroupService:
             # Another tenant's group is answered as a missing one: saying "another tenant's"
             # would reveal it exists (and naming it would take its members' addresses).
             if rule.remote_group is not None and (remote is None or remote.tenant != group.tenant):
-                raise InvalidSecgroup(
+                raise SecgroupUnprocessable(
                     f"remote_group: rule {rule.id} names unknown group {rule.remote_group!r}"
                 )
         compile_program(self.driver.ports().values(), groups)
@@ -393,7 +405,9 @@ class SecgroupService:
         with self._lock:
             port = self.get_port(instance, ifname)
             if not port.port_security:
-                raise InvalidSecgroup(f"security_groups: {instance}/{ifname} has port security off")
+                raise SecgroupUnprocessable(
+                    f"security_groups: {instance}/{ifname} has port security off"
+                )
             self._check_groups(groups, port.tenant)
             updated = Port(**{**port.__dict__, "groups": tuple(groups)})
             compile_program(
@@ -414,7 +428,7 @@ class SecgroupService:
         for gid in groups:
             group = self._groups.get(gid)
             if group is None or group.tenant != tenant:
-                raise InvalidSecgroup(f"security_groups: no group {gid!r} (tenant {tenant})")
+                raise SecgroupUnprocessable(f"security_groups: no group {gid!r} (tenant {tenant})")
 
     def check_interface_groups(self, tenant: str, interfaces: Mapping[str, Iterable[str]]) -> None:
         """A template's or request's interfaces (name -> groups) name only ``tenant``'s groups
@@ -424,7 +438,7 @@ class SecgroupService:
                 for gid in groups:
                     group = self._groups.get(gid)
                     if group is None or group.tenant != tenant:
-                        raise InvalidSecgroup(
+                        raise SecgroupUnprocessable(
                             f"interfaces.{ifname}.security_groups: no group {gid!r} "
                             f"(tenant {tenant})"
                         )
@@ -552,7 +566,7 @@ class SecgroupService:
             seed = binding.bridge if binding is not None else network
             zone = pick_zone(used, seed)
             if zone is None:
-                raise InvalidSecgroup("zone: every conntrack zone is taken")
+                raise ZonesExhausted("zone: every conntrack zone is taken")
             self.tables.put_zone(network, zone)
             self._zones[network] = zone
         return zone

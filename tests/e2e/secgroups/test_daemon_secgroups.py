@@ -1,6 +1,6 @@
 """Security groups inside a real daemon: REST, instances naming groups per interface, groups
-changed after create, 400s with reasons, restart and kill -9 with the rules restored and the
-installed tables reconciled (one pair per network, none left when the ports are gone)."""
+changed after create, 400s and 422s with reasons, restart and kill -9 with the rules restored
+and the installed tables reconciled (one pair per network, none left when the ports are gone)."""
 
 from __future__ import annotations
 
@@ -73,28 +73,28 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     assert ports["app.eth0"]["groups"] == ["web"]
     assert ports["c1.eth0"]["fixed_ips"] == [f"{SUBNET}.11"]
 
-    # 400s with reasons, nothing changed
+    # 400s (the schema refuses) and 422s (schema-valid, contradicting) with reasons, nothing changed
     status, why = _reason(
         lambda: client.post(
             "/v1/security-groups/web/rules",
             {"direction": "ingress", "protocol": "icmp", "port_range_min": 1},
         )
     )
-    assert status == 400
+    assert status == 422  # schema-valid, fields that contradict each other
     assert "port_range_min" in why
     status, why = _reason(
         lambda: client.post(
             "/v1/security-groups/web/rules", {"direction": "ingress", "remote_group": "nope"}
         )
     )
-    assert (status, "remote_group" in why) == (400, True)
+    assert (status, "remote_group" in why) == (422, True)  # names no stored group
     status, why = _reason(lambda: client.post("/v1/security-groups", {"id": "Bad Name"}))
     assert status == 400
     status, why = _reason(lambda: client.delete("/v1/security-groups/clients"))
     assert status == 409
     assert "c1.eth0" in why
     status, why = _reason(lambda: run(client, SUBNET, "c3", "sgcli", 13, security_groups=["nope"]))
-    assert (status, "nope" in why) == (400, True)
+    assert (status, "nope" in why) == (422, True)
     assert len(client.get("/v1/security-groups/web")["rules"]) == 1
 
     # c2's groups changed after create

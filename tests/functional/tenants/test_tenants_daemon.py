@@ -430,9 +430,9 @@ def test_security_groups_are_tenant_scoped(daemon_factory: DaemonFactory) -> Non
         assert len(api.admin.get("/v1/security-groups/acme-web").json()["rules"]) == 1
         assert len(api.admin.get("/v1/security-groups/default").json()["rules"]) == 4
 
-        # ... nor can it be named: as a remote group (answered as a missing group) ...
+        # ... nor can it be named: as a remote group (answered as a missing group: 422) ...
         def refused(answer: httpx.Response, gid: str) -> str:
-            assert answer.status_code == 400, answer.text
+            assert answer.status_code == 422, answer.text
             return str(answer.json()["detail"]).replace(gid, "X")
 
         remote = [
@@ -497,7 +497,7 @@ def test_security_groups_are_tenant_scoped(daemon_factory: DaemonFactory) -> Non
             "/v1/instances/beta-b/interfaces/eth0/security-groups",
             json={"security_groups": ["acme-web"]},
         )
-        assert mine.status_code == 400, mine.text
+        assert mine.status_code == 422, mine.text
         mine = beta.put(
             "/v1/instances/beta-b/interfaces/eth0/security-groups",
             json={"security_groups": ["beta-web"]},

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fluidedge.cat.errors import CatConflict, CatInputError
+from fluidedge.cat.errors import CatConflict, CatInputError, CatUnprocessable
 from fluidedge.cat.layout import (
     MODELS,
     CacheInfo,
@@ -101,18 +101,19 @@ def test_preset_masks_are_contiguous_disjoint_and_cover_the_mask(ways: int, mode
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "message", "status"),
     [
-        ("xyz", "Non-hex character in the mask xyz"),
-        ("0", "Mask out of range"),
-        ("1000", "Mask out of range"),
-        ("f0f", "The mask f0f has non-consecutive 1-bits"),
-        ("1", "Need at least 2 bits in the mask"),
+        ("xyz", "Non-hex character in the mask xyz", 400),  # the API's schema says hex
+        ("0", "Mask out of range", 422),  # hex, but not for this host's cache
+        ("1000", "Mask out of range", 422),
+        ("f0f", "The mask f0f has non-consecutive 1-bits", 422),
+        ("1", "Need at least 2 bits in the mask", 422),
     ],
 )
-def test_parse_cbm_refuses_like_the_kernel(text: str, message: str) -> None:
-    with pytest.raises(CatInputError, match=message):
+def test_parse_cbm_refuses_like_the_kernel(text: str, message: str, status: int) -> None:
+    with pytest.raises(CatInputError, match=message) as caught:
         parse_cbm(text, _cache(12, min_cbm_bits=2))
+    assert caught.value.http_status == status
 
 
 def test_sparse_masks_allow_holes() -> None:
@@ -122,7 +123,7 @@ def test_sparse_masks_allow_holes() -> None:
 def test_mb_rounds_up_to_the_granularity() -> None:
     mba = MbaInfo(min_bandwidth=10, bandwidth_gran=10, num_closids=8, domains=(0,))
     assert parse_mb(45, mba) == 50
-    with pytest.raises(CatInputError, match=r"MB value 5 out of range \[10,100\]"):
+    with pytest.raises(CatUnprocessable, match=r"MB value 5 out of range \[10,100\]"):
         parse_mb(5, mba)
 
 
@@ -141,12 +142,12 @@ def test_check_layout_counts_closids_with_the_default_group() -> None:
 
 def test_exclusive_classes_may_not_overlap_or_use_shareable_bits() -> None:
     host = HostInfo({"L3": _cache(shareable_bits=0xC00)})
-    with pytest.raises(CatInputError, match="overlaps"):
+    with pytest.raises(CatUnprocessable, match="overlaps"):
         check_layout(
             host,
             [plan_class(host, "a", l3="ff", exclusive=True), plan_class(host, "b", l3="f0")],
         )
-    with pytest.raises(CatInputError, match="shareable_bits"):
+    with pytest.raises(CatUnprocessable, match="shareable_bits"):
         plan_class(host, "a", l3="f00", exclusive=True)
     shared = plan_class(host, "b", l3="f00")
     assert any("shareable_bits" in note for note in shared.notes)
@@ -158,11 +159,16 @@ def test_exclusive_classes_may_not_overlap_or_use_shareable_bits() -> None:
 
 def test_unknown_resources_and_domains() -> None:
     host = HostInfo({"L3": _cache(domains=(0, 1))})
-    with pytest.raises(CatInputError, match="Unknown or unsupported resource name 'L2'"):
+    with pytest.raises(CatUnprocessable, match="Unknown or unsupported resource name 'L2'"):
         plan_class(host, "a", l2="f")
-    with pytest.raises(CatInputError, match="unknown cache/domain id '2'"):
+    with pytest.raises(CatUnprocessable, match="unknown cache/domain id '2'"):
         plan_class(host, "a", l3={"2": "f"})
-    with pytest.raises(CatInputError, match="no memory bandwidth"):
+    with pytest.raises(CatInputError, match="'x' is not a number") as caught:
+        plan_class(host, "a", l3={"x": "f"})
+    assert caught.value.http_status == 400  # the API's schema says digits
+    with pytest.raises(CatUnprocessable, match="cache id 1: Mask out of range"):
+        plan_class(host, "a", l3={"1": "fffff"})  # the kind survives the class's prefix
+    with pytest.raises(CatUnprocessable, match="no memory bandwidth"):
         plan_class(host, "a", mb=50)
     plan = plan_class(host, "a", l3={"1": "f0"})
     assert plan.schemata_text() == "L3:1=f0\n"

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from tests.fixtures.resctrl import SHAPES, FakeResctrl, Shape
 
-from fluidedge.cat.errors import CatConflict, CatInputError, CosNotFound, NotSupported
+from fluidedge.cat.errors import (
+    CatConflict,
+    CatUnprocessable,
+    CosNotFound,
+    NotSupported,
+)
 from fluidedge.cat.fs import RealResctrlFS
 from fluidedge.cat.layout import MODELS, CacheInfo, preset
 from fluidedge.cat.manager import CatConfig, CatManager
@@ -96,21 +101,21 @@ def test_kernel_einval_after_our_checks_reports_last_cmd_status(
     manager.apply([CosSpec(name="default", l3="ff"), CosSpec(name="a", l3="f00")])
     fs.mkdir("other")  # a foreign group
     fs.write("other/schemata", "L3:0=300\n")
-    with pytest.raises(CatInputError, match="Overlaps with exclusive group"):
+    with pytest.raises(CatUnprocessable, match="Overlaps with exclusive group"):
         manager.apply([CosSpec(name="b", l3="3f0")])
     assert "b" not in fs.groups
     assert "b" not in manager.classes
     assert fs.groups["other"].mode == "exclusive"  # the other agent's change is not undone
 
 
-def test_validation_errors_are_400_and_touch_nothing(
+def test_masks_the_host_refuses_are_422_and_touch_nothing(
     tmp_path: Path, make_manager: MakeManager
 ) -> None:
     fs = FakeResctrl(tmp_path / "r", SHAPES["20w-16c-mba-mon"])
     manager = make_manager(fs)
-    with pytest.raises(CatInputError, match="Need at least 2 bits"):
+    with pytest.raises(CatUnprocessable, match="Need at least 2 bits"):
         manager.apply([CosSpec(name="a", l3="ff"), CosSpec(name="b", l3="1")])
-    with pytest.raises(CatInputError, match="non-consecutive"):
+    with pytest.raises(CatUnprocessable, match="non-consecutive"):
         manager.apply([CosSpec(name="a", l3={"0": "f0f", "1": "f"})])
     assert sorted(fs.groups) == [""]
     view = manager.apply([CosSpec(name="a", l3="c0000", mb=45)])[0]
@@ -176,7 +181,7 @@ def test_binding_to_an_unknown_class_or_dead_task(
         manager.bind("x", "nope", 1)
     manager.apply([CosSpec(name="a", l3="f", cpus="2-3")])
     assert manager.check("a") == (2, 3)
-    with pytest.raises(CatInputError, match="No task 999999999"):
+    with pytest.raises(CatUnprocessable, match="No task 999999999"):
         manager.bind("x", "a", 999999999)
     assert "x" not in manager.bindings
 
@@ -226,6 +231,10 @@ def test_a_host_without_resctrl_says_so_and_keeps_declared_state(tmp_path: Path)
         with pytest.raises(NotSupported) as caught:
             call()
         assert caught.value.http_status == 501
+    # an instance naming a class here is refused for what it asks of this host: 422, not 501
+    with pytest.raises(CatUnprocessable, match="cos: 'a' needs cache allocation") as refused:
+        bare.check("a")
+    assert refused.value.http_status == 422
     assert "fluidedge_cat_supported 0" in bare.metrics()
     assert [c["name"] for c in bare.tables.classes()] == ["a"]  # nothing lost
 

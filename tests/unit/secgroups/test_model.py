@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluidedge.errors import InputError
-from fluidedge.secgroups.errors import InvalidSecgroup
+from fluidedge.secgroups.errors import InvalidSecgroup, SecgroupUnprocessable
 from fluidedge.secgroups.model import (
     AddressPair,
     Port,
@@ -63,35 +63,39 @@ def test_errors_are_input_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kw", "field"),
+    ("kw", "field", "status"),
     [
-        ({"direction": "in"}, "direction"),
-        ({"ethertype": "IPv5"}, "ethertype"),
-        ({"protocol": 1, "port_range_min": 22}, "port_range_min"),
-        ({"protocol": None, "port_range_min": 22}, "port_range_min"),
-        ({"protocol": 6, "port_range_max": 22}, "port_range_min"),
-        ({"protocol": 6, "port_range_min": 30, "port_range_max": 20}, "port_range_min"),
-        ({"protocol": 6, "port_range_min": 0}, "port_range_min"),
-        ({"protocol": 6, "port_range_min": 70000}, "port_range_min"),
-        ({"protocol": 6, "icmp_type": 8}, "icmp_type"),
-        ({"protocol": 1, "icmp_code": 0}, "icmp_code"),
-        ({"protocol": 1, "icmp_type": 256}, "icmp_type"),
-        ({"protocol": 58}, "protocol"),
-        ({"remote_ip_prefix": ipaddress.ip_network("fd00::/64")}, "remote_ip_prefix"),
+        ({"direction": "in"}, "direction", 400),
+        ({"ethertype": "IPv5"}, "ethertype", 400),
+        # two fields that contradict each other: each is fine alone (422)
+        ({"protocol": 1, "port_range_min": 22}, "port_range_min", 422),
+        ({"protocol": None, "port_range_min": 22}, "port_range_min", 422),
+        ({"protocol": 6, "port_range_max": 22}, "port_range_min", 422),
+        ({"protocol": 6, "port_range_min": 30, "port_range_max": 20}, "port_range_min", 422),
+        ({"protocol": 6, "port_range_min": 0}, "port_range_min", 400),
+        ({"protocol": 6, "port_range_min": 70000}, "port_range_min", 400),
+        ({"protocol": 6, "icmp_type": 8}, "icmp_type", 422),
+        ({"protocol": 1, "icmp_code": 0}, "icmp_code", 422),
+        ({"protocol": 1, "icmp_type": 256}, "icmp_type", 400),
+        ({"protocol": 58}, "protocol", 422),
+        ({"remote_ip_prefix": ipaddress.ip_network("fd00::/64")}, "remote_ip_prefix", 422),
         (
             {"remote_ip_prefix": ipaddress.ip_network("10.0.0.0/8"), "remote_group": "a"},
             "remote_ip_prefix",
+            422,
         ),
-        ({"remote_group": "Bad_Name"}, "remote_group"),
-        ({"id": ""}, "rule id"),
-        ({"description": "x" * 5000}, "description"),
+        ({"remote_group": "Bad_Name"}, "remote_group", 400),
+        ({"id": ""}, "rule id", 400),
+        ({"description": "x" * 5000}, "description", 400),
     ],
 )
-def test_bad_rules_name_the_field(kw: dict[str, Any], field: str) -> None:
+def test_bad_rules_name_the_field(kw: dict[str, Any], field: str, status: int) -> None:
     base: dict[str, Any] = {"id": "r1", "direction": "ingress"}
     base.update(kw)
-    with pytest.raises(InvalidSecgroup, match=field):
+    with pytest.raises(InvalidSecgroup, match=field) as caught:
         Rule(**base)
+    assert caught.value.http_status == status
+    assert isinstance(caught.value, SecgroupUnprocessable) == (status == 422)
 
 
 def test_rule_normalisation() -> None:
@@ -129,10 +133,10 @@ def test_from_json_refuses_unknown_fields() -> None:
 
 def test_group_refuses_duplicate_ids_and_duplicate_rules() -> None:
     a = Rule(id="a", direction="ingress", protocol=6, port_range_min=22)
-    with pytest.raises(InvalidSecgroup, match="twice"):
+    with pytest.raises(SecgroupUnprocessable, match="twice"):
         SecurityGroup(id="g", rules=(a, a))
     same = Rule(id="b", direction="ingress", protocol=6, port_range_min=22, port_range_max=22)
-    with pytest.raises(InvalidSecgroup, match="duplicates"):
+    with pytest.raises(SecgroupUnprocessable, match="duplicates"):
         SecurityGroup(id="g", rules=(a, same))
     with pytest.raises(InvalidSecgroup, match="security group id"):
         SecurityGroup(id="G")
@@ -206,3 +210,10 @@ def test_port_json_round_trip() -> None:
         ipaddress.ip_network("10.0.9.0/24"),
         ipaddress.ip_network("fd00::5/128"),
     )
+
+
+def test_groups_on_a_port_without_port_security_contradict_it() -> None:
+    """Each field is fine alone; together they cannot be carried out (422)."""
+    with pytest.raises(SecgroupUnprocessable, match="port_security") as caught:
+        _port(port_security=False)
+    assert caught.value.http_status == 422

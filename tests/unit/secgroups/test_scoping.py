@@ -26,7 +26,7 @@ from fluidedge.errors import FluidedgeError
 from fluidedge.secgroups import cli
 from fluidedge.secgroups.api import build_router
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
-from fluidedge.secgroups.errors import GroupInUse, InvalidSecgroup
+from fluidedge.secgroups.errors import GroupInUse, SecgroupUnprocessable
 from fluidedge.secgroups.persist import Tables
 from fluidedge.secgroups.scoping import GroupScope, tenant_key, tenant_of
 from fluidedge.secgroups.service import SecgroupService
@@ -205,30 +205,30 @@ def test_references_never_cross_tenants(api: TestClient, world: World) -> None:
     _make(api, "acme", "acme-web")
     _make(api, "beta", "beta-web")
     _make(api, "admin", "adm")
-    # a remote group of another tenant is refused exactly as a missing one (400 naming it)
+    # a remote group of another tenant is refused exactly as a missing one (422 naming it)
     refusals = {}
     for gid in ("beta-web", "adm", "default", "acme-nope"):
         rule = {"id": "r1", "direction": "ingress", "remote_group": gid}
         answer = _call(api, "acme", "POST", "/acme-web/rules", rule)
-        assert answer.status_code == 400, answer.text
+        assert answer.status_code == 422, answer.text
         refusals[gid] = answer.json()["detail"].replace(gid, "X")
     assert len(set(refusals.values())) == 1
     assert "remote_group" in refusals["adm"]
     answer = _call(api, "acme", "PUT", "/acme-web", {"rules": [{**WEB, "remote_group": "adm"}]})
-    assert answer.status_code == 400
+    assert answer.status_code == 422
     ok = {"id": "r2", "direction": "ingress", "remote_group": "acme-web"}
     assert _call(api, "acme", "POST", "/acme-web/rules", ok).status_code == 201
     # even the admin cannot make a tenant's group take another's members
     answer = _call(api, "admin", "POST", "/beta-web/rules", {**ok, "remote_group": "acme-web"})
-    assert answer.status_code == 400
+    assert answer.status_code == 422
 
     # ports: an instance's interface names only groups of its owner
     world.instance("acme-a", ["acme-web"])
-    with pytest.raises(InvalidSecgroup, match="no group 'beta-web'"):
+    with pytest.raises(SecgroupUnprocessable, match="no group 'beta-web'"):
         world.instance("acme-b", ["beta-web"])  # acme-b: the admin's instance
     OWNERS["acme-c"] = "acme"
     try:
-        with pytest.raises(InvalidSecgroup, match="no group 'beta-web'"):
+        with pytest.raises(SecgroupUnprocessable, match="no group 'beta-web'"):
             world.instance("acme-c", ["acme-web", "beta-web"])
     finally:
         del OWNERS["acme-c"]
@@ -240,7 +240,7 @@ def test_references_never_cross_tenants(api: TestClient, world: World) -> None:
         "beta-a.eth0": ["beta-default"],
         "adm-a.eth0": ["default"],
     }
-    with pytest.raises(InvalidSecgroup, match=r"interfaces\.eth0\.security_groups: no group"):
+    with pytest.raises(SecgroupUnprocessable, match=r"interfaces\.eth0\.security_groups: no group"):
         world.service.check_interface_groups("acme", {"eth0": ["beta-web"]})
     world.service.check_interface_groups("acme", {"eth0": ["acme-web", "acme-default"]})
 
@@ -277,8 +277,8 @@ def test_ports_are_scoped_by_their_instance_owner(api: TestClient, world: World)
         assert answer.json()["detail"].replace(instance, "X") == missing
     # its own: its own groups only
     assert put("acme", "acme-a", ["acme-web"]).status_code == 200
-    assert put("acme", "acme-a", ["beta-web"]).status_code == 400
-    assert put("admin", "beta-a", ["acme-web"]).status_code == 400
+    assert put("acme", "acme-a", ["beta-web"]).status_code == 422
+    assert put("admin", "beta-a", ["acme-web"]).status_code == 422
     assert put("admin", "beta-a", ["beta-web"]).status_code == 200
     assert world.service.get_port("beta-a", "eth0").groups == ("beta-web",)
 

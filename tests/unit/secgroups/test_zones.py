@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from fluidedge.secgroups.driver import zones_set_by
+from pathlib import Path
+
+import pytest
+
+from fluidedge.core.store import Store
+from fluidedge.secgroups.driver import FirewallDriver, NftRenderer, zones_set_by
+from fluidedge.secgroups.errors import ZonesExhausted
 from fluidedge.secgroups.model import ZONE_MAX
-from fluidedge.secgroups.service import ZONE_FIRST, pick_zone, stale_networks
+from fluidedge.secgroups.persist import Tables
+from fluidedge.secgroups.service import ZONE_FIRST, SecgroupService, pick_zone, stale_networks
 
 
 def test_a_zone_in_use_is_never_picked() -> None:
@@ -48,3 +55,13 @@ def test_a_start_removes_only_its_own_stale_tables() -> None:
     mine = {"mine-idle", "mine-used"}.__contains__
     assert stale_networks(present, {"mine-used"}, mine) == {"mine-idle"}
     assert stale_networks(present, set(), lambda n: False) == set()
+
+
+def test_no_zone_left_is_a_capacity_error(tmp_path: Path) -> None:
+    """Every zone taken: the host cannot filter a new network now (503), not a bad request."""
+    service = SecgroupService(Tables(Store(tmp_path / "db.sqlite")), FirewallDriver(NftRenderer()))
+    service.load()
+    service._zones = {f"n{z}": z for z in range(ZONE_FIRST, ZONE_MAX + 1)}
+    with pytest.raises(ZonesExhausted, match="every conntrack zone is taken") as caught:
+        service._zone("one-more")
+    assert caught.value.http_status == 503
