@@ -27,8 +27,12 @@ Module map (pure policy first, I/O adapters last):
 Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
 
     MecError (FluidedgeError)
-    ├── MecInvalid (+ InputError)          400  malformed request or descriptor
-    │   └── MecUnsupported                 400  well-formed, not supported yet (the reason)
+    ├── MecInvalid (+ InputError)          400  malformed request (what the schema cannot
+    │                                           say: MEC 011's exclusive query filters, a
+    │                                           serInstanceId in a registration) or config
+    ├── MecUnprocessable (+ Unprocessable) 422  well-formed, contradicts the path or the
+    │   │                                       stored resources (ETSI GS MEC 009)
+    │   └── MecUnsupported                 422  well-formed, not supported yet (the reason)
     ├── MecUnauthorized                    401  no valid admin or app token
     ├── MecForbidden                       403  another app instance's token
     ├── MecNotFound (+ NotFoundError)      404

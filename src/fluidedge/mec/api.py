@@ -2,7 +2,11 @@
 
 Mp1 routes follow MEC 011's documents: paths, operation ids, status codes and, for every
 error, a ``ProblemDetails`` body as ``application/problem+json`` (:class:`ProblemRoute` turns
-validation errors and fluidedge errors into one). They authenticate their own requests
+validation errors and fluidedge errors into one). Besides the documents' statuses, a route
+whose request can be well-formed yet contradict the path or the stored resources documents
+422 (ETSI GS MEC 009: a body whose content cannot be processed); a body its schema refuses is
+a 400. The served document defines the ``ProblemDetails`` schema the responses name
+(:func:`add_schemas`, from the part's ``rewrite_openapi``). They authenticate their own requests
 (the daemon's edge lets them through: ``own_auth``): the admin token acts for every app
 instance, an app instance's token (``fea_...``) only for its own appInstanceId (403 for
 another's; a resource of another app under one's own id is simply not there: 404).
@@ -24,6 +28,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException
 
@@ -41,6 +46,7 @@ from fluidedge.mec.models import (
     DnsRule,
     EndPointUris,
     LinkType,
+    LocalityType,
     ProblemDetails,
     SecurityInfo,
     SerAvailabilityNotificationSubscription,
@@ -73,6 +79,8 @@ _TEXT = {
     404: "Not Found",
     409: "Conflict with the app instance's state",
     412: "Precondition Failed: If-Match names none of the resource's current ETags",
+    422: "Unprocessable Content: well-formed, but it contradicts the path or the stored "
+    "resources, or the TOF cannot carry it out (ETSI GS MEC 009); the detail says why",
     429: "Too Many Requests: the app instance's Mp1 budget ([mec] app_rate); see Retry-After",
     500: "A failure underneath the platform; the detail says which",
     503: "The store refuses writes",
@@ -80,9 +88,13 @@ _TEXT = {
 }
 
 
+PROBLEM_SCHEMA = "ProblemDetails"
+
+
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json."""
-    schema = {"$ref": "#/components/schemas/ProblemDetails"}
+    """``responses=`` for Mp1 error statuses: ProblemDetails as application/problem+json (the
+    schema is a component of the served document: :func:`add_schemas`)."""
+    schema = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
     out: dict[int | str, dict[str, Any]] = {}
     for code in (*codes, 429):  # every Mp1 route counts an app's request against its budget
         content: dict[str, Any] = {PROBLEM: {"schema": schema}}
@@ -90,6 +102,15 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
             content["text/plain"] = {"schema": {"type": "string"}}
         out[code] = {"description": _TEXT.get(code, "Error"), "content": content}
     return out
+
+
+def add_schemas(document: dict[str, Any]) -> None:
+    """Define in ``document`` the schemas :func:`problems` names: no route's model is a
+    ProblemDetails (FastAPI collects components from those), yet every Mp1 error is one."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas[PROBLEM_SCHEMA] = ProblemDetails.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
 
 
 def problem_response(status: int, detail: str, instance: str) -> JSONResponse:
@@ -164,26 +185,45 @@ def caller_of(platform: Platform) -> Callable[[Request], Caller]:
 
 
 # Path identifiers are not bounded: they are only looked up, and an unknown one is a 404 (the
-# documents give DELETE no 400 to answer with).
-AppId = Annotated[str, Path(alias="appInstanceId", description="appInstanceId")]
-SubId = Annotated[str, Path(alias="subscriptionId")]
-SerId = Annotated[str, Path(alias="serviceId")]
-QList = Annotated[
-    list[Annotated[str, Query(max_length=256)]] | SkipJsonSchema[None], Query(max_length=64)
-]
+# documents give DELETE no 400 to answer with). At least one character, as a path segment
+# always has: an empty one would be another resource's URL (the collection's, ``.../services/``).
+AppId = Annotated[str, Path(alias="appInstanceId", description="appInstanceId", min_length=1)]
+SubId = Annotated[str, Path(alias="subscriptionId", min_length=1)]
+SerId = Annotated[str, Path(alias="serviceId", min_length=1)]
+TrafficRuleId = Annotated[str, Path(alias="trafficRuleId", min_length=1)]
+DnsRuleId = Annotated[str, Path(alias="dnsRuleId", min_length=1)]
+# MEC 011: "either ser_instance_id or ser_name or ser_category_id or none of them shall be
+# present". A rule across parameters, which no parameter's schema can say: each of the three
+# says it in its description, and two or three of them together are a 400.
+_ONE_OF = (
+    " At most one of ser_instance_id, ser_name and ser_category_id may be present (MEC 011): "
+    "two or three of them are a 400."
+)
+# Up to 64 values of up to 256 characters (maxItems in the served schema).
+_Strs = (
+    Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=64)]
+    | SkipJsonSchema[None]
+)
 
 
 def _query(  # noqa: PLR0917 (FastAPI's query parameters, one per filter)
-    ser_instance_id: QList = None,
-    ser_name: QList = None,
-    ser_category_id: Annotated[str | SkipJsonSchema[None], Query(max_length=256)] = None,
+    ser_instance_id: Annotated[
+        _Strs, Query(description="services with one of these serInstanceIds." + _ONE_OF)
+    ] = None,
+    ser_name: Annotated[
+        _Strs, Query(description="services with one of these serNames." + _ONE_OF)
+    ] = None,
+    ser_category_id: Annotated[
+        str | SkipJsonSchema[None],
+        Query(max_length=256, description="services of this category id." + _ONE_OF),
+    ] = None,
     consumed_local_only: bool | SkipJsonSchema[None] = None,
     is_local: bool | SkipJsonSchema[None] = None,
-    scope_of_locality: Annotated[str | SkipJsonSchema[None], Query(max_length=32)] = None,
+    scope_of_locality: LocalityType | SkipJsonSchema[None] = None,
 ) -> ServiceQuery:
     return ServiceQuery(
-        ser_instance_id=tuple(ser_instance_id or ()),
-        ser_name=tuple(ser_name or ()),
+        ser_instance_id=None if ser_instance_id is None else tuple(ser_instance_id),
+        ser_name=None if ser_name is None else tuple(ser_name),
         ser_category_id=ser_category_id,
         consumed_local_only=consumed_local_only,
         is_local=is_local,
@@ -231,11 +271,14 @@ def add_subscription_routes(
     rel: str,
     operation_prefix: str,
     platform: Platform,
+    create_problems: tuple[int, ...] = (),
 ) -> None:
     """The four subscription routes both Mp1 APIs have (``/applications/{id}/subscriptions``
     and ``.../{subscriptionId}``: list, create, read, delete), for ``model`` (the API's
     subscription type) stored by the platform as ``kind``. The two APIs differ only in these
-    parameters and their operation ids' prefix (MEC 011's documents)."""
+    parameters and their operation ids' prefix (MEC 011's documents); ``create_problems``:
+    statuses only one API's creation answers (422 for an appInstanceId in the body that is
+    not the path's)."""
     Who = Annotated[Caller, Depends(caller_of(platform))]
 
     @router.get(
@@ -264,7 +307,7 @@ def add_subscription_routes(
         operation_id=f"{operation_prefix}ApplicationsSubscriptions_POST",
         status_code=201,
         response_model=model,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        responses=problems(400, 401, 403, 404, *create_problems, 500, 503, 507),
     )(subscribe)
 
     @router.get(
@@ -316,7 +359,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         operation_id="AppServices_POST",
         status_code=201,
         response_model=ServiceInfo,
-        responses=problems(400, 401, 403, 404, 500, 503, 507),
+        # 400: a serInstanceId given (read-only); 422: the app already offers that serName
+        responses=problems(400, 401, 403, 404, 422, 500, 503, 507),
     )
     def register(
         request: Request, response: Response, who: Who, app_id: AppId, body: ServiceInfo
@@ -340,7 +384,8 @@ def build_service_mgmt(platform: Platform) -> APIRouter:
         "/applications/{appInstanceId}/services/{serviceId}",
         operation_id="AppServicesServiceId_PUT",
         response_model=ServiceInfo,
-        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
+        # 422: a serInstanceId other than the path's, a changed serName
+        responses=problems(400, 401, 403, 404, 412, 422, 500, 503, 507),
     )
     def update(
         request: Request, response: Response, *, who: Who, app_id: AppId, ser_id: SerId,
@@ -425,7 +470,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         response: Response,
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="trafficRuleId")],
+        rule_id: TrafficRuleId,
     ) -> TrafficRule:
         return _tagged(response, platform.traffic_rule(who, app_id, rule_id))
 
@@ -433,7 +478,8 @@ def build_app_support(platform: Platform) -> APIRouter:
         "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}",
         operation_id="ApplicationsTrafficRule_PUT",
         response_model=TrafficRule,
-        responses=problems(400, 401, 403, 404, 409, 412, 500, 503, 507),
+        # 422: a trafficRuleId other than the path's, an ACTIVE rule the TOF cannot express
+        responses=problems(400, 401, 403, 404, 409, 412, 422, 500, 503, 507),
     )
     def put_traffic_rule(
         request: Request,
@@ -441,7 +487,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         *,
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="trafficRuleId")],
+        rule_id: TrafficRuleId,
         body: TrafficRule,
     ) -> TrafficRule:
         done = platform.put_traffic_rule(who, app_id, rule_id, body, _if_match(request))
@@ -466,7 +512,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         response: Response,
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="dnsRuleId")],
+        rule_id: DnsRuleId,
     ) -> DnsRule:
         return _tagged(response, platform.dns_rule(who, app_id, rule_id))
 
@@ -474,7 +520,8 @@ def build_app_support(platform: Platform) -> APIRouter:
         "/applications/{appInstanceId}/dns_rules/{dnsRuleId}",
         operation_id="ApplicationsDnsRule_PUT",
         response_model=DnsRule,
-        responses=problems(400, 401, 403, 404, 412, 500, 503, 507),
+        # 422: a dnsRuleId other than the path's, an address of the other ipAddressType
+        responses=problems(400, 401, 403, 404, 412, 422, 500, 503, 507),
     )
     def put_dns_rule(
         request: Request,
@@ -482,7 +529,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         *,
         who: Who,
         app_id: AppId,
-        rule_id: Annotated[str, Path(alias="dnsRuleId")],
+        rule_id: DnsRuleId,
         body: DnsRule,
     ) -> DnsRule:
         done = platform.put_dns_rule(who, app_id, rule_id, body, _if_match(request))
@@ -492,7 +539,7 @@ def build_app_support(platform: Platform) -> APIRouter:
         router, api=APP_SUPPORT, kind="term_sub",
         model=AppTerminationNotificationSubscription,
         rel="AppTerminationNotificationSubscription", operation_prefix="AppSupport_",
-        platform=platform,
+        platform=platform, create_problems=(422,),
     )  # fmt: skip
 
     @router.post(
@@ -511,7 +558,8 @@ def build_app_support(platform: Platform) -> APIRouter:
         operation_id="ApplicationsConfirmReady_POST",
         status_code=204,
         response_class=Response,
-        responses=problems(400, 401, 403, 404, 409, 500, 503, 507),
+        # 422: ACTIVE traffic rules, and this daemon has no [tof] part to carry them
+        responses=problems(400, 401, 403, 404, 409, 422, 500, 503, 507),
     )
     def confirm_ready(who: Who, app_id: AppId, _body: AppReadyConfirmation) -> Response:
         platform.confirm_ready(who, app_id)
@@ -551,7 +599,8 @@ def build_apps(platform: Platform) -> APIRouter:
         status_code=201,
         response_model=AppCreated,
         # deploy: an unknown template, image or network (404), the instance manager's
-        # refusals (409 admission, 422 workload exited, 504 not ready, 500 runtime)
+        # refusals (409 admission, 422 workload exited, 504 not ready, 500 runtime); 422 also
+        # for a descriptor whose members contradict each other or a rule the TOF cannot take
         responses=error_responses(400, 404, 409, 422, 500, 504),
     )
     def create(spec: AppDescriptor) -> dict[str, Any]:
@@ -563,12 +612,12 @@ def build_apps(platform: Platform) -> APIRouter:
         return platform.views()
 
     @router.get("/{app_id}", response_model=AppView, responses=error_responses(404))
-    def show(app_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    def show(app_id: Annotated[str, Path(min_length=1, max_length=64)]) -> dict[str, Any]:
         with platform.lock:
             return platform.view(app_id)
 
     @router.delete("/{app_id}", response_model=AppTerminated, responses=error_responses(404))
-    async def delete(app_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+    async def delete(app_id: Annotated[str, Path(min_length=1, max_length=64)]) -> dict[str, Any]:
         """Terminate: notify the app's termination subscribers, wait for confirm_termination
         up to its graceful timeout, then remove it (its rules leave the TOF)."""
         with platform.lock:

@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from fluidedge.errors import ConflictError, FluidedgeError, NotFoundError
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
 from fluidedge.mec.descriptor import Deployment
-from fluidedge.mec.errors import MecConflict, MecInvalid, MecNotFound, MecUnsupported
+from fluidedge.mec.errors import MecConflict, MecNotFound, MecUnprocessable, MecUnsupported
 from fluidedge.tenants.scope import ADMIN
 
 log = logging.getLogger("fluidedge.mec")
@@ -341,7 +341,9 @@ class InstanceDeployer:
                 instance_doc(name, spec, address, app_id, token, self.net)
             )
         except ValidationError as exc:
-            raise MecInvalid(f"deploy: {_reason(exc)}") from exc
+            # The descriptor held its schema; combined with the named template (or image)
+            # and the platform network it does not: 422, what it asks cannot be made.
+            raise MecUnprocessable(f"deploy: {_reason(exc)}") from exc
         if scope is not None:
             owner = scope.owner_for_create(ADMIN, "template", name, owner)
             with scope.creating("template", name, owner, exists=name in manager.templates):

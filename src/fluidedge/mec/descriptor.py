@@ -7,6 +7,11 @@ starts for it: seed §4.4.1.1.2), the services it requires and produces (informa
 slice), and the traffic and DNS rules the platform holds for it. The app can then read those
 rules over Mp1 and only activate, deactivate or update them (MEC 011 gives an app no way to
 create a rule).
+
+The schema says what one member may be (names, IPv4 addresses as patterns, bounds); what it
+cannot say (exactly one of ``deploy.template`` and ``deploy.image``, ``dataAddress`` beside
+``deploy``, rule ids given twice, a DNS rule's address of the other ``ipAddressType``) is
+:func:`check_descriptor`'s, a 422 before anything is made.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fluidedge.instances.models import ResourceOverrides
-from fluidedge.mec.models import DnsRule, TrafficRule, check_dns_rule
+from fluidedge.mec.errors import MecUnprocessable
+from fluidedge.mec.models import IPV4, DnsRule, TrafficRule, check_dns_rule, matching
 
 Name = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -36,6 +42,20 @@ class AppState(StrEnum):
 GroupIds = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]],
     Field(max_length=16),
+]
+
+
+IPV4_ADDRESS = f"^{IPV4}$"
+IPV4_INTERFACE = f"^{IPV4}/(?:3[0-2]|[12]?[0-9])$"
+Ipv4 = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": IPV4_ADDRESS}),
+    matching(IPV4_ADDRESS, "an IPv4 address (a.b.c.d)"),
+]
+Ipv4Interface = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": IPV4_INTERFACE}),
+    matching(IPV4_INTERFACE, "an IPv4 address with a prefix length (a.b.c.d/n)"),
 ]
 
 
@@ -64,11 +84,11 @@ class DataInterface(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     network: Name = Field(description="an instance network (/v1/networks) the TOF reaches")
-    address: str = Field(
+    address: Ipv4Interface = Field(
         description="IPv4 address with prefix length; its address is the app's dataAddress",
         examples=["198.18.3.10/24"],
     )
-    gateway: str | None = Field(default=None, examples=["198.18.3.1"])
+    gateway: Ipv4 | None = Field(default=None, examples=["198.18.3.1"])
     security_groups: GroupIds | None = Field(
         default=None,
         alias="securityGroups",
@@ -91,7 +111,7 @@ class PlatformInterface(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    address: str | None = Field(
+    address: Ipv4Interface | None = Field(
         default=None,
         description="IPv4 address with prefix length inside the platform network; default: "
         "the first one free",
@@ -109,15 +129,19 @@ class PlatformInterface(BaseModel):
 
 
 class Deployment(BaseModel):
-    """``deploy``: the instance the platform starts for the app (seed §4.4.1.1.2)."""
+    """``deploy``: the instance the platform starts for the app (seed §4.4.1.1.2), from
+    exactly one of ``template`` and ``image`` (:func:`check_descriptor`)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     template: Name | None = Field(
-        default=None, description="a template (/v1/templates) the app's instance is made from"
+        default=None,
+        description="a template (/v1/templates) the app's instance is made from (exactly one "
+        "of template and image: 422 otherwise)",
     )
     image: Name | None = Field(
-        default=None, description="or an image (/v1/images): its command, env and user"
+        default=None,
+        description="or an image (/v1/images): its command, env and user",
     )
     command: (
         Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
@@ -129,12 +153,6 @@ class Deployment(BaseModel):
     data: DataInterface
     platform: PlatformInterface = Field(default_factory=PlatformInterface)
 
-    @model_validator(mode="after")
-    def _source(self) -> Deployment:
-        if (self.template is None) == (self.image is None):
-            raise ValueError("deploy: name exactly one of template and image")
-        return self
-
 
 class AppDescriptor(BaseModel):
     """What ``POST /v1/apps`` takes."""
@@ -143,11 +161,11 @@ class AppDescriptor(BaseModel):
 
     name: Name
     tenant: Annotated[str, Field(min_length=1, max_length=63)] = "default"
-    data_address: str | None = Field(
+    data_address: Ipv4 | None = Field(
         default=None,
         alias="dataAddress",
         description="IPv4 address of the app's data-plane interface (FORWARD_DECAPSULATED "
-        "rules without a dstInterface deliver there)",
+        "rules without a dstInterface deliver there); not with deploy (422)",
         examples=["10.0.2.10"],
     )
     services_produced: Annotated[
@@ -168,7 +186,8 @@ class AppDescriptor(BaseModel):
         "and one on the platform network (its Mp1 token in /.fe/mec/token); without it, the "
         "operator gives dataAddress",
     )
-    graceful_timeout: Annotated[float, Field(ge=0.0, le=300.0)] = Field(
+    # Strict: a JSON number (an integer is one), never a boolean or a string.
+    graceful_timeout: Annotated[float, Field(ge=0.0, le=300.0, strict=True)] = Field(
         default=10.0,
         alias="gracefulTimeout",
         description="seconds the platform waits for confirm_termination (maxGracefulTimeout)",
@@ -179,21 +198,27 @@ class AppDescriptor(BaseModel):
     def _ipv4(cls, value: str | None) -> str | None:
         return _ipv4_or_none(value)
 
-    @model_validator(mode="after")
-    def _rules(self) -> AppDescriptor:
-        if self.deploy is not None and self.data_address is not None:
-            raise ValueError("dataAddress: a deployed app's is its data interface's (deploy.data)")
-        for kind, ids in (
-            ("trafficRuleId", [r.traffic_rule_id for r in self.traffic_rules]),
-            ("dnsRuleId", [r.dns_rule_id for r in self.dns_rules]),
-        ):
-            if len(set(ids)) != len(ids):
-                raise ValueError(f"duplicate {kind} in the descriptor")
-        for rule in self.dns_rules:
-            problem = check_dns_rule(rule)
-            if problem:
-                raise ValueError(problem)
-        return self
+
+def check_descriptor(spec: AppDescriptor) -> None:
+    """Raise :class:`MecUnprocessable` (422) for what the descriptor's schema cannot say: the
+    members hold one by one, but not together."""
+    deploy = spec.deploy
+    if deploy is not None and (deploy.template is None) == (deploy.image is None):
+        raise MecUnprocessable("deploy: name exactly one of template and image")
+    if deploy is not None and spec.data_address is not None:
+        raise MecUnprocessable(
+            "dataAddress: a deployed app's is its data interface's (deploy.data)"
+        )
+    for kind, ids in (
+        ("trafficRuleId", [r.traffic_rule_id for r in spec.traffic_rules]),
+        ("dnsRuleId", [r.dns_rule_id for r in spec.dns_rules]),
+    ):
+        if len(set(ids)) != len(ids):
+            raise MecUnprocessable(f"duplicate {kind} in the descriptor")
+    for rule in spec.dns_rules:
+        problem = check_dns_rule(rule)
+        if problem:
+            raise MecUnprocessable(problem)
 
 
 class AppView(BaseModel):

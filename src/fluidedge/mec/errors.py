@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fluidedge.errors import ConflictError, FluidedgeError, InputError, NotFoundError
+from fluidedge.errors import (
+    ConflictError,
+    FluidedgeError,
+    InputError,
+    NotFoundError,
+    Unprocessable,
+)
 
 
 class MecError(FluidedgeError):
@@ -10,7 +16,19 @@ class MecError(FluidedgeError):
 
 
 class MecInvalid(MecError, InputError):
-    """A malformed Mp1 request or app descriptor; the message names the field and why."""
+    """A malformed Mp1 request or app descriptor, or a bad ``[mec]`` configuration; the message
+    names the field and why. Requests: only what the served schema cannot say (the Mp1 query's
+    mutually exclusive filters, a ``serInstanceId`` in a registration, which the schema marks
+    read-only); anything else malformed is refused by the models before a route runs (400)."""
+
+
+class MecUnprocessable(MecError, Unprocessable):
+    """A well-formed request (its schema holds) that cannot be carried out as it stands: an id
+    in the body that differs from the path's, a change that contradicts the stored resource
+    (a service's name, a second service of the same name), a DNS rule whose address is not of
+    its ``ipAddressType``, an ACTIVE traffic rule the TOF cannot turn into services (its state
+    decides whether its filters must translate), a descriptor whose parts contradict each
+    other. 422, as ETSI GS MEC 009 allows for a body whose content cannot be processed."""
 
 
 class MecUnauthorized(MecError):
@@ -34,9 +52,10 @@ class MecConflict(MecError, ConflictError):
     confirm, a traffic rule whose service address another service holds...)."""
 
 
-class MecUnsupported(MecInvalid):
+class MecUnsupported(MecUnprocessable):
     """A well-formed request this platform cannot carry out yet (an action or filter the TOF
-    cannot express): 400 with the reason, nothing changed."""
+    cannot express, a deployment or traffic rule this daemon's configuration cannot serve):
+    422 with the reason, nothing changed."""
 
 
 class MecPreconditionFailed(MecError):

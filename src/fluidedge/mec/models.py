@@ -7,13 +7,20 @@ so FastAPI serialises them by alias. Unknown members are ignored, as the documen
 forbid them (``additionalProperties`` is not set).
 
 Where the documents leave a field open, our bounds are stricter and say so in the schema we
-serve (a port is 0..65535, strings are bounded, a callback is an http(s) URL): a request past
-them is a 400 with the reason, never a 5xx.
+serve (a port is 0..65535, strings are bounded, a callback is an http(s) URL with a host, a DNS
+rule's name and address are a DNS name and an IP address): a request past them is a 400 with
+the reason, never a 5xx. What a schema cannot say (an id that differs from the path's, an
+address of the other ``ipAddressType``, an ACTIVE rule the TOF cannot express) is the
+platform's 422 (:class:`fluidedge.mec.errors.MecUnprocessable`).
+
+An integer member is a JSON integer, and ``2.0`` is one too (JSON Schema counts a number with
+no fractional part as an integer): never a boolean or a string.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -21,10 +28,13 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -35,7 +45,74 @@ Text = Annotated[str, Field(max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number without a fractional part as the integer it is (``2147483646.0``): JSON
+    Schema's ``integer`` admits it, so the served schema and the model agree."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integer members are ``StrictInt`` (never a boolean, a string or a fraction) with ``_whole``
+# before them: after their bounds (``Annotated[StrictInt, Field(...), BeforeValidator(...)]``)
+# and outside any ``| None``, so that an error names the member, not the validators.
+OptionalInt = Annotated[StrictInt | SkipJsonSchema[None], BeforeValidator(_whole)]
+
+
+def matching(pattern: str, what: str) -> AfterValidator:
+    """The schema's ``pattern`` and its check (Python's ``re``, as schemathesis and the
+    documents' readers use it), with ``what`` as the reason rather than the pattern itself."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.fullmatch(value) is None:
+            raise ValueError(f"is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Address patterns, in the subset of regular expressions that JSON Schema (ECMA 262), Python's
+# re and pydantic's Rust engine read alike. What they match, ``ipaddress`` accepts
+# (tests/unit/mec/test_models.py holds them to it); leading zeros and IPv6 zones are left out.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+
+
+def _ipv6() -> str:
+    """RFC 3986's ``IPv6address`` (eight groups, one ``::`` for a run of zeros, the last 32
+    bits possibly as IPv4)."""
+    h16 = "[0-9A-Fa-f]{1,4}"
+    ls32 = f"(?:{h16}:{h16}|{IPV4})"
+    forms = [f"(?:{h16}:){{6}}{ls32}", f"::(?:{h16}:){{5}}{ls32}"]
+    tails = [f"(?:{h16}:){{4}}{ls32}", f"(?:{h16}:){{3}}{ls32}", f"(?:{h16}:){{2}}{ls32}"]
+    tails += [f"{h16}:{ls32}", ls32, h16, ""]
+    for before, tail in enumerate(tails):
+        head = f"(?:(?:{h16}:){{0,{before}}}{h16})?" if before else f"(?:{h16})?"
+        forms.append(f"{head}::{tail}")
+    return "(?:" + "|".join(forms) + ")"
+
+
+IPV6 = _ipv6()
+IP_ADDRESS = f"^(?:{IPV4}|{IPV6})$"
+
+# A DNS name as the responder matches it: dot-separated labels of 1 to 63 printable ASCII
+# characters without spaces or the characters a zone file escapes ("$();@\), a final dot
+# allowed. Non-ASCII names are given as their A-labels (xn--...).
+_LABEL = r"[!#%&'*+,\-/0-9:<=>?A-Z\[\]^_`a-z{|}~]{1,63}"
+DNS_NAME = rf"^(?:{_LABEL}\.)*{_LABEL}\.?$"
+
+# An http(s) URL whose authority has a host: RFC 3986's reg-name characters or a bracketed
+# IPv6 address, then an optional port, path, query and fragment.
+_REG_NAME = "A-Za-z0-9._~%!$&'()*+,;="  # unreserved and sub-delims (a class's ranges)
+CALLBACK = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[{_REG_NAME}:-]*@)?"
+    rf"(?:[{_REG_NAME}-]+|\[{IPV6}\])(?::[0-9]*)?(?:[/?#].*)?$"
+)
+
+
 def _callback(value: str) -> str:
+    """What the notifier needs: a scheme it speaks and a host (the pattern implies both)."""
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
@@ -43,9 +120,21 @@ def _callback(value: str) -> str:
 
 
 CallbackUri = Annotated[
-    str, Field(min_length=8, max_length=2048, examples=["http://10.1.0.5:8080/notify"])
+    str,
+    Field(
+        min_length=8,
+        max_length=2048,
+        description="an http:// or https:// URL with a host (a name, an IPv4 address or a "
+        "bracketed IPv6 address)",
+        examples=["http://10.1.0.5:8080/notify"],
+        json_schema_extra={"pattern": CALLBACK},
+    ),
 ]
-CheckedCallback = Annotated[CallbackUri, AfterValidator(_callback)]
+CheckedCallback = Annotated[
+    CallbackUri,
+    matching(CALLBACK, "an http:// or https:// URL with a host"),
+    AfterValidator(_callback),
+]
 
 
 class _Model(BaseModel):
@@ -57,12 +146,21 @@ class _Model(BaseModel):
     @classmethod
     def _no_nulls(cls, data: Any) -> Any:
         """The documents' optional members are absent or typed, never null (``None`` in our
-        schema's Python types only means "absent")."""
+        schema's Python types only means "absent", and the served schema does not make them
+        nullable). Members the type does not define are ignored whatever their value, null
+        included: ETSI's receivers ignore unknown attributes."""
         if isinstance(data, dict):
-            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            known = cls._member_names()
+            nulls = sorted(str(k) for k, v in data.items() if v is None and k in known)
             if nulls:
                 raise ValueError(f"{', '.join(nulls)}: null is not allowed (leave it out)")
         return data
+
+    @classmethod
+    def _member_names(cls) -> frozenset[str]:
+        """The wire names (aliases) and Python names of the type's members."""
+        fields = cls.model_fields
+        return frozenset(fields) | frozenset(f.alias for f in fields.values() if f.alias)
 
     def wire(self) -> dict[str, Any]:
         """The JSON document (spec names, absent optionals left out)."""
@@ -177,7 +275,7 @@ class Address(_Model):
     """``EndPointInfo.Address``: host and port (our bound: a TCP/UDP port number)."""
 
     host: Annotated[str, Field(min_length=1, max_length=255)]
-    port: Annotated[StrictInt, Field(ge=0, le=65535)]
+    port: Annotated[StrictInt, Field(ge=0, le=65535), BeforeValidator(_whole)]
 
 
 class EndPointUris(_Model):
@@ -196,6 +294,23 @@ class EndPointAlternative(_Model):
     """``EndPointInfo.Alternative``: an endpoint described some other way (kept as given)."""
 
     alternative: dict[str, Any]
+
+
+_ENDPOINT_FORMS: tuple[type[_Model], ...] = (EndPointUris, EndPointAddresses, EndPointAlternative)
+
+
+def _fits(form: type[_Model], value: dict[str, Any]) -> bool:
+    try:
+        form.model_validate(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _one_of(schema: dict[str, Any]) -> None:
+    """A union's ``anyOf`` served as the ``oneOf`` the documents give (and the model checks)."""
+    if "anyOf" in schema:
+        schema["oneOf"] = schema.pop("anyOf")
 
 
 class OAuth2Info(_Model):
@@ -220,25 +335,43 @@ class TransportInfo(_Model):
     type: TransportType
     protocol: Text
     version: Text
-    endpoint: EndPointUris | EndPointAddresses | EndPointAlternative
+    endpoint: Annotated[
+        EndPointUris | EndPointAddresses | EndPointAlternative,
+        Field(json_schema_extra=_one_of),
+    ]
     security: SecurityInfo
     impl_specific_info: dict[str, Any] | SkipJsonSchema[None] = None
 
-    @field_validator("endpoint", mode="before")
+    @field_validator("endpoint", mode="wrap")
     @classmethod
-    def _one_form(cls, value: Any) -> Any:
-        """``oneOf``: exactly one of the three forms (an object with two matches both)."""
+    def _one_form(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """``oneOf`` (the document's, and the schema we serve): an object that is two of the
+        forms at once (both ``uris`` and ``addresses``, each valid) is none of them."""
         if isinstance(value, dict):
-            forms = [k for k in ("uris", "addresses", "alternative") if k in value]
-            if len(forms) != 1:
+            fits = [form for form in _ENDPOINT_FORMS if _fits(form, value)]
+            if len(fits) > 1:
                 raise ValueError("endpoint: exactly one of uris, addresses or alternative")
-        return value
+        return handler(value)
 
 
 class ServiceInfo(_Model):
-    """``ServiceInfo``: a service an app produces (``serInstanceId`` is the platform's)."""
+    """``ServiceInfo``: a service an app produces. ``serInstanceId`` is the platform's: the
+    schema we serve marks it read-only (MEC 011: absent in a registration, which is refused
+    with 400 when it carries one; a PUT may repeat the path's)."""
 
-    ser_instance_id: Text | SkipJsonSchema[None] = None
+    ser_instance_id: (
+        Annotated[
+            str,
+            Field(
+                max_length=256,
+                json_schema_extra={
+                    "readOnly": True,
+                    "description": "assigned by the platform (leave it out of a registration)",
+                },
+            ),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
     ser_name: Annotated[str, Field(min_length=1, max_length=256)]
     ser_category: CategoryRef | SkipJsonSchema[None] = None
     version: Text
@@ -421,9 +554,9 @@ class TrafficFilter(_Model):
     tgt_tunnel_address: Strings | SkipJsonSchema[None] = None
     src_tunnel_port: Strings | SkipJsonSchema[None] = None
     dst_tunnel_port: Strings | SkipJsonSchema[None] = None
-    q_ci: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="qCI")
-    d_scp: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="dSCP")
-    t_c: StrictInt | SkipJsonSchema[None] = Field(default=None, alias="tC")
+    q_ci: OptionalInt = Field(default=None, alias="qCI")
+    d_scp: OptionalInt = Field(default=None, alias="dSCP")
+    t_c: OptionalInt = Field(default=None, alias="tC")
 
 
 class InterfaceType(StrEnum):
@@ -464,7 +597,7 @@ class TrafficRule(_Model):
 
     traffic_rule_id: Id
     filter_type: FilterType
-    priority: Annotated[StrictInt, Field(ge=0, le=255)]
+    priority: Annotated[StrictInt, Field(ge=0, le=255), BeforeValidator(_whole)]
     traffic_filter: Annotated[list[TrafficFilter], Field(max_length=16)]
     action: Action
     dst_interface: DestinationInterface | SkipJsonSchema[None] = None
@@ -482,16 +615,38 @@ class DnsRule(_Model):
     """``DnsRule``: a name the platform's DNS answers with an address while ACTIVE."""
 
     dns_rule_id: Id
-    domain_name: Annotated[str, Field(min_length=1, max_length=253)]
+    domain_name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=253,
+            description="a DNS name: labels of 1 to 63 printable ASCII characters (no spaces, "
+            'none of "$();@\\), a final dot allowed',
+            json_schema_extra={"pattern": DNS_NAME},
+        ),
+        matching(DNS_NAME, "a DNS name (labels of 1 to 63 printable ASCII characters)"),
+    ]
     ip_address_type: IpAddressType
-    ip_address: Annotated[str, Field(max_length=45)]
-    ttl: Annotated[StrictInt, Field(ge=0, le=2147483647)] | SkipJsonSchema[None] = None
+    ip_address: Annotated[
+        str,
+        Field(
+            max_length=45,
+            description="an IPv4 or IPv6 address, of the rule's ipAddressType (422 otherwise)",
+            json_schema_extra={"pattern": IP_ADDRESS},
+        ),
+        matching(IP_ADDRESS, "an IPv4 or IPv6 address"),
+    ]
+    ttl: Annotated[
+        Annotated[StrictInt, Field(ge=0, le=2147483647)] | SkipJsonSchema[None],
+        BeforeValidator(_whole),
+    ] = None
     state: RuleState
 
 
 def check_dns_rule(rule: DnsRule) -> str | None:
     """Why ``rule``'s name is not a DNS name or its address does not fit its type (None when
-    both are right)."""
+    both are right). The name's and the address's syntax are also the schema's patterns, so
+    for a request only the address's version against ``ipAddressType`` is left to this."""
     labels = rule.domain_name.rstrip(".").split(".")
     if any(not 0 < len(label.encode()) <= 63 for label in labels) or any(
         c.isspace() or c in '\\()";@$' or not c.isprintable() for c in rule.domain_name

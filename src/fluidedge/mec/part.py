@@ -26,7 +26,13 @@ from fluidedge.core.part import DaemonContext
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import TemplateSpec
 from fluidedge.mec import examples
-from fluidedge.mec.api import MP1_PREFIXES, build_app_support, build_apps, build_service_mgmt
+from fluidedge.mec.api import (
+    MP1_PREFIXES,
+    add_schemas,
+    build_app_support,
+    build_apps,
+    build_service_mgmt,
+)
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.dns import DnsResponder, Records
 from fluidedge.mec.dns import serve as dns_serve
@@ -300,7 +306,9 @@ class MecPart:
         await self.notifier.stop()
 
     def rewrite_openapi(self, document: dict[str, Any]) -> None:
-        """Mp1 routes always need a token (the admin's or an app's), whatever api.open_reads."""
+        """Mp1 routes always need a token (the admin's or an app's), whatever api.open_reads;
+        their errors' ProblemDetails schema is defined (the responses name it)."""
+        add_schemas(document)
         for path, item in document.get("paths", {}).items():
             if not path.startswith(MP1_PREFIXES):
                 continue

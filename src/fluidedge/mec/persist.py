@@ -9,10 +9,13 @@ is the daemon's (0600 under a 0700 state directory).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fluidedge.core.store import Store
+
+log = logging.getLogger("fluidedge.mec")
 
 KINDS = ("app", "service", "svc_sub", "term_sub", "traffic_rule", "dns_rule")
 
@@ -33,10 +36,23 @@ class Tables:
         store.migrate("mec", MIGRATIONS)
 
     def load(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """kind -> id -> doc."""
+        """kind -> id -> doc. A row whose doc is not a JSON object (a damaged store) is left
+        where it is and named in the log; the rest loads."""
         out: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         for row in self.store.query("SELECT kind, id, doc FROM mec_objects ORDER BY kind, id"):
-            out.setdefault(row["kind"], {})[row["id"]] = json.loads(row["doc"])
+            try:
+                doc = json.loads(row["doc"])
+            except (TypeError, ValueError):
+                doc = None
+            if not isinstance(doc, dict):
+                log.error(
+                    "stored %s %s is not a JSON object, skipped (kept in the store)",
+                    row["kind"],
+                    row["id"],
+                    extra={"part": "mec", "event": "stored_row_unreadable", "ids": row["id"]},
+                )
+                continue
+            out.setdefault(row["kind"], {})[row["id"]] = doc
         return out
 
     def write(self, puts: Sequence[Put] = (), deletes: Sequence[Delete] = ()) -> None:

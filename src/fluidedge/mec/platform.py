@@ -19,16 +19,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from fluidedge.mec import dns, policy, tokens
 from fluidedge.mec.deploy import DeployPort, Placed
-from fluidedge.mec.descriptor import AppDescriptor, AppState, record
+from fluidedge.mec.descriptor import AppDescriptor, AppState, check_descriptor, record
 from fluidedge.mec.errors import (
     MecConflict,
     MecInvalid,
     MecNotFound,
     MecTooManyRequests,
+    MecUnprocessable,
     MecUnsupported,
 )
 from fluidedge.mec.models import (
@@ -52,6 +56,7 @@ from fluidedge.mec.persist import Put, Tables
 from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget, check_acts_for
 
 log = logging.getLogger("fluidedge.mec")
+T = TypeVar("T")
 
 SERVICE_MGMT = "/mec_service_mgmt/v1"
 APP_SUPPORT = "/mec_app_support/v1"
@@ -152,6 +157,39 @@ class Owned:
     value: Any
 
 
+def _stored_app(doc: dict[str, Any]) -> App:
+    """An app as stored; KeyError or ValueError when the row lacks what an app has."""
+    app = App(doc)
+    if not (isinstance(app.id, str) and app.state and isinstance(doc["tokenId"], str)):
+        raise ValueError("appInstanceId and tokenId must be strings")
+    return app
+
+
+def _owned(doc: dict[str, Any], member: str, model: type[BaseModel]) -> Owned:
+    """A stored service or subscription: its owner and its ``model`` from ``doc[member]``."""
+    if not isinstance(doc["app"], str):
+        raise ValueError("app must be a string")
+    return Owned(doc["app"], model.model_validate(doc[member]))
+
+
+def _restored(kind: str, key: str, parse: Callable[[], T]) -> T | None:
+    """``parse()`` of one stored row, or None when the row cannot be read (a store written by
+    a laxer version, or damaged): the daemon starts with everything else, the row stays in
+    the store as it is (nothing is lost; a fixed version reads it again) and the log says
+    which one and why."""
+    try:
+        return parse()
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        log.error(
+            "stored %s %s cannot be read, skipped (kept in the store): %s",
+            kind,
+            key,
+            str(exc).replace("\n", "; "),
+            extra={"part": "mec", "event": "stored_row_unreadable", "ids": key},
+        )
+        return None
+
+
 class Platform:
     """See the module docstring."""
 
@@ -195,24 +233,38 @@ class Platform:
         stored = self.tables.load()
         with self.lock:
             for app_id, doc in stored["app"].items():
-                self.apps[app_id] = App(doc)
-                self.tokens[doc["tokenId"]] = app_id
+                app = _restored("app", app_id, partial(_stored_app, doc))
+                if app is not None:
+                    self.apps[app_id] = app
+                    self.tokens[app.doc["tokenId"]] = app_id
             for key, doc in stored["traffic_rule"].items():
-                app_id, _, _ = key.partition("/")
-                rule = TrafficRule.model_validate(doc)
-                self.apps[app_id].traffic[rule.traffic_rule_id] = rule
+                rule = _restored("traffic_rule", key, partial(TrafficRule.model_validate, doc))
+                if rule is not None and (owner := self.apps.get(key.partition("/")[0])):
+                    owner.traffic[rule.traffic_rule_id] = rule
             for key, doc in stored["dns_rule"].items():
-                app_id, _, _ = key.partition("/")
-                dns = DnsRule.model_validate(doc)
-                self.apps[app_id].dns[dns.dns_rule_id] = dns
+                dns_rule = _restored("dns_rule", key, partial(DnsRule.model_validate, doc))
+                if dns_rule is not None and (owner := self.apps.get(key.partition("/")[0])):
+                    owner.dns[dns_rule.dns_rule_id] = dns_rule
             for sid, doc in stored["service"].items():
-                self.services[sid] = Owned(doc["app"], ServiceInfo.model_validate(doc["info"]))
+                service = _restored("service", sid, partial(_owned, doc, "info", ServiceInfo))
+                if service is not None:
+                    self.services[sid] = service
             for sid, doc in stored["svc_sub"].items():
-                sub = SerAvailabilityNotificationSubscription.model_validate(doc["sub"])
-                self.svc_subs[sid] = Owned(doc["app"], sub)
+                sub = _restored(
+                    "svc_sub",
+                    sid,
+                    partial(_owned, doc, "sub", SerAvailabilityNotificationSubscription),
+                )
+                if sub is not None:
+                    self.svc_subs[sid] = sub
             for sid, doc in stored["term_sub"].items():
-                term = AppTerminationNotificationSubscription.model_validate(doc["sub"])
-                self.term_subs[sid] = Owned(doc["app"], term)
+                term = _restored(
+                    "term_sub",
+                    sid,
+                    partial(_owned, doc, "sub", AppTerminationNotificationSubscription),
+                )
+                if term is not None:
+                    self.term_subs[sid] = term
             # An app caught mid-termination by a stop is terminated now: its grace ran out.
             ended = [a for a in self.apps.values() if a.state is AppState.TERMINATING]
             for app in ended:
@@ -269,7 +321,11 @@ class Platform:
         With ``deploy``, the app is stored first, so that its instance can use Mp1 while it
         starts (register its services, confirm ready); then its instance is started (seconds:
         the caller is on a worker thread). If the instance cannot be made, or the app's record
-        of it cannot be stored, the app is removed again (with its instance)."""
+        of it cannot be stored, the app is removed again (with its instance).
+
+        A descriptor whose parts contradict each other, or a rule the TOF cannot take, is a
+        :class:`MecUnprocessable` (422) before anything is made."""
+        check_descriptor(spec)
         data_address = spec.data_address
         if spec.deploy is not None:
             data_address = str(ipaddress.ip_interface(spec.deploy.data.address).ip)
@@ -532,7 +588,7 @@ class Platform:
         the request's If-Match (412 unless it names the rule's current ETag)."""
         old = self.traffic_rule(caller, app_id, rule_id)
         if rule.traffic_rule_id != rule_id:
-            raise MecInvalid(
+            raise MecUnprocessable(
                 f"trafficRuleId {rule.traffic_rule_id!r} differs from the path's {rule_id!r}"
             )
         with self.lock:
@@ -573,10 +629,12 @@ class Platform:
     ) -> DnsRule:
         old = self.dns_rule(caller, app_id, rule_id)
         if rule.dns_rule_id != rule_id:
-            raise MecInvalid(f"dnsRuleId {rule.dns_rule_id!r} differs from the path's {rule_id!r}")
-        problem = check_dns_rule(rule)
+            raise MecUnprocessable(
+                f"dnsRuleId {rule.dns_rule_id!r} differs from the path's {rule_id!r}"
+            )
+        problem = check_dns_rule(rule)  # the address against ipAddressType (the schema: syntax)
         if problem:
-            raise MecInvalid(problem)
+            raise MecUnprocessable(problem)
         with self.lock:
             old = self.app(app_id).dns.get(rule_id, old)
             policy.check_if_match(if_match, policy.etag(old.wire()))
@@ -691,7 +749,7 @@ class Platform:
 
     def register(self, caller: Caller, app_id: str, info: ServiceInfo) -> ServiceInfo:
         check_acts_for(caller, app_id)
-        if info.ser_instance_id is not None:
+        if info.ser_instance_id is not None:  # read-only in the served schema: a 400
             raise MecInvalid("serInstanceId is assigned by the platform: leave it out")
         with self.lock:
             app = self.app(app_id)
@@ -699,8 +757,9 @@ class Platform:
                 raise MecConflict(f"app instance {app_id} is terminating")
             for owned in self.services.values():
                 if owned.app == app_id and owned.value.ser_name == info.ser_name:
-                    # 400, not 409: MEC 011 gives registration no 409 to answer with.
-                    raise MecInvalid(
+                    # 422, not 409: MEC 011 gives registration no 409 to answer with; MEC 009
+                    # has 422 for a request whose content cannot be processed.
+                    raise MecUnprocessable(
                         f"app instance {app_id} already offers a service named {info.ser_name!r}"
                     )
             sid = str(uuid.uuid4())
@@ -720,12 +779,12 @@ class Platform:
     ) -> ServiceInfo:
         before = self.app_service(caller, app_id, ser_instance_id)
         if info.ser_instance_id not in (None, ser_instance_id):
-            raise MecInvalid(
+            raise MecUnprocessable(
                 f"serInstanceId {info.ser_instance_id!r} differs from the path's "
                 f"{ser_instance_id!r}"
             )
         if info.ser_name != before.ser_name:
-            raise MecInvalid("serName cannot change (register a new service instead)")
+            raise MecUnprocessable("serName cannot change (register a new service instead)")
         after = policy.effective(info.model_copy(update={"ser_instance_id": ser_instance_id}))
         with self.lock:
             current = self.services.get(ser_instance_id)
@@ -813,7 +872,7 @@ class Platform:
     ) -> tuple[str, Any]:
         check_acts_for(caller, app_id)
         if kind == "term_sub" and sub.app_instance_id != app_id:
-            raise MecInvalid(
+            raise MecUnprocessable(
                 f"appInstanceId {sub.app_instance_id!r} differs from the path's {app_id!r}"
             )
         table = self._subs(kind)

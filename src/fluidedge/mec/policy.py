@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from fluidedge.mec.errors import MecForbidden, MecInvalid, MecPreconditionFailed, MecUnsupported
+from fluidedge.mec.errors import (
+    MecForbidden,
+    MecInvalid,
+    MecPreconditionFailed,
+    MecUnprocessable,
+    MecUnsupported,
+)
 from fluidedge.mec.models import (
     Action,
     FilteringCriteria,
@@ -55,17 +61,22 @@ def check_acts_for(caller: Caller, app_instance_id: str) -> None:
 
 @dataclass(frozen=True)
 class ServiceQuery:
-    """The query filters of ``GET /services`` and ``GET /applications/{id}/services``."""
+    """The query filters of ``GET /services`` and ``GET /applications/{id}/services``
+    (``scope_of_locality`` is checked by the route: its schema is LocalityType's enum).
+    ``ser_instance_id`` and ``ser_name`` are None when absent, so that a parameter given with
+    an empty value still counts as given."""
 
-    ser_instance_id: tuple[str, ...] = ()
-    ser_name: tuple[str, ...] = ()
+    ser_instance_id: tuple[str, ...] | None = None
+    ser_name: tuple[str, ...] | None = None
     ser_category_id: str | None = None
     consumed_local_only: bool | None = None
     is_local: bool | None = None
-    scope_of_locality: str | None = None
+    scope_of_locality: LocalityType | None = None
 
     def check(self) -> None:
-        """MEC 011: either ser_instance_id, ser_name or ser_category_id, or none of them."""
+        """MEC 011: either ser_instance_id, ser_name or ser_category_id, or none of them; two
+        or three of them are a 400 (the rule spans parameters, which no parameter's schema can
+        say: the routes' descriptions say it)."""
         given = [
             name
             for name, value in (
@@ -73,19 +84,12 @@ class ServiceQuery:
                 ("ser_name", self.ser_name),
                 ("ser_category_id", self.ser_category_id),
             )
-            if value
+            if value is not None
         ]
         if len(given) > 1:
             raise MecInvalid(
                 f"query: only one of ser_instance_id, ser_name, ser_category_id may be given "
                 f"(got {', '.join(given)})"
-            )
-        if self.scope_of_locality is not None and self.scope_of_locality not in {
-            s.value for s in LocalityType
-        }:
-            raise MecInvalid(
-                f"query: scope_of_locality {self.scope_of_locality!r} is not one of "
-                f"{', '.join(s.value for s in LocalityType)}"
             )
 
 
@@ -118,17 +122,13 @@ def effective(info: ServiceInfo) -> ServiceInfo:
 def matches_query(info: ServiceInfo, query: ServiceQuery) -> bool:
     """Whether a stored (effective) service answers ``query``."""
     checks = [
-        not query.ser_instance_id or info.ser_instance_id in query.ser_instance_id,
-        not query.ser_name or info.ser_name in query.ser_name,
+        query.ser_instance_id is None or info.ser_instance_id in query.ser_instance_id,
+        query.ser_name is None or info.ser_name in query.ser_name,
         query.ser_category_id is None
         or (info.ser_category is not None and info.ser_category.id == query.ser_category_id),
         query.consumed_local_only is None or info.consumed_local_only == query.consumed_local_only,
         query.is_local is None or info.is_local == query.is_local,
-        query.scope_of_locality is None
-        or (
-            info.scope_of_locality is not None
-            and info.scope_of_locality.value == query.scope_of_locality
-        ),
+        query.scope_of_locality is None or info.scope_of_locality is query.scope_of_locality,
     ]
     return all(checks)
 
@@ -246,7 +246,11 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
     action is not a plain offload, becomes classified services (the TOF matches the inner
     protocol, destination port, source prefix (the UE's address) and source port;
     ``priority`` orders them, 0 first, as MEC 011 says). Anything else raises
-    :class:`MecUnsupported` with the reason, or :class:`MecInvalid` for a malformed value.
+    :class:`MecUnsupported` with the reason, or :class:`MecUnprocessable` for a value that
+    cannot be one (a protocol, a port, an address that does not parse, no destination).
+
+    Both are 422: the filters' strings are the documents' free text, and only an ACTIVE rule
+    must translate (an INACTIVE one is kept as given), so their syntax is not the schema's.
     """
     if rule.state is not RuleState.ACTIVE:
         return []
@@ -265,7 +269,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
         target = rule.dst_interface.dst_ip_address or data_address
     delivers = action in {"offload", "duplicate", "forward_encapsulated", "duplicate_encapsulated"}
     if target is None and delivers:
-        raise MecInvalid(
+        raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: no destination: give dstInterface.dstIpAddress "
             "or the app's dataAddress"
         )
@@ -293,7 +297,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
         ports = tuple(sorted({_port_range(rule, "dstPort", p) for p in flt.dst_port or ()}))
         sports = tuple(sorted({_port_range(rule, "srcPort", p) for p in flt.src_port or ()}))
         if (ports or sports) and protocols and not set(protocols) <= _PORTED:
-            raise MecInvalid(
+            raise MecUnprocessable(
                 f"trafficRule {rule.traffic_rule_id}: dstPort and srcPort need protocols with "
                 "ports (TCP, UDP, SCTP)"
             )
@@ -301,7 +305,7 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
         cls = Classifier(protocols, ports, sources, sports)
         found.extend((_host(rule, text), cls) for text in flt.dst_address)
     if len(set(found)) != len(found):
-        raise MecInvalid(f"trafficRule {rule.traffic_rule_id}: a filter is given twice")
+        raise MecUnprocessable(f"trafficRule {rule.traffic_rule_id}: a filter is given twice")
     filtered = any(cls != Classifier() for _, cls in found)
     if action == "pass" and not filtered:
         return []  # unmatched traffic passes anyway: nothing to install
@@ -330,10 +334,11 @@ def tof_services(rule: TrafficRule, data_address: str | None) -> list[TofTarget]
 def _protocol(rule: TrafficRule, text: str) -> int:
     """A TrafficFilter ``protocol``: a name (TCP, UDP, SCTP, ICMP, ICMPv6) or a number."""
     value = _PROTOCOLS.get(text.strip().upper())
-    if value is None and text.strip().isdigit() and int(text) <= 255:
-        value = int(text)
+    number = text.strip()
+    if value is None and number.isascii() and number.isdigit() and int(number) <= 255:
+        value = int(number)  # ASCII digits only: int() refuses "²", which isdigit() admits
     if value is None:
-        raise MecInvalid(
+        raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: protocol {text!r} is not TCP, UDP, SCTP, "
             "ICMP, ICMPv6 or a number 0..255"
         )
@@ -348,7 +353,7 @@ def _port_range(rule: TrafficRule, where: str, text: str) -> tuple[int, int]:
     except ValueError:
         first, last = -1, -1
     if not (lo.isdigit() and (not sep or hi.isdigit()) and 0 <= first <= last <= 65535):
-        raise MecInvalid(
+        raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: {where} {text!r} is not a port or a range "
             "N-M within 0..65535"
         )
@@ -371,7 +376,7 @@ def _network(
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError:
-        raise MecInvalid(
+        raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: {field} {text!r} is not an address or a "
             "prefix (with its host bits zero)"
         ) from None

@@ -92,6 +92,23 @@ def prepare(daemon: DaemonHandle) -> dict[str, str]:
     }
 
 
+# Operations (by the documents' operationId) where a well-formed request can contradict the
+# path or the stored resources, answered 422 (ETSI GS MEC 009: "Unprocessable Entity", a
+# syntactically correct body whose content cannot be processed), as our document says.
+UNPROCESSABLE = {
+    "MecServiceMgmtApi.yaml": (
+        "/applications/{appInstanceId}/services", "post",  # a serName the app already offers
+        "/applications/{appInstanceId}/services/{serviceId}", "put",  # another id, a new name
+    ),
+    "MecAppSupportApi.yaml": (
+        "/applications/{appInstanceId}/traffic_rules/{trafficRuleId}", "put",  # id; the TOF
+        "/applications/{appInstanceId}/dns_rules/{dnsRuleId}", "put",  # id; ipAddressType
+        "/applications/{appInstanceId}/subscriptions", "post",  # appInstanceId not the path's
+        "/applications/{appInstanceId}/confirm_ready", "post",  # active rules and no TOF
+    ),
+}  # fmt: skip
+
+
 def corrected(document: str, target: Path) -> str:
     """The official ``document``, with its one unusable schema corrected, as a JSON file.
 
@@ -100,8 +117,11 @@ def corrected(document: str, target: Path) -> str:
     (schemathesis: "Nothing satisfies oneOf"). Its description, and MEC 011, say the body is a
     ServiceInfo: that is what it becomes here. MecAppSupportApi.yaml's ``confirm_ready`` and
     ``confirm_termination`` document no 400, yet a body the schema refuses must be answered
-    with one (every other operation with a body has it): it is added. The vendored files stay
-    as ETSI published them.
+    with one (every other operation with a body has it): it is added. The operations of
+    ``UNPROCESSABLE`` get the 422 of ETSI GS MEC 009 (SAPI's common status codes), which MEC
+    011's documents leave out: a body that contradicts the path's id or the stored resources
+    is understood, and refused for what it asks. The vendored files stay as ETSI published
+    them.
     """
     spec = yaml.safe_load((OFFICIAL / document).read_text())
     post = spec["paths"].get("/applications/{appInstanceId}/services", {}).get("post")
@@ -123,6 +143,19 @@ def corrected(document: str, target: Path) -> str:
                     }
                 },
             }
+    pairs = UNPROCESSABLE.get(document, ())
+    for path, method in zip(pairs[::2], pairs[1::2], strict=True):
+        operation = spec["paths"][path][method]
+        assert "422" not in operation["responses"]
+        operation["responses"]["422"] = {
+            "description": "Unprocessable Entity (added: ETSI GS MEC 009's status for a "
+            "well-formed body whose content cannot be processed)",
+            "content": {
+                "application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/ProblemDetails"}
+                }
+            },
+        }
     target.write_text(json.dumps(spec))
     return str(target)
 

@@ -241,3 +241,52 @@ def test_a_callback_outside_the_allowed_networks_is_never_called(
         "the refused notification counted",
     )
     assert callbacks.at("/fenced") == []
+
+
+def test_the_daemon_answers_what_its_document_says(daemon_factory: DaemonFactory) -> None:
+    """A real daemon: the served document defines what it references; a body its schema
+    accepts is past the 400 (unknown members with null, an integral ttl), what contradicts the
+    path or the stored resources is a 422 ProblemDetails (it was a 400), and what the schema
+    refuses is still a 400."""
+    daemon = up(daemon_factory, PARTS)
+    document = httpx.get(f"{daemon.url}/openapi.json", headers=ADMIN, timeout=30).json()
+    assert "ProblemDetails" in document["components"]["schemas"]
+    dns_rule = {"dnsRuleId": "d1", "domainName": "cache.example", "ipAddressType": "IP_V4",
+                "ipAddress": "198.18.0.5", "state": "ACTIVE"}  # fmt: skip
+    app, auth = create_app(daemon, "truth", dnsRules=[dns_rule])
+    url = daemon.url
+
+    def call(method: str, path: str, body: Any) -> httpx.Response:
+        return httpx.request(method, f"{url}{path}", headers=auth, json=body, timeout=30)
+
+    ready = call("POST", f"{AS}/applications/{app}/confirm_ready",
+                 {"__main__": None, "indication": "READY"})  # fmt: skip
+    assert ready.status_code == 204, ready.text
+    ttl = call("PUT", f"{AS}/applications/{app}/dns_rules/d1", {**dns_rule, "ttl": 2147483646.0})
+    assert ttl.status_code == 200, ttl.text
+    unprocessable = [
+        ("POST", f"{AS}/applications/{app}/subscriptions",
+         {"subscriptionType": "AppTerminationNotificationSubscription",
+          "callbackReference": "http://127.0.0.1:9/x", "appInstanceId": "0"}),
+        ("PUT", f"{AS}/applications/{app}/traffic_rules/r1",
+         {"trafficRuleId": "r9", "filterType": "FLOW", "priority": 1,
+          "trafficFilter": [{"dstAddress": ["198.18.0.5"]}],
+          "action": "FORWARD_DECAPSULATED", "state": "ACTIVE"}),
+        ("PUT", f"{AS}/applications/{app}/dns_rules/d1", {**dns_rule, "ipAddressType": "IP_V6"}),
+    ]  # fmt: skip
+    for method, path, body in unprocessable:
+        answer = call(method, path, body)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    services = f"{SM}/applications/{app}/services"
+    assert call("POST", services, SERVICE).status_code == 201
+    assert call("POST", services, SERVICE).status_code == 422  # the app's own serName again
+    assert call("POST", services, {**SERVICE, "serInstanceId": "x"}).status_code == 400
+    neither = {"name": "neither", "deploy": {"image": None, "template": None,
+               "data": {"network": "apps", "address": "198.18.3.10/24"}}}  # fmt: skip
+    refused = httpx.post(f"{url}/v1/apps", headers=ADMIN, json=neither, timeout=30)
+    assert refused.status_code == 422, refused.text
+    assert "exactly one of template and image" in refused.json()["detail"]
+    scope = httpx.get(f"{url}{SM}/services", headers=auth, timeout=30,
+                      params={"scope_of_locality": "PLANET"})  # fmt: skip
+    assert scope.status_code == 400

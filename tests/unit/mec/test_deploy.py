@@ -19,8 +19,8 @@ from fluidedge.core.store import Store
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
 from fluidedge.mec import deploy
 from fluidedge.mec.deploy import Placed, PlatformNet
-from fluidedge.mec.descriptor import AppDescriptor, Deployment
-from fluidedge.mec.errors import MecConflict, MecInvalid, MecUnsupported
+from fluidedge.mec.descriptor import AppDescriptor, Deployment, check_descriptor
+from fluidedge.mec.errors import MecConflict, MecInvalid, MecUnprocessable, MecUnsupported
 from fluidedge.mec.listener import mp1_only
 from fluidedge.mec.part import MecConfig, MecPart
 from fluidedge.mec.persist import Tables
@@ -95,14 +95,33 @@ def test_the_template_and_request_carry_two_interfaces_the_token_and_the_env() -
 
 
 def test_the_descriptor_checks_the_deploy_section() -> None:
-    with pytest.raises(ValidationError, match="exactly one of template and image"):
-        deployment(image="busybox")
+    # One member at a time: the schema's (a 400 at the route).
     with pytest.raises(ValidationError, match="prefix length"):
         Deployment.model_validate({"image": "x", "data": {"network": "a", "address": "1.2.3.4"}})
-    with pytest.raises(ValidationError, match="dataAddress"):
-        AppDescriptor.model_validate(
-            {"name": "a", "dataAddress": "10.0.0.1", "deploy": deployment().model_dump()}
+    with pytest.raises(ValidationError, match="prefix length"):
+        Deployment.model_validate(
+            {"image": "x", "data": {"network": "a", "address": "1.2.3.4/255.255.255.0"}}
         )
+    with pytest.raises(ValidationError, match="IPv4 address"):
+        deployment(data={"network": "a", "address": "1.2.3.4/24", "gateway": "1.2.3.01"})
+    # Members that contradict each other: check_descriptor's, a 422 (MecUnprocessable).
+    for spec, reason in [
+        ({"name": "a", "deploy": deployment(image="busybox").model_dump()}, "exactly one"),
+        (
+            {"name": "a", "deploy": deployment(template=None).model_dump()},
+            "exactly one of template and image",
+        ),
+        (
+            {"name": "a", "dataAddress": "10.0.0.1", "deploy": deployment().model_dump()},
+            "dataAddress",
+        ),
+    ]:
+        parsed = AppDescriptor.model_validate(spec)  # each member is right on its own
+        with pytest.raises(MecUnprocessable, match=reason):
+            check_descriptor(parsed)
+    check_descriptor(
+        AppDescriptor.model_validate({"name": "a", "deploy": deployment().model_dump()})
+    )
 
 
 class FakeDeployer:
@@ -196,8 +215,9 @@ def test_a_failed_deployment_removes_the_app(tmp_path: Path) -> None:
 
 
 def test_without_a_deployer_a_deploy_is_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(MecUnsupported, match="platform_network"):
+    with pytest.raises(MecUnsupported, match="platform_network") as refused:
         platform(tmp_path, None).create_app(descriptor())
+    assert refused.value.http_status == 422  # the daemon's configuration, not the request's form
 
 
 def test_the_platform_listener_serves_mp1_paths_only() -> None:

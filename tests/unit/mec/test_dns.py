@@ -16,12 +16,13 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
+from pydantic import ValidationError
 
 from fluidedge.core.store import Store
 from fluidedge.mec import dns as mecdns
 from fluidedge.mec.descriptor import AppDescriptor
-from fluidedge.mec.errors import MecInvalid
-from fluidedge.mec.models import DnsRule, check_dns_rule
+from fluidedge.mec.errors import MecUnprocessable
+from fluidedge.mec.models import DnsRule, IpAddressType, RuleState, check_dns_rule
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import DNS_SERVICE, Platform
 from fluidedge.mec.policy import ADMIN, TofTarget
@@ -87,11 +88,31 @@ def test_answers_a_aaaa_nodata_any_and_forwards_other_names() -> None:
     assert mecdns.respond(b"\x00\x01garbage", TABLE) is None
 
 
-def test_a_rule_naming_no_dns_name_is_refused() -> None:
-    assert check_dns_rule(rule("x", "a" * 64 + ".example", "198.18.0.5")) is not None
-    assert check_dns_rule(rule("x", "a..example", "198.18.0.5")) is not None
-    assert check_dns_rule(rule("x", "two words.example", "198.18.0.5")) is not None
+def test_a_rule_naming_no_dns_name_is_refused_by_its_schema() -> None:
+    for name in ("a" * 64 + ".example", "a..example", "two words.example", "caf\u00e9.example",
+                 "a;b.example", ".", "example.."):  # fmt: skip
+        with pytest.raises(ValidationError, match="is not a DNS name"):
+            rule("x", name, "198.18.0.5")
     assert check_dns_rule(rule("x", "cache.example.", "198.18.0.5")) is None
+    assert check_dns_rule(rule("x", "xn--caf-dma.example", "2001:db8::5")) is None
+    # Built in code past the schema, a bad name is still caught here.
+    built = DnsRule.model_construct(
+        dns_rule_id="x", domain_name="two words", ip_address_type=IpAddressType.IP_V4,
+        ip_address="198.18.0.5", state=RuleState.ACTIVE,
+    )  # fmt: skip
+    assert "not a DNS name" in (check_dns_rule(built) or "")
+
+
+def test_an_address_must_be_one_and_of_the_rules_type() -> None:
+    with pytest.raises(ValidationError, match="is not an IPv4 or IPv6 address"):
+        rule("x", "cache.example", "198.18.0.256")
+    with pytest.raises(ValidationError, match="is not an IPv4 or IPv6 address"):
+        rule("x", "cache.example", "fe80::1%eth0")  # ipaddress takes a zone; the schema not
+    mismatch = DnsRule.model_validate(
+        {"dnsRuleId": "x", "domainName": "a.example", "ipAddressType": "IP_V6",
+         "ipAddress": "198.18.0.5", "state": "ACTIVE"}
+    )  # fmt: skip
+    assert check_dns_rule(mismatch) == "dnsRule x: ipAddress is IPv4, ipAddressType IPv6"
 
 
 class Upstream(asyncio.DatagramProtocol):
@@ -322,8 +343,12 @@ def test_the_platform_keeps_the_table_equal_to_ready_apps_active_rules(tmp_path:
     off = rule("d1", "cache.example", "198.18.0.5", state="INACTIVE")
     plat.put_dns_rule(ADMIN, app, "d1", off)
     assert tables[-1] == {}
-    with pytest.raises(MecInvalid, match="not a DNS name"):
-        plat.put_dns_rule(ADMIN, app, "d1", rule("d1", "bad name", "198.18.0.5"))
+    v6 = DnsRule.model_validate({**rule("d1", "cache.example", "198.18.0.5").wire(),
+                                 "ipAddressType": "IP_V6"})  # fmt: skip
+    with pytest.raises(MecUnprocessable, match="ipAddressType IPv6"):
+        plat.put_dns_rule(ADMIN, app, "d1", v6)
+    with pytest.raises(MecUnprocessable, match="differs from the path's"):
+        plat.put_dns_rule(ADMIN, app, "d1", rule("d9", "cache.example", "198.18.0.5"))
     plat.put_dns_rule(ADMIN, app, "d1", rule("d1", "cache.example", "198.18.0.9"))
     assert tables[-1]["cache.example"].a == ("198.18.0.9",)
     plat.delete_app(app)

@@ -3,6 +3,8 @@ credentials and scoping, ProblemDetails, rules into the TOF after confirm_ready,
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ def test_an_unsupported_activation_is_a_problem_and_changes_nothing(client: Test
     qci = rule("r1", "198.18.0.5", trafficFilter=[{"dstAddress": ["198.18.0.5"], "qCI": 9}])
     refused = client.put(f"{AS}/applications/{app}/traffic_rules/r1", headers=auth,
                          json=qci)  # fmt: skip
-    assert refused.status_code == 400
+    assert refused.status_code == 422  # well-formed; the TOF cannot express it
     assert refused.headers["content-type"] == PROBLEM
     assert "filter on qCI is not supported" in refused.json()["detail"]
     assert (
@@ -225,7 +227,7 @@ def test_service_registration_update_and_deregistration(client: TestClient) -> N
     assert info["scopeOfLocality"] == "MEC_HOST"
     assert info["isLocal"] is True
     again = client.post(f"{SM}/applications/{app}/services", headers=auth, json=SERVICE)
-    assert again.status_code == 400
+    assert again.status_code == 422  # the stored service's name (MEC 011 has no 409 here)
     assert "already offers a service named 'cache'" in again.json()["detail"]
     given_id = client.post(f"{SM}/applications/{app}/services", headers=auth,
                            json={**SERVICE, "serName": "x", "serInstanceId": "mine"})  # fmt: skip
@@ -246,7 +248,7 @@ def test_dns_rules_and_termination_and_timing(client: TestClient) -> None:
     assert dns["domainName"] == "cache.example"
     wrong = client.put(f"{AS}/applications/{app}/dns_rules/d1", headers=auth,
                        json={**dns, "ipAddressType": "IP_V6"})  # fmt: skip
-    assert wrong.status_code == 400
+    assert wrong.status_code == 422  # an IPv4 address, said to be IPv6
     off = client.put(f"{AS}/applications/{app}/dns_rules/d1", headers=auth,
                      json={**dns, "state": "INACTIVE"})  # fmt: skip
     assert off.json()["state"] == "INACTIVE"
@@ -326,15 +328,52 @@ def test_everything_is_restored_from_the_store(tmp_path: Path) -> None:
         assert second.get(f"{SM}/services", headers=auth).status_code == 401
 
 
+def test_a_damaged_or_older_row_is_skipped_and_kept_the_rest_restored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store written by a laxer version, or damaged: the daemon starts with everything it
+    can read, names each row it cannot, and leaves those rows in the store untouched."""
+    with build(tmp_path) as first:
+        app, auth = new_app(first, "cache", "198.18.0.5", "10.0.2.10")
+        other, _ = new_app(first, "video", "198.18.0.6", "10.0.2.11")
+        first.post(f"{AS}/applications/{app}/confirm_ready", headers=auth,
+                   json={"indication": "READY"})  # fmt: skip
+        sid = first.post(f"{SM}/applications/{app}/services", headers=auth,
+                         json=SERVICE).json()["serInstanceId"]  # fmt: skip
+    db = sqlite3.connect(tmp_path / "db.sqlite")
+    damaged = {
+        ("app", other): "{not json",
+        ("service", sid): "[]",
+        ("traffic_rule", f"{app}/r1"): '{"trafficRuleId": 7}',
+    }
+    with db:
+        for (kind, key), doc in damaged.items():
+            changed = db.execute(
+                "UPDATE mec_objects SET doc = ? WHERE kind = ? AND id = ?", (doc, kind, key)
+            )
+            assert changed.rowcount == 1, (kind, key)
+    with caplog.at_level(logging.ERROR, logger="fluidedge.mec"), build(tmp_path) as second:
+        assert second.get(f"/v1/apps/{app}", headers=ADMIN).json()["state"] == "READY"
+        assert second.get(f"/v1/apps/{other}", headers=ADMIN).status_code == 404
+        assert second.get(f"{SM}/services/{sid}", headers=auth).status_code == 404
+        assert "198.18.0.5" not in tof(second)  # its one rule was the damaged one
+    for kind, key in damaged:
+        assert any(kind in r.getMessage() and key in r.getMessage() for r in caplog.records)
+    kept = dict(db.execute("SELECT kind || ' ' || id, doc FROM mec_objects").fetchall())
+    for (kind, key), doc in damaged.items():
+        assert kept[f"{kind} {key}"] == doc  # nothing lost
+    db.close()
+
+
 def test_a_descriptor_is_checked_whole(client: TestClient) -> None:
     bad = descriptor("cache", "198.18.0.5", "10.0.2.10")
     bad["trafficRules"].append(rule("r1", "198.18.0.6"))
     answer = client.post("/v1/apps", headers=ADMIN, json=bad)
-    assert answer.status_code == 400
+    assert answer.status_code == 422  # each rule is right; together they clash
     assert "duplicate trafficRuleId" in answer.json()["detail"]
     drop = descriptor("cache", "198.18.0.5", "10.0.2.10")
     drop["trafficRules"] = [rule("r1", "198.18.0.0/24")]  # a TOF service is one address
-    assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 400
+    assert client.post("/v1/apps", headers=ADMIN, json=drop).status_code == 422
     assert client.get("/v1/apps", headers=ADMIN).json() == []
 
 

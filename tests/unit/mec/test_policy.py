@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from fluidedge.mec import policy, tokens
-from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnsupported
-from fluidedge.mec.models import FilteringCriteria, ServiceInfo, TrafficRule
+from fluidedge.mec.errors import MecForbidden, MecInvalid, MecUnprocessable, MecUnsupported
+from fluidedge.mec.models import FilteringCriteria, LocalityType, ServiceInfo, TrafficRule
 from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget
 
 
@@ -74,16 +74,21 @@ def test_discovery_filters_by_each_query_parameter() -> None:
     assert names(ServiceQuery(ser_name=("b",))) == ["b"]
     assert names(ServiceQuery(ser_category_id="rni")) == ["b"]
     assert names(ServiceQuery(consumed_local_only=False)) == ["c"]
-    assert names(ServiceQuery(scope_of_locality="MEC_HOST")) == ["a", "b"]
+    assert names(ServiceQuery(scope_of_locality=LocalityType.MEC_HOST)) == ["a", "b"]
+    assert names(ServiceQuery(scope_of_locality=LocalityType.ZONE)) == ["c"]
     assert names(ServiceQuery(is_local=True)) == ["a", "b", "c"]
     assert names(ServiceQuery(is_local=False)) == []
 
 
-def test_discovery_refuses_two_of_the_exclusive_filters_and_an_unknown_locality() -> None:
-    with pytest.raises(MecInvalid, match="only one of"):
+def test_discovery_refuses_two_of_the_exclusive_filters() -> None:
+    """MEC 011's rule across parameters stays a 400 (MecInvalid); a parameter given with an
+    empty value counts as given."""
+    with pytest.raises(MecInvalid, match="only one of") as refused:
         policy.discover([], ServiceQuery(ser_name=("a",), ser_category_id="x"))
-    with pytest.raises(MecInvalid, match="scope_of_locality 'PLANET'"):
-        policy.discover([], ServiceQuery(scope_of_locality="PLANET"))
+    assert refused.value.http_status == 400
+    with pytest.raises(MecInvalid, match="got ser_instance_id, ser_category_id"):
+        policy.discover([], ServiceQuery(ser_instance_id=("",), ser_category_id=""))
+    assert policy.discover([], ServiceQuery(ser_category_id="")) == []
 
 
 def test_subscription_criteria_are_anded_and_absent_criteria_match_all() -> None:
@@ -188,7 +193,7 @@ def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
     ):
         encapsulated = policy.tof_services(rule(action=action), "10.0.2.10")
         assert encapsulated == [TofTarget("198.18.0.5", "10.0.2.10", True, (), (), 1, tof_action)]
-        with pytest.raises(MecInvalid, match="no destination"):  # they deliver: to whom?
+        with pytest.raises(MecUnprocessable, match="no destination"):  # they deliver: to whom?
             policy.tof_services(rule(action=action), None)
 
 
@@ -215,8 +220,11 @@ def test_drop_and_duplicate_become_classified_services_of_any_packet() -> None:
 def test_what_the_tof_cannot_express_is_refused_with_the_reason(
     extra: dict[str, Any], reason: str
 ) -> None:
-    with pytest.raises(MecUnsupported, match=reason):
+    with pytest.raises(MecUnsupported, match=reason) as refused:
         policy.tof_services(rule(**extra), "10.0.2.10")
+    assert refused.value.http_status == 422
+    # An INACTIVE rule is not translated: it is kept as given.
+    assert policy.tof_services(rule(**{**extra, "state": "INACTIVE"}), "10.0.2.10") == []
 
 
 @pytest.mark.parametrize(
@@ -232,20 +240,24 @@ def test_what_the_tof_cannot_express_is_refused_with_the_reason(
         ({"srcPort": ["1-"]}, "srcPort '1-'"),
         ({"srcAddress": ["10.45.0.1/16"]}, "srcAddress '10.45.0.1/16'"),
         ({"srcAddress": ["ue"]}, "srcAddress 'ue'"),
+        ({"protocol": ["\u00b2"]}, "protocol '\u00b2'"),  # isdigit(), yet no int(): not a 500
     ],
 )
-def test_a_malformed_protocol_or_port_is_invalid(flt: dict[str, Any], reason: str) -> None:
+def test_a_malformed_protocol_or_port_is_unprocessable(flt: dict[str, Any], reason: str) -> None:
+    """The filters' strings are free text in the documents and only an ACTIVE rule must
+    translate: what does not is a 422 (MecUnprocessable), not a schema error."""
     bad = rule(trafficFilter=[{"dstAddress": ["198.18.0.5"], **flt}])
-    with pytest.raises(MecInvalid, match=reason):
+    with pytest.raises(MecUnprocessable, match=reason) as refused:
         policy.tof_services(bad, "10.0.2.10")
+    assert refused.value.http_status == 422
 
 
-def test_a_rule_without_any_destination_or_with_a_bad_address_is_invalid() -> None:
-    with pytest.raises(MecInvalid, match="no destination"):
+def test_a_rule_without_any_destination_or_with_a_bad_address_is_unprocessable() -> None:
+    with pytest.raises(MecUnprocessable, match="no destination"):
         policy.tof_services(rule(), None)
-    with pytest.raises(MecInvalid, match="not an address"):
+    with pytest.raises(MecUnprocessable, match="not an address"):
         policy.tof_services(rule(trafficFilter=[{"dstAddress": ["nope"]}]), "10.0.2.10")
-    with pytest.raises(MecInvalid, match="given twice"):
+    with pytest.raises(MecUnprocessable, match="given twice"):
         policy.tof_services(rule(trafficFilter=[{"dstAddress": ["1.2.3.4", "1.2.3.4"]}]), "1.1.1.1")
 
 
