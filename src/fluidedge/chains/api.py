@@ -47,6 +47,7 @@ from fluidedge.chains.model import (
 )
 from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService
+from fluidedge.core.jsontypes import JsonInt
 from fluidedge.core.openapi import error_responses
 from fluidedge.tenants.errors import Forbidden
 from fluidedge.tenants.scope import ADMIN, Principal, principal_of
@@ -121,7 +122,7 @@ Name = Annotated[str, Field(pattern=ID_PATTERN)]
 Names = Annotated[list[Name], AfterValidator(_distinct)]
 _DISTINCT: dict[str, Any] = {"uniqueItems": True}
 Protocol = Annotated[
-    str | int | None,
+    str | JsonInt | None,
     AfterValidator(_protocol),
     WithJsonSchema(
         {
@@ -188,10 +189,10 @@ class FlowClassifierBody(_Strict):
     )
     source_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
     destination_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
-    source_port_range_min: int | None = Field(default=None, ge=0, le=65535)
-    source_port_range_max: int | None = Field(default=None, ge=0, le=65535)
-    destination_port_range_min: int | None = Field(default=None, ge=0, le=65535)
-    destination_port_range_max: int | None = Field(default=None, ge=0, le=65535)
+    source_port_range_min: JsonInt | None = Field(default=None, ge=0, le=65535)
+    source_port_range_max: JsonInt | None = Field(default=None, ge=0, le=65535)
+    destination_port_range_min: JsonInt | None = Field(default=None, ge=0, le=65535)
+    destination_port_range_max: JsonInt | None = Field(default=None, ge=0, le=65535)
     tof_service: str | None = Field(
         default=None,
         pattern=TOF_SERVICE_PATTERN,
@@ -214,7 +215,7 @@ class PortChainBody(_Strict):
     flow_classifiers: Names = Field(
         default_factory=list, max_length=MAX_CLASSIFIERS, json_schema_extra=_DISTINCT
     )
-    chain_id: int | None = Field(default=None, ge=1, le=255, description="absent: allocated")
+    chain_id: JsonInt | None = Field(default=None, ge=1, le=255, description="absent: allocated")
     symmetric: bool = True
     failure_policy: Literal["open", "closed"] = "closed"
     description: str = Field(default="", max_length=MAX_DESCRIPTION)

@@ -43,17 +43,17 @@ from fluidedge.chains.errors import (
     InvalidChain,
 )
 from fluidedge.core.fields import (
-    ANY_PROTOCOL,
     PROTO_ICMP,
     PROTO_ICMPV6,
     PROTO_SCTP,
     PROTO_TCP,
     PROTO_UDP,
-    PROTOCOL_NAMES,
     Ethertype,
     FieldChecks,
     IPNetwork,
 )
+from fluidedge.core.fields import PROTOCOL_PATTERN as FIELDS_PROTOCOL_PATTERN
+from fluidedge.core.patterns import IP_PREFIX
 
 FailurePolicy = Literal["open", "closed"]
 FunctionKind = Literal["transparent", "routed"]
@@ -83,62 +83,15 @@ _PORT_RE = re.compile(PORT_PATTERN)
 TOF_SERVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _TOF_SERVICE_RE = re.compile(TOF_SERVICE_PATTERN)
 
-
-def _any_case(word: str) -> str:
-    """``word`` as a case-insensitive regex written with classes (``tcp`` -> ``[tT][cC][pP]``):
-    JSON Schema's regex dialect (ECMA-262) has no inline ``(?i)``."""
-    # ``-`` stands for itself outside a class, and re.escape's ``\-`` is an error in
-    # ECMA-262's unicode mode (which schema validators use).
-    return "".join(
-        f"[{c}{c.upper()}]" if c.isalpha() else c if c == "-" else re.escape(c) for c in word
-    )
-
-
-# A protocol as text: a name (any case), ``any``, empty (any) or a number 0-255 (leading
-# zeros up to three digits, as the parser reads them). Narrower than the parser in one way
-# only: no surrounding blanks (it strips them; the schema asks for none).
-_PROTOCOL_WORDS = sorted({*PROTOCOL_NAMES, *ANY_PROTOCOL} - {""}, key=lambda w: (-len(w), w))
-PROTOCOL_PATTERN = (
-    "^(?:"
-    + "|".join(_any_case(w) for w in _PROTOCOL_WORDS)
-    + "|25[0-5]|2[0-4][0-9]|[01][0-9]{2}|[0-9]{1,2})?$"
-)
-
 # An IP prefix as text, in the forms the parser (``ipaddress.ip_network``) reads and the API
 # documents: an address, or an address and a prefix length (``/len``); IPv6 in every RFC 4291
 # form (``::`` for one or more zero groups, an IPv4 tail). Narrower than the parser on
 # purpose: no dotted netmasks (``/255.0.0.0``), no zone (``%eth0``), no leading zeros in a
 # length. Every text it matches is a prefix (tests/unit/chains/test_body_schema.py generates
 # them); whether it is of the classifier's family is a rule across fields (a 422).
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-_HEX = "[0-9A-Fa-f]{1,4}"
-
-
-def _hextets(count: int) -> str:
-    """Exactly ``count`` hextets joined by ``:``."""
-    if count == 0:
-        return ""
-    return _HEX if count == 1 else rf"{_HEX}(?::{_HEX}){{{count - 1}}}"
-
-
-def _ipv6() -> str:
-    forms = [rf"(?:{_HEX}:){{7}}{_HEX}", rf"(?:{_HEX}:){{6}}{_IPV4}"]
-    # ``::`` stands for at least one zero group: ``left`` groups before it, at most
-    # 7 - left after it (5 - left and the IPv4 tail's two).
-    for left in range(8):
-        room = 7 - left
-        after = "" if room == 0 else rf"(?:{_HEX}(?::{_HEX}){{0,{room - 1}}})?"
-        forms.append(f"{_hextets(left)}::{after}")
-    for left in range(6):
-        forms.append(rf"{_hextets(left)}::(?:{_HEX}:){{0,{5 - left}}}{_IPV4}")
-    return "(?:" + "|".join(forms) + ")"
-
-
-PREFIX_PATTERN = (
-    rf"^(?:{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?"
-    rf"|{_ipv6()}(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
-)
+PREFIX_PATTERN = IP_PREFIX  # fluidedge.core.patterns: one set for every part
+# What FieldChecks.protocol reads (fluidedge.core.fields), as the schema states it.
+PROTOCOL_PATTERN = FIELDS_PROTOCOL_PATTERN
 
 
 _checks = FieldChecks(InvalidChain)

@@ -95,6 +95,7 @@ __all__ = [
     "metrics",
     "openapi",
     "paging",
+    "patterns",
     "part",
     "resolve_token",
     "store",

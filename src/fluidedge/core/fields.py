@@ -39,6 +39,27 @@ ANY_PROTOCOL = frozenset({"any", ""})
 MAX_TEXT_ADDRESS = 64  # longer than any IPv6 prefix in text
 
 
+def _any_case(word: str) -> str:
+    """``word`` as a case-insensitive regex written with classes (``tcp`` -> ``[tT][cC][pP]``):
+    JSON Schema's regex dialect (ECMA-262) has no inline ``(?i)``."""
+    # ``-`` stands for itself outside a class, and re.escape's ``\-`` is an error in
+    # ECMA-262's unicode mode (which schema validators use).
+    return "".join(
+        f"[{c}{c.upper()}]" if c.isalpha() else c if c == "-" else re.escape(c) for c in word
+    )
+
+
+_PROTOCOL_WORDS = sorted({*PROTOCOL_NAMES, *ANY_PROTOCOL} - {""}, key=lambda w: (-len(w), w))
+#: What :meth:`FieldChecks.protocol` reads from text, as the request schemas state it: a name
+#: in any case, ``any``, empty (any), or a number 0-255 of at most three digits. (The spaces it
+#: also strips are not stated, so a schema-valid protocol is one.)
+PROTOCOL_PATTERN = (
+    "^(?:"
+    + "|".join(_any_case(w) for w in _PROTOCOL_WORDS)
+    + "|25[0-5]|2[0-4][0-9]|[01][0-9]{2}|[0-9]{1,2})?$"
+)
+
+
 def decimal(text: str, max_digits: int = 9) -> int | None:
     """The value of ``text`` when it is 1 to ``max_digits`` ASCII decimal digits, else None.
 

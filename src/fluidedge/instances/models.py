@@ -25,6 +25,15 @@ from pydantic import (
 )
 
 from fluidedge.core.jsontypes import JsonInt
+from fluidedge.core.patterns import (
+    IPV4,
+    IPV4_PREFIX,
+    IPV6,
+    IPV6_PREFIX,
+    V4_LENGTH,
+    V6_LENGTH,
+    anchored,
+)
 from fluidedge.linux.capabilities import KNOWN_CAPABILITIES
 
 # Kernel settings a template may give its instance's network namespace (OCI linux.sysctl,
@@ -87,13 +96,10 @@ Command = Annotated[
         },
     ),
 ]
-# Addresses and networks (ipaddress checks them; these patterns state their shape in the schema:
-# IPv6 in its full form only, a subset of what is accepted).
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = rf"({_OCTET}\.){{3}}{_OCTET}"
-_IPV6 = r"([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}"
-_IPV4_NET = rf"^{_IPV4}(/(3[0-2]|[12]?[0-9]))?$"
-_IPV6_NET = rf"^{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"
+# Addresses and networks (ipaddress checks them; these patterns state their shape in the schema,
+# every text form ipaddress writes included: fluidedge.core.patterns).
+_IPV4_NET = anchored(IPV4_PREFIX)
+_IPV6_NET = anchored(IPV6_PREFIX)
 # Key patterns are checked by the validators below (their reasons are clearer than a regex);
 # the schemas state them too, so that a generated schema-valid request is a valid one.
 EnvKey = Annotated[str, Field(max_length=LIMITS["env_key"])]
@@ -557,8 +563,8 @@ class InterfaceAssignment(_Strict):
             Field(
                 json_schema_extra={
                     "anyOf": [
-                        {"pattern": _IPV4_NET.replace(")?$", ")$")},
-                        {"pattern": _IPV6_NET.replace(")?$", ")$")},
+                        {"pattern": anchored(IPV4 + "/" + V4_LENGTH)},
+                        {"pattern": anchored(IPV6 + "/" + V6_LENGTH)},
                     ]
                 }
             ),
@@ -568,8 +574,8 @@ class InterfaceAssignment(_Strict):
         default=None,
         json_schema_extra={
             "anyOf": [
-                {"type": "string", "pattern": f"^{_IPV4}$"},
-                {"type": "string", "pattern": f"^{_IPV6}$"},
+                {"type": "string", "pattern": anchored(IPV4)},
+                {"type": "string", "pattern": anchored(IPV6)},
                 {"type": "null"},
             ]
         },

@@ -22,9 +22,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fluidedge.core.patterns import IPV4
 from fluidedge.instances.models import ResourceOverrides
 from fluidedge.mec.errors import MecUnprocessable
-from fluidedge.mec.models import IPV4, DnsRule, TrafficRule, check_dns_rule, matching
+from fluidedge.mec.models import DnsRule, TrafficRule, check_dns_rule, matching
 
 Name = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -46,7 +47,7 @@ GroupIds = Annotated[
 
 
 IPV4_ADDRESS = f"^{IPV4}$"
-IPV4_INTERFACE = f"^{IPV4}/(?:3[0-2]|[12]?[0-9])$"
+IPV4_INTERFACE = f"^{IPV4}/(?:3[0-2]|[12]?[0-9])$"  # a length required
 Ipv4 = Annotated[
     str,
     Field(json_schema_extra={"pattern": IPV4_ADDRESS}),

@@ -41,6 +41,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from fluidedge.core.patterns import IP_ADDRESS, IPV6
+
 Text = Annotated[str, Field(max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
@@ -72,29 +74,7 @@ def matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-# Address patterns, in the subset of regular expressions that JSON Schema (ECMA 262), Python's
-# re and pydantic's Rust engine read alike. What they match, ``ipaddress`` accepts
-# (tests/unit/mec/test_models.py holds them to it); leading zeros and IPv6 zones are left out.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
-
-
-def _ipv6() -> str:
-    """RFC 3986's ``IPv6address`` (eight groups, one ``::`` for a run of zeros, the last 32
-    bits possibly as IPv4)."""
-    h16 = "[0-9A-Fa-f]{1,4}"
-    ls32 = f"(?:{h16}:{h16}|{IPV4})"
-    forms = [f"(?:{h16}:){{6}}{ls32}", f"::(?:{h16}:){{5}}{ls32}"]
-    tails = [f"(?:{h16}:){{4}}{ls32}", f"(?:{h16}:){{3}}{ls32}", f"(?:{h16}:){{2}}{ls32}"]
-    tails += [f"{h16}:{ls32}", ls32, h16, ""]
-    for before, tail in enumerate(tails):
-        head = f"(?:(?:{h16}:){{0,{before}}}{h16})?" if before else f"(?:{h16})?"
-        forms.append(f"{head}::{tail}")
-    return "(?:" + "|".join(forms) + ")"
-
-
-IPV6 = _ipv6()
-IP_ADDRESS = f"^(?:{IPV4}|{IPV6})$"
+# Address patterns: one set for every part (fluidedge.core.patterns).
 
 # A DNS name as the responder matches it: dot-separated labels of 1 to 63 printable ASCII
 # characters without spaces or the characters a zone file escapes ("$();@\), a final dot

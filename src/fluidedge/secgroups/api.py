@@ -28,9 +28,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from fluidedge.core.fields import PROTOCOL_NAMES
+from fluidedge.core.fields import PROTOCOL_PATTERN
 from fluidedge.core.jsontypes import JsonInt
 from fluidedge.core.openapi import error_responses
+from fluidedge.core.patterns import IP_PREFIX
 from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
 from fluidedge.secgroups.model import (
     GROUP_ID_PATTERN,
@@ -53,46 +54,9 @@ TenantParam = Query(
 )
 
 
-def _any_case(word: str) -> str:
-    """``word`` as a pattern of any letter case (JSON Schema patterns have no ``i`` flag)."""
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
-
-
-# What FieldChecks.protocol reads (a name in any case, any, "", a number 0-255 as text); the
-# leading and trailing spaces it also strips are not stated, so a schema-valid name is one.
-_BYTE = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-PROTOCOL_PATTERN = (
-    "^("
-    + "|".join(_any_case(n) for n in sorted((*PROTOCOL_NAMES, "any"), key=lambda n: (-len(n), n)))
-    + f"|{_BYTE})?$"
-)
-# An IP prefix (or a bare address: a host prefix) as ipaddress reads it: dotted quads without
-# leading zeros, IPv6 with or without '::' and with a dotted quad at the end, a prefix length.
-_IPV4 = rf"({_BYTE}\.){{3}}{_BYTE}"
-_H = "[0-9a-fA-F]{1,4}"
-_IPV6 = (
-    "("
-    + "|".join(
-        (
-            rf"({_H}:){{7}}{_H}",
-            rf"({_H}:){{1,7}}:",
-            rf"({_H}:){{1,6}}:{_H}",
-            rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
-            rf"({_H}:){{1,4}}(:{_H}){{1,3}}",
-            rf"({_H}:){{1,3}}(:{_H}){{1,4}}",
-            rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
-            rf"{_H}:(:{_H}){{1,6}}",
-            rf":((:{_H}){{1,7}}|:)",
-            rf"({_H}:){{6}}{_IPV4}",
-            rf"::([fF]{{4}}(:0{{1,4}})?:)?{_IPV4}",
-            rf"({_H}:){{1,4}}:{_IPV4}",
-        )
-    )
-    + ")"
-)
-IP_PREFIX_PATTERN = (
-    rf"^({_IPV4}(/(3[0-2]|[12]?[0-9]))?|{_IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
-)
+# What FieldChecks.protocol reads, and an IP prefix: one set for every part
+# (fluidedge.core.fields, fluidedge.core.patterns).
+IP_PREFIX_PATTERN = IP_PREFIX
 
 
 def _bounds(low: int, high: int) -> tuple[Any, Any]:

@@ -359,3 +359,26 @@ def test_booleans_are_not_coerced_and_integers_stay_integers() -> None:
     assert body.chain_id == 7
     fc = FlowClassifierBody.model_validate({**FC, "protocol": 17, "source_port_range_min": 5})
     assert (fc.protocol, fc.source_port_range_min) == (17, 5)
+
+
+def test_integer_fields_take_json_integers_written_with_a_point() -> None:
+    """JSON Schema's ``integer`` admits ``1.0``; strict bodies take it as 1 (never ``1.5``,
+    ``true`` or ``"1"``), so a schema-valid body is not a 400."""
+    from fluidedge.chains.api import FlowClassifierBody, PortChainBody
+
+    body = FlowClassifierBody.model_validate_json(
+        '{"id": "a", "logical_source_port": "p1", "logical_destination_port": "p2",'
+        ' "protocol": 6.0, "destination_port_range_min": 80.0, "destination_port_range_max": 81}'
+    )
+    assert (body.protocol, body.destination_port_range_min) == (6, 80)
+    assert (
+        PortChainBody.model_validate_json(
+            '{"id": "c", "port_pair_groups": ["g"], "chain_id": 1.0}'
+        ).chain_id
+        == 1
+    )
+    for bad in ("1.5", "true", '"1"'):
+        with pytest.raises(ValidationError):
+            PortChainBody.model_validate_json(
+                f'{{"id": "c", "port_pair_groups": ["g"], "chain_id": {bad}}}'
+            )

@@ -450,3 +450,18 @@ def test_netns_sysctls_reach_the_runtime_and_only_those() -> None:
     for bad in ({"kernel.panic": "1"}, {"net.ipv4.ip_forward": "1; reboot"}):
         with pytest.raises(ValidationError):
             TemplateSpec.model_validate({"name": "t", "sysctls": bad})
+
+
+def test_ipv6_in_every_text_form_is_schema_valid_and_answers_stay_valid() -> None:
+    """The schema once stated IPv6 in its full form only: ``fd00::/64`` was refused by the
+    document the daemon serves, and a network answered with its normalised (compressed)
+    subnet broke its own response schema. Every form ipaddress writes is matched now."""
+    from fluidedge.instances.models import NetworkSpec
+
+    subnet = NetworkSpec.model_json_schema()["properties"]["subnet"]["anyOf"]
+    patterns = [re.compile(alt["pattern"]) for alt in subnet if "pattern" in alt]
+    for text in ("fd00::/64", "0:0:0b1:bb:4:8262:b:6", "::1", "10.0.0.0/8", "::ffff:10.0.0.1"):
+        spec = NetworkSpec.model_validate({"name": "n", "bridge": "br0", "subnet": text})
+        assert spec.subnet is not None
+        for written in (text, spec.subnet):
+            assert any(p.fullmatch(written) for p in patterns), written
