@@ -10,11 +10,13 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-__all__ = ["JsonInt"]
+__all__ = ["JsonInt", "integral"]
 
 
-def _integral(value: object) -> object:
+def integral(value: object) -> object:
+    """A JSON number without a fractional part as the integer it is (``2147483646.0``),
+    anything else as it came (for the strict check after it to judge)."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+JsonInt = Annotated[int, BeforeValidator(integral)]

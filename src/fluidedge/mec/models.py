@@ -41,24 +41,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from fluidedge.core.jsontypes import integral
 from fluidedge.core.patterns import IP_ADDRESS, IPV6
 
 Text = Annotated[str, Field(max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
-def _whole(value: Any) -> Any:
-    """A JSON number without a fractional part as the integer it is (``2147483646.0``): JSON
-    Schema's ``integer`` admits it, so the served schema and the model agree."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-# Integer members are ``StrictInt`` (never a boolean, a string or a fraction) with ``_whole``
+# Integer members are ``StrictInt`` (never a boolean, a string or a fraction) with ``integral``
 # before them: after their bounds (``Annotated[StrictInt, Field(...), BeforeValidator(...)]``)
 # and outside any ``| None``, so that an error names the member, not the validators.
-OptionalInt = Annotated[StrictInt | SkipJsonSchema[None], BeforeValidator(_whole)]
+OptionalInt = Annotated[StrictInt | SkipJsonSchema[None], BeforeValidator(integral)]
 
 
 def matching(pattern: str, what: str) -> AfterValidator:
@@ -255,7 +248,7 @@ class Address(_Model):
     """``EndPointInfo.Address``: host and port (our bound: a TCP/UDP port number)."""
 
     host: Annotated[str, Field(min_length=1, max_length=255)]
-    port: Annotated[StrictInt, Field(ge=0, le=65535), BeforeValidator(_whole)]
+    port: Annotated[StrictInt, Field(ge=0, le=65535), BeforeValidator(integral)]
 
 
 class EndPointUris(_Model):
@@ -577,7 +570,7 @@ class TrafficRule(_Model):
 
     traffic_rule_id: Id
     filter_type: FilterType
-    priority: Annotated[StrictInt, Field(ge=0, le=255), BeforeValidator(_whole)]
+    priority: Annotated[StrictInt, Field(ge=0, le=255), BeforeValidator(integral)]
     traffic_filter: Annotated[list[TrafficFilter], Field(max_length=16)]
     action: Action
     dst_interface: DestinationInterface | SkipJsonSchema[None] = None
@@ -618,7 +611,7 @@ class DnsRule(_Model):
     ]
     ttl: Annotated[
         Annotated[StrictInt, Field(ge=0, le=2147483647)] | SkipJsonSchema[None],
-        BeforeValidator(_whole),
+        BeforeValidator(integral),
     ] = None
     state: RuleState
 
