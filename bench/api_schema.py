@@ -2,11 +2,16 @@
 
 The CI test (tests/functional/daemon/test_schema.py) runs the same with a small budget. This
 one runs as long as asked, with the configuration the test uses
-(tests/functional/daemon/schemathesis.toml). The daemon (TOF with the null backend, instance
-manager with real runc, no built-in templates) runs in a private network namespace, so the
-bridges a generated request creates live and die there; everything is removed afterwards.
+(tests/functional/daemon/schemathesis.toml) and parts. The daemon runs in a private network
+namespace, so the bridges a generated request creates live and die there; everything is
+removed afterwards.
 
     .venv/bin/python bench/api_schema.py [--examples 500] [--max-time SECONDS] [--seed N]
+
+Every part that runs on one host is enabled, as in the test: TOF, instances, security groups,
+chains, ME platform, and CAT pointed at a resctrl mount that does not exist (never the host's:
+a generated ``POST /v1/cat/reset`` must not touch a real cache layout), so it answers its
+documented 501.
 
 Needs root (namespace, runc). Prints schemathesis's report; exits with its status.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,7 +53,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="reproduce a run")
     args = parser.parse_args()
 
-    from tests.fixtures.daemon import purge_instances_state
+    from tests.fixtures.daemon import purge_instances_state, stop_switches, write_toml
+    from tests.functional.daemon.test_schema import PARTS as SCHEMA_PARTS
 
     from fluidedge.linux import netns
 
@@ -55,12 +62,13 @@ def main() -> int:
     state = work / "state"
     name = f"feschema{os.getpid() % 100000}"
     port = 8181
-    (work / "fluidedge.toml").write_text(
-        f'state_dir = "{state}"\n[api]\nport = {port}\ntoken = "{TOKEN}"\n'
-        f'socket = "{work / "api.sock"}"\n'
-        '[tof]\nbackend = "none"\n'
-        "[instances]\npool_scale = 0\nmemory_mb = 1024\nbuiltin_templates = false\n"
-    )
+    parts = {**SCHEMA_PARTS, "cat": {"mount": str(work / "no-resctrl")}}
+    config = {
+        "state_dir": str(state),
+        "api": {"port": port, "token": TOKEN, "socket": str(work / "api.sock")},
+        **parts,
+    }
+    (work / "fluidedge.toml").write_text(write_toml(config))
     netns.create(name)
     log = (work / "daemon.log").open("ab")
     daemon = subprocess.Popen(
@@ -94,7 +102,9 @@ def main() -> int:
         daemon.wait(60)
         log.close()
         purge_instances_state(state)
+        stop_switches(state)
         netns.delete(name)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

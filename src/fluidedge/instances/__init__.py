@@ -39,7 +39,8 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     ├── NetworkNotFound (+ NotFoundError)         404
     ├── NetnsNotFound (+ NotFoundError)           404  a network's netns does not exist
     ├── InterfaceNotFound (+ NotFoundError)       404  an interface the template does not have
-    ├── InvalidRequest (+ InputError)             400  malformed name/address/spec
+    ├── InvalidRequest (+ Unprocessable)          422  contradicts template/network/config
+    ├── ImageUnusable (+ Unprocessable)           422  not an image this host can run
     ├── NameInUse (+ ConflictError)               409
     ├── AddressInUse (+ ConflictError)            409
     ├── InUse (+ ConflictError)                   409  template/network still used

@@ -1,6 +1,8 @@
 """The served OpenAPI document tells the truth: schemathesis, every check, against a real daemon
-(TOF with the null backend, instance manager with real runc) running in a private network
-namespace (the bridges a generated request creates live and die there).
+with every part that runs on one host (TOF with the null backend, instance manager with real
+runc, security groups, chains, the ME platform, and CAT pointed at a resctrl mount that does
+not exist, so it answers its documented 501 and never touches a real cache layout) running in
+a private network namespace (the bridges a generated request creates live and die there).
 
 Bounded for CI (``SCHEMA_EXAMPLES`` examples per operation, fixed seed); ``bench/api_schema.py``
 runs the same with a larger budget."""
@@ -23,6 +25,9 @@ SCHEMA_EXAMPLES = 25
 PARTS = {
     "tof": {"backend": "none"},
     "instances": {"pool_scale": 0, "memory_mb": 1024, "builtin_templates": False},
+    "secgroups": {},
+    "chains": {},
+    "mec": {},
 }
 
 
@@ -41,8 +46,11 @@ def schemathesis_argv(url: str, *, examples: int, seed: int) -> list[str]:
 
 
 @pytest.mark.timeout(1200)
-def test_schemathesis_all_checks_pass(api_netns: str, daemon_factory: DaemonFactory) -> None:
-    daemon = daemon_factory(PARTS, netns=api_netns)
+def test_schemathesis_all_checks_pass(
+    api_netns: str, daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    parts = {**PARTS, "cat": {"mount": str(tmp_path / "no-resctrl")}}
+    daemon = daemon_factory(parts, netns=api_netns)
     try:
         result = subprocess.run(
             ["ip", "netns", "exec", api_netns,
