@@ -4,7 +4,9 @@ Paths, field names and status codes are the seed's Swagger: ``/service`` (GET li
 create: 200/400/409), ``/service/{name}`` (PUT update: 200/400/404/409; DELETE by name *or*
 serviceIP: 200/404, and 409 for a serviceIP that classified services share). Every mutation
 is applied to the data plane before the 200 is sent (Figure 17). Added: ``GET /tunnels``
-(learned bearers), ``DELETE /tunnels`` (purge them; they are re-learned from traffic),
+(learned bearers; ``?limit=N&after=MARKER`` for keyset pages with a ``Link: rel="next"``, as
+``GET /v1/instances`` pages: :mod:`fluidedge.tof.tunnel_pages`), ``DELETE /tunnels`` (purge
+them; they are re-learned from traffic),
 ``GET /tunnels/events`` (the bounded log of bearers learned and retired, with the reason),
 ``GET /stats`` (counters per service, drop and malformed reasons).
 """
@@ -14,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
-from fluidedge.tof.backend import Backend
+from fluidedge.core.paging import MAX_PAGE, next_link
+from fluidedge.tof.backend import Backend, tunnels_after
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.models import MatchModel, NewServiceModel, Service, ServiceModel, ServiceView
 from fluidedge.tof.superfluid.model import OnDemandModel
+from fluidedge.tof.tunnel_pages import MARKER_PATTERN
 
 if TYPE_CHECKING:
     from fluidedge.tof.superfluid.controller import Controller
@@ -132,9 +136,50 @@ def build_router(
     def delete_service(name: PathNameOrIP) -> ServiceModel:
         return _model(catalog.delete(name))
 
-    @router.get("/tunnels", summary="Learned bearers: peers, UE, TEIDs, counters, last seen")
-    def tunnels() -> list[dict[str, Any]]:
-        return backend.tunnels()
+    @router.get(
+        "/tunnels",
+        summary="Learned bearers: peers, UE, TEIDs, counters, last seen",
+        responses={
+            200: {
+                "description": "The bearers (with `limit`: one page of them, by marker)",
+                "headers": {
+                    "Link": {
+                        "description": "With `limit`, while more bearers follow: `<...?after="
+                        'MARKER&limit=N>; rel="next"` (RFC 8288), the next page',
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **_errors(400),
+        },
+    )
+    def tunnels(
+        request: Request,
+        response: Response,
+        limit: int | None = Query(
+            default=None,
+            ge=1,
+            le=MAX_PAGE,
+            description="at most this many bearers, by marker (their packed eNB, SGW and UE "
+            'addresses in hex); a `Link: <...>; rel="next"` header names the next page while '
+            "one follows (without it: all of them, in learning order; with `after`, all those "
+            "after it, by marker)",
+        ),
+        after: str | None = Query(
+            default=None,
+            pattern=MARKER_PATTERN,
+            description="only bearers whose marker sorts after this one (the next page's "
+            "marker, as the `Link` header gives it: `ENB-SGW-UE`, each address packed, in "
+            "lowercase hex)",
+        ),
+    ) -> list[dict[str, Any]]:
+        if limit is None and after is None:
+            return backend.tunnels()  # as before paging: learning order, no sort
+        rows, marker = tunnels_after(backend, after, limit)
+        if marker is not None and limit is not None:
+            query = dict(request.query_params)
+            response.headers["Link"] = next_link(request.url.path, query, marker, limit)
+        return rows
 
     @router.get(
         "/tunnels/events",

@@ -16,14 +16,18 @@ Contract:
 - ``tunnels()``, ``stats()``, ``events()`` (the bounded bearer event log) are consistent
   snapshots; ``purge()`` forgets learned tunnels.
 - Optionally (:class:`PagedTunnels`), ``tunnel_page()``: one page of the tunnels, consistent.
+- Optionally (:class:`KeysetTunnels`), ``tunnels_after()``: one keyset page of the tunnels
+  (``GET /tunnels?limit=&after=``), consistent, building only its rows; :func:`tunnels_after`
+  cuts the page from ``tunnels()`` for a backend without it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
+from fluidedge.core.paging import keyset_page
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import TofConfigError
@@ -31,6 +35,7 @@ from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import Bearer, Pipeline
 from fluidedge.tof.superfluid.plane import OnDemandControl
+from fluidedge.tof.tunnel_pages import row_marker
 
 T = TypeVar("T")
 
@@ -73,6 +78,30 @@ class PagedTunnels(Protocol):
     ) -> tuple[int, list[dict[str, object]]]: ...
 
 
+@runtime_checkable
+class KeysetTunnels(Protocol):
+    """Optional: a keyset page of the learned tunnels (``GET /tunnels?limit=N&after=MARKER``,
+    :mod:`fluidedge.tof.tunnel_pages`), consistent, without building the other rows.
+
+    A sibling of :class:`PagedTunnels`, not more of it: the GUI's numbered pages need offsets
+    and a count, an API client walking a table that changes needs markers."""
+
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]: ...
+
+
+def tunnels_after(
+    backend: Backend, after: str | None, limit: int | None
+) -> tuple[list[dict[str, object]], str | None]:
+    """``(rows, next marker)``: the backend's keyset page; for a backend without
+    :class:`KeysetTunnels`, the same page cut from all its rows (the same answer, at the cost
+    of the whole list)."""
+    if isinstance(backend, KeysetTunnels):
+        return backend.tunnels_after(after, limit)
+    return keyset_page(backend.tunnels(), row_marker, after, limit)
+
+
 class NullBackend(OnDemandControl):
     """No ports: the pipeline's state only (``backend = "none"``; API-only daemons and tests).
 
@@ -101,6 +130,14 @@ class NullBackend(OnDemandControl):
         self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
     ) -> tuple[int, list[dict[str, object]]]:
         return self.pipeline.tunnel_page(keep, offset, limit)
+
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]:
+        # Under the lock on-demand control (OnDemandControl) changes the pipeline with, from
+        # other threads: a page walks the whole bearer table.
+        with self._lock:
+            return self.pipeline.tunnels_after(after, limit)
 
     def stats(self) -> dict[str, object]:
         return self.pipeline.stats()

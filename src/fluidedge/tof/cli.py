@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import typer
+
+from fluidedge.core.paging import MAX_PAGE
+
+# ``tunnels`` fetches the bearers this many at a time (``GET /tunnels?limit=``): an EPC's
+# 100,000 bearers come in answers of bounded size, each costing only its own rows.
+TUNNELS_PAGE = 500
 
 
 def _client() -> Any:
@@ -180,28 +187,45 @@ def register(app: typer.Typer) -> None:
         events: Annotated[
             bool, typer.Option("--events", help="The bearer event log (learned, retired, why).")
         ] = False,
+        limit: Annotated[
+            int | None,
+            typer.Option(min=1, max=MAX_PAGE, help="One page of at most this many, by marker."),
+        ] = None,
+        after: Annotated[
+            str | None,
+            typer.Option(help="Only bearers whose marker sorts after this one (see --limit)."),
+        ] = None,
     ) -> None:
-        """Learned GTP-U bearers (eNB, SGW, UE, TEIDs, counters)."""
+        """Learned GTP-U bearers (eNB, SGW, UE, TEIDs, counters): all of them, fetched a page
+        at a time, unless --limit (one page; the next one's --after on stderr)."""
         client = _client()
-        if purge:
-            typer.echo(f"purged {client.delete('/tunnels')['purged']} bearers")
-            return
-        if events:
-            rows = client.get("/tunnels/events")
-            if as_json:
-                typer.echo(json.dumps(rows, indent=2))
+        try:  # closed once read: a walk of pages holds its connection until then
+            if purge:
+                typer.echo(f"purged {client.delete('/tunnels')['purged']} bearers")
                 return
-            from rich.console import Console
-
-            Console().print(events_table(rows))
-            return
-        rows = client.get("/tunnels")
+            rows = client.get("/tunnels/events") if events else _tunnels(client, limit, after)
+        finally:
+            client.close()
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
         from rich.console import Console
 
-        Console().print(tunnels_table(rows))
+        Console().print(events_table(rows) if events else tunnels_table(rows))
+
+
+def _tunnels(client: Any, limit: int | None, after: str | None) -> list[dict[str, Any]]:
+    """The rows ``tunnels`` prints: every page (:data:`TUNNELS_PAGE` at a time, following the
+    ``Link`` headers), or with ``limit`` one page, the next page's marker told on stderr (as
+    ``fluidedge instance ls`` does)."""
+    path = "/tunnels" + (f"?{urlencode({'after': after})}" if after else "")
+    if limit is None:
+        return [row for page in client.pages(path, TUNNELS_PAGE) for row in page]
+    rows, more = client.page(f"{path}{'&' if after else '?'}limit={limit}")
+    if more is not None:
+        marker = parse_qs(urlsplit(more).query).get("after", [""])[0]
+        typer.echo(f"more: --after {marker}", err=True)
+    return list(rows)
 
 
 def tunnels_table(rows: list[dict[str, Any]]) -> Any:

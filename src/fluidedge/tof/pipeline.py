@@ -84,6 +84,7 @@ from fluidedge.tof.models import (
 )
 from fluidedge.tof.superfluid.table import OnDemandTable
 from fluidedge.tof.timers import ExpiryWheel
+from fluidedge.tof.tunnel_pages import keyset_bearers
 
 _ICMP_PROTOS = (inner_codec.PROTO_ICMP, inner_codec.PROTO_ICMPV6)
 
@@ -159,6 +160,9 @@ class Bearer:
     learned_from: str = "user_plane"  # or "gtpc"
     seq: int = 0  # learning order (the pipeline's timers visit bearers in this order)
     usage: dict[str, Usage] = field(default_factory=dict)  # open usage records, per service
+    # Its ``GET /tunnels`` page marker, made on the first page that looks at it
+    # (:func:`fluidedge.tof.tunnel_pages.bearer_marker`); "" until then.
+    marker: str = field(default="", repr=False, compare=False)
 
     @property
     def key(self) -> tuple[bytes, bytes, bytes]:
@@ -1447,6 +1451,20 @@ class Pipeline:
             return len(self.bearers), list(page)
         matches = [b for b in self.bearers.values() if keep(b)]
         return len(matches), matches[offset : offset + limit]
+
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]:
+        """``(rows, next marker)``: a keyset page of ``GET /tunnels`` (the API view of only the
+        page's bearers; see :mod:`fluidedge.tof.tunnel_pages`)."""
+        bearers, marker = self.bearers_after(after, limit)
+        return [b.to_api() for b in bearers], marker
+
+    def bearers_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[Bearer], str | None]:
+        """The bearers of :meth:`tunnels_after` (a backend refreshes just these first)."""
+        return keyset_bearers(self.bearers.values(), after, limit)
 
     def bearer_events(self) -> list[dict[str, object]]:
         """The bounded event log, oldest first (``GET /tunnels/events``)."""

@@ -162,6 +162,15 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
             total, rows = self.pipeline.tunnel_page(keep, offset, limit)
         return total, self._wall_clock(rows)
 
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]:
+        """A keyset page (``GET /tunnels?limit=&after=``): one hold of the lock, which compares
+        every bearer's marker but builds only the page's rows."""
+        with self._lock:
+            rows, marker = self.pipeline.tunnels_after(after, limit)
+        return self._wall_clock(rows), marker
+
     def stats(self) -> dict[str, object]:
         with self._lock:
             self._read_socket_drops()

@@ -9,11 +9,16 @@ import sys
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from fluidedge.cli import app
 from fluidedge.core.store import Store
+from fluidedge.tof import cli as tof_cli
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.models import Match, Service
+from fluidedge.tof.tunnel_pages import row_marker
 from tests.fixtures.daemon import DaemonFactory
+from tests.functional.tof.test_tunnel_pages import learning_daemon
 
 pytestmark = pytest.mark.root
 
@@ -96,3 +101,49 @@ def test_delete_by_a_shared_service_ip_is_refused_until_one_service_is_left(
         assert "deleted mec-dns (198.18.50.1)" in deleted.stdout
         daemon.restart()
         assert client.get("/service").json() == []
+
+
+def test_tunnels_walks_the_pages_or_prints_one(
+    daemon_factory: DaemonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fluidedge tunnels`` follows the ``Link`` headers of pages (here of 3, not 500, so
+    7 bearers take three); ``--limit N [--after MARKER]`` prints one page and, on stderr,
+    the ``--after`` of the next, as ``fluidedge instance ls`` does."""
+    with learning_daemon(daemon_factory, "c") as env:
+        env.learn(*range(10, 17))
+        api = env.http.get("/tunnels").json()
+        # In process, to page by 3: all 7 rows printed means the links were followed.
+        monkeypatch.setattr(tof_cli, "TUNNELS_PAGE", 3)
+        runner = CliRunner(
+            env={"FLUIDEDGE_URL": env.daemon.url, "FLUIDEDGE_TOKEN": env.daemon.token}
+        )
+        everything = runner.invoke(app, ["tunnels", "--json"])
+        assert everything.exit_code == 0, everything.output
+        rows = json.loads(everything.stdout)
+        assert [row_marker(r) for r in rows] == sorted(row_marker(r) for r in api)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return _cli(env.daemon.url, env.daemon.token, *args)
+
+        walked: list[dict[str, object]] = []
+        after: list[str] = []
+        for _ in range(3):
+            one = cli("tunnels", "--json", "--limit", "3", *after)
+            assert one.returncode == 0, one.stderr
+            page = json.loads(one.stdout)
+            walked += page
+            more = [line for line in one.stderr.splitlines() if line.startswith("more: ")]
+            if not more:
+                break
+            assert more == [f"more: --after {row_marker(page[-1])}"]
+            after = more[0].removeprefix("more: ").split()
+        assert len(walked) == 7
+        assert [row_marker(r) for r in walked] == [row_marker(r) for r in rows]
+        table = cli("tunnels", "--limit", "2")
+        assert table.returncode == 0
+        assert "tunnels" in table.stdout
+        assert "more: --after" in table.stderr
+        bad = cli("tunnels", "--limit", "2", "--after", "198.18.100.10")
+        assert bad.returncode == 1
+        assert "400" in bad.stderr
+        assert "after" in bad.stderr

@@ -55,6 +55,9 @@ class Backend(Protocol):
     def purge(self) -> int: ...
     def stats(self) -> dict[str, object]: ...
     def tunnels(self) -> list[dict[str, object]]: ...
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]: ...
 
 
 def config(t: Topo) -> TofConfig:
@@ -128,7 +131,9 @@ def run_script(
 ) -> list[tuple[str, Outputs]]:
     """Run the script; return ``(step name, frames out per side)`` for every step.
 
-    ``snapshot`` receives ``tunnels()`` and ``stats()`` as they are just before the purge step.
+    ``snapshot`` receives ``tunnels()`` and ``stats()`` as they are just before the purge step,
+    and, read just before them, ``pages``: every keyset page of one bearer
+    (``GET /tunnels?limit=1``; on the fast path each folds only its own bearer's counters).
     """
     app_sock = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     app_sock.bind((APP_IP, APP_PORT))  # offloaded datagrams land here (no ICMP unreachable)
@@ -222,6 +227,12 @@ def run_script(
         step("end-marker", inject("sgw", end_marker))
         step("relearn-down", inject("sgw", down(ENB1, 0x201, from_pdn)))
         if snapshot is not None:
+            pages: list[list[dict[str, object]]] = []
+            marker: str | None = None
+            while not pages or marker is not None:
+                rows, marker = backend.tunnels_after(marker, 1)
+                pages.append(rows)
+            snapshot["pages"] = pages
             snapshot["tunnels"] = backend.tunnels()
             snapshot["stats"] = backend.stats()
         backend.purge()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fluidedge.tof.fastpath.backend import FastPathBackend
+from fluidedge.tof.tunnel_pages import row_marker
 from fluidedge.tof.userspace import UserspaceBackend
 
 from .scenario import APP, Backend, Outputs, config, normalise, run_script
@@ -17,10 +18,18 @@ pytestmark = pytest.mark.root
 def _counters(snapshot: dict[str, object]) -> tuple[list[dict[str, object]], object]:
     rows = snapshot["tunnels"]
     stats = snapshot["stats"]
+    pages = snapshot["pages"]
     assert isinstance(rows, list)
     assert isinstance(stats, dict)
+    assert isinstance(pages, list)
     drop = ("learnedAt", "lastSeen")
     tunnels = sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=repr)
+    # The pages of one bearer, read before tunnels() and its full fold, show the same rows in
+    # marker order: each page folded its own bearer's kernel counters.
+    assert [len(page) for page in pages] == [1] * len(rows)
+    paged = [{k: v for k, v in page[0].items() if k not in drop} for page in pages]
+    by_marker = sorted(rows, key=row_marker)
+    assert paged == [{k: v for k, v in r.items() if k not in drop} for r in by_marker]
     return tunnels, stats["services"]
 
 

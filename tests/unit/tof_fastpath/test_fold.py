@@ -134,3 +134,74 @@ def test_tunnels_folds_and_lists_every_bearer_in_short_holds(
     assert [r["uplink"]["packets"] for r in rows] == [5] * 5  # type: ignore[index]
     assert len(maps["tunnels"].locked_reads) == 3  # 5 keys, two per batch, none locked
     assert not any(maps["tunnels"].locked_reads)
+
+
+class LookupMap(BatchMap):
+    """Records, per single-key lookup, whether the agent's lock was held."""
+
+    def __init__(self, backend: FastPathBackend) -> None:
+        super().__init__(backend)
+        self.lookups: list[bool] = []
+
+    def lookup(self, key: bytes) -> bytes | None:
+        self.lookups.append(self.backend._lock.locked())
+        return super().lookup(key)
+
+
+def test_a_keyset_page_folds_only_its_own_bearers_under_the_lock() -> None:
+    """``GET /tunnels?limit=N``: the page's bearers' entries are looked up one by one under the
+    agent's lock (their rows agree with the kernel), no map is walked, the others wait."""
+    backend = FastPathBackend(TofConfig(backend="none"))
+    maps = {name: LookupMap(backend) for name in ("tunnels", "flows", "downlink", "services")}
+    backend._maps = maps  # type: ignore[assignment]
+    p = backend.pipeline
+    for i in range(10):
+        p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+    backend._sync()
+    tunnels = maps["tunnels"]
+    for key, value in list(tunnels.data.items()):
+        ue = L.TUNNEL_VAL.unpack(value)[4]
+        tunnels.data[key] = L.TUNNEL_VAL.pack(7, 70, 0, 0, ue)
+    rows, marker = backend.tunnels_after(None, 3)
+    assert marker is not None
+    assert [r["uplink"]["packets"] for r in rows] == [8] * 3  # type: ignore[index]
+    assert sorted(b.ul_packets for b in p.bearers.values()) == [1] * 7 + [8] * 3
+    assert tunnels.lookups == [True] * 3  # one uplink key per bearer, under the lock
+    assert tunnels.locked_reads == []  # no walk of the map
+    walked = list(rows)
+    while marker is not None:
+        rows, marker = backend.tunnels_after(marker, 3)
+        walked += rows
+    assert [r["uplink"]["packets"] for r in walked] == [8] * 10  # type: ignore[index]
+    ordered = sorted(p.bearers.values(), key=lambda b: b.key)
+    assert [r["ue"] for r in walked] == [b.to_api()["ue"] for b in ordered]
+    assert tunnels.locked_reads == []
+
+
+def test_a_keyset_page_without_limit_is_a_full_fold_in_short_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``?after=`` without ``limit`` may be the whole table: folded as ``tunnels()`` folds (the
+    maps read in batches outside the lock), not bearer by bearer under it."""
+    monkeypatch.setattr(backend_module, "FOLD_CHUNK", 2)
+    backend = FastPathBackend(TofConfig(backend="none"))
+    maps = {name: LookupMap(backend) for name in ("tunnels", "flows", "downlink", "services")}
+    backend._maps = maps  # type: ignore[assignment]
+    p = backend.pipeline
+    for i in range(5):
+        p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+    backend._sync()
+    tunnels = maps["tunnels"]
+    for key, value in list(tunnels.data.items()):
+        ue = L.TUNNEL_VAL.unpack(value)[4]
+        tunnels.data[key] = L.TUNNEL_VAL.pack(4, 40, 0, 0, ue)
+    first, marker = backend.tunnels_after(None, 1)
+    assert marker is not None
+    tunnels.lookups.clear()
+    rows, last = backend.tunnels_after(marker, None)
+    assert last is None
+    assert len(rows) == 4
+    assert [r["uplink"]["packets"] for r in first + rows] == [5] * 5  # type: ignore[index]
+    assert tunnels.lookups == []  # no key-by-key fold
+    assert tunnels.locked_reads
+    assert not any(tunnels.locked_reads)

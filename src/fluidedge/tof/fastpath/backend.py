@@ -710,6 +710,11 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._fold()
         with self._lock:
             bearers = list(self.pipeline.bearers.values())
+        return self._wall_clock(self._rows_in_chunks(bearers))
+
+    def _rows_in_chunks(self, bearers: list[Bearer]) -> list[dict[str, object]]:
+        """The rows of ``bearers`` still learned, built :data:`FOLD_CHUNK` per hold of the
+        agent's lock (after a full fold: see :meth:`tunnels`)."""
         rows: list[dict[str, object]] = []
         for start in range(0, len(bearers), FOLD_CHUNK):
             with self._lock:
@@ -719,7 +724,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     for b in bearers[start : start + FOLD_CHUNK]
                     if current.get(b.key) is b
                 )
-        return self._wall_clock(rows)
+        return rows
 
     def tunnel_page(
         self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
@@ -730,6 +735,30 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                 self._fold_bearer(bearer)
             rows = [b.to_api() for b in bearers]
         return total, self._wall_clock(rows)
+
+    def tunnels_after(
+        self, after: str | None, limit: int | None
+    ) -> tuple[list[dict[str, object]], str | None]:
+        """A keyset page (``GET /tunnels?limit=&after=``) with its bearers' kernel counters
+        folded, as :meth:`tunnel_page` does: under one hold of the agent's lock the page is
+        chosen (every bearer's marker compared), only its bearers' entries are read (a few
+        lookups each, no map walk) and only its rows built, so each row is consistent with
+        the kernel at that instant.
+
+        Without ``limit`` the page is the rest of the table, possibly all of it: that is
+        :meth:`tunnels`'s job done from a marker (a full fold outside the lock, then the rows
+        in short holds), not 100,000 lookups under the lock."""
+        if limit is None:
+            self._fold()
+            with self._lock:
+                bearers, _ = self.pipeline.bearers_after(after, None)
+            return self._wall_clock(self._rows_in_chunks(bearers)), None
+        with self._lock:
+            bearers, marker = self.pipeline.bearers_after(after, limit)
+            for bearer in bearers:
+                self._fold_bearer(bearer)
+            rows = [b.to_api() for b in bearers]
+        return self._wall_clock(rows), marker
 
     def stats(self) -> dict[str, object]:
         self._fold_limits()
