@@ -47,7 +47,7 @@ from fluidedge.chains.model import (
 )
 from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService
-from fluidedge.core.jsontypes import JsonInt
+from fluidedge.core.jsontypes import JsonInt, bounds
 from fluidedge.core.openapi import error_responses
 from fluidedge.tenants.errors import Forbidden
 from fluidedge.tenants.scope import ADMIN, Principal, principal_of
@@ -108,6 +108,12 @@ def _distinct(names: list[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError("a name appears twice")
     return names
+
+
+_PORT, _PORT_SCHEMA = bounds(0, 65535)
+_CHAIN, _CHAIN_SCHEMA = bounds(1, 255)
+PortBound = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
+ChainNumber = Annotated[JsonInt, _CHAIN, _CHAIN_SCHEMA]
 
 
 class _Strict(BaseModel):
@@ -189,10 +195,10 @@ class FlowClassifierBody(_Strict):
     )
     source_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
     destination_ip_prefix: Prefix | None = Field(default=None, description=_PREFIX)
-    source_port_range_min: JsonInt | None = Field(default=None, ge=0, le=65535)
-    source_port_range_max: JsonInt | None = Field(default=None, ge=0, le=65535)
-    destination_port_range_min: JsonInt | None = Field(default=None, ge=0, le=65535)
-    destination_port_range_max: JsonInt | None = Field(default=None, ge=0, le=65535)
+    source_port_range_min: PortBound | None = None
+    source_port_range_max: PortBound | None = None
+    destination_port_range_min: PortBound | None = None
+    destination_port_range_max: PortBound | None = None
     tof_service: str | None = Field(
         default=None,
         pattern=TOF_SERVICE_PATTERN,
@@ -215,7 +221,7 @@ class PortChainBody(_Strict):
     flow_classifiers: Names = Field(
         default_factory=list, max_length=MAX_CLASSIFIERS, json_schema_extra=_DISTINCT
     )
-    chain_id: JsonInt | None = Field(default=None, ge=1, le=255, description="absent: allocated")
+    chain_id: ChainNumber | None = Field(default=None, description="absent: allocated")
     symmetric: bool = True
     failure_policy: Literal["open", "closed"] = "closed"
     description: str = Field(default="", max_length=MAX_DESCRIPTION)

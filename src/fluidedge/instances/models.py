@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from fluidedge.core.jsontypes import JsonInt
+from fluidedge.core.jsontypes import JsonInt, bounds
 from fluidedge.core.patterns import (
     IPV4,
     IPV4_PREFIX,
@@ -154,18 +154,10 @@ IfName = Annotated[
 ]
 
 
-def _bounds(low: int, high: int) -> tuple[Any, Any]:
-    """Constraints of a JSON integer in [low, high], its schema stated explicitly: with the
-    before-validator pydantic emits its own ``ge``/``le`` keywords in a union, not JSON Schema's."""
-    return Field(ge=low, le=high), WithJsonSchema(
-        {"type": "integer", "minimum": low, "maximum": high}
-    )
-
-
-_PORT, _PORT_SCHEMA = _bounds(1, 65535)
-_MEM, _MEM_SCHEMA = _bounds(4, 1 << 20)
-_PIDS, _PIDS_SCHEMA = _bounds(2, 1 << 16)
-_POOL, _POOL_SCHEMA = _bounds(0, 5000)
+_PORT, _PORT_SCHEMA = bounds(1, 65535)
+_MEM, _MEM_SCHEMA = bounds(4, 1 << 20)
+_PIDS, _PIDS_SCHEMA = bounds(2, 1 << 16)
+_POOL, _POOL_SCHEMA = bounds(0, 5000)
 Port = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
 MemoryMb = Annotated[JsonInt, _MEM, _MEM_SCHEMA]
 Pids = Annotated[JsonInt, _PIDS, _PIDS_SCHEMA]

@@ -26,10 +26,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from fluidedge.core.fields import PROTOCOL_PATTERN
-from fluidedge.core.jsontypes import JsonInt
+from fluidedge.core.jsontypes import JsonInt, bounds
 from fluidedge.core.openapi import error_responses
 from fluidedge.core.patterns import IP_PREFIX
 from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
@@ -59,16 +59,8 @@ TenantParam = Query(
 IP_PREFIX_PATTERN = IP_PREFIX
 
 
-def _bounds(low: int, high: int) -> tuple[Any, Any]:
-    """Constraints of a JSON integer in [low, high] (5.0 is one: JsonInt), its schema stated
-    explicitly (with the before-validator pydantic would emit its own keywords in a union)."""
-    return Field(ge=low, le=high), WithJsonSchema(
-        {"type": "integer", "minimum": low, "maximum": high}
-    )
-
-
-_PORT, _PORT_SCHEMA = _bounds(1, 65535)
-_BYTE_INT, _BYTE_SCHEMA = _bounds(0, 255)
+_PORT, _PORT_SCHEMA = bounds(1, 65535)
+_BYTE_INT, _BYTE_SCHEMA = bounds(0, 255)
 PortNumber = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
 ByteValue = Annotated[JsonInt, _BYTE_INT, _BYTE_SCHEMA]
 ProtocolName = Annotated[str, Field(pattern=PROTOCOL_PATTERN, max_length=16)]

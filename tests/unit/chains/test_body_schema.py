@@ -382,3 +382,14 @@ def test_integer_fields_take_json_integers_written_with_a_point() -> None:
             PortChainBody.model_validate_json(
                 f'{{"id": "c", "port_pair_groups": ["g"], "chain_id": {bad}}}'
             )
+
+
+def test_optional_integer_fields_state_their_bounds_in_the_schema() -> None:
+    """Without explicit bounds the schema of ``JsonInt | None`` had none, so a generated
+    ``chain_id: 0`` was schema-valid and refused (a 400)."""
+    from fluidedge.chains.api import FlowClassifierBody, PortChainBody
+
+    chain = PortChainBody.model_json_schema()["properties"]["chain_id"]["anyOf"][0]
+    assert (chain["minimum"], chain["maximum"]) == (1, 255)
+    port = FlowClassifierBody.model_json_schema()["properties"]["source_port_range_min"]
+    assert (port["anyOf"][0]["minimum"], port["anyOf"][0]["maximum"]) == (0, 65535)
