@@ -245,26 +245,16 @@ class Platform:
                 dns_rule = _restored("dns_rule", key, partial(DnsRule.model_validate, doc))
                 if dns_rule is not None and (owner := self.apps.get(key.partition("/")[0])):
                     owner.dns[dns_rule.dns_rule_id] = dns_rule
-            for sid, doc in stored["service"].items():
-                service = _restored("service", sid, partial(_owned, doc, "info", ServiceInfo))
-                if service is not None:
-                    self.services[sid] = service
-            for sid, doc in stored["svc_sub"].items():
-                sub = _restored(
-                    "svc_sub",
-                    sid,
-                    partial(_owned, doc, "sub", SerAvailabilityNotificationSubscription),
-                )
-                if sub is not None:
-                    self.svc_subs[sid] = sub
-            for sid, doc in stored["term_sub"].items():
-                term = _restored(
-                    "term_sub",
-                    sid,
-                    partial(_owned, doc, "sub", AppTerminationNotificationSubscription),
-                )
-                if term is not None:
-                    self.term_subs[sid] = term
+            owned: tuple[tuple[str, dict[str, Owned], str, type[BaseModel]], ...] = (
+                ("service", self.services, "info", ServiceInfo),
+                ("svc_sub", self.svc_subs, "sub", SerAvailabilityNotificationSubscription),
+                ("term_sub", self.term_subs, "sub", AppTerminationNotificationSubscription),
+            )
+            for kind, table, member, model in owned:
+                for sid, doc in stored[kind].items():
+                    value = _restored(kind, sid, partial(_owned, doc, member, model))
+                    if value is not None:
+                        table[sid] = value
             # An app caught mid-termination by a stop is terminated now: its grace ran out.
             ended = [a for a in self.apps.values() if a.state is AppState.TERMINATING]
             for app in ended:

@@ -148,20 +148,29 @@ class LookupMap(BatchMap):
         return super().lookup(key)
 
 
-def test_a_keyset_page_folds_only_its_own_bearers_under_the_lock() -> None:
-    """``GET /tunnels?limit=N``: the page's bearers' entries are looked up one by one under the
-    agent's lock (their rows agree with the kernel), no map is walked, the others wait."""
+def _backend_with_counters(
+    bearers: int, packets: int
+) -> tuple[FastPathBackend, dict[str, LookupMap]]:
+    """A fast path backend on lookup-counting maps, ``bearers`` learned, each bearer's kernel
+    entry holding ``packets`` uplink packets (``10 * packets`` bytes)."""
     backend = FastPathBackend(TofConfig(backend="none"))
     maps = {name: LookupMap(backend) for name in ("tunnels", "flows", "downlink", "services")}
     backend._maps = maps  # type: ignore[assignment]
-    p = backend.pipeline
-    for i in range(10):
-        p.from_s1(bearer_frames(i)[0], ENB, 1.0)
+    for i in range(bearers):
+        backend.pipeline.from_s1(bearer_frames(i)[0], ENB, 1.0)
     backend._sync()
     tunnels = maps["tunnels"]
     for key, value in list(tunnels.data.items()):
         ue = L.TUNNEL_VAL.unpack(value)[4]
-        tunnels.data[key] = L.TUNNEL_VAL.pack(7, 70, 0, 0, ue)
+        tunnels.data[key] = L.TUNNEL_VAL.pack(packets, 10 * packets, 0, 0, ue)
+    return backend, maps
+
+
+def test_a_keyset_page_folds_only_its_own_bearers_under_the_lock() -> None:
+    """``GET /tunnels?limit=N``: the page's bearers' entries are looked up one by one under the
+    agent's lock (their rows agree with the kernel), no map is walked, the others wait."""
+    backend, maps = _backend_with_counters(10, 7)
+    p, tunnels = backend.pipeline, maps["tunnels"]
     rows, marker = backend.tunnels_after(None, 3)
     assert marker is not None
     assert [r["uplink"]["packets"] for r in rows] == [8] * 3  # type: ignore[index]
@@ -184,17 +193,8 @@ def test_a_keyset_page_without_limit_is_a_full_fold_in_short_holds(
     """``?after=`` without ``limit`` may be the whole table: folded as ``tunnels()`` folds (the
     maps read in batches outside the lock), not bearer by bearer under it."""
     monkeypatch.setattr(backend_module, "FOLD_CHUNK", 2)
-    backend = FastPathBackend(TofConfig(backend="none"))
-    maps = {name: LookupMap(backend) for name in ("tunnels", "flows", "downlink", "services")}
-    backend._maps = maps  # type: ignore[assignment]
-    p = backend.pipeline
-    for i in range(5):
-        p.from_s1(bearer_frames(i)[0], ENB, 1.0)
-    backend._sync()
+    backend, maps = _backend_with_counters(5, 4)
     tunnels = maps["tunnels"]
-    for key, value in list(tunnels.data.items()):
-        ue = L.TUNNEL_VAL.unpack(value)[4]
-        tunnels.data[key] = L.TUNNEL_VAL.pack(4, 40, 0, 0, ue)
     first, marker = backend.tunnels_after(None, 1)
     assert marker is not None
     tunnels.lookups.clear()
