@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fluidedge.cat.errors import CatConflict, CatInputError, CatUnprocessable
+from fluidedge.core.fields import decimal
 
 CACHE_RESOURCES = ("L3", "L2")
 DEFAULT_GROUP = "default"  # the root group: every task and CPU no class claims
@@ -211,11 +212,12 @@ def _per_domain(
     out: dict[int, str | int] = {}
     for key, value in spec.items():
         known = ", ".join(str(d) for d in domains)
-        if not str(key).isdigit():  # the API's schema says digits
+        domain = decimal(str(key))
+        if domain is None:  # the API's schema says ASCII digits
             raise CatInputError(f"{what}: cache/domain id {key!r} is not a number")
-        if int(key) not in domains:  # a number, but not one of this host's
+        if domain not in domains:  # a number, but not one of this host's
             raise CatUnprocessable(f"{what}: unknown cache/domain id {key!r} (host has {known})")
-        out[int(key)] = value
+        out[domain] = value
     return out
 
 

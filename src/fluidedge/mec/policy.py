@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from fluidedge.core.fields import decimal
 from fluidedge.mec.errors import (
     MecForbidden,
     MecInvalid,
@@ -335,8 +336,8 @@ def _protocol(rule: TrafficRule, text: str) -> int:
     """A TrafficFilter ``protocol``: a name (TCP, UDP, SCTP, ICMP, ICMPv6) or a number."""
     value = _PROTOCOLS.get(text.strip().upper())
     number = text.strip()
-    if value is None and number.isascii() and number.isdigit() and int(number) <= 255:
-        value = int(number)  # ASCII digits only: int() refuses "²", which isdigit() admits
+    if value is None and (digits := decimal(number, 3)) is not None and digits <= 255:
+        value = digits  # ASCII digits only (core.fields.decimal)
     if value is None:
         raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: protocol {text!r} is not TCP, UDP, SCTP, "
@@ -348,11 +349,8 @@ def _protocol(rule: TrafficRule, text: str) -> int:
 def _port_range(rule: TrafficRule, where: str, text: str) -> tuple[int, int]:
     """A TrafficFilter ``dstPort`` or ``srcPort``: ``N`` or ``N-M`` (0..65535)."""
     lo, sep, hi = text.strip().partition("-")
-    try:
-        first, last = int(lo), int(hi) if sep else int(lo)
-    except ValueError:
-        first, last = -1, -1
-    if not (lo.isdigit() and (not sep or hi.isdigit()) and 0 <= first <= last <= 65535):
+    first, last = decimal(lo, 5), decimal(hi, 5) if sep else decimal(lo, 5)
+    if first is None or last is None or not 0 <= first <= last <= 65535:
         raise MecUnprocessable(
             f"trafficRule {rule.traffic_rule_id}: {where} {text!r} is not a port or a range "
             "N-M within 0..65535"

@@ -166,6 +166,9 @@ def test_unknown_resources_and_domains() -> None:
     with pytest.raises(CatInputError, match="'x' is not a number") as caught:
         plan_class(host, "a", l3={"x": "f"})
     assert caught.value.http_status == 400  # the API's schema says digits
+    for key in ("\u00b2", "\u0661"):  # isdigit(): "²" crashed int() (a 500), the other was 1
+        with pytest.raises(CatInputError, match="is not a number"):
+            plan_class(host, "a", l3={key: "f"})
     with pytest.raises(CatUnprocessable, match="cache id 1: Mask out of range"):
         plan_class(host, "a", l3={"1": "fffff"})  # the kind survives the class's prefix
     with pytest.raises(CatUnprocessable, match="no memory bandwidth"):

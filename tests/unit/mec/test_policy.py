@@ -241,6 +241,8 @@ def test_what_the_tof_cannot_express_is_refused_with_the_reason(
         ({"srcAddress": ["10.45.0.1/16"]}, "srcAddress '10.45.0.1/16'"),
         ({"srcAddress": ["ue"]}, "srcAddress 'ue'"),
         ({"protocol": ["\u00b2"]}, "protocol '\u00b2'"),  # isdigit(), yet no int(): not a 500
+        ({"dstPort": ["\u0668\u0660"]}, "dstPort '\u0668\u0660'"),  # int() would read 80
+        ({"dstPort": ["1-\u00b2"]}, "dstPort '1-\u00b2'"),
     ],
 )
 def test_a_malformed_protocol_or_port_is_unprocessable(flt: dict[str, Any], reason: str) -> None:
