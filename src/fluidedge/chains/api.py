@@ -47,7 +47,7 @@ from fluidedge.chains.model import (
 )
 from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService
-from fluidedge.core.jsontypes import JsonInt, bounds
+from fluidedge.core.jsontypes import JsonInt, bounds, distinct, unreserved
 from fluidedge.core.openapi import error_responses
 from fluidedge.tenants.errors import Forbidden
 from fluidedge.tenants.scope import ADMIN, Principal, principal_of
@@ -69,7 +69,7 @@ RESERVED_CHAIN_IDS = (
 )
 # The chain id's pattern as the schema states it: ID_PATTERN without the reserved names. The
 # lookahead is ECMA-262 (the schema's dialect) but not pydantic's Rust regex, so validation
-# checks ID_PATTERN and then the names (_unreserved); a unit test holds the two equal.
+# checks ID_PATTERN and then the names (_UNRESERVED); a unit test holds the two equal.
 # (The names go in unescaped: ``-`` is literal there, and an escaped one is an error in
 # ECMA-262's unicode mode.)
 CHAIN_ID_PATTERN = f"^(?!(?:{'|'.join(RESERVED_CHAIN_IDS)})$)" + ID_PATTERN.removeprefix("^")
@@ -77,13 +77,10 @@ _PREFIX_RE = re.compile(PREFIX_PATTERN)
 _PROTOCOL_RE = re.compile(PROTOCOL_PATTERN)
 
 
-def _unreserved(value: str) -> str:
-    if value in RESERVED_CHAIN_IDS:
-        raise ValueError(
-            f"{value!r} is reserved: /v1/chains/{value} is another route (a chain of that id "
-            "could never be read)"
-        )
-    return value
+_UNRESERVED = unreserved(
+    RESERVED_CHAIN_IDS,
+    "/v1/chains/{value} is another route (a chain of that id could never be read)",
+)
 
 
 def _prefix(value: str) -> str:
@@ -104,12 +101,6 @@ def _protocol(value: str | int | None) -> str | int | None:
     return value
 
 
-def _distinct(names: list[str]) -> list[str]:
-    if len(set(names)) != len(names):
-        raise ValueError("a name appears twice")
-    return names
-
-
 _PORT, _PORT_SCHEMA = bounds(0, 65535)
 _CHAIN, _CHAIN_SCHEMA = bounds(1, 255)
 PortBound = Annotated[JsonInt, _PORT, _PORT_SCHEMA]
@@ -125,7 +116,7 @@ class _Strict(BaseModel):
 
 Name = Annotated[str, Field(pattern=ID_PATTERN)]
 # Object ids, each once (``uniqueItems``: the model refuses a repeated one).
-Names = Annotated[list[Name], AfterValidator(_distinct)]
+Names = Annotated[list[Name], distinct("name")]
 _DISTINCT: dict[str, Any] = {"uniqueItems": True}
 Protocol = Annotated[
     str | JsonInt | None,
@@ -209,7 +200,7 @@ class FlowClassifierBody(_Strict):
 
 
 class PortChainBody(_Strict):
-    id: Annotated[str, AfterValidator(_unreserved)] = Field(
+    id: Annotated[str, _UNRESERVED] = Field(
         pattern=ID_PATTERN,
         json_schema_extra={"pattern": CHAIN_ID_PATTERN},
         description="not one of the collections beside /v1/chains/{id}: "

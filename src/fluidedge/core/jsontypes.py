@@ -6,11 +6,12 @@ refuse it, so integer fields the API takes are :data:`JsonInt`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-__all__ = ["JsonInt", "bounds", "integral"]
+__all__ = ["JsonInt", "bounds", "distinct", "integral", "unreserved"]
 
 
 def integral(value: object) -> object:
@@ -31,3 +32,27 @@ def bounds(low: int, high: int) -> tuple[Any, Any]:
     return Field(ge=low, le=high), WithJsonSchema(
         {"type": "integer", "minimum": low, "maximum": high}
     )
+
+
+def distinct(noun: str) -> AfterValidator:
+    """A list's validator refusing a repeated item (``a {noun} appears twice``): the rule its
+    schema states as ``uniqueItems``, which pydantic does not check."""
+
+    def check(items: list[Any]) -> list[Any]:
+        if len(set(items)) != len(items):
+            raise ValueError(f"a {noun} appears twice")
+        return items
+
+    return AfterValidator(check)
+
+
+def unreserved(reserved: Collection[str], why: str) -> AfterValidator:
+    """A name's validator refusing the ``reserved`` ones (``'x' is reserved: {why}``, ``why``
+    formatted with ``value``): ids a collection path beside ``/…/{id}`` would shadow."""
+
+    def check(value: str) -> str:
+        if value in reserved:
+            raise ValueError(f"{value!r} is reserved: {why.format(value=value)}")
+        return value
+
+    return AfterValidator(check)

@@ -26,10 +26,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fluidedge.core.fields import PROTOCOL_PATTERN
-from fluidedge.core.jsontypes import JsonInt, bounds
+from fluidedge.core.jsontypes import JsonInt, bounds, distinct, unreserved
 from fluidedge.core.openapi import error_responses
 from fluidedge.core.patterns import IP_PREFIX
 from fluidedge.secgroups.model import DEFAULT_TENANT as DEFAULT_OWNER
@@ -68,14 +68,6 @@ IpPrefix = Annotated[str, Field(pattern=IP_PREFIX_PATTERN, max_length=64)]
 GroupId = Annotated[str, Field(pattern=GROUP_ID_PATTERN)]
 
 
-def _not_reserved(value: str) -> str:
-    if value in RESERVED_GROUP_IDS:
-        raise ValueError(
-            f"{value!r} is reserved: /v1/security-groups/{value} lists the filtered ports"
-        )
-    return value
-
-
 NewGroupId = Annotated[
     str,
     Field(
@@ -84,14 +76,8 @@ NewGroupId = Annotated[
         "lists the filtered ports)",
         json_schema_extra={"not": {"enum": list(RESERVED_GROUP_IDS)}},
     ),
-    AfterValidator(_not_reserved),
+    unreserved(RESERVED_GROUP_IDS, "/v1/security-groups/{value} lists the filtered ports"),
 ]
-
-
-def _unique(groups: list[str]) -> list[str]:
-    if len(set(groups)) != len(groups):
-        raise ValueError("a group appears twice")
-    return groups
 
 
 class _Strict(BaseModel):
@@ -144,7 +130,7 @@ class PortGroups(_Strict):
     security_groups: Annotated[
         list[GroupId],
         Field(max_length=MAX_GROUPS_PER_PORT, json_schema_extra={"uniqueItems": True}),
-        AfterValidator(_unique),
+        distinct("group"),
     ] = Field(description="groups of the instance's tenant (else 422)")
 
 
