@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from fluidedge.cat.errors import CatInputError, CatUnprocessable
 from fluidedge.cat.layout import DEFAULT_GROUP, MODELS
-from fluidedge.core.jsontypes import JsonInt
+from fluidedge.core.jsontypes import JsonInt, unreserved
 from fluidedge.instances.models import NAME_PATTERN
 
 # resctrl's own directory names (and their spellings a class name could take): never a class.
@@ -34,12 +34,6 @@ ROLES = tuple(sorted({role for spec in MODELS.values() for role, _ in spec}))
 REST_ROLE = "rest"
 
 
-def _not_reserved(value: str) -> str:
-    if value in RESERVED:
-        raise ValueError(f"{value!r} is reserved by resctrl")
-    return value
-
-
 CosName = Annotated[
     str,
     Field(
@@ -47,7 +41,7 @@ CosName = Annotated[
         description="class name (lower-case, <= 32 chars); 'default' is the root group",
         json_schema_extra={"not": {"enum": list(RESERVED)}},
     ),
-    AfterValidator(_not_reserved),
+    unreserved(RESERVED, "{value!r} is reserved by resctrl"),
 ]
 InstanceName = Annotated[str, Field(pattern=NAME_PATTERN, description="a running instance")]
 CpuList = Annotated[

@@ -79,7 +79,8 @@ _PROTOCOL_RE = re.compile(PROTOCOL_PATTERN)
 
 _UNRESERVED = unreserved(
     RESERVED_CHAIN_IDS,
-    "/v1/chains/{value} is another route (a chain of that id could never be read)",
+    "{value!r} is reserved: /v1/chains/{value} is another route (a chain of that id could "
+    "never be read)",
 )
 
 

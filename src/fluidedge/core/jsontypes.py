@@ -46,13 +46,14 @@ def distinct(noun: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def unreserved(reserved: Collection[str], why: str) -> AfterValidator:
-    """A name's validator refusing the ``reserved`` ones (``'x' is reserved: {why}``, ``why``
-    formatted with ``value``): ids a collection path beside ``/…/{id}`` would shadow."""
+def unreserved(reserved: Collection[str], message: str) -> AfterValidator:
+    """A name's validator refusing the ``reserved`` ones with ``message`` formatted with
+    ``value`` (``"{value!r} is reserved: ..."``): ids a collection path beside ``/…/{id}``
+    would shadow, names the kernel keeps for itself."""
 
     def check(value: str) -> str:
         if value in reserved:
-            raise ValueError(f"{value!r} is reserved: {why.format(value=value)}")
+            raise ValueError(message.format(value=value))
         return value
 
     return AfterValidator(check)

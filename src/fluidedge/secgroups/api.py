@@ -76,7 +76,10 @@ NewGroupId = Annotated[
         "lists the filtered ports)",
         json_schema_extra={"not": {"enum": list(RESERVED_GROUP_IDS)}},
     ),
-    unreserved(RESERVED_GROUP_IDS, "/v1/security-groups/{value} lists the filtered ports"),
+    unreserved(
+        RESERVED_GROUP_IDS,
+        "{value!r} is reserved: /v1/security-groups/{value} lists the filtered ports",
+    ),
 ]
 
 
