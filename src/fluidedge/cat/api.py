@@ -46,10 +46,7 @@ _WHY = {
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a CAT route: its own statuses and 501, each described for CAT."""
-    out = error_responses(*codes, 501)
-    for code, entry in out.items():
-        entry["description"] = _WHY[int(code)]
-    return out
+    return error_responses(*codes, 501, why=_WHY)
 
 
 def build_router(manager: CatManager) -> APIRouter:

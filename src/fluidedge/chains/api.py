@@ -221,10 +221,9 @@ class PortChainBody(_Strict):
 
 def _responses(*codes: int, unprocessable: str = "") -> dict[int | str, dict[str, Any]]:
     """``error_responses`` of ``codes``, and a 422 saying what this route refuses with it."""
-    out = error_responses(*codes)
-    if unprocessable:
-        out[422] = {**error_responses(422)[422], "description": unprocessable}
-    return out
+    if not unprocessable:
+        return error_responses(*codes)
+    return error_responses(*codes, 422, why={422: unprocessable})
 
 
 _CLASSIFIER_422 = (

@@ -14,6 +14,7 @@ by the route itself. Every route but ``/healthz`` may answer 403 to a tenant tok
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fluidedge.core.auth import PUBLIC_PATHS, SAFE_METHODS
@@ -47,10 +48,15 @@ ERROR_HEADER = "x-fluidedge-error"
 apart without parsing the sentence in ``detail``."""
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for a route's own error statuses, with the error model."""
+def error_responses(
+    *codes: int, why: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for a route's own error statuses, with the error model; ``why``:
+    a part's own description of a status (what this part refuses with it), else the
+    daemon's."""
+    texts = {**_TEXT, **(why or {})}
     return {
-        code: {"description": _TEXT.get(code, "Error"), "content": _json(_REF)} for code in codes
+        code: {"description": texts.get(code, "Error"), "content": _json(_REF)} for code in codes
     }
 
 

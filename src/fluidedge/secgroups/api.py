@@ -150,10 +150,7 @@ _WHY = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    out = error_responses(*codes)
-    for code, entry in out.items():
-        entry["description"] = _WHY.get(int(code), entry["description"])
-    return out
+    return error_responses(*codes, why=_WHY)
 
 
 def port_view(port: Port) -> dict[str, Any]:
