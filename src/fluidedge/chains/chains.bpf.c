@@ -76,11 +76,16 @@ struct flow {
 	__u32 src[4]; __u32 dst[4]; __u16 sport; __u16 dport; __u8 family; __u8 proto;
 };
 
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
+/* Not preallocated, as every hash map the adapter replaces entries of while packets read them:
+ * a preallocated map recycles the replaced element at once (it becomes the CPU's spare, which
+ * the next replacement in the same map fills), so a packet still reading a port's or a group's
+ * entry could read another port's rules or another hop's members. Without preallocation the
+ * old element is freed after an RCU grace period: a reader sees the old entry or the new. */
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, __u32); __type(value, struct port_val); } ports SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 16384);
 	 __type(key, __u32); __type(value, struct rule); } rules SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 8192);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 8192); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, __u32); __type(value, struct group); } groups SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_LRU_HASH); __uint(max_entries, 262144);
 	 __type(key, struct pin_key); __type(value, struct pin_val); } pins SEC(".maps");

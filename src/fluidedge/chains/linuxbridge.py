@@ -6,8 +6,9 @@ every port that has rules or is a function's leg, before the port's traffic is s
 kernel forwards along the chain on its own (no userspace datapath, no daemon on the path): a
 stopped or restarting daemon leaves the programs attached and the chains flowing.
 
-Make-before-break. A map entry is replaced atomically; a change is ordered so that no packet
-meets half of it:
+Make-before-break. A map entry is replaced atomically (the hash maps are not preallocated, so a
+packet reading an entry being replaced reads the old one whole: ``chains.bpf.c``); a change is
+ordered so that no packet meets half of it:
 
 1. the groups that are new or changed are written (positions are per chain and group, so a
    rule still in use never meets a group it did not mean: a changed group is the same hop

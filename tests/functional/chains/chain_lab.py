@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import struct
@@ -89,6 +90,34 @@ class Function:
                 counts[(sport, dport)] += 1
             out[side] = counts
         return out
+
+
+def drop_counters(namespaces: list[str]) -> Counter[str]:
+    """Every count of packets the kernel dropped on a lab's path, by where: each backlog's
+    (``/proc/net/softnet_stat``, the whole host), each link's received and sent drops and
+    errors, each namespace's UDP receive and send buffer errors. A test that loses packets
+    says which of these moved: the machine's (a full queue under load) or none (the chain)."""
+    counts: Counter[str] = Counter()
+    for line in Path("/proc/net/softnet_stat").read_text().splitlines():
+        counts["softnet backlog"] += int(line.split()[1], 16)
+    for ns in namespaces:
+        for link in json.loads(run(["ip", "-n", ns, "-s", "-j", "link", "show"]).stdout):
+            for side in ("rx", "tx"):
+                for what in ("dropped", "errors"):
+                    n = link.get("stats64", {}).get(side, {}).get(what, 0)
+                    counts[f"{ns}/{link['ifname']} {side}_{what}"] += n
+        snmp = run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]).stdout.splitlines()
+        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
+        if len(udp) == 2:
+            for name, value in zip(*udp, strict=True):
+                if name in ("InErrors", "RcvbufErrors", "SndbufErrors"):
+                    counts[f"{ns} Udp{name}"] += int(value)
+    return counts
+
+
+def moved(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    """The counters of :func:`drop_counters` that grew, and by how much."""
+    return {k: after[k] - before[k] for k in sorted(after) if after[k] > before[k]}
 
 
 class ChainLab(OvsLab):

@@ -146,7 +146,7 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(ma
 	 __type(key, struct limit_key); __type(value, struct limit_val); } ue_limits SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 131072); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct usage_key); __type(value, struct usage_val); } usage SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, __u32); __type(value, struct intercept_val); } intercepts SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, struct override_key); __type(value, struct override_val); } ue_overrides SEC(".maps");
