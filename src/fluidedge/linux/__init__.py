@@ -11,6 +11,7 @@ __all__ = [
     "heldcalls",
     "libbpf",
     "libc",
+    "links",
     "netns",
     "proc",
     "tc",

@@ -58,7 +58,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fluidedge.linux import links
 from fluidedge.linux.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
+from fluidedge.linux.links import LinkNotReady
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
@@ -226,7 +228,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._open_ports()
             self._write_cfg()
             self._attach()
-        except (OSError, CommandError, DataPlaneError, BpfError) as exc:
+        except (OSError, CommandError, LinkNotReady, DataPlaneError, BpfError) as exc:
             self._teardown()
             raise DataPlaneError(f"tof fast path failed to start: {exc}") from exc
         self._start_thread()
@@ -271,6 +273,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
             # Any S1 frame may be punted whole: a veth drops what exceeds its MTU.
             self._run("ip", "link", "set", dev, "mtu", "65535", "up")
+        links.wait_ready(self.config.netns, (self.punt0, self.punt1))
         self._open_apps_tun()
         self._enable_forwarding()
 
@@ -378,8 +381,9 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             for dev in (a, b):
                 self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
                 self._run("ip", "link", "set", dev, "mtu", "65535", "up")
+            links.wait_ready(self.config.netns, (a, b))  # before the program copies to it
             sock = call_in_netns(self.config.netns, lambda: FrameReader.open_socket(b))
-        except (CommandError, OSError):
+        except (CommandError, LinkNotReady, OSError):
             self._run("ip", "link", "del", a, check=False)
             raise
         reader = FrameReader(sock, mirror, lambda: packet_drops(sock))
