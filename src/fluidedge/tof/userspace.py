@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Mapping
 
 from fluidedge.linux.libbpf import BpfError
-from fluidedge.linux.links import LinkNotReady
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError
 from fluidedge.tof.config import TofConfig
@@ -96,7 +95,7 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
             if config.netns is not None:
                 self._enable_forwarding()
             self._take_over(enb_if, sgw_if)
-        except (OSError, CommandError, LinkNotReady, DataPlaneError, BpfError) as exc:
+        except (OSError, CommandError, DataPlaneError, BpfError) as exc:
             self._close()
             raise DataPlaneError(f"tof userspace data plane failed to start: {exc}") from exc
         self._start_thread()
