@@ -24,10 +24,10 @@ from fluidedge.instances.nl import (
     NLM_F_ACK,
     NLM_F_REQUEST,
     NetlinkSocket,
-    call_in_netns_path,
     decode_reply,
     nlmsg,
 )
+from fluidedge.linux.netns import call_in_netns_at
 
 RTM_DELNEIGH = 29
 NDA_DST = 1
@@ -69,7 +69,7 @@ class NeighbourFlusher:
                 sock.bind((0, 0))
                 return sock
 
-            found = (call_in_netns_path(path, make), index)
+            found = (call_in_netns_at(path, make), index)
             self._links[key] = found
         return found
 

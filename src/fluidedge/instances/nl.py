@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from fluidedge.linux import libc
+from fluidedge.linux.netns import call_in_netns_at
 
 NLMSG_ERROR = 2
 RTM_NEWLINK = 16
@@ -116,32 +116,6 @@ def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
     raise ValueError(f"no netlink reply for seq {seq}")
 
 
-def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a short-lived thread that entered the network namespace at ``path``."""
-    box: list[T] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                libc.setns(fd, libc.CLONE_NEWNET)
-            except OSError as exc:
-                raise OSError(exc.errno, f"setns({path}): {exc.strerror}") from exc
-            finally:
-                os.close(fd)
-            box.append(fn())
-        except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=target, name="fe-netns")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return box[0]
-
-
 class NetlinkSocket:
     """A NETLINK_ROUTE socket bound to the network namespace it was opened in."""
 
@@ -157,7 +131,7 @@ class NetlinkSocket:
             sock.bind((0, 0))
             return sock
 
-        return cls(call_in_netns_path(netns_path, make))
+        return cls(call_in_netns_at(netns_path, make))
 
     def close(self) -> None:
         self._sock.close()

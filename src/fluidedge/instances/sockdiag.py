@@ -22,9 +22,9 @@ from fluidedge.instances.nl import (
     NLM_F_REQUEST,
     NLMSG_ERROR,
     NLMSG_HDR,
-    call_in_netns_path,
     nlmsg,
 )
+from fluidedge.linux.netns import call_in_netns_at
 
 NLMSG_DONE = 3
 SOCK_DIAG_BY_FAMILY = 20
@@ -91,7 +91,7 @@ class ListenProbe:
             sock.bind((0, 0))
             return sock
 
-        return cls(call_in_netns_path(netns_path, make))
+        return cls(call_in_netns_at(netns_path, make))
 
     def listening(self, port: int) -> bool:
         """Whether a TCP socket (IPv4 or IPv6) listens on ``port`` in the namespace."""

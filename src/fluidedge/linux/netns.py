@@ -60,16 +60,6 @@ def list_names() -> list[str]:
     return sorted(p.name for p in NETNS_DIR.iterdir())
 
 
-def _setns(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        libc.setns(fd, libc.CLONE_NEWNET)
-    except OSError as exc:
-        raise NetnsError(f"setns({path}) failed: {exc.strerror}") from exc
-    finally:
-        os.close(fd)
-
-
 def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
     """Call ``fn`` with the calling context inside namespace ``name``; return its result.
 
@@ -94,14 +84,43 @@ def call_in_netns_of(pid: int, fn: Callable[[], T]) -> T:
     return _call_at(path, fn, f"netns-pid{pid}")
 
 
-def _call_at(path: Path, fn: Callable[[], T], thread_name: str) -> T:
-    box: dict[str, T] = {}
+def call_in_netns_at(path: str | Path, fn: Callable[[], T]) -> T:
+    """:func:`call_in_netns` for the namespace at ``path`` (``/proc/PID/ns/net``, a bind
+    mount), for callers that handle the host's errors as :class:`OSError`: one that cannot be
+    entered raises it with its errno kept and the path named."""
+
+    def failed(where: Path, exc: OSError) -> OSError:
+        return OSError(exc.errno, f"setns({where}): {exc.strerror}")
+
+    return _call_at(Path(path), fn, "fe-netns", failed)
+
+
+def _netns_error(where: Path, exc: OSError) -> NetnsError:
+    return NetnsError(f"setns({where}) failed: {exc.strerror}")
+
+
+def _call_at(
+    path: Path,
+    fn: Callable[[], T],
+    thread_name: str,
+    failed: Callable[[Path, OSError], BaseException] = _netns_error,
+) -> T:
+    """Run ``fn`` in a short-lived thread that entered the namespace at ``path``; an error of
+    entering it is raised as ``failed`` makes it, one of ``fn`` as it is."""
+    box: list[T] = []
     failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            _setns(path)
-            box["result"] = fn()
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    libc.setns(fd, libc.CLONE_NEWNET)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise failed(path, exc) from exc
+            box.append(fn())
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -110,4 +129,4 @@ def _call_at(path: Path, fn: Callable[[], T], thread_name: str) -> T:
     worker.join()
     if failure:
         raise failure[0]
-    return box["result"]
+    return box[0]

@@ -21,7 +21,7 @@ from fluidedge.instances.errors import (
 )
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
-from fluidedge.instances.nl import call_in_netns_path
+from fluidedge.linux.netns import call_in_netns_at
 from fluidedge.linux.proc import run
 from tests.fixtures.wait import wait_until
 
@@ -502,7 +502,7 @@ def _http_get_in(pid: int, port: int) -> float:
     def connect() -> socket.socket:
         return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
-    sock = call_in_netns_path(f"/proc/{pid}/ns/net", connect)
+    sock = call_in_netns_at(f"/proc/{pid}/ns/net", connect)
     begin = time.perf_counter()
     try:
         sock.settimeout(5)
