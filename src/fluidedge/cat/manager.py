@@ -66,8 +66,8 @@ from fluidedge.cat.models import (
     parse_cpus,
 )
 from fluidedge.cat.persist import Tables
+from fluidedge.core.cpus import cpu_list_text, parse_cpu_list
 from fluidedge.core.store import Store
-from fluidedge.instances.placement import cpuset_text, parse_cpuset
 
 MON_EVENTS = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
 
@@ -116,9 +116,9 @@ def _stored_spec(data: dict[str, object]) -> CosSpec:
         elif isinstance(value, dict):
             spec[key] = {str(k).strip(): str(v).strip() for k, v in value.items()}
     cpus = spec.get("cpus")
-    if isinstance(cpus, str):
+    if isinstance(cpus, str):  # the lax parser took spaces around each number ('0, 1')
         with contextlib.suppress(ValueError):
-            spec["cpus"] = cpuset_text(parse_cpuset(cpus))
+            spec["cpus"] = cpu_list_text(parse_cpu_list("".join(cpus.split())))
     return CosSpec.model_validate(spec)
 
 
@@ -303,7 +303,7 @@ class CatManager:
                         f"{plan.name}/cpus_list",
                         self.fs.write,
                         _file(plan.name, "cpus_list"),
-                        cpuset_text(plan.cpus) + "\n",
+                        cpu_list_text(plan.cpus) + "\n",
                     )
         except CatError as exc:
             self._rollback(created, snapshot, exc)

@@ -13,16 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from fluidedge.cat.errors import CatInputError, CatUnprocessable
 from fluidedge.cat.layout import DEFAULT_GROUP, MODELS
+from fluidedge.core.cpus import CPU_LIST_PATTERN, CpuListError, parse_cpu_list
 from fluidedge.core.jsontypes import JsonInt, unreserved
 from fluidedge.instances.models import NAME_PATTERN
 
 # resctrl's own directory names (and their spellings a class name could take): never a class.
 RESERVED = ("info", "mon-data", "mon-groups")
-# What the CPU-list parser takes, as a pattern: ranges and single CPUs, comma-separated; the
-# empty list is a class that claims no CPU. A range written backwards or a CPU no host has is
-# a 422 (parse_cpus), not something a pattern can say.
-CPU_LIST_PATTERN = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"
-MAX_CPU = 4095
 # A capacity bitmask: hex digits, no 0x (the kernel's cbm_validate); whether the host's cache
 # takes it (cbm_mask, min_cbm_bits, contiguity) is a 422 (layout.parse_cbm).
 MASK_PATTERN = r"^[0-9a-fA-F]+$"
@@ -86,29 +82,14 @@ class _Strict(BaseModel):
 
 
 def parse_cpus(value: str, what: str = "cpus") -> tuple[int, ...]:
-    """The CPUs of ``value`` (a :data:`CPU_LIST_PATTERN` list), sorted and unique.
-
-    What the pattern cannot say is a :class:`CatUnprocessable`: a range written backwards
-    (``3-1``: the lax parser made it no CPU at all) and a CPU number beyond any host's. Each
-    range is checked before it is expanded, so ``0-999999999`` costs nothing."""
-    cpus: set[int] = set()
-    for part in value.strip().split(","):
-        if not part:
-            continue
-        low_text, _, high_text = part.partition("-")
-        try:
-            low, high = int(low_text), int(high_text or low_text)
-        except ValueError:  # only from callers in process: the API's pattern holds
-            raise CatInputError(f"{what}: invalid CPU list {value!r} (want e.g. '0-3,6')") from None
-        if max(low, high) > MAX_CPU:
-            raise CatUnprocessable(
-                f"{what}: CPU {max(low, high)} in {value!r} is beyond any host's "
-                f"(at most {MAX_CPU})"
-            )
-        if low > high:
-            raise CatUnprocessable(f"{what}: the range {part!r} runs backwards (want low-high)")
-        cpus.update(range(low, high + 1))
-    return tuple(sorted(cpus))
+    """The CPUs of ``value`` (a :data:`CPU_LIST_PATTERN` list, the empty one a class that
+    claims no CPU), sorted and unique. What the pattern cannot say (a range written
+    backwards, a CPU beyond any host's) is a :class:`CatUnprocessable`."""
+    try:
+        return parse_cpu_list(value)
+    except CpuListError as exc:
+        kind = CatUnprocessable if exc.unprocessable else CatInputError
+        raise kind(f"{what}: {exc}") from None
 
 
 class CosSpec(_Strict):

@@ -13,6 +13,8 @@ Module map:
   reads its write-ahead log's header.
 - ``part``: the protocol a product part implements to be hosted (router + lifecycle) and the
   :class:`DaemonContext` it is built with.
+- ``cpus``: CPU lists in the kernel's syntax (``0-3,6``), one strict parser for the API, the
+  configuration and the kernel's files.
 - ``fields``: neutron-style field checks (names, protocols, prefixes) the security-group and
   chain models share.
 - ``auth``: the bearer-token policy (which requests need it, constant-time check, redaction);
@@ -85,6 +87,7 @@ __all__ = [
     "client",
     "cliparts",
     "config",
+    "cpus",
     "errors",
     "fields",
     "guiconfig",

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fluidedge.instances.placement import Capacity, parse_cpuset
+from fluidedge.core.cpus import CPU_LIST_PATTERN, parse_cpu_list
+from fluidedge.instances.placement import Capacity
 from fluidedge.ovn.node import OvnNode
 
 if TYPE_CHECKING:
@@ -117,7 +118,11 @@ class InstancesConfig(BaseModel):
         description="cgroup path instances go under (v2: a delegated subtree); "
         "default /fluidedge, or <daemon's cgroup>/instances under systemd on v2",
     )
-    cpus: str | None = Field(default=None, description="cpuset for instances, default: online")
+    cpus: str | None = Field(
+        default=None,
+        pattern=CPU_LIST_PATTERN,
+        description="cpuset for instances (e.g. 2-7), default: the online CPUs",
+    )
     cpu_overcommit: float = Field(default=4.0, gt=0)
     memory_mb: int | None = Field(default=None, ge=16, description="default: 80% of MemTotal")
     memory_overcommit: float = Field(default=1.0, gt=0)
@@ -143,10 +148,19 @@ class InstancesConfig(BaseModel):
         description="host uid/gid of the image range; instance ranges of 65536 ids follow it",
     )
 
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_listed(cls, value: str | None) -> str | None:
+        """A range written backwards or a CPU no host has: refused at load, with the reason
+        (the lax parser made ``3-1`` no CPU at all)."""
+        if value is not None:
+            parse_cpu_list(value)
+        return value
+
 
 def online_cpus() -> tuple[int, ...]:
     try:
-        return parse_cpuset(Path("/sys/devices/system/cpu/online").read_text())
+        return parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text())
     except OSError:
         return tuple(range(os.cpu_count() or 1))
 
@@ -162,7 +176,7 @@ def mem_total_mb() -> int:
 def capacity_of(config: InstancesConfig) -> Capacity:
     """What placement may hand out: the configured cpuset and memory, or the host's."""
     return Capacity(
-        cpus=parse_cpuset(config.cpus) if config.cpus else online_cpus(),
+        cpus=parse_cpu_list(config.cpus) if config.cpus else online_cpus(),
         memory_mb=config.memory_mb or int(mem_total_mb() * 0.8),
         cpu_overcommit=config.cpu_overcommit,
         memory_overcommit=config.memory_overcommit,

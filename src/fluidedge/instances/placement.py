@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fluidedge.core.cpus import cpu_list_text
 from fluidedge.instances.errors import AdmissionRefused
 
 Policy = Literal["spread", "pack"]
@@ -150,7 +151,7 @@ def place_with(request: Request, usage: Usage, capacity: Capacity) -> tuple[int,
             else ""
         )
         if request.cpus_allowed is not None:
-            constraint += f" within CPUs {cpuset_text(request.cpus_allowed)}"
+            constraint += f" within CPUs {cpu_list_text(request.cpus_allowed)}"
 
         raise AdmissionRefused(
             f"cpu: {width} CPU(s) with {share:.3f} free needed{constraint}, "
@@ -163,19 +164,3 @@ def place_with(request: Request, usage: Usage, capacity: Capacity) -> tuple[int,
     else:
         fitting.sort(key=lambda cpu: (loads[cpu], cpu))
     return tuple(sorted(fitting[:width]))
-
-
-def cpuset_text(cpus: Iterable[int]) -> str:
-    """``cpuset.cpus`` syntax for a CPU list."""
-    return ",".join(str(cpu) for cpu in sorted(cpus))
-
-
-def parse_cpuset(text: str) -> tuple[int, ...]:
-    """Parse ``cpuset.cpus`` / ``/sys/devices/system/cpu/online`` syntax (``0-3,6``)."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        out.extend(range(int(low), int(high or low) + 1))
-    return tuple(out)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from fluidedge.core.cpus import cpu_list_text
 from fluidedge.instances import cgroups, network, runc
 from fluidedge.instances.bundle import oci_config
 from fluidedge.instances.errors import RuntimeFailure
@@ -52,7 +53,6 @@ from fluidedge.instances.models import (
     TemplateSpec,
 )
 from fluidedge.instances.nl import NetlinkSocket
-from fluidedge.instances.placement import cpuset_text
 from fluidedge.instances.private import empty_dir, private_dir, write_private
 from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
@@ -226,7 +226,7 @@ class RuncShellIO:
             token=shell.token,
         )
         if shell.cpus:  # pinned ahead: a request placed on these CPUs skips the cpuset write
-            config["linux"]["resources"]["cpu"]["cpus"] = cpuset_text(shell.cpus)
+            config["linux"]["resources"]["cpu"]["cpus"] = cpu_list_text(shell.cpus)
         limit_mb = template.resources.memory_mb
         if limit_mb < INIT_MEMORY_MB:
             memory = config["linux"]["resources"]["memory"]
@@ -340,7 +340,7 @@ class RuncShellIO:
         cg = self.cgroups
         container_id = shell.id
         if shell.cpus != cpus:
-            cg.set_cpus(container_id, cpuset_text(cpus))
+            cg.set_cpus(container_id, cpu_list_text(cpus))
             shell.cpus = cpus
         if wanted.cpus != base.cpus and not shell.idle:  # idle: set when it leaves the class
             cg.set_cpu_weight(container_id, wanted.cpus)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from fluidedge.core.cpus import parse_cpu_list
 from fluidedge.core.store import Store
 from fluidedge.instances import cgroups, runc
 from fluidedge.instances.bundle import cpu_quota_us, cpu_shares
 from fluidedge.instances.errors import NameInUse, RuntimeFailure, TemplateNotFound
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
-from fluidedge.instances.placement import parse_cpuset
 from fluidedge.instances.scoping import Scoped
 from fluidedge.instances.shell import INIT_MEMORY_MB
 from fluidedge.instances.timing import PHASES
@@ -269,7 +269,7 @@ def test_pooled_shells_are_pinned_and_warm_instances_get_their_placement(
     )
     for view in views:
         assert view.path == "warm"
-        assert parse_cpuset(manager.cgroups.cpus(view.id)) == tuple(view.cpus)
+        assert parse_cpu_list(manager.cgroups.cpus(view.id)) == tuple(view.cpus)
     assert len(views[-1].cpus) == 2  # no shell is pinned to both: its cpuset was written
 
 
@@ -300,7 +300,7 @@ def test_v1_cpusets_stay_out_of_the_schedulers_domain_rebuilds(
             {"name": "quiet", "template": "idle", "resources": {"cpus": 1.5}}
         )
     )
-    assert parse_cpuset(cg.cpus(view.id)) == tuple(view.cpus) == (0, 1)  # written at the claim
+    assert parse_cpu_list(cg.cpus(view.id)) == tuple(view.cpus) == (0, 1)  # written at the claim
     assert (cg.dir("cpuset", view.id) / "cpuset.sched_load_balance").read_text().strip() == "0"
     manager.delete_instance("quiet")
     assert cg.leftover(view.id) == []

@@ -15,16 +15,10 @@ from tests.fixtures.resctrl import SHAPES, FakeResctrl
 from fluidedge.cat.errors import CatInputError, CatUnprocessable
 from fluidedge.cat.fs import kernel_error
 from fluidedge.cat.layout import parse_cbm
-from fluidedge.cat.models import (
-    CPU_LIST_PATTERN,
-    MASK_PATTERN,
-    MAX_CPU,
-    CosSpec,
-    parse_cpus,
-)
+from fluidedge.cat.models import MASK_PATTERN, CosSpec, parse_cpus
 from fluidedge.cat.persist import Tables
+from fluidedge.core.cpus import CPU_LIST_PATTERN, MAX_CPU, parse_cpu_list
 from fluidedge.core.store import Store
-from fluidedge.instances.placement import parse_cpuset
 
 from .conftest import MakeManager
 from .test_layout import _cache
@@ -59,7 +53,7 @@ def test_every_cpu_list_the_schema_takes_is_read(text: str) -> None:
     except CatUnprocessable:
         return
     assert all(0 <= cpu <= MAX_CPU for cpu in cpus)
-    assert cpus == tuple(sorted(set(parse_cpuset(text))))
+    assert cpus == parse_cpu_list(text)
 
 
 @given(st.from_regex(MASK_PATTERN, fullmatch=True))

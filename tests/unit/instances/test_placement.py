@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from fluidedge.instances.config import InstancesConfig, capacity_of
 from fluidedge.instances.errors import AdmissionRefused
 from fluidedge.instances.placement import (
     Capacity,
@@ -13,8 +15,6 @@ from fluidedge.instances.placement import (
     Request,
     Usage,
     cpu_loads,
-    cpuset_text,
-    parse_cpuset,
     place,
     place_with,
 )
@@ -71,11 +71,6 @@ def test_overcommit_allows_more() -> None:
 def test_more_cpus_than_host_refused() -> None:
     with pytest.raises(AdmissionRefused, match="host has 4"):
         place(Request(5, 1), [], CAP)
-
-
-def test_cpuset_round_trip() -> None:
-    assert parse_cpuset("0-3,6\n") == (0, 1, 2, 3, 6)
-    assert cpuset_text((3, 1)) == "1,3"
 
 
 @given(st.lists(st.floats(min_value=0.01, max_value=1.0), max_size=30))
@@ -142,3 +137,15 @@ def test_placement_cost_does_not_grow_with_instances() -> None:
     # A ratio measured in one run, not a figure: a scan over the instances would make 1,000x
     # more instances cost ~1,000x more (absolute figures belong in bench/, not here).
     assert cost(20000) < 20 * cost(20)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "why"),
+    [("3-1", "runs backwards"), ("0-99999", "beyond any host's"), ("0, 1", "cpus")],
+)
+def test_a_configured_cpuset_that_is_no_cpu_set_is_refused_at_load(cpus: str, why: str) -> None:
+    """``[instances] cpus``: the lax reader made ``3-1`` no CPU at all (every instance then
+    refused for a reason far from the typo) and expanded ``0-99999`` in full."""
+    with pytest.raises(ValidationError, match=why):
+        InstancesConfig.model_validate({"cpus": cpus})
+    assert capacity_of(InstancesConfig.model_validate({"cpus": "2-3,1"})).cpus == (1, 2, 3)
