@@ -47,7 +47,7 @@ from fluidedge.chains.model import (
 )
 from fluidedge.chains.scoping import ChainScope
 from fluidedge.chains.service import ChainService
-from fluidedge.core.jsontypes import JsonInt, bounds, distinct, unreserved
+from fluidedge.core.jsontypes import JsonInt, bounds, distinct, matching, unreserved
 from fluidedge.core.openapi import error_responses
 from fluidedge.tenants.errors import Forbidden
 from fluidedge.tenants.scope import ADMIN, Principal, principal_of
@@ -73,7 +73,6 @@ RESERVED_CHAIN_IDS = (
 # (The names go in unescaped: ``-`` is literal there, and an escaped one is an error in
 # ECMA-262's unicode mode.)
 CHAIN_ID_PATTERN = f"^(?!(?:{'|'.join(RESERVED_CHAIN_IDS)})$)" + ID_PATTERN.removeprefix("^")
-_PREFIX_RE = re.compile(PREFIX_PATTERN)
 _PROTOCOL_RE = re.compile(PROTOCOL_PATTERN)
 
 
@@ -82,14 +81,6 @@ _UNRESERVED = unreserved(
     "{value!r} is reserved: /v1/chains/{value} is another route (a chain of that id could "
     "never be read)",
 )
-
-
-def _prefix(value: str) -> str:
-    # PREFIX_PATTERN checked here rather than as the field's ``pattern``: the same rule, but
-    # an error that says what is wrong instead of quoting two thousand characters of regex.
-    if not _PREFIX_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not an IP prefix (an address, or address/length)")
-    return value
 
 
 def _protocol(value: str | int | None) -> str | int | None:
@@ -135,7 +126,7 @@ Protocol = Annotated[
 Prefix = Annotated[
     str,
     Field(max_length=64, json_schema_extra={"pattern": PREFIX_PATTERN}),
-    AfterValidator(_prefix),
+    matching(PREFIX_PATTERN, "an IP prefix (an address, or address/length)"),
 ]
 _PREFIX = (
     "an IPv4 or IPv6 prefix: an address (a host) or address/length, host bits cleared; of the "

@@ -6,12 +6,13 @@ refuse it, so integer fields the API takes are :data:`JsonInt`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-__all__ = ["JsonInt", "bounds", "distinct", "integral", "unreserved"]
+__all__ = ["JsonInt", "bounds", "distinct", "integral", "matching", "unreserved"]
 
 
 def integral(value: object) -> object:
@@ -54,6 +55,21 @@ def unreserved(reserved: Collection[str], message: str) -> AfterValidator:
     def check(value: str) -> str:
         if value in reserved:
             raise ValueError(message.format(value=value))
+        return value
+
+    return AfterValidator(check)
+
+
+def matching(pattern: str, what: str) -> AfterValidator:
+    """The check of a string field whose schema states ``pattern`` (next to it, as
+    ``json_schema_extra={"pattern": ...}``): Python's ``re``, as schemathesis and the
+    documents' readers apply it, with ``what`` as the reason (``is not {what}``) rather than
+    a pattern that can run to thousands of characters."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.fullmatch(value) is None:
+            raise ValueError(f"is not {what}")
         return value
 
     return AfterValidator(check)

@@ -22,10 +22,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fluidedge.core.jsontypes import matching
 from fluidedge.core.patterns import IPV4
 from fluidedge.instances.models import ResourceOverrides
 from fluidedge.mec.errors import MecUnprocessable
-from fluidedge.mec.models import DnsRule, TrafficRule, check_dns_rule, matching
+from fluidedge.mec.models import DnsRule, TrafficRule, check_dns_rule
 
 Name = Annotated[
     str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

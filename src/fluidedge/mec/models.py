@@ -20,7 +20,6 @@ no fractional part as an integer): never a boolean or a string.
 from __future__ import annotations
 
 import ipaddress
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -41,7 +40,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
-from fluidedge.core.jsontypes import integral
+from fluidedge.core.jsontypes import integral, matching
 from fluidedge.core.patterns import IP_ADDRESS, IPV6
 
 Text = Annotated[str, Field(max_length=256)]
@@ -52,19 +51,6 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 # before them: after their bounds (``Annotated[StrictInt, Field(...), BeforeValidator(...)]``)
 # and outside any ``| None``, so that an error names the member, not the validators.
 OptionalInt = Annotated[StrictInt | SkipJsonSchema[None], BeforeValidator(integral)]
-
-
-def matching(pattern: str, what: str) -> AfterValidator:
-    """The schema's ``pattern`` and its check (Python's ``re``, as schemathesis and the
-    documents' readers use it), with ``what`` as the reason rather than the pattern itself."""
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if compiled.fullmatch(value) is None:
-            raise ValueError(f"is not {what}")
-        return value
-
-    return AfterValidator(check)
 
 
 # Address patterns: one set for every part (fluidedge.core.patterns).
