@@ -11,12 +11,14 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,6 +218,52 @@ def test_one_armed_function(lab: LinuxChainLab) -> None:
     client.close()
 
 
+@dataclass
+class Stream:
+    """A sequence-numbered stream from host A to B's :data:`PORT` (``udp_stream``, a process
+    of its own) and what B received, in arrival order (a thread of the test)."""
+
+    sender: Any
+    received: list[int] = field(default_factory=list)
+    sent: int = 0
+    mean: int = 0
+
+    def sending(self) -> bool:
+        return bool(self.sender.poll() is None)
+
+
+@contextlib.contextmanager
+def _stream(lab: LinuxChainLab, count: int, sport: int, rate: int = 10000) -> Iterator[Stream]:
+    """Stream ``count`` datagrams at ``rate``/s while the body runs; on a normal exit, wait for
+    the sender's end and its figures (``sent``, ``mean``), then for B to have them all (5 s)."""
+    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
+    server = lab.udp_server(b, PORT)
+    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+    server.settimeout(2.0)
+    done = threading.Event()
+    stream = Stream(udp_stream.start(a.netns, "10.0.0.2", PORT, rate, count, sport=sport))
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                stream.received.append(struct.unpack("!Q", server.recv(64)[:8])[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    try:
+        yield stream
+        out, _ = stream.sender.communicate(timeout=30)
+        stream.sent, stream.mean = (int(x) for x in out.split())
+    finally:
+        if stream.sending():
+            stream.sender.kill()
+        wait_until(lambda: len(stream.received) >= count, timeout=5)
+        done.set()
+        thread.join(timeout=5)
+
+
 def test_changes_under_10000_datagrams_per_second_lose_and_reorder_nothing(
     lab: LinuxChainLab,
 ) -> None:
@@ -233,27 +281,11 @@ def test_changes_under_10000_datagrams_per_second_lose_and_reorder_nothing(
     pairs = {f.name: PortPair(f.name, f.ingress, f.egress) for f in (f1, f2, f3)}
     base = replace(one, port_pairs=pairs)
     plane.apply(base)
-    server = lab.udp_server(b, PORT)
-
-    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-    server.settimeout(2.0)
-    received: list[int] = []
-    done = threading.Event()
-
-    def receive() -> None:
-        while not done.is_set():
-            try:
-                received.append(struct.unpack("!Q", server.recv(64)[:8])[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=receive, daemon=True)
-    thread.start()
-    count, rate, sport = 30000, 10000, 40123
+    count, sport = 30000, 40123
     namespaces = [lab.switch, a.netns, b.netns, f1.netns, f2.netns, f3.netns]
     drops = drop_counters(namespaces)
-    sender = udp_stream.start(a.netns, "10.0.0.2", PORT, rate, count, sport=sport)
-    try:
+    with _stream(lab, count, sport) as stream:
+        received = stream.received
         assert wait_until(lambda: len(received) > 5000, timeout=20)
         both = replace(base, groups={"g": PortPairGroup("g", ("f1", "f2"))})
         marks = [len(received)]
@@ -271,16 +303,8 @@ def test_changes_under_10000_datagrams_per_second_lose_and_reorder_nothing(
         assert wait_until(lambda: len(received) > 20000, timeout=20)
         marks.append(len(received))
         plane.apply(both)  # the second hop leaves (f3's packets in flight drain back)
-        out, _ = sender.communicate(timeout=30)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-        wait_until(lambda: len(received) >= count, timeout=5)
-        done.set()
-        thread.join(timeout=5)
-    sent, mean = (int(x) for x in out.split())
-    assert sent == count
-    assert mean > 8000, f"the sender ran at {mean}/s: not the rate this test is about"
+    assert stream.sent == count
+    assert stream.mean > 8000, f"the sender ran at {stream.mean}/s: not the rate this test is about"
     lost = count - len(set(received))
     assert lost == 0, (
         f"{lost} of {count} lost: {_runs(set(range(count)) - set(received))}, changes at "
@@ -327,7 +351,6 @@ def test_entries_rewritten_under_traffic_are_never_read_half_replaced(
     hop and f3's on the second counted all of them, and neither function was ever picked on
     the other's hop."""
     f1, f3 = lab.function("f1"), lab.function("f3")
-    a, b = lab.hosts["net/a"], lab.hosts["net/b"]
     plane = lab.plane()
     one = _state(lab, [f1])
     hops = replace(
@@ -348,38 +371,15 @@ def test_entries_rewritten_under_traffic_are_never_read_half_replaced(
         ),
     ]
     plane.apply(states[0])
-    server = lab.udp_server(b, PORT)
-    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-    server.settimeout(2.0)
-    received: list[int] = []
-    done = threading.Event()
-
-    def receive() -> None:
-        while not done.is_set():
-            try:
-                received.append(struct.unpack("!Q", server.recv(64)[:8])[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=receive, daemon=True)
-    thread.start()
     count, sport = 20000, 40124
-    sender = udp_stream.start(a.netns, "10.0.0.2", PORT, 10000, count, sport=sport)
     rewrites = 0
-    try:
+    with _stream(lab, count, sport) as stream:
+        received = stream.received
         assert wait_until(lambda: len(received) > 1000, timeout=20)
-        while sender.poll() is None:
+        while stream.sending():
             rewrites += 1
             plane.apply(states[rewrites % len(states)])
-        out, _ = sender.communicate(timeout=30)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-        wait_until(lambda: len(received) >= count, timeout=5)
-        done.set()
-        thread.join(timeout=5)
-    sent, _mean = (int(x) for x in out.split())
-    assert sent == count
+    assert stream.sent == count
     assert rewrites >= 200, f"only {rewrites} rewrites: not the race this test is about"
     lost = count - len(set(received))
     assert lost == 0, f"{lost} of {count} lost: {_runs(set(range(count)) - set(received))}"

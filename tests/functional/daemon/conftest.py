@@ -3,15 +3,14 @@ clean-up of what an instances part left (containers, cgroups, shells)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fluidedge.linux import netns
 from tests.fixtures.daemon import DaemonHandle, purge_instances_state
+from tests.fixtures.netns import scratch_netns
 
 
 def purge_instances(handle: DaemonHandle) -> None:
@@ -23,9 +22,7 @@ def purge_instances(handle: DaemonHandle) -> None:
 def api_netns() -> Iterator[str]:
     """A namespace with a veth pair (both ends inside) holding 192.0.2.1/24: an address off
     loopback that no packet can leave the machine from."""
-    name = f"feapi{os.getpid() % 100000}"
-    netns.create(name)
-    try:
+    with scratch_netns("api") as name:
         for argv in (
             ["ip", "link", "add", "fe0", "type", "veth", "peer", "name", "fe1"],
             ["ip", "addr", "add", "192.0.2.1/24", "dev", "fe0"],
@@ -34,5 +31,3 @@ def api_netns() -> Iterator[str]:
         ):
             subprocess.run(["ip", "netns", "exec", name, *argv], check=True)
         yield name
-    finally:
-        netns.delete(name)

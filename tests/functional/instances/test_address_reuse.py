@@ -11,7 +11,6 @@ under the instances).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
-from fluidedge.linux import netns
+from tests.fixtures.netns import scratch_netns
 
 from .conftest import ManagerFactory, bridge_name
 
@@ -32,12 +31,8 @@ ADDRESS = "198.18.30.2"
 
 @pytest.fixture
 def gateway_ns() -> Iterator[str]:
-    name = f"fe-reuse-{os.getpid() % 100000}"
-    netns.create(name)
-    try:
+    with scratch_netns("reuse") as name:
         yield name
-    finally:
-        netns.delete(name)
 
 
 def _in(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from fluidedge.instances.readiness import listening
 from fluidedge.instances.sockdiag import ListenProbe
+from tests.fixtures.netns import scratch_netns
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
@@ -30,13 +30,8 @@ sys.stdin.read()
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"fesd{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with scratch_netns("sd", loopback=True) as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 @pytest.mark.parametrize("version", ["4", "6"])

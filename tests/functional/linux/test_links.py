@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import secrets
 import socket
 from collections.abc import Iterator
 
@@ -11,33 +10,17 @@ import pytest
 from pyroute2 import NetNS
 
 from fluidedge.linux import links
-from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import run
+from tests.fixtures.netns import scratch_netns
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = f"fe-links-{secrets.token_hex(3)}"
-    netns_mod.create(name)
-    try:
-        for key in ("all", "default"):  # nothing of the kernel's own on the links we count
-            run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    name,
-                    "sysctl",
-                    "-qw",
-                    f"net.ipv6.conf.{key}.disable_ipv6=1",
-                ]
-            )
+    with scratch_netns("links") as name:
         yield name
-    finally:
-        netns_mod.delete(name)
 
 
 def _received(sock: socket.socket) -> int:

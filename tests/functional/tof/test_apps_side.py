@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from fluidedge.linux import netns
 from fluidedge.linux.proc import run
 from fluidedge.tof import apps_side
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import DataPlaneError
+from tests.fixtures.netns import scratch_netns
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = f"feapps{os.getpid() % 100000}"
-    netns.create(name)
-    try:
+    with scratch_netns("apps") as name:
         run(["ip", "-n", name, "link", "add", "apps0", "type", "veth", "peer", "name", "apps0p"])
         run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=0"])
         yield name
-    finally:
-        netns.delete(name)
 
 
 def sysctl(ns: str, key: str) -> str:
