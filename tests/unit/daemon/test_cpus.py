@@ -56,31 +56,31 @@ def test_refusals_say_why_and_which_kind(text: str, why: str, unprocessable: boo
     assert caught.value.unprocessable is unprocessable
 
 
+def _judged(text: str) -> tuple[tuple[int, ...] | None, bool]:
+    """(the CPUs read, or None when refused; whether it was refused as malformed)."""
+    try:
+        return parse_cpu_list(text), False
+    except CpuListError as exc:
+        return None, not exc.unprocessable
+
+
 @given(st.from_regex(CPU_LIST_PATTERN, fullmatch=True))
 def test_what_the_pattern_takes_is_read_or_unprocessable(text: str) -> None:
     """A list the pattern (the schema) takes is never refused as malformed: a 400 a schema
     does not announce. What is read round-trips through the kernel's syntax."""
-    try:
-        cpus = parse_cpu_list(text)
-    except CpuListError as exc:
-        refused_as_malformed = not exc.unprocessable
-    else:
-        refused_as_malformed = False
+    cpus, malformed = _judged(text)
+    assert not malformed
+    if cpus is not None:
         assert all(0 <= cpu <= MAX_CPU for cpu in cpus)
         assert parse_cpu_list(cpu_list_text(cpus)) == cpus
-    assert not refused_as_malformed
 
 
 @given(st.text(max_size=20))
 def test_any_text_is_read_or_refused_with_the_error(text: str) -> None:
-    try:
-        cpus = parse_cpu_list(text)
-    except CpuListError as exc:
-        refused_as_malformed = not exc.unprocessable
-    else:
-        refused_as_malformed = False
+    cpus, malformed = _judged(text)
+    assert not (malformed and re.fullmatch(CPU_LIST_PATTERN, text.strip()))
+    if cpus is not None:
         assert cpus == tuple(sorted(set(cpus)))
-    assert not (refused_as_malformed and re.fullmatch(CPU_LIST_PATTERN, text.strip()))
 
 
 def test_written_sorted() -> None:
