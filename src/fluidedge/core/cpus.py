@@ -17,9 +17,9 @@ from fluidedge.core.fields import decimal
 # What the parser takes, as a pattern: ranges and single CPUs, comma-separated; the empty list
 # is no CPU. A range written backwards or a CPU no host has is beyond what a pattern can say.
 CPU_LIST_PATTERN = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"
-# The highest CPU number taken: the kernel's NR_CPUS tops out at 8192 on the distributions'
-# largest builds; 4096 CPUs is more than any host this runs on.
-MAX_CPU = 4095
+# The highest CPU number taken: the kernel's NR_CPUS is at most 8192 (CONFIG_NR_CPUS of the
+# distributions' largest builds, Debian's amd64 included), so no host's file names a higher one.
+MAX_CPU = 8191
 
 
 class CpuListError(ValueError):

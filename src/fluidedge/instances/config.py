@@ -161,7 +161,7 @@ class InstancesConfig(BaseModel):
 def online_cpus() -> tuple[int, ...]:
     try:
         return parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text())
-    except OSError:
+    except (OSError, ValueError):  # no sysfs, or a file this reader cannot take
         return tuple(range(os.cpu_count() or 1))
 
 
