@@ -37,7 +37,7 @@ class Snapshot:
 
 
 def interface_counters(ns: str, names: list[str] | None = None) -> dict[str, dict[str, int]]:
-    """rx/tx packets/bytes/dropped of interfaces in ``ns`` (``ip -s -j link``)."""
+    """rx/tx packets/bytes/dropped/errors of interfaces in ``ns`` (``ip -s -j link``)."""
     result = subprocess.run(
         ["ip", "-n", ns, "-s", "-j", "link", "show"],
         capture_output=True,
@@ -58,9 +58,11 @@ def interface_counters(ns: str, names: list[str] | None = None) -> dict[str, dic
             "rx_packets": int(rx.get("packets", 0)),
             "rx_bytes": int(rx.get("bytes", 0)),
             "rx_dropped": int(rx.get("dropped", 0)),
+            "rx_errors": int(rx.get("errors", 0)),
             "tx_packets": int(tx.get("packets", 0)),
             "tx_bytes": int(tx.get("bytes", 0)),
             "tx_dropped": int(tx.get("dropped", 0)),
+            "tx_errors": int(tx.get("errors", 0)),
         }
     return out
 

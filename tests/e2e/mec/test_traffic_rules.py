@@ -31,6 +31,7 @@ import pytest
 from fluidedge.lab.lab import Lab
 from fluidedge.tof.launch import lab_tof_section, s1_pairs, wait_s1_ready
 from tests.fixtures.daemon import TOKEN, DaemonFactory
+from tests.fixtures.netns import snmp_counters
 from tests.fixtures.wait import scaled, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -113,9 +114,7 @@ def _tunnel_packet_at_app(lab: Lab, app: str, heard: str) -> tuple[str, bytes]:
 
 def _closed_port_datagrams(lab: Lab, node: str) -> int:
     """The ``Udp: NoPorts`` counter of ``node``'s namespace: datagrams to a closed port."""
-    lines = [ln.split() for ln in lab.run(node, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
-    udp = [ln for ln in lines if ln and ln[0] == "Udp:"]
-    return int(udp[1][udp[0].index("NoPorts")])
+    return snmp_counters(lab.ns(node))["Udp"]["NoPorts"]
 
 
 @pytest.mark.parametrize("backend", ["userspace", "fastpath"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import socket
 import struct
@@ -29,12 +28,14 @@ from pathlib import Path
 from fluidedge.chains.linuxbridge import LinuxChains
 from fluidedge.chains.model import ChainState, FlowClassifier, PortChain, PortPair, PortPairGroup
 from fluidedge.chains.ovs import OvsChains
+from fluidedge.lab.live import interface_counters
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.netns import snmp_counters
 from tests.functional.secgroups.ovs_lab import PREFIX, Host, OvsLab
 
 ETH_P_ALL = 0x0003
@@ -101,17 +102,12 @@ def drop_counters(namespaces: list[str]) -> Counter[str]:
     for line in Path("/proc/net/softnet_stat").read_text().splitlines():
         counts["softnet backlog"] += int(line.split()[1], 16)
     for ns in namespaces:
-        for link in json.loads(run(["ip", "-n", ns, "-s", "-j", "link", "show"]).stdout):
-            for side in ("rx", "tx"):
-                for what in ("dropped", "errors"):
-                    n = link.get("stats64", {}).get(side, {}).get(what, 0)
-                    counts[f"{ns}/{link['ifname']} {side}_{what}"] += n
-        snmp = run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]).stdout.splitlines()
-        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
-        if len(udp) == 2:
-            for name, value in zip(*udp, strict=True):
-                if name in ("InErrors", "RcvbufErrors", "SndbufErrors"):
-                    counts[f"{ns} Udp{name}"] += int(value)
+        for name, link in interface_counters(ns).items():
+            for what in ("rx_dropped", "rx_errors", "tx_dropped", "tx_errors"):
+                counts[f"{ns}/{name} {what}"] += link[what]
+        udp = snmp_counters(ns)["Udp"]
+        for what in ("InErrors", "RcvbufErrors", "SndbufErrors"):
+            counts[f"{ns} Udp{what}"] += udp.get(what, 0)
     return counts
 
 

@@ -18,6 +18,7 @@ from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import ENB
 from fluidedge.tof.userspace import UserspaceBackend
+from tests.fixtures.netns import snmp_counters
 
 from .scenario import (
     APP_PORT,
@@ -343,9 +344,7 @@ def test_filter_offloaded_puts_every_service_through_the_hosts_firewall() -> Non
 
 
 def _forwarded(t: Topo) -> int:
-    out = run(["ip", "netns", "exec", t.host, "cat", "/proc/net/snmp"])
-    names, values = (line.split() for line in out.stdout.splitlines()[:2])
-    return int(values[names.index("ForwDatagrams")])
+    return snmp_counters(t.host)["Ip"]["ForwDatagrams"]
 
 
 def test_userspace_s1_socket_overflow_is_counted() -> None:

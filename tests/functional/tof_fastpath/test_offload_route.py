@@ -11,6 +11,7 @@ from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import run
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.models import Service
+from tests.fixtures.netns import snmp_counters
 
 from .scenario import APP, APP_PORT, ENB1, SVC, UE1, P, config, inner_udp, learn_bearer, up
 from .topo import APP_IP, Topo, topology
@@ -22,9 +23,7 @@ COUNT = 20
 
 def _forwarded(t: Topo) -> int:
     """IP datagrams the host namespace's kernel forwarded (``Ip: ForwDatagrams``)."""
-    out = run(["ip", "netns", "exec", t.host, "cat", "/proc/net/snmp"])
-    names, values = (line.split() for line in out.stdout.splitlines()[:2])
-    return int(values[names.index("ForwDatagrams")])
+    return snmp_counters(t.host)["Ip"]["ForwDatagrams"]
 
 
 def _offloaded(backend: FastPathBackend) -> int:
