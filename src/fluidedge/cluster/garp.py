@@ -14,12 +14,12 @@ purely; :func:`announce` sends them from inside the instance's network namespace
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 import time
 
 from fluidedge.codec.net.checksum import transport_checksum
 from fluidedge.linux.netns import call_in_netns_of
+from fluidedge.linux.packet import packet_socket
 
 BROADCAST = b"\xff" * 6
 ETH_P_ARP = 0x0806
@@ -79,8 +79,7 @@ def announce(
         return 0
 
     def send() -> int:
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
-            sock.bind((ifname, 0))
+        with packet_socket(ifname, 0) as sock:  # sends only: hears nothing
             frames = frames_for(sock.getsockname()[4], addresses)
             sent = 0
             for round_ in range(count):

@@ -13,6 +13,7 @@ __all__ = [
     "libc",
     "links",
     "netns",
+    "packet",
     "proc",
     "tc",
 ]

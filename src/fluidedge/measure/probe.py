@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import packet_socket
 
-ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 PROBE_IDENT_BASE = 40000  # the generator's frames use IPv4 identification 0..11
@@ -91,18 +91,16 @@ class LatencyProbe:
 
     def _open(self) -> None:
         def sender() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            sock.bind((self.send_ifname, 0))
-            return sock
+            return packet_socket(self.send_ifname, 0)
 
-        def receiver() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        def setup(sock: socket.socket) -> None:
             attach_probe_filter(sock)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.bind((self.recv_ifname, 0))
             sock.setblocking(False)
-            return sock
+
+        def receiver() -> socket.socket:  # the receive side's probes, not the sender's
+            return packet_socket(self.recv_ifname, setup=setup)
 
         self._send_sock = call_in_netns(self.send_netns, sender)
         self._recv_sock = call_in_netns(self.recv_netns, receiver)

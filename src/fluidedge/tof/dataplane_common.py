@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import netns_argv, run
 from fluidedge.tof import apps_side
 from fluidedge.tof.accounting.usage import Accountant
@@ -35,7 +36,6 @@ from fluidedge.tof.gcfreeze import Freezer
 from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Pipeline
 
-ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
@@ -59,21 +59,18 @@ def errno_name(code: int | None) -> str:
 
 def open_packet_socket(ifname: str) -> socket.socket:
     """AF_PACKET socket receiving every frame of ``ifname`` (promiscuous, with vnet headers,
-    never our own transmissions)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    try:
+    never our own transmissions): none of another interface's, and every one with its vnet
+    header (the options are set before it hears anything: ``fluidedge.linux.packet``)."""
+
+    def setup(sock: socket.socket) -> None:
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind((ifname, ETH_P_ALL))
-        index = socket.if_nametoindex(ifname)
-        mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+        mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), PACKET_MR_PROMISC, 0, b"")
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+
+    return packet_socket(ifname, setup=setup)
 
 
 def packet_drops(sock: socket.socket) -> int:

@@ -12,8 +12,9 @@ import pytest
 
 from fluidedge.linux import netns
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import ETH_P_ALL, packet_socket
 from fluidedge.measure.noisyrig import udp_frame
-from fluidedge.measure.probe import ETH_P_ALL, PROBE_IDENT_BASE, attach_probe_filter, ipv4_ident
+from fluidedge.measure.probe import PROBE_IDENT_BASE, attach_probe_filter, ipv4_ident
 
 pytestmark = pytest.mark.root
 
@@ -39,17 +40,15 @@ def pair() -> Iterator[tuple[str, str]]:
 def test_only_probe_frames_reach_the_filtered_socket(pair: tuple[str, str]) -> None:
     a, b = pair
 
-    def receiver() -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    def setup(sock: socket.socket) -> None:
         attach_probe_filter(sock)
-        sock.bind(("y0", 0))
         sock.settimeout(0.2)
-        return sock
+
+    def receiver() -> socket.socket:
+        return packet_socket("y0", ETH_P_ALL, setup)
 
     def sender() -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        sock.bind(("x0", 0))
-        return sock
+        return packet_socket("x0", 0)
 
     rx, tx = call_in_netns(b, receiver), call_in_netns(a, sender)
     try:

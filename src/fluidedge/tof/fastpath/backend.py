@@ -62,6 +62,7 @@ from fluidedge.linux import links
 from fluidedge.linux.libbpf import BPF_NOEXIST, BpfError, BpfMap, BpfObject
 from fluidedge.linux.links import LinkNotReady
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
@@ -101,15 +102,12 @@ ONDEMAND_BATCH_FOLD = 64  # more installed bindings than this: one batched read 
 
 def _open_send_socket(ifname: str) -> socket.socket:
     """AF_PACKET socket that only transmits (protocol 0: the kernel queues nothing to it)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
+
+    def setup(sock: socket.socket) -> None:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind((ifname, 0))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+
+    return packet_socket(ifname, 0, setup)
 
 
 _MIRROR_VETH = re.compile(r"^\d+: (fei[0-9a-f]{6}a)[@:]", re.MULTILINE)

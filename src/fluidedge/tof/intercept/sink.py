@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from fluidedge.linux.packet import packet_socket
 from fluidedge.tof.intercept.model import (
     PCAP_HEADER,
     Intercept,
@@ -32,7 +33,6 @@ from fluidedge.tof.mmsg import RxRing
 
 _log = logging.getLogger("fluidedge.tof.intercept")
 
-ETH_P_ALL = 0x0003
 _ZERO_MACS = bytes(12)
 _ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}
 
@@ -84,13 +84,7 @@ class InterfaceWriter:
 
     @staticmethod
     def open_socket(ifname: str) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            sock.bind((ifname, 0))
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return packet_socket(ifname, 0)  # sends only
 
     def write(self, batch: list[tuple[int, bytes]]) -> None:
         for _t, packet in batch:
@@ -198,15 +192,14 @@ class FrameReader:
 
     @staticmethod
     def open_socket(ifname: str) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        try:
+        """``ifname``'s frames and nothing else (``fluidedge.linux.packet``: a socket hooked
+        before its bind would put other interfaces' packets into the intercept)."""
+
+        def setup(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+
+        return packet_socket(ifname, setup=setup)
 
     def start(self) -> None:
         self._thread.start()
