@@ -31,6 +31,7 @@ from fluidedge.chains.ovs import OvsChains
 from fluidedge.lab.live import interface_counters
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
+from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
 from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
@@ -38,9 +39,13 @@ from fluidedge.ovs.vsctl import Vsctl
 from tests.fixtures.netns import snmp_counters
 from tests.functional.secgroups.ovs_lab import PREFIX, Host, OvsLab
 
-ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_RCVBUFFORCE = 33  # linux <asm-generic/socket.h> (root: past net.core.rmem_max)
+
+
+def _capture_options(s: socket.socket) -> None:
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+    s.setblocking(False)
 
 
 @dataclass
@@ -63,11 +68,7 @@ class Function:
         for peer in ("in", "out"):
 
             def make(ifname: str = peer) -> socket.socket:
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
-                s.bind((ifname, 0))
-                s.setblocking(False)
-                return s
+                return packet_socket(ifname, setup=_capture_options)
 
             self.sockets[peer] = netns_mod.call_in_netns(self.netns, make)
 

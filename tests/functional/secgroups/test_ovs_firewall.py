@@ -20,6 +20,7 @@ import pytest
 from fluidedge.codec.net import ethernet, ipv4
 from fluidedge.codec.net.checksum import transport_checksum
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.packet import packet_socket
 from fluidedge.ovs.ofctl import Ofctl, conntrack
 from fluidedge.secgroups.driver import FirewallDriver
 from fluidedge.secgroups.model import AddressPair, Port, Rule, SecurityGroup, default_group
@@ -239,13 +240,9 @@ def _tcp_segment(src: IPv4Address, dst: IPv4Address, sport: int, dport: int, fla
 
 
 def _sniffer(lab: OvsLab, host: Host) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-        s.bind(("eth0", 0))
-        s.settimeout(0.2)
-        return s
-
-    return netns_mod.call_in_netns(host.netns, make)
+    return netns_mod.call_in_netns(
+        host.netns, lambda: packet_socket("eth0", setup=lambda s: s.settimeout(0.2))
+    )
 
 
 def _raw_sender(lab: OvsLab, host: Host) -> socket.socket:

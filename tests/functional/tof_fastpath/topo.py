@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from fluidedge.linux import netns
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
 
-ETH_P_ALL = 0x0003
 MAC_ENB = bytes.fromhex("02000000e001")  # the eNB's S1 MAC
 MAC_SGW = bytes.fromhex("02000000e002")  # the SGW's S1 MAC
 APP_IP = "198.19.0.10"
@@ -28,15 +28,12 @@ APPS_GW = "198.19.0.1"
 
 
 def _sock(ns: str, ifname: str) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    def setup(s: socket.socket) -> None:
         s.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING: capture only what arrives
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        s.bind((ifname, ETH_P_ALL))
         s.setblocking(False)
-        return s
 
-    return call_in_netns(ns, make)
+    return call_in_netns(ns, lambda: packet_socket(ifname, setup=setup))
 
 
 @dataclass

@@ -20,6 +20,7 @@ import pytest
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.core.store import Store
 from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.intercept.manager import InterceptManager
@@ -83,13 +84,13 @@ class Lab:
         # A listener, so the app's kernel sends no port unreachable errors back.
         self.sink = call_in_netns(t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         self.sink.bind((APP_IP, APP_PORT))
+
         # An independent capture of what the app sends (the kernel sets the IP ID).
-        self.sent = call_in_netns(
-            t.app, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-        )
-        self.sent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sent.bind(("eth0", 3))
-        self.sent.setblocking(False)
+        def options(s: socket.socket) -> None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            s.setblocking(False)
+
+        self.sent = call_in_netns(t.app, lambda: packet_socket("eth0", setup=options))
 
     def app_sent(self) -> list[bytes]:
         """The IPv4 packets the app sent since the last call."""
@@ -142,6 +143,10 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
             lab.sent.close()
             backend.stop()
             store.close()
+
+
+def _nonblocking(s: socket.socket) -> None:
+    s.setblocking(False)
 
 
 def _add(manager: InterceptManager, **dest: str) -> str:
@@ -252,12 +257,8 @@ def test_a_mirror_interface_gets_the_copies_as_frames(lab: Lab) -> None:
     for dev in ("limir0", "limir1"):
         run(["ip", "netns", "exec", t.host, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"])
         run(["ip", "-n", t.host, "link", "set", dev, "up"])
-    sniff = call_in_netns(
-        t.host, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-    )
+    sniff = call_in_netns(t.host, lambda: packet_socket("limir1", setup=_nonblocking))
     try:
-        sniff.bind(("limir1", 3))
-        sniff.setblocking(False)
         lab.uplink(UE1, 0, 10)
         lab.uplink(UE2, 0, 10)
         t.collect(0.3)
