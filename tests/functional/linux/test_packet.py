@@ -16,13 +16,9 @@ from fluidedge.linux.packet import ETH_P_ALL, packet_socket
 from fluidedge.linux.proc import run
 from tests.fixtures.netns import scratch_netns
 
+from .frames import KIND, drained, frame
+
 pytestmark = pytest.mark.root
-
-KIND = 0x88B5  # IEEE 802 local experimental: no frame of the kernel's own has it
-
-
-def _frame(tag: int) -> bytes:
-    return b"\xff" * 6 + b"\x02" * 6 + KIND.to_bytes(2, "big") + bytes([tag]) * 50
 
 
 @pytest.fixture
@@ -39,18 +35,7 @@ def ns() -> Iterator[str]:
 
 def _tags(sock: socket.socket) -> list[int]:
     """The tags of our frames ``sock`` holds, drained (non-blocking)."""
-    out = []
-    while True:
-        try:
-            frame = sock.recv(2048)
-        except BlockingIOError:
-            return out
-        except OSError as exc:  # a socket bound to a device that was down reports it once
-            if exc.errno != errno.ENETDOWN:
-                raise
-            continue
-        if frame[12:14] == KIND.to_bytes(2, "big"):
-            out.append(frame[14])
+    return [f[14] for f in drained(sock) if f[12:14] == KIND.to_bytes(2, "big")]
 
 
 def test_a_socket_hears_its_interface_only_from_its_creation(ns: str) -> None:
@@ -63,13 +48,13 @@ def test_a_socket_hears_its_interface_only_from_its_creation(ns: str) -> None:
         def setup(sock: socket.socket) -> None:
             sock.setblocking(False)
             for tag in range(5):
-                sender.send(_frame(tag))
+                sender.send(frame(tag))
             time.sleep(0.05)  # the y frames have crossed both ends by now
 
         rx = call_in_netns(ns, lambda: packet_socket("xb", ETH_P_ALL, setup))
         tx = call_in_netns(ns, lambda: packet_socket("xa", 0))
         try:
-            tx.send(_frame(9))
+            tx.send(frame(9))
             time.sleep(0.05)
             assert _tags(rx) == [9]
         finally:
@@ -86,7 +71,7 @@ def test_protocol_zero_hears_nothing_and_sends(ns: str) -> None:
     )
     tx = call_in_netns(ns, lambda: packet_socket("xa", 0))
     try:
-        tx.send(_frame(7))
+        tx.send(frame(7))
         time.sleep(0.05)
         assert _tags(listener) == [7]  # the frame did arrive on xb
         assert _tags(quiet) == []
