@@ -12,6 +12,8 @@ Module map (pure policy first, I/O adapters last):
 - ``compiler``: the pure compiler from the model to OpenFlow flows (table layout there).
 - ``tcplan``: the pure compiler from the model to the maps of the tc/eBPF program
   (``chains.bpf.c``) of ``linuxbridge`` networks (layout there).
+- ``tcorder``: the pure order in which a new plan's port entries are switched (make before
+  break along each packet's path).
 - ``functions``: the built-in function templates (counter, firewall, router).
 - ``firewall``: live rule changes of running vFirewall instances (one nft transaction).
 - ``ovs``: the thin adapter installing a compiled table in OpenFlow bundles, make-before-break.
@@ -50,5 +52,6 @@ __all__ = [
     "persist",
     "scoping",
     "service",
+    "tcorder",
     "tcplan",
 ]

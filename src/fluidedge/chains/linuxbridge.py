@@ -15,10 +15,14 @@ ordered so that no packet meets half of it:
    with other live members, and a member that left keeps its pinned flows only until they
    meet the new entry, which moves them to a sibling);
 2. the rules are written to the *other* half of the rules array (two generations), then each
-   port's entry flips to its new rules in one update;
-3. new ports get the program (maps first, then the filter: their first packet sees it whole);
-4. after :data:`DRAIN`, the ports that left lose the program (packets still inside a function
-   that left find their way back meanwhile), and the groups nobody names are deleted.
+   port's entry flips to its new rules in one update, in :mod:`.tcorder`'s order: where
+   packets come back into the program (a member's return leg) before the ports that steer
+   them there, so a packet sent the new way meets new rules on its way back; a port new to
+   chains gets its entry first, then the program (its first packet sees it whole);
+3. after :data:`DRAIN` (packets still inside a function that left find their way back
+   meanwhile), the ports packets no longer come back to (a function leaving a chain: its legs
+   drop again) switch, the ports that left lose the program, and the groups nobody names are
+   deleted.
 
 Flow affinity is the program's pins (an LRU map): a group's new member takes no existing flow,
 a member that leaves moves only its own. The pins live with the program object: a daemon
@@ -53,6 +57,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from fluidedge.chains import tcorder
 from fluidedge.chains.errors import DataPlaneFailure
 from fluidedge.chains.model import ChainState
 from fluidedge.chains.tcplan import (
@@ -282,6 +287,7 @@ class LinuxChains:
         legs_before = was.function_ports if was is not None else frozenset()
         names = {index: name for name, index in ifindex.items()}
         writes = 0
+        late: list[tuple[int, bytes]] = []
         for position, group in plan.groups.items():
             if was is None or was.groups.get(position) != group:
                 maps["groups"].update(_U32.pack(position), group.pack())
@@ -302,28 +308,24 @@ class LinuxChains:
             for name in sorted(plan.function_ports - legs_before):
                 if tc.isolation(self._filters(name)) is None:
                     tc.isolate(self.netns, name, tc.CHAINED)
-            # Make before break: the ports the new rules steer into get their entries and
-            # their program first (an attach is a tc command: milliseconds at 10,000
-            # packets/s), and only then do the ports already steering switch to the new rules.
-            fresh = [i for i in sorted(plan.ports) if self.attached.get(names[i]) != i]
-            for index in fresh:
-                maps["ports"].update(_U32.pack(index), entries[index])
+            # Make before break (.tcorder): a port switches before the ports that steer
+            # packets into it, a port packets stop coming to switches after the drain; a port
+            # not steering yet gets its entry, then its program (an attach is a tc command).
+            switch = tcorder.order(was, plan)
+            for index in switch.first:
+                self._switch(names[index], index, entries[index])
                 writes += 1
-                tc.attach_bpf(
-                    self.netns, names[index], "ingress", self._prog_fd(), pref=PREF, handle=HANDLE
-                )
-                self.attached[names[index]] = index
-            for index, value in entries.items():
-                if index not in fresh:
-                    maps["ports"].update(_U32.pack(index), value)
-                    writes += 1
+            late = [(index, entries[index]) for index in switch.last]
+            writes += len(late)
             self.generation = generation
         gone_ports = [i for i in (was.ports if was else {}) if i not in plan.ports]
         gone_groups = [p for p in (was.groups if was else {}) if p not in plan.groups]
         if was is None:
             self._adopt(plan, ifindex)
-        if gone_ports or gone_groups:
+        if gone_ports or gone_groups or late:
             time.sleep(self.drain)
+            for index, value in late:
+                self._switch(names[index], index, value)
             for index in gone_ports:
                 maps["ports"].delete(_U32.pack(index))
             for name, index in list(self.attached.items()):
@@ -339,6 +341,13 @@ class LinuxChains:
                 tc.unisolate(self.netns, name, tc.CHAINED)
         self.plan = plan
         return writes
+
+    def _switch(self, name: str, index: int, entry: bytes) -> None:
+        """Give port ``name`` its new entry, and the program if it has none yet."""
+        self._load()["ports"].update(_U32.pack(index), entry)
+        if self.attached.get(name) != index:
+            tc.attach_bpf(self.netns, name, "ingress", self._prog_fd(), pref=PREF, handle=HANDLE)
+            self.attached[name] = index
 
     def _adopt(self, plan: Plan, ifindex: Mapping[str, int]) -> None:
         """First apply (daemon start): what an earlier daemon left on this bridge goes. Its
