@@ -27,7 +27,7 @@ from fluidedge.tof.intercept.manager import InterceptManager
 from fluidedge.tof.intercept.model import InterceptConfig, NewInterceptModel, read_pcap
 from fluidedge.tof.models import Service
 from fluidedge.tof.userspace import UserspaceBackend
-from tests.fixtures.wait import scaled
+from tests.fixtures.wait import scaled, wait_until
 from tests.functional.tof_fastpath.scenario import (
     APP,
     APP_PORT,
@@ -287,6 +287,62 @@ def test_a_mirror_interface_gets_the_copies_as_frames(lab: Lab) -> None:
         assert len(copies) == 40  # none of UE2's
         at_app = {norm(f[14:]) for f in got["app"] if f[12:14] == b"\x08\x00"}
         assert {norm(p) for p in copies if _ue(p, src=True) == UE1} <= at_app
+    finally:
+        sniff.close()
+        run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    frames: list[bytes] = []
+    while True:
+        try:
+            frames.append(sock.recv(65536))
+        except BlockingIOError:
+            return frames
+
+
+def test_copies_a_down_mirror_interface_cannot_take_are_counted(lab: Lab) -> None:
+    """A copy that cannot be sent (the mirror interface down) is counted in the intercept's
+    own stats, on both data planes: the userspace writer's send fails (``errors``), the fast
+    path's ``bpf_clone_redirect`` is refused (``dropped``, folded from the program's count in
+    the intercept's map entry). The target's traffic goes on; with the interface up again the
+    copies arrive and the counts stay."""
+    t = lab.t
+    run(["ip", "-n", t.host, "link", "add", "limir0", "type", "veth", "peer", "name", "limir1"])
+    for dev in ("limir0", "limir1"):
+        run(["ip", "netns", "exec", t.host, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"])
+    run(["ip", "-n", t.host, "link", "set", "limir1", "up"])  # limir0, the mirror: down
+    sniff = call_in_netns(t.host, lambda: packet_socket("limir1", setup=_nonblocking))
+    try:
+        lab.uplink(UE1, 0, 10)
+        t.collect(0.3)
+        _add(lab.manager, interface="limir0")
+        for seq in range(1, 21):
+            lab.uplink(UE1, seq, 50 + seq)
+            lab.downlink(UE1, seq, 70 + seq)
+        got = t.collect(0.5)
+        delivered = {_seq(f[14:]) for f in got["app"] if f[12:14] == b"\x08\x00" and f[23] == 17}
+        assert delivered >= set(range(1, 21))  # the target's traffic went on
+
+        def lost() -> int:
+            stats = lab.manager.get("case1")["stats"]
+            assert isinstance(stats, dict)
+            return int(stats["dropped"]) + int(stats["errors"])
+
+        counted = wait_until(lambda: lost() == 40, timeout=scaled(5))
+        stats = lab.manager.get("case1")["stats"]
+        assert counted, stats
+        assert isinstance(stats, dict)
+        kind = "dropped" if isinstance(lab.backend, FastPathBackend) else "errors"
+        assert stats[kind] == 40, stats
+        run(["ip", "-n", t.host, "link", "set", "limir0", "up"])
+        _drain(sniff)
+        for seq in range(21, 26):
+            lab.uplink(UE1, seq, 50)
+        t.collect(0.3)
+        assert wait_until(lambda: len([f for f in _drain(sniff) if f[12:14] == b"\x08\x00"]) >= 5)
+        time.sleep(scaled(1.2))  # a fold of the program's count (every second)
+        assert lost() == 40
     finally:
         sniff.close()
         run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)

@@ -189,6 +189,11 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # program clones copies to and the reader of its peer; the kernel entries installed.
         self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
         self._mirror_keys: set[bytes] = set()
+        # The intercepts map as written (value with a zero count), the mirror of each key,
+        # and the program's count of refused copies already folded into it.
+        self._mirror_entries: dict[bytes, bytes] = {}
+        self._mirror_of: dict[bytes, Mirror] = {}
+        self._refused_seen: dict[bytes, int] = {}
         self._installed_overrides: dict[bytes, bytes] = {}  # ue_overrides entries
         # On-demand bindings (docs/superfluid.md): the table reports the keys it changed; the
         # installed ``ondemand`` entries (binding key -> map key, instance IP); the instance
@@ -337,7 +342,13 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             self._drop_mirror_port(name)
         with contextlib.suppress(CommandError, DataPlaneError, OSError):
             self._cleanup_kernel(s1=not self.config.fail_open)
+        if self._maps:
+            with contextlib.suppress(BpfError):
+                self._fold_refused()  # the last ones, before the map goes
         self._mirror_keys.clear()
+        self._mirror_entries = {}
+        self._mirror_of = {}
+        self._refused_seen = {}
         self._read_punt_drops()  # the last ones, before the sockets go
         for sock in (*self._rx.values(), *self._s1_tx.values()):
             sock.close()
@@ -411,17 +422,40 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         with self._lock:
             self.pipeline.mirrors = table
             if self._maps:
+                self._fold_refused()  # before an entry (and its count) is replaced or goes
                 m = self._maps["intercepts"]
                 for key, value in entries.items():
-                    m.update(key, value)
+                    if self._mirror_entries.get(key) != value:  # a new count: from zero
+                        m.update(key, value)
+                        self._refused_seen[key] = 0
                 for key in self._mirror_keys - entries.keys():
                     m.delete(key)
+                    self._refused_seen.pop(key, None)
                 self._maps["cfg"].update(L.U32.pack(L.CFG_INTERCEPT), L.U32.pack(len(entries)))
                 self._mirror_keys = set(entries)
+                self._mirror_entries = entries
+            self._mirror_of = {key: table[key] for key in entries}
         wanted = {m.intercept.name for m in mirrors}
         for name in list(self._mirror_ports):
             if name not in wanted:
                 self._drop_mirror_port(name)
+
+    def _fold_refused(self) -> None:
+        """Add the copies the program could not send since the last fold to each intercept's
+        ``refused`` (lock held): its entry's 32-bit count, read as a difference (a fold a
+        second cannot miss a wrap). Per intercept only, never in ``/stats``."""
+        m = self._maps.get("intercepts")
+        if m is None:
+            return
+        for key, mirror in self._mirror_of.items():
+            raw = m.lookup(key)
+            if raw is None:
+                continue
+            count = L.INTERCEPT_VAL.unpack(raw)[3]
+            delta = (count - self._refused_seen.get(key, 0)) & 0xFFFFFFFF
+            if delta:
+                self._refused_seen[key] = count
+                mirror.refused += delta
 
     # ------------------------------------------------------------------ control
 
@@ -1281,6 +1315,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             if key in self._installed.flows:
                 self._fold_flow(key)
         self._fold_services()
+        if self._mirror_of:
+            self._fold_refused()
 
     # ------------------------------------------------------------------ data path
 

@@ -118,8 +118,11 @@ struct override_val { __u32 up_rate; __u32 up_burst; __u32 down_rate; __u32 down
  * reads as the binding's activity (idle timers). No entry: the agent's (queue, create, wake). */
 struct ondemand_key { __u32 service; __u32 ue; };
 struct ondemand_val { __u32 app; __u32 pad; __u64 last_seen; };
-/* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer. */
-struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 pad; };
+/* A lawful-intercept target (key: UE): copies go to ifindex; enb/sgw 0 = any bearer; failed:
+ * copies the kernel did not take (bpf_clone_redirect's nonzero result: the mirror device down
+ * or gone, no memory, its queue full), which the agent folds into the intercept's own
+ * ``dropped`` (per intercept only: a /stats counter would tell that an intercept exists). */
+struct intercept_val { __u32 ifindex; __u32 enb; __u32 sgw; __u32 failed; };
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, CFG_MAX);
 	 __type(key, __u32); __type(value, __u32); } cfg SEC(".maps");
@@ -294,15 +297,22 @@ static __always_inline int account(__u32 enb, __u32 sgw, __u32 ue, __u32 slot, i
 	return 1;
 }
 
-/* The mirror of an intercepted bearer (docs/accounting.md), or 0. */
-static __always_inline __u32 mirror_of(__u32 ue, __u32 enb, __u32 sgw)
+/* The intercept of a bearer (docs/accounting.md), or NULL. */
+static __always_inline struct intercept_val *mirror_of(__u32 ue, __u32 enb, __u32 sgw)
 {
 	if (!cfg_get(CFG_INTERCEPT))
-		return 0;
+		return NULL;
 	struct intercept_val *iv = bpf_map_lookup_elem(&intercepts, &ue);
 	if (!iv || (iv->enb && iv->enb != enb) || (iv->sgw && iv->sgw != sgw))
-		return 0;
-	return iv->ifindex;
+		return NULL;
+	return iv;
+}
+
+/* Send the intercept's copy of the packet as it is now; count a copy the kernel refused. */
+static __always_inline void mirror_copy(struct __sk_buff *skb, struct intercept_val *iv)
+{
+	if (bpf_clone_redirect(skb, iv->ifindex, 0))
+		__sync_fetch_and_add(&iv->failed, 1);
 }
 
 static __always_inline int switch_to(__u32 other)
@@ -596,7 +606,7 @@ int s1_ingress(struct __sk_buff *skb)
 	    fv->slot != sv->slot)
 		return punt(from_enb, other, P_NEW_FLOW);
 	__u32 slot = sv->slot, svc_flags = sv->flags;
-	__u32 mirror = mirror_of(ue, ip->saddr, ip->daddr);
+	struct intercept_val *mirror = mirror_of(ue, ip->saddr, ip->daddr);
 	__u32 rate = sv->up_rate, burst = sv->up_burst;
 	ue_override(svc_flags, ue, slot, 0, &rate, &burst);
 	if (!ue_rate_ok(ue, slot, 0, rate, burst, inner_len)) {
@@ -632,7 +642,7 @@ int s1_ingress(struct __sk_buff *skb)
 		goto error; /* trailing bytes after the inner packet (e.g. Ethernet padding) */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 	if (mirror)
-		bpf_clone_redirect(skb, mirror, 0); /* as the app gets it (MAC header: the eNB's) */
+		mirror_copy(skb, mirror); /* as the app gets it (MAC header: the eNB's) */
 	count(ST_OFFLOAD_UP);
 	return to_app(skb, svc_flags);
 error:
@@ -717,7 +727,8 @@ int apps_egress(struct __sk_buff *skb)
 	__u64 now = bpf_ktime_get_ns();
 	if (!account(fv->enb, fv->sgw, in->daddr, slot, 0, len, now))
 		goto agent;
-	__u32 mirror = mirror_of(in->daddr, fv->enb, fv->sgw), base = 0;
+	struct intercept_val *mirror = mirror_of(in->daddr, fv->enb, fv->sgw);
+	__u32 base = 0;
 	fv->last_seen = now;
 	if (ov)
 		ov->last_seen = now;
@@ -732,7 +743,7 @@ int apps_egress(struct __sk_buff *skb)
 		__u8 eth[14] = { [12] = 0x08 };
 		if (bpf_skb_change_head(skb, 14, 0) < 0 || bpf_skb_store_bytes(skb, 0, eth, 14, 0) < 0)
 			goto error;
-		bpf_clone_redirect(skb, mirror, 0);
+		mirror_copy(skb, mirror);
 		base = 14; /* the encapsulation below grows the head by 14 less */
 	}
 	/* Reverse NAT: source applicationIP -> serviceIP. */

@@ -116,7 +116,7 @@ USAGE_VAL = struct.Struct("=QQQQQQ")  # up packets, bytes, down packets, bytes, 
 LIMIT_KEY = struct.Struct("=4sHH")  # UE, slot, direction (0 uplink, 1 downlink)
 LIMIT_VAL = struct.Struct("=4x4xQQQQ")  # (spin lock, pad) tokens, last ns, drops, dropped bytes
 OVERRIDE_KEY = struct.Struct("=4sI")  # UE, slot
-INTERCEPT_VAL = struct.Struct("=I4s4sI")  # mirror ifindex, eNB, SGW (0: any), pad
+INTERCEPT_VAL = struct.Struct("=I4s4sI")  # mirror ifindex, eNB, SGW (0: any), failed copies
 ONDEMAND_KEY = struct.Struct("=4s4s")  # service IP, UE (0.0.0.0: a shared service's binding)
 ONDEMAND_VAL = struct.Struct("=4s4xQ")  # instance IP, (pad), last seen ns
 

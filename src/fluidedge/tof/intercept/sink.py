@@ -38,7 +38,10 @@ _ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}
 
 
 class Writer(Protocol):
-    def write(self, batch: list[tuple[int, bytes]]) -> None: ...
+    def write(self, batch: list[tuple[int, bytes]]) -> tuple[int, OSError | None]:
+        """Write ``batch``; the copies that could not be written and the last failure (a
+        failure that loses the whole batch may raise instead)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -67,8 +70,9 @@ class PcapWriter:
             raise
         self._fd = fd
 
-    def write(self, batch: list[tuple[int, bytes]]) -> None:
+    def write(self, batch: list[tuple[int, bytes]]) -> tuple[int, OSError | None]:
         os.write(self._fd, b"".join(pcap_record(p, t) for t, p in batch))
+        return 0, None
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -80,18 +84,21 @@ class InterfaceWriter:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self.errors = 0
 
     @staticmethod
     def open_socket(ifname: str) -> socket.socket:
         return packet_socket(ifname, 0)  # sends only
 
-    def write(self, batch: list[tuple[int, bytes]]) -> None:
+    def write(self, batch: list[tuple[int, bytes]]) -> tuple[int, OSError | None]:
+        """Each copy is sent on its own: one refused (the interface down, its queue full)
+        costs that copy only."""
+        failed, last = 0, None
         for _t, packet in batch:
             try:
                 self._sock.send(_ZERO_MACS + _ETHERTYPE.get(packet[0] >> 4, b"\x08\x00") + packet)
-            except OSError:
-                self.errors += 1
+            except OSError as exc:
+                failed, last = failed + 1, exc
+        return failed, last
 
     def close(self) -> None:
         self._sock.close()
@@ -110,6 +117,8 @@ class Mirror:
         self._thread: threading.Thread | None = None
         self.copied = 0  # handed to the writer
         self.dropped = 0  # queue full (or a reader's socket full)
+        # copies the fast path's program could not send (its data plane's fold: one writer)
+        self.refused = 0
         self.errors = 0  # writes that failed
         self.error: str | None = None
 
@@ -140,10 +149,12 @@ class Mirror:
             batch.append(queue.popleft())
         if batch:
             try:
-                self._writer.write(batch)
-                self.copied += len(batch)
-            except OSError as exc:
-                self.errors += len(batch)
+                failed, exc = self._writer.write(batch)
+            except OSError as whole:
+                failed, exc = len(batch), whole
+            self.copied += len(batch) - failed
+            self.errors += failed
+            if exc is not None:
                 if self.error is None:
                     _log.warning("intercept %s: write failed: %s", self.intercept.name, exc)
                 self.error = str(exc)
@@ -168,7 +179,7 @@ class Mirror:
         return {
             "copied": self.copied,
             "queued": len(self._queue),
-            "dropped": self.dropped,
+            "dropped": self.dropped + self.refused,
             "errors": self.errors,
             "error": self.error,
         }
