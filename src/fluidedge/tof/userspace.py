@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from fluidedge.linux.libbpf import BpfError
 from fluidedge.linux.netns import call_in_netns
@@ -57,7 +57,7 @@ from fluidedge.tof.errors import DataPlaneError
 from fluidedge.tof.failopen import Guard, detach, s1_program_attached
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
-from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
+from fluidedge.tof.pipeline import APPS, ENB, SGW
 from fluidedge.tof.superfluid.plane import OnDemandControl
 
 
@@ -149,27 +149,6 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
     def apply(self, services: Mapping[str, Service]) -> None:
         with self._lock:
             self.pipeline.set_services(services)
-
-    def tunnels(self) -> list[dict[str, object]]:
-        with self._lock:
-            rows = self.pipeline.tunnels()
-        return self._wall_clock(rows)
-
-    def tunnel_page(
-        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
-    ) -> tuple[int, list[dict[str, object]]]:
-        with self._lock:
-            total, rows = self.pipeline.tunnel_page(keep, offset, limit)
-        return total, self._wall_clock(rows)
-
-    def tunnels_after(
-        self, after: str | None, limit: int | None
-    ) -> tuple[list[dict[str, object]], str | None]:
-        """A keyset page (``GET /tunnels?limit=&after=``): one hold of the lock, which compares
-        every bearer's marker but builds only the page's rows."""
-        with self._lock:
-            rows, marker = self.pipeline.tunnels_after(after, limit)
-        return self._wall_clock(rows), marker
 
     def stats(self) -> dict[str, object]:
         with self._lock:

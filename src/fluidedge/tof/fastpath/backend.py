@@ -54,7 +54,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
 from fluidedge.tof.superfluid.table import Key
+from fluidedge.tof.tunnel_pages import keyset_bearers
 
 FOLD_EVERY = 1.0
 FOLD_CHUNK = 1024  # kernel entries the API's full fold applies per hold of the agent's lock
@@ -739,62 +740,31 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         return stale
 
     def tunnels(self) -> list[dict[str, object]]:
-        """Every bearer, its kernel counters folded first. Like the fold, the rows are built
-        in short holds of the agent's lock (:data:`FOLD_CHUNK` bearers each; 100,000 rows take
-        seconds): each row is one bearer's consistent state, and the list holds the bearers
-        present when the call began that are still there when their row is built."""
+        """Every bearer, its kernel counters folded first: one full fold (outside the lock,
+        :meth:`_fold`), then the rows in short holds (``DataPlaneBase``'s tunnel listings);
+        the list holds the bearers present when the call began that are still there when
+        their row is built."""
         self._fold()
-        with self._lock:
-            bearers = list(self.pipeline.bearers.values())
-        return self._wall_clock(self._rows_in_chunks(bearers))
+        return self._rows_of(self._bearer_snapshot(), refresh=False)
 
-    def _rows_in_chunks(self, bearers: list[Bearer]) -> list[dict[str, object]]:
-        """The rows of ``bearers`` still learned, built :data:`FOLD_CHUNK` per hold of the
-        agent's lock (after a full fold: see :meth:`tunnels`)."""
-        rows: list[dict[str, object]] = []
-        for start in range(0, len(bearers), FOLD_CHUNK):
-            with self._lock:
-                current = self.pipeline.bearers
-                rows.extend(
-                    b.to_api()
-                    for b in bearers[start : start + FOLD_CHUNK]
-                    if current.get(b.key) is b
-                )
-        return rows
-
-    def tunnel_page(
-        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
-    ) -> tuple[int, list[dict[str, object]]]:
-        with self._lock:
-            total, bearers = self.pipeline.page_bearers(keep, offset, limit)
-            for bearer in bearers:  # only the page's kernel counters: a few lookups
-                self._fold_bearer(bearer)
-            rows = [b.to_api() for b in bearers]
-        return total, self._wall_clock(rows)
+    def _refresh(self, bearer: Bearer) -> None:
+        self._fold_bearer(bearer)  # a page's rows: a few lookups each, no map walk
 
     def tunnels_after(
         self, after: str | None, limit: int | None
     ) -> tuple[list[dict[str, object]], str | None]:
         """A keyset page (``GET /tunnels?limit=&after=``) with its bearers' kernel counters
-        folded, as :meth:`tunnel_page` does: under one hold of the agent's lock the page is
-        chosen (every bearer's marker compared), only its bearers' entries are read (a few
-        lookups each, no map walk) and only its rows built, so each row is consistent with
-        the kernel at that instant.
+        folded: chosen outside the lock, and only its bearers' entries read, under the hold
+        that builds their rows (each row consistent with the kernel at that instant).
 
         Without ``limit`` the page is the rest of the table, possibly all of it: that is
-        :meth:`tunnels`'s job done from a marker (a full fold outside the lock, then the rows
-        in short holds), not 100,000 lookups under the lock."""
+        :meth:`tunnels`'s job done from a marker (a full fold, then the rows), not 100,000
+        lookups one bearer at a time."""
         if limit is None:
             self._fold()
-            with self._lock:
-                bearers, _ = self.pipeline.bearers_after(after, None)
-            return self._wall_clock(self._rows_in_chunks(bearers)), None
-        with self._lock:
-            bearers, marker = self.pipeline.bearers_after(after, limit)
-            for bearer in bearers:
-                self._fold_bearer(bearer)
-            rows = [b.to_api() for b in bearers]
-        return self._wall_clock(rows), marker
+            chosen, _ = keyset_bearers(self._bearer_snapshot(), after, None)
+            return self._rows_of(chosen, refresh=False), None
+        return super().tunnels_after(after, limit)
 
     def stats(self) -> dict[str, object]:
         self._fold_limits()
