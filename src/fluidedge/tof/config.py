@@ -89,6 +89,10 @@ class TofConfig(BaseModel):
         default=1000, ge=1, le=100_000
     )  # bearer events kept (GET /tunnels/events)
     gtpc: bool = True  # learn/forget bearers from GTPv1-C (UDP 2123) crossing the wire
+    # /metrics: a packet counter per bearer and direction, labelled with the UE's address
+    # (docs/tof.md, "Metrics"). Off: two series per subscriber, rebuilt on every scrape (at
+    # 100,000 bearers 200,000 series and seconds of CPU), is what Prometheus warns against.
+    metrics_per_bearer: bool = False
     # Fast path: offloaded uplink packets enter the host's stack (routing + netfilter) instead
     # of being routed by the program, so security groups filter them (docs/tof-fastpath.md).
     # None: on when the daemon has a [secgroups] part. The userspace backend always does.

@@ -20,8 +20,9 @@ def _family(
     return lines
 
 
-def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
-    """The Prometheus text for one ``stats()`` and ``tunnels()`` snapshot."""
+def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]] | None) -> str:
+    """The Prometheus text for one ``stats()`` and ``tunnels()`` snapshot (None: no
+    per-bearer series, ``[tof] metrics_per_bearer = false``)."""
     lines: list[str] = []
     services: Mapping[str, Mapping[str, int]] = stats.get("services", {})
     lines += _family(
@@ -103,6 +104,8 @@ def render(stats: Mapping[str, Any], tunnels: list[dict[str, Any]]) -> str:
             text,
             [({"map": name}, int(m[key])) for name, m in maps.items()],
         )
+    if tunnels is None:
+        return "\n".join(lines) + "\n"
     tunnel_samples: list[tuple[Mapping[str, object], float]] = []
     for t in tunnels:
         base = {"enb": t["enb"], "sgw": t["sgw"], "ue": t["ue"]}

@@ -234,7 +234,7 @@ class TofPart:
 
     def metrics(self) -> str:
         stats = self.backend.stats()
-        text = render(stats, self.backend.tunnels())
+        text = render(stats, self.backend.tunnels() if self.config.metrics_per_bearer else None)
         if self.controller is not None:
             table = stats.get("onDemand")
             text += self.controller.metrics(table if isinstance(table, dict) else {})

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from tests.fixtures.prom import sample
+from tests.unit.tof_accounting.test_usage import bearer_up
 
 from fluidedge.core.config import parse_config
 from fluidedge.core.part import DaemonContext
@@ -255,3 +256,28 @@ def test_offloads_are_filtered_when_security_groups_are_on(
         ctx.parts["secgroups"] = object()  # type: ignore[assignment]  # only its presence counts
     part = TofPart(TofConfig(backend="none", filter_offloaded=configured), ctx)
     assert part.config.filter_offloaded is expected
+
+
+@pytest.mark.parametrize("per_bearer", [False, True])
+def test_metrics_per_bearer_are_opt_in(tmp_path: Path, per_bearer: bool) -> None:
+    """Two series per subscriber, labelled with its address, rebuilt on every scrape: only
+    with ``metrics_per_bearer``; the bearer count is always there."""
+    backend = RecordingBackend()
+    bearer_up(backend.pipeline)
+    listed: list[int] = []
+    tunnels = backend.tunnels
+
+    def counted() -> list[dict[str, object]]:
+        listed.append(1)
+        return tunnels()
+
+    backend.tunnels = counted  # type: ignore[method-assign]
+    config = parse_config({"state_dir": str(tmp_path), "api": {"token": TOKEN}})
+    ctx = DaemonContext(config=config, store=Store(tmp_path / "db.sqlite"))
+    tof = TofConfig(backend="none", metrics_per_bearer=per_bearer)
+    ctx.parts["tof"] = TofPart(tof, ctx, backend=backend)
+    with TestClient(create_app(ctx)) as client:
+        text = client.get("/metrics").text
+    assert sample(text, "fluidedge_tof_bearers") == 1
+    assert ("fluidedge_tof_tunnel_packets_total{" in text) is per_bearer
+    assert bool(listed) is per_bearer
