@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.tof.accounting import readout
 from fluidedge.tof.accounting.api import build_router as build_usage_router
 from fluidedge.tof.accounting.api import render_metrics as render_usage
 from fluidedge.tof.accounting.export import Exporter
@@ -98,12 +99,12 @@ class TofPart:
         router.include_router(build_intercept_router(lambda: self.intercepts))
         return router
 
-    def _read_usage(self, call: Any) -> Any:
+    def _read_usage(self, ue: bytes | None, service: str | None) -> dict[str, object] | None:
         """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first."""
         fold_usage = getattr(self.backend, "fold_usage", None)
         if fold_usage is not None:
             fold_usage()
-        return self._with_accounting(call)
+        return readout.usage_view(self._with_accounting, ue, service)
 
     def _rate_limited(
         self, ue: bytes | None, service: str | None
@@ -126,7 +127,7 @@ class TofPart:
             return self._with_accounting(lambda a: a.drain()) or []
 
         def identities() -> list[dict[str, object]]:
-            return self._with_accounting(lambda a: list(a.open_identities())) or []
+            return readout.identities(self._with_accounting)
 
         directory = self.ctx.config.state_dir / "accounting"
         self.exporter = Exporter(self.config.accounting, directory, take, identities)
@@ -238,7 +239,7 @@ class TofPart:
         if self.controller is not None:
             table = stats.get("onDemand")
             text += self.controller.metrics(table if isinstance(table, dict) else {})
-        totals = self._with_accounting(lambda a: a.totals())
+        totals = readout.totals(self._with_accounting)
         if totals is not None:
             text += render_usage(totals, self._export_stats())
         return text

@@ -13,7 +13,7 @@ import pytest
 
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.tof.accounting import policy
+from fluidedge.tof.accounting import policy, readout
 from fluidedge.tof.accounting.usage import Accountant, UsageRecord
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.fastpath.backend import FastPathBackend
@@ -55,11 +55,11 @@ def _captured(got: dict[str, list[bytes]]) -> Counter[tuple[str, str]]:
 
 
 def _open(backend: FastPathBackend) -> Counter[tuple[str, str]]:
-    def rows(a: Accountant) -> list[dict[str, object]]:
-        return a.open_rows()
-
+    view = readout.usage_view(backend.with_accounting, None, None) or {}
+    rows = view.get("open", [])
+    assert isinstance(rows, list)
     out: Counter[tuple[str, str]] = Counter()
-    for row in backend.with_accounting(rows) or []:
+    for row in rows:
         for d, key in (("up", "uplink"), ("down", "downlink")):
             counts = row[key]
             assert isinstance(counts, dict)

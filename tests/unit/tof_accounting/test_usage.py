@@ -3,6 +3,8 @@ triggers and by bearer events, with the bytes the offload actually carried."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,7 @@ from tests.unit.tof.test_pipeline import (
     udp_packet,
 )
 
-from fluidedge.tof.accounting import policy
+from fluidedge.tof.accounting import policy, readout
 from fluidedge.tof.accounting.config import AccountingConfig, Triggers
 from fluidedge.tof.accounting.usage import Accountant, UsageRecord
 from fluidedge.tof.config import TofConfig, parse_tof_config
@@ -28,6 +30,20 @@ from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer, Pipeline
 
 SINK: dict[str, object] = {"jsonl": {}}
+
+
+def open_rows(
+    p: Pipeline, ue: str | None = None, service: str | None = None
+) -> list[dict[str, object]]:
+    """``GET /usage``'s open rows of ``p``'s accountant (its read-out, holds run inline)."""
+    accountant = p.accounting
+    assert accountant is not None
+    packed = ipaddress.ip_address(ue).packed if ue is not None else None
+    view = readout.usage_view(lambda call: call(accountant), packed, service)
+    assert view is not None
+    rows = view["open"]
+    assert isinstance(rows, list)
+    return rows
 
 
 def acct_pipeline(tof: dict[str, object] | None = None, **acct: object) -> Pipeline:
@@ -72,12 +88,12 @@ def test_counts_up_and_down_bytes_per_bearer_and_service_and_closes_at_bearer_en
     up = send_up(p, b"x" * 100, 2.0) + send_up(p, b"y" * 7, 2.5)
     down = reply(p, b"z" * 1000, 3.0)
     assert p.accounting is not None
-    rows = p.accounting.open_rows()
+    rows = open_rows(p)
     assert len(rows) == 1
     assert rows[0]["uplink"] == {"packets": 2, "bytes": up}
     assert rows[0]["downlink"] == {"packets": 1, "bytes": down}
-    assert p.accounting.open_rows(ue="198.18.100.2") == []
-    assert p.accounting.open_rows(service="video") == []
+    assert open_rows(p, ue="198.18.100.2") == []
+    assert open_rows(p, service="video") == []
     # Nothing is reported before a trigger; the bearer's end closes the record.
     p.tick(4.0)
     assert records(p) == []
@@ -90,7 +106,7 @@ def test_counts_up_and_down_bytes_per_bearer_and_service_and_closes_at_bearer_en
     assert (rec.downlink_packets, rec.downlink_bytes) == (1, down)
     assert (rec.first, rec.last, rec.closed) == (2.0, 3.0, 5.0)
     assert (rec.trigger, rec.reason) == (policy.BEARER_END, "purged")
-    assert p.accounting.open_rows() == []
+    assert open_rows(p) == []
 
 
 def test_two_services_two_records_and_non_offloaded_traffic_not_counted() -> None:
@@ -123,7 +139,7 @@ def test_volume_threshold_and_per_service_override() -> None:
     # The next packet opens a new record with fresh counters.
     send_up(p, b"x", 3.0)
     assert p.accounting is not None
-    assert p.accounting.open_rows()[0]["uplink"] == {"packets": 1, "bytes": 29}
+    assert open_rows(p)[0]["uplink"] == {"packets": 1, "bytes": 29}
 
 
 def test_time_threshold() -> None:
@@ -178,7 +194,7 @@ def test_queued_reply_is_counted_when_sent_not_when_dropped() -> None:
     assert p.from_apps(udp_packet(APP, UE1, 8080, 40000, b"late"), 1.0) == []
     p.tick(5.0)  # timed out: never delivered
     assert p.accounting is not None
-    assert p.accounting.open_rows()[0]["downlink"] == {"packets": 0, "bytes": 0}
+    assert open_rows(p)[0]["downlink"] == {"packets": 0, "bytes": 0}
 
 
 def test_shutdown_closes_everything() -> None:
@@ -190,7 +206,9 @@ def test_shutdown_closes_everything() -> None:
     assert p.accounting is not None
     p.accounting.shutdown(2.0)
     assert sorted(r.ue for r in records(p)) == ["198.18.100.1", "198.18.100.2"]
-    assert p.accounting.totals()["records"] == {policy.SHUTDOWN: 2}
+    totals = readout.totals(lambda call: call(p.accounting))
+    assert totals is not None
+    assert totals["records"] == {policy.SHUTDOWN: 2}
 
 
 @settings(max_examples=50, deadline=None)

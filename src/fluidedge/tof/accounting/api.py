@@ -15,12 +15,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.models import IPV4_ANY
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-UsageReader = Callable[[Callable[[Accountant], Any]], Any]
+# (UE packed address or None, service or None) -> {"open": rows, "totals": ...}, or None when
+# accounting is off (fluidedge.tof.accounting.readout.usage_view, after the backend's fold)
+UsageReader = Callable[[bytes | None, str | None], dict[str, object] | None]
 # (UE packed address or None, service or None) -> rows, or None when nothing is limited
 LimitReader = Callable[[bytes | None, str | None], list[dict[str, object]] | None]
 
@@ -58,9 +59,9 @@ def build_router(
                 address = ipaddress.ip_address(ue)
             except ValueError as exc:
                 raise HTTPException(400, f"ue: {exc}") from exc
-            ue, packed = str(address), address.packed
+            packed = address.packed
         limited = read_limits(packed, service) if read_limits is not None else None
-        result = read(lambda a: {"open": a.open_rows(ue, service), "totals": a.totals()})
+        result = read(packed, service)
         if result is None:
             return {
                 "enabled": False,

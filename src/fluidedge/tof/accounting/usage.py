@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from fluidedge.tof.pipeline import Bearer
 
 
-def _ip(raw: bytes) -> str:
+def ip_text(raw: bytes) -> str:
+    """A packed address as text (canonical for IPv6); empty bytes as ''."""
     if len(raw) == 4:
         return socket.inet_ntop(socket.AF_INET, raw)
     return str(ipaddress.ip_address(raw)) if raw else ""  # canonical IPv6 text
@@ -63,6 +64,20 @@ class Usage:
         self.dl_bytes = 0
         self.first = now
         self.last = now
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The open records (and their bearers) and the closed records' totals at one instant."""
+
+    usages: list[Usage]
+    bearers: list[Bearer]  # the bearer of each (same order)
+    reported_packets: Counter[tuple[str, str]]
+    reported_bytes: Counter[tuple[str, str]]
+    records: Counter[str]
+    pending: int
+    dropped: int
+    wall_offset: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +170,13 @@ class Accountant:
         now = max(now, usage.last)  # events without a packet carry the latest tick's time
         offset = self.wall_offset
         record = UsageRecord(
-            ue=_ip(bearer.ue),
-            enb=_ip(bearer.enb),
-            sgw=_ip(bearer.sgw),
+            ue=ip_text(bearer.ue),
+            enb=ip_text(bearer.enb),
+            sgw=ip_text(bearer.sgw),
             uplink_teid=bearer.ul_teid,
             downlink_teid=bearer.dl_teid,
             service=usage.service,
-            service_ip=_ip(usage.service_ip),
+            service_ip=ip_text(usage.service_ip),
             uplink_packets=usage.ul_packets,
             uplink_bytes=usage.ul_bytes,
             downlink_packets=usage.dl_packets,
@@ -249,68 +264,16 @@ class Accountant:
 
     # ------------------------------------------------------------------ read-outs
 
-    def open_rows(
-        self, ue: str | None = None, service: str | None = None
-    ) -> list[dict[str, object]]:
-        """The open records (counters since the last report), filtered (``GET /usage``)."""
-        out: list[dict[str, object]] = []
-        offset = self.wall_offset
-        for usage, bearer in self.active.items():
-            if service is not None and usage.service != service:
-                continue
-            ue_text = _ip(bearer.ue)
-            if ue is not None and ue_text != ue:
-                continue
-            out.append(
-                {
-                    "ue": ue_text,
-                    "enb": _ip(bearer.enb),
-                    "sgw": _ip(bearer.sgw),
-                    "uplinkTEID": bearer.ul_teid,
-                    "downlinkTEID": bearer.dl_teid,
-                    "service": usage.service,
-                    "serviceIP": _ip(usage.service_ip),
-                    "uplink": {"packets": usage.ul_packets, "bytes": usage.ul_bytes},
-                    "downlink": {"packets": usage.dl_packets, "bytes": usage.dl_bytes},
-                    "first": round(usage.first + offset, 3),
-                    "last": round(usage.last + offset, 3),
-                }
-            )
-        return out
-
-    def open_identities(self) -> Iterable[dict[str, object]]:
-        """Who has an open record (the restart marker: these are lost if the daemon dies)."""
-        offset = self.wall_offset
-        for usage, bearer in self.active.items():
-            yield {
-                "ue": _ip(bearer.ue),
-                "enb": _ip(bearer.enb),
-                "sgw": _ip(bearer.sgw),
-                "uplink_teid": bearer.ul_teid,
-                "downlink_teid": bearer.dl_teid,
-                "service": usage.service,
-                "service_ip": _ip(usage.service_ip),
-                "first": round(usage.first + offset, 3),
-            }
-
-    def totals(self) -> dict[str, object]:
-        """Per service and direction: reported + open packets/bytes; records by trigger."""
-        packets = Counter(self.reported_packets)
-        size = Counter(self.reported_bytes)
-        for usage in self.active:
-            packets[(usage.service, "up")] += usage.ul_packets
-            size[(usage.service, "up")] += usage.ul_bytes
-            packets[(usage.service, "down")] += usage.dl_packets
-            size[(usage.service, "down")] += usage.dl_bytes
-        services: dict[str, dict[str, int]] = {}
-        for (service, direction), n in packets.items():
-            row = services.setdefault(service, {})
-            row[f"{direction}Packets"] = n
-            row[f"{direction}Bytes"] = size[(service, direction)]
-        return {
-            "open": len(self.active),
-            "pending": len(self.closed),
-            "records": dict(self.records),
-            "droppedPending": self.dropped,
-            "services": services,
-        }
+    def snapshot(self) -> Snapshot:
+        """What the read-outs (:mod:`.readout`) are built from, outside the lock: the open
+        records as a list (references, one copy) and what the closed ones add (lock held)."""
+        return Snapshot(  # two lists, not items(): 100,000 tuples cost milliseconds
+            usages=list(self.active),
+            bearers=list(self.active.values()),
+            reported_packets=Counter(self.reported_packets),
+            reported_bytes=Counter(self.reported_bytes),
+            records=Counter(self.records),
+            pending=len(self.closed),
+            dropped=self.dropped,
+            wall_offset=self.wall_offset,
+        )
