@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tests.functional.tof_fastpath.topo import topology  # noqa: E402
 
+from _lockwait import Prober  # noqa: E402
 from fluidedge.tof.fastpath import layout as L  # noqa: E402
 from fluidedge.tof.fastpath.backend import FastPathBackend  # noqa: E402
 from tof_fastpath_scale import bench_config, learn  # noqa: E402
@@ -51,32 +51,6 @@ def fold_before(backend: FastPathBackend) -> None:
                 if raw is not None:
                     fold(key, raw)
         backend._fold_services()
-
-
-class Prober:
-    """Takes the lock every millisecond; remembers the longest wait."""
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.lock = lock
-        self.max_wait = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            with self.lock:
-                pass
-            self.max_wait = max(self.max_wait, time.perf_counter() - t0)
-            time.sleep(0.001)
-
-    def __enter__(self) -> Prober:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def bump(backend: FastPathBackend, round_no: int) -> None:

@@ -3,12 +3,12 @@
     .venv/bin/python bench/tof_tunnel_listing.py [--bearers 100000] [--rounds 5]
 
 No root: a userspace backend, not started, whose pipeline learns N bearers from G-PDUs. A
-prober thread takes the data plane's lock every millisecond, as the data plane does per batch
-of packets: "max wait" is the longest it waited during the call, i.e. how long no packet
-moved. Each listing runs as it was (``before``: the pipeline's listing under one hold of the
-lock, what both backends did) and as it is (``after``: ``DataPlaneBase``'s listings: the table
-copied in one short hold, the page chosen outside the lock, the rows built ``ROWS_CHUNK`` per
-hold):
+prober thread (``_lockwait.py``) takes the data plane's lock every millisecond, as the data
+plane does per batch of packets: "max wait" is the longest it waited during the call, i.e.
+how long no packet moved. Each listing runs as it was (``before``: the pipeline's listing
+under one hold of the lock, what both backends did) and as it is (``after``:
+``DataPlaneBase``'s listings: the table copied in one short hold, the page chosen outside the
+lock, the rows built ``ROWS_CHUNK`` per hold):
 
 * ``keyset page``: ``GET /tunnels?limit=500&after=<the middle>`` (every marker compared);
 * ``search page``: the web GUI's tunnels page with a search (every bearer tested), 50 rows;
@@ -22,54 +22,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fluidedge.tof.config import TofConfig
-from fluidedge.tof.pipeline import ENB, Bearer
-from fluidedge.tof.userspace import UserspaceBackend
-from tof_bearer_churn import gpdu, ue
-
-
-class Prober:
-    """Takes ``lock`` every millisecond; the longest wait while it ran."""
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.lock = lock
-        self.longest = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            with self.lock:
-                waited = time.perf_counter() - t0
-            self.longest = max(self.longest, waited)
-            time.sleep(0.001)
-
-    def __enter__(self) -> Prober:
-        self._thread.start()
-        time.sleep(0.005)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def measure(lock: threading.Lock, call: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, longest wait of the prober) of one ``call``."""
-    with Prober(lock) as prober:
-        t0 = time.perf_counter()
-        call()
-        wall = time.perf_counter() - t0
-        time.sleep(0.003)
-    return wall, prober.longest
+from _lockwait import learned, measure
+from fluidedge.tof.pipeline import Bearer
 
 
 def main() -> None:
@@ -78,11 +38,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     n = args.bearers
-    backend = UserspaceBackend(TofConfig(max_tunnels=max(n, 1)))
-    p = backend.pipeline
     t0 = time.perf_counter()
-    for i in range(n):
-        p.from_s1(gpdu(0x1000 + i, ue(i)), ENB, 1.0)
+    backend = learned(n)
+    p = backend.pipeline
     print(f"{len(p.bearers)} bearers learned in {time.perf_counter() - t0:.1f} s")
     middle = backend.tunnels_after(None, n // 2)[1]
     lock = backend._lock

@@ -3,7 +3,7 @@
     .venv/bin/python bench/tof_usage_readout.py [--records 100000] [--rounds 5]
 
 No root: an accountant with N open records (one per bearer, learned by a userspace pipeline
-from G-PDUs) behind the data plane's lock, and the prober of ``tof_tunnel_listing.py`` (a
+from G-PDUs) behind the data plane's lock, and the prober of ``_lockwait.py`` (a
 thread taking the lock every millisecond: "max wait" is how long no packet moved). Each
 read-out runs as it was (``before``: the whole read-out inside one hold of the lock, as the
 accountant's methods ran) and as it is (``after``: :mod:`fluidedge.tof.accounting.readout`,
@@ -30,14 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _lockwait import learned, measure
 from fluidedge.tof.accounting import readout
 from fluidedge.tof.accounting.config import AccountingConfig
 from fluidedge.tof.accounting.usage import Accountant
-from fluidedge.tof.config import TofConfig
-from fluidedge.tof.pipeline import ENB
-from fluidedge.tof.userspace import UserspaceBackend
-from tof_bearer_churn import gpdu, ue
-from tof_tunnel_listing import measure
+from tof_bearer_churn import ue
 
 
 def main() -> None:
@@ -46,9 +43,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     n = args.records
-    backend = UserspaceBackend(TofConfig(max_tunnels=max(n, 1)))
-    for i in range(n):
-        backend.pipeline.from_s1(gpdu(0x1000 + i, ue(i)), ENB, 1.0)
+    backend = learned(n)
     accountant = Accountant(AccountingConfig())
     for i, bearer in enumerate(backend.pipeline.bearers.values()):
         usage = accountant.open(bearer, f"svc{i % 8}", bytes([198, 18, 50, 1 + i % 8]), 1.0)

@@ -8,6 +8,7 @@ the copies are one unbroken run of the sender's sequence numbers, and nothing af
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -251,14 +252,29 @@ def test_start_and_stop_under_traffic(lab: Lab) -> None:
     assert delivered >= set(range(1, sent[0] + 1))  # the target's traffic: all of it went on
 
 
+@contextlib.contextmanager
+def _mirror_pair(t: Topo, *, up: bool) -> Iterator[socket.socket]:
+    """A veth pair limir0/limir1 in the TOF's namespace (limir0 the mirror interface, up or
+    down) and a socket reading limir1; both gone afterwards."""
+    run(["ip", "-n", t.host, "link", "add", "limir0", "type", "veth", "peer", "name", "limir1"])
+    try:
+        for dev in ("limir0", "limir1"):
+            sysctl = f"net.ipv6.conf.{dev}.disable_ipv6=1"
+            run(["ip", "netns", "exec", t.host, "sysctl", "-qw", sysctl])
+        for dev in ("limir0", "limir1") if up else ("limir1",):
+            run(["ip", "-n", t.host, "link", "set", dev, "up"])
+        sniff = call_in_netns(t.host, lambda: packet_socket("limir1", setup=_nonblocking))
+        try:
+            yield sniff
+        finally:
+            sniff.close()
+    finally:
+        run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)
+
+
 def test_a_mirror_interface_gets_the_copies_as_frames(lab: Lab) -> None:
     t = lab.t
-    run(["ip", "-n", t.host, "link", "add", "limir0", "type", "veth", "peer", "name", "limir1"])
-    for dev in ("limir0", "limir1"):
-        run(["ip", "netns", "exec", t.host, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"])
-        run(["ip", "-n", t.host, "link", "set", dev, "up"])
-    sniff = call_in_netns(t.host, lambda: packet_socket("limir1", setup=_nonblocking))
-    try:
+    with _mirror_pair(t, up=True) as sniff:
         lab.uplink(UE1, 0, 10)
         lab.uplink(UE2, 0, 10)
         t.collect(0.3)
@@ -287,9 +303,6 @@ def test_a_mirror_interface_gets_the_copies_as_frames(lab: Lab) -> None:
         assert len(copies) == 40  # none of UE2's
         at_app = {norm(f[14:]) for f in got["app"] if f[12:14] == b"\x08\x00"}
         assert {norm(p) for p in copies if _ue(p, src=True) == UE1} <= at_app
-    finally:
-        sniff.close()
-        run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)
 
 
 def _drain(sock: socket.socket) -> list[bytes]:
@@ -308,12 +321,7 @@ def test_copies_a_down_mirror_interface_cannot_take_are_counted(lab: Lab) -> Non
     the intercept's map entry). The target's traffic goes on; with the interface up again the
     copies arrive and the counts stay."""
     t = lab.t
-    run(["ip", "-n", t.host, "link", "add", "limir0", "type", "veth", "peer", "name", "limir1"])
-    for dev in ("limir0", "limir1"):
-        run(["ip", "netns", "exec", t.host, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"])
-    run(["ip", "-n", t.host, "link", "set", "limir1", "up"])  # limir0, the mirror: down
-    sniff = call_in_netns(t.host, lambda: packet_socket("limir1", setup=_nonblocking))
-    try:
+    with _mirror_pair(t, up=False) as sniff:  # limir0, the mirror: down
         lab.uplink(UE1, 0, 10)
         t.collect(0.3)
         _add(lab.manager, interface="limir0")
@@ -343,9 +351,6 @@ def test_copies_a_down_mirror_interface_cannot_take_are_counted(lab: Lab) -> Non
         assert wait_until(lambda: len([f for f in _drain(sniff) if f[12:14] == b"\x08\x00"]) >= 5)
         time.sleep(scaled(1.2))  # a fold of the program's count (every second)
         assert lost() == 40
-    finally:
-        sniff.close()
-        run(["ip", "-n", t.host, "link", "del", "limir0"], check=False)
 
 
 def test_the_fast_path_removes_intercept_veths_a_killed_agent_left() -> None:
