@@ -99,12 +99,14 @@ class TofPart:
         router.include_router(build_intercept_router(lambda: self.intercepts))
         return router
 
-    def _read_usage(self, ue: bytes | None, service: str | None) -> dict[str, object] | None:
+    def _read_usage(
+        self, ue: bytes | None, service: str | None, after: str | None, limit: int | None
+    ) -> tuple[dict[str, object] | None, str | None]:
         """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first."""
         fold_usage = getattr(self.backend, "fold_usage", None)
         if fold_usage is not None:
             fold_usage()
-        return readout.usage_view(self._with_accounting, ue, service)
+        return readout.usage_view(self._with_accounting, ue, service, after, limit)
 
     def _rate_limited(
         self, ue: bytes | None, service: str | None

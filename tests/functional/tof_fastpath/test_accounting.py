@@ -55,7 +55,7 @@ def _captured(got: dict[str, list[bytes]]) -> Counter[tuple[str, str]]:
 
 
 def _open(backend: FastPathBackend) -> Counter[tuple[str, str]]:
-    view = readout.usage_view(backend.with_accounting, None, None) or {}
+    view = readout.usage_view(backend.with_accounting, None, None)[0] or {}
     rows = view.get("open", [])
     assert isinstance(rows, list)
     out: Counter[tuple[str, str]] = Counter()

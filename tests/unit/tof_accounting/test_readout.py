@@ -56,7 +56,7 @@ class Plane:
 
 def test_usage_view_reads_counters_a_chunk_per_hold_and_each_row_at_one_instant() -> None:
     plane = Plane()
-    view = readout.usage_view(plane.hold, None, None)
+    view = readout.usage_view(plane.hold, None, None)[0]
     assert view is not None
     assert plane.holds == ["snapshot", f"counters:{CHUNK}", f"counters:{CHUNK}", "counters:5"]
     rows = view["open"]
@@ -78,7 +78,7 @@ def test_usage_view_reads_counters_a_chunk_per_hold_and_each_row_at_one_instant(
 
 def test_filters_compare_packed_addresses_outside_the_lock() -> None:
     plane = Plane()
-    view = readout.usage_view(plane.hold, _ue(7), None)
+    view = readout.usage_view(plane.hold, _ue(7), None)[0]
     assert view is not None
     rows = view["open"]
     assert isinstance(rows, list)
@@ -86,10 +86,10 @@ def test_filters_compare_packed_addresses_outside_the_lock() -> None:
         ("10.0.0.7", "video", 0x107)
     ]
     assert rows[0]["first"] == 1001.0
-    view = readout.usage_view(plane.hold, None, "web")
+    view = readout.usage_view(plane.hold, None, "web")[0]
     assert view is not None
     assert len(view["open"]) == (N + 1) // 2  # type: ignore[arg-type]
-    none = readout.usage_view(plane.hold, _ue(N + 1), None)
+    none = readout.usage_view(plane.hold, _ue(N + 1), None)[0]
     assert none is not None
     assert none["open"] == []
 
@@ -126,6 +126,29 @@ def test_accounting_off_reads_nothing() -> None:
     def off(call: Callable[[Accountant], Any]) -> None:
         return None
 
-    assert readout.usage_view(off, None, None) is None
+    assert readout.usage_view(off, None, None) == (None, None)
     assert readout.totals(off) is None
     assert readout.identities(off) == []
+
+
+def test_keyset_pages_walk_every_record_once_by_marker() -> None:
+    plane = Plane()
+    seen: list[str] = []
+    after = None
+    while True:
+        view, after = readout.usage_view(plane.hold, None, "web", after, 100)
+        assert view is not None
+        rows = view["open"]
+        assert isinstance(rows, list)
+        assert len(rows) <= 100
+        seen += [str(r["ue"]) for r in rows]
+        if after is None:
+            break
+        assert after.endswith("-web")
+    assert len(seen) == len(set(seen)) == (N + 1) // 2
+    assert seen == sorted(seen, key=lambda t: ipaddress.ip_address(t).packed)
+    # Without limit or after: every record, in opening order.
+    view, marker = readout.usage_view(plane.hold, None, None)
+    assert marker is None
+    assert view is not None
+    assert [r["ue"] for r in view["open"]][:3] == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]  # type: ignore[index]

@@ -39,7 +39,7 @@ def open_rows(
     accountant = p.accounting
     assert accountant is not None
     packed = ipaddress.ip_address(ue).packed if ue is not None else None
-    view = readout.usage_view(lambda call: call(accountant), packed, service)
+    view = readout.usage_view(lambda call: call(accountant), packed, service)[0]
     assert view is not None
     rows = view["open"]
     assert isinstance(rows, list)

@@ -137,3 +137,38 @@ def test_rate_limited_ues_in_usage_and_metrics(tmp_path: Path) -> None:
             'fluidedge_tof_rate_limited_bytes_total{direction="up",service="web"} 2000.0' in metrics
         )
         assert 'fluidedge_tof_drops_total{reason="rate_limited_uplink"} 2.0' in metrics
+
+
+def test_usage_pages_follow_the_link_and_see_each_record_once(tmp_path: Path) -> None:
+    client, backend = make(tmp_path, accounting=True)
+    with client:
+        assert client.post("/service", json=SERVICE, headers=AUTH).status_code == 200
+        p = backend.pipeline
+        ues = [bytes([198, 18, 100, i]) for i in range(1, 6)]
+        for i, ue in enumerate(ues):
+            bearer_up(p, ue, 0x100 + i)
+            send_up(p, b"a" * (10 + i), 2.0, ue=ue, teid=0x100 + i)
+        every = client.get("/usage").json()["open"]
+        assert len(every) == 5
+        seen: list[dict[str, object]] = []
+        url: str | None = "/usage?limit=2"
+        pages = 0
+        while url is not None:
+            r = client.get(url)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert len(body["open"]) <= 2
+            assert body["totals"]["open"] == 5  # the totals are always every record's
+            seen += body["open"]
+            pages += 1
+            link = r.headers.get("link")
+            url = link[link.index("<") + 1 : link.index(">")] if link else None
+        assert pages == 3
+        assert sorted(r["ue"] for r in seen) == sorted(r["ue"] for r in every)
+        assert [r["ue"] for r in seen] == sorted(r["ue"] for r in seen)  # by marker
+        filtered = client.get("/usage", params={"limit": 1, "ue": "198.18.100.3"})
+        assert [r["ue"] for r in filtered.json()["open"]] == ["198.18.100.3"]
+        assert "link" not in filtered.headers
+        for bad in ({"limit": 0}, {"limit": 1001}, {"after": "c612"}, {"after": "x-y-z-web"}):
+            r = client.get("/usage", params=bad)
+            assert r.status_code == 400, (bad, r.text)

@@ -13,15 +13,21 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from fluidedge.core.paging import MAX_PAGE, next_link
+from fluidedge.tof.accounting import readout
 from fluidedge.tof.models import IPV4_ANY
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-# (UE packed address or None, service or None) -> {"open": rows, "totals": ...}, or None when
-# accounting is off (fluidedge.tof.accounting.readout.usage_view, after the backend's fold)
-UsageReader = Callable[[bytes | None, str | None], dict[str, object] | None]
+# (UE packed address, service, after, limit; None: not given) -> ({"open": rows, "totals":
+# ...} or None when accounting is off, the next page's marker or None)
+# (fluidedge.tof.accounting.readout.usage_view, after the backend's fold)
+UsageReader = Callable[
+    [bytes | None, str | None, str | None, int | None],
+    tuple[dict[str, object] | None, str | None],
+]
 # (UE packed address or None, service or None) -> rows, or None when nothing is limited
 LimitReader = Callable[[bytes | None, str | None], list[dict[str, object]] | None]
 
@@ -35,10 +41,25 @@ def build_router(
 
     @router.get(
         "/usage",
-        summary="Per-UE usage of offloaded traffic: open records (filterable) and totals",
-        responses={400: {"description": "Bad filter"}},
+        summary="Per-UE usage of offloaded traffic: open records (filterable, paged) and totals",
+        responses={
+            200: {
+                "description": "The open records (with `limit`: one page of them, by marker)",
+                "headers": {
+                    "Link": {
+                        "description": "With `limit`, while more records follow: `<...?after="
+                        'MARKER&limit=N>; rel="next"` (RFC 8288), the next page',
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            400: {"description": "Bad filter, limit or marker"},
+        },
     )
     def usage(
+        request: Request,
+        response: Response,
+        *,
         ue: Annotated[
             str | None,
             Query(
@@ -52,6 +73,26 @@ def build_router(
         service: Annotated[
             str | None, Query(max_length=63, pattern=_NAME.pattern, description="service name")
         ] = None,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_PAGE,
+                description="at most this many open records, by marker (their bearer's packed "
+                "eNB, SGW and UE addresses in hex, and the service); a `Link: <...>; "
+                'rel="next"` header names the next page while one follows (without it: all '
+                "of them, in opening order; with `after`, all those after it)",
+            ),
+        ] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=162,  # three IPv6 addresses, two dashes, a dash, a name
+                pattern=readout.MARKER_PATTERN,
+                description="only records whose marker sorts after this one (the next page's "
+                "marker, as the `Link` header gives it: `ENB-SGW-UE-SERVICE`)",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         packed: bytes | None = None
         if ue is not None:
@@ -61,7 +102,10 @@ def build_router(
                 raise HTTPException(400, f"ue: {exc}") from exc
             packed = address.packed
         limited = read_limits(packed, service) if read_limits is not None else None
-        result = read(packed, service)
+        result, marker = read(packed, service, after, limit)
+        if marker is not None and limit is not None:
+            query = dict(request.query_params)
+            response.headers["Link"] = next_link(request.url.path, query, marker, limit)
         if result is None:
             return {
                 "enabled": False,

@@ -22,12 +22,23 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from fluidedge.core.paging import keyset_page
 from fluidedge.tof.accounting.usage import Accountant, Snapshot, Usage, ip_text
+from fluidedge.tof.tunnel_pages import MARKER_PATTERN as BEARER_MARKER
+from fluidedge.tof.tunnel_pages import bearer_marker
 
 if TYPE_CHECKING:
     from fluidedge.tof.pipeline import Bearer
 
-__all__ = ["CHUNK", "Hold", "identities", "totals", "usage_view"]
+__all__ = [
+    "CHUNK",
+    "MARKER_PATTERN",
+    "Hold",
+    "identities",
+    "record_marker",
+    "totals",
+    "usage_view",
+]
 
 Hold = Callable[[Callable[[Accountant], Any]], Any]
 Counters = tuple[int, int, int, int]  # uplink packets, bytes; downlink packets, bytes
@@ -108,20 +119,44 @@ def _row(usage: Usage, bearer: Bearer, counters: Counters, offset: float) -> dic
     }
 
 
-def usage_view(hold: Hold, ue: bytes | None, service: str | None) -> dict[str, object] | None:
+#: What ``GET /usage``'s ``after`` may be: a record's marker, its bearer's (``ENB-SGW-UE``,
+#: :mod:`fluidedge.tof.tunnel_pages`) and its service, joined by ``-``. Marker order is the
+#: bearers' order, then the services' (``-`` sorts before any hex digit or name character).
+MARKER_PATTERN = f"^{BEARER_MARKER[1:-1]}-[A-Za-z0-9][A-Za-z0-9_.-]{{0,62}}$"
+
+
+def record_marker(usage: Usage, bearer: Bearer) -> str:
+    return f"{bearer_marker(bearer)}-{usage.service}"
+
+
+def usage_view(
+    hold: Hold,
+    ue: bytes | None,
+    service: str | None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> tuple[dict[str, object] | None, str | None]:
     """``GET /usage``: the open records (of UE ``ue``, a packed address, and ``service`` when
-    given) and the totals; None when accounting is off."""
+    given) and the totals, and the next page's marker; (None, None) when accounting is off.
+    With ``limit`` or ``after``, a keyset page by :func:`record_marker` (only its rows are
+    built); without, every record in opening order."""
     snap = _snapshot(hold)
     if snap is None:
-        return None
+        return None, None
     usages = snap.usages
     counters = _counters(hold, usages)
-    rows = [
-        _row(usage, bearer, c, snap.wall_offset)
-        for usage, bearer, c in zip(usages, snap.bearers, counters, strict=True)
+    chosen = [
+        i
+        for i, (usage, bearer) in enumerate(zip(usages, snap.bearers, strict=True))
         if (ue is None or bearer.ue == ue) and (service is None or usage.service == service)
     ]
-    return {"open": rows, "totals": _totals(snap, usages, counters)}
+    marker = None
+    if limit is not None or after is not None:
+        chosen, marker = keyset_page(
+            chosen, lambda i: record_marker(usages[i], snap.bearers[i]), after, limit
+        )
+    rows = [_row(usages[i], snap.bearers[i], counters[i], snap.wall_offset) for i in chosen]
+    return {"open": rows, "totals": _totals(snap, usages, counters)}, marker
 
 
 def identities(hold: Hold) -> list[dict[str, object]]:
