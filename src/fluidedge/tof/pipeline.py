@@ -1438,19 +1438,13 @@ class Pipeline:
     ) -> tuple[int, list[dict[str, object]]]:
         """``(matches, rows)``: the bearers ``keep`` accepts (all when None), in learning order,
         and the API view of only the ``limit`` of them from ``offset`` (a page of a large table
-        without building 100,000 dicts; the web GUI's tunnels page)."""
-        total, page = self.page_bearers(keep, offset, limit)
-        return total, [b.to_api() for b in page]
-
-    def page_bearers(
-        self, keep: Callable[[Bearer], bool] | None, offset: int, limit: int
-    ) -> tuple[int, list[Bearer]]:
-        """The bearers of :meth:`tunnel_page` (a backend refreshes just these first)."""
+        without building 100,000 dicts). The null backend's; the data-plane backends choose
+        their page outside their lock (``DataPlaneBase.tunnel_page``)."""
         if keep is None:
-            page = itertools.islice(self.bearers.values(), offset, offset + limit)
-            return len(self.bearers), list(page)
+            page = list(itertools.islice(self.bearers.values(), offset, offset + limit))
+            return len(self.bearers), [b.to_api() for b in page]
         matches = [b for b in self.bearers.values() if keep(b)]
-        return len(matches), matches[offset : offset + limit]
+        return len(matches), [b.to_api() for b in matches[offset : offset + limit]]
 
     def tunnels_after(
         self, after: str | None, limit: int | None
@@ -1463,7 +1457,7 @@ class Pipeline:
     def bearers_after(
         self, after: str | None, limit: int | None
     ) -> tuple[list[Bearer], str | None]:
-        """The bearers of :meth:`tunnels_after` (a backend refreshes just these first)."""
+        """The bearers of :meth:`tunnels_after`, not yet rows."""
         return keyset_bearers(self.bearers.values(), after, limit)
 
     def bearer_events(self) -> list[dict[str, object]]:
