@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 from urllib.parse import urlencode
 
-__all__ = ["MAX_PAGE", "keyset_page", "next_link"]
+__all__ = ["MAX_PAGE", "keyset_page", "link_headers", "next_link"]
 
 T = TypeVar("T")
 
@@ -48,3 +48,13 @@ def next_link(path: str, query: Mapping[str, str], marker: str, limit: int) -> s
     params = {k: v for k, v in query.items() if k not in ("after", "limit")}
     params.update(after=marker, limit=str(limit))
     return f'<{path}?{urlencode(params)}>; rel="next"'
+
+
+def link_headers(
+    path: str, query: Mapping[str, str], marker: str | None, limit: int | None
+) -> dict[str, str]:
+    """The response's ``Link`` header to the next page, or none (the last page, or no
+    ``limit``: the answer was the whole collection after the marker)."""
+    if marker is None or limit is None:
+        return {}
+    return {"Link": next_link(path, dict(query), marker, limit)}

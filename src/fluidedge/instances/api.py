@@ -41,7 +41,7 @@ from starlette.types import Receive, Send
 from fluidedge.core.auth import redact_values
 from fluidedge.core.hot import HotRoute, Scope
 from fluidedge.core.openapi import error_responses
-from fluidedge.core.paging import MAX_PAGE, next_link
+from fluidedge.core.paging import MAX_PAGE, link_headers
 from fluidedge.instances.errors import FreezerBusy, WrongState
 from fluidedge.instances.images.api import build_image_router
 from fluidedge.instances.manager import Manager
@@ -352,10 +352,7 @@ def build_router(manager: Manager, scoped: Scoped | None = None) -> APIRouter:
         views, marker = manager.instance_page(
             after=after, limit=limit, visible=sc.instance_filter(sc.who(request))
         )
-        headers = {}
-        if marker is not None and limit is not None:
-            query = dict(request.query_params)
-            headers["Link"] = next_link(request.url.path, query, marker, limit)
+        headers = link_headers(request.url.path, request.query_params, marker, limit)
         return Response(
             content=_VIEWS.dump_json(views), media_type="application/json", headers=headers
         )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
-from fluidedge.core.paging import MAX_PAGE, next_link
+from fluidedge.core.paging import MAX_PAGE, link_headers
 from fluidedge.tof.backend import Backend, tunnels_after
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.models import MatchModel, NewServiceModel, Service, ServiceModel, ServiceView
@@ -176,9 +176,7 @@ def build_router(
         if limit is None and after is None:
             return backend.tunnels()  # as before paging: learning order, no sort
         rows, marker = tunnels_after(backend, after, limit)
-        if marker is not None and limit is not None:
-            query = dict(request.query_params)
-            response.headers["Link"] = next_link(request.url.path, query, marker, limit)
+        response.headers.update(link_headers(request.url.path, request.query_params, marker, limit))
         return rows
 
     @router.get(

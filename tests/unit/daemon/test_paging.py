@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fluidedge.core.paging import keyset_page, next_link
+from fluidedge.core.paging import keyset_page, link_headers, next_link
 
 NAMES = st.sets(st.from_regex(r"[a-z][a-z0-9-]{0,6}", fullmatch=True), max_size=40)
 
@@ -72,3 +72,12 @@ def test_next_link_keeps_other_parameters_and_replaces_the_page_ones() -> None:
     assert target.endswith(">")
     query = parse_qs(urlsplit(target[1:-1]).query)
     assert query == {"after": ["web-2"], "limit": ["2"], "state": ["a b"]}
+
+
+def test_link_headers_only_while_a_limited_page_has_a_next() -> None:
+    query = {"limit": "2", "state": "running"}
+    assert link_headers("/v1/instances", query, None, 2) == {}  # the last page
+    assert link_headers("/v1/instances", query, "b", None) == {}  # no limit: everything after
+    assert link_headers("/v1/instances", query, "b", 2) == {
+        "Link": next_link("/v1/instances", query, "b", 2)
+    }

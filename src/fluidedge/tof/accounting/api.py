@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from fluidedge.core.paging import MAX_PAGE, next_link
+from fluidedge.core.paging import MAX_PAGE, link_headers
 from fluidedge.tof.accounting import readout
 from fluidedge.tof.models import IPV4_ANY
 
@@ -103,9 +103,7 @@ def build_router(
             packed = address.packed
         limited = read_limits(packed, service) if read_limits is not None else None
         result, marker = read(packed, service, after, limit)
-        if marker is not None and limit is not None:
-            query = dict(request.query_params)
-            response.headers["Link"] = next_link(request.url.path, query, marker, limit)
+        response.headers.update(link_headers(request.url.path, request.query_params, marker, limit))
         if result is None:
             return {
                 "enabled": False,
