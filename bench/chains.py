@@ -64,7 +64,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.functional.chains.chain_lab import (  # noqa: E402
-    SO_RCVBUFFORCE,
     ChainLab,
     Function,
     LinuxChainLab,
@@ -81,6 +80,7 @@ from fluidedge.chains.model import (  # noqa: E402
 )
 from fluidedge.chains.ovs import OvsChains  # noqa: E402
 from fluidedge.linux import tc  # noqa: E402
+from fluidedge.linux.sockbuf import size_buffers  # noqa: E402
 
 Plane = OvsChains | LinuxChains
 
@@ -118,7 +118,7 @@ def state(lab: ChainLab, fns: list[Function]) -> ChainState:
 def receive(lab: ChainLab, port: int) -> tuple[socket.socket, list[tuple[float, int]]]:
     """A receiver in B (a thread of this process): (arrival time, sequence) per datagram."""
     server = lab.udp_server(lab.hosts["net/b"], port)
-    server.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    size_buffers(server, receive=64 << 20)
     server.settimeout(0.2)
     got: list[tuple[float, int]] = []
 

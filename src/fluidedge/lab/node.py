@@ -54,6 +54,7 @@ from fluidedge.codec.gtpu import (
     encode_gpdu,
     error_indication,
 )
+from fluidedge.linux.sockbuf import size_buffers
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -297,7 +298,7 @@ class Node:
     def run(self) -> None:
         self.tun = open_tun(self.tun_name)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        size_buffers(self.udp, receive=1 << 21)
         self.udp.bind((self.address, GTPU_PORT))
         self.udp.setblocking(False)
         sel = selectors.DefaultSelector()

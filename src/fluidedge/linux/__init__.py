@@ -15,5 +15,6 @@ __all__ = [
     "netns",
     "packet",
     "proc",
+    "sockbuf",
     "tc",
 ]

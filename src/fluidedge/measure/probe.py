@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
+from fluidedge.linux.sockbuf import size_buffers
 
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
@@ -96,7 +97,7 @@ class LatencyProbe:
         def setup(sock: socket.socket) -> None:
             attach_probe_filter(sock)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            size_buffers(sock, receive=4 << 20)
             sock.setblocking(False)
 
         def receiver() -> socket.socket:  # the receive side's probes, not the sender's

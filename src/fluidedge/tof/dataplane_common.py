@@ -29,6 +29,7 @@ from typing import TypeVar
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import netns_argv, run
+from fluidedge.linux.sockbuf import size_buffers
 from fluidedge.tof import apps_side
 from fluidedge.tof.accounting.usage import Accountant
 from fluidedge.tof.config import TofConfig
@@ -68,8 +69,7 @@ def open_packet_socket(ifname: str) -> socket.socket:
     def setup(sock: socket.socket) -> None:
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        size_buffers(sock, receive=4 << 20, send=4 << 20)
         mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname), PACKET_MR_PROMISC, 0, b"")
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
 

@@ -26,12 +26,12 @@ from fluidedge.core.client import Client
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
 from fluidedge.linux.proc import CommandError, run
+from fluidedge.linux.sockbuf import size_buffers
 from tests.e2e.chains.cleanup import purge_daemon_state
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.wait import wait_until
 from tests.functional.chains import udp_stream
 from tests.functional.chains.chain_lab import (
-    SO_RCVBUFFORCE,
     Function,
     echo,
     owners,
@@ -158,7 +158,7 @@ def _scenario(handle: DaemonHandle, clients: list[Client]) -> None:
 
     def bind(port: int) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        size_buffers(s, receive=16 << 20)
         s.bind(("0.0.0.0", port))
         s.settimeout(0.2)
         return s

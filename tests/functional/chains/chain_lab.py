@@ -33,6 +33,7 @@ from fluidedge.linux import netns as netns_mod
 from fluidedge.linux import tc
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
+from fluidedge.linux.sockbuf import size_buffers
 from fluidedge.ovs.bridges import ISOLATED, isolation_vlan
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
@@ -40,11 +41,10 @@ from tests.fixtures.netns import snmp_counters
 from tests.functional.secgroups.ovs_lab import PREFIX, Host, OvsLab
 
 PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33  # linux <asm-generic/socket.h> (root: past net.core.rmem_max)
 
 
 def _capture_options(s: socket.socket) -> None:
-    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+    size_buffers(s, receive=4 << 20)
     s.setblocking(False)
 
 

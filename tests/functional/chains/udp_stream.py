@@ -20,13 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fluidedge.linux.sockbuf import size_buffers
+
 BURST = 16
 
 
 def main(argv: list[str]) -> None:
     dst, port, rate, count = argv[0], int(argv[1]), float(argv[2]), int(argv[3])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    size_buffers(s, send=4 << 20)
     s.bind(("0.0.0.0", int(argv[4]) if len(argv) > 4 else 0))
     start = t0 = time.monotonic()
     sent = 0

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -40,18 +41,32 @@ def _text(ue: bytes) -> str:
     return str(ipaddress.ip_address(ue))
 
 
-def _captured(got: dict[str, list[bytes]]) -> Counter[tuple[str, str]]:
-    """Inner IP bytes per (UE, direction) that left the offload: to the app, to the eNBs."""
+def _captured(got: dict[str, list[bytes]], *, packets: bool = False) -> Counter[tuple[str, str]]:
+    """Inner IP bytes (or ``packets``) per (UE, direction) that left the offload: to the app,
+    to the eNBs."""
     out: Counter[tuple[str, str]] = Counter()
     for f in got["app"]:
         if f[12:14] == b"\x08\x00" and f[30:34] == APP and f[26:30] in BEARERS:
-            out[(_text(f[26:30]), "up")] += int.from_bytes(f[16:18], "big")
+            out[(_text(f[26:30]), "up")] += 1 if packets else int.from_bytes(f[16:18], "big")
     svc = P(SVC)
     for f in got["enb"]:
         inner = f[GTP_INNER:]
         if f[12:14] == b"\x08\x00" and inner[12:16] == svc and inner[16:20] in BEARERS:
-            out[(_text(inner[16:20]), "down")] += int.from_bytes(inner[2:4], "big")
+            out[(_text(inner[16:20]), "down")] += (
+                1 if packets else int.from_bytes(inner[2:4], "big")
+            )
     return out
+
+
+def _all_of(expected: dict[tuple[bytes, str], int]) -> Callable[[dict[str, list[bytes]]], bool]:
+    """A collection's ``until``: every (UE, direction) has reached its packet count. The
+    quiet period alone ends early where the machine is slow (an emulated CPU: the VM tier)."""
+
+    def arrived(got: dict[str, list[bytes]]) -> bool:
+        counts = _captured(got, packets=True)
+        return all(counts[(_text(ue), d)] >= n for (ue, d), n in expected.items())
+
+    return arrived
 
 
 def _open(backend: FastPathBackend) -> Counter[tuple[str, str]]:
@@ -106,12 +121,13 @@ def test_fast_path_usage_equals_the_bytes_the_offload_carried() -> None:
             # The flows' first packets: the agent creates the flows, the kernel gets them.
             send_up(UE1, 1)
             send_up(UE2, 1)
-            carried = _captured(t.collect(0.3))
+            carried = _captured(t.collect(0.3, _all_of({(UE1, "up"): 1, (UE2, "up"): 1})))
             send_up(UE1, 300)
             send_up(UE2, 60)
             reply(UE1, 200)
             reply(UE2, 40)
-            carried += _captured(t.collect(0.5))
+            expected = {(UE1, "up"): 300, (UE2, "up"): 60, (UE1, "down"): 200, (UE2, "down"): 40}
+            carried += _captured(t.collect(0.5, _all_of(expected)))
             assert carried[(_text(UE1), "up")] > 0
             assert carried[(_text(UE2), "down")] > 0
             before = _open(backend)
@@ -128,7 +144,7 @@ def test_fast_path_usage_equals_the_bytes_the_offload_carried() -> None:
 
             # Bearer end: the purge closes the records with everything counted so far.
             send_up(UE1, 40)  # no wait for the fold: the close folds the bearer first
-            more = _captured(t.collect(0.3))
+            more = _captured(t.collect(0.3, _all_of({(UE1, "up"): 40})))
             backend.purge()
             closed = backend.with_accounting(lambda a: a.drain()) or []
             assert {r.trigger for r in closed} == {policy.BEARER_END}
@@ -140,7 +156,7 @@ def test_fast_path_usage_equals_the_bytes_the_offload_carried() -> None:
                 t.send("sgw", down(enb, dl, inner_udp(PDN, ue, 53, 40000, b"learn")))
             t.collect(0.3)
             send_up(UE2, 50)
-            last = _captured(t.collect(0.3))
+            last = _captured(t.collect(0.3, _all_of({(UE2, "up"): 50})))
             backend.stop()
             stopped = True
 

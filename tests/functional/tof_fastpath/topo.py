@@ -20,6 +20,7 @@ from fluidedge.linux import netns
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
+from fluidedge.linux.sockbuf import size_buffers
 
 MAC_ENB = bytes.fromhex("02000000e001")  # the eNB's S1 MAC
 MAC_SGW = bytes.fromhex("02000000e002")  # the SGW's S1 MAC
@@ -30,7 +31,7 @@ APPS_GW = "198.19.0.1"
 def _sock(ns: str, ifname: str) -> socket.socket:
     def setup(s: socket.socket) -> None:
         s.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING: capture only what arrives
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        size_buffers(s, receive=8 << 20)  # past a stock host's rmem_max
         s.setblocking(False)
 
     return call_in_netns(ns, lambda: packet_socket(ifname, setup=setup))

@@ -23,6 +23,7 @@ from fluidedge.core.store import Store
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
+from fluidedge.linux.sockbuf import size_buffers
 from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.intercept.manager import InterceptManager
 from fluidedge.tof.intercept.model import InterceptConfig, NewInterceptModel, read_pcap
@@ -88,7 +89,7 @@ class Lab:
 
         # An independent capture of what the app sends (the kernel sets the IP ID).
         def options(s: socket.socket) -> None:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            size_buffers(s, receive=8 << 20)  # past a stock host's rmem_max
             s.setblocking(False)
 
         self.sent = call_in_netns(t.app, lambda: packet_socket("eth0", setup=options))

@@ -64,6 +64,7 @@ from fluidedge.linux.links import LinkNotReady
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import CommandError, netns_argv, run
+from fluidedge.linux.sockbuf import size_buffers
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.dataplane_common import (
     MAX_FRAME,
@@ -106,7 +107,7 @@ def _open_send_socket(ifname: str) -> socket.socket:
 
     def setup(sock: socket.socket) -> None:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        size_buffers(sock, send=4 << 20)
 
     return packet_socket(ifname, 0, setup)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fluidedge.linux.packet import packet_socket
+from fluidedge.linux.sockbuf import size_buffers
 from fluidedge.tof.intercept.model import (
     PCAP_HEADER,
     Intercept,
@@ -207,7 +208,7 @@ class FrameReader:
         before its bind would put other interfaces' packets into the intercept)."""
 
         def setup(sock: socket.socket) -> None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            size_buffers(sock, receive=4 << 20)
             sock.setblocking(False)
 
         return packet_socket(ifname, setup=setup)

@@ -1,0 +1,67 @@
+"""``fluidedge.linux.sockbuf`` on a host whose ``net.core.rmem_max``/``wmem_max`` are Debian's
+stock 212,992 bytes (these development machines raise them to 4 MiB, which hid the cap): the
+data plane's sockets still get the buffers they ask for. Each test lowers the two sysctls for
+its own length and puts back what it found."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluidedge.linux import sockbuf
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.tof.dataplane_common import open_packet_socket
+from fluidedge.tof.intercept.sink import FrameReader
+from tests.fixtures.netns import scratch_netns
+
+pytestmark = pytest.mark.root
+
+STOCK = 212992  # net.core.rmem_default/rmem_max/wmem_max on a stock Debian 12 kernel
+SYSCTLS = [Path("/proc/sys/net/core/rmem_max"), Path("/proc/sys/net/core/wmem_max")]
+
+
+@pytest.fixture
+def stock_caps() -> Iterator[None]:
+    found = [path.read_text() for path in SYSCTLS]
+    try:
+        for path in SYSCTLS:
+            path.write_text(f"{STOCK}\n")
+        yield
+    finally:
+        for path, text in zip(SYSCTLS, found, strict=True):
+            path.write_text(text)
+
+
+@pytest.mark.usefixtures("stock_caps")
+def test_a_plain_option_is_capped_and_ours_is_not() -> None:
+    """The cap itself (what a plain SO_RCVBUF gets on a stock host), then ours past it; the
+    kernel holds twice the size set (socket(7))."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        assert sockbuf.sizes(plain)[0] == 2 * STOCK
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ours:
+        sockbuf.size_buffers(ours, receive=4 << 20, send=2 << 20)
+        assert sockbuf.sizes(ours) == (8 << 20, 4 << 20)
+
+
+@pytest.mark.usefixtures("stock_caps")
+def test_the_data_planes_sockets_get_their_buffers_on_a_stock_host() -> None:
+    """The userspace TOF's S1 sockets (4 MiB each way) and the intercept reader (4 MiB in),
+    made as the daemon makes them, in a namespace of the test's own."""
+    with scratch_netns("sockbuf") as ns:
+
+        def made() -> list[tuple[int, int]]:
+            s1 = open_packet_socket("lo")
+            reader = FrameReader.open_socket("lo")
+            try:
+                return [sockbuf.sizes(s1), sockbuf.sizes(reader)]
+            finally:
+                s1.close()
+                reader.close()
+
+        s1, reader = call_in_netns(ns, made)
+    assert s1 == (8 << 20, 8 << 20)
+    assert reader[0] == 8 << 20

@@ -1,0 +1,62 @@
+"""Every socket buffer size set in ``src/`` goes through ``fluidedge.linux.sockbuf``: a plain
+``SO_RCVBUF``/``SO_SNDBUF`` is silently capped by the host's ``net.core.rmem_max``/``wmem_max``
+(212,992 bytes on a stock Debian host, 4 MiB on these development machines), so a socket sized
+that way holds less on an operator's host than in our lab (the module's docstring)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+from fluidedge.linux import sockbuf
+
+SRC = Path(__file__).resolve().parents[3] / "src" / "fluidedge"
+SIZER = SRC / "linux" / "sockbuf.py"
+SETTING = re.compile(
+    r"setsockopt\(\s*(?:socket\.)?SOL_SOCKET\s*,\s*(?:socket\.)?SO_(?:RCV|SND)BUF\b"
+)
+
+
+def test_no_module_but_linux_sockbuf_sets_buffer_sizes() -> None:
+    offenders = [
+        f"{path.relative_to(SRC)}:{text.count(chr(10), 0, m.start()) + 1}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path != SIZER
+        for text in [path.read_text()]
+        for m in SETTING.finditer(text)
+    ]
+    assert offenders == []
+
+
+def test_the_rule_sees_a_setting() -> None:
+    assert SETTING.search("s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)")
+    assert SETTING.search("s.setsockopt(\n    SOL_SOCKET, SO_SNDBUF, 4096)")
+    assert not SETTING.search("s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4096)")
+
+
+class _Unprivileged:
+    """A socket whose forced sizes are refused, as without CAP_NET_ADMIN (EPERM)."""
+
+    def __init__(self) -> None:
+        self.set: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if option in (sockbuf.SO_RCVBUFFORCE, sockbuf.SO_SNDBUFFORCE):
+            raise PermissionError(1, "Operation not permitted")
+        self.set.append((level, option, value))
+
+
+def test_without_the_capability_the_plain_options_are_set() -> None:
+    fake = _Unprivileged()
+    sockbuf.size_buffers(fake, receive=1 << 20, send=1 << 19)  # type: ignore[arg-type]
+    assert fake.set == [
+        (socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20),
+        (socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 19),
+    ]
+
+
+def test_only_the_buffers_asked_for_are_set() -> None:
+    fake = _Unprivileged()
+    sockbuf.size_buffers(fake, send=4096)  # type: ignore[arg-type]
+    assert fake.set == [(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)]
