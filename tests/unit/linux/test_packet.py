@@ -5,22 +5,15 @@ docstring), and the rule is easiest kept where a new socket would be written."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[3] / "src" / "fluidedge"
+from tests.unit.linux.source_rules import SRC, offenders
+
 MAKER = SRC / "linux" / "packet.py"
 CREATION = re.compile(r"socket\.socket\(\s*(?:socket\.)?AF_PACKET")
 
 
 def test_no_module_but_linux_packet_creates_packet_sockets() -> None:
-    offenders = [
-        f"{path.relative_to(SRC)}:{text.count(chr(10), 0, m.start()) + 1}"
-        for path in sorted(SRC.rglob("*.py"))
-        if path != MAKER
-        for text in [path.read_text()]
-        for m in CREATION.finditer(text)
-    ]
-    assert offenders == []
+    assert offenders(CREATION, MAKER) == []
 
 
 def test_the_rule_sees_a_creation() -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
+
+from tests.unit.linux.source_rules import SRC, offenders
 
 from fluidedge.linux import sockbuf
 
-SRC = Path(__file__).resolve().parents[3] / "src" / "fluidedge"
 SIZER = SRC / "linux" / "sockbuf.py"
 SETTING = re.compile(
     r"setsockopt\(\s*(?:socket\.)?SOL_SOCKET\s*,\s*(?:socket\.)?SO_(?:RCV|SND)BUF\b"
@@ -19,14 +19,7 @@ SETTING = re.compile(
 
 
 def test_no_module_but_linux_sockbuf_sets_buffer_sizes() -> None:
-    offenders = [
-        f"{path.relative_to(SRC)}:{text.count(chr(10), 0, m.start()) + 1}"
-        for path in sorted(SRC.rglob("*.py"))
-        if path != SIZER
-        for text in [path.read_text()]
-        for m in SETTING.finditer(text)
-    ]
-    assert offenders == []
+    assert offenders(SETTING, SIZER) == []
 
 
 def test_the_rule_sees_a_setting() -> None:
