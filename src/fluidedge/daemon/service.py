@@ -29,7 +29,7 @@ UNIT_NAME = "fluidedge.service"
 # CAP_LINUX_IMMUTABLE, CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND, CAP_AUDIT_CONTROL, CAP_AUDIT_READ,
 # CAP_SYS_PACCT, CAP_SYS_TTY_CONFIG, CAP_LEASE, CAP_CHECKPOINT_RESTORE.
 CAPABILITIES = (
-    "CAP_NET_ADMIN",  # links, bridges, addresses, routes, tc
+    "CAP_NET_ADMIN",  # links, bridges, addresses, routes, tc; socket buffers past rmem_max
     "CAP_NET_RAW",  # AF_PACKET data plane
     "CAP_NET_BIND_SERVICE",
     "CAP_SYS_ADMIN",  # setns/unshare, mounts (runc), BPF on kernels without CAP_BPF
