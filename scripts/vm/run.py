@@ -119,6 +119,10 @@ def main(argv: list[str]) -> int:
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "FLUIDEDGE_IN_VM": "1",
+                # The repository is shared read-only: Hypothesis keeps its example database
+                # in the guest's tmpfs (its default, .hypothesis/ in the repository, is
+                # unusable there, and the suite's warnings are errors).
+                "HYPOTHESIS_STORAGE_DIRECTORY": "/tmp/hypothesis",  # noqa: S108 (the guest's)
                 **env,
             },
             "mounts": mounts,
