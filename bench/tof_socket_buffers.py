@@ -20,15 +20,13 @@ import argparse
 import os
 import socket
 import statistics
-from pathlib import Path
 
 from fluidedge.linux import netns, sockbuf
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import run
 from fluidedge.tof.dataplane_common import open_packet_socket, packet_drops
 
-STOCK = 212992
-SYSCTLS = [Path("/proc/sys/net/core/rmem_max"), Path("/proc/sys/net/core/wmem_max")]
+STOCK = sockbuf.STOCK_CAP
 NS = f"fe-sockbuf-{os.getpid()}"
 
 
@@ -76,22 +74,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1400, help="bytes after the Ethernet header")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    found = [path.read_text() for path in SYSCTLS]
     netns.create(NS)
     try:
-        for path in SYSCTLS:
-            path.write_text(f"{STOCK}\n")
         run(["ip", "-n", NS, "link", "add", "s1", "type", "veth", "peer", "name", "peer"])
         for dev in ("s1", "peer"):
             run(["ip", "-n", NS, "link", "set", dev, "up"])
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            sockbuf.size_buffers(probe, receive=4 << 20)
-            forced = sockbuf.sizes(probe)[0]  # twice the size set (socket(7))
-        rounds = [_round(args.frames, args.size) for _ in range(args.rounds)]
+        with sockbuf.stock_caps():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                sockbuf.size_buffers(probe, receive=4 << 20)
+                forced = sockbuf.sizes(probe)[0]  # twice the size set (socket(7))
+            rounds = [_round(args.frames, args.size) for _ in range(args.rounds)]
     finally:
-        for path, text in zip(SYSCTLS, found, strict=True):
-            path.write_text(text)
         netns.delete(NS)
     print(
         f"burst of {args.frames} frames of {args.size + 14} bytes into the S1 socket, "

@@ -11,18 +11,35 @@ The daemon runs with ``CAP_NET_ADMIN``, which lets ``SO_RCVBUFFORCE``/``SO_SNDBU
 the size asked whatever the sysctls say; without that capability (a user running the lab or a
 probe unprivileged), the plain option is used and the sysctl's cap applies. The kernel doubles
 the value for its bookkeeping (socket(7)); :func:`sizes` reads back what it holds.
+:func:`stock_caps` puts a stock host's caps on this one for a while (root), for the
+measurements and tests that show what such a host does.
 ``tests/unit/linux/test_sockbuf.py`` holds every buffer size set in ``src/`` to this module.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["SO_RCVBUFFORCE", "SO_SNDBUFFORCE", "size_buffers", "sizes"]
+__all__ = [
+    "CAPS",
+    "SO_RCVBUFFORCE",
+    "SO_SNDBUFFORCE",
+    "STOCK_CAP",
+    "size_buffers",
+    "sizes",
+    "stock_caps",
+]
 
 # <asm-generic/socket.h>: the buffer options that ignore the sysctls' caps (CAP_NET_ADMIN)
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
+
+# net.core.rmem_max/wmem_max (and rmem_default) on a stock Debian 12 kernel, in bytes
+STOCK_CAP = 212992
+CAPS = (Path("/proc/sys/net/core/rmem_max"), Path("/proc/sys/net/core/wmem_max"))
 
 
 def _set(sock: socket.socket, force: int, plain: int, size: int) -> None:
@@ -49,3 +66,17 @@ def sizes(sock: socket.socket) -> tuple[int, int]:
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
     )
+
+
+@contextmanager
+def stock_caps(cap: int = STOCK_CAP, caps: tuple[Path, ...] = CAPS) -> Iterator[None]:
+    """The host's ``rmem_max``/``wmem_max`` set to ``cap`` for the block, then put back as
+    found (root: they are host-wide sysctls)."""
+    found = [path.read_text() for path in caps]
+    try:
+        for path in caps:
+            path.write_text(f"{cap}\n")
+        yield
+    finally:
+        for path, text in zip(caps, found, strict=True):
+            path.write_text(text)

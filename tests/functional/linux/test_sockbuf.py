@@ -21,20 +21,13 @@ from tests.fixtures.netns import scratch_netns
 
 pytestmark = pytest.mark.root
 
-STOCK = 212992  # net.core.rmem_default/rmem_max/wmem_max on a stock Debian 12 kernel
-SYSCTLS = [Path("/proc/sys/net/core/rmem_max"), Path("/proc/sys/net/core/wmem_max")]
+STOCK = sockbuf.STOCK_CAP
 
 
 @pytest.fixture
 def stock_caps() -> Iterator[None]:
-    found = [path.read_text() for path in SYSCTLS]
-    try:
-        for path in SYSCTLS:
-            path.write_text(f"{STOCK}\n")
+    with sockbuf.stock_caps():
         yield
-    finally:
-        for path, text in zip(SYSCTLS, found, strict=True):
-            path.write_text(text)
 
 
 @pytest.mark.usefixtures("stock_caps")

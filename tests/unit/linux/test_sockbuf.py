@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 
+import pytest
 from tests.unit.linux.source_rules import SRC, offenders
 
 from fluidedge.linux import sockbuf
@@ -53,3 +55,21 @@ def test_only_the_buffers_asked_for_are_set() -> None:
     fake = _Unprivileged()
     sockbuf.size_buffers(fake, send=4096)  # type: ignore[arg-type]
     assert fake.set == [(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)]
+
+
+def test_stock_caps_sets_then_puts_back_what_it_found(tmp_path: Path) -> None:
+    """The caps are host-wide: put back as found, even when the block fails."""
+    caps = (tmp_path / "rmem_max", tmp_path / "wmem_max")
+    caps[0].write_text("4194304\n")
+    caps[1].write_text("1048576\n")
+    seen: list[str] = []
+
+    def measure() -> None:
+        with sockbuf.stock_caps(caps=caps):
+            seen.extend(p.read_text() for p in caps)
+            raise RuntimeError("the measurement failed")
+
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        measure()
+    assert seen == [f"{sockbuf.STOCK_CAP}\n"] * 2
+    assert [p.read_text() for p in caps] == ["4194304\n", "1048576\n"]
