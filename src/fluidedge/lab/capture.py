@@ -41,12 +41,20 @@ class Capture:
         assert_stderr = self.proc.stderr
         if assert_stderr is None:  # pragma: no cover - PIPE always gives a stream
             raise LabSystemError("tcpdump has no stderr")
+        said: list[str] = []
         while time.monotonic() < deadline:
             line = assert_stderr.readline()
             if "listening on" in line:
                 return self
+            said.append(line.strip())
             if not line and self.proc.poll() is not None:
-                raise LabSystemError(f"tcpdump on {self.netns}/{self.iface} exited")
+                self.stop()  # its pipe closed
+                # e.g. a stock Debian host's AppArmor profile for tcpdump, which lets it write
+                # only files named like captures (*.pcap, *.cap, ...): its words say so
+                raise LabSystemError(
+                    f"tcpdump on {self.netns}/{self.iface} exited ({self.proc.returncode}): "
+                    + (" ".join(filter(None, said))[-500:] or "no message")
+                )
         self.stop()
         raise LabSystemError(f"tcpdump on {self.netns}/{self.iface} did not start")
 
