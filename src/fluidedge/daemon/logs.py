@@ -80,15 +80,28 @@ def journal_datagram(record: logging.LogRecord, identifier: str = "fluidedge") -
 
 
 class JournalHandler(logging.Handler):
-    """Send records to the journal's native socket (``sock_path``)."""
+    """Send records to the journal's native socket (``sock_path``).
+
+    A closed handler opens a new socket on its next record: ``logging.config.dictConfig``
+    closes every existing handler (``logging.shutdown``) but leaves it on the loggers it does
+    not configure, and uvicorn runs one when its ``Config`` is built, after the daemon set
+    this handler up. Its socket was closed then, and every later record failed with EBADF:
+    under systemd the daemon's own log reached the journal only as "Logging error"
+    tracebacks (found in the VM tier's systemd payload)."""
 
     def __init__(self, sock_path: Path = JOURNAL_SOCKET) -> None:
         super().__init__()
         self.sock_path = sock_path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock = self._open()
+
+    @staticmethod
+    def _open() -> socket.socket:
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            if self._sock.fileno() == -1:  # closed by a logging reconfiguration
+                self._sock = self._open()
             self._sock.sendto(journal_datagram(record), str(self.sock_path))
         except OSError:
             self.handleError(record)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from fluidedge.core.lock import StateDirLocked, StateLock
 from fluidedge.core.store import Store, StoreDamaged
@@ -134,6 +135,30 @@ def test_journal_handler_sends_fields_to_a_datagram_socket(tmp_path: Path) -> No
     assert b"MESSAGE=store gone\n" in data
     assert b"PRIORITY=3\n" in data
     assert b"FLUIDEDGE_EVENT=store_unavailable\n" in data
+
+
+def test_journal_handler_outlives_the_logging_reconfiguration_uvicorn_makes(
+    tmp_path: Path,
+) -> None:
+    """``uvicorn.Config`` runs ``logging.config.dictConfig``, which closes every handler; the
+    daemon builds it after setting up its journal handler, whose records must still arrive."""
+    path = tmp_path / "journal.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(10)
+    handler = JournalHandler(path)
+    logger = logging.getLogger("fluidedge.test_journal_reconfigured")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        uvicorn.Config(app=object(), log_level="info")  # its dictConfig: handler.close()
+        logger.warning("after uvicorn", extra={"part": "daemon", "event": "check"})
+        data = server.recv(65536)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        server.close()
+    assert b"MESSAGE=after uvicorn\n" in data
 
 
 def test_store_from_a_newer_release_or_another_program_is_refused(tmp_path: Path) -> None:
