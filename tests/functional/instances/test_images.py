@@ -87,7 +87,7 @@ def test_instance_runs_the_image_as_its_user(
     assert template.command[0] == "/bin/busybox"
     assert (template.user, template.workdir, template.ports) == ("1000:1000", "/srv", [APP_PORT])
     assert template.env == {"GREETING": "hello from the image", "EXTRA": "1"}
-    assert manager.wait_pools(60)
+    assert manager.wait_pools(60), manager.pool_status()
     inst = manager.create_instance(InstanceRequest(name="web1", template="web"))
     assert inst.path == "warm"
     got = in_netns(

@@ -28,11 +28,18 @@ PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/fals
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
+# Every mode in the image is set, never left to the builder's umask: the layer records what
+# the tree holds, and a daemon under its unit (UMask=0077) or a hardened root shell would
+# otherwise ship directories no workload but root may enter (execve: Permission denied).
+DIR_MODES = {"": 0o755, "bin": 0o755, "etc": 0o755, "tmp": 0o1777, "root": 0o700, "var": 0o755}
+DIR_MODES["var/www"] = 0o755
+
+
 def busybox_tree(tree: Path, busybox: Path = BUSYBOX) -> None:
-    """The image's files in directory ``tree``."""
-    for sub in ("bin", "etc", "tmp", "root", "var/www"):
+    """The image's files in directory ``tree`` (modes as listed, whatever the umask)."""
+    for sub, mode in DIR_MODES.items():
         (tree / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(tree / "tmp", 0o1777)  # noqa: S103 (the image's /tmp)
+        os.chmod(tree / sub, mode)
     shutil.copyfile(busybox, tree / "bin" / "busybox")
     os.chmod(tree / "bin" / "busybox", 0o755)  # noqa: S103 (a program)
     try:
@@ -42,8 +49,9 @@ def busybox_tree(tree: Path, busybox: Path = BUSYBOX) -> None:
     for applet in applets:
         if applet != "busybox" and applet.replace("-", "").replace("_", "").isalnum():
             (tree / "bin" / applet).symlink_to("busybox")
-    (tree / "etc" / "passwd").write_text(PASSWD)
-    (tree / "etc" / "group").write_text(GROUP)
+    for name, text in (("passwd", PASSWD), ("group", GROUP)):
+        (tree / "etc" / name).write_text(text)
+        os.chmod(tree / "etc" / name, 0o644)  # world-readable, as on any system
 
 
 def cached_layout(cache: Path = CACHE, busybox: Path = BUSYBOX) -> Path:

@@ -39,13 +39,24 @@ def libraries(binaries: list[Path]) -> set[str]:
     return libs
 
 
+def _directories(tree: Path, rel: Path) -> None:
+    """``tree/rel`` and its missing parents, each 0755 whatever the umask (the layer records
+    the modes the tree holds; see :mod:`fluidedge.instances.images.builtin`)."""
+    current = tree
+    for part in rel.parts:
+        current = current / part
+        if not current.is_dir():
+            current.mkdir()
+            os.chmod(current, 0o755)  # noqa: S103 (a system directory of the image)
+
+
 def copy_into(tree: Path, path: str) -> None:
     # Debian 12 has merged /usr: /lib and /lib64 are symlinks into /usr, in the image too.
     rel = path.lstrip("/")
     if rel.startswith(("lib/", "lib64/")):
         rel = "usr/" + rel
     target = tree / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _directories(tree, Path(rel).parent)
     shutil.copy2(os.path.realpath(path), target)
 
 
@@ -55,7 +66,7 @@ def python_tree(tree: Path) -> None:
     python = Path(os.path.realpath("/usr/bin/python3"))
     stdlib = Path(f"/usr/lib/{python.name}")
     dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
-    (tree / "usr" / "bin").mkdir(parents=True)
+    _directories(tree, Path("usr/bin"))
     shutil.copy2(python, tree / "usr" / "bin" / python.name)
     (tree / "usr" / "bin" / "python3").symlink_to(python.name)
     for lib in libraries([python, *dynload]):
