@@ -4,6 +4,7 @@ in use, restored after a restart. No registry is contacted (there is none to rea
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fluidedge.instances.errors import (
     InUse,
     NameInUse,
 )
+from fluidedge.instances.images.builtin import busybox_tree
 from fluidedge.instances.images.store import ImageImport
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest, Readiness, TemplateSpec
@@ -168,3 +170,28 @@ def test_images_survive_a_restart(
         assert Path(f"/proc/{inst.pid}/root/srv/www/index.html").read_text() == APP_PAGE
     finally:
         again.purge()
+
+
+def test_the_builtin_image_has_its_modes_whatever_the_builders_umask(tmp_path: Path) -> None:
+    """The layer records the modes the tree holds: under the unit's UMask=0077 the tree's
+    directories were 0700 and no workload could run (execve: Permission denied)."""
+    tree = tmp_path / "tree"
+    previous = os.umask(0o077)
+    try:
+        busybox_tree(tree)
+    finally:
+        os.umask(previous)
+    modes = {
+        rel: stat.S_IMODE((tree / rel).stat().st_mode)
+        for rel in ("", "bin", "bin/busybox", "etc", "etc/passwd", "etc/group", "tmp", "var/www")
+    }
+    assert modes == {
+        "": 0o755,
+        "bin": 0o755,
+        "bin/busybox": 0o755,
+        "etc": 0o755,
+        "etc/passwd": 0o644,
+        "etc/group": 0o644,
+        "tmp": 0o1777,
+        "var/www": 0o755,
+    }
