@@ -23,26 +23,31 @@ idle class (start)        ``cpu/…/cpu.idle`` 1/0                ``cpu.idle`` 1
 The mode is detected from the mount at ``/sys/fs/cgroup`` (cgroup2 there = unified v2; a tmpfs
 of v1 hierarchies = v1, "hybrid" when a cgroup2 mount without controllers sits beside them) and
 can be forced in the config. Instances live under one *parent* path, the same in every
-hierarchy: ``/fluidedge`` by default. On v2 that parent must be a subtree we may manage: at the
-root of a host without systemd (or in a container with its own cgroup namespace) we create it;
-under systemd the daemon's unit needs ``Delegate=yes`` and the parent defaults to
-``<unit's cgroup>/instances``, the daemon moving itself out of the unit's cgroup so that it
-may enable controllers for its children (cgroup v2's no-internal-processes rule), into the leaf
-``<parent>/daemon`` (see *Idle start*). runc is given the same path as ``cgroupsPath``
-(cgroupfs driver).
+hierarchy: ``/fluidedge`` by default, created at the root, with or without systemd (or in a
+container with its own cgroup namespace). Not below the daemon's unit: systemd puts every
+process of a (re)start of the unit, ``ExecStartPre`` included, into the unit's own cgroup,
+and cgroup v2 refuses a process in a cgroup whose children use controllers (no internal
+processes). With the instances below the unit, ``systemctl restart fluidedge`` failed
+(``status=219/CGROUP``) while any instance ran, found in the VM tier's systemd payload;
+systemd 254's ``DelegateSubgroup=`` would lift that, Debian 12 has 252. So under systemd the
+daemon stays in its unit's cgroup, which holds no child cgroups, and leaves the instances'
+parent alone (a ``cgroup_parent`` below the unit may still be configured: the daemon then
+moves itself into ``<parent>/daemon``, and restarts of its unit need ``DelegateSubgroup=``).
+runc is given the same path as ``cgroupsPath`` (cgroupfs driver).
 
 *Idle start.* The daemon also moves itself into ``<parent>/daemon`` (on v1, in the ``cpu``
-hierarchy), beside the instances' cgroups, so that a pooled shell's cgroup can be put in the
-idle class (``cpu.idle``, Linux 5.15+) until the API has answered for it. Why: the launcher's
-``execve`` wakes the daemon thread waiting for it with a *sync* wake-up, which the scheduler
-places on the launcher's own CPU; the workload's start-up (≈0.9 ms of busybox here) then ran
-before the daemon could answer (``perf sched timehist``: 0.88 ms of scheduling delay in a
-0.95 ms ``ready`` phase). An idle-class entity is preempted at once by a normal one *of the
-same parent*, hence the sibling leaf; a few microseconds after the answer is out the cgroup
-leaves the idle class (:meth:`Cgroups.set_cpu_idle`). Without ``cpu.idle`` or when the move
-is refused, instances simply start in the normal class (``idle_start`` false in ``/stats``).
-The daemon's leaf has the highest CPU weight (:data:`DAEMON_WEIGHT`): beside N instances it
-would otherwise get 1/(N+1) of their parent's CPU when they saturate the host.
+hierarchy; on v2 only when it runs outside a systemd unit), beside the instances' cgroups, so
+that a pooled shell's cgroup can be put in the idle class (``cpu.idle``, Linux 5.15+) until the
+API has answered for it. Why: the launcher's ``execve`` wakes the daemon thread waiting for it
+with a *sync* wake-up, which the scheduler places on the launcher's own CPU; the workload's
+start-up (≈0.9 ms of busybox here) then ran before the daemon could answer (``perf sched
+timehist``: 0.88 ms of scheduling delay in a 0.95 ms ``ready`` phase). An idle-class entity is
+preempted at once by a normal one *of the same parent*, hence the sibling leaf; a few
+microseconds after the answer is out the cgroup leaves the idle class
+(:meth:`Cgroups.set_cpu_idle`). Without ``cpu.idle`` or when the move is refused, instances
+simply start in the normal class (``idle_start`` false in ``/stats``). The daemon's leaf has
+the highest CPU weight (:data:`DAEMON_WEIGHT`): beside N instances it would otherwise get
+1/(N+1) of their parent's CPU when they saturate the host.
 
 *v1 cpusets out of the scheduler's domain rebuilds.* On v1 a cpuset with
 ``cpuset.sched_load_balance`` 1 (every new one) makes the kernel rebuild the scheduling
@@ -536,6 +541,14 @@ class CgroupsV2:
             except OSError as exc:
                 raise RuntimeFailure(f"cgroup v2: cannot create {current}: {exc.strerror}") from exc
         self._enable(current, _read(current / "cgroup.controllers").split())
+        if in_own_unit(own, self.parent):
+            self.has_cpu_idle = (current / "cpu.idle").exists()
+            self.idle_start = False
+            self.idle_start_why = (
+                f"the daemon stays in its own cgroup {own} (a systemd unit's: systemd "
+                "(re)starts the unit there)"
+            )
+            return
         self.has_cpu_idle, self.idle_start, self.idle_start_why = settle_beside(
             current, "cpu.weight"
         )
@@ -719,15 +732,23 @@ def own_cgroup_v2(text: str | None = None) -> str:
 
 
 def default_parent_v2(own: str) -> str:
-    """Where instances go on v2 when the config does not say: ``/fluidedge`` at the root (no
-    systemd, or a container's own cgroup namespace), else ``<own cgroup>/instances`` (a
-    systemd unit with ``Delegate=yes`` owns the subtree below its cgroup, nothing else)."""
+    """Where instances go on v2 when the config does not say: ``/fluidedge`` at the root,
+    whatever cgroup the daemon runs in (a systemd unit's cannot hold them: see the module
+    docstring), unless the daemon already sits in the leaf beside a parent (``<p>/daemon``)."""
     own = own.rstrip("/")
-    if own in ("", "/") or own == DEFAULT_PARENT or own.startswith(DEFAULT_PARENT + "/"):
-        return DEFAULT_PARENT
     if own.endswith(f"/instances/{DAEMON_LEAF}"):  # the daemon's leaf beside the instances
         return own.removesuffix(f"/{DAEMON_LEAF}")
-    return f"{own}/instances"
+    return DEFAULT_PARENT
+
+
+def in_own_unit(own: str, parent: str) -> bool:
+    """Whether a daemon in cgroup ``own`` stays there: a systemd unit's (or any cgroup but
+    the root) beside, not above or inside, ``parent``. It must not leave its unit's cgroup.
+    A parent below ``own`` (configured under the unit) makes it move anyway (no internal
+    processes), and inside ``parent`` it already is beside its instances."""
+    own, parent = own.rstrip("/") or "/", parent.rstrip("/")
+    related = own == parent or own.startswith(parent + "/") or parent.startswith(own + "/")
+    return own != "/" and not related
 
 
 def detect(mode: str = "auto", parent: str | None = None) -> CgroupsV1 | CgroupsV2:

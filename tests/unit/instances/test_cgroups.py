@@ -42,10 +42,20 @@ def test_own_cgroup_and_default_parent() -> None:
     )
     assert cgroups.default_parent_v2("/") == "/fluidedge"
     assert cgroups.default_parent_v2("/fluidedge/daemon") == "/fluidedge"
-    # A systemd unit with Delegate=yes owns only the subtree below its own cgroup.
-    assert cgroups.default_parent_v2("/system.slice/fe.service") == (
+    # Not below a systemd unit: systemd (re)starts the unit in its own cgroup, which could
+    # hold no process once its children used controllers (restart: status=219/CGROUP).
+    assert cgroups.default_parent_v2("/system.slice/fe.service") == "/fluidedge"
+    assert cgroups.default_parent_v2("/system.slice/fe.service/instances/daemon") == (
         "/system.slice/fe.service/instances"
     )
+
+
+def test_a_daemon_in_a_units_cgroup_stays_there() -> None:
+    unit = "/system.slice/fe.service"
+    assert cgroups.in_own_unit(unit, "/fluidedge")
+    assert not cgroups.in_own_unit("/", "/fluidedge")  # no systemd: beside its instances
+    assert not cgroups.in_own_unit("/fluidedge/daemon", "/fluidedge")  # already beside them
+    assert not cgroups.in_own_unit(unit, f"{unit}/instances")  # a parent configured below it
 
 
 def test_cpu_weight_is_runc_conversion_of_shares() -> None:
