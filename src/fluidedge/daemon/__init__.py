@@ -14,6 +14,9 @@ Module map:
 - ``statedir``: the state directory checked writable, 0700, its files 0600.
 - ``server``: uvicorn with the API's Unix socket as a second listener (HTTPS off loopback).
 - ``serve``: the start-up sequence, then runs the server.
+- ``service``: the systemd unit and default config ``fluidedge install-service`` writes.
+- ``modules``: the kernel modules the configured parts need, loaded before the daemon (the
+  unit's ``ExecStartPre``).
 
 Errors (see :mod:`fluidedge.errors` for the kinds; configuration errors are
 :class:`fluidedge.core.ConfigError`)::

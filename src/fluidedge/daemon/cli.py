@@ -88,6 +88,20 @@ def register(app: typer.Typer) -> None:
 
         serve(config, log_level=log_level, reset_store=reset_store)
 
+    @app.command("kernel-modules")
+    def kernel_modules_command(config: ConfigOpt = None) -> None:
+        """Load the kernel modules the configured parts need (the unit runs it before the
+        daemon, with the privilege the daemon's sandbox does not have)."""
+        from fluidedge.core.config import load_config
+        from fluidedge.daemon.modules import load, needed
+
+        modules = needed(load_config(_config_path(config)))
+        failed = load(modules)
+        for module in modules:
+            typer.echo(f"{module}: {'failed: ' + failed[module] if module in failed else 'loaded'}")
+        if failed:
+            raise typer.Exit(1)
+
     @app.command("install-service")
     def install_service_command(
         root: Annotated[

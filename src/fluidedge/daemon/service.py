@@ -82,6 +82,7 @@ class ServicePaths:
 def render_unit(python: str, config: Path = Path("/etc/fluidedge/fluidedge.toml")) -> str:
     """The systemd unit text for the daemon run by ``python`` with ``config``."""
     exec_start = shlex.join([python, "-m", "fluidedge", "serve", "--config", str(config)])
+    modules = shlex.join([python, "-m", "fluidedge", "kernel-modules", "--config", str(config)])
     caps = " ".join(CAPABILITIES)
     return f"""\
 # fluidedge daemon (written by `fluidedge install-service`; see docs/daemon.md)
@@ -93,6 +94,9 @@ Wants=network-online.target
 
 [Service]
 Type=exec
+# The kernel modules the configured parts need (daemon/modules.py), loaded with the privilege
+# the daemon's sandbox leaves out ("+": no sandbox; "-": a failure is the part's to report).
+ExecStartPre=-+{modules}
 ExecStart={exec_start}
 Restart=on-failure
 RestartSec=2s
@@ -108,27 +112,29 @@ SyslogIdentifier=fluidedge
 StandardOutput=journal
 StandardError=journal
 
-# Files: config read-only in /etc/fluidedge, state 0700 in /var/lib/fluidedge.
+# Files: config read-only in /etc/fluidedge, state 0700 in /var/lib/fluidedge, what can be
+# rebuilt (the built-in image's layout, compiled eBPF objects) 0700 in /var/cache/fluidedge.
 ConfigurationDirectory=fluidedge
 StateDirectory=fluidedge
 StateDirectoryMode=0700
+CacheDirectory=fluidedge
+CacheDirectoryMode=0700
 RuntimeDirectory=fluidedge
 RuntimeDirectoryMode=0700
 UMask=0077
 
 # Sandbox: the file system is read-only but for the state, /run (network namespaces, runc),
-# /sys/fs/cgroup (every instance's cgroups) and /sys/fs/bpf (the TOF fast path's pinned maps).
+# /sys/fs/cgroup (every instance's cgroups), /sys/fs/bpf (the TOF fast path's pinned maps)
+# and the host's /tmp and /var/tmp (the compilers' and image tools' scratch files).
 ProtectSystem=strict
-ReadWritePaths=/run -/sys/fs/cgroup -/sys/fs/bpf
+ReadWritePaths=/run -/sys/fs/cgroup -/sys/fs/bpf /tmp /var/tmp
 ProtectHome=read-only
-PrivateTmp=yes
 NoNewPrivileges=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectClock=yes
 LockPersonality=yes
 RestrictRealtime=yes
-RestrictSUIDSGID=yes
 SystemCallArchitectures=native
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET
 CapabilityBoundingSet={caps}
@@ -139,9 +145,16 @@ CapabilityBoundingSet={caps}
 #   PrivateDevices=        the TOF's TUN device; runc makes device nodes for instances
 #   PrivateNetwork=        it is a network function
 #   ProtectHostname=       instances set their own hostname (UTS namespace)
+#   PrivateTmp=            an image import reads a path of the host (POST /v1/images), and
+#                          operators stage archives in /tmp (docker save -o /tmp/app.tar)
+#   RestrictSUIDSGID=      image layers hold setuid/setgid files (su, passwd, ping): the
+#                          import restores their modes in the 0700 store, inert in instances
+#                          (noNewPrivileges, and their owner is an unprivileged mapped uid)
 #   MemoryDenyWriteExecute= and SystemCallFilter= are inherited by instances' workloads
 #                          (JITs, arbitrary syscalls behind their own seccomp filter)
-# cgroup v2: the daemon manages the cgroups below its own.
+# cgroup v2: the instances' cgroups are under /fluidedge at the root, not below this unit
+# (systemd restarts the unit in its own cgroup, which must then hold no child cgroups using
+# controllers); delegation keeps every controller enabled from the root down, which they use.
 Delegate=yes
 LimitNOFILE=65536
 
