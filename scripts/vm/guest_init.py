@@ -9,8 +9,15 @@ writes its exit status to ``/fe-io/rc`` and powers off. As PID 1 it also reaps e
 container's init re-parents here, and an unreaped task keeps its cgroup busy), so it waits on
 all children, not only the payload.
 
+With ``"init": "systemd"`` it hands over to systemd instead, as a stock Debian host boots: it
+mounts the shares, writes ``fe-payload.service`` (this script with ``--payload``: the payload,
+its output, its status, then power off) and execs ``/lib/systemd/systemd`` with that unit as
+the default, so the payload runs as a service beside what it starts with ``systemctl``
+(systemd mounts cgroup2, /run, /dev/shm... itself).
+
 Reads ``/fe-io/config.json``: ``argv``, ``cwd``, ``env``, ``mounts`` ([{tag, path, readonly}]),
-``cgroup`` (``v2``, the default, or ``hybrid``).
+``cgroup`` (``v2``, the default, or ``hybrid``), ``init`` (``script``, the default, or
+``systemd``).
 Copied into the io share by ``scripts/vm/run.py`` on every run (no image rebuild to change it).
 """
 
@@ -63,11 +70,95 @@ def mount_cgroups(mode: str) -> str:
     return f"hybrid cgroups: v1 {' '.join(V1_HIERARCHIES)}, empty cgroup2 at unified"
 
 
+PAYLOAD_UNIT = """\
+[Unit]
+Description=fluidedge VM payload (scripts/vm/guest_init.py --payload)
+After=basic.target systemd-journald.service
+
+[Service]
+Type=exec
+ExecStart=/usr/bin/python3 /fe-io/guest_init.py --payload
+"""
+
+
+def mount_shares(config: dict) -> None:  # type: ignore[type-arg]
+    for share in config.get("mounts", []):
+        options = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
+        mount(share["tag"], share["path"], "9p", options + (",ro" if share.get("readonly") else ""))
+
+
+def hand_over_to_systemd(config: dict) -> None:  # type: ignore[type-arg]
+    """Become systemd (PID 1 stays PID 1) with the payload's unit as the default unit."""
+    mount_shares(config)
+    with open("/etc/systemd/system/fe-payload.service", "w") as handle:
+        handle.write(PAYLOAD_UNIT)
+    print(f"fe-vm: Linux {os.uname().release}, systemd as PID 1", flush=True)
+    os.execv(
+        "/lib/systemd/systemd",
+        ["/lib/systemd/systemd", "--unit=fe-payload.service", "--show-status=0"],
+    )
+
+
+def run_payload(config: dict, *, reap_all: bool) -> int | None:  # type: ignore[type-arg]
+    """Run the payload, its output to ``/fe-io/output`` and the console; its exit status.
+    ``reap_all`` (PID 1): wait on every child, not only the payload."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        **config.get("env", {}),
+    }
+    output = open(f"{IO}/output", "wb")
+    console = sys.stdout.buffer if reap_all else open("/dev/console", "wb")
+    proc = subprocess.Popen(
+        config["argv"],
+        cwd=config.get("cwd", "/"),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    pumper = threading.Thread(target=pump, args=(proc.stdout, [output, console]), daemon=True)
+    pumper.start()
+    status = None
+    if not reap_all:
+        status = proc.wait()
+    while status is None:  # reap everything; remember the payload's status
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        if pid == proc.pid:
+            status = os.waitstatus_to_exitcode(raw)
+    pumper.join(timeout=10)
+    output.close()
+    return status
+
+
+def write_status(status: int | None) -> None:
+    with open(f"{IO}/rc", "w") as handle:
+        handle.write(f"{status if status is not None else 255}\n")
+
+
+def payload_service() -> None:
+    """``--payload``: the payload as systemd's ``fe-payload.service``, then power off."""
+    status = None
+    try:
+        with open(f"{IO}/config.json") as handle:
+            status = run_payload(json.load(handle), reap_all=False)
+    finally:
+        write_status(status)
+        power_off()
+
+
 def main() -> int:
     mount("proc", "/proc", "proc")
-    mount("sysfs", "/sys", "sysfs")
     with open(f"{IO}/config.json") as handle:
         config = json.load(handle)
+    if config.get("init") == "systemd":
+        hand_over_to_systemd(config)
+    mount("sysfs", "/sys", "sysfs")
     cgroups = mount_cgroups(config.get("cgroup", "v2"))
     mount("tmpfs", "/tmp", "tmpfs", "mode=1777")
     mount("tmpfs", "/run", "tmpfs", "mode=755")
@@ -81,44 +172,14 @@ def main() -> int:
     with open("/proc/sys/kernel/hostname", "w") as handle:
         handle.write("fevm")
     print(f"fe-vm: Linux {os.uname().release}, {cgroups}")
-    for share in config.get("mounts", []):
-        options = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
-        mount(share["tag"], share["path"], "9p", options + (",ro" if share.get("readonly") else ""))
-    env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        **config.get("env", {}),
-    }
-    output = open(f"{IO}/output", "wb")
-    console = sys.stdout.buffer
-    proc = subprocess.Popen(
-        config["argv"],
-        cwd=config.get("cwd", "/"),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    pumper = threading.Thread(target=pump, args=(proc.stdout, [output, console]), daemon=True)
-    pumper.start()
-    status = None
-    while status is None:  # reap everything; remember the payload's status
-        try:
-            pid, raw = os.wait()
-        except ChildProcessError:
-            break
-        if pid == proc.pid:
-            status = os.waitstatus_to_exitcode(raw)
-    pumper.join(timeout=10)
-    output.close()
-    with open(f"{IO}/rc", "w") as handle:
-        handle.write(f"{status if status is not None else 255}\n")
+    mount_shares(config)
+    write_status(run_payload(config, reap_all=True))
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--payload"]:
+        payload_service()
     try:
         main()
     except BaseException as exc:  # PID 1 must never exit: report, then power off

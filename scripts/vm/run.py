@@ -16,6 +16,8 @@ variables are passed to the payload (``FLUIDEDGE_TEST_TIME_SCALE`` defaults to 3
 ``FLUIDEDGE_LAB_READY_TIMEOUT`` to 600 there). The guest has no network device.
 ``FLUIDEDGE_VM_CGROUP=hybrid`` boots the same kernel with the development machines' hybrid
 cgroup layout instead of pure v2 (``bench/instances_cgroup_modes.py`` compares the two).
+``FLUIDEDGE_VM_INIT=systemd`` boots systemd as PID 1, as a stock host does, and runs the payload
+as a service of it (the daemon's own unit can then be started with ``systemctl``).
 
 Why TCG: these hosts' /dev/kvm cannot run a stock kernel (see shared notes); TCG is slow, so
 correctness only, never timing figures.
@@ -127,6 +129,7 @@ def main(argv: list[str]) -> int:
             },
             "mounts": mounts,
             "cgroup": os.environ.get("FLUIDEDGE_VM_CGROUP", "v2"),
+            "init": os.environ.get("FLUIDEDGE_VM_INIT", "script"),
         }
         (io_dir / "config.json").write_text(json.dumps(config))
         try:

@@ -13,7 +13,8 @@ security-group tests (both renderers: nftables with br_netfilter loaded by the r
 Open vSwitch) and the ovs instance network on the **kernel** OVS datapath
 (``FLUIDEDGE_TEST_OVS_DATAPATH=system``), which these development hosts lack; then the eBPF
 programs' tests (the TOF's fast path, fail-open guard and intercepts, the chains' tc program)
-on Debian 12's own kernel and verifier.
+on Debian 12's own kernel and verifier; then the daemon under its own systemd unit, the VM
+booted with systemd as PID 1 (``FLUIDEDGE_VM_INIT=systemd``), as an operator's host is.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ PAYLOADS: dict[str, tuple[list[str], dict[str, str]]] = {
         ],
         {},
     ),
+    # The daemon under its own unit, systemd as PID 1 (as on an operator's host): the unit's
+    # sandbox and systemd's cgroup delegation with every part that runs without a lab.
+    "systemd": (
+        ["tests/functional/daemon/test_systemd_unit.py"],
+        {"FLUIDEDGE_VM_INIT": "systemd"},
+    ),
 }
 
 
@@ -88,8 +95,12 @@ def test_instance_tests_pass_on_stock_kernel_cgroup_v2(payload: str) -> None:
     assert summary, "no pytest summary line from inside the VM"
     assert " failed" not in summary[-1]
     assert " error" not in summary[-1]
-    # The guest init reports the hierarchy it mounted: the payload ran on pure cgroup v2.
-    assert "cgroup v2 at /sys/fs/cgroup" in output
+    if env.get("FLUIDEDGE_VM_INIT") == "systemd":
+        assert "systemd as PID 1" in output
+        assert " skipped" not in summary[-1]  # it ran: its test skips without systemd
+    else:
+        # The guest init reports the hierarchy it mounted: the payload ran on pure cgroup v2.
+        assert "cgroup v2 at /sys/fs/cgroup" in output
 
 
 @pytest.mark.timeout(600)

@@ -515,9 +515,10 @@ class CgroupsV2:
 
         Every ancestor must offer the controllers in ``cgroup.controllers`` (delegated to us)
         and may not hold processes itself once it enables them (no internal processes): when
-        the daemon sits in an ancestor (a systemd unit with ``Delegate=yes`` and the default
-        parent ``<unit>/instances``) it first moves itself into the leaf ``<that>/daemon``,
-        and at the end into ``<parent>/daemon``, beside the instances (the idle start).
+        the daemon sits in an ancestor (a ``cgroup_parent`` configured below its unit) it
+        first moves itself into the leaf ``<that>/daemon``, and at the end into
+        ``<parent>/daemon``, beside the instances (the idle start). A daemon in a cgroup of
+        its own beside the parent (a systemd unit's, the default there) stays in it.
         """
         own = own_cgroup_v2()
         parts = [p for p in self.parent.strip("/").split("/") if p]

@@ -115,8 +115,8 @@ class InstancesConfig(BaseModel):
     cgroup_parent: str | None = Field(
         default=None,
         pattern=r"^(/[A-Za-z0-9_.@:-]+)+$",
-        description="cgroup path instances go under (v2: a delegated subtree); "
-        "default /fluidedge, or <daemon's cgroup>/instances under systemd on v2",
+        description="cgroup path instances go under (v2: a subtree we may manage); "
+        "default /fluidedge (under systemd too: not below the daemon's unit)",
     )
     cpus: str | None = Field(
         default=None,
