@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,48 +118,46 @@ def test_install_service_command_prints_and_installs(tmp_path: Path) -> None:
     assert (tmp_path / "etc/fluidedge/fluidedge.toml").exists()
 
 
-def test_journal_handler_sends_fields_to_a_datagram_socket(tmp_path: Path) -> None:
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[tuple[socket.socket, logging.Logger]]:
+    """A datagram socket standing for the journal's, and a logger whose only handler is a
+    :class:`JournalHandler` sending to it."""
     path = tmp_path / "journal.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
     server.settimeout(10)
     handler = JournalHandler(path)
-    logger = logging.getLogger("fluidedge.test_journal")
+    logger = logging.getLogger(f"fluidedge.test_journal_{tmp_path.name}")
     logger.addHandler(handler)
+    logger.propagate = False
     try:
-        logger.error("store gone", extra={"part": "daemon", "event": "store_unavailable"})
-        data = server.recv(65536)
+        yield server, logger
     finally:
         logger.removeHandler(handler)
         handler.close()
         server.close()
+
+
+def test_journal_handler_sends_fields_to_a_datagram_socket(
+    journal: tuple[socket.socket, logging.Logger],
+) -> None:
+    server, logger = journal
+    logger.error("store gone", extra={"part": "daemon", "event": "store_unavailable"})
+    data = server.recv(65536)
     assert b"MESSAGE=store gone\n" in data
     assert b"PRIORITY=3\n" in data
     assert b"FLUIDEDGE_EVENT=store_unavailable\n" in data
 
 
 def test_journal_handler_outlives_the_logging_reconfiguration_uvicorn_makes(
-    tmp_path: Path,
+    journal: tuple[socket.socket, logging.Logger],
 ) -> None:
     """``uvicorn.Config`` runs ``logging.config.dictConfig``, which closes every handler; the
     daemon builds it after setting up its journal handler, whose records must still arrive."""
-    path = tmp_path / "journal.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(str(path))
-    server.settimeout(10)
-    handler = JournalHandler(path)
-    logger = logging.getLogger("fluidedge.test_journal_reconfigured")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        uvicorn.Config(app=object(), log_level="info")  # its dictConfig: handler.close()
-        logger.warning("after uvicorn", extra={"part": "daemon", "event": "check"})
-        data = server.recv(65536)
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-        server.close()
-    assert b"MESSAGE=after uvicorn\n" in data
+    server, logger = journal
+    uvicorn.Config(app=object(), log_level="info")  # its dictConfig: handler.close()
+    logger.warning("after uvicorn", extra={"part": "daemon", "event": "check"})
+    assert b"MESSAGE=after uvicorn\n" in server.recv(65536)
 
 
 def test_store_from_a_newer_release_or_another_program_is_refused(tmp_path: Path) -> None:
