@@ -31,8 +31,15 @@ GROUP = "root:x:0:\nnogroup:x:65534:\n"
 # Every mode in the image is set, never left to the builder's umask: the layer records what
 # the tree holds, and a daemon under its unit (UMask=0077) or a hardened root shell would
 # otherwise ship directories no workload but root may enter (execve: Permission denied).
-DIR_MODES = {"": 0o755, "bin": 0o755, "etc": 0o755, "tmp": 0o1777, "root": 0o700, "var": 0o755}
-DIR_MODES["var/www"] = 0o755
+DIR_MODES = {
+    "": 0o755,
+    "bin": 0o755,
+    "etc": 0o755,
+    "tmp": 0o1777,
+    "root": 0o700,
+    "var": 0o755,
+    "var/www": 0o755,
+}
 
 
 def busybox_tree(tree: Path, busybox: Path = BUSYBOX) -> None:
