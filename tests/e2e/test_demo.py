@@ -101,12 +101,16 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
 
 
 def test_demo_interrupted_twice_still_tears_everything_down() -> None:
+    """Ctrl-C as a terminal sends it: SIGINT to the demo's whole process group (the demo is
+    the foreground job); then an impatient second one. The daemon (its own group) must not
+    get them: the demo deletes its instance through the API before stopping it."""
     prefix = f"dmi{os.getpid() % 100000}"
     process = subprocess.Popen(
         _demo_argv(prefix),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        process_group=0,  # a job of its own, as a shell starts it
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -116,12 +120,13 @@ def test_demo_interrupted_twice_still_tears_everything_down() -> None:
             lines.append(line)
             if line.startswith("Registered service") or time.monotonic() > deadline:
                 break
-        process.send_signal(signal.SIGTERM)  # mid-run: the UEs' traffic has started
+        time.sleep(2)  # the UEs' traffic runs, the daemon has settled
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C mid-run
         for line in process.stdout:
             lines.append(line)
             if "deleted" in line or "Daemon stopped" in line or time.monotonic() > deadline:
                 break  # the teardown is under way
-        process.send_signal(signal.SIGTERM)  # an impatient second one: ignored while tearing down
+        os.killpg(process.pid, signal.SIGTERM)  # an impatient second one: ignored in teardown
         rest, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -130,5 +135,6 @@ def test_demo_interrupted_twice_still_tears_everything_down() -> None:
     out = "".join(lines) + rest
     assert any(line.startswith("Registered service") for line in lines), out
     assert "Instance edge1 deleted" in out
+    assert "instance delete failed" not in out, out  # the daemon was still there to do it
     assert "Demo torn down" in out
     _assert_nothing_left(prefix, out)

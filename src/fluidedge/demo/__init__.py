@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fluidedge.demo.model import (
+    DAEMON_START_S,
     DEMO_HOST_INDEX,
     DEMO_INSTANCE,
     DEMO_SERVICE_IP,
@@ -255,8 +256,13 @@ def _teardown(
     found = Leftovers()
     if daemon is not None:
         runc_root = daemon.state_dir / "instances" / "runc"
+        running = daemon.process is not None and daemon.process.poll() is None
+        if "instances" in daemon.parts and daemon.process is not None and not running:
+            console.print(
+                "[yellow]the daemon is not running: the purge deletes the instances[/yellow]"
+            )
         try:
-            if "instances" in daemon.parts and daemon.process is not None:
+            if "instances" in daemon.parts and running:
                 for view in daemon.client.get("/v1/instances"):
                     daemon.client.delete(f"/v1/instances/{view['name']}")
                     console.print(f"Instance {view['name']} deleted")
@@ -358,7 +364,9 @@ def run_demo(
             f"Starting the fluidedge daemon, parts {', '.join(['tof', *parts])} "
             f"(API {daemon.url}/docs)..."
         )
-        daemon.start(timeout=60.0 if mec else 30.0)
+        # Its own process group: a Ctrl-C reaches the demo only, whose teardown deletes the
+        # instance through the API, then stops the daemon.
+        daemon.start(timeout=DAEMON_START_S * (2 if mec else 1), own_group=True)
         client = daemon.client
         console.print(_gui_hint(daemon))
         if static_app:

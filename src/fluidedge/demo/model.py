@@ -19,6 +19,9 @@ ON_DEMAND_POOL_START = 64  # --on-demand: instances take the apps subnet's .64/2
 ON_DEMAND_POOL_PREFIX = 28
 ON_DEMAND_PAUSE = 5.0  # s idle before an on-demand instance is paused (T1)
 ON_DEMAND_DELETE = 20.0  # s paused before it is deleted (T2)
+# s the demo waits for its daemon: a first start on a fresh or slow host builds the built-in
+# image and the launcher; a daemon that fails ends the wait at once.
+DAEMON_START_S = 120.0
 PHASES = {  # the VIM instantiation phases of the API's timing breakdown (docs/instances.md)
     "accept": "request validated: template, name, address checks",
     "placement": "CPU choice and admission control",

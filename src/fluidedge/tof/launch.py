@@ -143,12 +143,19 @@ class TofDaemon:
             self._client = Client(self.url, self.token)
         return self._client
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, own_group: bool = False) -> None:
+        """Start the daemon and wait for its ``/healthz``.
+
+        ``own_group``: the daemon gets its own process group, so a terminal's Ctrl-C (sent to
+        the caller's whole group) reaches the caller only, which then tears down in its own
+        order (the demo deletes its instance through the API before it stops the daemon).
+        """
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fluidedge", "serve", "--config", str(self.config_path),
                  "--log-level", self.log_level],
                 stdout=log, stderr=subprocess.STDOUT,
+                process_group=0 if own_group else None,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
