@@ -291,7 +291,14 @@ def _register_image(app: typer.Typer) -> None:
                 "--format", help="oci (a layout directory), oci-archive or docker-archive."
             ),
         ] = "oci",
-        ref: Annotated[str | None, typer.Option("--ref", help="Tag inside it.")] = None,
+        ref: Annotated[
+            str | None,
+            typer.Option(
+                "--ref",
+                help="Which image, when it holds several: a tag (OCI); NAME:TAG or @INDEX "
+                "(docker-archive).",
+            ),
+        ] = None,
     ) -> None:
         """Import an image (from `docker save`, `podman save`, `skopeo copy`, umoci...)."""
         body = {"name": name, "source": str(source.resolve()), "format": fmt, "ref": ref}

@@ -18,11 +18,12 @@ from fluidedge.instances.errors import (
     InUse,
     NameInUse,
 )
+from fluidedge.instances.images import tools
 from fluidedge.instances.images.builtin import busybox_tree
 from fluidedge.instances.images.store import ImageImport
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import InstanceRequest, Readiness, TemplateSpec
-from tests.fixtures.images import APP_PAGE, APP_PORT, AppImage
+from tests.fixtures.images import APP_PAGE, APP_PORT, AppImage, several_images_archive
 from tests.fixtures.wait import wait_for
 
 from .conftest import ManagerFactory, in_netns
@@ -195,3 +196,37 @@ def test_the_builtin_image_has_its_modes_whatever_the_builders_umask(tmp_path: P
         "tmp": 0o1777,
         "var/www": 0o755,
     }
+
+
+def test_an_archive_of_several_images_imports_the_one_named(
+    manager_factory: ManagerFactory, app_image: AppImage, tmp_path: Path
+) -> None:
+    """``docker save app:latest tool:2 -o all.tar``: without ``ref`` the import is refused with
+    the hint; ``NAME:TAG`` and ``@INDEX`` pick one."""
+    tree = tmp_path / "tree"
+    busybox_tree(tree)
+    tools.build_layout(tmp_path / "tool", tree, "tool", ["--config.cmd=/bin/true"])
+    tool_archive = tmp_path / "tool.tar"
+    tools.copy_image(
+        "oci", tmp_path / "tool", "tool", f"docker-archive:{tool_archive}:tool:2", tmp_path
+    )
+    both = tmp_path / "all.tar"
+    several_images_archive([app_image.docker_archive, tool_archive], both)
+    manager = manager_factory(pool_scale=0, builtin_templates=False)
+    with pytest.raises(ImageUnusable, match="holds several images: name one with ref"):
+        manager.images.import_image(
+            ImageImport(name="x", source=str(both), format="docker-archive")
+        )
+    tool = manager.images.import_image(
+        ImageImport(name="tool", source=str(both), format="docker-archive", ref="tool:2")
+    )
+    assert tool.config.cmd == ["/bin/true"]
+    first = manager.images.import_image(
+        ImageImport(name="first", source=str(both), format="docker-archive", ref="@0")
+    )
+    assert first.config.entrypoint == ["/bin/busybox"]
+    assert first.config.user == "app"
+    with pytest.raises(ImageUnusable, match="cannot read"):
+        manager.images.import_image(
+            ImageImport(name="y", source=str(both), format="docker-archive", ref="absent:1")
+        )

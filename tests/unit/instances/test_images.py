@@ -171,3 +171,18 @@ def test_import_of_an_unreachable_path_is_not_found(tmp_path: Path) -> None:
     for source in ("/" + "0" * 4000, str(tmp_path / "missing"), "/etc/passwd/x"):
         with pytest.raises(ImageSourceNotFound, match="does not exist"):
             store.import_image(ImageImport(name="x", source=source))
+
+
+@pytest.mark.parametrize(
+    "ref", ["v1", "app:2", "registry.example:5000/team/app:1.2", "@0", "@12", "app@x"]
+)
+def test_ref_takes_tags_docker_references_and_indexes(ref: str) -> None:
+    assert ImageImport(name="x", source="/tmp/a.tar", ref=ref).ref == ref
+
+
+@pytest.mark.parametrize(
+    "ref", ["", "-x", "--all", "a b", "a;b", "@", "@-1", "@x", "a\nb", "ab\n", "x" * 256]
+)
+def test_ref_refuses_what_skopeo_could_take_as_something_else(ref: str) -> None:
+    with pytest.raises(ValueError, match="ref"):
+        ImageImport(name="x", source="/tmp/a.tar", ref=ref)

@@ -56,6 +56,11 @@ MIGRATIONS = [
     "CREATE TABLE inst_images (name TEXT PRIMARY KEY, record TEXT NOT NULL)",
 ]
 MAX_PATH = 4096
+# A tag (``v1``), a docker reference (``registry.example/app:1.2``) or an index (``@1``): the
+# characters skopeo's local transports take after the path, never a leading '-'.
+REF_PATTERN = r"^(@[0-9]{1,4}|[A-Za-z0-9_][A-Za-z0-9_.:/@-]{0,254})$"
+# skopeo's words for an archive of several images read without a ref
+_SEVERAL = "expected 1 item, got "
 
 
 class ImageImport(BaseModel):
@@ -73,8 +78,10 @@ class ImageImport(BaseModel):
     format: Literal["oci", "oci-archive", "docker-archive"] = "oci"
     ref: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
-        description="the tag inside the layout or archive, when it holds several",
+        pattern=REF_PATTERN,
+        description="which image of the layout or archive, when it holds several: a tag of an "
+        "OCI layout or oci-archive; NAME:TAG or @INDEX (from 0) of a docker-archive, as "
+        "`docker save` of several images writes one",
     )
 
     @field_validator("source")
@@ -199,8 +206,11 @@ class ImageStore:
             try:
                 tools.to_layout(request.format, source, request.ref, layout, scratch)
             except tools.ToolError as exc:
+                hint = ""
+                if _SEVERAL in str(exc) and request.ref is None:
+                    hint = " (it holds several images: name one with ref, NAME:TAG or @INDEX)"
                 raise ImageUnusable(
-                    f"source: cannot read {request.format} {source}: {exc}"
+                    f"source: cannot read {request.format} {source}{hint}: {exc}"
                 ) from exc
             try:
                 config, diff_ids, digest = self._read_layout(layout)
