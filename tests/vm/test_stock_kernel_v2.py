@@ -11,7 +11,8 @@ network, placement, isolation, abuse and attack tests, the ones that touch the c
 then a subset again with crun as the runtime (``FLUIDEDGE_TEST_RUNTIME=crun``); then the
 security-group tests (both renderers: nftables with br_netfilter loaded by the renderer, and
 Open vSwitch) and the ovs instance network on the **kernel** OVS datapath
-(``FLUIDEDGE_TEST_OVS_DATAPATH=system``), which these development hosts lack; then the eBPF
+(``FLUIDEDGE_TEST_OVS_DATAPATH=system``), which these development hosts lack, with the guard
+that keeps a switch of ours off another switch's kernel datapath; then the eBPF
 programs' tests (the TOF's fast path, fail-open guard and intercepts, the chains' tc program)
 on Debian 12's own kernel and verifier; then the daemon under its own systemd unit, the VM
 booted with systemd as PID 1 (``FLUIDEDGE_VM_INIT=systemd``), as an operator's host is.
@@ -45,7 +46,11 @@ PAYLOADS: dict[str, tuple[list[str], dict[str, str]]] = {
         {"FLUIDEDGE_TEST_RUNTIME": "crun"},
     ),
     "kernel-ovs": (
-        ["tests/functional/secgroups", f"{INSTANCES}/test_ovs_network.py"],
+        [
+            "tests/functional/secgroups",
+            f"{INSTANCES}/test_ovs_network.py",
+            "tests/functional/ovs",  # never on another switch's kernel datapath
+        ],
         {"FLUIDEDGE_TEST_OVS_DATAPATH": "system"},
     ),
     # The eBPF programs (the TOF's fast path and fail-open guard, the chains' tc program) on

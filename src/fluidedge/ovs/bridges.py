@@ -12,31 +12,42 @@ The registry is per process (the daemon has one state directory); :func:`configu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovs import tool
-from fluidedge.ovs.daemons import OvsDaemons, resolve_datapath
+from fluidedge.ovs.daemons import (
+    OvsDaemons,
+    choose_datapath,
+    foreign_switches,
+    kernel_datapath_available,
+)
 from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
+
+log = logging.getLogger("fluidedge.ovs")
 
 BASE_FLOW = "table=0,priority=0,actions=NORMAL"
 
 _lock = threading.RLock()
 _base: Path | None = None
-_datapath = "netdev"
+_wanted = "netdev"  # netdev, system or auto (chosen per namespace: choose_datapath)
+_module = False  # the openvswitch kernel module is there (looked up once, for auto)
 _switches: dict[tuple[Path, str | None], OvsDaemons] = {}
 
 
 def configure(state_dir: Path, datapath: str = "netdev") -> None:
     """Put this process's switches under ``state_dir/ovs``; ``datapath``: netdev/system/auto."""
-    global _base, _datapath  # noqa: PLW0603 (one registry per process, set at start)
+    global _base, _wanted, _module  # noqa: PLW0603 (one registry per process, set at start)
+    choose_datapath(datapath, module=False, foreign=False)  # refuses an unknown name
     with _lock:
         _base = state_dir / "ovs"
-        _datapath = resolve_datapath(datapath)
+        _wanted = datapath
+        _module = datapath == "auto" and kernel_datapath_available()
 
 
 def _root(netns: str | None) -> Path:
@@ -52,7 +63,22 @@ def switch(netns: str | None, *, start: bool = False) -> OvsDaemons:
         key = (root, netns)
         daemons = _switches.get(key)
         if daemons is None:
-            daemons = OvsDaemons(root, netns, _datapath)
+            # auto: the kernel datapath only where no other switch has it (an operator's own
+            # Open vSwitch, see fluidedge.ovs.daemons)
+            daemons = OvsDaemons(root, netns)
+            foreign = (
+                _wanted == "auto"
+                and _module
+                and bool(foreign_switches(netns, ours=daemons.pids()[1]))  # ours: adopted
+            )
+            datapath = choose_datapath(_wanted, module=_module, foreign=foreign)
+            if foreign:
+                log.warning(
+                    "ovs: another ovs-vswitchd runs in %s: its switch keeps the kernel "
+                    "datapath, ours uses the userspace one (ovs_datapath = auto)",
+                    f"namespace {netns}" if netns else "the host's namespace",
+                )
+            daemons.datapath = datapath
             _switches[key] = daemons
         if start:
             daemons.start()

@@ -13,8 +13,13 @@ instead of starting a second one, and the bridges, ports and flows they hold sta
 
 Datapath: ``netdev`` (userspace, works everywhere; these machines have no ``openvswitch``
 kernel module) or ``system`` (the kernel datapath). ``auto`` picks ``system`` when the module is
-loaded or loadable. The kernel datapath is one per host (``ovs-system``): only one switch
-started this way may use it.
+loaded or loadable. The kernel datapath is one per network namespace (``ovs-system``) and
+belongs to one switch: a vswitchd that opens it deletes the ports it does not know, flushes
+its flows, and deletes it whole at ``exit --cleanup``. An operator's host often runs its own
+Open vSwitch (Debian's ``openvswitch-switch`` service, started when the package is
+installed), so a switch of ours never takes the kernel datapath of a namespace where another
+``ovs-vswitchd`` runs (:func:`foreign_switches`): ``system`` is refused there with the other
+switch's pid, ``auto`` takes ``netdev`` (:func:`choose_datapath`).
 """
 
 from __future__ import annotations
@@ -43,13 +48,48 @@ def kernel_datapath_available() -> bool:
     return False
 
 
-def resolve_datapath(wanted: str) -> str:
-    """``netdev``/``system`` as given; ``auto`` = ``system`` where the module exists."""
-    if wanted == "auto":
-        return "system" if kernel_datapath_available() else "netdev"
-    if wanted not in DATAPATHS:
+def choose_datapath(wanted: str, *, module: bool, foreign: bool) -> str:
+    """The datapath of a new switch: ``wanted`` (netdev/system/auto), whether the kernel module
+    is there, whether another ovs-vswitchd runs in the switch's namespace. ``auto`` takes the
+    kernel datapath only where it is free; ``system`` stays (and is refused at start if taken)."""
+    if wanted not in (*DATAPATHS, "auto"):
         raise OvsFailure(f"datapath must be one of auto, {', '.join(DATAPATHS)}: {wanted!r}")
+    if wanted == "auto":
+        return "system" if module and not foreign else "netdev"
     return wanted
+
+
+def _netns_identity(netns: str | None) -> tuple[int, int] | None:
+    """(device, inode) of network namespace ``netns`` (None: this process's)."""
+    try:
+        found = os.stat(f"/run/netns/{netns}" if netns else "/proc/self/ns/net")
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def foreign_switches(netns: str | None, ours: int | None = None) -> list[tuple[int, str]]:
+    """The ``ovs-vswitchd`` processes in namespace ``netns`` (None: this process's) other than
+    pid ``ours``: (pid, command line). What the kernel datapath there would be shared with."""
+    target = _netns_identity(netns)
+    if target is None:
+        return []
+    found: list[tuple[int, str]] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == ours:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm", "rb") as handle:
+                if handle.read().strip() != b"ovs-vswitchd":
+                    continue
+            ns = os.stat(f"/proc/{entry.name}/ns/net")
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if (ns.st_dev, ns.st_ino) == target:
+            found.append((int(entry.name), cmdline))
+    return sorted(found)
 
 
 def private(path: Path) -> Path:
@@ -143,6 +183,8 @@ class OvsDaemons:
         # A half-alive pair (one daemon died) is restarted whole: a vswitchd without its
         # database would keep stale flows, a database without vswitchd forwards nothing.
         self.stop()
+        if self.datapath == "system":
+            self._refuse_shared_kernel_datapath()
         for directory in (self.root, self.run_dir, self.db_dir, self.log_dir):
             private(directory)
         if not self.db_file.exists():
@@ -199,6 +241,20 @@ class OvsDaemons:
         # transaction proves vswitchd has read its configuration.
         tool.run(["ovs-vsctl", f"--db={self.db}", "--timeout=30", "show"], self.env)
         return True
+
+    def _refuse_shared_kernel_datapath(self) -> None:
+        """Refuse the kernel datapath where another switch has it (see the module docstring):
+        ours would delete that switch's ports and flows, and at its stop the datapath."""
+        others = foreign_switches(self.netns)
+        if others:
+            where = f"namespace {self.netns}" if self.netns else "the host's network namespace"
+            pid, cmdline = others[0]
+            raise OvsFailure(
+                f"ovs: the kernel datapath of {where} is another Open vSwitch's (ovs-vswitchd "
+                f"pid {pid}: {cmdline[:200]}); a second switch on it would delete that "
+                "switch's ports and flows. Use the userspace datapath (ovs_datapath = "
+                '"netdev" or "auto"), or stop that switch'
+            )
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop vswitchd (removing its datapath) then the database; absent is fine.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fluidedge.ovs.daemons import OvsDaemons, resolve_datapath
+from fluidedge.ovs.daemons import OvsDaemons, choose_datapath
 from fluidedge.ovs.errors import OvsFailure
 from fluidedge.ovs.ofctl import Ofctl, check_flow
 from fluidedge.ovs.vsctl import _ids, check_name
@@ -59,11 +59,24 @@ def test_bundle_refuses_unknown_flow_mod_commands(tmp_path: Path) -> None:
     assert ofctl.bundle([]) == 0  # nothing to send: no command runs
 
 
+@pytest.mark.parametrize(
+    ("wanted", "module", "foreign", "chosen"),
+    [
+        ("netdev", True, False, "netdev"),
+        ("system", False, False, "system"),  # as asked: the start says what is missing
+        ("system", True, True, "system"),  # as asked: the start refuses (another switch's)
+        ("auto", True, False, "system"),
+        ("auto", False, False, "netdev"),
+        ("auto", True, True, "netdev"),  # the host's own Open vSwitch keeps its datapath
+    ],
+)
+def test_datapath_choice(wanted: str, module: bool, foreign: bool, chosen: str) -> None:
+    assert choose_datapath(wanted, module=module, foreign=foreign) == chosen
+
+
 def test_datapath_choice_and_private_environment(tmp_path: Path) -> None:
-    assert resolve_datapath("netdev") == "netdev"
-    assert resolve_datapath("system") == "system"
     with pytest.raises(OvsFailure, match="datapath"):
-        resolve_datapath("dpdk")
+        choose_datapath("dpdk", module=True, foreign=False)
     daemons = OvsDaemons(tmp_path / "sw", "ns1")
     assert daemons.env["OVS_RUNDIR"] == str(tmp_path / "sw" / "run")
     assert daemons.mgmt("br0") == f"unix:{tmp_path / 'sw' / 'run' / 'br0'}.mgmt"
