@@ -1,9 +1,11 @@
 """The daemon under its own unit (``fluidedge install-service``) with systemd as PID 1, as an
 operator runs it on a stock Debian host: the unit's sandbox (a read-only file system but for
 the state, ``NoNewPrivileges``, the capability bounding set, the address families, a mount
-namespace of its own) and systemd's cgroup delegation (``Delegate=yes``: the daemon leaves its
-unit's cgroup for a leaf, its instances go below it) must let every part work, and a restart or
-a stop of the unit must keep the instances (``KillMode=process``).
+namespace of its own) and systemd's cgroup delegation (``Delegate=yes``: the daemon stays in its
+unit's cgroup, its instances go under ``/fluidedge``) must let every part work, and a restart or
+a stop of the unit must keep the instances (``KillMode=process``). Debian's own Open vSwitch
+service runs beside it, as on many NFV hosts: the daemon's ``ovs`` network must leave that
+switch's kernel datapath alone.
 
 Only systemd can say whether they do; these machines do not boot with it. The VM tier's
 ``systemd`` payload runs this file in a stock Debian kernel booted with systemd as PID 1
@@ -25,7 +27,7 @@ import pytest
 
 from fluidedge.core.client import Client
 from fluidedge.instances.images import tools
-from tests.e2e.secgroups.scenario import get, web_and_clients
+from tests.e2e.secgroups.scenario import get, run, web_and_clients
 from tests.fixtures.images import build_app_tree
 from tests.fixtures.wait import wait_for
 
@@ -37,15 +39,26 @@ CONFIG = Path("/etc/fluidedge/fluidedge.toml")
 UNIT = "fluidedge.service"
 URL = "http://127.0.0.1:8181"
 BRIDGE, SUBNET = "fesd0", "10.99.7"
+OVS_BRIDGE, OVS_SUBNET = "fesdo0", "10.99.8"
+# The host's own Open vSwitch (Debian's openvswitch-switch service), with a bridge and a port
+# on the kernel datapath, as an NFV host often has.
+HOST_OVS, HOST_BRIDGE, HOST_PORT = "openvswitch-switch", "hostbr0", "hostp0"
 # Every part that runs on one host without a lab (the TOF's null backend needs no namespace),
-# and a Linux-bridge network for the security groups' scenario.
+# a Linux-bridge network for the security groups' scenario, and an ovs network (datapath
+# auto: the kernel's is the host's switch's, so ours takes the userspace one).
 PARTS = f"""
 [instances]
 pool_scale = 0.5
+ovs_datapath = "auto"
 
 [instances.networks.sdnet]
 bridge = "{BRIDGE}"
 subnet = "{SUBNET}.0/24"
+
+[instances.networks.sdovs]
+driver = "ovs"
+bridge = "{OVS_BRIDGE}"
+subnet = "{OVS_SUBNET}.0/24"
 
 [tof]
 backend = "none"
@@ -64,9 +77,9 @@ def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _journal() -> str:
+def _journal(lines: int = 80) -> str:
     return subprocess.run(
-        ["journalctl", "-u", UNIT, "--no-pager", "-n", "80", "-o", "cat"],
+        ["journalctl", "-u", UNIT, "--no-pager", "-n", str(lines), "-o", "cat"],
         capture_output=True, text=True, timeout=60, check=False,
     ).stdout  # fmt: skip
 
@@ -107,6 +120,58 @@ def _archive_with_setuid_files(base: Path) -> Path:
     return archive
 
 
+def _host_ovs(*args: str) -> str:
+    """The host's own switch (its default database), as its operator drives it."""
+    done = subprocess.run(
+        ["ovs-vsctl", "--timeout=60", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def host_ovs() -> Iterator[None]:
+    """Debian's Open vSwitch service started, with a bridge and a port on the kernel datapath;
+    removed and stopped afterwards."""
+    done = _systemctl("start", HOST_OVS)
+    assert done.returncode == 0, done.stderr
+    try:
+        subprocess.run(
+            ["ip", "link", "add", HOST_PORT, "type", "veth", "peer", "hostp1"], check=True
+        )
+        _host_ovs("--may-exist", "add-br", HOST_BRIDGE)
+        _host_ovs("--may-exist", "add-port", HOST_BRIDGE, HOST_PORT)
+        yield
+    finally:
+        subprocess.run(
+            ["ovs-vsctl", "--timeout=60", "--if-exists", "del-br", HOST_BRIDGE], check=False
+        )
+        subprocess.run(["ip", "link", "del", HOST_PORT], capture_output=True, check=False)
+        _systemctl("stop", HOST_OVS, "ovs-vswitchd", "ovsdb-server")
+
+
+def _host_ovs_intact() -> None:
+    """The host's bridge keeps its port, in its database and on the kernel datapath."""
+    assert _host_ovs("list-ports", HOST_BRIDGE) == HOST_PORT
+    datapath = subprocess.run(["ovs-dpctl", "show"], capture_output=True, text=True, check=True)
+    assert HOST_PORT in datapath.stdout, datapath.stdout
+
+
+def _our_switch(*args: str) -> str:
+    """The daemon's own switch of the host namespace (under its state directory)."""
+    db = STATE / "instances" / "ovs" / "host" / "run" / "db.sock"
+    done = subprocess.run(
+        ["ovs-vsctl", f"--db=unix:{db}", "--timeout=30", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def unit() -> Iterator[httpx.Client]:
     """The unit installed and the config written (every part), not started; stopped, its
@@ -129,6 +194,12 @@ def unit() -> Iterator[httpx.Client]:
                     http.delete(f"/v1/instances/{inst['name']}", headers=auth)
             _systemctl("stop", UNIT)
             subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+            subprocess.run(
+                [sys.executable, "-m", "fluidedge", "pool", "purge", "-c", str(CONFIG)],
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )  # fmt: skip (the ovs network's switch and bridge, the pool's shells)
             Path("/etc/systemd/system", UNIT).unlink(missing_ok=True)
             _systemctl("daemon-reload")
 
@@ -139,7 +210,7 @@ def unit() -> Iterator[httpx.Client]:
 )
 @pytest.mark.timeout(3000)
 def test_the_unit_runs_every_part_and_keeps_instances_across_restarts(
-    unit: httpx.Client, tmp_path: Path
+    host_ovs: None, unit: httpx.Client, tmp_path: Path
 ) -> None:
     http = unit
     _start(http)
@@ -196,6 +267,15 @@ def test_the_unit_runs_every_part_and_keeps_instances_across_restarts(
         client.close()
 
     _step("security groups enforced")
+    # an ovs network beside the host's own Open vSwitch: our switch (started by the daemon, in
+    # its sandbox) on the userspace datapath, the OVS renderer's groups enforced, the host's
+    # switch untouched
+    ovs_web, ovs_cli = ovs_scene(client_token=token)
+    assert _our_switch("get", "Bridge", OVS_BRIDGE, "datapath_type") == "netdev"
+    assert "another ovs-vswitchd runs in the host's namespace" in _journal(5000)
+    _host_ovs_intact()
+
+    _step("ovs network beside the host's switch")
     # a restart of the unit keeps the instance (KillMode=process) and re-adopts it, after
     # systemd has re-read its units (and re-set the controllers of the cgroups it manages)
     assert _systemctl("daemon-reload").returncode == 0
@@ -208,6 +288,8 @@ def test_the_unit_runs_every_part_and_keeps_instances_across_restarts(
     assert "web" in names
     assert get(scene.c1["pid"], scene.app_ip) == "edge app app"  # the rules, restored
     assert get(scene.c2["pid"], scene.app_ip) == ""
+    assert get(ovs_cli["pid"], ovs_web) == "edge app ovsapp"  # our switch, adopted
+    _host_ovs_intact()
 
     _step("restarted")
     # stopped, the instance still runs; started, it is deleted for real
@@ -217,6 +299,37 @@ def test_the_unit_runs_every_part_and_keeps_instances_across_restarts(
     _start(http)
     assert http.delete("/v1/instances/unit1").status_code == 204
     wait_for(lambda: not _pid_alive(pid), 60, "the deleted instance's workload gone")
+
+
+def ovs_scene(client_token: str) -> tuple[str, dict[str, object]]:
+    """On the ovs network: the web app in group ``web`` and a client in ``clients`` (the
+    groups of the Linux-bridge scenario), one in the default group; the app's address and the
+    first client."""
+    client = Client(URL, client_token, timeout=120)
+    try:
+        for name, command, groups in (
+            ("ovsweb", ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"], ["web"]),
+            ("ovscli", ["/bin/busybox", "sleep", "2147483647"], None),
+        ):
+            client.post(
+                "/v1/templates",
+                {
+                    "name": name,
+                    "command": command,
+                    "files": {"www/index.html": "edge app {name}\n"},
+                    "interfaces": [{"name": "eth0", "network": "sdovs", "security_groups": groups}],
+                    "pool": {"size": 1},
+                },
+            )
+        run(client, OVS_SUBNET, "ovsapp", "ovsweb", 5)
+        cli = run(client, OVS_SUBNET, "ovsc1", "ovscli", 11, security_groups=["clients"])
+        other = run(client, OVS_SUBNET, "ovsc2", "ovscli", 12)
+    finally:
+        client.close()
+    web = f"{OVS_SUBNET}.5"
+    wait_for(lambda: get(cli["pid"], web) == "edge app ovsapp", 60, "the app's page over ovs")
+    assert get(other["pid"], web) == ""
+    return web, cli
 
 
 def _main_pid() -> int:
