@@ -159,6 +159,39 @@ class NftRenderer:
         self._installed.pop(binding.network, None)
         self._tags.pop(binding.network, None)
 
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        """The networks whose installed tables no longer hold, and why: removed from outside
+        (``nft flush ruleset``, as ``systemctl restart nftables`` does with Debian's
+        ``/etc/nftables.conf``), or bridged frames no longer sent through the inet hooks (the
+        ``br_netfilter`` knobs set to 0). Either leaves the network's ports unfiltered. What
+        it finds lost it forgets, so the next apply installs it whole again. One ``nft list
+        tables`` and one ``sysctl`` read per namespace."""
+        lost: dict[str, str] = {}
+        by_netns: dict[str | None, list[Binding]] = {}
+        for binding in bindings:
+            if self._installed.get(binding.network) is not None:  # tables of ours to check
+                by_netns.setdefault(binding.netns, []).append(binding)
+        for netns, group in by_netns.items():
+            present = set(self.nft.tables(netns))
+            knobs = self.nft.bridge_conntrack_on(netns)
+            if not knobs:
+                self._prepared.discard(netns)
+            for binding in group:
+                tables = self._installed[binding.network]
+                missing = [
+                    f"{t.family} {t.name}"
+                    for t in tables or ()
+                    if (t.family, t.name) not in present
+                ]
+                if missing:
+                    lost[binding.network] = f"table {', '.join(missing)} removed from outside"
+                elif not knobs:
+                    lost[binding.network] = "net.bridge.bridge-nf-call-ip(6)tables set to 0"
+                else:
+                    continue
+                self._installed.pop(binding.network, None)
+        return lost
+
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
 
@@ -329,6 +362,38 @@ class FirewallDriver:
                     raise
                 if changed and old is not None and narrowed(old, program, network):
                     self._cut(program, binding)
+
+    def heal(self) -> dict[str, str]:
+        """Re-install the networks whose rules were taken away from outside (see
+        :meth:`NftRenderer.check_installed`; a renderer without that check has nothing to
+        heal). Returns the healed networks and why they were lost.
+
+        What their ports opened while unfiltered does not survive it: those connections were
+        tracked outside the network's conntrack zone (its zone chains were gone) or not at
+        all (the knobs at 0), so their next packet is a new one that is not a SYN, dropped
+        (``tests/functional/secgroups/test_rules_lost.py``)."""
+        check = getattr(self.renderer, "check_installed", None)
+        if check is None:
+            return {}
+        with self._lock:
+            bindings = list(self._bindings.values())
+        # The check's reads (subprocesses, milliseconds) without the lock, which every port
+        # change of an instance creation takes. A change applied meanwhile at worst makes
+        # the re-install below a whole one instead of a no-op.
+        lost: dict[str, str] = check(bindings)
+        if not lost:
+            return lost
+        with self._lock:
+            lost = {n: why for n, why in lost.items() if n in self._bindings}
+            for network, why in sorted(lost.items()):
+                log.error(
+                    "secgroups: network %s: %s; its ports were unfiltered: rules re-installed",
+                    network,
+                    why,
+                    extra={"part": "secgroups", "event": "rules_lost", "ids": network},
+                )
+            self._mark(set(lost))
+        return lost
 
     def _cut(self, program: FilterProgram, binding: Binding) -> None:
         zone = program.zone_of(binding.network)

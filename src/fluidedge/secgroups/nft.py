@@ -557,6 +557,24 @@ class Nft:
         for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
             self._run(netns, ["sysctl", "-q", "-w", f"net.bridge.{key}=1"], None)
 
+    def bridge_conntrack_on(self, netns: str | None) -> bool:
+        """Whether bridged IP frames still go through the inet hooks in ``netns`` (both knobs
+        of :meth:`enable_bridge_conntrack` at 1)."""
+        try:
+            out = self._run(
+                netns,
+                [
+                    "sysctl",
+                    "-n",
+                    "net.bridge.bridge-nf-call-iptables",
+                    "net.bridge.bridge-nf-call-ip6tables",
+                ],
+                None,
+            )
+        except FilterFailure:  # br_netfilter unloaded: the knobs are gone with it
+            return False
+        return out.split() == ["1", "1"]
+
     @staticmethod
     def _run(netns: str | None, argv: list[str], stdin: str | None) -> str:
         try:

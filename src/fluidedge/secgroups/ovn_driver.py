@@ -197,6 +197,14 @@ class OvnSplit:
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)
 
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        """``inner``'s check, on the networks that are not OVN's (the NB is their state)."""
+        check = getattr(self.inner, "check_installed", None)
+        if check is None:
+            return {}
+        lost: dict[str, str] = check([b for b in bindings if not self.is_ovn(b)])
+        return lost
+
     def installed_networks(self, netns: str | None) -> set[str]:
         """The inner renderer's tables in ``netns`` (reconciled at start); none if it keeps
         no tables."""

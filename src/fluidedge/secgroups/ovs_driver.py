@@ -233,6 +233,18 @@ class SplitRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)
 
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        """The Linux-bridge networks' check (an ovs network's bridge is ``fail_mode=secure``
+        on our private switch: its flows lost, it forwards nothing)."""
+        check = getattr(self.linuxbridge, "check_installed", None)
+        if check is None:
+            return {}
+        lost: dict[str, str] = check([b for b in bindings if not self._is_ovs(b)])
+        return lost
+
+    def _is_ovs(self, binding: Binding) -> bool:
+        return self._pick(binding) is self.ovs
+
     def installed_networks(self, netns: str | None) -> set[str]:
         """Networks with nftables tables in ``netns`` (reconciled at start; an ovs network's
         first install replaces every flow with our cookie, which reconciles it)."""

@@ -15,11 +15,12 @@ so that a tenant is not deleted while it owns groups.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.ovn import networks as ovn_networks
@@ -40,9 +41,18 @@ log = logging.getLogger("fluidedge.secgroups")
 
 
 class SecgroupsConfig(BaseModel):
-    """The ``[secgroups]`` table (nothing to set yet: its presence enables the part)."""
+    """The ``[secgroups]`` table (its presence enables the part)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    check_interval_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=3600.0,
+        description="how often the rules installed on Linux bridges are checked against what "
+        "the kernel holds, and re-installed if something took them away (an `nft flush "
+        "ruleset`); 0: never",
+    )
 
 
 class _ManagerNetworks:
@@ -66,9 +76,16 @@ class _ManagerNetworks:
 class SecgroupsPart:
     name = "secgroups"
 
-    def __init__(self, service: SecgroupService, ctx: DaemonContext) -> None:
+    def __init__(
+        self,
+        service: SecgroupService,
+        ctx: DaemonContext,
+        config: SecgroupsConfig | None = None,
+    ) -> None:
         self.service = service
         self.ctx = ctx
+        self.config = config or SecgroupsConfig()
+        self._checker: asyncio.Task[None] | None = None
         self._manager: Any = None
         self.scope: GroupScope | None = None
         tenants = ctx.tenants
@@ -106,6 +123,18 @@ class SecgroupsPart:
         manager.port_hook = self
         if manager.pools:  # the instances part started first (its pools exist from start)
             await asyncio.to_thread(self.restored)
+        if self.config.check_interval_s > 0:
+            self._checker = asyncio.create_task(self._check_rules(self.config.check_interval_s))
+
+    async def _check_rules(self, interval: float) -> None:
+        """Every ``interval``: re-install the rules something took away from outside (see
+        :meth:`FirewallDriver.heal`); a failed check is logged and tried again."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.service.driver.heal)
+            except Exception:
+                log.exception("secgroups: the check of the installed rules failed")
 
     # the instance manager's PortHook
     def ports_up(self, inst: Any, request: Any, template: Any) -> None:
@@ -122,6 +151,11 @@ class SecgroupsPart:
         self.service.restore_ports(list(manager.instances.values()), networks.netns_names())
 
     async def stop(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
         manager = self._manager
         if manager is not None and getattr(manager, "port_hook", None) is self:
             manager.port_hook = None
@@ -142,7 +176,7 @@ class SecgroupsPart:
 
 def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
     try:
-        SecgroupsConfig.model_validate(section)
+        config = SecgroupsConfig.model_validate(section)
     except ValidationError as exc:
         raise InvalidSecgroup(f"config [secgroups]: {exc}") from exc
     # Linux-bridge networks render to nftables, ovs networks to OpenFlow on our own switch,
@@ -161,4 +195,4 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> SecgroupsPart:
     service = SecgroupService(
         Tables(ctx.store), FirewallDriver(ovn, ovn.conntrack(split.conntrack(Conntrack())))
     )
-    return SecgroupsPart(service, ctx)
+    return SecgroupsPart(service, ctx, config)

@@ -151,3 +151,24 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     wait_until(lambda: not client.get("/v1/security-groups/ports"), 10)
     assert client.get("/v1/security-groups/ports") == []
     client.close()
+
+
+def test_tables_removed_from_outside_come_back_within_the_check_interval(
+    sg_daemon: DaemonHandle,
+) -> None:
+    """Someone deletes the network's tables under the running daemon (as an `nft flush
+    ruleset` would): every port is unfiltered until the daemon's check (``[secgroups]
+    check_interval_s``, 1 s by default) installs them again and says so in its log."""
+    client = sg_daemon.client()
+    try:
+        scene = web_and_clients(client, NET, SUBNET, "sg")
+    finally:
+        client.close()
+    assert len(_nft_tables()) == 2
+    for family in ("bridge", "inet"):
+        subprocess.run(["nft", "delete", "table", family, table_name(NET)], check=True)
+    assert wait_until(lambda: len(_nft_tables()) == 2, 15), "the tables never came back"
+    assert get(scene.c2["pid"], scene.app_ip) == ""
+    assert get(scene.c1["pid"], scene.app_ip) == "edge app app"
+    assert wait_until(lambda: "rules re-installed" in sg_daemon.log(), 5), sg_daemon.log()[-2000:]
+    assert f"network {NET}: table" in sg_daemon.log()

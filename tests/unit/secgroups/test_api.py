@@ -261,3 +261,15 @@ def test_a_rule_added_to_a_full_group_is_422(api: TestClient, world: World) -> N
     too_many = {"id": "over", "rules": [*rules, {**TCP, "port_range_min": 2000}]}
     assert api.post("/v1/security-groups", json=too_many).status_code == 400
     assert len(world.service.get_group("full").rules) == 1000
+
+
+def test_the_check_interval_is_bounded_and_one_second_by_default() -> None:
+    from pydantic import ValidationError
+
+    from fluidedge.secgroups.part import SecgroupsConfig
+
+    assert SecgroupsConfig.model_validate({}).check_interval_s == 1.0
+    assert SecgroupsConfig.model_validate({"check_interval_s": 0}).check_interval_s == 0.0
+    for bad in (-1, 3601, "soon"):
+        with pytest.raises(ValidationError, match="check_interval_s"):
+            SecgroupsConfig.model_validate({"check_interval_s": bad})

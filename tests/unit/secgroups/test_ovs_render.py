@@ -341,3 +341,29 @@ def test_table_zero_brackets_a_chains_steering_and_deletes_only_our_cookie() -> 
         verb, _, spec = mod.partition(" ")
         if verb.startswith("delete"):
             assert spec.startswith("cookie=0x5e5e/0xffffffffffffffff"), mod
+
+
+class _Checked(_Recorder):
+    """A Linux-bridge renderer whose check finds every network it is shown lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[str] = []
+
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        self.checked += [b.network for b in bindings]
+        return {b.network: "gone" for b in bindings}
+
+
+def test_split_renderer_checks_the_linux_bridge_networks_only() -> None:
+    """An ovs network's bridge is fail_mode=secure on our private switch: only the nftables
+    side can lose its rules to something outside."""
+    lb = _Checked()
+    split = SplitRenderer(
+        lb, OvsRenderer(lambda _netns: None), is_ovs=lambda b: b.bridge.startswith("ovs")
+    )  # type: ignore[arg-type,return-value]
+    lost = split.check_installed([Binding("net-a", "br0"), Binding("net-b", "ovsbr")])
+    assert lost == {"net-a": "gone"}
+    assert lb.checked == ["net-a"]
+    no_check = SplitRenderer(_Recorder(), OvsRenderer(lambda _netns: None))  # type: ignore[arg-type,return-value]
+    assert no_check.check_installed([Binding("net-a", "br0")]) == {}

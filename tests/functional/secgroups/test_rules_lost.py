@@ -1,0 +1,91 @@
+"""Rules taken away from outside come back: an ``nft flush ruleset`` in the bridges' namespace
+(what ``systemctl restart nftables`` does with Debian's ``/etc/nftables.conf``) or the
+``br_netfilter`` knobs set to 0 leave every port unfiltered; :meth:`FirewallDriver.heal` (the
+daemon runs it every ``[secgroups] check_interval_s``) re-installs the tables, and a
+connection the rules refuse, opened meanwhile, does not survive it. Real nftables, real TCP,
+Linux bridges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fluidedge.secgroups.model import Rule, SecurityGroup
+from fluidedge.secgroups.nft import table_name
+from tests.fixtures.secgroups_net import Host, SgLab, run
+
+pytestmark = pytest.mark.root
+
+TIMEOUT = 2.0
+CLIENT = SecurityGroup(
+    id="client", rules=(Rule(id="out", direction="egress", protocol=6, port_range_min=5432),)
+)
+DB = SecurityGroup(
+    id="db",
+    rules=(
+        Rule(id="pg", direction="ingress", protocol=6, port_range_min=5432, remote_group="client"),
+    ),
+)
+KNOBS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+
+
+@pytest.fixture
+def lab() -> Iterator[SgLab]:
+    lab = SgLab("linuxbridge")
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def _pair(lab: SgLab) -> tuple[Host, Host]:
+    lab.network("n", zone=23)
+    with lab.driver.defer_apply():
+        lab.driver.set_group(CLIENT)
+        lab.driver.set_group(DB)
+        c = lab.host("c", "n", 1, groups=("client",))
+        d = lab.host("d", "n", 2, groups=("db",), tcp=(5432, 80))
+    return c, d
+
+
+def _tables(lab: SgLab) -> set[str]:
+    out = run("ip", "netns", "exec", lab.switch, "nft", "list", "tables").stdout
+    return {line.split()[2] for line in out.splitlines() if line.startswith("table ")}
+
+
+def test_a_flushed_ruleset_comes_back_and_what_opened_meanwhile_is_cut(lab: SgLab) -> None:
+    c, d = _pair(lab)
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+    assert lab.driver.heal() == {}  # nothing lost: nothing done
+    run("ip", "netns", "exec", lab.switch, "nft", "flush", "ruleset")
+    assert table_name("n") not in _tables(lab)
+    # unfiltered now: a connection the rules refuse opens
+    stream = c.call("stream_open", dst=d.v4, port=80, timeout=TIMEOUT)
+    assert stream
+    assert c.call("stream_echo", sid=stream, timeout=TIMEOUT) is True
+
+    lost = lab.driver.heal()
+    assert set(lost) == {"n"}
+    assert "removed from outside" in lost["n"]
+    assert table_name("n") in _tables(lab)
+    assert c.call("stream_echo", sid=stream, timeout=TIMEOUT) is False  # it died
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+    assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
+    assert lab.driver.heal() == {}
+
+
+def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
+    c, d = _pair(lab)
+    for knob in KNOBS:
+        run("ip", "netns", "exec", lab.switch, "sysctl", "-q", "-w", f"{knob}=0")
+    # bridged frames skip the inet hooks: the ingress rules no longer run
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) == "d"
+    lost = lab.driver.heal()
+    assert set(lost) == {"n"}
+    assert "set to 0" in lost["n"]
+    shown = run("ip", "netns", "exec", lab.switch, "sysctl", "-n", *KNOBS).stdout.split()
+    assert shown == ["1", "1"]
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+    assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
+    assert lab.driver.heal() == {}
