@@ -151,6 +151,9 @@ def test_groups_through_the_api_restart_and_kill9(sg_daemon: DaemonHandle) -> No
     wait_until(lambda: not client.get("/v1/security-groups/ports"), 10)
     assert client.get("/v1/security-groups/ports") == []
     client.close()
+    # the check of the installed rules ran throughout (restarts, a kill -9, re-renders) and
+    # never took one of our own changes for a loss
+    assert "rules re-installed" not in sg_daemon.log()
 
 
 def test_tables_removed_from_outside_come_back_within_the_check_interval(

@@ -290,6 +290,8 @@ def test_the_unit_runs_every_part_and_keeps_instances_across_restarts(
     assert get(scene.c2["pid"], scene.app_ip) == ""
     assert get(ovs_cli["pid"], ovs_web) == "edge app ovsapp"  # our switch, adopted
     _host_ovs_intact()
+    # the check of the installed rules ran all along (every second) and found nothing lost
+    assert "rules re-installed" not in _journal(5000)
 
     _step("restarted")
     # stopped, the instance still runs; started, it is deleted for real
