@@ -128,13 +128,28 @@ class SecgroupsPart:
 
     async def _check_rules(self, interval: float) -> None:
         """Every ``interval``: re-install the rules something took away from outside (see
-        :meth:`FirewallDriver.heal`); a failed check is logged and tried again."""
+        :meth:`FirewallDriver.heal`). A failed check is tried again at the next interval and
+        logged once per distinct failure (not every second), then once when it works again."""
+        failing: str | None = None
         while True:
             await asyncio.sleep(interval)
             try:
                 await asyncio.to_thread(self.service.driver.heal)
-            except Exception:
-                log.exception("secgroups: the check of the installed rules failed")
+            except Exception as exc:
+                what = f"{type(exc).__name__}: {exc}"
+                if what != failing:
+                    log.error(
+                        "secgroups: the check of the installed rules failed (tried again "
+                        "every %g s): %s",
+                        interval,
+                        what,
+                        extra={"part": "secgroups", "event": "rules_check_failed"},
+                    )
+                failing = what
+            else:
+                if failing is not None:
+                    log.info("secgroups: the check of the installed rules works again")
+                failing = None
 
     # the instance manager's PortHook
     def ports_up(self, inst: Any, request: Any, template: Any) -> None:

@@ -273,3 +273,46 @@ def test_the_check_interval_is_bounded_and_one_second_by_default() -> None:
     for bad in (-1, 3601, "soon"):
         with pytest.raises(ValidationError, match="check_interval_s"):
             SecgroupsConfig.model_validate({"check_interval_s": bad})
+
+
+def test_a_failing_check_is_logged_once_per_failure_then_once_when_it_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    from fluidedge.secgroups.part import SecgroupsPart
+
+    outcomes: list[Exception | None] = [
+        OSError("nft: no such netns"),
+        OSError("nft: no such netns"),
+    ]
+    outcomes += [None, None, RuntimeError("other"), None]
+
+    def heal() -> dict[str, str]:
+        outcome = outcomes.pop(0) if outcomes else None
+        if outcome is not None:
+            raise outcome
+        return {}
+
+    part = SecgroupsPart(
+        SimpleNamespace(driver=SimpleNamespace(heal=heal)),  # type: ignore[arg-type]
+        SimpleNamespace(tenants=None),  # type: ignore[arg-type]
+    )
+
+    async def scenario() -> None:
+        task = asyncio.create_task(part._check_rules(0.001))
+        for _ in range(1000):  # until the outcomes are spent and the last one logged
+            await asyncio.sleep(0.01)
+            if not outcomes and len(caplog.records) >= 4:
+                break
+        await asyncio.sleep(0.05)  # a few more checks: nothing more to say
+        task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="fluidedge.secgroups"):
+        asyncio.run(scenario())
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in said] == ["ERROR", "INFO", "ERROR", "INFO"], said
+    assert "no such netns" in said[0][1]
+    assert "other" in said[2][1]
