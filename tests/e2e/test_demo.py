@@ -101,9 +101,12 @@ def test_demo_instance_serves_the_ues_and_everything_is_torn_down() -> None:
 
 
 def test_demo_interrupted_twice_still_tears_everything_down() -> None:
-    """Ctrl-C as a terminal sends it: SIGINT to the demo's whole process group (the demo is
-    the foreground job); then an impatient second one. The daemon (its own group) must not
-    get them: the demo deletes its instance through the API before stopping it."""
+    """A signal to the demo's whole process group, as a terminal's Ctrl-C or ``timeout``
+    sends it (the demo is the job); then an impatient second one. The daemon (its own group)
+    must not get them: the demo deletes its instance through the API before stopping it.
+
+    The first is SIGTERM: a job started in the background by a non-interactive shell (as CI
+    may run this suite) inherits SIGINT ignored, and the demo rightly keeps it ignored."""
     prefix = f"dmi{os.getpid() % 100000}"
     process = subprocess.Popen(
         _demo_argv(prefix),
@@ -114,6 +117,7 @@ def test_demo_interrupted_twice_still_tears_everything_down() -> None:
     )
     assert process.stdout is not None
     lines: list[str] = []
+    rest = ""
     try:
         deadline = time.monotonic() + 120
         for line in process.stdout:
@@ -121,20 +125,66 @@ def test_demo_interrupted_twice_still_tears_everything_down() -> None:
             if line.startswith("Registered service") or time.monotonic() > deadline:
                 break
         time.sleep(2)  # the UEs' traffic runs, the daemon has settled
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C mid-run
+        daemons = _daemon_pids("".join(lines))
+        assert len(daemons) == 1, lines
+        # a group of its own: what the job is sent does not reach it
+        assert os.getpgid(daemons[0]) != process.pid
+        os.killpg(process.pid, signal.SIGTERM)  # mid-run, to the whole job
         for line in process.stdout:
             lines.append(line)
             if "deleted" in line or "Daemon stopped" in line or time.monotonic() > deadline:
                 break  # the teardown is under way
-        os.killpg(process.pid, signal.SIGTERM)  # an impatient second one: ignored in teardown
+        os.killpg(process.pid, signal.SIGINT)  # an impatient second one: ignored in teardown
         rest, _ = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # a failure: bring down what the demo could not
             process.kill()
-            process.wait()
+            process.communicate()
+            _bring_down("".join(lines), prefix)
     out = "".join(lines) + rest
     assert any(line.startswith("Registered service") for line in lines), out
     assert "Instance edge1 deleted" in out
     assert "instance delete failed" not in out, out  # the daemon was still there to do it
     assert "Demo torn down" in out
     _assert_nothing_left(prefix, out)
+
+
+def _workdir(out: str) -> str | None:
+    """The demo's daemon's work directory, as the demo printed it (its token is there)."""
+    found = re.search(r"API token in (/\S+)/token", " ".join(out.split()))
+    return found.group(1) if found else None
+
+
+def _daemon_pids(out: str) -> list[int]:
+    """The pids of ``fluidedge serve`` started with the demo's work directory."""
+    workdir = _workdir(out)
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or workdir is None:
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and any(workdir.encode() in arg for arg in argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _bring_down(out: str, prefix: str) -> None:
+    """After a failed run: stop the demo's daemon (found by its work directory, which the
+    demo printed), purge its instances, remove its lab."""
+    workdir = _workdir(out)
+    if workdir is not None:
+        for pid in _daemon_pids(out):
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(2)
+        config = Path(workdir) / "fluidedge.toml"
+        subprocess.run(
+            [sys.executable, "-m", "fluidedge", "pool", "purge", "-c", str(config)],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "fluidedge", "lab", "down", "--prefix", prefix],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
