@@ -11,22 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from fluidedge.secgroups.model import Rule, SecurityGroup
 from fluidedge.secgroups.nft import table_name
-from tests.fixtures.secgroups_net import Host, SgLab, run
+from tests.fixtures.secgroups_net import SgLab, run
+
+# the client/db pair of the stateful tests: c may open TCP 5432 to d, not 80
+from .test_stateful import TIMEOUT, _pair
 
 pytestmark = pytest.mark.root
 
-TIMEOUT = 2.0
-CLIENT = SecurityGroup(
-    id="client", rules=(Rule(id="out", direction="egress", protocol=6, port_range_min=5432),)
-)
-DB = SecurityGroup(
-    id="db",
-    rules=(
-        Rule(id="pg", direction="ingress", protocol=6, port_range_min=5432, remote_group="client"),
-    ),
-)
 KNOBS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
 
 
@@ -39,22 +31,12 @@ def lab() -> Iterator[SgLab]:
         lab.close()
 
 
-def _pair(lab: SgLab) -> tuple[Host, Host]:
-    lab.network("n", zone=23)
-    with lab.driver.defer_apply():
-        lab.driver.set_group(CLIENT)
-        lab.driver.set_group(DB)
-        c = lab.host("c", "n", 1, groups=("client",))
-        d = lab.host("d", "n", 2, groups=("db",), tcp=(5432, 80))
-    return c, d
-
-
 def _tables(lab: SgLab) -> set[str]:
     out = run("ip", "netns", "exec", lab.switch, "nft", "list", "tables").stdout
     return {line.split()[2] for line in out.splitlines() if line.startswith("table ")}
 
 
-def test_a_flushed_ruleset_comes_back_and_what_opened_meanwhile_is_cut(lab: SgLab) -> None:
+def test_a_flushed_ruleset_comes_back_and_what_opened_meanwhile_dies(lab: SgLab) -> None:
     c, d = _pair(lab)
     assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
     assert lab.driver.heal() == {}  # nothing lost: nothing done
