@@ -164,7 +164,15 @@ class ChainsPart:
     async def start(self) -> None:
         await asyncio.to_thread(self.service.load)
         await asyncio.to_thread(self.service.apply_all)
+        # A switch of ours restarted under us gets its steering back before its bridges get
+        # their learning-switch flow (fluidedge.ovs.bridges.revive).
+        ovs_bridges.add_restorer(self._restore_switch)
         self._task = asyncio.create_task(self._poll(), name="chains-poll")
+
+    def _restore_switch(self, _netns: str | None) -> None:
+        """Re-apply the chains of the bridges that lost their flows (raises if it cannot)."""
+        for bridge in self.service.reconcile():
+            log.warning("chains: %s: chains re-applied after its switch restarted", bridge)
 
     async def _poll(self) -> None:
         while True:
@@ -178,6 +186,7 @@ class ChainsPart:
                 log.info("chains: ports of %s changed: chains re-applied", bridge)
 
     async def stop(self) -> None:
+        ovs_bridges.remove_restorer(self._restore_switch)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ Module map:
 - ``tokens``: the ``<prefix><id>.<secret>`` bearer-token scheme of tenants and ME apps.
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
 - ``paging``: keyset pages of a named collection (``?limit=&after=``, the ``Link`` header).
+- ``periodic``: a part's background check every few seconds, its failures logged once.
 - ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS);
   ``cliparts``: what the parts' commands share (``--json``, one call, a table).
 
@@ -100,6 +101,7 @@ __all__ = [
     "paging",
     "part",
     "patterns",
+    "periodic",
     "resolve_token",
     "store",
     "tokens",

@@ -8,6 +8,7 @@ through the context (e.g. the measurement toolkit uses the instance manager).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +48,10 @@ class DaemonContext:
     # serving some of its routes on a listener of its own (the ME platform's Mp1 on the
     # platform network) hands requests to it.
     app: object | None = None
+    # Set by the daemon once every part has started: a part's background work that must
+    # follow the others' start (their restorers registered, their state installed) waits
+    # for it.
+    all_started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

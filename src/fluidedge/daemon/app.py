@@ -155,6 +155,7 @@ def create_app(
             for part in context.parts.values():
                 await part.start()
                 started.append(part)
+            context.all_started.set()
             warm: list[tuple[str, str, bytes]] = [("GET", "/healthz", b"")]
             for part in started:
                 warm += getattr(part, "warm_up_requests", list)()

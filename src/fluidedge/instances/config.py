@@ -136,6 +136,13 @@ class InstancesConfig(BaseModel):
         description="datapath of ovs networks: userspace netdev, the kernel's (one per host), "
         "or auto (kernel where the openvswitch module exists)",
     )
+    switch_check_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="seconds between checks that the Open vSwitch of ovs networks still runs "
+        "(a dead one is restarted and its flows put back); 0: no check",
+    )
     ovn: OvnNode | None = Field(
         default=None,
         description="this node's OVN databases and chassis (docs/multi-host.md); "

@@ -216,7 +216,9 @@ def _ensure_ovs_bridge(spec: NetworkSpec) -> bool:
     """The ``ovs`` driver's bridge: refuse a same-named interface that is not ours."""
     with _lock:
         try:
-            known = spec.bridge in ovs_bridges.bridge_names(spec.netns)
+            # from the switch's database: a switch that died while no daemon ran leaves its
+            # bridges' interfaces behind, which are still ours
+            known = spec.bridge in ovs_bridges.declared_bridges(spec.netns)
             if not known and _index(_ipr(spec.netns), spec.bridge) is not None:
                 where = f" in namespace {spec.netns}" if spec.netns else ""
                 raise NotABridge(

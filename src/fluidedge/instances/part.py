@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -11,10 +12,12 @@ from pydantic import ValidationError
 
 from fluidedge.core.hot import HotRoute
 from fluidedge.core.part import DaemonContext
+from fluidedge.core.periodic import every
 from fluidedge.instances.api import build_router, hot_routes
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.scoping import Scoped
+from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.tenants.service import TenantService
 
 
@@ -27,6 +30,7 @@ class InstancesPart:
         self.manager = manager
         self.context = context
         self.scoped: Scoped | None = None  # tenants' scoping and admission (the GUI uses it)
+        self._keeper: asyncio.Task[None] | None = None
 
     def router(self) -> APIRouter:
         tenants = self.context.tenants if self.context is not None else None
@@ -52,6 +56,33 @@ class InstancesPart:
             " ".join(cgroup["controllers"]),
             self.manager.launcher_kind,
         )
+        self._keeper = asyncio.create_task(self._keep_switches(), name="ovs-keeper")
+
+    async def _keep_switches(self) -> None:
+        """Once every part has started (the security groups' and chains' restorers are
+        registered, their tables installed), then every ``switch_check_interval_s``: a switch
+        of the ovs networks that died is restarted and its flows put back, the restorers'
+        first (:func:`fluidedge.ovs.bridges.revive`, which logs what it finds). The first pass
+        also gives the bridges of a switch restarted at this start their learning-switch
+        flow, after the others' tables."""
+        if self.context is not None:
+            await self.context.all_started.wait()
+        log = logging.getLogger("fluidedge.ovs")
+        interval = self.manager.config.switch_check_interval_s
+        if interval > 0:
+            await every(
+                interval,
+                ovs_bridges.revive,
+                log,
+                "ovs: the check of the switches",
+                "switch_revive_failed",
+                first=0.0,
+            )
+            return
+        try:
+            await asyncio.to_thread(ovs_bridges.revive)
+        except Exception as exc:
+            log.error("ovs: the switches' restore failed: %s: %s", type(exc).__name__, exc)
 
     def warm_up_requests(self) -> list[tuple[str, str, bytes]]:
         """Harmless requests the daemon sends itself before listening (see daemon.app).
@@ -63,6 +94,11 @@ class InstancesPart:
         return [("POST", "/v1/instances", b"{}"), ("GET", "/v1/pools", b"")]
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         await asyncio.to_thread(self.manager.stop)
 
     def metrics(self) -> str:

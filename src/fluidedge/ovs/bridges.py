@@ -8,6 +8,14 @@ renderer replaces its own flows (its cookie) atomically when it takes the bridge
 leaves other components' (service chains) alone.
 
 The registry is per process (the daemon has one state directory); :func:`configure` sets it.
+
+A switch that dies under the daemon (an OOM kill, a crash, a stray ``kill``) takes every flow
+with it: its bridges are ``fail_mode=secure``, so they forward nothing until flows are back.
+:func:`revive`, run every few seconds by the instances part, restarts it from its database
+(bridges and ports are declared there), bumps its :attr:`~.daemons.OvsDaemons.generation`,
+lets each component that keeps flows on it put them back (:func:`add_restorer`: the security
+groups' table, the chains' steering) and only then gives a bridge that still has no flow its
+learning-switch flow: a filtered port never forwards unfiltered on the way back.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fluidedge.linux.proc import netns_argv
@@ -38,6 +47,13 @@ _base: Path | None = None
 _wanted = "netdev"  # netdev, system or auto (chosen per namespace: choose_datapath)
 _module = False  # the openvswitch kernel module is there (looked up once, for auto)
 _switches: dict[tuple[Path, str | None], OvsDaemons] = {}
+# The switches with bridges of ours (kept alive by revive), and those restarted whose flows are
+# not all back yet (a restorer failed: tried again at the next revive).
+_kept: dict[tuple[Path, str | None], OvsDaemons] = {}
+_pending: set[tuple[Path, str | None]] = set()
+# What puts a component's flows back on the bridges of a restarted switch (its namespace).
+Restorer = Callable[[str | None], None]
+_restorers: list[Restorer] = []
 
 
 def configure(state_dir: Path, datapath: str = "netdev") -> None:
@@ -56,8 +72,8 @@ def _root(netns: str | None) -> Path:
     return _base / (f"ns-{netns}" if netns else "host")
 
 
-def switch(netns: str | None, *, start: bool = False) -> OvsDaemons:
-    """The switch of namespace ``netns`` (started or adopted if ``start``)."""
+def switch(netns: str | None) -> OvsDaemons:
+    """The switch of namespace ``netns`` (nothing is started)."""
     with _lock:
         root = _root(netns)
         key = (root, netns)
@@ -80,9 +96,22 @@ def switch(netns: str | None, *, start: bool = False) -> OvsDaemons:
                 )
             daemons.datapath = datapath
             _switches[key] = daemons
-        if start:
-            daemons.start()
         return daemons
+
+
+def _start(daemons: OvsDaemons) -> tuple[Path, str | None]:
+    """Start (or adopt) ``daemons``; its registry key. A switch that is started with bridges
+    in its database was restarted: they hold no flow until :func:`revive` restores them in
+    order (lock held)."""
+    key = (daemons.root, daemons.netns)
+    if daemons.start() and Vsctl(daemons).bridges():
+        log.warning(
+            "ovs: the switch of %s was not running: restarted from its database; its bridges "
+            "forward nothing until their flows are back",
+            f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+        )
+        _pending.add(key)
+    return key
 
 
 def running_switch(netns: str | None) -> OvsDaemons | None:
@@ -97,18 +126,22 @@ def running_switch(netns: str | None) -> OvsDaemons | None:
 def ensure_bridge(bridge: str, netns: str | None, network: str, hwaddr: str | None = None) -> bool:
     """Create bridge ``bridge`` (starting the switch if needed); True if it was created.
 
-    An existing bridge keeps its flows; one that has none (a vswitchd restarted underneath
-    us) gets the base flow back, so a plain network forwards again. ``hwaddr``: its own MAC
-    (see :meth:`Vsctl.add_bridge`).
+    An existing bridge keeps its flows. If this call (or :func:`declared_bridges`) restarts a
+    switch that died, its existing bridges hold no flow: :func:`revive` puts them back, the
+    restorers' first, then the base flow where none is left (the daemon calls it once all its
+    parts have started, then every check interval). ``hwaddr``: its own MAC (see
+    :meth:`Vsctl.add_bridge`).
     """
     with _lock:
-        daemons = switch(netns, start=True)
+        daemons = switch(netns)
+        key = _start(daemons)
+        _kept[key] = daemons
         vsctl = Vsctl(daemons)
         created = bridge not in vsctl.bridges()
         vsctl.add_bridge(bridge, {"fluidedge-network": network}, hwaddr if created else None)
         _wait_link_up(vsctl, bridge, netns)
         ofctl = Ofctl(daemons, bridge)
-        if created or not ofctl.dump():
+        if created or (key not in _pending and not ofctl.dump()):
             ofctl.bundle([f"add {BASE_FLOW}"])
         return created
 
@@ -143,7 +176,82 @@ def delete_bridge(bridge: str, netns: str | None) -> None:
         vsctl = Vsctl(daemons)
         vsctl.del_bridge(bridge)
         if not vsctl.bridges():
+            _kept.pop((daemons.root, netns), None)
+            _pending.discard((daemons.root, netns))
             daemons.destroy()
+
+
+def add_restorer(restorer: Restorer) -> None:
+    """Call ``restorer(netns)`` when :func:`revive` restarts the switch of ``netns``, before
+    any bridge of it gets its learning-switch flow back; it raises if its flows are not back
+    (the switch's bridges then stay without flows, dropping, until a later revive)."""
+    with _lock:
+        _restorers.append(restorer)
+
+
+def remove_restorer(restorer: Restorer) -> None:
+    with _lock:
+        if restorer in _restorers:
+            _restorers.remove(restorer)
+
+
+def revive() -> list[str | None]:
+    """Restart each switch of ours that died under us, and put its flows back; the namespaces
+    whose switch is whole again. Cheap when nothing died: two pidfile reads per switch.
+
+    A restarted switch reads its bridges and ports from its database but holds no flow (its
+    bridges drop everything, ``fail_mode=secure``). The restorers (:func:`add_restorer`) put
+    their components' flows back first; a bridge with no flow after them gets
+    :data:`BASE_FLOW`. If a restorer fails, nothing gets the base flow (a network whose rules
+    are missing must not forward unfiltered) and the whole restore is tried again next time.
+    Raises what the restart raised (the caller logs it and tries again).
+    """
+    with _lock:
+        kept = list(_kept.items())
+    whole: list[str | None] = []
+    for key, daemons in kept:
+        db, vswitchd = daemons.pids()
+        if db is not None and vswitchd is not None and key not in _pending:
+            continue
+        with _lock:
+            if _kept.get(key) is not daemons:
+                continue  # its last bridge went meanwhile
+            if db is None or vswitchd is None:
+                _restart(daemons, db, vswitchd)
+                _pending.add(key)
+            restorers = list(_restorers)
+        # Outside the lock: a restorer takes its component's own lock, which that component
+        # may hold while it calls in here (a port plugged during an instance's creation).
+        for restorer in restorers:
+            restorer(daemons.netns)
+        with _lock:
+            if _kept.get(key) is not daemons:
+                continue
+            vsctl = Vsctl(daemons)
+            for bridge in vsctl.bridges():
+                _wait_link_up(vsctl, bridge, daemons.netns)
+                ofctl = Ofctl(daemons, bridge)
+                if not ofctl.dump():
+                    ofctl.bundle([f"add {BASE_FLOW}"])
+            _pending.discard(key)
+        log.warning(
+            "ovs: the switch of %s is whole again: its flows are back",
+            f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+        )
+        whole.append(daemons.netns)
+    return whole
+
+
+def _restart(daemons: OvsDaemons, db: int | None, vswitchd: int | None) -> None:
+    dead = [name for name, pid in (("ovsdb-server", db), ("ovs-vswitchd", vswitchd)) if not pid]
+    log.error(
+        "ovs: %s of the switch of %s died; restarting it (its bridges forward nothing until "
+        "their flows are back)",
+        " and ".join(dead),
+        f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+        extra={"part": "ovs", "event": "switch_died"},
+    )
+    daemons.start()
 
 
 # The access VLAN an isolated port is plugged into, for the moment between its creation and
@@ -203,6 +311,17 @@ def bridge_names(netns: str | None) -> list[str]:
     """Bridges of our switch in ``netns`` (none if it does not run)."""
     daemons = running_switch(netns)
     return Vsctl(daemons).bridges() if daemons is not None else []
+
+
+def declared_bridges(netns: str | None) -> list[str]:
+    """Bridges our switch in ``netns`` has in its database, starting it if it has one but does
+    not run (it died while no daemon ran: its bridges' interfaces may still be there)."""
+    with _lock:
+        daemons = switch(netns)
+        if not daemons.db_file.exists():
+            return []
+        _start(daemons)
+        return Vsctl(daemons).bridges()
 
 
 def ports(bridge: str, netns: str | None) -> list[str]:

@@ -130,6 +130,9 @@ class OvsDaemons:
         self.vswitchd_ctl = self.run_dir / "ovs-vswitchd.ctl"
         self.db_pidfile = self.run_dir / "ovsdb-server.pid"
         self.vswitchd_pidfile = self.run_dir / "ovs-vswitchd.pid"
+        # Bumped by every start that started something: a component that installed flows
+        # at another generation knows they are gone (a new vswitchd starts with none).
+        self.generation = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -183,6 +186,7 @@ class OvsDaemons:
         # A half-alive pair (one daemon died) is restarted whole: a vswitchd without its
         # database would keep stale flows, a database without vswitchd forwards nothing.
         self.stop()
+        self.generation += 1
         if self.datapath == "system":
             self._refuse_shared_kernel_datapath()
         for directory in (self.root, self.run_dir, self.db_dir, self.log_dir):

@@ -184,9 +184,14 @@ class NftRenderer:
                     if (t.family, t.name) not in present
                 ]
                 if missing:
-                    lost[binding.network] = f"table {', '.join(missing)} removed from outside"
+                    lost[binding.network] = (
+                        f"table {', '.join(missing)} removed from outside; its ports were "
+                        "unfiltered"
+                    )
                 elif not knobs:
-                    lost[binding.network] = "net.bridge.bridge-nf-call-ip(6)tables set to 0"
+                    lost[binding.network] = (
+                        "net.bridge.bridge-nf-call-ip(6)tables set to 0; its ports were unfiltered"
+                    )
                 else:
                     continue
                 self._installed.pop(binding.network, None)
@@ -387,7 +392,7 @@ class FirewallDriver:
             lost = {n: why for n, why in lost.items() if n in self._bindings}
             for network, why in sorted(lost.items()):
                 log.error(
-                    "secgroups: network %s: %s; its ports were unfiltered: rules re-installed",
+                    "secgroups: network %s: %s: rules re-installed",
                     network,
                     why,
                     extra={"part": "secgroups", "event": "rules_lost", "ids": network},

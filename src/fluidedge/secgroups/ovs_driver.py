@@ -94,6 +94,9 @@ class OvsRenderer:
         # the incremental path with)
         self.full = full
         self.tables: dict[str, ovs_render.BridgeFlows] = {}
+        # bridge -> the generation of its switch when its table was installed: a switch
+        # restarted since holds none of it (see check_installed)
+        self.generations: dict[str, int] = {}
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
 
     def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
@@ -130,6 +133,7 @@ class OvsRenderer:
         other components (service chains) stay, nothing of ours is stale or duplicated."""
         try:
             daemons = self.switch_of(binding.netns)
+            generation = daemons.generation  # before: a restart meanwhile is seen next check
             ofports = self._bridge_ofports(program, binding)
             ofctl = Ofctl(daemons, binding.bridge)
             table = self.tables.get(binding.bridge)
@@ -144,7 +148,27 @@ class OvsRenderer:
             self.tables.pop(binding.bridge, None)  # unknown now: the next apply installs all
             raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
         self.tables[binding.bridge] = table
+        self.generations[binding.bridge] = generation
         return changed
+
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        """The networks whose switch was restarted since their table was installed (a new
+        ovs-vswitchd starts with no flow; its ``fail_mode=secure`` bridges drop everything
+        meanwhile): forgotten, so the next apply installs them whole, with the ports' numbers
+        asked again. No query: the switch's generation (see
+        :func:`fluidedge.ovs.bridges.revive`)."""
+        lost: dict[str, str] = {}
+        for binding in bindings:
+            if binding.bridge not in self.tables:
+                continue
+            if self.switch_of(binding.netns).generation != self.generations.get(binding.bridge):
+                lost[binding.network] = (
+                    f"the switch of bridge {binding.bridge} was restarted; its ports forwarded "
+                    "nothing meanwhile"
+                )
+                self.tables.pop(binding.bridge, None)
+                self._ofports_cache.pop(binding.bridge, None)
+        return lost
 
     def remove_network(self, binding: Binding) -> None:
         """Back to a plain learning switch (the bridge may carry traffic unfiltered); only our
@@ -154,6 +178,7 @@ class OvsRenderer:
         except OvsError as exc:
             raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
         self.tables.pop(binding.bridge, None)
+        self.generations.pop(binding.bridge, None)
 
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
@@ -234,12 +259,11 @@ class SplitRenderer:
         return self._pick(binding).zone_netns(binding)
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
-        """The Linux-bridge networks' check (an ovs network's bridge is ``fail_mode=secure``
-        on our private switch: its flows lost, it forwards nothing)."""
+        """Each renderer's check on its own networks."""
+        lost = self.ovs.check_installed([b for b in bindings if self._is_ovs(b)])
         check = getattr(self.linuxbridge, "check_installed", None)
-        if check is None:
-            return {}
-        lost: dict[str, str] = check([b for b in bindings if not self._is_ovs(b)])
+        if check is not None:
+            lost.update(check([b for b in bindings if not self._is_ovs(b)]))
         return lost
 
     def _is_ovs(self, binding: Binding) -> bool:

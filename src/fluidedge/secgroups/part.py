@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.core.periodic import every
 from fluidedge.ovn import networks as ovn_networks
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.secgroups.api import build_router
@@ -123,33 +124,25 @@ class SecgroupsPart:
         manager.port_hook = self
         if manager.pools:  # the instances part started first (its pools exist from start)
             await asyncio.to_thread(self.restored)
+        # A switch of ours restarted under us gets its tables back before its bridges get
+        # their learning-switch flow (fluidedge.ovs.bridges.revive).
+        ovs_bridges.add_restorer(self._restore_switch)
         if self.config.check_interval_s > 0:
-            self._checker = asyncio.create_task(self._check_rules(self.config.check_interval_s))
+            # Every interval: re-install the rules something took away from outside (see
+            # FirewallDriver.heal); a failing check is logged once per distinct failure.
+            self._checker = asyncio.create_task(
+                every(
+                    self.config.check_interval_s,
+                    self.service.driver.heal,
+                    log,
+                    "secgroups: the check of the installed rules",
+                    "rules_check_failed",
+                )
+            )
 
-    async def _check_rules(self, interval: float) -> None:
-        """Every ``interval``: re-install the rules something took away from outside (see
-        :meth:`FirewallDriver.heal`). A failed check is tried again at the next interval and
-        logged once per distinct failure (not every second), then once when it works again."""
-        failing: str | None = None
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.service.driver.heal)
-            except Exception as exc:
-                what = f"{type(exc).__name__}: {exc}"
-                if what != failing:
-                    log.error(
-                        "secgroups: the check of the installed rules failed (tried again "
-                        "every %g s): %s",
-                        interval,
-                        what,
-                        extra={"part": "secgroups", "event": "rules_check_failed"},
-                    )
-                failing = what
-            else:
-                if failing is not None:
-                    log.info("secgroups: the check of the installed rules works again")
-                failing = None
+    def _restore_switch(self, _netns: str | None) -> None:
+        """Put the tables back on the bridges of a restarted switch (raises if it cannot)."""
+        self.service.driver.heal()
 
     # the instance manager's PortHook
     def ports_up(self, inst: Any, request: Any, template: Any) -> None:
@@ -166,6 +159,7 @@ class SecgroupsPart:
         self.service.restore_ports(list(manager.instances.values()), networks.netns_names())
 
     async def stop(self) -> None:
+        ovs_bridges.remove_restorer(self._restore_switch)
         if self._checker is not None:
             self._checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

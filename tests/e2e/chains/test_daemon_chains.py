@@ -6,8 +6,10 @@ its group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fluidedge.core.client import Client, ClientError
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.ovs.errors import OvsError
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 from tests.e2e.chains.cleanup import purge_daemon_state
@@ -154,6 +157,19 @@ def _scenario(chain_daemon: DaemonHandle, clients: list[Client]) -> None:
     clients.append(client)
     assert client.get("/v1/chains/port-pair-groups/g")["port_pairs"] == ["f1", "f2"]
     assert wait_for(lambda: _chain_flows(ofctl) == flows, 30, "the same chain table after kill -9")
+
+    # The switch's own vswitchd killed (an OOM kill): the daemon restarts it, and the same
+    # table comes back (ofctl fails while it is down: not yet).
+    run_dir = Path(chain_daemon.config["state_dir"]) / "instances" / "ovs" / f"ns-{NS}" / "run"
+    os.kill(int((run_dir / "ovs-vswitchd.pid").read_text()), signal.SIGKILL)
+
+    def restored() -> bool:
+        with contextlib.suppress(OvsError):
+            return _chain_flows(ofctl) == flows
+        return False
+
+    assert wait_for(restored, 30, "the same chain table after the switch's kill -9")
+    assert "ovs-vswitchd of the switch of namespace" in chain_daemon.log()
 
     # f1's instance goes: its port leaves the bridge; the poll takes it out of the group.
     vsctl.del_port(p["f1i"])

@@ -6,6 +6,7 @@ same table (nothing duplicated, nothing stale)."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fluidedge.ovs.ofctl import Ofctl
 from tests.e2e.secgroups.scenario import get, purge, web_and_clients
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.ovs_datapath import DATAPATH
+from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -85,6 +87,61 @@ def test_ovs_network_filtered_through_the_api_and_restart(ovs_daemon: DaemonHand
 
     client.delete("/v1/security-groups/web/rules/http")
     assert get(c1["pid"], app_ip) == ""
+    for name in ("app", "c1", "c2"):
+        client.delete(f"/v1/instances/{name}")
+    client.close()
+
+
+@pytest.mark.parametrize("victim", ["ovs-vswitchd", "ovsdb-server"])
+def test_a_switch_killed_under_the_daemon_comes_back_with_its_rules(
+    ovs_daemon: DaemonHandle, victim: str
+) -> None:
+    """``kill -9`` of the switch's daemon (an OOM kill): the instances part restarts the switch
+    within its check interval, the security groups put their table back before the bridge
+    gets any other flow, and the same policy holds: c1 gets the page again, c2 still not."""
+    client = ovs_daemon.client()
+    scene = web_and_clients(client, NET, SUBNET, "sk")
+    app_ip, c1, c2 = scene.app_ip, scene.c1, scene.c2
+    flows = _flows(ovs_daemon)
+    run = Path(ovs_daemon.config["state_dir"]) / "instances" / "ovs" / f"ns-{NS}" / "run"
+    pid = int((run / f"{victim}.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+    assert wait_until(lambda: get(c1["pid"], app_ip) == "edge app app", 30)
+    assert get(c2["pid"], app_ip) == ""
+    assert pid not in {int(p.read_text()) for p in run.glob("*.pid")}
+    assert _flows(ovs_daemon) == flows  # the same table, nothing missing, nothing duplicated
+    log = ovs_daemon.log()
+    assert f"{victim} of the switch of namespace {NS} died" in log
+    assert f"the switch of bridge {BRIDGE} was restarted" in log  # the groups' table again
+    assert f"the switch of namespace {NS} is whole again" in log
+    for name in ("app", "c1", "c2"):
+        client.delete(f"/v1/instances/{name}")
+    client.close()
+
+
+def test_a_switch_that_died_while_the_daemon_was_down_is_adopted_at_its_start(
+    ovs_daemon: DaemonHandle,
+) -> None:
+    """The switch killed while no daemon runs (a host's OOM kill of both): its bridge's
+    interface stays behind, still ours; the next start restarts the switch from its database
+    and restores the same rules (a restart restores all declared state)."""
+    client = ovs_daemon.client()
+    scene = web_and_clients(client, NET, SUBNET, "sd")
+    app_ip, c1, c2 = scene.app_ip, scene.c1, scene.c2
+    flows = _flows(ovs_daemon)
+    client.close()
+    ovs_daemon.stop()
+    run = Path(ovs_daemon.config["state_dir"]) / "instances" / "ovs" / f"ns-{NS}" / "run"
+    os.kill(int((run / "ovs-vswitchd.pid").read_text()), signal.SIGKILL)
+    assert wait_until(lambda: get(c1["pid"], app_ip) == "", 10)  # nothing forwards
+
+    ovs_daemon.start()
+    client = ovs_daemon.client()
+    assert client.get(f"/v1/networks/{NET}")["driver"] == "ovs"
+    assert wait_until(lambda: get(c1["pid"], app_ip) == "edge app app", 30)
+    assert get(c2["pid"], app_ip) == ""
+    assert _flows(ovs_daemon) == flows
     for name in ("app", "c1", "c2"):
         client.delete(f"/v1/instances/{name}")
     client.close()

@@ -1,0 +1,181 @@
+"""A switch of ours that dies under the daemon is restarted, and its flows come back in order.
+
+A real switch (the registry of :mod:`fluidedge.ovs.bridges`, as the instances part uses it) in
+a namespace of the test's own, a bridge with two "hosts" (namespaces on veths) that ping each
+other through it. ``kill -9`` of ``ovs-vswitchd`` (an OOM kill) or of ``ovsdb-server`` stops
+all forwarding; :func:`bridges.revive` restarts the pair from its database (bridge and ports
+kept), calls the restorers while the bridge still has no flow (nothing forwards unfiltered
+meanwhile), then gives it its learning-switch flow: the hosts ping again. A restorer that
+fails leaves the bridge without flows, dropping, until a later revive succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fluidedge.linux.proc import run
+from fluidedge.ovs import bridges
+from fluidedge.ovs.daemons import OvsDaemons
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.netns import scratch_netns
+from tests.fixtures.ovs_datapath import DATAPATH
+
+pytestmark = pytest.mark.root
+
+TAG = f"rv{os.getpid() % 100000}"
+BRIDGE = f"{TAG}br"
+HOSTS = {"a": "10.77.0.1", "b": "10.77.0.2"}
+BASE = "priority=0 actions=NORMAL"  # bridges.BASE_FLOW as ovs-ofctl dumps it
+
+
+@dataclass
+class Switch:
+    ns: str
+    daemons: OvsDaemons
+    hosts: dict[str, str]  # host name -> its namespace
+
+    def pings(self, src: str, dst: str, tries: int = 5) -> bool:
+        """One ping of ``tries`` answered (a host's neighbour entry may need a second ARP
+        once the switch forwards again)."""
+        argv = ["ip", "netns", "exec", self.hosts[src], "ping", "-c", "1", "-W", "1", HOSTS[dst]]
+        return any(run(argv, check=False).returncode == 0 for _ in range(tries))
+
+    def flows(self) -> list[str]:
+        return Ofctl(self.daemons, BRIDGE).dump()
+
+
+@pytest.fixture
+def switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Switch]:
+    for name in ("_switches", "_kept", "_pending", "_restorers", "_base", "_wanted", "_module"):
+        monkeypatch.setattr(bridges, name, getattr(bridges, name))  # the process's, put back
+    for name in ("_switches", "_kept"):
+        monkeypatch.setattr(bridges, name, {})
+    monkeypatch.setattr(bridges, "_pending", set())
+    monkeypatch.setattr(bridges, "_restorers", [])
+    bridges.configure(tmp_path / "state", DATAPATH)
+    with scratch_netns(f"{TAG}s") as ns, contextlib.ExitStack() as stack:
+        assert bridges.ensure_bridge(BRIDGE, ns, "net")
+        daemons = bridges.switch(ns)
+        stack.callback(daemons.destroy)
+        hosts = {}
+        for index, (name, address) in enumerate(HOSTS.items()):
+            host = stack.enter_context(scratch_netns(f"{TAG}{name}"))
+            port = f"{TAG}p{index}"
+            peer = ["peer", "eth0", "netns", host]
+            run(["ip", "-n", ns, "link", "add", port, "type", "veth", *peer])
+            run(["ip", "-n", host, "addr", "add", f"{address}/24", "dev", "eth0"])
+            run(["ip", "-n", host, "link", "set", "eth0", "up"])
+            run(["ip", "-n", ns, "link", "set", port, "up"])
+            bridges.add_port(BRIDGE, ns, port, {"fluidedge-network": "net"})
+            hosts[name] = host
+        yield Switch(ns, daemons, hosts)
+
+
+def _kill(pidfile: Path) -> int:
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # reaped by PID 1 (the daemons detach)
+    return pid
+
+
+@pytest.mark.parametrize("victim", ["ovs-vswitchd", "ovsdb-server"])
+def test_a_killed_daemon_is_restarted_and_the_flows_come_back_after_the_restorers(
+    switch: Switch, victim: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemons = switch.daemons
+    assert switch.pings("a", "b")
+    assert bridges.revive() == []  # nothing died: nothing done
+    generation = daemons.generation
+    pidfile = daemons.vswitchd_pidfile if victim == "ovs-vswitchd" else daemons.db_pidfile
+    killed = _kill(pidfile)
+    if victim == "ovs-vswitchd":
+        assert not switch.pings("a", "b", tries=1)  # nothing forwards any more
+
+    seen: list[tuple[str | None, list[str]]] = []
+    bridges.add_restorer(lambda netns: seen.append((netns, switch.flows())))
+    with caplog.at_level(logging.INFO, logger="fluidedge.ovs"):
+        assert bridges.revive() == [switch.ns]
+
+    assert seen == [(switch.ns, [])]  # called once, while the bridge held no flow
+    assert daemons.running()
+    assert killed not in daemons.pids()
+    assert daemons.generation == generation + 1
+    vsctl = Vsctl(daemons)
+    assert vsctl.bridges() == [BRIDGE]  # from its database
+    assert sorted(vsctl.ports(BRIDGE)) == [f"{TAG}p0", f"{TAG}p1"]
+    assert switch.flows() == [BASE]
+    assert switch.pings("a", "b")
+    assert switch.pings("b", "a")
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{victim} of the switch of namespace {switch.ns} died" in m for m in said), said
+    assert any("is whole again" in m for m in said), said
+
+    assert bridges.revive() == []  # whole: nothing more to do
+    assert len(seen) == 1
+
+
+def test_a_failed_restorer_leaves_the_bridge_dropping_until_it_succeeds(switch: Switch) -> None:
+    failing = True
+
+    def restorer(_netns: str | None) -> None:
+        if failing:
+            raise RuntimeError("the tables could not be installed")
+
+    bridges.add_restorer(restorer)
+    _kill(switch.daemons.vswitchd_pidfile)
+    with pytest.raises(RuntimeError, match="could not be installed"):
+        bridges.revive()
+    assert switch.daemons.running()  # restarted,
+    assert switch.flows() == []  # but without its flows: it forwards nothing
+    assert not switch.pings("a", "b", tries=1)
+    with pytest.raises(RuntimeError):
+        bridges.revive()  # tried again while it fails (the daemon logs it once)
+
+    failing = False
+    assert bridges.revive() == [switch.ns]
+    assert switch.flows() == [BASE]
+    assert switch.pings("a", "b")
+
+
+def test_a_switch_whose_last_bridge_went_is_not_revived(switch: Switch) -> None:
+    bridges.delete_bridge(BRIDGE, switch.ns)  # the switch stops with its last bridge
+    assert switch.daemons.pids() == (None, None)
+    assert bridges.revive() == []
+    assert switch.daemons.pids() == (None, None)
+
+
+def test_a_switch_restarted_by_a_new_daemon_gets_its_flows_after_the_restorers(
+    switch: Switch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch died while no daemon ran: the next daemon's first look at the network (a
+    fresh registry, as in a new process) restarts it, but gives its bridge no flow; the
+    daemon's first revive, once its parts have started, does: the restorers' first."""
+    _kill(switch.daemons.vswitchd_pidfile)
+    monkeypatch.setattr(bridges, "_switches", {})
+    monkeypatch.setattr(bridges, "_kept", {})
+    assert BRIDGE in bridges.declared_bridges(switch.ns)  # restarts it: the bridge is ours
+    assert not bridges.ensure_bridge(BRIDGE, switch.ns, "net")
+    daemons = bridges.switch(switch.ns)
+    assert daemons.running()
+    switch.daemons = daemons
+    assert switch.flows() == []  # no learning switch before the restorers ran
+    assert not switch.pings("a", "b", tries=1)
+
+    seen: list[list[str]] = []
+    bridges.add_restorer(lambda _netns: seen.append(switch.flows()))
+    assert bridges.revive() == [switch.ns]
+    assert seen == [[]]
+    assert switch.flows() == [BASE]
+    assert switch.pings("a", "b")
