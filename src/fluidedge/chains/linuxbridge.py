@@ -202,12 +202,7 @@ class LinuxChains:
             return False
         if not self.attached:
             return True
-        script = "".join(f"filter show dev {name} ingress\n" for name in sorted(self.attached))
-        try:
-            out = run(netns_argv(self.netns, ["tc", "-batch", "-"]), input_text=script).stdout
-        except CommandError:
-            self.plan = None
-            return False
+        out = tc.show_filters_batch(self.netns, [(name, "ingress") for name in self.attached])
         found = sum(1 for line in out.splitlines() if _ours(line))
         if found == len(self.attached):
             return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from fluidedge.linux.libbpf import pin
@@ -56,6 +57,16 @@ def show_filters(netns: str | None, dev: str, hook: str) -> str:
     """``tc filter show dev DEV HOOK``; raises :class:`~fluidedge.linux.proc.CommandError`
     when there is no such device (or no clsact qdisc on it)."""
     return _tc(netns, "filter", "show", "dev", dev, hook)
+
+
+def show_filters_batch(netns: str | None, targets: Sequence[tuple[str, str]]) -> str:
+    """``tc filter show dev DEV HOOK`` of every (device, hook) of ``targets``, in one ``tc
+    -batch`` (a periodic check's cost: one process); the listings are concatenated, and one
+    that fails (no such device, no clsact) adds nothing and does not stop the others."""
+    script = "".join(f"filter show dev {dev} {hook}\n" for dev, hook in targets)
+    return run(
+        netns_argv(netns, ["tc", "-force", "-batch", "-"]), input_text=script, check=False
+    ).stdout
 
 
 def delete_filter(netns: str | None, dev: str, hook: str, *, pref: str, handle: str) -> None:

@@ -68,6 +68,9 @@ class TofConfig(BaseModel):
     pinger_target6: str | None = None
     pinger_interval: float = Field(default=0.2, gt=0, le=60)
     pinger_give_up: float = Field(default=30.0, gt=0, le=3600)
+    # Seconds between checks that the data plane's tc programs are still attached (someone's
+    # ``tc qdisc del dev X clsact`` re-attached within one); 0: no check (docs/tof.md).
+    program_check_interval: float = Field(default=1.0, ge=0, le=3600)
     idle_timeout: float = Field(default=300.0, gt=0, le=86400)
     flow_timeout: float = Field(default=300.0, gt=0, le=86400)
     queue_limit: int = Field(default=256, ge=0, le=65536)

@@ -26,15 +26,19 @@ addressed to the peers' MACs after the agent is gone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 import struct
+from collections.abc import Iterable, Sequence
 
 from fluidedge.linux import tc
 from fluidedge.linux.libbpf import BpfMap, BpfObject
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.fastpath.build import object_path
+
+log = logging.getLogger("fluidedge.tof")
 
 GUARD_SOURCE = "guard.bpf.c"
 # guard_cfg indexes (enum guard_cfg_index) and guard_stats indexes (enum guard_stat_index).
@@ -72,14 +76,53 @@ def s1_program_attached(netns: str | None, dev: str) -> bool:
 OWN_PROGRAMS = ("s1_ingress", "s1_guard")  # the S1 programs a fluidedge agent attaches
 
 
-def own_s1_filter(show_text: str) -> bool:
-    """Does ``tc filter show dev X ingress`` list our S1 filter (pref/handle ours *and* one of
-    our programs), as opposed to another tool's filter that happens to use the same pref?"""
+def own_filters(show_text: str, programs: Iterable[str] = OWN_PROGRAMS) -> int:
+    """How many filters ``tc filter show`` lists that are ours (pref/handle ours *and* one of
+    ``programs``), as opposed to another tool's filter that happens to use the same pref."""
     pattern = re.compile(
         rf"\bpref {S1_PREF} bpf\b.*\bhandle 0x{int(S1_HANDLE):x}\b.*"
-        rf"\bname ({'|'.join(OWN_PROGRAMS)})\b"
+        rf"\bname ({'|'.join(map(re.escape, programs))})\b"
     )
-    return any(pattern.search(line) for line in show_text.splitlines())
+    return sum(1 for line in show_text.splitlines() if pattern.search(line))
+
+
+def own_s1_filter(show_text: str) -> bool:
+    """Does ``tc filter show dev X ingress`` list our S1 filter?"""
+    return own_filters(show_text) > 0
+
+
+def missing_programs(
+    netns: str | None, wanted: Sequence[tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
+    """The (device, hook, program) of ``wanted`` that no longer carry our filter running that
+    program: taken off from outside (``tc qdisc del dev X clsact``, a tool that replaces a
+    device's qdiscs). One ``tc -batch`` when all are there (a check every second); one ``tc
+    filter show`` each otherwise, to name what is missing."""
+    listing = tc.show_filters_batch(netns, [(dev, hook) for dev, hook, _ in wanted])
+    if own_filters(listing, {program for *_, program in wanted}) >= len(wanted):
+        return []
+    missing = []
+    for dev, hook, program in wanted:
+        try:
+            text = tc.show_filters(netns, dev, hook)
+        except CommandError:
+            text = ""  # no clsact (or no device) any more
+        if not own_filters(text, (program,)):
+            missing.append((dev, hook, program))
+    return missing
+
+
+def reattached(missing: Sequence[tuple[str, str, str]], whose: str) -> list[str]:
+    """Log the programs found taken off (``missing``: device, hook, program) and put back;
+    their descriptions."""
+    said = [f"{program} on {dev} {hook}" for dev, hook, program in missing]
+    log.error(
+        "tof: %s's %s taken off from outside; re-attached",
+        whose,
+        ", ".join(said),
+        extra={"part": "tof", "event": "programs_lost"},
+    )
+    return said
 
 
 def detach(netns: str | None, dev: str) -> None:
@@ -115,7 +158,18 @@ class Guard:
             cfg.update(_u32(index), _u32(self._ifindex(dev)))
         for dev in (self.enb_if, self.sgw_if):
             run(netns_argv(self.netns, ["ip", "link", "set", dev, "promisc", "on"]))
-            attach(self.netns, dev, "ingress", self._obj.prog_fd("s1_guard"), pref=S1_PREF)
+        self.reattach()
+
+    def programs(self) -> list[tuple[str, str, str]]:
+        """(device, hook, program) of what :meth:`attach` attached."""
+        return [(dev, "ingress", "s1_guard") for dev in (self.enb_if, self.sgw_if)]
+
+    def reattach(self) -> None:
+        """(Re-)attach the loaded guard on both S1 devices (a replace where it still is)."""
+        if self._obj is None:
+            return  # closed: the agent stops
+        for dev, hook, program in self.programs():
+            attach(self.netns, dev, hook, self._obj.prog_fd(program), pref=S1_PREF)
 
     def counters(self) -> dict[str, int]:
         """Frames the guard saw with the agent alive / switched itself (this guard only)."""

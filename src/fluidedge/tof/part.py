@@ -15,6 +15,7 @@ a 400 saying why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.core.periodic import every
 from fluidedge.tof.accounting import readout
 from fluidedge.tof.accounting.api import build_router as build_usage_router
 from fluidedge.tof.accounting.api import render_metrics as render_usage
@@ -66,6 +68,7 @@ class TofPart:
         self.inactive = 0  # stored on-demand services this daemon cannot run
         self.exporter: Exporter | None = None  # usage records' export (docs/accounting.md)
         self.intercepts: InterceptManager | None = None  # lawful intercept (same doc)
+        self._checker: asyncio.Task[None] | None = None  # the programs' check
 
     def _apply(self, services: Mapping[str, Service]) -> None:
         if self.controller is None:
@@ -209,6 +212,19 @@ class TofPart:
         except BaseException:
             await asyncio.to_thread(self.backend.stop)
             raise
+        heal = getattr(self.backend, "heal", None)
+        if heal is not None and self.config.program_check_interval > 0:
+            # Every interval: the tc programs someone took off our devices go back on (see
+            # the backends' heal); a failing check is logged once per distinct failure.
+            self._checker = asyncio.create_task(
+                every(
+                    self.config.program_check_interval,
+                    heal,
+                    log,
+                    "tof: the check of the data plane's programs",
+                    "programs_check_failed",
+                )
+            )
 
     def _start_intercepts(self) -> None:
         set_mirrors = getattr(self.backend, "set_mirrors", None)
@@ -225,6 +241,11 @@ class TofPart:
         self.intercepts = manager
 
     async def stop(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
         if self.intercepts is not None:
             await asyncio.to_thread(self.intercepts.stop)
             self.intercepts = None

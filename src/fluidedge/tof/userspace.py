@@ -54,7 +54,13 @@ from fluidedge.tof.dataplane_common import (
     packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
-from fluidedge.tof.failopen import Guard, detach, s1_program_attached
+from fluidedge.tof.failopen import (
+    Guard,
+    detach,
+    missing_programs,
+    reattached,
+    s1_program_attached,
+)
 from fluidedge.tof.mmsg import RxRing, TxBatch
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import APPS, ENB, SGW
@@ -127,6 +133,20 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                     except (BlockingIOError, InterruptedError):
                         break
                     self.io["rx_bridged_at_takeover"] += 1
+
+    def heal(self) -> list[str]:
+        """Re-attach the fail-open guard if someone took it off an S1 device (``tc qdisc del
+        dev X clsact``): this agent's sockets go on forwarding without it, but S1 would not
+        fail open when the agent dies. What was missing (``io.programs_reattached``)."""
+        guard = self._guard
+        if guard is None:
+            return []
+        missing = missing_programs(self.config.netns, guard.programs())
+        if not missing:
+            return []
+        guard.reattach()
+        self.io["programs_reattached"] += len(missing)
+        return reattached(missing, "the fail-open guard")
 
     def stop(self) -> None:
         self._stop_thread()

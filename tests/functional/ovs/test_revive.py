@@ -100,8 +100,10 @@ def test_a_killed_daemon_is_restarted_and_the_flows_come_back_after_the_restorer
     generation = daemons.generation
     pidfile = daemons.vswitchd_pidfile if victim == "ovs-vswitchd" else daemons.db_pidfile
     killed = _kill(pidfile)
-    if victim == "ovs-vswitchd":
-        assert not switch.pings("a", "b", tries=1)  # nothing forwards any more
+    if victim == "ovs-vswitchd" and DATAPATH == "netdev":
+        # nothing forwards any more (the kernel datapath would go on with the flows it
+        # cached until they expire: nothing revalidates them)
+        assert not switch.pings("a", "b", tries=1)
 
     seen: list[tuple[str | None, list[str]]] = []
     bridges.add_restorer(lambda netns: seen.append((netns, switch.flows())))

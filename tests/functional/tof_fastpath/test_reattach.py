@@ -11,7 +11,6 @@ import ipaddress
 import socket
 import struct
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,32 +18,16 @@ from fluidedge.codec import gtpc
 from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import Kind, classify, encapsulate, ethernet_frame
 from fluidedge.linux.netns import call_in_netns
-from fluidedge.tof.fastpath.backend import FastPathBackend
 from fluidedge.tof.models import Service
 from fluidedge.tof.pipeline import PINGER_ID, PINGER_MAGIC
-from fluidedge.tof.userspace import UserspaceBackend
 from tests.unit.tof.bearer_frames import create_request, create_response, delete_request
 
-from .scenario import APP, APP_PORT, ENB1, PDN, SGW1, SVC, Backend, config, down, inner_udp, up
-from .topo import APP_IP, MAC_ENB, MAC_SGW, Topo, topology
+from .scenario import APP, APP_PORT, ENB1, PDN, SGW1, SVC, Backend, down, inner_udp, up
+from .topo import APP_IP, MAC_ENB, MAC_SGW, Topo
 
 pytestmark = pytest.mark.root
 
 UE1, UE2, UE3, UE4 = (ipaddress.ip_address(f"198.18.100.{i}").packed for i in (11, 12, 13, 14))
-
-
-@pytest.fixture(params=["userspace", "fastpath"])
-def running(request: pytest.FixtureRequest) -> Iterator[tuple[Topo, Backend, str]]:
-    kind = str(request.param)
-    with topology("r" + kind[0]) as t:
-        cfg = config(t).model_copy(update={"pinger_interval": 5.0})
-        backend: Backend = FastPathBackend(cfg) if kind == "fastpath" else UserspaceBackend(cfg)
-        backend.start()
-        try:
-            backend.apply({"web": Service("web", SVC, APP_IP)})
-            yield t, backend, kind
-        finally:
-            backend.stop()
 
 
 def gpdus(frames: list[bytes]) -> list[tuple[int, bytes, bytes, bytes]]:

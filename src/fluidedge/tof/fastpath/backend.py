@@ -78,7 +78,7 @@ from fluidedge.tof.dataplane_common import (
     packet_drops,
 )
 from fluidedge.tof.errors import DataPlaneError
-from fluidedge.tof.failopen import S1_PREF, attach, detach
+from fluidedge.tof.failopen import S1_PREF, attach, detach, missing_programs, reattached
 from fluidedge.tof.fastpath import layout as L
 from fluidedge.tof.fastpath.build import object_path
 from fluidedge.tof.fastpath.dirty import track
@@ -312,18 +312,38 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         for index, value in values.items():
             cfg.update(L.U32.pack(index), L.U32.pack(value))
 
-    def _attach(self) -> None:
-        if self._obj is None:
-            raise DataPlaneError("fast path object not loaded")
-        programs = [
+    def _programs(self) -> list[tuple[str, str, str]]:
+        """(device, hook, program) of what :meth:`_attach` attaches."""
+        return [
             (self.config.apps_tun, "egress", "apps_egress"),
             (self.punt0, "ingress", "drop_all"),
             (self.punt1, "ingress", "drop_all"),
             (self.enb_if, "ingress", "s1_ingress"),  # replaces a previous agent's program
             (self.sgw_if, "ingress", "s1_ingress"),
         ]
-        for dev, hook, prog in programs:
+
+    def _attach(self) -> None:
+        if self._obj is None:
+            raise DataPlaneError("fast path object not loaded")
+        for dev, hook, prog in self._programs():
             attach(self.config.netns, dev, hook, self._obj.prog_fd(prog), pref=S1_PREF)
+
+    def heal(self) -> list[str]:
+        """Re-attach the programs someone took off our devices (``tc qdisc del dev X
+        clsact``, a tool that replaces a device's qdiscs): without ``s1_ingress`` the S1
+        frames of that side are not switched at all, without ``apps_egress`` no app reply
+        reaches a UE. The check is one ``tc -batch``; a re-attach puts every program back
+        (a replace where one still is, atomic per device). What was missing, for the log
+        and ``/stats`` (``io.programs_reattached``)."""
+        missing = missing_programs(self.config.netns, self._programs())
+        if not missing:
+            return []
+        with self._fold_lock:  # not while stop() tears the object down
+            if self._obj is None:
+                return []
+            self._attach()
+        self.io["programs_reattached"] += len(missing)
+        return reattached(missing, "the fast path")
 
     def stop(self) -> None:
         self._stop_thread()
