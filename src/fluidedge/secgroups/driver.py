@@ -25,7 +25,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -244,6 +244,9 @@ class FirewallDriver:
         self._dirty: set[str] = set()
         self._deferred = 0
         self._lock = threading.RLock()
+        # Told the namespaces with networks whenever they change (the part's
+        # fluidedge.secgroups.nftwatch.NftWatch: the rules' check woken by the kernel).
+        self.watcher: Callable[[set[str | None]], None] | None = None
 
     # -- networks -------------------------------------------------------------------------
 
@@ -251,6 +254,7 @@ class FirewallDriver:
         with self._lock:
             self._bindings[binding.network] = binding
             self._mark({binding.network})
+            self._tell_watcher()
 
     def unbind_network(self, network: str) -> None:
         with self._lock:
@@ -258,6 +262,16 @@ class FirewallDriver:
             if binding is not None:
                 self.renderer.remove_network(binding)
             self._dirty.discard(network)
+            self._tell_watcher()
+
+    def namespaces(self) -> set[str | None]:
+        """The namespaces with networks bound."""
+        with self._lock:
+            return {b.netns for b in self._bindings.values()}
+
+    def _tell_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher(self.namespaces())
 
     # -- the seed's API ---------------------------------------------------------------------
 

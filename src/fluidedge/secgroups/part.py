@@ -31,6 +31,7 @@ from fluidedge.secgroups.conntrack import Conntrack
 from fluidedge.secgroups.driver import FirewallDriver, NftRenderer
 from fluidedge.secgroups.errors import InvalidSecgroup
 from fluidedge.secgroups.nft import Binding
+from fluidedge.secgroups.nftwatch import NftWatch
 from fluidedge.secgroups.ovn_driver import OvnRenderer, OvnSplit
 from fluidedge.secgroups.ovs_driver import OvsRenderer, SplitRenderer
 from fluidedge.secgroups.persist import Tables
@@ -87,6 +88,7 @@ class SecgroupsPart:
         self.ctx = ctx
         self.config = config or SecgroupsConfig()
         self._checker: asyncio.Task[None] | None = None
+        self._nftwatch: NftWatch | None = None
         self._manager: Any = None
         self.scope: GroupScope | None = None
         tenants = ctx.tenants
@@ -128,17 +130,32 @@ class SecgroupsPart:
         # their learning-switch flow (fluidedge.ovs.bridges.revive).
         ovs_bridges.add_restorer(self._restore_switch)
         if self.config.check_interval_s > 0:
+            # The kernel's word that a table of ours was deleted wakes the check at once
+            # (fluidedge.secgroups.nftwatch), in each namespace with networks as they come.
+            driver = self.service.driver
+            self._nftwatch = NftWatch(driver.heal)
+            driver.watcher = self._nftwatch.watch
+            await asyncio.to_thread(self._nftwatch.watch, driver.namespaces())
             # Every interval: re-install the rules something took away from outside (see
-            # FirewallDriver.heal); a failing check is logged once per distinct failure.
+            # FirewallDriver.heal), and restart a watcher that died; a failing check is
+            # logged once per distinct failure.
             self._checker = asyncio.create_task(
                 every(
                     self.config.check_interval_s,
-                    self.service.driver.heal,
+                    self._check_rules,
                     log,
                     "secgroups: the check of the installed rules",
                     "rules_check_failed",
                 )
             )
+
+    def _check_rules(self) -> None:
+        driver = self.service.driver
+        try:
+            driver.heal()
+        finally:
+            if self._nftwatch is not None:
+                self._nftwatch.watch(driver.namespaces())
 
     def _restore_switch(self, _netns: str | None) -> None:
         """Put the tables back on the bridges of a restarted switch (raises if it cannot)."""
@@ -165,6 +182,10 @@ class SecgroupsPart:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checker
             self._checker = None
+        if self._nftwatch is not None:
+            self.service.driver.watcher = None
+            await asyncio.to_thread(self._nftwatch.close)
+            self._nftwatch = None
         manager = self._manager
         if manager is not None and getattr(manager, "port_hook", None) is self:
             manager.port_hook = None

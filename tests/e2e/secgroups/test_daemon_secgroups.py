@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +29,10 @@ SUBNET = "198.18.41"
 
 
 @pytest.fixture
-def sg_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHandle]:
+def sg_daemon(
+    daemon_factory: Callable[..., DaemonHandle], request: pytest.FixtureRequest
+) -> Iterator[DaemonHandle]:
+    secgroups = getattr(request, "param", {})  # the [secgroups] table (indirect parameter)
     handle = daemon_factory(
         parts={
             "instances": {
@@ -36,7 +40,7 @@ def sg_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHan
                 "memory_mb": 2048,
                 "networks": {NET: {"bridge": BRIDGE, "subnet": f"{SUBNET}.0/24"}},
             },
-            "secgroups": {},
+            "secgroups": secgroups,
         }
     )
     try:
@@ -175,3 +179,22 @@ def test_tables_removed_from_outside_come_back_within_the_check_interval(
     assert get(scene.c1["pid"], scene.app_ip) == "edge app app"
     assert wait_until(lambda: "rules re-installed" in sg_daemon.log(), 5), sg_daemon.log()[-2000:]
     assert f"network {NET}: table" in sg_daemon.log()
+
+
+@pytest.mark.parametrize("sg_daemon", [{"check_interval_s": 3600}], indirect=True)
+def test_deleted_tables_come_back_at_once_on_the_kernels_word(sg_daemon: DaemonHandle) -> None:
+    """The same deletion with the periodic check an hour away: the daemon's ``nft monitor``
+    (fluidedge.secgroups.nftwatch) hears it and the tables are back within moments."""
+    client = sg_daemon.client()
+    try:
+        scene = web_and_clients(client, NET, SUBNET, "sw")
+    finally:
+        client.close()
+    assert len(_nft_tables()) == 2
+    time.sleep(0.5)  # the watcher of the network's namespace has subscribed
+    for family in ("bridge", "inet"):
+        subprocess.run(["nft", "delete", "table", family, table_name(NET)], check=True)
+    assert wait_until(lambda: len(_nft_tables()) == 2, 3), "the tables never came back"
+    assert get(scene.c2["pid"], scene.app_ip) == ""
+    assert get(scene.c1["pid"], scene.app_ip) == "edge app app"
+    assert "rules re-installed" in sg_daemon.log()

@@ -7,12 +7,16 @@ Linux bridges."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from fluidedge.secgroups.nft import table_name
+from fluidedge.secgroups.nftwatch import NftWatch
+from tests.fixtures.netns import scratch_netns
 from tests.fixtures.secgroups_net import SgLab, run
+from tests.fixtures.wait import wait_until
 
 # the client/db pair of the stateful tests: c may open TCP 5432 to d, not 80
 from .test_stateful import TIMEOUT, _pair
@@ -71,3 +75,49 @@ def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
     assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
     assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
     assert lab.driver.heal() == {}
+
+
+def test_the_kernels_word_of_a_deleted_table_brings_it_back_at_once(lab: SgLab) -> None:
+    """With the part's watcher (``nft monitor``), a flushed ruleset comes back without
+    waiting for the periodic check: nobody calls heal() here but the watcher. A table that is
+    not ours wakes nothing."""
+    c, d = _pair(lab)
+    woken: list[dict[str, str]] = []
+    watch = NftWatch(lambda: woken.append(lab.driver.heal()))
+    try:
+        watch.watch(lab.driver.namespaces())
+        assert watch.watched() == {lab.switch}
+        time.sleep(0.3)  # its subscription is in place (a deletion before it: the periodic's)
+        run("ip", "netns", "exec", lab.switch, "nft", "add", "table", "inet", "other")
+        run("ip", "netns", "exec", lab.switch, "nft", "delete", "table", "inet", "other")
+        time.sleep(0.3)
+        assert woken == []
+
+        run("ip", "netns", "exec", lab.switch, "nft", "flush", "ruleset")
+        assert wait_until(lambda: table_name("n") in _tables(lab), 3)
+        assert any("n" in lost for lost in woken)  # the first wake-up re-installed it
+        assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+        assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
+        process = next(iter(watch._watchers.values())).process
+    finally:
+        watch.close()
+    assert process.poll() is not None  # the monitor ended with the watch
+    assert watch.watched() == set()
+
+
+def test_a_watched_namespace_that_is_gone_is_not_kept_alive() -> None:
+    with scratch_netns("sgw") as ns:
+        watch = NftWatch(dict)
+        try:
+            watch.watch([ns])
+            assert watch.watched() == {ns}
+            process = next(iter(watch._watchers.values())).process
+        except BaseException:
+            watch.close()
+            raise
+    try:
+        watch.watch([ns])  # its name is gone: the monitor inside would keep it alive
+        assert watch.watched() == set()
+        assert process.wait(timeout=5) is not None
+    finally:
+        watch.close()
