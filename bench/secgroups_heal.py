@@ -6,8 +6,9 @@ figure is the ports' unfiltered window: from the kernel's announcement of our ta
 to that of its re-creation (two more ``nft monitor`` timestamp both, no polling), over
 ``--rounds`` flushes, each at a random moment of the check's interval:
 
-- ``watch``: the daemon's way since the watcher (:mod:`fluidedge.secgroups.nftwatch`): ``nft
-  monitor destroy tables`` wakes the check at once;
+- ``watch``: the daemon's way since the watcher (:mod:`fluidedge.secgroups.nftwatch`): the
+  kernel's announcement of the deletion (the ``NFNLGRP_NFTABLES`` netlink group) wakes the
+  check at once;
 - ``periodic``: the baseline, the check alone every ``--interval`` seconds (the default of
   ``[secgroups] check_interval_s``), as before; its figure is about half the interval.
 

@@ -183,8 +183,8 @@ def test_tables_removed_from_outside_come_back_within_the_check_interval(
 
 @pytest.mark.parametrize("sg_daemon", [{"check_interval_s": 3600}], indirect=True)
 def test_deleted_tables_come_back_at_once_on_the_kernels_word(sg_daemon: DaemonHandle) -> None:
-    """The same deletion with the periodic check an hour away: the daemon's ``nft monitor``
-    (fluidedge.secgroups.nftwatch) hears it and the tables are back within moments."""
+    """The same deletion with the periodic check an hour away: the daemon hears the kernel's
+    announcement (fluidedge.secgroups.nftwatch) and the tables are back within moments."""
     client = sg_daemon.client()
     try:
         scene = web_and_clients(client, NET, SUBNET, "sw")

@@ -78,16 +78,15 @@ def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
 
 
 def test_the_kernels_word_of_a_deleted_table_brings_it_back_at_once(lab: SgLab) -> None:
-    """With the part's watcher (``nft monitor``), a flushed ruleset comes back without
-    waiting for the periodic check: nobody calls heal() here but the watcher. A table that is
-    not ours wakes nothing."""
+    """With the part's watcher (the kernel's nftables announcements), a flushed ruleset comes
+    back without waiting for the periodic check: nobody calls heal() here but the watcher. A
+    table that is not ours wakes nothing."""
     c, d = _pair(lab)
     woken: list[dict[str, str]] = []
     watch = NftWatch(lambda: woken.append(lab.driver.heal()))
     try:
         watch.watch(lab.driver.namespaces())
         assert watch.watched() == {lab.switch}
-        time.sleep(0.3)  # its subscription is in place (a deletion before it: the periodic's)
         run("ip", "netns", "exec", lab.switch, "nft", "add", "table", "inet", "other")
         run("ip", "netns", "exec", lab.switch, "nft", "delete", "table", "inet", "other")
         time.sleep(0.3)
@@ -98,10 +97,10 @@ def test_the_kernels_word_of_a_deleted_table_brings_it_back_at_once(lab: SgLab) 
         assert any("n" in lost for lost in woken)  # the first wake-up re-installed it
         assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
         assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
-        process = next(iter(watch._watchers.values())).process
+        thread = next(iter(watch._watchers.values())).thread
     finally:
         watch.close()
-    assert process.poll() is not None  # the monitor ended with the watch
+    assert not thread.is_alive()  # its reader ended with the watch
     assert watch.watched() == set()
 
 
@@ -111,13 +110,14 @@ def test_a_watched_namespace_that_is_gone_is_not_kept_alive() -> None:
         try:
             watch.watch([ns])
             assert watch.watched() == {ns}
-            process = next(iter(watch._watchers.values())).process
+            thread = next(iter(watch._watchers.values())).thread
         except BaseException:
             watch.close()
             raise
     try:
-        watch.watch([ns])  # its name is gone: the monitor inside would keep it alive
+        watch.watch([ns])  # its name is gone: a socket inside would keep it alive
         assert watch.watched() == set()
-        assert process.wait(timeout=5) is not None
+        thread.join(timeout=5)
+        assert not thread.is_alive()
     finally:
         watch.close()
