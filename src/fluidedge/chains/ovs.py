@@ -146,11 +146,15 @@ class OvsChains:
     def ofports(self) -> dict[str, int]:
         """Switch port name -> OpenFlow port number of the bridge's ports (one OVSDB query)."""
         vsctl = Vsctl(self.daemons)
-        mine = set(vsctl.ports(self.bridge))
+        try:
+            mine = set(vsctl.ports(self.bridge))
+            interfaces = vsctl.interfaces()
+        except OvsError as exc:
+            raise DataPlaneFailure(f"chains on {self.bridge}: {exc}") from exc
         out = {}
         macs = {}
         marked = set()
-        for name, info in vsctl.interfaces().items():
+        for name, info in interfaces.items():
             ofport = info["ofport"]
             if name in mine and isinstance(ofport, int) and ofport > 0:
                 out[name] = ofport

@@ -29,7 +29,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.chains.api import build_router
-from fluidedge.chains.errors import ChainConflict, ChainsError, ChainUnprocessable, InvalidChain
+from fluidedge.chains.errors import ChainConflict, ChainUnprocessable, InvalidChain
 from fluidedge.chains.firewall import LiveFirewalls, is_firewall
 from fluidedge.chains.functions import FIREWALL_IMAGE
 from fluidedge.chains.linuxbridge import LinuxChains
@@ -40,6 +40,7 @@ from fluidedge.chains.service import ChainService, DataPlane
 from fluidedge.chains.tof import service_prefixes
 from fluidedge.core.fields import IPNetwork
 from fluidedge.core.part import DaemonContext
+from fluidedge.core.periodic import every
 from fluidedge.instances.images.hostnft import ensure_nft
 from fluidedge.instances.models import TemplateSpec
 from fluidedge.instances.network import mac_for
@@ -167,23 +168,25 @@ class ChainsPart:
         # A switch of ours restarted under us gets its steering back before its bridges get
         # their learning-switch flow (fluidedge.ovs.bridges.revive).
         ovs_bridges.add_restorer(self._restore_switch)
-        self._task = asyncio.create_task(self._poll(), name="chains-poll")
+        # Every poll_interval; a failing poll (the switch down, its database restarting) is
+        # tried again at the next one and logged once per distinct failure, and whatever
+        # it raises never ends the polling.
+        self._task = asyncio.create_task(
+            every(
+                self.config.poll_interval, self._reconcile, log, "chains: the poll", "poll_failed"
+            ),
+            name="chains-poll",
+        )
 
     def _restore_switch(self, _netns: str | None) -> None:
         """Re-apply the chains of the bridges that lost their flows (raises if it cannot)."""
         for bridge in self.service.reconcile():
             log.warning("chains: %s: chains re-applied after its switch restarted", bridge)
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.poll_interval)
-            try:
-                changed = await asyncio.to_thread(self.service.reconcile)
-            except ChainsError as exc:
-                log.warning("chains: reconcile failed: %s", exc)
-                continue
-            for bridge in changed:
-                log.info("chains: ports of %s changed: chains re-applied", bridge)
+    def _reconcile(self) -> None:
+        """One poll: re-apply the bridges whose ports changed or whose flows were lost."""
+        for bridge in self.service.reconcile():
+            log.info("chains: ports of %s changed: chains re-applied", bridge)
 
     async def stop(self) -> None:
         ovs_bridges.remove_restorer(self._restore_switch)

@@ -173,7 +173,11 @@ def _scenario(chain_daemon: DaemonHandle, clients: list[Client]) -> None:
 
     # f1's instance goes: its port leaves the bridge; the poll takes it out of the group.
     vsctl.del_port(p["f1i"])
-    wait_for(lambda: any("hrw,1," in f for f in _chain_flows(ofctl)), 30, "the group without f1")
+    wait_for(
+        lambda: any("hrw,1," in f for f in _chain_flows(ofctl)),
+        30,
+        lambda: f"the group without f1: {_chain_flows(ofctl)}\n{chain_daemon.log()[-4000:]}",
+    )
     vsctl.del_port(p["f2i"])  # the group is empty: the chain is fail-open
     wait_for(
         lambda: any("actions=output:NXM_NX_REG11[0..15]" in f for f in _chain_flows(ofctl)),
