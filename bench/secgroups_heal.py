@@ -1,16 +1,18 @@
-"""How long a network's ports stay unfiltered after ``nft flush ruleset``, one invocation.
+"""How long a network's ports stay unfiltered after its tables are flushed, one invocation.
 
-The nftables renderer's tables are deleted from outside (``nft flush ruleset`` in the bridges'
-namespace, what ``systemctl restart nftables`` runs with Debian's ``/etc/nftables.conf``); the
-figure is the ports' unfiltered window: from the kernel's announcement of our table's deletion
-to that of its re-creation (two more ``nft monitor`` timestamp both, no polling), over
-``--rounds`` flushes, each at a random moment of the check's interval:
+The nftables renderer's tables are changed from outside in the bridges' namespace, two ways:
+``nft flush ruleset`` (what ``systemctl restart nftables`` runs with Debian's
+``/etc/nftables.conf``) deletes them, ``nft flush table inet fesg_n`` empties the inet one's
+chains and keeps it. The figure is the ports' unfiltered window: from the kernel's first
+announcement of the change (a table's or a rule's deletion) to that of our table's re-creation
+(two more ``nft monitor`` timestamp both, no polling), over ``--rounds`` changes of each kind,
+each at a random moment of the check's interval:
 
 - ``watch``: the daemon's way since the watcher (:mod:`fluidedge.secgroups.nftwatch`): the
-  kernel's announcement of the deletion (the ``NFNLGRP_NFTABLES`` netlink group) wakes the
-  check at once;
+  kernel's announcement of a change to a table of ours by another process (the
+  ``NFNLGRP_NFTABLES`` netlink group) wakes the check at once;
 - ``periodic``: the baseline, the check alone every ``--interval`` seconds (the default of
-  ``[secgroups] check_interval_s``), as before; its figure is about half the interval.
+  ``[secgroups] check_interval_s``); its figure is about half the interval.
 
 Run as root: ``.venv/bin/python bench/secgroups_heal.py [--rounds 20] [--interval 1.0]``.
 Everything runs in namespaces it creates (removed at the end).
@@ -47,13 +49,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Announcements:
-    """``nft monitor <kind> tables`` in ``netns``: the arrival time of each line naming our
-    inet ``table`` (``kind``: ``new`` or ``destroy``)."""
+    """``nft monitor <kind> <objects>`` in ``netns``: the arrival time of each line naming our
+    inet ``table`` (``kind``: ``new`` or ``destroy``; ``objects``: ``tables`` or ``rules``)."""
 
-    def __init__(self, netns: str, kind: str, table: str) -> None:
+    def __init__(self, netns: str, kind: str, objects: str, table: str) -> None:
         self.times: queue.Queue[float] = queue.Queue()
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "nft", "monitor", kind, "tables"],
+            ["ip", "netns", "exec", netns, "nft", "monitor", kind, objects],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -66,7 +68,8 @@ class Announcements:
             return
         with self.process.stdout:
             for line in self.process.stdout:
-                if line.split()[-1:] == [self._table] and " inet " in line:
+                words = line.split()
+                if self._table in words and "inet" in words:
                     self.times.put(time.perf_counter())
 
     def first_after(self, instant: float) -> float:
@@ -82,18 +85,26 @@ class Announcements:
         self._thread.join(timeout=5)
 
 
-def rounds(lab: SgLab, count: int, settle: Callable[[], None]) -> list[float]:
-    """``count`` flushes, each after ``settle()``; ms from the kernel's announcement of our
-    table's deletion to that of its re-creation (the ports' unfiltered window)."""
-    gone = Announcements(lab.switch, "destroy", table_name("n"))
-    back = Announcements(lab.switch, "new", table_name("n"))
+# the change -> (its command's words after ``nft``, what its first announcement deletes)
+CHANGES = {
+    "flush ruleset": (("flush", "ruleset"), "tables"),
+    "flush table": (("flush", "table", "inet", table_name("n")), "rules"),
+}
+
+
+def rounds(lab: SgLab, change: str, count: int, settle: Callable[[], None]) -> list[float]:
+    """``count`` changes, each after ``settle()``; ms from the kernel's first announcement of
+    the change to that of our table's re-creation (the ports' unfiltered window)."""
+    words, objects = CHANGES[change]
+    gone = Announcements(lab.switch, "destroy", objects, table_name("n"))
+    back = Announcements(lab.switch, "new", "tables", table_name("n"))
     time.sleep(0.3)  # both subscribed
     out = []
     try:
         for _ in range(count):
             settle()
             start = time.perf_counter()
-            run("ip", "netns", "exec", lab.switch, "nft", "flush", "ruleset")
+            run("ip", "netns", "exec", lab.switch, "nft", *words)
             deleted = gone.first_after(start)
             out.append((back.first_after(deleted) - deleted) * 1000)
     finally:
@@ -118,13 +129,14 @@ def main() -> None:
         lab.network("n", zone=31)
         lab.driver.set_group(SERVER)
         lab.host("s", "n", 1, groups=("srv",), tcp=(80,))
-        results: dict[str, list[float]] = {}
+        results: dict[tuple[str, str], list[float]] = {}
 
         watch = NftWatch(lab.driver.heal)
         watch.watch({lab.switch})
         time.sleep(0.3)
         try:
-            results["watch"] = rounds(lab, args.rounds, settle)
+            for change in CHANGES:
+                results[change, "watch"] = rounds(lab, change, args.rounds, settle)
         finally:
             watch.close()
 
@@ -137,7 +149,8 @@ def main() -> None:
         checker = threading.Thread(target=periodic, daemon=True)
         checker.start()
         try:
-            results["periodic"] = rounds(lab, args.rounds, settle)
+            for change in CHANGES:
+                results[change, "periodic"] = rounds(lab, change, args.rounds, settle)
         finally:
             stop.set()
             checker.join()
@@ -145,21 +158,26 @@ def main() -> None:
         lab.close()
 
     print(
-        f"secgroups: ms between our table's deletion by `nft flush ruleset` and its re-creation"
-        f" (the ports' unfiltered window), {args.rounds} rounds"
+        "secgroups: ms between the kernel's first announcement of a change to our tables and "
+        f"their re-creation (the ports' unfiltered window), {args.rounds} rounds each"
     )
-    for name, values in results.items():
-        label = (
-            "nft monitor wakes the check"
-            if name == "watch"
-            else (f"check every {args.interval:g} s (baseline)")
+    for change in CHANGES:
+        for mode in ("watch", "periodic"):
+            values = results[change, mode]
+            how = (
+                "the kernel's event wakes the check"
+                if mode == "watch"
+                else f"check every {args.interval:g} s (baseline)"
+            )
+            label = f"{change}: {how}"
+            print(
+                f"  {label:<51} p50 {statistics.median(values):8.1f}  p99 {pct(values, 99):8.1f}"
+                f"  max {max(values):8.1f}"
+            )
+        ratio = statistics.median(results[change, "periodic"]) / statistics.median(
+            results[change, "watch"]
         )
-        print(
-            f"  {label:<34} p50 {statistics.median(values):8.1f}  p99 {pct(values, 99):8.1f}"
-            f"  max {max(values):8.1f}"
-        )
-    ratio = statistics.median(results["periodic"]) / statistics.median(results["watch"])
-    print(f"  periodic p50 / watch p50 = {ratio:.0f}x")
+        print(f"  {change}: periodic p50 / watch p50 = {ratio:.0f}x")
 
 
 if __name__ == "__main__":

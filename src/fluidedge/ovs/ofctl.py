@@ -67,6 +67,14 @@ class Ofctl:
         text = self._run("--no-stats", "dump-flows", self.daemons.mgmt(self.bridge), *match)
         return [line.strip() for line in text.splitlines() if line.strip() and "reply" not in line]
 
+    def count(self, *match: str) -> int:
+        """How many flows match ``match`` (``dump-aggregate``: no flow is printed)."""
+        text = self._run("dump-aggregate", self.daemons.mgmt(self.bridge), *match)
+        found = re.search(r"\bflow_count=(\d+)", text)
+        if found is None:
+            raise OvsFailure(f"ovs: dump-aggregate on {self.bridge} said no flow count: {text!r}")
+        return int(found[1])
+
     def port_packets(self) -> dict[int, tuple[int, int]]:
         """OpenFlow port number -> (packets received from it, packets sent to it), the
         datapath's live counters (``dump-ports``)."""

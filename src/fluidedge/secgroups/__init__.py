@@ -32,6 +32,7 @@ __all__ = [
     "driver",
     "errors",
     "model",
+    "nftcheck",
     "nftwatch",
     "ovn_driver",
     "ovn_render",

@@ -43,6 +43,7 @@ from fluidedge.secgroups.nft import (
     render_full,
     render_removal,
 )
+from fluidedge.secgroups.nftcheck import Shape, changes, listed_shapes, shape_of, summary
 from fluidedge.secgroups.verdict import admits_new, owner_of
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class NftRenderer:
     _tags: dict[str, dict[str, int]] = field(default_factory=dict)
     _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
     _prepared: set[str | None] = field(default_factory=set)
+    _shapes: dict[str, tuple[Shape, ...]] = field(default_factory=dict)
+    _applies: dict[str, int] = field(default_factory=dict)
 
     def tags(self, program: FilterProgram, network: str) -> dict[str, int]:
         """Stable tags (1..65535) for the network's filtered devices."""
@@ -145,56 +148,89 @@ class NftRenderer:
         if binding.netns not in self._prepared:
             self.nft.enable_bridge_conntrack(binding.netns)
             self._prepared.add(binding.netns)
-        try:
-            self.nft.apply(binding.netns, text)
-        except Exception:
-            # what is installed is unknown now: the next apply replaces the tables whole
-            self._installed.pop(binding.network, None)
-            raise
-        self._installed[binding.network] = tables
+        with self._applying(binding.network):
+            try:
+                self.nft.apply(binding.netns, text)
+            except Exception:
+                # what is installed is unknown now: the next apply replaces the tables whole
+                self._installed.pop(binding.network, None)
+                self._shapes.pop(binding.network, None)
+                raise
+            self._installed[binding.network] = tables
+            self._shapes[binding.network] = tuple(shape_of(t) for t in tables or ())
         return True
 
     def remove_network(self, binding: Binding) -> None:
-        self.nft.apply(binding.netns, render_removal(binding.network))
-        self._installed.pop(binding.network, None)
+        with self._applying(binding.network):
+            self.nft.apply(binding.netns, render_removal(binding.network))
+            self._installed.pop(binding.network, None)
+            self._shapes.pop(binding.network, None)
         self._tags.pop(binding.network, None)
 
+    @contextlib.contextmanager
+    def _applying(self, network: str) -> Iterator[None]:
+        """Mark a transaction of the network's under way (odd count) for
+        :meth:`check_installed`."""
+        self._applies[network] = self._applies.get(network, 0) + 1
+        try:
+            yield
+        finally:
+            self._applies[network] += 1
+
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
-        """The networks whose installed tables no longer hold, and why: removed from outside
+        """The networks whose installed tables no longer hold, and why: a table deleted
         (``nft flush ruleset``, as ``systemctl restart nftables`` does with Debian's
-        ``/etc/nftables.conf``), or bridged frames no longer sent through the inet hooks (the
-        ``br_netfilter`` knobs set to 0). Either leaves the network's ports unfiltered. What
-        it finds lost it forgets, so the next apply installs it whole again. One ``nft list
-        tables`` and one ``sysctl`` read per namespace."""
+        ``/etc/nftables.conf``), emptied or changed in part (``nft flush table``, ``delete
+        rule``, ``flush set``: see :mod:`fluidedge.secgroups.nftcheck`), or bridged frames no
+        longer sent through the inet hooks (the ``br_netfilter`` knobs set to 0). Each leaves
+        the network's ports filtered otherwise than its policy says. What it finds lost it
+        forgets, so the next apply installs it whole again. One ``nft -j list ruleset`` and
+        one ``sysctl`` read per namespace.
+
+        It runs beside applies (the driver's lock is not held: instance creations take it):
+        a network with a transaction of ours under way or done during the listing is not
+        judged (its next check is)."""
         lost: dict[str, str] = {}
         by_netns: dict[str | None, list[Binding]] = {}
         for binding in bindings:
             if self._installed.get(binding.network) is not None:  # tables of ours to check
                 by_netns.setdefault(binding.netns, []).append(binding)
         for netns, group in by_netns.items():
-            present = set(self.nft.tables(netns))
+            before = {b.network: self._applies.get(b.network, 0) for b in group}
+            wanted = {b.network: self._shapes.get(b.network, ()) for b in group}
+            listed = listed_shapes(self.nft.ruleset(netns))
             knobs = self.nft.bridge_conntrack_on(netns)
             if not knobs:
                 self._prepared.discard(netns)
             for binding in group:
-                tables = self._installed[binding.network]
-                missing = [
-                    f"{t.family} {t.name}"
-                    for t in tables or ()
-                    if (t.family, t.name) not in present
-                ]
+                network = binding.network
+                tables = self._installed.get(network)
+                seq = self._applies.get(network, 0)
+                if tables is None or seq != before[network] or seq % 2:
+                    continue
+                missing: list[str] = []
+                changed: list[str] = []
+                for table, want in zip(tables, wanted[network], strict=True):
+                    have = listed.get((table.family, table.name))
+                    if have is None:
+                        missing.append(f"{table.family} {table.name}")
+                    elif differ := changes(want, have):
+                        changed.append(
+                            f"table {table.family} {table.name} changed from outside "
+                            f"({summary(differ)})"
+                        )
                 if missing:
-                    lost[binding.network] = (
-                        f"table {', '.join(missing)} removed from outside; its ports were "
-                        "unfiltered"
-                    )
+                    changed.insert(0, f"table {', '.join(missing)} removed from outside")
+                if changed:
+                    lost[network] = "; ".join(changed) + "; its ports were not filtered as declared"
                 elif not knobs:
-                    lost[binding.network] = (
+                    lost[network] = (
                         "net.bridge.bridge-nf-call-ip(6)tables set to 0; its ports were unfiltered"
                     )
                 else:
                     continue
-                self._installed.pop(binding.network, None)
+                self._installed.pop(network, None)
+                self._shapes.pop(network, None)
         return lost
 
     def zone_netns(self, binding: Binding) -> str | None:

@@ -40,11 +40,13 @@ first install and when a base chain's header changes, so nothing stale survives.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import ipaddress
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -504,16 +506,61 @@ def render_removal(network: str) -> str:
     )
 
 
+class RecentPids:
+    """The pids of the last ``size`` processes this daemon started to change the ruleset, so
+    the kernel's announcement of a change (which names the process that committed it) tells
+    ours from someone else's (:mod:`fluidedge.secgroups.nftwatch`). Thread-safe; bounded, so
+    a pid forgotten long after its change costs at most one needless check."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._order: collections.deque[int] = collections.deque(maxlen=size)
+        self._pids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def add(self, pid: int) -> None:
+        with self._lock:
+            if len(self._order) == self._order.maxlen:
+                self._pids.discard(self._order[0])
+            self._order.append(pid)
+            self._pids.add(pid)
+
+    def __contains__(self, pid: object) -> bool:
+        with self._lock:
+            return pid in self._pids
+
+
+# ``nft -f`` processes of this daemon (the pid is known before nft reads its transaction)
+OUR_NFT_PIDS = RecentPids()
+
+
 def run_in_netns(
-    netns: str | None, argv: list[str], stdin: str | None = None
+    netns: str | None,
+    argv: list[str],
+    stdin: str | None = None,
+    *,
+    started: Callable[[int], object] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` inside ``netns``: forked from a thread that entered the namespace (the
-    child inherits it), which saves ``ip netns exec``'s mount-namespace set-up per call."""
+    child inherits it), which saves ``ip netns exec``'s mount-namespace set-up per call.
+    ``started`` gets the child's pid before its stdin is written."""
 
     def call() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=NFT_TIMEOUT_S, check=False
-        )
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            if started is not None:
+                started(proc.pid)
+            try:
+                out, err = proc.communicate(stdin, timeout=NFT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     return netns_mod.call_in_netns(netns, call)
 
@@ -523,7 +570,7 @@ class Nft:
 
     def apply(self, netns: str | None, text: str) -> None:
         """One atomic transaction (``nft -f -``): all of ``text`` or nothing."""
-        self._run(netns, ["nft", "-f", "-"], text)
+        self._run(netns, ["nft", "-f", "-"], text, started=OUR_NFT_PIDS.add)
 
     def tables(self, netns: str | None) -> list[tuple[str, str]]:
         """(family, name) of the fluidedge security-group tables in ``netns``."""
@@ -534,6 +581,10 @@ class Nft:
             if len(words) == 3 and words[0] == "table" and words[2].startswith(TABLE_PREFIX):
                 found.append((words[1], words[2]))
         return found
+
+    def ruleset(self, netns: str | None) -> str:
+        """The whole ruleset of ``netns`` as ``nft -j`` lists it (libnftables-json(5))."""
+        return self._run(netns, ["nft", "-j", "list", "ruleset"], None)
 
     def list_table(self, netns: str | None, family: str, name: str) -> str:
         return self._run(netns, ["nft", "list", "table", family, name], None)
@@ -576,9 +627,15 @@ class Nft:
         return out.split() == ["1", "1"]
 
     @staticmethod
-    def _run(netns: str | None, argv: list[str], stdin: str | None) -> str:
+    def _run(
+        netns: str | None,
+        argv: list[str],
+        stdin: str | None,
+        *,
+        started: Callable[[int], object] | None = None,
+    ) -> str:
         try:
-            done = run_in_netns(netns, argv, stdin)
+            done = run_in_netns(netns, argv, stdin, started=started)
         except (OSError, subprocess.TimeoutExpired, FluidedgeError) as exc:
             raise FilterFailure(f"{argv[0]}: {exc}") from exc
         if done.returncode != 0:

@@ -1,20 +1,26 @@
-"""Wake the rules' check the moment a table of ours is deleted from outside.
+"""Wake the rules' check the moment someone else changes a table of ours.
 
-The part checks every ``check_interval_s`` (1 s) that the networks' tables are still in the
-kernel (:meth:`fluidedge.secgroups.driver.FirewallDriver.heal`); between two checks, ports whose
-tables someone deleted (``nft flush ruleset``, as ``systemctl restart nftables`` runs it) are
-unfiltered. The kernel announces every nftables change to the listeners of the
-``NFNLGRP_NFTABLES`` netlink group (what ``nft monitor`` prints): one netlink socket per
-namespace with networks of ours, opened inside it and read by a thread of ours, hears a table's
-deletion, and :class:`NftWatch` calls ``on_loss``, so the tables are back within milliseconds.
-The periodic check stays: it also sees the bridge knobs set to 0 (no event) and restarts a
-watcher that failed (at the next :meth:`NftWatch.watch`).
+The part checks every ``check_interval_s`` (1 s) that the networks' tables still hold
+(:meth:`fluidedge.secgroups.driver.FirewallDriver.heal`); between two checks, ports whose
+tables someone deleted (``nft flush ruleset``, as ``systemctl restart nftables`` runs it) or
+emptied (``nft flush table``) are not filtered as declared. The kernel announces every
+nftables change to the listeners of the ``NFNLGRP_NFTABLES`` netlink group (what ``nft
+monitor`` prints): one netlink socket per namespace with networks of ours, opened inside it and
+read by a thread of ours, hears every change, and :class:`NftWatch` calls ``on_loss`` when a
+transaction that touched a table of ours was committed by a process that is not one of ours,
+so the tables are back within milliseconds. The periodic check stays: it also sees the bridge
+knobs set to 0 (no event) and restarts a watcher that failed (at the next
+:meth:`NftWatch.watch`).
 
-Our own changes delete a table of ours only when its network goes (its binding, and so its
-watcher's reason, goes with it); a spurious wake-up costs one check that finds nothing. A
-subscriber that falls behind (``ENOBUFS``: the kernel dropped announcements) is woken too.
+Each message of a transaction (a table, chain, rule, set, element, object or flowtable added or
+deleted) names its table; the transaction ends with ``NFT_MSG_NEWGEN``, which names the process
+that committed it. Ours are the ``nft -f`` processes of
+:data:`fluidedge.secgroups.nft.OUR_NFT_PIDS`. A daemon in a pid namespace of its own sees
+other pids than the kernel's: every change of its own then wakes a check that finds nothing,
+which costs one listing and is never wrong. A subscriber that falls behind (``ENOBUFS``: the
+kernel dropped announcements) is woken too.
 
-Decoding is pure (:func:`deleted_tables`, netlink(7), ``linux/netfilter/nf_tables.h``).
+Decoding is pure (:func:`announcements`, netlink(7), ``linux/netfilter/nf_tables.h``).
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fluidedge.linux.netns import NetnsError, call_in_netns
-from fluidedge.secgroups.nft import TABLE_PREFIX
+from fluidedge.secgroups.nft import OUR_NFT_PIDS, TABLE_PREFIX
 
 log = logging.getLogger("fluidedge.secgroups")
 
@@ -39,43 +46,96 @@ NETNS_DIR = Path("/run/netns")
 NETLINK_NETFILTER = 12  # linux/netlink.h
 NFNLGRP_NFTABLES = 7  # linux/netfilter/nfnetlink.h: the group nftables announces changes to
 NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_DELTABLE = 2  # linux/netfilter/nf_tables.h, enum nf_tables_msg_types
-NFTA_TABLE_NAME = 1  # enum nft_table_attributes
+# linux/netfilter/nf_tables.h, enum nf_tables_msg_types: the messages naming a table (in
+# attribute 1 for each: NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
+# NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE), and the commit's
+NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE = 0, 2
+NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN = 3, 5
+NFT_MSG_NEWRULE, NFT_MSG_DELRULE = 6, 8
+NFT_MSG_NEWSET, NFT_MSG_DELSET = 9, 11
+NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
+NFT_MSG_NEWGEN = 15
+NFT_MSG_NEWOBJ, NFT_MSG_DELOBJ = 18, 20
+NFT_MSG_NEWFLOWTABLE, NFT_MSG_DELFLOWTABLE = 22, 24
+TABLE_MESSAGES = frozenset(
+    {
+        NFT_MSG_NEWTABLE,
+        NFT_MSG_DELTABLE,
+        NFT_MSG_NEWCHAIN,
+        NFT_MSG_DELCHAIN,
+        NFT_MSG_NEWRULE,
+        NFT_MSG_DELRULE,
+        NFT_MSG_NEWSET,
+        NFT_MSG_DELSET,
+        NFT_MSG_NEWSETELEM,
+        NFT_MSG_DELSETELEM,
+        NFT_MSG_NEWOBJ,
+        NFT_MSG_DELOBJ,
+        NFT_MSG_NEWFLOWTABLE,
+        NFT_MSG_DELFLOWTABLE,
+    }
+)
+NFTA_TABLE = 1  # the table's name in every message of TABLE_MESSAGES (NUL-terminated)
+NFTA_GEN_PROC_PID = 2  # enum nft_gen_attributes: the committing process's pid (u32, big-endian)
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 # struct nlmsghdr: length, type, flags, seq, pid; struct nfgenmsg: family, version, res_id;
 # struct nlattr: length, type (then the value, padded to 4 bytes).
 NLMSG_HDR = struct.Struct("=IHHII")
 NFGENMSG = struct.Struct("=BBH")
 NLATTR = struct.Struct("=HH")
-DELTABLE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE
+BE32 = struct.Struct("!I")
 
 
-def deleted_tables(data: bytes) -> list[str]:
-    """The names of the tables whose deletion one ``recv`` from the group announces (other
-    messages are skipped). Pure; raises ValueError naming the offset of a malformed message."""
-    names = []
+@dataclass(frozen=True)
+class Touched:
+    """A message of a transaction: it changed something in table ``table``."""
+
+    table: str
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The end of a transaction, committed by process ``pid`` (None: not said)."""
+
+    pid: int | None
+
+
+def announcements(data: bytes) -> list[Touched | Committed]:
+    """What one ``recv`` from the group announces, in order (messages of other subsystems or
+    types are skipped). Pure; raises ValueError naming the offset of a malformed message."""
+    out: list[Touched | Committed] = []
     offset = 0
     while offset + NLMSG_HDR.size <= len(data):
         length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
         if length < NLMSG_HDR.size or offset + length > len(data):
             raise ValueError(f"nftables event: bad message length {length} at offset {offset}")
-        if kind == DELTABLE:
-            names += _table_name(data[offset + NLMSG_HDR.size + NFGENMSG.size : offset + length])
+        body = data[offset + NLMSG_HDR.size + NFGENMSG.size : offset + length]
+        if kind >> 8 == NFNL_SUBSYS_NFTABLES:
+            message = kind & 0xFF
+            if message == NFT_MSG_NEWGEN:
+                raw = _attribute(body, NFTA_GEN_PROC_PID, offset)
+                out.append(Committed(BE32.unpack(raw)[0] if raw and len(raw) >= 4 else None))
+            elif message in TABLE_MESSAGES:
+                raw = _attribute(body, NFTA_TABLE, offset)
+                if raw is not None:
+                    out.append(Touched(raw.split(b"\0", 1)[0].decode("utf-8", "replace")))
         offset += (length + 3) & ~3
-    return names
+    return out
 
 
-def _table_name(attributes: bytes) -> list[str]:
+def _attribute(attributes: bytes, wanted: int, message_at: int) -> bytes | None:
     at = 0
     while at + NLATTR.size <= len(attributes):
         size, kind = NLATTR.unpack_from(attributes, at)
         if size < NLATTR.size or at + size > len(attributes):
-            raise ValueError(f"nftables event: bad attribute length {size} at offset {at}")
-        if kind & NLA_TYPE_MASK == NFTA_TABLE_NAME:
-            value = attributes[at + NLATTR.size : at + size]
-            return [value.split(b"\0", 1)[0].decode("utf-8", "replace")]
+            raise ValueError(
+                f"nftables event: bad attribute length {size} at offset {at} of the message "
+                f"at offset {message_at}"
+            )
+        if kind & NLA_TYPE_MASK == wanted:
+            return attributes[at + NLATTR.size : at + size]
         at += (size + 3) & ~3
-    return []
+    return None
 
 
 def ours(name: str) -> bool:
@@ -83,12 +143,39 @@ def ours(name: str) -> bool:
     return name.startswith(TABLE_PREFIX)
 
 
+class Transactions:
+    """Follows the announcements across receives: :meth:`feed` says whether a transaction
+    that touched a table of ours was committed by someone else. Pure."""
+
+    def __init__(self, own: Container[int]) -> None:
+        self._own = own
+        self._touched = False
+
+    def feed(self, events: Iterable[Touched | Committed]) -> bool:
+        foreign = False
+        for event in events:
+            if isinstance(event, Touched):
+                self._touched = self._touched or ours(event.table)
+                continue
+            if self._touched and (event.pid is None or event.pid not in self._own):
+                foreign = True
+            self._touched = False
+        return foreign
+
+    def reset(self) -> None:
+        """Announcements were dropped: start afresh."""
+        self._touched = False
+
+
 class _Watcher:
     """One subscribed netlink socket in one namespace and the thread that reads it."""
 
-    def __init__(self, netns: str | None, on_loss: Callable[[], object]) -> None:
+    def __init__(
+        self, netns: str | None, on_loss: Callable[[], object], own: Container[int]
+    ) -> None:
         self.netns = netns
         self._on_loss = on_loss
+        self._transactions = Transactions(own)
 
         def subscribe() -> socket.socket:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -115,10 +202,11 @@ class _Watcher:
                     return
                 try:
                     data = self._sock.recv(65536)
-                    lost = any(ours(name) for name in deleted_tables(data))
+                    lost = self._transactions.feed(announcements(data))
                 except OSError as exc:
                     if exc.errno != errno.ENOBUFS:
                         raise
+                    self._transactions.reset()
                     lost = True  # announcements were dropped: any of them may have been ours
                 if lost:
                     try:
@@ -147,10 +235,11 @@ class _Watcher:
 
 class NftWatch:
     """A subscription per namespace of :meth:`watch`, calling ``on_loss`` (from a reader
-    thread) when a table of ours is deleted there."""
+    thread) when a process other than those of ``own`` changes a table of ours there."""
 
-    def __init__(self, on_loss: Callable[[], object]) -> None:
+    def __init__(self, on_loss: Callable[[], object], own: Container[int] = OUR_NFT_PIDS) -> None:
         self._on_loss = on_loss
+        self._own = own
         self._lock = threading.Lock()
         self._watchers: dict[str | None, _Watcher] = {}
 
@@ -166,7 +255,7 @@ class NftWatch:
                     watcher.stop(join=False)
             for netns in wanted - set(self._watchers):
                 try:
-                    self._watchers[netns] = _Watcher(netns, self._on_loss)
+                    self._watchers[netns] = _Watcher(netns, self._on_loss, self._own)
                 except (OSError, NetnsError) as exc:  # the periodic check still runs
                     log.warning("secgroups: cannot watch nftables in %s: %s", netns, exc)
 

@@ -19,9 +19,10 @@ connection's next packet finds no clause in the rules tables and marks it cut (`
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
@@ -97,6 +98,9 @@ class OvsRenderer:
         # bridge -> the generation of its switch when its table was installed: a switch
         # restarted since holds none of it (see check_installed)
         self.generations: dict[str, int] = {}
+        # per bridge: odd while an apply is under way (see check_installed)
+        self._applies: dict[str, int] = {}
+        self._counts: dict[str, int] = {}  # per bridge: how many flows of ours it holds
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
 
     def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
@@ -131,6 +135,19 @@ class OvsRenderer:
         rendered again, and one bundle carries their flows' delta. The first install on a
         bridge deletes every flow with our cookie and adds the table in one bundle: flows of
         other components (service chains) stay, nothing of ours is stale or duplicated."""
+        with self._applying(binding.bridge):
+            return self._apply(program, binding)
+
+    @contextlib.contextmanager
+    def _applying(self, bridge: str) -> Iterator[None]:
+        """Mark the bridge's apply under way (odd count) for :meth:`check_installed`."""
+        self._applies[bridge] = self._applies.get(bridge, 0) + 1
+        try:
+            yield
+        finally:
+            self._applies[bridge] += 1
+
+    def _apply(self, program: FilterProgram, binding: Binding) -> bool:
         try:
             daemons = self.switch_of(binding.netns)
             generation = daemons.generation  # before: a restart meanwhile is seen next check
@@ -149,36 +166,59 @@ class OvsRenderer:
             raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
         self.tables[binding.bridge] = table
         self.generations[binding.bridge] = generation
+        self._counts[binding.bridge] = len(table.flows())
         return changed
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
-        """The networks whose switch was restarted since their table was installed (a new
-        ovs-vswitchd starts with no flow; its ``fail_mode=secure`` bridges drop everything
-        meanwhile): forgotten, so the next apply installs them whole, with the ports' numbers
-        asked again. No query: the switch's generation (see
-        :func:`fluidedge.ovs.bridges.revive`)."""
+        """The networks whose table no longer holds: their switch was restarted since it was
+        installed (a new ovs-vswitchd starts with no flow; its ``fail_mode=secure`` bridges
+        drop everything meanwhile: seen from the switch's generation, see
+        :func:`fluidedge.ovs.bridges.revive`, with no query), or flows of ours were deleted
+        or added from outside (``ovs-ofctl del-flows``: one ``dump-aggregate`` per bridge
+        counts the flows with our cookie). Forgotten, so the next apply installs them whole,
+        with the ports' numbers asked again. A bridge with an apply of ours under way or done
+        during its count is not judged (its next check is)."""
         lost: dict[str, str] = {}
         for binding in bindings:
-            if binding.bridge not in self.tables:
+            table = self.tables.get(binding.bridge)
+            if table is None:
                 continue
-            if self.switch_of(binding.netns).generation != self.generations.get(binding.bridge):
-                lost[binding.network] = (
+            daemons = self.switch_of(binding.netns)
+            if daemons.generation != self.generations.get(binding.bridge):
+                why = (
                     f"the switch of bridge {binding.bridge} was restarted; its ports forwarded "
                     "nothing meanwhile"
                 )
-                self.tables.pop(binding.bridge, None)
-                self._ofports_cache.pop(binding.bridge, None)
+            else:
+                before = self._applies.get(binding.bridge, 0)
+                want = self._counts.get(binding.bridge, 0)
+                try:
+                    have = Ofctl(daemons, binding.bridge).count(ovs_render.owned())
+                except OvsError as exc:
+                    raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
+                after = self._applies.get(binding.bridge, 0)
+                if have == want or before != after or after % 2:
+                    continue
+                why = (
+                    f"{have} flows of ours on bridge {binding.bridge} instead of {want}: changed "
+                    "from outside; its ports were not filtered as declared"
+                )
+            lost[binding.network] = why
+            self.tables.pop(binding.bridge, None)
+            self._ofports_cache.pop(binding.bridge, None)
         return lost
 
     def remove_network(self, binding: Binding) -> None:
         """Back to a plain learning switch (the bridge may carry traffic unfiltered); only our
         flows go."""
-        try:
-            Ofctl(self.switch_of(binding.netns), binding.bridge).bundle(ovs_render.uninstall())
-        except OvsError as exc:
-            raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
-        self.tables.pop(binding.bridge, None)
-        self.generations.pop(binding.bridge, None)
+        with self._applying(binding.bridge):
+            try:
+                Ofctl(self.switch_of(binding.netns), binding.bridge).bundle(ovs_render.uninstall())
+            except OvsError as exc:
+                raise FilterFailure(f"ovs firewall: network {binding.network}: {exc}") from exc
+            self.tables.pop(binding.bridge, None)
+            self.generations.pop(binding.bridge, None)
+            self._counts.pop(binding.bridge, None)
 
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns

@@ -574,10 +574,12 @@ def texts(flows: Iterable[Flow]) -> list[str]:
     return [f.text(COOKIE) for f in flows]
 
 
-def owned(spec: str) -> str:
+def owned(spec: str = "") -> str:
     """A flow-mod match limited to our cookie: a deletion never touches a flow another
-    component (service chains) installed, even one with the same match."""
-    return f"cookie={COOKIE:#x}/{ALL_BITS:#x},{spec}"
+    component (service chains) installed, even one with the same match (no ``spec``: every
+    flow of ours)."""
+    ours = f"cookie={COOKIE:#x}/{ALL_BITS:#x}"
+    return f"{ours},{spec}" if spec else ours
 
 
 def install_all(flows: Iterable[Flow]) -> list[str]:

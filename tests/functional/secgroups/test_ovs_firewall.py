@@ -443,3 +443,48 @@ def test_restart_replaces_the_table_without_duplicates_or_stale_flows(ovs_lab: O
         assert len(after) == _flows(again, bridge)
         ovs_lab.tcp_server(hosts["b"], 8080)
         assert ovs_lab.tcp_connects(hosts["a"], hosts["b"].ip4, 8080, ALLOW_T)
+
+
+def test_flows_changed_from_outside_are_installed_again(ovs_lab: OvsLab) -> None:
+    """Flows of ours deleted (``ovs-ofctl del-flows``) or added with our cookie from outside
+    leave the ports filtered otherwise than the policy says; the check counts our flows and
+    the next apply installs the table whole. A flow of another component is not ours to
+    judge."""
+    hosts = _four(ovs_lab)
+    a, b = hosts["a"], hosts["b"]
+    bridge = ovs_lab.bridges["net-a"]
+    ofctl = Ofctl(ovs_lab.daemons, bridge)
+    with _firewall(
+        ovs_lab, [_port(a, ("default",)), _port(b, ("web",))], [default_group(), WEB]
+    ) as fw:
+        installed = sorted(ofctl.dump())
+        ovs_lab.tcp_server(b, 8080)
+        ovs_lab.tcp_server(b, 5432)
+        assert fw.heal() == {}
+
+        ofctl.bundle(["add cookie=0xc4a1000100000001,table=0,priority=300,in_port=99,actions=drop"])
+        assert fw.heal() == {}  # not ours
+
+        # a flow with our cookie that lets everything through
+        ofctl.bundle(["add cookie=0x5e5e,table=0,priority=65000,actions=NORMAL"])
+        assert ovs_lab.tcp_connects(a, b.ip4, 5432, ALLOW_T)
+        lost = fw.heal()
+        assert set(lost) == {"net-a"}
+        assert (
+            f"{len(installed) + 1} flows of ours on bridge {bridge} instead of {len(installed)}"
+            in lost["net-a"]
+        )
+        assert not ovs_lab.tcp_connects(a, b.ip4, 5432, DENY_T)
+        assert ovs_lab.tcp_connects(a, b.ip4, 8080, ALLOW_T)
+
+        # our classifier deleted: the secure bridge forwards nothing from the ports
+        ofctl.bundle(["delete cookie=0x5e5e/-1,table=0"])
+        assert not ovs_lab.tcp_connects(a, b.ip4, 8080, DENY_T)
+        lost = fw.heal()
+        assert set(lost) == {"net-a"}
+        assert "changed from outside" in lost["net-a"]
+        assert ovs_lab.tcp_connects(a, b.ip4, 8080, ALLOW_T)
+        assert not ovs_lab.tcp_connects(a, b.ip4, 5432, DENY_T)
+        assert fw.heal() == {}
+        ours = [f for f in ofctl.dump() if not f.startswith("cookie=0xc4a1")]
+        assert sorted(ours) == installed

@@ -19,7 +19,7 @@ from tests.fixtures.secgroups_net import SgLab, run
 from tests.fixtures.wait import wait_until
 
 # the client/db pair of the stateful tests: c may open TCP 5432 to d, not 80
-from .test_stateful import TIMEOUT, _pair
+from .test_stateful import DB, TIMEOUT, _pair
 
 pytestmark = pytest.mark.root
 
@@ -61,6 +61,56 @@ def test_a_flushed_ruleset_comes_back_and_what_opened_meanwhile_dies(lab: SgLab)
     assert lab.driver.heal() == {}
 
 
+T = table_name("n")
+
+
+@pytest.mark.parametrize(
+    ("change", "opens", "said"),
+    [
+        # every chain emptied, the table kept: everything passes
+        (("flush", "table", "inet", T), True, "0 rules in chain zroute instead of 2"),
+        # one rule put in front of the verdict maps: everything passes
+        (("insert", "rule", "inet", T, "net", "accept"), True, "4 rules in chain net instead of 3"),
+        # the remote group's members gone: the db refuses its clients (fails closed)
+        (("flush", "set", "inet", T, "rg_client_21_4"), False, "set rg_client_21_4 emptied"),
+        # a base chain's policy turned to drop
+        (
+            (
+                "add",
+                "chain",
+                "inet",
+                T,
+                "fe_fwd",
+                "{ type filter hook forward priority 0; policy drop; }",
+            ),
+            False,
+            "chain fe_fwd's hook is filter/forward/0/drop, not filter/forward/0/accept",
+        ),
+        # the bridge table's port dispatch emptied: no spoofing check, no port tags
+        (("flush", "chain", "bridge", T, "pre"), False, "0 rules in chain pre instead of 2"),
+    ],
+    ids=["flush-table", "insert-accept", "flush-set", "policy-drop", "flush-bridge-chain"],
+)
+def test_a_table_changed_from_outside_is_installed_again(
+    lab: SgLab, change: tuple[str, ...], opens: bool, said: str
+) -> None:
+    """Not deleted, changed: every table still listed, the ports filtered otherwise than the
+    policy says (open, or closed), until the check compares what the kernel holds with what
+    was installed and installs it whole."""
+    c, d = _pair(lab)
+    run("ip", "netns", "exec", lab.switch, "nft", *change)
+    assert T in _tables(lab)
+    if opens:
+        assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) == "d"
+    lost = lab.driver.heal()
+    assert set(lost) == {"n"}
+    assert "changed from outside" in lost["n"]
+    assert said in lost["n"]
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+    assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
+    assert lab.driver.heal() == {}
+
+
 def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
     c, d = _pair(lab)
     for knob in KNOBS:
@@ -77,10 +127,11 @@ def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
     assert lab.driver.heal() == {}
 
 
-def test_the_kernels_word_of_a_deleted_table_brings_it_back_at_once(lab: SgLab) -> None:
-    """With the part's watcher (the kernel's nftables announcements), a flushed ruleset comes
-    back without waiting for the periodic check: nobody calls heal() here but the watcher. A
-    table that is not ours wakes nothing."""
+def test_the_kernels_word_of_a_change_brings_it_back_at_once(lab: SgLab) -> None:
+    """With the part's watcher (the kernel's nftables announcements), a flushed ruleset or
+    table comes back without waiting for the periodic check: nobody calls heal() here but the
+    watcher. A table that is not ours wakes nothing, nor do our own changes (the
+    announcement names the process that committed them)."""
     c, d = _pair(lab)
     woken: list[dict[str, str]] = []
     watch = NftWatch(lambda: woken.append(lab.driver.heal()))
@@ -89,12 +140,20 @@ def test_the_kernels_word_of_a_deleted_table_brings_it_back_at_once(lab: SgLab) 
         assert watch.watched() == {lab.switch}
         run("ip", "netns", "exec", lab.switch, "nft", "add", "table", "inet", "other")
         run("ip", "netns", "exec", lab.switch, "nft", "delete", "table", "inet", "other")
+        lab.host("e", "n", 3, groups=("client",))  # our own transactions on our tables
+        lab.driver.update_security_group_rules("db", (DB.rules[0],))
         time.sleep(0.3)
         assert woken == []
 
         run("ip", "netns", "exec", lab.switch, "nft", "flush", "ruleset")
         assert wait_until(lambda: table_name("n") in _tables(lab), 3)
         assert any("n" in lost for lost in woken)  # the first wake-up re-installed it
+        assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+
+        woken.clear()
+        run("ip", "netns", "exec", lab.switch, "nft", "flush", "table", "inet", T)
+        assert wait_until(lambda: any("n" in lost for lost in woken), 3)
+        assert "changed from outside" in next(lost["n"] for lost in woken if "n" in lost)
         assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
         assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
         thread = next(iter(watch._watchers.values())).thread
