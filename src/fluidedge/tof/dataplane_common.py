@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import select
 import socket
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from fluidedge.linux.netns import call_in_netns
@@ -37,6 +38,8 @@ from fluidedge.tof.gcfreeze import Freezer
 from fluidedge.tof.intercept.sink import Mirror
 from fluidedge.tof.pipeline import APPS, ENB, SGW, Action, Bearer, Pipeline
 from fluidedge.tof.tunnel_pages import keyset_bearers
+
+log = logging.getLogger("fluidedge.tof")
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -129,6 +132,10 @@ class DataPlaneBase:
         self._running = False
         self._s1_tx: dict[int, socket.socket] = {}
         self._tun: int | None = None
+        self._tun_ifindex: int | None = None
+        # bumped whenever the fds the loop polls change (the TUN lost or re-created, ports
+        # re-opened): the loop rebuilds its poller
+        self._ports_gen = 0
         self._wake_r = self._wake_w = -1
         self._previous_switch = sys.getswitchinterval()
         self.io: Counter[str] = Counter()
@@ -148,13 +155,93 @@ class DataPlaneBase:
     def _open_apps_tun(self) -> None:
         """Check or set up the apps side (:mod:`fluidedge.tof.apps_side`; refuses with what is
         missing), open the apps TUN, bring it up and route the UE pools into it."""
+        apps_side.prepare(self.config)
+        self._tun = self._new_tun()
+
+    def _new_tun(self) -> int:
+        """A new apps TUN, up, with the UE pools routed into it; its ifindex recorded."""
         config = self.config
-        apps_side.prepare(config)
-        self._tun = call_in_netns(config.netns, lambda: open_tun(config.apps_tun))
-        self._run("ip", "link", "set", config.apps_tun, "up")
-        for pool in config.ue_pools:
-            family = "-6" if ":" in pool else "-4"
-            self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
+        fd = call_in_netns(config.netns, lambda: open_tun(config.apps_tun))
+        try:
+            self._run("ip", "link", "set", config.apps_tun, "up")
+            for pool in config.ue_pools:
+                family = "-6" if ":" in pool else "-4"
+                self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
+            self._tun_ifindex = self._tun_index()
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _tun_index(self) -> int | None:
+        """The ifindex the apps TUN's name has in ``[tof] netns`` now (None: no such device)."""
+        name = self.config.apps_tun
+        try:
+            return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
+        except OSError:
+            return None
+
+    # ------------------------------------------------------------------ the apps TUN lost
+
+    def _tun_gone(self, tun: int) -> None:
+        """The data-plane thread found the apps TUN deleted from outside (``ip link del``):
+        its fd reads EBADFD and polls POLLERR for ever, which would spin the loop. It is
+        closed and no longer polled (:attr:`_ports_gen`); offload stops (the kernel programs
+        fail S1 open: the TUN was their sign of a live agent) until :meth:`_heal_tun`
+        re-creates it. Under the data plane's lock."""
+        if self._tun != tun:
+            return
+        self._tun = None
+        self._ports_gen += 1  # the loop stops polling it from its next turn
+        with contextlib.suppress(OSError):
+            os.close(tun)
+        self.io["apps_tun_lost"] += 1
+        log.error(
+            "tof: the apps TUN %s was deleted from outside; offload stopped until it is re-created",
+            self.config.apps_tun,
+            extra={"part": "tof", "event": "apps_tun_lost"},
+        )
+
+    def _fd_ports(self) -> dict[int, int]:
+        """The fds the loop polls now and the port each is (:data:`ENB`, :data:`SGW`,
+        :data:`APPS`); asked again whenever :attr:`_ports_gen` changes."""
+        raise NotImplementedError
+
+    def _heal_tun(self) -> list[str]:
+        """Re-create the apps TUN if it went (deleted from outside; the loop may not have
+        noticed yet if no packet came): a new device of the same name, up, routed, and the
+        backend's own references to its ifindex updated (:meth:`_tun_recreated`). What it
+        did, for the log (empty: the TUN is there)."""
+        if not self._running:
+            return []
+        if self._tun is not None and self._tun_index() == self._tun_ifindex:
+            return []
+        with self._lock:
+            if not self._still_running():  # stop() says so under this lock
+                return []
+            if self._tun is not None:  # its device went, the loop has not seen it yet
+                with contextlib.suppress(OSError):
+                    os.close(self._tun)
+                self._tun = None
+                self.io["apps_tun_lost"] += 1
+            fd = self._new_tun()
+            try:
+                self._tun_recreated()
+            except BaseException:
+                os.close(fd)
+                raise
+            self._tun = fd
+            self._ports_gen += 1  # the loop polls it from its next turn (TICK)
+        self.io["apps_tun_recreated"] += 1
+        log.error(
+            "tof: the apps TUN %s re-created; offload resumed",
+            self.config.apps_tun,
+            extra={"part": "tof", "event": "apps_tun_recreated"},
+        )
+        return [f"the apps TUN {self.config.apps_tun} re-created (deleted from outside)"]
+
+    def _tun_recreated(self) -> None:
+        """The backend's references to the apps TUN's ifindex, made again (under the lock)."""
 
     def _enable_forwarding(self) -> None:
         for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):
@@ -174,8 +261,16 @@ class DataPlaneBase:
         )
         self._thread.start()
 
+    def _still_running(self) -> bool:
+        return self._running
+
+    def _without_tun(self) -> bool:
+        """The apps TUN is lost (read from the loop, which narrowed ``_tun`` at its start)."""
+        return self._tun is None
+
     def _stop_thread(self) -> None:
-        self._running = False
+        with self._lock:  # a heal of the TUN under way ends first, none starts after
+            self._running = False
         if self._wake_w >= 0:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
@@ -317,7 +412,7 @@ class DataPlaneBase:
     def _loop(self) -> None:
         raise NotImplementedError
 
-    def _poller(self, fd_port: dict[int, int]) -> select.poll:
+    def _poller(self, fd_port: Mapping[int, int]) -> select.poll:
         """A poller for the port fds and the wake-up pipe (so :meth:`_stop_thread` is quick)."""
         poller = select.poll()
         for fd in fd_port:
@@ -333,6 +428,9 @@ class DataPlaneBase:
         except BlockingIOError:
             return None
         except OSError as exc:
+            if exc.errno in (errno.EBADFD, errno.EBADF):  # its device was deleted
+                self._tun_gone(tun)
+                return None
             self.io[f"rx_error_apps_{errno_name(exc.errno)}"] += 1
             return None
         self.io["rx_apps"] += 1
@@ -381,6 +479,8 @@ class DataPlaneBase:
                     if self._tun is not None:
                         os.write(self._tun, frame)
                         io["tx_apps"] += 1
+                    else:
+                        io["tx_apps_dropped_no_tun"] += 1
                     continue
                 # The very frame we received goes out with its own checksum/GSO metadata.
                 vnet = original[1] if original is not None and frame is original[0] else NO_VNET_HDR

@@ -146,19 +146,25 @@ class Guard:
         self.enb_if, self.sgw_if, self.tun = enb_if, sgw_if, tun
         self._obj: BpfObject | None = None
         self._stats: BpfMap | None = None
+        self._cfg: BpfMap | None = None
 
     def _ifindex(self, name: str) -> int:
         return int(call_in_netns(self.netns, lambda: socket.if_nametoindex(name)))
 
     def attach(self) -> None:
         self._obj = BpfObject(object_path(name=GUARD_SOURCE))
-        cfg = BpfMap(self._obj.map_fd("guard_cfg"), 4, 4)
+        self._cfg = cfg = BpfMap(self._obj.map_fd("guard_cfg"), 4, 4)
         self._stats = BpfMap(self._obj.map_fd("guard_stats"), 4, 8, percpu=True)
         for index, dev in ((G_ENB_IF, self.enb_if), (G_SGW_IF, self.sgw_if), (G_TUN_IF, self.tun)):
             cfg.update(_u32(index), _u32(self._ifindex(dev)))
         for dev in (self.enb_if, self.sgw_if):
             run(netns_argv(self.netns, ["ip", "link", "set", dev, "promisc", "on"]))
         self.reattach()
+
+    def set_tun(self, ifindex: int) -> None:
+        """The agent's TUN was re-created: its new ifindex is the sign of a live agent."""
+        if self._cfg is not None:
+            self._cfg.update(_u32(G_TUN_IF), _u32(ifindex))
 
     def programs(self) -> list[tuple[str, str, str]]:
         """(device, hook, program) of what :meth:`attach` attached."""
@@ -184,6 +190,7 @@ class Guard:
     def close(self) -> None:
         """Drop our references; the attached program and its maps stay with the filters."""
         self._stats = None
+        self._cfg = None
         if self._obj is not None:
             with contextlib.suppress(OSError):
                 self._obj.close()

@@ -214,14 +214,15 @@ class TofPart:
             raise
         heal = getattr(self.backend, "heal", None)
         if heal is not None and self.config.program_check_interval > 0:
-            # Every interval: the tc programs someone took off our devices go back on (see
-            # the backends' heal); a failing check is logged once per distinct failure.
+            # Every interval: the devices someone deleted (the apps TUN, the punt veth) and
+            # the tc programs someone took off them come back (see the backends' heal); a
+            # failing check is logged once per distinct failure.
             self._checker = asyncio.create_task(
                 every(
                     self.config.program_check_interval,
                     heal,
                     log,
-                    "tof: the check of the data plane's programs",
+                    "tof: the check of the data plane's devices and programs",
                     "programs_check_failed",
                 )
             )

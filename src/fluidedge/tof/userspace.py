@@ -36,6 +36,7 @@ every ``stats()``, summed into ``io`` as ``rx_socket_dropped_enb`` / ``rx_socket
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from collections.abc import Mapping
@@ -135,18 +136,32 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                     self.io["rx_bridged_at_takeover"] += 1
 
     def heal(self) -> list[str]:
-        """Re-attach the fail-open guard if someone took it off an S1 device (``tc qdisc del
-        dev X clsact``): this agent's sockets go on forwarding without it, but S1 would not
-        fail open when the agent dies. What was missing (``io.programs_reattached``)."""
+        """Re-create the apps TUN if it was deleted from outside (:meth:`_heal_tun`), and
+        re-attach the fail-open guard if someone took it off an S1 device (``tc qdisc del dev
+        X clsact``): this agent's sockets go on forwarding without it, but S1 would not fail
+        open when the agent dies. What was done (``io.apps_tun_recreated``,
+        ``io.programs_reattached``)."""
+        done = self._heal_tun()
         guard = self._guard
         if guard is None:
-            return []
+            return done
         missing = missing_programs(self.config.netns, guard.programs())
         if not missing:
-            return []
+            return done
         guard.reattach()
         self.io["programs_reattached"] += len(missing)
-        return reattached(missing, "the fail-open guard")
+        return done + reattached(missing, "the fail-open guard")
+
+    def _fd_ports(self) -> dict[int, int]:
+        ports = {self._s1_tx[ENB].fileno(): ENB, self._s1_tx[SGW].fileno(): SGW}
+        if self._tun is not None:
+            ports[self._tun] = APPS
+        return ports
+
+    def _tun_recreated(self) -> None:
+        """The guard's sign of a live agent is the TUN's ifindex: the new one's."""
+        if self._guard is not None and self._tun_ifindex is not None:
+            self._guard.set_tun(self._tun_ifindex)
 
     def stop(self) -> None:
         self._stop_thread()
@@ -198,11 +213,9 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
 
     def _loop(self) -> None:
         io = self.io
-        enb, sgw, tun = self._s1_tx[ENB], self._s1_tx[SGW], self._tun
-        if tun is None:
+        enb, sgw = self._s1_tx[ENB], self._s1_tx[SGW]
+        if self._tun is None:
             return
-        fd_port = {enb.fileno(): ENB, sgw.fileno(): SGW, tun: APPS}
-        poller = self._poller(fd_port)
         batch = self.config.batch
         next_tick = 0.0
         from_s1, from_apps = self._from_s1, self._from_apps
@@ -219,7 +232,14 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                 if failure:
                     io[f"tx_error_{errno_name(failure)}"] += 1
 
+        polled = -1
+        fd_port: dict[int, int] = {}
+        poller = select.poll()
         while self._running:
+            if polled != self._ports_gen:  # the TUN lost or re-created
+                polled = self._ports_gen
+                fd_port = self._fd_ports()
+                poller = self._poller(fd_port)
             try:
                 ready = poller.poll(TICK * 1000)
             except InterruptedError:
@@ -232,7 +252,7 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                         continue
                     if port == APPS:
                         for _ in range(batch):
-                            packet = self._read_tun(tun)
+                            packet = self._read_tun(fd)
                             if packet is None:
                                 break
                             send_all(from_apps(packet, now), None)
@@ -242,6 +262,11 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                         count = ring.receive()
                     except OSError as exc:
                         io[f"rx_error_{errno_name(exc.errno)}"] += 1
+                        continue
+                    if self._guard is not None and self._without_tun():
+                        # No TUN, no live agent for the guard: it switches S1 itself. A second
+                        # copy from here would reach the peer twice.
+                        io["rx_left_to_guard"] += count
                         continue
                     received = 0
                     for i in range(count):

@@ -1,4 +1,4 @@
-"""The TOF's tc programs taken off its devices from outside come back, on both backends.
+"""The TOF's tc programs and devices taken away from outside come back, on both backends.
 
 ``tc qdisc del dev X clsact`` (by hand, or a tool that rebuilds a device's qdiscs) takes every
 filter of the device with it. On the fast path the S1 side whose ``s1_ingress`` went is cut:
@@ -6,6 +6,11 @@ its frames are switched by nothing (real frames show it); without ``apps_egress`
 reaches a UE. On the userspace backend the agent's sockets go on forwarding, but the guard that
 fails S1 open when the agent dies is gone. ``heal()`` (the daemon calls it every
 ``program_check_interval``) names what it found missing and puts it back.
+
+The same for the devices: ``ip link del`` of the apps TUN (both backends) or of the fast path's
+punt veth. A deleted TUN's fd polls POLLERR and reads EBADFD for ever: the data plane stopped
+offloading and spun a core on it, for good. Now it stops polling it at once, S1 is left to
+the kernel program (which fails open, one copy of each frame), and ``heal()`` re-creates it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from fluidedge.codec.stack import classify
 from fluidedge.linux.proc import run
 from fluidedge.tof.failopen import s1_program_attached
 
-from .scenario import ENB1, PDN, Backend, inner_udp, up
+from .scenario import APP_PORT, ENB1, PDN, SVC, UE1, Backend, P, inner_udp, learn_bearer, up
 from .topo import Topo
 
 pytestmark = pytest.mark.root
@@ -71,3 +76,65 @@ def test_programs_taken_off_from_outside_come_back(
     assert io["programs_reattached"] == len(wanted)  # type: ignore[index]
     said = [r.getMessage() for r in caplog.records]
     assert any("taken off from outside; re-attached" in m and wanted[-1] in m for m in said)
+
+
+def _offload_and_core(t: Topo, teid: int) -> tuple[int, int]:
+    """Five datagrams to the offloaded service and five to the PDN from UE1: how many reached
+    the app, and how many G-PDUs of ``teid`` reached the SGW side."""
+    for i in range(5):
+        t.send("enb", up(ENB1, teid, inner_udp(UE1, P(SVC), 41000, APP_PORT, b"s%d" % i)))
+        t.send("enb", up(ENB1, teid, inner_udp(UE1, PDN, 41000, 53, b"p%d" % i)))
+    got = t.collect(0.3)
+    app = [f for f in got["app"] if f[12:14] == b"\x08\x00" and f[23] == 17]
+    return len(app), sum(1 for f in got["sgw"] if classify(f).teid == teid)
+
+
+def _io(backend: Backend) -> dict[str, int]:
+    io = backend.stats()["io"]
+    assert isinstance(io, dict)
+    return io
+
+
+def test_the_apps_tun_deleted_from_outside_is_created_again(
+    running: tuple[Topo, Backend, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    t, backend, _kind = running
+    heal = backend.heal  # type: ignore[attr-defined]
+    tun = backend.config.apps_tun  # type: ignore[attr-defined]
+    learn_bearer(t)
+    assert _offload_and_core(t, 0x100) == (5, 5)
+
+    with caplog.at_level(logging.ERROR, logger="fluidedge.tof"):
+        run(["ip", "-n", t.host, "link", "del", tun])
+        # S1 fails open meanwhile: every frame reaches the core once (none twice), none the app
+        assert _offload_and_core(t, 0x100) == (0, 10)
+        io = _io(backend)
+        assert io["apps_tun_lost"] == 1
+        assert not any(k.startswith("rx_error_apps") for k in io)  # no spin on the dead fd
+        assert heal()[0] == f"the apps TUN {tun} re-created (deleted from outside)"
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert heal() == []
+    assert _io(backend)["apps_tun_recreated"] == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert any("was deleted from outside; offload stopped" in m for m in said)
+    assert any(f"the apps TUN {tun} re-created; offload resumed" in m for m in said)
+
+
+@pytest.mark.parametrize("running", ["fastpath"], indirect=True)
+def test_the_punt_veth_deleted_from_outside_is_created_again(
+    running: tuple[Topo, Backend, str],
+) -> None:
+    """Without it nothing is punted to the agent: a new bearer is never learned."""
+    t, backend, _kind = running
+    heal = backend.heal  # type: ignore[attr-defined]
+    punt0, punt1 = backend.punt0, backend.punt1  # type: ignore[attr-defined]
+    run(["ip", "-n", t.host, "link", "del", punt0])
+    assert heal() == [
+        f"the punt veth {punt0}/{punt1} re-created (deleted from outside)",
+        f"drop_all on {punt0} ingress",
+        f"drop_all on {punt1} ingress",
+    ]
+    learn_bearer(t)  # learned through the new pair
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert heal() == []
+    assert _io(backend)["punt_ports_recreated"] == 1

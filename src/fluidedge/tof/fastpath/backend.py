@@ -49,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -88,6 +90,8 @@ from fluidedge.tof.pipeline import APPS, ENB, SGW, Bearer
 from fluidedge.tof.superfluid.plane import OnDemandControl
 from fluidedge.tof.superfluid.table import Key
 from fluidedge.tof.tunnel_pages import keyset_bearers
+
+log = logging.getLogger("fluidedge.tof")
 
 FOLD_EVERY = 1.0
 FOLD_CHUNK = 1024  # kernel entries the API's full fold applies per hold of the agent's lock
@@ -186,6 +190,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # The API's full fold reads the maps without the agent's lock (:meth:`_fold`): one at
         # a time, and the keys the sync rewrites meanwhile are left to the next fold.
         self._fold_lock = threading.Lock()
+        self._punt_index: tuple[int | None, int | None] = (None, None)
         self._fold_touched: set[bytes] | None = None
         # Lawful intercept (docs/accounting.md): per pcap-destined intercept, the veth pair the
         # program clones copies to and the reader of its peer; the kernel entries installed.
@@ -273,31 +278,90 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             # checksums on transmit so offloaded replies leave with final bytes.
             self._run("ethtool", "-K", dev, "gro", "off", "lro", "off", check=False)
             self._run("ethtool", "-K", dev, "tx", "off", check=False)
+        self._make_punt_veth()
+        self._open_apps_tun()
+        self._enable_forwarding()
+
+    def _make_punt_veth(self) -> None:
         self._run("ip", "link", "add", self.punt0, "type", "veth", "peer", "name", self.punt1)
         for dev in (self.punt0, self.punt1):
             self._run("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
             # Any S1 frame may be punted whole: a veth drops what exceeds its MTU.
             self._run("ip", "link", "set", dev, "mtu", "65535", "up")
         links.wait_ready(self.config.netns, (self.punt0, self.punt1))
-        self._open_apps_tun()
-        self._enable_forwarding()
 
     def _open_ports(self) -> None:
         netns = self.config.netns
-        enb_if, sgw_if, p0, p1 = self.enb_if, self.sgw_if, self.punt0, self.punt1
-        # eNB-side punts are transmitted on pu0 and so arrive on pu1 (and vice versa).
-        self._rx[ENB] = call_in_netns(netns, lambda: open_packet_socket(p1))
-        self._rx[SGW] = call_in_netns(netns, lambda: open_packet_socket(p0))
+        enb_if, sgw_if = self.enb_if, self.sgw_if
+        self._open_punt_ports()
         self._s1_tx[ENB] = call_in_netns(netns, lambda: _open_send_socket(enb_if))
         self._s1_tx[SGW] = call_in_netns(netns, lambda: _open_send_socket(sgw_if))
 
+    def _open_punt_ports(self) -> None:
+        netns, p0, p1 = self.config.netns, self.punt0, self.punt1
+        # eNB-side punts are transmitted on pu0 and so arrive on pu1 (and vice versa).
+        self._rx[ENB] = call_in_netns(netns, lambda: open_packet_socket(p1))
+        self._rx[SGW] = call_in_netns(netns, lambda: open_packet_socket(p0))
+
+    def _fd_ports(self) -> dict[int, int]:
+        ports = {self._rx[ENB].fileno(): ENB, self._rx[SGW].fileno(): SGW}
+        if self._tun is not None:
+            ports[self._tun] = APPS
+        return ports
+
+    def _punt_indexes(self) -> tuple[int | None, int | None]:
+        """The ifindexes the punt veth's names have now (None: no such device)."""
+
+        def index(name: str) -> int | None:
+            try:
+                return self._ifindex(name)
+            except OSError:
+                return None
+
+        return index(self.punt0), index(self.punt1)
+
+    def _heal_punts(self) -> list[str]:
+        """Re-create the punt veth pair if either end went (``ip link del`` of one deletes
+        both): without it ``s1_ingress`` redirects what it punts (new bearers' first
+        packets, GTP-U signalling, what the agent must see) to no device, and the agent
+        learns nothing. A new pair, new sockets on it (the loop polls them from its next
+        turn), and ``s1_ingress``'s references to it; the programs go back on it after
+        (:meth:`heal`). Under the fold lock, with the object loaded."""
+        if not self._running or self._punt_index == self._punt_indexes():
+            return []
+        with self._lock:
+            if not self._still_running():
+                return []
+            self._read_punt_drops()  # what the old sockets counted
+            for sock in self._rx.values():
+                sock.close()
+            self._run("ip", "link", "del", self.punt0, check=False)  # what is left of it
+            self._make_punt_veth()
+            self._open_punt_ports()
+            cfg = self._maps["cfg"]
+            self._punt_index = (self._ifindex(self.punt0), self._ifindex(self.punt1))
+            for key, value in zip(
+                (L.CFG_PUNT_ENB_IF, L.CFG_PUNT_SGW_IF), self._punt_index, strict=True
+            ):
+                cfg.update(L.U32.pack(key), L.U32.pack(value))
+            self._ports_gen += 1
+        self.io["punt_ports_recreated"] += 1
+        log.error(
+            "tof: the fast path's punt veth %s/%s was deleted from outside; re-created",
+            self.punt0,
+            self.punt1,
+            extra={"part": "tof", "event": "punt_ports_recreated"},
+        )
+        return [f"the punt veth {self.punt0}/{self.punt1} re-created (deleted from outside)"]
+
     def _write_cfg(self) -> None:
         cfg = self._maps["cfg"]
+        self._punt_index = (self._ifindex(self.punt0), self._ifindex(self.punt1))
         values = {
             L.CFG_ENB_IF: self._ifindex(self.enb_if),
             L.CFG_SGW_IF: self._ifindex(self.sgw_if),
-            L.CFG_PUNT_ENB_IF: self._ifindex(self.punt0),
-            L.CFG_PUNT_SGW_IF: self._ifindex(self.punt1),
+            L.CFG_PUNT_ENB_IF: self._punt_index[0] or 0,
+            L.CFG_PUNT_SGW_IF: self._punt_index[1] or 0,
             L.CFG_TUN_IF: self._ifindex(self.config.apps_tun),
             L.CFG_S1_MTU: self.config.s1_mtu,
             L.CFG_PUNT_RATE: self.punt_rate,
@@ -329,21 +393,30 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             attach(self.config.netns, dev, hook, self._obj.prog_fd(prog), pref=S1_PREF)
 
     def heal(self) -> list[str]:
-        """Re-attach the programs someone took off our devices (``tc qdisc del dev X
-        clsact``, a tool that replaces a device's qdiscs): without ``s1_ingress`` the S1
+        """Re-create the apps TUN if it was deleted from outside (:meth:`_heal_tun`; without
+        it ``s1_ingress`` switches S1 unchanged, nothing is offloaded), then re-attach the
+        programs someone took off our devices (``tc qdisc del dev X clsact``, a tool that
+        replaces a device's qdiscs; a re-created TUN has none): without ``s1_ingress`` the S1
         frames of that side are not switched at all, without ``apps_egress`` no app reply
         reaches a UE. The check is one ``tc -batch``; a re-attach puts every program back
-        (a replace where one still is, atomic per device). What was missing, for the log
-        and ``/stats`` (``io.programs_reattached``)."""
+        (a replace where one still is, atomic per device). What was done, for the log and
+        ``/stats`` (``io.apps_tun_recreated``, ``io.programs_reattached``)."""
+        with self._fold_lock:  # not while stop() tears the object down
+            done = [] if self._obj is None else self._heal_punts() + self._heal_tun()
         missing = missing_programs(self.config.netns, self._programs())
         if not missing:
-            return []
-        with self._fold_lock:  # not while stop() tears the object down
+            return done
+        with self._fold_lock:
             if self._obj is None:
-                return []
+                return done
             self._attach()
         self.io["programs_reattached"] += len(missing)
-        return reattached(missing, "the fast path")
+        return done + reattached(missing, "the fast path")
+
+    def _tun_recreated(self) -> None:
+        """``s1_ingress``'s sign of a live agent, and where it punts, is the TUN's ifindex."""
+        if self._tun_ifindex is not None and "cfg" in self._maps:
+            self._maps["cfg"].update(L.U32.pack(L.CFG_TUN_IF), L.U32.pack(self._tun_ifindex))
 
     def stop(self) -> None:
         self._stop_thread()
@@ -1313,17 +1386,21 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def _loop(self) -> None:
         io = self.io
-        tun = self._tun
-        if tun is None:
+        if self._tun is None:
             return
-        fd_port = {self._rx[ENB].fileno(): ENB, self._rx[SGW].fileno(): SGW, tun: APPS}
-        poller = self._poller(fd_port)
         buf = bytearray(MAX_FRAME)
         view = memoryview(buf)
         batch = self.config.batch
         next_tick = 0.0
         dontwait = socket.MSG_DONTWAIT
+        polled = -1
+        fd_port: dict[int, int] = {}
+        poller = select.poll()
         while self._running:
+            if polled != self._ports_gen:  # the TUN or the punt ports lost or re-created
+                polled = self._ports_gen
+                fd_port = self._fd_ports()
+                poller = self._poller(fd_port)
             try:
                 ready = poller.poll(TICK * 1000)
             except InterruptedError:
@@ -1336,7 +1413,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                         continue
                     for _ in range(batch):
                         if port == APPS:
-                            packet = self._read_tun(tun)
+                            packet = self._read_tun(fd)
                             if packet is None:
                                 break
                             self._send_all(self._from_apps(packet, now), None)
