@@ -141,7 +141,8 @@ class InstancesConfig(BaseModel):
         ge=0,
         le=3600,
         description="seconds between checks that the Open vSwitch of ovs networks still runs "
-        "(a dead one is restarted and its flows put back); 0: no check",
+        "(a dead one is restarted and its flows put back) and that the bridges of linuxbridge "
+        "networks still exist (a deleted one is created again with its ports); 0: no check",
     )
     ovn: OvnNode | None = Field(
         default=None,

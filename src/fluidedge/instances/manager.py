@@ -822,6 +822,36 @@ class Manager:
             },
         )
 
+    # ------------------------------------------------------------------ networks kept whole
+    def bridge_ports(self) -> dict[str, list[tuple[str, bool]]]:
+        """Network -> (host end, isolated) of every veth of ours on it: the instances' and
+        the pooled shells' (a shell being prepared plugs itself, or fails and is retried)."""
+        with self.lock:
+            owners = [(inst.template, inst.shell_ifaces) for inst in self.instances.values()]
+            owners += [(s.template, s.ifaces) for p in self.pools.values() for s in p.ready]
+        out: dict[str, list[tuple[str, bool]]] = {}
+        for template_name, ifaces in owners:
+            template = self.templates.get(template_name)
+            isolated = {i.name: i.isolated for i in template.interfaces} if template else {}
+            for iface in ifaces:
+                out.setdefault(iface.network, []).append(
+                    (iface.host_ifname, isolated.get(iface.name, False))
+                )
+        return out
+
+    def revive_bridges(self) -> list[str]:
+        """The ``linuxbridge`` networks whose bridge was deleted from outside, created again
+        with their ports (:func:`fluidedge.instances.network.revive_bridge`, which logs it);
+        the part calls it every ``switch_check_interval_s``."""
+        ports = self.bridge_ports()
+        revived = []
+        for spec in list(self.networks.values()):
+            if spec.driver == "linuxbridge" and (
+                network.revive_bridge(spec, ports.get(spec.name, [])) is not None
+            ):
+                revived.append(spec.name)
+        return revived
+
     # ------------------------------------------------------------------ instance operations
     def get_instance(self, name: str) -> Instance:
         inst = self.instances.get(name)

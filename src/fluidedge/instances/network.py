@@ -36,7 +36,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -266,6 +266,57 @@ def delete_bridge(spec: NetworkSpec) -> None:
                 ipr.link("del", index=index)
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
+
+
+@_on_netlink_thread
+def revive_bridge(spec: NetworkSpec, ports: Sequence[tuple[str, bool]]) -> int | None:
+    """A ``linuxbridge`` network's bridge deleted from outside (``ip link del``, a network
+    tool that removes bridges it does not know) is created again, with its MAC (the
+    instances' neighbour entries for it stay right), and ``ports`` (host end, isolated), the
+    veths of ours on it, are its ports again: an isolated one down until it is isolated
+    again (:func:`_plug_isolated`, its filters replaced in place). Deleting a bridge leaves
+    its ports' veths alive but attached to nothing: every instance on the network is cut off
+    until then. None when the bridge is there (one netlink get), else how many ports came
+    back (the rest are gone with their instance)."""
+    with _lock:
+        if spec.driver != "linuxbridge" or (
+            spec.netns is not None and not netns_mod.exists(spec.netns)
+        ):
+            return None
+        try:
+            ipr = _ipr(spec.netns)
+            if _index(ipr, spec.bridge) is not None:
+                return None
+            ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
+            bridge = _index(ipr, spec.bridge)
+            ipr.link("set", index=bridge, state="up")
+            back = 0
+            for host_ifname, isolated in ports:
+                index = _index(ipr, host_ifname)
+                if index is None:
+                    continue
+                if isolated:
+                    ipr.link("set", index=index, state="down")
+                    ipr.link("set", index=index, master=bridge)
+                    try:
+                        filters = tc.show_filters(spec.netns, host_ifname, "ingress")
+                    except CommandError:
+                        filters = ""
+                    tc.isolate(spec.netns, host_ifname, tc.isolation(filters) or tc.PLUGGED)
+                    ipr.link("set", index=index, state="up")
+                else:
+                    ipr.link("set", index=index, master=bridge, state="up")
+                back += 1
+        except Exception as exc:
+            raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
+    log.error(
+        "instances: network %s: bridge %s was deleted from outside; created again with %d port(s)",
+        spec.name,
+        spec.bridge,
+        back,
+        extra={"part": "instances", "event": "bridge_revived", "ids": spec.name},
+    )
+    return back
 
 
 def bridge_mac(spec: NetworkSpec) -> str:

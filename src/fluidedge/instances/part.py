@@ -31,6 +31,7 @@ class InstancesPart:
         self.context = context
         self.scoped: Scoped | None = None  # tenants' scoping and admission (the GUI uses it)
         self._keeper: asyncio.Task[None] | None = None
+        self._bridges_keeper: asyncio.Task[None] | None = None
 
     def router(self) -> APIRouter:
         tenants = self.context.tenants if self.context is not None else None
@@ -57,6 +58,19 @@ class InstancesPart:
             self.manager.launcher_kind,
         )
         self._keeper = asyncio.create_task(self._keep_switches(), name="ovs-keeper")
+        interval = self.manager.config.switch_check_interval_s
+        if interval > 0:
+            # the linuxbridge networks' bridges someone deleted (see Manager.revive_bridges)
+            self._bridges_keeper = asyncio.create_task(
+                every(
+                    interval,
+                    self.manager.revive_bridges,
+                    logging.getLogger("fluidedge.instances"),
+                    "instances: the check of the networks' bridges",
+                    "bridge_revive_failed",
+                ),
+                name="bridge-keeper",
+            )
 
     async def _keep_switches(self) -> None:
         """Once every part has started (the security groups' and chains' restorers are
@@ -94,11 +108,12 @@ class InstancesPart:
         return [("POST", "/v1/instances", b"{}"), ("GET", "/v1/pools", b"")]
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
+        for task in (self._keeper, self._bridges_keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._keeper = self._bridges_keeper = None
         await asyncio.to_thread(self.manager.stop)
 
     def metrics(self) -> str:

@@ -17,6 +17,8 @@ from tests.fixtures.daemon import DaemonHandle, wait_pools
 from tests.fixtures.prom import sample
 from tests.fixtures.wait import wait_until
 
+from .conftest import BRIDGE
+
 pytestmark = pytest.mark.root
 
 
@@ -245,4 +247,35 @@ def test_density_thirty_idle_instances(inst_daemon: DaemonHandle) -> None:
         client.delete(f"/v1/instances/{name}")
     ids = {i["id"] for i in listed}
     assert not ids & set(_runc_ids(inst_daemon))
+    client.close()
+
+
+def _page(pid: int, address: str) -> str:
+    # curl: Debian's busybox wget crashes on -T (and would wait for ever without it)
+    argv = ["nsenter", "-t", str(pid), "-n", "--", "curl", "-s", "-m", "2", address]
+    return run(argv, check=False).stdout
+
+
+def test_a_bridge_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle) -> None:
+    """``ip link del`` of the network's bridge: within ``switch_check_interval_s`` the bridge
+    is back with the instances' ports, and they reach each other again."""
+    client = inst_daemon.client()
+    client.post("/v1/templates", WEB)
+    _wait_pools(client)
+    made = {}
+    for name, host in (("app1", 5), ("app2", 6)):
+        made[name] = client.post(
+            "/v1/instances",
+            {
+                "name": name,
+                "template": "web",
+                "interfaces": {"eth0": {"addresses": [f"198.18.30.{host}/24"]}},
+            },
+        )
+    page = "http://198.18.30.5:8080/"
+    assert _page(made["app2"]["pid"], page) == "edge app app1\n"
+    run(["ip", "link", "del", BRIDGE])
+    assert wait_until(lambda: _page(made["app2"]["pid"], page) == "edge app app1\n", 15)
+    said = f"bridge {BRIDGE} was deleted from outside; created again"
+    assert said in inst_daemon.log()
     client.close()
