@@ -168,7 +168,10 @@ def run_script(
         return send
 
     def app_raw(packet: bytes) -> Callable[[], None]:
-        return lambda: raw.sendto(packet, (str(ipaddress.ip_address(packet[16:20])), 0))
+        def send() -> None:
+            raw.sendto(packet, (str(ipaddress.ip_address(packet[16:20])), 0))
+
+        return send
 
     try:
         to_pdn = inner_udp(UE1, PDN, 40000, 53, b"query")
