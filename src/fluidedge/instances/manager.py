@@ -82,6 +82,7 @@ from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.shellwatch import ShellWatch
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 from fluidedge.instances.writer import Writer
+from fluidedge.ovs import bridges as ovs_bridges
 
 __all__ = [
     "CosBinder",
@@ -1048,7 +1049,20 @@ class Manager:
             self.images.remove(name, self.image_users)
 
     def create_network(self, spec: NetworkSpec) -> NetworkSpec:
-        return self.catalog.create_network(spec)
+        created = self.catalog.create_network(spec)
+        if spec.driver == "ovs":
+            # Its bridge's creation may have restarted the switch of its namespace, dead
+            # meanwhile: the switch's other bridges then hold no flow until revive() puts them
+            # back in order. Now, not at the part's next check (which may be off).
+            try:
+                ovs_bridges.revive()
+            except Exception as exc:  # the part's check tries again (when on)
+                log.error(
+                    "ovs: the restore of the switches after network %s's creation failed: %s",
+                    spec.name,
+                    exc,
+                )
+        return created
 
     def get_network(self, name: str) -> NetworkSpec:
         return self.catalog.get_network(name)

@@ -197,3 +197,30 @@ def test_restart_adopts_the_running_switch_and_its_ports(
     finally:
         again.purge()
         first.purge()
+
+
+def test_a_network_created_on_a_dead_switch_restores_its_other_bridges(
+    manager_factory: ManagerFactory, ovs_ns: str
+) -> None:
+    """The switch of a namespace died; the next network created there restarts it, which
+    brings back its bridges without flows (``fail_mode=secure``: they drop everything). The
+    creation restores them in order at once, whatever the part's check interval (here off)."""
+    manager = manager_factory(pool_scale=1, switch_check_interval_s=0)
+    first = bridge_name("a")
+    manager.create_network(NetworkSpec(name="first", bridge=first, driver="ovs", netns=ovs_ns))
+    _web(manager, "first")
+    assert manager.wait_pools(60)
+    a = _instance(manager, "a", "198.18.40.2/24")
+    b = _instance(manager, "b", "198.18.40.3/24")
+    assert _fetch(b, "198.18.40.2") == "hello from a\n"
+    switch = ovs_bridges.switch(ovs_ns)
+    _db, vswitchd = switch.pids()
+    assert vswitchd is not None
+    os.kill(vswitchd, 9)
+    assert wait_until(lambda: switch.pids()[1] is None, 10)
+
+    manager.create_network(
+        NetworkSpec(name="second", bridge=bridge_name("b"), driver="ovs", netns=ovs_ns)
+    )
+    assert Ofctl(switch, first).dump()  # the first bridge has its flow again
+    assert _fetch(a, "198.18.40.3") == "hello from b\n"
