@@ -75,11 +75,14 @@ NFT_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Binding:
-    """Where a network's filter is installed: its bridge and that bridge's namespace."""
+    """Where a network's filter is installed: its bridge and that bridge's namespace, and the
+    network's driver (``linuxbridge``, ``ovs``, ``ovn``; None: not known, the renderer asks
+    the switches)."""
 
     network: str
     bridge: str
     netns: str | None = None
+    driver: str | None = None
 
 
 def table_name(network: str) -> str:

@@ -279,9 +279,17 @@ class SplitRenderer:
         self.ovs_zones: set[tuple[str | None, int]] = set()
 
     def _pick(self, binding: Binding) -> Renderer:
+        """The network's driver says which renderer; without it, the switches are asked, and
+        only a yes is kept: a switch of ours that is down (restarting, dead) has no bridge to
+        show, and an ovs network taken for a Linux bridge would forward unfiltered (nftables
+        sees nothing of Open vSwitch's traffic)."""
+        if binding.driver is not None:
+            return self.ovs if binding.driver == "ovs" else self.linuxbridge
         ovs = self.kinds.get(binding.network)
         if ovs is None:
-            ovs = self.kinds[binding.network] = self.is_ovs(binding)
+            ovs = self.is_ovs(binding)
+            if ovs:
+                self.kinds[binding.network] = ovs
         return self.ovs if ovs else self.linuxbridge
 
     def apply_network(self, program: FilterProgram, binding: Binding) -> bool:

@@ -69,7 +69,7 @@ class _ManagerNetworks:
             return None
         # an ovn network's switch is the logical switch of its name
         bridge = spec.name if spec.driver == "ovn" else spec.bridge
-        return Binding(network=spec.name, bridge=bridge, netns=spec.netns)
+        return Binding(network=spec.name, bridge=bridge, netns=spec.netns, driver=spec.driver)
 
     def netns_names(self) -> set[str | None]:
         return {None} | {spec.netns for spec in self.manager.networks.values()}

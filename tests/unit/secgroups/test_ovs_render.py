@@ -367,3 +367,28 @@ def test_split_renderer_checks_the_linux_bridge_networks_only() -> None:
     assert lb.checked == ["net-a"]
     no_check = SplitRenderer(_Recorder(), OvsRenderer(lambda _netns: None))  # type: ignore[arg-type,return-value]
     assert no_check.check_installed([Binding("net-a", "br0")]) == {}
+
+
+def test_the_networks_driver_picks_its_renderer_and_a_probes_no_is_not_kept() -> None:
+    """An ovs network taken for a Linux bridge would get nftables rules, which see nothing
+    of Open vSwitch's traffic: its ports would forward unfiltered. The driver (from the
+    network's spec) decides; without it a switch that is down (restarting) answers no, which
+    must not stick."""
+    lb = _Recorder()
+    ovs = OvsRenderer(lambda _netns: None)  # type: ignore[arg-type,return-value]
+    ovs_calls: list[str] = []
+    ovs.apply_network = lambda program, binding: bool(ovs_calls.append(binding.network)) or True  # type: ignore[method-assign]
+    switch_up = [False]
+    split = SplitRenderer(lb, ovs, is_ovs=lambda b: switch_up[0])
+    program = compile_program([_port("a", 1)], [default_group()])
+    split.apply_network(program, Binding("net-a", "br0", driver="ovs"))
+    assert ovs_calls == ["net-a"]
+    assert lb.calls == []
+    split.apply_network(program, Binding("net-b", "br1", driver="linuxbridge"))
+    assert lb.calls == [("apply", "net-b")]
+    # no driver: the probe, down first (a no, not kept), then up
+    split.apply_network(program, Binding("net-c", "br2"))
+    switch_up[0] = True
+    split.apply_network(program, Binding("net-c", "br2"))
+    assert lb.calls == [("apply", "net-b"), ("apply", "net-c")]
+    assert ovs_calls == ["net-a", "net-c"]
