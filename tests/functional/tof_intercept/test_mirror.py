@@ -378,3 +378,33 @@ def test_the_fast_path_removes_intercept_veths_a_killed_agent_left() -> None:
             assert "fei0a1b2c" not in links
         finally:
             backend.stop()
+
+
+@pytest.mark.parametrize("lab", ["fastpath"], indirect=True)
+def test_a_mirror_port_deleted_from_outside_is_made_again(lab: Lab) -> None:
+    """``ip link del`` of an intercept's veth: the program's copies go nowhere (``refused``)
+    and its reader ends, so the intercept is deaf. The fast path's check makes the port
+    again; the copies reach the pcap again."""
+    assert isinstance(lab.backend, FastPathBackend)
+    t = lab.t
+    lab.uplink(UE1, 0, 10)  # the flow's first packet (the agent makes the flow)
+    t.collect(0.3)
+    pcap = _add(lab.manager, pcap="case1.pcap")
+    assert lab.backend.heal() == []
+    dev = lab.backend._mirror_ports["case1"][0]
+    run(["ip", "-n", t.host, "link", "del", dev])
+    for seq in range(1, 11):
+        lab.uplink(UE1, seq, 10)
+    t.collect(0.3)
+    assert lab.backend.heal() == ["the mirror port of intercept case1 re-created"]
+    assert lab.backend._mirror_ports["case1"][0] != dev
+    for seq in range(11, 31):
+        lab.uplink(UE1, seq, 10)
+    got = t.collect(0.5)
+    at_app = [f[14:] for f in got["app"] if f[12:14] == b"\x08\x00" and f[23] == 17]
+    assert len([p for p in at_app if _ue(p, src=True) == UE1]) == 20
+    assert lab.backend.heal() == []
+    lab.manager.delete("case1")
+    copied = {_seq(p) for p in _records(pcap) if _ue(p, src=True) == UE1}
+    assert set(range(11, 31)) <= copied  # every packet after the check
+    assert not any("mirror" in key for key in lab.backend.stats()["io"])  # type: ignore[union-attr]

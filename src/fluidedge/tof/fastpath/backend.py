@@ -195,6 +195,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         # Lawful intercept (docs/accounting.md): per pcap-destined intercept, the veth pair the
         # program clones copies to and the reader of its peer; the kernel entries installed.
         self._mirror_ports: dict[str, tuple[str, FrameReader]] = {}
+        self._mirrors: list[Mirror] = []  # the last set_mirrors's (its ports re-made by heal)
         self._mirror_keys: set[bytes] = set()
         # The intercepts map as written (value with a zero count), the mirror of each key,
         # and the program's count of refused copies already folded into it.
@@ -403,6 +404,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         ``/stats`` (``io.apps_tun_recreated``, ``io.programs_reattached``)."""
         with self._fold_lock:  # not while stop() tears the object down
             done = [] if self._obj is None else self._heal_punts() + self._heal_tun()
+        done += self._heal_mirror_ports()
         missing = missing_programs(self.config.netns, self._programs())
         if not missing:
             return done
@@ -495,6 +497,33 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         self._mirror_ports[name] = (a, reader)
         return a
 
+    def _heal_mirror_ports(self) -> list[str]:
+        """An intercept's veth pair deleted from outside: the program's copies go to no
+        device (counted as ``refused`` only) and its reader has ended, so the intercept is
+        silently deaf. Each such port is dropped and :meth:`set_mirrors` makes it again
+        (a new pair, reader and map entry). What was re-created (logged)."""
+        with self._lock:
+            ports = dict(self._mirror_ports)
+            mirrors = list(self._mirrors)
+        dead = []
+        for name, (dev, _reader) in ports.items():
+            try:
+                self._ifindex(dev)
+            except OSError:
+                dead.append(name)
+        if not dead:
+            return []
+        for name in dead:
+            self._drop_mirror_port(name)
+        self.set_mirrors(mirrors)
+        # the log only (the admin's): no /stats counter may tell that an intercept exists
+        log.error(
+            "tof: the mirror port of intercept(s) %s was deleted from outside; re-created",
+            ", ".join(dead),
+            extra={"part": "tof", "event": "mirror_ports_recreated"},
+        )
+        return [f"the mirror port of intercept {name} re-created" for name in dead]
+
     def _drop_mirror_port(self, name: str) -> None:
         dev, reader = self._mirror_ports.pop(name)
         reader.stop()
@@ -515,6 +544,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             entries[mirror.target.ue] = L.INTERCEPT_VAL.pack(self._ifindex(dev), enb, sgw, 0)
         table = {m.target.ue: m for m in mirrors}
         with self._lock:
+            self._mirrors = list(mirrors)
             self.pipeline.mirrors = table
             if self._maps:
                 self._fold_refused()  # before an entry (and its count) is replaced or goes
