@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ from fluidedge.cat.models import (
 from fluidedge.cat.persist import Tables
 from fluidedge.core.cpus import cpu_list_text, parse_cpu_list
 from fluidedge.core.store import Store
+
+log = logging.getLogger("fluidedge.cat")
 
 MON_EVENTS = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
 
@@ -150,6 +153,7 @@ class CatManager:
         self.notes: dict[str, tuple[str, ...]] = {}
         self.bindings: dict[str, Binding] = {}
         self.last_error: str | None = None
+        self.recreated = 0  # classes created again after their deletion from outside
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -589,10 +593,40 @@ class CatManager:
         missing = [t for t in wanted if str(t) not in present]
         return self._write_tasks(binding, missing, strict=False) if missing else 0
 
+    def _revive_classes(self) -> None:
+        """Create again the declared classes whose group was deleted from outside (``rmdir``
+        of it, a tool that resets resctrl): the kernel moved their tasks to the default
+        group, so their instances lost their isolation with nothing to say so. Their masks
+        and CPUs come back (:meth:`_apply_specs`), the instances' monitoring groups are made
+        again at the next task write (:meth:`sync` moves the tasks back)."""
+        with self._lock:
+            present = set(self._kernel_groups())
+            lost = [s for n, s in self.classes.items() if n != DEFAULT_GROUP and n not in present]
+            if not lost:
+                return
+            try:
+                self._apply_specs(lost, replace=False, persist=False)
+            except CatError as exc:
+                self.last_error = f"re-creating class(es) deleted from outside: {exc}"
+                return
+            names = {spec.name for spec in lost}
+            for binding in self.bindings.values():
+                if binding.cos in names:
+                    binding.mon_group = False  # gone with its class
+        self.recreated += len(lost)
+        log.error(
+            "cat: class(es) %s deleted from outside (their tasks fell back to the default "
+            "group); created again",
+            ", ".join(sorted(names)),
+            extra={"part": "cat", "event": "classes_recreated"},
+        )
+
     def sync(self) -> int:
-        """Re-write every bound instance's missing tasks into its class; returns tasks moved."""
+        """Re-create the classes deleted from outside (:meth:`_revive_classes`), then re-write
+        every bound instance's missing tasks into its class; returns tasks moved."""
         if not self.support.supported:
             return 0
+        self._revive_classes()
         moved = 0
         with self._lock:
             bindings = list(self.bindings.values())

@@ -308,3 +308,31 @@ def test_a_preset_with_replace_drops_the_previous_models_classes(
     assert "target2" in fs.groups
     manager.apply_preset("4-4-4", PresetRequest(replace=True))
     assert sorted(fs.groups) == ["", "noisy", "target"]
+
+
+def test_a_class_deleted_from_outside_is_created_again_with_its_tasks(
+    tmp_path: Path, make_manager: MakeManager, workload: subprocess.Popen[bytes]
+) -> None:
+    """``rmdir /sys/fs/resctrl/<class>`` (by hand, or a tool that resets resctrl) moves the
+    class's tasks to the default group: the instance loses its cache isolation, silently. The
+    sync (every ``sync_interval_s``) creates the class again, with its masks and CPUs, and
+    moves the instances' tasks and monitoring groups back."""
+    fs = FakeResctrl(tmp_path / "r", SHAPES["12w-4c-mba-mon"])
+    manager = make_manager(
+        fs,
+        instance_pid=lambda name: workload.pid if name == "vfw" else None,
+        instance_tasks=lambda pid: [pid],
+    )
+    manager.apply([CosSpec(name="target", l3="f0", cpus="2")])
+    manager.bind("vfw", "target", workload.pid)
+    schemata = fs.read("target/schemata")
+    fs.rmdir("target")
+    assert str(workload.pid) in fs.read("tasks").split()  # back in the default group
+    assert manager.sync() == 1
+    assert fs.read("target/schemata") == schemata
+    assert fs.read("target/cpus_list").strip() == "2"
+    assert fs.read("target/tasks").split() == [str(workload.pid)]
+    assert fs.read("target/mon_groups/vfw/tasks").split() == [str(workload.pid)]
+    assert manager.recreated == 1
+    assert manager.sync() == 0
+    assert manager.last_error is None
