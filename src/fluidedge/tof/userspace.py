@@ -251,6 +251,8 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                     if port is None:
                         continue
                     if port == APPS:
+                        if fd != self._tun:  # replaced since the poll (its number reused?)
+                            continue
                         for _ in range(batch):
                             packet = self._read_tun(fd)
                             if packet is None:

@@ -1441,6 +1441,8 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
                     port = fd_port.get(fd)
                     if port is None:
                         continue
+                    if port == APPS and fd != self._tun:
+                        continue  # replaced since the poll (its number may be reused)
                     for _ in range(batch):
                         if port == APPS:
                             packet = self._read_tun(fd)
