@@ -334,18 +334,28 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             if not self._still_running():
                 return []
             self._read_punt_drops()  # what the old sockets counted
-            for sock in self._rx.values():
-                sock.close()
             self._run("ip", "link", "del", self.punt0, check=False)  # what is left of it
+            # The old sockets stay until the new ones are open (on no device they are quiet;
+            # closed ones still polled would spin the loop).
             self._make_punt_veth()
-            self._open_punt_ports()
+            old = dict(self._rx)
+            try:
+                self._open_punt_ports()
+            except BaseException:
+                for port, sock in self._rx.items():
+                    if sock is not old[port]:
+                        sock.close()
+                self._rx.update(old)
+                raise
+            self._ports_gen += 1  # the loop polls the new ones from its next turn
+            for sock in old.values():
+                sock.close()
             cfg = self._maps["cfg"]
             self._punt_index = (self._ifindex(self.punt0), self._ifindex(self.punt1))
             for key, value in zip(
                 (L.CFG_PUNT_ENB_IF, L.CFG_PUNT_SGW_IF), self._punt_index, strict=True
             ):
                 cfg.update(L.U32.pack(key), L.U32.pack(value))
-            self._ports_gen += 1
         self.io["punt_ports_recreated"] += 1
         log.error(
             "tof: the fast path's punt veth %s/%s was deleted from outside; re-created",
