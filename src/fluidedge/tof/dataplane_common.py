@@ -223,6 +223,7 @@ class DataPlaneBase:
                 with contextlib.suppress(OSError):
                     os.close(self._tun)
                 self._tun = None
+                self._ports_gen += 1  # not polled any more, even if the re-creation fails
                 self.io["apps_tun_lost"] += 1
             fd = self._new_tun()
             try:
