@@ -16,6 +16,7 @@ import pytest
 
 from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
+from fluidedge.instances.models import TemplateSpec
 from tests.fixtures.daemon import stop_switches
 from tests.fixtures.ovs_datapath import DATAPATH
 
@@ -36,6 +37,24 @@ def in_netns(pid: int, *argv: str, timeout: float = 10.0) -> subprocess.Complete
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def two_leg_web(*, pool: int, isolated: bool = False) -> TemplateSpec:
+    """``web2``: busybox httpd serving a page naming the instance, on networks ``left``
+    (eth0) and ``right`` (eth1, a service function's isolated leg with ``isolated``)."""
+    return TemplateSpec.model_validate(
+        {
+            "name": "web2",
+            "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+            "files": {"www/index.html": "hello from {name}\n"},
+            "interfaces": [
+                {"name": "eth0", "network": "left"},
+                {"name": "eth1", "network": "right", "isolated": isolated},
+            ],
+            "readiness": {"kind": "tcp", "port": 8080},
+            "pool": {"size": pool},
+        }
     )
 
 

@@ -14,11 +14,11 @@ import json
 import pytest
 
 from fluidedge.instances.manager import Manager
-from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.linux import tc
 from fluidedge.linux.proc import run
 
-from .conftest import ManagerFactory, bridge_name, in_netns
+from .conftest import ManagerFactory, bridge_name, in_netns, two_leg_web
 
 pytestmark = pytest.mark.root
 
@@ -26,21 +26,7 @@ pytestmark = pytest.mark.root
 def _setup(manager: Manager) -> None:
     manager.create_network(NetworkSpec(name="left", bridge=bridge_name("l")))
     manager.create_network(NetworkSpec(name="right", bridge=bridge_name("r")))
-    manager.create_template(
-        TemplateSpec.model_validate(
-            {
-                "name": "web2",
-                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
-                "files": {"www/index.html": "hello from {name}\n"},
-                "interfaces": [
-                    {"name": "eth0", "network": "left"},
-                    {"name": "eth1", "network": "right", "isolated": True},
-                ],
-                "readiness": {"kind": "tcp", "port": 8080},
-                "pool": {"size": 1},
-            }
-        )
-    )
+    manager.create_template(two_leg_web(pool=1, isolated=True))
 
 
 def _create(manager: Manager, name: str, host: int) -> int:

@@ -25,7 +25,7 @@ from fluidedge.linux.netns import call_in_netns_at
 from fluidedge.linux.proc import run
 from tests.fixtures.wait import wait_until
 
-from .conftest import ManagerFactory, bridge_name, in_netns
+from .conftest import ManagerFactory, bridge_name, in_netns, two_leg_web
 
 pytestmark = pytest.mark.root
 
@@ -35,21 +35,7 @@ def _two_nets(manager: Manager) -> None:
         NetworkSpec(name="left", bridge=bridge_name("l"), subnet="198.18.10.0/24")
     )
     manager.create_network(NetworkSpec(name="right", bridge=bridge_name("r")))
-    manager.create_template(
-        TemplateSpec.model_validate(
-            {
-                "name": "web2",
-                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
-                "files": {"www/index.html": "hello from {name}\n"},
-                "interfaces": [
-                    {"name": "eth0", "network": "left"},
-                    {"name": "eth1", "network": "right"},
-                ],
-                "readiness": {"kind": "tcp", "port": 8080},
-                "pool": {"size": 2},
-            }
-        )
-    )
+    manager.create_template(two_leg_web(pool=2))
 
 
 def _addrs(pid: int) -> str:

@@ -71,6 +71,15 @@ def _instance(manager: Manager, name: str, *addresses: str) -> int:
     return inst.pid
 
 
+def _two_on(manager: Manager, network: str, bridge: str, netns: str, net24: str) -> tuple[int, int]:
+    """An ovs network ``network`` on ``bridge`` in ``netns``, the web template on it, and
+    instances a and b at ``net24``.2 and .3 (their pids)."""
+    manager.create_network(NetworkSpec(name=network, bridge=bridge, driver="ovs", netns=netns))
+    _web(manager, network)
+    assert manager.wait_pools(60)
+    return _instance(manager, "a", f"{net24}.2/24"), _instance(manager, "b", f"{net24}.3/24")
+
+
 def _fetch(pid: int, target: str) -> str:
     """GET the peer's page, retrying while the switch learns the neighbours (first packets)."""
     argv = ("curl", "-s", "-g", "--max-time", "3", f"http://{target}:8080/")
@@ -177,11 +186,7 @@ def test_restart_adopts_the_running_switch_and_its_ports(
     same ports, traffic still flows; nothing is started twice."""
     first = manager_factory(pool_scale=1)
     bridge = bridge_name("r")
-    first.create_network(NetworkSpec(name="rnet", bridge=bridge, driver="ovs", netns=ovs_ns))
-    _web(first, "rnet")
-    assert first.wait_pools(60)
-    a = _instance(first, "a", "198.18.32.2/24")
-    b = _instance(first, "b", "198.18.32.3/24")
+    a, b = _two_on(first, "rnet", bridge, ovs_ns, "198.18.32")
     switch = ovs_bridges.switch(ovs_ns)
     pids = switch.pids()
     first.stop()
@@ -207,11 +212,7 @@ def test_a_network_created_on_a_dead_switch_restores_its_other_bridges(
     creation restores them in order at once, whatever the part's check interval (here off)."""
     manager = manager_factory(pool_scale=1, switch_check_interval_s=0)
     first = bridge_name("a")
-    manager.create_network(NetworkSpec(name="first", bridge=first, driver="ovs", netns=ovs_ns))
-    _web(manager, "first")
-    assert manager.wait_pools(60)
-    a = _instance(manager, "a", "198.18.40.2/24")
-    b = _instance(manager, "b", "198.18.40.3/24")
+    a, b = _two_on(manager, "first", first, ovs_ns, "198.18.40")
     assert _fetch(b, "198.18.40.2") == "hello from a\n"
     switch = ovs_bridges.switch(ovs_ns)
     _db, vswitchd = switch.pids()
