@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
+import json
 import logging
 import os
 import select
@@ -100,6 +102,15 @@ def open_tun(ifname: str) -> int:
 
 
 T = TypeVar("T")
+
+
+def _route_key(text: str) -> str:
+    """A route destination as ``ip -j route`` prints it (a host route without its /32) or as
+    configured, in one form."""
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        return text
 
 
 def allocated(pipeline: Pipeline) -> int:
@@ -215,7 +226,7 @@ class DataPlaneBase:
         if not self._running:
             return []
         if self._tun is not None and self._tun_index() == self._tun_ifindex:
-            return []
+            return self._heal_routes()
         with self._lock:
             if not self._still_running():  # stop() says so under this lock
                 return []
@@ -243,6 +254,38 @@ class DataPlaneBase:
 
     def _tun_recreated(self) -> None:
         """The backend's references to the apps TUN's ifindex, made again (under the lock)."""
+
+    def _heal_routes(self) -> list[str]:
+        """Put back the UE pools' routes into the apps TUN that someone deleted (``ip route
+        del``, a tool that flushes routes): without them the apps' replies to the UEs are
+        routed elsewhere or nowhere, and the downlink of every offloaded flow is lost. One
+        ``ip -j route show dev TUN`` per family of the pools."""
+        config = self.config
+        by_family: dict[str, list[str]] = {}
+        for pool in config.ue_pools:
+            by_family.setdefault("-6" if ":" in pool else "-4", []).append(pool)
+        missing: list[tuple[str, str]] = []
+        for family, pools in sorted(by_family.items()):
+            listed = run(
+                netns_argv(
+                    config.netns, ["ip", "-j", family, "route", "show", "dev", config.apps_tun]
+                )
+            ).stdout
+            present = {_route_key(row.get("dst", "")) for row in json.loads(listed or "[]")}
+            missing += [(family, pool) for pool in pools if _route_key(pool) not in present]
+        if not missing:
+            return []
+        for family, pool in missing:
+            self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
+        self.io["apps_routes_readded"] += len(missing)
+        said = [f"route {pool} dev {config.apps_tun}" for _, pool in missing]
+        log.error(
+            "tof: %s deleted from outside (the apps' replies to those UEs went elsewhere); "
+            "re-added",
+            ", ".join(said),
+            extra={"part": "tof", "event": "apps_routes_lost"},
+        )
+        return said
 
     def _enable_forwarding(self) -> None:
         for key in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"):

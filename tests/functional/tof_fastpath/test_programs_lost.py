@@ -16,14 +16,29 @@ the kernel program (which fails open, one copy of each frame), and ``heal()`` re
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
+from fluidedge.codec.net import ipv4, udp
 from fluidedge.codec.stack import classify
+from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.proc import run
 from fluidedge.tof.failopen import s1_program_attached
 
-from .scenario import APP_PORT, ENB1, PDN, SVC, UE1, Backend, P, inner_udp, learn_bearer, up
+from .scenario import (
+    APP,
+    APP_PORT,
+    ENB1,
+    PDN,
+    SVC,
+    UE1,
+    Backend,
+    P,
+    inner_udp,
+    learn_bearer,
+    up,
+)
 from .topo import Topo
 
 pytestmark = pytest.mark.root
@@ -138,3 +153,38 @@ def test_the_punt_veth_deleted_from_outside_is_created_again(
     assert _offload_and_core(t, 0x100) == (5, 5)
     assert heal() == []
     assert _io(backend)["punt_ports_recreated"] == 1
+
+
+def _replies_reach_the_ue(t: Topo) -> int:
+    """Five datagrams from the app to UE1 (as its replies are): how many reached the eNB side
+    as G-PDUs of UE1's downlink TEID (0x200)."""
+    raw = call_in_netns(
+        t.app, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    )
+    try:
+        for i in range(5):
+            body = udp.encode(APP, UE1, APP_PORT, 41000, b"r%d" % i)
+            raw.sendto(ipv4.encode(APP, UE1, 17, body), (socket.inet_ntoa(UE1), 0))
+    finally:
+        raw.close()
+    got = t.collect(0.3)
+    return sum(1 for f in got["enb"] if classify(f).teid == 0x200)
+
+
+def test_the_ue_pools_route_deleted_from_outside_is_added_again(
+    running: tuple[Topo, Backend, str],
+) -> None:
+    """``ip route del <UE pool> dev tofapps``: the apps' replies to the UEs go nowhere (the
+    downlink of every offloaded flow), until the check adds the route again."""
+    t, backend, _kind = running
+    heal = backend.heal  # type: ignore[attr-defined]
+    tun = backend.config.apps_tun  # type: ignore[attr-defined]
+    learn_bearer(t)
+    assert _offload_and_core(t, 0x100) == (5, 5)  # the flow the replies belong to
+    assert _replies_reach_the_ue(t) == 5
+    run(["ip", "-n", t.host, "route", "del", "198.18.100.0/24", "dev", tun])
+    assert _replies_reach_the_ue(t) == 0
+    assert heal() == [f"route 198.18.100.0/24 dev {tun}"]
+    assert _replies_reach_the_ue(t) == 5
+    assert heal() == []
+    assert _io(backend)["apps_routes_readded"] == 1
