@@ -177,3 +177,36 @@ def test_decoder_refuses_broken_headers(data: bytes) -> None:
 def test_decoder_never_crashes_otherwise(data: bytes) -> None:
     with contextlib.suppress(ipfix.IpfixError):
         ipfix.Decoder(PEN).decode(struct.pack("!HHIII", 10, 16 + len(data), 0, 0, 0) + data)
+
+
+def test_a_message_split_between_records_of_one_template_stays_within_its_size() -> None:
+    """After a split, the next record of the same template opens a new set in the new
+    message: its 4-byte header counts toward the size (it did not: a message could exceed
+    ``max_message`` by 4 bytes, found by the round trip above)."""
+    rec = UsageRecord(
+        ue="198.18.100.1",
+        enb="198.18.0.11",
+        sgw="198.18.0.21",
+        uplink_teid=0x100,
+        downlink_teid=0x200,
+        service="web",
+        service_ip="198.18.50.1",
+        uplink_packets=1,
+        uplink_bytes=100,
+        downlink_packets=0,
+        downlink_bytes=0,
+        first=1.0,
+        last=2.0,
+        closed=3.0,
+        trigger="volume",
+        reason="",
+    )
+    one = len(next(iter(ipfix.data_records(rec)))[1])
+    for max_message in range(16 + 4 + one, 16 + 4 + 8 * one):
+        enc = ipfix.Encoder(domain=7, pen=PEN, max_message=max_message)
+        templates = enc.messages([], export_time=1234, with_templates=True)
+        messages = enc.messages([rec] * 20, export_time=1234, with_templates=False)
+        assert len(messages) > 1
+        assert all(len(m) <= max_message for m in messages), max_message
+        _, decoded = decode_all(templates + messages)
+        assert sum(len(m.records) for m in decoded) == 20

@@ -254,10 +254,11 @@ class Encoder:
 
         for record in records:
             for tid, data in data_records(record):
-                need = len(data) + (4 if tid != current_tid or not current else 0)
-                if size + need > self.max_message and count:
+                new_set = tid != current_tid or not current  # a set header (4 bytes) first
+                if size + len(data) + (4 if new_set else 0) > self.max_message and count:
                     close_message()
-                if tid != current_tid:
+                    new_set = True  # the new message's first set
+                if new_set:
                     close_set()
                     current_tid = tid
                     size += 4
