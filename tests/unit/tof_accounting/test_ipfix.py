@@ -115,24 +115,27 @@ def a(text: str) -> bytes:
     return ipaddress.ip_address(text).packed
 
 
+WEB = UsageRecord(
+    ue="198.18.100.1",
+    enb="198.18.0.11",
+    sgw="198.18.0.21",
+    uplink_teid=0x100,
+    downlink_teid=None,
+    service="web",
+    service_ip="198.18.50.1",
+    uplink_packets=2,
+    uplink_bytes=300,
+    downlink_packets=0,
+    downlink_bytes=0,
+    first=1.5,
+    last=2.25,
+    closed=3.0,
+    trigger=policy.VOLUME,
+)
+
+
 def test_wire_bytes_of_one_record() -> None:
-    rec = UsageRecord(
-        ue="198.18.100.1",
-        enb="198.18.0.11",
-        sgw="198.18.0.21",
-        uplink_teid=0x100,
-        downlink_teid=None,
-        service="web",
-        service_ip="198.18.50.1",
-        uplink_packets=2,
-        uplink_bytes=300,
-        downlink_packets=0,
-        downlink_bytes=0,
-        first=1.5,
-        last=2.25,
-        closed=3.0,
-        trigger=policy.VOLUME,
-    )
+    rec = WEB
     (message,) = ipfix.Encoder(1, PEN).messages([rec], 99, with_templates=False)
     data = (
         a("198.18.100.1")
@@ -183,24 +186,7 @@ def test_a_message_split_between_records_of_one_template_stays_within_its_size()
     """After a split, the next record of the same template opens a new set in the new
     message: its 4-byte header counts toward the size (it did not: a message could exceed
     ``max_message`` by 4 bytes, found by the round trip above)."""
-    rec = UsageRecord(
-        ue="198.18.100.1",
-        enb="198.18.0.11",
-        sgw="198.18.0.21",
-        uplink_teid=0x100,
-        downlink_teid=0x200,
-        service="web",
-        service_ip="198.18.50.1",
-        uplink_packets=1,
-        uplink_bytes=100,
-        downlink_packets=0,
-        downlink_bytes=0,
-        first=1.0,
-        last=2.0,
-        closed=3.0,
-        trigger="volume",
-        reason="",
-    )
+    rec = WEB
     one = len(next(iter(ipfix.data_records(rec)))[1])
     for max_message in range(16 + 4 + one, 16 + 4 + 8 * one):
         enc = ipfix.Encoder(domain=7, pen=PEN, max_message=max_message)
