@@ -178,17 +178,20 @@ class DataPlaneBase:
             for pool in config.ue_pools:
                 family = "-6" if ":" in pool else "-4"
                 self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
-            self._tun_ifindex = self._tun_index()
+            self._tun_ifindex = self._index_of(config.apps_tun)
         except BaseException:
             os.close(fd)
             raise
         return fd
 
-    def _tun_index(self) -> int | None:
-        """The ifindex the apps TUN's name has in ``[tof] netns`` now (None: no such device)."""
-        name = self.config.apps_tun
+    def _ifindex(self, name: str) -> int:
+        """The ifindex of device ``name`` in ``[tof] netns`` (OSError: no such device)."""
+        return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
+
+    def _index_of(self, name: str) -> int | None:
+        """:meth:`_ifindex`, None when there is no such device (deleted from outside)."""
         try:
-            return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
+            return self._ifindex(name)
         except OSError:
             return None
 
@@ -225,7 +228,7 @@ class DataPlaneBase:
         did, for the log (empty: the TUN is there)."""
         if not self._running:
             return []
-        if self._tun is not None and self._tun_index() == self._tun_ifindex:
+        if self._tun is not None and self._index_of(self.config.apps_tun) == self._tun_ifindex:
             return self._heal_routes()
         with self._lock:
             if not self._still_running():  # stop() says so under this lock

@@ -212,9 +212,6 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     # ------------------------------------------------------------------ helpers
 
-    def _ifindex(self, name: str) -> int:
-        return int(call_in_netns(self.config.netns, lambda: socket.if_nametoindex(name)))
-
     def _cleanup_kernel(self, *, s1: bool) -> None:
         """Remove what a (previous) instance created: the punt veth, and with ``s1`` the S1
         programs too (without it they stay, failing open); idempotent."""
@@ -312,14 +309,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def _punt_indexes(self) -> tuple[int | None, int | None]:
         """The ifindexes the punt veth's names have now (None: no such device)."""
-
-        def index(name: str) -> int | None:
-            try:
-                return self._ifindex(name)
-            except OSError:
-                return None
-
-        return index(self.punt0), index(self.punt1)
+        return self._index_of(self.punt0), self._index_of(self.punt1)
 
     def _heal_punts(self) -> list[str]:
         """Re-create the punt veth pair if either end went (``ip link del`` of one deletes
@@ -515,12 +505,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         with self._lock:
             ports = dict(self._mirror_ports)
             mirrors = list(self._mirrors)
-        dead = []
-        for name, (dev, _reader) in ports.items():
-            try:
-                self._ifindex(dev)
-            except OSError:
-                dead.append(name)
+        dead = [name for name, (dev, _reader) in ports.items() if self._index_of(dev) is None]
         if not dead:
             return []
         for name in dead:
