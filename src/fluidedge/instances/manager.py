@@ -844,14 +844,15 @@ class Manager:
         """The ``linuxbridge`` networks whose bridge was deleted from outside, created again
         with their ports (:func:`fluidedge.instances.network.revive_bridge`, which logs it);
         the part calls it every ``switch_check_interval_s``."""
+        missing = [spec for spec in list(self.networks.values()) if network.bridge_missing(spec)]
+        if not missing:  # the common case: no walk over every instance and shell
+            return []
         ports = self.bridge_ports()
-        revived = []
-        for spec in list(self.networks.values()):
-            if spec.driver == "linuxbridge" and (
-                network.revive_bridge(spec, ports.get(spec.name, [])) is not None
-            ):
-                revived.append(spec.name)
-        return revived
+        return [
+            spec.name
+            for spec in missing
+            if network.revive_bridge(spec, ports.get(spec.name, [])) is not None
+        ]
 
     # ------------------------------------------------------------------ instance operations
     def get_instance(self, name: str) -> Instance:

@@ -188,12 +188,7 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             created = False
             index = _index(ipr, spec.bridge)
             if index is None:
-                # Its own MAC, set: a bridge without one takes its lowest port's, which changes
-                # as instances come and go, and every change moves the gateway's MAC under the
-                # instances (their traffic to it goes nowhere until their ARP entries age out)
-                # and drops the bridge's neighbour table.
-                ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
-                index = _index(ipr, spec.bridge)
+                index = _add_bridge(ipr, spec)
                 created = True
             else:
                 kind = ipr.get_links(index)[0].get(("linkinfo", "kind"))
@@ -209,6 +204,17 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             raise
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
+
+
+def _add_bridge(ipr: Any, spec: NetworkSpec) -> int | None:
+    """Create the network's Linux bridge with its own MAC; its index (lock held).
+
+    Its own MAC, set: a bridge without one takes its lowest port's, which changes as
+    instances come and go, and every change moves the gateway's MAC under the instances
+    (their traffic to it goes nowhere until their ARP entries age out) and drops the bridge's
+    neighbour table."""
+    ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
+    return _index(ipr, spec.bridge)
 
 
 @_on_netlink_thread
@@ -287,8 +293,7 @@ def revive_bridge(spec: NetworkSpec, ports: Sequence[tuple[str, bool]]) -> int |
             ipr = _ipr(spec.netns)
             if _index(ipr, spec.bridge) is not None:
                 return None
-            ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
-            bridge = _index(ipr, spec.bridge)
+            bridge = _add_bridge(ipr, spec)
             ipr.link("set", index=bridge, state="up")
             back = 0
             for host_ifname, isolated in ports:
@@ -297,16 +302,17 @@ def revive_bridge(spec: NetworkSpec, ports: Sequence[tuple[str, bool]]) -> int |
                     continue
                 if isolated:
                     ipr.link("set", index=index, state="down")
-                    ipr.link("set", index=index, master=bridge)
-                    try:
+                    try:  # its filters survived: replaced in place, under their own handle
                         filters = tc.show_filters(spec.netns, host_ifname, "ingress")
                     except CommandError:
                         filters = ""
-                    tc.isolate(spec.netns, host_ifname, tc.isolation(filters) or tc.PLUGGED)
-                    ipr.link("set", index=index, state="up")
+                    handle = tc.isolation(filters) or tc.PLUGGED
+                    _plug_isolated(ipr, spec, host_ifname, index, bridge, handle=handle)
                 else:
                     ipr.link("set", index=index, master=bridge, state="up")
                 back += 1
+        except RuntimeFailure:
+            raise
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge}: {exc}") from exc
     log.error(
@@ -418,7 +424,13 @@ def plug(
 
 
 def _plug_isolated(
-    ipr: Any, spec: NetworkSpec, host_ifname: str, index: int | None, bridge: int
+    ipr: Any,
+    spec: NetworkSpec,
+    host_ifname: str,
+    index: int | None,
+    bridge: int | None,
+    *,
+    handle: str = tc.PLUGGED,
 ) -> None:
     """A Linux bridge port outside the bridge's forwarding (a service function's leg, which
     bridges its two legs: a loop until a chain steers it): everything it sends is dropped at
@@ -427,7 +439,7 @@ def _plug_isolated(
     nor floods to it. Done while the port is down: no frame crosses before."""
     ipr.link("set", index=index, master=bridge)
     try:
-        tc.isolate(spec.netns, host_ifname)
+        tc.isolate(spec.netns, host_ifname, handle)
     except CommandError as exc:
         raise RuntimeFailure(f"network {spec.name}: isolating {host_ifname}: {exc}") from exc
     ipr.link("set", index=index, state="up")
@@ -458,6 +470,16 @@ def unplug(netns: str | None, host_ifname: str) -> None:
             if getattr(exc, "code", None) == errno.ENODEV:
                 return
             raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
+
+
+def bridge_missing(spec: NetworkSpec) -> bool:
+    """A ``linuxbridge`` network's bridge is gone while its namespace is there (what
+    :func:`revive_bridge` repairs); one netlink get."""
+    if spec.driver != "linuxbridge":
+        return False
+    if spec.netns is not None and not netns_mod.exists(spec.netns):
+        return False
+    return not link_exists(spec.netns, spec.bridge)
 
 
 @_on_netlink_thread
