@@ -84,6 +84,30 @@ def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
     return False
 
 
+class Applies:
+    """Per key (a network, a bridge), a count that is odd while an apply of ours is under
+    way: a renderer's check, which runs without the driver's lock, judges a key only when its
+    count is even and did not move while the check read the kernel (:meth:`settled`)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def under_way(self, key: str) -> Iterator[None]:
+        self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._counts[key] += 1
+
+    def seen(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+    def settled(self, key: str, before: int) -> bool:
+        now = self.seen(key)
+        return now == before and now % 2 == 0
+
+
 class Renderer(Protocol):
     """Installs one network's part of a program (atomically) and removes it."""
 
@@ -107,7 +131,7 @@ class NftRenderer:
     _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
     _prepared: set[str | None] = field(default_factory=set)
     _shapes: dict[str, tuple[Shape, ...]] = field(default_factory=dict)
-    _applies: dict[str, int] = field(default_factory=dict)
+    _applies: Applies = field(default_factory=Applies)
 
     def tags(self, program: FilterProgram, network: str) -> dict[str, int]:
         """Stable tags (1..65535) for the network's filtered devices."""
@@ -148,7 +172,7 @@ class NftRenderer:
         if binding.netns not in self._prepared:
             self.nft.enable_bridge_conntrack(binding.netns)
             self._prepared.add(binding.netns)
-        with self._applying(binding.network):
+        with self._applies.under_way(binding.network):
             try:
                 self.nft.apply(binding.netns, text)
             except Exception:
@@ -161,21 +185,11 @@ class NftRenderer:
         return True
 
     def remove_network(self, binding: Binding) -> None:
-        with self._applying(binding.network):
+        with self._applies.under_way(binding.network):
             self.nft.apply(binding.netns, render_removal(binding.network))
             self._installed.pop(binding.network, None)
             self._shapes.pop(binding.network, None)
         self._tags.pop(binding.network, None)
-
-    @contextlib.contextmanager
-    def _applying(self, network: str) -> Iterator[None]:
-        """Mark a transaction of the network's under way (odd count) for
-        :meth:`check_installed`."""
-        self._applies[network] = self._applies.get(network, 0) + 1
-        try:
-            yield
-        finally:
-            self._applies[network] += 1
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
         """The networks whose installed tables no longer hold, and why: a table deleted
@@ -196,7 +210,7 @@ class NftRenderer:
             if self._installed.get(binding.network) is not None:  # tables of ours to check
                 by_netns.setdefault(binding.netns, []).append(binding)
         for netns, group in by_netns.items():
-            before = {b.network: self._applies.get(b.network, 0) for b in group}
+            before = {b.network: self._applies.seen(b.network) for b in group}
             wanted = {b.network: self._shapes.get(b.network, ()) for b in group}
             listed = listed_shapes(self.nft.ruleset(netns))
             knobs = self.nft.bridge_conntrack_on(netns)
@@ -205,8 +219,7 @@ class NftRenderer:
             for binding in group:
                 network = binding.network
                 tables = self._installed.get(network)
-                seq = self._applies.get(network, 0)
-                if tables is None or seq != before[network] or seq % 2:
+                if tables is None or not self._applies.settled(network, before[network]):
                     continue
                 missing: list[str] = []
                 changed: list[str] = []

@@ -516,16 +516,16 @@ class RecentPids:
     a pid forgotten long after its change costs at most one needless check."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._order: collections.deque[int] = collections.deque(maxlen=size)
-        self._pids: set[int] = set()
+        self._size = size
+        self._pids: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, pid: int) -> None:
         with self._lock:
-            if len(self._order) == self._order.maxlen:
-                self._pids.discard(self._order[0])
-            self._order.append(pid)
-            self._pids.add(pid)
+            self._pids.pop(pid, None)  # a reused pid is the newest again, kept once
+            self._pids[pid] = None
+            if len(self._pids) > self._size:
+                self._pids.popitem(last=False)
 
     def __contains__(self, pid: object) -> bool:
         with self._lock:

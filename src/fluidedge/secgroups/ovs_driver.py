@@ -19,10 +19,9 @@ connection's next packet finds no clause in the rules tables and marks it cut (`
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
@@ -32,7 +31,7 @@ from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
-from fluidedge.secgroups.driver import Renderer
+from fluidedge.secgroups.driver import Applies, Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -98,8 +97,7 @@ class OvsRenderer:
         # bridge -> the generation of its switch when its table was installed: a switch
         # restarted since holds none of it (see check_installed)
         self.generations: dict[str, int] = {}
-        # per bridge: odd while an apply is under way (see check_installed)
-        self._applies: dict[str, int] = {}
+        self._applies = Applies()  # per bridge (see check_installed)
         self._counts: dict[str, int] = {}  # per bridge: how many flows of ours it holds
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
 
@@ -135,17 +133,8 @@ class OvsRenderer:
         rendered again, and one bundle carries their flows' delta. The first install on a
         bridge deletes every flow with our cookie and adds the table in one bundle: flows of
         other components (service chains) stay, nothing of ours is stale or duplicated."""
-        with self._applying(binding.bridge):
+        with self._applies.under_way(binding.bridge):
             return self._apply(program, binding)
-
-    @contextlib.contextmanager
-    def _applying(self, bridge: str) -> Iterator[None]:
-        """Mark the bridge's apply under way (odd count) for :meth:`check_installed`."""
-        self._applies[bridge] = self._applies.get(bridge, 0) + 1
-        try:
-            yield
-        finally:
-            self._applies[bridge] += 1
 
     def _apply(self, program: FilterProgram, binding: Binding) -> bool:
         try:
@@ -190,7 +179,7 @@ class OvsRenderer:
                     "nothing meanwhile"
                 )
             else:
-                before = self._applies.get(binding.bridge, 0)
+                before = self._applies.seen(binding.bridge)
                 want = self._counts.get(binding.bridge, 0)
                 try:
                     have = Ofctl(daemons, binding.bridge).count(ovs_render.owned())
@@ -198,8 +187,7 @@ class OvsRenderer:
                     # not judged now: a switch that died is the generation's case (its revive
                     # bumps it), and the Linux bridges' check must not wait for this one
                     continue
-                after = self._applies.get(binding.bridge, 0)
-                if have == want or before != after or after % 2:
+                if have == want or not self._applies.settled(binding.bridge, before):
                     continue
                 why = (
                     f"{have} flows of ours on bridge {binding.bridge} instead of {want}: changed "
@@ -213,7 +201,7 @@ class OvsRenderer:
     def remove_network(self, binding: Binding) -> None:
         """Back to a plain learning switch (the bridge may carry traffic unfiltered); only our
         flows go."""
-        with self._applying(binding.bridge):
+        with self._applies.under_way(binding.bridge):
             try:
                 Ofctl(self.switch_of(binding.netns), binding.bridge).bundle(ovs_render.uninstall())
             except OvsError as exc:
