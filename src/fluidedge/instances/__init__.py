@@ -20,6 +20,8 @@ Module map (pure policy first, I/O adapters last):
 - ``private``: 0700 directories and 0600 files for the state directory.
 - ``runc``: the OCI runtime adapter, runc or crun (create, fifo start, state, list, delete).
 - ``network``: bridges and veths (pyroute2).
+- ``linkwatch``: the kernel's link-deletion announcements of a namespace (sans-I/O decoder).
+- ``veths``: which of our veths were deleted from outside since the last look.
 - ``persist``: SQLite tables of the part.
 - ``config``: the ``[instances]`` config table and the host facts of its defaults.
 - ``records``: shells and instances, and their store rows.
@@ -51,7 +53,8 @@ Errors (kinds from :mod:`fluidedge.errors` give the HTTP status)::
     └── RuntimeFailure (+ SystemFailure)          500  runc, cgroups or netlink failed
         ├── WorkloadFailed                        422  the workload exited before ready
         ├── LauncherGone                          500  a shell's launcher exited before its go
-        └── FreezerBusy                           500  freezer not settled in time
+        ├── FreezerBusy                           500  freezer not settled in time
+        └── LinkWatchDecodeError                  500  a link announcement not understood
 """
 
 # The public face: the modules other packages may import from (tests/unit/test_layers.py).

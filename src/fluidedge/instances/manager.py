@@ -81,6 +81,7 @@ from fluidedge.instances.records import Instance, Shell, ShellIface
 from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.shellwatch import ShellWatch
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
+from fluidedge.instances.veths import VethLooker
 from fluidedge.instances.writer import Writer
 from fluidedge.ovs import bridges as ovs_bridges
 
@@ -166,6 +167,7 @@ class Manager:
         # Pooled launchers that exit while they wait are reported here (fluidedge.instances.
         # shellwatch): the pool drops and refills them before a request could take one.
         self._shellwatch: ShellWatch | None = None
+        self._veths = VethLooker()
         self.cos_binder: CosBinder | None = None
         # The security-group part, when enabled: filters an instance's interfaces before its
         # workload starts and drops the filters when it goes (see fluidedge.secgroups.part).
@@ -242,6 +244,7 @@ class Manager:
             for shells in self.pools.values():
                 for shell in shells.ready:
                     shell.close()
+        self._veths.close()
         network.close_handles()
 
     def purge(self) -> None:
@@ -853,6 +856,84 @@ class Manager:
             for spec in missing
             if network.revive_bridge(spec, ports.get(spec.name, [])) is not None
         ]
+
+    def keep_networks(self) -> None:
+        """Every ``switch_check_interval_s`` (the part): the bridges deleted from outside
+        (:meth:`revive_bridges`), then the veths (:meth:`revive_veths`)."""
+        self.revive_bridges()
+        self.revive_veths()
+
+    def revive_veths(self) -> list[str]:
+        """The veths of ours deleted from outside since the last call (one look at the
+        kernel's announcements per namespace: :class:`fluidedge.instances.veths.VethLooker`):
+        an instance's is made again as it was (its name, MAC, addresses and default route; its
+        switch port, filters and chains are the name's), a pooled shell is discarded (its pool
+        makes another). The host ends made again."""
+        with self.lock:
+            instances = list(self.instances.values())
+            pooled = [s for p in self.pools.values() for s in p.ready]
+        owned = [(i.netns, i.host_ifname) for inst in instances for i in inst.shell_ifaces]
+        owned += [(i.netns, i.host_ifname) for shell in pooled for i in shell.ifaces]
+        if not owned:
+            return []
+        missing = self._veths.missing(owned)
+        if not missing:
+            return []
+        revived = []
+        for inst in instances:
+            for iface in inst.shell_ifaces:
+                if (iface.netns, iface.host_ifname) in missing and self._revive_veth(inst, iface):
+                    revived.append(iface.host_ifname)
+        lost = [s for s in pooled if any((i.netns, i.host_ifname) in missing for i in s.ifaces)]
+        if lost:
+            with self.lock:  # taken by no request from here on (one taken meanwhile is not)
+                taken = [s for s in lost if s not in self.pools.get(s.template, Pool()).ready]
+                lost = [s for s in lost if s not in taken]
+                for shell in lost:
+                    self.pools[shell.template].ready.remove(shell)
+                self._wake.notify_all()
+            for shell in lost:
+                log.warning(
+                    "instances: pooled shell %s lost a veth (deleted from outside); discarded",
+                    shell.id,
+                )
+                try:
+                    self.destroy_shell(shell)
+                except Exception:  # what is left of it is an orphan; its row must not stay
+                    with contextlib.suppress(Exception):
+                        self.tables.delete_shell(shell.id)
+        return revived
+
+    def _revive_veth(self, inst: Instance, iface: ShellIface) -> bool:
+        """Make ``inst``'s veth ``iface`` again unless the instance went meanwhile (its lock:
+        a deletion unplugs under it) or its process is no longer there."""
+        with inst.lock:
+            with self.lock:
+                if self.instances.get(inst.name) is not inst:
+                    return False
+            spec = self.networks.get(iface.network)
+            if spec is None or network.link_exists(iface.netns, iface.host_ifname):
+                return False
+            template = self.templates.get(inst.template)
+            isolated = any(
+                t.name == iface.name and t.isolated
+                for t in (template.interfaces if template else [])
+            )
+            state = next((s for s in inst.interfaces if s.name == iface.name), None)
+            if inst.pid is None or not self.io.revive_veth(
+                inst.id, inst.pid, spec, iface, state, isolated=isolated
+            ):
+                return False
+        log.error(
+            "instances: instance %s: veth %s (%s on network %s) was deleted from outside; "
+            "made again",
+            inst.name,
+            iface.host_ifname,
+            iface.name,
+            iface.network,
+            extra={"part": "instances", "event": "veth_revived", "ids": inst.name},
+        )
+        return True
 
     # ------------------------------------------------------------------ instance operations
     def get_instance(self, name: str) -> Instance:

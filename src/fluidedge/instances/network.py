@@ -365,19 +365,33 @@ def plug(
     pid: int,
     *,
     isolated: bool = False,
+    netns_path: str | None = None,
+    again: bool = False,
 ) -> None:
     """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
-    with the MAC :func:`mac_for` gives. ``isolated`` (the template's interface option; not on
-    ``ovn``): the port is plugged outside the learning switch, see
-    :func:`fluidedge.ovs.bridges.add_port` and :func:`_plug_isolated`."""
+    (or the one at ``netns_path``, a path any process can open) with the MAC :func:`mac_for`
+    gives. ``isolated`` (the template's interface option; not on ``ovn``): the port is plugged
+    outside the learning switch, see :func:`fluidedge.ovs.bridges.add_port` and
+    :func:`_plug_isolated`. ``again``: the veth was deleted from outside; a switch port still
+    named after it goes first and the new one gets its OpenFlow number
+    (:func:`fluidedge.ovs.bridges.take_port`)."""
     with _lock:
+        number = None
+        if again and spec.driver != "linuxbridge":
+            try:
+                if spec.driver == "ovs":
+                    number = ovs_bridges.take_port(spec.netns, host_ifname)
+                else:  # its logical port stays: its security groups' port groups name it
+                    ovn_networks.unbind(host_ifname)
+            except (OvsError, OvnError) as exc:
+                raise RuntimeFailure(f"plug {host_ifname} again: {exc}") from exc
         try:
             ipr = _ipr(spec.netns)
             bridge = _index(ipr, spec.bridge) if spec.driver != "ovn" else 0
             if bridge is None:
                 raise RuntimeFailure(f"network {spec.name}: bridge {spec.bridge} is gone")
-            netns_path = f"/proc/{pid}/ns/net"
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            netns_path = netns_path or f"/proc/{pid}/ns/net"
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 ipr.link(
                     "add",
@@ -412,6 +426,7 @@ def plug(
                         ovs_bridges.ATTACHED_MAC: mac_for(host_ifname),
                     },
                     isolated=isolated,
+                    number=number,
                 )
             elif isolated:
                 _plug_isolated(ipr, spec, host_ifname, index, bridge)

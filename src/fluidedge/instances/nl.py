@@ -22,12 +22,14 @@ from typing import TypeVar
 from fluidedge.linux.netns import call_in_netns_at
 
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 IFA_ADDRESS = 1
@@ -43,7 +45,7 @@ IFF_UP = 0x1
 
 NLMSG_HDR = struct.Struct("=IHHII")
 _IFADDR = struct.Struct("=BBBBI")
-_IFINFO = struct.Struct("=BxHiII")
+IFINFO = struct.Struct("=BxHiII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 
 T = TypeVar("T")
@@ -53,7 +55,7 @@ class NetlinkError(OSError):
     """The kernel answered a request with an error."""
 
 
-def _attr(kind: int, data: bytes) -> bytes:
+def rtattr(kind: int, data: bytes) -> bytes:
     length = 4 + len(data)
     return struct.pack("=HH", length, kind) + data + b"\0" * ((4 - length % 4) % 4)
 
@@ -69,7 +71,7 @@ def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
     flags = IFA_F_NODAD if iface.version == 6 else 0
     packed = iface.ip.packed
     body = _IFADDR.pack(family, iface.network.prefixlen, flags, 0, ifindex)
-    body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+    body += rtattr(IFA_LOCAL, packed) + rtattr(IFA_ADDRESS, packed)
     return nlmsg(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
@@ -78,17 +80,17 @@ def encode_default_route(seq: int, ifindex: int, gateway: str) -> bytes:
     gw = ipaddress.ip_address(gateway)
     family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
     body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, RTN_UNICAST, 0)
-    body += _attr(RTA_GATEWAY, gw.packed) + _attr(RTA_OIF, struct.pack("=I", ifindex))
+    body += rtattr(RTA_GATEWAY, gw.packed) + rtattr(RTA_OIF, struct.pack("=I", ifindex))
     return nlmsg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
 def encode_link_up(seq: int, ifindex: int) -> bytes:
-    body = _IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, IFF_UP, IFF_UP)
+    body = IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, IFF_UP, IFF_UP)
     return nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def encode_get_link(seq: int, ifname: str) -> bytes:
-    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, ifname.encode() + b"\0")
+    body = IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + rtattr(IFLA_IFNAME, ifname.encode() + b"\0")
     return nlmsg(RTM_GETLINK, NLM_F_REQUEST, seq, body)
 
 
@@ -108,7 +110,7 @@ def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
                 (code,) = struct.unpack_from("=i", data, offset + NLMSG_HDR.size)
                 return -code, None
             if kind == RTM_NEWLINK:
-                _fam, _type, index, _flags2, _change = _IFINFO.unpack_from(
+                _fam, _type, index, _flags2, _change = IFINFO.unpack_from(
                     data, offset + NLMSG_HDR.size
                 )
                 return 0, index

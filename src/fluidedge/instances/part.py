@@ -60,13 +60,14 @@ class InstancesPart:
         self._keeper = asyncio.create_task(self._keep_switches(), name="ovs-keeper")
         interval = self.manager.config.switch_check_interval_s
         if interval > 0:
-            # the linuxbridge networks' bridges someone deleted (see Manager.revive_bridges)
+            # the linuxbridge networks' bridges and the veths someone deleted (see
+            # Manager.keep_networks)
             self._bridges_keeper = asyncio.create_task(
                 every(
                     interval,
-                    self.manager.revive_bridges,
+                    self.manager.keep_networks,
                     logging.getLogger("fluidedge.instances"),
-                    "instances: the check of the networks' bridges",
+                    "instances: the check of the networks' bridges and veths",
                     "bridge_revive_failed",
                 ),
                 name="bridge-keeper",

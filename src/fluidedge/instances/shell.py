@@ -117,6 +117,21 @@ class ShellIO(Protocol):
         """The network phase, after :meth:`address`: the network's side forgets the neighbour
         entries ``addresses`` had (a previous holder's MAC; see fluidedge.instances.neigh)."""
 
+    def revive_veth(
+        self,
+        container_id: str,
+        pid: int,
+        spec: NetworkSpec,
+        iface: ShellIface,
+        state: InterfaceState | None,
+        *,
+        isolated: bool,
+    ) -> bool:
+        """Make the veth ``iface`` of container ``container_id`` (launcher or workload ``pid``)
+        again, deleted from outside: plugged as when the shell was made, its instance end up
+        with ``state``'s addresses and default route. False (nothing done) when ``pid`` is no
+        longer in the container (the instance died, the pid may be another process's)."""
+
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         """The start phase: let the launcher exec the workload; with ``watch``, the launcher's
         report of its exec, to wait on."""
@@ -370,6 +385,46 @@ class RuncShellIO:
 
     def forget_neighbours(self, spec: NetworkSpec, addresses: list[str]) -> None:
         network.forget_neighbours(spec, addresses)
+
+    def revive_veth(
+        self,
+        container_id: str,
+        pid: int,
+        spec: NetworkSpec,
+        iface: ShellIface,
+        state: InterfaceState | None,
+        *,
+        isolated: bool,
+    ) -> bool:
+        try:  # held from here on: the namespace stays the one checked below
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        except OSError as exc:
+            raise RuntimeFailure(f"veth {iface.host_ifname}: netns of {pid}: {exc}") from exc
+        try:
+            if pid not in self.cgroups.procs(container_id):  # the pid is not the instance's
+                return False
+            path = f"/proc/{os.getpid()}/fd/{fd}"  # opened by nsenter and pyroute2 too
+            network.plug(spec, iface.host_ifname, iface.name, pid, isolated=isolated,
+                         netns_path=path, again=True)  # fmt: skip
+            try:
+                nl = NetlinkSocket.open_in(path)
+                try:
+                    index = nl.link_index(iface.name)
+                    nl.link_up(index)
+                    for address in state.addresses if state is not None else []:
+                        nl.add_address(index, address)
+                    if state is not None and state.gateway is not None:
+                        nl.add_default_route(index, state.gateway)
+                finally:
+                    nl.close()
+            except OSError as exc:
+                raise RuntimeFailure(f"veth {iface.host_ifname}: {iface.name}: {exc}") from exc
+            iface.ifindex = index
+            return True
+        finally:
+            os.close(fd)
 
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         assign = shell.directory / "assign"

@@ -19,16 +19,16 @@ import socket
 import struct
 
 from fluidedge.instances.nl import (
+    NLM_F_DUMP,
     NLM_F_REQUEST,
+    NLMSG_DONE,
     NLMSG_ERROR,
     NLMSG_HDR,
     nlmsg,
 )
 from fluidedge.linux.netns import call_in_netns_at
 
-NLMSG_DONE = 3
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 TCP_LISTEN = 10  # include/net/tcp_states.h
 IPPROTO_TCP = 6
 NETLINK_SOCK_DIAG = 4

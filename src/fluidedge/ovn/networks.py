@@ -148,6 +148,16 @@ def unplug(device: str) -> None:
         _chassis.unplug(device)
 
 
+def unbind(device: str) -> None:
+    """Remove the br-int port of ``device`` and keep its logical port (its addresses, and its
+    place in the security groups' port groups), for a device deleted from outside that is
+    plugged again (:func:`plug` binds the new one); absent is fine."""
+    with _lock:
+        if _node is None or _chassis is None or not _chassis.running():
+            return
+        _chassis.unplug(device)
+
+
 def ports(network: str) -> list[str]:
     """Devices on br-int here that belong to ``network``."""
     with _lock:

@@ -282,8 +282,10 @@ def add_port(
     external_ids: dict[str, str],
     *,
     isolated: bool = False,
+    number: int | None = None,
 ) -> int:
-    """Plug existing interface ``port`` into ``bridge``; return its OpenFlow port number.
+    """Plug existing interface ``port`` into ``bridge``; return its OpenFlow port number
+    (``number`` if given and free: see :func:`take_port`).
 
     ``isolated``: the port never joins the learning switch: it is created as an access port
     of :data:`QUARANTINE_VLAN` (one transaction with the add) and moved to its own
@@ -294,8 +296,10 @@ def add_port(
         raise OvsNotRunning(f"ovs: no switch runs for bridge {bridge}")
     vsctl = Vsctl(daemons)
     if not isolated:
-        return vsctl.add_port(bridge, port, external_ids)
-    ofport = vsctl.add_port(bridge, port, {**external_ids, ISOLATED: "true"}, tag=QUARANTINE_VLAN)
+        return vsctl.add_port(bridge, port, external_ids, number=number)
+    ofport = vsctl.add_port(
+        bridge, port, {**external_ids, ISOLATED: "true"}, tag=QUARANTINE_VLAN, number=number
+    )
     vsctl.set_tag(port, isolation_vlan(ofport))
     return ofport
 
@@ -305,6 +309,21 @@ def del_port(netns: str | None, port: str) -> None:
     daemons = running_switch(netns)
     if daemons is not None:
         Vsctl(daemons).del_port(port)
+
+
+def take_port(netns: str | None, port: str) -> int | None:
+    """Remove ``port``, whose device was deleted from outside, from our switch in ``netns``,
+    and return the OpenFlow port number it had (None: no such port), for the port plugged
+    again in its place to get (:func:`add_port`): the flows of the security groups and
+    chains name it. Open vSwitch's userspace datapath does not notice a deleted device: the
+    port must go for the switch to open the new one."""
+    daemons = running_switch(netns)
+    if daemons is None:
+        return None
+    vsctl = Vsctl(daemons)
+    number = vsctl.ofport_if_any(port)
+    vsctl.del_port(port)
+    return number
 
 
 def bridge_names(netns: str | None) -> list[str]:

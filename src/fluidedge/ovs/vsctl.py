@@ -44,6 +44,12 @@ def _vlan(tag: int) -> int:
     return tag
 
 
+def _number(ofport: int) -> int:
+    if not 1 <= ofport <= 0xFEFF:  # OFPP_MAX (OpenFlow 1.0 numbering, as OVSDB has it)
+        raise OvsFailure(f"ovs: invalid OpenFlow port number {ofport}")
+    return ofport
+
+
 class Vsctl:
     """Bridges and ports of the switch ``daemons``."""
 
@@ -97,13 +103,21 @@ class Vsctl:
 
     # ------------------------------------------------------------------ ports
     def add_port(
-        self, bridge: str, port: str, external_ids: Mapping[str, str], tag: int | None = None
+        self,
+        bridge: str,
+        port: str,
+        external_ids: Mapping[str, str],
+        tag: int | None = None,
+        number: int | None = None,
     ) -> int:
         """Plug interface ``port`` into ``bridge`` (an access port of VLAN ``tag`` if given,
-        from the same transaction on); return its OpenFlow port number."""
+        from the same transaction on; OpenFlow port ``number`` if given and free); return its
+        OpenFlow port number."""
         check_name(bridge)
         check_name(port)
         ids = _ids("external_ids", external_ids)
+        if number is not None:
+            ids.append(f"ofport_request={_number(number)}")
         extra = ["--", "set", "Interface", port, *ids] if ids else []
         if tag is not None:
             extra += ["--", "set", "Port", port, f"tag={_vlan(tag)}"]
@@ -118,6 +132,15 @@ class Vsctl:
     def del_port(self, port: str) -> None:
         """Remove ``port`` from whichever bridge has it; absent is fine."""
         self.run("--if-exists", "del-port", check_name(port))
+
+    def ofport_if_any(self, port: str) -> int | None:
+        """``port``'s OpenFlow port number; None when it has none or no such port exists."""
+        value = self.run("--if-exists", "get", "Interface", check_name(port), "ofport").strip()
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+        return number if number > 0 else None
 
     def ofport(self, port: str) -> int:
         value = self.run("get", "Interface", check_name(port), "ofport").strip()

@@ -279,3 +279,29 @@ def test_a_bridge_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle)
     said = f"bridge {BRIDGE} was deleted from outside; created again"
     assert said in inst_daemon.log()
     client.close()
+
+
+def test_a_veth_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle) -> None:
+    """``ip link del`` of an instance's veth: within ``switch_check_interval_s`` it is made
+    again with the instance's address, and its neighbour reaches it again."""
+    client = inst_daemon.client()
+    client.post("/v1/templates", WEB)
+    _wait_pools(client)
+    made = {}
+    for name, host in (("app1", 7), ("app2", 8)):
+        made[name] = client.post(
+            "/v1/instances",
+            {
+                "name": name,
+                "template": "web",
+                "interfaces": {"eth0": {"addresses": [f"198.18.30.{host}/24"]}},
+            },
+        )
+    page = "http://198.18.30.7:8080/"
+    assert _page(made["app2"]["pid"], page) == "edge app app1\n"
+    host = client.get("/v1/instances/app1")["interfaces"][0]["host_ifname"]
+    run(["ip", "link", "del", host])
+    assert wait_until(lambda: _page(made["app2"]["pid"], page) == "edge app app1\n", 15)
+    said = f"veth {host} (eth0 on network"
+    assert said in inst_daemon.log()
+    client.close()

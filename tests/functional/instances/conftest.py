@@ -17,6 +17,7 @@ import pytest
 from fluidedge.core.store import Store
 from fluidedge.instances.manager import InstancesConfig, Manager
 from fluidedge.instances.models import TemplateSpec
+from fluidedge.linux import netns as netns_mod
 from tests.fixtures.daemon import stop_switches
 from tests.fixtures.ovs_datapath import DATAPATH
 
@@ -56,6 +57,18 @@ def two_leg_web(*, pool: int, isolated: bool = False) -> TemplateSpec:
             "pool": {"size": pool},
         }
     )
+
+
+@pytest.fixture
+def ovs_ns() -> Iterator[str]:
+    """A namespace of its own for the test's switch: the userspace datapath allows one switch
+    per namespace on the host, and other test runs may use the host namespace's."""
+    ns = f"fbo{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        yield ns
+    finally:
+        netns_mod.delete(ns)
 
 
 @pytest.fixture

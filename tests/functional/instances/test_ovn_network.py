@@ -107,6 +107,21 @@ def test_an_instance_on_an_ovn_network_talks_to_another_host(
     assert fetched[0].stdout == "hello from a\n"
     assert in_netns(inst.pid, "ping", "-c", "1", "-W", "2", "10.30.0.9").returncode == 0
 
+    # Its veth deleted from outside is made again and bound again; its logical port is the
+    # same row (the security groups' port groups name it).
+    row = lab.nbctl.run("--bare", "--columns=_uuid", "find", "Logical_Switch_Port", f"name={lsp}")
+    assert manager.revive_veths() == []
+    subprocess.run(["ip", "-n", str(node["netns"]), "link", "del", host_if], check=True)
+    assert not fetch()
+    assert manager.revive_veths() == [host_if]
+    assert lsp in chassis.bound_ports()
+    assert (
+        lab.nbctl.run("--bare", "--columns=_uuid", "find", "Logical_Switch_Port", f"name={lsp}")
+        == row
+    )
+    assert wait_until(fetch, timeout=20)
+    assert fetched[0].stdout == "hello from a\n"
+
     # Deleting the instance deletes its logical port; purging stops the node's chassis.
     manager.delete_instance("a")
     assert (

@@ -9,7 +9,6 @@ daemons and leaves no port, bridge or directory behind.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +16,6 @@ from fluidedge.instances.errors import NotABridge
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.instances.network import bridge_mac, mac_for
-from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
@@ -28,18 +26,6 @@ from tests.fixtures.wait import wait_until
 from .conftest import ManagerFactory, bridge_name, in_netns
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def ovs_ns() -> Iterator[str]:
-    """A namespace of its own for the test's switch: the userspace datapath allows one switch
-    per namespace on the host, and other test runs may use the host namespace's."""
-    ns = f"fbo{os.getpid() % 100000}"
-    netns_mod.create(ns)
-    try:
-        yield ns
-    finally:
-        netns_mod.delete(ns)
 
 
 def _web(manager: Manager, network: str, pool: int = 2) -> None:

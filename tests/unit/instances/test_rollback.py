@@ -105,6 +105,20 @@ class FakeIO:
         self.forgotten.append((spec.name, list(addresses)))
         self._step("forget_neighbours", spec.name)
 
+    def revive_veth(
+        self,
+        container_id: str,
+        pid: int,
+        spec: NetworkSpec,
+        iface: ShellIface,
+        state: InterfaceState | None,
+        *,
+        isolated: bool,
+    ) -> bool:
+        del pid, spec, state, isolated
+        self._step("revive_veth", f"{container_id}/{iface.name}")
+        return True
+
     def release(self, shell: Shell, *, watch: bool) -> StartWatch | None:
         del watch
         self._step("release", shell.id)
