@@ -367,20 +367,23 @@ def plug(
     isolated: bool = False,
     netns_path: str | None = None,
     again: bool = False,
-) -> None:
+    number: int | None = None,
+) -> int:
     """Create a veth: ``host_ifname`` on the bridge, ``container_ifname`` in ``pid``'s netns
     (or the one at ``netns_path``, a path any process can open) with the MAC :func:`mac_for`
     gives. ``isolated`` (the template's interface option; not on ``ovn``): the port is plugged
     outside the learning switch, see :func:`fluidedge.ovs.bridges.add_port` and
     :func:`_plug_isolated`. ``again``: the veth was deleted from outside; a switch port still
-    named after it goes first and the new one gets its OpenFlow number
-    (:func:`fluidedge.ovs.bridges.take_port`)."""
+    named after it goes first (:func:`fluidedge.ovs.bridges.take_port`), and the new one gets
+    OpenFlow port ``number`` (the one it had: the security groups' and chains' flows name it;
+    the kernel datapath forgets it with the device). Returns the OpenFlow port number on an
+    ``ovs`` network, else 0."""
     with _lock:
-        number = None
         if again and spec.driver != "linuxbridge":
             try:
                 if spec.driver == "ovs":
-                    number = ovs_bridges.take_port(spec.netns, host_ifname)
+                    had = ovs_bridges.take_port(spec.netns, host_ifname)
+                    number = number or had
                 else:  # its logical port stays: its security groups' port groups name it
                     ovn_networks.unbind(host_ifname)
             except (OvsError, OvnError) as exc:
@@ -416,7 +419,7 @@ def plug(
                 ipr.link("set", index=index, state="up")
                 ovs_bridges.disable_tx_offload(None, spec.netns, host_ifname)
                 ovs_bridges.disable_tx_offload(netns_path, None, container_ifname)
-                ovs_bridges.add_port(
+                return ovs_bridges.add_port(
                     spec.bridge,
                     spec.netns,
                     host_ifname,
@@ -436,6 +439,7 @@ def plug(
             raise
         except Exception as exc:
             raise RuntimeFailure(f"plug {host_ifname} into {spec.bridge}: {exc}") from exc
+        return 0
 
 
 def _plug_isolated(
@@ -485,6 +489,15 @@ def unplug(netns: str | None, host_ifname: str) -> None:
             if getattr(exc, "code", None) == errno.ENODEV:
                 return
             raise RuntimeFailure(f"unplug {host_ifname}: {exc}") from exc
+
+
+def revive_chassis() -> bool:
+    """This node's OVN chassis started again if a daemon of it died (see
+    :func:`fluidedge.ovn.networks.revive`, which logs it); True if it was."""
+    try:
+        return ovn_networks.revive()
+    except (OvnError, OvsError) as exc:
+        raise RuntimeFailure(f"ovn: the restart of this node's chassis: {exc}") from exc
 
 
 def bridge_missing(spec: NetworkSpec) -> bool:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from fluidedge.core.hot import HotRoute
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.periodic import every
+from fluidedge.instances import network
 from fluidedge.instances.api import build_router, hot_routes
 from fluidedge.instances.errors import InvalidRequest
 from fluidedge.instances.manager import InstancesConfig, Manager
@@ -77,7 +78,8 @@ class InstancesPart:
         """Once every part has started (the security groups' and chains' restorers are
         registered, their tables installed), then every ``switch_check_interval_s``: a switch
         of the ovs networks that died is restarted and its flows put back, the restorers'
-        first (:func:`fluidedge.ovs.bridges.revive`, which logs what it finds). The first pass
+        first (:func:`fluidedge.ovs.bridges.revive`, which logs what it finds), and this
+        node's OVN chassis is restarted if a daemon of it died. The first pass
         also gives the bridges of a switch restarted at this start their learning-switch
         flow, after the others' tables."""
         if self.context is not None:
@@ -87,7 +89,7 @@ class InstancesPart:
         if interval > 0:
             await every(
                 interval,
-                ovs_bridges.revive,
+                _revive_switches,
                 log,
                 "ovs: the check of the switches",
                 "switch_revive_failed",
@@ -95,7 +97,7 @@ class InstancesPart:
             )
             return
         try:
-            await asyncio.to_thread(ovs_bridges.revive)
+            await asyncio.to_thread(_revive_switches)
         except Exception as exc:
             log.error("ovs: the switches' restore failed: %s: %s", type(exc).__name__, exc)
 
@@ -128,3 +130,13 @@ def create_part(section: dict[str, Any], ctx: DaemonContext) -> InstancesPart:
         raise InvalidRequest(f"config [instances]: {exc}") from exc
     state_dir = config.state_dir or ctx.config.state_dir / "instances"
     return InstancesPart(Manager(config, ctx.store, state_dir), ctx)
+
+
+def _revive_switches() -> None:
+    """The ``ovs`` networks' switches, then this node's OVN chassis, each started again if it
+    died (:func:`fluidedge.ovs.bridges.revive`, :func:`network.revive_chassis`); the chassis
+    is looked at even when a switch's restore failed."""
+    try:
+        ovs_bridges.revive()
+    finally:
+        network.revive_chassis()

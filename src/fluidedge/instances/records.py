@@ -24,6 +24,7 @@ class ShellIface:
     host_ifname: str
     netns: str | None
     ifindex: int = 0
+    ofport: int = 0  # its OpenFlow port on an ovs network's switch (0: none), kept for a replug
 
 
 @dataclass

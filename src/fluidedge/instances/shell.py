@@ -254,7 +254,7 @@ class RuncShellIO:
         # before the instance's process can run.
         isolated = {spec.name: spec.isolated for spec in template.interfaces}
         for iface in shell.ifaces:
-            network.plug(
+            iface.ofport = network.plug(
                 networks[iface.network],
                 iface.host_ifname,
                 iface.name,
@@ -406,8 +406,9 @@ class RuncShellIO:
             if pid not in self.cgroups.procs(container_id):  # the pid is not the instance's
                 return False
             path = f"/proc/{os.getpid()}/fd/{fd}"  # opened by nsenter and pyroute2 too
-            network.plug(spec, iface.host_ifname, iface.name, pid, isolated=isolated,
-                         netns_path=path, again=True)  # fmt: skip
+            iface.ofport = network.plug(spec, iface.host_ifname, iface.name, pid,
+                                        isolated=isolated, netns_path=path, again=True,
+                                        number=iface.ofport or None)  # fmt: skip
             try:
                 nl = NetlinkSocket.open_in(path)
                 try:

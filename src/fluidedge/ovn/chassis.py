@@ -165,6 +165,13 @@ class Chassis:
     def running(self) -> bool:
         return tool.alive(self.pidfile) is not None and self.ovs.running()
 
+    def dead(self) -> list[str]:
+        """Which of its daemons are not running (three pidfile reads, no subprocess)."""
+        db, vswitchd = self.ovs.pids()
+        controller = tool.alive(self.pidfile)
+        pids = (("ovsdb-server", db), ("ovs-vswitchd", vswitchd), ("ovn-controller", controller))
+        return [name for name, pid in pids if pid is None]
+
     def stop(self) -> None:
         """Stop ovn-controller (it removes its Chassis row from the SB), then the switch."""
         tool.stop_daemon(self.control_socket(), self.pidfile, self.env)

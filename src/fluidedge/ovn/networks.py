@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from fluidedge.ovs.bridges import disable_tx_offload
 from fluidedge.ovs.errors import OvsError
 
 NETWORK_KEY = "fluidedge-network"
+
+log = logging.getLogger(__name__)
 
 _lock = threading.RLock()
 _node: OvnNode | None = None
@@ -146,6 +149,34 @@ def unplug(device: str) -> None:
             return
         nbctl().run("--if-exists", "lsp-del", lsp_name(device))
         _chassis.unplug(device)
+
+
+def revive() -> bool:
+    """This node's chassis, started again if one of its daemons died under us (an OOM kill, a
+    crash, a stray ``kill``) while an ``ovn`` network is here; True if it was.
+
+    Its switch forwards nothing without ``ovs-vswitchd`` (every instance on the node's ``ovn``
+    networks is cut off), and without ``ovn-controller`` nothing new is bound or programmed.
+    The instances part calls it every ``switch_check_interval_s``: three pidfile reads. The
+    restarted switch reads its bridges and ports from its database and ``ovn-controller``
+    programs ``br-int`` again from the southbound database (the logical ports, their ACLs: no
+    flow of ours to put back)."""
+    with _lock:
+        if _chassis is None or not _local:
+            return False
+        dead = _chassis.dead()
+        if not dead:
+            return False
+        log.error(
+            "ovn: %s of chassis %s died; restarting it (its instances' ports forward nothing "
+            "until it is back)",
+            " and ".join(dead),
+            _chassis.name,
+            extra={"part": "ovn", "event": "chassis_died"},
+        )
+        _chassis.start()
+        log.warning("ovn: chassis %s is whole again", _chassis.name)
+        return True
 
 
 def unbind(device: str) -> None:

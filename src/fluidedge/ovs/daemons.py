@@ -100,7 +100,9 @@ def private(path: Path) -> Path:
 
 
 def alive(pidfile: Path) -> int | None:
-    """The pid in ``pidfile`` if that process is alive."""
+    """The pid in ``pidfile`` if that process is alive: a zombie is not (a daemon killed
+    under a parent that does not reap, such as a container's ``sleep`` as pid 1, stays one
+    for good, and ``kill(pid, 0)`` succeeds on it)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -111,7 +113,12 @@ def alive(pidfile: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None  # gone meanwhile
+    # the state follows the command name in parentheses, which may itself hold ") "
+    return None if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z" else pid
 
 
 class OvsDaemons:

@@ -11,6 +11,8 @@ purging the node stops its chassis and removes its directory.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -121,6 +123,19 @@ def test_an_instance_on_an_ovn_network_talks_to_another_host(
     )
     assert wait_until(fetch, timeout=20)
     assert fetched[0].stdout == "hello from a\n"
+
+    # The chassis' switch and ovn-controller killed: cut off until the check restarts them
+    # (the part runs it every switch_check_interval_s); then whole again, nothing to redo.
+    assert not ovn_networks.revive()
+    for pidfile in (chassis.ovs.vswitchd_pidfile, chassis.pidfile):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert wait_until(lambda: chassis.dead() == ["ovs-vswitchd", "ovn-controller"], timeout=10)
+    assert not fetch()
+    assert ovn_networks.revive()
+    assert chassis.dead() == []
+    assert wait_until(fetch, timeout=30)
+    assert fetched[0].stdout == "hello from a\n"
+    assert not ovn_networks.revive()
 
     # Deleting the instance deletes its logical port; purging stops the node's chassis.
     manager.delete_instance("a")

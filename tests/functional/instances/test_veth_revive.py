@@ -126,7 +126,8 @@ def test_an_ovs_ports_deleted_veth_is_made_again(
 ) -> None:
     """On an ``ovs`` network the switch's port is plugged again (its userspace datapath never
     notices a deleted device) under the same OpenFlow port number (the filters' and chains'
-    flows name it). ``ovs_ns`` first: the namespace outlives the manager's purge."""
+    flows name it), on either datapath (the VM tier runs the kernel's). ``ovs_ns`` first: the
+    namespace outlives the manager's purge."""
     manager = manager_factory(pool_scale=1)
     bridge = bridge_name("o")
     manager.create_network(NetworkSpec(name="ovsnet", bridge=bridge, driver="ovs", netns=ovs_ns))
@@ -149,6 +150,8 @@ def test_an_ovs_ports_deleted_veth_is_made_again(
     host = _host_end(manager, "a", "eth0")
     vsctl = Vsctl(ovs_bridges.switch(ovs_ns))
     ofport = vsctl.ofport(host)
+    # recorded when plugged: the kernel datapath's switch forgets it with the device
+    assert manager.get_instance("a").shell_ifaces[0].ofport == ofport
 
     in_netns(a, "ip", "link", "del", "eth0")
     assert _page(b, "198.18.40.2") == ""
