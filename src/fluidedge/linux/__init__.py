@@ -12,6 +12,7 @@ __all__ = [
     "libbpf",
     "libc",
     "links",
+    "linkstats",
     "netns",
     "packet",
     "proc",

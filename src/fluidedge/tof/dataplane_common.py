@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from fluidedge.linux.linkstats import LinkStatsReader
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.linux.packet import packet_socket
 from fluidedge.linux.proc import netns_argv, run
@@ -144,6 +145,11 @@ class DataPlaneBase:
         self._s1_tx: dict[int, socket.socket] = {}
         self._tun: int | None = None
         self._tun_ifindex: int | None = None
+        # What the kernel dropped at the apps TUN's queue (the loop read too slowly): the
+        # current TUN's tx_dropped as last read, and the earlier TUNs' (re-created ones)
+        self._tun_stats: LinkStatsReader | None = None
+        self._tun_dropped = 0
+        self._tun_dropped_before = 0
         # bumped whenever the fds the loop polls change (the TUN lost or re-created, ports
         # re-opened): the loop rebuilds its poller
         self._ports_gen = 0
@@ -179,10 +185,25 @@ class DataPlaneBase:
                 family = "-6" if ":" in pool else "-4"
                 self._run("ip", family, "route", "replace", pool, "dev", config.apps_tun)
             self._tun_ifindex = self._index_of(config.apps_tun)
+            if self._tun_stats is None:
+                self._tun_stats = LinkStatsReader(config.netns)
         except BaseException:
             os.close(fd)
             raise
+        self._tun_dropped_before += self._tun_dropped  # a new device counts from 0
+        self._tun_dropped = 0
         return fd
+
+    def _tun_drops(self) -> int:
+        """Packets the kernel dropped at the apps TUN's queue since the start: routed into it
+        (the apps' downlink) while the loop did not read it in time. The device's
+        ``tx_dropped`` (:mod:`fluidedge.linux.linkstats`), read now, plus the earlier TUNs'
+        as last read (a TUN deleted from outside takes its drops since then with it)."""
+        index, reader = self._tun_ifindex, self._tun_stats
+        if index is not None and reader is not None and self._tun is not None:
+            with contextlib.suppress(OSError):  # gone meanwhile: its last reading stands
+                self._tun_dropped = reader.read(index).tx_dropped
+        return self._tun_dropped_before + self._tun_dropped
 
     def _ifindex(self, name: str) -> int:
         """The ifindex of device ``name`` in ``[tof] netns`` (OSError: no such device)."""
@@ -330,6 +351,9 @@ class DataPlaneBase:
         if self._tun is not None:
             os.close(self._tun)  # a non-persistent TUN (and its routes) vanish with its fd
             self._tun = None
+        if self._tun_stats is not None:
+            self._tun_stats.close()
+            self._tun_stats = None
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
@@ -432,7 +456,7 @@ class DataPlaneBase:
 
     def _add_dataplane_state(self, stats: dict[str, object]) -> dict[str, object]:
         """Add the I/O counters and the thread's state (or why it died) to ``stats``."""
-        stats["io"] = dict(self.io)
+        stats["io"] = {**self.io, "rx_tun_dropped_apps": self._tun_drops()}
         alive = self._thread is not None and self._thread.is_alive()
         stats["dataplane"] = "running" if alive else (self.failure or "stopped")
         return stats
