@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fluidedge.core.client import ClientError
+from fluidedge.core.client import Client, ClientError
 from fluidedge.instances import runc
 from fluidedge.instances.timing import PHASES
 from fluidedge.linux.proc import run
@@ -256,14 +256,13 @@ def _page(pid: int, address: str) -> str:
     return run(argv, check=False).stdout
 
 
-def test_a_bridge_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle) -> None:
-    """``ip link del`` of the network's bridge: within ``switch_check_interval_s`` the bridge
-    is back with the instances' ports, and they reach each other again."""
-    client = inst_daemon.client()
+def _two_apps(client: Client, first: int) -> tuple[dict[str, Any], str]:
+    """The web template, apps app1 and app2 at 198.18.30.``first`` and the next address, app2
+    fetching app1's page; app2's view and that page's URL."""
     client.post("/v1/templates", WEB)
     _wait_pools(client)
     made = {}
-    for name, host in (("app1", 5), ("app2", 6)):
+    for name, host in (("app1", first), ("app2", first + 1)):
         made[name] = client.post(
             "/v1/instances",
             {
@@ -272,10 +271,18 @@ def test_a_bridge_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle)
                 "interfaces": {"eth0": {"addresses": [f"198.18.30.{host}/24"]}},
             },
         )
-    page = "http://198.18.30.5:8080/"
+    page = f"http://198.18.30.{first}:8080/"
     assert _page(made["app2"]["pid"], page) == "edge app app1\n"
+    return made["app2"], page
+
+
+def test_a_bridge_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle) -> None:
+    """``ip link del`` of the network's bridge: within ``switch_check_interval_s`` the bridge
+    is back with the instances' ports, and they reach each other again."""
+    client = inst_daemon.client()
+    app2, page = _two_apps(client, 5)
     run(["ip", "link", "del", BRIDGE])
-    assert wait_until(lambda: _page(made["app2"]["pid"], page) == "edge app app1\n", 15)
+    assert wait_until(lambda: _page(app2["pid"], page) == "edge app app1\n", 15)
     said = f"bridge {BRIDGE} was deleted from outside; created again"
     assert said in inst_daemon.log()
     client.close()
@@ -285,23 +292,10 @@ def test_a_veth_deleted_under_the_daemon_comes_back(inst_daemon: DaemonHandle) -
     """``ip link del`` of an instance's veth: within ``switch_check_interval_s`` it is made
     again with the instance's address, and its neighbour reaches it again."""
     client = inst_daemon.client()
-    client.post("/v1/templates", WEB)
-    _wait_pools(client)
-    made = {}
-    for name, host in (("app1", 7), ("app2", 8)):
-        made[name] = client.post(
-            "/v1/instances",
-            {
-                "name": name,
-                "template": "web",
-                "interfaces": {"eth0": {"addresses": [f"198.18.30.{host}/24"]}},
-            },
-        )
-    page = "http://198.18.30.7:8080/"
-    assert _page(made["app2"]["pid"], page) == "edge app app1\n"
+    app2, page = _two_apps(client, 7)
     host = client.get("/v1/instances/app1")["interfaces"][0]["host_ifname"]
     run(["ip", "link", "del", host])
-    assert wait_until(lambda: _page(made["app2"]["pid"], page) == "edge app app1\n", 15)
+    assert wait_until(lambda: _page(app2["pid"], page) == "edge app app1\n", 15)
     said = f"veth {host} (eth0 on network"
     assert said in inst_daemon.log()
     client.close()

@@ -41,6 +41,20 @@ def in_netns(pid: int, *argv: str, timeout: float = 10.0) -> subprocess.Complete
     )
 
 
+def web(network: str, *, pool: int) -> TemplateSpec:
+    """``web``: busybox httpd serving a page naming the instance, on ``network`` (eth0)."""
+    return TemplateSpec.model_validate(
+        {
+            "name": "web",
+            "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+            "files": {"www/index.html": "hello from {name}\n"},
+            "interfaces": [{"name": "eth0", "network": network}],
+            "readiness": {"kind": "tcp", "port": 8080},
+            "pool": {"size": pool},
+        }
+    )
+
+
 def two_leg_web(*, pool: int, isolated: bool = False) -> TemplateSpec:
     """``web2``: busybox httpd serving a page naming the instance, on networks ``left``
     (eth0) and ``right`` (eth1, a service function's isolated leg with ``isolated``)."""

@@ -14,7 +14,7 @@ import pytest
 
 from fluidedge.instances.errors import NotABridge
 from fluidedge.instances.manager import Manager
-from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.instances.network import bridge_mac, mac_for
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
@@ -23,24 +23,9 @@ from fluidedge.ovs.vsctl import Vsctl
 from tests.fixtures.ovs_datapath import DATAPATH
 from tests.fixtures.wait import wait_until
 
-from .conftest import ManagerFactory, bridge_name, in_netns
+from .conftest import ManagerFactory, bridge_name, in_netns, web
 
 pytestmark = pytest.mark.root
-
-
-def _web(manager: Manager, network: str, pool: int = 2) -> None:
-    manager.create_template(
-        TemplateSpec.model_validate(
-            {
-                "name": "web",
-                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
-                "files": {"www/index.html": "hello from {name}\n"},
-                "interfaces": [{"name": "eth0", "network": network}],
-                "readiness": {"kind": "tcp", "port": 8080},
-                "pool": {"size": pool},
-            }
-        )
-    )
 
 
 def _instance(manager: Manager, name: str, *addresses: str) -> int:
@@ -61,7 +46,7 @@ def _two_on(manager: Manager, network: str, bridge: str, netns: str, net24: str)
     """An ovs network ``network`` on ``bridge`` in ``netns``, the web template on it, and
     instances a and b at ``net24``.2 and .3 (their pids)."""
     manager.create_network(NetworkSpec(name=network, bridge=bridge, driver="ovs", netns=netns))
-    _web(manager, network)
+    manager.create_template(web(network, pool=2))
     assert manager.wait_pools(60)
     return _instance(manager, "a", f"{net24}.2/24"), _instance(manager, "b", f"{net24}.3/24")
 
@@ -100,7 +85,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
     assert oct(switch.root.stat().st_mode & 0o777) == "0o700"
     assert Vsctl(switch).run("get", "Bridge", bridge, "datapath_type").strip() == DATAPATH
     assert Vsctl(switch).run("get", "Bridge", bridge, "fail_mode").strip() == "secure"
-    _web(manager, "ovsnet")
+    manager.create_template(web("ovsnet", pool=2))
     assert manager.wait_pools(60)
     a = _instance(manager, "a", "198.18.30.2/24", "2001:db8:30::2/64")
     b = _instance(manager, "b", "198.18.30.3/24", "2001:db8:30::3/64")

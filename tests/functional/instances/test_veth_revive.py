@@ -15,7 +15,7 @@ import pytest
 
 from fluidedge.instances.linkwatch import list_links
 from fluidedge.instances.manager import Manager
-from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
+from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.instances.network import mac_for
 from fluidedge.linux import tc
 from fluidedge.linux.proc import run
@@ -23,7 +23,7 @@ from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
 from tests.fixtures.wait import wait_until
 
-from .conftest import ManagerFactory, bridge_name, in_netns, two_leg_web
+from .conftest import ManagerFactory, bridge_name, in_netns, two_leg_web, web
 
 pytestmark = pytest.mark.root
 
@@ -131,18 +131,7 @@ def test_an_ovs_ports_deleted_veth_is_made_again(
     manager = manager_factory(pool_scale=1)
     bridge = bridge_name("o")
     manager.create_network(NetworkSpec(name="ovsnet", bridge=bridge, driver="ovs", netns=ovs_ns))
-    manager.create_template(
-        TemplateSpec.model_validate(
-            {
-                "name": "web",
-                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
-                "files": {"www/index.html": "hello from {name}\n"},
-                "interfaces": [{"name": "eth0", "network": "ovsnet"}],
-                "readiness": {"kind": "tcp", "port": 8080},
-                "pool": {"size": 0},
-            }
-        )
-    )
+    manager.create_template(web("ovsnet", pool=0))
     a = _create(manager, "a", "web", "198.18.40.2/24")
     b = _create(manager, "b", "web", "198.18.40.3/24")
     assert wait_until(lambda: _page(b, "198.18.40.2") == "hello from a\n", 20)
