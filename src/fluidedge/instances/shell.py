@@ -421,6 +421,10 @@ class RuncShellIO:
                 finally:
                     nl.close()
             except OSError as exc:
+                # not left half made (plugged, not addressed): gone again, it is announced
+                # deleted and the next check tries once more
+                with contextlib.suppress(RuntimeFailure):
+                    network.unplug(spec.netns, iface.host_ifname)
                 raise RuntimeFailure(f"veth {iface.host_ifname}: {iface.name}: {exc}") from exc
             iface.ifindex = index
             return True
