@@ -43,7 +43,15 @@ from fluidedge.secgroups.nft import (
     render_full,
     render_removal,
 )
-from fluidedge.secgroups.nftcheck import Shape, changes, listed_shapes, shape_of, summary
+from fluidedge.secgroups.nftcheck import (
+    Shape,
+    changes,
+    digests_of,
+    parse_listing,
+    shape_of,
+    shapes_of,
+    summary,
+)
 from fluidedge.secgroups.verdict import admits_new, owner_of
 
 log = logging.getLogger(__name__)
@@ -131,6 +139,9 @@ class NftRenderer:
     _installed: dict[str, tuple[Table, Table] | None] = field(default_factory=dict)
     _prepared: set[str | None] = field(default_factory=set)
     _shapes: dict[str, tuple[Shape, ...]] = field(default_factory=dict)
+    # network -> its tables' content digests, learnt at the first check after an apply of
+    # ours that finds the shapes whole (see fluidedge.secgroups.nftcheck)
+    _digests: dict[str, dict[tuple[str, str], str | None]] = field(default_factory=dict)
     _applies: Applies = field(default_factory=Applies)
 
     def tags(self, program: FilterProgram, network: str) -> dict[str, int]:
@@ -179,9 +190,11 @@ class NftRenderer:
                 # what is installed is unknown now: the next apply replaces the tables whole
                 self._installed.pop(binding.network, None)
                 self._shapes.pop(binding.network, None)
+                self._digests.pop(binding.network, None)
                 raise
             self._installed[binding.network] = tables
             self._shapes[binding.network] = tuple(shape_of(t) for t in tables or ())
+            self._digests.pop(binding.network, None)  # learnt again at the next check
         return True
 
     def remove_network(self, binding: Binding) -> None:
@@ -189,6 +202,7 @@ class NftRenderer:
             self.nft.apply(binding.netns, render_removal(binding.network))
             self._installed.pop(binding.network, None)
             self._shapes.pop(binding.network, None)
+            self._digests.pop(binding.network, None)
         self._tags.pop(binding.network, None)
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
@@ -212,7 +226,8 @@ class NftRenderer:
         for netns, group in by_netns.items():
             before = {b.network: self._applies.seen(b.network) for b in group}
             wanted = {b.network: self._shapes.get(b.network, ()) for b in group}
-            listed = listed_shapes(self.nft.ruleset(netns))
+            objects = parse_listing(self.nft.ruleset(netns))
+            listed, digests = shapes_of(objects), digests_of(objects)
             knobs = self.nft.bridge_conntrack_on(netns)
             if not knobs:
                 self._prepared.discard(netns)
@@ -234,6 +249,8 @@ class NftRenderer:
                         )
                 if missing:
                     changed.insert(0, f"table {', '.join(missing)} removed from outside")
+                elif not changed:
+                    changed = self._contents_changed(network, tables, digests)
                 if changed:
                     lost[network] = "; ".join(changed) + "; its ports were not filtered as declared"
                 elif not knobs:
@@ -244,7 +261,27 @@ class NftRenderer:
                     continue
                 self._installed.pop(network, None)
                 self._shapes.pop(network, None)
+                self._digests.pop(network, None)
         return lost
+
+    def _contents_changed(
+        self,
+        network: str,
+        tables: tuple[Table, Table],
+        digests: dict[tuple[str, str], str],
+    ) -> list[str]:
+        """The tables whose rules or set elements differ from what the first check after our
+        apply found, their shapes whole (a rule replaced by another); learnt if unknown."""
+        now = {(t.family, t.name): digests.get((t.family, t.name)) for t in tables}
+        known = self._digests.get(network)
+        if known is None:
+            self._digests[network] = now
+            return []
+        return [
+            f"table {family} {name} changed from outside (a rule or a set's elements replaced)"
+            for (family, name), digest in now.items()
+            if known.get((family, name)) != digest
+        ]
 
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns

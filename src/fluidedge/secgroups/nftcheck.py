@@ -13,16 +13,25 @@ apply of ours determines and a listing reports unchanged:
 - its sets, by name, and whether each holds elements (their count is not compared: ``nft``
   merges and splits interval elements as it stores them).
 
-A rule replaced by a different one of the same count is not seen; neither is a counter, which
-our tables do not have. Pure: the listing is ``nft -j list ruleset`` (libnftables-json(5)).
+What a shape cannot see, a rule replaced by a different one (the count unchanged) or a set's
+elements replaced, its digest does (:func:`digests_of`): every rule's expressions in order and
+every set's elements, handles left out. Its digest is not known ahead (the kernel's listing of
+a rule is not the text we wrote), so the driver learns it from the first listing after an
+apply of ours in which the shape holds, and compares the later ones with it (a change keeping
+the shape between our apply and that listing is learnt as ours). Our tables hold
+no stateful expression (no counter, quota or dynamic set) whose listing would change on its
+own. Pure: the listing is ``nft -j list ruleset`` (libnftables-json(5)).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import TABLE_PREFIX, Table
@@ -60,10 +69,25 @@ def shape_of(table: Table) -> Shape:
     )
 
 
-def listed_shapes(listing: str) -> dict[tuple[str, str], Shape]:
-    """(family, name) -> shape of every table of ours in an ``nft -j list ruleset``."""
+def parse_listing(listing: str) -> list[dict[str, Any]]:
+    """The objects of an ``nft -j list ruleset``."""
     try:
         objects = json.loads(listing)["nftables"]
+        if not isinstance(objects, list):
+            raise TypeError(f"nftables is a {type(objects).__name__}")
+        return objects
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FilterFailure(f"nft check: the ruleset listing is not understood: {exc!r}") from exc
+
+
+def listed_shapes(listing: str) -> dict[tuple[str, str], Shape]:
+    """(family, name) -> shape of every table of ours in an ``nft -j list ruleset``."""
+    return shapes_of(parse_listing(listing))
+
+
+def shapes_of(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Shape]:
+    """:func:`listed_shapes` of a parsed listing."""
+    try:
         chains: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
         sets: dict[tuple[str, str], dict[str, bool]] = {}
         counts: dict[tuple[str, str, str], int] = {}
@@ -92,6 +116,33 @@ def listed_shapes(listing: str) -> dict[tuple[str, str], Shape]:
         filled = {name: (hook, counts.get((*key, name), 0)) for name, (hook, _) in by_name.items()}
         out[key] = Shape(chains=filled, sets=sets.get(key, {}))
     return out
+
+
+def digests_of(objects: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(family, name) -> digest of the rules (expressions, per chain, in order) and the sets'
+    elements of every table of ours in a parsed listing; what :class:`Shape` cannot see."""
+    parts: dict[tuple[str, str], list[object]] = {}
+    try:
+        for item in objects:
+            if "rule" in item:
+                r = item["rule"]
+                key, part = (r["family"], r["table"]), (r["chain"], r["expr"])
+            elif "set" in item:
+                st = item["set"]
+                key, part = (st["family"], st["table"]), (st["name"], st.get("elem", []))
+            else:
+                continue
+            if key[1].startswith(TABLE_PREFIX):
+                parts.setdefault(key, []).append(part)
+        # One encoding per table, in the listing's own key order (nft prints the same content
+        # the same way). marshal version 2 encodes structure only (no references between equal
+        # objects, which version 3 adds), three times faster than JSON; the digest is compared
+        # within the process that learnt it.
+        return {
+            key: hashlib.sha256(marshal.dumps(items, 2)).hexdigest() for key, items in parts.items()
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FilterFailure(f"nft check: the ruleset listing is not understood: {exc!r}") from exc
 
 
 def changes(want: Shape, have: Shape) -> list[str]:

@@ -111,6 +111,42 @@ def test_a_table_changed_from_outside_is_installed_again(
     assert lab.driver.heal() == {}
 
 
+def _first_rule_handle(lab: SgLab, chain: str) -> str:
+    """The handle of the first rule of our inet table's ``chain`` (``nft -a``: a rule's line
+    is indented twice and ends ``# handle N``)."""
+    listing = run("ip", "netns", "exec", lab.switch, "nft", "-a", "list", "chain", "inet", T, chain)
+    rules = [line for line in listing.stdout.splitlines() if line.startswith("\t\t")]
+    return rules[0].rsplit("# handle ", 1)[1].strip()
+
+
+@pytest.mark.parametrize("what", ["rule", "set"])
+def test_a_rule_or_set_replaced_with_the_same_shape_is_seen(lab: SgLab, what: str) -> None:
+    """Every chain keeps its number of rules, every set holds elements: only their content
+    tells. The first check after our apply learns it; a later one finds it changed and
+    installs the table whole. A rule replaced by ``accept`` opens the ports; the remote
+    group's member replaced by a stranger refuses the client its database (fails closed)."""
+    c, d = _pair(lab)
+    assert lab.driver.heal() == {}  # learns what the kernel lists of our tables
+    nft = ("ip", "netns", "exec", lab.switch, "nft")
+    if what == "rule":
+        handle = _first_rule_handle(lab, "net")
+        run(*nft, "replace", "rule", "inet", T, "net", "handle", handle, "accept")
+        assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) == "d"  # unfiltered now
+    else:
+        run(*nft, "flush", "set", "inet", T, "rg_client_21_4")
+        run(*nft, "add", "element", "inet", T, "rg_client_21_4", "{ 192.0.2.99 }")
+        assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) is False
+    lost = lab.driver.heal()
+    assert set(lost) == {"n"}
+    assert (
+        f"table inet {T} changed from outside (a rule or a set's elements replaced)" in (lost["n"])
+    )
+    assert c.call("tcp", dst=d.v4, port=80, timeout=TIMEOUT) is False
+    assert c.call("tcp", dst=d.v4, port=5432, timeout=TIMEOUT) == "d"
+    assert lab.driver.heal() == {}  # learns again
+    assert lab.driver.heal() == {}  # and holds
+
+
 def test_bridge_knobs_set_to_zero_are_set_back(lab: SgLab) -> None:
     c, d = _pair(lab)
     for knob in KNOBS:

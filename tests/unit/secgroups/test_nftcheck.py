@@ -11,7 +11,16 @@ import pytest
 
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Table
-from fluidedge.secgroups.nftcheck import Shape, changes, listed_shapes, shape_of, summary
+from fluidedge.secgroups.nftcheck import (
+    Shape,
+    changes,
+    digests_of,
+    listed_shapes,
+    parse_listing,
+    shape_of,
+    shapes_of,
+    summary,
+)
 
 TABLE = Table(
     family="inet",
@@ -147,3 +156,43 @@ def test_a_header_not_ours_is_refused() -> None:
 def test_summary_names_three_and_counts_the_rest() -> None:
     assert summary(["a", "b"]) == "a, b"
     assert summary(["a", "b", "c", "d", "e"]) == "a, b, c and 2 more"
+
+
+def _objects(listing: str) -> list[dict[str, Any]]:
+    return list(json.loads(listing)["nftables"])
+
+
+def _digest(objects: list[dict[str, Any]]) -> str:
+    return digests_of(objects)[("inet", "fesg_n")]
+
+
+def test_a_digest_sees_what_a_shape_does_not() -> None:
+    """A rule replaced (the count kept) or a set's element replaced changes the digest; the
+    kernel's handles (renumbered by a re-install) and other tables do not."""
+    objects = _objects(_listing())
+    base = _digest(objects)
+    assert set(digests_of(objects)) == {("inet", "fesg_n")}  # not the foreign table
+    renumbered = _objects(_listing())
+    for item in renumbered:
+        for body in item.values():
+            if isinstance(body, dict) and "handle" in body:
+                body["handle"] += 100
+    assert _digest(renumbered) == base
+    replaced = _objects(_listing())
+    rules = [i["rule"] for i in replaced if "rule" in i and i["rule"]["table"] == "fesg_n"]
+    rules[-1]["expr"] = [{"accept": None}]
+    assert shapes_of(replaced) == shapes_of(objects)  # the shape cannot tell
+    assert _digest(replaced) != base
+    member = _objects(_listing())
+    for item in member:
+        if "set" in item and item["set"]["name"] == "rg_a_4":
+            item["set"]["elem"] = ["192.0.2.99"]
+    assert shapes_of(member) == shapes_of(objects)
+    assert _digest(member) != base
+
+
+def test_a_listing_that_is_not_a_list_of_objects_is_a_filter_failure() -> None:
+    with pytest.raises(FilterFailure, match="not understood"):
+        parse_listing('{"nftables": {"table": 1}}')
+    with pytest.raises(FilterFailure, match="not understood"):
+        digests_of([{"rule": {"family": "inet"}}])
