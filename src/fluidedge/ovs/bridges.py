@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovs import tool
 from fluidedge.ovs.daemons import (
@@ -216,6 +217,16 @@ def revive() -> list[str | None]:
         with _lock:
             if _kept.get(key) is not daemons:
                 continue  # its last bridge went meanwhile
+            if daemons.netns is not None and not netns_mod.exists(daemons.netns):
+                # Its namespace was deleted (its networks with it): nothing to restart there,
+                # and a namespace made later under that name is another one.
+                del _kept[key]
+                _pending.discard(key)
+                log.warning(
+                    "ovs: the switch of namespace %s: the namespace is gone; switch forgotten",
+                    daemons.netns,
+                )
+                continue
             if db is None or vswitchd is None:
                 _restart(daemons, db, vswitchd)
                 _pending.add(key)

@@ -76,7 +76,10 @@ def two_leg_web(*, pool: int, isolated: bool = False) -> TemplateSpec:
 @pytest.fixture
 def ovs_ns() -> Iterator[str]:
     """A namespace of its own for the test's switch: the userspace datapath allows one switch
-    per namespace on the host, and other test runs may use the host namespace's."""
+    per namespace on the host, and other test runs may use the host namespace's. Ask for it
+    before ``manager_factory``: it is then deleted after the managers' purge, which deletes
+    their bridges there (otherwise the switch is left registered, and the next test's
+    namespace of the same name would get it restarted)."""
     ns = f"fbo{os.getpid() % 100000}"
     netns_mod.create(ns)
     try:

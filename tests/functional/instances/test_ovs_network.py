@@ -66,7 +66,7 @@ def _fetch(pid: int, target: str) -> str:
 
 
 def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
-    manager_factory: ManagerFactory, ovs_ns: str
+    ovs_ns: str, manager_factory: ManagerFactory
 ) -> None:
     manager = manager_factory(pool_scale=1)
     bridge = bridge_name("o")
@@ -140,7 +140,7 @@ def test_instances_on_an_ovs_network_talk_and_teardown_is_clean(
 
 
 def test_an_interface_that_is_not_our_bridge_is_not_adopted(
-    manager_factory: ManagerFactory, ovs_ns: str
+    ovs_ns: str, manager_factory: ManagerFactory
 ) -> None:
     manager = manager_factory(pool_scale=0)
     name = bridge_name("x")
@@ -151,7 +151,7 @@ def test_an_interface_that_is_not_our_bridge_is_not_adopted(
 
 
 def test_restart_adopts_the_running_switch_and_its_ports(
-    manager_factory: ManagerFactory, ovs_ns: str
+    ovs_ns: str, manager_factory: ManagerFactory
 ) -> None:
     """A daemon restart (stop + a new manager on the same state) keeps the switch: same pids,
     same ports, traffic still flows; nothing is started twice."""
@@ -176,7 +176,7 @@ def test_restart_adopts_the_running_switch_and_its_ports(
 
 
 def test_a_network_created_on_a_dead_switch_restores_its_other_bridges(
-    manager_factory: ManagerFactory, ovs_ns: str
+    ovs_ns: str, manager_factory: ManagerFactory
 ) -> None:
     """The switch of a namespace died; the next network created there restarts it, which
     brings back its bridges without flows (``fail_mode=secure``: they drop everything). The
