@@ -16,6 +16,7 @@ from fluidedge.instances.errors import NotABridge
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.instances.network import bridge_mac, mac_for
+from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
@@ -196,3 +197,33 @@ def test_a_network_created_on_a_dead_switch_restores_its_other_bridges(
     )
     assert Ofctl(switch, first).dump()  # the first bridge has its flow again
     assert _fetch(a, "198.18.40.3") == "hello from b\n"
+
+
+def test_a_dead_switch_whose_namespace_went_is_forgotten(
+    manager_factory: ManagerFactory,
+) -> None:
+    """A namespace deleted under an ovs network takes the switch's bridges with it: the check
+    forgets the dead switch instead of restarting it (in a namespace made later under that
+    name, which is another one)."""
+    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
+    ns = f"fbq{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        manager.create_network(
+            NetworkSpec(name="gone", bridge=bridge_name("g"), driver="ovs", netns=ns)
+        )
+        switch = ovs_bridges.switch(ns)
+        for pid in switch.pids():
+            assert pid is not None
+            os.kill(pid, 9)
+        assert wait_until(lambda: switch.pids() == (None, None), 10)
+    finally:
+        netns_mod.delete(ns)
+    assert ovs_bridges.revive() == []
+    assert switch.pids() == (None, None)  # not restarted
+    netns_mod.create(ns)  # the same name again: not the switch's namespace
+    try:
+        assert ovs_bridges.revive() == []
+        assert switch.pids() == (None, None)
+    finally:
+        netns_mod.delete(ns)
