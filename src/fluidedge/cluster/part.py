@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import APIRouter
@@ -70,6 +70,7 @@ from fluidedge.tenants.models import Usage
 
 # The key a site object (template, network) of a tenant's names its tenant under.
 TENANT_FIELD = "fluidedge_tenant"
+_T = TypeVar("_T")
 
 # The instance manager's refusal for lack of room, as the error header names it (its class).
 ADMISSION_REFUSED = "AdmissionRefused"
@@ -258,6 +259,15 @@ class ClusterPart:
         tenants = self._tenants()
         if tenants is not None:
             self._publish("tenants", name, tenants.site_view(name))
+
+    def change_shared(self, name: str, change: Callable[[], _T]) -> _T:
+        """``change`` to tenant ``name`` and its publication, under the lock a pass holds:
+        a pass never applies a version of the site read before the change (see
+        :meth:`fluidedge.tenants.service.TenantSite.change_shared`)."""
+        with self._site_lock:
+            out = change()
+            self.tenant_changed(name)
+            return out
 
     def owned_elsewhere(self, name: str) -> list[str]:
         """Instances tenant ``name`` owns on the other live nodes (their records): a tenant is

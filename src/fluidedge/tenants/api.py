@@ -110,8 +110,8 @@ def build_router(context: DaemonContext) -> APIRouter:
     )
     def create_tenant(spec: TenantCreate) -> TenantView:
         svc = service()
-        record = svc.create(spec)
-        svc.site.tenant_changed(spec.name)  # a node of a site: every node gets it
+        # a node of a site: every node gets it
+        record = svc.site.change_shared(spec.name, lambda: svc.create(spec))
         return tenant_view(svc, record)
 
     @router.get(
@@ -127,8 +127,7 @@ def build_router(context: DaemonContext) -> APIRouter:
     def update_tenant(name: str, change: TenantUpdate) -> TenantView:
         """Change the description or the quota (a lower quota refuses new instances only)."""
         svc = service()
-        record = svc.update(name, change)
-        svc.site.tenant_changed(name)
+        record = svc.site.change_shared(name, lambda: svc.update(name, change))
         return tenant_view(svc, record)
 
     @router.delete(
@@ -163,8 +162,8 @@ def build_router(context: DaemonContext) -> APIRouter:
     def create_token(name: str, request: Request, spec: TokenCreate | None = None) -> TokenCreated:
         """A new token for tenant ``name``: the answer is the only place it is ever shown."""
         svc = service()
-        created = svc.create_token(name, (spec or TokenCreate()).description)
-        svc.site.tenant_changed(name)
+        description = (spec or TokenCreate()).description
+        created = svc.site.change_shared(name, lambda: svc.create_token(name, description))
         _audit(request, token_id=created.id)
         return created
 
@@ -179,8 +178,7 @@ def build_router(context: DaemonContext) -> APIRouter:
         """Revoke a token: requests bearing it are refused (401) from now on."""
         _audit(request, token_id=token_id[:12])
         svc = service()
-        svc.delete_token(name, token_id)
-        svc.site.tenant_changed(name)
+        svc.site.change_shared(name, lambda: svc.delete_token(name, token_id))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

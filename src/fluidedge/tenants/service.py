@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fluidedge.core.store import Store
 from fluidedge.tenants import tokens
@@ -29,6 +29,7 @@ from fluidedge.tenants.models import (
 from fluidedge.tenants.persist import Tables
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_T = TypeVar("_T")
 
 
 class TenantSite(Protocol):
@@ -37,6 +38,12 @@ class TenantSite(Protocol):
 
     def tenant_changed(self, name: str) -> None:
         """Tenant ``name`` or its tokens changed here: every node gets the new version."""
+
+    def change_shared(self, name: str, change: Callable[[], _T]) -> _T:
+        """Make ``change`` to tenant ``name`` here and give the site its new version, as one
+        step against the site's pass: a pass that read the site before the change must not
+        apply that older version after it (a token just created would be revoked here, and
+        then published without it: lost for good; one just revoked would come back)."""
 
     def delete_shared(self, kind: str, name: str, delete: Callable[[], None]) -> None:
         """The admin deletes tenant ``name`` (``kind`` ``tenants``): here and from the site."""
@@ -51,6 +58,10 @@ class OneNode:
 
     def tenant_changed(self, name: str) -> None:
         del name
+
+    def change_shared(self, name: str, change: Callable[[], _T]) -> _T:
+        del name
+        return change()
 
     def owned_elsewhere(self, name: str) -> list[str]:
         del name

@@ -74,8 +74,10 @@ def test_a_tenant_may_not_make_routers(nodes: OvnNodes) -> None:
     try:
         token = ca.post("/v1/tenants/acme/tokens", {"description": "t"})["token"]
         tenant = Client(ca.url, token)
-        body = {"name": "r3", "interfaces": [{"network": "x", "address": "10.0.0.1/24"}]}
-        assert status_of(lambda: tenant.post("/v1/routers", body)) == 403
-        tenant.close()
+        try:
+            body = {"name": "r3", "interfaces": [{"network": "x", "address": "10.0.0.1/24"}]}
+            assert status_of(lambda: tenant.post("/v1/routers", body)) == 403
+        finally:
+            tenant.close()
     finally:
         ca.delete("/v1/tenants/acme")

@@ -4,7 +4,9 @@ scoping rules every tenant-scoped route applies."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from pydantic import ValidationError
@@ -167,6 +169,9 @@ def test_the_admins_owner_name_is_not_a_tenant_name() -> None:
     assert TenantCreate(name="defaults").name == "defaults"
 
 
+_T = TypeVar("_T")
+
+
 class RecordingSite:
     """A site that records what the service shares, and owns instances elsewhere."""
 
@@ -176,6 +181,11 @@ class RecordingSite:
 
     def tenant_changed(self, name: str) -> None:
         self.changed.append(name)
+
+    def change_shared(self, name: str, change: Callable[[], _T]) -> _T:
+        out = change()
+        self.tenant_changed(name)
+        return out
 
     def delete_shared(self, kind: str, name: str, delete: object) -> None:
         raise AssertionError("the routes call this, not the service")
