@@ -230,7 +230,7 @@ def _runc_containers(runc_root: Path) -> list[dict[str, Any]]:
 def _still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
     """The pids still running (not zombies) after ``timeout``: a SIGKILLed ``runc init``
     stays a zombie until init reaps it, which is not a leftover."""
-    from fluidedge.instances.runc import process_running
+    from fluidedge.linux.procfs import process_running
 
     deadline = time.monotonic() + timeout
     while True:

@@ -45,8 +45,8 @@ from pathlib import Path
 from fluidedge.instances.bundle import LAUNCHER_IN_ROOT, launcher_argv
 from fluidedge.instances.errors import LauncherGone, RuntimeFailure
 from fluidedge.instances.models import MAX_ARGS, MAX_ASSIGNMENT_BYTES, MAX_ENV
-from fluidedge.instances.runc import process_running
 from fluidedge.linux.proc import CommandError, run
+from fluidedge.linux.procfs import process_running
 
 GO_FIFO = "go"  # in the shell's assignment directory, seen as /.fe/go inside
 # The launcher's report back: it opens /.fe/started for writing (close-on-exec) after the go

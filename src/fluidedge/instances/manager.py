@@ -83,6 +83,7 @@ from fluidedge.instances.shellwatch import ShellWatch
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
 from fluidedge.instances.veths import VethLooker
 from fluidedge.instances.writer import Writer
+from fluidedge.linux import procfs
 from fluidedge.ovs import bridges as ovs_bridges
 
 __all__ = [
@@ -462,7 +463,7 @@ class Manager:
                 self.capacity,
             )
         start_failure(b"")
-        runc.process_running(os.getpid())
+        procfs.process_running(os.getpid())
         timer.mark("accept")
         inst = Instance(
             name=request.name,

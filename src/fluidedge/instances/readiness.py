@@ -28,11 +28,11 @@ import select
 import time
 from pathlib import Path
 
-from fluidedge.instances import runc
 from fluidedge.instances.errors import ReadinessTimeout, WorkloadFailed
 from fluidedge.instances.launcher import START_FAILED, still_untokened_launcher
 from fluidedge.instances.models import Readiness
 from fluidedge.instances.sockdiag import ListenProbe
+from fluidedge.linux import procfs
 
 # How often a blocked wait re-checks that the process still lives (a launcher killed before
 # it opened its end of the FIFO never closes it).
@@ -114,7 +114,7 @@ class StartWatch:
                     if why is not None:
                         raise WorkloadFailed(f"instance {name}: workload exited at start: {why}")
                     return
-            elif not runc.process_running(pid):
+            elif not procfs.process_running(pid):
                 # It may have written its report and exited after this poll looked: read
                 # what the FIFO holds before saying it died without a word.
                 why = start_failure(report + self._drain())
@@ -186,7 +186,7 @@ def _wait_ready(  # noqa: PLR0917 (the one caller above)
     # slow workload does not keep a core busy.
     delay = 0.00005
     while True:
-        if not runc.process_running(pid):
+        if not procfs.process_running(pid):
             raise WorkloadFailed(f"instance {name}: workload exited before it was ready")
         if check.kind == "started" or watch is None:
             started = not still_untokened_launcher(pid)  # an older shell: no started FIFO

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fluidedge.instances import runc
 from fluidedge.instances.models import InstanceView, InterfaceState, Resources, Timing
 from fluidedge.instances.nl import NetlinkSocket
+from fluidedge.linux import procfs
 
 
 @dataclass
@@ -152,7 +152,7 @@ class Instance:
         have ended on its own ("exited"; DELETE still cleans up)."""
         state = self.state
         if state in ("running", "paused") and (
-            self.pid is None or not runc.process_running(self.pid)
+            self.pid is None or not procfs.process_running(self.pid)
         ):
             return "exited"
         return state

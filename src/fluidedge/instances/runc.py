@@ -32,6 +32,7 @@ from typing import Any
 
 from fluidedge.instances import cgroups
 from fluidedge.instances.errors import RuntimeFailure
+from fluidedge.linux import procfs
 
 # How long a freeze or thaw waits for the kernel to settle (re-exported for the manager's API).
 FREEZER_TIMEOUT = cgroups.FREEZER_TIMEOUT
@@ -51,32 +52,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def process_running(pid: int) -> bool:
-    """True if ``pid`` exists and is neither a zombie nor dead.
-
-    One ``os.read`` of the bytes (every instance view calls this: a text-mode ``open`` costs
-    three times as much in Python objects)."""
-    stat = _proc_bytes(pid, "stat", 4096)
-    if stat is None:
-        return False
-    state = stat.rpartition(b")")[2].split()[:1]
-    return bool(state) and state[0] not in (b"Z", b"X")
-
-
-def _proc_bytes(pid: int, name: str, size: int) -> bytes | None:
-    """One ``os.read`` of ``/proc/<pid>/<name>`` (None when it cannot be read)."""
-    try:
-        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 RUNTIMES = ("runc", "crun")
@@ -334,7 +309,7 @@ def runtime_init(pid: int, runtime: str) -> bool:
     """True while ``pid`` is still the runtime's init (or is gone): runc's names itself
     ``runc:[2:INIT]`` (its ``/proc/<pid>/exe`` reads ``/`` on Debian 12's runc, so only the
     name tells), crun's runs the crun binary. Both change at the exec."""
-    comm = _proc_bytes(pid, "comm", 64)
+    comm = procfs.proc_bytes(pid, "comm", 64)
     if comm is None:
         return True
     return comm.startswith(b"runc:[") or runtime in (exe_of(pid) or runtime)
@@ -344,7 +319,7 @@ def _wait_exec(container_id: str, pid: int, runtime: str, deadline: float) -> No
     """Wait until ``pid`` is no longer the runtime's init (it exec'd the shell's process);
     one read of its name (and its ``exe``) when it already has."""
     while runtime_init(pid, runtime):
-        if not process_running(pid):  # a zombie has neither
+        if not procfs.process_running(pid):  # a zombie has neither
             raise RuntimeFailure(f"start {container_id}: shell process {pid} is gone")
         if time.monotonic() > deadline:
             raise RuntimeFailure(f"start {container_id}: {runtime} init did not exec in time")

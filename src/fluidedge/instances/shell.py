@@ -56,6 +56,7 @@ from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.instances.private import empty_dir, private_dir, write_private
 from fluidedge.instances.readiness import StartWatch, wait_ready
 from fluidedge.instances.records import Shell, ShellIface
+from fluidedge.linux import procfs
 
 # The memory limit a shell is created with when its template's is lower. ``runc init`` (a Go
 # program of several MiB) runs inside the container's cgroup until it execs the launcher, and
@@ -458,11 +459,11 @@ class RuncShellIO:
             self.cgroups.set_cpu_weight(container_id, cpus)
 
     def alive(self, shell: Shell) -> bool:
-        return runc.process_running(shell.pid)
+        return procfs.process_running(shell.pid)
 
     def exit_fd(self, shell: Shell) -> int | None:
         fd = os.pidfd_open(shell.pid)
-        if not runc.process_running(shell.pid):  # a zombie has a pidfd, already readable
+        if not procfs.process_running(shell.pid):  # a zombie has a pidfd, already readable
             os.close(fd)
             raise ProcessLookupError(f"launcher {shell.pid} has exited")
         return fd

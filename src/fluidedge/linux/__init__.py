@@ -16,6 +16,7 @@ __all__ = [
     "netns",
     "packet",
     "proc",
+    "procfs",
     "sockbuf",
     "tc",
 ]

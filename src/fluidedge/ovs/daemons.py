@@ -30,6 +30,7 @@ import signal
 import time
 from pathlib import Path
 
+from fluidedge.linux import procfs
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovs import tool
 from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
@@ -107,18 +108,7 @@ def alive(pidfile: Path) -> int | None:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None  # gone meanwhile
-    # the state follows the command name in parentheses, which may itself hold ") "
-    return None if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z" else pid
+    return pid if procfs.process_running(pid) else None
 
 
 class OvsDaemons:

@@ -20,6 +20,7 @@ from fluidedge.instances.models import InstanceRequest
 from fluidedge.instances.scoping import Scoped
 from fluidedge.instances.shell import INIT_MEMORY_MB
 from fluidedge.instances.timing import PHASES
+from fluidedge.linux import procfs
 from fluidedge.tenants.scope import ADMIN
 from tests.fixtures.wait import wait_until
 
@@ -124,7 +125,7 @@ def test_a_pooled_shell_killed_while_it_waits_never_fails_a_request(
         assert manager.wait_pools(60)
         victim = manager.pools["idle"].ready[0]
         os.kill(victim.pid, signal.SIGKILL)
-        assert wait_until(lambda v=victim: not runc.process_running(v.pid), timeout=10)  # type: ignore[misc]
+        assert wait_until(lambda v=victim: not procfs.process_running(v.pid), timeout=10)  # type: ignore[misc]
         view = manager.create_instance(InstanceRequest(name=name, template="idle"))
         assert view.state == "running"
         assert view.id != victim.id
@@ -218,7 +219,7 @@ def test_cgroup_mode_reported_and_paused_delete_kills_everything(
     manager.delete_instance("fam")
     assert manager.cgroups.leftover(view.id) == []
     assert view.id not in _containers(manager)
-    assert not any(runc.process_running(pid) for pid in pids)
+    assert not any(procfs.process_running(pid) for pid in pids)
 
 
 def test_workload_that_ends_shows_exited_and_deletes_cleanly(

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from fluidedge.core.store import Store
-from fluidedge.instances import runc
 from fluidedge.instances.launcher import LAUNCHER_ARG, file_id, launcher_waiting
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest
+from fluidedge.linux import procfs
 from tests.fixtures.wait import wait_until
 
 from .conftest import ManagerFactory
@@ -65,7 +65,7 @@ def test_a_workload_imitating_the_launcher_is_not_adopted_as_one(
         for name, pid in pids.items():
             view = again.get_instance(name).view()
             assert (view.state, view.pid) == ("running", pid)
-            assert runc.process_running(pid)
+            assert procfs.process_running(pid)
         assert {s.id for p in again.pools.values() for s in p.ready} == set(pooled)
         assert not again.orphans
         # a re-adopted shell still serves a request (its launcher got the go signal)

@@ -7,13 +7,10 @@ import errno
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from tests.fixtures.wait import scaled
 
-from fluidedge.instances import runc
 from fluidedge.instances.errors import ReadinessTimeout, WorkloadFailed
 from fluidedge.instances.models import Readiness
 from fluidedge.instances.readiness import StartWatch, start_failure, wait_ready
@@ -109,17 +106,3 @@ def test_none_waits_for_nothing(tmp_path: Path) -> None:
     watch, _ = _watch(tmp_path)
     wait_ready(Readiness(kind="none"), 1, "a", watch)  # no writer ever: still returns
     assert watch.fd == -1
-
-
-def test_process_running_tells_live_from_zombie_and_gone() -> None:
-    """The liveness check readiness and the instance view rely on (one read of the bytes of
-    ``/proc/<pid>/stat``)."""
-    assert runc.process_running(os.getpid())
-    child = subprocess.Popen(["true"])  # exits at once; not reaped yet: a zombie
-    deadline = time.monotonic() + scaled(10)
-    while runc.process_running(child.pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert Path(f"/proc/{child.pid}").exists()  # still there, as a zombie
-    assert not runc.process_running(child.pid)
-    child.wait()
-    assert not runc.process_running(4_194_305)  # above any pid_max: no such process
