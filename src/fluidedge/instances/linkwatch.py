@@ -32,20 +32,21 @@ import struct
 from collections.abc import Iterator
 
 from fluidedge.instances.errors import RuntimeFailure
-from fluidedge.instances.nl import (
-    IFINFO,
-    IFLA_IFNAME,
+from fluidedge.instances.nl import IFINFO, IFLA_IFNAME, RTM_GETLINK, RTM_NEWLINK
+from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.netlink import (
     NLM_F_DUMP,
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
-    NLMSG_HDR,
-    RTM_GETLINK,
-    RTM_NEWLINK,
+    Frame,
+    NetlinkDecodeError,
+    attr,
+    error_code,
+    find_attribute,
+    frames,
     nlmsg,
-    rtattr,
 )
-from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.sockbuf import size_buffers
 
 __all__ = [
@@ -63,7 +64,6 @@ RTM_DELLINK = 17
 RTMGRP_LINK = 0x1
 IFLA_EXT_MASK = 29
 RTEXT_FILTER_SKIP_STATS = 1 << 3
-_RTATTR = struct.Struct("=HH")
 QUEUE_BYTES = 8 * 1024 * 1024
 
 
@@ -94,55 +94,37 @@ def dumped_links(data: bytes) -> tuple[list[str], bool]:
 def encode_dump(seq: int) -> bytes:
     """``RTM_GETLINK`` of every link, without their statistics (``IFLA_EXT_MASK``)."""
     body = IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-    body += rtattr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+    body += attr(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
     return nlmsg(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def _links(data: bytes) -> Iterator[tuple[int, str | None]]:
     """(message type, ``IFLA_IFNAME`` for a link message) of each message in ``data``."""
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > len(data):
-            raise LinkWatchDecodeError(
-                f"netlink message at offset {offset}: length {length} does not fit "
-                f"the {len(data) - offset} bytes left"
-            )
-        if kind in {RTM_NEWLINK, RTM_DELLINK}:
-            yield kind, _ifname(data, offset + NLMSG_HDR.size, offset + length)
-        elif kind == NLMSG_ERROR:
-            if length < NLMSG_HDR.size + 4:
-                raise LinkWatchDecodeError(f"NLMSG_ERROR at offset {offset}: no error code")
-            (code,) = struct.unpack_from("=i", data, offset + NLMSG_HDR.size)
-            if code:
-                raise LinkWatchDecodeError(
-                    f"NLMSG_ERROR at offset {offset}: {os.strerror(-code)} ({-code})"
-                )
-        else:
-            yield kind, None
-        offset += (length + 3) & ~3
-    if offset < len(data):
+    try:
+        for frame in frames(data):
+            if frame.kind in {RTM_NEWLINK, RTM_DELLINK}:
+                yield frame.kind, _ifname(data, frame)
+            elif frame.kind == NLMSG_ERROR:
+                code = error_code(data, frame)
+                if code:
+                    raise LinkWatchDecodeError(
+                        f"NLMSG_ERROR at offset {frame.offset}: {os.strerror(code)} ({code})"
+                    )
+            else:
+                yield frame.kind, None
+    except NetlinkDecodeError as exc:
+        raise LinkWatchDecodeError(str(exc)) from exc
+
+
+def _ifname(data: bytes, frame: Frame) -> str | None:
+    """``IFLA_IFNAME`` of the link message ``frame`` (None without one)."""
+    start = frame.body + IFINFO.size
+    if start > frame.end:
         raise LinkWatchDecodeError(
-            f"netlink data: {len(data) - offset} trailing byte(s) at offset {offset}"
+            f"link message at offset {frame.offset}: shorter than its ifinfomsg"
         )
-
-
-def _ifname(data: bytes, start: int, end: int) -> str | None:
-    """``IFLA_IFNAME`` of the ``ifinfomsg`` spanning ``data[start:end]`` (None without one)."""
-    offset = start + IFINFO.size
-    if offset > end:
-        raise LinkWatchDecodeError(f"link message at offset {start}: shorter than its ifinfomsg")
-    while offset + _RTATTR.size <= end:
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < _RTATTR.size or offset + length > end:
-            raise LinkWatchDecodeError(
-                f"link attribute at offset {offset}: length {length} does not fit"
-            )
-        if kind == IFLA_IFNAME:
-            raw = data[offset + _RTATTR.size : offset + length]
-            return raw.split(b"\0", 1)[0].decode("ascii", "replace")
-        offset += (length + 3) & ~3
-    return None
+    raw = find_attribute(data, start, frame.end, IFLA_IFNAME)
+    return None if raw is None else raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 def list_links(netns: str | None, timeout: float = 10.0) -> set[str] | None:

@@ -20,13 +20,8 @@ import socket
 import struct
 import threading
 
-from fluidedge.instances.nl import (
-    NLM_F_ACK,
-    NLM_F_REQUEST,
-    NetlinkSocket,
-    decode_reply,
-    nlmsg,
-)
+from fluidedge.instances.nl import NetlinkSocket, decode_reply
+from fluidedge.linux.netlink import NLM_F_ACK, NLM_F_REQUEST, NetlinkDecodeError, attr, nlmsg
 from fluidedge.linux.netns import call_in_netns_at
 
 RTM_DELNEIGH = 29
@@ -38,10 +33,7 @@ def encode_del_neigh(seq: int, ifindex: int, address: str) -> bytes:
     """RTM_DELNEIGH for ``address`` on link ``ifindex`` (rtnetlink(7), struct ndmsg)."""
     ip = ipaddress.ip_address(address)
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-    attr_len = 4 + len(ip.packed)
-    attr = struct.pack("=HH", attr_len, NDA_DST) + ip.packed
-    attr += b"\0" * (((attr_len + 3) & ~3) - attr_len)
-    body = _NDMSG.pack(family, 0, 0, ifindex, 0, 0, 0) + attr
+    body = _NDMSG.pack(family, 0, 0, ifindex, 0, 0, 0) + attr(NDA_DST, ip.packed)
     return nlmsg(RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
@@ -97,11 +89,13 @@ class NeighbourFlusher:
         seq = self._seq
         sock.send(encode_del_neigh(seq, index, address))
         while True:
-            data = sock.recv(65536)
             try:
-                code, _ = decode_reply(data, seq)
-            except ValueError:
+                reply = decode_reply(sock.recv(65536), seq)
+            except NetlinkDecodeError as exc:
+                raise OSError(errno.EBADMSG, f"RTM_DELNEIGH {address}: {exc}") from exc
+            if reply is None:
                 continue
+            code, _ = reply
             if code in (errno.ENOENT, errno.ESRCH):
                 return False
             if code:

@@ -19,19 +19,24 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from fluidedge.linux.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NetlinkDecodeError,
+    attr,
+    error_code,
+    frames,
+    nlmsg,
+)
 from fluidedge.linux.netns import call_in_netns_at
 
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_F_NODAD = 0x02
@@ -43,7 +48,6 @@ RTPROT_STATIC = 4
 RTN_UNICAST = 1
 IFF_UP = 0x1
 
-NLMSG_HDR = struct.Struct("=IHHII")
 _IFADDR = struct.Struct("=BBBBI")
 IFINFO = struct.Struct("=BxHiII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -55,15 +59,6 @@ class NetlinkError(OSError):
     """The kernel answered a request with an error."""
 
 
-def rtattr(kind: int, data: bytes) -> bytes:
-    length = 4 + len(data)
-    return struct.pack("=HH", length, kind) + data + b"\0" * ((4 - length % 4) % 4)
-
-
-def nlmsg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, flags, seq, 0) + body
-
-
 def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
     """RTM_NEWADDR for ``address`` (``ip/prefix``) on ``ifindex`` (IPv6: no DAD wait)."""
     iface = ipaddress.ip_interface(address)
@@ -71,7 +66,7 @@ def encode_add_address(seq: int, ifindex: int, address: str) -> bytes:
     flags = IFA_F_NODAD if iface.version == 6 else 0
     packed = iface.ip.packed
     body = _IFADDR.pack(family, iface.network.prefixlen, flags, 0, ifindex)
-    body += rtattr(IFA_LOCAL, packed) + rtattr(IFA_ADDRESS, packed)
+    body += attr(IFA_LOCAL, packed) + attr(IFA_ADDRESS, packed)
     return nlmsg(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
@@ -80,7 +75,7 @@ def encode_default_route(seq: int, ifindex: int, gateway: str) -> bytes:
     gw = ipaddress.ip_address(gateway)
     family = socket.AF_INET if gw.version == 4 else socket.AF_INET6
     body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, RTN_UNICAST, 0)
-    body += rtattr(RTA_GATEWAY, gw.packed) + rtattr(RTA_OIF, struct.pack("=I", ifindex))
+    body += attr(RTA_GATEWAY, gw.packed) + attr(RTA_OIF, struct.pack("=I", ifindex))
     return nlmsg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
@@ -90,32 +85,28 @@ def encode_link_up(seq: int, ifindex: int) -> bytes:
 
 
 def encode_get_link(seq: int, ifname: str) -> bytes:
-    body = IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + rtattr(IFLA_IFNAME, ifname.encode() + b"\0")
+    body = IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_IFNAME, ifname.encode() + b"\0")
     return nlmsg(RTM_GETLINK, NLM_F_REQUEST, seq, body)
 
 
-def decode_reply(data: bytes, seq: int) -> tuple[int, int | None]:
-    """Return ``(errno, ifindex)`` of the reply to ``seq`` in ``data``.
+def decode_reply(data: bytes, seq: int) -> tuple[int, int | None] | None:
+    """``(errno, ifindex)`` of the reply to ``seq`` in ``data`` (one receive); None when
+    ``data`` holds none (an earlier request's answer).
 
     ``errno`` is 0 for an ack or a link message; ``ifindex`` is set for RTM_NEWLINK replies.
-    Raises :class:`ValueError` when ``data`` holds no reply to ``seq``.
+    Raises :class:`~fluidedge.linux.netlink.NetlinkDecodeError` naming the offset of what is
+    not well-framed.
     """
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size:
-            break
-        if msg_seq == seq:
-            if kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + NLMSG_HDR.size)
-                return -code, None
-            if kind == RTM_NEWLINK:
-                _fam, _type, index, _flags2, _change = IFINFO.unpack_from(
-                    data, offset + NLMSG_HDR.size
-                )
-                return 0, index
-        offset += (length + 3) & ~3
-    raise ValueError(f"no netlink reply for seq {seq}")
+    for frame in frames(data):
+        if frame.seq != seq:
+            continue
+        if frame.kind == NLMSG_ERROR:
+            return error_code(data, frame), None
+        if frame.kind == RTM_NEWLINK:
+            if frame.end - frame.body < IFINFO.size:
+                raise NetlinkDecodeError(f"link message at offset {frame.offset}: too short")
+            return 0, IFINFO.unpack_from(data, frame.body)[2]
+    return None
 
 
 class NetlinkSocket:
@@ -144,11 +135,13 @@ class NetlinkSocket:
             seq = self._seq
             self._sock.send(build(seq))
             while True:
-                data = self._sock.recv(65536)
                 try:
-                    code, index = decode_reply(data, seq)
-                except ValueError:
+                    reply = decode_reply(self._sock.recv(65536), seq)
+                except NetlinkDecodeError as exc:
+                    raise NetlinkError(errno.EBADMSG, str(exc)) from exc
+                if reply is None:
                     continue
+                code, index = reply
                 if code:
                     raise NetlinkError(code, os.strerror(code))
                 return index

@@ -18,12 +18,14 @@ from __future__ import annotations
 import socket
 import struct
 
-from fluidedge.instances.nl import (
+from fluidedge.linux.netlink import (
     NLM_F_DUMP,
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
-    NLMSG_HDR,
+    NetlinkDecodeError,
+    error_code,
+    frames,
     nlmsg,
 )
 from fluidedge.linux.netns import call_in_netns_at
@@ -53,26 +55,21 @@ def decode_listen_dump(data: bytes, seq: int) -> tuple[set[int], bool]:
     ValueError for a malformed message."""
     ports: set[int] = set()
     done = False
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > len(data):
-            raise ValueError(f"sock_diag: truncated message at offset {offset}")
-        body = offset + NLMSG_HDR.size
-        if msg_seq == seq:
-            if kind == NLMSG_DONE:
-                done = True
-            elif kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, body)
-                if code:
-                    raise OSError(-code, f"sock_diag dump: error {-code}")
-            elif kind == SOCK_DIAG_BY_FAMILY:
-                if length < NLMSG_HDR.size + _MSG.size + _SPORT.size:
-                    raise ValueError(f"sock_diag: short inet_diag_msg at offset {offset}")
-                _family, state, _timer, _retrans = _MSG.unpack_from(data, body)
-                if state == TCP_LISTEN:
-                    ports.add(_SPORT.unpack_from(data, body + _MSG.size)[0])
-        offset += (length + 3) & ~3
+    for frame in frames(data):
+        if frame.seq != seq:
+            continue
+        if frame.kind == NLMSG_DONE:
+            done = True
+        elif frame.kind == NLMSG_ERROR:
+            code = error_code(data, frame)
+            if code:
+                raise OSError(code, f"sock_diag dump: error {code}")
+        elif frame.kind == SOCK_DIAG_BY_FAMILY:
+            if frame.end - frame.body < _MSG.size + _SPORT.size:
+                raise NetlinkDecodeError(f"sock_diag: short inet_diag_msg at offset {frame.offset}")
+            _family, state, _timer, _retrans = _MSG.unpack_from(data, frame.body)
+            if state == TCP_LISTEN:
+                ports.add(_SPORT.unpack_from(data, frame.body + _MSG.size)[0])
     return ports, done
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "libc",
     "links",
     "linkstats",
+    "netlink",
     "netns",
     "packet",
     "proc",

@@ -20,6 +20,17 @@ import threading
 from dataclasses import dataclass
 
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.netlink import (
+    NLATTR,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    Frame,
+    NetlinkDecodeError,
+    attributes,
+    error_code,
+    frames,
+    nlmsg,
+)
 
 __all__ = [
     "LinkStats",
@@ -29,13 +40,9 @@ __all__ = [
     "encode_get_link",
 ]
 
-NLMSG_HDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
-RTATTR = struct.Struct("=HH")  # len, type
-NLMSG_ERROR = 2
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
-NLM_F_REQUEST = 0x1
 IFLA_STATS64 = 23
 # struct rtnl_link_stats64: the fields read, in their order (u64 each)
 STATS64_FIELDS = (
@@ -71,43 +78,40 @@ class LinkStats:
 
 def encode_get_link(seq: int, ifindex: int) -> bytes:
     """``RTM_GETLINK`` of the link ``ifindex``."""
-    body = IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0)
-    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
+    return nlmsg(RTM_GETLINK, NLM_F_REQUEST, seq, IFINFO.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0))
 
 
 def decode_link_stats(data: bytes, seq: int) -> LinkStats | None:
     """The counters in the answer to request ``seq`` within ``data`` (one ``recv``); None when
     ``data`` holds no answer to it (an earlier request's). Raises :class:`LinkStatsError` with
     the kernel's errno, or naming the offset of what does not fit."""
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > len(data):
-            raise LinkStatsError(f"netlink message at offset {offset}: length {length}")
-        if msg_seq == seq:
-            if kind == NLMSG_ERROR:
-                if length < NLMSG_HDR.size + 4:
-                    raise LinkStatsError(f"NLMSG_ERROR at offset {offset}: no error code")
-                (code,) = struct.unpack_from("=i", data, offset + NLMSG_HDR.size)
-                raise LinkStatsError(-code, os.strerror(-code))
-            if kind == RTM_NEWLINK:
-                return _stats(data, offset + NLMSG_HDR.size + IFINFO.size, offset + length)
-        offset += (length + 3) & ~3
+    try:
+        for frame in frames(data):
+            if frame.seq != seq:
+                continue
+            if frame.kind == NLMSG_ERROR:
+                code = error_code(data, frame)
+                raise LinkStatsError(code, os.strerror(code))
+            if frame.kind == RTM_NEWLINK:
+                return _stats(data, frame)
+    except NetlinkDecodeError as exc:
+        raise LinkStatsError(str(exc)) from exc
     return None
 
 
-def _stats(data: bytes, start: int, end: int) -> LinkStats:
-    offset = start
-    while offset + RTATTR.size <= end:
-        length, kind = RTATTR.unpack_from(data, offset)
-        if length < RTATTR.size or offset + length > end:
-            raise LinkStatsError(f"link attribute at offset {offset}: length {length}")
+def _stats(data: bytes, frame: Frame) -> LinkStats:
+    start = frame.body + IFINFO.size
+    if start > frame.end:
+        raise LinkStatsError(f"link message at offset {frame.offset}: shorter than its ifinfomsg")
+    for kind, value_start, value_end in attributes(data, start, frame.end):
         if kind == IFLA_STATS64:
-            if length - RTATTR.size < _STATS64.size:
-                raise LinkStatsError(f"IFLA_STATS64 at offset {offset}: {length} bytes")
-            return LinkStats(*_STATS64.unpack_from(data, offset + RTATTR.size))
-        offset += (length + 3) & ~3
-    raise LinkStatsError(f"link message at offset {start - IFINFO.size}: no IFLA_STATS64")
+            if value_end - value_start < _STATS64.size:
+                raise LinkStatsError(
+                    f"IFLA_STATS64 at offset {value_start - NLATTR.size}: "
+                    f"{value_end - value_start} bytes"
+                )
+            return LinkStats(*_STATS64.unpack_from(data, value_start))
+    raise LinkStatsError(f"link message at offset {frame.offset}: no IFLA_STATS64")
 
 
 class LinkStatsReader:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluidedge.linux.netlink import find_attribute, frames
 from fluidedge.linux.netns import NetnsError, call_in_netns
 from fluidedge.secgroups.nft import OUR_NFT_PIDS, TABLE_PREFIX
 
@@ -77,10 +78,7 @@ TABLE_MESSAGES = frozenset(
 )
 NFTA_TABLE = 1  # the table's name in every message of TABLE_MESSAGES (NUL-terminated)
 NFTA_GEN_PROC_PID = 2  # enum nft_gen_attributes: the committing process's pid (u32, big-endian)
-NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
-# struct nlmsghdr: length, type, flags, seq, pid; struct nfgenmsg: family, version, res_id;
-# struct nlattr: length, type (then the value, padded to 4 bytes).
-NLMSG_HDR = struct.Struct("=IHHII")
+# struct nfgenmsg (after the netlink header: fluidedge.linux.netlink): family, version, res_id
 NFGENMSG = struct.Struct("=BBH")
 NLATTR = struct.Struct("=HH")
 BE32 = struct.Struct("!I")
@@ -104,38 +102,19 @@ def announcements(data: bytes) -> list[Touched | Committed]:
     """What one ``recv`` from the group announces, in order (messages of other subsystems or
     types are skipped). Pure; raises ValueError naming the offset of a malformed message."""
     out: list[Touched | Committed] = []
-    offset = 0
-    while offset + NLMSG_HDR.size <= len(data):
-        length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
-        if length < NLMSG_HDR.size or offset + length > len(data):
-            raise ValueError(f"nftables event: bad message length {length} at offset {offset}")
-        body = data[offset + NLMSG_HDR.size + NFGENMSG.size : offset + length]
-        if kind >> 8 == NFNL_SUBSYS_NFTABLES:
-            message = kind & 0xFF
-            if message == NFT_MSG_NEWGEN:
-                raw = _attribute(body, NFTA_GEN_PROC_PID, offset)
-                out.append(Committed(BE32.unpack(raw)[0] if raw and len(raw) >= 4 else None))
-            elif message in TABLE_MESSAGES:
-                raw = _attribute(body, NFTA_TABLE, offset)
-                if raw is not None:
-                    out.append(Touched(raw.split(b"\0", 1)[0].decode("utf-8", "replace")))
-        offset += (length + 3) & ~3
+    for frame in frames(data):
+        if frame.kind >> 8 != NFNL_SUBSYS_NFTABLES:
+            continue
+        message = frame.kind & 0xFF
+        start = frame.body + NFGENMSG.size
+        if message == NFT_MSG_NEWGEN:
+            raw = find_attribute(data, start, frame.end, NFTA_GEN_PROC_PID)
+            out.append(Committed(BE32.unpack(raw[:4])[0] if raw and len(raw) >= 4 else None))
+        elif message in TABLE_MESSAGES:
+            raw = find_attribute(data, start, frame.end, NFTA_TABLE)
+            if raw is not None:
+                out.append(Touched(raw.split(b"\0", 1)[0].decode("utf-8", "replace")))
     return out
-
-
-def _attribute(attributes: bytes, wanted: int, message_at: int) -> bytes | None:
-    at = 0
-    while at + NLATTR.size <= len(attributes):
-        size, kind = NLATTR.unpack_from(attributes, at)
-        if size < NLATTR.size or at + size > len(attributes):
-            raise ValueError(
-                f"nftables event: bad attribute length {size} at offset {at} of the message "
-                f"at offset {message_at}"
-            )
-        if kind & NLA_TYPE_MASK == wanted:
-            return attributes[at + NLATTR.size : at + size]
-        at += (size + 3) & ~3
-    return None
 
 
 def ours(name: str) -> bool:

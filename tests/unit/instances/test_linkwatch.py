@@ -20,15 +20,8 @@ from fluidedge.instances.linkwatch import (
     dumped_links,
     encode_dump,
 )
-from fluidedge.instances.nl import (
-    IFLA_IFNAME,
-    NLM_F_DUMP,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    NLMSG_HDR,
-    RTM_GETLINK,
-    RTM_NEWLINK,
-)
+from fluidedge.instances.nl import IFLA_IFNAME, RTM_GETLINK, RTM_NEWLINK
+from fluidedge.linux.netlink import NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDR
 
 IFLA_MTU = 4
 

@@ -8,6 +8,7 @@ import pytest
 
 from fluidedge.instances import nl
 from fluidedge.instances.timing import Histograms, PhaseTimer
+from fluidedge.linux.netlink import NLM_F_ACK, NLMSG_ERROR, NetlinkDecodeError
 
 
 def test_add_address_message_layout() -> None:
@@ -16,7 +17,7 @@ def test_add_address_message_layout() -> None:
     assert length == len(msg)
     assert kind == nl.RTM_NEWADDR
     assert seq == 7
-    assert flags & nl.NLM_F_ACK
+    assert flags & NLM_F_ACK
     family, prefix, _f, _scope, index = struct.unpack_from("=BBBBI", msg, 16)
     assert (family, prefix, index) == (2, 24, 3)
     assert bytes([198, 18, 1, 2]) in msg[24:]
@@ -30,12 +31,25 @@ def test_ipv6_address_skips_dad() -> None:
 
 
 def test_decode_ack_and_error() -> None:
-    ack = struct.pack("=IHHII", 36, nl.NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", 0) + b"\0" * 16
+    ack = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", 0) + b"\0" * 16
     assert nl.decode_reply(ack, 5) == (0, None)
-    err = struct.pack("=IHHII", 36, nl.NLMSG_ERROR, 0, 6, 0) + struct.pack("=i", -17) + b"\0" * 16
+    err = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 6, 0) + struct.pack("=i", -17) + b"\0" * 16
     assert nl.decode_reply(err, 6) == (17, None)
-    with pytest.raises(ValueError, match="no netlink reply"):
-        nl.decode_reply(ack, 99)
+    assert nl.decode_reply(ack, 99) is None  # an earlier request's answer: not ours
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 5, 0),  # longer than the receive
+        struct.pack("=IHHII", 16, NLMSG_ERROR, 0, 5, 0),  # an error without its code
+        struct.pack("=IHHII", 20, nl.RTM_NEWLINK, 0, 5, 0) + bytes(4),  # no whole ifinfomsg
+    ],
+    ids=["truncated", "no-errno", "short-link"],
+)
+def test_malformed_replies_say_where(data: bytes) -> None:
+    with pytest.raises(NetlinkDecodeError, match="at offset 0"):
+        nl.decode_reply(data, 5)
 
 
 def test_decode_link_reply_gives_index() -> None:

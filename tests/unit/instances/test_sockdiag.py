@@ -9,15 +9,12 @@ import struct
 import pytest
 
 from fluidedge.instances.sockdiag import (
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
     TCP_LISTEN,
     decode_listen_dump,
     encode_listen_dump,
 )
+from fluidedge.linux.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
 
 TCP_ESTABLISHED = 1
 

@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 
 from fluidedge.linux.linkstats import (
     IFLA_STATS64,
-    NLMSG_ERROR,
-    NLMSG_HDR,
     RTM_GETLINK,
     RTM_NEWLINK,
     STATS64_FIELDS,
@@ -24,6 +22,7 @@ from fluidedge.linux.linkstats import (
     decode_link_stats,
     encode_get_link,
 )
+from fluidedge.linux.netlink import NLMSG_ERROR, NLMSG_HDR
 
 IFLA_IFNAME = 3
 IFLA_STATS = 7

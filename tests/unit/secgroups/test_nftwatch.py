@@ -87,9 +87,10 @@ def test_malformed_messages_say_where(data: bytes) -> None:
         announcements(data)
 
 
-def test_an_empty_or_partial_receive_names_nothing() -> None:
+def test_an_empty_receive_names_nothing_and_a_partial_one_is_an_error() -> None:
     assert announcements(b"") == []
-    assert announcements(b"\x10\x00") == []  # less than a header: nothing to read
+    with pytest.raises(ValueError, match="trailing byte"):  # what a truncated receive looks like
+        announcements(b"\x10\x00")
 
 
 def test_which_names_are_ours() -> None:
