@@ -3,8 +3,10 @@ refused, over a node view set by hand (the e2e tier runs it against etcd and rea
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,8 @@ from fluidedge.core.config import DaemonConfig
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.store import Store
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
+from fluidedge.tenants.models import TenantCreate, TokenCreated
+from fluidedge.tenants.service import TenantService
 
 
 @pytest.fixture
@@ -266,3 +270,82 @@ def test_site_writes_made_while_etcd_is_away_are_kept_and_written_at_a_later_pas
     part._publish("secgroups", "g", {"id": "g", "rules": [1]})
     assert part._pending == {}
     assert etcd.data[key("secgroups", "g")] == {"id": "g", "rules": [1]}
+
+
+class HeldEtcd(FlakyEtcd):
+    """A site whose read of one prefix is held (``reading`` set) until ``release``: the read
+    returns what the site held when it began, as a pass that read just before a change
+    would."""
+
+    def __init__(self, hold: str) -> None:
+        super().__init__()
+        self.hold: str | None = hold
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_prefix(self, prefix: str) -> dict[str, object]:
+        snapshot = {k: v for k, v in self.data.items() if k.startswith(prefix)}
+        if prefix == self.hold:
+            self.hold = None
+            self.reading.set()
+            assert self.release.wait(30)
+        return snapshot
+
+
+def _no_manager_objects() -> SimpleNamespace:
+    """An instance manager with no networks or templates: the pass's other kinds are empty."""
+    return SimpleNamespace(
+        config=SimpleNamespace(ovn=None),
+        networks={},
+        templates={},
+        builtin=set(),
+        create_network=None,
+        delete_network=None,
+        create_template=None,
+        delete_template=None,
+    )
+
+
+def test_a_token_created_while_a_pass_reads_the_site_is_neither_revoked_nor_lost(
+    part: ClusterPart, tmp_path: Path
+) -> None:
+    """The race of a fresh token refused with 401 (seen once in CI): a pass read the site's
+    tenant, the API created a token and published the tenant, then the pass applied what it
+    had read, revoking the token here. The change waits for the pass (one lock), so the pass
+    applies the site as it was, and the change then publishes the tenant with its token."""
+    tenants = TenantService(Store(tmp_path / "t.sqlite"))
+    tenants.site = part
+    part.ctx.tenants = tenants
+    part._manager = _no_manager_objects()
+    etcd = HeldEtcd(part.registry.key("tenants"))
+    part.etcd = etcd  # type: ignore[assignment]
+    part.change_shared("acme", lambda: tenants.create(TenantCreate(name="acme")))
+    published = etcd.data[part.registry.key("tenants", "acme")]
+    assert isinstance(published, dict)
+    assert published["tokens"] == []
+
+    a_pass = threading.Thread(target=part.sync_site)
+    a_pass.start()
+    assert etcd.reading.wait(30)  # the pass holds the site's tenant without a token
+    created: list[TokenCreated] = []
+    change = threading.Thread(
+        target=lambda: created.append(
+            part.change_shared("acme", lambda: tenants.create_token("acme", "fresh"))
+        )
+    )
+    change.start()
+    change.join(0.5)
+    assert change.is_alive()  # waits for the pass
+    assert tenants.token_count("acme") == 0
+    etcd.release.set()
+    a_pass.join(30)
+    change.join(30)
+    assert not a_pass.is_alive()
+    assert not change.is_alive()
+    (token,) = created
+    assert [v.id for v in tenants.list_tokens("acme")] == [token.id]  # not revoked here
+    published = etcd.data[part.registry.key("tenants", "acme")]
+    assert isinstance(published, dict)
+    assert [t["view"]["id"] for t in published["tokens"]] == [token.id]  # nor lost from the site
+    part.sync_site()  # and the next pass keeps it
+    assert [v.id for v in tenants.list_tokens("acme")] == [token.id]
