@@ -41,6 +41,7 @@ from fluidedge.chains.model import ChainState
 from fluidedge.ovs.bridges import ATTACHED_MAC, ISOLATED, isolation_vlan
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.flows import dump_digest
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
 
@@ -142,6 +143,9 @@ class OvsChains:
         # part): routed functions are addressed with it.
         self.macs: dict[str, str] = {}
         self.bundles = 0
+        # The digest of the chain flows at the first look after our last apply (the switch
+        # prints flows in its own text: learnt, not rendered; see :meth:`intact`).
+        self._digest: str | None = None
 
     def ofports(self) -> dict[str, int]:
         """Switch port name -> OpenFlow port number of the bridge's ports (one OVSDB query)."""
@@ -225,6 +229,7 @@ class OvsChains:
         self.isolated = functions
         if sent:
             self.bundles += 1
+            self._digest = None  # learnt again at the next look
         return sent
 
     def _plan(
@@ -289,9 +294,11 @@ class OvsChains:
         return adds + deletes, later, new
 
     def intact(self) -> bool:
-        """Whether the switch still holds every chain flow we installed (the security groups'
-        renderer replaces a bridge's whole table on its first install, a vswitchd restart
-        empties it); when not, the next :meth:`apply` reinstalls from scratch."""
+        """Whether the switch still holds every chain flow we installed, as installed (the
+        security groups' renderer replaces a bridge's whole table on its first install, a
+        vswitchd restart empties it, ``ovs-ofctl mod-flows`` replaces a flow's actions and
+        keeps the count: the flows' digest, learnt at the first look after our apply, tells);
+        when not, the next :meth:`apply` reinstalls from scratch."""
         if self.installed is None:
             return False
         want: dict[int, int] = {}
@@ -309,8 +316,13 @@ class OvsChains:
                 cookie = int(m[1], 16)
                 have[cookie] = have.get(cookie, 0) + 1
         if have == want:
-            return True
+            digest = dump_digest(lines)
+            if self._digest is None:
+                self._digest = digest
+            if self._digest == digest:
+                return True
         self.installed = None
+        self._digest = None
         return False
 
     def member_flows(self, port: str) -> list[dict[str, Any]]:

@@ -2,12 +2,26 @@
 
 WHY: the security-group renderer and the chain compiler both compute desired flow tables as
 values, diff them against what is installed and write bundles; they need the same identity
-(OpenFlow's strict match: table, priority, match) and the same text. Pure: no I/O here.
+(OpenFlow's strict match: table, priority, match) and the same text. Both also check, each
+second, that the switch still holds what they installed: :func:`dump_digest` lets them see a
+flow replaced from outside (``ovs-ofctl mod-flows``: the count of their flows unchanged, the
+actions now another's). Pure: no I/O here.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def dump_digest(lines: Iterable[str]) -> str:
+    """A digest of flows as ``ovs-ofctl --no-stats dump-flows`` prints them: the same flows
+    give the same digest whatever order the switch lists them in (its classifier's), and a
+    flow whose match, actions, priority or timeouts changed gives another. The switch prints
+    flows in its own canonical text, not ours (``dl_type=0x0800`` becomes ``ip``), so callers
+    compare a digest with an earlier one of a dump, never with their rendering."""
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
 @dataclass(frozen=True, order=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.errors import OvsError
-from fluidedge.ovs.flows import Flow
+from fluidedge.ovs.flows import Flow, dump_digest
 from fluidedge.ovs.ofctl import Ofctl, conntrack, flush_conntrack
 from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.secgroups import ovs_render
@@ -99,6 +99,9 @@ class OvsRenderer:
         self.generations: dict[str, int] = {}
         self._applies = Applies()  # per bridge (see check_installed)
         self._counts: dict[str, int] = {}  # per bridge: how many flows of ours it holds
+        # per bridge: the digest of its flows of ours at the first settled check after our
+        # last apply (the switch prints flows in its own text, so it is learnt, not rendered)
+        self._digests: dict[str, str] = {}
         self._ofports_cache: dict[str, tuple[frozenset[str], dict[str, int]]] = {}
 
     def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
@@ -156,23 +159,28 @@ class OvsRenderer:
         self.tables[binding.bridge] = table
         self.generations[binding.bridge] = generation
         self._counts[binding.bridge] = len(table.flows())
+        if changed:
+            self._digests.pop(binding.bridge, None)  # learnt again at the next check
         return changed
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
         """The networks whose table no longer holds: their switch was restarted since it was
         installed (a new ovs-vswitchd starts with no flow; its ``fail_mode=secure`` bridges
         drop everything meanwhile: seen from the switch's generation, see
-        :func:`fluidedge.ovs.bridges.revive`, with no query), or flows of ours were deleted
-        or added from outside (``ovs-ofctl del-flows``: one ``dump-aggregate`` per bridge
-        counts the flows with our cookie). Forgotten, so the next apply installs them whole,
-        with the ports' numbers asked again. A bridge with an apply of ours under way or done
-        during its count is not judged (its next check is)."""
+        :func:`fluidedge.ovs.bridges.revive`, with no query), or flows of ours were deleted,
+        added or replaced from outside (``ovs-ofctl del-flows``, ``add-flow``, ``mod-flows``:
+        one ``dump-flows`` per bridge of the flows with our cookie, counted, then digested
+        and compared with the digest the first check after our apply learnt). Forgotten, so
+        the next apply installs them whole, with the ports' numbers asked again. A bridge
+        with an apply of ours under way or done during its dump is not judged (its next
+        check is)."""
         lost: dict[str, str] = {}
         for binding in bindings:
             table = self.tables.get(binding.bridge)
             if table is None:
                 continue
             daemons = self.switch_of(binding.netns)
+            why: str | None
             if daemons.generation != self.generations.get(binding.bridge):
                 why = (
                     f"the switch of bridge {binding.bridge} was restarted; its ports forwarded "
@@ -180,23 +188,39 @@ class OvsRenderer:
                 )
             else:
                 before = self._applies.seen(binding.bridge)
-                want = self._counts.get(binding.bridge, 0)
                 try:
-                    have = Ofctl(daemons, binding.bridge).count(ovs_render.owned())
+                    lines = Ofctl(daemons, binding.bridge).dump(ovs_render.owned())
                 except OvsError:
                     # not judged now: a switch that died is the generation's case (its revive
                     # bumps it), and the Linux bridges' check must not wait for this one
                     continue
-                if have == want or not self._applies.settled(binding.bridge, before):
+                if not self._applies.settled(binding.bridge, before):
                     continue
-                why = (
-                    f"{have} flows of ours on bridge {binding.bridge} instead of {want}: changed "
-                    "from outside; its ports were not filtered as declared"
-                )
+                why = self._changed(binding.bridge, lines)
+            if why is None:
+                continue
             lost[binding.network] = why
             self.tables.pop(binding.bridge, None)
             self._ofports_cache.pop(binding.bridge, None)
+            self._digests.pop(binding.bridge, None)
         return lost
+
+    def _changed(self, bridge: str, lines: list[str]) -> str | None:
+        """Why the flows of ours ``lines`` (a settled dump) are not what we installed on
+        ``bridge``; None when they are (their digest learnt when unknown)."""
+        want = self._counts.get(bridge, 0)
+        if len(lines) != want:
+            return (
+                f"{len(lines)} flows of ours on bridge {bridge} instead of {want}: changed "
+                "from outside; its ports were not filtered as declared"
+            )
+        digest = dump_digest(lines)
+        if self._digests.setdefault(bridge, digest) == digest:
+            return None
+        return (
+            f"flows of ours on bridge {bridge} changed from outside (a flow's match or actions "
+            "replaced); its ports were not filtered as declared"
+        )
 
     def remove_network(self, binding: Binding) -> None:
         """Back to a plain learning switch (the bridge may carry traffic unfiltered); only our
@@ -209,6 +233,7 @@ class OvsRenderer:
             self.tables.pop(binding.bridge, None)
             self.generations.pop(binding.bridge, None)
             self._counts.pop(binding.bridge, None)
+            self._digests.pop(binding.bridge, None)
 
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from fluidedge.chains.api import build_router
+from fluidedge.chains.compiler import CHAIN_COOKIE, COOKIE_MASK, T_CLASSIFY
 from fluidedge.chains.ovs import OvsChains
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.service import ChainService
@@ -161,6 +162,25 @@ def test_declare_over_rest_restart_and_a_deleted_member(env: _Env) -> None:
         ofctl.replace(["table=0,priority=0,actions=NORMAL"])
         assert restarted.reconcile() == [lab.bridge]
         assert chain_table() == before
+        for c in clients:
+            assert echo(c, ("10.0.0.2", PORT))
+        seen = {fn.name: fn.seen()["in"] for fn in (f1, f2)}
+        for c in clients:
+            sport = c.getsockname()[1]
+            assert seen[owner[sport]][(sport, PORT)] >= 1
+
+        # Someone replaces the chain flows' actions in place (``mod-flows``): as many flows as
+        # installed, the functions bypassed. The reconcile sees it from the flows' digest,
+        # learnt at its first look after the reinstall, and puts them back.
+        assert restarted.reconcile() == []  # learns the reinstalled flows
+        ofctl.bundle(
+            [f"modify cookie={CHAIN_COOKIE:#x}/{COOKIE_MASK:#x},table={T_CLASSIFY},actions=NORMAL"]
+        )
+        assert len(chain_table()) == len(before)
+        assert chain_table() != before
+        assert restarted.reconcile() == [lab.bridge]
+        assert chain_table() == before
+        assert restarted.reconcile() == []
         for c in clients:
             assert echo(c, ("10.0.0.2", PORT))
         seen = {fn.name: fn.seen()["in"] for fn in (f1, f2)}

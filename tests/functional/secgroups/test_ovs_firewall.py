@@ -490,3 +490,44 @@ def test_flows_changed_from_outside_are_installed_again(ovs_lab: OvsLab) -> None
         assert fw.heal() == {}
         ours = [f for f in ofctl.dump() if not f.startswith("cookie=0xc4a1")]
         assert sorted(ours) == installed
+
+
+def test_flows_replaced_from_outside_with_the_count_kept_are_seen(ovs_lab: OvsLab) -> None:
+    """``ovs-ofctl mod-flows`` changes our flows' actions in place: as many flows of ours as
+    installed, and every port let through. The count alone missed it; the digest of the
+    flows, learnt at the first check after our apply, does not. A later apply of ours is
+    learnt again, not taken for a change from outside."""
+    hosts = _four(ovs_lab)
+    a, b = hosts["a"], hosts["b"]
+    bridge = ovs_lab.bridges["net-a"]
+    ofctl = Ofctl(ovs_lab.daemons, bridge)
+    with _firewall(
+        ovs_lab, [_port(a, ("default",)), _port(b, ("web",))], [default_group(), WEB]
+    ) as fw:
+        installed = sorted(ofctl.dump())
+        ovs_lab.tcp_server(b, 8080)
+        ovs_lab.tcp_server(b, 5432)
+        assert fw.heal() == {}  # learns the digest
+        assert not ovs_lab.tcp_connects(a, b.ip4, 5432, DENY_T)
+
+        ofctl.bundle(["modify cookie=0x5e5e/-1,table=0,actions=NORMAL"])
+        assert len(ofctl.dump()) == len(installed)  # the count is the same
+        assert wait_until(lambda: ovs_lab.tcp_connects(a, b.ip4, 5432, ALLOW_T), 10)
+        lost = fw.heal()
+        assert set(lost) == {"net-a"}
+        assert (
+            f"flows of ours on bridge {bridge} changed from outside (a flow's match or actions "
+            "replaced)" in lost["net-a"]
+        )
+        assert sorted(ofctl.dump()) == installed
+        assert wait_until(lambda: not ovs_lab.tcp_connects(a, b.ip4, 5432, DENY_T), 10)
+        assert ovs_lab.tcp_connects(a, b.ip4, 8080, ALLOW_T)
+        assert fw.heal() == {}  # the reinstalled table is learnt again
+
+        # a change of ours (5432 opened) is not one from outside: learnt again, and held
+        pg = Rule(id="pg", direction="ingress", protocol=6, port_range_min=5432)
+        fw.update_security_group_rules("web", (*WEB.rules, pg))
+        assert ovs_lab.tcp_connects(a, b.ip4, 5432, ALLOW_T)
+        assert fw.heal() == {}
+        assert fw.heal() == {}
+        assert ovs_lab.tcp_connects(a, b.ip4, 5432, ALLOW_T)
