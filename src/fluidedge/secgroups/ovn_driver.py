@@ -20,14 +20,14 @@ zone has nothing to do here: it lists no entries.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fluidedge.ovn.errors import OvnError
 from fluidedge.ovn.nbctl import Nbctl, as_list
 from fluidedge.secgroups import ovn_render as acls
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
-from fluidedge.secgroups.driver import Renderer
+from fluidedge.secgroups.driver import Applies, Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -96,6 +96,9 @@ class OvnRenderer:
     wait: str | None = "hv"
     node: str | Callable[[], str] = ""
     owns_port: Callable[[str], bool] | None = None
+    # per network: the program its rows were last made from (what the check renders again)
+    _programs: dict[str, FilterProgram] = field(default_factory=dict, init=False, repr=False)
+    _applies: Applies = field(default_factory=Applies, init=False, repr=False)
 
     def _nb(self) -> Nbctl:
         return self.nbctl if isinstance(self.nbctl, Nbctl) else self.nbctl()
@@ -115,7 +118,10 @@ class OvnRenderer:
                 )
             return desired
 
-        return self._converge(binding, change)
+        with self._applies.under_way(binding.network):
+            changed = self._converge(binding, change)
+            self._programs[binding.network] = program
+        return changed
 
     def remove_network(self, binding: Binding) -> None:
         def change(current: acls.NbState, on_switch: set[str]) -> acls.NbState:
@@ -126,7 +132,43 @@ class OvnRenderer:
             ]
             return acls.NbState(port_security=dict.fromkeys(mine, ()))
 
-        self._converge(binding, change)
+        with self._applies.under_way(binding.network):
+            self._programs.pop(binding.network, None)
+            self._converge(binding, change)
+
+    def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
+        """The networks whose rows of this node in the NB are no longer what their program
+        renders: a port group, an ACL, an address set or a port's port security deleted,
+        added or changed from outside (``ovn-nbctl acl-del``, another tool, an operator's
+        edit: OVN lets through what no ACL drops, so a deleted ACL opens ports on every
+        chassis). One read of the NB per network (what an apply reads), the program rendered
+        again, the difference computed as an apply would; the driver then applies, which
+        converges. Not judged: a network with an apply of ours under way or done during the
+        read, a port not on its logical switch yet (or any more: the apply says so), an NB
+        out of reach (the next check is)."""
+        lost: dict[str, str] = {}
+        node = self._node()
+        for binding in bindings:
+            program = self._programs.get(binding.network)
+            if program is None:
+                continue
+            before = self._applies.seen(binding.network)
+            try:
+                current, on_switch = read_state(self._nb(), binding.bridge, binding.network, node)
+            except (OvnError, FilterFailure):
+                continue
+            if not self._applies.settled(binding.network, before):
+                continue
+            desired = acls.render(program, binding.network, self.lsp_of, node)
+            if set(desired.port_security) - on_switch:
+                continue
+            commands = acls.diff(current, desired, binding.network, node)
+            if commands:
+                lost[binding.network] = (
+                    f"its rows in the OVN northbound database changed from outside "
+                    f"({acls.describe(commands)}); its ports were not filtered as declared"
+                )
+        return lost
 
     def _converge(
         self,
@@ -198,11 +240,13 @@ class OvnSplit:
         return self._pick(binding).zone_netns(binding)
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
-        """``inner``'s check, on the networks that are not OVN's (the NB is their state)."""
+        """``inner``'s check on the networks that are not OVN's, the OVN renderer's on the
+        others."""
         check = getattr(self.inner, "check_installed", None)
-        if check is None:
-            return {}
-        lost: dict[str, str] = check([b for b in bindings if not self.is_ovn(b)])
+        lost: dict[str, str] = {}
+        if check is not None:
+            lost.update(check([b for b in bindings if not self.is_ovn(b)]))
+        lost.update(self.ovn.check_installed([b for b in bindings if self.is_ovn(b)]))
         return lost
 
     def installed_networks(self, netns: str | None) -> set[str]:

@@ -458,3 +458,34 @@ def owned(ids: Mapping[str, str], network: str, node: str = "") -> bool:
         return False
     tag = ids.get(NODE_KEY)
     return tag == node if tag is not None else True
+
+
+# What each command of :func:`diff` puts back, as the check's log says it (see describe)
+_PUTS_BACK = {
+    "pg-add": "a port group missing",
+    "pg-del": "a port group not ours",
+    "pg-set-ports": "a port group's ports changed",
+    "acl-add": "an ACL missing or changed",
+    "acl-del": "an ACL not ours",
+    "lsp-set-port-security": "a port's port security changed",
+    "create": "an address set missing",
+    "destroy": "an address set not ours",
+}
+
+
+def describe(commands: list[list[str]]) -> str:
+    """What :func:`diff`'s ``commands`` put back, counted by kind, in words (for the log of
+    a check that found the NB changed from outside). Pure."""
+    counts: dict[str, int] = {}
+    for command in commands:
+        verb = next((w for w in command if not w.startswith("--")), "")
+        if verb in {"add", "remove"} and "Address_Set" in command:
+            what = "an address set's addresses changed"
+        elif verb == "set" and "Address_Set" in command:
+            what = "an address set's members changed"
+        elif verb == "set":
+            what = "a port group's labels changed"
+        else:
+            what = _PUTS_BACK.get(verb, f"a {verb}")
+        counts[what] = counts.get(what, 0) + 1
+    return ", ".join(what if n == 1 else f"{what} (x{n})" for what, n in counts.items())

@@ -177,3 +177,37 @@ def test_a_set_another_node_started_using_is_not_deleted(
     now = dict(ovn.nbctl.rows("Address_Set", ["external_ids"], f"name={name}")[0]["external_ids"])
     assert ovn.nbctl.delete_if("Address_Set", name, now)
     assert not ovn.nbctl.rows("Address_Set", ["name"], f"name={name}")
+
+
+def test_acls_deleted_from_outside_are_seen_by_their_node_only_and_put_back(
+    ovn: OvnLab, nodes: tuple[Node, Node, dict[str, Instance]]
+) -> None:
+    """``ovn-nbctl acl-del`` on b's port groups: OVN lets through what no ACL drops, so d
+    (db: pings from web only) now answers o. b's check finds its rows changed and the driver
+    puts them back; a's rows are intact and a's check says nothing, though the two nodes
+    share the switch and the sets. A change of b's own is learnt, not reported."""
+    a, b, i = nodes
+    with a.driver.defer_apply():
+        a.port(i["w"], "web")
+        a.port(i["o"], "other")
+    b.port(i["d"], "db")
+    assert _reaches(i["w"], i["d"])
+    assert _refused(i["o"], i["d"])
+    assert a.driver.heal() == {}
+    assert b.driver.heal() == {}
+
+    for pg in sorted(_ours(ovn, "edge-b")):
+        ovn.nbctl.run("--type=port-group", "acl-del", pg, wait="hv")
+    assert _reaches(i["o"], i["d"])  # unfiltered
+    assert a.driver.heal() == {}
+    lost = b.driver.heal()
+    assert set(lost) == {NET}
+    assert "rows in the OVN northbound database changed from outside (an ACL missing" in lost[NET]
+    assert wait_until(lambda: _refused(i["o"], i["d"]), timeout=5)
+    assert _reaches(i["w"], i["d"])
+    assert b.driver.heal() == {}
+
+    # b's own change is not one from outside
+    b.port(i["d"], "db", "other")
+    assert b.driver.heal() == {}
+    assert a.driver.heal() == {}

@@ -307,3 +307,23 @@ def test_a_set_another_node_lists_is_never_abandoned() -> None:
     empty_part = NbState(address_sets={DB_SET: ()}, set_labels=a.set_labels)
     listed_empty = _as_read(empty_part, node="edge-c")
     assert abandoned(listed_empty, NbState(), node="edge-b") == []  # c's empty part counts
+
+
+def test_what_a_diff_puts_back_is_said_in_words() -> None:
+    """The check's log line names what was changed from outside, counted by kind."""
+    commands = [
+        ["--type=port-group", "acl-add", "pg", "to-lport", "1001", "ip4", "drop"],
+        ["--type=port-group", "acl-add", "pg", "to-lport", "1002", "ip6", "drop"],
+        ["pg-set-ports", "pg", "p1"],
+        ["add", "Address_Set", "s", "addresses", '"10.0.0.1"'],
+        ["set", "Address_Set", "s", 'external_ids:fluidedge-members-a="10.0.0.1"'],
+        ["lsp-set-port-security", "p1", "02:00:00:00:00:01 10.0.0.1"],
+        ["pg-add", "pg2"],
+        ["set", "Port_Group", "pg2", 'external_ids:x="y"'],
+    ]
+    assert ovn_render.describe(commands) == (
+        "an ACL missing or changed (x2), a port group's ports changed, an address set's "
+        "addresses changed, an address set's members changed, a port's port security changed, "
+        "a port group missing, a port group's labels changed"
+    )
+    assert ovn_render.describe([]) == ""
