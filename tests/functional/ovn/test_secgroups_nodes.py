@@ -102,14 +102,19 @@ def _ours(lab: OvnLab, node: str) -> set[str]:
     return {r["name"] for r in rows}
 
 
-def test_a_remote_group_admits_its_members_on_another_node(
-    ovn: OvnLab, nodes: tuple[Node, Node, dict[str, Instance]]
-) -> None:
-    a, b, i = nodes
+def _web_other_db(a: Node, b: Node, i: dict[str, Instance]) -> None:
+    """w (web) and o (other) on a, d (db: pings from web only) on b."""
     with a.driver.defer_apply():
         a.port(i["w"], "web")
         a.port(i["o"], "other")
     b.port(i["d"], "db")
+
+
+def test_a_remote_group_admits_its_members_on_another_node(
+    ovn: OvnLab, nodes: tuple[Node, Node, dict[str, Instance]]
+) -> None:
+    a, b, i = nodes
+    _web_other_db(a, b, i)
     # d (on b) admits pings from web's members, and web's only member is a's
     assert _reaches(i["w"], i["d"])
     assert _refused(i["o"], i["d"])
@@ -187,10 +192,7 @@ def test_acls_deleted_from_outside_are_seen_by_their_node_only_and_put_back(
     puts them back; a's rows are intact and a's check says nothing, though the two nodes
     share the switch and the sets. A change of b's own is learnt, not reported."""
     a, b, i = nodes
-    with a.driver.defer_apply():
-        a.port(i["w"], "web")
-        a.port(i["o"], "other")
-    b.port(i["d"], "db")
+    _web_other_db(a, b, i)
     assert _reaches(i["w"], i["d"])
     assert _refused(i["o"], i["d"])
     assert a.driver.heal() == {}

@@ -446,21 +446,29 @@ def test_restart_replaces_the_table_without_duplicates_or_stale_flows(ovs_lab: O
         assert ovs_lab.tcp_connects(hosts["a"], hosts["b"].ip4, 8080, ALLOW_T)
 
 
+@contextlib.contextmanager
+def _web_and_db_ports(
+    lab: OvsLab,
+) -> Iterator[tuple[Host, Host, str, Ofctl, FirewallDriver, list[str]]]:
+    """a (default group) and b (web: 8080 open, 5432 not) on net-a, both ports served: the
+    two hosts, the bridge, its flow table, the firewall and the flows it installed."""
+    hosts = _four(lab)
+    a, b = hosts["a"], hosts["b"]
+    bridge = lab.bridges["net-a"]
+    ofctl = Ofctl(lab.daemons, bridge)
+    with _firewall(lab, [_port(a, ("default",)), _port(b, ("web",))], [default_group(), WEB]) as fw:
+        installed = sorted(ofctl.dump())
+        lab.tcp_server(b, 8080)
+        lab.tcp_server(b, 5432)
+        yield a, b, bridge, ofctl, fw, installed
+
+
 def test_flows_changed_from_outside_are_installed_again(ovs_lab: OvsLab) -> None:
     """Flows of ours deleted (``ovs-ofctl del-flows``) or added with our cookie from outside
     leave the ports filtered otherwise than the policy says; the check counts our flows and
     the next apply installs the table whole. A flow of another component is not ours to
     judge."""
-    hosts = _four(ovs_lab)
-    a, b = hosts["a"], hosts["b"]
-    bridge = ovs_lab.bridges["net-a"]
-    ofctl = Ofctl(ovs_lab.daemons, bridge)
-    with _firewall(
-        ovs_lab, [_port(a, ("default",)), _port(b, ("web",))], [default_group(), WEB]
-    ) as fw:
-        installed = sorted(ofctl.dump())
-        ovs_lab.tcp_server(b, 8080)
-        ovs_lab.tcp_server(b, 5432)
+    with _web_and_db_ports(ovs_lab) as (a, b, bridge, ofctl, fw, installed):
         assert fw.heal() == {}
 
         ofctl.bundle(["add cookie=0xc4a1000100000001,table=0,priority=300,in_port=99,actions=drop"])
@@ -497,16 +505,7 @@ def test_flows_replaced_from_outside_with_the_count_kept_are_seen(ovs_lab: OvsLa
     installed, and every port let through. The count alone missed it; the digest of the
     flows, learnt at the first check after our apply, does not. A later apply of ours is
     learnt again, not taken for a change from outside."""
-    hosts = _four(ovs_lab)
-    a, b = hosts["a"], hosts["b"]
-    bridge = ovs_lab.bridges["net-a"]
-    ofctl = Ofctl(ovs_lab.daemons, bridge)
-    with _firewall(
-        ovs_lab, [_port(a, ("default",)), _port(b, ("web",))], [default_group(), WEB]
-    ) as fw:
-        installed = sorted(ofctl.dump())
-        ovs_lab.tcp_server(b, 8080)
-        ovs_lab.tcp_server(b, 5432)
+    with _web_and_db_ports(ovs_lab) as (a, b, bridge, ofctl, fw, installed):
         assert fw.heal() == {}  # learns the digest
         assert not ovs_lab.tcp_connects(a, b.ip4, 5432, DENY_T)
 
