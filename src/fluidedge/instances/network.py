@@ -250,8 +250,14 @@ def routers_on(spec: NetworkSpec) -> list[str]:
 
 @_on_netlink_thread
 def delete_bridge(spec: NetworkSpec) -> None:
+    """Delete the network's bridge (``ovs``: and its switch with the last one; ``ovn``: its
+    logical switch). A namespace deleted under the network took a Linux bridge with it, but
+    not an ``ovs`` switch whose daemons still run there (a namespace lives on while a process
+    is in it: ours are, unreachable by name, reached through their sockets under the state
+    directory), nor an OVN logical switch (a row of the northbound database)."""
     with _lock:
-        if spec.netns is not None and not netns_mod.exists(spec.netns):
+        gone = spec.netns is not None and not netns_mod.exists(spec.netns)
+        if gone and spec.driver == "linuxbridge":
             return
         if spec.driver == "ovs":
             try:

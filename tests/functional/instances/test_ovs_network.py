@@ -17,6 +17,7 @@ from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.instances.network import bridge_mac, mac_for
 from fluidedge.linux import netns as netns_mod
+from fluidedge.linux import procfs
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
@@ -227,3 +228,31 @@ def test_a_dead_switch_whose_namespace_went_is_forgotten(
         assert switch.pids() == (None, None)
     finally:
         netns_mod.delete(ns)
+
+
+def test_a_network_whose_namespace_went_is_deleted_with_its_running_switch(
+    manager_factory: ManagerFactory,
+) -> None:
+    """``ip netns del`` under an ovs network removes the name, not the namespace: the switch's
+    daemons still run in it, unreachable by name. Deleting the network stops them and removes
+    the switch's directory (it used to return early, leaving both for good)."""
+    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
+    ns = f"fbr{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        manager.create_network(
+            NetworkSpec(name="orphan", bridge=bridge_name("o"), driver="ovs", netns=ns)
+        )
+        switch = ovs_bridges.switch(ns)
+        pids = switch.pids()
+        assert None not in pids
+    finally:
+        netns_mod.delete(ns)
+    assert not netns_mod.exists(ns)
+    assert switch.running()  # alive in the nameless namespace
+    assert ovs_bridges.revive() == []  # alive: nothing to restart or forget
+    manager.delete_network("orphan")
+    assert switch.pids() == (None, None)
+    # gone (or a zombie: this machine's pid 1 does not reap the detached daemons)
+    assert not any(procfs.process_running(pid) for pid in pids if pid is not None)
+    assert not switch.root.exists()
