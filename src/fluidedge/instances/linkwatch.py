@@ -145,7 +145,7 @@ def list_links(netns: str | None, timeout: float = 10.0) -> set[str] | None:
             return None
         raise
     except OSError as exc:
-        raise RuntimeFailure(f"links of {_where(netns)}: {exc}") from exc
+        raise RuntimeFailure(f"links of {netns_mod.describe(netns)}: {exc}") from exc
     names: set[str] = set()
     try:
         sock.send(encode_dump(1))
@@ -155,7 +155,7 @@ def list_links(netns: str | None, timeout: float = 10.0) -> set[str] | None:
             if done:
                 return names
     except OSError as exc:
-        raise RuntimeFailure(f"links of {_where(netns)}: {exc}") from exc
+        raise RuntimeFailure(f"links of {netns_mod.describe(netns)}: {exc}") from exc
     finally:
         sock.close()
 
@@ -184,7 +184,9 @@ class LinkWatch:
         try:
             self._sock = netns_mod.call_in_netns(netns, make)
         except (OSError, netns_mod.NetnsError) as exc:
-            raise RuntimeFailure(f"link announcements of {_where(netns)}: {exc}") from exc
+            raise RuntimeFailure(
+                f"link announcements of {netns_mod.describe(netns)}: {exc}"
+            ) from exc
 
     def drain(self) -> set[str] | None:
         """The names of the links deleted since the last call; None when the kernel dropped
@@ -200,13 +202,11 @@ class LinkWatch:
                 if exc.errno == errno.ENOBUFS:
                     overflowed = True
                     continue
-                raise RuntimeFailure(f"link announcements of {_where(self.netns)}: {exc}") from exc
+                raise RuntimeFailure(
+                    f"link announcements of {netns_mod.describe(self.netns)}: {exc}"
+                ) from exc
             names.update(deleted_links(data))
         return None if overflowed else names
 
     def close(self) -> None:
         self._sock.close()
-
-
-def _where(netns: str | None) -> str:
-    return "the host's namespace" if netns is None else f"namespace {netns}"

@@ -36,6 +36,11 @@ def validate_name(name: str) -> str:
     return name
 
 
+def describe(name: str | None) -> str:
+    """How logs and errors name namespace ``name`` (None: the daemon's own, the host's)."""
+    return "the host's namespace" if name is None else f"namespace {name}"
+
+
 def exists(name: str) -> bool:
     return (NETNS_DIR / validate_name(name)).exists()
 

@@ -25,6 +25,7 @@ import logging
 import threading
 from pathlib import Path
 
+from fluidedge.linux.netns import describe
 from fluidedge.ovn.chassis import Chassis, check_iface
 from fluidedge.ovn.errors import OvnError, OvnFailure, OvnUnavailable
 from fluidedge.ovn.nbctl import Nbctl
@@ -113,7 +114,7 @@ def ensure_switch(network: str, netns: str | None) -> bool:
         if netns != node.netns:
             raise OvnUnavailable(
                 f"ovn: network {network} must live in the chassis' namespace "
-                f"({node.netns or 'the host'}), not {netns or 'the host'}"
+                f"({describe(node.netns)}), not {describe(netns)}"
             )
         chassis(start=True)
         _local.add(network)
@@ -238,7 +239,7 @@ def plug_host(network: str, ifname: str, netns: str | None) -> str:
         if netns != node.netns:
             raise OvnUnavailable(
                 f"ovn: host port {ifname} must live in the chassis' namespace "
-                f"({node.netns or 'the host'}), not {netns or 'the host'}"
+                f"({describe(node.netns)}), not {describe(netns)}"
             )
         here = chassis(start=True)
         peer = host_peer(ifname)

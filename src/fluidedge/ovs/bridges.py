@@ -93,7 +93,7 @@ def switch(netns: str | None) -> OvsDaemons:
                 log.warning(
                     "ovs: another ovs-vswitchd runs in %s: its switch keeps the kernel "
                     "datapath, ours uses the userspace one (ovs_datapath = auto)",
-                    f"namespace {netns}" if netns else "the host's namespace",
+                    netns_mod.describe(netns),
                 )
             daemons.datapath = datapath
             _switches[key] = daemons
@@ -109,7 +109,7 @@ def _start(daemons: OvsDaemons) -> tuple[Path, str | None]:
         log.warning(
             "ovs: the switch of %s was not running: restarted from its database; its bridges "
             "forward nothing until their flows are back",
-            f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+            netns_mod.describe(daemons.netns),
         )
         _pending.add(key)
     return key
@@ -247,7 +247,7 @@ def revive() -> list[str | None]:
             _pending.discard(key)
         log.warning(
             "ovs: the switch of %s is whole again: its flows are back",
-            f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+            netns_mod.describe(daemons.netns),
         )
         whole.append(daemons.netns)
     return whole
@@ -259,7 +259,7 @@ def _restart(daemons: OvsDaemons, db: int | None, vswitchd: int | None) -> None:
         "ovs: %s of the switch of %s died; restarting it (its bridges forward nothing until "
         "their flows are back)",
         " and ".join(dead),
-        f"namespace {daemons.netns}" if daemons.netns else "the host's namespace",
+        netns_mod.describe(daemons.netns),
         extra={"part": "ovs", "event": "switch_died"},
     )
     daemons.start()

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from fluidedge.linux import procfs
+from fluidedge.linux.netns import describe as netns_describe
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovs import tool
 from fluidedge.ovs.errors import OvsFailure, OvsNotRunning
@@ -248,7 +249,7 @@ class OvsDaemons:
         ours would delete that switch's ports and flows, and at its stop the datapath."""
         others = foreign_switches(self.netns)
         if others:
-            where = f"namespace {self.netns}" if self.netns else "the host's network namespace"
+            where = netns_describe(self.netns)
             pid, cmdline = others[0]
             raise OvsFailure(
                 f"ovs: the kernel datapath of {where} is another Open vSwitch's (ovs-vswitchd "

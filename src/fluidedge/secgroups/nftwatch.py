@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluidedge.linux.netlink import find_attribute, frames
-from fluidedge.linux.netns import NetnsError, call_in_netns
+from fluidedge.linux.netns import NetnsError, call_in_netns, describe
 from fluidedge.secgroups.nft import OUR_NFT_PIDS, TABLE_PREFIX
 
 log = logging.getLogger("fluidedge.secgroups")
@@ -194,7 +194,7 @@ class _Watcher:
                         log.debug("secgroups: the check woken by nftables failed: %s", exc)
         except (OSError, ValueError) as exc:
             self._failed = True
-            log.warning("secgroups: nftables events in %s: %s", self.netns or "the host", exc)
+            log.warning("secgroups: nftables events in %s: %s", describe(self.netns), exc)
         finally:
             for sock in (self._sock, self._wake_r):
                 sock.close()

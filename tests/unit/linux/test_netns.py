@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fluidedge.errors import InputError
+from fluidedge.linux import netns
 from fluidedge.linux.netns import NetnsError, call_in_netns, call_in_netns_at
 
 
@@ -35,3 +36,8 @@ def test_a_named_namespace_that_does_not_exist_is_a_netns_error() -> None:
         call_in_netns("fe-no-such-namespace", lambda: None)
     with pytest.raises(InputError, match=r"invalid network namespace name '\.\./etc'"):
         call_in_netns("../etc", lambda: None)
+
+
+def test_logs_name_a_namespace_or_the_hosts() -> None:
+    assert netns.describe(None) == "the host's namespace"
+    assert netns.describe("fe-lab") == "namespace fe-lab"
