@@ -172,14 +172,40 @@ class OvsDaemons:
             and self._answers(self.vswitchd_ctl)
         )
 
+    def _check_namespace(self) -> None:
+        """Raise :class:`OvsFailure` if the running vswitchd is not in the namespace that
+        ``netns`` names now (compared by the namespaces' inodes; a name that no longer exists
+        is the caller's to refuse)."""
+        if self.netns is None:
+            return
+        pid = alive(self.vswitchd_pidfile)
+        try:
+            ours = os.stat(f"/proc/{pid}/ns/net")
+            named = os.stat(f"/run/netns/{self.netns}")
+        except OSError:
+            return  # gone meanwhile, or no such name: nothing to compare
+        if (ours.st_dev, ours.st_ino) != (named.st_dev, named.st_ino):
+            raise OvsFailure(
+                f"ovs: the switch under {self.root} (ovs-vswitchd pid {pid}) runs in a namespace "
+                f"whose name was deleted; {netns_describe(self.netns)} is another one now. "
+                "Delete the networks of the old namespace (their switch stops with the last), "
+                "then create them again"
+            )
+
     def require(self) -> None:
         if not self.running():
             raise OvsNotRunning(f"ovs: the switch under {self.root} is not running")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 30.0) -> bool:
-        """Start the pair (or adopt a running one); return True if we started anything."""
+        """Start the pair (or adopt a running one); return True if we started anything.
+
+        A running pair is adopted only if it runs in the namespace ``netns`` names now: after
+        ``ip netns del`` and ``ip netns add`` of the same name, the pair still runs in the old,
+        nameless namespace, and a bridge added to it there would never meet the devices
+        plugged into the new one (:class:`OvsFailure`, saying so)."""
         if self.running():
+            self._check_namespace()
             return False
         # A half-alive pair (one daemon died) is restarted whole: a vswitchd without its
         # database would keep stale flows, a database without vswitchd forwards nothing.

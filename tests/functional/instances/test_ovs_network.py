@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from fluidedge.instances.errors import NotABridge
+from fluidedge.instances.errors import NotABridge, RuntimeFailure
 from fluidedge.instances.manager import Manager
 from fluidedge.instances.models import InstanceRequest, NetworkSpec
 from fluidedge.instances.network import bridge_mac, mac_for
@@ -256,3 +256,36 @@ def test_a_network_whose_namespace_went_is_deleted_with_its_running_switch(
     # gone (or a zombie: this machine's pid 1 does not reap the detached daemons)
     assert not any(procfs.process_running(pid) for pid in pids if pid is not None)
     assert not switch.root.exists()
+
+
+def test_a_namespace_made_again_under_the_name_is_not_given_the_old_switch(
+    manager_factory: ManagerFactory,
+) -> None:
+    """``ip netns del`` then ``ip netns add`` of the same name: the old switch still runs in
+    the old, nameless namespace. A network created in the new one is refused with the reason
+    (adopted, its bridge was made there, out of the new namespace's reach, and the creation
+    failed with "bridge did not appear"); once the old network is deleted (its switch with
+    it), the same creation works in the new namespace."""
+    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
+    ns = f"fbn{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        manager.create_network(
+            NetworkSpec(name="old", bridge=bridge_name("o"), driver="ovs", netns=ns)
+        )
+        netns_mod.delete(ns)
+        netns_mod.create(ns)  # another namespace, the same name
+        again = NetworkSpec(name="new", bridge=bridge_name("n"), driver="ovs", netns=ns)
+        refused = r"whose name was deleted; namespace .* is another"
+        with pytest.raises(RuntimeFailure, match=refused):
+            manager.create_network(again)
+        assert "new" not in manager.networks
+        manager.delete_network("old")
+        manager.create_network(again)
+        switch = ovs_bridges.switch(ns)
+        vswitchd = switch.pids()[1]
+        assert os.stat(f"/proc/{vswitchd}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino
+        assert bridge_name("n") in run(["ip", "-n", ns, "-br", "link"]).stdout
+        manager.delete_network("new")
+    finally:
+        netns_mod.delete(ns)
