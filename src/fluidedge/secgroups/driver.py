@@ -92,6 +92,11 @@ def narrowed(old: FilterProgram, new: FilterProgram, network: str) -> bool:
     return False
 
 
+# What a network whose rules a check found changed from outside went through meanwhile (the
+# end of every such reason a renderer's check gives, logged by FirewallDriver.heal)
+NOT_AS_DECLARED = "its ports were not filtered as declared"
+
+
 class Applies:
     """Per key (a network, a bridge), a count that is odd while an apply of ours is under
     way: a renderer's check, which runs without the driver's lock, judges a key only when its
@@ -252,7 +257,7 @@ class NftRenderer:
                 elif not changed:
                     changed = self._contents_changed(network, tables, digests)
                 if changed:
-                    lost[network] = "; ".join(changed) + "; its ports were not filtered as declared"
+                    lost[network] = "; ".join([*changed, NOT_AS_DECLARED])
                 elif not knobs:
                     lost[network] = (
                         "net.bridge.bridge-nf-call-ip(6)tables set to 0; its ports were unfiltered"

@@ -27,7 +27,7 @@ from fluidedge.ovn.nbctl import Nbctl, as_list
 from fluidedge.secgroups import ovn_render as acls
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
-from fluidedge.secgroups.driver import Applies, Renderer
+from fluidedge.secgroups.driver import NOT_AS_DECLARED, Applies, Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -166,7 +166,7 @@ class OvnRenderer:
             if commands:
                 lost[binding.network] = (
                     f"its rows in the OVN northbound database changed from outside "
-                    f"({acls.describe(commands)}); its ports were not filtered as declared"
+                    f"({acls.describe(commands)}); {NOT_AS_DECLARED}"
                 )
         return lost
 

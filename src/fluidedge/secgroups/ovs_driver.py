@@ -31,7 +31,7 @@ from fluidedge.ovs.vsctl import Vsctl
 from fluidedge.secgroups import ovs_render
 from fluidedge.secgroups.compiler import FilterProgram
 from fluidedge.secgroups.conntrack import Conntrack, Entry
-from fluidedge.secgroups.driver import Applies, Renderer
+from fluidedge.secgroups.driver import NOT_AS_DECLARED, Applies, Renderer
 from fluidedge.secgroups.errors import FilterFailure
 from fluidedge.secgroups.nft import Binding
 
@@ -212,14 +212,14 @@ class OvsRenderer:
         if len(lines) != want:
             return (
                 f"{len(lines)} flows of ours on bridge {bridge} instead of {want}: changed "
-                "from outside; its ports were not filtered as declared"
+                f"from outside; {NOT_AS_DECLARED}"
             )
         digest = dump_digest(lines)
         if self._digests.setdefault(bridge, digest) == digest:
             return None
         return (
             f"flows of ours on bridge {bridge} changed from outside (a flow's match or actions "
-            "replaced); its ports were not filtered as declared"
+            f"replaced); {NOT_AS_DECLARED}"
         )
 
     def remove_network(self, binding: Binding) -> None:
