@@ -13,6 +13,9 @@ command that fixes it. Default: ``auto`` inside a namespace the TOF is given (``
 ``check`` in the root namespace, whose host-wide settings the TOF must not change on its own.
 
 :func:`plan` is the pure policy (tested without a kernel); :func:`prepare` is the thin I/O.
+The data plane's check (every ``program_check_interval``) plans again with what it observes
+then, and sets back (``auto``) or says (``check``) what changed from outside since the start
+(:meth:`fluidedge.tof.dataplane_common.DataPlaneBase._heal_apps_side`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from fluidedge.linux.netns import NetnsError, call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.errors import DataPlaneError
@@ -89,21 +93,48 @@ def plan(config: TofConfig, observed: Observed) -> Plan:
 Runner = Callable[[Sequence[str]], str]
 
 
-def _runner(netns: str | None) -> Runner:
+def runner_in(netns: str | None) -> Runner:
     def go(argv: Sequence[str]) -> str:
         return run(netns_argv(netns, list(argv))).stdout
 
     return go
 
 
-def observe(config: TofConfig, runner: Runner) -> Observed:
-    """Read forwarding and the apps interface's state (``ip -j``) through ``runner``."""
+SysctlReader = Callable[[str], bool]
 
-    def sysctl(key: str) -> bool:
+
+def sysctls_in(netns: str | None) -> SysctlReader:
+    """Whether a sysctl is ``1`` in ``netns``, read from ``/proc/sys`` by a thread inside it
+    (what ``/proc/sys/net`` shows is the opener's namespace): no process started, for the
+    check that runs every ``program_check_interval``."""
+
+    def on(key: str) -> bool:
+        path = "/proc/sys/" + key.replace(".", "/")
+
+        def read() -> bytes:
+            with open(path, "rb") as f:
+                return f.read(16)
+
+        try:
+            return call_in_netns(netns, read).strip() == b"1"
+        except (OSError, NetnsError):
+            return False
+
+    return on
+
+
+def observe(config: TofConfig, runner: Runner, sysctl: SysctlReader | None = None) -> Observed:
+    """Read forwarding (through ``sysctl``, else ``sysctl -n``) and the apps interface's state
+    (``ip -j``) through ``runner``."""
+
+    def sysctl_n(key: str) -> bool:
         try:
             return runner(["sysctl", "-n", key]).strip() == "1"
         except CommandError:
             return False
+
+    if sysctl is None:
+        sysctl = sysctl_n
 
     exists = up = False
     addresses: set[str] = set()
@@ -128,7 +159,7 @@ def observe(config: TofConfig, runner: Runner) -> Observed:
 
 def prepare(config: TofConfig, runner: Runner | None = None) -> Plan:
     """Set up the apps side (``auto``) or raise :class:`DataPlaneError` saying what is missing."""
-    runner = runner or _runner(config.netns)
+    runner = runner or runner_in(config.netns)
     found = plan(config, observe(config, runner))
     if found.fatal or (found.missing and mode(config) == "check"):
         items = "; ".join((*found.fatal, *found.missing))

@@ -159,6 +159,8 @@ class DataPlaneBase:
         self.failure: str | None = None
         # The data plane's long-lived objects out of full collections (docs/accounting.md).
         self.freezer: Freezer | None = Freezer()
+        # What the apps side's check last said was wrong and could not set back (said once)
+        self._apps_side_said: tuple[str, ...] = ()
         self._mono_to_wall = time.time() - time.monotonic()
         if self.pipeline.accounting is not None:
             self.pipeline.accounting.wall_offset = self._mono_to_wall
@@ -278,6 +280,50 @@ class DataPlaneBase:
 
     def _tun_recreated(self) -> None:
         """The backend's references to the apps TUN's ifindex, made again (under the lock)."""
+
+    def _heal_apps_side(self) -> list[str]:
+        """What :mod:`fluidedge.tof.apps_side` found or set up at start, changed from outside
+        since: forwarding turned off (``sysctl -w net.ipv4.ip_forward=0``, a hardening script),
+        the apps interface down, its gateway address deleted (``ip addr flush``; or its bridge
+        deleted and made again by the instances part, without the address). Each silently
+        black-holes every offloaded flow. With ``apps_setup = "auto"`` it is set back as at
+        start (``io.apps_side_restored``, event ``apps_side_changed``); with ``"check"`` (the
+        host's own settings, not the TOF's to change) or an apps interface that is gone, it
+        is said once per distinct state (``io.apps_side_broken``, event ``apps_side_broken``)
+        until it is fixed. The forwarding sysctls are read from ``/proc/sys`` in the
+        namespace (no process); the interface's state is one ``ip -j addr``."""
+        if not self._running:
+            return []
+        config = self.config
+        runner = apps_side.runner_in(config.netns)
+        found = apps_side.plan(
+            config, apps_side.observe(config, runner, apps_side.sysctls_in(config.netns))
+        )
+        problems = (*found.fatal, *found.missing)
+        if not problems:
+            self._apps_side_said = ()
+            return []
+        if found.fatal or apps_side.mode(config) == "check":
+            if problems != self._apps_side_said:
+                self._apps_side_said = problems
+                self.io["apps_side_broken"] += 1
+                log.error(
+                    "tof: the apps side changed from outside: %s; offloaded flows are lost "
+                    "until it is fixed",
+                    "; ".join(problems),
+                    extra={"part": "tof", "event": "apps_side_broken"},
+                )
+            return []
+        for argv in found.commands:
+            runner(argv)
+        self._apps_side_said = ()
+        self.io["apps_side_restored"] += 1
+        log.error(
+            "tof: the apps side changed from outside: %s; set back",
+            "; ".join(found.missing),
+            extra={"part": "tof", "event": "apps_side_changed"},
+        )
+        return [f"the apps side: {item}" for item in found.missing]
 
     def _heal_routes(self) -> list[str]:
         """Put back the UE pools' routes into the apps TUN that someone deleted (``ip route

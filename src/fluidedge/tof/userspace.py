@@ -136,12 +136,13 @@ class UserspaceBackend(OnDemandControl, DataPlaneBase):
                     self.io["rx_bridged_at_takeover"] += 1
 
     def heal(self) -> list[str]:
-        """Re-create the apps TUN if it was deleted from outside (:meth:`_heal_tun`), and
-        re-attach the fail-open guard if someone took it off an S1 device (``tc qdisc del dev
-        X clsact``): this agent's sockets go on forwarding without it, but S1 would not fail
-        open when the agent dies. What was done (``io.apps_tun_recreated``,
+        """Re-create the apps TUN if it was deleted from outside (:meth:`_heal_tun`), set the
+        apps side back as at start (:meth:`_heal_apps_side`), and re-attach the fail-open
+        guard if someone took it off an S1 device (``tc qdisc del dev X clsact``): this
+        agent's sockets go on forwarding without it, but S1 would not fail open when the agent
+        dies. What was done (``io.apps_tun_recreated``,
         ``io.programs_reattached``)."""
-        done = self._heal_tun()
+        done = self._heal_tun() + self._heal_apps_side()
         guard = self._guard
         if guard is None:
             return done

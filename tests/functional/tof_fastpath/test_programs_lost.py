@@ -188,3 +188,61 @@ def test_the_ue_pools_route_deleted_from_outside_is_added_again(
     assert _replies_reach_the_ue(t) == 5
     assert heal() == []
     assert _io(backend)["apps_routes_readded"] == 1
+
+
+def test_the_apps_side_changed_from_outside_is_set_back(
+    running_with_apps_side: tuple[Topo, Backend, str],
+) -> None:
+    """What the TOF set up at start on the apps side, taken away: the apps interface's gateway
+    address flushed (its bridge re-made by another tool, ``ip addr flush``: the route to the
+    apps goes with it, so nothing offloaded reaches them), then forwarding turned off (a
+    hardening script: the app's replies to the UE are not forwarded). Either way offloaded
+    flows are lost until the check sets it back."""
+    t, backend, _kind = running_with_apps_side
+    heal = backend.heal  # type: ignore[attr-defined]
+    learn_bearer(t)
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert _replies_reach_the_ue(t) == 5
+    assert heal() == []
+
+    run(["ip", "-n", t.host, "addr", "flush", "dev", "apps"])
+    assert _offload_and_core(t, 0x100) == (0, 5)  # the offloaded half goes nowhere
+    assert heal() == [
+        "the apps side: apps interface apps lacks the gateway address 198.19.0.1/24 "
+        "(fix: ip addr add 198.19.0.1/24 dev apps)"
+    ]
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert _replies_reach_the_ue(t) == 5
+    assert heal() == []
+
+    run(["ip", "netns", "exec", t.host, "sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    assert _replies_reach_the_ue(t) == 0
+    assert heal() == [
+        "the apps side: net.ipv4.ip_forward is 0 in namespace "
+        f"{t.host} (fix: sysctl -w net.ipv4.ip_forward=1)"
+    ]
+    assert _replies_reach_the_ue(t) == 5
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert heal() == []
+    assert _io(backend)["apps_side_restored"] == 2
+
+
+def test_a_gone_apps_interface_is_said_once(
+    running_with_apps_side: tuple[Topo, Backend, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An apps interface deleted is nothing the TOF can make (it is the network's): said once
+    per distinct state, at error level, and set back once it is there again."""
+    t, backend, _kind = running_with_apps_side
+    heal = backend.heal  # type: ignore[attr-defined]
+    run(["ip", "-n", t.host, "link", "set", "apps", "name", "appsx"])  # gone under its name
+    with caplog.at_level(logging.ERROR, logger="fluidedge.tof"):
+        assert heal() == []
+        assert heal() == []
+    said = [r for r in caplog.records if "apps interface apps does not exist" in r.getMessage()]
+    assert len(said) == 1
+    assert _io(backend)["apps_side_broken"] == 1
+    run(["ip", "-n", t.host, "link", "set", "appsx", "name", "apps"])
+    assert heal() == []  # back with its address: nothing to do
+    learn_bearer(t)
+    assert _offload_and_core(t, 0x100) == (5, 5)
+    assert _replies_reach_the_ue(t) == 5

@@ -395,15 +395,17 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
 
     def heal(self) -> list[str]:
         """Re-create the apps TUN if it was deleted from outside (:meth:`_heal_tun`; without
-        it ``s1_ingress`` switches S1 unchanged, nothing is offloaded), then re-attach the
-        programs someone took off our devices (``tc qdisc del dev X clsact``, a tool that
-        replaces a device's qdiscs; a re-created TUN has none): without ``s1_ingress`` the S1
+        it ``s1_ingress`` switches S1 unchanged, nothing is offloaded), set the apps side back
+        as at start (:meth:`_heal_apps_side`), then re-attach the programs someone took off
+        our devices (``tc qdisc del dev X clsact``, a tool that replaces a device's qdiscs; a
+        re-created TUN has none): without ``s1_ingress`` the S1
         frames of that side are not switched at all, without ``apps_egress`` no app reply
         reaches a UE. The check is one ``tc -batch``; a re-attach puts every program back
         (a replace where one still is, atomic per device). What was done, for the log and
         ``/stats`` (``io.apps_tun_recreated``, ``io.programs_reattached``)."""
         with self._fold_lock:  # not while stop() tears the object down
             done = [] if self._obj is None else self._heal_punts() + self._heal_tun()
+        done += self._heal_apps_side()  # one `ip` run: not under the fold's lock
         done += self._heal_mirror_ports()
         missing = missing_programs(self.config.netns, self._programs())
         if not missing:
