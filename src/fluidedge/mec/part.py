@@ -13,6 +13,7 @@ served on the platform network (:mod:`fluidedge.mec.listener`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -23,6 +24,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fluidedge.core.part import DaemonContext
+from fluidedge.core.periodic import every
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import TemplateSpec
 from fluidedge.mec import examples
@@ -114,6 +116,10 @@ class MecConfig(BaseModel):
     platform_network: str | None = Field(default=None, max_length=63)
     platform_address: str | None = Field(default=None, examples=["10.77.0.1/24"])
     mp1_port: int = Field(default=8480, ge=1, le=65535)
+    # How often the platform address is checked on its bridge and added again when something
+    # took it away (``ip addr flush``, the bridge deleted and made again by the instances
+    # part): without it no app reaches Mp1. 0: never.
+    platform_check_interval: float = Field(default=1.0, ge=0.0, le=3600.0)
     # Mp1 on the platform network is off loopback: HTTPS with the daemon's api.tls_cert/tls_key
     # (whose certificate each app instance gets as its CA), or plain HTTP only when this says so.
     allow_plain_http: bool = False
@@ -174,6 +180,8 @@ class MecPart:
         )
         self.listener: Mp1Listener | None = None
         self._address_added: tuple[str, ipaddress.IPv4Interface] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self.address_restored = 0  # the platform address added again (see _keep_address)
 
     def _deployer(self) -> DeployPort | None:
         instances = self.ctx.parts.get("instances")
@@ -213,6 +221,38 @@ class MecPart:
         )
         await listener.start()
         self.listener = listener
+        if self.config.platform_check_interval > 0:
+            self._keeper = asyncio.create_task(
+                every(
+                    self.config.platform_check_interval,
+                    self._keep_address,
+                    log,
+                    "mec: the check of the platform address",
+                    "platform_check_failed",
+                )
+            )
+
+    def _keep_address(self) -> None:
+        """The platform address back on its bridge if something took it away: an ``ip addr
+        flush``, or the bridge deleted and made again by the instances part (with its ports,
+        without our address). Meanwhile no app reaches Mp1 (the listener stays bound to the
+        address and serves again once it is back). One ``ip -j addr`` per check."""
+        net = self.net
+        if net is None:
+            return
+        bridge = self._platform_bridge(net)
+        if not add_address(bridge, net.address):
+            return
+        self.address_restored += 1
+        if self._address_added is None:
+            self._address_added = (bridge, net.address)  # ours now: removed at stop
+        log.error(
+            "mec: the platform address %s on %s was gone (deleted from outside, or its bridge "
+            "made again); added again: apps could not reach Mp1 meanwhile",
+            net.address,
+            bridge,
+            extra={"part": "mec", "event": "platform_address_lost"},
+        )
 
     def _dns_table(self, table: Records) -> None:
         if self.responder is not None:
@@ -294,6 +334,11 @@ class MecPart:
         await asyncio.to_thread(self.platform.load)
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         if self.responder is not None:
             self.responder.close()
             self.responder = None
@@ -331,6 +376,10 @@ class MecPart:
             f'fluidedge_mec_notifications_total{{outcome="delivered"}} {c.delivered}',
             f'fluidedge_mec_notifications_total{{outcome="failed"}} {c.failed}',
             f'fluidedge_mec_notifications_total{{outcome="refused"}} {c.refused}',
+            "# HELP fluidedge_mec_platform_address_restored_total the platform address added "
+            "again after something took it away",
+            "# TYPE fluidedge_mec_platform_address_restored_total counter",
+            f"fluidedge_mec_platform_address_restored_total {self.address_restored}",
         ]
         if self.responder is not None:
             d = self.responder.counters

@@ -191,6 +191,33 @@ def test_deploy_token_isolation_restart_delete(mec_daemon: DaemonHandle) -> None
     assert not Path(f"/proc/{pid}").exists() or _nsenter_curl(pid, rules_url, bearer)[0] == 0
 
 
+def test_mp1_comes_back_after_the_platform_bridge_is_deleted(mec_daemon: DaemonHandle) -> None:
+    """``ip link del`` of the platform bridge: the instances part makes it again with its
+    ports, but not with the platform address, and no app reached Mp1 (before, for good). The
+    MEC part's check adds it again; the log and the metrics say so."""
+    daemon = mec_daemon
+    made = httpx.post(f"{daemon.url}/v1/tenants", headers=ADMIN, json={"name": "acme"}, timeout=30)
+    assert made.status_code == 201, made.text
+    app = _deploy(daemon, "cache", "acme", 10)
+    pid = _instance(daemon, app["instance"]).json()["pid"]
+    bearer = f"Authorization: Bearer {app['token']}"
+    rules_url = f"{app['mp1Url']}{AS}/applications/{app['appInstanceId']}/traffic_rules"
+    assert _nsenter_curl(pid, rules_url, bearer)[0] == 200
+
+    subprocess.run(["ip", "link", "del", PLAT_BR], check=True)
+    # (the app's first SYNs find no platform address until the checks have run: curl's own
+    # retries may already see it back, so only the log and the counter prove it was gone)
+    wait_for(lambda: _nsenter_curl(pid, rules_url, bearer)[0] == 200, 15, "Mp1 back")
+    shown = subprocess.run(
+        ["ip", "-br", "addr", "show", "dev", PLAT_BR], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"{PLAT}.1/24" in shown
+    said = f"mec: the platform address {PLAT}.1/24 on {PLAT_BR} was gone"
+    assert said in daemon.log()
+    metrics = httpx.get(f"{daemon.url}/metrics", headers=ADMIN, timeout=30).text
+    assert "fluidedge_mec_platform_address_restored_total 1" in metrics
+
+
 def test_the_example_consumer_discovers_and_calls_the_producer(mec_daemon: DaemonHandle) -> None:
     daemon = mec_daemon
     producer = httpx.post(
