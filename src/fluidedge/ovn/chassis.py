@@ -172,6 +172,30 @@ class Chassis:
         pids = (("ovsdb-server", db), ("ovs-vswitchd", vswitchd), ("ovn-controller", controller))
         return [name for name, pid in pids if pid is None]
 
+    def tunnel_lost(self) -> list[str]:
+        """What of the tunnels' side :meth:`start` set up is no longer there: the encap
+        address on ``br-phy``, ``br-phy`` up, the underlay up (one ``ip -j addr`` in the
+        chassis namespace). Without any of them no geneve packet leaves or arrives: every
+        instance here is cut off from the other nodes', with every daemon alive."""
+        devices = [PHYSICAL_BRIDGE] + ([self.underlay] if self.underlay is not None else [])
+        listed = tool.run(netns_argv(self.netns, ["ip", "-j", "addr", "show"]), {}).stdout
+        found = {row.get("ifname"): row for row in json.loads(listed or "[]")}
+        lost = []
+        for device in devices:
+            row = found.get(device)
+            if row is None:
+                lost.append(f"{device} is gone")
+            elif "UP" not in row.get("flags", []):
+                lost.append(f"{device} is down")
+        phy = found.get(PHYSICAL_BRIDGE)
+        if phy is not None and not any(
+            a.get("local") == str(self.encap.ip)
+            and a.get("prefixlen") == self.encap.network.prefixlen
+            for a in phy.get("addr_info", [])
+        ):
+            lost.append(f"the encap address {self.encap} is not on {PHYSICAL_BRIDGE}")
+        return lost
+
     def stop(self) -> None:
         """Stop ovn-controller (it removes its Chassis row from the SB), then the switch."""
         tool.stop_daemon(self.control_socket(), self.pidfile, self.env)

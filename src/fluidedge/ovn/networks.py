@@ -158,7 +158,11 @@ def revive() -> bool:
 
     Its switch forwards nothing without ``ovs-vswitchd`` (every instance on the node's ``ovn``
     networks is cut off), and without ``ovn-controller`` nothing new is bound or programmed.
-    The instances part calls it every ``switch_check_interval_s``: three pidfile reads. The
+    The same with every daemon alive but the tunnels' side changed from outside (``br-phy``
+    deleted or down, its encap address flushed, the underlay down): no geneve packet leaves
+    or arrives, so it is set up again (:meth:`fluidedge.ovn.chassis.Chassis.tunnel_lost`).
+    The instances part calls it every ``switch_check_interval_s``: three pidfile reads and one
+    ``ip -j addr`` in the chassis namespace. The
     restarted switch reads its bridges and ports from its database and ``ovn-controller``
     programs ``br-int`` again from the southbound database (the logical ports, their ACLs: no
     flow of ours to put back)."""
@@ -167,7 +171,20 @@ def revive() -> bool:
             return False
         dead = _chassis.dead()
         if not dead:
-            return False
+            lost = _chassis.tunnel_lost()
+            if not lost:
+                return False
+            # br-phy deleted, its address flushed, the underlay down: set up again as at start
+            # (start adopts the running daemons; its steps are idempotent)
+            log.error(
+                "ovn: chassis %s: %s (changed from outside: no tunnel to the other nodes); "
+                "set up again",
+                _chassis.name,
+                "; ".join(lost),
+                extra={"part": "ovn", "event": "chassis_tunnel_lost"},
+            )
+            _chassis.start()
+            return True
         log.error(
             "ovn: %s of chassis %s died; restarting it (its instances' ports forward nothing "
             "until it is back)",

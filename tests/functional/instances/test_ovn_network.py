@@ -137,6 +137,17 @@ def test_an_instance_on_an_ovn_network_talks_to_another_host(
     assert fetched[0].stdout == "hello from a\n"
     assert not ovn_networks.revive()
 
+    # The encap address flushed from br-phy (the daemons all alive): no tunnel, cut off
+    # until the check sets the tunnels' side up again.
+    assert chassis.tunnel_lost() == []
+    subprocess.run(["ip", "-n", str(node["netns"]), "addr", "flush", "dev", "br-phy"], check=True)
+    assert chassis.tunnel_lost() == [f"the encap address {chassis.encap} is not on br-phy"]
+    assert not fetch()
+    assert ovn_networks.revive()
+    assert chassis.tunnel_lost() == []
+    assert wait_until(fetch, timeout=30)
+    assert not ovn_networks.revive()
+
     # Deleting the instance deletes its logical port; purging stops the node's chassis.
     manager.delete_instance("a")
     assert (
