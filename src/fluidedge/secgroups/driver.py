@@ -255,7 +255,7 @@ class NftRenderer:
                 if missing:
                     changed.insert(0, f"table {', '.join(missing)} removed from outside")
                 elif not changed:
-                    changed = self._contents_changed(network, tables, digests)
+                    changed = self._contents_changed(network, tables, digests, before[network])
                 if changed:
                     lost[network] = "; ".join([*changed, NOT_AS_DECLARED])
                 elif not knobs:
@@ -274,13 +274,18 @@ class NftRenderer:
         network: str,
         tables: tuple[Table, Table],
         digests: dict[tuple[str, str], str],
+        before: int,
     ) -> list[str]:
         """The tables whose rules or set elements differ from what the first check after our
-        apply found, their shapes whole (a rule replaced by another); learnt if unknown."""
+        apply found, their shapes whole (a rule replaced by another); learnt if unknown,
+        unless an apply of ours began since the applies' count ``before`` (the listing is
+        then not its: learnt at the next check)."""
         now = {(t.family, t.name): digests.get((t.family, t.name)) for t in tables}
         known = self._digests.get(network)
         if known is None:
             self._digests[network] = now
+            if not self._applies.settled(network, before):
+                self._digests.pop(network, None)
             return []
         return [
             f"table {family} {name} changed from outside (a rule or a set's elements replaced)"

@@ -196,7 +196,7 @@ class OvsRenderer:
                     continue
                 if not self._applies.settled(binding.bridge, before):
                     continue
-                why = self._changed(binding.bridge, lines)
+                why = self._changed(binding.bridge, lines, before)
             if why is None:
                 continue
             lost[binding.network] = why
@@ -205,9 +205,10 @@ class OvsRenderer:
             self._digests.pop(binding.bridge, None)
         return lost
 
-    def _changed(self, bridge: str, lines: list[str]) -> str | None:
-        """Why the flows of ours ``lines`` (a settled dump) are not what we installed on
-        ``bridge``; None when they are (their digest learnt when unknown)."""
+    def _changed(self, bridge: str, lines: list[str], before: int) -> str | None:
+        """Why the flows of ours ``lines`` (a dump settled since the applies' count
+        ``before``) are not what we installed on ``bridge``; None when they are (their digest
+        learnt when unknown, unless an apply began meanwhile: the dump is then not its)."""
         want = self._counts.get(bridge, 0)
         if len(lines) != want:
             return (
@@ -215,7 +216,13 @@ class OvsRenderer:
                 f"from outside; {NOT_AS_DECLARED}"
             )
         digest = dump_digest(lines)
-        if self._digests.setdefault(bridge, digest) == digest:
+        known = self._digests.get(bridge)
+        if known is None:
+            self._digests[bridge] = digest
+            if not self._applies.settled(bridge, before):
+                self._digests.pop(bridge, None)
+            return None
+        if known == digest:
             return None
         return (
             f"flows of ours on bridge {bridge} changed from outside (a flow's match or actions "

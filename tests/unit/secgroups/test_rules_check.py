@@ -1,4 +1,4 @@
-"""The nftables renderer's check beside applies (:meth:`NftRenderer.check_installed` runs
+"""The renderers' checks beside applies (:meth:`NftRenderer.check_installed` runs
 without the driver's lock): a network with a transaction of ours under way, or done while the
 ruleset was being listed, is not judged, so the daemon never reports its own apply as rules
 lost from outside. A fake ``Nft`` behind the adapter seam (the real one runs in
@@ -85,3 +85,41 @@ def test_an_apply_under_way_is_not_judged() -> None:
     nft.during_apply = lambda: seen.append(renderer.check_installed([Binding("n", "br-n", "sw")]))
     driver.prepare_port_filter(_port(2))
     assert seen == [{}]
+
+
+def test_content_seen_while_an_apply_began_is_not_learnt() -> None:
+    """The digest is learnt at the first settled check after an apply. If an apply of ours
+    begins between the check's settled look and its learning, the listing is the one before
+    that apply: learnt, the apply's own content would be reported at the next check as
+    changed from outside (an error and a whole re-install for nothing)."""
+    from fluidedge.secgroups.nft import Table
+
+    renderer = NftRenderer(nft=FakeNft())
+    tables = (Table("bridge", "b", {}, {}), Table("inet", "i", {}, {}))
+    old = {("bridge", "b"): "b1", ("inet", "i"): "i1"}
+    new = {("bridge", "b"): "b1", ("inet", "i"): "i2"}
+    before = renderer._applies.seen("n")
+    with renderer._applies.under_way("n"):  # began after the look: the listing is not its
+        assert renderer._contents_changed("n", tables, old, before) == []
+    assert renderer._contents_changed("n", tables, new, renderer._applies.seen("n")) == []
+    assert renderer._contents_changed("n", tables, new, renderer._applies.seen("n")) == []
+    assert renderer._contents_changed("n", tables, old, renderer._applies.seen("n")) == [
+        "table inet i changed from outside (a rule or a set's elements replaced)"
+    ]
+
+
+def test_flows_seen_while_an_apply_began_are_not_learnt() -> None:
+    """The same for the Open vSwitch renderer's digest of its flows."""
+    from fluidedge.secgroups.ovs_driver import OvsRenderer
+
+    renderer = OvsRenderer(lambda _netns: None)  # type: ignore[arg-type,return-value]
+    renderer._counts["br"] = 2
+    old, new = ["a actions=drop", "b actions=drop"], ["a actions=drop", "b actions=NORMAL"]
+    before = renderer._applies.seen("br")
+    with renderer._applies.under_way("br"):
+        assert renderer._changed("br", old, before) is None
+    assert renderer._changed("br", new, renderer._applies.seen("br")) is None
+    assert renderer._changed("br", new, renderer._applies.seen("br")) is None
+    why = renderer._changed("br", old, renderer._applies.seen("br"))
+    assert why is not None
+    assert why.startswith("flows of ours on bridge br changed from outside")
