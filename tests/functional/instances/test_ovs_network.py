@@ -200,19 +200,32 @@ def test_a_network_created_on_a_dead_switch_restores_its_other_bridges(
     assert _fetch(a, "198.18.40.3") == "hello from b\n"
 
 
+def _network_in_its_namespace(
+    factory: ManagerFactory, tag: str, network: str
+) -> tuple[Manager, str]:
+    """A manager (no pool, no periodic check) and an ovs network ``network`` in a namespace
+    made for it, whose name is returned; the caller deletes the namespace."""
+    manager = factory(pool_scale=0, switch_check_interval_s=0)
+    ns = f"fb{tag}{os.getpid() % 100000}"
+    netns_mod.create(ns)
+    try:
+        manager.create_network(
+            NetworkSpec(name=network, bridge=bridge_name(network[0]), driver="ovs", netns=ns)
+        )
+    except BaseException:
+        netns_mod.delete(ns)
+        raise
+    return manager, ns
+
+
 def test_a_dead_switch_whose_namespace_went_is_forgotten(
     manager_factory: ManagerFactory,
 ) -> None:
     """A namespace deleted under an ovs network takes the switch's bridges with it: the check
     forgets the dead switch instead of restarting it (in a namespace made later under that
     name, which is another one)."""
-    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
-    ns = f"fbq{os.getpid() % 100000}"
-    netns_mod.create(ns)
+    _manager, ns = _network_in_its_namespace(manager_factory, "q", "gone")
     try:
-        manager.create_network(
-            NetworkSpec(name="gone", bridge=bridge_name("g"), driver="ovs", netns=ns)
-        )
         switch = ovs_bridges.switch(ns)
         for pid in switch.pids():
             assert pid is not None
@@ -236,13 +249,8 @@ def test_a_network_whose_namespace_went_is_deleted_with_its_running_switch(
     """``ip netns del`` under an ovs network removes the name, not the namespace: the switch's
     daemons still run in it, unreachable by name. Deleting the network stops them and removes
     the switch's directory (it used to return early, leaving both for good)."""
-    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
-    ns = f"fbr{os.getpid() % 100000}"
-    netns_mod.create(ns)
+    manager, ns = _network_in_its_namespace(manager_factory, "r", "orphan")
     try:
-        manager.create_network(
-            NetworkSpec(name="orphan", bridge=bridge_name("o"), driver="ovs", netns=ns)
-        )
         switch = ovs_bridges.switch(ns)
         pids = switch.pids()
         assert None not in pids
@@ -266,13 +274,8 @@ def test_a_namespace_made_again_under_the_name_is_not_given_the_old_switch(
     (adopted, its bridge was made there, out of the new namespace's reach, and the creation
     failed with "bridge did not appear"); once the old network is deleted (its switch with
     it), the same creation works in the new namespace."""
-    manager = manager_factory(pool_scale=0, switch_check_interval_s=0)
-    ns = f"fbn{os.getpid() % 100000}"
-    netns_mod.create(ns)
+    manager, ns = _network_in_its_namespace(manager_factory, "n", "old")
     try:
-        manager.create_network(
-            NetworkSpec(name="old", bridge=bridge_name("o"), driver="ovs", netns=ns)
-        )
         netns_mod.delete(ns)
         netns_mod.create(ns)  # another namespace, the same name
         again = NetworkSpec(name="new", bridge=bridge_name("n"), driver="ovs", netns=ns)
