@@ -147,8 +147,11 @@ class OvnRenderer:
         read, a port not on its logical switch yet (or any more: the apply says so), an NB
         out of reach (the next check is)."""
         lost: dict[str, str] = {}
+        mine = [b for b in bindings if b.network in self._programs]
+        if not mine:
+            return lost  # nothing applied here: no NB to ask (a node without OVN has none)
         node = self._node()
-        for binding in bindings:
+        for binding in mine:
             program = self._programs.get(binding.network)
             if program is None:
                 continue
@@ -246,7 +249,9 @@ class OvnSplit:
         lost: dict[str, str] = {}
         if check is not None:
             lost.update(check([b for b in bindings if not self.is_ovn(b)]))
-        lost.update(self.ovn.check_installed([b for b in bindings if self.is_ovn(b)]))
+        ovn = [b for b in bindings if self.is_ovn(b)]
+        if ovn:
+            lost.update(self.ovn.check_installed(ovn))
         return lost
 
     def installed_networks(self, netns: str | None) -> set[str]:

@@ -123,3 +123,24 @@ def test_flows_seen_while_an_apply_began_are_not_learnt() -> None:
     why = renderer._changed("br", old, renderer._applies.seen("br"))
     assert why is not None
     assert why.startswith("flows of ours on bridge br changed from outside")
+
+
+def test_the_ovn_check_asks_no_nb_when_nothing_was_applied_to_it() -> None:
+    """A daemon without OVN (its node name and NB unavailable) runs the OVN renderer's check
+    too, with no OVN network: it must not ask them (it failed every check, and the Linux
+    bridges' check never ran)."""
+    from fluidedge.ovn.errors import OvnUnavailable
+    from fluidedge.secgroups.ovn_driver import OvnRenderer, OvnSplit
+
+    def unavailable() -> str:
+        raise OvnUnavailable("ovn: this node has no OVN configuration (instances.ovn)")
+
+    _, nft_renderer, _nft = _driver()
+    split = OvnSplit(
+        nft_renderer,
+        OvnRenderer(unavailable, node=unavailable),  # type: ignore[arg-type]
+        is_ovn=lambda b: b.bridge.startswith("ovn"),
+    )
+    lost = split.check_installed([Binding("n", "br-n", "sw")])
+    assert set(lost) == {"n"}  # the Linux bridge's check ran: its tables are gone
+    assert split.ovn.check_installed([Binding("o", "ovn-o", None)]) == {}
