@@ -234,7 +234,9 @@ def test_a_gone_apps_interface_is_said_once(
     per distinct state, at error level, and set back once it is there again."""
     t, backend, _kind = running_with_apps_side
     heal = backend.heal  # type: ignore[attr-defined]
-    run(["ip", "-n", t.host, "link", "set", "apps", "name", "appsx"])  # gone under its name
+    # gone under its name (down first: Debian 12's kernel renames no device that is up)
+    run(["ip", "-n", t.host, "link", "set", "apps", "down"])
+    run(["ip", "-n", t.host, "link", "set", "apps", "name", "appsx"])
     with caplog.at_level(logging.ERROR, logger="fluidedge.tof"):
         assert heal() == []
         assert heal() == []
@@ -242,7 +244,8 @@ def test_a_gone_apps_interface_is_said_once(
     assert len(said) == 1
     assert _io(backend)["apps_side_broken"] == 1
     run(["ip", "-n", t.host, "link", "set", "appsx", "name", "apps"])
-    assert heal() == []  # back with its address: nothing to do
+    assert heal() == ["the apps side: apps interface apps is down (fix: ip link set apps up)"]
+    assert heal() == []
     learn_bearer(t)
     assert _offload_and_core(t, 0x100) == (5, 5)
     assert _replies_reach_the_ue(t) == 5
