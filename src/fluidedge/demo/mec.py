@@ -27,7 +27,6 @@ checked (and removed if a purge left them).
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import socket
 import subprocess
@@ -42,6 +41,7 @@ import httpx
 from rich.table import Table
 
 from fluidedge.demo.model import DEMO_HOST_INDEX, DEMO_SERVICE_IP, EdgeApp
+from fluidedge.linux import addrs
 from fluidedge.mec import examples
 from fluidedge.tof.launch import lab_instances_section
 
@@ -189,14 +189,11 @@ def parse_calls(text: str) -> Calls:
 
 def host_networks(addr_json: str) -> list[ipaddress.IPv4Network]:
     """The IPv4 networks of ``ip -j -4 addr`` output."""
-    nets = []
-    for link in json.loads(addr_json or "[]"):
-        for info in link.get("addr_info", []):
-            if info.get("family") == "inet":
-                nets.append(
-                    ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
-                )
-    return nets
+    return [
+        ipaddress.IPv4Network(a.network)
+        for device in addrs.parse(addr_json).values()
+        for a in device.of_version(4)
+    ]
 
 
 # --- I/O ---------------------------------------------------------------------------------
@@ -210,8 +207,9 @@ def _free_port() -> int:
 
 def choose_platform(prefix: str) -> PlatformNet:
     """The platform network, clear of the host's addresses, and a free port for Mp1."""
-    done = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True,
-                          timeout=10, check=True)  # fmt: skip
+    done = subprocess.run(
+        addrs.argv(version=4), capture_output=True, text=True, timeout=10, check=True
+    )
     return platform_net(prefix, host_networks(done.stdout), _free_port())
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from fluidedge.linux import libc
+from fluidedge.linux import addrs, libc
 
 # The lab's bound (``FLUIDEDGE_LAB_READY_TIMEOUT``, see :mod:`.build`) less the supervisor's start.
 READY_TIMEOUT = max(12.0, float(os.environ.get("FLUIDEDGE_LAB_READY_TIMEOUT", "15")) - 3.0)
@@ -100,15 +100,13 @@ def sgsnemu_argv(spec: dict[str, Any]) -> list[str]:
 
 def tun_address(netns: str | None, dev: str) -> str | None:
     """The IPv4 address of ``dev`` (in ``netns``), None while it has none or does not exist."""
-    argv = ["ip", *(["-n", netns] if netns else []), "-j", "-4", "addr", "show", "dev", dev]
+    argv = addrs.argv(netns, dev, version=4)
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
     if result.returncode != 0:
         return None
-    for link in json.loads(result.stdout or "[]"):
-        for addr in link.get("addr_info", []):
-            if addr.get("family") == "inet":
-                return str(addr["local"])
-    return None
+    device = addrs.parse(result.stdout).get(dev)
+    found = device.of_version(4) if device is not None else ()
+    return str(found[0].ip) if found else None
 
 
 class Supervisor:

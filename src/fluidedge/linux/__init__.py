@@ -6,6 +6,7 @@ everything else in fluidedge is pure and testable without root.
 
 # The public face: the modules other packages may import from (tests/unit/test_layers.py).
 __all__ = [
+    "addrs",
     "bpfbuild",
     "capabilities",
     "heldcalls",

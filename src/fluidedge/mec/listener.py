@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from fluidedge.linux import addrs
 from fluidedge.mec.errors import MecError
 
 Scope = MutableMapping[str, Any]
@@ -76,18 +77,13 @@ def mp1_only(app: Callable[[], Any], prefixes: tuple[str, ...]) -> Asgi:
 def add_address(bridge: str, address: ipaddress.IPv4Interface) -> bool:
     """Give ``bridge`` (host namespace) ``address``; True if it was not there."""
     shown = subprocess.run(
-        ["ip", "-j", "addr", "show", "dev", bridge],
-        capture_output=True, text=True, timeout=10, check=False,
-    )  # fmt: skip
+        addrs.argv(dev=bridge), capture_output=True, text=True, timeout=10, check=False
+    )
     if shown.returncode != 0:
         raise ListenerError(f"[mec] platform_network: bridge {bridge}: {shown.stderr.strip()}")
-    for link in json.loads(shown.stdout or "[]"):
-        for info in link.get("addr_info", []):
-            if (
-                info.get("local") == str(address.ip)
-                and info.get("prefixlen") == address.network.prefixlen
-            ):
-                return False
+    device = addrs.parse(shown.stdout).get(bridge)
+    if device is not None and device.has(address):
+        return False
     added = subprocess.run(
         ["ip", "addr", "add", str(address), "dev", bridge],
         capture_output=True, text=True, timeout=10, check=False,

@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from fluidedge.linux import addrs
 from fluidedge.linux.proc import netns_argv
 from fluidedge.ovn import tool
 from fluidedge.ovn.errors import OvnFailure, OvnInvalid
@@ -178,21 +179,16 @@ class Chassis:
         chassis namespace). Without any of them no geneve packet leaves or arrives: every
         instance here is cut off from the other nodes', with every daemon alive."""
         devices = [PHYSICAL_BRIDGE] + ([self.underlay] if self.underlay is not None else [])
-        listed = tool.run(netns_argv(self.netns, ["ip", "-j", "addr", "show"]), {}).stdout
-        found = {row.get("ifname"): row for row in json.loads(listed or "[]")}
+        found = addrs.parse(tool.run(addrs.argv(self.netns), {}).stdout)
         lost = []
         for device in devices:
             row = found.get(device)
             if row is None:
                 lost.append(f"{device} is gone")
-            elif "UP" not in row.get("flags", []):
+            elif not row.up:
                 lost.append(f"{device} is down")
         phy = found.get(PHYSICAL_BRIDGE)
-        if phy is not None and not any(
-            a.get("local") == str(self.encap.ip)
-            and a.get("prefixlen") == self.encap.network.prefixlen
-            for a in phy.get("addr_info", [])
-        ):
+        if phy is not None and not phy.has(self.encap):
             lost.append(f"the encap address {self.encap} is not on {PHYSICAL_BRIDGE}")
         return lost
 

@@ -21,10 +21,10 @@ then, and sets back (``auto``) or says (``check``) what changed from outside sin
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from fluidedge.linux import addrs
 from fluidedge.linux.netns import NetnsError, call_in_netns
 from fluidedge.linux.proc import CommandError, netns_argv, run
 from fluidedge.tof.config import TofConfig
@@ -100,25 +100,33 @@ def runner_in(netns: str | None) -> Runner:
     return go
 
 
-SysctlReader = Callable[[str], bool]
+SysctlReader = Callable[[Sequence[str]], list[bool]]
+FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
 def sysctls_in(netns: str | None) -> SysctlReader:
-    """Whether a sysctl is ``1`` in ``netns``, read from ``/proc/sys`` by a thread inside it
-    (what ``/proc/sys/net`` shows is the opener's namespace): no process started, for the
-    check that runs every ``program_check_interval``."""
+    """Whether each of some sysctls is ``1`` in ``netns``, read from ``/proc/sys`` by one
+    thread inside it (what ``/proc/sys/net`` shows is the opener's namespace): no process
+    started, one namespace switch for all of them, for the check that runs every
+    ``program_check_interval``. A key that cannot be read is not ``1``."""
 
-    def on(key: str) -> bool:
-        path = "/proc/sys/" + key.replace(".", "/")
+    def on(keys: Sequence[str]) -> list[bool]:
+        paths = ["/proc/sys/" + key.replace(".", "/") for key in keys]
 
-        def read() -> bytes:
-            with open(path, "rb") as f:
-                return f.read(16)
+        def read() -> list[bool]:
+            found = []
+            for path in paths:
+                try:
+                    with open(path, "rb") as f:
+                        found.append(f.read(16).strip() == b"1")
+                except OSError:
+                    found.append(False)
+            return found
 
         try:
-            return call_in_netns(netns, read).strip() == b"1"
+            return call_in_netns(netns, read)
         except (OSError, NetnsError):
-            return False
+            return [False] * len(paths)
 
     return on
 
@@ -127,11 +135,14 @@ def observe(config: TofConfig, runner: Runner, sysctl: SysctlReader | None = Non
     """Read forwarding (through ``sysctl``, else ``sysctl -n``) and the apps interface's state
     (``ip -j``) through ``runner``."""
 
-    def sysctl_n(key: str) -> bool:
-        try:
-            return runner(["sysctl", "-n", key]).strip() == "1"
-        except CommandError:
-            return False
+    def sysctl_n(keys: Sequence[str]) -> list[bool]:
+        found = []
+        for key in keys:
+            try:
+                found.append(runner(["sysctl", "-n", key]).strip() == "1")
+            except CommandError:
+                found.append(False)
+        return found
 
     if sysctl is None:
         sysctl = sysctl_n
@@ -140,17 +151,18 @@ def observe(config: TofConfig, runner: Runner, sysctl: SysctlReader | None = Non
     addresses: set[str] = set()
     if config.apps_interface is not None:
         try:
-            rows = json.loads(runner(["ip", "-j", "addr", "show", "dev", config.apps_interface]))
+            device = addrs.parse(runner(addrs.argv(dev=config.apps_interface))).get(
+                config.apps_interface
+            )
         except (CommandError, ValueError):
-            rows = []
-        for row in rows:
-            exists = True
-            up = "UP" in row.get("flags", [])
-            for a in row.get("addr_info", []):
-                addresses.add(f"{a.get('local')}/{a.get('prefixlen')}")
+            device = None
+        if device is not None:
+            exists, up = True, device.up
+            addresses = {str(a) for a in device.addresses}
+    forwarding4, forwarding6 = sysctl(FORWARDING)
     return Observed(
-        sysctl("net.ipv4.ip_forward"),
-        sysctl("net.ipv6.conf.all.forwarding"),
+        forwarding4,
+        forwarding6,
         exists,
         up,
         frozenset(addresses),

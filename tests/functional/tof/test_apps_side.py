@@ -48,3 +48,14 @@ def test_check_refuses_then_auto_sets_up(ns: str) -> None:
         DataPlaneError, match=f"apps interface nothere does not exist in namespace {ns}"
     ):
         apps_side.prepare(missing)
+
+
+def test_the_check_reads_each_forwarding_sysctl_of_the_namespace(ns: str) -> None:
+    """One thread inside the namespace reads every key; the host's values do not leak in, and
+    a key that does not exist reads as off."""
+    run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    read = apps_side.sysctls_in(ns)
+    assert read([*apps_side.FORWARDING, "net.nothere.at_all"]) == [False, True, False]
+    run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    assert read(apps_side.FORWARDING) == [True, True]
+    assert apps_side.sysctls_in("fe-no-such-ns")(apps_side.FORWARDING) == [False, False]
