@@ -114,6 +114,11 @@ class Chassis:
             f"external_ids:ovn-encap-ip={self.encap.ip}",
             f"external_ids:ovn-bridge-datapath-type={self.ovs.datapath}",
         )
+        if PHYSICAL_BRIDGE not in addrs.parse(tool.run(addrs.argv(self.netns), {}).stdout):
+            # Its device deleted from outside (ip link del), the switch keeps the bridge's row
+            # and port with no device under it and makes none again: the bridge is made again
+            # whole (nothing of ours on it but the underlay's port, added again below).
+            self.vsctl("--if-exists", "del-br", PHYSICAL_BRIDGE)
         self.vsctl(
             "--may-exist",
             "add-br",

@@ -148,6 +148,17 @@ def test_an_instance_on_an_ovn_network_talks_to_another_host(
     assert wait_until(fetch, timeout=30)
     assert not ovn_networks.revive()
 
+    # br-phy's device deleted (ip link del: the switch keeps its port, with no device under
+    # it): the same, and its device is made again.
+    subprocess.run(["ip", "-n", str(node["netns"]), "link", "del", "br-phy"], check=True)
+    assert chassis.tunnel_lost() == ["br-phy is gone"]
+    assert not fetch()
+    assert ovn_networks.revive()
+    assert chassis.tunnel_lost() == []
+    assert wait_until(fetch, timeout=30)
+    assert fetched[0].stdout == "hello from a\n"
+    assert not ovn_networks.revive()
+
     # Deleting the instance deletes its logical port; purging stops the node's chassis.
     manager.delete_instance("a")
     assert (
