@@ -133,6 +133,9 @@ def test_the_apps_tun_deleted_from_outside_is_created_again(
     said = [r.getMessage() for r in caplog.records]
     assert any("was deleted from outside; offload stopped" in m for m in said)
     assert any(f"the apps TUN {tun} re-created; offload resumed" in m for m in said)
+    # One event, one line: the new TUN's own program is attached, not reported as taken off.
+    assert not any("taken off from outside" in m for m in said), said
+    assert _io(backend).get("programs_reattached", 0) == 0
 
 
 @pytest.mark.parametrize("running", ["fastpath"], indirect=True)

@@ -403,6 +403,7 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
         reaches a UE. The check is one ``tc -batch``; a re-attach puts every program back
         (a replace where one still is, atomic per device). What was done, for the log and
         ``/stats`` (``io.apps_tun_recreated``, ``io.programs_reattached``)."""
+        recreated = self.io["apps_tun_recreated"]
         with self._fold_lock:  # not while stop() tears the object down
             done = [] if self._obj is None else self._heal_punts() + self._heal_tun()
         done += self._heal_apps_side()  # one `ip` run: not under the fold's lock
@@ -414,6 +415,12 @@ class FastPathBackend(OnDemandControl, DataPlaneBase):  # on-demand: docs/superf
             if self._obj is None:
                 return done
             self._attach()
+        if self.io["apps_tun_recreated"] != recreated:
+            # A TUN made again just now has no program yet: not a second thing taken off
+            # (its re-creation was said), so not said or counted again.
+            missing = [m for m in missing if m[0] != self.config.apps_tun]
+            if not missing:
+                return done
         self.io["programs_reattached"] += len(missing)
         return done + reattached(missing, "the fast path")
 
