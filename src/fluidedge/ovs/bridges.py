@@ -198,13 +198,18 @@ def remove_restorer(restorer: Restorer) -> None:
 
 def revive() -> list[str | None]:
     """Restart each switch of ours that died under us, and put its flows back; the namespaces
-    whose switch is whole again. Cheap when nothing died: two pidfile reads per switch.
+    whose switch is whole again. When nothing died: two pidfile reads, one ``ovs-vsctl
+    list-br`` and one ``ovs-ofctl dump-aggregate`` per bridge of each switch.
 
     A restarted switch reads its bridges and ports from its database but holds no flow (its
     bridges drop everything, ``fail_mode=secure``). The restorers (:func:`add_restorer`) put
     their components' flows back first; a bridge with no flow after them gets
     :data:`BASE_FLOW`. If a restorer fails, nothing gets the base flow (a network whose rules
     are missing must not forward unfiltered) and the whole restore is tried again next time.
+    A live switch with a bridge that holds no flow at all is restored the same way: every flow
+    of it deleted from outside (``ovs-ofctl del-flows``), which no other check sees on a
+    bridge without security groups or chains (their checks put back only their own flows,
+    never the learning-switch flow), so the network forwarded nothing, for good.
     Raises what the restart raised (the caller logs it and tries again).
     """
     with _lock:
@@ -213,7 +218,20 @@ def revive() -> list[str | None]:
     for key, daemons in kept:
         db, vswitchd = daemons.pids()
         if db is not None and vswitchd is not None and key not in _pending:
-            continue
+            emptied = _emptied(key, daemons)
+            if not emptied:
+                continue
+            with _lock:
+                if _kept.get(key) is not daemons:
+                    continue
+                _pending.add(key)  # restored as after a restart, restorers first
+            log.error(
+                "ovs: every flow of bridge %s on the switch of %s was deleted from outside "
+                "(its ports forwarded nothing); put back",
+                ", ".join(emptied),
+                netns_mod.describe(daemons.netns),
+                extra={"part": "ovs", "event": "flows_deleted"},
+            )
         with _lock:
             if _kept.get(key) is not daemons:
                 continue  # its last bridge went meanwhile
@@ -251,6 +269,16 @@ def revive() -> list[str | None]:
         )
         whole.append(daemons.netns)
     return whole
+
+
+def _emptied(key: tuple[Path, str | None], daemons: OvsDaemons) -> list[str]:
+    """The bridges of a live switch of ours that hold no flow at all (under the lock: a
+    bridge being made holds none until :func:`ensure_bridge` gives it its flow; our own
+    changes of a table are atomic bundles, never empty in between)."""
+    with _lock:
+        if _kept.get(key) is not daemons:
+            return []
+        return [b for b in Vsctl(daemons).bridges() if Ofctl(daemons, b).count() == 0]
 
 
 def _restart(daemons: OvsDaemons, db: int | None, vswitchd: int | None) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from fluidedge.linux.proc import run
-from fluidedge.ovs import bridges
+from fluidedge.ovs import bridges, tool
 from fluidedge.ovs.daemons import OvsDaemons
 from fluidedge.ovs.ofctl import Ofctl
 from fluidedge.ovs.vsctl import Vsctl
@@ -181,3 +181,28 @@ def test_a_switch_restarted_by_a_new_daemon_gets_its_flows_after_the_restorers(
     assert seen == [[]]
     assert switch.flows() == [BASE]
     assert switch.pings("a", "b")
+
+
+def test_every_flow_deleted_from_outside_is_put_back_after_the_restorers(
+    switch: Switch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ovs-ofctl del-flows`` on a bridge of ours, the switch alive: a ``fail_mode=secure``
+    bridge with no flow forwards nothing, and no other check puts back the learning-switch
+    flow. The switch check sees the empty bridge and restores it as after a restart."""
+    assert switch.pings("a", "b")
+    seen: list[list[str]] = []
+    bridges.add_restorer(lambda _netns: seen.append(switch.flows()))
+    assert bridges.revive() == []  # whole: no restorer called
+    assert seen == []
+    tool.run(["ovs-ofctl", "del-flows", switch.daemons.mgmt(BRIDGE)], switch.daemons.env)
+    assert switch.flows() == []
+    assert not switch.pings("a", "b", tries=1)
+    with caplog.at_level(logging.ERROR, logger="fluidedge.ovs"):
+        assert bridges.revive() == [switch.ns]
+    assert seen == [[]]  # the restorers first, while nothing forwards unfiltered
+    assert switch.flows() == [BASE]
+    assert switch.pings("a", "b")
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"every flow of bridge {BRIDGE}" in m and "deleted from outside" in m for m in said)
+    assert bridges.revive() == []
+    assert len(seen) == 1
