@@ -93,6 +93,15 @@ def add_address(bridge: str, address: ipaddress.IPv4Interface) -> bool:
     return True
 
 
+def device_exists(name: str) -> bool:
+    """Whether the daemon's namespace has a network device ``name`` (no process started)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
 def remove_address(bridge: str, address: ipaddress.IPv4Interface) -> None:
     subprocess.run(
         ["ip", "addr", "del", str(address), "dev", bridge],

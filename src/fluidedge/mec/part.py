@@ -39,7 +39,13 @@ from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
 from fluidedge.mec.dns import DnsResponder, Records
 from fluidedge.mec.dns import serve as dns_serve
 from fluidedge.mec.errors import MecInvalid
-from fluidedge.mec.listener import Mp1Listener, add_address, mp1_only, remove_address
+from fluidedge.mec.listener import (
+    Mp1Listener,
+    add_address,
+    device_exists,
+    mp1_only,
+    remove_address,
+)
 from fluidedge.mec.notify import IPNetwork, Notifier
 from fluidedge.mec.persist import Tables
 from fluidedge.mec.platform import CatalogTof, Platform, TofPort
@@ -236,11 +242,18 @@ class MecPart:
         """The platform address back on its bridge if something took it away: an ``ip addr
         flush``, or the bridge deleted and made again by the instances part (with its ports,
         without our address). Meanwhile no app reaches Mp1 (the listener stays bound to the
-        address and serves again once it is back). One ``ip -j addr`` per check."""
+        address and serves again once it is back). One ``ip -j addr`` per check.
+
+        While the bridge itself is gone, nothing is said here: it is an instances network's,
+        whose own check makes it again and says so (``switch_check_interval_s``); the address
+        is added at the first check after that. Said here too, one deletion was two error
+        lines, the first of them this check's own failure to read a device that is not there."""
         net = self.net
         if net is None:
             return
         bridge = self._platform_bridge(net)
+        if not device_exists(bridge):
+            return
         if not add_address(bridge, net.address):
             return
         self.address_restored += 1
