@@ -272,13 +272,25 @@ def revive() -> list[str | None]:
 
 
 def _emptied(key: tuple[Path, str | None], daemons: OvsDaemons) -> list[str]:
-    """The bridges of a live switch of ours that hold no flow at all (under the lock: a
-    bridge being made holds none until :func:`ensure_bridge` gives it its flow; our own
-    changes of a table are atomic bundles, never empty in between)."""
+    """The bridges of a live switch of ours that hold no flow at all. Looked at without the
+    registry's lock, which every port plugged and every network made takes (the look is one
+    ``ovs-ofctl`` per bridge: tens of milliseconds for many bridges, each second), then
+    confirmed under it: a bridge being made holds no flow until :func:`ensure_bridge`, which
+    holds the lock, gives it its flow. Our own changes of a table are atomic bundles, never
+    empty in between. A bridge or switch of ours going meanwhile makes the unlocked look fail:
+    it is then made again under the lock, where an error is the caller's to log."""
+    seen: list[str] | None
+    try:
+        seen = [b for b in Vsctl(daemons).bridges() if Ofctl(daemons, b).count() == 0]
+    except OvsFailure:
+        seen = None
+    if seen == []:
+        return []
     with _lock:
         if _kept.get(key) is not daemons:
             return []
-        return [b for b in Vsctl(daemons).bridges() if Ofctl(daemons, b).count() == 0]
+        suspects = [b for b in Vsctl(daemons).bridges() if seen is None or b in seen]
+        return [b for b in suspects if Ofctl(daemons, b).count() == 0]
 
 
 def _restart(daemons: OvsDaemons, db: int | None, vswitchd: int | None) -> None:

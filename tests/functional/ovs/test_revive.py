@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -208,3 +209,43 @@ def test_every_flow_deleted_from_outside_is_put_back_after_the_restorers(
     assert any(f"every flow of bridge {BRIDGE}" in m and "deleted from outside" in m for m in said)
     assert bridges.revive() == []
     assert len(seen) == 1
+
+
+def test_a_bridge_given_its_flow_while_it_was_looked_at_is_not_reported(
+    switch: Switch, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The look for emptied bridges runs without the registry's lock (every port plugged
+    takes it), so it can see a bridge that :func:`bridges.ensure_bridge` is making and has
+    not given its flow yet. What it saw is confirmed under the lock: here the flow comes
+    between the look and the confirmation, as it would once the creation lets the lock go."""
+    tool.run(["ovs-ofctl", "del-flows", switch.daemons.mgmt(BRIDGE)], switch.daemons.env)
+    real = bridges._lock
+    entries = [0]
+    at_confirmation, go = threading.Event(), threading.Event()
+
+    class HeldAtConfirmation:
+        """The registry's lock, held back at its second taking in a pass (the first is the
+        pass's list of switches; the second, the confirmation)."""
+
+        def __enter__(self) -> object:
+            entries[0] += 1
+            if entries[0] == 2:
+                at_confirmation.set()
+                go.wait(30)
+            return real.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            real.__exit__(*exc)
+
+    monkeypatch.setattr(bridges, "_lock", HeldAtConfirmation())
+    done: list[list[str | None]] = []
+    with caplog.at_level(logging.ERROR, logger="fluidedge.ovs"):
+        thread = threading.Thread(target=lambda: done.append(bridges.revive()))
+        thread.start()
+        assert at_confirmation.wait(30)  # the look saw the bridge empty
+        Ofctl(switch.daemons, BRIDGE).bundle([f"add {bridges.BASE_FLOW}"])
+        go.set()
+        thread.join(30)
+    assert done == [[]]
+    assert not [r for r in caplog.records if "deleted from outside" in r.getMessage()]
+    assert switch.flows() == [BASE]
