@@ -221,10 +221,6 @@ def revive() -> list[str | None]:
             emptied = _emptied(key, daemons)
             if not emptied:
                 continue
-            with _lock:
-                if _kept.get(key) is not daemons:
-                    continue
-                _pending.add(key)  # restored as after a restart, restorers first
             log.error(
                 "ovs: every flow of bridge %s on the switch of %s was deleted from outside "
                 "(its ports forwarded nothing); put back",
@@ -247,7 +243,7 @@ def revive() -> list[str | None]:
                 continue
             if db is None or vswitchd is None:
                 _restart(daemons, db, vswitchd)
-                _pending.add(key)
+            _pending.add(key)  # restarted, emptied or a restore to finish: restorers first
             restorers = list(_restorers)
         # Outside the lock: a restorer takes its component's own lock, which that component
         # may hold while it calls in here (a port plugged during an instance's creation).
