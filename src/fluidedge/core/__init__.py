@@ -10,7 +10,8 @@ Module map:
 - ``config``: the daemon's TOML configuration (API listen address, token, store, part tables);
   ``guiconfig``: its ``[gui]`` table; ``jsontypes``: field types the API models share.
 - ``store``: SQLite persistence shared by the parts (each part owns its tables); ``walcheck``
-  reads its write-ahead log's header.
+  reads its write-ahead log's header; ``rows``: a part's rows read back, a row that cannot be
+  read set aside (named, kept) instead of stopping the start.
 - ``part``: the protocol a product part implements to be hosted (router + lifecycle) and the
   :class:`DaemonContext` it is built with.
 - ``cpus``: CPU lists in the kernel's syntax (``0-3,6``), one strict parser for the API, the
@@ -103,6 +104,7 @@ __all__ = [
     "patterns",
     "periodic",
     "resolve_token",
+    "rows",
     "store",
     "tokens",
 ]

@@ -23,13 +23,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 import fluidedge
-from fluidedge.core import openapi
+from fluidedge.core import openapi, rows
 from fluidedge.core.auth import TokenGuard
 from fluidedge.core.config import DaemonConfig, resolve_token
 from fluidedge.core.hot import HotRoute
 from fluidedge.core.openapi import ERROR_HEADER
 from fluidedge.core.part import DaemonContext, Part
-from fluidedge.core.store import Store
+from fluidedge.core.store import Store, StoreError
 from fluidedge.daemon.audit import AuditLog
 from fluidedge.daemon.edge import EdgeMiddleware, RouteMethods, error_detail, error_status
 from fluidedge.daemon.metrics import CONTENT_TYPE, DaemonMetrics
@@ -200,11 +200,18 @@ def create_app(
     def healthz() -> dict[str, Any]:
         # "degraded" when the store refuses writes (its files were removed or replaced).
         refused = context.store.unavailable
+        try:
+            set_aside: int | None = rows.count(context.store)
+        except StoreError:
+            set_aside = None
         return {
             "status": "degraded" if refused else "ok",
             "version": fluidedge.__version__,
             "parts": list(context.parts),
             "store": refused or "ok",
+            # Rows a start could not read back (fluidedge.core.rows): their objects are not
+            # served until declared again; `fluidedge state set-aside` lists them.
+            "set_aside_rows": set_aside,
         }
 
     @app.get(

@@ -1,4 +1,5 @@
-"""``fluidedge serve``, ``fluidedge state backup|restore`` and ``fluidedge install-service``."""
+"""``fluidedge serve``, ``fluidedge state backup|restore|set-aside`` and
+``fluidedge install-service``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def _config_path(config: Path | None) -> Path | None:
 
 
 def _register_state(app: typer.Typer) -> None:
-    state = typer.Typer(help="The daemon's store: online backup, offline restore.")
+    state = typer.Typer(
+        help="The daemon's store: online backup, offline restore, the rows set aside."
+    )
     app.add_typer(state, name="state")
 
     @state.command("backup")
@@ -41,6 +44,36 @@ def _register_state(app: typer.Typer) -> None:
         daemon = load_config(_config_path(config))
         backup(daemon.store_path, file)
         typer.echo(f"backed up {daemon.store_path} to {file} ({file.stat().st_size} bytes)")
+
+    @state.command("set-aside")
+    def set_aside_command(
+        config: ConfigOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    ) -> None:
+        """The rows the daemon could not read back and set aside at a start (read-only; safe
+        while the daemon runs). Declare each object again from what it held."""
+        import json
+        import sqlite3
+
+        from fluidedge.core.config import load_config
+        from fluidedge.core.rows import listing
+
+        daemon = load_config(_config_path(config))
+        if not daemon.store_path.exists():
+            raise typer.BadParameter(f"no store at {daemon.store_path}", param_hint="--config")
+        conn = sqlite3.connect(f"{daemon.store_path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = listing(conn)
+        finally:
+            conn.close()
+        if as_json:
+            typer.echo(json.dumps([vars(row) for row in found], indent=2))
+            return
+        if not found:
+            typer.echo("no row set aside")
+        for row in found:
+            typer.echo(f"#{row.id} {row.at} table {row.source}, row {row.key}: {row.reason}")
+            typer.echo(f"    {json.dumps(row.row, sort_keys=True)}")
 
     @state.command("restore")
     def restore_command(
