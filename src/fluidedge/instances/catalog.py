@@ -41,8 +41,9 @@ class Catalog:
     def load(self, configured: dict[str, dict[str, Any]], with_builtin: bool) -> None:
         """Read the store, add the configured networks and the built-in templates, and make
         sure every network's bridge exists."""
-        for spec_data, managed in self.tables.networks():
-            spec = NetworkSpec.model_validate(spec_data)
+        for spec, managed in self.tables.stored_networks(
+            lambda doc, flag: (NetworkSpec.model_validate(doc), flag)
+        ):
             self.networks[spec.name] = spec
             if managed:
                 self.managed_networks.add(spec.name)
@@ -56,8 +57,9 @@ class Catalog:
             with contextlib.suppress(RuntimeFailure):
                 if network.ensure_bridge(spec):
                     self.managed_networks.add(spec.name)
-        for spec_data, is_builtin in self.tables.templates():
-            template = TemplateSpec.model_validate(spec_data)
+        for template, is_builtin in self.tables.stored_templates(
+            lambda doc, flag: (TemplateSpec.model_validate(doc), flag)
+        ):
             self.templates[template.name] = template
             if is_builtin:
                 self.builtin.add(template.name)

@@ -8,9 +8,37 @@ row naming everything to clean (container id, veth names, directory).
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
+
+T = TypeVar("T")
+
+#: A container id of ours ("fe" and ten hex digits, :meth:`Manager.prepare_shell`): what a
+#: stored row must name before its id becomes a path, a cgroup or a runc argument.
+CONTAINER_ID = re.compile(r"^fe[0-9a-f]{10}$")
+
+
+def document(text: object) -> dict[str, Any]:
+    """A stored row's JSON document, which must be an object (ValueError otherwise)."""
+    if not isinstance(text, str):
+        raise TypeError(f"stored document is {type(text).__name__}, not text")
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise TypeError(f"stored document is a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def container_id(value: object) -> str:
+    """``value`` if it is one of our container ids (ValueError otherwise)."""
+    if not isinstance(value, str) or not CONTAINER_ID.match(value):
+        raise ValueError(f"id {value!r} is not a container id of ours")
+    return value
+
 
 MIGRATIONS = [
     """
@@ -33,11 +61,36 @@ class Tables:
         self.store = store
         store.migrate("instances", MIGRATIONS)
 
-    # templates
-    def templates(self) -> list[tuple[dict[str, Any], bool]]:
-        rows = self.store.query("SELECT spec, builtin FROM inst_templates ORDER BY name")
-        return [(json.loads(r["spec"]), bool(r["builtin"])) for r in rows]
+    # read back at start: a row that cannot be decoded is set aside (fluidedge.core.rows)
+    def stored_templates(self, decode: Callable[[dict[str, Any], bool], T]) -> list[T]:
+        return rows.load(
+            self.store,
+            "inst_templates",
+            ("spec", "builtin"),
+            lambda r: decode(_named(r, "spec"), bool(r["builtin"])),
+            order=("name",),
+        )
 
+    def stored_networks(self, decode: Callable[[dict[str, Any], bool], T]) -> list[T]:
+        return rows.load(
+            self.store,
+            "inst_networks",
+            ("spec", "managed"),
+            lambda r: decode(_named(r, "spec"), bool(r["managed"])),
+            order=("name",),
+        )
+
+    def stored_shells(self, decode: Callable[[dict[str, Any]], T]) -> list[T]:
+        return rows.load(
+            self.store, "inst_shells", ("info",), lambda r: decode(_checked(r, "info")), key=("id",)
+        )
+
+    def stored_instances(self, decode: Callable[[dict[str, Any]], T]) -> list[T]:
+        return rows.load(
+            self.store, "inst_instances", ("record", "id"), lambda r: decode(_checked(r, "record"))
+        )
+
+    # templates
     def put_template(self, name: str, spec: dict[str, Any], builtin: bool) -> None:
         with self.store.transaction() as conn:
             conn.execute(
@@ -50,10 +103,6 @@ class Tables:
             conn.execute("DELETE FROM inst_templates WHERE name = ?", (name,))
 
     # networks
-    def networks(self) -> list[tuple[dict[str, Any], bool]]:
-        rows = self.store.query("SELECT spec, managed FROM inst_networks ORDER BY name")
-        return [(json.loads(r["spec"]), bool(r["managed"])) for r in rows]
-
     def put_network(self, name: str, spec: dict[str, Any], managed: bool) -> None:
         with self.store.transaction() as conn:
             conn.execute(
@@ -67,8 +116,8 @@ class Tables:
 
     # shells
     def shells(self) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT info FROM inst_shells")
-        return [json.loads(r["info"]) for r in rows]
+        found = self.store.query("SELECT info FROM inst_shells")
+        return [json.loads(r["info"]) for r in found]
 
     def put_shell(self, info: dict[str, Any]) -> None:
         with self.store.transaction() as conn:
@@ -84,8 +133,8 @@ class Tables:
 
     # instances
     def instances(self) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT record FROM inst_instances")
-        return [json.loads(r["record"]) for r in rows]
+        found = self.store.query("SELECT record FROM inst_instances")
+        return [json.loads(r["record"]) for r in found]
 
     def claim_shell(self, shell_id: str, record: dict[str, Any], durable: bool = True) -> None:
         """Atomically turn shell ``shell_id`` into instance ``record`` (one transaction;
@@ -116,3 +165,21 @@ class Tables:
     def delete_instance(self, name: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM inst_instances WHERE name = ?", (name,))
+
+
+def _named(row: sqlite3.Row, column: str) -> dict[str, Any]:
+    """A template's or network's document, named as its row is."""
+    doc = document(row[column])
+    if doc.get("name") != row["name"]:
+        raise ValueError(f"document's name {doc.get('name')!r} is not its row's {row['name']!r}")
+    return doc
+
+
+def _checked(row: sqlite3.Row, column: str) -> dict[str, Any]:
+    """A shell's or instance's document, its id one of ours and the same as its row's."""
+    doc = document(row[column])
+    container_id(doc.get("id"))
+    for key in ("id", "name"):
+        if key in row.keys() and doc.get(key) != row[key]:  # noqa: SIM118 (sqlite3.Row)
+            raise ValueError(f"document's {key} {doc.get(key)!r} is not its row's {row[key]!r}")
+    return doc

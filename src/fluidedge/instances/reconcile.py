@@ -83,9 +83,8 @@ def restore(mgr: Manager) -> None:
     containers = {c["id"]: c for c in io.runc.list()}
     binary = file_id(io.launcher_path)  # the C launcher (its identity, with each row's token)
     known: set[str] = set()
-    for record in mgr.tables.instances():
-        known.add(record["id"])
-        inst = Instance.from_record(record)
+    for inst in mgr.tables.stored_instances(Instance.from_record):
+        known.add(inst.id)
         found = containers.get(inst.id)
         waiting = found is not None and launcher_waiting(int(found["pid"]), inst.token, binary)
         status = instance_status(found, waiting)
@@ -108,9 +107,8 @@ def restore(mgr: Manager) -> None:
         mgr.instances[inst.name] = inst
         mgr.reserve(inst)
         mgr.tables.put_instance(inst.record())
-    for info in mgr.tables.shells():
-        known.add(info["id"])
-        shell = Shell.from_info(info)
+    for shell in mgr.tables.stored_shells(Shell.from_info):
+        known.add(shell.id)
         found = containers.get(shell.id)
         fate = shell_fate(
             shell,

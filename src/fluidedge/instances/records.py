@@ -6,13 +6,20 @@ back (re-adoption), so that every module of the manager speaks of the same thing
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fluidedge.instances.models import InstanceView, InterfaceState, Resources, Timing
+from fluidedge.instances.models import (
+    NAME_PATTERN,
+    InstanceView,
+    InterfaceState,
+    Resources,
+    Timing,
+)
 from fluidedge.instances.nl import NetlinkSocket
 from fluidedge.linux import procfs
 
@@ -70,11 +77,11 @@ class Shell:
         return cls(
             id=info["id"],
             template=info["template"],
-            pid=int(info.get("pid") or 0),
+            pid=_int(info.get("pid") or 0),
             directory=Path(info["directory"]),
             ifaces=[ShellIface(**i) for i in info.get("ifaces", [])],
             state=info["state"],
-            cpus=tuple(info.get("cpus", ())),
+            cpus=_ints(info.get("cpus", ())),
             token=info.get("token"),
             base=Resources.model_validate(info["base"]) if info.get("base") else None,
         )
@@ -84,6 +91,28 @@ class Shell:
         if self.nl is not None:
             self.nl.close()
             self.nl = None
+
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _int(value: object) -> int:
+    """A stored integer (a pid): a bool or a text is a damaged row (ValueError)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a non-negative integer")
+    return value
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"{value!r} is not an instance name")
+    return value
+
+
+def _ints(values: object) -> tuple[int, ...]:
+    if not isinstance(values, list | tuple):
+        raise TypeError(f"{values!r} is not a list of integers")
+    return tuple(_int(v) for v in values)
 
 
 @dataclass
@@ -129,13 +158,13 @@ class Instance:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Instance:
         return cls(
-            name=record["name"],
+            name=_name(record["name"]),
             id=record["id"],
             template=record["template"],
             state=record["state"],
-            pid=record.get("pid"),
+            pid=None if record.get("pid") is None else _int(record["pid"]),
             path=record.get("path", "warm"),
-            cpus=tuple(record.get("cpus", [])),
+            cpus=_ints(record.get("cpus", [])),
             resources=Resources.model_validate(record["resources"]),
             interfaces=[InterfaceState.model_validate(i) for i in record["interfaces"]],
             labels=record.get("labels", {}),

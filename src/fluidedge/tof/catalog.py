@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.tof.errors import ServiceConflict, ServiceNotFound
-from fluidedge.tof.models import Match, Service
+from fluidedge.tof.models import NAME_PATTERN, Match, Service
 from fluidedge.tof.superfluid.model import OnDemand
 
 MIGRATIONS = [
@@ -50,6 +53,28 @@ MIGRATIONS = [
     CREATE INDEX tof_service_ip ON tof_service (service_ip)
     """,
 ]
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _stored_service(row: sqlite3.Row) -> Service:
+    """A stored row as the service it declares, checked as the API checks one (a row that
+    fails is set aside: :mod:`fluidedge.core.rows`)."""
+    if not isinstance(row["name"], str) or not _NAME.match(row["name"]):
+        raise ValueError(f"name {row['name']!r} is not a service name")
+    service_ip = ipaddress.ip_address(row["service_ip"])
+    application_ip = ipaddress.ip_address(row["application_ip"])
+    if not row["ondemand"] and service_ip.version != application_ip.version:
+        raise ValueError("serviceIP and applicationIP are not of the same IP version")
+    return Service(
+        row["name"],
+        str(service_ip),
+        str(application_ip),
+        OnDemand.from_json(row["ondemand"]) if row["ondemand"] else None,
+        Match.from_api(json.loads(row["classify"])) if row["classify"] else None,
+        row["action"],
+    )
+
 
 ApplyFn = Callable[[Mapping[str, Service]], None]
 CheckFn = Callable[[Service], None]
@@ -86,19 +111,14 @@ class ServiceCatalog:
         #: InputError to refuse it (the superfluid controller checks on-demand services).
         self.check: CheckFn | None = None
         store.migrate("tof", MIGRATIONS)
-        rows = store.query(
-            "SELECT name, service_ip, application_ip, ondemand, classify, action FROM tof_service"
-        )
         self._services: dict[str, Service] = {
-            row["name"]: Service(
-                row["name"],
-                row["service_ip"],
-                row["application_ip"],
-                OnDemand.from_json(row["ondemand"]) if row["ondemand"] else None,
-                Match.from_api(json.loads(row["classify"])) if row["classify"] else None,
-                row["action"],
+            service.name: service
+            for service in rows.load(
+                store,
+                "tof_service",
+                ("name", "service_ip", "application_ip", "ondemand", "classify", "action"),
+                _stored_service,
             )
-            for row in rows
         }
 
     def snapshot(self) -> dict[str, Service]:

@@ -19,8 +19,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
+import sqlite3
 import stat
 import threading
 import time
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import (
     ImageNotFound,
@@ -48,6 +51,7 @@ from fluidedge.instances.images.config import (
     resolve_user,
 )
 from fluidedge.instances.models import NAME_PATTERN
+from fluidedge.instances.persist import document
 from fluidedge.instances.private import private_dir
 
 log = logging.getLogger("fluidedge.instances")
@@ -109,6 +113,21 @@ class ImageView(BaseModel):
     imported_at: float
 
 
+_NAME = re.compile(NAME_PATTERN)
+_CHAIN_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _stored_image(row: sqlite3.Row) -> ImageView:
+    """A stored image, its name and rootfs checked before the rootfs becomes a path (a row
+    that fails is set aside: :mod:`fluidedge.core.rows`)."""
+    view = ImageView.model_validate(document(row["record"]))
+    if not _NAME.match(view.name) or view.name != row["name"]:
+        raise ValueError(f"name {view.name!r} is not an image name of its row")
+    if not _CHAIN_ID.match(view.rootfs):
+        raise ValueError(f"rootfs {view.rootfs!r} is not a sha256 ChainID")
+    return view
+
+
 def _regular_text(root: Path, rel: str) -> str:
     """A small regular file of the image (no symlink followed: it could point at the host)."""
     path = root
@@ -153,8 +172,13 @@ class ImageStore:
         private_dir(self.root / "rootfs")
         shutil.rmtree(self.root / "tmp", ignore_errors=True)  # imports cut short by a crash
         private_dir(self.root / "tmp")
-        for row in self.store.query("SELECT record FROM inst_images ORDER BY name"):
-            view = ImageView.model_validate(json.loads(row["record"]))
+        for view in rows.load(
+            self.store,
+            "inst_images",
+            ("record",),
+            _stored_image,
+            order=("name",),
+        ):
             if not self.rootfs_of_view(view).is_dir():
                 log.warning(
                     "image %s: its rootfs %s is missing; re-import it",

@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.linux.netns import call_in_netns
 from fluidedge.tof.intercept.model import (
@@ -52,6 +54,27 @@ MIGRATIONS = [
 SetMirrors = Callable[[Sequence[Mirror]], None]
 
 
+def _stored_intercept(row: sqlite3.Row) -> Intercept:
+    """A stored row as its intercept, checked by the request's schema (a row that fails is set
+    aside: :mod:`fluidedge.core.rows`). Whether its pcap directory is still an allowed one is
+    the restore's question, not the row's."""
+    if (row["interface"] is None) == (row["pcap"] is None):
+        raise ValueError("destination: not exactly one of interface and pcap")
+    destination = {"interface": row["interface"]} if row["pcap"] is None else {"pcap": row["pcap"]}
+    target = {"ue": row["ue"], "enb": row["enb"], "sgw": row["sgw"]}
+    NewInterceptModel.model_validate(
+        {"name": row["name"], "target": target, "destination": destination}
+    )
+    if row["pcap"] is not None and not Path(row["pcap"]).is_absolute():
+        raise ValueError(f"pcap {row['pcap']!r} is not an absolute path")
+    created = row["created"]
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        raise TypeError(f"created {created!r} is not a time")
+    return Intercept(
+        row["name"], row["ue"], row["enb"], row["sgw"], row["interface"], row["pcap"], created
+    )
+
+
 class InterceptManager:
     """Intercepts by name (see the module docstring)."""
 
@@ -71,12 +94,14 @@ class InterceptManager:
         self._netns = netns
         self._lock = threading.Lock()
         store.migrate("tof_intercept", MIGRATIONS)
-        rows = store.query("SELECT name, ue, enb, sgw, interface, pcap, created FROM tof_intercept")
         self._stored: dict[str, Intercept] = {
-            r["name"]: Intercept(
-                r["name"], r["ue"], r["enb"], r["sgw"], r["interface"], r["pcap"], r["created"]
+            it.name: it
+            for it in rows.load(
+                store,
+                "tof_intercept",
+                ("name", "ue", "enb", "sgw", "interface", "pcap", "created"),
+                _stored_intercept,
             )
-            for r in rows
         }
         self._mirrors: dict[str, Mirror] = {}
         self._failed: dict[str, str] = {}

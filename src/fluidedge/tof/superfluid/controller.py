@@ -37,6 +37,7 @@ import ipaddress
 import logging
 import queue
 import secrets
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -44,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.manager import Manager
@@ -92,6 +94,26 @@ def _ue_text(ue: bytes) -> str:
 
 def _ue_bytes(text: str) -> bytes:
     return ipaddress.ip_address(text).packed if text else b""
+
+
+def _time(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a time")
+    return float(value)
+
+
+def _stored_row(row: sqlite3.Row) -> sqlite3.Row:
+    """``row`` once every field the restore uses reads (a row that does not is set aside:
+    :mod:`fluidedge.core.rows`; its on-demand instance, unknown then, is deleted)."""
+    for column in ("service", "ue", "instance", "address"):
+        if not isinstance(row[column], str):
+            raise TypeError(f"{column} {row[column]!r} is not text")
+    _ue_bytes(row["ue"])
+    ipaddress.ip_address(row["address"])
+    _time(row["created_at"])
+    if row["paused_at"] is not None:
+        _time(row["paused_at"])
+    return row
 
 
 class Thawer(Protocol):
@@ -226,13 +248,16 @@ class Controller:
             record.drop_thawer()
 
     def _restore(self) -> None:
-        rows = self.store.query(
-            "SELECT service, ue, instance, address, state, paused_at, created_at "
-            "FROM superfluid_instance"
+        stored = rows.load(
+            self.store,
+            "superfluid_instance",
+            ("service", "ue", "instance", "address", "state", "paused_at", "created_at"),
+            _stored_row,
+            key=("service", "ue"),
         )
         now_wall, now = time.time(), time.monotonic()
         known: set[str] = set()
-        for row in rows:
+        for row in stored:
             key = (row["service"], _ue_bytes(row["ue"]))
             spec = self.services.get(row["service"])
             try:
@@ -247,8 +272,8 @@ class Controller:
             paused = inst.state == "paused"
             paused_at = None
             if paused:
-                stored = row["paused_at"] if row["paused_at"] is not None else now_wall
-                paused_at = now - max(0.0, now_wall - stored)
+                at = row["paused_at"] if row["paused_at"] is not None else now_wall
+                paused_at = now - max(0.0, now_wall - at)
             record = Record(
                 key[0],
                 key[1],

@@ -1,0 +1,102 @@
+"""Rows damaged inside a sound store file, in a real daemon with real runc containers.
+
+The file passes every open-time check; some rows' content does not decode (an ``sqlite3``
+edit, a bit flipped on a disk without checksums, a fault of an older release). The daemon
+starts with everything else, sets each such row aside whole (:mod:`fluidedge.core.rows`),
+names it in its log, counts it in ``/healthz`` and lists it in ``fluidedge state set-aside``;
+the instance whose row was set aside keeps running and is reported as an orphan, never
+destroyed; the objects can be declared again under the same names.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import httpx
+import pytest
+
+from fluidedge.instances import runc
+from tests.fixtures.daemon import DaemonFactory, DaemonHandle
+from tests.functional.daemon.test_store_instances import _cli, _http, _purge, _service
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def test_damaged_rows_are_set_aside_and_everything_else_is_served(
+    daemon_factory: DaemonFactory,
+) -> None:
+    daemon = daemon_factory({"tof": {"backend": "none"}, "instances": {"pool_scale": 0.5}})
+    try:
+        _damage_and_restart(daemon)
+    finally:
+        _purge(daemon)
+
+
+def _damage_and_restart(daemon: DaemonHandle) -> None:
+    with _http(daemon) as http:
+        for index in range(3):
+            assert http.post("/service", json=_service(index)).status_code == 200
+        made = {
+            name: http.post("/v1/instances", json={"name": name, "template": "idle"}).json()
+            for name in ("keep", "hurt")
+        }
+    daemon.stop()
+    damage = {
+        # an address that is not one; JSON that does not parse; an instance record whose
+        # id could name another container (or a path)
+        ("UPDATE tof_service SET service_ip = 'not-an-ip' WHERE name = 'svc1'", ()),
+        ("UPDATE tof_service SET classify = '{bad' WHERE name = 'svc2'", ()),
+        (
+            "UPDATE inst_instances SET record = json_set(record, '$.id', '../../etc') "
+            "WHERE name = 'hurt'",
+            (),
+        ),
+    }
+    with sqlite3.connect(daemon.store_path) as db:
+        for sql, params in damage:
+            assert db.execute(sql, params).rowcount == 1, sql
+    db.close()
+
+    daemon.start()
+    with _http(daemon) as http:
+        services = {s["name"] for s in http.get("/service").json()}
+        instances = {i["name"]: i for i in http.get("/v1/instances").json()}
+        orphans = {o["id"] for o in http.get("/v1/orphans").json()}
+        health = httpx.get(f"{daemon.url}/healthz").json()
+    assert services == {"svc0"}
+    assert set(instances) == {"keep"}
+    assert instances["keep"]["state"] == "running"
+    assert instances["keep"]["pid"] == made["keep"]["pid"]
+    # The instance whose row was set aside is not destroyed: kept running, an orphan.
+    assert made["hurt"]["id"] in orphans
+    assert runc.pid_alive(made["hurt"]["pid"])
+    assert health["set_aside_rows"] == 3
+    assert health["status"] == "ok"
+    log = daemon.log()
+    for table, key in (
+        ("tof_service", "svc1"),
+        ("tof_service", "svc2"),
+        ("inst_instances", "hurt"),
+    ):
+        assert f"row {key} of table {table} set aside (" in log
+
+    listed = _cli(daemon, "state", "set-aside", "--json", "--config", str(daemon.config_path))
+    assert listed.returncode == 0, listed.stderr
+    aside = {(r["source"], r["key"]): r for r in json.loads(listed.stdout)}
+    assert set(aside) == {
+        ("tof_service", "svc1"),
+        ("tof_service", "svc2"),
+        ("inst_instances", "hurt"),
+    }
+    assert aside["tof_service", "svc1"]["row"]["service_ip"] == "not-an-ip"  # kept whole
+    assert "does not appear to be an IPv4 or IPv6 address" in aside["tof_service", "svc1"]["reason"]
+    assert "not a container id of ours" in aside["inst_instances", "hurt"]["reason"]
+
+    # The names are free: declared again, they are served, and survive the next restart.
+    with _http(daemon) as http:
+        assert http.post("/service", json=_service(1)).status_code == 200
+    daemon.restart()
+    with _http(daemon) as http:
+        assert {s["name"] for s in http.get("/service").json()} == {"svc0", "svc1"}
+    assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 3
