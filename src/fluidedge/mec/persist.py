@@ -9,13 +9,14 @@ is the daemon's (0600 under a 0700 state directory).
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Sequence
-from typing import Any
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 
-log = logging.getLogger("fluidedge.mec")
+T = TypeVar("T")
 
 KINDS = ("app", "service", "svc_sub", "term_sub", "traffic_rule", "dns_rule")
 
@@ -35,24 +36,30 @@ class Tables:
         self.store = store
         store.migrate("mec", MIGRATIONS)
 
-    def load(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """kind -> id -> doc. A row whose doc is not a JSON object (a damaged store) is left
-        where it is and named in the log; the rest loads."""
-        out: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        for row in self.store.query("SELECT kind, id, doc FROM mec_objects ORDER BY kind, id"):
-            try:
-                doc = json.loads(row["doc"])
-            except (TypeError, ValueError):
-                doc = None
+    def load(self, decode: Callable[[str, dict[str, Any]], T]) -> dict[str, dict[str, T]]:
+        """kind -> id -> ``decode(kind, doc)``. A row whose doc is not a JSON object, of a
+        kind this release does not know, or that ``decode`` refuses is set aside
+        (:mod:`fluidedge.core.rows`: kept, named in the log); the rest loads."""
+        out: dict[str, dict[str, T]] = {kind: {} for kind in KINDS}
+
+        def read(row: sqlite3.Row) -> tuple[str, str, T]:
+            kind = row["kind"]
+            if kind not in KINDS:
+                raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+            doc = json.loads(row["doc"])
             if not isinstance(doc, dict):
-                log.error(
-                    "stored %s %s is not a JSON object, skipped (kept in the store)",
-                    row["kind"],
-                    row["id"],
-                    extra={"part": "mec", "event": "stored_row_unreadable", "ids": row["id"]},
-                )
-                continue
-            out.setdefault(row["kind"], {})[row["id"]] = doc
+                raise TypeError(f"doc is a JSON {type(doc).__name__}, not an object")
+            return kind, row["id"], decode(kind, doc)
+
+        for kind, ident, value in rows.load(
+            self.store,
+            "mec_objects",
+            ("kind", "id", "doc"),
+            read,
+            key=("kind", "id"),
+            order=("kind", "id"),
+        ):
+            out[kind][ident] = value
         return out
 
     def write(self, puts: Sequence[Put] = (), deletes: Sequence[Delete] = ()) -> None:

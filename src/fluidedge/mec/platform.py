@@ -19,10 +19,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from fluidedge.mec import dns, policy, tokens
 from fluidedge.mec.deploy import DeployPort, Placed
@@ -56,7 +55,6 @@ from fluidedge.mec.persist import Put, Tables
 from fluidedge.mec.policy import ADMIN, Caller, ServiceQuery, TofTarget, check_acts_for
 
 log = logging.getLogger("fluidedge.mec")
-T = TypeVar("T")
 
 SERVICE_MGMT = "/mec_service_mgmt/v1"
 APP_SUPPORT = "/mec_app_support/v1"
@@ -172,22 +170,24 @@ def _owned(doc: dict[str, Any], member: str, model: type[BaseModel]) -> Owned:
     return Owned(doc["app"], model.model_validate(doc[member]))
 
 
-def _restored(kind: str, key: str, parse: Callable[[], T]) -> T | None:
-    """``parse()`` of one stored row, or None when the row cannot be read (a store written by
-    a laxer version, or damaged): the daemon starts with everything else, the row stays in
-    the store as it is (nothing is lost; a fixed version reads it again) and the log says
-    which one and why."""
-    try:
-        return parse()
-    except (ValidationError, KeyError, TypeError, ValueError) as exc:
-        log.error(
-            "stored %s %s cannot be read, skipped (kept in the store): %s",
-            kind,
-            key,
-            str(exc).replace("\n", "; "),
-            extra={"part": "mec", "event": "stored_row_unreadable", "ids": key},
-        )
-        return None
+def _stored(kind: str, doc: dict[str, Any]) -> App | TrafficRule | DnsRule | Owned:
+    """One stored object of ``kind``; a row it refuses is set aside by the store
+    (:meth:`Tables.load`): the daemon starts with everything else."""
+    if kind == "app":
+        return _stored_app(doc)
+    if kind == "traffic_rule":
+        return TrafficRule.model_validate(doc)
+    if kind == "dns_rule":
+        return DnsRule.model_validate(doc)
+    member, model = _OWNED[kind]
+    return _owned(doc, member, model)
+
+
+_OWNED: dict[str, tuple[str, type[BaseModel]]] = {
+    "service": ("info", ServiceInfo),
+    "svc_sub": ("sub", SerAvailabilityNotificationSubscription),
+    "term_sub": ("sub", AppTerminationNotificationSubscription),
+}
 
 
 class Platform:
@@ -230,30 +230,30 @@ class Platform:
 
     def load(self) -> None:
         """Restore everything from the store (daemon start), then reconcile the TOF."""
-        stored = self.tables.load()
+        stored = self.tables.load(_stored)
         with self.lock:
-            for app_id, doc in stored["app"].items():
-                app = _restored("app", app_id, partial(_stored_app, doc))
-                if app is not None:
+            for app_id, app in stored["app"].items():
+                if isinstance(app, App):
                     self.apps[app_id] = app
                     self.tokens[app.doc["tokenId"]] = app_id
-            for key, doc in stored["traffic_rule"].items():
-                rule = _restored("traffic_rule", key, partial(TrafficRule.model_validate, doc))
-                if rule is not None and (owner := self.apps.get(key.partition("/")[0])):
+            for key, rule in stored["traffic_rule"].items():
+                if isinstance(rule, TrafficRule) and (
+                    owner := self.apps.get(key.partition("/")[0])
+                ):
                     owner.traffic[rule.traffic_rule_id] = rule
-            for key, doc in stored["dns_rule"].items():
-                dns_rule = _restored("dns_rule", key, partial(DnsRule.model_validate, doc))
-                if dns_rule is not None and (owner := self.apps.get(key.partition("/")[0])):
+            for key, dns_rule in stored["dns_rule"].items():
+                if isinstance(dns_rule, DnsRule) and (
+                    owner := self.apps.get(key.partition("/")[0])
+                ):
                     owner.dns[dns_rule.dns_rule_id] = dns_rule
-            owned: tuple[tuple[str, dict[str, Owned], str, type[BaseModel]], ...] = (
-                ("service", self.services, "info", ServiceInfo),
-                ("svc_sub", self.svc_subs, "sub", SerAvailabilityNotificationSubscription),
-                ("term_sub", self.term_subs, "sub", AppTerminationNotificationSubscription),
+            owned: tuple[tuple[str, dict[str, Owned]], ...] = (
+                ("service", self.services),
+                ("svc_sub", self.svc_subs),
+                ("term_sub", self.term_subs),
             )
-            for kind, table, member, model in owned:
-                for sid, doc in stored[kind].items():
-                    value = _restored(kind, sid, partial(_owned, doc, member, model))
-                    if value is not None:
+            for kind, table in owned:
+                for sid, value in stored[kind].items():
+                    if isinstance(value, Owned):
                         table[sid] = value
             # An app caught mid-termination by a stop is terminated now: its grace ran out.
             ended = [a for a in self.apps.values() if a.state is AppState.TERMINATING]

@@ -211,7 +211,7 @@ def test_a_failed_deployment_removes_the_app(tmp_path: Path) -> None:
         plat.create_app(descriptor())
     assert len(seen[0]) == 1
     assert plat.apps == {}
-    assert plat.tables.load()["app"] == {}
+    assert plat.tables.load(lambda _kind, doc: doc)["app"] == {}
 
 
 def test_without_a_deployer_a_deploy_is_refused_with_the_reason(tmp_path: Path) -> None:

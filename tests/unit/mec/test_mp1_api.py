@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from fluidedge.core import rows
 from fluidedge.core.config import parse_config
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.store import Store
@@ -328,11 +329,12 @@ def test_everything_is_restored_from_the_store(tmp_path: Path) -> None:
         assert second.get(f"{SM}/services", headers=auth).status_code == 401
 
 
-def test_a_damaged_or_older_row_is_skipped_and_kept_the_rest_restored(
+def test_a_damaged_or_older_row_is_set_aside_the_rest_restored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store written by a laxer version, or damaged: the daemon starts with everything it
-    can read, names each row it cannot, and leaves those rows in the store untouched."""
+    can read, names each row it cannot, and sets those rows aside whole (fluidedge.core.rows):
+    nothing is lost, and their keys are free."""
     with build(tmp_path) as first:
         app, auth = new_app(first, "cache", "198.18.0.5", "10.0.2.10")
         other, _ = new_app(first, "video", "198.18.0.6", "10.0.2.11")
@@ -358,10 +360,16 @@ def test_a_damaged_or_older_row_is_skipped_and_kept_the_rest_restored(
         assert second.get(f"{SM}/services/{sid}", headers=auth).status_code == 404
         assert "198.18.0.5" not in tof(second)  # its one rule was the damaged one
     for kind, key in damaged:
-        assert any(kind in r.getMessage() and key in r.getMessage() for r in caplog.records)
-    kept = dict(db.execute("SELECT kind || ' ' || id, doc FROM mec_objects").fetchall())
+        assert any(
+            f"{kind}/{key}" in r.getMessage() and "mec_objects" in r.getMessage()
+            for r in caplog.records
+        )
+    left = {tuple(r) for r in db.execute("SELECT kind, id FROM mec_objects").fetchall()}
+    assert not left & set(damaged)
+    aside = {(r.source, r.key): r.row for r in rows.listing(db)}
     for (kind, key), doc in damaged.items():
-        assert kept[f"{kind} {key}"] == doc  # nothing lost
+        assert aside["mec_objects", f"{kind}/{key}"]["doc"] == doc  # nothing lost
+    assert len(aside) == len(damaged)
     db.close()
 
 
