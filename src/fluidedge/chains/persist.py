@@ -1,13 +1,25 @@
-"""The chain part's SQLite table: every declared object, by kind and id (restored at start)."""
+"""The chain part's SQLite table: every declared object, by kind and id (restored at start).
+
+At start the objects are read through :func:`fluidedge.core.rows.load`: a row that does not
+decode is set aside (kept, named) and the part starts with the others.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 
+T = TypeVar("T")
+
 KINDS = ("port_pair", "port_pair_group", "flow_classifier", "port_chain")
+
+TABLE = "sfc_objects"
+KEY = ("kind", "id")
 
 MIGRATIONS = [
     """
@@ -21,6 +33,23 @@ class Tables:
     def __init__(self, store: Store) -> None:
         self.store = store
         store.migrate("chains", MIGRATIONS)
+
+    def stored_objects(self, decode: Callable[[str, dict[str, Any]], T]) -> list[T]:
+        """``decode(kind, doc)`` of every stored object, by kind and id; a row it cannot read
+        (or whose document is not an object of its row's id) is set aside."""
+        return rows.load(
+            self.store,
+            TABLE,
+            ("doc",),
+            lambda r: decode(r["kind"], _document(r)),
+            key=KEY,
+            order=KEY,
+        )
+
+    def set_aside(self, kind: str, object_id: str, reason: str) -> bool:
+        """Set aside a stored object that decoded but that the state refuses once loaded (it
+        names one that was set aside); whether it was stored."""
+        return rows.set_aside_by_key(self.store, TABLE, KEY, (kind, object_id), reason)
 
     def objects(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
@@ -38,3 +67,16 @@ class Tables:
     def delete(self, kind: str, object_id: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM sfc_objects WHERE kind = ? AND id = ?", (kind, object_id))
+
+
+def _document(row: sqlite3.Row) -> dict[str, Any]:
+    """A row's document: a JSON object naming its row's id (the state is keyed by the
+    document's: two rows must not make one object)."""
+    if not isinstance(row["doc"], str):
+        raise TypeError(f"stored document is {type(row['doc']).__name__}, not text")
+    doc = json.loads(row["doc"])
+    if not isinstance(doc, dict):
+        raise TypeError(f"stored document is a JSON {type(doc).__name__}, not an object")
+    if doc.get("id") != row["id"]:
+        raise ValueError(f"document's id {doc.get('id')!r} is not its row's {row['id']!r}")
+    return doc

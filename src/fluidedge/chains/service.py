@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from fluidedge.chains.errors import ChainConflict, ChainObjectNotFound, InvalidChain
+from fluidedge.chains.errors import (
+    ChainConflict,
+    ChainObjectNotFound,
+    ChainsError,
+    ChainUnprocessable,
+    InvalidChain,
+)
 from fluidedge.chains.model import (
     DEFAULT_TENANT,
     ChainState,
@@ -34,6 +40,7 @@ from fluidedge.chains.model import (
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.tof import resolve
 from fluidedge.core.fields import IPNetwork
+from fluidedge.core.store import RECOVERY, StoreDamaged
 
 
 class DataPlane(Protocol):
@@ -87,6 +94,70 @@ def _parse(kind: Kind, doc: Mapping[str, Any], state: ChainState) -> Any:
     raise InvalidChain(f"unknown kind {kind!r}")
 
 
+_FROM_JSON: dict[Kind, Callable[[Mapping[str, Any]], Any]] = {
+    "port_pair": PortPair.from_json,
+    "port_pair_group": PortPairGroup.from_json,
+    "flow_classifier": FlowClassifier.from_json,
+    "port_chain": PortChain.from_json,
+}
+
+
+def _stored(kind: str, doc: Mapping[str, Any]) -> tuple[Kind, Any]:
+    """A stored object as the model makes it. What the model refuses is a ``ValueError``:
+    :func:`fluidedge.core.rows.load` then sets the row aside instead of stopping the start."""
+    parse = _FROM_JSON.get(kind)
+    if parse is None:
+        raise ValueError(f"unknown kind {kind!r}")
+    try:
+        return kind, parse(doc)
+    except (InvalidChain, ChainUnprocessable) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _present(table: Mapping[str, Any], ref: str, tenant: str) -> bool:
+    """Whether ``ref`` is there for ``tenant`` (another tenant's is missing, as
+    :func:`~fluidedge.chains.model.check_state` counts it)."""
+    obj = table.get(ref)
+    return obj is not None and obj.tenant == tenant
+
+
+def _dangling(state: ChainState) -> list[tuple[Kind, str, str]]:
+    """The groups and chains that name an object ``state`` lacks: (kind, id, what)."""
+    found: list[tuple[Kind, str, str]] = []
+    for g in state.groups.values():
+        missing = [
+            f"port pair {p!r}" for p in g.port_pairs if not _present(state.port_pairs, p, g.tenant)
+        ]
+        if missing:
+            found.append(("port_pair_group", g.id, ", ".join(missing)))
+    for c in state.chains.values():
+        missing = [
+            f"port pair group {x!r}"
+            for x in c.port_pair_groups
+            if not _present(state.groups, x, c.tenant)
+        ]
+        missing += [
+            f"flow classifier {x!r}"
+            for x in c.flow_classifiers
+            if not _present(state.classifiers, x, c.tenant)
+        ]
+        if missing:
+            found.append(("port_chain", c.id, ", ".join(missing)))
+    return found
+
+
+def _without(state: ChainState, kind: Kind, object_id: str) -> ChainState:
+    table = getattr(state, _FIELD[kind])
+    return replace(state, **{_FIELD[kind]: {k: v for k, v in table.items() if k != object_id}})
+
+
+def _damaged(exc: ChainsError) -> StoreDamaged:
+    return StoreDamaged(
+        f"refusing to start: the stored chain objects do not check together ({exc}); no one "
+        f"row can be set aside for it.\n{RECOVERY}"
+    )
+
+
 class ChainService:
     def __init__(
         self,
@@ -109,18 +180,41 @@ class ChainService:
 
     # ------------------------------------------------------------------ state
     def load(self) -> None:
-        """The stored objects (checked as a whole: a store that no longer checks is an error
-        at start rather than a half-applied chain)."""
-        docs = self.tables.objects()
-        state = ChainState(
-            {d["id"]: PortPair.from_json(d) for d in docs.get("port_pair", [])},
-            {d["id"]: PortPairGroup.from_json(d) for d in docs.get("port_pair_group", [])},
-            {d["id"]: FlowClassifier.from_json(d) for d in docs.get("flow_classifier", [])},
-            {d["id"]: PortChain.from_json(d) for d in docs.get("port_chain", [])},
-        )
-        check_state(state)
+        """The stored objects, checked as a whole: the start serves a state that checks or
+        none (a half-checked one would be half-applied).
+
+        A row that does not decode is set aside (:mod:`fluidedge.core.rows`); the groups and
+        chains that name it then name nothing, so they are set aside in turn (a chain whose
+        group went goes too), until the rest checks. What still does not check (a conflict,
+        which no one row can be blamed for) refuses the start as a damaged store."""
+        tables: dict[str, dict[str, Any]] = {name: {} for name in _FIELD.values()}
+        for kind, obj in self.tables.stored_objects(_stored):
+            tables[_FIELD[kind]][obj.id] = obj
+        state = self._settled(ChainState(**tables))
         with self._lock:
             self.state = state
+
+    def _settled(self, state: ChainState) -> ChainState:
+        """``state`` without the objects that name a missing one (each set aside)."""
+        while True:
+            try:
+                check_state(state)
+            except ChainObjectNotFound as exc:
+                dangling = _dangling(state)
+                if not dangling:
+                    raise _damaged(exc) from exc
+                for kind, object_id, missing in dangling:
+                    self.tables.set_aside(
+                        kind,
+                        object_id,
+                        f"{_NAME[kind]} {object_id!r} names {missing}, not stored "
+                        "(set aside, or never stored): it would not check",
+                    )
+                    state = _without(state, kind, object_id)
+            except ChainsError as exc:
+                raise _damaged(exc) from exc
+            else:
+                return state
 
     def list(self, kind: Kind, tenant: str | None = None) -> list[Any]:
         table: Mapping[str, Any] = getattr(self.state, _FIELD[kind])

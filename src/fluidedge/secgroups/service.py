@@ -130,6 +130,57 @@ def stale_networks(present: Iterable[str], used: set[str], mine: Callable[[str],
     return {n for n in present if n not in used and mine(n)}
 
 
+def _stored_group(doc: dict[str, Any]) -> SecurityGroup:
+    """A stored group as the model makes it. What the model refuses is a ``ValueError``:
+    :func:`fluidedge.core.rows.load` then sets the row aside instead of stopping the start."""
+    try:
+        return SecurityGroup.from_json(doc)
+    except InvalidSecgroup as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _stored_setting(doc: dict[str, Any]) -> dict[str, Any]:
+    """An interface's stored settings, checked as :meth:`SecgroupService._ports_of` uses them
+    when it restores the port (what it would refuse is a ``ValueError`` here, at load): the
+    model's checks, on a stand-in port of these settings."""
+    secure = doc.get("port_security", True)
+    if not isinstance(secure, bool):
+        raise TypeError(f"port_security: {secure!r} is not true or false")
+    pairs = doc.get("allowed_address_pairs", [])
+    groups = doc.get("security_groups")
+    if not isinstance(pairs, list) or not all(isinstance(p, str) for p in pairs):
+        raise TypeError("allowed_address_pairs: must be a list of IP prefixes")
+    if groups is not None and (
+        not isinstance(groups, list) or not all(isinstance(g, str) for g in groups)
+    ):
+        raise TypeError("security_groups: must be a list of group ids or null")
+    try:
+        Port(
+            id="stored.port",
+            device="stored",
+            network="stored",
+            zone=ZONE_MIN,
+            mac="02:00:00:00:00:01",
+            allowed_address_pairs=tuple(
+                AddressPair(ipaddress.ip_network(p, strict=False)) for p in pairs
+            ),
+            port_security=secure,
+            groups=tuple(groups or []) if secure else (),
+        )
+    except InvalidSecgroup as exc:
+        raise ValueError(str(exc)) from exc
+    return doc
+
+
+#: The settings of an interface whose stored ones were set aside: port security on and no
+#: group, so nothing passes until its groups are declared again (fail closed).
+CLOSED: dict[str, Any] = {
+    "port_security": True,
+    "allowed_address_pairs": [],
+    "security_groups": [],
+}
+
+
 class SecgroupService:
     def __init__(self, tables: Tables, driver: FirewallDriver) -> None:
         self.tables = tables
@@ -153,17 +204,91 @@ class SecgroupService:
     # -- start ------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Read groups, port settings and zones from the store; make the default group."""
+        """Read groups, port settings and zones from the store; make the default group.
+
+        A row that does not decode is set aside (:mod:`fluidedge.core.rows`), and so, in
+        turn, is what names a group no longer stored: a group whose rule has it as remote
+        group (no port in that group would compile) and an interface's settings (its port
+        would not restore). The part starts with the rest.
+
+        An interface whose settings were set aside is **closed**, not given its tenant's
+        default group: port security on, no group, nothing passes (:data:`CLOSED`, stored)
+        until its groups are declared again (``PUT .../security-groups``). What the lost
+        settings allowed is unknown, and a default group may allow more."""
         with self._lock:
-            for doc in self.tables.groups():
-                group = SecurityGroup.from_json(doc)
-                self._groups[group.id] = group
-            self._settings = self.tables.ports()
-            self._zones = self.tables.zones()
+            closed: list[tuple[str, str]] = []
+            groups = {g.id: g for g in self.tables.stored_groups(_stored_group)}
+            settings = dict(self.tables.stored_ports(_stored_setting, closed.append))
+            self._groups.update(self._settled_groups(groups))
+            self._settings = self._settled_settings(settings, closed)
+            self._close(closed)
+            self._zones = self.tables.stored_zones()
             self.ensure_default_group(DEFAULT_TENANT)
             with self.driver.defer_apply():
                 for group in self._groups.values():
                     self.driver.set_group(group)
+
+    def _settled_groups(self, groups: dict[str, SecurityGroup]) -> dict[str, SecurityGroup]:
+        """``groups`` without those whose rules name a missing remote group (each set
+        aside), until none does (the admin's default group is made again if missing)."""
+        while True:
+            dangling = {
+                g.id: r.remote_group
+                for g in groups.values()
+                for r in g.rules
+                if r.remote_group is not None
+                and r.remote_group not in groups
+                and r.remote_group != default_group_id(DEFAULT_TENANT)
+            }
+            if not dangling:
+                return groups
+            for group_id, remote in sorted(dangling.items()):
+                self.tables.set_aside_group(
+                    group_id,
+                    f"security group {group_id!r} names remote group {remote!r}, not stored "
+                    "(set aside, or never stored): its ports would not compile",
+                )
+                del groups[group_id]
+
+    def _close(self, closed: list[tuple[str, str]]) -> None:
+        """Close the interfaces whose settings were set aside (see :meth:`load`)."""
+        for instance, ifname in closed:
+            self._settings[(instance, ifname)] = dict(CLOSED)
+            log.error(
+                "secgroups: interface %s/%s: its stored settings were set aside; closed (no "
+                "security group: nothing passes) until its groups are declared again",
+                instance,
+                ifname,
+                extra={"part": "secgroups", "event": "port_closed", "ids": instance},
+            )
+        for instance in sorted({i for i, _ in closed}):
+            self.tables.put_ports(
+                instance, {n: doc for (i, n), doc in self._settings.items() if i == instance}
+            )
+
+    def _settled_settings(
+        self, settings: dict[tuple[str, str], dict[str, Any]], closed: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """``settings`` without those naming a group that is not stored (each set aside,
+        added to ``closed``)."""
+        kept = {}
+        for (instance, ifname), doc in settings.items():
+            missing = [
+                g
+                for g in doc.get("security_groups") or []
+                if g not in self._groups and g != default_group_id(DEFAULT_TENANT)
+            ]
+            if missing and doc.get("port_security", True):
+                self.tables.set_aside_port(
+                    instance,
+                    ifname,
+                    f"interface {instance}/{ifname} names security group {missing[0]!r}, not "
+                    "stored (set aside, or never stored): its port would not restore",
+                )
+                closed.append((instance, ifname))
+            else:
+                kept[(instance, ifname)] = doc
+        return kept
 
     def ensure_default_group(self, tenant: str) -> SecurityGroup:
         with self._lock:
