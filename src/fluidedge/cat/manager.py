@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from fluidedge.cat import tasks as task_source
 from fluidedge.cat.errors import (
@@ -59,8 +59,10 @@ from fluidedge.cat.layout import (
 )
 from fluidedge.cat.models import (
     ClassView,
+    CosName,
     CosSpec,
     InstanceCos,
+    InstanceName,
     LayoutView,
     PresetRequest,
     Status,
@@ -73,6 +75,9 @@ from fluidedge.core.store import Store
 log = logging.getLogger("fluidedge.cat")
 
 MON_EVENTS = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
+
+_INSTANCE: TypeAdapter[str] = TypeAdapter(InstanceName)
+_COS: TypeAdapter[str] = TypeAdapter(CosName)
 
 
 class CatConfig(BaseModel):
@@ -104,6 +109,16 @@ def _rel(name: str) -> str:
 
 def _file(name: str, leaf: str) -> str:
     return f"{_rel(name)}/{leaf}".lstrip("/")
+
+
+def _stored_binding(instance: str, cos: str) -> Binding:
+    """An assignment as the store has it, its names checked as the API checks them (they
+    become resctrl paths): ValidationError otherwise."""
+    return Binding(
+        _INSTANCE.validate_python(instance, strict=True),
+        _COS.validate_python(cos, strict=True),
+        None,
+    )
 
 
 def _stored_spec(data: dict[str, object]) -> CosSpec:
@@ -161,15 +176,20 @@ class CatManager:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Probe the host, re-apply the declared classes, re-sync instance tasks."""
-        for data in self.tables.classes():
-            try:
-                spec = _stored_spec(data)
-            except ValidationError as exc:
-                self.last_error = f"a stored class no longer reads ({data.get('name')!r}): {exc}"
-                continue
-            self.classes[spec.name] = spec
-        for instance, cos in self.tables.assignments():
-            self.bindings[instance] = Binding(instance, cos, None)
+        # A stored class or assignment that no longer reads is set aside (kept, named: the
+        # store's set-aside rows) and the others load. An assignment whose class is not
+        # declared is kept, as the part keeps one: the sync leaves it be until the class is
+        # declared again.
+        specs, lost = self.tables.stored_classes(_stored_spec)
+        self.classes.update((spec.name, spec) for spec in specs)
+        bindings, unbound = self.tables.stored_assignments(_stored_binding)
+        self.bindings.update((binding.instance, binding) for binding in bindings)
+        if lost or unbound:
+            what = [f"class {name!r}" for name in lost]
+            what += [f"assignment of {name!r}" for name in unbound]
+            self.last_error = (
+                f"stored {', '.join(what)} no longer read: set aside (fluidedge state set-aside)"
+            )
         self.support = probe(self.fs, self.proc)
         if not self.support.supported:
             return  # declared state stays in the store, untouched, for a host that has RDT

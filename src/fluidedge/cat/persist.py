@@ -1,11 +1,20 @@
-"""The CAT part's SQLite tables: declared classes and instance assignments (JSON rows)."""
+"""The CAT part's SQLite tables: declared classes and instance assignments (JSON rows).
+
+At start both are read through :func:`fluidedge.core.rows.load`: a row that does not decode is
+set aside (kept, named) and the part starts with the others.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
+
+T = TypeVar("T")
 
 MIGRATIONS = [
     """
@@ -21,6 +30,34 @@ class Tables:
     def __init__(self, store: Store) -> None:
         self.store = store
         store.migrate("cat", MIGRATIONS)
+
+    # read back at start: a row that cannot be decoded is set aside (fluidedge.core.rows)
+    def stored_classes(self, decode: Callable[[dict[str, Any]], T]) -> tuple[list[T], list[str]]:
+        """``decode`` of every declared class's spec (a JSON object of its row's name), and
+        the names of the classes set aside (the part's status says so too)."""
+        refused: list[str] = []
+        decoded = rows.load(
+            self.store,
+            "cat_classes",
+            ("spec",),
+            _noted(lambda r: decode(_spec(r)), "name", refused),
+            order=("name",),
+        )
+        return decoded, refused
+
+    def stored_assignments(self, decode: Callable[[str, str], T]) -> tuple[list[T], list[str]]:
+        """``decode(instance, cos)`` of every assignment, and the instances whose assignment
+        was set aside."""
+        refused: list[str] = []
+        decoded = rows.load(
+            self.store,
+            "cat_assignments",
+            ("cos",),
+            _noted(lambda r: decode(r["instance"], r["cos"]), "instance", refused),
+            key=("instance",),
+            order=("instance",),
+        )
+        return decoded, refused
 
     def classes(self) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT spec FROM cat_classes ORDER BY name")
@@ -51,3 +88,31 @@ class Tables:
     def delete_assignment(self, instance: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM cat_assignments WHERE instance = ?", (instance,))
+
+
+def _spec(row: sqlite3.Row) -> dict[str, Any]:
+    """A class's stored spec: a JSON object naming its row's class (the part keys its classes
+    by the spec's name: two rows must not make one class)."""
+    if not isinstance(row["spec"], str):
+        raise TypeError(f"stored spec is {type(row['spec']).__name__}, not text")
+    spec = json.loads(row["spec"])
+    if not isinstance(spec, dict):
+        raise TypeError(f"stored spec is a JSON {type(spec).__name__}, not an object")
+    if spec.get("name") != row["name"]:
+        raise ValueError(f"spec's name {spec.get('name')!r} is not its row's {row['name']!r}")
+    return spec
+
+
+def _noted(
+    decode: Callable[[sqlite3.Row], T], column: str, refused: list[str]
+) -> Callable[[sqlite3.Row], T]:
+    """``decode``, noting in ``refused`` the ``column`` of each row it refuses."""
+
+    def noting(row: sqlite3.Row) -> T:
+        try:
+            return decode(row)
+        except rows.DAMAGE:
+            refused.append(str(row[column]))
+            raise
+
+    return noting

@@ -12,16 +12,32 @@ an object here: its latest value (NULL: a deletion). Each pass writes them befor
 site, so an object made here while etcd was down reaches the other nodes once it is back, and
 one deleted here is not made again from the site's stale copy. Kept in the store: a restart
 in between loses none.
+
+Both are read at start through :func:`fluidedge.core.rows.load`: a row of a kind the part does
+not sync, of a name no object of the site can have, or (pending) whose value is not a JSON
+object, is set aside (kept, named) and the part starts with the others. What that costs: a
+seen name lost is an object the site deleted that stays here until deleted by hand; a pending
+write lost is one the site does not get (the operator reads it in the set-aside rows).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from typing import Any
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
+from fluidedge.instances.models import NAME_PATTERN
 
 JsonObject = dict[str, Any]
+
+#: The kinds of site objects the part syncs (``<prefix>/<kind>/<name>``).
+KINDS = frozenset({"networks", "secgroups", "templates", "tenants"})
+KEY = ("kind", "name")
+# Every site object's name (templates and networks, group ids; tenants' are narrower).
+_NAME = re.compile(NAME_PATTERN)
 
 MIGRATIONS = [
     """
@@ -41,9 +57,10 @@ class SeenTable:
         store.migrate("cluster", MIGRATIONS)
 
     def load(self) -> dict[str, set[str]]:
+        """The names seen per kind (a row that cannot be one is set aside)."""
         out: dict[str, set[str]] = {}
-        for row in self.store.query("SELECT kind, name FROM cluster_seen"):
-            out.setdefault(str(row["kind"]), set()).add(str(row["name"]))
+        for kind, name in rows.load(self.store, "cluster_seen", (), _key, key=KEY, order=KEY):
+            out.setdefault(kind, set()).add(name)
         return out
 
     def replace(self, kind: str, names: set[str]) -> None:
@@ -63,13 +80,10 @@ class PendingTable:
         store.migrate("cluster", MIGRATIONS)
 
     def load(self) -> dict[tuple[str, str], JsonObject | None]:
-        out: dict[tuple[str, str], JsonObject | None] = {}
-        for row in self.store.query("SELECT kind, name, value FROM cluster_pending"):
-            value = row["value"]
-            out[(str(row["kind"]), str(row["name"]))] = (
-                None if value is None else json.loads(str(value))
-            )
-        return out
+        """The writes owed (a row that cannot be one is set aside)."""
+        return dict(
+            rows.load(self.store, "cluster_pending", ("value",), _pending, key=KEY, order=KEY)
+        )
 
     def put(self, kind: str, name: str, value: JsonObject | None) -> None:
         text = None if value is None else json.dumps(value, sort_keys=True)
@@ -82,3 +96,27 @@ class PendingTable:
     def drop(self, kind: str, name: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM cluster_pending WHERE kind = ? AND name = ?", (kind, name))
+
+
+def _key(row: sqlite3.Row) -> tuple[str, str]:
+    """A row's kind and name, which must be a kind the part syncs and a site object's name
+    (it becomes a part of an etcd key and is given to the parts' deletes)."""
+    kind, name = row["kind"], row["name"]
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one the site shares")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"name {name!r} is not the name of a site object")
+    return kind, name
+
+
+def _pending(row: sqlite3.Row) -> tuple[tuple[str, str], JsonObject | None]:
+    """A write owed: its key, and its value (a JSON object) or None (a deletion)."""
+    text = row["value"]
+    if text is None:
+        return _key(row), None
+    if not isinstance(text, str):
+        raise TypeError(f"value is {type(text).__name__}, not text")
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"value is a JSON {type(value).__name__}, not an object")
+    return _key(row), value

@@ -72,6 +72,34 @@ class OneNode:
         delete()
 
 
+def _stored_tenant(record: dict[str, Any]) -> dict[str, Any]:
+    """A tenant's record as the store or the site has it, checked for what the part reads of
+    it (its name, quota, time and description): ValueError, TypeError or KeyError otherwise."""
+    TenantCreate(name=record["name"])
+    Quota.model_validate(record["quota"])
+    float(record["created_at"])
+    if not isinstance(record["description"], str):
+        raise TypeError("description is not a string")
+    return record
+
+
+def _stored_token(record: Mapping[str, Any], digest: str) -> tuple[TokenView, str]:
+    """A token's view and the hash of its secret, as the store or the site has them."""
+    view = TokenView.model_validate(record)
+    TenantCreate(name=view.tenant)
+    if not _DIGEST.match(digest):
+        raise ValueError(f"token {view.id}: its digest is not a SHA-256 in hex")
+    return view, digest
+
+
+def _stored_owner(kind: str, name: str, tenant: str) -> tuple[str, str, str]:
+    """An ownership row: a kind and a name (free text of the parts, never empty) and the
+    tenant, whose name must be one."""
+    if not kind or not name:
+        raise ValueError(f"ownership row {kind!r}/{name!r} has an empty kind or name")
+    return kind, name, TenantCreate(name=tenant).name
+
+
 class TenantService:
     """The node's tenants (thread-safe; one per daemon, in :class:`DaemonContext`)."""
 
@@ -81,13 +109,17 @@ class TenantService:
         self.config = admission_config(config)
         self.tables = Tables(store)
         self._lock = threading.RLock()
-        self._tenants: dict[str, dict[str, Any]] = {r["name"]: r for r in self.tables.tenants()}
+        # A stored row this start could not use is set aside, with what names its tenant if
+        # that is gone (persist.py): the part starts with the others.
+        tenants, stored_tokens, owners = self.tables.stored(
+            _stored_tenant, _stored_token, _stored_owner
+        )
+        self._tenants: dict[str, dict[str, Any]] = {r["name"]: r for r in tenants}
         self._tokens: dict[str, tuple[TokenView, str]] = {
-            record["id"]: (TokenView.model_validate(record), digest)
-            for record, digest in self.tables.tokens()
+            view.id: (view, digest) for view, digest in stored_tokens
         }
         self._owners: dict[tuple[str, str], str] = {
-            (kind, name): tenant for kind, name, tenant in self.tables.owners()
+            (kind, name): tenant for kind, name, tenant in owners
         }
         # What a tenant's instances hold now: set by the instances part's routes (which own
         # the admission control); None without that part.
@@ -183,17 +215,12 @@ class TenantService:
         """Make the site's version of a tenant here (the cluster part's pass): its record
         created or replaced, its tokens added or revoked to match. Whether anything changed."""
         try:
-            record = dict(doc["record"])
-            name = TenantCreate(name=record["name"]).name
-            Quota.model_validate(record["quota"])
-            float(record["created_at"])
-            if not isinstance(record["description"], str):
-                raise ValueError("description is not a string")
+            record = _stored_tenant(dict(doc["record"]))
+            name = record["name"]
             wanted: dict[str, tuple[TokenView, str]] = {}
             for entry in doc["tokens"]:
-                view = TokenView.model_validate(entry["view"])
-                digest = str(entry["digest"])
-                if view.tenant != name or not _DIGEST.match(digest):
+                view, digest = _stored_token(entry["view"], str(entry["digest"]))
+                if view.tenant != name:
                     raise ValueError(f"token {view.id} is not one of {name}'s")
                 wanted[view.id] = (view, digest)
         except (KeyError, TypeError, ValueError) as exc:
