@@ -13,6 +13,7 @@ times the start that sets them aside (one durable transaction per row).
 from __future__ import annotations
 
 import argparse
+import logging
 import sqlite3
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def after(store: Store) -> list[Service]:
 
 
 def main() -> None:
+    logging.getLogger("fluidedge.core.rows").setLevel(logging.CRITICAL)  # the set-aside lines
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=15)

@@ -90,7 +90,7 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
         ("inst_instances", "hurt"),
     }
     assert aside["tof_service", "svc1"]["row"]["service_ip"] == "not-an-ip"  # kept whole
-    assert "does not appear to be an IPv4 or IPv6 address" in aside["tof_service", "svc1"]["reason"]
+    assert "is not an IP address" in aside["tof_service", "svc1"]["reason"]
     assert "not a container id of ours" in aside["inst_instances", "hurt"]["reason"]
 
     # The names are free: declared again, they are served, and survive the next restart.
