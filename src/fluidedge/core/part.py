@@ -52,6 +52,10 @@ class DaemonContext:
     # follow the others' start (their restorers registered, their state installed) waits
     # for it.
     all_started: asyncio.Event = field(default_factory=asyncio.Event)
+    # What stopped a part's start, when it is one of ours (a store refused: its message says
+    # what and how to recover): the daemon ends its start with it as one line, after the
+    # server's own report of the failed startup.
+    startup_error: Exception | None = None
 
 
 PartFactory = Callable[[dict[str, Any], DaemonContext], Part]

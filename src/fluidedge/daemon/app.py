@@ -153,7 +153,11 @@ def create_app(
         started: list[Part] = []
         try:
             for part in context.parts.values():
-                await part.start()
+                try:
+                    await part.start()
+                except FluidedgeError as exc:
+                    context.startup_error = exc
+                    raise
                 started.append(part)
             context.all_started.set()
             warm: list[tuple[str, str, bytes]] = [("GET", "/healthz", b"")]

@@ -72,6 +72,17 @@ def _uvicorn_config(app: object, config: DaemonConfig, log_level: str) -> uvicor
     return server_config
 
 
+def _say_startup_error(error: Exception) -> None:
+    """What stopped a part's start, as the log's last line: after the server's traceback and
+    its "startup failed", the sentence an operator acts on (a refused store says what is
+    wrong and how to recover)."""
+    log.error(
+        "the start failed: %s",
+        error,
+        extra={"part": "daemon", "event": "startup_failed"},
+    )
+
+
 def serve(config_path: Path | None, *, log_level: str = "info", reset_store: bool = False) -> None:
     """Load the config, lock the state dir, check the store, build the parts and serve."""
     setup_logging(log_level)
@@ -92,7 +103,11 @@ def serve(config_path: Path | None, *, log_level: str = "info", reset_store: boo
             app = create_app(context, audit=_audit_log(config))
             statedir.private_files(config)
             server = DaemonServer(_uvicorn_config(app, config, log_level), config.socket_path)
-            server.run()
+            try:
+                server.run()
+            finally:  # uvicorn exits (SystemExit) when the app's startup fails
+                if not server.started and context.startup_error is not None:
+                    _say_startup_error(context.startup_error)
         finally:
             store.close()  # reached on a programmatic stop (uvicorn re-raises SIGTERM/SIGINT)
         if not server.started:

@@ -16,6 +16,7 @@ import sqlite3
 import httpx
 import pytest
 
+from fluidedge.core import rows
 from fluidedge.instances import runc
 from tests.fixtures.daemon import DaemonFactory, DaemonHandle
 from tests.functional.daemon.test_store_instances import _cli, _http, _purge, _service
@@ -100,3 +101,41 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
     with _http(daemon) as http:
         assert {s["name"] for s in http.get("/service").json()} == {"svc0", "svc1"}
     assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 3
+
+
+def test_every_row_of_a_table_failing_refuses_the_start_with_one_clear_line(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Not damage to a row (a store of another release, or a fault of ours): nothing is set
+    aside, the start is refused (exit 3, as any failed start), and the log ends with what is
+    wrong and how to recover, after the server's own report."""
+    daemon = daemon_factory({"instances": {"pool_scale": 0}})
+    try:
+        with _http(daemon) as http:
+            for name in ("one", "two"):
+                answer = http.post("/v1/instances", json={"name": name, "template": "idle"})
+                assert answer.status_code == 201, answer.text
+        daemon.stop()
+        with sqlite3.connect(daemon.store_path) as db:
+            assert db.execute("UPDATE inst_instances SET record = '[]'").rowcount == 2
+        db.close()
+        before = len(daemon.log())
+        with pytest.raises(RuntimeError, match="exited early"):
+            daemon.start()
+        assert daemon.process is not None
+        assert daemon.process.returncode == 3
+        lines = [line for line in daemon.log()[before:].splitlines() if line.strip()]
+        last = next(line for line in reversed(lines) if "the start failed" in line)
+        assert "not one of the 2 rows of table inst_instances can be read" in last
+        assert "nothing was set aside" in last
+        with sqlite3.connect(daemon.store_path) as db:
+            assert db.execute("SELECT count(*) FROM inst_instances").fetchone()[0] == 2
+            assert rows.listing(db) == []
+        db.close()
+        # Put right, the same store starts with both.
+        with sqlite3.connect(daemon.store_path) as db:
+            db.execute("DELETE FROM inst_instances")
+        db.close()
+        daemon.start()
+    finally:
+        _purge(daemon)
