@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fluidedge.instances import network
 from fluidedge.instances.errors import InstanceNotFound, RuntimeFailure
@@ -77,13 +79,33 @@ def shell_fate(
     return "destroy"
 
 
+Held = TypeVar("Held", Instance, Shell)
+
+
+def _kept_here(held: Held, root: Path) -> Held:
+    """``held`` if what its row names is what this daemon makes for its container id: its
+    directory ``root/<id>``, its host-side veths ``<id>i<n>`` (ValueError otherwise: the row
+    is set aside, never used). A destroy removes that directory and deletes those links: a
+    damaged row must not point it at ``/etc`` or the host's ``eth0``."""
+    directory = held.directory
+    if directory.name != held.id or directory.parent.resolve() != root.resolve():
+        raise ValueError(f"directory {str(directory)!r} is not {str(root / held.id)!r}")
+    ifaces = held.ifaces if isinstance(held, Shell) else held.shell_ifaces
+    for iface in ifaces:
+        if not re.fullmatch(re.escape(held.id) + "i[0-9]+", iface.host_ifname):
+            raise ValueError(f"host interface {iface.host_ifname!r} is not one of {held.id}'s")
+    return held
+
+
 def restore(mgr: Manager) -> None:
     """Re-adopt instances and pooled shells; record orphans."""
     io = mgr.runc_io()
     containers = {c["id"]: c for c in io.runc.list()}
     binary = file_id(io.launcher_path)  # the C launcher (its identity, with each row's token)
     known: set[str] = set()
-    for inst in mgr.tables.stored_instances(Instance.from_record):
+    for inst in mgr.tables.stored_instances(
+        lambda doc: _kept_here(Instance.from_record(doc), mgr.shell_root)
+    ):
         known.add(inst.id)
         found = containers.get(inst.id)
         waiting = found is not None and launcher_waiting(int(found["pid"]), inst.token, binary)
@@ -107,7 +129,9 @@ def restore(mgr: Manager) -> None:
         mgr.instances[inst.name] = inst
         mgr.reserve(inst)
         mgr.tables.put_instance(inst.record())
-    for shell in mgr.tables.stored_shells(Shell.from_info):
+    for shell in mgr.tables.stored_shells(
+        lambda doc: _kept_here(Shell.from_info(doc), mgr.shell_root)
+    ):
         known.add(shell.id)
         found = containers.get(shell.id)
         fate = shell_fate(

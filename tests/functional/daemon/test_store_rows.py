@@ -35,12 +35,15 @@ def test_damaged_rows_are_set_aside_and_everything_else_is_served(
 
 
 def _damage_and_restart(daemon: DaemonHandle) -> None:
+    scratch = daemon.state_dir.parent / "not-a-container"
+    scratch.mkdir()
+    (scratch / "keep").write_text("mine")
     with _http(daemon) as http:
         for index in range(3):
             assert http.post("/service", json=_service(index)).status_code == 200
         made = {
             name: http.post("/v1/instances", json={"name": name, "template": "idle"}).json()
-            for name in ("keep", "hurt")
+            for name in ("keep", "hurt", "far")
         }
     daemon.stop()
     damage = {
@@ -52,6 +55,12 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
             "UPDATE inst_instances SET record = json_set(record, '$.id', '../../etc') "
             "WHERE name = 'hurt'",
             (),
+        ),
+        # a directory a destroy would remove that is not the container's
+        (
+            "UPDATE inst_instances SET record = json_set(record, '$.directory', ?) "
+            "WHERE name = 'far'",
+            (str(scratch),),
         ),
     }
     with sqlite3.connect(daemon.store_path) as db:
@@ -70,9 +79,10 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
     assert instances["keep"]["state"] == "running"
     assert instances["keep"]["pid"] == made["keep"]["pid"]
     # The instance whose row was set aside is not destroyed: kept running, an orphan.
-    assert made["hurt"]["id"] in orphans
-    assert runc.pid_alive(made["hurt"]["pid"])
-    assert health["set_aside_rows"] == 3
+    for name in ("hurt", "far"):
+        assert made[name]["id"] in orphans
+        assert runc.pid_alive(made[name]["pid"])
+    assert health["set_aside_rows"] == 4
     assert health["status"] == "ok"
     log = daemon.log()
     for table, key in (
@@ -89,10 +99,16 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
         ("tof_service", "svc1"),
         ("tof_service", "svc2"),
         ("inst_instances", "hurt"),
+        ("inst_instances", "far"),
     }
     assert aside["tof_service", "svc1"]["row"]["service_ip"] == "not-an-ip"  # kept whole
     assert "is not an IP address" in aside["tof_service", "svc1"]["reason"]
     assert "not a container id of ours" in aside["inst_instances", "hurt"]["reason"]
+    assert "not-a-container' is not" in aside["inst_instances", "far"]["reason"]
+    # The orphans purged: what the set-aside rows named outside is left alone.
+    purged = _cli(daemon, "pool", "purge", "--orphans")
+    assert purged.returncode == 0, purged.stderr
+    assert (scratch / "keep").read_text() == "mine"
 
     # The names are free: declared again, they are served, and survive the next restart.
     with _http(daemon) as http:
@@ -100,7 +116,7 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
     daemon.restart()
     with _http(daemon) as http:
         assert {s["name"] for s in http.get("/service").json()} == {"svc0", "svc1"}
-    assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 3
+    assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 4
 
 
 def test_every_row_of_a_table_failing_refuses_the_start_with_one_clear_line(

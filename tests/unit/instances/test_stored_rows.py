@@ -17,6 +17,7 @@ import pytest
 from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.instances.persist import Tables
+from fluidedge.instances.reconcile import _kept_here
 from fluidedge.instances.records import Instance, Shell
 
 RECORD: dict[str, Any] = {
@@ -91,3 +92,43 @@ def test_a_shell_row_that_is_not_an_object_is_set_aside(tmp_path: Path) -> None:
     assert [s.id for s in tables.stored_shells(Shell.from_info)] == ["fe00000000bb"]
     assert rows.count(tables.store) == 1
     assert tables.store.query("SELECT id FROM inst_shells")[0]["id"] == "fe00000000bb"
+
+
+HOST_ETH0 = {"name": "eth0", "network": "n", "host_ifname": "eth0", "netns": None}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"directory": "/etc"}, "is not"),
+        ({"directory": "/var/lib/fluidedge/instances/shells/fe00000000ff"}, "is not"),
+        (
+            {
+                "shell_ifaces": [
+                    {"name": "eth0", "network": "n", "host_ifname": "eth0", "netns": None}
+                ]
+            },
+            "host interface 'eth0' is not one of fe0123456789's",
+        ),
+    ],
+)
+def test_what_a_destroy_would_touch_must_be_the_containers_own(
+    tmp_path: Path, change: dict[str, Any], reason: str
+) -> None:
+    root = Path("/var/lib/fluidedge/instances/shells")
+    record = {**RECORD, "directory": str(root / RECORD["id"]), **change}
+    with pytest.raises(ValueError, match=reason):
+        _kept_here(Instance.from_record(record), root)
+
+
+def test_a_containers_own_directory_and_veths_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    iface = {"name": "eth0", "network": "n", "host_ifname": "fe0123456789i0", "netns": None}
+    record = {
+        **RECORD,
+        "directory": str(tmp_path / "link" / RECORD["id"]),
+        "shell_ifaces": [iface],
+    }
+    inst = Instance.from_record(record)
+    assert _kept_here(inst, tmp_path / "real") is inst  # the same place, spelt another way
