@@ -132,3 +132,25 @@ def test_admin_creates_lists_deletes_and_a_tenant_sees_nothing(tmp_path: Path) -
     assert ("POST", 201, "case-7", "198.18.100.1") in ok
     assert ("DELETE", 200, "case-7", "198.18.100.1") in ok
     assert any(a["status"] == 403 and a.get("auth") == "tenant-token" for a in mine)
+
+
+def test_a_stored_pcap_outside_the_allowed_directories_is_not_written_at_restart(
+    tmp_path: Path,
+) -> None:
+    """A row whose pcap was moved (a hand edit, or a directory no longer allowed by the
+    config): the restart opens nothing there, creates nothing, and says why in the row."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    client, _backend = make(tmp_path)
+    with client:
+        assert client.post("/v1/intercepts", json=BODY, headers=AUTH).status_code == 201
+    store = Store(tmp_path / "db.sqlite")
+    with store.transaction() as conn:
+        conn.execute("UPDATE tof_intercept SET pcap = ?", (str(elsewhere / "c7.pcap"),))
+    store.close()
+    client, _backend = make(tmp_path)
+    with client:
+        row = client.get("/v1/intercepts/case-7", headers=AUTH).json()
+        assert row["state"] != "active"
+        assert "is not an allowed directory" in json.dumps(row)
+    assert not (elsewhere / "c7.pcap").exists()

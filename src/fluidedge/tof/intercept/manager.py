@@ -28,9 +28,11 @@ from fluidedge.tof.intercept.model import (
     Intercept,
     InterceptConfig,
     InterceptConflict,
+    InterceptInvalid,
     InterceptNotFound,
     InterceptRefused,
     NewInterceptModel,
+    pcap_path,
     validate,
 )
 from fluidedge.tof.intercept.sink import InterfaceWriter, Mirror, PcapWriter, Writer
@@ -124,8 +126,10 @@ class InterceptManager:
         with self._lock:
             for name, it in sorted(self._stored.items()):
                 try:
+                    if it.pcap is not None:  # still where a request may write (config changes)
+                        pcap_path(it.pcap, self.directory, self._allowed)
                     mirror = Mirror(it, self._writer(it, create=False), self.config.queue)
-                except OSError as exc:
+                except (OSError, InterceptInvalid, InterceptRefused) as exc:
                     self._failed[name] = str(exc)
                     _log.error("intercept %s: destination cannot be opened: %s", name, exc)
                     continue
