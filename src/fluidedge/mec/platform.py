@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from fluidedge.mec import dns, policy, tokens
-from fluidedge.mec.deploy import DeployPort, Placed
+from fluidedge.mec.deploy import DeployPort, Placed, resource_name
 from fluidedge.mec.descriptor import AppDescriptor, AppState, check_descriptor, record
 from fluidedge.mec.errors import (
     MecConflict,
@@ -156,10 +156,17 @@ class Owned:
 
 
 def _stored_app(doc: dict[str, Any]) -> App:
-    """An app as stored; KeyError or ValueError when the row lacks what an app has."""
+    """An app as stored; KeyError or ValueError when the row lacks what an app has, or names
+    an instance or template that is not the one its deployment makes (its termination
+    deletes them: a damaged row must not point that at another app's or tenant's)."""
     app = App(doc)
     if not (isinstance(app.id, str) and app.state and isinstance(doc["tokenId"], str)):
         raise ValueError("appInstanceId and tokenId must be strings")
+    if doc.get("instance") is not None or doc.get("template") is not None:
+        own = resource_name(app.id, str(doc["tenant"]))
+        for key in ("instance", "template"):
+            if doc.get(key) is not None and doc[key] != own:
+                raise ValueError(f"{key} {doc[key]!r} is not this app's own ({own!r})")
     return app
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from fluidedge.core import rows
 from fluidedge.core.config import parse_config
 from fluidedge.core.store import Store
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
@@ -309,3 +311,31 @@ def test_data_ingress_defaults_to_the_tofs_ue_pools() -> None:
     given = MecConfig.model_validate({**plat, "data_ingress": ["10.9.0.0/16"]}).platform(pools)
     assert given is not None
     assert [str(n) for n in given.data_ingress] == ["10.9.0.0/16"]
+
+
+@pytest.mark.parametrize("key", ["instance", "template"])
+def test_a_stored_app_naming_another_apps_instance_is_set_aside_not_undeployed(
+    tmp_path: Path, key: str
+) -> None:
+    """A damaged app row that names another app's instance (or template): its termination
+    would delete that one. The row is set aside; the other app and its instance stay."""
+    port = FakeDeployer()
+    first = platform(tmp_path, port)
+    victim, _ = first.create_app(descriptor())
+    damaged, _ = first.create_app(descriptor())
+    store = first.tables.store
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE mec_objects SET doc = json_set(doc, ?, ?) WHERE kind = 'app' AND id = ?",
+            (f"$.{key}", victim["instance"], damaged["appInstanceId"]),
+        )
+    restored = platform(tmp_path, port)
+    restored.load()
+    assert set(restored.apps) == {victim["appInstanceId"]}
+    assert port.undeployed == []
+    assert victim["instance"] in port.deployed
+    db = sqlite3.connect(tmp_path / "db.sqlite")
+    (aside,) = rows.listing(db)
+    db.close()
+    assert aside.key == f"app/{damaged['appInstanceId']}"
+    assert f"{key} {victim['instance']!r} is not this app's own" in aside.reason
