@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tests.fixtures.wait import wait_until
 
+from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.instances.errors import InstanceNotFound, TemplateNotFound
 from fluidedge.tenants.errors import QuotaExceeded
@@ -464,3 +465,28 @@ def test_an_unexpected_failure_of_a_creation_lets_the_next_packet_retry(tmp_path
     assert c.instances_of("web") == []
     c._create("web", UE1)  # not stuck behind a record "creating" forever
     assert c.counts()["web"]["created"] == 1
+
+
+def test_a_stored_record_naming_an_instance_not_of_its_service_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    """A damaged record that names someone's own instance: the restore neither adopts nor
+    deletes it (a record whose service is gone is otherwise deleted); the record is set
+    aside."""
+    manager = FakeManager()
+    c = make(tmp_path, manager)
+    c._create("web", UE1)
+    [name] = manager.instances
+    manager.instances["db"] = FakeInstance("db", "id-db", "running", {})
+    with c.store.transaction() as conn:
+        conn.execute("UPDATE superfluid_instance SET instance = 'db'")
+    again = make(tmp_path, manager)
+    again.start({})  # the service is gone: its records' instances would be deleted
+    try:
+        assert "db" in manager.instances
+        assert ("delete", "db") not in manager.calls
+        assert rows.count(again.store) == 1
+        assert again.instances_of("web") == []
+        assert name not in manager.instances  # its own, now unrecorded, is deleted as before
+    finally:
+        again.stop()

@@ -264,6 +264,18 @@ class Controller:
                 inst = self.manager.get_instance(row["instance"])
             except FluidedgeError:
                 inst = None
+            if inst is not None and inst.labels.get(LABEL_SERVICE) != row["service"]:
+                # Not an on-demand instance of this service (a damaged row naming another
+                # instance): neither adopted nor deleted; the row is set aside.
+                rows.set_aside_by_key(
+                    self.store,
+                    "superfluid_instance",
+                    ("service", "ue"),
+                    (row["service"], row["ue"]),
+                    f"instance {row['instance']!r} is not an on-demand instance of service "
+                    f"{row['service']!r} (its labels say otherwise)",
+                )
+                continue
             if inst is None or spec is None or inst.state not in ("running", "paused"):
                 if inst is not None:
                     self._delete_instance(row["instance"])
