@@ -40,7 +40,7 @@ class Tables:
             self.store,
             "cat_classes",
             ("spec",),
-            _noted(lambda r: decode(_spec(r)), "name", refused),
+            _noted(lambda r: decode(rows.json_object(r, "spec", "name")), "name", refused),
             order=("name",),
         )
         return decoded, refused
@@ -88,19 +88,6 @@ class Tables:
     def delete_assignment(self, instance: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM cat_assignments WHERE instance = ?", (instance,))
-
-
-def _spec(row: sqlite3.Row) -> dict[str, Any]:
-    """A class's stored spec: a JSON object naming its row's class (the part keys its classes
-    by the spec's name: two rows must not make one class)."""
-    if not isinstance(row["spec"], str):
-        raise TypeError(f"stored spec is {type(row['spec']).__name__}, not text")
-    spec = json.loads(row["spec"])
-    if not isinstance(spec, dict):
-        raise TypeError(f"stored spec is a JSON {type(spec).__name__}, not an object")
-    if spec.get("name") != row["name"]:
-        raise ValueError(f"spec's name {spec.get('name')!r} is not its row's {row['name']!r}")
-    return spec
 
 
 def _noted(

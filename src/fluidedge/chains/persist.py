@@ -7,7 +7,6 @@ decode is set aside (kept, named) and the part starts with the others.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,7 +40,7 @@ class Tables:
             self.store,
             TABLE,
             ("doc",),
-            lambda r: decode(r["kind"], _document(r)),
+            lambda r: decode(r["kind"], rows.json_object(r, "doc", "id")),
             key=KEY,
             order=KEY,
         )
@@ -67,16 +66,3 @@ class Tables:
     def delete(self, kind: str, object_id: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM sfc_objects WHERE kind = ? AND id = ?", (kind, object_id))
-
-
-def _document(row: sqlite3.Row) -> dict[str, Any]:
-    """A row's document: a JSON object naming its row's id (the state is keyed by the
-    document's: two rows must not make one object)."""
-    if not isinstance(row["doc"], str):
-        raise TypeError(f"stored document is {type(row['doc']).__name__}, not text")
-    doc = json.loads(row["doc"])
-    if not isinstance(doc, dict):
-        raise TypeError(f"stored document is a JSON {type(doc).__name__}, not an object")
-    if doc.get("id") != row["id"]:
-        raise ValueError(f"document's id {doc.get('id')!r} is not its row's {row['id']!r}")
-    return doc

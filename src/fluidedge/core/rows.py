@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from fluidedge.core.store import RECOVERY, Store, StoreDamaged
 
-__all__ = ["DAMAGE", "SetAside", "count", "listing", "load", "set_aside_by_key"]
+__all__ = ["DAMAGE", "SetAside", "count", "json_object", "listing", "load", "set_aside_by_key"]
 
 log = logging.getLogger("fluidedge.core.rows")
 
@@ -101,6 +101,22 @@ def _reason(exc: BaseException) -> str:
 
 def _key(row: sqlite3.Row, key: Sequence[str]) -> str:
     return "/".join(str(row[column]) for column in key)
+
+
+def json_object(row: sqlite3.Row, column: str, *keys: str) -> dict[str, Any]:
+    """Column ``column`` of ``row`` as the JSON object it must hold (TypeError or ValueError
+    otherwise), whose ``keys`` hold what the row's columns of those names hold: a part keys
+    what it loads by the document's fields, and two rows must not make one object."""
+    text = row[column]
+    if not isinstance(text, str):
+        raise TypeError(f"{column} is {type(text).__name__}, not text")
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise TypeError(f"{column} is a JSON {type(doc).__name__}, not an object")
+    for key in keys:
+        if doc.get(key) != row[key]:
+            raise ValueError(f"{column}'s {key} {doc.get(key)!r} is not its row's {row[key]!r}")
+    return doc
 
 
 def load(

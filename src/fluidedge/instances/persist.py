@@ -23,16 +23,6 @@ T = TypeVar("T")
 CONTAINER_ID = re.compile(r"^fe[0-9a-f]{10}$")
 
 
-def document(text: object) -> dict[str, Any]:
-    """A stored row's JSON document, which must be an object (ValueError otherwise)."""
-    if not isinstance(text, str):
-        raise TypeError(f"stored document is {type(text).__name__}, not text")
-    doc = json.loads(text)
-    if not isinstance(doc, dict):
-        raise TypeError(f"stored document is a JSON {type(doc).__name__}, not an object")
-    return doc
-
-
 def container_id(value: object) -> str:
     """``value`` if it is one of our container ids (ValueError otherwise)."""
     if not isinstance(value, str) or not CONTAINER_ID.match(value):
@@ -67,7 +57,7 @@ class Tables:
             self.store,
             "inst_templates",
             ("spec", "builtin"),
-            lambda r: decode(_named(r, "spec"), bool(r["builtin"])),
+            lambda r: decode(rows.json_object(r, "spec", "name"), bool(r["builtin"])),
             order=("name",),
         )
 
@@ -76,7 +66,7 @@ class Tables:
             self.store,
             "inst_networks",
             ("spec", "managed"),
-            lambda r: decode(_named(r, "spec"), bool(r["managed"])),
+            lambda r: decode(rows.json_object(r, "spec", "name"), bool(r["managed"])),
             order=("name",),
         )
 
@@ -167,19 +157,12 @@ class Tables:
             conn.execute("DELETE FROM inst_instances WHERE name = ?", (name,))
 
 
-def _named(row: sqlite3.Row, column: str) -> dict[str, Any]:
-    """A template's or network's document, named as its row is."""
-    doc = document(row[column])
-    if doc.get("name") != row["name"]:
-        raise ValueError(f"document's name {doc.get('name')!r} is not its row's {row['name']!r}")
-    return doc
-
-
 def _checked(row: sqlite3.Row, column: str) -> dict[str, Any]:
-    """A shell's or instance's document, its id one of ours and the same as its row's."""
-    doc = document(row[column])
-    container_id(doc.get("id"))
+    """A shell's or instance's document, its id one of ours and the same as its row's (and an
+    instance's name)."""
+    doc = rows.json_object(row, column)
+    container_id(doc.get("id"))  # first: the reason a path in the id gives
     for key in ("id", "name"):
         if key in row.keys() and doc.get(key) != row[key]:  # noqa: SIM118 (sqlite3.Row)
-            raise ValueError(f"document's {key} {doc.get(key)!r} is not its row's {row[key]!r}")
+            raise ValueError(f"{column}'s {key} {doc.get(key)!r} is not its row's {row[key]!r}")
     return doc

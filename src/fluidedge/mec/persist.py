@@ -46,10 +46,7 @@ class Tables:
             kind = row["kind"]
             if kind not in KINDS:
                 raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-            doc = json.loads(row["doc"])
-            if not isinstance(doc, dict):
-                raise TypeError(f"doc is a JSON {type(doc).__name__}, not an object")
-            return kind, row["id"], decode(kind, doc)
+            return kind, row["id"], decode(kind, rows.json_object(row, "doc"))
 
         for kind, ident, value in rows.load(
             self.store,

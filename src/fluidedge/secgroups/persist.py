@@ -49,7 +49,7 @@ class Tables:
             self.store,
             GROUPS,
             ("doc",),
-            lambda r: decode(_document(r, "id")),
+            lambda r: decode(rows.json_object(r, "doc", "id")),
             key=("id",),
             order=("id",),
         )
@@ -65,7 +65,7 @@ class Tables:
             self.store,
             PORTS,
             ("doc",),
-            lambda r: ((r["instance"], r["ifname"]), decode(_document(r))),
+            lambda r: ((r["instance"], r["ifname"]), decode(rows.json_object(r, "doc"))),
             key=PORT_KEY,
             order=PORT_KEY,
             on_set_aside=None if lost is None else lambda r: lost((r["instance"], r["ifname"])),
@@ -131,19 +131,6 @@ class Tables:
     def delete_zone(self, network: str) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM sg_zones WHERE network = ?", (network,))
-
-
-def _document(row: sqlite3.Row, key: str | None = None) -> dict[str, Any]:
-    """A row's document, which must be a JSON object (naming its row's ``key`` if given: the
-    groups are keyed by the document's id, two rows must not make one group)."""
-    if not isinstance(row["doc"], str):
-        raise TypeError(f"stored document is {type(row['doc']).__name__}, not text")
-    doc = json.loads(row["doc"])
-    if not isinstance(doc, dict):
-        raise TypeError(f"stored document is a JSON {type(doc).__name__}, not an object")
-    if key is not None and doc.get(key) != row[key]:
-        raise ValueError(f"document's {key} {doc.get(key)!r} is not its row's {row[key]!r}")
-    return doc
 
 
 def _zone(row: sqlite3.Row) -> tuple[str, int]:

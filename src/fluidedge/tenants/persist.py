@@ -65,7 +65,7 @@ class Tables:
         that load (see the module docstring)."""
 
         def stored_tenant(row: sqlite3.Row) -> T:
-            return tenant(_document(row, "record", "name"))
+            return tenant(rows.json_object(row, "record", "name"))
 
         found = self.store.query(f"SELECT name, record FROM {TENANTS}")  # noqa: S608 (a constant)
         readable: set[str] = set()
@@ -93,7 +93,7 @@ class Tables:
         refused: Collection[str],
     ) -> list[U]:
         def stored_token(row: sqlite3.Row) -> tuple[str, str, U]:
-            record = _document(row, "record", "id", "tenant")
+            record = rows.json_object(row, "record", "id", "tenant")
             if not isinstance(row["digest"], str):
                 raise TypeError(f"digest is {type(row['digest']).__name__}, not text")
             return row["id"], row["tenant"], decode(record, row["digest"])
@@ -185,21 +185,6 @@ class Tables:
                     "ON CONFLICT (kind, name) DO UPDATE SET tenant = excluded.tenant",
                     (kind, name, tenant),
                 )
-
-
-def _document(row: sqlite3.Row, column: str, *keys: str) -> dict[str, Any]:
-    """A row's JSON document, which must be an object naming its row's ``keys`` (the part
-    keys its memory by the document's: two rows must not make one tenant or token)."""
-    text = row[column]
-    if not isinstance(text, str):
-        raise TypeError(f"stored {column} is {type(text).__name__}, not text")
-    doc = json.loads(text)
-    if not isinstance(doc, dict):
-        raise TypeError(f"stored {column} is a JSON {type(doc).__name__}, not an object")
-    for key in keys:
-        if doc.get(key) != row[key]:
-            raise ValueError(f"{column}'s {key} {doc.get(key)!r} is not its row's {row[key]!r}")
-    return doc
 
 
 def _gone(tenant: str, refused: Collection[str]) -> str:

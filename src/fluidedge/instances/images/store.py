@@ -51,7 +51,6 @@ from fluidedge.instances.images.config import (
     resolve_user,
 )
 from fluidedge.instances.models import NAME_PATTERN
-from fluidedge.instances.persist import document
 from fluidedge.instances.private import private_dir
 
 log = logging.getLogger("fluidedge.instances")
@@ -120,8 +119,8 @@ _CHAIN_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 def _stored_image(row: sqlite3.Row) -> ImageView:
     """A stored image, its name and rootfs checked before the rootfs becomes a path (a row
     that fails is set aside: :mod:`fluidedge.core.rows`)."""
-    view = ImageView.model_validate(document(row["record"]))
-    if not _NAME.match(view.name) or view.name != row["name"]:
+    view = ImageView.model_validate(rows.json_object(row, "record", "name"))
+    if not _NAME.match(view.name):
         raise ValueError(f"name {view.name!r} is not an image name of its row")
     if not _CHAIN_ID.match(view.rootfs):
         raise ValueError(f"rootfs {view.rootfs!r} is not a sha256 ChainID")
