@@ -5,11 +5,11 @@ was set aside stays, as the part keeps one whose class is not declared."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 from tests.fixtures.resctrl import SHAPES, FakeResctrl
+from tests.fixtures.rows import damage, set_aside_keys
 
 from fluidedge.cat.persist import Tables
 from fluidedge.core import rows
@@ -30,18 +30,6 @@ def _stored(path: Path) -> None:
     store.close()
 
 
-def _damage(path: Path, sql: str, *params: object) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        assert conn.execute(sql, params).rowcount == 1
-    conn.close()
-
-
-def _set_aside(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
-        return [(r.source, r.key) for r in rows.listing(conn)]
-
-
 @pytest.mark.parametrize(
     "spec",
     [
@@ -57,14 +45,14 @@ def test_a_class_row_that_does_not_decode_is_set_aside(
 ) -> None:
     path = tmp_path / "db.sqlite"
     _stored(path)
-    _damage(path, "UPDATE cat_classes SET spec = ? WHERE name = 'b'", spec)
+    damage(path, "UPDATE cat_classes SET spec = ? WHERE name = 'b'", spec)
     fs = FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"])
     manager = make_manager(fs, Store(path))
     assert sorted(manager.classes) == ["a"]
     assert manager.classes["a"].l3 == "f"
     assert fs.exists("a")
     assert not fs.exists("b")
-    assert _set_aside(path) == [("cat_classes", "b")]
+    assert set_aside_keys(path) == [("cat_classes", "b")]
     assert rows.count(manager.tables.store) == 1
     assert [c["name"] for c in manager.tables.classes()] == ["a"]
     assert "class 'b'" in (manager.last_error or "")
@@ -88,11 +76,11 @@ def test_an_assignment_row_that_does_not_decode_is_set_aside(
 ) -> None:
     path = tmp_path / "db.sqlite"
     _stored(path)
-    _damage(path, "UPDATE cat_assignments SET cos = ? WHERE instance = 'i2'", cos)
+    damage(path, "UPDATE cat_assignments SET cos = ? WHERE instance = 'i2'", cos)
     manager = make_manager(FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"]), Store(path))
     assert sorted(manager.classes) == ["a", "b"]
     assert {b.instance: b.cos for b in manager.bindings.values()} == {"i1": "a", "i3": "default"}
-    assert _set_aside(path) == [("cat_assignments", "i2")]
+    assert set_aside_keys(path) == [("cat_assignments", "i2")]
     assert rows.count(manager.tables.store) == 1
     assert manager.tables.assignments() == [("i1", "a"), ("i3", "default")]
     assert "assignment of 'i2'" in (manager.last_error or "")
@@ -103,9 +91,9 @@ def test_an_assignment_of_a_name_no_instance_has_is_set_aside(
 ) -> None:
     path = tmp_path / "db.sqlite"
     _stored(path)
-    _damage(path, "UPDATE cat_assignments SET instance = 'I/2' WHERE instance = 'i2'")
+    damage(path, "UPDATE cat_assignments SET instance = 'I/2' WHERE instance = 'i2'")
     manager = make_manager(FakeResctrl(tmp_path / "r", SHAPES["12w-16c-plain"]), Store(path))
     assert sorted(manager.bindings) == ["i1", "i3"]
-    assert _set_aside(path) == [("cat_assignments", "I/2")]
+    assert set_aside_keys(path) == [("cat_assignments", "I/2")]
     assert rows.count(manager.tables.store) == 1
     assert [i for i, _ in manager.tables.assignments()] == ["i1", "i3"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.rows import set_aside
 
 from fluidedge.chains.persist import Tables
 from fluidedge.chains.service import ChainService
@@ -96,8 +97,7 @@ class Node:
         return dict(json.loads(found[0]["doc"]))
 
     def set_aside(self) -> list[rows.SetAside]:
-        with closing(sqlite3.connect(self.path)) as conn:
-            return rows.listing(conn)
+        return set_aside(self.path)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.fixtures.rows import damage, set_aside_keys
 
 from fluidedge.cluster.part import ClusterPart, create_part
 from fluidedge.cluster.persist import PendingTable, SeenTable
@@ -40,18 +41,6 @@ def _stored(path: Path) -> Path:
     return path
 
 
-def _damage(path: Path, sql: str, *params: object) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        assert conn.execute(sql, params).rowcount == 1
-    conn.close()
-
-
-def _set_aside(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
-        return [(r.source, r.key) for r in rows.listing(conn)]
-
-
 def _keys(path: Path, table: str) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as conn:
         return sorted(conn.execute(f"SELECT kind, name FROM {table}").fetchall())  # noqa: S608 (test constants)
@@ -70,7 +59,7 @@ def test_a_seen_row_that_does_not_decode_is_set_aside(
     tmp_path: Path, kind: str, name: str | bytes, key: str | None
 ) -> None:
     path = _stored(tmp_path / "s.sqlite")
-    _damage(
+    damage(
         path,
         "UPDATE cluster_seen SET kind = ?, name = ? WHERE kind = 'templates' AND name = 'db'",
         kind,
@@ -78,7 +67,7 @@ def test_a_seen_row_that_does_not_decode_is_set_aside(
     )
     part = _start(path)
     assert part._seen == {"templates": {"web"}, "tenants": {"acme"}}
-    listed = _set_aside(path)
+    listed = set_aside_keys(path)
     assert [source for source, _ in listed] == ["cluster_seen"]
     if key is not None:
         assert listed[0][1] == key
@@ -93,21 +82,21 @@ def test_a_seen_row_that_does_not_decode_is_set_aside(
 )
 def test_a_pending_write_that_does_not_decode_is_set_aside(tmp_path: Path, value: str) -> None:
     path = _stored(tmp_path / "s.sqlite")
-    _damage(path, "UPDATE cluster_pending SET value = ? WHERE name = 'new'", value)
+    damage(path, "UPDATE cluster_pending SET value = ? WHERE name = 'new'", value)
     part = _start(path)
     assert part._pending == {
         ("networks", "old"): None,
         ("secgroups", "grp"): {"id": "grp", "rules": []},
     }
-    assert _set_aside(path) == [("cluster_pending", "templates/new")]
+    assert set_aside_keys(path) == [("cluster_pending", "templates/new")]
     assert rows.count(part.ctx.store) == 1
     assert _keys(path, "cluster_pending") == [("networks", "old"), ("secgroups", "grp")]
 
 
 def test_a_pending_write_of_a_kind_the_site_does_not_share_is_set_aside(tmp_path: Path) -> None:
     path = _stored(tmp_path / "s.sqlite")
-    _damage(path, "UPDATE cluster_pending SET kind = 'instances' WHERE name = 'old'")
+    damage(path, "UPDATE cluster_pending SET kind = 'instances' WHERE name = 'old'")
     part = _start(path)
     assert sorted(part._pending) == [("secgroups", "grp"), ("templates", "new")]
-    assert _set_aside(path) == [("cluster_pending", "instances/old")]
+    assert set_aside_keys(path) == [("cluster_pending", "instances/old")]
     assert rows.count(part.ctx.store) == 1

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.fixtures.rows import set_aside
 
 from fluidedge.core import rows
 from fluidedge.core.store import Store, StoreDamaged
@@ -61,9 +62,7 @@ def test_a_row_that_does_not_decode_is_set_aside_whole_and_the_rest_loads(
     left = {(r["kind"], r["name"]) for r in store.query("SELECT kind, name FROM things")}
     assert left == {("a", "one"), ("b", "three")}
     assert rows.count(store) == 3
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    aside = {r.key: r for r in rows.listing(conn)}
-    conn.close()
+    aside = {r.key: r for r in set_aside(tmp_path / "db.sqlite")}
     assert set(aside) == {"a/two", "b/four", "b/five"}
     assert {r.source for r in aside.values()} == {"things"}
     assert aside["a/two"].row == {
@@ -135,9 +134,7 @@ def test_a_reason_spanning_lines_is_one_bounded_line(tmp_path: Path) -> None:
             raise ValueError("first line\n" + "word " * 500)
 
     rows.load(store, "things", ("name",), long, key=("kind", "name"))
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    (aside,) = rows.listing(conn)
-    conn.close()
+    (aside,) = set_aside(tmp_path / "db.sqlite")
     assert "\n" not in aside.reason
     assert len(aside.reason) <= 500
     assert aside.reason.startswith("ValueError: first line word")

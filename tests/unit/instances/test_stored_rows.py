@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.rows import set_aside
 
 from fluidedge.core import rows
 from fluidedge.core.store import Store
@@ -66,9 +67,7 @@ def test_an_instance_row_that_could_not_be_ours_is_set_aside(
     db.close()
     loaded = tables.stored_instances(Instance.from_record)
     assert [i.name for i in loaded] == ["good"]
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    (aside,) = rows.listing(conn)
-    conn.close()
+    (aside,) = set_aside(tmp_path / "db.sqlite")
     assert (aside.source, aside.key) == ("inst_instances", "web")
     assert reason in aside.reason
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.fixtures.rows import set_aside
 
-from fluidedge.core import rows
 from fluidedge.core.config import parse_config
 from fluidedge.core.store import Store
 from fluidedge.instances.models import InstanceRequest, TemplateSpec
@@ -334,8 +333,6 @@ def test_a_stored_app_naming_another_apps_instance_is_set_aside_not_undeployed(
     assert set(restored.apps) == {victim["appInstanceId"]}
     assert port.undeployed == []
     assert victim["instance"] in port.deployed
-    db = sqlite3.connect(tmp_path / "db.sqlite")
-    (aside,) = rows.listing(db)
-    db.close()
+    (aside,) = set_aside(tmp_path / "db.sqlite")
     assert aside.key == f"app/{damaged['appInstanceId']}"
     assert f"{key} {victim['instance']!r} is not this app's own" in aside.reason

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.fixtures.rows import set_aside
 
 from fluidedge.core import rows
 from fluidedge.core.store import Store
@@ -78,8 +79,7 @@ class Node:
         assert changed == 1
 
     def set_aside(self) -> list[rows.SetAside]:
-        with closing(sqlite3.connect(self.path)) as conn:
-            return rows.listing(conn)
+        return set_aside(self.path)
 
     def groups(self) -> set[str]:
         return {g.id for g in self.service.list_groups()}

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.fixtures.rows import damage, set_aside_keys
 
 from fluidedge.core import rows
 from fluidedge.core.store import Store, StoreDamaged
@@ -24,19 +25,6 @@ def _record(**change: object) -> str:
         "created_at": 1.0,
     }
     return json.dumps({**record, **change})
-
-
-def _set_aside(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
-        return [(r.source, r.key) for r in rows.listing(conn)]
-
-
-def _damage(path: Path, sql: str, *params: object) -> None:
-    """Change the store as an operator's ``sqlite3`` would (foreign keys off: its default)."""
-    conn = sqlite3.connect(path)
-    with conn:
-        assert conn.execute(sql, params).rowcount >= 1
-    conn.close()
 
 
 class Made:
@@ -81,7 +69,7 @@ def made(tmp_path: Path) -> Made:
 def test_a_tenant_row_that_does_not_decode_is_set_aside_with_its_tokens_and_ownership(
     made: Made, record: str
 ) -> None:
-    _damage(made.path, "UPDATE tenants SET record = ? WHERE name = 'beta'", record)
+    damage(made.path, "UPDATE tenants SET record = ? WHERE name = 'beta'", record)
     service = made.start()
     assert service.names() == ["acme"]
     assert service.resolve(made.acme.token) == "acme"
@@ -91,7 +79,7 @@ def test_a_tenant_row_that_does_not_decode_is_set_aside_with_its_tokens_and_owne
     assert service.resolve(made.beta.token) is None
     assert service.owner("network", "beta-net") is None
     # ... and its rows are kept, named, out of their tables
-    assert sorted(_set_aside(made.path)) == [
+    assert sorted(set_aside_keys(made.path)) == [
         ("tenant_owners", "network/beta-net"),
         ("tenant_tokens", made.beta.id),
         ("tenants", "beta"),
@@ -129,13 +117,13 @@ def test_a_token_row_that_does_not_decode_is_set_aside(
         value = json.dumps(
             {"id": made.acme2.id, "tenant": "acme", "description": "", "created_at": "soon"}
         )
-    _damage(made.path, sql, value, made.acme2.id)
+    damage(made.path, sql, value, made.acme2.id)
     service = made.start()
     assert service.names() == ["acme", "beta"]
     assert service.resolve(made.acme.token) == "acme"
     assert service.resolve(made.beta.token) == "beta"
     assert service.resolve(made.acme2.token) is None
-    assert _set_aside(made.path) == [("tenant_tokens", made.acme2.id)]
+    assert set_aside_keys(made.path) == [("tenant_tokens", made.acme2.id)]
     assert rows.count(service.tables.store) == 1
     assert made.acme2.id not in made.names("tenant_tokens", "id")
 
@@ -152,12 +140,12 @@ def test_a_token_row_that_does_not_decode_is_set_aside(
 def test_an_ownership_row_that_does_not_decode_is_set_aside(
     made: Made, sql: str, key: str | None
 ) -> None:
-    _damage(made.path, sql)
+    damage(made.path, sql)
     service = made.start()
     assert service.names() == ["acme", "beta"]
     assert service.owner("network", "beta-net") == "beta"
     assert service.owner("instance", "acme-web") is None
-    listed = _set_aside(made.path)
+    listed = set_aside_keys(made.path)
     assert len(listed) == 1
     assert listed[0][0] == "tenant_owners"
     if key is not None:
@@ -171,12 +159,12 @@ def test_a_token_and_an_ownership_row_of_a_tenant_deleted_by_hand_are_set_aside(
 ) -> None:
     """``DELETE FROM tenants`` in the sqlite3 shell (no foreign keys there) leaves beta's token
     and ownership row naming a tenant that is not stored: revoked and the admin's, kept."""
-    _damage(made.path, "DELETE FROM tenants WHERE name = 'beta'")
+    damage(made.path, "DELETE FROM tenants WHERE name = 'beta'")
     service = made.start()
     assert service.names() == ["acme"]
     assert service.resolve(made.beta.token) is None
     assert service.owner("network", "beta-net") is None
-    assert sorted(_set_aside(made.path)) == [
+    assert sorted(set_aside_keys(made.path)) == [
         ("tenant_owners", "network/beta-net"),
         ("tenant_tokens", made.beta.id),
     ]
@@ -188,9 +176,9 @@ def test_a_token_and_an_ownership_row_of_a_tenant_deleted_by_hand_are_set_aside(
 def test_every_tenant_row_failing_refuses_the_start_and_sets_nothing_aside(made: Made) -> None:
     """Not one tenant readable: a store of another release, not a damaged row. Nothing that
     names a tenant is set aside either."""
-    _damage(made.path, "UPDATE tenants SET record = '[]'")
+    damage(made.path, "UPDATE tenants SET record = '[]'")
     with pytest.raises(StoreDamaged, match="table tenants"):
         made.start()
-    assert _set_aside(made.path) == []
+    assert set_aside_keys(made.path) == []
     assert len(made.names("tenant_tokens", "id")) == 3
     assert made.names("tenant_owners", "name") == ["acme-web", "beta-net"]

@@ -6,12 +6,11 @@ decode refuses is set aside by :mod:`fluidedge.core.rows`, never served.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.fixtures.rows import set_aside
 
-from fluidedge.core import rows
 from fluidedge.core.store import Store
 from fluidedge.tof.catalog import ServiceCatalog
 
@@ -49,8 +48,6 @@ def test_a_row_the_api_would_refuse_is_set_aside(
 ) -> None:
     catalog = _catalog(tmp_path, [("good", "198.18.0.1", "10.0.0.1"), row])
     assert [s.name for s in catalog.all()] == ["good"]
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    (aside,) = rows.listing(conn)
-    conn.close()
+    (aside,) = set_aside(tmp_path / "db.sqlite")
     assert (aside.source, aside.key) == ("tof_service", row[0])
     assert reason in aside.reason
