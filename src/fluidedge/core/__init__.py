@@ -35,6 +35,7 @@ Errors (see :mod:`fluidedge.errors` for the kinds)::
     ├── ConfigError (+ InputError)       the configuration file is invalid
     ├── StateDirLocked (+ ConflictError) another process owns the state directory
     ├── StoreError (+ SystemFailure)     the database failed underneath us
+    ├── SetAsideNotFound (+ NotFoundError) no row set aside (``rows``) has that id
     └── ClientError                      the daemon answered with an error, or was unreachable
 """
 

@@ -31,13 +31,26 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fluidedge.core.errors import CoreError
 from fluidedge.core.store import RECOVERY, Store, StoreDamaged
+from fluidedge.errors import NotFoundError
 
-__all__ = ["DAMAGE", "SetAside", "count", "json_object", "listing", "load", "set_aside_by_key"]
+__all__ = [
+    "DAMAGE",
+    "SetAside",
+    "SetAsideNotFound",
+    "count",
+    "drop",
+    "json_object",
+    "listing",
+    "load",
+    "set_aside_by_key",
+    "stored",
+]
 
 log = logging.getLogger("fluidedge.core.rows")
 
@@ -67,6 +80,11 @@ MIGRATIONS = [
     )
     """,
 ]
+
+
+class SetAsideNotFound(CoreError, NotFoundError):
+    """No row set aside has that id (404)."""
+
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _REASON_LIMIT = 500
@@ -224,6 +242,20 @@ def count(store: Store) -> int:
     return int(store.query(f"SELECT count(*) FROM {TABLE}")[0][0])  # noqa: S608 (a constant)
 
 
+def _listed(found: Iterable[Sequence[Any]]) -> list[SetAside]:
+    out = []
+    for ident, source, key, row, reason, at in found:
+        try:
+            content = json.loads(row)
+        except ValueError:
+            content = {"unreadable": row}
+        out.append(SetAside(int(ident), source, key, content, reason, at))
+    return out
+
+
+_SELECT = f"SELECT id, source, key, row, reason, at FROM {TABLE}"  # noqa: S608 (a constant)
+
+
 def listing(conn: sqlite3.Connection) -> list[SetAside]:
     """The rows set aside, oldest first, read on ``conn`` (the offline command opens the store
     read-only: it does not need the daemon stopped)."""
@@ -232,13 +264,30 @@ def listing(conn: sqlite3.Connection) -> list[SetAside]:
     ).fetchone()
     if exists is None:
         return []
-    out = []
-    for ident, source, key, row, reason, at in conn.execute(
-        f"SELECT id, source, key, row, reason, at FROM {TABLE} ORDER BY id"  # noqa: S608 (a constant)
-    ):
-        try:
-            content = json.loads(row)
-        except ValueError:
-            content = {"unreadable": row}
-        out.append(SetAside(int(ident), source, key, content, reason, at))
-    return out
+    return _listed(conn.execute(_SELECT + " ORDER BY id"))
+
+
+def stored(store: Store) -> list[SetAside]:
+    """The rows set aside, oldest first (the daemon's own reading: ``GET
+    /v1/store/set-aside``)."""
+    if not _has_table(store):
+        return []
+    return _listed(store.query(_SELECT + " ORDER BY id"))
+
+
+def drop(store: Store, ident: int) -> SetAside:
+    """Forget the row set aside as ``ident`` (the operator has declared its object again, or
+    decided it is gone); what it held. :class:`SetAsideNotFound` if there is none."""
+    found = _listed(store.query(_SELECT + " WHERE id = ?", (ident,))) if _has_table(store) else []
+    if not found:
+        raise SetAsideNotFound(f"no row set aside has id {ident}")
+    with store.transaction() as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (ident,))  # noqa: S608 (a constant)
+    log.info(
+        "store: row %s of table %s set aside as #%d dropped",
+        found[0].key,
+        found[0].source,
+        ident,
+        extra={"part": "daemon", "event": "set_aside_dropped", "ids": f"{found[0].source},{ident}"},
+    )
+    return found[0]

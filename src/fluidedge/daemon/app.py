@@ -34,6 +34,7 @@ from fluidedge.daemon.audit import AuditLog
 from fluidedge.daemon.edge import EdgeMiddleware, RouteMethods, error_detail, error_status
 from fluidedge.daemon.metrics import CONTENT_TYPE, DaemonMetrics
 from fluidedge.daemon.registry import PART_FACTORIES, load_factory
+from fluidedge.daemon.store_api import build_router as build_store_router
 from fluidedge.errors import FluidedgeError
 from fluidedge.tenants.api import build_router as build_tenants_router
 from fluidedge.tenants.service import TenantService
@@ -228,6 +229,7 @@ def create_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(build_tenants_router(context))
+    app.include_router(build_store_router(context))
     for part in context.parts.values():
         app.include_router(part.router())
     if config.gui.enabled:  # the web GUI under /ui (its own session login: fluidedge.gui)

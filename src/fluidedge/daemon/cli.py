@@ -49,14 +49,31 @@ def _register_state(app: typer.Typer) -> None:
     def set_aside_command(
         config: ConfigOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+        drop: Annotated[
+            list[int] | None,
+            typer.Option(
+                "--drop",
+                min=1,
+                help="Forget the row set aside with this id, through the running daemon "
+                "(repeatable): its object is declared again, or gone.",
+            ),
+        ] = None,
     ) -> None:
         """The rows the daemon could not read back and set aside at a start (read-only; safe
-        while the daemon runs). Declare each object again from what it held."""
+        while the daemon runs). Declare each object again from what it held, then --drop it."""
         import json
         import sqlite3
 
         from fluidedge.core.config import load_config
         from fluidedge.core.rows import listing
+
+        if drop:
+            from fluidedge.core.cliparts import call
+
+            for ident in drop:
+                gone = call("DELETE", f"/v1/store/set-aside/{ident}")
+                typer.echo(f"dropped #{ident}: table {gone['source']}, row {gone['key']}")
+            return
 
         daemon = load_config(_config_path(config))
         if not daemon.store_path.exists():

@@ -118,6 +118,26 @@ def _damage_and_restart(daemon: DaemonHandle) -> None:
         assert {s["name"] for s in http.get("/service").json()} == {"svc0", "svc1"}
     assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 4
 
+    # Dealt with: forgotten one by one, through the API (the admin's token) and the CLI.
+    anonymous = httpx.get(f"{daemon.url}/v1/store/set-aside").json()
+    assert {r["row"] for r in anonymous} == {"<redacted>"}  # reads without the token
+    with _http(daemon) as http:
+        listed = {(r["source"], r["key"]): r for r in http.get("/v1/store/set-aside").json()}
+        assert listed["tof_service", "svc1"]["row"]["service_ip"] == "not-an-ip"
+        svc1 = listed["tof_service", "svc1"]["id"]
+        assert httpx.delete(f"{daemon.url}/v1/store/set-aside/{svc1}").status_code == 401
+        dropped = http.delete(f"/v1/store/set-aside/{svc1}")
+        assert dropped.status_code == 200, dropped.text
+        assert dropped.json()["key"] == "svc1"
+        again = http.delete(f"/v1/store/set-aside/{svc1}")
+        assert again.status_code == 404
+        assert f"no row set aside has id {svc1}" in again.json()["detail"]
+    svc2 = listed["tof_service", "svc2"]["id"]
+    out = _cli(daemon, "state", "set-aside", "--drop", str(svc2))
+    assert out.returncode == 0, out.stderr
+    assert f"dropped #{svc2}: table tof_service, row svc2" in out.stdout
+    assert httpx.get(f"{daemon.url}/healthz").json()["set_aside_rows"] == 2
+
 
 def test_every_row_of_a_table_failing_refuses_the_start_with_one_clear_line(
     daemon_factory: DaemonFactory,

@@ -138,3 +138,27 @@ def test_a_reason_spanning_lines_is_one_bounded_line(tmp_path: Path) -> None:
     assert "\n" not in aside.reason
     assert len(aside.reason) <= 500
     assert aside.reason.startswith("ValueError: first line word")
+
+
+def test_rows_set_aside_are_listed_and_dropped_one_by_one(tmp_path: Path) -> None:
+    store = _store(tmp_path, {("a", "one"): '{"size": 1}', ("a", "two"): "x", ("b", "3"): "y"})
+    assert rows.stored(store) == []
+    _load(store)
+    listed = rows.stored(store)
+    assert [r.key for r in listed] == ["b/3", "a/two"]  # set aside in name order
+    assert listed == set_aside(tmp_path / "db.sqlite")  # the daemon's reading and the file's
+    dropped = rows.drop(store, listed[0].id)
+    assert dropped == listed[0]
+    assert [r.key for r in rows.stored(store)] == ["a/two"]
+    assert rows.count(store) == 1
+    with pytest.raises(rows.SetAsideNotFound, match=f"no row set aside has id {listed[0].id}"):
+        rows.drop(store, listed[0].id)
+    assert rows.SetAsideNotFound.http_status == 404
+    store.close()
+
+
+def test_dropping_before_anything_was_set_aside_is_not_found(tmp_path: Path) -> None:
+    store = _store(tmp_path, {("a", "one"): '{"size": 1}'})
+    with pytest.raises(rows.SetAsideNotFound):
+        rows.drop(store, 1)
+    store.close()
