@@ -252,18 +252,10 @@ def _check_labels(selectors: list[str]) -> list[str]:
     return selectors
 
 
-#: The smallest hard CPU cap a request may ask for: the kernel's smallest CFS quota (1 ms) in
-#: the 100 ms period the manager uses. Below it the cap could not be what was asked.
-MIN_CPU_LIMIT = 0.01
-
-
 class Resources(_Strict):
     cpus: float = Field(default=0.01, gt=0, le=64, description="CPU request (cpu.shares)")
     cpu_limit: float | None = Field(
-        default=None,
-        ge=MIN_CPU_LIMIT,
-        le=64,
-        description="hard CPU cap via CFS quota (CPUs); at least 0.01 (1 ms per 100 ms)",
+        default=None, gt=0, le=64, description="hard CPU cap via CFS quota (CPUs)"
     )
     memory_mb: JsonInt = Field(default=32, ge=4, le=1 << 20, description="memory limit (MiB)")
     pids: JsonInt = Field(default=64, ge=2, le=1 << 16, description="pids limit")
@@ -271,12 +263,7 @@ class Resources(_Strict):
 
 class ResourceOverrides(_Strict):
     cpus: float | None = Field(default=None, gt=0, le=64)
-    cpu_limit: float | None = Field(
-        default=None,
-        ge=MIN_CPU_LIMIT,
-        le=64,
-        description="hard CPU cap via CFS quota (CPUs); at least 0.01 (1 ms per 100 ms)",
-    )
+    cpu_limit: float | None = Field(default=None, gt=0, le=64)
     memory_mb: MemoryMb | None = None
     pids: Pids | None = None
 
