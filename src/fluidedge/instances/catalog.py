@@ -9,10 +9,12 @@ template when deleting one, and creates or drops the template's pool around thes
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
 
+from fluidedge.errors import FluidedgeError
 from fluidedge.instances import network
 from fluidedge.instances.builtin import builtin_templates
 from fluidedge.instances.errors import (
@@ -20,11 +22,12 @@ from fluidedge.instances.errors import (
     InvalidRequest,
     NameInUse,
     NetworkNotFound,
-    RuntimeFailure,
     TemplateNotFound,
 )
 from fluidedge.instances.models import NetworkSpec, TemplateSpec, check_file_tree
 from fluidedge.instances.persist import Tables
+
+log = logging.getLogger("fluidedge.instances")
 
 
 class Catalog:
@@ -37,6 +40,8 @@ class Catalog:
         self.builtin: set[str] = set()
         self.networks: dict[str, NetworkSpec] = {}
         self.managed_networks: set[str] = set()
+        # declared networks whose switch could not be made: name -> why (see _ensure)
+        self.unavailable: dict[str, str] = {}
 
     def load(self, configured: dict[str, dict[str, Any]], with_builtin: bool) -> None:
         """Read the store, add the configured networks and the built-in templates, and make
@@ -54,9 +59,7 @@ class Catalog:
             else:
                 self.networks[spec.name] = spec
         for spec in self.networks.values():
-            with contextlib.suppress(RuntimeFailure):
-                if network.ensure_bridge(spec):
-                    self.managed_networks.add(spec.name)
+            self._ensure(spec)
         for template, is_builtin in self.tables.stored_templates(
             lambda doc, flag: (TemplateSpec.model_validate(doc), flag)
         ):
@@ -69,6 +72,47 @@ class Catalog:
                     self.templates[template.name] = template
                     self.builtin.add(template.name)
                     self.tables.put_template(template.name, template.model_dump(), True)
+
+    def _ensure(self, spec: NetworkSpec) -> bool:
+        """Make a declared network's switch (at start, and again while it is unavailable).
+
+        A switch that cannot be made leaves the network declared but *unavailable*
+        (:attr:`unavailable`, ``GET /v1/stats``), said once: its namespace is gone (a reboot
+        takes every namespace the operator made; ``ip netns del``), its bridge's name is now
+        another kind of interface, the node lost its OVN config. The start goes on for
+        everything else (it used to be refused, taking every service down), and the part's
+        check makes the switch once it can (:meth:`retry_unavailable`). True if it is made.
+        """
+        try:
+            if network.ensure_bridge(spec):
+                self.managed_networks.add(spec.name)
+        except FluidedgeError as exc:  # ours, and OVN's (the node has none any more)
+            if self.unavailable.get(spec.name) != str(exc):
+                log.error(
+                    "instances: network %s is unavailable (%s): kept; its switch is made once "
+                    "it can be",
+                    spec.name,
+                    exc,
+                    extra={"part": "instances", "event": "network_unavailable", "ids": spec.name},
+                )
+            self.unavailable[spec.name] = str(exc)
+            return False
+        if self.unavailable.pop(spec.name, None) is not None:
+            log.warning(
+                "instances: network %s is available again (its switch is made)",
+                spec.name,
+                extra={"part": "instances", "event": "network_available", "ids": spec.name},
+            )
+        return True
+
+    def retry_unavailable(self) -> list[str]:
+        """The unavailable networks whose switch could be made now (the part's check, every
+        ``switch_check_interval_s``; nothing to do in the common case)."""
+        if not self.unavailable:
+            return []
+        with self._lock:
+            specs = [self.networks[n] for n in list(self.unavailable) if n in self.networks]
+        return [spec.name for spec in specs if self._ensure(spec)]
 
     # ------------------------------------------------------------------ templates
     def add_builtin(self, spec: TemplateSpec) -> bool:
@@ -165,6 +209,7 @@ class Catalog:
                 network.delete_bridge(spec)
                 self.managed_networks.discard(name)
             del self.networks[name]
+            self.unavailable.pop(name, None)
             self.tables.delete_network(name)
 
     def delete_managed_bridges(self) -> None:

@@ -860,8 +860,11 @@ class Manager:
 
     def keep_networks(self) -> None:
         """Every ``switch_check_interval_s`` (the part): the bridges deleted from outside
-        (:meth:`revive_bridges`), then the veths (:meth:`revive_veths`)."""
+        (:meth:`revive_bridges`), the networks whose switch could not be made until now
+        (:meth:`fluidedge.instances.catalog.Catalog.retry_unavailable`), then the veths
+        (:meth:`revive_veths`)."""
         self.revive_bridges()
+        self.catalog.retry_unavailable()
         self.revive_veths()
 
     def revive_veths(self) -> list[str]:
@@ -1187,7 +1190,13 @@ class Manager:
             for inst in self.instances.values():
                 states[inst.state] = states.get(inst.state, 0) + 1
             shells = sum(len(p.ready) for p in self.pools.values())
-        return {**self.io.describe(), "instances": states, "pooled_shells": shells}
+        return {
+            **self.io.describe(),
+            "instances": states,
+            "pooled_shells": shells,
+            # declared networks whose switch could not be made (name -> why)
+            "networks_unavailable": dict(self.catalog.unavailable),
+        }
 
     def metrics(self) -> str:
         lines = []

@@ -165,7 +165,8 @@ def _index(ipr: Any, ifname: str) -> int | None:
 
 @_on_netlink_thread
 def ensure_bridge(spec: NetworkSpec) -> bool:
-    """Create the bridge if missing and set it up; return True if we created it.
+    """Create the bridge if missing and set it up; True if it is the network's own (created
+    now, or earlier: it carries the network's mark, :func:`bridge_mark`), False if adopted.
 
     An existing interface of that name is adopted only if it is a bridge: anything else (a
     veth, a dummy...) is refused before it is touched, since every instance plugged into it
@@ -185,13 +186,14 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
     with _lock:
         try:
             ipr = _ipr(spec.netns)
-            created = False
             index = _index(ipr, spec.bridge)
             if index is None:
                 index = _add_bridge(ipr, spec)
-                created = True
+                own = True
             else:
-                kind = ipr.get_links(index)[0].get(("linkinfo", "kind"))
+                link = ipr.get_links(index)[0]
+                kind = link.get(("linkinfo", "kind"))
+                own = link.get("IFLA_IFALIAS") == bridge_mark(spec)
                 if kind != "bridge":
                     where = f" in namespace {spec.netns}" if spec.netns else ""
                     raise NotABridge(
@@ -199,7 +201,7 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
                         f"{'a ' + str(kind) if kind else 'not a bridge'}: not adopted"
                     )
             ipr.link("set", index=index, state="up")
-            return created
+            return own
         except (RuntimeFailure, NotABridge):
             raise
         except Exception as exc:
@@ -212,9 +214,19 @@ def _add_bridge(ipr: Any, spec: NetworkSpec) -> int | None:
     Its own MAC, set: a bridge without one takes its lowest port's, which changes as
     instances come and go, and every change moves the gateway's MAC under the instances
     (their traffic to it goes nowhere until their ARP entries age out) and drops the bridge's
-    neighbour table."""
+    neighbour table. Its mark (:func:`bridge_mark`), set: what says it may be deleted."""
     ipr.link("add", ifname=spec.bridge, kind="bridge", address=bridge_mac(spec))
-    return _index(ipr, spec.bridge)
+    index = _index(ipr, spec.bridge)
+    ipr.link("set", index=index, ifalias=bridge_mark(spec))
+    return index
+
+
+def bridge_mark(spec: NetworkSpec) -> str:
+    """The alias (``IFLA_IFALIAS``, ``ip link`` shows it) of a Linux bridge fluidedge made
+    for network ``spec``: the device, not the store, says the bridge is the network's to
+    delete (a damaged row's ``managed`` flag or bridge name must not take away the host's
+    bridge, or another network's)."""
+    return f"fluidedge network {spec.name}"
 
 
 @_on_netlink_thread
@@ -261,7 +273,8 @@ def delete_bridge(spec: NetworkSpec) -> None:
             return
         if spec.driver == "ovs":
             try:
-                ovs_bridges.delete_bridge(spec.bridge, spec.netns)
+                if not ovs_bridges.delete_bridge(spec.bridge, spec.netns, spec.name):
+                    _left(spec, f"its {ovs_bridges.NETWORK_ID} does not name the network")
             except OvsError as exc:
                 raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
             return
@@ -274,10 +287,25 @@ def delete_bridge(spec: NetworkSpec) -> None:
         try:
             ipr = _ipr(spec.netns)
             index = _index(ipr, spec.bridge)
-            if index is not None:
-                ipr.link("del", index=index)
+            if index is None:
+                return
+            alias = ipr.get_links(index)[0].get("IFLA_IFALIAS")
+            if alias != bridge_mark(spec):
+                _left(spec, f"its alias is {alias!r}, not {bridge_mark(spec)!r}")
+                return
+            ipr.link("del", index=index)
         except Exception as exc:
             raise RuntimeFailure(f"network {spec.name}: delete {spec.bridge}: {exc}") from exc
+
+
+def _left(spec: NetworkSpec, why: str) -> None:
+    log.warning(
+        "instances: network %s: bridge %s is not marked as the network's (%s): left in place",
+        spec.name,
+        spec.bridge,
+        why,
+        extra={"part": "instances", "event": "bridge_left", "ids": spec.name},
+    )
 
 
 @_on_netlink_thread

@@ -42,6 +42,8 @@ from fluidedge.ovs.vsctl import Vsctl
 log = logging.getLogger("fluidedge.ovs")
 
 BASE_FLOW = "table=0,priority=0,actions=NORMAL"
+# Bridge external_ids key naming the network whose bridge it is (its owner).
+NETWORK_ID = "fluidedge-network"
 
 _lock = threading.RLock()
 _base: Path | None = None
@@ -139,7 +141,11 @@ def ensure_bridge(bridge: str, netns: str | None, network: str, hwaddr: str | No
         _kept[key] = daemons
         vsctl = Vsctl(daemons)
         created = bridge not in vsctl.bridges()
-        vsctl.add_bridge(bridge, {"fluidedge-network": network}, hwaddr if created else None)
+        if not created:
+            label = vsctl.bridge_id(bridge, NETWORK_ID)
+            if label not in (None, network):
+                raise OvsFailure(f"ovs: bridge {bridge} is network {label}'s")
+        vsctl.add_bridge(bridge, {NETWORK_ID: network}, hwaddr if created else None)
         _wait_link_up(vsctl, bridge, netns)
         ofctl = Ofctl(daemons, bridge)
         if created or (key not in _pending and not ofctl.dump()):
@@ -168,18 +174,28 @@ def _wait_link_up(vsctl: Vsctl, bridge: str, netns: str | None, timeout: float =
         time.sleep(0.05)
 
 
-def delete_bridge(bridge: str, netns: str | None) -> None:
-    """Delete the bridge; the switch stops (and its directory goes) with its last bridge."""
+def delete_bridge(bridge: str, netns: str | None, network: str | None = None) -> bool:
+    """Delete the bridge; the switch stops (and its directory goes) with its last bridge.
+
+    ``network``: only if the bridge is that network's (:data:`NETWORK_ID`, set by
+    :func:`ensure_bridge`): a stored network naming another network's bridge (a damaged
+    row) must not take it away. Whether it was deleted.
+    """
     with _lock:
         daemons = running_switch(netns)
         if daemons is None:
-            return
+            return False
         vsctl = Vsctl(daemons)
+        if network is not None:
+            label = vsctl.bridge_id(bridge, NETWORK_ID)
+            if label != network and bridge in vsctl.bridges():
+                return False
         vsctl.del_bridge(bridge)
         if not vsctl.bridges():
             _kept.pop((daemons.root, netns), None)
             _pending.discard((daemons.root, netns))
             daemons.destroy()
+        return True
 
 
 def add_restorer(restorer: Restorer) -> None:

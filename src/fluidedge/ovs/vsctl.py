@@ -101,6 +101,16 @@ class Vsctl:
     def bridges(self) -> list[str]:
         return self.run("list-br").split()
 
+    def bridge_id(self, name: str, key: str) -> str | None:
+        """Bridge ``name``'s ``external_ids:key`` (None: no such bridge, or no such key)."""
+        if not _KEY.fullmatch(key):
+            raise OvsFailure(f"ovs: invalid external_ids key {key!r}")
+        text = self.run("--if-exists", "get", "Bridge", check_name(name), f'external_ids:"{key}"')
+        text = text.strip()  # ovs-vsctl quotes a string only where it must
+        if not text:
+            return None
+        return str(json.loads(text)) if text.startswith('"') else text
+
     # ------------------------------------------------------------------ ports
     def add_port(
         self,
