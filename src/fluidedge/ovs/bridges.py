@@ -179,12 +179,12 @@ def delete_bridge(bridge: str, netns: str | None, network: str | None = None) ->
 
     ``network``: only if the bridge is that network's (:data:`NETWORK_ID`, set by
     :func:`ensure_bridge`): a stored network naming another network's bridge (a damaged
-    row) must not take it away. Whether it was deleted.
+    row) must not take it away. False if it was not (True: deleted, or no switch runs).
     """
     with _lock:
         daemons = running_switch(netns)
         if daemons is None:
-            return False
+            return True
         vsctl = Vsctl(daemons)
         if network is not None:
             label = vsctl.bridge_id(bridge, NETWORK_ID)

@@ -466,17 +466,21 @@ class FirewallDriver:
                 raise
             old = self._program
             self._program = program
+            failed: Exception | None = None
             for network in sorted(dirty):
                 binding = self._bindings.get(network)
                 if binding is None:
                     continue
                 try:
                     changed = self.renderer.apply_network(program, binding)
-                except Exception:
-                    self._dirty.add(network)
-                    raise
+                except Exception as exc:  # the others are applied all the same
+                    self._dirty.add(network)  # pending: the next apply (or check) tries again
+                    failed = failed or exc
+                    continue
                 if changed and old is not None and narrowed(old, program, network):
                     self._cut(program, binding)
+            if failed is not None:
+                raise failed
 
     def heal(self) -> dict[str, str]:
         """Re-install the networks whose rules were taken away from outside (see
@@ -486,7 +490,15 @@ class FirewallDriver:
         What their ports opened while unfiltered does not survive it: those connections were
         tracked outside the network's conntrack zone (its zone chains were gone) or not at
         all (the knobs at 0), so their next packet is a new one that is not a SYN, dropped
-        (``tests/functional/secgroups/test_rules_lost.py``)."""
+        (``tests/functional/secgroups/test_rules_lost.py``).
+
+        Then the networks a failed apply left pending are applied again
+        (:meth:`retry_pending`)."""
+        lost = self._heal()
+        self.retry_pending()
+        return lost
+
+    def _heal(self) -> dict[str, str]:
         check = getattr(self.renderer, "check_installed", None)
         if check is None:
             return {}
@@ -509,6 +521,13 @@ class FirewallDriver:
                 )
             self._mark(set(lost))
         return lost
+
+    def retry_pending(self) -> None:
+        """Apply the networks a failed apply left pending (their switch was down, their
+        namespace gone: e.g. at a start after a reboot); raises while one still fails."""
+        with self._lock:
+            if self._dirty and self._deferred == 0:
+                self.apply()
 
     def _cut(self, program: FilterProgram, binding: Binding) -> None:
         zone = program.zone_of(binding.network)

@@ -35,6 +35,7 @@ from fluidedge.errors import FluidedgeError
 from fluidedge.secgroups.compiler import compile_program
 from fluidedge.secgroups.driver import FirewallDriver
 from fluidedge.secgroups.errors import (
+    FilterFailure,
     GroupInUse,
     GroupNotFound,
     InvalidSecgroup,
@@ -311,13 +312,24 @@ class SecgroupService:
         are removed (nothing stale, and one table per network: no duplicates)."""
         with self._lock:
             live: set[str] = set()
-            with self.driver.defer_apply():
-                for inst in instances:
-                    live.add(inst.name)
-                    ports = self._ports_of(inst, None, None, restoring=True)
-                    for port in ports:
-                        self._bind(port.network)
-                        self.driver.prepare_port_filter(port)
+            try:
+                with self.driver.defer_apply():
+                    for inst in instances:
+                        live.add(inst.name)
+                        ports = self._ports_of(inst, None, None, restoring=True)
+                        for port in ports:
+                            self._bind(port.network)
+                            self.driver.prepare_port_filter(port)
+            except FilterFailure as exc:
+                # A network whose switch is down or whose namespace went (a start after a
+                # reboot) must not refuse the start of the node: its rules stay pending, and
+                # every check of the part tries them again (FirewallDriver.retry_pending).
+                log.error(
+                    "secgroups: rules not installed at start (%s): pending, tried again at "
+                    "every check",
+                    exc,
+                    extra={"part": "secgroups", "event": "rules_pending"},
+                )
             for instance, _ in list(self._settings):
                 if instance not in live:
                     self.tables.delete_ports(instance)

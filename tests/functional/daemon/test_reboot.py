@@ -1,0 +1,246 @@
+"""A host reboot, as far as one host can make one under a test: the daemon is killed, and
+everything a reboot takes is taken (every process of its containers, their cgroups, mounts
+and ``/run`` directories, the namespaces the operator made, the bridges and links); its state
+directory and store stay. The next start must come up, lose no declared object, and serve.
+
+A stored network in a namespace that the reboot took used to refuse that start
+(``NetnsNotFound``), taking every service, instance and rule of the node down with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fluidedge.instances import cgroups, runc
+from fluidedge.instances.images import overlay
+from fluidedge.linux import netns as netns_mod
+from fluidedge.linux.proc import run
+from tests.e2e.secgroups.scenario import get, purge, web_and_clients
+from tests.e2e.secgroups.scenario import run as run_instance
+from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle, wait_pools
+from tests.fixtures.ovs_datapath import DATAPATH
+from tests.fixtures.wait import wait_for, wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+TAG = f"fbr{os.getpid() % 100000}"
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """The operator's namespace (deleted at the end if the test did not)."""
+    ns = f"{TAG}ns"
+    netns_mod.create(ns)
+    try:
+        yield ns
+    finally:
+        if netns_mod.exists(ns):
+            netns_mod.delete(ns)
+
+
+def _http(handle: DaemonHandle) -> httpx.Client:
+    return httpx.Client(
+        base_url=handle.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+    )
+
+
+def _mounts_under(paths: list[Path]) -> list[str]:
+    """Mount points at or below ``paths``, deepest first."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if any(point == str(p) or point.startswith(f"{p}/") for p in paths):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def _reboot(handle: DaemonHandle, namespaces: list[str], bridges: list[str]) -> None:
+    """What a reboot takes from under a daemon, taken; what it keeps (the state directory, the
+    store, runc's state files) kept."""
+    handle.kill9()
+    root = handle.state_dir / "instances"
+    ids = [c["id"] for c in runc.Runc(root / "runc").list()]
+    groups = cgroups.detect()
+    for cid in ids:
+        groups.kill(cid)  # the power goes: every process
+    for cid in ids:
+        wait_for(lambda cid=cid: not groups.procs(cid), 20, f"{cid}'s processes gone")
+        groups.remove(cid)
+    roots = [overlay.ROOTS / cid for cid in ids]
+    for point in _mounts_under([handle.state_dir, *roots]):
+        run(["umount", "-l", point])
+    for path in roots:  # /run is a tmpfs
+        shutil.rmtree(path, ignore_errors=True)
+    for ns in namespaces:
+        netns_mod.delete(ns)
+    for bridge in bridges:
+        run(["ip", "link", "del", bridge], check=False)
+    for cid in ids:  # a host end whose peer's namespace lived on (none expected)
+        for index in range(4):
+            run(["ip", "link", "del", f"{cid}i{index}"], check=False)
+
+
+def _web(name: str, network: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/.fe/www"],
+        "files": {"www/index.html": "hello from {name}\n"},
+        "interfaces": [{"name": "eth0", "network": network}],
+        "readiness": {"kind": "tcp", "port": 8080},
+        "pool": {"size": 1},
+    }
+
+
+def test_a_reboot_loses_no_declared_object_and_the_node_serves_again(
+    daemon_factory: DaemonFactory, namespace: str
+) -> None:
+    host_bridge = f"{TAG}h"
+    daemon = daemon_factory({"instances": {"pool_scale": 1, "switch_check_interval_s": 0.2}})
+    try:
+        with _http(daemon) as http:
+            for body in (
+                {"name": "opnet", "bridge": f"{TAG}o", "netns": namespace},
+                {"name": "hostnet", "bridge": host_bridge},
+            ):
+                assert http.post("/v1/networks", json=body).status_code == 201
+            for body in (_web("web", "opnet"), _web("hweb", "hostnet")):
+                assert http.post("/v1/templates", json=body).status_code == 201
+            wait_pools(lambda: http.get("/v1/pools").json())
+            for name, template, address in (
+                ("i1", "idle", None),
+                ("w1", "web", "198.18.77.2/24"),
+                ("h1", "hweb", "198.18.78.2/24"),
+            ):
+                body: dict[str, Any] = {"name": name, "template": template}
+                if address:
+                    body["interfaces"] = {"eth0": {"addresses": [address]}}
+                made = http.post("/v1/instances", json=body)
+                assert made.status_code == 201, made.text
+
+        _reboot(daemon, [namespace], [host_bridge])
+        daemon.start()  # used to exit: netns 'fbr...ns' does not exist
+
+        with _http(daemon) as http:
+            assert {n["name"] for n in http.get("/v1/networks").json()} == {"opnet", "hostnet"}
+            assert {"web", "hweb", "idle"} <= {t["name"] for t in http.get("/v1/templates").json()}
+            unavailable = http.get("/v1/stats").json()["networks_unavailable"]
+            assert list(unavailable) == ["opnet"]
+            assert "does not exist" in unavailable["opnet"]
+            listed = {i["name"]: i["state"] for i in http.get("/v1/instances").json()}
+            assert listed == {"i1": "exited", "w1": "exited", "h1": "exited"}  # declared, kept
+            assert http.get("/v1/orphans").json() == []
+            # the host's network is back with its bridge: the node serves
+            made = http.post(
+                "/v1/instances",
+                json={
+                    "name": "h2",
+                    "template": "hweb",
+                    "interfaces": {"eth0": {"addresses": ["198.18.78.3/24"]}},
+                },
+            )
+            assert made.status_code == 201, made.text
+            assert made.json()["state"] == "running"
+            # the operator makes the namespace again: the network's bridge follows
+            netns_mod.create(namespace)
+            wait_for(
+                lambda: http.get("/v1/stats").json()["networks_unavailable"] == {},
+                30,
+                "opnet available again",
+            )
+            made = http.post(
+                "/v1/instances",
+                json={
+                    "name": "w2",
+                    "template": "web",
+                    "interfaces": {"eth0": {"addresses": ["198.18.77.3/24"]}},
+                },
+            )
+            assert made.status_code == 201, made.text
+            for name in ("i1", "w1", "h1", "h2", "w2"):
+                gone = http.delete(f"/v1/instances/{name}")
+                assert gone.status_code == 204, gone.text
+            assert http.get("/v1/instances").json() == []
+    finally:
+        with contextlib.suppress(Exception):
+            daemon.stop()
+        run(["ip", "link", "del", host_bridge], check=False)
+
+
+def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The same on our own Open vSwitch (its daemons die with the rest; its database stays)
+    with security groups: once the operator's namespace is back, the switch is started from
+    its database, the network is available, and new instances get the declared policy."""
+    ns, bridge, subnet = f"{TAG}sw", f"{TAG}v", "198.18.79"
+    netns_mod.create(ns)
+    daemon = daemon_factory(
+        {
+            "instances": {
+                "pool_scale": 1,
+                "switch_check_interval_s": 0.2,
+                "ovs_datapath": DATAPATH,
+                "networks": {
+                    "ovsnet": {
+                        "bridge": bridge,
+                        "netns": ns,
+                        "subnet": f"{subnet}.0/24",
+                        "driver": "ovs",
+                    }
+                },
+            },
+            "secgroups": {},
+        }
+    )
+    try:
+        client = daemon.client()
+        web_and_clients(client, "ovsnet", subnet, "r")
+        client.close()
+        switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
+        pids = [int(p.read_text()) for p in switch.glob("*.pid")]
+        assert len(pids) == 2
+        for pid in pids:  # the switch dies with the host
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _reboot(daemon, [ns], [])
+        daemon.start()
+
+        client = daemon.client()
+        unavailable = client.get("/v1/stats")["networks_unavailable"]
+        assert list(unavailable) == ["ovsnet"]
+        assert {g["id"] for g in client.get("/v1/security-groups")} >= {"web", "clients"}
+        states = {i["name"]: i["state"] for i in client.get("/v1/instances")}
+        assert states == {"app": "exited", "c1": "exited", "c2": "exited"}
+
+        netns_mod.create(ns)
+        wait_for(
+            lambda: client.get("/v1/stats")["networks_unavailable"] == {},
+            60,
+            "ovsnet available again",
+        )
+        for name in ("app", "c1", "c2"):
+            client.delete(f"/v1/instances/{name}")
+        run_instance(client, subnet, "app", "rweb", 5)
+        c1 = run_instance(client, subnet, "c1", "rcli", 11, security_groups=["clients"])
+        c2 = run_instance(client, subnet, "c2", "rcli", 12)
+        assert wait_until(lambda: get(c1["pid"], f"{subnet}.5") == "edge app app", 30)
+        assert get(c2["pid"], f"{subnet}.5") == ""  # the default group: still nothing
+        for name in ("app", "c1", "c2"):
+            client.delete(f"/v1/instances/{name}")
+        client.close()
+    finally:
+        with contextlib.suppress(Exception):
+            daemon.stop()
+        with contextlib.suppress(Exception):
+            purge(daemon)  # deletes the ovs bridge, which stops our switch with it
+        if netns_mod.exists(ns):
+            netns_mod.delete(ns)
