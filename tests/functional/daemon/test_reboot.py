@@ -4,13 +4,17 @@ and ``/run`` directories, the namespaces the operator made, the bridges and link
 directory and store stay. The next start must come up, lose no declared object, and serve.
 
 A stored network in a namespace that the reboot took used to refuse that start
-(``NetnsNotFound``), taking every service, instance and rule of the node down with it.
+(``NetnsNotFound``), taking every service, instance and rule of the node down with it; so did
+the security groups of an ``ovs`` network whose switch was not there. Three scenes: a Linux
+bridge network in the operator's namespace and one in the host's, an ``ovs`` network with
+security groups, service chains on an ``ovs`` network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 from collections.abc import Iterator
@@ -24,6 +28,10 @@ from fluidedge.instances import cgroups, runc
 from fluidedge.instances.images import overlay
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
+from fluidedge.ovs import bridges as ovs_bridges
+from fluidedge.ovs.errors import OvsError
+from fluidedge.ovs.ofctl import Ofctl
+from fluidedge.ovs.vsctl import Vsctl
 from tests.e2e.secgroups.scenario import get, purge, web_and_clients
 from tests.e2e.secgroups.scenario import run as run_instance
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle, wait_pools
@@ -242,5 +250,95 @@ def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
             daemon.stop()
         with contextlib.suppress(Exception):
             purge(daemon)  # deletes the ovs bridge, which stops our switch with it
+        if netns_mod.exists(ns):
+            netns_mod.delete(ns)
+
+
+def test_a_reboot_under_a_chain_keeps_it_and_its_table_comes_back(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """Service chains on an ``ovs`` network: the start after the reboot keeps the declared
+    chain; once the namespace and the function's ports are back, its flows are too."""
+    ns, bridge = f"{TAG}ch", f"{TAG}c"
+    names = {p: f"{TAG}{p}" for p in ("va", "vb", "f1i", "f1o")}
+    netns_mod.create(ns)
+    daemon = daemon_factory(
+        {
+            "instances": {
+                "pool_scale": 0,
+                "builtin_templates": False,
+                "switch_check_interval_s": 0.2,
+                "ovs_datapath": DATAPATH,
+                "networks": {"chnet": {"bridge": bridge, "netns": ns, "driver": "ovs"}},
+            },
+            "chains": {"poll_interval": 0.2},
+        }
+    )
+
+    def plug() -> None:
+        ovs_bridges.configure(daemon.state_dir / "instances")
+        vsctl = Vsctl(ovs_bridges.switch(ns))
+        for dev in names.values():
+            run(["ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", f"{dev}p"])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+            vsctl.add_port(bridge, dev, {"fluidedge-network": "chnet"})
+
+    def chain_flows() -> list[str]:
+        ovs_bridges.configure(daemon.state_dir / "instances")
+        with contextlib.suppress(OvsError):
+            dump = Ofctl(ovs_bridges.switch(ns), bridge).dump()
+            return sorted(re.sub(r"cookie=0x[0-9a-f]+, ", "", f) for f in dump if "0xc4a1" in f)
+        return []
+
+    try:
+        client = daemon.client()
+        client.post(
+            "/v1/chains/port-pairs", {"id": "f1", "ingress": names["f1i"], "egress": names["f1o"]}
+        )
+        client.post("/v1/chains/port-pair-groups", {"id": "g", "port_pairs": ["f1"]})
+        client.post(
+            "/v1/chains/flow-classifiers",
+            {"id": "c", "logical_source_port": names["va"],
+             "logical_destination_port": names["vb"], "protocol": "tcp",
+             "destination_port_range_min": 80},
+        )  # fmt: skip
+        client.post(
+            "/v1/chains", {"id": "web", "port_pair_groups": ["g"], "flow_classifiers": ["c"]}
+        )
+        plug()
+        flows = wait_for(
+            lambda: [f for f in chain_flows() if "tp_dst=80" in f], 30, "the chain's flows"
+        )
+        client.close()
+        switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
+        for pidfile in switch.glob("*.pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        _reboot(daemon, [ns], [])
+        daemon.start()
+
+        client = daemon.client()
+        assert [c["id"] for c in client.get("/v1/chains")] == ["web"]
+        assert client.get("/v1/chains/port-pair-groups/g")["port_pairs"] == ["f1"]
+        assert list(client.get("/v1/stats")["networks_unavailable"]) == ["chnet"]
+        netns_mod.create(ns)
+        wait_for(
+            lambda: client.get("/v1/stats")["networks_unavailable"] == {},
+            60,
+            "chnet available again",
+        )
+        plug()  # the functions' and the endpoints' ports, back with their instances
+        wait_for(
+            lambda: [f for f in chain_flows() if "tp_dst=80" in f] == flows,
+            60,
+            lambda: f"the chain's flows again: {flows} {chain_flows()}\n{daemon.log()[-3000:]}",
+        )
+        client.delete("/v1/chains/web")
+        client.close()
+    finally:
+        with contextlib.suppress(Exception):
+            daemon.stop()
+        with contextlib.suppress(Exception):
+            purge(daemon)
         if netns_mod.exists(ns):
             netns_mod.delete(ns)
