@@ -131,6 +131,12 @@ def _register_instance(app: typer.Typer) -> None:
         cold: Annotated[bool, typer.Option(help="Skip the pool.")] = False,
         no_wait: Annotated[bool, typer.Option(help="Do not wait for readiness.")] = False,
         cos: Annotated[str | None, typer.Option(help="Class of service (CAT).")] = None,
+        restart: Annotated[
+            str | None,
+            typer.Option(
+                help="always: made again when its workload is gone; no (default: the template's)."
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Create an instance of TEMPLATE named NAME; prints its per-phase timing."""
@@ -158,6 +164,8 @@ def _register_instance(app: typer.Typer) -> None:
             body["placement"] = placement
         if cos:
             body["cos"] = cos
+        if restart:
+            body["restart"] = restart
         view = _client().post("/v1/instances", body)
         if as_json:
             typer.echo(json.dumps(view, indent=2))

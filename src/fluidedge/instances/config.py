@@ -42,8 +42,12 @@ class PortHook(Protocol):
     scoping (:mod:`fluidedge.instances.scoping`) calls before a tenant's template or instance
     is made: it raises unless every group named is the owner's."""
 
-    def ports_up(self, inst: Instance, request: InstanceRequest, template: TemplateSpec) -> None:
-        """Filter the instance's interfaces (raises, changing nothing, if it cannot)."""
+    def ports_up(
+        self, inst: Instance, request: InstanceRequest | None, template: TemplateSpec | None
+    ) -> None:
+        """Filter the instance's interfaces (raises, changing nothing, if it cannot): as
+        ``request`` and ``template`` say, or as stored for it (None: an instance made again,
+        whose settings may have changed since its creation)."""
 
     def ports_down(self, name: str) -> None:
         """Drop the filters of instance ``name`` (absent: nothing to do)."""

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from fluidedge.core.paging import keyset_page
 from fluidedge.core.store import Store
+from fluidedge.errors import FluidedgeError
 from fluidedge.instances import cgroups, network, pool, reconcile, runc
 from fluidedge.instances.bundle import encode_assignment, workload_env
 from fluidedge.instances.catalog import Catalog
@@ -78,6 +79,7 @@ from fluidedge.instances.placement import Placed, Request, Usage, place_with
 from fluidedge.instances.pool import Pool
 from fluidedge.instances.readiness import start_failure
 from fluidedge.instances.records import Instance, Shell, ShellIface
+from fluidedge.instances.restart import Restarter, exit_fd
 from fluidedge.instances.shell import RuncShellIO, ShellIO
 from fluidedge.instances.shellwatch import ShellWatch
 from fluidedge.instances.timing import PHASES, Histograms, PhaseTimer
@@ -181,6 +183,10 @@ class Manager:
         # warm creation writes no cgroup knob it does not change. None: the template's.
         self.shell_limits: Callable[[Resources], Resources] | None = None
         self.writer = Writer()
+        # restart = "always": instances made again when their workload is gone (at start,
+        # and on the exit their pidfd reports; fluidedge.instances.restart)
+        self.restarter = Restarter(self._restart_now)
+        self._exitwatch: ShellWatch | None = None
 
     # ------------------------------------------------------------------ the runc adapter
     def runc_io(self) -> RuncShellIO:
@@ -222,6 +228,15 @@ class Manager:
             pooled = [shell for p in self.pools.values() for shell in p.ready]
         for shell in pooled:  # re-adopted at start
             self._watch_exit(shell)
+        self._exitwatch = ShellWatch(self._instance_exited)
+        self._exitwatch.start()
+        with self.lock:
+            kept = [i for i in self.instances.values() if i.request is not None]
+        for inst in kept:
+            if inst.state == "exited":  # found gone at start (a reboot): made again now
+                self.restarter.schedule(inst.name, inst.id, ran_for=None)
+            else:
+                self._watch_instance(inst)
         for index in range(self.config.prepare_workers):
             worker = threading.Thread(
                 target=self._prepare_loop, name=f"fe-prepare-{index}", daemon=True
@@ -240,6 +255,10 @@ class Manager:
         if self._shellwatch is not None:
             self._shellwatch.stop()
             self._shellwatch = None
+        self.restarter.close()
+        if self._exitwatch is not None:
+            self._exitwatch.stop()
+            self._exitwatch = None
         self.writer.flush()
         with self.lock:
             for shells in self.pools.values():
@@ -402,12 +421,18 @@ class Manager:
             self._watch_exit(shell)
 
     def prepare_shell(
-        self, template: TemplateSpec, *, state: str = "ready", cpus: tuple[int, ...] = ()
+        self,
+        template: TemplateSpec,
+        *,
+        state: str = "ready",
+        cpus: tuple[int, ...] = (),
+        shell_id: str | None = None,
     ) -> Shell:
         """Everything common to every instance of ``template``: a running container whose
         launcher waits for its go signal, plugged, pinned to ``cpus`` if given. Its row is
-        stored before anything runs."""
-        shell_id = "fe" + secrets.token_hex(5)
+        stored before anything runs. ``shell_id``: the id of an instance made again (restart),
+        whose container is gone; a new one otherwise."""
+        shell_id = shell_id or "fe" + secrets.token_hex(5)
         limits = template.resources
         if self.shell_limits is not None:
             limits = self.shell_limits(limits)
@@ -496,13 +521,17 @@ class Manager:
             and (not request.wait_ready or template.readiness.kind in ("none", "started"))
         )
 
-    def _admit(self, request: InstanceRequest) -> tuple[TemplateSpec, list[tuple[str, str]]]:
+    def _admit(
+        self, request: InstanceRequest, restarting: Instance | None = None
+    ) -> tuple[TemplateSpec, list[tuple[str, str]]]:
         """Check ``request`` against the template, networks and addresses in use (lock held);
-        the address keys it claims."""
+        the address keys it claims. ``restarting``: the instance it makes again, whose name
+        it keeps."""
         template = self.templates.get(request.template)
         if template is None:
             raise TemplateNotFound(f"template {request.template!r} does not exist")
-        if request.name in self.instances or request.name in self.reserved_names:
+        taken = self.instances.get(request.name)
+        if (taken is not None and taken is not restarting) or request.name in self.reserved_names:
             raise NameInUse(f"instance {request.name!r} already exists")
         wanted = {iface.name: iface for iface in template.interfaces}
         for ifname in request.interfaces:
@@ -548,6 +577,7 @@ class Manager:
         *,
         durable: bool = True,
         after_answer: list[Callable[[], None]] | None = None,
+        restarting: Instance | None = None,
     ) -> InstanceView:
         """Create an instance (from the template's warm pool when it holds a shell).
 
@@ -562,10 +592,13 @@ class Manager:
         ``after_answer``: the caller answers someone (the API) and runs what this appends once
         the answer is out (the new instance's cgroup leaving the idle class it was started in,
         :data:`fluidedge.instances.shell.IDLE_START`); without it, that runs before returning.
+
+        ``restarting``: the instance (gone, its holds released) this makes again with its id
+        (:meth:`_restart_now`; ``request.cold``).
         """
         timer = PhaseTimer(started)
         with self.lock:
-            template, claims = self._admit(request)
+            template, claims = self._admit(request, restarting)
             resources = template.resources.model_copy(
                 update={k: v for k, v in request.resources.model_dump().items() if v is not None}
             )
@@ -602,7 +635,12 @@ class Manager:
             path: Literal["warm", "cold"] = "warm"
             if shell is None:
                 path = "cold"
-                shell = self.prepare_shell(template, state="assigned", cpus=cpus)
+                shell = self.prepare_shell(
+                    template,
+                    state="assigned",
+                    cpus=cpus,
+                    shell_id=restarting.id if restarting is not None else None,
+                )
             timer.mark("shell")
             return self._execute(
                 request,
@@ -614,9 +652,10 @@ class Manager:
                 timer,
                 durable=durable,
                 after_answer=after_answer,
+                restarting=restarting,
             )
         except LauncherGone as exc:
-            self._roll_back(request, template, shell)
+            self._roll_back(request, template, shell, restarting)
             if path == "cold" or request.cold:
                 raise
             # The shell died between the take's look and its go: the request is not the
@@ -633,7 +672,7 @@ class Manager:
                 after_answer=after_answer,
             )
         except BaseException:
-            self._roll_back(request, template, shell)
+            self._roll_back(request, template, shell, restarting)
             raise
 
     def _take_live(
@@ -671,23 +710,34 @@ class Manager:
                     self.tables.delete_shell(shell.id)
 
     def _roll_back(
-        self, request: InstanceRequest, template: TemplateSpec, shell: Shell | None
+        self,
+        request: InstanceRequest,
+        template: TemplateSpec,
+        shell: Shell | None,
+        restarting: Instance | None = None,
     ) -> None:
-        """Undo a failed request: class of service, reservations, its shell and its row."""
+        """Undo a failed request: class of service, reservations, its shell and its row. A
+        failed restart leaves the instance as it was: exited, declared, its settings kept."""
         if self.cos_binder is not None and (request.cos or template.cos):
             with contextlib.suppress(Exception):
                 self.cos_binder.unbind(request.name)
-        if self.port_hook is not None:
+        if self.port_hook is not None and restarting is None:
             with contextlib.suppress(Exception):
                 self.port_hook.ports_down(request.name)
         with self.lock:
             self._release(request.name)
-            self.instances.pop(request.name, None)
+            if restarting is None:
+                self.instances.pop(request.name, None)
+            elif self.instances.get(request.name) is restarting:
+                self.reserve(restarting)
         if shell is not None:
             with contextlib.suppress(Exception):
                 self.destroy_shell(shell)
             with contextlib.suppress(Exception):
-                self.tables.delete_instance(request.name)
+                if restarting is None:
+                    self.tables.delete_instance(request.name)
+                else:  # the claim wrote the new record over it
+                    self.tables.put_instance(restarting.record())
 
     def _cos_cpus(self, cos: str | None) -> frozenset[int] | None:
         """Validate a requested class of service; the CPUs placement must stay within."""
@@ -710,6 +760,7 @@ class Manager:
         *,
         durable: bool = True,
         after_answer: list[Callable[[], None]] | None = None,
+        restarting: Instance | None = None,
     ) -> InstanceView:
         files = {rel: text.replace("{name}", request.name) for rel, text in template.files.items()}
         files.update(request.files)
@@ -746,6 +797,14 @@ class Manager:
             cos=request.cos or template.cos,
             token=shell.token,
         )
+        if restarting is not None:
+            inst.request, inst.restarts = restarting.request, restarting.restarts + 1
+        elif (request.restart or template.restart) == "always":
+            # what makes it again (fluidedge.instances.restart), in its row
+            inst.request = {
+                **request.model_dump(mode="json", exclude={"cold"}),
+                "restart": "always",
+            }
         # The claim is committed before the launcher is released (a kill -9 from then on
         # re-adopts the instance) but not flushed: its flush to disk (durable) is made while
         # the launcher execs the workload, in this thread (another thread would contend for
@@ -763,7 +822,10 @@ class Manager:
             if spec is not None and state.addresses:
                 self.io.forget_neighbours(spec, state.addresses)
         if self.port_hook is not None:
-            self.port_hook.ports_up(inst, request, template)
+            if restarting is None:
+                self.port_hook.ports_up(inst, request, template)
+            else:  # the stored settings: a change made since its creation holds
+                self.port_hook.ports_up(inst, None, None)
         timer.mark("network")
         # The launcher's report of its exec is waited for (and the exec therefore seen).
         watched = request.wait_ready and template.readiness.kind != "none"
@@ -787,6 +849,8 @@ class Manager:
         # What only follows the creation (the idle class left, the timing stored, metrics and
         # the log line): after the answer when the caller answers someone.
         follow_ups = [functools.partial(self._created, inst, template.name, path)]
+        if inst.request is not None:
+            follow_ups.append(functools.partial(self._watch_instance, inst))
         if shell.idle:
             follow_ups.insert(0, functools.partial(self.io.answered, shell.id, resources.cpus))
         if after_answer is None:
@@ -1042,9 +1106,86 @@ class Manager:
             record = inst.record()
         self.writer.defer(self.tables.update_instance, record, False)
 
+    # ------------------------------------------------------------------ restart = "always"
+    def _watch_instance(self, inst: Instance) -> None:
+        """Have the exit watch report ``inst``'s workload exit (restart = "always")."""
+        watch = self._exitwatch
+        if watch is None or inst.pid is None:
+            return
+        try:
+            fd = exit_fd(inst.pid)
+        except ProcessLookupError:  # gone already: made again like one that exits now
+            self._instance_exited(inst.id)
+            return
+        except OSError as exc:  # e.g. out of descriptors: a restart of the daemon finds it
+            log.warning("instances: instance %s: its exit is not watched: %s", inst.name, exc)
+            return
+        watch.watch(inst.id, fd)
+        with self.lock:  # deleted (or replaced) meanwhile: not ours to watch
+            current = self.instances.get(inst.name) is inst
+        if not current:
+            watch.unwatch(inst.id)
+
+    def _instance_exited(self, container_id: str) -> None:
+        """The exit watch's report: an instance whose restart policy is ``always`` lost its
+        workload; it is made again after the back-off (:mod:`fluidedge.instances.restart`)."""
+        with self.lock:
+            inst = next((i for i in self.instances.values() if i.id == container_id), None)
+        if inst is None or inst.request is None:
+            return
+        ran_for = max(0.0, time.time() - inst.created_at)
+        wait = self.restarter.schedule(inst.name, inst.id, ran_for=ran_for)
+        log.warning(
+            "instances: instance %s: its workload exited after %.1f s; made again in %g s",
+            inst.name,
+            ran_for,
+            wait,
+            extra={
+                "part": "instances",
+                "event": "instance_exited",
+                "ids": f"{inst.name},{inst.id}",
+            },
+        )
+
+    def _restart_now(self, name: str, container_id: str) -> bool:
+        """Make instance ``name`` again (the restarter's call): what is left of its container
+        destroyed, then the cold path with its id and stored request. False when there is
+        nothing to do (deleted or replaced meanwhile, its workload running or paused)."""
+        with self.lock:
+            inst = self.instances.get(name)
+        if inst is None or inst.id != container_id or inst.request is None:
+            return False
+        if inst.current_state() != "exited":
+            return False
+        request = InstanceRequest.model_validate({**inst.request, "cold": True})
+        with inst.lock:
+            with self.lock:
+                if self.instances.get(name) is not inst:
+                    return False
+                self._release(name)  # its addresses and placement, taken again below
+            with contextlib.suppress(RuntimeFailure):  # absent is fine; a leftover would fail
+                self.io.destroy(inst.id, inst.shell_ifaces, inst.directory)
+            try:
+                made = self.create_instance(request, restarting=inst)
+            except FluidedgeError:
+                raise
+            except Exception as exc:
+                raise RuntimeFailure(f"restart of {name}: {exc}") from exc
+        log.warning(
+            "instances: instance %s made again (restart %d, %.2f ms)",
+            name,
+            made.restarts,
+            made.timing.total,
+            extra={"part": "instances", "event": "instance_restarted", "ids": f"{name},{made.id}"},
+        )
+        return True
+
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)
         self.tables.store.ensure_writable()  # never destroy what the store would still name
+        self.restarter.cancel(name)
+        if self._exitwatch is not None:
+            self._exitwatch.unwatch(inst.id)
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
                 self.io.thaw(inst.id, timeout=0.5)
@@ -1196,6 +1337,8 @@ class Manager:
             "pooled_shells": shells,
             # declared networks whose switch could not be made (name -> why)
             "networks_unavailable": dict(self.catalog.unavailable),
+            # restart = "always" instances to be made again (name -> seconds until then)
+            "restarts_pending": self.restarter.pending(),
         }
 
     def metrics(self) -> str:

@@ -478,6 +478,12 @@ class TemplateSpec(_Strict):
         description="[cluster]: when its node dies, re-create the instance on a live node "
         "(same name, interfaces and addresses) or leave it lost",
     )
+    restart: Literal["no", "always"] = Field(
+        default="no",
+        description="always: an instance whose workload is gone is created again on this "
+        "node (same name, id, addresses and request), at the daemon's start (after a reboot) "
+        "and when it exits while the daemon runs, with a back-off; no: it stays exited",
+    )
 
     @field_validator("command")
     @classmethod
@@ -609,6 +615,9 @@ class InstanceRequest(_Strict):
     placement: Literal["spread", "pack"] | None = None
     wait_ready: bool = True
     cold: bool = Field(default=False, description="skip the pool (measurements)")
+    restart: Literal["no", "always"] | None = Field(
+        default=None, description="the template's restart policy unless given"
+    )
     cos: Name | None = Field(
         default=None, description="class of service (the [cat] part); default: the template's"
     )
@@ -724,6 +733,8 @@ class InstanceView(BaseModel):
         default=None, description="duration of the pause/resume just done (freezer write)"
     )
     cos: str | None = Field(default=None, description="class of service (the [cat] part)")
+    restart: Literal["no", "always"] = Field(default="no", description="its restart policy")
+    restarts: int = Field(default=0, description="times it was created again (restart)")
 
 
 class PoolStatus(BaseModel):

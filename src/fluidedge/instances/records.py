@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from fluidedge.instances.models import (
     NAME_PATTERN,
+    InstanceRequest,
     InstanceView,
     InterfaceState,
     Resources,
@@ -115,6 +116,19 @@ def _ints(values: object) -> tuple[int, ...]:
     return tuple(_int(v) for v in values)
 
 
+def _request(value: object, name: str) -> dict[str, Any] | None:
+    """A stored creation request (restart = "always"): a valid request of this instance
+    saying so (ValueError or TypeError otherwise: a damaged row)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"request is a {type(value).__name__}, not an object")
+    request = InstanceRequest.model_validate(value)
+    if request.name != name or request.restart != "always":
+        raise ValueError(f"request names {request.name!r} (restart {request.restart})")
+    return value
+
+
 @dataclass
 class Instance:
     name: str
@@ -134,6 +148,9 @@ class Instance:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cos: str | None = None
     token: str | None = None  # its shell's launcher token (re-adoption before the go signal)
+    # restart = "always": the request that makes it again (fluidedge.instances.restart)
+    request: dict[str, Any] | None = None
+    restarts: int = 0  # times it was made again
 
     def record(self) -> dict[str, Any]:
         return {
@@ -153,6 +170,8 @@ class Instance:
             "shell_ifaces": [vars(i) for i in self.shell_ifaces],
             "cos": self.cos,
             "token": self.token,
+            "request": self.request,
+            "restarts": self.restarts,
         }
 
     @classmethod
@@ -174,6 +193,8 @@ class Instance:
             shell_ifaces=[ShellIface(**i) for i in record.get("shell_ifaces", [])],
             cos=record.get("cos"),
             token=record.get("token"),
+            request=_request(record.get("request"), record["name"]),
+            restarts=_int(record.get("restarts", 0)),
         )
 
     def current_state(self) -> str:
@@ -203,4 +224,6 @@ class Instance:
             timing=Timing(**self.timing),
             created_at=self.created_at,
             cos=self.cos,
+            restart="always" if self.request is not None else "no",
+            restarts=self.restarts,
         )

@@ -108,6 +108,15 @@ def _web(name: str, network: str) -> dict[str, Any]:
     }
 
 
+def _get(http: httpx.Client, name: str) -> dict[str, Any]:
+    got: dict[str, Any] = http.get(f"/v1/instances/{name}").json()
+    return got
+
+
+def _state(http: httpx.Client, name: str) -> str:
+    return str(_get(http, name)["state"])
+
+
 def test_a_reboot_loses_no_declared_object_and_the_node_serves_again(
     daemon_factory: DaemonFactory, namespace: str
 ) -> None:
@@ -123,16 +132,19 @@ def test_a_reboot_loses_no_declared_object_and_the_node_serves_again(
             for body in (_web("web", "opnet"), _web("hweb", "hostnet")):
                 assert http.post("/v1/templates", json=body).status_code == 201
             wait_pools(lambda: http.get("/v1/pools").json())
-            for name, template, address in (
-                ("i1", "idle", None),
-                ("w1", "web", "198.18.77.2/24"),
-                ("h1", "hweb", "198.18.78.2/24"),
+            for name, template, address, restart in (
+                ("i1", "idle", None, "no"),
+                ("w1", "web", "198.18.77.2/24", "no"),
+                ("h1", "hweb", "198.18.78.2/24", "no"),
+                ("w3", "web", "198.18.77.4/24", "always"),
+                ("h3", "hweb", "198.18.78.4/24", "always"),
             ):
-                body: dict[str, Any] = {"name": name, "template": template}
+                body: dict[str, Any] = {"name": name, "template": template, "restart": restart}
                 if address:
                     body["interfaces"] = {"eth0": {"addresses": [address]}}
                 made = http.post("/v1/instances", json=body)
                 assert made.status_code == 201, made.text
+            ids = {i["name"]: i["id"] for i in http.get("/v1/instances").json()}
 
         _reboot(daemon, [namespace], [host_bridge])
         daemon.start()  # used to exit: netns 'fbr...ns' does not exist
@@ -144,7 +156,13 @@ def test_a_reboot_loses_no_declared_object_and_the_node_serves_again(
             assert list(unavailable) == ["opnet"]
             assert "does not exist" in unavailable["opnet"]
             listed = {i["name"]: i["state"] for i in http.get("/v1/instances").json()}
-            assert listed == {"i1": "exited", "w1": "exited", "h1": "exited"}  # declared, kept
+            for name in ("i1", "w1", "h1"):  # declared, kept; restart "no": exited
+                assert listed[name] == "exited"
+            assert set(listed) == {"i1", "w1", "h1", "w3", "h3"}
+            # restart "always" on the host's network: running again, same id
+            h3 = wait_for(lambda: _state(http, "h3") == "running" and _get(http, "h3"), 30, "h3")
+            assert (h3["id"], h3["restarts"]) == (ids["h3"], 1)
+            assert _state(http, "w3") == "exited"  # its network is not back yet: pending
             assert http.get("/v1/orphans").json() == []
             # the host's network is back with its bridge: the node serves
             made = http.post(
@@ -173,7 +191,10 @@ def test_a_reboot_loses_no_declared_object_and_the_node_serves_again(
                 },
             )
             assert made.status_code == 201, made.text
-            for name in ("i1", "w1", "h1", "h2", "w2"):
+            # and w3 is made again there within its back-off
+            wait_for(lambda: _state(http, "w3") == "running", 60, "w3 made again")
+            assert _get(http, "w3")["id"] == ids["w3"]
+            for name in ("i1", "w1", "h1", "h2", "w2", "w3", "h3"):
                 gone = http.delete(f"/v1/instances/{name}")
                 assert gone.status_code == 204, gone.text
             assert http.get("/v1/instances").json() == []
