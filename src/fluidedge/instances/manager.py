@@ -228,6 +228,8 @@ class Manager:
             pooled = [shell for p in self.pools.values() for shell in p.ready]
         for shell in pooled:  # re-adopted at start
             self._watch_exit(shell)
+        if self.restarter.closed:  # started again after a stop
+            self.restarter = Restarter(self._restart_now)
         self._exitwatch = ShellWatch(self._instance_exited)
         self._exitwatch.start()
         with self.lock:

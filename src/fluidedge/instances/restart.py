@@ -103,6 +103,10 @@ class Restarter:
         with self._cond:
             return {n: round(max(0.0, due - now), 3) for n, (due, _) in self._due.items()}
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -132,6 +132,15 @@ class Vsctl:
         if tag is not None:
             extra += ["--", "set", "Port", port, f"tag={_vlan(tag)}"]
         self.run("--may-exist", "add-port", bridge, port, *extra)
+        number = self.ofport_if_any(port)
+        if number is not None:
+            return number
+        # A port record left from a device that went (a reboot took the host's veths; an
+        # instance made again with its id plugs a device of that name again): the add above
+        # changed nothing in the database, so ovs-vswitchd never tried the new device and the
+        # record keeps its "No such device". Made anew, in one transaction; it had no
+        # OpenFlow port, so no flow can name its old number.
+        self.run("--if-exists", "del-port", port, "--", "add-port", bridge, port, *extra)
         return self.ofport(port)
 
     def set_tag(self, port: str, tag: int | None) -> None:

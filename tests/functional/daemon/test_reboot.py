@@ -305,10 +305,26 @@ def test_a_reboot_under_a_chain_keeps_it_and_its_table_comes_back(
             vsctl.add_port(bridge, dev, {"fluidedge-network": "chnet"})
 
     def chain_flows() -> list[str]:
+        """The chain's flows, each OpenFlow port number written as its port's name: a port
+        plugged again after the reboot may get another number."""
         ovs_bridges.configure(daemon.state_dir / "instances")
         with contextlib.suppress(OvsError):
-            dump = Ofctl(ovs_bridges.switch(ns), bridge).dump()
-            return sorted(re.sub(r"cookie=0x[0-9a-f]+, ", "", f) for f in dump if "0xc4a1" in f)
+            daemons = ovs_bridges.switch(ns)
+            dump = Ofctl(daemons, bridge).dump()
+            named = {
+                str(info["ofport"]): name
+                for name, info in Vsctl(daemons).interfaces().items()
+                if isinstance(info["ofport"], int) and info["ofport"] > 0
+            }
+
+            def port(match: re.Match[str]) -> str:
+                return match.group(1) + named.get(match.group(2), match.group(2))
+
+            return sorted(
+                re.sub(r"(in_port=|output:)(\d+)", port, re.sub(r"cookie=0x[0-9a-f]+, ", "", f))
+                for f in dump
+                if "0xc4a1" in f
+            )
         return []
 
     try:
@@ -330,6 +346,7 @@ def test_a_reboot_under_a_chain_keeps_it_and_its_table_comes_back(
         flows = wait_for(
             lambda: [f for f in chain_flows() if "tp_dst=80" in f], 30, "the chain's flows"
         )
+        assert any(f"in_port={names['va']}," in f for f in flows)  # numbers named
         client.close()
         switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
         for pidfile in switch.glob("*.pid"):
