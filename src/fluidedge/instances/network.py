@@ -57,6 +57,7 @@ from fluidedge.ovs.errors import OvsError
 log = logging.getLogger(__name__)
 
 _handles: dict[str | None, Any] = {}
+_identities: dict[str, tuple[int, int]] = {}  # the namespace each cached handle is in
 _lock = threading.RLock()
 
 # pyroute2 (>= 0.9) keeps a handle's socket transport per thread (``threading.local``) and its
@@ -87,16 +88,53 @@ def _on_netlink_thread(fn: Callable[_P, _T]) -> Callable[_P, _T]:
 
 
 def _ipr(netns: str | None) -> Any:
-    """A cached pyroute2 IPRoute bound to ``netns`` (``None`` = the daemon's namespace)."""
+    """A cached pyroute2 IPRoute bound to ``netns`` (``None`` = the daemon's namespace).
+
+    A named namespace is never created here (pyroute2's default, ``O_CREAT``, made an empty
+    namespace of the operator's name whenever a network in a namespace that was gone was
+    used: a restart after a reboot did, and the operator's ``ip netns add`` then failed), and
+    a handle is for the namespace the name holds *now*: one deleted and made again under the
+    same name (``ip netns del``, ``ip netns add``) gets a new handle, where the cached one
+    would keep working on the old namespace, which lives on while the socket holds it (one
+    ``stat`` per call). NetnsNotFound when there is no such namespace.
+    """
     from pyroute2 import IPRoute  # noqa: PLC0415 (heavy; only when a network is used)
 
-    handle = _handles.get(netns)
-    if handle is None:
+    if netns is None:
+        handle = _handles.get(None)
+        if handle is None:
+            handle = _handles[None] = IPRoute()
+        return handle
+    identity = _namespace_identity(netns)
+    cached = _handles.get(netns)
+    if cached is not None and (identity is None or _identities.get(netns) != identity):
+        _handles.pop(netns, None)
+        _identities.pop(netns, None)
+        with contextlib.suppress(Exception):
+            cached.close()
+        cached = None
+    if identity is None:
+        raise NetnsNotFound(f"netns: network namespace {netns!r} does not exist")
+    if cached is not None:
+        return cached
+    try:
         # pyroute2 >= 0.9 opens its socket lazily from its own event-loop thread, so entering
         # the namespace around the constructor is not enough: let pyroute2 do the setns.
-        handle = IPRoute() if netns is None else IPRoute(netns=netns)
-        _handles[netns] = handle
+        handle = IPRoute(netns=netns, flags=0)
+    except FileNotFoundError as exc:
+        raise NetnsNotFound(f"netns: network namespace {netns!r} does not exist") from exc
+    _handles[netns] = handle
+    _identities[netns] = identity
     return handle
+
+
+def _namespace_identity(netns: str) -> tuple[int, int] | None:
+    """The namespace a name holds (its nsfs inode), None if the name holds none."""
+    try:
+        found = os.stat(netns_mod.NETNS_DIR / netns)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def use_state_dir(
@@ -116,6 +154,7 @@ def _close_all() -> None:
         with contextlib.suppress(Exception):
             handle.close()
     _handles.clear()
+    _identities.clear()
 
 
 # The networks' neighbour tables, one netlink socket per network (see fluidedge.instances.neigh).

@@ -19,8 +19,10 @@ from collections.abc import Iterator
 import pytest
 
 from fluidedge.core.store import Store
+from fluidedge.instances import network
+from fluidedge.instances.errors import InstancesError
 from fluidedge.instances.manager import Manager
-from fluidedge.instances.models import NetworkSpec
+from fluidedge.instances.models import InstanceRequest, NetworkSpec, TemplateSpec
 from fluidedge.instances.network import bridge_mark, link_exists
 from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
@@ -178,3 +180,51 @@ def test_an_ovs_row_naming_another_networks_bridge_is_unavailable_and_deletes_no
     finally:
         for manager in made:
             manager.purge()
+
+
+def _web_on(network: str) -> TemplateSpec:
+    return TemplateSpec.model_validate(
+        {
+            "name": "nsweb",
+            "command": ["/bin/busybox", "sleep", "2147483647"],
+            "interfaces": [{"name": "eth0", "network": network}],
+            "pool": {"size": 0},
+        }
+    )
+
+
+def test_a_network_whose_namespace_is_gone_never_makes_the_namespace(
+    manager_factory: ManagerFactory, namespace: str
+) -> None:
+    """pyroute2 creates a namespace it is asked to enter unless told not to: a creation on a
+    network whose namespace was gone made an empty one of the operator's name (the operator's
+    ``ip netns add`` then failed, and the network's bridge went into the wrong one)."""
+    manager = manager_factory(switch_check_interval_s=0)
+    manager.create_network(NetworkSpec(name="nsn", bridge=bridge_name("z"), netns=namespace))
+    manager.create_template(_web_on("nsn"))
+    netns_mod.delete(namespace)
+    network.close_handles()  # as a daemon started after the reboot: nothing cached
+    with pytest.raises(InstancesError, match="does not exist"):
+        manager.create_instance(InstanceRequest(name="z1", template="nsweb"))
+    assert not netns_mod.exists(namespace)
+    manager.keep_networks()  # the checks do not make it either
+    assert not netns_mod.exists(namespace)
+    assert "z1" not in manager.instances
+
+
+def test_a_namespace_made_again_under_its_name_gets_the_networks_bridge(
+    manager_factory: ManagerFactory, namespace: str
+) -> None:
+    """``ip netns del`` then ``ip netns add`` of the same name while the daemon runs: the
+    handle cached for the old namespace kept answering (the old namespace lives on while a
+    socket holds it), so the check saw the bridge there and never made it in the new one."""
+    manager = manager_factory(switch_check_interval_s=0)
+    spec = manager.create_network(NetworkSpec(name="nsm", bridge=bridge_name("m"), netns=namespace))
+    assert link_exists(namespace, spec.bridge)
+    netns_mod.delete(namespace)
+    netns_mod.create(namespace)
+    assert not link_exists(namespace, spec.bridge)  # the new namespace's answer
+    manager.keep_networks()
+    assert link_exists(namespace, spec.bridge)
+    assert run(["ip", "-n", namespace, "link", "show", spec.bridge]).returncode == 0
+    assert _alias(namespace, spec.bridge) == bridge_mark(spec)
