@@ -35,6 +35,7 @@ from fluidedge.ovs.vsctl import Vsctl
 from tests.e2e.secgroups.scenario import get, purge, web_and_clients
 from tests.e2e.secgroups.scenario import run as run_instance
 from tests.fixtures.daemon import TOKEN, DaemonFactory, DaemonHandle, wait_pools
+from tests.fixtures.netns import scratch_netns
 from tests.fixtures.ovs_datapath import DATAPATH
 from tests.fixtures.wait import wait_for, wait_until
 
@@ -45,14 +46,9 @@ TAG = f"fbr{os.getpid() % 100000}"
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
-    """The operator's namespace (deleted at the end if the test did not)."""
-    ns = f"{TAG}ns"
-    netns_mod.create(ns)
-    try:
+    """The operator's namespace (gone at the end, whatever the test did with it)."""
+    with scratch_netns("op") as ns:
         yield ns
-    finally:
-        if netns_mod.exists(ns):
-            netns_mod.delete(ns)
 
 
 def _http(handle: DaemonHandle) -> httpx.Client:

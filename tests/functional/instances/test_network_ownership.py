@@ -28,6 +28,7 @@ from fluidedge.linux import netns as netns_mod
 from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.vsctl import Vsctl
+from tests.fixtures.netns import scratch_netns
 
 from .conftest import ManagerFactory, bridge_name
 
@@ -63,14 +64,9 @@ def _alias(netns: str, ifname: str) -> str:
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
-    """A namespace of the test's own (deleted at the end if the test did not)."""
-    ns = f"fbn{bridge_name('')[2:]}"[:15]
-    netns_mod.create(ns)
-    try:
+    """The operator's namespace (gone at the end, whatever the test did with it)."""
+    with scratch_netns("op") as ns:
         yield ns
-    finally:
-        if netns_mod.exists(ns):
-            netns_mod.delete(ns)
 
 
 def test_a_network_whose_namespace_went_is_kept_and_made_again_when_it_is_back(

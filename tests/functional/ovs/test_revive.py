@@ -57,14 +57,7 @@ class Switch:
 
 
 @pytest.fixture
-def switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Switch]:
-    for name in ("_switches", "_kept", "_pending", "_restorers", "_base", "_wanted", "_module"):
-        monkeypatch.setattr(bridges, name, getattr(bridges, name))  # the process's, put back
-    for name in ("_switches", "_kept"):
-        monkeypatch.setattr(bridges, name, {})
-    monkeypatch.setattr(bridges, "_pending", set())
-    monkeypatch.setattr(bridges, "_restorers", [])
-    bridges.configure(tmp_path / "state", DATAPATH)
+def switch(own_registry: Path) -> Iterator[Switch]:
     with scratch_netns(f"{TAG}s") as ns, contextlib.ExitStack() as stack:
         assert bridges.ensure_bridge(BRIDGE, ns, "net")
         daemons = bridges.switch(ns)

@@ -21,7 +21,6 @@ from fluidedge.linux.proc import run
 from fluidedge.ovs import bridges
 from fluidedge.ovs.vsctl import Vsctl
 from tests.fixtures.netns import scratch_netns
-from tests.fixtures.ovs_datapath import DATAPATH
 from tests.fixtures.wait import wait_for
 
 pytestmark = pytest.mark.root
@@ -31,14 +30,7 @@ BRIDGE = f"{TAG}br"
 
 
 @pytest.fixture
-def switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Vsctl]]:
-    for name in ("_switches", "_kept", "_pending", "_restorers", "_base", "_wanted", "_module"):
-        monkeypatch.setattr(bridges, name, getattr(bridges, name))  # the process's, put back
-    for name in ("_switches", "_kept"):
-        monkeypatch.setattr(bridges, name, {})
-    monkeypatch.setattr(bridges, "_pending", set())
-    monkeypatch.setattr(bridges, "_restorers", [])
-    bridges.configure(tmp_path / "state", DATAPATH)
+def switch(own_registry: Path) -> Iterator[tuple[str, Vsctl]]:
     with scratch_netns(f"{TAG}s") as ns:
         assert bridges.ensure_bridge(BRIDGE, ns, "net")
         daemons = bridges.switch(ns)
