@@ -1110,29 +1110,31 @@ class Manager:
 
     # ------------------------------------------------------------------ restart = "always"
     def _watch_instance(self, inst: Instance) -> None:
-        """Have the exit watch report ``inst``'s workload exit (restart = "always")."""
+        """Have the exit watch report ``inst``'s workload exit (restart = "always"), under
+        its name: the instance is then one lookup, and its id is checked when it is made
+        again (:meth:`_restart_now`)."""
         watch = self._exitwatch
         if watch is None or inst.pid is None:
             return
         try:
             fd = exit_fd(inst.pid)
         except ProcessLookupError:  # gone already: made again like one that exits now
-            self._instance_exited(inst.id)
+            self._instance_exited(inst.name)
             return
         except OSError as exc:  # e.g. out of descriptors: a restart of the daemon finds it
             log.warning("instances: instance %s: its exit is not watched: %s", inst.name, exc)
             return
-        watch.watch(inst.id, fd)
+        watch.watch(inst.name, fd)
         with self.lock:  # deleted (or replaced) meanwhile: not ours to watch
             current = self.instances.get(inst.name) is inst
         if not current:
-            watch.unwatch(inst.id)
+            watch.unwatch(inst.name)
 
-    def _instance_exited(self, container_id: str) -> None:
+    def _instance_exited(self, name: str) -> None:
         """The exit watch's report: an instance whose restart policy is ``always`` lost its
         workload; it is made again after the back-off (:mod:`fluidedge.instances.restart`)."""
         with self.lock:
-            inst = next((i for i in self.instances.values() if i.id == container_id), None)
+            inst = self.instances.get(name)
         if inst is None or inst.request is None:
             return
         ran_for = max(0.0, time.time() - inst.created_at)
@@ -1187,7 +1189,7 @@ class Manager:
         self.tables.store.ensure_writable()  # never destroy what the store would still name
         self.restarter.cancel(name)
         if self._exitwatch is not None:
-            self._exitwatch.unwatch(inst.id)
+            self._exitwatch.unwatch(name)
         with inst.lock:
             with contextlib.suppress(RuntimeFailure):
                 self.io.thaw(inst.id, timeout=0.5)
