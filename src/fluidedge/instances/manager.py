@@ -1151,21 +1151,21 @@ class Manager:
             },
         )
 
-    def _restart_now(self, name: str, container_id: str) -> bool:
+    def _restart_now(self, name: str, container_id: str) -> None:
         """Make instance ``name`` again (the restarter's call): what is left of its container
-        destroyed, then the cold path with its id and stored request. False when there is
-        nothing to do (deleted or replaced meanwhile, its workload running or paused)."""
+        destroyed, then the cold path with its id and stored request. Nothing is done when it
+        was deleted or replaced meanwhile, or its workload runs (or is paused)."""
         with self.lock:
             inst = self.instances.get(name)
         if inst is None or inst.id != container_id or inst.request is None:
-            return False
+            return
         if inst.current_state() != "exited":
-            return False
+            return
         request = InstanceRequest.model_validate({**inst.request, "cold": True})
         with inst.lock:
             with self.lock:
                 if self.instances.get(name) is not inst:
-                    return False
+                    return
                 self._release(name)  # its addresses and placement, taken again below
             with contextlib.suppress(RuntimeFailure):  # absent is fine; a leftover would fail
                 self.io.destroy(inst.id, inst.shell_ifaces, inst.directory)
@@ -1182,7 +1182,6 @@ class Manager:
             made.timing.total,
             extra={"part": "instances", "event": "instance_restarted", "ids": f"{name},{made.id}"},
         )
-        return True
 
     def delete_instance(self, name: str) -> None:
         inst = self.get_instance(name)

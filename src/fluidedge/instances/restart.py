@@ -61,11 +61,11 @@ def exit_fd(pid: int) -> int:
 class Restarter:
     """The instances due to be made again, and the thread that makes them.
 
-    ``restart(name, container_id)`` makes the instance again; it returns False when there is
-    nothing to do (deleted or replaced meanwhile, its workload running) and raises when it
+    ``restart(name, container_id)`` makes the instance again, does nothing when there is
+    nothing to do (deleted or replaced meanwhile, its workload running), and raises when it
     failed (counted as a failure: tried again after the back-off)."""
 
-    def __init__(self, restart: Callable[[str, str], bool]) -> None:
+    def __init__(self, restart: Callable[[str, str], object]) -> None:
         self._restart = restart
         self._cond = threading.Condition()
         self._due: dict[str, tuple[float, str]] = {}  # name -> (monotonic due time, id)
