@@ -232,7 +232,7 @@ def ensure_bridge(spec: NetworkSpec) -> bool:
             else:
                 link = ipr.get_links(index)[0]
                 kind = link.get(("linkinfo", "kind"))
-                own = link.get("IFLA_IFALIAS") == bridge_mark(spec)
+                own = _marked(link, spec)
                 if kind != "bridge":
                     where = f" in namespace {spec.netns}" if spec.netns else ""
                     raise NotABridge(
@@ -266,6 +266,11 @@ def bridge_mark(spec: NetworkSpec) -> str:
     delete (a damaged row's ``managed`` flag or bridge name must not take away the host's
     bridge, or another network's)."""
     return f"fluidedge network {spec.name}"
+
+
+def _marked(link: Any, spec: NetworkSpec) -> bool:
+    """Whether netlink ``link`` (a bridge) carries network ``spec``'s mark."""
+    return bool(link.get("IFLA_IFALIAS") == bridge_mark(spec))
 
 
 @_on_netlink_thread
@@ -328,8 +333,9 @@ def delete_bridge(spec: NetworkSpec) -> None:
             index = _index(ipr, spec.bridge)
             if index is None:
                 return
-            alias = ipr.get_links(index)[0].get("IFLA_IFALIAS")
-            if alias != bridge_mark(spec):
+            link = ipr.get_links(index)[0]
+            if not _marked(link, spec):
+                alias = link.get("IFLA_IFALIAS")
                 _left(spec, f"its alias is {alias!r}, not {bridge_mark(spec)!r}")
                 return
             ipr.link("del", index=index)
