@@ -339,9 +339,15 @@ def test_a_reboot_under_a_chain_keeps_it_and_its_table_comes_back(
             "/v1/chains", {"id": "web", "port_pair_groups": ["g"], "flow_classifiers": ["c"]}
         )
         plug()
-        flows = wait_for(
-            lambda: [f for f in chain_flows() if "tp_dst=80" in f], 30, "the chain's flows"
-        )
+
+        def whole() -> list[str]:
+            """The chain's tp_dst=80 flows once every port is in them (the poll applies the
+            ports as they come: an earlier table is not the whole one)."""
+            found = [f for f in chain_flows() if "tp_dst=80" in f]
+            ports = (names["va"], names["f1o"])
+            return found if all(any(f"in_port={p}," in f for f in found) for p in ports) else []
+
+        flows = wait_for(whole, 30, "the chain's flows")
         assert any(f"in_port={names['va']}," in f for f in flows)  # numbers named
         client.close()
         switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
@@ -352,23 +358,25 @@ def test_a_reboot_under_a_chain_keeps_it_and_its_table_comes_back(
         daemon.start()
 
         client = daemon.client()
-        assert [c["id"] for c in client.get("/v1/chains")] == ["web"]
-        assert client.get("/v1/chains/port-pair-groups/g")["port_pairs"] == ["f1"]
-        assert list(client.get("/v1/stats")["networks_unavailable"]) == ["chnet"]
-        netns_mod.create(ns)
-        wait_for(
-            lambda: client.get("/v1/stats")["networks_unavailable"] == {},
-            60,
-            "chnet available again",
-        )
-        plug()  # the functions' and the endpoints' ports, back with their instances
-        wait_for(
-            lambda: [f for f in chain_flows() if "tp_dst=80" in f] == flows,
-            60,
-            lambda: f"the chain's flows again: {flows} {chain_flows()}\n{daemon.log()[-3000:]}",
-        )
-        client.delete("/v1/chains/web")
-        client.close()
+        try:
+            assert [c["id"] for c in client.get("/v1/chains")] == ["web"]
+            assert client.get("/v1/chains/port-pair-groups/g")["port_pairs"] == ["f1"]
+            assert list(client.get("/v1/stats")["networks_unavailable"]) == ["chnet"]
+            netns_mod.create(ns)
+            wait_for(
+                lambda: client.get("/v1/stats")["networks_unavailable"] == {},
+                60,
+                "chnet available again",
+            )
+            plug()  # the functions' and the endpoints' ports, back with their instances
+            wait_for(
+                lambda: [f for f in chain_flows() if "tp_dst=80" in f] == flows,
+                60,
+                lambda: f"the chain's flows again: {flows} {chain_flows()}\n{daemon.log()[-3000:]}",
+            )
+            client.delete("/v1/chains/web")
+        finally:
+            client.close()  # a failed wait must not leave its socket to the GC
     finally:
         with contextlib.suppress(Exception):
             daemon.stop()
