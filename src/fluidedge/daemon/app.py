@@ -209,10 +209,18 @@ def create_app(
             set_aside: int | None = rows.count(context.store)
         except StoreError:
             set_aside = None
+        # A part that waits for the host (the TOF's data plane for its namespace or
+        # interfaces: fluidedge.tof.part) says why; the rest of the daemon serves.
+        waiting = {
+            name: reason
+            for name, part in context.parts.items()
+            if isinstance(reason := getattr(part, "waiting", None), str)
+        }
         return {
-            "status": "degraded" if refused else "ok",
+            "status": "degraded" if refused or waiting else "ok",
             "version": fluidedge.__version__,
             "parts": list(context.parts),
+            "waiting": waiting,
             "store": refused or "ok",
             # Rows a start could not read back (fluidedge.core.rows): their objects are not
             # served until declared again; `fluidedge state set-aside` lists them.

@@ -72,7 +72,7 @@ def _model(service: Service) -> ServiceModel:
 
 def build_router(
     catalog: ServiceCatalog,
-    backend: Backend,
+    plane: Callable[[], Backend],
     controller: Callable[[], Controller | None] = lambda: None,
 ) -> APIRouter:
     router = APIRouter(tags=["tof"])
@@ -173,6 +173,7 @@ def build_router(
             "lowercase hex)",
         ),
     ) -> list[dict[str, Any]]:
+        backend = plane()
         if limit is None and after is None:
             return backend.tunnels()  # as before paging: learning order, no sort
         rows, marker = tunnels_after(backend, after, limit)
@@ -184,7 +185,7 @@ def build_router(
         summary="Bearer events, oldest first (bounded): learned, retired and why",
     )
     def tunnel_events() -> list[dict[str, Any]]:
-        return backend.events()
+        return plane().events()
 
     @router.delete(
         "/tunnels",
@@ -192,10 +193,11 @@ def build_router(
         responses=_errors(401),
     )
     def purge_tunnels() -> dict[str, int]:
-        return {"purged": backend.purge()}
+        return {"purged": plane().purge()}
 
     @router.get("/stats", summary="Data-plane counters: per service, per reason, I/O")
     def stats() -> dict[str, Any]:
+        backend = plane()
         return {"backend": backend.name, **backend.stats()}
 
     return router

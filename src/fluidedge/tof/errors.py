@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fluidedge.errors import (
+    CapacityError,
     ConflictError,
     FluidedgeError,
     InputError,
@@ -33,3 +34,8 @@ class ServiceInvalid(TofError, InputError):
 
 class DataPlaneError(TofError, SystemFailure):
     """The data plane could not be started or could not apply a change."""
+
+
+class DataPlaneWaiting(TofError, CapacityError):
+    """The data plane waits for the host (its namespace or interfaces): what needs it running
+    is refused until it starts (503; :mod:`fluidedge.tof.presence`)."""

@@ -4,6 +4,14 @@ Start order (a restart or kill -9 loses nothing declared): open the data plane, 
 stored services into it, before the API accepts requests; learned tunnels are re-learned from
 traffic within a packet of each bearer.
 
+A data plane whose namespace or interfaces are not there yet (after a reboot, before the
+operator's set-up made them again: :mod:`fluidedge.tof.presence`) does not refuse the daemon's
+start: the part *waits*. It serves a :class:`~fluidedge.tof.waiting.WaitingPlane` (services are
+declared and stored as usual; ``/stats`` says ``"dataplane": "waiting: <reason>"``;
+``/healthz`` says ``degraded``), looks again every ``program_check_interval`` (1 s when that
+is 0), and runs the whole start above once everything is there (event ``tof_waiting``, then
+``tof_started``). A start that fails then is logged once per distinct reason and tried again.
+
 On-demand services (docs/superfluid.md) need the instance manager of the same daemon
 (``[instances]``, started before this part) and a backend that offers the control calls of
 :mod:`fluidedge.tof.superfluid.plane` (all three do): then a
@@ -25,6 +33,8 @@ from fastapi import APIRouter
 
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.periodic import every
+from fluidedge.errors import FluidedgeError
+from fluidedge.tof import presence
 from fluidedge.tof.accounting import readout
 from fluidedge.tof.accounting.api import build_router as build_usage_router
 from fluidedge.tof.accounting.api import render_metrics as render_usage
@@ -34,13 +44,14 @@ from fluidedge.tof.api import build_router
 from fluidedge.tof.backend import Backend, create_backend
 from fluidedge.tof.catalog import ServiceCatalog
 from fluidedge.tof.config import TofConfig, parse_tof_config
-from fluidedge.tof.errors import TofConfigError
+from fluidedge.tof.errors import DataPlaneWaiting, TofConfigError
 from fluidedge.tof.intercept.api import build_router as build_intercept_router
 from fluidedge.tof.intercept.manager import InterceptManager
 from fluidedge.tof.metrics import render
 from fluidedge.tof.models import Service
 from fluidedge.tof.superfluid.errors import OnDemandInvalid
 from fluidedge.tof.superfluid.plane import OnDemandControl
+from fluidedge.tof.waiting import WaitingPlane
 
 if (
     TYPE_CHECKING
@@ -61,7 +72,13 @@ class TofPart:
             config = config.model_copy(update={"filter_offloaded": "secgroups" in ctx.parts})
         self.config = config
         self.ctx = ctx
-        self.backend = backend or create_backend(config)
+        self.plane = backend or create_backend(config)  # the data plane
+        # What the API, the GUI and the metrics read: the data plane, or while it waits for
+        # the host, a WaitingPlane (see the module docstring).
+        self.backend: Backend = self.plane
+        self.waiting: str | None = None  # why the data plane waits (None: it does not)
+        self._waiter: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.catalog = ServiceCatalog(ctx.store, self._apply)
         self.catalog.check = self._check
         self.controller: Controller | None = None
@@ -86,16 +103,22 @@ class TofPart:
         if service.ondemand is None:
             return
         if self.controller is None:
+            runs_them = "instances" in self.ctx.parts and isinstance(self.plane, OnDemandControl)
+            if runs_them and self.waiting is not None:
+                raise DataPlaneWaiting(
+                    f"onDemand: the data plane waits for the host ({self.waiting}): an "
+                    "on-demand service can be declared once it runs"
+                )
             why = (
                 "the daemon has no [instances] part"
                 if "instances" not in self.ctx.parts
-                else f"the {self.backend.name} backend does not run on-demand services"
+                else f"the {self.plane.name} backend does not run on-demand services"
             )
             raise OnDemandInvalid(f"onDemand: {why}")
         self.controller.check(service)
 
     def router(self) -> APIRouter:
-        router = build_router(self.catalog, self.backend, lambda: self.controller)
+        router = build_router(self.catalog, lambda: self.backend, lambda: self.controller)
         router.include_router(
             build_usage_router(self._read_usage, self._export_stats, self._rate_limited)
         )
@@ -152,7 +175,7 @@ class TofPart:
 
     def _make_controller(self) -> Controller | None:
         instances = self.ctx.parts.get("instances")
-        if instances is None or not isinstance(self.backend, OnDemandControl):
+        if instances is None or not isinstance(self.plane, OnDemandControl):
             return None
         from fluidedge.tof.superfluid.admission import ScopedAdmission  # noqa: PLC0415
         from fluidedge.tof.superfluid.controller import Controller  # noqa: PLC0415
@@ -160,7 +183,7 @@ class TofPart:
         config = self.config
         return Controller(
             instances.manager,  # type: ignore[attr-defined]
-            self.backend,
+            self.plane,
             self.ctx.store,
             workers=config.ondemand_workers,
             create_rate=config.ondemand_create_rate,
@@ -197,22 +220,66 @@ class TofPart:
             log.warning("tof: apps host port %s: %s", ifname, exc)
 
     async def start(self) -> None:
+        reason = await asyncio.to_thread(presence.observe, self.config)
+        if reason is None:
+            await self._start_plane()
+            return
+        self.waiting = reason
+        self.backend = WaitingPlane(self.plane.name, self.config, reason)
+        self.catalog.restore()  # the declared services, as /stats shows them meanwhile
+        log.error(
+            "tof: the data plane waits for the host: %s; the rest of the daemon serves, and "
+            "it starts once everything is there (event=tof_waiting)",
+            reason,
+        )
+        self._waiter = asyncio.create_task(self._wait_for_host())
+
+    async def _wait_for_host(self) -> None:
+        """Look again every interval; start the data plane once nothing it needs is absent."""
+        interval = self.config.program_check_interval or 1.0
+        said = self.waiting
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            if self._stopping.is_set():
+                return
+            reason = await asyncio.to_thread(presence.observe, self.config)
+            if reason is None:
+                try:
+                    await self._start_plane()
+                except Exception as exc:
+                    what = str(exc) if isinstance(exc, FluidedgeError) else repr(exc)
+                    reason = f"its start failed: {what}"
+                else:
+                    self.waiting = None
+                    log.warning("tof: the data plane started (event=tof_started)")
+                    return
+            self.waiting = reason
+            if isinstance(self.backend, WaitingPlane):
+                self.backend.reason = reason
+            if reason != said:  # once per distinct reason
+                log.error("tof: the data plane waits for the host: %s (event=tof_waiting)", reason)
+                said = reason
+
+    async def _start_plane(self) -> None:
+        """Open the data plane and run what needs it (see the module docstring's order)."""
         await asyncio.to_thread(self._plug_apps)
-        await asyncio.to_thread(self.backend.start)
+        await asyncio.to_thread(self.plane.start)
         try:
             await asyncio.to_thread(self._start_exporter)
             controller = self._make_controller()
             if controller is not None:
                 controller.attach()
                 self.controller = controller
+            self.backend = self.plane
             self.catalog.restore()
             if controller is not None:
                 await asyncio.to_thread(controller.start, self.catalog.snapshot())
             await asyncio.to_thread(self._start_intercepts)
         except BaseException:
-            await asyncio.to_thread(self.backend.stop)
+            await self._unwind()
             raise
-        heal = getattr(self.backend, "heal", None)
+        heal = getattr(self.plane, "heal", None)
         if heal is not None and self.config.program_check_interval > 0:
             # Every interval: the devices someone deleted (the apps TUN, the punt veth) and
             # the tc programs someone took off them come back (see the backends' heal); a
@@ -227,8 +294,22 @@ class TofPart:
                 )
             )
 
+    async def _unwind(self) -> None:
+        """Undo a start that failed half-way (what :meth:`_start_plane` made, in reverse)."""
+        if self.intercepts is not None:
+            await asyncio.to_thread(self.intercepts.stop)
+            self.intercepts = None
+        if self.controller is not None:
+            await asyncio.to_thread(self.controller.stop)
+            self.controller = None
+        await asyncio.to_thread(self.plane.stop)
+        await asyncio.to_thread(self._stop_exporter)
+        if self.waiting is not None:  # back to waiting: what the API serves meanwhile
+            self.backend = WaitingPlane(self.plane.name, self.config, self.waiting)
+            self.catalog.restore()
+
     def _start_intercepts(self) -> None:
-        set_mirrors = getattr(self.backend, "set_mirrors", None)
+        set_mirrors = getattr(self.plane, "set_mirrors", None)
         if set_mirrors is None:
             return
         manager = InterceptManager(
@@ -242,6 +323,12 @@ class TofPart:
         self.intercepts = manager
 
     async def stop(self) -> None:
+        self._stopping.set()
+        if self._waiter is not None:  # a start under way is let finish, then stopped below
+            await self._waiter
+            self._waiter = None
+        if self.waiting is not None:
+            return  # the data plane never started
         if self._checker is not None:
             self._checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
