@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
 import logging
@@ -48,7 +49,7 @@ import dns.rdatatype
 import dns.rrset
 
 from fluidedge.errors import FluidedgeError
-from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.netns import NetnsError, call_in_netns, describe
 from fluidedge.mec.models import DnsRule, IpAddressType, RuleState
 
 log = logging.getLogger("fluidedge.mec")
@@ -404,6 +405,25 @@ class DnsResponder(asyncio.DatagramProtocol):
             writer.close()
         for task in list(self.counters.tasks):
             task.cancel()
+
+
+def absent_listen(address: str, netns: str | None) -> str | None:
+    """Why ``address`` cannot be bound in namespace ``netns`` yet (None: it can): it is not
+    one of its addresses (``EADDRNOTAVAIL``), or the namespace went."""
+
+    def probe() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((address, 0))
+
+    try:
+        call_in_netns(netns, probe)
+    except NetnsError as exc:
+        return str(exc)
+    except OSError as exc:
+        if exc.errno != errno.EADDRNOTAVAIL:
+            return None  # another failure: the start says it, as before
+        return f"address {address} is not in {describe(netns)}"
+    return None
 
 
 def _bound(listen: Address) -> tuple[socket.socket, socket.socket]:

@@ -23,10 +23,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fluidedge.core.hostwait import HostWait
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.periodic import every
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import TemplateSpec
+from fluidedge.linux import netns
 from fluidedge.mec import examples
 from fluidedge.mec.api import (
     MP1_PREFIXES,
@@ -36,7 +38,7 @@ from fluidedge.mec.api import (
     build_service_mgmt,
 )
 from fluidedge.mec.deploy import DeployPort, InstanceDeployer, PlatformNet
-from fluidedge.mec.dns import DnsResponder, Records
+from fluidedge.mec.dns import DnsResponder, Records, absent_listen
 from fluidedge.mec.dns import serve as dns_serve
 from fluidedge.mec.errors import MecInvalid
 from fluidedge.mec.listener import (
@@ -98,6 +100,14 @@ class DnsConfig(BaseModel):
         if self.port != 53:
             raise MecInvalid("config [mec.dns] resolver: the offloaded queries go to port 53")
         return resolver, listen
+
+
+def dns_absent(config: DnsConfig) -> str | None:
+    """What the DNS responder needs from the host and is not there (None: nothing): its
+    namespace, then its listen address in it (the operator's, made again after a reboot)."""
+    if config.netns is not None and not netns.exists(config.netns):
+        return f"network namespace {config.netns!r} does not exist"
+    return absent_listen(config.listen, config.netns)
 
 
 class MecConfig(BaseModel):
@@ -174,6 +184,12 @@ class MecPart:
         )
         self.net = self._platform_net(config, ctx)
         self.responder: DnsResponder | None = None
+        self._dns_records: Records | None = None  # the DNS rules' table, kept for a late start
+        # A responder whose namespace or listen address is not there yet (after a reboot)
+        # waits for it; the rest of the daemon serves meanwhile (fluidedge.core.hostwait).
+        self._dns_wait = HostWait(
+            log, "mec", "the DNS responder", "mec_dns", config.platform_check_interval or 1.0
+        )
         self.platform = Platform(
             Tables(ctx.store),
             self.notifier.submit,
@@ -268,6 +284,7 @@ class MecPart:
         )
 
     def _dns_table(self, table: Records) -> None:
+        self._dns_records = table
         if self.responder is not None:
             self.responder.table = table
 
@@ -277,8 +294,15 @@ class MecPart:
             return
         if config.resolver is not None and self._tof() is None:
             raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
+        reason = await asyncio.to_thread(dns_absent, config)
+        if reason is None:
+            await self._open_dns(config)
+            return
+        self._dns_wait.begin(reason, lambda: dns_absent(config), lambda: self._open_dns(config))
+
+    async def _open_dns(self, config: DnsConfig) -> None:
         try:
-            self.responder = await dns_serve(
+            responder = await dns_serve(
                 (config.listen, config.port),
                 config.upstreams(),
                 config.timeout,
@@ -287,6 +311,15 @@ class MecPart:
             )
         except (OSError, FluidedgeError) as exc:
             raise MecInvalid(f"config [mec.dns]: {config.listen}:{config.port}: {exc}") from exc
+        if self._dns_records is not None:  # the rules loaded while it waited
+            responder.table = self._dns_records
+        self.responder = responder
+
+    @property
+    def waiting(self) -> str | None:
+        """Why the DNS responder waits for the host (None: it does not; ``/healthz``)."""
+        reason = self._dns_wait.reason
+        return None if reason is None else f"the DNS responder: {reason}"
 
     def _tof(self) -> TofPort | None:
         part = self.ctx.parts.get("tof")
@@ -347,6 +380,7 @@ class MecPart:
         await asyncio.to_thread(self.platform.load)
 
     async def stop(self) -> None:
+        await self._dns_wait.stop()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+from fluidedge.core.hostwait import HostWait
 from fluidedge.core.part import DaemonContext
 from fluidedge.core.periodic import every
-from fluidedge.errors import FluidedgeError
 from fluidedge.tof import presence
 from fluidedge.tof.accounting import readout
 from fluidedge.tof.accounting.api import build_router as build_usage_router
@@ -76,9 +76,9 @@ class TofPart:
         # What the API, the GUI and the metrics read: the data plane, or while it waits for
         # the host, a WaitingPlane (see the module docstring).
         self.backend: Backend = self.plane
-        self.waiting: str | None = None  # why the data plane waits (None: it does not)
-        self._waiter: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._wait = HostWait(
+            log, "tof", "the data plane", "tof", config.program_check_interval or 1.0
+        )
         self.catalog = ServiceCatalog(ctx.store, self._apply)
         self.catalog.check = self._check
         self.controller: Controller | None = None
@@ -224,42 +224,14 @@ class TofPart:
         if reason is None:
             await self._start_plane()
             return
-        self.waiting = reason
-        self.backend = WaitingPlane(self.plane.name, self.config, reason)
+        self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
         self.catalog.restore()  # the declared services, as /stats shows them meanwhile
-        log.error(
-            "tof: the data plane waits for the host: %s; the rest of the daemon serves, and "
-            "it starts once everything is there (event=tof_waiting)",
-            reason,
-        )
-        self._waiter = asyncio.create_task(self._wait_for_host())
+        self._wait.begin(reason, lambda: presence.observe(self.config), self._start_plane)
 
-    async def _wait_for_host(self) -> None:
-        """Look again every interval; start the data plane once nothing it needs is absent."""
-        interval = self.config.program_check_interval or 1.0
-        said = self.waiting
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
-            if self._stopping.is_set():
-                return
-            reason = await asyncio.to_thread(presence.observe, self.config)
-            if reason is None:
-                try:
-                    await self._start_plane()
-                except Exception as exc:
-                    what = str(exc) if isinstance(exc, FluidedgeError) else repr(exc)
-                    reason = f"its start failed: {what}"
-                else:
-                    self.waiting = None
-                    log.warning("tof: the data plane started (event=tof_started)")
-                    return
-            self.waiting = reason
-            if isinstance(self.backend, WaitingPlane):
-                self.backend.reason = reason
-            if reason != said:  # once per distinct reason
-                log.error("tof: the data plane waits for the host: %s (event=tof_waiting)", reason)
-                said = reason
+    @property
+    def waiting(self) -> str | None:
+        """Why the data plane waits for the host (None: it does not; ``/healthz`` shows it)."""
+        return self._wait.reason
 
     async def _start_plane(self) -> None:
         """Open the data plane and run what needs it (see the module docstring's order)."""
@@ -305,7 +277,7 @@ class TofPart:
         await asyncio.to_thread(self.plane.stop)
         await asyncio.to_thread(self._stop_exporter)
         if self.waiting is not None:  # back to waiting: what the API serves meanwhile
-            self.backend = WaitingPlane(self.plane.name, self.config, self.waiting)
+            self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
             self.catalog.restore()
 
     def _start_intercepts(self) -> None:
@@ -323,10 +295,7 @@ class TofPart:
         self.intercepts = manager
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._waiter is not None:  # a start under way is let finish, then stopped below
-            await self._waiter
-            self._waiter = None
+        await self._wait.stop()  # a deferred start under way finishes first, then stops below
         if self.waiting is not None:
             return  # the data plane never started
         if self._checker is not None:

@@ -8,7 +8,7 @@ with the reason, as it says ``"running"`` or why the data plane died otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from fluidedge.tof.config import TofConfig
 from fluidedge.tof.models import Service
@@ -22,9 +22,9 @@ class WaitingPlane:
     them waits with the data plane.
     """
 
-    def __init__(self, name: str, config: TofConfig, reason: str) -> None:
+    def __init__(self, name: str, config: TofConfig, reason: Callable[[], str | None]) -> None:
         self.name = name
-        self.reason = reason
+        self.reason = reason  # why it waits, as the part's wait says it now
         self._pipeline = Pipeline(config)  # the stats' shape, and the services' table
 
     def start(self) -> None:
@@ -40,7 +40,7 @@ class WaitingPlane:
         return []
 
     def stats(self) -> dict[str, object]:
-        return {**self._pipeline.stats(), "dataplane": f"waiting: {self.reason}"}
+        return {**self._pipeline.stats(), "dataplane": f"waiting: {self.reason()}"}
 
     def events(self) -> list[dict[str, object]]:
         return []

@@ -5,7 +5,9 @@ service that offloads the UEs' queries for the core resolver, and a restart rest
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +17,12 @@ import dns.rrset
 import httpx
 import pytest
 
+from fluidedge.linux import netns
+from fluidedge.linux.netns import call_in_netns
+from fluidedge.linux.proc import run
 from tests.fixtures.daemon import TOKEN, DaemonFactory
 from tests.fixtures.dns_stub import stub_resolver
+from tests.fixtures.wait import wait_until
 from tests.functional.mec.conftest import up
 
 pytestmark = [pytest.mark.slow]
@@ -121,3 +127,69 @@ def test_the_core_resolver_is_offloaded_to_the_responder(
         "mec-dns": ("10.45.0.53", listen)
     }
     assert resolve(53, "anything.example", listen) == [CORE]
+
+
+@pytest.mark.root
+def test_a_responder_whose_namespace_is_not_there_yet_waits_for_it(
+    daemon_factory: DaemonFactory, core_resolver: int
+) -> None:
+    """After a reboot the responder's namespace (the TOF's) and its listen address are made
+    again by the operator, maybe after the daemon's start: the start waits for them instead of
+    being refused, the rules declared meanwhile are answered once the responder runs."""
+    name = f"fe-dnsw-{secrets.token_hex(3)}"
+    listen = "10.77.53.1"
+    parts: dict[str, dict[str, Any]] = {
+        "tof": {"backend": "none"},
+        "mec": {
+            "platform_check_interval": 0.2,
+            "dns": {
+                "listen": listen,
+                "port": 53,
+                "netns": name,
+                "upstream": [f"127.0.0.1:{core_resolver}"],
+                "timeout": 1.0,
+            },
+        },
+    }
+    daemon = up(daemon_factory, parts)  # used to exit: "config [mec.dns]: ... does not exist"
+    try:
+        health = httpx.get(f"{daemon.url}/healthz", timeout=30).json()
+        gone = f"the DNS responder: network namespace {name!r} does not exist"
+        assert (health["status"], health["waiting"]) == ("degraded", {"mec": gone})
+        body = {
+            "name": "cache",
+            "dataAddress": "10.0.2.10",
+            "dnsRules": [
+                {"dnsRuleId": "d1", "domainName": "cache.example", "ipAddressType": "IP_V4",
+                 "ipAddress": "198.18.0.5", "ttl": 30, "state": "ACTIVE"},
+            ],
+        }  # fmt: skip
+        created = httpx.post(f"{daemon.url}/v1/apps", headers=ADMIN, json=body, timeout=30)
+        app = created.json()
+        auth = {"Authorization": f"Bearer {app['token']}"}
+        ready = httpx.post(
+            f"{daemon.url}{AS}/applications/{app['appInstanceId']}/confirm_ready",
+            headers=auth,
+            json={"indication": "READY"},
+            timeout=30,
+        )
+        assert ready.status_code == 204, ready.text
+
+        netns.create(name)  # the operator's set-up: the namespace, then the address
+        absent = f"the DNS responder: address {listen} is not in namespace {name}"
+
+        def waiting() -> object:
+            return httpx.get(f"{daemon.url}/healthz", timeout=30).json()["waiting"]
+
+        assert wait_until(lambda: waiting() == {"mec": absent}, timeout=10), waiting()
+        run(["ip", "-n", name, "addr", "add", f"{listen}/32", "dev", "lo"])
+        assert wait_until(lambda: waiting() == {}, timeout=10), waiting()
+        ask = functools.partial(call_in_netns, name)
+        assert ask(lambda: resolve(53, "cache.example", listen)) == ["198.18.0.5"]
+        assert ask(lambda: resolve(53, "other.example", listen)) == [CORE]  # forwarded
+        log = daemon.log()
+        assert log.count("event=mec_dns_waiting") == 2
+        assert "event=mec_dns_started" in log
+    finally:
+        daemon.stop()
+        netns.delete(name)

@@ -52,12 +52,13 @@ def test_a_backend_without_ports_waits_for_nothing() -> None:
 
 
 def test_the_waiting_plane_holds_the_services_and_says_why() -> None:
-    plane = WaitingPlane("userspace", _config(), "network namespace 'op' does not exist")
+    reason = ["network namespace 'op' does not exist"]
+    plane = WaitingPlane("userspace", _config(), lambda: reason[0])
     plane.apply({"web": Service("web", "198.18.50.1", "198.19.0.10")})
     stats = plane.stats()
     assert stats["dataplane"] == "waiting: network namespace 'op' does not exist"
     assert list(stats["services"]) == ["web"]  # type: ignore[call-overload]
     assert stats["bearers"] == 0
     assert (plane.tunnels(), plane.events(), plane.purge()) == ([], [], 0)
-    plane.reason = "interface s1sgw is not in namespace op"
+    reason[0] = "interface s1sgw is not in namespace op"
     assert plane.stats()["dataplane"] == "waiting: interface s1sgw is not in namespace op"
