@@ -14,6 +14,7 @@ Errors::
 
     OvnError                       (fluidedge.errors.FluidedgeError)
     ├── OvnFailure                 a daemon or tool failed (SystemFailure, 500)
+    │   └── OvnUnreachable         no northbound member accepts a connection (503)
     ├── OvnInvalid                 a name or address is not acceptable (InputError, 400)
     ├── OvnUnavailable             no OVN on this node, or not there (ConflictError, 409)
     ├── OvnConflict                the object exists, or is in use (ConflictError, 409)

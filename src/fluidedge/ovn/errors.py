@@ -19,6 +19,13 @@ class OvnFailure(OvnError, SystemFailure):
     """An OVN daemon or tool failed; the message carries its stderr."""
 
 
+class OvnUnreachable(OvnFailure):
+    """No member of the northbound database accepts a connection (the central is down, or
+    not up yet after a reboot): said at once, not after the tool's own timeout (503)."""
+
+    http_status = 503
+
+
 class OvnInvalid(OvnError, InputError):
     """A name or address given to the OVN part is not acceptable (the message says why)."""
 

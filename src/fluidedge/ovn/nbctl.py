@@ -5,8 +5,10 @@ or nothing. ``wait="hv"`` returns only when every chassis has applied it (``--wa
 the caller's next packet sees the new state; ``"sb"`` waits for northd only.
 
 A one-shot ``ovn-nbctl`` given several cluster members picks one at random and fails if that
-one is dead, so each call names only the members that accept a connection now (all of them if
-none does, for the tool's own error).
+one is dead, so each call names only the members that accept a connection now. When none does
+(the central is down, or not up yet after a site's reboot), the call fails at once with
+:class:`~fluidedge.ovn.errors.OvnUnreachable` instead of waiting out the tool's ``--timeout``
+(30 s, under the caller's locks) for its own error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fluidedge.ovn import tool
-from fluidedge.ovn.errors import OvnFailure
+from fluidedge.ovn.errors import OvnFailure, OvnUnreachable
 
 Command = Sequence[str]
 
@@ -32,12 +34,14 @@ class Nbctl:
         self.timeout = timeout
 
     def live_remote(self) -> str:
-        """The members of :attr:`remote` that accept a connection now (all if none)."""
-        members = self.remote.split(",")
-        if len(members) == 1:
-            return self.remote
-        live = [m for m in members if reachable(m)]
-        return ",".join(live) if live else self.remote
+        """The members of :attr:`remote` that accept a connection now (one connect each,
+        0.5 s at most); :class:`OvnUnreachable` if none does."""
+        live = [m for m in self.remote.split(",") if reachable(m)]
+        if not live:
+            raise OvnUnreachable(
+                f"ovn: the northbound database ({self.remote}) accepts no connection"
+            )
+        return ",".join(live)
 
     def argv(self, commands: Sequence[Command], wait: str | None = None) -> list[str]:
         argv = ["ovn-nbctl", f"--db={self.live_remote()}", f"--timeout={int(self.timeout)}"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from fluidedge.linux.netns import describe
 from fluidedge.ovn.chassis import Chassis, check_iface
-from fluidedge.ovn.errors import OvnError, OvnFailure, OvnUnavailable
+from fluidedge.ovn.errors import OvnError, OvnFailure, OvnUnavailable, OvnUnreachable
 from fluidedge.ovn.nbctl import Nbctl
 from fluidedge.ovn.node import OvnNode
 from fluidedge.ovs.bridges import disable_tx_offload
@@ -64,6 +64,18 @@ def _require() -> OvnNode:
 
 def nbctl() -> Nbctl:
     return Nbctl(_require().nb)
+
+
+def northbound_absent() -> str | None:
+    """Why this node's northbound database cannot be reached now (None: it can, or this node
+    has no OVN config, which the next call says)."""
+    if _node is None:
+        return None
+    try:
+        Nbctl(_node.nb).live_remote()
+    except OvnUnreachable as exc:
+        return str(exc)
+    return None
 
 
 def chassis(*, start: bool = False) -> Chassis:

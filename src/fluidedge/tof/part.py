@@ -220,13 +220,25 @@ class TofPart:
             log.warning("tof: apps host port %s: %s", ifname, exc)
 
     async def start(self) -> None:
-        reason = await asyncio.to_thread(presence.observe, self.config)
+        reason = await asyncio.to_thread(self._absent)
         if reason is None:
             await self._start_plane()
             return
         self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
         self.catalog.restore()  # the declared services, as /stats shows them meanwhile
-        self._wait.begin(reason, lambda: presence.observe(self.config), self._start_plane)
+        self._wait.begin(reason, self._absent, self._start_plane)
+
+    def _absent(self) -> str | None:
+        """What the data plane needs from the host and is not there: its namespace and
+        devices (:mod:`fluidedge.tof.presence`), and for an ``apps_ovn_network`` the site's
+        northbound database (after a site's reboot, its central may come up after this
+        node)."""
+        reason = presence.observe(self.config)
+        if reason is not None or self.config.apps_ovn_network is None:
+            return reason
+        from fluidedge.ovn import networks as ovn_networks  # noqa: PLC0415 - multi-host only
+
+        return ovn_networks.northbound_absent()
 
     @property
     def waiting(self) -> str | None:

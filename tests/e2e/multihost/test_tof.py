@@ -12,6 +12,7 @@ import ipaddress
 import subprocess
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fixtures.ovn_nodes import (
@@ -32,10 +33,11 @@ NODES = {**TWO_NODE_SITE, "tof": 0}
 UE = ipaddress.ip_address("198.18.100.1").packed
 PDN = ipaddress.ip_address("198.18.200.10").packed
 SERVICE = "198.18.50.1"
-APP, APP2, APP3 = (
+APP, APP2, APP3, APP4 = (
     "198.19.7.20",
     "198.19.7.21",
     "198.19.7.22",
+    "198.19.7.23",
 )  # one per test: A's neighbour entry of the last
 # test's app may still be REACHABLE with a MAC that no longer exists (tens of seconds)
 
@@ -180,3 +182,38 @@ def test_the_tof_node_restarted_plugs_its_apps_port_again(nodes: OvnNodes, apps:
     nodes.s1.send("enb", uplink(echo(UE, PDN, 2)))  # tunnels are re-learned from traffic
     nodes.s1.send("sgw", downlink(echo(PDN, UE, 2)))
     answered(nodes, seq, 20)
+
+
+def test_the_tof_node_started_before_the_central_waits_for_it(nodes: OvnNodes, apps: str) -> None:
+    """A site's reboot: node A comes up while the OVN central is still down. Its TOF cannot
+    plug its apps port yet; it used to refuse A's whole start (after ovn-nbctl's 30 s). Now A
+    serves, the TOF waits for the northbound database, and offloads once the central is up."""
+    a, b = nodes.nodes
+    nodes.template("edge", apps)
+    app(nodes, "edge", b.name, APP4)
+    a.client().post("/service", {"name": "web", "serviceIP": SERVICE, "applicationIP": APP4})
+    seq = answered(nodes, 400, 20)
+    a.close_client()
+    a.handle.stop()
+    nodes.lab.central.stop()
+    try:
+        a.handle.start()
+        health = httpx.get(f"{a.handle.url}/healthz", timeout=30).json()
+        assert health["status"] == "degraded", health
+        assert health["waiting"]["tof"].startswith("ovn: the northbound database"), health
+        assert a.client().get("/service")[0]["applicationIP"] == APP4  # declared, kept
+    finally:
+        nodes.lab.central.start()
+    wait_for(
+        lambda: a.client().get("/stats")["dataplane"] == "running",
+        30,
+        lambda: f"the TOF started once the central is up ({a.client().get('/stats')})",
+    )
+    assert httpx.get(f"{a.handle.url}/healthz", timeout=30).json()["waiting"] == {}
+    wait_for(  # the chassis binds the port once its controller is back on the southbound
+        lambda: nodes.bound_on(f"{a.name}.apps0-ls") == a.name, 20, "a's apps port bound on a"
+    )
+    assert nodes.s1 is not None
+    nodes.s1.send("enb", uplink(echo(UE, PDN, 3)))  # tunnels are re-learned from traffic
+    nodes.s1.send("sgw", downlink(echo(PDN, UE, 3)))
+    answered(nodes, seq, 30)

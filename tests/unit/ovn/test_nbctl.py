@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fluidedge.ovn.central import Central
 from fluidedge.ovn.chassis import Chassis, check_lsp
-from fluidedge.ovn.errors import OvnInvalid
+from fluidedge.ovn.errors import OvnInvalid, OvnUnreachable
 from fluidedge.ovn.nbctl import Nbctl, as_list, decode, reachable
 
 
-def test_commands_are_one_invocation_separated_by_double_dashes() -> None:
-    # no member answers: all are named (the tool reports its own error)
-    argv = Nbctl("unix:/a,unix:/b").argv([["ls-add", "x"], ["lsp-add", "x", "p"]], wait="hv")
+@pytest.fixture
+def listening(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``listening(name)``: the remote of a Unix socket that accepts connections."""
+    servers: list[socket.socket] = []
+
+    def make(name: str) -> str:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(tmp_path / name))
+        server.listen(4)
+        servers.append(server)
+        return f"unix:{tmp_path / name}"
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_commands_are_one_invocation_separated_by_double_dashes(
+    listening: Callable[[str], str],
+) -> None:
+    a, b = listening("a"), listening("b")
+    argv = Nbctl(f"{a},{b}").argv([["ls-add", "x"], ["lsp-add", "x", "p"]], wait="hv")
     assert argv == [
-        "ovn-nbctl", "--db=unix:/a,unix:/b", "--timeout=30", "--wait=hv",
+        "ovn-nbctl", f"--db={a},{b}", "--timeout=30", "--wait=hv",
         "ls-add", "x", "--", "lsp-add", "x", "p",
     ]  # fmt: skip
+
+
+def test_a_database_no_member_of_which_answers_is_said_at_once(tmp_path: Path) -> None:
+    """Not after ovn-nbctl's own 30 s (a central down, or not up yet after a reboot)."""
+    nb = Nbctl(f"unix:{tmp_path / 'a.sock'},tcp:127.0.0.1:1")
+    with pytest.raises(OvnUnreachable, match=r"accepts no connection") as info:
+        nb.argv([["ls-add", "x"]])
+    assert info.value.http_status == 503
+    with pytest.raises(OvnUnreachable):
+        Nbctl(f"unix:{tmp_path / 'a.sock'}").run("ls-list")  # one member: checked too
 
 
 def test_ovsdb_json_decodes_to_python() -> None:
