@@ -242,7 +242,7 @@ def instance_doc(  # noqa: PLR0917 (one call site)
     data: dict[str, Any] = {"addresses": [spec.data.address]}
     if spec.data.gateway is not None:
         data["gateway"] = spec.data.gateway
-    return {
+    doc: dict[str, Any] = {
         "name": name,
         "template": name,
         "interfaces": {DATA_IF: data, PLATFORM_IF: {"addresses": [platform_address]}},
@@ -252,6 +252,9 @@ def instance_doc(  # noqa: PLR0917 (one call site)
         "labels": {"mec-app": app_id},
         "cold": True,
     }
+    if spec.restart is not None:  # else the template's (derived from the one named)
+        doc["restart"] = spec.restart
+    return doc
 
 
 # --- the adapter ------------------------------------------------------------------------

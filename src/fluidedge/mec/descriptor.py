@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -152,6 +152,12 @@ class Deployment(BaseModel):
         default_factory=dict
     )
     resources: ResourceOverrides = Field(default_factory=ResourceOverrides)
+    restart: Literal["no", "always"] | None = Field(
+        default=None,
+        description='"always": the app\'s instance is made again when its workload exits and '
+        "after a reboot (the same id, addresses, token and environment; docs/instances.md, "
+        "restart policy); default: the named template's policy (an image's: \"no\")",
+    )
     data: DataInterface
     platform: PlatformInterface = Field(default_factory=PlatformInterface)
 

@@ -593,8 +593,11 @@ class SecgroupService:
                 }
                 for p in ports
             }
+            # The instance's own ports replace what the driver holds for them (an instance
+            # made again under its id by its restart policy: its old ports are still there).
+            ids = {port.id for port in ports}
             compile_program(
-                [*(p for p in self.driver.ports().values() if p.id not in docs), *ports],
+                [*(p for p in self.driver.ports().values() if p.id not in ids), *ports],
                 self._groups,
             )
             try:

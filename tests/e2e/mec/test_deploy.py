@@ -8,6 +8,7 @@ template."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,13 +85,16 @@ def mec_daemon(daemon_factory: Callable[..., DaemonHandle]) -> Iterator[DaemonHa
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
 
 
-def _deploy(daemon: DaemonHandle, name: str, tenant: str, index: int) -> dict[str, Any]:
+def _deploy(
+    daemon: DaemonHandle, name: str, tenant: str, index: int, **deploy: Any
+) -> dict[str, Any]:
     body = {
         "name": name,
         "tenant": tenant,
         "deploy": {
             "template": "httpd",
             "data": {"network": DATA_NET, "address": f"{DATA}.{index}/24"},
+            **deploy,
         },
         "trafficRules": [
             {"trafficRuleId": "r1", "filterType": "FLOW", "priority": 1,
@@ -189,6 +193,39 @@ def test_deploy_token_isolation_restart_delete(mec_daemon: DaemonHandle) -> None
         )
         assert template.status_code == 404
     assert not Path(f"/proc/{pid}").exists() or _nsenter_curl(pid, rules_url, bearer)[0] == 0
+
+
+def test_an_app_that_asks_for_restart_comes_back_with_its_token(mec_daemon: DaemonHandle) -> None:
+    """``deploy.restart = "always"``: the app's workload killed, its instance is made again
+    (same id and addresses, a new process) and calls Mp1 with the same token."""
+    daemon = mec_daemon
+    app = _deploy(daemon, "keeper", "default", 20, restart="always")
+    first = _instance(daemon, app["instance"]).json()
+    assert (first["restart"], first["restarts"]) == ("always", 0)
+    os.kill(first["pid"], signal.SIGKILL)
+
+    def again() -> bool:
+        now = _instance(daemon, app["instance"]).json()
+        return now["state"] == "running" and now["pid"] not in (None, first["pid"])
+
+    wait_for(
+        again,
+        30,
+        lambda: (
+            f"the app's instance running again ({_instance(daemon, app['instance']).json()}"
+            f"; the log: {daemon.log()[-3000:]})"
+        ),
+    )
+    now = _instance(daemon, app["instance"]).json()
+    assert (now["id"], now["restarts"]) == (first["id"], 1)
+    assert [i["addresses"] for i in now["interfaces"]] == [
+        i["addresses"] for i in first["interfaces"]
+    ]
+    root = Path(f"/proc/{now['pid']}/root/.fe/mec")
+    assert (root / "token").read_text() == app["token"]
+    rules = f"{app['mp1Url']}{AS}/applications/{app['appInstanceId']}/traffic_rules"
+    status, body = _nsenter_curl(now["pid"], rules, f"Authorization: Bearer {app['token']}")
+    assert status == 200, body
 
 
 def test_mp1_comes_back_after_the_platform_bridge_is_deleted(mec_daemon: DaemonHandle) -> None:

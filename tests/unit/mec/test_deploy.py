@@ -93,6 +93,22 @@ def test_the_template_and_request_carry_two_interfaces_the_token_and_the_env() -
         "MEC_DATA_ADDRESS": "198.18.3.10",
     }  # fmt: skip
     assert request.resources.memory_mb == 64
+    assert request.restart is None  # the template's policy (derived from the one named)
+
+
+def test_the_descriptor_can_ask_for_the_restart_policy() -> None:
+    base = {"name": "httpd", "image": "busybox", "restart": "always"}
+    inherit = deployment()
+    template = TemplateSpec.model_validate(
+        deploy.template_doc(base, "mec-x", APP, inherit, NET, (None, None))
+    )
+    assert template.restart == "always"  # the named template's, carried over
+    for asked in ("always", "no"):
+        spec = deployment(restart=asked)
+        doc = deploy.instance_doc("mec-x", spec, "10.77.0.2/24", APP, "fea_a.b", NET)
+        assert InstanceRequest.model_validate(doc).restart == asked
+    with pytest.raises(ValidationError, match="restart"):
+        deployment(restart="sometimes")
 
 
 def test_the_descriptor_checks_the_deploy_section() -> None:
