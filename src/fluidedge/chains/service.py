@@ -170,7 +170,10 @@ class ChainService:
         self.services = services or dict
         self.state = ChainState({}, {}, {}, {})
         self._lock = threading.RLock()
-        self._ports: dict[str, frozenset[str]] = {}
+        # bridge -> its ports as last applied: names *and* numbers (an instance made again
+        # under its id by its restart policy plugs a device of the same name, with a new
+        # OpenFlow port or ifindex, that holds none of the steering)
+        self._ports: dict[str, frozenset[tuple[str, int]]] = {}
         self._applied: ChainState | None = None
 
     def effective(self, state: ChainState | None = None) -> ChainState:
@@ -247,7 +250,7 @@ class ChainService:
         self._applied = effective
         for plane in planes:
             plane.apply(effective)
-            self._ports[plane.bridge] = frozenset(plane.ofports())
+            self._ports[plane.bridge] = frozenset(plane.ofports().items())
 
     def create(self, kind: Kind, doc: Mapping[str, Any], tenant: str = DEFAULT_TENANT) -> Any:
         with self._lock:
@@ -317,7 +320,7 @@ class ChainService:
             effective = self._applied = self.effective()
             for plane in self.planes():
                 plane.apply(effective)
-                self._ports[plane.bridge] = frozenset(plane.ofports())
+                self._ports[plane.bridge] = frozenset(plane.ofports().items())
 
     def reconcile(self) -> builtins.list[str]:
         """Re-apply on the bridges whose ports changed or whose chain flows someone else
@@ -329,7 +332,7 @@ class ChainService:
             changed = effective != self._applied
             self._applied = effective
             for plane in self.planes():
-                ports = frozenset(plane.ofports())
+                ports = frozenset(plane.ofports().items())
                 if changed or self._ports.get(plane.bridge) != ports or not plane.intact():
                     plane.apply(effective)
                     self._ports[plane.bridge] = ports

@@ -132,6 +132,11 @@ class Renderer(Protocol):
     def zone_netns(self, binding: Binding) -> str | None:
         """The namespace whose conntrack holds the network's zone."""
 
+    def forget_device(self, device: str) -> None:
+        """``device`` was plugged (again): what the renderer knows of it by number (an
+        OpenFlow port) is asked anew at the next apply; nothing for renderers that name
+        devices."""
+
 
 @dataclass
 class NftRenderer:
@@ -296,6 +301,9 @@ class NftRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
 
+    def forget_device(self, device: str) -> None:
+        return None  # names devices, not numbers
+
     def zones_in_use(self, netns: str | None) -> set[int]:
         """The conntrack zones our tables in ``netns`` set, whoever installed them: another
         daemon's networks in the same namespace share its conntrack table, so a zone must not
@@ -379,6 +387,8 @@ class FirewallDriver:
         with self._lock:
             old = self._ports.get(port.id)
             self._ports[port.id] = port
+            # Plugged (again): a renderer that numbers ports asks for this one's anew.
+            self.renderer.forget_device(port.device)
             networks = {port.network} | ({old.network} if old else set())
             self._mark(networks)
 

@@ -201,6 +201,9 @@ class OvnRenderer:
     def zone_netns(self, binding: Binding) -> str | None:
         return None
 
+    def forget_device(self, device: str) -> None:
+        return None  # the NB names logical ports, not numbers
+
 
 class OvnConntrack(Conntrack):
     """No walk: OVN blocks the connections a new program refuses itself (module doc)."""
@@ -241,6 +244,10 @@ class OvnSplit:
 
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)
+
+    def forget_device(self, device: str) -> None:
+        self.inner.forget_device(device)
+        self.ovn.forget_device(device)
 
     def check_installed(self, bindings: list[Binding]) -> dict[str, str]:
         """``inner``'s check on the networks that are not OVN's, the OVN renderer's on the

@@ -107,9 +107,14 @@ class OvsRenderer:
     def _ofports(self, daemons: OvsDaemons, bridge: str, wanted: set[str]) -> dict[str, int]:
         """Device -> OpenFlow port of the bridge's ports; asked from OVSDB only when the set of
         filtered devices changed (a rule change costs no query; a device that went and came
-        back may have a new port number, so any change of the set asks again)."""
+        back may have a new port number, so any change of the set asks again), when a device
+        of the set had no port number at the last query (plugged since: a restarted
+        instance's, after a reboot), or after :meth:`forget_device`.
+
+        A stale number is an open port: its flows name a port that is not its own, and the
+        device's traffic goes through the bridge's learning switch unfiltered."""
         cached = self._ofports_cache.get(bridge)
-        if cached is not None and cached[0] == frozenset(wanted):
+        if cached is not None and cached[0] == frozenset(wanted) and wanted <= cached[1].keys():
             return cached[1]
         vsctl = Vsctl(daemons)
         on_bridge = set(vsctl.ports(bridge))
@@ -120,6 +125,13 @@ class OvsRenderer:
                 out[name] = ofport
         self._ofports_cache[bridge] = (frozenset(wanted), out)
         return out
+
+    def forget_device(self, device: str) -> None:
+        """``device`` was plugged (again): its port number is asked at the next apply. An
+        instance made again under its id (its restart policy) has the same device name and a
+        new port, so the set of devices alone does not show it."""
+        for bridge in [b for b, (wanted, _) in self._ofports_cache.items() if device in wanted]:
+            del self._ofports_cache[bridge]
 
     def _bridge_ofports(self, program: FilterProgram, binding: Binding) -> dict[str, int]:
         daemons = self.switch_of(binding.netns)
@@ -324,6 +336,9 @@ class SplitRenderer:
     def remove_network(self, binding: Binding) -> None:
         self._pick(binding).remove_network(binding)
         self.kinds.pop(binding.network, None)
+
+    def forget_device(self, device: str) -> None:
+        self.ovs.forget_device(device)  # nftables names devices, not port numbers
 
     def zone_netns(self, binding: Binding) -> str | None:
         return self._pick(binding).zone_netns(binding)

@@ -145,3 +145,36 @@ def test_a_switch_that_died_while_the_daemon_was_down_is_adopted_at_its_start(
     for name in ("app", "c1", "c2"):
         client.delete(f"/v1/instances/{name}")
     client.close()
+
+
+def test_an_instance_made_again_by_its_restart_policy_keeps_its_policy(
+    ovs_daemon: DaemonHandle,
+) -> None:
+    """``restart = "always"``: the workload killed, the instance is made again under its id,
+    with the same device name and a new OpenFlow port. Its filter follows the new port: the
+    client in ``clients`` gets its page and the one outside nothing, as before. (The number
+    kept from before named a port that was gone: nobody reached it. After a reboot, where the
+    device had no number at all when the table was made, it was left unfiltered and open to
+    every neighbour: tests/functional/daemon/test_reboot.py.)"""
+    client = ovs_daemon.client()
+    scene = web_and_clients(client, NET, SUBNET, "sr")
+    body = {
+        "name": "app2",
+        "template": "srweb",
+        "restart": "always",
+        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.6/24"]}},
+    }
+    app2 = client.post("/v1/instances", body)
+    assert wait_until(lambda: get(scene.c1["pid"], f"{SUBNET}.6") == "edge app app2", 30)
+    assert get(scene.c2["pid"], f"{SUBNET}.6") == ""
+    os.kill(app2["pid"], signal.SIGKILL)
+
+    def again() -> bool:
+        now = client.get("/v1/instances/app2")
+        return bool(now["state"] == "running" and now["pid"] != app2["pid"])
+
+    assert wait_until(again, 30), client.get("/v1/instances/app2")
+    assert client.get("/v1/instances/app2")["restarts"] == 1
+    assert wait_until(lambda: get(scene.c1["pid"], f"{SUBNET}.6") == "edge app app2", 30)
+    assert get(scene.c2["pid"], f"{SUBNET}.6") == ""  # still filtered
+    client.close()

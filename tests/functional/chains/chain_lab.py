@@ -162,6 +162,19 @@ class ChainLab(OvsLab):
         for dev in (fn.ingress, fn.egress):
             self.vsctl.del_port(dev)
 
+    def made_again(self, fn: Function, number: int) -> None:
+        """The function instance is made again under its id (its restart policy): the same
+        device names, new veths, new OpenFlow ports (``number`` and the next: Open vSwitch
+        may otherwise give a name its old number back, which would hide the change)."""
+        fn.capture(on=False)
+        self.unplug(fn)
+        for dev in (fn.ingress, fn.egress):  # the pair goes with it, now
+            run(["ip", "-n", self.switch, "link", "del", dev])
+        netns_mod.delete(fn.netns)
+        plug_function(
+            fn, self.switch, self.vsctl, Ofctl(self.daemons, self.bridge), "net", number=number
+        )
+
     def udp_echo(self, host: Host, port: int) -> None:
         """A UDP echo server in ``host`` (a thread of the test process)."""
         server = self.udp_server(host, port)
@@ -259,12 +272,15 @@ def plug_function_linux(fn: Function, switch: str, bridge: str) -> None:
     bridge_function(fn)
 
 
-def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network: str) -> None:
+def plug_function(  # noqa: PLR0917 (a test helper)
+    fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network: str, number: int | None = None
+) -> None:
     """Create ``fn``'s namespace and plug its two legs into ``ofctl``'s bridge (veths in the
-    switch's namespace ``switch``), a Linux bridge between them, packet sockets on both."""
+    switch's namespace ``switch``), a Linux bridge between them, packet sockets on both
+    (``number``: the OpenFlow ports asked for the legs, ``number`` and the next)."""
     ns = fn.netns
     netns_mod.create(ns)
-    for dev, peer in ((fn.ingress, "in"), (fn.egress, "out")):
+    for leg, (dev, peer) in enumerate(((fn.ingress, "in"), (fn.egress, "out"))):
         run(["ip", "-n", switch, "link", "add", dev, "type", "veth", "peer", "name", peer,
              "netns", ns])  # fmt: skip
         for where, ifname in ((switch, dev), (ns, peer)):
@@ -273,7 +289,12 @@ def plug_function(fn: Function, switch: str, vsctl: Vsctl, ofctl: Ofctl, network
         # (as the instances part plugs a template's isolated interface): a function bridging
         # two legs of one L2 network is a loop until its chain steers it (the chain's own
         # isolation flow has this identity and replaces it).
-        ofport = vsctl.add_port(ofctl.bridge, dev, {"fluidedge-network": network, ISOLATED: "true"})
+        ofport = vsctl.add_port(
+            ofctl.bridge,
+            dev,
+            {"fluidedge-network": network, ISOLATED: "true"},
+            number=None if number is None else number + leg,
+        )
         ofctl.bundle([f"add table=0,priority=250,in_port={ofport},actions=drop"])
         vsctl.run("set", "Port", dev, f"tag={isolation_vlan(ofport)}")
         run(["ip", "-n", switch, "link", "set", dev, "up"])

@@ -196,6 +196,17 @@ def test_declare_over_rest_restart_and_a_deleted_member(env: _Env) -> None:
         seen2 = f2.seen()["in"]
         assert all(seen2[(c.getsockname()[1], PORT)] >= 1 for c in clients)
 
+        # f2's instance is made again under its id (its restart policy): the same port names,
+        # new port numbers. The reconcile sees the numbers (the names alone did not change:
+        # its steering kept naming the old ports, and the chain sent nothing through f2).
+        lab.made_again(f2, number=40)
+        assert restarted.reconcile() == [lab.bridge]
+        assert {restarted.planes()[0].ofports()[d] for d in (f2.ingress, f2.egress)} == {40, 41}
+        for c in clients:
+            assert echo(c, ("10.0.0.2", PORT))
+        seen3 = f2.seen()["in"]
+        assert all(seen3[(c.getsockname()[1], PORT)] >= 1 for c in clients)
+
         # Deleting the chain removes every flow it had (and its pins).
         _ok(http2.delete("/v1/chains/ch"), 204)
         left = [line for line in ofctl.dump() if "cookie=0xc4a1" in line or "table=41" in line]

@@ -229,6 +229,13 @@ def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
     try:
         client = daemon.client()
         web_and_clients(client, "ovsnet", subnet, "r")
+        body = {
+            "name": "app2",
+            "template": "rweb",
+            "restart": "always",
+            "interfaces": {"eth0": {"addresses": [f"{subnet}.6/24"]}},
+        }
+        app2 = client.post("/v1/instances", body)
         client.close()
         switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
         pids = [int(p.read_text()) for p in switch.glob("*.pid")]
@@ -244,7 +251,7 @@ def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
         assert list(unavailable) == ["ovsnet"]
         assert {g["id"] for g in client.get("/v1/security-groups")} >= {"web", "clients"}
         states = {i["name"]: i["state"] for i in client.get("/v1/instances")}
-        assert states == {"app": "exited", "c1": "exited", "c2": "exited"}
+        assert states == {"app": "exited", "c1": "exited", "c2": "exited", "app2": "exited"}
 
         netns_mod.create(ns)
         wait_for(
@@ -259,7 +266,12 @@ def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
         c2 = run_instance(client, subnet, "c2", "rcli", 12)
         assert wait_until(lambda: get(c1["pid"], f"{subnet}.5") == "edge app app", 30)
         assert get(c2["pid"], f"{subnet}.5") == ""  # the default group: still nothing
-        for name in ("app", "c1", "c2"):
+        # app2 (restart = "always") is made again with its id and its groups' policy
+        wait_for(lambda: client.get("/v1/instances/app2")["state"] == "running", 60, "app2")
+        assert client.get("/v1/instances/app2")["id"] == app2["id"]
+        assert wait_until(lambda: get(c1["pid"], f"{subnet}.6") == "edge app app2", 30)
+        assert get(c2["pid"], f"{subnet}.6") == ""
+        for name in ("app", "c1", "c2", "app2"):
             client.delete(f"/v1/instances/{name}")
         client.close()
     finally:

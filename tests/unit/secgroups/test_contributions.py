@@ -64,6 +64,9 @@ class Recorder:
     def zone_netns(self, binding: Binding) -> str | None:
         return None
 
+    def forget_device(self, device: str) -> None:
+        return None
+
 
 def test_a_rule_naming_a_remote_re_renders_the_remotes_members_networks() -> None:
     recorder = Recorder()

@@ -277,6 +277,9 @@ class _Recorder:
     def zone_netns(self, binding: Binding) -> str | None:
         return binding.netns
 
+    def forget_device(self, device: str) -> None:
+        return None
+
 
 def test_split_renderer_sends_each_network_to_its_switch() -> None:
     lb = _Recorder()

@@ -40,6 +40,9 @@ class Flaky:
     def zone_netns(self, binding: Binding) -> str | None:
         return None
 
+    def forget_device(self, device: str) -> None:
+        return None
+
 
 def _port(n: int, network: str) -> Port:
     return Port(
