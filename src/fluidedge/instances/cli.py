@@ -539,7 +539,7 @@ def _register_pool(app: typer.Typer) -> None:
             manager = Manager(
                 InstancesConfig.model_validate(section), Store(daemon.store_path), state_dir
             )
-            manager.start()
+            manager.start(background=False)  # nothing made (a restart, a pool's shell)
             count = len(manager.instances) + sum(len(p.ready) for p in manager.pools.values())
             count += len(manager.orphans)
             manager.purge()

@@ -208,7 +208,11 @@ class Manager:
         return self.io.launcher_kind
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, *, background: bool = True) -> None:
+        """Load and re-adopt what the store declares; ``background``: then run the pools'
+        prepare workers, the exit watches and the restarts of ``restart = "always"``
+        instances found gone (off for an offline ``pool purge``, which must not make
+        anything it is about to destroy)."""
         self.images.load()
         network.use_state_dir(self.state_dir, self.config.ovs_datapath, self.config.ovn)
         self.io.setup()
@@ -218,7 +222,8 @@ class Manager:
         reconcile.restore(self)
         if self.port_hook is not None:
             self.port_hook.restored()
-        self._start_workers()
+        if background:
+            self._start_workers()
 
     def _start_workers(self) -> None:
         self._stopping = False

@@ -4,6 +4,9 @@ image import, ls, rm."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,10 @@ pytestmark = pytest.mark.root
 
 
 def test_cli_round_trip_and_offline_purge(
-    inst_daemon: DaemonHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inst_daemon: DaemonHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     runner = CliRunner(env={"FLUIDEDGE_URL": inst_daemon.url, "FLUIDEDGE_TOKEN": inst_daemon.token})
 
@@ -73,13 +79,23 @@ def test_cli_round_trip_and_offline_purge(
     assert [i["name"] for i in json.loads(cli("instance", "ls", "--json"))] == ["c1", "c2"]
     assert "more:" not in runner.invoke(app, ["instance", "ls", "--limit", "2"]).stderr
     cli("instance", "rm", "c2")
-    # Leave c1 running, stop the daemon, purge offline: nothing of ours survives.
+    # c3 comes back on its own (restart = "always"): its workload dies while no daemon runs
+    cli("instance", "run", "cliweb", "c3", "--restart", "always")
+    c3 = json.loads(cli("instance", "show", "c3"))
+    # Leave c1 running, stop the daemon, purge offline: nothing of ours survives, and nothing
+    # is made on the way (c3 is not made again only to be destroyed, no pool is filled).
     inst_daemon.stop()
-    purged = cli("pool", "purge", "--config", str(inst_daemon.config_path))
+    os.kill(c3["pid"], signal.SIGKILL)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fluidedge.instances"):
+        purged = cli("pool", "purge", "--config", str(inst_daemon.config_path))
     assert "purged" in purged
+    made = [r.getMessage() for r in caplog.records if "made again" in r.getMessage()]
+    assert made == []
     root = runc.Runc(Path(inst_daemon.config["state_dir"]) / "instances" / "runc")
     assert root.list() == []
     assert runc.leftover_cgroups(shown["id"]) == []
+    assert runc.leftover_cgroups(c3["id"]) == []
 
 
 def test_cli_images(inst_daemon: DaemonHandle, app_image: AppImage) -> None:
