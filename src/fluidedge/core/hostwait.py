@@ -70,7 +70,10 @@ class HostWait:
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
             if self._stopping.is_set():
                 return
-            reason = await asyncio.to_thread(look)
+            try:
+                reason = await asyncio.to_thread(look)
+            except Exception as exc:  # a look that fails is a reason too, not the wait's end
+                reason = f"the look failed: {exc!r}"
             if reason is None:
                 try:
                     await start()

@@ -16,6 +16,13 @@ def test_it_waits_says_each_reason_once_retries_a_failed_start_then_starts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     looks = iter(["ns gone", "ns gone", "if gone", None, None])
+
+    def look() -> str | None:
+        if len(starts) == 0 and next(broken, False):
+            raise OSError("EMFILE")
+        return next(looks)
+
+    broken = iter([False, False, True])
     starts: list[int] = []
 
     async def start() -> None:
@@ -25,7 +32,7 @@ def test_it_waits_says_each_reason_once_retries_a_failed_start_then_starts(
 
     async def scene() -> HostWait:
         wait = HostWait(logging.getLogger("test.hostwait"), "tof", "the data plane", "tof", 0.01)
-        wait.begin("ns gone", lambda: next(looks), start)
+        wait.begin("ns gone", look, start)
         for _ in range(500):
             if wait.reason is None:
                 break
@@ -38,11 +45,13 @@ def test_it_waits_says_each_reason_once_retries_a_failed_start_then_starts(
     assert wait.reason is None
     assert len(starts) == 2  # the failed one, then the one that held
     said = [(getattr(r, "event", None), r.getMessage()) for r in caplog.records]
-    assert [event for event, _ in said] == ["tof_waiting"] * 3 + ["tof_started"]
+    assert [event for event, _ in said] == ["tof_waiting"] * 4 + ["tof_started"]
     assert "waits for the host: ns gone;" in said[0][1]
-    assert "waits for the host: if gone;" in said[1][1]
-    assert "waits for the host: its start failed: device busy;" in said[2][1]
-    assert said[3][1] == "tof: the data plane started"
+    # a look that raises is a reason like another (the wait goes on)
+    assert "waits for the host: the look failed: OSError('EMFILE');" in said[1][1]
+    assert "waits for the host: if gone;" in said[2][1]
+    assert "waits for the host: its start failed: device busy;" in said[3][1]
+    assert said[4][1] == "tof: the data plane started"
 
 
 def test_a_stop_ends_the_wait_at_once_and_starts_nothing() -> None:
