@@ -278,8 +278,9 @@ class TofPart:
                 )
             )
 
-    async def _unwind(self) -> None:
-        """Undo a start that failed half-way (what :meth:`_start_plane` made, in reverse)."""
+    async def _stop_plane(self) -> None:
+        """Stop what :meth:`_start_plane` made, in reverse (at stop, and to undo a start
+        that failed half-way)."""
         if self.intercepts is not None:
             await asyncio.to_thread(self.intercepts.stop)
             self.intercepts = None
@@ -288,6 +289,10 @@ class TofPart:
             self.controller = None
         await asyncio.to_thread(self.plane.stop)
         await asyncio.to_thread(self._stop_exporter)
+
+    async def _unwind(self) -> None:
+        """Undo a start that failed half-way."""
+        await self._stop_plane()
         if self.waiting is not None:  # back to waiting: what the API serves meanwhile
             self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
             self.catalog.restore()
@@ -315,14 +320,7 @@ class TofPart:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checker
             self._checker = None
-        if self.intercepts is not None:
-            await asyncio.to_thread(self.intercepts.stop)
-            self.intercepts = None
-        if self.controller is not None:
-            await asyncio.to_thread(self.controller.stop)
-            self.controller = None
-        await asyncio.to_thread(self.backend.stop)
-        await asyncio.to_thread(self._stop_exporter)
+        await self._stop_plane()
         await asyncio.to_thread(self._unplug_apps)
 
     def metrics(self) -> str:

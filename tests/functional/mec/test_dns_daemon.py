@@ -32,6 +32,17 @@ AS = "/mec_app_support/v1"
 CORE = "192.0.2.1"
 
 
+# An app whose one DNS rule (ACTIVE) names cache.example 198.18.0.5.
+CACHE_APP: dict[str, Any] = {
+    "name": "cache",
+    "dataAddress": "10.0.2.10",
+    "dnsRules": [
+        {"dnsRuleId": "d1", "domainName": "cache.example", "ipAddressType": "IP_V4",
+         "ipAddress": "198.18.0.5", "ttl": 30, "state": "ACTIVE"},
+    ],
+}  # fmt: skip
+
+
 @pytest.fixture
 def core_resolver() -> Iterator[int]:
     """A fake core resolver on loopback: every name is ``CORE``."""
@@ -72,14 +83,7 @@ def test_dns_rules_answered_deactivated_forwarded_offloaded_restored(
         },
     }
     daemon = up(daemon_factory, parts)
-    body = {
-        "name": "cache",
-        "dataAddress": "10.0.2.10",
-        "dnsRules": [
-            {"dnsRuleId": "d1", "domainName": "cache.example", "ipAddressType": "IP_V4",
-             "ipAddress": "198.18.0.5", "ttl": 30, "state": "ACTIVE"},
-        ],
-    }  # fmt: skip
+    body = CACHE_APP
     created = httpx.post(f"{daemon.url}/v1/apps", headers=ADMIN, json=body, timeout=30).json()
     app = created["appInstanceId"]
     auth = {"Authorization": f"Bearer {created['token']}"}
@@ -156,15 +160,7 @@ def test_a_responder_whose_namespace_is_not_there_yet_waits_for_it(
         health = httpx.get(f"{daemon.url}/healthz", timeout=30).json()
         gone = f"the DNS responder: network namespace {name!r} does not exist"
         assert (health["status"], health["waiting"]) == ("degraded", {"mec": gone})
-        body = {
-            "name": "cache",
-            "dataAddress": "10.0.2.10",
-            "dnsRules": [
-                {"dnsRuleId": "d1", "domainName": "cache.example", "ipAddressType": "IP_V4",
-                 "ipAddress": "198.18.0.5", "ttl": 30, "state": "ACTIVE"},
-            ],
-        }  # fmt: skip
-        created = httpx.post(f"{daemon.url}/v1/apps", headers=ADMIN, json=body, timeout=30)
+        created = httpx.post(f"{daemon.url}/v1/apps", headers=ADMIN, json=CACHE_APP, timeout=30)
         app = created.json()
         auth = {"Authorization": f"Bearer {app['token']}"}
         ready = httpx.post(
