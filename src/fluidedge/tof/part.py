@@ -128,7 +128,11 @@ class TofPart:
     def _read_usage(
         self, ue: bytes | None, service: str | None, after: str | None, limit: int | None
     ) -> tuple[dict[str, object] | None, str | None]:
-        """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first."""
+        """``GET /usage``: a backend that counts elsewhere (the fast path's kernel) folds first.
+        While the data plane waits there is nothing to count yet: a 503 that says why, not
+        "accounting off"."""
+        if self.waiting is not None and self.config.accounting.enabled:
+            raise DataPlaneWaiting(f"usage: the data plane waits for the host ({self.waiting})")
         fold_usage = getattr(self.backend, "fold_usage", None)
         if fold_usage is not None:
             fold_usage()

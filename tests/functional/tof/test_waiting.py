@@ -102,8 +102,13 @@ def test_the_tof_waits_for_its_namespace_then_its_interfaces_then_runs(
 
 def test_a_stop_while_the_tof_waits_is_prompt_and_clean(daemon_factory: DaemonFactory) -> None:
     name = f"fe-tofw-{secrets.token_hex(3)}"
-    daemon = daemon_factory({"tof": _tof(name)})
+    accounting = {"enabled": True, "jsonl": {}}
+    daemon = daemon_factory({"tof": {**_tof(name), "accounting": accounting}})
     assert _health(daemon)["status"] == "degraded"
+    with _http(daemon) as http:  # usage: nothing counted yet, said as such (not "off")
+        usage = http.get("/usage")
+        assert usage.status_code == 503, usage.text
+        assert f"network namespace {name!r} does not exist" in usage.json()["detail"]
     daemon.stop(timeout=10)
     _stopped_cleanly(daemon)
     assert not netns.exists(name)  # waiting never makes the operator's namespace
