@@ -26,6 +26,8 @@ Module map:
 - ``metrics``: the latency bucket ladder the daemon's and the parts' histograms share.
 - ``paging``: keyset pages of a named collection (``?limit=&after=``, the ``Link`` header).
 - ``periodic``: a part's background check every few seconds, its failures logged once.
+- ``hostwait``: a part's deferred start while the host lacks what it needs (after a reboot:
+  a namespace, an interface, an address), its reasons said once each.
 - ``client``: the HTTP client the CLIs use to talk to a running daemon (socket, TCP, HTTPS);
   ``cliparts``: what the parts' commands share (``--json``, one call, a table).
 
@@ -94,6 +96,7 @@ __all__ = [
     "errors",
     "fields",
     "guiconfig",
+    "hostwait",
     "hot",
     "jsontypes",
     "load_config",
