@@ -408,8 +408,9 @@ class DnsResponder(asyncio.DatagramProtocol):
 
 
 def absent_listen(address: str, netns: str | None) -> str | None:
-    """Why ``address`` cannot be bound in namespace ``netns`` yet (None: it can): it is not
-    one of its addresses (``EADDRNOTAVAIL``), or the namespace went."""
+    """Why ``address`` cannot be bound in namespace ``netns`` yet (None: it can): the
+    namespace does not exist (:func:`~fluidedge.linux.netns.call_in_netns` says so), or the
+    address is not one of its addresses (``EADDRNOTAVAIL``)."""
 
     def probe() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

@@ -28,7 +28,6 @@ from fluidedge.core.part import DaemonContext
 from fluidedge.core.periodic import every
 from fluidedge.errors import FluidedgeError
 from fluidedge.instances.models import TemplateSpec
-from fluidedge.linux import netns
 from fluidedge.mec import examples
 from fluidedge.mec.api import (
     MP1_PREFIXES,
@@ -100,14 +99,6 @@ class DnsConfig(BaseModel):
         if self.port != 53:
             raise MecInvalid("config [mec.dns] resolver: the offloaded queries go to port 53")
         return resolver, listen
-
-
-def dns_absent(config: DnsConfig) -> str | None:
-    """What the DNS responder needs from the host and is not there (None: nothing): its
-    namespace, then its listen address in it (the operator's, made again after a reboot)."""
-    if config.netns is not None and not netns.exists(config.netns):
-        return f"network namespace {config.netns!r} does not exist"
-    return absent_listen(config.listen, config.netns)
 
 
 class MecConfig(BaseModel):
@@ -294,11 +285,17 @@ class MecPart:
             return
         if config.resolver is not None and self._tof() is None:
             raise MecInvalid("config [mec.dns] resolver: offloading the UEs' queries needs [tof]")
-        reason = await asyncio.to_thread(dns_absent, config)
+
+        # What it needs from the host and is not there: its namespace, then its listen
+        # address in it (the operator's, made again after a reboot).
+        def absent() -> str | None:
+            return absent_listen(config.listen, config.netns)
+
+        reason = await asyncio.to_thread(absent)
         if reason is None:
             await self._open_dns(config)
             return
-        self._dns_wait.begin(reason, lambda: dns_absent(config), lambda: self._open_dns(config))
+        self._dns_wait.begin(reason, absent, lambda: self._open_dns(config))
 
     async def _open_dns(self, config: DnsConfig) -> None:
         try:
