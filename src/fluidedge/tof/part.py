@@ -228,9 +228,14 @@ class TofPart:
         if reason is None:
             await self._start_plane()
             return
-        self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
-        self.catalog.restore()  # the declared services, as /stats shows them meanwhile
         self._wait.begin(reason, self._absent, self._start_plane)
+        self._serve_waiting()
+
+    def _serve_waiting(self) -> None:
+        """While the data plane waits: a WaitingPlane, with the declared services (as
+        ``/stats`` shows them meanwhile)."""
+        self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
+        self.catalog.restore()
 
     def _absent(self) -> str | None:
         """What the data plane needs from the host and is not there: its namespace and
@@ -297,9 +302,8 @@ class TofPart:
     async def _unwind(self) -> None:
         """Undo a start that failed half-way."""
         await self._stop_plane()
-        if self.waiting is not None:  # back to waiting: what the API serves meanwhile
-            self.backend = WaitingPlane(self.plane.name, self.config, lambda: self.waiting)
-            self.catalog.restore()
+        if self.waiting is not None:  # back to waiting
+            self._serve_waiting()
 
     def _start_intercepts(self) -> None:
         set_mirrors = getattr(self.plane, "set_mirrors", None)
