@@ -168,32 +168,41 @@ def test_failover_keeps_the_service_answering(nodes: OvnNodes, apps: str) -> Non
     )
 
 
-def test_the_tof_node_restarted_plugs_its_apps_port_again(nodes: OvnNodes, apps: str) -> None:
+def served_from_b(nodes: OvnNodes, apps: str, address: str, first: int) -> int:
+    """An app on node B at ``address`` behind the service on A, answered; the sequence number
+    that was (A's client closed, for a restart of A to follow)."""
     a, b = nodes.nodes
     nodes.template("edge", apps)
-    app(nodes, "edge", b.name, APP3)
-    a.client().post("/service", {"name": "web", "serviceIP": SERVICE, "applicationIP": APP3})
-    seq = answered(nodes, 300, 20)
+    app(nodes, "edge", b.name, address)
+    a.client().post("/service", {"name": "web", "serviceIP": SERVICE, "applicationIP": address})
+    seq = answered(nodes, first, 20)
     a.close_client()
+    return seq
+
+
+def relearned(nodes: OvnNodes, seq: int, marker: int, deadline: float) -> None:
+    """After A's restart: its tunnels are re-learned from traffic, and the service answers."""
+    assert nodes.s1 is not None
+    nodes.s1.send("enb", uplink(echo(UE, PDN, marker)))
+    nodes.s1.send("sgw", downlink(echo(PDN, UE, marker)))
+    answered(nodes, seq, deadline)
+
+
+def test_the_tof_node_restarted_plugs_its_apps_port_again(nodes: OvnNodes, apps: str) -> None:
+    a = nodes.nodes[0]
+    seq = served_from_b(nodes, apps, APP3, 300)
     a.handle.restart()  # graceful: the port goes with the TOF, and comes back with it
     assert nodes.bound_on(f"{a.name}.apps0-ls") == a.name
     assert a.client().get("/service")[0]["applicationIP"] == APP3  # restored from the store
-    assert nodes.s1 is not None
-    nodes.s1.send("enb", uplink(echo(UE, PDN, 2)))  # tunnels are re-learned from traffic
-    nodes.s1.send("sgw", downlink(echo(PDN, UE, 2)))
-    answered(nodes, seq, 20)
+    relearned(nodes, seq, 2, 20)
 
 
 def test_the_tof_node_started_before_the_central_waits_for_it(nodes: OvnNodes, apps: str) -> None:
     """A site's reboot: node A comes up while the OVN central is still down. Its TOF cannot
     plug its apps port yet; it used to refuse A's whole start (after ovn-nbctl's 30 s). Now A
     serves, the TOF waits for the northbound database, and offloads once the central is up."""
-    a, b = nodes.nodes
-    nodes.template("edge", apps)
-    app(nodes, "edge", b.name, APP4)
-    a.client().post("/service", {"name": "web", "serviceIP": SERVICE, "applicationIP": APP4})
-    seq = answered(nodes, 400, 20)
-    a.close_client()
+    a = nodes.nodes[0]
+    seq = served_from_b(nodes, apps, APP4, 400)
     a.handle.stop()
     nodes.lab.central.stop()
     try:
@@ -213,7 +222,4 @@ def test_the_tof_node_started_before_the_central_waits_for_it(nodes: OvnNodes, a
     wait_for(  # the chassis binds the port once its controller is back on the southbound
         lambda: nodes.bound_on(f"{a.name}.apps0-ls") == a.name, 20, "a's apps port bound on a"
     )
-    assert nodes.s1 is not None
-    nodes.s1.send("enb", uplink(echo(UE, PDN, 3)))  # tunnels are re-learned from traffic
-    nodes.s1.send("sgw", downlink(echo(PDN, UE, 3)))
-    answered(nodes, seq, 30)
+    relearned(nodes, seq, 3, 30)

@@ -24,14 +24,24 @@ def get(pid: int, addr: str) -> str:
 
 
 def run(
-    client: Client, subnet: str, name: str, template: str, index: int, **iface: Any
+    client: Client,
+    subnet: str,
+    name: str,
+    template: str,
+    index: int,
+    *,
+    restart: str | None = None,
+    **iface: Any,
 ) -> dict[str, Any]:
-    """Create instance ``name`` at ``<subnet>.<index>`` (``iface``: more of its eth0)."""
-    body = {
+    """Create instance ``name`` at ``<subnet>.<index>`` (``restart``: its restart policy;
+    ``iface``: more of its eth0)."""
+    body: dict[str, Any] = {
         "name": name,
         "template": template,
         "interfaces": {"eth0": {"addresses": [f"{subnet}.{index}/24"], **iface}},
     }
+    if restart is not None:
+        body["restart"] = restart
     made: dict[str, Any] = client.post("/v1/instances", body)
     return made
 

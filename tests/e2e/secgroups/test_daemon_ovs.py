@@ -15,7 +15,7 @@ import pytest
 from fluidedge.linux import netns as netns_mod
 from fluidedge.ovs import bridges as ovs_bridges
 from fluidedge.ovs.ofctl import Ofctl
-from tests.e2e.secgroups.scenario import get, purge, web_and_clients
+from tests.e2e.secgroups.scenario import get, purge, run, web_and_clients
 from tests.fixtures.daemon import DaemonHandle
 from tests.fixtures.ovs_datapath import DATAPATH
 from tests.fixtures.wait import wait_until
@@ -158,13 +158,7 @@ def test_an_instance_made_again_by_its_restart_policy_keeps_its_policy(
     every neighbour: tests/functional/daemon/test_reboot.py.)"""
     client = ovs_daemon.client()
     scene = web_and_clients(client, NET, SUBNET, "sr")
-    body = {
-        "name": "app2",
-        "template": "srweb",
-        "restart": "always",
-        "interfaces": {"eth0": {"addresses": [f"{SUBNET}.6/24"]}},
-    }
-    app2 = client.post("/v1/instances", body)
+    app2 = run(client, SUBNET, "app2", "srweb", 6, restart="always")
     assert wait_until(lambda: get(scene.c1["pid"], f"{SUBNET}.6") == "edge app app2", 30)
     assert get(scene.c2["pid"], f"{SUBNET}.6") == ""
     os.kill(app2["pid"], signal.SIGKILL)

@@ -229,13 +229,7 @@ def test_a_reboot_under_an_ovs_network_with_security_groups_keeps_their_policy(
     try:
         client = daemon.client()
         web_and_clients(client, "ovsnet", subnet, "r")
-        body = {
-            "name": "app2",
-            "template": "rweb",
-            "restart": "always",
-            "interfaces": {"eth0": {"addresses": [f"{subnet}.6/24"]}},
-        }
-        app2 = client.post("/v1/instances", body)
+        app2 = run_instance(client, subnet, "app2", "rweb", 6, restart="always")
         client.close()
         switch = daemon.state_dir / "instances" / "ovs" / f"ns-{ns}" / "run"
         pids = [int(p.read_text()) for p in switch.glob("*.pid")]
